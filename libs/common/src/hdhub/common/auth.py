@@ -1,0 +1,218 @@
+"""Who is calling: OIDC bearer tokens verified against the issuer's cached JWKS, and the
+one authorisation policy (role x action x organisation) every service uses.
+
+Tokens are shaped as Keycloak's for realm ``hdhub``; the organisations a caller belongs
+to and its roles in each come in the ``organisations`` claim (a protocol mapper in
+Keycloak, the embedded issuer locally), so services cannot tell the two issuers apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import httpx
+import jwt
+
+from hdhub.common.errors import Problem, forbidden, unauthorized
+
+ORGANISATIONS_CLAIM = "organisations"
+
+
+class Role(StrEnum):
+    """Roles are per organisation and add up (DOMAIN.md, Self-Service Portal)."""
+
+    MANAGER = "manager"  # User Manager
+    DP_MANAGER = "dp_manager"
+    CERTIFICATE_EDITOR = "certificate_editor"
+    CSV_UPLOAD_MANAGER = "csv_upload_manager"
+    NIPPIN_MANAGER = "nippin_manager"
+    REGISTRANT = "registrant"  # data role: registers for the organisation's registries
+    READER = "reader"  # data role: reads registrations, changes nothing
+
+
+class Action(StrEnum):
+    CATALOGUE_READ = "catalogue:read"
+    CATALOGUE_WRITE = "catalogue:write"  # import DCD workbooks (operator)
+    REGISTRATION_READ = "registration:read"
+    REGISTRATION_WRITE = "registration:write"
+    REGISTRATION_REVIEW = "registration:review"  # corrections needed / approved / follow-up (central side)
+    ORGANISATION_READ = "organisation:read"
+    MEMBER_MANAGE = "member:manage"
+    CERTIFICATE_MANAGE = "certificate:manage"
+    EXPORT = "export"
+    NIPPIN = "nippin"
+
+
+POLICY: Mapping[Role, frozenset[Action]] = {
+    Role.MANAGER: frozenset({Action.ORGANISATION_READ, Action.MEMBER_MANAGE, Action.CATALOGUE_READ}),
+    Role.DP_MANAGER: frozenset({Action.ORGANISATION_READ, Action.MEMBER_MANAGE, Action.CATALOGUE_READ}),
+    Role.CERTIFICATE_EDITOR: frozenset({Action.ORGANISATION_READ, Action.CERTIFICATE_MANAGE}),
+    Role.CSV_UPLOAD_MANAGER: frozenset({Action.ORGANISATION_READ, Action.EXPORT, Action.CATALOGUE_READ}),
+    Role.NIPPIN_MANAGER: frozenset({Action.ORGANISATION_READ, Action.NIPPIN}),
+    Role.REGISTRANT: frozenset(
+        {Action.ORGANISATION_READ, Action.CATALOGUE_READ, Action.REGISTRATION_READ, Action.REGISTRATION_WRITE}
+    ),
+    Role.READER: frozenset({Action.ORGANISATION_READ, Action.CATALOGUE_READ, Action.REGISTRATION_READ}),
+}
+# Operator-wide roles (realm roles in Keycloak), not tied to one organisation.
+OPERATOR_ROLE = "hdhub-operator"
+OPERATOR_ACTIONS = frozenset({Action.CATALOGUE_READ, Action.CATALOGUE_WRITE, Action.REGISTRATION_REVIEW})
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    organisation_id: str
+    name: str
+    nihdi: str | None
+    roles: frozenset[Role]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: a person or a hospital system (client credentials)."""
+
+    subject: str
+    username: str
+    client_id: str | None
+    is_system: bool
+    memberships: Mapping[str, Membership]
+    realm_roles: frozenset[str] = frozenset()
+    token: str = field(default="", repr=False, compare=False)
+
+    @property
+    def is_operator(self) -> bool:
+        return OPERATOR_ROLE in self.realm_roles
+
+    def can(self, action: Action, organisation_id: str | None = None) -> bool:
+        if organisation_id is None:
+            return self.is_operator and action in OPERATOR_ACTIONS or any(
+                action in POLICY[r] for m in self.memberships.values() for r in m.roles
+            )
+        if self.is_operator and action in OPERATOR_ACTIONS:
+            return True
+        membership = self.memberships.get(organisation_id)
+        return membership is not None and any(action in POLICY[r] for r in membership.roles)
+
+    def require(self, action: Action, organisation_id: str | None = None) -> None:
+        """Raise a 403 problem unless this caller may do ``action`` for the organisation.
+
+        A caller who is no member of the organisation gets 404-equivalent silence about
+        it elsewhere; here it gets 403 without learning whether the organisation exists.
+        """
+        if not self.can(action, organisation_id):
+            raise forbidden()
+
+    def organisations_for(self, action: Action) -> list[str]:
+        return [m.organisation_id for m in self.memberships.values() if any(action in POLICY[r] for r in m.roles)]
+
+    @classmethod
+    def from_claims(cls, claims: Mapping[str, Any], token: str = "") -> Principal:
+        memberships: dict[str, Membership] = {}
+        for org_id, info in (claims.get(ORGANISATIONS_CLAIM) or {}).items():
+            roles = frozenset(Role(r) for r in info.get("roles", []) if r in Role._value2member_map_)
+            memberships[org_id] = Membership(org_id, info.get("name", ""), info.get("nihdi"), roles)
+        username = claims.get("preferred_username") or claims.get("sub", "")
+        return cls(
+            subject=claims["sub"],
+            username=username,
+            client_id=claims.get("azp"),
+            is_system=username.startswith("service-account-"),
+            memberships=memberships,
+            realm_roles=frozenset((claims.get("realm_access") or {}).get("roles", [])),
+            token=token,
+        )
+
+
+# The caller of the current request or RPC; gRPC clients forward its token downstream.
+current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("current_principal", default=None)
+
+
+class TokenVerifier:
+    """Verifies RS256 bearer tokens locally against the issuer's JWKS.
+
+    Keys are cached for ``cache_seconds``; a token signed with an unknown ``kid`` triggers
+    one refresh (at most every 10 s) so key rotation at the issuer needs no restart.
+    """
+
+    def __init__(self, *, issuer: str, jwks_url: str, audience: str, cache_seconds: int = 300) -> None:
+        self.issuer = issuer
+        self.jwks_url = jwks_url
+        self.audience = audience
+        self.cache_seconds = cache_seconds
+        self._keys: dict[str, Any] = {}
+        self._fetched_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def _refresh(self, *, force: bool = False) -> None:
+        async with self._lock:
+            age = time.monotonic() - self._fetched_at
+            if self._keys and (age < 10 or (not force and age < self.cache_seconds)):
+                return
+            async with httpx.AsyncClient(timeout=5.0) as client:
+                response = await client.get(self.jwks_url)
+                response.raise_for_status()
+            jwks = jwt.PyJWKSet.from_dict(response.json())
+            self._keys = {k.key_id: k.key for k in jwks.keys if k.key_id}
+            self._fetched_at = time.monotonic()
+
+    async def _key_for(self, kid: str) -> Any:
+        if time.monotonic() - self._fetched_at > self.cache_seconds or kid not in self._keys:
+            try:
+                await self._refresh(force=kid not in self._keys)
+            except httpx.HTTPError as exc:
+                if kid not in self._keys:
+                    raise Problem(503, "issuer-unavailable", "The identity provider cannot be reached") from exc
+        if kid not in self._keys:
+            raise unauthorized("The token is signed with an unknown key.")
+        return self._keys[kid]
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise unauthorized("The bearer token is malformed.") from exc
+        if header.get("alg") != "RS256" or not header.get("kid"):
+            raise unauthorized("The bearer token must be RS256 with a key id.")
+        key = await self._key_for(header["kid"])
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=["RS256"],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "iat", "sub", "iss"]},
+                leeway=30,
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise unauthorized("The bearer token has expired.") from exc
+        except jwt.PyJWTError as exc:
+            raise unauthorized("The bearer token is not valid here.") from exc
+        return Principal.from_claims(claims, token)
+
+
+_verifier: TokenVerifier | None = None
+
+
+def verifier() -> TokenVerifier:
+    """The process-wide verifier, configured from :func:`hdhub.common.config.platform`."""
+    global _verifier
+    if _verifier is None:
+        from hdhub.common.config import platform
+
+        s = platform()
+        _verifier = TokenVerifier(
+            issuer=s.oidc_issuer, jwks_url=s.jwks_url, audience=s.oidc_audience, cache_seconds=s.jwks_cache_seconds
+        )
+    return _verifier
+
+
+def set_verifier(v: TokenVerifier | None) -> None:
+    global _verifier
+    _verifier = v

@@ -1,0 +1,99 @@
+"""Settings from the environment (``HDHUB_*``), with secrets readable from files.
+
+Every service subclasses :class:`ServiceSettings` with its own prefix
+(``HDHUB_REGISTRATIONS_DATABASE_URL``); platform-wide values live in
+:class:`PlatformSettings` (``HDHUB_ENVIRONMENT``, ``HDHUB_OIDC_ISSUER``...).
+Outside development, placeholder secrets are refused at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SECRETS_DIR = os.environ.get("HDHUB_SECRETS_DIR", "/run/secrets/hdhub")
+PLACEHOLDER = "change-me"
+
+# Where each service's gRPC server listens in `hdhub run all`; Kubernetes overrides
+# these with Service DNS names (HDHUB_GRPC_REGISTRATIONS=registrations:50051).
+DEFAULT_GRPC_PORTS = {
+    "identity": 50061,
+    "registrations": 50062,
+    "uploads": 50063,
+    "intake": 50064,
+    "pseudonymisation": 50065,
+    "nippin": 50066,
+    "portal": 50067,
+    "sim": 50068,
+}
+
+
+class PlatformSettings(BaseSettings):
+    """What every process of one installation shares."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HDHUB_",
+        secrets_dir=_SECRETS_DIR if Path(_SECRETS_DIR).is_dir() else None,
+        extra="ignore",
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path("var")
+    public_url: str = "http://127.0.0.1:8000"
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    # OIDC: Keycloak in production; the embedded issuer (identity service) otherwise.
+    oidc_issuer: str = "http://127.0.0.1:8000/realms/hdhub"
+    oidc_jwks_url: str | None = None
+    oidc_audience: str = "hdhub"
+    jwks_cache_seconds: int = 300
+    redis_url: str | None = None
+    max_request_bytes: int = 5 * 1024 * 1024
+    grpc_timeout_seconds: float = 10.0
+    grpc_targets: dict[str, str] = Field(default_factory=dict)
+
+    def grpc_target(self, service: str) -> str:
+        env = os.environ.get(f"HDHUB_GRPC_{service.upper()}")
+        return env or self.grpc_targets.get(service) or f"127.0.0.1:{DEFAULT_GRPC_PORTS[service]}"
+
+    @property
+    def jwks_url(self) -> str:
+        return self.oidc_jwks_url or f"{self.oidc_issuer}/protocol/openid-connect/certs"
+
+
+class ServiceSettings(BaseSettings):
+    """Per-service settings; subclasses set ``env_prefix`` to ``HDHUB_<SERVICE>_``."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    service_name: str = "service"
+    database_url: str | None = None
+    grpc_bind: str | None = None
+    secret_key: str = PLACEHOLDER
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> ServiceSettings:
+        if platform().environment == "production" and self.secret_key == PLACEHOLDER:
+            raise ValueError(f"{type(self).__name__}.secret_key is a placeholder; set it from a Secret")
+        return self
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        data_dir = platform().data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite+aiosqlite:///{(data_dir / f'{self.service_name}.db').resolve()}"
+
+    def resolved_grpc_bind(self) -> str:
+        return self.grpc_bind or f"127.0.0.1:{DEFAULT_GRPC_PORTS[self.service_name]}"
+
+
+@lru_cache(maxsize=1)
+def platform() -> PlatformSettings:
+    """The platform settings of this process (read once)."""
+    return PlatformSettings()

@@ -1,0 +1,201 @@
+"""Databases: async SQLAlchemy on PostgreSQL (psycopg) or SQLite (aiosqlite), Alembic
+migrations per service, and the one tenant-scoping mechanism.
+
+Tenancy: every table that belongs to an organisation mixes in :class:`TenantScoped`.
+A session opened with :meth:`Database.session` for a set of organisations sees only
+their rows (a loader criterion added to every ORM query) and may only write rows of
+those organisations. A session with no scope refuses to touch tenant tables unless it
+was opened as :meth:`Database.system_session` (workers, migrations, seeding).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, String, event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, with_loader_criteria
+from sqlalchemy.pool import NullPool
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class UTCDateTime(DateTime):
+    """Timezone-aware timestamps on both engines (SQLite stores them naive)."""
+
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+
+class TenantScoped:
+    """Mixin for rows owned by one organisation."""
+
+    organisation_id: Mapped[str] = mapped_column(String(64), index=True, nullable=False)
+
+
+class TenancyViolation(RuntimeError):
+    """Code tried to read or write outside the session's organisations: a bug, not input."""
+
+
+SCOPE_KEY = "hdhub_tenant_scope"
+SYSTEM_KEY = "hdhub_system"
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _scope_queries(state: ORMExecuteState) -> None:
+    if not (state.is_select or state.is_update or state.is_delete) or state.is_column_load or state.is_relationship_load:
+        return
+    info = state.session.info
+    scope: frozenset[str] | None = info.get(SCOPE_KEY)
+    if scope is None:
+        if info.get(SYSTEM_KEY):
+            return
+        mappers = [m for m in (state.all_mappers or []) if issubclass(m.class_, TenantScoped)]
+        if mappers:
+            raise TenancyViolation("query on a tenant table from an unscoped session")
+        return
+    ids = tuple(scope)
+    state.statement = state.statement.options(
+        with_loader_criteria(TenantScoped, lambda cls: cls.organisation_id.in_(ids), include_aliases=True)
+    )
+
+
+@event.listens_for(Session, "before_flush")
+def _check_writes(session: Session, _ctx: Any, _instances: Any) -> None:
+    scope: frozenset[str] | None = session.info.get(SCOPE_KEY)
+    if session.info.get(SYSTEM_KEY):
+        return
+    for obj in list(session.new) + list(session.dirty) + list(session.deleted):
+        if isinstance(obj, TenantScoped):
+            if scope is None:
+                raise TenancyViolation("write to a tenant table from an unscoped session")
+            if obj.organisation_id not in scope:
+                raise TenancyViolation("write outside the session's organisations")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """An async engine for ``url`` with sane defaults for each backend."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, poolclass=NullPool, **kwargs)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kwargs)
+    try:
+        from hdhub.common.telemetry import instrument_sqlalchemy
+
+        instrument_sqlalchemy(engine)
+    except ImportError:  # pragma: no cover - telemetry is optional during bootstrap
+        pass
+    return engine
+
+
+class Database:
+    """A service's database: engine, sessions scoped to organisations, migrations."""
+
+    def __init__(self, url: str, *, migrations: Path | None = None) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.migrations = migrations
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @asynccontextmanager
+    async def session(self, organisations: Iterable[str]) -> AsyncIterator[AsyncSession]:
+        """A transaction that sees and writes only the given organisations' rows."""
+        async with self._sessions() as session:
+            session.info[SCOPE_KEY] = frozenset(organisations)
+            async with session.begin():
+                yield session
+
+    @asynccontextmanager
+    async def system_session(self) -> AsyncIterator[AsyncSession]:
+        """A transaction across all organisations: background workers and seeding only."""
+        async with self._sessions() as session:
+            session.info[SYSTEM_KEY] = True
+            async with session.begin():
+                yield session
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest revision (Alembic, in a thread: env.py runs its own loop)."""
+        if self.migrations is None:
+            raise RuntimeError("no migrations folder configured")
+        await asyncio.to_thread(upgrade, self.url, self.migrations)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def alembic_config(url: str, migrations: Path) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.attributes["configure_logger"] = False
+    return cfg
+
+
+def upgrade(url: str, migrations: Path, revision: str = "head") -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(url, migrations), revision)
+
+
+def run_migrations(target_metadata: Any) -> None:
+    """The body of every service's Alembic ``env.py`` (online mode, async engine)."""
+    from alembic import context
+
+    url = context.config.get_main_option("sqlalchemy.url")
+    assert url
+
+    def do_run(connection: Any) -> None:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            compare_type=True,
+            render_as_batch=connection.dialect.name == "sqlite",
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def main() -> None:
+        engine = create_async_engine(url, poolclass=NullPool)
+        async with engine.connect() as connection:
+            await connection.run_sync(do_run)
+        await engine.dispose()
+
+    asyncio.run(main())
+
+
+# Each service declares ``class Base(DeclarativeBase): type_annotation_map = TYPE_MAP`` so
+# that its tables live in its own MetaData (and its own Alembic history).
+TYPE_MAP: dict[Any, Any] = {dict[str, Any]: JSONType, list[Any]: JSONType, datetime: UTCDateTime()}

@@ -1,0 +1,145 @@
+"""Durable background jobs: the job row is written in the same transaction as the change
+that caused it; workers claim jobs with a lease, so a crashed worker's job is taken over
+once the lease runs out, and every job is done by exactly one worker at a time.
+
+PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``; SQLite (one process on a laptop)
+relies on its single writer. Failures back off exponentially; a job that keeps failing
+is parked (status ``parked``) where an operator sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import DateTime, Integer, String, Text, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hdhub.common.db import Database, new_id, utcnow
+
+log = logging.getLogger("hdhub.jobs")
+
+QUEUED, RUNNING, DONE, PARKED = "queued", "running", "done", "parked"
+
+
+class JobColumns:
+    """Mixin for a service's ``jobs`` table: ``class Job(JobColumns, Base): __tablename__ = "jobs"``."""
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    organisation_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    subject_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    run_after: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    trace_context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class JobQueue:
+    """Enqueue, claim, finish and retry jobs of one service's ``Job`` model."""
+
+    db: Database
+    model: type[Any]
+    lease: timedelta = timedelta(seconds=60)
+    max_attempts: int = 8
+
+    def enqueue(
+        self,
+        session: AsyncSession,
+        kind: str,
+        *,
+        payload: dict[str, Any] | None = None,
+        organisation_id: str | None = None,
+        subject_id: str | None = None,
+        run_after: datetime | None = None,
+    ) -> Any:
+        """Add a job in the caller's transaction; it runs only if that transaction commits."""
+        try:
+            from hdhub.common.telemetry import inject_context
+
+            trace = inject_context()
+        except ImportError:  # pragma: no cover
+            trace = {}
+        job = self.model(
+            id=new_id(),
+            kind=kind,
+            payload=payload or {},
+            organisation_id=organisation_id,
+            subject_id=subject_id,
+            run_after=run_after or utcnow(),
+            trace_context=trace,
+            status=QUEUED,
+            attempts=0,
+        )
+        session.add(job)
+        return job
+
+    async def claim(self, kinds: list[str], *, limit: int = 10, worker: str | None = None, now: datetime | None = None) -> list[Any]:
+        """Take up to ``limit`` due jobs (or jobs whose lease ran out) for this worker."""
+        now = now or utcnow()
+        worker = worker or worker_name()
+        Job = self.model
+        due = or_(
+            (Job.status == QUEUED) & (Job.run_after <= now),
+            (Job.status == RUNNING) & (Job.lease_until < now),
+        )
+        async with self.db.system_session() as session:
+            query = select(Job).where(Job.kind.in_(kinds), due).order_by(Job.run_after).limit(limit)
+            if self.db.is_postgres:
+                query = query.with_for_update(skip_locked=True)
+            candidates = list((await session.execute(query)).scalars())
+            claimed = []
+            for job in candidates:
+                # The conditional update makes the claim safe even without row locks.
+                result = await session.execute(
+                    update(Job)
+                    .where(Job.id == job.id, due)
+                    .values(status=RUNNING, lease_until=now + self.lease, worker=worker, attempts=Job.attempts + 1)
+                    .execution_options(synchronize_session=False)
+                )
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    claimed.append(job.id)
+        if not claimed:
+            return []
+        async with self.db.system_session() as session:
+            return list((await session.execute(select(Job).where(Job.id.in_(claimed)))).scalars())
+
+    async def finish(self, session: AsyncSession, job_id: str) -> None:
+        """Mark a job done, in the transaction that applied its effect."""
+        Job = self.model
+        await session.execute(
+            update(Job).where(Job.id == job_id).values(status=DONE, finished_at=utcnow(), lease_until=None)
+        )
+
+    async def fail(self, job_id: str, error: str, *, now: datetime | None = None) -> str:
+        """Record a failure: retry with exponential back-off, or park after ``max_attempts``."""
+        now = now or utcnow()
+        Job = self.model
+        async with self.db.system_session() as session:
+            job = await session.get(Job, job_id)
+            if job is None:
+                return DONE
+            if job.attempts >= self.max_attempts:
+                job.status, job.lease_until, job.last_error = PARKED, None, error[:2000]
+                log.warning("job parked", extra={"job_id": job_id, "kind": job.kind, "attempts": job.attempts})
+            else:
+                delay = min(2 ** job.attempts, 3600)
+                job.status, job.lease_until = QUEUED, None
+                job.run_after, job.last_error = now + timedelta(seconds=delay), error[:2000]
+            return str(job.status)
