@@ -140,8 +140,17 @@ class TokenVerifier:
     one refresh (at most every 10 s) so key rotation at the issuer needs no restart.
     """
 
-    def __init__(self, *, issuer: str, jwks_url: str, audience: str, cache_seconds: int = 300) -> None:
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        jwks_url: str,
+        audience: str,
+        cache_seconds: int = 300,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.issuer = issuer
+        self.transport = transport
         self.jwks_url = jwks_url
         self.audience = audience
         self.cache_seconds = cache_seconds
@@ -154,7 +163,7 @@ class TokenVerifier:
             age = time.monotonic() - self._fetched_at
             if self._keys and (age < 10 or (not force and age < self.cache_seconds)):
                 return
-            async with httpx.AsyncClient(timeout=5.0) as client:
+            async with httpx.AsyncClient(timeout=5.0, transport=self.transport) as client:
                 response = await client.get(self.jwks_url)
                 response.raise_for_status()
             jwks = jwt.PyJWKSet.from_dict(response.json())

@@ -1,0 +1,67 @@
+"""How a service plugs into a process: its REST routers, its gRPC servicers, its
+database, and its background worker. ``hdhub run all`` starts every service in one
+process; ``hdhub run SERVICE`` starts one. The code path is the same either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+from fastapi import APIRouter
+
+from hdhub.common.config import ServiceSettings
+from hdhub.common.db import Database
+
+log = logging.getLogger("hdhub.runtime")
+
+
+class Service:
+    """Base for every hdhub service. Subclasses fill in the hooks."""
+
+    name: str = "service"
+    #: Full gRPC service names, for health and reflection.
+    grpc_service_names: Sequence[str] = ()
+
+    def __init__(self, settings: ServiceSettings, *, migrations: Path | None = None) -> None:
+        self.settings = settings
+        self.db = Database(settings.resolved_database_url(), migrations=migrations)
+        self._grpc_server: grpc.aio.Server | None = None
+
+    def routers(self) -> Sequence[APIRouter]:
+        """REST routers this service contributes to the HTTP edge."""
+        return ()
+
+    def grpc_registrations(self) -> Sequence[Callable[[grpc.aio.Server], None]]:
+        """Functions adding this service's servicers to a gRPC server."""
+        return ()
+
+    async def prepare(self) -> None:
+        """Anything to do after migrations and before serving (caches, seeding)."""
+
+    async def work(self, stop: asyncio.Event) -> None:
+        """The background worker loop; returns when ``stop`` is set. Default: nothing."""
+        await stop.wait()
+
+    async def start_grpc(self) -> None:
+        if not self.grpc_registrations():
+            return
+        from hdhub.common.grpc import start_server
+
+        bind = self.settings.resolved_grpc_bind()
+        self._grpc_server = await start_server(
+            service=self.name, bind=bind, register=self.grpc_registrations(), service_names=self.grpc_service_names
+        )
+        log.info("gRPC serving", extra={"service": self.name, "bind": bind})
+
+    async def stop(self) -> None:
+        if self._grpc_server is not None:
+            await self._grpc_server.stop(grace=5)
+        await self.db.dispose()
+
+    def openapi_tags(self) -> list[dict[str, Any]]:
+        return []

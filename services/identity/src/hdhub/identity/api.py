@@ -1,0 +1,117 @@
+"""Identity's REST edge: the embedded OIDC issuer at Keycloak's paths, and organisations."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Header
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from hdhub.common.auth import Action
+from hdhub.common.config import platform
+from hdhub.common.errors import not_found
+from hdhub.common.web import CurrentPrincipal
+from hdhub.identity import issuer
+from hdhub.identity.store import Organisation, SigningKey
+
+REALM = "/realms/hdhub"
+
+
+def build_routers(service: Any) -> list[APIRouter]:
+    oidc = APIRouter(prefix=f"{REALM}", tags=["oidc (embedded issuer)"])
+    api = APIRouter(prefix="/api/v1", tags=["organisations"])
+    settings = service.settings
+
+    @oidc.get("/.well-known/openid-configuration")
+    async def openid_configuration() -> dict[str, Any]:
+        return issuer.discovery(platform().oidc_issuer)
+
+    @oidc.get("/protocol/openid-connect/certs")
+    async def certs() -> dict[str, Any]:
+        async with service.db.system_session() as session:
+            await issuer.signing_key(session)
+            keys = (await session.execute(select(SigningKey).where(SigningKey.active))).scalars()
+            return {"keys": [issuer.jwk(k) for k in keys]}
+
+    @oidc.post("/protocol/openid-connect/token")
+    async def token(
+        grant_type: Annotated[str, Form()],
+        client_id: Annotated[str | None, Form()] = None,
+        client_secret: Annotated[str | None, Form()] = None,
+        username: Annotated[str | None, Form()] = None,
+        password: Annotated[str | None, Form()] = None,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> JSONResponse:
+        basic = issuer.parse_basic_auth(authorization)
+        if basic:
+            client_id, client_secret = basic
+        try:
+            async with service.db.system_session() as session:
+                if grant_type == "password":
+                    if not client_id or client_id not in settings.public_clients:
+                        raise issuer.OAuthError(401, "invalid_client", "Invalid client or Invalid client credentials")
+                    if not username or password is None:
+                        raise issuer.OAuthError(400, "invalid_request", "Missing parameter: username")
+                    body = await issuer.password_grant(
+                        session,
+                        issuer=platform().oidc_issuer,
+                        lifetime=settings.access_token_seconds,
+                        client_id=client_id,
+                        username=username,
+                        password=password,
+                    )
+                elif grant_type == "client_credentials":
+                    if not client_id or client_secret is None:
+                        raise issuer.OAuthError(401, "invalid_client", "Invalid client or Invalid client credentials")
+                    body = await issuer.client_credentials_grant(
+                        session,
+                        issuer=platform().oidc_issuer,
+                        lifetime=settings.access_token_seconds,
+                        client_id=client_id,
+                        client_secret=client_secret,
+                    )
+                else:
+                    raise issuer.OAuthError(400, "unsupported_grant_type", "Unsupported grant_type")
+        except issuer.OAuthError as exc:
+            return JSONResponse({"error": exc.error, "error_description": exc.description}, status_code=exc.status)
+        return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+    class OrganisationOut(BaseModel):
+        id: str
+        title: str
+        nihdi_number: str
+        roles: list[str]
+
+    @api.get("/organisations", response_model=list[OrganisationOut], summary="Organisations you are a member of")
+    async def my_organisations(principal: CurrentPrincipal) -> list[OrganisationOut]:
+        ids = principal.organisations_for(Action.ORGANISATION_READ)
+        async with service.db.system_session() as session:
+            orgs = (await session.execute(select(Organisation).where(Organisation.id.in_(ids)))).scalars()
+            return [
+                OrganisationOut(
+                    id=o.id,
+                    title=o.title,
+                    nihdi_number=o.nihdi_number,
+                    roles=sorted(principal.memberships[o.id].roles),
+                )
+                for o in orgs
+            ]
+
+    @api.get("/organisations/{organisation_id}", response_model=OrganisationOut)
+    async def get_organisation(organisation_id: str, principal: CurrentPrincipal) -> OrganisationOut:
+        if not principal.can(Action.ORGANISATION_READ, organisation_id):
+            raise not_found("Organisation")  # never confirm another organisation exists
+        async with service.db.system_session() as session:
+            org = await session.get(Organisation, organisation_id)
+            if org is None:
+                raise not_found("Organisation")
+            return OrganisationOut(
+                id=org.id,
+                title=org.title,
+                nihdi_number=org.nihdi_number,
+                roles=sorted(principal.memberships[org.id].roles),
+            )
+
+    return [oidc, api]

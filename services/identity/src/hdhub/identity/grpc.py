@@ -1,0 +1,52 @@
+"""Identity's internal edge: organisations for other services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from sqlalchemy import select
+
+from hdhub.common.auth import Action
+from hdhub.common.grpc import require_principal
+from hdhub.proto.identity.v1 import identity_pb2 as pb
+from hdhub.proto.identity.v1 import identity_pb2_grpc as pb_grpc
+
+from hdhub.identity.store import Organisation
+
+
+def _org(o: Organisation) -> pb.Organisation:
+    return pb.Organisation(id=o.id, title=o.title, nihdi_number=o.nihdi_number)
+
+
+class IdentityServicer(pb_grpc.IdentityServiceServicer):
+    def __init__(self, service: Any) -> None:
+        self.service = service
+
+    async def ListMyOrganisations(
+        self, request: pb.ListMyOrganisationsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListMyOrganisationsResponse:
+        """The caller's organisations (from the forwarded token) with the caller's roles."""
+        principal = require_principal()
+        ids = principal.organisations_for(Action.ORGANISATION_READ)
+        async with self.service.db.system_session() as session:
+            orgs = (await session.execute(select(Organisation).where(Organisation.id.in_(ids)).order_by(Organisation.title))).scalars()
+            return pb.ListMyOrganisationsResponse(
+                memberships=[
+                    pb.OrganisationMembership(organisation=_org(o), roles=sorted(principal.memberships[o.id].roles))
+                    for o in orgs
+                ]
+            )
+
+    async def GetOrganisation(
+        self, request: pb.GetOrganisationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetOrganisationResponse:
+        """One organisation the caller belongs to; NOT_FOUND otherwise (existence is not revealed)."""
+        principal = require_principal()
+        if not principal.can(Action.ORGANISATION_READ, request.id):
+            await context.abort(grpc.StatusCode.NOT_FOUND, "organisation not found")
+        async with self.service.db.system_session() as session:
+            org = await session.get(Organisation, request.id)
+            if org is None:
+                await context.abort(grpc.StatusCode.NOT_FOUND, "organisation not found")
+            return pb.GetOrganisationResponse(organisation=_org(org))

@@ -1,0 +1,199 @@
+"""The embedded OIDC issuer: Keycloak's endpoints and token shapes for realm ``hdhub``.
+
+Production uses Keycloak; on a laptop this issuer stands in, minting RS256 tokens with the
+same claims (``realm_access``, ``azp``, ``preferred_username``, and the ``organisations``
+claim our Keycloak protocol mapper adds) so services cannot tell the two apart.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hdhub.common.auth import ORGANISATIONS_CLAIM
+from hdhub.identity.store import Account, Membership, Organisation, SigningKey, SystemClient
+
+hasher = PasswordHasher()
+# Verifying against this when the account does not exist keeps timing uniform.
+_DUMMY_HASH = hasher.hash("no-such-account")
+
+
+def verify_secret(hash_: str | None, secret: str) -> bool:
+    try:
+        return hasher.verify(hash_ or _DUMMY_HASH, secret) and hash_ is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def new_signing_key() -> SigningKey:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return SigningKey(kid=uuid.uuid4().hex, private_pem=pem, active=True)
+
+
+def _b64(n: int) -> str:
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def jwk(key: SigningKey) -> dict[str, Any]:
+    private = serialization.load_pem_private_key(key.private_pem.encode(), password=None)
+    assert isinstance(private, rsa.RSAPrivateKey)
+    numbers = private.public_key().public_numbers()
+    return {"kid": key.kid, "kty": "RSA", "alg": "RS256", "use": "sig", "n": _b64(numbers.n), "e": _b64(numbers.e)}
+
+
+def discovery(issuer: str) -> dict[str, Any]:
+    oidc = f"{issuer}/protocol/openid-connect"
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{oidc}/auth",
+        "token_endpoint": f"{oidc}/token",
+        "jwks_uri": f"{oidc}/certs",
+        "userinfo_endpoint": f"{oidc}/userinfo",
+        "end_session_endpoint": f"{oidc}/logout",
+        "grant_types_supported": ["password", "client_credentials"],
+        "response_types_supported": ["code", "token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "scopes_supported": ["openid", "profile", "email"],
+        "claims_supported": ["sub", "iss", "preferred_username", "email", "name", ORGANISATIONS_CLAIM],
+    }
+
+
+@dataclass
+class OAuthError(Exception):
+    """An OAuth 2.0 error answer, as Keycloak words them."""
+
+    status: int
+    error: str
+    description: str
+
+
+async def signing_key(session: AsyncSession) -> SigningKey:
+    key = (
+        await session.execute(select(SigningKey).where(SigningKey.active).order_by(SigningKey.created_at.desc()).limit(1))
+    ).scalar_one_or_none()
+    if key is None:
+        key = new_signing_key()
+        session.add(key)
+        await session.flush()
+    return key
+
+
+async def organisations_claim(session: AsyncSession, account_id: str) -> dict[str, Any]:
+    rows = await session.execute(
+        select(Membership, Organisation)
+        .join(Organisation, Organisation.id == Membership.organisation_id)
+        .where(Membership.account_id == account_id)
+    )
+    return {
+        org.id: {"name": org.title, "nihdi": org.nihdi_number, "roles": sorted(m.roles)} for m, org in rows.tuples()
+    }
+
+
+def _mint(key: SigningKey, claims: dict[str, Any]) -> str:
+    return jwt.encode(claims, key.private_pem, algorithm="RS256", headers={"kid": key.kid, "typ": "JWT"})
+
+
+def _base_claims(issuer: str, lifetime: int, azp: str) -> dict[str, Any]:
+    now = int(time.time())
+    return {
+        "exp": now + lifetime,
+        "iat": now,
+        "jti": str(uuid.uuid4()),
+        "iss": issuer,
+        "aud": ["hdhub", "account"],
+        "typ": "Bearer",
+        "azp": azp,
+        "scope": "openid profile email",
+    }
+
+
+def token_response(token: str, lifetime: int) -> dict[str, Any]:
+    return {
+        "access_token": token,
+        "expires_in": lifetime,
+        "refresh_expires_in": 0,
+        "token_type": "Bearer",
+        "not-before-policy": 0,
+        "scope": "openid profile email",
+    }
+
+
+async def password_grant(
+    session: AsyncSession, *, issuer: str, lifetime: int, client_id: str, username: str, password: str
+) -> dict[str, Any]:
+    account = (
+        await session.execute(select(Account).where((Account.username == username) | (Account.email == username)))
+    ).scalar_one_or_none()
+    if not verify_secret(account.password_hash if account else None, password) or account is None:
+        raise OAuthError(401, "invalid_grant", "Invalid user credentials")
+    if not account.enabled:
+        raise OAuthError(400, "invalid_grant", "Account disabled")
+    if account.must_change_password:
+        # Keycloak's answer while the UPDATE_PASSWORD required action is pending.
+        raise OAuthError(400, "invalid_grant", "Account is not fully set up")
+    claims = _base_claims(issuer, lifetime, client_id) | {
+        "sub": account.id,
+        "sid": str(uuid.uuid4()),
+        "email_verified": True,
+        "name": f"{account.first_name} {account.last_name}".strip(),
+        "preferred_username": account.username,
+        "given_name": account.first_name,
+        "family_name": account.last_name,
+        "email": account.email,
+        "realm_access": {"roles": sorted({"default-roles-hdhub", *account.realm_roles})},
+        "resource_access": {"account": {"roles": ["manage-account", "view-profile"]}},
+        ORGANISATIONS_CLAIM: await organisations_claim(session, account.id),
+    }
+    return token_response(_mint(await signing_key(session), claims), lifetime)
+
+
+async def client_credentials_grant(
+    session: AsyncSession, *, issuer: str, lifetime: int, client_id: str, client_secret: str
+) -> dict[str, Any]:
+    client = await session.get(SystemClient, client_id)
+    if not verify_secret(client.secret_hash if client else None, client_secret) or client is None or not client.enabled:
+        raise OAuthError(401, "unauthorized_client", "Invalid client or Invalid client credentials")
+    org = await session.get(Organisation, client.organisation_id)
+    assert org is not None
+    claims = _base_claims(issuer, lifetime, client.client_id) | {
+        "sub": f"service-account-{client.client_id}",
+        "preferred_username": f"service-account-{client.client_id}",
+        "clientId": client.client_id,
+        "email_verified": False,
+        "realm_access": {"roles": ["default-roles-hdhub"]},
+        ORGANISATIONS_CLAIM: {org.id: {"name": org.title, "nihdi": org.nihdi_number, "roles": sorted(client.roles)}},
+    }
+    return token_response(_mint(await signing_key(session), claims), lifetime)
+
+
+def parse_basic_auth(header: str | None) -> tuple[str, str] | None:
+    if not header or not header.lower().startswith("basic "):
+        return None
+    try:
+        raw = base64.b64decode(header[6:].strip()).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    client_id, _, secret = raw.partition(":")
+    return client_id, secret
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))

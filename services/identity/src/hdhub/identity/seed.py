@@ -1,0 +1,89 @@
+"""Demo identities for `make run` and the tests. Passwords are for laptops only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hdhub.identity.issuer import hasher
+from hdhub.identity.store import Account, Membership, Organisation, SystemClient
+
+
+@dataclass(frozen=True)
+class DemoOrganisation:
+    id: str
+    title: str
+    nihdi_number: str
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    username: str
+    password: str
+    first_name: str
+    last_name: str
+    roles: dict[str, tuple[str, ...]]
+    realm_roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DemoClient:
+    client_id: str
+    secret: str
+    organisation_id: str
+    name: str
+    roles: tuple[str, ...]
+
+
+ORGANISATIONS = (
+    DemoOrganisation("az-demo", "AZ Demo Hospital", "71000436"),
+    DemoOrganisation("lab-demo", "Demo Clinical Laboratory", "82000120"),
+)
+ACCOUNTS = (
+    DemoAccount("manager@az-demo.test", "demo-manager", "Mia", "Manager", {"az-demo": ("manager", "dp_manager")}),
+    DemoAccount("nurse@az-demo.test", "demo-nurse", "Noor", "Nurse", {"az-demo": ("registrant",)}),
+    DemoAccount("biologist@lab-demo.test", "demo-lab", "Bram", "Bioloog", {"lab-demo": ("registrant", "manager")}),
+    DemoAccount("operator@hdhub.test", "demo-operator", "Olga", "Operator", {}, ("hdhub-operator",)),
+)
+CLIENTS = (
+    DemoClient("az-demo-his", "demo-his-secret", "az-demo", "AZ Demo hospital information system", ("registrant",)),
+    DemoClient("lab-demo-lims", "demo-lims-secret", "lab-demo", "Demo LIMS", ("registrant",)),
+)
+
+
+async def seed_demo(session: AsyncSession) -> None:
+    """Create the demo organisations, accounts and clients if they are not there yet."""
+    for o in ORGANISATIONS:
+        if await session.get(Organisation, o.id) is None:
+            session.add(Organisation(id=o.id, title=o.title, nihdi_number=o.nihdi_number))
+    await session.flush()
+    from sqlalchemy import select
+
+    for a in ACCOUNTS:
+        existing = (await session.execute(select(Account).where(Account.username == a.username))).scalar_one_or_none()
+        if existing is not None:
+            continue
+        account = Account(
+            username=a.username,
+            email=a.username,
+            first_name=a.first_name,
+            last_name=a.last_name,
+            password_hash=hasher.hash(a.password),
+            realm_roles=list(a.realm_roles),
+        )
+        session.add(account)
+        await session.flush()
+        for org_id, roles in a.roles.items():
+            session.add(Membership(account_id=account.id, organisation_id=org_id, roles=list(roles)))
+    for c in CLIENTS:
+        if await session.get(SystemClient, c.client_id) is None:
+            session.add(
+                SystemClient(
+                    client_id=c.client_id,
+                    organisation_id=c.organisation_id,
+                    name=c.name,
+                    secret_hash=hasher.hash(c.secret),
+                    roles=list(c.roles),
+                )
+            )

@@ -1,0 +1,339 @@
+"""Registrations' REST edge under /api/v1: registries and DCDs, validation, registrations
+with their lifecycle, history, ETag / If-Match and Idempotency-Key."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, File, Header, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
+
+from hdhub.common.auth import Action as Permission
+from hdhub.common.auth import Principal
+from hdhub.common.errors import Problem, forbidden, not_found
+from hdhub.common.web import CurrentPrincipal, Language, idempotent, request_fingerprint
+from hdhub.registrations.domain.lifecycle import Action
+from hdhub.registrations.schemas import (
+    DcdOut,
+    DcdVersionRef,
+    FieldIssue,
+    HistoryEntry,
+    RegistrationIn,
+    RegistrationOut,
+    RegistrationPage,
+    RegistrationSummary,
+    RegistryOut,
+    ReviewIn,
+    ValidateIn,
+    ValidationOut,
+    ValuesIn,
+)
+from hdhub.registrations.service import Actor
+from hdhub.registrations.store import IdempotencyKey
+
+if TYPE_CHECKING:
+    from hdhub.registrations.runtime import RegistrationsService
+
+REVIEW_ACTIONS = {
+    "corrections_needed": Action.REQUEST_CORRECTIONS,
+    "approved": Action.APPROVE,
+    "follow_up_needed": Action.REQUEST_FOLLOW_UP,
+}
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def parse_if_match(value: str | None, *, required: bool = True) -> int | None:
+    """The version an If-Match names; 428 when it is required and missing."""
+    if value is None or value.strip() == "*":
+        if required and value is None:
+            raise Problem(
+                428, "if-match-required", "If-Match is required", "Send the ETag you read as If-Match to change a registration."
+            )
+        return None
+    tag = value.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise Problem(400, "bad-if-match", "If-Match must be an ETag this API gave you")
+    return int(tag)
+
+
+def actor_of(principal: Principal, via: str = "api") -> Actor:
+    return Actor(principal.client_id if principal.is_system and principal.client_id else principal.username, via)
+
+
+def readable(principal: Principal) -> list[str]:
+    return principal.organisations_for(Permission.REGISTRATION_READ)
+
+
+def writable(principal: Principal) -> list[str]:
+    return principal.organisations_for(Permission.REGISTRATION_WRITE)
+
+
+def issues(items: list[Any]) -> list[FieldIssue]:
+    return [FieldIssue(field=e.field, path=e.path, rule=e.rule, message=e.message) for e in items]
+
+
+def build_router(service: RegistrationsService) -> APIRouter:
+    router = APIRouter(prefix="/api/v1")
+    catalogue, registrations = service.catalogue, service.registrations
+
+    def require_catalogue(principal: Principal) -> None:
+        if not principal.can(Permission.CATALOGUE_READ):
+            raise forbidden()
+
+    # --- catalogue ------------------------------------------------------------------
+
+    @router.get("/registries", response_model=list[RegistryOut], tags=["catalogue"], summary="Registries, DCDs and versions")
+    async def list_registries(principal: CurrentPrincipal) -> list[RegistryOut]:
+        require_catalogue(principal)
+        return [
+            RegistryOut(
+                code=p.code,
+                abbreviation=p.abbreviation,
+                titles=p.titles,
+                dcds=[
+                    DcdOut(
+                        code=d.code,
+                        number=d.number,
+                        titles=d.titles,
+                        versions=[DcdVersionRef(version=v.version, imported_at=v.imported_at) for v in vs],
+                    )
+                    for d, vs in dcds
+                ],
+            )
+            for p, dcds in await catalogue.tree()
+        ]
+
+    @router.post("/dcds", status_code=201, tags=["catalogue"], summary="Import a DCD workbook (XLSForm)")
+    async def import_dcd(principal: CurrentPrincipal, workbook: Annotated[UploadFile, File()]) -> JSONResponse:
+        principal.require(Permission.CATALOGUE_WRITE)
+        data = await workbook.read()
+        entry, created = await catalogue.import_workbook(data, actor=principal.username)
+        d = entry.definition
+        body = {"project_code": d.project_code, "dcd": d.dcd_code, "version": str(d.version), "created": created}
+        return JSONResponse(body, status_code=201 if created else 200)
+
+    @router.get("/dcds/{dcd}/versions/{version}", tags=["catalogue"], summary="A DCD version's definition")
+    async def get_dcd_version(dcd: str, version: str, principal: CurrentPrincipal) -> dict[str, Any]:
+        require_catalogue(principal)
+        entry = await catalogue.get(dcd, None if version == "latest" else version)
+        return entry.definition.to_json()
+
+    @router.get("/dcds/{dcd}/versions/{version}/fields/{field}", tags=["catalogue"], summary="One field")
+    async def get_field(dcd: str, version: str, field: str, principal: CurrentPrincipal) -> dict[str, Any]:
+        require_catalogue(principal)
+        entry = await catalogue.get(dcd, None if version == "latest" else version)
+        try:
+            return entry.definition.field(field).to_json()
+        except KeyError:
+            raise not_found(f"Field {field}") from None
+
+    @router.get("/dcds/{dcd}/versions/{version}/codelists/{name}", tags=["catalogue"], summary="One code list")
+    async def get_codelist(dcd: str, version: str, name: str, principal: CurrentPrincipal) -> dict[str, Any]:
+        require_catalogue(principal)
+        entry = await catalogue.get(dcd, None if version == "latest" else version)
+        try:
+            return entry.definition.codelist(name).to_json()
+        except KeyError:
+            raise not_found(f"Code list {name}") from None
+
+    @router.post(
+        "/dcds/{dcd}/versions/{version}/validate",
+        response_model=ValidationOut,
+        tags=["catalogue"],
+        summary="Validate a record without storing it",
+    )
+    async def validate(dcd: str, version: str, body: ValidateIn, principal: CurrentPrincipal, lang: Language) -> ValidationOut:
+        require_catalogue(principal)
+        entry = await catalogue.get(dcd, None if version == "latest" else version)
+        result = entry.compiled.validate(body.values, lang=lang)
+        return ValidationOut(valid=result.ok, values=result.values, errors=issues(result.errors), warnings=issues(result.warnings))
+
+    # --- registrations --------------------------------------------------------------
+
+    @router.post(
+        "/registrations",
+        status_code=201,
+        response_model=RegistrationOut,
+        tags=["registrations"],
+        summary="Create (or replace by business key) a registration, optionally submitting it",
+        responses={200: {"description": "An existing registration with the same business key was updated"}},
+    )
+    async def create(
+        body: RegistrationIn,
+        request: Request,
+        principal: CurrentPrincipal,
+        lang: Language,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    ) -> JSONResponse:
+        principal.require(Permission.REGISTRATION_WRITE, body.organisation_id)
+
+        async def effect(session: Any = None) -> tuple[int, Any, dict[str, str]]:
+            outcome = await registrations.put_record(
+                session=session,
+                organisation_id=body.organisation_id,
+                dcd_code=body.dcd,
+                version=body.dcd_version,
+                values=body.values,
+                submit=body.submit,
+                lang=lang,
+                actor=actor_of(principal),
+                replace_submitted=False,
+            )
+            reg = outcome.registration
+            out = RegistrationOut.full(reg, outcome.warnings).model_dump(mode="json")
+            headers = {"ETag": etag(reg.version), "Location": f"/api/v1/registrations/{reg.id}"}
+            return (201 if outcome.created else 200), out, headers
+
+        if idempotency_key is None:
+            status, out, headers = await effect()
+            return JSONResponse(out, status_code=status, headers=headers)
+        async with registrations.db.session([body.organisation_id]) as session:
+            return await idempotent(
+                session,
+                IdempotencyKey,
+                key=idempotency_key,
+                organisation_id=body.organisation_id,
+                fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()),
+                effect=lambda: effect(session),
+            )
+
+    @router.get("/registrations", response_model=RegistrationPage, tags=["registrations"], summary="Search registrations")
+    async def search(
+        principal: CurrentPrincipal,
+        organisation_id: str | None = None,
+        dcd: str | None = None,
+        status: str | None = None,
+        business_key: str | None = None,
+        include_deleted: bool = False,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> RegistrationPage:
+        scope = readable(principal)
+        if organisation_id is not None:
+            if organisation_id not in scope:
+                raise forbidden()
+            scope = [organisation_id]
+        items, total = await registrations.search(
+            scope,
+            dcd_code=dcd,
+            status=status,
+            business_key=business_key,
+            include_deleted=include_deleted,
+            limit=limit,
+            offset=offset,
+        )
+        return RegistrationPage(items=[RegistrationSummary.of(r) for r in items], total=total, limit=limit, offset=offset)
+
+    @router.get("/registrations/{registration_id}", response_model=RegistrationOut, tags=["registrations"])
+    async def get(registration_id: str, principal: CurrentPrincipal, response: Response) -> RegistrationOut:
+        reg = await registrations.get(readable(principal), registration_id)
+        response.headers["ETag"] = etag(reg.version)
+        return RegistrationOut.full(reg)
+
+    @router.put("/registrations/{registration_id}", response_model=RegistrationOut, tags=["registrations"], summary="Save new values")
+    async def put(
+        registration_id: str,
+        body: ValuesIn,
+        principal: CurrentPrincipal,
+        response: Response,
+        lang: Language,
+        if_match: Annotated[str | None, Header()] = None,
+    ) -> RegistrationOut:
+        outcome = await registrations.update(
+            organisations=writable(principal),
+            registration_id=registration_id,
+            expected_version=parse_if_match(if_match),  # type: ignore[arg-type]
+            values=body.values,
+            lang=lang,
+            actor=actor_of(principal),
+        )
+        response.headers["ETag"] = etag(outcome.registration.version)
+        return RegistrationOut.full(outcome.registration, outcome.warnings)
+
+    async def transition(
+        registration_id: str, action: Action, principal: Principal, if_match: str | None, lang: str, response: Response
+    ) -> RegistrationOut:
+        reg = await registrations.act(
+            organisations=writable(principal),
+            registration_id=registration_id,
+            expected_version=parse_if_match(if_match),
+            action=action,
+            actor=actor_of(principal),
+            lang=lang,
+        )
+        response.headers["ETag"] = etag(reg.version)
+        return RegistrationOut.full(reg)
+
+    @router.post(
+        "/registrations/{registration_id}/submit",
+        status_code=202,
+        response_model=RegistrationOut,
+        tags=["registrations"],
+        summary="Submit: Sending, then Submitted once processed",
+    )
+    async def submit(
+        registration_id: str,
+        principal: CurrentPrincipal,
+        response: Response,
+        lang: Language,
+        if_match: Annotated[str | None, Header()] = None,
+    ) -> RegistrationOut:
+        return await transition(registration_id, Action.SUBMIT, principal, if_match, lang, response)
+
+    @router.post("/registrations/{registration_id}/reopen", response_model=RegistrationOut, tags=["registrations"])
+    async def reopen(
+        registration_id: str,
+        principal: CurrentPrincipal,
+        response: Response,
+        lang: Language,
+        if_match: Annotated[str | None, Header()] = None,
+    ) -> RegistrationOut:
+        return await transition(registration_id, Action.REOPEN, principal, if_match, lang, response)
+
+    @router.delete("/registrations/{registration_id}", response_model=RegistrationOut, tags=["registrations"])
+    async def delete(
+        registration_id: str,
+        principal: CurrentPrincipal,
+        response: Response,
+        lang: Language,
+        if_match: Annotated[str | None, Header()] = None,
+    ) -> RegistrationOut:
+        return await transition(registration_id, Action.DELETE, principal, if_match, lang, response)
+
+    @router.post(
+        "/registrations/{registration_id}/review",
+        response_model=RegistrationOut,
+        tags=["registrations"],
+        summary="The central platform's decision: corrections needed, approved or follow-up needed",
+    )
+    async def review(
+        registration_id: str,
+        body: ReviewIn,
+        principal: CurrentPrincipal,
+        response: Response,
+        if_match: Annotated[str | None, Header()] = None,
+    ) -> RegistrationOut:
+        principal.require(Permission.REGISTRATION_REVIEW)
+        organisation = await service.organisation_of(registration_id)
+        principal.require(Permission.REGISTRATION_REVIEW, organisation)
+        reg = await registrations.act(
+            organisations=[organisation],
+            registration_id=registration_id,
+            expected_version=parse_if_match(if_match, required=False),
+            action=REVIEW_ACTIONS[body.decision],
+            actor=actor_of(principal, "review"),
+            comment=body.comment,
+        )
+        response.headers["ETag"] = etag(reg.version)
+        return RegistrationOut.full(reg)
+
+    @router.get(
+        "/registrations/{registration_id}/history", response_model=list[HistoryEntry], tags=["registrations"]
+    )
+    async def history(registration_id: str, principal: CurrentPrincipal) -> list[HistoryEntry]:
+        return [HistoryEntry.of(v) for v in await registrations.history(readable(principal), registration_id)]
+
+    return router

@@ -1,0 +1,180 @@
+"""Registrations' internal edge (hdhub.registrations.v1) for the Upload Center, intake and
+the portal: batch validation and upsert over Arrow batches, look-ups for file linking."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import grpc
+
+from hdhub.common.auth import Action as Permission
+from hdhub.common.auth import Principal
+from hdhub.common.errors import Problem, forbidden
+from hdhub.common.grpc import require_principal
+from hdhub.proto.registrations.v1 import registrations_pb2 as pb
+from hdhub.proto.registrations.v1 import registrations_pb2_grpc as pb_grpc
+from hdhub.registrations.arrow import decode_rows
+from hdhub.registrations.service import Actor, BatchOptions, upsert_batch
+from hdhub.registrations.store import Registration
+
+if TYPE_CHECKING:
+    from hdhub.registrations.runtime import RegistrationsService
+
+VALIDATION_MODES = {
+    pb.VALIDATION_MODE_UNSPECIFIED: "none",
+    pb.VALIDATION_MODE_NONE: "none",
+    pb.VALIDATION_MODE_SAVE_ON_VALIDATIONS: "save_on_validations",
+    pb.VALIDATION_MODE_VALIDATE_ALL: "validate_all",
+}
+OUTCOMES = {
+    "created": pb.ROW_OUTCOME_CREATED,
+    "updated": pb.ROW_OUTCOME_UPDATED,
+    "ignored_duplicate": pb.ROW_OUTCOME_IGNORED_DUPLICATE,
+    "kept_stored": pb.ROW_OUTCOME_KEPT_STORED,
+    "rejected": pb.ROW_OUTCOME_REJECTED,
+}
+
+
+def _field_error(index: int, e: object) -> pb.FieldError:
+    return pb.FieldError(
+        row_index=index,
+        field=getattr(e, "field", ""),
+        path=getattr(e, "path", "") or "",
+        rule=getattr(e, "rule", ""),
+        message=getattr(e, "message", ""),
+    )
+
+
+def registration_message(r: Registration) -> pb.Registration:
+    return pb.Registration(
+        id=r.id,
+        organisation_id=r.organisation_id,
+        project_code=r.project_code,
+        dcd_code=r.dcd_code,
+        dcd_version=r.dcd_version,
+        business_key=r.business_key,
+        status=r.status,
+        status_confirmation=r.status_confirmation or "",
+        registration_code=r.registration_code or "",
+        values_json=json.dumps(r.values, separators=(",", ":")),
+        version=r.version,
+        updated_at=r.updated_at.isoformat(),
+    )
+
+
+def _require(principal: Principal, action: Permission, organisation_id: str) -> None:
+    if not organisation_id:
+        raise Problem(400, "organisation-required", "organisation_id is required")
+    if not principal.can(action, organisation_id):
+        raise forbidden()
+
+
+class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
+    def __init__(self, service: RegistrationsService) -> None:
+        self.service = service
+
+    def _rows(self, data: bytes) -> list[dict[str, str]]:
+        rows = decode_rows(data)
+        if len(rows) > self.service.settings.max_batch_rows:
+            raise Problem(413, "batch-too-large", f"At most {self.service.settings.max_batch_rows} rows per batch")
+        return rows
+
+    async def ValidateBatch(self, request: pb.ValidateBatchRequest, context: grpc.aio.ServicerContext) -> pb.ValidateBatchResponse:
+        """Validate rows against a DCD version; stores nothing. Errors name row, field, path, rule, message."""
+        principal = require_principal()
+        _require(principal, Permission.REGISTRATION_WRITE, request.organisation_id)
+        entry = await self.service.catalogue.get(request.dcd.dcd_code, request.dcd.version or None)
+        rows = self._rows(request.rows_arrow)
+        results = entry.compiled.validate_many(rows, lang=request.language or "en")
+        return pb.ValidateBatchResponse(
+            rows=len(rows),
+            valid_rows=sum(1 for r in results if r.ok),
+            errors=[_field_error(i, e) for i, r in enumerate(results) for e in r.errors],
+            warnings=[_field_error(i, w) for i, r in enumerate(results) for w in r.warnings],
+            dcd_version=entry.version,
+        )
+
+    async def UpsertBatch(self, request: pb.UpsertBatchRequest, context: grpc.aio.ServicerContext) -> pb.UpsertBatchResponse:
+        """Save or submit rows in one transaction, matched by business key, under the upload's settings."""
+        principal = require_principal()
+        _require(principal, Permission.REGISTRATION_WRITE, request.organisation_id)
+        rows = self._rows(request.rows_arrow)
+        result = await upsert_batch(
+            self.service.registrations,
+            organisation_id=request.organisation_id,
+            dcd_code=request.dcd.dcd_code,
+            version=request.dcd.version or None,
+            rows=rows,
+            options=BatchOptions(
+                validation_mode=VALIDATION_MODES[request.validation_mode],
+                conflict_master="stored" if request.conflict_master == pb.CONFLICT_MASTER_STORED else "new",
+                ignore_duplicates=request.ignore_duplicates,
+                submit=request.submit,
+                dry_run=request.dry_run,
+            ),
+            lang=request.language or "en",
+            actor=Actor(request.author or principal.username, "upload"),
+        )
+        return pb.UpsertBatchResponse(
+            results=[
+                pb.RowResult(
+                    row_index=p.row_index,
+                    outcome=OUTCOMES[p.outcome],
+                    registration_id=p.registration_id,
+                    business_key=p.business_key,
+                    status=str(p.status),
+                )
+                for p in result.rows
+            ],
+            errors=[_field_error(i, e) for i, e in result.errors],
+            warnings=[_field_error(i, w) for i, w in result.warnings],
+            nothing_stored=result.nothing_stored,
+            dcd_version=result.dcd_version,
+        )
+
+    async def GetRegistration(self, request: pb.GetRegistrationRequest, context: grpc.aio.ServicerContext) -> pb.GetRegistrationResponse:
+        """One registration within the caller's organisations; NOT_FOUND otherwise."""
+        principal = require_principal()
+        reg = await self.service.registrations.get(principal.organisations_for(Permission.REGISTRATION_READ), request.id)
+        return pb.GetRegistrationResponse(registration=registration_message(reg))
+
+    async def FindRegistrationsByField(
+        self, request: pb.FindRegistrationsByFieldRequest, context: grpc.aio.ServicerContext
+    ) -> pb.FindRegistrationsByFieldResponse:
+        """Live registrations of an organisation whose field equals the value (file linking)."""
+        principal = require_principal()
+        _require(principal, Permission.REGISTRATION_READ, request.organisation_id)
+        items, _ = await self.service.registrations.search(
+            [request.organisation_id],
+            field_name=request.field,
+            field_value=request.value,
+            project_code=request.project_code or None,
+            limit=min(request.limit or 100, 1000),
+        )
+        return pb.FindRegistrationsByFieldResponse(registrations=[registration_message(r) for r in items])
+
+    async def GetDcdVersion(self, request: pb.GetDcdVersionRequest, context: grpc.aio.ServicerContext) -> pb.GetDcdVersionResponse:
+        """A DCD version's fields (flattened technical names), for CSV header checks."""
+        principal = require_principal()
+        if not principal.can(Permission.CATALOGUE_READ):
+            raise forbidden()
+        entry = await self.service.catalogue.get(request.dcd.dcd_code, request.dcd.version or None)
+        d = entry.definition
+        fields = []
+        for f in d.fields:
+            if not f.is_input:
+                continue
+            for name in f.flat_names:
+                fields.append(
+                    pb.DcdField(
+                        technical_name=name,
+                        type=f.type.value,
+                        list_name=f.list_name or "",
+                        required=f.always_required,
+                        personal_data=f.personal_data,
+                    )
+                )
+        return pb.GetDcdVersionResponse(
+            project_code=d.project_code, dcd_code=d.dcd_code, version=str(d.version), fields=fields, business_key=list(d.business_key)
+        )

@@ -1,0 +1,86 @@
+"""The registrations service as it plugs into a process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import grpc
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from hdhub.common.errors import not_found
+from hdhub.common.runtime import Service
+from hdhub.registrations.catalogue import Catalogue
+from hdhub.registrations.service import Registrations
+from hdhub.registrations.settings import RegistrationsSettings
+from hdhub.registrations.store import Registration
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger("hdhub.registrations")
+
+
+class RegistrationsService(Service):
+    name = "registrations"
+    grpc_service_names = ("hdhub.registrations.v1.RegistrationsService",)
+
+    def __init__(self, settings: RegistrationsSettings | None = None) -> None:
+        super().__init__(settings or RegistrationsSettings(), migrations=MIGRATIONS)
+        self.settings: RegistrationsSettings
+        self.catalogue = Catalogue(self.db)
+        self.registrations = Registrations(self.db, self.catalogue, secret=self.settings.secret_key.encode())
+
+    def routers(self) -> Sequence[APIRouter]:
+        from hdhub.registrations import api, proxy_api
+
+        return [api.build_router(self), proxy_api.build_router(self)]
+
+    def grpc_registrations(self) -> Sequence[Callable[[grpc.aio.Server], None]]:
+        from hdhub.proto.registrations.v1 import registrations_pb2_grpc
+        from hdhub.registrations.grpc import RegistrationsServicer
+
+        servicer = RegistrationsServicer(self)
+        return [lambda server: registrations_pb2_grpc.add_RegistrationsServiceServicer_to_server(servicer, server)]
+
+    async def prepare(self) -> None:
+        if self.settings.import_shipped_dcds:
+            new = await self.catalogue.import_shipped()
+            if new:
+                log.info("imported shipped DCD workbooks", extra={"count": new})
+
+    async def organisation_of(self, registration_id: str) -> str:
+        """The organisation owning a registration (for operator actions across organisations)."""
+        async with self.db.system_session() as session:
+            org = (
+                await session.execute(select(Registration.organisation_id).where(Registration.id == registration_id))
+            ).scalar_one_or_none()
+        if org is None:
+            raise not_found("Registration")
+        return org
+
+    async def work(self, stop: asyncio.Event) -> None:
+        """Finish submissions (Sending -> Submitted); wakes at once after a local submit."""
+        wake = self.registrations.wake
+        while not stop.is_set():
+            try:
+                done = await self.registrations.process_jobs()
+            except Exception:
+                log.exception("registrations worker iteration failed")
+                done = 0
+            if done:
+                continue
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_first(wake, stop), timeout=self.settings.worker_poll_seconds)
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()

@@ -1,0 +1,557 @@
+"""Registration operations: save, submit, resubmit by business key, reopen, delete,
+review, history and batches. Each runs in one transaction scoped to one organisation;
+the lifecycle rules live in ``domain.lifecycle`` and the field rules in the DCD engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
+
+from hdhub.common.db import Database, new_id, utcnow
+from hdhub.common.errors import FieldProblem, Problem, conflict, not_found
+from hdhub.common.jobs import JobQueue
+from hdhub.registrations.catalogue import Catalogue, CatalogueEntry
+from hdhub.registrations.domain import lifecycle
+from hdhub.registrations.domain.business_key import business_key
+from hdhub.registrations.domain.lifecycle import Action, Confirmation, Status, TransitionRefused
+from hdhub.registrations.store import Job, Registration, RegistrationCodeCounter, RegistrationVersion
+
+log = logging.getLogger("hdhub.registrations")
+
+DELIVER = "deliver"
+# Rules a draft may break (it is incomplete); anything else means malformed input.
+DRAFT_TOLERATED_RULES = frozenset({"required", "constraint", "choice_filter", "calculation"})
+
+
+def field_problems(errors: Sequence[Any]) -> list[FieldProblem]:
+    return [FieldProblem(field=e.field, rule=e.rule, message=e.message, path=e.path) for e in errors]
+
+
+def invalid_record(errors: Sequence[Any], *, submitting: bool) -> Problem:
+    title = "The registration cannot be submitted" if submitting else "The registration is not valid"
+    return Problem(422, "invalid-registration", title, f"{len(errors)} problem(s); see errors.", errors=field_problems(errors))
+
+
+@dataclass
+class Actor:
+    """Who acts, for the history: a person's username or a hospital system's client id."""
+
+    name: str
+    via: str = "api"
+
+
+@dataclass
+class Outcome:
+    registration: Registration
+    created: bool
+    warnings: list[Any] = field(default_factory=list)
+
+
+def changed_fields(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    return sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+
+
+class Registrations:
+    def __init__(self, db: Database, catalogue: Catalogue, *, secret: bytes) -> None:
+        self.db = db
+        self.catalogue = catalogue
+        self.secret = secret
+        self.jobs = JobQueue(db, Job)
+        self.wake = asyncio.Event()
+
+    # --- validation ---------------------------------------------------------------
+
+    def check(self, entry: CatalogueEntry, values: Mapping[str, Any], *, lang: str, submitting: bool) -> Any:
+        """Validate; raise 422 when the record may not be stored as asked."""
+        result = entry.compiled.validate(values, lang=lang)
+        blocking = result.errors if submitting else [e for e in result.errors if e.rule not in DRAFT_TOLERATED_RULES]
+        if blocking:
+            raise invalid_record(blocking, submitting=submitting)
+        return result
+
+    def key_for(self, entry: CatalogueEntry, values: Mapping[str, Any]) -> str | None:
+        d = entry.definition
+        return business_key(self.secret, d.dcd_code, d.business_key, values)
+
+    # --- writes -------------------------------------------------------------------
+
+    async def put_record(
+        self,
+        *,
+        organisation_id: str,
+        dcd_code: str,
+        version: str | None,
+        values: Mapping[str, Any],
+        submit: bool,
+        lang: str,
+        actor: Actor,
+        replace_submitted: bool,
+        session: AsyncSession | None = None,
+    ) -> Outcome:
+        """Store a whole record: a new registration, or the live one with the same business
+        key. ``replace_submitted`` is the v2 rule: a submission replaces whatever is stored
+        under the key ("the latest submission wins")."""
+        entry = await self.catalogue.get(dcd_code, version)
+        result = self.check(entry, values, lang=lang, submitting=submit)
+        args = dict(organisation_id=organisation_id, entry=entry, result=result, submit=submit, actor=actor)
+        if session is not None:
+            return await self._put(session, replace_submitted=replace_submitted, **args)
+        for attempt in range(3):
+            try:
+                async with self.db.session([organisation_id]) as own:
+                    return await self._put(own, replace_submitted=replace_submitted, **args)
+            except IntegrityError:
+                # A concurrent writer created the same business key first: apply ours on top.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _put(
+        self,
+        session: AsyncSession,
+        *,
+        organisation_id: str,
+        entry: CatalogueEntry,
+        result: Any,
+        submit: bool,
+        actor: Actor,
+        replace_submitted: bool,
+    ) -> Outcome:
+        key = self.key_for(entry, result.values)
+        existing = None
+        if key is not None:
+            existing = await self._live_by_key(session, organisation_id, entry.definition.dcd_code, key)
+        if existing is None:
+            reg = self._new(organisation_id, entry, key, result, actor)
+            session.add(reg)
+            await session.flush()
+            await self._record(session, reg, action="create", actor=actor, before={})
+            if submit:
+                await self._transition(session, reg, Action.SUBMIT, actor=actor, entry=entry)
+            return Outcome(reg, True, list(result.warnings))
+        if submit:
+            action = Action.RESUBMIT if replace_submitted else Action.SUBMIT
+        else:
+            action = Action.SAVE
+        try:
+            lifecycle.next_status(action, Status(existing.status))
+        except TransitionRefused as exc:
+            raise conflict("registration-not-editable", "A registration with this business key exists", str(exc)) from exc
+        before = dict(existing.values)
+        existing.values = result.values
+        existing.dcd_version = entry.version
+        existing.errors = [_error_dict(e) for e in result.errors]
+        existing.updated_at = utcnow()
+        await session.flush()
+        if submit:
+            await self._transition(session, existing, action, actor=actor, entry=entry, before=before)
+        else:
+            await self._record(session, existing, action="save", actor=actor, before=before)
+        return Outcome(existing, False, list(result.warnings))
+
+    async def update(
+        self,
+        *,
+        organisations: Sequence[str],
+        registration_id: str,
+        expected_version: int,
+        values: Mapping[str, Any],
+        lang: str,
+        actor: Actor,
+    ) -> Outcome:
+        """Save new values of an editable registration (If-Match: ``expected_version``)."""
+        async with self._editing(organisations, registration_id, expected_version) as (session, reg):
+            lifecycle_check(Action.SAVE, reg)
+            entry = await self.catalogue.get(reg.dcd_code, reg.dcd_version)
+            result = self.check(entry, values, lang=lang, submitting=False)
+            key = self.key_for(entry, result.values) or f"id:{reg.id}"
+            if key != reg.business_key and await self._live_by_key(session, reg.organisation_id, reg.dcd_code, key):
+                raise conflict("business-key-taken", "Another registration has this business key")
+            before = dict(reg.values)
+            reg.values, reg.business_key = result.values, key
+            reg.errors = [_error_dict(e) for e in result.errors]
+            reg.updated_at = utcnow()
+            await session.flush()
+            await self._record(session, reg, action="save", actor=actor, before=before)
+            return Outcome(reg, False, list(result.warnings))
+
+    async def act(
+        self,
+        *,
+        organisations: Sequence[str],
+        registration_id: str,
+        expected_version: int | None,
+        action: Action,
+        actor: Actor,
+        lang: str = "en",
+        comment: str | None = None,
+    ) -> Registration:
+        """Submit, reopen, delete, or a review decision, on one registration."""
+        async with self._editing(organisations, registration_id, expected_version) as (session, reg):
+            lifecycle_check(action, reg)
+            entry = await self.catalogue.get(reg.dcd_code, reg.dcd_version)
+            if action in (Action.SUBMIT, Action.RESUBMIT):
+                self.check(entry, reg.values, lang=lang, submitting=True)
+            await self._transition(session, reg, action, actor=actor, entry=entry, comment=comment)
+            return reg
+
+    # --- reads --------------------------------------------------------------------
+
+    async def get(self, organisations: Sequence[str], registration_id: str) -> Registration:
+        async with self.db.session(organisations) as session:
+            reg = await session.get(Registration, registration_id)
+            if reg is None:
+                raise not_found("Registration")
+            return reg
+
+    async def history(self, organisations: Sequence[str], registration_id: str) -> list[RegistrationVersion]:
+        async with self.db.session(organisations) as session:
+            if await session.get(Registration, registration_id) is None:
+                raise not_found("Registration")
+            rows = await session.execute(
+                select(RegistrationVersion)
+                .where(RegistrationVersion.registration_id == registration_id)
+                .order_by(RegistrationVersion.version)
+            )
+            return list(rows.scalars())
+
+    async def search(
+        self,
+        organisations: Sequence[str],
+        *,
+        dcd_code: str | None = None,
+        status: str | None = None,
+        business_key: str | None = None,
+        field_name: str | None = None,
+        field_value: str | None = None,
+        project_code: str | None = None,
+        include_deleted: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Registration], int]:
+        async with self.db.session(organisations) as session:
+            query = select(Registration)
+            if dcd_code:
+                query = query.where(Registration.dcd_code == dcd_code)
+            if project_code:
+                query = query.where(Registration.project_code == project_code)
+            if status:
+                query = query.where(Registration.status == status)
+            elif not include_deleted:
+                query = query.where(Registration.status != Status.DELETED)
+            if business_key:
+                query = query.where(Registration.business_key == business_key)
+            if field_name is not None and field_value is not None:
+                query = query.where(Registration.values[field_name].as_string() == field_value)
+            total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
+            rows = await session.execute(
+                query.order_by(Registration.updated_at.desc(), Registration.id).limit(limit).offset(offset)
+            )
+            return list(rows.scalars()), int(total)
+
+    # --- worker -------------------------------------------------------------------
+
+    async def process_jobs(self, *, limit: int = 50) -> int:
+        """Finish sending: Sending -> Submitted with confirmation Pending. Delivery to the
+        central platform (pseudonymisation split, signatures) plugs in here."""
+        jobs = await self.jobs.claim([DELIVER], limit=limit)
+        for job in jobs:
+            try:
+                async with self.db.system_session() as session:
+                    reg = await session.get(Registration, job.subject_id)
+                    if reg is not None and reg.status == Status.SENDING:
+                        await self._transition(session, reg, Action.PROCESSED, actor=Actor("hdhub", "worker"), entry=None)
+                    await self.jobs.finish(session, job.id)
+            except Exception as exc:  # a failure is retried with back-off, then parked
+                log.warning("delivery job failed", extra={"job_id": job.id, "error_type": type(exc).__name__})
+                await self.jobs.fail(job.id, type(exc).__name__)
+        return len(jobs)
+
+    # --- internals ----------------------------------------------------------------
+
+    def _new(self, organisation_id: str, entry: CatalogueEntry, key: str | None, result: Any, actor: Actor) -> Registration:
+        reg_id = new_id()
+        now = utcnow()
+        return Registration(
+            id=reg_id,
+            organisation_id=organisation_id,
+            project_code=entry.definition.project_code,
+            dcd_code=entry.definition.dcd_code,
+            dcd_version=entry.version,
+            business_key=key or f"id:{reg_id}",
+            status=Status.OPEN,
+            values=result.values,
+            errors=[_error_dict(e) for e in result.errors],
+            created_by=actor.name,
+            created_at=now,
+            updated_at=now,
+        )
+
+    async def _live_by_key(self, session: AsyncSession, organisation_id: str, dcd_code: str, key: str) -> Registration | None:
+        return (
+            await session.execute(
+                select(Registration).where(
+                    Registration.organisation_id == organisation_id,
+                    Registration.dcd_code == dcd_code,
+                    Registration.business_key == key,
+                    Registration.status != Status.DELETED,
+                )
+            )
+        ).scalar_one_or_none()
+
+    def _editing(self, organisations: Sequence[str], registration_id: str, expected_version: int | None) -> Any:
+        service = self
+
+        class _Ctx:
+            async def __aenter__(self) -> tuple[AsyncSession, Registration]:
+                self.cm = service.db.session(organisations)
+                session = await self.cm.__aenter__()
+                reg = await session.get(Registration, registration_id)
+                if reg is None:
+                    await self.cm.__aexit__(None, None, None)
+                    raise not_found("Registration")
+                if expected_version is not None and reg.version != expected_version:
+                    await self.cm.__aexit__(None, None, None)
+                    raise stale(reg.version)
+                return session, reg
+
+            async def __aexit__(self, *exc: Any) -> None:
+                try:
+                    await self.cm.__aexit__(*exc)
+                except StaleDataError as err:
+                    raise stale(None) from err
+
+        return _Ctx()
+
+    async def _transition(
+        self,
+        session: AsyncSession,
+        reg: Registration,
+        action: Action,
+        *,
+        actor: Actor,
+        entry: CatalogueEntry | None,
+        before: Mapping[str, Any] | None = None,
+        comment: str | None = None,
+    ) -> None:
+        target = lifecycle.next_status(action, Status(reg.status))
+        now = utcnow()
+        reg.status = target
+        reg.updated_at = now
+        if target == Status.SENDING:
+            reg.submitted_at = now
+            reg.first_submitted_at = reg.first_submitted_at or now
+            reg.status_confirmation = None
+            if reg.registration_code is None:
+                assert entry is not None
+                reg.registration_code = await self._next_code(session, entry.definition.dcd_number, now)
+            self.jobs.enqueue(
+                session, DELIVER, organisation_id=reg.organisation_id, subject_id=reg.id, payload={"version": reg.version + 1}
+            )
+            self.wake.set()
+        elif target == Status.SUBMITTED:
+            reg.status_confirmation = Confirmation.PENDING
+        elif target == Status.OPEN and action == Action.REOPEN:
+            reg.status_confirmation = None
+        await session.flush()
+        await self._record(session, reg, action=action.value, actor=actor, before=before, comment=comment)
+
+    async def _record(
+        self,
+        session: AsyncSession,
+        reg: Registration,
+        *,
+        action: str,
+        actor: Actor,
+        before: Mapping[str, Any] | None,
+        comment: str | None = None,
+    ) -> None:
+        session.add(
+            RegistrationVersion(
+                organisation_id=reg.organisation_id,
+                registration_id=reg.id,
+                version=reg.version,
+                action=action,
+                status=reg.status,
+                dcd_version=reg.dcd_version,
+                values=reg.values,
+                changed_fields=changed_fields(before, reg.values) if before is not None else [],
+                actor=actor.name,
+                via=actor.via,
+                comment=comment,
+                at=utcnow(),
+            )
+        )
+
+    async def _next_code(self, session: AsyncSession, dcd_number: int, now: datetime) -> str:
+        insert = pg_insert if self.db.is_postgres else sqlite_insert
+        statement = (
+            insert(RegistrationCodeCounter)
+            .values(dcd_number=dcd_number, year=now.year, last=1)
+            .on_conflict_do_update(
+                index_elements=["dcd_number", "year"], set_={"last": RegistrationCodeCounter.last + 1}
+            )
+            .returning(RegistrationCodeCounter.last)
+        )
+        sequence = (await session.execute(statement)).scalar_one()
+        return lifecycle.registration_code(dcd_number, now.year, sequence)
+
+
+def _error_dict(e: Any) -> dict[str, str]:
+    return {"field": e.field, "path": e.path, "rule": e.rule, "message": e.message}
+
+
+def lifecycle_check(action: Action, reg: Registration) -> None:
+    try:
+        lifecycle.next_status(action, Status(reg.status))
+    except TransitionRefused as exc:
+        raise conflict("transition-not-allowed", "This action is not allowed in the current status", str(exc)) from exc
+
+
+def stale(current: int | None) -> Problem:
+    detail = "The registration changed since you read it; fetch it again and reapply your change."
+    extra = {"currentVersion": current} if current is not None else {}
+    return Problem(412, "stale-version", "Precondition failed", detail, extra=extra)
+
+
+@dataclass
+class BatchOptions:
+    validation_mode: str = "none"  # none | save_on_validations | validate_all
+    conflict_master: str = "new"  # new | stored
+    ignore_duplicates: bool = True
+    submit: bool = False
+    dry_run: bool = False
+
+
+@dataclass
+class RowPlan:
+    row_index: int
+    outcome: str  # created | updated | ignored_duplicate | kept_stored | rejected
+    registration_id: str = ""
+    business_key: str = ""
+    status: str = ""
+
+
+@dataclass
+class BatchResult:
+    rows: list[RowPlan]
+    errors: list[tuple[int, Any]]
+    warnings: list[tuple[int, Any]]
+    nothing_stored: bool
+    dcd_version: str
+
+
+async def upsert_batch(
+    registrations: Registrations,
+    *,
+    organisation_id: str,
+    dcd_code: str,
+    version: str | None,
+    rows: Sequence[Mapping[str, Any]],
+    options: BatchOptions,
+    lang: str,
+    actor: Actor,
+) -> BatchResult:
+    """Store a batch of rows in one transaction under the Upload Center's settings.
+
+    Rows are matched to stored registrations by business key ("the latest submission
+    wins"; within the batch, the later row wins). With ``validate_all`` any error stores
+    nothing; ``dry_run`` plans without storing.
+    """
+    entry = await registrations.catalogue.get(dcd_code, version)
+    results = entry.compiled.validate_many(rows, lang=lang)
+    errors = [(i, e) for i, r in enumerate(results) for e in r.errors]
+    warnings = [(i, w) for i, r in enumerate(results) for w in r.warnings]
+    plans: list[RowPlan] = []
+    if options.validation_mode == "validate_all" and errors:
+        plans = [RowPlan(i, "rejected") for i in range(len(rows))]
+        return BatchResult(plans, errors, warnings, True, entry.version)
+    keys = [registrations.key_for(entry, r.values) for r in results]
+    async with registrations.db.session([organisation_id]) as session:
+        wanted = [k for k in keys if k]
+        stored: dict[str, Registration] = {}
+        for start in range(0, len(wanted), 1000):
+            chunk = wanted[start : start + 1000]
+            found = await session.execute(
+                select(Registration).where(
+                    Registration.organisation_id == organisation_id,
+                    Registration.dcd_code == entry.definition.dcd_code,
+                    Registration.business_key.in_(chunk),
+                    Registration.status != Status.DELETED,
+                )
+            )
+            stored.update({r.business_key: r for r in found.scalars()})
+        for i, (result, key) in enumerate(zip(results, keys, strict=True)):
+            has_errors = bool(result.errors)
+            if has_errors and options.validation_mode != "save_on_validations":
+                plans.append(RowPlan(i, "rejected", business_key=key or ""))
+                continue
+            submit = options.submit and not has_errors
+            existing = stored.get(key) if key else None
+            if existing is not None:
+                if options.ignore_duplicates and existing.values == result.values and (
+                    not submit or existing.status in (Status.SENDING, Status.SUBMITTED, Status.APPROVED)
+                ):
+                    plans.append(RowPlan(i, "ignored_duplicate", existing.id, key or "", existing.status))
+                    continue
+                if options.conflict_master == "stored":
+                    plans.append(RowPlan(i, "kept_stored", existing.id, key or "", existing.status))
+                    continue
+                action = Action.RESUBMIT if submit else Action.SAVE
+                try:
+                    lifecycle.next_status(action, Status(existing.status))
+                except TransitionRefused:
+                    plans.append(RowPlan(i, "kept_stored", existing.id, key or "", existing.status))
+                    errors.append((i, _BatchError(existing.status)))
+                    continue
+                if not options.dry_run:
+                    before = dict(existing.values)
+                    existing.values, existing.dcd_version = result.values, entry.version
+                    existing.errors = [_error_dict(e) for e in result.errors]
+                    existing.updated_at = utcnow()
+                    await session.flush()
+                    if submit:
+                        await registrations._transition(session, existing, action, actor=actor, entry=entry, before=before)
+                    else:
+                        await registrations._record(session, existing, action="save", actor=actor, before=before)
+                plans.append(RowPlan(i, "updated", existing.id, key or "", existing.status))
+                continue
+            if options.dry_run:
+                plans.append(RowPlan(i, "created", "", key or "", Status.SENDING if submit else Status.OPEN))
+                continue
+            reg = registrations._new(organisation_id, entry, key, result, actor)
+            session.add(reg)
+            await session.flush()
+            await registrations._record(session, reg, action="create", actor=actor, before={})
+            if submit:
+                await registrations._transition(session, reg, Action.SUBMIT, actor=actor, entry=entry)
+            if key:
+                stored[key] = reg
+            plans.append(RowPlan(i, "created", reg.id, reg.business_key, reg.status))
+    return BatchResult(plans, errors, warnings, options.dry_run, entry.version)
+
+
+@dataclass
+class _BatchError:
+    """A row that matched a stored registration which may not be replaced in its status."""
+
+    status: str
+    field: str = "business_key"
+    path: str = "business_key"
+    rule: str = "not_editable"
+
+    @property
+    def message(self) -> str:
+        return f"A registration with this business key is {Status(self.status).label} and cannot be replaced."

@@ -1,0 +1,149 @@
+"""`hdhub`: one command for every shape (DESIGN.md, "one binary, many targets")."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import Annotated
+
+import typer
+
+from hdhub.cli.services import SERVICES, Platform
+
+app = typer.Typer(help="hdhub: deliver hospital and laboratory data to health registries.", no_args_is_help=True)
+
+Host = Annotated[str, typer.Option(help="Address to serve HTTP on")]
+Port = Annotated[int, typer.Option(help="Port to serve HTTP on")]
+
+
+def _configure(port: int | None = None, host: str = "127.0.0.1") -> None:
+    if port is not None:
+        base = f"http://{host if host != '0.0.0.0' else '127.0.0.1'}:{port}"
+        os.environ.setdefault("HDHUB_PUBLIC_URL", base)
+        os.environ.setdefault("HDHUB_OIDC_ISSUER", f"{base}/realms/hdhub")
+    from hdhub.common.config import platform
+
+    platform.cache_clear()
+    settings = platform()
+    from hdhub.common.logging import setup_logging
+    from hdhub.common.telemetry import setup_telemetry
+
+    setup_logging(settings.log_level, settings.log_format)
+    setup_telemetry("hdhub")
+
+
+def _check(name: str) -> list[str]:
+    if name == "all":
+        return list(SERVICES)
+    if name not in SERVICES:
+        raise typer.BadParameter(f"unknown service {name!r}; one of: all, {', '.join(SERVICES)}")
+    return [name]
+
+
+def _banner(host: str, port: int) -> None:
+    from hdhub.identity.seed import ACCOUNTS, CLIENTS
+
+    base = f"http://{host}:{port}"
+    lines = [
+        "",
+        f"hdhub is running at {base}  (API docs: {base}/docs)",
+        f"OIDC issuer: {base}/realms/hdhub   token endpoint: {base}/realms/hdhub/protocol/openid-connect/token",
+        "Demo logins (password grant, client_id=hdhub-portal):",
+        *[f"  {a.username:28} {a.password:16} {', '.join(f'{o}: {'/'.join(r)}' for o, r in a.roles.items()) or 'operator'}" for a in ACCOUNTS],
+        "Demo hospital systems (client_credentials):",
+        *[f"  {c.client_id:28} {c.secret:16} organisation {c.organisation_id}" for c in CLIENTS],
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+@app.command()
+def run(
+    service: Annotated[str, typer.Argument(help="`all`, or one service")] = "all",
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
+    migrate: Annotated[bool | None, typer.Option(help="Migrate first (default: only with `all`)")] = None,
+    demo: Annotated[bool | None, typer.Option(help="Seed demo data (default: only with `all`)")] = None,
+) -> None:
+    """Serve REST and gRPC for one service, or every service in one process with its workers."""
+    import uvicorn
+
+    names = _check(service)
+    _configure(port, host)
+    everything = service == "all"
+    platform = Platform(
+        names,
+        migrate=everything if migrate is None else migrate,
+        seed=everything if demo is None else demo,
+        workers=everything,
+    )
+    config = uvicorn.Config(platform.app(), host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    if everything or demo:
+        original = server.startup
+
+        async def startup(sockets: object = None) -> None:
+            await original(sockets)  # type: ignore[arg-type]
+            _banner(host, port)
+
+        server.startup = startup  # type: ignore[method-assign]
+    server.run()
+
+
+@app.command()
+def worker(service: Annotated[str, typer.Argument(help="The service whose background jobs to run")]) -> None:
+    """Run a service's background worker (claims durable jobs; safe to run several)."""
+    names = _check(service)
+    _configure()
+
+    async def main() -> None:
+        platform = Platform(names, migrate=False, seed=False, workers=True)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, platform._stop.set)
+        for s in platform.services:
+            await s.prepare()
+        tasks = [asyncio.create_task(s.work(platform._stop)) for s in platform.services]
+        await asyncio.gather(*tasks)
+        await platform.stop()
+
+    asyncio.run(main())
+
+
+@app.command("migrate")
+def migrate_command(service: Annotated[str, typer.Argument(help="`all`, or one service")] = "all") -> None:
+    """Bring a service's database schema to the newest revision."""
+    names = _check(service)
+    _configure()
+
+    async def main() -> None:
+        platform = Platform(names, migrate=True, seed=False, workers=False)
+        for s in platform.services:
+            await s.db.migrate()
+            await s.db.dispose()
+            typer.echo(f"{s.name}: migrated")
+
+    asyncio.run(main())
+
+
+@app.command()
+def seed() -> None:
+    """Migrate, then load the demo organisations, accounts, clients and shipped registries."""
+    _configure()
+
+    async def main() -> None:
+        platform = Platform(list(SERVICES), migrate=True, seed=True, workers=False)
+        for s in platform.services:
+            await s.db.migrate()
+            await s.prepare()
+        await platform.seed_demo()
+        for s in platform.services:
+            await s.db.dispose()
+        typer.echo("demo data loaded")
+
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,94 @@
+"""The services one process can run, and how `hdhub run` composes them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+from fastapi import FastAPI
+
+from hdhub.common.runtime import Service
+from hdhub.common.web import create_app
+
+log = logging.getLogger("hdhub.cli")
+
+SERVICES = ("identity", "registrations")
+
+
+def make_service(name: str) -> Service:
+    if name == "identity":
+        from hdhub.identity.service import IdentityService
+
+        return IdentityService()
+    if name == "registrations":
+        from hdhub.registrations.runtime import RegistrationsService
+
+        return RegistrationsService()
+    raise KeyError(name)
+
+
+class Platform:
+    """Some services in one process: migrations, gRPC servers, REST app, workers."""
+
+    def __init__(self, names: Sequence[str], *, migrate: bool, seed: bool, workers: bool) -> None:
+        self.services = [make_service(n) for n in names]
+        self.migrate, self.seed, self.workers = migrate, seed, workers
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def service(self, name: str) -> Service:
+        return next(s for s in self.services if s.name == name)
+
+    async def start(self) -> None:
+        for s in self.services:
+            if self.migrate:
+                await s.db.migrate()
+        for s in self.services:
+            await s.prepare()
+        if self.seed:
+            await self.seed_demo()
+        for s in self.services:
+            await s.start_grpc()
+        if self.workers:
+            for s in self.services:
+                self._tasks.append(asyncio.create_task(s.work(self._stop), name=f"{s.name}-worker"))
+
+    async def seed_demo(self) -> None:
+        for s in self.services:
+            seed = getattr(s, "seed", None)
+            if seed is not None:
+                await seed()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(t, timeout=10)
+        from hdhub.common.grpc import close_channels
+
+        await close_channels()
+        for s in self.services:
+            await s.stop()
+
+    def app(self) -> FastAPI:
+        routers = [r for s in self.services for r in s.routers()]
+        title = "hdhub" if len(self.services) > 1 else f"hdhub {self.services[0].name}"
+        app = create_app(
+            title=title,
+            routers=routers,
+            description="Deliver hospital and laboratory data to health registries. "
+            "Problems are answered as application/problem+json (RFC 9457).",
+        )
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+            await self.start()
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        app.router.lifespan_context = lifespan
+        return app
