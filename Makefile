@@ -1,0 +1,58 @@
+# hdhub: `make run` serves the whole platform on embedded defaults; `make test` installs
+# everything it needs and runs the tests. `make help` lists the rest.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3.11
+UV := .tools/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: help install services run test unit e2e proto proto-check lint bench clean
+
+help: ## Show the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check 'uv>=0.5,<1'
+
+$(BIN)/hdhub: $(UV) pyproject.toml uv.lock libs/*/pyproject.toml services/*/pyproject.toml
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+install: $(BIN)/hdhub ## Create .venv with every service and the dev tools
+
+services: ## Make sure PostgreSQL and Redis answer on 127.0.0.1 (installs them from Debian if missing)
+	@bash tools/ensure-services.sh
+
+run: install ## The whole platform on embedded defaults with demo data, at http://127.0.0.1:8000
+	$(BIN)/hdhub run all
+
+test: install services ## Install, then run every test (unit, integration on PostgreSQL/Redis/SQLite, e2e)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: install ## Only the tests that need no database server
+	$(BIN)/pytest -m "not postgres and not e2e" $(PYTEST_ARGS)
+
+e2e: install services ## Start `hdhub run all` as a process and drive it over HTTP
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+proto: install ## Regenerate libs/proto from proto/
+	$(BIN)/python tools/gen_proto.py
+
+proto-check: install ## Fail when the committed generated code is stale
+	$(BIN)/python tools/gen_proto.py --check
+
+lint: install ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check . || true
+	$(BIN)/mypy libs/common/src services/*/src src
+
+bench: install services ## Benchmarks; each prints a ratio against a baseline measured in the same run
+	$(BIN)/python bench/bench_submissions.py
+	$(BIN)/python bench/bench_validation.py
+
+clean: ## Remove local state (var/) and caches
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache
