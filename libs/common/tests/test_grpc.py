@@ -1,0 +1,541 @@
+"""The internal edge on real gRPC servers on loopback: health, reflection, problems both
+ways, bearer tokens verified against a JWKS served over HTTP, deadlines and retries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+import grpc.aio
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from google.protobuf.wrappers_pb2 import StringValue
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import REGISTRY
+
+from hdhub.common import grpc as hgrpc
+from hdhub.common.auth import Principal, TokenVerifier, current_principal, set_verifier
+from hdhub.common.config import platform
+from hdhub.common.errors import FieldProblem, Problem
+
+SERVICE = "hdhub.test.v1.EchoService"
+ISSUER = "http://issuer.test/realms/hdhub"
+AUDIENCE = "hdhub"
+
+
+def _ensure_sdk_tracer_provider() -> None:
+    """Trace ids exist only with the SDK; the provider is process-wide and set once."""
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        trace.set_tracer_provider(TracerProvider())
+
+
+# --- A JWKS served over real HTTP, and tokens signed with its key -----------------------
+
+
+class _Jwks:
+    def __init__(self) -> None:
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.kid = "test-key"
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
+        jwk.update(kid=self.kid, use="sig", alg="RS256")
+        self.body = json.dumps({"keys": [jwk]}).encode()
+
+    def token(self, subject: str = "user-1", **claims: Any) -> str:
+        now = int(time.time())
+        payload = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": subject,
+            "iat": now,
+            "exp": now + 300,
+            "preferred_username": subject,
+            "organisations": {"org-1": {"name": "Hospital One", "roles": ["registrant"]}},
+            **claims,
+        }
+        return jwt.encode(payload, self.key, algorithm="RS256", headers={"kid": self.kid})
+
+
+@pytest.fixture(scope="module")
+def jwks() -> Iterator[_Jwks]:
+    keys = _Jwks()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(keys.body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    set_verifier(
+        TokenVerifier(issuer=ISSUER, jwks_url=f"http://127.0.0.1:{http.server_port}/certs", audience=AUDIENCE)
+    )
+    yield keys
+    set_verifier(None)
+    http.shutdown()
+
+
+# --- A tiny service behind the standard interceptors -------------------------------------
+
+
+class Echo:
+    """Methods exercising each behaviour; requests and answers are StringValue."""
+
+    def __init__(self) -> None:
+        self.attempts: dict[str, int] = {}
+        self.seen_deadline: float | None = None
+        self.downstream_target: str | None = None
+
+    async def Echo(self, request: StringValue, context: grpc.aio.ServicerContext[Any, Any]) -> StringValue:
+        return StringValue(value=request.value)
+
+    async def WhoAmI(self, request: StringValue, context: grpc.aio.ServicerContext[Any, Any]) -> StringValue:
+        return StringValue(value=hgrpc.require_principal().subject)
+
+    async def Anonymous(
+        self, request: StringValue, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> StringValue:
+        principal = current_principal.get()
+        return StringValue(value=principal.subject if principal else "anonymous")
+
+    async def Fail(self, request: StringValue, context: grpc.aio.ServicerContext[Any, Any]) -> StringValue:
+        raise _problem(request.value)
+
+    async def Boom(self, request: StringValue, context: grpc.aio.ServicerContext[Any, Any]) -> StringValue:
+        raise RuntimeError(f"database said no about {request.value}")
+
+    async def AbortNotFound(
+        self, request: StringValue, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> StringValue:
+        await context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
+
+    async def Slow(self, request: StringValue, context: grpc.aio.ServicerContext[Any, Any]) -> StringValue:
+        self.seen_deadline = context.time_remaining()
+        await asyncio.sleep(float(request.value or "2"))
+        return StringValue(value="done")
+
+    async def Flaky(self, request: StringValue, context: grpc.aio.ServicerContext[Any, Any]) -> StringValue:
+        # Unavailable until the request's nth attempt: `<key>:<n>`.
+        key, _, succeed_at = request.value.partition(":")
+        self.attempts[key] = self.attempts.get(key, 0) + 1
+        if self.attempts[key] < int(succeed_at):
+            raise Problem(503, "busy", "Busy, try again")
+        return StringValue(value=f"attempt {self.attempts[key]}")
+
+    async def Relay(self, request: StringValue, context: grpc.aio.ServicerContext[Any, Any]) -> StringValue:
+        # Calls another server (the caller's token and deadline must follow).
+        assert self.downstream_target is not None
+        call = hgrpc.channel("downstream", target=self.downstream_target).unary_unary(
+            f"/{SERVICE}/{request.value}", StringValue.SerializeToString, StringValue.FromString
+        )
+        return await call(StringValue(value="0.05"))
+
+    async def Count(
+        self, request: StringValue, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[StringValue]:
+        for i in range(int(request.value)):
+            yield StringValue(value=str(i))
+        raise Problem(409, "stream-ended", "Ran out of numbers")
+
+
+def _problem(spec: str) -> Problem:
+    status, _, slug = spec.partition(":")
+    errors = [FieldProblem("DT_PCI", "required", "A date is required", path="pci[1]/DT_PCI", row=3)]
+    return Problem(
+        int(status),
+        slug or "some-problem",
+        f"Problem {status}",
+        "Some detail.",
+        errors=errors if status == "422" else (),
+        headers={"Retry-After": "7"} if status == "429" else {},
+        extra={"registration_id": "reg-1"} if status == "404" else {},
+    )
+
+
+def _register(echo: Echo) -> Any:
+    def register(server: grpc.aio.Server) -> None:
+        handlers = {
+            name: grpc.unary_unary_rpc_method_handler(
+                getattr(echo, name), StringValue.FromString, StringValue.SerializeToString
+            )
+            for name in (
+                "Echo",
+                "WhoAmI",
+                "Anonymous",
+                "Fail",
+                "Boom",
+                "AbortNotFound",
+                "Slow",
+                "Flaky",
+                "Relay",
+            )
+        }
+        handlers["Count"] = grpc.unary_stream_rpc_method_handler(
+            echo.Count, StringValue.FromString, StringValue.SerializeToString
+        )
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
+
+    return register
+
+
+class Server:
+    def __init__(self, server: grpc.aio.Server, echo: Echo) -> None:
+        self.server = server
+        self.echo = echo
+        self.target = f"127.0.0.1:{hgrpc.bound_port(server)}"
+
+    def call(self, method: str) -> grpc.aio.UnaryUnaryMultiCallable[StringValue, StringValue]:
+        return hgrpc.channel("test", target=self.target).unary_unary(
+            f"/{SERVICE}/{method}", StringValue.SerializeToString, StringValue.FromString
+        )
+
+
+async def _start(service: str = "test") -> Server:
+    echo = Echo()
+    server = await hgrpc.start_server(
+        service=service, bind="127.0.0.1:0", register=[_register(echo)], service_names=[SERVICE]
+    )
+    return Server(server, echo)
+
+
+@pytest.fixture(scope="module")
+async def server(jwks: _Jwks) -> AsyncIterator[Server]:
+    hgrpc.register_idempotent(SERVICE, ["Echo", "WhoAmI", "Slow"])
+    started = await _start()
+    yield started
+    await hgrpc.close_channels()
+    await hgrpc.stop_server(started.server, grace=0)
+
+
+async def _error(call: Any, value: str, **kwargs: Any) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call(StringValue(value=value), **kwargs)
+    return info.value
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+# --- Health and reflection -----------------------------------------------------------------
+
+
+async def test_health_reports_serving_for_the_server_and_each_service(server: Server) -> None:
+    stub = health_pb2_grpc.HealthStub(hgrpc.channel("test", target=server.target))
+    for name in ("", SERVICE):
+        answer = await stub.Check(health_pb2.HealthCheckRequest(service=name))
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Check(health_pb2.HealthCheckRequest(service="hdhub.unknown.v1.NoService"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_health_watch_streams_the_status(server: Server) -> None:
+    stub = health_pb2_grpc.HealthStub(hgrpc.channel("test", target=server.target))
+    call = stub.Watch(health_pb2.HealthCheckRequest(service=SERVICE))
+    first = await call.read()
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
+    call.cancel()
+
+
+async def test_reflection_lists_our_service_health_and_reflection(server: Server) -> None:
+    stub = reflection_pb2_grpc.ServerReflectionStub(hgrpc.channel("test", target=server.target))
+    requests = [reflection_pb2.ServerReflectionRequest(list_services="")]
+    names = [
+        s.name
+        async for answer in stub.ServerReflectionInfo(iter(requests))
+        for s in answer.list_services_response.service
+    ]
+    assert set(names) == {SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
+
+
+# --- Problems both ways ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "code"),
+    [
+        ("400", grpc.StatusCode.INVALID_ARGUMENT),
+        ("401:unauthorized", grpc.StatusCode.UNAUTHENTICATED),
+        ("403:forbidden", grpc.StatusCode.PERMISSION_DENIED),
+        ("404:not-found", grpc.StatusCode.NOT_FOUND),
+        ("409:stale-version", grpc.StatusCode.ABORTED),
+        ("409:registration-exists", grpc.StatusCode.ALREADY_EXISTS),
+        ("409:already-exists", grpc.StatusCode.ALREADY_EXISTS),
+        ("412:precondition", grpc.StatusCode.FAILED_PRECONDITION),
+        ("413:too-large", grpc.StatusCode.RESOURCE_EXHAUSTED),
+        ("422:validation", grpc.StatusCode.INVALID_ARGUMENT),
+        ("429:rate-limited", grpc.StatusCode.RESOURCE_EXHAUSTED),
+        ("503:issuer-unavailable", grpc.StatusCode.UNAVAILABLE),
+    ],
+)
+async def test_problem_raised_by_handler_reaches_the_caller_as_the_same_problem(
+    server: Server, spec: str, code: grpc.StatusCode
+) -> None:
+    error = await _error(server.call("Fail"), spec)
+    assert error.code() == code
+
+    problem = hgrpc.problem_from_rpc_error(error)
+    expected = _problem(spec)
+    assert problem.body("/x") == expected.body("/x")
+    assert problem.headers == expected.headers
+
+
+async def test_field_errors_past_the_metadata_budget_are_dropped_and_counted() -> None:
+    errors = [
+        FieldProblem(f"FIELD_{i}", "required", "This field is required " * 3, row=i) for i in range(500)
+    ]
+    trailers = dict(hgrpc._problem_trailers(Problem(422, "validation", "Not valid", errors=errors)))
+    body = json.loads(trailers[hgrpc.PROBLEM_METADATA_KEY])
+    assert len(trailers[hgrpc.PROBLEM_METADATA_KEY]) <= hgrpc.MAX_PROBLEM_BYTES
+    assert body["errors_omitted"] == 500 - len(body["errors"]) > 0
+
+
+async def test_unexpected_error_is_internal_with_a_generic_message_and_a_logged_trace_id(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    _ensure_sdk_tracer_provider()
+    with (
+        caplog.at_level(logging.ERROR, logger="hdhub.grpc"),
+        trace.get_tracer("test").start_as_current_span("caller") as span,
+    ):
+        error = await _error(server.call("Boom"), "ssn-sentinel")
+        trace_id = format(span.get_span_context().trace_id, "032x")
+
+    assert error.code() == grpc.StatusCode.INTERNAL
+    assert "database" not in (error.details() or "") and "sentinel" not in (error.details() or "")
+    problem = hgrpc.problem_from_rpc_error(error)
+    assert (problem.status, problem.slug) == (500, "internal")
+    [record] = [r for r in caplog.records if r.name == "hdhub.grpc"]
+    assert record.exc_info is not None
+    assert record.trace_id == trace_id  # type: ignore[attr-defined]
+    assert f"/{SERVICE}/Boom" in record.getMessage()
+
+
+async def test_status_without_problem_body_becomes_a_generic_problem(server: Server) -> None:
+    error = await _error(server.call("AbortNotFound"), "")
+    problem = hgrpc.problem_from_rpc_error(error)
+    assert (problem.status, problem.slug, problem.detail) == (404, "not-found", "no such thing")
+
+
+async def test_unreachable_service_is_a_dependency_unavailable_problem() -> None:
+    # A port nobody listens on: bind one, close it.
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    call = hgrpc.channel("test", target=f"127.0.0.1:{port}").unary_unary(
+        f"/{SERVICE}/Echo", StringValue.SerializeToString, StringValue.FromString
+    )
+    error = await _error(call, "x", timeout=2)
+    assert error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    problem = hgrpc.problem_from_rpc_error(error)
+    assert (problem.status, problem.slug) == (503, "dependency-unavailable")
+
+
+async def test_problem_raised_mid_stream_ends_the_stream_with_its_status(server: Server) -> None:
+    call = hgrpc.channel("test", target=server.target).unary_stream(
+        f"/{SERVICE}/Count", StringValue.SerializeToString, StringValue.FromString
+    )
+    received: list[str] = []
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        async for answer in call(StringValue(value="3")):
+            received.append(answer.value)
+    assert received == ["0", "1", "2"]
+    assert info.value.code() == grpc.StatusCode.ABORTED
+    assert hgrpc.problem_from_rpc_error(info.value).slug == "stream-ended"
+
+
+# --- Identity ------------------------------------------------------------------------------
+
+
+async def test_caller_token_is_forwarded_and_verified_against_the_jwks(server: Server, jwks: _Jwks) -> None:
+    token = jwks.token("nurse-1")
+    reset = current_principal.set(Principal.from_claims({"sub": "nurse-1"}, token))
+    try:
+        answer = await server.call("WhoAmI")(StringValue())
+    finally:
+        current_principal.reset(reset)
+    assert answer.value == "nurse-1"
+
+
+async def test_method_requiring_a_caller_refuses_a_call_without_token(server: Server) -> None:
+    error = await _error(server.call("WhoAmI"), "")
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert hgrpc.problem_from_rpc_error(error).status == 401
+
+
+async def test_method_open_to_anyone_runs_without_token(server: Server) -> None:
+    assert (await server.call("Anonymous")(StringValue())).value == "anonymous"
+
+
+@pytest.mark.parametrize("header", ["Bearer not-a-jwt", "Basic dXNlcjpwdw==", "Bearer "])
+async def test_bad_token_is_refused_even_where_none_is_needed(server: Server, header: str) -> None:
+    error = await _error(server.call("Anonymous"), "", metadata=(("authorization", header),))
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_token_signed_by_another_key_is_refused(server: Server) -> None:
+    other = _Jwks()  # same kid, different key
+    error = await _error(
+        server.call("Anonymous"), "", metadata=(("authorization", f"Bearer {other.token()}"),)
+    )
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_token_follows_the_call_to_the_next_service(server: Server, jwks: _Jwks) -> None:
+    downstream = await _start("downstream")
+    server.echo.downstream_target = downstream.target
+    try:
+        answer = await server.call("Relay")(
+            StringValue(value="WhoAmI"), metadata=(("authorization", f"Bearer {jwks.token('doctor-7')}"),)
+        )
+    finally:
+        await hgrpc.stop_server(downstream.server, grace=0)
+    assert answer.value == "doctor-7"
+
+
+# --- Deadlines and retries -------------------------------------------------------------------
+
+
+async def test_call_without_deadline_gets_the_platform_default(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(platform(), "grpc_timeout_seconds", 0.3)
+    started = time.monotonic()
+    error = await _error(server.call("Slow"), "3")
+    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - started < 2
+    assert hgrpc.problem_from_rpc_error(error).slug == "dependency-unavailable"
+
+
+async def test_call_deadline_set_by_the_caller_wins(server: Server) -> None:
+    answer = await server.call("Slow")(StringValue(value="0.01"), timeout=30)
+    assert answer.value == "done"
+    assert server.echo.seen_deadline is not None and 20 < server.echo.seen_deadline <= 31
+
+
+async def test_downstream_call_does_not_outlive_the_callers_deadline(server: Server) -> None:
+    downstream = await _start("downstream")
+    server.echo.downstream_target = downstream.target
+    try:
+        await server.call("Relay")(StringValue(value="Slow"), timeout=1.5)
+    finally:
+        await hgrpc.stop_server(downstream.server, grace=0)
+    assert downstream.echo.seen_deadline is not None and downstream.echo.seen_deadline <= 1.6
+
+
+async def test_idempotent_method_is_retried_on_unavailable(server: Server) -> None:
+    await hgrpc.close_channels()  # a fresh channel: fresh retry-throttling tokens
+    hgrpc.register_idempotent(SERVICE, ["Flaky"])
+    key = uuid.uuid4().hex
+    answer = await server.call("Flaky")(StringValue(value=f"{key}:3"))
+    assert answer.value == "attempt 3"
+
+
+async def test_other_methods_are_not_retried(server: Server) -> None:
+    # "Fail" is not registered idempotent: one attempt, the caller sees UNAVAILABLE.
+    before = _sample(
+        "grpc_server_handled_total",
+        grpc_type="unary",
+        grpc_service=SERVICE,
+        grpc_method="Fail",
+        grpc_code="UNAVAILABLE",
+    )
+    error = await _error(server.call("Fail"), "503:busy")
+    after = _sample(
+        "grpc_server_handled_total",
+        grpc_type="unary",
+        grpc_service=SERVICE,
+        grpc_method="Fail",
+        grpc_code="UNAVAILABLE",
+    )
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert after - before == 1
+
+
+async def test_retries_give_up_after_four_attempts(server: Server) -> None:
+    await hgrpc.close_channels()  # a fresh channel: fresh retry-throttling tokens
+    hgrpc.register_idempotent(SERVICE, ["Flaky"])
+    key = uuid.uuid4().hex
+    error = await _error(server.call("Flaky"), f"{key}:10")
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert server.echo.attempts[key] == 4
+
+
+def test_service_config_lists_only_registered_methods_for_retry() -> None:
+    hgrpc.register_idempotent("hdhub.other.v1.OtherService", ["GetThing"])
+    config = json.loads(hgrpc._service_config())
+    assert config["loadBalancingConfig"] == [{"round_robin": {}}]
+    [method_config] = config["methodConfig"]
+    assert {"service": "hdhub.other.v1.OtherService", "method": "GetThing"} in method_config["name"]
+    assert method_config["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
+    assert method_config["retryPolicy"]["maxAttempts"] == 4
+    assert hgrpc.idempotent_methods["hdhub.other.v1.OtherService"] == frozenset({"GetThing"})
+
+
+def test_plain_targets_resolve_through_dns() -> None:
+    assert hgrpc._resolver_target("registrations:50051") == "dns:///registrations:50051"
+    assert hgrpc._resolver_target("dns:///registrations:50051") == "dns:///registrations:50051"
+    assert hgrpc._resolver_target("unix:///tmp/x.sock") == "unix:///tmp/x.sock"
+
+
+# --- Metrics, access log, shutdown -----------------------------------------------------------
+
+
+async def test_metrics_count_calls_by_method_and_code(server: Server) -> None:
+    labels = {"grpc_type": "unary", "grpc_service": SERVICE, "grpc_method": "Echo"}
+    before = _sample("grpc_server_handled_total", **labels, grpc_code="OK")
+    await server.call("Echo")(StringValue(value="hi"))
+    assert _sample("grpc_server_handled_total", **labels, grpc_code="OK") - before == 1
+    assert _sample("grpc_server_handling_seconds_count", **labels) >= 1
+
+
+async def test_access_log_has_method_code_and_duration_but_no_content(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="hdhub.grpc.access"):
+        await server.call("Echo")(StringValue(value="85040216932 Jansen"))
+        await _error(server.call("Fail"), "404:not-found")
+    lines = [r for r in caplog.records if r.name == "hdhub.grpc.access"]
+    assert [(r.grpc_method, r.grpc_code) for r in lines] == [  # type: ignore[attr-defined]
+        (f"/{SERVICE}/Echo", "OK"),
+        (f"/{SERVICE}/Fail", "NOT_FOUND"),
+    ]
+    assert all(isinstance(r.duration_ms, float) for r in lines)  # type: ignore[attr-defined]
+    assert "Jansen" not in caplog.text and "85040216932" not in caplog.text
+
+
+async def test_graceful_stop_lets_calls_in_flight_finish_and_turns_health_off() -> None:
+    started = await _start()
+    slow = asyncio.ensure_future(started.call("Slow")(StringValue(value="0.3")))
+    await asyncio.sleep(0.1)
+    stub = health_pb2_grpc.HealthStub(hgrpc.channel("test", target=started.target))
+    state = hgrpc._servers[started.server]
+    stopping = asyncio.ensure_future(hgrpc.stop_server(started.server, grace=5))
+    await asyncio.sleep(0.05)
+    assert (await state.health.Check(health_pb2.HealthCheckRequest(service=""), None)).status == (
+        health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    assert (await slow).value == "done"
+    await stopping
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
