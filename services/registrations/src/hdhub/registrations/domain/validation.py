@@ -1,0 +1,1228 @@
+"""The validation engine: a DCD version compiled once, then run over records.
+
+:func:`compile_dcd` turns a :class:`DcdDefinition` into a :class:`CompiledDcd` (cached):
+one parse function per field chosen by its type (code sets, number formats and SSIN
+checks built in), every expression compiled to closures with ``${name}`` resolved to a
+slot, and one order for everything that depends on other values (group and field
+relevance, repeat counts, calculations, dynamic defaults). Running a record is then a
+loop over its values and a short list of precompiled steps.
+
+What a record goes through, in this order:
+
+1. every key is looked up (an unknown one is an ``unknown_field`` error) and its value
+   parsed to the canonical form of docs/dcd-format.md (``type``, ``number_format``,
+   ``choice``, ``ssin`` errors); ``''`` and None are missing values;
+2. in dependency order: relevance (a submitted value of a field that does not apply is
+   dropped with a ``not_relevant`` warning), repeat counts (values in instances beyond
+   the count are ``repeat_count`` errors), calculations and defaults;
+3. ``required``, ``constraint`` and ``choice_filter`` over the final values.
+
+No message carries a submitted value: patient identifiers must never reach error
+reports or logs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import heapq
+import math
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from hdhub.registrations.domain.dcd import DcdDefinition, Field, FieldType, Group, Item, Repeat, translate
+from hdhub.registrations.domain.expressions import (
+    Context,
+    Evaluator,
+    ExpressionError,
+    FieldSlot,
+    Node,
+    field_references,
+    is_constant,
+    parse_expression,
+    xpath_boolean,
+    xpath_number,
+    xpath_string,
+)
+from hdhub.registrations.domain.ssin import is_valid_ssin, normalise_ssin
+
+__all__ = [
+    "UPLOAD_METADATA_FIELDS",
+    "CompiledDcd",
+    "CompileProblem",
+    "DcdCompileError",
+    "FieldError",
+    "Validation",
+    "compile_dcd",
+]
+
+#: Columns the Upload Center may send with any record; they are not DCD fields and are
+#: skipped (not errors, not values) unless the DCD itself defines them.
+UPLOAD_METADATA_FIELDS = frozenset({"TX_AUTHOR_GR", "TX_AUTHOR", "TX_COAUTHOR", "STATUS"})
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One broken rule: ``field`` as sent (``DT_PCI_2``), ``path`` in the form, ``rule``, ``message``."""
+
+    field: str
+    path: str
+    rule: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"field": self.field, "path": self.path, "rule": self.rule, "message": self.message}
+
+
+@dataclass(slots=True)
+class Validation:
+    """The outcome for one record: canonical ``values``, ``errors`` and ``warnings``."""
+
+    values: dict[str, Any]
+    errors: list[FieldError]
+    warnings: list[FieldError]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@dataclass(frozen=True, slots=True)
+class CompileProblem:
+    row: int | None
+    column: str | None
+    message: str
+
+
+class DcdCompileError(ValueError):
+    """The definition cannot be compiled (a bad default, a cycle of calculations...)."""
+
+    def __init__(self, problems: Iterable[CompileProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(p.message for p in self.problems))
+
+
+# --------------------------------------------------------------------------- messages
+
+_MESSAGES: Mapping[str, Mapping[str, str]] = {
+    "required": {
+        "en": "This field is required.",
+        "fr": "Ce champ est obligatoire.",
+        "nl": "Dit veld is verplicht.",
+        "de": "Dieses Feld ist ein Pflichtfeld.",
+    },
+    "constraint": {
+        "en": "The value does not meet the condition of this field.",
+        "fr": "La valeur ne respecte pas la condition de ce champ.",
+        "nl": "De waarde voldoet niet aan de voorwaarde van dit veld.",
+        "de": "Der Wert erfüllt die Bedingung dieses Feldes nicht.",
+    },
+    "type:text": {
+        "en": "Enter text.",
+        "fr": "Saisissez du texte.",
+        "nl": "Geef tekst in.",
+        "de": "Geben Sie einen Text ein.",
+    },
+    "type:integer": {
+        "en": "Enter a whole number.",
+        "fr": "Saisissez un nombre entier.",
+        "nl": "Geef een geheel getal in.",
+        "de": "Geben Sie eine ganze Zahl ein.",
+    },
+    "type:decimal": {
+        "en": "Enter a number, with a point as the decimal separator.",
+        "fr": "Saisissez un nombre, avec un point comme séparateur décimal.",
+        "nl": "Geef een getal in, met een punt als decimaalteken.",
+        "de": "Geben Sie eine Zahl mit einem Punkt als Dezimaltrennzeichen ein.",
+    },
+    "type:date": {
+        "en": "Enter an existing date as dd/mm/yyyy.",
+        "fr": "Saisissez une date existante au format jj/mm/aaaa.",
+        "nl": "Geef een bestaande datum in als dd/mm/jjjj.",
+        "de": "Geben Sie ein existierendes Datum im Format TT/MM/JJJJ ein.",
+    },
+    "type:time": {
+        "en": "Enter a time as HH:MM (24 hours).",
+        "fr": "Saisissez une heure au format HH:MM (24 heures).",
+        "nl": "Geef een tijdstip in als UU:MM (24 uur).",
+        "de": "Geben Sie eine Uhrzeit im Format HH:MM (24 Stunden) ein.",
+    },
+    "type:datetime": {
+        "en": "Enter an existing date and time as dd/mm/yyyy HH:MM.",
+        "fr": "Saisissez une date et une heure existantes au format jj/mm/aaaa HH:MM.",
+        "nl": "Geef een bestaande datum en tijd in als dd/mm/jjjj UU:MM.",
+        "de": "Geben Sie ein existierendes Datum mit Uhrzeit im Format TT/MM/JJJJ HH:MM ein.",
+    },
+    "type:select": {
+        "en": "Enter codes from the code list.",
+        "fr": "Saisissez des codes de la liste de codes.",
+        "nl": "Geef codes uit de codelijst in.",
+        "de": "Geben Sie Codes aus der Codeliste ein.",
+    },
+    "number_format": {
+        "en": "Enter at most {before} digits before and {after} digits after the decimal point.",
+        "fr": "Saisissez au plus {before} chiffres avant et {after} chiffres après le point décimal.",
+        "nl": "Geef hoogstens {before} cijfers voor en {after} cijfers na het decimaalteken in.",
+        "de": "Geben Sie höchstens {before} Ziffern vor und {after} Ziffern nach dem Dezimalpunkt ein.",
+    },
+    "number_format:integer": {
+        "en": "Enter at most {before} digits.",
+        "fr": "Saisissez au plus {before} chiffres.",
+        "nl": "Geef hoogstens {before} cijfers in.",
+        "de": "Geben Sie höchstens {before} Ziffern ein.",
+    },
+    "choice": {
+        "en": "This code is not in the code list {list}.",
+        "fr": "Ce code ne figure pas dans la liste de codes {list}.",
+        "nl": "Deze code staat niet in de codelijst {list}.",
+        "de": "Dieser Code ist nicht in der Codeliste {list} enthalten.",
+    },
+    "choice_filter": {
+        "en": "This code is not allowed here, given the other answers.",
+        "fr": "Ce code n'est pas autorisé ici, compte tenu des autres réponses.",
+        "nl": "Deze code is hier niet toegestaan, gezien de andere antwoorden.",
+        "de": "Dieser Code ist hier angesichts der anderen Antworten nicht zulässig.",
+    },
+    "ssin": {
+        "en": "This is not a valid national register number (SSIN): check the 11 digits.",
+        "fr": "Ce n'est pas un numéro de registre national (NISS) valide : vérifiez les 11 chiffres.",
+        "nl": "Dit is geen geldig rijksregisternummer (INSZ): controleer de 11 cijfers.",
+        "de": "Dies ist keine gültige Nationalregisternummer (INSZ): Prüfen Sie die 11 Ziffern.",
+    },
+    "unknown_field": {
+        "en": "This field is not part of the data collection definition.",
+        "fr": "Ce champ ne fait pas partie de la définition de la collecte de données.",
+        "nl": "Dit veld maakt geen deel uit van de definitie van de gegevensverzameling.",
+        "de": "Dieses Feld gehört nicht zur Definition der Datenerhebung.",
+    },
+    "repeat_count": {
+        "en": "Only {count} occurrence(s) are expected here: this one must stay empty.",
+        "fr": "Seules {count} occurrence(s) sont attendues ici : celle-ci doit rester vide.",
+        "nl": "Hier worden maar {count} herhaling(en) verwacht: deze moet leeg blijven.",
+        "de": "Hier werden nur {count} Wiederholung(en) erwartet: diese muss leer bleiben.",
+    },
+    "not_relevant": {
+        "en": "This field does not apply, given the other answers: its value was ignored.",
+        "fr": "Ce champ ne s'applique pas, compte tenu des autres réponses : sa valeur a été ignorée.",
+        "nl": "Dit veld is niet van toepassing, gezien de andere antwoorden: de waarde werd genegeerd.",
+        "de": "Dieses Feld trifft angesichts der anderen Antworten nicht zu: sein Wert wurde ignoriert.",
+    },
+    "expression": {
+        "en": "A rule of this field could not be evaluated; please report it to the registry.",
+        "fr": "Une règle de ce champ n'a pas pu être évaluée ; veuillez le signaler au registre.",
+        "nl": "Een regel van dit veld kon niet worden geëvalueerd; meld dit aan het register.",
+        "de": "Eine Regel dieses Feldes konnte nicht ausgewertet werden; bitte melden Sie dies dem Register.",
+    },
+}
+
+
+def builtin_message(key: str, lang: str, default_language: str = "en", **params: object) -> str:
+    """Our own message for ``key`` in ``lang`` (falling back to the default language, then en)."""
+    texts = _MESSAGES[key]
+    text = texts.get(lang) or texts.get(default_language) or texts["en"]
+    return text.format(**params) if params else text
+
+
+# --------------------------------------------------------------------------- parsing values
+
+
+class _Invalid(Exception):  # noqa: N818 - internal signal, never escapes
+    """A value that does not parse; ``rule`` names the rule, ``params`` fill its message."""
+
+    __slots__ = ("params", "rule")
+
+    def __init__(self, rule: str, params: Mapping[str, object] | None = None) -> None:
+        super().__init__(rule)
+        self.rule = rule
+        self.params = params or {}
+
+
+Parser = Callable[[object], object]
+
+_DIGITS = frozenset("0123456789")
+_DECIMAL = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?")
+_TIME = re.compile(r"([0-9]{1,2}):([0-9]{2})(?::(00))?")
+_DATE_LOOSE = re.compile(r"([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})")
+_DATETIME_ISO = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?")
+_DATETIME_CSV = re.compile(r"([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})[T ]([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?")
+
+
+def _scalar_text(raw: object, invalid: _Invalid) -> str:
+    """The text of a JSON scalar (numbers as XPath writes them, booleans true/false)."""
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    if isinstance(raw, float) and not math.isfinite(raw):
+        raise invalid
+    if isinstance(raw, int | float | Decimal):
+        return xpath_string(raw)
+    raise invalid
+
+
+def _text_parser() -> Parser:
+    invalid = _Invalid("type")
+
+    def parse(raw: object) -> object:
+        if raw.__class__ is str:
+            return raw.strip() or None
+        return _scalar_text(raw, invalid).strip() or None
+
+    return parse
+
+
+def _ssin_parser() -> Parser:
+    invalid = _Invalid("ssin")
+
+    def parse(raw: object) -> object:
+        if raw.__class__ is int:
+            raw = f"{raw:011d}"
+        if raw.__class__ is not str:
+            raise invalid
+        text = raw.strip()
+        if not text:
+            return None
+        ssin = normalise_ssin(text)
+        if ssin is None or not is_valid_ssin(ssin):
+            raise invalid
+        return ssin
+
+    return parse
+
+
+def _integer_parser(field: Field) -> Parser:
+    invalid = _Invalid("type")
+    max_digits = field.number_format.digits_before if field.number_format else None
+    too_long = _Invalid("number_format", {"before": max_digits, "after": 0})
+
+    def parse(raw: object) -> object:
+        cls = raw.__class__
+        value: int
+        if cls is str:
+            text = raw.strip()  # type: ignore[attr-defined]
+            if not text:
+                return None
+            body = text[1:] if text[0] in "+-" else text
+            if not body or not body.isdigit() or not body.isascii():
+                raise invalid
+            value = int(text)
+        elif cls is int:
+            value = raw  # type: ignore[assignment]
+        elif cls is float and raw.is_integer():  # type: ignore[attr-defined]
+            value = int(raw)  # type: ignore[call-overload]
+        elif isinstance(raw, Decimal) and raw.is_finite() and raw == raw.to_integral_value():
+            value = int(raw)
+        else:
+            raise invalid
+        if max_digits is not None and len(str(abs(value))) > max_digits:
+            raise too_long
+        return value
+
+    return parse
+
+
+def _decimal_parser(field: Field) -> Parser:
+    invalid = _Invalid("type")
+    number_format = field.number_format
+    before = number_format.digits_before if number_format else None
+    after = number_format.digits_after if number_format else None
+    too_long = _Invalid("number_format", {"before": before, "after": after})
+
+    def parse(raw: object) -> object:
+        cls = raw.__class__
+        if cls is str:
+            text = raw.strip()  # type: ignore[attr-defined]
+            if not text:
+                return None
+        elif cls is int:
+            text = str(raw)
+        elif cls is float:
+            if not math.isfinite(raw):  # type: ignore[arg-type]
+                raise invalid
+            text = format(Decimal(repr(raw)), "f")
+        elif isinstance(raw, Decimal):
+            if not raw.is_finite():
+                raise invalid
+            text = format(raw, "f")
+        else:
+            raise invalid
+        match = _DECIMAL.fullmatch(text)
+        if match is None:
+            raise invalid
+        sign, whole, fraction = match.groups()
+        if not whole and not fraction:
+            raise invalid
+        whole = whole.lstrip("0")
+        fraction = fraction or ""
+        if before is not None and (len(whole) > before or len(fraction) > after):  # type: ignore[operator]
+            raise too_long
+        canonical = (whole or "0") + ("." + fraction if fraction else "")
+        if sign == "-" and (whole or fraction.strip("0")):
+            return "-" + canonical
+        return canonical
+
+    return parse
+
+
+def _date_parser() -> Parser:
+    invalid = _Invalid("type")
+
+    def parse(raw: object) -> object:
+        if raw.__class__ is str:
+            text = raw.strip()
+            if not text:
+                return None
+            if len(text) == 10:
+                if text[2] == "/" and text[5] == "/":
+                    day, month, year = text[0:2], text[3:5], text[6:10]
+                elif text[4] == "-" and text[7] == "-":
+                    year, month, day = text[0:4], text[5:7], text[8:10]
+                else:
+                    raise invalid
+                if not (_DIGITS.issuperset(day) and _DIGITS.issuperset(month) and _DIGITS.issuperset(year)):
+                    raise invalid
+                try:
+                    datetime.date(int(year), int(month), int(day))
+                except ValueError:
+                    raise invalid from None
+                return f"{year}-{month}-{day}"
+            loose = _DATE_LOOSE.fullmatch(text)
+            if loose is None:
+                raise invalid
+            try:
+                return datetime.date(int(loose[3]), int(loose[2]), int(loose[1])).isoformat()
+            except ValueError:
+                raise invalid from None
+        if raw.__class__ is datetime.date:
+            return raw.isoformat()
+        raise invalid
+
+    return parse
+
+
+def _time_parser() -> Parser:
+    invalid = _Invalid("type")
+
+    def parse(raw: object) -> object:
+        if raw.__class__ is str:
+            text = raw.strip()
+            if not text:
+                return None
+            match = _TIME.fullmatch(text)
+            if match is None:
+                raise invalid
+            hour, minute = int(match[1]), int(match[2])
+            if hour > 23 or minute > 59:
+                raise invalid
+            return f"{hour:02d}:{minute:02d}"
+        if isinstance(raw, datetime.time) and raw.second == 0 and raw.microsecond == 0 and raw.tzinfo is None:
+            return f"{raw.hour:02d}:{raw.minute:02d}"
+        raise invalid
+
+    return parse
+
+
+def _datetime_parser() -> Parser:
+    invalid = _Invalid("type")
+
+    def parse(raw: object) -> object:
+        if raw.__class__ is str:
+            text = raw.strip()
+            if not text:
+                return None
+            match = _DATETIME_ISO.fullmatch(text)
+            if match is not None:
+                year, month, day = match[1], match[2], match[3]
+            else:
+                match = _DATETIME_CSV.fullmatch(text)
+                if match is None:
+                    raise invalid
+                day, month, year = match[1], match[2], match[3]
+            try:
+                value = datetime.datetime(
+                    int(year), int(month), int(day), int(match[4]), int(match[5]), int(match[6] or 0)
+                )
+            except ValueError:
+                raise invalid from None
+            return value.isoformat(timespec="seconds")
+        if isinstance(raw, datetime.datetime) and raw.tzinfo is None:
+            return raw.replace(microsecond=0).isoformat(timespec="seconds")
+        raise invalid
+
+    return parse
+
+
+def _select_one_parser(field: Field, codes: frozenset[str]) -> Parser:
+    invalid = _Invalid("type")
+    unknown = _Invalid("choice", {"list": field.list_name})
+
+    def parse(raw: object) -> object:
+        if raw.__class__ is str:
+            code = raw.strip()
+        else:
+            code = _scalar_text(raw, invalid).strip()
+        if code in codes:
+            return code
+        if not code:
+            return None
+        raise unknown
+
+    return parse
+
+
+def _select_multiple_parser(field: Field, order: Sequence[str]) -> Parser:
+    invalid = _Invalid("type")
+    unknown = _Invalid("choice", {"list": field.list_name})
+    position = {code: i for i, code in enumerate(order)}
+
+    def parse(raw: object) -> object:
+        if raw.__class__ is str:
+            parts: Iterable[str] = raw.split("|")
+        elif isinstance(raw, list | tuple):
+            parts = [_scalar_text(p, invalid) for p in raw]
+        else:
+            raise invalid
+        chosen = {p.strip() for p in parts} - {""}
+        if not chosen:
+            return None
+        if not all(c in position for c in chosen):
+            raise unknown
+        return sorted(chosen, key=position.__getitem__)
+
+    return parse
+
+
+# --------------------------------------------------------------------------- reading values in expressions
+
+
+def _read_decimal(value: object) -> object:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def _read_date(value: object) -> object:
+    return None if value is None else datetime.date.fromisoformat(value)  # type: ignore[arg-type]
+
+
+def _read_time(value: object) -> object:
+    return None if value is None else datetime.time.fromisoformat(value)  # type: ignore[arg-type]
+
+
+def _read_datetime(value: object) -> object:
+    return None if value is None else datetime.datetime.fromisoformat(value)  # type: ignore[arg-type]
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _read_calculated(value: object) -> object:
+    # A calculation that gave a date is stored as its ISO text; read it back as a date so
+    # that date arithmetic on it works.
+    if value.__class__ is str and len(value) == 10 and _ISO_DATE.fullmatch(value):
+        try:
+            return datetime.date.fromisoformat(value)
+        except ValueError:
+            return value
+    return value
+
+
+_READERS: Mapping[FieldType, Callable[[object], object] | None] = {
+    FieldType.DECIMAL: _read_decimal,
+    FieldType.DATE: _read_date,
+    FieldType.TIME: _read_time,
+    FieldType.DATETIME: _read_datetime,
+    FieldType.CALCULATE: _read_calculated,
+}
+
+
+def _canonical_result(value: object) -> object:
+    """A calculate field's result in its stored form (None when empty or not a number)."""
+    cls = value.__class__
+    if value is None or cls is bool or cls is int:
+        return value
+    if cls is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            return None
+        number = float(value)  # type: ignore[arg-type]
+        if number.is_integer() and abs(number) < 1e16:
+            return int(number)
+        return xpath_string(value)
+    if cls is str:
+        return value or None
+    if isinstance(value, list | tuple):
+        return [xpath_string(v) for v in value] or None
+    return xpath_string(value) or None
+
+
+# --------------------------------------------------------------------------- compiled form
+
+
+@dataclass(slots=True)
+class _Slot:
+    index: int
+    name: str
+    field: Field
+    instance: int | None
+    path: str
+    parse: Parser | None
+    coerce: Callable[[object], object] | None = None  # computed XPath value -> canonical
+
+
+@dataclass(slots=True)
+class _Scope:
+    """A group or repeat whose relevance (or repeat count) is evaluated per record."""
+
+    index: int
+    item: Group | Repeat
+    instance: int | None
+    parent: int | None
+
+
+class _Row:
+    __slots__ = ("bad", "ctx", "errors", "inactive", "lang", "present", "scopes", "vals", "warnings")
+
+    def __init__(
+        self,
+        vals: list[object],
+        ctx: Context,
+        errors: list[FieldError],
+        bad: set[int],
+        lang: str,
+        scopes: int,
+        present: list[bool],
+    ) -> None:
+        self.vals = vals
+        self.ctx = ctx
+        self.errors = errors
+        self.warnings: list[FieldError] = []
+        self.bad = bad
+        self.inactive: set[int] = set()
+        self.lang = lang
+        self.scopes = [True] * scopes
+        self.present = present
+
+
+Step = Callable[[_Row], None]
+
+
+class CompiledDcd:
+    """A DCD version ready to validate records. Build it with :func:`compile_dcd`."""
+
+    def __init__(self, definition: DcdDefinition) -> None:
+        self.definition = definition
+        self._problems: list[CompileProblem] = []
+        self._slots: list[_Slot] = []
+        self._slot_of: dict[tuple[str, int | None], int] = {}  # (technical name, instance) -> slot
+        self._build_slots()
+        self._inputs: dict[str, tuple[int, Parser]] = {}
+        self._skipped: frozenset[str] = frozenset()
+        self._build_inputs()
+        self._scopes: list[_Scope] = []
+        self._scope_of: dict[tuple[str, int | None], int] = {}
+        self._present_index: dict[tuple[str, int], int] = {}
+        self._build_scopes()
+        self._static_defaults: dict[int, object] = {}
+        self._steps: list[Step] = []
+        self._required: list[tuple[int, Evaluator | None]] = []
+        self._constraints: list[tuple[int, Evaluator, Callable[[object], object] | None]] = []
+        self._choice_filters: list[tuple[int, Evaluator, Mapping[str, Mapping[str, str]]]] = []
+        self._uncounted: list[tuple[int, tuple[int, ...]]] = []  # presence index, input slots
+        self._build_rules()
+        if self._problems:
+            raise DcdCompileError(self._problems)
+        self._output = tuple((s.name, s.index) for s in self._slots if s.field.is_input)
+        self._blank: list[object] = [None] * len(self._slots)
+        self._presence_blank = [True] * len(self._present_index)
+
+    # -- building --------------------------------------------------------------------
+
+    def _problem(self, row: int | None, column: str | None, message: str) -> None:
+        self._problems.append(CompileProblem(row, column, message))
+
+    def _build_slots(self) -> None:
+        definition = self.definition
+        for f in definition.fields:
+            instances: list[int | None] = [None] if f.repeat is None else list(range(1, f.repeat_max + 1))
+            for instance, flat in zip(instances, f.flat_names, strict=True):
+                index = len(self._slots)
+                parse = self._parser(f) if f.is_input else None
+                self._slots.append(_Slot(index, flat, f, instance, f.path(instance), parse))
+                self._slot_of[(f.name, instance)] = index
+
+    def _parser(self, f: Field) -> Parser:
+        kind = f.type
+        if kind is FieldType.TEXT:
+            return _ssin_parser() if f.format == "ssin" else _text_parser()
+        if kind is FieldType.INTEGER:
+            return _integer_parser(f)
+        if kind is FieldType.DECIMAL:
+            return _decimal_parser(f)
+        if kind is FieldType.DATE:
+            return _date_parser()
+        if kind is FieldType.TIME:
+            return _time_parser()
+        if kind is FieldType.DATETIME:
+            return _datetime_parser()
+        if kind in (FieldType.SELECT_ONE, FieldType.SELECT_MULTIPLE):
+            codelist = self.definition.codelists.get(f.list_name or "")
+            if codelist is None:
+                self._problem(f.row, "type", f"list {f.list_name!r} of {f.name!r} does not exist")
+                return _text_parser()
+            if kind is FieldType.SELECT_ONE:
+                return _select_one_parser(f, frozenset(codelist.codes))
+            return _select_multiple_parser(f, codelist.codes)
+        return lambda raw: _canonical_result(raw)  # calculate: inputs are ignored anyway
+
+    def _build_inputs(self) -> None:
+        skipped: set[str] = set()
+        for slot in self._slots:
+            f = slot.field
+            if slot.parse is None:
+                continue
+            computed = f.type is FieldType.CALCULATE or (
+                f.read_only and (f.calculation is not None or f.default is not None)
+            )
+            if computed:
+                skipped.add(slot.name)  # the value is computed: what a record carries is ignored
+            else:
+                self._inputs[slot.name] = (slot.index, slot.parse)
+        self._skipped = frozenset(skipped | (UPLOAD_METADATA_FIELDS - self._inputs.keys()))
+
+    def _build_scopes(self) -> None:
+        """One scope per group or repeat that has relevance or a count, and their descendants."""
+        def visit(items: tuple[Item, ...], parent: int | None, instance: int | None) -> None:
+            for item in items:
+                if isinstance(item, Field):
+                    continue
+                scope = parent
+                if item.relevant is not None or parent is not None:
+                    scope = len(self._scopes)
+                    self._scopes.append(_Scope(scope, item, instance, parent))
+                    self._scope_of[(item.name, instance)] = scope
+                if isinstance(item, Repeat):
+                    for i in range(1, item.max_instances + 1):
+                        self._present_index[(item.name, i)] = len(self._present_index)
+                        visit(item.children, scope, i)
+                else:
+                    visit(item.children, scope, instance)
+
+        visit(self.definition.survey, None, None)
+
+    def _innermost_scope(self, f: Field, instance: int | None) -> int | None:
+        for name in reversed(f.group_path):
+            item = self.definition.item(name)
+            own_instance = None if isinstance(item, Repeat) else instance
+            scope = self._scope_of.get((name, own_instance))
+            if scope is not None:
+                return scope
+        return None
+
+    def _resolver(self, instance: int | None) -> Callable[[str], FieldSlot]:
+        def resolve(name: str) -> FieldSlot:
+            item = self.definition.item(name)
+            if not isinstance(item, Field):
+                raise KeyError(name)
+            if item.repeat is None:
+                index = self._slot_of[(name, None)]
+            elif instance is None:
+                raise KeyError(name)  # a repeated field, from outside its repeat
+            else:
+                index = self._slot_of[(name, instance)]
+            return FieldSlot(index, _READERS.get(item.type))
+
+        return resolve
+
+    def _compile(
+        self,
+        text: str | None,
+        *,
+        row: int | None,
+        column: str,
+        instance: int | None,
+        columns: Callable[[str], str] | None = None,
+    ) -> tuple[Node, Evaluator] | None:
+        if text is None:
+            return None
+        from hdhub.registrations.domain.expressions import compile_expression
+
+        try:
+            node = parse_expression(text)
+            return node, compile_expression(node, fields=self._resolver(instance), columns=columns)
+        except ExpressionError as exc:
+            self._problem(row, column, f"{exc.message} at position {exc.position} of {text!r}")
+            return None
+
+    def _coercer(self, f: Field) -> Callable[[object], object]:
+        """How a computed XPath value becomes the canonical value of field ``f``."""
+        if f.type is FieldType.CALCULATE or f.type is FieldType.NOTE:
+            return _canonical_result
+        parse = self._parser(f)
+        number_format = f.number_format
+        kind = f.type
+
+        def coerce(value: object) -> object:
+            if value is None:
+                return None
+            if value.__class__ is float and not math.isfinite(value):
+                return None
+            if kind is FieldType.DECIMAL and number_format is not None and _is_number(value):
+                try:
+                    quantum = Decimal(1).scaleb(-number_format.digits_after)
+                    value = Decimal(repr(xpath_number(value))).quantize(quantum)
+                except InvalidOperation:
+                    raise _Invalid("type") from None
+            elif kind is FieldType.DATE and isinstance(value, datetime.datetime):
+                value = value.date()
+            elif kind is FieldType.SELECT_MULTIPLE and value.__class__ is str:
+                value = value.split()
+            elif kind in (FieldType.TEXT, FieldType.SELECT_ONE, FieldType.DATE, FieldType.TIME, FieldType.DATETIME):
+                if not isinstance(value, datetime.date | datetime.time):
+                    value = xpath_string(value)
+            return parse(value)
+
+        return coerce
+
+    def _build_rules(self) -> None:
+        # Nodes of the dependency graph: ("scope", i), ("count", repeat), ("slot", i).
+        steps: dict[tuple[str, Any], tuple[Step, set[tuple[str, Any]], int]] = {}
+        order_hint = 0
+
+        def refs(node: Node, instance: int | None) -> set[tuple[str, Any]]:
+            resolve = self._resolver(instance)
+            out: set[tuple[str, Any]] = set()
+            for name in field_references(node):
+                try:
+                    out.add(("slot", resolve(name).index))
+                except KeyError:
+                    pass  # reported when compiled
+            return out
+
+        # Scopes: relevance per group (per instance inside a repeat).
+        for scope in self._scopes:
+            item = scope.item
+            instance = scope.instance if not isinstance(item, Repeat) else None
+            compiled = self._compile(item.relevant, row=item.row, column="relevant", instance=instance)
+            deps: set[tuple[str, Any]] = set()
+            if scope.parent is not None:
+                deps.add(("scope", scope.parent))
+            evaluate = None
+            if compiled is not None:
+                deps |= refs(compiled[0], instance)
+                evaluate = compiled[1]
+            steps[("scope", scope.index)] = (self._scope_step(scope, evaluate), deps, order_hint)
+            order_hint += 1
+
+        # Repeat counts, and which instances a record uses when a repeat has none.
+        for item in self.definition.groups:
+            if not isinstance(item, Repeat):
+                continue
+            presence = [self._present_index[(item.name, i)] for i in range(1, item.max_instances + 1)]
+            if item.repeat_count is None:
+                for i, presence_index in enumerate(presence, start=1):
+                    slots = tuple(
+                        self._slot_of[(f.name, i)]
+                        for f in self.definition.fields
+                        if f.repeat == item.name and self._slots[self._slot_of[(f.name, i)]].name in self._inputs
+                    )
+                    self._uncounted.append((presence_index, slots))
+                continue
+            compiled = self._compile(item.repeat_count, row=item.row, column="repeat_count", instance=None)
+            if compiled is None:
+                continue
+            deps = refs(compiled[0], None)
+            steps[("count", item.name)] = (self._count_step(item, compiled[1], presence), deps, order_hint)
+            order_hint += 1
+
+        # Fields: relevance, calculation, default.
+        for slot in self._slots:
+            f = slot.field
+            instance = slot.instance
+            deps = set()
+            inner = self._innermost_scope(f, instance)
+            if inner is not None:
+                deps.add(("scope", inner))
+            present: int | None = None
+            if f.repeat is not None:
+                present = self._present_index[(f.repeat, instance)]  # type: ignore[index]
+                if self.definition.repeat(f.repeat).repeat_count is not None:
+                    deps.add(("count", f.repeat))
+            relevant = self._compile(f.relevant, row=f.row, column="relevant", instance=instance)
+            calculation = self._compile(f.calculation, row=f.row, column="calculation", instance=instance)
+            dynamic_default = None
+            if f.default is not None and ("(" in f.default or "${" in f.default):
+                dynamic_default = self._compile(f.default, row=f.row, column="default", instance=instance)
+            elif f.default is not None and slot.parse is not None:
+                try:
+                    self._static_defaults[slot.index] = self._static_default(f, slot.parse)
+                except _Invalid:
+                    self._problem(f.row, "default", f"the default of {f.name!r} is not a valid {f.type.value}")
+            for compiled in (relevant, calculation, dynamic_default):
+                if compiled is not None:
+                    deps |= refs(compiled[0], instance)
+            deps.discard(("slot", slot.index))
+            if calculation is not None and slot.index in {
+                i for kind, i in refs(calculation[0], instance) if kind == "slot"
+            }:
+                self._problem(f.row, "calculation", f"the calculation of {f.name!r} refers to itself")
+            needs_step = (
+                inner is not None
+                or present is not None
+                or relevant is not None
+                or calculation is not None
+                or dynamic_default is not None
+                or slot.index in self._static_defaults
+            )
+            if needs_step:
+                if calculation is not None or dynamic_default is not None:
+                    slot.coerce = self._coercer(f)
+                step = self._field_step(
+                    slot,
+                    scope=inner,
+                    present=present,
+                    counted=f.repeat is not None and self.definition.repeat(f.repeat).repeat_count is not None,
+                    relevant=relevant[1] if relevant else None,
+                    calculation=calculation[1] if calculation else None,
+                    default=dynamic_default[1] if dynamic_default else None,
+                )
+                steps[("slot", slot.index)] = (step, deps, order_hint)
+                order_hint += 1
+
+            # Checks over final values.
+            if f.required is not None and f.is_input and f.type is not FieldType.CALCULATE:
+                required = self._compile(f.required, row=f.row, column="required", instance=instance)
+                if required is not None:
+                    node, evaluate = required
+                    always = is_constant(node) and xpath_boolean(evaluate(Context()))
+                    never = is_constant(node) and not always
+                    if not never:
+                        self._required.append((slot.index, None if always else evaluate))
+            constraint = self._compile(f.constraint, row=f.row, column="constraint", instance=instance)
+            if constraint is not None and f.is_input:
+                self._constraints.append((slot.index, constraint[1], _READERS.get(f.type)))
+            if f.choice_filter is not None and f.list_name is not None and f.list_name in self.definition.codelists:
+                codelist = self.definition.codelist(f.list_name)
+                known_columns = {k for c in codelist.choices for k in c.columns}
+
+                def column(name: str, known: set[str] = known_columns) -> str:
+                    if name not in known:
+                        raise KeyError(name)
+                    return name
+
+                choice_filter = self._compile(
+                    f.choice_filter, row=f.row, column="choice_filter", instance=instance, columns=column
+                )
+                if choice_filter is not None:
+                    by_code = {c.name: c.columns for c in codelist.choices}
+                    self._choice_filters.append((slot.index, choice_filter[1], by_code))
+
+        self._steps = self._order(steps)
+
+    def _static_default(self, f: Field, parse: Parser) -> object:
+        assert f.default is not None
+        if f.type is FieldType.SELECT_MULTIPLE:
+            return parse("|".join(f.default.replace("|", " ").split()))
+        return parse(f.default)
+
+    def _order(self, steps: Mapping[tuple[str, Any], tuple[Step, set[tuple[str, Any]], int]]) -> list[Step]:
+        """Steps in dependency order (form order where free); a cycle is a compile problem."""
+        waiting: dict[tuple[str, Any], set[tuple[str, Any]]] = {
+            key: {d for d in deps if d in steps} for key, (_, deps, _) in steps.items()
+        }
+        dependants: dict[tuple[str, Any], list[tuple[str, Any]]] = {key: [] for key in steps}
+        for key, deps in waiting.items():
+            for dep in deps:
+                dependants[dep].append(key)
+        ready = [(steps[key][2], key) for key, deps in waiting.items() if not deps]
+        heapq.heapify(ready)
+        ordered: list[Step] = []
+        while ready:
+            _, key = heapq.heappop(ready)
+            ordered.append(steps[key][0])
+            for dependant in dependants[key]:
+                pending = waiting[dependant]
+                pending.discard(key)
+                if not pending:
+                    heapq.heappush(ready, (steps[dependant][2], dependant))
+            del waiting[key]
+        if waiting:
+            names = sorted(
+                {self._slots[i].field.name for kind, i in waiting if kind == "slot"}
+                | {str(i) for kind, i in waiting if kind == "count"}
+            )
+            self._problem(None, None, "circular dependency between " + ", ".join(names))
+        return ordered
+
+    # -- steps -------------------------------------------------------------------------
+
+    def _scope_step(self, scope: _Scope, evaluate: Evaluator | None) -> Step:
+        index, parent = scope.index, scope.parent
+        item = scope.item
+        path = "/".join((*item.group_path, item.name))
+
+        def step(row: _Row) -> None:
+            if parent is not None and not row.scopes[parent]:
+                row.scopes[index] = False
+                return
+            if evaluate is not None:
+                try:
+                    row.scopes[index] = xpath_boolean(evaluate(row.ctx))
+                except Exception:  # noqa: BLE001 - a rule that cannot run is reported, not raised
+                    row.errors.append(
+                        FieldError(item.name, path, "expression", self._builtin("expression", row.lang))
+                    )
+
+        return step
+
+    def _count_step(self, repeat: Repeat, evaluate: Evaluator, presence: list[int]) -> Step:
+        maximum = repeat.max_instances
+        path = "/".join((*repeat.group_path, repeat.name))
+
+        def step(row: _Row) -> None:
+            try:
+                count = xpath_number(evaluate(row.ctx))
+            except Exception:  # noqa: BLE001
+                row.errors.append(FieldError(repeat.name, path, "expression", self._builtin("expression", row.lang)))
+                return
+            used = 0 if math.isnan(count) else max(0, min(maximum, math.floor(count)))
+            for i, present in enumerate(presence, start=1):
+                row.present[present] = i <= used
+
+        return step
+
+    def _field_step(
+        self,
+        slot: _Slot,
+        *,
+        scope: int | None,
+        present: int | None,
+        counted: bool,
+        relevant: Evaluator | None,
+        calculation: Evaluator | None,
+        default: Evaluator | None,
+    ) -> Step:
+        index = slot.index
+        static_default = self._static_defaults.get(index)
+        coerce = slot.coerce
+
+        def step(row: _Row) -> None:
+            vals = row.vals
+            if present is not None and not row.present[present]:
+                row.inactive.add(index)
+                if vals[index] is not None:
+                    vals[index] = None
+                    if counted:
+                        row.errors.append(self._repeat_count_error(slot, row))
+                return
+            active = scope is None or row.scopes[scope]
+            if active and relevant is not None:
+                try:
+                    active = xpath_boolean(relevant(row.ctx))
+                except Exception:  # noqa: BLE001
+                    row.errors.append(self._error(slot, "expression", row.lang))
+            if not active:
+                row.inactive.add(index)
+                if vals[index] is not None:
+                    vals[index] = None
+                    row.warnings.append(self._error(slot, "not_relevant", row.lang))
+                return
+            if calculation is not None:
+                try:
+                    vals[index] = coerce(calculation(row.ctx))  # type: ignore[misc]
+                except _Invalid as invalid:
+                    vals[index] = None
+                    row.errors.append(self._error(slot, invalid.rule, row.lang, invalid.params))
+                except Exception:  # noqa: BLE001
+                    vals[index] = None
+                    row.errors.append(self._error(slot, "expression", row.lang))
+                return
+            if vals[index] is None and index not in row.bad:
+                if default is not None:
+                    try:
+                        vals[index] = coerce(default(row.ctx))  # type: ignore[misc]
+                    except _Invalid as invalid:
+                        row.errors.append(self._error(slot, invalid.rule, row.lang, invalid.params))
+                    except Exception:  # noqa: BLE001
+                        row.errors.append(self._error(slot, "expression", row.lang))
+                elif static_default is not None:
+                    vals[index] = static_default
+
+        return step
+
+    # -- messages ----------------------------------------------------------------------
+
+    def _builtin(self, key: str, lang: str, params: Mapping[str, object] | None = None) -> str:
+        return builtin_message(key, lang, self.definition.default_language, **(params or {}))
+
+    def _error(self, slot: _Slot, rule: str, lang: str, params: Mapping[str, object] | None = None) -> FieldError:
+        return FieldError(slot.name, slot.path, rule, self._message(slot.field, rule, lang, params))
+
+    def _message(self, f: Field, rule: str, lang: str, params: Mapping[str, object] | None) -> str:
+        default_language = self.definition.default_language
+        if rule == "required":
+            return translate(f.required_messages, lang, default_language) or self._builtin(rule, lang)
+        if rule == "constraint":
+            return translate(f.constraint_messages, lang, default_language) or self._builtin(rule, lang)
+        if rule == "type":
+            kind = f.type.value
+            if f.type in (FieldType.SELECT_ONE, FieldType.SELECT_MULTIPLE):
+                kind = "select"
+            elif f.type is FieldType.CALCULATE or f.type is FieldType.NOTE:
+                kind = "text"
+            return self._builtin(f"type:{kind}", lang)
+        if rule == "number_format" and f.type is FieldType.INTEGER:
+            return self._builtin("number_format:integer", lang, params)
+        return self._builtin(rule, lang, params)
+
+    def _repeat_count_error(self, slot: _Slot, row: _Row) -> FieldError:
+        repeat = slot.field.repeat
+        assert repeat is not None
+        used = sum(
+            1
+            for i in range(1, self.definition.repeat(repeat).max_instances + 1)
+            if row.present[self._present_index[(repeat, i)]]
+        )
+        return self._error(slot, "repeat_count", row.lang, {"count": used})
+
+    # -- running ---------------------------------------------------------------------
+
+    def validate(
+        self,
+        record: Mapping[str, object],
+        *,
+        lang: str = "en",
+        today: datetime.date | None = None,
+    ) -> Validation:
+        """Validate one record (canonical JSON values or CSV strings) and give its canonical values."""
+        return self._validate(record, lang, today or datetime.date.today(), datetime.datetime.now())
+
+    def validate_many(
+        self,
+        rows: Iterable[Mapping[str, object]],
+        *,
+        lang: str = "en",
+        today: datetime.date | None = None,
+    ) -> list[Validation]:
+        """Validate many records with one clock (``today()`` and ``now()`` are the same for all)."""
+        day = today or datetime.date.today()
+        now = datetime.datetime.now()
+        run = self._validate
+        return [run(row, lang, day, now) for row in rows]
+
+    def _validate(
+        self, record: Mapping[str, object], lang: str, today: datetime.date, now: datetime.datetime
+    ) -> Validation:
+        vals = self._blank.copy()
+        inputs = self._inputs
+        errors: list[FieldError] = []
+        bad: set[int] = set()
+        for key, raw in record.items():
+            entry = inputs.get(key)
+            if entry is None:
+                if key not in self._skipped:
+                    errors.append(self._unknown_field(key, lang))
+                continue
+            if raw is None or raw == "":
+                continue
+            index, parse = entry
+            try:
+                vals[index] = parse(raw)
+            except _Invalid as invalid:
+                bad.add(index)
+                errors.append(self._error(self._slots[index], invalid.rule, lang, invalid.params))
+            except Exception:  # noqa: BLE001 - an odd input type is a type error, never a crash
+                bad.add(index)
+                errors.append(self._error(self._slots[index], "type", lang))
+        ctx = Context(vals, today=today, now=now)
+        warnings: list[FieldError] = []
+        inactive: set[int] | tuple[()] = ()
+        if self._steps:
+            present = self._presence_blank.copy()
+            for presence, slots in self._uncounted:
+                present[presence] = any(vals[i] is not None or i in bad for i in slots)
+            row = _Row(vals, ctx, errors, bad, lang, len(self._scopes), present)
+            for step in self._steps:
+                step(row)
+            inactive = row.inactive
+            warnings = row.warnings
+        for index, required in self._required:
+            if vals[index] is None and index not in inactive and index not in bad:
+                try:
+                    if required is None or xpath_boolean(required(ctx)):
+                        errors.append(self._error(self._slots[index], "required", lang))
+                except Exception:  # noqa: BLE001
+                    errors.append(self._error(self._slots[index], "expression", lang))
+        for index, constraint, reader in self._constraints:
+            value = vals[index]
+            if value is None:
+                continue
+            try:
+                ctx.current = value if reader is None else reader(value)
+                ok = xpath_boolean(constraint(ctx))
+            except Exception:  # noqa: BLE001
+                errors.append(self._error(self._slots[index], "expression", lang))
+                continue
+            if not ok:
+                errors.append(self._error(self._slots[index], "constraint", lang))
+        for index, choice_filter, by_code in self._choice_filters:
+            value = vals[index]
+            if value is None:
+                continue
+            codes = value if isinstance(value, list) else (value,)
+            try:
+                allowed = True
+                for code in codes:
+                    ctx.choice = by_code.get(str(code))
+                    ctx.current = value
+                    if not xpath_boolean(choice_filter(ctx)):
+                        allowed = False
+                        break
+            except Exception:  # noqa: BLE001
+                errors.append(self._error(self._slots[index], "expression", lang))
+                continue
+            finally:
+                ctx.choice = None
+            if not allowed:
+                errors.append(self._error(self._slots[index], "choice_filter", lang))
+        values = {name: value for name, index in self._output if (value := vals[index]) is not None}
+        return Validation(values, errors, warnings)
+
+    def _unknown_field(self, key: str, lang: str) -> FieldError:
+        return FieldError(key, key, "unknown_field", self._builtin("unknown_field", lang))
+
+
+def _is_number(value: object) -> bool:
+    cls = value.__class__
+    return cls is int or cls is float or isinstance(value, Decimal)
+
+
+# --------------------------------------------------------------------------- cache
+
+_CACHE_SIZE = 64
+_cache: OrderedDict[tuple[str, str, str, str], CompiledDcd] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def compile_dcd(definition: DcdDefinition) -> CompiledDcd:
+    """The compiled form of ``definition``, built once per content and kept (LRU, 64 versions).
+
+    Raises :class:`DcdCompileError` when the definition cannot run (a workbook read by
+    :func:`~hdhub.registrations.domain.xlsform.read_workbook` always can).
+    """
+    key = (definition.project_code, definition.dcd_code, str(definition.version), definition.fingerprint)
+    with _cache_lock:
+        compiled = _cache.get(key)
+        if compiled is not None:
+            _cache.move_to_end(key)
+            return compiled
+    compiled = CompiledDcd(definition)
+    with _cache_lock:
+        _cache[key] = compiled
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return compiled

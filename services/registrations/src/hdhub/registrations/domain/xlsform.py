@@ -1,0 +1,816 @@
+"""Read a DCD workbook (XLSForm plus healthdata.be's columns) into a :class:`DcdDefinition`.
+
+Everything that can be wrong with a workbook is reported at once, as a
+:class:`WorkbookError` listing each problem with its sheet, row and column. Every
+expression is parsed and the definition compiled here, so a workbook that loads is one
+the validation engine can run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import pathlib
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from openpyxl import load_workbook
+
+from hdhub.registrations.domain.dcd import (
+    Choice,
+    Codelist,
+    DcdDefinition,
+    Field,
+    FieldType,
+    Group,
+    Item,
+    NumberFormat,
+    Repeat,
+    SemVer,
+    frozen_mapping,
+)
+from hdhub.registrations.domain.expressions import (
+    ExpressionSyntaxError,
+    Node,
+    bare_names,
+    field_references,
+    parse_expression,
+)
+
+__all__ = ["Problem", "WorkbookError", "read_workbook"]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a workbook. ``row`` is the spreadsheet row (1 = header)."""
+
+    sheet: str
+    row: int | None
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.sheet
+        if self.row is not None:
+            where += f" row {self.row}"
+        if self.column:
+            where += f" column {self.column}"
+        return f"{where}: {self.message}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sheet": self.sheet, "row": self.row, "column": self.column, "message": self.message}
+
+
+class WorkbookError(ValueError):
+    """The workbook is not a valid DCD; ``problems`` says everything that is wrong."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = list(problems)
+        shown = "; ".join(str(p) for p in self.problems[:20])
+        more = f" (and {len(self.problems) - 20} more)" if len(self.problems) > 20 else ""
+        super().__init__(f"{len(self.problems)} problem(s) in the DCD workbook: {shown}{more}")
+
+
+# --------------------------------------------------------------------------- sheets
+
+_LANGUAGE_NAMES = {
+    "english": "en",
+    "french": "fr",
+    "français": "fr",
+    "francais": "fr",
+    "dutch": "nl",
+    "nederlands": "nl",
+    "flemish": "nl",
+    "german": "de",
+    "deutsch": "de",
+}
+_LANGUAGE_IN_PARENTHESES = re.compile(r"\(([A-Za-z]{2,3}(?:-[A-Za-z0-9]+)?)\)\s*$")
+_XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+_TECHNICAL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+_PROJECT_CODE = re.compile(r"HDBP[0-9]{4}")
+_DCD_NUMBER = re.compile(r"[0-9]{1,3}")
+_YES = frozenset({"yes", "true", "true()", "1", "y"})
+_NO = frozenset({"", "no", "false", "false()", "0", "n"})
+_TRANSLATED = ("label", "hint", "required_message", "constraint_message")
+
+
+def language_code(text: str) -> str:
+    """``en``, ``English (en)`` and ``English`` all give ``en``."""
+    text = text.strip()
+    match = _LANGUAGE_IN_PARENTHESES.search(text)
+    if match:
+        return match.group(1).lower()
+    return _LANGUAGE_NAMES.get(text.lower(), text.lower())
+
+
+def _cell_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime.datetime):
+        if value.time() == datetime.time(0):
+            return value.date().isoformat()
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    return str(value).strip()
+
+
+@dataclass(slots=True)
+class _Sheet:
+    name: str
+    headers: list[str]
+    rows: list[tuple[int, dict[str, str]]]  # (spreadsheet row, header -> text)
+
+
+def _read_sheet(worksheet: Any, name: str) -> _Sheet:
+    rows_iter: Iterator[tuple[object, ...]] = worksheet.iter_rows(values_only=True)
+    headers: list[str] = []
+    for first in rows_iter:
+        headers = [_cell_text(v) for v in first]
+        break
+    rows: list[tuple[int, dict[str, str]]] = []
+    for number, values in enumerate(rows_iter, start=2):
+        row = {h: _cell_text(v) for h, v in zip(headers, values, strict=False) if h}
+        if any(row.values()):
+            rows.append((number, row))
+    return _Sheet(name, [h for h in headers if h], rows)
+
+
+# --------------------------------------------------------------------------- reader
+
+
+@dataclass(slots=True)
+class _Open:
+    """A group or repeat whose end row has not been read yet."""
+
+    kind: str  # "group" or "repeat"
+    name: str
+    row: int
+    values: dict[str, str]
+    children: list[Item] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Expression:
+    sheet: str
+    row: int | None
+    column: str
+    owner: str  # the name of the field, group or repeat it belongs to
+    node: Node
+
+
+class _Reader:
+    def __init__(self, sheets: Mapping[str, _Sheet]) -> None:
+        self.sheets = sheets
+        self.problems: list[Problem] = []
+        self.expressions: list[_Expression] = []
+
+    def problem(self, sheet: str, row: int | None, column: str | None, message: str) -> None:
+        self.problems.append(Problem(sheet, row, column, message))
+
+    # -- settings and hd ---------------------------------------------------------
+
+    def settings(self) -> dict[str, str]:
+        sheet = self.sheets.get("settings")
+        if sheet is None:
+            self.problem("settings", None, None, "the settings sheet is missing")
+            return {}
+        if not sheet.rows:
+            self.problem("settings", 2, None, "the settings sheet has no values row")
+            return {}
+        return {k: v for k, v in sheet.rows[0][1].items() if v}
+
+    def hd(self) -> tuple[dict[str, str], dict[str, int]]:
+        sheet = self.sheets.get("hd")
+        if sheet is None:
+            self.problem("hd", None, None, "the hd sheet is missing")
+            return {}, {}
+        for column in ("key", "value"):
+            if column not in sheet.headers:
+                self.problem("hd", 1, column, f"the hd sheet needs a {column!r} column")
+        values: dict[str, str] = {}
+        rows: dict[str, int] = {}
+        for number, row in sheet.rows:
+            key = row.get("key", "")
+            if not key:
+                self.problem("hd", number, "key", "a value without a key")
+                continue
+            if key in values:
+                self.problem("hd", number, "key", f"{key!r} is given twice (first on row {rows[key]})")
+                continue
+            values[key] = row.get("value", "")
+            rows[key] = number
+        return values, rows
+
+    # -- choices -------------------------------------------------------------------
+
+    def choices(self, default_language: str) -> tuple[dict[str, Codelist], dict[str, frozenset[str]]]:
+        sheet = self.sheets.get("choices")
+        if sheet is None:
+            return {}, {}
+        for column in ("list_name", "name"):
+            if column not in sheet.headers:
+                self.problem("choices", 1, column, f"the choices sheet needs a {column!r} column")
+        lists: dict[str, list[Choice]] = {}
+        seen: dict[tuple[str, str], int] = {}
+        columns: dict[str, set[str]] = {}
+        for number, row in sheet.rows:
+            list_name = row.get("list_name", "")
+            code = row.get("name", "")
+            if not list_name:
+                self.problem("choices", number, "list_name", "a choice without a list_name")
+                continue
+            if not code:
+                self.problem("choices", number, "name", f"a choice of {list_name!r} without a name (code)")
+                continue
+            if (list_name, code) in seen:
+                self.problem(
+                    "choices",
+                    number,
+                    "name",
+                    f"code {code!r} appears twice in list {list_name!r} "
+                    f"(first on row {seen[(list_name, code)]})",
+                )
+                continue
+            seen[(list_name, code)] = number
+            labels, _ = _translations(row, "label", default_language)
+            extra = {
+                k: v for k, v in row.items() if k not in ("list_name", "name") and not _is_translated(k, "label")
+            }
+            extra["name"] = code
+            lists.setdefault(list_name, []).append(
+                Choice(name=code, labels=frozen_mapping(labels), columns=frozen_mapping(extra))
+            )
+            columns.setdefault(list_name, set()).update(extra)
+        return (
+            {name: Codelist(name, tuple(choices)) for name, choices in lists.items()},
+            {name: frozenset(c) for name, c in columns.items()},
+        )
+
+    # -- survey ----------------------------------------------------------------------
+
+    def survey(
+        self, default_language: str, codelists: Mapping[str, Codelist], choice_columns: Mapping[str, frozenset[str]]
+    ) -> tuple[Item, ...]:
+        sheet = self.sheets.get("survey")
+        if sheet is None:
+            self.problem("survey", None, None, "the survey sheet is missing")
+            return ()
+        for column in ("type", "name"):
+            if column not in sheet.headers:
+                self.problem("survey", 1, column, f"the survey sheet needs a {column!r} column")
+                return ()
+        top: list[Item] = []
+        stack: list[_Open] = []
+        names: dict[str, int] = {}
+        technical_names: dict[str, int] = {}
+
+        def current_children() -> list[Item]:
+            return stack[-1].children if stack else top
+
+        for number, row in sheet.rows:
+            raw_type = " ".join(row.get("type", "").split())
+            name = row.get("name", "")
+            if not raw_type:
+                self.problem("survey", number, "type", f"row {name or '?'} has no type")
+                continue
+            kind, list_name = _parse_type(raw_type)
+            if kind in ("end_group", "end_repeat"):
+                expected = kind.removeprefix("end_")
+                if not stack:
+                    self.problem("survey", number, "type", f"{raw_type} without a matching begin_{expected}")
+                    continue
+                opened = stack[-1]
+                if opened.kind != expected:
+                    self.problem(
+                        "survey",
+                        number,
+                        "type",
+                        f"{raw_type} closes begin_{opened.kind} {opened.name!r} of row {opened.row}",
+                    )
+                    continue
+                stack.pop()
+                current_children().append(self._close(opened, stack, default_language))
+                continue
+            if kind is None:
+                self.problem("survey", number, "type", f"unknown type {raw_type!r}")
+                continue
+            if not name:
+                self.problem("survey", number, "name", f"a {raw_type} row needs a name")
+                continue
+            if not _XML_NAME.fullmatch(name):
+                self.problem(
+                    "survey", number, "name", f"{name!r} is not a valid name (letters, digits, _ . -)"
+                )
+                continue
+            if name in names:
+                self.problem("survey", number, "name", f"duplicate name {name!r} (first on row {names[name]})")
+                continue
+            names[name] = number
+            if kind in ("begin_group", "begin_repeat"):
+                opened = _Open(kind.removeprefix("begin_"), name, number, row)
+                if opened.kind == "repeat" and any(o.kind == "repeat" for o in stack):
+                    self.problem("survey", number, "type", "repeats inside repeats are not supported")
+                stack.append(opened)
+                continue
+            technical = row.get("name::technical") or name
+            if not _TECHNICAL_NAME.fullmatch(technical):
+                self.problem("survey", number, "name::technical", f"{technical!r} is not a valid technical name")
+                continue
+            if technical in technical_names:
+                self.problem(
+                    "survey",
+                    number,
+                    "name::technical",
+                    f"duplicate technical name {technical!r} (first on row {technical_names[technical]})",
+                )
+                continue
+            technical_names[technical] = number
+            built = self._field(number, row, name, technical, FieldType(kind), list_name, stack, default_language)
+            if built is None:
+                continue
+            if built.list_name is not None:
+                if built.list_name not in codelists:
+                    self.problem(
+                        "survey", number, "type", f"list {built.list_name!r} is not in the choices sheet"
+                    )
+                elif built.choice_filter:
+                    self._check_bare_names(number, built, choice_columns.get(built.list_name, frozenset()))
+            current_children().append(built)
+        for opened in reversed(stack):
+            self.problem("survey", opened.row, "type", f"begin_{opened.kind} {opened.name!r} is never closed")
+        return tuple(top)
+
+    def _parse(self, sheet: str, row: int, column: str, owner: str, text: str) -> str | None:
+        if not text:
+            return None
+        try:
+            node = parse_expression(text)
+        except ExpressionSyntaxError as exc:
+            self.problem(sheet, row, column, f"{exc.message} at position {exc.position} of {text!r}")
+            return None
+        self.expressions.append(_Expression(sheet, row, column, owner, node))
+        return text
+
+    def _check_bare_names(self, row: int, built: Field, columns: frozenset[str]) -> None:
+        assert built.choice_filter is not None
+        node = parse_expression(built.choice_filter)
+        for bare in sorted(bare_names(node)):
+            if bare not in columns:
+                self.problem(
+                    "survey",
+                    row,
+                    "choice_filter",
+                    f"{bare!r} is not a column of list {built.list_name!r} in the choices sheet",
+                )
+
+    def _close(self, opened: _Open, stack: list[_Open], default_language: str) -> Item:
+        values = opened.values
+        labels, _ = _translations(values, "label", default_language)
+        group_path = tuple(o.name for o in stack)
+        relevant = self._parse("survey", opened.row, "relevant", opened.name, values.get("relevant", ""))
+        if opened.kind == "group":
+            return Group(
+                name=opened.name,
+                labels=frozen_mapping(labels),
+                relevant=relevant,
+                group_path=group_path,
+                children=tuple(opened.children),
+                appearance=values.get("appearance") or None,
+                row=opened.row,
+            )
+        repeat_count = self._parse(
+            "survey", opened.row, "repeat_count", opened.name, values.get("repeat_count", "")
+        )
+        maximum = _positive_int(values.get("hd::repeat_max", ""))
+        if maximum is None and repeat_count is not None:
+            maximum = _positive_int(repeat_count)
+        if maximum is None:
+            self.problem(
+                "survey",
+                opened.row,
+                "hd::repeat_max",
+                f"repeat {opened.name!r} needs hd::repeat_max, the number of flattened instances",
+            )
+            maximum = 1
+        return Repeat(
+            name=opened.name,
+            max_instances=maximum,
+            labels=frozen_mapping(labels),
+            relevant=relevant,
+            repeat_count=repeat_count,
+            group_path=group_path,
+            children=tuple(_in_repeat(c, opened.name, maximum) for c in opened.children),
+            appearance=values.get("appearance") or None,
+            row=opened.row,
+        )
+
+    def _field(
+        self,
+        number: int,
+        row: dict[str, str],
+        name: str,
+        technical: str,
+        kind: FieldType,
+        list_name: str | None,
+        stack: list[_Open],
+        default_language: str,
+    ) -> Field | None:
+        def parse(column: str) -> str | None:
+            return self._parse("survey", number, column, name, row.get(column, ""))
+
+        required_text = row.get("required", "")
+        required: str | None
+        if required_text.lower() in _YES:
+            required = "true()"
+        elif required_text.lower() in _NO:
+            required = None
+        else:
+            required = parse("required")
+        read_only = _flag(row.get("read_only", ""))
+        if read_only is None:
+            self.problem("survey", number, "read_only", "read_only is yes or no")
+            read_only = False
+        calculation = parse("calculation")
+        if kind is FieldType.CALCULATE and calculation is None:
+            self.problem("survey", number, "calculation", "a calculate row needs a calculation")
+        if calculation is not None and kind is not FieldType.CALCULATE and not read_only:
+            self.problem(
+                "survey", number, "calculation", "a calculation belongs to a calculate or read_only field"
+            )
+        number_format: NumberFormat | None = None
+        if row.get("hd::number_format"):
+            try:
+                number_format = NumberFormat.parse(row["hd::number_format"])
+            except ValueError as exc:
+                self.problem("survey", number, "hd::number_format", str(exc))
+            else:
+                if kind not in (FieldType.INTEGER, FieldType.DECIMAL):
+                    self.problem(
+                        "survey", number, "hd::number_format", "a number format applies to integer and decimal"
+                    )
+                    number_format = None
+        format_ = row.get("hd::format", "").lower() or None
+        if format_ is not None:
+            if format_ != "ssin":
+                self.problem("survey", number, "hd::format", f"unknown format {format_!r} (known: ssin)")
+                format_ = None
+            elif kind is not FieldType.TEXT:
+                self.problem("survey", number, "hd::format", "the ssin format applies to text fields")
+                format_ = None
+        flags: dict[str, bool] = {}
+        for column, default in (
+            ("hd::personal_data", False),
+            ("destination::hd", True),
+            ("destination::nippin", False),
+        ):
+            flag = _flag(row.get(column, "")) if row.get(column) else default
+            if flag is None:
+                self.problem("survey", number, column, f"{column} is yes or no")
+                flag = default
+            flags[column] = flag
+        default_value = row.get("default") or None
+        if default_value is not None and _is_dynamic(default_value):
+            parse("default")
+        choice_filter = parse("choice_filter")
+        if choice_filter is not None and list_name is None:
+            self.problem("survey", number, "choice_filter", "a choice_filter belongs to a select field")
+            choice_filter = None
+        labels, _ = _translations(row, "label", default_language)
+        hints, _ = _translations(row, "hint", default_language)
+        required_messages, _ = _translations(row, "required_message", default_language)
+        constraint_messages, _ = _translations(row, "constraint_message", default_language)
+        known = _KNOWN_SURVEY_COLUMNS
+        extras = {
+            k: v for k, v in row.items() if v and k not in known and not any(_is_translated(k, t) for t in _TRANSLATED)
+        }
+        return Field(
+            name=name,
+            type=kind,
+            technical_name=technical,
+            labels=frozen_mapping(labels),
+            hints=frozen_mapping(hints),
+            list_name=list_name,
+            required=required,
+            required_messages=frozen_mapping(required_messages),
+            constraint=parse("constraint"),
+            constraint_messages=frozen_mapping(constraint_messages),
+            relevant=parse("relevant"),
+            calculation=calculation,
+            default=default_value,
+            read_only=read_only,
+            choice_filter=choice_filter,
+            appearance=row.get("appearance") or None,
+            number_format=number_format,
+            format=format_,
+            personal_data=flags["hd::personal_data"],
+            destination_hd=flags["destination::hd"],
+            destination_nippin=flags["destination::nippin"],
+            nippin_xml_name=row.get("destination::nippin_xml_name") or None,
+            nippin_relevant=parse("destination::nippin_relevant"),
+            group_path=tuple(o.name for o in stack),
+            row=number,
+            extras=frozen_mapping(extras),
+        )
+
+    # -- references ------------------------------------------------------------------
+
+    def check_references(self, survey: tuple[Item, ...]) -> None:
+        """Every ``${name}`` names a field, and only the same repeat reaches into a repeat."""
+        items: dict[str, Item] = {}
+
+        def visit(children: tuple[Item, ...]) -> None:
+            for item in children:
+                items[item.name] = item
+                if isinstance(item, Group | Repeat):
+                    visit(item.children)
+
+        visit(survey)
+        for expression in self.expressions:
+            owner = items.get(expression.owner)
+            owner_repeat = _repeat_of(owner) if owner is not None else None
+            for ref in sorted(field_references(expression.node)):
+                target = items.get(ref)
+                if target is None:
+                    self.problem(expression.sheet, expression.row, expression.column, f"unknown field ${{{ref}}}")
+                elif not isinstance(target, Field):
+                    self.problem(
+                        expression.sheet,
+                        expression.row,
+                        expression.column,
+                        f"${{{ref}}} is a group or repeat, not a field",
+                    )
+                else:
+                    target_repeat = target.repeat
+                    if target_repeat is not None and target_repeat != owner_repeat:
+                        self.problem(
+                            expression.sheet,
+                            expression.row,
+                            expression.column,
+                            f"${{{ref}}} is inside repeat {target_repeat!r}: only that repeat can refer to it",
+                        )
+            if bare_names(expression.node) and expression.column != "choice_filter":
+                bare = sorted(bare_names(expression.node))[0]
+                self.problem(
+                    expression.sheet,
+                    expression.row,
+                    expression.column,
+                    f"bare name {bare!r}: refer to a field as ${{{bare}}}",
+                )
+
+
+_KNOWN_SURVEY_COLUMNS = frozenset(
+    {
+        "type",
+        "name",
+        "name::technical",
+        "required",
+        "constraint",
+        "relevant",
+        "calculation",
+        "default",
+        "read_only",
+        "choice_filter",
+        "repeat_count",
+        "appearance",
+        "hd::repeat_max",
+        "hd::number_format",
+        "hd::format",
+        "hd::personal_data",
+        "destination::hd",
+        "destination::nippin",
+        "destination::nippin_xml_name",
+        "destination::nippin_relevant",
+    }
+)
+
+
+def _repeat_of(item: Item) -> str | None:
+    if isinstance(item, Field):
+        return item.repeat
+    if isinstance(item, Repeat):
+        return item.name
+    return None
+
+
+def _in_repeat(item: Item, repeat: str, maximum: int) -> Item:
+    """Mark a repeat's fields (also inside its groups) with the repeat and its size."""
+    if isinstance(item, Field):
+        return _replace_field(item, repeat=repeat, repeat_max=maximum)
+    if isinstance(item, Group):
+        return Group(
+            name=item.name,
+            labels=item.labels,
+            relevant=item.relevant,
+            group_path=item.group_path,
+            children=tuple(_in_repeat(c, repeat, maximum) for c in item.children),
+            appearance=item.appearance,
+            row=item.row,
+        )
+    return item
+
+
+def _replace_field(item: Field, *, repeat: str, repeat_max: int) -> Field:
+    from dataclasses import replace
+
+    return replace(item, repeat=repeat, repeat_max=repeat_max)
+
+
+def _is_translated(column: str, base: str) -> bool:
+    return column == base or column.startswith(base + "::")
+
+
+def _translations(row: Mapping[str, str], base: str, default_language: str) -> tuple[dict[str, str], list[str]]:
+    texts: dict[str, str] = {}
+    languages: list[str] = []
+    for column, value in row.items():
+        if column == base:
+            lang = default_language
+        elif column.startswith(base + "::"):
+            lang = language_code(column[len(base) + 2 :])
+        else:
+            continue
+        languages.append(lang)
+        if value:
+            texts[lang] = value
+    return texts, languages
+
+
+def _parse_type(text: str) -> tuple[str | None, str | None]:
+    parts = text.split(" ")
+    head = parts[0]
+    lowered = text.lower()
+    if lowered in ("begin group", "begin_group"):
+        return "begin_group", None
+    if lowered in ("end group", "end_group"):
+        return "end_group", None
+    if lowered in ("begin repeat", "begin_repeat"):
+        return "begin_repeat", None
+    if lowered in ("end repeat", "end_repeat"):
+        return "end_repeat", None
+    if head in ("select_one", "select_multiple") and len(parts) == 2:
+        return head, parts[1]
+    if len(parts) == 1:
+        simple = {"datetime": "datetime", "dateTime": "datetime"}.get(head, head)
+        if simple in {t.value for t in FieldType} and simple not in ("select_one", "select_multiple"):
+            return simple, None
+    return None, None
+
+
+def _flag(text: str) -> bool | None:
+    lowered = text.strip().lower()
+    if lowered in _YES:
+        return True
+    if lowered in _NO:
+        return False
+    return None
+
+
+def _positive_int(text: str) -> int | None:
+    text = text.strip()
+    if text.isascii() and text.isdigit() and int(text) > 0:
+        return int(text)
+    return None
+
+
+def _is_dynamic(default: str) -> bool:
+    """A default with a call or a reference is an expression (``today()``); else a literal."""
+    return "(" in default or "${" in default
+
+
+def _languages(sheets: Mapping[str, _Sheet], default_language: str) -> tuple[str, ...]:
+    found: list[str] = [default_language]
+    for sheet_name in ("survey", "choices"):
+        sheet = sheets.get(sheet_name)
+        if sheet is None:
+            continue
+        for header in sheet.headers:
+            for base in _TRANSLATED:
+                if header.startswith(base + "::"):
+                    lang = language_code(header[len(base) + 2 :])
+                    if lang not in found:
+                        found.append(lang)
+    return tuple(found)
+
+
+def _read_sheets(source: bytes | pathlib.Path) -> dict[str, _Sheet]:
+    data = source.read_bytes() if isinstance(source, pathlib.Path) else source
+    try:
+        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds for a bad file
+        raise WorkbookError([Problem("workbook", None, None, f"not an xlsx workbook ({type(exc).__name__})")]) from None
+    try:
+        return {name: _read_sheet(workbook[name], name) for name in workbook.sheetnames}
+    finally:
+        workbook.close()
+
+
+def read_workbook(source: bytes | pathlib.Path) -> DcdDefinition:
+    """Read a DCD workbook; raises :class:`WorkbookError` listing every problem found."""
+    sheets = _read_sheets(source)
+    reader = _Reader(sheets)
+    settings = reader.settings()
+    hd, hd_rows = reader.hd()
+
+    version = SemVer(0, 0, 0)
+    if "version" not in settings:
+        reader.problem("settings", 2, "version", "the version is missing")
+    else:
+        try:
+            version = SemVer.parse(settings["version"])
+        except ValueError as exc:
+            reader.problem("settings", 2, "version", f"{settings['version']!r}: {exc}")
+    default_language = language_code(settings.get("default_language", "") or "en")
+
+    codelists, choice_columns = reader.choices(default_language)
+    survey = reader.survey(default_language, codelists, choice_columns)
+    reader.check_references(survey)
+
+    for key in ("project_code", "project_abbreviation", "dcd_code", "dcd_number", "business_key"):
+        if not hd.get(key):
+            reader.problem("hd", hd_rows.get(key), "value", f"the hd key {key!r} is missing")
+    project_code = hd.get("project_code", "")
+    if project_code and not _PROJECT_CODE.fullmatch(project_code):
+        reader.problem("hd", hd_rows["project_code"], "value", f"project_code {project_code!r} is not HDBPnnnn")
+    dcd_number_text = hd.get("dcd_number", "")
+    dcd_number = 0
+    if dcd_number_text:
+        if _DCD_NUMBER.fullmatch(dcd_number_text):
+            dcd_number = int(dcd_number_text)
+        else:
+            reader.problem(
+                "hd", hd_rows["dcd_number"], "value", f"dcd_number {dcd_number_text!r} is not 1 to 3 digits"
+            )
+    business_key = tuple(k.strip() for k in hd.get("business_key", "").split(",") if k.strip())
+    project_titles = {language_code(k.split("::", 1)[1]): v for k, v in hd.items() if k.startswith("project_title::")}
+    dcd_titles = {language_code(k.split("::", 1)[1]): v for k, v in hd.items() if k.startswith("dcd_title::")}
+    if hd.get("project_title"):
+        project_titles.setdefault(default_language, hd["project_title"])
+    if hd.get("dcd_title"):
+        dcd_titles.setdefault(default_language, hd["dcd_title"])
+
+    if reader.problems:
+        raise WorkbookError(reader.problems)
+
+    definition = DcdDefinition(
+        project_code=project_code,
+        project_abbreviation=hd["project_abbreviation"],
+        dcd_code=hd["dcd_code"],
+        dcd_number=dcd_number,
+        version=version,
+        survey=survey,
+        codelists=codelists,
+        project_titles=frozen_mapping(project_titles),
+        dcd_titles=frozen_mapping(dcd_titles),
+        default_language=default_language,
+        languages=_languages(sheets, default_language),
+        business_key=business_key,
+        settings=frozen_mapping(settings),
+        source=settings.get("source") or None,
+    )
+    _check_definition(definition, hd_rows)
+    return definition
+
+
+def _check_definition(definition: DcdDefinition, hd_rows: Mapping[str, int]) -> None:
+    """What needs the whole definition: flattened names, the business key, compilation."""
+    from hdhub.registrations.domain.validation import DcdCompileError, compile_dcd
+
+    problems: list[Problem] = []
+    owners: dict[str, Field] = {}
+    for f in definition.fields:
+        for flat in f.flat_names:
+            other = owners.get(flat)
+            if other is not None and other is not f:
+                problems.append(
+                    Problem(
+                        "survey",
+                        f.row,
+                        "name::technical",
+                        f"{flat!r} (a flattened repeat name) is also the name on row {other.row}",
+                    )
+                )
+            owners[flat] = f
+    for key in definition.business_key:
+        try:
+            key_field = definition.field(key)
+        except KeyError:
+            problems.append(Problem("hd", hd_rows.get("business_key"), "value", f"business key {key!r} is not a field"))
+            continue
+        if key_field.repeat is not None or not key_field.is_input:
+            problems.append(
+                Problem("hd", hd_rows.get("business_key"), "value", f"business key {key!r} must be a field outside repeats")
+            )
+    if not problems:
+        try:
+            compile_dcd(definition)
+        except DcdCompileError as exc:
+            problems.extend(Problem("survey", p.row, p.column, p.message) for p in exc.problems)
+    if problems:
+        raise WorkbookError(problems)
