@@ -2759,20 +2759,23 @@ NGS_SAMPLE_TYPE = choices(
             "Formaline-gefixeerd, in paraffine ingebed weefsel (FFPE)",
             "Formalinfixiertes, paraffineingebettetes Gewebe (FFPE)",
         ),
-        {"tissue": "yes"},
     ),
     (
         "frozen",
         T("Fresh frozen tissue", "Tissu congelé", "Vers ingevroren weefsel", "Frisch gefrorenes Gewebe"),
-        {"tissue": "yes"},
     ),
-    ("cytology", T("Cytology", "Cytologie", "Cytologie", "Zytologie"), {"tissue": "yes"}),
+    (
+        "cytology",
+        T("Cytology", "Cytologie", "Cytologie", "Zytologie"),
+    ),
     (
         "blood",
         T("Peripheral blood", "Sang périphérique", "Perifeer bloed", "Peripheres Blut"),
-        {"tissue": "no"},
     ),
-    ("bone_marrow", T("Bone marrow", "Moelle osseuse", "Beenmerg", "Knochenmark"), {"tissue": "no"}),
+    (
+        "bone_marrow",
+        T("Bone marrow", "Moelle osseuse", "Beenmerg", "Knochenmark"),
+    ),
     (
         "plasma",
         T(
@@ -2781,7 +2784,6 @@ NGS_SAMPLE_TYPE = choices(
             "Plasma (celvrij DNA)",
             "Plasma (zellfreie DNA)",
         ),
-        {"tissue": "no"},
     ),
 )
 MALIGNANCY = choices(
