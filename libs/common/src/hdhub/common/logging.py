@@ -206,6 +206,15 @@ class ConsoleFormatter(logging.Formatter):
         return line
 
 
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stdout`` is when the record is emitted (test runners and
+    some process managers replace it after start-up)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stdout
+        super().emit(record)
+
+
 def setup_logging(
     level: str = "INFO", fmt: Literal["json", "console"] = "json", *, service: str | None = None
 ) -> None:
@@ -219,7 +228,7 @@ def setup_logging(
     global _process_service
     _process_service = service or os.environ.get("OTEL_SERVICE_NAME") or "hdhub"
 
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _StdoutHandler(sys.stdout)
     handler.set_name("hdhub")
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
     handler.addFilter(_ContextFilter())
