@@ -22,7 +22,7 @@ import io
 import re
 import sys
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -171,17 +171,17 @@ def note(name: str, label: T, *, relevant: str | None = None) -> Row:
     return row
 
 
-Rows = Row | list["Rows"]
+Rows = Row | Sequence["Rows"]  # a row, or (nested) sequences of rows
 
 
 def _flatten(items: Iterable[Rows]) -> list[Row]:
     """Rows and (nested) lists of rows, in order, as one flat list."""
     out: list[Row] = []
     for item in items:
-        if isinstance(item, list):
-            out.extend(_flatten(item))
-        else:
+        if isinstance(item, dict):
             out.append(item)
+        else:
+            out.extend(_flatten(item))
     return out
 
 
@@ -1217,7 +1217,7 @@ def angiography_block(*, with_pci: bool) -> list[Row]:
     )
 
 
-def pci_block(*, repeat_max: int = 5) -> list[Row]:
+def pci_block(*, repeat_max: int = 5) -> list[Rows]:
     """The PCI procedures of one hospitalisation: a repeat flattened DT_PCI_1 .. DT_PCI_5."""
     return [
         q(
@@ -1401,7 +1401,7 @@ def pci_block(*, repeat_max: int = 5) -> list[Row]:
     ]
 
 
-def ffr_block(*, repeat_max: int = 3) -> list[Row]:
+def ffr_block(*, repeat_max: int = 3) -> list[Rows]:
     """Fractional flow reserve measurements, flattened MS_FFR_1 .. MS_FFR_3."""
     return [
         q(
@@ -3402,7 +3402,7 @@ def _check_cell(value: object) -> object:
 
 
 def _write_sheet(
-    wb: Workbook, title: str, header: list[str], rows: list[list[object]], *, first: bool = False
+    wb: Workbook, title: str, header: list[str], rows: Sequence[Sequence[object]], *, first: bool = False
 ) -> None:
     ws = wb.active if first else wb.create_sheet()
     assert ws is not None
@@ -3453,7 +3453,7 @@ def build_workbook(dcd: Dcd) -> Workbook:
         [[dcd.dcd_title.en, dcd.dcd_code, VERSION, "en", dcd.source]],
     )
 
-    hd_rows: list[list[object]] = [
+    hd_rows: list[Sequence[object]] = [
         ["project_code", dcd.project_code],
         ["project_abbreviation", dcd.project_abbreviation],
         *([f"project_title::{lang}", text] for lang, text in zip(LANGS, dcd.project_title, strict=True)),

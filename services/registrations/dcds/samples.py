@@ -12,9 +12,11 @@ read-only fields (MS_LOS, MS_AGE_ADM, MS_BMI, ...) are left out: the engine comp
 
 - VALID[dcd_code]: one valid record per DCD.
 - EXTRA_VALID: further valid records, each {"dcd", "why", "record"}.
-- INVALID: records that break exactly the rules listed, each
-  {"dcd", "why", "record", "errors": [(technical field, rule), ...]} with rule names from
-  docs/dcd-format.md (required, constraint, type, number_format, choice, ssin, unknown_field).
+- INVALID: records that break a rule, each
+  {"dcd", "why", "record", "errors": [(technical field, rule), ...]}: exactly the errors
+  the record gives. Rule names as in docs/dcd-format.md (required, constraint, type,
+  number_format, choice, ssin, unknown_field, repeat_count) plus choice_filter (a code the
+  filter excludes).
 - DCDS[dcd_code]: project code, workbook file name and business key.
 
 All people are fictitious; SSINs are made up but pass the mod-97 check (asserted on import).
@@ -48,7 +50,7 @@ DCDS: dict[str, dict[str, Any]] = {
 
 
 def workbook_path(dcd_code: str) -> Path:
-    return WORKBOOK_DIR / DCDS[dcd_code]["workbook"]
+    return WORKBOOK_DIR / str(DCDS[dcd_code]["workbook"])
 
 
 # ----------------------------------------------------------------------------- SSINs
@@ -413,11 +415,16 @@ INVALID: list[dict[str, Any]] = [
     ),
     _broken(
         "ANGIO_HOSP",
-        "SSIN check digits wrong (94 -> 95)",
+        "SSIN check digits wrong (94 -> 95); the names are not asked for a given (if wrong) SSIN",
         [("IDC_PAT", "ssin")],
         set_={"IDC_PAT": "49.11.10-033.95"},
     ),
-    _broken("ANGIO_HOSP", "no such date", [("DT_PAT_DOB", "type")], set_={"DT_PAT_DOB": "31/02/1949"}),
+    _broken(
+        "ANGIO_HOSP",
+        "no such date (constraints comparing with it are not checked)",
+        [("DT_PAT_DOB", "type")],
+        set_={"DT_PAT_DOB": "31/02/1949"},
+    ),
     # ---- ANGIO_HOSP_PCI
     _broken(
         "ANGIO_HOSP_PCI",
@@ -440,7 +447,7 @@ INVALID: list[dict[str, Any]] = [
     _broken(
         "ANGIO_HOSP_PCI",
         "a balloon type where the device category is stent (choice_filter)",
-        [("CD_STENT_TYPE_1", "choice")],
+        [("CD_STENT_TYPE_1", "choice_filter")],
         set_={"CD_STENT_TYPE_1": "dcb"},
     ),
     _broken(
@@ -450,6 +457,27 @@ INVALID: list[dict[str, Any]] = [
         set_={"MS_NB_STENT_1": "0"},
     ),
     _broken("ANGIO_HOSP_PCI", "second PCI without date", [("DT_PCI_2", "required")], drop=("DT_PCI_2",)),
+    _broken(
+        "ANGIO_HOSP_PCI",
+        "one PCI announced (MS_NB_PCI) but a second one sent",
+        [
+            (f"{name}_2", "repeat_count")
+            for name in (
+                "DT_PCI",
+                "TM_PCI",
+                "CD_PCI_URGENCY",
+                "CD_ACCESS_SITE",
+                "CD_VESSELS",
+                "CD_DEVICE_CAT",
+                "CD_STENT_TYPE",
+                "MS_CONTRAST",
+                "CD_PCI_RESULT",
+                "CD_PCI_COMPL",
+                "CD_BLEED_BARC",
+            )
+        ],
+        set_={"MS_NB_PCI": "1"},
+    ),
     _broken("ANGIO_HOSP_PCI", "no such time", [("TM_PCI_1", "type")], set_={"TM_PCI_1": "25:10"}),
     _broken(
         "ANGIO_HOSP_PCI", "sex code not in the list", [("CD_PAT_SEX", "choice")], set_={"CD_PAT_SEX": "Q"}
@@ -639,7 +667,7 @@ INVALID: list[dict[str, Any]] = [
     _broken(
         "NGS",
         "a haematological tumour type for a solid malignancy (choice_filter)",
-        [("CD_TUMOUR_TYPE", "choice")],
+        [("CD_TUMOUR_TYPE", "choice_filter")],
         set_={"CD_TUMOUR_TYPE": "aml"},
     ),
     _broken(
