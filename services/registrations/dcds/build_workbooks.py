@@ -1168,7 +1168,7 @@ def clinical_block() -> list[Row]:
             message=T(
                 "The creatinine must be between 0.1 and 20 mg/dL.",
                 "La créatinine doit être comprise entre 0,1 et 20 mg/dL.",
-                "Het creatinine moet tussen 0,1 en 20 mg/dL liggen.",
+                "De creatinine moet tussen 0,1 en 20 mg/dL liggen.",
                 "Das Kreatinin muss zwischen 0,1 und 20 mg/dL liegen.",
             ),
         ),
@@ -1354,7 +1354,7 @@ def pci_block(*, repeat_max: int = 5) -> list[Rows]:
                 constraint=". > 0 and . <= 1000",
                 message=T(
                     "The contrast volume must be more than 0 and at most 1000 mL.",
-                    "Le volume de contraste doit être supérieur à 0 et au plus 1000 mL.",
+                    "Le volume de contraste doit être supérieur à 0 et ne pas dépasser 1000 mL.",
                     "Het contrastvolume moet groter dan 0 en hoogstens 1000 mL zijn.",
                     "Die Kontrastmittelmenge muss größer als 0 und höchstens 1000 mL sein.",
                 ),
