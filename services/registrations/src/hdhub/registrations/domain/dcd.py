@@ -198,6 +198,16 @@ class Field:
         return self.type is not FieldType.NOTE
 
     @property
+    def is_computed(self) -> bool:
+        """Calculate and read_only fields: computed from ``calculation`` (or ``default``), never input."""
+        return self.type is FieldType.CALCULATE or self.read_only
+
+    @property
+    def default_is_expression(self) -> bool:
+        """A default with a call or a reference (``today()``) is an expression, else a literal."""
+        return self.default is not None and ("(" in self.default or "${" in self.default)
+
+    @property
     def always_required(self) -> bool:
         return self.required == "true()"
 

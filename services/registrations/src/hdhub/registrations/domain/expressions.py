@@ -196,6 +196,8 @@ FUNCTIONS: Mapping[str, tuple[int, int | None]] = {
 }
 
 _IMPURE_FUNCTIONS = frozenset({"today", "now"})
+# Functions that read the current value when called without arguments.
+_CONTEXT_DEFAULT = frozenset({"string-length", "number", "string", "normalize-space"})
 
 _BINARY_PRECEDENCE: Mapping[str, int] = {
     "or": 1,
@@ -240,7 +242,10 @@ def bare_names(node: Node) -> frozenset[str]:
 
 
 def uses_current_value(node: Node) -> bool:
-    return any(isinstance(n, CurrentValue) for n in walk(node))
+    return any(
+        isinstance(n, CurrentValue) or (isinstance(n, Call) and not n.arguments and n.function in _CONTEXT_DEFAULT)
+        for n in walk(node)
+    )
 
 
 def is_constant(node: Node) -> bool:
@@ -248,7 +253,9 @@ def is_constant(node: Node) -> bool:
     for n in walk(node):
         if isinstance(n, FieldRef | CurrentValue | BareName):
             return False
-        if isinstance(n, Call) and n.function in _IMPURE_FUNCTIONS:
+        if isinstance(n, Call) and (
+            n.function in _IMPURE_FUNCTIONS or (not n.arguments and n.function in _CONTEXT_DEFAULT)
+        ):
             return False
     return True
 
@@ -938,9 +945,6 @@ _EAGER: Mapping[str, Callable[..., object]] = {
     "normalize-space": lambda a: " ".join(xpath_string(a).split()),
     "format-date": _format_date,
 }
-
-# Functions that take the current value when called without arguments.
-_CONTEXT_DEFAULT = frozenset({"string-length", "number", "string", "normalize-space"})
 
 
 # --------------------------------------------------------------------------- compiler

@@ -31,7 +31,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from hdhub.registrations.domain.dcd import DcdDefinition, Field, FieldType, Group, Item, Repeat, translate
@@ -41,6 +41,7 @@ from hdhub.registrations.domain.expressions import (
     ExpressionError,
     FieldSlot,
     Node,
+    compile_expression,
     field_references,
     is_constant,
     parse_expression,
@@ -213,6 +214,12 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
         "fr": "Ce champ ne s'applique pas, compte tenu des autres réponses : sa valeur a été ignorée.",
         "nl": "Dit veld is niet van toepassing, gezien de andere antwoorden: de waarde werd genegeerd.",
         "de": "Dieses Feld trifft angesichts der anderen Antworten nicht zu: sein Wert wurde ignoriert.",
+    },
+    "calculation": {
+        "en": "This computed value could not be obtained from the other answers.",
+        "fr": "Cette valeur calculée n'a pas pu être obtenue à partir des autres réponses.",
+        "nl": "Deze berekende waarde kon niet uit de andere antwoorden worden afgeleid.",
+        "de": "Dieser berechnete Wert konnte nicht aus den anderen Antworten ermittelt werden.",
     },
     "expression": {
         "en": "A rule of this field could not be evaluated; please report it to the registry.",
@@ -576,7 +583,7 @@ class _Slot:
 
 @dataclass(slots=True)
 class _Scope:
-    """A group or repeat whose relevance (or repeat count) is evaluated per record."""
+    """A group or repeat whose relevance is evaluated per record (with its descendants)."""
 
     index: int
     item: Group | Repeat
@@ -584,7 +591,19 @@ class _Scope:
     parent: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """A compiled expression of one survey column, and the slots it reads."""
+
+    column: str
+    node: Node
+    evaluate: Evaluator
+    refs: frozenset[int]
+
+
 class _Row:
+    """The state of one record while its steps run."""
+
     __slots__ = ("bad", "ctx", "errors", "inactive", "lang", "present", "scopes", "vals", "warnings")
 
     def __init__(
@@ -595,20 +614,27 @@ class _Row:
         bad: set[int],
         lang: str,
         scopes: int,
-        present: list[bool],
+        present: list[bool | None],
     ) -> None:
         self.vals = vals
         self.ctx = ctx
         self.errors = errors
         self.warnings: list[FieldError] = []
+        # Slots whose value or relevance is unknown because of an error already reported:
+        # rules reading them are skipped rather than reporting a second, derived error.
         self.bad = bad
         self.inactive: set[int] = set()
         self.lang = lang
-        self.scopes = [True] * scopes
+        self.scopes: list[bool | None] = [True] * scopes  # None: unknown
         self.present = present
 
 
 Step = Callable[[_Row], None]
+_NodeKey = tuple[str, Any]  # ("scope", i), ("count", repeat name) or ("slot", i)
+
+
+def _reads_bad(rule: _Rule, bad: set[int]) -> bool:
+    return bool(bad) and not rule.refs.isdisjoint(bad)
 
 
 class CompiledDcd:
@@ -618,7 +644,7 @@ class CompiledDcd:
         self.definition = definition
         self._problems: list[CompileProblem] = []
         self._slots: list[_Slot] = []
-        self._slot_of: dict[tuple[str, int | None], int] = {}  # (technical name, instance) -> slot
+        self._slot_of: dict[tuple[str, int | None], int] = {}  # (XLSForm name, instance) -> slot
         self._build_slots()
         self._inputs: dict[str, tuple[int, Parser]] = {}
         self._skipped: frozenset[str] = frozenset()
@@ -629,16 +655,16 @@ class CompiledDcd:
         self._build_scopes()
         self._static_defaults: dict[int, object] = {}
         self._steps: list[Step] = []
-        self._required: list[tuple[int, Evaluator | None]] = []
-        self._constraints: list[tuple[int, Evaluator, Callable[[object], object] | None]] = []
-        self._choice_filters: list[tuple[int, Evaluator, Mapping[str, Mapping[str, str]]]] = []
-        self._uncounted: list[tuple[int, tuple[int, ...]]] = []  # presence index, input slots
+        self._required: list[tuple[int, _Rule | None]] = []
+        self._constraints: list[tuple[int, _Rule, Callable[[object], object] | None]] = []
+        self._choice_filters: list[tuple[int, _Rule, Mapping[str, Mapping[str, str]]]] = []
+        self._uncounted: list[tuple[int, tuple[int, ...]]] = []  # presence index, its input slots
         self._build_rules()
         if self._problems:
             raise DcdCompileError(self._problems)
         self._output = tuple((s.name, s.index) for s in self._slots if s.field.is_input)
         self._blank: list[object] = [None] * len(self._slots)
-        self._presence_blank = [True] * len(self._present_index)
+        self._presence_blank: list[bool | None] = [True] * len(self._present_index)
 
     # -- building --------------------------------------------------------------------
 
@@ -646,8 +672,7 @@ class CompiledDcd:
         self._problems.append(CompileProblem(row, column, message))
 
     def _build_slots(self) -> None:
-        definition = self.definition
-        for f in definition.fields:
+        for f in self.definition.fields:
             instances: list[int | None] = [None] if f.repeat is None else list(range(1, f.repeat_max + 1))
             for instance, flat in zip(instances, f.flat_names, strict=True):
                 index = len(self._slots)
@@ -677,25 +702,20 @@ class CompiledDcd:
             if kind is FieldType.SELECT_ONE:
                 return _select_one_parser(f, frozenset(codelist.codes))
             return _select_multiple_parser(f, codelist.codes)
-        return lambda raw: _canonical_result(raw)  # calculate: inputs are ignored anyway
+        return _canonical_result  # calculate: never input, see _build_inputs
 
     def _build_inputs(self) -> None:
         skipped: set[str] = set()
         for slot in self._slots:
-            f = slot.field
             if slot.parse is None:
                 continue
-            computed = f.type is FieldType.CALCULATE or (
-                f.read_only and (f.calculation is not None or f.default is not None)
-            )
-            if computed:
-                skipped.add(slot.name)  # the value is computed: what a record carries is ignored
+            if slot.field.is_computed:
+                skipped.add(slot.name)  # computed here: what a record carries is ignored
             else:
                 self._inputs[slot.name] = (slot.index, slot.parse)
         self._skipped = frozenset(skipped | (UPLOAD_METADATA_FIELDS - self._inputs.keys()))
 
     def _build_scopes(self) -> None:
-        """One scope per group or repeat that has relevance or a count, and their descendants."""
         def visit(items: tuple[Item, ...], parent: int | None, instance: int | None) -> None:
             for item in items:
                 if isinstance(item, Field):
@@ -717,8 +737,7 @@ class CompiledDcd:
     def _innermost_scope(self, f: Field, instance: int | None) -> int | None:
         for name in reversed(f.group_path):
             item = self.definition.item(name)
-            own_instance = None if isinstance(item, Repeat) else instance
-            scope = self._scope_of.get((name, own_instance))
+            scope = self._scope_of.get((name, None if isinstance(item, Repeat) else instance))
             if scope is not None:
                 return scope
         return None
@@ -738,7 +757,7 @@ class CompiledDcd:
 
         return resolve
 
-    def _compile(
+    def _rule(
         self,
         text: str | None,
         *,
@@ -746,17 +765,18 @@ class CompiledDcd:
         column: str,
         instance: int | None,
         columns: Callable[[str], str] | None = None,
-    ) -> tuple[Node, Evaluator] | None:
+    ) -> _Rule | None:
         if text is None:
             return None
-        from hdhub.registrations.domain.expressions import compile_expression
-
+        resolve = self._resolver(instance)
         try:
             node = parse_expression(text)
-            return node, compile_expression(node, fields=self._resolver(instance), columns=columns)
+            evaluate = compile_expression(node, fields=resolve, columns=columns)
         except ExpressionError as exc:
             self._problem(row, column, f"{exc.message} at position {exc.position} of {text!r}")
             return None
+        refs = frozenset(resolve(name).index for name in field_references(node))
+        return _Rule(column, node, evaluate, refs)
 
     def _coercer(self, f: Field) -> Callable[[object], object]:
         """How a computed XPath value becomes the canonical value of field ``f``."""
@@ -767,63 +787,47 @@ class CompiledDcd:
         kind = f.type
 
         def coerce(value: object) -> object:
-            if value is None:
-                return None
-            if value.__class__ is float and not math.isfinite(value):
+            if value is None or (isinstance(value, float) and not math.isfinite(value)):
                 return None
             if kind is FieldType.DECIMAL and number_format is not None and _is_number(value):
-                try:
-                    quantum = Decimal(1).scaleb(-number_format.digits_after)
-                    value = Decimal(repr(xpath_number(value))).quantize(quantum)
-                except InvalidOperation:
-                    raise _Invalid("type") from None
+                quantum = Decimal(1).scaleb(-number_format.digits_after)
+                value = Decimal(repr(xpath_number(value))).quantize(quantum, rounding=ROUND_HALF_UP)
+            elif kind is FieldType.INTEGER and _is_number(value):
+                value = math.floor(xpath_number(value) + 0.5)
             elif kind is FieldType.DATE and isinstance(value, datetime.datetime):
                 value = value.date()
-            elif kind is FieldType.SELECT_MULTIPLE and value.__class__ is str:
+            elif kind is FieldType.SELECT_MULTIPLE and isinstance(value, str):
                 value = value.split()
-            elif kind in (FieldType.TEXT, FieldType.SELECT_ONE, FieldType.DATE, FieldType.TIME, FieldType.DATETIME):
-                if not isinstance(value, datetime.date | datetime.time):
-                    value = xpath_string(value)
+            elif kind in _TEXTUAL and not isinstance(value, datetime.date | datetime.time):
+                value = xpath_string(value)
             return parse(value)
 
         return coerce
 
     def _build_rules(self) -> None:
-        # Nodes of the dependency graph: ("scope", i), ("count", repeat), ("slot", i).
-        steps: dict[tuple[str, Any], tuple[Step, set[tuple[str, Any]], int]] = {}
-        order_hint = 0
+        steps: dict[_NodeKey, tuple[Step, set[_NodeKey], int]] = {}
 
-        def refs(node: Node, instance: int | None) -> set[tuple[str, Any]]:
-            resolve = self._resolver(instance)
-            out: set[tuple[str, Any]] = set()
-            for name in field_references(node):
-                try:
-                    out.add(("slot", resolve(name).index))
-                except KeyError:
-                    pass  # reported when compiled
-            return out
+        def add(key: _NodeKey, step: Step, deps: set[_NodeKey]) -> None:
+            steps[key] = (step, deps, len(steps))
 
-        # Scopes: relevance per group (per instance inside a repeat).
+        def reads(rule: _Rule | None) -> set[_NodeKey]:
+            return set() if rule is None else {("slot", i) for i in rule.refs}
+
         for scope in self._scopes:
             item = scope.item
-            instance = scope.instance if not isinstance(item, Repeat) else None
-            compiled = self._compile(item.relevant, row=item.row, column="relevant", instance=instance)
-            deps: set[tuple[str, Any]] = set()
+            instance = None if isinstance(item, Repeat) else scope.instance
+            rule = self._rule(item.relevant, row=item.row, column="relevant", instance=instance)
+            deps = reads(rule)
             if scope.parent is not None:
                 deps.add(("scope", scope.parent))
-            evaluate = None
-            if compiled is not None:
-                deps |= refs(compiled[0], instance)
-                evaluate = compiled[1]
-            steps[("scope", scope.index)] = (self._scope_step(scope, evaluate), deps, order_hint)
-            order_hint += 1
+            add(("scope", scope.index), self._scope_step(scope, rule), deps)
 
-        # Repeat counts, and which instances a record uses when a repeat has none.
         for item in self.definition.groups:
             if not isinstance(item, Repeat):
                 continue
             presence = [self._present_index[(item.name, i)] for i in range(1, item.max_instances + 1)]
             if item.repeat_count is None:
+                # Without a count, an instance is there when the record has a value in it.
                 for i, presence_index in enumerate(presence, start=1):
                     slots = tuple(
                         self._slot_of[(f.name, i)]
@@ -832,14 +836,10 @@ class CompiledDcd:
                     )
                     self._uncounted.append((presence_index, slots))
                 continue
-            compiled = self._compile(item.repeat_count, row=item.row, column="repeat_count", instance=None)
-            if compiled is None:
-                continue
-            deps = refs(compiled[0], None)
-            steps[("count", item.name)] = (self._count_step(item, compiled[1], presence), deps, order_hint)
-            order_hint += 1
+            rule = self._rule(item.repeat_count, row=item.row, column="repeat_count", instance=None)
+            if rule is not None:
+                add(("count", item.name), self._count_step(item, rule, presence), reads(rule))
 
-        # Fields: relevance, calculation, default.
         for slot in self._slots:
             f = slot.field
             instance = slot.instance
@@ -848,80 +848,80 @@ class CompiledDcd:
             if inner is not None:
                 deps.add(("scope", inner))
             present: int | None = None
-            if f.repeat is not None:
-                present = self._present_index[(f.repeat, instance)]  # type: ignore[index]
-                if self.definition.repeat(f.repeat).repeat_count is not None:
+            counted = False
+            if f.repeat is not None and instance is not None:
+                present = self._present_index[(f.repeat, instance)]
+                counted = self.definition.repeat(f.repeat).repeat_count is not None
+                if counted:
                     deps.add(("count", f.repeat))
-            relevant = self._compile(f.relevant, row=f.row, column="relevant", instance=instance)
-            calculation = self._compile(f.calculation, row=f.row, column="calculation", instance=instance)
-            dynamic_default = None
-            if f.default is not None and ("(" in f.default or "${" in f.default):
-                dynamic_default = self._compile(f.default, row=f.row, column="default", instance=instance)
+            relevant = self._rule(f.relevant, row=f.row, column="relevant", instance=instance)
+            calculation = self._rule(f.calculation, row=f.row, column="calculation", instance=instance)
+            default = None
+            if f.default is not None and f.default_is_expression:
+                default = self._rule(f.default, row=f.row, column="default", instance=instance)
             elif f.default is not None and slot.parse is not None:
                 try:
                     self._static_defaults[slot.index] = self._static_default(f, slot.parse)
                 except _Invalid:
                     self._problem(f.row, "default", f"the default of {f.name!r} is not a valid {f.type.value}")
-            for compiled in (relevant, calculation, dynamic_default):
-                if compiled is not None:
-                    deps |= refs(compiled[0], instance)
-            deps.discard(("slot", slot.index))
-            if calculation is not None and slot.index in {
-                i for kind, i in refs(calculation[0], instance) if kind == "slot"
-            }:
+            deps |= reads(relevant) | reads(calculation) | reads(default)
+            if calculation is not None and slot.index in calculation.refs:
                 self._problem(f.row, "calculation", f"the calculation of {f.name!r} refers to itself")
-            needs_step = (
+            deps.discard(("slot", slot.index))
+            if (
                 inner is not None
                 or present is not None
                 or relevant is not None
                 or calculation is not None
-                or dynamic_default is not None
+                or default is not None
                 or slot.index in self._static_defaults
-            )
-            if needs_step:
-                if calculation is not None or dynamic_default is not None:
+            ):
+                if calculation is not None or default is not None:
                     slot.coerce = self._coercer(f)
                 step = self._field_step(
                     slot,
                     scope=inner,
                     present=present,
-                    counted=f.repeat is not None and self.definition.repeat(f.repeat).repeat_count is not None,
-                    relevant=relevant[1] if relevant else None,
-                    calculation=calculation[1] if calculation else None,
-                    default=dynamic_default[1] if dynamic_default else None,
+                    counted=counted,
+                    relevant=relevant,
+                    calculation=calculation,
+                    default=default,
                 )
-                steps[("slot", slot.index)] = (step, deps, order_hint)
-                order_hint += 1
-
-            # Checks over final values.
-            if f.required is not None and f.is_input and f.type is not FieldType.CALCULATE:
-                required = self._compile(f.required, row=f.row, column="required", instance=instance)
-                if required is not None:
-                    node, evaluate = required
-                    always = is_constant(node) and xpath_boolean(evaluate(Context()))
-                    never = is_constant(node) and not always
-                    if not never:
-                        self._required.append((slot.index, None if always else evaluate))
-            constraint = self._compile(f.constraint, row=f.row, column="constraint", instance=instance)
-            if constraint is not None and f.is_input:
-                self._constraints.append((slot.index, constraint[1], _READERS.get(f.type)))
-            if f.choice_filter is not None and f.list_name is not None and f.list_name in self.definition.codelists:
-                codelist = self.definition.codelist(f.list_name)
-                known_columns = {k for c in codelist.choices for k in c.columns}
-
-                def column(name: str, known: set[str] = known_columns) -> str:
-                    if name not in known:
-                        raise KeyError(name)
-                    return name
-
-                choice_filter = self._compile(
-                    f.choice_filter, row=f.row, column="choice_filter", instance=instance, columns=column
-                )
-                if choice_filter is not None:
-                    by_code = {c.name: c.columns for c in codelist.choices}
-                    self._choice_filters.append((slot.index, choice_filter[1], by_code))
+                add(("slot", slot.index), step, deps)
+            self._add_checks(slot, instance)
 
         self._steps = self._order(steps)
+
+    def _add_checks(self, slot: _Slot, instance: int | None) -> None:
+        """``required``, ``constraint`` and ``choice_filter``: run over the final values."""
+        f = slot.field
+        if not f.is_input:
+            return
+        if f.required is not None and not f.is_computed:
+            required = self._rule(f.required, row=f.row, column="required", instance=instance)
+            if required is not None:
+                if not is_constant(required.node):
+                    self._required.append((slot.index, required))
+                elif xpath_boolean(required.evaluate(Context())):
+                    self._required.append((slot.index, None))
+        constraint = self._rule(f.constraint, row=f.row, column="constraint", instance=instance)
+        if constraint is not None:
+            self._constraints.append((slot.index, constraint, _READERS.get(f.type)))
+        if f.choice_filter is not None and f.list_name is not None and f.list_name in self.definition.codelists:
+            codelist = self.definition.codelist(f.list_name)
+            known = {k for c in codelist.choices for k in c.columns}
+
+            def column(name: str) -> str:
+                if name not in known:
+                    raise KeyError(name)
+                return name
+
+            choice_filter = self._rule(
+                f.choice_filter, row=f.row, column="choice_filter", instance=instance, columns=column
+            )
+            if choice_filter is not None:
+                by_code = {c.name: c.columns for c in codelist.choices}
+                self._choice_filters.append((slot.index, choice_filter, by_code))
 
     def _static_default(self, f: Field, parse: Parser) -> object:
         assert f.default is not None
@@ -929,12 +929,10 @@ class CompiledDcd:
             return parse("|".join(f.default.replace("|", " ").split()))
         return parse(f.default)
 
-    def _order(self, steps: Mapping[tuple[str, Any], tuple[Step, set[tuple[str, Any]], int]]) -> list[Step]:
+    def _order(self, steps: Mapping[_NodeKey, tuple[Step, set[_NodeKey], int]]) -> list[Step]:
         """Steps in dependency order (form order where free); a cycle is a compile problem."""
-        waiting: dict[tuple[str, Any], set[tuple[str, Any]]] = {
-            key: {d for d in deps if d in steps} for key, (_, deps, _) in steps.items()
-        }
-        dependants: dict[tuple[str, Any], list[tuple[str, Any]]] = {key: [] for key in steps}
+        waiting = {key: {d for d in deps if d in steps} for key, (_, deps, _) in steps.items()}
+        dependants: dict[_NodeKey, list[_NodeKey]] = {key: [] for key in steps}
         for key, deps in waiting.items():
             for dep in deps:
                 dependants[dep].append(key)
@@ -953,45 +951,59 @@ class CompiledDcd:
         if waiting:
             names = sorted(
                 {self._slots[i].field.name for kind, i in waiting if kind == "slot"}
-                | {str(i) for kind, i in waiting if kind == "count"}
+                | {self._scopes[i].item.name for kind, i in waiting if kind == "scope"}
+                | {str(name) for kind, name in waiting if kind == "count"}
             )
-            self._problem(None, None, "circular dependency between " + ", ".join(names))
+            rows = sorted(self._slots[i].field.row or 0 for kind, i in waiting if kind == "slot")
+            self._problem(rows[0] if rows else None, None, "circular dependency between " + ", ".join(names))
         return ordered
 
     # -- steps -------------------------------------------------------------------------
 
-    def _scope_step(self, scope: _Scope, evaluate: Evaluator | None) -> Step:
+    def _scope_step(self, scope: _Scope, rule: _Rule | None) -> Step:
         index, parent = scope.index, scope.parent
         item = scope.item
         path = "/".join((*item.group_path, item.name))
 
         def step(row: _Row) -> None:
-            if parent is not None and not row.scopes[parent]:
-                row.scopes[index] = False
+            if parent is not None and row.scopes[parent] is not True:
+                row.scopes[index] = row.scopes[parent]
                 return
-            if evaluate is not None:
-                try:
-                    row.scopes[index] = xpath_boolean(evaluate(row.ctx))
-                except Exception:  # noqa: BLE001 - a rule that cannot run is reported, not raised
-                    row.errors.append(
-                        FieldError(item.name, path, "expression", self._builtin("expression", row.lang))
-                    )
+            if rule is None:
+                return
+            if _reads_bad(rule, row.bad):
+                row.scopes[index] = None
+                return
+            try:
+                row.scopes[index] = xpath_boolean(rule.evaluate(row.ctx))
+            except Exception:  # noqa: BLE001 - a rule that cannot run is reported, not raised
+                row.scopes[index] = None
+                row.errors.append(FieldError(item.name, path, "relevant", self._builtin("expression", row.lang)))
 
         return step
 
-    def _count_step(self, repeat: Repeat, evaluate: Evaluator, presence: list[int]) -> Step:
+    def _count_step(self, repeat: Repeat, rule: _Rule, presence: list[int]) -> Step:
         maximum = repeat.max_instances
         path = "/".join((*repeat.group_path, repeat.name))
 
         def step(row: _Row) -> None:
-            try:
-                count = xpath_number(evaluate(row.ctx))
-            except Exception:  # noqa: BLE001
-                row.errors.append(FieldError(repeat.name, path, "expression", self._builtin("expression", row.lang)))
+            count = math.nan
+            if not _reads_bad(rule, row.bad):
+                try:
+                    count = xpath_number(rule.evaluate(row.ctx))
+                except Exception:  # noqa: BLE001
+                    row.errors.append(
+                        FieldError(repeat.name, path, "repeat_count", self._builtin("expression", row.lang))
+                    )
+            else:
+                count = -1.0
+            if count < 0:  # unknown: keep every instance, check none
+                for p in presence:
+                    row.present[p] = None
                 return
-            used = 0 if math.isnan(count) else max(0, min(maximum, math.floor(count)))
-            for i, present in enumerate(presence, start=1):
-                row.present[present] = i <= used
+            used = 0 if math.isnan(count) else min(maximum, math.floor(count))
+            for i, p in enumerate(presence, start=1):
+                row.present[p] = i <= used
 
         return step
 
@@ -1002,55 +1014,74 @@ class CompiledDcd:
         scope: int | None,
         present: int | None,
         counted: bool,
-        relevant: Evaluator | None,
-        calculation: Evaluator | None,
-        default: Evaluator | None,
+        relevant: _Rule | None,
+        calculation: _Rule | None,
+        default: _Rule | None,
     ) -> Step:
         index = slot.index
         static_default = self._static_defaults.get(index)
-        coerce = slot.coerce
+        coerce = slot.coerce or _canonical_result
+
+        def drop(row: _Row, error: FieldError | None = None) -> None:
+            row.inactive.add(index)
+            if row.vals[index] is not None:
+                row.vals[index] = None
+                if error is not None:
+                    row.errors.append(error)
+                else:
+                    row.warnings.append(self._error(slot, "not_relevant", row.lang))
+
+        def compute(row: _Row, rule: _Rule) -> None:
+            if _reads_bad(rule, row.bad):
+                row.bad.add(index)
+                row.vals[index] = None
+                return
+            try:
+                row.vals[index] = coerce(rule.evaluate(row.ctx))
+            except Exception:  # noqa: BLE001 - includes values the field's type refuses
+                row.bad.add(index)
+                row.vals[index] = None
+                row.errors.append(
+                    FieldError(slot.name, slot.path, rule.column, self._builtin("calculation", row.lang))
+                )
 
         def step(row: _Row) -> None:
-            vals = row.vals
-            if present is not None and not row.present[present]:
-                row.inactive.add(index)
-                if vals[index] is not None:
-                    vals[index] = None
-                    if counted:
-                        row.errors.append(self._repeat_count_error(slot, row))
-                return
-            active = scope is None or row.scopes[scope]
-            if active and relevant is not None:
+            if scope is not None:
+                state = row.scopes[scope]
+                if state is None:
+                    row.bad.add(index)
+                    return
+                if not state:
+                    drop(row)
+                    return
+            if present is not None:
+                state = row.present[present]
+                if state is None:
+                    row.bad.add(index)
+                    return
+                if not state:
+                    drop(row, self._repeat_count_error(slot, row) if counted else None)
+                    return
+            if relevant is not None:
+                if _reads_bad(relevant, row.bad):
+                    row.bad.add(index)
+                    return
                 try:
-                    active = xpath_boolean(relevant(row.ctx))
+                    active = xpath_boolean(relevant.evaluate(row.ctx))
                 except Exception:  # noqa: BLE001
-                    row.errors.append(self._error(slot, "expression", row.lang))
-            if not active:
-                row.inactive.add(index)
-                if vals[index] is not None:
-                    vals[index] = None
-                    row.warnings.append(self._error(slot, "not_relevant", row.lang))
-                return
+                    row.bad.add(index)
+                    row.errors.append(self._error(slot, "relevant", row.lang, expression=True))
+                    return
+                if not active:
+                    drop(row)
+                    return
             if calculation is not None:
-                try:
-                    vals[index] = coerce(calculation(row.ctx))  # type: ignore[misc]
-                except _Invalid as invalid:
-                    vals[index] = None
-                    row.errors.append(self._error(slot, invalid.rule, row.lang, invalid.params))
-                except Exception:  # noqa: BLE001
-                    vals[index] = None
-                    row.errors.append(self._error(slot, "expression", row.lang))
-                return
-            if vals[index] is None and index not in row.bad:
+                compute(row, calculation)
+            elif row.vals[index] is None and index not in row.bad:
                 if default is not None:
-                    try:
-                        vals[index] = coerce(default(row.ctx))  # type: ignore[misc]
-                    except _Invalid as invalid:
-                        row.errors.append(self._error(slot, invalid.rule, row.lang, invalid.params))
-                    except Exception:  # noqa: BLE001
-                        row.errors.append(self._error(slot, "expression", row.lang))
+                    compute(row, default)
                 elif static_default is not None:
-                    vals[index] = static_default
+                    row.vals[index] = static_default
 
         return step
 
@@ -1059,8 +1090,17 @@ class CompiledDcd:
     def _builtin(self, key: str, lang: str, params: Mapping[str, object] | None = None) -> str:
         return builtin_message(key, lang, self.definition.default_language, **(params or {}))
 
-    def _error(self, slot: _Slot, rule: str, lang: str, params: Mapping[str, object] | None = None) -> FieldError:
-        return FieldError(slot.name, slot.path, rule, self._message(slot.field, rule, lang, params))
+    def _error(
+        self,
+        slot: _Slot,
+        rule: str,
+        lang: str,
+        params: Mapping[str, object] | None = None,
+        *,
+        expression: bool = False,
+    ) -> FieldError:
+        message = self._builtin("expression", lang) if expression else self._message(slot.field, rule, lang, params)
+        return FieldError(slot.name, slot.path, rule, message)
 
     def _message(self, f: Field, rule: str, lang: str, params: Mapping[str, object] | None) -> str:
         default_language = self.definition.default_language
@@ -1072,7 +1112,7 @@ class CompiledDcd:
             kind = f.type.value
             if f.type in (FieldType.SELECT_ONE, FieldType.SELECT_MULTIPLE):
                 kind = "select"
-            elif f.type is FieldType.CALCULATE or f.type is FieldType.NOTE:
+            elif f.type in (FieldType.CALCULATE, FieldType.NOTE):
                 kind = "text"
             return self._builtin(f"type:{kind}", lang)
         if rule == "number_format" and f.type is FieldType.INTEGER:
@@ -1091,6 +1131,11 @@ class CompiledDcd:
 
     # -- running ---------------------------------------------------------------------
 
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        """The names a record may carry (computed fields included: they are ignored)."""
+        return self.definition.flat_field_names()
+
     def validate(
         self,
         record: Mapping[str, object],
@@ -1098,7 +1143,7 @@ class CompiledDcd:
         lang: str = "en",
         today: datetime.date | None = None,
     ) -> Validation:
-        """Validate one record (canonical JSON values or CSV strings) and give its canonical values."""
+        """Validate one record (canonical JSON values or CSV strings); give its canonical values."""
         return self._validate(record, lang, today or datetime.date.today(), datetime.datetime.now())
 
     def validate_many(
@@ -1125,7 +1170,7 @@ class CompiledDcd:
             entry = inputs.get(key)
             if entry is None:
                 if key not in self._skipped:
-                    errors.append(self._unknown_field(key, lang))
+                    errors.append(FieldError(key, key, "unknown_field", self._builtin("unknown_field", lang)))
                 continue
             if raw is None or raw == "":
                 continue
@@ -1152,38 +1197,40 @@ class CompiledDcd:
             warnings = row.warnings
         for index, required in self._required:
             if vals[index] is None and index not in inactive and index not in bad:
-                try:
-                    if required is None or xpath_boolean(required(ctx)):
-                        errors.append(self._error(self._slots[index], "required", lang))
-                except Exception:  # noqa: BLE001
-                    errors.append(self._error(self._slots[index], "expression", lang))
+                if required is None:
+                    errors.append(self._error(self._slots[index], "required", lang))
+                elif not _reads_bad(required, bad):
+                    try:
+                        if xpath_boolean(required.evaluate(ctx)):
+                            errors.append(self._error(self._slots[index], "required", lang))
+                    except Exception:  # noqa: BLE001
+                        errors.append(self._error(self._slots[index], "required", lang, expression=True))
         for index, constraint, reader in self._constraints:
             value = vals[index]
-            if value is None:
+            if value is None or (bad and (index in bad or _reads_bad(constraint, bad))):
                 continue
             try:
                 ctx.current = value if reader is None else reader(value)
-                ok = xpath_boolean(constraint(ctx))
+                ok = xpath_boolean(constraint.evaluate(ctx))
             except Exception:  # noqa: BLE001
-                errors.append(self._error(self._slots[index], "expression", lang))
+                errors.append(self._error(self._slots[index], "constraint", lang, expression=True))
                 continue
             if not ok:
                 errors.append(self._error(self._slots[index], "constraint", lang))
         for index, choice_filter, by_code in self._choice_filters:
             value = vals[index]
-            if value is None:
+            if value is None or (bad and (index in bad or _reads_bad(choice_filter, bad))):
                 continue
-            codes = value if isinstance(value, list) else (value,)
+            ctx.current = value
             try:
                 allowed = True
-                for code in codes:
+                for code in value if isinstance(value, list) else (value,):
                     ctx.choice = by_code.get(str(code))
-                    ctx.current = value
-                    if not xpath_boolean(choice_filter(ctx)):
+                    if not xpath_boolean(choice_filter.evaluate(ctx)):
                         allowed = False
                         break
             except Exception:  # noqa: BLE001
-                errors.append(self._error(self._slots[index], "expression", lang))
+                errors.append(self._error(self._slots[index], "choice_filter", lang, expression=True))
                 continue
             finally:
                 ctx.choice = None
@@ -1192,8 +1239,9 @@ class CompiledDcd:
         values = {name: value for name, index in self._output if (value := vals[index]) is not None}
         return Validation(values, errors, warnings)
 
-    def _unknown_field(self, key: str, lang: str) -> FieldError:
-        return FieldError(key, key, "unknown_field", self._builtin("unknown_field", lang))
+
+_TEXTUAL = frozenset({FieldType.TEXT, FieldType.SELECT_ONE, FieldType.DATE, FieldType.TIME, FieldType.DATETIME})
+
 
 
 def _is_number(value: object) -> bool:

@@ -476,8 +476,8 @@ class _Reader:
                 flag = default
             flags[column] = flag
         default_value = row.get("default") or None
-        if default_value is not None and _is_dynamic(default_value):
-            parse("default")
+        if default_value is not None and ("(" in default_value or "${" in default_value):
+            parse("default")  # an expression (today()); see Field.default_is_expression
         choice_filter = parse("choice_filter")
         if choice_filter is not None and list_name is None:
             self.problem("survey", number, "choice_filter", "a choice_filter belongs to a select field")
@@ -677,11 +677,6 @@ def _positive_int(text: str) -> int | None:
     if text.isascii() and text.isdigit() and int(text) > 0:
         return int(text)
     return None
-
-
-def _is_dynamic(default: str) -> bool:
-    """A default with a call or a reference is an expression (``today()``); else a literal."""
-    return "(" in default or "${" in default
 
 
 def _languages(sheets: Mapping[str, _Sheet], default_language: str) -> tuple[str, ...]:
