@@ -150,6 +150,8 @@ class Registrations:
         except TransitionRefused as exc:
             raise conflict("registration-not-editable", "A registration with this business key exists", str(exc)) from exc
         before = dict(existing.values)
+        if not submit:
+            existing.version += 1
         existing.values = result.values
         existing.dcd_version = entry.version
         existing.errors = [_error_dict(e) for e in result.errors]
@@ -180,6 +182,7 @@ class Registrations:
             if key != reg.business_key and await self._live_by_key(session, reg.organisation_id, reg.dcd_code, key):
                 raise conflict("business-key-taken", "Another registration has this business key")
             before = dict(reg.values)
+            reg.version += 1
             reg.values, reg.business_key = result.values, key
             reg.errors = [_error_dict(e) for e in result.errors]
             reg.updated_at = utcnow()
@@ -292,6 +295,7 @@ class Registrations:
             dcd_version=entry.version,
             business_key=key or f"id:{reg_id}",
             status=Status.OPEN,
+            version=1,
             values=result.values,
             errors=[_error_dict(e) for e in result.errors],
             created_by=actor.name,
@@ -348,6 +352,7 @@ class Registrations:
     ) -> None:
         target = lifecycle.next_status(action, Status(reg.status))
         now = utcnow()
+        reg.version += 1
         reg.status = target
         reg.updated_at = now
         if target == Status.SENDING:
@@ -358,7 +363,7 @@ class Registrations:
                 assert entry is not None
                 reg.registration_code = await self._next_code(session, entry.definition.dcd_number, now)
             self.jobs.enqueue(
-                session, DELIVER, organisation_id=reg.organisation_id, subject_id=reg.id, payload={"version": reg.version + 1}
+                session, DELIVER, organisation_id=reg.organisation_id, subject_id=reg.id, payload={"version": reg.version}
             )
             self.wake.set()
         elif target == Status.SUBMITTED:
@@ -422,7 +427,7 @@ def lifecycle_check(action: Action, reg: Registration) -> None:
 
 def stale(current: int | None) -> Problem:
     detail = "The registration changed since you read it; fetch it again and reapply your change."
-    extra = {"currentVersion": current} if current is not None else {}
+    extra = {"current_version": current} if current is not None else {}
     return Problem(412, "stale-version", "Precondition failed", detail, extra=extra)
 
 
@@ -518,6 +523,8 @@ async def upsert_batch(
                     continue
                 if not options.dry_run:
                     before = dict(existing.values)
+                    if not submit:
+                        existing.version += 1
                     existing.values, existing.dcd_version = result.values, entry.version
                     existing.errors = [_error_dict(e) for e in result.errors]
                     existing.updated_at = utcnow()

@@ -86,7 +86,9 @@ class Registration(TenantScoped, Base):
     submitted_at: Mapped[datetime | None] = mapped_column(nullable=True)
     first_submitted_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
-    __mapper_args__ = {"version_id_col": version}
+    # Optimistic concurrency: every UPDATE checks the version read; the service bumps it
+    # once per change (one history entry each), however many flushes that change takes.
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
 
 
 class RegistrationVersion(TenantScoped, Base):
