@@ -41,6 +41,10 @@ def _check(name: str) -> list[str]:
     return [name]
 
 
+def _roles(roles: dict[str, tuple[str, ...]]) -> str:
+    return ", ".join(f"{org}: {'/'.join(r)}" for org, r in roles.items())
+
+
 def _banner(host: str, port: int) -> None:
     from hdhub.identity.seed import ACCOUNTS, CLIENTS
 
@@ -50,7 +54,7 @@ def _banner(host: str, port: int) -> None:
         f"hdhub is running at {base}  (API docs: {base}/docs)",
         f"OIDC issuer: {base}/realms/hdhub   token endpoint: {base}/realms/hdhub/protocol/openid-connect/token",
         "Demo logins (password grant, client_id=hdhub-portal):",
-        *[f"  {a.username:28} {a.password:16} {', '.join(f'{o}: {'/'.join(r)}' for o, r in a.roles.items()) or 'operator'}" for a in ACCOUNTS],
+        *[f"  {a.username:28} {a.password:16} {_roles(a.roles) or 'operator'}" for a in ACCOUNTS],
         "Demo hospital systems (client_credentials):",
         *[f"  {c.client_id:28} {c.secret:16} organisation {c.organisation_id}" for c in CLIENTS],
         "",
