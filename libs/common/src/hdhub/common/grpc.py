@@ -44,7 +44,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 import grpc.aio
@@ -65,6 +65,7 @@ __all__ = [
     "PROBLEM_HEADERS_METADATA_KEY",
     "PROBLEM_METADATA_KEY",
     "STATUS_CODES",
+    "ServicerContext",
     "bound_port",
     "channel",
     "close_channels",
@@ -77,6 +78,9 @@ __all__ = [
     "status_code_for",
     "stop_server",
 ]
+
+#: The context handed to servicer methods: ``context: ServicerContext``.
+ServicerContext: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 log = logging.getLogger("hdhub.grpc")
 access_log = logging.getLogger("hdhub.grpc.access")
