@@ -47,7 +47,7 @@ TRANSITIONS: dict[Action, tuple[frozenset[Status], Status | None]] = {
     # (allowed from, leads to; None = stays where it is)
     Action.SAVE: (EDITABLE, None),
     Action.SUBMIT: (EDITABLE, Status.SENDING),
-    Action.RESUBMIT: (frozenset(Status) - {Status.DELETED, Status.SENDING}, Status.SENDING),
+    Action.RESUBMIT: (frozenset(Status) - {Status.DELETED}, Status.SENDING),
     Action.PROCESSED: (frozenset({Status.SENDING}), Status.SUBMITTED),
     Action.REOPEN: (frozenset({Status.SUBMITTED}), Status.OPEN),
     Action.DELETE: (frozenset({Status.OPEN, Status.CORRECTIONS_NEEDED}), Status.DELETED),

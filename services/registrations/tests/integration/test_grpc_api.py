@@ -1,0 +1,131 @@
+"""hdhub.registrations.v1 over a real gRPC channel: batches for the Upload Center,
+look-ups for file linking, and the caller's organisation enforced."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+
+from hdhub.common.auth import current_principal
+from hdhub.common.grpc import channel
+from hdhub.proto.registrations.v1 import registrations_pb2 as pb
+from hdhub.proto.registrations.v1 import registrations_pb2_grpc as pb_grpc
+from hdhub.registrations.arrow import encode_rows
+from tests.support.samples import VALID, record
+from tests.support.stack import Stack
+
+HIS = "az-demo-his"
+
+
+async def stub_as(stack: Stack, who: str) -> pb_grpc.RegistrationsServiceStub:
+    from hdhub.common.auth import verifier
+
+    current_principal.set(await verifier().verify(await stack.token(who)))
+    return pb_grpc.RegistrationsServiceStub(channel("registrations"))
+
+
+def batch(rows: list[dict[str, str]]) -> bytes:
+    return encode_rows(rows)
+
+
+async def test_validate_batch_reports_row_field_rule(stack: Stack) -> None:
+    stub = await stub_as(stack, HIS)
+    rows = [record(), record(DT_HOSPZ="31/02/2024"), record(CD_PAT_SEX="Q")]
+    reply = await stub.ValidateBatch(
+        pb.ValidateBatchRequest(organisation_id="az-demo", dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"), rows_arrow=batch(rows), language="fr")
+    )
+    assert reply.rows == 3 and reply.valid_rows == 1 and reply.dcd_version == "1.0.0"
+    assert [(e.row_index, e.field, e.rule) for e in reply.errors] == [(1, "DT_HOSPZ", "type"), (2, "CD_PAT_SEX", "choice")]
+
+
+async def test_upsert_batch_modes(stack: Stack) -> None:
+    stub = await stub_as(stack, HIS)
+    good, other, bad = record(), record(), record(MS_HEIGHT="tall")
+    ref = pb.DcdRef(dcd_code="ANGIO_HOSP", version="1.0.0")
+
+    def request(rows: list[dict[str, str]], **kw: object) -> pb.UpsertBatchRequest:
+        return pb.UpsertBatchRequest(organisation_id="az-demo", dcd=ref, rows_arrow=batch(rows), language="en", **kw)
+
+    # Validate all: one bad row stores nothing.
+    reply = await stub.UpsertBatch(request([good, bad], validation_mode=pb.VALIDATION_MODE_VALIDATE_ALL))
+    assert reply.nothing_stored and [r.outcome for r in reply.results] == [pb.ROW_OUTCOME_REJECTED] * 2
+    # Dry run plans without storing.
+    reply = await stub.UpsertBatch(request([good, other], dry_run=True))
+    assert reply.nothing_stored and [r.outcome for r in reply.results] == [pb.ROW_OUTCOME_CREATED] * 2
+    assert not reply.results[0].registration_id
+    # None: valid rows are stored, the bad one is rejected with its error.
+    reply = await stub.UpsertBatch(request([good, bad, other], submit=True, ignore_duplicates=True))
+    assert [r.outcome for r in reply.results] == [pb.ROW_OUTCOME_CREATED, pb.ROW_OUTCOME_REJECTED, pb.ROW_OUTCOME_CREATED]
+    assert [(e.row_index, e.field) for e in reply.errors] == [(1, "MS_HEIGHT")]
+    assert reply.results[0].status == "sending"
+    # The same rows again: duplicates are ignored.
+    reply = await stub.UpsertBatch(request([good], submit=True, ignore_duplicates=True))
+    assert reply.results[0].outcome == pb.ROW_OUTCOME_IGNORED_DUPLICATE
+    # A changed row with the stored record as master is kept as stored...
+    changed = {**good, "MS_WEIGHT": "90.0"}
+    reply = await stub.UpsertBatch(request([changed], submit=True, conflict_master=pb.CONFLICT_MASTER_STORED))
+    assert reply.results[0].outcome == pb.ROW_OUTCOME_KEPT_STORED
+    # ...and with the new record as master it replaces it (latest submission wins).
+    reply = await stub.UpsertBatch(request([changed], submit=True, conflict_master=pb.CONFLICT_MASTER_NEW))
+    assert reply.results[0].outcome == pb.ROW_OUTCOME_UPDATED
+    got = await stub.GetRegistration(pb.GetRegistrationRequest(id=reply.results[0].registration_id))
+    assert json.loads(got.registration.values_json)["MS_WEIGHT"] == "90.0"
+    # Save on validations keeps rows with errors as Open drafts.
+    reply = await stub.UpsertBatch(request([record(CD_INDICATION="")], validation_mode=pb.VALIDATION_MODE_SAVE_ON_VALIDATIONS, submit=True))
+    assert reply.results[0].outcome == pb.ROW_OUTCOME_CREATED and reply.results[0].status == "open"
+
+
+async def test_find_by_field_links_files_to_registrations(stack: Stack) -> None:
+    stub = await stub_as(stack, "lab-demo-lims")
+    ngs = dict(VALID["NGS"])
+    reply = await stub.UpsertBatch(
+        pb.UpsertBatchRequest(organisation_id="lab-demo", dcd=pb.DcdRef(dcd_code="NGS"), rows_arrow=batch([ngs]))
+    )
+    assert reply.results[0].outcome in (pb.ROW_OUTCOME_CREATED, pb.ROW_OUTCOME_IGNORED_DUPLICATE), reply
+    found = await stub.FindRegistrationsByField(
+        pb.FindRegistrationsByFieldRequest(organisation_id="lab-demo", field="TX_VCF_FILE_NAME", value=ngs["TX_VCF_FILE_NAME"])
+    )
+    assert len(found.registrations) == 1 and found.registrations[0].dcd_code == "NGS"
+    none = await stub.FindRegistrationsByField(
+        pb.FindRegistrationsByFieldRequest(organisation_id="lab-demo", field="TX_VCF_FILE_NAME", value="nope.vcf")
+    )
+    assert len(none.registrations) == 0
+    dcd = await stub.GetDcdVersion(pb.GetDcdVersionRequest(dcd=pb.DcdRef(dcd_code="ANGIO_HOSP_PCI")))
+    names = [f.technical_name for f in dcd.fields]
+    assert "DT_PCI_1" in names and "DT_PCI_5" in names and list(dcd.business_key) == ["IDC_PAT", "DT_HOSPZ"]
+
+
+@pytest.mark.parametrize("method", ["ValidateBatch", "UpsertBatch", "FindRegistrationsByField"])
+async def test_another_organisation_is_refused(stack: Stack, method: str) -> None:
+    stub = await stub_as(stack, "lab-demo-lims")
+    rows = batch([record()])
+    requests = {
+        "ValidateBatch": pb.ValidateBatchRequest(organisation_id="az-demo", dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"), rows_arrow=rows),
+        "UpsertBatch": pb.UpsertBatchRequest(organisation_id="az-demo", dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"), rows_arrow=rows),
+        "FindRegistrationsByField": pb.FindRegistrationsByFieldRequest(organisation_id="az-demo", field="IDC_PAT", value="x"),
+    }
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await getattr(stub, method)(requests[method])
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_get_registration_of_another_organisation_is_not_found(stack: Stack) -> None:
+    stub = await stub_as(stack, HIS)
+    reply = await stub.UpsertBatch(
+        pb.UpsertBatchRequest(organisation_id="az-demo", dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"), rows_arrow=batch([record()]))
+    )
+    reg_id = reply.results[0].registration_id
+    other = await stub_as(stack, "lab-demo-lims")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await other.GetRegistration(pb.GetRegistrationRequest(id=reg_id))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_calls_without_a_token_are_unauthenticated(stack: Stack) -> None:
+    current_principal.set(None)
+    stub = pb_grpc.RegistrationsServiceStub(channel("registrations"))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.GetRegistration(pb.GetRegistrationRequest(id="x"))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
