@@ -142,10 +142,11 @@ class Echo:
     async def Relay(self, request: StringValue, context: grpc.aio.ServicerContext[Any, Any]) -> StringValue:
         # Calls another server (the caller's token and deadline must follow).
         assert self.downstream_target is not None
+        method, _, value = request.value.partition("|")
         call = hgrpc.channel("downstream", target=self.downstream_target).unary_unary(
-            f"/{SERVICE}/{request.value}", StringValue.SerializeToString, StringValue.FromString
+            f"/{SERVICE}/{method}", StringValue.SerializeToString, StringValue.FromString
         )
-        return await call(StringValue(value="0.05"))
+        return await call(StringValue(value=value or "0.05"))
 
     async def Count(
         self, request: StringValue, context: grpc.aio.ServicerContext[Any, Any]
@@ -411,6 +412,17 @@ async def test_token_follows_the_call_to_the_next_service(server: Server, jwks: 
     finally:
         await hgrpc.stop_server(downstream.server, grace=0)
     assert answer.value == "doctor-7"
+
+
+async def test_downstream_problem_passes_through_a_handler_that_lets_it_go(server: Server) -> None:
+    downstream = await _start("downstream")
+    server.echo.downstream_target = downstream.target
+    try:
+        error = await _error(server.call("Relay"), "Fail|404:not-found")
+    finally:
+        await hgrpc.stop_server(downstream.server, grace=0)
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert hgrpc.problem_from_rpc_error(error).body() == _problem("404:not-found").body()
 
 
 # --- Deadlines and retries -------------------------------------------------------------------
