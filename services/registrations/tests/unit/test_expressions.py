@@ -85,8 +85,8 @@ def test_unary_minus_binds_tightest() -> None:
     assert parse_expression("-${a} * 2") == Binary("*", Unary("-", FieldRef("a")), NumberLiteral(2))
 
 
-def test_div_and_mod_are_operators_after_a_value_and_names_before() -> None:
-    assert parse_expression("div div mod") == Binary("div", BareName("div"), BareName("mod"))
+def test_div_and_mod_are_operators() -> None:
+    assert parse_expression("${a} div ${b}") == Binary("div", FieldRef("a"), FieldRef("b"))
     assert parse_expression("${a} mod 3") == Binary("mod", FieldRef("a"), NumberLiteral(3))
 
 
@@ -128,6 +128,7 @@ def test_positions_point_at_the_token() -> None:
         ("../x", 0, "'..'"),
         ("${a} # 1", 5, "unexpected character '#'"),
         ("regex(., '[a-')", 9, "invalid regular expression"),
+        (". > 1 and and 2", 10, "expected a value, found 'and'"),
     ],
 )
 def test_syntax_errors_say_what_and_where(text: str, position: int, fragment: str) -> None:

@@ -432,6 +432,9 @@ class _Parser:
         if kind is _Kind.NAME:
             if self._peek().kind is _Kind.LPAREN:
                 return self._call(token)
+            if token.text in _WORD_OPERATORS:
+                # XPath would read it as a name; in a DCD it is always a slip.
+                raise ExpressionSyntaxError(f"expected a value, found {token.text!r}", token.position)
             return BareName(token.text, token.position)
         raise ExpressionSyntaxError(f"expected a value, found {_describe(token)}", token.position)
 

@@ -909,15 +909,10 @@ class CompiledDcd:
             self._constraints.append((slot.index, constraint, _READERS.get(f.type)))
         if f.choice_filter is not None and f.list_name is not None and f.list_name in self.definition.codelists:
             codelist = self.definition.codelist(f.list_name)
-            known = {k for c in codelist.choices for k in c.columns}
-
-            def column(name: str) -> str:
-                if name not in known:
-                    raise KeyError(name)
-                return name
-
+            # The reader checked bare names against the choices sheet; a column a choice
+            # leaves empty reads as ''.
             choice_filter = self._rule(
-                f.choice_filter, row=f.row, column="choice_filter", instance=instance, columns=column
+                f.choice_filter, row=f.row, column="choice_filter", instance=instance, columns=str
             )
             if choice_filter is not None:
                 by_code = {c.name: c.columns for c in codelist.choices}
@@ -1195,16 +1190,20 @@ class CompiledDcd:
                 step(row)
             inactive = row.inactive
             warnings = row.warnings
+        missing: list[int] = []
         for index, required in self._required:
             if vals[index] is None and index not in inactive and index not in bad:
                 if required is None:
-                    errors.append(self._error(self._slots[index], "required", lang))
+                    missing.append(index)
                 elif not _reads_bad(required, bad):
                     try:
                         if xpath_boolean(required.evaluate(ctx)):
-                            errors.append(self._error(self._slots[index], "required", lang))
+                            missing.append(index)
                     except Exception:  # noqa: BLE001
                         errors.append(self._error(self._slots[index], "required", lang, expression=True))
+        for index in missing:
+            errors.append(self._error(self._slots[index], "required", lang))
+            bad.add(index)  # constraints comparing with it would only repeat the cause
         for index, constraint, reader in self._constraints:
             value = vals[index]
             if value is None or (bad and (index in bad or _reads_bad(constraint, bad))):

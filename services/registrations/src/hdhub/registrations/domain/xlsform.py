@@ -240,14 +240,14 @@ class _Reader:
                 continue
             seen[(list_name, code)] = number
             labels, _ = _translations(row, "label", default_language)
-            extra = {
-                k: v for k, v in row.items() if k not in ("list_name", "name") and not _is_translated(k, "label")
-            }
+            extra = {k: v for k, v in row.items() if v and k not in ("list_name", "name") and not _is_translated(k, "label")}
             extra["name"] = code
             lists.setdefault(list_name, []).append(
                 Choice(name=code, labels=frozen_mapping(labels), columns=frozen_mapping(extra))
             )
-            columns.setdefault(list_name, set()).update(extra)
+            columns.setdefault(list_name, set()).update(
+                h for h in sheet.headers if h != "list_name" and not _is_translated(h, "label")
+            )
         return (
             {name: Codelist(name, tuple(choices)) for name, choices in lists.items()},
             {name: frozenset(c) for name, c in columns.items()},
