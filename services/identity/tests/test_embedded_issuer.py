@@ -1,0 +1,108 @@
+"""The embedded OIDC issuer answers at Keycloak's paths with Keycloak's shapes."""
+
+from __future__ import annotations
+
+import base64
+
+import jwt
+
+from tests.support.stack import ISSUER, TOKEN_PATH, Stack
+
+REALM = "/realms/hdhub"
+
+
+async def test_discovery_and_jwks_at_keycloak_paths(stack: Stack) -> None:
+    conf = (await stack.client.get(f"{REALM}/.well-known/openid-configuration")).json()
+    assert conf["issuer"] == ISSUER
+    assert conf["token_endpoint"] == f"{ISSUER}/protocol/openid-connect/token"
+    assert conf["jwks_uri"] == f"{ISSUER}/protocol/openid-connect/certs"
+    assert {"password", "client_credentials"} <= set(conf["grant_types_supported"])
+    keys = (await stack.client.get(f"{REALM}/protocol/openid-connect/certs")).json()["keys"]
+    assert keys and all(k["kty"] == "RSA" and k["alg"] == "RS256" and k["use"] == "sig" for k in keys)
+    assert not any("d" in k for k in keys)  # never a private part
+
+
+async def test_password_grant_token_is_shaped_like_keycloaks(stack: Stack) -> None:
+    r = await stack.client.post(
+        TOKEN_PATH,
+        data={"grant_type": "password", "client_id": "hdhub-portal", "username": "manager@az-demo.test", "password": "demo-manager"},
+    )
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    body = r.json()
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 300
+    header = jwt.get_unverified_header(body["access_token"])
+    assert header["alg"] == "RS256" and header["kid"]
+    claims = jwt.decode(body["access_token"], options={"verify_signature": False})
+    assert claims["iss"] == ISSUER and claims["azp"] == "hdhub-portal" and claims["typ"] == "Bearer"
+    assert claims["preferred_username"] == "manager@az-demo.test"
+    assert "default-roles-hdhub" in claims["realm_access"]["roles"]
+    assert claims["organisations"] == {"az-demo": {"name": "AZ Demo Hospital", "nihdi": "71000436", "roles": ["dp_manager", "manager"]}}
+
+
+async def test_client_credentials_with_basic_auth_bind_the_client_to_its_organisation(stack: Stack) -> None:
+    basic = base64.b64encode(b"lab-demo-lims:demo-lims-secret").decode()
+    r = await stack.client.post(TOKEN_PATH, data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"})
+    assert r.status_code == 200
+    claims = jwt.decode(r.json()["access_token"], options={"verify_signature": False})
+    assert claims["preferred_username"] == "service-account-lab-demo-lims"
+    assert list(claims["organisations"]) == ["lab-demo"]
+
+
+async def test_wrong_credentials_get_keycloaks_errors(stack: Stack) -> None:
+    r = await stack.client.post(
+        TOKEN_PATH, data={"grant_type": "password", "client_id": "hdhub-portal", "username": "nurse@az-demo.test", "password": "nope"}
+    )
+    assert r.status_code == 401 and r.json() == {"error": "invalid_grant", "error_description": "Invalid user credentials"}
+    r = await stack.client.post(
+        TOKEN_PATH, data={"grant_type": "password", "client_id": "hdhub-portal", "username": "nobody@x.test", "password": "x"}
+    )
+    assert r.status_code == 401 and r.json()["error"] == "invalid_grant"
+    r = await stack.client.post(TOKEN_PATH, data={"grant_type": "client_credentials", "client_id": "az-demo-his", "client_secret": "wrong"})
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized_client"
+    r = await stack.client.post(
+        TOKEN_PATH, data={"grant_type": "password", "client_id": "unknown-app", "username": "nurse@az-demo.test", "password": "demo-nurse"}
+    )
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+    r = await stack.client.post(TOKEN_PATH, data={"grant_type": "authorization_code"})
+    assert r.status_code == 400 and r.json()["error"] == "unsupported_grant_type"
+
+
+async def test_organisations_endpoint_shows_only_ones_own(stack: Stack) -> None:
+    r = await stack.client.get("/api/v1/organisations", headers=await stack.headers("biologist@lab-demo.test"))
+    assert [o["id"] for o in r.json()] == ["lab-demo"]
+    r = await stack.client.get("/api/v1/organisations/az-demo", headers=await stack.headers("biologist@lab-demo.test"))
+    assert r.status_code == 404
+    r = await stack.client.get("/api/v1/organisations/az-demo", headers=await stack.headers("nurse@az-demo.test"))
+    assert r.status_code == 200 and r.json()["roles"] == ["registrant"]
+    assert (await stack.client.get("/api/v1/organisations")).status_code == 401
+
+
+async def test_forged_or_symmetric_tokens_are_refused(stack: Stack) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = jwt.encode(
+        {"sub": "x", "iss": ISSUER, "aud": "hdhub", "exp": 9999999999, "iat": 0, "organisations": {"az-demo": {"roles": ["registrant"]}}},
+        key,
+        algorithm="RS256",
+        headers={"kid": "forged"},
+    )
+    r = await stack.client.get("/api/v1/registrations", headers={"Authorization": f"Bearer {forged}"})
+    assert r.status_code == 401
+    hs = jwt.encode({"sub": "x", "iss": ISSUER}, "a-shared-secret-that-is-long-enough-32b", algorithm="HS256")
+    r = await stack.client.get("/api/v1/registrations", headers={"Authorization": f"Bearer {hs}"})
+    assert r.status_code == 401
+
+
+async def test_expired_token_is_refused(stack: Stack) -> None:
+    import time
+
+    from hdhub.identity.issuer import signing_key
+
+    async with stack.service("identity").db.system_session() as session:
+        key = await signing_key(session)
+    now = int(time.time())
+    claims = {"sub": "x", "iss": ISSUER, "aud": ["hdhub"], "exp": now - 3600, "iat": now - 7200, "organisations": {}}
+    expired = jwt.encode(claims, key.private_pem, algorithm="RS256", headers={"kid": key.kid})
+    r = await stack.client.get("/api/v1/registrations", headers={"Authorization": f"Bearer {expired}"})
+    assert r.status_code == 401 and "expired" in r.json()["detail"]
