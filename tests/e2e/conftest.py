@@ -1,0 +1,83 @@
+"""`hdhub run all` started as a process, on embedded defaults, as `make run` does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.stack import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Platform:
+    def __init__(self, base_url: str, log: Path) -> None:
+        self.base_url = base_url
+        self.log = log
+
+    def token(self, client_id: str, secret: str) -> str:
+        r = httpx.post(
+            f"{self.base_url}/realms/hdhub/protocol/openid-connect/token",
+            data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+        )
+        r.raise_for_status()
+        return str(r.json()["access_token"])
+
+    def client(self, token: str | None = None, **headers: str) -> httpx.Client:
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    port = free_port()
+    data = tmp_path_factory.mktemp("e2e")
+    env = {
+        **os.environ,
+        "HDHUB_DATA_DIR": str(data / "var"),
+        "HDHUB_LOG_LEVEL": "INFO",
+        "HDHUB_IDENTITY_GRPC_BIND": f"127.0.0.1:{free_port()}",
+        "HDHUB_REGISTRATIONS_GRPC_BIND": f"127.0.0.1:{free_port()}",
+    }
+    env["HDHUB_GRPC_IDENTITY"] = env["HDHUB_IDENTITY_GRPC_BIND"]
+    env["HDHUB_GRPC_REGISTRATIONS"] = env["HDHUB_REGISTRATIONS_GRPC_BIND"]
+    log = data / "hdhub.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hdhub.cli.main", "run", "all", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"hdhub exited early:\n{log.read_text()[-4000:]}")
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"hdhub did not start:\n{log.read_text()[-4000:]}")
+            time.sleep(0.2)
+        yield Platform(base, log)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
