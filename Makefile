@@ -28,7 +28,7 @@ services: ## Make sure PostgreSQL and Redis answer on 127.0.0.1 (installs them f
 	@bash tools/ensure-services.sh
 
 run: install ## The whole platform on embedded defaults with demo data, at http://127.0.0.1:8000
-	$(BIN)/hdhub run all
+	HDHUB_LOG_FORMAT=$${HDHUB_LOG_FORMAT:-console} $(BIN)/hdhub run all
 
 test: install services ## Install, then run every test (unit, integration on PostgreSQL/Redis/SQLite, e2e)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -41,8 +41,9 @@ class Platform:
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     port = free_port()
     data = tmp_path_factory.mktemp("e2e")
+    # Nothing of the in-process stacks' HDHUB_* settings may leak into the process.
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("HDHUB_")},
         "HDHUB_DATA_DIR": str(data / "var"),
         "HDHUB_LOG_LEVEL": "INFO",
         "HDHUB_IDENTITY_GRPC_BIND": f"127.0.0.1:{free_port()}",

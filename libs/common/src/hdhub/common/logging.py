@@ -245,6 +245,8 @@ def setup_logging(
         logger.handlers.clear()
         logger.propagate = True
         logger.setLevel(logging.NOTSET)
+    # Alembic narrates every plugin it loads at INFO; its upgrades still show at WARNING+.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, _UvicornAccessFilter) for f in access.filters):
         access.addFilter(_UvicornAccessFilter())

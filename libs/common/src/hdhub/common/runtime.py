@@ -60,7 +60,9 @@ class Service:
 
     async def stop(self) -> None:
         if self._grpc_server is not None:
-            await self._grpc_server.stop(grace=5)
+            from hdhub.common.grpc import stop_server
+
+            await stop_server(self._grpc_server)
         await self.db.dispose()
 
     def openapi_tags(self) -> list[dict[str, Any]]:

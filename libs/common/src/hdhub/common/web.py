@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
+import grpc
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -69,6 +70,14 @@ async def _on_http(request: Request, exc: Exception) -> Response:
     return problem_response(Problem(exc.status_code, slug, str(exc.detail)), request.url.path)
 
 
+async def _on_rpc_error(request: Request, exc: Exception) -> Response:
+    # A downstream service's answer, re-raised as the same problem at this edge.
+    from hdhub.common.grpc import problem_from_rpc_error
+
+    assert isinstance(exc, grpc.aio.AioRpcError)
+    return problem_response(problem_from_rpc_error(exc), request.url.path)
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     # The log line carries the trace id; the client gets nothing of the exception.
     log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
@@ -121,6 +130,7 @@ def create_app(*, title: str, routers: Sequence[APIRouter], description: str = "
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(grpc.aio.AioRpcError, _on_rpc_error)
     app.add_exception_handler(Exception, _on_unexpected)
     for router in routers:
         app.include_router(router)
@@ -135,7 +145,7 @@ def create_app(*, title: str, routers: Sequence[APIRouter], description: str = "
         from hdhub.common.telemetry import instrument_fastapi
 
         http_metrics_middleware(app, title)
-        app.mount("/metrics", metrics_app())
+        app.add_route("/metrics", metrics_app(), include_in_schema=False)
         instrument_fastapi(app)
     except ImportError:  # pragma: no cover - during bootstrap
         pass

@@ -8,11 +8,14 @@ import grpc
 from sqlalchemy import select
 
 from hdhub.common.auth import Action
-from hdhub.common.grpc import require_principal
+from hdhub.common.grpc import register_idempotent, require_principal
 from hdhub.proto.identity.v1 import identity_pb2 as pb
 from hdhub.proto.identity.v1 import identity_pb2_grpc as pb_grpc
 
 from hdhub.identity.store import Organisation
+
+
+register_idempotent("hdhub.identity.v1.IdentityService", ["ListMyOrganisations", "GetOrganisation"])
 
 
 def _org(o: Organisation) -> pb.Organisation:

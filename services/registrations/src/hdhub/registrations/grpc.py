@@ -11,7 +11,7 @@ import grpc
 from hdhub.common.auth import Action as Permission
 from hdhub.common.auth import Principal
 from hdhub.common.errors import Problem, forbidden
-from hdhub.common.grpc import require_principal
+from hdhub.common.grpc import register_idempotent, require_principal
 from hdhub.proto.registrations.v1 import registrations_pb2 as pb
 from hdhub.proto.registrations.v1 import registrations_pb2_grpc as pb_grpc
 from hdhub.registrations.arrow import decode_rows
@@ -20,6 +20,12 @@ from hdhub.registrations.store import Registration
 
 if TYPE_CHECKING:
     from hdhub.registrations.runtime import RegistrationsService
+
+# Safe to retry on UNAVAILABLE: they change nothing. UpsertBatch is not retried blindly.
+register_idempotent(
+    "hdhub.registrations.v1.RegistrationsService",
+    ["ValidateBatch", "GetRegistration", "FindRegistrationsByField", "GetDcdVersion"],
+)
 
 VALIDATION_MODES = {
     pb.VALIDATION_MODE_UNSPECIFIED: "none",

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 
 from hdhub.common.auth import Action as Permission
 from hdhub.common.errors import Problem, not_found
-from hdhub.common.grpc import channel, problem_from_rpc_error
+from hdhub.common.grpc import channel, problem_from_rpc_error, register_idempotent
 from hdhub.common.web import CurrentPrincipal, Language
 from hdhub.proto.identity.v1 import identity_pb2, identity_pb2_grpc
 from hdhub.registrations.api import actor_of
@@ -26,6 +26,8 @@ from hdhub.registrations.catalogue import CatalogueEntry
 
 if TYPE_CHECKING:
     from hdhub.registrations.runtime import RegistrationsService
+
+register_idempotent("hdhub.identity.v1.IdentityService", ["ListMyOrganisations", "GetOrganisation"])
 
 # Columns a v2 CSV / JSON record may carry besides the DCD's fields (DOMAIN.md).
 META_FIELDS = ("STATUS", "TX_AUTHOR_GR", "TX_AUTHOR", "TX_COAUTHOR")
