@@ -32,6 +32,13 @@ def test_openapi_documents_every_api(platform: Platform) -> None:
     assert "/realms/hdhub/protocol/openid-connect/token" in paths
 
 
+def test_metrics_are_exposed_for_prometheus(platform: Platform) -> None:
+    with platform.client() as c:
+        c.get("/healthz")
+        r = c.get("/metrics")
+    assert r.status_code == 200 and "http_server_requests_total" in r.text
+
+
 def test_hospital_system_registers_and_follows_a_pci_hospitalisation(platform: Platform) -> None:
     token = platform.token("az-demo-his", "demo-his-secret")
     with platform.client(token) as c:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from hdhub.registrations.domain.business_key import business_key
-from hdhub.registrations.domain.lifecycle import Action, Status, TransitionRefused, next_status, registration_code
+from hdhub.registrations.domain.lifecycle import (
+    Action,
+    Status,
+    TransitionRefused,
+    next_status,
+    registration_code,
+)
 
 
 def test_save_keeps_an_editable_status() -> None:

@@ -124,6 +124,14 @@ class BodySizeLimit:
                 raise
 
 
+class _AsgiEndpoint:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
 def create_app(*, title: str, routers: Sequence[APIRouter], description: str = "", version: str = "0.1.0") -> FastAPI:
     """A FastAPI app with hdhub's error handling, limits, health and metrics endpoints."""
     app = FastAPI(title=title, description=description, version=version)
@@ -145,7 +153,11 @@ def create_app(*, title: str, routers: Sequence[APIRouter], description: str = "
         from hdhub.common.telemetry import instrument_fastapi
 
         http_metrics_middleware(app, title)
-        app.add_route("/metrics", metrics_app(), include_in_schema=False)
+        from starlette.routing import Route
+
+        # A Route (not a Mount) so /metrics answers without a redirect to /metrics/; the
+        # wrapper object makes Starlette treat the endpoint as ASGI, not request-response.
+        app.router.routes.append(Route("/metrics", _AsgiEndpoint(metrics_app()), include_in_schema=False))
         instrument_fastapi(app)
     except ImportError:  # pragma: no cover - during bootstrap
         pass

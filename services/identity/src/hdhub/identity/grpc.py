@@ -8,12 +8,10 @@ import grpc
 from sqlalchemy import select
 
 from hdhub.common.auth import Action
-from hdhub.common.grpc import register_idempotent, require_principal
+from hdhub.common.grpc import ServicerContext, register_idempotent, require_principal
+from hdhub.identity.store import Organisation
 from hdhub.proto.identity.v1 import identity_pb2 as pb
 from hdhub.proto.identity.v1 import identity_pb2_grpc as pb_grpc
-
-from hdhub.identity.store import Organisation
-
 
 register_idempotent("hdhub.identity.v1.IdentityService", ["ListMyOrganisations", "GetOrganisation"])
 
@@ -27,7 +25,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self.service = service
 
     async def ListMyOrganisations(
-        self, request: pb.ListMyOrganisationsRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ListMyOrganisationsRequest, context: ServicerContext
     ) -> pb.ListMyOrganisationsResponse:
         """The caller's organisations (from the forwarded token) with the caller's roles."""
         principal = require_principal()
@@ -42,7 +40,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             )
 
     async def GetOrganisation(
-        self, request: pb.GetOrganisationRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GetOrganisationRequest, context: ServicerContext
     ) -> pb.GetOrganisationResponse:
         """One organisation the caller belongs to; NOT_FOUND otherwise (existence is not revealed)."""
         principal = require_principal()

@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-import grpc
-
 from hdhub.common.auth import Action as Permission
 from hdhub.common.auth import Principal
 from hdhub.common.errors import Problem, forbidden
-from hdhub.common.grpc import register_idempotent, require_principal
+from hdhub.common.grpc import ServicerContext, register_idempotent, require_principal
 from hdhub.proto.registrations.v1 import registrations_pb2 as pb
 from hdhub.proto.registrations.v1 import registrations_pb2_grpc as pb_grpc
 from hdhub.registrations.arrow import decode_rows
@@ -86,7 +84,7 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
             raise Problem(413, "batch-too-large", f"At most {self.service.settings.max_batch_rows} rows per batch")
         return rows
 
-    async def ValidateBatch(self, request: pb.ValidateBatchRequest, context: grpc.aio.ServicerContext) -> pb.ValidateBatchResponse:
+    async def ValidateBatch(self, request: pb.ValidateBatchRequest, context: ServicerContext) -> pb.ValidateBatchResponse:
         """Validate rows against a DCD version; stores nothing. Errors name row, field, path, rule, message."""
         principal = require_principal()
         _require(principal, Permission.REGISTRATION_WRITE, request.organisation_id)
@@ -101,7 +99,7 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
             dcd_version=entry.version,
         )
 
-    async def UpsertBatch(self, request: pb.UpsertBatchRequest, context: grpc.aio.ServicerContext) -> pb.UpsertBatchResponse:
+    async def UpsertBatch(self, request: pb.UpsertBatchRequest, context: ServicerContext) -> pb.UpsertBatchResponse:
         """Save or submit rows in one transaction, matched by business key, under the upload's settings."""
         principal = require_principal()
         _require(principal, Permission.REGISTRATION_WRITE, request.organisation_id)
@@ -139,14 +137,14 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
             dcd_version=result.dcd_version,
         )
 
-    async def GetRegistration(self, request: pb.GetRegistrationRequest, context: grpc.aio.ServicerContext) -> pb.GetRegistrationResponse:
+    async def GetRegistration(self, request: pb.GetRegistrationRequest, context: ServicerContext) -> pb.GetRegistrationResponse:
         """One registration within the caller's organisations; NOT_FOUND otherwise."""
         principal = require_principal()
         reg = await self.service.registrations.get(principal.organisations_for(Permission.REGISTRATION_READ), request.id)
         return pb.GetRegistrationResponse(registration=registration_message(reg))
 
     async def FindRegistrationsByField(
-        self, request: pb.FindRegistrationsByFieldRequest, context: grpc.aio.ServicerContext
+        self, request: pb.FindRegistrationsByFieldRequest, context: ServicerContext
     ) -> pb.FindRegistrationsByFieldResponse:
         """Live registrations of an organisation whose field equals the value (file linking)."""
         principal = require_principal()
@@ -160,7 +158,7 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
         )
         return pb.FindRegistrationsByFieldResponse(registrations=[registration_message(r) for r in items])
 
-    async def GetDcdVersion(self, request: pb.GetDcdVersionRequest, context: grpc.aio.ServicerContext) -> pb.GetDcdVersionResponse:
+    async def GetDcdVersion(self, request: pb.GetDcdVersionRequest, context: ServicerContext) -> pb.GetDcdVersionResponse:
         """A DCD version's fields (flattened technical names), for CSV header checks."""
         principal = require_principal()
         if not principal.can(Permission.CATALOGUE_READ):

@@ -51,6 +51,8 @@ def build_router(service: RegistrationsService) -> APIRouter:
 
     @router.get("/organizations", summary="Organisations the caller may act for")
     async def organizations(principal: CurrentPrincipal) -> list[dict[str, Any]]:
+        # The caller's token (verified here) is forwarded; identity answers from it.
+        assert principal.subject
         stub = identity_pb2_grpc.IdentityServiceStub(channel("identity"))
         try:
             reply = await stub.ListMyOrganisations(identity_pb2.ListMyOrganisationsRequest())

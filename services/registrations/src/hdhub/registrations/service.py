@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -105,7 +106,7 @@ class Registrations:
         under the key ("the latest submission wins")."""
         entry = await self.catalogue.get(dcd_code, version)
         result = self.check(entry, values, lang=lang, submitting=submit)
-        args = dict(organisation_id=organisation_id, entry=entry, result=result, submit=submit, actor=actor)
+        args = {"organisation_id": organisation_id, "entry": entry, "result": result, "submit": submit, "actor": actor}
         if session is not None:
             return await self._put(session, replace_submitted=replace_submitted, **args)
         for attempt in range(3):
@@ -315,29 +316,21 @@ class Registrations:
             )
         ).scalar_one_or_none()
 
-    def _editing(self, organisations: Sequence[str], registration_id: str, expected_version: int | None) -> Any:
-        service = self
-
-        class _Ctx:
-            async def __aenter__(self) -> tuple[AsyncSession, Registration]:
-                self.cm = service.db.session(organisations)
-                session = await self.cm.__aenter__()
+    @asynccontextmanager
+    async def _editing(
+        self, organisations: Sequence[str], registration_id: str, expected_version: int | None
+    ) -> AsyncIterator[tuple[AsyncSession, Registration]]:
+        """A transaction on one registration, checked against the version the caller read."""
+        try:
+            async with self.db.session(organisations) as session:
                 reg = await session.get(Registration, registration_id)
                 if reg is None:
-                    await self.cm.__aexit__(None, None, None)
                     raise not_found("Registration")
                 if expected_version is not None and reg.version != expected_version:
-                    await self.cm.__aexit__(None, None, None)
                     raise stale(reg.version)
-                return session, reg
-
-            async def __aexit__(self, *exc: Any) -> None:
-                try:
-                    await self.cm.__aexit__(*exc)
-                except StaleDataError as err:
-                    raise stale(None) from err
-
-        return _Ctx()
+                yield session, reg
+        except StaleDataError as err:  # a concurrent writer got there between our read and write
+            raise stale(None) from err
 
     async def _transition(
         self,
@@ -477,7 +470,7 @@ async def upsert_batch(
     """
     entry = await registrations.catalogue.get(dcd_code, version)
     results = entry.compiled.validate_many(rows, lang=lang)
-    errors = [(i, e) for i, r in enumerate(results) for e in r.errors]
+    errors: list[tuple[int, Any]] = [(i, e) for i, r in enumerate(results) for e in r.errors]
     warnings = [(i, w) for i, r in enumerate(results) for w in r.warnings]
     plans: list[RowPlan] = []
     if options.validation_mode == "validate_all" and errors:
