@@ -87,6 +87,8 @@ async def running_stack(backend: str, tmp_path: Any, *, workers: bool = True) ->
     os.environ["HDHUB_ENVIRONMENT"] = "test"
     os.environ["HDHUB_OIDC_ISSUER"] = ISSUER
     os.environ["HDHUB_DATA_DIR"] = str(tmp_path)
+    if backend == "postgres":  # the production shape: PostgreSQL plus Redis for wake-ups
+        os.environ["HDHUB_REDIS_URL"] = os.environ.get("HDHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     for name in SERVICES:
         port = free_port()
         os.environ[f"HDHUB_{name.upper()}_GRPC_BIND"] = f"127.0.0.1:{port}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,6 +100,25 @@ def _check_writes(session: Session, _ctx: Any, _instances: Any) -> None:
                 raise TenancyViolation("write outside the session's organisations")
 
 
+AFTER_COMMIT_KEY = "hdhub_after_commit"
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the session's transaction has committed (never on rollback).
+
+    For effects outside the database that must not run ahead of it: waking a worker for a
+    job this transaction enqueued.
+    """
+    callbacks: list[Callable[[], None]] = session.info.setdefault(AFTER_COMMIT_KEY, [])
+    if callback not in callbacks:
+        callbacks.append(callback)
+
+
+def _run_after_commit(session: AsyncSession) -> None:
+    for callback in session.info.pop(AFTER_COMMIT_KEY, []):
+        callback()
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -145,6 +164,7 @@ class Database:
             session.info[SCOPE_KEY] = frozenset(organisations)
             async with session.begin():
                 yield session
+            _run_after_commit(session)
 
     @asynccontextmanager
     async def system_session(self) -> AsyncIterator[AsyncSession]:
@@ -153,6 +173,7 @@ class Database:
             session.info[SYSTEM_KEY] = True
             async with session.begin():
                 yield session
+            _run_after_commit(session)
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic, in a thread: env.py runs its own loop)."""

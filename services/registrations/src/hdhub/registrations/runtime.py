@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -62,25 +61,17 @@ class RegistrationsService(Service):
         return org
 
     async def work(self, stop: asyncio.Event) -> None:
-        """Finish submissions (Sending -> Submitted); wakes at once after a local submit."""
+        """Finish submissions (Sending -> Submitted); woken at once after a commit that
+        enqueued work, here or (with Redis) in any other process, else every poll."""
         wake = self.registrations.wake
-        while not stop.is_set():
-            try:
-                done = await self.registrations.process_jobs()
-            except Exception:
-                log.exception("registrations worker iteration failed")
-                done = 0
-            if done:
-                continue
-            wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_first(wake, stop), timeout=self.settings.worker_poll_seconds)
-
-
-async def _first(*events: asyncio.Event) -> None:
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
+        try:
+            while not stop.is_set():
+                try:
+                    done = await self.registrations.process_jobs()
+                except Exception:
+                    log.exception("registrations worker iteration failed")
+                    done = 0
+                if not done:
+                    await wake.wait(self.settings.worker_poll_seconds)
+        finally:
+            await wake.close()

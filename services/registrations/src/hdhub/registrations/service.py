@@ -5,7 +5,6 @@ the lifecycle rules live in ``domain.lifecycle`` and the field rules in the DCD 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -20,9 +19,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
-from hdhub.common.db import Database, new_id, utcnow
+from hdhub.common.config import platform
+from hdhub.common.db import Database, after_commit, new_id, utcnow
 from hdhub.common.errors import FieldProblem, Problem, conflict, not_found
 from hdhub.common.jobs import JobQueue
+from hdhub.common.wakeup import Wakeup
 from hdhub.registrations.catalogue import Catalogue, CatalogueEntry
 from hdhub.registrations.domain import lifecycle
 from hdhub.registrations.domain.business_key import business_key
@@ -70,7 +71,7 @@ class Registrations:
         self.catalogue = catalogue
         self.secret = secret
         self.jobs = JobQueue(db, Job)
-        self.wake = asyncio.Event()
+        self.wake = Wakeup("hdhub:registrations:deliver", platform().redis_url)
 
     # --- validation ---------------------------------------------------------------
 
@@ -358,7 +359,7 @@ class Registrations:
             self.jobs.enqueue(
                 session, DELIVER, organisation_id=reg.organisation_id, subject_id=reg.id, payload={"version": reg.version}
             )
-            self.wake.set()
+            after_commit(session, self.wake.notify)
         elif target == Status.SUBMITTED:
             reg.status_confirmation = Confirmation.PENDING
         elif target == Status.OPEN and action == Action.REOPEN:
