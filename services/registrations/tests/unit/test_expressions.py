@@ -420,3 +420,26 @@ def test_field_reads_go_through_the_slot_reader() -> None:
 
     evaluator = compile_expression(parse_expression("${d} + 1"), fields=resolve)
     assert evaluator(Context(["2024-12-31"])) == datetime.date(2025, 1, 1)
+
+
+DATES = st.one_of(st.none(), st.dates(min_value=datetime.date(1900, 1, 1), max_value=datetime.date(2100, 1, 1)))
+DATE_OPERANDS = st.sampled_from(["${a}", "${b}", ".", "today()", "'2024-03-15'", "'2024-02-30'"])
+
+
+@given(DATE_OPERANDS, st.sampled_from(["=", "!=", "<", "<=", ">", ">="]), DATE_OPERANDS, DATES, DATES, DATES)
+def test_date_comparisons_known_statically_agree_with_the_general_rules(
+    left: str, op: str, right: str, a: object, b: object, current: object
+) -> None:
+    node = parse_expression(f"{left} {op} {right}")
+    values = [a, b]
+
+    def typed(name: str) -> FieldSlot:
+        return FieldSlot("ab".index(name), kind="date")
+
+    def untyped(name: str) -> FieldSlot:
+        return FieldSlot("ab".index(name))
+
+    ctx = Context(values, current=current, today=TODAY, now=NOW)
+    fast = compile_expression(node, fields=typed, current_kind="date")(ctx)
+    general = compile_expression(node, fields=untyped)(ctx)
+    assert fast is general

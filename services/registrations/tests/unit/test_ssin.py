@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from hdhub.registrations.domain.ssin import (
     Sex,
+    checked_ssin,
     format_ssin,
     is_bis_number,
     is_valid_ssin,
@@ -126,3 +127,16 @@ def test_random_text_never_raises(text: str) -> None:
     ssin_birth_date(text)
     ssin_sex(text)
     normalise_ssin(text)
+
+
+@given(st.one_of(st.text(max_size=16), st.from_regex(r"[0-9 .\-]{9,16}", fullmatch=True)))
+def test_checked_ssin_agrees_with_normalise_then_validate(text: str) -> None:
+    normalised = normalise_ssin(text)
+    expected = normalised if normalised is not None and is_valid_ssin(normalised) else None
+    assert checked_ssin(text) == expected
+
+
+@given(births, st.integers(min_value=1, max_value=997))
+def test_checked_ssin_accepts_every_valid_number(birth: datetime.date, sequence: int) -> None:
+    ssin = make_ssin(birth, sequence)
+    assert checked_ssin(format_ssin(ssin) or "") == ssin

@@ -987,6 +987,9 @@ class FieldSlot:
 
     index: int
     reader: Callable[[object], object] | None = None
+    #: What the reader always gives, when known: ``"date"`` (a ``datetime.date`` or None).
+    #: It lets comparisons between dates skip the general XPath conversions.
+    kind: str | None = None
 
 
 def compile_expression(
@@ -994,16 +997,18 @@ def compile_expression(
     *,
     fields: Callable[[str], FieldSlot] | None = None,
     columns: Callable[[str], str] | None = None,
+    current_kind: str | None = None,
 ) -> Evaluator:
     """Compile ``node`` to a closure over a :class:`Context`.
 
     ``fields`` resolves ``${name}`` to a slot once, here; ``columns`` resolves a bare name
     to the key it reads in ``Context.choice`` (``choice_filter`` only). Either may raise
-    ``KeyError`` for an unknown name, reported as :class:`UnknownReferenceError`. Parts
+    ``KeyError`` for an unknown name, reported as :class:`UnknownReferenceError`.
+    ``current_kind`` says what ``.`` always holds, like :attr:`FieldSlot.kind`. Parts
     that depend on nothing are evaluated now. The closure may raise on values no rule
     foresaw (a bad dynamic regex); callers turn that into a validation error.
     """
-    return _Compiler(fields, columns).compile(node)
+    return _Compiler(fields, columns, current_kind).compile(node)
 
 
 _CONSTANT_CONTEXT = Context()
@@ -1035,9 +1040,11 @@ class _Compiler:
         self,
         fields: Callable[[str], FieldSlot] | None,
         columns: Callable[[str], str] | None,
+        current_kind: str | None = None,
     ) -> None:
         self._fields = fields
         self._columns = columns
+        self._current_kind = current_kind
 
     def compile(self, node: Node) -> Evaluator:
         evaluator = self._compile(node)
@@ -1101,8 +1108,57 @@ class _Compiler:
 
         return column
 
+    def _date_operand(self, node: Node) -> Evaluator | None:
+        """An evaluator giving a ``date`` or None when ``node`` is statically a date."""
+        if isinstance(node, FieldRef) and self._fields is not None:
+            try:
+                kind = self._fields(node.name).kind
+            except KeyError:
+                return None
+            return self._field(node) if kind == "date" else None
+        if isinstance(node, CurrentValue) and self._current_kind == "date":
+            return lambda ctx: ctx.current
+        if isinstance(node, Call) and node.function == "today":
+            return self._call(node)
+        if isinstance(node, StringLiteral) and _ISO_DATE.fullmatch(node.value):
+            try:
+                return _constant(datetime.date.fromisoformat(node.value))
+            except ValueError:
+                return None
+        return None
+
+    def _date_comparison(self, op: str, left: Evaluator, right: Evaluator) -> Evaluator:
+        # The general rules give the same answers: a missing date is NaN (only = between
+        # two missing values holds), two dates compare as their day numbers.
+        if op in ("=", "!="):
+            negate = op == "!="
+
+            def equals(ctx: Context) -> bool:
+                a = left(ctx)
+                b = right(ctx)
+                if a is None or b is None:
+                    return (a is None and b is None) is not negate
+                return (a == b) is not negate
+
+            return equals
+        compare = _RELATIONAL[op]
+
+        def relate(ctx: Context) -> bool:
+            a = left(ctx)
+            if a is None:
+                return False
+            b = right(ctx)
+            return b is not None and compare(a, b)
+
+        return relate
+
     def _binary(self, node: Binary) -> Evaluator:
         op = node.operator
+        if op in _RELATIONAL or op in ("=", "!="):
+            left_date = self._date_operand(node.left)
+            right_date = self._date_operand(node.right) if left_date is not None else None
+            if left_date is not None and right_date is not None:
+                return self._date_comparison(op, left_date, right_date)
         left = self._compile(node.left)
         right = self._compile(node.right)
         if op == "and":

@@ -17,6 +17,7 @@ from enum import StrEnum
 
 __all__ = [
     "Sex",
+    "checked_ssin",
     "format_ssin",
     "is_bis_number",
     "is_valid_ssin",
@@ -79,6 +80,27 @@ def is_valid_ssin(text: str) -> bool:
     if not _month_is_plausible(int(ssin[2:4])) or int(ssin[4:6]) > 31:
         return False
     return _century(ssin) is not None
+
+
+def checked_ssin(text: str) -> str | None:
+    """The normalised SSIN when ``text`` is a valid one (or BIS number), else None.
+
+    The same answer as ``normalise_ssin`` followed by ``is_valid_ssin``, in one pass: this
+    is what the validation engine runs on every record.
+    """
+    digits = text.strip()
+    if not digits.isdigit():
+        digits = digits.translate(_SEPARATORS)
+    if len(digits) != 11 or not (digits.isdigit() and digits.isascii()):
+        return None
+    month = int(digits[2:4])
+    if not (month <= 12 or 20 <= month <= 32 or 40 <= month <= 52) or int(digits[4:6]) > 31:
+        return None
+    base = int(digits[:9])
+    check = int(digits[9:])
+    if 97 - base % 97 != check and 97 - (base + _CENTURY_2000) % 97 != check:
+        return None
+    return digits
 
 
 def is_bis_number(text: str) -> bool:

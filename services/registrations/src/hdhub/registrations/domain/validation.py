@@ -49,7 +49,7 @@ from hdhub.registrations.domain.expressions import (
     xpath_number,
     xpath_string,
 )
-from hdhub.registrations.domain.ssin import is_valid_ssin, normalise_ssin
+from hdhub.registrations.domain.ssin import checked_ssin
 
 __all__ = [
     "UPLOAD_METADATA_FIELDS",
@@ -293,11 +293,10 @@ def _ssin_parser() -> Parser:
             raw = f"{raw:011d}"
         if raw.__class__ is not str:
             raise invalid
-        text = raw.strip()
-        if not text:
-            return None
-        ssin = normalise_ssin(text)
-        if ssin is None or not is_valid_ssin(ssin):
+        ssin = checked_ssin(raw)
+        if ssin is None:
+            if not raw.strip():
+                return None
             raise invalid
         return ssin
 
@@ -380,26 +379,23 @@ def _decimal_parser(field: Field) -> Parser:
 
 def _date_parser() -> Parser:
     invalid = _Invalid("type")
+    from_iso = datetime.date.fromisoformat  # strict for YYYY-MM-DD: ASCII digits, a real date
 
     def parse(raw: object) -> object:
         if raw.__class__ is str:
             text = raw.strip()
-            if not text:
-                return None
             if len(text) == 10:
                 if text[2] == "/" and text[5] == "/":
-                    day, month, year = text[0:2], text[3:5], text[6:10]
-                elif text[4] == "-" and text[7] == "-":
-                    year, month, day = text[0:4], text[5:7], text[8:10]
-                else:
-                    raise invalid
-                if not (_DIGITS.issuperset(day) and _DIGITS.issuperset(month) and _DIGITS.issuperset(year)):
+                    text = text[6:] + "-" + text[3:5] + "-" + text[:2]
+                elif text[4] != "-" or text[7] != "-":
                     raise invalid
                 try:
-                    datetime.date(int(year), int(month), int(day))
+                    from_iso(text)
                 except ValueError:
                     raise invalid from None
-                return f"{year}-{month}-{day}"
+                return text
+            if not text:
+                return None
             loose = _DATE_LOOSE.fullmatch(text)
             if loose is None:
                 raise invalid
@@ -589,6 +585,7 @@ class _Scope:
     item: Group | Repeat
     instance: int | None
     parent: int | None
+    repeat: str | None  # the repeat this scope is an instance-level part of
 
 
 @dataclass(frozen=True, slots=True)
@@ -599,6 +596,16 @@ class _Rule:
     node: Node
     evaluate: Evaluator
     refs: frozenset[int]
+
+
+@dataclass(slots=True)
+class _Checks:
+    """The checks over final values of the fields outside repeats, or of one repeat instance."""
+
+    presence: int | None
+    required: list[tuple[int, _Rule | None]]
+    constraints: list[tuple[int, _Rule, Callable[[object], object] | None]]
+    choice_filters: list[tuple[int, _Rule, Mapping[str, Mapping[str, str]]]]
 
 
 class _Row:
@@ -626,15 +633,41 @@ class _Row:
         self.inactive: set[int] = set()
         self.lang = lang
         self.scopes: list[bool | None] = [True] * scopes  # None: unknown
-        self.present = present
+        self.present = present  # per repeat instance; None: unknown
 
 
 Step = Callable[[_Row], None]
-_NodeKey = tuple[str, Any]  # ("scope", i), ("count", repeat name) or ("slot", i)
+_NodeKey = tuple[str, Any]  # ("scope", i), ("count", repeat), ("slot", i) or ("instance", (repeat, i))
+_MISSING = object()
+_CACHE_LIMIT = 4096
 
 
 def _reads_bad(rule: _Rule, bad: set[int]) -> bool:
     return bool(bad) and not rule.refs.isdisjoint(bad)
+
+
+def _topological(
+    nodes: Mapping[_NodeKey, tuple[Step, set[_NodeKey], int]],
+) -> tuple[list[_NodeKey], set[_NodeKey]]:
+    """Keys in dependency order (form order where free), and the keys left in a cycle."""
+    waiting = {key: {d for d in deps if d in nodes} for key, (_, deps, _) in nodes.items()}
+    dependants: dict[_NodeKey, list[_NodeKey]] = {key: [] for key in nodes}
+    for key, deps in waiting.items():
+        for dep in deps:
+            dependants[dep].append(key)
+    ready = [(nodes[key][2], key) for key, deps in waiting.items() if not deps]
+    heapq.heapify(ready)
+    ordered: list[_NodeKey] = []
+    while ready:
+        _, key = heapq.heappop(ready)
+        ordered.append(key)
+        for dependant in dependants[key]:
+            pending = waiting[dependant]
+            pending.discard(key)
+            if not pending:
+                heapq.heappush(ready, (nodes[dependant][2], dependant))
+        del waiting[key]
+    return ordered, set(waiting)
 
 
 class CompiledDcd:
@@ -646,7 +679,8 @@ class CompiledDcd:
         self._slots: list[_Slot] = []
         self._slot_of: dict[tuple[str, int | None], int] = {}  # (XLSForm name, instance) -> slot
         self._build_slots()
-        self._inputs: dict[str, tuple[int, Parser]] = {}
+        # flat name -> (slot, parse, cache of parsed texts or None for personal data)
+        self._inputs: dict[str, tuple[int, Parser, dict[str, object] | None]] = {}
         self._skipped: frozenset[str] = frozenset()
         self._build_inputs()
         self._scopes: list[_Scope] = []
@@ -655,13 +689,12 @@ class CompiledDcd:
         self._build_scopes()
         self._static_defaults: dict[int, object] = {}
         self._steps: list[Step] = []
-        self._required: list[tuple[int, _Rule | None]] = []
-        self._constraints: list[tuple[int, _Rule, Callable[[object], object] | None]] = []
-        self._choice_filters: list[tuple[int, _Rule, Mapping[str, Mapping[str, str]]]] = []
+        self._checks: dict[int | None, _Checks] = {}
         self._uncounted: list[tuple[int, tuple[int, ...]]] = []  # presence index, its input slots
         self._build_rules()
         if self._problems:
             raise DcdCompileError(self._problems)
+        self._check_groups = tuple(self._checks.values())
         self._output = tuple((s.name, s.index) for s in self._slots if s.field.is_input)
         self._blank: list[object] = [None] * len(self._slots)
         self._presence_blank: list[bool | None] = [True] * len(self._present_index)
@@ -707,32 +740,36 @@ class CompiledDcd:
     def _build_inputs(self) -> None:
         skipped: set[str] = set()
         for slot in self._slots:
+            f = slot.field
             if slot.parse is None:
                 continue
-            if slot.field.is_computed:
+            if f.is_computed:
                 skipped.add(slot.name)  # computed here: what a record carries is ignored
-            else:
-                self._inputs[slot.name] = (slot.index, slot.parse)
+                continue
+            # Parsed texts are remembered per field (a batch repeats the same dates and codes
+            # over and over), except patient identifiers, which are never kept.
+            keep = not f.personal_data and f.format != "ssin"
+            self._inputs[slot.name] = (slot.index, slot.parse, {} if keep else None)
         self._skipped = frozenset(skipped | (UPLOAD_METADATA_FIELDS - self._inputs.keys()))
 
     def _build_scopes(self) -> None:
-        def visit(items: tuple[Item, ...], parent: int | None, instance: int | None) -> None:
+        def visit(items: tuple[Item, ...], parent: int | None, instance: int | None, repeat: str | None) -> None:
             for item in items:
                 if isinstance(item, Field):
                     continue
                 scope = parent
                 if item.relevant is not None or parent is not None:
                     scope = len(self._scopes)
-                    self._scopes.append(_Scope(scope, item, instance, parent))
+                    self._scopes.append(_Scope(scope, item, instance, parent, repeat))
                     self._scope_of[(item.name, instance)] = scope
                 if isinstance(item, Repeat):
                     for i in range(1, item.max_instances + 1):
                         self._present_index[(item.name, i)] = len(self._present_index)
-                        visit(item.children, scope, i)
+                        visit(item.children, scope, i, item.name)
                 else:
-                    visit(item.children, scope, instance)
+                    visit(item.children, scope, instance, repeat)
 
-        visit(self.definition.survey, None, None)
+        visit(self.definition.survey, None, None, None)
 
     def _innermost_scope(self, f: Field, instance: int | None) -> int | None:
         for name in reversed(f.group_path):
@@ -753,7 +790,7 @@ class CompiledDcd:
                 raise KeyError(name)  # a repeated field, from outside its repeat
             else:
                 index = self._slot_of[(name, instance)]
-            return FieldSlot(index, _READERS.get(item.type))
+            return FieldSlot(index, _READERS.get(item.type), "date" if item.type is FieldType.DATE else None)
 
         return resolve
 
@@ -765,13 +802,15 @@ class CompiledDcd:
         column: str,
         instance: int | None,
         columns: Callable[[str], str] | None = None,
+        current: Field | None = None,
     ) -> _Rule | None:
         if text is None:
             return None
         resolve = self._resolver(instance)
+        current_kind = "date" if current is not None and current.type is FieldType.DATE else None
         try:
             node = parse_expression(text)
-            evaluate = compile_expression(node, fields=resolve, columns=columns)
+            evaluate = compile_expression(node, fields=resolve, columns=columns, current_kind=current_kind)
         except ExpressionError as exc:
             self._problem(row, column, f"{exc.message} at position {exc.position} of {text!r}")
             return None
@@ -805,10 +844,13 @@ class CompiledDcd:
         return coerce
 
     def _build_rules(self) -> None:
-        steps: dict[_NodeKey, tuple[Step, set[_NodeKey], int]] = {}
+        nodes: dict[_NodeKey, tuple[Step, set[_NodeKey], int]] = {}
+        member_of: dict[_NodeKey, tuple[str, int]] = {}  # node -> the repeat instance it belongs to
 
-        def add(key: _NodeKey, step: Step, deps: set[_NodeKey]) -> None:
-            steps[key] = (step, deps, len(steps))
+        def add(key: _NodeKey, step: Step, deps: set[_NodeKey], instance: tuple[str, int] | None = None) -> None:
+            nodes[key] = (step, deps, len(nodes))
+            if instance is not None:
+                member_of[key] = instance
 
         def reads(rule: _Rule | None) -> set[_NodeKey]:
             return set() if rule is None else {("slot", i) for i in rule.refs}
@@ -820,7 +862,8 @@ class CompiledDcd:
             deps = reads(rule)
             if scope.parent is not None:
                 deps.add(("scope", scope.parent))
-            add(("scope", scope.index), self._scope_step(scope, rule), deps)
+            within = (scope.repeat, instance) if scope.repeat is not None and instance is not None else None
+            add(("scope", scope.index), self._scope_step(scope, rule), deps, within)
 
         for item in self.definition.groups:
             if not isinstance(item, Repeat):
@@ -847,13 +890,6 @@ class CompiledDcd:
             inner = self._innermost_scope(f, instance)
             if inner is not None:
                 deps.add(("scope", inner))
-            present: int | None = None
-            counted = False
-            if f.repeat is not None and instance is not None:
-                present = self._present_index[(f.repeat, instance)]
-                counted = self.definition.repeat(f.repeat).repeat_count is not None
-                if counted:
-                    deps.add(("count", f.repeat))
             relevant = self._rule(f.relevant, row=f.row, column="relevant", instance=instance)
             calculation = self._rule(f.calculation, row=f.row, column="calculation", instance=instance)
             default = None
@@ -870,7 +906,6 @@ class CompiledDcd:
             deps.discard(("slot", slot.index))
             if (
                 inner is not None
-                or present is not None
                 or relevant is not None
                 or calculation is not None
                 or default is not None
@@ -878,35 +913,30 @@ class CompiledDcd:
             ):
                 if calculation is not None or default is not None:
                     slot.coerce = self._coercer(f)
-                step = self._field_step(
-                    slot,
-                    scope=inner,
-                    present=present,
-                    counted=counted,
-                    relevant=relevant,
-                    calculation=calculation,
-                    default=default,
-                )
-                add(("slot", slot.index), step, deps)
+                step = self._field_step(slot, scope=inner, relevant=relevant, calculation=calculation, default=default)
+                within = (f.repeat, instance) if f.repeat is not None and instance is not None else None
+                add(("slot", slot.index), step, deps, within)
             self._add_checks(slot, instance)
 
-        self._steps = self._order(steps)
+        self._steps = self._order(nodes, member_of)
 
     def _add_checks(self, slot: _Slot, instance: int | None) -> None:
         """``required``, ``constraint`` and ``choice_filter``: run over the final values."""
         f = slot.field
         if not f.is_input:
             return
+        presence = self._present_index[(f.repeat, instance)] if f.repeat is not None and instance else None
+        checks = self._checks.setdefault(presence, _Checks(presence, [], [], []))
         if f.required is not None and not f.is_computed:
             required = self._rule(f.required, row=f.row, column="required", instance=instance)
             if required is not None:
                 if not is_constant(required.node):
-                    self._required.append((slot.index, required))
+                    checks.required.append((slot.index, required))
                 elif xpath_boolean(required.evaluate(Context())):
-                    self._required.append((slot.index, None))
-        constraint = self._rule(f.constraint, row=f.row, column="constraint", instance=instance)
+                    checks.required.append((slot.index, None))
+        constraint = self._rule(f.constraint, row=f.row, column="constraint", instance=instance, current=f)
         if constraint is not None:
-            self._constraints.append((slot.index, constraint, _READERS.get(f.type)))
+            checks.constraints.append((slot.index, constraint, _READERS.get(f.type)))
         if f.choice_filter is not None and f.list_name is not None and f.list_name in self.definition.codelists:
             codelist = self.definition.codelist(f.list_name)
             # The reader checked bare names against the choices sheet; a column a choice
@@ -916,7 +946,7 @@ class CompiledDcd:
             )
             if choice_filter is not None:
                 by_code = {c.name: c.columns for c in codelist.choices}
-                self._choice_filters.append((slot.index, choice_filter, by_code))
+                checks.choice_filters.append((slot.index, choice_filter, by_code))
 
     def _static_default(self, f: Field, parse: Parser) -> object:
         assert f.default is not None
@@ -924,36 +954,77 @@ class CompiledDcd:
             return parse("|".join(f.default.replace("|", " ").split()))
         return parse(f.default)
 
-    def _order(self, steps: Mapping[_NodeKey, tuple[Step, set[_NodeKey], int]]) -> list[Step]:
-        """Steps in dependency order (form order where free); a cycle is a compile problem."""
-        waiting = {key: {d for d in deps if d in steps} for key, (_, deps, _) in steps.items()}
-        dependants: dict[_NodeKey, list[_NodeKey]] = {key: [] for key in steps}
-        for key, deps in waiting.items():
-            for dep in deps:
-                dependants[dep].append(key)
-        ready = [(steps[key][2], key) for key, deps in waiting.items() if not deps]
-        heapq.heapify(ready)
-        ordered: list[Step] = []
-        while ready:
-            _, key = heapq.heappop(ready)
-            ordered.append(steps[key][0])
-            for dependant in dependants[key]:
-                pending = waiting[dependant]
-                pending.discard(key)
-                if not pending:
-                    heapq.heappush(ready, (steps[dependant][2], dependant))
-            del waiting[key]
-        if waiting:
+    def _order(
+        self,
+        nodes: Mapping[_NodeKey, tuple[Step, set[_NodeKey], int]],
+        member_of: Mapping[_NodeKey, tuple[str, int]],
+    ) -> list[Step]:
+        """Steps in dependency order, each repeat instance folded into one step.
+
+        Nothing outside a repeat reads inside it, so an instance's steps can run together
+        once what they read outside is known; an instance that is not there is then
+        skipped at once instead of step by step.
+        """
+        instances: dict[tuple[str, int], dict[_NodeKey, tuple[Step, set[_NodeKey], int]]] = {}
+        for key, instance in member_of.items():
+            instances.setdefault(instance, {})[key] = nodes[key]
+        graph: dict[_NodeKey, tuple[Step, set[_NodeKey], int]] = {
+            key: node for key, node in nodes.items() if key not in member_of
+        }
+        cyclic: set[_NodeKey] = set()
+        for (repeat, i), members in instances.items():
+            inner, stuck = _topological(members)
+            cyclic |= stuck
+            outside = set().union(*(deps for _, deps, _ in members.values())) - members.keys()
+            step = self._instance_step(repeat, i, [members[k][0] for k in inner])
+            graph[("instance", (repeat, i))] = (step, outside, min(order for _, _, order in members.values()))
+        # Repeat instances without rules of their own still need their presence applied.
+        for (repeat, i), presence in self._present_index.items():
+            if (repeat, i) not in instances:
+                deps: set[_NodeKey] = {("count", repeat)}
+                graph[("instance", (repeat, i))] = (self._instance_step(repeat, i, []), deps, len(nodes) + presence)
+        ordered, stuck = _topological(graph)
+        cyclic |= stuck
+        if cyclic:
             names = sorted(
-                {self._slots[i].field.name for kind, i in waiting if kind == "slot"}
-                | {self._scopes[i].item.name for kind, i in waiting if kind == "scope"}
-                | {str(name) for kind, name in waiting if kind == "count"}
+                {self._slots[i].field.name for kind, i in cyclic if kind == "slot"}
+                | {self._scopes[i].item.name for kind, i in cyclic if kind == "scope"}
+                | {str(name) for kind, name in cyclic if kind == "count"}
+                | {str(name[0]) for kind, name in cyclic if kind == "instance"}
             )
-            rows = sorted(self._slots[i].field.row or 0 for kind, i in waiting if kind == "slot")
+            rows = sorted(self._slots[i].field.row or 0 for kind, i in cyclic if kind == "slot")
             self._problem(rows[0] if rows else None, None, "circular dependency between " + ", ".join(names))
-        return ordered
+        return [graph[key][0] for key in ordered]
 
     # -- steps -------------------------------------------------------------------------
+
+    def _instance_step(self, repeat_name: str, instance: int, steps: list[Step]) -> Step:
+        repeat = self.definition.repeat(repeat_name)
+        presence = self._present_index[(repeat_name, instance)]
+        counted = repeat.repeat_count is not None
+        slots = tuple(
+            self._slot_of[(f.name, instance)] for f in self.definition.fields if f.repeat == repeat_name
+        )
+        inputs = tuple(i for i in slots if self._slots[i].name in self._inputs)
+
+        def step(row: _Row) -> None:
+            state = row.present[presence]
+            if state is None:  # the count is unknown: keep the values, check nothing
+                row.bad.update(slots)
+                return
+            if not state:
+                row.inactive.update(slots)
+                if counted:
+                    vals = row.vals
+                    for index in inputs:
+                        if vals[index] is not None:
+                            vals[index] = None
+                            row.errors.append(self._repeat_count_error(self._slots[index], row))
+                return
+            for sub in steps:
+                sub(row)
+
+        return step
 
     def _scope_step(self, scope: _Scope, rule: _Rule | None) -> Step:
         index, parent = scope.index, scope.parent
@@ -982,7 +1053,7 @@ class CompiledDcd:
         path = "/".join((*repeat.group_path, repeat.name))
 
         def step(row: _Row) -> None:
-            count = math.nan
+            count = -1.0  # unknown
             if not _reads_bad(rule, row.bad):
                 try:
                     count = xpath_number(rule.evaluate(row.ctx))
@@ -990,9 +1061,7 @@ class CompiledDcd:
                     row.errors.append(
                         FieldError(repeat.name, path, "repeat_count", self._builtin("expression", row.lang))
                     )
-            else:
-                count = -1.0
-            if count < 0:  # unknown: keep every instance, check none
+            if count < 0:
                 for p in presence:
                     row.present[p] = None
                 return
@@ -1007,8 +1076,6 @@ class CompiledDcd:
         slot: _Slot,
         *,
         scope: int | None,
-        present: int | None,
-        counted: bool,
         relevant: _Rule | None,
         calculation: _Rule | None,
         default: _Rule | None,
@@ -1017,14 +1084,11 @@ class CompiledDcd:
         static_default = self._static_defaults.get(index)
         coerce = slot.coerce or _canonical_result
 
-        def drop(row: _Row, error: FieldError | None = None) -> None:
+        def drop(row: _Row) -> None:
             row.inactive.add(index)
             if row.vals[index] is not None:
                 row.vals[index] = None
-                if error is not None:
-                    row.errors.append(error)
-                else:
-                    row.warnings.append(self._error(slot, "not_relevant", row.lang))
+                row.warnings.append(self._error(slot, "not_relevant", row.lang))
 
         def compute(row: _Row, rule: _Rule) -> None:
             if _reads_bad(rule, row.bad):
@@ -1048,14 +1112,6 @@ class CompiledDcd:
                     return
                 if not state:
                     drop(row)
-                    return
-            if present is not None:
-                state = row.present[present]
-                if state is None:
-                    row.bad.add(index)
-                    return
-                if not state:
-                    drop(row, self._repeat_count_error(slot, row) if counted else None)
                     return
             if relevant is not None:
                 if _reads_bad(relevant, row.bad):
@@ -1126,11 +1182,6 @@ class CompiledDcd:
 
     # -- running ---------------------------------------------------------------------
 
-    @property
-    def field_names(self) -> tuple[str, ...]:
-        """The names a record may carry (computed fields included: they are ignored)."""
-        return self.definition.flat_field_names()
-
     def validate(
         self,
         record: Mapping[str, object],
@@ -1154,6 +1205,29 @@ class CompiledDcd:
         run = self._validate
         return [run(row, lang, day, now) for row in rows]
 
+    def _parse(self, entry: tuple[int, Parser, dict[str, object] | None], raw: object) -> object:
+        """Parse a value the fast path did not settle: an _Invalid when it does not parse.
+
+        Texts that parse are remembered in the field's cache (lists as tuples, so that no
+        two records share one list).
+        """
+        _, parse, cache = entry
+        if cache is not None and raw.__class__ is str:
+            known = cache.get(raw, _MISSING)
+            if known.__class__ is tuple:
+                return list(known)
+        try:
+            value = parse(raw)
+        except _Invalid as invalid:
+            return invalid
+        except Exception:  # noqa: BLE001 - an odd input type is a type error, never a crash
+            return _Invalid("type")
+        if cache is not None and raw.__class__ is str:
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            cache[raw] = tuple(value) if value.__class__ is list else value
+        return value
+
     def _validate(
         self, record: Mapping[str, object], lang: str, today: datetime.date, now: datetime.datetime
     ) -> Validation:
@@ -1167,22 +1241,29 @@ class CompiledDcd:
                 if key not in self._skipped:
                     errors.append(FieldError(key, key, "unknown_field", self._builtin("unknown_field", lang)))
                 continue
-            if raw is None or raw == "":
+            if raw.__class__ is str:
+                if not raw:
+                    continue
+                cache = entry[2]
+                if cache is not None:
+                    value = cache.get(raw, _MISSING)
+                    if value is not _MISSING and value.__class__ is not tuple:
+                        vals[entry[0]] = value
+                        continue
+            elif raw is None:
                 continue
-            index, parse = entry
-            try:
-                vals[index] = parse(raw)
-            except _Invalid as invalid:
-                bad.add(index)
-                errors.append(self._error(self._slots[index], invalid.rule, lang, invalid.params))
-            except Exception:  # noqa: BLE001 - an odd input type is a type error, never a crash
-                bad.add(index)
-                errors.append(self._error(self._slots[index], "type", lang))
+            value = self._parse(entry, raw)
+            if value.__class__ is _Invalid:
+                bad.add(entry[0])
+                errors.append(self._error(self._slots[entry[0]], value.rule, lang, value.params))
+            else:
+                vals[entry[0]] = value
         ctx = Context(vals, today=today, now=now)
         warnings: list[FieldError] = []
         inactive: set[int] | tuple[()] = ()
+        present = self._presence_blank
         if self._steps:
-            present = self._presence_blank.copy()
+            present = present.copy()
             for presence, slots in self._uncounted:
                 present[presence] = any(vals[i] is not None or i in bad for i in slots)
             row = _Row(vals, ctx, errors, bad, lang, len(self._scopes), present)
@@ -1190,51 +1271,54 @@ class CompiledDcd:
                 step(row)
             inactive = row.inactive
             warnings = row.warnings
+        groups = [g for g in self._check_groups if g.presence is None or present[g.presence] is True]
         missing: list[int] = []
-        for index, required in self._required:
-            if vals[index] is None and index not in inactive and index not in bad:
-                if required is None:
-                    missing.append(index)
-                elif not _reads_bad(required, bad):
-                    try:
-                        if xpath_boolean(required.evaluate(ctx)):
-                            missing.append(index)
-                    except Exception:  # noqa: BLE001
-                        errors.append(self._error(self._slots[index], "required", lang, expression=True))
+        for group in groups:
+            for index, required in group.required:
+                if vals[index] is None and index not in inactive and index not in bad:
+                    if required is None:
+                        missing.append(index)
+                    elif not _reads_bad(required, bad):
+                        try:
+                            if xpath_boolean(required.evaluate(ctx)):
+                                missing.append(index)
+                        except Exception:  # noqa: BLE001
+                            errors.append(self._error(self._slots[index], "required", lang, expression=True))
         for index in missing:
             errors.append(self._error(self._slots[index], "required", lang))
             bad.add(index)  # constraints comparing with it would only repeat the cause
-        for index, constraint, reader in self._constraints:
-            value = vals[index]
-            if value is None or (bad and (index in bad or _reads_bad(constraint, bad))):
-                continue
-            try:
-                ctx.current = value if reader is None else reader(value)
-                ok = xpath_boolean(constraint.evaluate(ctx))
-            except Exception:  # noqa: BLE001
-                errors.append(self._error(self._slots[index], "constraint", lang, expression=True))
-                continue
-            if not ok:
-                errors.append(self._error(self._slots[index], "constraint", lang))
-        for index, choice_filter, by_code in self._choice_filters:
-            value = vals[index]
-            if value is None or (bad and (index in bad or _reads_bad(choice_filter, bad))):
-                continue
-            ctx.current = value
-            try:
-                allowed = True
-                for code in value if isinstance(value, list) else (value,):
-                    ctx.choice = by_code.get(str(code))
-                    if not xpath_boolean(choice_filter.evaluate(ctx)):
-                        allowed = False
-                        break
-            except Exception:  # noqa: BLE001
-                errors.append(self._error(self._slots[index], "choice_filter", lang, expression=True))
-                continue
-            finally:
-                ctx.choice = None
-            if not allowed:
-                errors.append(self._error(self._slots[index], "choice_filter", lang))
+        for group in groups:
+            for index, constraint, reader in group.constraints:
+                value = vals[index]
+                if value is None or (bad and (index in bad or _reads_bad(constraint, bad))):
+                    continue
+                try:
+                    ctx.current = value if reader is None else reader(value)
+                    ok = xpath_boolean(constraint.evaluate(ctx))
+                except Exception:  # noqa: BLE001
+                    errors.append(self._error(self._slots[index], "constraint", lang, expression=True))
+                    continue
+                if not ok:
+                    errors.append(self._error(self._slots[index], "constraint", lang))
+            for index, choice_filter, by_code in group.choice_filters:
+                value = vals[index]
+                if value is None or (bad and (index in bad or _reads_bad(choice_filter, bad))):
+                    continue
+                ctx.current = value
+                try:
+                    allowed = True
+                    for code in value if isinstance(value, list) else (value,):
+                        ctx.choice = by_code.get(str(code))
+                        if not xpath_boolean(choice_filter.evaluate(ctx)):
+                            allowed = False
+                            break
+                except Exception:  # noqa: BLE001
+                    errors.append(self._error(self._slots[index], "choice_filter", lang, expression=True))
+                    continue
+                finally:
+                    ctx.choice = None
+                if not allowed:
+                    errors.append(self._error(self._slots[index], "choice_filter", lang))
         values = {name: value for name, index in self._output if (value := vals[index]) is not None}
         return Validation(values, errors, warnings)
 
