@@ -129,3 +129,28 @@ async def test_calls_without_a_token_are_unauthenticated(stack: Stack) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.GetRegistration(pb.GetRegistrationRequest(id="x"))
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_batch_applied_twice_is_stored_once(stack: Stack) -> None:
+    import uuid
+
+    stub = await stub_as(stack, HIS)
+    batch_id = uuid.uuid4().hex
+    rows = [record(), record()]
+    req = pb.UpsertBatchRequest(
+        organisation_id="az-demo", dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"), rows_arrow=batch(rows), batch_id=batch_id, submit=True
+    )
+    first = await stub.UpsertBatch(req)
+    again = await stub.UpsertBatch(req)  # e.g. a worker taking over after a crash
+    assert [r.outcome for r in first.results] == [pb.ROW_OUTCOME_CREATED] * 2
+    assert list(again.results) == list(first.results)
+    for r in first.results:
+        history = await stack.client.get(f"/api/v1/registrations/{r.registration_id}/history", headers=await stack.headers(HIS))
+        assert [e["action"] for e in history.json()][:2] == ["create", "submit"]  # once, not twice
+        assert [e["action"] for e in history.json()].count("submit") == 1
+    other = pb.UpsertBatchRequest(
+        organisation_id="az-demo", dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"), rows_arrow=batch([record()]), batch_id=batch_id
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.UpsertBatch(other)
+    assert err.value.code() == grpc.StatusCode.ABORTED

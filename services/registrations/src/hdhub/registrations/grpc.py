@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import IntegrityError
+
 from hdhub.common.auth import Action as Permission
 from hdhub.common.auth import Principal
 from hdhub.common.errors import Problem, forbidden
@@ -13,7 +15,7 @@ from hdhub.common.grpc import ServicerContext, register_idempotent, require_prin
 from hdhub.proto.registrations.v1 import registrations_pb2 as pb
 from hdhub.proto.registrations.v1 import registrations_pb2_grpc as pb_grpc
 from hdhub.registrations.arrow import decode_rows
-from hdhub.registrations.service import Actor, BatchOptions, upsert_batch
+from hdhub.registrations.service import Actor, BatchOptions, BatchResult, upsert_batch
 from hdhub.registrations.store import Registration
 
 if TYPE_CHECKING:
@@ -104,22 +106,12 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
         principal = require_principal()
         _require(principal, Permission.REGISTRATION_WRITE, request.organisation_id)
         rows = self._rows(request.rows_arrow)
-        result = await upsert_batch(
-            self.service.registrations,
-            organisation_id=request.organisation_id,
-            dcd_code=request.dcd.dcd_code,
-            version=request.dcd.version or None,
-            rows=rows,
-            options=BatchOptions(
-                validation_mode=VALIDATION_MODES[request.validation_mode],
-                conflict_master="stored" if request.conflict_master == pb.CONFLICT_MASTER_STORED else "new",
-                ignore_duplicates=request.ignore_duplicates,
-                submit=request.submit,
-                dry_run=request.dry_run,
-            ),
-            lang=request.language or "en",
-            actor=Actor(request.author or principal.username, "upload"),
-        )
+        try:
+            result = await self._upsert(request, rows, principal)
+        except IntegrityError as exc:
+            # Another writer stored the same batch or business key meanwhile; nothing of
+            # this call was kept. Retrying (same batch id) replays or applies it cleanly.
+            raise Problem(409, "concurrent-write", "A concurrent write touched the same records; retry") from exc
         return pb.UpsertBatchResponse(
             results=[
                 pb.RowResult(
@@ -135,6 +127,25 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
             warnings=[_field_error(i, w) for i, w in result.warnings],
             nothing_stored=result.nothing_stored,
             dcd_version=result.dcd_version,
+        )
+
+    async def _upsert(self, request: pb.UpsertBatchRequest, rows: list[dict[str, str]], principal: Principal) -> BatchResult:
+        return await upsert_batch(
+            self.service.registrations,
+            organisation_id=request.organisation_id,
+            dcd_code=request.dcd.dcd_code,
+            version=request.dcd.version or None,
+            rows=rows,
+            options=BatchOptions(
+                validation_mode=VALIDATION_MODES[request.validation_mode],
+                conflict_master="stored" if request.conflict_master == pb.CONFLICT_MASTER_STORED else "new",
+                ignore_duplicates=request.ignore_duplicates,
+                submit=request.submit,
+                dry_run=request.dry_run,
+            ),
+            lang=request.language or "en",
+            actor=Actor(request.author or principal.username, "upload"),
+            batch_id=request.batch_id or None,
         )
 
     async def GetRegistration(self, request: pb.GetRegistrationRequest, context: ServicerContext) -> pb.GetRegistrationResponse:

@@ -5,6 +5,7 @@ the lifecycle rules live in ``domain.lifecycle`` and the field rules in the DCD 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -24,11 +25,18 @@ from hdhub.common.db import Database, after_commit, new_id, utcnow
 from hdhub.common.errors import FieldProblem, Problem, conflict, not_found
 from hdhub.common.jobs import JobQueue
 from hdhub.common.wakeup import Wakeup
+from hdhub.common.web import request_fingerprint
 from hdhub.registrations.catalogue import Catalogue, CatalogueEntry
 from hdhub.registrations.domain import lifecycle
 from hdhub.registrations.domain.business_key import business_key
 from hdhub.registrations.domain.lifecycle import Action, Confirmation, Status, TransitionRefused
-from hdhub.registrations.store import Job, Registration, RegistrationCodeCounter, RegistrationVersion
+from hdhub.registrations.store import (
+    IdempotencyKey,
+    Job,
+    Registration,
+    RegistrationCodeCounter,
+    RegistrationVersion,
+)
 
 log = logging.getLogger("hdhub.registrations")
 
@@ -114,8 +122,9 @@ class Registrations:
             try:
                 async with self.db.session([organisation_id]) as own:
                     return await self._put(own, replace_submitted=replace_submitted, **args)
-            except IntegrityError:
-                # A concurrent writer created the same business key first: apply ours on top.
+            except (IntegrityError, StaleDataError):
+                # A concurrent writer created the same business key first, or the worker
+                # moved the record on: apply ours again on the fresh state.
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
@@ -462,86 +471,160 @@ async def upsert_batch(
     options: BatchOptions,
     lang: str,
     actor: Actor,
+    batch_id: str | None = None,
 ) -> BatchResult:
     """Store a batch of rows in one transaction under the Upload Center's settings.
 
     Rows are matched to stored registrations by business key ("the latest submission
     wins"; within the batch, the later row wins). With ``validate_all`` any error stores
-    nothing; ``dry_run`` plans without storing.
+    nothing; ``dry_run`` plans without storing. A ``batch_id`` makes the call idempotent:
+    the same batch applied again (a worker taking over a job) returns the first result
+    and stores nothing twice; it is recorded in the same transaction as the rows.
     """
     entry = await registrations.catalogue.get(dcd_code, version)
     results = entry.compiled.validate_many(rows, lang=lang)
     errors: list[tuple[int, Any]] = [(i, e) for i, r in enumerate(results) for e in r.errors]
     warnings = [(i, w) for i, r in enumerate(results) for w in r.warnings]
-    plans: list[RowPlan] = []
     if options.validation_mode == "validate_all" and errors:
         plans = [RowPlan(i, "rejected") for i in range(len(rows))]
         return BatchResult(plans, errors, warnings, True, entry.version)
     keys = [registrations.key_for(entry, r.values) for r in results]
-    async with registrations.db.session([organisation_id]) as session:
-        wanted = [k for k in keys if k]
-        stored: dict[str, Registration] = {}
-        for start in range(0, len(wanted), 1000):
-            chunk = wanted[start : start + 1000]
-            found = await session.execute(
-                select(Registration).where(
-                    Registration.organisation_id == organisation_id,
-                    Registration.dcd_code == entry.definition.dcd_code,
-                    Registration.business_key.in_(chunk),
-                    Registration.status != Status.DELETED,
+
+    async def apply() -> BatchResult:
+        plans: list[RowPlan] = []
+        batch_errors = list(errors)
+        async with registrations.db.session([organisation_id]) as session:
+            fingerprint = request_fingerprint("UpsertBatch", entry.definition.dcd_code, [rows, options.__dict__])
+            if batch_id and not options.dry_run:
+                replay = await _replayed_batch(session, organisation_id, batch_id, fingerprint)
+                if replay is not None:
+                    return replay
+            wanted = [k for k in keys if k]
+            stored: dict[str, Registration] = {}
+            for start in range(0, len(wanted), 1000):
+                chunk = wanted[start : start + 1000]
+                found = await session.execute(
+                    select(Registration).where(
+                        Registration.organisation_id == organisation_id,
+                        Registration.dcd_code == entry.definition.dcd_code,
+                        Registration.business_key.in_(chunk),
+                        Registration.status != Status.DELETED,
+                    )
                 )
-            )
-            stored.update({r.business_key: r for r in found.scalars()})
-        for i, (result, key) in enumerate(zip(results, keys, strict=True)):
-            has_errors = bool(result.errors)
-            if has_errors and options.validation_mode != "save_on_validations":
-                plans.append(RowPlan(i, "rejected", business_key=key or ""))
-                continue
-            submit = options.submit and not has_errors
-            existing = stored.get(key) if key else None
-            if existing is not None:
-                if options.ignore_duplicates and existing.values == result.values and (
-                    not submit or existing.status in (Status.SENDING, Status.SUBMITTED, Status.APPROVED)
-                ):
-                    plans.append(RowPlan(i, "ignored_duplicate", existing.id, key or "", existing.status))
+                stored.update({r.business_key: r for r in found.scalars()})
+            for i, (result, key) in enumerate(zip(results, keys, strict=True)):
+                has_errors = bool(result.errors)
+                if has_errors and options.validation_mode != "save_on_validations":
+                    plans.append(RowPlan(i, "rejected", business_key=key or ""))
                     continue
-                if options.conflict_master == "stored":
-                    plans.append(RowPlan(i, "kept_stored", existing.id, key or "", existing.status))
+                submit = options.submit and not has_errors
+                existing = stored.get(key) if key else None
+                if existing is not None:
+                    if options.ignore_duplicates and existing.values == result.values and (
+                        not submit or existing.status in (Status.SENDING, Status.SUBMITTED, Status.APPROVED)
+                    ):
+                        plans.append(RowPlan(i, "ignored_duplicate", existing.id, key or "", existing.status))
+                        continue
+                    if options.conflict_master == "stored":
+                        plans.append(RowPlan(i, "kept_stored", existing.id, key or "", existing.status))
+                        continue
+                    action = Action.RESUBMIT if submit else Action.SAVE
+                    try:
+                        lifecycle.next_status(action, Status(existing.status))
+                    except TransitionRefused:
+                        plans.append(RowPlan(i, "kept_stored", existing.id, key or "", existing.status))
+                        batch_errors.append((i, _BatchError(existing.status)))
+                        continue
+                    if not options.dry_run:
+                        before = dict(existing.values)
+                        if not submit:
+                            existing.version += 1
+                        existing.values, existing.dcd_version = result.values, entry.version
+                        existing.errors = [_error_dict(e) for e in result.errors]
+                        existing.updated_at = utcnow()
+                        await session.flush()
+                        if submit:
+                            await registrations._transition(session, existing, action, actor=actor, entry=entry, before=before)
+                        else:
+                            await registrations._record(session, existing, action="save", actor=actor, before=before)
+                    plans.append(RowPlan(i, "updated", existing.id, key or "", existing.status))
                     continue
-                action = Action.RESUBMIT if submit else Action.SAVE
-                try:
-                    lifecycle.next_status(action, Status(existing.status))
-                except TransitionRefused:
-                    plans.append(RowPlan(i, "kept_stored", existing.id, key or "", existing.status))
-                    errors.append((i, _BatchError(existing.status)))
+                if options.dry_run:
+                    plans.append(RowPlan(i, "created", "", key or "", Status.SENDING if submit else Status.OPEN))
                     continue
-                if not options.dry_run:
-                    before = dict(existing.values)
-                    if not submit:
-                        existing.version += 1
-                    existing.values, existing.dcd_version = result.values, entry.version
-                    existing.errors = [_error_dict(e) for e in result.errors]
-                    existing.updated_at = utcnow()
-                    await session.flush()
-                    if submit:
-                        await registrations._transition(session, existing, action, actor=actor, entry=entry, before=before)
-                    else:
-                        await registrations._record(session, existing, action="save", actor=actor, before=before)
-                plans.append(RowPlan(i, "updated", existing.id, key or "", existing.status))
-                continue
-            if options.dry_run:
-                plans.append(RowPlan(i, "created", "", key or "", Status.SENDING if submit else Status.OPEN))
-                continue
-            reg = registrations._new(organisation_id, entry, key, result, actor)
-            session.add(reg)
-            await session.flush()
-            await registrations._record(session, reg, action="create", actor=actor, before={})
-            if submit:
-                await registrations._transition(session, reg, Action.SUBMIT, actor=actor, entry=entry)
-            if key:
-                stored[key] = reg
-            plans.append(RowPlan(i, "created", reg.id, reg.business_key, reg.status))
-    return BatchResult(plans, errors, warnings, options.dry_run, entry.version)
+                reg = registrations._new(organisation_id, entry, key, result, actor)
+                session.add(reg)
+                await session.flush()
+                await registrations._record(session, reg, action="create", actor=actor, before={})
+                if submit:
+                    await registrations._transition(session, reg, Action.SUBMIT, actor=actor, entry=entry)
+                if key:
+                    stored[key] = reg
+                plans.append(RowPlan(i, "created", reg.id, reg.business_key, reg.status))
+            outcome = BatchResult(plans, batch_errors, warnings, options.dry_run, entry.version)
+            if batch_id and not options.dry_run:
+                session.add(
+                    IdempotencyKey(
+                        organisation_id=organisation_id,
+                        key=f"batch:{batch_id}",
+                        fingerprint=fingerprint,
+                        status_code=200,
+                        body=json.dumps(_batch_json(outcome)),
+                    )
+                )
+        return outcome
+
+    for attempt in range(3):
+        try:
+            return await apply()
+        except (StaleDataError, IntegrityError):
+            # A worker or another writer changed the same registrations meanwhile; the
+            # whole batch rolled back, so it is simply applied again on fresh state.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _batch_json(result: BatchResult) -> dict[str, Any]:
+    def err(pair: tuple[int, Any]) -> list[Any]:
+        i, e = pair
+        return [i, {"field": e.field, "path": e.path, "rule": e.rule, "message": e.message}]
+
+    return {
+        "rows": [p.__dict__ for p in result.rows],
+        "errors": [err(e) for e in result.errors],
+        "warnings": [err(w) for w in result.warnings],
+        "nothing_stored": result.nothing_stored,
+        "dcd_version": result.dcd_version,
+    }
+
+
+async def _replayed_batch(session: AsyncSession, organisation_id: str, batch_id: str, fingerprint: str) -> BatchResult | None:
+    stored = (
+        await session.execute(
+            select(IdempotencyKey).where(IdempotencyKey.organisation_id == organisation_id, IdempotencyKey.key == f"batch:{batch_id}")
+        )
+    ).scalar_one_or_none()
+    if stored is None:
+        return None
+    if stored.fingerprint != fingerprint:
+        raise Problem(409, "batch-id-reused", "This batch id was used for other rows", "Use a new batch id for new rows.")
+    data = json.loads(stored.body)
+    return BatchResult(
+        rows=[RowPlan(**p) for p in data["rows"]],
+        errors=[(i, StoredError(**e)) for i, e in data["errors"]],
+        warnings=[(i, StoredError(**w)) for i, w in data["warnings"]],
+        nothing_stored=data["nothing_stored"],
+        dcd_version=data["dcd_version"],
+    )
+
+
+@dataclass(frozen=True)
+class StoredError:
+    field: str
+    path: str
+    rule: str
+    message: str
 
 
 @dataclass
