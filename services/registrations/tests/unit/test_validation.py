@@ -587,3 +587,18 @@ def test_invalid_samples_of_shipped_workbooks_are_rejected(sample: dict[str, Any
     assert result.errors
     # Every error reported is one the sample expects (the engine reports one error per cause).
     assert {(e.field, e.rule) for e in result.errors} <= {tuple(x) for x in sample["errors"]}
+
+
+@given(st.lists(st.dictionaries(st.sampled_from(sorted(VALID_CSV)), RAW_VALUES, max_size=8), min_size=1, max_size=6))
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=150)
+def test_batches_give_the_same_results_as_single_records(dcd: CompiledDcd, changes: list[dict[str, object]]) -> None:
+    same_keys = [{**VALID_CSV, **c} for c in changes]  # every row has every key: the column path
+    assert dcd.validate_many(same_keys, today=TODAY) == [dcd.validate(r, today=TODAY) for r in same_keys]
+    mixed = [{**VALID_CSV, **c, **({"X": "1"} if i % 2 else {})} for i, c in enumerate(changes)]
+    assert dcd.validate_many(mixed, today=TODAY) == [dcd.validate(r, today=TODAY) for r in mixed]
+
+
+def test_batch_rows_do_not_share_multi_select_lists(dcd: CompiledDcd) -> None:
+    first, second = dcd.validate_many([VALID_CSV, VALID_CSV], today=TODAY)
+    assert first.values["CD_RISK"] == second.values["CD_RISK"]
+    assert first.values["CD_RISK"] is not second.values["CD_RISK"]

@@ -1013,6 +1013,34 @@ def compile_expression(
 
 _CONSTANT_CONTEXT = Context()
 
+_BOOLEAN_OPERATORS = frozenset({"or", "and", "=", "!=", "<", "<=", ">", ">="})
+_BOOLEAN_FUNCTIONS = frozenset(
+    {"selected", "regex", "true", "false", "boolean", "boolean-from-string", "not", "contains", "starts-with", "ends-with"}
+)
+
+
+def _returns_boolean(node: Node) -> bool:
+    """True when the node always evaluates to a Python bool."""
+    if isinstance(node, Binary):
+        return node.operator in _BOOLEAN_OPERATORS
+    return isinstance(node, Call) and node.function in _BOOLEAN_FUNCTIONS
+
+
+def _as_boolean(evaluate: Evaluator) -> Evaluator:
+    return lambda ctx: xpath_boolean(evaluate(ctx))
+
+
+def _selected_code(selection: Evaluator, code: str) -> Evaluator:
+    """``selected(x, 'code')`` with a constant code: a list membership test."""
+
+    def selected(ctx: Context) -> bool:
+        value = selection(ctx)
+        if value.__class__ is list:
+            return code in value
+        return code in _selection(value)
+
+    return selected
+
 
 def _constant(value: object) -> Evaluator:
     def constant(_ctx: Context) -> object:
@@ -1161,10 +1189,16 @@ class _Compiler:
                 return self._date_comparison(op, left_date, right_date)
         left = self._compile(node.left)
         right = self._compile(node.right)
-        if op == "and":
-            return lambda ctx: xpath_boolean(left(ctx)) and xpath_boolean(right(ctx))
-        if op == "or":
-            return lambda ctx: xpath_boolean(left(ctx)) or xpath_boolean(right(ctx))
+        if op in ("and", "or"):
+            # Operands that are already booleans (comparisons, not(), selected()...) need
+            # no conversion: the common case, and the evaluation stays two calls deep.
+            if not _returns_boolean(node.left):
+                left = _as_boolean(left)
+            if not _returns_boolean(node.right):
+                right = _as_boolean(right)
+            if op == "and":
+                return lambda ctx: left(ctx) and right(ctx)
+            return lambda ctx: left(ctx) or right(ctx)
         if op in ("=", "!="):
             negate = op == "!="
             known, constant = self._constant(node.right)
@@ -1223,6 +1257,25 @@ class _Compiler:
             return lambda ctx: ctx.today if ctx.today is not None else datetime.date.today()
         if name == "now":
             return lambda ctx: ctx.now if ctx.now is not None else datetime.datetime.now()
+        if name == "not":
+            (operand,) = args
+            if _returns_boolean(node.arguments[0]):
+                return lambda ctx: not operand(ctx)
+            return lambda ctx: not xpath_boolean(operand(ctx))
+        if name == "selected":
+            known, code = self._constant(node.arguments[1])
+            if known:
+                return _selected_code(args[0], xpath_string(code).strip())
+        if name == "count-selected":
+            (selection,) = args
+
+            def count_selected(ctx: Context) -> float:
+                value = selection(ctx)
+                if value.__class__ is list:
+                    return float(len(value))
+                return float(len(_selection(value)))
+
+            return count_selected
         function = _EAGER[name]
         if not args and name in _CONTEXT_DEFAULT:
             return lambda ctx: function(ctx.current)

@@ -29,9 +29,10 @@ import math
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from operator import itemgetter
 from typing import Any
 
 from hdhub.registrations.domain.dcd import DcdDefinition, Field, FieldType, Group, Item, Repeat, translate
@@ -603,9 +604,18 @@ class _Checks:
     """The checks over final values of the fields outside repeats, or of one repeat instance."""
 
     presence: int | None
-    required: list[tuple[int, _Rule | None]]
+    always: list[int]  # required whatever the answers
+    conditional: list[tuple[int, _Rule]]  # required when the rule holds
     constraints: list[tuple[int, _Rule, Callable[[object], object] | None]]
     choice_filters: list[tuple[int, _Rule, Mapping[str, Mapping[str, str]]]]
+    always_values: Callable[[Sequence[object]], Sequence[object]] = tuple
+
+    def prepare(self) -> None:
+        if len(self.always) > 1:
+            self.always_values = itemgetter(*self.always)
+        elif self.always:
+            (only,) = self.always
+            self.always_values = lambda vals: (vals[only],)
 
 
 class _Row:
@@ -638,7 +648,6 @@ class _Row:
 
 Step = Callable[[_Row], None]
 _NodeKey = tuple[str, Any]  # ("scope", i), ("count", repeat), ("slot", i) or ("instance", (repeat, i))
-_MISSING = object()
 _CACHE_LIMIT = 4096
 
 
@@ -679,8 +688,8 @@ class CompiledDcd:
         self._slots: list[_Slot] = []
         self._slot_of: dict[tuple[str, int | None], int] = {}  # (XLSForm name, instance) -> slot
         self._build_slots()
-        # flat name -> (slot, parse, cache of parsed texts or None for personal data)
-        self._inputs: dict[str, tuple[int, Parser, dict[str, object] | None]] = {}
+        # flat name -> (slot, memo of parsed texts; None for patient identifiers)
+        self._inputs: dict[str, tuple[int, _Memo | None]] = {}
         self._skipped: frozenset[str] = frozenset()
         self._build_inputs()
         self._scopes: list[_Scope] = []
@@ -694,6 +703,8 @@ class CompiledDcd:
         self._build_rules()
         if self._problems:
             raise DcdCompileError(self._problems)
+        for checks in self._checks.values():
+            checks.prepare()
         self._check_groups = tuple(self._checks.values())
         self._output = tuple((s.name, s.index) for s in self._slots if s.field.is_input)
         self._blank: list[object] = [None] * len(self._slots)
@@ -749,7 +760,7 @@ class CompiledDcd:
             # Parsed texts are remembered per field (a batch repeats the same dates and codes
             # over and over), except patient identifiers, which are never kept.
             keep = not f.personal_data and f.format != "ssin"
-            self._inputs[slot.name] = (slot.index, slot.parse, {} if keep else None)
+            self._inputs[slot.name] = (slot.index, _Memo(slot.parse) if keep else None)
         self._skipped = frozenset(skipped | (UPLOAD_METADATA_FIELDS - self._inputs.keys()))
 
     def _build_scopes(self) -> None:
@@ -926,14 +937,14 @@ class CompiledDcd:
         if not f.is_input:
             return
         presence = self._present_index[(f.repeat, instance)] if f.repeat is not None and instance else None
-        checks = self._checks.setdefault(presence, _Checks(presence, [], [], []))
+        checks = self._checks.setdefault(presence, _Checks(presence, [], [], [], []))
         if f.required is not None and not f.is_computed:
             required = self._rule(f.required, row=f.row, column="required", instance=instance)
             if required is not None:
                 if not is_constant(required.node):
-                    checks.required.append((slot.index, required))
+                    checks.conditional.append((slot.index, required))
                 elif xpath_boolean(required.evaluate(Context())):
-                    checks.required.append((slot.index, None))
+                    checks.always.append(slot.index)
         constraint = self._rule(f.constraint, row=f.row, column="constraint", instance=instance, current=f)
         if constraint is not None:
             checks.constraints.append((slot.index, constraint, _READERS.get(f.type)))
@@ -1190,7 +1201,8 @@ class CompiledDcd:
         today: datetime.date | None = None,
     ) -> Validation:
         """Validate one record (canonical JSON values or CSV strings); give its canonical values."""
-        return self._validate(record, lang, today or datetime.date.today(), datetime.datetime.now())
+        vals, errors, bad = self._parse_record(record, lang)
+        return self._finish(vals, errors, bad, lang, today or datetime.date.today(), datetime.datetime.now())
 
     def validate_many(
         self,
@@ -1199,38 +1211,36 @@ class CompiledDcd:
         lang: str = "en",
         today: datetime.date | None = None,
     ) -> list[Validation]:
-        """Validate many records with one clock (``today()`` and ``now()`` are the same for all)."""
+        """Validate many records with one clock (``today()`` and ``now()`` are the same for all).
+
+        Rows with the same keys (a CSV file, an Arrow batch) are parsed column by column,
+        which gives the same results as :meth:`validate` row by row, faster.
+        """
         day = today or datetime.date.today()
         now = datetime.datetime.now()
-        run = self._validate
-        return [run(row, lang, day, now) for row in rows]
+        batch = rows if isinstance(rows, list) else list(rows)
+        if not batch:
+            return []
+        keys = batch[0].keys()
+        if not all(row.keys() == keys for row in batch):
+            return [self._finish(*self._parse_record(row, lang), lang, day, now) for row in batch]
+        finish = self._finish
+        return [finish(vals, errors, bad, lang, day, now) for vals, errors, bad in self._parse_batch(batch, keys, lang)]
 
-    def _parse(self, entry: tuple[int, Parser, dict[str, object] | None], raw: object) -> object:
-        """Parse a value the fast path did not settle: an _Invalid when it does not parse.
-
-        Texts that parse are remembered in the field's cache (lists as tuples, so that no
-        two records share one list).
-        """
-        _, parse, cache = entry
-        if cache is not None and raw.__class__ is str:
-            known = cache.get(raw, _MISSING)
-            if known.__class__ is tuple:
-                return list(known)
+    def _parse_value(self, index: int, raw: object) -> object:
+        """The canonical value of one input, or an _Invalid; the memo's job for texts."""
+        if raw is None or raw == "":
+            return None
+        parse = self._slots[index].parse
+        assert parse is not None
         try:
-            value = parse(raw)
+            return parse(raw)
         except _Invalid as invalid:
             return invalid
         except Exception:  # noqa: BLE001 - an odd input type is a type error, never a crash
             return _Invalid("type")
-        if cache is not None and raw.__class__ is str:
-            if len(cache) >= _CACHE_LIMIT:
-                cache.clear()
-            cache[raw] = tuple(value) if value.__class__ is list else value
-        return value
 
-    def _validate(
-        self, record: Mapping[str, object], lang: str, today: datetime.date, now: datetime.datetime
-    ) -> Validation:
+    def _parse_record(self, record: Mapping[str, object], lang: str) -> tuple[list[object], list[FieldError], set[int]]:
         vals = self._blank.copy()
         inputs = self._inputs
         errors: list[FieldError] = []
@@ -1241,23 +1251,80 @@ class CompiledDcd:
                 if key not in self._skipped:
                     errors.append(FieldError(key, key, "unknown_field", self._builtin("unknown_field", lang)))
                 continue
-            if raw.__class__ is str:
-                if not raw:
-                    continue
-                cache = entry[2]
-                if cache is not None:
-                    value = cache.get(raw, _MISSING)
-                    if value is not _MISSING and value.__class__ is not tuple:
-                        vals[entry[0]] = value
-                        continue
-            elif raw is None:
+            index, memo = entry
+            value = memo[raw] if memo is not None and raw.__class__ is str else self._parse_value(index, raw)
+            if value is None:
                 continue
-            value = self._parse(entry, raw)
-            if value.__class__ is _Invalid:
-                bad.add(entry[0])
-                errors.append(self._error(self._slots[entry[0]], value.rule, lang, value.params))
-            else:
-                vals[entry[0]] = value
+            if value.__class__ is tuple:
+                value = list(value)
+            elif value.__class__ is _Invalid:
+                bad.add(index)
+                errors.append(self._error(self._slots[index], value.rule, lang, value.params))
+                continue
+            vals[index] = value
+        return vals, errors, bad
+
+    def _parse_batch(
+        self, rows: list[Mapping[str, object]], keys: Iterable[str], lang: str
+    ) -> Iterator[tuple[list[object], list[FieldError], set[int]]]:
+        """Parse rows that all have ``keys``, one column at a time."""
+        count = len(rows)
+        inputs = self._inputs
+        used = [k for k in keys if k in inputs]
+        unknown = [
+            FieldError(k, k, "unknown_field", self._builtin("unknown_field", lang))
+            for k in keys
+            if k not in inputs and k not in self._skipped
+        ]
+        empty: Sequence[object] = (None,) * count
+        columns: list[Sequence[object]] = [empty] * len(self._slots)
+        errors: dict[int, list[FieldError]] = {}
+        bad: dict[int, set[int]] = {}
+        if used:
+            raw_columns = zip(*map(itemgetter(*used), rows), strict=True) if len(used) > 1 else [[row[used[0]] for row in rows]]
+            for key, raw_column in zip(used, raw_columns, strict=True):
+                index, memo = inputs[key]
+                failures = 0 if memo is None else memo.failures
+                try:
+                    if memo is None:
+                        raise TypeError  # patient identifiers: parsed one by one, never remembered
+                    parsed = list(map(memo.__getitem__, raw_column))
+                    failed = memo.failures != failures
+                except TypeError:  # an unhashable value (a JSON list) or no memo
+                    parse_value = self._parse_value
+                    parsed = [
+                        memo[raw] if memo is not None and raw.__class__ is str else parse_value(index, raw)
+                        for raw in raw_column
+                    ]
+                    failed = True
+                if self._slots[index].field.type is FieldType.SELECT_MULTIPLE:
+                    parsed = [list(v) if v.__class__ is tuple else v for v in parsed]
+                if failed:
+                    slot = self._slots[index]
+                    for row_index, value in enumerate(parsed):
+                        if value.__class__ is _Invalid:
+                            parsed[row_index] = None
+                            bad.setdefault(row_index, set()).add(index)
+                            errors.setdefault(row_index, []).append(
+                                self._error(slot, value.rule, lang, value.params)
+                            )
+                columns[index] = parsed
+        for row_index, values in enumerate(zip(*columns, strict=True)):
+            row_errors = errors.get(row_index, [])
+            if unknown:
+                row_errors[:0] = unknown
+            yield list(values), row_errors, bad.get(row_index, set())
+
+    def _finish(
+        self,
+        vals: list[object],
+        errors: list[FieldError],
+        bad: set[int],
+        lang: str,
+        today: datetime.date,
+        now: datetime.datetime,
+    ) -> Validation:
+        """Everything after parsing: relevance, counts, calculations, defaults, then the checks."""
         ctx = Context(vals, today=today, now=now)
         warnings: list[FieldError] = []
         inactive: set[int] | tuple[()] = ()
@@ -1274,17 +1341,18 @@ class CompiledDcd:
         groups = [g for g in self._check_groups if g.presence is None or present[g.presence] is True]
         missing: list[int] = []
         for group in groups:
-            for index, required in group.required:
-                if vals[index] is None and index not in inactive and index not in bad:
-                    if required is None:
-                        missing.append(index)
-                    elif not _reads_bad(required, bad):
-                        try:
-                            if xpath_boolean(required.evaluate(ctx)):
-                                missing.append(index)
-                        except Exception:  # noqa: BLE001
-                            errors.append(self._error(self._slots[index], "required", lang, expression=True))
-        for index in missing:
+            if group.always and None in group.always_values(vals):
+                missing.extend(
+                    i for i in group.always if vals[i] is None and i not in inactive and i not in bad
+                )
+            for index, required in group.conditional:
+                if vals[index] is None and index not in inactive and index not in bad and not _reads_bad(required, bad):
+                    try:
+                        if xpath_boolean(required.evaluate(ctx)):
+                            missing.append(index)
+                    except Exception:  # noqa: BLE001
+                        errors.append(self._error(self._slots[index], "required", lang, expression=True))
+        for index in sorted(missing):
             errors.append(self._error(self._slots[index], "required", lang))
             bad.add(index)  # constraints comparing with it would only repeat the cause
         for group in groups:
@@ -1294,7 +1362,9 @@ class CompiledDcd:
                     continue
                 try:
                     ctx.current = value if reader is None else reader(value)
-                    ok = xpath_boolean(constraint.evaluate(ctx))
+                    ok = constraint.evaluate(ctx)
+                    if ok is not True and ok is not False:
+                        ok = xpath_boolean(ok)
                 except Exception:  # noqa: BLE001
                     errors.append(self._error(self._slots[index], "constraint", lang, expression=True))
                     continue
@@ -1321,6 +1391,39 @@ class CompiledDcd:
                     errors.append(self._error(self._slots[index], "choice_filter", lang))
         values = {name: value for name, index in self._output if (value := vals[index]) is not None}
         return Validation(values, errors, warnings)
+
+
+class _Memo(dict[object, object]):
+    """One field's parsed texts: a text seen before costs one dict look-up.
+
+    Missing values ('' and None) are known from the start; a text that does not parse is
+    not kept (it comes back as an _Invalid each time, counted in ``failures``).
+    """
+
+    __slots__ = ("failures", "parse")
+
+    def __init__(self, parse: Parser) -> None:
+        super().__init__({"": None, None: None})
+        self.parse = parse
+        self.failures = 0
+
+    def __missing__(self, raw: object) -> object:
+        try:
+            value = self.parse(raw)
+        except _Invalid as invalid:
+            self.failures += 1
+            return invalid
+        except Exception:  # noqa: BLE001 - an odd input type is a type error, never a crash
+            self.failures += 1
+            return _Invalid("type")
+        if raw.__class__ is str:  # 1, 1.0 and True are equal keys: only texts are kept
+            if len(self) >= _CACHE_LIMIT:
+                self.clear()
+                self.update({"": None, None: None})
+            stored = tuple(value) if value.__class__ is list else value
+            self[raw] = stored  # lists as tuples: no two records share one list
+            return stored
+        return value
 
 
 _TEXTUAL = frozenset({FieldType.TEXT, FieldType.SELECT_ONE, FieldType.DATE, FieldType.TIME, FieldType.DATETIME})
