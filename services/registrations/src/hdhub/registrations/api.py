@@ -231,7 +231,7 @@ def build_router(service: RegistrationsService) -> APIRouter:
     async def get(registration_id: str, principal: CurrentPrincipal, response: Response) -> RegistrationOut:
         reg = await registrations.get(readable(principal), registration_id)
         response.headers["ETag"] = etag(reg.version)
-        return RegistrationOut.full(reg)
+        return RegistrationOut.full(reg, superseded_by=await catalogue.superseded_by(reg.dcd_code, reg.dcd_version))
 
     @router.put("/registrations/{registration_id}", response_model=RegistrationOut, tags=["registrations"], summary="Save new values")
     async def put(
@@ -249,6 +249,7 @@ def build_router(service: RegistrationsService) -> APIRouter:
             values=body.values,
             lang=lang,
             actor=actor_of(principal),
+            dcd_version=body.dcd_version,
         )
         response.headers["ETag"] = etag(outcome.registration.version)
         return RegistrationOut.full(outcome.registration, outcome.warnings)

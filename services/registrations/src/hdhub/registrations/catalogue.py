@@ -153,6 +153,19 @@ class Catalogue:
             raise not_found(f"DCD {dcd_code}")
         return await self._entry(max(rows, key=_semver_key))
 
+    async def require_current(self, entry: CatalogueEntry) -> None:
+        """Refuse work on a version that a newer MAJOR version superseded (DOMAIN.md: a major
+        version invalidates draft and submitted registrations; a minor one does not)."""
+        newest = await self.get(entry.definition.dcd_code)
+        if newest.definition.version.major > entry.definition.version.major:
+            raise superseded(entry, newest)
+
+    async def superseded_by(self, dcd_code: str, version: str) -> str | None:
+        """The newest version when it is of a higher major than ``version``, else None."""
+        newest = await self.get(dcd_code)
+        major = int(version.split(".", 1)[0])
+        return newest.version if newest.definition.version.major > major else None
+
     async def resolve_dcd(self, ref: str) -> str:
         """A DCD code from a code or a DCD number (v2 clients send numeric ids)."""
         async with self.db.system_session() as session:
@@ -193,3 +206,15 @@ class Catalogue:
                     items.append((d, vs))
             out.append((p, items))
         return out  # type: ignore[return-value]
+
+
+def superseded(old: CatalogueEntry, new: CatalogueEntry) -> Problem:
+    code = old.definition.dcd_code
+    return Problem(
+        409,
+        "dcd-version-superseded",
+        "This DCD version was superseded by a new major version",
+        f"{code} {old.version} was superseded by {new.version}: registrations must now follow {new.version}. "
+        f"Save the registration again with dcd_version {new.version}.",
+        extra={"dcd": code, "version": old.version, "current_version": new.version},
+    )

@@ -114,6 +114,7 @@ class Registrations:
         key. ``replace_submitted`` is the v2 rule: a submission replaces whatever is stored
         under the key ("the latest submission wins")."""
         entry = await self.catalogue.get(dcd_code, version)
+        await self.catalogue.require_current(entry)
         result = self.check(entry, values, lang=lang, submitting=submit)
         args = {"organisation_id": organisation_id, "entry": entry, "result": result, "submit": submit, "actor": actor}
         if session is not None:
@@ -183,11 +184,15 @@ class Registrations:
         values: Mapping[str, Any],
         lang: str,
         actor: Actor,
+        dcd_version: str | None = None,
     ) -> Outcome:
-        """Save new values of an editable registration (If-Match: ``expected_version``)."""
+        """Save new values of an editable registration (If-Match: ``expected_version``),
+        optionally moving it to another version of its DCD."""
         async with self._editing(organisations, registration_id, expected_version) as (session, reg):
             lifecycle_check(Action.SAVE, reg)
-            entry = await self.catalogue.get(reg.dcd_code, reg.dcd_version)
+            entry = await self.catalogue.get(reg.dcd_code, dcd_version or reg.dcd_version)
+            await self.catalogue.require_current(entry)
+            reg.dcd_version = entry.version
             result = self.check(entry, values, lang=lang, submitting=False)
             key = self.key_for(entry, result.values) or f"id:{reg.id}"
             if key != reg.business_key and await self._live_by_key(session, reg.organisation_id, reg.dcd_code, key):
@@ -217,6 +222,7 @@ class Registrations:
             lifecycle_check(action, reg)
             entry = await self.catalogue.get(reg.dcd_code, reg.dcd_version)
             if action in (Action.SUBMIT, Action.RESUBMIT):
+                await self.catalogue.require_current(entry)
                 self.check(entry, reg.values, lang=lang, submitting=True)
             await self._transition(session, reg, action, actor=actor, entry=entry, comment=comment)
             return reg
@@ -482,6 +488,7 @@ async def upsert_batch(
     and stores nothing twice; it is recorded in the same transaction as the rows.
     """
     entry = await registrations.catalogue.get(dcd_code, version)
+    await registrations.catalogue.require_current(entry)
     results = entry.compiled.validate_many(rows, lang=lang)
     errors: list[tuple[int, Any]] = [(i, e) for i, r in enumerate(results) for e in r.errors]
     warnings = [(i, w) for i, r in enumerate(results) for w in r.warnings]
