@@ -602,3 +602,47 @@ def test_batch_rows_do_not_share_multi_select_lists(dcd: CompiledDcd) -> None:
     first, second = dcd.validate_many([VALID_CSV, VALID_CSV], today=TODAY)
     assert first.values["CD_RISK"] == second.values["CD_RISK"]
     assert first.values["CD_RISK"] is not second.values["CD_RISK"]
+
+
+@given(st.from_regex(r"[+-]?[0-9]{0,5}(\.[0-9]{0,3})?", fullmatch=True))
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_decimals_keep_their_value_and_scale(dcd: CompiledDcd, text: str) -> None:
+    value = check(dcd, {"MS_WEIGHT": text, "MS_HEIGHT": ""})
+    digits = text.lstrip("+-")
+    whole, _, fraction = digits.partition(".")
+    if not whole and not fraction:
+        assert ("MS_WEIGHT", "type") in rules(value) or "MS_WEIGHT" not in value.values
+        return
+    if len(whole.lstrip("0")) > 3 or len(fraction) > 1:
+        assert ("MS_WEIGHT", "number_format") in rules(value)
+        return
+    canonical = value.values.get("MS_WEIGHT")
+    if Decimal(digits or "0") == 0 or text.startswith("-"):
+        return  # zero fails the constraint . > 0 and negative values too
+    assert canonical is not None
+    assert Decimal(str(canonical)) == Decimal(text)
+    assert len(str(canonical).partition(".")[2]) == len(fraction)
+
+
+@given(st.from_regex(r"[+-]?[0-9]{1,6}", fullmatch=True))
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_integers_count_digits_without_leading_zeros(dcd: CompiledDcd, text: str) -> None:
+    result = check(dcd, {"MS_HEIGHT": text, "MS_WEIGHT": ""})
+    if len(text.lstrip("+-").lstrip("0")) > 3:
+        assert rules(result) == [("MS_HEIGHT", "number_format")]
+    else:
+        assert result.values["MS_HEIGHT"] == int(text)
+
+
+def test_large_batches_give_the_same_results_as_single_records(dcd: CompiledDcd) -> None:
+    mistakes: list[dict[str, object]] = [
+        {},
+        {"DT_ADM": "31/02/2024"},
+        {"CD_SEX": "X", "MS_WEIGHT": "80,5"},
+        {"IDC_PAT": "85040216933"},
+        {"NB_PCI": "1"},
+        {"CD_RISK": "diabetes"},
+        {"TX_PATTERN": "[unclosed"},
+    ]
+    rows = [{**VALID_CSV, **mistakes[i % len(mistakes)], "MS_HEIGHT": str(150 + i % 60)} for i in range(200)]
+    assert dcd.validate_many(rows, lang="fr", today=TODAY) == [dcd.validate(r, lang="fr", today=TODAY) for r in rows]

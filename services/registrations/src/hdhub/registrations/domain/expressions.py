@@ -63,6 +63,7 @@ __all__ = [
     "field_references",
     "is_constant",
     "parse_expression",
+    "returns_boolean",
     "to_source",
     "uses_current_value",
     "walk",
@@ -1019,7 +1020,7 @@ _BOOLEAN_FUNCTIONS = frozenset(
 )
 
 
-def _returns_boolean(node: Node) -> bool:
+def returns_boolean(node: Node) -> bool:
     """True when the node always evaluates to a Python bool."""
     if isinstance(node, Binary):
         return node.operator in _BOOLEAN_OPERATORS
@@ -1028,6 +1029,21 @@ def _returns_boolean(node: Node) -> bool:
 
 def _as_boolean(evaluate: Evaluator) -> Evaluator:
     return lambda ctx: xpath_boolean(evaluate(ctx))
+
+
+def _days_between(later: Evaluator, earlier: Evaluator) -> Evaluator:
+    """``date - date`` when both are statically dates: the number of days, NaN if one is missing."""
+
+    def days(ctx: Context) -> float:
+        a = later(ctx)
+        if a is None:
+            return _NAN
+        b = earlier(ctx)
+        if b is None:
+            return _NAN
+        return float((a - b).days)
+
+    return days
 
 
 def _selected_code(selection: Evaluator, code: str) -> Evaluator:
@@ -1192,9 +1208,9 @@ class _Compiler:
         if op in ("and", "or"):
             # Operands that are already booleans (comparisons, not(), selected()...) need
             # no conversion: the common case, and the evaluation stays two calls deep.
-            if not _returns_boolean(node.left):
+            if not returns_boolean(node.left):
                 left = _as_boolean(left)
-            if not _returns_boolean(node.right):
+            if not returns_boolean(node.right):
                 right = _as_boolean(right)
             if op == "and":
                 return lambda ctx: left(ctx) and right(ctx)
@@ -1205,6 +1221,19 @@ class _Compiler:
             if known and constant.__class__ is str:
                 # The common `${x} = 'code'`: a string compare unless x holds a number or date.
                 text: str = constant
+
+                index = self._direct_index(node.left)
+                if index is not None:
+
+                    def equals_text_field(ctx: Context) -> bool:
+                        value = ctx.values[index]
+                        if value is None:
+                            return (text == "") is not negate
+                        if value.__class__ is str:
+                            return (value == text) is not negate
+                        return _equals(value, text) is not negate
+
+                    return equals_text_field
 
                 def equals_text(ctx: Context) -> bool:
                     value = left(ctx)
@@ -1224,17 +1253,43 @@ class _Compiler:
             if known and _is_number(constant):
                 number = xpath_number(constant)
 
+                if isinstance(node.left, CurrentValue):
+
+                    def compare_current(ctx: Context) -> bool:
+                        value = ctx.current
+                        cls = value.__class__
+                        if cls is int or cls is float:
+                            return compare(value, number)
+                        return value is not None and compare(_temporal_number(value), number)
+
+                    return compare_current
+
                 def compare_number(ctx: Context) -> bool:
                     value = left(ctx)
                     cls = value.__class__
                     if cls is int or cls is float:
                         return compare(value, number)
-                    return compare(_temporal_number(value), number)
+                    return value is not None and compare(_temporal_number(value), number)
 
                 return compare_number
             return lambda ctx: _compare(compare, left(ctx), right(ctx))
+        if op == "-":
+            left_date = self._date_operand(node.left)
+            right_date = self._date_operand(node.right) if left_date is not None else None
+            if left_date is not None and right_date is not None:
+                return _days_between(left_date, right_date)
         arithmetic = _ARITHMETIC[op]
         return lambda ctx: arithmetic(left(ctx), right(ctx))
+
+    def _direct_index(self, node: Node) -> int | None:
+        """The slot of a ``${name}`` read as stored (no reader), else None."""
+        if not isinstance(node, FieldRef) or self._fields is None:
+            return None
+        try:
+            slot = self._fields(node.name)
+        except KeyError:
+            return None
+        return slot.index if slot.reader is None else None
 
     def _call(self, node: Call) -> Evaluator:
         name = node.function
@@ -1259,7 +1314,7 @@ class _Compiler:
             return lambda ctx: ctx.now if ctx.now is not None else datetime.datetime.now()
         if name == "not":
             (operand,) = args
-            if _returns_boolean(node.arguments[0]):
+            if returns_boolean(node.arguments[0]):
                 return lambda ctx: not operand(ctx)
             return lambda ctx: not xpath_boolean(operand(ctx))
         if name == "selected":

@@ -46,6 +46,7 @@ from hdhub.registrations.domain.expressions import (
     field_references,
     is_constant,
     parse_expression,
+    returns_boolean,
     xpath_boolean,
     xpath_number,
     xpath_string,
@@ -312,6 +313,11 @@ def _integer_parser(field: Field) -> Parser:
     def parse(raw: object) -> object:
         cls = raw.__class__
         value: int
+        if cls is str and raw.isdigit() and raw.isascii():  # type: ignore[attr-defined]
+            # The common case: plain digits (leading zeros do not count as digits).
+            if max_digits is not None and len(raw.lstrip("0")) > max_digits:  # type: ignore[attr-defined]
+                raise too_long
+            return int(raw)  # type: ignore[call-overload]
         if cls is str:
             text = raw.strip()  # type: ignore[attr-defined]
             if not text:
@@ -345,6 +351,17 @@ def _decimal_parser(field: Field) -> Parser:
     def parse(raw: object) -> object:
         cls = raw.__class__
         if cls is str:
+            # The common case first: digits, a point, digits, no sign, no leading zero.
+            whole, point, fraction = raw.partition(".")  # type: ignore[attr-defined]
+            if (
+                whole.isdigit()
+                and whole.isascii()
+                and whole[0] != "0"
+                and (not point or (fraction.isdigit() and fraction.isascii()))
+            ):
+                if before is not None and (len(whole) > before or len(fraction) > after):  # type: ignore[operator]
+                    raise too_long
+                return raw
             text = raw.strip()  # type: ignore[attr-defined]
             if not text:
                 return None
@@ -649,6 +666,11 @@ class _Row:
 Step = Callable[[_Row], None]
 _NodeKey = tuple[str, Any]  # ("scope", i), ("count", repeat), ("slot", i) or ("instance", (repeat, i))
 _CACHE_LIMIT = 4096
+_CHUNK = 64  # rows parsed together by validate_many
+
+
+def _as_boolean(evaluate: Evaluator) -> Evaluator:
+    return lambda ctx: xpath_boolean(evaluate(ctx))
 
 
 def _reads_bad(rule: _Rule, bad: set[int]) -> bool:
@@ -1115,6 +1137,30 @@ class CompiledDcd:
                     FieldError(slot.name, slot.path, rule.column, self._builtin("calculation", row.lang))
                 )
 
+        if relevant is not None:
+            evaluate = relevant.evaluate
+            if not returns_boolean(relevant.node):
+                evaluate = _as_boolean(evaluate)
+            refs = relevant.refs
+
+        if relevant is not None and scope is None and calculation is None and default is None and static_default is None:
+            # The common case, skip logic alone: kept short, as it runs for most fields.
+            def relevance_step(row: _Row) -> None:
+                bad = row.bad
+                if bad and not refs.isdisjoint(bad):
+                    bad.add(index)
+                    return
+                try:
+                    active = evaluate(row.ctx)
+                except Exception:  # noqa: BLE001
+                    bad.add(index)
+                    row.errors.append(self._error(slot, "relevant", row.lang, expression=True))
+                    return
+                if not active:
+                    drop(row)
+
+            return relevance_step
+
         def step(row: _Row) -> None:
             if scope is not None:
                 state = row.scopes[scope]
@@ -1125,13 +1171,14 @@ class CompiledDcd:
                     drop(row)
                     return
             if relevant is not None:
-                if _reads_bad(relevant, row.bad):
-                    row.bad.add(index)
+                bad = row.bad
+                if bad and not refs.isdisjoint(bad):
+                    bad.add(index)
                     return
                 try:
-                    active = xpath_boolean(relevant.evaluate(row.ctx))
+                    active = evaluate(row.ctx)
                 except Exception:  # noqa: BLE001
-                    row.bad.add(index)
+                    bad.add(index)
                     row.errors.append(self._error(slot, "relevant", row.lang, expression=True))
                     return
                 if not active:
@@ -1244,12 +1291,15 @@ class CompiledDcd:
         vals = self._blank.copy()
         inputs = self._inputs
         errors: list[FieldError] = []
+        unknown = 0
         bad: set[int] = set()
         for key, raw in record.items():
             entry = inputs.get(key)
             if entry is None:
                 if key not in self._skipped:
-                    errors.append(FieldError(key, key, "unknown_field", self._builtin("unknown_field", lang)))
+                    # Unknown keys first, as validate_many reports them.
+                    errors.insert(unknown, FieldError(key, key, "unknown_field", self._builtin("unknown_field", lang)))
+                    unknown += 1
                 continue
             index, memo = entry
             value = memo[raw] if memo is not None and raw.__class__ is str else self._parse_value(index, raw)
@@ -1267,8 +1317,10 @@ class CompiledDcd:
     def _parse_batch(
         self, rows: list[Mapping[str, object]], keys: Iterable[str], lang: str
     ) -> Iterator[tuple[list[object], list[FieldError], set[int]]]:
-        """Parse rows that all have ``keys``, one column at a time."""
-        count = len(rows)
+        """Parse rows that all have ``keys``, one column at a time, a chunk of rows at a time.
+
+        Chunks keep the transpositions small enough to stay in the CPU caches.
+        """
         inputs = self._inputs
         used = [k for k in keys if k in inputs]
         unknown = [
@@ -1276,31 +1328,31 @@ class CompiledDcd:
             for k in keys
             if k not in inputs and k not in self._skipped
         ]
-        empty: Sequence[object] = (None,) * count
-        columns: list[Sequence[object]] = [empty] * len(self._slots)
-        errors: dict[int, list[FieldError]] = {}
-        bad: dict[int, set[int]] = {}
-        if used:
-            raw_columns = zip(*map(itemgetter(*used), rows), strict=True) if len(used) > 1 else [[row[used[0]] for row in rows]]
-            for key, raw_column in zip(used, raw_columns, strict=True):
-                index, memo = inputs[key]
+        fields = [(key, *inputs[key], self._slots[inputs[key][0]]) for key in used]
+        get = itemgetter(*used) if len(used) > 1 else (lambda row: (row[used[0]],)) if used else (lambda _row: ())
+        for start in range(0, len(rows), _CHUNK):
+            chunk = rows[start : start + _CHUNK]
+            size = len(chunk)
+            columns: list[Sequence[object]] = [(None,) * size] * len(self._slots)
+            errors: dict[int, list[FieldError]] = {}
+            bad: dict[int, set[int]] = {}
+            for (_, index, memo, slot), raw_column in zip(fields, zip(*map(get, chunk), strict=False), strict=False):
                 failures = 0 if memo is None else memo.failures
                 try:
                     if memo is None:
                         raise TypeError  # patient identifiers: parsed one by one, never remembered
                     parsed = list(map(memo.__getitem__, raw_column))
                     failed = memo.failures != failures
-                except TypeError:  # an unhashable value (a JSON list) or no memo
+                except TypeError:  # an unhashable value (a JSON list), or no memo
                     parse_value = self._parse_value
                     parsed = [
                         memo[raw] if memo is not None and raw.__class__ is str else parse_value(index, raw)
                         for raw in raw_column
                     ]
                     failed = True
-                if self._slots[index].field.type is FieldType.SELECT_MULTIPLE:
+                if slot.field.type is FieldType.SELECT_MULTIPLE:
                     parsed = [list(v) if v.__class__ is tuple else v for v in parsed]
                 if failed:
-                    slot = self._slots[index]
                     for row_index, value in enumerate(parsed):
                         if value.__class__ is _Invalid:
                             parsed[row_index] = None
@@ -1309,11 +1361,11 @@ class CompiledDcd:
                                 self._error(slot, value.rule, lang, value.params)
                             )
                 columns[index] = parsed
-        for row_index, values in enumerate(zip(*columns, strict=True)):
-            row_errors = errors.get(row_index, [])
-            if unknown:
-                row_errors[:0] = unknown
-            yield list(values), row_errors, bad.get(row_index, set())
+            for row_index, values in enumerate(zip(*columns, strict=False)):
+                row_errors = errors.get(row_index, [])
+                if unknown:
+                    row_errors[:0] = unknown
+                yield list(values), row_errors, bad.get(row_index, set())
 
     def _finish(
         self,
