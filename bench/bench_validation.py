@@ -112,9 +112,9 @@ def synthetic_definition() -> DcdDefinition:
     survey.append({"type": "end_group"})
     q("select_one yes_no", "CD_CABG", default="no")
     # Plain clinical variables, as most of a real DCD is.
-    for i in range(14):
+    for i in range(17):
         q("text", f"TX_CLIN_{i:02d}", required="yes" if i % 3 == 0 else None, constraint="string-length(.) <= 200" if i % 4 == 0 else None)
-    for i in range(10):
+    for i in range(13):
         q("integer", f"MS_CLIN_{i:02d}", required="yes" if i % 2 == 0 else None, **{"hd::number_format": "4"})
     for i in range(8):
         q("decimal", f"MS_LAB_{i:02d}", **{"hd::number_format": "4.2"})
@@ -122,7 +122,7 @@ def synthetic_definition() -> DcdDefinition:
         q("date", f"DT_EVENT_{i:02d}", constraint=". >= ${DT_ADM}" if i % 2 == 0 else None)
     for i in range(3):
         q("time", f"TM_EVENT_{i:02d}")
-    for i in range(12):
+    for i in range(16):
         q("select_one generic", f"CD_CLIN_{i:02d}", required="yes" if i % 2 == 0 else None)
     for i in range(4):
         q("select_multiple generic", f"CD_MULTI_{i:02d}")
@@ -179,16 +179,16 @@ def synthetic_rows(definition: DcdDefinition, count: int, seed: int = 7) -> list
             row["NB_CIG_DAY"] = str(rng.randint(1, 40))
         if row["CD_COMPLIC"] == "yes":
             row["TX_COMPLIC"] = "bleeding at the puncture site"
-        for i in range(14):
+        for i in range(17):
             row[f"TX_CLIN_{i:02d}"] = rng.choice(["none", "stable angina", "NSTEMI", "see discharge letter"])
-        for i in range(10):
+        for i in range(13):
             row[f"MS_CLIN_{i:02d}"] = str(rng.randint(0, 9999))
         for i in range(8):
             row[f"MS_LAB_{i:02d}"] = f"{rng.uniform(0, 999):.2f}"
             row[f"DT_EVENT_{i:02d}"] = f"{adm + datetime.timedelta(days=rng.randint(0, 5)):%d/%m/%Y}"
         for i in range(3):
             row[f"TM_EVENT_{i:02d}"] = f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}"
-        for i in range(12):
+        for i in range(16):
             row[f"CD_CLIN_{i:02d}"] = f"C{rng.randint(0, 11):02d}"
         for i in range(4):
             row[f"CD_MULTI_{i:02d}"] = "|".join(f"C{c:02d}" for c in sorted(rng.sample(range(12), 2)))
