@@ -8,6 +8,7 @@ the validation engine can run.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import io
 import pathlib
@@ -239,7 +240,7 @@ class _Reader:
                 )
                 continue
             seen[(list_name, code)] = number
-            labels, _ = _translations(row, "label", default_language)
+            labels = _translations(row, "label", default_language)
             extra = {k: v for k, v in row.items() if v and k not in ("list_name", "name") and not _is_translated(k, "label")}
             extra["name"] = code
             lists.setdefault(list_name, []).append(
@@ -372,7 +373,7 @@ class _Reader:
 
     def _close(self, opened: _Open, stack: list[_Open], default_language: str) -> Item:
         values = opened.values
-        labels, _ = _translations(values, "label", default_language)
+        labels = _translations(values, "label", default_language)
         group_path = tuple(o.name for o in stack)
         relevant = self._parse("survey", opened.row, "relevant", opened.name, values.get("relevant", ""))
         if opened.kind == "group":
@@ -482,10 +483,10 @@ class _Reader:
         if choice_filter is not None and list_name is None:
             self.problem("survey", number, "choice_filter", "a choice_filter belongs to a select field")
             choice_filter = None
-        labels, _ = _translations(row, "label", default_language)
-        hints, _ = _translations(row, "hint", default_language)
-        required_messages, _ = _translations(row, "required_message", default_language)
-        constraint_messages, _ = _translations(row, "constraint_message", default_language)
+        labels = _translations(row, "label", default_language)
+        hints = _translations(row, "hint", default_language)
+        required_messages = _translations(row, "required_message", default_language)
+        constraint_messages = _translations(row, "constraint_message", default_language)
         known = _KNOWN_SURVEY_COLUMNS
         extras = {
             k: v for k, v in row.items() if v and k not in known and not any(_is_translated(k, t) for t in _TRANSLATED)
@@ -617,18 +618,16 @@ def _in_repeat(item: Item, repeat: str, maximum: int) -> Item:
 
 
 def _replace_field(item: Field, *, repeat: str, repeat_max: int) -> Field:
-    from dataclasses import replace
-
-    return replace(item, repeat=repeat, repeat_max=repeat_max)
+    return dataclasses.replace(item, repeat=repeat, repeat_max=repeat_max)
 
 
 def _is_translated(column: str, base: str) -> bool:
     return column == base or column.startswith(base + "::")
 
 
-def _translations(row: Mapping[str, str], base: str, default_language: str) -> tuple[dict[str, str], list[str]]:
+def _translations(row: Mapping[str, str], base: str, default_language: str) -> dict[str, str]:
+    """``label``, ``label::fr``, ``label::English (en)``... as {language: text}."""
     texts: dict[str, str] = {}
-    languages: list[str] = []
     for column, value in row.items():
         if column == base:
             lang = default_language
@@ -636,10 +635,9 @@ def _translations(row: Mapping[str, str], base: str, default_language: str) -> t
             lang = language_code(column[len(base) + 2 :])
         else:
             continue
-        languages.append(lang)
         if value:
             texts[lang] = value
-    return texts, languages
+    return texts
 
 
 def _parse_type(text: str) -> tuple[str | None, str | None]:
