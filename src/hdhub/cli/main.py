@@ -82,7 +82,7 @@ def run(
         seed=everything if demo is None else demo,
         workers=everything,
     )
-    config = uvicorn.Config(platform.app(), host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    config = uvicorn.Config(platform.app(), host=host, port=port, log_config=None, access_log=True, lifespan="on")
     server = uvicorn.Server(config)
     if everything or demo:
         original = server.startup
