@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.support.stack import Stack, running_stack
+from tests.support.stack import Stack, free_port, running_stack
 
 
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -14,3 +14,17 @@ async def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     """Identity and registrations with workers, migrated and seeded, on each backend."""
     async with running_stack(request.param, tmp_path_factory.mktemp(request.param)) as s:
         yield s
+
+
+@pytest.fixture(scope="session")
+def s3_url() -> Iterator[str]:
+    """A real S3-speaking server (moto's) on loopback, as ``s3://key:secret@host:port/bucket``."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"s3://hdhub-test:hdhub-test-secret@127.0.0.1:{port}/hdhub-test?region=us-east-1"
+    finally:
+        server.stop()

@@ -53,6 +53,8 @@ class PlatformSettings(BaseSettings):
     oidc_audience: str = "hdhub"
     jwks_cache_seconds: int = 300
     redis_url: str | None = None
+    #: ``file:///path`` or ``s3://ACCESS:SECRET@host:port/bucket``; default a folder in data_dir.
+    object_store_url: str | None = None
     max_request_bytes: int = 5 * 1024 * 1024
     grpc_timeout_seconds: float = 10.0
     grpc_targets: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,399 @@
+"""Object storage behind one interface: S3 (MinIO or any S3, through the minio SDK) in
+production, a folder on a laptop. Objects stream in and out in chunks; nothing is held
+whole in memory, and no object becomes visible before it is complete.
+
+Configure with ``HDHUB_OBJECT_STORE_URL``:
+
+- ``file:///var/lib/hdhub/objects`` (default: ``<HDHUB_DATA_DIR>/objects``)
+- ``s3://ACCESS:SECRET@host:9000/bucket`` (``s3s://`` for TLS; ``?region=eu-west-1``)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import queue
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+CHUNK = 1024 * 1024
+PART_SIZE = 16 * 1024 * 1024  # multipart part size for S3 (minimum 5 MiB)
+SHA256_META = "sha256"
+
+
+class ObjectNotFound(KeyError):
+    """No object under that key."""
+
+
+class BadObjectKey(ValueError):
+    """A key that could escape its prefix or is not a plain relative path."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    sha256: str | None
+    content_type: str = "application/octet-stream"
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    modified: datetime | None = None
+
+
+def check_key(key: str) -> str:
+    """Keys are relative POSIX paths without ``..``, empty parts or control characters."""
+    if not key or key.startswith("/") or "\\" in key or any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise BadObjectKey(key)
+    if any(p in ("..", ".", "") for p in key.split("/")):
+        raise BadObjectKey(key)
+    return key
+
+
+Body = bytes | AsyncIterable[bytes]
+
+
+async def _chunks(body: Body) -> AsyncIterator[bytes]:
+    if isinstance(body, bytes | bytearray | memoryview):
+        view = memoryview(body)
+        for start in range(0, len(view), CHUNK):
+            yield bytes(view[start : start + CHUNK])
+        return
+    async for chunk in body:
+        if chunk:
+            yield chunk
+
+
+class ObjectStore(Protocol):
+    async def put(
+        self, key: str, body: Body, *, content_type: str = ..., metadata: Mapping[str, str] | None = None
+    ) -> StoredObject:
+        """Store ``body`` under ``key`` (replacing any object there); the SHA-256 is recorded."""
+        ...
+
+    def stream(self, key: str) -> AsyncIterator[bytes]:
+        """The object's bytes in chunks; raises :class:`ObjectNotFound`."""
+        ...
+
+    async def read(self, key: str) -> bytes: ...
+
+    async def stat(self, key: str) -> StoredObject | None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    def list(self, prefix: str = "") -> AsyncIterator[StoredObject]: ...
+
+    async def move(self, source: str, target: str) -> StoredObject: ...
+
+    async def close(self) -> None: ...
+
+
+# --- a folder ---------------------------------------------------------------------------
+
+
+class FolderStore:
+    """Objects as files under ``root``; metadata in a sidecar ``.meta/`` tree. Writes go to
+    a temporary file renamed into place, so a reader never sees a partial object."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        (self.root / ".meta").mkdir(parents=True, exist_ok=True)
+        (self.root / ".tmp").mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / check_key(key)).resolve()
+        if self.root not in path.parents or path.parts[len(self.root.parts)] in (".meta", ".tmp"):
+            raise BadObjectKey(key)
+        return path
+
+    def _meta_path(self, key: str) -> Path:
+        return self.root / ".meta" / (check_key(key) + ".json")
+
+    async def put(
+        self, key: str, body: Body, *, content_type: str = "application/octet-stream", metadata: Mapping[str, str] | None = None
+    ) -> StoredObject:
+        path = self._path(key)
+        tmp = self.root / ".tmp" / uuid.uuid4().hex
+        digest, size = hashlib.sha256(), 0
+        try:
+            with tmp.open("wb") as out:
+                async for chunk in _chunks(body):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    await asyncio.to_thread(out.write, chunk)
+            meta = {"content_type": content_type, "metadata": dict(metadata or {}), SHA256_META: digest.hexdigest()}
+            meta_path = self._meta_path(key)
+            meta_path.parent.mkdir(parents=True, exist_ok=True)
+            meta_path.write_text(json.dumps(meta))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        return StoredObject(key, size, digest.hexdigest(), content_type, dict(metadata or {}), datetime.now(UTC))
+
+    async def stream(self, key: str) -> AsyncIterator[bytes]:
+        path = self._path(key)
+        try:
+            handle = path.open("rb")
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+        with handle:
+            while chunk := await asyncio.to_thread(handle.read, CHUNK):
+                yield chunk
+
+    async def read(self, key: str) -> bytes:
+        return b"".join([c async for c in self.stream(key)])
+
+    async def stat(self, key: str) -> StoredObject | None:
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        try:
+            meta = json.loads(self._meta_path(key).read_text())
+        except FileNotFoundError:
+            meta = {}
+        st = path.stat()
+        return StoredObject(
+            key,
+            st.st_size,
+            meta.get(SHA256_META),
+            meta.get("content_type", "application/octet-stream"),
+            meta.get("metadata", {}),
+            datetime.fromtimestamp(st.st_mtime, UTC),
+        )
+
+    async def delete(self, key: str) -> None:
+        for path in (self._path(key), self._meta_path(key)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    async def list(self, prefix: str = "") -> AsyncIterator[StoredObject]:
+        for path in sorted(self.root.rglob("*")):
+            rel = path.relative_to(self.root).as_posix()
+            if path.is_file() and not rel.startswith((".meta/", ".tmp/")) and rel.startswith(prefix):
+                found = await self.stat(rel)
+                if found is not None:
+                    yield found
+
+    async def move(self, source: str, target: str) -> StoredObject:
+        src, dst = self._path(source), self._path(target)
+        if not src.is_file():
+            raise ObjectNotFound(source)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        self._meta_path(target).parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(self._meta_path(source), self._meta_path(target))
+        os.replace(src, dst)
+        moved = await self.stat(target)
+        assert moved is not None
+        return moved
+
+    async def close(self) -> None:
+        return None
+
+
+# --- S3 through the minio SDK -----------------------------------------------------------
+
+
+class _QueueReader:
+    """A file-like object the (synchronous) minio SDK reads from, fed by the event loop."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self.buffer = bytearray()
+        self.done = False
+
+    def read(self, size: int = -1) -> bytes:
+        while not self.done and (size < 0 or len(self.buffer) < size):
+            item = self.queue.get()
+            if item is None:
+                self.done = True
+            else:
+                self.buffer.extend(item)
+        if size < 0:
+            size = len(self.buffer)
+        out = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return out
+
+
+class S3Store:
+    """An S3 bucket through the minio SDK. Uploads are multipart into a temporary key and
+    composed into place with their SHA-256 as metadata, so readers never see partial objects;
+    an upload cut midway leaves only an aborted multipart upload and no object."""
+
+    def __init__(
+        self, endpoint: str, access_key: str, secret_key: str, bucket: str, *, secure: bool = False, region: str | None = None
+    ) -> None:
+        from minio import Minio
+
+        self.bucket = bucket
+        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region)
+        self._bucket_checked = False
+
+    async def _ensure_bucket(self) -> None:
+        if not self._bucket_checked:
+            if not await asyncio.to_thread(self.client.bucket_exists, self.bucket):
+                with contextlib.suppress(Exception):  # created meanwhile by another replica
+                    await asyncio.to_thread(self.client.make_bucket, self.bucket)
+            self._bucket_checked = True
+
+    async def put(
+        self, key: str, body: Body, *, content_type: str = "application/octet-stream", metadata: Mapping[str, str] | None = None
+    ) -> StoredObject:
+        from minio.commonconfig import ComposeSource
+
+        check_key(key)
+        await self._ensure_bucket()
+        tmp_key = f".tmp/{uuid.uuid4().hex}"
+        reader = _QueueReader()
+        digest, size = hashlib.sha256(), 0
+        upload = asyncio.create_task(
+            asyncio.to_thread(
+                self.client.put_object, self.bucket, tmp_key, reader, length=-1, part_size=PART_SIZE, content_type=content_type
+            )
+        )
+        try:
+            async for chunk in _chunks(body):
+                digest.update(chunk)
+                size += len(chunk)
+                while True:
+                    try:
+                        reader.queue.put_nowait(chunk)
+                        break
+                    except queue.Full:
+                        if upload.done():
+                            await upload  # surfaces the SDK's error
+                        await asyncio.sleep(0.005)
+            await asyncio.to_thread(reader.queue.put, None)
+            await upload
+        except BaseException:
+            # Unblock the SDK's reader so the thread ends; the multipart upload is aborted.
+            with contextlib.suppress(Exception):
+                reader.queue.put_nowait(None)
+            with contextlib.suppress(BaseException):
+                await upload
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.client.remove_object, self.bucket, tmp_key)
+            raise
+        meta = {**(metadata or {}), SHA256_META: digest.hexdigest()}
+        try:
+            await asyncio.to_thread(
+                self.client.compose_object,
+                self.bucket,
+                key,
+                [ComposeSource(self.bucket, tmp_key)],
+                metadata=meta,
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.client.remove_object, self.bucket, tmp_key)
+        return StoredObject(key, size, digest.hexdigest(), content_type, dict(metadata or {}), datetime.now(UTC))
+
+    async def stream(self, key: str) -> AsyncIterator[bytes]:
+        from minio.error import S3Error
+
+        check_key(key)
+        try:
+            response = await asyncio.to_thread(self.client.get_object, self.bucket, key)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchBucket"):
+                raise ObjectNotFound(key) from None
+            raise
+        try:
+            while chunk := await asyncio.to_thread(response.read, CHUNK):
+                yield chunk
+        finally:
+            response.close()
+            response.release_conn()
+
+    async def read(self, key: str) -> bytes:
+        return b"".join([c async for c in self.stream(key)])
+
+    async def stat(self, key: str) -> StoredObject | None:
+        from minio.error import S3Error
+
+        check_key(key)
+        try:
+            st = await asyncio.to_thread(self.client.stat_object, self.bucket, key)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchBucket", "NoSuchObject"):
+                return None
+            raise
+        meta = {k.lower().removeprefix("x-amz-meta-"): v for k, v in (st.metadata or {}).items() if k.lower().startswith("x-amz-meta-")}
+        sha = meta.pop(SHA256_META, None)
+        return StoredObject(key, st.size or 0, sha, st.content_type or "application/octet-stream", meta, st.last_modified)
+
+    async def delete(self, key: str) -> None:
+        check_key(key)
+        await asyncio.to_thread(self.client.remove_object, self.bucket, key)
+
+    async def list(self, prefix: str = "") -> AsyncIterator[StoredObject]:
+        await self._ensure_bucket()
+        items: Iterable[Any] = await asyncio.to_thread(
+            lambda: list(self.client.list_objects(self.bucket, prefix=prefix, recursive=True))
+        )
+        for item in items:
+            if not item.object_name.startswith(".tmp/"):
+                yield StoredObject(item.object_name, item.size or 0, None, modified=item.last_modified)
+
+    async def move(self, source: str, target: str) -> StoredObject:
+        from minio.commonconfig import ComposeSource
+
+        check_key(source), check_key(target)
+        if await self.stat(source) is None:
+            raise ObjectNotFound(source)
+        await asyncio.to_thread(self.client.compose_object, self.bucket, target, [ComposeSource(self.bucket, source)])
+        await self.delete(source)
+        moved = await self.stat(target)
+        assert moved is not None
+        return moved
+
+    async def close(self) -> None:
+        return None
+
+
+def open_store(url: str | None = None) -> ObjectStore:
+    """The store named by ``url`` (default ``HDHUB_OBJECT_STORE_URL``, else a folder under
+    ``HDHUB_DATA_DIR``)."""
+    from hdhub.common.config import platform
+
+    settings = platform()
+    url = url or settings.object_store_url or f"file://{(settings.data_dir / 'objects').resolve()}"
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        return FolderStore(Path(unquote(parts.path)))
+    if parts.scheme in ("s3", "s3s"):
+        bucket = parts.path.strip("/")
+        if not bucket or not parts.hostname:
+            raise ValueError("an S3 store URL is s3://ACCESS:SECRET@host:port/bucket")
+        query = parse_qs(parts.query)
+        endpoint = parts.hostname + (f":{parts.port}" if parts.port else "")
+        return S3Store(
+            endpoint,
+            unquote(parts.username or ""),
+            unquote(parts.password or ""),
+            bucket,
+            secure=parts.scheme == "s3s",
+            region=(query.get("region") or [None])[0],
+        )
+    raise ValueError(f"unknown object store scheme {parts.scheme!r}")
+
+
+__all__ = [
+    "BadObjectKey",
+    "FolderStore",
+    "ObjectNotFound",
+    "ObjectStore",
+    "S3Store",
+    "StoredObject",
+    "check_key",
+    "open_store",
+]
