@@ -116,7 +116,12 @@ class FolderStore:
         return self.root / ".meta" / (check_key(key) + ".json")
 
     async def put(
-        self, key: str, body: Body, *, content_type: str = "application/octet-stream", metadata: Mapping[str, str] | None = None
+        self,
+        key: str,
+        body: Body,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: Mapping[str, str] | None = None,
     ) -> StoredObject:
         path = self._path(key)
         tmp = self.root / ".tmp" / uuid.uuid4().hex
@@ -127,7 +132,11 @@ class FolderStore:
                     digest.update(chunk)
                     size += len(chunk)
                     await asyncio.to_thread(out.write, chunk)
-            meta = {"content_type": content_type, "metadata": dict(metadata or {}), SHA256_META: digest.hexdigest()}
+            meta = {
+                "content_type": content_type,
+                "metadata": dict(metadata or {}),
+                SHA256_META: digest.hexdigest(),
+            }
             meta_path = self._meta_path(key)
             meta_path.parent.mkdir(parents=True, exist_ok=True)
             meta_path.write_text(json.dumps(meta))
@@ -136,7 +145,9 @@ class FolderStore:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-        return StoredObject(key, size, digest.hexdigest(), content_type, dict(metadata or {}), datetime.now(UTC))
+        return StoredObject(
+            key, size, digest.hexdigest(), content_type, dict(metadata or {}), datetime.now(UTC)
+        )
 
     async def stream(self, key: str) -> AsyncIterator[bytes]:
         path = self._path(key)
@@ -230,12 +241,21 @@ class S3Store:
     an upload cut midway leaves only an aborted multipart upload and no object."""
 
     def __init__(
-        self, endpoint: str, access_key: str, secret_key: str, bucket: str, *, secure: bool = False, region: str | None = None
+        self,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        bucket: str,
+        *,
+        secure: bool = False,
+        region: str | None = None,
     ) -> None:
         from minio import Minio
 
         self.bucket = bucket
-        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region)
+        self.client = Minio(
+            endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region
+        )
         self._bucket_checked = False
 
     async def _ensure_bucket(self) -> None:
@@ -246,7 +266,12 @@ class S3Store:
             self._bucket_checked = True
 
     async def put(
-        self, key: str, body: Body, *, content_type: str = "application/octet-stream", metadata: Mapping[str, str] | None = None
+        self,
+        key: str,
+        body: Body,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: Mapping[str, str] | None = None,
     ) -> StoredObject:
         from minio.commonconfig import ComposeSource
 
@@ -257,7 +282,13 @@ class S3Store:
         digest, size = hashlib.sha256(), 0
         upload = asyncio.create_task(
             asyncio.to_thread(
-                self.client.put_object, self.bucket, tmp_key, reader, length=-1, part_size=PART_SIZE, content_type=content_type
+                self.client.put_object,
+                self.bucket,
+                tmp_key,
+                reader,  # type: ignore[arg-type]
+                length=-1,
+                part_size=PART_SIZE,
+                content_type=content_type,
             )
         )
         try:
@@ -283,7 +314,7 @@ class S3Store:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.client.remove_object, self.bucket, tmp_key)
             raise
-        meta = {**(metadata or {}), SHA256_META: digest.hexdigest()}
+        meta: dict[str, Any] = {**(metadata or {}), SHA256_META: digest.hexdigest()}
         try:
             await asyncio.to_thread(
                 self.client.compose_object,
@@ -295,7 +326,9 @@ class S3Store:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.client.remove_object, self.bucket, tmp_key)
-        return StoredObject(key, size, digest.hexdigest(), content_type, dict(metadata or {}), datetime.now(UTC))
+        return StoredObject(
+            key, size, digest.hexdigest(), content_type, dict(metadata or {}), datetime.now(UTC)
+        )
 
     async def stream(self, key: str) -> AsyncIterator[bytes]:
         from minio.error import S3Error
@@ -327,9 +360,15 @@ class S3Store:
             if exc.code in ("NoSuchKey", "NoSuchBucket", "NoSuchObject"):
                 return None
             raise
-        meta = {k.lower().removeprefix("x-amz-meta-"): v for k, v in (st.metadata or {}).items() if k.lower().startswith("x-amz-meta-")}
+        meta = {
+            k.lower().removeprefix("x-amz-meta-"): v
+            for k, v in (st.metadata or {}).items()
+            if k.lower().startswith("x-amz-meta-")
+        }
         sha = meta.pop(SHA256_META, None)
-        return StoredObject(key, st.size or 0, sha, st.content_type or "application/octet-stream", meta, st.last_modified)
+        return StoredObject(
+            key, st.size or 0, sha, st.content_type or "application/octet-stream", meta, st.last_modified
+        )
 
     async def delete(self, key: str) -> None:
         check_key(key)
@@ -350,7 +389,9 @@ class S3Store:
         check_key(source), check_key(target)
         if await self.stat(source) is None:
             raise ObjectNotFound(source)
-        await asyncio.to_thread(self.client.compose_object, self.bucket, target, [ComposeSource(self.bucket, source)])
+        await asyncio.to_thread(
+            self.client.compose_object, self.bucket, target, [ComposeSource(self.bucket, source)]
+        )
         await self.delete(source)
         moved = await self.stat(target)
         assert moved is not None
@@ -382,7 +423,7 @@ def open_store(url: str | None = None) -> ObjectStore:
             unquote(parts.password or ""),
             bucket,
             secure=parts.scheme == "s3s",
-            region=(query.get("region") or [None])[0],
+            region=query["region"][0] if "region" in query else None,
         )
     raise ValueError(f"unknown object store scheme {parts.scheme!r}")
 
