@@ -90,6 +90,33 @@ class JobQueue:
         session.add(job)
         return job
 
+    def enqueue_many(self, session: AsyncSession, kind: str, items: list[dict[str, Any]]) -> None:
+        """Add many jobs in the caller's transaction (one multi-row insert at flush).
+
+        Each item may carry ``payload``, ``organisation_id``, ``subject_id`` and ``run_after``.
+        """
+        try:
+            from hdhub.common.telemetry import inject_context
+
+            trace = inject_context()
+        except ImportError:  # pragma: no cover
+            trace = {}
+        now = utcnow()
+        session.add_all(
+            self.model(
+                id=new_id(),
+                kind=kind,
+                payload=item.get("payload") or {},
+                organisation_id=item.get("organisation_id"),
+                subject_id=item.get("subject_id"),
+                run_after=item.get("run_after") or now,
+                trace_context=trace,
+                status=QUEUED,
+                attempts=0,
+            )
+            for item in items
+        )
+
     async def claim(self, kinds: list[str], *, limit: int = 10, worker: str | None = None, now: datetime | None = None) -> list[Any]:
         """Take up to ``limit`` due jobs (or jobs whose lease ran out) for this worker."""
         now = now or utcnow()

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from hdhub.common.config import platform
-from hdhub.common.db import Database, after_commit, new_id, utcnow
+from hdhub.common.db import SCOPE_KEY, Database, TenancyViolation, after_commit, bulk_insert, new_id, utcnow
 from hdhub.common.errors import FieldProblem, Problem, conflict, not_found
 from hdhub.common.jobs import JobQueue
 from hdhub.common.wakeup import Wakeup
@@ -410,17 +410,21 @@ class Registrations:
         )
 
     async def _next_code(self, session: AsyncSession, dcd_number: int, now: datetime) -> str:
-        insert = pg_insert if self.db.is_postgres else sqlite_insert
+        sequence = await self._take_codes(session, dcd_number, now, 1)
+        return lifecycle.registration_code(dcd_number, now.year, sequence)
+
+    async def _take_codes(self, session: AsyncSession, dcd_number: int, now: datetime, count: int) -> int:
+        """Reserve ``count`` registration-code sequence numbers; returns the last one."""
+        upsert = pg_insert if self.db.is_postgres else sqlite_insert
         statement = (
-            insert(RegistrationCodeCounter)
-            .values(dcd_number=dcd_number, year=now.year, last=1)
+            upsert(RegistrationCodeCounter)
+            .values(dcd_number=dcd_number, year=now.year, last=count)
             .on_conflict_do_update(
-                index_elements=["dcd_number", "year"], set_={"last": RegistrationCodeCounter.last + 1}
+                index_elements=["dcd_number", "year"], set_={"last": RegistrationCodeCounter.last + count}
             )
             .returning(RegistrationCodeCounter.last)
         )
-        sequence = (await session.execute(statement)).scalar_one()
-        return lifecycle.registration_code(dcd_number, now.year, sequence)
+        return int((await session.execute(statement)).scalar_one())
 
 
 def _error_dict(e: Any) -> dict[str, str]:
@@ -500,6 +504,8 @@ async def upsert_batch(
     async def apply() -> BatchResult:
         plans: list[RowPlan] = []
         batch_errors = list(errors)
+        creates: list[_PendingCreate] = []
+        pending: dict[str, _PendingCreate] = {}
         async with registrations.db.session([organisation_id]) as session:
             fingerprint = request_fingerprint("UpsertBatch", entry.definition.dcd_code, [rows, options.__dict__])
             if batch_id and not options.dry_run:
@@ -559,15 +565,20 @@ async def upsert_batch(
                 if options.dry_run:
                     plans.append(RowPlan(i, "created", "", key or "", Status.SENDING if submit else Status.OPEN))
                     continue
-                reg = registrations._new(organisation_id, entry, key, result, actor)
-                session.add(reg)
-                await session.flush()
-                await registrations._record(session, reg, action="create", actor=actor, before={})
-                if submit:
-                    await registrations._transition(session, reg, Action.SUBMIT, actor=actor, entry=entry)
+                if key and key in pending:
+                    # The same key twice in one batch: the later row wins, one registration.
+                    first = pending[key]
+                    first.result, first.submit = result, submit
+                    plans[first.plan_index] = RowPlan(first.plan_index, "created", first.id, key, first.status)
+                    plans.append(RowPlan(i, "updated", first.id, key, first.status))
+                    continue
+                create = _PendingCreate(len(plans), new_id(), key, result, submit)
                 if key:
-                    stored[key] = reg
-                plans.append(RowPlan(i, "created", reg.id, reg.business_key, reg.status))
+                    pending[key] = create
+                creates.append(create)
+                plans.append(RowPlan(i, "created", create.id, create.key or f"id:{create.id}", create.status))
+            if creates:
+                await _insert_created(registrations, session, organisation_id, entry, creates, actor)
             outcome = BatchResult(plans, batch_errors, warnings, options.dry_run, entry.version)
             if batch_id and not options.dry_run:
                 session.add(
@@ -590,6 +601,96 @@ async def upsert_batch(
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+@dataclass
+class _PendingCreate:
+    plan_index: int
+    id: str
+    key: str | None
+    result: Any
+    submit: bool
+
+    @property
+    def status(self) -> Status:
+        return Status.SENDING if self.submit else Status.OPEN
+
+
+async def _insert_created(
+    registrations: Registrations,
+    session: AsyncSession,
+    organisation_id: str,
+    entry: CatalogueEntry,
+    creates: Sequence[_PendingCreate],
+    actor: Actor,
+) -> None:
+    """New registrations of a batch in a few multi-row statements, not one ORM flush per row:
+    the registrations, their history (create, and submit when submitted), registration codes
+    taken from the counter in one step, and the delivery jobs."""
+    if organisation_id not in session.info.get(SCOPE_KEY, ()):
+        raise TenancyViolation("bulk insert outside the session's organisations")
+    now = utcnow()
+    d = entry.definition
+    submitted = [c for c in creates if c.submit]
+    codes: dict[str, str] = {}
+    if submitted:
+        last = await registrations._take_codes(session, d.dcd_number, now, len(submitted))
+        first = last - len(submitted) + 1
+        codes = {c.id: lifecycle.registration_code(d.dcd_number, now.year, first + n) for n, c in enumerate(submitted)}
+    reg_rows, version_rows = [], []
+    for c in creates:
+        values, errors = c.result.values, [_error_dict(e) for e in c.result.errors]
+        reg_rows.append(
+            {
+                "id": c.id,
+                "organisation_id": organisation_id,
+                "project_code": d.project_code,
+                "dcd_code": d.dcd_code,
+                "dcd_version": entry.version,
+                "business_key": c.key or f"id:{c.id}",
+                "status": c.status.value,
+                "status_confirmation": None,
+                "registration_code": codes.get(c.id),
+                "values": values,
+                "errors": errors,
+                "version": 2 if c.submit else 1,
+                "created_by": actor.name,
+                "created_at": now,
+                "updated_at": now,
+                "submitted_at": now if c.submit else None,
+                "first_submitted_at": now if c.submit else None,
+            }
+        )
+        history: list[tuple[str, Status, int, list[str]]] = [("create", Status.OPEN, 1, sorted(values))]
+        if c.submit:
+            history.append(("submit", Status.SENDING, 2, []))
+        for action, status, version, changed in history:
+            version_rows.append(
+                {
+                    "organisation_id": organisation_id,
+                    "registration_id": c.id,
+                    "version": version,
+                    "action": action,
+                    "status": status.value,
+                    "dcd_version": entry.version,
+                    "values": values,
+                    "changed_fields": changed,
+                    "actor": actor.name,
+                    "via": actor.via,
+                    "comment": None,
+                    "at": now,
+                }
+            )
+    await bulk_insert(session, Registration, reg_rows)
+    await bulk_insert(session, RegistrationVersion, version_rows)
+    if submitted:
+        registrations.jobs.enqueue_many(
+            session,
+            DELIVER,
+            [{"organisation_id": organisation_id, "subject_id": c.id, "payload": {"version": 2}} for c in submitted],
+        )
+        await session.flush()
+        after_commit(session, registrations.wake.notify)
 
 
 def _batch_json(result: BatchResult) -> dict[str, Any]:
