@@ -157,7 +157,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine for ``url`` with sane defaults for each backend."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, poolclass=NullPool, **kwargs)
+        engine = create_async_engine(url, pool_size=5, max_overflow=5, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:
         engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kwargs)
@@ -170,14 +170,54 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return engine
 
 
+class _TaskLock:
+    """An asyncio lock the holding task may take again (a session opened inside another)."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+        self._depth = 0
+
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        if self._owner is task and task is not None:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        async with self._lock:
+            self._owner, self._depth = task, 1
+            try:
+                yield
+            finally:
+                self._owner, self._depth = None, 0
+
+
 class Database:
-    """A service's database: engine, sessions scoped to organisations, migrations."""
+    """A service's database: engine, sessions scoped to organisations, migrations.
+
+    On SQLite (one process on a laptop) transactions take turns through an in-process lock:
+    SQLite has one writer, and waiting on its file lock by polling made latency spiky and,
+    past the busy timeout, failed requests.
+    """
 
     def __init__(self, url: str, *, migrations: Path | None = None) -> None:
         self.url = url
         self.engine = make_engine(url)
         self.migrations = migrations
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._turns = _TaskLock() if self.engine.dialect.name == "sqlite" else None
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        if self._turns is None:
+            yield
+        else:
+            async with self._turns.held():
+                yield
 
     @property
     def is_postgres(self) -> bool:
@@ -186,20 +226,20 @@ class Database:
     @asynccontextmanager
     async def session(self, organisations: Iterable[str]) -> AsyncIterator[AsyncSession]:
         """A transaction that sees and writes only the given organisations' rows."""
-        async with self._sessions() as session:
+        async with self._turn(), self._sessions() as session:
             session.info[SCOPE_KEY] = frozenset(organisations)
             async with session.begin():
                 yield session
-            _run_after_commit(session)
+        _run_after_commit(session)
 
     @asynccontextmanager
     async def system_session(self) -> AsyncIterator[AsyncSession]:
         """A transaction across all organisations: background workers and seeding only."""
-        async with self._sessions() as session:
+        async with self._turn(), self._sessions() as session:
             session.info[SYSTEM_KEY] = True
             async with session.begin():
                 yield session
-            _run_after_commit(session)
+        _run_after_commit(session)
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic, in a thread: env.py runs its own loop)."""

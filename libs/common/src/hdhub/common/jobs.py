@@ -118,7 +118,9 @@ class JobQueue:
         )
 
     async def claim(self, kinds: list[str], *, limit: int = 10, worker: str | None = None, now: datetime | None = None) -> list[Any]:
-        """Take up to ``limit`` due jobs (or jobs whose lease ran out) for this worker."""
+        """Take up to ``limit`` due jobs (or jobs whose lease ran out) for this worker, in one
+        statement: ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``
+        on PostgreSQL (concurrent workers never take the same job); SQLite has one writer."""
         now = now or utcnow()
         worker = worker or worker_name()
         Job = self.model
@@ -126,32 +128,31 @@ class JobQueue:
             (Job.status == QUEUED) & (Job.run_after <= now),
             (Job.status == RUNNING) & (Job.lease_until < now),
         )
+        candidates = select(Job.id).where(Job.kind.in_(kinds), due).order_by(Job.run_after).limit(limit)
+        if self.db.is_postgres:
+            candidates = candidates.with_for_update(skip_locked=True)
+        statement = (
+            update(Job)
+            .where(Job.id.in_(candidates.scalar_subquery()), due)
+            .values(status=RUNNING, lease_until=now + self.lease, worker=worker, attempts=Job.attempts + 1)
+            .returning(Job)
+            .execution_options(synchronize_session=False)
+        )
         async with self.db.system_session() as session:
-            query = select(Job).where(Job.kind.in_(kinds), due).order_by(Job.run_after).limit(limit)
-            if self.db.is_postgres:
-                query = query.with_for_update(skip_locked=True)
-            candidates = list((await session.execute(query)).scalars())
-            claimed = []
-            for job in candidates:
-                # The conditional update makes the claim safe even without row locks.
-                result = await session.execute(
-                    update(Job)
-                    .where(Job.id == job.id, due)
-                    .values(status=RUNNING, lease_until=now + self.lease, worker=worker, attempts=Job.attempts + 1)
-                    .execution_options(synchronize_session=False)
-                )
-                if result.rowcount == 1:  # type: ignore[attr-defined]
-                    claimed.append(job.id)
-        if not claimed:
-            return []
-        async with self.db.system_session() as session:
-            return list((await session.execute(select(Job).where(Job.id.in_(claimed)))).scalars())
+            return list((await session.execute(statement)).scalars())
 
     async def finish(self, session: AsyncSession, job_id: str) -> None:
         """Mark a job done, in the transaction that applied its effect."""
         Job = self.model
         await session.execute(
             update(Job).where(Job.id == job_id).values(status=DONE, finished_at=utcnow(), lease_until=None)
+        )
+
+    async def finish_many(self, session: AsyncSession, job_ids: list[str]) -> None:
+        """Mark jobs done in one statement, in the transaction that applied their effects."""
+        Job = self.model
+        await session.execute(
+            update(Job).where(Job.id.in_(job_ids)).values(status=DONE, finished_at=utcnow(), lease_until=None)
         )
 
     async def fail(self, job_id: str, error: str, *, now: datetime | None = None) -> str:

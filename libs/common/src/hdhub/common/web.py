@@ -78,13 +78,38 @@ async def _on_rpc_error(request: Request, exc: Exception) -> Response:
     return problem_response(problem_from_rpc_error(exc), request.url.path)
 
 
-async def _on_unexpected(request: Request, exc: Exception) -> Response:
-    # The log line carries the trace id; the client gets nothing of the exception.
-    log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
-    return problem_response(
-        Problem(500, "internal", "Internal error", "Something went wrong on our side; the trace id is in our logs."),
-        request.url.path,
-    )
+class UnhandledErrors:
+    """Answers any exception no handler took with a bare 500 problem, and ends there.
+
+    (An ``Exception`` handler in Starlette sends the 500 but re-raises, so the server logs
+    the error twice and drops the client's keep-alive connection.)
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as exc:
+            # The log line carries the trace id; the client gets nothing of the exception.
+            log.error("unhandled error", exc_info=exc, extra={"path": scope.get("path")})
+            if not started:
+                problem = Problem(
+                    500, "internal", "Internal error", "Something went wrong on our side; the trace id is in our logs."
+                )
+                await problem_response(problem, scope.get("path"))(scope, receive, send)
 
 
 class BodySizeLimit:
@@ -139,7 +164,6 @@ def create_app(*, title: str, routers: Sequence[APIRouter], description: str = "
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(grpc.aio.AioRpcError, _on_rpc_error)
-    app.add_exception_handler(Exception, _on_unexpected)
     for router in routers:
         app.include_router(router)
 
@@ -147,7 +171,8 @@ def create_app(*, title: str, routers: Sequence[APIRouter], description: str = "
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.add_middleware(BodySizeLimit, max_bytes=platform().max_request_bytes, exempt_prefixes=("/api/v1/files",))
+    app.add_middleware(BodySizeLimit, max_bytes=platform().max_request_bytes, exempt_prefixes=("/api/v1/files", "/api/v1/uploads"))
+    app.add_middleware(UnhandledErrors)
     try:
         from hdhub.common.metrics import http_metrics_middleware, metrics_app
         from hdhub.common.telemetry import instrument_fastapi

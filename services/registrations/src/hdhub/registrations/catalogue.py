@@ -8,6 +8,7 @@ every replica without invalidation.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from importlib import resources
 
@@ -19,6 +20,8 @@ from hdhub.registrations.domain.dcd import DcdDefinition
 from hdhub.registrations.domain.validation import CompiledDcd, compile_dcd
 from hdhub.registrations.domain.xlsform import WorkbookError, read_workbook
 from hdhub.registrations.store import Dcd, DcdVersion, Project
+
+NEWEST_TTL_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -32,14 +35,14 @@ class CatalogueEntry:
         return str(self.definition.version)
 
 
-def _semver_key(v: DcdVersion) -> tuple[int, int, int]:
-    return (v.major, v.minor, v.patch)
-
-
 class Catalogue:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._entries: dict[tuple[str, str], CatalogueEntry] = {}
+        # The newest version per DCD, re-read after NEWEST_TTL_SECONDS so that a version
+        # imported through another replica is seen soon; imports here refresh it at once.
+        self._newest: dict[str, tuple[float, CatalogueEntry]] = {}
+        self._codes: dict[str, str] = {}
 
     async def import_workbook(self, data: bytes, *, actor: str) -> tuple[CatalogueEntry, bool]:
         """Import one workbook; returns the entry and whether it was new.
@@ -117,6 +120,7 @@ class Catalogue:
             await session.flush()
             entry = CatalogueEntry(definition, compile_dcd(definition), row.id)
         self._entries[(definition.dcd_code, version)] = entry
+        self._newest.pop(definition.dcd_code, None)
         return entry, True
 
     async def import_shipped(self) -> int:
@@ -140,18 +144,37 @@ class Catalogue:
 
     async def get(self, dcd_code: str, version: str | None = None) -> CatalogueEntry:
         """A DCD version (the newest when ``version`` is empty); 404 problem when unknown."""
-        if version and (dcd_code, version) in self._entries:
-            return self._entries[(dcd_code, version)]
+        if version:
+            entry = self._entries.get((dcd_code, version))
+            if entry is not None:
+                return entry
+        else:
+            newest = self._newest.get(dcd_code)
+            if newest is not None and time.monotonic() - newest[0] < NEWEST_TTL_SECONDS:
+                return newest[1]
         async with self.db.system_session() as session:
-            query = select(DcdVersion).where(DcdVersion.dcd_code == dcd_code)
+            query = select(DcdVersion.version, DcdVersion.major, DcdVersion.minor, DcdVersion.patch).where(
+                DcdVersion.dcd_code == dcd_code
+            )
             if version:
                 query = query.where(DcdVersion.version == version)
-            rows = list((await session.execute(query)).scalars())
-        if not rows:
-            if version:
-                raise not_found(f"DCD {dcd_code} version {version}")
-            raise not_found(f"DCD {dcd_code}")
-        return await self._entry(max(rows, key=_semver_key))
+            found = (await session.execute(query)).all()
+            if not found:
+                if version:
+                    raise not_found(f"DCD {dcd_code} version {version}")
+                raise not_found(f"DCD {dcd_code}")
+            chosen = max(found, key=lambda v: (v.major, v.minor, v.patch)).version
+            entry = self._entries.get((dcd_code, chosen))
+            if entry is None:
+                row = (
+                    await session.execute(
+                        select(DcdVersion).where(DcdVersion.dcd_code == dcd_code, DcdVersion.version == chosen)
+                    )
+                ).scalar_one()
+                entry = await self._entry(row)
+        if not version:
+            self._newest[dcd_code] = (time.monotonic(), entry)
+        return entry
 
     async def require_current(self, entry: CatalogueEntry) -> None:
         """Refuse work on a version that a newer MAJOR version superseded (DOMAIN.md: a major
@@ -168,6 +191,8 @@ class Catalogue:
 
     async def resolve_dcd(self, ref: str) -> str:
         """A DCD code from a code or a DCD number (v2 clients send numeric ids)."""
+        if ref in self._codes:
+            return self._codes[ref]
         async with self.db.system_session() as session:
             if ref.isdigit():
                 dcd = (await session.execute(select(Dcd).where(Dcd.number == int(ref)))).scalar_one_or_none()
@@ -175,6 +200,7 @@ class Catalogue:
                 dcd = await session.get(Dcd, ref)
         if dcd is None:
             raise not_found(f"DCD {ref}")
+        self._codes[ref] = dcd.code  # code and number of a DCD never change
         return dcd.code
 
     async def tree(self) -> list[tuple[Project, list[tuple[Dcd, list[DcdVersion]]]]]:

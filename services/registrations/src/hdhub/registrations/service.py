@@ -283,21 +283,33 @@ class Registrations:
 
     # --- worker -------------------------------------------------------------------
 
-    async def process_jobs(self, *, limit: int = 50) -> int:
-        """Finish sending: Sending -> Submitted with confirmation Pending. Delivery to the
+    async def process_jobs(self, *, limit: int = 100) -> int:
+        """Finish sending: Sending -> Submitted with confirmation Pending, for a batch of
+        jobs in one transaction (one per job only when the batch fails). Delivery to the
         central platform (pseudonymisation split, signatures) plugs in here."""
         jobs = await self.jobs.claim([DELIVER], limit=limit)
-        for job in jobs:
-            try:
-                async with self.db.system_session() as session:
-                    reg = await session.get(Registration, job.subject_id)
-                    if reg is not None and reg.status == Status.SENDING:
-                        await self._transition(session, reg, Action.PROCESSED, actor=Actor("hdhub", "worker"), entry=None)
-                    await self.jobs.finish(session, job.id)
-            except Exception as exc:  # a failure is retried with back-off, then parked
-                log.warning("delivery job failed", extra={"job_id": job.id, "error_type": type(exc).__name__})
-                await self.jobs.fail(job.id, type(exc).__name__)
+        if not jobs:
+            return 0
+        try:
+            async with self.db.system_session() as session:
+                await self._deliver(session, jobs)
+        except Exception:
+            for job in jobs:  # find the one that fails; the others go through
+                try:
+                    async with self.db.system_session() as session:
+                        await self._deliver(session, [job])
+                except Exception as exc:  # retried with back-off, then parked
+                    log.warning("delivery job failed", extra={"job_id": job.id, "error_type": type(exc).__name__})
+                    await self.jobs.fail(job.id, type(exc).__name__)
         return len(jobs)
+
+    async def _deliver(self, session: AsyncSession, jobs: Sequence[Any]) -> None:
+        ids = [j.subject_id for j in jobs]
+        regs = (await session.execute(select(Registration).where(Registration.id.in_(ids)))).scalars()
+        for reg in regs:
+            if reg.status == Status.SENDING:
+                await self._transition(session, reg, Action.PROCESSED, actor=Actor("hdhub", "worker"), entry=None)
+        await self.jobs.finish_many(session, [job.id for job in jobs])
 
     # --- internals ----------------------------------------------------------------
 
@@ -370,7 +382,8 @@ class Registrations:
             reg.status_confirmation = None
             if reg.registration_code is None:
                 assert entry is not None
-                reg.registration_code = await self._next_code(session, entry.definition.dcd_number, now)
+                with session.no_autoflush:  # one UPDATE of the row, not two
+                    reg.registration_code = await self._next_code(session, entry.definition.dcd_number, now)
             self.jobs.enqueue(
                 session, DELIVER, organisation_id=reg.organisation_id, subject_id=reg.id, payload={"version": reg.version}
             )
