@@ -165,3 +165,14 @@ async def test_another_organisations_token_cannot_submit_for_this_one(stack: Sta
     assert r.status_code == 401
     r = await stack.client.post(SUBMIT, json=record(), headers={"Authorization": "Bearer not.a.token"})
     assert r.status_code == 401
+
+
+async def test_concurrent_submissions_of_one_record_make_one_registration(stack: Stack) -> None:
+    h = await stack.headers(HIS)
+    values = record()
+    answers = await asyncio.gather(*[stack.client.post(SUBMIT, json=values, headers=h) for _ in range(6)])
+    assert {a.status_code for a in answers} == {202}, [a.text for a in answers if a.status_code != 202]
+    assert len({a.json()["registrationId"] for a in answers}) == 1
+    assert len({a.json()["businessKey"] for a in answers}) == 1
+    page = (await stack.client.get(f"/api/v1/registrations?business_key={answers[0].json()['businessKey']}", headers=h)).json()
+    assert page["total"] == 1

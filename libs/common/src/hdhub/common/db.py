@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import JSON, DateTime, String, TypeDecorator, event, insert
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, with_loader_criteria
 from sqlalchemy.pool import NullPool
@@ -136,10 +137,17 @@ async def bulk_insert(session: AsyncSession, table: Any, rows: Sequence[Mapping[
         driver = raw.driver_connection
         assert driver is not None
         names = ", ".join(f'"{c}"' for c in columns)
-        async with driver.cursor() as cursor:
-            async with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
-                for row in rows:
-                    await copy.write_row([Jsonb(row[c]) if c in json_columns and row[c] is not None else row[c] for c in columns])
+        import psycopg
+
+        try:
+            async with driver.cursor() as cursor:
+                async with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+                    for row in rows:
+                        await copy.write_row(
+                            [Jsonb(row[c]) if c in json_columns and row[c] is not None else row[c] for c in columns]
+                        )
+        except psycopg.IntegrityError as exc:  # callers handle SQLAlchemy's, as for any insert
+            raise IntegrityError(f"COPY {table.name}", None, exc) from exc
         return
     for start in range(0, len(rows), chunk):
         await session.execute(insert(table).values(list(rows[start : start + chunk])))

@@ -5,8 +5,10 @@ the lifecycle rules live in ``domain.lifecycle`` and the field rules in the DCD 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import random
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -41,6 +43,8 @@ from hdhub.registrations.store import (
 log = logging.getLogger("hdhub.registrations")
 
 DELIVER = "deliver"
+# Optimistic writes that lose a race are re-applied on fresh state, with a little jitter.
+WRITE_ATTEMPTS = 8
 # Rules a draft may break (it is incomplete); anything else means malformed input.
 DRAFT_TOLERATED_RULES = frozenset({"required", "constraint", "choice_filter", "calculation"})
 
@@ -119,15 +123,16 @@ class Registrations:
         args = {"organisation_id": organisation_id, "entry": entry, "result": result, "submit": submit, "actor": actor}
         if session is not None:
             return await self._put(session, replace_submitted=replace_submitted, **args)
-        for attempt in range(3):
+        for attempt in range(WRITE_ATTEMPTS):
             try:
                 async with self.db.session([organisation_id]) as own:
                     return await self._put(own, replace_submitted=replace_submitted, **args)
             except (IntegrityError, StaleDataError):
                 # A concurrent writer created the same business key first, or the worker
                 # moved the record on: apply ours again on the fresh state.
-                if attempt == 2:
-                    raise
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise Problem(409, "concurrent-write", "The registration is being changed by others; retry") from None
+                await asyncio.sleep(random.uniform(0, 0.01 * (attempt + 1)))
         raise AssertionError("unreachable")
 
     async def _put(
@@ -146,13 +151,10 @@ class Registrations:
         if key is not None:
             existing = await self._live_by_key(session, organisation_id, entry.definition.dcd_code, key)
         if existing is None:
-            reg = self._new(organisation_id, entry, key, result, actor)
-            session.add(reg)
-            await session.flush()
-            await self._record(session, reg, action="create", actor=actor, before={})
-            if submit:
-                await self._transition(session, reg, Action.SUBMIT, actor=actor, entry=entry)
-            return Outcome(reg, True, list(result.warnings))
+            # Created (and submitted) in one INSERT per table, as batches are.
+            create = _PendingCreate(0, new_id(), key, result, submit)
+            [row] = await _insert_created(self, session, organisation_id, entry, [create], actor)
+            return Outcome(Registration(**row), True, list(result.warnings))
         if submit:
             action = Action.RESUBMIT if replace_submitted else Action.SUBMIT
         else:
@@ -312,25 +314,6 @@ class Registrations:
         await self.jobs.finish_many(session, [job.id for job in jobs])
 
     # --- internals ----------------------------------------------------------------
-
-    def _new(self, organisation_id: str, entry: CatalogueEntry, key: str | None, result: Any, actor: Actor) -> Registration:
-        reg_id = new_id()
-        now = utcnow()
-        return Registration(
-            id=reg_id,
-            organisation_id=organisation_id,
-            project_code=entry.definition.project_code,
-            dcd_code=entry.definition.dcd_code,
-            dcd_version=entry.version,
-            business_key=key or f"id:{reg_id}",
-            status=Status.OPEN,
-            version=1,
-            values=result.values,
-            errors=[_error_dict(e) for e in result.errors],
-            created_by=actor.name,
-            created_at=now,
-            updated_at=now,
-        )
 
     async def _live_by_key(self, session: AsyncSession, organisation_id: str, dcd_code: str, key: str) -> Registration | None:
         return (
@@ -605,14 +588,15 @@ async def upsert_batch(
                 )
         return outcome
 
-    for attempt in range(3):
+    for attempt in range(WRITE_ATTEMPTS):
         try:
             return await apply()
         except (StaleDataError, IntegrityError):
             # A worker or another writer changed the same registrations meanwhile; the
             # whole batch rolled back, so it is simply applied again on fresh state.
-            if attempt == 2:
+            if attempt == WRITE_ATTEMPTS - 1:
                 raise
+            await asyncio.sleep(random.uniform(0, 0.02 * (attempt + 1)))
     raise AssertionError("unreachable")
 
 
@@ -636,7 +620,7 @@ async def _insert_created(
     entry: CatalogueEntry,
     creates: Sequence[_PendingCreate],
     actor: Actor,
-) -> None:
+) -> list[dict[str, Any]]:
     """New registrations of a batch in a few multi-row statements, not one ORM flush per row:
     the registrations, their history (create, and submit when submitted), registration codes
     taken from the counter in one step, and the delivery jobs."""
@@ -704,6 +688,7 @@ async def _insert_created(
         )
         await session.flush()
         after_commit(session, registrations.wake.notify)
+    return reg_rows
 
 
 def _batch_json(result: BatchResult) -> dict[str, Any]:
