@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections import OrderedDict
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import jwt
 from hdhub.common.errors import Problem, forbidden, unauthorized
 
 ORGANISATIONS_CLAIM = "organisations"
+VERIFIED_CACHE = 10_000
 
 
 class Role(StrEnum):
@@ -155,6 +157,7 @@ class TokenVerifier:
         self.audience = audience
         self.cache_seconds = cache_seconds
         self._keys: dict[str, Any] = {}
+        self._verified: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
 
@@ -182,6 +185,24 @@ class TokenVerifier:
         return self._keys[kid]
 
     async def verify(self, token: str) -> Principal:
+        """The principal of a valid token; a 401 problem otherwise.
+
+        A token verified once is remembered until it expires (at most ``VERIFIED_CACHE``
+        tokens): hospital systems send the same token with every request, and each hop of
+        a request (REST edge, then each gRPC server) verifies it.
+        """
+        now = time.time()
+        cached = self._verified.get(token)
+        if cached is not None and cached[0] > now:
+            self._verified.move_to_end(token)
+            return cached[1]
+        principal, expires = await self._verify(token)
+        self._verified[token] = (expires, principal)
+        if len(self._verified) > VERIFIED_CACHE:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -203,7 +224,7 @@ class TokenVerifier:
             raise unauthorized("The bearer token has expired.") from exc
         except jwt.PyJWTError as exc:
             raise unauthorized("The bearer token is not valid here.") from exc
-        return Principal.from_claims(claims, token)
+        return Principal.from_claims(claims, token), float(claims["exp"])
 
 
 _verifier: TokenVerifier | None = None
