@@ -14,7 +14,7 @@ from hdhub.common.web import create_app
 
 log = logging.getLogger("hdhub.cli")
 
-SERVICES = ("identity", "registrations")
+SERVICES = ("identity", "registrations", "uploads")
 
 
 def make_service(name: str) -> Service:
@@ -26,6 +26,10 @@ def make_service(name: str) -> Service:
         from hdhub.registrations.runtime import RegistrationsService
 
         return RegistrationsService()
+    if name == "uploads":
+        from hdhub.uploads.runtime import UploadsService
+
+        return UploadsService()
     raise KeyError(name)
 
 

@@ -1,0 +1,225 @@
+"""The Upload Center end to end against PostgreSQL COPY of the same rows, same run.
+
+    .venv/bin/python bench/bench_uploads.py [--rows 100000] [--small 20000] [--reader-rows 1000000]
+
+Needs postgresql://postgres@127.0.0.1:5432 and redis://127.0.0.1:6379 (`make services`).
+The whole stack runs in this process on fresh PostgreSQL databases (tests.support.stack),
+with its workers; the file goes in over the REST edge (ASGI, streamed from a temporary
+file) and is processed by the uploads worker through registrations' UpsertBatch.
+
+Measured:
+1. a generated ANGIO_HOSP file (realistic values, unique patients, ~3 % invalid rows);
+2. baseline: psycopg COPY of the same rows (every column text) into a plain table;
+3. hdhub: POST /api/v1/uploads until the upload is done (validation "none", autosubmit),
+   rows/s and the ratio to COPY; the same for a smaller file, with the peak RSS growth of
+   this process during each upload (it must not grow with the file);
+4. the reading pipeline alone (decode, parse, batch, spreadsheet checks; no gRPC) on a
+   larger file, to show constant memory at 1M rows without waiting on storage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import os
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.samples import VALID  # noqa: E402
+
+HIS = "az-demo-his"
+
+
+def rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def ssin_for(dob: date, serial: int) -> str:
+    body = f"{dob:%y%m%d}{serial:03d}"
+    return body + f"{97 - int(body) % 97:02d}"
+
+
+def rows(n: int, seed: int = 0) -> Iterator[dict[str, str]]:
+    base = dict(VALID["ANGIO_HOSP"])
+    start = date(1930, 1, 1)
+    for i in range(n):
+        dob = start + timedelta(days=(i * 7 + seed) % 25_000)
+        serial = (i // 25_000) + 1 + seed * 50
+        r = dict(base)
+        r["IDC_PAT"] = ssin_for(dob, serial)
+        r["DT_PAT_DOB"] = dob.strftime("%d/%m/%Y")
+        r["CD_PAT_SEX"] = "M" if serial % 2 else "F"
+        r["MS_HEIGHT"] = str(150 + i % 45)
+        r["MS_WEIGHT"] = f"{55 + i % 50}.0"
+        if i % 33 == 5:  # ~3 % invalid
+            r["MS_HEIGHT"] = "tall"
+        yield r
+
+
+def write_file(path: Path, n: int, seed: int) -> list[str]:
+    columns = list(VALID["ANGIO_HOSP"])
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, delimiter=";", lineterminator="\r\n")
+        w.writerow(columns)
+        for r in rows(n, seed):
+            w.writerow([r.get(c, "") for c in columns])
+    return columns
+
+
+def copy_baseline(path: Path, columns: list[str]) -> float:
+    import psycopg
+
+    url = os.environ.get("HDHUB_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_upload_copy")
+        conn.execute(
+            "CREATE UNLOGGED TABLE bench_upload_copy (" + ", ".join(f'"{c}" text' for c in columns) + ")"
+        )
+        conn.execute("DROP TABLE bench_upload_copy")
+        conn.execute("CREATE TABLE bench_upload_copy (" + ", ".join(f'"{c}" text' for c in columns) + ")")
+        t0 = time.perf_counter()
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY bench_upload_copy FROM STDIN WITH (FORMAT csv, DELIMITER ';', HEADER true)"
+            ) as copy,
+            path.open("rb") as f,
+        ):
+            while chunk := f.read(1024 * 1024):
+                copy.write(chunk)
+        elapsed = time.perf_counter() - t0
+        conn.execute("DROP TABLE bench_upload_copy")
+    return elapsed
+
+
+async def file_body(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(1024 * 1024):
+            yield chunk
+
+
+async def run_upload(stack: object, path: Path) -> tuple[float, int, dict[str, int]]:
+    client = stack.client  # type: ignore[attr-defined]
+    headers = {**(await stack.headers(HIS)), "Content-Type": "text/csv"}  # type: ignore[attr-defined]
+    base = rss_kb()
+    peak = base
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss_kb())
+            await asyncio.sleep(0.05)
+
+    sampler = asyncio.create_task(sample())
+    t0 = time.perf_counter()
+    r = await client.post(
+        "/api/v1/uploads",
+        params={
+            "dcd_code": "ANGIO_HOSP",
+            "validation": "none",
+            "autosubmit": "true",
+            "ignore_duplicates": "false",
+        },
+        content=file_body(path),
+        headers=headers,
+    )
+    assert r.status_code == 202, r.text
+    upload_id = r.json()["id"]
+    while True:
+        got = (await client.get(f"/api/v1/uploads/{upload_id}", headers=headers)).json()
+        if got["status"] in ("done", "failed"):
+            break
+        await asyncio.sleep(0.2)
+    elapsed = time.perf_counter() - t0
+    done.set()
+    await sampler
+    assert got["status"] == "done", got
+    return elapsed, peak - base, got["counts"]
+
+
+def reader_only(path: Path) -> tuple[float, int, int]:
+    from hdhub.uploads.domain.batches import Batches
+    from hdhub.uploads.domain.cells import FieldInfo
+    from hdhub.uploads.domain.csvfile import CsvFile
+
+    fields = {
+        c: FieldInfo(c, "date" if c.startswith("DT_") else "text", c == "IDC_PAT")
+        for c in VALID["ANGIO_HOSP"]
+    }
+
+    def chunks() -> Iterator[bytes]:
+        with path.open("rb") as f:
+            while chunk := f.read(1024 * 1024):
+                yield chunk
+
+    base = peak = rss_kb()
+    t0 = time.perf_counter()
+    f = CsvFile(chunks())
+    f.open()
+    batches = Batches(f, fields, 2000)
+    n = 0
+    while (b := batches.next()) is not None:
+        n += b.records
+        peak = max(peak, rss_kb())
+    return time.perf_counter() - t0, peak - base, n
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--small", type=int, default=20_000)
+    parser.add_argument("--reader-rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+
+    from tests.support.stack import running_stack
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpdir = Path(tmp)
+        big, small = tmpdir / "big.csv", tmpdir / "small.csv"
+        columns = write_file(big, args.rows, seed=1)
+        write_file(small, args.small, seed=2)
+        size_mb = big.stat().st_size / 1e6
+        copy_s = copy_baseline(big, columns)
+        print(f"file: {args.rows} rows, {len(columns)} columns, {size_mb:.1f} MB")
+        print(f"baseline COPY into a plain table: {copy_s:.2f} s ({args.rows / copy_s:,.0f} rows/s)")
+        async with running_stack("postgres", tmpdir / "stack") as stack:
+            t_small, mem_small, counts_small = await run_upload(stack, small)
+            t_big, mem_big, counts = await run_upload(stack, big)
+        print(
+            f"hdhub upload {args.small} rows: {t_small:.1f} s ({args.small / t_small:,.0f} rows/s), "
+            f"peak RSS growth {mem_small / 1024:.0f} MB, counts {counts_small}"
+        )
+        print(
+            f"hdhub upload {args.rows} rows: {t_big:.1f} s ({args.rows / t_big:,.0f} rows/s), "
+            f"peak RSS growth {mem_big / 1024:.0f} MB, counts {counts}"
+        )
+        print(f"ratio hdhub / COPY: {t_big / copy_s:.1f}x (aim: at most 5x)")
+        reader_file = tmpdir / "reader.csv"
+        write_file(reader_file, args.reader_rows, seed=3)
+        r100 = reader_only(big)
+        r1m = reader_only(reader_file)
+        print(
+            f"reading pipeline alone, {args.rows} rows: {r100[0]:.1f} s, peak RSS growth {r100[1] / 1024:.0f} MB"
+        )
+        print(
+            f"reading pipeline alone, {r1m[2]} rows: {r1m[0]:.1f} s, peak RSS growth {r1m[1] / 1024:.0f} MB"
+        )
+
+
+if __name__ == "__main__":
+    io.DEFAULT_BUFFER_SIZE = 1024 * 1024
+    asyncio.run(main())

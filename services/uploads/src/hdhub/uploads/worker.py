@@ -1,0 +1,455 @@
+"""Processing an upload: the job claimed with a lease, the file streamed from the object
+store and read in a thread (constant memory), batches sent to registrations with
+``batch_id = "{upload_id}:{batch_no}"`` (so a batch redone after a takeover is replayed,
+never stored twice), progress and the lease renewed after every batch in one transaction.
+
+"Validate all" runs two phases: every batch through ValidateBatch first, then, only if no
+row anywhere has an error, every batch through UpsertBatch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Any
+
+import grpc
+from sqlalchemy import update
+
+from hdhub.common.auth import Principal, current_principal
+from hdhub.common.db import utcnow
+from hdhub.common.jobs import PARKED, RUNNING, worker_name
+from hdhub.uploads import registrations as regs
+from hdhub.uploads.domain.batches import Batch, Batches, check_header
+from hdhub.uploads.domain.cells import code_hint, masked
+from hdhub.uploads.domain.csvfile import CsvFile, FileRefused, Finding
+from hdhub.uploads.domain.messages import message
+from hdhub.uploads.reports import write_part
+from hdhub.uploads.service import PROCESS, Uploads
+from hdhub.uploads.store import Job, Upload
+
+log = logging.getLogger("hdhub.uploads.worker")
+
+#: Answers of registrations that no retry will change.
+PERMANENT = {
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+class LeaseLost(Exception):
+    """Another worker took the job over; this one stops without writing more."""
+
+
+class Abandon(BaseException):  # noqa: N818 - a test's stand-in for a worker process dying
+    """Raised by a test hook: leave the job as a crashed worker would (lease held)."""
+
+
+_END = object()
+
+
+class _Source:
+    """Bytes pumped from the object store (async) to the reading thread (sync), through a
+    small bounded queue: at most a few chunks are in memory."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self.closed = threading.Event()
+
+    async def pump(self, stream: Any) -> None:
+        try:
+            async for chunk in stream:
+                await self._put(chunk)
+            await self._put(_END)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._put(exc)
+
+    async def _put(self, item: Any) -> None:
+        while not self.closed.is_set():
+            try:
+                self.queue.put_nowait(item)
+                return
+            except queue.Full:
+                await asyncio.sleep(0.002)
+
+    def chunks(self) -> Iterator[bytes]:
+        while True:
+            item = self.queue.get()
+            if item is _END:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+
+def finding_dict(f: Finding, personal: bool = False) -> dict[str, Any]:
+    d = asdict(f)
+    d["value"] = masked(f.value, personal)
+    return d
+
+
+class UploadRun:
+    def __init__(self, uploads: Uploads, job: Any, upload: Upload, worker: str) -> None:
+        self.uploads, self.job, self.upload, self.worker = uploads, job, upload, worker
+        self.store = uploads.store
+        self.options = dict(upload.options)
+        self.lang = upload.language
+        self.counts: Counter[str] = Counter(upload.counts)
+        self.findings: list[dict[str, Any]] = list(upload.findings)
+        self.steps = dict(upload.steps)
+
+    # --- the run ------------------------------------------------------------------
+    async def run(self) -> None:
+        up = self.upload
+        self.dcd = await regs.dcd_summary(up.dcd_code, up.dcd_version)
+        size = int(self.options.get("batch_rows") or self.uploads.settings.batch_rows)
+        initial = "validating" if self.options.get("validation") == "validate_all" else "storing"
+        if up.phase == initial and up.batches_done == 0 and not await self._scan():
+            # The file cannot be read to its end: refused before anything is stored.
+            await self._finish(stored=False)
+            return
+        if up.phase == "validating":
+            errors = await self._pass("validating", size, up.batches_done if up.phase == "validating" else 0)
+            if errors or self._file_errors():
+                await self._finish(stored=False)
+                return
+            self.counts["rows_read"] = self.counts["rows_checked"] = 0
+            await self._save_progress(phase="storing", batches_done=0)
+        await self._pass("storing", size, up.batches_done if up.phase == "storing" else 0)
+        await self._finish(stored=not self.options.get("dry_run"))
+
+    async def _scan(self) -> bool:
+        """Read the whole file once for its structure (encoding, separator, header, every
+        record parsable, no binary or endless line): False when it must be refused."""
+        source = _Source()
+        pump = asyncio.create_task(source.pump(self.store.stream(self.upload.object_key)))
+        settings = self.uploads.settings
+        csvfile = CsvFile(
+            source.chunks(), max_line_bytes=settings.max_line_bytes, max_columns=settings.max_columns
+        )
+
+        def scan() -> int:
+            csvfile.open()
+            return sum(1 for _ in csvfile.records())
+
+        self.steps["validity_check"] = "running"
+        try:
+            records = await asyncio.to_thread(scan)
+        except FileRefused as refused:
+            self.findings = [finding_dict(refused.finding)]
+            return False
+        finally:
+            source.closed.set()
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pump
+        self.file_info = {
+            "encoding": csvfile.encoding,
+            "bom": csvfile.bom,
+            "delimiter": csvfile.delimiter,
+            "columns": len(csvfile.header),
+            "records": records,
+        }
+        await self._save_progress(phase=self.upload.phase, batches_done=0)
+        return True
+
+    def _file_errors(self) -> bool:
+        return any(f["severity"] == "error" for f in self.findings)
+
+    async def _pass(self, phase: str, size: int, start_batch: int) -> int:
+        """Read the whole file once, sending batches from ``start_batch`` on; the number of
+        rows with errors found in this pass."""
+        source = _Source()
+        pump = asyncio.create_task(source.pump(self.store.stream(self.upload.object_key)))
+        settings = self.uploads.settings
+        csvfile = CsvFile(
+            source.chunks(), max_line_bytes=settings.max_line_bytes, max_columns=settings.max_columns
+        )
+        rows_with_errors = 0
+        self.steps["validity_check"] = "running"
+        if phase == "storing":
+            self.steps["upload"] = "running"
+        try:
+            try:
+                header = await asyncio.to_thread(csvfile.open)
+                if start_batch == 0:
+                    self.findings = [finding_dict(f) for f in csvfile.findings]
+                    self.findings += [
+                        finding_dict(f)
+                        for f in check_header(header, self.dcd.fields, self.dcd.required, self.dcd.dcd_code)
+                    ]
+                if self._file_errors():
+                    return 1
+                batches = await asyncio.to_thread(Batches, csvfile, self.dcd.fields, size)
+                if batches.empty and start_batch == 0:
+                    self.findings.append(finding_dict(Finding("header_only", "error", line=1)))
+                    return 1
+                if start_batch:
+                    skipped = await asyncio.to_thread(batches.skip, start_batch)
+                    self.counts["rows_read"] = skipped
+                while True:
+                    batch = await asyncio.to_thread(batches.next)
+                    if batch is None:
+                        break
+                    rows_with_errors += await self._batch(phase, batch)
+                # findings known only at the end (encoding of later lines)
+                for f in csvfile.findings:
+                    d = finding_dict(f)
+                    if d not in self.findings:
+                        self.findings.append(d)
+            except FileRefused as refused:
+                self.findings.append(finding_dict(refused.finding))
+                return 1
+        finally:
+            source.closed.set()
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pump
+        return rows_with_errors
+
+    async def _batch(self, phase: str, batch: Batch) -> int:
+        up = self.upload
+        errors: list[tuple[Any, ...]] = []
+        success: list[tuple[Any, ...]] = []
+        error_rows: set[int] = set()
+        for record, findings in batch.set_aside:
+            for f in findings:
+                personal = bool(
+                    f.column and self.dcd.fields.get(f.column) and self.dcd.fields[f.column].personal_data
+                )
+                errors.append(
+                    (
+                        record.line,
+                        record.number,
+                        f.column,
+                        masked(f.value, personal),
+                        f.rule,
+                        f.severity,
+                        message(f.rule, self.lang, f.params),
+                    )
+                )
+        warnings = 0
+        if batch.sent:
+            rows = await asyncio.to_thread(regs.encode_columns, batch.columns)
+            if phase == "validating":
+                vreply = await regs.validate_batch(
+                    organisation_id=up.organisation_id, dcd=self.dcd, rows=rows, language=self.lang
+                )
+                field_errors, field_warnings = list(vreply.errors), list(vreply.warnings)
+                self.counts["rows_checked"] += batch.sent
+            else:
+                ureply = await regs.upsert_batch(
+                    organisation_id=up.organisation_id,
+                    dcd=self.dcd,
+                    rows=rows,
+                    language=self.lang,
+                    options=self.options,
+                    batch_id=f"{up.id}:{batch.number}",
+                    author=up.uploaded_by,
+                )
+                field_errors, field_warnings = list(ureply.errors), list(ureply.warnings)
+                self.counts["rows_checked"] += batch.sent
+                for r in ureply.results:
+                    outcome = regs.outcome_name(r.outcome)
+                    self.counts[outcome] += 1
+                    if outcome != "rejected":
+                        i = r.row_index
+                        success.append(
+                            (
+                                batch.lines[i],
+                                batch.numbers[i],
+                                outcome,
+                                r.registration_id,
+                                r.business_key,
+                                r.status,
+                            )
+                        )
+            for severity, items in (("error", field_errors), ("warning", field_warnings)):
+                # After Validate all's first pass, warnings were reported already.
+                if (
+                    phase == "storing"
+                    and severity == "warning"
+                    and self.upload.options.get("validation") == "validate_all"
+                ):
+                    continue
+                for e in items:
+                    i = e.row_index
+                    info = self.dcd.fields.get(e.field)
+                    column = batch.columns.get(e.field)
+                    value = (column[i] if column is not None else None) or ""
+                    msg = e.message
+                    if (
+                        severity == "error"
+                        and e.rule == "choice"
+                        and info is not None
+                        and code_hint(info, value)
+                    ):
+                        msg = message("code_leading_zero", self.lang, {"message": e.message})
+                    errors.append(
+                        (
+                            batch.lines[i],
+                            batch.numbers[i],
+                            e.field,
+                            masked(value, bool(info and info.personal_data)),
+                            e.rule,
+                            severity,
+                            msg,
+                        )
+                    )
+                    if severity == "error":
+                        error_rows.add(i)
+                    else:
+                        warnings += 1
+        self.counts["rows_read"] += batch.records
+        self.counts["rejected"] += len(batch.set_aside)
+        self.counts["errors"] += len(error_rows) + len(batch.set_aside)
+        self.counts["warnings"] += warnings
+        await write_part(self.store, up.organisation_id, up.id, "errors", phase, batch.number, errors)
+        if phase == "storing":
+            await write_part(self.store, up.organisation_id, up.id, "success", phase, batch.number, success)
+        hook = self.uploads.after_batch
+        if hook is not None:
+            hook(up.id, phase, batch.number)
+        await self._save_progress(phase=phase, batches_done=batch.number + 1)
+        return len(error_rows) + len(batch.set_aside)
+
+    # --- persistence ----------------------------------------------------------------
+    async def _save_progress(self, *, phase: str, batches_done: int) -> None:
+        now = utcnow()
+        async with self.uploads.db.system_session() as session:
+            renewed = await session.execute(
+                update(Job)
+                .where(Job.id == self.job.id, Job.worker == self.worker, Job.status == RUNNING)
+                .values(lease_until=now + timedelta(seconds=self.uploads.settings.lease_seconds))
+            )
+            if renewed.rowcount != 1:  # type: ignore[attr-defined]
+                raise LeaseLost(self.job.id)
+            upload = await session.get(Upload, self.upload.id)
+            assert upload is not None
+            upload.status = "processing"
+            upload.phase, upload.batches_done = phase, batches_done
+            upload.counts = dict(self.counts)
+            upload.findings = list(self.findings)
+            upload.steps = dict(self.steps)
+            upload.file_info = getattr(self, "file_info", upload.file_info)
+            upload.updated_at = now
+        self.upload.phase, self.upload.batches_done = phase, batches_done
+
+    async def _finish(self, *, stored: bool) -> None:
+        counts = self.counts
+        validate_all = self.options.get("validation") == "validate_all"
+        any_error = counts["errors"] > 0 or self._file_errors()
+        any_warning = counts["warnings"] > 0 or any(f["severity"] == "warning" for f in self.findings)
+        self.steps["validity_check"] = "errors" if any_error else "warnings" if any_warning else "success"
+        nothing_stored = self._file_errors() or (validate_all and any_error)
+        if nothing_stored:
+            self.steps["upload"] = "errors"
+            counts["rejected"] = counts["rows_read"]
+            for k in ("created", "updated", "ignored_duplicate", "kept_stored"):
+                counts[k] = 0
+        elif counts["rejected"]:
+            self.steps["upload"] = "warnings"
+        else:
+            self.steps["upload"] = "success"
+        self.steps["finalize"] = "success"
+        now = utcnow()
+        async with self.uploads.db.system_session() as session:
+            upload = await session.get(Upload, self.upload.id)
+            assert upload is not None
+            upload.status = "done"
+            upload.counts = dict(counts)
+            upload.findings = list(self.findings)
+            upload.steps = dict(self.steps)
+            upload.file_info = getattr(self, "file_info", upload.file_info)
+            upload.options = {**upload.options, "nothing_stored": bool(nothing_stored or not stored)}
+            upload.caller_token = None
+            upload.finished_at = upload.updated_at = now
+            await self.uploads.jobs.finish(session, self.job.id)
+
+
+async def fail_upload(uploads: Uploads, upload_id: str, detail: str) -> None:
+    async with uploads.db.system_session() as session:
+        upload = await session.get(Upload, upload_id)
+        if upload is None:
+            return
+        upload.status = "failed"
+        upload.error = detail[:2000]
+        upload.steps = {**upload.steps, "finalize": "errors"}
+        upload.findings = [
+            *upload.findings,
+            {
+                "rule": "technical_failure",
+                "severity": "error",
+                "line": 0,
+                "record": 0,
+                "column": "",
+                "value": "",
+                "params": {"detail": detail[:300]},
+            },
+        ]
+        upload.caller_token = None
+        upload.finished_at = upload.updated_at = utcnow()
+
+
+async def process_jobs(uploads: Uploads, *, worker: str | None = None) -> int:
+    """Claim and run at most one upload job; 1 when one was claimed."""
+    worker = worker or f"{worker_name()}:{uuid.uuid4().hex[:8]}"
+    jobs = await uploads.jobs.claim([PROCESS], limit=1, worker=worker)
+    for job in jobs:
+        async with uploads.db.system_session() as session:
+            upload = await session.get(Upload, job.subject_id)
+        if upload is None:
+            async with uploads.db.system_session() as session:
+                await uploads.jobs.finish(session, job.id)
+            continue
+        principal = Principal(
+            subject=upload.uploaded_by,
+            username=upload.uploaded_by,
+            client_id=None,
+            is_system=False,
+            memberships={},
+            token=upload.caller_token or "",
+        )
+        reset = current_principal.set(principal)
+        try:
+            await UploadRun(uploads, job, upload, worker).run()
+        except LeaseLost:
+            log.warning("upload job taken over by another worker", extra={"job_id": job.id})
+        except Abandon:
+            log.warning("upload job abandoned (test)", extra={"job_id": job.id})
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in PERMANENT:
+                await fail_upload(
+                    uploads, upload.id, f"registrations answered {exc.code().name}: {exc.details()}"
+                )
+                async with uploads.db.system_session() as session:
+                    await uploads.jobs.finish(session, job.id)
+            else:
+                await _retry(uploads, job.id, upload.id, f"registrations answered {exc.code().name}")
+        except Exception as exc:
+            log.exception("upload job failed", extra={"job_id": job.id})
+            await _retry(uploads, job.id, upload.id, type(exc).__name__)
+        finally:
+            current_principal.reset(reset)
+    return len(jobs)
+
+
+async def _retry(uploads: Uploads, job_id: str, upload_id: str, detail: str) -> None:
+    if await uploads.jobs.fail(job_id, detail) == PARKED:
+        await fail_upload(uploads, upload_id, detail)
+
+
+Hook = Callable[[str, str, int], None]
