@@ -234,6 +234,16 @@ def build_router(service: UploadsService) -> APIRouter:
         autosubmit: bool | None = None,
         dry_run: bool = False,
         filename: Annotated[str | None, Query(max_length=255, description="For a text/csv body")] = None,
+        kind: Annotated[
+            Literal["registrations", "sequences"],
+            Query(
+                description="`sequences`: a HIV_Sequence `filename;recordname;genetic_sequence` file held until an upload links it"
+            ),
+        ] = "registrations",
+        linked_upload_id: Annotated[
+            str | None,
+            Query(max_length=36, description="The held sequences upload validated together with this one"),
+        ] = None,
         idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
     ) -> JSONResponse:
         """Store the file as it arrives (refused past the size limit) and queue its processing.
@@ -257,6 +267,14 @@ def build_router(service: UploadsService) -> APIRouter:
         }
         options.update({k: v for k, v in overrides.items() if v is not None})
         options["dry_run"] = dry_run
+        options["kind"] = kind
+        if linked_upload_id is not None:
+            linked = await uploads.get([org], linked_upload_id)
+            if linked.options.get("kind") != "sequences" or linked.status != "held":
+                raise Problem(
+                    409, "not-linkable", "That upload cannot be linked", "Link a held sequences upload, once."
+                )
+            options["linked_upload_id"] = linked.id
         content_type, params = parse_options_header(request.headers.get("content-type", ""))
         holder = {"filename": filename or "upload.csv"}
         if content_type == b"multipart/form-data":

@@ -161,11 +161,15 @@ class Uploads:
             created_at=now,
             updated_at=now,
         )
+        held = options.get("kind") == "sequences"
+        if held:  # a linked file waits for the upload that links it; it has no job of its own
+            upload.status, upload.steps = "held", {**upload.steps, "validity_check": "pending"}
         try:
             async with self.db.session([organisation_id]) as session:
                 session.add(upload)
-                self.jobs.enqueue(session, PROCESS, organisation_id=organisation_id, subject_id=upload_id)
-                after_commit(session, self.wake.notify)
+                if not held:
+                    self.jobs.enqueue(session, PROCESS, organisation_id=organisation_id, subject_id=upload_id)
+                    after_commit(session, self.wake.notify)
         except IntegrityError:  # the same Idempotency-Key raced us: keep the first
             await self.store.delete(key)
             existing = await self.find_by_idempotency_key(organisation_id, idempotency_key or "")

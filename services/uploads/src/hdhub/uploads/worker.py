@@ -30,7 +30,8 @@ from hdhub.common.jobs import PARKED, RUNNING, worker_name
 from hdhub.uploads import registrations as regs
 from hdhub.uploads.domain.batches import Batch, Batches, check_header
 from hdhub.uploads.domain.cells import code_hint, masked
-from hdhub.uploads.domain.csvfile import CsvFile, FileRefused, Finding
+from hdhub.uploads.domain.csvfile import CsvFile, FileRefused, Finding, Record
+from hdhub.uploads.domain.linked import SequenceIndex, read_sequences
 from hdhub.uploads.domain.messages import message
 from hdhub.uploads.reports import write_part
 from hdhub.uploads.service import PROCESS, Uploads
@@ -115,6 +116,11 @@ class UploadRun:
     async def run(self) -> None:
         up = self.upload
         self.dcd = await regs.dcd_summary(up.dcd_code, up.dcd_version)
+        self.link: SequenceIndex | None = None
+        self.linked: Upload | None = None
+        self.link_seen: set[str] = set()
+        if self.options.get("linked_upload_id"):
+            await self._load_link(str(self.options["linked_upload_id"]))
         size = int(self.options.get("batch_rows") or self.uploads.settings.batch_rows)
         initial = "validating" if self.options.get("validation") == "validate_all" else "storing"
         if up.phase == initial and up.batches_done == 0 and not await self._scan():
@@ -131,6 +137,94 @@ class UploadRun:
         await self._pass("storing", size, up.batches_done if up.phase == "storing" else 0)
         await self._finish(stored=not self.options.get("dry_run"))
 
+    async def _load_link(self, linked_id: str) -> None:
+        async with self.uploads.db.system_session() as session:
+            self.linked = await session.get(Upload, linked_id)
+        assert self.linked is not None
+        source = _Source()
+        pump = asyncio.create_task(source.pump(self.store.stream(self.linked.object_key)))
+        settings = self.uploads.settings
+        csvfile = CsvFile(
+            source.chunks(), max_line_bytes=settings.max_line_bytes, max_columns=settings.max_columns
+        )
+        try:
+            self.link = await asyncio.to_thread(read_sequences, csvfile, self.linked.filename)
+        except FileRefused as refused:
+            f = refused.finding
+            self.link = SequenceIndex(self.linked.filename)
+            self.link.findings.append(
+                Finding(f.rule, f.severity, f.line, f.record, f"{self.linked.filename}:", "", f.params)
+            )
+        finally:
+            source.closed.set()
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pump
+
+    def _link_findings(self, referenced: set[str]) -> list[dict[str, Any]]:
+        """The sequence file's own findings, and its records no metadata row references."""
+        assert self.link is not None and self.linked is not None
+        found = [finding_dict(f) for f in self.link.findings]
+        for name, line in self.link.records.items():
+            if name not in referenced:
+                found.append(
+                    finding_dict(
+                        Finding(
+                            "sequence_not_referenced",
+                            "error",
+                            line,
+                            0,
+                            f"{self.linked.filename}:recordname",
+                            name,
+                        )
+                    )
+                )
+        return found
+
+    def _apply_link(self, batch: Batch) -> None:
+        """Set aside metadata rows whose sequence is missing, linked twice, or in another file."""
+        assert self.link is not None
+        recrd = batch.columns.get("TX_ATT_RECRD") or [None] * batch.sent
+        att = batch.columns.get("TX_ATT") or [None] * batch.sent
+        bad: dict[int, list[Finding]] = {}
+        for i in range(batch.sent):
+            name = recrd[i] or ""
+            line, number = batch.lines[i], batch.numbers[i]
+            if att[i] != self.link.filename:
+                bad.setdefault(i, []).append(
+                    Finding(
+                        "linked_file_mismatch",
+                        "error",
+                        line,
+                        number,
+                        "TX_ATT",
+                        att[i] or "",
+                        {"expected": self.link.filename},
+                    )
+                )
+            if name not in self.link.records:
+                bad.setdefault(i, []).append(
+                    Finding(
+                        "linked_record_missing", "error", line, number, "TX_ATT_RECRD", name, {"value": name}
+                    )
+                )
+            elif name in self.link_seen:
+                bad.setdefault(i, []).append(
+                    Finding(
+                        "linked_record_twice", "error", line, number, "TX_ATT_RECRD", name, {"value": name}
+                    )
+                )
+            self.link_seen.add(name)
+        if not bad:
+            return
+        keep = [i for i in range(batch.sent) if i not in bad]
+        for i, findings in bad.items():
+            batch.set_aside.append((Record(batch.lines[i], batch.numbers[i], []), findings))
+        batch.set_aside.sort(key=lambda item: item[0].line)
+        batch.columns = {k: [v[i] for i in keep] for k, v in batch.columns.items()}
+        batch.lines = [batch.lines[i] for i in keep]
+        batch.numbers = [batch.numbers[i] for i in keep]
+
     async def _scan(self) -> bool:
         """Read the whole file once for its structure (encoding, separator, header, every
         record parsable, no binary or endless line): False when it must be refused."""
@@ -141,9 +235,18 @@ class UploadRun:
             source.chunks(), max_line_bytes=settings.max_line_bytes, max_columns=settings.max_columns
         )
 
+        referenced: set[str] = set()
+
         def scan() -> int:
-            csvfile.open()
-            return sum(1 for _ in csvfile.records())
+            header = csvfile.open()
+            if self.link is None or "TX_ATT_RECRD" not in header:
+                return sum(1 for _ in csvfile.records())
+            at, n = header.index("TX_ATT_RECRD"), 0
+            for r in csvfile.records():
+                n += 1
+                if at < len(r.values):
+                    referenced.add(r.values[at].strip())
+            return n
 
         self.steps["validity_check"] = "running"
         try:
@@ -163,6 +266,11 @@ class UploadRun:
             "columns": len(csvfile.header),
             "records": records,
         }
+        if self.link is not None:
+            self.link_errors = self._link_findings(referenced)
+            if any(f["severity"] == "error" for f in self.link_errors):
+                self.findings = self.link_errors  # validated together: the pair is refused
+                return False
         await self._save_progress(phase=self.upload.phase, batches_done=0)
         return True
 
@@ -225,6 +333,9 @@ class UploadRun:
         errors: list[tuple[Any, ...]] = []
         success: list[tuple[Any, ...]] = []
         error_rows: set[int] = set()
+        warnings = 0
+        if self.link is not None:
+            self._apply_link(batch)
         for record, findings in batch.set_aside:
             for f in findings:
                 personal = bool(
@@ -241,7 +352,6 @@ class UploadRun:
                         message(f.rule, self.lang, f.params),
                     )
                 )
-        warnings = 0
         if batch.sent:
             rows = await asyncio.to_thread(regs.encode_columns, batch.columns)
             if phase == "validating":
@@ -377,6 +487,13 @@ class UploadRun:
             upload.options = {**upload.options, "nothing_stored": bool(nothing_stored or not stored)}
             upload.caller_token = None
             upload.finished_at = upload.updated_at = now
+            if self.linked is not None:
+                linked = await session.get(Upload, self.linked.id)
+                if linked is not None:
+                    linked.status = "linked"
+                    linked.steps = dict(self.steps)
+                    linked.options = {**linked.options, "linked_by": upload.id}
+                    linked.finished_at = linked.updated_at = now
             await self.uploads.jobs.finish(session, self.job.id)
 
 

@@ -162,6 +162,66 @@ MESSAGES: dict[str, dict[str, str]] = {
         "nl": "De upload kon niet verwerkt worden: {detail}",
         "de": "Der Upload konnte nicht verarbeitet werden: {detail}",
     },
+    "sequence_file_name": {
+        "en": "The sequence file must be named ARL_yyyymmddHHMMSS.csv (e.g. HSP_20240827092014.csv).",
+        "fr": "Le fichier de séquences doit s'appeler ARL_aaaammjjHHMMSS.csv (p. ex. HSP_20240827092014.csv).",
+        "nl": "Het sequentiebestand moet ARL_jjjjmmddUUMMSS.csv heten (bv. HSP_20240827092014.csv).",
+        "de": "Die Sequenzdatei muss ARL_jjjjmmttHHMMSS.csv heißen (z. B. HSP_20240827092014.csv).",
+    },
+    "sequence_header": {
+        "en": "The sequence file's header must be filename;recordname;genetic_sequence.",
+        "fr": "L'en-tête du fichier de séquences doit être filename;recordname;genetic_sequence.",
+        "nl": "De kopregel van het sequentiebestand moet filename;recordname;genetic_sequence zijn.",
+        "de": "Die Kopfzeile der Sequenzdatei muss filename;recordname;genetic_sequence sein.",
+    },
+    "sequence_filename_column": {
+        "en": "filename must be the sequence file's own name, {expected}.",
+        "fr": "filename doit être le nom du fichier de séquences, {expected}.",
+        "nl": "filename moet de naam van het sequentiebestand zelf zijn, {expected}.",
+        "de": "filename muss der Name der Sequenzdatei selbst sein, {expected}.",
+    },
+    "sequence_recordname": {
+        "en": "recordname must be {expected}_ followed by 5 digits.",
+        "fr": "recordname doit être {expected}_ suivi de 5 chiffres.",
+        "nl": "recordname moet {expected}_ zijn gevolgd door 5 cijfers.",
+        "de": "recordname muss {expected}_ gefolgt von 5 Ziffern sein.",
+    },
+    "sequence_letters": {
+        "en": "The genetic sequence is empty or holds characters that are not nucleotide codes.",
+        "fr": "La séquence génétique est vide ou contient des caractères qui ne sont pas des codes de nucléotides.",
+        "nl": "De genetische sequentie is leeg of bevat tekens die geen nucleotidecodes zijn.",
+        "de": "Die genetische Sequenz ist leer oder enthält Zeichen, die keine Nukleotidcodes sind.",
+    },
+    "sequence_duplicate": {
+        "en": "This recordname appears more than once in the sequence file.",
+        "fr": "Ce recordname figure plusieurs fois dans le fichier de séquences.",
+        "nl": "Deze recordname staat meer dan eens in het sequentiebestand.",
+        "de": "Dieser recordname kommt mehrmals in der Sequenzdatei vor.",
+    },
+    "sequence_not_referenced": {
+        "en": "No registration in the metadata file has this recordname as TX_ATT_RECRD.",
+        "fr": "Aucun enregistrement du fichier de métadonnées n'a ce recordname comme TX_ATT_RECRD.",
+        "nl": "Geen registratie in het metadatabestand heeft deze recordname als TX_ATT_RECRD.",
+        "de": "Keine Registrierung der Metadatendatei hat diesen recordname als TX_ATT_RECRD.",
+    },
+    "linked_record_missing": {
+        "en": "The linked sequence file has no recordname {value}.",
+        "fr": "Le fichier de séquences lié n'a pas de recordname {value}.",
+        "nl": "Het gekoppelde sequentiebestand heeft geen recordname {value}.",
+        "de": "Die verknüpfte Sequenzdatei hat keinen recordname {value}.",
+    },
+    "linked_record_twice": {
+        "en": "Another registration of this file already links recordname {value}.",
+        "fr": "Un autre enregistrement de ce fichier lie déjà le recordname {value}.",
+        "nl": "Een andere registratie in dit bestand koppelt recordname {value} al.",
+        "de": "Eine andere Registrierung dieser Datei verknüpft recordname {value} bereits.",
+    },
+    "linked_file_mismatch": {
+        "en": "TX_ATT must name the linked sequence file, {expected}.",
+        "fr": "TX_ATT doit nommer le fichier de séquences lié, {expected}.",
+        "nl": "TX_ATT moet het gekoppelde sequentiebestand noemen, {expected}.",
+        "de": "TX_ATT muss die verknüpfte Sequenzdatei nennen, {expected}.",
+    },
 }
 
 
