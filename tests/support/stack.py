@@ -89,6 +89,8 @@ async def running_stack(backend: str, tmp_path: Any, *, workers: bool = True) ->
     os.environ["HDHUB_DATA_DIR"] = str(tmp_path)
     if backend == "postgres":  # the production shape: PostgreSQL plus Redis for wake-ups
         os.environ["HDHUB_REDIS_URL"] = os.environ.get("HDHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+        # Login counters of concurrent test runs sharing one Redis must not add up.
+        os.environ["HDHUB_IDENTITY_LOGIN_KEY_PREFIX"] = f"hdhub:test:{uuid.uuid4().hex}:login"
     for name in SERVICES:
         port = free_port()
         os.environ[f"HDHUB_{name.upper()}_GRPC_BIND"] = f"127.0.0.1:{port}"

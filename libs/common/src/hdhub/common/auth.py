@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections import OrderedDict
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -45,15 +45,33 @@ class Action(StrEnum):
     REGISTRATION_WRITE = "registration:write"
     REGISTRATION_REVIEW = "registration:review"  # corrections needed / approved / follow-up (central side)
     ORGANISATION_READ = "organisation:read"
-    MEMBER_MANAGE = "member:manage"
+    ORGANISATION_CREATE = "organisation:create"  # a User Manager creates organisations
+    MEMBER_MANAGE = "member:manage"  # add and remove members, give them data roles
+    ROLE_MANAGE = "role:manage"  # give and take the administrative roles (User Manager only)
+    CLIENT_MANAGE = "client:manage"  # hospital-system clients: create, rotate, delete
+    ACCOUNT_REQUEST_REVIEW = "account-request:review"  # approve or reject v1 account requests
+    AUDIT_READ = "audit:read"  # the organisation's audit log of admin actions
     CERTIFICATE_MANAGE = "certificate:manage"
     EXPORT = "export"
     NIPPIN = "nippin"
 
 
+_ADMIN = frozenset(
+    {
+        Action.ORGANISATION_READ,
+        Action.MEMBER_MANAGE,
+        Action.CLIENT_MANAGE,
+        Action.ACCOUNT_REQUEST_REVIEW,
+        Action.AUDIT_READ,
+        Action.CATALOGUE_READ,
+    }
+)
+# Neither manager role includes CERTIFICATE_MANAGE: only a Certificate Editor handles
+# certificates (DOMAIN.md). A DP Manager adds members to the organisations it manages but
+# neither creates organisations nor hands out administrative roles.
 POLICY: Mapping[Role, frozenset[Action]] = {
-    Role.MANAGER: frozenset({Action.ORGANISATION_READ, Action.MEMBER_MANAGE, Action.CATALOGUE_READ}),
-    Role.DP_MANAGER: frozenset({Action.ORGANISATION_READ, Action.MEMBER_MANAGE, Action.CATALOGUE_READ}),
+    Role.MANAGER: _ADMIN | {Action.ORGANISATION_CREATE, Action.ROLE_MANAGE},
+    Role.DP_MANAGER: _ADMIN,
     Role.CERTIFICATE_EDITOR: frozenset({Action.ORGANISATION_READ, Action.CERTIFICATE_MANAGE}),
     Role.CSV_UPLOAD_MANAGER: frozenset({Action.ORGANISATION_READ, Action.EXPORT, Action.CATALOGUE_READ}),
     Role.NIPPIN_MANAGER: frozenset({Action.ORGANISATION_READ, Action.NIPPIN}),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Header
+from fastapi import APIRouter, Form, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -14,6 +14,7 @@ from hdhub.common.config import platform
 from hdhub.common.errors import not_found
 from hdhub.common.web import CurrentPrincipal
 from hdhub.identity import issuer
+from hdhub.identity.ratelimit import Throttled
 from hdhub.identity.store import Organisation, SigningKey
 
 REALM = "/realms/hdhub"
@@ -37,6 +38,7 @@ def build_routers(service: Any) -> list[APIRouter]:
 
     @oidc.post("/protocol/openid-connect/token")
     async def token(
+        request: Request,
         grant_type: Annotated[str, Form()],
         client_id: Annotated[str | None, Form()] = None,
         client_secret: Annotated[str | None, Form()] = None,
@@ -47,6 +49,18 @@ def build_routers(service: Any) -> list[APIRouter]:
         basic = issuer.parse_basic_auth(authorization)
         if basic:
             client_id, client_secret = basic
+        # Throttled per account (the username, or the client id) and per address.
+        who = username if grant_type == "password" else client_id
+        guard = service.login_guard
+        try:
+            await guard.before_attempt(who, request.client.host if request.client else None)
+        except Throttled as exc:
+            error = "account_locked" if exc.reason == "locked" else "too_many_requests"
+            return JSONResponse(
+                {"error": error, "error_description": "Too many attempts; try again later"},
+                status_code=429,
+                headers={"Retry-After": str(exc.retry_after)},
+            )
         try:
             async with service.db.system_session() as session:
                 if grant_type == "password":
@@ -75,7 +89,10 @@ def build_routers(service: Any) -> list[APIRouter]:
                 else:
                     raise issuer.OAuthError(400, "unsupported_grant_type", "Unsupported grant_type")
         except issuer.OAuthError as exc:
+            if exc.error in ("invalid_grant", "unauthorized_client") and exc.description.startswith("Invalid"):
+                await guard.failed(who)
             return JSONResponse({"error": exc.error, "error_description": exc.description}, status_code=exc.status)
+        await guard.succeeded(who)
         return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
     class OrganisationOut(BaseModel):

@@ -38,7 +38,7 @@ class DemoClient:
 
 ORGANISATIONS = (
     DemoOrganisation("az-demo", "AZ Demo Hospital", "71000436"),
-    DemoOrganisation("lab-demo", "Demo Clinical Laboratory", "82000120"),
+    DemoOrganisation("lab-demo", "Demo Clinical Laboratory", "82000137"),
 )
 ACCOUNTS = (
     DemoAccount("manager@az-demo.test", "demo-manager", "Mia", "Manager", {"az-demo": ("manager", "dp_manager")}),

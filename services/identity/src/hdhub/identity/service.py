@@ -21,11 +21,39 @@ class IdentityService(Service):
     def __init__(self, settings: IdentitySettings | None = None) -> None:
         super().__init__(settings or IdentitySettings(), migrations=MIGRATIONS)
         self.settings: IdentitySettings
+        from hdhub.common.config import platform
+        from hdhub.identity.backend import IdentityBackend
+        from hdhub.identity.directory import Directory
+        from hdhub.identity.mail import Mailer
+        from hdhub.identity.ratelimit import LoginGuard
+
+        s = self.settings
+        self.backend: IdentityBackend
+        if s.backend == "keycloak":
+            from hdhub.identity.keycloak_backend import KeycloakBackend
+
+            self.backend = KeycloakBackend.from_settings(s)
+        else:
+            from hdhub.identity.embedded import EmbeddedBackend
+
+            self.backend = EmbeddedBackend(self.db)
+        self.mailer = Mailer(host=s.smtp_host, port=s.smtp_port, sender=s.mail_from)
+        self.directory = Directory(self.backend, self.db, self.mailer)
+        self.login_guard = LoginGuard(
+            platform().redis_url,
+            prefix=s.login_key_prefix,
+            per_account=s.login_attempts_per_account,
+            per_address=s.login_attempts_per_address,
+            window=s.login_window_seconds,
+            max_failures=s.login_max_failures,
+            lock_seconds=s.login_lock_seconds,
+        )
 
     def routers(self) -> Sequence[APIRouter]:
+        from hdhub.identity.admin_api import build_admin_routers
         from hdhub.identity.api import build_routers
 
-        return build_routers(self)
+        return [*build_routers(self), *build_admin_routers(self)]
 
     def grpc_registrations(self) -> Sequence[Callable[[grpc.aio.Server], None]]:
         from hdhub.identity.grpc import IdentityServicer
@@ -33,6 +61,10 @@ class IdentityService(Service):
 
         servicer = IdentityServicer(self)
         return [lambda server: identity_pb2_grpc.add_IdentityServiceServicer_to_server(servicer, server)]
+
+    async def stop(self) -> None:
+        await self.login_guard.close()
+        await super().stop()
 
     async def seed(self) -> None:
         from hdhub.identity.issuer import signing_key

@@ -1,0 +1,291 @@
+"""The Self-Service Portal's administration over REST: organisations, members, accounts,
+hospital-system clients, v1 account requests and the audit log. Rules live in
+:mod:`hdhub.identity.directory`; this module only translates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+
+from hdhub.common.errors import Problem
+from hdhub.common.web import CurrentPrincipal
+from hdhub.identity.backend import ClientRecord, MemberRecord
+from hdhub.identity.ratelimit import Throttled, throttled_problem
+
+
+class OrganisationIn(BaseModel):
+    title: str = Field(min_length=1, max_length=200)
+    nihdi_number: str = Field(max_length=32, description="8 digits: 6-digit base and 2 check digits (97 - base mod 97)")
+
+
+class OrganisationCreated(BaseModel):
+    id: str
+    title: str
+    nihdi_number: str
+    roles: list[str]
+
+
+class MemberIn(BaseModel):
+    email: str = Field(max_length=254)
+    first_name: str = Field(default="", max_length=100)
+    last_name: str = Field(default="", max_length=100)
+    username: str | None = Field(default=None, max_length=200, description="Defaults to the e-mail")
+    roles: list[str] = Field(default_factory=list)
+
+
+class MemberOut(BaseModel):
+    account_id: str
+    username: str
+    email: str
+    first_name: str
+    last_name: str
+    roles: list[str]
+    must_change_password: bool
+
+
+class MemberAdded(MemberOut):
+    initial_password: str | None = Field(
+        default=None, description="Only when the account was created: shown once, to be changed at first login"
+    )
+
+
+class RolesIn(BaseModel):
+    roles: list[str]
+
+
+class OwnPasswordIn(BaseModel):
+    current_password: str = Field(max_length=256)
+    new_password: str = Field(max_length=256)
+
+
+class PasswordChangeIn(OwnPasswordIn):
+    username: str = Field(max_length=254)
+
+
+class ClientIn(BaseModel):
+    client_id: str | None = Field(default=None, max_length=100)
+    name: str = Field(default="", max_length=200)
+    roles: list[str] = Field(default_factory=lambda: ["registrant"])
+
+
+class ClientOut(BaseModel):
+    client_id: str
+    organisation_id: str
+    name: str
+    roles: list[str]
+    enabled: bool
+
+
+class ClientWithSecret(ClientOut):
+    client_secret: str = Field(description="Shown once: store it in the hospital system now")
+
+
+class AccountRequestIn(BaseModel):
+    organisation_id: str = Field(max_length=64)
+    username: str = Field(max_length=200)
+    first_name: str = Field(max_length=100)
+    last_name: str = Field(max_length=100)
+    email: str = Field(max_length=254)
+    data_collections: list[str] = Field(default_factory=list, max_length=100)
+    requester_email: str | None = Field(default=None, max_length=254)
+
+
+class AccountRequestOut(BaseModel):
+    id: str
+    organisation_id: str
+    username: str
+    first_name: str
+    last_name: str
+    email: str
+    data_collections: list[str]
+    requester_email: str | None
+    status: str
+    created_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+    reason: str | None
+
+
+class DecisionIn(BaseModel):
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class AuditOut(BaseModel):
+    at: datetime
+    organisation_id: str
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+
+
+def _member(m: MemberRecord) -> MemberOut:
+    a = m.account
+    return MemberOut(
+        account_id=a.id,
+        username=a.username,
+        email=a.email,
+        first_name=a.first_name,
+        last_name=a.last_name,
+        roles=sorted(m.roles),
+        must_change_password=a.must_change_password,
+    )
+
+
+def _client(c: ClientRecord) -> dict[str, Any]:
+    return {"client_id": c.client_id, "organisation_id": c.organisation_id, "name": c.name, "roles": sorted(c.roles), "enabled": c.enabled}
+
+
+def _request(r: Any) -> AccountRequestOut:
+    return AccountRequestOut.model_validate(r, from_attributes=True)
+
+
+def build_admin_routers(service: Any) -> list[APIRouter]:
+    orgs = APIRouter(prefix="/api/v1/organisations", tags=["organisations"])
+    accounts = APIRouter(prefix="/api/v1/accounts", tags=["accounts"])
+    requests = APIRouter(prefix="/api/v1/account-requests", tags=["account requests"])
+    audit = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+    d = service.directory
+
+    @orgs.post("", status_code=201, response_model=OrganisationCreated, summary="Create an organisation (User Manager)")
+    async def create_organisation(body: OrganisationIn, principal: CurrentPrincipal, response: Response) -> OrganisationCreated:
+        org = await d.create_organisation(principal, title=body.title, nihdi_number=body.nihdi_number)
+        response.headers["Location"] = f"/api/v1/organisations/{org.id}"
+        return OrganisationCreated(id=org.id, title=org.title, nihdi_number=org.nihdi_number, roles=["manager"])
+
+    @orgs.get("/{organisation_id}/members", response_model=list[MemberOut], summary="Members and their roles")
+    async def list_members(organisation_id: str, principal: CurrentPrincipal) -> list[MemberOut]:
+        return [_member(m) for m in await d.members(principal, organisation_id)]
+
+    @orgs.post(
+        "/{organisation_id}/members",
+        status_code=201,
+        response_model=MemberAdded,
+        summary="Add a member by e-mail (a new account gets an initial password, shown once)",
+    )
+    async def add_member(organisation_id: str, body: MemberIn, principal: CurrentPrincipal, response: Response) -> MemberAdded:
+        added = await d.add_member(
+            principal,
+            organisation_id,
+            email=body.email,
+            first_name=body.first_name,
+            last_name=body.last_name,
+            username=body.username,
+            roles=body.roles,
+        )
+        response.headers["Location"] = f"/api/v1/organisations/{organisation_id}/members/{added.member.account.id}"
+        response.headers["Cache-Control"] = "no-store"
+        return MemberAdded(**_member(added.member).model_dump(), initial_password=added.initial_password)
+
+    @orgs.put("/{organisation_id}/members/{account_id}/roles", response_model=MemberOut, summary="Set a member's roles")
+    async def set_roles(organisation_id: str, account_id: str, body: RolesIn, principal: CurrentPrincipal) -> MemberOut:
+        return _member(await d.set_roles(principal, organisation_id, account_id, body.roles))
+
+    @orgs.delete("/{organisation_id}/members/{account_id}", status_code=204, summary="Remove a member (the account stays)")
+    async def remove_member(organisation_id: str, account_id: str, principal: CurrentPrincipal) -> Response:
+        await d.remove_member(principal, organisation_id, account_id)
+        return Response(status_code=204)
+
+    @orgs.get("/{organisation_id}/clients", response_model=list[ClientOut], summary="Hospital-system clients")
+    async def list_clients(organisation_id: str, principal: CurrentPrincipal) -> list[dict[str, Any]]:
+        return [_client(c) for c in await d.clients(principal, organisation_id)]
+
+    @orgs.post("/{organisation_id}/clients", status_code=201, response_model=ClientWithSecret, summary="Create a client (secret shown once)")
+    async def create_client(organisation_id: str, body: ClientIn, principal: CurrentPrincipal, response: Response) -> dict[str, Any]:
+        client, secret = await d.create_client(principal, organisation_id, client_id=body.client_id, name=body.name, roles=body.roles)
+        response.headers["Location"] = f"/api/v1/organisations/{organisation_id}/clients/{client.client_id}"
+        response.headers["Cache-Control"] = "no-store"
+        return _client(client) | {"client_secret": secret}
+
+    @orgs.post(
+        "/{organisation_id}/clients/{client_id}/secret", response_model=ClientWithSecret, summary="Rotate a client's secret (shown once)"
+    )
+    async def rotate_secret(organisation_id: str, client_id: str, principal: CurrentPrincipal, response: Response) -> dict[str, Any]:
+        client, secret = await d.rotate_client_secret(principal, organisation_id, client_id)
+        response.headers["Cache-Control"] = "no-store"
+        return _client(client) | {"client_secret": secret}
+
+    @orgs.delete("/{organisation_id}/clients/{client_id}", status_code=204, summary="Delete a client")
+    async def delete_client(organisation_id: str, client_id: str, principal: CurrentPrincipal) -> Response:
+        await d.delete_client(principal, organisation_id, client_id)
+        return Response(status_code=204)
+
+    async def _throttle(request: Request, who: str) -> None:
+        try:
+            await service.login_guard.before_attempt(who, request.client.host if request.client else None)
+        except Throttled as exc:
+            raise throttled_problem(exc) from exc
+
+    @accounts.post("/me/password", status_code=204, summary="Change your own password")
+    async def change_own_password(body: OwnPasswordIn, principal: CurrentPrincipal, request: Request) -> Response:
+        if principal.is_system:
+            raise Problem(400, "not-a-person", "Hospital-system clients have secrets, not passwords")
+        await _throttle(request, principal.username)
+        try:
+            await d.change_password(principal.username, body.current_password, body.new_password)
+        except Problem as exc:
+            if exc.slug == "invalid-credentials":
+                await service.login_guard.failed(principal.username)
+                raise Problem(422, "wrong-password", "The current password is wrong") from exc
+            raise
+        return Response(status_code=204)
+
+    @accounts.post(
+        "/password",
+        status_code=204,
+        summary="Change a password with the current one, e.g. the initial password before the first login (no token)",
+        description="The embedded store's UPDATE_PASSWORD required action; rate-limited per account and address.",
+    )
+    async def change_password(body: PasswordChangeIn, request: Request) -> Response:
+        await _throttle(request, body.username)
+        try:
+            await d.change_password(body.username, body.current_password, body.new_password)
+        except Problem as exc:
+            if exc.slug == "invalid-credentials":
+                await service.login_guard.failed(body.username)
+            raise
+        await service.login_guard.succeeded(body.username)
+        return Response(status_code=204)
+
+    @accounts.delete("/me", status_code=204, summary="Cancel your own account (removes it everywhere)")
+    async def cancel_own_account(principal: CurrentPrincipal) -> Response:
+        if principal.is_system:
+            raise Problem(400, "not-a-person", "Hospital-system clients are deleted by their managers")
+        await d.cancel_account(principal, principal.subject)
+        return Response(status_code=204)
+
+    @accounts.delete("/{account_id}", status_code=204, summary="Cancel an account (removes it from every organisation)")
+    async def cancel_account(account_id: str, principal: CurrentPrincipal) -> Response:
+        await d.cancel_account(principal, account_id)
+        return Response(status_code=204)
+
+    @requests.post("", status_code=201, response_model=AccountRequestOut, summary="Request an account (v1 form, no token)")
+    async def request_account(body: AccountRequestIn, request: Request) -> AccountRequestOut:
+        await _throttle(request, body.email)
+        return _request(await d.request_account(**body.model_dump()))
+
+    @requests.get("", response_model=list[AccountRequestOut], summary="Account requests of an organisation (its managers)")
+    async def list_requests(organisation_id: str, principal: CurrentPrincipal, status: str | None = None) -> list[AccountRequestOut]:
+        return [_request(r) for r in await d.account_requests(principal, organisation_id, status)]
+
+    @requests.post("/{request_id}/approve", response_model=AccountRequestOut, summary="Approve: the account is created, the applicant mailed")
+    async def approve(request_id: str, organisation_id: str, principal: CurrentPrincipal) -> AccountRequestOut:
+        r, _ = await d.decide_account_request(principal, organisation_id, request_id, approve=True)
+        return _request(r)
+
+    @requests.post("/{request_id}/reject", response_model=AccountRequestOut, summary="Reject: the applicant is mailed")
+    async def reject(request_id: str, organisation_id: str, principal: CurrentPrincipal, body: DecisionIn | None = None) -> AccountRequestOut:
+        r, _ = await d.decide_account_request(
+            principal, organisation_id, request_id, approve=False, reason=body.reason if body else None
+        )
+        return _request(r)
+
+    @audit.get("", response_model=list[AuditOut], summary="Admin actions on an organisation (its managers)")
+    async def audit_log(organisation_id: str, principal: CurrentPrincipal, limit: int = 100) -> list[AuditOut]:
+        entries = await d.audit_log(principal, organisation_id, limit=max(1, min(limit, 1000)))
+        return [AuditOut.model_validate(e, from_attributes=True) for e in entries]
+
+    return [orgs, accounts, requests, audit]

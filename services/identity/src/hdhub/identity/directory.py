@@ -1,0 +1,443 @@
+"""The Self-Service Portal's administration rules (DOMAIN.md), over any identity backend.
+
+Who may do what comes from the one policy in :mod:`hdhub.common.auth`; the rules the
+policy cannot express live here:
+
+- a caller who is no member of an organisation learns nothing about it (404);
+- a DP Manager adds and removes members and their data roles, but only a User Manager
+  gives or takes the administrative roles (and removes members who hold one);
+- every organisation keeps at least one User Manager (ours, stricter than DOMAIN.md's
+  "one per installation", which it implies): the last one can neither lose the role,
+  nor leave, nor cancel their account;
+- removing a member keeps the account; cancelling an account removes it everywhere,
+  which a manager may do only for accounts in organisations they all manage;
+- new members get an initial password they must change before the first token.
+
+Every change writes an audit entry (who, what, when, which organisation).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from hdhub.common.auth import Action, Principal, Role
+from hdhub.common.db import Database, utcnow
+from hdhub.common.errors import FieldProblem, Problem, conflict, forbidden, invalid, not_found
+from hdhub.identity import nihdi
+from hdhub.identity.backend import (
+    AccountRecord,
+    ClientRecord,
+    DuplicateAccount,
+    DuplicateClient,
+    DuplicateOrganisation,
+    IdentityBackend,
+    MemberRecord,
+    OrganisationRecord,
+)
+from hdhub.identity.mail import Mailer
+from hdhub.identity.store import AccountRequest, AuditEntry
+
+ADMIN_ROLES = frozenset({Role.MANAGER, Role.DP_MANAGER, Role.CERTIFICATE_EDITOR, Role.CSV_UPLOAD_MANAGER, Role.NIPPIN_MANAGER})
+DATA_ROLES = frozenset({Role.REGISTRANT, Role.READER})
+MIN_PASSWORD_LENGTH = 12
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_CLIENT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,99}$")
+
+
+def new_password() -> str:
+    """An initial password: 16 characters from letters and digits (about 95 bits)."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(16))
+
+
+def password_problems(new: str, *, current: str | None = None, field: str = "new_password") -> list[FieldProblem]:
+    if len(new) < MIN_PASSWORD_LENGTH:
+        return [FieldProblem(field, "password-length", f"A password has at least {MIN_PASSWORD_LENGTH} characters.")]
+    if current is not None and new == current:
+        return [FieldProblem(field, "password-reused", "The new password must differ from the current one.")]
+    return []
+
+
+def _roles(values: Iterable[str], field: str = "roles") -> frozenset[str]:
+    unknown = sorted(set(values) - set(Role._value2member_map_))
+    if unknown:
+        raise invalid([FieldProblem(field, "unknown-role", f"Unknown role(s): {', '.join(unknown)}.")])
+    return frozenset(values)
+
+
+@dataclass(frozen=True)
+class AddedMember:
+    member: MemberRecord
+    initial_password: str | None  # shown once, only when the account was created
+
+
+class Directory:
+    """Administration of organisations, members, accounts and clients, with audit."""
+
+    def __init__(self, backend: IdentityBackend, db: Database, mailer: Mailer) -> None:
+        self.backend = backend
+        self.db = db
+        self.mailer = mailer
+
+    # --- helpers ---------------------------------------------------------------------
+
+    async def _organisation(self, principal: Principal, organisation_id: str, action: Action) -> OrganisationRecord:
+        """The organisation if the caller may do ``action`` in it: 404 for non-members
+        (existence is never confirmed), 403 for members without the right."""
+        if organisation_id not in principal.memberships:
+            raise not_found("Organisation")
+        if not principal.can(action, organisation_id):
+            raise forbidden()
+        org = await self.backend.get_organisation(organisation_id)
+        if org is None:
+            raise not_found("Organisation")
+        return org
+
+    async def audit(
+        self,
+        principal: Principal | None,
+        organisation_id: str,
+        action: str,
+        target: str = "",
+        *,
+        actor: AccountRecord | None = None,
+        **details: Any,
+    ) -> None:
+        """One audit entry; ``actor`` names the account acting without a token."""
+        async with self.db.system_session() as session:
+            session.add(
+                AuditEntry(
+                    organisation_id=organisation_id,
+                    actor=principal.username if principal else (actor.username if actor else "anonymous"),
+                    actor_id=principal.subject if principal else (actor.id if actor else ""),
+                    action=action,
+                    target=target,
+                    details=details,
+                )
+            )
+
+    async def _member(self, organisation_id: str, account_id: str) -> MemberRecord:
+        for m in await self.backend.members(organisation_id):
+            if m.account.id == account_id:
+                return m
+        raise not_found("Member")
+
+    async def _ensure_other_manager(self, organisation_id: str, account_id: str) -> None:
+        managers = [m for m in await self.backend.members(organisation_id) if Role.MANAGER in m.roles]
+        if all(m.account.id == account_id for m in managers):
+            raise conflict(
+                "last-user-manager",
+                "An organisation keeps at least one User Manager",
+                "Make another member User Manager first.",
+            )
+
+    # --- organisations ---------------------------------------------------------------
+
+    async def create_organisation(self, principal: Principal, *, title: str, nihdi_number: str) -> OrganisationRecord:
+        if not principal.can(Action.ORGANISATION_CREATE):
+            raise forbidden("Only a User Manager creates organisations.")
+        errors = nihdi.problems(nihdi_number)
+        if not title.strip():
+            errors.append(FieldProblem("title", "required", "An organisation has a title."))
+        if errors:
+            raise invalid(errors)
+        try:
+            org = await self.backend.create_organisation(title=title.strip(), nihdi_number=nihdi.normalise(nihdi_number))
+        except DuplicateOrganisation as exc:
+            raise conflict("duplicate-nihdi", "An organisation with this NIHDI number exists already") from exc
+        if not principal.is_system and await self.backend.get_account(principal.subject) is not None:
+            # The creator manages the new organisation, so it starts with a User Manager.
+            await self.backend.set_roles(principal.subject, org.id, frozenset({Role.MANAGER}))
+        await self.audit(principal, org.id, "organisation.create", org.id, title=org.title, nihdi_number=org.nihdi_number)
+        return org
+
+    # --- members ---------------------------------------------------------------------
+
+    async def members(self, principal: Principal, organisation_id: str) -> Sequence[MemberRecord]:
+        await self._organisation(principal, organisation_id, Action.MEMBER_MANAGE)
+        return await self.backend.members(organisation_id)
+
+    def _check_role_change(self, principal: Principal, organisation_id: str, before: frozenset[str], after: frozenset[str]) -> None:
+        if (before ^ after) & ADMIN_ROLES and not principal.can(Action.ROLE_MANAGE, organisation_id):
+            raise forbidden("Only a User Manager gives or takes administrative roles.")
+
+    async def add_member(
+        self,
+        principal: Principal,
+        organisation_id: str,
+        *,
+        email: str,
+        first_name: str,
+        last_name: str,
+        roles: Iterable[str],
+        username: str | None = None,
+    ) -> AddedMember:
+        await self._organisation(principal, organisation_id, Action.MEMBER_MANAGE)
+        wanted = _roles(roles)
+        email = email.strip()
+        if not _EMAIL.match(email):
+            raise invalid([FieldProblem("email", "email", "Give a valid e-mail address.")])
+        self._check_role_change(principal, organisation_id, frozenset(), wanted)
+        account = await self.backend.find_account(email)
+        if username and account is None and await self.backend.find_account(username) is not None:
+            raise conflict("duplicate-username", "This username is taken")
+        password = None
+        if account is not None:
+            if account.email.lower() != email.lower():
+                raise conflict("duplicate-username", "This e-mail is another account's username")
+            if organisation_id in await self.backend.memberships(account.id):
+                raise conflict("duplicate-email", "A member with this e-mail exists already in this organisation")
+        else:
+            password = new_password()
+            try:
+                account = await self.backend.create_account(
+                    username=(username or email).strip(),
+                    email=email,
+                    first_name=first_name.strip(),
+                    last_name=last_name.strip(),
+                    password=password,
+                    temporary=True,
+                )
+            except DuplicateAccount as exc:
+                raise conflict("duplicate-email", "An account with this e-mail or username exists already") from exc
+        await self.backend.set_roles(account.id, organisation_id, wanted)
+        await self.audit(
+            principal, organisation_id, "member.add", account.email, account_id=account.id, roles=sorted(wanted), new_account=password is not None
+        )
+        return AddedMember(MemberRecord(account, wanted), password)
+
+    async def set_roles(self, principal: Principal, organisation_id: str, account_id: str, roles: Iterable[str]) -> MemberRecord:
+        await self._organisation(principal, organisation_id, Action.MEMBER_MANAGE)
+        wanted = _roles(roles)
+        member = await self._member(organisation_id, account_id)
+        self._check_role_change(principal, organisation_id, member.roles, wanted)
+        if Role.MANAGER in member.roles and Role.MANAGER not in wanted:
+            await self._ensure_other_manager(organisation_id, account_id)
+        await self.backend.set_roles(account_id, organisation_id, wanted)
+        await self.audit(
+            principal, organisation_id, "member.roles", member.account.email, account_id=account_id, before=sorted(member.roles), after=sorted(wanted)
+        )
+        return MemberRecord(member.account, wanted)
+
+    async def remove_member(self, principal: Principal, organisation_id: str, account_id: str) -> None:
+        await self._organisation(principal, organisation_id, Action.MEMBER_MANAGE)
+        member = await self._member(organisation_id, account_id)
+        self._check_role_change(principal, organisation_id, member.roles, frozenset())
+        if Role.MANAGER in member.roles:
+            await self._ensure_other_manager(organisation_id, account_id)
+        await self.backend.remove_membership(account_id, organisation_id)
+        await self.audit(principal, organisation_id, "member.remove", member.account.email, account_id=account_id)
+
+    # --- accounts --------------------------------------------------------------------
+
+    async def cancel_account(self, principal: Principal, account_id: str) -> None:
+        account = await self.backend.get_account(account_id)
+        memberships = await self.backend.memberships(account_id) if account else {}
+        own = account is not None and account.id == principal.subject
+        if not own:
+            # A manager cancels only accounts whose every organisation they manage.
+            if account is None or not memberships or not any(principal.can(Action.MEMBER_MANAGE, o) for o in memberships):
+                raise not_found("Account")
+            for org, roles in memberships.items():
+                if not principal.can(Action.MEMBER_MANAGE, org):
+                    raise forbidden("This account belongs to an organisation you do not manage.")
+                self._check_role_change(principal, org, roles, frozenset())
+        assert account is not None
+        for org, roles in memberships.items():
+            if Role.MANAGER in roles:
+                await self._ensure_other_manager(org, account_id)
+        await self.backend.delete_account(account_id)
+        for org in memberships:
+            await self.audit(principal, org, "account.cancel", account.email, account_id=account_id)
+
+    async def change_password(self, username: str, current: str, new: str) -> AccountRecord:
+        """Change a password knowing the current one: own password, or the initial one
+        before the first login (Keycloak's UPDATE_PASSWORD required action)."""
+        errors = password_problems(new, current=current)
+        if errors:
+            raise invalid(errors)
+        account = await self.backend.check_password(username, current)
+        if account is None:
+            raise Problem(400, "invalid-credentials", "The username or current password is wrong")
+        await self.backend.set_password(account.id, new, temporary=False)
+        for org in await self.backend.memberships(account.id):
+            await self.audit(None, org, "account.password", account.email, actor=account, account_id=account.id)
+        return account
+
+    # --- hospital-system clients -----------------------------------------------------
+
+    async def clients(self, principal: Principal, organisation_id: str) -> Sequence[ClientRecord]:
+        await self._organisation(principal, organisation_id, Action.CLIENT_MANAGE)
+        return await self.backend.clients(organisation_id)
+
+    async def create_client(
+        self, principal: Principal, organisation_id: str, *, client_id: str | None, name: str, roles: Iterable[str]
+    ) -> tuple[ClientRecord, str]:
+        await self._organisation(principal, organisation_id, Action.CLIENT_MANAGE)
+        wanted = _roles(roles)
+        if wanted - DATA_ROLES:
+            raise invalid([FieldProblem("roles", "data-roles-only", "A hospital system gets data roles only (registrant, reader).")])
+        client_id = client_id or f"{organisation_id}-{secrets.token_hex(4)}"
+        if not _CLIENT_ID.match(client_id):
+            raise invalid([FieldProblem("client_id", "pattern", "3 to 100 lower-case letters, digits and dashes.")])
+        secret = secrets.token_urlsafe(32)
+        try:
+            client = await self.backend.create_client(
+                client_id=client_id, organisation_id=organisation_id, name=name.strip(), roles=wanted, secret=secret
+            )
+        except DuplicateClient as exc:
+            raise conflict("duplicate-client", "A client with this client id exists already") from exc
+        await self.audit(principal, organisation_id, "client.create", client_id, roles=sorted(wanted))
+        return client, secret
+
+    async def _client(self, principal: Principal, organisation_id: str, client_id: str) -> ClientRecord:
+        await self._organisation(principal, organisation_id, Action.CLIENT_MANAGE)
+        client = await self.backend.get_client(client_id)
+        if client is None or client.organisation_id != organisation_id:
+            raise not_found("Client")
+        return client
+
+    async def rotate_client_secret(self, principal: Principal, organisation_id: str, client_id: str) -> tuple[ClientRecord, str]:
+        client = await self._client(principal, organisation_id, client_id)
+        secret = secrets.token_urlsafe(32)
+        await self.backend.set_client_secret(client_id, secret)
+        await self.audit(principal, organisation_id, "client.rotate", client_id)
+        return client, secret
+
+    async def delete_client(self, principal: Principal, organisation_id: str, client_id: str) -> None:
+        await self._client(principal, organisation_id, client_id)
+        await self.backend.delete_client(client_id)
+        await self.audit(principal, organisation_id, "client.delete", client_id)
+
+    # --- audit -----------------------------------------------------------------------
+
+    async def audit_log(self, principal: Principal, organisation_id: str, *, limit: int = 100) -> list[AuditEntry]:
+        await self._organisation(principal, organisation_id, Action.AUDIT_READ)
+        async with self.db.session([organisation_id]) as session:
+            rows = await session.execute(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit))
+            return list(rows.scalars())
+
+    # --- v1 account requests ---------------------------------------------------------
+
+    async def request_account(
+        self,
+        *,
+        organisation_id: str,
+        username: str,
+        first_name: str,
+        last_name: str,
+        email: str,
+        data_collections: list[str],
+        requester_email: str | None,
+    ) -> AccountRequest:
+        errors = []
+        if not _EMAIL.match(email.strip()):
+            errors.append(FieldProblem("email", "email", "Give a valid e-mail address."))
+        if requester_email and not _EMAIL.match(requester_email.strip()):
+            errors.append(FieldProblem("requester_email", "email", "Give a valid e-mail address."))
+        for name, value in (("username", username), ("first_name", first_name), ("last_name", last_name)):
+            if not value.strip():
+                errors.append(FieldProblem(name, "required", "This field is required."))
+        if errors:
+            raise invalid(errors)
+        org = await self.backend.get_organisation(organisation_id)
+        if org is None:
+            raise invalid([FieldProblem("organisation_id", "unknown", "No such organisation.")])
+        if await self.backend.find_account(email) is not None or await self.backend.find_account(username) is not None:
+            raise conflict("duplicate-email", "An account with this e-mail or username exists already")
+        async with self.db.session([organisation_id]) as session:
+            pending = (
+                await session.execute(
+                    select(AccountRequest.id).where(AccountRequest.email == email.strip(), AccountRequest.status == "pending")
+                )
+            ).first()
+            if pending is not None:
+                raise conflict("duplicate-email", "A request for this e-mail is pending already")
+            request = AccountRequest(
+                organisation_id=organisation_id,
+                username=username.strip(),
+                first_name=first_name.strip(),
+                last_name=last_name.strip(),
+                email=email.strip(),
+                data_collections=list(data_collections),
+                requester_email=(requester_email or "").strip() or None,
+            )
+            session.add(request)
+        await self.audit(None, organisation_id, "account-request.submit", request.email, request_id=request.id)
+        collections = ", ".join(data_collections) or "none"
+        await self.mailer.send(
+            [request.email, request.requester_email or ""],
+            "hdhub: your account request was received",
+            f"We received the request for an account '{request.username}' at {org.title} "
+            f"(data collections: {collections}). Its manager will approve or reject it; you will get a mail.",
+        )
+        managers = [m.account.email for m in await self.backend.members(organisation_id) if Role.MANAGER in m.roles]
+        await self.mailer.send(
+            managers,
+            "hdhub: a new account request waits for you",
+            f"{request.first_name} {request.last_name} <{request.email}> asks for an account at {org.title} "
+            f"(data collections: {collections}). Approve or reject it in the portal.",
+        )
+        return request
+
+    async def account_requests(self, principal: Principal, organisation_id: str, status: str | None = None) -> list[AccountRequest]:
+        await self._organisation(principal, organisation_id, Action.ACCOUNT_REQUEST_REVIEW)
+        async with self.db.session([organisation_id]) as session:
+            q = select(AccountRequest).order_by(AccountRequest.created_at)
+            if status:
+                q = q.where(AccountRequest.status == status)
+            return list((await session.execute(q)).scalars())
+
+    async def decide_account_request(
+        self, principal: Principal, organisation_id: str, request_id: str, *, approve: bool, reason: str | None = None
+    ) -> tuple[AccountRequest, str | None]:
+        org = await self._organisation(principal, organisation_id, Action.ACCOUNT_REQUEST_REVIEW)
+        async with self.db.session([organisation_id]) as session:
+            request = await session.get(AccountRequest, request_id)
+            if request is None or request.organisation_id != organisation_id:
+                raise not_found("Account request")
+            if request.status != "pending":
+                raise conflict("already-decided", f"This request was {request.status} already")
+        password = None
+        if approve:
+            # The account first (in the backend, maybe Keycloak), then the request's status.
+            password = new_password()
+            try:
+                account = await self.backend.create_account(
+                    username=request.username,
+                    email=request.email,
+                    first_name=request.first_name,
+                    last_name=request.last_name,
+                    password=password,
+                    temporary=True,
+                )
+            except DuplicateAccount as exc:
+                raise conflict("duplicate-email", "An account with this e-mail or username exists already") from exc
+            await self.backend.set_roles(account.id, organisation_id, frozenset({Role.REGISTRANT}))
+        async with self.db.session([organisation_id]) as session:
+            stored = await session.get(AccountRequest, request_id)
+            assert stored is not None
+            stored.status = "approved" if approve else "rejected"
+            stored.decided_at = utcnow()
+            stored.decided_by = principal.username
+            stored.reason = reason
+            request = stored
+        await self.audit(
+            principal, organisation_id, f"account-request.{request.status}", request.email, request_id=request.id, reason=reason
+        )
+        if approve:
+            body = (
+                f"Your account '{request.username}' at {org.title} was approved. Your initial password is {password}; "
+                "you must change it before your first login."
+            )
+        else:
+            body = f"Your account request at {org.title} was rejected." + (f" Reason: {reason}" if reason else "")
+        await self.mailer.send([request.email, request.requester_email or ""], f"hdhub: your account request was {request.status}", body)
+        return request, password

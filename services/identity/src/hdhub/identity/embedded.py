@@ -1,0 +1,181 @@
+"""The embedded identity store: identity's own SQL tables, argon2 hashes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+
+from hdhub.common.db import Database
+from hdhub.identity.backend import (
+    AccountRecord,
+    ClientRecord,
+    DuplicateAccount,
+    DuplicateClient,
+    DuplicateOrganisation,
+    MemberRecord,
+    OrganisationRecord,
+)
+from hdhub.identity.issuer import hasher, verify_secret
+from hdhub.identity.store import Account, Membership, Organisation, SystemClient
+
+
+def _account(a: Account) -> AccountRecord:
+    return AccountRecord(a.id, a.username, a.email, a.first_name, a.last_name, a.must_change_password, a.enabled)
+
+
+def _client(c: SystemClient) -> ClientRecord:
+    return ClientRecord(c.client_id, c.organisation_id, c.name, frozenset(c.roles), c.enabled)
+
+
+def _lookup(value: str) -> object:
+    value = value.strip()
+    return (func.lower(Account.username) == value.lower()) | (func.lower(Account.email) == value.lower())
+
+
+class EmbeddedBackend:
+    """:class:`~hdhub.identity.backend.IdentityBackend` on identity's database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create_organisation(self, *, title: str, nihdi_number: str) -> OrganisationRecord:
+        try:
+            async with self.db.system_session() as session:
+                org = Organisation(title=title, nihdi_number=nihdi_number)
+                session.add(org)
+                await session.flush()
+                return OrganisationRecord(org.id, org.title, org.nihdi_number)
+        except IntegrityError as exc:
+            raise DuplicateOrganisation(nihdi_number) from exc
+
+    async def get_organisation(self, organisation_id: str) -> OrganisationRecord | None:
+        async with self.db.system_session() as session:
+            org = await session.get(Organisation, organisation_id)
+            return OrganisationRecord(org.id, org.title, org.nihdi_number) if org else None
+
+    async def find_account(self, username_or_email: str) -> AccountRecord | None:
+        async with self.db.system_session() as session:
+            a = (await session.execute(select(Account).where(_lookup(username_or_email)))).scalars().first()  # type: ignore[arg-type]
+            return _account(a) if a else None
+
+    async def get_account(self, account_id: str) -> AccountRecord | None:
+        async with self.db.system_session() as session:
+            a = await session.get(Account, account_id)
+            return _account(a) if a else None
+
+    async def create_account(
+        self, *, username: str, email: str, first_name: str, last_name: str, password: str, temporary: bool
+    ) -> AccountRecord:
+        try:
+            async with self.db.system_session() as session:
+                clash = (
+                    await session.execute(select(Account.id).where(_lookup(username) | _lookup(email)))  # type: ignore[operator]
+                ).first()
+                if clash is not None:
+                    raise DuplicateAccount(email)
+                a = Account(
+                    username=username,
+                    email=email,
+                    first_name=first_name,
+                    last_name=last_name,
+                    password_hash=hasher.hash(password),
+                    must_change_password=temporary,
+                    realm_roles=[],
+                )
+                session.add(a)
+                await session.flush()
+                return _account(a)
+        except IntegrityError as exc:
+            raise DuplicateAccount(email) from exc
+
+    async def delete_account(self, account_id: str) -> None:
+        async with self.db.system_session() as session:
+            await session.execute(delete(Membership).where(Membership.account_id == account_id))
+            await session.execute(delete(Account).where(Account.id == account_id))
+
+    async def check_password(self, username_or_email: str, password: str) -> AccountRecord | None:
+        async with self.db.system_session() as session:
+            a = (await session.execute(select(Account).where(_lookup(username_or_email)))).scalars().first()  # type: ignore[arg-type]
+        if not verify_secret(a.password_hash if a else None, password) or a is None:
+            return None
+        return _account(a)
+
+    async def set_password(self, account_id: str, password: str, *, temporary: bool) -> None:
+        async with self.db.system_session() as session:
+            a = await session.get(Account, account_id)
+            if a is not None:
+                a.password_hash = hasher.hash(password)
+                a.must_change_password = temporary
+
+    async def members(self, organisation_id: str) -> Sequence[MemberRecord]:
+        async with self.db.system_session() as session:
+            rows = await session.execute(
+                select(Membership, Account)
+                .join(Account, Account.id == Membership.account_id)
+                .where(Membership.organisation_id == organisation_id)
+                .order_by(Account.email)
+            )
+            return [MemberRecord(_account(a), frozenset(m.roles)) for m, a in rows.tuples()]
+
+    async def memberships(self, account_id: str) -> Mapping[str, frozenset[str]]:
+        async with self.db.system_session() as session:
+            rows = (await session.execute(select(Membership).where(Membership.account_id == account_id))).scalars()
+            return {m.organisation_id: frozenset(m.roles) for m in rows}
+
+    async def set_roles(self, account_id: str, organisation_id: str, roles: frozenset[str]) -> None:
+        async with self.db.system_session() as session:
+            m = (
+                await session.execute(
+                    select(Membership).where(Membership.account_id == account_id, Membership.organisation_id == organisation_id)
+                )
+            ).scalar_one_or_none()
+            if m is None:
+                session.add(Membership(account_id=account_id, organisation_id=organisation_id, roles=sorted(roles)))
+            else:
+                m.roles = sorted(roles)
+
+    async def remove_membership(self, account_id: str, organisation_id: str) -> None:
+        async with self.db.system_session() as session:
+            await session.execute(
+                delete(Membership).where(Membership.account_id == account_id, Membership.organisation_id == organisation_id)
+            )
+
+    async def clients(self, organisation_id: str) -> Sequence[ClientRecord]:
+        async with self.db.system_session() as session:
+            rows = await session.execute(
+                select(SystemClient).where(SystemClient.organisation_id == organisation_id).order_by(SystemClient.client_id)
+            )
+            return [_client(c) for c in rows.scalars()]
+
+    async def get_client(self, client_id: str) -> ClientRecord | None:
+        async with self.db.system_session() as session:
+            c = await session.get(SystemClient, client_id)
+            return _client(c) if c else None
+
+    async def create_client(
+        self, *, client_id: str, organisation_id: str, name: str, roles: frozenset[str], secret: str
+    ) -> ClientRecord:
+        try:
+            async with self.db.system_session() as session:
+                if await session.get(SystemClient, client_id) is not None:
+                    raise DuplicateClient(client_id)
+                c = SystemClient(
+                    client_id=client_id, organisation_id=organisation_id, name=name, roles=sorted(roles), secret_hash=hasher.hash(secret)
+                )
+                session.add(c)
+                await session.flush()
+                return _client(c)
+        except IntegrityError as exc:
+            raise DuplicateClient(client_id) from exc
+
+    async def set_client_secret(self, client_id: str, secret: str) -> None:
+        async with self.db.system_session() as session:
+            c = await session.get(SystemClient, client_id)
+            if c is not None:
+                c.secret_hash = hasher.hash(secret)
+
+    async def delete_client(self, client_id: str) -> None:
+        async with self.db.system_session() as session:
+            await session.execute(delete(SystemClient).where(SystemClient.client_id == client_id))

@@ -1,0 +1,314 @@
+"""The identity store on Keycloak, through python-keycloak's admin REST client.
+
+The mapping (docs/identity.md, deploy/keycloak/hdhub-realm.json):
+
+- realm ``hdhub``; an **organisation is a top-level group** named by its NIHDI number
+  (so Keycloak itself refuses a second one with 409), with attributes ``nihdi`` and
+  ``title``; the organisation id hdhub uses is the group's id;
+- **roles per organisation are child groups** of the organisation's group, one per role
+  (``/71000436/manager``); a member is in the organisation's group and in the child
+  group of each of its roles, so roles add up per organisation;
+- an **initial password** is a temporary credential, which gives the user Keycloak's
+  ``UPDATE_PASSWORD`` required action: the password grant answers ``invalid_grant``
+  "Account is not fully set up" until it is changed;
+- a **hospital system** is a confidential client with only the service account enabled,
+  attributes ``hdhub.organisation`` / ``hdhub.roles`` and a hardcoded-claim mapper putting
+  its one organisation in the ``organisations`` claim; people get the claim from the
+  realm's ``organisations`` script mapper over their groups.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from keycloak import KeycloakAdmin, KeycloakOpenID
+from keycloak.exceptions import KeycloakError
+
+from hdhub.common.auth import ORGANISATIONS_CLAIM
+from hdhub.identity.backend import (
+    AccountRecord,
+    ClientRecord,
+    DuplicateAccount,
+    DuplicateClient,
+    DuplicateOrganisation,
+    MemberRecord,
+    OrganisationRecord,
+)
+
+UPDATE_PASSWORD = "UPDATE_PASSWORD"
+ORG_ATTRIBUTE = "hdhub.organisation"
+ROLES_ATTRIBUTE = "hdhub.roles"
+
+
+def _code(exc: KeycloakError) -> int:
+    return int(getattr(exc, "response_code", 0) or 0)
+
+
+def _account(u: Mapping[str, Any]) -> AccountRecord:
+    return AccountRecord(
+        id=u["id"],
+        username=u.get("username", ""),
+        email=u.get("email", ""),
+        first_name=u.get("firstName", ""),
+        last_name=u.get("lastName", ""),
+        must_change_password=UPDATE_PASSWORD in (u.get("requiredActions") or []),
+        enabled=bool(u.get("enabled", True)),
+    )
+
+
+def _first(attributes: Mapping[str, Any] | None, name: str) -> str:
+    values = (attributes or {}).get(name) or [""]
+    return str(values[0] if isinstance(values, list) else values)
+
+
+class KeycloakBackend:
+    """:class:`~hdhub.identity.backend.IdentityBackend` on a Keycloak realm."""
+
+    def __init__(self, admin: KeycloakAdmin, openid: KeycloakOpenID) -> None:
+        self.admin = admin
+        self.openid = openid
+
+    @classmethod
+    def from_settings(cls, s: Any) -> KeycloakBackend:
+        if not s.keycloak_url:
+            raise ValueError("HDHUB_IDENTITY_KEYCLOAK_URL is required with the keycloak backend")
+        return cls.connect(
+            server_url=s.keycloak_url,
+            realm=s.keycloak_realm,
+            client_id=s.keycloak_admin_client_id,
+            client_secret=s.keycloak_admin_client_secret or "",
+            public_client=s.public_clients[0],
+        )
+
+    @classmethod
+    def connect(cls, *, server_url: str, realm: str, client_id: str, client_secret: str, public_client: str = "hdhub-portal") -> KeycloakBackend:
+        # The admin client is a service account in the realm itself (roles from the
+        # realm-management client: manage-users, manage-clients, view-realm), not master.
+        admin = KeycloakAdmin(
+            server_url=server_url, realm_name=realm, client_id=client_id, client_secret_key=client_secret, user_realm_name=realm
+        )
+        openid = KeycloakOpenID(server_url=server_url, realm_name=realm, client_id=public_client)
+        return cls(admin, openid)
+
+    # --- organisations ---------------------------------------------------------------
+
+    def _organisation(self, g: Mapping[str, Any]) -> OrganisationRecord:
+        attrs = g.get("attributes") or {}
+        return OrganisationRecord(g["id"], _first(attrs, "title") or g.get("name", ""), _first(attrs, "nihdi") or g.get("name", ""))
+
+    async def create_organisation(self, *, title: str, nihdi_number: str) -> OrganisationRecord:
+        payload = {"name": nihdi_number, "attributes": {"nihdi": [nihdi_number], "title": [title]}}
+        try:
+            group_id = await self.admin.a_create_group(payload)
+        except KeycloakError as exc:
+            if _code(exc) == 409:
+                raise DuplicateOrganisation(nihdi_number) from exc
+            raise
+        assert group_id
+        return OrganisationRecord(group_id, title, nihdi_number)
+
+    async def get_organisation(self, organisation_id: str) -> OrganisationRecord | None:
+        try:
+            g = await self.admin.a_get_group(organisation_id)
+        except KeycloakError as exc:
+            if _code(exc) == 404:
+                return None
+            raise
+        if g.get("parentId"):
+            return None  # a role group, not an organisation
+        return self._organisation(g)
+
+    async def _role_groups(self, organisation_id: str) -> dict[str, str]:
+        children = await self.admin.a_get_group_children(organisation_id)
+        return {c["name"]: c["id"] for c in children}
+
+    async def _role_group(self, organisation_id: str, role: str) -> str:
+        groups = await self._role_groups(organisation_id)
+        if role in groups:
+            return groups[role]
+        group_id = await self.admin.a_create_group({"name": role}, parent=organisation_id, skip_exists=True)
+        return group_id or (await self._role_groups(organisation_id))[role]
+
+    # --- accounts --------------------------------------------------------------------
+
+    async def find_account(self, username_or_email: str) -> AccountRecord | None:
+        value = username_or_email.strip().lower()
+        for key in ("username", "email"):
+            users = await self.admin.a_get_users({key: value, "exact": True})
+            for u in users:
+                if (u.get(key) or "").lower() == value:
+                    return _account(u)
+        return None
+
+    async def get_account(self, account_id: str) -> AccountRecord | None:
+        try:
+            return _account(await self.admin.a_get_user(account_id))
+        except KeycloakError as exc:
+            if _code(exc) == 404:
+                return None
+            raise
+
+    async def create_account(
+        self, *, username: str, email: str, first_name: str, last_name: str, password: str, temporary: bool
+    ) -> AccountRecord:
+        payload = {
+            "username": username.lower(),
+            "email": email.lower(),
+            "firstName": first_name,
+            "lastName": last_name,
+            "enabled": True,
+            "emailVerified": False,
+            "credentials": [{"type": "password", "value": password, "temporary": temporary}],
+            "requiredActions": [UPDATE_PASSWORD] if temporary else [],
+        }
+        try:
+            user_id = await self.admin.a_create_user(payload)
+        except KeycloakError as exc:
+            if _code(exc) == 409:
+                raise DuplicateAccount(email) from exc
+            raise
+        account = await self.get_account(user_id)
+        assert account is not None
+        return account
+
+    async def delete_account(self, account_id: str) -> None:
+        try:
+            await self.admin.a_delete_user(account_id)
+        except KeycloakError as exc:
+            if _code(exc) != 404:
+                raise
+
+    async def check_password(self, username_or_email: str, password: str) -> AccountRecord | None:
+        account = await self.find_account(username_or_email)
+        if account is None:
+            return None
+        try:
+            await self.openid.a_token(account.username, password)
+        except KeycloakError as exc:
+            # The right password of an account with UPDATE_PASSWORD pending.
+            if _code(exc) == 400 and b"not fully set up" in (getattr(exc, "response_body", b"") or b""):
+                return account
+            if _code(exc) in (400, 401):
+                return None
+            raise
+        return account
+
+    async def set_password(self, account_id: str, password: str, *, temporary: bool) -> None:
+        await self.admin.a_set_user_password(account_id, password, temporary=temporary)
+
+    # --- memberships -----------------------------------------------------------------
+
+    async def members(self, organisation_id: str) -> Sequence[MemberRecord]:
+        people = await self.admin.a_get_group_members(organisation_id)
+        roles: dict[str, set[str]] = {p["id"]: set() for p in people}
+        for role, group_id in (await self._role_groups(organisation_id)).items():
+            for p in await self.admin.a_get_group_members(group_id):
+                roles.setdefault(p["id"], set()).add(role)
+        return sorted(
+            (MemberRecord(_account(p), frozenset(roles[p["id"]])) for p in people), key=lambda m: m.account.email
+        )
+
+    async def memberships(self, account_id: str) -> Mapping[str, frozenset[str]]:
+        groups = await self.admin.a_get_user_groups(account_id, brief_representation=False)
+        orgs: dict[str, set[str]] = {g["id"]: set() for g in groups if not g.get("parentId")}
+        for g in groups:
+            parent = g.get("parentId")
+            if parent and parent in orgs:
+                orgs[parent].add(g["name"])
+        return {o: frozenset(r) for o, r in orgs.items()}
+
+    async def set_roles(self, account_id: str, organisation_id: str, roles: frozenset[str]) -> None:
+        await self.admin.a_group_user_add(account_id, organisation_id)
+        existing = await self._role_groups(organisation_id)
+        for role in roles:
+            await self.admin.a_group_user_add(account_id, existing.get(role) or await self._role_group(organisation_id, role))
+        for role, group_id in existing.items():
+            if role not in roles:
+                await self.admin.a_group_user_remove(account_id, group_id)
+
+    async def remove_membership(self, account_id: str, organisation_id: str) -> None:
+        for group_id in (await self._role_groups(organisation_id)).values():
+            await self.admin.a_group_user_remove(account_id, group_id)
+        await self.admin.a_group_user_remove(account_id, organisation_id)
+
+    # --- hospital-system clients -----------------------------------------------------
+
+    def _client(self, c: Mapping[str, Any]) -> ClientRecord:
+        attrs = c.get("attributes") or {}
+        return ClientRecord(
+            client_id=c["clientId"],
+            organisation_id=str(attrs.get(ORG_ATTRIBUTE, "")),
+            name=c.get("name") or "",
+            roles=frozenset(str(attrs.get(ROLES_ATTRIBUTE, "")).split()),
+            enabled=bool(c.get("enabled", True)),
+        )
+
+    async def _client_uuid(self, client_id: str) -> str | None:
+        return await self.admin.a_get_client_id(client_id)
+
+    async def clients(self, organisation_id: str) -> Sequence[ClientRecord]:
+        clients = await self.admin.a_get_clients()
+        mine = [self._client(c) for c in clients if (c.get("attributes") or {}).get(ORG_ATTRIBUTE) == organisation_id]
+        return sorted(mine, key=lambda c: c.client_id)
+
+    async def get_client(self, client_id: str) -> ClientRecord | None:
+        uuid = await self._client_uuid(client_id)
+        if uuid is None:
+            return None
+        c = await self.admin.a_get_client(uuid)
+        return self._client(c) if (c.get("attributes") or {}).get(ORG_ATTRIBUTE) else None
+
+    async def create_client(
+        self, *, client_id: str, organisation_id: str, name: str, roles: frozenset[str], secret: str
+    ) -> ClientRecord:
+        org = await self.get_organisation(organisation_id)
+        assert org is not None
+        claim = {org.id: {"name": org.title, "nihdi": org.nihdi_number, "roles": sorted(roles)}}
+        payload = {
+            "clientId": client_id,
+            "name": name,
+            "enabled": True,
+            "protocol": "openid-connect",
+            "publicClient": False,
+            "clientAuthenticatorType": "client-secret",
+            "secret": secret,
+            "serviceAccountsEnabled": True,
+            "standardFlowEnabled": False,
+            "implicitFlowEnabled": False,
+            "directAccessGrantsEnabled": False,
+            "attributes": {ORG_ATTRIBUTE: organisation_id, ROLES_ATTRIBUTE: " ".join(sorted(roles))},
+            "protocolMappers": [
+                {
+                    "name": ORGANISATIONS_CLAIM,
+                    "protocol": "openid-connect",
+                    "protocolMapper": "oidc-hardcoded-claim-mapper",
+                    "config": {
+                        "claim.name": ORGANISATIONS_CLAIM,
+                        "claim.value": json.dumps(claim),
+                        "jsonType.label": "JSON",
+                        "access.token.claim": "true",
+                        "id.token.claim": "false",
+                        "userinfo.token.claim": "false",
+                    },
+                }
+            ],
+        }
+        try:
+            await self.admin.a_create_client(payload)
+        except KeycloakError as exc:
+            if _code(exc) == 409:
+                raise DuplicateClient(client_id) from exc
+            raise
+        return ClientRecord(client_id, organisation_id, name, roles, True)
+
+    async def set_client_secret(self, client_id: str, secret: str) -> None:
+        uuid = await self._client_uuid(client_id)
+        if uuid is not None:
+            await self.admin.a_update_client(uuid, {"secret": secret})
+
+    async def delete_client(self, client_id: str) -> None:
+        uuid = await self._client_uuid(client_id)
+        if uuid is not None:
+            await self.admin.a_delete_client(uuid)

@@ -1,0 +1,175 @@
+"""One contract, two backends: the embedded SQL store and Keycloak (through python-keycloak,
+against the stand-in of Keycloak's admin REST and OIDC endpoints in tests/keycloak_standin),
+and the administration rules on top of each."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from hdhub.common.auth import Principal
+from hdhub.common.db import Database
+from hdhub.common.errors import Problem
+from hdhub.identity.backend import DuplicateAccount, DuplicateClient, DuplicateOrganisation, IdentityBackend
+from hdhub.identity.directory import Directory
+from hdhub.identity.mail import Mailer
+from hdhub.identity.service import MIGRATIONS
+from tests.keycloak_standin.app import StandinServer
+
+
+@pytest.fixture(scope="module")
+def standin() -> object:
+    with StandinServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'identity.db'}", migrations=MIGRATIONS)
+    await database.migrate()
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture(params=["embedded", "keycloak"])
+async def backend(request: pytest.FixtureRequest, db: Database, standin: StandinServer) -> IdentityBackend:
+    if request.param == "embedded":
+        from hdhub.identity.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(db)
+    from hdhub.identity.keycloak_backend import KeycloakBackend
+
+    return KeycloakBackend.connect(
+        server_url=standin.url, realm="hdhub", client_id=standin.realm.admin_client, client_secret=standin.realm.admin_secret
+    )
+
+
+def unique() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def nihdi() -> str:
+    import random
+
+    from hdhub.identity.nihdi import check_digits
+
+    base = f"{random.randrange(100000, 999999)}"
+    return base + check_digits(base)
+
+
+async def test_organisations_are_created_once_per_nihdi_number(backend: IdentityBackend) -> None:
+    number = nihdi()
+    org = await backend.create_organisation(title="AZ Contract", nihdi_number=number)
+    assert (await backend.get_organisation(org.id)) == org
+    assert org.title == "AZ Contract" and org.nihdi_number == number
+    with pytest.raises(DuplicateOrganisation):
+        await backend.create_organisation(title="Other", nihdi_number=number)
+    assert await backend.get_organisation(str(uuid.uuid4())) is None
+
+
+async def test_accounts_temporary_password_and_duplicates(backend: IdentityBackend) -> None:
+    email = f"{unique()}@contract.test"
+    account = await backend.create_account(username=email, email=email, first_name="C", last_name="T", password="initial-pass-1", temporary=True)
+    assert account.must_change_password and account.email == email
+    assert (await backend.find_account(email.upper())) == account
+    assert (await backend.get_account(account.id)) == account
+    with pytest.raises(DuplicateAccount):
+        await backend.create_account(username=email, email=email, first_name="", last_name="", password="x" * 12, temporary=True)
+    assert (await backend.check_password(email, "initial-pass-1")) is not None  # right, though still to be changed
+    assert (await backend.check_password(email, "wrong-password")) is None
+    assert (await backend.check_password("nobody@contract.test", "initial-pass-1")) is None
+    await backend.set_password(account.id, "changed-pass-2", temporary=False)
+    after = await backend.check_password(email, "changed-pass-2")
+    assert after is not None and not after.must_change_password
+    assert (await backend.check_password(email, "initial-pass-1")) is None
+
+
+async def test_roles_per_organisation_add_up_and_leaving_keeps_the_account(backend: IdentityBackend) -> None:
+    a = await backend.create_organisation(title="A", nihdi_number=nihdi())
+    b = await backend.create_organisation(title="B", nihdi_number=nihdi())
+    email = f"{unique()}@contract.test"
+    acc = await backend.create_account(username=email, email=email, first_name="", last_name="", password="p" * 12, temporary=False)
+    await backend.set_roles(acc.id, a.id, frozenset({"manager", "dp_manager"}))
+    await backend.set_roles(acc.id, b.id, frozenset({"registrant"}))
+    assert await backend.memberships(acc.id) == {a.id: frozenset({"manager", "dp_manager"}), b.id: frozenset({"registrant"})}
+    await backend.set_roles(acc.id, a.id, frozenset({"certificate_editor"}))
+    assert (await backend.memberships(acc.id))[a.id] == frozenset({"certificate_editor"})
+    [member] = await backend.members(a.id)
+    assert member.account.id == acc.id and member.roles == frozenset({"certificate_editor"})
+    await backend.set_roles(acc.id, a.id, frozenset())
+    assert (await backend.memberships(acc.id))[a.id] == frozenset()  # a member without roles
+    await backend.remove_membership(acc.id, a.id)
+    assert list(await backend.memberships(acc.id)) == [b.id]
+    assert await backend.get_account(acc.id) is not None
+    await backend.delete_account(acc.id)
+    assert await backend.get_account(acc.id) is None
+    assert await backend.members(b.id) == []
+
+
+async def test_clients_bound_to_one_organisation(backend: IdentityBackend) -> None:
+    org = await backend.create_organisation(title="C", nihdi_number=nihdi())
+    client_id = f"c-{unique()}"
+    client = await backend.create_client(client_id=client_id, organisation_id=org.id, name="HIS", roles=frozenset({"registrant"}), secret="s1")
+    assert client.organisation_id == org.id
+    assert [c.client_id for c in await backend.clients(org.id)] == [client_id]
+    assert (await backend.get_client(client_id)) == client
+    with pytest.raises(DuplicateClient):
+        await backend.create_client(client_id=client_id, organisation_id=org.id, name="", roles=frozenset(), secret="s2")
+    await backend.set_client_secret(client_id, "s3")
+    await backend.delete_client(client_id)
+    assert await backend.get_client(client_id) is None and await backend.clients(org.id) == []
+
+
+def principal_of(account_id: str, orgs: dict[str, list[str]]) -> Principal:
+    return Principal.from_claims(
+        {"sub": account_id, "preferred_username": account_id, "organisations": {o: {"roles": r} for o, r in orgs.items()}}
+    )
+
+
+async def test_the_rules_hold_on_either_backend(backend: IdentityBackend, db: Database) -> None:
+    d = Directory(backend, db, Mailer(host=None))
+    email = f"{unique()}@contract.test"
+    boss = await backend.create_account(username=email, email=email, first_name="", last_name="", password="p" * 12, temporary=False)
+    seed = await backend.create_organisation(title="Seed", nihdi_number=nihdi())
+    await backend.set_roles(boss.id, seed.id, frozenset({"manager"}))
+    org = await d.create_organisation(principal_of(boss.id, {seed.id: ["manager"]}), title="Rules", nihdi_number=nihdi())
+    me = principal_of(boss.id, {seed.id: ["manager"], org.id: ["manager"]})
+    with pytest.raises(Problem) as exc:
+        await d.set_roles(me, org.id, boss.id, ["registrant"])
+    assert exc.value.slug == "last-user-manager"
+    added = await d.add_member(me, org.id, email=f"{unique()}@contract.test", first_name="N", last_name="M", roles=["dp_manager"])
+    assert added.initial_password and added.member.account.must_change_password
+    dp = principal_of(added.member.account.id, {org.id: ["dp_manager"]})
+    with pytest.raises(Problem) as exc:
+        await d.add_member(dp, org.id, email=f"{unique()}@contract.test", first_name="", last_name="", roles=["manager"])
+    assert exc.value.status == 403
+    with pytest.raises(Problem) as exc:
+        await d.add_member(dp, seed.id, email=f"{unique()}@contract.test", first_name="", last_name="", roles=["registrant"])
+    assert exc.value.status == 404
+    with pytest.raises(Problem) as exc:
+        await d.add_member(me, org.id, email=added.member.account.email, first_name="", last_name="", roles=[])
+    assert exc.value.slug == "duplicate-email"
+    await d.change_password(added.member.account.email, added.initial_password, "a-new-long-password")
+    assert not (await backend.get_account(added.member.account.id)).must_change_password  # type: ignore[union-attr]
+    assert {m.account.id for m in await d.members(me, org.id)} == {boss.id, added.member.account.id}
+    entries = await d.audit_log(me, org.id)
+    assert [e.action for e in entries] == ["account.password", "member.add", "organisation.create"]
+
+
+def test_realm_export_carries_what_the_adapter_and_services_rely_on() -> None:
+    import json
+
+    realm = json.loads((Path(__file__).parents[3] / "deploy/keycloak/hdhub-realm.json").read_text())
+    assert realm["realm"] == "hdhub" and realm["bruteForceProtected"] is True
+    assert any(a["alias"] == "UPDATE_PASSWORD" and a["enabled"] for a in realm["requiredActions"])
+    scope = next(s for s in realm["clientScopes"] if s["name"] == "hdhub")
+    mappers = {m["name"]: m for m in scope["protocolMappers"]}
+    assert mappers["organisations"]["config"]["claim.name"] == "organisations"
+    assert mappers["audience hdhub"]["config"]["included.custom.audience"] == "hdhub"
+    clients = {c["clientId"]: c for c in realm["clients"]}
+    assert clients["hdhub-portal"]["publicClient"] and clients["hdhub-portal"]["directAccessGrantsEnabled"]
+    assert clients["hdhub-identity"]["serviceAccountsEnabled"]
+    assert "hdhub-operator" in [r["name"] for r in realm["roles"]["realm"]]
