@@ -111,6 +111,56 @@ async def file_body(path: Path) -> AsyncIterator[bytes]:
             yield chunk
 
 
+class RpcClock:
+    """Time spent awaiting registrations (UpsertBatch, ValidateBatch) inside the upload."""
+
+    def __init__(self) -> None:
+        import hdhub.uploads.registrations as regs
+
+        self.seconds = {"UpsertBatch": 0.0, "ValidateBatch": 0.0}
+        for attr, name in (("upsert_batch", "UpsertBatch"), ("validate_batch", "ValidateBatch")):
+            original = getattr(regs, attr)
+
+            async def timed(
+                *args: object, _original: object = original, _name: str = name, **kw: object
+            ) -> object:
+                t0 = time.perf_counter()
+                try:
+                    return await _original(*args, **kw)  # type: ignore[operator]
+                finally:
+                    self.seconds[_name] += time.perf_counter() - t0
+
+            setattr(regs, attr, timed)
+
+    def reset(self) -> None:
+        self.seconds = dict.fromkeys(self.seconds, 0.0)
+
+
+async def validation_only(stack: object, path: Path, rows_per_batch: int = 2000) -> float:
+    """ValidateBatch alone over the file's rows, straight to registrations (no storage)."""
+    from hdhub.common.auth import current_principal, verifier
+    from hdhub.uploads import registrations as regs
+
+    current_principal.set(await verifier().verify(await stack.token(HIS)))  # type: ignore[attr-defined]
+    dcd = await regs.dcd_summary("ANGIO_HOSP")
+    total = 0.0
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f, delimiter=";")
+        header = next(reader)
+        while True:
+            chunk = [r for _, r in zip(range(rows_per_batch), reader, strict=False)]
+            if not chunk:
+                break
+            columns: dict[str, list[str | None]] = {
+                h: [r[i] or None for r in chunk] for i, h in enumerate(header)
+            }
+            data = regs.encode_columns(columns)
+            t0 = time.perf_counter()
+            await regs.validate_batch(organisation_id="az-demo", dcd=dcd, rows=data, language="en")
+            total += time.perf_counter() - t0
+    return total
+
+
 async def run_upload(stack: object, path: Path) -> tuple[float, int, dict[str, int]]:
     client = stack.client  # type: ignore[attr-defined]
     headers = {**(await stack.headers(HIS)), "Content-Type": "text/csv"}  # type: ignore[attr-defined]
@@ -178,12 +228,49 @@ def reader_only(path: Path) -> tuple[float, int, int]:
     return time.perf_counter() - t0, peak - base, n
 
 
+async def trace(n: int) -> None:
+    """Where memory that outlives an upload of ``n`` rows sits, by file (tracemalloc)."""
+    import tracemalloc
+
+    from tests.support.stack import running_stack
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpdir = Path(tmp)
+        warm, path = tmpdir / "warm.csv", tmpdir / "trace.csv"
+        write_file(warm, 200, seed=4)
+        write_file(path, n, seed=5)
+        async with running_stack("postgres", tmpdir / "stack") as stack:
+            await run_upload(stack, warm)
+            tracemalloc.start(1)
+            before = tracemalloc.take_snapshot()
+            await run_upload(stack, path)
+            after = tracemalloc.take_snapshot()
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+        print(
+            f"{n} rows under tracemalloc: traced peak {peak / 1e6:.0f} MB; still allocated after the upload, by file:"
+        )
+        for stat in after.compare_to(before, "filename")[:10]:
+            print(
+                f"  {stat.size_diff / 1e6:+8.1f} MB  {stat.traceback[0].filename.replace(str(ROOT) + '/', '')}"
+            )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--small", type=int, default=20_000)
     parser.add_argument("--reader-rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--trace-rows",
+        type=int,
+        default=0,
+        help="only: upload this many rows under tracemalloc, print what stays allocated",
+    )
     args = parser.parse_args()
+    if args.trace_rows:
+        await trace(args.trace_rows)
+        return
 
     from tests.support.stack import running_stack
 
@@ -196,9 +283,13 @@ async def main() -> None:
         copy_s = copy_baseline(big, columns)
         print(f"file: {args.rows} rows, {len(columns)} columns, {size_mb:.1f} MB")
         print(f"baseline COPY into a plain table: {copy_s:.2f} s ({args.rows / copy_s:,.0f} rows/s)")
+        clock = RpcClock()
         async with running_stack("postgres", tmpdir / "stack") as stack:
             t_small, mem_small, counts_small = await run_upload(stack, small)
+            clock.reset()
             t_big, mem_big, counts = await run_upload(stack, big)
+            in_upsert = clock.seconds["UpsertBatch"]
+            t_validate = await validation_only(stack, big)
         print(
             f"hdhub upload {args.small} rows: {t_small:.1f} s ({args.small / t_small:,.0f} rows/s), "
             f"peak RSS growth {mem_small / 1024:.0f} MB, counts {counts_small}"
@@ -208,6 +299,14 @@ async def main() -> None:
             f"peak RSS growth {mem_big / 1024:.0f} MB, counts {counts}"
         )
         print(f"ratio hdhub / COPY: {t_big / copy_s:.1f}x (aim: at most 5x)")
+        print(
+            f"  of which awaiting registrations' UpsertBatch: {in_upsert:.1f} s ({in_upsert / t_big:.0%}); "
+            f"uploads' own share (streaming in, scan, reading, reports, progress): {t_big - in_upsert:.1f} s"
+        )
+        print(
+            f"  ValidateBatch alone over the same {args.rows} rows: {t_validate:.1f} s ({args.rows / t_validate:,.0f} rows/s): "
+            f"validation is {t_validate / in_upsert:.0%} of UpsertBatch, storage the rest"
+        )
         reader_file = tmpdir / "reader.csv"
         write_file(reader_file, args.reader_rows, seed=3)
         r100 = reader_only(big)

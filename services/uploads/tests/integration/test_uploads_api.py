@@ -340,3 +340,7 @@ async def test_other_organisations_and_anonymous_callers_are_refused(stack: Stac
     manager = await stack.headers("manager@az-demo.test")  # a member without registration rights
     assert (await stack.client.get(f"/api/v1/uploads/{uid}", headers=manager)).status_code == 404
     assert (await stack.client.put(settings, json={}, headers=manager)).status_code == 404
+    r = await stack.client.post(
+        "/api/v1/uploads", params={"dcd_code": "ANGIO_HOSP"}, files={"file": ("a.csv", b"x")}, headers=manager
+    )
+    assert r.status_code == 403

@@ -120,6 +120,8 @@ def _organisation(principal: Principal, organisation_id: str | None, action: Per
     """The organisation named, or the caller's only one; 403 when the caller may not act for it."""
     if organisation_id is None:
         mine = principal.organisations_for(action)
+        if not mine:
+            raise forbidden()
         if len(mine) != 1:
             raise Problem(
                 400,
