@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install services run test unit e2e proto proto-check lint bench clean
+.PHONY: help install services deploy-tools run test unit e2e proto proto-check lint bench helm kustomize clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -30,7 +30,10 @@ services: ## Make sure PostgreSQL and Redis answer on 127.0.0.1 (installs them f
 run: install ## The whole platform on embedded defaults with demo data, at http://127.0.0.1:8000
 	HDHUB_LOG_FORMAT=$${HDHUB_LOG_FORMAT:-console} $(BIN)/hdhub run all
 
-test: install services ## Install, then run every test (unit, integration on PostgreSQL/Redis/SQLite, e2e)
+deploy-tools: ## Make sure `kubectl kustomize` is there for the deploy checks (Debian's kubernetes-client if missing)
+	@bash tools/ensure-kubectl.sh
+
+test: install services deploy-tools ## Install, then run every test (unit, integration on PostgreSQL/Redis/SQLite, e2e)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: install ## Only the tests that need no database server
@@ -38,6 +41,13 @@ unit: install ## Only the tests that need no database server
 
 e2e: install services ## Start `hdhub run all` as a process and drive it over HTTP
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+helm: install ## Lint and render deploy/helm/hdhub for every values file, validate it (offline)
+	$(BIN)/pytest -q -p no:cacheprovider tests/deploy/test_helm_chart.py
+
+kustomize: install deploy-tools ## Regenerate deploy/kustomize base and components from the chart, then build the overlays
+	$(BIN)/python tools/gen_kustomize.py
+	$(BIN)/pytest -q -p no:cacheprovider tests/deploy/test_kustomize.py
 
 proto: install ## Regenerate libs/proto from proto/
 	$(BIN)/python tools/gen_proto.py
