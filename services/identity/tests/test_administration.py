@@ -98,8 +98,10 @@ async def test_user_manager_creates_organisation_and_member_must_change_initial_
     members = (await stack.client.get(f"{ORGS}/{org['id']}/members", headers=h)).json()
     assert {m["email"]: m["roles"] for m in members} == {MANAGER: ["manager"], address: ["registrant"]}
     assert not any(m["must_change_password"] for m in members)
-    actions = [e["action"] for e in (await stack.client.get("/api/v1/audit", params={"organisation_id": org["id"]}, headers=h)).json()]
-    assert actions[:3] == ["account.password", "member.add", "organisation.create"]
+    entries = (await stack.client.get("/api/v1/audit", params={"organisation_id": org["id"]}, headers=h)).json()
+    assert [e["action"] for e in entries][:3] == ["account.password", "member.add", "organisation.create"]
+    assert [e["actor"] for e in entries][:3] == [address, MANAGER, MANAGER]
+    assert entries[1]["target"] == address and entries[1]["details"]["roles"] == ["registrant"]
 
 
 async def test_own_password_change(stack: Stack) -> None:
@@ -300,3 +302,31 @@ async def test_audit_log_readable_by_the_organisations_managers_only(stack: Stac
     assert (await stack.client.get("/api/v1/audit", params={"organisation_id": "az-demo"}, headers=await stack.headers(NURSE))).status_code == 403
     lab = (await stack.client.get("/api/v1/audit", params={"organisation_id": "lab-demo"}, headers=await stack.headers(LAB))).json()
     assert all(e["organisation_id"] == "lab-demo" for e in lab)
+
+
+async def test_readme_demo_a_new_user_manager_creates_an_organisation_and_adds_a_member(stack: Stack) -> None:
+    """README, "Try it as a User Manager", step by step."""
+    mia = await stack.headers(MANAGER)
+    nina = email()
+    r = await stack.client.post(f"{ORGS}/az-demo/members", json={"email": nina, "first_name": "Nina", "last_name": "Nieuw", "roles": ["manager"]}, headers=mia)
+    assert r.status_code == 201 and r.json()["must_change_password"] and r.json()["roles"] == ["manager"]
+    initial = r.json()["initial_password"]
+    r = await password_token(stack, nina, initial)
+    assert r.status_code == 400 and r.json()["error_description"] == "Account is not fully set up"
+    r = await stack.client.post("/api/v1/accounts/password", json={"username": nina, "current_password": initial, "new_password": "nina-own-password"})
+    assert r.status_code == 204
+    h = await bearer(stack, nina, "nina-own-password")
+    r = await stack.client.post(ORGS, json={"title": "AZ Nieuw", "nihdi_number": valid_nihdi()}, headers=h)
+    assert r.status_code == 201
+    org = r.json()["id"]
+    h = await bearer(stack, nina, "nina-own-password")
+    piet = email()
+    r = await stack.client.post(f"{ORGS}/{org}/members", json={"email": piet, "first_name": "Piet", "last_name": "Nieuw", "roles": ["registrant"]}, headers=h)
+    assert r.status_code == 201
+    r = await password_token(stack, piet, r.json()["initial_password"])
+    assert r.status_code == 400 and r.json()["error_description"] == "Account is not fully set up"
+    members = (await stack.client.get(f"{ORGS}/{org}/members", headers=h)).json()
+    assert {m["email"]: (m["roles"], m["must_change_password"]) for m in members} == {
+        nina: (["manager"], False),
+        piet: (["registrant"], True),
+    }

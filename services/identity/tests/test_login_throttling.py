@@ -42,7 +42,7 @@ async def test_attempts_are_limited_per_account_and_per_address(guard_factory) -
 
 
 async def test_repeated_failures_lock_the_account_for_a_while(guard_factory) -> None:  # type: ignore[no-untyped-def]
-    guard = guard_factory(max_failures=3, lock_seconds=2)
+    guard = guard_factory(max_failures=3, lock_seconds=1)
     for _ in range(2):
         await guard.before_attempt("d@x.test", None)
         await guard.failed("d@x.test")
@@ -52,10 +52,10 @@ async def test_repeated_failures_lock_the_account_for_a_while(guard_factory) -> 
         await guard.failed("d@x.test")
     with pytest.raises(Throttled) as exc:
         await guard.before_attempt("d@x.test", None)
-    assert exc.value.reason == "locked" and exc.value.retry_after <= 2
+    assert exc.value.reason == "locked" and exc.value.retry_after <= 1
     import asyncio
 
-    await asyncio.sleep(2.1)
+    await asyncio.sleep(1.1)
     await guard.before_attempt("d@x.test", None)
 
 
