@@ -47,10 +47,20 @@ def _render(values: str, release: str) -> list[Manifest]:
     return [doc for path in sorted(rendered) for doc in yaml.safe_load_all(rendered[path]) if doc]
 
 
+@lru_cache(maxsize=1)
+def _kubernetes_validate() -> Any:
+    """kubernetes-validate, with its schema files read once (it parses the multi-megabyte
+    definitions file again for every object, which made these checks slow)."""
+    import kubernetes_validate
+    from kubernetes_validate import utils
+
+    utils.schema_contents = lru_cache(maxsize=None)(utils.schema_contents)
+    return kubernetes_validate
+
+
 def validation_errors(manifests: list[Manifest]) -> list[str]:
     """kubernetes-validate --strict on each object: unknown fields are errors too."""
-    import kubernetes_validate
-
+    kubernetes_validate = _kubernetes_validate()
     errors = []
     for m in manifests:
         where = f"{m.get('kind')}/{m.get('metadata', {}).get('name')}"
