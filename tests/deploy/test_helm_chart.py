@@ -144,6 +144,14 @@ def test_the_ingress_routes_each_rest_prefix_to_its_service() -> None:
     assert "/realms" not in _routes(render(values_file("values-prod.yaml")))
 
 
+def test_with_the_embedded_issuer_pods_fetch_its_keys_inside_the_cluster() -> None:
+    settings = by_kind(render(EVERYTHING_ON), "ConfigMap")["hdhub-platform"]["data"]
+    assert settings["HDHUB_OIDC_ISSUER"] == "https://hdhub.example.org/realms/hdhub"
+    assert settings["HDHUB_OIDC_JWKS_URL"].startswith("http://hdhub-identity:8000/realms/hdhub/")
+    keycloak = by_kind(render(values_file("values-prod.yaml")), "ConfigMap")["hdhub-platform"]["data"]
+    assert "HDHUB_OIDC_JWKS_URL" not in keycloak
+
+
 def _grpc_edges(manifests: list[dict[str, Any]]) -> set[tuple[str, str]]:
     """(caller, callee) pairs the policies let through on the gRPC port, ingress and egress both."""
     policies = by_kind(manifests, "NetworkPolicy")

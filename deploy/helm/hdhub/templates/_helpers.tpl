@@ -140,6 +140,10 @@ HDHUB_DATA_DIR: "/tmp/hdhub"
 HDHUB_SECRETS_DIR: {{ .Values.secrets.mountPath | quote }}
 HDHUB_OIDC_ISSUER: {{ (ternary (printf "%s/realms/hdhub" $p.publicUrl) $p.oidc.issuer $p.oidc.embedded) | quote }}
 HDHUB_OIDC_AUDIENCE: {{ $p.oidc.audience | quote }}
+{{- if $p.oidc.embedded }}
+{{- /* Keys from identity inside the cluster: the public URL may not be reachable from pods. */}}
+HDHUB_OIDC_JWKS_URL: {{ printf "http://%s-identity:%v/realms/hdhub/protocol/openid-connect/certs" (include "hdhub.fullname" .) (.Values.components.identity.ports | default .Values.default.ports).http | quote }}
+{{- end }}
 {{- end -}}
 
 {{- define "hdhub.envFrom" -}}
