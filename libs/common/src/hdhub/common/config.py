@@ -71,7 +71,12 @@ class PlatformSettings(BaseSettings):
 class ServiceSettings(BaseSettings):
     """Per-service settings; subclasses set ``env_prefix`` to ``HDHUB_<SERVICE>_``."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    # Subclasses inherit the secrets folder: each key of a mounted Secret is a file named after
+    # its variable (HDHUB_REGISTRATIONS_DATABASE_URL), read when the variable itself is unset.
+    model_config = SettingsConfigDict(
+        extra="ignore",
+        secrets_dir=_SECRETS_DIR if Path(_SECRETS_DIR).is_dir() else None,
+    )
 
     service_name: str = "service"
     database_url: str | None = None
