@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hdhub.cli.services import SERVICES
 from tests.support.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,11 +47,10 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         **{k: v for k, v in os.environ.items() if not k.startswith("HDHUB_")},
         "HDHUB_DATA_DIR": str(data / "var"),
         "HDHUB_LOG_LEVEL": "INFO",
-        "HDHUB_IDENTITY_GRPC_BIND": f"127.0.0.1:{free_port()}",
-        "HDHUB_REGISTRATIONS_GRPC_BIND": f"127.0.0.1:{free_port()}",
     }
-    env["HDHUB_GRPC_IDENTITY"] = env["HDHUB_IDENTITY_GRPC_BIND"]
-    env["HDHUB_GRPC_REGISTRATIONS"] = env["HDHUB_REGISTRATIONS_GRPC_BIND"]
+    # Free gRPC ports for every service, so concurrent runs never collide.
+    for name in SERVICES:
+        env[f"HDHUB_{name.upper()}_GRPC_BIND"] = env[f"HDHUB_GRPC_{name.upper()}"] = f"127.0.0.1:{free_port()}"
     log = data / "hdhub.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -14,7 +14,7 @@ from hdhub.common.web import create_app
 
 log = logging.getLogger("hdhub.cli")
 
-SERVICES = ("identity", "registrations", "uploads")
+SERVICES = ("identity", "registrations", "uploads", "portal")
 
 
 def make_service(name: str) -> Service:
@@ -30,6 +30,10 @@ def make_service(name: str) -> Service:
         from hdhub.uploads.runtime import UploadsService
 
         return UploadsService()
+    if name == "portal":
+        from hdhub.portal.runtime import PortalService
+
+        return PortalService()
     raise KeyError(name)
 
 

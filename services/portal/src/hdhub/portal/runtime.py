@@ -1,0 +1,51 @@
+"""The portal service as it plugs into a process: certificates (REST and gRPC)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import grpc
+from fastapi import APIRouter
+
+from hdhub.common.objectstore import open_store
+from hdhub.common.runtime import Service
+from hdhub.portal.certificates import Certificates
+from hdhub.portal.envelope import Envelope
+from hdhub.portal.settings import PortalSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class PortalService(Service):
+    name = "portal"
+    grpc_service_names = ("hdhub.portal.v1.CertificatesService",)
+
+    def __init__(self, settings: PortalSettings | None = None) -> None:
+        super().__init__(settings or PortalSettings(), migrations=MIGRATIONS)
+        self.settings: PortalSettings
+        self.objects = open_store(self.settings.object_store_url)
+        self.certificates = Certificates(
+            self.db,
+            self.objects,
+            Envelope(self.settings.master_keys()),
+            max_p12_bytes=self.settings.max_p12_bytes,
+        )
+
+    def routers(self) -> Sequence[APIRouter]:
+        from hdhub.portal import api
+
+        return [api.build_router(self)]
+
+    def grpc_registrations(self) -> Sequence[Callable[[grpc.aio.Server], None]]:
+        from hdhub.portal.grpc import CertificatesServicer
+        from hdhub.proto.portal.v1 import certificates_pb2_grpc
+
+        servicer = CertificatesServicer(self)
+        return [
+            lambda server: certificates_pb2_grpc.add_CertificatesServiceServicer_to_server(servicer, server)
+        ]
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self.objects.close()

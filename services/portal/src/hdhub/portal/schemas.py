@@ -1,0 +1,46 @@
+"""The REST shapes of certificates (never key material: only what identifies the keys)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class StatusLine(BaseModel):
+    step: str = Field(
+        description="received, password_checked, keys_checked, validity_checked, stored, published, unpublished"
+    )
+    at: datetime
+    message: str
+
+
+class KeyInfo(BaseModel):
+    subject: str
+    serial_number: str
+
+
+class CertificateVersion(BaseModel):
+    organisation_id: str
+    version: int
+    published: bool
+    status: StatusLine | None = Field(description="The latest line of the status log")
+    filename: str
+    uploaded_by: str
+    uploaded_at: datetime
+    published_at: datetime | None
+    unpublished_at: datetime | None
+    not_before: datetime
+    not_after: datetime
+    authentication: KeyInfo
+    encryption: KeyInfo
+
+
+class UploadedCertificate(CertificateVersion):
+    log: list[StatusLine]
+
+
+class OrganisationCertificates(BaseModel):
+    organisation_id: str
+    name: str
+    published: CertificateVersion | None

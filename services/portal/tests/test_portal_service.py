@@ -1,0 +1,41 @@
+"""The portal's schema and settings."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from hdhub.common.config import platform
+from hdhub.portal.settings import PortalSettings
+from hdhub.portal.store import Base
+from tests.support.stack import Stack
+
+
+async def test_migrations_match_the_models(stack: Stack) -> None:
+    def diff(connection: object) -> list[object]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return compare_metadata(context, Base.metadata)
+
+    async with stack.service("portal").db.engine.connect() as conn:
+        assert await conn.run_sync(diff) == []
+
+
+def test_production_needs_a_real_master_key(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    monkeypatch.setenv("HDHUB_ENVIRONMENT", "production")
+    monkeypatch.setenv("HDHUB_PORTAL_SECRET_KEY", "a-real-secret")
+    platform.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="master_key is a placeholder"):
+            PortalSettings()
+        key = base64.b64encode(bytes(range(32))).decode()
+        monkeypatch.setenv("HDHUB_PORTAL_MASTER_KEY", key)
+        assert PortalSettings().master_keys() == [bytes(range(32))]
+        monkeypatch.setenv("HDHUB_PORTAL_MASTER_KEY", base64.b64encode(b"short").decode())
+        with pytest.raises(ValueError, match="32 bytes"):
+            PortalSettings().master_keys()
+    finally:
+        monkeypatch.undo()
+        platform.cache_clear()
