@@ -1,6 +1,6 @@
 """Every REST route of every service, called as each role in its own organisation, as a
-member of a foreign organisation (holding every role there), as the operator, and as
-nobody. Routes come from the merged OpenAPI document, so a new route cannot escape: one
+member of a foreign organisation (holding every role there), as the operator, as the
+organisation's hospital system (client credentials), and as nobody. Routes come from the merged OpenAPI document, so a new route cannot escape: one
 missing from ``EXPECTED`` fails the test with its method and path.
 
 What an entry says: which callers the route lets through, derived from the one policy
@@ -185,6 +185,8 @@ def _allowed(expect: Expect, caller: str) -> bool:
         return expect.action in OPERATOR_ACTIONS
     if caller == "foreign":
         return not expect.tenant and any(expect.action in POLICY[r] for r in Role)
+    if caller == "system":  # az-demo's hospital system: client credentials, registrant
+        return expect.action in POLICY[Role.REGISTRANT]
     return expect.action in POLICY[Role(caller)]
 
 
@@ -247,6 +249,7 @@ async def test_every_route_answers_each_caller_as_the_policy_says(stack: Stack) 
         callers[role.value] = await _mint(stack, {OWN: [role.value]})
     callers["foreign"] = await _mint(stack, {FOREIGN: ALL_ROLES})
     callers["operator"] = await _mint(stack, {}, [OPERATOR_ROLE])
+    callers["system"] = await stack.headers("az-demo-his")
     failures: list[str] = []
     for path, ops in spec["paths"].items():
         for method, op in ops.items():

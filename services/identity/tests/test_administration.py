@@ -330,3 +330,21 @@ async def test_readme_demo_a_new_user_manager_creates_an_organisation_and_adds_a
         nina: (["manager"], False),
         piet: (["registrant"], True),
     }
+
+
+async def test_two_user_managers_stepping_down_together_leave_one(stack: Stack) -> None:
+    import asyncio
+
+    h = await bearer(stack, MANAGER, "demo-manager")
+    org = await new_organisation(stack, h)
+    h = await bearer(stack, MANAGER, "demo-manager")
+    me = next(m["account_id"] for m in (await stack.client.get(f"{ORGS}/{org}/members", headers=h)).json())
+    other, _, oh = await new_person(stack, org, h, ["manager"])
+    oh = {"Authorization": oh["Authorization"]}
+    results = await asyncio.gather(
+        stack.client.put(f"{ORGS}/{org}/members/{me}/roles", json={"roles": ["reader"]}, headers=h),
+        stack.client.put(f"{ORGS}/{org}/members/{other}/roles", json={"roles": ["reader"]}, headers=oh),
+    )
+    assert sorted(r.status_code for r in results) == [200, 409]
+    members = (await stack.client.get(f"{ORGS}/{org}/members", headers=h if results[1].status_code == 200 else oh)).json()
+    assert sum("manager" in m["roles"] for m in members) == 1

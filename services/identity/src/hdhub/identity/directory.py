@@ -41,6 +41,7 @@ from hdhub.identity.backend import (
     MemberRecord,
     OrganisationRecord,
 )
+from hdhub.identity.locks import OrganisationLocks
 from hdhub.identity.mail import Mailer
 from hdhub.identity.store import AccountRequest, AuditEntry
 
@@ -81,10 +82,13 @@ class AddedMember:
 class Directory:
     """Administration of organisations, members, accounts and clients, with audit."""
 
-    def __init__(self, backend: IdentityBackend, db: Database, mailer: Mailer) -> None:
+    def __init__(self, backend: IdentityBackend, db: Database, mailer: Mailer, locks: OrganisationLocks | None = None) -> None:
         self.backend = backend
         self.db = db
         self.mailer = mailer
+        # Role changes and removals check "another User Manager remains", then write: one
+        # at a time per organisation, or two managers stepping down together could both pass.
+        self.locks = locks or OrganisationLocks(None)
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -216,11 +220,12 @@ class Directory:
     async def set_roles(self, principal: Principal, organisation_id: str, account_id: str, roles: Iterable[str]) -> MemberRecord:
         await self._organisation(principal, organisation_id, Action.MEMBER_MANAGE)
         wanted = _roles(roles)
-        member = await self._member(organisation_id, account_id)
-        self._check_role_change(principal, organisation_id, member.roles, wanted)
-        if Role.MANAGER in member.roles and Role.MANAGER not in wanted:
-            await self._ensure_other_manager(organisation_id, account_id)
-        await self.backend.set_roles(account_id, organisation_id, wanted)
+        async with self.locks.hold([organisation_id]):
+            member = await self._member(organisation_id, account_id)
+            self._check_role_change(principal, organisation_id, member.roles, wanted)
+            if Role.MANAGER in member.roles and Role.MANAGER not in wanted:
+                await self._ensure_other_manager(organisation_id, account_id)
+            await self.backend.set_roles(account_id, organisation_id, wanted)
         await self.audit(
             principal, organisation_id, "member.roles", member.account.email, account_id=account_id, before=sorted(member.roles), after=sorted(wanted)
         )
@@ -228,11 +233,12 @@ class Directory:
 
     async def remove_member(self, principal: Principal, organisation_id: str, account_id: str) -> None:
         await self._organisation(principal, organisation_id, Action.MEMBER_MANAGE)
-        member = await self._member(organisation_id, account_id)
-        self._check_role_change(principal, organisation_id, member.roles, frozenset())
-        if Role.MANAGER in member.roles:
-            await self._ensure_other_manager(organisation_id, account_id)
-        await self.backend.remove_membership(account_id, organisation_id)
+        async with self.locks.hold([organisation_id]):
+            member = await self._member(organisation_id, account_id)
+            self._check_role_change(principal, organisation_id, member.roles, frozenset())
+            if Role.MANAGER in member.roles:
+                await self._ensure_other_manager(organisation_id, account_id)
+            await self.backend.remove_membership(account_id, organisation_id)
         await self.audit(principal, organisation_id, "member.remove", member.account.email, account_id=account_id)
 
     # --- accounts --------------------------------------------------------------------
@@ -250,10 +256,11 @@ class Directory:
                     raise forbidden("This account belongs to an organisation you do not manage.")
                 self._check_role_change(principal, org, roles, frozenset())
         assert account is not None
-        for org, roles in memberships.items():
-            if Role.MANAGER in roles:
-                await self._ensure_other_manager(org, account_id)
-        await self.backend.delete_account(account_id)
+        async with self.locks.hold(memberships):
+            for org, roles in (await self.backend.memberships(account_id)).items():
+                if Role.MANAGER in roles:
+                    await self._ensure_other_manager(org, account_id)
+            await self.backend.delete_account(account_id)
         for org in memberships:
             await self.audit(principal, org, "account.cancel", account.email, account_id=account_id)
 

@@ -38,7 +38,10 @@ class IdentityService(Service):
 
             self.backend = EmbeddedBackend(self.db)
         self.mailer = Mailer(host=s.smtp_host, port=s.smtp_port, sender=s.mail_from)
-        self.directory = Directory(self.backend, self.db, self.mailer)
+        from hdhub.identity.locks import OrganisationLocks
+
+        self.locks = OrganisationLocks(platform().redis_url, prefix=f"{s.login_key_prefix.rsplit(':', 1)[0]}:lock")
+        self.directory = Directory(self.backend, self.db, self.mailer, self.locks)
         self.login_guard = LoginGuard(
             platform().redis_url,
             prefix=s.login_key_prefix,
@@ -64,6 +67,7 @@ class IdentityService(Service):
 
     async def stop(self) -> None:
         await self.login_guard.close()
+        await self.locks.close()
         await super().stop()
 
     async def seed(self) -> None:
