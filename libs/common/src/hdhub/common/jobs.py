@@ -20,7 +20,7 @@ from sqlalchemy import Integer, String, Text, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hdhub.common.db import Database, UTCDateTime, new_id, utcnow
+from hdhub.common.db import Database, UTCDateTime, bulk_insert, new_id, utcnow
 
 log = logging.getLogger("hdhub.jobs")
 
@@ -90,8 +90,8 @@ class JobQueue:
         session.add(job)
         return job
 
-    def enqueue_many(self, session: AsyncSession, kind: str, items: list[dict[str, Any]]) -> None:
-        """Add many jobs in the caller's transaction (one multi-row insert at flush).
+    async def enqueue_many(self, session: AsyncSession, kind: str, items: list[dict[str, Any]]) -> None:
+        """Add many jobs in the caller's transaction, in one bulk insert (COPY on PostgreSQL).
 
         Each item may carry ``payload``, ``organisation_id``, ``subject_id`` and ``run_after``.
         """
@@ -102,20 +102,26 @@ class JobQueue:
         except ImportError:  # pragma: no cover
             trace = {}
         now = utcnow()
-        session.add_all(
-            self.model(
-                id=new_id(),
-                kind=kind,
-                payload=item.get("payload") or {},
-                organisation_id=item.get("organisation_id"),
-                subject_id=item.get("subject_id"),
-                run_after=item.get("run_after") or now,
-                trace_context=trace,
-                status=QUEUED,
-                attempts=0,
-            )
+        rows = [
+            {
+                "id": new_id(),
+                "kind": kind,
+                "organisation_id": item.get("organisation_id"),
+                "subject_id": item.get("subject_id"),
+                "payload": item.get("payload") or {},
+                "status": QUEUED,
+                "attempts": 0,
+                "run_after": item.get("run_after") or now,
+                "lease_until": None,
+                "worker": None,
+                "trace_context": trace,
+                "last_error": None,
+                "created_at": now,
+                "finished_at": None,
+            }
             for item in items
-        )
+        ]
+        await bulk_insert(session, self.model, rows)
 
     async def claim(self, kinds: list[str], *, limit: int = 10, worker: str | None = None, now: datetime | None = None) -> list[Any]:
         """Take up to ``limit`` due jobs (or jobs whose lease ran out) for this worker, in one

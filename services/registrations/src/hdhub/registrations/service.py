@@ -721,12 +721,11 @@ async def _insert_created(
     await bulk_insert(session, Registration, reg_rows)
     await bulk_insert(session, RegistrationVersion, version_rows)
     if submitted:
-        registrations.jobs.enqueue_many(
+        await registrations.jobs.enqueue_many(
             session,
             DELIVER,
             [{"organisation_id": organisation_id, "subject_id": c.id, "payload": {"version": 2}} for c in submitted],
         )
-        await session.flush()
         after_commit(session, registrations.wake.notify)
     return reg_rows
 
