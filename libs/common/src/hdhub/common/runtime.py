@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,27 @@ from fastapi import APIRouter
 
 from hdhub.common.config import ServiceSettings
 from hdhub.common.db import Database
+from hdhub.common.wakeup import Wakeup
 
 log = logging.getLogger("hdhub.runtime")
+
+
+async def run_worker(
+    name: str, step: Callable[[], Awaitable[int]], *, wake: Wakeup, poll_seconds: float, stop: asyncio.Event
+) -> None:
+    """The loop every service worker runs: do a step of work; when it found nothing, wait
+    for a wake-up (or ``poll_seconds``); a failing step is logged and retried, never fatal."""
+    try:
+        while not stop.is_set():
+            try:
+                done = await step()
+            except Exception:
+                log.exception("worker step failed", extra={"service": name})
+                done = 0
+            if not done:
+                await wake.wait(poll_seconds)
+    finally:
+        await wake.close()
 
 
 class Service:

@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from hdhub.common.errors import not_found
-from hdhub.common.runtime import Service
+from hdhub.common.runtime import Service, run_worker
 from hdhub.registrations.catalogue import Catalogue
 from hdhub.registrations.service import Registrations
 from hdhub.registrations.settings import RegistrationsSettings
@@ -63,15 +63,10 @@ class RegistrationsService(Service):
     async def work(self, stop: asyncio.Event) -> None:
         """Finish submissions (Sending -> Submitted); woken at once after a commit that
         enqueued work, here or (with Redis) in any other process, else every poll."""
-        wake = self.registrations.wake
-        try:
-            while not stop.is_set():
-                try:
-                    done = await self.registrations.process_jobs()
-                except Exception:
-                    log.exception("registrations worker iteration failed")
-                    done = 0
-                if not done:
-                    await wake.wait(self.settings.worker_poll_seconds)
-        finally:
-            await wake.close()
+        await run_worker(
+            self.name,
+            self.registrations.process_jobs,
+            wake=self.registrations.wake,
+            poll_seconds=self.settings.worker_poll_seconds,
+            stop=stop,
+        )

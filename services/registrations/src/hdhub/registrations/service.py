@@ -163,19 +163,25 @@ class Registrations:
             lifecycle.next_status(action, Status(existing.status))
         except TransitionRefused as exc:
             raise conflict("registration-not-editable", "A registration with this business key exists", str(exc)) from exc
-        before = dict(existing.values)
-        if not submit:
-            existing.version += 1
-        existing.values = result.values
-        existing.dcd_version = entry.version
-        existing.errors = [_error_dict(e) for e in result.errors]
-        existing.updated_at = utcnow()
-        await session.flush()
-        if submit:
-            await self._transition(session, existing, action, actor=actor, entry=entry, before=before)
-        else:
-            await self._record(session, existing, action="save", actor=actor, before=before)
+        await self._replace(session, existing, entry, result, action, actor)
         return Outcome(existing, False, list(result.warnings))
+
+    async def _replace(
+        self, session: AsyncSession, reg: Registration, entry: CatalogueEntry, result: Any, action: Action, actor: Actor
+    ) -> None:
+        """Put a whole new record into a stored registration: saved (one version) or, with
+        SUBMIT/RESUBMIT, saved and sent in the same version."""
+        before = dict(reg.values)
+        if action == Action.SAVE:
+            reg.version += 1
+        reg.values, reg.dcd_version = result.values, entry.version
+        reg.errors = [_error_dict(e) for e in result.errors]
+        reg.updated_at = utcnow()
+        await session.flush()
+        if action == Action.SAVE:
+            await self._record(session, reg, action="save", actor=actor, before=before)
+        else:
+            await self._transition(session, reg, action, actor=actor, entry=entry, before=before)
 
     async def update(
         self,
@@ -585,17 +591,7 @@ async def upsert_batch(
                         batch_errors.append((i, _BatchError(existing.status)))
                         continue
                     if not options.dry_run:
-                        before = dict(existing.values)
-                        if not submit:
-                            existing.version += 1
-                        existing.values, existing.dcd_version = result.values, entry.version
-                        existing.errors = [_error_dict(e) for e in result.errors]
-                        existing.updated_at = utcnow()
-                        await session.flush()
-                        if submit:
-                            await registrations._transition(session, existing, action, actor=actor, entry=entry, before=before)
-                        else:
-                            await registrations._record(session, existing, action="save", actor=actor, before=before)
+                        await registrations._replace(session, existing, entry, result, action, actor)
                     plans.append(RowPlan(i, "updated", existing.id, key or "", existing.status))
                     continue
                 if options.dry_run:

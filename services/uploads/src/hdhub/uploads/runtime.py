@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fastapi import APIRouter
 
-from hdhub.common.runtime import Service
+from hdhub.common.runtime import Service, run_worker
 from hdhub.uploads.service import Uploads
 from hdhub.uploads.settings import UploadsSettings
 
@@ -34,15 +34,10 @@ class UploadsService(Service):
         """Process upload jobs one at a time; woken after a commit that enqueued one."""
         from hdhub.uploads.worker import process_jobs
 
-        wake = self.uploads.wake
-        try:
-            while not stop.is_set():
-                try:
-                    done = await process_jobs(self.uploads)
-                except Exception:
-                    log.exception("uploads worker iteration failed")
-                    done = 0
-                if not done:
-                    await wake.wait(self.settings.worker_poll_seconds)
-        finally:
-            await wake.close()
+        await run_worker(
+            self.name,
+            lambda: process_jobs(self.uploads),
+            wake=self.uploads.wake,
+            poll_seconds=self.settings.worker_poll_seconds,
+            stop=stop,
+        )
