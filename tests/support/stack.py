@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from hdhub.common import auth
+from hdhub.common import auth, service_auth
 from hdhub.common.config import DEFAULT_GRPC_PORTS, platform
 
 ISSUER = "http://testserver/realms/hdhub"
@@ -100,6 +100,7 @@ async def running_stack(backend: str, tmp_path: Any, *, workers: bool = True) ->
             databases.append(db)
             os.environ[f"HDHUB_{name.upper()}_DATABASE_URL"] = create_database(db)
     platform.cache_clear()
+    service_auth.reset()  # tokens of an earlier stack's issuer are not valid here
     stack_platform = Platform(list(SERVICES), migrate=True, seed=True, workers=workers)
     app = stack_platform.app()
     transport = httpx.ASGITransport(app=app)
@@ -113,6 +114,7 @@ async def running_stack(backend: str, tmp_path: Any, *, workers: bool = True) ->
     finally:
         await stack_platform.stop()
         auth.set_verifier(None)
+        service_auth.reset()
         os.environ.clear()
         os.environ.update(saved)
         platform.cache_clear()

@@ -42,7 +42,7 @@ async def test_linked_files_are_validated_together(stack: Stack) -> None:
     ]
     meta = await post(stack, "meta.csv", csv_bytes(rows), linked_upload_id=seq["id"])
     done = await finished(stack, meta["id"], LIMS)
-    assert done["nothing_stored"] is True
+    assert done["nothing_stored"] is True, done
     assert [(f["rule"], f["line"], f["column"]) for f in done["findings"] if f["severity"] == "error"] == [
         ("sequence_not_referenced", 3, f"{name}.csv:recordname")
     ]

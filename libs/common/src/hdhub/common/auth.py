@@ -83,6 +83,21 @@ POLICY: Mapping[Role, frozenset[Action]] = {
 # Operator-wide roles (realm roles in Keycloak), not tied to one organisation.
 OPERATOR_ROLE = "hdhub-operator"
 OPERATOR_ACTIONS = frozenset({Action.CATALOGUE_READ, Action.CATALOGUE_WRITE, Action.REGISTRATION_REVIEW})
+# Platform services acting as themselves (workers, the drop folder, SFTP intake): realm role
+# ``hdhub-service:<service>`` on the service's own confidential client. A service role is
+# not tied to one organisation: the service was trusted with the organisation when the
+# work was accepted from an authorised caller (an upload, an SFTP login), and it names
+# that organisation in every call. NetworkPolicies restrict who can reach whom as well.
+SERVICE_ROLE_PREFIX = "hdhub-service:"
+SERVICE_POLICY: Mapping[str, frozenset[Action]] = {
+    "uploads": frozenset({Action.CATALOGUE_READ, Action.REGISTRATION_READ, Action.REGISTRATION_WRITE}),
+    "intake": frozenset({Action.CATALOGUE_READ, Action.REGISTRATION_READ, Action.ORGANISATION_READ}),
+    "registrations": frozenset({Action.CATALOGUE_READ, Action.ORGANISATION_READ}),
+    "nippin": frozenset({Action.CATALOGUE_READ, Action.REGISTRATION_READ, Action.ORGANISATION_READ}),
+    "pseudonymisation": frozenset(),
+    "portal": frozenset({Action.ORGANISATION_READ}),
+    "sim": frozenset(),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +124,19 @@ class Principal:
     def is_operator(self) -> bool:
         return OPERATOR_ROLE in self.realm_roles
 
+    @property
+    def services(self) -> frozenset[str]:
+        """The platform services this caller is (``hdhub-service:<name>`` realm roles)."""
+        return frozenset(r[len(SERVICE_ROLE_PREFIX) :] for r in self.realm_roles if r.startswith(SERVICE_ROLE_PREFIX))
+
+    def is_service(self, *names: str) -> bool:
+        """Whether the caller is one of the named platform services (any, without names)."""
+        mine = self.services
+        return bool(mine & set(names)) if names else bool(mine)
+
     def can(self, action: Action, organisation_id: str | None = None) -> bool:
+        if self.realm_roles and any(action in SERVICE_POLICY.get(s, ()) for s in self.services):
+            return True
         if organisation_id is None:
             return self.is_operator and action in OPERATOR_ACTIONS or any(
                 action in POLICY[r] for m in self.memberships.values() for r in m.roles

@@ -57,6 +57,10 @@ class PlatformSettings(BaseSettings):
     object_store_url: str | None = None
     max_request_bytes: int = 5 * 1024 * 1024
     grpc_timeout_seconds: float = 10.0
+    #: The confidential client secret of this process's service identity (client
+    #: ``hdhub-<service>`` in Keycloak, realm role ``hdhub-service:<service>``); workers
+    #: and the drop folder use it to call other services as themselves.
+    service_client_secret: str = PLACEHOLDER
     grpc_targets: dict[str, str] = Field(default_factory=dict)
 
     def grpc_target(self, service: str) -> str:

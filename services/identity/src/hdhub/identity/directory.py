@@ -294,6 +294,8 @@ class Directory:
         client_id = client_id or f"{organisation_id}-{secrets.token_hex(4)}"
         if not _CLIENT_ID.match(client_id):
             raise invalid([FieldProblem("client_id", "pattern", "3 to 100 lower-case letters, digits and dashes.")])
+        if client_id.startswith("hdhub-"):
+            raise invalid([FieldProblem("client_id", "reserved", "Client ids starting with hdhub- are the platform's own.")])
         secret = secrets.token_urlsafe(32)
         try:
             client = await self.backend.create_client(

@@ -8,6 +8,7 @@ claim our Keycloak protocol mapper adds) so services cannot tell the two apart.
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import time
 import uuid
@@ -22,7 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hdhub.common.auth import ORGANISATIONS_CLAIM
+from hdhub.common.auth import ORGANISATIONS_CLAIM, SERVICE_POLICY, SERVICE_ROLE_PREFIX
+from hdhub.common.config import platform
 from hdhub.identity.store import Account, Membership, Organisation, SigningKey, SystemClient
 
 hasher = PasswordHasher()
@@ -165,9 +167,39 @@ async def password_grant(
     return token_response(_mint(await signing_key(session), claims), lifetime)
 
 
+def service_client(client_id: str) -> str | None:
+    """The platform service a confidential client ``hdhub-<service>`` stands for, if any."""
+    name = client_id.removeprefix("hdhub-")
+    return name if client_id.startswith("hdhub-") and name in SERVICE_POLICY else None
+
+
+def service_grant(*, issuer: str, lifetime: int, service: str, client_secret: str, key: SigningKey) -> dict[str, Any]:
+    """A platform service's own token: realm role ``hdhub-service:<service>``, no
+    organisation. The secret is the installation's service client secret, as the
+    Keycloak realm export gives each ``hdhub-<service>`` client."""
+    expected = platform().service_client_secret
+    if not hmac.compare_digest(client_secret.encode(), expected.encode()):
+        raise OAuthError(401, "unauthorized_client", "Invalid client or Invalid client credentials")
+    client_id = f"hdhub-{service}"
+    claims = _base_claims(issuer, lifetime, client_id) | {
+        "sub": f"service-account-{client_id}",
+        "preferred_username": f"service-account-{client_id}",
+        "clientId": client_id,
+        "email_verified": False,
+        "realm_access": {"roles": ["default-roles-hdhub", f"{SERVICE_ROLE_PREFIX}{service}"]},
+        ORGANISATIONS_CLAIM: {},
+    }
+    return token_response(_mint(key, claims), lifetime)
+
+
 async def client_credentials_grant(
     session: AsyncSession, *, issuer: str, lifetime: int, client_id: str, client_secret: str
 ) -> dict[str, Any]:
+    service = service_client(client_id)
+    if service is not None:
+        return service_grant(
+            issuer=issuer, lifetime=lifetime, service=service, client_secret=client_secret, key=await signing_key(session)
+        )
     client = await session.get(SystemClient, client_id)
     if not verify_secret(client.secret_hash if client else None, client_secret) or client is None or not client.enabled:
         raise OAuthError(401, "unauthorized_client", "Invalid client or Invalid client credentials")

@@ -297,7 +297,6 @@ def build_router(service: UploadsService) -> APIRouter:
             options=options,
             language=lang,
             uploaded_by=principal.username,
-            caller_token=principal.token,
             idempotency_key=idempotency_key,
             filename_of=lambda: holder["filename"],
         )

@@ -104,7 +104,6 @@ class Uploads:
         options: dict[str, Any],
         language: str,
         uploaded_by: str,
-        caller_token: str,
         idempotency_key: str | None,
         filename_of: Callable[[], str] | None = None,
     ) -> Upload:
@@ -157,7 +156,6 @@ class Uploads:
             file_info={},
             phase="validating" if options["validation"] == "validate_all" else "storing",
             batches_done=0,
-            caller_token=caller_token,
             created_at=now,
             updated_at=now,
         )

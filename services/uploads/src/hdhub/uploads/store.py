@@ -69,7 +69,6 @@ class Upload(TenantScoped, Base):
     phase: Mapped[str] = mapped_column(String(16), default="storing")
     batches_done: Mapped[int] = mapped_column(Integer, default=0)
     #: The uploader's bearer token, for the worker's calls to registrations; cleared when done.
-    caller_token: Mapped[str | None] = mapped_column(Text, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -24,7 +24,9 @@ from typing import Any
 import grpc
 from sqlalchemy import update
 
-from hdhub.common.auth import Principal, current_principal
+from hdhub.common.auth import current_principal
+from hdhub.common.service_auth import service_principal
+from hdhub.common.service_auth import tokens as service_tokens
 from hdhub.common.db import utcnow
 from hdhub.common.jobs import PARKED, RUNNING, worker_name
 from hdhub.uploads import registrations as regs
@@ -41,7 +43,6 @@ log = logging.getLogger("hdhub.uploads.worker")
 
 #: Answers of registrations that no retry will change.
 PERMANENT = {
-    grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -485,7 +486,6 @@ class UploadRun:
             upload.steps = dict(self.steps)
             upload.file_info = getattr(self, "file_info", upload.file_info)
             upload.options = {**upload.options, "nothing_stored": bool(nothing_stored or not stored)}
-            upload.caller_token = None
             upload.finished_at = upload.updated_at = now
             if self.linked is not None:
                 linked = await session.get(Upload, self.linked.id)
@@ -517,7 +517,6 @@ async def fail_upload(uploads: Uploads, upload_id: str, detail: str) -> None:
                 "params": {"detail": detail[:300]},
             },
         ]
-        upload.caller_token = None
         upload.finished_at = upload.updated_at = utcnow()
 
 
@@ -532,15 +531,9 @@ async def process_jobs(uploads: Uploads, *, worker: str | None = None) -> int:
             async with uploads.db.system_session() as session:
                 await uploads.jobs.finish(session, job.id)
             continue
-        principal = Principal(
-            subject=upload.uploaded_by,
-            username=upload.uploaded_by,
-            client_id=None,
-            is_system=False,
-            memberships={},
-            token=upload.caller_token or "",
-        )
-        reset = current_principal.set(principal)
+        # The job runs as the uploads service itself (a user's token would expire long
+        # before a large file is done); registrations records the uploader as author.
+        reset = current_principal.set(await service_principal("uploads"))
         try:
             await UploadRun(uploads, job, upload, worker).run()
         except LeaseLost:
@@ -555,6 +548,8 @@ async def process_jobs(uploads: Uploads, *, worker: str | None = None) -> int:
                 async with uploads.db.system_session() as session:
                     await uploads.jobs.finish(session, job.id)
             else:
+                if exc.code() == grpc.StatusCode.UNAUTHENTICATED:  # a new token on the next try
+                    service_tokens("uploads").forget()
                 await _retry(uploads, job.id, upload.id, f"registrations answered {exc.code().name}")
         except Exception as exc:
             log.exception("upload job failed", extra={"job_id": job.id})
