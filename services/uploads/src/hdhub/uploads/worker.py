@@ -25,10 +25,10 @@ import grpc
 from sqlalchemy import update
 
 from hdhub.common.auth import current_principal
-from hdhub.common.service_auth import service_principal
-from hdhub.common.service_auth import tokens as service_tokens
 from hdhub.common.db import utcnow
 from hdhub.common.jobs import PARKED, RUNNING, worker_name
+from hdhub.common.service_auth import service_principal
+from hdhub.common.service_auth import tokens as service_tokens
 from hdhub.uploads import registrations as regs
 from hdhub.uploads.domain.batches import Batch, Batches, check_header
 from hdhub.uploads.domain.cells import code_hint, masked
