@@ -1,0 +1,135 @@
+"""bulk_insert writes COPY's text format itself on PostgreSQL: every awkward value must
+come back as it went in, on both engines."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Boolean, Float, Integer, LargeBinary, String, Text, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from hdhub.common.db import TYPE_MAP, Database, bulk_insert, new_ids
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = TYPE_MAP
+
+
+class Cell(Base):
+    __tablename__ = "bulk_cells"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flag: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    blob: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    doc: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    items: Mapped[list[Any]] = mapped_column(default=list)
+    at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+AWKWARD = [
+    "plain",
+    "tab\there",
+    "new\nline and \r\n",
+    "back\\slash \\N \\.",
+    "quote ' and \" ; , |",
+    "é ü 中文 😀",
+    "",
+    "\\",
+]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    if request.param == "sqlite":
+        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'b.db'}")
+        name = None
+    else:
+        from tests.support.stack import create_database, drop_database
+
+        name = f"hdhub_bulk_{uuid.uuid4().hex[:10]}"
+        database = Database(create_database(name))
+    async with database.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    yield database
+    await database.dispose()
+    if name:
+        drop_database(name)
+
+
+async def test_values_come_back_as_they_went_in(db: Database) -> None:
+    shared = {"shared": "one object in several rows", "nested": {"a": [1, 2.5, None, True]}}
+    at = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
+    rows = []
+    for i, text in enumerate(AWKWARD):
+        rows.append(
+            {
+                "id": f"r{i}",
+                "text": text,
+                "number": i * 1_000_000 - 3,
+                "ratio": i / 3,
+                "flag": i % 2 == 0,
+                "blob": bytes([i, 0, 255, 92, 10]),
+                "doc": {"value": text, "list": [text, i], "unicode": "\u2028 \\u0041"} if i % 3 else shared,
+                "items": [text, {"k": text}],
+                "at": at + timedelta(days=i),
+            }
+        )
+    rows.append(
+        {
+            "id": "nulls",
+            "text": None,
+            "number": None,
+            "ratio": None,
+            "flag": None,
+            "blob": None,
+            "doc": None,
+            "items": [],
+            "at": None,
+        }
+    )
+    async with db.system_session() as session:
+        await bulk_insert(session, Cell, rows, json_memo={})
+    async with db.system_session() as session:
+        got = {c.id: c for c in (await session.execute(select(Cell))).scalars()}
+    assert len(got) == len(rows)
+    for row in rows:
+        cell = got[row["id"]]
+        for key, value in row.items():
+            if key == "at" and value is not None:
+                assert cell.at == value.astimezone(UTC)
+            else:
+                assert getattr(cell, key) == value, (row["id"], key)
+
+
+async def test_a_unique_violation_is_an_integrity_error(db: Database) -> None:
+    with pytest.raises(IntegrityError):
+        async with db.system_session() as session:
+            await bulk_insert(session, Cell, [{"id": "same", "items": []}, {"id": "same", "items": []}])
+
+
+async def test_rows_past_one_copy_chunk(db: Database) -> None:
+    long = "x" * 5000
+    rows = [{"id": f"n{i}", "text": long, "items": [i]} for i in range(600)]  # ~3 MB: several chunks
+    async with db.system_session() as session:
+        await bulk_insert(session, Cell, rows)
+    async with db.system_session() as session:
+        got = (await session.execute(select(Cell.id, Cell.items))).all()
+    assert sorted(i for _, [i] in got) == list(range(600))
+
+
+def test_new_ids_are_version_4_uuids_and_distinct() -> None:
+    ids = new_ids(5000)
+    assert len(set(ids)) == 5000
+    for value in ids[:200]:
+        assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", value)
+        assert uuid.UUID(value).version == 4
+        assert str(uuid.UUID(value)) == value
