@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Platform:
-    def __init__(self, base_url: str, log: Path) -> None:
+    def __init__(self, base_url: str, log: Path, data_dir: Path) -> None:
         self.base_url = base_url
         self.log = log
+        self.data_dir = data_dir
 
     def token(self, client_id: str, secret: str) -> str:
         r = httpx.post(
@@ -47,6 +48,11 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         **{k: v for k, v in os.environ.items() if not k.startswith("HDHUB_")},
         "HDHUB_DATA_DIR": str(data / "var"),
         "HDHUB_LOG_LEVEL": "INFO",
+        # The drop folder looked at twice a second instead of every 30 s.
+        "HDHUB_UPLOADS_DROPFOLDER_POLL_SECONDS": "0.5",
+        "HDHUB_UPLOADS_DROPFOLDER_SETTLE_SECONDS": "0.2",
+        "HDHUB_UPLOADS_DROPFOLDER_CHECK_SECONDS": "0.2",
+        "HDHUB_UPLOADS_DROPFOLDER_TICK_SECONDS": "0.2",
     }
     # Free gRPC ports for every service, so concurrent runs never collide.
     for name in SERVICES:
@@ -75,7 +81,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"hdhub did not start:\n{log.read_text()[-4000:]}")
             time.sleep(0.2)
-        yield Platform(base, log)
+        yield Platform(base, log, data / "var")
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

@@ -87,6 +87,8 @@ async def running_stack(backend: str, tmp_path: Any, *, workers: bool = True) ->
     os.environ["HDHUB_ENVIRONMENT"] = "test"
     os.environ["HDHUB_OIDC_ISSUER"] = ISSUER
     os.environ["HDHUB_DATA_DIR"] = str(tmp_path)
+    # Tests drive the drop folder themselves, each over a folder of its own.
+    os.environ["HDHUB_UPLOADS_DROPFOLDER_ENABLED"] = "false"
     if backend == "postgres":  # the production shape: PostgreSQL plus Redis for wake-ups
         os.environ["HDHUB_REDIS_URL"] = os.environ.get("HDHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
         # Login counters of concurrent test runs sharing one Redis must not add up.

@@ -57,9 +57,19 @@ def _banner(host: str, port: int) -> None:
         *[f"  {a.username:28} {a.password:16} {_roles(a.roles) or 'operator'}" for a in ACCOUNTS],
         "Demo hospital systems (client_credentials):",
         *[f"  {c.client_id:28} {c.secret:16} organisation {c.organisation_id}" for c in CLIENTS],
+        f"Drop folder (HD_DCD_submcsv_HDBPnnnn_ABBREV_version_date.csv): {_dropfolder()}/<organisation>/",
         "",
     ]
     print("\n".join(lines), flush=True)
+
+
+def _dropfolder() -> str:
+    from hdhub.common.config import platform
+
+    settings = platform()
+    if settings.object_store_url:
+        return "the object store, prefix dropfolder"
+    return str((settings.data_dir / "dropfolder").resolve())
 
 
 @app.command()

@@ -68,8 +68,12 @@ class JobQueue:
         organisation_id: str | None = None,
         subject_id: str | None = None,
         run_after: datetime | None = None,
+        job_id: str | None = None,
     ) -> Any:
-        """Add a job in the caller's transaction; it runs only if that transaction commits."""
+        """Add a job in the caller's transaction; it runs only if that transaction commits.
+
+        ``job_id`` makes enqueueing idempotent: a second job with the same id fails the
+        insert (IntegrityError) instead of doing the work twice."""
         try:
             from hdhub.common.telemetry import inject_context
 
@@ -77,7 +81,7 @@ class JobQueue:
         except ImportError:  # pragma: no cover
             trace = {}
         job = self.model(
-            id=new_id(),
+            id=job_id or new_id(),
             kind=kind,
             payload=payload or {},
             organisation_id=organisation_id,
@@ -159,6 +163,16 @@ class JobQueue:
         Job = self.model
         await session.execute(
             update(Job).where(Job.id.in_(job_ids)).values(status=DONE, finished_at=utcnow(), lease_until=None)
+        )
+
+    async def defer(self, session: AsyncSession, job_id: str, until: datetime) -> None:
+        """Give a claimed job back, to be claimed again at ``until``: it is waiting on
+        something else, not failing, so the attempt does not count."""
+        Job = self.model
+        await session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(status=QUEUED, lease_until=None, worker=None, run_after=until, attempts=Job.attempts - 1)
         )
 
     async def fail(self, job_id: str, error: str, *, now: datetime | None = None) -> str:

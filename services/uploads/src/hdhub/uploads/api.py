@@ -72,6 +72,8 @@ class UploadOut(BaseModel):
     file: dict[str, Any]
     findings: list[FindingOut]
     nothing_stored: bool | None = None
+    #: ``api`` (REST, the portal) or ``dropfolder`` (a file dropped in the organisation's folder).
+    source: str = "api"
     uploaded_by: str
     created_at: datetime
     finished_at: datetime | None
@@ -109,6 +111,7 @@ def upload_out(u: Upload, lang: str) -> UploadOut:
         file=u.file_info,
         findings=findings,
         nothing_stored=opts.get("nothing_stored") if u.status == "done" else None,
+        source=str(opts.get("source", "api")),
         uploaded_by=u.uploaded_by,
         created_at=u.created_at,
         finished_at=u.finished_at,

@@ -15,6 +15,8 @@ from hdhub.uploads.settings import UploadsSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger("hdhub.uploads")
+#: The organisations identity seeds for the demo (hdhub.identity.seed).
+DEMO_ORGANISATIONS = ("az-demo", "lab-demo")
 
 
 class UploadsService(Service):
@@ -30,14 +32,32 @@ class UploadsService(Service):
 
         return [api.build_router(self)]
 
+    async def seed(self) -> None:
+        """On embedded defaults, a drop folder for each demo organisation (identity seeds
+        them), so `make run` shows where to drop a file."""
+        from hdhub.common.objectstore import FolderStore
+        from hdhub.uploads.dropfolder import drop_area
+
+        store, _ = drop_area(self.uploads)
+        if isinstance(store, FolderStore):
+            for org in DEMO_ORGANISATIONS:
+                (store.root / org).mkdir(parents=True, exist_ok=True)
+            log.info("drop folders ready", extra={"path": str(store.root)})
+
     async def work(self, stop: asyncio.Event) -> None:
-        """Process upload jobs one at a time; woken after a commit that enqueued one."""
+        """Process upload jobs one at a time (woken after a commit that enqueued one) and,
+        beside it, watch the drop folders."""
+        from hdhub.uploads import dropfolder
         from hdhub.uploads.worker import process_jobs
 
-        await run_worker(
+        uploads = run_worker(
             self.name,
             lambda: process_jobs(self.uploads),
             wake=self.uploads.wake,
             poll_seconds=self.settings.worker_poll_seconds,
             stop=stop,
         )
+        if not self.settings.dropfolder_enabled:
+            await uploads
+            return
+        await asyncio.gather(uploads, dropfolder.run(dropfolder.DropFolder(self.uploads), stop))

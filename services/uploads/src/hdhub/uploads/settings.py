@@ -21,3 +21,17 @@ class UploadsSettings(ServiceSettings):
     #: How long a claimed upload job is held before another worker may take it over;
     #: the worker renews it after every batch.
     lease_seconds: float = 60.0
+    #: The drop folder (HD4DP v2): where organisations' folders live (``file:///path`` or
+    #: ``s3://...``); by default ``<data_dir>/dropfolder`` on embedded defaults, else the
+    #: prefix ``dropfolder/`` of the platform's object store.
+    dropfolder_enabled: bool = True
+    dropfolder_url: str | None = None
+    #: Files are looked for this often (they are picked up within a minute).
+    dropfolder_poll_seconds: float = 30.0
+    #: A file changed more recently than this may still be being written: left for the next scan.
+    dropfolder_settle_seconds: float = 5.0
+    #: How often a running drop-folder upload is looked at, and the loop's tick.
+    dropfolder_check_seconds: float = 2.0
+    dropfolder_tick_seconds: float = 1.0
+    #: The language of the messages in RESULTS (a dropped file names no user).
+    dropfolder_language: str = "en"

@@ -68,7 +68,7 @@ class Upload(TenantScoped, Base):
     #: validating (Validate all's first pass) or storing; batches finished in that phase.
     phase: Mapped[str] = mapped_column(String(16), default="storing")
     batches_done: Mapped[int] = mapped_column(Integer, default=0)
-    #: The uploader's bearer token, for the worker's calls to registrations; cleared when done.
+    #: Why a technical failure stopped the upload.
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
