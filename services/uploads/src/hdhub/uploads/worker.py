@@ -61,6 +61,10 @@ class Abandon(BaseException):  # noqa: N818 - a test's stand-in for a worker pro
 _END = object()
 
 
+class SourceClosed(Exception):
+    """The run stopped reading this file (finished, failed or lost its lease)."""
+
+
 class _Source:
     """Bytes pumped from the object store (async) to the reading thread (sync), through a
     small bounded queue: at most a few chunks are in memory."""
@@ -87,6 +91,18 @@ class _Source:
             except queue.Full:
                 await asyncio.sleep(0.002)
 
+    def close(self) -> None:
+        """Stop pumping, and unblock a reading thread still waiting for a chunk (it ends
+        with :class:`SourceClosed`): a thread left waiting would never finish."""
+        self.closed.set()
+        while True:
+            try:
+                self.queue.get_nowait()
+            except queue.Empty:
+                break
+        with contextlib.suppress(queue.Full):
+            self.queue.put_nowait(SourceClosed())
+
     def chunks(self) -> Iterator[bytes]:
         while True:
             item = self.queue.get()
@@ -95,6 +111,14 @@ class _Source:
             if isinstance(item, Exception):
                 raise item
             yield item
+
+
+def _read_batch(batches: Batches, encode: bool) -> tuple[Batch | None, bytes | None]:
+    """The next batch, and its Arrow encoding when ``encode`` (in the reading thread)."""
+    batch = batches.next()
+    if batch is None or not encode or not batch.sent:
+        return batch, None
+    return batch, regs.encode_columns(batch.columns)
 
 
 def finding_dict(f: Finding, personal: bool = False) -> dict[str, Any]:
@@ -157,7 +181,7 @@ class UploadRun:
                 Finding(f.rule, f.severity, f.line, f.record, f"{self.linked.filename}:", "", f.params)
             )
         finally:
-            source.closed.set()
+            source.close()
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pump
@@ -256,7 +280,7 @@ class UploadRun:
             self.findings = [finding_dict(refused.finding)]
             return False
         finally:
-            source.closed.set()
+            source.close()
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pump
@@ -309,11 +333,23 @@ class UploadRun:
                 if start_batch:
                     skipped = await asyncio.to_thread(batches.skip, start_batch)
                     self.counts["rows_read"] = skipped
-                while True:
-                    batch = await asyncio.to_thread(batches.next)
-                    if batch is None:
-                        break
-                    rows_with_errors += await self._batch(phase, batch)
+                # One batch is read, checked and encoded in a thread while the previous one
+                # is with registrations: reading overlaps storing, and at most two batches
+                # are in memory (never an unbounded queue).
+                encode = self.link is None  # linked uploads set rows aside before encoding
+                ahead = asyncio.ensure_future(asyncio.to_thread(_read_batch, batches, encode))
+                try:
+                    while True:
+                        batch, rows = await ahead
+                        if batch is None:
+                            break
+                        ahead = asyncio.ensure_future(asyncio.to_thread(_read_batch, batches, encode))
+                        rows_with_errors += await self._batch(phase, batch, rows)
+                finally:
+                    if not ahead.done():
+                        source.close()  # the reading thread ends at once
+                    with contextlib.suppress(Exception):
+                        await ahead
                 # findings known only at the end (encoding of later lines)
                 for f in csvfile.findings:
                     d = finding_dict(f)
@@ -323,13 +359,13 @@ class UploadRun:
                 self.findings.append(finding_dict(refused.finding))
                 return 1
         finally:
-            source.closed.set()
+            source.close()
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pump
         return rows_with_errors
 
-    async def _batch(self, phase: str, batch: Batch) -> int:
+    async def _batch(self, phase: str, batch: Batch, encoded: bytes | None = None) -> int:
         up = self.upload
         errors: list[tuple[Any, ...]] = []
         success: list[tuple[Any, ...]] = []
@@ -354,7 +390,11 @@ class UploadRun:
                     )
                 )
         if batch.sent:
-            rows = await asyncio.to_thread(regs.encode_columns, batch.columns)
+            rows = (
+                encoded
+                if encoded is not None
+                else await asyncio.to_thread(regs.encode_columns, batch.columns)
+            )
             if phase == "validating":
                 vreply = await regs.validate_batch(
                     organisation_id=up.organisation_id, dcd=self.dcd, rows=rows, language=self.lang
