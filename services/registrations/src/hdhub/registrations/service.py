@@ -23,7 +23,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from hdhub.common.config import platform
-from hdhub.common.db import SCOPE_KEY, Database, TenancyViolation, after_commit, bulk_insert, new_id, utcnow
+from hdhub.common.db import (
+    SCOPE_KEY,
+    Database,
+    TenancyViolation,
+    after_commit,
+    bulk_insert,
+    new_id,
+    new_ids,
+    utcnow,
+)
 from hdhub.common.errors import FieldProblem, Problem, conflict, not_found
 from hdhub.common.jobs import JobQueue
 from hdhub.common.wakeup import Wakeup
@@ -554,6 +563,7 @@ async def upsert_batch(
                 replay = await _replayed_batch(session, organisation_id, batch_id, fingerprint)
                 if replay is not None:
                     return replay
+            ids = iter(new_ids(len(rows)))
             wanted = [k for k in keys if k]
             stored: dict[str, Registration] = {}
             for start in range(0, len(wanted), 1000):
@@ -604,7 +614,7 @@ async def upsert_batch(
                     plans[first.plan_index] = RowPlan(first.plan_index, "created", first.id, key, first.status)
                     plans.append(RowPlan(i, "updated", first.id, key, first.status))
                     continue
-                create = _PendingCreate(len(plans), new_id(), key, result, submit)
+                create = _PendingCreate(len(plans), next(ids), key, result, submit)
                 if key:
                     pending[key] = create
                 creates.append(create)
@@ -714,8 +724,10 @@ async def _insert_created(
                     "at": now,
                 }
             )
-    await bulk_insert(session, Registration, reg_rows)
-    await bulk_insert(session, RegistrationVersion, version_rows)
+    # A registration's values go into its row and its history rows: serialised once.
+    memo: dict[int, str] = {}
+    await bulk_insert(session, Registration, reg_rows, json_memo=memo)
+    await bulk_insert(session, RegistrationVersion, version_rows, json_memo=memo)
     if submitted:
         await registrations.jobs.enqueue_many(
             session,
