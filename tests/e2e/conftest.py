@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -39,13 +40,11 @@ class Platform:
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
 
 
-@pytest.fixture(scope="session")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    port = free_port()
-    data = tmp_path_factory.mktemp("e2e")
-    # Nothing of the in-process stacks' HDHUB_* settings may leak into the process.
+def base_env(data: Path) -> dict[str, str]:
+    """The environment of an hdhub process started by the tests: nothing of the in-process
+    stacks' HDHUB_* settings, a data folder of its own, free gRPC ports for every service."""
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("HDHUB_")},
+        **{k: v for k, v in os.environ.items() if not k.startswith(("HDHUB_", "OTEL_"))},
         "HDHUB_DATA_DIR": str(data / "var"),
         "HDHUB_LOG_LEVEL": "INFO",
         # The drop folder looked at twice a second instead of every 30 s.
@@ -54,37 +53,61 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         "HDHUB_UPLOADS_DROPFOLDER_CHECK_SECONDS": "0.2",
         "HDHUB_UPLOADS_DROPFOLDER_TICK_SECONDS": "0.2",
     }
-    # Free gRPC ports for every service, so concurrent runs never collide.
     for name in SERVICES:
-        env[f"HDHUB_{name.upper()}_GRPC_BIND"] = env[f"HDHUB_GRPC_{name.upper()}"] = f"127.0.0.1:{free_port()}"
-    log = data / "hdhub.log"
+        env[f"HDHUB_{name.upper()}_GRPC_BIND"] = env[f"HDHUB_GRPC_{name.upper()}"] = (
+            f"127.0.0.1:{free_port()}"
+        )
+    return env
+
+
+@contextmanager
+def hdhub_process(
+    args: list[str], env: dict[str, str], log: Path, *, port: int | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``hdhub <args>`` as a process of its own; with ``port``, started once /healthz answers."""
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "hdhub.cli.main", "run", "all", "--port", str(port)],
+            [sys.executable, "-m", "hdhub.cli.main", *args],
             cwd=ROOT,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
+        deadline = time.monotonic() + 90
+        while port is not None:
             if process.poll() is not None:
-                raise RuntimeError(f"hdhub exited early:\n{log.read_text()[-4000:]}")
+                raise RuntimeError(f"hdhub {' '.join(args)} exited early:\n{log.read_text()[-4000:]}")
             try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"hdhub did not start:\n{log.read_text()[-4000:]}")
+                raise RuntimeError(f"hdhub {' '.join(args)} did not start:\n{log.read_text()[-4000:]}")
             time.sleep(0.2)
-        yield Platform(base, log, data / "var")
+        yield process
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextmanager
+def run_all(data: Path, **extra_env: str) -> Iterator[Platform]:
+    """`hdhub run all` on embedded defaults, as `make run` starts it."""
+    port = free_port()
+    env = {**base_env(data), **extra_env}
+    log = data / "hdhub.log"
+    with hdhub_process(["run", "all", "--port", str(port)], env, log, port=port):
+        yield Platform(f"http://127.0.0.1:{port}", log, data / "var")
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    with run_all(tmp_path_factory.mktemp("e2e")) as running:
+        yield running

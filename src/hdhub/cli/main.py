@@ -17,7 +17,7 @@ Host = Annotated[str, typer.Option(help="Address to serve HTTP on")]
 Port = Annotated[int, typer.Option(help="Port to serve HTTP on")]
 
 
-def _configure(port: int | None = None, host: str = "127.0.0.1") -> None:
+def _configure(port: int | None = None, host: str = "127.0.0.1", *, service: str = "all") -> None:
     if port is not None:
         base = f"http://{host if host != '0.0.0.0' else '127.0.0.1'}:{port}"
         os.environ.setdefault("HDHUB_PUBLIC_URL", base)
@@ -30,7 +30,8 @@ def _configure(port: int | None = None, host: str = "127.0.0.1") -> None:
     from hdhub.common.telemetry import setup_telemetry
 
     setup_logging(settings.log_level, settings.log_format)
-    setup_telemetry("hdhub")
+    # One resource per process: `hdhub` for all services in one, else the service's own.
+    setup_telemetry("hdhub" if service == "all" else f"hdhub-{service}")
 
 
 def _check(name: str) -> list[str]:
@@ -84,7 +85,7 @@ def run(
     import uvicorn
 
     names = _check(service)
-    _configure(port, host)
+    _configure(port, host, service=service)
     everything = service == "all"
     platform = Platform(
         names,
@@ -109,7 +110,7 @@ def run(
 def worker(service: Annotated[str, typer.Argument(help="The service whose background jobs to run")]) -> None:
     """Run a service's background worker (claims durable jobs; safe to run several)."""
     names = _check(service)
-    _configure()
+    _configure(service=service)
 
     async def main() -> None:
         platform = Platform(names, migrate=False, seed=False, workers=True)

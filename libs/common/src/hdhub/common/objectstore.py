@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from opentelemetry import trace
+
 CHUNK = 1024 * 1024
 PART_SIZE = 16 * 1024 * 1024  # multipart part size for S3 (minimum 5 MiB)
 SHA256_META = "sha256"
@@ -94,9 +96,65 @@ class ObjectStore(Protocol):
     async def close(self) -> None: ...
 
 
+# --- tracing ----------------------------------------------------------------------------
+
+_tracer = trace.get_tracer("hdhub.objectstore")
+_CALLS = ("put", "read", "stat", "delete", "move")
+_STREAMS = ("stream", "list")
+
+
+def traced(system: str) -> Any:
+    """Class decorator: a client span per store operation (``objectstore.put`` ...), with
+    the backend and the key's first segment (``uploads``, ``certificates``): never the
+    whole key, which may carry a sender's file name."""
+
+    def attributes(op: str, key: str) -> dict[str, str]:
+        return {"objectstore.system": system, "objectstore.operation": op, "objectstore.prefix": key.split("/", 1)[0]}
+
+    def wrap_call(op: str, fn: Any) -> Any:
+        async def call(self: Any, key: str = "", *args: Any, **kwargs: Any) -> Any:
+            with _tracer.start_as_current_span(
+                f"objectstore.{op}", kind=trace.SpanKind.CLIENT, attributes=attributes(op, key)
+            ) as span:
+                result = await fn(self, key, *args, **kwargs)
+                if isinstance(result, StoredObject):
+                    span.set_attribute("objectstore.size", result.size)
+                return result
+
+        call.__name__, call.__doc__ = fn.__name__, fn.__doc__
+        return call
+
+    def wrap_stream(op: str, fn: Any) -> Any:
+        async def stream(self: Any, key: str = "", *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            # Not made current: a generator may be resumed in another task's context.
+            span = _tracer.start_span(f"objectstore.{op}", kind=trace.SpanKind.CLIENT, attributes=attributes(op, key))
+            try:
+                async for item in fn(self, key, *args, **kwargs):
+                    yield item
+            except BaseException as exc:
+                span.record_exception(exc)
+                span.set_status(trace.StatusCode.ERROR)
+                raise
+            finally:
+                span.end()
+
+        stream.__name__, stream.__doc__ = fn.__name__, fn.__doc__
+        return stream
+
+    def decorate(cls: Any) -> Any:
+        for op in _CALLS:
+            setattr(cls, op, wrap_call(op, getattr(cls, op)))
+        for op in _STREAMS:
+            setattr(cls, op, wrap_stream(op, getattr(cls, op)))
+        return cls
+
+    return decorate
+
+
 # --- a folder ---------------------------------------------------------------------------
 
 
+@traced("folder")
 class FolderStore:
     """Objects as files under ``root``; metadata in a sidecar ``.meta/`` tree. Writes go to
     a temporary file renamed into place, so a reader never sees a partial object."""
@@ -235,6 +293,7 @@ class _QueueReader:
         return out
 
 
+@traced("s3")
 class S3Store:
     """An S3 bucket through the minio SDK. Uploads are multipart into a temporary key and
     composed into place with their SHA-256 as metadata, so readers never see partial objects;

@@ -46,6 +46,7 @@ __all__ = [
     "instrument_fastapi",
     "instrument_httpx",
     "instrument_sqlalchemy",
+    "job_span",
     "setup_telemetry",
 ]
 
@@ -154,6 +155,22 @@ def extract_context(carrier: Mapping[str, str] | None) -> otel_context.Context:
     ``tracer.start_as_current_span("job", context=extract_context(job.trace_context))``.
     An empty or missing carrier gives an empty context (a new trace)."""
     return _JOB_PROPAGATOR.extract(dict(carrier or {}))
+
+
+def job_span(job: Any, name: str | None = None) -> Any:
+    """A consumer span for running ``job``, continuing the trace stored with it (the
+    request that enqueued it), so one trace runs from that request through the work done
+    later, in whatever process claims the job::
+
+        with job_span(job):
+            await run(job)
+    """
+    return trace.get_tracer("hdhub.jobs").start_as_current_span(
+        name or f"job {job.kind}",
+        context=extract_context(getattr(job, "trace_context", None)),
+        kind=trace.SpanKind.CONSUMER,
+        attributes={"hdhub.job.id": str(job.id), "hdhub.job.kind": str(job.kind), "hdhub.job.attempt": int(job.attempts or 0)},
+    )
 
 
 def _strip_query(url: str) -> str:

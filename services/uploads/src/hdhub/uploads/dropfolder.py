@@ -41,6 +41,7 @@ from hdhub.common.errors import Problem
 from hdhub.common.jobs import PARKED
 from hdhub.common.objectstore import FolderStore, ObjectNotFound, ObjectStore, StoredObject, open_store
 from hdhub.common.service_auth import acting_as_service
+from hdhub.common.telemetry import job_span
 from hdhub.uploads import registrations as regs
 from hdhub.uploads.reports import finding_rows, render, stream_report
 from hdhub.uploads.service import Uploads
@@ -174,8 +175,9 @@ class DropFolder:
         jobs = await self.uploads.jobs.claim([FILE], limit=5, worker=worker)
         for job in jobs:
             try:
-                async with acting_as_service("uploads"):
-                    finished = await self._advance(job)
+                with job_span(job):
+                    async with acting_as_service("uploads"):
+                        finished = await self._advance(job)
                 async with self.uploads.db.system_session() as session:
                     if finished:
                         await self.uploads.jobs.finish(session, job.id)

@@ -29,6 +29,7 @@ from hdhub.common.db import utcnow
 from hdhub.common.jobs import PARKED, RUNNING, worker_name
 from hdhub.common.service_auth import service_principal
 from hdhub.common.service_auth import tokens as service_tokens
+from hdhub.common.telemetry import job_span
 from hdhub.uploads import registrations as regs
 from hdhub.uploads.domain.batches import Batch, Batches, check_header
 from hdhub.uploads.domain.cells import code_hint, masked
@@ -575,7 +576,8 @@ async def process_jobs(uploads: Uploads, *, worker: str | None = None) -> int:
         # before a large file is done); registrations records the uploader as author.
         reset = current_principal.set(await service_principal("uploads"))
         try:
-            await UploadRun(uploads, job, upload, worker).run()
+            with job_span(job):
+                await UploadRun(uploads, job, upload, worker).run()
         except LeaseLost:
             log.warning("upload job taken over by another worker", extra={"job_id": job.id})
         except Abandon:

@@ -1,0 +1,97 @@
+"""One trace follows a CSV upload through every hop, exported over OTLP to a receiver on
+loopback: the HTTP request, the object store, SQL, the job the request queued (continued
+by the worker from the context stored with it), the gRPC call to registrations and its SQL.
+And no patient identifier travels in any span."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.uploads.tests.integration.test_uploads_api import csv_bytes
+from tests.e2e.conftest import Platform, run_all
+from tests.support.otlp import Receiver, Span, otlp_receiver
+from tests.support.samples import record
+
+pytestmark = pytest.mark.e2e
+UPSERT = "/hdhub.registrations.v1.RegistrationsService/UpsertBatch"
+SERVER, CLIENT, CONSUMER = 2, 3, 5  # OTLP span kinds
+
+
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, Receiver]]:
+    with otlp_receiver() as receiver:
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_INSECURE": "true",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+        }
+        os.environ.pop("OTEL_SDK_DISABLED", None)
+        with run_all(Path(tmp_path_factory.mktemp("traced")), **env) as platform:
+            yield platform, receiver
+
+
+def ancestors(span: Span, by_id: dict[str, Span]) -> list[str]:
+    names = []
+    while span.parent_id and span.parent_id in by_id:
+        span = by_id[span.parent_id]
+        names.append(span.name)
+    return names
+
+
+def test_one_trace_follows_an_upload_through_every_hop(traced: tuple[Platform, Receiver]) -> None:
+    platform, receiver = traced
+    rows = [record(), record()]
+    trace_id = os.urandom(16).hex()
+    traceparent = f"00-{trace_id}-{os.urandom(8).hex()}-01"
+    token = platform.token("az-demo-his", "demo-his-secret")
+    with platform.client(token) as c:
+        r = c.post(
+            "/api/v1/uploads?dcd_code=ANGIO_HOSP&autosubmit=true",
+            files={"file": ("angio.csv", csv_bytes(rows), "text/csv")},
+            headers={"traceparent": traceparent},
+        )
+        assert r.status_code == 202, r.text
+        upload_id = r.json()["id"]
+        deadline = time.monotonic() + 60
+        while c.get(f"/api/v1/uploads/{upload_id}").json()["status"] not in ("done", "failed"):
+            assert time.monotonic() < deadline, "upload not finished"
+            time.sleep(0.1)
+    wanted = {"POST /api/v1/uploads", "job upload.process", UPSERT, "objectstore.put", "objectstore.stream"}
+    deadline = time.monotonic() + 30
+    while True:
+        spans = receiver.trace(trace_id)
+        names = {s.name for s in spans}
+        sql = [s for s in spans if "db.system" in s.attributes]
+        server_upsert = [s for s in spans if s.name == UPSERT and s.kind == SERVER]
+        if wanted <= names and server_upsert and sql or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert wanted <= names, sorted(names)
+    by_id = {s.span_id: s for s in spans}
+    request = next(s for s in spans if s.name == "POST /api/v1/uploads" and s.kind == SERVER)
+    job = next(s for s in spans if s.name == "job upload.process")
+    assert job.kind == CONSUMER and job.attributes["hdhub.job.kind"] == "upload.process"
+    # The job continues the request's trace: its parent is the request's context.
+    assert request.name in ancestors(job, by_id) or job.parent_id == traceparent.split("-")[2]
+    # The worker's call to registrations, client and server side, under the job.
+    assert server_upsert, sorted(names)
+    assert "job upload.process" in ancestors(server_upsert[0], by_id)
+    assert any(s.name == UPSERT and s.kind == CLIENT for s in spans)
+    # The file went into the object store during the request and was read by the worker.
+    put = next(s for s in spans if s.name == "objectstore.put")
+    assert request.name in ancestors(put, by_id) and put.attributes["objectstore.prefix"] == "uploads"
+    stream = next(s for s in spans if s.name == "objectstore.stream")
+    assert "job upload.process" in ancestors(stream, by_id)
+    # SQL on both sides: the upload recorded in the request, registrations stored by the RPC.
+    assert any(request.name in ancestors(s, by_id) for s in sql)
+    assert any(UPSERT in ancestors(s, by_id) for s in sql)
+    # Nothing of the patients in any span of the run.
+    secrets = {r["IDC_PAT"] for r in rows} | {r["IDC_PAT"].replace(".", "").replace("-", "") for r in rows}
+    exported = repr(receiver.spans)
+    assert not [s for s in secrets if s and s in exported]
