@@ -14,7 +14,7 @@ from hdhub.common.web import create_app
 
 log = logging.getLogger("hdhub.cli")
 
-SERVICES = ("identity", "registrations", "uploads", "portal")
+SERVICES = ("identity", "registrations", "uploads", "portal", "pseudonymisation", "sim")
 
 
 def make_service(name: str) -> Service:
@@ -34,6 +34,14 @@ def make_service(name: str) -> Service:
         from hdhub.portal.runtime import PortalService
 
         return PortalService()
+    if name == "pseudonymisation":
+        from hdhub.pseudonymisation.runtime import PseudonymisationService
+
+        return PseudonymisationService()
+    if name == "sim":
+        from hdhub.sim.runtime import SimService
+
+        return SimService()
     raise KeyError(name)
 
 

@@ -46,6 +46,13 @@ class PortalService(Service):
             lambda server: certificates_pb2_grpc.add_CertificatesServiceServicer_to_server(servicer, server)
         ]
 
+    async def seed(self) -> None:
+        """Demo data (``hdhub run all``): a published certificate per demo organisation, so
+        registrations can sign deliveries to the central platform out of the box."""
+        from hdhub.portal.demo import seed_demo_certificates
+
+        await seed_demo_certificates(self)
+
     async def stop(self) -> None:
         await super().stop()
         await self.objects.close()

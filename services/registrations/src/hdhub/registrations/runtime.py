@@ -14,6 +14,7 @@ from sqlalchemy import select
 from hdhub.common.errors import not_found
 from hdhub.common.runtime import Service, run_worker
 from hdhub.registrations.catalogue import Catalogue
+from hdhub.registrations.delivery import Delivery
 from hdhub.registrations.service import Registrations
 from hdhub.registrations.settings import RegistrationsSettings
 from hdhub.registrations.store import Registration
@@ -31,6 +32,8 @@ class RegistrationsService(Service):
         self.settings: RegistrationsSettings
         self.catalogue = Catalogue(self.db)
         self.registrations = Registrations(self.db, self.catalogue, secret=self.settings.secret_key.encode())
+        self.delivery = Delivery(self.registrations, self.settings)
+        self.registrations.delivery = self.delivery
 
     def routers(self) -> Sequence[APIRouter]:
         from hdhub.registrations import api, proxy_api
@@ -61,8 +64,9 @@ class RegistrationsService(Service):
         return org
 
     async def work(self, stop: asyncio.Event) -> None:
-        """Finish submissions (Sending -> Submitted); woken at once after a commit that
-        enqueued work, here or (with Redis) in any other process, else every poll."""
+        """Deliver submissions to the central platform and follow their confirmation
+        (delivery.py); woken at once after a commit that enqueued work, here or (with
+        Redis) in any other process, else every poll."""
         await run_worker(
             self.name,
             self.registrations.process_jobs,

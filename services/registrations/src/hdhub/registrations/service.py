@@ -93,6 +93,9 @@ class Registrations:
         self.secret = secret
         self.jobs = JobQueue(db, Job)
         self.wake = Wakeup("hdhub:registrations:deliver", platform().redis_url)
+        # Delivery to the central platform (delivery.py), set by the runtime; without it the
+        # worker only moves Sending -> Submitted.
+        self.delivery: Any = None
 
     # --- validation ---------------------------------------------------------------
 
@@ -304,6 +307,8 @@ class Registrations:
         """Finish sending: Sending -> Submitted with confirmation Pending, for a batch of
         jobs in one transaction (one per job only when the batch fails). Delivery to the
         central platform (pseudonymisation split, signatures) plugs in here."""
+        if self.delivery is not None:
+            return int(await self.delivery.process_jobs(limit=limit))
         jobs = await self.jobs.claim([DELIVER], limit=limit)
         if not jobs:
             return 0

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import model_validator
 from pydantic_settings import SettingsConfigDict
 
-from hdhub.common.config import ServiceSettings
+from hdhub.common.config import ServiceSettings, platform
 
 
 class RegistrationsSettings(ServiceSettings):
@@ -15,3 +18,44 @@ class RegistrationsSettings(ServiceSettings):
     worker_poll_seconds: float = 0.5
     #: Largest batch accepted over gRPC (rows).
     max_batch_rows: int = 50_000
+
+    # --- delivery to the central platform (delivery.py, docs/delivery.md) ---------------
+    #: The central platform's public encryption key (PEM, RSA), or a file holding it.
+    #: Production must set one of them; elsewhere, when both are unset, the key is asked
+    #: from the stand-in receiver (sim) at first use.
+    central_public_key: str | None = None
+    central_public_key_file: Path | None = None
+    #: Without a confirmation this long after the first send, a delivery is NOK (HD4DP: 48 h).
+    confirmation_timeout_hours: float = 48.0
+    #: Resend a NOK delivery this often, until ``park_after_days`` after its first send.
+    resend_interval_hours: float = 12.0
+    #: Give up (park the delivery where the organisation and the operator see it) this long
+    #: after the first send of a version without a confirmation (HD4DP: 10 days).
+    park_after_days: float = 10.0
+    #: A send that did not reach the central platform is tried again after this long.
+    retry_minutes: float = 15.0
+    #: First confirmation check after a send, doubling up to ``confirmation_poll_minutes``.
+    confirmation_first_check_seconds: float = 2.0
+    confirmation_poll_minutes: float = 60.0
+    #: How long a registration waits (stays Sending) before delivery looks again when the
+    #: organisation has no published certificate or pseudonymisation is unreachable.
+    waiting_retry_seconds: float = 60.0
+    #: Certificates fetched from the portal are reused this long (private keys in memory only).
+    certificate_cache_seconds: float = 300.0
+    #: Registrations handled per worker step.
+    delivery_batch: int = 200
+
+    @model_validator(mode="after")
+    def _central_key_in_production(self) -> RegistrationsSettings:
+        if platform().environment == "production" and not (
+            self.central_public_key or self.central_public_key_file
+        ):
+            raise ValueError(
+                "RegistrationsSettings.central_public_key (or central_public_key_file) is required in production"
+            )
+        return self
+
+    def configured_central_key(self) -> bytes | None:
+        if self.central_public_key_file is not None:
+            return self.central_public_key_file.read_bytes()
+        return self.central_public_key.encode() if self.central_public_key else None

@@ -125,3 +125,26 @@ class Job(JobColumns, Base):
 
 class IdempotencyKey(IdempotencyColumns, Base):
     __tablename__ = "idempotency_keys"
+
+
+class Delivery(TenantScoped, Base):
+    """Where a registration's delivery to the central platform stands (delivery.py): the
+    technical id both halves travel under, the version being delivered, and the status
+    confirmation's clock (first send, last send, attempts, parking)."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_org_state", "organisation_id", "state"),)
+    registration_id: Mapped[str] = mapped_column(
+        ForeignKey("registrations.id", ondelete="CASCADE"), primary_key=True
+    )
+    technical_id: Mapped[str] = mapped_column(String(36), unique=True, default=new_id)
+    content_version: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    first_sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    confirmed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    parked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,77 @@
+"""Identifiers to pseudonyms: SSIN validation and normalisation, the pseudocode of a
+patient without an SSIN, and the keyed hash. Pure functions; nothing here logs, and no
+message ever carries the value it refuses.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date
+
+_SEPARATORS = str.maketrans("", "", " .-/\t")
+_CENTURY_2000 = 2_000_000_000
+_SEXES = frozenset({"M", "F", "X"})
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Domain separation: an SSIN and a pseudocode never hash to each other's input.
+SSIN_PREFIX = b"ssin:"
+PSEUDOCODE_PREFIX = b"pseudocode:v1:"
+
+
+@dataclass(frozen=True, slots=True)
+class Refused(Exception):
+    """An identifier that cannot be pseudonymised: the rule and a message without the value."""
+
+    rule: str
+    message: str
+
+
+def normalise_ssin(text: str) -> str:
+    """The 11 digits of an SSIN written with or without separators, check number verified
+    (mod 97, with the 2000s rule). Raises :class:`Refused` otherwise."""
+    digits = text.strip().translate(_SEPARATORS)
+    if len(digits) != 11 or not (digits.isascii() and digits.isdigit()):
+        raise Refused("ssin", "An SSIN has 11 digits, with or without separators.")
+    body, check = int(digits[:9]), int(digits[9:])
+    if 97 - body % 97 != check and 97 - (body + _CENTURY_2000) % 97 != check:
+        raise Refused("ssin", "The SSIN's check number does not match (mod 97).")
+    return digits
+
+
+def normalise_name(text: str) -> str:
+    """A name as the pseudocode reads it: accents dropped, case folded, and anything that is
+    not a letter or digit (spaces, hyphens, apostrophes, dots) removed. ``Van der Berg-Élie``
+    and ``vanderberg elie`` give the same."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return "".join(c for c in bare.casefold() if c.isalnum())
+
+
+def pseudocode_input(*, birth_date: str, sex: str, last_name: str, first_name: str) -> bytes:
+    """The normalised pseudocode inputs as the bytes the keyed hash is taken over."""
+    if not _ISO_DATE.match(birth_date):
+        raise Refused("birth_date", "The birth date must be an ISO date (YYYY-MM-DD).")
+    try:
+        date.fromisoformat(birth_date)
+    except ValueError:
+        raise Refused("birth_date", "The birth date is not a calendar date.") from None
+    s = sex.strip().upper()
+    if s not in _SEXES:
+        raise Refused("sex", "Sex must be M, F or X.")
+    last, first = normalise_name(last_name), normalise_name(first_name)
+    if not last:
+        raise Refused("last_name", "The last name is required for a patient without an SSIN.")
+    if not first:
+        raise Refused("first_name", "The first name is required for a patient without an SSIN.")
+    return PSEUDOCODE_PREFIX + f"{birth_date}|{s}|{last}|{first}".encode()
+
+
+def pseudonym(key: bytes, message: bytes) -> bytes:
+    """HMAC-SHA256 of the normalised identifier under the project's domain key."""
+    return hmac.digest(key, message, "sha256")
+
+
+def ssin_pseudonym(key: bytes, ssin: str) -> bytes:
+    return pseudonym(key, SSIN_PREFIX + normalise_ssin(ssin).encode())

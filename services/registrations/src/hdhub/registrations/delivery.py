@@ -1,0 +1,770 @@
+"""Delivery to the central platform: the split flow of HD4DP v2, status confirmation and
+resends (docs/delivery.md).
+
+A submitted registration (Sending) is delivered in two halves under one technical id:
+
+1. the patient identifiers go to pseudonymisation, which forwards the pseudonyms to the
+   central platform itself (they never come back here);
+2. the register variables (every field bound for healthdata that is not personal data)
+   go straight to the central platform, AES-256-GCM under a fresh key wrapped for the
+   central platform's RSA key, signed with the organisation's authentication key.
+
+Once pseudonymisation has taken its half the registration is Submitted with confirmation
+Pending: hdhub has done its part, and arrival is what the confirmation tracks. The
+central side is asked which deliveries arrived whole; without a confirmation within 48
+hours the delivery is NOK and is resent automatically until 10 days after its first
+send, then parked where the organisation and the operator see it. Until pseudonymisation
+takes the identifiers (no published certificate, pseudonymisation unreachable) the
+registration stays Sending with the reason on its delivery.
+
+Every step is a job of the registrations job queue (leases, SKIP LOCKED): ``deliver``
+(enqueued with the submission) and ``confirm`` (enqueued after a send). A worker that
+dies mid-delivery leaves its lease to run out; the next worker sends both halves again,
+and the central side keeps one record per technical id and version. Time comes from an
+injectable clock, so tests run through ten days in seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import select, update
+
+from hdhub.common.clock import SYSTEM_CLOCK, Clock
+from hdhub.common.db import new_id
+from hdhub.common.grpc import channel, problem_from_rpc_error, register_idempotent
+from hdhub.common.jobs import QUEUED
+from hdhub.common.service_auth import acting_as_service
+from hdhub.proto.portal.v1 import certificates_pb2, certificates_pb2_grpc
+from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2 as pseudo_pb
+from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2_grpc as pseudo_grpc
+from hdhub.proto.sim.v1 import central_pb2, central_pb2_grpc
+from hdhub.registrations.domain.lifecycle import Confirmation, Status
+from hdhub.registrations.store import Delivery as DeliveryRow
+from hdhub.registrations.store import Job, Registration, RegistrationVersion
+
+if TYPE_CHECKING:
+    from hdhub.registrations.service import Registrations
+    from hdhub.registrations.settings import RegistrationsSettings
+
+log = logging.getLogger("hdhub.registrations.delivery")
+
+DELIVER = "deliver"
+CONFIRM = "confirm"
+#: The gRPC service name the central platform answers under (HDHUB_GRPC_SIM locally).
+CENTRAL = "sim"
+SIGNED_PREFIX = b"hdhub-sealed-record-v1\x00"
+# Identifiers that make a pseudocode when there is no SSIN (DCD technical names).
+SSIN_FORMAT = "ssin"
+PSEUDOCODE_FIELDS = {
+    "birth_date": "DT_PAT_DOB",
+    "sex": "CD_PAT_SEX",
+    "last_name": "TX_PAT_LAST_NAME",
+    "first_name": "TX_PAT_FIRST_NAME",
+}
+
+register_idempotent("hdhub.portal.v1.CertificatesService", ["GetActiveCertificate"])
+
+
+class State(StrEnum):
+    SENDING = "sending"  # still with hdhub: waiting for a certificate or pseudonymisation
+    PENDING = "pending"  # sent, no confirmation yet (within 48 h)
+    OK = "ok"  # the central platform confirmed arrival
+    NOK = "nok"  # no confirmation within 48 h: being resent
+    PARKED = "parked"  # no confirmation 10 days after the first send, or refused for good
+
+
+# --- sealing ---------------------------------------------------------------------------
+
+
+def header_bytes(r: central_pb2.SealedRecord) -> bytes:
+    """The record's header as signed (and as AES-GCM additional data): a prefix, then each
+    field NUL-terminated (proto hdhub.sim.v1.SealedRecord)."""
+    fields = (
+        r.technical_id,
+        str(r.version),
+        r.organisation_id,
+        r.project_code,
+        r.dcd_code,
+        r.dcd_version,
+        r.registration_code,
+        r.key_id,
+    )
+    return SIGNED_PREFIX + b"".join(f.encode() + b"\x00" for f in fields)
+
+
+def signed_bytes(r: central_pb2.SealedRecord) -> bytes:
+    return header_bytes(r) + hashlib.sha256(r.wrapped_key + r.nonce + r.ciphertext).digest()
+
+
+@dataclass(frozen=True)
+class CentralKey:
+    public: rsa.RSAPublicKey
+    key_id: str
+
+    @classmethod
+    def from_pem(cls, pem: bytes) -> CentralKey:
+        key = serialization.load_pem_public_key(pem)
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise ValueError("the central platform's key must be an RSA public key")
+        der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return cls(key, hashlib.sha256(der).hexdigest())
+
+
+@dataclass(frozen=True)
+class Signer:
+    """The organisation's authentication key and certificate (from the portal), in memory."""
+
+    private: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+    certificate_der: bytes
+    certificate_id: str
+    fetched: float
+
+    @classmethod
+    def from_certificate(cls, active: certificates_pb2.ActiveCertificate) -> Signer:
+        key = serialization.load_der_private_key(active.authentication.private_key_pkcs8_der, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            raise ValueError("unsupported authentication key type")
+        x509.load_der_x509_certificate(active.authentication.certificate_der)  # well-formed
+        return cls(key, active.authentication.certificate_der, active.certificate_id, time.monotonic())
+
+    def sign(self, data: bytes) -> bytes:
+        if isinstance(self.private, ec.EllipticCurvePrivateKey):
+            return self.private.sign(data, ec.ECDSA(hashes.SHA256()))
+        return self.private.sign(
+            data,
+            padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH),
+            hashes.SHA256(),
+        )
+
+
+def seal(
+    *, header: central_pb2.SealedRecord, variables: Mapping[str, Any], central: CentralKey, signer: Signer
+) -> central_pb2.SealedRecord:
+    """Encrypt the variables for the central platform and sign the whole with the
+    organisation's key; ``header`` carries the identifying fields (no identifiers)."""
+    record = central_pb2.SealedRecord()
+    record.CopyFrom(header)
+    record.key_id = central.key_id
+    data_key = AESGCM.generate_key(bit_length=256)
+    record.nonce = os.urandom(12)
+    record.wrapped_key = central.public.encrypt(
+        data_key, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    )
+    plain = json.dumps(variables, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+    record.ciphertext = AESGCM(data_key).encrypt(record.nonce, plain, header_bytes(record))
+    record.signer_certificate_der = signer.certificate_der
+    record.signature = signer.sign(signed_bytes(record))
+    return record
+
+
+# --- the split --------------------------------------------------------------------------
+
+
+@dataclass
+class Outgoing:
+    """One registration version on its way, and what happened to it in this attempt."""
+
+    job: Any
+    registration_id: str
+    organisation_id: str
+    project_code: str
+    dcd_code: str
+    dcd_version: str
+    registration_code: str
+    version: int
+    values: dict[str, Any]
+    technical_id: str = ""
+    #: None: both halves went out. Else a slug: why not.
+    failure: str | None = None
+    #: True when the registration stays with hdhub (Sending): pseudonymisation did not take it.
+    waiting: bool = False
+    #: True when refused for good (an identifier pseudonymisation cannot use).
+    refused: bool = False
+
+
+def split(definition: Any, values: Mapping[str, Any]) -> tuple[pseudo_pb.Patient, dict[str, Any]]:
+    """The patient (identifiers only) and the register variables (fields bound for
+    healthdata that are not personal data) of a registration's values."""
+    personal = {f.technical_name for f in definition.fields if f.personal_data}
+    not_for_hd = {f.technical_name for f in definition.fields if not f.destination_hd}
+    ssin_fields = [f.technical_name for f in definition.fields if f.format == SSIN_FORMAT and f.personal_data]
+    patient = pseudo_pb.Patient()
+    ssin = next((str(values[n]) for n in ssin_fields if values.get(n)), None)
+    if ssin:
+        patient.ssin = ssin
+    elif any(values.get(n) for n in PSEUDOCODE_FIELDS.values()):
+        patient.pseudocode.CopyFrom(
+            pseudo_pb.PseudocodeInputs(**{k: str(values.get(n) or "") for k, n in PSEUDOCODE_FIELDS.items()})
+        )
+
+    def excluded(name: str) -> bool:
+        base = name.rsplit("_", 1)[0] if name[-1:].isdigit() else name
+        return name in personal or name in not_for_hd or base in personal or base in not_for_hd
+
+    return patient, {k: v for k, v in values.items() if not excluded(k)}
+
+
+def _delay(settings: RegistrationsSettings, checks: int) -> timedelta:
+    first = settings.confirmation_first_check_seconds
+    return timedelta(seconds=min(settings.confirmation_poll_minutes * 60, first * 2 ** min(checks, 30)))
+
+
+@dataclass
+class Delivery:
+    """The delivery worker of the registrations service (see the module docstring)."""
+
+    registrations: Registrations
+    settings: RegistrationsSettings
+    clock: Clock = SYSTEM_CLOCK
+    _signers: dict[str, Signer] = field(default_factory=dict)
+    _central: CentralKey | None = None
+
+    @property
+    def db(self) -> Any:
+        return self.registrations.db
+
+    @property
+    def jobs(self) -> Any:
+        return self.registrations.jobs
+
+    # --- the worker step ------------------------------------------------------------
+
+    async def process_jobs(self, *, limit: int | None = None, worker: str | None = None) -> int:
+        """Claim due ``deliver`` and ``confirm`` jobs and do them; the number claimed."""
+        now = self.clock.now()
+        jobs = await self.jobs.claim(
+            [DELIVER, CONFIRM], limit=limit or self.settings.delivery_batch, worker=worker, now=now
+        )
+        if not jobs:
+            return 0
+        for kind, step in ((DELIVER, self._deliver), (CONFIRM, self._confirm)):
+            batch = [j for j in jobs if j.kind == kind]
+            if not batch:
+                continue
+            try:
+                await step(batch, now)
+            except Exception as exc:  # a bug or a database failure: retried with back-off, then parked
+                log.warning(
+                    "delivery step failed",
+                    extra={"kind": kind, "count": len(batch), "error_type": type(exc).__name__},
+                )
+                for job in batch:
+                    await self.jobs.fail(job.id, type(exc).__name__, now=now)
+        return len(jobs)
+
+    # --- deliver: Sending -> Submitted (Pending) ----------------------------------------
+
+    async def _deliver(self, jobs: Sequence[Any], now: datetime) -> None:
+        outgoing, superseded = await self._load(jobs, want_status=Status.SENDING)
+        if superseded:
+            async with self.db.system_session() as session:
+                await self.jobs.finish_many(session, [j.id for j in superseded])
+        if not outgoing:
+            return
+        await self._send(outgoing)
+        await self._record_deliveries(outgoing, now)
+
+    async def _load(self, jobs: Sequence[Any], *, want_status: Status) -> tuple[list[Outgoing], list[Any]]:
+        """The registrations of the jobs still at the version and status the job is for,
+        with their delivery rows (created here, with a technical id, when missing)."""
+        by_id = {j.subject_id: j for j in jobs}
+        outgoing: list[Outgoing] = []
+        superseded: list[Any] = []
+        async with self.db.system_session() as session:
+            regs = {
+                r.id: r
+                for r in (
+                    await session.execute(select(Registration).where(Registration.id.in_(list(by_id))))
+                ).scalars()
+            }
+            rows = {
+                d.registration_id: d
+                for d in (
+                    await session.execute(
+                        select(DeliveryRow).where(DeliveryRow.registration_id.in_(list(by_id)))
+                    )
+                ).scalars()
+            }
+            for reg_id, job in by_id.items():
+                reg = regs.get(reg_id)
+                version = int((job.payload or {}).get("version", 0))
+                if (
+                    reg is None
+                    or reg.status != want_status
+                    or (want_status == Status.SENDING and reg.version != version)
+                ):
+                    superseded.append(job)
+                    continue
+                row = rows.get(reg_id)
+                if row is None:
+                    row = DeliveryRow(
+                        registration_id=reg_id,
+                        organisation_id=reg.organisation_id,
+                        technical_id=new_id(),
+                        content_version=version,
+                        state=State.SENDING,
+                        attempts=0,
+                        updated_at=self.clock.now(),
+                    )
+                    session.add(row)
+                elif want_status == Status.SUBMITTED and row.content_version != version:
+                    superseded.append(job)
+                    continue
+                outgoing.append(
+                    Outgoing(
+                        job=job,
+                        registration_id=reg_id,
+                        organisation_id=reg.organisation_id,
+                        project_code=reg.project_code,
+                        dcd_code=reg.dcd_code,
+                        dcd_version=reg.dcd_version,
+                        registration_code=reg.registration_code or "",
+                        version=version,
+                        values=dict(reg.values),
+                        technical_id=row.technical_id,
+                    )
+                )
+        return outgoing, superseded
+
+    async def _send(self, outgoing: Sequence[Outgoing]) -> None:
+        """Both halves of each registration, grouped by organisation and project; each
+        Outgoing ends with ``failure`` None (sent), waiting (stays with hdhub), refused,
+        or a failure of the central side."""
+        by_org: dict[str, list[Outgoing]] = defaultdict(list)
+        for o in outgoing:
+            by_org[o.organisation_id].append(o)
+        sealed: list[tuple[Outgoing, central_pb2.SealedRecord]] = []
+        for org, items in by_org.items():
+            signer = await self._signer(org, items)
+            if signer is None:
+                continue
+            central = await self._central_key(items)
+            if central is None:
+                continue
+            await self._pseudonymise(items)
+            for o in items:
+                if o.waiting or o.refused:
+                    continue
+                entry = await self.registrations.catalogue.get(o.dcd_code, o.dcd_version)
+                _, variables = split(entry.definition, o.values)
+                header = central_pb2.SealedRecord(
+                    technical_id=o.technical_id,
+                    version=o.version,
+                    organisation_id=o.organisation_id,
+                    project_code=o.project_code,
+                    dcd_code=o.dcd_code,
+                    dcd_version=o.dcd_version,
+                    registration_code=o.registration_code,
+                )
+                sealed.append((o, seal(header=header, variables=variables, central=central, signer=signer)))
+        if sealed:
+            await self._send_records(sealed)
+
+    async def _signer(self, organisation_id: str, items: Sequence[Outgoing]) -> Signer | None:
+        cached = self._signers.get(organisation_id)
+        if cached is not None and time.monotonic() - cached.fetched < self.settings.certificate_cache_seconds:
+            return cached
+        stub = certificates_pb2_grpc.CertificatesServiceStub(channel("portal"))
+        try:
+            async with acting_as_service("registrations"):
+                answer = await stub.GetActiveCertificate(
+                    certificates_pb2.GetActiveCertificateRequest(organisation_id=organisation_id)
+                )
+            signer = Signer.from_certificate(answer.certificate)
+        except grpc.aio.AioRpcError as exc:
+            reason = (
+                "no-published-certificate"
+                if exc.code() == grpc.StatusCode.NOT_FOUND
+                else "certificate-unavailable"
+            )
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                reason = "certificate-expired"
+            _wait(items, reason)
+            return None
+        except ValueError:
+            _wait(items, "certificate-unusable")
+            return None
+        self._signers[organisation_id] = signer
+        return signer
+
+    async def _central_key(self, items: Sequence[Outgoing]) -> CentralKey | None:
+        if self._central is not None:
+            return self._central
+        configured = self.settings.configured_central_key()
+        if configured is not None:
+            self._central = CentralKey.from_pem(configured)
+            return self._central
+        # Laptops and tests: ask the stand-in receiver (refused in production by settings).
+        stub = central_pb2_grpc.CentralReceiverServiceStub(channel(CENTRAL))
+        try:
+            async with acting_as_service("registrations"):
+                answer = await stub.GetPublicKey(central_pb2.GetPublicKeyRequest())
+        except grpc.aio.AioRpcError:
+            _wait(items, "central-key-unavailable")
+            return None
+        self._central = CentralKey.from_pem(answer.public_key_pem.encode())
+        return self._central
+
+    async def _pseudonymise(self, items: Sequence[Outgoing]) -> None:
+        """Hand the identifiers to pseudonymisation (which forwards the pseudonyms)."""
+        by_project: dict[str, list[Outgoing]] = defaultdict(list)
+        for o in items:
+            by_project[o.project_code].append(o)
+        stub = pseudo_grpc.PseudonymisationServiceStub(channel("pseudonymisation"))
+        for project, group in by_project.items():
+            patients = []
+            for o in group:
+                entry = await self.registrations.catalogue.get(o.dcd_code, o.dcd_version)
+                patient, _ = split(entry.definition, o.values)
+                patient.technical_id, patient.version = o.technical_id, o.version
+                patients.append(patient)
+            request = pseudo_pb.PseudonymiseAndForwardRequest(
+                organisation_id=group[0].organisation_id, project_code=project, patients=patients
+            )
+            try:
+                async with acting_as_service("registrations"):
+                    answer = await stub.PseudonymiseAndForward(request)
+            except grpc.aio.AioRpcError as exc:
+                problem = problem_from_rpc_error(exc)
+                if problem.slug == "central-unavailable":
+                    # Pseudonymisation took the identifiers; the central side did not.
+                    for o in group:
+                        o.failure = "central-unavailable"
+                else:
+                    _wait(group, "pseudonymisation-unavailable")
+                continue
+            for o, outcome in zip(group, answer.outcomes, strict=True):
+                if outcome.outcome != pseudo_pb.OUTCOME_FORWARDED:
+                    o.refused, o.failure = True, f"identifier-refused:{outcome.rule}"
+
+    async def _send_records(self, sealed: Sequence[tuple[Outgoing, central_pb2.SealedRecord]]) -> None:
+        """The sealed halves to the central platform."""
+        stub = central_pb2_grpc.CentralReceiverServiceStub(channel(CENTRAL))
+        todo = [(o, r) for o, r in sealed if o.failure is None]
+        if not todo:
+            return
+        try:
+            async with acting_as_service("registrations"):
+                answer = await stub.ReceiveRecords(
+                    central_pb2.ReceiveRecordsRequest(records=[r for _, r in todo])
+                )
+        except grpc.aio.AioRpcError:
+            for o, _ in todo:
+                o.failure = "central-unavailable"
+            return
+        receipts = {r.technical_id: r for r in answer.receipts}
+        for o, _ in todo:
+            receipt = receipts.get(o.technical_id)
+            if receipt is None or not receipt.accepted:
+                o.failure = f"central-rejected:{receipt.rule if receipt else 'no-receipt'}"
+
+    async def _record_deliveries(self, outgoing: Sequence[Outgoing], now: datetime) -> None:
+        """After an attempt: waiting ones stay Sending (job deferred), refused ones are parked,
+        the others are Submitted (Pending) with a confirmation check scheduled."""
+        waiting = [o for o in outgoing if o.waiting]
+        refused = [o for o in outgoing if o.refused]
+        handed = [o for o in outgoing if not o.waiting and not o.refused]
+        async with self.db.system_session() as session:
+            rows = await self._rows(session, [o.registration_id for o in outgoing])
+            for o in waiting:
+                row = rows[o.registration_id]
+                row.state, row.content_version, row.reason, row.updated_at = (
+                    State.SENDING,
+                    o.version,
+                    o.failure,
+                    now,
+                )
+                await self._defer(
+                    session, o.job.id, now + timedelta(seconds=self.settings.waiting_retry_seconds)
+                )
+            for o in refused:
+                row = rows[o.registration_id]
+                row.state, row.reason, row.parked_at, row.updated_at = State.PARKED, o.failure, now, now
+                await session.execute(
+                    update(Job)
+                    .where(Job.id == o.job.id)
+                    .values(status="parked", lease_until=None, last_error=o.failure)
+                )
+            if handed:
+                current = {
+                    r.id: r
+                    for r in (
+                        await session.execute(
+                            select(Registration).where(
+                                Registration.id.in_([o.registration_id for o in handed])
+                            )
+                        )
+                    ).scalars()
+                }
+                moving = [
+                    o
+                    for o in handed
+                    if (r := current.get(o.registration_id)) is not None
+                    and r.status == Status.SENDING
+                    and r.version == o.version
+                ]
+                stale = [o for o in handed if o not in moving]
+                if stale:  # resubmitted or reopened while we sent: the newer job delivers
+                    await self.jobs.finish_many(session, [o.job.id for o in stale])
+                if moving:
+                    await self.registrations._deliver(session, [o.job for o in moving])
+                for o in moving:
+                    row = rows[o.registration_id]
+                    row.content_version, row.state = o.version, State.PENDING
+                    row.first_sent_at, row.last_attempt_at, row.updated_at = now, now, now
+                    row.confirmed_at = row.parked_at = None
+                    row.attempts = 0 if o.failure else 1
+                    row.last_sent_at = None if o.failure else now
+                    row.reason = o.failure
+                    self.jobs.enqueue(
+                        session,
+                        CONFIRM,
+                        organisation_id=o.organisation_id,
+                        subject_id=o.registration_id,
+                        payload={"version": o.version, "checks": 0},
+                        run_after=self._next_check(row, now, 0),
+                    )
+        for o in outgoing:
+            log.info(
+                "delivery attempt",
+                extra={
+                    "registration_id": o.registration_id,
+                    "technical_id": o.technical_id,
+                    "outcome": "sent" if o.failure is None else o.failure,
+                },
+            )
+
+    async def _rows(self, session: Any, registration_ids: Iterable[str]) -> dict[str, DeliveryRow]:
+        rows = await session.execute(
+            select(DeliveryRow)
+            .where(DeliveryRow.registration_id.in_(list(registration_ids)))
+            .with_for_update()
+        )
+        return {r.registration_id: r for r in rows.scalars()}
+
+    async def _defer(
+        self, session: Any, job_id: str, until: datetime, payload: dict[str, Any] | None = None
+    ) -> None:
+        """Give a claimed job back for later: waiting is not failing, so it never parks."""
+        values: dict[str, Any] = {
+            "status": QUEUED,
+            "lease_until": None,
+            "worker": None,
+            "run_after": until,
+            "attempts": 0,
+        }
+        if payload is not None:
+            values["payload"] = payload
+        await session.execute(update(Job).where(Job.id == job_id).values(**values))
+
+    def _next_check(self, row: DeliveryRow, now: datetime, checks: int) -> datetime:
+        """The next confirmation check: soon after a send, then less often, never later than
+        the next deadline (48 h -> NOK, 10 days -> parked) nor a due retry."""
+        s = self.settings
+        nxt = now + _delay(s, checks)
+        assert row.first_sent_at is not None
+        deadlines = [row.first_sent_at + timedelta(days=s.park_after_days)]
+        if row.state == State.PENDING:
+            deadlines.append(row.first_sent_at + timedelta(hours=s.confirmation_timeout_hours))
+        if row.reason and (
+            row.reason.startswith("central") or row.reason.startswith("no-") or "unavailable" in row.reason
+        ):
+            deadlines.append((row.last_attempt_at or now) + timedelta(minutes=s.retry_minutes))
+        if row.state == State.NOK:
+            deadlines.append(
+                (row.last_sent_at or row.last_attempt_at or now) + timedelta(hours=s.resend_interval_hours)
+            )
+        return max(now, min([nxt, *[d for d in deadlines if d > now]]))
+
+    # --- confirm: Pending -> OK, or NOK and resends, or parked ---------------------------
+
+    async def _confirm(self, jobs: Sequence[Any], now: datetime) -> None:
+        outgoing, superseded = await self._load(jobs, want_status=Status.SUBMITTED)
+        if superseded:
+            async with self.db.system_session() as session:
+                await self.jobs.finish_many(session, [j.id for j in superseded])
+        if not outgoing:
+            return
+        confirmed = await self._confirmations(outgoing)
+        s = self.settings
+        resend: list[Outgoing] = []
+        async with self.db.system_session() as session:
+            rows = await self._rows(session, [o.registration_id for o in outgoing])
+            for o in outgoing:
+                row = rows[o.registration_id]
+                if row.state in (State.OK, State.PARKED):
+                    await self.jobs.finish(session, o.job.id)
+                    continue
+                assert row.first_sent_at is not None
+                if (o.technical_id, o.version) in confirmed:
+                    row.state, row.confirmed_at, row.reason, row.updated_at = State.OK, now, None, now
+                    await self._confirmation(
+                        session,
+                        o.registration_id,
+                        Confirmation.OK,
+                        "Arrival confirmed by the central platform",
+                    )
+                    await self.jobs.finish(session, o.job.id)
+                    continue
+                if now >= row.first_sent_at + timedelta(days=s.park_after_days):
+                    row.state, row.parked_at, row.updated_at = State.PARKED, now, now
+                    await self._confirmation(
+                        session,
+                        o.registration_id,
+                        Confirmation.NOK,
+                        f"No confirmation {s.park_after_days:g} days after the first send: resends stopped (parked)",
+                    )
+                    await self.jobs.finish(session, o.job.id)
+                    continue
+                if row.state == State.PENDING and now >= row.first_sent_at + timedelta(
+                    hours=s.confirmation_timeout_hours
+                ):
+                    row.state, row.updated_at = State.NOK, now
+                    await self._confirmation(
+                        session,
+                        o.registration_id,
+                        Confirmation.NOK,
+                        f"No confirmation within {s.confirmation_timeout_hours:g} hours: resending",
+                    )
+                if self._resend_due(row, now):
+                    resend.append(o)
+        if resend:
+            await self._send(resend)
+        async with self.db.system_session() as session:
+            rows = await self._rows(session, [o.registration_id for o in outgoing])
+            for o in outgoing:
+                row = rows[o.registration_id]
+                if row.state in (State.OK, State.PARKED):
+                    continue
+                if o in resend:
+                    row.last_attempt_at, row.updated_at = now, now
+                    row.reason = o.failure
+                    if o.failure is None:
+                        row.attempts += 1
+                        row.last_sent_at = now
+                checks = int((o.job.payload or {}).get("checks", 0)) + 1
+                await self._defer(
+                    session,
+                    o.job.id,
+                    self._next_check(row, now, checks),
+                    payload={"version": o.version, "checks": checks},
+                )
+        for o in resend:
+            log.info(
+                "delivery resent",
+                extra={
+                    "registration_id": o.registration_id,
+                    "technical_id": o.technical_id,
+                    "outcome": o.failure or "sent",
+                },
+            )
+
+    def _resend_due(self, row: DeliveryRow, now: datetime) -> bool:
+        s = self.settings
+        if row.reason is not None and now >= (row.last_attempt_at or now) + timedelta(
+            minutes=s.retry_minutes
+        ):
+            return True  # the last attempt did not reach the central platform
+        if row.state == State.NOK:
+            last = row.last_sent_at or row.last_attempt_at
+            return last is None or now >= last + timedelta(hours=s.resend_interval_hours) or row.attempts <= 1
+        return False
+
+    async def _confirmations(self, outgoing: Sequence[Outgoing]) -> set[tuple[str, int]]:
+        stub = central_pb2_grpc.CentralReceiverServiceStub(channel(CENTRAL))
+        refs = [central_pb2.DeliveryRef(technical_id=o.technical_id, version=o.version) for o in outgoing]
+        try:
+            async with acting_as_service("registrations"):
+                answer = await stub.GetConfirmations(central_pb2.GetConfirmationsRequest(deliveries=refs))
+        except grpc.aio.AioRpcError as exc:
+            log.info("confirmations unavailable", extra={"code": exc.code().name, "count": len(refs)})
+            return set()
+        return {(c.technical_id, c.version) for c in answer.confirmations if c.confirmed}
+
+    async def _confirmation(
+        self, session: Any, registration_id: str, confirmation: Confirmation, comment: str
+    ) -> None:
+        """Set the registration's status confirmation, with a history entry saying why."""
+        reg = await session.get(Registration, registration_id)
+        if reg is None or reg.status != Status.SUBMITTED:
+            return
+        if (
+            reg.status_confirmation == confirmation
+            and confirmation == Confirmation.NOK
+            and "parked" not in comment
+        ):
+            return
+        reg.status_confirmation = confirmation
+        reg.version += 1
+        reg.updated_at = self.clock.now()
+        await session.flush()
+        session.add(
+            RegistrationVersion(
+                organisation_id=reg.organisation_id,
+                registration_id=reg.id,
+                version=reg.version,
+                action=f"confirmation_{confirmation.value}",
+                status=reg.status,
+                dcd_version=reg.dcd_version,
+                values=reg.values,
+                changed_fields=[],
+                actor="hdhub",
+                via="worker",
+                comment=comment,
+                at=self.clock.now(),
+            )
+        )
+
+    # --- reads for the REST edge -------------------------------------------------------
+
+    async def of(
+        self, organisations: Sequence[str], registration_ids: Sequence[str]
+    ) -> dict[str, DeliveryRow]:
+        async with self.db.session(organisations) as session:
+            rows = await session.execute(
+                select(DeliveryRow).where(DeliveryRow.registration_id.in_(list(registration_ids)))
+            )
+            return {r.registration_id: r for r in rows.scalars()}
+
+    async def listing(
+        self, organisations: Sequence[str] | None, *, state: str | None, limit: int, offset: int
+    ) -> list[tuple[DeliveryRow, Registration]]:
+        """Deliveries (with their registrations) of some organisations, or of all (operator)."""
+        sessions = self.db.system_session() if organisations is None else self.db.session(organisations)
+        async with sessions as session:
+            query = select(DeliveryRow, Registration).join(
+                Registration, Registration.id == DeliveryRow.registration_id
+            )
+            if state:
+                query = query.where(DeliveryRow.state == state)
+            query = (
+                query.order_by(DeliveryRow.updated_at.desc(), DeliveryRow.registration_id)
+                .limit(limit)
+                .offset(offset)
+            )
+            return [(d, r) for d, r in (await session.execute(query)).all()]
+
+
+def _wait(items: Iterable[Outgoing], reason: str) -> None:
+    for o in items:
+        if not o.refused:
+            o.waiting, o.failure = True, reason
+
+
+__all__ = ["CONFIRM", "DELIVER", "Delivery", "State"]

@@ -1,0 +1,277 @@
+"""The central receiver stand-in: checks the organisation's signature, decrypts with its own
+key, keeps one record per technical id and joins it with the pseudonymised half, and
+confirms arrival once both halves of a version are there.
+
+It can be told to misbehave, as the real network sometimes does: ``refuse`` (every call
+answers UNAVAILABLE, as if the receiver were down), ``drop`` (calls succeed but nothing is
+kept, so no confirmation ever comes) and an acknowledgement delay (a joined delivery is
+confirmed only ``ack_delay_seconds`` after it became whole). The mode lives in this
+process: the sim runs as one replica, on laptops and in tests only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import select
+
+from hdhub.common.clock import SYSTEM_CLOCK, Clock
+from hdhub.common.db import Database
+from hdhub.common.errors import Problem
+from hdhub.proto.sim.v1 import central_pb2 as pb
+from hdhub.sim.store import CentralPseudonym, CentralRecord
+
+log = logging.getLogger("hdhub.sim")
+
+SIGNED_PREFIX = b"hdhub-sealed-record-v1\x00"
+
+
+def header_bytes(r: pb.SealedRecord) -> bytes:
+    """The record's header, as the proto describes it: a prefix, then the header fields
+    each NUL-terminated. It is the AES-GCM additional data and the start of what is signed."""
+    fields = (
+        r.technical_id,
+        str(r.version),
+        r.organisation_id,
+        r.project_code,
+        r.dcd_code,
+        r.dcd_version,
+        r.registration_code,
+        r.key_id,
+    )
+    return SIGNED_PREFIX + b"".join(f.encode() + b"\x00" for f in fields)
+
+
+def signed_bytes(r: pb.SealedRecord) -> bytes:
+    """What the organisation signs: the header, then SHA-256 of the sealed parts."""
+    return header_bytes(r) + hashlib.sha256(r.wrapped_key + r.nonce + r.ciphertext).digest()
+
+
+class Mode(StrEnum):
+    ACCEPT = "accept"
+    REFUSE = "refuse"
+    DROP = "drop"
+
+
+@dataclass
+class Behaviour:
+    mode: Mode = Mode.ACCEPT
+    ack_delay_seconds: float = 0.0
+
+
+class CentralKey:
+    """The receiver's RSA key pair, generated into its data folder on first start."""
+
+    def __init__(self, path: Path, bits: int) -> None:
+        if path.exists():
+            loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            if not isinstance(loaded, rsa.RSAPrivateKey):
+                raise ValueError(f"{path} holds no RSA key")
+            self.private = loaded
+        else:
+            self.private = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pem = self.private.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(pem)
+        der = self.private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.key_id = hashlib.sha256(der).hexdigest()
+        self.public_pem = (
+            self.private.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
+
+
+class Rejected(Exception):
+    def __init__(self, rule: str) -> None:
+        super().__init__(rule)
+        self.rule = rule
+
+
+def verify_and_open(record: pb.SealedRecord, key: CentralKey) -> tuple[dict[str, Any], str]:
+    """The variables of a sealed record and the signer's subject; raises :class:`Rejected`
+    naming the check that failed."""
+    if record.key_id != key.key_id:
+        raise Rejected("key_id")
+    header, signed = header_bytes(record), signed_bytes(record)
+    try:
+        cert = x509.load_der_x509_certificate(record.signer_certificate_der)
+    except ValueError:
+        raise Rejected("signer_certificate") from None
+    public = cert.public_key()
+    try:
+        if isinstance(public, ec.EllipticCurvePublicKey):
+            public.verify(record.signature, signed, ec.ECDSA(hashes.SHA256()))
+        elif isinstance(public, rsa.RSAPublicKey):
+            public.verify(
+                record.signature,
+                signed,
+                padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH),
+                hashes.SHA256(),
+            )
+        else:
+            raise Rejected("signature_algorithm")
+    except InvalidSignature:
+        raise Rejected("signature") from None
+    try:
+        data_key = key.private.decrypt(
+            record.wrapped_key,
+            padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None),
+        )
+        plain = AESGCM(data_key).decrypt(record.nonce, record.ciphertext, header)
+        variables = json.loads(plain)
+    except (ValueError, InvalidTag):
+        raise Rejected("decryption") from None
+    if not isinstance(variables, dict):
+        raise Rejected("decryption")
+    return variables, cert.subject.rfc4514_string()
+
+
+class Receiver:
+    def __init__(self, db: Database, key: CentralKey, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.db, self.key, self.clock = db, key, clock
+        self.behaviour = Behaviour()
+
+    def _open_for_business(self) -> bool:
+        """False when dropping; raises when refusing."""
+        if self.behaviour.mode is Mode.REFUSE:
+            raise Problem(503, "receiver-refuses", "The central receiver refuses deliveries")
+        return self.behaviour.mode is Mode.ACCEPT
+
+    async def receive_pseudonyms(self, halves: list[pb.PseudonymHalf]) -> int:
+        if not self._open_for_business():
+            return len(halves)
+        now = self.clock.now()
+        async with self.db.system_session() as session:
+            ids = [h.technical_id for h in halves]
+            stored = {
+                p.technical_id: p
+                for p in (
+                    await session.execute(
+                        select(CentralPseudonym).where(CentralPseudonym.technical_id.in_(ids))
+                    )
+                ).scalars()
+            }
+            for h in halves:
+                current = stored.get(h.technical_id)
+                if current is None:
+                    current = CentralPseudonym(technical_id=h.technical_id, receipts=0)
+                    stored[h.technical_id] = current
+                    session.add(current)
+                elif h.version < current.version:
+                    current.receipts += 1
+                    continue
+                elif h.version == current.version:
+                    current.receipts += 1
+                    continue
+                current.version, current.organisation_id = h.version, h.organisation_id
+                current.project_code, current.key_version, current.kind = (
+                    h.project_code,
+                    h.key_version,
+                    h.kind,
+                )
+                current.pseudonym, current.received_at = h.pseudonym.hex(), now
+                current.receipts += 1
+        return len(halves)
+
+    async def receive_records(self, records: list[pb.SealedRecord]) -> list[pb.RecordReceipt]:
+        if not self._open_for_business():
+            return [pb.RecordReceipt(technical_id=r.technical_id, accepted=True) for r in records]
+        now = self.clock.now()
+        receipts: list[pb.RecordReceipt] = []
+        async with self.db.system_session() as session:
+            for r in records:
+                try:
+                    variables, subject = verify_and_open(r, self.key)
+                except Rejected as exc:
+                    log.warning(
+                        "sealed record rejected", extra={"technical_id": r.technical_id, "rule": exc.rule}
+                    )
+                    receipts.append(
+                        pb.RecordReceipt(technical_id=r.technical_id, accepted=False, rule=exc.rule)
+                    )
+                    continue
+                current = await session.get(CentralRecord, r.technical_id)
+                if current is None:
+                    current = CentralRecord(technical_id=r.technical_id, receipts=0)
+                    session.add(current)
+                elif r.version <= current.version:
+                    current.receipts += 1
+                    receipts.append(pb.RecordReceipt(technical_id=r.technical_id, accepted=True))
+                    continue
+                current.version, current.organisation_id = r.version, r.organisation_id
+                current.project_code, current.dcd_code, current.dcd_version = (
+                    r.project_code,
+                    r.dcd_code,
+                    r.dcd_version,
+                )
+                current.registration_code, current.variables = r.registration_code, variables
+                current.signer_subject, current.received_at = subject[:500], now
+                current.receipts += 1
+                receipts.append(pb.RecordReceipt(technical_id=r.technical_id, accepted=True))
+        return receipts
+
+    async def confirmations(self, refs: list[pb.DeliveryRef]) -> list[pb.Confirmation]:
+        """Confirmed: both halves of this version or a newer one are joined, and the
+        acknowledgement delay (if any) has passed since they were."""
+        if self.behaviour.mode is Mode.REFUSE:
+            raise Problem(503, "receiver-refuses", "The central receiver refuses deliveries")
+        ids = [r.technical_id for r in refs]
+        delay = timedelta(seconds=self.behaviour.ack_delay_seconds)
+        now = self.clock.now()
+        async with self.db.system_session() as session:
+            records = {
+                r.technical_id: r
+                for r in (
+                    await session.execute(select(CentralRecord).where(CentralRecord.technical_id.in_(ids)))
+                ).scalars()
+            }
+            halves = {
+                p.technical_id: p
+                for p in (
+                    await session.execute(
+                        select(CentralPseudonym).where(CentralPseudonym.technical_id.in_(ids))
+                    )
+                ).scalars()
+            }
+        out = []
+        for ref in refs:
+            rec, half = records.get(ref.technical_id), halves.get(ref.technical_id)
+            joined = (
+                rec is not None
+                and half is not None
+                and rec.version >= ref.version
+                and half.version >= ref.version
+            )
+            confirmed = joined and max(rec.received_at, half.received_at) + delay <= now  # type: ignore[union-attr]
+            out.append(
+                pb.Confirmation(technical_id=ref.technical_id, version=ref.version, confirmed=bool(confirmed))
+            )
+        return out
+
+    async def counts(self) -> dict[str, int]:
+        from sqlalchemy import func
+
+        async with self.db.system_session() as session:
+            records = (await session.execute(select(func.count()).select_from(CentralRecord))).scalar_one()
+            halves = (await session.execute(select(func.count()).select_from(CentralPseudonym))).scalar_one()
+        return {"records": int(records), "pseudonym_halves": int(halves)}

@@ -1,0 +1,41 @@
+"""The sim service as it plugs into a process: the stand-in central receiver (gRPC) and the
+operator's switches for it (REST under /sim). Never deployed to production."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import grpc
+from fastapi import APIRouter
+
+from hdhub.common.runtime import Service
+from hdhub.sim.receiver import CentralKey, Receiver
+from hdhub.sim.settings import SimSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class SimService(Service):
+    name = "sim"
+    grpc_service_names = ("hdhub.sim.v1.CentralReceiverService",)
+
+    def __init__(self, settings: SimSettings | None = None) -> None:
+        super().__init__(settings or SimSettings(), migrations=MIGRATIONS)
+        self.settings: SimSettings
+        key = CentralKey(self.settings.resolved_key_file(), self.settings.central_key_bits)
+        self.receiver = Receiver(self.db, key)
+
+    def routers(self) -> Sequence[APIRouter]:
+        from hdhub.sim import api
+
+        return [api.build_router(self)]
+
+    def grpc_registrations(self) -> Sequence[Callable[[grpc.aio.Server], None]]:
+        from hdhub.proto.sim.v1 import central_pb2_grpc
+        from hdhub.sim.grpc import CentralReceiverServicer
+
+        servicer = CentralReceiverServicer(self)
+        return [
+            lambda server: central_pb2_grpc.add_CentralReceiverServiceServicer_to_server(servicer, server)
+        ]
