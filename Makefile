@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install services deploy-tools run test unit e2e proto proto-check lint bench helm kustomize clean
+.PHONY: help install services deploy-tools openssh run test unit e2e proto proto-check lint bench helm kustomize clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -30,16 +30,19 @@ services: ## Make sure PostgreSQL and Redis answer on 127.0.0.1 (installs them f
 run: install ## The whole platform on embedded defaults with demo data, at http://127.0.0.1:8000
 	HDHUB_LOG_FORMAT=$${HDHUB_LOG_FORMAT:-console} $(BIN)/hdhub run all
 
+openssh: ## Make sure OpenSSH's sftp client and sftp-server are there for the intake tests and bench (Debian's if missing)
+	@bash tools/ensure-openssh.sh
+
 deploy-tools: ## Make sure `kubectl kustomize` is there for the deploy checks (Debian's kubernetes-client if missing)
 	@bash tools/ensure-kubectl.sh
 
-test: install services deploy-tools ## Install, then run every test (unit, integration on PostgreSQL/Redis/SQLite, e2e)
+test: install services deploy-tools openssh ## Install, then run every test (unit, integration on PostgreSQL/Redis/SQLite, e2e)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: install ## Only the tests that need no database server
 	$(BIN)/pytest -m "not postgres and not e2e" $(PYTEST_ARGS)
 
-e2e: install services ## Start `hdhub run all` as a process and drive it over HTTP
+e2e: install services openssh ## Start `hdhub run all` as a process and drive it over HTTP
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 helm: install ## Lint and render deploy/helm/hdhub for every values file, validate it (offline)

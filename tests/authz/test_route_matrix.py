@@ -84,6 +84,10 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("POST", "/api/v1/organisations/{organisation_id}/clients"): Expect(Action.CLIENT_MANAGE, body=lambda _: {"name": "matrix"}),
     ("POST", "/api/v1/organisations/{organisation_id}/clients/{client_id}/secret"): Expect(Action.CLIENT_MANAGE),
     ("DELETE", "/api/v1/organisations/{organisation_id}/clients/{client_id}"): Expect(Action.CLIENT_MANAGE),
+    ("GET", "/api/v1/organisations/{organisation_id}/sftp-credentials"): Expect(Action.CLIENT_MANAGE),
+    ("POST", "/api/v1/organisations/{organisation_id}/sftp-credentials"): Expect(Action.CLIENT_MANAGE, body=lambda _: {"name": "matrix"}),
+    ("POST", "/api/v1/organisations/{organisation_id}/sftp-credentials/{username}/password"): Expect(Action.CLIENT_MANAGE),
+    ("DELETE", "/api/v1/organisations/{organisation_id}/sftp-credentials/{username}"): Expect(Action.CLIENT_MANAGE),
     ("POST", "/api/v1/accounts/me/password"): Expect(
         authenticated=True, body=lambda _: {"current_password": "not-the-password", "new_password": "another-long-one"}
     ),
@@ -128,6 +132,19 @@ EXPECTED: dict[tuple[str, str], Expect] = {
         Action.REGISTRATION_REVIEW, body=lambda _: {"decision": "approved"}, headers={"If-Match": '"999"'}
     ),
     ("GET", "/api/v1/registrations/{registration_id}/history"): Expect(Action.REGISTRATION_READ),
+    # registrations: delivery to the central platform
+    ("GET", "/api/v1/registrations/{registration_id}/delivery"): Expect(
+        Action.REGISTRATION_READ, note="404 for allowed callers before the first submission"
+    ),
+    ("GET", "/api/v1/deliveries"): Expect(Action.REGISTRATION_READ),
+    ("GET", "/api/v1/operator/deliveries"): Expect(
+        Action.REGISTRATION_REVIEW, tenant=False, note="the operator only (no organisation role has this action)"
+    ),
+    # sim: the stand-in central receiver's switches (never deployed to production)
+    ("GET", "/sim/receiver"): Expect(Action.REGISTRATION_REVIEW, tenant=False, note="the operator only"),
+    ("PUT", "/sim/receiver"): Expect(
+        Action.REGISTRATION_REVIEW, tenant=False, body=lambda _: {"mode": "accept"}, note="the operator only"
+    ),
     # HD4DP v2-compatible proxy
     ("GET", "/proxy/api/organizations"): Expect(authenticated=True),
     ("GET", "/proxy/api/dcd/menu/structure"): Expect(Action.CATALOGUE_READ, tenant=False),
@@ -154,6 +171,12 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("GET", "/api/v1/uploads/{upload_id}/reports/{kind}.csv"): Expect(Action.REGISTRATION_READ),
     ("GET", "/api/v1/upload-settings/{organisation_id}/{project_code}"): Expect(Action.REGISTRATION_READ),
     ("PUT", "/api/v1/upload-settings/{organisation_id}/{project_code}"): Expect(Action.REGISTRATION_WRITE, body=lambda _: {}),
+    # intake: files received over SFTP and HTTP
+    ("GET", "/api/v1/files/{organisation_id}"): Expect(Action.REGISTRATION_READ),
+    ("GET", "/api/v1/files/{organisation_id}/{file_id}"): Expect(Action.REGISTRATION_READ),
+    ("PUT", "/api/v1/files/{organisation_id}/{registry}/{filename}"): Expect(
+        Action.REGISTRATION_WRITE, note="no body: 422 empty file once let through"
+    ),
 }
 
 # Values for path and query parameters by name; {own ids} are filled in by the fixture.
@@ -170,6 +193,8 @@ PARAMS = {
     "codelist": "yes_no",
     "kind": "errors",
     "project_code": "ANGIO",
+    "registry": "NGS",
+    "filename": "matrix.vcf",
 }
 
 
@@ -221,6 +246,8 @@ async def _fixtures(stack: Stack) -> dict[str, str]:
     ids["account_id"] = r.json()["account_id"]
     r = await stack.client.post(f"/api/v1/organisations/{OWN}/clients", json={"name": "matrix"}, headers=manager)
     ids["client_id"] = r.json()["client_id"]
+    r = await stack.client.post(f"/api/v1/organisations/{OWN}/sftp-credentials", json={"name": "matrix"}, headers=manager)
+    ids["username"] = r.json()["username"]
     r = await stack.client.post("/api/v1/account-requests", json=EXPECTED[("POST", "/api/v1/account-requests")].body({}))  # type: ignore[misc]
     ids["request_id"] = r.json()["id"]
     r = await stack.client.post("/api/v1/registrations", json=_registration({}), headers=await stack.headers("nurse@az-demo.test"))

@@ -14,7 +14,7 @@ from hdhub.common.web import create_app
 
 log = logging.getLogger("hdhub.cli")
 
-SERVICES = ("identity", "registrations", "uploads", "portal", "pseudonymisation", "sim")
+SERVICES = ("identity", "registrations", "uploads", "portal", "pseudonymisation", "sim", "intake")
 
 
 def make_service(name: str) -> Service:
@@ -34,6 +34,10 @@ def make_service(name: str) -> Service:
         from hdhub.portal.runtime import PortalService
 
         return PortalService()
+    if name == "intake":
+        from hdhub.intake.runtime import IntakeService
+
+        return IntakeService()
     if name == "pseudonymisation":
         from hdhub.pseudonymisation.runtime import PseudonymisationService
 
@@ -65,11 +69,19 @@ class Platform:
             await s.prepare()
         if self.seed:
             await self.seed_demo()
+        self.register_metrics()
         for s in self.services:
             await s.start_grpc()
         if self.workers:
             for s in self.services:
                 self._tasks.append(asyncio.create_task(s.work(self._stop), name=f"{s.name}-worker"))
+
+    def register_metrics(self) -> None:
+        """Each service's domain gauges, refreshed before a scrape of this process."""
+        from hdhub.common.metrics import register_domain_metrics
+
+        for s in self.services:
+            register_domain_metrics(s.name, s.domain_metrics)
 
     async def seed_demo(self) -> None:
         for s in self.services:

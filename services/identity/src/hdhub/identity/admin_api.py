@@ -83,6 +83,26 @@ class ClientWithSecret(ClientOut):
     client_secret: str = Field(description="Shown once: store it in the hospital system now")
 
 
+class SftpCredentialIn(BaseModel):
+    username: str | None = Field(default=None, max_length=64, description="Defaults to <organisation>-sftp-<random>")
+    name: str = Field(default="", max_length=200)
+
+
+class SftpCredentialOut(BaseModel):
+    username: str
+    organisation_id: str
+    name: str
+    enabled: bool
+    created_at: datetime
+    created_by: str
+    rotated_at: datetime | None
+    last_login_at: datetime | None
+
+
+class SftpCredentialWithPassword(SftpCredentialOut):
+    password: str = Field(description="Shown once: store it in the laboratory's SFTP client or script now")
+
+
 class AccountRequestIn(BaseModel):
     organisation_id: str = Field(max_length=64)
     username: str = Field(max_length=200)
@@ -211,6 +231,43 @@ def build_admin_routers(service: Any) -> list[APIRouter]:
     @orgs.delete("/{organisation_id}/clients/{client_id}", status_code=204, summary="Delete a client")
     async def delete_client(organisation_id: str, client_id: str, principal: CurrentPrincipal) -> Response:
         await d.delete_client(principal, organisation_id, client_id)
+        return Response(status_code=204)
+
+    @orgs.get("/{organisation_id}/sftp-credentials", response_model=list[SftpCredentialOut], summary="SFTP logins (file intake)")
+    async def list_sftp_credentials(organisation_id: str, principal: CurrentPrincipal) -> list[SftpCredentialOut]:
+        return [SftpCredentialOut.model_validate(c, from_attributes=True) for c in await d.sftp_credentials(principal, organisation_id)]
+
+    @orgs.post(
+        "/{organisation_id}/sftp-credentials",
+        status_code=201,
+        response_model=SftpCredentialWithPassword,
+        summary="Create an SFTP login for file intake (password shown once)",
+    )
+    async def create_sftp_credential(
+        organisation_id: str, body: SftpCredentialIn, principal: CurrentPrincipal, response: Response
+    ) -> SftpCredentialWithPassword:
+        credential, password = await d.create_sftp_credential(principal, organisation_id, username=body.username, name=body.name)
+        response.headers["Location"] = f"/api/v1/organisations/{organisation_id}/sftp-credentials/{credential.username}"
+        response.headers["Cache-Control"] = "no-store"
+        out = SftpCredentialOut.model_validate(credential, from_attributes=True)
+        return SftpCredentialWithPassword(**out.model_dump(), password=password)
+
+    @orgs.post(
+        "/{organisation_id}/sftp-credentials/{username}/password",
+        response_model=SftpCredentialWithPassword,
+        summary="Rotate an SFTP login's password (shown once)",
+    )
+    async def rotate_sftp_password(
+        organisation_id: str, username: str, principal: CurrentPrincipal, response: Response
+    ) -> SftpCredentialWithPassword:
+        credential, password = await d.rotate_sftp_password(principal, organisation_id, username)
+        response.headers["Cache-Control"] = "no-store"
+        out = SftpCredentialOut.model_validate(credential, from_attributes=True)
+        return SftpCredentialWithPassword(**out.model_dump(), password=password)
+
+    @orgs.delete("/{organisation_id}/sftp-credentials/{username}", status_code=204, summary="Delete an SFTP login")
+    async def delete_sftp_credential(organisation_id: str, username: str, principal: CurrentPrincipal) -> Response:
+        await d.delete_sftp_credential(principal, organisation_id, username)
         return Response(status_code=204)
 
     async def _throttle(request: Request, who: str) -> None:

@@ -41,15 +41,17 @@ from hdhub.identity.backend import (
     MemberRecord,
     OrganisationRecord,
 )
+from hdhub.identity.issuer import hasher, verify_secret
 from hdhub.identity.locks import OrganisationLocks
 from hdhub.identity.mail import Mailer
-from hdhub.identity.store import AccountRequest, AuditEntry
+from hdhub.identity.store import AccountRequest, AuditEntry, SftpCredential
 
 ADMIN_ROLES = frozenset({Role.MANAGER, Role.DP_MANAGER, Role.CERTIFICATE_EDITOR, Role.CSV_UPLOAD_MANAGER, Role.NIPPIN_MANAGER})
 DATA_ROLES = frozenset({Role.REGISTRANT, Role.READER})
 MIN_PASSWORD_LENGTH = 12
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CLIENT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,99}$")
+_SFTP_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 
 
 def new_password() -> str:
@@ -324,6 +326,77 @@ class Directory:
         await self._client(principal, organisation_id, client_id)
         await self.backend.delete_client(client_id)
         await self.audit(principal, organisation_id, "client.delete", client_id)
+
+    # --- SFTP credentials (intake) -----------------------------------------------------
+    # A set of their own (DOMAIN.md): an SFTP login is neither a portal account nor an API
+    # client, and is bound to one organisation. Kept in identity's database whichever
+    # backend holds the accounts (Keycloak has no place for SSH logins); argon2 like the rest.
+
+    async def sftp_credentials(self, principal: Principal, organisation_id: str) -> list[SftpCredential]:
+        await self._organisation(principal, organisation_id, Action.CLIENT_MANAGE)
+        async with self.db.session([organisation_id]) as session:
+            rows = await session.execute(select(SftpCredential).order_by(SftpCredential.username))
+            return list(rows.scalars())
+
+    async def create_sftp_credential(
+        self, principal: Principal, organisation_id: str, *, username: str | None, name: str
+    ) -> tuple[SftpCredential, str]:
+        """A new SFTP login for the organisation; the password is returned once."""
+        await self._organisation(principal, organisation_id, Action.CLIENT_MANAGE)
+        username = (username or f"{organisation_id}-sftp-{secrets.token_hex(3)}").strip().lower()
+        if not _SFTP_USERNAME.match(username):
+            raise invalid(
+                [FieldProblem("username", "pattern", "3 to 64 lower-case letters, digits, '.', '_' and '-'.")]
+            )
+        password = new_password() + new_password()  # 32 characters: scripts keep it, nobody types it
+        async with self.db.system_session() as session:
+            if await session.get(SftpCredential, username) is not None:
+                raise conflict("duplicate-sftp-username", "An SFTP login with this username exists already")
+            credential = SftpCredential(
+                username=username,
+                organisation_id=organisation_id,
+                name=name.strip(),
+                password_hash=hasher.hash(password),
+                created_by=principal.username,
+            )
+            session.add(credential)
+        await self.audit(principal, organisation_id, "sftp.create", username)
+        return credential, password
+
+    async def _sftp_credential(self, principal: Principal, organisation_id: str, username: str) -> None:
+        await self._organisation(principal, organisation_id, Action.CLIENT_MANAGE)
+        async with self.db.session([organisation_id]) as session:
+            if await session.get(SftpCredential, username) is None:
+                raise not_found("SFTP login")
+
+    async def rotate_sftp_password(
+        self, principal: Principal, organisation_id: str, username: str
+    ) -> tuple[SftpCredential, str]:
+        await self._sftp_credential(principal, organisation_id, username)
+        password = new_password() + new_password()
+        async with self.db.session([organisation_id]) as session:
+            credential = await session.get(SftpCredential, username)
+            assert credential is not None
+            credential.password_hash, credential.rotated_at = hasher.hash(password), utcnow()
+        await self.audit(principal, organisation_id, "sftp.rotate", username)
+        return credential, password
+
+    async def delete_sftp_credential(self, principal: Principal, organisation_id: str, username: str) -> None:
+        await self._sftp_credential(principal, organisation_id, username)
+        async with self.db.session([organisation_id]) as session:
+            credential = await session.get(SftpCredential, username)
+            await session.delete(credential)
+        await self.audit(principal, organisation_id, "sftp.delete", username)
+
+    async def verify_sftp_password(self, username: str, password: str) -> SftpCredential | None:
+        """The enabled login when the password is right, else None (same time either way)."""
+        async with self.db.system_session() as session:
+            credential = await session.get(SftpCredential, username.strip().lower())
+            ok = verify_secret(credential.password_hash if credential else None, password)
+            if not ok or credential is None or not credential.enabled:
+                return None
+            credential.last_login_at = utcnow()
+            return credential
 
     # --- audit -----------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import grpc
 from sqlalchemy import select
 
 from hdhub.common.auth import Action
+from hdhub.common.errors import Problem, forbidden
 from hdhub.common.grpc import ServicerContext, register_idempotent, require_principal
 from hdhub.identity.store import Organisation
 from hdhub.proto.identity.v1 import identity_pb2 as pb
@@ -51,3 +52,26 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             if org is None:
                 await context.abort(grpc.StatusCode.NOT_FOUND, "organisation not found")
             return pb.GetOrganisationResponse(organisation=_org(org))
+
+    async def VerifySftpPassword(
+        self, request: pb.VerifySftpPasswordRequest, context: ServicerContext
+    ) -> pb.VerifySftpPasswordResponse:
+        """An SFTP login's organisation when its password is right. Only the intake service
+        asks (it runs the SFTP server); failures count towards the same throttle as portal
+        logins, keyed ``sftp:<username>``, so a password cannot be guessed over SFTP either."""
+        from hdhub.identity.ratelimit import Throttled, throttled_problem
+
+        principal = require_principal()
+        if not principal.is_service("intake"):
+            raise forbidden("Only the intake service verifies SFTP passwords.")
+        guard, who = self.service.login_guard, f"sftp:{request.username.strip().lower()}"
+        try:
+            await guard.before_attempt(who, request.client_address or None)
+        except Throttled as exc:
+            raise throttled_problem(exc) from exc
+        credential = await self.service.directory.verify_sftp_password(request.username, request.password)
+        if credential is None:
+            await guard.failed(who)
+            raise Problem(401, "invalid-credentials", "Wrong SFTP username or password")
+        await guard.succeeded(who)
+        return pb.VerifySftpPasswordResponse(username=credential.username, organisation_id=credential.organisation_id)

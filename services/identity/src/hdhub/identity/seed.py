@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hdhub.identity.issuer import hasher
-from hdhub.identity.store import Account, Membership, Organisation, SystemClient
+from hdhub.identity.store import Account, Membership, Organisation, SftpCredential, SystemClient
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,14 @@ class DemoClient:
     roles: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class DemoSftpLogin:
+    username: str
+    password: str
+    organisation_id: str
+    name: str
+
+
 ORGANISATIONS = (
     DemoOrganisation("az-demo", "AZ Demo Hospital", "71000436"),
     DemoOrganisation("lab-demo", "Demo Clinical Laboratory", "82000137"),
@@ -50,6 +58,11 @@ ACCOUNTS = (
 CLIENTS = (
     DemoClient("az-demo-his", "demo-his-secret", "az-demo", "AZ Demo hospital information system", ("registrant",)),
     DemoClient("lab-demo-lims", "demo-lims-secret", "lab-demo", "Demo LIMS", ("registrant",)),
+)
+
+SFTP_LOGINS = (
+    DemoSftpLogin("lab-demo-sftp", "demo-sftp-lab-secret", "lab-demo", "Demo LIMS file drop"),
+    DemoSftpLogin("az-demo-sftp", "demo-sftp-az-secret", "az-demo", "AZ Demo file drop"),
 )
 
 
@@ -86,5 +99,16 @@ async def seed_demo(session: AsyncSession) -> None:
                     name=c.name,
                     secret_hash=hasher.hash(c.secret),
                     roles=list(c.roles),
+                )
+            )
+    for login in SFTP_LOGINS:
+        if await session.get(SftpCredential, login.username) is None:
+            session.add(
+                SftpCredential(
+                    username=login.username,
+                    organisation_id=login.organisation_id,
+                    name=login.name,
+                    password_hash=hasher.hash(login.password),
+                    created_by="seed",
                 )
             )

@@ -99,3 +99,19 @@ class AccountRequest(TenantScoped, Base):
     decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
     decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class SftpCredential(TenantScoped, Base):
+    """An organisation's SFTP login for the intake service (DOMAIN.md: a credential set of its
+    own, apart from portal accounts and API clients). Kept here in both backends: Keycloak has
+    no natural home for SSH logins, and a user attribute would not protect the hash."""
+
+    __tablename__ = "sftp_credentials"
+    username: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    rotated_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_login_at: Mapped[datetime | None] = mapped_column(nullable=True)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n hdhub/identity/v1/identity.proto\x12\x11hdhub.identity.v1\"?\n\x0cOrganisation\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x14\n\x0cnihdi_number\x18\x03 \x01(\t\"\x1c\n\x1aListMyOrganisationsRequest\"^\n\x16OrganisationMembership\x12\x35\n\x0corganisation\x18\x01 \x01(\x0b\x32\x1f.hdhub.identity.v1.Organisation\x12\r\n\x05roles\x18\x02 \x03(\t\"]\n\x1bListMyOrganisationsResponse\x12>\n\x0bmemberships\x18\x01 \x03(\x0b\x32).hdhub.identity.v1.OrganisationMembership\"$\n\x16GetOrganisationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"P\n\x17GetOrganisationResponse\x12\x35\n\x0corganisation\x18\x01 \x01(\x0b\x32\x1f.hdhub.identity.v1.Organisation2\xf1\x01\n\x0fIdentityService\x12t\n\x13ListMyOrganisations\x12-.hdhub.identity.v1.ListMyOrganisationsRequest\x1a..hdhub.identity.v1.ListMyOrganisationsResponse\x12h\n\x0fGetOrganisation\x12).hdhub.identity.v1.GetOrganisationRequest\x1a*.hdhub.identity.v1.GetOrganisationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n hdhub/identity/v1/identity.proto\x12\x11hdhub.identity.v1\"?\n\x0cOrganisation\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x14\n\x0cnihdi_number\x18\x03 \x01(\t\"\x1c\n\x1aListMyOrganisationsRequest\"^\n\x16OrganisationMembership\x12\x35\n\x0corganisation\x18\x01 \x01(\x0b\x32\x1f.hdhub.identity.v1.Organisation\x12\r\n\x05roles\x18\x02 \x03(\t\"]\n\x1bListMyOrganisationsResponse\x12>\n\x0bmemberships\x18\x01 \x03(\x0b\x32).hdhub.identity.v1.OrganisationMembership\"$\n\x16GetOrganisationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"P\n\x17GetOrganisationResponse\x12\x35\n\x0corganisation\x18\x01 \x01(\x0b\x32\x1f.hdhub.identity.v1.Organisation\"W\n\x19VerifySftpPasswordRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x03 \x01(\t\"G\n\x1aVerifySftpPasswordResponse\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x17\n\x0forganisation_id\x18\x02 \x01(\t2\xe4\x02\n\x0fIdentityService\x12t\n\x13ListMyOrganisations\x12-.hdhub.identity.v1.ListMyOrganisationsRequest\x1a..hdhub.identity.v1.ListMyOrganisationsResponse\x12h\n\x0fGetOrganisation\x12).hdhub.identity.v1.GetOrganisationRequest\x1a*.hdhub.identity.v1.GetOrganisationResponse\x12q\n\x12VerifySftpPassword\x12,.hdhub.identity.v1.VerifySftpPasswordRequest\x1a-.hdhub.identity.v1.VerifySftpPasswordResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,6 +43,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETORGANISATIONREQUEST']._serialized_end=377
   _globals['_GETORGANISATIONRESPONSE']._serialized_start=379
   _globals['_GETORGANISATIONRESPONSE']._serialized_end=459
-  _globals['_IDENTITYSERVICE']._serialized_start=462
-  _globals['_IDENTITYSERVICE']._serialized_end=703
+  _globals['_VERIFYSFTPPASSWORDREQUEST']._serialized_start=461
+  _globals['_VERIFYSFTPPASSWORDREQUEST']._serialized_end=548
+  _globals['_VERIFYSFTPPASSWORDRESPONSE']._serialized_start=550
+  _globals['_VERIFYSFTPPASSWORDRESPONSE']._serialized_end=621
+  _globals['_IDENTITYSERVICE']._serialized_start=624
+  _globals['_IDENTITYSERVICE']._serialized_end=980
 # @@protoc_insertion_point(module_scope)

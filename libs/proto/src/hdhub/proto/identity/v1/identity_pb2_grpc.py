@@ -46,6 +46,11 @@ class IdentityServiceStub:
                 request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.GetOrganisationRequest.SerializeToString,
                 response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.GetOrganisationResponse.FromString,
                 _registered_method=True)
+        self.VerifySftpPassword = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/VerifySftpPassword',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.VerifySftpPasswordRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.VerifySftpPasswordResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -67,6 +72,15 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifySftpPassword(self, request, context):
+        """Check an SFTP login's password (the intake service only): the organisation it is bound to.
+        PERMISSION_DENIED for any other caller, UNAUTHENTICATED for a wrong password, an unknown or
+        disabled login, and RESOURCE_EXHAUSTED while the login or the address is throttled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +93,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.GetOrganisation,
                     request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.GetOrganisationRequest.FromString,
                     response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.GetOrganisationResponse.SerializeToString,
+            ),
+            'VerifySftpPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifySftpPassword,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.VerifySftpPasswordRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.VerifySftpPasswordResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -137,6 +156,33 @@ class IdentityService:
             '/hdhub.identity.v1.IdentityService/GetOrganisation',
             hdhub_dot_identity_dot_v1_dot_identity__pb2.GetOrganisationRequest.SerializeToString,
             hdhub_dot_identity_dot_v1_dot_identity__pb2.GetOrganisationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifySftpPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/VerifySftpPassword',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.VerifySftpPasswordRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.VerifySftpPasswordResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,11 @@ class IdentityServiceStub:
     """Organisations the caller is a member of, with the caller's roles in each."""
     GetOrganisation: _grpc.UnaryUnaryMultiCallable[_identity_pb2.GetOrganisationRequest, _identity_pb2.GetOrganisationResponse]
     """One organisation by id (any authenticated caller who is a member, or a service)."""
+    VerifySftpPassword: _grpc.UnaryUnaryMultiCallable[_identity_pb2.VerifySftpPasswordRequest, _identity_pb2.VerifySftpPasswordResponse]
+    """Check an SFTP login's password (the intake service only): the organisation it is bound to.
+    PERMISSION_DENIED for any other caller, UNAUTHENTICATED for a wrong password, an unknown or
+    disabled login, and RESOURCE_EXHAUSTED while the login or the address is throttled.
+    """
 
 @_typing.type_check_only
 class IdentityServiceAsyncStub(IdentityServiceStub):
@@ -51,6 +56,11 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """Organisations the caller is a member of, with the caller's roles in each."""
     GetOrganisation: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetOrganisationRequest, _identity_pb2.GetOrganisationResponse]  # type: ignore[assignment]
     """One organisation by id (any authenticated caller who is a member, or a service)."""
+    VerifySftpPassword: _aio.UnaryUnaryMultiCallable[_identity_pb2.VerifySftpPasswordRequest, _identity_pb2.VerifySftpPasswordResponse]  # type: ignore[assignment]
+    """Check an SFTP login's password (the intake service only): the organisation it is bound to.
+    PERMISSION_DENIED for any other caller, UNAUTHENTICATED for a wrong password, an unknown or
+    disabled login, and RESOURCE_EXHAUSTED while the login or the address is throttled.
+    """
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     """Identity: organisations, members and their roles. The full service (members, account
@@ -72,5 +82,16 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.GetOrganisationResponse, _abc.Awaitable[_identity_pb2.GetOrganisationResponse]]:
         """One organisation by id (any authenticated caller who is a member, or a service)."""
+
+    @_abc_1.abstractmethod
+    def VerifySftpPassword(
+        self,
+        request: _identity_pb2.VerifySftpPasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.VerifySftpPasswordResponse, _abc.Awaitable[_identity_pb2.VerifySftpPasswordResponse]]:
+        """Check an SFTP login's password (the intake service only): the organisation it is bound to.
+        PERMISSION_DENIED for any other caller, UNAUTHENTICATED for a wrong password, an unknown or
+        disabled login, and RESOURCE_EXHAUSTED while the login or the address is throttled.
+        """
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

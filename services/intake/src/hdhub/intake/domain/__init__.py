@@ -1,0 +1,1 @@
+"""Intake's rules, without I/O: names, VCF headers, nucleotide-sequence files."""

@@ -1,0 +1,81 @@
+"""The intake service as it plugs into a process: REST (/api/v1/files), gRPC, the SFTP
+listener, and the worker (linking, relinking, the daily load)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+from fastapi import APIRouter
+
+from hdhub.common.objectstore import open_store
+from hdhub.common.runtime import Service, run_worker
+from hdhub.intake.files import Files
+from hdhub.intake.settings import IntakeSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger("hdhub.intake")
+
+
+class IntakeService(Service):
+    name = "intake"
+    grpc_service_names = ("hdhub.intake.v1.IntakeService",)
+
+    def __init__(self, settings: IntakeSettings | None = None) -> None:
+        super().__init__(settings or IntakeSettings(), migrations=MIGRATIONS)
+        self.settings: IntakeSettings
+        self.objects = open_store(self.settings.object_store_url)
+        self.files = Files(self.db, self.objects, self.settings)
+        self._sftp: Any = None
+
+    @property
+    def sftp_port(self) -> int | None:
+        """The port SFTP listens on (a free one in tests), once started."""
+        return int(self._sftp.get_port()) if self._sftp is not None else None
+
+    def routers(self) -> Sequence[APIRouter]:
+        from hdhub.intake import api
+
+        return [api.build_router(self)]
+
+    def grpc_registrations(self) -> Sequence[Callable[[grpc.aio.Server], None]]:
+        from hdhub.intake.grpc import IntakeServicer
+        from hdhub.proto.intake.v1 import intake_pb2_grpc
+
+        servicer = IntakeServicer(self)
+        return [lambda server: intake_pb2_grpc.add_IntakeServiceServicer_to_server(servicer, server)]
+
+    async def start_grpc(self) -> None:
+        """The SFTP edge starts with the gRPC edge: both are what `hdhub run` serves (and
+        `hdhub worker`, which serves neither, does not listen on 2222)."""
+        await super().start_grpc()
+        from hdhub.intake.sftp import start_sftp
+
+        s = self.settings
+        self._sftp = await start_sftp(
+            self.files, host=s.sftp_host, port=s.resolved_sftp_port(), key_path=s.host_key_path()
+        )
+        log.info("SFTP serving", extra={"service": self.name, "bind": f"{s.sftp_host}:{self.sftp_port}"})
+
+    async def work(self, stop: asyncio.Event) -> None:
+        from hdhub.intake.worker import process_jobs
+
+        await run_worker(
+            self.name,
+            lambda: process_jobs(self.files),
+            wake=self.files.wake,
+            poll_seconds=self.settings.worker_poll_seconds,
+            stop=stop,
+        )
+
+    async def stop(self) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+            await self._sftp.wait_closed()
+            self._sftp = None
+        await super().stop()
+        await self.objects.close()

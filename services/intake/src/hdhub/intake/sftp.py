@@ -1,0 +1,348 @@
+# ruff: noqa: ARG002  (asyncssh calls these methods with the signatures it defines)
+"""The SFTP edge (asyncssh), port 2222 by default.
+
+Each organisation logs in with its own SFTP credentials (kept by identity, checked over
+gRPC) and sees one tree, chrooted to it:
+
+    /NGS/              VCFs (.vcf, .vcf.gz), one per NGS registration
+    /NGS/Finished/     move a file here once it is complete: only then does it count
+    /HIV_SEQUENCE/     nucleotide-sequence CSVs (filename;recordname;genetic_sequence)
+    /HIV_SEQUENCE/Finished/
+
+Nothing here touches a local disk: the tree is virtual, the bytes stream into the object
+store (see :class:`hdhub.intake.files.Transfer`). Files are write-only; once moved to
+Finished a file belongs to the platform and is neither listed nor readable (its checks
+and links are at ``/api/v1/files``). Everything else (reading, links, folders, paths out
+of the tree, control characters) is refused with a message saying why.
+"""
+
+from __future__ import annotations
+
+import logging
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+from asyncssh.constants import FXF_APPEND, FXF_READ, FXF_WRITE
+
+from hdhub.common.errors import Problem
+from hdhub.common.grpc import channel
+from hdhub.common.service_auth import acting_as_service
+from hdhub.intake.domain.names import FINISHED, REGISTRIES, check_name
+from hdhub.intake.files import Files, Transfer, TransferRefused
+from hdhub.proto.identity.v1 import identity_pb2 as identity_pb
+from hdhub.proto.identity.v1 import identity_pb2_grpc as identity_grpc
+
+log = logging.getLogger("hdhub.intake.sftp")
+
+DIR_MODE = stat.S_IFDIR | 0o750
+# Write-only: the sender may put a file but never read it back.
+FILE_MODE = stat.S_IFREG | 0o200
+
+
+def _dir() -> asyncssh.SFTPAttrs:
+    return asyncssh.SFTPAttrs(type=asyncssh.FILEXFER_TYPE_DIRECTORY, permissions=DIR_MODE, size=0)
+
+
+def _file(size: int, mtime: int) -> asyncssh.SFTPAttrs:
+    return asyncssh.SFTPAttrs(
+        type=asyncssh.FILEXFER_TYPE_REGULAR, permissions=FILE_MODE, size=size, mtime=mtime, atime=mtime
+    )
+
+
+def denied(message: str) -> asyncssh.SFTPError:
+    return asyncssh.SFTPPermissionDenied(message)
+
+
+async def verify_password(username: str, password: str, address: str) -> str | None:
+    """The organisation of an SFTP login, asked of identity as the intake service."""
+    stub = identity_grpc.IdentityServiceStub(channel("identity"))
+    try:
+        async with acting_as_service("intake"):
+            answer = await stub.VerifySftpPassword(
+                identity_pb.VerifySftpPasswordRequest(username=username, password=password, client_address=address)
+            )
+    except Problem as exc:
+        log.info("sftp login refused", extra={"reason": exc.slug, "address": address})
+        return None
+    except Exception:
+        log.warning("sftp login could not be checked", extra={"address": address}, exc_info=True)
+        return None
+    return answer.organisation_id or None
+
+
+class IntakeSSHServer(asyncssh.SSHServer):
+    """One SSH connection: password logins only, no shells, no forwarding."""
+
+    def __init__(self) -> None:
+        self.organisation_id: str | None = None
+        self.username = ""
+        self.address = ""
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        peer = conn.get_extra_info("peername")
+        self.address = str(peer[0]) if peer else ""
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    async def validate_password(self, username: str, password: str) -> bool:
+        organisation_id = await verify_password(username, password, self.address)
+        if organisation_id is None:
+            return False
+        self.organisation_id, self.username = organisation_id, username
+        log.info("sftp login", extra={"organisation_id": organisation_id, "address": self.address})
+        return True
+
+
+class IntakeSFTPServer(asyncssh.SFTPServer):
+    """The virtual tree of one organisation (see the module docstring)."""
+
+    def __init__(self, chan: asyncssh.SSHServerChannel, files: Files) -> None:
+        super().__init__(chan)
+        owner = chan.get_connection().get_owner()
+        assert isinstance(owner, IntakeSSHServer) and owner.organisation_id
+        self.organisation_id, self.username = owner.organisation_id, owner.username
+        self.files = files
+        self.open_transfers: set[Transfer] = set()
+
+    # --- paths ----------------------------------------------------------------------------
+
+    def _parts(self, path: bytes) -> tuple[str, ...]:
+        try:
+            text = path.decode("utf-8")
+        except UnicodeDecodeError:
+            raise asyncssh.SFTPFailure("paths are UTF-8") from None
+        if any(ord(c) < 32 or ord(c) == 127 for c in text):
+            raise asyncssh.SFTPFailure("names may not contain control characters")
+        parts: list[str] = []
+        for part in text.split("/"):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not parts:
+                    raise denied("that path leaves your organisation's folder")
+                parts.pop()
+            else:
+                parts.append(part)
+        return tuple(parts)
+
+    def _registry(self, name: str) -> str:
+        if name not in REGISTRIES:
+            raise asyncssh.SFTPNoSuchFile(f"no folder {name}: the folders are {', '.join(REGISTRIES)}")
+        return name
+
+    def map_path(self, path: bytes) -> bytes:
+        # Every default method that would touch a local path ends here: nothing local exists.
+        raise denied("not supported")
+
+    async def realpath(self, path: bytes) -> bytes:
+        return ("/" + "/".join(self._parts(path))).encode()
+
+    async def stat(self, path: bytes) -> asyncssh.SFTPAttrs:
+        parts = self._parts(path)
+        if not parts:
+            return _dir()
+        self._registry(parts[0])
+        if len(parts) == 1 or parts[1:] == (FINISHED,):
+            return _dir()
+        if len(parts) == 2:
+            f = await self.files.waiting_file(self.organisation_id, parts[0], parts[1])
+            if f is not None:
+                mtime = int((f.received_at or f.started_at).timestamp())
+                return _file(f.size or 0, mtime)
+        raise asyncssh.SFTPNoSuchFile("no such file (delivered files are not listed: see /api/v1/files)")
+
+    lstat = stat
+
+    async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
+        parts = self._parts(path)
+        if len(parts) > 1 and parts[1:] != (FINISHED,):
+            raise asyncssh.SFTPNoSuchFile("no such folder")
+        if parts:
+            self._registry(parts[0])
+        yield asyncssh.SFTPName(b".", attrs=_dir())
+        yield asyncssh.SFTPName(b"..", attrs=_dir())
+        if not parts:
+            for name in REGISTRIES:
+                yield asyncssh.SFTPName(name.encode(), attrs=_dir())
+        elif len(parts) == 1:
+            yield asyncssh.SFTPName(FINISHED.encode(), attrs=_dir())
+            for f in await self.files.waiting(self.organisation_id, parts[0]):
+                mtime = int((f.received_at or f.started_at).timestamp())
+                yield asyncssh.SFTPName(f.filename.encode(), attrs=_file(f.size or 0, mtime))
+        # Finished lists nothing: what was delivered belongs to the platform.
+
+    # --- files ----------------------------------------------------------------------------
+
+    async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> Transfer:
+        parts = self._parts(path)
+        if pflags & FXF_READ:
+            raise denied("files are write-only: once sent, a file belongs to the platform")
+        if not pflags & FXF_WRITE:
+            raise denied("open a file for writing to send it")
+        if pflags & FXF_APPEND:
+            raise asyncssh.SFTPOpUnsupported("appending is not supported: send the whole file")
+        if not parts:
+            raise denied("send files into a registry folder: " + ", ".join(REGISTRIES))
+        registry = self._registry(parts[0])
+        if len(parts) == 1:
+            raise asyncssh.SFTPFailure(f"{registry} is a folder")
+        if parts[1] == FINISHED:
+            raise denied(f"send the file into /{registry}, then move it into /{registry}/{FINISHED}")
+        if len(parts) > 2:
+            raise denied(f"/{registry} has no subfolders but {FINISHED}")
+        try:
+            transfer = await self.files.begin(
+                organisation_id=self.organisation_id,
+                registry=registry,
+                filename=parts[1],
+                source="sftp",
+                sender=self.username,
+            )
+        except TransferRefused as exc:
+            raise asyncssh.SFTPFailure(exc.message) from None
+        self.open_transfers.add(transfer)
+        return transfer
+
+    async def write(self, file_obj: object, offset: int, data: bytes) -> int:
+        assert isinstance(file_obj, Transfer)
+        try:
+            await file_obj.write(offset, data)
+        except TransferRefused as exc:
+            if not file_obj.finished:
+                await file_obj.abort(exc.rule, exc.message)
+            self.open_transfers.discard(file_obj)
+            raise asyncssh.SFTPFailure(exc.message) from None
+        return len(data)
+
+    async def read(self, file_obj: object, offset: int, size: int) -> bytes:
+        raise denied("files are write-only: once sent, a file belongs to the platform")
+
+    def _connection_ending(self) -> bool:
+        # asyncssh closes the files still open when the session ends, through the same
+        # close() as a client's close request; only the latter completes a file. A session
+        # ending has stopped receiving (EOF or connection lost) by then.
+        return getattr(self.channel, "_recv_state", "open") != "open"
+
+    async def close(self, file_obj: object) -> None:
+        if not isinstance(file_obj, Transfer):
+            return
+        self.open_transfers.discard(file_obj)
+        if file_obj.finished:
+            return
+        if self._connection_ending():
+            await file_obj.abort("connection-lost", "the connection ended before the file was closed; nothing was stored")
+            return
+        try:
+            await file_obj.commit()
+        except TransferRefused as exc:
+            raise asyncssh.SFTPFailure(exc.message) from None
+
+    async def fstat(self, file_obj: object) -> asyncssh.SFTPAttrs:
+        assert isinstance(file_obj, Transfer)
+        return _file(file_obj.size, 0)
+
+    async def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        self._parts(path)  # times and modes are not kept; accepted so clients do not fail
+
+    lsetstat = setstat
+
+    async def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:
+        return None
+
+    async def fsync(self, file_obj: object) -> None:
+        return None
+
+    # --- names ----------------------------------------------------------------------------
+
+    async def remove(self, path: bytes) -> None:
+        parts = self._parts(path)
+        if len(parts) == 2 and parts[1] != FINISHED:
+            registry = self._registry(parts[0])
+            f = await self.files.waiting_file(self.organisation_id, registry, parts[1])
+            if f is not None:
+                await self.files.withdraw(self.organisation_id, f.id)
+                return
+            raise asyncssh.SFTPNoSuchFile("no such file")
+        raise denied("delivered files belong to the platform and cannot be removed")
+
+    async def rename(self, oldpath: bytes, newpath: bytes) -> None:
+        old, new = self._parts(oldpath), self._parts(newpath)
+        if len(old) != 2 or old[1] == FINISHED:
+            raise denied("only a file waiting in a registry folder can be moved, into its Finished folder")
+        registry = self._registry(old[0])
+        if len(new) != 3 or new[0] != registry or new[1] != FINISHED:
+            raise denied(f"a file in /{registry} can only be moved into /{registry}/{FINISHED}")
+        try:
+            check_name(REGISTRIES[registry], new[2])
+        except ValueError as exc:
+            raise asyncssh.SFTPFailure(str(exc)) from None
+        f = await self.files.waiting_file(self.organisation_id, registry, old[1])
+        if f is None:
+            raise asyncssh.SFTPNoSuchFile("no such file waiting in the folder")
+        try:
+            await self.files.deliver(self.organisation_id, f.id, new[2])
+        except TransferRefused as exc:
+            raise asyncssh.SFTPFailure(exc.message) from None
+
+    posix_rename = rename
+
+    async def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        raise denied("the folders are fixed: one per registry, each with Finished")
+
+    async def rmdir(self, path: bytes) -> None:
+        raise denied("the folders are fixed: one per registry, each with Finished")
+
+    async def symlink(self, oldpath: bytes, newpath: bytes) -> None:
+        raise denied("links are refused: send the file itself")
+
+    async def link(self, oldpath: bytes, newpath: bytes) -> None:
+        raise denied("links are refused: send the file itself")
+
+    async def readlink(self, path: bytes) -> bytes:
+        raise asyncssh.SFTPNoSuchFile("there are no links")
+
+    async def statvfs(self, path: bytes) -> asyncssh.SFTPVFSAttrs:
+        raise asyncssh.SFTPOpUnsupported("not supported")
+
+    async def fstatvfs(self, file_obj: object) -> asyncssh.SFTPVFSAttrs:
+        raise asyncssh.SFTPOpUnsupported("not supported")
+
+    async def exit(self) -> None:
+        for transfer in list(self.open_transfers):
+            await transfer.abort("connection-lost", "the connection ended before the file was closed; nothing was stored")
+        self.open_transfers.clear()
+
+
+def host_key(path: Path) -> asyncssh.SSHKey:
+    """The SFTP host key: read, or generated on first start (embedded defaults only)."""
+    if path.exists():
+        return asyncssh.read_private_key(str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    key.write_private_key(str(path))
+    path.chmod(0o600)
+    log.info("sftp host key generated", extra={"path": str(path), "fingerprint": key.get_fingerprint()})
+    return key
+
+
+async def start_sftp(files: Files, *, host: str, port: int, key_path: Path) -> Any:
+    """Listen for SFTP; the returned acceptor's ``get_port()`` is the bound port."""
+    key = host_key(key_path)
+    return await asyncssh.create_server(
+        IntakeSSHServer,
+        host,
+        port,
+        server_host_keys=[key],
+        sftp_factory=lambda chan: IntakeSFTPServer(chan, files),
+        allow_scp=False,
+        agent_forwarding=False,
+        x11_forwarding=False,
+        login_timeout=60,
+    )
