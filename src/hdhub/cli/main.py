@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -64,6 +64,12 @@ def _banner(host: str, port: int) -> None:
     print("\n".join(lines), flush=True)
 
 
+def platform_settings() -> Any:
+    from hdhub.common.config import platform
+
+    return platform()
+
+
 def _dropfolder() -> str:
     from hdhub.common.config import platform
 
@@ -119,7 +125,13 @@ def worker(service: Annotated[str, typer.Argument(help="The service whose backgr
             loop.add_signal_handler(sig, platform._stop.set)
         for s in platform.services:
             await s.prepare()
+        platform.register_metrics()
         tasks = [asyncio.create_task(s.work(platform._stop)) for s in platform.services]
+        settings = platform_settings()
+        if settings.metrics_port:  # a worker has no HTTP edge: /metrics on a port of its own
+            from hdhub.common.metrics import serve_metrics
+
+            tasks.append(asyncio.create_task(serve_metrics(settings.metrics_host, settings.metrics_port, platform._stop)))
         await asyncio.gather(*tasks)
         await platform.stop()
 

@@ -69,11 +69,19 @@ class Platform:
             await s.prepare()
         if self.seed:
             await self.seed_demo()
+        self.register_metrics()
         for s in self.services:
             await s.start_grpc()
         if self.workers:
             for s in self.services:
                 self._tasks.append(asyncio.create_task(s.work(self._stop), name=f"{s.name}-worker"))
+
+    def register_metrics(self) -> None:
+        """Each service's domain gauges, refreshed before a scrape of this process."""
+        from hdhub.common.metrics import register_domain_metrics
+
+        for s in self.services:
+            register_domain_metrics(s.name, s.domain_metrics)
 
     async def seed_demo(self) -> None:
         for s in self.services:

@@ -57,6 +57,9 @@ class PlatformSettings(BaseSettings):
     object_store_url: str | None = None
     max_request_bytes: int = 5 * 1024 * 1024
     grpc_timeout_seconds: float = 10.0
+    #: Where `hdhub worker` serves /metrics (workers have no HTTP edge); unset: not served.
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int | None = None
     #: The confidential client secret of this process's service identity (client
     #: ``hdhub-<service>`` in Keycloak, realm role ``hdhub-service:<service>``); workers
     #: and the drop folder use it to call other services as themselves.

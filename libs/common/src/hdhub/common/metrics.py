@@ -9,10 +9,13 @@ paths or anything taken from a request's content.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, make_asgi_app
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
 
 from hdhub.common.logging import current_service
 
@@ -28,9 +31,17 @@ __all__ = [
     "HTTP_REQUEST_DURATION",
     "HTTP_REQUEST_ERRORS",
     "HttpMetricsMiddleware",
+    "JOBS",
+    "JOB_BACKLOG_AGE",
     "http_metrics_middleware",
+    "job_metrics",
     "metrics_app",
+    "refresh_domain_metrics",
+    "register_domain_metrics",
+    "serve_metrics",
 ]
+
+log = logging.getLogger("hdhub.metrics")
 
 # Up to a minute: CSV uploads and batch validation are legitimately slow.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -134,11 +145,100 @@ def http_metrics_middleware(app: FastAPI, service: str) -> None:
     app.add_middleware(HttpMetricsMiddleware, service=service)
 
 
+# --- domain gauges ------------------------------------------------------------------
+# What the platform holds (registrations by status, delivery backlog, parked jobs) is read
+# from the database by the service that owns it, just before a scrape and at most every
+# DOMAIN_REFRESH_SECONDS, so a scrape never waits on more than one query per service.
+DOMAIN_REFRESH_SECONDS = 15.0
+JOBS = Gauge("hdhub_jobs", "Background jobs by service, kind and status (queued, running, parked)", ["service", "kind", "status"])
+JOB_BACKLOG_AGE = Gauge(
+    "hdhub_job_backlog_age_seconds", "Age of the oldest due job not yet done, by service and kind", ["service", "kind"]
+)
+_refreshers: dict[str, Callable[[], Awaitable[None]]] = {}
+_refreshed_at: dict[str, float] = {}
+
+
+def register_domain_metrics(name: str, refresh: Callable[[], Awaitable[None]]) -> None:
+    """Have ``refresh`` (which sets gauges from the database) run before scrapes."""
+    _refreshers[name] = refresh
+
+
+def unregister_domain_metrics(name: str) -> None:
+    _refreshers.pop(name, None)
+    _refreshed_at.pop(name, None)
+
+
+async def refresh_domain_metrics(*, force: bool = False) -> None:
+    now = time.monotonic()
+    for name, refresh in list(_refreshers.items()):
+        if not force and now - _refreshed_at.get(name, -1e9) < DOMAIN_REFRESH_SECONDS:
+            continue
+        _refreshed_at[name] = now
+        try:
+            await refresh()
+        except Exception:  # a scrape must answer even when a database is down
+            log.warning("domain metrics of %s not refreshed", name, exc_info=True)
+
+
+async def job_metrics(service: str, db: Any, model: Any) -> None:
+    """Set :data:`JOBS` and :data:`JOB_BACKLOG_AGE` for one service's jobs table."""
+    from sqlalchemy import func, select
+
+    from hdhub.common.db import utcnow
+
+    async with db.system_session() as session:
+        counts = (
+            await session.execute(
+                select(model.kind, model.status, func.count())
+                .where(model.status != "done")
+                .group_by(model.kind, model.status)
+            )
+        ).all()
+        oldest = (
+            await session.execute(
+                select(model.kind, func.min(model.run_after))
+                .where(model.status.in_(("queued", "running")), model.run_after <= utcnow())
+                .group_by(model.kind)
+            )
+        ).all()
+    for labels in [m for m in JOBS.collect()[0].samples if m.labels.get("service") == service]:
+        JOBS.labels(service, labels.labels["kind"], labels.labels["status"]).set(0)
+    for kind, status, n in counts:
+        JOBS.labels(service, kind, status).set(n)
+    now = utcnow()
+    for sample in [m for m in JOB_BACKLOG_AGE.collect()[0].samples if m.labels.get("service") == service]:
+        JOB_BACKLOG_AGE.labels(service, sample.labels["kind"]).set(0)
+    for kind, first in oldest:
+        if first is not None:
+            JOB_BACKLOG_AGE.labels(service, kind).set(max(0.0, (now - first).total_seconds()))
+
+
+class _RefreshingMetrics:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await refresh_domain_metrics()
+        await self.app(scope, receive, send)
+
+
 def metrics_app(registry: CollectorRegistry = REGISTRY) -> ASGIApp:
     """The ASGI app answering Prometheus scrapes; mount it at ``/metrics``.
 
     It exposes internals: keep ``/metrics`` off the public ingress (NetworkPolicy or a
     path rule) and let only the scraper reach it.
     """
-    app: ASGIApp = make_asgi_app(registry=registry)
-    return app
+    return _RefreshingMetrics(make_asgi_app(registry=registry))
+
+
+async def serve_metrics(host: str, port: int, stop: Any) -> None:
+    """``/metrics`` alone on ``host:port``, for processes without an HTTP edge (workers)."""
+    import uvicorn
+
+    config = uvicorn.Config(metrics_app(), host=host, port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    await stop.wait()
+    server.should_exit = True
+    await task

@@ -66,6 +66,11 @@ class Service:
         """The background worker loop; returns when ``stop`` is set. Default: nothing."""
         await stop.wait()
 
+    async def domain_metrics(self) -> None:
+        """Set this service's domain gauges from its database (before a scrape, at most
+        every 15 s; see :func:`hdhub.common.metrics.register_domain_metrics`)."""
+        return None
+
     async def start_grpc(self) -> None:
         if not self.grpc_registrations():
             return

@@ -47,6 +47,11 @@ class RegistrationsService(Service):
         servicer = RegistrationsServicer(self)
         return [lambda server: registrations_pb2_grpc.add_RegistrationsServiceServicer_to_server(servicer, server)]
 
+    async def domain_metrics(self) -> None:
+        from hdhub.registrations import metrics
+
+        await metrics.refresh(self)
+
     async def prepare(self) -> None:
         if self.settings.import_shipped_dcds:
             new = await self.catalogue.import_shipped()

@@ -32,6 +32,11 @@ class UploadsService(Service):
 
         return [api.build_router(self)]
 
+    async def domain_metrics(self) -> None:
+        from hdhub.uploads import metrics
+
+        await metrics.refresh(self)
+
     async def seed(self) -> None:
         """On embedded defaults, a drop folder for each demo organisation (identity seeds
         them), so `make run` shows where to drop a file."""

@@ -25,7 +25,7 @@ import grpc
 from sqlalchemy import update
 
 from hdhub.common.auth import current_principal
-from hdhub.common.db import utcnow
+from hdhub.common.db import after_commit, utcnow
 from hdhub.common.jobs import PARKED, RUNNING, worker_name
 from hdhub.common.service_auth import service_principal
 from hdhub.common.service_auth import tokens as service_tokens
@@ -36,6 +36,7 @@ from hdhub.uploads.domain.cells import code_hint, masked
 from hdhub.uploads.domain.csvfile import CsvFile, FileRefused, Finding, Record
 from hdhub.uploads.domain.linked import SequenceIndex, read_sequences
 from hdhub.uploads.domain.messages import message
+from hdhub.uploads.metrics import count_rows
 from hdhub.uploads.reports import write_part
 from hdhub.uploads.service import PROCESS, Uploads
 from hdhub.uploads.store import Job, Upload
@@ -523,6 +524,8 @@ class UploadRun:
             assert upload is not None
             upload.status = "done"
             upload.counts = dict(counts)
+            if not self.options.get("dry_run"):
+                after_commit(session, lambda: count_rows(counts))
             upload.findings = list(self.findings)
             upload.steps = dict(self.steps)
             upload.file_info = getattr(self, "file_info", upload.file_info)
