@@ -16,6 +16,7 @@ from hdhub.registrations.domain.lifecycle import Action
 from hdhub.registrations.schemas import (
     DcdOut,
     DcdVersionRef,
+    DeliveryOut,
     FieldIssue,
     HistoryEntry,
     RegistrationIn,
@@ -336,5 +337,54 @@ def build_router(service: RegistrationsService) -> APIRouter:
     )
     async def history(registration_id: str, principal: CurrentPrincipal) -> list[HistoryEntry]:
         return [HistoryEntry.of(v) for v in await registrations.history(readable(principal), registration_id)]
+
+    # --- delivery to the central platform (delivery.py) ------------------------------
+    delivery = service.delivery
+
+    @router.get("/registrations/{registration_id}/delivery", response_model=DeliveryOut, tags=["delivery"])
+    async def registration_delivery(registration_id: str, principal: CurrentPrincipal) -> DeliveryOut:
+        """Where this registration's delivery stands; 404 before its first submission."""
+        reg = await registrations.get(readable(principal), registration_id)
+        found = (await delivery.of([reg.organisation_id], [reg.id])).get(reg.id)
+        if found is None:
+            raise not_found("Delivery")
+        return DeliveryOut.of(found, reg)
+
+    @router.get(
+        "/deliveries",
+        response_model=list[DeliveryOut],
+        tags=["delivery"],
+        summary="An organisation's deliveries",
+    )
+    async def deliveries(
+        principal: CurrentPrincipal,
+        organisation_id: Annotated[str, Query(max_length=64)],
+        state: Annotated[str | None, Query(pattern="^(sending|pending|ok|nok|parked)$")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[DeliveryOut]:
+        """The organisation's deliveries, newest change first; ``state=parked`` lists the ones
+        whose resends stopped."""
+        principal.require(Permission.REGISTRATION_READ, organisation_id)
+        rows = await delivery.listing([organisation_id], state=state, limit=limit, offset=offset)
+        return [DeliveryOut.of(d, r) for d, r in rows]
+
+    @router.get(
+        "/operator/deliveries",
+        response_model=list[DeliveryOut],
+        tags=["delivery"],
+        summary="Deliveries across organisations",
+    )
+    async def operator_deliveries(
+        principal: CurrentPrincipal,
+        state: Annotated[str | None, Query(pattern="^(sending|pending|ok|nok|parked)$")] = "parked",
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[DeliveryOut]:
+        """For the operator: deliveries of every organisation (parked ones by default)."""
+        if not principal.is_operator:
+            raise forbidden("Only the operator sees deliveries across organisations.")
+        rows = await delivery.listing(None, state=state, limit=limit, offset=offset)
+        return [DeliveryOut.of(d, r) for d, r in rows]
 
     return router

@@ -162,3 +162,41 @@ class RegistryOut(BaseModel):
     abbreviation: str
     titles: dict[str, str]
     dcds: list[DcdOut]
+
+
+class DeliveryOut(BaseModel):
+    """Where a registration's delivery to the central platform stands (docs/delivery.md)."""
+
+    registration_id: str
+    organisation_id: str
+    registration_code: str | None = None
+    dcd_code: str | None = None
+    status: str | None = None
+    #: sending (still with hdhub), pending, ok, nok (being resent), parked (resends stopped)
+    state: str
+    #: Why it waits or what the last attempt met (a slug), e.g. no-published-certificate.
+    reason: str | None
+    version: int = Field(description="The registration version being delivered")
+    attempts: int = Field(description="Sends that reached the central platform")
+    first_sent_at: datetime | None
+    last_sent_at: datetime | None
+    confirmed_at: datetime | None
+    parked_at: datetime | None
+
+    @classmethod
+    def of(cls, d: Any, reg: Registration | None = None) -> DeliveryOut:
+        return cls(
+            registration_id=d.registration_id,
+            organisation_id=d.organisation_id,
+            registration_code=reg.registration_code if reg else None,
+            dcd_code=reg.dcd_code if reg else None,
+            status=reg.status if reg else None,
+            state=d.state,
+            reason=d.reason,
+            version=d.content_version,
+            attempts=d.attempts,
+            first_sent_at=d.first_sent_at,
+            last_sent_at=d.last_sent_at,
+            confirmed_at=d.confirmed_at,
+            parked_at=d.parked_at,
+        )

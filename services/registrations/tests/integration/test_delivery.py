@@ -1,0 +1,447 @@
+"""Delivery to the central platform through pseudonymisation and the stand-in receiver
+(sim), with status confirmation, resends and parking, on the whole in-process stack.
+
+Time is a ManualClock shared by registrations' delivery and the sim: it starts an hour in
+the past, so the background worker finds nothing due until a test moves it; then the
+test and the worker drive the same jobs, and whoever takes one, the outcome is the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from hdhub.common.clock import SYSTEM_CLOCK, ManualClock
+from hdhub.common.db import utcnow
+from hdhub.common.jobs import RUNNING
+from hdhub.common.logging import JsonFormatter
+from hdhub.registrations.delivery import CONFIRM, DELIVER, Delivery
+from hdhub.registrations.store import Job
+from hdhub.sim.receiver import Behaviour, Mode
+from hdhub.sim.store import CentralPseudonym, CentralRecord
+from tests.support.samples import record
+from tests.support.stack import Stack, free_port
+
+NURSE = "nurse@az-demo.test"
+IDENTIFIERS = ("IDC_PAT", "DT_PAT_DOB", "TX_PAT_LAST_NAME", "TX_PAT_FIRST_NAME")
+
+
+@dataclass
+class Central:
+    stack: Stack
+    clock: ManualClock
+
+    @property
+    def delivery(self) -> Delivery:
+        return self.stack.service("registrations").delivery  # type: ignore[no-any-return]
+
+    @property
+    def sim(self) -> Any:
+        return self.stack.service("sim")
+
+    def behave(self, mode: Mode, delay: float = 0.0) -> None:
+        self.sim.receiver.behaviour = Behaviour(mode=mode, ack_delay_seconds=delay)
+
+    def start(self) -> None:
+        """Let the clock reach the jobs just enqueued (their run_after is the wall clock)."""
+        self.clock.set(utcnow() + timedelta(seconds=1))
+
+    async def settle(self) -> None:
+        """Run every due delivery job (here or in the background worker) until none is left."""
+        for _ in range(200):
+            done = await self.delivery.process_jobs()
+            if done:
+                continue
+            async with self.delivery.db.system_session() as session:
+                busy = (
+                    await session.execute(
+                        select(func.count())
+                        .select_from(Job)
+                        .where(
+                            Job.kind.in_([DELIVER, CONFIRM]),
+                            Job.status == RUNNING,
+                            Job.lease_until > self.clock.now(),
+                        )
+                    )
+                ).scalar_one()
+            if not busy:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("delivery jobs never settled")
+
+    async def run_for(self, hours: float, *, step_hours: float = 3.0) -> None:
+        elapsed = 0.0
+        while elapsed < hours:
+            self.clock.advance(timedelta(hours=step_hours))
+            elapsed += step_hours
+            await self.settle()
+
+    async def submit(self, values: dict[str, str] | None = None) -> str:
+        r = await self.stack.client.post(
+            "/api/v1/registrations",
+            json={
+                "organisation_id": "az-demo",
+                "dcd": "ANGIO_HOSP",
+                "values": values or record(),
+                "submit": True,
+            },
+            headers=await self.stack.headers(NURSE),
+        )
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
+    async def registration(self, registration_id: str) -> dict[str, Any]:
+        r = await self.stack.client.get(
+            f"/api/v1/registrations/{registration_id}", headers=await self.stack.headers(NURSE)
+        )
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    async def delivery_of(self, registration_id: str) -> dict[str, Any]:
+        r = await self.stack.client.get(
+            f"/api/v1/registrations/{registration_id}/delivery", headers=await self.stack.headers(NURSE)
+        )
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    async def technical_id(self, registration_id: str) -> str:
+        from hdhub.registrations.store import Delivery as Row
+
+        async with self.delivery.db.system_session() as session:
+            row = await session.get(Row, registration_id)
+            assert row is not None
+            return row.technical_id
+
+    async def at_receiver(self, technical_id: str) -> tuple[list[CentralRecord], list[CentralPseudonym]]:
+        async with self.sim.db.system_session() as session:
+            records = list(
+                (
+                    await session.execute(
+                        select(CentralRecord).where(CentralRecord.technical_id == technical_id)
+                    )
+                ).scalars()
+            )
+            halves = list(
+                (
+                    await session.execute(
+                        select(CentralPseudonym).where(CentralPseudonym.technical_id == technical_id)
+                    )
+                ).scalars()
+            )
+        return records, halves
+
+
+@pytest.fixture
+async def central(stack: Stack) -> AsyncIterator[Central]:
+    clock = ManualClock(utcnow() - timedelta(hours=1))
+    c = Central(stack, clock)
+    c.delivery.clock = clock
+    c.sim.receiver.clock = clock
+    await c.settle()
+    try:
+        yield c
+    finally:
+        c.behave(Mode.ACCEPT)
+        c.delivery.clock = SYSTEM_CLOCK
+        c.sim.receiver.clock = SYSTEM_CLOCK
+
+
+async def test_a_submission_reaches_the_central_platform_split_and_is_confirmed(central: Central) -> None:
+    values = record()
+    reg_id = await central.submit(values)
+    central.start()
+    await central.settle()
+    reg = await central.registration(reg_id)
+    assert (reg["status"], reg["status_confirmation"]) == ("submitted", "pending")
+    central.clock.advance(timedelta(seconds=5))
+    await central.settle()
+    reg = await central.registration(reg_id)
+    assert (reg["status"], reg["status_confirmation"]) == ("submitted", "ok")
+    d = await central.delivery_of(reg_id)
+    assert d["state"] == "ok" and d["attempts"] == 1 and d["reason"] is None
+
+    records, halves = await central.at_receiver(await central.technical_id(reg_id))
+    assert len(records) == 1 and len(halves) == 1
+    variables = records[0].variables
+    # The central platform gets the register variables, never the identifiers...
+    assert (
+        variables["DT_HOSPZ"] == reg["values"]["DT_HOSPZ"]
+        and variables["CD_ADM_TYPE"] == values["CD_ADM_TYPE"]
+    )
+    assert not set(IDENTIFIERS) & set(variables)
+    assert values["IDC_PAT"] not in json.dumps(variables)
+    # ...and the pseudonym, which the provider never sees.
+    assert (
+        halves[0].kind == "ssin" and len(halves[0].pseudonym) == 64 and halves[0].project_code == "HDBP0012"
+    )
+    assert "AZ Demo Hospital" in records[0].signer_subject
+    history = (
+        await central.stack.client.get(
+            f"/api/v1/registrations/{reg_id}/history", headers=await central.stack.headers(NURSE)
+        )
+    ).json()
+    assert [h["action"] for h in history][-2:] == ["processed", "confirmation_ok"]
+
+
+async def test_the_same_patient_gets_the_same_pseudonym_across_registrations(central: Central) -> None:
+    first = record()
+    second = record(IDC_PAT=first["IDC_PAT"], DT_HOSPZ="04/03/2025", DT_DISCH="06/03/2025")
+    ids = [await central.submit(first), await central.submit(second)]
+    central.start()
+    await central.settle()
+    halves = [(await central.at_receiver(await central.technical_id(i)))[1][0] for i in ids]
+    assert halves[0].technical_id != halves[1].technical_id
+    assert halves[0].pseudonym == halves[1].pseudonym  # the central side can link them
+
+
+async def test_receiver_down_for_three_days_goes_nok_after_48_hours_then_ok_after_resends(
+    central: Central,
+) -> None:
+    central.behave(Mode.REFUSE)
+    reg_id = await central.submit()
+    central.start()
+    await central.settle()
+    reg = await central.registration(reg_id)
+    assert (reg["status"], reg["status_confirmation"]) == ("submitted", "pending")
+    assert (await central.delivery_of(reg_id))["reason"] == "central-unavailable"
+
+    await central.run_for(45)
+    assert (await central.registration(reg_id))["status_confirmation"] == "pending"
+    await central.run_for(6)  # past 48 hours
+    assert (await central.registration(reg_id))["status_confirmation"] == "nok"
+    assert (await central.delivery_of(reg_id))["state"] == "nok"
+
+    await central.run_for(21)  # three days in all: the receiver comes back
+    central.behave(Mode.ACCEPT)
+    await central.run_for(12)
+    reg = await central.registration(reg_id)
+    assert reg["status_confirmation"] == "ok"
+    d = await central.delivery_of(reg_id)
+    assert d["state"] == "ok" and d["attempts"] >= 1
+    records, halves = await central.at_receiver(await central.technical_id(reg_id))
+    assert len(records) == 1 and len(halves) == 1
+
+
+async def test_a_dropped_delivery_is_resent_without_a_second_record(central: Central) -> None:
+    reg_id = await central.submit()
+    central.start()
+    await central.settle()  # sent and kept
+    tid = await central.technical_id(reg_id)
+    central.behave(Mode.DROP, delay=0)
+    central.behave(Mode.ACCEPT, delay=72 * 3600)  # the receiver is slow to confirm: NOK, resends
+    await central.run_for(60)
+    assert (await central.delivery_of(reg_id))["state"] == "nok"
+    await central.run_for(15)
+    records, halves = await central.at_receiver(tid)
+    assert len(records) == 1 and records[0].receipts >= 2  # resent, one record
+    assert (await central.registration(reg_id))["status_confirmation"] == "ok"
+
+
+async def test_receiver_down_for_eleven_days_parks_the_delivery_where_organisation_and_operator_see_it(
+    central: Central,
+) -> None:
+    central.behave(Mode.REFUSE)
+    reg_id = await central.submit()
+    central.start()
+    await central.settle()
+    await central.run_for(11 * 24, step_hours=12)
+    d = await central.delivery_of(reg_id)
+    assert d["state"] == "parked" and d["parked_at"] is not None
+    reg = await central.registration(reg_id)
+    assert (reg["status"], reg["status_confirmation"]) == ("submitted", "nok")
+
+    stack = central.stack
+    own = await stack.client.get(
+        "/api/v1/deliveries",
+        params={"organisation_id": "az-demo", "state": "parked"},
+        headers=await stack.headers(NURSE),
+    )
+    assert own.status_code == 200 and reg_id in [x["registration_id"] for x in own.json()]
+    from hdhub.common.auth import OPERATOR_ROLE
+    from tests.authz.test_route_matrix import _mint
+
+    operator = await _mint(stack, {}, [OPERATOR_ROLE])
+    across = await stack.client.get("/api/v1/operator/deliveries", headers=operator)
+    assert across.status_code == 200 and reg_id in [x["registration_id"] for x in across.json()]
+    # Another organisation sees neither the list nor the registration's delivery.
+    lab = await stack.headers("biologist@lab-demo.test")
+    assert (
+        await stack.client.get("/api/v1/deliveries", params={"organisation_id": "az-demo"}, headers=lab)
+    ).status_code == 403
+    assert (
+        await stack.client.get(f"/api/v1/registrations/{reg_id}/delivery", headers=lab)
+    ).status_code == 404
+    assert (await stack.client.get("/api/v1/operator/deliveries", headers=lab)).status_code == 403
+    lab_own = await stack.client.get(
+        "/api/v1/deliveries", params={"organisation_id": "lab-demo"}, headers=lab
+    )
+    assert reg_id not in [x["registration_id"] for x in lab_own.json()]
+
+    # Parked stays parked: no more resends however long we wait.
+    central.behave(Mode.ACCEPT)
+    await central.run_for(24, step_hours=12)
+    assert (await central.delivery_of(reg_id))["state"] == "parked"
+
+
+class Killed(BaseException):
+    """The worker process dying: nothing after it runs, not even error handling."""
+
+
+async def test_a_worker_killed_between_the_halves_loses_nothing_and_duplicates_nothing(
+    central: Central,
+) -> None:
+    reg_id = await central.submit()
+    service = central.stack.service("registrations")
+    own_clock = ManualClock(utcnow() + timedelta(seconds=1))
+    doomed = Delivery(service.registrations, service.settings, clock=own_clock)
+
+    async def die(*_: Any) -> None:
+        raise Killed
+
+    doomed._send_records = die  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        await doomed.process_jobs(worker="doomed")
+    tid = await central.technical_id(reg_id)
+    records, halves = await central.at_receiver(tid)
+    assert (len(records), len(halves)) == (0, 1)  # killed after pseudonymisation, before the record
+    assert (await central.registration(reg_id))["status"] == "sending"
+
+    central.clock.set(own_clock.now() + timedelta(seconds=30))
+    assert await central.delivery.process_jobs() == 0  # the lease still holds: nobody takes over yet
+    assert (await central.registration(reg_id))["status"] == "sending"
+    central.clock.set(own_clock.now() + timedelta(seconds=61))  # the lease ran out
+    await central.settle()
+    central.clock.advance(timedelta(seconds=5))
+    await central.settle()
+    reg = await central.registration(reg_id)
+    assert (reg["status"], reg["status_confirmation"]) == ("submitted", "ok")
+    records, halves = await central.at_receiver(tid)
+    assert (len(records), len(halves)) == (1, 1)
+    assert halves[0].receipts == 2  # the pseudonyms went twice, one half is kept
+
+
+async def test_pseudonymisation_unreachable_keeps_registrations_sending_then_they_go_on(
+    central: Central,
+) -> None:
+    saved = os.environ.get("HDHUB_GRPC_PSEUDONYMISATION")
+    os.environ["HDHUB_GRPC_PSEUDONYMISATION"] = f"127.0.0.1:{free_port()}"
+    try:
+        reg_id = await central.submit()
+        central.start()
+        await central.settle()
+        await central.run_for(0.5, step_hours=0.1)
+        assert (await central.registration(reg_id))["status"] == "sending"
+        d = await central.delivery_of(reg_id)
+        assert (d["state"], d["reason"]) == ("sending", "pseudonymisation-unavailable")
+    finally:
+        if saved is None:
+            os.environ.pop("HDHUB_GRPC_PSEUDONYMISATION", None)
+        else:
+            os.environ["HDHUB_GRPC_PSEUDONYMISATION"] = saved
+    central.clock.advance(timedelta(minutes=2))
+    await central.settle()
+    central.clock.advance(timedelta(seconds=5))
+    await central.settle()
+    reg = await central.registration(reg_id)
+    assert (reg["status"], reg["status_confirmation"]) == ("submitted", "ok")
+
+
+async def test_reopen_and_resubmit_deliver_the_new_version_under_the_same_technical_id(
+    central: Central,
+) -> None:
+    reg_id = await central.submit()
+    central.start()
+    await central.settle()
+    central.clock.advance(timedelta(seconds=5))
+    await central.settle()
+    stack = central.stack
+    nurse = await stack.headers(NURSE)
+    reg = await central.registration(reg_id)
+    assert reg["status_confirmation"] == "ok"
+    r = await stack.client.post(
+        f"/api/v1/registrations/{reg_id}/reopen", headers={**nurse, "If-Match": f'"{reg["version"]}"'}
+    )
+    assert r.status_code == 200, r.text
+    values = {**r.json()["values"], "CD_ADM_TYPE": "urgent"}
+    r = await stack.client.put(
+        f"/api/v1/registrations/{reg_id}",
+        json={"values": values},
+        headers={**nurse, "If-Match": f'"{r.json()["version"]}"'},
+    )
+    assert r.status_code == 200, r.text
+    r = await stack.client.post(
+        f"/api/v1/registrations/{reg_id}/submit", headers={**nurse, "If-Match": f'"{r.json()["version"]}"'}
+    )
+    assert r.status_code == 202, r.text
+    central.clock.set(max(central.clock.now(), utcnow()) + timedelta(seconds=1))
+    await central.settle()
+    central.clock.advance(timedelta(seconds=5))
+    await central.settle()
+    reg = await central.registration(reg_id)
+    assert (reg["status"], reg["status_confirmation"]) == ("submitted", "ok")
+    records, _ = await central.at_receiver(await central.technical_id(reg_id))
+    assert len(records) == 1 and records[0].variables["CD_ADM_TYPE"] == "urgent"
+
+
+async def test_no_identifier_reaches_a_log_line_or_a_span(central: Central) -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)  # production's level: what would be written
+    try:
+        with_ssin = record()
+        without_ssin = record(IDC_PAT="", TX_PAT_LAST_NAME="Vandenbroucke-Dürr", TX_PAT_FIRST_NAME="Émilie")
+        ids = [await central.submit(with_ssin), await central.submit(without_ssin)]
+        central.start()
+        await central.settle()
+        central.clock.advance(timedelta(seconds=5))
+        await central.settle()
+        for reg_id in ids:
+            assert (await central.registration(reg_id))["status_confirmation"] == "ok"
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    halves = [(await central.at_receiver(await central.technical_id(i)))[1][0] for i in ids]
+    assert [h.kind for h in halves] == ["ssin", "pseudocode"]
+    ssin = with_ssin["IDC_PAT"]
+    secrets = [
+        ssin,
+        f"{ssin[:2]}.{ssin[2:4]}.{ssin[4:6]}-{ssin[6:9]}.{ssin[9:]}",
+        "Vandenbroucke",
+        "Dürr",
+        "Émilie",
+        "Emilie",
+    ]
+    logged = lines.getvalue()
+    assert "delivery attempt" in logged and "pseudonyms forwarded" in logged  # the scan saw the run
+    spans = exporter.get_finished_spans()
+    assert spans, "no span was recorded: the scan would prove nothing"
+    exported = "\n".join(s.to_json() for s in spans)
+    for secret in secrets:
+        leaks = [line for line in logged.splitlines() if secret in line]
+        assert not leaks, f"an identifier reached a log line: {leaks[0][:300]}"
+        assert secret not in exported, "an identifier reached a span"
