@@ -1,0 +1,100 @@
+"""Pseudonyms per second through the gRPC batch call, against a plain HMAC loop.
+
+Starts the platform in this process (SQLite, the embedded issuer, real gRPC servers on
+loopback), then times, in the same run:
+
+- baseline: ``hmac.digest(key, b"ssin:" + ssin, "sha256")`` over already-normalised SSINs
+  in one Python loop: the bare cost of a pseudonym;
+- service:  ``PseudonymiseAndForward`` as the registrations service calls it, in batches:
+  request encoding, the call, SSIN check and normalisation, the HMAC, and forwarding the
+  pseudonyms to the stand-in central receiver over gRPC (told to ``drop``, so the
+  receiver's database is not what is measured).
+
+It prints pseudonyms/s for both and the ratio service/baseline (the issue asks for at
+least 0.5).
+
+    .venv/bin/python bench/bench_pseudonymisation.py [--patients 200000] [--batch 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def ssins(n: int) -> list[str]:
+    out = []
+    for i in range(n):
+        body = f"{500101 + (i // 997) % 300000:06d}{i % 997 + 1:03d}"
+        out.append(f"{body}{97 - int(body) % 97:02d}")
+    return out
+
+
+def baseline(key: bytes, values: list[str]) -> float:
+    encoded = [b"ssin:" + v.encode() for v in values]
+    started = time.perf_counter()
+    for m in encoded:
+        hmac.digest(key, m, "sha256")
+    return len(values) / (time.perf_counter() - started)
+
+
+async def service_rate(values: list[str], batch: int) -> float:
+    os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+    from hdhub.common.grpc import channel
+    from hdhub.common.service_auth import acting_as_service
+    from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2 as pb
+    from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2_grpc as pb_grpc
+    from hdhub.sim.receiver import Behaviour, Mode
+    from tests.support.stack import running_stack
+
+    with tempfile.TemporaryDirectory() as tmp:
+        async with running_stack("sqlite", Path(tmp), workers=False) as stack:
+            stack.service("sim").receiver.behaviour = Behaviour(mode=Mode.DROP)
+            stub = pb_grpc.PseudonymisationServiceStub(channel("pseudonymisation"))
+            requests = [
+                pb.PseudonymiseAndForwardRequest(
+                    organisation_id="az-demo",
+                    project_code="HDBP0012",
+                    patients=[
+                        pb.Patient(technical_id=f"t{start + i:09d}", version=2, ssin=s)
+                        for i, s in enumerate(values[start : start + batch])
+                    ],
+                )
+                for start in range(0, len(values), batch)
+            ]
+            async with acting_as_service("registrations"):
+                await stub.PseudonymiseAndForward(requests[0], timeout=120)  # warm up: channel, token, key
+                started = time.perf_counter()
+                for request in requests:
+                    answer = await stub.PseudonymiseAndForward(request, timeout=120)
+                    assert all(o.outcome == pb.OUTCOME_FORWARDED for o in answer.outcomes)
+                elapsed = time.perf_counter() - started
+    return len(values) / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=20_000)
+    args = parser.parse_args()
+    values = ssins(args.patients)
+    key = os.urandom(32)
+    base = max(baseline(key, values) for _ in range(3))
+    served = asyncio.run(service_rate(values, args.batch))
+    print(f"patients: {args.patients:,} in batches of {args.batch:,}")
+    print(f"baseline  plain hmac loop        {base:>12,.0f} pseudonyms/s")
+    print(f"service   gRPC batch + forward   {served:>12,.0f} pseudonyms/s")
+    print(f"ratio service/baseline: {served / base:.2f} (aim: >= 0.5)")
+
+
+if __name__ == "__main__":
+    main()
