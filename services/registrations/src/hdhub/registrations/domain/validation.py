@@ -255,6 +255,18 @@ class _Invalid(Exception):  # noqa: N818 - internal signal, never escapes
 
 Parser = Callable[[object], object]
 
+
+def _released(invalid: _Invalid) -> _Invalid:
+    """``invalid`` without the traceback and context of its last raise.
+
+    Each parser raises one shared instance (no allocation per bad value); a traceback
+    left on it would hold the frames of the batch being parsed, and raising it again
+    would prepend to that traceback, so every batch with a bad value stayed in memory
+    for good (an upload's memory grew with its file). Raise sites reset it too."""
+    invalid.__traceback__ = None
+    invalid.__context__ = None
+    return invalid
+
 _DIGITS = frozenset("0123456789")
 _DECIMAL = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?")
 _TIME = re.compile(r"([0-9]{1,2}):([0-9]{2})(?::(00))?")
@@ -270,10 +282,10 @@ def _scalar_text(raw: object, invalid: _Invalid) -> str:
     if isinstance(raw, bool):
         return "true" if raw else "false"
     if isinstance(raw, float) and not math.isfinite(raw):
-        raise invalid
+        raise invalid.with_traceback(None)
     if isinstance(raw, int | float | Decimal):
         return xpath_string(raw)
-    raise invalid
+    raise invalid.with_traceback(None)
 
 
 def _text_parser() -> Parser:
@@ -294,12 +306,12 @@ def _ssin_parser() -> Parser:
         if raw.__class__ is int:
             raw = f"{raw:011d}"
         if raw.__class__ is not str:
-            raise invalid
+            raise invalid.with_traceback(None)
         ssin = checked_ssin(raw)
         if ssin is None:
             if not raw.strip():
                 return None
-            raise invalid
+            raise invalid.with_traceback(None)
         return ssin
 
     return parse
@@ -316,7 +328,7 @@ def _integer_parser(field: Field) -> Parser:
         if cls is str and raw.isdigit() and raw.isascii():  # type: ignore[attr-defined]
             # The common case: plain digits (leading zeros do not count as digits).
             if max_digits is not None and len(raw.lstrip("0")) > max_digits:  # type: ignore[attr-defined]
-                raise too_long
+                raise too_long.with_traceback(None)
             return int(raw)  # type: ignore[call-overload]
         if cls is str:
             text = raw.strip()  # type: ignore[attr-defined]
@@ -324,7 +336,7 @@ def _integer_parser(field: Field) -> Parser:
                 return None
             body = text[1:] if text[0] in "+-" else text
             if not body or not body.isdigit() or not body.isascii():
-                raise invalid
+                raise invalid.with_traceback(None)
             value = int(text)
         elif cls is int:
             value = raw  # type: ignore[assignment]
@@ -333,9 +345,9 @@ def _integer_parser(field: Field) -> Parser:
         elif isinstance(raw, Decimal) and raw.is_finite() and raw == raw.to_integral_value():
             value = int(raw)
         else:
-            raise invalid
+            raise invalid.with_traceback(None)
         if max_digits is not None and len(str(abs(value))) > max_digits:
-            raise too_long
+            raise too_long.with_traceback(None)
         return value
 
     return parse
@@ -360,7 +372,7 @@ def _decimal_parser(field: Field) -> Parser:
                 and (not point or (fraction.isdigit() and fraction.isascii()))
             ):
                 if before is not None and (len(whole) > before or len(fraction) > after):  # type: ignore[operator]
-                    raise too_long
+                    raise too_long.with_traceback(None)
                 return raw
             text = raw.strip()  # type: ignore[attr-defined]
             if not text:
@@ -369,24 +381,24 @@ def _decimal_parser(field: Field) -> Parser:
             text = str(raw)
         elif cls is float:
             if not math.isfinite(raw):  # type: ignore[arg-type]
-                raise invalid
+                raise invalid.with_traceback(None)
             text = format(Decimal(repr(raw)), "f")
         elif isinstance(raw, Decimal):
             if not raw.is_finite():
-                raise invalid
+                raise invalid.with_traceback(None)
             text = format(raw, "f")
         else:
-            raise invalid
+            raise invalid.with_traceback(None)
         match = _DECIMAL.fullmatch(text)
         if match is None:
-            raise invalid
+            raise invalid.with_traceback(None)
         sign, whole, fraction = match.groups()
         if not whole and not fraction:
-            raise invalid
+            raise invalid.with_traceback(None)
         whole = whole.lstrip("0")
         fraction = fraction or ""
         if before is not None and (len(whole) > before or len(fraction) > after):  # type: ignore[operator]
-            raise too_long
+            raise too_long.with_traceback(None)
         canonical = (whole or "0") + ("." + fraction if fraction else "")
         if sign == "-" and (whole or fraction.strip("0")):
             return "-" + canonical
@@ -406,7 +418,7 @@ def _date_parser() -> Parser:
                 if text[2] == "/" and text[5] == "/":
                     text = text[6:] + "-" + text[3:5] + "-" + text[:2]
                 elif text[4] != "-" or text[7] != "-":
-                    raise invalid
+                    raise invalid.with_traceback(None)
                 try:
                     from_iso(text)
                 except ValueError:
@@ -416,14 +428,14 @@ def _date_parser() -> Parser:
                 return None
             loose = _DATE_LOOSE.fullmatch(text)
             if loose is None:
-                raise invalid
+                raise invalid.with_traceback(None)
             try:
                 return datetime.date(int(loose[3]), int(loose[2]), int(loose[1])).isoformat()
             except ValueError:
                 raise invalid from None
         if raw.__class__ is datetime.date:
             return raw.isoformat()
-        raise invalid
+        raise invalid.with_traceback(None)
 
     return parse
 
@@ -438,14 +450,14 @@ def _time_parser() -> Parser:
                 return None
             match = _TIME.fullmatch(text)
             if match is None:
-                raise invalid
+                raise invalid.with_traceback(None)
             hour, minute = int(match[1]), int(match[2])
             if hour > 23 or minute > 59:
-                raise invalid
+                raise invalid.with_traceback(None)
             return f"{hour:02d}:{minute:02d}"
         if isinstance(raw, datetime.time) and raw.second == 0 and raw.microsecond == 0 and raw.tzinfo is None:
             return f"{raw.hour:02d}:{raw.minute:02d}"
-        raise invalid
+        raise invalid.with_traceback(None)
 
     return parse
 
@@ -464,7 +476,7 @@ def _datetime_parser() -> Parser:
             else:
                 match = _DATETIME_CSV.fullmatch(text)
                 if match is None:
-                    raise invalid
+                    raise invalid.with_traceback(None)
                 day, month, year = match[1], match[2], match[3]
             try:
                 value = datetime.datetime(
@@ -475,7 +487,7 @@ def _datetime_parser() -> Parser:
             return value.isoformat(timespec="seconds")
         if isinstance(raw, datetime.datetime) and raw.tzinfo is None:
             return raw.replace(microsecond=0).isoformat(timespec="seconds")
-        raise invalid
+        raise invalid.with_traceback(None)
 
     return parse
 
@@ -493,7 +505,7 @@ def _select_one_parser(field: Field, codes: frozenset[str]) -> Parser:
             return code
         if not code:
             return None
-        raise unknown
+        raise unknown.with_traceback(None)
 
     return parse
 
@@ -509,12 +521,12 @@ def _select_multiple_parser(field: Field, order: Sequence[str]) -> Parser:
         elif isinstance(raw, list | tuple):
             parts = [_scalar_text(p, invalid) for p in raw]
         else:
-            raise invalid
+            raise invalid.with_traceback(None)
         chosen = {p.strip() for p in parts} - {""}
         if not chosen:
             return None
         if not all(c in position for c in chosen):
-            raise unknown
+            raise unknown.with_traceback(None)
         return sorted(chosen, key=position.__getitem__)
 
     return parse
@@ -1283,7 +1295,7 @@ class CompiledDcd:
         try:
             return parse(raw)
         except _Invalid as invalid:
-            return invalid
+            return _released(invalid)
         except Exception:  # noqa: BLE001 - an odd input type is a type error, never a crash
             return _Invalid("type")
 
@@ -1464,7 +1476,7 @@ class _Memo(dict[object, object]):
             value = self.parse(raw)
         except _Invalid as invalid:
             self.failures += 1
-            return invalid
+            return _released(invalid)
         except Exception:  # noqa: BLE001 - an odd input type is a type error, never a crash
             self.failures += 1
             return _Invalid("type")
