@@ -39,7 +39,11 @@ def vcf(*, meta: tuple[str, ...] = (), samples: tuple[str, ...] = ("SAMPLE_1",),
 
 
 def sequences(filename: str, records: int = 2, *, rows: list[str] | None = None) -> bytes:
-    body = rows if rows is not None else [f"{filename};{filename}_{i:05d};ACGTNRYKM" for i in range(1, records + 1)]
+    body = (
+        rows
+        if rows is not None
+        else [f"{filename};{filename}_{i:05d};ACGTNRYKM" for i in range(1, records + 1)]
+    )
     return ("filename;recordname;genetic_sequence\n" + "\n".join(body) + "\n").encode()
 
 
@@ -54,3 +58,32 @@ def sftp(port: int, username: str = LAB_LOGIN, password: str = LAB_PASSWORD) -> 
         yield client
     finally:
         transport.close()
+
+
+async def eventually(check, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+    """Wait until ``check()`` (async) returns something truthy: the server finishes a
+    cut connection on its own time. Polls; fails after ``timeout`` seconds."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = await check()
+        if result or loop.time() > deadline:
+            assert result, "condition not met in time"
+            return result
+        await asyncio.sleep(0.05)
+
+
+async def files_of(stack, organisation: str = LAB, user: str = "biologist@lab-demo.test", **params: str):  # type: ignore[no-untyped-def]
+    r = await stack.client.get(
+        f"/api/v1/files/{organisation}", params=params, headers=await stack.headers(user)
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def file_named(stack, name: str, organisation: str = LAB, user: str = "biologist@lab-demo.test"):  # type: ignore[no-untyped-def]
+    return next(
+        (f for f in await files_of(stack, organisation, user, limit="1000") if f["filename"] == name), None
+    )

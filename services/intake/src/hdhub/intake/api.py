@@ -61,7 +61,10 @@ def file_out(f: IntakeFile, listing: Listing) -> FileOut:
         link_problem=f.link_problem,
         recordnames=total,
         recordnames_linked=linked,
-        links=[LinkOut(registration_id=k.registration_id, field=k.field, recordname=k.recordname) for k in listing.links.get(f.id, [])],
+        links=[
+            LinkOut(registration_id=k.registration_id, field=k.field, recordname=k.recordname)
+            for k in listing.links.get(f.id, [])
+        ],
         started_at=f.started_at,
         received_at=f.received_at,
         delivered_at=f.delivered_at,
@@ -81,7 +84,9 @@ REFUSALS = {
 def refusal(exc: TransferRefused) -> Problem:
     status, field = REFUSALS.get(exc.rule, (422, "body"))
     if status == 422:
-        return invalid([FieldProblem(field, exc.rule, exc.message)], title="The file is refused", slug=f"file-{exc.rule}")
+        return invalid(
+            [FieldProblem(field, exc.rule, exc.message)], title="The file is refused", slug=f"file-{exc.rule}"
+        )
     return Problem(status, f"file-{exc.rule}", "The file is refused", exc.message)
 
 
@@ -115,10 +120,19 @@ def build_router(service: IntakeService) -> APIRouter:
     ) -> JSONResponse:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > service.settings.max_file_bytes:
-            raise refusal(TransferRefused("too-large", f"the file is larger than the limit of {service.settings.max_file_bytes} bytes"))
+            raise refusal(
+                TransferRefused(
+                    "too-large",
+                    f"the file is larger than the limit of {service.settings.max_file_bytes} bytes",
+                )
+            )
         try:
             transfer = await files.begin(
-                organisation_id=organisation_id, registry=registry, filename=filename, source="http", sender=principal.username
+                organisation_id=organisation_id,
+                registry=registry,
+                filename=filename,
+                source="http",
+                sender=principal.username,
             )
         except TransferRefused as exc:
             raise refusal(exc) from None
@@ -130,24 +144,34 @@ def build_router(service: IntakeService) -> APIRouter:
         except TransferRefused as exc:
             raise refusal(exc) from None
         except ClientDisconnect:
-            await transfer.abort("connection-lost", "the request ended before the whole file arrived; nothing was stored")
-            raise Problem(400, "file-connection-lost", "The upload was cut", "Nothing was stored; send the file again.") from None
+            await transfer.abort(
+                "connection-lost", "the request ended before the whole file arrived; nothing was stored"
+            )
+            raise Problem(
+                400, "file-connection-lost", "The upload was cut", "Nothing was stored; send the file again."
+            ) from None
         except BaseException:
             await transfer.abort("storage", "the file could not be stored; nothing was kept")
             raise
         listing = await files.listing(organisation_id, file_id=f.id, limit=1)
         body = file_out(listing.files[0], listing)
         return JSONResponse(
-            body.model_dump(mode="json"), status_code=201, headers={"Location": f"/api/v1/files/{organisation_id}/{f.id}"}
+            body.model_dump(mode="json"),
+            status_code=201,
+            headers={"Location": f"/api/v1/files/{organisation_id}/{f.id}"},
         )
 
-    @router.get("/{organisation_id}", response_model=list[FileOut], summary="Files of an organisation, newest first")
+    @router.get(
+        "/{organisation_id}", response_model=list[FileOut], summary="Files of an organisation, newest first"
+    )
     async def list_files(
         organisation_id: OrganisationId,
         _reader: Reader,
         state: Annotated[str | None, Query(description=", ".join(STATES))] = None,
         registry: Annotated[str | None, Query(description=", ".join(REGISTRIES))] = None,
-        unmatched: Annotated[bool | None, Query(description="Accepted files waiting for their registration")] = None,
+        unmatched: Annotated[
+            bool | None, Query(description="Accepted files waiting for their registration")
+        ] = None,
         registration_id: Annotated[str | None, Query(max_length=36)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[FileOut]:
@@ -156,12 +180,21 @@ def build_router(service: IntakeService) -> APIRouter:
         if registry is not None and registry not in REGISTRIES:
             raise invalid([FieldProblem("registry", "choice", f"One of {', '.join(REGISTRIES)}.")])
         listing = await files.listing(
-            organisation_id, state=state, registry=registry, unmatched=unmatched, registration_id=registration_id, limit=limit
+            organisation_id,
+            state=state,
+            registry=registry,
+            unmatched=unmatched,
+            registration_id=registration_id,
+            limit=limit,
         )
         return [file_out(f, listing) for f in listing.files]
 
-    @router.get("/{organisation_id}/{file_id}", response_model=FileOut, summary="One file: state, checks, links")
-    async def get_file(organisation_id: OrganisationId, file_id: Annotated[str, Path(max_length=36)], _reader: Reader) -> FileOut:
+    @router.get(
+        "/{organisation_id}/{file_id}", response_model=FileOut, summary="One file: state, checks, links"
+    )
+    async def get_file(
+        organisation_id: OrganisationId, file_id: Annotated[str, Path(max_length=36)], _reader: Reader
+    ) -> FileOut:
         listing = await files.listing(organisation_id, file_id=file_id, limit=1)
         if not listing.files:
             raise not_found("File")

@@ -82,7 +82,11 @@ class Transfer:
                 row.object_key,
                 self._body(),
                 content_type="text/csv" if registry.kind == "sequences" else "text/plain",
-                metadata={"organisation": row.organisation_id, "registry": registry.folder, "file-id": row.id},
+                metadata={
+                    "organisation": row.organisation_id,
+                    "registry": registry.folder,
+                    "file-id": row.id,
+                },
             )
         )
         self.finished = False
@@ -118,11 +122,18 @@ class Transfer:
             raise TransferRefused("closed", "the file is closed")
         if offset != self.size:
             raise TransferRefused(
-                "out-of-order", "writes must follow each other from the start (resuming is not supported: send the file again)"
+                "out-of-order",
+                "writes must follow each other from the start (resuming is not supported: send the file again)",
             )
         if self.size + len(data) > self.files.settings.max_file_bytes:
-            await self.abort("too-large", f"the file is larger than the limit of {self.files.settings.max_file_bytes} bytes")
-            raise TransferRefused("too-large", f"the file is larger than the limit of {self.files.settings.max_file_bytes} bytes")
+            await self.abort(
+                "too-large",
+                f"the file is larger than the limit of {self.files.settings.max_file_bytes} bytes",
+            )
+            raise TransferRefused(
+                "too-large",
+                f"the file is larger than the limit of {self.files.settings.max_file_bytes} bytes",
+            )
         self.size += len(data)
         self.checker.feed(data)
         self._pending += data
@@ -153,7 +164,9 @@ class Transfer:
             raise
         self.finished = True
         verdict = self.checker.finish()
-        return await self.files.received(self.row, stored.size, stored.sha256 or "", verdict, deliver_as=deliver_as)
+        return await self.files.received(
+            self.row, stored.size, stored.sha256 or "", verdict, deliver_as=deliver_as
+        )
 
     async def abort(self, rule: str, reason: str) -> None:
         """Drop the transfer: the store discards what it had (no object appears)."""
@@ -193,7 +206,9 @@ class Files:
 
     # --- transfers -----------------------------------------------------------------------
 
-    async def begin(self, *, organisation_id: str, registry: str, filename: str, source: str, sender: str) -> Transfer:
+    async def begin(
+        self, *, organisation_id: str, registry: str, filename: str, source: str, sender: str
+    ) -> Transfer:
         reg = REGISTRIES.get(registry)
         if reg is None:
             raise TransferRefused("unknown-registry", f"{registry} is no registry folder (NGS, HIV_SEQUENCE)")
@@ -214,13 +229,23 @@ class Files:
         )
         async with self.db.session([organisation_id]) as session:
             session.add(row)
-        log.info("transfer started", extra={"organisation_id": organisation_id, "file_id": file_id, "registry": reg.folder, "source": source})
+        log.info(
+            "transfer started",
+            extra={
+                "organisation_id": organisation_id,
+                "file_id": file_id,
+                "registry": reg.folder,
+                "source": source,
+            },
+        )
         return Transfer(self, row, reg)
 
     async def progress(self, row: IntakeFile, size: int) -> None:
         async with self.db.session([row.organisation_id]) as session:
             await session.execute(
-                update(IntakeFile).where(IntakeFile.id == row.id).values(bytes_received=size, updated_at=utcnow())
+                update(IntakeFile)
+                .where(IntakeFile.id == row.id)
+                .values(bytes_received=size, updated_at=utcnow())
             )
 
     async def aborted(self, row: IntakeFile, rule: str, reason: str, size: int) -> None:
@@ -231,7 +256,10 @@ class Files:
                 .values(state=ABORTED, rule=rule, reason=reason, bytes_received=size, updated_at=utcnow())
             )
         row.state, row.rule, row.reason = ABORTED, rule, reason
-        log.info("transfer aborted", extra={"organisation_id": row.organisation_id, "file_id": row.id, "rule": rule})
+        log.info(
+            "transfer aborted",
+            extra={"organisation_id": row.organisation_id, "file_id": row.id, "rule": rule},
+        )
 
     async def received(
         self, row: IntakeFile, size: int, sha256: str, verdict: checks.Verdict, *, deliver_as: str | None
@@ -248,15 +276,19 @@ class Files:
                 session.add(FileRecord(organisation_id=f.organisation_id, file_id=f.id, recordname=name))
             # The same name sent again before Finished replaces the earlier copy.
             earlier = (
-                await session.execute(
-                    select(IntakeFile).where(
-                        IntakeFile.registry == f.registry,
-                        IntakeFile.filename == f.filename,
-                        IntakeFile.state == RECEIVED,
-                        IntakeFile.id != f.id,
+                (
+                    await session.execute(
+                        select(IntakeFile).where(
+                            IntakeFile.registry == f.registry,
+                            IntakeFile.filename == f.filename,
+                            IntakeFile.state == RECEIVED,
+                            IntakeFile.id != f.id,
+                        )
                     )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             replaced = [e.object_key for e in earlier]
             await self._drop_rows(session, [e.id for e in earlier])
             if deliver_as is not None:
@@ -266,7 +298,12 @@ class Files:
                 await self.objects.delete(key)
         log.info(
             "file received",
-            extra={"organisation_id": f.organisation_id, "file_id": f.id, "size": size, "content_ok": verdict.accepted},
+            extra={
+                "organisation_id": f.organisation_id,
+                "file_id": f.id,
+                "size": size,
+                "content_ok": verdict.accepted,
+            },
         )
         return f
 
@@ -286,7 +323,11 @@ class Files:
         async with self.db.session([organisation_id]) as session:
             rows = await session.execute(
                 select(IntakeFile)
-                .where(IntakeFile.registry == registry, IntakeFile.filename == filename, IntakeFile.state == RECEIVED)
+                .where(
+                    IntakeFile.registry == registry,
+                    IntakeFile.filename == filename,
+                    IntakeFile.state == RECEIVED,
+                )
                 .order_by(IntakeFile.received_at.desc())
                 .limit(1)
             )
@@ -331,7 +372,8 @@ class Files:
             self.jobs.enqueue(session, LINK_JOB, organisation_id=f.organisation_id, subject_id=f.id)
             after_commit(session, self.wake.notify)
         log.info(
-            "file delivered", extra={"organisation_id": f.organisation_id, "file_id": f.id, "state": f.state, "rule": f.rule}
+            "file delivered",
+            extra={"organisation_id": f.organisation_id, "file_id": f.id, "state": f.state, "rule": f.rule},
         )
 
     # --- reading for REST and gRPC ------------------------------------------------------------
@@ -361,15 +403,25 @@ class Files:
             if before:
                 q = q.where(IntakeFile.started_at < before)
             if registration_id:
-                q = q.where(IntakeFile.id.in_(select(FileLink.file_id).where(FileLink.registration_id == registration_id)))
+                q = q.where(
+                    IntakeFile.id.in_(
+                        select(FileLink.file_id).where(FileLink.registration_id == registration_id)
+                    )
+                )
             files = list((await session.execute(q)).scalars())
             ids = [f.id for f in files]
             links: dict[str, list[FileLink]] = {}
             records: dict[str, tuple[int, int]] = {}
             if ids:
-                for link in (await session.execute(select(FileLink).where(FileLink.file_id.in_(ids)).order_by(FileLink.id))).scalars():
+                for link in (
+                    await session.execute(
+                        select(FileLink).where(FileLink.file_id.in_(ids)).order_by(FileLink.id)
+                    )
+                ).scalars():
                     links.setdefault(link.file_id, []).append(link)
-                for r in (await session.execute(select(FileRecord).where(FileRecord.file_id.in_(ids)))).scalars():
+                for r in (
+                    await session.execute(select(FileRecord).where(FileRecord.file_id.in_(ids)))
+                ).scalars():
                     total, linked = records.get(r.file_id, (0, 0))
                     records[r.file_id] = (total + 1, linked + (r.registration_id is not None))
             return Listing(files, links, records)
@@ -384,7 +436,11 @@ class Files:
             result = await session.execute(
                 update(IntakeFile)
                 .where(IntakeFile.state == RECEIVING, IntakeFile.updated_at < cutoff)
-                .values(state=ABORTED, rule="connection-lost", reason="the transfer stopped midway; nothing was stored")
+                .values(
+                    state=ABORTED,
+                    rule="connection-lost",
+                    reason="the transfer stopped midway; nothing was stored",
+                )
             )
             return int(result.rowcount or 0)
 
@@ -395,13 +451,17 @@ class Files:
         one file twice; an object already moved by a crashed run is found at its target."""
         async with self.db.system_session() as session:
             due = (
-                await session.execute(
-                    select(IntakeFile)
-                    .where(IntakeFile.state == ACCEPTED, IntakeFile.unmatched.is_(False))
-                    .order_by(IntakeFile.delivered_at)
-                    .limit(limit)
+                (
+                    await session.execute(
+                        select(IntakeFile)
+                        .where(IntakeFile.state == ACCEPTED, IntakeFile.unmatched.is_(False))
+                        .order_by(IntakeFile.delivered_at)
+                        .limit(limit)
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
         loaded = 0
         for f in due:
             target = loaded_key(f, day)
@@ -409,7 +469,10 @@ class Files:
                 await self.objects.move(f.object_key, target)
             except ObjectNotFound:
                 if await self.objects.stat(target) is None:
-                    log.error("file object missing at load", extra={"organisation_id": f.organisation_id, "file_id": f.id})
+                    log.error(
+                        "file object missing at load",
+                        extra={"organisation_id": f.organisation_id, "file_id": f.id},
+                    )
                     continue
             async with self.db.system_session() as session:
                 result = await session.execute(

@@ -39,7 +39,10 @@ def file_message(f: IntakeFile, listing: Listing) -> pb.IntakeFile:
         rejection_rule=f.rule,
         rejection=f.reason,
         unmatched=f.unmatched,
-        links=[pb.Link(registration_id=k.registration_id, field=k.field, recordname=k.recordname) for k in listing.links.get(f.id, [])],
+        links=[
+            pb.Link(registration_id=k.registration_id, field=k.field, recordname=k.recordname)
+            for k in listing.links.get(f.id, [])
+        ],
         received_at=f.received_at.isoformat() if f.received_at else "",
     )
 
@@ -57,6 +60,8 @@ class IntakeServicer(pb_grpc.IntakeServiceServicer):
         if not principal.can(Action.REGISTRATION_READ, request.organisation_id):
             raise forbidden()
         listing = await self.service.files.listing(
-            request.organisation_id, registration_id=request.registration_id or None, limit=min(request.limit or 100, 1000)
+            request.organisation_id,
+            registration_id=request.registration_id or None,
+            limit=min(request.limit or 100, 1000),
         )
         return pb.ListFilesResponse(files=[file_message(f, listing) for f in listing.files])

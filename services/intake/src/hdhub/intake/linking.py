@@ -48,7 +48,11 @@ async def _find(organisation_id: str, field_name: str, value: str, project: str)
     async with acting_as_service("intake"):
         response = await stub.FindRegistrationsByField(
             pb.FindRegistrationsByFieldRequest(
-                organisation_id=organisation_id, field=field_name, value=value, project_code=project, limit=LOOKUP_LIMIT
+                organisation_id=organisation_id,
+                field=field_name,
+                value=value,
+                project_code=project,
+                limit=LOOKUP_LIMIT,
             )
         )
     return list(response.registrations)
@@ -60,7 +64,9 @@ async def match(f: IntakeFile, recordnames: list[str]) -> Match:
         if len(found) == 1:
             return Match(links=[(found[0].id, VCF_FIELD, "")], complete=True)
         if len(found) > 1:
-            return Match(problem=f"{len(found)} registrations name this VCF file; it is linked once exactly one does")
+            return Match(
+                problem=f"{len(found)} registrations name this VCF file; it is linked once exactly one does"
+            )
         return Match(problem="no registration names this VCF file yet")
     found = await _find(f.organisation_id, FILE_FIELD, f.filename_value, HIV_SEQUENCE.project_code)
     result = Match(links=[(r.id, FILE_FIELD, "") for r in found])
@@ -78,7 +84,9 @@ async def match(f: IntakeFile, recordnames: list[str]) -> Match:
             missing += 1
     result.complete = missing == 0
     if missing:
-        result.problem = f"{missing} of {len(recordnames)} recordnames have no single registration naming them yet"
+        result.problem = (
+            f"{missing} of {len(recordnames)} recordnames have no single registration naming them yet"
+        )
     return result
 
 
@@ -89,7 +97,11 @@ async def link(files: Files, file_id: str) -> bool:
         if f is None or f.state != ACCEPTED:
             return False
         recordnames = list(
-            (await session.execute(select(FileRecord.recordname).where(FileRecord.file_id == file_id).order_by(FileRecord.id))).scalars()
+            (
+                await session.execute(
+                    select(FileRecord.recordname).where(FileRecord.file_id == file_id).order_by(FileRecord.id)
+                )
+            ).scalars()
         )
     found = await match(f, recordnames)
     async with files.db.session([f.organisation_id]) as session:
@@ -112,7 +124,9 @@ async def link(files: Files, file_id: str) -> bool:
                     )
                 )
         if found.records:
-            for record in (await session.execute(select(FileRecord).where(FileRecord.file_id == file_id))).scalars():
+            for record in (
+                await session.execute(select(FileRecord).where(FileRecord.file_id == file_id))
+            ).scalars():
                 if record.recordname in found.records:
                     record.registration_id = found.records[record.recordname]
         current.unmatched = not found.complete

@@ -9,7 +9,9 @@ from pydantic import BaseModel, Field
 
 class LinkOut(BaseModel):
     registration_id: str
-    field: str = Field(description="TX_VCF_FILE_NAME or TX_ATT (1-to-many), TX_ATT_RECRD (1-to-1, with recordname)")
+    field: str = Field(
+        description="TX_VCF_FILE_NAME or TX_ATT (1-to-many), TX_ATT_RECRD (1-to-1, with recordname)"
+    )
     recordname: str = ""
 
 

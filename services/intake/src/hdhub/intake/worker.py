@@ -56,7 +56,9 @@ async def relink(files: Files) -> int:
         ids = list(
             (
                 await session.execute(
-                    select(IntakeFile.id).where(IntakeFile.state == ACCEPTED, IntakeFile.unmatched.is_(True)).limit(1000)
+                    select(IntakeFile.id)
+                    .where(IntakeFile.state == ACCEPTED, IntakeFile.unmatched.is_(True))
+                    .limit(1000)
                 )
             ).scalars()
         )

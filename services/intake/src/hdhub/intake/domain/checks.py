@@ -111,7 +111,9 @@ NAME_KEY = re.compile(
     r"(?:first|last|family|given|full|maiden|sur)[_ ]?name|name|nom|pr[eé]nom|naam|voornaam|achternaam)\s*="
 )
 BIRTH = re.compile(r"(?i)birth|\bdob\b|geboorte|naissance|geburt")
-DATE = re.compile(r"(?<!\d)(?:\d{1,2}[/.\-]\d{1,2}[/.\-](?:19|20)?\d{2}|(?:19|20)\d{2}[/.\-]\d{1,2}[/.\-]\d{1,2})(?!\d)")
+DATE = re.compile(
+    r"(?<!\d)(?:\d{1,2}[/.\-]\d{1,2}[/.\-](?:19|20)?\d{2}|(?:19|20)\d{2}[/.\-]\d{1,2}[/.\-]\d{1,2})(?!\d)"
+)
 PERSON = re.compile(r"^[A-Za-zÀ-ÿ'\-]{2,}(?:,\s*|\s+)[A-Za-zÀ-ÿ'\-]{2,}(?:\s+[A-Za-zÀ-ÿ'\-]{2,})*$")
 
 
@@ -190,7 +192,10 @@ class VcfChecker(LineChecker):
             if text.startswith("#CHROM"):
                 columns = text.split("\t")
                 if columns[:8] != FIXED_COLUMNS:
-                    raise Rejected("vcf-format", f"line {n}: the header line starts with {' '.join(FIXED_COLUMNS)}, tab-separated")
+                    raise Rejected(
+                        "vcf-format",
+                        f"line {n}: the header line starts with {' '.join(FIXED_COLUMNS)}, tab-separated",
+                    )
                 if len(columns) > 8:
                     if columns[8] != "FORMAT" or len(columns) == 9:
                         raise Rejected("vcf-format", f"line {n}: sample columns follow a FORMAT column")
@@ -205,7 +210,9 @@ class VcfChecker(LineChecker):
             return
         fields = text.split("\t")
         if len(fields) != self.columns:
-            raise Rejected("vcf-format", f"line {n}: {len(fields)} columns where the header has {self.columns}")
+            raise Rejected(
+                "vcf-format", f"line {n}: {len(fields)} columns where the header has {self.columns}"
+            )
         if not fields[1].isdigit():
             raise Rejected("vcf-format", f"line {n}: POS is not a whole number")
         self.data_lines += 1
@@ -259,9 +266,14 @@ class SequenceChecker(LineChecker):
         if not re.fullmatch(re.escape(self.filename) + r"_\d{5}", recordname):
             raise Rejected("sequence-recordname", f"line {n}: recordname is not {self.filename}_nnnnn")
         if recordname in self._seen:
-            raise Rejected("sequence-duplicate-recordname", f"line {n}: recordname {recordname} appears twice")
+            raise Rejected(
+                "sequence-duplicate-recordname", f"line {n}: recordname {recordname} appears twice"
+            )
         if not sequence or not NUCLEOTIDES.match(sequence):
-            raise Rejected("sequence-letters", f"line {n}: genetic_sequence has characters that are no IUPAC nucleotide codes")
+            raise Rejected(
+                "sequence-letters",
+                f"line {n}: genetic_sequence has characters that are no IUPAC nucleotide codes",
+            )
         self._seen.add(recordname)
         self.recordnames.append(recordname)
 
@@ -276,7 +288,9 @@ class SequenceChecker(LineChecker):
 def delivery_problem(kind: str, name: str, filename_value: str) -> Rejected | None:
     """The rule a file breaks by the name it is delivered under (content checked before)."""
     if kind == "sequences" and sequence_stem(name) != filename_value:
-        return Rejected("sequence-file-name", f"the file must be named {filename_value}.csv, after its filename column")
+        return Rejected(
+            "sequence-file-name", f"the file must be named {filename_value}.csv, after its filename column"
+        )
     return None
 
 

@@ -1,0 +1,172 @@
+"""The content checks, fed the way transfers feed them: in arbitrary chunks."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from hdhub.intake.domain.checks import SequenceChecker, VcfChecker, Verdict, delivery_problem
+from hdhub.intake.domain.names import HIV_SEQUENCE, NGS, BadName, check_name
+from hdhub.intake.domain.ssin import contains_ssin
+from services.intake.tests.support import sequences, vcf
+
+SSIN = "85.04.02-169.32"  # DOMAIN.md's example: a valid mod-97 number
+
+
+def run(checker: VcfChecker | SequenceChecker, data: bytes, chunk: int = 7) -> Verdict:
+    for i in range(0, len(data), chunk):
+        checker.feed(data[i : i + chunk])
+    return checker.finish()
+
+
+def test_a_plain_vcf_passes_in_any_chunking() -> None:
+    for chunk in (1, 5, 64, 1 << 20):
+        assert run(VcfChecker(), vcf(), chunk).accepted
+
+
+def test_a_bgzipped_vcf_is_read_member_by_member() -> None:
+    data = vcf()
+    head, body = data.split(b"7\t", 1)
+    verdict = run(VcfChecker(), gzip.compress(head) + gzip.compress(b"7\t" + body), 11)
+    assert verdict.accepted
+
+
+@pytest.mark.parametrize(
+    ("meta", "samples", "kind"),
+    [
+        ((f"##patient={SSIN}",), ("S1",), "an SSIN-like number"),
+        (("##sample_note=85040216932",), ("S1",), "an SSIN-like number"),
+        (("##PatientName=Jan Peeters",), ("S1",), "a person's name"),
+        (("##SAMPLE=<ID=S1,Name=Peeters>",), ("S1",), "a person's name"),
+        (("##date_of_birth=02/04/1985",), ("S1",), "a birth date"),
+        ((), ("85040216932",), "an SSIN-like number"),
+        ((), ("Peeters, Jan",), "what looks like a person's name"),
+        ((), ("S1_1985-04-02",), "a date"),
+    ],
+)
+def test_patient_information_in_the_header_is_rejected_without_echoing_it(
+    meta: tuple[str, ...], samples: tuple[str, ...], kind: str
+) -> None:
+    verdict = run(VcfChecker(), vcf(meta=meta, samples=samples))
+    assert not verdict.accepted and verdict.rule == "vcf-patient-data"
+    assert kind in verdict.message
+    for value in (*meta, *samples):
+        for secret in (value.split("=", 1)[-1], "85040216932", "Peeters", "1985"):
+            if secret in value:
+                assert secret not in verdict.message
+
+
+def test_ordinary_headers_are_not_mistaken_for_patient_data() -> None:
+    meta = (
+        "##fileDate=20250616",
+        '##INFO=<ID=GENE,Number=1,Type=String,Description="Gene name">',
+        "##PEDIGREE=<Name_0=G0-ID,Name_1=G1-ID>",
+        "##contig=<ID=chr7,length=159345973,assembly=GRCh38>",
+    )
+    assert run(VcfChecker(), vcf(meta=meta, samples=("TUMOR", "NORMAL", "NGS-2025-000123"))).accepted
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"##fileformat=VCFv3.3\n", "line 1 must be ##fileformat=VCFv4.x"),
+        (b"CHROM\tPOS\n", "line 1 must be ##fileformat=VCFv4.x"),
+        (b"##fileformat=VCFv4.2\n##no equals sign\n", "line 2: a meta line is ##key=value"),
+        (b"##fileformat=VCFv4.2\n#CHROM\tPOS\n", "line 2: the header line starts with"),
+        (b"##fileformat=VCFv4.2\n##source=x\n", "there is no #CHROM header line"),
+        (
+            b"##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n7\tx\t.\tA\tC\t.\t.\t.\n",
+            "line 3: POS is not a whole number",
+        ),
+        (
+            b"##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n7\t1\t.\tA\n",
+            "line 3: 4 columns where the header has 8",
+        ),
+        (b"##fileformat=VCFv4.2\n\xff\xfe\n", "line 2 is not UTF-8"),
+        (b"", "the file is empty"),
+    ],
+)
+def test_what_is_not_vcf_4_is_rejected_naming_the_line(data: bytes, message: str) -> None:
+    verdict = run(VcfChecker(), data)
+    assert not verdict.accepted
+    assert message in verdict.message
+
+
+def test_a_cut_gzip_stream_is_rejected() -> None:
+    data = gzip.compress(vcf())
+    verdict = run(VcfChecker(), data[: len(data) // 2])
+    assert not verdict.accepted and verdict.rule == "vcf-format"
+
+
+def test_a_sequence_file_gives_its_recordnames_in_order() -> None:
+    verdict = run(SequenceChecker(), sequences("HSP_20240827092014", 3))
+    assert verdict.accepted and verdict.filename_value == "HSP_20240827092014"
+    assert verdict.recordnames == [f"HSP_20240827092014_{i:05d}" for i in (1, 2, 3)]
+
+
+@pytest.mark.parametrize(
+    ("rows", "rule", "message"),
+    [
+        (
+            [
+                "HSP_20240827092014;HSP_20240827092014_00001;ACGT",
+                "HSP_20240827092014;HSP_20240827092014_00001;ACGT",
+            ],
+            "sequence-duplicate-recordname",
+            "line 3",
+        ),
+        (["HSP_20240827092014;HSP_20240827092014_00001;ACGTXZ"], "sequence-letters", "line 2"),
+        (["HSP_20240827092014;HSP_20240827092014_1;ACGT"], "sequence-recordname", "line 2"),
+        (["HSP_2024082709201;HSP_2024082709201_00001;ACGT"], "sequence-filename", "line 2"),
+        (["HSP_20241327092014;HSP_20241327092014_00001;ACGT"], "sequence-filename", "line 2"),
+        (
+            [
+                "HSP_20240827092014;HSP_20240827092014_00001;ACGT",
+                "HSP_20240827092015;HSP_20240827092015_00002;ACGT",
+            ],
+            "sequence-filename",
+            "line 3",
+        ),
+        (["HSP_20240827092014;HSP_20240827092014_00001"], "sequence-columns", "line 2"),
+        ([], "sequence-empty", "no sequences"),
+    ],
+)
+def test_sequence_rules_name_the_line(rows: list[str], rule: str, message: str) -> None:
+    verdict = run(SequenceChecker(), sequences("x", rows=rows))
+    assert (verdict.accepted, verdict.rule) == (False, rule)
+    assert message in verdict.message
+
+
+def test_a_sequence_file_needs_its_header() -> None:
+    verdict = run(SequenceChecker(), b"file;record;seq\nHSP_20240827092014;HSP_20240827092014_00001;ACGT\n")
+    assert verdict.rule == "sequence-header"
+
+
+def test_a_sequence_file_is_named_after_its_filename_column() -> None:
+    assert delivery_problem("sequences", "HSP_20240827092014.csv", "HSP_20240827092014") is None
+    problem = delivery_problem("sequences", "HSP_20240827092015.csv", "HSP_20240827092014")
+    assert problem is not None and problem.rule == "sequence-file-name"
+
+
+@pytest.mark.parametrize(
+    ("registry", "name", "message"),
+    [
+        (NGS, "../etc/passwd.vcf", "no folder part"),
+        (NGS, "a\x07b.vcf", "control characters"),
+        (NGS, "a b.vcf", "at most 100 letters"),
+        (NGS, "x" * 101 + ".vcf", "at most 100 letters"),
+        (NGS, "sample.csv", "end in .vcf or .vcf.gz"),
+        (HIV_SEQUENCE, "HSP_20240827092014.vcf", "end in .csv"),
+        (NGS, "", "required"),
+    ],
+)
+def test_file_names_are_plain(registry: object, name: str, message: str) -> None:
+    with pytest.raises(BadName, match=message):
+        check_name(registry, name)  # type: ignore[arg-type]
+
+
+def test_ssin_detection_uses_the_check_number() -> None:
+    assert contains_ssin("id 85040216932 here") and contains_ssin(SSIN)
+    assert not contains_ssin("85040216933")  # wrong check digits
+    assert not contains_ssin("chr7:155040216932")  # part of a longer number

@@ -1,0 +1,234 @@
+"""The SFTP edge with a real client (paramiko) against the in-process stack's server:
+the Finished-folder rule, write-only files, and every kind of bad input refused with a
+message and nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+
+import paramiko
+import pytest
+
+from services.intake.tests.support import (
+    AZ_LOGIN,
+    AZ_PASSWORD,
+    LAB,
+    LAB_LOGIN,
+    eventually,
+    file_named,
+    files_of,
+    sftp,
+    unique,
+    vcf,
+)
+from tests.support.stack import Stack
+
+
+def port(stack: Stack) -> int:
+    p = stack.service("intake").sftp_port
+    assert p
+    return int(p)
+
+
+async def test_a_file_counts_only_once_moved_to_finished_and_is_then_the_platforms(stack: Stack) -> None:
+    name = unique() + ".vcf"
+
+    def send() -> tuple[list[str], list[str], list[str], paramiko.SFTPAttributes]:
+        with sftp(port(stack)) as c:
+            attrs = c.putfo(io.BytesIO(vcf()), f"/NGS/{name}")  # paramiko stats the file to confirm the size
+            waiting = c.listdir("/NGS")
+            return waiting, c.listdir("/"), c.listdir("/NGS/Finished"), attrs
+
+    waiting, top, finished, attrs = await asyncio.to_thread(send)
+    assert name in waiting and "Finished" in waiting and sorted(top) == ["HIV_SEQUENCE", "NGS"]
+    assert finished == [] and attrs.st_size == len(vcf())
+    received = await file_named(stack, name)
+    assert received["state"] == "received" and received["sha256"] and received["size"] == len(vcf())
+
+    def deliver() -> tuple[list[str], list[str]]:
+        with sftp(port(stack)) as c:
+            c.rename(f"/NGS/{name}", f"/NGS/Finished/{name}")
+            return c.listdir("/NGS"), c.listdir("/NGS/Finished")
+
+    after, finished = await asyncio.to_thread(deliver)
+    assert name not in after and finished == []
+    delivered = await file_named(stack, name)
+    assert (
+        delivered["state"] == "accepted" and delivered["id"] == received["id"] and delivered["delivered_at"]
+    )
+    # The object is in the store, complete, with its SHA-256.
+    intake = stack.service("intake")
+    listing = await intake.files.listing(LAB, file_id=delivered["id"])
+    stored = await intake.objects.stat(listing.files[0].object_key)
+    assert stored is not None and stored.size == len(vcf()) and stored.sha256 == delivered["sha256"]
+
+
+async def test_files_are_write_only(stack: Stack) -> None:
+    name = unique() + ".vcf"
+
+    def attempt() -> str:
+        with sftp(port(stack)) as c:
+            c.putfo(io.BytesIO(vcf()), f"/NGS/{name}")
+            with pytest.raises(PermissionError) as denied:
+                c.open(f"/NGS/{name}", "r")
+            return str(denied.value)
+
+    assert "write-only" in await asyncio.to_thread(attempt)
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/../az-demo/NGS/x.vcf", "leaves your organisation's folder"),
+        ("../../etc/passwd.vcf", "leaves your organisation's folder"),
+        ("/etc/passwd", "no folder etc"),
+        ("/NGS/x\x07y.vcf", "control characters"),
+        ("/NGS/report.pdf", "end in .vcf or .vcf.gz"),
+        ("/NGS/Finished/x.vcf", "then move it into /NGS/Finished"),
+        ("/NGS/sub/x.vcf", "no subfolders"),
+        ("/x.vcf", "send files into a registry folder"),
+    ],
+)
+async def test_bad_paths_are_refused_with_a_reason(stack: Stack, path: str, message: str) -> None:
+    def attempt() -> str:
+        with sftp(port(stack)) as c, pytest.raises(OSError) as refused:
+            c.putfo(io.BytesIO(vcf()), path)
+        return str(refused.value)
+
+    assert message in await asyncio.to_thread(attempt)
+
+
+async def test_links_folders_and_removing_delivered_files_are_refused(stack: Stack) -> None:
+    name = unique() + ".vcf"
+
+    def attempt() -> list[str]:
+        out = []
+        with sftp(port(stack)) as c:
+            c.putfo(io.BytesIO(vcf()), f"/NGS/{name}")
+            for action in (
+                lambda: c.symlink(f"/NGS/{name}", "/NGS/link.vcf"),
+                lambda: c.mkdir("/NGS/mine"),
+                lambda: c.rmdir("/NGS/Finished"),
+                lambda: c.rename(f"/NGS/{name}", f"/HIV_SEQUENCE/Finished/{name}"),
+                lambda: c.rename(f"/NGS/{name}", "/NGS/Finished/bad name.vcf"),
+                lambda: c.remove(f"/NGS/Finished/{name}"),
+            ):
+                with pytest.raises(OSError) as refused:
+                    action()
+                out.append(str(refused.value))
+            # Still waiting, untouched, and withdrawable before Finished.
+            assert name in c.listdir("/NGS")
+            c.remove(f"/NGS/{name}")
+            assert name not in c.listdir("/NGS")
+        return out
+
+    messages = await asyncio.to_thread(attempt)
+    assert "links are refused" in messages[0]
+    assert "folders are fixed" in messages[1] and "folders are fixed" in messages[2]
+    assert "can only be moved into /NGS/Finished" in messages[3]
+    assert "at most 100 letters" in messages[4]
+    assert "cannot be removed" in messages[5]
+    assert await file_named(stack, name) is None
+
+
+async def test_a_zero_byte_file_is_refused_and_nothing_stored(stack: Stack) -> None:
+    name = unique() + ".vcf"
+
+    def attempt() -> list[str]:
+        with sftp(port(stack)) as c:
+            # paramiko does not report a failed close (OpenSSH's client does: test_openssh)
+            c.putfo(io.BytesIO(b""), f"/NGS/{name}", confirm=False)
+            return c.listdir("/NGS")
+
+    assert name not in await asyncio.to_thread(attempt)
+    row = await file_named(stack, name)
+    assert row["state"] == "aborted" and row["rule"] == "empty-file"
+    assert row["reason"] == "zero-byte files are refused: nothing was stored"
+
+
+async def test_a_file_over_the_size_limit_is_refused_as_it_passes_it(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    intake = stack.service("intake")
+    monkeypatch.setattr(intake.settings, "max_file_bytes", 64 * 1024)
+    name = unique() + ".vcf"
+    big = vcf(rows=4000)
+    assert len(big) > 64 * 1024
+
+    def attempt() -> str:
+        with sftp(port(stack)) as c:
+            handle = c.open(f"/NGS/{name}", "w")  # unpipelined: each write's answer is read
+            with pytest.raises(OSError) as refused:
+                for start in range(0, len(big), 16 * 1024):
+                    handle.write(big[start : start + 16 * 1024])
+                    handle.flush()
+            handle.close()
+            assert name not in c.listdir("/NGS")
+            return str(refused.value)
+
+    assert "larger than the limit of 65536 bytes" in await asyncio.to_thread(attempt)
+    row = await file_named(stack, name)
+    assert row["state"] == "aborted" and row["rule"] == "too-large"
+    assert [o async for o in intake.objects.list(f"intake/drop/{LAB}/NGS/{row['id']}")] == []
+
+
+async def test_a_connection_cut_mid_transfer_leaves_no_object(stack: Stack) -> None:
+    intake = stack.service("intake")
+    name = unique() + ".vcf"
+
+    def cut() -> None:
+        transport = paramiko.Transport(("127.0.0.1", port(stack)))
+        transport.connect(username=LAB_LOGIN, password="demo-sftp-lab-secret")
+        client = paramiko.SFTPClient.from_transport(transport)
+        assert client is not None
+        handle = client.open(f"/NGS/{name}", "w")
+        handle.write(vcf(rows=2000))
+        handle.flush()
+        # Pull the plug: no close of the file, no SSH disconnect.
+        sock = transport.sock
+        assert isinstance(sock, socket.socket)
+        sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+
+    await asyncio.to_thread(cut)
+
+    async def aborted() -> dict | None:
+        row = await file_named(stack, name)
+        return row if row and row["state"] == "aborted" else None
+
+    row = await eventually(aborted)
+    assert row["rule"] == "connection-lost" and "nothing was stored" in row["reason"]
+    assert await intake.objects.stat(f"intake/drop/{LAB}/NGS/{row['id']}") is None
+    assert [o async for o in intake.objects.list(f"intake/drop/{LAB}/NGS/{row['id']}")] == []
+
+
+async def test_a_wrong_password_is_refused(stack: Stack) -> None:
+    def attempt() -> None:
+        with pytest.raises(paramiko.AuthenticationException), sftp(port(stack), password="not-the-password"):
+            pass
+        with pytest.raises(paramiko.AuthenticationException), sftp(port(stack), username="nobody-sftp"):
+            pass
+
+    await asyncio.to_thread(attempt)
+
+
+async def test_organisations_never_see_each_others_files(stack: Stack) -> None:
+    name = unique() + ".vcf"
+
+    def attempt() -> tuple[list[str], str]:
+        with sftp(port(stack)) as lab:
+            lab.putfo(io.BytesIO(vcf()), f"/NGS/{name}")
+        with sftp(port(stack), AZ_LOGIN, AZ_PASSWORD) as az:
+            seen = az.listdir("/NGS")
+            with pytest.raises(OSError) as refused:
+                az.rename(f"/NGS/{name}", f"/NGS/Finished/{name}")
+            return seen, str(refused.value)
+
+    seen, message = await asyncio.to_thread(attempt)
+    assert name not in seen and "no such file" in message
+    assert await file_named(stack, name) is not None
+    assert all(f["filename"] != name for f in await files_of(stack, "az-demo", "nurse@az-demo.test"))
+    r = await stack.client.get(f"/api/v1/files/{LAB}", headers=await stack.headers("nurse@az-demo.test"))
+    assert r.status_code == 403
