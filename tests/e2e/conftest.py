@@ -52,6 +52,8 @@ def base_env(data: Path) -> dict[str, str]:
         "HDHUB_UPLOADS_DROPFOLDER_SETTLE_SECONDS": "0.2",
         "HDHUB_UPLOADS_DROPFOLDER_CHECK_SECONDS": "0.2",
         "HDHUB_UPLOADS_DROPFOLDER_TICK_SECONDS": "0.2",
+        # Two platforms may run at once (the traced one): never both on SFTP port 2222.
+        "HDHUB_INTAKE_SFTP_PORT": str(free_port()),
     }
     for name in SERVICES:
         env[f"HDHUB_{name.upper()}_GRPC_BIND"] = env[f"HDHUB_GRPC_{name.upper()}"] = (
