@@ -3,7 +3,9 @@ registrations by status, delivery backlog age, pending confirmations, uploads, j
 
 from __future__ import annotations
 
+import asyncio
 import re
+from datetime import timedelta
 
 from hdhub.common.metrics import refresh_domain_metrics
 from tests.support.samples import record
@@ -25,22 +27,60 @@ def sample(text: str, name: str, **labels: str) -> float | None:
 
 
 async def test_domain_gauges_follow_the_database(stack: Stack) -> None:
+    from sqlalchemy import select, update
+
+    from hdhub.common.db import utcnow
+    from hdhub.registrations.store import Registration
+
     r = await stack.client.post(SUBMIT, json=record(), headers=await stack.headers(HIS))
     assert r.status_code == 202, r.text
+    key = r.json()["businessKey"]
+    db = stack.service("registrations").db
+    for _ in range(200):  # let the worker finish with it first
+        async with db.system_session() as session:
+            status = (
+                await session.execute(select(Registration.status).where(Registration.business_key == key))
+            ).scalar()
+        if status != "sending":
+            break
+        await asyncio.sleep(0.05)
+    # Then make it a registration of a registry of its own, waiting two hours for its
+    # acknowledgement, and one more waiting in Sending for an hour.
+    async with db.system_session() as session:
+        await session.execute(
+            update(Registration)
+            .where(Registration.business_key == key)
+            .values(
+                project_code="HDBP9901",
+                status="submitted",
+                status_confirmation="pending",
+                submitted_at=utcnow() - timedelta(hours=2),
+            )
+        )
     await refresh_domain_metrics(force=True)
     text = (await stack.client.get("/metrics")).text
     total = sum(
-        float(line.rpartition(" ")[2]) for line in text.splitlines() if line.startswith("hdhub_registrations{")
+        float(line.rpartition(" ")[2])
+        for line in text.splitlines()
+        if line.startswith("hdhub_registrations{")
     )
     assert total >= 1
-    assert sample(text, "hdhub_delivery_backlog_age_seconds") is not None
-    assert sample(text, "hdhub_pending_confirmation_oldest_seconds") is not None
-    for gauge in ("hdhub_uploads", "hdhub_jobs", "hdhub_job_backlog_age_seconds", "hdhub_upload_rows_total"):
+    assert sample(text, "hdhub_registrations", status="submitted", confirmation="pending") is not None
+    age = sample(text, "hdhub_oldest_pending_confirmation_age_seconds", registry="HDBP9901")
+    assert age is not None and 7000 < age < 7400
+    for gauge in (
+        "hdhub_uploads",
+        "hdhub_jobs",
+        "hdhub_job_backlog_age_seconds",
+        "hdhub_upload_rows_total",
+        "hdhub_delivery_backlog_age_seconds",
+    ):
         assert f"# HELP {gauge} " in text, gauge
-    # Labels are bounded: statuses and job kinds, never an organisation, a patient or a key.
+    # Labels are bounded: statuses, registries and job kinds, never an organisation, a
+    # patient or a key.
     for line in text.splitlines():
         if line.startswith("hdhub_"):
-            assert "az-demo" not in line and "IDC" not in line
+            assert "az-demo" not in line and key not in line
 
 
 async def test_a_failing_refresh_never_breaks_the_scrape(stack: Stack) -> None:

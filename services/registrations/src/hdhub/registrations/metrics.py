@@ -20,11 +20,14 @@ REGISTRATIONS = Gauge(
     "hdhub_registrations", "Registrations by status and status confirmation", ["status", "confirmation"]
 )
 DELIVERY_BACKLOG_AGE = Gauge(
-    "hdhub_delivery_backlog_age_seconds", "How long the oldest registration has been waiting in Sending"
+    "hdhub_delivery_backlog_age_seconds",
+    "How long the oldest registration of each registry has been waiting in Sending",
+    ["registry"],
 )
 PENDING_CONFIRMATION_AGE = Gauge(
-    "hdhub_pending_confirmation_oldest_seconds",
-    "How long ago the oldest registration still waiting for the central acknowledgement was submitted",
+    "hdhub_oldest_pending_confirmation_age_seconds",
+    "How long ago the oldest registration of each registry still waiting for the central acknowledgement was submitted",
+    ["registry"],
 )
 
 
@@ -38,19 +41,28 @@ async def refresh(service: RegistrationsService) -> None:
             )
         ).all()
         sending_since = (
-            await session.execute(select(func.min(Registration.updated_at)).where(Registration.status == Status.SENDING))
-        ).scalar()
+            await session.execute(
+                select(Registration.project_code, func.min(Registration.updated_at))
+                .where(Registration.status == Status.SENDING)
+                .group_by(Registration.project_code)
+            )
+        ).all()
         pending_since = (
             await session.execute(
-                select(func.min(Registration.submitted_at)).where(
-                    Registration.status_confirmation == Confirmation.PENDING
-                )
+                select(Registration.project_code, func.min(Registration.submitted_at))
+                .where(Registration.status_confirmation == Confirmation.PENDING)
+                .group_by(Registration.project_code)
             )
-        ).scalar()
+        ).all()
     REGISTRATIONS.clear()
     for status, confirmation, n in counts:
         REGISTRATIONS.labels(status, confirmation or "").set(n)
     now = utcnow()
-    DELIVERY_BACKLOG_AGE.set((now - sending_since).total_seconds() if sending_since else 0.0)
-    PENDING_CONFIRMATION_AGE.set((now - pending_since).total_seconds() if pending_since else 0.0)
+    # A registry with nothing waiting shows 0 rather than vanishing (alerts see it recover).
+    for gauge, rows in ((DELIVERY_BACKLOG_AGE, sending_since), (PENDING_CONFIRMATION_AGE, pending_since)):
+        ages = {registry: (now - since).total_seconds() for registry, since in rows if since is not None}
+        for sample in gauge.collect()[0].samples:
+            ages.setdefault(sample.labels["registry"], 0.0)
+        for registry, age in ages.items():
+            gauge.labels(registry).set(max(0.0, age))
     await job_metrics("registrations", service.db, Job)
