@@ -133,3 +133,16 @@ def test_new_ids_are_version_4_uuids_and_distinct() -> None:
         assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", value)
         assert uuid.UUID(value).version == 4
         assert str(uuid.UUID(value)) == value
+
+
+async def test_constants_are_cells_every_row_has(db: Database) -> None:
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    shared = {"text": "same\tfor all", "at": at, "doc": {"k": "v"}, "flag": None}
+    rows = [{"id": f"c{i}", "number": i, "items": [i]} for i in range(3)]
+    async with db.system_session() as session:
+        await bulk_insert(session, Cell, rows, constants=shared)
+    async with db.system_session() as session:
+        got = sorted((await session.execute(select(Cell))).scalars(), key=lambda c: c.id)
+    assert [(c.id, c.number, c.items, c.text, c.at, c.doc, c.flag) for c in got] == [
+        (f"c{i}", i, [i], "same\tfor all", at, {"k": "v"}, None) for i in range(3)
+    ]

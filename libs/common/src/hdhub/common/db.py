@@ -189,6 +189,7 @@ async def bulk_insert(
     *,
     chunk: int = 1000,
     json_memo: dict[int, str] | None = None,
+    constants: Mapping[str, Any] | None = None,
 ) -> None:
     """Insert many rows in the session's transaction, fast: PostgreSQL ``COPY`` through
     psycopg, multi-row ``INSERT`` elsewhere. No ORM events run (so no tenancy checks:
@@ -199,11 +200,13 @@ async def bulk_insert(
     ``json_memo`` lets a caller that inserts the same JSON object into several rows or
     tables (a registration's values and its history) serialise it once: it maps
     ``id(obj)`` to its JSON text, so the caller must keep the objects alive while the
-    memo is in use.
+    memo is in use. ``constants`` are cells every row has (the organisation, the actor, the
+    time): formatted once, not per row.
     """
     if not rows:
         return
     table = getattr(table, "__table__", table)
+    fixed = dict(constants or {})
     columns = list(rows[0].keys())
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
@@ -222,19 +225,30 @@ async def bulk_insert(
                 text = memo[key] = _copy_text(dumps(value))
             return text
 
-        formats = [json_cell if c in json_columns else _copy_value for c in columns]
-        pairs = list(zip(columns, formats, strict=True))
+        def text_cell(value: Any) -> str:
+            return _copy_text(value) if value.__class__ is str else _copy_value(value)
+
+        def formatter(name: str) -> Any:
+            if name in json_columns:
+                return json_cell
+            column = table.columns.get(name)
+            if column is not None and isinstance(column.type, String):
+                return text_cell
+            return _copy_value
+
+        pairs = [(c, formatter(c)) for c in columns]
+        prefix = "".join(formatter(c)(v) + "\t" for c, v in fixed.items())
         raw = await connection.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None
-        names = ", ".join(f'"{c}"' for c in columns)
+        names = ", ".join(f'"{c}"' for c in [*fixed, *columns])
         try:
             async with driver.cursor() as cursor:
                 async with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
                     lines: list[str] = []
                     size = 0
                     for row in rows:
-                        line = "\t".join([f(row[c]) for c, f in pairs])
+                        line = prefix + "\t".join([f(row[c]) for c, f in pairs])
                         lines.append(line)
                         size += len(line)
                         if size >= _COPY_CHUNK_CHARS:
@@ -248,7 +262,8 @@ async def bulk_insert(
             raise IntegrityError(f"COPY {table.name}", None, exc) from exc
         return
     for start in range(0, len(rows), chunk):
-        await session.execute(insert(table).values(list(rows[start : start + chunk])))
+        part = rows[start : start + chunk]
+        await session.execute(insert(table).values([{**fixed, **r} for r in part] if fixed else list(part)))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -691,48 +691,65 @@ async def _insert_created(
         reg_rows.append(
             {
                 "id": c.id,
-                "organisation_id": organisation_id,
-                "project_code": d.project_code,
-                "dcd_code": d.dcd_code,
-                "dcd_version": entry.version,
                 "business_key": c.key or f"id:{c.id}",
                 "status": c.status.value,
-                "status_confirmation": None,
                 "registration_code": codes.get(c.id),
                 "values": values,
                 "errors": errors,
                 "version": 2 if c.submit else 1,
-                "created_by": actor.name,
-                "created_at": now,
-                "updated_at": now,
                 "submitted_at": now if c.submit else None,
                 "first_submitted_at": now if c.submit else None,
             }
         )
-        history: list[tuple[str, Status, int, list[str]]] = [("create", Status.OPEN, 1, sorted(values))]
+        version_rows.append(
+            {
+                "registration_id": c.id,
+                "version": 1,
+                "action": "create",
+                "status": Status.OPEN.value,
+                "values": values,
+                "changed_fields": sorted(values),
+            }
+        )
         if c.submit:
-            history.append(("submit", Status.SENDING, 2, []))
-        for action, status, version, changed in history:
             version_rows.append(
                 {
-                    "organisation_id": organisation_id,
                     "registration_id": c.id,
-                    "version": version,
-                    "action": action,
-                    "status": status.value,
-                    "dcd_version": entry.version,
+                    "version": 2,
+                    "action": "submit",
+                    "status": Status.SENDING.value,
                     "values": values,
-                    "changed_fields": changed,
-                    "actor": actor.name,
-                    "via": actor.via,
-                    "comment": None,
-                    "at": now,
+                    "changed_fields": [],
                 }
             )
-    # A registration's values go into its row and its history rows: serialised once.
+    # Cells every row shares are formatted once; a registration's values go into its row
+    # and its history rows: serialised once.
     memo: dict[int, str] = {}
-    await bulk_insert(session, Registration, reg_rows, json_memo=memo)
-    await bulk_insert(session, RegistrationVersion, version_rows, json_memo=memo)
+    shared = {
+        "organisation_id": organisation_id,
+        "project_code": d.project_code,
+        "dcd_code": d.dcd_code,
+        "dcd_version": entry.version,
+        "status_confirmation": None,
+        "created_by": actor.name,
+        "created_at": now,
+        "updated_at": now,
+    }
+    await bulk_insert(session, Registration, reg_rows, json_memo=memo, constants=shared)
+    await bulk_insert(
+        session,
+        RegistrationVersion,
+        version_rows,
+        json_memo=memo,
+        constants={
+            "organisation_id": organisation_id,
+            "dcd_version": entry.version,
+            "actor": actor.name,
+            "via": actor.via,
+            "comment": None,
+            "at": now,
+        },
+    )
     if submitted:
         await registrations.jobs.enqueue_many(
             session,
@@ -740,7 +757,7 @@ async def _insert_created(
             [{"organisation_id": organisation_id, "subject_id": c.id, "payload": {"version": 2}} for c in submitted],
         )
         after_commit(session, registrations.wake.notify)
-    return reg_rows
+    return [{**shared, **row} for row in reg_rows]
 
 
 def _batch_json(result: BatchResult) -> dict[str, Any]:
