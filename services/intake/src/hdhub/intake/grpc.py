@@ -57,7 +57,12 @@ class IntakeServicer(pb_grpc.IntakeServiceServicer):
         principal = require_principal()
         if not request.organisation_id:
             raise Problem(400, "organisation-required", "organisation_id is required")
-        if not principal.can(Action.REGISTRATION_READ, request.organisation_id):
+        # Registrations shows a registration's files, uploads checks a linked upload's file:
+        # both as themselves (their service roles carry no registration:read of their own).
+        if not (
+            principal.can(Action.REGISTRATION_READ, request.organisation_id)
+            or principal.is_service(*self.service.settings.file_reader_services)
+        ):
             raise forbidden()
         listing = await self.service.files.listing(
             request.organisation_id,

@@ -30,6 +30,8 @@ class IntakeSettings(ServiceSettings):
     #: A transfer with no progress for this long was cut while the process died: aborted.
     stale_transfer_seconds: float = 3600.0
     worker_poll_seconds: float = 30.0
+    #: Platform services that may list any organisation's files over gRPC (ListFiles).
+    file_reader_services: list[str] = ["registrations", "uploads"]
 
     def resolved_sftp_port(self) -> int:
         if self.sftp_port is not None:

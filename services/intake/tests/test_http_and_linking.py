@@ -1,0 +1,206 @@
+"""The web upload API (streaming PUT), results per file over REST, linking to
+registrations through registrations' gRPC API (now and when the registration arrives
+later), and the daily load."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from hdhub.intake import files as files_module
+from hdhub.intake.linking import link
+from hdhub.intake.worker import LOAD_JOB, schedule
+from hdhub.proto.intake.v1 import intake_pb2 as pb
+from hdhub.proto.intake.v1 import intake_pb2_grpc as pb_grpc
+from services.intake.tests.support import LAB, file_named, files_of, sequences, stamp, unique, vcf
+from tests.support.samples import record
+from tests.support.stack import Stack
+
+BIOLOGIST = "biologist@lab-demo.test"
+
+
+async def put(
+    stack: Stack, registry: str, name: str, body: Any, user: str = BIOLOGIST, org: str = LAB
+) -> Any:
+    return await stack.client.put(
+        f"/api/v1/files/{org}/{registry}/{name}", content=body, headers=await stack.headers(user)
+    )
+
+
+async def register(stack: Stack, dcd: str, **values: str) -> str:
+    r = await stack.client.post(
+        "/api/v1/registrations",
+        json={"organisation_id": LAB, "dcd": dcd, "values": record(dcd, **values), "submit": False},
+        headers=await stack.headers(BIOLOGIST),
+    )
+    assert r.status_code in (200, 201), r.text
+    return str(r.json()["id"])
+
+
+async def test_an_http_upload_streams_in_and_is_delivered_at_once(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files_module, "PROGRESS_EVERY", 1024)
+    name = unique() + ".vcf"
+    data = vcf(rows=1000)
+    seen: list[int] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        for start in range(0, len(data), 4096):
+            if start >= 8192 and not seen:  # midway: the upload page polls its progress
+                receiving = await files_of(stack, state="receiving")
+                seen.extend(f["bytes_received"] for f in receiving if f["filename"] == name)
+            yield data[start : start + 4096]
+
+    r = await put(stack, "NGS", name, body())
+    assert r.status_code == 201, r.text
+    out = r.json()
+    assert out["state"] == "accepted" and out["source"] == "http" and out["size"] == len(data)
+    assert r.headers["Location"] == f"/api/v1/files/{LAB}/{out['id']}"
+    assert seen and 0 < seen[0] < len(data)
+    got = await stack.client.get(r.headers["Location"], headers=await stack.headers(BIOLOGIST))
+    assert got.json()["sha256"] == out["sha256"]
+
+
+async def test_a_vcf_with_an_ssin_in_its_header_is_rejected_and_the_ssin_never_echoed(stack: Stack) -> None:
+    name = unique() + ".vcf"
+    r = await put(stack, "NGS", name, vcf(meta=("##patient_id=85040216932",)))
+    assert r.status_code == 201
+    out = r.json()
+    assert (out["state"], out["rule"]) == ("rejected", "vcf-patient-data")
+    assert out["reason"] == "line 4: the header carries an SSIN-like number"
+    assert "85040216932" not in r.text
+
+
+@pytest.mark.parametrize(
+    ("registry", "name", "body", "status", "slug"),
+    [
+        ("NGS", "empty.vcf", b"", 422, "file-empty-file"),
+        ("NGS", "bad name.vcf", b"x", 422, "file-file-name"),
+        ("NGS", "report.pdf", b"x", 422, "file-file-name"),
+        ("OTHER", "x.vcf", b"x", 404, "file-unknown-registry"),
+    ],
+)
+async def test_refused_uploads_are_problems_naming_the_rule(
+    stack: Stack, registry: str, name: str, body: bytes, status: int, slug: str
+) -> None:
+    r = await put(stack, registry, name, body)
+    assert r.status_code == status and r.json()["type"].endswith(slug), r.text
+
+
+async def test_an_upload_over_the_limit_is_refused(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stack.service("intake").settings, "max_file_bytes", 1000)
+    r = await put(stack, "NGS", unique() + ".vcf", vcf(rows=100))
+    assert r.status_code == 413 and r.json()["type"].endswith("file-too-large")
+
+
+async def test_other_organisations_can_neither_send_nor_read(stack: Stack) -> None:
+    name = unique() + ".vcf"
+    mine = (await put(stack, "NGS", name, vcf())).json()
+    nurse = await stack.headers("nurse@az-demo.test")
+    assert (
+        await stack.client.put(f"/api/v1/files/{LAB}/NGS/{name}", content=vcf(), headers=nurse)
+    ).status_code == 403
+    assert (await stack.client.get(f"/api/v1/files/{LAB}", headers=nurse)).status_code == 403
+    assert (await stack.client.get(f"/api/v1/files/{LAB}/{mine['id']}", headers=nurse)).status_code == 403
+    # Their own listing does not show it, nor does the id resolve under their organisation.
+    assert (await stack.client.get(f"/api/v1/files/az-demo/{mine['id']}", headers=nurse)).status_code == 404
+
+
+async def test_a_vcf_is_linked_when_its_registration_arrives_later(stack: Stack) -> None:
+    intake = stack.service("intake")
+    name = unique() + ".vcf"
+    out = (await put(stack, "NGS", name, vcf())).json()
+    assert out["state"] == "accepted"
+    assert await link(intake.files, out["id"]) is False
+    waiting = await file_named(stack, name)
+    assert waiting["unmatched"] and waiting["link_problem"] == "no registration names this VCF file yet"
+    assert waiting["id"] in [f["id"] for f in await files_of(stack, unmatched="true")]
+
+    registration = await register(stack, "NGS", TX_VCF_FILE_NAME=name)
+    assert await link(intake.files, out["id"]) is True
+    linked = await file_named(stack, name)
+    assert not linked["unmatched"] and linked["linked_at"]
+    assert linked["links"] == [
+        {"registration_id": registration, "field": "TX_VCF_FILE_NAME", "recordname": ""}
+    ]
+    # Registrations (or anyone who may read them) asks intake over gRPC.
+    from hdhub.common.grpc import channel
+    from hdhub.common.service_auth import acting_as_service
+
+    async with acting_as_service("registrations"):
+        answer = await pb_grpc.IntakeServiceStub(channel("intake")).ListFiles(
+            pb.ListFilesRequest(organisation_id=LAB, registration_id=registration)
+        )
+    assert [f.id for f in answer.files] == [out["id"]]
+    assert answer.files[0].state == pb.FILE_STATE_ACCEPTED
+
+
+async def test_a_sequence_file_links_one_to_many_by_filename_and_one_to_one_by_recordname(
+    stack: Stack,
+) -> None:
+    intake = stack.service("intake")
+    stem = stamp()
+    first = await register(stack, "HIV_SEQUENCE", TX_ATT=stem, TX_ATT_RECRD=f"{stem}_00001")
+    out = (await put(stack, "HIV_SEQUENCE", f"{stem}.csv", sequences(stem, 2))).json()
+    assert out["state"] == "accepted" and out["recordnames"] == 2
+    assert await link(intake.files, out["id"]) is False
+    partial = await file_named(stack, f"{stem}.csv")
+    assert (
+        partial["recordnames_linked"] == 1
+        and partial["link_problem"] == "1 of 2 recordnames have no single registration naming them yet"
+    )
+
+    second = await register(stack, "HIV_SEQUENCE", TX_ATT=stem, TX_ATT_RECRD=f"{stem}_00002")
+    assert await link(intake.files, out["id"]) is True
+    done = await file_named(stack, f"{stem}.csv")
+    assert done["recordnames_linked"] == 2 and not done["unmatched"]
+    assert sorted((k["registration_id"], k["field"], k["recordname"]) for k in done["links"]) == sorted(
+        [
+            (first, "TX_ATT", ""),
+            (second, "TX_ATT", ""),
+            (first, "TX_ATT_RECRD", f"{stem}_00001"),
+            (second, "TX_ATT_RECRD", f"{stem}_00002"),
+        ]
+    )
+
+
+async def test_a_sequence_file_not_named_after_its_filename_column_is_rejected(stack: Stack) -> None:
+    stem, other = stamp(), stamp()
+    r = await put(stack, "HIV_SEQUENCE", f"{other}.csv", sequences(stem, 1))
+    out = r.json()
+    assert (out["state"], out["rule"]) == ("rejected", "sequence-file-name")
+    assert out["reason"] == f"the file must be named {stem}.csv, after its filename column"
+
+
+async def test_the_daily_load_takes_linked_files_once_even_with_two_workers(stack: Stack) -> None:
+    intake = stack.service("intake")
+    name = unique() + ".vcf"
+    await register(stack, "NGS", TX_VCF_FILE_NAME=name)
+    out = (await put(stack, "NGS", name, vcf())).json()
+    assert await link(intake.files, out["id"]) is True
+    unmatched = (await put(stack, "NGS", unique() + ".vcf", vcf())).json()
+    before = (await intake.files.listing(LAB, file_id=out["id"])).files[0].object_key
+
+    loaded = await asyncio.gather(*(intake.files.load(day="2099-12-31") for _ in range(2)))
+    assert sum(loaded) >= 1
+    row = await file_named(stack, name)
+    assert row["state"] == "loaded" and row["loaded_at"]
+    assert await intake.objects.stat(before) is None  # out of the drop area
+    after = (await intake.files.listing(LAB, file_id=out["id"])).files[0].object_key
+    assert after.startswith(f"intake/loaded/{LAB}/NGS/2099-12-31/")
+    stored = await intake.objects.stat(after)
+    assert stored is not None and stored.size == len(vcf())  # kept in storage
+    assert (await file_named(stack, unmatched["filename"]))[
+        "state"
+    ] == "accepted"  # waits for its registration
+
+
+async def test_a_scheduled_run_is_enqueued_once_between_two_workers(stack: Stack) -> None:
+    files = stack.service("intake").files
+    slot = f"test-{unique()}"
+    results = await asyncio.gather(schedule(files, LOAD_JOB, slot), schedule(files, LOAD_JOB, slot))
+    assert sorted(results) == [False, True]
