@@ -19,6 +19,7 @@ KUBE_VERSION = "1.33.0"
 CUSTOM_KINDS = {
     ("monitoring.coreos.com/v1", "PrometheusRule"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
 }
 
 Manifest = dict[str, Any]

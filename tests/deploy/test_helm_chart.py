@@ -4,11 +4,13 @@ values files and checked: lint, schema, kubernetes-validate --strict, and what t
 
 from __future__ import annotations
 
+import re
+
 from typing import Any
 
 import pytest
 
-from tests.deploy.manifests import CHART, by_kind, render, validation_errors, values_file
+from tests.deploy.manifests import CHART, ROOT, by_kind, render, validation_errors, values_file
 
 helm = pytest.importorskip("helm_python")
 
@@ -214,7 +216,18 @@ def test_sftp_hpa_pdb_and_alerts_are_behind_their_flags() -> None:
         "HdhubDeliveryBacklogOld",
         "HdhubConfirmationOverdue",
         "HdhubJobParked",
+        "HdhubJobBacklogOld",
     }
+    # Every metric an alert reads is one the code exports (names drift otherwise).
+    sources = "\n".join(
+        path.read_text()
+        for base in ("libs", "services")
+        for path in (ROOT / base).rglob("*.py")
+        if "/tests/" not in str(path)
+    )
+    exprs = " ".join(r["expr"] for g in rules["spec"]["groups"] for r in g["rules"])
+    for metric in set(re.findall(r"\b((?:hdhub|http_server)_[a-z_]+?)(?:_bucket)?\b", exprs)):
+        assert f'"{metric}"' in sources, metric
 
 
 def test_a_new_service_is_one_values_entry() -> None:
