@@ -37,6 +37,7 @@ PLACES = {
     "HorizontalPodAutoscaler": "components/hpa",
     "PrometheusRule": "components/monitoring",
     "ServiceMonitor": "components/monitoring",
+    "PodMonitor": "components/monitoring",
 }
 # Helm's own bookkeeping has no place in kustomize output.
 DROPPED_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
