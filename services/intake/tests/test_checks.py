@@ -170,3 +170,13 @@ def test_ssin_detection_uses_the_check_number() -> None:
     assert contains_ssin("id 85040216932 here") and contains_ssin(SSIN)
     assert not contains_ssin("85040216933")  # wrong check digits
     assert not contains_ssin("chr7:155040216932")  # part of a longer number
+
+
+def test_a_long_vcf_is_sampled_after_its_header_and_still_accepted() -> None:
+    from hdhub.intake.domain.checks import VCF_DATA_LINES_CHECKED
+
+    data = vcf(rows=VCF_DATA_LINES_CHECKED + 500)
+    for chunk in (4096, 1000, 77):
+        checker = VcfChecker()
+        assert run(checker, data, chunk).accepted
+        assert checker.data_lines >= VCF_DATA_LINES_CHECKED and checker.size == len(data)

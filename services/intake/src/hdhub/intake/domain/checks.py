@@ -151,7 +151,8 @@ class VcfChecker(LineChecker):
         return self.data_lines >= VCF_DATA_LINES_CHECKED
 
     def feed(self, chunk: bytes) -> None:
-        if self.done:
+        if self.done:  # the sampled lines are read; what is left of a line is not checked
+            self._buffer.clear()
             self.size += len(chunk)
             return
         if not self._sniffed and chunk:
