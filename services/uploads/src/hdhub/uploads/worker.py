@@ -78,6 +78,8 @@ class _Source:
     async def pump(self, stream: Any) -> None:
         try:
             async for chunk in stream:
+                if self.closed.is_set():
+                    return  # nobody reads any more
                 await self._put(chunk)
             await self._put(_END)
         except asyncio.CancelledError:
