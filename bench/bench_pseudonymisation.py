@@ -10,10 +10,11 @@ loopback), then times, in the same run:
   pseudonyms to the stand-in central receiver over gRPC (told to ``drop``, so the
   receiver's database is not what is measured).
 
-It prints pseudonyms/s for both and the ratio service/baseline (the issue asks for at
+Baseline and service alternate for a few rounds (the machine may be shared); it prints
+each round, the best of each and the median ratio service/baseline (the issue asks for at
 least 0.5).
 
-    .venv/bin/python bench/bench_pseudonymisation.py [--patients 200000] [--batch 20000]
+    .venv/bin/python bench/bench_pseudonymisation.py [--patients 200000] [--batch 20000] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def baseline(key: bytes, values: list[str]) -> float:
     return len(values) / (time.perf_counter() - started)
 
 
-async def service_rate(values: list[str], batch: int) -> float:
+async def measure(values: list[str], batch: int, rounds: int) -> list[tuple[float, float]]:
+    """(baseline, service) pseudonyms/s per round; the two alternate within each round so
+    that a machine shared with other work weighs on both alike."""
     os.environ.setdefault("OTEL_SDK_DISABLED", "true")
     from hdhub.common.grpc import channel
     from hdhub.common.service_auth import acting_as_service
@@ -56,6 +59,8 @@ async def service_rate(values: list[str], batch: int) -> float:
     from hdhub.sim.receiver import Behaviour, Mode
     from tests.support.stack import running_stack
 
+    key = os.urandom(32)
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         async with running_stack("sqlite", Path(tmp), workers=False) as stack:
             stack.service("sim").receiver.behaviour = Behaviour(mode=Mode.DROP)
@@ -64,36 +69,41 @@ async def service_rate(values: list[str], batch: int) -> float:
                 pb.PseudonymiseAndForwardRequest(
                     organisation_id="az-demo",
                     project_code="HDBP0012",
-                    patients=[
-                        pb.Patient(technical_id=f"t{start + i:09d}", version=2, ssin=s)
-                        for i, s in enumerate(values[start : start + batch])
-                    ],
+                    technical_ids=[f"t{start + i:09d}" for i in range(len(values[start : start + batch]))],
+                    versions=[2] * len(values[start : start + batch]),
+                    ssins=values[start : start + batch],
                 )
                 for start in range(0, len(values), batch)
             ]
             async with acting_as_service("registrations"):
                 await stub.PseudonymiseAndForward(requests[0], timeout=120)  # warm up: channel, token, key
-                started = time.perf_counter()
-                for request in requests:
-                    answer = await stub.PseudonymiseAndForward(request, timeout=120)
-                    assert all(o.outcome == pb.OUTCOME_FORWARDED for o in answer.outcomes)
-                elapsed = time.perf_counter() - started
-    return len(values) / elapsed
+                for _ in range(rounds):
+                    base = baseline(key, values)
+                    started = time.perf_counter()
+                    for request in requests:
+                        answer = await stub.PseudonymiseAndForward(request, timeout=120)
+                        assert answer.forwarded == len(request.technical_ids) and not answer.refused
+                    results.append((base, len(values) / (time.perf_counter() - started)))
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     values = ssins(args.patients)
-    key = os.urandom(32)
-    base = max(baseline(key, values) for _ in range(3))
-    served = asyncio.run(service_rate(values, args.batch))
-    print(f"patients: {args.patients:,} in batches of {args.batch:,}")
-    print(f"baseline  plain hmac loop        {base:>12,.0f} pseudonyms/s")
-    print(f"service   gRPC batch + forward   {served:>12,.0f} pseudonyms/s")
-    print(f"ratio service/baseline: {served / base:.2f} (aim: >= 0.5)")
+    results = asyncio.run(measure(values, args.batch, args.rounds))
+    ratios = sorted(s / b for b, s in results)
+    print(f"patients: {args.patients:,} in batches of {args.batch:,}, {args.rounds} rounds")
+    for n, (b, s) in enumerate(results, 1):
+        print(f"round {n}: baseline {b:>10,.0f}/s  service {s:>10,.0f}/s  ratio {s / b:.2f}")
+    print(f"baseline  plain hmac loop (best)       {max(b for b, _ in results):>12,.0f} pseudonyms/s")
+    print(f"service   gRPC batch + forward (best)  {max(s for _, s in results):>12,.0f} pseudonyms/s")
+    print(
+        f"ratio service/baseline: median {ratios[len(ratios) // 2]:.2f}, best {ratios[-1]:.2f} (aim: >= 0.5)"
+    )
 
 
 if __name__ == "__main__":

@@ -3,10 +3,18 @@ spacing and hyphens, per-project keys with versions, and who may call."""
 
 from __future__ import annotations
 
+import hmac
+
 import grpc
 import pytest
 
-from hdhub.pseudonymisation.domain import Refused, normalise_name, pseudocode_input, pseudonym, ssin_pseudonym
+from hdhub.pseudonymisation.domain import (
+    KeyedHash,
+    Refused,
+    normalise_name,
+    pseudocode_pseudonym,
+    ssin_pseudonym,
+)
 from hdhub.pseudonymisation.keys import DomainKeys
 
 KEYS = DomainKeys(bytes(range(32)), {"HDBP0263": 2})
@@ -14,7 +22,7 @@ SSIN = "85040216932"
 
 
 def test_an_ssin_with_or_without_separators_gives_one_pseudonym() -> None:
-    _, key = KEYS.current("HDBP0012")
+    _, key = KEYS.hasher("HDBP0012")
     assert (
         ssin_pseudonym(key, SSIN)
         == ssin_pseudonym(key, "85.04.02-169.32")
@@ -24,29 +32,31 @@ def test_an_ssin_with_or_without_separators_gives_one_pseudonym() -> None:
 
 @pytest.mark.parametrize("bad", ["85040216933", "8504021693", "85O40216932", ""])
 def test_an_ssin_failing_its_check_is_refused_without_echoing_it(bad: str) -> None:
-    _, key = KEYS.current("HDBP0012")
+    _, h = KEYS.hasher("HDBP0012")
     with pytest.raises(Refused) as err:
-        ssin_pseudonym(key, bad)
+        ssin_pseudonym(h, bad)
     assert err.value.rule == "ssin" and (not bad or bad not in err.value.message)
 
 
 def test_an_ssin_of_someone_born_in_2000_or_later_passes() -> None:
     body = "010305067"
     check = 97 - int("2" + body) % 97
-    _, key = KEYS.current("HDBP0012")
-    assert len(ssin_pseudonym(key, f"{body}{check:02d}")) == 32
+    _, h = KEYS.hasher("HDBP0012")
+    assert len(ssin_pseudonym(h, f"{body}{check:02d}")) == 32
 
 
 def test_case_accents_spacing_and_hyphens_do_not_change_the_pseudocode() -> None:
-    _, key = KEYS.current("HDBP0012")
-    a = pseudocode_input(
-        birth_date="1980-02-29", sex="F", last_name="Van der Velde-Dürr", first_name="Émilie"
+    _, h = KEYS.hasher("HDBP0012")
+    a = pseudocode_pseudonym(
+        h, birth_date="1980-02-29", sex="F", last_name="Van der Velde-Dürr", first_name="Émilie"
     )
-    b = pseudocode_input(
-        birth_date="1980-02-29", sex="f", last_name="vanDERvelde durr", first_name=" EMILIE "
+    b = pseudocode_pseudonym(
+        h, birth_date="1980-02-29", sex="f", last_name="vanDERvelde durr", first_name=" EMILIE "
     )
-    c = pseudocode_input(birth_date="1980-02-29", sex="F", last_name="Van der Velde", first_name="Émilie")
-    assert pseudonym(key, a) == pseudonym(key, b) != pseudonym(key, c)
+    c = pseudocode_pseudonym(
+        h, birth_date="1980-02-29", sex="F", last_name="Van der Velde", first_name="Émilie"
+    )
+    assert a == b != c
     assert normalise_name("O'Brien-Núñez") == "obriennunez"
 
 
@@ -65,16 +75,22 @@ def test_missing_or_malformed_pseudocode_inputs_are_refused_by_rule(
 ) -> None:
     base = {"birth_date": "1980-02-29", "sex": "M", "last_name": "Peeters", "first_name": "Jan"}
     with pytest.raises(Refused) as err:
-        pseudocode_input(**{**base, **inputs})
+        pseudocode_pseudonym(KEYS.hasher("HDBP0012")[1], **{**base, **inputs})
     assert err.value.rule == rule
+
+
+@pytest.mark.parametrize("key", [b"", b"k" * 32, b"long" * 40])
+def test_the_keyed_hash_is_hmac_sha256(key: bytes) -> None:
+    for message in (b"", b"ssin:85040216932", bytes(range(256)) * 3):
+        assert KeyedHash(key)(message) == hmac.digest(key, message, "sha256")
 
 
 def test_each_project_and_key_version_has_its_own_domain() -> None:
     v12, k12 = KEYS.current("HDBP0012")
     v263, k263 = KEYS.current("HDBP0263")
     assert (v12, v263) == (1, 2)
-    assert ssin_pseudonym(k12, SSIN) != ssin_pseudonym(k263, SSIN)
-    assert ssin_pseudonym(KEYS.key("HDBP0263", 1), SSIN) != ssin_pseudonym(k263, SSIN)
+    assert ssin_pseudonym(KeyedHash(k12), SSIN) != ssin_pseudonym(KeyedHash(k263), SSIN)
+    assert ssin_pseudonym(KeyedHash(KEYS.key("HDBP0263", 1)), SSIN) != ssin_pseudonym(KeyedHash(k263), SSIN)
     # Derived, not random: another process with the same master key agrees.
     assert DomainKeys(bytes(range(32)), {}).key("HDBP0012", 1) == k12
 
@@ -87,9 +103,7 @@ async def test_only_the_registrations_service_may_send_identifiers(stack: object
 
     stub = pb_grpc.PseudonymisationServiceStub(channel("pseudonymisation"))
     request = pb.PseudonymiseAndForwardRequest(
-        organisation_id="az-demo",
-        project_code="HDBP0012",
-        patients=[pb.Patient(technical_id="t-1", version=2, ssin=SSIN)],
+        organisation_id="az-demo", project_code="HDBP0012", technical_ids=["t-1"], versions=[2], ssins=[SSIN]
     )
     for service in ("uploads", "sim"):
         async with acting_as_service(service):
@@ -99,19 +113,66 @@ async def test_only_the_registrations_service_may_send_identifiers(stack: object
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.PseudonymiseAndForward(request)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    async with acting_as_service("registrations"):
-        answer = await stub.PseudonymiseAndForward(
-            pb.PseudonymiseAndForwardRequest(
-                organisation_id="az-demo",
-                project_code="HDBP0012",
-                patients=[
-                    pb.Patient(technical_id="t-ok", version=2, ssin=SSIN),
-                    pb.Patient(technical_id="t-bad", version=2, ssin="85040216933"),
-                ],
+    mixed = pb.PseudonymiseAndForwardRequest(
+        organisation_id="az-demo",
+        project_code="HDBP0012",
+        technical_ids=["t-ok", "t-bad", "t-code", "t-none", "t-after"],
+        versions=[2, 2, 2, 2, 2],
+        ssins=[SSIN, "85040216933", "", "", "85.04.02-169.32"],
+        pseudocodes=[
+            pb.PseudocodePatient(
+                index=2,
+                inputs=pb.PseudocodeInputs(
+                    birth_date="1980-02-29", sex="F", last_name="Peeters", first_name="An"
+                ),
             )
-        )
-    assert [(o.technical_id, o.outcome, o.rule) for o in answer.outcomes] == [
-        ("t-ok", pb.OUTCOME_FORWARDED, ""),
-        ("t-bad", pb.OUTCOME_REFUSED, "ssin"),
+        ],
+    )
+    async with acting_as_service("registrations"):
+        answer = await stub.PseudonymiseAndForward(mixed)
+    assert answer.forwarded == 3 and answer.key_version == 1
+    assert [(r.index, r.technical_id, r.rule) for r in answer.refused] == [
+        (1, "t-bad", "ssin"),
+        (3, "t-none", "identifier"),
     ]
-    assert not hasattr(answer.outcomes[0], "pseudonym")  # pseudonyms never come back
+    assert "85040216933" not in str(answer)  # refusals never echo the value
+    # Pseudonyms never come back: the answer has no field that could carry one.
+    assert {f.name for f in pb.PseudonymiseAndForwardResponse.DESCRIPTOR.fields} == {
+        "forwarded",
+        "refused",
+        "key_version",
+    }
+    uneven = pb.PseudonymiseAndForwardRequest(
+        organisation_id="az-demo",
+        project_code="HDBP0012",
+        technical_ids=["a", "b"],
+        versions=[2],
+        ssins=[SSIN, SSIN],
+    )
+    async with acting_as_service("registrations"):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.PseudonymiseAndForward(uneven)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_the_batch_fast_path_and_the_general_path_agree() -> None:
+    from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2 as pb
+    from hdhub.pseudonymisation.grpc import pseudonymise
+
+    _, h = KEYS.hasher("HDBP0012")
+    request = pb.PseudonymiseAndForwardRequest(
+        organisation_id="az-demo",
+        project_code="HDBP0012",
+        technical_ids=["plain", "dotted", "bad-check", "letters", "after"],
+        versions=[1, 1, 1, 1, 1],
+        ssins=[SSIN, "85.04.02-169.32", "85040216933", "8504021693x", SSIN],
+    )
+    refused, halves = pseudonymise(request, h)
+    assert [(r.technical_id, r.rule) for r in refused] == [("bad-check", "ssin"), ("letters", "ssin")]
+    assert list(halves.technical_ids) == ["plain", "dotted", "after"]
+    p = [halves.pseudonyms[i : i + 32] for i in range(0, len(halves.pseudonyms), 32)]
+    assert p[0] == p[1] == p[2] == ssin_pseudonym(h, SSIN) == hmac.digest(h_key(), b"ssin:" + SSIN.encode(), "sha256")
+
+
+def h_key() -> bytes:
+    return KEYS.current("HDBP0012")[1]

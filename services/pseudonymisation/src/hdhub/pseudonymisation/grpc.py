@@ -8,13 +8,20 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from hdhub.common.errors import Problem, forbidden
+from hdhub.common.errors import FieldProblem, Problem, forbidden
 from hdhub.common.grpc import ServicerContext, channel, register_idempotent, require_principal
 from hdhub.common.service_auth import acting_as_service
 from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2 as pb
 from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2_grpc as pb_grpc
 from hdhub.proto.sim.v1 import central_pb2, central_pb2_grpc
-from hdhub.pseudonymisation.domain import Refused, pseudocode_input, pseudonym, ssin_pseudonym
+from hdhub.pseudonymisation.domain import (
+    SSIN_PREFIX,
+    KeyedHash,
+    Refused,
+    normalise_ssin,
+    pseudocode_input,
+    ssin_check_holds,
+)
 from hdhub.pseudonymisation.settings import CALLER_SERVICE
 
 if TYPE_CHECKING:
@@ -46,90 +53,125 @@ class PseudonymisationServicer(pb_grpc.PseudonymisationServiceServicer):
         self, request: pb.PseudonymiseAndForwardRequest, context: ServicerContext
     ) -> pb.PseudonymiseAndForwardResponse:
         """Pseudonymise each patient under the project's current domain key and forward the
-        pseudonyms to the central platform; answer per patient FORWARDED or REFUSED (rule,
-        never the value). Only the registrations service may call (PERMISSION_DENIED);
+        pseudonyms to the central platform; answer how many were forwarded and which were
+        refused (rule, never the value). Only the registrations service may call (PERMISSION_DENIED);
         UNAVAILABLE with ``central-unavailable`` when forwarding failed (nothing kept)."""
         principal = require_principal()
         if not principal.is_service(CALLER_SERVICE):
             raise forbidden("Only the registrations service may send identifiers.")
         if not request.organisation_id:
             raise Problem(400, "organisation-required", "organisation_id is required")
-        if len(request.patients) > self.service.settings.max_batch:
+        if len(request.technical_ids) > self.service.settings.max_batch:
             raise Problem(
                 413,
                 "batch-too-large",
                 "Too many patients in one call",
                 f"At most {self.service.settings.max_batch} patients per call.",
             )
-        key_version, key = self.service.keys.current(request.project_code)
-        outcomes, halves = pseudonymise(request, key, key_version)
-        if halves:
+        key_version, hasher = self.service.keys.hasher(request.project_code)
+        refused, halves = pseudonymise(request, hasher)
+        halves.organisation_id, halves.project_code, halves.key_version = (
+            request.organisation_id,
+            request.project_code,
+            key_version,
+        )
+        if halves.technical_ids:
             await forward(halves)
-        refused = sum(1 for o in outcomes if o.outcome == pb.OUTCOME_REFUSED)
         log.info(
             "pseudonyms forwarded",
             extra={
                 "organisation_id": request.organisation_id,
                 "project_code": request.project_code,
-                "forwarded": len(halves),
-                "refused": refused,
+                "forwarded": len(halves.technical_ids),
+                "refused": len(refused),
                 "key_version": key_version,
             },
         )
-        return pb.PseudonymiseAndForwardResponse(outcomes=outcomes, key_version=key_version)
+        return pb.PseudonymiseAndForwardResponse(
+            forwarded=len(halves.technical_ids), refused=refused, key_version=key_version
+        )
+
+
+def columns_problem(detail: str) -> Problem:
+    return Problem(
+        400,
+        "columns-differ",
+        "The patient columns do not line up",
+        detail,
+        errors=[FieldProblem(field="patients", rule="columns", message=detail)],
+    )
 
 
 def pseudonymise(
-    request: pb.PseudonymiseAndForwardRequest, key: bytes, key_version: int
-) -> tuple[list[pb.PatientOutcome], list[central_pb2.PseudonymHalf]]:
-    """The outcome per patient and the halves to forward; nothing of it is kept."""
-    outcomes: list[pb.PatientOutcome] = []
-    halves: list[central_pb2.PseudonymHalf] = []
-    org, project = request.organisation_id, request.project_code
-    forwarded, refused = pb.OUTCOME_FORWARDED, pb.OUTCOME_REFUSED
-    Half, Outcome = central_pb2.PseudonymHalf, pb.PatientOutcome
-    for p in request.patients:
-        tid = p.technical_id
+    request: pb.PseudonymiseAndForwardRequest, hasher: KeyedHash
+) -> tuple[list[pb.RefusedPatient], central_pb2.ReceivePseudonymsRequest]:
+    """The refused patients and the halves to forward (every other patient); nothing of
+    it is kept. This loop runs once per patient: it stays small on purpose."""
+    ids, versions, ssins = list(request.technical_ids), list(request.versions), list(request.ssins)
+    n = len(ids)
+    if len(versions) != n or len(ssins) != n:
+        raise columns_problem("technical_ids, versions and ssins need one entry per patient.")
+    codes: dict[int, pb.PseudocodeInputs] = {}
+    for pc in request.pseudocodes:
+        if pc.index >= n or ssins[pc.index]:
+            raise columns_problem(f"pseudocodes[{len(codes)}] points at no patient without an SSIN.")
+        codes[pc.index] = pc.inputs
+    refused: list[pb.RefusedPatient] = []
+    pseudonyms: list[bytes] = []
+    kinds: list[int] = []
+    kept: list[int] = []
+    ssin_kind, code_kind = central_pb2.PSEUDONYM_KIND_SSIN, central_pb2.PSEUDONYM_KIND_PSEUDOCODE
+    ssin_hash = hasher.prefixed(SSIN_PREFIX)
+    for i, ssin in enumerate(ssins):
+        # The common case first, inline: 11 plain digits with a good check number. Anything
+        # else (separators, pseudocodes, refusals) takes the general path below.
+        if len(ssin) == 11 and ssin.isascii() and ssin.isdigit() and ids[i] and ssin_check_holds(int(ssin)):
+            pseudonyms.append(ssin_hash(ssin.encode()))
+            kinds.append(ssin_kind)
+            if refused:
+                kept.append(i)
+            continue
         try:
-            if not tid:
+            if not ids[i]:
                 raise Refused("technical_id", "Every patient needs a technical id.")
-            which = p.WhichOneof("identifier")
-            if which == "ssin":
-                value, kind = ssin_pseudonym(key, p.ssin), "ssin"
-            elif which == "pseudocode":
-                c = p.pseudocode
+            if ssin:
+                pseudonyms.append(ssin_hash(normalise_ssin(ssin).encode()))
+                kinds.append(ssin_kind)
+            else:
+                c = codes.get(i)
+                if c is None:
+                    raise Refused("identifier", "Give an SSIN or the pseudocode inputs.")
                 message = pseudocode_input(
                     birth_date=c.birth_date, sex=c.sex, last_name=c.last_name, first_name=c.first_name
                 )
-                value, kind = pseudonym(key, message), "pseudocode"
-            else:
-                raise Refused("identifier", "Give an SSIN or the pseudocode inputs.")
+                pseudonyms.append(hasher(message))
+                kinds.append(code_kind)
         except Refused as r:
-            outcomes.append(Outcome(technical_id=tid, outcome=refused, rule=r.rule, message=r.message))
+            refused.append(pb.RefusedPatient(index=i, technical_id=ids[i], rule=r.rule, message=r.message))
             continue
-        outcomes.append(Outcome(technical_id=tid, outcome=forwarded))
-        halves.append(
-            Half(
-                technical_id=tid,
-                version=p.version,
-                organisation_id=org,
-                project_code=project,
-                key_version=key_version,
-                pseudonym=value,
-                kind=kind,
-            )
-        )
-    return outcomes, halves
+        if refused:
+            kept.append(i)
+    if refused:  # rare: only then are the id and version columns rebuilt
+        first = refused[0].index
+        kept = list(range(first)) + kept
+        ids, versions = [ids[i] for i in kept], [versions[i] for i in kept]
+    halves = central_pb2.ReceivePseudonymsRequest(
+        technical_ids=ids, versions=versions, pseudonyms=b"".join(pseudonyms), kinds=kinds
+    )
+    return refused, halves
 
 
-async def forward(halves: list[central_pb2.PseudonymHalf]) -> None:
+async def forward(halves: central_pb2.ReceivePseudonymsRequest) -> None:
     """Hand the pseudonyms to the central platform, as the pseudonymisation service."""
     stub = central_pb2_grpc.CentralReceiverServiceStub(channel(CENTRAL))
     try:
         async with acting_as_service("pseudonymisation"):
-            await stub.ReceivePseudonyms(central_pb2.ReceivePseudonymsRequest(halves=halves))
+            await stub.ReceivePseudonyms(halves)
     except grpc.aio.AioRpcError as exc:
-        log.warning("forwarding pseudonyms failed", extra={"code": exc.code().name, "count": len(halves)})
+        log.warning(
+            "forwarding pseudonyms failed",
+            extra={"code": exc.code().name, "count": len(halves.technical_ids)},
+        )
         raise central_unavailable(exc.code().name) from None
 
 

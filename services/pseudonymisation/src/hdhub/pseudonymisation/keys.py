@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from hdhub.common.errors import FieldProblem, Problem
+from hdhub.pseudonymisation.domain import KeyedHash
 
 PROJECT_CODE = re.compile(r"^HDBP\d{4}$")
 
@@ -28,6 +29,15 @@ class DomainKeys:
         self._versions = dict(versions)
         self._default = default_version
         self._cache: dict[tuple[str, int], bytes] = {}
+        self._hashers: dict[tuple[str, int], KeyedHash] = {}
+
+    def hasher(self, project_code: str) -> tuple[int, KeyedHash]:
+        """The project's current key version and its keyed hash (made once per key)."""
+        version, key = self.current(project_code)
+        found = self._hashers.get((project_code, version))
+        if found is None:
+            found = self._hashers[(project_code, version)] = KeyedHash(key)
+        return version, found
 
     def current(self, project_code: str) -> tuple[int, bytes]:
         """The project's current key version and key."""

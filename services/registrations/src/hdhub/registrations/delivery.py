@@ -198,26 +198,33 @@ class Outgoing:
     refused: bool = False
 
 
-def split(definition: Any, values: Mapping[str, Any]) -> tuple[pseudo_pb.Patient, dict[str, Any]]:
-    """The patient (identifiers only) and the register variables (fields bound for
-    healthdata that are not personal data) of a registration's values."""
+@dataclass(frozen=True)
+class Identifier:
+    """What pseudonymisation gets of a patient: the SSIN, else the pseudocode inputs."""
+
+    ssin: str = ""
+    pseudocode: pseudo_pb.PseudocodeInputs | None = None
+
+
+def split(definition: Any, values: Mapping[str, Any]) -> tuple[Identifier, dict[str, Any]]:
+    """The patient's identifier and the register variables (fields bound for healthdata
+    that are not personal data) of a registration's values."""
     personal = {f.technical_name for f in definition.fields if f.personal_data}
     not_for_hd = {f.technical_name for f in definition.fields if not f.destination_hd}
     ssin_fields = [f.technical_name for f in definition.fields if f.format == SSIN_FORMAT and f.personal_data]
-    patient = pseudo_pb.Patient()
-    ssin = next((str(values[n]) for n in ssin_fields if values.get(n)), None)
-    if ssin:
-        patient.ssin = ssin
-    elif any(values.get(n) for n in PSEUDOCODE_FIELDS.values()):
-        patient.pseudocode.CopyFrom(
-            pseudo_pb.PseudocodeInputs(**{k: str(values.get(n) or "") for k, n in PSEUDOCODE_FIELDS.items()})
+    ssin = next((str(values[n]) for n in ssin_fields if values.get(n)), "")
+    identifier = Identifier(ssin=ssin)
+    if not ssin and any(values.get(n) for n in PSEUDOCODE_FIELDS.values()):
+        inputs = pseudo_pb.PseudocodeInputs(
+            **{k: str(values.get(n) or "") for k, n in PSEUDOCODE_FIELDS.items()}
         )
+        identifier = Identifier(pseudocode=inputs)
 
     def excluded(name: str) -> bool:
         base = name.rsplit("_", 1)[0] if name[-1:].isdigit() else name
         return name in personal or name in not_for_hd or base in personal or base in not_for_hd
 
-    return patient, {k: v for k, v in values.items() if not excluded(k)}
+    return identifier, {k: v for k, v in values.items() if not excluded(k)}
 
 
 def _delay(settings: RegistrationsSettings, checks: int) -> timedelta:
@@ -428,15 +435,21 @@ class Delivery:
             by_project[o.project_code].append(o)
         stub = pseudo_grpc.PseudonymisationServiceStub(channel("pseudonymisation"))
         for project, group in by_project.items():
-            patients = []
-            for o in group:
-                entry = await self.registrations.catalogue.get(o.dcd_code, o.dcd_version)
-                patient, _ = split(entry.definition, o.values)
-                patient.technical_id, patient.version = o.technical_id, o.version
-                patients.append(patient)
             request = pseudo_pb.PseudonymiseAndForwardRequest(
-                organisation_id=group[0].organisation_id, project_code=project, patients=patients
+                organisation_id=group[0].organisation_id, project_code=project
             )
+            ssins: list[str] = []
+            for n, o in enumerate(group):
+                entry = await self.registrations.catalogue.get(o.dcd_code, o.dcd_version)
+                identifier, _ = split(entry.definition, o.values)
+                ssins.append(identifier.ssin)
+                if identifier.pseudocode is not None:
+                    request.pseudocodes.append(
+                        pseudo_pb.PseudocodePatient(index=n, inputs=identifier.pseudocode)
+                    )
+            request.technical_ids.extend(o.technical_id for o in group)
+            request.versions.extend(o.version for o in group)
+            request.ssins.extend(ssins)
             try:
                 async with acting_as_service("registrations"):
                     answer = await stub.PseudonymiseAndForward(request)
@@ -449,9 +462,9 @@ class Delivery:
                 else:
                     _wait(group, "pseudonymisation-unavailable")
                 continue
-            for o, outcome in zip(group, answer.outcomes, strict=True):
-                if outcome.outcome != pseudo_pb.OUTCOME_FORWARDED:
-                    o.refused, o.failure = True, f"identifier-refused:{outcome.rule}"
+            for refused in answer.refused:
+                o = group[refused.index]
+                o.refused, o.failure = True, f"identifier-refused:{refused.rule}"
 
     async def _send_records(self, sealed: Sequence[tuple[Outgoing, central_pb2.SealedRecord]]) -> None:
         """The sealed halves to the central platform."""
@@ -582,9 +595,7 @@ class Delivery:
         deadlines = [row.first_sent_at + timedelta(days=s.park_after_days)]
         if row.state == State.PENDING:
             deadlines.append(row.first_sent_at + timedelta(hours=s.confirmation_timeout_hours))
-        if row.reason and (
-            row.reason.startswith("central") or row.reason.startswith("no-") or "unavailable" in row.reason
-        ):
+        if row.reason is not None:  # the last attempt did not reach the central platform
             deadlines.append((row.last_attempt_at or now) + timedelta(minutes=s.retry_minutes))
         if row.state == State.NOK:
             deadlines.append(
@@ -629,20 +640,22 @@ class Delivery:
                         o.registration_id,
                         Confirmation.NOK,
                         f"No confirmation {s.park_after_days:g} days after the first send: resends stopped (parked)",
+                        action="delivery_parked",
                     )
                     await self.jobs.finish(session, o.job.id)
                     continue
+                turned_nok = False  # resent at once when it turns NOK
                 if row.state == State.PENDING and now >= row.first_sent_at + timedelta(
                     hours=s.confirmation_timeout_hours
                 ):
-                    row.state, row.updated_at = State.NOK, now
+                    row.state, row.updated_at, turned_nok = State.NOK, now, True
                     await self._confirmation(
                         session,
                         o.registration_id,
                         Confirmation.NOK,
                         f"No confirmation within {s.confirmation_timeout_hours:g} hours: resending",
                     )
-                if self._resend_due(row, now):
+                if turned_nok or self._resend_due(row, now):
                     resend.append(o)
         if resend:
             await self._send(resend)
@@ -683,7 +696,7 @@ class Delivery:
             return True  # the last attempt did not reach the central platform
         if row.state == State.NOK:
             last = row.last_sent_at or row.last_attempt_at
-            return last is None or now >= last + timedelta(hours=s.resend_interval_hours) or row.attempts <= 1
+            return last is None or now >= last + timedelta(hours=s.resend_interval_hours)
         return False
 
     async def _confirmations(self, outgoing: Sequence[Outgoing]) -> set[tuple[str, int]]:
@@ -698,17 +711,19 @@ class Delivery:
         return {(c.technical_id, c.version) for c in answer.confirmations if c.confirmed}
 
     async def _confirmation(
-        self, session: Any, registration_id: str, confirmation: Confirmation, comment: str
+        self,
+        session: Any,
+        registration_id: str,
+        confirmation: Confirmation,
+        comment: str,
+        *,
+        action: str | None = None,
     ) -> None:
-        """Set the registration's status confirmation, with a history entry saying why."""
+        """Set the registration's status confirmation, with a history entry saying why (a
+        new version, as every change of a registration; parking is recorded too, though
+        the confirmation stays NOK)."""
         reg = await session.get(Registration, registration_id)
         if reg is None or reg.status != Status.SUBMITTED:
-            return
-        if (
-            reg.status_confirmation == confirmation
-            and confirmation == Confirmation.NOK
-            and "parked" not in comment
-        ):
             return
         reg.status_confirmation = confirmation
         reg.version += 1
@@ -719,7 +734,7 @@ class Delivery:
                 organisation_id=reg.organisation_id,
                 registration_id=reg.id,
                 version=reg.version,
-                action=f"confirmation_{confirmation.value}",
+                action=action or f"confirmation_{confirmation.value}",
                 status=reg.status,
                 dcd_version=reg.dcd_version,
                 values=reg.values,

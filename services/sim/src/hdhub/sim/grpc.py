@@ -44,7 +44,7 @@ class CentralReceiverServicer(pb_grpc.CentralReceiverServiceServicer):
         """Keep the pseudonymised halves (one per technical id, newest version); from the
         pseudonymisation service only."""
         _caller_must_be("pseudonymisation")
-        accepted = await self.receiver.receive_pseudonyms(list(request.halves))
+        accepted = await self.receiver.receive_pseudonyms(request)
         return pb.ReceivePseudonymsResponse(accepted=accepted)
 
     async def ReceiveRecords(

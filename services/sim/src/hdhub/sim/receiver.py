@@ -157,41 +157,40 @@ class Receiver:
             raise Problem(503, "receiver-refuses", "The central receiver refuses deliveries")
         return self.behaviour.mode is Mode.ACCEPT
 
-    async def receive_pseudonyms(self, halves: list[pb.PseudonymHalf]) -> int:
+    async def receive_pseudonyms(self, batch: pb.ReceivePseudonymsRequest) -> int:
+        ids, versions, kinds = list(batch.technical_ids), list(batch.versions), list(batch.kinds)
+        raw = batch.pseudonyms
+        if not (len(versions) == len(kinds) == len(ids)) or len(raw) != 32 * len(ids):
+            raise Problem(400, "columns-differ", "The pseudonym columns do not line up")
         if not self._open_for_business():
-            return len(halves)
+            return len(ids)
         now = self.clock.now()
+        kind_names = {pb.PSEUDONYM_KIND_SSIN: "ssin", pb.PSEUDONYM_KIND_PSEUDOCODE: "pseudocode"}
         async with self.db.system_session() as session:
-            ids = [h.technical_id for h in halves]
-            stored = {
-                p.technical_id: p
-                for p in (
-                    await session.execute(
-                        select(CentralPseudonym).where(CentralPseudonym.technical_id.in_(ids))
-                    )
-                ).scalars()
-            }
-            for h in halves:
-                current = stored.get(h.technical_id)
-                if current is None:
-                    current = CentralPseudonym(technical_id=h.technical_id, receipts=0)
-                    stored[h.technical_id] = current
-                    session.add(current)
-                elif h.version < current.version:
-                    current.receipts += 1
-                    continue
-                elif h.version == current.version:
-                    current.receipts += 1
-                    continue
-                current.version, current.organisation_id = h.version, h.organisation_id
-                current.project_code, current.key_version, current.kind = (
-                    h.project_code,
-                    h.key_version,
-                    h.kind,
+            stored: dict[str, CentralPseudonym] = {}
+            for start in range(0, len(ids), 1000):
+                chunk = ids[start : start + 1000]
+                found = await session.execute(
+                    select(CentralPseudonym).where(CentralPseudonym.technical_id.in_(chunk))
                 )
-                current.pseudonym, current.received_at = h.pseudonym.hex(), now
+                stored.update({p.technical_id: p for p in found.scalars()})
+            for n, (tid, version, kind) in enumerate(zip(ids, versions, kinds, strict=True)):
+                current = stored.get(tid)
+                if current is None:
+                    current = CentralPseudonym(technical_id=tid, receipts=0, version=-1)
+                    stored[tid] = current
+                    session.add(current)
                 current.receipts += 1
-        return len(halves)
+                if version <= current.version:
+                    continue  # a resend (same version) or a late older one: one half kept
+                current.version, current.organisation_id = version, batch.organisation_id
+                current.project_code, current.key_version = batch.project_code, batch.key_version
+                current.kind, current.pseudonym = (
+                    kind_names.get(kind, "unknown"),
+                    raw[32 * n : 32 * n + 32].hex(),
+                )
+                current.received_at = now
+        return len(ids)
 
     async def receive_records(self, records: list[pb.SealedRecord]) -> list[pb.RecordReceipt]:
         if not self._open_for_business():

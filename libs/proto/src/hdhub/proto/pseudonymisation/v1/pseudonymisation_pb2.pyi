@@ -7,7 +7,6 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,23 +17,6 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
-
-class _Outcome:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _OutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Outcome.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    OUTCOME_UNSPECIFIED: _Outcome.ValueType  # 0
-    OUTCOME_FORWARDED: _Outcome.ValueType  # 1
-    OUTCOME_REFUSED: _Outcome.ValueType  # 2
-
-class Outcome(_Outcome, metaclass=_OutcomeEnumTypeWrapper): ...
-
-OUTCOME_UNSPECIFIED: Outcome.ValueType  # 0
-OUTCOME_FORWARDED: Outcome.ValueType  # 1
-OUTCOME_REFUSED: Outcome.ValueType  # 2
-Global___Outcome: _TypeAlias = Outcome  # noqa: Y015
 
 @_typing.final
 class PseudocodeInputs(_message.Message):
@@ -71,118 +53,140 @@ class PseudocodeInputs(_message.Message):
 Global___PseudocodeInputs: _TypeAlias = PseudocodeInputs  # noqa: Y015
 
 @_typing.final
-class Patient(_message.Message):
+class PseudocodePatient(_message.Message):
+    """A patient without an SSIN: its pseudocode inputs and its position in the batch."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
-    TECHNICAL_ID_FIELD_NUMBER: _builtins.int
-    VERSION_FIELD_NUMBER: _builtins.int
-    SSIN_FIELD_NUMBER: _builtins.int
-    PSEUDOCODE_FIELD_NUMBER: _builtins.int
-    technical_id: _builtins.str
-    """The technical record id the registration's variables reach the central platform with."""
-    version: _builtins.int
-    """The registration version delivered: the central side keeps the newest."""
-    ssin: _builtins.str
-    """11 digits, with or without separators."""
+    INDEX_FIELD_NUMBER: _builtins.int
+    INPUTS_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
     @_builtins.property
-    def pseudocode(self) -> Global___PseudocodeInputs: ...
+    def inputs(self) -> Global___PseudocodeInputs: ...
     def __init__(
         self,
         *,
-        technical_id: _builtins.str = ...,
-        version: _builtins.int = ...,
-        ssin: _builtins.str = ...,
-        pseudocode: Global___PseudocodeInputs | None = ...,
+        index: _builtins.int = ...,
+        inputs: Global___PseudocodeInputs | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["identifier", b"identifier", "pseudocode", b"pseudocode", "ssin", b"ssin"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["inputs", b"inputs"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["identifier", b"identifier", "pseudocode", b"pseudocode", "ssin", b"ssin", "technical_id", b"technical_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "inputs", b"inputs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_identifier: _TypeAlias = _typing.Literal["ssin", "pseudocode"]  # noqa: Y015
-    _WhichOneofArgType_identifier: _TypeAlias = _typing.Literal["identifier", b"identifier"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_identifier) -> _WhichOneofReturnType_identifier | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___Patient: _TypeAlias = Patient  # noqa: Y015
+Global___PseudocodePatient: _TypeAlias = PseudocodePatient  # noqa: Y015
 
 @_typing.final
 class PseudonymiseAndForwardRequest(_message.Message):
+    """The patients travel column by column (every repeated field below has one entry per
+    patient, in the same order): a batch of 20,000 is a few arrays, not 20,000 messages.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     PROJECT_CODE_FIELD_NUMBER: _builtins.int
-    PATIENTS_FIELD_NUMBER: _builtins.int
+    TECHNICAL_IDS_FIELD_NUMBER: _builtins.int
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    SSINS_FIELD_NUMBER: _builtins.int
+    PSEUDOCODES_FIELD_NUMBER: _builtins.int
     organisation_id: _builtins.str
     project_code: _builtins.str
     """The registry (HDBPnnnn): pseudonyms are per project domain."""
     @_builtins.property
-    def patients(self) -> _containers.RepeatedCompositeFieldContainer[Global___Patient]: ...
+    def technical_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The technical record id each registration's variables reach the central platform with."""
+
+    @_builtins.property
+    def versions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The registration version delivered: the central side keeps the newest."""
+
+    @_builtins.property
+    def ssins(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The SSIN (11 digits, with or without separators), or "" for a patient identified by a
+        pseudocode (see pseudocodes).
+        """
+
+    @_builtins.property
+    def pseudocodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___PseudocodePatient]:
+        """The pseudocode inputs of the patients whose ssin is ""."""
+
     def __init__(
         self,
         *,
         organisation_id: _builtins.str = ...,
         project_code: _builtins.str = ...,
-        patients: _abc.Iterable[Global___Patient] | None = ...,
+        technical_ids: _abc.Iterable[_builtins.str] | None = ...,
+        versions: _abc.Iterable[_builtins.int] | None = ...,
+        ssins: _abc.Iterable[_builtins.str] | None = ...,
+        pseudocodes: _abc.Iterable[Global___PseudocodePatient] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id", "patients", b"patients", "project_code", b"project_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id", "project_code", b"project_code", "pseudocodes", b"pseudocodes", "ssins", b"ssins", "technical_ids", b"technical_ids", "versions", b"versions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PseudonymiseAndForwardRequest: _TypeAlias = PseudonymiseAndForwardRequest  # noqa: Y015
 
 @_typing.final
-class PatientOutcome(_message.Message):
+class RefusedPatient(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    INDEX_FIELD_NUMBER: _builtins.int
     TECHNICAL_ID_FIELD_NUMBER: _builtins.int
-    OUTCOME_FIELD_NUMBER: _builtins.int
     RULE_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Position in the request's columns, and the technical id there."""
     technical_id: _builtins.str
-    outcome: Global___Outcome.ValueType
     rule: _builtins.str
-    """When refused: the rule (ssin, birth_date, sex, last_name, first_name, identifier) and a
-    message naming it, never the value.
+    """The rule broken (ssin, birth_date, sex, last_name, first_name, technical_id,
+    identifier, columns) and a message naming it, never the value.
     """
     message: _builtins.str
     def __init__(
         self,
         *,
+        index: _builtins.int = ...,
         technical_id: _builtins.str = ...,
-        outcome: Global___Outcome.ValueType = ...,
         rule: _builtins.str = ...,
         message: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "outcome", b"outcome", "rule", b"rule", "technical_id", b"technical_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "message", b"message", "rule", b"rule", "technical_id", b"technical_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___PatientOutcome: _TypeAlias = PatientOutcome  # noqa: Y015
+Global___RefusedPatient: _TypeAlias = RefusedPatient  # noqa: Y015
 
 @_typing.final
 class PseudonymiseAndForwardResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    OUTCOMES_FIELD_NUMBER: _builtins.int
+    FORWARDED_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
     KEY_VERSION_FIELD_NUMBER: _builtins.int
+    forwarded: _builtins.int
+    """How many patients' pseudonyms were forwarded."""
     key_version: _builtins.int
     """The project's domain key version the pseudonyms were made with."""
     @_builtins.property
-    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___PatientOutcome]:
-        """One per patient, in request order."""
+    def refused(self) -> _containers.RepeatedCompositeFieldContainer[Global___RefusedPatient]:
+        """The patients refused (every other one was forwarded), with the rule broken."""
 
     def __init__(
         self,
         *,
-        outcomes: _abc.Iterable[Global___PatientOutcome] | None = ...,
+        forwarded: _builtins.int = ...,
+        refused: _abc.Iterable[Global___RefusedPatient] | None = ...,
         key_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_version", b"key_version", "outcomes", b"outcomes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["forwarded", b"forwarded", "key_version", b"key_version", "refused", b"refused"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -58,8 +58,8 @@ class PseudonymisationServiceServicer:
         """Pseudonymise a batch of patients of one organisation and project and forward the
         pseudonyms to the central platform. Idempotent: the central side keeps one half per
         technical id and version, so the same batch sent again changes nothing there.
-        Per patient the answer says FORWARDED or REFUSED (with the rule broken: an SSIN that
-        fails its check, a missing pseudocode input); the call as a whole fails with
+        The answer counts the patients forwarded and lists the ones refused (with the rule
+        broken: an SSIN that fails its check, a missing pseudocode input); the call as a whole fails with
         UNAVAILABLE and the problem `central-unavailable` when the central platform cannot be
         reached (nothing was forwarded then), PERMISSION_DENIED for any other caller.
         """

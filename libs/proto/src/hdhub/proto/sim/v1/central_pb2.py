@@ -24,39 +24,39 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ahdhub/sim/v1/central.proto\x12\x0chdhub.sim.v1\"\x15\n\x13GetPublicKeyRequest\">\n\x14GetPublicKeyResponse\x12\x16\n\x0epublic_key_pem\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"\x9b\x01\n\rPseudonymHalf\x12\x14\n\x0ctechnical_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x17\n\x0forganisation_id\x18\x03 \x01(\t\x12\x14\n\x0cproject_code\x18\x04 \x01(\t\x12\x13\n\x0bkey_version\x18\x05 \x01(\r\x12\x11\n\tpseudonym\x18\x06 \x01(\x0c\x12\x0c\n\x04kind\x18\x07 \x01(\t\"G\n\x18ReceivePseudonymsRequest\x12+\n\x06halves\x18\x01 \x03(\x0b\x32\x1b.hdhub.sim.v1.PseudonymHalf\"-\n\x19ReceivePseudonymsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\"\xa1\x02\n\x0cSealedRecord\x12\x14\n\x0ctechnical_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x17\n\x0forganisation_id\x18\x03 \x01(\t\x12\x14\n\x0cproject_code\x18\x04 \x01(\t\x12\x10\n\x08\x64\x63\x64_code\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x63\x64_version\x18\x06 \x01(\t\x12\x19\n\x11registration_code\x18\x07 \x01(\t\x12\x0e\n\x06key_id\x18\x08 \x01(\t\x12\x13\n\x0bwrapped_key\x18\t \x01(\x0c\x12\r\n\x05nonce\x18\n \x01(\x0c\x12\x12\n\nciphertext\x18\x0b \x01(\x0c\x12\x1e\n\x16signer_certificate_der\x18\x0c \x01(\x0c\x12\x11\n\tsignature\x18\r \x01(\x0c\"D\n\x15ReceiveRecordsRequest\x12+\n\x07records\x18\x01 \x03(\x0b\x32\x1a.hdhub.sim.v1.SealedRecord\"E\n\rRecordReceipt\x12\x14\n\x0ctechnical_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0c\n\x04rule\x18\x03 \x01(\t\"G\n\x16ReceiveRecordsResponse\x12-\n\x08receipts\x18\x01 \x03(\x0b\x32\x1b.hdhub.sim.v1.RecordReceipt\"4\n\x0b\x44\x65liveryRef\x12\x14\n\x0ctechnical_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\"H\n\x17GetConfirmationsRequest\x12-\n\ndeliveries\x18\x01 \x03(\x0b\x32\x19.hdhub.sim.v1.DeliveryRef\"H\n\x0c\x43onfirmation\x12\x14\n\x0ctechnical_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x11\n\tconfirmed\x18\x03 \x01(\x08\"M\n\x18GetConfirmationsResponse\x12\x31\n\rconfirmations\x18\x01 \x03(\x0b\x32\x1a.hdhub.sim.v1.Confirmation2\x95\x03\n\x16\x43\x65ntralReceiverService\x12U\n\x0cGetPublicKey\x12!.hdhub.sim.v1.GetPublicKeyRequest\x1a\".hdhub.sim.v1.GetPublicKeyResponse\x12\x64\n\x11ReceivePseudonyms\x12&.hdhub.sim.v1.ReceivePseudonymsRequest\x1a\'.hdhub.sim.v1.ReceivePseudonymsResponse\x12[\n\x0eReceiveRecords\x12#.hdhub.sim.v1.ReceiveRecordsRequest\x1a$.hdhub.sim.v1.ReceiveRecordsResponse\x12\x61\n\x10GetConfirmations\x12%.hdhub.sim.v1.GetConfirmationsRequest\x1a&.hdhub.sim.v1.GetConfirmationsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ahdhub/sim/v1/central.proto\x12\x0chdhub.sim.v1\"\x15\n\x13GetPublicKeyRequest\">\n\x14GetPublicKeyResponse\x12\x16\n\x0epublic_key_pem\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"\xc7\x01\n\x18ReceivePseudonymsRequest\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x14\n\x0cproject_code\x18\x02 \x01(\t\x12\x13\n\x0bkey_version\x18\x03 \x01(\r\x12\x15\n\rtechnical_ids\x18\x04 \x03(\t\x12\x10\n\x08versions\x18\x05 \x03(\r\x12\x12\n\npseudonyms\x18\x06 \x01(\x0c\x12*\n\x05kinds\x18\x07 \x03(\x0e\x32\x1b.hdhub.sim.v1.PseudonymKind\"-\n\x19ReceivePseudonymsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\"\xa1\x02\n\x0cSealedRecord\x12\x14\n\x0ctechnical_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x17\n\x0forganisation_id\x18\x03 \x01(\t\x12\x14\n\x0cproject_code\x18\x04 \x01(\t\x12\x10\n\x08\x64\x63\x64_code\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x63\x64_version\x18\x06 \x01(\t\x12\x19\n\x11registration_code\x18\x07 \x01(\t\x12\x0e\n\x06key_id\x18\x08 \x01(\t\x12\x13\n\x0bwrapped_key\x18\t \x01(\x0c\x12\r\n\x05nonce\x18\n \x01(\x0c\x12\x12\n\nciphertext\x18\x0b \x01(\x0c\x12\x1e\n\x16signer_certificate_der\x18\x0c \x01(\x0c\x12\x11\n\tsignature\x18\r \x01(\x0c\"D\n\x15ReceiveRecordsRequest\x12+\n\x07records\x18\x01 \x03(\x0b\x32\x1a.hdhub.sim.v1.SealedRecord\"E\n\rRecordReceipt\x12\x14\n\x0ctechnical_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0c\n\x04rule\x18\x03 \x01(\t\"G\n\x16ReceiveRecordsResponse\x12-\n\x08receipts\x18\x01 \x03(\x0b\x32\x1b.hdhub.sim.v1.RecordReceipt\"4\n\x0b\x44\x65liveryRef\x12\x14\n\x0ctechnical_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\"H\n\x17GetConfirmationsRequest\x12-\n\ndeliveries\x18\x01 \x03(\x0b\x32\x19.hdhub.sim.v1.DeliveryRef\"H\n\x0c\x43onfirmation\x12\x14\n\x0ctechnical_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x11\n\tconfirmed\x18\x03 \x01(\x08\"M\n\x18GetConfirmationsResponse\x12\x31\n\rconfirmations\x18\x01 \x03(\x0b\x32\x1a.hdhub.sim.v1.Confirmation*g\n\rPseudonymKind\x12\x1e\n\x1aPSEUDONYM_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13PSEUDONYM_KIND_SSIN\x10\x01\x12\x1d\n\x19PSEUDONYM_KIND_PSEUDOCODE\x10\x02\x32\x95\x03\n\x16\x43\x65ntralReceiverService\x12U\n\x0cGetPublicKey\x12!.hdhub.sim.v1.GetPublicKeyRequest\x1a\".hdhub.sim.v1.GetPublicKeyResponse\x12\x64\n\x11ReceivePseudonyms\x12&.hdhub.sim.v1.ReceivePseudonymsRequest\x1a\'.hdhub.sim.v1.ReceivePseudonymsResponse\x12[\n\x0eReceiveRecords\x12#.hdhub.sim.v1.ReceiveRecordsRequest\x1a$.hdhub.sim.v1.ReceiveRecordsResponse\x12\x61\n\x10GetConfirmations\x12%.hdhub.sim.v1.GetConfirmationsRequest\x1a&.hdhub.sim.v1.GetConfirmationsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hdhub.proto.sim.v1.central_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PSEUDONYMKIND']._serialized_start=1167
+  _globals['_PSEUDONYMKIND']._serialized_end=1270
   _globals['_GETPUBLICKEYREQUEST']._serialized_start=44
   _globals['_GETPUBLICKEYREQUEST']._serialized_end=65
   _globals['_GETPUBLICKEYRESPONSE']._serialized_start=67
   _globals['_GETPUBLICKEYRESPONSE']._serialized_end=129
-  _globals['_PSEUDONYMHALF']._serialized_start=132
-  _globals['_PSEUDONYMHALF']._serialized_end=287
-  _globals['_RECEIVEPSEUDONYMSREQUEST']._serialized_start=289
-  _globals['_RECEIVEPSEUDONYMSREQUEST']._serialized_end=360
-  _globals['_RECEIVEPSEUDONYMSRESPONSE']._serialized_start=362
-  _globals['_RECEIVEPSEUDONYMSRESPONSE']._serialized_end=407
-  _globals['_SEALEDRECORD']._serialized_start=410
-  _globals['_SEALEDRECORD']._serialized_end=699
-  _globals['_RECEIVERECORDSREQUEST']._serialized_start=701
-  _globals['_RECEIVERECORDSREQUEST']._serialized_end=769
-  _globals['_RECORDRECEIPT']._serialized_start=771
-  _globals['_RECORDRECEIPT']._serialized_end=840
-  _globals['_RECEIVERECORDSRESPONSE']._serialized_start=842
-  _globals['_RECEIVERECORDSRESPONSE']._serialized_end=913
-  _globals['_DELIVERYREF']._serialized_start=915
-  _globals['_DELIVERYREF']._serialized_end=967
-  _globals['_GETCONFIRMATIONSREQUEST']._serialized_start=969
-  _globals['_GETCONFIRMATIONSREQUEST']._serialized_end=1041
-  _globals['_CONFIRMATION']._serialized_start=1043
-  _globals['_CONFIRMATION']._serialized_end=1115
-  _globals['_GETCONFIRMATIONSRESPONSE']._serialized_start=1117
-  _globals['_GETCONFIRMATIONSRESPONSE']._serialized_end=1194
-  _globals['_CENTRALRECEIVERSERVICE']._serialized_start=1197
-  _globals['_CENTRALRECEIVERSERVICE']._serialized_end=1602
+  _globals['_RECEIVEPSEUDONYMSREQUEST']._serialized_start=132
+  _globals['_RECEIVEPSEUDONYMSREQUEST']._serialized_end=331
+  _globals['_RECEIVEPSEUDONYMSRESPONSE']._serialized_start=333
+  _globals['_RECEIVEPSEUDONYMSRESPONSE']._serialized_end=378
+  _globals['_SEALEDRECORD']._serialized_start=381
+  _globals['_SEALEDRECORD']._serialized_end=670
+  _globals['_RECEIVERECORDSREQUEST']._serialized_start=672
+  _globals['_RECEIVERECORDSREQUEST']._serialized_end=740
+  _globals['_RECORDRECEIPT']._serialized_start=742
+  _globals['_RECORDRECEIPT']._serialized_end=811
+  _globals['_RECEIVERECORDSRESPONSE']._serialized_start=813
+  _globals['_RECEIVERECORDSRESPONSE']._serialized_end=884
+  _globals['_DELIVERYREF']._serialized_start=886
+  _globals['_DELIVERYREF']._serialized_end=938
+  _globals['_GETCONFIRMATIONSREQUEST']._serialized_start=940
+  _globals['_GETCONFIRMATIONSREQUEST']._serialized_end=1012
+  _globals['_CONFIRMATION']._serialized_start=1014
+  _globals['_CONFIRMATION']._serialized_end=1086
+  _globals['_GETCONFIRMATIONSRESPONSE']._serialized_start=1088
+  _globals['_GETCONFIRMATIONSRESPONSE']._serialized_end=1165
+  _globals['_CENTRALRECEIVERSERVICE']._serialized_start=1273
+  _globals['_CENTRALRECEIVERSERVICE']._serialized_end=1678
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -17,6 +18,23 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _PseudonymKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PseudonymKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PseudonymKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PSEUDONYM_KIND_UNSPECIFIED: _PseudonymKind.ValueType  # 0
+    PSEUDONYM_KIND_SSIN: _PseudonymKind.ValueType  # 1
+    PSEUDONYM_KIND_PSEUDOCODE: _PseudonymKind.ValueType  # 2
+
+class PseudonymKind(_PseudonymKind, metaclass=_PseudonymKindEnumTypeWrapper): ...
+
+PSEUDONYM_KIND_UNSPECIFIED: PseudonymKind.ValueType  # 0
+PSEUDONYM_KIND_SSIN: PseudonymKind.ValueType  # 1
+PSEUDONYM_KIND_PSEUDOCODE: PseudonymKind.ValueType  # 2
+Global___PseudonymKind: _TypeAlias = PseudonymKind  # noqa: Y015
 
 @_typing.final
 class GetPublicKeyRequest(_message.Message):
@@ -58,59 +76,48 @@ class GetPublicKeyResponse(_message.Message):
 Global___GetPublicKeyResponse: _TypeAlias = GetPublicKeyResponse  # noqa: Y015
 
 @_typing.final
-class PseudonymHalf(_message.Message):
+class ReceivePseudonymsRequest(_message.Message):
+    """The pseudonymised halves of a batch of one organisation and project, column by column
+    (one entry per half in each repeated field, in the same order).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
-    TECHNICAL_ID_FIELD_NUMBER: _builtins.int
-    VERSION_FIELD_NUMBER: _builtins.int
     ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     PROJECT_CODE_FIELD_NUMBER: _builtins.int
     KEY_VERSION_FIELD_NUMBER: _builtins.int
-    PSEUDONYM_FIELD_NUMBER: _builtins.int
-    KIND_FIELD_NUMBER: _builtins.int
-    technical_id: _builtins.str
-    version: _builtins.int
+    TECHNICAL_IDS_FIELD_NUMBER: _builtins.int
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    PSEUDONYMS_FIELD_NUMBER: _builtins.int
+    KINDS_FIELD_NUMBER: _builtins.int
     organisation_id: _builtins.str
     project_code: _builtins.str
     key_version: _builtins.int
-    pseudonym: _builtins.bytes
-    """HMAC-SHA256 under the project's domain key (32 bytes)."""
-    kind: _builtins.str
-    """"ssin" or "pseudocode": what the pseudonym was made from."""
+    """The domain key version the pseudonyms were made with."""
+    pseudonyms: _builtins.bytes
+    """HMAC-SHA256 under the project's domain key: 32 bytes each, concatenated."""
+    @_builtins.property
+    def technical_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def versions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def kinds(self) -> _containers.RepeatedScalarFieldContainer[Global___PseudonymKind.ValueType]:
+        """What each pseudonym was made from."""
+
     def __init__(
         self,
         *,
-        technical_id: _builtins.str = ...,
-        version: _builtins.int = ...,
         organisation_id: _builtins.str = ...,
         project_code: _builtins.str = ...,
         key_version: _builtins.int = ...,
-        pseudonym: _builtins.bytes = ...,
-        kind: _builtins.str = ...,
+        technical_ids: _abc.Iterable[_builtins.str] | None = ...,
+        versions: _abc.Iterable[_builtins.int] | None = ...,
+        pseudonyms: _builtins.bytes = ...,
+        kinds: _abc.Iterable[Global___PseudonymKind.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_version", b"key_version", "kind", b"kind", "organisation_id", b"organisation_id", "project_code", b"project_code", "pseudonym", b"pseudonym", "technical_id", b"technical_id", "version", b"version"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___PseudonymHalf: _TypeAlias = PseudonymHalf  # noqa: Y015
-
-@_typing.final
-class ReceivePseudonymsRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    HALVES_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def halves(self) -> _containers.RepeatedCompositeFieldContainer[Global___PseudonymHalf]: ...
-    def __init__(
-        self,
-        *,
-        halves: _abc.Iterable[Global___PseudonymHalf] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["halves", b"halves"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_version", b"key_version", "kinds", b"kinds", "organisation_id", b"organisation_id", "project_code", b"project_code", "pseudonyms", b"pseudonyms", "technical_ids", b"technical_ids", "versions", b"versions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
