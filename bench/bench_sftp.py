@@ -45,9 +45,9 @@ SFTP_SERVERS = (
 def make_vcf(path: Path, size: int) -> str:
     """A VCF of about ``size`` bytes (header, then data lines); returns its SHA-256."""
     header = (
-        "##fileformat=VCFv4.2\n##source=bench\n##reference=GRCh38\n"
-        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tTUMOR\n"
-    ).encode()
+        b"##fileformat=VCFv4.2\n##source=bench\n##reference=GRCh38\n"
+        b"#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tTUMOR\n"
+    )
     lines = b"".join(
         f"7\t{55_000_000 + i}\t.\tT\tG\t50\tPASS\tDP=1500;AF=0.{i % 97:02d}\tGT:AD\t0/1:700,{i % 800}\n".encode()
         for i in range(20_000)
@@ -117,7 +117,7 @@ async def serve_hdhub(workdir: Path, store_url: str | None) -> None:
     from hdhub.intake.runtime import MIGRATIONS
     from hdhub.intake.settings import IntakeSettings
 
-    async def verify(username: str, password: str, address: str) -> str | None:
+    async def verify(username: str, password: str, address: str) -> str | None:  # noqa: ARG001
         return ORG if (username, password) == (LOGIN, PASSWORD) else None
 
     sftp.verify_password = verify  # type: ignore[assignment]
@@ -136,7 +136,7 @@ async def serve_baseline(workdir: Path) -> None:
     program = next(p for p in SFTP_SERVERS if Path(p).exists())
 
     class Server(asyncssh.SSHServer):
-        def begin_auth(self, username: str) -> bool:
+        def begin_auth(self, username: str) -> bool:  # noqa: ARG002
             return True
 
         def password_auth_supported(self) -> bool:
