@@ -47,7 +47,7 @@ def file_out(f: IntakeFile, listing: Listing) -> FileOut:
     return FileOut(
         id=f.id,
         organisation_id=f.organisation_id,
-        registry=f.registry,
+        registry=f.registry_folder,
         filename=f.filename,
         source=f.source,
         sender=f.sender,

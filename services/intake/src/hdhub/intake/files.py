@@ -63,7 +63,7 @@ def drop_key(organisation_id: str, registry: str, file_id: str) -> str:
 
 
 def loaded_key(f: IntakeFile, day: str) -> str:
-    return f"intake/loaded/{f.organisation_id}/{f.registry}/{day}/{f.id}-{f.filename}"
+    return f"intake/loaded/{f.organisation_id}/{f.registry_folder}/{day}/{f.id}-{f.filename}"
 
 
 class Transfer:
@@ -220,7 +220,7 @@ class Files:
         row = IntakeFile(
             id=file_id,
             organisation_id=organisation_id,
-            registry=reg.folder,
+            registry_folder=reg.folder,
             filename=filename,
             source=source,
             sender=sender,
@@ -279,7 +279,7 @@ class Files:
                 (
                     await session.execute(
                         select(IntakeFile).where(
-                            IntakeFile.registry == f.registry,
+                            IntakeFile.registry_folder == f.registry_folder,
                             IntakeFile.filename == f.filename,
                             IntakeFile.state == RECEIVED,
                             IntakeFile.id != f.id,
@@ -314,7 +314,7 @@ class Files:
         async with self.db.session([organisation_id]) as session:
             rows = await session.execute(
                 select(IntakeFile)
-                .where(IntakeFile.registry == registry, IntakeFile.state == RECEIVED)
+                .where(IntakeFile.registry_folder == registry, IntakeFile.state == RECEIVED)
                 .order_by(IntakeFile.filename)
             )
             return list(rows.scalars())
@@ -324,7 +324,7 @@ class Files:
             rows = await session.execute(
                 select(IntakeFile)
                 .where(
-                    IntakeFile.registry == registry,
+                    IntakeFile.registry_folder == registry,
                     IntakeFile.filename == filename,
                     IntakeFile.state == RECEIVED,
                 )
@@ -354,7 +354,7 @@ class Files:
         return f
 
     def _deliver(self, session: Any, f: IntakeFile, name: str) -> None:
-        reg = REGISTRIES[f.registry]
+        reg = REGISTRIES[f.registry_folder]
         f.filename, f.delivered_at, f.updated_at = name, utcnow(), utcnow()
         problem = None
         if f.content_ok:
@@ -395,7 +395,7 @@ class Files:
             if state:
                 q = q.where(IntakeFile.state == state)
             if registry:
-                q = q.where(IntakeFile.registry == registry)
+                q = q.where(IntakeFile.registry_folder == registry)
             if unmatched is not None:
                 q = q.where(IntakeFile.unmatched.is_(unmatched), IntakeFile.state == ACCEPTED)
             if file_id:
@@ -442,7 +442,7 @@ class Files:
                     reason="the transfer stopped midway; nothing was stored",
                 )
             )
-            return int(result.rowcount or 0)
+            return int(getattr(result, "rowcount", 0) or 0)
 
     async def load(self, *, day: str, limit: int = 500) -> int:
         """The daily load: accepted, linked files leave the drop area for ``intake/loaded/``
@@ -480,7 +480,7 @@ class Files:
                     .where(IntakeFile.id == f.id, IntakeFile.state == ACCEPTED)
                     .values(state=LOADED, object_key=target, loaded_at=utcnow(), updated_at=utcnow())
                 )
-                loaded += int(result.rowcount or 0)
+                loaded += int(getattr(result, "rowcount", 0) or 0)
         log.info("daily load", extra={"day": day, "loaded": loaded})
         return loaded
 

@@ -31,7 +31,7 @@ def file_message(f: IntakeFile, listing: Listing) -> pb.IntakeFile:
     return pb.IntakeFile(
         id=f.id,
         organisation_id=f.organisation_id,
-        registry=f.registry,
+        registry=f.registry_folder,
         filename=f.filename,
         size=f.size or 0,
         sha256=f.sha256 or "",

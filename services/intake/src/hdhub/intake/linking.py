@@ -59,7 +59,7 @@ async def _find(organisation_id: str, field_name: str, value: str, project: str)
 
 
 async def match(f: IntakeFile, recordnames: list[str]) -> Match:
-    if f.registry == NGS.folder:
+    if f.registry_folder == NGS.folder:
         found = await _find(f.organisation_id, VCF_FIELD, f.filename, NGS.project_code)
         if len(found) == 1:
             return Match(links=[(found[0].id, VCF_FIELD, "")], complete=True)

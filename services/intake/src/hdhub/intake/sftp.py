@@ -106,7 +106,7 @@ class IntakeSSHServer(asyncssh.SSHServer):
 class IntakeSFTPServer(asyncssh.SFTPServer):
     """The virtual tree of one organisation (see the module docstring)."""
 
-    def __init__(self, chan: asyncssh.SSHServerChannel, files: Files) -> None:
+    def __init__(self, chan: asyncssh.SSHServerChannel[bytes], files: Files) -> None:
         super().__init__(chan)
         owner = chan.get_connection().get_owner()
         assert isinstance(owner, IntakeSSHServer) and owner.organisation_id

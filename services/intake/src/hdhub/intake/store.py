@@ -32,7 +32,8 @@ class IntakeFile(TenantScoped, Base):
 
     __tablename__ = "intake_files"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    registry: Mapped[str] = mapped_column(String(32))
+    # Not ``registry``: DeclarativeBase keeps its mapper registry under that name.
+    registry_folder: Mapped[str] = mapped_column("registry", String(32))
     filename: Mapped[str] = mapped_column(String(255), index=True)
     source: Mapped[str] = mapped_column(String(8))  # sftp or http
     sender: Mapped[str] = mapped_column(String(200))
