@@ -445,3 +445,36 @@ async def test_no_identifier_reaches_a_log_line_or_a_span(central: Central) -> N
         leaks = [line for line in logged.splitlines() if secret in line]
         assert not leaks, f"an identifier reached a log line: {leaks[0][:300]}"
         assert secret not in exported, "an identifier reached a span"
+
+
+async def test_an_organisation_without_a_published_certificate_waits_in_sending_with_the_reason(
+    central: Central,
+) -> None:
+    import uuid
+
+    from tests.authz.test_route_matrix import _mint
+
+    stack = central.stack
+    org = f"nocert-{uuid.uuid4().hex[:8]}"
+    headers = await _mint(stack, {org: ["registrant"]})
+    r = await stack.client.post(
+        "/api/v1/registrations",
+        json={"organisation_id": org, "dcd": "ANGIO_HOSP", "values": record(), "submit": True},
+        headers=headers,
+    )
+    assert r.status_code == 201, r.text
+    reg_id = r.json()["id"]
+    central.start()
+    await central.settle()
+    await central.run_for(1, step_hours=0.25)
+    reg = (await stack.client.get(f"/api/v1/registrations/{reg_id}", headers=headers)).json()
+    assert reg["status"] == "sending"
+    d = (await stack.client.get(f"/api/v1/registrations/{reg_id}/delivery", headers=headers)).json()
+    assert (d["state"], d["reason"], d["attempts"]) == ("sending", "no-published-certificate", 0)
+    listed = await stack.client.get(
+        "/api/v1/deliveries", params={"organisation_id": org, "state": "sending"}, headers=headers
+    )
+    assert [x["registration_id"] for x in listed.json()] == [reg_id]
+    # Nothing of it reached the central side.
+    records, halves = await central.at_receiver(await central.technical_id(reg_id))
+    assert (records, halves) == ([], [])

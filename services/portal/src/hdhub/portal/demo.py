@@ -14,6 +14,7 @@ import hmac
 import logging
 import os
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -34,6 +35,9 @@ from hdhub.portal.domain.p12 import (
     _read,
     _tlv,
 )
+
+if TYPE_CHECKING:
+    from hdhub.portal.runtime import PortalService
 
 log = logging.getLogger("hdhub.portal.demo")
 
@@ -134,13 +138,13 @@ def demo_p12(title: str, nihdi: str, password: str = DEMO_PASSWORD) -> bytes:
     return _tlv(SEQUENCE, _tlv(INTEGER, b"\x03") + _data_content_info(auth_safe) + mac_data)
 
 
-async def seed_demo_certificates(service: object) -> int:
+async def seed_demo_certificates(service: PortalService) -> int:
     """Publish a demo certificate for each demo organisation that has none; the count made."""
     from hdhub.portal.store import Certificate
 
     made = 0
     for organisation_id, title, nihdi in DEMO_ORGANISATIONS:
-        async with service.db.session([organisation_id]) as session:  # type: ignore[attr-defined]
+        async with service.db.session([organisation_id]) as session:
             published = await session.execute(
                 select(Certificate.id).where(
                     Certificate.organisation_id == organisation_id, Certificate.published.is_(True)
@@ -148,7 +152,7 @@ async def seed_demo_certificates(service: object) -> int:
             )
             if published.first() is not None:
                 continue
-            await service.certificates.upload(  # type: ignore[attr-defined]
+            await service.certificates.upload(
                 session,
                 organisation_id=organisation_id,
                 data=demo_p12(title, nihdi),

@@ -118,7 +118,7 @@ def pseudonymise(
         codes[pc.index] = pc.inputs
     refused: list[pb.RefusedPatient] = []
     pseudonyms: list[bytes] = []
-    kinds: list[int] = []
+    kinds: list[central_pb2.PseudonymKind.ValueType] = []
     kept: list[int] = []
     ssin_kind, code_kind = central_pb2.PSEUDONYM_KIND_SSIN, central_pb2.PSEUDONYM_KIND_PSEUDOCODE
     ssin_hash = hasher.prefixed(SSIN_PREFIX)
