@@ -159,6 +159,7 @@ def test_a_sequence_file_is_named_after_its_filename_column() -> None:
         (NGS, "sample.csv", "end in .vcf or .vcf.gz"),
         (HIV_SEQUENCE, "HSP_20240827092014.vcf", "end in .csv"),
         (NGS, "", "required"),
+        (NGS, "NGS_85040216932.vcf", "may not carry an SSIN"),
     ],
 )
 def test_file_names_are_plain(registry: object, name: str, message: str) -> None:

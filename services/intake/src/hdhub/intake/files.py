@@ -27,6 +27,7 @@ from hdhub.common.db import Database, after_commit, new_id, utcnow
 from hdhub.common.jobs import JobQueue
 from hdhub.common.objectstore import CHUNK, ObjectNotFound, ObjectStore
 from hdhub.common.wakeup import Wakeup
+from hdhub.intake import metrics
 from hdhub.intake.domain import checks
 from hdhub.intake.domain.names import REGISTRIES, Registry, check_name
 from hdhub.intake.settings import IntakeSettings
@@ -256,6 +257,7 @@ class Files:
                 .values(state=ABORTED, rule=rule, reason=reason, bytes_received=size, updated_at=utcnow())
             )
         row.state, row.rule, row.reason = ABORTED, rule, reason
+        metrics.TRANSFERS.labels(row.source, rule).inc()
         log.info(
             "transfer aborted",
             extra={"organisation_id": row.organisation_id, "file_id": row.id, "rule": rule},
@@ -265,6 +267,8 @@ class Files:
         self, row: IntakeFile, size: int, sha256: str, verdict: checks.Verdict, *, deliver_as: str | None
     ) -> IntakeFile:
         now = utcnow()
+        metrics.BYTES_RECEIVED.labels(row.source).inc(size)
+        metrics.TRANSFERS.labels(row.source, "received").inc()
         async with self.db.session([row.organisation_id]) as session:
             f = await session.get(IntakeFile, row.id)
             assert f is not None

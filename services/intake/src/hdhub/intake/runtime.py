@@ -49,6 +49,11 @@ class IntakeService(Service):
         servicer = IntakeServicer(self)
         return [lambda server: intake_pb2_grpc.add_IntakeServiceServicer_to_server(servicer, server)]
 
+    async def domain_metrics(self) -> None:
+        from hdhub.intake.metrics import refresh
+
+        await refresh(self)
+
     async def start_grpc(self) -> None:
         """The SFTP edge starts with the gRPC edge: both are what `hdhub run` serves (and
         `hdhub worker`, which serves neither, does not listen on 2222)."""

@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from hdhub.intake.domain.ssin import contains_ssin
+
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 #: HIV_Sequence: ``ARL_yyyymmddHHMMSS`` (DOMAIN.md), the laboratory code and a time stamp.
 SEQUENCE_STEM = re.compile(r"^[A-Z]{3}_(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})$")
@@ -45,6 +47,8 @@ def check_name(registry: Registry, name: str) -> str:
         )
     if not name.lower().endswith(registry.extensions):
         raise BadName(f"files in {registry.folder} end in {' or '.join(registry.extensions)}")
+    if contains_ssin(name):
+        raise BadName("file names may not carry an SSIN (patient information)")
     return name
 
 
