@@ -61,9 +61,14 @@ class IntakeService(Service):
         from hdhub.intake.sftp import start_sftp
 
         s = self.settings
-        self._sftp = await start_sftp(
-            self.files, host=s.sftp_host, port=s.resolved_sftp_port(), key_path=s.host_key_path()
-        )
+        port = s.resolved_sftp_port()
+        try:
+            self._sftp = await start_sftp(self.files, host=s.sftp_host, port=port, key_path=s.host_key_path())
+        except OSError as exc:
+            raise RuntimeError(
+                f"the SFTP server cannot listen on {s.sftp_host}:{port} ({exc.strerror}); "
+                "set HDHUB_INTAKE_SFTP_PORT (and HDHUB_INTAKE_SFTP_HOST)"
+            ) from exc
         log.info("SFTP serving", extra={"service": self.name, "bind": f"{s.sftp_host}:{self.sftp_port}"})
 
     async def work(self, stop: asyncio.Event) -> None:
