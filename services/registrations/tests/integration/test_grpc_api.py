@@ -34,10 +34,18 @@ async def test_validate_batch_reports_row_field_rule(stack: Stack) -> None:
     stub = await stub_as(stack, HIS)
     rows = [record(), record(DT_HOSPZ="31/02/2024"), record(CD_PAT_SEX="Q")]
     reply = await stub.ValidateBatch(
-        pb.ValidateBatchRequest(organisation_id="az-demo", dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"), rows_arrow=batch(rows), language="fr")
+        pb.ValidateBatchRequest(
+            organisation_id="az-demo",
+            dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"),
+            rows_arrow=batch(rows),
+            language="fr",
+        )
     )
     assert reply.rows == 3 and reply.valid_rows == 1 and reply.dcd_version == "1.0.0"
-    assert [(e.row_index, e.field, e.rule) for e in reply.errors] == [(1, "DT_HOSPZ", "type"), (2, "CD_PAT_SEX", "choice")]
+    assert [(e.row_index, e.field, e.rule) for e in reply.errors] == [
+        (1, "DT_HOSPZ", "type"),
+        (2, "CD_PAT_SEX", "choice"),
+    ]
 
 
 async def test_upsert_batch_modes(stack: Stack) -> None:
@@ -46,7 +54,9 @@ async def test_upsert_batch_modes(stack: Stack) -> None:
     ref = pb.DcdRef(dcd_code="ANGIO_HOSP", version="1.0.0")
 
     def request(rows: list[dict[str, str]], **kw: object) -> pb.UpsertBatchRequest:
-        return pb.UpsertBatchRequest(organisation_id="az-demo", dcd=ref, rows_arrow=batch(rows), language="en", **kw)
+        return pb.UpsertBatchRequest(
+            organisation_id="az-demo", dcd=ref, rows_arrow=batch(rows), language="en", **kw
+        )
 
     # Validate all: one bad row stores nothing.
     reply = await stub.UpsertBatch(request([good, bad], validation_mode=pb.VALIDATION_MODE_VALIDATE_ALL))
@@ -57,7 +67,11 @@ async def test_upsert_batch_modes(stack: Stack) -> None:
     assert not reply.results[0].registration_id
     # None: valid rows are stored, the bad one is rejected with its error.
     reply = await stub.UpsertBatch(request([good, bad, other], submit=True, ignore_duplicates=True))
-    assert [r.outcome for r in reply.results] == [pb.ROW_OUTCOME_CREATED, pb.ROW_OUTCOME_REJECTED, pb.ROW_OUTCOME_CREATED]
+    assert [r.outcome for r in reply.results] == [
+        pb.ROW_OUTCOME_CREATED,
+        pb.ROW_OUTCOME_REJECTED,
+        pb.ROW_OUTCOME_CREATED,
+    ]
     assert [(e.row_index, e.field) for e in reply.errors] == [(1, "MS_HEIGHT")]
     assert reply.results[0].status == "sending"
     # The same rows again: duplicates are ignored.
@@ -73,7 +87,11 @@ async def test_upsert_batch_modes(stack: Stack) -> None:
     got = await stub.GetRegistration(pb.GetRegistrationRequest(id=reply.results[0].registration_id))
     assert json.loads(got.registration.values_json)["MS_WEIGHT"] == "90.0"
     # Save on validations keeps rows with errors as Open drafts.
-    reply = await stub.UpsertBatch(request([record(CD_INDICATION="")], validation_mode=pb.VALIDATION_MODE_SAVE_ON_VALIDATIONS, submit=True))
+    reply = await stub.UpsertBatch(
+        request(
+            [record(CD_INDICATION="")], validation_mode=pb.VALIDATION_MODE_SAVE_ON_VALIDATIONS, submit=True
+        )
+    )
     assert reply.results[0].outcome == pb.ROW_OUTCOME_CREATED and reply.results[0].status == "open"
 
 
@@ -81,15 +99,21 @@ async def test_find_by_field_links_files_to_registrations(stack: Stack) -> None:
     stub = await stub_as(stack, "lab-demo-lims")
     ngs = dict(VALID["NGS"])
     reply = await stub.UpsertBatch(
-        pb.UpsertBatchRequest(organisation_id="lab-demo", dcd=pb.DcdRef(dcd_code="NGS"), rows_arrow=batch([ngs]))
+        pb.UpsertBatchRequest(
+            organisation_id="lab-demo", dcd=pb.DcdRef(dcd_code="NGS"), rows_arrow=batch([ngs])
+        )
     )
     assert reply.results[0].outcome in (pb.ROW_OUTCOME_CREATED, pb.ROW_OUTCOME_IGNORED_DUPLICATE), reply
     found = await stub.FindRegistrationsByField(
-        pb.FindRegistrationsByFieldRequest(organisation_id="lab-demo", field="TX_VCF_FILE_NAME", value=ngs["TX_VCF_FILE_NAME"])
+        pb.FindRegistrationsByFieldRequest(
+            organisation_id="lab-demo", field="TX_VCF_FILE_NAME", value=ngs["TX_VCF_FILE_NAME"]
+        )
     )
     assert len(found.registrations) == 1 and found.registrations[0].dcd_code == "NGS"
     none = await stub.FindRegistrationsByField(
-        pb.FindRegistrationsByFieldRequest(organisation_id="lab-demo", field="TX_VCF_FILE_NAME", value="nope.vcf")
+        pb.FindRegistrationsByFieldRequest(
+            organisation_id="lab-demo", field="TX_VCF_FILE_NAME", value="nope.vcf"
+        )
     )
     assert len(none.registrations) == 0
     dcd = await stub.GetDcdVersion(pb.GetDcdVersionRequest(dcd=pb.DcdRef(dcd_code="ANGIO_HOSP_PCI")))
@@ -102,9 +126,15 @@ async def test_another_organisation_is_refused(stack: Stack, method: str) -> Non
     stub = await stub_as(stack, "lab-demo-lims")
     rows = batch([record()])
     requests = {
-        "ValidateBatch": pb.ValidateBatchRequest(organisation_id="az-demo", dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"), rows_arrow=rows),
-        "UpsertBatch": pb.UpsertBatchRequest(organisation_id="az-demo", dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"), rows_arrow=rows),
-        "FindRegistrationsByField": pb.FindRegistrationsByFieldRequest(organisation_id="az-demo", field="IDC_PAT", value="x"),
+        "ValidateBatch": pb.ValidateBatchRequest(
+            organisation_id="az-demo", dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"), rows_arrow=rows
+        ),
+        "UpsertBatch": pb.UpsertBatchRequest(
+            organisation_id="az-demo", dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"), rows_arrow=rows
+        ),
+        "FindRegistrationsByField": pb.FindRegistrationsByFieldRequest(
+            organisation_id="az-demo", field="IDC_PAT", value="x"
+        ),
     }
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await getattr(stub, method)(requests[method])
@@ -114,7 +144,9 @@ async def test_another_organisation_is_refused(stack: Stack, method: str) -> Non
 async def test_get_registration_of_another_organisation_is_not_found(stack: Stack) -> None:
     stub = await stub_as(stack, HIS)
     reply = await stub.UpsertBatch(
-        pb.UpsertBatchRequest(organisation_id="az-demo", dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"), rows_arrow=batch([record()]))
+        pb.UpsertBatchRequest(
+            organisation_id="az-demo", dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"), rows_arrow=batch([record()])
+        )
     )
     reg_id = reply.results[0].registration_id
     other = await stub_as(stack, "lab-demo-lims")
@@ -138,19 +170,99 @@ async def test_a_batch_applied_twice_is_stored_once(stack: Stack) -> None:
     batch_id = uuid.uuid4().hex
     rows = [record(), record()]
     req = pb.UpsertBatchRequest(
-        organisation_id="az-demo", dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"), rows_arrow=batch(rows), batch_id=batch_id, submit=True
+        organisation_id="az-demo",
+        dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"),
+        rows_arrow=batch(rows),
+        batch_id=batch_id,
+        submit=True,
     )
     first = await stub.UpsertBatch(req)
     again = await stub.UpsertBatch(req)  # e.g. a worker taking over after a crash
     assert [r.outcome for r in first.results] == [pb.ROW_OUTCOME_CREATED] * 2
     assert list(again.results) == list(first.results)
     for r in first.results:
-        history = await stack.client.get(f"/api/v1/registrations/{r.registration_id}/history", headers=await stack.headers(HIS))
+        history = await stack.client.get(
+            f"/api/v1/registrations/{r.registration_id}/history", headers=await stack.headers(HIS)
+        )
         assert [e["action"] for e in history.json()][:2] == ["create", "submit"]  # once, not twice
         assert [e["action"] for e in history.json()].count("submit") == 1
     other = pb.UpsertBatchRequest(
-        organisation_id="az-demo", dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"), rows_arrow=batch([record()]), batch_id=batch_id
+        organisation_id="az-demo",
+        dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"),
+        rows_arrow=batch([record()]),
+        batch_id=batch_id,
     )
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.UpsertBatch(other)
     assert err.value.code() == grpc.StatusCode.ABORTED
+
+
+async def test_a_pipelined_batch_is_stored_after_the_batch_it_follows(stack: Stack) -> None:
+    import asyncio
+    import uuid
+
+    stub = await stub_as(stack, HIS)
+    ref = pb.DcdRef(dcd_code="ANGIO_HOSP")
+    first_id, second_id = uuid.uuid4().hex, uuid.uuid4().hex
+    earlier = record(MS_WEIGHT="70.0")
+    later = {**earlier, "MS_WEIGHT": "71.0"}  # the same patient and stay: the same business key
+
+    def request(rows: list[dict[str, str]], batch_id: str, after: str = "") -> pb.UpsertBatchRequest:
+        return pb.UpsertBatchRequest(
+            organisation_id="az-demo",
+            dcd=ref,
+            rows_arrow=batch(rows),
+            batch_id=batch_id,
+            after_batch_id=after,
+            submit=True,
+        )
+
+    # The second batch arrives first: it waits for the first to be stored, then replaces it.
+    second = asyncio.ensure_future(stub.UpsertBatch(request([later], second_id, after=first_id)))
+    await asyncio.sleep(0.3)
+    assert not second.done()
+    first = await stub.UpsertBatch(request([earlier, record()], first_id))
+    second_reply = await asyncio.wait_for(second, 30)
+    assert [r.outcome for r in first.results] == [pb.ROW_OUTCOME_CREATED] * 2
+    assert second_reply.results[0].outcome == pb.ROW_OUTCOME_UPDATED
+    assert second_reply.results[0].registration_id == first.results[0].registration_id
+    got = await stub.GetRegistration(pb.GetRegistrationRequest(id=first.results[0].registration_id))
+    assert json.loads(got.registration.values_json)["MS_WEIGHT"] == "71.0"  # the later row wins
+    # Sent again (a worker taking over), it is replayed at once: the batch it follows is stored.
+    again = await stub.UpsertBatch(request([later], second_id, after=first_id))
+    assert list(again.results) == list(second_reply.results)
+
+
+async def test_a_batch_following_one_never_stored_is_refused(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    from hdhub.registrations import service
+
+    monkeypatch.setattr(service, "PIPELINE_WAIT_SECONDS", 0.2)
+    stub = await stub_as(stack, HIS)
+
+    async def stored() -> int:
+        r = await stack.client.get(
+            "/api/v1/registrations", params={"limit": 1}, headers=await stack.headers(HIS)
+        )
+        return int(r.json()["total"])
+
+    before = await stored()
+    req = pb.UpsertBatchRequest(
+        organisation_id="az-demo",
+        dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"),
+        rows_arrow=batch([record()]),
+        batch_id=uuid.uuid4().hex,
+        after_batch_id=uuid.uuid4().hex,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.UpsertBatch(req)
+    assert err.value.code() == grpc.StatusCode.ABORTED and "previous-batch-not-stored" in str(
+        err.value.trailing_metadata()
+    )
+    assert await stored() == before  # nothing of it was stored
+    req.batch_id, req.after_batch_id = uuid.uuid4().hex, ""
+    assert (await stub.UpsertBatch(req)).results[0].outcome == pb.ROW_OUTCOME_CREATED
+    assert await stored() == before + 1

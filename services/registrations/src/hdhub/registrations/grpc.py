@@ -146,6 +146,7 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
             lang=request.language or "en",
             actor=Actor(request.author or principal.username, "upload"),
             batch_id=request.batch_id or None,
+            after_batch_id=request.after_batch_id or None,
         )
 
     async def GetRegistration(self, request: pb.GetRegistrationRequest, context: ServicerContext) -> pb.GetRegistrationResponse:

@@ -54,6 +54,8 @@ log = logging.getLogger("hdhub.registrations")
 DELIVER = "deliver"
 # Optimistic writes that lose a race are re-applied on fresh state, with a little jitter.
 WRITE_ATTEMPTS = 8
+# How long a pipelined batch waits for the batch it follows to be stored.
+PIPELINE_WAIT_SECONDS = 120.0
 # Rules a draft may break (it is incomplete); anything else means malformed input.
 DRAFT_TOLERATED_RULES = frozenset({"required", "constraint", "choice_filter", "calculation"})
 
@@ -538,6 +540,7 @@ async def upsert_batch(
     lang: str,
     actor: Actor,
     batch_id: str | None = None,
+    after_batch_id: str | None = None,
 ) -> BatchResult:
     """Store a batch of rows in one transaction under the Upload Center's settings.
 
@@ -546,6 +549,10 @@ async def upsert_batch(
     nothing; ``dry_run`` plans without storing. A ``batch_id`` makes the call idempotent:
     the same batch applied again (a worker taking over a job) returns the first result
     and stores nothing twice; it is recorded in the same transaction as the rows.
+
+    ``after_batch_id`` lets a caller send the next batch of a file while the previous one
+    is still being stored: this one is validated at once (the CPU work overlaps the
+    database's) and stored only once that batch is, so the later row still wins.
     """
     entry = await registrations.catalogue.get(dcd_code, version)
     await registrations.catalogue.require_current(entry)
@@ -556,6 +563,8 @@ async def upsert_batch(
         plans = [RowPlan(i, "rejected") for i in range(len(rows))]
         return BatchResult(plans, errors, warnings, True, entry.version)
     keys = [registrations.key_for(entry, r.values) for r in results]
+    if after_batch_id and batch_id and not options.dry_run:
+        await _stored_batch(registrations, organisation_id, after_batch_id)
 
     async def apply() -> BatchResult:
         plans: list[RowPlan] = []
@@ -649,6 +658,40 @@ async def upsert_batch(
                 raise
             await asyncio.sleep(random.uniform(0, 0.02 * (attempt + 1)))
     raise AssertionError("unreachable")
+
+
+async def _stored_batch(
+    registrations: Registrations, organisation_id: str, batch_id: str, *, timeout: float | None = None
+) -> None:
+    """Return once the batch ``batch_id`` is stored (its idempotency key committed).
+
+    Polls in short transactions of their own (never one held open: on SQLite that would
+    keep the batch being waited for from committing). The caller's previous batch is
+    normally committing as this one finishes validating, so the wait is short; a batch
+    that never comes (its call failed) ends the wait with 409 after ``timeout``."""
+    key = f"batch:{batch_id}"
+    deadline = asyncio.get_running_loop().time() + (PIPELINE_WAIT_SECONDS if timeout is None else timeout)
+    delay = 0.002
+    while True:
+        async with registrations.db.session([organisation_id]) as session:
+            found = (
+                await session.execute(
+                    select(IdempotencyKey.key).where(
+                        IdempotencyKey.organisation_id == organisation_id, IdempotencyKey.key == key
+                    )
+                )
+            ).first()
+        if found is not None:
+            return
+        if asyncio.get_running_loop().time() >= deadline:
+            raise Problem(
+                409,
+                "previous-batch-not-stored",
+                "The batch this one follows was not stored",
+                "Send the previous batch again, then this one.",
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.02)
 
 
 @dataclass

@@ -85,6 +85,7 @@ async def upsert_batch(
     options: dict[str, object],
     batch_id: str,
     author: str,
+    after_batch_id: str = "",
 ) -> pb.UpsertBatchResponse:
     reply: pb.UpsertBatchResponse = await _stub().UpsertBatch(  # type: ignore[misc]
         pb.UpsertBatchRequest(
@@ -101,6 +102,7 @@ async def upsert_batch(
             dry_run=bool(options["dry_run"]),
             batch_id=batch_id,
             author=author,
+            after_batch_id=after_batch_id,
         ),
         timeout=BATCH_TIMEOUT_SECONDS,
     )

@@ -340,16 +340,42 @@ class UploadRun:
                 # One batch is read, checked and encoded in a thread while the previous one
                 # is with registrations: reading overlaps storing, and at most two batches
                 # are in memory (never an unbounded queue).
+                # And the next batch goes to registrations while the previous one is
+                # being stored (registrations stores it only after that one): at most
+                # two calls in flight, answers recorded in file order.
                 encode = self.link is None  # linked uploads set rows aside before encoding
                 ahead = asyncio.ensure_future(asyncio.to_thread(_read_batch, batches, encode))
+                flight: tuple[Batch, asyncio.Future[Any] | None] | None = None
                 try:
                     while True:
-                        batch, rows = await ahead
+                        try:
+                            batch, rows = await ahead
+                        except Exception:
+                            if flight is not None:  # what was sent before is recorded first
+                                last, flight = flight, None
+                                rows_with_errors += await self._record(phase, *last)
+                            raise
                         if batch is None:
                             break
                         ahead = asyncio.ensure_future(asyncio.to_thread(_read_batch, batches, encode))
-                        rows_with_errors += await self._batch(phase, batch, rows)
+                        after = flight[0] if flight is not None and flight[1] is not None else None
+                        call = self._send(phase, batch, rows, after)
+                        if flight is not None:
+                            previous, flight = flight, (batch, call)
+                            rows_with_errors += await self._record(phase, *previous)
+                        else:
+                            flight = (batch, call)
+                    if flight is not None:
+                        last, flight = flight, None
+                        rows_with_errors += await self._record(phase, *last)
                 finally:
+                    if flight is not None and flight[1] is not None:
+                        # This run stops (lease lost, a failed batch): the call in flight is
+                        # cancelled. Had it been stored already, the batch is replayed by
+                        # its id when the job is taken up again.
+                        flight[1].cancel()
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await flight[1]
                     if not ahead.done():
                         source.close()  # the reading thread ends at once
                     with contextlib.suppress(Exception):
@@ -369,14 +395,52 @@ class UploadRun:
                 await pump
         return rows_with_errors
 
+    def _send(
+        self, phase: str, batch: Batch, encoded: bytes | None, after: Batch | None
+    ) -> asyncio.Future[Any] | None:
+        """Start the call to registrations for ``batch`` (None when nothing is sent). With
+        ``after``, the batch before it, still in flight: registrations validates this one
+        at once and stores it only once that one is stored."""
+        if self.link is not None:
+            self._apply_link(batch)
+        if not batch.sent:
+            return None
+        up = self.upload
+
+        async def call() -> Any:
+            rows = (
+                encoded
+                if encoded is not None
+                else await asyncio.to_thread(regs.encode_columns, batch.columns)
+            )
+            if phase == "validating":
+                return await regs.validate_batch(
+                    organisation_id=up.organisation_id, dcd=self.dcd, rows=rows, language=self.lang
+                )
+            return await regs.upsert_batch(
+                organisation_id=up.organisation_id,
+                dcd=self.dcd,
+                rows=rows,
+                language=self.lang,
+                options=self.options,
+                batch_id=f"{up.id}:{batch.number}",
+                author=up.uploaded_by,
+                after_batch_id=f"{up.id}:{after.number}" if after is not None else "",
+            )
+
+        return asyncio.ensure_future(call())
+
     async def _batch(self, phase: str, batch: Batch, encoded: bytes | None = None) -> int:
+        """Send one batch and record its answer (no pipelining)."""
+        return await self._record(phase, batch, self._send(phase, batch, encoded, None))
+
+    async def _record(self, phase: str, batch: Batch, call: asyncio.Future[Any] | None) -> int:
+        """Wait for a batch's answer; count it, write its report parts, save progress."""
         up = self.upload
         errors: list[tuple[Any, ...]] = []
         success: list[tuple[Any, ...]] = []
         error_rows: set[int] = set()
         warnings = 0
-        if self.link is not None:
-            self._apply_link(batch)
         for record, findings in batch.set_aside:
             for f in findings:
                 personal = bool(
@@ -393,31 +457,12 @@ class UploadRun:
                         message(f.rule, self.lang, f.params),
                     )
                 )
-        if batch.sent:
-            rows = (
-                encoded
-                if encoded is not None
-                else await asyncio.to_thread(regs.encode_columns, batch.columns)
-            )
-            if phase == "validating":
-                vreply = await regs.validate_batch(
-                    organisation_id=up.organisation_id, dcd=self.dcd, rows=rows, language=self.lang
-                )
-                field_errors, field_warnings = list(vreply.errors), list(vreply.warnings)
-                self.counts["rows_checked"] += batch.sent
-            else:
-                ureply = await regs.upsert_batch(
-                    organisation_id=up.organisation_id,
-                    dcd=self.dcd,
-                    rows=rows,
-                    language=self.lang,
-                    options=self.options,
-                    batch_id=f"{up.id}:{batch.number}",
-                    author=up.uploaded_by,
-                )
-                field_errors, field_warnings = list(ureply.errors), list(ureply.warnings)
-                self.counts["rows_checked"] += batch.sent
-                for r in ureply.results:
+        if call is not None:
+            reply = await call
+            field_errors, field_warnings = list(reply.errors), list(reply.warnings)
+            self.counts["rows_checked"] += batch.sent
+            if phase == "storing":
+                for r in reply.results:
                     outcome = regs.outcome_name(r.outcome)
                     self.counts[outcome] += 1
                     if outcome != "rejected":

@@ -24,19 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*hdhub/registrations/v1/registrations.proto\x12\x16hdhub.registrations.v1\"+\n\x06\x44\x63\x64Ref\x12\x10\n\x08\x64\x63\x64_code\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"[\n\nFieldError\x12\x11\n\trow_index\x18\x01 \x01(\r\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0c\n\x04rule\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"\x82\x01\n\x14ValidateBatchRequest\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12+\n\x03\x64\x63\x64\x18\x02 \x01(\x0b\x32\x1e.hdhub.registrations.v1.DcdRef\x12\x12\n\nrows_arrow\x18\x03 \x01(\x0c\x12\x10\n\x08language\x18\x04 \x01(\t\"\xb8\x01\n\x15ValidateBatchResponse\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x12\n\nvalid_rows\x18\x02 \x01(\r\x12\x32\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\".hdhub.registrations.v1.FieldError\x12\x34\n\x08warnings\x18\x04 \x03(\x0b\x32\".hdhub.registrations.v1.FieldError\x12\x13\n\x0b\x64\x63\x64_version\x18\x05 \x01(\t\"\xe0\x02\n\x12UpsertBatchRequest\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12+\n\x03\x64\x63\x64\x18\x02 \x01(\x0b\x32\x1e.hdhub.registrations.v1.DcdRef\x12\x12\n\nrows_arrow\x18\x03 \x01(\x0c\x12\x10\n\x08language\x18\x04 \x01(\t\x12?\n\x0fvalidation_mode\x18\x05 \x01(\x0e\x32&.hdhub.registrations.v1.ValidationMode\x12?\n\x0f\x63onflict_master\x18\x06 \x01(\x0e\x32&.hdhub.registrations.v1.ConflictMaster\x12\x19\n\x11ignore_duplicates\x18\x07 \x01(\x08\x12\x0e\n\x06submit\x18\x08 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\t \x01(\x08\x12\x10\n\x08\x62\x61tch_id\x18\n \x01(\t\x12\x0e\n\x06\x61uthor\x18\x0b \x01(\t\"\x92\x01\n\tRowResult\x12\x11\n\trow_index\x18\x01 \x01(\r\x12\x33\n\x07outcome\x18\x02 \x01(\x0e\x32\".hdhub.registrations.v1.RowOutcome\x12\x17\n\x0fregistration_id\x18\x03 \x01(\t\x12\x14\n\x0c\x62usiness_key\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\"\xe0\x01\n\x13UpsertBatchResponse\x12\x32\n\x07results\x18\x01 \x03(\x0b\x32!.hdhub.registrations.v1.RowResult\x12\x32\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\".hdhub.registrations.v1.FieldError\x12\x34\n\x08warnings\x18\x03 \x03(\x0b\x32\".hdhub.registrations.v1.FieldError\x12\x16\n\x0enothing_stored\x18\x04 \x01(\x08\x12\x13\n\x0b\x64\x63\x64_version\x18\x05 \x01(\t\"\x88\x02\n\x0cRegistration\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0forganisation_id\x18\x02 \x01(\t\x12\x14\n\x0cproject_code\x18\x03 \x01(\t\x12\x10\n\x08\x64\x63\x64_code\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x63\x64_version\x18\x05 \x01(\t\x12\x14\n\x0c\x62usiness_key\x18\x06 \x01(\t\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\x1b\n\x13status_confirmation\x18\x08 \x01(\t\x12\x19\n\x11registration_code\x18\t \x01(\t\x12\x13\n\x0bvalues_json\x18\n \x01(\t\x12\x0f\n\x07version\x18\x0b \x01(\r\x12\x12\n\nupdated_at\x18\x0c \x01(\t\"$\n\x16GetRegistrationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"U\n\x17GetRegistrationResponse\x12:\n\x0cregistration\x18\x01 \x01(\x0b\x32$.hdhub.registrations.v1.Registration\"}\n\x1f\x46indRegistrationsByFieldRequest\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\x12\x14\n\x0cproject_code\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\r\"_\n FindRegistrationsByFieldResponse\x12;\n\rregistrations\x18\x01 \x03(\x0b\x32$.hdhub.registrations.v1.Registration\"C\n\x14GetDcdVersionRequest\x12+\n\x03\x64\x63\x64\x18\x01 \x01(\x0b\x32\x1e.hdhub.registrations.v1.DcdRef\"l\n\x08\x44\x63\x64\x46ield\x12\x16\n\x0etechnical_name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x11\n\tlist_name\x18\x03 \x01(\t\x12\x10\n\x08required\x18\x04 \x01(\x08\x12\x15\n\rpersonal_data\x18\x05 \x01(\x08\"\x98\x01\n\x15GetDcdVersionResponse\x12\x14\n\x0cproject_code\x18\x01 \x01(\t\x12\x10\n\x08\x64\x63\x64_code\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x30\n\x06\x66ields\x18\x04 \x03(\x0b\x32 .hdhub.registrations.v1.DcdField\x12\x14\n\x0c\x62usiness_key\x18\x05 \x03(\t*\x96\x01\n\x0eValidationMode\x12\x1f\n\x1bVALIDATION_MODE_UNSPECIFIED\x10\x00\x12\x18\n\x14VALIDATION_MODE_NONE\x10\x01\x12\'\n#VALIDATION_MODE_SAVE_ON_VALIDATIONS\x10\x02\x12 \n\x1cVALIDATION_MODE_VALIDATE_ALL\x10\x03*f\n\x0e\x43onflictMaster\x12\x1f\n\x1b\x43ONFLICT_MASTER_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43ONFLICT_MASTER_NEW\x10\x01\x12\x1a\n\x16\x43ONFLICT_MASTER_STORED\x10\x02*\xb5\x01\n\nRowOutcome\x12\x1b\n\x17ROW_OUTCOME_UNSPECIFIED\x10\x00\x12\x17\n\x13ROW_OUTCOME_CREATED\x10\x01\x12\x17\n\x13ROW_OUTCOME_UPDATED\x10\x02\x12!\n\x1dROW_OUTCOME_IGNORED_DUPLICATE\x10\x03\x12\x1b\n\x17ROW_OUTCOME_KEPT_STORED\x10\x04\x12\x18\n\x14ROW_OUTCOME_REJECTED\x10\x05\x32\xde\x04\n\x14RegistrationsService\x12l\n\rValidateBatch\x12,.hdhub.registrations.v1.ValidateBatchRequest\x1a-.hdhub.registrations.v1.ValidateBatchResponse\x12\x66\n\x0bUpsertBatch\x12*.hdhub.registrations.v1.UpsertBatchRequest\x1a+.hdhub.registrations.v1.UpsertBatchResponse\x12r\n\x0fGetRegistration\x12..hdhub.registrations.v1.GetRegistrationRequest\x1a/.hdhub.registrations.v1.GetRegistrationResponse\x12\x8d\x01\n\x18\x46indRegistrationsByField\x12\x37.hdhub.registrations.v1.FindRegistrationsByFieldRequest\x1a\x38.hdhub.registrations.v1.FindRegistrationsByFieldResponse\x12l\n\rGetDcdVersion\x12,.hdhub.registrations.v1.GetDcdVersionRequest\x1a-.hdhub.registrations.v1.GetDcdVersionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*hdhub/registrations/v1/registrations.proto\x12\x16hdhub.registrations.v1\"+\n\x06\x44\x63\x64Ref\x12\x10\n\x08\x64\x63\x64_code\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"[\n\nFieldError\x12\x11\n\trow_index\x18\x01 \x01(\r\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0c\n\x04rule\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"\x82\x01\n\x14ValidateBatchRequest\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12+\n\x03\x64\x63\x64\x18\x02 \x01(\x0b\x32\x1e.hdhub.registrations.v1.DcdRef\x12\x12\n\nrows_arrow\x18\x03 \x01(\x0c\x12\x10\n\x08language\x18\x04 \x01(\t\"\xb8\x01\n\x15ValidateBatchResponse\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x12\n\nvalid_rows\x18\x02 \x01(\r\x12\x32\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\".hdhub.registrations.v1.FieldError\x12\x34\n\x08warnings\x18\x04 \x03(\x0b\x32\".hdhub.registrations.v1.FieldError\x12\x13\n\x0b\x64\x63\x64_version\x18\x05 \x01(\t\"\xf8\x02\n\x12UpsertBatchRequest\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12+\n\x03\x64\x63\x64\x18\x02 \x01(\x0b\x32\x1e.hdhub.registrations.v1.DcdRef\x12\x12\n\nrows_arrow\x18\x03 \x01(\x0c\x12\x10\n\x08language\x18\x04 \x01(\t\x12?\n\x0fvalidation_mode\x18\x05 \x01(\x0e\x32&.hdhub.registrations.v1.ValidationMode\x12?\n\x0f\x63onflict_master\x18\x06 \x01(\x0e\x32&.hdhub.registrations.v1.ConflictMaster\x12\x19\n\x11ignore_duplicates\x18\x07 \x01(\x08\x12\x0e\n\x06submit\x18\x08 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\t \x01(\x08\x12\x10\n\x08\x62\x61tch_id\x18\n \x01(\t\x12\x0e\n\x06\x61uthor\x18\x0b \x01(\t\x12\x16\n\x0e\x61\x66ter_batch_id\x18\x0c \x01(\t\"\x92\x01\n\tRowResult\x12\x11\n\trow_index\x18\x01 \x01(\r\x12\x33\n\x07outcome\x18\x02 \x01(\x0e\x32\".hdhub.registrations.v1.RowOutcome\x12\x17\n\x0fregistration_id\x18\x03 \x01(\t\x12\x14\n\x0c\x62usiness_key\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\"\xe0\x01\n\x13UpsertBatchResponse\x12\x32\n\x07results\x18\x01 \x03(\x0b\x32!.hdhub.registrations.v1.RowResult\x12\x32\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\".hdhub.registrations.v1.FieldError\x12\x34\n\x08warnings\x18\x03 \x03(\x0b\x32\".hdhub.registrations.v1.FieldError\x12\x16\n\x0enothing_stored\x18\x04 \x01(\x08\x12\x13\n\x0b\x64\x63\x64_version\x18\x05 \x01(\t\"\x88\x02\n\x0cRegistration\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0forganisation_id\x18\x02 \x01(\t\x12\x14\n\x0cproject_code\x18\x03 \x01(\t\x12\x10\n\x08\x64\x63\x64_code\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x63\x64_version\x18\x05 \x01(\t\x12\x14\n\x0c\x62usiness_key\x18\x06 \x01(\t\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\x1b\n\x13status_confirmation\x18\x08 \x01(\t\x12\x19\n\x11registration_code\x18\t \x01(\t\x12\x13\n\x0bvalues_json\x18\n \x01(\t\x12\x0f\n\x07version\x18\x0b \x01(\r\x12\x12\n\nupdated_at\x18\x0c \x01(\t\"$\n\x16GetRegistrationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"U\n\x17GetRegistrationResponse\x12:\n\x0cregistration\x18\x01 \x01(\x0b\x32$.hdhub.registrations.v1.Registration\"}\n\x1f\x46indRegistrationsByFieldRequest\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\x12\x14\n\x0cproject_code\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\r\"_\n FindRegistrationsByFieldResponse\x12;\n\rregistrations\x18\x01 \x03(\x0b\x32$.hdhub.registrations.v1.Registration\"C\n\x14GetDcdVersionRequest\x12+\n\x03\x64\x63\x64\x18\x01 \x01(\x0b\x32\x1e.hdhub.registrations.v1.DcdRef\"l\n\x08\x44\x63\x64\x46ield\x12\x16\n\x0etechnical_name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x11\n\tlist_name\x18\x03 \x01(\t\x12\x10\n\x08required\x18\x04 \x01(\x08\x12\x15\n\rpersonal_data\x18\x05 \x01(\x08\"\x98\x01\n\x15GetDcdVersionResponse\x12\x14\n\x0cproject_code\x18\x01 \x01(\t\x12\x10\n\x08\x64\x63\x64_code\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x30\n\x06\x66ields\x18\x04 \x03(\x0b\x32 .hdhub.registrations.v1.DcdField\x12\x14\n\x0c\x62usiness_key\x18\x05 \x03(\t*\x96\x01\n\x0eValidationMode\x12\x1f\n\x1bVALIDATION_MODE_UNSPECIFIED\x10\x00\x12\x18\n\x14VALIDATION_MODE_NONE\x10\x01\x12\'\n#VALIDATION_MODE_SAVE_ON_VALIDATIONS\x10\x02\x12 \n\x1cVALIDATION_MODE_VALIDATE_ALL\x10\x03*f\n\x0e\x43onflictMaster\x12\x1f\n\x1b\x43ONFLICT_MASTER_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43ONFLICT_MASTER_NEW\x10\x01\x12\x1a\n\x16\x43ONFLICT_MASTER_STORED\x10\x02*\xb5\x01\n\nRowOutcome\x12\x1b\n\x17ROW_OUTCOME_UNSPECIFIED\x10\x00\x12\x17\n\x13ROW_OUTCOME_CREATED\x10\x01\x12\x17\n\x13ROW_OUTCOME_UPDATED\x10\x02\x12!\n\x1dROW_OUTCOME_IGNORED_DUPLICATE\x10\x03\x12\x1b\n\x17ROW_OUTCOME_KEPT_STORED\x10\x04\x12\x18\n\x14ROW_OUTCOME_REJECTED\x10\x05\x32\xde\x04\n\x14RegistrationsService\x12l\n\rValidateBatch\x12,.hdhub.registrations.v1.ValidateBatchRequest\x1a-.hdhub.registrations.v1.ValidateBatchResponse\x12\x66\n\x0bUpsertBatch\x12*.hdhub.registrations.v1.UpsertBatchRequest\x1a+.hdhub.registrations.v1.UpsertBatchResponse\x12r\n\x0fGetRegistration\x12..hdhub.registrations.v1.GetRegistrationRequest\x1a/.hdhub.registrations.v1.GetRegistrationResponse\x12\x8d\x01\n\x18\x46indRegistrationsByField\x12\x37.hdhub.registrations.v1.FindRegistrationsByFieldRequest\x1a\x38.hdhub.registrations.v1.FindRegistrationsByFieldResponse\x12l\n\rGetDcdVersion\x12,.hdhub.registrations.v1.GetDcdVersionRequest\x1a-.hdhub.registrations.v1.GetDcdVersionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hdhub.proto.registrations.v1.registrations_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VALIDATIONMODE']._serialized_start=2210
-  _globals['_VALIDATIONMODE']._serialized_end=2360
-  _globals['_CONFLICTMASTER']._serialized_start=2362
-  _globals['_CONFLICTMASTER']._serialized_end=2464
-  _globals['_ROWOUTCOME']._serialized_start=2467
-  _globals['_ROWOUTCOME']._serialized_end=2648
+  _globals['_VALIDATIONMODE']._serialized_start=2234
+  _globals['_VALIDATIONMODE']._serialized_end=2384
+  _globals['_CONFLICTMASTER']._serialized_start=2386
+  _globals['_CONFLICTMASTER']._serialized_end=2488
+  _globals['_ROWOUTCOME']._serialized_start=2491
+  _globals['_ROWOUTCOME']._serialized_end=2672
   _globals['_DCDREF']._serialized_start=70
   _globals['_DCDREF']._serialized_end=113
   _globals['_FIELDERROR']._serialized_start=115
@@ -46,27 +46,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VALIDATEBATCHRESPONSE']._serialized_start=342
   _globals['_VALIDATEBATCHRESPONSE']._serialized_end=526
   _globals['_UPSERTBATCHREQUEST']._serialized_start=529
-  _globals['_UPSERTBATCHREQUEST']._serialized_end=881
-  _globals['_ROWRESULT']._serialized_start=884
-  _globals['_ROWRESULT']._serialized_end=1030
-  _globals['_UPSERTBATCHRESPONSE']._serialized_start=1033
-  _globals['_UPSERTBATCHRESPONSE']._serialized_end=1257
-  _globals['_REGISTRATION']._serialized_start=1260
-  _globals['_REGISTRATION']._serialized_end=1524
-  _globals['_GETREGISTRATIONREQUEST']._serialized_start=1526
-  _globals['_GETREGISTRATIONREQUEST']._serialized_end=1562
-  _globals['_GETREGISTRATIONRESPONSE']._serialized_start=1564
-  _globals['_GETREGISTRATIONRESPONSE']._serialized_end=1649
-  _globals['_FINDREGISTRATIONSBYFIELDREQUEST']._serialized_start=1651
-  _globals['_FINDREGISTRATIONSBYFIELDREQUEST']._serialized_end=1776
-  _globals['_FINDREGISTRATIONSBYFIELDRESPONSE']._serialized_start=1778
-  _globals['_FINDREGISTRATIONSBYFIELDRESPONSE']._serialized_end=1873
-  _globals['_GETDCDVERSIONREQUEST']._serialized_start=1875
-  _globals['_GETDCDVERSIONREQUEST']._serialized_end=1942
-  _globals['_DCDFIELD']._serialized_start=1944
-  _globals['_DCDFIELD']._serialized_end=2052
-  _globals['_GETDCDVERSIONRESPONSE']._serialized_start=2055
-  _globals['_GETDCDVERSIONRESPONSE']._serialized_end=2207
-  _globals['_REGISTRATIONSSERVICE']._serialized_start=2651
-  _globals['_REGISTRATIONSSERVICE']._serialized_end=3257
+  _globals['_UPSERTBATCHREQUEST']._serialized_end=905
+  _globals['_ROWRESULT']._serialized_start=908
+  _globals['_ROWRESULT']._serialized_end=1054
+  _globals['_UPSERTBATCHRESPONSE']._serialized_start=1057
+  _globals['_UPSERTBATCHRESPONSE']._serialized_end=1281
+  _globals['_REGISTRATION']._serialized_start=1284
+  _globals['_REGISTRATION']._serialized_end=1548
+  _globals['_GETREGISTRATIONREQUEST']._serialized_start=1550
+  _globals['_GETREGISTRATIONREQUEST']._serialized_end=1586
+  _globals['_GETREGISTRATIONRESPONSE']._serialized_start=1588
+  _globals['_GETREGISTRATIONRESPONSE']._serialized_end=1673
+  _globals['_FINDREGISTRATIONSBYFIELDREQUEST']._serialized_start=1675
+  _globals['_FINDREGISTRATIONSBYFIELDREQUEST']._serialized_end=1800
+  _globals['_FINDREGISTRATIONSBYFIELDRESPONSE']._serialized_start=1802
+  _globals['_FINDREGISTRATIONSBYFIELDRESPONSE']._serialized_end=1897
+  _globals['_GETDCDVERSIONREQUEST']._serialized_start=1899
+  _globals['_GETDCDVERSIONREQUEST']._serialized_end=1966
+  _globals['_DCDFIELD']._serialized_start=1968
+  _globals['_DCDFIELD']._serialized_end=2076
+  _globals['_GETDCDVERSIONRESPONSE']._serialized_start=2079
+  _globals['_GETDCDVERSIONRESPONSE']._serialized_end=2231
+  _globals['_REGISTRATIONSSERVICE']._serialized_start=2675
+  _globals['_REGISTRATIONSSERVICE']._serialized_end=3281
 # @@protoc_insertion_point(module_scope)

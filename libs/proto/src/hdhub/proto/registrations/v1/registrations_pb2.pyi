@@ -227,6 +227,7 @@ class UpsertBatchRequest(_message.Message):
     DRY_RUN_FIELD_NUMBER: _builtins.int
     BATCH_ID_FIELD_NUMBER: _builtins.int
     AUTHOR_FIELD_NUMBER: _builtins.int
+    AFTER_BATCH_ID_FIELD_NUMBER: _builtins.int
     organisation_id: _builtins.str
     rows_arrow: _builtins.bytes
     language: _builtins.str
@@ -242,6 +243,12 @@ class UpsertBatchRequest(_message.Message):
     """Idempotency: the same (organisation, batch_id) applied twice changes nothing the second time."""
     author: _builtins.str
     """The person on whose behalf the batch is stored (history "who")."""
+    after_batch_id: _builtins.str
+    """Pipelining: a batch sent while the previous one of the same file is still being
+    stored. This batch is validated at once but stored only after the batch with this
+    batch_id has been (FAILED_PRECONDITION if that does not happen within a deadline),
+    so the later row still wins.
+    """
     @_builtins.property
     def dcd(self) -> Global___DcdRef: ...
     def __init__(
@@ -258,10 +265,11 @@ class UpsertBatchRequest(_message.Message):
         dry_run: _builtins.bool = ...,
         batch_id: _builtins.str = ...,
         author: _builtins.str = ...,
+        after_batch_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["dcd", b"dcd"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "batch_id", b"batch_id", "conflict_master", b"conflict_master", "dcd", b"dcd", "dry_run", b"dry_run", "ignore_duplicates", b"ignore_duplicates", "language", b"language", "organisation_id", b"organisation_id", "rows_arrow", b"rows_arrow", "submit", b"submit", "validation_mode", b"validation_mode"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_batch_id", b"after_batch_id", "author", b"author", "batch_id", b"batch_id", "conflict_master", b"conflict_master", "dcd", b"dcd", "dry_run", b"dry_run", "ignore_duplicates", b"ignore_duplicates", "language", b"language", "organisation_id", b"organisation_id", "rows_arrow", b"rows_arrow", "submit", b"submit", "validation_mode", b"validation_mode"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
