@@ -199,6 +199,16 @@ async def test_the_daily_load_takes_linked_files_once_even_with_two_workers(stac
     ] == "accepted"  # waits for its registration
 
 
+async def test_two_linkers_of_one_file_at_once_link_it_once(stack: Stack) -> None:
+    intake = stack.service("intake")
+    stem = stamp()
+    for i in (1, 2):
+        await register(stack, "HIV_SEQUENCE", TX_ATT=stem, TX_ATT_RECRD=f"{stem}_{i:05d}")
+    out = (await put(stack, "HIV_SEQUENCE", f"{stem}.csv", sequences(stem, 2))).json()
+    assert await asyncio.gather(*(link(intake.files, out["id"]) for _ in range(3))) == [True, True, True]
+    assert len((await file_named(stack, f"{stem}.csv"))["links"]) == 4
+
+
 async def test_a_scheduled_run_is_enqueued_once_between_two_workers(stack: Stack) -> None:
     files = stack.service("intake").files
     slot = f"test-{unique()}"

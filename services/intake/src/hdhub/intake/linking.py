@@ -105,7 +105,9 @@ async def link(files: Files, file_id: str) -> bool:
         )
     found = await match(f, recordnames)
     async with files.db.session([f.organisation_id]) as session:
-        current = await session.get(IntakeFile, file_id)
+        # Two linkers of one file (its link job and a relink run) take turns on its row, so
+        # the second sees the first's links instead of inserting them again.
+        current = await session.get(IntakeFile, file_id, with_for_update=True)
         if current is None or current.state != ACCEPTED:
             return False
         existing = {
