@@ -25,7 +25,7 @@ from sqlalchemy import delete, select, update
 
 from hdhub.common.db import Database, after_commit, new_id, utcnow
 from hdhub.common.jobs import JobQueue
-from hdhub.common.objectstore import CHUNK, ObjectNotFound, ObjectStore
+from hdhub.common.objectstore import CHUNK, ObjectStore
 from hdhub.common.wakeup import Wakeup
 from hdhub.intake import metrics
 from hdhub.intake.domain import checks
@@ -471,11 +471,15 @@ class Files:
             target = loaded_key(f, day)
             try:
                 await self.objects.move(f.object_key, target)
-            except ObjectNotFound:
+            except Exception as exc:  # moved meanwhile by another worker, or missing
                 if await self.objects.stat(target) is None:
                     log.error(
-                        "file object missing at load",
-                        extra={"organisation_id": f.organisation_id, "file_id": f.id},
+                        "file object not loaded",
+                        extra={
+                            "organisation_id": f.organisation_id,
+                            "file_id": f.id,
+                            "error": type(exc).__name__,
+                        },
                     )
                     continue
             async with self.db.system_session() as session:
