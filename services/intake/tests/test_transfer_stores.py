@@ -83,3 +83,33 @@ async def test_writes_out_of_order_are_refused(files: Files) -> None:
         await transfer.write(100, b"more")
     await transfer.abort("out-of-order", "test")
     assert await objects(files, transfer.row.object_key) == []
+
+
+class BrokenStore:
+    """A store whose upload fails after the first chunk (a full disk, S3 refusing)."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner = inner
+
+    async def put(self, key: str, body: AsyncIterator[bytes], **kwargs: object) -> None:
+        async for _ in body:
+            raise OSError("No space left on device: /var/lib/secret/path")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+async def test_a_store_failing_midway_is_told_plainly_and_nothing_is_kept(files: Files) -> None:
+    files.objects = BrokenStore(files.objects)  # type: ignore[assignment]
+    transfer = await files.begin(
+        organisation_id="lab-demo", registry="NGS", filename="x.vcf", source="sftp", sender="t"
+    )
+    data = vcf(rows=100_000)
+    with pytest.raises(TransferRefused) as refused:
+        for start in range(0, len(data), 64 * 1024):
+            await transfer.write(start, data[start : start + 64 * 1024])
+        await transfer.commit()
+    assert refused.value.message == "the object store did not take the file; nothing was stored"
+    assert "secret" not in refused.value.message
+    await transfer.abort(refused.value.rule, refused.value.message)
+    assert transfer.row.state == "aborted" and await objects(files, transfer.row.object_key) == []

@@ -19,7 +19,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import delete, select, update
 
@@ -109,14 +109,26 @@ class Transfer:
         """Hand a chunk to the store, waiting while it is behind (back-pressure reaches
         the client through the SSH window or the HTTP body), surfacing its failure."""
         if self._put.done():
-            self._put.result()
-            raise TransferRefused("storage", "the object store stopped taking the file")
+            self._storage_failed()
         sending = asyncio.ensure_future(self._queue.put(item))
         done, _ = await asyncio.wait({sending, self._put}, return_when=asyncio.FIRST_COMPLETED)
         if sending not in done:
             sending.cancel()
-            self._put.result()
-            raise TransferRefused("storage", "the object store stopped taking the file")
+            self._storage_failed()
+
+    def _storage_failed(self) -> NoReturn:
+        """The store's upload ended early: logged for operators, told plainly to the sender
+        (the store's own error text is no business of an SFTP client)."""
+        error = None if self._put.cancelled() else self._put.exception()
+        log.error(
+            "object store did not take the file",
+            extra={
+                "organisation_id": self.row.organisation_id,
+                "file_id": self.row.id,
+                "error": type(error).__name__,
+            },
+        )
+        raise TransferRefused("storage", "the object store did not take the file; nothing was stored")
 
     async def write(self, offset: int, data: bytes) -> None:
         if self.finished:
@@ -160,6 +172,18 @@ class Transfer:
                 self._pending.clear()
             await self._send(None)
             stored = await self._put
+        except TransferRefused:
+            await self.abort("storage", "the object store did not take the file; nothing was stored")
+            raise
+        except Exception as exc:
+            await self.abort("storage", "the object store did not take the file; nothing was stored")
+            log.error(
+                "object store did not complete the file",
+                extra={"file_id": self.row.id, "error": type(exc).__name__},
+            )
+            raise TransferRefused(
+                "storage", "the object store did not take the file; nothing was stored"
+            ) from None
         except BaseException:
             await self.abort("storage", "the object store did not take the file; nothing was stored")
             raise
