@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select, update
 
 from hdhub.common.clock import SYSTEM_CLOCK, Clock
+from hdhub.common.config import platform
 from hdhub.common.db import new_id
 from hdhub.common.grpc import channel, problem_from_rpc_error, register_idempotent
 from hdhub.common.jobs import QUEUED
@@ -290,9 +291,14 @@ class Delivery:
     async def _load(self, jobs: Sequence[Any], *, want_status: Status) -> tuple[list[Outgoing], list[Any]]:
         """The registrations of the jobs still at the version and status the job is for,
         with their delivery rows (created here, with a technical id, when missing)."""
-        by_id = {j.subject_id: j for j in jobs}
+        by_id: dict[str, Any] = {}
         outgoing: list[Outgoing] = []
         superseded: list[Any] = []
+        for job in sorted(jobs, key=lambda j: int((j.payload or {}).get("version", 0))):
+            # Two jobs of one registration in a batch (resubmitted quickly): the newest counts.
+            if job.subject_id in by_id:
+                superseded.append(by_id[job.subject_id])
+            by_id[job.subject_id] = job
         async with self.db.system_session() as session:
             regs = {
                 r.id: r
@@ -417,7 +423,15 @@ class Delivery:
         if configured is not None:
             self._central = CentralKey.from_pem(configured)
             return self._central
-        # Laptops and tests: ask the stand-in receiver (refused in production by settings).
+        if platform().environment == "production":
+            # A key fetched over the channel it protects could be swapped by whoever holds
+            # that channel: production configures it.
+            log.error(
+                "the central platform's public key is not configured (HDHUB_REGISTRATIONS_CENTRAL_PUBLIC_KEY)"
+            )
+            _wait(items, "central-key-unset")
+            return None
+        # Laptops and tests: ask the stand-in receiver.
         stub = central_pb2_grpc.CentralReceiverServiceStub(channel(CENTRAL))
         try:
             async with acting_as_service("registrations"):
@@ -486,6 +500,8 @@ class Delivery:
             receipt = receipts.get(o.technical_id)
             if receipt is None or not receipt.accepted:
                 o.failure = f"central-rejected:{receipt.rule if receipt else 'no-receipt'}"
+                if receipt is not None and receipt.rule == "key_id":
+                    self._central = None  # the central key changed: fetch or read it again
 
     async def _record_deliveries(self, outgoing: Sequence[Outgoing], now: datetime) -> None:
         """After an attempt: waiting ones stay Sending (job deferred), refused ones are parked,
@@ -519,9 +535,9 @@ class Delivery:
                     r.id: r
                     for r in (
                         await session.execute(
-                            select(Registration).where(
-                                Registration.id.in_([o.registration_id for o in handed])
-                            )
+                            select(Registration)
+                            .where(Registration.id.in_([o.registration_id for o in handed]))
+                            .with_for_update()  # the version checked below holds until commit
                         )
                     ).scalars()
                 }

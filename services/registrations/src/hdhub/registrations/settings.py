@@ -2,10 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import model_validator
 from pydantic_settings import SettingsConfigDict
 
-from hdhub.common.config import ServiceSettings, platform
+from hdhub.common.config import ServiceSettings
 
 
 class RegistrationsSettings(ServiceSettings):
@@ -21,8 +20,9 @@ class RegistrationsSettings(ServiceSettings):
 
     # --- delivery to the central platform (delivery.py, docs/delivery.md) ---------------
     #: The central platform's public encryption key (PEM, RSA), or a file holding it.
-    #: Production must set one of them; elsewhere, when both are unset, the key is asked
-    #: from the stand-in receiver (sim) at first use.
+    #: Production must set one of them (without, delivery waits with the reason
+    #: ``central-key-unset``); elsewhere, when both are unset, the key is asked from the
+    #: stand-in receiver (sim) at first use.
     central_public_key: str | None = None
     central_public_key_file: Path | None = None
     #: Without a confirmation this long after the first send, a delivery is NOK (HD4DP: 48 h).
@@ -44,16 +44,6 @@ class RegistrationsSettings(ServiceSettings):
     certificate_cache_seconds: float = 300.0
     #: Registrations handled per worker step.
     delivery_batch: int = 200
-
-    @model_validator(mode="after")
-    def _central_key_in_production(self) -> RegistrationsSettings:
-        if platform().environment == "production" and not (
-            self.central_public_key or self.central_public_key_file
-        ):
-            raise ValueError(
-                "RegistrationsSettings.central_public_key (or central_public_key_file) is required in production"
-            )
-        return self
 
     def configured_central_key(self) -> bytes | None:
         if self.central_public_key_file is not None:
