@@ -435,6 +435,11 @@ async def test_no_identifier_reaches_a_log_line_or_a_span(central: Central) -> N
         "Dürr",
         "Émilie",
         "Emilie",
+        # birth dates as entered and as stored
+        with_ssin["DT_PAT_DOB"],
+        "-".join(reversed(with_ssin["DT_PAT_DOB"].split("/"))),
+        without_ssin["DT_PAT_DOB"],
+        "-".join(reversed(without_ssin["DT_PAT_DOB"].split("/"))),
     ]
     logged = lines.getvalue()
     assert "delivery attempt" in logged and "pseudonyms forwarded" in logged  # the scan saw the run
