@@ -483,3 +483,32 @@ async def test_an_organisation_without_a_published_certificate_waits_in_sending_
     # Nothing of it reached the central side.
     records, halves = await central.at_receiver(await central.technical_id(reg_id))
     assert (records, halves) == ([], [])
+
+
+async def test_without_its_own_service_token_delivery_waits_in_sending_then_goes_on(
+    central: Central, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from contextlib import asynccontextmanager
+
+    import hdhub.registrations.delivery as delivery_module
+    from hdhub.common.errors import Problem
+
+    @asynccontextmanager
+    async def issuer_down(_: str) -> AsyncIterator[None]:
+        raise Problem(503, "issuer-unavailable", "The identity provider cannot be reached")
+        yield  # pragma: no cover
+
+    central.delivery._signers.clear()  # the cached certificate would spare one call
+    monkeypatch.setattr(delivery_module, "acting_as_service", issuer_down)
+    reg_id = await central.submit()
+    central.start()
+    await central.settle()
+    assert (await central.registration(reg_id))["status"] == "sending"
+    d = await central.delivery_of(reg_id)
+    assert (d["state"], d["reason"]) == ("sending", "service-identity-unavailable")
+    monkeypatch.undo()
+    central.clock.advance(timedelta(minutes=2))
+    await central.settle()
+    central.clock.advance(timedelta(seconds=5))
+    await central.settle()
+    assert (await central.registration(reg_id))["status_confirmation"] == "ok"

@@ -48,6 +48,7 @@ from sqlalchemy import select, update
 from hdhub.common.clock import SYSTEM_CLOCK, Clock
 from hdhub.common.config import platform
 from hdhub.common.db import new_id
+from hdhub.common.errors import Problem
 from hdhub.common.grpc import channel, problem_from_rpc_error, register_idempotent
 from hdhub.common.jobs import QUEUED
 from hdhub.common.service_auth import acting_as_service
@@ -69,6 +70,8 @@ DELIVER = "deliver"
 CONFIRM = "confirm"
 #: The gRPC service name the central platform answers under (HDHUB_GRPC_SIM locally).
 CENTRAL = "sim"
+#: Why a delivery waits when registrations cannot get its own service token.
+IDENTITY_UNAVAILABLE = "service-identity-unavailable"
 SIGNED_PREFIX = b"hdhub-sealed-record-v1\x00"
 # Identifiers that make a pseudocode when there is no SSIN (DCD technical names).
 SSIN_FORMAT = "ssin"
@@ -410,6 +413,9 @@ class Delivery:
                 reason = "certificate-expired"
             _wait(items, reason)
             return None
+        except Problem:  # our own token could not be had: the issuer is down
+            _wait(items, IDENTITY_UNAVAILABLE)
+            return None
         except ValueError:
             _wait(items, "certificate-unusable")
             return None
@@ -436,7 +442,7 @@ class Delivery:
         try:
             async with acting_as_service("registrations"):
                 answer = await stub.GetPublicKey(central_pb2.GetPublicKeyRequest())
-        except grpc.aio.AioRpcError:
+        except (grpc.aio.AioRpcError, Problem):
             _wait(items, "central-key-unavailable")
             return None
         self._central = CentralKey.from_pem(answer.public_key_pem.encode())
@@ -473,8 +479,13 @@ class Delivery:
                     # Pseudonymisation took the identifiers; the central side did not.
                     for o in group:
                         o.failure = "central-unavailable"
-                else:
+                elif problem.status >= 500:
                     _wait(group, "pseudonymisation-unavailable")
+                else:  # refused the call (a bug, or identities misconfigured): say which
+                    _wait(group, f"pseudonymisation-refused:{problem.slug}")
+                continue
+            except Problem:
+                _wait(group, IDENTITY_UNAVAILABLE)
                 continue
             for refused in answer.refused:
                 o = group[refused.index]
@@ -491,7 +502,7 @@ class Delivery:
                 answer = await stub.ReceiveRecords(
                     central_pb2.ReceiveRecordsRequest(records=[r for _, r in todo])
                 )
-        except grpc.aio.AioRpcError:
+        except (grpc.aio.AioRpcError, Problem):
             for o, _ in todo:
                 o.failure = "central-unavailable"
             return
@@ -721,8 +732,10 @@ class Delivery:
         try:
             async with acting_as_service("registrations"):
                 answer = await stub.GetConfirmations(central_pb2.GetConfirmationsRequest(deliveries=refs))
-        except grpc.aio.AioRpcError as exc:
-            log.info("confirmations unavailable", extra={"code": exc.code().name, "count": len(refs)})
+        except (grpc.aio.AioRpcError, Problem) as exc:
+            log.info(
+                "confirmations unavailable", extra={"error_type": type(exc).__name__, "count": len(refs)}
+            )
             return set()
         return {(c.technical_id, c.version) for c in answer.confirmations if c.confirmed}
 
