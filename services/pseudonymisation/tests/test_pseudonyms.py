@@ -171,7 +171,13 @@ def test_the_batch_fast_path_and_the_general_path_agree() -> None:
     assert [(r.technical_id, r.rule) for r in refused] == [("bad-check", "ssin"), ("letters", "ssin")]
     assert list(halves.technical_ids) == ["plain", "dotted", "after"]
     p = [halves.pseudonyms[i : i + 32] for i in range(0, len(halves.pseudonyms), 32)]
-    assert p[0] == p[1] == p[2] == ssin_pseudonym(h, SSIN) == hmac.digest(h_key(), b"ssin:" + SSIN.encode(), "sha256")
+    assert (
+        p[0]
+        == p[1]
+        == p[2]
+        == ssin_pseudonym(h, SSIN)
+        == hmac.digest(h_key(), b"ssin:" + SSIN.encode(), "sha256")
+    )
 
 
 def h_key() -> bytes:
