@@ -145,19 +145,6 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("PUT", "/sim/receiver"): Expect(
         Action.REGISTRATION_REVIEW, tenant=False, body=lambda _: {"mode": "accept"}, note="the operator only"
     ),
-    # registrations: delivery to the central platform
-    ("GET", "/api/v1/registrations/{registration_id}/delivery"): Expect(
-        Action.REGISTRATION_READ, note="404 for allowed callers before the first submission"
-    ),
-    ("GET", "/api/v1/deliveries"): Expect(Action.REGISTRATION_READ),
-    ("GET", "/api/v1/operator/deliveries"): Expect(
-        Action.REGISTRATION_REVIEW, tenant=False, note="the operator only (no organisation role has this action)"
-    ),
-    # sim: the stand-in central receiver's switches (never deployed to production)
-    ("GET", "/sim/receiver"): Expect(Action.REGISTRATION_REVIEW, tenant=False, note="the operator only"),
-    ("PUT", "/sim/receiver"): Expect(
-        Action.REGISTRATION_REVIEW, tenant=False, body=lambda _: {"mode": "accept"}, note="the operator only"
-    ),
     # HD4DP v2-compatible proxy
     ("GET", "/proxy/api/organizations"): Expect(authenticated=True),
     ("GET", "/proxy/api/dcd/menu/structure"): Expect(Action.CATALOGUE_READ, tenant=False),
