@@ -232,18 +232,39 @@ async def test_receiver_down_for_three_days_goes_nok_after_48_hours_then_ok_afte
     assert len(records) == 1 and len(halves) == 1
 
 
-async def test_a_dropped_delivery_is_resent_without_a_second_record(central: Central) -> None:
+async def test_a_delivery_lost_on_the_way_is_resent_after_48_hours_without_a_second_record(
+    central: Central,
+) -> None:
+    central.behave(Mode.DROP)  # accepted, never kept: no confirmation will come
     reg_id = await central.submit()
     central.start()
-    await central.settle()  # sent and kept
+    await central.settle()
     tid = await central.technical_id(reg_id)
-    central.behave(Mode.DROP, delay=0)
-    central.behave(Mode.ACCEPT, delay=72 * 3600)  # the receiver is slow to confirm: NOK, resends
-    await central.run_for(60)
-    assert (await central.delivery_of(reg_id))["state"] == "nok"
+    assert (await central.at_receiver(tid)) == ([], [])
+    d = await central.delivery_of(reg_id)
+    assert (d["state"], d["attempts"], d["reason"]) == ("pending", 1, None)  # sent, as far as hdhub can tell
+    await central.run_for(51)
+    d = await central.delivery_of(reg_id)
+    assert d["state"] == "nok" and d["attempts"] >= 2  # resent at once when it turned NOK
+    central.behave(Mode.ACCEPT)
     await central.run_for(15)
+    assert (await central.registration(reg_id))["status_confirmation"] == "ok"
     records, halves = await central.at_receiver(tid)
-    assert len(records) == 1 and records[0].receipts >= 2  # resent, one record
+    assert (len(records), len(halves)) == (1, 1)
+
+
+async def test_a_slow_confirmation_turns_nok_and_the_resends_leave_one_record(central: Central) -> None:
+    reg_id = await central.submit()
+    central.behave(Mode.ACCEPT, delay=72 * 3600)  # kept at once, confirmed three days later
+    central.start()
+    await central.settle()
+    tid = await central.technical_id(reg_id)
+    await central.run_for(51)
+    assert (await central.delivery_of(reg_id))["state"] == "nok"
+    await central.run_for(24)
+    records, halves = await central.at_receiver(tid)
+    assert len(records) == 1 and records[0].receipts >= 2  # resent, still one record
+    assert len(halves) == 1 and halves[0].receipts >= 2
     assert (await central.registration(reg_id))["status_confirmation"] == "ok"
 
 
