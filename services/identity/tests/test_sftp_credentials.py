@@ -3,11 +3,18 @@ managed by the organisation's managers, checked over gRPC by the intake service 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import grpc
 import pytest
 
+from hdhub.common.db import Database
 from hdhub.common.grpc import channel
 from hdhub.common.service_auth import acting_as_service
+from hdhub.identity.directory import Directory
+from hdhub.identity.mail import Mailer
+from hdhub.identity.service import MIGRATIONS
 from hdhub.proto.identity.v1 import identity_pb2 as pb
 from hdhub.proto.identity.v1 import identity_pb2_grpc as pb_grpc
 from tests.support.stack import Stack
@@ -90,3 +97,48 @@ async def test_repeated_wrong_passwords_lock_the_login(stack: Stack) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as locked:  # even the right password, while locked
         await verify(created["username"], created["password"])
     assert locked.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+@pytest.fixture(params=["embedded", "keycloak"])
+async def directory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Directory]:
+    """The administration rules over either backend, on identity's own database."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'identity.db'}", migrations=MIGRATIONS)
+    await db.migrate()
+    if request.param == "embedded":
+        from hdhub.identity.embedded import EmbeddedBackend
+
+        yield Directory(EmbeddedBackend(db), db, Mailer(host=None))
+    else:
+        from hdhub.identity.keycloak_backend import KeycloakBackend
+        from tests.keycloak_standin.app import StandinServer
+
+        with StandinServer() as standin:
+            backend = KeycloakBackend.connect(
+                server_url=standin.url,
+                realm="hdhub",
+                client_id=standin.realm.admin_client,
+                client_secret=standin.realm.admin_secret,
+            )
+            yield Directory(backend, db, Mailer(host=None))
+    await db.dispose()
+
+
+async def test_sftp_logins_live_in_identitys_database_whichever_backend_holds_accounts(
+    directory: Directory,
+) -> None:
+    import random
+
+    from hdhub.common.auth import Membership, Principal, Role
+    from hdhub.identity.nihdi import check_digits
+
+    base = f"{random.randrange(100000, 999999)}"
+    org = await directory.backend.create_organisation(title="Lab", nihdi_number=base + check_digits(base))
+    manager = Principal(
+        "m", "m@lab.test", None, False, {org.id: Membership(org.id, "Lab", None, frozenset({Role.MANAGER}))}
+    )
+    login, password = await directory.create_sftp_credential(manager, org.id, username=None, name="drop")
+    assert login.username.startswith(f"{org.id}-sftp-")
+    verified = await directory.verify_sftp_password(login.username, password)
+    assert verified is not None and verified.organisation_id == org.id
+    assert await directory.verify_sftp_password(login.username, "wrong") is None
+    assert [c.username for c in await directory.sftp_credentials(manager, org.id)] == [login.username]
