@@ -63,9 +63,10 @@ lint: install ## ruff and mypy
 	$(BIN)/ruff format --check . || true
 	$(BIN)/mypy libs/common/src services/*/src src
 
-bench: install services ## Benchmarks; each prints a ratio against a baseline measured in the same run
+bench: install services openssh ## Benchmarks; each prints a ratio against a baseline measured in the same run
 	$(BIN)/python bench/bench_submissions.py
 	$(BIN)/python bench/bench_validation.py
+	$(BIN)/python bench/bench_sftp.py
 
 clean: ## Remove local state (var/) and caches
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
