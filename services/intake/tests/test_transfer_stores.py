@@ -113,3 +113,66 @@ async def test_a_store_failing_midway_is_told_plainly_and_nothing_is_kept(files:
     assert "secret" not in refused.value.message
     await transfer.abort(refused.value.rule, refused.value.message)
     assert transfer.row.state == "aborted" and await objects(files, transfer.row.object_key) == []
+
+
+async def test_sftp_into_s3_with_a_real_client(
+    s3_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """paramiko -> our SFTP server -> moto's S3: one object with its SHA-256 after the move to
+    Finished; a cut connection leaves none (identity's password check is replaced here: it
+    is tested against the real identity service in test_sftp)."""
+    import asyncio
+    import io
+    import socket
+
+    import paramiko
+
+    from hdhub.intake import sftp
+
+    async def verify(username: str, password: str, address: str) -> str | None:
+        return "lab-demo" if (username, password) == ("s3-login", "s3-password") else None
+
+    monkeypatch.setattr(sftp, "verify_password", verify)
+    store = open_store(s3_url)
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'intake.db'}", migrations=MIGRATIONS)
+    await db.migrate()
+    files = Files(db, store, IntakeSettings(database_url="sqlite://"))
+    server = await sftp.start_sftp(files, host="127.0.0.1", port=0, key_path=tmp_path / "host_key")
+    data = vcf(rows=20_000)
+    try:
+
+        def send() -> None:
+            transport = paramiko.Transport(("127.0.0.1", server.get_port()))
+            transport.connect(username="s3-login", password="s3-password")
+            client = paramiko.SFTPClient.from_transport(transport)
+            assert client is not None
+            client.putfo(io.BytesIO(data), "/NGS/s3.vcf")
+            client.rename("/NGS/s3.vcf", "/NGS/Finished/s3.vcf")
+            cut = client.open("/NGS/cut.vcf", "w")
+            cut.write(data)
+            cut.flush()
+            sock = transport.sock
+            assert isinstance(sock, socket.socket)
+            sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+        await asyncio.to_thread(send)
+        listing = await files.listing("lab-demo", limit=10)
+        by_name = {f.filename: f for f in listing.files}
+        delivered = by_name["s3.vcf"]
+        assert delivered.state == "accepted" and delivered.sha256 == hashlib.sha256(data).hexdigest()
+        stored = await store.stat(delivered.object_key)
+        assert stored is not None and stored.size == len(data) and stored.sha256 == delivered.sha256
+
+        async def cut_aborted() -> bool:
+            rows = {f.filename: f for f in (await files.listing("lab-demo", limit=10)).files}
+            return rows["cut.vcf"].state == "aborted"
+
+        from services.intake.tests.support import eventually
+
+        await eventually(cut_aborted)
+        cut_row = {f.filename: f for f in (await files.listing("lab-demo", limit=10)).files}["cut.vcf"]
+        assert await objects(files, cut_row.object_key) == []
+    finally:
+        server.close()
+        await db.dispose()
