@@ -4,6 +4,7 @@ come back as it went in, on both engines."""
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -126,13 +127,16 @@ async def test_rows_past_one_copy_chunk(db: Database) -> None:
     assert sorted(i for _, [i] in got) == list(range(600))
 
 
-def test_new_ids_are_version_4_uuids_and_distinct() -> None:
+def test_new_ids_are_time_ordered_uuids_and_distinct() -> None:
     ids = new_ids(5000)
     assert len(set(ids)) == 5000
     for value in ids[:200]:
-        assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", value)
-        assert uuid.UUID(value).version == 4
+        assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", value)
+        assert uuid.UUID(value).version == 7
         assert str(uuid.UUID(value)) == value
+    assert new_ids(1, millis=1_000_001)[0] > new_ids(3, millis=1_000_000)[2]  # batches sort by time
+    millis = int(ids[0].replace("-", "")[:12], 16)
+    assert abs(millis / 1000 - time.time()) < 60
 
 
 async def test_constants_are_cells_every_row_has(db: Database) -> None:

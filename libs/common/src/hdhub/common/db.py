@@ -14,6 +14,7 @@ import asyncio
 import json
 import math
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -131,20 +132,32 @@ def _run_after_commit(session: AsyncSession) -> None:
         callback()
 
 
-def new_ids(count: int) -> list[str]:
-    """``count`` random (version 4) UUIDs as strings, from one read of the OS's random
-    source: what ``new_id`` gives, at a fraction of the cost for the thousands of ids of
-    a batch."""
-    raw = os.urandom(16 * count).hex()
+def new_ids(count: int, *, millis: int | None = None) -> list[str]:
+    """``count`` new ids for rows inserted together: time-ordered UUIDs (version 7, RFC
+    9562: 48 bits of Unix milliseconds, then random bits), from one read of the OS's
+    random source.
+
+    Ids of one batch sort together, so the B-tree indexes they go into (the primary key,
+    history and jobs by registration) are appended to instead of written all over: with
+    random ids a million-row upload spent its time in PostgreSQL paging index leaves once
+    they outgrew its buffers. They look like any other id (36 characters)."""
+    if millis is None:
+        millis = time.time_ns() // 1_000_000
+    raw = os.urandom(10 * count)
     ids = []
-    for i in range(0, 32 * count, 32):
-        h = raw[i : i + 32]
-        # version nibble 4; variant bits 10xx
-        ids.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}")
+    for i in range(count):
+        rand = int.from_bytes(raw[10 * i : 10 * i + 10], "big")  # 80 random bits
+        value = (
+            (millis & 0xFFFF_FFFF_FFFF) << 80
+            | 0x7 << 76
+            | (rand >> 68) << 64  # 12 bits
+            | 0b10 << 62
+            | rand & 0x3FFF_FFFF_FFFF_FFFF  # 62 bits
+        )
+        h = f"{value:032x}"
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
     return ids
 
-
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 # Text-format COPY: backslash, newline, carriage return and tab are escaped; NULL is \N.
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
