@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
@@ -39,6 +39,7 @@ __all__ = [
     "refresh_domain_metrics",
     "register_domain_metrics",
     "serve_metrics",
+    "set_gauge",
 ]
 
 log = logging.getLogger("hdhub.metrics")
@@ -150,9 +151,15 @@ def http_metrics_middleware(app: FastAPI, service: str) -> None:
 # from the database by the service that owns it, just before a scrape and at most every
 # DOMAIN_REFRESH_SECONDS, so a scrape never waits on more than one query per service.
 DOMAIN_REFRESH_SECONDS = 15.0
-JOBS = Gauge("hdhub_jobs", "Background jobs by service, kind and status (queued, running, parked)", ["service", "kind", "status"])
+JOBS = Gauge(
+    "hdhub_jobs",
+    "Background jobs by service, kind and status (queued, running, parked)",
+    ["service", "kind", "status"],
+)
 JOB_BACKLOG_AGE = Gauge(
-    "hdhub_job_backlog_age_seconds", "Age of the oldest due job not yet done, by service and kind", ["service", "kind"]
+    "hdhub_job_backlog_age_seconds",
+    "Age of the oldest due job not yet done, by service and kind",
+    ["service", "kind"],
 )
 _refreshers: dict[str, Callable[[], Awaitable[None]]] = {}
 _refreshed_at: dict[str, float] = {}
@@ -201,16 +208,29 @@ async def job_metrics(service: str, db: Any, model: Any) -> None:
                 .group_by(model.kind)
             )
         ).all()
-    for labels in [m for m in JOBS.collect()[0].samples if m.labels.get("service") == service]:
-        JOBS.labels(service, labels.labels["kind"], labels.labels["status"]).set(0)
-    for kind, status, n in counts:
-        JOBS.labels(service, kind, status).set(n)
     now = utcnow()
-    for sample in [m for m in JOB_BACKLOG_AGE.collect()[0].samples if m.labels.get("service") == service]:
-        JOB_BACKLOG_AGE.labels(service, sample.labels["kind"]).set(0)
-    for kind, first in oldest:
-        if first is not None:
-            JOB_BACKLOG_AGE.labels(service, kind).set(max(0.0, (now - first).total_seconds()))
+    set_gauge(JOBS, {(service, kind, status): n for kind, status, n in counts}, scope=(service,))
+    ages: dict[tuple[str, ...], float] = {
+        (service, str(kind)): max(0.0, (now - first).total_seconds())
+        for kind, first in oldest
+        if first is not None
+    }
+    set_gauge(JOB_BACKLOG_AGE, ages, scope=(service,))
+
+
+_seen: dict[int, set[tuple[str, ...]]] = {}
+
+
+def set_gauge(gauge: Gauge, values: Mapping[tuple[str, ...], float], *, scope: tuple[str, ...] = ()) -> None:
+    """Set a labelled gauge to ``values``; label sets set before (whose first labels are
+    ``scope``) and now absent read 0 rather than vanishing, so alerts see them recover."""
+    seen = _seen.setdefault(id(gauge), set())
+    for labels in seen:
+        if labels[: len(scope)] == scope and labels not in values:
+            gauge.labels(*labels).set(0)
+    for labels, value in values.items():
+        gauge.labels(*labels).set(value)
+        seen.add(labels)
 
 
 class _RefreshingMetrics:

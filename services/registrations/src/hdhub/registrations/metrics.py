@@ -9,7 +9,7 @@ from prometheus_client import Gauge
 from sqlalchemy import func, select
 
 from hdhub.common.db import utcnow
-from hdhub.common.metrics import job_metrics
+from hdhub.common.metrics import job_metrics, set_gauge
 from hdhub.registrations.domain.lifecycle import Confirmation, Status
 from hdhub.registrations.store import Job, Registration
 
@@ -54,15 +54,10 @@ async def refresh(service: RegistrationsService) -> None:
                 .group_by(Registration.project_code)
             )
         ).all()
-    REGISTRATIONS.clear()
-    for status, confirmation, n in counts:
-        REGISTRATIONS.labels(status, confirmation or "").set(n)
+    set_gauge(REGISTRATIONS, {(status, confirmation or ""): n for status, confirmation, n in counts})
     now = utcnow()
-    # A registry with nothing waiting shows 0 rather than vanishing (alerts see it recover).
     for gauge, rows in ((DELIVERY_BACKLOG_AGE, sending_since), (PENDING_CONFIRMATION_AGE, pending_since)):
-        ages = {registry: (now - since).total_seconds() for registry, since in rows if since is not None}
-        for sample in gauge.collect()[0].samples:
-            ages.setdefault(sample.labels["registry"], 0.0)
-        for registry, age in ages.items():
-            gauge.labels(registry).set(max(0.0, age))
+        set_gauge(
+            gauge, {(registry,): max(0.0, (now - since).total_seconds()) for registry, since in rows if since}
+        )
     await job_metrics("registrations", service.db, Job)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter, Gauge
 from sqlalchemy import func, select
 
-from hdhub.common.metrics import job_metrics
+from hdhub.common.metrics import job_metrics, set_gauge
 from hdhub.uploads.store import Job, Upload
 
 if TYPE_CHECKING:
@@ -33,7 +33,5 @@ def count_rows(counts: Mapping[str, int]) -> None:
 async def refresh(service: UploadsService) -> None:
     async with service.db.system_session() as session:
         rows = (await session.execute(select(Upload.status, func.count()).group_by(Upload.status))).all()
-    UPLOADS.clear()
-    for status, n in rows:
-        UPLOADS.labels(status).set(n)
+    set_gauge(UPLOADS, {(status,): n for status, n in rows})
     await job_metrics("uploads", service.db, Job)
