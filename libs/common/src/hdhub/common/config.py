@@ -31,6 +31,9 @@ DEFAULT_GRPC_PORTS = {
     "portal": 50067,
     "sim": 50068,
 }
+#: The central platform's receiver (healthdata.be's side), addressed as a gRPC target:
+#: ``HDHUB_GRPC_CENTRAL`` in production, the sim service when unset.
+CENTRAL = "central"
 
 
 class PlatformSettings(BaseSettings):
@@ -68,7 +71,12 @@ class PlatformSettings(BaseSettings):
 
     def grpc_target(self, service: str) -> str:
         env = os.environ.get(f"HDHUB_GRPC_{service.upper()}")
-        return env or self.grpc_targets.get(service) or f"127.0.0.1:{DEFAULT_GRPC_PORTS[service]}"
+        target = env or self.grpc_targets.get(service)
+        if target:
+            return target
+        if service == CENTRAL:  # the central platform; the sim stands in for it unless set
+            return self.grpc_target("sim")
+        return f"127.0.0.1:{DEFAULT_GRPC_PORTS[service]}"
 
     @property
     def jwks_url(self) -> str:

@@ -33,7 +33,7 @@ log = logging.getLogger("hdhub.pseudonymisation")
 register_idempotent("hdhub.pseudonymisation.v1.PseudonymisationService", ["PseudonymiseAndForward"])
 register_idempotent("hdhub.sim.v1.CentralReceiverService", ["ReceivePseudonyms"])
 
-CENTRAL = "sim"  # the service name the central receiver answers under (HDHUB_GRPC_SIM)
+CENTRAL = "central"  # HDHUB_GRPC_CENTRAL, else the sim (hdhub.common.config)
 
 
 def central_unavailable(code: str) -> Problem:

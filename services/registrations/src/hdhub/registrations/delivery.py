@@ -68,8 +68,8 @@ log = logging.getLogger("hdhub.registrations.delivery")
 
 DELIVER = "deliver"
 CONFIRM = "confirm"
-#: The gRPC service name the central platform answers under (HDHUB_GRPC_SIM locally).
-CENTRAL = "sim"
+#: The central platform's gRPC target: HDHUB_GRPC_CENTRAL, else the sim (hdhub.common.config).
+CENTRAL = "central"
 #: Why a delivery waits when registrations cannot get its own service token.
 IDENTITY_UNAVAILABLE = "service-identity-unavailable"
 SIGNED_PREFIX = b"hdhub-sealed-record-v1\x00"
