@@ -31,6 +31,8 @@ VALUES: dict[str, Any] = {
     "default": {"autoscaling": {"enabled": False}, "podDisruptionBudget": {"enabled": True}},
 }
 HPA_VALUES: dict[str, Any] = {**VALUES, "default": {"autoscaling": {"enabled": True}}}
+# The central platform's stand-in, for clusters without one (the dev overlay): its own objects.
+SIM_VALUES: dict[str, Any] = {**VALUES, "networkPolicies": {"enabled": False}, "components": {"sim": {"enabled": True}}}
 PLACES = {
     "NetworkPolicy": "components/network-policies",
     "PodDisruptionBudget": "components/pdb",
@@ -71,6 +73,9 @@ def files() -> dict[Path, str]:
         if doc["kind"] == "HorizontalPodAutoscaler" and doc not in hpas:
             continue
         grouped.setdefault(PLACES.get(doc["kind"], "base"), []).append(doc)
+    for doc in _render(SIM_VALUES):
+        if doc["metadata"]["name"].startswith("hdhub-sim") and doc["kind"] in ("Deployment", "Service", "Job"):
+            grouped.setdefault("components/sim", []).append(_strip(doc))
     out: dict[Path, str] = {}
     for place, objs in sorted(grouped.items()):
         names = []

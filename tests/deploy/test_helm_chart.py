@@ -5,7 +5,6 @@ values files and checked: lint, schema, kubernetes-validate --strict, and what t
 from __future__ import annotations
 
 import re
-
 from typing import Any
 
 import pytest
@@ -40,13 +39,13 @@ VALUES = {
 }
 # The gRPC call graph of the platform: caller -> callees.
 CALL_GRAPH = {
-    "registrations": {"identity", "pseudonymisation", "portal"},
+    "registrations": {"identity", "pseudonymisation", "portal", "sim"},
     "uploads": {"identity", "registrations"},
     "portal": {"identity", "registrations"},
     "intake": {"identity", "registrations"},
     "nippin": {"identity", "portal"},
-    "pseudonymisation": {"identity"},
-    "sim": {"identity"},
+    "pseudonymisation": {"sim"},
+    "sim": set(),
     "identity": set(),
 }
 
@@ -107,6 +106,7 @@ def test_each_service_runs_its_own_command_with_grpc_and_http_probes() -> None:
     assert {w["spec"]["template"]["spec"]["containers"][0]["args"][1] for w in workers.values()} == {
         "registrations",
         "uploads",
+        "intake",
         "nippin",
     }
     headless = by_kind(manifests, "Service")["hdhub-registrations-grpc"]
@@ -115,7 +115,9 @@ def test_each_service_runs_its_own_command_with_grpc_and_http_probes() -> None:
 
 def test_a_migration_hook_per_service_runs_before_install_and_upgrade() -> None:
     jobs = by_kind(render(), "Job")
-    assert set(jobs) == {f"hdhub-{s}-migrate" for s in ("identity", "registrations", "uploads", "portal")}
+    assert set(jobs) == {
+        f"hdhub-{s}-migrate" for s in ("identity", "registrations", "uploads", "portal", "intake")
+    }
     for name, job in jobs.items():
         assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
         args = job["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -130,18 +132,28 @@ def _routes(manifests: list[dict[str, Any]]) -> dict[str, str]:
     return {p["path"]: p["backend"]["service"]["name"].removeprefix("hdhub-") for p in paths}
 
 
-def test_the_ingress_routes_each_rest_prefix_to_its_service() -> None:
-    assert _routes(render(EVERYTHING_ON)) == {
-        "/api/v1/registrations": "registrations",
-        "/api/v1/registries": "registrations",
-        "/api/v1/dcds": "registrations",
-        "/proxy/api": "registrations",
-        "/api/v1/organisations": "identity",
-        "/realms": "identity",
-        "/api/v1/uploads": "uploads",
-        "/api/v1/certificates": "portal",
-        "/api/v1/files": "intake",
-    }
+def _service_routes() -> dict[str, str]:
+    """Every REST path each service serves, from the services' own routers."""
+    from hdhub.cli.services import SERVICES, make_service
+
+    owned: dict[str, str] = {}
+    for name in SERVICES:
+        service = make_service(name)
+        for router in service.routers():
+            for route in router.routes:
+                owned[getattr(route, "path", "")] = name
+    return owned
+
+
+def test_the_ingress_routes_every_rest_path_to_the_service_that_serves_it(tmp_path: Any, monkeypatch: Any) -> None:
+    monkeypatch.setenv("HDHUB_DATA_DIR", str(tmp_path))
+    routes = _routes(render(EVERYTHING_ON))
+    served = _service_routes()
+    assert served
+    for path, service in served.items():
+        prefixes = [p for p in routes if path == p or path.startswith(p.rstrip("/") + "/")]
+        assert prefixes, f"{path} ({service}) is not routed by the Ingress"
+        assert routes[max(prefixes, key=len)] == service, path
     # Keycloak issues the tokens: the embedded issuer's /realms is not published.
     assert "/realms" not in _routes(render(values_file("values-prod.yaml")))
 
@@ -150,6 +162,8 @@ def test_with_the_embedded_issuer_pods_fetch_its_keys_inside_the_cluster() -> No
     settings = by_kind(render(EVERYTHING_ON), "ConfigMap")["hdhub-platform"]["data"]
     assert settings["HDHUB_OIDC_ISSUER"] == "https://hdhub.example.org/realms/hdhub"
     assert settings["HDHUB_OIDC_JWKS_URL"].startswith("http://hdhub-identity:8000/realms/hdhub/")
+    # and services get their own tokens there too (workers, the drop folder, intake).
+    assert settings["HDHUB_OIDC_TOKEN_URL"] == "http://hdhub-identity:8000/realms/hdhub/protocol/openid-connect/token"
     keycloak = by_kind(render(values_file("values-prod.yaml")), "ConfigMap")["hdhub-platform"]["data"]
     assert "HDHUB_OIDC_JWKS_URL" not in keycloak
 
@@ -172,8 +186,8 @@ def _grpc_edges(manifests: list[dict[str, Any]]) -> set[tuple[str, str]]:
                 ingress.add((caller.removesuffix("-worker"), me))
         for rule in p["spec"].get("egress", []):
             for peer in rule["to"]:
-                callee = peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
-                egress.add((me, callee))
+                if "podSelector" in peer:  # (an ipBlock is the central platform, outside)
+                    egress.add((me, peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]))
     assert ingress == egress, "every allowed call is open at both ends"
     return ingress
 
@@ -196,13 +210,14 @@ def test_network_policies_follow_the_components_that_are_switched_on() -> None:
 
 
 def test_sftp_hpa_pdb_and_alerts_are_behind_their_flags() -> None:
-    off = render()
+    off = render({"components": {"intake": {"sftp": {"enabled": False}}}})
     on = render(EVERYTHING_ON)
     assert "hdhub-intake-sftp" not in by_kind(off, "Service")
     sftp = by_kind(on, "Service")["hdhub-intake-sftp"]
     assert sftp["spec"]["ports"][0]["port"] == 2222
     assert by_kind(off, "HorizontalPodAutoscaler") == {}
-    assert len(by_kind(on, "HorizontalPodAutoscaler")) == len(ALL_SERVICES)
+    # (the sim keeps its switches in memory: never more than one)
+    assert len(by_kind(on, "HorizontalPodAutoscaler")) == len(ALL_SERVICES) - 1
     assert "replicas" not in by_kind(on, "Deployment")["hdhub-registrations"]["spec"]
     assert (
         by_kind(render({"default": {"podDisruptionBudget": {"enabled": False}}}), "PodDisruptionBudget") == {}
@@ -255,3 +270,26 @@ def test_a_new_service_is_one_values_entry() -> None:
 def test_the_values_schema_refuses_mistakes(values: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmError):
         render(values)
+
+
+def test_the_central_platform_is_the_sim_in_dev_and_an_external_endpoint_in_prod() -> None:
+    dev = render(values_file("values-dev.yaml"))
+    assert "hdhub-sim" in by_kind(dev, "Deployment")
+    assert "HDHUB_GRPC_CENTRAL" not in by_kind(dev, "ConfigMap")["hdhub-platform"]["data"]
+    prod = render(values_file("values-prod.yaml"))
+    assert "hdhub-sim" not in by_kind(prod, "Deployment")
+    data = by_kind(prod, "ConfigMap")["hdhub-platform"]["data"]
+    assert data["HDHUB_GRPC_CENTRAL"] == "dns:///receiver.central.example.org:443"
+    policies = by_kind(prod, "NetworkPolicy")
+    for name in ("hdhub-registrations", "hdhub-registrations-worker", "hdhub-pseudonymisation"):
+        cidrs = [
+            block["ipBlock"]["cidr"]
+            for rule in policies[name]["spec"].get("egress", [])
+            for block in rule["to"]
+            if "ipBlock" in block
+        ]
+        assert cidrs == ["198.51.100.0/24"], name
+    for name in ("hdhub-uploads", "hdhub-intake", "hdhub-portal"):
+        assert not any(
+            "ipBlock" in block for rule in policies[name]["spec"].get("egress", []) for block in rule["to"]
+        ), name

@@ -82,3 +82,10 @@ def test_dev_runs_one_replica_in_development_and_prod_adds_the_policies() -> Non
         for c in d["spec"]["template"]["spec"]["containers"]
     }
     assert images == {"registry.example.org/hdhub/hdhub:0.1.0"}
+    # The central platform: its address, and egress to it from the two services that deliver.
+    assert by_kind(prod, "ConfigMap")["hdhub-platform"]["data"]["HDHUB_GRPC_CENTRAL"].startswith("dns:///")
+    policies = by_kind(prod, "NetworkPolicy")
+    for name in ("hdhub-registrations", "hdhub-registrations-worker", "hdhub-pseudonymisation"):
+        blocks = [peer for rule in policies[name]["spec"]["egress"] for peer in rule["to"] if "ipBlock" in peer]
+        assert blocks == [{"ipBlock": {"cidr": "198.51.100.0/24"}}], name
+    assert "hdhub-sim" in by_kind(dev, "Deployment") and "hdhub-sim" not in by_kind(prod, "Deployment")

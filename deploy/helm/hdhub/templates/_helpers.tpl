@@ -143,6 +143,11 @@ HDHUB_OIDC_AUDIENCE: {{ $p.oidc.audience | quote }}
 {{- if $p.oidc.embedded }}
 {{- /* Keys from identity inside the cluster: the public URL may not be reachable from pods. */}}
 HDHUB_OIDC_JWKS_URL: {{ printf "http://%s-identity:%v/realms/hdhub/protocol/openid-connect/certs" (include "hdhub.fullname" .) (.Values.components.identity.ports | default .Values.default.ports).http | quote }}
+HDHUB_OIDC_TOKEN_URL: {{ printf "http://%s-identity:%v/realms/hdhub/protocol/openid-connect/token" (include "hdhub.fullname" .) (.Values.components.identity.ports | default .Values.default.ports).http | quote }}
+{{- end }}
+{{- with .Values.centralPlatform.target }}
+{{- /* The central platform's receiver; unset, the sim component stands in (dev, tests). */}}
+HDHUB_GRPC_CENTRAL: {{ . | quote }}
 {{- end }}
 {{- end -}}
 

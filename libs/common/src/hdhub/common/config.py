@@ -53,6 +53,9 @@ class PlatformSettings(BaseSettings):
     # OIDC: Keycloak in production; the embedded issuer (identity service) otherwise.
     oidc_issuer: str = "http://127.0.0.1:8000/realms/hdhub"
     oidc_jwks_url: str | None = None
+    #: Where services get their own tokens (client credentials); default the issuer's.
+    #: In a cluster with the embedded issuer, identity's in-cluster address.
+    oidc_token_url: str | None = None
     oidc_audience: str = "hdhub"
     jwks_cache_seconds: int = 300
     redis_url: str | None = None
@@ -77,6 +80,10 @@ class PlatformSettings(BaseSettings):
         if service == CENTRAL:  # the central platform; the sim stands in for it unless set
             return self.grpc_target("sim")
         return f"127.0.0.1:{DEFAULT_GRPC_PORTS[service]}"
+
+    @property
+    def token_url(self) -> str:
+        return self.oidc_token_url or f"{self.oidc_issuer}/protocol/openid-connect/token"
 
     @property
     def jwks_url(self) -> str:

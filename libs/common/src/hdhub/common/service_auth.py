@@ -71,7 +71,7 @@ class ServiceTokens:
         }
         try:
             async with httpx.AsyncClient(timeout=10.0, transport=transport) as client:
-                response = await client.post(f"{s.oidc_issuer}/protocol/openid-connect/token", data=form)
+                response = await client.post(s.token_url, data=form)
         except httpx.HTTPError as exc:
             raise Problem(503, "issuer-unavailable", "The identity provider cannot be reached") from exc
         if response.status_code != 200:
