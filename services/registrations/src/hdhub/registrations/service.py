@@ -658,7 +658,7 @@ async def upsert_batch(
 _LIVE_BY_KEYS = text(
     "SELECT r.* FROM unnest(CAST(:keys AS varchar[])) AS k(key) CROSS JOIN LATERAL ("
     " SELECT * FROM registrations WHERE organisation_id = :organisation_id AND dcd_code = :dcd_code"
-    " AND business_key = k.key AND status <> :deleted LIMIT 1) AS r"
+    f" AND business_key = k.key AND status <> '{Status.DELETED.value}' LIMIT 1) AS r"
 ).columns(*Registration.__table__.columns)
 
 
@@ -671,12 +671,14 @@ def _live_by_keys(postgres: bool, organisation_id: str, dcd_code: str, keys: Seq
     organisation and DCD in the unique index and filtered the keys, once per batch, so
     each batch cost more than the one before (measured: 1 to 16 s per look-up at 600k
     registrations). ``LIMIT 1`` (one live registration per key: the unique index) keeps
-    the planner from flattening the per-key look-up into that scan again."""
+    the planner from flattening the per-key look-up into that scan again, and the status
+    is a literal, not a parameter: only then may a prepared (generic) plan use the partial
+    unique index, whose predicate is ``status <> 'deleted'``."""
     if postgres:
         return (
             select(Registration)
             .from_statement(_LIVE_BY_KEYS)
-            .params(keys=list(keys), organisation_id=organisation_id, dcd_code=dcd_code, deleted=Status.DELETED.value)
+            .params(keys=list(keys), organisation_id=organisation_id, dcd_code=dcd_code)
         )
     return select(Registration).where(
         Registration.organisation_id == organisation_id,
