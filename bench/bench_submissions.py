@@ -586,7 +586,16 @@ async def bench_hdhub(
         HDHUB_REGISTRATIONS_GRPC_BIND=f"127.0.0.1:{grpc_registrations}",
         HDHUB_GRPC_IDENTITY=f"127.0.0.1:{grpc_identity}",
         HDHUB_GRPC_REGISTRATIONS=f"127.0.0.1:{grpc_registrations}",
+        # Never the SFTP port of a `make run` on the same machine.
+        HDHUB_INTAKE_SFTP_PORT=str(free_port()),
     )
+    from hdhub.cli.services import SERVICES
+
+    for name in SERVICES:  # every other service on free ports too
+        if name not in ("identity", "registrations"):
+            env[f"HDHUB_{name.upper()}_GRPC_BIND"] = env[f"HDHUB_GRPC_{name.upper()}"] = (
+                f"127.0.0.1:{free_port()}"
+            )
     if databases is not None:
         env["HDHUB_IDENTITY_DATABASE_URL"] = databases.create("identity")
         env["HDHUB_REGISTRATIONS_DATABASE_URL"] = databases.create("registrations")

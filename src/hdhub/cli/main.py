@@ -11,7 +11,9 @@ import typer
 
 from hdhub.cli.services import SERVICES, Platform
 
-app = typer.Typer(help="hdhub: deliver hospital and laboratory data to health registries.", no_args_is_help=True)
+app = typer.Typer(
+    help="hdhub: deliver hospital and laboratory data to health registries.", no_args_is_help=True
+)
 
 Host = Annotated[str, typer.Option(help="Address to serve HTTP on")]
 Port = Annotated[int, typer.Option(help="Port to serve HTTP on")]
@@ -47,7 +49,7 @@ def _roles(roles: dict[str, tuple[str, ...]]) -> str:
 
 
 def _banner(host: str, port: int) -> None:
-    from hdhub.identity.seed import ACCOUNTS, CLIENTS
+    from hdhub.identity.seed import ACCOUNTS, CLIENTS, SFTP_LOGINS
 
     base = f"http://{host}:{port}"
     lines = [
@@ -58,6 +60,8 @@ def _banner(host: str, port: int) -> None:
         *[f"  {a.username:28} {a.password:16} {_roles(a.roles) or 'operator'}" for a in ACCOUNTS],
         "Demo hospital systems (client_credentials):",
         *[f"  {c.client_id:28} {c.secret:16} organisation {c.organisation_id}" for c in CLIENTS],
+        f"SFTP (port {_sftp_port()}, move files into Finished/ when complete):",
+        *[f"  {lg.username:28} {lg.password:16} organisation {lg.organisation_id}" for lg in SFTP_LOGINS],
         f"Drop folder (HD_DCD_submcsv_HDBPnnnn_ABBREV_version_date.csv): {_dropfolder()}/<organisation>/",
         "",
     ]
@@ -68,6 +72,12 @@ def platform_settings() -> Any:
     from hdhub.common.config import platform
 
     return platform()
+
+
+def _sftp_port() -> int:
+    from hdhub.intake.settings import IntakeSettings
+
+    return IntakeSettings().resolved_sftp_port()
 
 
 def _dropfolder() -> str:
@@ -99,7 +109,9 @@ def run(
         seed=everything if demo is None else demo,
         workers=everything,
     )
-    config = uvicorn.Config(platform.app(), host=host, port=port, log_config=None, access_log=True, lifespan="on")
+    config = uvicorn.Config(
+        platform.app(), host=host, port=port, log_config=None, access_log=True, lifespan="on"
+    )
     server = uvicorn.Server(config)
     if everything or demo:
         original = server.startup
@@ -131,7 +143,11 @@ def worker(service: Annotated[str, typer.Argument(help="The service whose backgr
         if settings.metrics_port:  # a worker has no HTTP edge: /metrics on a port of its own
             from hdhub.common.metrics import serve_metrics
 
-            tasks.append(asyncio.create_task(serve_metrics(settings.metrics_host, settings.metrics_port, platform._stop)))
+            tasks.append(
+                asyncio.create_task(
+                    serve_metrics(settings.metrics_host, settings.metrics_port, platform._stop)
+                )
+            )
         await asyncio.gather(*tasks)
         await platform.stop()
 
