@@ -854,13 +854,18 @@ def _substr(value: object, start: object, end: object = None) -> str:
     first = xpath_number(start)
     if math.isnan(first):
         return ""
-    begin = max(0, int(first))
+    begin = int(max(0.0, min(first, len(text))))  # clamped first: infinities have no int
     if end is None:
         return text[begin:]
     last = xpath_number(end)
     if math.isnan(last):
         return ""
-    return text[begin : max(begin, int(min(last, len(text))))]
+    return text[begin : max(begin, int(max(min(last, len(text)), 0)))]
+
+
+def _round_position(x: float) -> float:
+    """XPath's round() for positions: infinities stay infinite (floor would raise)."""
+    return x if math.isinf(x) else math.floor(x + 0.5)
 
 
 def _substring(value: object, start: object, length: object = None) -> str:
@@ -869,14 +874,16 @@ def _substring(value: object, start: object, length: object = None) -> str:
     first = xpath_number(start)
     if math.isnan(first):
         return ""
-    first = math.floor(first + 0.5)
+    first = _round_position(first)
     if length is None:
         last = math.inf
     else:
         count = xpath_number(length)
         if math.isnan(count):
             return ""
-        last = first + math.floor(count + 0.5)
+        last = first + _round_position(count)
+        if math.isnan(last):  # -inf + inf: XPath gives NaN, and no character is selected
+            return ""
     return "".join(c for i, c in enumerate(text, start=1) if first <= i < last)
 
 
