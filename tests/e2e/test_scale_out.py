@@ -24,6 +24,18 @@ from tests.e2e.conftest import hdhub_process
 from tests.support.samples import record
 from tests.support.stack import create_database, drop_database, free_port
 
+_taken: set[int] = set()
+
+
+def port() -> int:
+    """A free port no other process of this cluster was given (free_port alone may hand the
+    same one out twice before anything binds it)."""
+    while (candidate := free_port()) in _taken:
+        pass
+    _taken.add(candidate)
+    return candidate
+
+
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 REPLICATED = ("registrations", "uploads")  # two serving processes each
 WORKERS = {"registrations": 2, "uploads": 2}
@@ -52,7 +64,7 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, s3_url: str) -> Iterator[Cluster]:
     data = Path(tmp_path_factory.mktemp("cluster"))
-    identity_port = free_port()
+    identity_port = port()
     issuer = f"http://127.0.0.1:{identity_port}/realms/hdhub"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("HDHUB_", "OTEL_"))},
@@ -63,7 +75,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_url: str) -> Iterator[C
         "HDHUB_OBJECT_STORE_URL": s3_url,
         "HDHUB_SERVICE_CLIENT_SECRET": uuid.uuid4().hex,
         "HDHUB_IDENTITY_LOGIN_KEY_PREFIX": f"hdhub:test:{uuid.uuid4().hex}:login",
-        "HDHUB_INTAKE_SFTP_PORT": str(free_port()),
+        "HDHUB_INTAKE_SFTP_PORT": str(port()),
         "HDHUB_UPLOADS_DROPFOLDER_ENABLED": "false",
         "HDHUB_LOG_LEVEL": "INFO",
     }
@@ -75,7 +87,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_url: str) -> Iterator[C
         names.append(db)
         env[f"HDHUB_{service.upper()}_DATABASE_URL"] = url = create_database(db)
         cluster.databases[service] = url.replace("postgresql+psycopg://", "postgresql://")
-        binds[service] = [f"127.0.0.1:{free_port()}" for _ in range(2 if service in REPLICATED else 1)]
+        binds[service] = [f"127.0.0.1:{port()}" for _ in range(2 if service in REPLICATED else 1)]
         # A static list of addresses: the client balances round-robin over them, as over
         # the addresses a headless Service resolves to.
         env[f"HDHUB_GRPC_{service.upper()}"] = "ipv4:" + ",".join(binds[service])
@@ -86,22 +98,22 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_url: str) -> Iterator[C
             starting: list[tuple[int, Path]] = []
             for service in SERVICES:
                 for i, bind in enumerate(binds[service]):
-                    port = free_port() if service != "identity" else identity_port
+                    http = port() if service != "identity" else identity_port
                     own = {**env, f"HDHUB_{service.upper()}_GRPC_BIND": bind}
                     log = data / f"{service}-{i}.log"
-                    stack.enter_context(hdhub_process(["run", service, "--port", str(port)], own, log))
-                    starting.append((port, log))
-                    cluster.rest.setdefault(service, []).append(f"http://127.0.0.1:{port}")
+                    stack.enter_context(hdhub_process(["run", service, "--port", str(http)], own, log))
+                    starting.append((http, log))
+                    cluster.rest.setdefault(service, []).append(f"http://127.0.0.1:{http}")
             for service, count in WORKERS.items():
                 for i in range(count):
-                    metrics_port = free_port()
+                    metrics_port = port()
                     own = {**env, "HDHUB_METRICS_PORT": str(metrics_port), "HDHUB_METRICS_HOST": "127.0.0.1"}
                     stack.enter_context(
                         hdhub_process(["worker", service], own, data / f"{service}-worker-{i}.log")
                     )
                     cluster.worker_metrics.append(f"http://127.0.0.1:{metrics_port}/metrics")
-            for port, log in starting:
-                wait_healthy(port, log)
+            for http, log in starting:
+                wait_healthy(http, log)
             yield cluster
         finally:
             stack.close()

@@ -32,7 +32,6 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform,
             "OTEL_BSP_SCHEDULE_DELAY": "100",
             # Start-up (migrations, seeding) makes thousands of SQL spans: none may be dropped.
             "OTEL_BSP_MAX_QUEUE_SIZE": "200000",
-            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "2048",
         }
         os.environ.pop("OTEL_SDK_DISABLED", None)
         with run_all(Path(tmp_path_factory.mktemp("traced")), **env) as platform:

@@ -68,7 +68,11 @@ class Receiver(pb_grpc.TraceServiceServicer):
 @contextmanager
 def otlp_receiver() -> Iterator[Receiver]:
     receiver = Receiver()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    # A batch of spans with SQL statements easily passes gRPC's default 4 MB: take up to 256 MB.
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=4),
+        options=[("grpc.max_receive_message_length", 256 * 1024 * 1024)],
+    )
     pb_grpc.add_TraceServiceServicer_to_server(receiver, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
