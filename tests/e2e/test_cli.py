@@ -16,7 +16,12 @@ ROOT = Path(__file__).resolve().parents[2]
 def hdhub(*args: str, data: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HDHUB_")} | {"HDHUB_DATA_DIR": str(data)}
     return subprocess.run(
-        [sys.executable, "-m", "hdhub.cli.main", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "hdhub.cli.main", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

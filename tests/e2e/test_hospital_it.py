@@ -28,7 +28,12 @@ def test_openapi_documents_every_api(platform: Platform) -> None:
         spec = c.get("/openapi.json").json()
         assert c.get("/docs").status_code == 200
     paths = set(spec["paths"])
-    assert {"/api/v1/registrations", "/proxy/api/dcd/payload/submit", "/proxy/api/dcd/menu/structure", "/api/v1/registries"} <= paths
+    assert {
+        "/api/v1/registrations",
+        "/proxy/api/dcd/payload/submit",
+        "/proxy/api/dcd/menu/structure",
+        "/api/v1/registries",
+    } <= paths
     assert "/realms/hdhub/protocol/openid-connect/token" in paths
 
 
@@ -47,7 +52,9 @@ def test_hospital_system_registers_and_follows_a_pci_hospitalisation(platform: P
         menu = c.get("/proxy/api/dcd/menu/structure").json()
         angio = next(p for p in menu if p["projectId"] == "HDBP0012")
         dcd = next(d for d in angio["dcds"] if d["dcdCode"] == "ANGIO_HOSP_PCI")
-        definition = c.get(f"/proxy/api/dcd/payload/definition?dcd-id={dcd['dcdId']}&dcd-version-id=latest").json()
+        definition = c.get(
+            f"/proxy/api/dcd/payload/definition?dcd-id={dcd['dcdId']}&dcd-version-id=latest"
+        ).json()
         assert any(f["technical_name"] == "DT_PCI" and f["repeat"]["max"] >= 2 for f in definition["fields"])
 
         values = record("ANGIO_HOSP_PCI")
@@ -75,7 +82,10 @@ def test_hospital_system_registers_and_follows_a_pci_hospitalisation(platform: P
         r = c.post(SUBMIT, json={**values, "MS_WEIGHT": "79.0"})
         assert r.status_code == 202 and r.json()["registrationId"] == accepted["registrationId"]
         history = c.get(f"/api/v1/registrations/{accepted['registrationId']}/history").json()
-        assert [h["action"] for h in history][:2] == ["create", "submit"] and history[-1]["action"] in ("resubmit", "processed")
+        assert [h["action"] for h in history][:2] == ["create", "submit"] and history[-1]["action"] in (
+            "resubmit",
+            "processed",
+        )
 
 
 def test_another_organisation_cannot_see_or_write(platform: Platform) -> None:
@@ -96,7 +106,9 @@ def test_no_patient_identifier_reaches_the_log(platform: Platform) -> None:
         c.post(SUBMIT, json={**values, "DT_PAT_DOB": "not a date"})
     time.sleep(0.5)
     text = platform.log.read_text()
-    records = [json.loads(line) for line in text.splitlines() if line.startswith("{")]  # every log line is JSON
+    records = [
+        json.loads(line) for line in text.splitlines() if line.startswith("{")
+    ]  # every log line is JSON
     submits = [r for r in records if r.get("http_path") == "/proxy/api/dcd/payload/submit"]
     assert submits and all(r["trace_id"] and r["span_id"] for r in submits)  # access lines carry trace ids
     assert not any("organization-id" in r["message"] for r in submits)  # query strings are never logged

@@ -56,7 +56,11 @@ class Stack:
             return self._tokens[username]
         client = next((c for c in CLIENTS if c.client_id == username), None)
         if client is not None:
-            form = {"grant_type": "client_credentials", "client_id": client.client_id, "client_secret": client.secret}
+            form = {
+                "grant_type": "client_credentials",
+                "client_id": client.client_id,
+                "client_secret": client.secret,
+            }
         else:
             account = next(a for a in ACCOUNTS if a.username == username)
             form = {
@@ -107,7 +111,12 @@ async def running_stack(backend: str, tmp_path: Any, *, workers: bool = True) ->
     app = stack_platform.app()
     transport = httpx.ASGITransport(app=app)
     auth.set_verifier(
-        auth.TokenVerifier(issuer=ISSUER, jwks_url=f"{ISSUER}/protocol/openid-connect/certs", audience="hdhub", transport=transport)
+        auth.TokenVerifier(
+            issuer=ISSUER,
+            jwks_url=f"{ISSUER}/protocol/openid-connect/certs",
+            audience="hdhub",
+            transport=transport,
+        )
     )
     await stack_platform.start()
     try:
