@@ -24,7 +24,7 @@ SERVER, CLIENT, CONSUMER = 2, 3, 5  # OTLP span kinds
 
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, Receiver]]:
-    with otlp_receiver() as receiver:
+    with otlp_receiver(Path(tmp_path_factory.mktemp("otlp"))) as receiver:
         env = {
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
             "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",

@@ -1,18 +1,23 @@
 """An OTLP/gRPC trace receiver on loopback: what a collector would get from a process,
-kept in memory for tests to look at."""
+written as JSON lines for tests to read.
+
+It runs in a process of its own: a synchronous gRPC server inside a test process that has
+already run grpc.aio servers and clients stopped answering after a few exports."""
 
 from __future__ import annotations
 
-import threading
+import json
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as pb
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as pb_grpc
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,40 @@ class Span:
     attributes: dict[str, Any]
 
 
+@dataclass
+class Receiver:
+    endpoint: str
+    path: Path
+
+    @property
+    def spans(self) -> list[Span]:
+        if not self.path.exists():
+            return []
+        lines = self.path.read_text().splitlines()
+        return [Span(**json.loads(line)) for line in lines if line.strip()]
+
+    def trace(self, trace_id: str) -> list[Span]:
+        return [s for s in self.spans if s.trace_id == trace_id]
+
+
+@contextmanager
+def otlp_receiver(folder: Path) -> Iterator[Receiver]:
+    out, ready = folder / "spans.jsonl", folder / "port"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.otlp", str(out), str(ready)], cwd=ROOT, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists() or not ready.read_text().strip():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the OTLP receiver did not start")
+            time.sleep(0.05)
+        yield Receiver(f"http://127.0.0.1:{ready.read_text().strip()}", out)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def _value(v: Any) -> Any:
     which = v.WhichOneof("value")
     if which == "array_value":
@@ -33,51 +72,49 @@ def _value(v: Any) -> Any:
     return getattr(v, which) if which else None
 
 
-@dataclass
-class Receiver(pb_grpc.TraceServiceServicer):
-    spans: list[Span] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    endpoint: str = ""
+def _serve(out: Path, ready: Path) -> None:
+    import threading
 
-    def Export(self, request: pb.ExportTraceServiceRequest, context: Any) -> pb.ExportTraceServiceResponse:
-        got = []
-        for rs in request.resource_spans:
-            service = next((_value(a.value) for a in rs.resource.attributes if a.key == "service.name"), "")
-            for ss in rs.scope_spans:
-                for s in ss.spans:
-                    got.append(
-                        Span(
-                            s.trace_id.hex(),
-                            s.span_id.hex(),
-                            s.parent_span_id.hex(),
-                            s.name,
-                            s.kind,
-                            str(service),
-                            {a.key: _value(a.value) for a in s.attributes},
-                        )
-                    )
-        with self._lock:
-            self.spans.extend(got)
-        return pb.ExportTraceServiceResponse()
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as pb
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as pb_grpc
 
-    def trace(self, trace_id: str) -> list[Span]:
-        with self._lock:
-            return [s for s in self.spans if s.trace_id == trace_id]
+    lock = threading.Lock()
 
+    class Collector(pb_grpc.TraceServiceServicer):
+        def Export(self, request: Any, context: Any) -> Any:
+            lines = []
+            for rs in request.resource_spans:
+                service = next(
+                    (_value(a.value) for a in rs.resource.attributes if a.key == "service.name"), ""
+                )
+                for ss in rs.scope_spans:
+                    for s in ss.spans:
+                        span = {
+                            "trace_id": s.trace_id.hex(),
+                            "span_id": s.span_id.hex(),
+                            "parent_id": s.parent_span_id.hex(),
+                            "name": s.name,
+                            "kind": s.kind,
+                            "service": str(service),
+                            "attributes": {a.key: _value(a.value) for a in s.attributes},
+                        }
+                        lines.append(json.dumps(span, default=str))
+            with lock, out.open("a") as f:
+                f.write("".join(line + "\n" for line in lines))
+            return pb.ExportTraceServiceResponse()
 
-@contextmanager
-def otlp_receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    # A batch of spans with SQL statements easily passes gRPC's default 4 MB: take up to 256 MB.
+    # A batch of spans with SQL statements easily passes gRPC's default 4 MB.
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=4),
         options=[("grpc.max_receive_message_length", 256 * 1024 * 1024)],
     )
-    pb_grpc.add_TraceServiceServicer_to_server(receiver, server)
+    pb_grpc.add_TraceServiceServicer_to_server(Collector(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    receiver.endpoint = f"http://127.0.0.1:{port}"
-    try:
-        yield receiver
-    finally:
-        server.stop(None)
+    ready.write_text(str(port))
+    server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    _serve(Path(sys.argv[1]), Path(sys.argv[2]))
