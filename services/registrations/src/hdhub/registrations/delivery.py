@@ -51,6 +51,7 @@ from hdhub.common.db import new_id
 from hdhub.common.errors import Problem
 from hdhub.common.grpc import channel, problem_from_rpc_error, register_idempotent
 from hdhub.common.jobs import QUEUED
+from hdhub.common.sealed_record import header_bytes, signed_bytes
 from hdhub.common.service_auth import acting_as_service
 from hdhub.proto.portal.v1 import certificates_pb2, certificates_pb2_grpc
 from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2 as pseudo_pb
@@ -72,7 +73,6 @@ CONFIRM = "confirm"
 CENTRAL = "central"
 #: Why a delivery waits when registrations cannot get its own service token.
 IDENTITY_UNAVAILABLE = "service-identity-unavailable"
-SIGNED_PREFIX = b"hdhub-sealed-record-v1\x00"
 # Identifiers that make a pseudocode when there is no SSIN (DCD technical names).
 SSIN_FORMAT = "ssin"
 PSEUDOCODE_FIELDS = {
@@ -94,26 +94,6 @@ class State(StrEnum):
 
 
 # --- sealing ---------------------------------------------------------------------------
-
-
-def header_bytes(r: central_pb2.SealedRecord) -> bytes:
-    """The record's header as signed (and as AES-GCM additional data): a prefix, then each
-    field NUL-terminated (proto hdhub.sim.v1.SealedRecord)."""
-    fields = (
-        r.technical_id,
-        str(r.version),
-        r.organisation_id,
-        r.project_code,
-        r.dcd_code,
-        r.dcd_version,
-        r.registration_code,
-        r.key_id,
-    )
-    return SIGNED_PREFIX + b"".join(f.encode() + b"\x00" for f in fields)
-
-
-def signed_bytes(r: central_pb2.SealedRecord) -> bytes:
-    return header_bytes(r) + hashlib.sha256(r.wrapped_key + r.nonce + r.ciphertext).digest()
 
 
 @dataclass(frozen=True)

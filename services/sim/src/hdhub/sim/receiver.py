@@ -31,33 +31,11 @@ from sqlalchemy import select
 from hdhub.common.clock import SYSTEM_CLOCK, Clock
 from hdhub.common.db import Database
 from hdhub.common.errors import Problem
+from hdhub.common.sealed_record import header_bytes, signed_bytes
 from hdhub.proto.sim.v1 import central_pb2 as pb
 from hdhub.sim.store import CentralPseudonym, CentralRecord
 
 log = logging.getLogger("hdhub.sim")
-
-SIGNED_PREFIX = b"hdhub-sealed-record-v1\x00"
-
-
-def header_bytes(r: pb.SealedRecord) -> bytes:
-    """The record's header, as the proto describes it: a prefix, then the header fields
-    each NUL-terminated. It is the AES-GCM additional data and the start of what is signed."""
-    fields = (
-        r.technical_id,
-        str(r.version),
-        r.organisation_id,
-        r.project_code,
-        r.dcd_code,
-        r.dcd_version,
-        r.registration_code,
-        r.key_id,
-    )
-    return SIGNED_PREFIX + b"".join(f.encode() + b"\x00" for f in fields)
-
-
-def signed_bytes(r: pb.SealedRecord) -> bytes:
-    """What the organisation signs: the header, then SHA-256 of the sealed parts."""
-    return header_bytes(r) + hashlib.sha256(r.wrapped_key + r.nonce + r.ciphertext).digest()
 
 
 class Mode(StrEnum):
