@@ -6,9 +6,6 @@ whose MAC (SHA-256, RFC 7292 appendix B key derivation) is computed here."""
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,18 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import KeySerializationEncryption, PrivateFormat, pkcs12
 from cryptography.x509.oid import NameOID
 
-from hdhub.portal.domain.p12 import (
-    CONTEXT_0,
-    INTEGER,
-    OCTET_STRING,
-    OID,
-    SEQUENCE,
-    _children,
-    _data_content_info,
-    _expect,
-    _read,
-    _tlv,
-)
+from hdhub.portal.demo import join_pkcs12
 
 PASSWORD = "s3cret-p12"
 _CA_KEY = ec.generate_private_key(ec.SECP256R1())
@@ -40,7 +26,6 @@ PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 _KEYS: list[PrivateKey] = [ec.generate_private_key(ec.SECP256R1()) for _ in range(3)] + [
     rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(2)
 ]
-OID_SHA256 = bytes.fromhex("608648016503040201")
 
 
 @dataclass(frozen=True)
@@ -125,33 +110,6 @@ def _encryption(password: str) -> KeySerializationEncryption:
     )
 
 
-def _kdf(password: str, salt: bytes, purpose: int, iterations: int, size: int) -> bytes:
-    u, v = 32, 64
-    d = bytes([purpose]) * v
-    s = (salt * (v // len(salt) + 1))[: v * ((len(salt) + v - 1) // v)]
-    pw = password.encode("utf-16-be") + b"\x00\x00"
-    p = (pw * (v // len(pw) + 1))[: v * ((len(pw) + v - 1) // v)]
-    i = bytearray(s + p)
-    out = b""
-    while len(out) < size:
-        a = d + bytes(i)
-        for _ in range(iterations):
-            a = hashlib.sha256(a).digest()
-        out += a
-        b = int.from_bytes((a * (v // u + 1))[:v], "big")
-        for j in range(0, len(i), v):
-            block = (int.from_bytes(i[j : j + v], "big") + b + 1) % (1 << (v * 8))
-            i[j : j + v] = block.to_bytes(v, "big")
-    return out[:size]
-
-
-def _content_infos(p12: bytes) -> list[bytes]:
-    top = _children(_expect(_read(p12)[0], SEQUENCE).content)
-    auth_safe = _children(top[1].content)
-    octets = _expect(_children(_expect(auth_safe[1], CONTEXT_0).content)[0], OCTET_STRING).content
-    return [ci.raw for ci in _children(_read(octets)[0].content)]
-
-
 def keystore(
     entries: Sequence[Entry] = (AUTH, ENC),
     *,
@@ -166,37 +124,17 @@ def keystore(
 
 @functools.lru_cache(maxsize=64)
 def _keystore(entries: tuple[Entry, ...], password: str, with_ca: bool, organisation: str) -> bytes:
-    infos: list[bytes] = []
+    singles = []
     for entry in entries:
         key = _KEYS[entry.key_index]
         alias = entry.alias.encode() if entry.alias else None
-        single = pkcs12.serialize_key_and_certificates(
-            alias,
-            key,
-            certificate(entry, key, organisation),
-            None,
-            _encryption(password),
-        )
-        infos.extend(_content_infos(single))
-    if with_ca:
-        infos.extend(
-            _content_infos(
-                pkcs12.serialize_key_and_certificates(
-                    None,
-                    None,
-                    None,
-                    [ca_certificate()],
-                    _encryption(password),
-                )
+        singles.append(
+            pkcs12.serialize_key_and_certificates(
+                alias, key, certificate(entry, key, organisation), None, _encryption(password)
             )
         )
-    auth_safe = _tlv(SEQUENCE, b"".join(infos))
-    salt, iterations = os.urandom(8), 2048
-    mac = hmac.new(_kdf(password, salt, 3, iterations, 32), auth_safe, hashlib.sha256).digest()
-    digest_info = _tlv(
-        SEQUENCE, _tlv(SEQUENCE, _tlv(OID, OID_SHA256) + b"\x05\x00") + _tlv(OCTET_STRING, mac)
-    )
-    mac_data = _tlv(
-        SEQUENCE, digest_info + _tlv(OCTET_STRING, salt) + _tlv(INTEGER, iterations.to_bytes(2, "big"))
-    )
-    return _tlv(SEQUENCE, _tlv(INTEGER, b"\x03") + _data_content_info(auth_safe) + mac_data)
+    if with_ca:
+        singles.append(
+            pkcs12.serialize_key_and_certificates(None, None, None, [ca_certificate()], _encryption(password))
+        )
+    return join_pkcs12(singles, password)

@@ -119,13 +119,21 @@ def demo_p12(title: str, nihdi: str, password: str = DEMO_PASSWORD) -> bytes:
         .hmac_hash(hashes.SHA256())
         .build(password.encode())
     )
-    infos: list[bytes] = []
+    singles = []
     for alias, sign in ((b"authentication", True), (b"encryption", False)):
         key = ec.generate_private_key(ec.SECP256R1())
-        single = pkcs12.serialize_key_and_certificates(
-            alias, key, _certificate(ca, key, title, nihdi, sign), None, encryption
+        singles.append(
+            pkcs12.serialize_key_and_certificates(
+                alias, key, _certificate(ca, key, title, nihdi, sign), None, encryption
+            )
         )
-        infos.extend(_content_infos(single))
+    return join_pkcs12(singles, password)
+
+
+def join_pkcs12(p12s: list[bytes], password: str) -> bytes:
+    """One PFX holding the bags of every p12 in ``p12s`` (all encrypted with ``password``),
+    with a SHA-256 MAC: ``cryptography`` writes at most one key per p12."""
+    infos = [info for p12 in p12s for info in _content_infos(p12)]
     auth_safe = _tlv(SEQUENCE, b"".join(infos))
     salt, iterations = os.urandom(8), 2048
     mac = hmac.new(_mac_key(password, salt, iterations), auth_safe, hashlib.sha256).digest()
