@@ -10,7 +10,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import func, select
 
 from hdhub.common.db import utcnow
-from hdhub.common.metrics import job_metrics
+from hdhub.common.metrics import job_metrics, set_gauge
 from hdhub.intake.store import ACCEPTED, IntakeFile, Job
 
 if TYPE_CHECKING:
@@ -46,13 +46,14 @@ async def refresh(service: IntakeService) -> None:
                 .group_by(IntakeFile.registry_folder)
             )
         ).all()
-    FILES.clear()
-    for registry, state, n in counts:
-        FILES.labels(registry, state).set(n)
+    set_gauge(FILES, {(registry, state): n for registry, state, n in counts})
     now = utcnow()
-    ages = {registry: (now - since).total_seconds() for registry, since in waiting if since is not None}
-    for sample in list(OLDEST_UNMATCHED_AGE.collect())[0].samples:
-        ages.setdefault(sample.labels["registry"], 0.0)  # back to 0 rather than vanishing
-    for registry, age in ages.items():
-        OLDEST_UNMATCHED_AGE.labels(registry).set(max(0.0, age))
+    set_gauge(
+        OLDEST_UNMATCHED_AGE,
+        {
+            (registry,): max(0.0, (now - since).total_seconds())
+            for registry, since in waiting
+            if since is not None
+        },
+    )
     await job_metrics("intake", service.db, Job)
