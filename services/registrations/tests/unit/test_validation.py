@@ -482,6 +482,26 @@ def test_upload_metadata_columns_are_skipped(dcd: CompiledDcd) -> None:
     result = check(dcd, {"TX_AUTHOR_GR": "cardio", "TX_AUTHOR": "a", "TX_COAUTHOR": "b", "STATUS": "draft"})
     assert result.ok
     assert "STATUS" not in result.values
+    assert result.submit is False
+
+
+@pytest.mark.parametrize(
+    ("raw", "submit"), [("draft", False), (" DRAFT ", False), ("submit", True), ("Submitted", True), ("", None)]
+)
+def test_a_records_own_status_says_draft_or_submit(dcd: CompiledDcd, raw: str, submit: bool | None) -> None:
+    one = check(dcd, {"STATUS": raw})
+    many, plain = dcd.validate_many([{**VALID_CSV, "STATUS": raw}, VALID_CSV], today=TODAY)
+    assert one.ok and one.submit is submit and many.submit is submit and plain.submit is None
+    assert "STATUS" not in one.values
+
+
+def test_a_status_that_is_neither_draft_nor_submit_is_an_error_in_the_users_language(dcd: CompiledDcd) -> None:
+    rows = [{**VALID_CSV, "STATUS": "sent"}, {**VALID_CSV, "STATUS": "draft"}]
+    bad, good = dcd.validate_many(rows, lang="fr", today=TODAY)
+    assert [(e.field, e.rule) for e in bad.errors] == [("STATUS", "status")] and bad.submit is None
+    assert "draft" in bad.errors[0].message and "envoi" in bad.errors[0].message
+    assert good.submit is False and good.ok
+    assert rules(check(dcd, {"STATUS": 3})) == [("STATUS", "status")]
 
 
 # --------------------------------------------------------------------------- one error per cause, never a crash

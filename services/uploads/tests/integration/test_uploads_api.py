@@ -112,6 +112,33 @@ async def test_none_mode_stores_valid_rows_and_reports_the_rest_in_the_users_lan
     assert errors_fr[0]["message"] and errors_fr[0]["message"] != errors[0]["message"]
 
 
+async def test_a_rows_own_status_column_wins_over_autosubmit(stack: Stack) -> None:
+    """STATUS (HD4DP v2's optional column): draft stays Open, submit is sent whatever the
+    upload's autosubmit says, empty follows it, anything else is that row's error."""
+    rows = [
+        record(STATUS="draft"),
+        record(STATUS="Submit"),
+        record(STATUS=""),
+        record(STATUS="sent"),
+    ]
+    for autosubmit, empty_status in ((True, "sending"), (False, "open")):
+        fresh = [dict(r, IDC_PAT=record()["IDC_PAT"]) for r in rows]
+        created = await upload(stack, csv_bytes(fresh), NURSE, autosubmit=autosubmit, lang="nl")
+        done = await finished(stack, created["id"], NURSE)
+        assert done["counts"]["created"] == 3 and done["counts"]["rejected"] == 1, done["counts"]
+        success = await report(stack, created["id"], "success", NURSE)
+        assert [(s["line"], s["status"]) for s in success] == [
+            ("2", "open"),
+            ("3", "sending"),
+            ("4", empty_status),
+        ]
+        errors = await report(stack, created["id"], "errors", NURSE)
+        assert [(e["line"], e["column"], e["value"], e["rule"]) for e in errors] == [
+            ("5", "STATUS", "sent", "status")
+        ]
+        assert "draft" in errors[0]["message"] and "instelling" in errors[0]["message"]  # in Dutch
+
+
 async def test_validate_all_stores_nothing_when_one_row_anywhere_is_wrong(stack: Stack) -> None:
     rows = [record() for _ in range(7)] + [record(CD_PAT_SEX="Q")]
     service = stack.service("uploads")

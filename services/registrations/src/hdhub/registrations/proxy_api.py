@@ -23,6 +23,7 @@ from hdhub.common.web import CurrentPrincipal, Language
 from hdhub.proto.identity.v1 import identity_pb2, identity_pb2_grpc
 from hdhub.registrations.api import actor_of
 from hdhub.registrations.catalogue import CatalogueEntry
+from hdhub.registrations.domain.validation import ROW_STATUSES
 
 if TYPE_CHECKING:
     from hdhub.registrations.runtime import RegistrationsService
@@ -157,7 +158,7 @@ def build_router(service: RegistrationsService) -> APIRouter:
         if not isinstance(record, dict):
             raise Problem(400, "malformed-json", "The request body must be a JSON object of field values")
         status = str(record.pop("STATUS", "submit") or "submit").strip().lower()
-        if status not in ("draft", "submit", "submitted"):
+        if status not in ROW_STATUSES:
             raise Problem(422, "invalid-status", "STATUS must be draft or submit")
         code = await catalogue.resolve_dcd(dcd_id)
         known = set((await catalogue.get(code, None if dcd_version_id == "latest" else dcd_version_id)).definition.flat_field_names())

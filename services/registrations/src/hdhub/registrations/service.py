@@ -591,7 +591,8 @@ async def upsert_batch(
                 if has_errors and options.validation_mode != "save_on_validations":
                     plans.append(RowPlan(i, "rejected", business_key=key or ""))
                     continue
-                submit = options.submit and not has_errors
+                # The row's own STATUS (draft / submit) wins over the upload's autosubmit.
+                submit = (options.submit if result.submit is None else result.submit) and not has_errors
                 existing = stored.get(key) if key else None
                 if existing is not None:
                     if options.ignore_duplicates and existing.values == result.values and (

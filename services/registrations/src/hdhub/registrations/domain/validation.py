@@ -54,6 +54,7 @@ from hdhub.registrations.domain.expressions import (
 from hdhub.registrations.domain.ssin import checked_ssin
 
 __all__ = [
+    "ROW_STATUSES",
     "UPLOAD_METADATA_FIELDS",
     "CompiledDcd",
     "CompileProblem",
@@ -66,6 +67,11 @@ __all__ = [
 #: Columns the Upload Center may send with any record; they are not DCD fields and are
 #: skipped (not errors, not values) unless the DCD itself defines them.
 UPLOAD_METADATA_FIELDS = frozenset({"TX_AUTHOR_GR", "TX_AUTHOR", "TX_COAUTHOR", "STATUS"})
+
+#: A record's own ``STATUS`` (HD4DP v2): ``draft`` keeps it Open, ``submit`` sends it;
+#: empty leaves the choice to the caller (the upload's autosubmit setting). Read
+#: case-insensitively; a DCD that defines a STATUS field of its own keeps it as a value.
+ROW_STATUSES: Mapping[str, bool] = {"draft": False, "submit": True, "submitted": True}
 
 
 # --------------------------------------------------------------------------- results
@@ -91,6 +97,8 @@ class Validation:
     values: dict[str, Any]
     errors: list[FieldError]
     warnings: list[FieldError]
+    #: What the record's own STATUS column asks for: True submit, False draft, None unsaid.
+    submit: bool | None = None
 
     @property
     def ok(self) -> bool:
@@ -222,6 +230,12 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
         "fr": "Cette valeur calculée n'a pas pu être obtenue à partir des autres réponses.",
         "nl": "Deze berekende waarde kon niet uit de andere antwoorden worden afgeleid.",
         "de": "Dieser berechnete Wert konnte nicht aus den anderen Antworten ermittelt werden.",
+    },
+    "status": {
+        "en": "STATUS must be draft (save, do not submit) or submit; leave it empty to follow the upload's setting.",
+        "fr": "STATUS doit valoir draft (enregistrer sans soumettre) ou submit ; laissez-le vide pour suivre le paramètre de l'envoi.",
+        "nl": "STATUS moet draft (bewaren, niet indienen) of submit zijn; laat het leeg om de instelling van de upload te volgen.",
+        "de": "STATUS muss draft (speichern, nicht einreichen) oder submit sein; leer lassen, um der Einstellung des Uploads zu folgen.",
     },
     "expression": {
         "en": "A rule of this field could not be evaluated; please report it to the registry.",
@@ -1261,7 +1275,10 @@ class CompiledDcd:
     ) -> Validation:
         """Validate one record (canonical JSON values or CSV strings); give its canonical values."""
         vals, errors, bad = self._parse_record(record, lang)
-        return self._finish(vals, errors, bad, lang, today or datetime.date.today(), datetime.datetime.now())
+        result = self._finish(vals, errors, bad, lang, today or datetime.date.today(), datetime.datetime.now())
+        if "STATUS" in record and "STATUS" not in self._inputs:
+            self._read_status(record["STATUS"], result, lang)
+        return result
 
     def validate_many(
         self,
@@ -1282,9 +1299,26 @@ class CompiledDcd:
             return []
         keys = batch[0].keys()
         if not all(row.keys() == keys for row in batch):
-            return [self._finish(*self._parse_record(row, lang), lang, day, now) for row in batch]
-        finish = self._finish
-        return [finish(vals, errors, bad, lang, day, now) for vals, errors, bad in self._parse_batch(batch, keys, lang)]
+            results = [self._finish(*self._parse_record(row, lang), lang, day, now) for row in batch]
+        else:
+            finish = self._finish
+            results = [finish(vals, errors, bad, lang, day, now) for vals, errors, bad in self._parse_batch(batch, keys, lang)]
+        if "STATUS" not in self._inputs:
+            for row, result in zip(batch, results, strict=True):
+                if "STATUS" in row:
+                    self._read_status(row["STATUS"], result, lang)
+        return results
+
+    def _read_status(self, raw: object, result: Validation, lang: str) -> None:
+        """The record's own STATUS column (not a DCD field): draft, submit or empty."""
+        text = raw.strip().lower() if isinstance(raw, str) else raw
+        if text is None or text == "":
+            return
+        wanted = ROW_STATUSES.get(text) if isinstance(text, str) else None
+        if wanted is None:
+            result.errors.append(FieldError("STATUS", "STATUS", "status", self._builtin("status", lang)))
+        else:
+            result.submit = wanted
 
     def _parse_value(self, index: int, raw: object) -> object:
         """The canonical value of one input, or an _Invalid; the memo's job for texts."""

@@ -48,6 +48,10 @@ def check_header(
     return findings
 
 
+#: Optional columns sent to registrations with the DCD's fields.
+PASSED_ON = frozenset({"STATUS"})
+
+
 class Batches:
     """Iterate a read :class:`CsvFile` in batches of ``size`` records."""
 
@@ -57,6 +61,11 @@ class Batches:
         self.header = csvfile.header
         self.expected = len(self.header)
         self.known = [(i, fields[name]) for i, name in enumerate(self.header) if name in fields]
+        # A record's own STATUS (draft / submit) goes along even where the DCD has no such
+        # field: registrations reads it (and names a bad value) per row.
+        self.known += [
+            (i, FieldInfo(name, "text")) for i, name in enumerate(self.header) if name in PASSED_ON and name not in fields
+        ]
         self._checks = [(i, f.name, checker_for(f)) for i, f in self.known]
         self._records: Iterator[Record] = csvfile.records()
         self._pending: Record | None = next(self._records, None)
