@@ -19,7 +19,10 @@ $(UV):
 	.tools/bin/pip install --quiet --disable-pip-version-check 'uv>=0.5,<1'
 
 $(BIN)/hdhub: $(UV) pyproject.toml uv.lock libs/*/pyproject.toml services/*/pyproject.toml
-	$(UV) sync --frozen --python $(PYTHON)
+	@# Bytecode compiled once here: with PYTHONDONTWRITEBYTECODE set (as on our CI machines)
+	@# every process would otherwise compile its dependencies from source at start-up,
+	@# ~2.3 s of CPU per `hdhub` process, and the e2e tests start dozens of them.
+	$(UV) sync --frozen --python $(PYTHON) --compile-bytecode
 	@touch $@
 
 install: $(BIN)/hdhub ## Create .venv with every service and the dev tools
