@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, DateTime, String, TypeDecorator, event, insert
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
@@ -159,6 +160,19 @@ def new_ids(count: int, *, millis: int | None = None) -> list[str]:
     return ids
 
 
+_JSON_FALLBACK = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON text of ``value``: orjson (ten times the standard library's speed on a
+    registration's values), the standard library for what orjson refuses (an integer
+    beyond 64 bits that a user typed into an integer field)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return _JSON_FALLBACK(value)
+
+
 # Text-format COPY: backslash, newline, carriage return and tab are escaped; NULL is \N.
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 _COPY_CHUNK_CHARS = 1 << 20
@@ -227,7 +241,7 @@ async def bulk_insert(
 
         json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
         memo: dict[int, str] = {} if json_memo is None else json_memo
-        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        dumps = json_text
 
         def json_cell(value: Any) -> str:
             if value is None:
@@ -290,6 +304,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine for ``url`` with sane defaults for each backend."""
+    kwargs.setdefault("json_serializer", json_text)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, pool_size=5, max_overflow=5, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -20,7 +20,7 @@ from sqlalchemy import Integer, String, Text, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hdhub.common.db import Database, UTCDateTime, bulk_insert, new_id, utcnow
+from hdhub.common.db import Database, UTCDateTime, bulk_insert, new_id, new_ids, utcnow
 
 log = logging.getLogger("hdhub.jobs")
 
@@ -106,9 +106,10 @@ class JobQueue:
         except ImportError:  # pragma: no cover
             trace = {}
         now = utcnow()
+        ids = new_ids(len(items))
         rows = [
             {
-                "id": new_id(),
+                "id": job_id,
                 "kind": kind,
                 "organisation_id": item.get("organisation_id"),
                 "subject_id": item.get("subject_id"),
@@ -123,7 +124,7 @@ class JobQueue:
                 "created_at": now,
                 "finished_at": None,
             }
-            for item in items
+            for job_id, item in zip(ids, items, strict=True)
         ]
         await bulk_insert(session, self.model, rows)
 

@@ -29,6 +29,7 @@ from hdhub.common.db import (
     TenancyViolation,
     after_commit,
     bulk_insert,
+    json_text,
     new_id,
     new_ids,
     utcnow,
@@ -639,7 +640,7 @@ async def upsert_batch(
                         key=f"batch:{batch_id}",
                         fingerprint=fingerprint,
                         status_code=200,
-                        body=json.dumps(_batch_json(outcome)),
+                        body=json_text(_batch_json(outcome)),
                     )
                 )
         return outcome
