@@ -306,13 +306,14 @@ class Registrations:
 
     # --- worker -------------------------------------------------------------------
 
-    async def process_jobs(self, *, limit: int = 100) -> int:
+    async def process_jobs(self, *, limit: int | None = None) -> int:
         """Finish sending: Sending -> Submitted with confirmation Pending, for a batch of
         jobs in one transaction (one per job only when the batch fails). Delivery to the
-        central platform (pseudonymisation split, signatures) plugs in here."""
+        central platform (pseudonymisation split, signatures) plugs in here, with its own
+        batch size (``delivery_batch``) unless ``limit`` is given."""
         if self.delivery is not None:
             return int(await self.delivery.process_jobs(limit=limit))
-        jobs = await self.jobs.claim([DELIVER], limit=limit)
+        jobs = await self.jobs.claim([DELIVER], limit=limit or 100)
         if not jobs:
             return 0
         try:

@@ -11,6 +11,7 @@ process: the sim runs as one replica, on laptops and in tests only.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -85,17 +86,25 @@ class Rejected(Exception):
         self.rule = rule
 
 
+@functools.lru_cache(maxsize=256)
+def _signer_of(certificate_der: bytes) -> tuple[Any, str]:
+    """The public key and subject of a signer's certificate. Every record of an
+    organisation carries the same certificate, so it is parsed once, not per record (the
+    signature is still checked on every record)."""
+    try:
+        cert = x509.load_der_x509_certificate(certificate_der)
+    except ValueError:
+        raise Rejected("signer_certificate") from None
+    return cert.public_key(), cert.subject.rfc4514_string()
+
+
 def verify_and_open(record: pb.SealedRecord, key: CentralKey) -> tuple[dict[str, Any], str]:
     """The variables of a sealed record and the signer's subject; raises :class:`Rejected`
     naming the check that failed."""
     if record.key_id != key.key_id:
         raise Rejected("key_id")
     header, signed = header_bytes(record), signed_bytes(record)
-    try:
-        cert = x509.load_der_x509_certificate(record.signer_certificate_der)
-    except ValueError:
-        raise Rejected("signer_certificate") from None
-    public = cert.public_key()
+    public, subject = _signer_of(record.signer_certificate_der)
     try:
         if isinstance(public, ec.EllipticCurvePublicKey):
             public.verify(record.signature, signed, ec.ECDSA(hashes.SHA256()))
@@ -121,7 +130,7 @@ def verify_and_open(record: pb.SealedRecord, key: CentralKey) -> tuple[dict[str,
         raise Rejected("decryption") from None
     if not isinstance(variables, dict):
         raise Rejected("decryption")
-    return variables, cert.subject.rfc4514_string()
+    return variables, subject
 
 
 class Receiver:
@@ -171,29 +180,43 @@ class Receiver:
         return len(ids)
 
     async def receive_records(self, records: list[pb.SealedRecord]) -> list[pb.RecordReceipt]:
+        """Verify and open every record, then keep them: the stored ones are read in one
+        query per thousand and the new ones inserted together at commit (not a read and a
+        flush per record). Receipts come in the order of ``records``."""
         if not self._open_for_business():
             return [pb.RecordReceipt(technical_id=r.technical_id, accepted=True) for r in records]
         now = self.clock.now()
         receipts: list[pb.RecordReceipt] = []
+        opened: list[tuple[pb.SealedRecord, dict[str, Any], str]] = []
+        for r in records:
+            try:
+                variables, subject = verify_and_open(r, self.key)
+            except Rejected as exc:
+                log.warning(
+                    "sealed record rejected", extra={"technical_id": r.technical_id, "rule": exc.rule}
+                )
+                receipts.append(pb.RecordReceipt(technical_id=r.technical_id, accepted=False, rule=exc.rule))
+                continue
+            opened.append((r, variables, subject))
+            receipts.append(pb.RecordReceipt(technical_id=r.technical_id, accepted=True))
+        if not opened:
+            return receipts
         async with self.db.system_session() as session:
-            for r in records:
-                try:
-                    variables, subject = verify_and_open(r, self.key)
-                except Rejected as exc:
-                    log.warning(
-                        "sealed record rejected", extra={"technical_id": r.technical_id, "rule": exc.rule}
-                    )
-                    receipts.append(
-                        pb.RecordReceipt(technical_id=r.technical_id, accepted=False, rule=exc.rule)
-                    )
-                    continue
-                current = await session.get(CentralRecord, r.technical_id)
+            stored: dict[str, CentralRecord] = {}
+            ids = list({r.technical_id for r, _, _ in opened})
+            for start in range(0, len(ids), 1000):
+                found = await session.execute(
+                    select(CentralRecord).where(CentralRecord.technical_id.in_(ids[start : start + 1000]))
+                )
+                stored.update({c.technical_id: c for c in found.scalars()})
+            for r, variables, subject in opened:
+                current = stored.get(r.technical_id)
                 if current is None:
                     current = CentralRecord(technical_id=r.technical_id, receipts=0)
+                    stored[r.technical_id] = current
                     session.add(current)
                 elif r.version <= current.version:
-                    current.receipts += 1
-                    receipts.append(pb.RecordReceipt(technical_id=r.technical_id, accepted=True))
+                    current.receipts += 1  # a resend, or a late older version: one record kept
                     continue
                 current.version, current.organisation_id = r.version, r.organisation_id
                 current.project_code, current.dcd_code, current.dcd_version = (
@@ -204,7 +227,6 @@ class Receiver:
                 current.registration_code, current.variables = r.registration_code, variables
                 current.signer_subject, current.received_at = subject[:500], now
                 current.receipts += 1
-                receipts.append(pb.RecordReceipt(technical_id=r.technical_id, accepted=True))
         return receipts
 
     async def confirmations(self, refs: list[pb.DeliveryRef]) -> list[pb.Confirmation]:
