@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +103,45 @@ def copy_baseline(path: Path, columns: list[str]) -> float:
         elapsed = time.perf_counter() - t0
         conn.execute("DROP TABLE bench_upload_copy")
     return elapsed
+
+
+def storage_floor(since: datetime) -> tuple[float, int]:
+    """What storing an upload's rows costs PostgreSQL alone, without any of our code: the
+    rows the upload wrote since ``since`` (registrations, their history, delivery jobs),
+    exported as they are stored and COPYed back into empty tables ``LIKE`` the real ones
+    (same columns, defaults and indexes; foreign keys left out), one COPY per table in one
+    transaction. Seconds, and registrations copied."""
+    import psycopg
+
+    url = os.environ["HDHUB_REGISTRATIONS_DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
+    tables = {
+        "registrations": "created_at",
+        "registration_versions": "at",
+        "jobs": "created_at",
+    }
+    dumps: dict[str, bytes] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table, at in tables.items():
+            conn.execute(f"DROP TABLE IF EXISTS floor_{table}")
+            conn.execute(f"CREATE TABLE floor_{table} (LIKE {table} INCLUDING ALL)")
+            buf = bytearray()
+            with conn.cursor().copy(
+                f"COPY (SELECT * FROM {table} WHERE {at} >= %s) TO STDOUT", (since,)
+            ) as copy:
+                for chunk in copy:
+                    buf += chunk
+            dumps[table] = bytes(buf)
+        count = dumps["registrations"].count(b"\n")
+        t0 = time.perf_counter()
+        with conn.transaction():
+            for table, data in dumps.items():
+                with conn.cursor().copy(f"COPY floor_{table} FROM STDIN") as copy:
+                    for start in range(0, len(data), 1 << 20):
+                        copy.write(data[start : start + (1 << 20)])
+        elapsed = time.perf_counter() - t0
+        for table in tables:
+            conn.execute(f"DROP TABLE floor_{table}")
+    return elapsed, count
 
 
 async def file_body(path: Path) -> AsyncIterator[bytes]:
@@ -349,7 +388,9 @@ async def main() -> None:
         async with running_stack("postgres", tmpdir / "stack") as stack:
             t_small, mem_small, counts_small = await run_upload(stack, small)
             clock.reset()
+            since = datetime.now(UTC)
             t_big, mem_big, counts = await run_upload(stack, big)
+            t_floor, floor_rows = storage_floor(since)
             in_upsert = clock.seconds["UpsertBatch"]
             t_validate = await validation_only(stack, big)
             if args.large:
@@ -376,6 +417,11 @@ async def main() -> None:
             f"  of which with an UpsertBatch in flight: {in_upsert:.1f} s ({in_upsert / t_big:.0%}); "
             f"uploads' own share not overlapped with it (streaming in, scan, reports, progress): "
             f"{t_big - in_upsert:.1f} s"
+        )
+        print(
+            f"  storage floor: PostgreSQL COPYing back the {floor_rows} registrations this upload stored, with their "
+            f"history and delivery jobs, into empty tables like ours: {t_floor:.2f} s ({t_floor / copy_s:.1f}x COPY): "
+            f"what no code of ours can go below with this schema"
         )
         print(
             f"  ValidateBatch alone over the same {args.rows} rows: {t_validate:.1f} s ({args.rows / t_validate:,.0f} rows/s): "
