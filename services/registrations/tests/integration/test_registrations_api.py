@@ -68,6 +68,10 @@ async def test_full_lifecycle_submit_reopen_edit_resubmit(stack: Stack) -> None:
     assert [e["version"] for e in history] == list(range(1, 8))
     assert history[4]["changed_fields"] == ["MS_BMI", "MS_HEIGHT"]
     assert history[4]["actor"] == NURSE and history[4]["at"]
+    # Values are stored once; each version's are rebuilt from what later changes replaced.
+    assert [e["values"] for e in history[:4]] == [reg["values"]] * 4
+    assert [e["values"] for e in history[4:]] == [again.json()["values"]] * 3
+    assert history[3]["values"]["MS_HEIGHT"] != 180 and history[4]["values"]["MS_HEIGHT"] == 180
 
 
 async def test_reopen_only_from_submitted_and_delete_only_open_or_corrections_needed(stack: Stack) -> None:

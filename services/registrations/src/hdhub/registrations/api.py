@@ -336,7 +336,7 @@ def build_router(service: RegistrationsService) -> APIRouter:
         "/registrations/{registration_id}/history", response_model=list[HistoryEntry], tags=["registrations"]
     )
     async def history(registration_id: str, principal: CurrentPrincipal) -> list[HistoryEntry]:
-        return [HistoryEntry.of(v) for v in await registrations.history(readable(principal), registration_id)]
+        return [HistoryEntry.of(v, values) for v, values in await registrations.history(readable(principal), registration_id)]
 
     # --- delivery to the central platform (delivery.py) ------------------------------
     delivery = service.delivery

@@ -123,7 +123,7 @@ class HistoryEntry(BaseModel):
     values: dict[str, Any]
 
     @classmethod
-    def of(cls, v: RegistrationVersion) -> HistoryEntry:
+    def of(cls, v: RegistrationVersion, values: dict[str, Any]) -> HistoryEntry:
         return cls(
             version=v.version,
             action=v.action,
@@ -134,7 +134,7 @@ class HistoryEntry(BaseModel):
             at=v.at,
             changed_fields=v.changed_fields,
             comment=v.comment,
-            values=v.values,
+            values=values,
         )
 
 

@@ -85,6 +85,33 @@ class Outcome:
     warnings: list[Any] = field(default_factory=list)
 
 
+def replaced_values(before: Mapping[str, Any] | None, changed: Sequence[str]) -> dict[str, Any] | None:
+    """What a change replaced: each changed field's value before it (None where it had none)."""
+    if before is None or not changed:
+        return None
+    return {name: before.get(name) for name in changed}
+
+
+def values_by_version(current: Mapping[str, Any], versions: Sequence[RegistrationVersion]) -> dict[int, dict[str, Any]]:
+    """The values a registration had at each of its versions, from its current values and
+    what each later change replaced (walking back from the newest). A version holding a
+    whole copy (written before values were stored once) is taken as it is."""
+    state = dict(current)
+    out: dict[int, dict[str, Any]] = {}
+    for v in sorted(versions, key=lambda v: v.version, reverse=True):
+        if v.values is not None:
+            state = dict(v.values)
+        out[v.version] = state
+        if v.replaced:
+            state = dict(state)
+            for name, old in v.replaced.items():
+                if old is None:
+                    state.pop(name, None)
+                else:
+                    state[name] = old
+    return out
+
+
 def changed_fields(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
     return sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
 
@@ -259,16 +286,25 @@ class Registrations:
                 raise not_found("Registration")
             return reg
 
-    async def history(self, organisations: Sequence[str], registration_id: str) -> list[RegistrationVersion]:
+    async def history(
+        self, organisations: Sequence[str], registration_id: str
+    ) -> list[tuple[RegistrationVersion, dict[str, Any]]]:
+        """Every version, oldest first, with the values the registration had at it."""
         async with self.db.session(organisations) as session:
-            if await session.get(Registration, registration_id) is None:
+            reg = await session.get(Registration, registration_id)
+            if reg is None:
                 raise not_found("Registration")
-            rows = await session.execute(
-                select(RegistrationVersion)
-                .where(RegistrationVersion.registration_id == registration_id)
-                .order_by(RegistrationVersion.version)
+            rows = list(
+                (
+                    await session.execute(
+                        select(RegistrationVersion)
+                        .where(RegistrationVersion.registration_id == registration_id)
+                        .order_by(RegistrationVersion.version)
+                    )
+                ).scalars()
             )
-            return list(rows.scalars())
+            values = values_by_version(reg.values, rows)
+            return [(v, values[v.version]) for v in rows]
 
     async def search(
         self,
@@ -452,6 +488,7 @@ class Registrations:
         before: Mapping[str, Any] | None,
         comment: str | None = None,
     ) -> None:
+        changed = changed_fields(before, reg.values) if before is not None else []
         session.add(
             RegistrationVersion(
                 organisation_id=reg.organisation_id,
@@ -460,8 +497,8 @@ class Registrations:
                 action=action,
                 status=reg.status,
                 dcd_version=reg.dcd_version,
-                values=reg.values,
-                changed_fields=changed_fields(before, reg.values) if before is not None else [],
+                replaced=replaced_values(before, changed),
+                changed_fields=changed,
                 actor=actor.name,
                 via=actor.via,
                 comment=comment,
@@ -659,7 +696,9 @@ async def upsert_batch(
 
 
 _LIVE_BY_KEYS = text(
-    "SELECT r.* FROM unnest(CAST(:keys AS varchar[])) AS k(key) CROSS JOIN LATERAL ("
+    # Named columns, not r.*: text().columns() maps them by position, and a table's column
+    # order (its migrations) need not be the model's.
+    "SELECT " + ", ".join(f'r."{c.name}"' for c in Registration.__table__.columns) + " FROM unnest(CAST(:keys AS varchar[])) AS k(key) CROSS JOIN LATERAL ("
     " SELECT * FROM registrations WHERE organisation_id = :organisation_id AND dcd_code = :dcd_code"
     f" AND business_key = k.key AND status <> '{Status.DELETED.value}' LIMIT 1) AS r"
 ).columns(*Registration.__table__.columns)
@@ -775,13 +814,13 @@ async def _insert_created(
                 "first_submitted_at": now if c.submit else None,
             }
         )
+        # The values are stored once, in the registration: a creation replaced nothing.
         version_rows.append(
             {
                 "registration_id": c.id,
                 "version": 1,
                 "action": "create",
                 "status": Status.OPEN.value,
-                "values": values,
                 "changed_fields": sorted(values),
             }
         )
@@ -792,12 +831,10 @@ async def _insert_created(
                     "version": 2,
                     "action": "submit",
                     "status": Status.SENDING.value,
-                    "values": values,
                     "changed_fields": [],
                 }
             )
-    # Cells every row shares are formatted once; a registration's values go into its row
-    # and its history rows: serialised once.
+    # Cells every row shares are formatted once, and so is a JSON object put into several rows.
     memo: dict[int, str] = {}
     shared = {
         "organisation_id": organisation_id,
@@ -822,6 +859,8 @@ async def _insert_created(
             "via": actor.via,
             "comment": None,
             "at": now,
+            "values": None,
+            "replaced": None,
         },
     )
     if submitted:

@@ -69,6 +69,8 @@ class Registration(TenantScoped, Base):
         ),
         Index("ix_registrations_org_status", "organisation_id", "status"),
     )
+    # No index of its own: the business key's and the status' indexes lead with it.
+    organisation_id: Mapped[str] = mapped_column(String(64), nullable=False)
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     project_code: Mapped[str] = mapped_column(String(16))
     dcd_code: Mapped[str] = mapped_column(String(64))
@@ -92,17 +94,27 @@ class Registration(TenantScoped, Base):
 
 
 class RegistrationVersion(TenantScoped, Base):
-    """Every change to a registration: who, when, what (the history)."""
+    """Every change to a registration: who, when, what (the history).
+
+    A registration's values are stored once, in the registration. A version keeps what its
+    change replaced (``replaced``: each changed field's value before it, null where it had
+    none), so every earlier version's values follow from the current ones
+    (:func:`hdhub.registrations.service.values_by_version`). ``values``, a whole copy, is
+    what versions written before migration 0003 hold; it is read as that version's values.
+    """
 
     __tablename__ = "registration_versions"
     __table_args__ = (UniqueConstraint("registration_id", "version"),)
+    # Looked up by registration (the unique index above), never by organisation alone.
+    organisation_id: Mapped[str] = mapped_column(String(64), nullable=False)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    registration_id: Mapped[str] = mapped_column(ForeignKey("registrations.id", ondelete="CASCADE"), index=True)
+    registration_id: Mapped[str] = mapped_column(ForeignKey("registrations.id", ondelete="CASCADE"))
     version: Mapped[int] = mapped_column(Integer)
     action: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(32))
     dcd_version: Mapped[str] = mapped_column(String(32))
-    values: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    values: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    replaced: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
     changed_fields: Mapped[list[Any]] = mapped_column(default=list)
     actor: Mapped[str] = mapped_column(String(200))
     via: Mapped[str] = mapped_column(String(32))
