@@ -26,13 +26,14 @@ injectable clock, so tests run through ten days in seconds.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -43,11 +44,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import select, update
+from sqlalchemy import String, any_, bindparam, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from hdhub.common.clock import SYSTEM_CLOCK, Clock
 from hdhub.common.config import platform
-from hdhub.common.db import new_id
+from hdhub.common.db import bulk_insert, new_id
 from hdhub.common.errors import Problem
 from hdhub.common.grpc import channel, problem_from_rpc_error, register_idempotent
 from hdhub.common.jobs import QUEUED
@@ -71,6 +73,8 @@ DELIVER = "deliver"
 CONFIRM = "confirm"
 #: The central platform's gRPC target: HDHUB_GRPC_CENTRAL, else the sim (hdhub.common.config).
 CENTRAL = "central"
+#: How many batches of ``delivery_batch`` jobs one worker claims and works on side by side.
+CONCURRENT_BATCHES = 4
 #: Why a delivery waits when registrations cannot get its own service token.
 IDENTITY_UNAVAILABLE = "service-identity-unavailable"
 # Identifiers that make a pseudocode when there is no SSIN (DCD technical names).
@@ -180,6 +184,9 @@ class Outgoing:
     waiting: bool = False
     #: True when refused for good (an identifier pseudonymisation cannot use).
     refused: bool = False
+    #: The split of ``values`` (worked out once per attempt, see :meth:`Delivery._split`).
+    identifier: Identifier | None = None
+    variables: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -190,25 +197,43 @@ class Identifier:
     pseudocode: pseudo_pb.PseudocodeInputs | None = None
 
 
+@dataclass(frozen=True)
+class Splitter:
+    """Which fields of a DCD version are the identifier and which go to the central
+    platform, worked out once per version (not per registration)."""
+
+    personal: frozenset[str]
+    not_for_hd: frozenset[str]
+    ssin_fields: tuple[str, ...]
+
+    @classmethod
+    def of(cls, definition: Any) -> Splitter:
+        return cls(
+            frozenset(f.technical_name for f in definition.fields if f.personal_data),
+            frozenset(f.technical_name for f in definition.fields if not f.destination_hd),
+            tuple(f.technical_name for f in definition.fields if f.format == SSIN_FORMAT and f.personal_data),
+        )
+
+    def __call__(self, values: Mapping[str, Any]) -> tuple[Identifier, dict[str, Any]]:
+        ssin = next((str(values[n]) for n in self.ssin_fields if values.get(n)), "")
+        identifier = Identifier(ssin=ssin)
+        if not ssin and any(values.get(n) for n in PSEUDOCODE_FIELDS.values()):
+            inputs = pseudo_pb.PseudocodeInputs(
+                **{k: str(values.get(n) or "") for k, n in PSEUDOCODE_FIELDS.items()}
+            )
+            identifier = Identifier(pseudocode=inputs)
+        out = self.personal | self.not_for_hd
+
+        def excluded(name: str) -> bool:
+            return name in out or (name[-1:].isdigit() and name.rsplit("_", 1)[0] in out)
+
+        return identifier, {k: v for k, v in values.items() if not excluded(k)}
+
+
 def split(definition: Any, values: Mapping[str, Any]) -> tuple[Identifier, dict[str, Any]]:
     """The patient's identifier and the register variables (fields bound for healthdata
     that are not personal data) of a registration's values."""
-    personal = {f.technical_name for f in definition.fields if f.personal_data}
-    not_for_hd = {f.technical_name for f in definition.fields if not f.destination_hd}
-    ssin_fields = [f.technical_name for f in definition.fields if f.format == SSIN_FORMAT and f.personal_data]
-    ssin = next((str(values[n]) for n in ssin_fields if values.get(n)), "")
-    identifier = Identifier(ssin=ssin)
-    if not ssin and any(values.get(n) for n in PSEUDOCODE_FIELDS.values()):
-        inputs = pseudo_pb.PseudocodeInputs(
-            **{k: str(values.get(n) or "") for k, n in PSEUDOCODE_FIELDS.items()}
-        )
-        identifier = Identifier(pseudocode=inputs)
-
-    def excluded(name: str) -> bool:
-        base = name.rsplit("_", 1)[0] if name[-1:].isdigit() else name
-        return name in personal or name in not_for_hd or base in personal or base in not_for_hd
-
-    return identifier, {k: v for k, v in values.items() if not excluded(k)}
+    return Splitter.of(definition)(values)
 
 
 def _delay(settings: RegistrationsSettings, checks: int) -> timedelta:
@@ -225,6 +250,7 @@ class Delivery:
     clock: Clock = SYSTEM_CLOCK
     _signers: dict[str, Signer] = field(default_factory=dict)
     _central: CentralKey | None = None
+    _splitters: dict[tuple[str, str], Splitter] = field(default_factory=dict)
 
     @property
     def db(self) -> Any:
@@ -234,16 +260,34 @@ class Delivery:
     def jobs(self) -> Any:
         return self.registrations.jobs
 
+    def _among(self, column: Any, values: Iterable[str]) -> Any:
+        """``column IN values``: on PostgreSQL as ``= ANY`` of one array parameter, so a
+        batch's statement is the same text whatever its size (psycopg parses a long ``IN``
+        list of parameters again for every statement)."""
+        if self.db.is_postgres:
+            return column == any_(bindparam(None, list(values), type_=ARRAY(String)))
+        return column.in_(list(values))
+
     # --- the worker step ------------------------------------------------------------
 
     async def process_jobs(self, *, limit: int | None = None, worker: str | None = None) -> int:
-        """Claim due ``deliver`` and ``confirm`` jobs and do them; the number claimed."""
+        """Claim due ``deliver`` and ``confirm`` jobs and do them; the number claimed.
+
+        Up to ``CONCURRENT_BATCHES`` batches of ``limit`` (``delivery_batch``) jobs are
+        claimed at once and worked on side by side, each in transactions of its own: while
+        one waits on the database or a gRPC answer, another seals or sends. All jobs of one
+        registration stay in one batch."""
         now = self.clock.now()
+        size = limit or self.settings.delivery_batch
         jobs = await self.jobs.claim(
-            [DELIVER, CONFIRM], limit=limit or self.settings.delivery_batch, worker=worker, now=now
+            [DELIVER, CONFIRM], limit=size * CONCURRENT_BATCHES, worker=worker, now=now
         )
         if not jobs:
             return 0
+        await asyncio.gather(*(self._step(batch, now) for batch in _batches(jobs, size)))
+        return len(jobs)
+
+    async def _step(self, jobs: Sequence[Any], now: datetime) -> None:
         for kind, step in ((DELIVER, self._deliver), (CONFIRM, self._confirm)):
             batch = [j for j in jobs if j.kind == kind]
             if not batch:
@@ -257,7 +301,6 @@ class Delivery:
                 )
                 for job in batch:
                     await self.jobs.fail(job.id, type(exc).__name__, now=now)
-        return len(jobs)
 
     # --- deliver: Sending -> Submitted (Pending) ----------------------------------------
 
@@ -275,6 +318,7 @@ class Delivery:
         """The registrations of the jobs still at the version and status the job is for,
         with their delivery rows (created here, with a technical id, when missing)."""
         by_id: dict[str, Any] = {}
+        created: list[dict[str, Any]] = []
         outgoing: list[Outgoing] = []
         superseded: list[Any] = []
         for job in sorted(jobs, key=lambda j: int((j.payload or {}).get("version", 0))):
@@ -286,14 +330,14 @@ class Delivery:
             regs = {
                 r.id: r
                 for r in (
-                    await session.execute(select(Registration).where(Registration.id.in_(list(by_id))))
+                    await session.execute(select(Registration).where(self._among(Registration.id, by_id)))
                 ).scalars()
             }
             rows = {
                 d.registration_id: d
                 for d in (
                     await session.execute(
-                        select(DeliveryRow).where(DeliveryRow.registration_id.in_(list(by_id)))
+                        select(DeliveryRow).where(self._among(DeliveryRow.registration_id, by_id))
                     )
                 ).scalars()
             }
@@ -309,19 +353,24 @@ class Delivery:
                     continue
                 row = rows.get(reg_id)
                 if row is None:
-                    row = DeliveryRow(
-                        registration_id=reg_id,
-                        organisation_id=reg.organisation_id,
-                        technical_id=new_id(),
-                        content_version=version,
-                        state=State.SENDING,
-                        attempts=0,
-                        updated_at=self.clock.now(),
+                    technical_id = new_id()
+                    created.append(
+                        {
+                            "registration_id": reg_id,
+                            "organisation_id": reg.organisation_id,
+                            "technical_id": technical_id,
+                            "content_version": version,
+                            "state": State.SENDING.value,
+                            "reason": None,
+                            "attempts": 0,
+                            "updated_at": self.clock.now(),
+                        }
                     )
-                    session.add(row)
                 elif want_status == Status.SUBMITTED and row.content_version != version:
                     superseded.append(job)
                     continue
+                else:
+                    technical_id = row.technical_id
                 outgoing.append(
                     Outgoing(
                         job=job,
@@ -333,9 +382,11 @@ class Delivery:
                         registration_code=reg.registration_code or "",
                         version=version,
                         values=dict(reg.values),
-                        technical_id=row.technical_id,
+                        technical_id=technical_id,
                     )
                 )
+            # The new delivery rows (with their technical ids) in one insert.
+            await bulk_insert(session, DeliveryRow, created)
         return outgoing, superseded
 
     async def _send(self, outgoing: Sequence[Outgoing]) -> None:
@@ -353,12 +404,12 @@ class Delivery:
             central = await self._central_key(items)
             if central is None:
                 continue
+            for o in items:
+                await self._split(o)
             await self._pseudonymise(items)
             for o in items:
                 if o.waiting or o.refused:
                     continue
-                entry = await self.registrations.catalogue.get(o.dcd_code, o.dcd_version)
-                _, variables = split(entry.definition, o.values)
                 header = central_pb2.SealedRecord(
                     technical_id=o.technical_id,
                     version=o.version,
@@ -368,9 +419,19 @@ class Delivery:
                     dcd_version=o.dcd_version,
                     registration_code=o.registration_code,
                 )
-                sealed.append((o, seal(header=header, variables=variables, central=central, signer=signer)))
+                assert o.variables is not None
+                sealed.append((o, seal(header=header, variables=o.variables, central=central, signer=signer)))
         if sealed:
             await self._send_records(sealed)
+
+    async def _split(self, o: Outgoing) -> None:
+        """Set the identifier and the register variables of ``o`` (once per attempt)."""
+        key = (o.dcd_code, o.dcd_version)
+        splitter = self._splitters.get(key)
+        if splitter is None:
+            entry = await self.registrations.catalogue.get(o.dcd_code, o.dcd_version)
+            splitter = self._splitters[key] = Splitter.of(entry.definition)
+        o.identifier, o.variables = splitter(o.values)
 
     async def _signer(self, organisation_id: str, items: Sequence[Outgoing]) -> Signer | None:
         cached = self._signers.get(organisation_id)
@@ -440,8 +501,10 @@ class Delivery:
             )
             ssins: list[str] = []
             for n, o in enumerate(group):
-                entry = await self.registrations.catalogue.get(o.dcd_code, o.dcd_version)
-                identifier, _ = split(entry.definition, o.values)
+                if o.identifier is None:
+                    await self._split(o)
+                identifier = o.identifier
+                assert identifier is not None
                 ssins.append(identifier.ssin)
                 if identifier.pseudocode is not None:
                     request.pseudocodes.append(
@@ -496,70 +559,92 @@ class Delivery:
 
     async def _record_deliveries(self, outgoing: Sequence[Outgoing], now: datetime) -> None:
         """After an attempt: waiting ones stay Sending (job deferred), refused ones are parked,
-        the others are Submitted (Pending) with a confirmation check scheduled."""
+        the others are Submitted (Pending) with a confirmation check scheduled. Set-based: a
+        statement per kind of outcome, not per registration."""
         waiting = [o for o in outgoing if o.waiting]
         refused = [o for o in outgoing if o.refused]
         handed = [o for o in outgoing if not o.waiting and not o.refused]
         async with self.db.system_session() as session:
-            rows = await self._rows(session, [o.registration_id for o in outgoing])
-            for o in waiting:
-                row = rows[o.registration_id]
-                row.state, row.content_version, row.reason, row.updated_at = (
-                    State.SENDING,
-                    o.version,
-                    o.failure,
-                    now,
+            await self._lock_rows(session, [o.registration_id for o in outgoing])
+            for (version, reason), group in _grouped(waiting, lambda o: (o.version, o.failure)):
+                await self._update_rows(
+                    session,
+                    group,
+                    state=State.SENDING,
+                    content_version=version,
+                    reason=reason,
+                    updated_at=now,
                 )
-                await self._defer(
-                    session, o.job.id, now + timedelta(seconds=self.settings.waiting_retry_seconds)
+            if waiting:
+                await self._defer_many(
+                    session,
+                    [o.job.id for o in waiting],
+                    now + timedelta(seconds=self.settings.waiting_retry_seconds),
                 )
-            for o in refused:
-                row = rows[o.registration_id]
-                row.state, row.reason, row.parked_at, row.updated_at = State.PARKED, o.failure, now, now
+            for (reason,), group in _grouped(refused, lambda o: (o.failure,)):
+                await self._update_rows(
+                    session, group, state=State.PARKED, reason=reason, parked_at=now, updated_at=now
+                )
                 await session.execute(
                     update(Job)
-                    .where(Job.id == o.job.id)
-                    .values(status="parked", lease_until=None, last_error=o.failure)
+                    .where(self._among(Job.id, [o.job.id for o in group]))
+                    .values(status="parked", lease_until=None, last_error=reason)
                 )
             if handed:
                 current = {
                     r.id: r
-                    for r in (
-                        await session.execute(
-                            select(Registration)
-                            .where(Registration.id.in_([o.registration_id for o in handed]))
-                            .with_for_update()  # the version checked below holds until commit
-                        )
-                    ).scalars()
+                    for r in await session.execute(
+                        select(Registration.id, Registration.status, Registration.version)
+                        .where(self._among(Registration.id, [o.registration_id for o in handed]))
+                        .with_for_update()  # the version checked below holds until commit
+                    )
                 }
-                moving = [
-                    o
-                    for o in handed
-                    if (r := current.get(o.registration_id)) is not None
-                    and r.status == Status.SENDING
-                    and r.version == o.version
-                ]
-                stale = [o for o in handed if o not in moving]
+                moving: list[Outgoing] = []
+                stale: list[Outgoing] = []
+                for o in handed:
+                    r = current.get(o.registration_id)
+                    ok = r is not None and r.status == Status.SENDING and r.version == o.version
+                    (moving if ok else stale).append(o)
                 if stale:  # resubmitted or reopened while we sent: the newer job delivers
                     await self.jobs.finish_many(session, [o.job.id for o in stale])
                 if moving:
                     await self.registrations._deliver(session, [o.job for o in moving])
-                for o in moving:
-                    row = rows[o.registration_id]
-                    row.content_version, row.state = o.version, State.PENDING
-                    row.first_sent_at, row.last_attempt_at, row.updated_at = now, now, now
-                    row.confirmed_at = row.parked_at = None
-                    row.attempts = 0 if o.failure else 1
-                    row.last_sent_at = None if o.failure else now
-                    row.reason = o.failure
-                    self.jobs.enqueue(
+                confirm_items: list[dict[str, Any]] = []
+                for (version, reason), group in _grouped(moving, lambda o: (o.version, o.failure)):
+                    sent = reason is None
+                    await self._update_rows(
                         session,
-                        CONFIRM,
-                        organisation_id=o.organisation_id,
-                        subject_id=o.registration_id,
-                        payload={"version": o.version, "checks": 0},
-                        run_after=self._next_check(row, now, 0),
+                        group,
+                        content_version=version,
+                        state=State.PENDING,
+                        first_sent_at=now,
+                        last_attempt_at=now,
+                        updated_at=now,
+                        confirmed_at=None,
+                        parked_at=None,
+                        attempts=1 if sent else 0,
+                        last_sent_at=now if sent else None,
+                        reason=reason,
                     )
+                    row = DeliveryRow(
+                        state=State.PENDING,
+                        reason=reason,
+                        first_sent_at=now,
+                        last_attempt_at=now,
+                        last_sent_at=now if sent else None,
+                    )  # what the group's rows now hold, for the first check's time
+                    run_after = self._next_check(row, now, 0)
+                    confirm_items.extend(
+                        {
+                            "organisation_id": o.organisation_id,
+                            "subject_id": o.registration_id,
+                            "payload": {"version": o.version, "checks": 0},
+                            "run_after": run_after,
+                        }
+                        for o in group
+                    )
+                if confirm_items:
+                    await self.jobs.enqueue_many(session, CONFIRM, confirm_items)
         for o in outgoing:
             log.info(
                 "delivery attempt",
@@ -570,10 +655,41 @@ class Delivery:
                 },
             )
 
+    async def _lock_rows(self, session: Any, registration_ids: Sequence[str]) -> None:
+        """Lock the delivery rows (before the registrations, as every step does)."""
+        await session.execute(
+            select(DeliveryRow.registration_id)
+            .where(self._among(DeliveryRow.registration_id, registration_ids))
+            .with_for_update()
+        )
+
+    async def _update_rows(self, session: Any, items: Sequence[Outgoing], **values: Any) -> None:
+        await session.execute(
+            update(DeliveryRow)
+            .where(self._among(DeliveryRow.registration_id, [o.registration_id for o in items]))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def _defer_many(
+        self, session: Any, job_ids: Sequence[str], until: datetime, payload: dict[str, Any] | None = None
+    ) -> None:
+        """:meth:`_defer` for many jobs at once (same time, same payload)."""
+        values: dict[str, Any] = {
+            "status": QUEUED,
+            "lease_until": None,
+            "worker": None,
+            "run_after": until,
+            "attempts": 0,
+        }
+        if payload is not None:
+            values["payload"] = payload
+        await session.execute(update(Job).where(self._among(Job.id, job_ids)).values(**values))
+
     async def _rows(self, session: Any, registration_ids: Iterable[str]) -> dict[str, DeliveryRow]:
         rows = await session.execute(
             select(DeliveryRow)
-            .where(DeliveryRow.registration_id.in_(list(registration_ids)))
+            .where(self._among(DeliveryRow.registration_id, registration_ids))
             .with_for_update()
         )
         return {r.registration_id: r for r in rows.scalars()}
@@ -783,6 +899,30 @@ class Delivery:
                 .offset(offset)
             )
             return [(d, r) for d, r in (await session.execute(query)).all()]
+
+
+def _grouped(
+    items: Iterable[Outgoing], key: Callable[[Outgoing], tuple[Any, ...]]
+) -> list[tuple[tuple[Any, ...], list[Outgoing]]]:
+    """``items`` grouped by ``key``, in order of first appearance."""
+    groups: dict[tuple[Any, ...], list[Outgoing]] = defaultdict(list)
+    for item in items:
+        groups[key(item)].append(item)
+    return list(groups.items())
+
+
+def _batches(jobs: Sequence[Any], size: int) -> list[list[Any]]:
+    """``jobs`` in batches of about ``size``, the jobs of one registration in one batch
+    (two batches never work on the same registration at the same time)."""
+    by_subject: dict[Any, list[Any]] = defaultdict(list)
+    for job in jobs:
+        by_subject[job.subject_id].append(job)
+    batches: list[list[Any]] = [[]]
+    for group in by_subject.values():
+        if len(batches[-1]) >= size:
+            batches.append([])
+        batches[-1].extend(group)
+    return batches
 
 
 def _wait(items: Iterable[Outgoing], reason: str) -> None:

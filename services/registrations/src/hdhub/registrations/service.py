@@ -367,50 +367,55 @@ class Registrations:
 
     async def _deliver(self, session: AsyncSession, jobs: Sequence[Any]) -> None:
         """Sending -> Submitted (confirmation Pending) for the jobs' registrations in one
-        UPDATE, with their history entries in one bulk insert. A registration no longer
+        UPDATE, with their history entries in one INSERT ... SELECT (the values are copied
+        inside the database, not read back and written again). A registration no longer
         Sending (reopened, replaced meanwhile) is left as it is."""
+        from sqlalchemy import String, any_, bindparam, insert, literal, null
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        def among(ids: list[str]) -> Any:  # one array parameter on PostgreSQL, not one per id
+            if self.db.is_postgres:
+                return Registration.id == any_(bindparam(None, ids, type_=ARRAY(String)))
+            return Registration.id.in_(ids)
+
         now = utcnow()
-        moved = (
-            await session.execute(
-                update(Registration)
-                .where(Registration.id.in_([j.subject_id for j in jobs]), Registration.status == Status.SENDING)
-                .values(
-                    status=Status.SUBMITTED,
-                    status_confirmation=Confirmation.PENDING,
-                    version=Registration.version + 1,
-                    updated_at=now,
+        moved = list(
+            (
+                await session.execute(
+                    update(Registration)
+                    .where(among([j.subject_id for j in jobs]), Registration.status == Status.SENDING)
+                    .values(
+                        status=Status.SUBMITTED,
+                        status_confirmation=Confirmation.PENDING,
+                        version=Registration.version + 1,
+                        updated_at=now,
+                    )
+                    .returning(Registration.id)
+                    .execution_options(synchronize_session=False)
                 )
-                .returning(
-                    Registration.id,
-                    Registration.organisation_id,
-                    Registration.version,
-                    Registration.dcd_version,
-                    Registration.values,
-                )
-                .execution_options(synchronize_session=False)
-            )
-        ).all()
-        await bulk_insert(
-            session,
-            RegistrationVersion,
-            [
-                {
-                    "organisation_id": m.organisation_id,
-                    "registration_id": m.id,
-                    "version": m.version,
-                    "action": Action.PROCESSED.value,
-                    "status": Status.SUBMITTED.value,
-                    "dcd_version": m.dcd_version,
-                    "values": m.values,
-                    "changed_fields": [],
-                    "actor": "hdhub",
-                    "via": "worker",
-                    "comment": None,
-                    "at": now,
-                }
-                for m in moved
-            ],
+            ).scalars()
         )
+        if moved:
+            history = RegistrationVersion.__table__.c
+            columns = {
+                "organisation_id": Registration.organisation_id,
+                "registration_id": Registration.id,
+                "version": Registration.version,
+                "action": literal(Action.PROCESSED.value, history.action.type),
+                "status": literal(Status.SUBMITTED.value, history.status.type),
+                "dcd_version": Registration.dcd_version,
+                "values": Registration.values,
+                "changed_fields": literal([], history.changed_fields.type),
+                "actor": literal("hdhub", history.actor.type),
+                "via": literal("worker", history.via.type),
+                "comment": null(),
+                "at": literal(now, history.at.type),
+            }
+            await session.execute(
+                insert(RegistrationVersion).from_select(
+                    list(columns), select(*columns.values()).where(among(moved))
+                )
+            )
         await self.jobs.finish_many(session, [job.id for job in jobs])
 
     # --- internals ----------------------------------------------------------------
