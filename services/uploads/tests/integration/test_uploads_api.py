@@ -216,6 +216,22 @@ async def test_spreadsheet_damage_is_named_and_formulas_never_reach_reports(stac
     assert "'=cmd" in raw and ";=cmd" not in raw
 
 
+async def test_belgian_decimal_commas_are_read_and_named(stack: Stack) -> None:
+    rows = [record(MS_WEIGHT="72,5"), record(MS_WEIGHT="80.5")]
+    created = await upload(stack, csv_bytes(rows), HIS, lang="fr")
+    done = await finished(stack, created["id"])
+    assert done["counts"]["created"] == 2 and done["counts"]["rejected"] == 0
+    assert done["steps"]["validity_check"] == "warnings"
+    h = await stack.headers(HIS)
+    fr = (await stack.client.get(f"/api/v1/uploads/{created['id']}", params={"lang": "fr"}, headers=h)).json()
+    [noted] = [f for f in fr["findings"] if f["rule"] == "decimal_comma"]
+    assert noted["severity"] == "warning" and noted["column"] == "MS_WEIGHT" and noted["line"] == 2
+    assert "MS_WEIGHT" in noted["message"] and "virgule" in noted["message"]
+    [first, _] = await report(stack, created["id"], "success")
+    r = await stack.client.get(f"/api/v1/registrations/{first['registration_id']}", headers=await stack.headers(HIS))
+    assert r.json()["values"]["MS_WEIGHT"] == "72.5"  # decimals are kept as written, with a point
+
+
 async def test_bad_files_get_a_clear_report_and_store_nothing(stack: Stack) -> None:
     header_only = b"IDC_PAT;DT_HOSPZ\r\n"
     cases = {

@@ -76,6 +76,21 @@ def test_truncated_last_record() -> None:
     assert record.line == 3 and findings[0].rule == "truncated"
 
 
+def test_decimal_commas_are_read_with_a_point_and_noted_once_per_column() -> None:
+    fields = {"MS_WEIGHT": FieldInfo("MS_WEIGHT", "decimal"), "TX_NOTE": FieldInfo("TX_NOTE", "text")}
+    data = b"MS_WEIGHT;TX_NOTE;STATUS\n72,5;a,b;draft\n80;1,5;\n-0,25;;submit\n1,2,3;;\n"
+    csvfile = CsvFile(iter([data]), max_line_bytes=1000, max_columns=50)
+    csvfile.open()
+    batch = Batches(csvfile, fields, 10).next()
+    assert batch is not None
+    # Only decimal fields, only a plain decimal comma (1,2,3 is left for the DCD to refuse).
+    assert batch.columns["MS_WEIGHT"] == ["72.5", "80", "-0.25", "1,2,3"]
+    assert batch.columns["TX_NOTE"] == ["a,b", "1,5", None, None]
+    assert batch.columns["STATUS"] == ["draft", None, "submit", None]  # passed on to registrations
+    noted = [(f.rule, f.severity, f.column, f.line) for f in csvfile.findings]
+    assert noted == [("decimal_comma", "warning", "MS_WEIGHT", 2)]
+
+
 @pytest.mark.parametrize(
     ("field", "value", "rule"),
     [

@@ -4,6 +4,7 @@ of values, damaged cells) set aside with their findings. Pure code, no I/O."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -48,6 +49,8 @@ def check_header(
     return findings
 
 
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+
 #: Optional columns sent to registrations with the DCD's fields.
 PASSED_ON = frozenset({"STATUS"})
 
@@ -67,6 +70,8 @@ class Batches:
             (i, FieldInfo(name, "text")) for i, name in enumerate(self.header) if name in PASSED_ON and name not in fields
         ]
         self._checks = [(i, f.name, checker_for(f)) for i, f in self.known]
+        self._decimals = frozenset(f.name for _, f in self.known if f.type == "decimal")
+        self._comma_noted: set[str] = set()
         self._records: Iterator[Record] = csvfile.records()
         self._pending: Record | None = next(self._records, None)
         self._number = 0
@@ -109,10 +114,22 @@ class Batches:
                 continue
             for i, f in self.known:
                 v = record.values[i].strip()
+                if "," in v and f.name in self._decimals and _DECIMAL_COMMA.match(v):
+                    v = self._decimal_point(f.name, v, record.line)
                 batch.columns[f.name].append(v or None)
             batch.lines.append(record.line)
             batch.numbers.append(record.number)
         return batch
+
+    def _decimal_point(self, column: str, value: str, line: int) -> str:
+        """``72,5`` as ``72.5``: the decimal comma of Excel's Belgian CSV (which writes no
+        thousands separators), noted once per column in the file's findings."""
+        if column not in self._comma_noted:
+            self._comma_noted.add(column)
+            self.file.findings.append(
+                Finding("decimal_comma", "warning", line=line, column=column, params={"column": column, "line": line})
+            )
+        return value.replace(",", ".")
 
     def _inspect(self, record: Record, last: bool) -> list[Finding]:
         values = record.values

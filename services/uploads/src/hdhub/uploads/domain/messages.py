@@ -54,6 +54,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "nl": "Het bestand is gescheiden door komma's (,) in plaats van puntkomma's (;); zo werd het gelezen.",
         "de": "Die Datei ist durch Kommas (,) statt Semikolons (;) getrennt; sie wurde so gelesen.",
     },
+    "decimal_comma": {
+        "en": "Column {column}: decimals were written with a comma, as Excel does with Belgian settings (first on line {line}); they were read with a point (72,5 as 72.5).",
+        "fr": "Colonne {column} : les décimales sont écrites avec une virgule, comme le fait Excel avec les paramètres belges (d'abord ligne {line}) ; elles ont été lues avec un point (72,5 comme 72.5).",
+        "nl": "Kolom {column}: decimalen zijn met een komma geschreven, zoals Excel met Belgische instellingen doet (eerst op regel {line}); ze werden met een punt gelezen (72,5 als 72.5).",
+        "de": "Spalte {column}: Dezimalzahlen wurden mit Komma geschrieben, wie Excel mit belgischen Einstellungen (zuerst in Zeile {line}); sie wurden mit Punkt gelesen (72,5 als 72.5).",
+    },
     "encoding_cp1252": {
         "en": "{lines} line(s) are not UTF-8 and were read as Windows-1252 (Latin-1); save the file as UTF-8.",
         "fr": "{lines} ligne(s) ne sont pas en UTF-8 et ont été lues en Windows-1252 (Latin-1) ; enregistrez le fichier en UTF-8.",
