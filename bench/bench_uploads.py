@@ -347,6 +347,125 @@ async def trace(n: int) -> None:
             )
 
 
+def processes_run(paths: list[Path], tmpdir: Path) -> list[tuple[float, dict[str, int], dict[str, int]]]:
+    """The deployment's shape (Helm, Kustomize): identity, registrations and uploads each
+    serving in a process of its own, the uploads worker in another, on fresh PostgreSQL
+    databases, an object-store folder they share, Redis; registrations' delivery worker
+    not started (its own process in a deployment, not timed here). Each file is uploaded
+    over HTTP to the uploads process. Per file: seconds, counts, and the peak RSS growth
+    of each process during it (MB)."""
+    import uuid
+    from contextlib import ExitStack
+
+    import httpx
+
+    from hdhub.cli.services import SERVICES
+    from hdhub.identity.seed import CLIENTS
+    from tests.e2e.conftest import base_env, hdhub_process
+    from tests.support.stack import create_database, drop_database, free_port
+
+    tmpdir.mkdir(parents=True, exist_ok=True)
+    env = base_env(tmpdir)
+    identity_port, uploads_port = free_port(), free_port()
+    env |= {
+        "HDHUB_ENVIRONMENT": "development",
+        "HDHUB_OIDC_ISSUER": f"http://127.0.0.1:{identity_port}/realms/hdhub",
+        "HDHUB_REDIS_URL": os.environ.get("HDHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "HDHUB_SERVICE_CLIENT_SECRET": uuid.uuid4().hex,
+        "HDHUB_IDENTITY_LOGIN_KEY_PREFIX": f"hdhub:bench:{uuid.uuid4().hex}:login",
+        "HDHUB_UPLOADS_DROPFOLDER_ENABLED": "false",
+        "HDHUB_LOG_LEVEL": "WARNING",
+    }
+    databases = []
+    for service in SERVICES:
+        databases.append(name := f"hdhub_bench_{service}_{uuid.uuid4().hex[:8]}")
+        env[f"HDHUB_{service.upper()}_DATABASE_URL"] = create_database(name)
+    results = []
+    try:
+        with ExitStack() as stack:
+            stack.enter_context(hdhub_process(["seed"], env, tmpdir / "seed.log")).wait(timeout=300)
+            procs = {
+                "identity": stack.enter_context(
+                    hdhub_process(
+                        ["run", "identity", "--port", str(identity_port)], env, tmpdir / "identity.log"
+                    )
+                ),
+                "registrations": stack.enter_context(
+                    hdhub_process(
+                        ["run", "registrations", "--port", str(free_port())],
+                        env,
+                        tmpdir / "registrations.log",
+                    )
+                ),
+                "uploads": stack.enter_context(
+                    hdhub_process(
+                        ["run", "uploads", "--port", str(uploads_port)], env, tmpdir / "uploads.log"
+                    )
+                ),
+                "uploads worker": stack.enter_context(
+                    hdhub_process(["worker", "uploads"], env, tmpdir / "uploads-worker.log")
+                ),
+            }
+            base = f"http://127.0.0.1:{uploads_port}"
+            deadline = time.monotonic() + 240
+            while True:
+                try:
+                    if all(
+                        httpx.get(f"http://127.0.0.1:{p}/healthz", timeout=1).status_code == 200
+                        for p in (identity_port, uploads_port)
+                    ):
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the processes did not start; logs in " + str(tmpdir))
+                time.sleep(0.5)
+            client = next(c for c in CLIENTS if c.client_id == HIS)
+            token = httpx.post(
+                f"{env['HDHUB_OIDC_ISSUER']}/protocol/openid-connect/token",
+                data={"grant_type": "client_credentials", "client_id": HIS, "client_secret": client.secret},
+            ).json()["access_token"]
+            headers = {"Authorization": f"Bearer {token}"}
+
+            def rss(pid: int) -> int:
+                with open(f"/proc/{pid}/status") as f:
+                    return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+            for path in paths:
+                before = {name: rss(p.pid) for name, p in procs.items()}
+                peak = dict(before)
+                t0 = time.perf_counter()
+                with path.open("rb") as f:
+                    r = httpx.post(
+                        f"{base}/api/v1/uploads",
+                        params={
+                            "dcd_code": "ANGIO_HOSP",
+                            "validation": "none",
+                            "autosubmit": "true",
+                            "ignore_duplicates": "false",
+                        },
+                        content=iter(lambda: f.read(1 << 20), b""),
+                        headers={**headers, "Content-Type": "text/csv"},
+                        timeout=600,
+                    )
+                assert r.status_code == 202, r.text
+                upload_id = r.json()["id"]
+                while True:
+                    got = httpx.get(f"{base}/api/v1/uploads/{upload_id}", headers=headers, timeout=30).json()
+                    peak = {name: max(peak[name], rss(p.pid)) for name, p in procs.items()}
+                    if got["status"] in ("done", "failed"):
+                        break
+                    time.sleep(0.2)
+                elapsed = time.perf_counter() - t0
+                assert got["status"] == "done", got
+                growth = {name: (peak[name] - before[name]) // 1024 for name in procs}
+                results.append((elapsed, got["counts"], growth))
+    finally:
+        for name in databases:
+            drop_database(name)
+    return results
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000, help="the file compared with COPY")
@@ -357,6 +476,11 @@ async def main() -> None:
     parser.add_argument("--reader-rows", type=int, default=1_000_000)
     parser.add_argument(
         "--drain", action="store_true", help="then time the delivery worker taking every row to submitted"
+    )
+    parser.add_argument(
+        "--processes",
+        action="store_true",
+        help="then the same files again with each service in a process of its own, as deployed",
     )
     parser.add_argument(
         "--trace-rows",
@@ -432,6 +556,17 @@ async def main() -> None:
             print(
                 f"delivery worker, {queued} submitted rows to submitted: {t_drain:.1f} s ({queued / t_drain:,.0f} rows/s)"
             )
+        if args.processes:
+            files = [(small, args.small), (big, args.rows)] + ([(large, args.large)] if args.large else [])
+            # New databases: the same files are new patients there.
+            runs = processes_run([p for p, _ in files], tmpdir / "procs")
+            for (_, n), (elapsed, counts_p, growth) in zip(files, runs, strict=True):
+                mem = ", ".join(f"{name} {mb} MB" for name, mb in growth.items())
+                print(
+                    f"as deployed (a process per service): {n} rows {elapsed:.1f} s ({n / elapsed:,.0f} rows/s, "
+                    f"{elapsed / copy_s * args.rows / n:.1f}x COPY per row); peak RSS growth {mem}; "
+                    f"created {counts_p['created']}"
+                )
         reader_file = tmpdir / "reader.csv"
         write_file(reader_file, args.reader_rows, seed=3)
         r100 = reader_only(big)
