@@ -17,7 +17,7 @@ from hdhub.registrations.delivery import CentralKey as PublicCentralKey
 from hdhub.registrations.delivery import seal
 from hdhub.sim.receiver import CentralKey, Receiver
 from hdhub.sim.runtime import MIGRATIONS
-from hdhub.sim.store import CentralRecord
+from hdhub.sim.store import CentralPseudonym, CentralRecord
 
 from .test_receiver import signer
 
@@ -85,3 +85,41 @@ async def test_a_batch_keeps_one_record_per_technical_id_with_receipts_in_order(
     assert len(kept) == 2
     assert (kept["t-1"].version, kept["t-1"].receipts) == (3, 3)
     assert (kept["t-2"].version, kept["t-2"].receipts) == (2, 3)
+
+
+async def test_a_newer_version_replaces_the_stored_one_and_an_older_only_counts(receiver: Receiver) -> None:
+    await receiver.receive_records([record(receiver, "t-1", 2, 1), record(receiver, "t-2", 5, 2)])
+    receipts = await receiver.receive_records(
+        [record(receiver, "t-1", 3, 31), record(receiver, "t-2", 4, 42), record(receiver, "t-1", 3, 32)]
+    )
+    assert all(r.accepted for r in receipts)
+    kept = await stored(receiver)
+    # t-1: version 3 as it first arrived (the same version again is a resend), 3 receipts.
+    assert (kept["t-1"].version, kept["t-1"].variables, kept["t-1"].receipts) == (3, {"MS_LVEF": 31}, 3)
+    assert kept["t-1"].registration_code == "201.26.000031.00"
+    # t-2: the older version 4 only counts.
+    assert (kept["t-2"].version, kept["t-2"].variables, kept["t-2"].receipts) == (5, {"MS_LVEF": 2}, 2)
+
+
+async def test_pseudonym_halves_keep_the_newest_version_and_count_every_arrival(receiver: Receiver) -> None:
+    def batch(*halves: tuple[str, int, int]) -> pb.ReceivePseudonymsRequest:
+        return pb.ReceivePseudonymsRequest(
+            organisation_id="az-demo",
+            project_code="HDBP0012",
+            key_version=1,
+            technical_ids=[t for t, _, _ in halves],
+            versions=[v for _, v, _ in halves],
+            pseudonyms=b"".join(bytes([b]) * 32 for _, _, b in halves),
+            kinds=[pb.PSEUDONYM_KIND_SSIN] * len(halves),
+        )
+
+    assert await receiver.receive_pseudonyms(batch(("t-1", 2, 1), ("t-2", 2, 2), ("t-1", 3, 3))) == 3
+    assert await receiver.receive_pseudonyms(batch(("t-1", 3, 4), ("t-2", 4, 5), ("t-3", 1, 6))) == 3
+    async with receiver.db.system_session() as session:
+        halves = {p.technical_id: p for p in (await session.execute(select(CentralPseudonym))).scalars()}
+    assert {t: (p.version, p.pseudonym[:2], p.receipts) for t, p in halves.items()} == {
+        "t-1": (3, "03", 3),
+        "t-2": (4, "05", 2),
+        "t-3": (1, "06", 1),
+    }
+    assert halves["t-1"].kind == "ssin" and halves["t-1"].organisation_id == "az-demo"

@@ -191,6 +191,56 @@ async def test_a_submission_reaches_the_central_platform_split_and_is_confirmed(
         )
     ).json()
     assert [h["action"] for h in history][-2:] == ["processed", "confirmation_ok"]
+    # The worker's history entries: its versions and statuses, the values as they stand.
+    assert [(h["version"], h["status"], h["actor"]) for h in history][-2:] == [
+        (reg["version"] - 1, "submitted", "hdhub"),
+        (reg["version"], "submitted", "hdhub"),
+    ]
+    assert all(h["values"] == reg["values"] for h in history[-3:])
+
+
+async def test_many_registrations_go_out_in_concurrent_batches_each_once(central: Central) -> None:
+    settings = central.delivery.settings
+    original = settings.delivery_batch
+    settings.delivery_batch = 3  # 4 batches of 3 side by side per claim: several claims
+    try:
+        ids = [await central.submit() for _ in range(20)]
+        central.start()
+        await central.settle()
+        for reg_id in ids:
+            reg = await central.registration(reg_id)
+            assert (reg["status"], reg["status_confirmation"]) == ("submitted", "pending")
+        async with central.delivery.db.system_session() as session:
+            confirms = (
+                await session.execute(
+                    select(Job.subject_id, func.count())
+                    .where(Job.kind == CONFIRM, Job.subject_id.in_(ids))
+                    .group_by(Job.subject_id)
+                )
+            ).all()
+        assert sorted(confirms) == sorted((i, 1) for i in ids)  # one confirmation job each
+        central.clock.advance(timedelta(seconds=5))
+        await central.settle()
+        technical_ids = set()
+        for reg_id in ids:
+            reg = await central.registration(reg_id)
+            assert reg["status_confirmation"] == "ok"
+            d = await central.delivery_of(reg_id)
+            assert d["state"] == "ok" and d["attempts"] == 1
+            technical_id = await central.technical_id(reg_id)
+            technical_ids.add(technical_id)
+            records, halves = await central.at_receiver(technical_id)
+            assert len(records) == len(halves) == 1 and records[0].receipts == halves[0].receipts == 1
+            history = (
+                await central.stack.client.get(
+                    f"/api/v1/registrations/{reg_id}/history", headers=await central.stack.headers(NURSE)
+                )
+            ).json()
+            assert [h["action"] for h in history][-2:] == ["processed", "confirmation_ok"]
+            assert [h["version"] for h in history] == list(range(1, reg["version"] + 1))
+        assert len(technical_ids) == len(ids)
+    finally:
+        settings.delivery_batch = original
 
 
 async def test_the_same_patient_gets_the_same_pseudonym_across_registrations(central: Central) -> None:
@@ -280,6 +330,13 @@ async def test_receiver_down_for_eleven_days_parks_the_delivery_where_organisati
     assert d["state"] == "parked" and d["parked_at"] is not None
     reg = await central.registration(reg_id)
     assert (reg["status"], reg["status_confirmation"]) == ("submitted", "nok")
+    history = (
+        await central.stack.client.get(
+            f"/api/v1/registrations/{reg_id}/history", headers=await central.stack.headers(NURSE)
+        )
+    ).json()
+    assert [h["action"] for h in history][-3:] == ["processed", "confirmation_nok", "delivery_parked"]
+    assert "48 hours" in history[-2]["comment"] and "parked" in history[-1]["comment"]
 
     stack = central.stack
     own = await stack.client.get(

@@ -44,7 +44,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import String, any_, bindparam, select, update
+from sqlalchemy import String, any_, bindparam, insert, literal, null, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from hdhub.common.clock import SYSTEM_CLOCK, Clock
@@ -674,7 +674,8 @@ class Delivery:
     async def _defer_many(
         self, session: Any, job_ids: Sequence[str], until: datetime, payload: dict[str, Any] | None = None
     ) -> None:
-        """:meth:`_defer` for many jobs at once (same time, same payload)."""
+        """Give claimed jobs back for later (same time, same payload): waiting is not
+        failing, so they never park."""
         values: dict[str, Any] = {
             "status": QUEUED,
             "lease_until": None,
@@ -693,21 +694,6 @@ class Delivery:
             .with_for_update()
         )
         return {r.registration_id: r for r in rows.scalars()}
-
-    async def _defer(
-        self, session: Any, job_id: str, until: datetime, payload: dict[str, Any] | None = None
-    ) -> None:
-        """Give a claimed job back for later: waiting is not failing, so it never parks."""
-        values: dict[str, Any] = {
-            "status": QUEUED,
-            "lease_until": None,
-            "worker": None,
-            "run_after": until,
-            "attempts": 0,
-        }
-        if payload is not None:
-            values["payload"] = payload
-        await session.execute(update(Job).where(Job.id == job_id).values(**values))
 
     def _next_check(self, row: DeliveryRow, now: datetime, checks: int) -> datetime:
         """The next confirmation check: soon after a send, then less often, never later than
@@ -738,68 +724,80 @@ class Delivery:
         confirmed = await self._confirmations(outgoing)
         s = self.settings
         resend: list[Outgoing] = []
+        finished: list[str] = []
+        # (registration id, confirmation, comment, history action): set together below.
+        changes: list[tuple[str, Confirmation, str, str | None]] = []
         async with self.db.system_session() as session:
             rows = await self._rows(session, [o.registration_id for o in outgoing])
             for o in outgoing:
                 row = rows[o.registration_id]
                 if row.state in (State.OK, State.PARKED):
-                    await self.jobs.finish(session, o.job.id)
+                    finished.append(o.job.id)
                     continue
                 assert row.first_sent_at is not None
                 if (o.technical_id, o.version) in confirmed:
                     row.state, row.confirmed_at, row.reason, row.updated_at = State.OK, now, None, now
-                    await self._confirmation(
-                        session,
-                        o.registration_id,
-                        Confirmation.OK,
-                        "Arrival confirmed by the central platform",
+                    changes.append(
+                        (
+                            o.registration_id,
+                            Confirmation.OK,
+                            "Arrival confirmed by the central platform",
+                            None,
+                        )
                     )
-                    await self.jobs.finish(session, o.job.id)
+                    finished.append(o.job.id)
                     continue
                 if now >= row.first_sent_at + timedelta(days=s.park_after_days):
                     row.state, row.parked_at, row.updated_at = State.PARKED, now, now
-                    await self._confirmation(
-                        session,
-                        o.registration_id,
-                        Confirmation.NOK,
-                        f"No confirmation {s.park_after_days:g} days after the first send: resends stopped (parked)",
-                        action="delivery_parked",
+                    changes.append(
+                        (
+                            o.registration_id,
+                            Confirmation.NOK,
+                            f"No confirmation {s.park_after_days:g} days after the first send: resends stopped (parked)",
+                            "delivery_parked",
+                        )
                     )
-                    await self.jobs.finish(session, o.job.id)
+                    finished.append(o.job.id)
                     continue
                 turned_nok = False  # resent at once when it turns NOK
                 if row.state == State.PENDING and now >= row.first_sent_at + timedelta(
                     hours=s.confirmation_timeout_hours
                 ):
                     row.state, row.updated_at, turned_nok = State.NOK, now, True
-                    await self._confirmation(
-                        session,
-                        o.registration_id,
-                        Confirmation.NOK,
-                        f"No confirmation within {s.confirmation_timeout_hours:g} hours: resending",
+                    changes.append(
+                        (
+                            o.registration_id,
+                            Confirmation.NOK,
+                            f"No confirmation within {s.confirmation_timeout_hours:g} hours: resending",
+                            None,
+                        )
                     )
                 if turned_nok or self._resend_due(row, now):
                     resend.append(o)
+            await self._set_confirmations(session, changes)
+            if finished:
+                await self.jobs.finish_many(session, finished)
         if resend:
             await self._send(resend)
+        resent = {id(o) for o in resend}
         async with self.db.system_session() as session:
             rows = await self._rows(session, [o.registration_id for o in outgoing])
+            deferred: dict[tuple[datetime, int, int], list[str]] = defaultdict(list)
             for o in outgoing:
                 row = rows[o.registration_id]
                 if row.state in (State.OK, State.PARKED):
                     continue
-                if o in resend:
+                if id(o) in resent:
                     row.last_attempt_at, row.updated_at = now, now
                     row.reason = o.failure
                     if o.failure is None:
                         row.attempts += 1
                         row.last_sent_at = now
                 checks = int((o.job.payload or {}).get("checks", 0)) + 1
-                await self._defer(
-                    session,
-                    o.job.id,
-                    self._next_check(row, now, checks),
-                    payload={"version": o.version, "checks": checks},
+                deferred[(self._next_check(row, now, checks), o.version, checks)].append(o.job.id)
+            for (until, version, checks), job_ids in deferred.items():
+                await self._defer_many(
+                    session, job_ids, until, payload={"version": version, "checks": checks}
                 )
         for o in resend:
             log.info(
@@ -835,39 +833,65 @@ class Delivery:
             return set()
         return {(c.technical_id, c.version) for c in answer.confirmations if c.confirmed}
 
-    async def _confirmation(
-        self,
-        session: Any,
-        registration_id: str,
-        confirmation: Confirmation,
-        comment: str,
-        *,
-        action: str | None = None,
+    async def _set_confirmations(
+        self, session: Any, changes: Sequence[tuple[str, Confirmation, str, str | None]]
     ) -> None:
-        """Set the registration's status confirmation, with a history entry saying why (a
+        """Set registrations' status confirmation, each with a history entry saying why (a
         new version, as every change of a registration; parking is recorded too, though
-        the confirmation stays NOK)."""
-        reg = await session.get(Registration, registration_id)
-        if reg is None or reg.status != Status.SUBMITTED:
-            return
-        reg.status_confirmation = confirmation
-        reg.version += 1
-        reg.updated_at = self.clock.now()
-        await session.flush()
-        session.add(
-            RegistrationVersion(
-                organisation_id=reg.organisation_id,
-                registration_id=reg.id,
-                version=reg.version,
-                action=action or f"confirmation_{confirmation.value}",
-                status=reg.status,
-                dcd_version=reg.dcd_version,
-                values=reg.values,
-                changed_fields=[],
-                actor="hdhub",
-                via="worker",
-                comment=comment,
-                at=self.clock.now(),
+        the confirmation stays NOK). A statement pair per kind of change, not per
+        registration; one no longer Submitted is left as it is."""
+        groups: dict[tuple[Confirmation, str, str | None], list[str]] = defaultdict(list)
+        for registration_id, confirmation, comment, action in changes:
+            groups[(confirmation, comment, action)].append(registration_id)
+        at = self.clock.now()
+        for (confirmation, comment, action), ids in groups.items():
+            moved = list(
+                (
+                    await session.execute(
+                        update(Registration)
+                        .where(self._among(Registration.id, ids), Registration.status == Status.SUBMITTED)
+                        .values(
+                            status_confirmation=confirmation, version=Registration.version + 1, updated_at=at
+                        )
+                        .returning(Registration.id)
+                        .execution_options(synchronize_session=False)
+                    )
+                ).scalars()
+            )
+            if moved:
+                await self._history(
+                    session,
+                    moved,
+                    action=action or f"confirmation_{confirmation.value}",
+                    comment=comment,
+                    at=at,
+                )
+
+    async def _history(
+        self, session: Any, registration_ids: Sequence[str], *, action: str, comment: str | None, at: datetime
+    ) -> None:
+        """History entries for registrations just changed by the worker, at their current
+        version and status, in one INSERT ... SELECT. The values stay stored once, in the
+        registration (a status change replaced none)."""
+        history = RegistrationVersion.__table__.c
+        columns = {
+            "organisation_id": Registration.organisation_id,
+            "registration_id": Registration.id,
+            "version": Registration.version,
+            "action": literal(action, history.action.type),
+            "status": Registration.status,
+            "dcd_version": Registration.dcd_version,
+            "values": null(),
+            "replaced": null(),
+            "changed_fields": literal([], history.changed_fields.type),
+            "actor": literal("hdhub", history.actor.type),
+            "via": literal("worker", history.via.type),
+            "comment": literal(comment, history.comment.type) if comment is not None else null(),
+            "at": literal(at, history.at.type),
+        }
+        await session.execute(
+            insert(RegistrationVersion).from_select(
+                list(columns), select(*columns.values()).where(self._among(Registration.id, registration_ids))
             )
         )
 

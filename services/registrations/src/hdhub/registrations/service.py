@@ -367,9 +367,9 @@ class Registrations:
 
     async def _deliver(self, session: AsyncSession, jobs: Sequence[Any]) -> None:
         """Sending -> Submitted (confirmation Pending) for the jobs' registrations in one
-        UPDATE, with their history entries in one INSERT ... SELECT (the values are copied
-        inside the database, not read back and written again). A registration no longer
-        Sending (reopened, replaced meanwhile) is left as it is."""
+        UPDATE, with their history entries in one INSERT ... SELECT (nothing read back; the
+        values stay stored once, in the registration: a status change replaced none). A
+        registration no longer Sending (reopened, replaced meanwhile) is left as it is."""
         from sqlalchemy import String, any_, bindparam, insert, literal, null
         from sqlalchemy.dialects.postgresql import ARRAY
 
@@ -404,7 +404,8 @@ class Registrations:
                 "action": literal(Action.PROCESSED.value, history.action.type),
                 "status": literal(Status.SUBMITTED.value, history.status.type),
                 "dcd_version": Registration.dcd_version,
-                "values": Registration.values,
+                "values": null(),
+                "replaced": null(),
                 "changed_fields": literal([], history.changed_fields.type),
                 "actor": literal("hdhub", history.actor.type),
                 "via": literal("worker", history.via.type),

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -27,7 +28,7 @@ from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 
 from hdhub.common.clock import SYSTEM_CLOCK, Clock
 from hdhub.common.db import Database
@@ -153,41 +154,32 @@ class Receiver:
             return len(ids)
         now = self.clock.now()
         kind_names = {pb.PSEUDONYM_KIND_SSIN: "ssin", pb.PSEUDONYM_KIND_PSEUDOCODE: "pseudocode"}
-        async with self.db.system_session() as session:
-            stored: dict[str, CentralPseudonym] = {}
-            for start in range(0, len(ids), 1000):
-                chunk = ids[start : start + 1000]
-                found = await session.execute(
-                    select(CentralPseudonym).where(CentralPseudonym.technical_id.in_(chunk))
-                )
-                stored.update({p.technical_id: p for p in found.scalars()})
-            for n, (tid, version, kind) in enumerate(zip(ids, versions, kinds, strict=True)):
-                current = stored.get(tid)
-                if current is None:
-                    current = CentralPseudonym(technical_id=tid, receipts=0, version=-1)
-                    stored[tid] = current
-                    session.add(current)
-                current.receipts += 1
-                if version <= current.version:
-                    continue  # a resend (same version) or a late older one: one half kept
-                current.version, current.organisation_id = version, batch.organisation_id
-                current.project_code, current.key_version = batch.project_code, batch.key_version
-                current.kind, current.pseudonym = (
-                    kind_names.get(kind, "unknown"),
-                    raw[32 * n : 32 * n + 32].hex(),
-                )
-                current.received_at = now
+        newest: dict[str, dict[str, Any]] = {}
+        for n, (tid, version, kind) in enumerate(zip(ids, versions, kinds, strict=True)):
+            if tid in newest and version <= newest[tid]["version"]:
+                continue
+            newest[tid] = {
+                "technical_id": tid,
+                "version": version,
+                "organisation_id": batch.organisation_id,
+                "project_code": batch.project_code,
+                "key_version": batch.key_version,
+                "kind": kind_names.get(kind, "unknown"),
+                "pseudonym": raw[32 * n : 32 * n + 32].hex(),
+                "received_at": now,
+            }
+        await self._keep(CentralPseudonym, ids, newest)
         return len(ids)
 
     async def receive_records(self, records: list[pb.SealedRecord]) -> list[pb.RecordReceipt]:
-        """Verify and open every record, then keep them: the stored ones are read in one
-        query per thousand and the new ones inserted together at commit (not a read and a
-        flush per record). Receipts come in the order of ``records``."""
+        """Verify and open every record, then keep them in a few statements (not a read and
+        a write per record). Receipts come in the order of ``records``."""
         if not self._open_for_business():
             return [pb.RecordReceipt(technical_id=r.technical_id, accepted=True) for r in records]
         now = self.clock.now()
         receipts: list[pb.RecordReceipt] = []
-        opened: list[tuple[pb.SealedRecord, dict[str, Any], str]] = []
+        received: list[str] = []
+        newest: dict[str, dict[str, Any]] = {}
         for r in records:
             try:
                 variables, subject = verify_and_open(r, self.key)
@@ -197,37 +189,72 @@ class Receiver:
                 )
                 receipts.append(pb.RecordReceipt(technical_id=r.technical_id, accepted=False, rule=exc.rule))
                 continue
-            opened.append((r, variables, subject))
             receipts.append(pb.RecordReceipt(technical_id=r.technical_id, accepted=True))
-        if not opened:
-            return receipts
-        async with self.db.system_session() as session:
-            stored: dict[str, CentralRecord] = {}
-            ids = list({r.technical_id for r, _, _ in opened})
-            for start in range(0, len(ids), 1000):
-                found = await session.execute(
-                    select(CentralRecord).where(CentralRecord.technical_id.in_(ids[start : start + 1000]))
-                )
-                stored.update({c.technical_id: c for c in found.scalars()})
-            for r, variables, subject in opened:
-                current = stored.get(r.technical_id)
-                if current is None:
-                    current = CentralRecord(technical_id=r.technical_id, receipts=0)
-                    stored[r.technical_id] = current
-                    session.add(current)
-                elif r.version <= current.version:
-                    current.receipts += 1  # a resend, or a late older version: one record kept
-                    continue
-                current.version, current.organisation_id = r.version, r.organisation_id
-                current.project_code, current.dcd_code, current.dcd_version = (
-                    r.project_code,
-                    r.dcd_code,
-                    r.dcd_version,
-                )
-                current.registration_code, current.variables = r.registration_code, variables
-                current.signer_subject, current.received_at = subject[:500], now
-                current.receipts += 1
+            received.append(r.technical_id)
+            if r.technical_id in newest and r.version <= newest[r.technical_id]["version"]:
+                continue
+            newest[r.technical_id] = {
+                "technical_id": r.technical_id,
+                "version": r.version,
+                "organisation_id": r.organisation_id,
+                "project_code": r.project_code,
+                "dcd_code": r.dcd_code,
+                "dcd_version": r.dcd_version,
+                "registration_code": r.registration_code,
+                "variables": variables,
+                "signer_subject": subject[:500],
+                "received_at": now,
+            }
+        if received:
+            await self._keep(CentralRecord, received, newest)
         return receipts
+
+    async def _keep(self, model: Any, received: list[str], newest: dict[str, dict[str, Any]]) -> None:
+        """Keep one row per technical id: every arrival counts a receipt, the newest version's
+        fields win over what is stored (a resend or an older version only counts).
+        ``received`` has a technical id per arrival, ``newest`` the fields of each id's
+        newest arrival. A read, an insert and an update or two, whatever the batch size."""
+        table = model.__table__
+        arrivals: dict[str, int] = defaultdict(int)
+        for tid in received:
+            arrivals[tid] += 1
+        ids = list(arrivals)
+        async with self.db.system_session() as session:
+            stored: dict[str, int] = {}
+            for start in range(0, len(ids), 1000):
+                chunk = ids[start : start + 1000]
+                found = await session.execute(
+                    select(table.c.technical_id, table.c.version).where(table.c.technical_id.in_(chunk))
+                )
+                for tid, version in found.all():
+                    stored[tid] = version
+            new = [{**newest[tid], "receipts": arrivals[tid]} for tid in ids if tid not in stored]
+            if new:
+                await session.execute(insert(table), new)
+            # A newer version of a stored one: its fields, one UPDATE run for them all.
+            replaced = [
+                {**{f"new_{c}": v for c, v in newest[tid].items()}, "more": arrivals[tid]}
+                for tid in ids
+                if tid in stored and newest[tid]["version"] > stored[tid]
+            ]
+            if replaced:
+                fields = {c: bindparam(f"new_{c}") for c in newest[ids[0]] if c != "technical_id"}
+                await session.execute(
+                    update(table)
+                    .where(table.c.technical_id == bindparam("new_technical_id"))
+                    .values(**fields, receipts=table.c.receipts + bindparam("more")),
+                    replaced,
+                )
+            counted: dict[int, list[str]] = defaultdict(list)  # only a receipt more
+            for tid in ids:
+                if tid in stored and newest[tid]["version"] <= stored[tid]:
+                    counted[arrivals[tid]].append(tid)
+            for more, tids in counted.items():
+                await session.execute(
+                    update(table)
+                    .where(table.c.technical_id.in_(tids))
+                    .values(receipts=table.c.receipts + more)
+                )
 
     async def confirmations(self, refs: list[pb.DeliveryRef]) -> list[pb.Confirmation]:
         """Confirmed: both halves of this version or a newer one are joined, and the
