@@ -49,10 +49,10 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from hdhub.common.clock import SYSTEM_CLOCK, Clock
 from hdhub.common.config import platform
-from hdhub.common.db import bulk_insert, new_id
+from hdhub.common.db import bulk_insert, new_id, utcnow
 from hdhub.common.errors import Problem
 from hdhub.common.grpc import channel, problem_from_rpc_error, register_idempotent
-from hdhub.common.jobs import QUEUED
+from hdhub.common.jobs import DONE, QUEUED
 from hdhub.common.sealed_record import header_bytes, signed_bytes
 from hdhub.common.service_auth import acting_as_service
 from hdhub.proto.portal.v1 import certificates_pb2, certificates_pb2_grpc
@@ -308,7 +308,7 @@ class Delivery:
         outgoing, superseded = await self._load(jobs, want_status=Status.SENDING)
         if superseded:
             async with self.db.system_session() as session:
-                await self.jobs.finish_many(session, [j.id for j in superseded])
+                await self._finish(session, [j.id for j in superseded])
         if not outgoing:
             return
         await self._send(outgoing)
@@ -606,7 +606,7 @@ class Delivery:
                     ok = r is not None and r.status == Status.SENDING and r.version == o.version
                     (moving if ok else stale).append(o)
                 if stale:  # resubmitted or reopened while we sent: the newer job delivers
-                    await self.jobs.finish_many(session, [o.job.id for o in stale])
+                    await self._finish(session, [o.job.id for o in stale])
                 if moving:
                     await self.registrations._deliver(session, [o.job for o in moving])
                 confirm_items: list[dict[str, Any]] = []
@@ -671,6 +671,15 @@ class Delivery:
             .execution_options(synchronize_session=False)
         )
 
+    async def _finish(self, session: Any, job_ids: Sequence[str]) -> None:
+        """``JobQueue.finish_many`` with the ids as one array parameter on PostgreSQL."""
+        await session.execute(
+            update(Job)
+            .where(self._among(Job.id, job_ids))
+            .values(status=DONE, finished_at=utcnow(), lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
+
     async def _defer_many(
         self, session: Any, job_ids: Sequence[str], until: datetime, payload: dict[str, Any] | None = None
     ) -> None:
@@ -718,7 +727,7 @@ class Delivery:
         outgoing, superseded = await self._load(jobs, want_status=Status.SUBMITTED)
         if superseded:
             async with self.db.system_session() as session:
-                await self.jobs.finish_many(session, [j.id for j in superseded])
+                await self._finish(session, [j.id for j in superseded])
         if not outgoing:
             return
         confirmed = await self._confirmations(outgoing)
@@ -776,7 +785,7 @@ class Delivery:
                     resend.append(o)
             await self._set_confirmations(session, changes)
             if finished:
-                await self.jobs.finish_many(session, finished)
+                await self._finish(session, finished)
         if resend:
             await self._send(resend)
         resent = {id(o) for o in resend}

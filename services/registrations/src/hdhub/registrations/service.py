@@ -373,10 +373,14 @@ class Registrations:
         from sqlalchemy import String, any_, bindparam, insert, literal, null
         from sqlalchemy.dialects.postgresql import ARRAY
 
-        def among(ids: list[str]) -> Any:  # one array parameter on PostgreSQL, not one per id
+        from hdhub.common.jobs import DONE
+
+        def among(ids: list[str], column: Any = Registration.id) -> Any:
+            """One array parameter on PostgreSQL, not one per id (psycopg parses a long IN
+            list again for every statement)."""
             if self.db.is_postgres:
-                return Registration.id == any_(bindparam(None, ids, type_=ARRAY(String)))
-            return Registration.id.in_(ids)
+                return column == any_(bindparam(None, ids, type_=ARRAY(String)))
+            return column.in_(ids)
 
         now = utcnow()
         moved = list(
@@ -417,7 +421,13 @@ class Registrations:
                     list(columns), select(*columns.values()).where(among(moved))
                 )
             )
-        await self.jobs.finish_many(session, [job.id for job in jobs])
+        # JobQueue.finish_many, with the ids as one array parameter (as above).
+        await session.execute(
+            update(Job)
+            .where(among([job.id for job in jobs], Job.id))
+            .values(status=DONE, finished_at=utcnow(), lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
 
     # --- internals ----------------------------------------------------------------
 
