@@ -314,9 +314,12 @@ class Delivery:
         await self._send(outgoing)
         await self._record_deliveries(outgoing, now)
 
-    async def _load(self, jobs: Sequence[Any], *, want_status: Status) -> tuple[list[Outgoing], list[Any]]:
+    async def _load(
+        self, jobs: Sequence[Any], *, want_status: Status, with_values: bool = True
+    ) -> tuple[list[Outgoing], list[Any]]:
         """The registrations of the jobs still at the version and status the job is for,
-        with their delivery rows (created here, with a technical id, when missing)."""
+        with their delivery rows (created here, with a technical id, when missing). Only
+        the columns used are read; the values only ``with_values`` (see :meth:`_values`)."""
         by_id: dict[str, Any] = {}
         created: list[dict[str, Any]] = []
         outgoing: list[Outgoing] = []
@@ -327,19 +330,29 @@ class Delivery:
                 superseded.append(by_id[job.subject_id])
             by_id[job.subject_id] = job
         async with self.db.system_session() as session:
+            columns = [
+                Registration.id,
+                Registration.organisation_id,
+                Registration.status,
+                Registration.version,
+                Registration.project_code,
+                Registration.dcd_code,
+                Registration.dcd_version,
+                Registration.registration_code,
+            ]
+            if with_values:
+                columns.append(Registration.values)
             regs = {
                 r.id: r
-                for r in (
-                    await session.execute(select(Registration).where(self._among(Registration.id, by_id)))
-                ).scalars()
+                for r in await session.execute(select(*columns).where(self._among(Registration.id, by_id)))
             }
             rows = {
                 d.registration_id: d
-                for d in (
-                    await session.execute(
-                        select(DeliveryRow).where(self._among(DeliveryRow.registration_id, by_id))
-                    )
-                ).scalars()
+                for d in await session.execute(
+                    select(
+                        DeliveryRow.registration_id, DeliveryRow.technical_id, DeliveryRow.content_version
+                    ).where(self._among(DeliveryRow.registration_id, by_id))
+                )
             }
             for reg_id, job in by_id.items():
                 reg = regs.get(reg_id)
@@ -381,7 +394,7 @@ class Delivery:
                         dcd_version=reg.dcd_version,
                         registration_code=reg.registration_code or "",
                         version=version,
-                        values=dict(reg.values),
+                        values=dict(reg.values) if with_values else {},
                         technical_id=technical_id,
                     )
                 )
@@ -724,7 +737,7 @@ class Delivery:
     # --- confirm: Pending -> OK, or NOK and resends, or parked ---------------------------
 
     async def _confirm(self, jobs: Sequence[Any], now: datetime) -> None:
-        outgoing, superseded = await self._load(jobs, want_status=Status.SUBMITTED)
+        outgoing, superseded = await self._load(jobs, want_status=Status.SUBMITTED, with_values=False)
         if superseded:
             async with self.db.system_session() as session:
                 await self._finish(session, [j.id for j in superseded])
@@ -787,6 +800,7 @@ class Delivery:
             if finished:
                 await self._finish(session, finished)
         if resend:
+            resend = await self._values(resend)
             await self._send(resend)
         resent = {id(o) for o in resend}
         async with self.db.system_session() as session:
@@ -817,6 +831,24 @@ class Delivery:
                     "outcome": o.failure or "sent",
                 },
             )
+
+    async def _values(self, items: Sequence[Outgoing]) -> list[Outgoing]:
+        """Read the values of registrations about to be resent (a confirmation check that
+        finds a delivery confirmed, which is most, does not need them); those no longer
+        Submitted (reopened meanwhile: a new delivery follows) are left out."""
+        async with self.db.system_session() as session:
+            found = {
+                r.id: r.values
+                for r in await session.execute(
+                    select(Registration.id, Registration.values).where(
+                        self._among(Registration.id, [o.registration_id for o in items]),
+                        Registration.status == Status.SUBMITTED,
+                    )
+                )
+            }
+        for o in items:
+            o.values = dict(found.get(o.registration_id) or {})
+        return [o for o in items if o.registration_id in found]
 
     def _resend_due(self, row: DeliveryRow, now: datetime) -> bool:
         s = self.settings

@@ -238,7 +238,9 @@ class Receiver:
                 if tid in stored and newest[tid]["version"] > stored[tid]
             ]
             if replaced:
-                fields = {c: bindparam(f"new_{c}") for c in newest[ids[0]] if c != "technical_id"}
+                fields: dict[str, Any] = {
+                    c: bindparam(f"new_{c}") for c in newest[ids[0]] if c != "technical_id"
+                }
                 await session.execute(
                     update(table)
                     .where(table.c.technical_id == bindparam("new_technical_id"))
