@@ -280,6 +280,9 @@ async def test_receiver_down_for_three_days_goes_nok_after_48_hours_then_ok_afte
     assert d["state"] == "ok" and d["attempts"] >= 1
     records, halves = await central.at_receiver(await central.technical_id(reg_id))
     assert len(records) == 1 and len(halves) == 1
+    # The resend carried the registration's register variables (read for the resend).
+    assert records[0].variables["DT_HOSPZ"] == reg["values"]["DT_HOSPZ"]
+    assert not set(IDENTIFIERS) & set(records[0].variables)
 
 
 async def test_a_delivery_lost_on_the_way_is_resent_after_48_hours_without_a_second_record(
