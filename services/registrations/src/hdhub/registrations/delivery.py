@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import os
 import time
@@ -49,7 +48,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from hdhub.common.clock import SYSTEM_CLOCK, Clock
 from hdhub.common.config import platform
-from hdhub.common.db import bulk_insert, new_id, utcnow
+from hdhub.common.db import bulk_insert, json_text, new_id, utcnow
 from hdhub.common.errors import Problem
 from hdhub.common.grpc import channel, problem_from_rpc_error, register_idempotent
 from hdhub.common.jobs import DONE, QUEUED
@@ -154,7 +153,7 @@ def seal(
     record.wrapped_key = central.public.encrypt(
         data_key, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
     )
-    plain = json.dumps(variables, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+    plain = json_text(variables).encode()  # compact JSON, UTF-8 (orjson; the stdlib past 64-bit ints)
     record.ciphertext = AESGCM(data_key).encrypt(record.nonce, plain, header_bytes(record))
     record.signer_certificate_der = signer.certificate_der
     record.signature = signer.sign(signed_bytes(record))
