@@ -593,3 +593,37 @@ async def test_without_its_own_service_token_delivery_waits_in_sending_then_goes
     central.clock.advance(timedelta(seconds=5))
     await central.settle()
     assert (await central.registration(reg_id))["status_confirmation"] == "ok"
+
+
+async def test_a_resend_reads_the_values_and_leaves_out_a_registration_reopened_meanwhile(
+    central: Central,
+) -> None:
+    from hdhub.registrations.delivery import Outgoing
+
+    central.behave(Mode.REFUSE)
+    ids = [await central.submit(), await central.submit()]
+    central.start()
+    await central.settle()
+    reg = await central.registration(ids[1])
+    r = await central.stack.client.post(
+        f"/api/v1/registrations/{ids[1]}/reopen",
+        headers={**await central.stack.headers(NURSE), "If-Match": f'"{reg["version"]}"'},
+    )
+    assert r.status_code == 200, r.text
+    items = [
+        Outgoing(
+            job=None,
+            registration_id=i,
+            organisation_id="az-demo",
+            project_code="HDBP0012",
+            dcd_code="ANGIO_HOSP",
+            dcd_version="",
+            registration_code="",
+            version=0,
+            values={},
+        )
+        for i in ids
+    ]
+    kept = await central.delivery._values(items)
+    assert [o.registration_id for o in kept] == [ids[0]]
+    assert kept[0].values == (await central.registration(ids[0]))["values"]

@@ -283,7 +283,14 @@ class Delivery:
         )
         if not jobs:
             return 0
-        await asyncio.gather(*(self._step(batch, now) for batch in _batches(jobs, size)))
+        # Every batch runs to its end even when another fails; then the first failure is
+        # raised (each batch handles its own jobs' failures, so this is the database gone).
+        results = await asyncio.gather(
+            *(self._step(batch, now) for batch in _batches(jobs, size)), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         return len(jobs)
 
     async def _step(self, jobs: Sequence[Any], now: datetime) -> None:
