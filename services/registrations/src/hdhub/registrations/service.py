@@ -361,7 +361,9 @@ class Registrations:
                     async with self.db.system_session() as session:
                         await self._deliver(session, [job])
                 except Exception as exc:  # retried with back-off, then parked
-                    log.warning("delivery job failed", extra={"job_id": job.id, "error_type": type(exc).__name__})
+                    log.warning(
+                        "delivery job failed", extra={"job_id": job.id, "error_type": type(exc).__name__}
+                    )
                     await self.jobs.fail(job.id, type(exc).__name__)
         return len(jobs)
 
