@@ -239,11 +239,12 @@ class DeliveryHeld:
 async def drain(stack: object, timeout: float = 3600.0) -> float:
     """Let the delivery worker go; seconds until no registration of az-demo is Sending."""
     client = stack.client  # type: ignore[attr-defined]
-    headers = await stack.headers(HIS)  # type: ignore[attr-defined]
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < timeout:
         r = await client.get(
-            "/api/v1/registrations", params={"status": "sending", "limit": 1}, headers=headers
+            "/api/v1/registrations",
+            params={"status": "sending", "limit": 1},
+            headers=await stack.headers(HIS),  # type: ignore[attr-defined]
         )
         if r.status_code == 200 and r.json().get("total", 1) == 0:
             break
@@ -280,7 +281,10 @@ async def run_upload(stack: object, path: Path) -> tuple[float, int, dict[str, i
     assert r.status_code == 202, r.text
     upload_id = r.json()["id"]
     while True:
-        got = (await client.get(f"/api/v1/uploads/{upload_id}", headers=headers)).json()
+        # Fresh headers each time: a 1M-row upload outlasts a token (the stack renews them).
+        r = await client.get(f"/api/v1/uploads/{upload_id}", headers=await stack.headers(HIS))  # type: ignore[attr-defined]
+        assert r.status_code == 200, r.text
+        got = r.json()
         if got["status"] in ("done", "failed"):
             break
         await asyncio.sleep(0.2)
@@ -421,11 +425,22 @@ def processes_run(paths: list[Path], tmpdir: Path) -> list[tuple[float, dict[str
                     raise RuntimeError("the processes did not start; logs in " + str(tmpdir))
                 time.sleep(0.5)
             client = next(c for c in CLIENTS if c.client_id == HIS)
-            token = httpx.post(
-                f"{env['HDHUB_OIDC_ISSUER']}/protocol/openid-connect/token",
-                data={"grant_type": "client_credentials", "client_id": HIS, "client_secret": client.secret},
-            ).json()["access_token"]
-            headers = {"Authorization": f"Bearer {token}"}
+            issued = [0.0, ""]
+
+            def auth() -> dict[str, str]:  # a fresh token every 2 minutes (they live 5)
+                if time.monotonic() - float(issued[0]) > 120:
+                    issued[:] = [
+                        time.monotonic(),
+                        httpx.post(
+                            f"{env['HDHUB_OIDC_ISSUER']}/protocol/openid-connect/token",
+                            data={
+                                "grant_type": "client_credentials",
+                                "client_id": HIS,
+                                "client_secret": client.secret,
+                            },
+                        ).json()["access_token"],
+                    ]
+                return {"Authorization": f"Bearer {issued[1]}"}
 
             def rss(pid: int) -> int:
                 with open(f"/proc/{pid}/status") as f:
@@ -445,13 +460,15 @@ def processes_run(paths: list[Path], tmpdir: Path) -> list[tuple[float, dict[str
                             "ignore_duplicates": "false",
                         },
                         content=iter(lambda: f.read(1 << 20), b""),
-                        headers={**headers, "Content-Type": "text/csv"},
+                        headers={**auth(), "Content-Type": "text/csv"},
                         timeout=600,
                     )
                 assert r.status_code == 202, r.text
                 upload_id = r.json()["id"]
                 while True:
-                    got = httpx.get(f"{base}/api/v1/uploads/{upload_id}", headers=headers, timeout=30).json()
+                    r = httpx.get(f"{base}/api/v1/uploads/{upload_id}", headers=auth(), timeout=30)
+                    assert r.status_code == 200, r.text
+                    got = r.json()
                     peak = {name: max(peak[name], rss(p.pid)) for name, p in procs.items()}
                     if got["status"] in ("done", "failed"):
                         break
