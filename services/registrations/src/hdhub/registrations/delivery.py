@@ -43,7 +43,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import String, any_, bindparam, insert, literal, null, select, update
+from sqlalchemy import String, any_, bindparam, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from hdhub.common.clock import SYSTEM_CLOCK, Clock
@@ -60,7 +60,7 @@ from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2_grpc as pseudo_
 from hdhub.proto.sim.v1 import central_pb2, central_pb2_grpc
 from hdhub.registrations.domain.lifecycle import Confirmation, Status
 from hdhub.registrations.store import Delivery as DeliveryRow
-from hdhub.registrations.store import Job, Registration, RegistrationVersion
+from hdhub.registrations.store import Job, Registration, worker_history
 
 if TYPE_CHECKING:
     from hdhub.registrations.service import Registrations
@@ -920,26 +920,8 @@ class Delivery:
         """History entries for registrations just changed by the worker, at their current
         version and status, in one INSERT ... SELECT. The values stay stored once, in the
         registration (a status change replaced none)."""
-        history = RegistrationVersion.__table__.c
-        columns = {
-            "organisation_id": Registration.organisation_id,
-            "registration_id": Registration.id,
-            "version": Registration.version,
-            "action": literal(action, history.action.type),
-            "status": Registration.status,
-            "dcd_version": Registration.dcd_version,
-            "values": null(),
-            "replaced": null(),
-            "changed_fields": literal([], history.changed_fields.type),
-            "actor": literal("hdhub", history.actor.type),
-            "via": literal("worker", history.via.type),
-            "comment": literal(comment, history.comment.type) if comment is not None else null(),
-            "at": literal(at, history.at.type),
-        }
         await session.execute(
-            insert(RegistrationVersion).from_select(
-                list(columns), select(*columns.values()).where(self._among(Registration.id, registration_ids))
-            )
+            worker_history(self._among(Registration.id, registration_ids), action=action, at=at, comment=comment)
         )
 
     # --- reads for the REST edge -------------------------------------------------------

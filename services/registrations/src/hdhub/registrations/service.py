@@ -48,6 +48,7 @@ from hdhub.registrations.store import (
     Registration,
     RegistrationCodeCounter,
     RegistrationVersion,
+    worker_history,
 )
 
 log = logging.getLogger("hdhub.registrations")
@@ -372,7 +373,7 @@ class Registrations:
         UPDATE, with their history entries in one INSERT ... SELECT (nothing read back; the
         values stay stored once, in the registration: a status change replaced none). A
         registration no longer Sending (reopened, replaced meanwhile) is left as it is."""
-        from sqlalchemy import String, any_, bindparam, insert, literal, null
+        from sqlalchemy import String, any_, bindparam
         from sqlalchemy.dialects.postgresql import ARRAY
 
         from hdhub.common.jobs import DONE
@@ -402,27 +403,7 @@ class Registrations:
             ).scalars()
         )
         if moved:
-            history = RegistrationVersion.__table__.c
-            columns = {
-                "organisation_id": Registration.organisation_id,
-                "registration_id": Registration.id,
-                "version": Registration.version,
-                "action": literal(Action.PROCESSED.value, history.action.type),
-                "status": literal(Status.SUBMITTED.value, history.status.type),
-                "dcd_version": Registration.dcd_version,
-                "values": null(),
-                "replaced": null(),
-                "changed_fields": literal([], history.changed_fields.type),
-                "actor": literal("hdhub", history.actor.type),
-                "via": literal("worker", history.via.type),
-                "comment": null(),
-                "at": literal(now, history.at.type),
-            }
-            await session.execute(
-                insert(RegistrationVersion).from_select(
-                    list(columns), select(*columns.values()).where(among(moved))
-                )
-            )
+            await session.execute(worker_history(among(moved), action=Action.PROCESSED.value, at=now))
         # JobQueue.finish_many, with the ids as one array parameter (as above).
         await session.execute(
             update(Job)

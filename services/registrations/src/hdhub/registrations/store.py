@@ -6,7 +6,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    ColumnElement,
+    ForeignKey,
+    Index,
+    Insert,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    insert,
+    literal,
+    null,
+    select,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from hdhub.common.db import TYPE_MAP, TenantScoped, new_id, utcnow
@@ -120,6 +135,29 @@ class RegistrationVersion(TenantScoped, Base):
     via: Mapped[str] = mapped_column(String(32))
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def worker_history(where: ColumnElement[bool], *, action: str, at: datetime, comment: str | None = None) -> Insert:
+    """One history entry per registration matching ``where``, for a change the worker just
+    made to it (delivery, confirmation, parking): at its current version and status, in one
+    INSERT ... SELECT. A status change replaced no values (they stay stored once)."""
+    history = RegistrationVersion.__table__.c
+    columns = {
+        "organisation_id": Registration.organisation_id,
+        "registration_id": Registration.id,
+        "version": Registration.version,
+        "action": literal(action, history.action.type),
+        "status": Registration.status,
+        "dcd_version": Registration.dcd_version,
+        "values": null(),
+        "replaced": null(),
+        "changed_fields": literal([], history.changed_fields.type),
+        "actor": literal("hdhub", history.actor.type),
+        "via": literal("worker", history.via.type),
+        "comment": literal(comment, history.comment.type) if comment is not None else null(),
+        "at": literal(at, history.at.type),
+    }
+    return insert(RegistrationVersion).from_select(list(columns), select(*columns.values()).where(where))
 
 
 class RegistrationCodeCounter(Base):
