@@ -63,6 +63,9 @@ class PlatformSettings(BaseSettings):
     object_store_url: str | None = None
     max_request_bytes: int = 5 * 1024 * 1024
     grpc_timeout_seconds: float = 10.0
+    #: Finished background jobs are deleted this long after they finished (parked ones are
+    #: kept for the operator); without it every delivered registration left a job forever.
+    jobs_retention_days: float = 7.0
     #: Where `hdhub worker` serves /metrics (workers have no HTTP edge); unset: not served.
     metrics_host: str = "0.0.0.0"
     metrics_port: int | None = None

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, DateTime, String, TypeDecorator, event, insert
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import JSON, DateTime, String, TypeDecorator, any_, bindparam, event, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, with_loader_criteria
@@ -371,6 +371,15 @@ class Database:
     @property
     def is_postgres(self) -> bool:
         return self.engine.dialect.name == "postgresql"
+
+    def among(self, column: Any, values: Iterable[Any]) -> Any:
+        """``column IN values``; on PostgreSQL ``column = ANY(:array)``, one parameter
+        whatever the count, so a batch's statement has the same text at every size (psycopg
+        parses a long ``IN`` list of parameters again for every statement)."""
+        values = list(values)
+        if self.is_postgres:
+            return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+        return column.in_(values)
 
     @asynccontextmanager
     async def session(self, organisations: Iterable[str]) -> AsyncIterator[AsyncSession]:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, String, Text, or_, select, update
+from sqlalchemy import Integer, String, Text, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -25,6 +26,8 @@ from hdhub.common.db import Database, UTCDateTime, bulk_insert, new_id, new_ids,
 log = logging.getLogger("hdhub.jobs")
 
 QUEUED, RUNNING, DONE, PARKED = "queued", "running", "done", "parked"
+#: How often (seconds) a process's queue deletes finished jobs past their retention.
+PURGE_EVERY = 600.0
 
 
 class JobColumns:
@@ -58,6 +61,7 @@ class JobQueue:
     model: type[Any]
     lease: timedelta = timedelta(seconds=60)
     max_attempts: int = 8
+    _next_purge: float = field(default=0.0, init=False, repr=False)
 
     def enqueue(
         self,
@@ -132,6 +136,7 @@ class JobQueue:
         """Take up to ``limit`` due jobs (or jobs whose lease ran out) for this worker, in one
         statement: ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``
         on PostgreSQL (concurrent workers never take the same job); SQLite has one writer."""
+        await self._housekeeping()
         now = now or utcnow()
         worker = worker or worker_name()
         Job = self.model
@@ -163,8 +168,42 @@ class JobQueue:
         """Mark jobs done in one statement, in the transaction that applied their effects."""
         Job = self.model
         await session.execute(
-            update(Job).where(Job.id.in_(job_ids)).values(status=DONE, finished_at=utcnow(), lease_until=None)
+            update(Job)
+            .where(self.db.among(Job.id, job_ids))
+            .values(status=DONE, finished_at=utcnow(), lease_until=None)
+            .execution_options(synchronize_session=False)
         )
+
+    async def purge(self, *, older_than: timedelta, now: datetime | None = None, limit: int = 5000) -> int:
+        """Delete jobs that finished more than ``older_than`` ago, at most ``limit`` per call;
+        the number deleted. Parked jobs stay for the operator to look at."""
+        Job = self.model
+        cutoff = (now or utcnow()) - older_than
+        old = select(Job.id).where(Job.status == DONE, Job.finished_at < cutoff).limit(limit)
+        async with self.db.system_session() as session:
+            result = await session.execute(
+                delete(Job).where(Job.id.in_(old.scalar_subquery())).execution_options(synchronize_session=False)
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    async def _housekeeping(self) -> None:
+        """Every ``PURGE_EVERY`` seconds, from whichever worker claims next: finished jobs
+        past the installation's retention are deleted, so the table the workers claim from
+        holds what is pending and recent, not every job there ever was."""
+        now = time.monotonic()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + PURGE_EVERY
+        from hdhub.common.config import platform
+
+        days = platform().jobs_retention_days
+        try:
+            purged = await self.purge(older_than=timedelta(days=days))
+        except Exception:  # noqa: BLE001 - housekeeping never stops the work itself
+            log.warning("finished jobs not purged", exc_info=True)
+            return
+        if purged:
+            log.info("finished jobs purged", extra={"count": purged, "retention_days": days})
 
     async def defer(self, session: AsyncSession, job_id: str, until: datetime) -> None:
         """Give a claimed job back, to be claimed again at ``until``: it is waiting on

@@ -43,8 +43,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import String, any_, bindparam, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import select, update
 
 from hdhub.common.clock import SYSTEM_CLOCK, Clock
 from hdhub.common.config import platform
@@ -259,14 +258,6 @@ class Delivery:
     def jobs(self) -> Any:
         return self.registrations.jobs
 
-    def _among(self, column: Any, values: Iterable[str]) -> Any:
-        """``column IN values``: on PostgreSQL as ``= ANY`` of one array parameter, so a
-        batch's statement is the same text whatever its size (psycopg parses a long ``IN``
-        list of parameters again for every statement)."""
-        if self.db.is_postgres:
-            return column == any_(bindparam(None, list(values), type_=ARRAY(String)))
-        return column.in_(list(values))
-
     # --- the worker step ------------------------------------------------------------
 
     async def process_jobs(self, *, limit: int | None = None, worker: str | None = None) -> int:
@@ -350,14 +341,14 @@ class Delivery:
                 columns.append(Registration.values)
             regs = {
                 r.id: r
-                for r in await session.execute(select(*columns).where(self._among(Registration.id, by_id)))
+                for r in await session.execute(select(*columns).where(self.db.among(Registration.id, by_id)))
             }
             rows = {
                 d.registration_id: d
                 for d in await session.execute(
                     select(
                         DeliveryRow.registration_id, DeliveryRow.technical_id, DeliveryRow.content_version
-                    ).where(self._among(DeliveryRow.registration_id, by_id))
+                    ).where(self.db.among(DeliveryRow.registration_id, by_id))
                 )
             }
             for reg_id, job in by_id.items():
@@ -606,7 +597,7 @@ class Delivery:
                 )
                 await session.execute(
                     update(Job)
-                    .where(self._among(Job.id, [o.job.id for o in group]))
+                    .where(self.db.among(Job.id, [o.job.id for o in group]))
                     .values(status="parked", lease_until=None, last_error=reason)
                 )
             if handed:
@@ -614,7 +605,7 @@ class Delivery:
                     r.id: r
                     for r in await session.execute(
                         select(Registration.id, Registration.status, Registration.version)
-                        .where(self._among(Registration.id, [o.registration_id for o in handed]))
+                        .where(self.db.among(Registration.id, [o.registration_id for o in handed]))
                         .with_for_update()  # the version checked below holds until commit
                     )
                 }
@@ -678,14 +669,14 @@ class Delivery:
         """Lock the delivery rows (before the registrations, as every step does)."""
         await session.execute(
             select(DeliveryRow.registration_id)
-            .where(self._among(DeliveryRow.registration_id, registration_ids))
+            .where(self.db.among(DeliveryRow.registration_id, registration_ids))
             .with_for_update()
         )
 
     async def _update_rows(self, session: Any, items: Sequence[Outgoing], **values: Any) -> None:
         await session.execute(
             update(DeliveryRow)
-            .where(self._among(DeliveryRow.registration_id, [o.registration_id for o in items]))
+            .where(self.db.among(DeliveryRow.registration_id, [o.registration_id for o in items]))
             .values(**values)
             .execution_options(synchronize_session=False)
         )
@@ -694,7 +685,7 @@ class Delivery:
         """``JobQueue.finish_many`` with the ids as one array parameter on PostgreSQL."""
         await session.execute(
             update(Job)
-            .where(self._among(Job.id, job_ids))
+            .where(self.db.among(Job.id, job_ids))
             .values(status=DONE, finished_at=utcnow(), lease_until=None)
             .execution_options(synchronize_session=False)
         )
@@ -713,12 +704,12 @@ class Delivery:
         }
         if payload is not None:
             values["payload"] = payload
-        await session.execute(update(Job).where(self._among(Job.id, job_ids)).values(**values))
+        await session.execute(update(Job).where(self.db.among(Job.id, job_ids)).values(**values))
 
     async def _rows(self, session: Any, registration_ids: Iterable[str]) -> dict[str, DeliveryRow]:
         rows = await session.execute(
             select(DeliveryRow)
-            .where(self._among(DeliveryRow.registration_id, registration_ids))
+            .where(self.db.among(DeliveryRow.registration_id, registration_ids))
             .with_for_update()
         )
         return {r.registration_id: r for r in rows.scalars()}
@@ -847,7 +838,7 @@ class Delivery:
                 r.id: r.values
                 for r in await session.execute(
                     select(Registration.id, Registration.values).where(
-                        self._among(Registration.id, [o.registration_id for o in items]),
+                        self.db.among(Registration.id, [o.registration_id for o in items]),
                         Registration.status == Status.SUBMITTED,
                     )
                 )
@@ -896,7 +887,7 @@ class Delivery:
                 (
                     await session.execute(
                         update(Registration)
-                        .where(self._among(Registration.id, ids), Registration.status == Status.SUBMITTED)
+                        .where(self.db.among(Registration.id, ids), Registration.status == Status.SUBMITTED)
                         .values(
                             status_confirmation=confirmation, version=Registration.version + 1, updated_at=at
                         )
@@ -921,7 +912,7 @@ class Delivery:
         version and status, in one INSERT ... SELECT. The values stay stored once, in the
         registration (a status change replaced none)."""
         await session.execute(
-            worker_history(self._among(Registration.id, registration_ids), action=action, at=at, comment=comment)
+            worker_history(self.db.among(Registration.id, registration_ids), action=action, at=at, comment=comment)
         )
 
     # --- reads for the REST edge -------------------------------------------------------

@@ -373,24 +373,15 @@ class Registrations:
         UPDATE, with their history entries in one INSERT ... SELECT (nothing read back; the
         values stay stored once, in the registration: a status change replaced none). A
         registration no longer Sending (reopened, replaced meanwhile) is left as it is."""
-        from sqlalchemy import String, any_, bindparam
-        from sqlalchemy.dialects.postgresql import ARRAY
 
         from hdhub.common.jobs import DONE
-
-        def among(ids: list[str], column: Any = Registration.id) -> Any:
-            """One array parameter on PostgreSQL, not one per id (psycopg parses a long IN
-            list again for every statement)."""
-            if self.db.is_postgres:
-                return column == any_(bindparam(None, ids, type_=ARRAY(String)))
-            return column.in_(ids)
 
         now = utcnow()
         moved = list(
             (
                 await session.execute(
                     update(Registration)
-                    .where(among([j.subject_id for j in jobs]), Registration.status == Status.SENDING)
+                    .where(self.db.among(Registration.id, [j.subject_id for j in jobs]), Registration.status == Status.SENDING)
                     .values(
                         status=Status.SUBMITTED,
                         status_confirmation=Confirmation.PENDING,
@@ -403,11 +394,11 @@ class Registrations:
             ).scalars()
         )
         if moved:
-            await session.execute(worker_history(among(moved), action=Action.PROCESSED.value, at=now))
+            await session.execute(worker_history(self.db.among(Registration.id, moved), action=Action.PROCESSED.value, at=now))
         # JobQueue.finish_many, with the ids as one array parameter (as above).
         await session.execute(
             update(Job)
-            .where(among([job.id for job in jobs], Job.id))
+            .where(self.db.among(Job.id, [job.id for job in jobs]))
             .values(status=DONE, finished_at=utcnow(), lease_until=None)
             .execution_options(synchronize_session=False)
         )
