@@ -74,7 +74,12 @@ def test_one_trace_follows_an_upload_through_every_hop(traced: tuple[Platform, R
         if wanted <= names and server_upsert and sql or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert wanted <= names, (sorted(names), len(receiver.spans), platform.log.read_text()[-3000:])
+    assert wanted <= names, (
+        sorted(names),
+        len(receiver.spans),
+        platform.log.read_text()[-3000:],
+        receiver.log.read_text()[-2000:],
+    )
     by_id = {s.span_id: s for s in spans}
     request = next(s for s in spans if s.name == "POST /api/v1/uploads" and s.kind == SERVER)
     job = next(s for s in spans if s.name == "job upload.process")

@@ -35,6 +35,7 @@ class Span:
 class Receiver:
     endpoint: str
     path: Path
+    log: Path
 
     @property
     def spans(self) -> list[Span]:
@@ -49,17 +50,22 @@ class Receiver:
 
 @contextmanager
 def otlp_receiver(folder: Path) -> Iterator[Receiver]:
-    out, ready = folder / "spans.jsonl", folder / "port"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.otlp", str(out), str(ready)], cwd=ROOT, start_new_session=True
-    )
+    out, ready, log = folder / "spans.jsonl", folder / "port", folder / "receiver.log"
+    with log.open("wb") as stderr:  # what the receiver says, for a failing test to show
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.otlp", str(out), str(ready)],
+            cwd=ROOT,
+            start_new_session=True,
+            stdout=stderr,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 30
         while not ready.exists() or not ready.read_text().strip():
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the OTLP receiver did not start")
             time.sleep(0.05)
-        yield Receiver(f"http://127.0.0.1:{ready.read_text().strip()}", out)
+        yield Receiver(f"http://127.0.0.1:{ready.read_text().strip()}", out, log)
     finally:
         process.terminate()
         process.wait(timeout=10)
