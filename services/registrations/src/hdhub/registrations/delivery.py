@@ -47,10 +47,10 @@ from sqlalchemy import select, update
 
 from hdhub.common.clock import SYSTEM_CLOCK, Clock
 from hdhub.common.config import platform
-from hdhub.common.db import bulk_insert, json_text, new_id, utcnow
+from hdhub.common.db import bulk_insert, json_text, new_id
 from hdhub.common.errors import Problem
 from hdhub.common.grpc import channel, problem_from_rpc_error, register_idempotent
-from hdhub.common.jobs import DONE, QUEUED
+from hdhub.common.jobs import QUEUED
 from hdhub.common.sealed_record import header_bytes, signed_bytes
 from hdhub.common.service_auth import acting_as_service
 from hdhub.proto.portal.v1 import certificates_pb2, certificates_pb2_grpc
@@ -305,7 +305,7 @@ class Delivery:
         outgoing, superseded = await self._load(jobs, want_status=Status.SENDING)
         if superseded:
             async with self.db.system_session() as session:
-                await self._finish(session, [j.id for j in superseded])
+                await self.jobs.finish_many(session, [j.id for j in superseded])
         if not outgoing:
             return
         await self._send(outgoing)
@@ -511,10 +511,8 @@ class Delivery:
             )
             ssins: list[str] = []
             for n, o in enumerate(group):
-                if o.identifier is None:
-                    await self._split(o)
                 identifier = o.identifier
-                assert identifier is not None
+                assert identifier is not None  # split by _send before
                 ssins.append(identifier.ssin)
                 if identifier.pseudocode is not None:
                     request.pseudocodes.append(
@@ -616,7 +614,7 @@ class Delivery:
                     ok = r is not None and r.status == Status.SENDING and r.version == o.version
                     (moving if ok else stale).append(o)
                 if stale:  # resubmitted or reopened while we sent: the newer job delivers
-                    await self._finish(session, [o.job.id for o in stale])
+                    await self.jobs.finish_many(session, [o.job.id for o in stale])
                 if moving:
                     await self.registrations._deliver(session, [o.job for o in moving])
                 confirm_items: list[dict[str, Any]] = []
@@ -681,15 +679,6 @@ class Delivery:
             .execution_options(synchronize_session=False)
         )
 
-    async def _finish(self, session: Any, job_ids: Sequence[str]) -> None:
-        """``JobQueue.finish_many`` with the ids as one array parameter on PostgreSQL."""
-        await session.execute(
-            update(Job)
-            .where(self.db.among(Job.id, job_ids))
-            .values(status=DONE, finished_at=utcnow(), lease_until=None)
-            .execution_options(synchronize_session=False)
-        )
-
     async def _defer_many(
         self, session: Any, job_ids: Sequence[str], until: datetime, payload: dict[str, Any] | None = None
     ) -> None:
@@ -737,7 +726,7 @@ class Delivery:
         outgoing, superseded = await self._load(jobs, want_status=Status.SUBMITTED, with_values=False)
         if superseded:
             async with self.db.system_session() as session:
-                await self._finish(session, [j.id for j in superseded])
+                await self.jobs.finish_many(session, [j.id for j in superseded])
         if not outgoing:
             return
         confirmed = await self._confirmations(outgoing)
@@ -795,7 +784,7 @@ class Delivery:
                     resend.append(o)
             await self._set_confirmations(session, changes)
             if finished:
-                await self._finish(session, finished)
+                await self.jobs.finish_many(session, finished)
         if resend:
             resend = await self._values(resend)
             await self._send(resend)
@@ -897,23 +886,14 @@ class Delivery:
                 ).scalars()
             )
             if moved:
-                await self._history(
-                    session,
-                    moved,
-                    action=action or f"confirmation_{confirmation.value}",
-                    comment=comment,
-                    at=at,
+                await session.execute(
+                    worker_history(
+                        self.db.among(Registration.id, moved),
+                        action=action or f"confirmation_{confirmation.value}",
+                        at=at,
+                        comment=comment,
+                    )
                 )
-
-    async def _history(
-        self, session: Any, registration_ids: Sequence[str], *, action: str, comment: str | None, at: datetime
-    ) -> None:
-        """History entries for registrations just changed by the worker, at their current
-        version and status, in one INSERT ... SELECT. The values stay stored once, in the
-        registration (a status change replaced none)."""
-        await session.execute(
-            worker_history(self.db.among(Registration.id, registration_ids), action=action, at=at, comment=comment)
-        )
 
     # --- reads for the REST edge -------------------------------------------------------
 

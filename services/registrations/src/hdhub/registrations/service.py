@@ -373,9 +373,6 @@ class Registrations:
         UPDATE, with their history entries in one INSERT ... SELECT (nothing read back; the
         values stay stored once, in the registration: a status change replaced none). A
         registration no longer Sending (reopened, replaced meanwhile) is left as it is."""
-
-        from hdhub.common.jobs import DONE
-
         now = utcnow()
         moved = list(
             (
@@ -395,13 +392,7 @@ class Registrations:
         )
         if moved:
             await session.execute(worker_history(self.db.among(Registration.id, moved), action=Action.PROCESSED.value, at=now))
-        # JobQueue.finish_many, with the ids as one array parameter (as above).
-        await session.execute(
-            update(Job)
-            .where(self.db.among(Job.id, [job.id for job in jobs]))
-            .values(status=DONE, finished_at=utcnow(), lease_until=None)
-            .execution_options(synchronize_session=False)
-        )
+        await self.jobs.finish_many(session, [job.id for job in jobs])
 
     # --- internals ----------------------------------------------------------------
 

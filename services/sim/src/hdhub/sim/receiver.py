@@ -220,14 +220,10 @@ class Receiver:
             arrivals[tid] += 1
         ids = list(arrivals)
         async with self.db.system_session() as session:
-            stored: dict[str, int] = {}
-            for start in range(0, len(ids), 1000):
-                chunk = ids[start : start + 1000]
-                found = await session.execute(
-                    select(table.c.technical_id, table.c.version).where(table.c.technical_id.in_(chunk))
-                )
-                for tid, version in found.all():
-                    stored[tid] = version
+            found = await session.execute(
+                select(table.c.technical_id, table.c.version).where(self.db.among(table.c.technical_id, ids))
+            )
+            stored: dict[str, int] = dict(found.tuples().all())
             new = [{**newest[tid], "receipts": arrivals[tid]} for tid in ids if tid not in stored]
             if new:
                 await session.execute(insert(table), new)
@@ -254,7 +250,7 @@ class Receiver:
             for more, tids in counted.items():
                 await session.execute(
                     update(table)
-                    .where(table.c.technical_id.in_(tids))
+                    .where(self.db.among(table.c.technical_id, tids))
                     .values(receipts=table.c.receipts + more)
                 )
 
