@@ -86,6 +86,12 @@ class Stack:
     def service(self, name: str) -> Any:
         return self.platform.service(name)
 
+    def from_address(self, address: str) -> httpx.AsyncClient:
+        """A client whose requests come from ``address`` (as a peer, not a header)."""
+        app = self.client._transport.app  # type: ignore[attr-defined]
+        transport = httpx.ASGITransport(app=app, client=(address, 40000))
+        return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
 
 @asynccontextmanager
 async def running_stack(backend: str, tmp_path: Any, *, workers: bool = True) -> AsyncIterator[Stack]:

@@ -129,6 +129,24 @@ class Directory:
                 )
             )
 
+    async def audit_login(self, who: str, action: str, **details: Any) -> None:
+        """An audit entry about logins to ``who`` (a username or e-mail, ``client:<id>``,
+        ``sftp:<username>``) in each organisation it belongs to; none for unknown names."""
+        kind, _, name = who.partition(":") if who.startswith(("client:", "sftp:")) else ("", "", who)
+        organisations: Iterable[str] = ()
+        if kind == "client":
+            client = await self.backend.get_client(name)
+            organisations = [client.organisation_id] if client else []
+        elif kind == "sftp":
+            async with self.db.system_session() as session:
+                credential = await session.get(SftpCredential, name.strip().lower())
+                organisations = [credential.organisation_id] if credential else []
+        else:
+            account = await self.backend.find_account(name)
+            organisations = await self.backend.memberships(account.id) if account else {}
+        for org in organisations:
+            await self.audit(None, org, action, name, **details)
+
     async def _member(self, organisation_id: str, account_id: str) -> MemberRecord:
         for m in await self.backend.members(organisation_id):
             if m.account.id == account_id:
