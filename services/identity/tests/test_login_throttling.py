@@ -25,7 +25,9 @@ async def guard_factory(request: pytest.FixtureRequest) -> AsyncIterator[Callabl
     made: list[LoginGuard] = []
 
     def make(**kwargs: Any) -> LoginGuard:
-        g = LoginGuard(REDIS if request.param == "redis" else None, prefix=f"hdhub:test:{uuid.uuid4().hex}", **kwargs)
+        g = LoginGuard(
+            REDIS if request.param == "redis" else None, prefix=f"hdhub:test:{uuid.uuid4().hex}", **kwargs
+        )
         made.append(g)
         return g
 
@@ -34,7 +36,9 @@ async def guard_factory(request: pytest.FixtureRequest) -> AsyncIterator[Callabl
         await g.close()
 
 
-async def test_failures_slow_down_their_own_source_with_a_doubling_wait(guard_factory: Callable[..., LoginGuard]) -> None:
+async def test_failures_slow_down_their_own_source_with_a_doubling_wait(
+    guard_factory: Callable[..., LoginGuard],
+) -> None:
     guard = guard_factory(free_failures=3, wait_base=0.2, wait_max=0.5)
     waits = []
     for _ in range(3):
@@ -65,7 +69,9 @@ async def test_one_source_failing_on_many_accounts_waits(guard_factory: Callable
     await guard.before_attempt("someone-else@x.test", "198.51.100.2")
 
 
-async def test_attempts_per_source_and_logins_per_principal_are_limited(guard_factory: Callable[..., LoginGuard]) -> None:
+async def test_attempts_per_source_and_logins_per_principal_are_limited(
+    guard_factory: Callable[..., LoginGuard],
+) -> None:
     guard = guard_factory(per_address=3, per_principal=2, window=60)
     for n in range(3):
         await guard.before_attempt(f"user{n}@x.test", "203.0.113.3")
@@ -88,8 +94,18 @@ async def test_attempts_per_source_and_logins_per_principal_are_limited(guard_fa
         ([], "203.0.113.9", "198.51.100.1", "203.0.113.9"),  # no trusted proxy: the header is ignored
         (["10.0.0.0/8"], "203.0.113.9", "198.51.100.1", "203.0.113.9"),  # an untrusted peer wrote it
         (["10.0.0.0/8"], "10.1.2.3", "198.51.100.1", "198.51.100.1"),
-        (["10.0.0.0/8"], "10.1.2.3", "1.2.3.4, 198.51.100.1", "198.51.100.1"),  # the client's own claim is not believed
-        (["10.0.0.0/8", "192.168.0.1"], "10.1.2.3", "198.51.100.1, 192.168.0.1", "198.51.100.1"),  # two proxies
+        (
+            ["10.0.0.0/8"],
+            "10.1.2.3",
+            "1.2.3.4, 198.51.100.1",
+            "198.51.100.1",
+        ),  # the client's own claim is not believed
+        (
+            ["10.0.0.0/8", "192.168.0.1"],
+            "10.1.2.3",
+            "198.51.100.1, 192.168.0.1",
+            "198.51.100.1",
+        ),  # two proxies
         (["10.0.0.0/8"], "10.1.2.3", "not-an-address", "10.1.2.3"),
         (["10.0.0.0/8"], "10.1.2.3", None, "10.1.2.3"),
         (["fd00::/8"], "fd00::1", "2001:db8::7", "2001:db8::7"),
@@ -108,12 +124,18 @@ async def _member_with_password(stack: Stack) -> tuple[str, str]:
     """A new member of az-demo who has set a password (no initial password pending)."""
     h = await stack.headers("manager@az-demo.test")
     email = f"{uuid.uuid4().hex[:8]}@example.test"
-    r = await stack.client.post("/api/v1/organisations/az-demo/members", json={"email": email, "roles": ["reader"]}, headers=h)
+    r = await stack.client.post(
+        "/api/v1/organisations/az-demo/members", json={"email": email, "roles": ["reader"]}, headers=h
+    )
     password = "the-holders-own-password"
     async with stack.from_address(f"198.51.100.{uuid.uuid4().int % 250 + 1}") as own:
         r = await own.post(
             "/api/v1/accounts/password",
-            json={"username": email, "current_password": r.json()["initial_password"], "new_password": password},
+            json={
+                "username": email,
+                "current_password": r.json()["initial_password"],
+                "new_password": password,
+            },
         )
     assert r.status_code == 204, r.text
     return email, password
@@ -145,16 +167,30 @@ def short_waits(stack: Stack) -> Any:
 
 
 @pytest.mark.usefixtures("short_waits")
-async def test_an_address_failing_20_times_does_not_stop_the_right_credentials_from_elsewhere(stack: Stack) -> None:
+async def test_an_address_failing_20_times_does_not_stop_the_right_credentials_from_elsewhere(
+    stack: Stack,
+) -> None:
     email, password = await _member_with_password(stack)
-    async with stack.from_address("203.0.113.20") as attacker, stack.from_address("198.51.100.20") as hospital:
+    async with (
+        stack.from_address("203.0.113.20") as attacker,
+        stack.from_address("198.51.100.20") as hospital,
+    ):
         await _fail(attacker, _login(email, "guess"), 20)
         r = await hospital.post(TOKEN_PATH, data=_login(email, password))
         assert r.status_code == 200, r.text
         # A hospital system's client_credentials login likewise: never locked from elsewhere.
-        await _fail(attacker, {"grant_type": "client_credentials", "client_id": "az-demo-his", "client_secret": "guess"}, 20)
+        await _fail(
+            attacker,
+            {"grant_type": "client_credentials", "client_id": "az-demo-his", "client_secret": "guess"},
+            20,
+        )
         r = await hospital.post(
-            TOKEN_PATH, data={"grant_type": "client_credentials", "client_id": "az-demo-his", "client_secret": "demo-his-secret"}
+            TOKEN_PATH,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "az-demo-his",
+                "client_secret": "demo-his-secret",
+            },
         )
         assert r.status_code == 200, r.text
 
@@ -165,28 +201,44 @@ async def test_the_attackers_own_attempts_wait_1_then_2_seconds_and_the_audit_sh
         for _ in range(5):
             assert (await attacker.post(TOKEN_PATH, data=_login(email, "guess"))).status_code == 401
         r = await attacker.post(TOKEN_PATH, data=_login(email, password))  # even the right one, from here
-        assert r.status_code == 429 and r.json()["error"] == "too_many_requests" and r.headers["Retry-After"] == "1"
+        assert (
+            r.status_code == 429
+            and r.json()["error"] == "too_many_requests"
+            and r.headers["Retry-After"] == "1"
+        )
         await asyncio.sleep(1.05)
         assert (await attacker.post(TOKEN_PATH, data=_login(email, "guess"))).status_code == 401
         r = await attacker.post(TOKEN_PATH, data=_login(email, password))
         assert r.status_code == 429 and r.headers["Retry-After"] == "2"
         await asyncio.sleep(2.05)
         assert (await attacker.post(TOKEN_PATH, data=_login(email, password))).status_code == 200
-    audit = await stack.client.get("/api/v1/audit?organisation_id=az-demo", headers=await stack.headers("manager@az-demo.test"))
+    audit = await stack.client.get(
+        "/api/v1/audit?organisation_id=az-demo", headers=await stack.headers("manager@az-demo.test")
+    )
     mine = [e for e in audit.json() if e["target"] == email and e["action"].startswith("login.")]
     assert [e["action"] for e in reversed(mine)] == ["login.throttled", "login.released"]
     assert mine[-1]["details"] == {"address": "203.0.113.21", "failures": 5, "wait_seconds": 1.0}
     assert mine[0]["details"] == {"address": "203.0.113.21"}
 
 
-async def test_wrong_current_passwords_on_the_open_password_route_slow_down_only_their_source(stack: Stack) -> None:
+async def test_wrong_current_passwords_on_the_open_password_route_slow_down_only_their_source(
+    stack: Stack,
+) -> None:
     email, password = await _member_with_password(stack)
-    change = {"username": email, "current_password": "guess-guess-guess", "new_password": "yet-another-long-one"}
+    change = {
+        "username": email,
+        "current_password": "guess-guess-guess",
+        "new_password": "yet-another-long-one",
+    }
     async with stack.from_address("203.0.113.22") as attacker, stack.from_address("198.51.100.22") as holder:
         for _ in range(5):
             assert (await attacker.post("/api/v1/accounts/password", json=change)).status_code == 400
         r = await attacker.post("/api/v1/accounts/password", json=change | {"current_password": password})
-        assert r.status_code == 429 and r.json()["type"] == "/problems/too-many-failures" and r.headers["Retry-After"] == "1"
+        assert (
+            r.status_code == 429
+            and r.json()["type"] == "/problems/too-many-failures"
+            and r.headers["Retry-After"] == "1"
+        )
         r = await holder.post("/api/v1/accounts/password", json=change | {"current_password": password})
         assert r.status_code == 204, r.text
 
@@ -196,14 +248,20 @@ async def test_x_forwarded_for_is_ignored_unless_the_proxy_is_trusted(stack: Sta
     logins = stack.service("identity").logins
     async with stack.from_address("10.9.0.1") as proxy:
         for n in range(5):  # a new "client" in the header each time: still one source
-            r = await proxy.post(TOKEN_PATH, data=_login(email, "guess"), headers={"X-Forwarded-For": f"198.51.100.{n + 1}"})
+            r = await proxy.post(
+                TOKEN_PATH, data=_login(email, "guess"), headers={"X-Forwarded-For": f"198.51.100.{n + 1}"}
+            )
             assert r.status_code == 401
-        r = await proxy.post(TOKEN_PATH, data=_login(email, password), headers={"X-Forwarded-For": "198.51.100.99"})
+        r = await proxy.post(
+            TOKEN_PATH, data=_login(email, password), headers={"X-Forwarded-For": "198.51.100.99"}
+        )
         assert r.status_code == 429
         saved = logins.sources
         logins.sources = SourceAddresses(["10.9.0.0/16"])  # now it is the ingress
         try:
-            r = await proxy.post(TOKEN_PATH, data=_login(email, password), headers={"X-Forwarded-For": "198.51.100.99"})
+            r = await proxy.post(
+                TOKEN_PATH, data=_login(email, password), headers={"X-Forwarded-For": "198.51.100.99"}
+            )
             assert r.status_code == 200, r.text
         finally:
             logins.sources = saved

@@ -274,7 +274,7 @@ def build_admin_routers(service: Any) -> list[APIRouter]:
 
     async def _throttle(request: Request, who: str) -> str | None:
         """The request's source address, once it may try (a 429 problem otherwise)."""
-        source = logins.source(request)
+        source: str | None = logins.source(request)
         try:
             await logins.check(who, source)
         except Throttled as exc:

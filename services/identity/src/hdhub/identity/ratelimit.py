@@ -158,7 +158,9 @@ class LoginGuard:
             if left:
                 raise Throttled(_seconds(left), "wait")
         if address and await self.counters.incr(self._key("addr", address), self.window) > self.per_address:
-            raise Throttled(_seconds(await self.counters.ttl(self._key("addr", address)) or self.window), "rate")
+            raise Throttled(
+                _seconds(await self.counters.ttl(self._key("addr", address)) or self.window), "rate"
+            )
 
     async def failed(self, account: str | None, address: str | None) -> Failure:
         """Count a wrong credential from ``address``; the source's own wait starts or grows."""
@@ -182,7 +184,7 @@ class LoginGuard:
         if not account:
             return False
         key = self._key("fail", account, address)
-        forgiven = await self.counters.get(key)
+        forgiven: int = await self.counters.get(key)
         await self.counters.delete(key, self._key("wait", account, address))
         return forgiven >= self.free_failures
 
@@ -240,4 +242,6 @@ def throttled_problem(exc: Throttled) -> Problem:
             f"After repeated failures from your address, wait {exc.retry_after} seconds before trying again.",
             headers=headers,
         )
-    return Problem(429, "too-many-attempts", "Too many attempts", "Slow down and try again later.", headers=headers)
+    return Problem(
+        429, "too-many-attempts", "Too many attempts", "Slow down and try again later.", headers=headers
+    )

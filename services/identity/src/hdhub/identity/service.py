@@ -24,8 +24,8 @@ class IdentityService(Service):
         from hdhub.common.config import platform
         from hdhub.identity.backend import IdentityBackend
         from hdhub.identity.directory import Directory
-        from hdhub.identity.mail import Mailer
         from hdhub.identity.logins import Logins
+        from hdhub.identity.mail import Mailer
         from hdhub.identity.ratelimit import LoginGuard, SourceAddresses
 
         s = self.settings
