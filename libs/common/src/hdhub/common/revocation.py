@@ -26,7 +26,9 @@ KEEP_SECONDS = 24 * 3600
 class Revocations:
     """Per-subject "not before" epochs (seconds), in Redis or in this process."""
 
-    def __init__(self, redis_url: str | None, *, prefix: str = "hdhub:revoked", cache_seconds: float = 5.0) -> None:
+    def __init__(
+        self, redis_url: str | None, *, prefix: str = "hdhub:revoked", cache_seconds: float = 5.0
+    ) -> None:
         self.prefix = prefix
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, int]] = {}  # subject -> (read at, not before)
@@ -85,5 +87,7 @@ def revocations() -> Revocations:
     s = platform()
     key = (s.redis_url, s.revocation_key_prefix)
     if key not in _revocations:
-        _revocations[key] = Revocations(s.redis_url, prefix=s.revocation_key_prefix, cache_seconds=s.revocation_cache_seconds)
+        _revocations[key] = Revocations(
+            s.redis_url, prefix=s.revocation_key_prefix, cache_seconds=s.revocation_cache_seconds
+        )
     return _revocations[key]
