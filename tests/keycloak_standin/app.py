@@ -7,8 +7,10 @@ response shapes and status codes (Admin REST API of Keycloak 24+, OIDC token end
   (401) and "Account is not fully set up" (400) while a required action is pending.
 - ``/admin/realms/{realm}/groups``, ``/groups/{id}``, ``/groups/{id}/children``,
   ``/groups/{id}/members``; ``/users`` (search with ``exact``), ``/users/{id}``,
-  ``/users/{id}/reset-password``, ``/users/{id}/groups[/{groupId}]``; ``/clients``
-  (search by ``clientId``), ``/clients/{id}``. Creation answers 201 with ``Location``,
+  ``/users/{id}/reset-password``, ``/users/{id}/groups[/{groupId}]``,
+  ``/users/{id}/logout`` (ends the sessions, sets the user's ``notBefore``),
+  ``/users/{id}/role-mappings/realm``; ``/roles/{name}``, ``/roles/{name}/users``
+  (paged with ``first`` / ``max``); ``/clients`` (search by ``clientId``), ``/clients/{id}``. Creation answers 201 with ``Location``,
   a duplicate 409 ``{"errorMessage": ...}``, an unknown id 404, changes 204; every admin
   call needs the admin client's bearer token (401 otherwise).
 
@@ -18,6 +20,7 @@ It keeps everything in memory; it is a test double, not a Keycloak.
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -36,6 +39,10 @@ class Realm:
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     group_members: dict[str, set[str]] = field(default_factory=dict)
     clients: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: realm role name -> ids of the users holding it (the realm export's roles)
+    realm_roles: dict[str, set[str]] = field(default_factory=lambda: {"hdhub-operator": set(), "default-roles-hdhub": set()})
+    #: user id -> open sessions (one per password grant), ended by logout
+    sessions: dict[str, int] = field(default_factory=dict)
     tokens: set[str] = field(default_factory=set)
     calls: list[str] = field(default_factory=list)
 
@@ -88,6 +95,7 @@ def create_app(realm_name: str = "hdhub", realm: Realm | None = None) -> FastAPI
                 return JSONResponse({"error": "invalid_grant", "error_description": "Invalid user credentials"}, 401)
             if user.get("requiredActions"):
                 return JSONResponse({"error": "invalid_grant", "error_description": "Account is not fully set up"}, 400)
+            r.sessions[user["id"]] = r.sessions.get(user["id"], 0) + 1
         else:
             return JSONResponse({"error": "unsupported_grant_type", "error_description": "Unsupported grant_type"}, 400)
         access = secrets.token_urlsafe(16)
@@ -209,7 +217,8 @@ def create_app(realm_name: str = "hdhub", realm: Realm | None = None) -> FastAPI
             raise _not_found("User not found")
         del r.users[uid]
         r.passwords.pop(uid, None)
-        for members_ in r.group_members.values():
+        r.sessions.pop(uid, None)
+        for members_ in [*r.group_members.values(), *r.realm_roles.values()]:
             members_.discard(uid)
         return Response(status_code=204)
 
@@ -258,6 +267,41 @@ def create_app(realm_name: str = "hdhub", realm: Realm | None = None) -> FastAPI
         if gid not in r.groups:
             raise _not_found("Group not found")
         r.group_members[gid].discard(uid)
+        return Response(status_code=204)
+
+    @app.post(f"{admin_prefix}/users/{{uid}}/logout", dependencies=[Admin])
+    async def logout(uid: str) -> Response:
+        # Keycloak removes the user's sessions and sets notBefore, so its refresh tokens die.
+        if uid not in r.users:
+            raise _not_found("User not found")
+        r.sessions.pop(uid, None)
+        r.users[uid]["notBefore"] = int(time.time())
+        return Response(status_code=204)
+
+    # --- realm roles ----------------------------------------------------------------
+
+    def _role(name: str) -> dict[str, Any]:
+        if name not in r.realm_roles:
+            raise _not_found("Could not find role")
+        return {"id": f"role-{name}", "name": name, "composite": False, "clientRole": False}
+
+    @app.get(f"{admin_prefix}/roles/{{name}}", dependencies=[Admin])
+    async def get_role(name: str) -> dict[str, Any]:
+        return _role(name)
+
+    @app.get(f"{admin_prefix}/roles/{{name}}/users", dependencies=[Admin])
+    async def role_users(name: str, first: int = 0, max: int = 100) -> list[dict[str, Any]]:  # noqa: A002
+        _role(name)
+        holders = [_user_repr(r.users[u]) for u in sorted(r.realm_roles[name]) if u in r.users]
+        return holders[first : first + max]
+
+    @app.post(f"{admin_prefix}/users/{{uid}}/role-mappings/realm", dependencies=[Admin])
+    async def add_realm_roles(uid: str, roles: list[dict[str, Any]]) -> Response:
+        if uid not in r.users:
+            raise _not_found("User not found")
+        for role in roles:
+            _role(role.get("name", ""))
+            r.realm_roles[role["name"]].add(uid)
         return Response(status_code=204)
 
     # --- clients --------------------------------------------------------------------

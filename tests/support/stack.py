@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from hdhub.common import auth, service_auth
+from hdhub.common import auth, revocation, service_auth
 from hdhub.common.config import DEFAULT_GRPC_PORTS, platform
 
 ISSUER = "http://testserver/realms/hdhub"
@@ -45,6 +45,15 @@ def drop_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+async def _revoked(token: str) -> bool:
+    """Whether a cached token's access was revoked since (a test took a role from its holder)."""
+    import jwt
+
+    claims = jwt.decode(token, options={"verify_signature": False})
+    subject = auth.revocation_subject(auth.Principal.from_claims(claims))
+    return bool(claims["iat"] < await revocation.revocations().not_before(subject))
+
+
 @dataclass
 class Stack:
     client: httpx.AsyncClient
@@ -57,7 +66,7 @@ class Stack:
         from hdhub.identity.seed import ACCOUNTS, CLIENTS
 
         cached = self._tokens.get(username)
-        if cached is not None and time.monotonic() - cached[1] < TOKEN_REUSE_SECONDS:
+        if cached is not None and time.monotonic() - cached[1] < TOKEN_REUSE_SECONDS and not await _revoked(cached[0]):
             return cached[0]
         client = next((c for c in CLIENTS if c.client_id == username), None)
         if client is not None:
@@ -86,6 +95,12 @@ class Stack:
     def service(self, name: str) -> Any:
         return self.platform.service(name)
 
+    def from_address(self, address: str) -> httpx.AsyncClient:
+        """A client whose requests come from ``address`` (as a peer, not a header)."""
+        app = self.client._transport.app  # type: ignore[attr-defined]
+        transport = httpx.ASGITransport(app=app, client=(address, 40000))
+        return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
 
 @asynccontextmanager
 async def running_stack(backend: str, tmp_path: Any, *, workers: bool = True) -> AsyncIterator[Stack]:
@@ -99,6 +114,8 @@ async def running_stack(backend: str, tmp_path: Any, *, workers: bool = True) ->
     os.environ["HDHUB_DATA_DIR"] = str(tmp_path)
     # Tests drive the drop folder themselves, each over a folder of its own.
     os.environ["HDHUB_UPLOADS_DROPFOLDER_ENABLED"] = "false"
+    # Revoked tokens of concurrent test runs sharing one Redis must not meet either.
+    os.environ["HDHUB_REVOCATION_KEY_PREFIX"] = f"hdhub:test:{uuid.uuid4().hex}:revoked"
     if backend == "postgres":  # the production shape: PostgreSQL plus Redis for wake-ups
         os.environ["HDHUB_REDIS_URL"] = os.environ.get("HDHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
         # Login counters of concurrent test runs sharing one Redis must not add up.

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from hdhub.common.auth import Principal
+from hdhub.common.auth import OPERATOR_ROLE, Principal
 from hdhub.common.db import Database
 from hdhub.common.errors import Problem
+from hdhub.common.revocation import Revocations
 from hdhub.identity.backend import DuplicateAccount, DuplicateClient, DuplicateOrganisation, IdentityBackend
 from hdhub.identity.directory import Directory
 from hdhub.identity.mail import Mailer
@@ -173,3 +174,44 @@ def test_realm_export_carries_what_the_adapter_and_services_rely_on() -> None:
     assert clients["hdhub-portal"]["publicClient"] and clients["hdhub-portal"]["directAccessGrantsEnabled"]
     assert clients["hdhub-identity"]["serviceAccountsEnabled"]
     assert "hdhub-operator" in [r["name"] for r in realm["roles"]["realm"]]
+
+
+async def _make_operator(backend: IdentityBackend, db: Database, account_id: str) -> None:
+    """Give the realm role the way each store keeps it (no route hands it out)."""
+    if hasattr(backend, "admin"):
+        role = await backend.admin.a_get_realm_role(OPERATOR_ROLE)
+        await backend.admin.a_assign_realm_roles(account_id, [role])
+        return
+    from hdhub.identity.store import Account
+
+    async with db.system_session() as session:
+        account = await session.get(Account, account_id)
+        assert account is not None
+        account.realm_roles = [OPERATOR_ROLE]
+
+
+async def test_the_installation_keeps_an_operator_and_cancelled_access_is_revoked(
+    backend: IdentityBackend, db: Database, standin: StandinServer
+) -> None:
+    revoked = Revocations(None)
+    d = Directory(backend, db, Mailer(host=None), revoked=revoked)
+    first, second = [
+        await backend.create_account(username=e, email=e, first_name="", last_name="", password="p" * 12, temporary=False)
+        for e in (f"{unique()}@contract.test", f"{unique()}@contract.test")
+    ]
+    for account in await backend.realm_role_members(OPERATOR_ROLE):  # an earlier test's operators: this test wants to be the only ones
+        await backend.delete_account(account.id)
+    await _make_operator(backend, db, first.id)
+    with pytest.raises(Problem) as exc:
+        await d.cancel_account(principal_of(first.id, {}), first.id)
+    assert exc.value.status == 409 and exc.value.slug == "last-operator"
+    assert await backend.get_account(first.id) is not None and await revoked.not_before(first.id) == 0
+    await _make_operator(backend, db, second.id)
+    await d.cancel_account(principal_of(first.id, {}), first.id)
+    assert await backend.get_account(first.id) is None
+    assert await revoked.not_before(first.id) > 0  # its tokens are refused from now on
+    with pytest.raises(Problem) as exc:
+        await d.cancel_account(principal_of(second.id, {}), second.id)
+    assert exc.value.slug == "last-operator"
+    if hasattr(backend, "admin"):  # Keycloak: the sessions ended too, so no refresh mints a token
+        assert f"POST /admin/realms/hdhub/users/{first.id}/logout" in standin.realm.calls

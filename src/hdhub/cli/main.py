@@ -109,8 +109,10 @@ def run(
         seed=everything if demo is None else demo,
         workers=everything,
     )
+    # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1; identity
+    # reads it itself, from HDHUB_IDENTITY_TRUSTED_PROXIES only (docs/identity.md).
     config = uvicorn.Config(
-        platform.app(), host=host, port=port, log_config=None, access_log=True, lifespan="on"
+        platform.app(), host=host, port=port, log_config=None, access_log=True, lifespan="on", proxy_headers=False
     )
     server = uvicorn.Server(config)
     if everything or demo:

@@ -21,6 +21,7 @@ import httpx
 import jwt
 
 from hdhub.common.errors import Problem, forbidden, unauthorized
+from hdhub.common.revocation import Revocations, revocations
 
 ORGANISATIONS_CLAIM = "organisations"
 VERIFIED_CACHE = 10_000
@@ -176,6 +177,13 @@ class Principal:
         )
 
 
+def revocation_subject(principal: Principal) -> str:
+    """Whose access a token carries, as identity revokes it: a person's subject, or
+    ``client:<client id>`` for a hospital system or service (Keycloak gives a client's
+    service account a subject of its own, so the client id is the name both issuers share)."""
+    return f"client:{principal.client_id}" if principal.is_system else principal.subject
+
+
 # The caller of the current request or RPC; gRPC clients forward its token downstream.
 current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("current_principal", default=None)
 
@@ -195,14 +203,16 @@ class TokenVerifier:
         audience: str,
         cache_seconds: int = 300,
         transport: httpx.AsyncBaseTransport | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
         self.issuer = issuer
+        self.revocations = revocations  # None: the process-wide list
         self.transport = transport
         self.jwks_url = jwks_url
         self.audience = audience
         self.cache_seconds = cache_seconds
         self._keys: dict[str, Any] = {}
-        self._verified: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        self._verified: OrderedDict[str, tuple[float, Principal, float]] = OrderedDict()
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
 
@@ -234,20 +244,24 @@ class TokenVerifier:
 
         A token verified once is remembered until it expires (at most ``VERIFIED_CACHE``
         tokens): hospital systems send the same token with every request, and each hop of
-        a request (REST edge, then each gRPC server) verifies it.
+        a request (REST edge, then each gRPC server) verifies it. Whether its subject's
+        access was revoked since it was issued is checked every time.
         """
         now = time.time()
         cached = self._verified.get(token)
         if cached is not None and cached[0] > now:
             self._verified.move_to_end(token)
-            return cached[1]
-        principal, expires = await self._verify(token)
-        self._verified[token] = (expires, principal)
-        if len(self._verified) > VERIFIED_CACHE:
-            self._verified.popitem(last=False)
+        else:
+            cached = await self._verify(token)
+            self._verified[token] = cached
+            if len(self._verified) > VERIFIED_CACHE:
+                self._verified.popitem(last=False)
+        _, principal, issued_at = cached
+        if issued_at < await (self.revocations or revocations()).not_before(revocation_subject(principal)):
+            raise unauthorized("The bearer token was revoked; log in again.")
         return principal
 
-    async def _verify(self, token: str) -> tuple[Principal, float]:
+    async def _verify(self, token: str) -> tuple[float, Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -269,7 +283,7 @@ class TokenVerifier:
             raise unauthorized("The bearer token has expired.") from exc
         except jwt.PyJWTError as exc:
             raise unauthorized("The bearer token is not valid here.") from exc
-        return Principal.from_claims(claims, token), float(claims["exp"])
+        return float(claims["exp"]), Principal.from_claims(claims, token), float(claims["iat"])
 
 
 _verifier: TokenVerifier | None = None

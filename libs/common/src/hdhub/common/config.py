@@ -59,6 +59,10 @@ class PlatformSettings(BaseSettings):
     oidc_audience: str = "hdhub"
     jwks_cache_seconds: int = 300
     redis_url: str | None = None
+    #: Revoked access (docs/identity.md): per-subject "not before" times in Redis under
+    #: this prefix, re-read by each verifier at most this often.
+    revocation_key_prefix: str = "hdhub:revoked"
+    revocation_cache_seconds: float = 5.0
     #: ``file:///path`` or ``s3://ACCESS:SECRET@host:port/bucket``; default a folder in data_dir.
     object_store_url: str | None = None
     max_request_bytes: int = 5 * 1024 * 1024

@@ -270,9 +270,27 @@ def build_admin_routers(service: Any) -> list[APIRouter]:
         await d.delete_sftp_credential(principal, organisation_id, username)
         return Response(status_code=204)
 
-    async def _throttle(request: Request, who: str) -> None:
+    logins = service.logins
+
+    async def _throttle(request: Request, who: str) -> str | None:
+        """The request's source address, once it may try (a 429 problem otherwise)."""
+        source: str | None = logins.source(request)
         try:
-            await service.login_guard.before_attempt(who, request.client.host if request.client else None)
+            await logins.check(who, source)
+        except Throttled as exc:
+            raise throttled_problem(exc) from exc
+        return source
+
+    async def _change_password(request: Request, username: str, current: str, new: str) -> None:
+        source = await _throttle(request, username)
+        try:
+            await d.change_password(username, current, new)
+        except Problem as exc:
+            if exc.slug == "invalid-credentials":
+                await logins.failed(username, source)
+            raise
+        try:
+            await logins.succeeded(username, source)
         except Throttled as exc:
             raise throttled_problem(exc) from exc
 
@@ -280,12 +298,10 @@ def build_admin_routers(service: Any) -> list[APIRouter]:
     async def change_own_password(body: OwnPasswordIn, principal: CurrentPrincipal, request: Request) -> Response:
         if principal.is_system:
             raise Problem(400, "not-a-person", "Hospital-system clients have secrets, not passwords")
-        await _throttle(request, principal.username)
         try:
-            await d.change_password(principal.username, body.current_password, body.new_password)
+            await _change_password(request, principal.username, body.current_password, body.new_password)
         except Problem as exc:
             if exc.slug == "invalid-credentials":
-                await service.login_guard.failed(principal.username)
                 raise Problem(422, "wrong-password", "The current password is wrong") from exc
             raise
         return Response(status_code=204)
@@ -294,17 +310,11 @@ def build_admin_routers(service: Any) -> list[APIRouter]:
         "/password",
         status_code=204,
         summary="Change a password with the current one, e.g. the initial password before the first login (no token)",
-        description="The embedded store's UPDATE_PASSWORD required action; rate-limited per account and address.",
+        description="The embedded store's UPDATE_PASSWORD required action; failures slow down their own source address "
+        "(429 `too-many-failures` with Retry-After), never the account's holder elsewhere.",
     )
     async def change_password(body: PasswordChangeIn, request: Request) -> Response:
-        await _throttle(request, body.username)
-        try:
-            await d.change_password(body.username, body.current_password, body.new_password)
-        except Problem as exc:
-            if exc.slug == "invalid-credentials":
-                await service.login_guard.failed(body.username)
-            raise
-        await service.login_guard.succeeded(body.username)
+        await _change_password(request, body.username, body.current_password, body.new_password)
         return Response(status_code=204)
 
     @accounts.delete("/me", status_code=204, summary="Cancel your own account (removes it everywhere)")

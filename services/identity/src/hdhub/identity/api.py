@@ -20,6 +20,15 @@ from hdhub.identity.store import Organisation, SigningKey
 REALM = "/realms/hdhub"
 
 
+def _throttled(exc: Throttled) -> JSONResponse:
+    # Keycloak words a throttled token request as an OAuth error; the wait is in Retry-After.
+    return JSONResponse(
+        {"error": "too_many_requests", "error_description": "Too many attempts; try again later"},
+        status_code=429,
+        headers={"Retry-After": str(exc.retry_after)},
+    )
+
+
 def build_routers(service: Any) -> list[APIRouter]:
     oidc = APIRouter(prefix=f"{REALM}", tags=["oidc (embedded issuer)"])
     api = APIRouter(prefix="/api/v1", tags=["organisations"])
@@ -49,18 +58,14 @@ def build_routers(service: Any) -> list[APIRouter]:
         basic = issuer.parse_basic_auth(authorization)
         if basic:
             client_id, client_secret = basic
-        # Throttled per account (the username, or the client id) and per address.
-        who = username if grant_type == "password" else client_id
-        guard = service.login_guard
+        # Before the credential is checked only the source's own failures and rate count:
+        # someone else's failures never stop it (docs/identity.md, login throttling).
+        who = username if grant_type == "password" else f"client:{client_id}" if client_id else None
+        source = service.logins.source(request)
         try:
-            await guard.before_attempt(who, request.client.host if request.client else None)
+            await service.logins.check(who, source)
         except Throttled as exc:
-            error = "account_locked" if exc.reason == "locked" else "too_many_requests"
-            return JSONResponse(
-                {"error": error, "error_description": "Too many attempts; try again later"},
-                status_code=429,
-                headers={"Retry-After": str(exc.retry_after)},
-            )
+            return _throttled(exc)
         try:
             async with service.db.system_session() as session:
                 if grant_type == "password":
@@ -90,9 +95,13 @@ def build_routers(service: Any) -> list[APIRouter]:
                     raise issuer.OAuthError(400, "unsupported_grant_type", "Unsupported grant_type")
         except issuer.OAuthError as exc:
             if exc.error in ("invalid_grant", "unauthorized_client") and exc.description.startswith("Invalid"):
-                await guard.failed(who)
+                await service.logins.failed(who, source)
             return JSONResponse({"error": exc.error, "error_description": exc.description}, status_code=exc.status)
-        await guard.succeeded(who)
+        assert who is not None  # a grant succeeded, so it named its account or client
+        try:
+            await service.logins.succeeded(who, source)
+        except Throttled as exc:
+            return _throttled(exc)
         return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
     class OrganisationOut(BaseModel):

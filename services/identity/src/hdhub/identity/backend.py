@@ -78,6 +78,15 @@ class IdentityBackend(Protocol):
 
     async def delete_account(self, account_id: str) -> None: ...
 
+    async def end_sessions(self, account_id: str) -> None:
+        """End the account's sessions at the issuer, so no refresh mints a new token
+        (Keycloak's user logout; the embedded issuer keeps no sessions)."""
+        ...
+
+    async def realm_role_members(self, role: str) -> Sequence[AccountRecord]:
+        """The accounts holding an installation-wide (realm) role, e.g. the operators."""
+        ...
+
     async def check_password(self, username_or_email: str, password: str) -> AccountRecord | None:
         """The account when the password is right (even if it must still be changed)."""
         ...

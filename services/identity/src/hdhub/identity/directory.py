@@ -8,7 +8,9 @@ policy cannot express live here:
   gives or takes the administrative roles (and removes members who hold one);
 - every organisation keeps at least one User Manager (ours, stricter than DOMAIN.md's
   "one per installation", which it implies): the last one can neither lose the role,
-  nor leave, nor cancel their account;
+  nor leave, nor cancel their account; likewise the installation keeps one operator;
+- access taken away is taken at once: tokens issued before a cancellation, a removal, a
+  role taken or a client deleted or rotated are refused (:mod:`hdhub.common.revocation`);
 - removing a member keeps the account; cancelling an account removes it everywhere,
   which a manager may do only for accounts in organisations they all manage;
 - new members get an initial password they must change before the first token.
@@ -27,9 +29,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from hdhub.common.auth import Action, Principal, Role
+from hdhub.common.auth import OPERATOR_ROLE, Action, Principal, Role
 from hdhub.common.db import Database, utcnow
 from hdhub.common.errors import FieldProblem, Problem, conflict, forbidden, invalid, not_found
+from hdhub.common.revocation import Revocations, revocations
 from hdhub.identity import nihdi
 from hdhub.identity.backend import (
     AccountRecord,
@@ -52,6 +55,8 @@ MIN_PASSWORD_LENGTH = 12
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CLIENT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,99}$")
 _SFTP_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
+# Taken with the organisations' locks when an account that may be an operator changes.
+OPERATORS_LOCK = "realm:operators"
 
 
 def new_password() -> str:
@@ -84,10 +89,18 @@ class AddedMember:
 class Directory:
     """Administration of organisations, members, accounts and clients, with audit."""
 
-    def __init__(self, backend: IdentityBackend, db: Database, mailer: Mailer, locks: OrganisationLocks | None = None) -> None:
+    def __init__(
+        self,
+        backend: IdentityBackend,
+        db: Database,
+        mailer: Mailer,
+        locks: OrganisationLocks | None = None,
+        revoked: Revocations | None = None,
+    ) -> None:
         self.backend = backend
         self.db = db
         self.mailer = mailer
+        self._revoked = revoked  # None: the process-wide list the verifiers read
         # Role changes and removals check "another User Manager remains", then write: one
         # at a time per organisation, or two managers stepping down together could both pass.
         self.locks = locks or OrganisationLocks(None)
@@ -129,11 +142,47 @@ class Directory:
                 )
             )
 
+    async def audit_login(self, who: str, action: str, **details: Any) -> None:
+        """An audit entry about logins to ``who`` (a username or e-mail, ``client:<id>``,
+        ``sftp:<username>``) in each organisation it belongs to; none for unknown names."""
+        kind, _, name = who.partition(":") if who.startswith(("client:", "sftp:")) else ("", "", who)
+        organisations: Iterable[str] = ()
+        if kind == "client":
+            client = await self.backend.get_client(name)
+            organisations = [client.organisation_id] if client else []
+        elif kind == "sftp":
+            async with self.db.system_session() as session:
+                credential = await session.get(SftpCredential, name.strip().lower())
+                organisations = [credential.organisation_id] if credential else []
+        else:
+            account = await self.backend.find_account(name)
+            organisations = await self.backend.memberships(account.id) if account else {}
+        for org in organisations:
+            await self.audit(None, org, action, name, **details)
+
     async def _member(self, organisation_id: str, account_id: str) -> MemberRecord:
         for m in await self.backend.members(organisation_id):
             if m.account.id == account_id:
                 return m
         raise not_found("Member")
+
+    async def _revoke(self, account_id: str | None = None, *, client_id: str | None = None) -> None:
+        """Refuse the tokens issued so far to an account (ending its sessions) or a client."""
+        revoked = self._revoked or revocations()
+        if account_id is not None:
+            await self.backend.end_sessions(account_id)
+            await revoked.revoke(account_id)
+        if client_id is not None:
+            await revoked.revoke(f"client:{client_id}")
+
+    async def _ensure_other_operator(self, account_id: str) -> None:
+        operators = [a for a in await self.backend.realm_role_members(OPERATOR_ROLE) if a.enabled]
+        if any(a.id == account_id for a in operators) and all(a.id == account_id for a in operators):
+            raise conflict(
+                "last-operator",
+                "The installation keeps at least one operator",
+                "Another account must hold the operator role first.",
+            )
 
     async def _ensure_other_manager(self, organisation_id: str, account_id: str) -> None:
         managers = [m for m in await self.backend.members(organisation_id) if Role.MANAGER in m.roles]
@@ -228,6 +277,8 @@ class Directory:
             if Role.MANAGER in member.roles and Role.MANAGER not in wanted:
                 await self._ensure_other_manager(organisation_id, account_id)
             await self.backend.set_roles(account_id, organisation_id, wanted)
+        if member.roles - wanted:  # a role taken: the member's tokens that carry it stop now
+            await self._revoke(account_id)
         await self.audit(
             principal, organisation_id, "member.roles", member.account.email, account_id=account_id, before=sorted(member.roles), after=sorted(wanted)
         )
@@ -241,6 +292,7 @@ class Directory:
             if Role.MANAGER in member.roles:
                 await self._ensure_other_manager(organisation_id, account_id)
             await self.backend.remove_membership(account_id, organisation_id)
+        await self._revoke(account_id)
         await self.audit(principal, organisation_id, "member.remove", member.account.email, account_id=account_id)
 
     # --- accounts --------------------------------------------------------------------
@@ -258,11 +310,14 @@ class Directory:
                     raise forbidden("This account belongs to an organisation you do not manage.")
                 self._check_role_change(principal, org, roles, frozenset())
         assert account is not None
-        async with self.locks.hold(memberships):
+        async with self.locks.hold([*memberships, OPERATORS_LOCK]):
             for org, roles in (await self.backend.memberships(account_id)).items():
                 if Role.MANAGER in roles:
                     await self._ensure_other_manager(org, account_id)
+            await self._ensure_other_operator(account_id)
+            await self.backend.end_sessions(account_id)
             await self.backend.delete_account(account_id)
+        await (self._revoked or revocations()).revoke(account_id)
         for org in memberships:
             await self.audit(principal, org, "account.cancel", account.email, account_id=account_id)
 
@@ -319,12 +374,14 @@ class Directory:
         client = await self._client(principal, organisation_id, client_id)
         secret = secrets.token_urlsafe(32)
         await self.backend.set_client_secret(client_id, secret)
+        await self._revoke(client_id=client_id)  # a leaked secret's tokens stop with it
         await self.audit(principal, organisation_id, "client.rotate", client_id)
         return client, secret
 
     async def delete_client(self, principal: Principal, organisation_id: str, client_id: str) -> None:
         await self._client(principal, organisation_id, client_id)
         await self.backend.delete_client(client_id)
+        await self._revoke(client_id=client_id)
         await self.audit(principal, organisation_id, "client.delete", client_id)
 
     # --- SFTP credentials (intake) -----------------------------------------------------

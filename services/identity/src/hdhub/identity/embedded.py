@@ -95,6 +95,14 @@ class EmbeddedBackend:
             await session.execute(delete(Membership).where(Membership.account_id == account_id))
             await session.execute(delete(Account).where(Account.id == account_id))
 
+    async def end_sessions(self, account_id: str) -> None:  # noqa: ARG002 (the interface's)
+        return None  # no refresh tokens here: an access token is all there is
+
+    async def realm_role_members(self, role: str) -> Sequence[AccountRecord]:
+        async with self.db.system_session() as session:
+            accounts = (await session.execute(select(Account).order_by(Account.email))).scalars()
+            return [_account(a) for a in accounts if role in (a.realm_roles or [])]
+
     async def check_password(self, username_or_email: str, password: str) -> AccountRecord | None:
         async with self.db.system_session() as session:
             a = (await session.execute(select(Account).where(_lookup(username_or_email)))).scalars().first()  # type: ignore[arg-type]

@@ -58,20 +58,22 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     ) -> pb.VerifySftpPasswordResponse:
         """An SFTP login's organisation when its password is right. Only the intake service
         asks (it runs the SFTP server); failures count towards the same throttle as portal
-        logins, keyed ``sftp:<username>``, so a password cannot be guessed over SFTP either."""
+        logins, keyed ``sftp:<username>`` and the SFTP client's address, so a password cannot be
+        guessed over SFTP either."""
         from hdhub.identity.ratelimit import Throttled, throttled_problem
 
         principal = require_principal()
         if not principal.is_service("intake"):
             raise forbidden("Only the intake service verifies SFTP passwords.")
-        guard, who = self.service.login_guard, f"sftp:{request.username.strip().lower()}"
+        logins, who = self.service.logins, f"sftp:{request.username.strip().lower()}"
+        source = request.client_address or None
         try:
-            await guard.before_attempt(who, request.client_address or None)
+            await logins.check(who, source)
+            credential = await self.service.directory.verify_sftp_password(request.username, request.password)
+            if credential is None:
+                await logins.failed(who, source)
+                raise Problem(401, "invalid-credentials", "Wrong SFTP username or password")
+            await logins.succeeded(who, source)
         except Throttled as exc:
             raise throttled_problem(exc) from exc
-        credential = await self.service.directory.verify_sftp_password(request.username, request.password)
-        if credential is None:
-            await guard.failed(who)
-            raise Problem(401, "invalid-credentials", "Wrong SFTP username or password")
-        await guard.succeeded(who)
         return pb.VerifySftpPasswordResponse(username=credential.username, organisation_id=credential.organisation_id)

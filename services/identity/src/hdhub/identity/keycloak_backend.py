@@ -180,6 +180,21 @@ class KeycloakBackend:
             if _code(exc) != 404:
                 raise
 
+    async def end_sessions(self, account_id: str) -> None:
+        try:
+            await self.admin.a_user_logout(account_id)
+        except KeycloakError as exc:
+            if _code(exc) != 404:
+                raise
+
+    async def realm_role_members(self, role: str) -> Sequence[AccountRecord]:
+        try:
+            return [_account(u) for u in await self.admin.a_get_realm_role_members(role)]
+        except KeycloakError as exc:
+            if _code(exc) == 404:  # no such role in the realm: nobody holds it
+                return []
+            raise
+
     async def check_password(self, username_or_email: str, password: str) -> AccountRecord | None:
         account = await self.find_account(username_or_email)
         if account is None:

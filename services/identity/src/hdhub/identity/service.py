@@ -24,8 +24,9 @@ class IdentityService(Service):
         from hdhub.common.config import platform
         from hdhub.identity.backend import IdentityBackend
         from hdhub.identity.directory import Directory
+        from hdhub.identity.logins import Logins
         from hdhub.identity.mail import Mailer
-        from hdhub.identity.ratelimit import LoginGuard
+        from hdhub.identity.ratelimit import LoginGuard, SourceAddresses
 
         s = self.settings
         self.backend: IdentityBackend
@@ -45,12 +46,16 @@ class IdentityService(Service):
         self.login_guard = LoginGuard(
             platform().redis_url,
             prefix=s.login_key_prefix,
-            per_account=s.login_attempts_per_account,
+            per_principal=s.login_logins_per_principal,
             per_address=s.login_attempts_per_address,
             window=s.login_window_seconds,
-            max_failures=s.login_max_failures,
-            lock_seconds=s.login_lock_seconds,
+            free_failures=s.login_free_failures,
+            address_free_failures=s.login_address_free_failures,
+            failure_memory=s.login_failure_memory_seconds,
+            wait_base=s.login_wait_base_seconds,
+            wait_max=s.login_wait_max_seconds,
         )
+        self.logins = Logins(self.login_guard, self.directory, SourceAddresses(s.trusted_proxies))
 
     def routers(self) -> Sequence[APIRouter]:
         from hdhub.identity.admin_api import build_admin_routers

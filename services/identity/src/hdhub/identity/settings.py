@@ -23,11 +23,19 @@ class IdentitySettings(ServiceSettings):
     smtp_host: str | None = None
     smtp_port: int = 25
     mail_from: str = "hdhub@localhost"
-    #: Login throttling (token endpoint and password change), counted in Redis when set,
-    #: under this key prefix (shared by every replica of one installation).
+    #: Login throttling (token endpoint, password changes, SFTP logins; docs/identity.md),
+    #: counted in Redis when set, under this key prefix (shared by every replica of one
+    #: installation). Failures count per (account, source address) and per source address;
+    #: past the free ones the source waits, doubling from the base up to the cap.
     login_key_prefix: str = "hdhub:identity:login"
-    login_attempts_per_account: int = 30
     login_attempts_per_address: int = 600
+    login_logins_per_principal: int = 30
     login_window_seconds: int = 60
-    login_max_failures: int = 5
-    login_lock_seconds: int = 900
+    login_free_failures: int = 5
+    login_address_free_failures: int = 50
+    login_failure_memory_seconds: float = 900
+    login_wait_base_seconds: float = 1.0
+    login_wait_max_seconds: float = 900
+    #: Proxies (addresses or CIDRs, e.g. the ingress controller's pods) whose
+    #: ``X-Forwarded-For`` names the client; without any, the header is ignored.
+    trusted_proxies: list[str] = []
