@@ -360,9 +360,9 @@ class UploadRun:
             try:
                 header = await asyncio.to_thread(_guarded(source, csvfile.open))
                 if start_batch == 0:
-                    self.findings = [finding_dict(f) for f in csvfile.findings]
+                    self.findings = [finding_dict(f, self._personal(f.column)) for f in csvfile.findings]
                     self.findings += [
-                        finding_dict(f)
+                        finding_dict(f, self._personal(f.column))
                         for f in check_header(header, self.dcd.fields, self.dcd.required, self.dcd.dcd_code)
                     ]
                 if self._file_errors():
@@ -420,7 +420,7 @@ class UploadRun:
                         await ahead
                 # findings known only at the end (encoding of later lines)
                 for f in csvfile.findings:
-                    d = finding_dict(f)
+                    d = finding_dict(f, self._personal(f.column))
                     if d not in self.findings:
                         self.findings.append(d)
             except FileRefused as refused:
