@@ -99,6 +99,7 @@ _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 def utf16_as_utf8(chunks: Iterator[bytes]) -> tuple[bool, Iterator[bytes]]:
     """(True, the text as UTF-8) for a file that starts with a UTF-16 byte order mark
     (Excel's "Unicode text"), else (False, the bytes unchanged)."""
+    chunks = iter(chunks)  # what follows the head is read once, from where it stopped
     head = b""
     for chunk in chunks:
         head += chunk
