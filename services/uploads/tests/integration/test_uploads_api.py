@@ -233,7 +233,7 @@ async def test_belgian_decimal_commas_are_read_and_named(stack: Stack) -> None:
 
 
 async def test_bad_files_get_a_clear_report_and_store_nothing(stack: Stack) -> None:
-    header_only = b"IDC_PAT;DT_HOSPZ\r\n"
+    header_only = ";".join(record()).encode() + b"\r\n"
     cases = {
         b"": "empty_file",
         header_only: "header_only",

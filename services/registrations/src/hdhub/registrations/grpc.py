@@ -171,7 +171,8 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
         return pb.FindRegistrationsByFieldResponse(registrations=[registration_message(r) for r in items])
 
     async def GetDcdVersion(self, request: pb.GetDcdVersionRequest, context: ServicerContext) -> pb.GetDcdVersionResponse:
-        """A DCD version's fields (flattened technical names), for CSV header checks."""
+        """A DCD version's fields (flattened technical names), for CSV header checks;
+        ``required`` marks those every record must fill (``required_in_every_record``)."""
         principal = require_principal()
         if not principal.can(Permission.CATALOGUE_READ):
             raise forbidden()
@@ -187,7 +188,7 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
                         technical_name=name,
                         type=f.type.value,
                         list_name=f.list_name or "",
-                        required=f.always_required,
+                        required=d.required_in_every_record(f),
                         personal_data=f.personal_data,
                     )
                 )

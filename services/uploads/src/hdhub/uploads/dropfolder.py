@@ -21,8 +21,8 @@ settings for the registry, and appears in the organisation's upload list like an
 from __future__ import annotations
 
 import asyncio
+import codecs
 import csv
-import io
 import logging
 import re
 import time
@@ -296,22 +296,35 @@ def _same_version(asked: str, current: str) -> bool:
     ]
 
 
+def _complete_records(text: str) -> tuple[list[str], str]:
+    """The whole CSV records at the start of ``text`` (our reports end each with CRLF; a
+    CRLF inside quotes, in a cell written as typed, does not end one), and the rest."""
+    records: list[str] = []
+    start = pos = 0
+    while (end := text.find("\r\n", pos)) >= 0:
+        pos = end + 2
+        if text.count('"', start, end) % 2 == 0:
+            records.append(text[start:end])
+            start = pos
+    return records, text[start:]
+
+
 async def _report_rows(uploads: Uploads, upload: Upload, kind: str) -> AsyncIterator[list[str]]:
     """The rows of one of the upload's reports (without its header)."""
     notes = [f for f in upload.findings if f["severity"] != "info"]
     head = finding_rows(notes, upload.language) if kind == "errors" else []
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()  # a chunk may end mid-character
     pending = ""
     first = True
     async for chunk in stream_report(uploads.store, upload.organisation_id, upload.id, kind, head):
-        text = pending + chunk.decode("utf-8")
-        lines = text.split("\r\n")
-        pending = lines.pop()
-        for row in csv.reader(lines, delimiter=";"):
+        records, pending = _complete_records(pending + decoder.decode(chunk))
+        for row in csv.reader(records, delimiter=";"):
             if first:
                 first = False
                 continue
             if row:
                 yield row
+    pending += decoder.decode(b"", final=True)
     if pending.strip():
         for row in csv.reader([pending], delimiter=";"):
             yield row
@@ -319,7 +332,8 @@ async def _report_rows(uploads: Uploads, upload: Upload, kind: str) -> AsyncIter
 
 async def results_csv(uploads: Uploads, upload: Upload) -> AsyncIterator[bytes]:
     """Success lines (line, record, registration, business key), then Error and Warning
-    lines (line, record, column, rule, message); cells already neutralised by the reports."""
+    lines (line, record, column, rule, message); every cell neutralised on the way out
+    (``render``, hdhub.common.spreadsheet.safe_cell), like the reports it is taken from."""
     yield render([RESULT_COLUMNS])
     batch: list[tuple[str, ...]] = []
     async for row in _report_rows(uploads, upload, "success"):
@@ -327,24 +341,17 @@ async def results_csv(uploads: Uploads, upload: Upload) -> AsyncIterator[bytes]:
         result = "Success" if outcome != "rejected" else "Error"
         batch.append((line, result, record, outcome, registration_id, business_key, "", "", ""))
         if len(batch) >= 1000:
-            yield _plain(batch)
+            yield render(batch)
             batch = []
     async for row in _report_rows(uploads, upload, "errors"):
         line, record, column, _value, rule, severity, message = (row + [""] * 7)[:7]
         result = "Warning" if severity == "warning" else "Error"
         batch.append((line, result, record, "", "", "", column, rule, message))
         if len(batch) >= 1000:
-            yield _plain(batch)
+            yield render(batch)
             batch = []
     if batch:
-        yield _plain(batch)
-
-
-def _plain(rows: list[tuple[str, ...]]) -> bytes:
-    """Rows whose cells come from our own reports (already neutralised), written as they are."""
-    out = io.StringIO()
-    csv.writer(out, delimiter=";", lineterminator="\r\n").writerows(rows)
-    return out.getvalue().encode("utf-8")
+        yield render(batch)
 
 
 async def run(drop: DropFolder, stop: asyncio.Event) -> None:

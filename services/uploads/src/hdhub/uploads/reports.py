@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from hdhub.common.objectstore import ObjectStore
-from hdhub.uploads.domain.cells import safe_cell
+from hdhub.common.spreadsheet import safe_cell
 from hdhub.uploads.domain.messages import message
 
 ERROR_COLUMNS = ("line", "record", "column", "value", "rule", "severity", "message")
@@ -24,7 +24,7 @@ def render(rows: Iterable[Sequence[Any]]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
     for row in rows:
-        writer.writerow([safe_cell(str(v)) for v in row])
+        writer.writerow([safe_cell(v) for v in row])
     return out.getvalue().encode("utf-8")
 
 
@@ -54,6 +54,8 @@ async def write_part(
 
 
 def finding_rows(findings: Iterable[dict[str, Any]], lang: str) -> list[tuple[Any, ...]]:
+    """Report rows of findings (as :func:`~hdhub.uploads.worker.finding_dict` stores them):
+    the one place where a finding's message is built."""
     return [
         (
             f.get("line") or "",
@@ -63,7 +65,10 @@ def finding_rows(findings: Iterable[dict[str, Any]], lang: str) -> list[tuple[An
             f["rule"],
             f["severity"],
             message(
-                f["rule"], lang, {**f.get("params", {}), "line": f.get("line"), "column": f.get("column")}
+                f["rule"],
+                lang,
+                {**f.get("params", {}), "line": f.get("line"), "column": f.get("column")},
+                masked=bool(f.get("masked")),
             ),
         )
         for f in findings

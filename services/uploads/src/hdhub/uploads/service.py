@@ -210,6 +210,7 @@ def empty_counts() -> dict[str, int]:
         "ignored_duplicate": 0,
         "kept_stored": 0,
         "rejected": 0,
+        "rows_with_errors": 0,
         "errors": 0,
         "warnings": 0,
     }

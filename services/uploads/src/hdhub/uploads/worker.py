@@ -14,12 +14,13 @@ import contextlib
 import logging
 import queue
 import threading
+import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from sqlalchemy import update
@@ -35,13 +36,14 @@ from hdhub.uploads.domain.batches import Batch, Batches, check_header
 from hdhub.uploads.domain.cells import code_hint, masked
 from hdhub.uploads.domain.csvfile import CsvFile, FileRefused, Finding, Record
 from hdhub.uploads.domain.linked import SequenceIndex, read_sequences
-from hdhub.uploads.domain.messages import message
+from hdhub.uploads.domain.messages import message, without_echoes
 from hdhub.uploads.metrics import count_rows
-from hdhub.uploads.reports import write_part
+from hdhub.uploads.reports import finding_rows, write_part
 from hdhub.uploads.service import PROCESS, Uploads
 from hdhub.uploads.store import Job, Upload
 
 log = logging.getLogger("hdhub.uploads.worker")
+T = TypeVar("T")
 
 #: Answers of registrations that no retry will change.
 PERMANENT = {
@@ -74,6 +76,8 @@ class _Source:
     def __init__(self) -> None:
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=4)
         self.closed = threading.Event()
+        #: What reading the object store raised, handed on to the reading thread.
+        self.error: Exception | None = None
 
     async def pump(self, stream: Any) -> None:
         try:
@@ -85,6 +89,7 @@ class _Source:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            self.error = exc
             await self._put(exc)
 
     async def _put(self, item: Any) -> None:
@@ -117,6 +122,30 @@ class _Source:
             yield item
 
 
+def _guarded(source: _Source, read: Callable[..., T]) -> Callable[..., T]:
+    """``read`` (code reading the file, run in the reading thread) with any exception that
+    did not come from the object store turned into the file's refusal: a file the reader
+    cannot handle ends at once with a reason, instead of being retried for minutes. Only
+    the exception's type and place are logged, never its text (it may quote the file)."""
+
+    def run(*args: Any) -> T:
+        try:
+            return read(*args)
+        except (FileRefused, SourceClosed):
+            raise
+        except Exception as exc:
+            if exc is source.error:
+                raise
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            log.error(
+                "the reader failed on a file; refused as unreadable",
+                extra={"error": type(exc).__name__, "at": f"{where.filename}:{where.lineno}"},
+            )
+            raise FileRefused(Finding("unreadable", "error")) from None
+
+    return run
+
+
 def _read_batch(batches: Batches, encode: bool) -> tuple[Batch | None, bytes | None]:
     """The next batch, and its Arrow encoding when ``encode`` (in the reading thread)."""
     batch = batches.next()
@@ -126,8 +155,14 @@ def _read_batch(batches: Batches, encode: bool) -> tuple[Batch | None, bytes | N
 
 
 def finding_dict(f: Finding, personal: bool = False) -> dict[str, Any]:
+    """A finding as stored and reported. About a masked (personal-data) column, its value
+    is masked and the parameters that would repeat it are dropped, and ``masked`` tells
+    :func:`~hdhub.uploads.reports.finding_rows` to build the message without them."""
     d = asdict(f)
-    d["value"] = masked(f.value, personal)
+    if personal:
+        d["value"] = masked(f.value, True)
+        d["params"] = without_echoes(f.params)
+        d["masked"] = True
     return d
 
 
@@ -177,7 +212,9 @@ class UploadRun:
             source.chunks(), max_line_bytes=settings.max_line_bytes, max_columns=settings.max_columns
         )
         try:
-            self.link = await asyncio.to_thread(read_sequences, csvfile, self.linked.filename)
+            self.link = await asyncio.to_thread(
+                _guarded(source, read_sequences), csvfile, self.linked.filename
+            )
         except FileRefused as refused:
             f = refused.finding
             self.link = SequenceIndex(self.linked.filename)
@@ -279,7 +316,7 @@ class UploadRun:
 
         self.steps["validity_check"] = "running"
         try:
-            records = await asyncio.to_thread(scan)
+            records = await asyncio.to_thread(_guarded(source, scan))
         except FileRefused as refused:
             self.findings = [finding_dict(refused.finding)]
             return False
@@ -321,21 +358,21 @@ class UploadRun:
             self.steps["upload"] = "running"
         try:
             try:
-                header = await asyncio.to_thread(csvfile.open)
+                header = await asyncio.to_thread(_guarded(source, csvfile.open))
                 if start_batch == 0:
-                    self.findings = [finding_dict(f) for f in csvfile.findings]
+                    self.findings = [finding_dict(f, self._personal(f.column)) for f in csvfile.findings]
                     self.findings += [
-                        finding_dict(f)
+                        finding_dict(f, self._personal(f.column))
                         for f in check_header(header, self.dcd.fields, self.dcd.required, self.dcd.dcd_code)
                     ]
                 if self._file_errors():
                     return 1
-                batches = await asyncio.to_thread(Batches, csvfile, self.dcd.fields, size)
+                batches = await asyncio.to_thread(_guarded(source, Batches), csvfile, self.dcd.fields, size)
                 if batches.empty and start_batch == 0:
                     self.findings.append(finding_dict(Finding("header_only", "error", line=1)))
                     return 1
                 if start_batch:
-                    skipped = await asyncio.to_thread(batches.skip, start_batch)
+                    skipped = await asyncio.to_thread(_guarded(source, batches.skip), start_batch)
                     self.counts["rows_read"] = skipped
                 # One batch is read, checked and encoded in a thread while the previous one
                 # is with registrations: reading overlaps storing, and at most two batches
@@ -344,7 +381,8 @@ class UploadRun:
                 # being stored (registrations stores it only after that one): at most
                 # two calls in flight, answers recorded in file order.
                 encode = self.link is None  # linked uploads set rows aside before encoding
-                ahead = asyncio.ensure_future(asyncio.to_thread(_read_batch, batches, encode))
+                read_batch = _guarded(source, _read_batch)
+                ahead = asyncio.ensure_future(asyncio.to_thread(read_batch, batches, encode))
                 flight: tuple[Batch, asyncio.Future[Any] | None] | None = None
                 try:
                     while True:
@@ -357,7 +395,7 @@ class UploadRun:
                             raise
                         if batch is None:
                             break
-                        ahead = asyncio.ensure_future(asyncio.to_thread(_read_batch, batches, encode))
+                        ahead = asyncio.ensure_future(asyncio.to_thread(read_batch, batches, encode))
                         after = flight[0] if flight is not None and flight[1] is not None else None
                         call = self._send(phase, batch, rows, after)
                         if flight is not None:
@@ -382,7 +420,7 @@ class UploadRun:
                         await ahead
                 # findings known only at the end (encoding of later lines)
                 for f in csvfile.findings:
-                    d = finding_dict(f)
+                    d = finding_dict(f, self._personal(f.column))
                     if d not in self.findings:
                         self.findings.append(d)
             except FileRefused as refused:
@@ -440,23 +478,12 @@ class UploadRun:
         errors: list[tuple[Any, ...]] = []
         success: list[tuple[Any, ...]] = []
         error_rows: set[int] = set()
-        warnings = 0
-        for record, findings in batch.set_aside:
-            for f in findings:
-                personal = bool(
-                    f.column and self.dcd.fields.get(f.column) and self.dcd.fields[f.column].personal_data
-                )
-                errors.append(
-                    (
-                        record.line,
-                        record.number,
-                        f.column,
-                        masked(f.value, personal),
-                        f.rule,
-                        f.severity,
-                        message(f.rule, self.lang, f.params),
-                    )
-                )
+        warnings = error_lines = 0  # report lines, to agree with the report
+        for _record, findings in batch.set_aside:
+            found = [finding_dict(f, self._personal(f.column)) for f in findings]
+            errors += finding_rows(found, self.lang)
+            warnings += sum(f.severity == "warning" for f in findings)
+            error_lines += sum(f.severity == "error" for f in findings)
         if call is not None:
             reply = await call
             field_errors, field_warnings = list(reply.errors), list(reply.warnings)
@@ -511,11 +538,13 @@ class UploadRun:
                     )
                     if severity == "error":
                         error_rows.add(i)
+                        error_lines += 1
                     else:
                         warnings += 1
         self.counts["rows_read"] += batch.records
         self.counts["rejected"] += len(batch.set_aside)
-        self.counts["errors"] += len(error_rows) + len(batch.set_aside)
+        self.counts["rows_with_errors"] += len(error_rows) + len(batch.set_aside)
+        self.counts["errors"] += error_lines
         self.counts["warnings"] += warnings
         await write_part(self.store, up.organisation_id, up.id, "errors", phase, batch.number, errors)
         if phase == "storing":
@@ -525,6 +554,10 @@ class UploadRun:
             hook(up.id, phase, batch.number)
         await self._save_progress(phase=phase, batches_done=batch.number + 1)
         return len(error_rows) + len(batch.set_aside)
+
+    def _personal(self, column: str) -> bool:
+        info = self.dcd.fields.get(column) if column else None
+        return bool(info and info.personal_data)
 
     # --- persistence ----------------------------------------------------------------
     async def _save_progress(self, *, phase: str, batches_done: int) -> None:
@@ -551,11 +584,13 @@ class UploadRun:
     async def _finish(self, *, stored: bool) -> None:
         counts = self.counts
         validate_all = self.options.get("validation") == "validate_all"
-        any_error = counts["errors"] > 0 or self._file_errors()
-        any_warning = counts["warnings"] > 0 or any(f["severity"] == "warning" for f in self.findings)
+        # The file's own findings count like the rows' ones: counts agree with the report.
+        for severity in ("error", "warning"):
+            counts[f"{severity}s"] += sum(f["severity"] == severity for f in self.findings)
+        any_error, any_warning = counts["errors"] > 0, counts["warnings"] > 0
         self.steps["validity_check"] = "errors" if any_error else "warnings" if any_warning else "success"
-        nothing_stored = self._file_errors() or (validate_all and any_error)
-        if nothing_stored:
+        refused = self._file_errors() or (validate_all and any_error)
+        if refused:
             self.steps["upload"] = "errors"
             counts["rejected"] = counts["rows_read"]
             for k in ("created", "updated", "ignored_duplicate", "kept_stored"):
@@ -576,7 +611,9 @@ class UploadRun:
             upload.findings = list(self.findings)
             upload.steps = dict(self.steps)
             upload.file_info = getattr(self, "file_info", upload.file_info)
-            upload.options = {**upload.options, "nothing_stored": bool(nothing_stored or not stored)}
+            # Nothing stored: the file refused, a dry run, or every row rejected or unchanged.
+            nothing_stored = refused or not stored or counts["created"] + counts["updated"] == 0
+            upload.options = {**upload.options, "nothing_stored": bool(nothing_stored)}
             upload.finished_at = upload.updated_at = now
             if self.linked is not None:
                 linked = await session.get(Upload, self.linked.id)

@@ -21,6 +21,8 @@ def business_key(secret: bytes, dcd_code: str, fields: Sequence[str], values: Ma
     parts = []
     for name in fields:
         value = values.get(name)
+        if isinstance(value, str):
+            value = value.strip()  # free text is stored as typed; a key ignores stray spaces
         if value is None or value == "" or value == []:
             return None
         parts.append(value)

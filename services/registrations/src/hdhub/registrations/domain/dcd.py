@@ -382,6 +382,18 @@ class DcdDefinition:
         """Every technical name a record may carry, in form order, repeats flattened."""
         return tuple(name for f in self.fields if f.is_input for name in f.flat_names)
 
+    def required_in_every_record(self, f: Field) -> bool:
+        """True when every record must give ``f`` a value, whatever its other answers:
+        required always, applies always (no relevance on it or on a group around it), not
+        in a repeat (instance 2 is needed only when there are two), not computed and no
+        default. A file without such a column can store no record; any other field may
+        be left out of a file (records that need it get their ``required`` error)."""
+        if not f.always_required or f.relevant or f.repeat is not None:
+            return False
+        if f.is_computed or f.default is not None or not f.is_input:
+            return False
+        return all(not getattr(self._by_name.get(g), "relevant", None) for g in f.group_path)
+
     def personal_data_fields(self) -> tuple[Field, ...]:
         """The fields marked ``hd::personal_data`` (patient identifiers)."""
         return tuple(f for f in self.fields if f.personal_data)

@@ -303,12 +303,16 @@ def _scalar_text(raw: object, invalid: _Invalid) -> str:
 
 
 def _text_parser() -> Parser:
+    """Free text is kept as written, spaces and all: a comment may start with ``=`` or a
+    TAB (spreadsheet output neutralises it, hdhub.common.spreadsheet). Only spaces is a
+    missing value, so ``required`` is not met by a blank."""
     invalid = _Invalid("type")
 
     def parse(raw: object) -> object:
         if raw.__class__ is str:
-            return raw.strip() or None
-        return _scalar_text(raw, invalid).strip() or None
+            return raw if raw.strip() else None
+        text = _scalar_text(raw, invalid)
+        return text if text.strip() else None
 
     return parse
 

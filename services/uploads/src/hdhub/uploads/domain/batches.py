@@ -1,6 +1,7 @@
-"""Records of a file cut into batches for registrations: known columns kept, cells
-inspected for spreadsheet damage and formulas, records that cannot be sent (wrong number
-of values, damaged cells) set aside with their findings. Pure code, no I/O."""
+"""Records of a file cut into batches for registrations: known columns kept (free text as
+written, other cells trimmed), cells inspected for spreadsheet damage and for formulas
+where the type cannot hold one, records that cannot be sent (wrong number of values,
+damaged cells) set aside with their findings. Pure code, no I/O."""
 
 from __future__ import annotations
 
@@ -31,8 +32,11 @@ class Batch:
 def check_header(
     header: list[str], fields: dict[str, FieldInfo], required: tuple[str, ...], dcd_code: str
 ) -> list[Finding]:
-    """Unknown columns (errors: their data would be lost) and missing required ones (info:
-    a field required only in some cases, e.g. a name when there is no SSIN, may be absent)."""
+    """Unknown columns (their data would be lost) and absent ones that every record must
+    fill (``required``: required always, whatever the other answers): both errors that
+    refuse the file. A column needed only in some cases may be absent; a record that
+    needs it gets the DCD's ``required`` error, and an optional column nobody uses is
+    not worth a word."""
     findings: list[Finding] = []
     known = [h for h in header if h in fields]
     if len(header) == 1 and not known:
@@ -45,7 +49,7 @@ def check_header(
     present = set(header)
     for name in required:
         if name not in present:
-            findings.append(Finding("missing_column", "info", line=1, column=name))
+            findings.append(Finding("missing_column", "error", line=1, column=name, params={"column": name}))
     return findings
 
 
@@ -70,7 +74,11 @@ class Batches:
             (i, FieldInfo(name, "text")) for i, name in enumerate(self.header) if name in PASSED_ON and name not in fields
         ]
         self._checks = [(i, f.name, checker_for(f)) for i, f in self.known]
-        self._decimals = frozenset(f.name for _, f in self.known if f.type == "decimal")
+        # Free text goes on as written (spaces included); other types cannot hold
+        # surrounding spaces, so they are trimmed. Only spaces is an empty cell.
+        self._columns = [
+            (i, f.name, f.free_text and f.name not in PASSED_ON, f.type == "decimal") for i, f in self.known
+        ]
         self._comma_noted: set[str] = set()
         self._records: Iterator[Record] = csvfile.records()
         self._pending: Record | None = next(self._records, None)
@@ -112,11 +120,12 @@ class Batches:
             if findings:
                 batch.set_aside.append((record, findings))
                 continue
-            for i, f in self.known:
-                v = record.values[i].strip()
-                if "," in v and f.name in self._decimals and _DECIMAL_COMMA.match(v):
-                    v = self._decimal_point(f.name, v, record.line)
-                batch.columns[f.name].append(v or None)
+            for i, name, verbatim, decimal in self._columns:
+                raw = record.values[i]
+                v = raw.strip()
+                if decimal and "," in v and _DECIMAL_COMMA.match(v):
+                    v = self._decimal_point(name, v, record.line)
+                batch.columns[name].append((raw if verbatim else v) if v else None)
             batch.lines.append(record.line)
             batch.numbers.append(record.number)
         return batch

@@ -1,6 +1,8 @@
 """Cells as spreadsheets leave them: the damage Excel does (leading zeros dropped, values
 turned into dates or date serials, long numbers into scientific notation) recognised and
-named, formula-like cells refused; and cells made safe for the reports we hand back."""
+named, and formula-like cells refused where the field's type could never hold them (a
+free-text field holds what was typed: formulas are neutralised on output, by
+hdhub.common.spreadsheet); personal data masked in reports."""
 
 from __future__ import annotations
 
@@ -39,10 +41,17 @@ class FieldInfo:
     def is_nihdi(self) -> bool:
         return "RIZIV" in self.name or "NIHDI" in self.name
 
+    @property
+    def free_text(self) -> bool:
+        """A text field that is no identifier: it holds what was typed, as typed."""
+        return self.type == "text" and not self.is_ssin and not self.is_nihdi
+
 
 def inspect_cell(f: FieldInfo, value: str) -> Finding | None:
-    """What a spreadsheet visibly did to ``value`` of field ``f``, if anything."""
-    if _FORMULA.match(value):
+    """What a spreadsheet visibly did to ``value`` of field ``f``, if anything. A value
+    that looks like a formula is refused where the type could never hold it (numbers,
+    dates, codes, identifiers); in free text it is data."""
+    if not f.free_text and _FORMULA.match(value):
         return Finding("formula_like", "error", column=f.name)
     if f.type == "date" or f.type == "datetime":
         if _SERIAL.match(value) and 20000 <= float(value.replace(",", ".")) <= 80000:
@@ -99,15 +108,6 @@ def code_hint(f: FieldInfo, value: str) -> Finding | None:
 
 
 # --- reports ----------------------------------------------------------------------
-
-_DANGEROUS_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def safe_cell(value: str) -> str:
-    """A cell a spreadsheet will show as text and never run as a formula (OWASP CSV injection)."""
-    if value and value.startswith(_DANGEROUS_START):
-        return "'" + value
-    return value
 
 
 def masked(value: str, personal: bool) -> str:

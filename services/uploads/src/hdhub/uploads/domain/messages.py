@@ -66,6 +66,18 @@ MESSAGES: dict[str, dict[str, str]] = {
         "nl": "{lines} regel(s) zijn geen UTF-8 en werden als Windows-1252 (Latin-1) gelezen; bewaar het bestand als UTF-8.",
         "de": "{lines} Zeile(n) sind kein UTF-8 und wurden als Windows-1252 (Latin-1) gelesen; speichern Sie die Datei als UTF-8.",
     },
+    "invalid_utf16": {
+        "en": "The file starts as UTF-16 text but is not valid UTF-16; save it as CSV UTF-8.",
+        "fr": "Le fichier commence comme du texte UTF-16 mais n'est pas de l'UTF-16 valide ; enregistrez-le en CSV UTF-8.",
+        "nl": "Het bestand begint als UTF-16-tekst maar is geen geldige UTF-16; bewaar het als CSV UTF-8.",
+        "de": "Die Datei beginnt als UTF-16-Text, ist aber kein gültiges UTF-16; speichern Sie sie als CSV UTF-8.",
+    },
+    "unreadable": {
+        "en": "The file could not be read as a CSV of registrations; nothing was stored. Save it again as CSV UTF-8, separated by ; (semicolons), and upload it again.",
+        "fr": "Le fichier n'a pas pu être lu comme un CSV d'enregistrements ; rien n'a été enregistré. Enregistrez-le à nouveau en CSV UTF-8, séparé par des ; (points-virgules), et rechargez-le.",
+        "nl": "Het bestand kon niet als CSV met registraties gelezen worden; er werd niets bewaard. Bewaar het opnieuw als CSV UTF-8, gescheiden door ; (puntkomma's), en laad het opnieuw op.",
+        "de": "Die Datei konnte nicht als CSV mit Registrierungen gelesen werden; nichts wurde gespeichert. Speichern Sie sie erneut als CSV UTF-8, getrennt durch ; (Semikolons), und laden Sie sie erneut hoch.",
+    },
     "malformed_csv": {
         "en": "The file cannot be read as CSV from line {line} on (an unclosed quote?).",
         "fr": "Le fichier ne peut être lu comme CSV à partir de la ligne {line} (guillemet non fermé ?).",
@@ -85,10 +97,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Die Spalte {column} ist kein Feld von {dcd}; prüfen Sie den technischen Namen.",
     },
     "missing_column": {
-        "en": "The column {column}, required at least in some cases, is not in the file.",
-        "fr": "La colonne {column}, obligatoire au moins dans certains cas, ne figure pas dans le fichier.",
-        "nl": "De kolom {column}, minstens in sommige gevallen verplicht, staat niet in het bestand.",
-        "de": "Die Spalte {column}, zumindest in manchen Fällen Pflicht, fehlt in der Datei.",
+        "en": "The column {column} is not in the file, but every record must give it a value.",
+        "fr": "La colonne {column} ne figure pas dans le fichier, mais chaque enregistrement doit lui donner une valeur.",
+        "nl": "De kolom {column} staat niet in het bestand, maar elk record moet er een waarde voor geven.",
+        "de": "Die Spalte {column} fehlt in der Datei, aber jeder Datensatz muss einen Wert dafür angeben.",
     },
     "field_count": {
         "en": "This record has {count} values but the header has {expected} columns.",
@@ -231,12 +243,47 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 
 
-def message(rule: str, lang: str, params: dict[str, Any] | None = None) -> str:
-    templates = MESSAGES.get(rule)
+#: Parameters that repeat a submitted value, or what was read from it (the date a serial
+#: number stands for). A message about a masked (personal-data) column is built without
+#: them, from the template below: a report that masks a birth date must not spell it out.
+ECHOES = frozenset({"date", "value"})
+
+MASKED_MESSAGES: dict[str, dict[str, str]] = {
+    "excel_date_serial": {
+        "en": "A spreadsheet turned this date into a serial number; write dates as dd/mm/yyyy.",
+        "fr": "Un tableur a transformé cette date en numéro de série ; écrivez les dates jj/mm/aaaa.",
+        "nl": "Een rekenblad maakte van deze datum een volgnummer; schrijf datums als dd/mm/jjjj.",
+        "de": "Eine Tabellenkalkulation machte aus dem Datum eine Seriennummer; Datum als tt/mm/jjjj.",
+    },
+    "linked_record_missing": {
+        "en": "The linked sequence file has no such recordname.",
+        "fr": "Le fichier de séquences lié n'a pas ce recordname.",
+        "nl": "Het gekoppelde sequentiebestand heeft deze recordname niet.",
+        "de": "Die verknüpfte Sequenzdatei hat diesen recordname nicht.",
+    },
+    "linked_record_twice": {
+        "en": "Another registration of this file already links this recordname.",
+        "fr": "Un autre enregistrement de ce fichier lie déjà ce recordname.",
+        "nl": "Een andere registratie in dit bestand koppelt deze recordname al.",
+        "de": "Eine andere Registrierung dieser Datei verknüpft diesen recordname bereits.",
+    },
+}
+
+
+def without_echoes(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` without those that repeat the submitted value."""
+    return {k: v for k, v in params.items() if k not in ECHOES}
+
+
+def message(rule: str, lang: str, params: dict[str, Any] | None = None, *, masked: bool = False) -> str:
+    """The message of ``rule`` in ``lang`` (en when missing). With ``masked`` (the finding
+    is about a masked column) it is built without any parameter in :data:`ECHOES`."""
+    templates = (MASKED_MESSAGES.get(rule) if masked else None) or MESSAGES.get(rule)
     if templates is None:
         return rule
     template = templates.get(lang) or templates["en"]
+    values = without_echoes(params or {}) if masked else (params or {})
     try:
-        return template.format(**(params or {}))
+        return template.format(**values)
     except (KeyError, IndexError):
         return template

@@ -1,0 +1,38 @@
+"""Cells the platform writes for a spreadsheet (CSV reports, RESULTS files, exports, any
+XLSX): what users typed is stored as typed, and made harmless here, on output.
+
+A spreadsheet runs a cell as a formula when it begins with ``=``, ``+``, ``-`` or ``@``
+(DDE payloads like ``=cmd|' /C calc'!A0``, ``=HYPERLINK(...)`` leaking data), and some
+also when a TAB or CR comes first. OWASP's CSV-injection guidance: prefix such a cell
+with ``'``, which spreadsheets read as "this is text" and do not show. Every writer of
+CSV or XLSX in hdhub passes each cell through :func:`safe_cell`; quoting of separators,
+quotes and line breaks is left to the CSV writer (``csv.writer`` quotes them).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["FORMULA_STARTS", "safe_cell"]
+
+#: First characters that make a spreadsheet read a cell as a formula: OWASP's list
+#: (= + - @ TAB CR), LF and NUL (OWASP ASVS 1.2.10), and the full-width forms that
+#: East Asian versions of Excel also take for = + - @.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\0", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+#: A plain signed number (``-5``, ``+32``, ``-0.25``, ``-72,5``) is a value, never a
+#: formula, and stays readable as a number.
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]+)?")
+
+
+def safe_cell(value: object) -> str:
+    """``value`` as the text of a cell that a spreadsheet shows and never runs.
+
+    >>> safe_cell("=1+1"), safe_cell("@SUM(A1)"), safe_cell("-5"), safe_cell("ok")
+    ("'=1+1", "'@SUM(A1)", '-5', 'ok')
+
+    Applying it twice changes nothing (``'`` is not a formula start)."""
+    text = "" if value is None else str(value)
+    if text.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
