@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from hdhub.intake.domain.ssin import contains_ssin
+from hdhub.common.ssin import contains_ssin
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 #: HIV_Sequence: ``ARL_yyyymmddHHMMSS`` (DOMAIN.md), the laboratory code and a time stamp.
