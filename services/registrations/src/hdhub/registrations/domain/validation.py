@@ -320,7 +320,7 @@ def _ssin_parser() -> Parser:
             raw = f"{raw:011d}"
         if raw.__class__ is not str:
             raise not_text.with_traceback(None)
-        text: str = raw.strip()  # type: ignore[attr-defined]
+        text: str = raw.strip()
         if not text:
             return None
         try:
@@ -1251,8 +1251,8 @@ class CompiledDcd:
             elif f.type in (FieldType.CALCULATE, FieldType.NOTE):
                 kind = "text"
             return self._builtin(f"type:{kind}", lang)
-        if rule == "ssin":
-            return ssin_message(params["reason"], lang if lang in _LANGUAGES else default_language)  # type: ignore[index]
+        if rule == "ssin" and params is not None and isinstance(reason := params["reason"], SsinReason):
+            return ssin_message(reason, lang if lang in _LANGUAGES else default_language)
         if rule == "number_format" and f.type is FieldType.INTEGER:
             return self._builtin("number_format:integer", lang, params)
         return self._builtin(rule, lang, params)
