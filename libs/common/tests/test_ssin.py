@@ -82,7 +82,11 @@ CASES = [
     ("BIS, sex known, month unknown", number(85, 40, 0, 169), None),
     ("born today", ssin_of(TODAY, 12), None),
     ("born tomorrow", ssin_of(TODAY + timedelta(days=1), 12), SsinReason.FUTURE),
-    ("a year still to come, only the 2 prefix checks", number(30, 5, 1, 12, from_2000=True), SsinReason.FUTURE),
+    (
+        "a year still to come, only the 2 prefix checks",
+        number(30, 5, 1, 12, from_2000=True),
+        SsinReason.FUTURE,
+    ),
     ("the same digits checking for 1930", number(30, 5, 1, 12), None),
     ("month unknown in a year still to come", number(27, 0, 5, 12, from_2000=True), SsinReason.FUTURE),
     ("month unknown in this year", number(26, 0, 5, 12, from_2000=True), None),
@@ -104,7 +108,10 @@ def test_each_reason_has_its_own_message_in_four_languages_without_the_number() 
     for lang in ("en", "fr", "nl", "de"):
         texts = {ssin_message(reason, lang) for reason in SsinReason}
         assert len(texts) == len(SsinReason)
-    assert ssin_message(SsinReason.DATE, "nl") == "De geboortedatum in dit rijksregisternummer (INSZ) bestaat niet."
+    assert (
+        ssin_message(SsinReason.DATE, "nl")
+        == "De geboortedatum in dit rijksregisternummer (INSZ) bestaat niet."
+    )
     assert ssin_message(SsinReason.CHECK, "xx") == ssin_message(SsinReason.CHECK, "en")
     bad = number(85, 2, 31, 169)
     with pytest.raises(InvalidSsin) as raised:
@@ -183,13 +190,17 @@ def test_any_other_check_number_is_refused(birth: date, seq: int, shift: int) ->
     sequences,
     offsets,
 )
-def test_a_day_the_month_does_not_have_is_refused(year: int, month: int, day: int, seq: int, offset: int) -> None:
+def test_a_day_the_month_does_not_have_is_refused(
+    year: int, month: int, day: int, seq: int, offset: int
+) -> None:
     assume(day > calendar.monthrange(year, month)[1])
     ssin = number(year % 100, month + offset, day, seq, from_2000=year >= 2000)
     assert ssin_problem(ssin, today=TODAY) is SsinReason.DATE
 
 
-@given(st.integers(min_value=1900, max_value=2026), st.integers(min_value=0, max_value=99), sequences, offsets)
+@given(
+    st.integers(min_value=1900, max_value=2026), st.integers(min_value=0, max_value=99), sequences, offsets
+)
 def test_month_unknown_takes_any_day_counter(year: int, day: int, seq: int, offset: int) -> None:
     ssin = number(year % 100, offset, day, seq, from_2000=year >= 2000)
     assert ssin_problem(ssin, today=TODAY) is None

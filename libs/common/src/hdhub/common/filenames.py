@@ -28,9 +28,17 @@ import unicodedata
 from collections.abc import Mapping
 from enum import StrEnum
 
+from hdhub.common.errors import FieldProblem, Problem
 from hdhub.common.ssin import contains_ssin
 
-__all__ = ["MAX_NAME_LENGTH", "BadFileName", "NameReason", "checked_file_name", "file_name_message"]
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "BadFileName",
+    "NameReason",
+    "checked_file_name",
+    "file_name_message",
+    "file_name_refused",
+]
 
 MAX_NAME_LENGTH = 255
 # Invisible categories: format (bidi controls, zero-width), surrogates, private use,
@@ -180,3 +188,16 @@ def checked_file_name(name: str, *, max_length: int = MAX_NAME_LENGTH) -> str:
     if reason is not None:
         raise BadFileName(reason, min(max_length, MAX_NAME_LENGTH))
     return normalised
+
+
+def file_name_refused(refusal: BadFileName, lang: str = "en") -> Problem:
+    """The 422 answer for a refused name: ``bad-file-name``, the reason as the rule of the
+    ``filename`` field, the message in ``lang``."""
+    message = refusal.message(lang)
+    return Problem(
+        422,
+        "bad-file-name",
+        "The file name is refused",
+        message,
+        errors=[FieldProblem(field="filename", rule=refusal.reason.value, message=message)],
+    )

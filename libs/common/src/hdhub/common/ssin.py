@@ -48,7 +48,9 @@ _CENTURY_2000 = 2_000_000_000
 _MONTH_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # 29: leap years checked apart
 # 11 digits as an SSIN is written, bare or with one separator between the usual groups,
 # not part of a longer number: what a scan of free text (file names, VCF headers) looks at.
-_CANDIDATE = re.compile(r"(?<![0-9])([0-9]{2})[. -]?([0-9]{2})[. -]?([0-9]{2})[. -]?([0-9]{3})[. -]?([0-9]{2})(?![0-9])")
+_CANDIDATE = re.compile(
+    r"(?<![0-9])([0-9]{2})[. -]?([0-9]{2})[. -]?([0-9]{2})[. -]?([0-9]{3})[. -]?([0-9]{2})(?![0-9])"
+)
 
 
 class SsinReason(StrEnum):
