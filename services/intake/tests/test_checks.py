@@ -154,12 +154,19 @@ def test_a_sequence_file_is_named_after_its_filename_column() -> None:
     [
         (NGS, "../etc/passwd.vcf", "no folder part"),
         (NGS, "a\x07b.vcf", "control characters"),
-        (NGS, "a b.vcf", "at most 100 letters"),
-        (NGS, "x" * 101 + ".vcf", "at most 100 letters"),
+        (NGS, "a b.vcf", "only ASCII letters"),
+        (NGS, "café.vcf", "must equal the registration's TX_VCF_FILE_NAME"),
+        (NGS, "x" * 97 + ".vcf", "at most 100 characters"),
         (NGS, "sample.csv", "end in .vcf or .vcf.gz"),
         (HIV_SEQUENCE, "HSP_20240827092014.vcf", "end in .csv"),
         (NGS, "", "required"),
-        (NGS, "NGS_85040216932.vcf", "may not carry an SSIN"),
+        (NGS, "NGS_85040216932.vcf", "national register number"),
+        (NGS, "NUL.vcf", "Windows device name"),
+        (NGS, "com1.vcf.gz", "Windows device name"),
+        (NGS, "sample.vcf/", "may not end with / or"),
+        (NGS, "a\u202eb.vcf", "invisible characters"),
+        (NGS, "sample.vcf\n", "control characters"),
+        (NGS, "sample.vcf.", "end with a dot"),
     ],
 )
 def test_file_names_are_plain(registry: object, name: str, message: str) -> None:
