@@ -605,3 +605,20 @@ def test_a_regex_that_does_not_compile_is_a_workbook_problem(make_dcd: MakeDcd, 
     problem = only_problem(make_dcd, [{"type": "text", "name": "A"}, {"type": "text", "name": "B", "constraint": constraint}])
     assert (problem.sheet, problem.row, problem.column) == ("survey", 3, "constraint")
     assert "invalid regular expression" in problem.message
+
+
+def test_a_setting_that_is_not_read_is_refused(make_dcd: MakeDcd) -> None:
+    settings = {"version": "1.0.0", "default_language": "en", "instance_name": "concat('x', ${A})"}
+    problem = only_problem(make_dcd, [{"type": "text", "name": "A"}], settings=settings)
+    assert (problem.sheet, problem.row, problem.column) == ("settings", 2, "instance_name")
+
+
+def test_pyxform_spellings_of_the_settings_are_read(make_dcd: MakeDcd) -> None:
+    settings = {"version": "1.0.0", "set form title": "Title", "set form id": "ID"}
+    assert make_dcd([{"type": "text", "name": "A"}], settings=settings).settings["form_title"] == "Title"
+
+
+def test_an_hd_key_that_is_not_read_is_refused(make_dcd: MakeDcd) -> None:
+    hd = {**HD, "business_keys": "IDC_PAT"}  # a typo: the business key would be lost
+    problem = only_problem(make_dcd, SURVEY, CHOICES, hd=hd)
+    assert (problem.sheet, problem.column) == ("hd", "key") and "business_keys" in problem.message

@@ -176,7 +176,7 @@ class _Reader:
         """``sheet`` with each column under the name this reader uses (pyxform's other
         spellings resolved); a survey column it does not read is a problem at the first
         row that fills it, and two spellings of one column a problem at the header."""
-        if sheet.name not in ("survey", "choices"):
+        if sheet.name not in ("survey", "choices", "settings"):
             return sheet
         names: dict[str, str] = {}
         for header in sheet.headers:
@@ -227,6 +227,9 @@ class _Reader:
                 continue
             if key in values:
                 self.problem("hd", number, "key", f"{key!r} is given twice (first on row {rows[key]})")
+                continue
+            if key not in _HD_KEYS and not key.startswith(_HD_TRANSLATED):
+                self.problem("hd", number, "key", f"hdhub does not read the hd key {key!r}")
                 continue
             values[key] = row.get("value", "")
             rows[key] = number
@@ -670,6 +673,21 @@ _CHOICES_ALIASES: Mapping[str, str] = {
     "caption": "label",
 }
 
+# The settings read (XLSForm's and our ``source``), with pyxform's "set form ..." spellings.
+_SETTINGS_ALIASES: Mapping[str, str] = {
+    "form_title": "form_title",
+    "set form title": "form_title",
+    "form_id": "form_id",
+    "set form id": "form_id",
+    "version": "version",
+    "default_language": "default_language",
+    "source": "source",
+}
+_HD_KEYS = frozenset(
+    {"project_code", "project_abbreviation", "project_title", "dcd_code", "dcd_number", "dcd_title", "business_key"}
+)
+_HD_TRANSLATED = ("project_title::", "dcd_title::")
+
 
 def _canonical_column(header: str, sheet: str) -> str | None:
     """The column ``header`` of ``sheet`` is read as, None when it is not read.
@@ -678,6 +696,8 @@ def _canonical_column(header: str, sheet: str) -> str | None:
     ``base::Language`` or pyxform's older ``base:Language`` (``label:English``,
     ``jr:constraintMsg:French``), both given as ``base::Language``. On the choices sheet
     every other column is a column of the list, for ``choice_filter``."""
+    if sheet == "settings":
+        return _SETTINGS_ALIASES.get(header.lower())
     aliases = _SURVEY_ALIASES if sheet == "survey" else _CHOICES_ALIASES
     translated = _TRANSLATED if sheet == "survey" else ("label",)
     known = aliases.get(header.lower())
