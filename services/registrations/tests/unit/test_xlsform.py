@@ -587,9 +587,19 @@ def test_a_rule_a_group_cannot_hold_is_refused(make_dcd: MakeDcd, row: dict[str,
     assert (problem.sheet, problem.row, problem.column) == ("survey", 2, column)
 
 
+def test_a_rule_on_an_end_row_is_refused(make_dcd: MakeDcd) -> None:
+    survey = [
+        {"type": "begin_group", "name": "G"},
+        {"type": "text", "name": "A"},
+        {"type": "end_group", "relevance": "false()"},
+    ]
+    problem = only_problem(make_dcd, survey)
+    assert (problem.sheet, problem.row, problem.column) == ("survey", 4, "relevance")  # as written
+
+
 def test_a_repeat_count_on_a_field_is_refused(make_dcd: MakeDcd) -> None:
     problem = only_problem(make_dcd, [{"type": "text", "name": "A", "jr:count": "2"}])
-    assert (problem.sheet, problem.row, problem.column) == ("survey", 2, "repeat_count")
+    assert (problem.sheet, problem.row, problem.column) == ("survey", 2, "jr:count")
 
 
 @pytest.mark.parametrize(
@@ -622,3 +632,11 @@ def test_an_hd_key_that_is_not_read_is_refused(make_dcd: MakeDcd) -> None:
     hd = {**HD, "business_keys": "IDC_PAT"}  # a typo: the business key would be lost
     problem = only_problem(make_dcd, SURVEY, CHOICES, hd=hd)
     assert (problem.sheet, problem.column) == ("hd", "key") and "business_keys" in problem.message
+
+
+def test_a_problem_names_the_column_as_the_workbook_spells_it(make_dcd: MakeDcd) -> None:
+    problem = only_problem(make_dcd, [{"type": "text", "name": "A", "bind::relevant": "${NOPE} = 1"}])
+    assert (problem.row, problem.column) == (2, "bind::relevant") and "NOPE" in problem.message
+    # Found when the definition is compiled, after reading: still the column as written.
+    problem = only_problem(make_dcd, [{"type": "text", "name": "A", "bind::constraint": "regex(., concat('[', 'a'))"}])
+    assert (problem.row, problem.column) == (2, "bind::constraint")

@@ -170,6 +170,8 @@ class _Reader:
     def __init__(self, sheets: Mapping[str, _Sheet]) -> None:
         self.problems: list[Problem] = []
         self.expressions: list[_Expression] = []
+        #: (sheet, column as read here) -> the header as written, to name it in problems.
+        self.spelling: dict[tuple[str, str], str] = {}
         self.sheets = {name: self._canonical_columns(sheet) for name, sheet in sheets.items()}
 
     def _canonical_columns(self, sheet: _Sheet) -> _Sheet:
@@ -192,10 +194,14 @@ class _Reader:
                 self.problem(sheet.name, 1, header, f"{header!r} and {other!r} are the same column: keep one")
                 continue
             names[header] = canonical
+            if canonical != header:
+                self.spelling[(sheet.name, canonical)] = header
         rows = [(number, {names[h]: v for h, v in row.items() if h in names}) for number, row in sheet.rows]
         return _Sheet(sheet.name, list(names.values()), rows)
 
     def problem(self, sheet: str, row: int | None, column: str | None, message: str) -> None:
+        if column is not None:
+            column = self.spelling.get((sheet, column), column)
         self.problems.append(Problem(sheet, row, column, message))
 
     # -- settings and hd ---------------------------------------------------------
@@ -309,6 +315,7 @@ class _Reader:
                 continue
             kind, list_name = _parse_type(raw_type)
             if kind in ("end_group", "end_repeat"):
+                self._check_columns_apply(number, row, kind)
                 expected = kind.removeprefix("end_")
                 if not stack:
                     self.problem("survey", number, "type", f"{raw_type} without a matching begin_{expected}")
@@ -378,7 +385,9 @@ class _Reader:
     def _check_columns_apply(self, number: int, row: Mapping[str, str], kind: str) -> None:
         """A filled column that means nothing for this kind of row is a problem, not a rule
         silently dropped (a group has no required rule; a field no repeat count)."""
-        if kind == "begin_group":
+        if kind in ("end_group", "end_repeat"):
+            applies = _END_COLUMNS
+        elif kind == "begin_group":
             applies = _GROUP_COLUMNS
         elif kind == "begin_repeat":
             applies = _REPEAT_COLUMNS
@@ -634,6 +643,7 @@ _KNOWN_SURVEY_COLUMNS = frozenset(
 )
 
 
+_END_COLUMNS = frozenset({"type", "name"})  # the rules of a group are on its begin row
 _GROUP_COLUMNS = frozenset({"type", "name", "label", "relevant", "appearance"})
 _REPEAT_COLUMNS = _GROUP_COLUMNS | {"repeat_count", "hd::repeat_max"}
 _FIELD_COLUMNS = (_KNOWN_SURVEY_COLUMNS | set(_TRANSLATED)) - {"repeat_count", "hd::repeat_max"}
@@ -886,11 +896,13 @@ def read_workbook(source: bytes | pathlib.Path) -> DcdDefinition:
         settings=frozen_mapping(settings),
         source=settings.get("source") or None,
     )
-    _check_definition(definition, hd_rows)
+    _check_definition(definition, hd_rows, reader.spelling)
     return definition
 
 
-def _check_definition(definition: DcdDefinition, hd_rows: Mapping[str, int]) -> None:
+def _check_definition(
+    definition: DcdDefinition, hd_rows: Mapping[str, int], spelling: Mapping[tuple[str, str], str]
+) -> None:
     """What needs the whole definition: flattened names, the business key, compilation."""
     from hdhub.registrations.domain.validation import DcdCompileError, compile_dcd
 
@@ -923,6 +935,9 @@ def _check_definition(definition: DcdDefinition, hd_rows: Mapping[str, int]) -> 
         try:
             compile_dcd(definition)
         except DcdCompileError as exc:
-            problems.extend(Problem("survey", p.row, p.column, p.message) for p in exc.problems)
+            problems.extend(
+                Problem("survey", p.row, spelling.get(("survey", p.column or ""), p.column), p.message)
+                for p in exc.problems
+            )
     if problems:
         raise WorkbookError(problems)
