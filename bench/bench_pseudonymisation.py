@@ -26,6 +26,7 @@ import os
 import sys
 import tempfile
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 def ssins(n: int) -> list[str]:
     out = []
     for i in range(n):
-        body = f"{500101 + (i // 997) % 300000:06d}{i % 997 + 1:03d}"
+        birth = date(1950, 1, 1) + timedelta(days=(i // 997) % 18000)  # real dates: the rule checks them
+        body = f"{birth:%y%m%d}{i % 997 + 1:03d}"
         out.append(f"{body}{97 - int(body) % 97:02d}")
     return out
 

@@ -86,6 +86,10 @@ async def test_files_are_write_only(stack: Stack) -> None:
         ("/etc/passwd", "no folder etc"),
         ("/NGS/x\x07y.vcf", "control characters"),
         ("/NGS/report.pdf", "end in .vcf or .vcf.gz"),
+        ("/NGS/NUL.vcf", "Windows device name"),
+        ("/NGS/x\u202ey.vcf", "invisible characters"),
+        ("/NGS/x\x1by.vcf", "control characters"),
+        ("/NGS/85040216932.vcf", "national register number"),
         ("/NGS/Finished/x.vcf", "then move it into /NGS/Finished"),
         ("/NGS/sub/x.vcf", "no subfolders"),
         ("/x.vcf", "send files into a registry folder"),
@@ -128,7 +132,7 @@ async def test_links_folders_and_removing_delivered_files_are_refused(stack: Sta
     assert "links are refused" in messages[0]
     assert "folders are fixed" in messages[1] and "folders are fixed" in messages[2]
     assert "can only be moved into /NGS/Finished" in messages[3]
-    assert "at most 100 letters" in messages[4]
+    assert "only ASCII letters" in messages[4]
     assert "cannot be removed" in messages[5]
     assert await file_named(stack, name) is None
 

@@ -190,6 +190,43 @@ async def test_a_refused_upload_names_the_rule_and_changes_nothing(
     assert [o.key async for o in stack.service("portal").objects.list("certificates/")] == objects_before
 
 
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [
+        ("ehealth\u202ep12.exe", "invisible"),
+        ("NUL.p12", "device"),
+        ("keys/ehealth.p12", "folder"),
+        ("a?.p12", "reserved"),
+    ],
+)
+async def test_a_certificate_file_name_breaking_the_rule_is_refused(
+    stack: Stack, name: str, rule: str
+) -> None:
+    org = new_org()
+    editor = await as_(stack, {org: ["certificate_editor"]})
+    r = await stack.client.post(
+        f"{BASE}/{org}/versions",
+        files={"file": (name, keystore(), "application/x-pkcs12")},
+        data={"password": PASSWORD},
+        headers={**editor, "Accept-Language": "fr"},
+    )
+    assert r.status_code == 422 and r.json()["type"] == "/problems/bad-file-name", r.text
+    assert r.json()["errors"][0]["rule"] == rule and "nom de fichier" in r.json()["detail"]
+    assert (await stack.client.get(f"{BASE}/{org}/versions", headers=editor)).json() == []
+
+
+async def test_a_certificate_file_name_in_any_script_is_kept(stack: Stack) -> None:
+    org = new_org()
+    editor = await as_(stack, {org: ["certificate_editor"]})
+    r = await stack.client.post(
+        f"{BASE}/{org}/versions",
+        files={"file": ("clé ehealth.p12", keystore(), "application/x-pkcs12")},
+        data={"password": PASSWORD},
+        headers=editor,
+    )
+    assert r.status_code == 201 and r.json()["filename"] == "clé ehealth.p12"
+
+
 async def test_upload_needs_file_and_password(stack: Stack) -> None:
     org = new_org()
     editor = await as_(stack, {org: ["certificate_editor"]})

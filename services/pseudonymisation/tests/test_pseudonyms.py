@@ -38,6 +38,39 @@ def test_an_ssin_failing_its_check_is_refused_without_echoing_it(bad: str) -> No
     assert err.value.rule == "ssin" and (not bad or bad not in err.value.message)
 
 
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        ("85023116921", "does not exist"),  # 31 February, right check number
+        ("85040200007", "never attributed"),  # sequence 000
+        ("30050101270", "in the future"),  # checks only as a birth in 2030
+        ("85/04/02-169.32", "only digits"),
+    ],
+)
+def test_the_whole_ssin_rule_applies_with_its_reason(bad: str, says: str) -> None:
+    _, h = KEYS.hasher("HDBP0012")
+    with pytest.raises(Refused) as err:
+        ssin_pseudonym(h, bad)
+    assert err.value.rule == "ssin" and says in err.value.message and bad[:6] not in err.value.message
+
+
+def test_the_batch_fast_path_applies_the_whole_rule() -> None:
+    from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2 as pb
+    from hdhub.pseudonymisation.grpc import pseudonymise
+
+    _, h = KEYS.hasher("HDBP0012")
+    request = pb.PseudonymiseAndForwardRequest(
+        organisation_id="az-demo",
+        project_code="HDBP0012",
+        technical_ids=["ok", "feb-31", "seq-000"],
+        versions=[1, 1, 1],
+        ssins=[SSIN, "85023116921", "85040200007"],
+    )
+    refused, halves = pseudonymise(request, h)
+    assert [(r.technical_id, r.rule) for r in refused] == [("feb-31", "ssin"), ("seq-000", "ssin")]
+    assert list(halves.technical_ids) == ["ok"]
+
+
 def test_an_ssin_of_someone_born_in_2000_or_later_passes() -> None:
     body = "010305067"
     check = 97 - int("2" + body) % 97

@@ -198,6 +198,27 @@ async def test_catalogue_lists_registries_and_validates_without_storing(stack: S
     assert (await stack.client.get("/api/v1/registries")).status_code == 401
 
 
+@pytest.mark.parametrize(
+    ("row", "column", "says"),
+    [
+        ({"constraint": "regex(., concat('[', 'a'))"}, "constraint", "invalid regular expression"),
+        ({"constraint": "regex(., 'a{4294967296}')"}, "constraint", "invalid regular expression"),
+        ({"guidance_hint": "read this"}, "guidance_hint", "does not read"),
+    ],
+)
+async def test_a_workbook_problem_is_a_422_naming_sheet_row_and_column(
+    stack: Stack, row: dict[str, str], column: str, says: str
+) -> None:
+    from services.registrations.tests.unit.conftest import build_workbook
+
+    data = build_workbook([{"type": "text", "name": "TX_A"}, {"type": "text", "name": "TX_B", **row}])
+    files = {"workbook": ("x.xlsx", data, "application/octet-stream")}
+    r = await stack.client.post("/api/v1/dcds", files=files, headers=await stack.headers(OPERATOR))
+    assert r.status_code == 422 and r.json()["type"] == "/problems/invalid-workbook", r.text
+    [error] = r.json()["errors"]
+    assert error["field"] == f"survey!{column}3" and says in error["message"]
+
+
 async def test_only_the_operator_imports_workbooks_and_versions_are_immutable(stack: Stack) -> None:
     from hdhub.registrations.catalogue import resources
 

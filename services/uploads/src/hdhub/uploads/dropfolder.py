@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from hdhub.common.config import platform
 from hdhub.common.db import utcnow
 from hdhub.common.errors import Problem
+from hdhub.common.filenames import BadFileName, checked_file_name
 from hdhub.common.jobs import PARKED
 from hdhub.common.objectstore import FolderStore, ObjectNotFound, ObjectStore, StoredObject, open_store
 from hdhub.common.service_auth import acting_as_service
@@ -84,8 +85,14 @@ class DropName:
     day: date
 
 
-def parse_name(name: str) -> DropName:
-    match = NAME.match(name)
+def parse_name(name: str, lang: str = "en") -> DropName:
+    """What the name says, after the file-name rule every route applies
+    (hdhub.common.filenames: no control characters, device names, SSINs...)."""
+    try:
+        checked_file_name(name)
+    except BadFileName as refusal:
+        raise TechnicalFailure(refusal.message(lang)) from None
+    match = NAME.fullmatch(name)
     if match is None:
         raise TechnicalFailure(
             f"The file name {name!r} does not follow HD_DCD_submcsv_HDBPnnnn_ABBREV_version_date.csv "
@@ -219,7 +226,7 @@ class DropFolder:
         return f"dropfolder:{job.id}"
 
     async def _take_in(self, job: Job, org: str, name: str, key: str) -> Upload | None:
-        parsed = parse_name(name)
+        parsed = parse_name(name, self.settings.dropfolder_language)
         if await self.store.stat(key) is None:
             return None
         try:

@@ -10,8 +10,8 @@ import re
 import zlib
 from dataclasses import dataclass, field
 
+from hdhub.common.ssin import contains_ssin
 from hdhub.intake.domain.names import SEQUENCE_STEM, plausible_stamp, sequence_stem
-from hdhub.intake.domain.ssin import contains_ssin
 
 #: Longest line read: meta and header lines are short; a data line with a huge INFO is not.
 MAX_LINE = 8 * 1024 * 1024
