@@ -8,6 +8,7 @@ import signal
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from hdhub.cli.services import SERVICES, Platform
 
@@ -24,10 +25,19 @@ def _configure(port: int | None = None, host: str = "127.0.0.1", *, service: str
         base = f"http://{host if host != '0.0.0.0' else '127.0.0.1'}:{port}"
         os.environ.setdefault("HDHUB_PUBLIC_URL", base)
         os.environ.setdefault("HDHUB_OIDC_ISSUER", f"{base}/realms/hdhub")
+    from hdhub.common import local_secrets
     from hdhub.common.config import platform
 
     platform.cache_clear()
-    settings = platform()
+    try:
+        settings = platform()
+    except ValidationError as exc:  # a secret unset in production; say which, never its value
+        raise typer.BadParameter("; ".join(str(e["msg"]) for e in exc.errors())) from exc
+    if settings.environment != "production":
+        # A laptop has no secret store: random secrets on first start, kept under var/.
+        local_secrets.ensure(settings.data_dir)
+        platform.cache_clear()
+        settings = platform()
     from hdhub.common.logging import setup_logging
     from hdhub.common.telemetry import setup_telemetry
 
@@ -103,17 +113,16 @@ def run(
     names = _check(service)
     _configure(port, host, service=service)
     everything = service == "all"
-    platform = Platform(
-        names,
-        migrate=everything if migrate is None else migrate,
-        seed=everything if demo is None else demo,
-        workers=everything,
-    )
+    production = platform_settings().environment == "production"
+    if demo and production:
+        raise typer.BadParameter("demo data (known passwords and secrets) is never loaded in production")
+    seed = (everything and not production) if demo is None else demo
+    platform = Platform(names, migrate=everything if migrate is None else migrate, seed=seed, workers=everything)
     config = uvicorn.Config(
         platform.app(), host=host, port=port, log_config=None, access_log=True, lifespan="on"
     )
     server = uvicorn.Server(config)
-    if everything or demo:
+    if seed:
         original = server.startup
 
         async def startup(sockets: object = None) -> None:
@@ -174,6 +183,8 @@ def migrate_command(service: Annotated[str, typer.Argument(help="`all`, or one s
 def seed() -> None:
     """Migrate, then load the demo organisations, accounts, clients and shipped registries."""
     _configure()
+    if platform_settings().environment == "production":
+        raise typer.BadParameter("demo data (known passwords and secrets) is never loaded in production")
 
     async def main() -> None:
         platform = Platform(list(SERVICES), migrate=True, seed=True, workers=False)

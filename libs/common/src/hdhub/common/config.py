@@ -3,7 +3,9 @@
 Every service subclasses :class:`ServiceSettings` with its own prefix
 (``HDHUB_REGISTRATIONS_DATABASE_URL``); platform-wide values live in
 :class:`PlatformSettings` (``HDHUB_ENVIRONMENT``, ``HDHUB_OIDC_ISSUER``...).
-Outside development, placeholder secrets are refused at start-up.
+No secret has a usable default: production refuses to start while one is unset or a
+known placeholder, and ``hdhub`` generates random ones under ``var/`` elsewhere
+(:mod:`hdhub.common.local_secrets`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _SECRETS_DIR = os.environ.get("HDHUB_SECRETS_DIR", "/run/secrets/hdhub")
 PLACEHOLDER = "change-me"
+#: Values that are no secret: the shipped default and the usual stand-ins. The embedded
+#: issuer refuses a client secret among them in every environment.
+KNOWN_PLACEHOLDERS = frozenset({"", PLACEHOLDER, "changeme", "change_me", "secret", "password", "placeholder"})
+
+
+def is_placeholder(value: str | None) -> bool:
+    """Whether a secret is unset or a known placeholder (case and spaces ignored)."""
+    return value is None or value.strip().lower() in KNOWN_PLACEHOLDERS
 
 # Where each service's gRPC server listens in `hdhub run all`; Kubernetes overrides
 # these with Service DNS names (HDHUB_GRPC_REGISTRATIONS=registrations:50051).
@@ -75,6 +85,12 @@ class PlatformSettings(BaseSettings):
     service_client_secret: str = PLACEHOLDER
     grpc_targets: dict[str, str] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> PlatformSettings:
+        if self.environment == "production" and is_placeholder(self.service_client_secret):
+            raise ValueError("HDHUB_SERVICE_CLIENT_SECRET is unset or a placeholder; set it from a Secret")
+        return self
+
     def grpc_target(self, service: str) -> str:
         env = os.environ.get(f"HDHUB_GRPC_{service.upper()}")
         target = env or self.grpc_targets.get(service)
@@ -110,7 +126,7 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> ServiceSettings:
-        if platform().environment == "production" and self.secret_key == PLACEHOLDER:
+        if platform().environment == "production" and is_placeholder(self.secret_key):
             raise ValueError(f"{type(self).__name__}.secret_key is a placeholder; set it from a Secret")
         return self
 
