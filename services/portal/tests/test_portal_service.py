@@ -28,7 +28,7 @@ def test_production_needs_a_real_master_key(monkeypatch: pytest.MonkeyPatch, tmp
     monkeypatch.setenv("HDHUB_PORTAL_SECRET_KEY", "a-real-secret")
     platform.cache_clear()
     try:
-        with pytest.raises(ValueError, match="master_key is a placeholder"):
+        with pytest.raises(ValueError, match="MASTER_KEY is unset or a placeholder"):
             PortalSettings()
         key = base64.b64encode(bytes(range(32))).decode()
         monkeypatch.setenv("HDHUB_PORTAL_MASTER_KEY", key)

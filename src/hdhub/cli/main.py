@@ -31,8 +31,8 @@ def _configure(port: int | None = None, host: str = "127.0.0.1", *, service: str
     platform.cache_clear()
     try:
         settings = platform()
-    except ValidationError as exc:  # a secret unset in production; say which, never its value
-        raise typer.BadParameter("; ".join(str(e["msg"]) for e in exc.errors())) from exc
+    except ValidationError as exc:
+        raise _refusal(exc) from exc
     if settings.environment != "production":
         # A laptop has no secret store: random secrets on first start, kept under var/.
         local_secrets.ensure(settings.data_dir)
@@ -44,6 +44,19 @@ def _configure(port: int | None = None, host: str = "127.0.0.1", *, service: str
     setup_logging(settings.log_level, settings.log_format)
     # One resource per process: `hdhub` for all services in one, else the service's own.
     setup_telemetry("hdhub" if service == "all" else f"hdhub-{service}")
+
+
+def _refusal(exc: ValidationError) -> typer.BadParameter:
+    """A settings refusal (a secret unset in production) as a usage error naming the
+    setting, never a value."""
+    return typer.BadParameter("; ".join(str(e["msg"]) for e in exc.errors()))
+
+
+def _platform(names: list[str], *, migrate: bool, seed: bool, workers: bool) -> Platform:
+    try:
+        return Platform(names, migrate=migrate, seed=seed, workers=workers)
+    except ValidationError as exc:
+        raise _refusal(exc) from exc
 
 
 def _check(name: str) -> list[str]:
@@ -117,7 +130,7 @@ def run(
     if demo and production:
         raise typer.BadParameter("demo data (known passwords and secrets) is never loaded in production")
     seed = (everything and not production) if demo is None else demo
-    platform = Platform(names, migrate=everything if migrate is None else migrate, seed=seed, workers=everything)
+    platform = _platform(names, migrate=everything if migrate is None else migrate, seed=seed, workers=everything)
     config = uvicorn.Config(
         platform.app(), host=host, port=port, log_config=None, access_log=True, lifespan="on"
     )
@@ -140,7 +153,7 @@ def worker(service: Annotated[str, typer.Argument(help="The service whose backgr
     _configure(service=service)
 
     async def main() -> None:
-        platform = Platform(names, migrate=False, seed=False, workers=True)
+        platform = _platform(names, migrate=False, seed=False, workers=True)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, platform._stop.set)
@@ -170,7 +183,7 @@ def migrate_command(service: Annotated[str, typer.Argument(help="`all`, or one s
     _configure()
 
     async def main() -> None:
-        platform = Platform(names, migrate=True, seed=False, workers=False)
+        platform = _platform(names, migrate=True, seed=False, workers=False)
         for s in platform.services:
             await s.db.migrate()
             await s.db.dispose()
@@ -187,7 +200,7 @@ def seed() -> None:
         raise typer.BadParameter("demo data (known passwords and secrets) is never loaded in production")
 
     async def main() -> None:
-        platform = Platform(list(SERVICES), migrate=True, seed=True, workers=False)
+        platform = _platform(list(SERVICES), migrate=True, seed=True, workers=False)
         for s in platform.services:
             await s.db.migrate()
             await s.prepare()

@@ -105,10 +105,13 @@ UNSCOPED_ACTIONS = frozenset({Action.CATALOGUE_READ})
 
 _REGISTRATIONS = "/hdhub.registrations.v1.RegistrationsService/"
 _CENTRAL = "/hdhub.sim.v1.CentralReceiverService/"
+_INTAKE_FILES = "/hdhub.intake.v1.IntakeService/ListFiles"  # IntakeSettings.file_reader_services
 #: The call graph: the gRPC methods (full names) each service identity may call. Anything
 #: else is PERMISSION_DENIED before the handler runs.
 SERVICE_CALLS: Mapping[str, frozenset[str]] = {
-    "uploads": frozenset(_REGISTRATIONS + m for m in ("ValidateBatch", "UpsertBatch", "GetDcdVersion")),
+    "uploads": frozenset(
+        {*(_REGISTRATIONS + m for m in ("ValidateBatch", "UpsertBatch", "GetDcdVersion")), _INTAKE_FILES}
+    ),
     "intake": frozenset(
         {_REGISTRATIONS + "FindRegistrationsByField", "/hdhub.identity.v1.IdentityService/VerifySftpPassword"}
     ),
@@ -116,6 +119,7 @@ SERVICE_CALLS: Mapping[str, frozenset[str]] = {
         {
             "/hdhub.portal.v1.CertificatesService/GetActiveCertificate",
             "/hdhub.pseudonymisation.v1.PseudonymisationService/PseudonymiseAndForward",
+            _INTAKE_FILES,
             _CENTRAL + "GetPublicKey",
             _CENTRAL + "ReceiveRecords",
             _CENTRAL + "GetConfirmations",

@@ -53,6 +53,8 @@ class PlatformSettings(BaseSettings):
         env_prefix="HDHUB_",
         secrets_dir=_SECRETS_DIR if Path(_SECRETS_DIR).is_dir() else None,
         extra="ignore",
+        # A refusal names the setting, never the values read (secrets among them).
+        hide_input_in_errors=True,
     )
 
     environment: Literal["development", "test", "production"] = "development"
@@ -117,6 +119,7 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(
         extra="ignore",
         secrets_dir=_SECRETS_DIR if Path(_SECRETS_DIR).is_dir() else None,
+        hide_input_in_errors=True,
     )
 
     service_name: str = "service"
@@ -127,8 +130,19 @@ class ServiceSettings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> ServiceSettings:
         if platform().environment == "production" and is_placeholder(self.secret_key):
-            raise ValueError(f"{type(self).__name__}.secret_key is a placeholder; set it from a Secret")
+            raise ValueError(f"{self._env('SECRET_KEY')} is unset or a placeholder; set it from a Secret")
         return self
+
+    def secret(self) -> bytes:
+        """The service's secret key; refused in every environment while it is a placeholder
+        (`hdhub` generates one under var/, production reads it from a Secret)."""
+        if is_placeholder(self.secret_key):
+            raise ValueError(f"{self._env('SECRET_KEY')} is unset or a placeholder")
+        return self.secret_key.encode()
+
+    def _env(self, name: str) -> str:
+        """The variable a setting is read from (``HDHUB_REGISTRATIONS_SECRET_KEY``)."""
+        return f"{self.model_config.get('env_prefix', 'HDHUB_')}{name}"
 
     def resolved_database_url(self) -> str:
         if self.database_url:
