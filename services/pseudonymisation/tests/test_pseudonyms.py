@@ -96,8 +96,8 @@ def test_each_project_and_key_version_has_its_own_domain() -> None:
 
 
 async def test_only_the_registrations_service_may_send_identifiers(stack: object) -> None:
-    from hdhub.common.grpc import channel
     from hdhub.common.auth import ActingFor
+    from hdhub.common.grpc import channel
     from hdhub.common.service_auth import acting_as_service
     from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2 as pb
     from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2_grpc as pb_grpc

@@ -101,3 +101,22 @@ async def test_people_are_not_bound_by_the_service_rules(stack: Stack) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await _stub().UpsertBatch(_upsert("lab-demo"))
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_a_delivery_job_carries_the_organisation_and_who_submitted(stack: Stack) -> None:
+    """The delivery worker later calls portal and pseudonymisation for this organisation
+    alone, in the name of who submitted."""
+    from sqlalchemy import select
+
+    from hdhub.registrations.delivery import DELIVER
+    from hdhub.registrations.store import Job
+
+    body = {"organisation_id": "az-demo", "dcd": "ANGIO_HOSP", "values": record(), "submit": True}
+    r = await stack.client.post("/api/v1/registrations", json=body, headers=await stack.headers(NURSE))
+    assert r.status_code == 201, r.text
+    registrations = stack.service("registrations").registrations
+    async with registrations.db.system_session() as session:
+        jobs = (
+            await session.execute(select(Job).where(Job.subject_id == r.json()["id"], Job.kind == DELIVER))
+        ).scalars()
+        assert [registrations.jobs.acting_for(j) for j in jobs] == [ActingFor("az-demo", NURSE)]
