@@ -34,15 +34,16 @@ def _stub() -> pb_grpc.RegistrationsServiceStub:
     return pb_grpc.RegistrationsServiceStub(channel("registrations"))
 
 
-async def test_a_service_acting_for_an_organisation_writes_there_in_the_actors_name(stack: Stack) -> None:
-    async with acting_as_service("uploads", ActingFor("az-demo", NURSE)):
+@pytest.mark.parametrize("actor", [NURSE, "Zoë Ørsted <zoë@az-demo.test>"])
+async def test_a_service_acting_for_an_organisation_writes_there_in_the_actors_name(stack: Stack, actor: str) -> None:
+    async with acting_as_service("uploads", ActingFor("az-demo", actor)):
         reply = await _stub().UpsertBatch(_upsert("az-demo"))
     assert reply.results[0].registration_id and not reply.errors
     r = await stack.client.get(
         f"/api/v1/registrations/{reply.results[0].registration_id}/history", headers=await stack.headers(NURSE)
     )
     assert r.status_code == 200
-    assert [(h["actor"], h["via"]) for h in r.json()] == [(NURSE, "upload")]
+    assert [(h["actor"], h["via"]) for h in r.json()] == [(actor, "upload")]
 
 
 async def test_a_service_acting_for_one_organisation_cannot_touch_another(stack: Stack) -> None:

@@ -12,6 +12,7 @@ secrets come from its secret store, and its settings refuse to start without the
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import secrets
@@ -45,11 +46,14 @@ def ensure(data_dir: Path) -> Path:
     and put each value in the environment unless it is set there already."""
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / FILE_NAME
-    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    missing = {name: make() for name, make in GENERATED.items() if not stored.get(name)}
-    if missing:
-        stored.update(missing)
-        _write_private(path, stored)
+    # Processes started at once over one data folder must agree: one draws, the others read.
+    with open(data_dir / f"{FILE_NAME}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        missing = {name: make() for name, make in GENERATED.items() if not stored.get(name)}
+        if missing:
+            stored.update(missing)
+            _write_private(path, stored)
     mounted = Path(os.environ.get("HDHUB_SECRETS_DIR", "/run/secrets/hdhub"))
     for name, value in stored.items():
         if not (mounted / name).is_file():
