@@ -78,7 +78,7 @@ def test_a_service_token_alone_opens_no_organisation() -> None:
 
 
 @pytest.mark.parametrize("environment", ["development", "test"])
-@pytest.mark.parametrize("secret", [PLACEHOLDER, "", "  Change-Me ", "secret"])
+@pytest.mark.parametrize("secret", [PLACEHOLDER, "", "  Change-Me ", "secret", "**********"])
 def test_a_placeholder_service_secret_is_refused_in_every_environment(
     monkeypatch: pytest.MonkeyPatch, environment: str, secret: str
 ) -> None:

@@ -20,9 +20,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _SECRETS_DIR = os.environ.get("HDHUB_SECRETS_DIR", "/run/secrets/hdhub")
 PLACEHOLDER = "change-me"
-#: Values that are no secret: the shipped default and the usual stand-ins. The embedded
-#: issuer refuses a client secret among them in every environment.
-KNOWN_PLACEHOLDERS = frozenset({"", PLACEHOLDER, "changeme", "change_me", "secret", "password", "placeholder"})
+#: Values that are no secret: the shipped default, the usual stand-ins and the masked
+#: secret of a Keycloak realm export. The embedded issuer refuses a client secret among
+#: them in every environment.
+KNOWN_PLACEHOLDERS = frozenset(
+    {"", PLACEHOLDER, "changeme", "change_me", "secret", "password", "placeholder", "**********"}
+)
 
 
 def is_placeholder(value: str | None) -> bool:
