@@ -133,10 +133,11 @@ async def test_a_vcf_is_linked_when_its_registration_arrives_later(stack: Stack)
         {"registration_id": registration, "field": "TX_VCF_FILE_NAME", "recordname": ""}
     ]
     # Registrations (or anyone who may read them) asks intake over gRPC.
+    from hdhub.common.auth import ActingFor
     from hdhub.common.grpc import channel
     from hdhub.common.service_auth import acting_as_service
 
-    async with acting_as_service("registrations"):
+    async with acting_as_service("registrations", ActingFor(LAB, "biologist@lab-demo.test")):
         answer = await pb_grpc.IntakeServiceStub(channel("intake")).ListFiles(
             pb.ListFilesRequest(organisation_id=LAB, registration_id=registration)
         )

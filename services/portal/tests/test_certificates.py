@@ -5,6 +5,7 @@ active one over gRPC."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_der_private_key
 from sqlalchemy import select
 
-from hdhub.common.auth import current_principal, verifier
+from hdhub.common.auth import ActingFor, current_principal, verifier
 from hdhub.common.db import utcnow
 from hdhub.common.grpc import channel
 from hdhub.common.objectstore import open_store
@@ -323,8 +324,14 @@ async def test_an_editor_sees_a_missing_version_as_404(stack: Stack) -> None:
 # --- gRPC: the active certificate, for signers and decrypters only -------------------------
 
 
-async def stub_with(stack: Stack, token: str | None) -> pb_grpc.CertificatesServiceStub:
-    current_principal.set(await verifier().verify(token) if token else None)
+async def stub_with(
+    stack: Stack, token: str | None, acting_for: str | None = None
+) -> pb_grpc.CertificatesServiceStub:
+    """A stub calling with ``token``; a service's calls act for organisation ``acting_for``."""
+    principal = await verifier().verify(token) if token else None
+    if principal is not None and acting_for is not None:
+        principal = dataclasses.replace(principal, acting_for=ActingFor(acting_for, "editor@org.test"))
+    current_principal.set(principal)
     return pb_grpc.CertificatesServiceStub(channel("portal"))
 
 
@@ -335,7 +342,7 @@ async def test_signing_and_decrypting_services_get_the_active_keys(stack: Stack,
     await upload(stack, org, editor, keystore())
     await upload(stack, org, editor, keystore())
     token = await mint(stack, f"service-account-hdhub-{service}", {}, [f"hdhub-service:{service}"])
-    reply = await (await stub_with(stack, token)).GetActiveCertificate(
+    reply = await (await stub_with(stack, token, org)).GetActiveCertificate(
         pb.GetActiveCertificateRequest(organisation_id=org)
     )
     active = reply.certificate
@@ -367,7 +374,13 @@ async def test_anyone_else_is_refused_the_active_certificate(stack: Stack) -> No
     ]
     for token in refused:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await (await stub_with(stack, token)).GetActiveCertificate(request)
+            await (await stub_with(stack, token, org)).GetActiveCertificate(request)
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # A signing service acting for another organisation is refused this one's keys.
+    registrations = await mint(stack, "service-account-hdhub-registrations", {}, ["hdhub-service:registrations"])
+    for acting_for in (new_org(), None):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await (await stub_with(stack, registrations, acting_for)).GetActiveCertificate(request)
         assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await (await stub_with(stack, None)).GetActiveCertificate(request)
@@ -376,9 +389,10 @@ async def test_anyone_else_is_refused_the_active_certificate(stack: Stack) -> No
 
 async def test_no_published_certificate_is_not_found(stack: Stack) -> None:
     token = await mint(stack, "service-account-hdhub-nippin", {}, ["hdhub-service:nippin"])
-    stub = await stub_with(stack, token)
+    org = new_org()
+    stub = await stub_with(stack, token, org)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.GetActiveCertificate(pb.GetActiveCertificateRequest(organisation_id=new_org()))
+        await stub.GetActiveCertificate(pb.GetActiveCertificateRequest(organisation_id=org))
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.GetActiveCertificate(pb.GetActiveCertificateRequest())

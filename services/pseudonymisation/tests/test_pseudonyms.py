@@ -129,6 +129,7 @@ def test_each_project_and_key_version_has_its_own_domain() -> None:
 
 
 async def test_only_the_registrations_service_may_send_identifiers(stack: object) -> None:
+    from hdhub.common.auth import ActingFor
     from hdhub.common.grpc import channel
     from hdhub.common.service_auth import acting_as_service
     from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2 as pb
@@ -139,7 +140,7 @@ async def test_only_the_registrations_service_may_send_identifiers(stack: object
         organisation_id="az-demo", project_code="HDBP0012", technical_ids=["t-1"], versions=[2], ssins=[SSIN]
     )
     for service in ("uploads", "sim"):
-        async with acting_as_service(service):
+        async with acting_as_service(service, ActingFor("az-demo", "nurse@az-demo.test")):
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await stub.PseudonymiseAndForward(request)
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -161,7 +162,7 @@ async def test_only_the_registrations_service_may_send_identifiers(stack: object
             )
         ],
     )
-    async with acting_as_service("registrations"):
+    async with acting_as_service("registrations", ActingFor("az-demo", "nurse@az-demo.test")):
         answer = await stub.PseudonymiseAndForward(mixed)
     assert answer.forwarded == 3 and answer.key_version == 1
     assert [(r.index, r.technical_id, r.rule) for r in answer.refused] == [
@@ -182,7 +183,7 @@ async def test_only_the_registrations_service_may_send_identifiers(stack: object
         versions=[2],
         ssins=[SSIN, SSIN],
     )
-    async with acting_as_service("registrations"):
+    async with acting_as_service("registrations", ActingFor("az-demo", "nurse@az-demo.test")):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.PseudonymiseAndForward(uneven)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

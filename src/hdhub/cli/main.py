@@ -8,6 +8,7 @@ import signal
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from hdhub.cli.services import SERVICES, Platform
 
@@ -24,16 +25,38 @@ def _configure(port: int | None = None, host: str = "127.0.0.1", *, service: str
         base = f"http://{host if host != '0.0.0.0' else '127.0.0.1'}:{port}"
         os.environ.setdefault("HDHUB_PUBLIC_URL", base)
         os.environ.setdefault("HDHUB_OIDC_ISSUER", f"{base}/realms/hdhub")
+    from hdhub.common import local_secrets
     from hdhub.common.config import platform
 
     platform.cache_clear()
-    settings = platform()
+    try:
+        settings = platform()
+    except ValidationError as exc:
+        raise _refusal(exc) from exc
+    if settings.environment != "production":
+        # A laptop has no secret store: random secrets on first start, kept under var/.
+        local_secrets.ensure(settings.data_dir)
+        platform.cache_clear()
+        settings = platform()
     from hdhub.common.logging import setup_logging
     from hdhub.common.telemetry import setup_telemetry
 
     setup_logging(settings.log_level, settings.log_format)
     # One resource per process: `hdhub` for all services in one, else the service's own.
     setup_telemetry("hdhub" if service == "all" else f"hdhub-{service}")
+
+
+def _refusal(exc: ValidationError) -> typer.BadParameter:
+    """A settings refusal (a secret unset in production) as a usage error naming the
+    setting, never a value."""
+    return typer.BadParameter("; ".join(str(e["msg"]) for e in exc.errors()))
+
+
+def _platform(names: list[str], *, migrate: bool, seed: bool, workers: bool) -> Platform:
+    try:
+        return Platform(names, migrate=migrate, seed=seed, workers=workers)
+    except ValidationError as exc:
+        raise _refusal(exc) from exc
 
 
 def _check(name: str) -> list[str]:
@@ -103,19 +126,18 @@ def run(
     names = _check(service)
     _configure(port, host, service=service)
     everything = service == "all"
-    platform = Platform(
-        names,
-        migrate=everything if migrate is None else migrate,
-        seed=everything if demo is None else demo,
-        workers=everything,
-    )
+    production = platform_settings().environment == "production"
+    if demo and production:
+        raise typer.BadParameter("demo data (known passwords and secrets) is never loaded in production")
+    seed = (everything and not production) if demo is None else demo
+    platform = _platform(names, migrate=everything if migrate is None else migrate, seed=seed, workers=everything)
     # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1; identity
     # reads it itself, from HDHUB_IDENTITY_TRUSTED_PROXIES only (docs/identity.md).
     config = uvicorn.Config(
         platform.app(), host=host, port=port, log_config=None, access_log=True, lifespan="on", proxy_headers=False
     )
     server = uvicorn.Server(config)
-    if everything or demo:
+    if seed:
         original = server.startup
 
         async def startup(sockets: object = None) -> None:
@@ -133,7 +155,7 @@ def worker(service: Annotated[str, typer.Argument(help="The service whose backgr
     _configure(service=service)
 
     async def main() -> None:
-        platform = Platform(names, migrate=False, seed=False, workers=True)
+        platform = _platform(names, migrate=False, seed=False, workers=True)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, platform._stop.set)
@@ -163,7 +185,7 @@ def migrate_command(service: Annotated[str, typer.Argument(help="`all`, or one s
     _configure()
 
     async def main() -> None:
-        platform = Platform(names, migrate=True, seed=False, workers=False)
+        platform = _platform(names, migrate=True, seed=False, workers=False)
         for s in platform.services:
             await s.db.migrate()
             await s.db.dispose()
@@ -176,9 +198,11 @@ def migrate_command(service: Annotated[str, typer.Argument(help="`all`, or one s
 def seed() -> None:
     """Migrate, then load the demo organisations, accounts, clients and shipped registries."""
     _configure()
+    if platform_settings().environment == "production":
+        raise typer.BadParameter("demo data (known passwords and secrets) is never loaded in production")
 
     async def main() -> None:
-        platform = Platform(list(SERVICES), migrate=True, seed=True, workers=False)
+        platform = _platform(list(SERVICES), migrate=True, seed=True, workers=False)
         for s in platform.services:
             await s.db.migrate()
             await s.prepare()

@@ -49,6 +49,10 @@ def make_service(name: str) -> Service:
     raise KeyError(name)
 
 
+class DemoDataRefused(RuntimeError):
+    """Asked to seed demo data in production."""
+
+
 class Platform:
     """Some services in one process: migrations, gRPC servers, REST app, workers."""
 
@@ -84,6 +88,12 @@ class Platform:
             register_domain_metrics(s.name, s.domain_metrics)
 
     async def seed_demo(self) -> None:
+        """Load the demo organisations, accounts, clients and certificates (README): known
+        passwords and secrets, so never in production."""
+        from hdhub.common.config import platform
+
+        if platform().environment == "production":
+            raise DemoDataRefused("demo data (known passwords and secrets) is never loaded in production")
         for s in self.services:
             seed = getattr(s, "seed", None)
             if seed is not None:

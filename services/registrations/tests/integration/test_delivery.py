@@ -575,7 +575,7 @@ async def test_without_its_own_service_token_delivery_waits_in_sending_then_goes
     from hdhub.common.errors import Problem
 
     @asynccontextmanager
-    async def issuer_down(_: str) -> AsyncIterator[None]:
+    async def issuer_down(*_: object) -> AsyncIterator[None]:
         raise Problem(503, "issuer-unavailable", "The identity provider cannot be reached")
         yield  # pragma: no cover
 

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hdhub.common.auth import Principal, current_principal, verifier
 from hdhub.common.config import platform
 from hdhub.common.db import utcnow
-from hdhub.common.errors import PROBLEM_MEDIA_TYPE, FieldProblem, Problem, unauthorized
+from hdhub.common.errors import PROBLEM_MEDIA_TYPE, FieldProblem, Problem, forbidden, unauthorized
 
 log = logging.getLogger("hdhub.web")
 LANGUAGES = ("en", "fr", "nl", "de")
@@ -191,10 +191,17 @@ def create_app(*, title: str, routers: Sequence[APIRouter], description: str = "
 
 
 async def authenticate(authorization: Annotated[str | None, Header()] = None) -> Principal:
-    """The verified caller of this request (401 without a valid bearer token)."""
+    """The verified caller of this request (401 without a valid bearer token).
+
+    A platform service's token opens no REST route (403): services talk to each other over
+    gRPC, along the call graph and for the organisation whose work they do; every REST
+    route is for people and hospital systems.
+    """
     if not authorization or not authorization.lower().startswith("bearer "):
         raise unauthorized()
     principal = await verifier().verify(authorization[7:].strip())
+    if principal.is_service():
+        raise forbidden("A platform service's token opens no REST route.")
     current_principal.set(principal)
     return principal
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import model_validator
 from pydantic_settings import SettingsConfigDict
 
-from hdhub.common.config import PLACEHOLDER, ServiceSettings, platform
+from hdhub.common.config import PLACEHOLDER, ServiceSettings, is_placeholder, platform
 
 #: Realm roles of the service identities that may fetch an organisation's active
 #: certificate: the services that sign (registrations, towards the central platform) or
@@ -37,11 +37,11 @@ class PortalSettings(ServiceSettings):
     def _master_key_in_production(self) -> PortalSettings:
         if (
             platform().environment == "production"
-            and self.master_key == PLACEHOLDER
+            and is_placeholder(self.master_key)
             and self.master_key_file is None
         ):
             raise ValueError(
-                "PortalSettings.master_key is a placeholder; set it (or master_key_file) from a Secret"
+                "HDHUB_PORTAL_MASTER_KEY is unset or a placeholder; set it (or HDHUB_PORTAL_MASTER_KEY_FILE) from a Secret"
             )
         return self
 
@@ -49,11 +49,14 @@ class PortalSettings(ServiceSettings):
         """The current master key first, then the retired ones."""
         if self.master_key_file is not None:
             current = _decode_key(self.master_key_file.read_text().strip(), "master_key_file")
-        elif self.master_key != PLACEHOLDER:
+        elif not is_placeholder(self.master_key):
             current = _decode_key(self.master_key, "master_key")
-        else:
-            # Laptops and tests only (refused in production above): derived from the secret key.
+        elif not is_placeholder(self.secret_key):
+            # Refused in production above; elsewhere derived from the secret key, never from
+            # a placeholder (`hdhub` generates both under var/).
             current = hashlib.sha256(b"hdhub-portal-master-key:" + self.secret_key.encode()).digest()
+        else:
+            raise ValueError("PortalSettings.master_key is unset; set HDHUB_PORTAL_MASTER_KEY")
         return [current, *(_decode_key(k, "retired_master_keys") for k in self.retired_master_keys)]
 
 

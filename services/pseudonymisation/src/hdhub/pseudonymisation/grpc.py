@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from hdhub.common.auth import current_principal
 from hdhub.common.errors import FieldProblem, Problem, forbidden
 from hdhub.common.grpc import ServicerContext, channel, register_idempotent, require_principal
 from hdhub.common.service_auth import acting_as_service
@@ -162,10 +163,12 @@ def pseudonymise(
 
 
 async def forward(halves: central_pb2.ReceivePseudonymsRequest) -> None:
-    """Hand the pseudonyms to the central platform, as the pseudonymisation service."""
+    """Hand the pseudonyms to the central platform, as the pseudonymisation service doing
+    the work the registrations service asked for (the same organisation and actor)."""
     stub = central_pb2_grpc.CentralReceiverServiceStub(channel(CENTRAL))
+    caller = current_principal.get()
     try:
-        async with acting_as_service("pseudonymisation"):
+        async with acting_as_service("pseudonymisation", caller.acting_for if caller is not None else None):
             await stub.ReceivePseudonyms(halves)
     except grpc.aio.AioRpcError as exc:
         log.warning(

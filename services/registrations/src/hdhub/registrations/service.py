@@ -449,7 +449,12 @@ class Registrations:
                 with session.no_autoflush:  # one UPDATE of the row, not two
                     reg.registration_code = await self._next_code(session, entry.definition.dcd_number, now)
             self.jobs.enqueue(
-                session, DELIVER, organisation_id=reg.organisation_id, subject_id=reg.id, payload={"version": reg.version}
+                session,
+                DELIVER,
+                organisation_id=reg.organisation_id,
+                subject_id=reg.id,
+                payload={"version": reg.version},
+                actor=actor.name,
             )
             after_commit(session, self.wake.notify)
         elif target == Status.SUBMITTED:
@@ -848,7 +853,10 @@ async def _insert_created(
         await registrations.jobs.enqueue_many(
             session,
             DELIVER,
-            [{"organisation_id": organisation_id, "subject_id": c.id, "payload": {"version": 2}} for c in submitted],
+            [
+                {"organisation_id": organisation_id, "actor": actor.name, "subject_id": c.id, "payload": {"version": 2}}
+                for c in submitted
+            ],
         )
         after_commit(session, registrations.wake.notify)
     return [{**shared, **row} for row in reg_rows]

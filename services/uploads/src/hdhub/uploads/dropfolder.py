@@ -35,6 +35,7 @@ from pathlib import Path
 import grpc
 from sqlalchemy.exc import IntegrityError
 
+from hdhub.common.auth import ActingFor
 from hdhub.common.config import platform
 from hdhub.common.db import utcnow
 from hdhub.common.errors import Problem
@@ -51,6 +52,9 @@ from hdhub.uploads.store import Job, Upload
 log = logging.getLogger("hdhub.uploads.dropfolder")
 
 FILE = "dropfolder.file"
+#: The actor of a drop-folder file: the organisation's own folder, written by its systems
+#: on the host (the folder is the organisation's channel; no person is known).
+DROPFOLDER_ACTOR = "dropfolder"
 ARCHIVE, RESULTS, ERROR = "ARCHIVE", "RESULTS", "ERROR"
 SUBFOLDERS = (ARCHIVE, RESULTS, ERROR)
 RESULT_COLUMNS = (
@@ -168,6 +172,7 @@ class DropFolder:
                         FILE,
                         job_id=job_id,
                         organisation_id=org,
+                        actor=DROPFOLDER_ACTOR,
                         payload={"key": obj.key, "name": name, "size": obj.size, "modified": stamp},
                     )
                 enqueued += 1
@@ -183,7 +188,9 @@ class DropFolder:
         for job in jobs:
             try:
                 with job_span(job):
-                    async with acting_as_service("uploads"):
+                    assert job.organisation_id is not None
+                    acting = self.uploads.jobs.acting_for(job) or ActingFor(job.organisation_id, DROPFOLDER_ACTOR)
+                    async with acting_as_service("uploads", acting):
                         finished = await self._advance(job)
                 async with self.uploads.db.system_session() as session:
                     if finished:
@@ -255,7 +262,7 @@ class DropFolder:
                 dcd_version=dcd.version,
                 options=options,
                 language=self.settings.dropfolder_language,
-                uploaded_by="dropfolder",
+                uploaded_by=DROPFOLDER_ACTOR,
                 idempotency_key=self._idempotency_key(job),
             )
         except ObjectNotFound:

@@ -166,7 +166,9 @@ class Uploads:
             async with self.db.session([organisation_id]) as session:
                 session.add(upload)
                 if not held:
-                    self.jobs.enqueue(session, PROCESS, organisation_id=organisation_id, subject_id=upload_id)
+                    self.jobs.enqueue(
+                        session, PROCESS, organisation_id=organisation_id, subject_id=upload_id, actor=uploaded_by
+                    )
                     after_commit(session, self.wake.notify)
         except IntegrityError:  # the same Idempotency-Key raced us: keep the first
             await self.store.delete(key)

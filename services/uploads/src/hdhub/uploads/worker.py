@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import grpc
 from sqlalchemy import update
 
-from hdhub.common.auth import current_principal
+from hdhub.common.auth import ActingFor, current_principal
 from hdhub.common.db import after_commit, utcnow
 from hdhub.common.jobs import PARKED, RUNNING, worker_name
 from hdhub.common.service_auth import service_principal
@@ -660,8 +660,10 @@ async def process_jobs(uploads: Uploads, *, worker: str | None = None) -> int:
                 await uploads.jobs.finish(session, job.id)
             continue
         # The job runs as the uploads service itself (a user's token would expire long
-        # before a large file is done); registrations records the uploader as author.
-        reset = current_principal.set(await service_principal("uploads"))
+        # before a large file is done), acting for the upload's organisation and uploader:
+        # registrations lets it touch that organisation only and records the uploader.
+        acting = uploads.jobs.acting_for(job) or ActingFor(upload.organisation_id, upload.uploaded_by)
+        reset = current_principal.set(await service_principal("uploads", acting))
         try:
             with job_span(job):
                 await UploadRun(uploads, job, upload, worker).run()
