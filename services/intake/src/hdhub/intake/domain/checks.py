@@ -10,8 +10,8 @@ import re
 import zlib
 from dataclasses import dataclass, field
 
+from hdhub.intake.domain import personal
 from hdhub.intake.domain.names import SEQUENCE_STEM, plausible_stamp, sequence_stem
-from hdhub.intake.domain.ssin import contains_ssin
 
 #: Longest line read: meta and header lines are short; a data line with a huge INFO is not.
 MAX_LINE = 8 * 1024 * 1024
@@ -105,38 +105,11 @@ class LineChecker:
 FILEFORMAT = re.compile(r"^##fileformat=VCFv4\.\d+$")
 META = re.compile(r"^##[A-Za-z0-9_.\-]+=")
 FIXED_COLUMNS = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
-# Keys that carry a person's identity when a header names them (##PatientName=, <...,Name=...>).
-NAME_KEY = re.compile(
-    r"(?i)(?:^##|[<,])\s*(?:patient[_ ]?(?:name|id)?|individual|proband|person|"
-    r"(?:first|last|family|given|full|maiden|sur)[_ ]?name|name|nom|pr[eé]nom|naam|voornaam|achternaam)\s*="
-)
-BIRTH = re.compile(r"(?i)birth|\bdob\b|geboorte|naissance|geburt")
-DATE = re.compile(
-    r"(?<!\d)(?:\d{1,2}[/.\-]\d{1,2}[/.\-](?:19|20)?\d{2}|(?:19|20)\d{2}[/.\-]\d{1,2}[/.\-]\d{1,2})(?!\d)"
-)
-PERSON = re.compile(r"^[A-Za-zÀ-ÿ'\-]{2,}(?:,\s*|\s+)[A-Za-zÀ-ÿ'\-]{2,}(?:\s+[A-Za-zÀ-ÿ'\-]{2,})*$")
-
-
-def patient_data(text: str, *, sample: bool = False) -> str | None:
-    """What kind of patient information ``text`` carries, if any (never the value)."""
-    if contains_ssin(text):
-        return "an SSIN-like number"
-    if BIRTH.search(text):
-        return "a birth date"
-    if sample:
-        if DATE.search(text):
-            return "a date"
-        if PERSON.match(text.strip()):
-            return "what looks like a person's name"
-    elif NAME_KEY.search(text):
-        return "a person's name"
-    return None
-
-
 class VcfChecker(LineChecker):
     """VCF 4.x, streamed: ``##fileformat=VCFv4.x`` first, ``##key=value`` meta lines, the
     ``#CHROM`` header with the eight fixed columns (then FORMAT and sample names), data
-    lines with as many columns and an integer POS; no patient information in the header.
+    lines with as many columns and an integer POS; no patient information in the header
+    (``personal``).
     bgzip / gzip input (``.vcf.gz``) is decompressed as it streams."""
 
     def __init__(self) -> None:
@@ -186,7 +159,7 @@ class VcfChecker(LineChecker):
             if text.startswith("##"):
                 if not META.match(text):
                     raise Rejected("vcf-format", f"line {n}: a meta line is ##key=value")
-                found = patient_data(text)
+                found = personal.in_meta_line(text)
                 if found:
                     raise Rejected("vcf-patient-data", f"line {n}: the header carries {found}")
                 return
@@ -201,7 +174,7 @@ class VcfChecker(LineChecker):
                     if columns[8] != "FORMAT" or len(columns) == 9:
                         raise Rejected("vcf-format", f"line {n}: sample columns follow a FORMAT column")
                     for i, sample in enumerate(columns[9:], start=1):
-                        found = patient_data(sample, sample=True)
+                        found = personal.in_sample_name(sample)
                         if found:
                             raise Rejected("vcf-patient-data", f"line {n}: sample name {i} carries {found}")
                 self.columns = len(columns)
