@@ -10,8 +10,9 @@ import re
 import zlib
 from dataclasses import dataclass, field
 
+from hdhub.common import hiv_sequence
 from hdhub.intake.domain import personal
-from hdhub.intake.domain.names import SEQUENCE_STEM, plausible_stamp, sequence_stem
+from hdhub.intake.domain.names import sequence_stem
 
 #: Longest line read: meta and header lines are short; a data line with a huge INFO is not.
 MAX_LINE = 8 * 1024 * 1024
@@ -105,6 +106,8 @@ class LineChecker:
 FILEFORMAT = re.compile(r"^##fileformat=VCFv4\.\d+$")
 META = re.compile(r"^##[A-Za-z0-9_.\-]+=")
 FIXED_COLUMNS = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
+
+
 class VcfChecker(LineChecker):
     """VCF 4.x, streamed: ``##fileformat=VCFv4.x`` first, ``##key=value`` meta lines, the
     ``#CHROM`` header with the eight fixed columns (then FORMAT and sample names), data
@@ -204,14 +207,12 @@ class VcfChecker(LineChecker):
 # --- HIV nucleotide sequences ---------------------------------------------------------------
 
 SEQUENCE_HEADER = ["filename", "recordname", "genetic_sequence"]
-#: IUPAC nucleotide codes, with '-' and '.' for gaps.
-NUCLEOTIDES = re.compile(r"^[ACGTURYSWKMBDHVN\-.]+$", re.I)
 
 
 class SequenceChecker(LineChecker):
     """``filename;recordname;genetic_sequence``: every row's filename is the file's own
     (``ARL_yyyymmddHHMMSS``), every recordname ``filename_nnnnn`` and unique, every
-    sequence IUPAC nucleotide codes."""
+    sequence upper-case IUPAC nucleotide codes (``hdhub.common.hiv_sequence``)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -232,8 +233,11 @@ class SequenceChecker(LineChecker):
             raise Rejected("sequence-columns", f"line {n}: {len(values)} values where 3 are expected")
         filename, recordname, sequence = values
         if not self.filename:
-            if not SEQUENCE_STEM.match(filename) or not plausible_stamp(filename):
-                raise Rejected("sequence-filename", f"line {n}: filename is not ARL_yyyymmddHHMMSS")
+            if not hiv_sequence.is_sequence_stem(filename):
+                raise Rejected(
+                    "sequence-filename",
+                    f"line {n}: filename is not ARL_yyyymmddHHMMSS with a real date and time",
+                )
             self.filename = filename
         elif filename != self.filename:
             raise Rejected("sequence-filename", f"line {n}: filename differs from the first row's")
@@ -243,10 +247,14 @@ class SequenceChecker(LineChecker):
             raise Rejected(
                 "sequence-duplicate-recordname", f"line {n}: recordname {recordname} appears twice"
             )
-        if not sequence or not NUCLEOTIDES.match(sequence):
+        if not sequence:
+            raise Rejected("sequence-missing", f"line {n}: genetic_sequence is empty")
+        if bad := hiv_sequence.bad_nucleotide(sequence):
+            position, char = bad
             raise Rejected(
                 "sequence-letters",
-                f"line {n}: genetic_sequence has characters that are no IUPAC nucleotide codes",
+                f"line {n}: genetic_sequence has {char} at position {position}; "
+                "only upper-case IUPAC nucleotide codes (ACGTURYSWKMBDHVN) are allowed",
             )
         self._seen.add(recordname)
         self.recordnames.append(recordname)
