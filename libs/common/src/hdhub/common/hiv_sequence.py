@@ -27,9 +27,8 @@ def stamp(stem: str) -> datetime | None:
     if m is None:
         return None
     d = m.group(1)
-    parts = (d[0:4], d[4:6], d[6:8], d[8:10], d[10:12], d[12:14])
     try:
-        return datetime(*(int(p) for p in parts))
+        return datetime(int(d[0:4]), int(d[4:6]), int(d[6:8]), int(d[8:10]), int(d[10:12]), int(d[12:14]))
     except ValueError:
         return None
 
