@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from hdhub.common.objectstore import open_store
 from hdhub.common.runtime import Service
 from hdhub.portal.certificates import Certificates
-from hdhub.portal.envelope import Envelope
+from hdhub.common.envelope import Envelope
 from hdhub.portal.settings import PortalSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
