@@ -38,7 +38,7 @@ from hdhub.uploads.domain.linked import SequenceIndex, read_sequences
 from hdhub.uploads.domain.messages import message
 from hdhub.uploads.metrics import count_rows
 from hdhub.uploads.reports import write_part
-from hdhub.uploads.service import PROCESS, Uploads
+from hdhub.uploads.service import PROCESS, PURGE_SOURCES, Uploads
 from hdhub.uploads.store import Job, Upload
 
 log = logging.getLogger("hdhub.uploads.worker")
@@ -578,6 +578,11 @@ class UploadRun:
             upload.file_info = getattr(self, "file_info", upload.file_info)
             upload.options = {**upload.options, "nothing_stored": bool(nothing_stored or not stored)}
             upload.finished_at = upload.updated_at = now
+            if self.options.get("dry_run"):  # a dry run's file goes as soon as it is read
+                self.uploads.jobs.enqueue(
+                    session, PURGE_SOURCES, organisation_id=upload.organisation_id, subject_id=upload.id
+                )
+                after_commit(session, self.uploads.wake.notify)
             if self.linked is not None:
                 linked = await session.get(Upload, self.linked.id)
                 if linked is not None:
@@ -614,8 +619,12 @@ async def fail_upload(uploads: Uploads, upload_id: str, detail: str) -> None:
 async def process_jobs(uploads: Uploads, *, worker: str | None = None) -> int:
     """Claim and run at most one upload job; 1 when one was claimed."""
     worker = worker or f"{worker_name()}:{uuid.uuid4().hex[:8]}"
-    jobs = await uploads.jobs.claim([PROCESS], limit=1, worker=worker)
+    await uploads.schedule_sweep()
+    jobs = await uploads.jobs.claim([PROCESS, PURGE_SOURCES], limit=1, worker=worker)
     for job in jobs:
+        if job.kind == PURGE_SOURCES:
+            await purge_job(uploads, job)
+            continue
         async with uploads.db.system_session() as session:
             upload = await session.get(Upload, job.subject_id)
         if upload is None:
@@ -649,6 +658,18 @@ async def process_jobs(uploads: Uploads, *, worker: str | None = None) -> int:
         finally:
             current_principal.reset(reset)
     return len(jobs)
+
+
+async def purge_job(uploads: Uploads, job: Any) -> None:
+    """One upload's source (a dry run), or this hour's sweep of those past their retention."""
+    subject = str(job.subject_id or "")
+    try:
+        await uploads.purge_sources(upload_id=None if subject.startswith("sweep-") else subject)
+    except Exception as exc:  # the store is down: the job is tried again later
+        await uploads.jobs.fail(job.id, type(exc).__name__)
+        return
+    async with uploads.db.system_session() as session:
+        await uploads.jobs.finish(session, job.id)
 
 
 async def _retry(uploads: Uploads, job_id: str, upload_id: str, detail: str) -> None:
