@@ -79,6 +79,10 @@ def test_birth_dates_and_names_in_a_vcf_header_are_refused_without_echoing_them(
         "Case_Control",
         "Jan",
         "Reneé",
+        "Cell_Line",
+        "Colon_Cancer",
+        "Bone_Marrow",
+        "Han_Chinese",
     ],
 )
 def test_lab_sample_ids_are_not_mistaken_for_people(sample: str) -> None:

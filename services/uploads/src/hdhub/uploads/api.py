@@ -216,6 +216,7 @@ def build_router(service: UploadsService) -> APIRouter:
         status_code=202,
         response_model=UploadOut,
         summary="Upload a CSV of registrations (multipart field `file`, or a text/csv body)",
+        responses={410: {"description": "upload-source-purged: the linked sequence file's retention ran out"}},
         openapi_extra={
             "requestBody": {
                 "content": {

@@ -86,7 +86,10 @@ LAB_WORDS = frozenset(
     cfdna ctdna blood plasma serum tissue biopsy ffpe saliva father mother dad mom mum child son
     daughter sibling brother sister twin proband patient index affected unaffected test unknown
     reference ref truth baseline relapse primary metastasis met left right male female
-    run lane batch plate well library lib seq wgs wes exome panel variant variants calls""".split()
+    run lane batch plate well library lib seq wgs wes exome panel variant variants calls
+    cell cells line culture clone organoid xenograft replicate rep mix standard donor healthy
+    trio family germ cancer carcinoma adenocarcinoma leukemia lymphoma melanoma colon lung liver
+    breast kidney brain skin bone marrow lymph node""".split()
 )
 
 
