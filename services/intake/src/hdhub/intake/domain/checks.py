@@ -2,7 +2,8 @@
 on their way to the object store), so a file is checked without a second read and without
 being held whole anywhere. The first broken rule is kept as the verdict, with a stable
 slug and a message naming the line; the offending value is never part of the message
-(it may be a patient's SSIN, name or birth date)."""
+(it may be a patient's SSIN, name or birth date), except a sequence's wrong character
+and its position (a nucleotide is no patient data, and the sender needs to find it)."""
 
 from __future__ import annotations
 
