@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
 
+import pytest
+
+from hdhub.common.config import platform
 from hdhub.common.db import utcnow
+from hdhub.intake.settings import IntakeSettings
 from hdhub.intake.worker import PURGE_JOB, schedule
 from services.intake.tests.support import LAB, file_named, unique, vcf
 from services.intake.tests.test_http_and_linking import put
@@ -46,3 +51,17 @@ async def test_the_purge_runs_as_an_hourly_job_queued_once_between_workers(stack
     files = stack.service("intake").files
     slot = (utcnow() + timedelta(days=400)).strftime("%Y-%m-%dT%H")
     assert [await schedule(files, PURGE_JOB, slot) for _ in range(2)] == [True, False]
+
+
+def test_production_needs_the_intake_master_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HDHUB_ENVIRONMENT", "production")
+    monkeypatch.setenv("HDHUB_INTAKE_SECRET_KEY", "a-real-secret")
+    platform.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="IntakeSettings.master_key is a placeholder"):
+            IntakeSettings()
+        monkeypatch.setenv("HDHUB_INTAKE_MASTER_KEY", base64.b64encode(bytes(range(32))).decode())
+        assert IntakeSettings().master_keys() == [bytes(range(32))]
+    finally:
+        monkeypatch.undo()
+        platform.cache_clear()

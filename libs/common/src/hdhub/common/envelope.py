@@ -28,6 +28,7 @@ import struct
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -243,6 +244,8 @@ class MasterKeySettings(BaseModel):
     master_key_file: Path | None = None
     #: Earlier master keys (base64), still accepted to unwrap what they wrapped.
     retired_master_keys: list[str] = []
+    #: Outside production without a key, the key is SHA-256(label + secret key).
+    dev_master_key_label: ClassVar[bytes] = b""
 
     @model_validator(mode="after")
     def _master_key_in_production(self) -> MasterKeySettings:
@@ -266,8 +269,8 @@ class MasterKeySettings(BaseModel):
         elif self.master_key != PLACEHOLDER:
             current = decode_master_key(self.master_key, f"{name}.master_key")
         else:  # laptops and tests only (refused in production above)
-            secret = str(getattr(self, "secret_key", ""))
-            current = hashlib.sha256(f"hdhub-master-key:{name}:{secret}".encode()).digest()
+            label = self.dev_master_key_label or f"hdhub-master-key:{name}:".encode()
+            current = hashlib.sha256(label + str(getattr(self, "secret_key", "")).encode()).digest()
         return [
             current,
             *(decode_master_key(k, f"{name}.retired_master_keys") for k in self.retired_master_keys),
