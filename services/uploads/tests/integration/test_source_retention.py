@@ -85,3 +85,18 @@ async def test_the_sweep_is_queued_once_an_hour_between_workers(stack: Stack) ->
     uploads._next_sweep = 0.0  # a second worker, or this one ten minutes later
     second = await uploads.schedule_sweep(now=at)
     assert (first, second) == (True, False)
+
+
+async def test_a_file_purged_under_a_running_upload_fails_it_at_once_saying_why(stack: Stack) -> None:
+    uploads = stack.service("uploads").uploads
+    name = "HSP_20240904101500"
+    seq = await post(stack, f"{name}.csv", sequences(name, [f"{name}_00001"]), kind="sequences")
+    # The sweep takes the held file between the link's check and its processing.
+    await uploads.store.delete(f"uploads/{seq['organisation_id']}/{seq['id']}/source.csv")
+    rows = [record("HIV_SEQUENCE", TX_ATT=name, TX_ATT_RECRD=f"{name}_00001")]
+    meta = await post(stack, "meta.csv", csv_bytes(rows), linked_upload_id=seq["id"])
+    done = await finished(stack, meta["id"], LIMS)
+    assert done["status"] == "failed"
+    assert [f["message"] for f in done["findings"] if f["rule"] == "technical_failure"] == [
+        "The upload could not be processed: the file is gone (its retention ran out); upload it again"
+    ]

@@ -27,6 +27,7 @@ from sqlalchemy import update
 from hdhub.common.auth import current_principal
 from hdhub.common.db import after_commit, utcnow
 from hdhub.common.jobs import PARKED, RUNNING, worker_name
+from hdhub.common.objectstore import ObjectNotFound
 from hdhub.common.service_auth import service_principal
 from hdhub.common.service_auth import tokens as service_tokens
 from hdhub.common.telemetry import job_span
@@ -641,6 +642,10 @@ async def process_jobs(uploads: Uploads, *, worker: str | None = None) -> int:
             log.warning("upload job taken over by another worker", extra={"job_id": job.id})
         except Abandon:
             log.warning("upload job abandoned (test)", extra={"job_id": job.id})
+        except ObjectNotFound:  # its file (or the linked one) was purged: no retry brings it back
+            await fail_upload(uploads, upload.id, "the file is gone (its retention ran out); upload it again")
+            async with uploads.db.system_session() as session:
+                await uploads.jobs.finish(session, job.id)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in PERMANENT:
                 await fail_upload(
