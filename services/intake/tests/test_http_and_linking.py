@@ -182,6 +182,22 @@ async def test_a_sequence_file_not_named_after_its_filename_column_is_rejected(s
     assert out["reason"] == f"the file must be named {stem}.csv, after its filename column"
 
 
+async def test_a_sequence_file_stamped_with_a_time_that_does_not_exist_is_rejected(stack: Stack) -> None:
+    stem = "HSP_20250230092014"  # 30 February
+    r = await put(stack, "HIV_SEQUENCE", f"{stem}.csv", sequences(stem, 1))
+    out = r.json()
+    assert (out["state"], out["rule"]) == ("rejected", "sequence-filename")
+    assert out["reason"] == "line 2: filename is not ARL_yyyymmddHHMMSS with a real date and time"
+
+
+async def test_a_lower_case_sequence_is_rejected_naming_character_and_position(stack: Stack) -> None:
+    stem = stamp()
+    r = await put(stack, "HIV_SEQUENCE", f"{stem}.csv", sequences(stem, rows=[f"{stem};{stem}_00001;ACGTn"]))
+    out = r.json()
+    assert (out["state"], out["rule"]) == ("rejected", "sequence-letters")
+    assert out["reason"].startswith("line 2: genetic_sequence has n at position 5;")
+
+
 async def test_the_daily_load_takes_linked_files_once_even_with_two_workers(stack: Stack) -> None:
     intake = stack.service("intake")
     name = unique() + ".vcf"
@@ -198,8 +214,7 @@ async def test_the_daily_load_takes_linked_files_once_even_with_two_workers(stac
     assert await intake.objects.stat(before) is None  # out of the drop area
     after = (await intake.files.listing(LAB, file_id=out["id"])).files[0].object_key
     assert after.startswith(f"intake/loaded/{LAB}/NGS/2099-12-31/")
-    stored = await intake.objects.stat(after)
-    assert stored is not None and stored.size == len(vcf())  # kept in storage
+    assert await intake.objects.read(after) == vcf()  # kept in storage
     assert (await file_named(stack, unmatched["filename"]))[
         "state"
     ] == "accepted"  # waits for its registration

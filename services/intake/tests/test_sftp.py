@@ -5,6 +5,7 @@ message and nothing lost."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import socket
 
@@ -58,11 +59,11 @@ async def test_a_file_counts_only_once_moved_to_finished_and_is_then_the_platfor
     assert (
         delivered["state"] == "accepted" and delivered["id"] == received["id"] and delivered["delivered_at"]
     )
-    # The object is in the store, complete, with its SHA-256.
+    # The object is in the store, complete (encrypted at rest), with its SHA-256.
     intake = stack.service("intake")
     listing = await intake.files.listing(LAB, file_id=delivered["id"])
-    stored = await intake.objects.stat(listing.files[0].object_key)
-    assert stored is not None and stored.size == len(vcf()) and stored.sha256 == delivered["sha256"]
+    assert await intake.objects.read(listing.files[0].object_key) == vcf()
+    assert delivered["sha256"] == hashlib.sha256(vcf()).hexdigest()
 
 
 async def test_files_are_write_only(stack: Stack) -> None:

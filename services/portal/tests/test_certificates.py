@@ -18,10 +18,10 @@ from sqlalchemy import select
 
 from hdhub.common.auth import ActingFor, current_principal, verifier
 from hdhub.common.db import utcnow
+from hdhub.common.envelope import Envelope
 from hdhub.common.grpc import channel
 from hdhub.common.objectstore import open_store
 from hdhub.portal.certificates import Certificates
-from hdhub.portal.envelope import Envelope
 from hdhub.portal.store import Certificate
 from hdhub.proto.portal.v1 import certificates_pb2 as pb
 from hdhub.proto.portal.v1 import certificates_pb2_grpc as pb_grpc

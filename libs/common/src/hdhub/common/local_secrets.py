@@ -38,6 +38,8 @@ GENERATED: Mapping[str, Callable[[], str]] = {
     **{f"HDHUB_{name.upper()}_SECRET_KEY": _token for name in DEFAULT_GRPC_PORTS},
     "HDHUB_PORTAL_MASTER_KEY": _aes_key,
     "HDHUB_PSEUDONYMISATION_MASTER_KEY": _aes_key,
+    "HDHUB_UPLOADS_MASTER_KEY": _aes_key,
+    "HDHUB_INTAKE_MASTER_KEY": _aes_key,
 }
 
 

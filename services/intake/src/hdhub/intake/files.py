@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 
 from hdhub.common.db import Database, after_commit, new_id, utcnow
 from hdhub.common.jobs import JobQueue
-from hdhub.common.objectstore import CHUNK, ObjectStore
+from hdhub.common.objectstore import CHUNK, ObjectNotFound, ObjectStore
 from hdhub.common.wakeup import Wakeup
 from hdhub.intake import metrics
 from hdhub.intake.domain import checks
@@ -471,6 +471,44 @@ class Files:
                 )
             )
             return int(getattr(result, "rowcount", 0) or 0)
+
+    async def purge_refused(self, now: datetime | None = None, limit: int = 500) -> int:
+        """Refused files' bytes are deleted once ``refused_retention_days`` have passed
+        (rejected when delivered, or waiting in the SFTP folder with a failed content
+        check); their rows stay, with the rule and reason. Idempotent, so two workers (or
+        a run taken over after a crash) delete an object twice at worst and mark it once."""
+        now = now or utcnow()
+        cutoff = now - timedelta(days=self.settings.refused_retention_days)
+        async with self.db.system_session() as session:
+            due = (
+                await session.execute(
+                    select(IntakeFile.id, IntakeFile.object_key)
+                    .where(
+                        IntakeFile.content_purged_at.is_(None),
+                        or_(
+                            (IntakeFile.state == REJECTED) & (IntakeFile.updated_at < cutoff),
+                            (IntakeFile.state == RECEIVED)
+                            & IntakeFile.content_ok.is_(False)
+                            & (IntakeFile.updated_at < cutoff),
+                        ),
+                    )
+                    .limit(limit)
+                )
+            ).all()
+        purged = 0
+        for file_id, key in due:
+            with contextlib.suppress(ObjectNotFound):
+                await self.objects.delete(key)
+            async with self.db.system_session() as session:
+                result = await session.execute(
+                    update(IntakeFile)
+                    .where(IntakeFile.id == file_id, IntakeFile.content_purged_at.is_(None))
+                    .values(content_purged_at=now)
+                )
+                purged += int(getattr(result, "rowcount", 0) or 0)
+        if purged:
+            log.info("refused files purged", extra={"count": purged})
+        return purged
 
     async def load(self, *, day: str, limit: int = 500) -> int:
         """The daily load: accepted, linked files leave the drop area for ``intake/loaded/``

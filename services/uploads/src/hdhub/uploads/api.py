@@ -78,6 +78,12 @@ class UploadOut(BaseModel):
     uploaded_by: str
     created_at: datetime
     finished_at: datetime | None
+    source_file: Literal["kept", "purged"] = Field(
+        "kept",
+        description="The uploaded file itself: kept (encrypted) until its retention runs out "
+        "(a dry run's goes once it is read), then purged; findings and reports stay",
+    )
+    source_purged_at: datetime | None = None
     reports: dict[str, str]
 
 
@@ -116,6 +122,8 @@ def upload_out(u: Upload, lang: str) -> UploadOut:
         uploaded_by=u.uploaded_by,
         created_at=u.created_at,
         finished_at=u.finished_at,
+        source_file="purged" if u.source_purged_at else "kept",
+        source_purged_at=u.source_purged_at,
         reports={"errors": f"{base}/errors.csv", "success": f"{base}/success.csv"},
     )
 
@@ -222,6 +230,7 @@ def build_router(service: UploadsService) -> APIRouter:
         status_code=202,
         response_model=UploadOut,
         summary="Upload a CSV of registrations (multipart field `file`, or a text/csv body)",
+        responses={410: {"description": "upload-source-purged: the linked sequence file's retention ran out"}},
         openapi_extra={
             "requestBody": {
                 "content": {
@@ -291,6 +300,13 @@ def build_router(service: UploadsService) -> APIRouter:
         options["kind"] = kind
         if linked_upload_id is not None:
             linked = await uploads.get([org], linked_upload_id)
+            if linked.source_purged_at is not None:
+                raise Problem(
+                    410,
+                    "upload-source-purged",
+                    "That upload's file is gone",
+                    "Its retention ran out and the file was deleted; upload the sequence file again.",
+                )
             if linked.options.get("kind") != "sequences" or linked.status != "held":
                 raise Problem(
                     409, "not-linkable", "That upload cannot be linked", "Link a held sequences upload, once."

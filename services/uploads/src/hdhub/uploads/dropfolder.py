@@ -116,7 +116,7 @@ def drop_area(uploads: Uploads) -> tuple[ObjectStore, str]:
     if settings.dropfolder_url:
         return open_store(settings.dropfolder_url), ""
     if platform().object_store_url:
-        return uploads.store, "dropfolder/"
+        return uploads.plain_store, "dropfolder/"
     root = Path(platform().data_dir) / "dropfolder"
     return FolderStore(root), ""
 

@@ -14,8 +14,6 @@ from hdhub.common.filenames import BadFileName, checked_file_name
 #: The NGS DCD's TX_VCF_FILE_NAME: at most 100 characters, ASCII letters, digits, . _ -.
 MAX_LENGTH = 100
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-#: HIV_Sequence: ``ARL_yyyymmddHHMMSS`` (DOMAIN.md), the laboratory code and a time stamp.
-SEQUENCE_STEM = re.compile(r"^[A-Z]{3}_(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})$")
 
 
 @dataclass(frozen=True)
@@ -58,12 +56,3 @@ def check_name(registry: Registry, name: str) -> str:
 def sequence_stem(name: str) -> str:
     """``HSP_20240827092014`` for ``HSP_20240827092014.csv``."""
     return name[: -len(".csv")] if name.lower().endswith(".csv") else name
-
-
-def plausible_stamp(stem: str) -> bool:
-    """Whether ``ARL_yyyymmddHHMMSS`` carries a possible date and time."""
-    m = SEQUENCE_STEM.match(stem)
-    if m is None:
-        return False
-    _, month, day, hour, minute, second = (int(g) for g in m.groups())
-    return 1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 60
