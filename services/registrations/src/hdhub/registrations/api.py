@@ -3,6 +3,7 @@ with their lifecycle, history, ETag / If-Match and Idempotency-Key."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, File, Header, Query, Request, Response, UploadFile
@@ -10,9 +11,10 @@ from fastapi.responses import JSONResponse
 
 from hdhub.common.auth import Action as Permission
 from hdhub.common.auth import Principal
-from hdhub.common.errors import Problem, forbidden, not_found
+from hdhub.common.errors import FieldProblem, Problem, forbidden, invalid, not_found
 from hdhub.common.web import CurrentPrincipal, Language, idempotent, request_fingerprint
-from hdhub.registrations.domain.lifecycle import Action
+from hdhub.registrations.domain.lifecycle import Action, Status
+from hdhub.registrations.domain.period import Period
 from hdhub.registrations.schemas import (
     DcdOut,
     DcdVersionRef,
@@ -74,6 +76,21 @@ def writable(principal: Principal) -> list[str]:
 
 def issues(items: list[Any]) -> list[FieldIssue]:
     return [FieldIssue(field=e.field, path=e.path, rule=e.rule, message=e.message) for e in items]
+
+
+SINCE = "Only those at or after this moment (ISO 8601; without an offset, UTC)."
+UNTIL = "Only those before this moment (ISO 8601; without an offset, UTC)."
+
+
+def refuse_empty_periods(**periods: Period | None) -> None:
+    """A range whose end is not after its start is a mistake, not an empty answer."""
+    problems = [
+        FieldProblem(f"{name}_to", "period", f"{name}_to must be after {name}_from")
+        for name, period in periods.items()
+        if period is not None and period.empty
+    ]
+    if problems:
+        raise invalid(problems)
 
 
 def build_router(service: RegistrationsService) -> APIRouter:
@@ -206,9 +223,13 @@ def build_router(service: RegistrationsService) -> APIRouter:
         principal: CurrentPrincipal,
         organisation_id: str | None = None,
         dcd: str | None = None,
-        status: str | None = None,
+        status: Status | None = None,
         business_key: str | None = None,
         include_deleted: bool = False,
+        created_from: Annotated[datetime | None, Query(description=SINCE)] = None,
+        created_to: Annotated[datetime | None, Query(description=UNTIL)] = None,
+        updated_from: Annotated[datetime | None, Query(description=SINCE)] = None,
+        updated_to: Annotated[datetime | None, Query(description=UNTIL)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> RegistrationPage:
@@ -217,12 +238,15 @@ def build_router(service: RegistrationsService) -> APIRouter:
             if organisation_id not in scope:
                 raise forbidden()
             scope = [organisation_id]
+        refuse_empty_periods(created=Period.of(created_from, created_to), updated=Period.of(updated_from, updated_to))
         items, total = await registrations.search(
             scope,
             dcd_code=dcd,
             status=status,
             business_key=business_key,
             include_deleted=include_deleted,
+            created=Period.of(created_from, created_to),
+            updated=Period.of(updated_from, updated_to),
             limit=limit,
             offset=offset,
         )
