@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -186,6 +187,28 @@ def seed() -> None:
         typer.echo("demo data loaded")
 
     asyncio.run(main())
+
+
+demo = typer.Typer(help="Demo material for trying hdhub out (never for a real registry).", no_args_is_help=True)
+app.add_typer(demo, name="demo")
+
+
+@demo.command("p12")
+def demo_p12_command(
+    out: Annotated[Path, typer.Option(help="Where to write the p12")] = Path("ehealth.p12"),
+    organisation: Annotated[str, typer.Option(help="A demo organisation: az-demo or lab-demo")] = "az-demo",
+    password: Annotated[str | None, typer.Option(help="Its password (default: the demo one)")] = None,
+) -> None:
+    """Write an eHealth-like p12 for a demo organisation: two keys (authentication and
+    encryption) under a made-up CA, valid now. Prints its password."""
+    from hdhub.portal.demo import DEMO_ORGANISATIONS, DEMO_PASSWORD, demo_p12
+
+    found = {org: (title, nihdi) for org, title, nihdi in DEMO_ORGANISATIONS}
+    if organisation not in found:
+        raise typer.BadParameter(f"unknown demo organisation {organisation!r}; one of: {', '.join(found)}")
+    secret = password or DEMO_PASSWORD
+    out.write_bytes(demo_p12(*found[organisation], secret))
+    typer.echo(secret)
 
 
 if __name__ == "__main__":

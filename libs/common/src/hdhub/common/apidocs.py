@@ -126,7 +126,14 @@ def install_index(app: FastAPI) -> None:
     the issuer and the health endpoints."""
 
     def serves_portal() -> bool:
-        scope = {"type": "http", "path": PORTAL_URL, "root_path": "", "method": "GET", "headers": [], "query_string": b""}
+        scope = {
+            "type": "http",
+            "path": PORTAL_URL,
+            "root_path": "",
+            "method": "GET",
+            "headers": [],
+            "query_string": b"",
+        }
         return any(route.matches(scope)[0] is not Match.NONE for route in app.router.routes)
 
     @app.get("/", include_in_schema=False, response_model=None)

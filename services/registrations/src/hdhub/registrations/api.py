@@ -13,6 +13,8 @@ from hdhub.common.auth import Action as Permission
 from hdhub.common.auth import Principal
 from hdhub.common.errors import FieldProblem, Problem, forbidden, invalid, not_found
 from hdhub.common.web import CurrentPrincipal, Language, idempotent, request_fingerprint
+from hdhub.registrations.domain.csv_template import csv_template
+from hdhub.registrations.domain.dcd import DcdDefinition
 from hdhub.registrations.domain.lifecycle import Action, Status
 from hdhub.registrations.domain.period import Period
 from hdhub.registrations.schemas import (
@@ -78,6 +80,16 @@ def issues(items: list[Any]) -> list[FieldIssue]:
     return [FieldIssue(field=e.field, path=e.path, rule=e.rule, message=e.message) for e in items]
 
 
+def csv_template_response(definition: DcdDefinition) -> Response:
+    """The template as a download, UTF-8 with BOM as Excel wants it to read the accents."""
+    name = f"{definition.project_code}_{definition.dcd_code}_{definition.version}_template.csv"
+    return Response(
+        "\ufeff" + csv_template(definition),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
 SINCE = "Only those at or after this moment (ISO 8601; without an offset, UTC)."
 UNTIL = "Only those before this moment (ISO 8601; without an offset, UTC)."
 
@@ -138,6 +150,18 @@ def build_router(service: RegistrationsService) -> APIRouter:
         require_catalogue(principal)
         entry = await catalogue.get(dcd, None if version == "latest" else version)
         return entry.definition.to_json()
+
+    @router.get(
+        "/dcds/{dcd}/versions/{version}/template.csv",
+        tags=["catalogue"],
+        summary="The CSV template of a DCD version: the Upload Center's header, a commented line of hints",
+        response_class=Response,
+        responses={200: {"content": {"text/csv": {}}}},
+    )
+    async def get_csv_template(dcd: str, version: str, principal: CurrentPrincipal) -> Response:
+        require_catalogue(principal)
+        entry = await catalogue.get(dcd, None if version == "latest" else version)
+        return csv_template_response(entry.definition)
 
     @router.get("/dcds/{dcd}/versions/{version}/fields/{field}", tags=["catalogue"], summary="One field")
     async def get_field(dcd: str, version: str, field: str, principal: CurrentPrincipal) -> dict[str, Any]:
