@@ -25,7 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ROOT, Platform, run_all
+from hdhub.cli.services import SERVICES
+from hdhub.common.config import DEFAULT_GRPC_PORTS
+from tests.e2e.conftest import ROOT, Platform, base_env, hdhub_process
 from tests.support.stack import free_port
 
 pytestmark = pytest.mark.e2e
@@ -154,17 +156,58 @@ class Fresh:
     platform: Platform
     work: Path
     sftp_port: str
+    env: dict[str, str]
 
 
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fresh]:
     """A platform of its own on a fresh var/, as a newcomer's first `make run`."""
     tmp = tmp_path_factory.mktemp("snippets")
-    sftp_port = str(free_port())
-    with run_all(tmp, HDHUB_INTAKE_SFTP_PORT=sftp_port) as platform:
-        yield Fresh(platform, workdir(tmp, platform), sftp_port)
+    env = base_env(tmp)
+    port, log = free_port(), tmp / "hdhub.log"
+    with hdhub_process(["run", "all", "--port", str(port)], env, log, port=port):
+        platform = Platform(f"http://127.0.0.1:{port}", log, tmp / "var")
+        yield Fresh(platform, workdir(tmp, platform), env["HDHUB_INTAKE_SFTP_PORT"], env)
 
 
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
 def test_snippets_run_as_written(path: Path, fresh: Fresh) -> None:
     run_file(path, fresh.platform, fresh.work, fresh.sftp_port)
+
+
+def readme_grpc_ports() -> dict[str, int]:
+    """README's "gRPC, one server per service" row: ``identity 50061, registrations 50062, ...``."""
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| gRPC"))
+    return {name: int(port) for name, port in re.findall(r"([a-z]+) (\d{5})", row)}
+
+
+async def reflected_services(target: str) -> list[str] | None:
+    """The services a gRPC server lists by reflection; None when nothing listens there."""
+    import grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        try:
+            async for answer in stub.ServerReflectionInfo(iter([request]), timeout=5):
+                return [s.name for s in answer.list_services_response.service]
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.UNAVAILABLE:
+                return None
+            raise
+    return []
+
+
+async def test_the_grpc_ports_readme_lists_answer_with_reflection(fresh: Fresh) -> None:
+    listed = readme_grpc_ports()
+    assert listed, "README lists no gRPC ports"
+    # Each service's server, on this platform's port for it (`make run`: the default port).
+    answers = {name: await reflected_services(fresh.env[f"HDHUB_GRPC_{name.upper()}"]) for name in SERVICES}
+    serving = {name for name, services in answers.items() if services is not None}
+    assert set(listed) == serving, f"README lists {sorted(listed)}; serving gRPC: {sorted(serving)}"
+    for name, port in listed.items():
+        assert DEFAULT_GRPC_PORTS[name] == port, (
+            f"{name}: `make run` binds {DEFAULT_GRPC_PORTS[name]}, README says {port}"
+        )
+        assert any(n.startswith(f"hdhub.{name}.v1.") for n in answers[name] or []), (name, answers[name])
