@@ -55,7 +55,7 @@ def _banner(host: str, port: int) -> None:
     base = f"http://{host}:{port}"
     lines = [
         "",
-        f"hdhub is running at {base}  (API docs: {base}/docs)",
+        f"hdhub is running at {base}  (API docs: {base}/docs, readiness: {base}/readyz)",
         f"OIDC issuer: {base}/realms/hdhub   token endpoint: {base}/realms/hdhub/protocol/openid-connect/token",
         "Demo logins (password grant, client_id=hdhub-portal):",
         *[f"  {a.username:28} {a.password:16} {_roles(a.roles) or 'operator'}" for a in ACCOUNTS],
@@ -64,6 +64,7 @@ def _banner(host: str, port: int) -> None:
         f"SFTP (port {_sftp_port()}, move files into Finished/ when complete):",
         *[f"  {lg.username:28} {lg.password:16} organisation {lg.organisation_id}" for lg in SFTP_LOGINS],
         f"Drop folder (HD_DCD_submcsv_HDBPnnnn_ABBREV_version_date.csv): {_dropfolder()}/<organisation>/",
+        *([f"Mails sent (no SMTP host in development): {base}/dev/mail"] if _outbox() else []),
         "",
     ]
     print("\n".join(lines), flush=True)
@@ -79,6 +80,12 @@ def _sftp_port() -> int:
     from hdhub.intake.settings import IntakeSettings
 
     return IntakeSettings().resolved_sftp_port()
+
+
+def _outbox() -> bool:
+    from hdhub.identity.settings import IdentitySettings
+
+    return IdentitySettings().mail_outbox
 
 
 def _dropfolder() -> str:

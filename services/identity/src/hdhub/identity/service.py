@@ -38,7 +38,7 @@ class IdentityService(Service):
 
             self.backend = EmbeddedBackend(self.db)
         # Development without a mail server: mails are kept and shown at /dev/mail.
-        self.outbox = Outbox() if platform().environment == "development" and s.smtp_host is None else None
+        self.outbox = Outbox() if s.mail_outbox else None
         self.mailer = Mailer(host=s.smtp_host, port=s.smtp_port, sender=s.mail_from, outbox=self.outbox)
         from hdhub.identity.locks import OrganisationLocks
 
