@@ -46,3 +46,22 @@ def test_unknown_service_is_refused_clearly(tmp_path: Path) -> None:
     assert out.returncode != 0
     assert "unknown service 'billing'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_demo_p12_writes_a_two_key_p12_the_portal_accepts_and_prints_its_password(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from hdhub.portal.domain.p12 import inspect_p12
+
+    out = hdhub(
+        "demo", "p12", "--organisation", "lab-demo", "--out", str(tmp_path / "lab.p12"), data=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    password = out.stdout.strip()
+    keystore = inspect_p12(
+        (tmp_path / "lab.p12").read_bytes(), password, now=datetime.now(UTC), max_bytes=1 << 20
+    )
+    assert "82000137" in keystore.authentication.describe()  # lab-demo's NIHDI number
+    refused = hdhub("demo", "p12", "--organisation", "az-nowhere", data=tmp_path)
+    assert refused.returncode != 0 and "unknown demo organisation 'az-nowhere'" in refused.stderr
+    assert "Traceback" not in refused.stderr
