@@ -12,9 +12,14 @@ from typing import Annotated
 import httpx
 from fastapi import APIRouter, Query
 
+from hdhub.common.config import platform
 from hdhub.common.web import CurrentPrincipal, Language, create_app
 
-ISSUER = "http://127.0.0.1:8000/realms/hdhub"
+
+def issuer() -> str:
+    """The configured issuer (the settings are cached per process: another test's stack
+    may have set it)."""
+    return platform().oidc_issuer
 
 
 class Colour(StrEnum):
@@ -72,10 +77,10 @@ async def test_the_authorize_button_has_the_issuers_flows_and_every_guarded_rout
     scheme = document["components"]["securitySchemes"]["oidc"]
     assert scheme["type"] == "oauth2"
     flows = scheme["flows"]
-    token_url = f"{ISSUER}/protocol/openid-connect/token"
+    token_url = f"{issuer()}/protocol/openid-connect/token"
     assert flows["clientCredentials"]["tokenUrl"] == token_url
     assert flows["password"]["tokenUrl"] == token_url
-    assert flows["authorizationCode"]["authorizationUrl"] == f"{ISSUER}/protocol/openid-connect/auth"
+    assert flows["authorizationCode"]["authorizationUrl"] == f"{issuer()}/protocol/openid-connect/auth"
     guarded = document["paths"]["/api/v1/things"]["get"]
     assert guarded["security"] == [{"oidc": []}]
     # Swagger UI sends the token itself: no "authorization" header to fill in by hand.
@@ -97,7 +102,7 @@ async def test_the_start_page_links_docs_openapi_issuer_and_health_until_a_porta
         for link in (
             "/docs",
             "/openapi.json",
-            f"{ISSUER}/.well-known/openid-configuration",
+            f"{issuer()}/.well-known/openid-configuration",
             "/healthz",
             "/readyz",
         ):
