@@ -124,6 +124,7 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("GET", "/api/v1/dcds/{dcd}/versions/{version}"): Expect(Action.CATALOGUE_READ, tenant=False),
     ("GET", "/api/v1/dcds/{dcd}/versions/{version}/fields/{field}"): Expect(Action.CATALOGUE_READ, tenant=False),
     ("GET", "/api/v1/dcds/{dcd}/versions/{version}/codelists/{name}"): Expect(Action.CATALOGUE_READ, tenant=False),
+    ("GET", "/api/v1/dcds/{dcd}/versions/{version}/template.csv"): Expect(Action.CATALOGUE_READ, tenant=False),
     ("POST", "/api/v1/dcds/{dcd}/versions/{version}/validate"): Expect(
         Action.CATALOGUE_READ, tenant=False, body=lambda _: {"values": record()}
     ),
@@ -159,6 +160,7 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("GET", "/proxy/api/dcd/payload/definition"): Expect(Action.CATALOGUE_READ, tenant=False),
     ("GET", "/proxy/api/dcd/field"): Expect(Action.CATALOGUE_READ, tenant=False),
     ("GET", "/proxy/api/dcd/codelist"): Expect(Action.CATALOGUE_READ, tenant=False),
+    ("GET", "/proxy/api/dcd/template"): Expect(Action.CATALOGUE_READ, tenant=False),
     ("POST", "/proxy/api/dcd/payload/submit"): Expect(Action.REGISTRATION_WRITE, body=lambda _: {"STATUS": "draft"}),
     # portal: certificates (the Certificate Editor only)
     ("GET", "/api/v1/certificates"): Expect(

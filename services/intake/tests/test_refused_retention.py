@@ -58,7 +58,7 @@ def test_production_needs_the_intake_master_key(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("HDHUB_INTAKE_SECRET_KEY", "a-real-secret")
     platform.cache_clear()
     try:
-        with pytest.raises(ValueError, match="IntakeSettings.master_key is a placeholder"):
+        with pytest.raises(ValueError, match="HDHUB_INTAKE_MASTER_KEY is unset or a placeholder"):
             IntakeSettings()
         monkeypatch.setenv("HDHUB_INTAKE_MASTER_KEY", base64.b64encode(bytes(range(32))).decode())
         assert IntakeSettings().master_keys() == [bytes(range(32))]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -77,7 +78,7 @@ def _banner(host: str, port: int) -> None:
     base = f"http://{host}:{port}"
     lines = [
         "",
-        f"hdhub is running at {base}  (API docs: {base}/docs)",
+        f"hdhub is running at {base}  (API docs: {base}/docs, readiness: {base}/readyz)",
         f"OIDC issuer: {base}/realms/hdhub   token endpoint: {base}/realms/hdhub/protocol/openid-connect/token",
         "Demo logins (password grant, client_id=hdhub-portal):",
         *[f"  {a.username:28} {a.password:16} {_roles(a.roles) or 'operator'}" for a in ACCOUNTS],
@@ -86,6 +87,7 @@ def _banner(host: str, port: int) -> None:
         f"SFTP (port {_sftp_port()}, move files into Finished/ when complete):",
         *[f"  {lg.username:28} {lg.password:16} organisation {lg.organisation_id}" for lg in SFTP_LOGINS],
         f"Drop folder (HD_DCD_submcsv_HDBPnnnn_ABBREV_version_date.csv): {_dropfolder()}/<organisation>/",
+        *([f"Mails sent (no SMTP host in development): {base}/dev/mail"] if _outbox() else []),
         "",
     ]
     print("\n".join(lines), flush=True)
@@ -101,6 +103,12 @@ def _sftp_port() -> int:
     from hdhub.intake.settings import IntakeSettings
 
     return IntakeSettings().resolved_sftp_port()
+
+
+def _outbox() -> bool:
+    from hdhub.identity.settings import IdentitySettings
+
+    return IdentitySettings().mail_outbox
 
 
 def _dropfolder() -> str:
@@ -212,6 +220,28 @@ def seed() -> None:
         typer.echo("demo data loaded")
 
     asyncio.run(main())
+
+
+demo = typer.Typer(help="Demo material for trying hdhub out (never for a real registry).", no_args_is_help=True)
+app.add_typer(demo, name="demo")
+
+
+@demo.command("p12")
+def demo_p12_command(
+    out: Annotated[Path, typer.Option(help="Where to write the p12")] = Path("ehealth.p12"),
+    organisation: Annotated[str, typer.Option(help="A demo organisation: az-demo or lab-demo")] = "az-demo",
+    password: Annotated[str | None, typer.Option(help="Its password (default: the demo one)")] = None,
+) -> None:
+    """Write an eHealth-like p12 for a demo organisation: two keys (authentication and
+    encryption) under a made-up CA, valid now. Prints its password."""
+    from hdhub.portal.demo import DEMO_ORGANISATIONS, DEMO_PASSWORD, demo_p12
+
+    found = {org: (title, nihdi) for org, title, nihdi in DEMO_ORGANISATIONS}
+    if organisation not in found:
+        raise typer.BadParameter(f"unknown demo organisation {organisation!r}; one of: {', '.join(found)}")
+    secret = password or DEMO_PASSWORD
+    out.write_bytes(demo_p12(*found[organisation], secret))
+    typer.echo(secret)
 
 
 if __name__ == "__main__":

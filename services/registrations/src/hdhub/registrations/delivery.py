@@ -821,7 +821,10 @@ class Delivery:
                     if o.failure is None:
                         row.attempts += 1
                         row.last_sent_at = now
-                checks = int((o.job.payload or {}).get("checks", 0)) + 1
+                # A resend that went out starts the clock again: its confirmation is asked for
+                # seconds later, not at the long interval the unanswered checks had reached.
+                sent_now = id(o) in resent and o.failure is None
+                checks = 0 if sent_now else int((o.job.payload or {}).get("checks", 0)) + 1
                 deferred[(self._next_check(row, now, checks), o.version, checks)].append(o.job.id)
             for (until, version, checks), job_ids in deferred.items():
                 await self._defer_many(

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import grpc
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from hdhub.common.auth import Action as Permission
 from hdhub.common.errors import Problem, not_found
 from hdhub.common.grpc import channel, problem_from_rpc_error, register_idempotent
 from hdhub.common.web import CurrentPrincipal, Language
 from hdhub.proto.identity.v1 import identity_pb2, identity_pb2_grpc
-from hdhub.registrations.api import actor_of
+from hdhub.registrations.api import actor_of, csv_template_response
 from hdhub.registrations.catalogue import CatalogueEntry
 from hdhub.registrations.domain.validation import ROW_STATUSES
 
@@ -136,6 +136,17 @@ def build_router(service: RegistrationsService) -> APIRouter:
             for choice in body["choices"]:
                 choice["label"] = _label(choice["labels"], lang)
         return body
+
+    @router.get(
+        "/dcd/template",
+        summary="The CSV template of a DCD version (as the drop folder reads it), with a commented line of hints",
+        response_class=Response,
+        responses={200: {"content": {"text/csv": {}}}},
+    )
+    async def template(principal: CurrentPrincipal, dcd_id: DcdId, dcd_version_id: DcdVersionId) -> Response:
+        principal.require(Permission.CATALOGUE_READ)
+        entry = await entry_for(dcd_id, dcd_version_id)
+        return csv_template_response(entry.definition)
 
     @router.post(
         "/dcd/payload/submit",

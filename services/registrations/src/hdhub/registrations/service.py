@@ -42,6 +42,7 @@ from hdhub.registrations.catalogue import Catalogue, CatalogueEntry
 from hdhub.registrations.domain import lifecycle
 from hdhub.registrations.domain.business_key import business_key
 from hdhub.registrations.domain.lifecycle import Action, Confirmation, Status, TransitionRefused
+from hdhub.registrations.domain.period import Period
 from hdhub.registrations.store import (
     IdempotencyKey,
     Job,
@@ -318,6 +319,8 @@ class Registrations:
         field_value: str | None = None,
         project_code: str | None = None,
         include_deleted: bool = False,
+        created: Period | None = None,
+        updated: Period | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> tuple[list[Registration], int]:
@@ -335,6 +338,11 @@ class Registrations:
                 query = query.where(Registration.business_key == business_key)
             if field_name is not None and field_value is not None:
                 query = query.where(Registration.values[field_name].as_string() == field_value)
+            for column, period in ((Registration.created_at, created), (Registration.updated_at, updated)):
+                if period is not None and period.start is not None:
+                    query = query.where(column >= period.start)
+                if period is not None and period.end is not None:
+                    query = query.where(column < period.end)
             total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
             rows = await session.execute(
                 query.order_by(Registration.updated_at.desc(), Registration.id).limit(limit).offset(offset)
