@@ -100,6 +100,8 @@ def run(
     """Serve REST and gRPC for one service, or every service in one process with its workers."""
     import uvicorn
 
+    from hdhub.cli.http import server_config
+
     names = _check(service)
     _configure(port, host, service=service)
     everything = service == "all"
@@ -109,9 +111,7 @@ def run(
         seed=everything if demo is None else demo,
         workers=everything,
     )
-    config = uvicorn.Config(
-        platform.app(), host=host, port=port, log_config=None, access_log=True, lifespan="on"
-    )
+    config = server_config(platform.app(), host=host, port=port, log_config=None, access_log=True, lifespan="on")
     server = uvicorn.Server(config)
     if everything or demo:
         original = server.startup

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from hdhub.common.auth import Action as Permission
 from hdhub.common.auth import Principal
 from hdhub.common.errors import Problem, forbidden, not_found
-from hdhub.common.web import CurrentPrincipal, Language
+from hdhub.common.web import CurrentPrincipal, Language, Offset, attachment
 from hdhub.uploads import registrations as regs
 from hdhub.uploads.reports import finding_rows, stream_report
 from hdhub.uploads.service import DEFAULT_SETTINGS
@@ -181,12 +182,17 @@ async def _multipart_file(request: Request, boundary: bytes, holder: dict[str, s
             "on_part_end": on_part_end,
         },
     )
-    async for chunk in request.stream():
-        parser.write(chunk)
-        if out:
-            yield b"".join(out)
-            out.clear()
-    parser.finalize()
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+            if out:
+                yield b"".join(out)
+                out.clear()
+        parser.finalize()
+    except MultipartParseError:
+        raise Problem(
+            400, "bad-multipart", "The body is not multipart/form-data", "Send the CSV as the multipart form field `file`."
+        ) from None
     if out:
         yield b"".join(out)
     if not state["found"]:
@@ -319,7 +325,7 @@ def build_router(service: UploadsService) -> APIRouter:
         lang: Language,
         organisation_id: str | None = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> UploadPage:
         orgs = principal.organisations_for(Permission.REGISTRATION_READ)
         if organisation_id is not None:
@@ -384,7 +390,7 @@ def build_router(service: UploadsService) -> APIRouter:
         return StreamingResponse(
             stream_report(uploads.store, upload.organisation_id, upload.id, kind, head),
             media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{_ascii(stem)}-{kind}.csv"'},
+            headers={"Content-Disposition": attachment(f"{stem}-{kind}.csv")},
         )
 
     @router.get(
@@ -419,6 +425,3 @@ def build_router(service: UploadsService) -> APIRouter:
 
     return router
 
-
-def _ascii(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)

@@ -1,0 +1,208 @@
+"""What any client may send, bounded before a route sees it: request headers (431), bodies
+(413, whether or not Content-Length is set), JSON bodies (400: not JSON, not Unicode, or
+nested too deep) and integers (``MAX_INT``, the largest the databases store).
+
+Every refusal is a problem+json in our own words: no parser's message is quoted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hdhub.common.errors import Problem
+
+#: The largest integer a query parameter, path parameter or body field may carry: a BIGINT
+#: (SQLite's and PostgreSQL's largest); one more and the database refuses it with an error
+#: the client cannot act on.
+MAX_INT = 2**63 - 1
+#: Registrations and settings nest a few levels; anything deeper than this is refused
+#: before parsing (a JSON body nested 1,000 deep used to exhaust Python's recursion limit).
+MAX_JSON_DEPTH = 32
+#: The request line and headers together (a bearer token is 1-2 KB). The same limit holds
+#: in uvicorn (h11's incomplete-event size) and, for any other server, in the app.
+MAX_HEADER_BYTES = 32 * 1024
+
+
+def _problem_response(problem: Problem, scope: Scope) -> ASGIApp:
+    from hdhub.common.web import problem_response
+
+    return problem_response(problem, scope.get("path"))
+
+
+def too_large(max_bytes: int) -> Problem:
+    return Problem(413, "payload-too-large", "The request body is too large", f"At most {max_bytes} bytes.")
+
+
+def headers_too_large() -> Problem:
+    return Problem(
+        431,
+        "headers-too-large",
+        "The request headers are too large",
+        f"The request line and headers may take at most {MAX_HEADER_BYTES} bytes.",
+    )
+
+
+class HeaderSizeLimit:
+    """Refuses requests whose headers take more than ``max_bytes`` with 431."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_HEADER_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
+            size += sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
+            if size > self.max_bytes:
+                await _problem_response(headers_too_large(), scope)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class BodySizeLimit:
+    """Refuses request bodies over ``max_bytes`` with 413, whether or not Content-Length is set.
+
+    Without Content-Length the excess shows only while the route reads; a route (or
+    FastAPI's own body parsing) may catch the error and answer something else (it answered
+    400), so whatever the app answers after the limit was passed is replaced by the 413.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, exempt_prefixes: Sequence[str] = ()) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.exempt = tuple(exempt_prefixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (self.exempt and scope["path"].startswith(self.exempt)):
+            await self.app(scope, receive, send)
+            return
+        too_big = too_large(self.max_bytes)
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await _problem_response(too_big, scope)(scope, receive, send)
+                return
+        seen = 0
+        exceeded = answered = False
+
+        async def limited() -> Message:
+            nonlocal seen, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    exceeded = True
+                    raise too_big
+            return message
+
+        async def replacing(message: Message) -> None:
+            nonlocal answered
+            if not exceeded:
+                await send(message)
+            elif message["type"] == "http.response.start" and not answered:
+                answered = True
+                await _problem_response(too_big, scope)(scope, receive, send)
+
+        try:
+            await self.app(scope, limited, replacing)
+        except Problem as exc:
+            if exc is not too_big:
+                raise
+            if not answered:
+                answered = True
+                await _problem_response(too_big, scope)(scope, receive, send)
+
+
+# --- JSON bodies ----------------------------------------------------------------------
+
+
+def malformed_json(detail: str) -> Problem:
+    return Problem(400, "malformed-json", "The request body is not valid JSON", detail)
+
+
+def load_json(body: bytes) -> Any:
+    """``body`` parsed as JSON, or a 400 problem naming the rule it breaks: UTF-8 JSON
+    (RFC 8259), no lone surrogate (``"\\udfff"`` is no character; I-JSON, RFC 7493),
+    at most ``MAX_JSON_DEPTH`` levels of arrays and objects."""
+    try:
+        value = orjson.loads(body)  # strict: refuses lone surrogates, NaN, invalid UTF-8
+    except orjson.JSONDecodeError as exc:
+        # orjson's own words are not an API: say which rule, and where.
+        if "surrogate" in exc.msg:
+            detail = f"A string holds a lone surrogate escape (line {exc.lineno}, column {exc.colno}); send Unicode text."
+        elif "UTF-8" in exc.msg:
+            detail = "The body is not UTF-8 text."
+        elif "depth" in exc.msg or "recursion" in exc.msg:
+            detail = f"Arrays and objects may nest at most {MAX_JSON_DEPTH} levels deep."
+        else:
+            detail = f"Not JSON at line {exc.lineno}, column {exc.colno}."
+        raise malformed_json(detail) from None
+    if _depth_exceeds(value, MAX_JSON_DEPTH):
+        raise malformed_json(f"Arrays and objects may nest at most {MAX_JSON_DEPTH} levels deep.")
+    return value
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    # Iterative on purpose: the point is to never recurse as deep as the input asks.
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _is_json(scope: Scope) -> bool:
+    """FastAPI parses a body as JSON when it says so, or says nothing."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+    return True
+
+
+class JsonBodyCheck:
+    """Reads a JSON request body (at most the body size limit) and refuses it with
+    :func:`load_json`'s 400 before any route parses it; the route then reads it as sent."""
+
+    def __init__(self, app: ASGIApp, exempt_prefixes: Sequence[str] = ()) -> None:
+        self.app = app
+        self.exempt = tuple(exempt_prefixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.exempt) or not _is_json(scope):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                await self.app(scope, receive, send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if body.strip():
+            try:
+                load_json(body)
+            except Problem as problem:
+                await _problem_response(problem, scope)(scope, receive, send)
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
