@@ -32,7 +32,9 @@ def nested(depth: int) -> bytes:
         ("/api/v1/uploads?offset={n}", HIS),
     ],
 )
-async def test_an_offset_beyond_64_bits_is_a_422_naming_the_parameter(stack: Stack, path: str, who: str) -> None:
+async def test_an_offset_beyond_64_bits_is_a_422_naming_the_parameter(
+    stack: Stack, path: str, who: str
+) -> None:
     r = await stack.client.get(path.format(n=TOO_BIG), headers=await stack.headers(who))
     assert r.status_code == 422 and r.headers["content-type"] == PROBLEM, r.text
     assert [e["field"] for e in r.json()["errors"]] == ["offset"]
@@ -45,7 +47,9 @@ async def test_a_v2_dcd_number_no_dcd_can_have_is_not_found(stack: Stack, dcd_id
     h = await stack.headers(HIS)
     for path in ("payload/definition", "codelist?codelist=x&", "field?field=x&"):
         sep = "" if path.endswith("&") else "?"
-        r = await stack.client.get(f"/proxy/api/dcd/{path}{sep}dcd-id={dcd_id}&dcd-version-id=1.0.0", headers=h)
+        r = await stack.client.get(
+            f"/proxy/api/dcd/{path}{sep}dcd-id={dcd_id}&dcd-version-id=1.0.0", headers=h
+        )
         assert r.status_code == 404 and r.json()["type"] == "/problems/not-found", (path, r.text)
 
 
@@ -56,7 +60,9 @@ async def test_a_json_body_nested_1000_deep_is_refused_naming_the_depth_rule(
     headers = await stack.headers(HIS)
     if content_type:
         headers["Content-Type"] = content_type
-    r = await stack.client.post(f"/proxy/api/dcd/payload/submit?dcd-id=ANGIO_HOSP&{V2}", content=nested(1000), headers=headers)
+    r = await stack.client.post(
+        f"/proxy/api/dcd/payload/submit?dcd-id=ANGIO_HOSP&{V2}", content=nested(1000), headers=headers
+    )
     assert r.status_code == 400 and r.headers["content-type"] == PROBLEM, r.text
     assert r.json()["type"] == "/problems/malformed-json"
     assert "nest at most 32 levels" in r.json()["detail"]
@@ -64,23 +70,33 @@ async def test_a_json_body_nested_1000_deep_is_refused_naming_the_depth_rule(
 
 async def test_json_bodies_deeper_than_the_limit_are_refused_on_every_route(stack: Stack) -> None:
     h = await stack.headers(HIS)
-    r = await stack.client.post("/api/v1/registrations", content=nested(33), headers={**h, "Content-Type": "application/json"})
+    r = await stack.client.post(
+        "/api/v1/registrations", content=nested(33), headers={**h, "Content-Type": "application/json"}
+    )
     assert r.status_code == 400 and "nest at most" in r.json()["detail"]
-    r = await stack.client.post("/api/v1/registrations", content=nested(32), headers={**h, "Content-Type": "application/json"})
+    r = await stack.client.post(
+        "/api/v1/registrations", content=nested(32), headers={**h, "Content-Type": "application/json"}
+    )
     assert r.status_code == 422  # as deep as allowed: the schema speaks, not the depth rule
 
 
-@pytest.mark.parametrize("path", ["/api/v1/registrations", "/api/v1/dcds/ANGIO_HOSP/versions/latest/validate"])
+@pytest.mark.parametrize(
+    "path", ["/api/v1/registrations", "/api/v1/dcds/ANGIO_HOSP/versions/latest/validate"]
+)
 async def test_a_lone_surrogate_json_key_is_a_400_not_a_500(stack: Stack, path: str) -> None:
     body = b'{"organisation_id": "az-demo", "dcd": "ANGIO_HOSP", "values": {"\\udfff": "x"}}'
-    r = await stack.client.post(path, content=body, headers={**await stack.headers(HIS), "Content-Type": "application/json"})
+    r = await stack.client.post(
+        path, content=body, headers={**await stack.headers(HIS), "Content-Type": "application/json"}
+    )
     assert r.status_code == 400 and r.headers["content-type"] == PROBLEM, r.text
     assert "lone surrogate" in r.json()["detail"]
 
 
 async def test_malformed_json_is_described_in_our_words_not_pythons(stack: Stack) -> None:
     r = await stack.client.post(
-        "/api/v1/registrations", content=b'{"values": }', headers={**await stack.headers(HIS), "Content-Type": "application/json"}
+        "/api/v1/registrations",
+        content=b'{"values": }',
+        headers={**await stack.headers(HIS), "Content-Type": "application/json"},
     )
     assert r.status_code == 400 and r.json()["detail"] == "Not JSON at line 1, column 12."
     for python_words in ("Expecting", "char ", "JSONDecodeError", "orjson"):
@@ -98,10 +114,14 @@ async def test_a_multipart_upload_whose_body_is_not_multipart_is_a_400(stack: St
 
 
 @pytest.mark.parametrize("name", ["отчёт пациентов.csv", "报告.csv", "café «été».csv"])
-async def test_reports_of_a_file_with_a_non_latin1_name_download_with_filename_star(stack: Stack, name: str) -> None:
+async def test_reports_of_a_file_with_a_non_latin1_name_download_with_filename_star(
+    stack: Stack, name: str
+) -> None:
     h = await stack.headers(HIS)
     r = await stack.client.post(
-        "/api/v1/uploads?dcd_code=ANGIO_HOSP", files={"file": (name, csv_bytes([record()]), "text/csv")}, headers=h
+        "/api/v1/uploads?dcd_code=ANGIO_HOSP",
+        files={"file": (name, csv_bytes([record()]), "text/csv")},
+        headers=h,
     )
     assert r.status_code == 202, r.text
     upload = await finished(stack, r.json()["id"])
@@ -137,5 +157,7 @@ async def test_a_chunked_body_over_the_limit_is_413_like_one_with_content_length
 
 
 async def test_a_1_mb_header_is_431(stack: Stack) -> None:
-    r = await stack.client.get("/api/v1/registrations", headers={**await stack.headers(HIS), "X-Big": "x" * (1 << 20)})
+    r = await stack.client.get(
+        "/api/v1/registrations", headers={**await stack.headers(HIS), "X-Big": "x" * (1 << 20)}
+    )
     assert r.status_code == 431 and r.json()["type"] == "/problems/headers-too-large"

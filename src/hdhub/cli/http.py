@@ -40,4 +40,6 @@ class HeaderLimitedH11(H11Protocol):
 
 def server_config(app: Any, **options: Any) -> uvicorn.Config:
     """The uvicorn configuration `hdhub run` serves ``app`` with."""
-    return uvicorn.Config(app, http=HeaderLimitedH11, h11_max_incomplete_event_size=MAX_HEADER_BYTES, **options)
+    return uvicorn.Config(
+        app, http=HeaderLimitedH11, h11_max_incomplete_event_size=MAX_HEADER_BYTES, **options
+    )

@@ -163,8 +163,10 @@ def _is_json(scope: Scope) -> bool:
     """FastAPI parses a body as JSON when it says so, or says nothing."""
     for name, value in scope.get("headers", []):
         if name == b"content-type":
-            media = value.split(b";", 1)[0].strip().lower()
-            return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+            media: bytes = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or (
+                media.startswith(b"application/") and media.endswith(b"+json")
+            )
     return True
 
 

@@ -109,7 +109,10 @@ def statuses_for(route: RouteContext, method: str, operation: dict[str, Any]) ->
         found.update(_BODY)
     if method in ("post", "put", "patch", "delete"):
         found.update(_CHANGES)
-    if any(p.get("in") == "header" and p.get("name", "").lower() == "if-match" for p in operation.get("parameters", [])):
+    if any(
+        p.get("in") == "header" and p.get("name", "").lower() == "if-match"
+        for p in operation.get("parameters", [])
+    ):
         found.update(_IF_MATCH)
     return found
 

@@ -16,8 +16,8 @@ import grpc
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import iter_route_contexts
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from sqlalchemy import Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,7 +30,14 @@ from hdhub.common.auth import Principal, current_principal, verifier
 from hdhub.common.config import platform
 from hdhub.common.db import utcnow
 from hdhub.common.errors import PROBLEM_MEDIA_TYPE, FieldProblem, Problem, unauthorized
-from hdhub.common.limits import MAX_INT, BodySizeLimit, HeaderSizeLimit, JsonBodyCheck, load_json, malformed_json
+from hdhub.common.limits import (
+    MAX_INT,
+    BodySizeLimit,
+    HeaderSizeLimit,
+    JsonBodyCheck,
+    load_json,
+    malformed_json,
+)
 from hdhub.common.openapi_problems import document_problems
 
 log = logging.getLogger("hdhub.web")
