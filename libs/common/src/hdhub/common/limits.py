@@ -131,10 +131,10 @@ def load_json(body: bytes) -> Any:
         value = orjson.loads(body)  # strict: refuses lone surrogates, NaN, invalid UTF-8
     except orjson.JSONDecodeError as exc:
         # orjson's own words are not an API: say which rule, and where.
-        if "surrogate" in exc.msg:
-            detail = f"A string holds a lone surrogate escape (line {exc.lineno}, column {exc.colno}); send Unicode text."
-        elif "UTF-8" in exc.msg:
+        if "UTF-8" in exc.msg:  # orjson also says "surrogates" for raw bytes that are not UTF-8
             detail = "The body is not UTF-8 text."
+        elif "surrogate" in exc.msg:
+            detail = f"A string holds a lone surrogate escape (line {exc.lineno}, column {exc.colno}); send Unicode text."
         elif "depth" in exc.msg or "recursion" in exc.msg:
             detail = f"Arrays and objects may nest at most {MAX_JSON_DEPTH} levels deep."
         else:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -35,8 +35,9 @@ ConflictMasterName = Literal["new", "stored"]
 class SettingsIn(BaseModel):
     conflict_mode: Literal["business_key"] = "business_key"
     conflict_master: ConflictMasterName = "new"
-    ignore_duplicates: bool = True
-    autosubmit: bool = False
+    # Strict: JSON's true, not "true" or 1 (a JSON body says what it means).
+    ignore_duplicates: StrictBool = True
+    autosubmit: StrictBool = False
     validation: ValidationName = "none"
 
 
