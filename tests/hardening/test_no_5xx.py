@@ -4,6 +4,7 @@ problem+json (RFC 9457) from the whole in-process platform."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -161,3 +162,52 @@ async def test_a_1_mb_header_is_431(stack: Stack) -> None:
         "/api/v1/registrations", headers={**await stack.headers(HIS), "X-Big": "x" * (1 << 20)}
     )
     assert r.status_code == 431 and r.json()["type"] == "/problems/headers-too-large"
+
+
+SERVICES = ("identity", "registrations", "uploads", "intake", "portal", "sim")
+
+
+def _unbounded_integers(schema: Any, components: dict[str, Any], where: str, seen: set[str]) -> list[str]:
+    if isinstance(schema, list):
+        return [u for item in schema for u in _unbounded_integers(item, components, where, seen)]
+    if not isinstance(schema, dict):
+        return []
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        if name in seen:
+            return []
+        return _unbounded_integers(components[name], components, f"{where}>{name}", seen | {name})
+    found = [where] if schema.get("type") == "integer" and "maximum" not in schema else []
+    for key, value in schema.items():
+        if key in ("properties", "items", "anyOf", "oneOf", "allOf", "additionalProperties", "prefixItems"):
+            if key == "properties":
+                found += [
+                    u
+                    for k, v in value.items()
+                    for u in _unbounded_integers(v, components, f"{where}.{k}", seen)
+                ]
+            else:
+                found += _unbounded_integers(value, components, where, seen)
+    return found
+
+
+async def test_every_integer_a_client_sends_is_bounded_in_every_document(stack: Stack) -> None:
+    """The class of the 2^63 offsets: an integer without a maximum reaches the database."""
+    from hdhub.common.web import create_app
+
+    unbounded = []
+    for name in SERVICES:
+        doc = create_app(title=name, routers=stack.service(name).routers()).openapi()
+        components = doc.get("components", {}).get("schemas", {})
+        for path, operations in doc["paths"].items():
+            for method, op in operations.items():
+                for p in op.get("parameters", []):
+                    unbounded += _unbounded_integers(
+                        p["schema"], components, f"{method} {path} {p['name']}", set()
+                    )
+                for media in op.get("requestBody", {}).get("content", {}).values():
+                    unbounded += _unbounded_integers(
+                        media.get("schema"), components, f"{method} {path} body", set()
+                    )
+                assert "application/problem+json" in op["responses"]["422"]["content"], (method, path)
+    assert unbounded == []

@@ -35,7 +35,6 @@ from hdhub.common.limits import (
     BodySizeLimit,
     HeaderSizeLimit,
     JsonBodyCheck,
-    load_json,
     malformed_json,
 )
 from hdhub.common.openapi_problems import document_problems
@@ -64,11 +63,8 @@ async def _on_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
-        # Python's decoder message is not ours to publish; load_json says which rule.
-        try:
-            load_json(await request.body())
-        except Problem as problem:
-            return problem_response(problem, request.url.path)
+        # JsonBodyCheck refuses bad JSON first, saying which rule; should one get here, the
+        # decoder's own message is still not ours to publish.
         return problem_response(malformed_json("The body is not one JSON value."), request.url.path)
     problems = [
         # Pydantic's own messages never echo the input value here: we omit `input`.
