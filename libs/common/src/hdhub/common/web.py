@@ -162,7 +162,8 @@ def create_app(*, title: str, routers: Sequence[APIRouter], description: str = "
         return {"status": "ok"}
 
     streamed = ("/api/v1/files", "/api/v1/uploads")  # files, streamed to the object store
-    # Outermost first: headers, then body size, then the JSON rules on what was read.
+    # Each add wraps the ones before: a request meets the header limit, then the body
+    # limit, then the JSON rules on what was read.
     app.add_middleware(JsonBodyCheck, exempt_prefixes=streamed)
     app.add_middleware(BodySizeLimit, max_bytes=platform().max_request_bytes, exempt_prefixes=streamed)
     app.add_middleware(HeaderSizeLimit)
