@@ -211,3 +211,28 @@ async def test_every_integer_a_client_sends_is_bounded_in_every_document(stack: 
                     )
                 assert "application/problem+json" in op["responses"]["422"]["content"], (method, path)
     assert unbounded == []
+
+
+async def test_nul_in_a_parameter_or_body_is_a_400_on_every_database(stack: Stack) -> None:
+    """PostgreSQL cannot store U+0000 and refused every query carrying one (500)."""
+    h = await stack.headers(HIS)
+    for r in (
+        await stack.client.get("/api/v1/registrations?business_key=a%00b", headers=h),
+        await stack.client.get("/api/v1/registrations/a%00b", headers=h),
+        await stack.client.get("/api/v1/upload-settings/az-demo/a%00b", headers=h),
+        await stack.client.post(
+            "/api/v1/registrations",
+            json={"organisation_id": "az-demo", "dcd": "ANGIO\x00", "values": record(IDC_PAT="x\x00")},
+            headers=h,
+        ),
+        await stack.client.post(
+            "/realms/hdhub/protocol/openid-connect/token",
+            data={
+                "grant_type": "password",
+                "client_id": "hdhub-portal",
+                "username": "a\x00",
+                "password": "x",
+            },
+        ),
+    ):
+        assert r.status_code == 400 and r.json()["type"] == "/problems/nul-character", r.text

@@ -186,3 +186,20 @@ async def test_every_operation_documents_its_problem_answers(client: httpx.Async
     problem = paths["/things"]["post"]["responses"]["422"]["content"]["application/problem+json"]["schema"]
     assert problem == {"$ref": "#/components/schemas/Problem"}
     assert "HTTPValidationError" not in str(doc)
+
+
+async def test_nul_in_any_text_is_a_400_before_a_route_sees_it(client: httpx.AsyncClient) -> None:
+    json = {"Content-Type": "application/json"}
+    for r in (
+        await client.get("/things/a%00b"),
+        await client.get("/search?n=1&q=a%00"),
+        await client.post("/things", content=b'{"a": ["x\\u0000"]}', headers=json),
+        await client.post("/things", content=b'{"\\u0000": 1}', headers=json),
+        await client.post(
+            "/search", content=b"name=a%00", headers={"Content-Type": "application/x-www-form-urlencoded"}
+        ),
+    ):
+        assert r.status_code == 400 and r.json()["type"] == "/problems/nul-character", r.text
+    # An escaped backslash before "u0000" is text, not NUL.
+    r = await client.post("/things", content=b'{"a": "\\\\u0000"}', headers=json)
+    assert r.status_code == 201 and r.json() == {"a": "\\u0000"}

@@ -1,6 +1,7 @@
 """What any client may send, bounded before a route sees it: request headers (431), bodies
 (413, whether or not Content-Length is set), JSON bodies (400: not JSON, not Unicode, or
-nested too deep) and integers (``MAX_INT``, the largest the databases store).
+nested too deep), U+0000 in any text (400: PostgreSQL cannot store it, and refused the
+query with an error) and integers (``MAX_INT``, the largest the databases store).
 
 Every refusal is a problem+json in our own words: no parser's message is quoted.
 """
@@ -46,8 +47,23 @@ def headers_too_large() -> Problem:
     )
 
 
-class HeaderSizeLimit:
-    """Refuses requests whose headers take more than ``max_bytes`` with 431."""
+def nul_character(where: str) -> Problem:
+    return Problem(
+        400,
+        "nul-character",
+        "The request holds a NUL character",
+        f"{where} holds U+0000 (NUL, %00 or \\u0000), which no text field can take.",
+    )
+
+
+def _has_nul(encoded: bytes) -> bool:
+    """NUL raw or percent-encoded, as it stands in a path, a query or a form body."""
+    return b"\x00" in encoded or b"%00" in encoded
+
+
+class RequestHeadLimits:
+    """Refuses requests whose request line and headers take more than ``max_bytes`` (431),
+    and a path or query that holds NUL (400)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int = MAX_HEADER_BYTES) -> None:
         self.app = app
@@ -55,10 +71,19 @@ class HeaderSizeLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
+            target = (
+                scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape"),
+                scope.get("query_string", b""),
+            )
+            size = sum(len(part) for part in target)
             size += sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
+            problem = None
             if size > self.max_bytes:
-                await _problem_response(headers_too_large(), scope)(scope, receive, send)
+                problem = headers_too_large()
+            elif _has_nul(target[0]) or _has_nul(target[1]):
+                problem = nul_character("The path or query")
+            if problem is not None:
+                await _problem_response(problem, scope)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -142,7 +167,25 @@ def load_json(body: bytes) -> Any:
         raise malformed_json(detail) from None
     if _depth_exceeds(value, MAX_JSON_DEPTH):
         raise malformed_json(f"Arrays and objects may nest at most {MAX_JSON_DEPTH} levels deep.")
+    # JSON can carry NUL only escaped; the walk runs only when an escape is there at all.
+    if b"\\u0000" in body and _holds_nul(value):
+        raise nul_character("A string of the body")
     return value
+
+
+def _holds_nul(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:
@@ -159,27 +202,39 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
-def _is_json(scope: Scope) -> bool:
-    """FastAPI parses a body as JSON when it says so, or says nothing."""
+FORM = b"application/x-www-form-urlencoded"
+
+
+def _body_kind(scope: Scope) -> bytes | None:
+    """``json`` when FastAPI parses the body as JSON (it says so, or says nothing), the
+    form media type for a form; None for anything else (files, multipart)."""
     for name, value in scope.get("headers", []):
         if name == b"content-type":
             media: bytes = value.split(b";", 1)[0].strip().lower()
-            return media == b"application/json" or (
+            if media == b"application/json" or (
                 media.startswith(b"application/") and media.endswith(b"+json")
-            )
-    return True
+            ):
+                return b"json"
+            return FORM if media == FORM else None
+    return b"json"
 
 
 class JsonBodyCheck:
     """Reads a JSON request body (at most the body size limit) and refuses it with
-    :func:`load_json`'s 400 before any route parses it; the route then reads it as sent."""
+    :func:`load_json`'s 400 before any route parses it; the route then reads it as sent.
+    A form body is read too, and refused when it holds NUL."""
 
     def __init__(self, app: ASGIApp, exempt_prefixes: Sequence[str] = ()) -> None:
         self.app = app
         self.exempt = tuple(exempt_prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.exempt) or not _is_json(scope):
+        kind = (
+            _body_kind(scope)
+            if scope["type"] == "http" and not scope["path"].startswith(self.exempt)
+            else None
+        )
+        if kind is None:
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -194,7 +249,10 @@ class JsonBodyCheck:
         body = b"".join(chunks)
         if body.strip():
             try:
-                load_json(body)
+                if kind != FORM:
+                    load_json(body)
+                elif _has_nul(body):
+                    raise nul_character("A form field")
             except Problem as problem:
                 await _problem_response(problem, scope)(scope, receive, send)
                 return

@@ -33,8 +33,8 @@ from hdhub.common.errors import PROBLEM_MEDIA_TYPE, FieldProblem, Problem, unaut
 from hdhub.common.limits import (
     MAX_INT,
     BodySizeLimit,
-    HeaderSizeLimit,
     JsonBodyCheck,
+    RequestHeadLimits,
     malformed_json,
 )
 from hdhub.common.openapi_problems import document_problems
@@ -166,7 +166,7 @@ def create_app(*, title: str, routers: Sequence[APIRouter], description: str = "
     # limit, then the JSON rules on what was read.
     app.add_middleware(JsonBodyCheck, exempt_prefixes=streamed)
     app.add_middleware(BodySizeLimit, max_bytes=platform().max_request_bytes, exempt_prefixes=streamed)
-    app.add_middleware(HeaderSizeLimit)
+    app.add_middleware(RequestHeadLimits)
     app.add_middleware(UnhandledErrors)
     document_problems(app)
     try:
