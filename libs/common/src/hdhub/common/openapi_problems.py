@@ -2,13 +2,14 @@
 document, derived from what each route is, so that a client (or schemathesis) finds every
 status it can get documented:
 
-- every operation: 422 (a parameter or the body breaks the schema), 431 (headers too large);
+- every operation: 400 (e.g. NUL in the path or query), 422 (a parameter or the body breaks
+  the schema), 431 (headers too large);
 - a route that needs a bearer token: 401, 403, and 404 (hdhub answers 404, not 403, for
   what the caller may not see);
 - a route that has path parameters: 404;
 - a route that takes a body: 400 (not JSON, not UTF-8, too deep), 413 (too large), 415;
-- a route that changes something (POST, PUT, PATCH, DELETE): 400 (a rule of the request
-  itself) and 409 (a conflict with the current state);
+- a route that changes something (POST, PUT, PATCH, DELETE): 409 (a conflict with the
+  current state);
 - a route that takes ``If-Match``: 412 (stale ETag) and 428 (``If-Match`` missing).
 
 A route adds its own with ``responses=problems(429)``; what a route documents itself
@@ -55,7 +56,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     },
 }
 DESCRIPTIONS = {
-    400: "Bad request: the body is not valid JSON (or not UTF-8, or nested too deep), or a header is malformed",
+    400: "Bad request: NUL in the path, query or body; a body that is not JSON (or not UTF-8, or nested too deep); a malformed header",
     401: "No valid bearer token",
     403: "The caller may not do this",
     404: "Not found, or not the caller's to see",
@@ -68,11 +69,11 @@ DESCRIPTIONS = {
     429: "Too many requests; see Retry-After",
     431: "The request headers are too large",
 }
-_ANY = (422, 431)
+_ANY = (400, 422, 431)
 _AUTHENTICATED = (401, 403, 404)
 _BODY = (400, 413, 415)
-_CHANGES = (400, 409)
-_IF_MATCH = (400, 412, 428)
+_CHANGES = (409,)
+_IF_MATCH = (412, 428)
 
 
 def problem(status: int) -> dict[str, Any]:
