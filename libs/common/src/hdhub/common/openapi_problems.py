@@ -13,8 +13,8 @@ status it can get documented:
 - a route that takes ``If-Match``: 412 (stale ETag) and 428 (``If-Match`` missing).
 
 A route adds its own with ``responses=problems(429)``; what a route documents itself
-(another media type, a description) is kept, and an error answer it describes without a
-media type gets the problem one.
+(another media type, a description) is kept, and its error answers gain the problem media
+type (the edge may answer any route with a problem: a NUL, a body too large).
 """
 
 from __future__ import annotations
@@ -144,6 +144,8 @@ def document_problems(app: FastAPI) -> None:
                     # FastAPI's own 422 (its HTTPValidationError) is never what we answer.
                     if mine is None or (status == 422 and "HTTPValidationError" in str(mine)):
                         responses[str(status)] = problem(status)
+                    else:  # the route's own answer (OAuth's JSON errors), and the edge's problems
+                        mine.setdefault("content", {}).update(problem(status)["content"])
                 for status, answer in responses.items():
                     # A route's own error answer with a description only is a problem too.
                     if status[:1] in ("4", "5") and "content" not in answer:
