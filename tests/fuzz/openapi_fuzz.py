@@ -7,11 +7,11 @@ changes what it finds (it deletes accounts, rotates secrets, drives the sim).
 
 Each service's app is built as ``hdhub run <service>`` builds it (``create_app`` over the
 service's routers) on one platform started on SQLite (PostgreSQL is covered by the other
-tests), so every request a deployed service could get is made here. Checks: every
-built-in schemathesis check (the CLI's ``--checks all``) except the stateful ones, which
-need the stateful phase this run leaves out for time. A failure is any 5xx, and any
-answer the service's OpenAPI document does not describe (status, content type, body
-schema, headers, ``Allow`` on 405).
+tests), so every request a deployed service could get is made here. Phases: examples,
+coverage, fuzzing and (short) stateful sequences; checks: every built-in one, as the
+CLI's ``--checks all``. A failure is any 5xx, and any answer the service's OpenAPI
+document does not describe (status, content type, body schema, headers, ``Allow`` on
+405), or a schema-violating request accepted.
 """
 
 from __future__ import annotations
@@ -38,14 +38,13 @@ CALLERS = {
     "User Manager": "manager@az-demo.test",
     "operator": "operator@hdhub.test",
 }
-#: Examples per operation and phase. 10 keeps the whole run near 1.5 minutes on 2 cores
-#: (``HDHUB_FUZZ_EXAMPLES`` for a longer hunt).
+#: Examples per operation and phase (5 stateful sequences of up to 6 calls): the whole run
+#: takes 1 to 1.5 minutes on 2 cores shared with other work. For a longer hunt, run
+#: ``HDHUB_FUZZ_EXAMPLES=100 .venv/bin/python -m tests.fuzz.openapi_fuzz``.
 EXAMPLES = int(os.environ.get("HDHUB_FUZZ_EXAMPLES", "10"))
 #: A request that follows the schema may still break a rule of the domain (an unknown id,
 #: another organisation's data, a stale ETag): those are the documented refusals.
 RULE_REFUSALS = ["2xx", 400, 401, 403, 404, 409, 412, 422, 428, 429]
-#: Checks that follow links between operations; they run only in the stateful phase.
-STATEFUL_CHECKS = ("use_after_free", "ensure_resource_availability")
 
 
 def config(token: str) -> schemathesis.Config:
@@ -55,11 +54,10 @@ def config(token: str) -> schemathesis.Config:
             "cache": {"enabled": False},  # every run the same, and nothing left in the tree
             "headers": {"Authorization": f"Bearer {token}"},
             "generation": {"max-examples": EXAMPLES, "deterministic": True},
-            "phases": {"stateful": {"enabled": False}},
+            "phases": {"stateful": {"enabled": True, "max-steps": 6, "generation": {"max-examples": 5}}},
             "checks": {
                 "enabled": True,
                 "positive_data_acceptance": {"expected-statuses": RULE_REFUSALS},
-                **{name: {"enabled": False} for name in STATEFUL_CHECKS},
             },
         }
     )
