@@ -67,6 +67,7 @@ async def test_a_json_body_nested_1000_deep_is_refused_naming_the_depth_rule(
     assert r.status_code == 400 and r.headers["content-type"] == PROBLEM, r.text
     assert r.json()["type"] == "/problems/malformed-json"
     assert "nest at most 32 levels" in r.json()["detail"]
+    assert r.json()["errors"][0]["rule"] == "max-depth"
 
 
 async def test_json_bodies_deeper_than_the_limit_are_refused_on_every_route(stack: Stack) -> None:
@@ -90,7 +91,7 @@ async def test_a_lone_surrogate_json_key_is_a_400_not_a_500(stack: Stack, path: 
         path, content=body, headers={**await stack.headers(HIS), "Content-Type": "application/json"}
     )
     assert r.status_code == 400 and r.headers["content-type"] == PROBLEM, r.text
-    assert "lone surrogate" in r.json()["detail"]
+    assert "lone surrogate" in r.json()["detail"] and r.json()["errors"][0]["rule"] == "lone-surrogate"
 
 
 async def test_malformed_json_is_described_in_our_words_not_pythons(stack: Stack) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hdhub.common.errors import Problem
+from hdhub.common.errors import FieldProblem, Problem
 
 #: The largest integer a query parameter, path parameter or body field may carry: a BIGINT
 #: (SQLite's and PostgreSQL's largest); one more and the database refuses it with an error
@@ -144,8 +144,19 @@ class BodySizeLimit:
 # --- JSON bodies ----------------------------------------------------------------------
 
 
-def malformed_json(detail: str) -> Problem:
-    return Problem(400, "malformed-json", "The request body is not valid JSON", detail)
+def malformed_json(detail: str, rule: str = "json-syntax") -> Problem:
+    """400 for a body we cannot take as JSON; ``errors[0].rule`` names the rule for programs:
+    ``json-syntax``, ``utf-8``, ``lone-surrogate`` or ``max-depth``."""
+    return Problem(
+        400,
+        "malformed-json",
+        "The request body is not valid JSON",
+        detail,
+        errors=[FieldProblem(field="body", rule=rule, message=detail)],
+    )
+
+
+TOO_DEEP = f"Arrays and objects may nest at most {MAX_JSON_DEPTH} levels deep."
 
 
 def load_json(body: bytes) -> Any:
@@ -157,16 +168,17 @@ def load_json(body: bytes) -> Any:
     except orjson.JSONDecodeError as exc:
         # orjson's own words are not an API: say which rule, and where.
         if "UTF-8" in exc.msg:  # orjson also says "surrogates" for raw bytes that are not UTF-8
-            detail = "The body is not UTF-8 text."
+            rule, detail = "utf-8", "The body is not UTF-8 text."
         elif "surrogate" in exc.msg:
+            rule = "lone-surrogate"
             detail = f"A string holds a lone surrogate escape (line {exc.lineno}, column {exc.colno}); send Unicode text."
         elif "depth" in exc.msg or "recursion" in exc.msg:
-            detail = f"Arrays and objects may nest at most {MAX_JSON_DEPTH} levels deep."
+            rule, detail = "max-depth", TOO_DEEP
         else:
-            detail = f"Not JSON at line {exc.lineno}, column {exc.colno}."
-        raise malformed_json(detail) from None
+            rule, detail = "json-syntax", f"Not JSON at line {exc.lineno}, column {exc.colno}."
+        raise malformed_json(detail, rule) from None
     if _depth_exceeds(value, MAX_JSON_DEPTH):
-        raise malformed_json(f"Arrays and objects may nest at most {MAX_JSON_DEPTH} levels deep.")
+        raise malformed_json(TOO_DEEP, "max-depth")
     # JSON can carry NUL only escaped; the walk runs only when an escape is there at all.
     if b"\\u0000" in body and _holds_nul(value):
         raise nul_character("A string of the body")
