@@ -131,6 +131,8 @@ def run(
     """Serve REST and gRPC for one service, or every service in one process with its workers."""
     import uvicorn
 
+    from hdhub.cli.http import server_config
+
     names = _check(service)
     _configure(port, host, service=service)
     everything = service == "all"
@@ -141,7 +143,7 @@ def run(
     platform = _platform(names, migrate=everything if migrate is None else migrate, seed=seed, workers=everything)
     # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1; identity
     # reads it itself, from HDHUB_IDENTITY_TRUSTED_PROXIES only (docs/identity.md).
-    config = uvicorn.Config(
+    config = server_config(
         platform.app(), host=host, port=port, log_config=None, access_log=True, lifespan="on", proxy_headers=False
     )
     server = uvicorn.Server(config)

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from hdhub.common.auth import Action as Permission
 from hdhub.common.auth import Principal
 from hdhub.common.errors import FieldProblem, Problem, forbidden, invalid, not_found
-from hdhub.common.web import CurrentPrincipal, Language, idempotent, request_fingerprint
+from hdhub.common.web import CurrentPrincipal, Language, Offset, idempotent, request_fingerprint
 from hdhub.registrations.domain.csv_template import csv_template
 from hdhub.registrations.domain.dcd import DcdDefinition
 from hdhub.registrations.domain.lifecycle import Action, Status
@@ -59,7 +59,7 @@ def parse_if_match(value: str | None, *, required: bool = True) -> int | None:
             )
         return None
     tag = value.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
+    if not (tag.isascii() and tag.isdigit() and len(tag) <= 18):  # our ETags are versions: small ints
         raise Problem(400, "bad-if-match", "If-Match must be an ETag this API gave you")
     return int(tag)
 
@@ -255,7 +255,7 @@ def build_router(service: RegistrationsService) -> APIRouter:
         updated_from: Annotated[datetime | None, Query(description=SINCE)] = None,
         updated_to: Annotated[datetime | None, Query(description=UNTIL)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> RegistrationPage:
         scope = readable(principal)
         if organisation_id is not None:
@@ -409,7 +409,7 @@ def build_router(service: RegistrationsService) -> APIRouter:
         organisation_id: Annotated[str, Query(max_length=64)],
         state: Annotated[str | None, Query(pattern="^(sending|pending|ok|nok|parked)$")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> list[DeliveryOut]:
         """The organisation's deliveries, newest change first; ``state=parked`` lists the ones
         whose resends stopped."""
@@ -427,7 +427,7 @@ def build_router(service: RegistrationsService) -> APIRouter:
         principal: CurrentPrincipal,
         state: Annotated[str | None, Query(pattern="^(sending|pending|ok|nok|parked)$")] = "parked",
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> list[DeliveryOut]:
         """For the operator: deliveries of every organisation (parked ones by default)."""
         if not principal.is_operator:

@@ -9,7 +9,6 @@ Parameters keep v2's kebab-case names (``organization-id``, ``dcd-id``,
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import grpc
@@ -19,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from hdhub.common.auth import Action as Permission
 from hdhub.common.errors import Problem, not_found
 from hdhub.common.grpc import channel, problem_from_rpc_error, register_idempotent
+from hdhub.common.limits import load_json
 from hdhub.common.web import CurrentPrincipal, Language
 from hdhub.proto.identity.v1 import identity_pb2, identity_pb2_grpc
 from hdhub.registrations.api import actor_of, csv_template_response
@@ -162,10 +162,9 @@ def build_router(service: RegistrationsService) -> APIRouter:
         dcd_version_id: DcdVersionId,
     ) -> JSONResponse:
         principal.require(Permission.REGISTRATION_WRITE, organization_id)
-        try:
-            record = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise Problem(400, "malformed-json", "The request body is not valid JSON", str(exc)[:200]) from None
+        # Read whatever the Content-Type says (v2 clients send JSON as text/plain too), so
+        # the JSON rules of every other route are applied here by hand.
+        record = load_json(await request.body())
         if not isinstance(record, dict):
             raise Problem(400, "malformed-json", "The request body must be a JSON object of field values")
         status = str(record.pop("STATUS", "submit") or "submit").strip().lower()
