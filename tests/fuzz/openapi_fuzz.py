@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import schemathesis
@@ -114,7 +115,7 @@ def main() -> int:
     portal = schemathesis_asgi._get_portal()
     with (
         tempfile.TemporaryDirectory() as data,
-        portal.wrap_async_context_manager(running_stack("sqlite", data, workers=False)) as stack,
+        portal.wrap_async_context_manager(running_stack("sqlite", Path(data), workers=False)) as stack,
     ):
         fuzz(stack, portal, report)
     print(

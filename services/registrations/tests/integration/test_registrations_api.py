@@ -272,3 +272,7 @@ async def test_search_refuses_unknown_parameters_bad_statuses_and_backward_range
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "created_to"
     r = await stack.client.get("/api/v1/registrations", params={"updated_from": "yesterday"}, headers=h)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "updated_from"
+    # A bare number is not read as seconds since 1970: the document says ISO 8601.
+    r = await stack.client.get("/api/v1/registrations", params={"updated_to": "0.5"}, headers=h)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "updated_to"
+    assert "ISO 8601" in r.json()["errors"][0]["message"]

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute, iter_route_contexts
+from pydantic import BeforeValidator
 from sqlalchemy import Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -280,6 +281,17 @@ def request_language(request: Request, lang: str | None = None) -> str:
 Language = Annotated[str, Depends(request_language)]
 #: Where a page starts; bounded like every integer a client sends (see limits.MAX_INT).
 Offset = Annotated[int, Query(ge=0, le=MAX_INT, description="How many items to skip")]
+
+
+def _iso_moment(value: object) -> object:
+    # pydantic reads a bare number as seconds since 1970; the documents promise ISO 8601.
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("must be an ISO 8601 date and time, e.g. 2026-12-03T09:30:00")
+    return value
+
+
+#: A moment a client names in a query (ISO 8601 only; without an offset, UTC).
+Moment = Annotated[datetime, BeforeValidator(_iso_moment)]
 
 
 def attachment(filename: str) -> str:

@@ -3,7 +3,6 @@ with their lifecycle, history, ETag / If-Match and Idempotency-Key."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, File, Header, Query, Request, Response, UploadFile
@@ -12,7 +11,7 @@ from fastapi.responses import JSONResponse
 from hdhub.common.auth import Action as Permission
 from hdhub.common.auth import Principal
 from hdhub.common.errors import FieldProblem, Problem, forbidden, invalid, not_found
-from hdhub.common.web import CurrentPrincipal, Language, Offset, idempotent, request_fingerprint
+from hdhub.common.web import CurrentPrincipal, Language, Moment, Offset, idempotent, request_fingerprint
 from hdhub.registrations.domain.csv_template import csv_template
 from hdhub.registrations.domain.dcd import DcdDefinition
 from hdhub.registrations.domain.lifecycle import Action, Status
@@ -250,10 +249,10 @@ def build_router(service: RegistrationsService) -> APIRouter:
         status: Status | None = None,
         business_key: str | None = None,
         include_deleted: bool = False,
-        created_from: Annotated[datetime | None, Query(description=SINCE)] = None,
-        created_to: Annotated[datetime | None, Query(description=UNTIL)] = None,
-        updated_from: Annotated[datetime | None, Query(description=SINCE)] = None,
-        updated_to: Annotated[datetime | None, Query(description=UNTIL)] = None,
+        created_from: Annotated[Moment | None, Query(description=SINCE)] = None,
+        created_to: Annotated[Moment | None, Query(description=UNTIL)] = None,
+        updated_from: Annotated[Moment | None, Query(description=SINCE)] = None,
+        updated_to: Annotated[Moment | None, Query(description=UNTIL)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         offset: Offset = 0,
     ) -> RegistrationPage:
