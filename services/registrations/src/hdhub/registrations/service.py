@@ -40,7 +40,7 @@ from hdhub.common.wakeup import Wakeup
 from hdhub.common.web import request_fingerprint
 from hdhub.registrations.catalogue import Catalogue, CatalogueEntry
 from hdhub.registrations.domain import lifecycle
-from hdhub.registrations.domain.business_key import business_key
+from hdhub.registrations.domain.business_key import SSIN_FORMAT, business_key
 from hdhub.registrations.domain.lifecycle import Action, Confirmation, Status, TransitionRefused
 from hdhub.registrations.store import (
     IdempotencyKey,
@@ -140,7 +140,8 @@ class Registrations:
 
     def key_for(self, entry: CatalogueEntry, values: Mapping[str, Any]) -> str | None:
         d = entry.definition
-        return business_key(self.secret, d.dcd_code, d.business_key, values)
+        ssin_fields = [name for name in d.business_key if d.field(name).format == SSIN_FORMAT]
+        return business_key(self.secret, d.dcd_code, d.business_key, values, ssin_fields=ssin_fields)
 
     # --- writes -------------------------------------------------------------------
 
