@@ -313,6 +313,7 @@ class Registrations:
         organisations: Sequence[str],
         *,
         dcd_code: str | None = None,
+        dcd_version: str | None = None,
         status: str | None = None,
         business_key: str | None = None,
         field_name: str | None = None,
@@ -326,6 +327,8 @@ class Registrations:
             query = select(Registration)
             if dcd_code:
                 query = query.where(Registration.dcd_code == dcd_code)
+            if dcd_version:
+                query = query.where(Registration.dcd_version == dcd_version)
             if project_code:
                 query = query.where(Registration.project_code == project_code)
             if status:

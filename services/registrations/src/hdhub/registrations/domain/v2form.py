@@ -89,9 +89,9 @@ def _code(codelist: Codelist, raw: object) -> object:
 
 
 def v2_value(f: Field, value: Any) -> Any:
-    """A stored value as a v2 system writes it: dates ``dd/mm/yyyy``, date-times
-    ``dd/mm/yyyy HH:MM[:SS]``, numbers as JSON numbers, the rest as stored (times ``HH:MM``,
-    codes, multi-selects as a list of codes)."""
+    """A stored value as a v2 system writes it (CSV and API alike): dates ``dd/mm/yyyy``,
+    date-times ``dd/mm/yyyy HH:MM[:SS]``, numbers as JSON numbers, multi-selects as codes
+    joined with ``|`` in the code list's order, the rest as stored (times ``HH:MM``, codes)."""
     if value is None:
         return None
     if f.type is FieldType.DATE and isinstance(value, str):
@@ -101,6 +101,8 @@ def v2_value(f: Field, value: Any) -> Any:
         return moment.strftime("%d/%m/%Y %H:%M" if moment.second == 0 else "%d/%m/%Y %H:%M:%S")
     if f.type in (FieldType.INTEGER, FieldType.DECIMAL) and isinstance(value, str):
         return _json_number(value)
+    if f.type is FieldType.SELECT_MULTIPLE and isinstance(value, list):
+        return "|".join(value)
     return value
 
 
