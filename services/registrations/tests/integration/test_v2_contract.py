@@ -5,6 +5,7 @@ another organisation gets from each."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -433,3 +434,16 @@ async def test_submitted_data_of_another_organisation_stays_out_of_reach(stack: 
         r = await stack.client.post(SUBMIT, json=record(), headers=await stack.headers(who))
         assert r.status_code == 403
     assert (await stack.client.get(READ)).status_code == 401
+
+
+async def test_concurrent_retries_with_one_idempotency_key_store_one_registration(stack: Stack) -> None:
+    h = {**await stack.headers(HIS), "Idempotency-Key": f"v2-{uuid.uuid4()}"}
+    values = record()
+    answers = await asyncio.gather(*[stack.client.post(SUBMIT, json=values, headers=h) for _ in range(4)])
+    assert {a.status_code for a in answers} <= {202, 409}, [a.text for a in answers]
+    accepted = [a for a in answers if a.status_code == 202]
+    assert accepted and len({a.json()["registrationId"] for a in accepted}) == 1
+    assert all(a.json()["type"] == "/problems/idempotency-key-in-flight" for a in answers if a.status_code == 409)
+    again = await stack.client.post(SUBMIT, json=values, headers=h)
+    assert again.status_code == 202 and again.headers["idempotent-replayed"] == "true"
+    assert await _count(stack, again.json()["businessKey"]) == 1

@@ -23,7 +23,7 @@ from hdhub.common.auth import Action as Permission
 from hdhub.common.auth import Principal
 from hdhub.common.errors import Problem, forbidden, not_found
 from hdhub.common.grpc import channel, problem_from_rpc_error, register_idempotent
-from hdhub.common.web import CurrentPrincipal, Language, authenticate, idempotent, request_fingerprint
+from hdhub.common.web import CurrentPrincipal, Language, authenticate, request_fingerprint
 from hdhub.proto.identity.v1 import identity_pb2, identity_pb2_grpc
 from hdhub.registrations.api import actor_of, readable
 from hdhub.registrations.catalogue import CatalogueEntry
@@ -49,7 +49,7 @@ from hdhub.registrations.proxy_schemas import (
     SubmittedPage,
     SubmittedRecord,
 )
-from hdhub.registrations.store import IdempotencyKey, Registration
+from hdhub.registrations.store import Registration
 
 if TYPE_CHECKING:
     from hdhub.registrations.runtime import RegistrationsService
@@ -498,15 +498,12 @@ def build_router(service: RegistrationsService) -> APIRouter:
             code, body, headers = await effect()
             return JSONResponse(body, status_code=code, headers=headers)
         what = {"dcd": d.dcd_code, "version": entry.version, "src": data_src_type.value, "record": sent}
-        async with registrations.db.session([organization_id]) as session:
-            return await idempotent(
-                session,
-                IdempotencyKey,
-                key=idempotency_key,
-                organisation_id=organization_id,
-                fingerprint=request_fingerprint("POST", request.url.path, what),
-                effect=lambda: effect(session),
-            )
+        return await registrations.put_idempotently(
+            organization_id,
+            key=idempotency_key,
+            fingerprint=request_fingerprint("POST", request.url.path, what),
+            effect=effect,
+        )
 
     @router.get(
         "/dcd/submit",
