@@ -443,7 +443,9 @@ async def test_concurrent_retries_with_one_idempotency_key_store_one_registratio
     assert {a.status_code for a in answers} <= {202, 409}, [a.text for a in answers]
     accepted = [a for a in answers if a.status_code == 202]
     assert accepted and len({a.json()["registrationId"] for a in accepted}) == 1
-    assert all(a.json()["type"] == "/problems/idempotency-key-in-flight" for a in answers if a.status_code == 409)
+    assert all(
+        a.json()["type"] == "/problems/idempotency-key-in-flight" for a in answers if a.status_code == 409
+    )
     again = await stack.client.post(SUBMIT, json=values, headers=h)
     assert again.status_code == 202 and again.headers["idempotent-replayed"] == "true"
     assert await _count(stack, again.json()["businessKey"]) == 1
