@@ -26,6 +26,7 @@ import os
 import sys
 import tempfile
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 def ssins(n: int) -> list[str]:
     out = []
     for i in range(n):
-        body = f"{500101 + (i // 997) % 300000:06d}{i % 997 + 1:03d}"
+        birth = date(1950, 1, 1) + timedelta(days=(i // 997) % 18000)  # real dates: the rule checks them
+        body = f"{birth:%y%m%d}{i % 997 + 1:03d}"
         out.append(f"{body}{97 - int(body) % 97:02d}")
     return out
 
@@ -52,6 +54,7 @@ async def measure(values: list[str], batch: int, rounds: int) -> list[tuple[floa
     """(baseline, service) pseudonyms/s per round; the two alternate within each round so
     that a machine shared with other work weighs on both alike."""
     os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+    from hdhub.common.auth import ActingFor
     from hdhub.common.grpc import channel
     from hdhub.common.service_auth import acting_as_service
     from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2 as pb
@@ -75,7 +78,7 @@ async def measure(values: list[str], batch: int, rounds: int) -> list[tuple[floa
                 )
                 for start in range(0, len(values), batch)
             ]
-            async with acting_as_service("registrations"):
+            async with acting_as_service("registrations", ActingFor("az-demo", "bench")):
                 await stub.PseudonymiseAndForward(requests[0], timeout=120)  # warm up: channel, token, key
                 for _ in range(rounds):
                     base = baseline(key, values)

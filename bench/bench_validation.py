@@ -31,8 +31,8 @@ from typing import Any
 
 from openpyxl import Workbook
 
+from hdhub.common.ssin import ssin_check_number
 from hdhub.registrations.domain.dcd import DcdDefinition, FieldType
-from hdhub.registrations.domain.ssin import ssin_check_number
 from hdhub.registrations.domain.validation import CompiledDcd, compile_dcd
 from hdhub.registrations.domain.xlsform import read_workbook
 

@@ -1,6 +1,7 @@
 """Every REST route of every service, called as each role in its own organisation, as a
 member of a foreign organisation (holding every role there), as the operator, as the
-organisation's hospital system (client credentials), and as nobody. Routes come from the merged OpenAPI document, so a new route cannot escape: one
+organisation's hospital system (client credentials), as each platform service identity
+(``hdhub-service:<name>``, a real token from the issuer), and as nobody. Routes come from the merged OpenAPI document, so a new route cannot escape: one
 missing from ``EXPECTED`` fails the test with its method and path.
 
 What an entry says: which callers the route lets through, derived from the one policy
@@ -9,6 +10,9 @@ and 404 (a 409, 412, 422 or 428 means the caller got past authorisation; 404 is 
 from allowed callers only where the route's own resource may be gone by then, since the
 calls run in order and some delete). "Kept out" means 401, 403 or 404. Callers are
 judged first, then allowed ones, so deletions cannot hide a leak.
+
+A service identity reaches no REST route but the public ones (``anyone``): services talk
+to each other over gRPC, and ``SERVICE_ROUTES`` (empty) would list a documented exception.
 
 To add a route: one line in ``EXPECTED``, with a body if the route takes one.
 """
@@ -24,12 +28,16 @@ from typing import Any
 import jwt
 import pytest
 
-from hdhub.common.auth import OPERATOR_ACTIONS, OPERATOR_ROLE, POLICY, Action, Role
+from hdhub.common import service_auth
+from hdhub.common.auth import OPERATOR_ACTIONS, OPERATOR_ROLE, POLICY, SERVICE_POLICY, Action, Role
 from tests.support.samples import record
 from tests.support.stack import ISSUER, Stack
 
 OWN, FOREIGN = "az-demo", "lab-demo"
 ALL_ROLES = [r.value for r in Role]
+SERVICE_CALLERS = {f"service:{name}": name for name in SERVICE_POLICY}
+#: REST routes documented for a service identity (docs/identity.md): none.
+SERVICE_ROUTES: dict[tuple[str, str], frozenset[str]] = {}
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,7 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("GET", "/api/v1/dcds/{dcd}/versions/{version}"): Expect(Action.CATALOGUE_READ, tenant=False),
     ("GET", "/api/v1/dcds/{dcd}/versions/{version}/fields/{field}"): Expect(Action.CATALOGUE_READ, tenant=False),
     ("GET", "/api/v1/dcds/{dcd}/versions/{version}/codelists/{name}"): Expect(Action.CATALOGUE_READ, tenant=False),
+    ("GET", "/api/v1/dcds/{dcd}/versions/{version}/template.csv"): Expect(Action.CATALOGUE_READ, tenant=False),
     ("POST", "/api/v1/dcds/{dcd}/versions/{version}/validate"): Expect(
         Action.CATALOGUE_READ, tenant=False, body=lambda _: {"values": record()}
     ),
@@ -156,6 +165,7 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("GET", "/proxy/api/dcd/field"): Expect(Action.CATALOGUE_READ, tenant=False),
     ("GET", "/proxy/api/dcd/codelist"): Expect(Action.CATALOGUE_READ, tenant=False),
     ("GET", "/proxy/api/externalreference/sadmi"): Expect(authenticated=True, unavailable=True),
+    ("GET", "/proxy/api/dcd/template"): Expect(Action.CATALOGUE_READ, tenant=False),
     ("POST", "/proxy/api/dcd/payload/submit"): Expect(Action.REGISTRATION_WRITE, body=lambda _: {"STATUS": "draft"}),
     ("GET", "/proxy/api/dcd/submit"): Expect(Action.REGISTRATION_READ),
     # portal: certificates (the Certificate Editor only)
@@ -206,11 +216,13 @@ PARAMS = {
 }
 
 
-def _allowed(expect: Expect, caller: str) -> bool:
+def _allowed(expect: Expect, caller: str, route: tuple[str, str] = ("", "")) -> bool:
     if expect.anyone:
         return True
     if caller == "nobody":
         return False
+    if caller in SERVICE_CALLERS:
+        return SERVICE_CALLERS[caller] in SERVICE_ROUTES.get(route, frozenset())
     if expect.authenticated:
         return True
     assert expect.action is not None
@@ -285,6 +297,8 @@ async def test_every_route_answers_each_caller_as_the_policy_says(stack: Stack) 
     callers["foreign"] = await _mint(stack, {FOREIGN: ALL_ROLES})
     callers["operator"] = await _mint(stack, {}, [OPERATOR_ROLE])
     callers["system"] = await stack.headers("az-demo-his")
+    for caller, name in SERVICE_CALLERS.items():
+        callers[caller] = {"Authorization": f"Bearer {(await service_auth.service_principal(name)).token}"}
     failures: list[str] = []
     for path, ops in spec["paths"].items():
         for method, op in ops.items():
@@ -300,7 +314,8 @@ async def test_every_route_answers_each_caller_as_the_policy_says(stack: Stack) 
                     query[p["name"]] = ids[p["name"]]
             if "organisation_id" in {p["name"] for p in op.get("parameters", []) if p["in"] == "query"}:
                 query["organisation_id"] = OWN
-            order = sorted(callers, key=lambda c: _allowed(expect, c))  # kept-out callers first
+            route = (method.upper(), path)
+            order = sorted(callers, key=lambda c: _allowed(expect, c, route))  # kept-out callers first
             for caller in order:
                 kwargs: dict[str, Any] = {"params": query, "headers": {**callers[caller], **expect.headers}}
                 if expect.body is not None:
@@ -308,7 +323,7 @@ async def test_every_route_answers_each_caller_as_the_policy_says(stack: Stack) 
                 if expect.files is not None:
                     kwargs["files"] = expect.files
                 r = await stack.client.request(method.upper(), url, **kwargs)
-                want = "let through" if _allowed(expect, caller) else "kept out"
+                want = "let through" if _allowed(expect, caller, route) else "kept out"
                 got = _class(r.status_code)
                 if (r.status_code >= 500 and not (expect.unavailable and r.status_code == 501)) or (got != want and not (want == "let through" and r.status_code == 404)):
                     failures.append(f"{method.upper()} {path} as {caller}: {r.status_code}, expected {want} ({r.text[:120]})")

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import stat
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import httpx
 import pytest
+
+from hdhub.cli.services import SERVICES
+from hdhub.common.config import PLACEHOLDER, is_placeholder
+from hdhub.common.local_secrets import FILE_NAME, GENERATED
+from tests.e2e.conftest import base_env, run_all
+from tests.support.stack import free_port
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,3 +57,98 @@ def test_unknown_service_is_refused_clearly(tmp_path: Path) -> None:
     assert out.returncode != 0
     assert "unknown service 'billing'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# --- secrets: none has a usable default -------------------------------------------------
+
+
+def _production(data: Path, **secrets: str) -> dict[str, str]:
+    # Free ports throughout: should a refusal fail, nothing binds another run's ports.
+    return base_env(data) | {"HDHUB_DATA_DIR": str(data), "HDHUB_ENVIRONMENT": "production", **secrets}
+
+
+# The secrets of the services `hdhub` runs (GENERATED also covers reserved service names).
+NEEDED = sorted(
+    {
+        "HDHUB_SERVICE_CLIENT_SECRET",
+        "HDHUB_PORTAL_MASTER_KEY",
+        "HDHUB_PSEUDONYMISATION_MASTER_KEY",
+        "HDHUB_UPLOADS_MASTER_KEY",
+        "HDHUB_INTAKE_MASTER_KEY",
+    }
+    | {f"HDHUB_{name.upper()}_SECRET_KEY" for name in SERVICES}
+)
+
+
+@pytest.mark.parametrize("missing", NEEDED)
+def test_production_refuses_to_start_without_each_secret(tmp_path: Path, missing: str) -> None:
+    given = {name: f"given-{uuid.uuid4().hex}" for name in NEEDED if name != missing}
+    given |= {k: base64.b64encode(os.urandom(32)).decode() for k in given if k.endswith("_MASTER_KEY")}
+    out = subprocess.run(
+        [sys.executable, "-m", "hdhub.cli.main", "run", "all", "--port", str(free_port())],
+        cwd=ROOT,
+        env=_production(tmp_path, **given),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode != 0
+    said = " ".join((out.stderr + out.stdout).split()).replace("│", "").replace(" ", "")
+    assert missing.replace("_", "") in said.replace("_", "").upper(), said
+    assert "Traceback" not in out.stderr and not any(v in out.stderr + out.stdout for v in given.values())
+    assert not (tmp_path / FILE_NAME).exists()  # production never generates its secrets
+
+
+def test_production_never_seeds_demo_data(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "hdhub.cli.main", "seed"],
+        cwd=ROOT,
+        env=_production(tmp_path, HDHUB_SERVICE_CLIENT_SECRET=uuid.uuid4().hex),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode != 0 and "never loaded in production" in " ".join(out.stderr.split()).replace("│ ", "")
+    assert not (tmp_path / "identity.db").exists()
+
+
+def test_run_all_generates_random_secrets_once_never_prints_them_and_reuses_them(tmp_path: Path) -> None:
+    with run_all(tmp_path) as first:
+        path = first.data_dir / FILE_NAME
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        secrets = json.loads(path.read_text())
+        assert sorted(secrets) == sorted(GENERATED) and not any(is_placeholder(v) for v in secrets.values())
+        assert len(set(secrets.values())) == len(secrets)  # each drawn on its own
+        # The service secret works for the services, the shipped placeholder for no one.
+        assert first.token("hdhub-uploads", secrets["HDHUB_SERVICE_CLIENT_SECRET"])
+        with pytest.raises(httpx.HTTPStatusError):
+            first.token("hdhub-uploads", PLACEHOLDER)
+        # The demo hospital system, seeded by `make run`, still logs in as README says.
+        his = first.token("az-demo-his", "demo-his-secret")
+        with first.client(his) as client:
+            assert client.get("/api/v1/organisations").status_code == 200
+    log = first.log.read_text()
+    assert not any(v in log for v in secrets.values())
+    with run_all(tmp_path) as again:
+        assert json.loads((again.data_dir / FILE_NAME).read_text()) == secrets
+        assert again.token("hdhub-uploads", secrets["HDHUB_SERVICE_CLIENT_SECRET"])
+    assert not any(v in again.log.read_text() for v in secrets.values())
+
+
+def test_demo_p12_writes_a_two_key_p12_the_portal_accepts_and_prints_its_password(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from hdhub.portal.domain.p12 import inspect_p12
+
+    out = hdhub(
+        "demo", "p12", "--organisation", "lab-demo", "--out", str(tmp_path / "lab.p12"), data=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    password = out.stdout.strip()
+    keystore = inspect_p12(
+        (tmp_path / "lab.p12").read_bytes(), password, now=datetime.now(UTC), max_bytes=1 << 20
+    )
+    assert "82000137" in keystore.authentication.describe()  # lab-demo's NIHDI number
+    refused = hdhub("demo", "p12", "--organisation", "az-nowhere", data=tmp_path)
+    assert refused.returncode != 0 and "unknown demo organisation 'az-nowhere'" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from hdhub.common import auth, revocation, service_auth
+from hdhub.common import auth, local_secrets, revocation, service_auth
 from hdhub.common.config import DEFAULT_GRPC_PORTS, platform
 
 ISSUER = "http://testserver/realms/hdhub"
@@ -112,6 +112,8 @@ async def running_stack(backend: str, tmp_path: Any, *, workers: bool = True) ->
     os.environ["HDHUB_ENVIRONMENT"] = "test"
     os.environ["HDHUB_OIDC_ISSUER"] = ISSUER
     os.environ["HDHUB_DATA_DIR"] = str(tmp_path)
+    # Generated as `hdhub run all` does: tests use no shipped secret either.
+    local_secrets.ensure(tmp_path)
     # Tests drive the drop folder themselves, each over a folder of its own.
     os.environ["HDHUB_UPLOADS_DROPFOLDER_ENABLED"] = "false"
     # Revoked tokens of concurrent test runs sharing one Redis must not meet either.

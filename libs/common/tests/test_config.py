@@ -24,6 +24,7 @@ def test_service_and_platform_settings_are_read_from_files_in_the_secrets_dir(tm
     (secrets / "HDHUB_REGISTRATIONS_DATABASE_URL").write_text("postgresql+psycopg://u:p@db/registrations")
     (secrets / "HDHUB_REGISTRATIONS_SECRET_KEY").write_text("s3cret-from-a-file")
     (secrets / "HDHUB_REDIS_URL").write_text("redis://redis:6379/0")
+    (secrets / "HDHUB_SERVICE_CLIENT_SECRET").write_text("a-random-service-secret")
     # In production registrations also refuses to start without the central platform's key.
     (secrets / "HDHUB_REGISTRATIONS_CENTRAL_PUBLIC_KEY").write_text("-----BEGIN PUBLIC KEY-----\n...")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HDHUB_")}

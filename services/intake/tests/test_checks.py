@@ -6,9 +6,9 @@ import gzip
 
 import pytest
 
+from hdhub.common.ssin import contains_ssin
 from hdhub.intake.domain.checks import SequenceChecker, VcfChecker, Verdict, delivery_problem
 from hdhub.intake.domain.names import HIV_SEQUENCE, NGS, BadName, check_name
-from hdhub.intake.domain.ssin import contains_ssin
 from services.intake.tests.support import sequences, vcf
 
 SSIN = "85.04.02-169.32"  # DOMAIN.md's example: a valid mod-97 number
@@ -116,7 +116,34 @@ def test_a_sequence_file_gives_its_recordnames_in_order() -> None:
             "sequence-duplicate-recordname",
             "line 3",
         ),
-        (["HSP_20240827092014;HSP_20240827092014_00001;ACGTXZ"], "sequence-letters", "line 2"),
+        (
+            ["HSP_20240827092014;HSP_20240827092014_00001;ACGTXZ"],
+            "sequence-letters",
+            "line 2: genetic_sequence has X at position 5",
+        ),
+        (
+            ["HSP_20240827092014;HSP_20240827092014_00001;ACGTacgt"],
+            "sequence-letters",
+            "line 2: genetic_sequence has a at position 5; only upper-case IUPAC nucleotide codes",
+        ),
+        (
+            ["HSP_20240827092014;HSP_20240827092014_00001;ACG-T"],
+            "sequence-letters",
+            "line 2: genetic_sequence has - at position 4",
+        ),
+        (["HSP_20240827092014;HSP_20240827092014_00001;AC.GT"], "sequence-letters", "has . at position 3"),
+        (
+            ["HSP_20240827092014;HSP_20240827092014_00001;AC\tGT"],
+            "sequence-letters",
+            "has U+0009 at position 3",
+        ),
+        (
+            ["HSP_20240827092014;HSP_20240827092014_00001;"],
+            "sequence-missing",
+            "line 2: genetic_sequence is empty",
+        ),
+        (["HSP_20240230092014;HSP_20240230092014_00001;ACGT"], "sequence-filename", "real date and time"),
+        (["HSP_20240827242014;HSP_20240827242014_00001;ACGT"], "sequence-filename", "line 2"),
         (["HSP_20240827092014;HSP_20240827092014_1;ACGT"], "sequence-recordname", "line 2"),
         (["HSP_2024082709201;HSP_2024082709201_00001;ACGT"], "sequence-filename", "line 2"),
         (["HSP_20241327092014;HSP_20241327092014_00001;ACGT"], "sequence-filename", "line 2"),
@@ -154,12 +181,19 @@ def test_a_sequence_file_is_named_after_its_filename_column() -> None:
     [
         (NGS, "../etc/passwd.vcf", "no folder part"),
         (NGS, "a\x07b.vcf", "control characters"),
-        (NGS, "a b.vcf", "at most 100 letters"),
-        (NGS, "x" * 101 + ".vcf", "at most 100 letters"),
+        (NGS, "a b.vcf", "only ASCII letters"),
+        (NGS, "café.vcf", "must equal the registration's TX_VCF_FILE_NAME"),
+        (NGS, "x" * 97 + ".vcf", "at most 100 characters"),
         (NGS, "sample.csv", "end in .vcf or .vcf.gz"),
         (HIV_SEQUENCE, "HSP_20240827092014.vcf", "end in .csv"),
         (NGS, "", "required"),
-        (NGS, "NGS_85040216932.vcf", "may not carry an SSIN"),
+        (NGS, "NGS_85040216932.vcf", "national register number"),
+        (NGS, "NUL.vcf", "Windows device name"),
+        (NGS, "com1.vcf.gz", "Windows device name"),
+        (NGS, "sample.vcf/", "may not end with / or"),
+        (NGS, "a\u202eb.vcf", "invisible characters"),
+        (NGS, "sample.vcf\n", "control characters"),
+        (NGS, "sample.vcf.", "end with a dot"),
     ],
 )
 def test_file_names_are_plain(registry: object, name: str, message: str) -> None:
@@ -171,6 +205,21 @@ def test_ssin_detection_uses_the_check_number() -> None:
     assert contains_ssin("id 85040216932 here") and contains_ssin(SSIN)
     assert not contains_ssin("85040216933")  # wrong check digits
     assert not contains_ssin("chr7:155040216932")  # part of a longer number
+
+
+@pytest.mark.parametrize(
+    ("sample", "is_ssin"),
+    [
+        ("85040216932", True),
+        ("90.26.15-011.59", True),  # a BIS number, sex unknown
+        ("85023116921", False),  # 31 February: the check number fits, the date does not exist
+        ("85040200007", False),  # sequence 000 is never attributed
+        ("30050101270", False),  # checks only as a birth in 2030
+    ],
+)
+def test_vcf_ssin_detection_is_the_shared_ssin_rule(sample: str, is_ssin: bool) -> None:
+    verdict = run(VcfChecker(), vcf(samples=(sample,)))
+    assert (verdict.rule == "vcf-patient-data" and "SSIN" in verdict.message) is is_ssin
 
 
 def test_a_long_vcf_is_sampled_after_its_header_and_still_accepted() -> None:

@@ -5,6 +5,7 @@ message and nothing lost."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import socket
 
@@ -58,11 +59,11 @@ async def test_a_file_counts_only_once_moved_to_finished_and_is_then_the_platfor
     assert (
         delivered["state"] == "accepted" and delivered["id"] == received["id"] and delivered["delivered_at"]
     )
-    # The object is in the store, complete, with its SHA-256.
+    # The object is in the store, complete (encrypted at rest), with its SHA-256.
     intake = stack.service("intake")
     listing = await intake.files.listing(LAB, file_id=delivered["id"])
-    stored = await intake.objects.stat(listing.files[0].object_key)
-    assert stored is not None and stored.size == len(vcf()) and stored.sha256 == delivered["sha256"]
+    assert await intake.objects.read(listing.files[0].object_key) == vcf()
+    assert delivered["sha256"] == hashlib.sha256(vcf()).hexdigest()
 
 
 async def test_files_are_write_only(stack: Stack) -> None:
@@ -86,6 +87,10 @@ async def test_files_are_write_only(stack: Stack) -> None:
         ("/etc/passwd", "no folder etc"),
         ("/NGS/x\x07y.vcf", "control characters"),
         ("/NGS/report.pdf", "end in .vcf or .vcf.gz"),
+        ("/NGS/NUL.vcf", "Windows device name"),
+        ("/NGS/x\u202ey.vcf", "invisible characters"),
+        ("/NGS/x\x1by.vcf", "control characters"),
+        ("/NGS/85040216932.vcf", "national register number"),
         ("/NGS/Finished/x.vcf", "then move it into /NGS/Finished"),
         ("/NGS/sub/x.vcf", "no subfolders"),
         ("/x.vcf", "send files into a registry folder"),
@@ -128,7 +133,7 @@ async def test_links_folders_and_removing_delivered_files_are_refused(stack: Sta
     assert "links are refused" in messages[0]
     assert "folders are fixed" in messages[1] and "folders are fixed" in messages[2]
     assert "can only be moved into /NGS/Finished" in messages[3]
-    assert "at most 100 letters" in messages[4]
+    assert "only ASCII letters" in messages[4]
     assert "cannot be removed" in messages[5]
     assert await file_named(stack, name) is None
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hdhub.common.db import Database
-from hdhub.common.objectstore import ObjectStore, open_store
+from hdhub.common.objectstore import ObjectStore, SealedStore, open_store
 from hdhub.intake.files import Files, TransferRefused
 from hdhub.intake.runtime import MIGRATIONS
 from hdhub.intake.settings import IntakeSettings
@@ -21,10 +21,11 @@ from services.intake.tests.support import vcf
 @pytest.fixture(params=["folder", "s3"])
 async def files(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Files]:
     url = f"file://{tmp_path / 'objects'}" if request.param == "folder" else request.getfixturevalue("s3_url")
-    store: ObjectStore = open_store(url)
+    settings = IntakeSettings(max_file_bytes=40 * 1024 * 1024, database_url="sqlite://")
+    # As the service runs: received files encrypted at rest.
+    store: ObjectStore = SealedStore(open_store(url), settings.envelope(), purpose="intake")
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'intake.db'}", migrations=MIGRATIONS)
     await db.migrate()
-    settings = IntakeSettings(max_file_bytes=40 * 1024 * 1024, database_url="sqlite://")
     yield Files(db, store, settings)
     await db.dispose()
     await store.close()
@@ -44,9 +45,11 @@ async def test_a_multipart_transfer_becomes_one_object_with_its_sha256(files: Fi
         await transfer.write(start, data[start : start + 32 * 1024])
     assert await files.objects.stat(transfer.row.object_key) is None  # nothing visible before the end
     row = await transfer.commit()
-    stored = await files.objects.stat(row.object_key)
-    assert stored is not None and stored.size == len(data)
-    assert stored.sha256 == row.sha256 == hashlib.sha256(data).hexdigest()
+    assert await files.objects.stat(row.object_key) is not None
+    assert row.sha256 == hashlib.sha256(data).hexdigest() and row.size == len(data)
+    assert await files.objects.read(row.object_key) == data
+    at_rest = await files.objects.inner.read(row.object_key)  # type: ignore[attr-defined]
+    assert at_rest[:4] == b"HDS1" and data[:64] not in at_rest
     assert row.content_ok and row.state == "received"
 
 

@@ -5,6 +5,7 @@ active one over gRPC."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from typing import Any
@@ -15,12 +16,12 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_der_private_key
 from sqlalchemy import select
 
-from hdhub.common.auth import current_principal, verifier
+from hdhub.common.auth import ActingFor, current_principal, verifier
 from hdhub.common.db import utcnow
+from hdhub.common.envelope import Envelope
 from hdhub.common.grpc import channel
 from hdhub.common.objectstore import open_store
 from hdhub.portal.certificates import Certificates
-from hdhub.portal.envelope import Envelope
 from hdhub.portal.store import Certificate
 from hdhub.proto.portal.v1 import certificates_pb2 as pb
 from hdhub.proto.portal.v1 import certificates_pb2_grpc as pb_grpc
@@ -190,6 +191,43 @@ async def test_a_refused_upload_names_the_rule_and_changes_nothing(
     assert [o.key async for o in stack.service("portal").objects.list("certificates/")] == objects_before
 
 
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [
+        ("ehealth\u202ep12.exe", "invisible"),
+        ("NUL.p12", "device"),
+        ("keys/ehealth.p12", "folder"),
+        ("a?.p12", "reserved"),
+    ],
+)
+async def test_a_certificate_file_name_breaking_the_rule_is_refused(
+    stack: Stack, name: str, rule: str
+) -> None:
+    org = new_org()
+    editor = await as_(stack, {org: ["certificate_editor"]})
+    r = await stack.client.post(
+        f"{BASE}/{org}/versions",
+        files={"file": (name, keystore(), "application/x-pkcs12")},
+        data={"password": PASSWORD},
+        headers={**editor, "Accept-Language": "fr"},
+    )
+    assert r.status_code == 422 and r.json()["type"] == "/problems/bad-file-name", r.text
+    assert r.json()["errors"][0]["rule"] == rule and "nom de fichier" in r.json()["detail"]
+    assert (await stack.client.get(f"{BASE}/{org}/versions", headers=editor)).json() == []
+
+
+async def test_a_certificate_file_name_in_any_script_is_kept(stack: Stack) -> None:
+    org = new_org()
+    editor = await as_(stack, {org: ["certificate_editor"]})
+    r = await stack.client.post(
+        f"{BASE}/{org}/versions",
+        files={"file": ("clé ehealth.p12", keystore(), "application/x-pkcs12")},
+        data={"password": PASSWORD},
+        headers=editor,
+    )
+    assert r.status_code == 201 and r.json()["filename"] == "clé ehealth.p12"
+
+
 async def test_upload_needs_file_and_password(stack: Stack) -> None:
     org = new_org()
     editor = await as_(stack, {org: ["certificate_editor"]})
@@ -286,8 +324,14 @@ async def test_an_editor_sees_a_missing_version_as_404(stack: Stack) -> None:
 # --- gRPC: the active certificate, for signers and decrypters only -------------------------
 
 
-async def stub_with(stack: Stack, token: str | None) -> pb_grpc.CertificatesServiceStub:
-    current_principal.set(await verifier().verify(token) if token else None)
+async def stub_with(
+    stack: Stack, token: str | None, acting_for: str | None = None
+) -> pb_grpc.CertificatesServiceStub:
+    """A stub calling with ``token``; a service's calls act for organisation ``acting_for``."""
+    principal = await verifier().verify(token) if token else None
+    if principal is not None and acting_for is not None:
+        principal = dataclasses.replace(principal, acting_for=ActingFor(acting_for, "editor@org.test"))
+    current_principal.set(principal)
     return pb_grpc.CertificatesServiceStub(channel("portal"))
 
 
@@ -298,7 +342,7 @@ async def test_signing_and_decrypting_services_get_the_active_keys(stack: Stack,
     await upload(stack, org, editor, keystore())
     await upload(stack, org, editor, keystore())
     token = await mint(stack, f"service-account-hdhub-{service}", {}, [f"hdhub-service:{service}"])
-    reply = await (await stub_with(stack, token)).GetActiveCertificate(
+    reply = await (await stub_with(stack, token, org)).GetActiveCertificate(
         pb.GetActiveCertificateRequest(organisation_id=org)
     )
     active = reply.certificate
@@ -330,7 +374,13 @@ async def test_anyone_else_is_refused_the_active_certificate(stack: Stack) -> No
     ]
     for token in refused:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await (await stub_with(stack, token)).GetActiveCertificate(request)
+            await (await stub_with(stack, token, org)).GetActiveCertificate(request)
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # A signing service acting for another organisation is refused this one's keys.
+    registrations = await mint(stack, "service-account-hdhub-registrations", {}, ["hdhub-service:registrations"])
+    for acting_for in (new_org(), None):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await (await stub_with(stack, registrations, acting_for)).GetActiveCertificate(request)
         assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await (await stub_with(stack, None)).GetActiveCertificate(request)
@@ -339,9 +389,10 @@ async def test_anyone_else_is_refused_the_active_certificate(stack: Stack) -> No
 
 async def test_no_published_certificate_is_not_found(stack: Stack) -> None:
     token = await mint(stack, "service-account-hdhub-nippin", {}, ["hdhub-service:nippin"])
-    stub = await stub_with(stack, token)
+    org = new_org()
+    stub = await stub_with(stack, token, org)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.GetActiveCertificate(pb.GetActiveCertificateRequest(organisation_id=new_org()))
+        await stub.GetActiveCertificate(pb.GetActiveCertificateRequest(organisation_id=org))
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.GetActiveCertificate(pb.GetActiveCertificateRequest())

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from hdhub.common.envelope import Envelope, EnvelopeError
 from hdhub.portal.domain.p12 import P12Rejected, Purpose, Rule, Step, inspect_p12
-from hdhub.portal.envelope import Envelope, EnvelopeError
 from services.portal.tests.p12s import AUTH, ENC, PASSWORD, Entry, keystore
 
 LIMIT = 64 * 1024

@@ -26,9 +26,11 @@ async def test_migrations_match_the_models(stack: Stack) -> None:
 def test_production_needs_a_real_master_key(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
     monkeypatch.setenv("HDHUB_ENVIRONMENT", "production")
     monkeypatch.setenv("HDHUB_PORTAL_SECRET_KEY", "a-real-secret")
+    monkeypatch.setenv("HDHUB_SERVICE_CLIENT_SECRET", "a-real-service-secret")
+    monkeypatch.delenv("HDHUB_PORTAL_MASTER_KEY", raising=False)  # the stack's generated one
     platform.cache_clear()
     try:
-        with pytest.raises(ValueError, match="master_key is a placeholder"):
+        with pytest.raises(ValueError, match="MASTER_KEY is unset or a placeholder"):
             PortalSettings()
         key = base64.b64encode(bytes(range(32))).decode()
         monkeypatch.setenv("HDHUB_PORTAL_MASTER_KEY", key)

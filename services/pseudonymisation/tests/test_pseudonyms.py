@@ -38,6 +38,39 @@ def test_an_ssin_failing_its_check_is_refused_without_echoing_it(bad: str) -> No
     assert err.value.rule == "ssin" and (not bad or bad not in err.value.message)
 
 
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        ("85023116921", "does not exist"),  # 31 February, right check number
+        ("85040200007", "never attributed"),  # sequence 000
+        ("30050101270", "in the future"),  # checks only as a birth in 2030
+        ("85/04/02-169.32", "only digits"),
+    ],
+)
+def test_the_whole_ssin_rule_applies_with_its_reason(bad: str, says: str) -> None:
+    _, h = KEYS.hasher("HDBP0012")
+    with pytest.raises(Refused) as err:
+        ssin_pseudonym(h, bad)
+    assert err.value.rule == "ssin" and says in err.value.message and bad[:6] not in err.value.message
+
+
+def test_the_batch_fast_path_applies_the_whole_rule() -> None:
+    from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2 as pb
+    from hdhub.pseudonymisation.grpc import pseudonymise
+
+    _, h = KEYS.hasher("HDBP0012")
+    request = pb.PseudonymiseAndForwardRequest(
+        organisation_id="az-demo",
+        project_code="HDBP0012",
+        technical_ids=["ok", "feb-31", "seq-000"],
+        versions=[1, 1, 1],
+        ssins=[SSIN, "85023116921", "85040200007"],
+    )
+    refused, halves = pseudonymise(request, h)
+    assert [(r.technical_id, r.rule) for r in refused] == [("feb-31", "ssin"), ("seq-000", "ssin")]
+    assert list(halves.technical_ids) == ["ok"]
+
+
 def test_an_ssin_of_someone_born_in_2000_or_later_passes() -> None:
     body = "010305067"
     check = 97 - int("2" + body) % 97
@@ -96,6 +129,7 @@ def test_each_project_and_key_version_has_its_own_domain() -> None:
 
 
 async def test_only_the_registrations_service_may_send_identifiers(stack: object) -> None:
+    from hdhub.common.auth import ActingFor
     from hdhub.common.grpc import channel
     from hdhub.common.service_auth import acting_as_service
     from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2 as pb
@@ -106,7 +140,7 @@ async def test_only_the_registrations_service_may_send_identifiers(stack: object
         organisation_id="az-demo", project_code="HDBP0012", technical_ids=["t-1"], versions=[2], ssins=[SSIN]
     )
     for service in ("uploads", "sim"):
-        async with acting_as_service(service):
+        async with acting_as_service(service, ActingFor("az-demo", "nurse@az-demo.test")):
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await stub.PseudonymiseAndForward(request)
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -128,7 +162,7 @@ async def test_only_the_registrations_service_may_send_identifiers(stack: object
             )
         ],
     )
-    async with acting_as_service("registrations"):
+    async with acting_as_service("registrations", ActingFor("az-demo", "nurse@az-demo.test")):
         answer = await stub.PseudonymiseAndForward(mixed)
     assert answer.forwarded == 3 and answer.key_version == 1
     assert [(r.index, r.technical_id, r.rule) for r in answer.refused] == [
@@ -149,7 +183,7 @@ async def test_only_the_registrations_service_may_send_identifiers(stack: object
         versions=[2],
         ssins=[SSIN, SSIN],
     )
-    async with acting_as_service("registrations"):
+    async with acting_as_service("registrations", ActingFor("az-demo", "nurse@az-demo.test")):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.PseudonymiseAndForward(uneven)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

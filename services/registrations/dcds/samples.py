@@ -19,13 +19,16 @@ read-only fields (MS_LOS, MS_AGE_ADM, MS_BMI, ...) are left out: the engine comp
   filter excludes).
 - DCDS[dcd_code]: project code, workbook file name and business key.
 
-All people are fictitious; SSINs are made up but pass the mod-97 check (asserted on import).
+All people are fictitious; SSINs are made up but pass the whole SSIN rule of hdhub.common.ssin
+(asserted on import).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from hdhub.common.ssin import is_valid_ssin as ssin_is_valid
 
 WORKBOOK_DIR = Path(__file__).resolve().parent.parent / "src" / "hdhub" / "registrations" / "dcds"
 VERSION = "1.0.0"
@@ -54,16 +57,6 @@ def workbook_path(dcd_code: str) -> Path:
 
 
 # ----------------------------------------------------------------------------- SSINs
-
-
-def ssin_is_valid(ssin: str) -> bool:
-    """Belgian national register number: 9 digits + 2 check digits (mod 97; 2 prefixed from 2000)."""
-    digits = "".join(c for c in ssin if c.isdigit())
-    if len(digits) != 11 or len(digits) != len(ssin.replace(".", "").replace("-", "").replace(" ", "")):
-        return False
-    body, check = digits[:9], int(digits[9:])
-    return any(97 - int(prefix + body) % 97 == check for prefix in ("", "2"))
-
 
 # Fictitious patients: (SSIN, date of birth, sex). The SSIN starts with the birth date
 # (yymmdd); the serial (digits 7-9) is odd for men, even for women.

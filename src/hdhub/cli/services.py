@@ -8,12 +8,15 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 
 from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from hdhub.common.runtime import Service
 from hdhub.common.web import create_app
 
 log = logging.getLogger("hdhub.cli")
 
+READINESS_TIMEOUT_SECONDS = 2.0
 SERVICES = ("identity", "registrations", "uploads", "portal", "pseudonymisation", "sim", "intake")
 
 
@@ -47,6 +50,10 @@ def make_service(name: str) -> Service:
 
         return SimService()
     raise KeyError(name)
+
+
+class DemoDataRefused(RuntimeError):
+    """Asked to seed demo data in production."""
 
 
 class Platform:
@@ -84,6 +91,12 @@ class Platform:
             register_domain_metrics(s.name, s.domain_metrics)
 
     async def seed_demo(self) -> None:
+        """Load the demo organisations, accounts, clients and certificates (README): known
+        passwords and secrets, so never in production."""
+        from hdhub.common.config import platform
+
+        if platform().environment == "production":
+            raise DemoDataRefused("demo data (known passwords and secrets) is never loaded in production")
         for s in self.services:
             seed = getattr(s, "seed", None)
             if seed is not None:
@@ -100,6 +113,20 @@ class Platform:
         for s in self.services:
             await s.stop()
 
+    async def readiness(self) -> dict[str, str]:
+        """Each service's database answers a query within 2 s ("ok"), or why not."""
+
+        async def check(service: Service) -> str:
+            try:
+                async with asyncio.timeout(READINESS_TIMEOUT_SECONDS), service.db.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+            except (TimeoutError, SQLAlchemyError, OSError) as exc:
+                return f"database: {type(exc).__name__}"
+            return "ok"
+
+        states = await asyncio.gather(*(check(s) for s in self.services))
+        return {s.name: state for s, state in zip(self.services, states, strict=True)}
+
     def app(self) -> FastAPI:
         routers = [r for s in self.services for r in s.routers()]
         title = "hdhub" if len(self.services) > 1 else f"hdhub {self.services[0].name}"
@@ -108,6 +135,7 @@ class Platform:
             routers=routers,
             description="Deliver hospital and laboratory data to health registries. "
             "Problems are answered as application/problem+json (RFC 9457).",
+            readiness=self.readiness,
         )
 
         @contextlib.asynccontextmanager

@@ -207,6 +207,27 @@ async def test_catalogue_lists_registries_and_validates_without_storing(stack: S
     assert (await stack.client.get("/api/v1/registries")).status_code == 401
 
 
+@pytest.mark.parametrize(
+    ("row", "column", "says"),
+    [
+        ({"constraint": "regex(., concat('[', 'a'))"}, "constraint", "invalid regular expression"),
+        ({"constraint": "regex(., 'a{4294967296}')"}, "constraint", "invalid regular expression"),
+        ({"guidance_hint": "read this"}, "guidance_hint", "does not read"),
+    ],
+)
+async def test_a_workbook_problem_is_a_422_naming_sheet_row_and_column(
+    stack: Stack, row: dict[str, str], column: str, says: str
+) -> None:
+    from services.registrations.tests.unit.conftest import build_workbook
+
+    data = build_workbook([{"type": "text", "name": "TX_A"}, {"type": "text", "name": "TX_B", **row}])
+    files = {"workbook": ("x.xlsx", data, "application/octet-stream")}
+    r = await stack.client.post("/api/v1/dcds", files=files, headers=await stack.headers(OPERATOR))
+    assert r.status_code == 422 and r.json()["type"] == "/problems/invalid-workbook", r.text
+    [error] = r.json()["errors"]
+    assert error["field"] == f"survey!{column}3" and says in error["message"]
+
+
 async def test_only_the_operator_imports_workbooks_and_versions_are_immutable(stack: Stack) -> None:
     from hdhub.registrations.catalogue import resources
 
@@ -219,3 +240,44 @@ async def test_only_the_operator_imports_workbooks_and_versions_are_immutable(st
     junk = {"workbook": ("x.xlsx", b"PK\x03\x04 not really", "application/octet-stream")}
     r = await stack.client.post("/api/v1/dcds", files=junk, headers=await stack.headers(OPERATOR))
     assert r.status_code == 422 and r.json()["type"] == "/problems/invalid-workbook"
+
+
+async def test_search_filters_by_created_and_updated_range(stack: Stack) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    h = await stack.headers(NURSE)
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    reg = (await create(stack)).json()
+    after = datetime.now(UTC) + timedelta(seconds=1)
+    key = reg["business_key"]
+
+    async def found(**params: str) -> bool:
+        r = await stack.client.get("/api/v1/registrations", params={"business_key": key, **params}, headers=h)
+        assert r.status_code == 200, r.text
+        return [item["id"] for item in r.json()["items"]] == [reg["id"]]
+
+    assert await found(created_from=before.isoformat(), created_to=after.isoformat())
+    assert await found(updated_from=before.isoformat())
+    assert not await found(created_to=before.isoformat())
+    assert not await found(updated_from=after.isoformat())
+    # A time without an offset is UTC; a date alone is its midnight.
+    assert await found(created_from=before.replace(tzinfo=None).isoformat())
+    assert not await found(created_from=(after + timedelta(days=1)).date().isoformat())
+
+
+async def test_search_refuses_unknown_parameters_bad_statuses_and_backward_ranges(stack: Stack) -> None:
+    h = await stack.headers(NURSE)
+    r = await stack.client.get("/api/v1/registrations", params={"stauts": "open"}, headers=h)
+    assert r.status_code == 422 and r.json()["type"] == "/problems/request-validation"
+    assert [(e["field"], e["rule"]) for e in r.json()["errors"]] == [("stauts", "unknown_parameter")]
+    assert "status" in r.json()["errors"][0]["message"]  # the known ones are named
+    r = await stack.client.get("/api/v1/registrations", params={"status": "bogus"}, headers=h)
+    assert r.status_code == 422
+    assert [(e["field"], e["rule"]) for e in r.json()["errors"]] == [("status", "enum")]
+    assert "'open'" in r.json()["errors"][0]["message"]
+    r = await stack.client.get(
+        "/api/v1/registrations", params={"created_from": "2026-12-02", "created_to": "2026-12-01"}, headers=h
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "created_to"
+    r = await stack.client.get("/api/v1/registrations", params={"updated_from": "yesterday"}, headers=h)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "updated_from"

@@ -318,6 +318,27 @@ def test_ssin_of_the_wrong_length_is_an_ssin_error(dcd: CompiledDcd) -> None:
     assert rules(check(dcd, {"IDC_PAT": "8504021693"})) == [("IDC_PAT", "ssin")]
 
 
+@pytest.mark.parametrize(
+    ("ssin", "lang", "message"),
+    [
+        ("85040216933", "en", "The check number (last 2 digits) of this national register number (SSIN) is wrong"),
+        ("85/04/02-169.32", "fr", "Un numéro de registre national (NISS) ne contient que des chiffres"),
+        ("85023116921", "nl", "De geboortedatum in dit rijksregisternummer (INSZ) bestaat niet."),
+        ("85040200007", "de", "Die laufende Nummer dieser Nationalregisternummer (INSZ) wird nie vergeben"),
+        ("85150216951", "en", "The month part of this national register number (SSIN) is impossible"),
+        ("30050101270", "en", "The birth date in this national register number (SSIN) lies in the future."),
+    ],
+    ids=["check", "separator", "31-february", "sequence-000", "month-15", "born-2030"],
+)
+def test_each_broken_ssin_rule_has_its_own_message_in_the_users_language(
+    dcd: CompiledDcd, ssin: str, lang: str, message: str
+) -> None:
+    result = check(dcd, {"IDC_PAT": ssin}, lang=lang)
+    assert rules(result) == [("IDC_PAT", "ssin")]
+    assert result.errors[0].message.startswith(message)
+    assert ssin not in result.errors[0].message and ssin[:6] not in result.errors[0].message
+
+
 def test_odd_input_types_are_type_errors_not_crashes(dcd: CompiledDcd) -> None:
     result = check(dcd, {"TX_CODE": {"a": 1}, "DT_ADM": 20240515, "CD_SEX": object()})
     assert {(f, r) for f, r in rules(result)} >= {("TX_CODE", "type"), ("DT_ADM", "type"), ("CD_SEX", "type")}

@@ -18,7 +18,7 @@ class Batch(list[dict[str, str]]):
 
 SURVEY = [
     {"type": "integer", "name": "MS_HEIGHT", "required": "yes"},
-    {"type": "text", "name": "IDC_PAT", "personal_data": "yes"},
+    {"type": "text", "name": "IDC_PAT", "hd::personal_data": "yes"},
     {"type": "date", "name": "DT_EVENT"},
     {"type": "select_one sex", "name": "CD_SEX"},
     {"type": "decimal", "name": "MS_WEIGHT"},

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from hdhub.registrations.domain.dcd import DcdDefinition, FieldType, NumberFormat, SemVer
+from hdhub.registrations.domain.validation import compile_dcd
 from hdhub.registrations.domain.xlsform import Problem, WorkbookError, read_workbook
 
 MakeWorkbook = Callable[..., bytes]
@@ -487,3 +488,155 @@ def test_every_shipped_workbook_loads(name: str) -> None:
     assert name.startswith(f"{definition.project_code}_{definition.dcd_code}_{definition.version}")
     assert definition.business_key
     assert {"en", "fr", "nl"} <= set(definition.languages)
+
+
+# --------------------------------------------------------------------------- pyxform's spellings
+
+
+@pytest.mark.parametrize("column", ["relevant", "relevance", "bind::relevant", "Relevance"])
+def test_every_spelling_of_relevant_is_skip_logic(make_dcd: MakeDcd, column: str) -> None:
+    definition = make_dcd(
+        [{"type": "integer", "name": "A"}, {"type": "text", "name": "B", column: "${A} > 1", "required": "yes"}]
+    )
+    compiled = compile_dcd(definition)
+    assert definition.field("B").relevant == "${A} > 1"
+    assert compiled.validate({"A": "1"}).ok  # B does not apply, so it is not required
+    assert [e.rule for e in compiled.validate({"A": "2"}).errors] == ["required"]
+
+
+@pytest.mark.parametrize("column", ["required", "bind::required"])
+def test_every_spelling_of_required_is_applied(make_dcd: MakeDcd, column: str) -> None:
+    compiled = compile_dcd(make_dcd([{"type": "text", "name": "A", column: "yes"}]))
+    assert [e.rule for e in compiled.validate({}).errors] == ["required"]
+
+
+@pytest.mark.parametrize("column", ["read_only", "readonly", "bind::readonly"])
+def test_every_spelling_of_read_only_is_read(make_dcd: MakeDcd, column: str) -> None:
+    assert make_dcd([{"type": "text", "name": "A", column: "yes"}]).field("A").read_only
+
+
+@pytest.mark.parametrize(
+    ("required_column", "constraint_column"),
+    [
+        ("required_message::English (en)", "constraint_message::English (en)"),
+        ("jr:requiredMsg", "jr:constraintMsg"),
+        ("bind::jr:requiredMsg::English", "bind::jr:constraintMsg::English"),
+        ("jr:requiredMsg:English", "jr:constraintMsg:English"),
+        ("required message", "constraint message"),
+    ],
+)
+def test_every_spelling_of_the_messages_is_shown(
+    make_dcd: MakeDcd, required_column: str, constraint_column: str
+) -> None:
+    compiled = compile_dcd(
+        make_dcd(
+            [
+                {"type": "text", "name": "A", "required": "yes", required_column: "Say A."},
+                {"type": "integer", "name": "B", "constraint": ". < 10", constraint_column: "Below 10."},
+            ]
+        )
+    )
+    assert [e.message for e in compiled.validate({"B": "12"}).errors] == ["Say A.", "Below 10."]
+
+
+@pytest.mark.parametrize("column", ["repeat_count", "jr:count", "count", "control::jr:count"])
+def test_every_spelling_of_the_repeat_count_is_read(make_dcd: MakeDcd, column: str) -> None:
+    definition = make_dcd(
+        [
+            {"type": "integer", "name": "N"},
+            {"type": "begin_repeat", "name": "R", column: "${N}", "hd::repeat_max": 3},
+            {"type": "text", "name": "T"},
+            {"type": "end_repeat"},
+        ]
+    )
+    assert definition.repeat("R").repeat_count == "${N}"
+    errors = compile_dcd(definition).validate({"N": "1", "T_1": "a", "T_2": "b"}).errors
+    assert [(e.field, e.rule) for e in errors] == [("T_2", "repeat_count")]
+
+
+@pytest.mark.parametrize("column", ["label:English", "label::English", "label::en", "Label:English (en)", "caption::en"])
+def test_every_spelling_of_a_translated_label_is_read(make_dcd: MakeDcd, column: str) -> None:
+    definition = make_dcd([{"type": "text", "name": "A", column: "Name", "label:French": "Nom"}])
+    assert definition.field("A").labels == {"en": "Name", "fr": "Nom"}
+
+
+@pytest.mark.parametrize("column", ["media::image", "guidance_hint", "personal_data", "hd::unknown", "bind::type", "trigger"])
+def test_a_column_that_is_not_read_is_refused_where_it_is_filled(make_dcd: MakeDcd, column: str) -> None:
+    problem = only_problem(make_dcd, [{"type": "text", "name": "A"}, {"type": "text", "name": "B", column: "x"}])
+    assert (problem.sheet, problem.row, problem.column) == ("survey", 3, column)
+    assert "does not read" in problem.message
+
+
+def test_two_spellings_of_one_column_are_refused(make_dcd: MakeDcd) -> None:
+    problem = only_problem(make_dcd, [{"type": "integer", "name": "A", "relevant": "true()", "relevance": "false()"}])
+    assert (problem.sheet, problem.row, problem.column) == ("survey", 1, "relevance")
+    assert "same column" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("row", "column"),
+    [
+        ({"type": "begin_group", "name": "G", "required": "yes"}, "required"),
+        ({"type": "begin_group", "name": "G", "constraint": "true()"}, "constraint"),
+        ({"type": "begin_group", "name": "G", "hint::en": "help"}, "hint::en"),
+        ({"type": "begin_group", "name": "G", "repeat_count": "2"}, "repeat_count"),
+    ],
+)
+def test_a_rule_a_group_cannot_hold_is_refused(make_dcd: MakeDcd, row: dict[str, object], column: str) -> None:
+    problem = only_problem(make_dcd, [row, {"type": "text", "name": "A"}, {"type": "end_group"}])
+    assert (problem.sheet, problem.row, problem.column) == ("survey", 2, column)
+
+
+def test_a_rule_on_an_end_row_is_refused(make_dcd: MakeDcd) -> None:
+    survey = [
+        {"type": "begin_group", "name": "G"},
+        {"type": "text", "name": "A"},
+        {"type": "end_group", "relevance": "false()"},
+    ]
+    problem = only_problem(make_dcd, survey)
+    assert (problem.sheet, problem.row, problem.column) == ("survey", 4, "relevance")  # as written
+
+
+def test_a_repeat_count_on_a_field_is_refused(make_dcd: MakeDcd) -> None:
+    problem = only_problem(make_dcd, [{"type": "text", "name": "A", "jr:count": "2"}])
+    assert (problem.sheet, problem.row, problem.column) == ("survey", 2, "jr:count")
+
+
+@pytest.mark.parametrize(
+    "constraint",
+    [
+        "regex(., '[a-')",
+        "regex(., concat('[', 'a'))",  # a constant pattern, folded when the DCD is compiled
+        "regex(., 'a{4294967296}')",  # past what re can count (OverflowError)
+        "regex(., '(?<=a+)b')",
+    ],
+)
+def test_a_regex_that_does_not_compile_is_a_workbook_problem(make_dcd: MakeDcd, constraint: str) -> None:
+    problem = only_problem(make_dcd, [{"type": "text", "name": "A"}, {"type": "text", "name": "B", "constraint": constraint}])
+    assert (problem.sheet, problem.row, problem.column) == ("survey", 3, "constraint")
+    assert "invalid regular expression" in problem.message
+
+
+def test_a_setting_that_is_not_read_is_refused(make_dcd: MakeDcd) -> None:
+    settings = {"version": "1.0.0", "default_language": "en", "instance_name": "concat('x', ${A})"}
+    problem = only_problem(make_dcd, [{"type": "text", "name": "A"}], settings=settings)
+    assert (problem.sheet, problem.row, problem.column) == ("settings", 2, "instance_name")
+
+
+def test_pyxform_spellings_of_the_settings_are_read(make_dcd: MakeDcd) -> None:
+    settings = {"version": "1.0.0", "set form title": "Title", "set form id": "ID"}
+    assert make_dcd([{"type": "text", "name": "A"}], settings=settings).settings["form_title"] == "Title"
+
+
+def test_an_hd_key_that_is_not_read_is_refused(make_dcd: MakeDcd) -> None:
+    hd = {**HD, "business_keys": "IDC_PAT"}  # a typo: the business key would be lost
+    problem = only_problem(make_dcd, SURVEY, CHOICES, hd=hd)
+    assert (problem.sheet, problem.column) == ("hd", "key") and "business_keys" in problem.message
+
+
+def test_a_problem_names_the_column_as_the_workbook_spells_it(make_dcd: MakeDcd) -> None:
+    problem = only_problem(make_dcd, [{"type": "text", "name": "A", "bind::relevant": "${NOPE} = 1"}])
+    assert (problem.row, problem.column) == (2, "bind::relevant") and "NOPE" in problem.message
+    # Found when the definition is compiled, after reading: still the column as written.
+    problem = only_problem(make_dcd, [{"type": "text", "name": "A", "bind::constraint": "regex(., concat('[', 'a'))"}])
+    assert (problem.row, problem.column) == (2, "bind::constraint")

@@ -76,6 +76,24 @@ def test_file_names_follow_hd4dp_v2() -> None:
             parse_name(bad)
 
 
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        (NAME + "\n", "control characters"),  # the pattern's $ alone let a trailing newline through
+        (NAME.replace("ANGIO_HOSP", "ANGIO\u202eHOSP"), "invisible characters"),
+        ("HD_DCD_submcsv_HDBP0012_85040216932_1_20261122.csv", "national register number"),
+        (NAME + ".", "end with a dot"),
+    ],
+)
+def test_drop_folder_names_follow_the_shared_file_name_rule(name: str, says: str) -> None:
+    with pytest.raises(TechnicalFailure) as refused:
+        parse_name(name)
+    assert says in str(refused.value) and "85040216932" not in str(refused.value)
+    with pytest.raises(TechnicalFailure) as refused:
+        parse_name(name, "fr")
+    assert "nom de fichier" in str(refused.value)
+
+
 async def test_dropped_file_is_uploaded_archived_and_answered_per_row(stack: Stack, drop: DropFolder) -> None:
     good = [record(), record()]
     bad = record(CD_PAT_CONSENT="no")  # a constraint error on line 4

@@ -105,3 +105,40 @@ async def test_sequence_file_conventions(stack: Stack) -> None:
         "sequence_letters",
     } <= set(rules), rules
     assert done["nothing_stored"] is True
+
+
+async def test_sequences_follow_the_dcd_alphabet_and_names_carry_a_real_time(stack: Stack) -> None:
+    """Upper-case IUPAC codes only, each refusal naming the character and its position in
+    the user's language; an empty sequence says so; month 13 is no time stamp."""
+    name = "HSP_20241327092014"  # month 13
+    body = (
+        "filename;recordname;genetic_sequence\r\n"
+        f"{name};{name}_00001;ACGTacgt\r\n"
+        f"{name};{name}_00002;ACG-T\r\n"
+        f"{name};{name}_00003;\r\n"
+    ).encode()
+    seq = await post(stack, f"{name}.csv", body, kind="sequences")
+    rows = [record("HIV_SEQUENCE", TX_ATT=name, TX_ATT_RECRD=f"{name}_0000{i}") for i in (1, 2, 3)]
+    meta = await post(stack, "meta.csv", csv_bytes(rows), linked_upload_id=seq["id"])
+    assert (await finished(stack, meta["id"], LIMS))["nothing_stored"] is True
+    r = await stack.client.get(
+        f"/api/v1/uploads/{meta['id']}", params={"lang": "fr"}, headers=await stack.headers(LIMS)
+    )
+    done = r.json()
+    found = [(f["rule"], f["line"], f["message"]) for f in done["findings"] if f["severity"] == "error"]
+    assert ("sequence_file_name", None, found[0][2]) == found[0] and "date et une heure" in found[0][2]
+    assert [f for f in found if f[0] in ("sequence_letters", "sequence_missing")] == [
+        (
+            "sequence_letters",
+            2,
+            "La séquence génétique contient a en position 5 ; seuls les codes de nucléotides IUPAC "
+            "en majuscules (ACGTURYSWKMBDHVN) sont admis.",
+        ),
+        (
+            "sequence_letters",
+            3,
+            "La séquence génétique contient - en position 4 ; seuls les codes de nucléotides IUPAC "
+            "en majuscules (ACGTURYSWKMBDHVN) sont admis.",
+        ),
+        ("sequence_missing", 4, "La séquence génétique est vide."),
+    ], found

@@ -7,6 +7,8 @@ import csv
 import io
 from typing import Any
 
+import pytest
+
 from tests.support.samples import record
 from tests.support.stack import Stack
 
@@ -387,3 +389,79 @@ async def test_other_organisations_and_anonymous_callers_are_refused(stack: Stac
         "/api/v1/uploads", params={"dcd_code": "ANGIO_HOSP"}, files={"file": ("a.csv", b"x")}, headers=manager
     )
     assert r.status_code == 403
+
+
+def _multipart(filename: bytes, data: bytes) -> tuple[bytes, str]:
+    """A multipart body with ``filename`` exactly as given (httpx would escape it)."""
+    boundary = "hdhubtestboundary"
+    body = (
+        f"--{boundary}\r\n".encode()
+        + b'Content-Disposition: form-data; name="file"; filename="'
+        + filename
+        + b'"\r\nContent-Type: text/csv\r\n\r\n'
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [
+        ("a\x00b.csv", "control"),
+        ("a\x1b[2Jb.csv", "control"),
+        ("invoice\u202evsc.exe", "invisible"),
+        ("NUL", "device"),
+        ("com1.csv", "device"),
+        ("data.csv/", "trailing_separator"),
+        ("..\\..\\data.csv", "folder"),
+        ("what?.csv", "reserved"),
+        ("a" * 300 + ".csv", "too_long"),
+        ("patient_85040216932.csv", "ssin"),
+    ],
+)
+async def test_a_multipart_file_name_breaking_a_rule_is_refused_and_nothing_stored(
+    stack: Stack, name: str, rule: str
+) -> None:
+    headers = await stack.headers(HIS)
+    before = (await stack.client.get("/api/v1/uploads", headers=headers)).json()["total"]
+    body, content_type = _multipart(name.encode(), csv_bytes([record()]))
+    r = await stack.client.post(
+        "/api/v1/uploads",
+        params={"dcd_code": "ANGIO_HOSP"},
+        content=body,
+        headers={**headers, "Content-Type": content_type, "Accept-Language": "nl"},
+    )
+    assert r.status_code == 422 and r.json()["type"] == "/problems/bad-file-name", r.text
+    assert r.json()["errors"][0]["field"] == "filename" and r.json()["errors"][0]["rule"] == rule
+    assert "bestandsnaam" in r.json()["detail"].lower()
+    assert name not in r.text or rule == "device"  # the device rule lists NUL, COM1... itself
+    after = (await stack.client.get("/api/v1/uploads", headers=headers)).json()["total"]
+    assert after == before
+
+
+@pytest.mark.parametrize(
+    ("name", "rule"), [("a\r\nb.csv", "control"), ("AUX.csv", "device"), ("x.csv ", "trailing_dot_or_space")]
+)
+async def test_a_raw_body_file_name_breaking_a_rule_is_refused(stack: Stack, name: str, rule: str) -> None:
+    r = await stack.client.post(
+        "/api/v1/uploads",
+        params={"dcd_code": "ANGIO_HOSP", "filename": name},
+        content=csv_bytes([record()]),
+        headers={**(await stack.headers(HIS)), "Content-Type": "text/csv"},
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["rule"] == rule
+
+
+async def test_file_names_in_any_script_are_kept_in_nfc(stack: Stack) -> None:
+    body, content_type = _multipart("cafe\u0301 отчёт.csv".encode(), csv_bytes([record()]))
+    r = await stack.client.post(
+        "/api/v1/uploads",
+        params={"dcd_code": "ANGIO_HOSP", "dry_run": "true"},
+        content=body,
+        headers={**(await stack.headers(HIS)), "Content-Type": content_type},
+    )
+    assert r.status_code == 202, r.text
+    assert r.json()["filename"] == "café отчёт.csv"
+    raw = await upload(stack, csv_bytes([record()]), raw=True, filename="café.csv", dry_run=True)
+    assert raw["filename"] == "café.csv"

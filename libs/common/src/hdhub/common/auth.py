@@ -85,10 +85,12 @@ POLICY: Mapping[Role, frozenset[Action]] = {
 OPERATOR_ROLE = "hdhub-operator"
 OPERATOR_ACTIONS = frozenset({Action.CATALOGUE_READ, Action.CATALOGUE_WRITE, Action.REGISTRATION_REVIEW})
 # Platform services acting as themselves (workers, the drop folder, SFTP intake): realm role
-# ``hdhub-service:<service>`` on the service's own confidential client. A service role is
-# not tied to one organisation: the service was trusted with the organisation when the
-# work was accepted from an authorised caller (an upload, an SFTP login), and it names
-# that organisation in every call. NetworkPolicies restrict who can reach whom as well.
+# ``hdhub-service:<service>`` on the service's own confidential client. A service token
+# alone is trusted with no organisation: a service acts for one only while doing work a
+# member of it started (an upload, an SFTP login, a submission), and says so with every
+# call (:class:`ActingFor`, sent as gRPC metadata); the callee then lets it touch that
+# organisation only. SERVICE_POLICY bounds what it may do there, SERVICE_CALLS which gRPC
+# methods it may call at all (the call graph). REST routes refuse service tokens.
 SERVICE_ROLE_PREFIX = "hdhub-service:"
 SERVICE_POLICY: Mapping[str, frozenset[Action]] = {
     "uploads": frozenset({Action.CATALOGUE_READ, Action.REGISTRATION_READ, Action.REGISTRATION_WRITE}),
@@ -99,6 +101,45 @@ SERVICE_POLICY: Mapping[str, frozenset[Action]] = {
     "portal": frozenset({Action.ORGANISATION_READ}),
     "sim": frozenset(),
 }
+#: Actions whose data belongs to no organisation: a service may do them acting for none.
+UNSCOPED_ACTIONS = frozenset({Action.CATALOGUE_READ})
+
+_REGISTRATIONS = "/hdhub.registrations.v1.RegistrationsService/"
+_CENTRAL = "/hdhub.sim.v1.CentralReceiverService/"
+_INTAKE_FILES = "/hdhub.intake.v1.IntakeService/ListFiles"  # IntakeSettings.file_reader_services
+#: The call graph: the gRPC methods (full names) each service identity may call. Anything
+#: else is PERMISSION_DENIED before the handler runs.
+SERVICE_CALLS: Mapping[str, frozenset[str]] = {
+    "uploads": frozenset(
+        {*(_REGISTRATIONS + m for m in ("ValidateBatch", "UpsertBatch", "GetDcdVersion")), _INTAKE_FILES}
+    ),
+    "intake": frozenset(
+        {_REGISTRATIONS + "FindRegistrationsByField", "/hdhub.identity.v1.IdentityService/VerifySftpPassword"}
+    ),
+    "registrations": frozenset(
+        {
+            "/hdhub.portal.v1.CertificatesService/GetActiveCertificate",
+            "/hdhub.pseudonymisation.v1.PseudonymisationService/PseudonymiseAndForward",
+            _INTAKE_FILES,
+            _CENTRAL + "GetPublicKey",
+            _CENTRAL + "ReceiveRecords",
+            _CENTRAL + "GetConfirmations",
+        }
+    ),
+    "nippin": frozenset({"/hdhub.portal.v1.CertificatesService/GetActiveCertificate"}),
+    "pseudonymisation": frozenset({_CENTRAL + "ReceivePseudonyms"}),
+    "portal": frozenset(),
+    "sim": frozenset(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ActingFor:
+    """Whose work a service is doing: the organisation, and the person or hospital system
+    (its username or client id) whose request started it."""
+
+    organisation_id: str
+    actor: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +161,9 @@ class Principal:
     memberships: Mapping[str, Membership]
     realm_roles: frozenset[str] = frozenset()
     token: str = field(default="", repr=False, compare=False)
+    #: A service's current work (from the caller's metadata, or set by the service itself
+    #: with :func:`hdhub.common.service_auth.acting_as_service`); None for people.
+    acting_for: ActingFor | None = None
 
     @property
     def is_operator(self) -> bool:
@@ -135,9 +179,20 @@ class Principal:
         mine = self.services
         return bool(mine & set(names)) if names else bool(mine)
 
+    @property
+    def author(self) -> str:
+        """Who a change is recorded under: the person (or hospital system) a service acts
+        for, the caller's own username otherwise."""
+        return self.acting_for.actor if self.acting_for is not None and self.is_service() else self.username
+
+    def roles_in(self, organisation_id: str) -> frozenset[Role]:
+        """The caller's roles in an organisation (none when it is no member, services included)."""
+        membership = self.memberships.get(organisation_id)
+        return membership.roles if membership is not None else frozenset()
+
     def can(self, action: Action, organisation_id: str | None = None) -> bool:
-        if self.realm_roles and any(action in SERVICE_POLICY.get(s, ()) for s in self.services):
-            return True
+        if self.is_service():
+            return self._service_can(action, organisation_id)
         if organisation_id is None:
             return self.is_operator and action in OPERATOR_ACTIONS or any(
                 action in POLICY[r] for m in self.memberships.values() for r in m.roles
@@ -146,6 +201,14 @@ class Principal:
             return True
         membership = self.memberships.get(organisation_id)
         return membership is not None and any(action in POLICY[r] for r in membership.roles)
+
+    def _service_can(self, action: Action, organisation_id: str | None) -> bool:
+        if not any(action in SERVICE_POLICY.get(s, ()) for s in self.services):
+            return False
+        if action in UNSCOPED_ACTIONS:
+            return True
+        acting = self.acting_for
+        return acting is not None and organisation_id in (None, acting.organisation_id)
 
     def require(self, action: Action, organisation_id: str | None = None) -> None:
         """Raise a 403 problem unless this caller may do ``action`` for the organisation.
@@ -157,6 +220,9 @@ class Principal:
             raise forbidden()
 
     def organisations_for(self, action: Action) -> list[str]:
+        if self.is_service():
+            acting = self.acting_for
+            return [acting.organisation_id] if acting is not None and self.can(action, acting.organisation_id) else []
         return [m.organisation_id for m in self.memberships.values() if any(action in POLICY[r] for r in m.roles)]
 
     @classmethod

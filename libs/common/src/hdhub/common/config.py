@@ -3,7 +3,9 @@
 Every service subclasses :class:`ServiceSettings` with its own prefix
 (``HDHUB_REGISTRATIONS_DATABASE_URL``); platform-wide values live in
 :class:`PlatformSettings` (``HDHUB_ENVIRONMENT``, ``HDHUB_OIDC_ISSUER``...).
-Outside development, placeholder secrets are refused at start-up.
+No secret has a usable default: production refuses to start while one is unset or a
+known placeholder, and ``hdhub`` generates random ones under ``var/`` elsewhere
+(:mod:`hdhub.common.local_secrets`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _SECRETS_DIR = os.environ.get("HDHUB_SECRETS_DIR", "/run/secrets/hdhub")
 PLACEHOLDER = "change-me"
+#: Values that are no secret: the shipped default, the usual stand-ins and the masked
+#: secret of a Keycloak realm export. The embedded issuer refuses a client secret among
+#: them in every environment.
+KNOWN_PLACEHOLDERS = frozenset(
+    {"", PLACEHOLDER, "changeme", "change_me", "secret", "password", "placeholder", "**********"}
+)
+
+
+def is_placeholder(value: str | None) -> bool:
+    """Whether a secret is unset or a known placeholder (case and spaces ignored)."""
+    return value is None or value.strip().lower() in KNOWN_PLACEHOLDERS
 
 # Where each service's gRPC server listens in `hdhub run all`; Kubernetes overrides
 # these with Service DNS names (HDHUB_GRPC_REGISTRATIONS=registrations:50051).
@@ -43,6 +56,8 @@ class PlatformSettings(BaseSettings):
         env_prefix="HDHUB_",
         secrets_dir=_SECRETS_DIR if Path(_SECRETS_DIR).is_dir() else None,
         extra="ignore",
+        # A refusal names the setting, never the values read (secrets among them).
+        hide_input_in_errors=True,
     )
 
     environment: Literal["development", "test", "production"] = "development"
@@ -79,6 +94,12 @@ class PlatformSettings(BaseSettings):
     service_client_secret: str = PLACEHOLDER
     grpc_targets: dict[str, str] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> PlatformSettings:
+        if self.environment == "production" and is_placeholder(self.service_client_secret):
+            raise ValueError("HDHUB_SERVICE_CLIENT_SECRET is unset or a placeholder; set it from a Secret")
+        return self
+
     def grpc_target(self, service: str) -> str:
         env = os.environ.get(f"HDHUB_GRPC_{service.upper()}")
         target = env or self.grpc_targets.get(service)
@@ -105,6 +126,7 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(
         extra="ignore",
         secrets_dir=_SECRETS_DIR if Path(_SECRETS_DIR).is_dir() else None,
+        hide_input_in_errors=True,
     )
 
     service_name: str = "service"
@@ -114,9 +136,20 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> ServiceSettings:
-        if platform().environment == "production" and self.secret_key == PLACEHOLDER:
-            raise ValueError(f"{type(self).__name__}.secret_key is a placeholder; set it from a Secret")
+        if platform().environment == "production" and is_placeholder(self.secret_key):
+            raise ValueError(f"{self._env('SECRET_KEY')} is unset or a placeholder; set it from a Secret")
         return self
+
+    def secret(self) -> bytes:
+        """The service's secret key; refused in every environment while it is a placeholder
+        (`hdhub` generates one under var/, production reads it from a Secret)."""
+        if is_placeholder(self.secret_key):
+            raise ValueError(f"{self._env('SECRET_KEY')} is unset or a placeholder")
+        return self.secret_key.encode()
+
+    def _env(self, name: str) -> str:
+        """The variable a setting is read from (``HDHUB_REGISTRATIONS_SECRET_KEY``)."""
+        return f"{self.model_config.get('env_prefix', 'HDHUB_')}{name}"
 
     def resolved_database_url(self) -> str:
         if self.database_url:

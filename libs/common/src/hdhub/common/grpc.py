@@ -28,7 +28,8 @@ errors step has turned exceptions into statuses; the errors step sees a rejected
 Client (:func:`channel`): one cached channel per target, ``dns:///`` with round_robin over
 every address the name resolves to (a headless Service in Kubernetes), keepalive, retries
 on ``UNAVAILABLE`` for the methods registered with :func:`register_idempotent`, the
-telemetry interceptor, the caller's bearer token forwarded, and a default deadline.
+telemetry interceptor, the caller's bearer token (and a service's acting-for) forwarded,
+and a default deadline.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ import inspect
 import json
 import logging
 import time
+import urllib.parse
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, TypeAlias
 
@@ -53,7 +55,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
 
-from hdhub.common.auth import Principal, current_principal, verifier
+from hdhub.common.auth import SERVICE_CALLS, ActingFor, Principal, current_principal, verifier
 from hdhub.common.config import platform
 from hdhub.common.errors import FieldProblem, Problem, forbidden, unauthorized
 from hdhub.common.logging import current_service
@@ -68,6 +70,7 @@ __all__ = [
     "ServicerContext",
     "bound_port",
     "channel",
+    "check_acting_for",
     "close_channels",
     "idempotent_methods",
     "problem_from_rpc_error",
@@ -92,6 +95,10 @@ PROBLEM_HEADERS_METADATA_KEY = "hdhub-problem-headers-bin"
 # drops field errors past that (counted in ``errors_omitted``).
 MAX_PROBLEM_BYTES = 6 * 1024
 GRACE_SECONDS = 10.0
+# Whose work a service call does (see hdhub.common.auth.ActingFor); the actor is
+# percent-encoded (metadata values are ASCII).
+ACTING_FOR_METADATA_KEY = "hdhub-acting-for"
+ACTOR_METADATA_KEY = "hdhub-actor"
 # Arrow record batches travel in `bytes` fields; gRPC's default of 4 MiB is too small.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -514,8 +521,11 @@ class _IdentityInterceptor(_AroundInterceptor):
     async def around(self, rpc: _Rpc, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
         # Health and reflection answer anyone: probes carry no token, and a stale one
         # from grpcurl must not fail a health check.
-        token = None if rpc.quiet else _bearer_token(context.invocation_metadata())
+        metadata = context.invocation_metadata()
+        token = None if rpc.quiet else _bearer_token(metadata)
         principal = await verifier().verify(token) if token else None
+        if principal is not None and principal.is_service():
+            principal = _service_caller(principal, rpc, metadata)
         remaining = context.time_remaining()
         deadline = time.monotonic() + remaining if remaining is not None and remaining < 10**8 else None
         principal_token = current_principal.set(principal)
@@ -525,6 +535,58 @@ class _IdentityInterceptor(_AroundInterceptor):
         finally:
             _reset(_caller_deadline, deadline_token)
             _reset(current_principal, principal_token)
+
+
+def _service_caller(
+    principal: Principal, rpc: _Rpc, metadata: Iterable[tuple[str, str | bytes]] | None
+) -> Principal:
+    """A platform service calling: only along the call graph, and acting for the
+    organisation its metadata names (None: for no organisation)."""
+    if not any(rpc.full_method in SERVICE_CALLS.get(s, ()) for s in principal.services):
+        raise forbidden(f"This service may not call {rpc.full_method}.")
+    values = {k: v.decode() if isinstance(v, bytes) else v for k, v in metadata or ()}
+    organisation_id = values.get(ACTING_FOR_METADATA_KEY, "")
+    if not organisation_id:
+        return replace(principal, acting_for=None)
+    actor = urllib.parse.unquote(values.get(ACTOR_METADATA_KEY, ""))
+    if not actor:
+        raise forbidden("A service acting for an organisation must name the actor.")
+    return replace(principal, acting_for=ActingFor(organisation_id, actor))
+
+
+class _ActingForInterceptor(grpc.aio.ServerInterceptor):
+    """A service's request that names an organisation (``organisation_id``) must name the
+    one the service acts for. Runs inside the identity step, on the decoded request."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Any],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler: grpc.RpcMethodHandler[Any, Any] | None = await continuation(handler_call_details)
+        if handler is None or handler.request_streaming or handler.response_streaming:
+            return handler
+        behavior: Callable[..., Any] | None = handler.unary_unary
+        assert behavior is not None
+
+        async def checked(request: Any, context: Any) -> Any:
+            check_acting_for(current_principal.get(), getattr(request, "organisation_id", None))
+            result = behavior(request, context)
+            return await result if inspect.isawaitable(result) else result
+
+        return grpc.unary_unary_rpc_method_handler(
+            checked, handler.request_deserializer, handler.response_serializer
+        )
+
+
+def check_acting_for(principal: Principal | None, organisation_id: str | None) -> None:
+    """Raise a 403 problem when a platform service touches an organisation other than the
+    one whose work it is doing (or any organisation while acting for none)."""
+    if principal is None or not organisation_id or not principal.is_service():
+        return
+    acting = principal.acting_for
+    if acting is None or acting.organisation_id != organisation_id:
+        raise forbidden("A service may touch only the organisation whose work it is doing.")
 
 
 def _reset(var: contextvars.ContextVar[Any], token: contextvars.Token[Any]) -> None:
@@ -545,13 +607,14 @@ def require_principal() -> Principal:
 
 def server_interceptors(service: str) -> list[grpc.aio.ServerInterceptor]:
     """The server interceptors of ``service``, outermost first: telemetry, metrics, access
-    log, errors, identity (see the module docstring for why this order)."""
+    log, errors, identity, acting for (see the module docstring for why this order)."""
     return [
         grpc_server_interceptor(),
         _MetricsInterceptor(),
         _AccessLogInterceptor(service),
         _ErrorInterceptor(),
         _IdentityInterceptor(),
+        _ActingForInterceptor(),
     ]
 
 
@@ -653,6 +716,10 @@ class _CallerInterceptor(
         principal = current_principal.get()
         if principal is not None and principal.token and metadata.get("authorization") is None:
             metadata.add("authorization", f"Bearer {principal.token}")
+            acting = principal.acting_for
+            if acting is not None and principal.is_service():
+                metadata.add(ACTING_FOR_METADATA_KEY, acting.organisation_id)
+                metadata.add(ACTOR_METADATA_KEY, urllib.parse.quote(acting.actor, safe="@"))
         timeout = details.timeout if details.timeout is not None else platform().grpc_timeout_seconds
         caller_deadline = _caller_deadline.get()
         if caller_deadline is not None:

@@ -5,6 +5,10 @@ once the lease runs out, and every job is done by exactly one worker at a time.
 PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``; SQLite (one process on a laptop)
 relies on its single writer. Failures back off exponentially; a job that keeps failing
 is parked (status ``parked``) where an operator sees it.
+
+A job carries the organisation and the actor (person or hospital system) of the request
+that caused it, so the service doing it later acts for them and no one else
+(:meth:`JobQueue.acting_for`, :func:`hdhub.common.service_auth.acting_as_service`).
 """
 
 from __future__ import annotations
@@ -21,11 +25,14 @@ from sqlalchemy import Integer, String, Text, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from hdhub.common.auth import ActingFor
 from hdhub.common.db import Database, UTCDateTime, bulk_insert, new_id, new_ids, utcnow
 
 log = logging.getLogger("hdhub.jobs")
 
 QUEUED, RUNNING, DONE, PARKED = "queued", "running", "done", "parked"
+#: Where a job's payload keeps its actor (the organisation has a column of its own).
+ACTOR_KEY = "actor"
 #: How often (seconds) a process's queue deletes finished jobs past their retention.
 PURGE_EVERY = 600.0
 
@@ -47,6 +54,10 @@ class JobColumns:
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+def _with_actor(payload: dict[str, Any] | None, actor: str | None) -> dict[str, Any]:
+    return {**(payload or {}), ACTOR_KEY: actor} if actor else dict(payload or {})
 
 
 def worker_name() -> str:
@@ -73,8 +84,12 @@ class JobQueue:
         subject_id: str | None = None,
         run_after: datetime | None = None,
         job_id: str | None = None,
+        actor: str | None = None,
     ) -> Any:
         """Add a job in the caller's transaction; it runs only if that transaction commits.
+
+        ``organisation_id`` and ``actor`` (the person or hospital system whose request
+        caused the job) say whose work it is; the job acts for them (:meth:`acting_for`).
 
         ``job_id`` makes enqueueing idempotent: a second job with the same id fails the
         insert (IntegrityError) instead of doing the work twice."""
@@ -87,7 +102,7 @@ class JobQueue:
         job = self.model(
             id=job_id or new_id(),
             kind=kind,
-            payload=payload or {},
+            payload=_with_actor(payload, actor),
             organisation_id=organisation_id,
             subject_id=subject_id,
             run_after=run_after or utcnow(),
@@ -101,7 +116,8 @@ class JobQueue:
     async def enqueue_many(self, session: AsyncSession, kind: str, items: list[dict[str, Any]]) -> None:
         """Add many jobs in the caller's transaction, in one bulk insert (COPY on PostgreSQL).
 
-        Each item may carry ``payload``, ``organisation_id``, ``subject_id`` and ``run_after``.
+        Each item may carry ``payload``, ``organisation_id``, ``actor``, ``subject_id`` and
+        ``run_after``.
         """
         try:
             from hdhub.common.telemetry import inject_context
@@ -117,7 +133,7 @@ class JobQueue:
                 "kind": kind,
                 "organisation_id": item.get("organisation_id"),
                 "subject_id": item.get("subject_id"),
-                "payload": item.get("payload") or {},
+                "payload": _with_actor(item.get("payload"), item.get("actor")),
                 "status": QUEUED,
                 "attempts": 0,
                 "run_after": item.get("run_after") or now,
@@ -131,6 +147,15 @@ class JobQueue:
             for job_id, item in zip(ids, items, strict=True)
         ]
         await bulk_insert(session, self.model, rows)
+
+    @staticmethod
+    def acting_for(job: Any) -> ActingFor | None:
+        """Whose work ``job`` is: its organisation and actor; None for work of no
+        organisation (a schedule's run, housekeeping)."""
+        actor = (job.payload or {}).get(ACTOR_KEY)
+        if not job.organisation_id or not actor:
+            return None
+        return ActingFor(job.organisation_id, str(actor))
 
     async def claim(self, kinds: list[str], *, limit: int = 10, worker: str | None = None, now: datetime | None = None) -> list[Any]:
         """Take up to ``limit`` due jobs (or jobs whose lease ran out) for this worker, in one

@@ -4,11 +4,16 @@ Background work (upload jobs, the drop folder, SFTP intake, delivery) has no use
 whose token it could forward, and a user's token expires long before a 100,000-row
 upload is done. Such work runs under the service's own identity: the confidential client
 ``hdhub-<service>`` gets a token by the client-credentials grant (Keycloak in production,
-the embedded issuer otherwise), with realm role ``hdhub-service:<service>``, and
-:data:`~hdhub.common.auth.SERVICE_POLICY` says what that role may do.
+the embedded issuer otherwise), with realm role ``hdhub-service:<service>``.
 
-    async with acting_as_service("uploads"):
-        await stub.UpsertBatch(...)   # the gRPC client forwards the service token
+A service token alone opens no organisation: work done for one names it, with the person
+or hospital system whose request started the work (a job carries both, see
+:meth:`hdhub.common.jobs.JobQueue.acting_for`), and the callee lets the call touch that
+organisation only (:data:`~hdhub.common.auth.SERVICE_POLICY` says what the service may
+do there, :data:`~hdhub.common.auth.SERVICE_CALLS` which methods it may call):
+
+    async with acting_as_service("uploads", ActingFor(upload.organisation_id, upload.author)):
+        await stub.UpsertBatch(...)   # the token, hdhub-acting-for and hdhub-actor go along
 
 Tokens are cached per service and renewed a minute before they expire, so a long job
 never sends an expired token, and a thousand calls cost one token request.
@@ -17,6 +22,7 @@ never sends an expired token, and a thousand calls cost one token request.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,7 +30,8 @@ from contextlib import asynccontextmanager
 import httpx
 
 from hdhub.common import auth
-from hdhub.common.config import PLACEHOLDER, platform
+from hdhub.common.auth import ActingFor
+from hdhub.common.config import is_placeholder, platform
 from hdhub.common.errors import Problem
 
 #: Renew this long before the token expires.
@@ -61,8 +68,8 @@ class ServiceTokens:
 
     async def _fetch(self) -> None:
         s = platform()
-        if s.environment == "production" and s.service_client_secret == PLACEHOLDER:
-            raise Problem(503, "service-identity-unset", "HDHUB_SERVICE_CLIENT_SECRET is a placeholder")
+        if is_placeholder(s.service_client_secret):
+            raise Problem(503, "service-identity-unset", "HDHUB_SERVICE_CLIENT_SECRET is unset or a placeholder")
         transport = self.transport or auth.verifier().transport
         form = {
             "grant_type": "client_credentials",
@@ -100,16 +107,19 @@ def reset() -> None:
     _sources.clear()
 
 
-async def service_principal(service: str) -> auth.Principal:
-    """The principal (with a fresh token) of platform service ``service``."""
-    return await tokens(service).principal()
+async def service_principal(service: str, acting_for: ActingFor | None = None) -> auth.Principal:
+    """The principal (with a fresh token) of platform service ``service``, doing the work
+    of ``acting_for`` (None: work for no organisation, such as checking an SFTP login)."""
+    principal = await tokens(service).principal()
+    return dataclasses.replace(principal, acting_for=acting_for)
 
 
 @asynccontextmanager
-async def acting_as_service(service: str) -> AsyncIterator[auth.Principal]:
-    """Run the block as platform service ``service``: gRPC calls made inside it carry the
-    service's token instead of any user's."""
-    principal = await service_principal(service)
+async def acting_as_service(service: str, acting_for: ActingFor | None = None) -> AsyncIterator[auth.Principal]:
+    """Run the block as platform service ``service`` doing ``acting_for``'s work: gRPC calls
+    made inside it carry the service's token and the organisation and actor, instead of any
+    user's token."""
+    principal = await service_principal(service, acting_for)
     reset_token = auth.current_principal.set(principal)
     try:
         yield principal
@@ -117,4 +127,4 @@ async def acting_as_service(service: str) -> AsyncIterator[auth.Principal]:
         auth.current_principal.reset(reset_token)
 
 
-__all__ = ["ServiceTokens", "acting_as_service", "client_id", "reset", "service_principal", "tokens"]
+__all__ = ["ActingFor", "ServiceTokens", "acting_as_service", "client_id", "reset", "service_principal", "tokens"]

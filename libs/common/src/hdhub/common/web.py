@@ -12,9 +12,10 @@ from typing import Annotated, Any
 
 import grpc
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from sqlalchemy import Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,10 +23,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hdhub.common import apidocs
 from hdhub.common.auth import Principal, current_principal, verifier
 from hdhub.common.config import platform
 from hdhub.common.db import utcnow
-from hdhub.common.errors import PROBLEM_MEDIA_TYPE, FieldProblem, Problem, unauthorized
+from hdhub.common.errors import PROBLEM_MEDIA_TYPE, FieldProblem, Problem, forbidden, unauthorized
 
 log = logging.getLogger("hdhub.web")
 LANGUAGES = ("en", "fr", "nl", "de")
@@ -158,9 +160,61 @@ class _AsgiEndpoint:
         await self.app(scope, receive, send)
 
 
-def create_app(*, title: str, routers: Sequence[APIRouter], description: str = "", version: str = "0.1.0") -> FastAPI:
-    """A FastAPI app with hdhub's error handling, limits, health and metrics endpoints."""
-    app = FastAPI(title=title, description=description, version=version)
+#: The REST API's routes, whose query parameters are all declared; pages and the OIDC
+#: endpoints (which receive whatever an identity provider appends) are left alone.
+API_PREFIXES = ("/api/", "/proxy/api/")
+_declared_query: dict[int, frozenset[str]] = {}
+
+
+def _query_names(dependant: Any) -> set[str]:
+    names = {f.alias for f in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def known_query_parameters(request: Request) -> None:
+    """Refuses (422, naming them) query parameters the API route does not declare: a typo
+    such as ``?stauts=`` would otherwise answer as if no filter had been asked for."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not route.path.startswith(API_PREFIXES):
+        return
+    known = _declared_query.get(id(route))
+    if known is None:
+        known = _declared_query[id(route)] = frozenset(_query_names(route.dependant))
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        expected = ", ".join(sorted(known)) or "none"
+        raise Problem(
+            422,
+            "request-validation",
+            "The request is not valid",
+            errors=[
+                FieldProblem(field=name, rule="unknown_parameter", message=f"Unknown query parameter; known: {expected}")
+                for name in unknown
+            ],
+        )
+
+
+def create_app(
+    *,
+    title: str,
+    routers: Sequence[APIRouter],
+    description: str = "",
+    version: str = "0.1.0",
+    readiness: Callable[[], Awaitable[dict[str, str]]] | None = None,
+) -> FastAPI:
+    """A FastAPI app with hdhub's error handling, limits, health, readiness, metrics and
+    offline API docs. ``readiness`` answers each dependency's state ("ok" or why not)."""
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[Depends(known_query_parameters)],
+    )
+    apidocs.install(app)
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
@@ -171,6 +225,15 @@ def create_app(*, title: str, routers: Sequence[APIRouter], description: str = "
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        checks = await readiness() if readiness is not None else {}
+        ready = all(state == "ok" for state in checks.values())
+        return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503)
+
+    if not any(getattr(r, "path", None) == "/" for r in app.routes):
+        apidocs.install_index(app)
 
     app.add_middleware(BodySizeLimit, max_bytes=platform().max_request_bytes, exempt_prefixes=("/api/v1/files", "/api/v1/uploads"))
     app.add_middleware(UnhandledErrors)
@@ -190,11 +253,18 @@ def create_app(*, title: str, routers: Sequence[APIRouter], description: str = "
     return app
 
 
-async def authenticate(authorization: Annotated[str | None, Header()] = None) -> Principal:
-    """The verified caller of this request (401 without a valid bearer token)."""
+async def authenticate(authorization: Annotated[str | None, Depends(apidocs.bearer)] = None) -> Principal:
+    """The verified caller of this request (401 without a valid bearer token).
+
+    A platform service's token opens no REST route (403): services talk to each other over
+    gRPC, along the call graph and for the organisation whose work they do; every REST
+    route is for people and hospital systems.
+    """
     if not authorization or not authorization.lower().startswith("bearer "):
         raise unauthorized()
     principal = await verifier().verify(authorization[7:].strip())
+    if principal.is_service():
+        raise forbidden("A platform service's token opens no REST route.")
     current_principal.set(principal)
     return principal
 

@@ -120,7 +120,7 @@ def build_routers(service: Any) -> list[APIRouter]:
                     id=o.id,
                     title=o.title,
                     nihdi_number=o.nihdi_number,
-                    roles=sorted(principal.memberships[o.id].roles),
+                    roles=sorted(principal.roles_in(o.id)),
                 )
                 for o in orgs
             ]
@@ -137,7 +137,7 @@ def build_routers(service: Any) -> list[APIRouter]:
                 id=org.id,
                 title=org.title,
                 nihdi_number=org.nihdi_number,
-                roles=sorted(principal.memberships[org.id].roles),
+                roles=sorted(principal.roles_in(org.id)),
             )
 
     return [oidc, api]

@@ -35,7 +35,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             orgs = (await session.execute(select(Organisation).where(Organisation.id.in_(ids)).order_by(Organisation.title))).scalars()
             return pb.ListMyOrganisationsResponse(
                 memberships=[
-                    pb.OrganisationMembership(organisation=_org(o), roles=sorted(principal.memberships[o.id].roles))
+                    pb.OrganisationMembership(organisation=_org(o), roles=sorted(principal.roles_in(o.id)))
                     for o in orgs
                 ]
             )

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hdhub.common.auth import ORGANISATIONS_CLAIM, SERVICE_POLICY, SERVICE_ROLE_PREFIX
-from hdhub.common.config import platform
+from hdhub.common.config import is_placeholder, platform
 from hdhub.identity.store import Account, Membership, Organisation, SigningKey, SystemClient
 
 hasher = PasswordHasher()
@@ -176,9 +176,14 @@ def service_client(client_id: str) -> str | None:
 def service_grant(*, issuer: str, lifetime: int, service: str, client_secret: str, key: SigningKey) -> dict[str, Any]:
     """A platform service's own token: realm role ``hdhub-service:<service>``, no
     organisation. The secret is the installation's service client secret, as the
-    Keycloak realm export gives each ``hdhub-<service>`` client."""
+    Keycloak realm export gives each ``hdhub-<service>`` client. A placeholder (the shipped
+    default, an empty one) is refused in every environment, on either side: it is no secret."""
     expected = platform().service_client_secret
-    if not hmac.compare_digest(client_secret.encode(), expected.encode()):
+    if (
+        is_placeholder(expected)
+        or is_placeholder(client_secret)
+        or not hmac.compare_digest(client_secret.encode(), expected.encode())
+    ):
         raise OAuthError(401, "unauthorized_client", "Invalid client or Invalid client credentials")
     client_id = f"hdhub-{service}"
     claims = _base_claims(issuer, lifetime, client_id) | {

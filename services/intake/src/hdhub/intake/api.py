@@ -70,6 +70,7 @@ def file_out(f: IntakeFile, listing: Listing) -> FileOut:
         delivered_at=f.delivered_at,
         linked_at=f.linked_at,
         loaded_at=f.loaded_at,
+        content_purged_at=f.content_purged_at,
     )
 
 

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 
 from hdhub.common.db import Database, after_commit, new_id, utcnow
 from hdhub.common.jobs import JobQueue
-from hdhub.common.objectstore import CHUNK, ObjectStore
+from hdhub.common.objectstore import CHUNK, ObjectNotFound, ObjectStore
 from hdhub.common.wakeup import Wakeup
 from hdhub.intake import metrics
 from hdhub.intake.domain import checks
@@ -240,6 +240,16 @@ class Files:
         try:
             check_name(reg, filename)
         except ValueError as exc:
+            # Kept as an aborted file: OpenSSH's sftp prints only "Failure", so the files
+            # listing is where the sender reads why.
+            await self.refused_name(
+                organisation_id=organisation_id,
+                registry=reg.folder,
+                filename=filename,
+                source=source,
+                sender=sender,
+                reason=str(exc),
+            )
             raise TransferRefused("file-name", str(exc)) from None
         file_id = new_id()
         row = IntakeFile(
@@ -264,6 +274,30 @@ class Files:
             },
         )
         return Transfer(self, row, reg)
+
+    async def refused_name(
+        self, *, organisation_id: str, registry: str, filename: str, source: str, sender: str, reason: str
+    ) -> None:
+        """Record a transfer refused for its name (nothing stored): an aborted file whose
+        name shows control characters as ``?`` and keeps at most 255 characters."""
+        shown = "".join(c if c.isprintable() else "?" for c in filename)[:255]
+        file_id = new_id()
+        async with self.db.session([organisation_id]) as session:
+            session.add(
+                IntakeFile(
+                    id=file_id,
+                    organisation_id=organisation_id,
+                    registry_folder=registry,
+                    filename=shown,
+                    source=source,
+                    sender=sender,
+                    state=ABORTED,
+                    rule="file-name",
+                    reason=reason,
+                    object_key=drop_key(organisation_id, registry, file_id),
+                )
+            )
+        metrics.TRANSFERS.labels(source, "file-name").inc()
 
     async def progress(self, row: IntakeFile, size: int) -> None:
         async with self.db.session([row.organisation_id]) as session:
@@ -397,7 +431,7 @@ class Files:
                 f.rule, f.reason = problem.rule, problem.message
         else:
             f.state, f.unmatched = ACCEPTED, True
-            self.jobs.enqueue(session, LINK_JOB, organisation_id=f.organisation_id, subject_id=f.id)
+            self.jobs.enqueue(session, LINK_JOB, organisation_id=f.organisation_id, subject_id=f.id, actor=f.sender)
             after_commit(session, self.wake.notify)
         log.info(
             "file delivered",
@@ -471,6 +505,44 @@ class Files:
                 )
             )
             return int(getattr(result, "rowcount", 0) or 0)
+
+    async def purge_refused(self, now: datetime | None = None, limit: int = 500) -> int:
+        """Refused files' bytes are deleted once ``refused_retention_days`` have passed
+        (rejected when delivered, or waiting in the SFTP folder with a failed content
+        check); their rows stay, with the rule and reason. Idempotent, so two workers (or
+        a run taken over after a crash) delete an object twice at worst and mark it once."""
+        now = now or utcnow()
+        cutoff = now - timedelta(days=self.settings.refused_retention_days)
+        async with self.db.system_session() as session:
+            due = (
+                await session.execute(
+                    select(IntakeFile.id, IntakeFile.object_key)
+                    .where(
+                        IntakeFile.content_purged_at.is_(None),
+                        or_(
+                            (IntakeFile.state == REJECTED) & (IntakeFile.updated_at < cutoff),
+                            (IntakeFile.state == RECEIVED)
+                            & IntakeFile.content_ok.is_(False)
+                            & (IntakeFile.updated_at < cutoff),
+                        ),
+                    )
+                    .limit(limit)
+                )
+            ).all()
+        purged = 0
+        for file_id, key in due:
+            with contextlib.suppress(ObjectNotFound):
+                await self.objects.delete(key)
+            async with self.db.system_session() as session:
+                result = await session.execute(
+                    update(IntakeFile)
+                    .where(IntakeFile.id == file_id, IntakeFile.content_purged_at.is_(None))
+                    .values(content_purged_at=now)
+                )
+                purged += int(getattr(result, "rowcount", 0) or 0)
+        if purged:
+            log.info("refused files purged", extra={"count": purged})
+        return purged
 
     async def load(self, *, day: str, limit: int = 500) -> int:
         """The daily load: accepted, linked files leave the drop area for ``intake/loaded/``

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from hdhub.common.auth import ActingFor
 from hdhub.common.db import utcnow
 from hdhub.common.grpc import channel
 from hdhub.common.service_auth import acting_as_service
@@ -43,12 +44,13 @@ class Match:
     complete: bool = False
 
 
-async def _find(organisation_id: str, field_name: str, value: str, project: str) -> list[pb.Registration]:
+async def _find(f: IntakeFile, field_name: str, value: str, project: str) -> list[pb.Registration]:
     stub = pb_grpc.RegistrationsServiceStub(channel("registrations"))
-    async with acting_as_service("intake"):
+    # For the file's organisation and sender only: whoever delivered it started this work.
+    async with acting_as_service("intake", ActingFor(f.organisation_id, f.sender)):
         response = await stub.FindRegistrationsByField(
             pb.FindRegistrationsByFieldRequest(
-                organisation_id=organisation_id,
+                organisation_id=f.organisation_id,
                 field=field_name,
                 value=value,
                 project_code=project,
@@ -60,7 +62,7 @@ async def _find(organisation_id: str, field_name: str, value: str, project: str)
 
 async def match(f: IntakeFile, recordnames: list[str]) -> Match:
     if f.registry_folder == NGS.folder:
-        found = await _find(f.organisation_id, VCF_FIELD, f.filename, NGS.project_code)
+        found = await _find(f, VCF_FIELD, f.filename, NGS.project_code)
         if len(found) == 1:
             return Match(links=[(found[0].id, VCF_FIELD, "")], complete=True)
         if len(found) > 1:
@@ -68,7 +70,7 @@ async def match(f: IntakeFile, recordnames: list[str]) -> Match:
                 problem=f"{len(found)} registrations name this VCF file; it is linked once exactly one does"
             )
         return Match(problem="no registration names this VCF file yet")
-    found = await _find(f.organisation_id, FILE_FIELD, f.filename_value, HIV_SEQUENCE.project_code)
+    found = await _find(f, FILE_FIELD, f.filename_value, HIV_SEQUENCE.project_code)
     result = Match(links=[(r.id, FILE_FIELD, "") for r in found])
     by_record: dict[str, list[str]] = {}
     for r in found:

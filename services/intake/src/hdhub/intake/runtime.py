@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 from fastapi import APIRouter
 
-from hdhub.common.objectstore import open_store
+from hdhub.common.objectstore import SealedStore, open_store
 from hdhub.common.runtime import Service, run_worker
 from hdhub.intake.files import Files
 from hdhub.intake.settings import IntakeSettings
@@ -28,7 +28,10 @@ class IntakeService(Service):
     def __init__(self, settings: IntakeSettings | None = None) -> None:
         super().__init__(settings or IntakeSettings(), migrations=MIGRATIONS)
         self.settings: IntakeSettings
-        self.objects = open_store(self.settings.object_store_url)
+        # Received files are encrypted at rest: refused ones may carry patient data.
+        self.objects = SealedStore(
+            open_store(self.settings.object_store_url), self.settings.envelope(), purpose="intake"
+        )
         self.files = Files(self.db, self.objects, self.settings)
         self._sftp: Any = None
 

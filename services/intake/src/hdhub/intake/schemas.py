@@ -40,3 +40,6 @@ class FileOut(BaseModel):
     delivered_at: datetime | None
     linked_at: datetime | None
     loaded_at: datetime | None
+    content_purged_at: datetime | None = Field(
+        None, description="A refused file's bytes were deleted then (its retention ran out); the reason stays"
+    )

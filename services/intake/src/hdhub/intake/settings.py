@@ -5,9 +5,13 @@ from pathlib import Path
 from pydantic_settings import SettingsConfigDict
 
 from hdhub.common.config import ServiceSettings, platform
+from hdhub.common.envelope import MasterKeySettings
 
 
-class IntakeSettings(ServiceSettings):
+class IntakeSettings(ServiceSettings, MasterKeySettings):
+    """Also ``HDHUB_INTAKE_MASTER_KEY`` (``_FILE``, ``RETIRED_MASTER_KEYS``): the key that
+    wraps the data keys of the received files, encrypted at rest; required in production."""
+
     model_config = SettingsConfigDict(env_prefix="HDHUB_INTAKE_", extra="ignore")
 
     service_name: str = "intake"
@@ -23,6 +27,9 @@ class IntakeSettings(ServiceSettings):
     max_file_bytes: int = 5 * 1024 * 1024 * 1024
     #: Object store for received files; default the platform's.
     object_store_url: str | None = None
+    #: Days a refused file's bytes are kept (to look into the refusal), then deleted; the
+    #: file's row and its reason stay.
+    refused_retention_days: float = 3.0
     #: The daily load runs once per UTC day from this hour on.
     daily_load_hour: int = 2
     #: How often unmatched files are linked again (a registration may have arrived since).

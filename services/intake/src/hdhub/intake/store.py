@@ -56,6 +56,9 @@ class IntakeFile(TenantScoped, Base):
     delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
     linked_at: Mapped[datetime | None] = mapped_column(nullable=True)
     loaded_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    #: When a refused file's bytes were deleted (its retention ran out); the row, with its
+    #: rule and reason, stays to show the refusal.
+    content_purged_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class FileLink(TenantScoped, Base):

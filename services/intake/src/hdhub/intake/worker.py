@@ -3,7 +3,9 @@
 - ``link``: one file delivered and accepted, linked to its registrations;
 - ``relink``: every ``relink_seconds``, each accepted but unmatched file is linked again;
 - ``daily-load``: once per UTC day from ``daily_load_hour``, accepted and linked files
-  leave the drop area (see :meth:`Files.load`).
+  leave the drop area (see :meth:`Files.load`);
+- ``purge-refused``: every hour, refused files past ``refused_retention_days`` lose their
+  bytes (see :meth:`Files.purge_refused`).
 
 Scheduled runs are enqueued with a row in ``scheduled_runs`` keyed by (kind, slot) in the
 same transaction: two workers racing to schedule the same run make one job between them,
@@ -25,8 +27,8 @@ from hdhub.intake.store import ACCEPTED, IntakeFile, ScheduledRun
 
 log = logging.getLogger("hdhub.intake.worker")
 
-RELINK_JOB, LOAD_JOB = "relink", "daily-load"
-KINDS = [LINK_JOB, RELINK_JOB, LOAD_JOB]
+RELINK_JOB, LOAD_JOB, PURGE_JOB = "relink", "daily-load", "purge-refused"
+KINDS = [LINK_JOB, RELINK_JOB, LOAD_JOB, PURGE_JOB]
 
 
 async def schedule(files: Files, kind: str, slot: str) -> bool:
@@ -49,6 +51,7 @@ async def schedule_due(files: Files, now: datetime | None = None) -> None:
         await schedule(files, LOAD_JOB, now.strftime("%Y-%m-%d"))
     interval = max(int(files.settings.relink_seconds), 1)
     await schedule(files, RELINK_JOB, str(int(now.timestamp()) // interval))
+    await schedule(files, PURGE_JOB, now.strftime("%Y-%m-%dT%H"))
 
 
 async def relink(files: Files) -> int:
@@ -78,6 +81,8 @@ async def process_jobs(files: Files, now: datetime | None = None) -> int:
                 await relink(files)
             elif job.kind == LOAD_JOB:
                 await files.load(day=str(job.payload.get("slot") or job.subject_id))
+            elif job.kind == PURGE_JOB:
+                await files.purge_refused(now)
             async with files.db.system_session() as session:
                 await files.jobs.finish(session, job.id)
             done += 1

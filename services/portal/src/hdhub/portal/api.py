@@ -16,7 +16,8 @@ from fastapi.responses import JSONResponse
 
 from hdhub.common.auth import Action, Principal
 from hdhub.common.errors import forbidden
-from hdhub.common.web import CurrentPrincipal, idempotent, request_fingerprint
+from hdhub.common.filenames import BadFileName, checked_file_name, file_name_refused
+from hdhub.common.web import CurrentPrincipal, Language, idempotent, request_fingerprint
 from hdhub.portal.schemas import (
     CertificateVersion,
     KeyInfo,
@@ -95,7 +96,8 @@ def build_router(service: PortalService) -> APIRouter:
             413: {"description": "p12-too-large"},
             422: {
                 "description": "p12-not-a-p12, p12-wrong-password, p12-key-count, p12-key-purposes, "
-                "p12-key-without-certificate, p12-certificate-expired, p12-certificate-not-yet-valid"
+                "p12-key-without-certificate, p12-certificate-expired, p12-certificate-not-yet-valid, "
+                "bad-file-name"
             },
         },
     )
@@ -104,8 +106,13 @@ def build_router(service: PortalService) -> APIRouter:
         principal: CertificateEditor,
         file: Annotated[UploadFile, File(description="The organisation's eHealth keystore (.p12)")],
         password: Annotated[str, Form(description="The p12's password")],
+        lang: Language,
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
+        try:  # the name is kept and shown: the rule of every route that takes one
+            filename = checked_file_name(file.filename) if file.filename else ""
+        except BadFileName as refusal:
+            raise file_name_refused(refusal, lang) from None
         data = await file.read(certificates.max_p12_bytes + 1)
         fingerprint = request_fingerprint(
             "POST",
@@ -122,7 +129,7 @@ def build_router(service: PortalService) -> APIRouter:
                     organisation_id=organisation_id,
                     data=data,
                     password=password,
-                    filename=file.filename or "",
+                    filename=filename,
                     actor=actor,
                 )
                 body = UploadedCertificate(

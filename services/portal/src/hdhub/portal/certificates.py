@@ -14,10 +14,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hdhub.common.db import Database, new_id, utcnow
+from hdhub.common.envelope import Envelope
 from hdhub.common.errors import Problem, not_found
 from hdhub.common.objectstore import ObjectStore
 from hdhub.portal.domain.p12 import Keystore, LogLine, P12Rejected, Rule, Step, inspect_p12
-from hdhub.portal.envelope import Envelope
 from hdhub.portal.store import Certificate, CertificateEvent
 
 log = logging.getLogger("hdhub.portal.certificates")

@@ -8,10 +8,10 @@ from pathlib import Path
 import grpc
 from fastapi import APIRouter
 
+from hdhub.common.envelope import Envelope
 from hdhub.common.objectstore import open_store
 from hdhub.common.runtime import Service
 from hdhub.portal.certificates import Certificates
-from hdhub.portal.envelope import Envelope
 from hdhub.portal.settings import PortalSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"

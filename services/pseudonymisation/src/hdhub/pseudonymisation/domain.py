@@ -11,8 +11,8 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date
 
-_SEPARATORS = str.maketrans("", "", " .-/\t")
-_CENTURY_2000 = 2_000_000_000
+from hdhub.common.ssin import InvalidSsin, ssin_message, validated_ssin
+
 _SEXES = frozenset({"M", "F", "X"})
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Domain separation: an SSIN and a pseudocode never hash to each other's input.
@@ -29,24 +29,13 @@ class Refused(Exception):
 
 
 def normalise_ssin(text: str) -> str:
-    """The 11 digits of an SSIN written with or without separators, check number verified
-    (mod 97, with the 2000s rule). Raises :class:`Refused` otherwise."""
-    # Most SSINs arrive as 11 plain digits: skip the clean-up then (this runs per patient).
-    digits = (
-        text if len(text) == 11 and text.isascii() and text.isdigit() else text.strip().translate(_SEPARATORS)
-    )
-    if len(digits) != 11 or not (digits.isascii() and digits.isdigit()):
-        raise Refused("ssin", "An SSIN has 11 digits, with or without separators.")
-    if not ssin_check_holds(int(digits)):
-        raise Refused("ssin", "The SSIN's check number does not match (mod 97).")
-    return digits
-
-
-def ssin_check_holds(number: int) -> bool:
-    """Whether an 11-digit SSIN (as an integer) has the right check number: 97 minus the
-    first nine digits mod 97, over ``2`` + the nine digits for people born from 2000."""
-    body, check = divmod(number, 100)
-    return 97 - body % 97 == check or 97 - (body + _CENTURY_2000) % 97 == check
+    """The 11 digits of an SSIN written with or without separators, under the whole rule
+    of :mod:`hdhub.common.ssin`. Raises :class:`Refused` naming the broken part otherwise."""
+    try:
+        return validated_ssin(text)
+    except InvalidSsin as invalid:
+        reason = invalid.reason
+    raise Refused("ssin", ssin_message(reason))
 
 
 def normalise_name(text: str) -> str:

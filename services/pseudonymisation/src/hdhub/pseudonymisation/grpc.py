@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from hdhub.common.auth import current_principal
 from hdhub.common.errors import FieldProblem, Problem, forbidden
 from hdhub.common.grpc import ServicerContext, channel, register_idempotent, require_principal
 from hdhub.common.service_auth import acting_as_service
+from hdhub.common.ssin import checked_ssin
 from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2 as pb
 from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2_grpc as pb_grpc
 from hdhub.proto.sim.v1 import central_pb2, central_pb2_grpc
@@ -20,7 +22,6 @@ from hdhub.pseudonymisation.domain import (
     Refused,
     normalise_ssin,
     pseudocode_input,
-    ssin_check_holds,
 )
 from hdhub.pseudonymisation.settings import CALLER_SERVICE
 
@@ -123,9 +124,9 @@ def pseudonymise(
     ssin_kind, code_kind = central_pb2.PSEUDONYM_KIND_SSIN, central_pb2.PSEUDONYM_KIND_PSEUDOCODE
     ssin_hash = hasher.prefixed(SSIN_PREFIX)
     for i, ssin in enumerate(ssins):
-        # The common case first, inline: 11 plain digits with a good check number. Anything
+        # The common case first, inline: 11 plain digits that pass the SSIN rule. Anything
         # else (separators, pseudocodes, refusals) takes the general path below.
-        if len(ssin) == 11 and ssin.isascii() and ssin.isdigit() and ids[i] and ssin_check_holds(int(ssin)):
+        if len(ssin) == 11 and ids[i] and checked_ssin(ssin) == ssin:
             pseudonyms.append(ssin_hash(ssin.encode()))
             kinds.append(ssin_kind)
             if refused:
@@ -162,10 +163,12 @@ def pseudonymise(
 
 
 async def forward(halves: central_pb2.ReceivePseudonymsRequest) -> None:
-    """Hand the pseudonyms to the central platform, as the pseudonymisation service."""
+    """Hand the pseudonyms to the central platform, as the pseudonymisation service doing
+    the work the registrations service asked for (the same organisation and actor)."""
     stub = central_pb2_grpc.CentralReceiverServiceStub(channel(CENTRAL))
+    caller = current_principal.get()
     try:
-        async with acting_as_service("pseudonymisation"):
+        async with acting_as_service("pseudonymisation", caller.acting_for if caller is not None else None):
             await stub.ReceivePseudonyms(halves)
     except grpc.aio.AioRpcError as exc:
         log.warning(

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import model_validator
 from pydantic_settings import SettingsConfigDict
 
-from hdhub.common.config import PLACEHOLDER, ServiceSettings, platform
+from hdhub.common.config import PLACEHOLDER, ServiceSettings, is_placeholder, platform
 
 #: The only caller: registrations sends identifiers; nobody else may turn identifiers
 #: into pseudonyms (it would make the service an oracle).
@@ -34,20 +34,23 @@ class PseudonymisationSettings(ServiceSettings):
     def _master_key_in_production(self) -> PseudonymisationSettings:
         if (
             platform().environment == "production"
-            and self.master_key == PLACEHOLDER
+            and is_placeholder(self.master_key)
             and self.master_key_file is None
         ):
             raise ValueError(
-                "PseudonymisationSettings.master_key is a placeholder; set it (or master_key_file) from a Secret"
+                "HDHUB_PSEUDONYMISATION_MASTER_KEY is unset or a placeholder; set it (or HDHUB_PSEUDONYMISATION_MASTER_KEY_FILE) from a Secret"
             )
         return self
 
     def master(self) -> bytes:
         if self.master_key_file is not None:
             return _decode(self.master_key_file.read_text().strip())
-        if self.master_key != PLACEHOLDER:
+        if not is_placeholder(self.master_key):
             return _decode(self.master_key)
-        # Laptops and tests only (refused in production above).
+        if is_placeholder(self.secret_key):
+            raise ValueError("PseudonymisationSettings.master_key is unset; set HDHUB_PSEUDONYMISATION_MASTER_KEY")
+        # Refused in production above; elsewhere derived from the secret key, never from a
+        # placeholder (`hdhub` generates both under var/).
         return hashlib.sha256(b"hdhub-pseudonymisation-master-key:" + self.secret_key.encode()).digest()
 
 

@@ -3,6 +3,7 @@ with their lifecycle, history, ETag / If-Match and Idempotency-Key."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, File, Header, Query, Request, Response, UploadFile
@@ -10,9 +11,12 @@ from fastapi.responses import JSONResponse
 
 from hdhub.common.auth import Action as Permission
 from hdhub.common.auth import Principal
-from hdhub.common.errors import Problem, forbidden, not_found
+from hdhub.common.errors import FieldProblem, Problem, forbidden, invalid, not_found
 from hdhub.common.web import CurrentPrincipal, Language, request_fingerprint
-from hdhub.registrations.domain.lifecycle import Action
+from hdhub.registrations.domain.csv_template import csv_template
+from hdhub.registrations.domain.dcd import DcdDefinition
+from hdhub.registrations.domain.lifecycle import Action, Status
+from hdhub.registrations.domain.period import Period
 from hdhub.registrations.schemas import (
     DcdOut,
     DcdVersionRef,
@@ -75,6 +79,31 @@ def issues(items: list[Any]) -> list[FieldIssue]:
     return [FieldIssue(field=e.field, path=e.path, rule=e.rule, message=e.message) for e in items]
 
 
+def csv_template_response(definition: DcdDefinition) -> Response:
+    """The template as a download, UTF-8 with BOM as Excel wants it to read the accents."""
+    name = f"{definition.project_code}_{definition.dcd_code}_{definition.version}_template.csv"
+    return Response(
+        "\ufeff" + csv_template(definition),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+SINCE = "Only those at or after this moment (ISO 8601; without an offset, UTC)."
+UNTIL = "Only those before this moment (ISO 8601; without an offset, UTC)."
+
+
+def refuse_empty_periods(**periods: Period | None) -> None:
+    """A range whose end is not after its start is a mistake, not an empty answer."""
+    problems = [
+        FieldProblem(f"{name}_to", "period", f"{name}_to must be after {name}_from")
+        for name, period in periods.items()
+        if period is not None and period.empty
+    ]
+    if problems:
+        raise invalid(problems)
+
+
 def build_router(service: RegistrationsService) -> APIRouter:
     router = APIRouter(prefix="/api/v1")
     catalogue, registrations = service.catalogue, service.registrations
@@ -120,6 +149,18 @@ def build_router(service: RegistrationsService) -> APIRouter:
         require_catalogue(principal)
         entry = await catalogue.get(dcd, None if version == "latest" else version)
         return entry.definition.to_json()
+
+    @router.get(
+        "/dcds/{dcd}/versions/{version}/template.csv",
+        tags=["catalogue"],
+        summary="The CSV template of a DCD version: the Upload Center's header, a commented line of hints",
+        response_class=Response,
+        responses={200: {"content": {"text/csv": {}}}},
+    )
+    async def get_csv_template(dcd: str, version: str, principal: CurrentPrincipal) -> Response:
+        require_catalogue(principal)
+        entry = await catalogue.get(dcd, None if version == "latest" else version)
+        return csv_template_response(entry.definition)
 
     @router.get("/dcds/{dcd}/versions/{version}/fields/{field}", tags=["catalogue"], summary="One field")
     async def get_field(dcd: str, version: str, field: str, principal: CurrentPrincipal) -> dict[str, Any]:
@@ -202,9 +243,13 @@ def build_router(service: RegistrationsService) -> APIRouter:
         principal: CurrentPrincipal,
         organisation_id: str | None = None,
         dcd: str | None = None,
-        status: str | None = None,
+        status: Status | None = None,
         business_key: str | None = None,
         include_deleted: bool = False,
+        created_from: Annotated[datetime | None, Query(description=SINCE)] = None,
+        created_to: Annotated[datetime | None, Query(description=UNTIL)] = None,
+        updated_from: Annotated[datetime | None, Query(description=SINCE)] = None,
+        updated_to: Annotated[datetime | None, Query(description=UNTIL)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> RegistrationPage:
@@ -213,12 +258,15 @@ def build_router(service: RegistrationsService) -> APIRouter:
             if organisation_id not in scope:
                 raise forbidden()
             scope = [organisation_id]
+        refuse_empty_periods(created=Period.of(created_from, created_to), updated=Period.of(updated_from, updated_to))
         items, total = await registrations.search(
             scope,
             dcd_code=dcd,
             status=status,
             business_key=business_key,
             include_deleted=include_deleted,
+            created=Period.of(created_from, created_to),
+            updated=Period.of(updated_from, updated_to),
             limit=limit,
             offset=offset,
         )

@@ -45,12 +45,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select, update
 
+from hdhub.common.auth import ActingFor
 from hdhub.common.clock import SYSTEM_CLOCK, Clock
 from hdhub.common.config import platform
 from hdhub.common.db import bulk_insert, json_text, new_id
 from hdhub.common.errors import Problem
 from hdhub.common.grpc import channel, problem_from_rpc_error, register_idempotent
-from hdhub.common.jobs import QUEUED
+from hdhub.common.jobs import QUEUED, JobQueue
 from hdhub.common.sealed_record import header_bytes, signed_bytes
 from hdhub.common.service_auth import acting_as_service
 from hdhub.proto.portal.v1 import certificates_pb2, certificates_pb2_grpc
@@ -178,6 +179,23 @@ class Outgoing:
     #: The split of ``values`` (worked out once per attempt, see :meth:`Delivery._split`).
     identifier: Identifier | None = None
     variables: dict[str, Any] | None = None
+
+    @property
+    def actor(self) -> str:
+        """Who submitted it (the delivery job's actor); jobs queued before jobs carried one
+        name the delivery itself."""
+        acting = JobQueue.acting_for(self.job)
+        return acting.actor if acting is not None else DELIVERY_ACTOR
+
+
+#: The actor of deliveries queued before jobs carried theirs.
+DELIVERY_ACTOR = "delivery"
+
+
+def _acting_for(organisation_id: str, items: Sequence[Outgoing]) -> ActingFor:
+    """A delivery call for one organisation's registrations, in the name of who submitted
+    them (the first of them: a batch of one organisation's submissions goes out at once)."""
+    return ActingFor(organisation_id, items[0].actor if items else DELIVERY_ACTOR)
 
 
 @dataclass(frozen=True)
@@ -442,7 +460,7 @@ class Delivery:
             return cached
         stub = certificates_pb2_grpc.CertificatesServiceStub(channel("portal"))
         try:
-            async with acting_as_service("registrations"):
+            async with acting_as_service("registrations", _acting_for(organisation_id, items)):
                 answer = await stub.GetActiveCertificate(
                     certificates_pb2.GetActiveCertificateRequest(organisation_id=organisation_id)
                 )
@@ -515,7 +533,7 @@ class Delivery:
             request.versions.extend(o.version for o in group)
             request.ssins.extend(ssins)
             try:
-                async with acting_as_service("registrations"):
+                async with acting_as_service("registrations", _acting_for(request.organisation_id, group)):
                     answer = await stub.PseudonymiseAndForward(request)
             except grpc.aio.AioRpcError as exc:
                 problem = problem_from_rpc_error(exc)
@@ -640,6 +658,7 @@ class Delivery:
                             "organisation_id": o.organisation_id,
                             "subject_id": o.registration_id,
                             "payload": {"version": o.version, "checks": 0},
+                            "actor": o.actor,
                             "run_after": run_after,
                         }
                         for o in group
@@ -795,7 +814,10 @@ class Delivery:
                     if o.failure is None:
                         row.attempts += 1
                         row.last_sent_at = now
-                checks = int((o.job.payload or {}).get("checks", 0)) + 1
+                # A resend that went out starts the clock again: its confirmation is asked for
+                # seconds later, not at the long interval the unanswered checks had reached.
+                sent_now = id(o) in resent and o.failure is None
+                checks = 0 if sent_now else int((o.job.payload or {}).get("checks", 0)) + 1
                 deferred[(self._next_check(row, now, checks), o.version, checks)].append(o.job.id)
             for (until, version, checks), job_ids in deferred.items():
                 await self._defer_many(

@@ -144,7 +144,8 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
                 dry_run=request.dry_run,
             ),
             lang=request.language or "en",
-            actor=Actor(request.author or principal.username, "upload"),
+            # A service records whose work it does (its acting-for actor), a person themself.
+            actor=Actor(principal.author if principal.is_service() else request.author or principal.username, "upload"),
             batch_id=request.batch_id or None,
             after_batch_id=request.after_batch_id or None,
         )

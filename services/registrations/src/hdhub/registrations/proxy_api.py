@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import grpc
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from hdhub.common.auth import Action as Permission
 from hdhub.common.auth import Principal
@@ -25,7 +25,7 @@ from hdhub.common.errors import Problem, forbidden, not_found
 from hdhub.common.grpc import channel, problem_from_rpc_error, register_idempotent
 from hdhub.common.web import CurrentPrincipal, Language, authenticate, request_fingerprint
 from hdhub.proto.identity.v1 import identity_pb2, identity_pb2_grpc
-from hdhub.registrations.api import actor_of, readable
+from hdhub.registrations.api import actor_of, csv_template_response, readable
 from hdhub.registrations.catalogue import CatalogueEntry
 from hdhub.registrations.domain.dcd import Codelist, DcdDefinition, Field, FieldType, translate
 from hdhub.registrations.domain.lifecycle import Status
@@ -430,6 +430,17 @@ def build_router(service: RegistrationsService) -> APIRouter:
                 f"The record's fields fit {len(fits)} DCDs; dcd-id may be left out only when they fit exactly one.",
             )
         return await entry_for(fits[0].definition.dcd_code, version)
+
+    @router.get(
+        "/dcd/template",
+        summary="The CSV template of a DCD version (as the drop folder reads it), with a commented line of hints",
+        response_class=Response,
+        responses={200: {"content": {"text/csv": {}}}},
+    )
+    async def template(principal: CurrentPrincipal, dcd_id: DcdId, dcd_version_id: DcdVersionId) -> Response:
+        principal.require(Permission.CATALOGUE_READ)
+        entry = await entry_for(dcd_id, dcd_version_id)
+        return csv_template_response(entry.definition)
 
     @router.post(
         "/dcd/payload/submit",

@@ -31,7 +31,7 @@ class RegistrationsService(Service):
         super().__init__(settings or RegistrationsSettings(), migrations=MIGRATIONS)
         self.settings: RegistrationsSettings
         self.catalogue = Catalogue(self.db)
-        self.registrations = Registrations(self.db, self.catalogue, secret=self.settings.secret_key.encode())
+        self.registrations = Registrations(self.db, self.catalogue, secret=self.settings.secret())
         self.delivery = Delivery(self.registrations, self.settings)
         self.registrations.delivery = self.delivery
 

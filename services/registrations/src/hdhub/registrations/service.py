@@ -43,6 +43,7 @@ from hdhub.registrations.catalogue import Catalogue, CatalogueEntry
 from hdhub.registrations.domain import lifecycle
 from hdhub.registrations.domain.business_key import SSIN_FORMAT, business_key
 from hdhub.registrations.domain.lifecycle import Action, Confirmation, Status, TransitionRefused
+from hdhub.registrations.domain.period import Period
 from hdhub.registrations.store import (
     IdempotencyKey,
     Job,
@@ -350,6 +351,8 @@ class Registrations:
         field_value: str | None = None,
         project_code: str | None = None,
         include_deleted: bool = False,
+        created: Period | None = None,
+        updated: Period | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> tuple[list[Registration], int]:
@@ -369,6 +372,11 @@ class Registrations:
                 query = query.where(Registration.business_key == business_key)
             if field_name is not None and field_value is not None:
                 query = query.where(Registration.values[field_name].as_string() == field_value)
+            for column, period in ((Registration.created_at, created), (Registration.updated_at, updated)):
+                if period is not None and period.start is not None:
+                    query = query.where(column >= period.start)
+                if period is not None and period.end is not None:
+                    query = query.where(column < period.end)
             total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
             rows = await session.execute(
                 query.order_by(Registration.updated_at.desc(), Registration.id).limit(limit).offset(offset)
@@ -483,7 +491,12 @@ class Registrations:
                 with session.no_autoflush:  # one UPDATE of the row, not two
                     reg.registration_code = await self._next_code(session, entry.definition.dcd_number, now)
             self.jobs.enqueue(
-                session, DELIVER, organisation_id=reg.organisation_id, subject_id=reg.id, payload={"version": reg.version}
+                session,
+                DELIVER,
+                organisation_id=reg.organisation_id,
+                subject_id=reg.id,
+                payload={"version": reg.version},
+                actor=actor.name,
             )
             after_commit(session, self.wake.notify)
         elif target == Status.SUBMITTED:
@@ -882,7 +895,10 @@ async def _insert_created(
         await registrations.jobs.enqueue_many(
             session,
             DELIVER,
-            [{"organisation_id": organisation_id, "subject_id": c.id, "payload": {"version": 2}} for c in submitted],
+            [
+                {"organisation_id": organisation_id, "actor": actor.name, "subject_id": c.id, "payload": {"version": 2}}
+                for c in submitted
+            ],
         )
         after_commit(session, registrations.wake.notify)
     return [{**shared, **row} for row in reg_rows]

@@ -18,6 +18,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from hdhub.common.auth import Action as Permission
 from hdhub.common.auth import Principal
 from hdhub.common.errors import Problem, forbidden, not_found
+from hdhub.common.filenames import BadFileName, checked_file_name, file_name_refused
 from hdhub.common.web import CurrentPrincipal, Language
 from hdhub.uploads import registrations as regs
 from hdhub.uploads.reports import finding_rows, stream_report
@@ -77,6 +78,12 @@ class UploadOut(BaseModel):
     uploaded_by: str
     created_at: datetime
     finished_at: datetime | None
+    source_file: Literal["kept", "purged"] = Field(
+        "kept",
+        description="The uploaded file itself: kept (encrypted) until its retention runs out "
+        "(a dry run's goes once it is read), then purged; findings and reports stay",
+    )
+    source_purged_at: datetime | None = None
     reports: dict[str, str]
 
 
@@ -115,6 +122,8 @@ def upload_out(u: Upload, lang: str) -> UploadOut:
         uploaded_by=u.uploaded_by,
         created_at=u.created_at,
         finished_at=u.finished_at,
+        source_file="purged" if u.source_purged_at else "kept",
+        source_purged_at=u.source_purged_at,
         reports={"errors": f"{base}/errors.csv", "success": f"{base}/success.csv"},
     )
 
@@ -138,8 +147,19 @@ def _organisation(principal: Principal, organisation_id: str | None, action: Per
     return organisation_id
 
 
-async def _multipart_file(request: Request, boundary: bytes, holder: dict[str, str]) -> AsyncIterator[bytes]:
-    """The bytes of the form's ``file`` part as they arrive; nothing else is kept."""
+def _file_name(name: str, lang: str) -> str:
+    """``name`` as kept (NFC), or the 422 saying which rule of hdhub.common.filenames it breaks."""
+    try:
+        return checked_file_name(name)
+    except BadFileName as refusal:
+        raise file_name_refused(refusal, lang) from None
+
+
+async def _multipart_file(
+    request: Request, boundary: bytes, holder: dict[str, str], lang: str
+) -> AsyncIterator[bytes]:
+    """The bytes of the form's ``file`` part as they arrive; nothing else is kept. A refused
+    file name stops the body at the part's headers, before any byte is stored."""
     out: list[bytes] = []
     state: dict[str, Any] = {"field": b"", "value": b"", "headers": {}, "in_file": False, "found": False}
 
@@ -160,7 +180,9 @@ async def _multipart_file(request: Request, boundary: bytes, holder: dict[str, s
         _, params = parse_options_header(state["headers"].get(b"content-disposition", b""))
         if params.get(b"name") == b"file" and not state["found"]:
             state["in_file"] = state["found"] = True
-            holder["filename"] = (params.get(b"filename") or b"upload.csv").decode("utf-8", "replace")
+            holder["filename"] = _file_name(
+                (params.get(b"filename") or b"upload.csv").decode("utf-8", "replace"), lang
+            )
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         if state["in_file"]:
@@ -208,6 +230,7 @@ def build_router(service: UploadsService) -> APIRouter:
         status_code=202,
         response_model=UploadOut,
         summary="Upload a CSV of registrations (multipart field `file`, or a text/csv body)",
+        responses={410: {"description": "upload-source-purged: the linked sequence file's retention ran out"}},
         openapi_extra={
             "requestBody": {
                 "content": {
@@ -238,7 +261,9 @@ def build_router(service: UploadsService) -> APIRouter:
         ignore_duplicates: bool | None = None,
         autosubmit: bool | None = None,
         dry_run: bool = False,
-        filename: Annotated[str | None, Query(max_length=255, description="For a text/csv body")] = None,
+        filename: Annotated[
+            str | None, Query(description="For a text/csv body; the rules of docs/upload-center.md")
+        ] = None,
         kind: Annotated[
             Literal["registrations", "sequences"],
             Query(
@@ -275,17 +300,24 @@ def build_router(service: UploadsService) -> APIRouter:
         options["kind"] = kind
         if linked_upload_id is not None:
             linked = await uploads.get([org], linked_upload_id)
+            if linked.source_purged_at is not None:
+                raise Problem(
+                    410,
+                    "upload-source-purged",
+                    "That upload's file is gone",
+                    "Its retention ran out and the file was deleted; upload the sequence file again.",
+                )
             if linked.options.get("kind") != "sequences" or linked.status != "held":
                 raise Problem(
                     409, "not-linkable", "That upload cannot be linked", "Link a held sequences upload, once."
                 )
             options["linked_upload_id"] = linked.id
         content_type, params = parse_options_header(request.headers.get("content-type", ""))
-        holder = {"filename": filename or "upload.csv"}
+        holder = {"filename": _file_name(filename or "upload.csv", lang)}
         if content_type == b"multipart/form-data":
             if b"boundary" not in params:
                 raise Problem(400, "bad-multipart", "The multipart body has no boundary")
-            body = _multipart_file(request, params[b"boundary"], holder)
+            body = _multipart_file(request, params[b"boundary"], holder, lang)
         elif content_type in (b"text/csv", b"application/octet-stream", b"text/plain"):
             body = _raw_body(request)
         else:

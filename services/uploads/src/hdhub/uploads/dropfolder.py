@@ -35,9 +35,11 @@ from pathlib import Path
 import grpc
 from sqlalchemy.exc import IntegrityError
 
+from hdhub.common.auth import ActingFor
 from hdhub.common.config import platform
 from hdhub.common.db import utcnow
 from hdhub.common.errors import Problem
+from hdhub.common.filenames import BadFileName, checked_file_name
 from hdhub.common.jobs import PARKED
 from hdhub.common.objectstore import FolderStore, ObjectNotFound, ObjectStore, StoredObject, open_store
 from hdhub.common.service_auth import acting_as_service
@@ -50,6 +52,9 @@ from hdhub.uploads.store import Job, Upload
 log = logging.getLogger("hdhub.uploads.dropfolder")
 
 FILE = "dropfolder.file"
+#: The actor of a drop-folder file: the organisation's own folder, written by its systems
+#: on the host (the folder is the organisation's channel; no person is known).
+DROPFOLDER_ACTOR = "dropfolder"
 ARCHIVE, RESULTS, ERROR = "ARCHIVE", "RESULTS", "ERROR"
 SUBFOLDERS = (ARCHIVE, RESULTS, ERROR)
 RESULT_COLUMNS = (
@@ -84,8 +89,14 @@ class DropName:
     day: date
 
 
-def parse_name(name: str) -> DropName:
-    match = NAME.match(name)
+def parse_name(name: str, lang: str = "en") -> DropName:
+    """What the name says, after the file-name rule every route applies
+    (hdhub.common.filenames: no control characters, device names, SSINs...)."""
+    try:
+        checked_file_name(name)
+    except BadFileName as refusal:
+        raise TechnicalFailure(refusal.message(lang)) from None
+    match = NAME.fullmatch(name)
     if match is None:
         raise TechnicalFailure(
             f"The file name {name!r} does not follow HD_DCD_submcsv_HDBPnnnn_ABBREV_version_date.csv "
@@ -105,7 +116,7 @@ def drop_area(uploads: Uploads) -> tuple[ObjectStore, str]:
     if settings.dropfolder_url:
         return open_store(settings.dropfolder_url), ""
     if platform().object_store_url:
-        return uploads.store, "dropfolder/"
+        return uploads.plain_store, "dropfolder/"
     root = Path(platform().data_dir) / "dropfolder"
     return FolderStore(root), ""
 
@@ -161,6 +172,7 @@ class DropFolder:
                         FILE,
                         job_id=job_id,
                         organisation_id=org,
+                        actor=DROPFOLDER_ACTOR,
                         payload={"key": obj.key, "name": name, "size": obj.size, "modified": stamp},
                     )
                 enqueued += 1
@@ -176,7 +188,9 @@ class DropFolder:
         for job in jobs:
             try:
                 with job_span(job):
-                    async with acting_as_service("uploads"):
+                    assert job.organisation_id is not None
+                    acting = self.uploads.jobs.acting_for(job) or ActingFor(job.organisation_id, DROPFOLDER_ACTOR)
+                    async with acting_as_service("uploads", acting):
                         finished = await self._advance(job)
                 async with self.uploads.db.system_session() as session:
                     if finished:
@@ -219,7 +233,7 @@ class DropFolder:
         return f"dropfolder:{job.id}"
 
     async def _take_in(self, job: Job, org: str, name: str, key: str) -> Upload | None:
-        parsed = parse_name(name)
+        parsed = parse_name(name, self.settings.dropfolder_language)
         if await self.store.stat(key) is None:
             return None
         try:
@@ -248,7 +262,7 @@ class DropFolder:
                 dcd_version=dcd.version,
                 options=options,
                 language=self.settings.dropfolder_language,
-                uploaded_by="dropfolder",
+                uploaded_by=DROPFOLDER_ACTOR,
                 idempotency_key=self._idempotency_key(job),
             )
         except ObjectNotFound:

@@ -3,20 +3,22 @@ in a file (streamed into the object store), and reading uploads back."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hdhub.common.config import platform
 from hdhub.common.db import Database, after_commit, new_id, utcnow
 from hdhub.common.errors import Problem, not_found
 from hdhub.common.jobs import JobQueue
-from hdhub.common.objectstore import ObjectStore, open_store
+from hdhub.common.objectstore import ObjectNotFound, ObjectStore, SealedStore, open_store
 from hdhub.common.wakeup import Wakeup
 from hdhub.uploads.settings import UploadsSettings
 from hdhub.uploads.store import Job, Upload, UploadSettings
@@ -24,6 +26,10 @@ from hdhub.uploads.store import Job, Upload, UploadSettings
 log = logging.getLogger("hdhub.uploads")
 
 PROCESS = "upload.process"
+#: Deleting processed sources: ``subject_id`` an upload (a dry run, at once) or a sweep slot.
+PURGE_SOURCES = "upload.purge-sources"
+#: How often (seconds) a worker makes sure the sweep of this period is queued.
+SWEEP_EVERY = 600.0
 STEPS = ("select_file", "validity_check", "upload", "finalize")
 Validation = Literal["none", "save_on_validations", "validate_all"]
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -50,12 +56,22 @@ class Uploads:
     def __post_init__(self) -> None:
         self.jobs = JobQueue(self.db, Job, lease=timedelta(seconds=self.settings.lease_seconds))
         self.wake = Wakeup("hdhub:uploads:process", platform().redis_url)
+        self._plain: ObjectStore | None = None
         self._store: ObjectStore | None = None
+        self._next_sweep = 0.0
+
+    @property
+    def plain_store(self) -> ObjectStore:
+        """The platform's store as it is (the drop folders, which hospitals read and write)."""
+        if self._plain is None:
+            self._plain = open_store()
+        return self._plain
 
     @property
     def store(self) -> ObjectStore:
+        """Where the service keeps sources and reports: encrypted at rest (``SealedStore``)."""
         if self._store is None:
-            self._store = open_store()
+            self._store = SealedStore(self.plain_store, self.settings.envelope(), purpose="uploads")
         return self._store
 
     # --- settings ---------------------------------------------------------------
@@ -166,7 +182,9 @@ class Uploads:
             async with self.db.session([organisation_id]) as session:
                 session.add(upload)
                 if not held:
-                    self.jobs.enqueue(session, PROCESS, organisation_id=organisation_id, subject_id=upload_id)
+                    self.jobs.enqueue(
+                        session, PROCESS, organisation_id=organisation_id, subject_id=upload_id, actor=uploaded_by
+                    )
                     after_commit(session, self.wake.notify)
         except IntegrityError:  # the same Idempotency-Key raced us: keep the first
             await self.store.delete(key)
@@ -175,6 +193,57 @@ class Uploads:
                 raise
             return existing
         return upload
+
+    # --- retention ----------------------------------------------------------------
+    async def schedule_sweep(self, now: datetime | None = None) -> bool:
+        """Queue this hour's sweep of sources past their retention, once between all
+        workers (the job id is the hour); checked every :data:`SWEEP_EVERY` seconds."""
+        if time.monotonic() < self._next_sweep:
+            return False
+        self._next_sweep = time.monotonic() + SWEEP_EVERY
+        slot = (now or utcnow()).strftime("sweep-%Y%m%d%H")
+        try:
+            async with self.db.system_session() as session:
+                if await session.get(Job, slot) is not None:
+                    return False
+                self.jobs.enqueue(session, PURGE_SOURCES, subject_id=slot, job_id=slot)
+        except IntegrityError:  # another worker queued it first
+            return False
+        return True
+
+    async def purge_sources(self, *, upload_id: str | None = None, now: datetime | None = None) -> int:
+        """Delete processed sources from the object store, and note it on their uploads:
+        ``upload_id``'s at once (a dry run), else every upload finished (done, failed,
+        linked) or held longer than the retention ago. Idempotent: two workers purging
+        the same upload both delete the object and one of them marks it."""
+        now = now or utcnow()
+        cutoff = now - timedelta(days=self.settings.source_retention_days)
+        q = select(Upload.id, Upload.object_key).where(Upload.source_purged_at.is_(None))
+        if upload_id is not None:
+            q = q.where(Upload.id == upload_id, Upload.status.in_(("done", "failed", "linked")))
+        else:
+            q = q.where(
+                or_(
+                    Upload.status.in_(("done", "failed", "linked")) & (Upload.finished_at < cutoff),
+                    (Upload.status == "held") & (Upload.created_at < cutoff),
+                )
+            ).limit(500)
+        async with self.db.system_session() as session:
+            due = list((await session.execute(q)).all())
+        purged = 0
+        for up_id, key in due:
+            with contextlib.suppress(ObjectNotFound):
+                await self.store.delete(key)
+            async with self.db.system_session() as session:
+                result = await session.execute(
+                    update(Upload)
+                    .where(Upload.id == up_id, Upload.source_purged_at.is_(None))
+                    .values(source_purged_at=now)
+                )
+                purged += int(getattr(result, "rowcount", 0) or 0)
+        if purged:
+            log.info("upload sources purged", extra={"count": purged, "upload_id": upload_id or ""})
+        return purged
 
     # --- reading ----------------------------------------------------------------
     async def get(self, organisations: list[str], upload_id: str) -> Upload:

@@ -3,12 +3,18 @@ from __future__ import annotations
 from pydantic_settings import SettingsConfigDict
 
 from hdhub.common.config import ServiceSettings
+from hdhub.common.envelope import MasterKeySettings
 
 
-class UploadsSettings(ServiceSettings):
+class UploadsSettings(ServiceSettings, MasterKeySettings):
+    """Also ``HDHUB_UPLOADS_MASTER_KEY`` (``_FILE``, ``RETIRED_MASTER_KEYS``): the key that
+    wraps the data keys of what the service keeps (sources, reports), required in production."""
+
     model_config = SettingsConfigDict(env_prefix="HDHUB_UPLOADS_", extra="ignore")
 
     service_name: str = "uploads"
+    #: Days an uploaded file is kept once processed (a dry run's: none, it goes at once).
+    source_retention_days: float = 7.0
     #: Largest file accepted; refused while streaming in, nothing kept (bytes).
     max_upload_bytes: int = 1024 * 1024 * 1024
     #: Rows per UpsertBatch / ValidateBatch call.

@@ -73,6 +73,9 @@ class Upload(TenantScoped, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    #: When the source file was deleted from the object store (its retention ran out, or
+    #: at once for a dry run); the upload, its findings and its reports stay.
+    source_purged_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class Job(JobColumns, Base):

@@ -25,9 +25,10 @@ from typing import Any, TypeVar
 import grpc
 from sqlalchemy import update
 
-from hdhub.common.auth import current_principal
+from hdhub.common.auth import ActingFor, current_principal
 from hdhub.common.db import after_commit, utcnow
 from hdhub.common.jobs import PARKED, RUNNING, worker_name
+from hdhub.common.objectstore import ObjectNotFound
 from hdhub.common.service_auth import service_principal
 from hdhub.common.service_auth import tokens as service_tokens
 from hdhub.common.telemetry import job_span
@@ -39,7 +40,7 @@ from hdhub.uploads.domain.linked import SequenceIndex, read_sequences
 from hdhub.uploads.domain.messages import message, without_echoes
 from hdhub.uploads.metrics import count_rows
 from hdhub.uploads.reports import finding_rows, write_part
-from hdhub.uploads.service import PROCESS, Uploads
+from hdhub.uploads.service import PROCESS, PURGE_SOURCES, Uploads
 from hdhub.uploads.store import Job, Upload
 
 log = logging.getLogger("hdhub.uploads.worker")
@@ -615,6 +616,11 @@ class UploadRun:
             nothing_stored = refused or not stored or counts["created"] + counts["updated"] == 0
             upload.options = {**upload.options, "nothing_stored": bool(nothing_stored)}
             upload.finished_at = upload.updated_at = now
+            if self.options.get("dry_run"):  # a dry run's file goes as soon as it is read
+                self.uploads.jobs.enqueue(
+                    session, PURGE_SOURCES, organisation_id=upload.organisation_id, subject_id=upload.id
+                )
+                after_commit(session, self.uploads.wake.notify)
             if self.linked is not None:
                 linked = await session.get(Upload, self.linked.id)
                 if linked is not None:
@@ -651,8 +657,12 @@ async def fail_upload(uploads: Uploads, upload_id: str, detail: str) -> None:
 async def process_jobs(uploads: Uploads, *, worker: str | None = None) -> int:
     """Claim and run at most one upload job; 1 when one was claimed."""
     worker = worker or f"{worker_name()}:{uuid.uuid4().hex[:8]}"
-    jobs = await uploads.jobs.claim([PROCESS], limit=1, worker=worker)
+    await uploads.schedule_sweep()
+    jobs = await uploads.jobs.claim([PROCESS, PURGE_SOURCES], limit=1, worker=worker)
     for job in jobs:
+        if job.kind == PURGE_SOURCES:
+            await purge_job(uploads, job)
+            continue
         async with uploads.db.system_session() as session:
             upload = await session.get(Upload, job.subject_id)
         if upload is None:
@@ -660,8 +670,10 @@ async def process_jobs(uploads: Uploads, *, worker: str | None = None) -> int:
                 await uploads.jobs.finish(session, job.id)
             continue
         # The job runs as the uploads service itself (a user's token would expire long
-        # before a large file is done); registrations records the uploader as author.
-        reset = current_principal.set(await service_principal("uploads"))
+        # before a large file is done), acting for the upload's organisation and uploader:
+        # registrations lets it touch that organisation only and records the uploader.
+        acting = uploads.jobs.acting_for(job) or ActingFor(upload.organisation_id, upload.uploaded_by)
+        reset = current_principal.set(await service_principal("uploads", acting))
         try:
             with job_span(job):
                 await UploadRun(uploads, job, upload, worker).run()
@@ -669,6 +681,10 @@ async def process_jobs(uploads: Uploads, *, worker: str | None = None) -> int:
             log.warning("upload job taken over by another worker", extra={"job_id": job.id})
         except Abandon:
             log.warning("upload job abandoned (test)", extra={"job_id": job.id})
+        except ObjectNotFound:  # its file (or the linked one) was purged: no retry brings it back
+            await fail_upload(uploads, upload.id, "the file is gone (its retention ran out); upload it again")
+            async with uploads.db.system_session() as session:
+                await uploads.jobs.finish(session, job.id)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in PERMANENT:
                 await fail_upload(
@@ -686,6 +702,18 @@ async def process_jobs(uploads: Uploads, *, worker: str | None = None) -> int:
         finally:
             current_principal.reset(reset)
     return len(jobs)
+
+
+async def purge_job(uploads: Uploads, job: Any) -> None:
+    """One upload's source (a dry run), or this hour's sweep of those past their retention."""
+    subject = str(job.subject_id or "")
+    try:
+        await uploads.purge_sources(upload_id=None if subject.startswith("sweep-") else subject)
+    except Exception as exc:  # the store is down: the job is tried again later
+        await uploads.jobs.fail(job.id, type(exc).__name__)
+        return
+    async with uploads.db.system_session() as session:
+        await uploads.jobs.finish(session, job.id)
 
 
 async def _retry(uploads: Uploads, job_id: str, upload_id: str, detail: str) -> None:

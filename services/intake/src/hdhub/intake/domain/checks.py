@@ -2,7 +2,8 @@
 on their way to the object store), so a file is checked without a second read and without
 being held whole anywhere. The first broken rule is kept as the verdict, with a stable
 slug and a message naming the line; the offending value is never part of the message
-(it may be a patient's SSIN, name or birth date)."""
+(it may be a patient's SSIN, name or birth date), except a sequence's wrong character
+and its position (a nucleotide is no patient data, and the sender needs to find it)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import re
 import zlib
 from dataclasses import dataclass, field
 
-from hdhub.intake.domain.names import SEQUENCE_STEM, plausible_stamp, sequence_stem
-from hdhub.intake.domain.ssin import contains_ssin
+from hdhub.common import hiv_sequence
+from hdhub.intake.domain import personal
+from hdhub.intake.domain.names import sequence_stem
 
 #: Longest line read: meta and header lines are short; a data line with a huge INFO is not.
 MAX_LINE = 8 * 1024 * 1024
@@ -105,38 +107,13 @@ class LineChecker:
 FILEFORMAT = re.compile(r"^##fileformat=VCFv4\.\d+$")
 META = re.compile(r"^##[A-Za-z0-9_.\-]+=")
 FIXED_COLUMNS = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
-# Keys that carry a person's identity when a header names them (##PatientName=, <...,Name=...>).
-NAME_KEY = re.compile(
-    r"(?i)(?:^##|[<,])\s*(?:patient[_ ]?(?:name|id)?|individual|proband|person|"
-    r"(?:first|last|family|given|full|maiden|sur)[_ ]?name|name|nom|pr[eé]nom|naam|voornaam|achternaam)\s*="
-)
-BIRTH = re.compile(r"(?i)birth|\bdob\b|geboorte|naissance|geburt")
-DATE = re.compile(
-    r"(?<!\d)(?:\d{1,2}[/.\-]\d{1,2}[/.\-](?:19|20)?\d{2}|(?:19|20)\d{2}[/.\-]\d{1,2}[/.\-]\d{1,2})(?!\d)"
-)
-PERSON = re.compile(r"^[A-Za-zÀ-ÿ'\-]{2,}(?:,\s*|\s+)[A-Za-zÀ-ÿ'\-]{2,}(?:\s+[A-Za-zÀ-ÿ'\-]{2,})*$")
-
-
-def patient_data(text: str, *, sample: bool = False) -> str | None:
-    """What kind of patient information ``text`` carries, if any (never the value)."""
-    if contains_ssin(text):
-        return "an SSIN-like number"
-    if BIRTH.search(text):
-        return "a birth date"
-    if sample:
-        if DATE.search(text):
-            return "a date"
-        if PERSON.match(text.strip()):
-            return "what looks like a person's name"
-    elif NAME_KEY.search(text):
-        return "a person's name"
-    return None
 
 
 class VcfChecker(LineChecker):
     """VCF 4.x, streamed: ``##fileformat=VCFv4.x`` first, ``##key=value`` meta lines, the
     ``#CHROM`` header with the eight fixed columns (then FORMAT and sample names), data
-    lines with as many columns and an integer POS; no patient information in the header.
+    lines with as many columns and an integer POS; no patient information in the header
+    (``personal``).
     bgzip / gzip input (``.vcf.gz``) is decompressed as it streams."""
 
     def __init__(self) -> None:
@@ -186,7 +163,7 @@ class VcfChecker(LineChecker):
             if text.startswith("##"):
                 if not META.match(text):
                     raise Rejected("vcf-format", f"line {n}: a meta line is ##key=value")
-                found = patient_data(text)
+                found = personal.in_meta_line(text)
                 if found:
                     raise Rejected("vcf-patient-data", f"line {n}: the header carries {found}")
                 return
@@ -201,7 +178,7 @@ class VcfChecker(LineChecker):
                     if columns[8] != "FORMAT" or len(columns) == 9:
                         raise Rejected("vcf-format", f"line {n}: sample columns follow a FORMAT column")
                     for i, sample in enumerate(columns[9:], start=1):
-                        found = patient_data(sample, sample=True)
+                        found = personal.in_sample_name(sample)
                         if found:
                             raise Rejected("vcf-patient-data", f"line {n}: sample name {i} carries {found}")
                 self.columns = len(columns)
@@ -231,14 +208,12 @@ class VcfChecker(LineChecker):
 # --- HIV nucleotide sequences ---------------------------------------------------------------
 
 SEQUENCE_HEADER = ["filename", "recordname", "genetic_sequence"]
-#: IUPAC nucleotide codes, with '-' and '.' for gaps.
-NUCLEOTIDES = re.compile(r"^[ACGTURYSWKMBDHVN\-.]+$", re.I)
 
 
 class SequenceChecker(LineChecker):
     """``filename;recordname;genetic_sequence``: every row's filename is the file's own
     (``ARL_yyyymmddHHMMSS``), every recordname ``filename_nnnnn`` and unique, every
-    sequence IUPAC nucleotide codes."""
+    sequence upper-case IUPAC nucleotide codes (``hdhub.common.hiv_sequence``)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -259,8 +234,11 @@ class SequenceChecker(LineChecker):
             raise Rejected("sequence-columns", f"line {n}: {len(values)} values where 3 are expected")
         filename, recordname, sequence = values
         if not self.filename:
-            if not SEQUENCE_STEM.match(filename) or not plausible_stamp(filename):
-                raise Rejected("sequence-filename", f"line {n}: filename is not ARL_yyyymmddHHMMSS")
+            if not hiv_sequence.is_sequence_stem(filename):
+                raise Rejected(
+                    "sequence-filename",
+                    f"line {n}: filename is not ARL_yyyymmddHHMMSS with a real date and time",
+                )
             self.filename = filename
         elif filename != self.filename:
             raise Rejected("sequence-filename", f"line {n}: filename differs from the first row's")
@@ -270,10 +248,14 @@ class SequenceChecker(LineChecker):
             raise Rejected(
                 "sequence-duplicate-recordname", f"line {n}: recordname {recordname} appears twice"
             )
-        if not sequence or not NUCLEOTIDES.match(sequence):
+        if not sequence:
+            raise Rejected("sequence-missing", f"line {n}: genetic_sequence is empty")
+        if bad := hiv_sequence.bad_nucleotide(sequence):
+            position, char = bad
             raise Rejected(
                 "sequence-letters",
-                f"line {n}: genetic_sequence has characters that are no IUPAC nucleotide codes",
+                f"line {n}: genetic_sequence has {char} at position {position}; "
+                "only upper-case IUPAC nucleotide codes (ACGTURYSWKMBDHVN) are allowed",
             )
         self._seen.add(recordname)
         self.recordnames.append(recordname)

@@ -1,17 +1,19 @@
-"""What a file may be called, per registry folder. One rule for SFTP and HTTP: a plain
-name (no folder, no control or shell characters, at most 100 characters, as the NGS DCD's
-TX_VCF_FILE_NAME constraint says) with the registry's extension."""
+"""What a file may be called, per registry folder. One rule for SFTP and HTTP: the
+file-name rule of every route (hdhub.common.filenames), at most 100 characters, then the
+intake's own: the characters the NGS DCD's TX_VCF_FILE_NAME allows, because a VCF is
+matched to the registration naming it byte for byte (HIV_Sequence names are
+``ARL_yyyymmddHHMMSS.csv``, within the same set), and the registry's extension."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-from hdhub.intake.domain.ssin import contains_ssin
+from hdhub.common.filenames import BadFileName, checked_file_name
 
+#: The NGS DCD's TX_VCF_FILE_NAME: at most 100 characters, ASCII letters, digits, . _ -.
+MAX_LENGTH = 100
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-#: HIV_Sequence: ``ARL_yyyymmddHHMMSS`` (DOMAIN.md), the laboratory code and a time stamp.
-SEQUENCE_STEM = re.compile(r"^[A-Z]{3}_(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})$")
 
 
 @dataclass(frozen=True)
@@ -35,32 +37,22 @@ class BadName(ValueError):
 
 
 def check_name(registry: Registry, name: str) -> str:
-    if not name:
-        raise BadName("a file name is required")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise BadName("file names may not contain control characters")
-    if "/" in name or "\\" in name or name in (".", ".."):
-        raise BadName("a file name has no folder part")
-    if not NAME.match(name):
+    """``name`` when a file of ``registry`` may carry it; :class:`BadName` naming the rule otherwise."""
+    try:
+        name = checked_file_name(name, max_length=MAX_LENGTH)
+    except BadFileName as refusal:
+        raise BadName(refusal.message()) from None
+    if not NAME.fullmatch(name):
         raise BadName(
-            "file names are at most 100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            "intake file names use only ASCII letters, digits, '.', '_' and '-', starting with a letter or "
+            "digit: the name must equal the registration's TX_VCF_FILE_NAME (NGS) or filename (HIV_Sequence), "
+            "which allow no other characters"
         )
     if not name.lower().endswith(registry.extensions):
         raise BadName(f"files in {registry.folder} end in {' or '.join(registry.extensions)}")
-    if contains_ssin(name):
-        raise BadName("file names may not carry an SSIN (patient information)")
     return name
 
 
 def sequence_stem(name: str) -> str:
     """``HSP_20240827092014`` for ``HSP_20240827092014.csv``."""
     return name[: -len(".csv")] if name.lower().endswith(".csv") else name
-
-
-def plausible_stamp(stem: str) -> bool:
-    """Whether ``ARL_yyyymmddHHMMSS`` carries a possible date and time."""
-    m = SEQUENCE_STEM.match(stem)
-    if m is None:
-        return False
-    _, month, day, hour, minute, second = (int(g) for g in m.groups())
-    return 1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 60

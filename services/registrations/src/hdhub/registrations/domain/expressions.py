@@ -35,6 +35,7 @@ import functools
 import math
 import operator
 import re
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -460,12 +461,7 @@ class _Parser:
                 f"{name.text}() takes {expected} argument(s), not {len(arguments)}", name.position
             )
         if name.text == "regex" and isinstance(arguments[1], StringLiteral):
-            try:
-                re.compile(arguments[1].value)
-            except re.error as exc:
-                raise ExpressionSyntaxError(
-                    f"invalid regular expression: {exc.msg}", arguments[1].position
-                ) from None
+            checked_pattern(arguments[1].value, arguments[1].position)
         return Call(name.text, tuple(arguments), name.position)
 
 
@@ -890,6 +886,20 @@ def _substring(value: object, start: object, length: object = None) -> str:
 @functools.lru_cache(maxsize=256)
 def _regex(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
+
+
+def checked_pattern(pattern: str, position: int) -> re.Pattern[str]:
+    """``pattern`` compiled, or an :class:`ExpressionSyntaxError` at ``position`` saying why:
+    a workbook's pattern that does not compile is a problem of the workbook, never an
+    ``re.error`` (or OverflowError, for a repetition count past what ``re`` holds) escaping."""
+    try:
+        with warnings.catch_warnings():  # "possible nested set" and the like still compile
+            warnings.simplefilter("ignore", FutureWarning)
+            return _regex(pattern)
+    except re.error as exc:
+        raise ExpressionSyntaxError(f"invalid regular expression: {exc.msg}", position) from None
+    except (OverflowError, RecursionError, ValueError) as exc:
+        raise ExpressionSyntaxError(f"invalid regular expression: {exc}", position) from None
 
 
 _FORMAT_DATE = {
@@ -1348,8 +1358,8 @@ class _Compiler:
             first, second = args
             if name == "regex":
                 known, pattern = self._constant(node.arguments[1])
-                if known:
-                    compiled = _regex(xpath_string(pattern))
+                if known:  # a constant pattern (concat('[', 'a')) is checked as a literal is
+                    compiled = checked_pattern(xpath_string(pattern), node.arguments[1].position)
                     return lambda ctx: compiled.search(xpath_string(first(ctx))) is not None
             return lambda ctx: function(first(ctx), second(ctx))
         if not args:

@@ -35,6 +35,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from operator import itemgetter
 from typing import Any
 
+from hdhub.common.ssin import InvalidSsin, SsinReason, ssin_message, validated_ssin
 from hdhub.registrations.domain.dcd import DcdDefinition, Field, FieldType, Group, Item, Repeat, translate
 from hdhub.registrations.domain.expressions import (
     Context,
@@ -51,7 +52,6 @@ from hdhub.registrations.domain.expressions import (
     xpath_number,
     xpath_string,
 )
-from hdhub.registrations.domain.ssin import checked_ssin
 
 __all__ = [
     "ROW_STATUSES",
@@ -201,12 +201,6 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
         "nl": "Deze code is hier niet toegestaan, gezien de andere antwoorden.",
         "de": "Dieser Code ist hier angesichts der anderen Antworten nicht zulässig.",
     },
-    "ssin": {
-        "en": "This is not a valid national register number (SSIN): check the 11 digits.",
-        "fr": "Ce n'est pas un numéro de registre national (NISS) valide : vérifiez les 11 chiffres.",
-        "nl": "Dit is geen geldig rijksregisternummer (INSZ): controleer de 11 cijfers.",
-        "de": "Dies ist keine gültige Nationalregisternummer (INSZ): Prüfen Sie die 11 Ziffern.",
-    },
     "unknown_field": {
         "en": "This field is not part of the data collection definition.",
         "fr": "Ce champ ne fait pas partie de la définition de la collecte de données.",
@@ -244,6 +238,9 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
         "de": "Eine Regel dieses Feldes konnte nicht ausgewertet werden; bitte melden Sie dies dem Register.",
     },
 }
+
+
+_LANGUAGES = frozenset({"en", "fr", "nl", "de"})
 
 
 def builtin_message(key: str, lang: str, default_language: str = "en", **params: object) -> str:
@@ -318,19 +315,23 @@ def _text_parser() -> Parser:
 
 
 def _ssin_parser() -> Parser:
-    invalid = _Invalid("ssin")
+    # One shared _Invalid per reason of the rule (hdhub.common.ssin), so each gets its message.
+    invalid = {reason: _Invalid("ssin", {"reason": reason}) for reason in SsinReason}
+    not_text = invalid[SsinReason.CHARACTERS]
 
     def parse(raw: object) -> object:
         if raw.__class__ is int:
             raw = f"{raw:011d}"
         if raw.__class__ is not str:
-            raise invalid.with_traceback(None)
-        ssin = checked_ssin(raw)
-        if ssin is None:
-            if not raw.strip():
-                return None
-            raise invalid.with_traceback(None)
-        return ssin
+            raise not_text.with_traceback(None)
+        text: str = raw.strip()
+        if not text:
+            return None
+        try:
+            return validated_ssin(text)
+        except InvalidSsin as bad:
+            reason = bad.reason
+        raise invalid[reason].with_traceback(None)  # outside the except: no context kept
 
     return parse
 
@@ -1254,6 +1255,8 @@ class CompiledDcd:
             elif f.type in (FieldType.CALCULATE, FieldType.NOTE):
                 kind = "text"
             return self._builtin(f"type:{kind}", lang)
+        if rule == "ssin" and params is not None and isinstance(reason := params["reason"], SsinReason):
+            return ssin_message(reason, lang if lang in _LANGUAGES else default_language)
         if rule == "number_format" and f.type is FieldType.INTEGER:
             return self._builtin("number_format:integer", lang, params)
         return self._builtin(rule, lang, params)

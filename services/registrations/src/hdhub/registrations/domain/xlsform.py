@@ -168,11 +168,40 @@ class _Expression:
 
 class _Reader:
     def __init__(self, sheets: Mapping[str, _Sheet]) -> None:
-        self.sheets = sheets
         self.problems: list[Problem] = []
         self.expressions: list[_Expression] = []
+        #: (sheet, column as read here) -> the header as written, to name it in problems.
+        self.spelling: dict[tuple[str, str], str] = {}
+        self.sheets = {name: self._canonical_columns(sheet) for name, sheet in sheets.items()}
+
+    def _canonical_columns(self, sheet: _Sheet) -> _Sheet:
+        """``sheet`` with each column under the name this reader uses (pyxform's other
+        spellings resolved); a survey column it does not read is a problem at the first
+        row that fills it, and two spellings of one column a problem at the header."""
+        if sheet.name not in ("survey", "choices", "settings"):
+            return sheet
+        names: dict[str, str] = {}
+        for header in sheet.headers:
+            canonical = _canonical_column(header, sheet.name)
+            if canonical is None:
+                used = next((number for number, row in sheet.rows if row.get(header)), None)
+                if used is not None:
+                    read = "docs/dcd-format.md lists the columns it reads"
+                    self.problem(sheet.name, used, header, f"hdhub does not read a {header!r} column ({read})")
+                continue
+            other = next((h for h, c in names.items() if c == canonical), None)
+            if other is not None:
+                self.problem(sheet.name, 1, header, f"{header!r} and {other!r} are the same column: keep one")
+                continue
+            names[header] = canonical
+            if canonical != header:
+                self.spelling[(sheet.name, canonical)] = header
+        rows = [(number, {names[h]: v for h, v in row.items() if h in names}) for number, row in sheet.rows]
+        return _Sheet(sheet.name, list(names.values()), rows)
 
     def problem(self, sheet: str, row: int | None, column: str | None, message: str) -> None:
+        if column is not None:
+            column = self.spelling.get((sheet, column), column)
         self.problems.append(Problem(sheet, row, column, message))
 
     # -- settings and hd ---------------------------------------------------------
@@ -204,6 +233,9 @@ class _Reader:
                 continue
             if key in values:
                 self.problem("hd", number, "key", f"{key!r} is given twice (first on row {rows[key]})")
+                continue
+            if key not in _HD_KEYS and not key.startswith(_HD_TRANSLATED):
+                self.problem("hd", number, "key", f"hdhub does not read the hd key {key!r}")
                 continue
             values[key] = row.get("value", "")
             rows[key] = number
@@ -283,6 +315,7 @@ class _Reader:
                 continue
             kind, list_name = _parse_type(raw_type)
             if kind in ("end_group", "end_repeat"):
+                self._check_columns_apply(number, row, kind)
                 expected = kind.removeprefix("end_")
                 if not stack:
                     self.problem("survey", number, "type", f"{raw_type} without a matching begin_{expected}")
@@ -314,6 +347,7 @@ class _Reader:
                 self.problem("survey", number, "name", f"duplicate name {name!r} (first on row {names[name]})")
                 continue
             names[name] = number
+            self._check_columns_apply(number, row, kind)
             if kind in ("begin_group", "begin_repeat"):
                 opened = _Open(kind.removeprefix("begin_"), name, number, row)
                 if opened.kind == "repeat" and any(o.kind == "repeat" for o in stack):
@@ -347,6 +381,23 @@ class _Reader:
         for opened in reversed(stack):
             self.problem("survey", opened.row, "type", f"begin_{opened.kind} {opened.name!r} is never closed")
         return tuple(top)
+
+    def _check_columns_apply(self, number: int, row: Mapping[str, str], kind: str) -> None:
+        """A filled column that means nothing for this kind of row is a problem, not a rule
+        silently dropped (a group has no required rule; a field no repeat count)."""
+        if kind in ("end_group", "end_repeat"):
+            applies = _END_COLUMNS
+        elif kind == "begin_group":
+            applies = _GROUP_COLUMNS
+        elif kind == "begin_repeat":
+            applies = _REPEAT_COLUMNS
+        else:
+            applies = _FIELD_COLUMNS
+        for column, value in row.items():
+            base = column.partition("::")[0] if column.startswith(_TRANSLATED) else column
+            if value and base not in applies:
+                what = "a field" if applies is _FIELD_COLUMNS else kind.replace("_", " ")
+                self.problem("survey", number, column, f"{column!r} does not apply to {what}")
 
     def _parse(self, sheet: str, row: int, column: str, owner: str, text: str) -> str | None:
         if not text:
@@ -592,6 +643,84 @@ _KNOWN_SURVEY_COLUMNS = frozenset(
 )
 
 
+_END_COLUMNS = frozenset({"type", "name"})  # the rules of a group are on its begin row
+_GROUP_COLUMNS = frozenset({"type", "name", "label", "relevant", "appearance"})
+_REPEAT_COLUMNS = _GROUP_COLUMNS | {"repeat_count", "hd::repeat_max"}
+_FIELD_COLUMNS = (_KNOWN_SURVEY_COLUMNS | set(_TRANSLATED)) - {"repeat_count", "hd::repeat_max"}
+
+# pyxform's other spellings of the survey columns read here (its aliases.survey_header and
+# the bind::/control:: names those resolve to), lower-cased: a workbook written for pyxform
+# keeps its skip logic and required rules.
+_SURVEY_ALIASES: Mapping[str, str] = {
+    **{column: column for column in (*_KNOWN_SURVEY_COLUMNS, *_TRANSLATED)},
+    "relevance": "relevant",
+    "bind::relevant": "relevant",
+    "readonly": "read_only",
+    "bind::readonly": "read_only",
+    "bind::required": "required",
+    "bind::constraint": "constraint",
+    "calculate": "calculation",
+    "bind::calculate": "calculation",
+    "count": "repeat_count",
+    "jr:count": "repeat_count",
+    "control::jr:count": "repeat_count",
+    "control::appearance": "appearance",
+    "caption": "label",
+    "requiredmsg": "required_message",
+    "jr:requiredmsg": "required_message",
+    "bind::jr:requiredmsg": "required_message",
+    "required message": "required_message",
+    "constraint message": "constraint_message",
+    "constraining message": "constraint_message",
+    "jr:constraintmsg": "constraint_message",
+    "bind::jr:constraintmsg": "constraint_message",
+}
+_CHOICES_ALIASES: Mapping[str, str] = {
+    "list_name": "list_name",
+    "list name": "list_name",
+    "name": "name",
+    "label": "label",
+    "caption": "label",
+}
+
+# The settings read (XLSForm's and our ``source``), with pyxform's "set form ..." spellings.
+_SETTINGS_ALIASES: Mapping[str, str] = {
+    "form_title": "form_title",
+    "set form title": "form_title",
+    "form_id": "form_id",
+    "set form id": "form_id",
+    "version": "version",
+    "default_language": "default_language",
+    "source": "source",
+}
+_HD_KEYS = frozenset(
+    {"project_code", "project_abbreviation", "project_title", "dcd_code", "dcd_number", "dcd_title", "business_key"}
+)
+_HD_TRANSLATED = ("project_title::", "dcd_title::")
+
+
+def _canonical_column(header: str, sheet: str) -> str | None:
+    """The column ``header`` of ``sheet`` is read as, None when it is not read.
+
+    ``relevance`` and ``bind::relevant`` give ``relevant``; a translated column is
+    ``base::Language`` or pyxform's older ``base:Language`` (``label:English``,
+    ``jr:constraintMsg:French``), both given as ``base::Language``. On the choices sheet
+    every other column is a column of the list, for ``choice_filter``."""
+    if sheet == "settings":
+        return _SETTINGS_ALIASES.get(header.lower())
+    aliases = _SURVEY_ALIASES if sheet == "survey" else _CHOICES_ALIASES
+    translated = _TRANSLATED if sheet == "survey" else ("label",)
+    known = aliases.get(header.lower())
+    if known is not None:
+        return known
+    for separator in ("::", ":"):
+        base, _, language = header.rpartition(separator)
+        base = aliases.get(base.lower(), "")
+        if base in translated and language.strip():
+            return f"{base}::{language_code(language)}"
+    return None if sheet == "survey" else header
+
+
 def _repeat_of(item: Item) -> str | None:
     if isinstance(item, Field):
         return item.repeat
@@ -767,11 +896,13 @@ def read_workbook(source: bytes | pathlib.Path) -> DcdDefinition:
         settings=frozen_mapping(settings),
         source=settings.get("source") or None,
     )
-    _check_definition(definition, hd_rows)
+    _check_definition(definition, hd_rows, reader.spelling)
     return definition
 
 
-def _check_definition(definition: DcdDefinition, hd_rows: Mapping[str, int]) -> None:
+def _check_definition(
+    definition: DcdDefinition, hd_rows: Mapping[str, int], spelling: Mapping[tuple[str, str], str]
+) -> None:
     """What needs the whole definition: flattened names, the business key, compilation."""
     from hdhub.registrations.domain.validation import DcdCompileError, compile_dcd
 
@@ -804,6 +935,9 @@ def _check_definition(definition: DcdDefinition, hd_rows: Mapping[str, int]) -> 
         try:
             compile_dcd(definition)
         except DcdCompileError as exc:
-            problems.extend(Problem("survey", p.row, p.column, p.message) for p in exc.problems)
+            problems.extend(
+                Problem("survey", p.row, spelling.get(("survey", p.column or ""), p.column), p.message)
+                for p in exc.problems
+            )
     if problems:
         raise WorkbookError(problems)

@@ -8,11 +8,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from hdhub.common.hiv_sequence import bad_nucleotide, is_sequence_stem
 from hdhub.uploads.domain.csvfile import CsvFile, Finding
 
 SEQUENCE_COLUMNS = ["filename", "recordname", "genetic_sequence"]
-FILENAME = re.compile(r"^[A-Z]{3}_\d{14}$")
-NUCLEOTIDES = re.compile(r"^[ACGTURYSWKMBDHVN\-.]+$", re.I)
 
 
 @dataclass
@@ -28,7 +27,7 @@ def read_sequences(csvfile: CsvFile, upload_filename: str) -> SequenceIndex:
     stem = upload_filename.rsplit("/", 1)[-1].removesuffix(".csv").removesuffix(".CSV")
     index = SequenceIndex(stem)
     col = f"{upload_filename}:"
-    if not FILENAME.match(stem):
+    if not is_sequence_stem(stem):  # ARL_yyyymmddHHMMSS, a real date and time
         index.findings.append(Finding("sequence_file_name", "error", column=col + "filename", value=stem))
     header = csvfile.open()
     if header != SEQUENCE_COLUMNS:
@@ -74,10 +73,17 @@ def read_sequences(csvfile: CsvFile, upload_filename: str) -> SequenceIndex:
                     {"expected": stem},
                 )
             )
-        if not sequence or not NUCLEOTIDES.match(sequence):
+        bad = bad_nucleotide(sequence)
+        if not sequence or bad:
             index.findings.append(
                 Finding(
-                    "sequence_letters", "error", r.line, r.number, col + "genetic_sequence", sequence[:40]
+                    "sequence_letters" if bad else "sequence_missing",
+                    "error",
+                    r.line,
+                    r.number,
+                    col + "genetic_sequence",
+                    sequence[:40],
+                    {"character": bad[1], "position": bad[0]} if bad else {},
                 )
             )
         if recordname in index.records:

@@ -181,10 +181,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Der Upload konnte nicht verarbeitet werden: {detail}",
     },
     "sequence_file_name": {
-        "en": "The sequence file must be named ARL_yyyymmddHHMMSS.csv (e.g. HSP_20240827092014.csv).",
-        "fr": "Le fichier de séquences doit s'appeler ARL_aaaammjjHHMMSS.csv (p. ex. HSP_20240827092014.csv).",
-        "nl": "Het sequentiebestand moet ARL_jjjjmmddUUMMSS.csv heten (bv. HSP_20240827092014.csv).",
-        "de": "Die Sequenzdatei muss ARL_jjjjmmttHHMMSS.csv heißen (z. B. HSP_20240827092014.csv).",
+        "en": "The sequence file must be named ARL_yyyymmddHHMMSS.csv with a real date and time (e.g. HSP_20240827092014.csv).",
+        "fr": "Le fichier de séquences doit s'appeler ARL_aaaammjjHHMMSS.csv avec une date et une heure qui existent (p. ex. HSP_20240827092014.csv).",
+        "nl": "Het sequentiebestand moet ARL_jjjjmmddUUMMSS.csv heten, met een bestaande datum en tijd (bv. HSP_20240827092014.csv).",
+        "de": "Die Sequenzdatei muss ARL_jjjjmmttHHMMSS.csv heißen, mit einem existierenden Datum und einer existierenden Uhrzeit (z. B. HSP_20240827092014.csv).",
     },
     "sequence_header": {
         "en": "The sequence file's header must be filename;recordname;genetic_sequence.",
@@ -205,10 +205,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "recordname muss {expected}_ gefolgt von 5 Ziffern sein.",
     },
     "sequence_letters": {
-        "en": "The genetic sequence is empty or holds characters that are not nucleotide codes.",
-        "fr": "La séquence génétique est vide ou contient des caractères qui ne sont pas des codes de nucléotides.",
-        "nl": "De genetische sequentie is leeg of bevat tekens die geen nucleotidecodes zijn.",
-        "de": "Die genetische Sequenz ist leer oder enthält Zeichen, die keine Nukleotidcodes sind.",
+        "en": "The genetic sequence has {character} at position {position}; only upper-case IUPAC nucleotide codes (ACGTURYSWKMBDHVN) are allowed.",
+        "fr": "La séquence génétique contient {character} en position {position} ; seuls les codes de nucléotides IUPAC en majuscules (ACGTURYSWKMBDHVN) sont admis.",
+        "nl": "De genetische sequentie bevat {character} op positie {position}; enkel IUPAC-nucleotidecodes in hoofdletters (ACGTURYSWKMBDHVN) zijn toegelaten.",
+        "de": "Die genetische Sequenz enthält {character} an Position {position}; nur IUPAC-Nukleotidcodes in Großbuchstaben (ACGTURYSWKMBDHVN) sind erlaubt.",
+    },
+    "sequence_missing": {
+        "en": "The genetic sequence is empty.",
+        "fr": "La séquence génétique est vide.",
+        "nl": "De genetische sequentie is leeg.",
+        "de": "Die genetische Sequenz ist leer.",
     },
     "sequence_duplicate": {
         "en": "This recordname appears more than once in the sequence file.",
