@@ -20,10 +20,9 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from hdhub.common.auth import Action as Permission
-from hdhub.common.auth import Principal
 from hdhub.common.errors import Problem, forbidden, not_found
 from hdhub.common.grpc import channel, problem_from_rpc_error, register_idempotent
-from hdhub.common.web import CurrentPrincipal, Language, authenticate, request_fingerprint
+from hdhub.common.web import CurrentPrincipal, Language, request_fingerprint
 from hdhub.proto.identity.v1 import identity_pb2, identity_pb2_grpc
 from hdhub.registrations.api import actor_of, csv_template_response, readable
 from hdhub.registrations.catalogue import CatalogueEntry
@@ -43,7 +42,6 @@ from hdhub.registrations.proxy_schemas import (
     Organization,
     PayloadDefinition,
     PayloadField,
-    SadmiQuery,
     SubmitAccepted,
     SubmittedError,
     SubmittedPage,
@@ -98,11 +96,6 @@ def _lang(*candidates: str | None) -> str:
 
 def _latest(version: str | None) -> str | None:
     return None if version in (None, "", "latest") else version
-
-
-async def optional_principal(authorization: Annotated[str | None, Header()] = None) -> Principal | None:
-    """The caller when a token is sent (a bad one is still 401), None without one."""
-    return None if authorization is None else await authenticate(authorization)
 
 
 # --- shapes ------------------------------------------------------------------------------
@@ -254,9 +247,10 @@ def build_router(service: RegistrationsService) -> APIRouter:
         language_id: LanguageId = None,
         language: Annotated[str | None, Query(max_length=8, description="Same as language-id")] = None,
     ) -> list[MenuProject]:
-        """The same for every organisation (hdhub offers every registry to all), so
-        ``organization-id`` is accepted and changes nothing; a token, if sent, must be valid."""
-        await optional_principal(request.headers.get("authorization"))
+        """Public, like the documentation's: registries, DCDs, versions and their names,
+        which healthdata.be publishes. The same for every organisation (hdhub offers every
+        registry to all), so ``organization-id`` is accepted and changes nothing; a token,
+        if sent, is not looked at."""
         lang = _lang(language_id, language, request.headers.get("accept-language"))
         return [
             MenuProject(
@@ -404,7 +398,12 @@ def build_router(service: RegistrationsService) -> APIRouter:
     )
     async def sadmi(
         principal: CurrentPrincipal,  # noqa: ARG001 (authenticated callers only)
-        query: Annotated[SadmiQuery, Query()],  # noqa: ARG001 (the documented search, validated)
+        notification_code: Annotated[str, Query(alias="notificationCode", max_length=64)],  # noqa: ARG001
+        name: Annotated[str | None, Query(max_length=200)] = None,  # noqa: ARG001
+        reference: Annotated[str | None, Query(max_length=200)] = None,  # noqa: ARG001
+        distributor_name: Annotated[str | None, Query(alias="distributorName", max_length=200)] = None,  # noqa: ARG001
+        manufacturer_name: Annotated[str | None, Query(alias="manufacturerName", max_length=200)] = None,  # noqa: ARG001
+        classification_code: Annotated[str | None, Query(alias="classificationCode", max_length=64)] = None,  # noqa: ARG001
     ) -> JSONResponse:
         """Answers 501 to any authenticated caller: hdhub holds no copy of the register."""
         raise Problem(

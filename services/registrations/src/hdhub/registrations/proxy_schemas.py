@@ -53,17 +53,6 @@ SUBMIT_BODY_SCHEMA: dict[str, Any] = {
 }
 
 
-class SadmiQuery(BaseModel):
-    """The documented search of ``externalreference/sadmi``."""
-
-    notificationCode: str = Field(max_length=64)
-    name: str | None = Field(default=None, max_length=200)
-    reference: str | None = Field(default=None, max_length=200)
-    distributorName: str | None = Field(default=None, max_length=200)
-    manufacturerName: str | None = Field(default=None, max_length=200)
-    classificationCode: str | None = Field(default=None, max_length=64)
-
-
 class Organization(BaseModel):
     id: str = Field(description="The organizationId the other calls take")
     name: str
