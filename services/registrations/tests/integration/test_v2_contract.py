@@ -449,3 +449,19 @@ async def test_concurrent_retries_with_one_idempotency_key_store_one_registratio
     again = await stack.client.post(SUBMIT, json=values, headers=h)
     assert again.status_code == 202 and again.headers["idempotent-replayed"] == "true"
     assert await _count(stack, again.json()["businessKey"]) == 1
+
+
+async def test_every_v2_answer_has_a_typed_schema(stack: Stack) -> None:
+    """A generated client gets a model for each v2 answer, not an untyped object."""
+    paths = (await stack.client.get("/openapi.json")).json()["paths"]
+    untyped = []
+    for path, ops in paths.items():
+        if not path.startswith(BASE) or path in (f"{BASE}/dcd/template", f"{BASE}/externalreference/sadmi"):
+            continue
+        for method, op in ops.items():
+            ok = next(v for k, v in op["responses"].items() if k.startswith("2"))
+            schema = ok["content"]["application/json"]["schema"]
+            typed = "$ref" in schema or "$ref" in schema.get("items", {})
+            if not typed:
+                untyped.append(f"{method.upper()} {path}: {schema}")
+    assert not untyped, "\n".join(untyped)
