@@ -343,6 +343,8 @@ async def test_idempotency_key_replays_the_first_answer_and_refuses_another_body
     assert [e["action"] for e in history if e["action"] != "processed"] == ["create", "submit"]  # stored once
     other = await stack.client.post(SUBMIT, json={**values, "MS_WEIGHT": "81.0"}, headers=h)
     assert other.status_code == 422 and other.json()["type"] == "/problems/idempotency-key-reused"
+    elsewhere = await stack.client.post(f"{SUBMIT}&dcd-version-id=1.0.0", json=values, headers=h)
+    assert elsewhere.status_code == 422  # the query is part of the request too
     # The key belongs to the organisation: another's system using the same key is refused first.
     foreign = await stack.client.post(
         SUBMIT,

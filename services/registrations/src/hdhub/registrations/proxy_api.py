@@ -507,7 +507,9 @@ def build_router(service: RegistrationsService) -> APIRouter:
         if idempotency_key is None:
             code, body, headers = await effect()
             return JSONResponse(body, status_code=code, headers=headers)
-        what = {"dcd": d.dcd_code, "version": entry.version, "src": data_src_type.value, "record": sent}
+        # The request as sent (not the version it resolved to): a retry after a new version
+        # was imported is still the same request, and gets the first answer.
+        what = {"query": sorted(request.query_params.multi_items()), "record": sent}
         return await registrations.put_idempotently(
             organization_id,
             key=idempotency_key,
