@@ -166,6 +166,15 @@ async def test_idempotency_key_replays_the_first_answer(stack: Stack) -> None:
     assert other.status_code == 422 and other.json()["type"] == "/problems/idempotency-key-reused"
 
 
+async def test_concurrent_retries_with_one_idempotency_key_get_one_answer(stack: Stack) -> None:
+    h = await stack.headers(NURSE, **{"Idempotency-Key": "retry-at-once-" + stack.backend})
+    body = {"organisation_id": "az-demo", "dcd": "ANGIO_HOSP", "values": record()}
+    answers = await asyncio.gather(*[stack.client.post("/api/v1/registrations", json=body, headers=h) for _ in range(4)])
+    assert {a.status_code for a in answers} <= {201, 409}, [a.text for a in answers]
+    created = [a for a in answers if a.status_code == 201]
+    assert created and len({a.json()["id"] for a in created}) == 1
+
+
 @pytest.mark.parametrize("who", [LAB, "lab-demo-lims", MANAGER])
 async def test_other_organisations_and_non_registrants_see_nothing(stack: Stack, who: str) -> None:
     reg = (await create(stack)).json()

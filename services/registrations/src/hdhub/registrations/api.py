@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from hdhub.common.auth import Action as Permission
 from hdhub.common.auth import Principal
 from hdhub.common.errors import FieldProblem, Problem, forbidden, invalid, not_found
-from hdhub.common.web import CurrentPrincipal, Language, Moment, Offset, idempotent, request_fingerprint
+from hdhub.common.web import CurrentPrincipal, Language, Moment, Offset, request_fingerprint
 from hdhub.registrations.domain.csv_template import csv_template
 from hdhub.registrations.domain.dcd import DcdDefinition
 from hdhub.registrations.domain.lifecycle import Action, Status
@@ -33,7 +33,6 @@ from hdhub.registrations.schemas import (
     ValuesIn,
 )
 from hdhub.registrations.service import Actor
-from hdhub.registrations.store import IdempotencyKey
 
 if TYPE_CHECKING:
     from hdhub.registrations.runtime import RegistrationsService
@@ -231,15 +230,12 @@ def build_router(service: RegistrationsService) -> APIRouter:
         if idempotency_key is None:
             status, out, headers = await effect()
             return JSONResponse(out, status_code=status, headers=headers)
-        async with registrations.db.session([body.organisation_id]) as session:
-            return await idempotent(
-                session,
-                IdempotencyKey,
-                key=idempotency_key,
-                organisation_id=body.organisation_id,
-                fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()),
-                effect=lambda: effect(session),
-            )
+        return await registrations.put_idempotently(
+            body.organisation_id,
+            key=idempotency_key,
+            fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()),
+            effect=effect,
+        )
 
     @router.get("/registrations", response_model=RegistrationPage, tags=["registrations"], summary="Search registrations")
     async def search(
