@@ -66,7 +66,7 @@ async def test_domain_gauges_follow_the_database(stack: Stack) -> None:
     )
     assert total >= 1
     assert sample(text, "hdhub_registrations", status="submitted", confirmation="pending") is not None
-    age = sample(text, "hdhub_oldest_pending_confirmation_age_seconds", registry="HDBP9901")
+    age = sample(text, "hdhub_oldest_unconfirmed_age_seconds", registry="HDBP9901")
     assert age is not None and 7000 < age < 7400
     for gauge in (
         "hdhub_uploads",

@@ -110,11 +110,20 @@ class Platform:
         for s in self.services:
             await s.stop()
 
+    async def readiness(self) -> dict[str, str]:
+        """Each service's readiness checks (its database answers), side by side."""
+        checks: dict[str, str] = {}
+        for states in await asyncio.gather(*(s.readiness() for s in self.services)):
+            checks.update(states)
+        return checks
+
     def app(self) -> FastAPI:
         routers = [r for s in self.services for r in s.routers()]
-        title = "hdhub" if len(self.services) > 1 else f"hdhub {self.services[0].name}"
+        single = len(self.services) == 1
         app = create_app(
-            title=title,
+            title=f"hdhub {self.services[0].name}" if single else "hdhub",
+            service=self.services[0].name if single else "hdhub",
+            readiness=self.readiness,
             routers=routers,
             description="Deliver hospital and laboratory data to health registries. "
             "Problems are answered as application/problem+json (RFC 9457).",

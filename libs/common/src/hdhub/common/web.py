@@ -31,10 +31,29 @@ log = logging.getLogger("hdhub.web")
 LANGUAGES = ("en", "fr", "nl", "de")
 
 
+#: The response header carrying the request's trace id (with every problem answer).
+TRACE_ID_HEADER = "X-Trace-Id"
+
+
 def problem_response(problem: Problem, instance: str | None = None) -> JSONResponse:
-    return JSONResponse(
-        problem.body(instance), status_code=problem.status, media_type=PROBLEM_MEDIA_TYPE, headers=problem.headers
-    )
+    """The problem as ``application/problem+json``, with the request's trace id as a
+    ``trace_id`` member and an ``X-Trace-Id`` header: what a caller quotes to support,
+    and what finds the request's trace and log lines."""
+    body = problem.body(instance)
+    headers = dict(problem.headers or {})
+    trace_id = _trace_id()
+    if trace_id is not None:
+        body["trace_id"] = trace_id
+        headers[TRACE_ID_HEADER] = trace_id
+    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def _trace_id() -> str | None:
+    try:
+        from hdhub.common.telemetry import current_trace_id
+    except ImportError:  # pragma: no cover - during bootstrap
+        return None
+    return current_trace_id()
 
 
 def _location(loc: Sequence[Any]) -> str:
@@ -108,7 +127,10 @@ class UnhandledErrors:
             log.error("unhandled error", exc_info=exc, extra={"path": scope.get("path")})
             if not started:
                 problem = Problem(
-                    500, "internal", "Internal error", "Something went wrong on our side; the trace id is in our logs."
+                    500,
+                    "internal",
+                    "Internal error",
+                    "Something went wrong on our side; quote the trace id (trace_id, X-Trace-Id) to support.",
                 )
                 await problem_response(problem, scope.get("path"))(scope, receive, send)
 
@@ -158,8 +180,19 @@ class _AsgiEndpoint:
         await self.app(scope, receive, send)
 
 
-def create_app(*, title: str, routers: Sequence[APIRouter], description: str = "", version: str = "0.1.0") -> FastAPI:
-    """A FastAPI app with hdhub's error handling, limits, health and metrics endpoints."""
+def create_app(
+    *,
+    title: str,
+    routers: Sequence[APIRouter],
+    description: str = "",
+    version: str = "0.1.0",
+    readiness: Callable[[], Awaitable[dict[str, str]]] | None = None,
+    service: str | None = None,
+) -> FastAPI:
+    """A FastAPI app with hdhub's error handling, limits, health, readiness and metrics
+    endpoints. ``/healthz`` is liveness (200 while the process runs); ``/readyz`` answers
+    ``readiness`` (each check "ok" or why not; :mod:`hdhub.common.health`). ``service``
+    labels the metrics of routes no hdhub service owns (default: the title)."""
     app = FastAPI(title=title, description=description, version=version)
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
@@ -172,13 +205,17 @@ def create_app(*, title: str, routers: Sequence[APIRouter], description: str = "
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    from hdhub.common.health import install_readiness
+
+    install_readiness(app, readiness)
+
     app.add_middleware(BodySizeLimit, max_bytes=platform().max_request_bytes, exempt_prefixes=("/api/v1/files", "/api/v1/uploads"))
     app.add_middleware(UnhandledErrors)
     try:
         from hdhub.common.metrics import http_metrics_middleware, metrics_app
         from hdhub.common.telemetry import instrument_fastapi
 
-        http_metrics_middleware(app, title)
+        http_metrics_middleware(app, service or title)
         from starlette.routing import Route
 
         # A Route (not a Mount) so /metrics answers without a redirect to /metrics/; the
