@@ -17,10 +17,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger("hdhub.health")
 
@@ -73,7 +76,7 @@ def is_ready(states: Mapping[str, str]) -> bool:
     return all(state == OK for state in states.values())
 
 
-def install_readiness(app: Any, readiness: Callable[[], Awaitable[dict[str, str]]] | None) -> None:
+def install_readiness(app: FastAPI, readiness: Callable[[], Awaitable[dict[str, str]]] | None) -> None:
     """``GET /readyz`` on ``app``: 200 with each check's state while every one is "ok",
     503 otherwise. ``/healthz`` (liveness) is not this: it stays 200."""
     from fastapi.responses import JSONResponse
@@ -129,4 +132,5 @@ class FailureLog:
         failure, at most ``ceiling`` (a database outage is not hammered twice a second)."""
         if not self.failures:
             return poll_seconds
-        return min(max(poll_seconds, 0.5) * 2 ** min(self.failures - 1, 10), max(ceiling, poll_seconds))
+        wait: float = max(poll_seconds, 0.5) * 2 ** min(self.failures - 1, 10)
+        return min(wait, max(ceiling, poll_seconds))

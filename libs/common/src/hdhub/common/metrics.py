@@ -345,7 +345,7 @@ class _PoolCollector:
 
 
 _POOLS = _PoolCollector()
-REGISTRY.register(_POOLS)  # type: ignore[arg-type]
+REGISTRY.register(_POOLS)
 
 
 def register_db_pool(service: str, db: Any) -> None:
