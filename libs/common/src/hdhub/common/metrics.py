@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
 
+from hdhub.common.clock import SYSTEM_CLOCK, Clock
 from hdhub.common.logging import current_service
 
 if TYPE_CHECKING:
@@ -59,6 +60,15 @@ __all__ = [
 ]
 
 log = logging.getLogger("hdhub.metrics")
+
+#: The time of the ``*_timestamp_seconds`` metrics and of the job backlog's age: the wall
+#: clock; a test sets a :class:`~hdhub.common.clock.ManualClock` (shared with the delivery
+#: rules) to run the alert rules through hours or days (tests/observability/test_alerts.py).
+clock: Clock = SYSTEM_CLOCK
+
+
+def _now() -> float:
+    return clock.now().timestamp()
 
 # Up to a minute: CSV uploads and batch validation are legitimately slow.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -231,7 +241,7 @@ def grpc_client_outcome(grpc_type: str, grpc_service: str, grpc_method: str, cod
     GRPC_CLIENT_HANDLED.labels(grpc_type, grpc_service, grpc_method, code).inc()
     GRPC_CLIENT_HANDLING_SECONDS.labels(grpc_type, grpc_service, grpc_method).observe(elapsed)
     outcome = "failed" if code in FAILED_CODES else "ok"
-    GRPC_CLIENT_LAST_CALL.labels(grpc_service, outcome).set(time.time())
+    GRPC_CLIENT_LAST_CALL.labels(grpc_service, outcome).set(_now())
 
 
 # --- jobs and workers -----------------------------------------------------------------
@@ -284,7 +294,7 @@ def jobs_ended(job_ids: Iterable[str], outcome: str) -> None:
 
 def heartbeat(service: str) -> None:
     """The worker of ``service`` went round its claim loop."""
-    WORKER_HEARTBEAT.labels(service).set(time.time())
+    WORKER_HEARTBEAT.labels(service).set(_now())
     _heartbeats[service] = time.monotonic()
 
 
@@ -405,15 +415,14 @@ async def refresh_domain_metrics(*, force: bool = False) -> None:
             DOMAIN_REFRESH_FAILURES.labels(name).inc()
             log.warning("domain metrics of %s not refreshed: %s", name, type(exc).__name__)
         else:
-            DOMAIN_REFRESHED.labels(name).set(time.time())
+            DOMAIN_REFRESHED.labels(name).set(_now())
 
 
 async def job_metrics(service: str, db: Any, model: Any) -> None:
     """Set :data:`JOBS` and :data:`JOB_BACKLOG_AGE` for one service's jobs table."""
     from sqlalchemy import func, select
 
-    from hdhub.common.db import utcnow
-
+    now = clock.now()
     async with db.system_session() as session:
         counts = (
             await session.execute(
@@ -425,11 +434,10 @@ async def job_metrics(service: str, db: Any, model: Any) -> None:
         oldest = (
             await session.execute(
                 select(model.kind, func.min(model.run_after))
-                .where(model.status.in_(("queued", "running")), model.run_after <= utcnow())
+                .where(model.status.in_(("queued", "running")), model.run_after <= now)
                 .group_by(model.kind)
             )
         ).all()
-    now = utcnow()
     set_gauge(JOBS, {(service, kind, status): n for kind, status, n in counts}, scope=(service,))
     ages: dict[tuple[str, ...], float] = {
         (service, str(kind)): max(0.0, (now - first).total_seconds())
