@@ -629,3 +629,36 @@ async def test_health_follows_readiness_but_liveness_stays_serving() -> None:
     finally:
         follower.cancel()
         await hgrpc.stop_server(started.server, grace=0)
+
+
+async def test_a_service_whose_database_is_unreachable_is_not_serving_but_alive() -> None:
+    """The wiring of every service: its gRPC health follows its own database."""
+    from hdhub.common.config import ServiceSettings
+    from hdhub.common.health import LIVENESS_SERVICE
+    from hdhub.common.runtime import Service
+
+    class Unreachable(Service):
+        name = "unreachable-test"
+        grpc_service_names = (SERVICE,)
+
+        def grpc_registrations(self) -> Any:
+            return [_register(Echo())]
+
+    settings = ServiceSettings(database_url="postgresql+psycopg://postgres@127.0.0.1:9/none", grpc_bind="127.0.0.1:0")
+    service = Unreachable(settings)
+    await service.start_grpc()
+    assert service._grpc_server is not None
+    try:
+        target = f"127.0.0.1:{hgrpc.bound_port(service._grpc_server)}"
+        stub = health_pb2_grpc.HealthStub(hgrpc.channel("test", target=target))
+        for _ in range(100):
+            answer = await stub.Check(health_pb2.HealthCheckRequest(service=SERVICE))
+            if answer.status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                break
+            await asyncio.sleep(0.05)
+        assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        alive = await stub.Check(health_pb2.HealthCheckRequest(service=LIVENESS_SERVICE))
+        assert alive.status == health_pb2.HealthCheckResponse.SERVING
+        assert (await service.readiness())["unreachable-test.database"].startswith("database: OperationalError")
+    finally:
+        await service.stop()
