@@ -412,8 +412,10 @@ async def refresh_domain_metrics(*, force: bool = False) -> None:
         try:
             await refresh()
         except Exception as exc:  # a scrape must answer even when a database is down
+            from hdhub.common.health import describe_failure
+
             DOMAIN_REFRESH_FAILURES.labels(name).inc()
-            log.warning("domain metrics of %s not refreshed: %s", name, type(exc).__name__)
+            log.warning("domain metrics of %s not refreshed (stale): %s", name, describe_failure(exc))
         else:
             DOMAIN_REFRESHED.labels(name).set(_now())
 
