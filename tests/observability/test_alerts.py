@@ -60,6 +60,10 @@ class Platform:
         assert r.status_code == 201, r.text
         return str(r.json()["id"])
 
+    def start(self) -> None:
+        """Let the clock reach the jobs just enqueued (their run_after is the wall clock)."""
+        self.clock.set(utcnow() + timedelta(seconds=1))
+
     async def settle(self) -> None:
         """Every delivery job due at the clock's time, done (here or by the worker)."""
         for _ in range(100):
@@ -132,9 +136,10 @@ async def test_central_platform_refusing_fires_within_minutes_and_stays(
 ) -> None:
     """Before: the first alert came 24.5 hours later. Now: the calls' failure is seen on
     the client side, and the alert holds while no call succeeds, however rare calls are."""
-    timeline = Timeline(platform.clock, ("HdhubCentralPlatformFailing",))
     platform.central(Mode.REFUSE)
     await platform.submit()
+    platform.start()
+    timeline = Timeline(platform.clock, ("HdhubCentralPlatformFailing",))
     await platform.settle()
     await platform.scrape(timeline)
     for _ in range(40):
@@ -159,9 +164,10 @@ async def test_a_confirmation_overdue_stays_overdue_when_it_turns_nok_at_48_hour
     """The central platform accepts but never confirms (the sim drops): overdue after a
     day, NOK at 48 hours, and the overdue alert does not clear when it turns NOK."""
     alerts = ("HdhubConfirmationOverdue", "HdhubRegistrationsNok", "HdhubCentralPlatformFailing")
-    timeline = Timeline(platform.clock, alerts)
     platform.central(Mode.DROP)
     await platform.submit()
+    platform.start()
+    timeline = Timeline(platform.clock, alerts)
     await platform.settle()
     await platform.scrape(timeline)
     for _ in range(60):
@@ -188,7 +194,6 @@ async def test_a_confirmation_overdue_stays_overdue_when_it_turns_nok_at_48_hour
 async def test_a_stopped_worker_is_noticed_while_work_waits(platform: Platform, tmp_path: Path) -> None:
     """The registrations worker stops going round its loop (stuck on a step that never
     ends); deliveries wait. Noticed in minutes, not when the backlog is an hour old."""
-    timeline = Timeline(platform.clock, ("HdhubWorkerSilent",))
     release, stuck = asyncio.Event(), asyncio.Event()
     original = platform.delivery.process_jobs
 
@@ -201,6 +206,8 @@ async def test_a_stopped_worker_is_noticed_while_work_waits(platform: Platform, 
     try:
         await asyncio.wait_for(stuck.wait(), 5)  # the worker's next round gets stuck
         await platform.submit()
+        platform.start()
+        timeline = Timeline(platform.clock, ("HdhubWorkerSilent",))
         await platform.scrape(timeline)
         for _ in range(15):
             platform.clock.advance(timedelta(minutes=1))

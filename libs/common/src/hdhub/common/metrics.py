@@ -10,6 +10,7 @@ paths or anything taken from a request's content.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
@@ -399,8 +400,12 @@ def register_domain_metrics(name: str, refresh: Callable[[], Awaitable[None]]) -
 
 
 def unregister_domain_metrics(name: str) -> None:
+    """Stop refreshing ``name``'s gauges; its freshness goes too (no stale alert for it)."""
     _refreshers.pop(name, None)
     _refreshed_at.pop(name, None)
+    for metric in (DOMAIN_REFRESHED, DOMAIN_REFRESH_FAILURES):
+        with contextlib.suppress(KeyError):
+            metric.remove(name)
 
 
 async def refresh_domain_metrics(*, force: bool = False) -> None:
