@@ -185,7 +185,10 @@ async def test_domain_gauges_say_when_they_were_last_refreshed(tmp_path: Path) -
     finally:
         metrics.unregister_domain_metrics(name)
     # Gone with it: no stale-metrics alert for gauges nobody refreshes any more.
-    assert REGISTRY.get_sample_value("hdhub_domain_metrics_refreshed_timestamp_seconds", {"service": name}) is None
+    assert (
+        REGISTRY.get_sample_value("hdhub_domain_metrics_refreshed_timestamp_seconds", {"service": name})
+        is None
+    )
 
 
 async def test_build_info_and_the_database_pool_are_exported(tmp_path: Path) -> None:
