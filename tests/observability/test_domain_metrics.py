@@ -97,3 +97,12 @@ async def test_a_failing_refresh_never_breaks_the_scrape(stack: Stack) -> None:
         assert r.status_code == 200 and "http_server_requests_total" in r.text
     finally:
         metrics.unregister_domain_metrics("broken-test")
+
+
+async def test_readiness_lists_each_service_and_liveness_ignores_databases(stack: Stack) -> None:
+    r = await stack.client.get("/readyz")
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+    assert set(r.json()["checks"]) >= {"identity", "registrations", "uploads", "intake", "portal"}
+    assert all(state == "ok" for state in r.json()["checks"].values())
+    # Probes are not requests: they stay out of the request metrics.
+    assert 'route="/readyz"' not in (await stack.client.get("/metrics")).text

@@ -659,6 +659,6 @@ async def test_a_service_whose_database_is_unreachable_is_not_serving_but_alive(
         assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
         alive = await stub.Check(health_pb2.HealthCheckRequest(service=LIVENESS_SERVICE))
         assert alive.status == health_pb2.HealthCheckResponse.SERVING
-        assert (await service.readiness())["unreachable-test.database"].startswith("database: OperationalError")
+        assert (await service.readiness())["unreachable-test"].startswith("database: OperationalError")
     finally:
         await service.stop()

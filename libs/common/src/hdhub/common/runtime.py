@@ -91,10 +91,11 @@ class Service:
         return None
 
     async def readiness(self) -> dict[str, str]:
-        """Whether this service can serve: its database answers ("ok"), or why not."""
+        """Whether this service can serve: its database answers ("ok"), or why not; keyed by
+        the service's name, as ``/readyz`` lists its checks."""
         from hdhub.common.health import database_state
 
-        return {f"{self.name}.database": await database_state(self.db)}
+        return {self.name: await database_state(self.db)}
 
     async def start_grpc(self) -> None:
         if not self.grpc_registrations():
