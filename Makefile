@@ -36,8 +36,9 @@ run: install ## The whole platform on embedded defaults with demo data, at http:
 openssh: ## Make sure OpenSSH's sftp client and sftp-server are there for the intake tests and bench (Debian's if missing)
 	@bash tools/ensure-openssh.sh
 
-deploy-tools: ## Make sure `kubectl kustomize` is there for the deploy checks (Debian's kubernetes-client if missing)
+deploy-tools: ## Make sure `kubectl kustomize` and `promtool` are there for the deploy and alert checks (Debian's if missing)
 	@bash tools/ensure-kubectl.sh
+	@bash tools/ensure-promtool.sh
 
 test: install services deploy-tools openssh ## Install, then run every test (unit, integration on PostgreSQL/Redis/SQLite, e2e)
 	$(BIN)/pytest $(PYTEST_ARGS) --deselect tests/e2e/test_tracing.py

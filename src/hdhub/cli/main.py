@@ -174,12 +174,18 @@ def worker(service: Annotated[str, typer.Argument(help="The service whose backgr
         platform.register_metrics()
         tasks = [asyncio.create_task(s.work(platform._stop)) for s in platform.services]
         settings = platform_settings()
-        if settings.metrics_port:  # a worker has no HTTP edge: /metrics on a port of its own
+        if settings.metrics_port:  # a worker has no HTTP edge: /metrics and /healthz on a port of its own
             from hdhub.common.metrics import serve_metrics
 
             tasks.append(
                 asyncio.create_task(
-                    serve_metrics(settings.metrics_host, settings.metrics_port, platform._stop)
+                    serve_metrics(
+                        settings.metrics_host,
+                        settings.metrics_port,
+                        platform._stop,
+                        services=[s.name for s in platform.services if s.has_worker()],
+                        stale_after=settings.worker_stale_seconds,
+                    )
                 )
             )
         await asyncio.gather(*tasks)

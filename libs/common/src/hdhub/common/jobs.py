@@ -27,6 +27,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from hdhub.common.auth import ActingFor
 from hdhub.common.db import Database, UTCDateTime, bulk_insert, new_id, new_ids, utcnow
+from hdhub.common.metrics import jobs_claimed, jobs_ended
 
 log = logging.getLogger("hdhub.jobs")
 
@@ -66,12 +67,16 @@ def worker_name() -> str:
 
 @dataclass
 class JobQueue:
-    """Enqueue, claim, finish and retry jobs of one service's ``Job`` model."""
+    """Enqueue, claim, finish and retry jobs of one service's ``Job`` model.
+
+    ``service`` labels the job metrics (claimed, ended by outcome, duration):
+    :mod:`hdhub.common.metrics`."""
 
     db: Database
     model: type[Any]
     lease: timedelta = timedelta(seconds=60)
     max_attempts: int = 8
+    service: str = "hdhub"
     _next_purge: float = field(default=0.0, init=False, repr=False)
 
     def enqueue(
@@ -180,7 +185,15 @@ class JobQueue:
             .execution_options(synchronize_session=False)
         )
         async with self.db.system_session() as session:
-            return list((await session.execute(statement)).scalars())
+            claimed = list((await session.execute(statement)).scalars())
+        jobs_claimed(self.service, claimed)
+        return claimed
+
+    @staticmethod
+    def ended(job_ids: list[str], outcome: str) -> None:
+        """Count the end of claimed jobs' attempts changed without this queue (set-based
+        updates of a service's own): ``done``, ``failed``, ``parked`` or ``deferred``."""
+        jobs_ended(job_ids, outcome)
 
     async def finish(self, session: AsyncSession, job_id: str) -> None:
         """Mark a job done, in the transaction that applied its effect."""
@@ -188,6 +201,7 @@ class JobQueue:
         await session.execute(
             update(Job).where(Job.id == job_id).values(status=DONE, finished_at=utcnow(), lease_until=None)
         )
+        jobs_ended([job_id], DONE)
 
     async def finish_many(self, session: AsyncSession, job_ids: list[str]) -> None:
         """Mark jobs done in one statement, in the transaction that applied their effects."""
@@ -198,6 +212,7 @@ class JobQueue:
             .values(status=DONE, finished_at=utcnow(), lease_until=None)
             .execution_options(synchronize_session=False)
         )
+        jobs_ended(job_ids, DONE)
 
     async def purge(self, *, older_than: timedelta, now: datetime | None = None, limit: int = 5000) -> int:
         """Delete jobs that finished more than ``older_than`` ago, at most ``limit`` per call;
@@ -239,6 +254,7 @@ class JobQueue:
             .where(Job.id == job_id)
             .values(status=QUEUED, lease_until=None, worker=None, run_after=until, attempts=Job.attempts - 1)
         )
+        jobs_ended([job_id], "deferred")
 
     async def fail(self, job_id: str, error: str, *, now: datetime | None = None) -> str:
         """Record a failure: retry with exponential back-off, or park after ``max_attempts``."""
@@ -255,4 +271,6 @@ class JobQueue:
                 delay = min(2 ** job.attempts, 3600)
                 job.status, job.lease_until = QUEUED, None
                 job.run_after, job.last_error = now + timedelta(seconds=delay), error[:2000]
-            return str(job.status)
+            outcome = str(job.status)
+        jobs_ended([job_id], PARKED if outcome == PARKED else "failed")
+        return outcome

@@ -609,6 +609,7 @@ class Delivery:
                     .where(self.db.among(Job.id, [o.job.id for o in group]))
                     .values(status="parked", lease_until=None, last_error=reason)
                 )
+                self.jobs.ended([o.job.id for o in group], "parked")
             if handed:
                 current = {
                     r.id: r
@@ -706,6 +707,7 @@ class Delivery:
         if payload is not None:
             values["payload"] = payload
         await session.execute(update(Job).where(self.db.among(Job.id, job_ids)).values(**values))
+        self.jobs.ended(list(job_ids), "deferred")
 
     async def _rows(self, session: Any, registration_ids: Iterable[str]) -> dict[str, DeliveryRow]:
         rows = await session.execute(

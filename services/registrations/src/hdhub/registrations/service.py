@@ -124,7 +124,7 @@ class Registrations:
         self.db = db
         self.catalogue = catalogue
         self.secret = secret
-        self.jobs = JobQueue(db, Job)
+        self.jobs = JobQueue(db, Job, service="registrations")
         self.wake = Wakeup("hdhub:registrations:deliver", platform().redis_url)
         # Delivery to the central platform (delivery.py), set by the runtime; without it the
         # worker only moves Sending -> Submitted.
