@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -174,3 +175,16 @@ def test_calling_setup_twice_keeps_one_handler(lines: Callable[[], list[dict[str
     log.info("once")
     assert len(lines()) == 1
     assert len([h for h in logging.getLogger().handlers if h.get_name() == "hdhub"]) == 1
+
+
+def test_ids_are_not_mangled_by_ssin_masking() -> None:
+    """Masking goes by the SSIN rule, not the shape: a UUID's run of 11 digits
+    (1.8% of ids masked by shape) stays, an SSIN with a wrong check number stays too."""
+    import uuid
+
+    ids = [str(uuid.uuid4()) for _ in range(20_000)]
+    by_shape = re.compile(r"(?<!\d)\d{2}[.\- ]?\d{2}[.\- ]?\d{2}[.\- ]?\d{3}[.\- ]?\d{2}(?!\d)")
+    assert [i for i in ids if by_shape.search(i)]  # what masking by shape mangled
+    assert [i for i in ids if redact(i) != i] == []
+    assert redact("row 85040216933 refused") == "row 85040216933 refused"  # check number off by one
+    assert redact("registration 0f3c2a10-85040216932") == "registration 0f3c2a10-[redacted-ssin]"

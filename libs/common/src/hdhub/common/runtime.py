@@ -25,11 +25,17 @@ async def run_worker(
     name: str, step: Callable[[], Awaitable[int]], *, wake: Wakeup, poll_seconds: float, stop: asyncio.Event
 ) -> None:
     """The loop every service worker runs: do a step of work; when it found nothing, wait
-    for a wake-up (or ``poll_seconds``); a failing step is logged and retried, never fatal."""
+    for a wake-up (or ``poll_seconds``); a failing step is logged and retried, never fatal.
+
+    A step is not traced (polling that finds nothing would be a trace per poll); the jobs
+    it finds are, each continuing the trace that enqueued it (``telemetry.jobs_span``)."""
+    from hdhub.common.telemetry import quiet, worker_context
+
     try:
         while not stop.is_set():
             try:
-                done = await step()
+                with worker_context(name), quiet():
+                    done = await step()
             except Exception:
                 log.exception("worker step failed", extra={"service": name})
                 done = 0
