@@ -61,6 +61,18 @@ def _with_actor(payload: dict[str, Any] | None, actor: str | None) -> dict[str, 
     return {**(payload or {}), ACTOR_KEY: actor} if actor else dict(payload or {})
 
 
+def _own_trace(given: dict[str, str] | None, producer: dict[str, str]) -> dict[str, str]:
+    """The trace context a job of a batch stores: ``given`` (its own journey's) when that is
+    another trace than the producer span's, else the producer span's (a descendant of it)."""
+    if not given:
+        return producer
+    return producer if _trace_id(given) == _trace_id(producer) else given
+
+
+def _trace_id(carrier: dict[str, str]) -> str:
+    return carrier.get("traceparent", "").partition("-")[2].partition("-")[0]
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -138,7 +150,7 @@ class JobQueue:
                 "run_after": item.get("run_after") or now,
                 "lease_until": None,
                 "worker": None,
-                "trace_context": item.get("trace_context") or trace,
+                "trace_context": _own_trace(item.get("trace_context"), trace),
                 "last_error": None,
                 "created_at": now,
                 "finished_at": None,
