@@ -397,12 +397,17 @@ def send_by_sftp(port: int, folder: Path, name: str) -> None:
 
 
 def test_an_idle_worker_exports_no_trace(shape: Shape) -> None:
-    """Workers poll for jobs every half second (the drop folder too): a poll that finds
-    nothing is no trace. New traces only start at a request, an SFTP session or a job."""
+    """Workers poll for jobs every half second (the drop folder too) and Prometheus
+    scrapes: a poll that finds nothing, or a scrape, is no trace. New traces only start at a
+    request, an SFTP session or a job."""
     before = len(shape.receiver.spans)
-    time.sleep(3)  # six polls of each worker
+    for _ in range(6):  # six polls of each worker, and scrapes (/metrics reads the database)
+        for url in shape.metrics:
+            assert httpx.get(url, timeout=10).status_code == 200
+        time.sleep(0.5)
     roots = [s for s in shape.receiver.spans[before:] if not s.parent_id]
-    assert [s.name for s in roots if not s.name.startswith(("process ", "sftp session", "GET /", "POST /"))] == []
+    idle = [(s.service, s.name) for s in roots if not s.name.startswith(("process ", "sftp session", "GET /", "POST /"))]
+    assert idle == []
 
 
 # --- what left the platform --------------------------------------------------------------------

@@ -527,15 +527,30 @@ def instrument_fastapi(app: FastAPI) -> None:
     URLs in ``OTEL_PYTHON_FASTAPI_EXCLUDED_URLS`` (default: health and metrics), with
     query strings left out of the span."""
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.util.http import parse_excluded_urls
 
     if getattr(app, "_is_instrumented_by_opentelemetry", False):
         return
+    excluded = os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", _DEFAULT_FASTAPI_EXCLUDED)
     FastAPIInstrumentor.instrument_app(
-        app,
-        server_request_hook=_server_request_hook,
-        excluded_urls=os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", _DEFAULT_FASTAPI_EXCLUDED),
-        exclude_spans=["receive", "send"],
+        app, server_request_hook=_server_request_hook, excluded_urls=excluded, exclude_spans=["receive", "send"]
     )
+    app.add_middleware(_QuietPaths, excluded=parse_excluded_urls(excluded))
+
+
+class _QuietPaths:
+    """Nothing traced while answering an excluded URL: a scrape of /metrics reads the
+    domain gauges from the database, and each of its statements would start a trace."""
+
+    def __init__(self, app: Any, *, excluded: Any) -> None:
+        self.app, self.excluded = app, excluded
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.excluded.url_disabled(str(scope.get("path", ""))):
+            with quiet():
+                await self.app(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def instrument_sqlalchemy(engine: AsyncEngine | Engine) -> None:
