@@ -377,7 +377,7 @@ def test_an_sftp_file_is_one_trace_until_it_is_linked(shape: Shape, tmp_path: Pa
     [session] = [s for s in spans if s.name == "sftp session"]
     assert session.parent_id == "" and session.kind == SERVER
     file_spans = [s for s in spans if s.name == "sftp file"]
-    assert file_spans and all(s.parent_id == session.span_id for s in file_spans)
+    assert file_spans and all(s.parent_id == session.span_id and s.service == "hdhub-intake" for s in file_spans)
     link = next(s for s in spans if s.name == "process link")
     assert ancestors(link, spans)[:3] == ["send link", "sftp deliver", "sftp session"]
     assert any(
@@ -447,4 +447,9 @@ def test_no_patient_data_in_any_span_event_metric_or_log_line(shape: Shape) -> N
         for hit in seeded.finditer(text)
     ]
     assert found == [], found[:10]
+    # The pair pseudonymisation keeps apart never shares a log line.
+    lines = [line for log in shape.logs for line in log.read_text().splitlines() if line.startswith("{")]
+    paired = [line for line in lines if '"registration_id"' in line and '"technical_id"' in line]
+    assert paired == [], paired[:3]
+    assert any('"delivery attempt"' in line for line in lines)
     assert len(sources["spans"].splitlines()) > 100 and sum(len(t) for t in sources.values()) > 100_000

@@ -467,7 +467,8 @@ class ScrubbingSpanProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         if self._per_service and span.context is not None:
-            service = _service_of_context()
+            named = (span.attributes or {}).get("hdhub.service")  # given at start (SFTP's session)
+            service = f"hdhub-{named}" if named else _service_of_context()
             if service is None:
                 parent = trace.get_current_span(parent_context).get_span_context()
                 if parent.is_valid and not parent.is_remote:
