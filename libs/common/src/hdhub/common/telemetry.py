@@ -299,15 +299,15 @@ def jobs_span(jobs: Sequence[Any], kind: str | None = None) -> Iterator[trace.Sp
         otel_context.detach(token)
 
 
-def job_span(job: Any, name: str | None = None) -> Any:
-    """A consumer span for running ``job``, continuing the trace stored with it (the
-    request that enqueued it), so one trace runs from that request through the work done
-    later, in whatever process claims the job::
+def job_span(job: Any) -> Any:
+    """A consumer span for running ``job`` (``process <kind>``), continuing the trace
+    stored with it (the request that enqueued it), so one trace runs from that request
+    through the work done later, in whatever process claims the job::
 
         with job_span(job):
             await run(job)
     """
-    return jobs_span([job], name)
+    return jobs_span([job])
 
 
 def job_context(job: Any) -> dict[str, str]:
