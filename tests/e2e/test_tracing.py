@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from services.uploads.tests.integration.test_uploads_api import csv_bytes
-from tests.e2e.conftest import Platform, run_all
-from tests.support.otlp import Receiver, Span, otlp_receiver
+from tests.e2e.conftest import Platform
+from tests.support.otlp import Receiver, Span
 from tests.support.samples import record
 
 pytestmark = pytest.mark.e2e
@@ -22,20 +20,9 @@ UPSERT = "hdhub.registrations.v1.RegistrationsService/UpsertBatch"
 SERVER, CLIENT, CONSUMER = 2, 3, 5  # OTLP span kinds
 
 
-@pytest.fixture(scope="module")
-def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, Receiver]]:
-    with otlp_receiver(Path(tmp_path_factory.mktemp("otlp"))) as receiver:
-        env = {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-            "OTEL_EXPORTER_OTLP_INSECURE": "true",
-            "OTEL_BSP_SCHEDULE_DELAY": "100",
-            # Start-up (migrations, seeding) makes thousands of SQL spans: none may be dropped.
-            "OTEL_BSP_MAX_QUEUE_SIZE": "200000",
-        }
-        os.environ.pop("OTEL_SDK_DISABLED", None)
-        with run_all(Path(tmp_path_factory.mktemp("traced")), **env) as platform:
-            yield platform, receiver
+@pytest.fixture
+def traced(traced_platform: tuple[Platform, Receiver]) -> tuple[Platform, Receiver]:
+    return traced_platform
 
 
 def ancestors(span: Span, by_id: dict[str, Span]) -> list[str]:

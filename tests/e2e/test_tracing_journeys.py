@@ -29,7 +29,7 @@ import pytest
 
 from hdhub.cli.services import SERVICES
 from services.uploads.tests.integration.test_uploads_api import csv_bytes
-from tests.e2e.conftest import base_env, hdhub_process, run_all
+from tests.e2e.conftest import Platform, base_env, hdhub_process, otel_env
 from tests.e2e.test_intake import VCF, sftp_port
 from tests.support.otlp import Receiver, Span, otlp_receiver
 from tests.support.samples import record
@@ -66,30 +66,18 @@ class Shape:
         return httpx.Client(base_url=self.urls[service], headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
 
-def otel_env(receiver: Receiver) -> dict[str, str]:
-    return {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-        "OTEL_EXPORTER_OTLP_INSECURE": "true",
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
-        "OTEL_BSP_MAX_QUEUE_SIZE": "200000",
-    }
-
-
 @pytest.fixture(scope="module")
-def one_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shape]:
-    with otlp_receiver(Path(tmp_path_factory.mktemp("otlp-one"))) as receiver:
-        with run_all(Path(tmp_path_factory.mktemp("one")), **otel_env(receiver)) as platform:
-            base = platform.base_url
-            yield Shape(
-                "one process",
-                urls=dict.fromkeys(SERVICES, base),
-                logs=[platform.log],
-                metrics=[f"{base}/metrics"],
-                receiver=receiver,
-                sftp=lambda: sftp_port(platform),  # type: ignore[arg-type]
-                edge=lambda service: "hdhub",  # one REST edge for every service
-            )
+def one_process(traced_platform: tuple[Platform, Receiver]) -> Shape:
+    platform, receiver = traced_platform
+    return Shape(
+        "one process",
+        urls=dict.fromkeys(SERVICES, platform.base_url),
+        logs=[platform.log],
+        metrics=[f"{platform.base_url}/metrics"],
+        receiver=receiver,
+        sftp=lambda: sftp_port(platform),
+        edge=lambda service: "hdhub",  # one REST edge for every service
+    )
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +89,7 @@ def per_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shape]:
         http = {service: free_port() for service in SERVICES}
         env = {
             **base_env(data),
-            **otel_env(receiver),
+            **otel_env(receiver.endpoint),
             "HDHUB_ENVIRONMENT": "development",
             "HDHUB_OIDC_ISSUER": f"http://127.0.0.1:{http['identity']}/realms/hdhub",
             "HDHUB_SERVICE_CLIENT_SECRET": uuid.uuid4().hex,
