@@ -343,6 +343,10 @@ def test_an_sftp_file_is_one_trace_until_it_is_linked(shape: Shape, tmp_path: Pa
         assert r.status_code in (200, 201, 202), r.text
     send_by_sftp(shape.sftp(), tmp_path, name)
     with shape.client("intake", token) as c:
+        # The same kind of name through the web upload: its URL holds the name.
+        web = f"Wauters_Hilde_19700615_{uuid.uuid4().hex[:8]}.vcf"
+        shape.seeded.add(web)
+        assert c.put(f"/api/v1/files/lab-demo/NGS/{web}", content=VCF.encode()).status_code == 201
         deadline = time.monotonic() + 30
         while not (files := [f for f in c.get("/api/v1/files/lab-demo").json() if f["filename"] == name]) or not files[
             0

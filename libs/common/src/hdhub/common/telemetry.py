@@ -50,7 +50,7 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace.status import Status
 
-from hdhub.common.logging import current_service
+from hdhub.common.logging import current_request, current_service
 from hdhub.common.ssin import mask_ssins
 
 if TYPE_CHECKING:
@@ -536,22 +536,30 @@ def instrument_fastapi(app: FastAPI) -> None:
     FastAPIInstrumentor.instrument_app(
         app, server_request_hook=_server_request_hook, excluded_urls=excluded, exclude_spans=["receive", "send"]
     )
-    app.add_middleware(_QuietPaths, excluded=parse_excluded_urls(excluded))
+    app.add_middleware(_RequestContext, excluded=parse_excluded_urls(excluded))
 
 
-class _QuietPaths:
-    """Nothing traced while answering an excluded URL: a scrape of /metrics reads the
-    domain gauges from the database, and each of its statements would start a trace."""
+class _RequestContext:
+    """Nothing traced while answering an excluded URL (a scrape of /metrics reads the
+    domain gauges from the database, and each statement would start a trace); and the
+    request's scope at hand for the access log line, which names the route template."""
 
     def __init__(self, app: Any, *, excluded: Any) -> None:
         self.app, self.excluded = app, excluded
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and self.excluded.url_disabled(str(scope.get("path", ""))):
-            with quiet():
-                await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        token = current_request.set(scope)
+        try:
+            if self.excluded.url_disabled(str(scope.get("path", ""))):
+                with quiet():
+                    await self.app(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+        finally:
+            current_request.reset(token)
 
 
 def instrument_sqlalchemy(engine: AsyncEngine | Engine) -> None:
