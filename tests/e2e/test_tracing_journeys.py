@@ -63,7 +63,9 @@ class Shape:
         return str(r.json()["access_token"])
 
     def client(self, service: str, token: str) -> httpx.Client:
-        return httpx.Client(base_url=self.urls[service], headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        return httpx.Client(
+            base_url=self.urls[service], headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +110,9 @@ def per_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shape]:
             for service in SERVICES:
                 logs.append(log := data / f"{service}.log")
                 processes.append(
-                    stack.enter_context(hdhub_process(["run", service, "--port", str(http[service])], env, log))
+                    stack.enter_context(
+                        hdhub_process(["run", service, "--port", str(http[service])], env, log)
+                    )
                 )
             for service in ("registrations", "uploads", "intake"):
                 port = free_port()
@@ -148,7 +152,9 @@ def wait_healthy(port: int, log: Path, timeout: float = 120) -> None:
     raise RuntimeError(f"{log.name} did not start:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="module", params=["one process", pytest.param("per service", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    scope="module", params=["one process", pytest.param("per service", marks=pytest.mark.postgres)]
+)
 def shape(request: pytest.FixtureRequest) -> Shape:
     fixture = "one_process" if request.param == "one process" else "per_service"
     return request.getfixturevalue(fixture)  # type: ignore[no-any-return]
@@ -170,7 +176,12 @@ def journey(receiver: Receiver, trace_id: str) -> list[Span]:
 
 
 def wait_for(
-    receiver: Receiver, trace_id: str, done: Callable[[list[Span]], bool], what: str, shape: Shape, entry: str = ""
+    receiver: Receiver,
+    trace_id: str,
+    done: Callable[[list[Span]], bool],
+    what: str,
+    shape: Shape,
+    entry: str = "",
 ) -> list[Span]:
     deadline = time.monotonic() + 60
     while True:
@@ -235,7 +246,12 @@ def seed(shape: Shape, values: dict[str, str]) -> None:
     """Remember a record's patient data: no telemetry may hold it."""
     ssin, dob = values["IDC_PAT"], values["DT_PAT_DOB"]
     dd, mm, yyyy = dob.split("/")
-    shape.seeded |= {ssin, f"{ssin[:2]}.{ssin[2:4]}.{ssin[4:6]}-{ssin[6:9]}.{ssin[9:]}", dob, f"{yyyy}-{mm}-{dd}"}
+    shape.seeded |= {
+        ssin,
+        f"{ssin[:2]}.{ssin[2:4]}.{ssin[4:6]}-{ssin[6:9]}.{ssin[9:]}",
+        dob,
+        f"{yyyy}-{mm}-{dd}",
+    }
 
 
 # --- the journeys ------------------------------------------------------------------------------
@@ -253,7 +269,12 @@ def test_a_v2_submit_is_one_trace_until_its_confirmation_is_ok(shape: Shape) -> 
         while (reg := c.get(f"/api/v1/registrations/{registration}").json())["status_confirmation"] != "ok":
             assert time.monotonic() < deadline, reg
             time.sleep(0.3)
-    services = {shape.edge("registrations"), "hdhub-registrations-worker", "hdhub-pseudonymisation", "hdhub-sim"}
+    services = {
+        shape.edge("registrations"),
+        "hdhub-registrations-worker",
+        "hdhub-pseudonymisation",
+        "hdhub-sim",
+    }
 
     def whole(spans: list[Span]) -> bool:
         names = {s.name for s in spans}
@@ -264,8 +285,13 @@ def test_a_v2_submit_is_one_trace_until_its_confirmation_is_ok(shape: Shape) -> 
     assert {s.trace_id for s in spans} == {trace_id}  # one trace, not one per hop
     assert_whole(spans, entry)
     request = next(s for s in spans if s.kind == SERVER and s.name == "POST /proxy/api/dcd/payload/submit")
-    assert request.attributes["http.route"] == request.attributes["url.path"] == "/proxy/api/dcd/payload/submit"
-    assert request.attributes["http.request.method"] == "POST" and request.attributes["http.response.status_code"] == 202
+    assert (
+        request.attributes["http.route"] == request.attributes["url.path"] == "/proxy/api/dcd/payload/submit"
+    )
+    assert (
+        request.attributes["http.request.method"] == "POST"
+        and request.attributes["http.response.status_code"] == 202
+    )
     deliver = next(s for s in spans if s.name == "process deliver")
     assert deliver.kind == CONSUMER and "send deliver" in ancestors(deliver, spans)
     assert request.name in ancestors(deliver, spans)
@@ -274,7 +300,8 @@ def test_a_v2_submit_is_one_trace_until_its_confirmation_is_ok(shape: Shape) -> 
     assert ancestors(confirm, spans)[:2] == ["send confirm", "process deliver"]
     # The central platform's confirmation answered inside the confirm job's span.
     assert any(
-        s.service == "hdhub-sim" and s.kind == SERVER and "process confirm" in ancestors(s, spans) for s in spans
+        s.service == "hdhub-sim" and s.kind == SERVER and "process confirm" in ancestors(s, spans)
+        for s in spans
     )
     sql = [s.attributes["db.operation"] for s in spans if "db.operation" in s.attributes]
     assert sql and {op for op in sql if " " in op or not op.isupper()} == set()  # "SELECT", not "SELECT db"
@@ -295,7 +322,10 @@ def test_a_csv_upload_and_the_delivery_of_its_rows_is_one_trace(shape: Shape) ->
         )
         assert r.status_code == 202, r.text
         deadline = time.monotonic() + 60
-        while (upload := c.get(f"/api/v1/uploads/{r.json()['id']}").json())["status"] not in ("done", "failed"):
+        while (upload := c.get(f"/api/v1/uploads/{r.json()['id']}").json())["status"] not in (
+            "done",
+            "failed",
+        ):
             assert time.monotonic() < deadline, upload
             time.sleep(0.2)
         assert upload["status"] == "done" and upload["counts"]["created"] == ROWS, upload
@@ -310,7 +340,9 @@ def test_a_csv_upload_and_the_delivery_of_its_rows_is_one_trace(shape: Shape) ->
 
     def delivered(spans: list[Span]) -> int:
         return sum(
-            int(s.attributes.get("messaging.batch.message_count", 1)) for s in spans if s.name == "process deliver"
+            int(s.attributes.get("messaging.batch.message_count", 1))
+            for s in spans
+            if s.name == "process deliver"
         )
 
     def whole(spans: list[Span]) -> bool:
@@ -348,14 +380,17 @@ def test_an_sftp_file_is_one_trace_until_it_is_linked(shape: Shape, tmp_path: Pa
         shape.seeded.add(web)
         assert c.put(f"/api/v1/files/lab-demo/NGS/{web}", content=VCF.encode()).status_code == 201
         deadline = time.monotonic() + 30
-        while not (files := [f for f in c.get("/api/v1/files/lab-demo").json() if f["filename"] == name]) or not files[
-            0
-        ]["links"]:
+        while (
+            not (files := [f for f in c.get("/api/v1/files/lab-demo").json() if f["filename"] == name])
+            or not files[0]["links"]
+        ):
             assert time.monotonic() < deadline, files
             time.sleep(0.2)
     file_id = files[0]["id"]
     deadline = time.monotonic() + 30
-    while not (found := [s for s in shape.receiver.spans if s.attributes.get("hdhub.intake.file_id") == file_id]):
+    while not (
+        found := [s for s in shape.receiver.spans if s.attributes.get("hdhub.intake.file_id") == file_id]
+    ):
         assert time.monotonic() < deadline, "no span of the file"
         time.sleep(0.2)
     services = {"hdhub-intake", "hdhub-intake-worker", "hdhub-registrations"}
@@ -369,7 +404,9 @@ def test_an_sftp_file_is_one_trace_until_it_is_linked(shape: Shape, tmp_path: Pa
     [session] = [s for s in spans if s.name == "sftp session"]
     assert session.parent_id == "" and session.kind == SERVER
     file_spans = [s for s in spans if s.name == "sftp file"]
-    assert file_spans and all(s.parent_id == session.span_id and s.service == "hdhub-intake" for s in file_spans)
+    assert file_spans and all(
+        s.parent_id == session.span_id and s.service == "hdhub-intake" for s in file_spans
+    )
     link = next(s for s in spans if s.name == "process link")
     assert ancestors(link, spans)[:3] == ["send link", "sftp deliver", "sftp session"]
     assert any(
@@ -395,7 +432,12 @@ def send_by_sftp(port: int, folder: Path, name: str) -> None:
         ["sftp", "-F", "/dev/null", *[a for o in options for a in ("-o", o)], "-P", str(port), "-b", "batch"]
         + ["lab-demo-sftp@127.0.0.1"],
         cwd=folder,
-        env={"PATH": "/usr/bin:/bin", "SSH_ASKPASS": str(askpass), "SSH_ASKPASS_REQUIRE": "force", "DISPLAY": ":0"},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "SSH_ASKPASS": str(askpass),
+            "SSH_ASKPASS_REQUIRE": "force",
+            "DISPLAY": ":0",
+        },
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -414,7 +456,11 @@ def test_an_idle_worker_exports_no_trace(shape: Shape) -> None:
             assert httpx.get(url, timeout=10).status_code == 200
         time.sleep(0.5)
     roots = [s for s in shape.receiver.spans[before:] if not s.parent_id]
-    idle = [(s.service, s.name) for s in roots if not s.name.startswith(("process ", "sftp session", "GET /", "POST /"))]
+    idle = [
+        (s.service, s.name)
+        for s in roots
+        if not s.name.startswith(("process ", "sftp session", "GET /", "POST /"))
+    ]
     assert idle == []
 
 

@@ -247,7 +247,9 @@ def enqueue_span(kind: str, *, job_id: str | None = None, count: int = 1) -> Ite
         attributes["messaging.message.id"] = job_id
     if count != 1:
         attributes["messaging.batch.message_count"] = count
-    with _jobs_tracer.start_as_current_span(f"send {kind}", kind=trace.SpanKind.PRODUCER, attributes=attributes):
+    with _jobs_tracer.start_as_current_span(
+        f"send {kind}", kind=trace.SpanKind.PRODUCER, attributes=attributes
+    ):
         yield
 
 
@@ -370,7 +372,9 @@ class QuietSampler(Sampler):
         context = parent_context if parent_context is not None else otel_context.get_current()
         if any(otel_context.get_value(key, context) for key in _SUPPRESSED):
             return SamplingResult(Decision.DROP)
-        return self._delegate.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+        return self._delegate.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
 
     def get_description(self) -> str:
         return f"QuietSampler{{{self._delegate.get_description()}}}"
@@ -534,7 +538,10 @@ def instrument_fastapi(app: FastAPI) -> None:
         return
     excluded = os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", _DEFAULT_FASTAPI_EXCLUDED)
     FastAPIInstrumentor.instrument_app(
-        app, server_request_hook=_server_request_hook, excluded_urls=excluded, exclude_spans=["receive", "send"]
+        app,
+        server_request_hook=_server_request_hook,
+        excluded_urls=excluded,
+        exclude_spans=["receive", "send"],
     )
     app.add_middleware(_RequestContext, excluded=parse_excluded_urls(excluded))
 
