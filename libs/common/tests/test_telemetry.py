@@ -357,7 +357,10 @@ def test_exported_spans_carry_templates_not_values() -> None:
     assert dict(event.attributes or {}) == {"exception.type": "ValueError", "exception.escaped": "False"}
     assert fails.status.description is None
     exported = repr(
-        [(s.name, dict(s.attributes or {}), s.events, s.status.description) for s in memory.get_finished_spans()]
+        [
+            (s.name, dict(s.attributes or {}), s.events, s.status.description)
+            for s in memory.get_finished_spans()
+        ]
     )
     for secret in ("85040216932", "Peeters", "19700615", "1970-06-15"):
         assert secret not in exported
