@@ -130,7 +130,9 @@ def _serve(out: Path, ready: Path) -> None:
     # A batch of spans with SQL statements easily passes gRPC's default 4 MB.
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=4),
-        options=[("grpc.max_receive_message_length", 256 * 1024 * 1024)],
+        # Never share the port with another gRPC server (gRPC's default is SO_REUSEPORT):
+        # an export landing on the wrong one would be lost without a word here.
+        options=[("grpc.max_receive_message_length", 256 * 1024 * 1024), ("grpc.so_reuseport", 0)],
     )
     pb_grpc.add_TraceServiceServicer_to_server(Collector(), server)
     port = server.add_insecure_port("127.0.0.1:0")
