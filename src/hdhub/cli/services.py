@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from fastapi import FastAPI
 
@@ -85,7 +85,7 @@ class Platform:
         from hdhub.common.metrics import register_domain_metrics
 
         for s in self.services:
-            register_domain_metrics(s.name, s.domain_metrics)
+            register_domain_metrics(s.name, _untraced(s.domain_metrics))
 
     async def seed_demo(self) -> None:
         """Load the demo organisations, accounts, clients and certificates (README): known
@@ -139,3 +139,14 @@ class Platform:
 
         app.router.lifespan_context = lifespan
         return app
+
+
+def _untraced(refresh: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """``refresh`` without traces: every scrape would otherwise start one per statement."""
+    from hdhub.common.telemetry import quiet
+
+    async def run() -> None:
+        with quiet():
+            await refresh()
+
+    return run

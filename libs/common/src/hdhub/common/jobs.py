@@ -28,6 +28,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from hdhub.common.auth import ActingFor
 from hdhub.common.db import Database, UTCDateTime, bulk_insert, new_id, new_ids, utcnow
 from hdhub.common.metrics import jobs_claimed, jobs_ended
+from hdhub.common.telemetry import enqueue_span, inject_context
 
 log = logging.getLogger("hdhub.jobs")
 
@@ -59,6 +60,18 @@ class JobColumns:
 
 def _with_actor(payload: dict[str, Any] | None, actor: str | None) -> dict[str, Any]:
     return {**(payload or {}), ACTOR_KEY: actor} if actor else dict(payload or {})
+
+
+def _own_trace(given: dict[str, str] | None, producer: dict[str, str]) -> dict[str, str]:
+    """The trace context a job of a batch stores: ``given`` (its own journey's) when that is
+    another trace than the producer span's, else the producer span's (a descendant of it)."""
+    if not given:
+        return producer
+    return producer if _trace_id(given) == _trace_id(producer) else given
+
+
+def _trace_id(carrier: dict[str, str]) -> str:
+    return carrier.get("traceparent", "").partition("-")[2].partition("-")[0]
 
 
 def worker_name() -> str:
@@ -97,15 +110,15 @@ class JobQueue:
         caused the job) say whose work it is; the job acts for them (:meth:`acting_for`).
 
         ``job_id`` makes enqueueing idempotent: a second job with the same id fails the
-        insert (IntegrityError) instead of doing the work twice."""
-        try:
-            from hdhub.common.telemetry import inject_context
+        insert (IntegrityError) instead of doing the work twice.
 
+        A producer span (``send <kind>``) is recorded, and its trace context stored with
+        the job: the span that processes it continues this trace."""
+        job_id = job_id or new_id()
+        with enqueue_span(kind, job_id=job_id):
             trace = inject_context()
-        except ImportError:  # pragma: no cover
-            trace = {}
         job = self.model(
-            id=job_id or new_id(),
+            id=job_id,
             kind=kind,
             payload=_with_actor(payload, actor),
             organisation_id=organisation_id,
@@ -121,15 +134,13 @@ class JobQueue:
     async def enqueue_many(self, session: AsyncSession, kind: str, items: list[dict[str, Any]]) -> None:
         """Add many jobs in the caller's transaction, in one bulk insert (COPY on PostgreSQL).
 
-        Each item may carry ``payload``, ``organisation_id``, ``actor``, ``subject_id`` and
-        ``run_after``.
+        Each item may carry ``payload``, ``organisation_id``, ``actor``, ``subject_id``,
+        ``run_after`` and ``trace_context`` (default: the producer span's; a job following
+        one of a batch of many traces passes that job's, see
+        :func:`hdhub.common.telemetry.job_context`).
         """
-        try:
-            from hdhub.common.telemetry import inject_context
-
+        with enqueue_span(kind, count=len(items)):
             trace = inject_context()
-        except ImportError:  # pragma: no cover
-            trace = {}
         now = utcnow()
         ids = new_ids(len(items))
         rows = [
@@ -144,7 +155,7 @@ class JobQueue:
                 "run_after": item.get("run_after") or now,
                 "lease_until": None,
                 "worker": None,
-                "trace_context": trace,
+                "trace_context": _own_trace(item.get("trace_context"), trace),
                 "last_error": None,
                 "created_at": now,
                 "finished_at": None,

@@ -29,16 +29,21 @@ async def run_worker(
     for a wake-up (or ``poll_seconds``). A failing step (its database down, say) is retried
     with back-off, never fatal, and logged once, then once a minute, then when it recovers
     (:class:`hdhub.common.health.FailureLog`). Each round is a heartbeat: the worker's
-    liveness and ``hdhub_worker_heartbeat_timestamp_seconds``."""
+    liveness and ``hdhub_worker_heartbeat_timestamp_seconds``.
+
+    A step is not traced (polling that finds nothing would be a trace per poll); the jobs
+    it finds are, each continuing the trace that enqueued it (``telemetry.jobs_span``)."""
     from hdhub.common.health import FailureLog
     from hdhub.common.metrics import heartbeat
+    from hdhub.common.telemetry import quiet, worker_context
 
     failures = FailureLog(name)
     try:
         while not stop.is_set():
             heartbeat(name)
             try:
-                done = await step()
+                with worker_context(name), quiet():
+                    done = await step()
             except Exception as exc:
                 failures.failed(exc)
                 await wake.wait(failures.backoff(poll_seconds))
