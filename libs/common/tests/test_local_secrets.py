@@ -26,6 +26,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_first_start_draws_every_secret_at_random_into_a_private_file(tmp_path: Path) -> None:
     path = local_secrets.ensure(tmp_path / "var")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700  # patient data lies there too
     stored = json.loads(path.read_text())
     assert sorted(stored) == sorted(local_secrets.GENERATED)
     assert not any(is_placeholder(v) for v in stored.values()) and len(set(stored.values())) == len(stored)

@@ -94,6 +94,23 @@ def test_drop_folder_names_follow_the_shared_file_name_rule(name: str, says: str
     assert "nom de fichier" in str(refused.value)
 
 
+async def test_a_name_with_a_control_character_stops_no_one_and_is_explained(
+    stack: Stack, drop: DropFolder, tmp_path: Any
+) -> None:
+    # Written straight into the folder, as a hospital's script would: no key can name it.
+    (tmp_path / "dropfolder" / "az-demo").mkdir(parents=True)
+    (tmp_path / "dropfolder" / "az-demo" / (NAME[:-4] + "\x07.csv")).write_bytes(csv_bytes([record()]))
+    other = NAME.replace("20261122", "20261121")  # not NAME: other tests look for it
+    await drop.store.put(f"lab-demo/{other}", csv_bytes([record()]))
+    await settle(drop, until=f"lab-demo/RESULTS/{other[:-4]}_RESULTS.csv")  # the others go on
+    notes = [k for k in await keys(drop.store) if k.startswith("az-demo/ERROR/")]
+    assert len(notes) == 1 and notes[0].endswith("_ERROR.txt")
+    said = (await drop.store.read(notes[0])).decode()
+    assert "control" in said.lower() and "rename it" in said
+    await drop.scan()  # said once, not at every pass
+    assert [k for k in await keys(drop.store) if k.startswith("az-demo/ERROR/")] == notes
+
+
 async def test_dropped_file_is_uploaded_archived_and_answered_per_row(stack: Stack, drop: DropFolder) -> None:
     good = [record(), record()]
     bad = record(CD_PAT_CONSENT="no")  # a constraint error on line 4

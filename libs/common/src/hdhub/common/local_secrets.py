@@ -47,6 +47,9 @@ def ensure(data_dir: Path) -> Path:
     """Read (or create, with the missing values drawn at random) ``data_dir/secrets.json``
     and put each value in the environment unless it is set there already."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    # The data folder holds the secrets and, on a laptop, the SQLite files and objects with
+    # patient data: readable by its owner only.
+    data_dir.chmod(0o700)
     path = data_dir / FILE_NAME
     # Processes started at once over one data folder must agree: one draws, the others read.
     with open(data_dir / f"{FILE_NAME}.lock", "a") as lock:

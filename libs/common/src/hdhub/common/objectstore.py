@@ -247,7 +247,13 @@ class FolderStore:
         for path in sorted(self.root.rglob("*")):
             rel = path.relative_to(self.root).as_posix()
             if path.is_file() and not rel.startswith((".meta/", ".tmp/")) and rel.startswith(prefix):
-                found = await self.stat(rel)
+                try:
+                    found = await self.stat(rel)
+                except BadObjectKey:
+                    # Someone else wrote it (a drop folder) with a name no key may carry:
+                    # listed as it is, so the caller can say so, never a failed listing.
+                    info = path.stat()
+                    found = StoredObject(rel, info.st_size, None, modified=datetime.fromtimestamp(info.st_mtime, UTC))
                 if found is not None:
                     yield found
 

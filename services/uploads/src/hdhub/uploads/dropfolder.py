@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import csv
+import hashlib
 import logging
 import re
 import time
@@ -41,7 +42,15 @@ from hdhub.common.db import utcnow
 from hdhub.common.errors import Problem
 from hdhub.common.filenames import BadFileName, checked_file_name
 from hdhub.common.jobs import PARKED
-from hdhub.common.objectstore import FolderStore, ObjectNotFound, ObjectStore, StoredObject, open_store
+from hdhub.common.objectstore import (
+    BadObjectKey,
+    FolderStore,
+    ObjectNotFound,
+    ObjectStore,
+    StoredObject,
+    check_key,
+    open_store,
+)
 from hdhub.common.service_auth import acting_as_service
 from hdhub.common.telemetry import job_span, quiet, worker_context
 from hdhub.uploads import registrations as regs
@@ -155,6 +164,11 @@ class DropFolder:
         async for obj in self.store.list(self.prefix):
             where = self._split(obj.key)
             if where is None:
+                continue
+            try:
+                check_key(obj.key)
+            except BadObjectKey:  # a control character: the store cannot even move it
+                await self._unaddressable(obj, *where)
                 continue
             if obj.modified is not None and now - obj.modified < settle:
                 continue  # still being written, perhaps
@@ -290,6 +304,23 @@ class DropFolder:
     async def _write_error(self, org: str, name: str, reason: str) -> None:
         key = f"{self.prefix}{org}/{ERROR}/{_stem(name)}_ERROR.txt"
         await self.store.put(key, (reason.rstrip() + "\n").encode("utf-8"), content_type="text/plain")
+
+    async def _unaddressable(self, obj: StoredObject, org: str, name: str) -> None:
+        """A file whose name holds a control character stays where it is (no key can name
+        it to move it); ERROR gets one note saying why, under a name derived from it."""
+        stem = "unreadable-name-" + hashlib.sha256(obj.key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        note = f"{self.prefix}{org}/{ERROR}/{stem}_ERROR.txt"
+        if await self.store.stat(note) is not None:
+            return
+        try:
+            checked_file_name(name)
+            reason = "The file name cannot be read."
+        except BadFileName as refusal:
+            reason = refusal.message(self.settings.dropfolder_language)
+        log.warning("drop-folder file with an unusable name left in place", extra={"organisation_id": org})
+        await self._write_error(
+            org, f"{stem}.csv", f"{reason}\nThe file stays in the folder: rename it (or remove it) to have it read."
+        )
 
     async def _to_error(self, job: Job, reason: str) -> None:
         org, name, key = job.organisation_id, job.payload["name"], job.payload["key"]
