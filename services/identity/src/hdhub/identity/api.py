@@ -23,7 +23,11 @@ REALM = "/realms/hdhub"
 def _throttled(exc: Throttled) -> JSONResponse:
     # Keycloak words a throttled token request as an OAuth error; the wait is in Retry-After.
     return JSONResponse(
-        {"error": "too_many_requests", "error_description": "Too many attempts; try again later"},
+        {
+            "error": "too_many_requests",
+            "error_description": f"After repeated failures from your address, wait {exc.retry_after} s "
+            "before trying again (Retry-After)",
+        },
         status_code=429,
         headers={"Retry-After": str(exc.retry_after)},
     )
