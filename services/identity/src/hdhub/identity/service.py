@@ -61,7 +61,12 @@ class IdentityService(Service):
         from hdhub.identity.admin_api import build_admin_routers
         from hdhub.identity.api import build_routers
 
-        return [*build_routers(self), *build_admin_routers(self)]
+        routers = [*build_routers(self), *build_admin_routers(self)]
+        if self.settings.backend != "keycloak":  # Keycloak shows its own login page
+            from hdhub.identity.login import build_login_router
+
+            routers.append(build_login_router(self))
+        return routers
 
     def grpc_registrations(self) -> Sequence[Callable[[grpc.aio.Server], None]]:
         from hdhub.identity.grpc import IdentityServicer
