@@ -299,6 +299,7 @@ class Directory:
             m
             for m in await self.members(principal, organisation_id)
             if not wanted
+            or m.account.id == query.strip()
             or any(
                 wanted in v.lower()
                 for v in (m.account.email, m.account.username, m.account.first_name, m.account.last_name)
