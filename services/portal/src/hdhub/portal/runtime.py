@@ -3,11 +3,10 @@ pages (the backend-for-frontend under /portal)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
-
 import asyncio
 import contextlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import grpc
 from fastapi import APIRouter
@@ -48,7 +47,6 @@ class PortalService(Service):
 
     def routers(self) -> Sequence[APIRouter]:
         from hdhub.portal import api
-
         from hdhub.portal.pages import build_page_routers
 
         return [api.build_router(self), *build_page_routers(self)]

@@ -62,11 +62,17 @@ def build_auth_router(service: PortalService) -> APIRouter:
         pending = await service.portal_sessions.get(request.cookies.get(COOKIE))
         if error or pending is None or not pending.oauth_state or pending.oauth_state != state or not code:
             # A callback this browser did not start (login CSRF) or one the issuer refused.
-            raise Problem(400, "sign-in-failed", "Sign-in did not complete", "Start again from the sign-in page.")
+            raise Problem(
+                400, "sign-in-failed", "Sign-in did not complete", "Start again from the sign-in page."
+            )
         try:
-            signed_in = await service.oidc.exchange(code=code, code_verifier=pending.code_verifier, nonce=pending.nonce)
+            signed_in = await service.oidc.exchange(
+                code=code, code_verifier=pending.code_verifier, nonce=pending.nonce
+            )
         except IssuerRefused as exc:
-            raise Problem(400, "sign-in-failed", "Sign-in did not complete", "Start again from the sign-in page.") from exc
+            raise Problem(
+                400, "sign-in-failed", "Sign-in did not complete", "Start again from the sign-in page."
+            ) from exc
         await service.portal_sessions.end(pending)  # a new id once signed in (no fixation)
         claims = signed_in.claims
         session_id, row = await service.portal_sessions.create(
@@ -109,7 +115,9 @@ def build_auth_router(service: PortalService) -> APIRouter:
         if lang not in LANGUAGES:
             raise not_found("Language")
         response = RedirectResponse(_safe_next(next), status_code=303)
-        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, secure=secure_cookies(), samesite="lax", path="/")
+        response.set_cookie(
+            LANG_COOKIE, lang, max_age=365 * 86400, secure=secure_cookies(), samesite="lax", path="/"
+        )
         return response
 
     @router.get("/static/{path:path}")
@@ -118,6 +126,8 @@ def build_auth_router(service: PortalService) -> APIRouter:
         if not file.is_relative_to(STATIC) or not file.is_file():
             raise not_found("File")
         media = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
-        return Response(file.read_bytes(), media_type=media, headers={"Cache-Control": "public, max-age=3600"})
+        return Response(
+            file.read_bytes(), media_type=media, headers={"Cache-Control": "public, max-age=3600"}
+        )
 
     return router

@@ -14,7 +14,6 @@ from starlette.datastructures import UploadFile
 from hdhub.common.auth import Action
 from hdhub.common.errors import Problem, forbidden
 from hdhub.common.filenames import BadFileName, checked_file_name, file_name_refused
-from hdhub.portal.certificates import TITLES
 from hdhub.portal.domain.p12 import Step
 from hdhub.portal.pages.forms import FormErrors, form_errors
 from hdhub.portal.pages.i18n import N_
@@ -34,12 +33,12 @@ STEPS = {
     Step.UNPUBLISHED: N_("Unpublished"),
     Step.REJECTED: N_("Refused"),
 }
-# The refusals' titles, for the catalogues (certificates.TITLES holds them).
-_TITLES = [N_(t) for t in TITLES.values()]
 
 
 def build_certificates_router(service: PortalService) -> APIRouter:
-    router = APIRouter(prefix=f"{PREFIX}/o/{{organisation_id}}/certificates", route_class=PageRoute, include_in_schema=False)
+    router = APIRouter(
+        prefix=f"{PREFIX}/o/{{organisation_id}}/certificates", route_class=PageRoute, include_in_schema=False
+    )
     certificates, db = service.certificates, service.db
 
     async def editor(request: Request, organisation_id: str) -> Page:
@@ -53,7 +52,9 @@ def build_certificates_router(service: PortalService) -> APIRouter:
             versions = await certificates.versions(session, organisation_id)
             logs = {c.id: await certificates.status_log(session, c) for c, _ in versions[:5]}
         context.setdefault("errors", FormErrors())
-        return page.render("certificates.html", status=status, versions=versions, logs=logs, steps=STEPS, **context)
+        return page.render(
+            "certificates.html", status=status, versions=versions, logs=logs, steps=STEPS, **context
+        )
 
     @router.get("")
     async def overview(request: Request, organisation_id: str) -> Response:
@@ -84,7 +85,9 @@ def build_certificates_router(service: PortalService) -> APIRouter:
                 )
         except Problem as exc:
             log = exc.extra.get("log", [])
-            return await show(page, organisation_id, status=exc.status, errors=form_errors(page, exc), refusal_log=log)
+            return await show(
+                page, organisation_id, status=exc.status, errors=form_errors(page, exc), refusal_log=log
+            )
         return await show(page, organisation_id, uploaded=created.version)
 
     return router

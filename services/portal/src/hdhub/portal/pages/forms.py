@@ -14,9 +14,9 @@ from hdhub.portal.pages.web import Page, problem_messages
 from hdhub.proto.identity.v1 import identity_pb2_grpc as pb_grpc
 
 
-def identity() -> pb_grpc.IdentityServiceStub:
+def identity() -> pb_grpc.IdentityServiceAsyncStub:
     """Identity's gRPC stub; calls pass the person's token (``Page.metadata``)."""
-    return pb_grpc.IdentityServiceStub(channel("identity"))  # type: ignore[no-untyped-call]
+    return pb_grpc.IdentityServiceStub(channel("identity"))
 
 
 @dataclass
@@ -33,7 +33,11 @@ class FormErrors:
 def form_errors(page: Page, exc: Exception) -> FormErrors:
     """A refusal as the form shows it; anything but a 4xx problem is raised again."""
     problem = problem_from_rpc_error(exc) if isinstance(exc, grpc.aio.AioRpcError) else exc
-    if not isinstance(problem, Problem) or not 400 <= problem.status < 500 or problem.status in (401, 403, 404):
+    if (
+        not isinstance(problem, Problem)
+        or not 400 <= problem.status < 500
+        or problem.status in (401, 403, 404)
+    ):
         raise problem if isinstance(problem, Problem) else exc
     title, detail, fields = problem_messages(page, problem)
     return FormErrors(title, detail, fields, problem.slug)

@@ -58,7 +58,9 @@ def build_home_router(service: PortalService) -> APIRouter:
     async def organisations(request: Request, q: str = "") -> Response:
         page = await current_page(request, service)
         found = [
-            m for m in page.person.memberships.values() if not q.strip() or q.strip().lower() in f"{m.name} {m.nihdi}".lower()
+            m
+            for m in page.person.memberships.values()
+            if not q.strip() or q.strip().lower() in f"{m.name} {m.nihdi}".lower()
         ]
         return page.render("organisations.html", found=sorted(found, key=lambda m: m.name.lower()), q=q)
 
@@ -72,7 +74,9 @@ def build_home_router(service: PortalService) -> APIRouter:
         page = await current_page(request, service)
         form = values(await check_csrf(request, page), "title", "nihdi_number")
         try:
-            created = await identity().CreateOrganisation(pb.CreateOrganisationRequest(**form), metadata=page.metadata())
+            created = await identity().CreateOrganisation(
+                pb.CreateOrganisationRequest(**form), metadata=page.metadata()
+            )
         except Exception as exc:  # noqa: BLE001 - form_errors raises what is no refusal
             errors = form_errors(page, exc)
             return page.render("organisation_form.html", status=422, form=form, errors=errors, creating=True)
@@ -83,14 +87,18 @@ def build_home_router(service: PortalService) -> APIRouter:
     async def nihdi_check(request: Request, nihdi_number: str = "") -> HTMLResponse:
         """The NIHDI number's problem as typed (htmx), by identity's one rule."""
         page = await current_page(request, service)
-        answer = await identity().CheckNihdiNumber(pb.CheckNihdiNumberRequest(nihdi_number=nihdi_number), metadata=page.metadata())
+        answer = await identity().CheckNihdiNumber(
+            pb.CheckNihdiNumberRequest(nihdi_number=nihdi_number), metadata=page.metadata()
+        )
         message = page._(answer.problems[0].message) if answer.problems and nihdi_number.strip() else ""
         return page.render("partials/nihdi_check.html", message=message, ok=not answer.problems)
 
     @router.get("/o/{organisation_id}/organisation")
     async def edit_organisation(request: Request, organisation_id: str) -> Response:
         page = await current_page(request, service, organisation_id=organisation_id)
-        answer = await identity().GetOrganisation(pb.GetOrganisationRequest(id=organisation_id), metadata=page.metadata())
+        answer = await identity().GetOrganisation(
+            pb.GetOrganisationRequest(id=organisation_id), metadata=page.metadata()
+        )
         form = {"title": answer.organisation.title, "nihdi_number": answer.organisation.nihdi_number}
         return page.render("organisation_form.html", form=form, errors=FormErrors(), creating=False)
 
@@ -99,7 +107,9 @@ def build_home_router(service: PortalService) -> APIRouter:
         page = await current_page(request, service, organisation_id=organisation_id)
         form = values(await check_csrf(request, page), "title", "nihdi_number")
         try:
-            await identity().UpdateOrganisation(pb.UpdateOrganisationRequest(id=organisation_id, **form), metadata=page.metadata())
+            await identity().UpdateOrganisation(
+                pb.UpdateOrganisationRequest(id=organisation_id, **form), metadata=page.metadata()
+            )
         except Exception as exc:  # noqa: BLE001
             errors = form_errors(page, exc)
             return page.render("organisation_form.html", status=422, form=form, errors=errors, creating=False)
@@ -109,7 +119,9 @@ def build_home_router(service: PortalService) -> APIRouter:
     @router.get("/account")
     async def account(request: Request) -> Response:
         page = await current_page(request, service)
-        return page.render("account.html", errors=FormErrors(), changed=bool(request.query_params.get("changed")))
+        return page.render(
+            "account.html", errors=FormErrors(), changed=bool(request.query_params.get("changed"))
+        )
 
     @router.post("/account/password")
     async def change_password(request: Request) -> Response:
@@ -117,7 +129,10 @@ def build_home_router(service: PortalService) -> APIRouter:
         form = await check_csrf(request, page)
         errors = FormErrors()
         if form.get("new_password", "") != form.get("new_password_again", ""):
-            errors = FormErrors(page._("The input is not valid"), fields={"new_password_again": page._("The two passwords are not the same.")})
+            errors = FormErrors(
+                page._("The input is not valid"),
+                fields={"new_password_again": page._("The two passwords are not the same.")},
+            )
         else:
             try:
                 await identity().ChangeOwnPassword(

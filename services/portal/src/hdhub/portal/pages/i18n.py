@@ -8,8 +8,8 @@ in step); ``tests/test_catalogues.py`` checks none misses a message.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
-from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -61,19 +61,19 @@ class Formats:
     def __init__(self, lang: str) -> None:
         self.locale = FORMAT_LOCALES[lang]
 
-    def datetime(self, value: datetime | str | None) -> str:
+    def datetime(self, value: dt.datetime | str | None) -> str:
         if not value:
             return ""
         if isinstance(value, str):
-            value = datetime.fromisoformat(value)
+            value = dt.datetime.fromisoformat(value)
         return format_datetime(value, "dd/MM/yyyy HH:mm", tzinfo=BRUSSELS, locale=self.locale)
 
-    def date(self, value: date | datetime | str | None) -> str:
+    def date(self, value: dt.date | dt.datetime | str | None) -> str:
         if not value:
             return ""
         if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        if isinstance(value, datetime):
+            value = dt.datetime.fromisoformat(value)
+        if isinstance(value, dt.datetime):
             value = value.astimezone(BRUSSELS).date()
         return format_date(value, "dd/MM/yyyy", locale=self.locale)
 

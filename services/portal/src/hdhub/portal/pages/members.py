@@ -19,13 +19,15 @@ if TYPE_CHECKING:
     from hdhub.portal.runtime import PortalService
 
 
-
 def build_members_router(service: PortalService) -> APIRouter:
-    router = APIRouter(prefix=f"{PREFIX}/o/{{organisation_id}}/members", route_class=PageRoute, include_in_schema=False)
+    router = APIRouter(
+        prefix=f"{PREFIX}/o/{{organisation_id}}/members", route_class=PageRoute, include_in_schema=False
+    )
 
     async def member(page: Page, organisation_id: str, account_id: str) -> pb.Member:
         answer = await identity().ListMembers(
-            pb.ListMembersRequest(organisation_id=organisation_id, query=account_id, page_size=200), metadata=page.metadata()
+            pb.ListMembersRequest(organisation_id=organisation_id, query=account_id, page_size=200),
+            metadata=page.metadata(),
         )
         found = next((m for m in answer.members if m.account_id == account_id), None)
         if found is None:
@@ -36,7 +38,12 @@ def build_members_router(service: PortalService) -> APIRouter:
     async def list_members(request: Request, organisation_id: str, q: str = "", after: str = "") -> Response:
         page = await current_page(request, service, organisation_id=organisation_id)
         answer = await identity().ListMembers(
-            pb.ListMembersRequest(organisation_id=organisation_id, query=q, after_email=after, page_size=service.settings.page_size),
+            pb.ListMembersRequest(
+                organisation_id=organisation_id,
+                query=q,
+                after_email=after,
+                page_size=service.settings.page_size,
+            ),
             metadata=page.metadata(),
         )
         return page.render("members.html", answer=answer, q=q, after=after, roles=ROLES)
@@ -44,7 +51,9 @@ def build_members_router(service: PortalService) -> APIRouter:
     @router.get("/new")
     async def new_member(request: Request, organisation_id: str) -> Response:
         page = await current_page(request, service, organisation_id=organisation_id)
-        return page.render("member_add.html", form={"roles": ["registrant"]}, errors=FormErrors(), roles=ROLES)
+        return page.render(
+            "member_add.html", form={"roles": ["registrant"]}, errors=FormErrors(), roles=ROLES
+        )
 
     @router.post("/new")
     async def add_member(request: Request, organisation_id: str) -> Response:
@@ -53,17 +62,25 @@ def build_members_router(service: PortalService) -> APIRouter:
         form = values(await check_csrf(request, page), "email", "first_name", "last_name")
         form["roles"] = [str(r) for r in raw.getlist("roles")]
         try:
-            added = await identity().AddMember(pb.AddMemberRequest(organisation_id=organisation_id, **form), metadata=page.metadata())
+            added = await identity().AddMember(
+                pb.AddMemberRequest(organisation_id=organisation_id, **form), metadata=page.metadata()
+            )
         except Exception as exc:  # noqa: BLE001
-            return page.render("member_add.html", status=422, form=form, errors=form_errors(page, exc), roles=ROLES)
+            return page.render(
+                "member_add.html", status=422, form=form, errors=form_errors(page, exc), roles=ROLES
+            )
         # The initial password is in this answer only: no redirect, so never in a URL or a later page.
-        return page.render("member_added.html", member=added.member, secret=added.initial_password, roles=ROLES)
+        return page.render(
+            "member_added.html", member=added.member, secret=added.initial_password, roles=ROLES
+        )
 
     @router.get("/{account_id}")
     async def edit_member(request: Request, organisation_id: str, account_id: str) -> Response:
         page = await current_page(request, service, organisation_id=organisation_id)
         found = await member(page, organisation_id, account_id)
-        return page.render("member_edit.html", member=found, chosen=list(found.roles), errors=FormErrors(), roles=ROLES)
+        return page.render(
+            "member_edit.html", member=found, chosen=list(found.roles), errors=FormErrors(), roles=ROLES
+        )
 
     @router.post("/{account_id}")
     async def set_roles(request: Request, organisation_id: str, account_id: str) -> Response:
@@ -72,12 +89,17 @@ def build_members_router(service: PortalService) -> APIRouter:
         chosen = [str(r) for r in (await request.form()).getlist("roles")]
         try:
             await identity().SetMemberRoles(
-                pb.SetMemberRolesRequest(organisation_id=organisation_id, account_id=account_id, roles=chosen), metadata=page.metadata()
+                pb.SetMemberRolesRequest(
+                    organisation_id=organisation_id, account_id=account_id, roles=chosen
+                ),
+                metadata=page.metadata(),
             )
         except Exception as exc:  # noqa: BLE001
             errors = form_errors(page, exc)
             found = await member(page, organisation_id, account_id)
-            return page.render("member_edit.html", status=422, member=found, chosen=chosen, errors=errors, roles=ROLES)
+            return page.render(
+                "member_edit.html", status=422, member=found, chosen=chosen, errors=errors, roles=ROLES
+            )
         return RedirectResponse(f"{PREFIX}/o/{organisation_id}/members?saved=1", status_code=303)
 
     @router.get("/{account_id}/remove")
@@ -91,7 +113,10 @@ def build_members_router(service: PortalService) -> APIRouter:
         page = await current_page(request, service, organisation_id=organisation_id)
         await check_csrf(request, page)
         try:
-            await identity().RemoveMember(pb.RemoveMemberRequest(organisation_id=organisation_id, account_id=account_id), metadata=page.metadata())
+            await identity().RemoveMember(
+                pb.RemoveMemberRequest(organisation_id=organisation_id, account_id=account_id),
+                metadata=page.metadata(),
+            )
         except Exception as exc:  # noqa: BLE001
             errors = form_errors(page, exc)
             found = await member(page, organisation_id, account_id)
@@ -111,12 +136,19 @@ def build_members_router(service: PortalService) -> APIRouter:
         found = await member(page, organisation_id, account_id)
         reason = form.get("reason", "").strip()
         if not reason:
-            errors = FormErrors(page._("The input is not valid"), fields={"reason": page._("Say why the account is cancelled.")})
+            errors = FormErrors(
+                page._("The input is not valid"),
+                fields={"reason": page._("Say why the account is cancelled.")},
+            )
             return page.render("member_confirm.html", status=422, member=found, what="cancel", errors=errors)
         try:
-            await identity().CancelAccount(pb.CancelAccountRequest(account_id=account_id, reason=reason), metadata=page.metadata())
+            await identity().CancelAccount(
+                pb.CancelAccountRequest(account_id=account_id, reason=reason), metadata=page.metadata()
+            )
         except Exception as exc:  # noqa: BLE001
-            return page.render("member_confirm.html", status=409, member=found, what="cancel", errors=form_errors(page, exc))
+            return page.render(
+                "member_confirm.html", status=409, member=found, what="cancel", errors=form_errors(page, exc)
+            )
         return RedirectResponse(f"{PREFIX}/o/{organisation_id}/members?cancelled=1", status_code=303)
 
     return router

@@ -75,7 +75,10 @@ class Oidc:
         async with self._client() as client:
             try:
                 token = await client.fetch_token(
-                    platform().token_url, grant_type="authorization_code", code=code, code_verifier=code_verifier
+                    platform().token_url,
+                    grant_type="authorization_code",
+                    code=code,
+                    code_verifier=code_verifier,
                 )
             except (OAuthError, httpx.HTTPError) as exc:
                 raise IssuerRefused(str(exc)) from exc
@@ -97,7 +100,8 @@ class Oidc:
         try:
             async with httpx.AsyncClient(timeout=5) as client:
                 await client.post(
-                    self._endpoint("logout"), data={"client_id": self.client_id, "refresh_token": refresh_token}
+                    self._endpoint("logout"),
+                    data={"client_id": self.client_id, "refresh_token": refresh_token},
                 )
         except httpx.HTTPError:
             pass
@@ -127,9 +131,16 @@ class Oidc:
         if kid not in {k.key_id for k in keys.keys}:
             keys = await self._keys(force=True)
         key = next((k.key for k in keys.keys if k.key_id == kid), None)
+        if key is None:
+            raise IssuerRefused("ID token signed with an unknown key")
         try:
             claims: dict[str, Any] = jwt.decode(
-                id_token, key, algorithms=["RS256"], audience=self.client_id, issuer=platform().oidc_issuer, leeway=30
+                id_token,
+                key,
+                algorithms=["RS256"],
+                audience=self.client_id,
+                issuer=platform().oidc_issuer,
+                leeway=30,
             )
         except jwt.PyJWTError as exc:
             raise IssuerRefused(f"ID token refused: {exc}") from exc

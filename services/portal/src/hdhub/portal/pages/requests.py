@@ -50,7 +50,9 @@ def build_requests_router(service: PortalService) -> APIRouter:
         try:
             await identity().SubmitAccountRequest(
                 pb.SubmitAccountRequestRequest(
-                    data_collections=collections, client_address=request.client.host if request.client else "", **form
+                    data_collections=collections,
+                    client_address=request.client.host if request.client else "",
+                    **form,
                 )
             )
         except Exception as exc:  # noqa: BLE001
@@ -63,7 +65,9 @@ def build_requests_router(service: PortalService) -> APIRouter:
         page = await current_page(request, service, organisation_id=organisation_id)
         status = status if status in ("pending", "approved", "rejected", "all") else "pending"
         answer = await identity().ListAccountRequests(
-            pb.ListAccountRequestsRequest(organisation_id=organisation_id, status="" if status == "all" else status),
+            pb.ListAccountRequestsRequest(
+                organisation_id=organisation_id, status="" if status == "all" else status
+            ),
             metadata=page.metadata(),
         )
         return page.render("account_requests.html", requests=answer.requests, state=status)
@@ -76,11 +80,16 @@ def build_requests_router(service: PortalService) -> APIRouter:
             return RedirectResponse(f"{PREFIX}/o/{organisation_id}/account-requests", status_code=303)
         await identity().DecideAccountRequest(
             pb.DecideAccountRequestRequest(
-                organisation_id=organisation_id, request_id=request_id, approve=decision == "approve", reason=form.get("reason", "")
+                organisation_id=organisation_id,
+                request_id=request_id,
+                approve=decision == "approve",
+                reason=form.get("reason", ""),
             ),
             metadata=page.metadata(),
         )
-        return RedirectResponse(f"{PREFIX}/o/{organisation_id}/account-requests?{decision}d=1", status_code=303)
+        return RedirectResponse(
+            f"{PREFIX}/o/{organisation_id}/account-requests?{decision}d=1", status_code=303
+        )
 
     @router.get("/o/{organisation_id}/audit")
     async def audit(
@@ -97,15 +106,25 @@ def build_requests_router(service: PortalService) -> APIRouter:
         try:
             answer = await identity().ListAuditEntries(
                 pb.ListAuditEntriesRequest(
-                    organisation_id=organisation_id, before_id=before, page_size=service.settings.page_size, **filters
+                    organisation_id=organisation_id,
+                    before_id=before,
+                    page_size=service.settings.page_size,
+                    **filters,
                 ),
                 metadata=page.metadata(),
             )
         except Exception as exc:  # noqa: BLE001
             errors = form_errors(page, exc)
-            return page.render("audit.html", status=422, entries=[], total=0, next_before=0, filters=filters, errors=errors)
+            return page.render(
+                "audit.html", status=422, entries=[], total=0, next_before=0, filters=filters, errors=errors
+            )
         return page.render(
-            "audit.html", entries=answer.entries, total=answer.total, next_before=answer.next_before_id, filters=filters, errors=FormErrors()
+            "audit.html",
+            entries=answer.entries,
+            total=answer.total,
+            next_before=answer.next_before_id,
+            filters=filters,
+            errors=FormErrors(),
         )
 
     return router

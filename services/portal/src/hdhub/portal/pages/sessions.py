@@ -34,7 +34,9 @@ class Tokens:
 
 
 class Sessions:
-    def __init__(self, db: Database, *, secret: Callable[[], bytes], idle_seconds: int, max_seconds: int) -> None:
+    def __init__(
+        self, db: Database, *, secret: Callable[[], bytes], idle_seconds: int, max_seconds: int
+    ) -> None:
         self.db = db
         self._secret = secret  # read at first use: the REST-only tests run without one
         self._key: AESGCM | None = None

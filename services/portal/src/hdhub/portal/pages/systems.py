@@ -17,11 +17,17 @@ if TYPE_CHECKING:
 
 
 def build_systems_router(service: PortalService) -> APIRouter:
-    router = APIRouter(prefix=f"{PREFIX}/o/{{organisation_id}}", route_class=PageRoute, include_in_schema=False)
+    router = APIRouter(
+        prefix=f"{PREFIX}/o/{{organisation_id}}", route_class=PageRoute, include_in_schema=False
+    )
 
-    async def clients_page(request: Request, organisation_id: str, status: int = 200, **context: object) -> Response:
+    async def clients_page(
+        request: Request, organisation_id: str, status: int = 200, **context: object
+    ) -> Response:
         page = await current_page(request, service, organisation_id=organisation_id)
-        answer = await identity().ListClients(pb.ListClientsRequest(organisation_id=organisation_id), metadata=page.metadata())
+        answer = await identity().ListClients(
+            pb.ListClientsRequest(organisation_id=organisation_id), metadata=page.metadata()
+        )
         context.setdefault("errors", FormErrors())
         context.setdefault("form", {})
         return page.render("clients.html", status=status, clients=answer.clients, **context)
@@ -38,36 +44,51 @@ def build_systems_router(service: PortalService) -> APIRouter:
         roles = [str(r) for r in raw.getlist("roles")] or ["registrant"]
         try:
             made = await identity().CreateClient(
-                pb.CreateClientRequest(organisation_id=organisation_id, roles=roles, **form), metadata=page.metadata()
+                pb.CreateClientRequest(organisation_id=organisation_id, roles=roles, **form),
+                metadata=page.metadata(),
             )
         except Exception as exc:  # noqa: BLE001
-            return await clients_page(request, organisation_id, status=422, errors=form_errors(page, exc), form=form)
-        return await clients_page(request, organisation_id, secret=made.client_secret, secret_for=made.client.client_id)
+            return await clients_page(
+                request, organisation_id, status=422, errors=form_errors(page, exc), form=form
+            )
+        return await clients_page(
+            request, organisation_id, secret=made.client_secret, secret_for=made.client.client_id
+        )
 
     @router.post("/clients/{client_id}/rotate")
     async def rotate_client(request: Request, organisation_id: str, client_id: str) -> Response:
         page = await current_page(request, service, organisation_id=organisation_id)
         await check_csrf(request, page)
         made = await identity().RotateClientSecret(
-            pb.RotateClientSecretRequest(organisation_id=organisation_id, client_id=client_id), metadata=page.metadata()
+            pb.RotateClientSecretRequest(organisation_id=organisation_id, client_id=client_id),
+            metadata=page.metadata(),
         )
         return await clients_page(request, organisation_id, secret=made.client_secret, secret_for=client_id)
 
     @router.get("/clients/{client_id}/delete")
     async def confirm_delete_client(request: Request, organisation_id: str, client_id: str) -> Response:
         page = await current_page(request, service, organisation_id=organisation_id)
-        return page.render("system_delete.html", kind="client", name=client_id, back=f"{PREFIX}/o/{organisation_id}/clients")
+        return page.render(
+            "system_delete.html", kind="client", name=client_id, back=f"{PREFIX}/o/{organisation_id}/clients"
+        )
 
     @router.post("/clients/{client_id}/delete")
     async def delete_client(request: Request, organisation_id: str, client_id: str) -> Response:
         page = await current_page(request, service, organisation_id=organisation_id)
         await check_csrf(request, page)
-        await identity().DeleteClient(pb.DeleteClientRequest(organisation_id=organisation_id, client_id=client_id), metadata=page.metadata())
+        await identity().DeleteClient(
+            pb.DeleteClientRequest(organisation_id=organisation_id, client_id=client_id),
+            metadata=page.metadata(),
+        )
         return RedirectResponse(f"{PREFIX}/o/{organisation_id}/clients?deleted=1", status_code=303)
 
-    async def sftp_page(request: Request, organisation_id: str, status: int = 200, **context: object) -> Response:
+    async def sftp_page(
+        request: Request, organisation_id: str, status: int = 200, **context: object
+    ) -> Response:
         page = await current_page(request, service, organisation_id=organisation_id)
-        answer = await identity().ListSftpLogins(pb.ListSftpLoginsRequest(organisation_id=organisation_id), metadata=page.metadata())
+        answer = await identity().ListSftpLogins(
+            pb.ListSftpLoginsRequest(organisation_id=organisation_id), metadata=page.metadata()
+        )
         context.setdefault("errors", FormErrors())
         context.setdefault("form", {})
         return page.render("sftp.html", status=status, logins=answer.logins, **context)
@@ -81,9 +102,13 @@ def build_systems_router(service: PortalService) -> APIRouter:
         page = await current_page(request, service, organisation_id=organisation_id)
         form = values(await check_csrf(request, page), "username", "name")
         try:
-            made = await identity().CreateSftpLogin(pb.CreateSftpLoginRequest(organisation_id=organisation_id, **form), metadata=page.metadata())
+            made = await identity().CreateSftpLogin(
+                pb.CreateSftpLoginRequest(organisation_id=organisation_id, **form), metadata=page.metadata()
+            )
         except Exception as exc:  # noqa: BLE001
-            return await sftp_page(request, organisation_id, status=422, errors=form_errors(page, exc), form=form)
+            return await sftp_page(
+                request, organisation_id, status=422, errors=form_errors(page, exc), form=form
+            )
         return await sftp_page(request, organisation_id, secret=made.password, secret_for=made.login.username)
 
     @router.post("/sftp/{username}/rotate")
@@ -91,20 +116,26 @@ def build_systems_router(service: PortalService) -> APIRouter:
         page = await current_page(request, service, organisation_id=organisation_id)
         await check_csrf(request, page)
         made = await identity().RotateSftpPassword(
-            pb.RotateSftpPasswordRequest(organisation_id=organisation_id, username=username), metadata=page.metadata()
+            pb.RotateSftpPasswordRequest(organisation_id=organisation_id, username=username),
+            metadata=page.metadata(),
         )
         return await sftp_page(request, organisation_id, secret=made.password, secret_for=username)
 
     @router.get("/sftp/{username}/delete")
     async def confirm_delete_sftp(request: Request, organisation_id: str, username: str) -> Response:
         page = await current_page(request, service, organisation_id=organisation_id)
-        return page.render("system_delete.html", kind="sftp", name=username, back=f"{PREFIX}/o/{organisation_id}/sftp")
+        return page.render(
+            "system_delete.html", kind="sftp", name=username, back=f"{PREFIX}/o/{organisation_id}/sftp"
+        )
 
     @router.post("/sftp/{username}/delete")
     async def delete_sftp(request: Request, organisation_id: str, username: str) -> Response:
         page = await current_page(request, service, organisation_id=organisation_id)
         await check_csrf(request, page)
-        await identity().DeleteSftpLogin(pb.DeleteSftpLoginRequest(organisation_id=organisation_id, username=username), metadata=page.metadata())
+        await identity().DeleteSftpLogin(
+            pb.DeleteSftpLoginRequest(organisation_id=organisation_id, username=username),
+            metadata=page.metadata(),
+        )
         return RedirectResponse(f"{PREFIX}/o/{organisation_id}/sftp?deleted=1", status_code=303)
 
     return router

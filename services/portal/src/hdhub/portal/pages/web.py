@@ -115,7 +115,9 @@ class Page:
         return self.principal
 
     def can(self, action: Action, organisation_id: str | None = None) -> bool:
-        return self.principal is not None and self.principal.can(action, organisation_id or self.organisation_id)
+        return self.principal is not None and self.principal.can(
+            action, organisation_id or self.organisation_id
+        )
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """gRPC metadata carrying the person's token to the owning service."""
@@ -123,7 +125,11 @@ class Page:
 
     def render(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         t = translations(self.lang)
-        memberships = sorted(self.principal.memberships.values(), key=lambda m: m.name.lower()) if self.principal else []
+        memberships = (
+            sorted(self.principal.memberships.values(), key=lambda m: m.name.lower())
+            if self.principal
+            else []
+        )
         html = templates.get_template(template).render(
             page=self,
             _=self._,
@@ -132,7 +138,9 @@ class Page:
             fmt=Formats(self.lang),
             languages=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
             memberships=memberships,
-            organisation=self.principal.memberships.get(self.organisation_id or "") if self.principal else None,
+            organisation=self.principal.memberships.get(self.organisation_id or "")
+            if self.principal
+            else None,
             Action=Action,
             role_names=ROLE_NAMES,
             vendor=VENDOR,
@@ -171,7 +179,9 @@ class PageRoute(APIRoute):
             try:
                 response = await original(request)
             except SignInRequired as exc:
-                target = f"{PREFIX}/login?next={quote(exc.return_to, safe='/')}" + ("&expired=1" if exc.expired else "")
+                target = f"{PREFIX}/login?next={quote(exc.return_to, safe='/')}" + (
+                    "&expired=1" if exc.expired else ""
+                )
                 response = RedirectResponse(target, status_code=303)
                 if exc.expired:
                     response.delete_cookie(COOKIE, path="/")
@@ -188,7 +198,9 @@ def error_page(request: Request, problem: Problem) -> HTMLResponse:
     page: Page = getattr(request.state, "page", None) or Page(request, language_of(request))
     title, detail, fields = problem_messages(page, problem)
     status = problem.status if 400 <= problem.status < 600 else 500
-    return page.render("error.html", status=status, title=title, detail=detail, fields=fields, problem=problem)
+    return page.render(
+        "error.html", status=status, title=title, detail=detail, fields=fields, problem=problem
+    )
 
 
 # --- the signed-in person --------------------------------------------------------------
@@ -196,7 +208,9 @@ def error_page(request: Request, problem: Problem) -> HTMLResponse:
 REFRESH_MARGIN_SECONDS = 30
 
 
-async def current_page(request: Request, service: PortalService, *, organisation_id: str | None = None) -> Page:
+async def current_page(
+    request: Request, service: PortalService, *, organisation_id: str | None = None
+) -> Page:
     """The signed-in person's page context; :class:`SignInRequired` when there is none
     (never signed in, or the session ended: idle, maximum, or refused by the issuer)."""
     page = Page(request, language_of(request))
@@ -209,7 +223,10 @@ async def current_page(request: Request, service: PortalService, *, organisation
     page.session = row
     tokens = service.portal_sessions.unseal(row)
     assert tokens is not None
-    due = row.access_expires_at is None or row.access_expires_at.timestamp() - REFRESH_MARGIN_SECONDS < time.time()
+    due = (
+        row.access_expires_at is None
+        or row.access_expires_at.timestamp() - REFRESH_MARGIN_SECONDS < time.time()
+    )
     if due:
         tokens = await refresh(service, row, tokens, return_to)
     try:
@@ -234,7 +251,11 @@ async def refresh(service: PortalService, row: PortalSession, tokens: Tokens, re
     except IssuerRefused:
         await service.portal_sessions.end(row)
         raise SignInRequired(return_to, expired=True) from None
-    fresh = Tokens(signed_in.access_token, signed_in.refresh_token or tokens.refresh_token, signed_in.id_token or tokens.id_token)
+    fresh = Tokens(
+        signed_in.access_token,
+        signed_in.refresh_token or tokens.refresh_token,
+        signed_in.id_token or tokens.id_token,
+    )
     await service.portal_sessions.store_tokens(row, fresh, datetime.fromtimestamp(signed_in.expires_at, UTC))
     return fresh
 
@@ -247,5 +268,10 @@ async def check_csrf(request: Request, page: Page) -> dict[str, str]:
     origin = request.headers.get("origin")
     same_origin = origin is None or origin == _origin(platform().public_url)
     if not page.csrf or not hmac.compare_digest(sent.encode(), page.csrf.encode()) or not same_origin:
-        raise Problem(403, "csrf", "This form has expired or did not come from this portal", "Go back, reload the page and try again.")
+        raise Problem(
+            403,
+            "csrf",
+            "This form has expired or did not come from this portal",
+            "Go back, reload the page and try again.",
+        )
     return form
