@@ -36,7 +36,7 @@ def form_errors(page: Page, exc: Exception) -> FormErrors:
     if (
         not isinstance(problem, Problem)
         or not 400 <= problem.status < 500
-        or problem.status in (401, 403, 404)
+        or problem.status in (401, 404)
     ):
         raise problem if isinstance(problem, Problem) else exc
     title, detail, fields = problem_messages(page, problem)

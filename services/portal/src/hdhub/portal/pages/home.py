@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from hdhub.common.auth import Action
+from hdhub.common.errors import forbidden
 from hdhub.portal.pages.forms import FormErrors, form_errors, identity, values
 from hdhub.portal.pages.sessions import Tokens
 from hdhub.portal.pages.web import PREFIX, PageRoute, check_csrf, current_page, refresh
@@ -96,6 +97,8 @@ def build_home_router(service: PortalService) -> APIRouter:
     @router.get("/o/{organisation_id}/organisation")
     async def edit_organisation(request: Request, organisation_id: str) -> Response:
         page = await current_page(request, service, organisation_id=organisation_id)
+        if not page.person.can(Action.ROLE_MANAGE, organisation_id):  # the rule UpdateOrganisation applies
+            raise forbidden("Only a User Manager edits the organisation.")
         answer = await identity().GetOrganisation(
             pb.GetOrganisationRequest(id=organisation_id), metadata=page.metadata()
         )

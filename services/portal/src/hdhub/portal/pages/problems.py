@@ -28,6 +28,7 @@ MESSAGES = (
     N_("Sign-in did not complete"),
     N_("Start again from the sign-in page."),
     N_("Only a Certificate Editor of this organisation manages its certificates."),
+    N_("Only a User Manager edits the organisation."),
     N_("Choose the p12 file"),
     N_("Say why the account is cancelled."),
     N_("The two passwords are not the same."),
