@@ -70,6 +70,10 @@ def build_routers(service: Any) -> list[APIRouter]:
             await service.logins.check(who, source)
         except Throttled as exc:
             return _throttled(exc)
+        taken = None
+        if grant_type == "authorization_code" and code:
+            async with service.db.system_session() as session:
+                taken = await codeflow.take_code(session, code)
         try:
             async with service.db.system_session() as session:
                 if grant_type == "password":
@@ -91,7 +95,7 @@ def build_routers(service: Any) -> list[APIRouter]:
                             401, "invalid_client", "Invalid client or Invalid client credentials"
                         )
                     body = await _code_or_refresh(
-                        session, grant_type, client_id, code, redirect_uri, code_verifier, refresh_token
+                        session, grant_type, client_id, taken, code, redirect_uri, code_verifier, refresh_token
                     )
                 elif grant_type == "client_credentials":
                     if not client_id or client_secret is None:
@@ -127,6 +131,7 @@ def build_routers(service: Any) -> list[APIRouter]:
         session: Any,
         grant_type: str,
         client_id: str,
+        taken: codeflow.TakenCode | None,
         code: str | None,
         redirect_uri: str | None,
         code_verifier: str | None,
@@ -138,8 +143,8 @@ def build_routers(service: Any) -> list[APIRouter]:
                 raise issuer.OAuthError(400, "invalid_request", "Missing parameter: code")
             return await codeflow.redeem_code(
                 session,
+                taken,
                 client_id=client_id,
-                code=code,
                 redirect_uri=redirect_uri,
                 code_verifier=code_verifier or "",
                 issuer=platform().oidc_issuer,

@@ -197,37 +197,53 @@ async def _tokens(
     }
 
 
+@dataclass(frozen=True)
+class TakenCode:
+    session_id: str
+    client_id: str
+    redirect_uri: str
+    code_challenge: str
+    nonce: str
+    expired: bool
+
+
+async def take_code(session: AsyncSession, code: str) -> TakenCode | None:
+    """Remove a code and return what it was issued for: in a transaction of its own, so a
+    code is spent by its first use, whatever follows (RFC 6749 4.1.2)."""
+    found = await session.get(OidcCode, digest(code))
+    if found is None:
+        return None
+    await session.delete(found)
+    return TakenCode(
+        found.session_id, found.client_id, found.redirect_uri, found.code_challenge, found.nonce, found.expires_at < utcnow()
+    )
+
+
 async def redeem_code(
     session: AsyncSession,
+    taken: TakenCode | None,
     *,
     client_id: str,
-    code: str,
     redirect_uri: str,
     code_verifier: str,
     issuer: str,
     lifetime: int,
     refresh_idle: int,
 ) -> dict[str, Any]:
-    """grant_type=authorization_code: the code once, from its client, with its verifier."""
-    found = await session.get(OidcCode, digest(code))
-    if found is None:
+    """grant_type=authorization_code: a taken code, from its client, with its verifier."""
+    if taken is None or taken.expired:
         raise _invalid_grant("Code not valid")
-    await session.delete(found)  # used once, whatever follows
-    if found.expires_at < utcnow():
-        raise _invalid_grant("Code not valid")
-    if found.client_id != client_id:
+    if taken.client_id != client_id:
         raise _invalid_grant("Code not issued to this client")
-    if found.redirect_uri != redirect_uri:
+    if taken.redirect_uri != redirect_uri:
         raise _invalid_grant("Incorrect redirect_uri")
     expected = create_s256_code_challenge(code_verifier) if code_verifier else ""
-    if not hmac.compare_digest(expected.encode(), found.code_challenge.encode()):
+    if not hmac.compare_digest(expected.encode(), taken.code_challenge.encode()):
         raise _invalid_grant("PKCE verification failed: Code mismatch")
-    row = await session.get(OidcSession, found.session_id)
+    row = await session.get(OidcSession, taken.session_id)
     if row is None or row.state != "active" or row.expires_at < utcnow():
         raise _invalid_grant("Session not active")
-    return await _tokens(
-        session, row, issuer=issuer, lifetime=lifetime, refresh_idle=refresh_idle, nonce=found.nonce
-    )
+    return await _tokens(session, row, issuer=issuer, lifetime=lifetime, refresh_idle=refresh_idle, nonce=taken.nonce)
 
 
 async def _session_of(session: AsyncSession, refresh_token: str, client_id: str) -> OidcSession | None:
