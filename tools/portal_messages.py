@@ -17,7 +17,21 @@ PYBABEL = str(Path(sys.executable).parent / "pybabel")
 
 def extract(output: Path) -> None:
     subprocess.run(
-        [PYBABEL, "-q", "extract", "-F", "babel.cfg", "-k", "N_", "--no-location", "--sort-output", "--omit-header", "-o", str(output), "."],
+        [
+            PYBABEL,
+            "-q",
+            "extract",
+            "-F",
+            "babel.cfg",
+            "-k",
+            "N_",
+            "--no-location",
+            "--sort-output",
+            "--omit-header",
+            "-o",
+            str(output),
+            ".",
+        ],
         cwd=PORTAL,
         check=True,
     )
@@ -27,7 +41,20 @@ def main() -> None:
     extract(LOCALE / "messages.pot")
     for lang in ("nl", "fr", "de"):
         subprocess.run(
-            [PYBABEL, "-q", "update", "-i", str(LOCALE / "messages.pot"), "-d", str(LOCALE), "-l", lang, "--no-fuzzy-matching", "--ignore-obsolete", "--omit-header"],
+            [
+                PYBABEL,
+                "-q",
+                "update",
+                "-i",
+                str(LOCALE / "messages.pot"),
+                "-d",
+                str(LOCALE),
+                "-l",
+                lang,
+                "--no-fuzzy-matching",
+                "--ignore-obsolete",
+                "--omit-header",
+            ],
             check=True,
         )
 

@@ -39,7 +39,9 @@ def hidden_fields(html: str) -> dict[str, str]:
 async def code_for(stack: Stack, username: str, password: str, verifier: str) -> str:
     page = await stack.client.get(AUTH, params=request_params(verifier))
     assert page.status_code == 200 and "Sign in to hdhub" in page.text
-    r = await stack.client.post(AUTH, data={**hidden_fields(page.text), "username": username, "password": password})
+    r = await stack.client.post(
+        AUTH, data={**hidden_fields(page.text), "username": username, "password": password}
+    )
     assert r.status_code == 302, r.text
     query = parse_qs(urlsplit(r.headers["location"]).query)
     assert r.headers["location"].startswith(CALLBACK) and query["state"] == ["state-1"]
@@ -49,13 +51,23 @@ async def code_for(stack: Stack, username: str, password: str, verifier: str) ->
 async def exchange(stack: Stack, code: str, verifier: str) -> Any:
     return await stack.client.post(
         TOKEN_PATH,
-        data={"grant_type": "authorization_code", "client_id": "hdhub-portal", "code": code, "redirect_uri": CALLBACK, "code_verifier": verifier},
+        data={
+            "grant_type": "authorization_code",
+            "client_id": "hdhub-portal",
+            "code": code,
+            "redirect_uri": CALLBACK,
+            "code_verifier": verifier,
+        },
     )
 
 
 async def test_untrusted_requests_get_an_error_page_never_a_redirect(stack: Stack) -> None:
     verifier = generate_token(48)
-    for bad in ({"redirect_uri": "https://evil.example/cb"}, {"client_id": "unknown"}, {"code_challenge_method": "plain"}):
+    for bad in (
+        {"redirect_uri": "https://evil.example/cb"},
+        {"client_id": "unknown"},
+        {"code_challenge_method": "plain"},
+    ):
         r = await stack.client.get(AUTH, params=request_params(verifier, **bad))
         assert r.status_code == 400 and "location" not in r.headers
         assert "cannot be served" in r.text
@@ -68,7 +80,10 @@ async def test_code_with_pkce_gives_tokens_once_and_refresh_rotates(stack: Stack
     verifier = generate_token(48)
     code = await code_for(stack, "nurse@az-demo.test", "demo-nurse", verifier)
     wrong = await exchange(stack, code, generate_token(48))
-    assert wrong.status_code == 400 and wrong.json()["error_description"] == "PKCE verification failed: Code mismatch"
+    assert (
+        wrong.status_code == 400
+        and wrong.json()["error_description"] == "PKCE verification failed: Code mismatch"
+    )
     again = await exchange(stack, code, verifier)  # a code is used once, even by a wrong verifier
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
 
@@ -80,39 +95,68 @@ async def test_code_with_pkce_gives_tokens_once_and_refresh_rotates(stack: Stack
     assert id_claims["aud"] == "hdhub-portal" and id_claims["nonce"] == "nonce-1"
     access = jwt.decode(tokens["access_token"], options={"verify_signature": False})
     assert access["organisations"]["az-demo"]["roles"] == ["registrant"] and access["sid"] == id_claims["sid"]
-    assert (await stack.client.get("/api/v1/organisations", headers={"Authorization": f"Bearer {tokens['access_token']}"})).status_code == 200
+    assert (
+        await stack.client.get(
+            "/api/v1/organisations", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+        )
+    ).status_code == 200
 
-    refresh = {"grant_type": "refresh_token", "client_id": "hdhub-portal", "refresh_token": tokens["refresh_token"]}
+    refresh = {
+        "grant_type": "refresh_token",
+        "client_id": "hdhub-portal",
+        "refresh_token": tokens["refresh_token"],
+    }
     renewed = await stack.client.post(TOKEN_PATH, data=refresh)
     assert renewed.status_code == 200 and renewed.json()["refresh_token"] != tokens["refresh_token"]
     stale = await stack.client.post(TOKEN_PATH, data=refresh)
-    assert stale.status_code == 400 and stale.json() == {"error": "invalid_grant", "error_description": "Session not active"}
+    assert stale.status_code == 400 and stale.json() == {
+        "error": "invalid_grant",
+        "error_description": "Session not active",
+    }
 
-    ended = await stack.client.post(LOGOUT, data={"client_id": "hdhub-portal", "refresh_token": renewed.json()["refresh_token"]})
+    ended = await stack.client.post(
+        LOGOUT, data={"client_id": "hdhub-portal", "refresh_token": renewed.json()["refresh_token"]}
+    )
     assert ended.status_code == 204
-    after = await stack.client.post(TOKEN_PATH, data={**refresh, "refresh_token": renewed.json()["refresh_token"]})
+    after = await stack.client.post(
+        TOKEN_PATH, data={**refresh, "refresh_token": renewed.json()["refresh_token"]}
+    )
     assert after.status_code == 400
 
 
 async def test_first_login_changes_the_initial_password_on_the_login_page(stack: Stack) -> None:
     manager = await stack.headers("manager@az-demo.test")
     added = await stack.client.post(
-        "/api/v1/organisations/az-demo/members", json={"email": "first-login@example.test", "roles": ["reader"]}, headers=manager
+        "/api/v1/organisations/az-demo/members",
+        json={"email": "first-login@example.test", "roles": ["reader"]},
+        headers=manager,
     )
     initial = added.json()["initial_password"]
     verifier = generate_token(48)
     page = await stack.client.get(AUTH, params=request_params(verifier, ui_locales="nl"))
-    step = await stack.client.post(AUTH, data={**hidden_fields(page.text), "username": "first-login@example.test", "password": initial})
+    step = await stack.client.post(
+        AUTH, data={**hidden_fields(page.text), "username": "first-login@example.test", "password": initial}
+    )
     assert step.status_code == 200 and "Wijzig uw wachtwoord" in step.text
     fields = hidden_fields(step.text)
     assert initial not in step.text  # the form carries a ticket, never the password
-    mismatch = await stack.client.post(AUTH, data={**fields, "new_password": "long-enough-pass-1", "new_password_again": "other-pass-2"})
+    mismatch = await stack.client.post(
+        AUTH, data={**fields, "new_password": "long-enough-pass-1", "new_password_again": "other-pass-2"}
+    )
     assert mismatch.status_code == 422 and "niet gelijk" in mismatch.text
-    short = await stack.client.post(AUTH, data={**fields, "new_password": "short", "new_password_again": "short"})
+    short = await stack.client.post(
+        AUTH, data={**fields, "new_password": "short", "new_password_again": "short"}
+    )
     assert short.status_code == 422 and "minstens 12 tekens" in short.text
-    done = await stack.client.post(AUTH, data={**fields, "new_password": "long-enough-pass-1", "new_password_again": "long-enough-pass-1"})
+    done = await stack.client.post(
+        AUTH,
+        data={**fields, "new_password": "long-enough-pass-1", "new_password_again": "long-enough-pass-1"},
+    )
     assert done.status_code == 302 and "code=" in done.headers["location"]
-    replay = await stack.client.post(AUTH, data={**fields, "new_password": "long-enough-pass-3", "new_password_again": "long-enough-pass-3"})
+    replay = await stack.client.post(
+        AUTH,
+        data={**fields, "new_password": "long-enough-pass-3", "new_password_again": "long-enough-pass-3"},
+    )
     assert replay.status_code == 400  # the ticket is spent
     code = parse_qs(urlsplit(done.headers["location"]).query)["code"][0]
     assert (await exchange(stack, code, verifier)).status_code == 200
@@ -121,22 +165,42 @@ async def test_first_login_changes_the_initial_password_on_the_login_page(stack:
 async def test_refresh_sees_a_new_role_and_a_cancelled_account_ends_its_sessions(stack: Stack) -> None:
     manager = await stack.headers("manager@az-demo.test")
     added = await stack.client.post(
-        "/api/v1/organisations/az-demo/members", json={"email": "refresh@example.test", "roles": ["reader"]}, headers=manager
+        "/api/v1/organisations/az-demo/members",
+        json={"email": "refresh@example.test", "roles": ["reader"]},
+        headers=manager,
     )
     account_id, initial = added.json()["account_id"], added.json()["initial_password"]
     await stack.client.post(
         "/api/v1/accounts/password",
-        json={"username": "refresh@example.test", "current_password": initial, "new_password": "refresh-password-1"},
+        json={
+            "username": "refresh@example.test",
+            "current_password": initial,
+            "new_password": "refresh-password-1",
+        },
     )
     verifier = generate_token(48)
-    tokens = (await exchange(stack, await code_for(stack, "refresh@example.test", "refresh-password-1", verifier), verifier)).json()
-    await stack.client.put(f"/api/v1/organisations/az-demo/members/{account_id}/roles", json={"roles": ["reader", "registrant"]}, headers=manager)
-    refresh = {"grant_type": "refresh_token", "client_id": "hdhub-portal", "refresh_token": tokens["refresh_token"]}
+    tokens = (
+        await exchange(
+            stack, await code_for(stack, "refresh@example.test", "refresh-password-1", verifier), verifier
+        )
+    ).json()
+    await stack.client.put(
+        f"/api/v1/organisations/az-demo/members/{account_id}/roles",
+        json={"roles": ["reader", "registrant"]},
+        headers=manager,
+    )
+    refresh = {
+        "grant_type": "refresh_token",
+        "client_id": "hdhub-portal",
+        "refresh_token": tokens["refresh_token"],
+    }
     renewed = await stack.client.post(TOKEN_PATH, data=refresh)
     claims = jwt.decode(renewed.json()["access_token"], options={"verify_signature": False})
     assert claims["organisations"]["az-demo"]["roles"] == ["reader", "registrant"]  # given since sign-in
     assert (await stack.client.delete(f"/api/v1/accounts/{account_id}", headers=manager)).status_code == 204
-    gone = await stack.client.post(TOKEN_PATH, data={**refresh, "refresh_token": renewed.json()["refresh_token"]})
+    gone = await stack.client.post(
+        TOKEN_PATH, data={**refresh, "refresh_token": renewed.json()["refresh_token"]}
+    )
     assert gone.status_code == 400
 
 

@@ -12,7 +12,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 LOCK = json.loads((ROOT / "services/portal/assets/package-lock.json").read_text())["packages"]
-FOLDERS = [ROOT / "services/portal/src/hdhub/portal/static/vendor", ROOT / "services/portal/tests/browser/vendor"]
+FOLDERS = [
+    ROOT / "services/portal/src/hdhub/portal/static/vendor",
+    ROOT / "services/portal/tests/browser/vendor",
+]
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.parent.name)

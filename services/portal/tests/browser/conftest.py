@@ -117,6 +117,9 @@ def age_sessions(portal: Platform, *, idle_seconds: int = 0, access_expired: boo
     expired), as time would: the portal's SQLite database, as `make run` keeps it."""
     with sqlite3.connect(portal.data_dir / "portal.db") as db:
         if idle_seconds:
-            db.execute("UPDATE portal_sessions SET last_seen_at = datetime(last_seen_at, ?)", (f"-{idle_seconds} seconds",))
+            db.execute(
+                "UPDATE portal_sessions SET last_seen_at = datetime(last_seen_at, ?)",
+                (f"-{idle_seconds} seconds",),
+            )
         if access_expired:
             db.execute("UPDATE portal_sessions SET access_expires_at = datetime('now', '-1 hour')")

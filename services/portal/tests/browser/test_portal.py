@@ -191,7 +191,9 @@ def test_a_dp_manager_is_refused_what_only_a_user_manager_may_do(page: Page) -> 
     page.get_by_label("E-mail").fill(unique("admin-by-dp"))
     page.locator("#role-certificate_editor").check()
     page.get_by_role("button", name="Add the member").click()
-    expect(page.locator(".error-summary")).to_contain_text("Only a User Manager gives or takes administrative roles.")
+    expect(page.locator(".error-summary")).to_contain_text(
+        "Only a User Manager gives or takes administrative roles."
+    )
     # No menu entry, and the page itself refuses.
     expect(page.get_by_role("link", name="Certificates")).to_have_count(0)
     for path in ("/portal/o/az-demo/organisation", "/portal/o/az-demo/certificates"):
@@ -202,7 +204,16 @@ def test_a_dp_manager_is_refused_what_only_a_user_manager_may_do(page: Page) -> 
 
 def test_another_organisations_pages_are_refused_by_direct_url(page: Page) -> None:
     sign_in(page, *MANAGER)
-    for tail in ("members", "clients", "sftp", "account-requests", "audit", "certificates", "organisation", "members/x/remove"):
+    for tail in (
+        "members",
+        "clients",
+        "sftp",
+        "account-requests",
+        "audit",
+        "certificates",
+        "organisation",
+        "members/x/remove",
+    ):
         response = page.goto(f"/portal/o/lab-demo/{tail}")
         assert response is not None and response.status == 404, tail
         expect(page.locator("h1")).to_have_text("Organisation not found")
@@ -225,7 +236,9 @@ def test_hospital_systems_and_sftp_logins_show_secrets_once(page: Page) -> None:
     assert page.locator("#secret-value").inner_text() not in ("", secret)
     page.goto("/portal/o/az-demo/clients")
     expect(page.locator("#secret-value")).to_have_count(0)  # never again on a later page
-    page.get_by_role("row", name=re.compile(client_id)).get_by_role("link", name=re.compile("^Delete")).click()
+    page.get_by_role("row", name=re.compile(client_id)).get_by_role(
+        "link", name=re.compile("^Delete")
+    ).click()
     check_page(page, "client-delete")
     page.get_by_role("button", name="Delete").click()
     expect(page.get_by_role("row", name=re.compile(client_id))).to_have_count(0)
@@ -241,7 +254,9 @@ def test_hospital_systems_and_sftp_logins_show_secrets_once(page: Page) -> None:
     expect(page.locator(".secret h2")).to_have_text(f"Password of {username}")
 
 
-def test_account_requests_public_form_and_approval_queue(browser: Browser, portal: Platform, page: Page) -> None:
+def test_account_requests_public_form_and_approval_queue(
+    browser: Browser, portal: Platform, page: Page
+) -> None:
     email = unique("applicant")
     anonymous = new_context(browser, portal).new_page()
     anonymous.goto("/portal/request-account")
@@ -357,7 +372,9 @@ def test_every_page_in_dutch_passes_axe(browser: Browser, portal: Platform) -> N
     certificates.context.close()
 
 
-def test_a_session_ends_after_idle_time_and_refreshes_silently_while_used(page: Page, portal: Platform) -> None:
+def test_a_session_ends_after_idle_time_and_refreshes_silently_while_used(
+    page: Page, portal: Platform
+) -> None:
     sign_in(page, *MANAGER)
     age_sessions(portal, access_expired=True)  # the access token is due: refreshed silently
     page.goto("/portal/o/az-demo/members")
@@ -377,7 +394,9 @@ def test_state_changes_without_the_csrf_token_are_refused(page: Page, portal: Pl
     sign_in(page, *MANAGER)
     page.goto("/portal/o/az-demo/members/new")
     token = page.locator("input[name=csrf_token]").first.get_attribute("value")
-    forged = page.request.post("/portal/o/az-demo/members/new", form={"email": unique("forged"), "roles": "reader"})
+    forged = page.request.post(
+        "/portal/o/az-demo/members/new", form={"email": unique("forged"), "roles": "reader"}
+    )
     assert forged.status == 403
     assert "This form has expired or did not come from this portal" in forged.text()
     wrong_origin = page.request.post(
@@ -402,7 +421,9 @@ def test_pages_run_under_the_strict_csp_without_violations(browser: Browser, por
     sign_in(page, *MANAGER)
     page.goto("/portal/organisations/new")
     page.get_by_label(re.compile("^NIHDI number")).press_sequentially("123")
-    expect(page.locator("#nihdi_number-check")).to_contain_text("exactly 8 digits")  # htmx works under the CSP
+    expect(page.locator("#nihdi_number-check")).to_contain_text(
+        "exactly 8 digits"
+    )  # htmx works under the CSP
     assert not violations, violations
     assert not page.locator("script:not([src])").count()
     context.close()

@@ -33,11 +33,7 @@ class FormErrors:
 def form_errors(page: Page, exc: Exception) -> FormErrors:
     """A refusal as the form shows it; anything but a 4xx problem is raised again."""
     problem = problem_from_rpc_error(exc) if isinstance(exc, grpc.aio.AioRpcError) else exc
-    if (
-        not isinstance(problem, Problem)
-        or not 400 <= problem.status < 500
-        or problem.status in (401, 404)
-    ):
+    if not isinstance(problem, Problem) or not 400 <= problem.status < 500 or problem.status in (401, 404):
         raise problem if isinstance(problem, Problem) else exc
     title, detail, fields = problem_messages(page, problem)
     return FormErrors(title, detail, fields, problem.slug)
