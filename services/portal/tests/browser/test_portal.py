@@ -458,3 +458,18 @@ def test_keyboard_only_sign_in_and_member_add(page: Page) -> None:
     page.keyboard.press("Enter")  # submits the form
     expect(page.locator("h1")).to_have_text("Member added")
     expect(page.locator("#secret-value")).to_be_visible()
+
+
+def test_a_removed_member_is_signed_out_at_their_next_click(browser: Browser, portal: Platform, page: Page) -> None:
+    email, password = unique("removed"), "removed-long-password-6"
+    sign_in(page, *MANAGER)
+    initial = add_member(page, "az-demo", email, ["reader"])
+    member = new_context(browser, portal).new_page()
+    first_login(member, email, initial, password)
+    expect(member.get_by_role("heading", name="AZ Demo Hospital")).to_be_visible()
+    page.goto(f"/portal/o/az-demo/members?q={email}")
+    page.get_by_role("link", name=re.compile("^Remove")).click()
+    page.get_by_role("button", name="Remove the member").click()
+    member.goto("/portal/")
+    expect(member.locator("h1")).to_have_text("Your session has ended")
+    member.context.close()

@@ -4,6 +4,7 @@ ends here and at the issuer), the language switcher and the static files."""
 from __future__ import annotations
 
 import mimetypes
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request, Response
@@ -80,8 +81,6 @@ def build_auth_router(service: PortalService) -> APIRouter:
             username=str(claims.get("preferred_username", "")),
             display_name=str(claims.get("name", "") or claims.get("preferred_username", "")),
         )
-        from datetime import UTC, datetime
-
         await service.portal_sessions.store_tokens(
             row,
             Tokens(signed_in.access_token, signed_in.refresh_token, signed_in.id_token),

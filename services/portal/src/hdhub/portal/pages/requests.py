@@ -116,12 +116,20 @@ def build_requests_router(service: PortalService) -> APIRouter:
         except Exception as exc:  # noqa: BLE001
             errors = form_errors(page, exc)
             return page.render(
-                "audit.html", status=422, entries=[], total=0, next_before=0, filters=filters, errors=errors
+                "audit.html",
+                status=422,
+                entries=[],
+                total=0,
+                capped=False,
+                next_before=0,
+                filters=filters,
+                errors=errors,
             )
         return page.render(
             "audit.html",
             entries=answer.entries,
             total=answer.total,
+            capped=answer.total_is_lower_bound,
             next_before=answer.next_before_id,
             filters=filters,
             errors=FormErrors(),

@@ -20,6 +20,8 @@ from hdhub.common.db import Database, utcnow
 from hdhub.portal.store import PortalSession
 
 COOKIE = "hdhub_portal"
+#: The idle clock is reset at most this often: the idle time is that much less exact.
+TOUCH_EVERY = timedelta(seconds=60)
 
 
 def _hash(session_id: str) -> str:
@@ -87,7 +89,8 @@ class Sessions:
             if row.expires_at < now or row.last_seen_at + self.idle < now:
                 await s.delete(row)
                 return None
-            row.last_seen_at = now
+            if row.last_seen_at + TOUCH_EVERY < now:  # a write a minute, not one per request
+                row.last_seen_at = now
             return row
 
     async def save(self, row: PortalSession, **values: Any) -> None:

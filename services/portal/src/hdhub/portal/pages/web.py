@@ -186,12 +186,22 @@ class PageRoute(APIRoute):
                 if exc.expired:
                     response.delete_cookie(COOKIE, path="/")
             except grpc.aio.AioRpcError as exc:
-                response = error_page(request, problem_from_rpc_error(exc))
+                response = refusal_page(request, problem_from_rpc_error(exc))
             except Problem as exc:
-                response = error_page(request, exc)
+                response = refusal_page(request, exc)
             return security_headers(response)
 
         return handler
+
+
+def refusal_page(request: Request, problem: Problem) -> Response:
+    """The error page; a 401 (the person's access taken away meanwhile) ends the session."""
+    if problem.status == 401:
+        target = f"{PREFIX}/login?next={quote(request.url.path, safe='/')}&expired=1"
+        response = RedirectResponse(target, status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+    return error_page(request, problem)
 
 
 def error_page(request: Request, problem: Problem) -> HTMLResponse:

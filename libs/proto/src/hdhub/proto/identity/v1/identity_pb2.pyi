@@ -1193,9 +1193,13 @@ class ListAuditEntriesResponse(_message.Message):
     ENTRIES_FIELD_NUMBER: _builtins.int
     TOTAL_FIELD_NUMBER: _builtins.int
     NEXT_BEFORE_ID_FIELD_NUMBER: _builtins.int
+    TOTAL_IS_LOWER_BOUND_FIELD_NUMBER: _builtins.int
     total: _builtins.int
+    """Entries matching the filters, counted up to 10,000 (see total_is_lower_bound)."""
     next_before_id: _builtins.int
     """The before_id of the next page; 0 on the last one."""
+    total_is_lower_bound: _builtins.bool
+    """More entries match than total says (counting stops at 10,000: a log grows without end)."""
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEntry]: ...
     def __init__(
@@ -1204,10 +1208,11 @@ class ListAuditEntriesResponse(_message.Message):
         entries: _abc.Iterable[Global___AuditEntry] | None = ...,
         total: _builtins.int = ...,
         next_before_id: _builtins.int = ...,
+        total_is_lower_bound: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_before_id", b"next_before_id", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_before_id", b"next_before_id", "total", b"total", "total_is_lower_bound", b"total_is_lower_bound"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
