@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 
 from hdhub.common.runtime import Service
 from hdhub.common.web import create_app
@@ -129,4 +130,7 @@ class Platform:
                 await self.stop()
 
         app.router.lifespan_context = lifespan
+        if any(s.name == "portal" for s in self.services):
+            # With the portal in this process, the site's front door is the portal.
+            app.add_api_route("/", lambda: RedirectResponse("/portal/", status_code=303), include_in_schema=False)
         return app

@@ -23,11 +23,8 @@ def build_page_routers(service: PortalService) -> list[APIRouter]:
 
     root = APIRouter(include_in_schema=False)
 
-    @root.get("/")
     @root.get("/portal")
     async def index() -> RedirectResponse:
-        """With the portal mounted, the site's front door is the portal (wip/newcomer's
-        start page, where merged, redirects to ``/portal`` for the same reason)."""
         return RedirectResponse("/portal/", status_code=303)
 
     return [
