@@ -460,7 +460,9 @@ def test_keyboard_only_sign_in_and_member_add(page: Page) -> None:
     expect(page.locator("#secret-value")).to_be_visible()
 
 
-def test_a_removed_member_is_signed_out_at_their_next_click(browser: Browser, portal: Platform, page: Page) -> None:
+def test_a_removed_member_is_signed_out_at_their_next_click(
+    browser: Browser, portal: Platform, page: Page
+) -> None:
     email, password = unique("removed"), "removed-long-password-6"
     sign_in(page, *MANAGER)
     initial = add_member(page, "az-demo", email, ["reader"])

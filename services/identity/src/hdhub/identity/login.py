@@ -295,9 +295,10 @@ def build_login_router(service: Any) -> APIRouter:
             account.password_hash, account.must_change_password = hasher.hash(new), False
             codeflow.activate(row, lifetime=settings.session_max_seconds)
             location = await codeflow.issue_code(session, row, auth, platform().oidc_issuer)
+        record = await service.backend.get_account(account.id)
         for org in await service.backend.memberships(account.id):
             await service.directory.audit(
-                None, org, "account.password", account.email, actor=_record(account), account_id=account.id
+                None, org, "account.password", account.email, actor=record, account_id=account.id
             )
         return RedirectResponse(location, status_code=302, headers={"Cache-Control": "no-store"})
 
@@ -338,9 +339,3 @@ def _public(key: SigningKey) -> Any:
     from cryptography.hazmat.primitives import serialization
 
     return serialization.load_pem_private_key(key.private_pem.encode(), password=None).public_key()
-
-
-def _record(account: Account) -> Any:
-    from hdhub.identity.embedded import _account
-
-    return _account(account)
