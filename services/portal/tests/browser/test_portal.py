@@ -294,6 +294,9 @@ def test_audit_log_filters_by_person_action_and_date(page: Page) -> None:
     rows = page.locator("tbody tr")
     expect(rows.first).to_contain_text("member.add")
     assert all("member." in t for t in rows.locator("td:nth-child(3)").all_inner_texts())
+    page.get_by_role("link", name=re.compile("^Action: member.")).click()  # the chip removes its filter
+    expect(page).to_have_url(re.compile(r"audit\?actor=manager%40az-demo$"))
+    expect(page.get_by_role("link", name=re.compile("^Person: manager@az-demo"))).to_be_visible()
     page.goto("/portal/o/az-demo/audit?from_date=2000-01-01&to_date=2000-01-02")
     expect(page.get_by_text("No entry matches these filters.")).to_be_visible()
     page.goto("/portal/o/az-demo/audit?from_date=yesterday")

@@ -4,6 +4,7 @@ anonymous session), and the organisation's approval queue for its managers."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
@@ -103,6 +104,17 @@ def build_requests_router(service: PortalService) -> APIRouter:
     ) -> Response:
         page = await current_page(request, service, organisation_id=organisation_id)
         filters = {"actor": actor, "action": action, "from_date": from_date, "to_date": to_date}
+        # Each filter in use as a chip whose link is the same page without it.
+        chips = [
+            (
+                name,
+                value,
+                f"{PREFIX}/o/{organisation_id}/audit?"
+                + urlencode({k: v for k, v in filters.items() if v and k != name}),
+            )
+            for name, value in filters.items()
+            if value
+        ]
         try:
             answer = await identity().ListAuditEntries(
                 pb.ListAuditEntriesRequest(
@@ -119,6 +131,7 @@ def build_requests_router(service: PortalService) -> APIRouter:
                 "audit.html",
                 status=422,
                 entries=[],
+                chips=chips,
                 total=0,
                 capped=False,
                 next_before=0,
@@ -128,6 +141,7 @@ def build_requests_router(service: PortalService) -> APIRouter:
         return page.render(
             "audit.html",
             entries=answer.entries,
+            chips=chips,
             total=answer.total,
             capped=answer.total_is_lower_bound,
             next_before=answer.next_before_id,
