@@ -113,6 +113,10 @@ def test_user_manager_walkthrough_by_clicking(page: Page) -> None:
 def test_members_page_edits_roles_and_explains_the_last_user_manager(page: Page) -> None:
     sign_in(page, *BIOLOGIST)
     page.goto("/portal/o/lab-demo/members")
+    page.get_by_label("Role").select_option("manager")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_role("link", name=re.compile("^Role: User Manager"))).to_be_visible()
+    expect(page.locator("tbody tr")).to_have_count(1)  # the only User Manager of lab-demo
     check_page(page, "members")
     own = page.get_by_role("row", name=re.compile("biologist@lab-demo.test"))
     own.get_by_role("link", name=re.compile("^Edit roles")).click()

@@ -289,22 +289,22 @@ class Directory:
         organisation_id: str,
         *,
         query: str = "",
+        role: str = "",
         after_email: str = "",
         size: int = 50,
     ) -> tuple[list[MemberRecord], int, str]:
         """One page of members by e-mail (keyset), those matching ``query`` in e-mail,
-        username or name; with the total matching and the next page's key ("" at the end)."""
+        username or name and holding ``role`` (any when empty); with the total matching and
+        the next page's key ("" at the end)."""
         wanted = query.strip().lower()
-        found = [
-            m
-            for m in await self.members(principal, organisation_id)
-            if not wanted
-            or m.account.id == query.strip()
-            or any(
-                wanted in v.lower()
-                for v in (m.account.email, m.account.username, m.account.first_name, m.account.last_name)
-            )
-        ]
+
+        def matches(m: MemberRecord) -> bool:
+            a = m.account
+            if role and role not in m.roles:
+                return False
+            return not wanted or a.id == query.strip() or any(wanted in v.lower() for v in (a.email, a.username, a.first_name, a.last_name))
+
+        found = [m for m in await self.members(principal, organisation_id) if matches(m)]
         found.sort(key=lambda m: m.account.email.lower())
         rest = [m for m in found if m.account.email.lower() > after_email.lower()] if after_email else found
         page = rest[:size]

@@ -221,6 +221,7 @@ class AdministrationMethods:
             require_principal(),
             request.organisation_id,
             query=request.query,
+            role=request.role,
             after_email=request.after_email,
             size=_size(request.page_size),
         )

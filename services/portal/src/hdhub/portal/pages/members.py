@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse
 
 from hdhub.common.errors import not_found
 from hdhub.portal.pages.forms import FormErrors, form_errors, identity, values
-from hdhub.portal.pages.roles import ROLES
+from hdhub.portal.pages.roles import ROLE_NAMES, ROLES
 from hdhub.portal.pages.web import PREFIX, Page, PageRoute, check_csrf, current_page
 from hdhub.proto.identity.v1 import identity_pb2 as pb
 
@@ -35,10 +35,14 @@ def build_members_router(service: PortalService) -> APIRouter:
         return found
 
     @router.get("")
-    async def list_members(request: Request, organisation_id: str, q: str = "", after: str = "") -> Response:
+    async def list_members(
+        request: Request, organisation_id: str, q: str = "", role: str = "", after: str = ""
+    ) -> Response:
         page = await current_page(request, service, organisation_id=organisation_id)
+        role = role if role in ROLE_NAMES else ""
         answer = await identity().ListMembers(
             pb.ListMembersRequest(
+                role=role,
                 organisation_id=organisation_id,
                 query=q,
                 after_email=after,
@@ -46,7 +50,7 @@ def build_members_router(service: PortalService) -> APIRouter:
             ),
             metadata=page.metadata(),
         )
-        return page.render("members.html", answer=answer, q=q, after=after, roles=ROLES)
+        return page.render("members.html", answer=answer, q=q, role=role, after=after, roles=ROLES)
 
     @router.get("/new")
     async def new_member(request: Request, organisation_id: str) -> Response:

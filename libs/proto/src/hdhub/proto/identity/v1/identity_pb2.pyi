@@ -219,12 +219,15 @@ class ListMembersRequest(_message.Message):
     QUERY_FIELD_NUMBER: _builtins.int
     AFTER_EMAIL_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
     organisation_id: _builtins.str
     query: _builtins.str
     """Part of the e-mail, username or name; case ignored."""
     after_email: _builtins.str
     """Members whose e-mail sorts after this one (keyset paging); empty for the first page."""
     page_size: _builtins.int
+    role: _builtins.str
+    """Only members holding this role (manager, registrant...); empty for all."""
     def __init__(
         self,
         *,
@@ -232,10 +235,11 @@ class ListMembersRequest(_message.Message):
         query: _builtins.str = ...,
         after_email: _builtins.str = ...,
         page_size: _builtins.int = ...,
+        role: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_email", b"after_email", "organisation_id", b"organisation_id", "page_size", b"page_size", "query", b"query"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_email", b"after_email", "organisation_id", b"organisation_id", "page_size", b"page_size", "query", b"query", "role", b"role"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
