@@ -62,3 +62,13 @@ def test_the_language_is_the_remembered_choice_then_the_browsers() -> None:
     assert pick_language(None, "fr-BE,fr;q=0.9") == "fr"
     assert pick_language("xx", "es,nl;q=0.5") == "nl"
     assert pick_language(None, None) == "en"
+
+
+def test_days_are_read_as_people_here_write_them() -> None:
+    from hdhub.portal.pages.i18n import typed_day
+
+    assert typed_day("31/01/2026") == "2026-01-31"
+    assert typed_day("1.2.2026") == "2026-02-01"
+    assert typed_day("2026-02-01") == "2026-02-01"
+    assert typed_day("31/02/2026") is None
+    assert typed_day("yesterday") is None

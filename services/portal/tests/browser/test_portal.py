@@ -301,10 +301,14 @@ def test_audit_log_filters_by_person_action_and_date(page: Page) -> None:
     page.get_by_role("link", name=re.compile("^Action: member.")).click()  # the chip removes its filter
     expect(page).to_have_url(re.compile(r"audit\?actor=manager%40az-demo$"))
     expect(page.get_by_role("link", name=re.compile("^Person: manager@az-demo"))).to_be_visible()
-    page.goto("/portal/o/az-demo/audit?from_date=2000-01-01&to_date=2000-01-02")
+    page.get_by_label("From").fill("01/01/2000")  # day/month/year, as people write dates here
+    page.get_by_label("To").fill("02/01/2000")
+    page.get_by_role("button", name="Filter").click()
     expect(page.get_by_text("No entry matches these filters.")).to_be_visible()
-    page.goto("/portal/o/az-demo/audit?from_date=yesterday")
-    expect(page.locator(".error-summary")).to_contain_text("A date is written YYYY-MM-DD.")
+    page.get_by_label("From").fill("yesterday")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#from_date-error")).to_contain_text("Write the date as day/month/year")
+    expect(page.locator(".error-summary a[href='#from_date']")).to_be_visible()
 
 
 def test_my_account_changes_the_password_and_the_organisation_page_edits(page: Page) -> None:

@@ -79,3 +79,16 @@ class Formats:
 
     def number(self, value: int | float) -> str:
         return format_decimal(value, locale=self.locale)
+
+
+def typed_day(value: str) -> str | None:
+    """A day as people type it here (dd/mm/yyyy, or yyyy-mm-dd) in ISO form; None when it
+    is no date. Dots and dashes between the parts are read as slashes."""
+    text = value.strip()
+    try:
+        if len(text) == 10 and text[4] == "-":
+            return dt.date.fromisoformat(text).isoformat()
+        day, month, year = (int(p) for p in text.replace(".", "/").replace("-", "/").split("/"))
+        return dt.date(year, month, day).isoformat()
+    except ValueError:
+        return None

@@ -9,8 +9,10 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
+from hdhub.common.errors import FieldProblem, Problem
 from hdhub.portal.pages.auth import set_session_cookie
 from hdhub.portal.pages.forms import FormErrors, form_errors, identity, values
+from hdhub.portal.pages.i18n import N_, typed_day
 from hdhub.portal.pages.sessions import COOKIE
 from hdhub.portal.pages.web import PREFIX, Page, PageRoute, check_csrf, current_page, language_of
 from hdhub.proto.identity.v1 import identity_pb2 as pb
@@ -115,13 +117,29 @@ def build_requests_router(service: PortalService) -> APIRouter:
             for name, value in filters.items()
             if value
         ]
+        days = {k: typed_day(filters[k]) if filters[k] else "" for k in ("from_date", "to_date")}
+        wrong = {
+            k: page._("Write the date as day/month/year, for example 31/01/2026.")
+            for k, v in days.items()
+            if v is None
+        }
         try:
+            if wrong:
+                raise Problem(
+                    422,
+                    "validation",
+                    N_("The input is not valid"),
+                    errors=[FieldProblem(k, "date", m) for k, m in wrong.items()],
+                )
             answer = await identity().ListAuditEntries(
                 pb.ListAuditEntriesRequest(
                     organisation_id=organisation_id,
                     before_id=before,
                     page_size=service.settings.page_size,
-                    **filters,
+                    actor=actor,
+                    action=action,
+                    from_date=days["from_date"] or "",
+                    to_date=days["to_date"] or "",
                 ),
                 metadata=page.metadata(),
             )
