@@ -123,3 +123,13 @@ def age_sessions(portal: Platform, *, idle_seconds: int = 0, access_expired: boo
             )
         if access_expired:
             db.execute("UPDATE portal_sessions SET access_expires_at = datetime('now', '-1 hour')")
+
+
+def issuer_sessions(portal: Platform, username: str) -> int:
+    """The person's sessions at the embedded issuer (what a refresh token renews)."""
+    with sqlite3.connect(portal.data_dir / "identity.db") as db:
+        row = db.execute(
+            "SELECT count(*) FROM oidc_sessions s JOIN accounts a ON a.id = s.account_id WHERE a.username = ?",
+            (username,),
+        ).fetchone()
+    return int(row[0])

@@ -9,7 +9,14 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from services.portal.tests.browser.conftest import age_sessions, check_page, new_context, sign_in, sign_out
+from services.portal.tests.browser.conftest import (
+    age_sessions,
+    check_page,
+    issuer_sessions,
+    new_context,
+    sign_in,
+    sign_out,
+)
 from services.portal.tests.p12s import PASSWORD, keystore
 from tests.e2e.conftest import Platform
 
@@ -47,14 +54,18 @@ def first_login(page: Page, email: str, initial: str, new_password: str) -> None
     expect(page.locator("h1")).to_have_text(re.compile("^Welcome"))
 
 
-def test_sign_in_through_the_login_page_and_out(page: Page) -> None:
+def test_sign_in_through_the_login_page_and_out(page: Page, portal: Platform) -> None:
+    before = issuer_sessions(portal, MANAGER[0])
     sign_in(page, *MANAGER, start="/")  # the site's front door is the portal
     expect(page.locator("h1")).to_have_text("Welcome, Mia Manager")
     expect(page.get_by_role("heading", name="AZ Demo Hospital")).to_be_visible()
     check_page(page, "home")
     cookie = next(c for c in page.context.cookies() if c["name"] == "hdhub_portal")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    assert set(cookie) >= {"value"} and "." not in cookie["value"]  # a random id, no token
+    assert issuer_sessions(portal, MANAGER[0]) == before + 1
     sign_out(page)
+    assert issuer_sessions(portal, MANAGER[0]) == before  # ended at the issuer too
     check_page(page, "signed-out")
     # Signed out here and at the issuer: the portal asks for the login page again.
     page.goto("/portal/o/az-demo/members")
