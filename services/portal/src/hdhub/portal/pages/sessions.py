@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete
 
@@ -56,9 +57,14 @@ class Sessions:
         return nonce + self._aead.encrypt(nonce, json.dumps(tokens.__dict__).encode(), id_hash.encode())
 
     def unseal(self, row: PortalSession) -> Tokens | None:
+        """The session's tokens; None when there are none or they were sealed under another
+        secret key (a new key signs everyone out)."""
         if not row.tokens:
             return None
-        raw = self._aead.decrypt(row.tokens[:12], row.tokens[12:], row.id_hash.encode())
+        try:
+            raw = self._aead.decrypt(row.tokens[:12], row.tokens[12:], row.id_hash.encode())
+        except InvalidTag:
+            return None
         return Tokens(**json.loads(raw))
 
     async def create(self, **values: Any) -> tuple[str, PortalSession]:

@@ -232,7 +232,9 @@ async def current_page(
         raise SignInRequired(return_to, expired=bool(cookie))
     page.session = row
     tokens = service.portal_sessions.unseal(row)
-    assert tokens is not None
+    if tokens is None:  # sealed under an earlier secret key
+        await service.portal_sessions.end(row)
+        raise SignInRequired(return_to, expired=True)
     due = (
         row.access_expires_at is None
         or row.access_expires_at.timestamp() - REFRESH_MARGIN_SECONDS < time.time()
