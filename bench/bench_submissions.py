@@ -4,7 +4,7 @@
 
 Baseline: a FastAPI app with one POST endpoint that parses the JSON body and answers 202
 ``{"businessKey": ...}``, served by uvicorn in a subprocess with hdhub's uvicorn settings
-(one process, loop/http "auto": uvloop and httptools when installed).
+(one process, uvloop when installed, h11 with the request head capped).
 
 Subject: ``hdhub run all --port P`` in a subprocess with a temporary HDHUB_DATA_DIR
 (SQLite), or with ``--postgres`` fresh databases on postgresql://postgres@127.0.0.1:5432
@@ -95,8 +95,11 @@ def serve_baseline(port: int) -> None:
         record = json.loads(await request.body())
         return JSONResponse({"businessKey": uuid.uuid4().hex, "fields": len(record)}, status_code=202)
 
-    # The settings `hdhub run` gives uvicorn (src/hdhub/cli/main.py).
-    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+    # The settings `hdhub run` gives uvicorn (src/hdhub/cli/http.py).
+    from hdhub.cli.http import server_config
+
+    config = server_config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+    uvicorn.Server(config).run()
 
 
 # ----------------------------------------------------------------------------- records

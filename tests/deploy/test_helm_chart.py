@@ -98,7 +98,7 @@ def test_each_service_runs_its_own_command_with_grpc_and_http_probes() -> None:
         c = d["spec"]["template"]["spec"]["containers"][0]
         assert c["args"][:2] == ["run", svc]
         assert c["livenessProbe"]["grpc"]["port"] == 50051
-        assert c["readinessProbe"]["httpGet"]["path"] == "/healthz"
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
         env = {e["name"]: e["value"] for e in c["env"]}
         assert env[f"HDHUB_{svc.upper()}_GRPC_BIND"] == "0.0.0.0:50051"
         assert env["HDHUB_GRPC_REGISTRATIONS"] == "dns:///hdhub-registrations-grpc:50051"
@@ -155,6 +155,8 @@ def test_the_ingress_routes_every_rest_path_to_the_service_that_serves_it(tmp_pa
     served = _service_routes()
     assert served
     for path, service in served.items():
+        if path.startswith("/dev/"):  # `make run`'s development outbox: one process's memory
+            continue
         prefixes = [p for p in routes if path == p or path.startswith(p.rstrip("/") + "/")]
         assert prefixes, f"{path} ({service}) is not routed by the Ingress"
         assert routes[max(prefixes, key=len)] == service, path

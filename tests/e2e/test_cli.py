@@ -69,7 +69,13 @@ def _production(data: Path, **secrets: str) -> dict[str, str]:
 
 # The secrets of the services `hdhub` runs (GENERATED also covers reserved service names).
 NEEDED = sorted(
-    {"HDHUB_SERVICE_CLIENT_SECRET", "HDHUB_PORTAL_MASTER_KEY", "HDHUB_PSEUDONYMISATION_MASTER_KEY"}
+    {
+        "HDHUB_SERVICE_CLIENT_SECRET",
+        "HDHUB_PORTAL_MASTER_KEY",
+        "HDHUB_PSEUDONYMISATION_MASTER_KEY",
+        "HDHUB_UPLOADS_MASTER_KEY",
+        "HDHUB_INTAKE_MASTER_KEY",
+    }
     | {f"HDHUB_{name.upper()}_SECRET_KEY" for name in SERVICES}
 )
 
@@ -127,3 +133,22 @@ def test_run_all_generates_random_secrets_once_never_prints_them_and_reuses_them
         assert json.loads((again.data_dir / FILE_NAME).read_text()) == secrets
         assert again.token("hdhub-uploads", secrets["HDHUB_SERVICE_CLIENT_SECRET"])
     assert not any(v in again.log.read_text() for v in secrets.values())
+
+
+def test_demo_p12_writes_a_two_key_p12_the_portal_accepts_and_prints_its_password(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from hdhub.portal.domain.p12 import inspect_p12
+
+    out = hdhub(
+        "demo", "p12", "--organisation", "lab-demo", "--out", str(tmp_path / "lab.p12"), data=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    password = out.stdout.strip()
+    keystore = inspect_p12(
+        (tmp_path / "lab.p12").read_bytes(), password, now=datetime.now(UTC), max_bytes=1 << 20
+    )
+    assert "82000137" in keystore.authentication.describe()  # lab-demo's NIHDI number
+    refused = hdhub("demo", "p12", "--organisation", "az-nowhere", data=tmp_path)
+    assert refused.returncode != 0 and "unknown demo organisation 'az-nowhere'" in refused.stderr
+    assert "Traceback" not in refused.stderr

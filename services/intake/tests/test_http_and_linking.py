@@ -96,6 +96,15 @@ async def test_refused_uploads_are_problems_naming_the_rule(
     assert r.status_code == status and r.json()["type"].endswith(slug), r.text
 
 
+async def test_a_name_refused_is_listed_with_its_reason_and_control_characters_shown_as_marks(stack: Stack) -> None:
+    name = unique() + "\x07.pdf"
+    r = await put(stack, "NGS", name.replace("\x07", "%07"), b"x")
+    assert r.status_code == 422
+    listed = await file_named(stack, name.replace("\x07", "?"))
+    assert listed is not None and listed["state"] == "aborted" and listed["rule"] == "file-name"
+    assert listed["reason"] == r.json()["errors"][0]["message"] and listed["size"] is None
+
+
 async def test_an_upload_over_the_limit_is_refused(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stack.service("intake").settings, "max_file_bytes", 1000)
     r = await put(stack, "NGS", unique() + ".vcf", vcf(rows=100))

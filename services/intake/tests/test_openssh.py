@@ -76,7 +76,8 @@ async def test_a_batch_meets_every_refusal_and_loses_nothing(stack: Stack, tmp_p
     name, empty = unique() + ".vcf", unique() + ".vcf"
     (tmp_path / name).write_bytes(vcf())
     (tmp_path / empty).write_bytes(b"")
-    (tmp_path / "notes.txt").write_bytes(b"hello")
+    notes = unique() + ".txt"
+    (tmp_path / notes).write_bytes(b"hello")
     batch = "\n".join(
         [
             "cd /NGS",
@@ -85,7 +86,7 @@ async def test_a_batch_meets_every_refusal_and_loses_nothing(stack: Stack, tmp_p
             "-mkdir private",
             f"-symlink {name} link.vcf",
             f"-put {empty}",
-            "-put notes.txt",
+            f"-put {notes}",
             f"-put {name} /../../etc/{name}",
             f"-rename {name} /HIV_SEQUENCE/Finished/{name}",
             f"rename {name} Finished/{name}",
@@ -97,10 +98,14 @@ async def test_a_batch_meets_every_refusal_and_loses_nothing(stack: Stack, tmp_p
     assert not (tmp_path / "copy.vcf").exists()
     # The client names the failures (OpenSSH prints the status, not our text; REST has the reasons).
     assert out.count("Permission denied") == 5, out  # get, mkdir, symlink, ../../etc, other registry
-    assert "close remote: Failure" in out and 'dest open "/NGS/notes.txt": Failure' in out
+    assert "close remote: Failure" in out and f'dest open "/NGS/{notes}": Failure' in out
     assert (await file_named(stack, name))["state"] == "accepted"
     refused = await file_named(stack, empty)
     assert refused["state"] == "aborted" and refused["rule"] == "empty-file"
+    # OpenSSH showed only "Failure" for the wrong extension: the listing says why.
+    wrong_name = await file_named(stack, notes)
+    assert wrong_name is not None and wrong_name["state"] == "aborted" and wrong_name["rule"] == "file-name"
+    assert ".vcf" in wrong_name["reason"], wrong_name["reason"]
 
 
 async def test_a_wrong_password_fails_the_batch(stack: Stack, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -77,7 +78,7 @@ def _banner(host: str, port: int) -> None:
     base = f"http://{host}:{port}"
     lines = [
         "",
-        f"hdhub is running at {base}  (API docs: {base}/docs)",
+        f"hdhub is running at {base}  (API docs: {base}/docs, readiness: {base}/readyz)",
         f"The portal: open {base}/ and sign in with a demo login below",
         f"OIDC issuer: {base}/realms/hdhub   token endpoint: {base}/realms/hdhub/protocol/openid-connect/token",
         "Demo logins (password grant, client_id=hdhub-portal):",
@@ -87,6 +88,7 @@ def _banner(host: str, port: int) -> None:
         f"SFTP (port {_sftp_port()}, move files into Finished/ when complete):",
         *[f"  {lg.username:28} {lg.password:16} organisation {lg.organisation_id}" for lg in SFTP_LOGINS],
         f"Drop folder (HD_DCD_submcsv_HDBPnnnn_ABBREV_version_date.csv): {_dropfolder()}/<organisation>/",
+        *([f"Mails sent (no SMTP host in development): {base}/dev/mail"] if _outbox() else []),
         "",
     ]
     print("\n".join(lines), flush=True)
@@ -102,6 +104,12 @@ def _sftp_port() -> int:
     from hdhub.intake.settings import IntakeSettings
 
     return IntakeSettings().resolved_sftp_port()
+
+
+def _outbox() -> bool:
+    from hdhub.identity.settings import IdentitySettings
+
+    return IdentitySettings().mail_outbox
 
 
 def _dropfolder() -> str:
@@ -124,6 +132,8 @@ def run(
     """Serve REST and gRPC for one service, or every service in one process with its workers."""
     import uvicorn
 
+    from hdhub.cli.http import server_config
+
     names = _check(service)
     _configure(port, host, service=service)
     everything = service == "all"
@@ -134,7 +144,7 @@ def run(
     platform = _platform(names, migrate=everything if migrate is None else migrate, seed=seed, workers=everything)
     # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1; identity
     # reads it itself, from HDHUB_IDENTITY_TRUSTED_PROXIES only (docs/identity.md).
-    config = uvicorn.Config(
+    config = server_config(
         platform.app(), host=host, port=port, log_config=None, access_log=True, lifespan="on", proxy_headers=False
     )
     server = uvicorn.Server(config)
@@ -213,6 +223,28 @@ def seed() -> None:
         typer.echo("demo data loaded")
 
     asyncio.run(main())
+
+
+demo = typer.Typer(help="Demo material for trying hdhub out (never for a real registry).", no_args_is_help=True)
+app.add_typer(demo, name="demo")
+
+
+@demo.command("p12")
+def demo_p12_command(
+    out: Annotated[Path, typer.Option(help="Where to write the p12")] = Path("ehealth.p12"),
+    organisation: Annotated[str, typer.Option(help="A demo organisation: az-demo or lab-demo")] = "az-demo",
+    password: Annotated[str | None, typer.Option(help="Its password (default: the demo one)")] = None,
+) -> None:
+    """Write an eHealth-like p12 for a demo organisation: two keys (authentication and
+    encryption) under a made-up CA, valid now. Prints its password."""
+    from hdhub.portal.demo import DEMO_ORGANISATIONS, DEMO_PASSWORD, demo_p12
+
+    found = {org: (title, nihdi) for org, title, nihdi in DEMO_ORGANISATIONS}
+    if organisation not in found:
+        raise typer.BadParameter(f"unknown demo organisation {organisation!r}; one of: {', '.join(found)}")
+    secret = password or DEMO_PASSWORD
+    out.write_bytes(demo_p12(*found[organisation], secret))
+    typer.echo(secret)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,15 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from hdhub.common.runtime import Service
 from hdhub.common.web import create_app
 
 log = logging.getLogger("hdhub.cli")
 
+READINESS_TIMEOUT_SECONDS = 2.0
 SERVICES = ("identity", "registrations", "uploads", "portal", "pseudonymisation", "sim", "intake")
 
 
@@ -111,6 +113,20 @@ class Platform:
         for s in self.services:
             await s.stop()
 
+    async def readiness(self) -> dict[str, str]:
+        """Each service's database answers a query within 2 s ("ok"), or why not."""
+
+        async def check(service: Service) -> str:
+            try:
+                async with asyncio.timeout(READINESS_TIMEOUT_SECONDS), service.db.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+            except (TimeoutError, SQLAlchemyError, OSError) as exc:
+                return f"database: {type(exc).__name__}"
+            return "ok"
+
+        states = await asyncio.gather(*(check(s) for s in self.services))
+        return {s.name: state for s, state in zip(self.services, states, strict=True)}
+
     def app(self) -> FastAPI:
         routers = [r for s in self.services for r in s.routers()]
         title = "hdhub" if len(self.services) > 1 else f"hdhub {self.services[0].name}"
@@ -119,6 +135,7 @@ class Platform:
             routers=routers,
             description="Deliver hospital and laboratory data to health registries. "
             "Problems are answered as application/problem+json (RFC 9457).",
+            readiness=self.readiness,
         )
 
         @contextlib.asynccontextmanager
@@ -130,7 +147,4 @@ class Platform:
                 await self.stop()
 
         app.router.lifespan_context = lifespan
-        if any(s.name == "portal" for s in self.services):
-            # With the portal in this process, the site's front door is the portal.
-            app.add_api_route("/", lambda: RedirectResponse("/portal/", status_code=303), include_in_schema=False)
         return app

@@ -62,6 +62,8 @@ async def test_minor_keeps_and_major_invalidates(stack: Stack) -> None:
     assert r.json()["dcd_version"] == "2.0.0" and r.json()["superseded_by"] is None
     r = await stack.client.post(f"{url}/submit", headers={**h, "If-Match": r.headers["ETag"]})
     assert r.status_code == 202
-    # The newest version is what v2 clients get for `latest`.
+    # The newest version is what v2 clients get for `latest`, and when they name none.
     d = await stack.client.get(f"/proxy/api/dcd/payload/definition?dcd-id={DCD}&dcd-version-id=latest", headers=h)
-    assert d.json()["version"] == "2.0.0"
+    assert d.json()["dcdVersionId"] == "2.0.0"
+    d = await stack.client.get(f"/proxy/api/dcd/payload/definition?dcd-id={DCD}", headers=h)
+    assert d.json()["dcdVersionId"] == "2.0.0"

@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -627,3 +627,23 @@ async def test_a_resend_reads_the_values_and_leaves_out_a_registration_reopened_
     kept = await central.delivery._values(items)
     assert [o.registration_id for o in kept] == [ids[0]]
     assert kept[0].values == (await central.registration(ids[0]))["values"]
+
+
+async def test_a_resend_is_asked_about_seconds_after_it_went_out(central: Central) -> None:
+    central.behave(Mode.DROP)  # nothing confirmed until the receiver is back
+    reg_id = await central.submit()
+    central.start()
+    await central.settle()
+    await central.run_for(51)
+    before = await central.delivery_of(reg_id)
+    assert before["state"] == "nok"
+    central.behave(Mode.ACCEPT)
+    # To the next resend (12 h after the last send), and one second past it.
+    last_sent = datetime.fromisoformat(before["last_sent_at"])
+    central.clock.advance(last_sent + timedelta(hours=12, seconds=1) - central.clock.now())
+    await central.settle()
+    resent = await central.delivery_of(reg_id)
+    assert resent["attempts"] == before["attempts"] + 1 and resent["state"] == "nok"
+    central.clock.advance(timedelta(seconds=3))  # the first check after a send: 2 s
+    await central.settle()
+    assert (await central.delivery_of(reg_id))["state"] == "ok"

@@ -266,3 +266,23 @@ async def test_a_batch_following_one_never_stored_is_refused(
     req.batch_id, req.after_batch_id = uuid.uuid4().hex, ""
     assert (await stub.UpsertBatch(req)).results[0].outcome == pb.ROW_OUTCOME_CREATED
     assert await stored() == before + 1
+
+
+async def test_a_file_sent_again_updates_its_patients_without_ssin(stack: Stack) -> None:
+    import uuid
+
+    stub = await stub_as(stack, HIS)
+    values = {k: v for k, v in record().items() if k != "IDC_PAT"}
+    row = {**values, "TX_PAT_LAST_NAME": f"Peeters-{uuid.uuid4().hex[:8]}", "TX_PAT_FIRST_NAME": "Ann"}
+
+    def request(rows: list[dict[str, str]]) -> pb.UpsertBatchRequest:
+        return pb.UpsertBatchRequest(
+            organisation_id="az-demo", dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"), rows_arrow=batch(rows)
+        )
+
+    first = await stub.UpsertBatch(request([row]))
+    again = await stub.UpsertBatch(request([{**row, "TX_PAT_FIRST_NAME": "ANN ", "MS_WEIGHT": "81.0"}]))
+    assert [r.outcome for r in first.results] == [pb.ROW_OUTCOME_CREATED]
+    assert [r.outcome for r in again.results] == [pb.ROW_OUTCOME_UPDATED]
+    assert again.results[0].registration_id == first.results[0].registration_id
+    assert not first.results[0].business_key.startswith("id:")

@@ -166,6 +166,15 @@ async def test_idempotency_key_replays_the_first_answer(stack: Stack) -> None:
     assert other.status_code == 422 and other.json()["type"] == "/problems/idempotency-key-reused"
 
 
+async def test_concurrent_retries_with_one_idempotency_key_get_one_answer(stack: Stack) -> None:
+    h = await stack.headers(NURSE, **{"Idempotency-Key": "retry-at-once-" + stack.backend})
+    body = {"organisation_id": "az-demo", "dcd": "ANGIO_HOSP", "values": record()}
+    answers = await asyncio.gather(*[stack.client.post("/api/v1/registrations", json=body, headers=h) for _ in range(4)])
+    assert {a.status_code for a in answers} <= {201, 409}, [a.text for a in answers]
+    created = [a for a in answers if a.status_code == 201]
+    assert created and len({a.json()["id"] for a in created}) == 1
+
+
 @pytest.mark.parametrize("who", [LAB, "lab-demo-lims", MANAGER])
 async def test_other_organisations_and_non_registrants_see_nothing(stack: Stack, who: str) -> None:
     reg = (await create(stack)).json()
@@ -231,3 +240,48 @@ async def test_only_the_operator_imports_workbooks_and_versions_are_immutable(st
     junk = {"workbook": ("x.xlsx", b"PK\x03\x04 not really", "application/octet-stream")}
     r = await stack.client.post("/api/v1/dcds", files=junk, headers=await stack.headers(OPERATOR))
     assert r.status_code == 422 and r.json()["type"] == "/problems/invalid-workbook"
+
+
+async def test_search_filters_by_created_and_updated_range(stack: Stack) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    h = await stack.headers(NURSE)
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    reg = (await create(stack)).json()
+    after = datetime.now(UTC) + timedelta(seconds=1)
+    key = reg["business_key"]
+
+    async def found(**params: str) -> bool:
+        r = await stack.client.get("/api/v1/registrations", params={"business_key": key, **params}, headers=h)
+        assert r.status_code == 200, r.text
+        return [item["id"] for item in r.json()["items"]] == [reg["id"]]
+
+    assert await found(created_from=before.isoformat(), created_to=after.isoformat())
+    assert await found(updated_from=before.isoformat())
+    assert not await found(created_to=before.isoformat())
+    assert not await found(updated_from=after.isoformat())
+    # A time without an offset is UTC; a date alone is its midnight.
+    assert await found(created_from=before.replace(tzinfo=None).isoformat())
+    assert not await found(created_from=(after + timedelta(days=1)).date().isoformat())
+
+
+async def test_search_refuses_unknown_parameters_bad_statuses_and_backward_ranges(stack: Stack) -> None:
+    h = await stack.headers(NURSE)
+    r = await stack.client.get("/api/v1/registrations", params={"stauts": "open"}, headers=h)
+    assert r.status_code == 422 and r.json()["type"] == "/problems/request-validation"
+    assert [(e["field"], e["rule"]) for e in r.json()["errors"]] == [("stauts", "unknown_parameter")]
+    assert "status" in r.json()["errors"][0]["message"]  # the known ones are named
+    r = await stack.client.get("/api/v1/registrations", params={"status": "bogus"}, headers=h)
+    assert r.status_code == 422
+    assert [(e["field"], e["rule"]) for e in r.json()["errors"]] == [("status", "enum")]
+    assert "'open'" in r.json()["errors"][0]["message"]
+    r = await stack.client.get(
+        "/api/v1/registrations", params={"created_from": "2026-12-02", "created_to": "2026-12-01"}, headers=h
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "created_to"
+    r = await stack.client.get("/api/v1/registrations", params={"updated_from": "yesterday"}, headers=h)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "updated_from"
+    # A bare number is not read as seconds since 1970: the document says ISO 8601.
+    r = await stack.client.get("/api/v1/registrations", params={"updated_to": "0.5"}, headers=h)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "updated_to"
+    assert "ISO 8601" in r.json()["errors"][0]["message"]

@@ -54,26 +54,6 @@ async def test_menu_lists_projects_dcds_and_versions(stack: Stack) -> None:
     assert angio["dcds"][0]["versions"][0]["dcdVersionId"] == "1.0.0"
 
 
-async def test_payload_definition_field_and_codelist_lookups(stack: Stack) -> None:
-    h = await stack.headers(HIS)
-    r = await stack.client.get("/proxy/api/dcd/payload/definition?dcd-id=202&dcd-version-id=latest", headers=h)
-    assert r.status_code == 200
-    body = r.json()
-    assert body["dcd_code"] == "ANGIO_HOSP_PCI" and body["version"] == "1.0.0"
-    names = [f["technical_name"] for f in body["fields"]]
-    assert "IDC_PAT" in names and "DT_PCI" in names
-    r = await stack.client.get("/proxy/api/dcd/field?dcd-id=ANGIO_HOSP&dcd-version-id=1.0.0&field=IDC_PAT", headers=h)
-    assert r.status_code == 200 and r.json()["personal_data"] is True
-    r = await stack.client.get(
-        "/proxy/api/dcd/codelist?dcd-id=ANGIO_HOSP&dcd-version-id=1.0.0&codelist=sex&language=fr", headers=h
-    )
-    assert r.status_code == 200
-    assert {c["code"] for c in r.json()["choices"]} >= {"M", "F"}
-    assert all(c["label"] for c in r.json()["choices"])
-    r = await stack.client.get("/proxy/api/dcd/field?dcd-id=ANGIO_HOSP&dcd-version-id=1.0.0&field=NOPE", headers=h)
-    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
-
-
 async def test_submission_answers_202_with_business_key_and_becomes_submitted(stack: Stack) -> None:
     r = await stack.client.post(SUBMIT, json=record(), headers=await stack.headers(HIS))
     assert r.status_code == 202, r.text

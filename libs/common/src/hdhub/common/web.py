@@ -6,26 +6,40 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import grpc
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute, iter_route_contexts
+from pydantic import BeforeValidator
 from sqlalchemy import Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hdhub.common import apidocs
 from hdhub.common.auth import Principal, current_principal, verifier
 from hdhub.common.config import platform
 from hdhub.common.db import utcnow
 from hdhub.common.errors import PROBLEM_MEDIA_TYPE, FieldProblem, Problem, forbidden, unauthorized
+from hdhub.common.limits import (
+    MAX_INT,
+    BodySizeLimit,
+    JsonBodyCheck,
+    RequestHeadLimits,
+    malformed_json,
+)
+from hdhub.common.openapi_problems import document_problems
 
 log = logging.getLogger("hdhub.web")
 LANGUAGES = ("en", "fr", "nl", "de")
@@ -51,12 +65,9 @@ async def _on_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
-        e = next(e for e in errors if e.get("type") == "json_invalid")
-        position = e.get("ctx", {}).get("error", "")
-        return problem_response(
-            Problem(400, "malformed-json", "The request body is not valid JSON", f"JSON parse error: {position}"),
-            request.url.path,
-        )
+        # JsonBodyCheck refuses bad JSON first, saying which rule; should one get here, the
+        # decoder's own message is still not ours to publish.
+        return problem_response(malformed_json("The body is not one JSON value."), request.url.path)
     problems = [
         # Pydantic's own messages never echo the input value here: we omit `input`.
         FieldProblem(field=_location(e.get("loc", ())), rule=str(e.get("type", "invalid")), message=str(e.get("msg", "")))
@@ -68,7 +79,24 @@ async def _on_validation(request: Request, exc: Exception) -> Response:
 async def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 403: "forbidden"}.get(exc.status_code, "http-error")
-    return problem_response(Problem(exc.status_code, slug, str(exc.detail)), request.url.path)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return problem_response(Problem(exc.status_code, slug, str(exc.detail), headers=headers), request.url.path)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods of the resource at this path (RFC 9110: a 405 carries ``Allow``), as the
+    OpenAPI document lists them: every route of the most literal path template that
+    matches (``/accounts/password`` before ``/accounts/{account_id}``). Starlette's own
+    header names only the first route that matched."""
+    by_template: dict[str, set[str]] = {}
+    for route in iter_route_contexts(request.app.router.routes):
+        if route.methods and route.path_format and route.matches(request.scope)[0] != Match.NONE:
+            by_template.setdefault(route.path_format, set()).update(route.methods)
+    if not by_template:
+        return []
+    return sorted(by_template[min(by_template, key=lambda template: template.count("{"))])
 
 
 async def _on_rpc_error(request: Request, exc: Exception) -> Response:
@@ -113,43 +141,6 @@ class UnhandledErrors:
                 await problem_response(problem, scope.get("path"))(scope, receive, send)
 
 
-class BodySizeLimit:
-    """Refuses request bodies over ``max_bytes`` with 413, whether or not Content-Length is set."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int, exempt_prefixes: Sequence[str] = ()) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.exempt = tuple(exempt_prefixes)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (self.exempt and scope["path"].startswith(self.exempt)):
-            await self.app(scope, receive, send)
-            return
-        too_big = Problem(413, "payload-too-large", "The request body is too large", f"At most {self.max_bytes} bytes.")
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await problem_response(too_big, scope["path"])(scope, receive, send)
-                return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise too_big
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except Problem as exc:
-            if exc is too_big:
-                await problem_response(too_big, scope["path"])(scope, receive, send)
-            else:
-                raise
-
-
 class _AsgiEndpoint:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -158,9 +149,61 @@ class _AsgiEndpoint:
         await self.app(scope, receive, send)
 
 
-def create_app(*, title: str, routers: Sequence[APIRouter], description: str = "", version: str = "0.1.0") -> FastAPI:
-    """A FastAPI app with hdhub's error handling, limits, health and metrics endpoints."""
-    app = FastAPI(title=title, description=description, version=version)
+#: The REST API's routes, whose query parameters are all declared; pages and the OIDC
+#: endpoints (which receive whatever an identity provider appends) are left alone.
+API_PREFIXES = ("/api/", "/proxy/api/")
+_declared_query: dict[int, frozenset[str]] = {}
+
+
+def _query_names(dependant: Any) -> set[str]:
+    names = {f.alias for f in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def known_query_parameters(request: Request) -> None:
+    """Refuses (422, naming them) query parameters the API route does not declare: a typo
+    such as ``?stauts=`` would otherwise answer as if no filter had been asked for."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not route.path.startswith(API_PREFIXES):
+        return
+    known = _declared_query.get(id(route))
+    if known is None:
+        known = _declared_query[id(route)] = frozenset(_query_names(route.dependant))
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        expected = ", ".join(sorted(known)) or "none"
+        raise Problem(
+            422,
+            "request-validation",
+            "The request is not valid",
+            errors=[
+                FieldProblem(field=name, rule="unknown_parameter", message=f"Unknown query parameter; known: {expected}")
+                for name in unknown
+            ],
+        )
+
+
+def create_app(
+    *,
+    title: str,
+    routers: Sequence[APIRouter],
+    description: str = "",
+    version: str = "0.1.0",
+    readiness: Callable[[], Awaitable[dict[str, str]]] | None = None,
+) -> FastAPI:
+    """A FastAPI app with hdhub's error handling, limits, health, readiness, metrics and
+    offline API docs. ``readiness`` answers each dependency's state ("ok" or why not)."""
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[Depends(known_query_parameters)],
+    )
+    apidocs.install(app)
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
@@ -172,8 +215,23 @@ def create_app(*, title: str, routers: Sequence[APIRouter], description: str = "
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.add_middleware(BodySizeLimit, max_bytes=platform().max_request_bytes, exempt_prefixes=("/api/v1/files", "/api/v1/uploads"))
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        checks = await readiness() if readiness is not None else {}
+        ready = all(state == "ok" for state in checks.values())
+        return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503)
+
+    if not any(getattr(r, "path", None) == "/" for r in app.routes):
+        apidocs.install_index(app)
+
+    streamed = ("/api/v1/files", "/api/v1/uploads")  # files, streamed to the object store
+    # Each add wraps the ones before: a request meets the header limit, then the body
+    # limit, then the JSON rules on what was read.
+    app.add_middleware(JsonBodyCheck, exempt_prefixes=streamed)
+    app.add_middleware(BodySizeLimit, max_bytes=platform().max_request_bytes, exempt_prefixes=streamed)
+    app.add_middleware(RequestHeadLimits)
     app.add_middleware(UnhandledErrors)
+    document_problems(app)
     try:
         from hdhub.common.metrics import http_metrics_middleware, metrics_app
         from hdhub.common.telemetry import instrument_fastapi
@@ -190,7 +248,7 @@ def create_app(*, title: str, routers: Sequence[APIRouter], description: str = "
     return app
 
 
-async def authenticate(authorization: Annotated[str | None, Header()] = None) -> Principal:
+async def authenticate(authorization: Annotated[str | None, Depends(apidocs.bearer)] = None) -> Principal:
     """The verified caller of this request (401 without a valid bearer token).
 
     A platform service's token opens no REST route (403): services talk to each other over
@@ -221,6 +279,29 @@ def request_language(request: Request, lang: str | None = None) -> str:
 
 
 Language = Annotated[str, Depends(request_language)]
+#: Where a page starts; bounded like every integer a client sends (see limits.MAX_INT).
+Offset = Annotated[int, Query(ge=0, le=MAX_INT, description="How many items to skip")]
+
+
+def _iso_moment(value: object) -> object:
+    # pydantic reads a bare number as seconds since 1970; the documents promise ISO 8601.
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("must be an ISO 8601 date and time, e.g. 2026-12-03T09:30:00")
+    return value
+
+
+#: A moment a client names in a query (ISO 8601 only; without an offset, UTC).
+Moment = Annotated[datetime, BeforeValidator(_iso_moment)]
+
+
+def attachment(filename: str) -> str:
+    """A ``Content-Disposition`` for a download named ``filename``, whatever its script:
+    an ASCII ``filename`` for old clients and the exact name as RFC 5987 UTF-8 in
+    ``filename*``, which clients prefer (RFC 6266). Header values are Latin-1 on the wire,
+    so a Cyrillic or Chinese name put in ``filename`` could not be sent at all."""
+    name = "".join(c for c in unicodedata.normalize("NFC", filename) if c.isprintable()) or "download"
+    fallback = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 # --- Idempotency-Key ------------------------------------------------------------------

@@ -5,12 +5,13 @@ hospital-system clients, v1 account requests and the audit log. Rules live in
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from hdhub.common.errors import Problem
+from hdhub.common.openapi_problems import problems
 from hdhub.common.web import CurrentPrincipal
 from hdhub.identity.backend import ClientRecord, MemberRecord
 from hdhub.identity.ratelimit import Throttled, throttled_problem
@@ -294,7 +295,7 @@ def build_admin_routers(service: Any) -> list[APIRouter]:
         except Throttled as exc:
             raise throttled_problem(exc) from exc
 
-    @accounts.post("/me/password", status_code=204, summary="Change your own password")
+    @accounts.post("/me/password", status_code=204, summary="Change your own password", responses=problems(429))
     async def change_own_password(body: OwnPasswordIn, principal: CurrentPrincipal, request: Request) -> Response:
         if principal.is_system:
             raise Problem(400, "not-a-person", "Hospital-system clients have secrets, not passwords")
@@ -309,6 +310,7 @@ def build_admin_routers(service: Any) -> list[APIRouter]:
     @accounts.post(
         "/password",
         status_code=204,
+        responses=problems(429),
         summary="Change a password with the current one, e.g. the initial password before the first login (no token)",
         description="The embedded store's UPDATE_PASSWORD required action; failures slow down their own source address "
         "(429 `too-many-failures` with Retry-After), never the account's holder elsewhere.",
@@ -329,7 +331,13 @@ def build_admin_routers(service: Any) -> list[APIRouter]:
         await d.cancel_account(principal, account_id)
         return Response(status_code=204)
 
-    @requests.post("", status_code=201, response_model=AccountRequestOut, summary="Request an account (v1 form, no token)")
+    @requests.post(
+        "",
+        status_code=201,
+        response_model=AccountRequestOut,
+        summary="Request an account (v1 form, no token)",
+        responses=problems(429),
+    )
     async def request_account(body: AccountRequestIn, request: Request) -> AccountRequestOut:
         await _throttle(request, body.email)
         return _request(await d.request_account(**body.model_dump()))
@@ -351,7 +359,9 @@ def build_admin_routers(service: Any) -> list[APIRouter]:
         return _request(r)
 
     @audit.get("", response_model=list[AuditOut], summary="Admin actions on an organisation (its managers)")
-    async def audit_log(organisation_id: str, principal: CurrentPrincipal, limit: int = 100) -> list[AuditOut]:
+    async def audit_log(
+        organisation_id: str, principal: CurrentPrincipal, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> list[AuditOut]:
         entries = await d.audit_log(principal, organisation_id, limit=max(1, min(limit, 1000)))
         return [AuditOut.model_validate(e, from_attributes=True) for e in entries]
 

@@ -29,6 +29,23 @@ def _throttled(exc: Throttled) -> JSONResponse:
     )
 
 
+def _oauth_error(description: str) -> dict[str, Any]:
+    schema = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+    }
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+# The token endpoint answers as Keycloak does (RFC 6749 section 5.2), not with problem+json.
+OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _oauth_error("invalid_request, invalid_grant or unsupported_grant_type"),
+    401: _oauth_error("invalid_client or unauthorized_client"),
+    429: _oauth_error("Too many attempts; see Retry-After"),
+}
+
+
 def build_routers(service: Any) -> list[APIRouter]:
     oidc = APIRouter(prefix=f"{REALM}", tags=["oidc (embedded issuer)"])
     api = APIRouter(prefix="/api/v1", tags=["organisations"])
@@ -45,7 +62,7 @@ def build_routers(service: Any) -> list[APIRouter]:
             keys = (await session.execute(select(SigningKey).where(SigningKey.active))).scalars()
             return {"keys": [issuer.jwk(k) for k in keys]}
 
-    @oidc.post("/protocol/openid-connect/token")
+    @oidc.post("/protocol/openid-connect/token", responses=OAUTH_ERRORS)
     async def token(
         request: Request,
         grant_type: Annotated[str, Form()],

@@ -25,7 +25,7 @@ class IdentityService(Service):
         from hdhub.identity.backend import IdentityBackend
         from hdhub.identity.directory import Directory
         from hdhub.identity.logins import Logins
-        from hdhub.identity.mail import Mailer
+        from hdhub.identity.mail import Mailer, Outbox
         from hdhub.identity.ratelimit import LoginGuard, SourceAddresses
 
         s = self.settings
@@ -38,7 +38,9 @@ class IdentityService(Service):
             from hdhub.identity.embedded import EmbeddedBackend
 
             self.backend = EmbeddedBackend(self.db)
-        self.mailer = Mailer(host=s.smtp_host, port=s.smtp_port, sender=s.mail_from)
+        # Development without a mail server: mails are kept and shown at /dev/mail.
+        self.outbox = Outbox() if s.mail_outbox else None
+        self.mailer = Mailer(host=s.smtp_host, port=s.smtp_port, sender=s.mail_from, outbox=self.outbox)
         from hdhub.identity.locks import OrganisationLocks
 
         self.locks = OrganisationLocks(platform().redis_url, prefix=f"{s.login_key_prefix.rsplit(':', 1)[0]}:lock")
@@ -62,6 +64,10 @@ class IdentityService(Service):
         from hdhub.identity.api import build_routers
 
         routers = [*build_routers(self), *build_admin_routers(self)]
+        if self.outbox is not None:
+            from hdhub.identity.mail import outbox_router
+
+            routers.append(outbox_router(self.outbox))
         if self.settings.backend != "keycloak":  # Keycloak shows its own login page
             from hdhub.identity.login import build_login_router
 

@@ -26,7 +26,8 @@ class IdentitySettings(ServiceSettings):
     keycloak_realm: str = "hdhub"
     keycloak_admin_client_id: str = "hdhub-identity"
     keycloak_admin_client_secret: str | None = None
-    #: Outgoing mail (account requests); without a host mails are only logged.
+    #: Outgoing mail (account requests); without a host mails are only logged (development:
+    #: kept in the outbox shown at /dev/mail).
     smtp_host: str | None = None
     smtp_port: int = 25
     mail_from: str = "hdhub@localhost"
@@ -46,3 +47,10 @@ class IdentitySettings(ServiceSettings):
     #: Proxies (addresses or CIDRs, e.g. the ingress controller's pods) whose
     #: ``X-Forwarded-For`` names the client; without any, the header is ignored.
     trusted_proxies: list[str] = []
+
+    @property
+    def mail_outbox(self) -> bool:
+        """Development without an SMTP host: mails are kept in memory and shown at /dev/mail."""
+        from hdhub.common.config import platform
+
+        return platform().environment == "development" and self.smtp_host is None

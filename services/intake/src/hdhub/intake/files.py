@@ -240,6 +240,16 @@ class Files:
         try:
             check_name(reg, filename)
         except ValueError as exc:
+            # Kept as an aborted file: OpenSSH's sftp prints only "Failure", so the files
+            # listing is where the sender reads why.
+            await self.refused_name(
+                organisation_id=organisation_id,
+                registry=reg.folder,
+                filename=filename,
+                source=source,
+                sender=sender,
+                reason=str(exc),
+            )
             raise TransferRefused("file-name", str(exc)) from None
         file_id = new_id()
         row = IntakeFile(
@@ -264,6 +274,30 @@ class Files:
             },
         )
         return Transfer(self, row, reg)
+
+    async def refused_name(
+        self, *, organisation_id: str, registry: str, filename: str, source: str, sender: str, reason: str
+    ) -> None:
+        """Record a transfer refused for its name (nothing stored): an aborted file whose
+        name shows control characters as ``?`` and keeps at most 255 characters."""
+        shown = "".join(c if c.isprintable() else "?" for c in filename)[:255]
+        file_id = new_id()
+        async with self.db.session([organisation_id]) as session:
+            session.add(
+                IntakeFile(
+                    id=file_id,
+                    organisation_id=organisation_id,
+                    registry_folder=registry,
+                    filename=shown,
+                    source=source,
+                    sender=sender,
+                    state=ABORTED,
+                    rule="file-name",
+                    reason=reason,
+                    object_key=drop_key(organisation_id, registry, file_id),
+                )
+            )
+        metrics.TRANSFERS.labels(source, "file-name").inc()
 
     async def progress(self, row: IntakeFile, size: int) -> None:
         async with self.db.session([row.organisation_id]) as session:

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from hdhub.common.auth import Action, Principal
 from hdhub.common.errors import forbidden
 from hdhub.common.filenames import BadFileName, checked_file_name, file_name_refused
+from hdhub.common.limits import MAX_INT
 from hdhub.common.web import CurrentPrincipal, Language, idempotent, request_fingerprint
 from hdhub.portal.schemas import (
     CertificateVersion,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from hdhub.portal.runtime import PortalService
 
 OrganisationId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+VersionNumber = Annotated[int, Path(ge=1, le=MAX_INT)]
 
 
 def certificate_editor_of(organisation_id: OrganisationId, principal: CurrentPrincipal) -> Principal:
@@ -172,7 +174,7 @@ def build_router(service: PortalService) -> APIRouter:
         "/{organisation_id}/versions/{version}", response_model=CertificateVersion, summary="One version"
     )
     async def get_version(
-        organisation_id: OrganisationId, version: int, _editor: CertificateEditor
+        organisation_id: OrganisationId, version: VersionNumber, _editor: CertificateEditor
     ) -> CertificateVersion:
         async with db.session([organisation_id]) as session:
             return version_out(*await certificates.version(session, organisation_id, version))
@@ -183,7 +185,7 @@ def build_router(service: PortalService) -> APIRouter:
         summary="A version's status log",
     )
     async def status_log(
-        organisation_id: OrganisationId, version: int, _editor: CertificateEditor
+        organisation_id: OrganisationId, version: VersionNumber, _editor: CertificateEditor
     ) -> list[StatusLine]:
         async with db.session([organisation_id]) as session:
             found, _ = await certificates.version(session, organisation_id, version)

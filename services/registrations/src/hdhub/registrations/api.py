@@ -10,9 +10,12 @@ from fastapi.responses import JSONResponse
 
 from hdhub.common.auth import Action as Permission
 from hdhub.common.auth import Principal
-from hdhub.common.errors import Problem, forbidden, not_found
-from hdhub.common.web import CurrentPrincipal, Language, idempotent, request_fingerprint
-from hdhub.registrations.domain.lifecycle import Action
+from hdhub.common.errors import FieldProblem, Problem, forbidden, invalid, not_found
+from hdhub.common.web import CurrentPrincipal, Language, Moment, Offset, request_fingerprint
+from hdhub.registrations.domain.csv_template import csv_template
+from hdhub.registrations.domain.dcd import DcdDefinition
+from hdhub.registrations.domain.lifecycle import Action, Status
+from hdhub.registrations.domain.period import Period
 from hdhub.registrations.schemas import (
     DcdOut,
     DcdVersionRef,
@@ -30,7 +33,6 @@ from hdhub.registrations.schemas import (
     ValuesIn,
 )
 from hdhub.registrations.service import Actor
-from hdhub.registrations.store import IdempotencyKey
 
 if TYPE_CHECKING:
     from hdhub.registrations.runtime import RegistrationsService
@@ -55,7 +57,7 @@ def parse_if_match(value: str | None, *, required: bool = True) -> int | None:
             )
         return None
     tag = value.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
+    if not (tag.isascii() and tag.isdigit() and len(tag) <= 18):  # our ETags are versions: small ints
         raise Problem(400, "bad-if-match", "If-Match must be an ETag this API gave you")
     return int(tag)
 
@@ -74,6 +76,31 @@ def writable(principal: Principal) -> list[str]:
 
 def issues(items: list[Any]) -> list[FieldIssue]:
     return [FieldIssue(field=e.field, path=e.path, rule=e.rule, message=e.message) for e in items]
+
+
+def csv_template_response(definition: DcdDefinition) -> Response:
+    """The template as a download, UTF-8 with BOM as Excel wants it to read the accents."""
+    name = f"{definition.project_code}_{definition.dcd_code}_{definition.version}_template.csv"
+    return Response(
+        "\ufeff" + csv_template(definition),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+SINCE = "Only those at or after this moment (ISO 8601; without an offset, UTC)."
+UNTIL = "Only those before this moment (ISO 8601; without an offset, UTC)."
+
+
+def refuse_empty_periods(**periods: Period | None) -> None:
+    """A range whose end is not after its start is a mistake, not an empty answer."""
+    problems = [
+        FieldProblem(f"{name}_to", "period", f"{name}_to must be after {name}_from")
+        for name, period in periods.items()
+        if period is not None and period.empty
+    ]
+    if problems:
+        raise invalid(problems)
 
 
 def build_router(service: RegistrationsService) -> APIRouter:
@@ -121,6 +148,18 @@ def build_router(service: RegistrationsService) -> APIRouter:
         require_catalogue(principal)
         entry = await catalogue.get(dcd, None if version == "latest" else version)
         return entry.definition.to_json()
+
+    @router.get(
+        "/dcds/{dcd}/versions/{version}/template.csv",
+        tags=["catalogue"],
+        summary="The CSV template of a DCD version: the Upload Center's header, a commented line of hints",
+        response_class=Response,
+        responses={200: {"content": {"text/csv": {}}}},
+    )
+    async def get_csv_template(dcd: str, version: str, principal: CurrentPrincipal) -> Response:
+        require_catalogue(principal)
+        entry = await catalogue.get(dcd, None if version == "latest" else version)
+        return csv_template_response(entry.definition)
 
     @router.get("/dcds/{dcd}/versions/{version}/fields/{field}", tags=["catalogue"], summary="One field")
     async def get_field(dcd: str, version: str, field: str, principal: CurrentPrincipal) -> dict[str, Any]:
@@ -191,38 +230,42 @@ def build_router(service: RegistrationsService) -> APIRouter:
         if idempotency_key is None:
             status, out, headers = await effect()
             return JSONResponse(out, status_code=status, headers=headers)
-        async with registrations.db.session([body.organisation_id]) as session:
-            return await idempotent(
-                session,
-                IdempotencyKey,
-                key=idempotency_key,
-                organisation_id=body.organisation_id,
-                fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()),
-                effect=lambda: effect(session),
-            )
+        return await registrations.put_idempotently(
+            body.organisation_id,
+            key=idempotency_key,
+            fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()),
+            effect=effect,
+        )
 
     @router.get("/registrations", response_model=RegistrationPage, tags=["registrations"], summary="Search registrations")
     async def search(
         principal: CurrentPrincipal,
         organisation_id: str | None = None,
         dcd: str | None = None,
-        status: str | None = None,
+        status: Status | None = None,
         business_key: str | None = None,
         include_deleted: bool = False,
+        created_from: Annotated[Moment | None, Query(description=SINCE)] = None,
+        created_to: Annotated[Moment | None, Query(description=UNTIL)] = None,
+        updated_from: Annotated[Moment | None, Query(description=SINCE)] = None,
+        updated_to: Annotated[Moment | None, Query(description=UNTIL)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> RegistrationPage:
         scope = readable(principal)
         if organisation_id is not None:
             if organisation_id not in scope:
                 raise forbidden()
             scope = [organisation_id]
+        refuse_empty_periods(created=Period.of(created_from, created_to), updated=Period.of(updated_from, updated_to))
         items, total = await registrations.search(
             scope,
             dcd_code=dcd,
             status=status,
             business_key=business_key,
             include_deleted=include_deleted,
+            created=Period.of(created_from, created_to),
+            updated=Period.of(updated_from, updated_to),
             limit=limit,
             offset=offset,
         )
@@ -361,7 +404,7 @@ def build_router(service: RegistrationsService) -> APIRouter:
         organisation_id: Annotated[str, Query(max_length=64)],
         state: Annotated[str | None, Query(pattern="^(sending|pending|ok|nok|parked)$")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> list[DeliveryOut]:
         """The organisation's deliveries, newest change first; ``state=parked`` lists the ones
         whose resends stopped."""
@@ -379,7 +422,7 @@ def build_router(service: RegistrationsService) -> APIRouter:
         principal: CurrentPrincipal,
         state: Annotated[str | None, Query(pattern="^(sending|pending|ok|nok|parked)$")] = "parked",
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> list[DeliveryOut]:
         """For the operator: deliveries of every organisation (parked ones by default)."""
         if not principal.is_operator:

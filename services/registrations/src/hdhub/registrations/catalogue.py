@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from hdhub.common.db import Database
 from hdhub.common.errors import FieldProblem, Problem, not_found
+from hdhub.common.limits import MAX_INT
 from hdhub.registrations.domain.dcd import DcdDefinition
 from hdhub.registrations.domain.validation import CompiledDcd, compile_dcd
 from hdhub.registrations.domain.xlsform import WorkbookError, read_workbook
@@ -194,8 +195,12 @@ class Catalogue:
         if ref in self._codes:
             return self._codes[ref]
         async with self.db.system_session() as session:
-            if ref.isdigit():
-                dcd = (await session.execute(select(Dcd).where(Dcd.number == int(ref)))).scalar_one_or_none()
+            if ref.isascii() and ref.isdigit():  # not "²", which isdigit() too
+                number = int(ref)
+                # Beyond the column's range no DCD has it (and the database would refuse the query).
+                dcd = None if number > MAX_INT else (
+                    await session.execute(select(Dcd).where(Dcd.number == number))
+                ).scalar_one_or_none()
             else:
                 dcd = await session.get(Dcd, ref)
         if dcd is None:

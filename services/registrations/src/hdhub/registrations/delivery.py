@@ -58,6 +58,7 @@ from hdhub.proto.portal.v1 import certificates_pb2, certificates_pb2_grpc
 from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2 as pseudo_pb
 from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2_grpc as pseudo_grpc
 from hdhub.proto.sim.v1 import central_pb2, central_pb2_grpc
+from hdhub.registrations.domain.business_key import PSEUDOCODE_FIELDS, SSIN_FORMAT
 from hdhub.registrations.domain.lifecycle import Confirmation, Status
 from hdhub.registrations.store import Delivery as DeliveryRow
 from hdhub.registrations.store import Job, Registration, worker_history
@@ -76,14 +77,6 @@ CENTRAL = "central"
 CONCURRENT_BATCHES = 4
 #: Why a delivery waits when registrations cannot get its own service token.
 IDENTITY_UNAVAILABLE = "service-identity-unavailable"
-# Identifiers that make a pseudocode when there is no SSIN (DCD technical names).
-SSIN_FORMAT = "ssin"
-PSEUDOCODE_FIELDS = {
-    "birth_date": "DT_PAT_DOB",
-    "sex": "CD_PAT_SEX",
-    "last_name": "TX_PAT_LAST_NAME",
-    "first_name": "TX_PAT_FIRST_NAME",
-}
 
 register_idempotent("hdhub.portal.v1.CertificatesService", ["GetActiveCertificate"])
 
@@ -821,7 +814,10 @@ class Delivery:
                     if o.failure is None:
                         row.attempts += 1
                         row.last_sent_at = now
-                checks = int((o.job.payload or {}).get("checks", 0)) + 1
+                # A resend that went out starts the clock again: its confirmation is asked for
+                # seconds later, not at the long interval the unanswered checks had reached.
+                sent_now = id(o) in resent and o.failure is None
+                checks = 0 if sent_now else int((o.job.payload or {}).get("checks", 0)) + 1
                 deferred[(self._next_check(row, now, checks), o.version, checks)].append(o.job.id)
             for (until, version, checks), job_ids in deferred.items():
                 await self._defer_many(

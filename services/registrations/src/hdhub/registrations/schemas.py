@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from hdhub.registrations.domain.lifecycle import Status
 from hdhub.registrations.store import Registration, RegistrationVersion
@@ -17,7 +17,8 @@ class RegistrationIn(BaseModel):
     dcd: str = Field(min_length=1, max_length=64, description="DCD code, e.g. ANGIO_HOSP_PCI")
     dcd_version: str | None = Field(default=None, description="Semantic version; the newest when omitted")
     values: dict[str, Any] = Field(description="Values keyed by technical field name")
-    submit: bool = Field(default=False, description="Submit at once (the record must be valid)")
+    # Strict: a JSON body's true is a boolean; "true" or 1 is a mistake to refuse, not to guess.
+    submit: StrictBool = Field(default=False, description="Submit at once (the record must be valid)")
 
 
 class ValuesIn(BaseModel):

@@ -9,12 +9,13 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from fastapi.responses import JSONResponse
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -37,11 +38,12 @@ from hdhub.common.db import (
 from hdhub.common.errors import FieldProblem, Problem, conflict, not_found
 from hdhub.common.jobs import JobQueue
 from hdhub.common.wakeup import Wakeup
-from hdhub.common.web import request_fingerprint
+from hdhub.common.web import idempotent, request_fingerprint
 from hdhub.registrations.catalogue import Catalogue, CatalogueEntry
 from hdhub.registrations.domain import lifecycle
-from hdhub.registrations.domain.business_key import business_key
+from hdhub.registrations.domain.business_key import SSIN_FORMAT, business_key
 from hdhub.registrations.domain.lifecycle import Action, Confirmation, Status, TransitionRefused
+from hdhub.registrations.domain.period import Period
 from hdhub.registrations.store import (
     IdempotencyKey,
     Job,
@@ -140,7 +142,8 @@ class Registrations:
 
     def key_for(self, entry: CatalogueEntry, values: Mapping[str, Any]) -> str | None:
         d = entry.definition
-        return business_key(self.secret, d.dcd_code, d.business_key, values)
+        ssin_fields = [name for name in d.business_key if d.field(name).format == SSIN_FORMAT]
+        return business_key(self.secret, d.dcd_code, d.business_key, values, ssin_fields=ssin_fields)
 
     # --- writes -------------------------------------------------------------------
 
@@ -173,6 +176,35 @@ class Registrations:
             except (IntegrityError, StaleDataError):
                 # A concurrent writer created the same business key first, or the worker
                 # moved the record on: apply ours again on the fresh state.
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise Problem(409, "concurrent-write", "The registration is being changed by others; retry") from None
+                await asyncio.sleep(random.uniform(0, 0.01 * (attempt + 1)))
+        raise AssertionError("unreachable")
+
+    async def put_idempotently(
+        self,
+        organisation_id: str,
+        *,
+        key: str,
+        fingerprint: str,
+        effect: Callable[[AsyncSession], Awaitable[tuple[int, Any, dict[str, str]]]],
+    ) -> JSONResponse:
+        """``effect`` once per ``Idempotency-Key`` (hdhub.common.web.idempotent), in a
+        transaction with the key. Retries with the same key sent at once race: the losers'
+        writes collide with the winner's (the business key, or the key itself) and are
+        applied again on fresh state, where they find the winner's answer and replay it."""
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                async with self.db.session([organisation_id]) as session:
+                    return await idempotent(
+                        session,
+                        IdempotencyKey,
+                        key=key,
+                        organisation_id=organisation_id,
+                        fingerprint=fingerprint,
+                        effect=lambda: effect(session),  # noqa: B023 (called before the loop goes on)
+                    )
+            except (IntegrityError, StaleDataError):
                 if attempt == WRITE_ATTEMPTS - 1:
                     raise Problem(409, "concurrent-write", "The registration is being changed by others; retry") from None
                 await asyncio.sleep(random.uniform(0, 0.01 * (attempt + 1)))
@@ -312,12 +344,15 @@ class Registrations:
         organisations: Sequence[str],
         *,
         dcd_code: str | None = None,
+        dcd_version: str | None = None,
         status: str | None = None,
         business_key: str | None = None,
         field_name: str | None = None,
         field_value: str | None = None,
         project_code: str | None = None,
         include_deleted: bool = False,
+        created: Period | None = None,
+        updated: Period | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> tuple[list[Registration], int]:
@@ -325,6 +360,8 @@ class Registrations:
             query = select(Registration)
             if dcd_code:
                 query = query.where(Registration.dcd_code == dcd_code)
+            if dcd_version:
+                query = query.where(Registration.dcd_version == dcd_version)
             if project_code:
                 query = query.where(Registration.project_code == project_code)
             if status:
@@ -335,6 +372,11 @@ class Registrations:
                 query = query.where(Registration.business_key == business_key)
             if field_name is not None and field_value is not None:
                 query = query.where(Registration.values[field_name].as_string() == field_value)
+            for column, period in ((Registration.created_at, created), (Registration.updated_at, updated)):
+                if period is not None and period.start is not None:
+                    query = query.where(column >= period.start)
+                if period is not None and period.end is not None:
+                    query = query.where(column < period.end)
             total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
             rows = await session.execute(
                 query.order_by(Registration.updated_at.desc(), Registration.id).limit(limit).offset(offset)

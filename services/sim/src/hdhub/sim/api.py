@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictFloat
 
 from hdhub.common.errors import forbidden
 from hdhub.common.web import CurrentPrincipal
@@ -20,7 +20,7 @@ class ReceiverBehaviour(BaseModel):
     mode: Mode = Field(
         description="accept; refuse (answer UNAVAILABLE, as if down); drop (accept, keep nothing)"
     )
-    ack_delay_seconds: float = Field(
+    ack_delay_seconds: StrictFloat = Field(
         0.0, ge=0, le=30 * 24 * 3600, description="Confirm this long after a delivery is whole"
     )
 

@@ -12,14 +12,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from hdhub.common.auth import Action as Permission
 from hdhub.common.auth import Principal
 from hdhub.common.errors import Problem, forbidden, not_found
 from hdhub.common.filenames import BadFileName, checked_file_name, file_name_refused
-from hdhub.common.web import CurrentPrincipal, Language
+from hdhub.common.web import CurrentPrincipal, Language, Offset, attachment
 from hdhub.uploads import registrations as regs
 from hdhub.uploads.reports import finding_rows, stream_report
 from hdhub.uploads.service import DEFAULT_SETTINGS
@@ -35,8 +36,9 @@ ConflictMasterName = Literal["new", "stored"]
 class SettingsIn(BaseModel):
     conflict_mode: Literal["business_key"] = "business_key"
     conflict_master: ConflictMasterName = "new"
-    ignore_duplicates: bool = True
-    autosubmit: bool = False
+    # Strict: JSON's true, not "true" or 1 (a JSON body says what it means).
+    ignore_duplicates: StrictBool = True
+    autosubmit: StrictBool = False
     validation: ValidationName = "none"
 
 
@@ -203,12 +205,17 @@ async def _multipart_file(
             "on_part_end": on_part_end,
         },
     )
-    async for chunk in request.stream():
-        parser.write(chunk)
-        if out:
-            yield b"".join(out)
-            out.clear()
-    parser.finalize()
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+            if out:
+                yield b"".join(out)
+                out.clear()
+        parser.finalize()
+    except MultipartParseError:
+        raise Problem(
+            400, "bad-multipart", "The body is not multipart/form-data", "Send the CSV as the multipart form field `file`."
+        ) from None
     if out:
         yield b"".join(out)
     if not state["found"]:
@@ -351,7 +358,7 @@ def build_router(service: UploadsService) -> APIRouter:
         lang: Language,
         organisation_id: str | None = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> UploadPage:
         orgs = principal.organisations_for(Permission.REGISTRATION_READ)
         if organisation_id is not None:
@@ -416,7 +423,7 @@ def build_router(service: UploadsService) -> APIRouter:
         return StreamingResponse(
             stream_report(uploads.store, upload.organisation_id, upload.id, kind, head),
             media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{_ascii(stem)}-{kind}.csv"'},
+            headers={"Content-Disposition": attachment(f"{stem}-{kind}.csv")},
         )
 
     @router.get(
@@ -450,7 +457,3 @@ def build_router(service: UploadsService) -> APIRouter:
         return SettingsOut(organisation_id=organisation_id, project_code=project_code, **values)
 
     return router
-
-
-def _ascii(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)

@@ -25,6 +25,7 @@ def build_page_routers(service: PortalService) -> list[APIRouter]:
 
     @root.get("/portal")
     async def index() -> RedirectResponse:
+        """``/portal`` (where the site's start page sends people) to the portal's home."""
         return RedirectResponse("/portal/", status_code=303)
 
     return [

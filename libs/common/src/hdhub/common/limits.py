@@ -1,0 +1,280 @@
+"""What any client may send, bounded before a route sees it: request headers (431), bodies
+(413, whether or not Content-Length is set), JSON bodies (400: not JSON, not Unicode, or
+nested too deep), U+0000 in any text (400: PostgreSQL cannot store it, and refused the
+query with an error) and integers (``MAX_INT``, the largest the databases store).
+
+Every refusal is a problem+json in our own words: no parser's message is quoted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hdhub.common.errors import FieldProblem, Problem
+
+#: The largest integer a query parameter, path parameter or body field may carry: a BIGINT
+#: (SQLite's and PostgreSQL's largest); one more and the database refuses it with an error
+#: the client cannot act on.
+MAX_INT = 2**63 - 1
+#: Registrations and settings nest a few levels; anything deeper than this is refused
+#: before parsing (a JSON body nested 1,000 deep used to exhaust Python's recursion limit).
+MAX_JSON_DEPTH = 32
+#: The request line and headers together (a bearer token is 1-2 KB). The same limit holds
+#: in uvicorn (h11's incomplete-event size) and, for any other server, in the app.
+MAX_HEADER_BYTES = 32 * 1024
+
+
+def _problem_response(problem: Problem, scope: Scope) -> ASGIApp:
+    from hdhub.common.web import problem_response
+
+    return problem_response(problem, scope.get("path"))
+
+
+def too_large(max_bytes: int) -> Problem:
+    return Problem(413, "payload-too-large", "The request body is too large", f"At most {max_bytes} bytes.")
+
+
+def headers_too_large() -> Problem:
+    return Problem(
+        431,
+        "headers-too-large",
+        "The request headers are too large",
+        f"The request line and headers may take at most {MAX_HEADER_BYTES} bytes.",
+    )
+
+
+def nul_character(where: str) -> Problem:
+    return Problem(
+        400,
+        "nul-character",
+        "The request holds a NUL character",
+        f"{where} holds U+0000 (NUL, %00 or \\u0000), which no text field can take.",
+    )
+
+
+def _has_nul(encoded: bytes) -> bool:
+    """NUL raw or percent-encoded, as it stands in a path, a query or a form body."""
+    return b"\x00" in encoded or b"%00" in encoded
+
+
+class RequestHeadLimits:
+    """Refuses requests whose request line and headers take more than ``max_bytes`` (431),
+    and a path or query that holds NUL (400)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_HEADER_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            target = (
+                scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape"),
+                scope.get("query_string", b""),
+            )
+            size = sum(len(part) for part in target)
+            size += sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
+            problem = None
+            if size > self.max_bytes:
+                problem = headers_too_large()
+            elif _has_nul(target[0]) or _has_nul(target[1]):
+                problem = nul_character("The path or query")
+            if problem is not None:
+                await _problem_response(problem, scope)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class BodySizeLimit:
+    """Refuses request bodies over ``max_bytes`` with 413, whether or not Content-Length is set.
+
+    Without Content-Length the excess shows only while the route reads; a route (or
+    FastAPI's own body parsing) may catch the error and answer something else (it answered
+    400), so whatever the app answers after the limit was passed is replaced by the 413.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, exempt_prefixes: Sequence[str] = ()) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.exempt = tuple(exempt_prefixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (self.exempt and scope["path"].startswith(self.exempt)):
+            await self.app(scope, receive, send)
+            return
+        too_big = too_large(self.max_bytes)
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await _problem_response(too_big, scope)(scope, receive, send)
+                return
+        seen = 0
+        exceeded = answered = False
+
+        async def limited() -> Message:
+            nonlocal seen, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    exceeded = True
+                    raise too_big
+            return message
+
+        async def replacing(message: Message) -> None:
+            nonlocal answered
+            if not exceeded:
+                await send(message)
+            elif message["type"] == "http.response.start" and not answered:
+                answered = True
+                await _problem_response(too_big, scope)(scope, receive, send)
+
+        try:
+            await self.app(scope, limited, replacing)
+        except Problem as exc:
+            if exc is not too_big:
+                raise
+            if not answered:
+                answered = True
+                await _problem_response(too_big, scope)(scope, receive, send)
+
+
+# --- JSON bodies ----------------------------------------------------------------------
+
+
+def malformed_json(detail: str, rule: str = "json-syntax") -> Problem:
+    """400 for a body we cannot take as JSON; ``errors[0].rule`` names the rule for programs:
+    ``json-syntax``, ``utf-8``, ``lone-surrogate`` or ``max-depth``."""
+    return Problem(
+        400,
+        "malformed-json",
+        "The request body is not valid JSON",
+        detail,
+        errors=[FieldProblem(field="body", rule=rule, message=detail)],
+    )
+
+
+TOO_DEEP = f"Arrays and objects may nest at most {MAX_JSON_DEPTH} levels deep."
+
+
+def load_json(body: bytes) -> Any:
+    """``body`` parsed as JSON, or a 400 problem naming the rule it breaks: UTF-8 JSON
+    (RFC 8259), no lone surrogate (``"\\udfff"`` is no character; I-JSON, RFC 7493),
+    at most ``MAX_JSON_DEPTH`` levels of arrays and objects."""
+    try:
+        value = orjson.loads(body)  # strict: refuses lone surrogates, NaN, invalid UTF-8
+    except orjson.JSONDecodeError as exc:
+        # orjson's own words are not an API: say which rule, and where.
+        if "UTF-8" in exc.msg:  # orjson also says "surrogates" for raw bytes that are not UTF-8
+            rule, detail = "utf-8", "The body is not UTF-8 text."
+        elif "surrogate" in exc.msg:
+            rule = "lone-surrogate"
+            detail = f"A string holds a lone surrogate escape (line {exc.lineno}, column {exc.colno}); send Unicode text."
+        elif "depth" in exc.msg or "recursion" in exc.msg:
+            rule, detail = "max-depth", TOO_DEEP
+        else:
+            rule, detail = "json-syntax", f"Not JSON at line {exc.lineno}, column {exc.colno}."
+        raise malformed_json(detail, rule) from None
+    if _depth_exceeds(value, MAX_JSON_DEPTH):
+        raise malformed_json(TOO_DEEP, "max-depth")
+    # JSON can carry NUL only escaped; the walk runs only when an escape is there at all.
+    if b"\\u0000" in body and _holds_nul(value):
+        raise nul_character("A string of the body")
+    return value
+
+
+def _holds_nul(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    # Iterative on purpose: the point is to never recurse as deep as the input asks.
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+FORM = b"application/x-www-form-urlencoded"
+
+
+def _body_kind(scope: Scope) -> bytes | None:
+    """``json`` when FastAPI parses the body as JSON (it says so, or says nothing), the
+    form media type for a form; None for anything else (files, multipart)."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            media: bytes = value.split(b";", 1)[0].strip().lower()
+            if media == b"application/json" or (
+                media.startswith(b"application/") and media.endswith(b"+json")
+            ):
+                return b"json"
+            return FORM if media == FORM else None
+    return b"json"
+
+
+class JsonBodyCheck:
+    """Reads a JSON request body (at most the body size limit) and refuses it with
+    :func:`load_json`'s 400 before any route parses it; the route then reads it as sent.
+    A form body is read too, and refused when it holds NUL."""
+
+    def __init__(self, app: ASGIApp, exempt_prefixes: Sequence[str] = ()) -> None:
+        self.app = app
+        self.exempt = tuple(exempt_prefixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = (
+            _body_kind(scope)
+            if scope["type"] == "http" and not scope["path"].startswith(self.exempt)
+            else None
+        )
+        if kind is None:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                await self.app(scope, receive, send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if body.strip():
+            try:
+                if kind != FORM:
+                    load_json(body)
+                elif _has_nul(body):
+                    raise nul_character("A form field")
+            except Problem as problem:
+                await _problem_response(problem, scope)(scope, receive, send)
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
