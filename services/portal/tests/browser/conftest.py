@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[4]
 SCREENSHOTS = os.environ.get("HDHUB_SCREENSHOTS")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's Chromium is not installed (make chromium)")
@@ -43,13 +43,15 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         yield running
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API runs an event loop of its own in this thread, and
+# the asyncio tests collected after this module need it gone.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright, portal: Platform) -> Iterator[Browser]:  # noqa: ARG001 - started first
     b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
     yield b
