@@ -24,6 +24,9 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable
 
 FROM ${PYTHON_IMAGE} AS runtime
+# The source revision built (`docker build --build-arg HDHUB_REVISION=$(git rev-parse HEAD)`):
+# a label of hdhub_build_info.
+ARG HDHUB_REVISION=unknown
 RUN groupadd --system --gid 10001 hdhub \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin hdhub
 COPY --from=build --chown=0:0 /app/.venv /app/.venv
@@ -32,7 +35,8 @@ ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HDHUB_DATA_DIR=/tmp/hdhub \
     HDHUB_SECRETS_DIR=/run/secrets/hdhub \
-    HDHUB_LOG_FORMAT=json
+    HDHUB_LOG_FORMAT=json \
+    HDHUB_REVISION=${HDHUB_REVISION}
 WORKDIR /app
 USER 10001:10001
 VOLUME ["/tmp"]

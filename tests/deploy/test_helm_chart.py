@@ -98,7 +98,9 @@ def test_each_service_runs_its_own_command_with_grpc_and_http_probes() -> None:
         c = d["spec"]["template"]["spec"]["containers"][0]
         assert c["args"][:2] == ["run", svc]
         assert c["livenessProbe"]["grpc"]["port"] == 50051
+        # Ready while the database answers; alive (not restarted) while it does not.
         assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert c["livenessProbe"]["grpc"]["service"] == "liveness"
         env = {e["name"]: e["value"] for e in c["env"]}
         assert env[f"HDHUB_{svc.upper()}_GRPC_BIND"] == "0.0.0.0:50051"
         assert env["HDHUB_GRPC_REGISTRATIONS"] == "dns:///hdhub-registrations-grpc:50051"
@@ -109,6 +111,11 @@ def test_each_service_runs_its_own_command_with_grpc_and_http_probes() -> None:
         "intake",
         "nippin",
     }
+    for w in workers.values():  # liveness on the claim loop's heartbeat, on the metrics port
+        c = w["spec"]["template"]["spec"]["containers"][0]
+        assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        env = {e["name"]: e["value"] for e in c["env"]}
+        assert env["HDHUB_WORKER_STALE_SECONDS"] == "300"
     headless = by_kind(manifests, "Service")["hdhub-registrations-grpc"]
     assert headless["spec"]["clusterIP"] == "None"
 
@@ -238,6 +245,12 @@ def test_sftp_hpa_pdb_and_alerts_are_behind_their_flags() -> None:
         "HdhubConfirmationOverdue",
         "HdhubJobParked",
         "HdhubJobBacklogOld",
+        "HdhubCentralPlatformFailing",
+        "HdhubRegistrationsNok",
+        "HdhubWorkerSilent",
+        "HdhubCertificateExpiring",
+        "HdhubMetricsStale",
+        "HdhubTargetDown",
     }
     # Every metric an alert reads is one the code exports (names drift otherwise).
     sources = "\n".join(
@@ -247,7 +260,7 @@ def test_sftp_hpa_pdb_and_alerts_are_behind_their_flags() -> None:
         if "/tests/" not in str(path)
     )
     exprs = " ".join(r["expr"] for g in rules["spec"]["groups"] for r in g["rules"])
-    for metric in set(re.findall(r"\b((?:hdhub|http_server)_[a-z_]+?)(?:_bucket)?\b", exprs)):
+    for metric in set(re.findall(r"\b((?:hdhub|http_server|grpc_client)_[a-z_]+?)(?:_bucket)?\b", exprs)):
         assert f'"{metric}"' in sources, metric
 
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from hdhub.cli.services import SERVICES
+from tests.support.otlp import Receiver, otlp_receiver
 from tests.support.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,3 +114,26 @@ def run_all(data: Path, **extra_env: str) -> Iterator[Platform]:
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     with run_all(tmp_path_factory.mktemp("e2e")) as running:
         yield running
+
+
+def otel_env(endpoint: str) -> dict[str, str]:
+    """Export every span over OTLP/gRPC to ``endpoint``, a batch every 100 ms."""
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        # Start-up (migrations, seeding) makes thousands of SQL spans: none may be dropped.
+        "OTEL_BSP_MAX_QUEUE_SIZE": "200000",
+    }
+
+
+@pytest.fixture(scope="session")
+def traced_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, Receiver]]:
+    """`hdhub run all` exporting its traces to an OTLP receiver (shared by the trace tests)."""
+    with otlp_receiver(Path(tmp_path_factory.mktemp("otlp"))) as receiver:
+        # Intake's worker polls like the others (it is woken in-process anyway): the idle
+        # test sees its polls, and the process stops without waiting out a 30 s poll.
+        env = {**otel_env(receiver.endpoint), "HDHUB_INTAKE_WORKER_POLL_SECONDS": "0.5"}
+        with run_all(Path(tmp_path_factory.mktemp("traced")), **env) as running:
+            yield running, receiver

@@ -219,7 +219,17 @@ def test_two_processes_per_service_and_two_workers_do_every_job_once(cluster: Cl
             )
         )
     assert all(n > 0 for n in handled), handled
-    # Worker processes expose /metrics too, with the domain gauges.
+    # Worker processes expose /metrics too, with the domain gauges and their heartbeat; their
+    # /healthz (liveness) follows the claim loop; any other path is a 404.
     for url in cluster.worker_metrics:
         r = httpx.get(url)
         assert r.status_code == 200 and "hdhub_jobs" in r.text
+        assert "hdhub_worker_heartbeat_timestamp_seconds{" in r.text
+        base = url.removesuffix("/metrics")
+        assert httpx.get(f"{base}/healthz").status_code == 200
+        assert httpx.get(f"{base}/anything").status_code == 404
+    # Each service process is ready: its database answers.
+    for bases in cluster.rest.values():
+        for base in bases:
+            r = httpx.get(f"{base}/readyz")
+            assert r.status_code == 200 and r.json()["status"] == "ok", r.text

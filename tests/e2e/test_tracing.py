@@ -7,35 +7,22 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from services.uploads.tests.integration.test_uploads_api import csv_bytes
-from tests.e2e.conftest import Platform, run_all
-from tests.support.otlp import Receiver, Span, otlp_receiver
+from tests.e2e.conftest import Platform
+from tests.support.otlp import Receiver, Span
 from tests.support.samples import record
 
 pytestmark = pytest.mark.e2e
-UPSERT = "/hdhub.registrations.v1.RegistrationsService/UpsertBatch"
+UPSERT = "hdhub.registrations.v1.RegistrationsService/UpsertBatch"
 SERVER, CLIENT, CONSUMER = 2, 3, 5  # OTLP span kinds
 
 
-@pytest.fixture(scope="module")
-def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, Receiver]]:
-    with otlp_receiver(Path(tmp_path_factory.mktemp("otlp"))) as receiver:
-        env = {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-            "OTEL_EXPORTER_OTLP_INSECURE": "true",
-            "OTEL_BSP_SCHEDULE_DELAY": "100",
-            # Start-up (migrations, seeding) makes thousands of SQL spans: none may be dropped.
-            "OTEL_BSP_MAX_QUEUE_SIZE": "200000",
-        }
-        os.environ.pop("OTEL_SDK_DISABLED", None)
-        with run_all(Path(tmp_path_factory.mktemp("traced")), **env) as platform:
-            yield platform, receiver
+@pytest.fixture
+def traced(traced_platform: tuple[Platform, Receiver]) -> tuple[Platform, Receiver]:
+    return traced_platform
 
 
 def ancestors(span: Span, by_id: dict[str, Span]) -> list[str]:
@@ -64,7 +51,7 @@ def test_one_trace_follows_an_upload_through_every_hop(traced: tuple[Platform, R
         while c.get(f"/api/v1/uploads/{upload_id}").json()["status"] not in ("done", "failed"):
             assert time.monotonic() < deadline, "upload not finished"
             time.sleep(0.1)
-    wanted = {"POST /api/v1/uploads", "job upload.process", UPSERT, "objectstore.put", "objectstore.stream"}
+    wanted = {"POST /api/v1/uploads", "process upload.process", UPSERT, "objectstore.put", "objectstore.stream"}
     deadline = time.monotonic() + 90
     while True:
         spans = receiver.trace(trace_id)
@@ -82,19 +69,19 @@ def test_one_trace_follows_an_upload_through_every_hop(traced: tuple[Platform, R
     )
     by_id = {s.span_id: s for s in spans}
     request = next(s for s in spans if s.name == "POST /api/v1/uploads" and s.kind == SERVER)
-    job = next(s for s in spans if s.name == "job upload.process")
+    job = next(s for s in spans if s.name == "process upload.process")
     assert job.kind == CONSUMER and job.attributes["hdhub.job.kind"] == "upload.process"
     # The job continues the request's trace: its parent is the request's context.
     assert request.name in ancestors(job, by_id) or job.parent_id == traceparent.split("-")[2]
     # The worker's call to registrations, client and server side, under the job.
     assert server_upsert, sorted(names)
-    assert "job upload.process" in ancestors(server_upsert[0], by_id)
+    assert "process upload.process" in ancestors(server_upsert[0], by_id)
     assert any(s.name == UPSERT and s.kind == CLIENT for s in spans)
     # The file went into the object store during the request and was read by the worker.
     put = next(s for s in spans if s.name == "objectstore.put")
     assert request.name in ancestors(put, by_id) and put.attributes["objectstore.prefix"] == "uploads"
     stream = next(s for s in spans if s.name == "objectstore.stream")
-    assert "job upload.process" in ancestors(stream, by_id)
+    assert "process upload.process" in ancestors(stream, by_id)
     # SQL on both sides: the upload recorded in the request, registrations stored by the RPC.
     assert any(request.name in ancestors(s, by_id) for s in sql)
     assert any(UPSERT in ancestors(s, by_id) for s in sql)

@@ -46,7 +46,7 @@ async def test_an_offset_beyond_64_bits_is_a_422_naming_the_parameter(
 @pytest.mark.parametrize("dcd_id", [TOO_BIG, "9" * 40, "²"])
 async def test_a_v2_dcd_number_no_dcd_can_have_is_not_found(stack: Stack, dcd_id: str) -> None:
     h = await stack.headers(HIS)
-    for path in ("payload/definition", "codelist?codelist=x&", "field?field=x&"):
+    for path in ("payload/definition", "codelist?code-list-id=x&", "field?field-name=x&"):
         sep = "" if path.endswith("&") else "?"
         r = await stack.client.get(
             f"/proxy/api/dcd/{path}{sep}dcd-id={dcd_id}&dcd-version-id=1.0.0", headers=h

@@ -66,7 +66,7 @@ async def test_domain_gauges_follow_the_database(stack: Stack) -> None:
     )
     assert total >= 1
     assert sample(text, "hdhub_registrations", status="submitted", confirmation="pending") is not None
-    age = sample(text, "hdhub_oldest_pending_confirmation_age_seconds", registry="HDBP9901")
+    age = sample(text, "hdhub_oldest_unconfirmed_age_seconds", registry="HDBP9901")
     assert age is not None and 7000 < age < 7400
     for gauge in (
         "hdhub_uploads",
@@ -76,11 +76,12 @@ async def test_domain_gauges_follow_the_database(stack: Stack) -> None:
         "hdhub_delivery_backlog_age_seconds",
     ):
         assert f"# HELP {gauge} " in text, gauge
-    # Labels are bounded: statuses, registries and job kinds, never an organisation, a
-    # patient or a key.
+    # Labels are bounded: statuses, registries and job kinds, never a patient or a key, nor
+    # an organisation but on the one gauge that is about organisations (certificate expiry).
     for line in text.splitlines():
         if line.startswith("hdhub_"):
-            assert "az-demo" not in line and key not in line
+            assert key not in line
+            assert "az-demo" not in line or line.startswith("hdhub_certificate_not_after_timestamp_seconds{")
 
 
 async def test_a_failing_refresh_never_breaks_the_scrape(stack: Stack) -> None:
@@ -96,3 +97,12 @@ async def test_a_failing_refresh_never_breaks_the_scrape(stack: Stack) -> None:
         assert r.status_code == 200 and "http_server_requests_total" in r.text
     finally:
         metrics.unregister_domain_metrics("broken-test")
+
+
+async def test_readiness_lists_each_service_and_liveness_ignores_databases(stack: Stack) -> None:
+    r = await stack.client.get("/readyz")
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+    assert set(r.json()["checks"]) >= {"identity", "registrations", "uploads", "intake", "portal"}
+    assert all(state == "ok" for state in r.json()["checks"].values())
+    # Probes are not requests: they stay out of the request metrics.
+    assert 'route="/readyz"' not in (await stack.client.get("/metrics")).text

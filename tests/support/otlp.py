@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from concurrent import futures
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,10 @@ class Span:
     kind: int
     service: str
     attributes: dict[str, Any]
+    links: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    status: str = ""
+    resource: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -91,9 +95,8 @@ def _serve(out: Path, ready: Path) -> None:
         def Export(self, request: Any, context: Any) -> Any:
             lines = []
             for rs in request.resource_spans:
-                service = next(
-                    (_value(a.value) for a in rs.resource.attributes if a.key == "service.name"), ""
-                )
+                resource = {a.key: _value(a.value) for a in rs.resource.attributes}
+                service = resource.get("service.name", "")
                 for ss in rs.scope_spans:
                     for s in ss.spans:
                         span = {
@@ -104,6 +107,20 @@ def _serve(out: Path, ready: Path) -> None:
                             "kind": s.kind,
                             "service": str(service),
                             "attributes": {a.key: _value(a.value) for a in s.attributes},
+                            "links": [
+                                {
+                                    "trace_id": link.trace_id.hex(),
+                                    "span_id": link.span_id.hex(),
+                                    "attributes": {a.key: _value(a.value) for a in link.attributes},
+                                }
+                                for link in s.links
+                            ],
+                            "events": [
+                                {"name": e.name, "attributes": {a.key: _value(a.value) for a in e.attributes}}
+                                for e in s.events
+                            ],
+                            "status": s.status.message,
+                            "resource": resource,
                         }
                         lines.append(json.dumps(span, default=str))
             with lock, out.open("a") as f:
@@ -113,7 +130,9 @@ def _serve(out: Path, ready: Path) -> None:
     # A batch of spans with SQL statements easily passes gRPC's default 4 MB.
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=4),
-        options=[("grpc.max_receive_message_length", 256 * 1024 * 1024)],
+        # Never share the port with another gRPC server (gRPC's default is SO_REUSEPORT):
+        # an export landing on the wrong one would be lost without a word here.
+        options=[("grpc.max_receive_message_length", 256 * 1024 * 1024), ("grpc.so_reuseport", 0)],
     )
     pb_grpc.add_TraceServiceServicer_to_server(Collector(), server)
     port = server.add_insecure_port("127.0.0.1:0")

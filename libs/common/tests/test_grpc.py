@@ -551,3 +551,114 @@ async def test_graceful_stop_lets_calls_in_flight_finish_and_turns_health_off() 
     await stopping
     with pytest.raises(grpc.aio.AioRpcError):
         await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+
+
+# --- Client metrics, and health following readiness ----------------------------------------
+
+
+async def test_client_calls_are_counted_by_service_method_and_code(server: Server) -> None:
+    """Calls this process makes (to the central platform too, which hdhub does not serve)
+    are counted on the client side, with the outcome the alerts read."""
+    labels = {"grpc_type": "unary", "grpc_service": SERVICE}
+    ok_before = _sample("grpc_client_handled_total", **labels, grpc_method="Echo", grpc_code="OK")
+    missing_before = _sample("grpc_client_handled_total", **labels, grpc_method="Fail", grpc_code="NOT_FOUND")
+    await server.call("Echo")(StringValue(value="hi"))
+    await _error(server.call("Fail"), "404:not-found")
+    assert _sample("grpc_client_handled_total", **labels, grpc_method="Echo", grpc_code="OK") - ok_before == 1
+    assert (
+        _sample("grpc_client_handled_total", **labels, grpc_method="Fail", grpc_code="NOT_FOUND") - missing_before
+        == 1
+    )
+    assert _sample("grpc_client_handling_seconds_count", **labels, grpc_method="Echo") >= 1
+    # NOT_FOUND is an answer: the service is well, as far as this process can tell.
+    ok_at = _sample("grpc_client_last_call_timestamp_seconds", grpc_service=SERVICE, outcome="ok")
+    assert time.time() - ok_at < 5
+    assert _sample("grpc_client_last_call_timestamp_seconds", grpc_service=SERVICE, outcome="failed") < ok_at
+
+
+async def test_an_unreachable_service_is_a_failed_call_on_the_client() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    service = "hdhub.test.v1.NobodyHome"
+    call = hgrpc.channel("test", target=f"127.0.0.1:{port}").unary_unary(
+        f"/{service}/Echo", StringValue.SerializeToString, StringValue.FromString
+    )
+    await _error(call, "x", timeout=1)
+    codes = {
+        code: _sample(
+            "grpc_client_handled_total", grpc_type="unary", grpc_service=service, grpc_method="Echo", grpc_code=code
+        )
+        for code in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+    }
+    assert sum(codes.values()) == 1
+    failed_at = _sample("grpc_client_last_call_timestamp_seconds", grpc_service=service, outcome="failed")
+    assert time.time() - failed_at < 5
+    assert _sample("grpc_client_last_call_timestamp_seconds", grpc_service=service, outcome="ok") == 0
+
+
+async def test_health_follows_readiness_but_liveness_stays_serving() -> None:
+    """While the service's database is down, gRPC health answers NOT_SERVING for the server
+    and its services (balancers move away), yet ``liveness`` stays SERVING: the kubelet's
+    liveness probe must not restart pods over a database outage."""
+    from hdhub.common.health import LIVENESS_SERVICE
+
+    started = await _start()
+    stub = health_pb2_grpc.HealthStub(hgrpc.channel("test", target=started.target))
+    database = {"state": "database: OperationalError: connection refused"}
+
+    async def readiness() -> dict[str, str]:
+        return {"test.database": database["state"]}
+
+    async def statuses() -> dict[str, int]:
+        return {
+            name: (await stub.Check(health_pb2.HealthCheckRequest(service=name))).status
+            for name in ("", SERVICE, LIVENESS_SERVICE)
+        }
+
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    follower = asyncio.ensure_future(hgrpc.follow_readiness(started.server, readiness, every=0.05))
+    try:
+        await asyncio.sleep(0.2)
+        assert await statuses() == {"": not_serving, SERVICE: not_serving, LIVENESS_SERVICE: serving}
+        database["state"] = "ok"
+        await asyncio.sleep(0.2)
+        assert await statuses() == {"": serving, SERVICE: serving, LIVENESS_SERVICE: serving}
+    finally:
+        follower.cancel()
+        await hgrpc.stop_server(started.server, grace=0)
+
+
+async def test_a_service_whose_database_is_unreachable_is_not_serving_but_alive() -> None:
+    """The wiring of every service: its gRPC health follows its own database."""
+    from hdhub.common.config import ServiceSettings
+    from hdhub.common.health import LIVENESS_SERVICE
+    from hdhub.common.runtime import Service
+
+    class Unreachable(Service):
+        name = "unreachable-test"
+        grpc_service_names = (SERVICE,)
+
+        def grpc_registrations(self) -> Any:
+            return [_register(Echo())]
+
+    settings = ServiceSettings(database_url="postgresql+psycopg://postgres@127.0.0.1:9/none", grpc_bind="127.0.0.1:0")
+    service = Unreachable(settings)
+    await service.start_grpc()
+    assert service._grpc_server is not None
+    try:
+        target = f"127.0.0.1:{hgrpc.bound_port(service._grpc_server)}"
+        stub = health_pb2_grpc.HealthStub(hgrpc.channel("test", target=target))
+        for _ in range(100):
+            answer = await stub.Check(health_pb2.HealthCheckRequest(service=SERVICE))
+            if answer.status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                break
+            await asyncio.sleep(0.05)
+        assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        alive = await stub.Check(health_pb2.HealthCheckRequest(service=LIVENESS_SERVICE))
+        assert alive.status == health_pb2.HealthCheckResponse.SERVING
+        assert (await service.readiness())["unreachable-test"].startswith("database: OperationalError")
+    finally:
+        await service.stop()

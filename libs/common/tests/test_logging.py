@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -174,3 +175,44 @@ def test_calling_setup_twice_keeps_one_handler(lines: Callable[[], list[dict[str
     log.info("once")
     assert len(lines()) == 1
     assert len([h for h in logging.getLogger().handlers if h.get_name() == "hdhub"]) == 1
+
+
+def test_ids_are_not_mangled_by_ssin_masking() -> None:
+    """Masking goes by the SSIN rule, not the shape: of 100,000 random UUIDs, 713 hold a
+    run of digits shaped like an SSIN (all mangled before) and 1 passes the rule; an
+    SSIN with a wrong check number stays too."""
+    import random
+    import uuid
+
+    rng = random.Random(15)
+    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(100_000)]
+    by_shape = re.compile(r"(?<!\d)\d{2}[.\- ]?\d{2}[.\- ]?\d{2}[.\- ]?\d{3}[.\- ]?\d{2}(?!\d)")
+    shaped = [i for i in ids if by_shape.search(i)]
+    mangled = [i for i in ids if redact(i) != i]
+    assert len(shaped) > 500 and len(mangled) <= 1
+    assert redact("row 85040216933 refused") == "row 85040216933 refused"  # check number off by one
+    assert redact("registration 0f3c2a10-85040216932") == "registration 0f3c2a10-[redacted-ssin]"
+
+
+def test_access_line_names_the_route_template_not_the_raw_path(
+    lines: Callable[[], list[dict[str, Any]]],
+) -> None:
+    """A file name (or an id) in the URL stays out of the access log: the line names the
+    route that answered, or says none did."""
+    from types import SimpleNamespace
+
+    from hdhub.common.logging import current_request
+
+    access = logging.getLogger("uvicorn.access")
+    raw = "/api/v1/files/lab-demo/NGS/Wauters_Hilde_19700615.vcf"
+    template = "/api/v1/files/{organisation_id}/{registry}/{filename}"
+    token = current_request.set({"route": SimpleNamespace(path=template)})
+    access.info('%s - "%s %s HTTP/%s" %d', "10.0.0.7:51234", "PUT", raw, "1.1", 201)
+    current_request.reset(token)
+    token = current_request.set({})  # no route matched (a 404)
+    access.info('%s - "%s %s HTTP/%s" %d', "10.0.0.7:51234", "GET", raw, "1.1", 404)
+    current_request.reset(token)
+    matched, unmatched = lines()
+    assert matched["message"] == f"PUT {template} HTTP/1.1 201" and matched["http_path"] == template
+    assert unmatched["http_path"] == "(unmatched)"
+    assert "Wauters" not in json.dumps([matched, unmatched])

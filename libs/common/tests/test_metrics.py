@@ -89,3 +89,50 @@ async def test_metrics_app_answers_a_prometheus_scrape(client: httpx.AsyncClient
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     assert "http_server_requests_total" in response.text
+
+
+async def test_probes_and_scrapes_are_left_out_of_the_request_metrics() -> None:
+    """An API failing every real request must not hide behind its probes' 200s."""
+    from hdhub.common.web import create_app
+
+    service = "probes-test"
+    app = create_app(title="t", routers=[], service=service)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        for path in ("/healthz", "/readyz", "/metrics"):
+            assert (await client.get(path)).status_code == 200
+        await client.get("/nothing")
+    routes = {
+        s.labels["route"]
+        for m in REGISTRY.collect()
+        if m.name == "http_server_requests"
+        for s in m.samples
+        if s.labels.get("service") == service
+    }
+    assert routes == {"<unmatched>"}
+
+
+async def test_service_is_the_hdhub_service_that_owns_the_route() -> None:
+    """In one process (`hdhub run all`) as in a process per service, ``service`` names the
+    hdhub service whose route answered, not the app's title."""
+    import types
+
+    from hdhub.common.web import create_app
+
+    app = create_app(title="hdhub", routers=[], service="hdhub")
+    fake = types.ModuleType("hdhub.registrations.fake_api")
+    exec(  # a route defined in a module of the registrations package
+        "from fastapi import APIRouter\nrouter = APIRouter()\n"
+        "@router.get('/api/v1/owned-test')\nasync def owned() -> dict[str, str]:\n    return {}\n",
+        fake.__dict__,
+    )
+    app.include_router(fake.router)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        assert (await client.get("/api/v1/owned-test")).status_code == 200
+    assert (
+        REGISTRY.get_sample_value(
+            "http_server_requests_total",
+            {"service": "registrations", "method": "GET", "route": "/api/v1/owned-test", "status": "200"},
+        )
+        == 1
+    )

@@ -246,3 +246,143 @@ def test_endpoint_turns_otlp_export_on() -> None:
 
 def test_sdk_disabled_leaves_the_noop_api() -> None:
     assert _probe(OTEL_SDK_DISABLED="true", OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:1") == "no-sdk"
+
+
+# --- jobs: producer and consumer spans, batches linked -------------------------------------
+
+
+class _Job:
+    def __init__(self, kind: str, trace_context: dict[str, str]) -> None:
+        self.id, self.kind, self.attempts, self.trace_context = os.urandom(4).hex(), kind, 1, trace_context
+
+
+def _enqueued(kind: str) -> tuple[_Job, trace.Span]:
+    with trace.get_tracer("test").start_as_current_span("POST /submit") as request:
+        with telemetry.enqueue_span(kind, job_id="j"):
+            stored = telemetry.inject_context()
+    return _Job(kind, stored), request
+
+
+def test_a_job_continues_its_producer_in_the_request_trace(exported: InMemorySpanExporter) -> None:
+    job, request = _enqueued("deliver")
+    with telemetry.quiet(), telemetry.job_span(job):  # claimed by a quiet poll: still traced
+        follow_up = telemetry.job_context(job)
+    finished = list(exported.get_finished_spans())
+    producer = _one(finished, SpanKind.PRODUCER, "send deliver")
+    consumer = _one(finished, SpanKind.CONSUMER, "process deliver")
+    assert producer.parent is not None and producer.parent.span_id == request.get_span_context().span_id
+    assert consumer.parent is not None and consumer.parent.span_id == producer.context.span_id
+    assert consumer.context.trace_id == request.get_span_context().trace_id
+    attributes = dict(consumer.attributes or {})
+    assert attributes["messaging.operation.type"] == "process"
+    assert attributes["messaging.destination.name"] == "deliver"
+    # The confirmation enqueued by the job stays in the same trace, under the job.
+    assert follow_up["traceparent"].split("-")[2] == format(consumer.context.span_id, "016x")
+
+
+def test_a_batch_of_several_requests_links_to_each(exported: InMemorySpanExporter) -> None:
+    (a, ra), (b, rb) = _enqueued("deliver"), _enqueued("deliver")
+    with telemetry.jobs_span([a, b]):
+        a_next, b_next = telemetry.job_context(a), telemetry.job_context(b)
+    batch = _one(list(exported.get_finished_spans()), SpanKind.CONSUMER, "process deliver")
+    assert batch.parent is None  # a trace of its own
+    linked = {link.context.trace_id for link in batch.links}
+    assert linked == {ra.get_span_context().trace_id, rb.get_span_context().trace_id}
+    assert dict(batch.attributes or {})["messaging.batch.message_count"] == 2
+    # Each follow-up job keeps its own journey's trace, not the batch's.
+    assert a_next == a.trace_context and b_next == b.trace_context
+
+
+def test_nothing_is_traced_in_a_quiet_poll(exported: InMemorySpanExporter) -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+    provider = TracerProvider(sampler=telemetry.QuietSampler(ALWAYS_ON))
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("test")
+    with telemetry.quiet():
+        with tracer.start_as_current_span("claim"):
+            with telemetry.enqueue_span("relink"):
+                assert telemetry.inject_context() == {}
+    assert memory.get_finished_spans() == ()
+    with tracer.start_as_current_span("loud"):
+        pass
+    assert [s.name for s in memory.get_finished_spans()] == ["loud"]
+
+
+# --- what leaves the process -----------------------------------------------------------------
+
+
+def _scrubbing(per_service: bool = False) -> tuple[trace.Tracer, InMemorySpanExporter]:
+    from opentelemetry.sdk.resources import Resource
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "hdhub"}))
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(
+        telemetry.ScrubbingSpanProcessor(SimpleSpanProcessor(memory), per_service=per_service)
+    )
+    return provider.get_tracer("test"), memory
+
+
+def test_exported_spans_carry_templates_not_values() -> None:
+    tracer, memory = _scrubbing()
+    with tracer.start_as_current_span(
+        "GET /api/v1/registrations/{registration_id}",
+        kind=SpanKind.SERVER,
+        attributes={
+            "http.request.method": "GET",
+            "http.route": "/api/v1/registrations/{registration_id}",
+            "url.path": "/api/v1/registrations/85040216932",
+            "url.query": "ssin=85040216932",
+        },
+    ):
+        pass
+    with tracer.start_as_current_span(
+        "PUT", kind=SpanKind.SERVER, attributes={"url.path": "/api/v1/files/az/NGS/Peeters_Jan_19700615.vcf"}
+    ):
+        pass
+    with tracer.start_as_current_span("SELECT hdhub_reg", attributes={"db.operation": "SELECT hdhub_reg"}):
+        pass
+    with tracer.start_as_current_span("/hdhub.sim.v1.Central/Send", attributes={"rpc.system": "grpc"}):
+        pass
+    with pytest.raises(ValueError), tracer.start_as_current_span("fails"):
+        raise ValueError("no registration for Peeters Jan born 1970-06-15 (85040216932)")
+    routed, unrouted, sql, rpc, fails = memory.get_finished_spans()
+    assert dict(routed.attributes or {})["url.path"] == "/api/v1/registrations/{registration_id}"
+    assert "url.query" not in dict(routed.attributes or {})
+    assert "url.path" not in dict(unrouted.attributes or {})  # no template, no path
+    assert dict(sql.attributes or {})["db.operation"] == "SELECT"
+    assert rpc.name == "hdhub.sim.v1.Central/Send"
+    [event] = fails.events
+    assert dict(event.attributes or {}) == {"exception.type": "ValueError", "exception.escaped": "False"}
+    assert fails.status.description is None
+    exported = repr(
+        [
+            (s.name, dict(s.attributes or {}), s.events, s.status.description)
+            for s in memory.get_finished_spans()
+        ]
+    )
+    for secret in ("85040216932", "Peeters", "19700615", "1970-06-15"):
+        assert secret not in exported
+
+
+def test_in_one_process_each_service_exports_its_own_spans() -> None:
+    from hdhub.common.logging import current_service
+
+    tracer, memory = _scrubbing(per_service=True)
+    token = current_service.set("uploads")
+    with tracer.start_as_current_span("POST /api/v1/uploads"):
+        pass
+    current_service.reset(token)
+    with telemetry.worker_context("registrations"), tracer.start_as_current_span("process deliver"):
+        with tracer.start_as_current_span("SELECT"):
+            pass
+    with tracer.start_as_current_span("hdhub.registrations.v1.X/Y", kind=SpanKind.SERVER) as server:
+        server.set_attribute("hdhub.service", "registrations")
+    names = [s.resource.attributes["service.name"] for s in memory.get_finished_spans()]
+    assert names == [
+        "hdhub-uploads",
+        "hdhub-registrations-worker",
+        "hdhub-registrations-worker",
+        "hdhub-registrations",
+    ]

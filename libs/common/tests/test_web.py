@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from fastapi import APIRouter
 
@@ -37,7 +39,9 @@ async def test_problems_unknown_routes_and_oversized_bodies() -> None:
 
     async with app_with(router) as client:
         r = await client.post("/things", json={"a": 1})
-        assert r.status_code == 409 and r.json() == {"type": "/problems/thing-exists", "title": "That thing exists", "status": 409, "instance": "/things"}
+        body = r.json()
+        body.pop("trace_id", None)
+        assert r.status_code == 409 and body == {"type": "/problems/thing-exists", "title": "That thing exists", "status": 409, "instance": "/things"}
         r = await client.get("/nope")
         assert r.status_code == 404 and r.json()["type"] == "/problems/not-found"
         r = await client.post("/things", json={"a": "x"})
@@ -46,3 +50,58 @@ async def test_problems_unknown_routes_and_oversized_bodies() -> None:
         assert r.status_code == 400 and r.json()["type"] == "/problems/malformed-json"
         r = await client.post("/things", content=b"x" * (6 * 1024 * 1024), headers={"content-type": "application/json"})
         assert r.status_code == 413
+
+
+async def test_every_problem_answer_carries_the_trace_id_in_its_body_and_a_header() -> None:
+    """A caller quotes the trace id to support: in the problem's ``trace_id`` member and
+    the ``X-Trace-Id`` header, on a 500 as on any other problem."""
+    from hdhub.common.telemetry import setup_telemetry
+
+    setup_telemetry("web-test")  # a TracerProvider (no exporter), as every hdhub process has
+    router = APIRouter()
+
+    @router.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret detail")
+
+    @router.get("/refused")
+    async def refused() -> None:
+        raise Problem(409, "refused", "Refused")
+
+    async with app_with(router) as client:
+        for path, status in (("/boom", 500), ("/refused", 409), ("/nope", 404)):
+            r = await client.get(path)
+            assert r.status_code == status
+            trace_id = r.json()["trace_id"]
+            assert len(trace_id) == 32 and int(trace_id, 16) != 0
+            assert r.headers["x-trace-id"] == trace_id
+        r = await client.get("/boom")
+        assert "trace id" in r.json()["detail"] and r.json()["trace_id"] != trace_id  # one per request
+
+
+async def test_liveness_stays_up_while_readiness_says_the_database_is_down(tmp_path: Any) -> None:
+    """/healthz is liveness: a database outage must not get pods restarted; /readyz fails
+    (503, saying which database and why) so the Service stops sending requests."""
+    from hdhub.common.db import Database
+    from hdhub.common.health import database_state
+
+    down = Database("postgresql+psycopg://postgres@127.0.0.1:9/none")  # nothing listens on port 9
+    up = Database(f"sqlite+aiosqlite:///{tmp_path}/up.db")
+
+    async def readiness_of(db: Database) -> dict[str, str]:
+        return {"things.database": await database_state(db)}
+
+    try:
+        for db, ready in ((down, False), (up, True)):
+            app = create_app(title="t", routers=[], readiness=lambda db=db: readiness_of(db))  # type: ignore[misc]
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+                assert (await client.get("/healthz")).status_code == 200
+                r = await client.get("/readyz")
+                if ready:
+                    assert r.status_code == 200 and r.json()["checks"] == {"things.database": "ok"}
+                else:
+                    assert r.status_code == 503 and r.json()["status"] == "unavailable"
+                    assert "refused" in r.json()["checks"]["things.database"].lower()
+    finally:
+        await down.dispose()
+        await up.dispose()

@@ -21,7 +21,9 @@ Host = Annotated[str, typer.Option(help="Address to serve HTTP on")]
 Port = Annotated[int, typer.Option(help="Port to serve HTTP on")]
 
 
-def _configure(port: int | None = None, host: str = "127.0.0.1", *, service: str = "all") -> None:
+def _configure(
+    port: int | None = None, host: str = "127.0.0.1", *, service: str = "all", worker: bool = False
+) -> None:
     if port is not None:
         base = f"http://{host if host != '0.0.0.0' else '127.0.0.1'}:{port}"
         os.environ.setdefault("HDHUB_PUBLIC_URL", base)
@@ -43,8 +45,10 @@ def _configure(port: int | None = None, host: str = "127.0.0.1", *, service: str
     from hdhub.common.telemetry import setup_telemetry
 
     setup_logging(settings.log_level, settings.log_format)
-    # One resource per process: `hdhub` for all services in one, else the service's own.
-    setup_telemetry("hdhub" if service == "all" else f"hdhub-{service}")
+    # One resource per process: `hdhub` for all services in one (each span then exported
+    # under its own service), else the service's own; a worker is not its API.
+    name = "hdhub" if service == "all" else f"hdhub-{service}"
+    setup_telemetry(f"{name}-worker" if worker and service != "all" else name)
 
 
 def _refusal(exc: ValidationError) -> typer.BadParameter:
@@ -163,7 +167,7 @@ def run(
 def worker(service: Annotated[str, typer.Argument(help="The service whose background jobs to run")]) -> None:
     """Run a service's background worker (claims durable jobs; safe to run several)."""
     names = _check(service)
-    _configure(service=service)
+    _configure(service=service, worker=True)
 
     async def main() -> None:
         platform = _platform(names, migrate=False, seed=False, workers=True)
@@ -175,12 +179,18 @@ def worker(service: Annotated[str, typer.Argument(help="The service whose backgr
         platform.register_metrics()
         tasks = [asyncio.create_task(s.work(platform._stop)) for s in platform.services]
         settings = platform_settings()
-        if settings.metrics_port:  # a worker has no HTTP edge: /metrics on a port of its own
+        if settings.metrics_port:  # a worker has no HTTP edge: /metrics and /healthz on a port of its own
             from hdhub.common.metrics import serve_metrics
 
             tasks.append(
                 asyncio.create_task(
-                    serve_metrics(settings.metrics_host, settings.metrics_port, platform._stop)
+                    serve_metrics(
+                        settings.metrics_host,
+                        settings.metrics_port,
+                        platform._stop,
+                        services=[s.name for s in platform.services if s.has_worker()],
+                        stale_after=settings.worker_stale_seconds,
+                    )
                 )
             )
         await asyncio.gather(*tasks)

@@ -261,11 +261,11 @@ async def test_sadmi_is_documented_but_not_available(stack: Stack) -> None:
     r = await stack.client.get(
         f"{BASE}/externalreference/sadmi?notificationCode=12345", headers=await stack.headers(HIS)
     )
-    assert r.status_code == 501 and r.json()["type"] == "/problems/sadmi-not-available"
+    assert r.status_code == 404 and r.json()["type"] == "/problems/sadmi-not-available"
     r = await stack.client.get(
         f"{BASE}/externalreference/sadmi?notificationCode=12345", headers=await stack.headers(FOREIGN_SYSTEM)
     )
-    assert r.status_code == 501
+    assert r.status_code == 404
     assert (
         await stack.client.get(f"{BASE}/externalreference/sadmi?notificationCode=12345")
     ).status_code == 401

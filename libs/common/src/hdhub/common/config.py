@@ -88,6 +88,9 @@ class PlatformSettings(BaseSettings):
     #: Where `hdhub worker` serves /metrics (workers have no HTTP edge); unset: not served.
     metrics_host: str = "0.0.0.0"
     metrics_port: int | None = None
+    #: A worker whose claim loop has not gone round for this long answers 503 on its
+    #: /healthz (the kubelet restarts it); above the longest poll interval and job step.
+    worker_stale_seconds: float = 300.0
     #: The confidential client secret of this process's service identity (client
     #: ``hdhub-<service>`` in Keycloak, realm role ``hdhub-service:<service>``); workers
     #: and the drop folder use it to call other services as themselves.

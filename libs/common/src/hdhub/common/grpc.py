@@ -42,7 +42,7 @@ import logging
 import time
 import urllib.parse
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from types import MappingProxyType
@@ -58,8 +58,15 @@ from opentelemetry import trace
 from hdhub.common.auth import SERVICE_CALLS, ActingFor, Principal, current_principal, verifier
 from hdhub.common.config import platform
 from hdhub.common.errors import FieldProblem, Problem, forbidden, unauthorized
+from hdhub.common.health import LIVENESS_SERVICE, describe_failure, is_ready
 from hdhub.common.logging import current_service
-from hdhub.common.metrics import GRPC_SERVER_HANDLED, GRPC_SERVER_HANDLING_SECONDS, GRPC_SERVER_STARTED
+from hdhub.common.metrics import (
+    GRPC_CLIENT_STARTED,
+    GRPC_SERVER_HANDLED,
+    GRPC_SERVER_HANDLING_SECONDS,
+    GRPC_SERVER_STARTED,
+    grpc_client_outcome,
+)
 from hdhub.common.telemetry import current_trace_id, grpc_client_interceptors, grpc_server_interceptor
 
 __all__ = [
@@ -72,6 +79,7 @@ __all__ = [
     "channel",
     "check_acting_for",
     "close_channels",
+    "follow_readiness",
     "idempotent_methods",
     "problem_from_rpc_error",
     "register_idempotent",
@@ -95,6 +103,8 @@ PROBLEM_HEADERS_METADATA_KEY = "hdhub-problem-headers-bin"
 # drops field errors past that (counted in ``errors_omitted``).
 MAX_PROBLEM_BYTES = 6 * 1024
 GRACE_SECONDS = 10.0
+#: How often the health service re-checks readiness (the service's database).
+READINESS_EVERY_SECONDS = 5.0
 # Whose work a service call does (see hdhub.common.auth.ActingFor); the actor is
 # percent-encoded (metadata values are ASCII).
 ACTING_FOR_METADATA_KEY = "hdhub-acting-for"
@@ -623,6 +633,7 @@ class _ServerState:
     service: str
     port: int
     health: health_aio.HealthServicer
+    service_names: tuple[str, ...] = ()
 
 
 _servers: weakref.WeakKeyDictionary[grpc.aio.Server, _ServerState] = weakref.WeakKeyDictionary()
@@ -648,15 +659,50 @@ async def start_server(
         add(server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    for name in ("", *service_names):
+    for name in ("", *service_names, LIVENESS_SERVICE):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
     reflection.enable_server_reflection([*service_names, health_name, reflection.SERVICE_NAME], server)
     port = server.add_insecure_port(bind)
     await server.start()
-    _servers[server] = _ServerState(service, port, health)
+    _servers[server] = _ServerState(service, port, health, tuple(service_names))
     log.info("gRPC server of %s listening on %s", service, bind.rsplit(":", 1)[0] + f":{port}")
     return server
+
+
+async def set_ready(server: grpc.aio.Server, ready: bool) -> None:
+    """Report ``""`` and the server's service names SERVING or NOT_SERVING (readiness);
+    :data:`~hdhub.common.health.LIVENESS_SERVICE` is left SERVING."""
+    state = _servers.get(server)
+    if state is None:
+        return
+    status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+    for name in ("", *state.service_names):
+        await state.health.set(name, status)
+
+
+async def follow_readiness(
+    server: grpc.aio.Server,
+    readiness: Callable[[], Awaitable[Mapping[str, str]]],
+    *,
+    every: float = READINESS_EVERY_SECONDS,
+) -> None:
+    """Until cancelled: every ``every`` seconds, the server's health follows ``readiness``
+    (NOT_SERVING while a check fails, e.g. the service's database is unreachable)."""
+    ready: bool | None = None
+    while True:
+        try:
+            states = await readiness()
+        except Exception as exc:  # noqa: BLE001 - a check that breaks is a failed check
+            states = {"readiness": describe_failure(exc)}
+        now_ready = is_ready(states)
+        if now_ready != ready:
+            if ready is not None or not now_ready:  # a change, or not ready from the start
+                report = log.info if now_ready else log.warning
+                report("gRPC health %s", "SERVING" if now_ready else "NOT_SERVING", extra={"checks": dict(states)})
+            await set_ready(server, now_ready)
+            ready = now_ready
+        await asyncio.sleep(every)
 
 
 def bound_port(server: grpc.aio.Server) -> int:
@@ -745,6 +791,70 @@ class _CallerInterceptor(
         return await continuation(self._details(client_call_details), request_iterator)
 
 
+class _ClientMetricsInterceptor(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
+):
+    """Counts client calls by service, method and status code, and times them
+    (:data:`hdhub.common.metrics.GRPC_CLIENT_HANDLED`): calls to the central platform are
+    seen here, not only on a server hdhub does not run."""
+
+    _pending: set[asyncio.Task[None]] = set()
+
+    @staticmethod
+    def _names(details: grpc.aio.ClientCallDetails, grpc_type: str) -> tuple[str, str, str]:
+        method = details.method.decode() if isinstance(details.method, bytes) else str(details.method)
+        service, _, name = method.lstrip("/").partition("/")
+        GRPC_CLIENT_STARTED.labels(grpc_type, service, name).inc()
+        return grpc_type, service, name
+
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        names = self._names(client_call_details, "unary")
+        start = time.perf_counter()
+        call = await continuation(client_call_details, request)
+        code = await call.code()  # the call's end, as the OpenTelemetry interceptor waits for it
+        grpc_client_outcome(*names, code.name, time.perf_counter() - start)
+        return call
+
+    def _when_done(self, call: Any, names: tuple[str, str, str], start: float) -> None:
+        def done(finished: Any) -> None:
+            elapsed = time.perf_counter() - start
+
+            async def record() -> None:
+                code = await finished.code()
+                grpc_client_outcome(*names, code.name, elapsed)
+
+            task = asyncio.ensure_future(record())
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+        call.add_done_callback(done)
+
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        names, start = self._names(client_call_details, "server_stream"), time.perf_counter()
+        call = await continuation(client_call_details, request)
+        self._when_done(call, names, start)
+        return call
+
+    async def intercept_stream_unary(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        names, start = self._names(client_call_details, "client_stream"), time.perf_counter()
+        call = await continuation(client_call_details, request_iterator)
+        self._when_done(call, names, start)
+        return call
+
+    async def intercept_stream_stream(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        names, start = self._names(client_call_details, "bidi_stream"), time.perf_counter()
+        call = await continuation(client_call_details, request_iterator)
+        self._when_done(call, names, start)
+        return call
+
+
 @dataclass(slots=True)
 class _CachedChannel:
     channel: grpc.aio.Channel
@@ -786,6 +896,7 @@ def channel(service: str, *, target: str | None = None) -> grpc.aio.Channel:
         _retired.append(cached)
     options = [*CHANNEL_OPTIONS, ("grpc.service_config", _service_config())]
     interceptors: list[grpc.aio.ClientInterceptor] = [_CallerInterceptor(), *grpc_client_interceptors()]
+    interceptors.insert(0, _ClientMetricsInterceptor())
     created = grpc.aio.insecure_channel(resolved, options=options, interceptors=interceptors)
     _channels[resolved] = _CachedChannel(created, loop, _idempotent_generation)
     return created

@@ -27,6 +27,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from hdhub.common.auth import ActingFor
 from hdhub.common.db import Database, UTCDateTime, bulk_insert, new_id, new_ids, utcnow
+from hdhub.common.metrics import jobs_claimed, jobs_ended
+from hdhub.common.telemetry import enqueue_span, inject_context
 
 log = logging.getLogger("hdhub.jobs")
 
@@ -60,18 +62,34 @@ def _with_actor(payload: dict[str, Any] | None, actor: str | None) -> dict[str, 
     return {**(payload or {}), ACTOR_KEY: actor} if actor else dict(payload or {})
 
 
+def _own_trace(given: dict[str, str] | None, producer: dict[str, str]) -> dict[str, str]:
+    """The trace context a job of a batch stores: ``given`` (its own journey's) when that is
+    another trace than the producer span's, else the producer span's (a descendant of it)."""
+    if not given:
+        return producer
+    return producer if _trace_id(given) == _trace_id(producer) else given
+
+
+def _trace_id(carrier: dict[str, str]) -> str:
+    return carrier.get("traceparent", "").partition("-")[2].partition("-")[0]
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass
 class JobQueue:
-    """Enqueue, claim, finish and retry jobs of one service's ``Job`` model."""
+    """Enqueue, claim, finish and retry jobs of one service's ``Job`` model.
+
+    ``service`` labels the job metrics (claimed, ended by outcome, duration):
+    :mod:`hdhub.common.metrics`."""
 
     db: Database
     model: type[Any]
     lease: timedelta = timedelta(seconds=60)
     max_attempts: int = 8
+    service: str = "hdhub"
     _next_purge: float = field(default=0.0, init=False, repr=False)
 
     def enqueue(
@@ -92,15 +110,15 @@ class JobQueue:
         caused the job) say whose work it is; the job acts for them (:meth:`acting_for`).
 
         ``job_id`` makes enqueueing idempotent: a second job with the same id fails the
-        insert (IntegrityError) instead of doing the work twice."""
-        try:
-            from hdhub.common.telemetry import inject_context
+        insert (IntegrityError) instead of doing the work twice.
 
+        A producer span (``send <kind>``) is recorded, and its trace context stored with
+        the job: the span that processes it continues this trace."""
+        job_id = job_id or new_id()
+        with enqueue_span(kind, job_id=job_id):
             trace = inject_context()
-        except ImportError:  # pragma: no cover
-            trace = {}
         job = self.model(
-            id=job_id or new_id(),
+            id=job_id,
             kind=kind,
             payload=_with_actor(payload, actor),
             organisation_id=organisation_id,
@@ -116,15 +134,13 @@ class JobQueue:
     async def enqueue_many(self, session: AsyncSession, kind: str, items: list[dict[str, Any]]) -> None:
         """Add many jobs in the caller's transaction, in one bulk insert (COPY on PostgreSQL).
 
-        Each item may carry ``payload``, ``organisation_id``, ``actor``, ``subject_id`` and
-        ``run_after``.
+        Each item may carry ``payload``, ``organisation_id``, ``actor``, ``subject_id``,
+        ``run_after`` and ``trace_context`` (default: the producer span's; a job following
+        one of a batch of many traces passes that job's, see
+        :func:`hdhub.common.telemetry.job_context`).
         """
-        try:
-            from hdhub.common.telemetry import inject_context
-
+        with enqueue_span(kind, count=len(items)):
             trace = inject_context()
-        except ImportError:  # pragma: no cover
-            trace = {}
         now = utcnow()
         ids = new_ids(len(items))
         rows = [
@@ -139,7 +155,7 @@ class JobQueue:
                 "run_after": item.get("run_after") or now,
                 "lease_until": None,
                 "worker": None,
-                "trace_context": trace,
+                "trace_context": _own_trace(item.get("trace_context"), trace),
                 "last_error": None,
                 "created_at": now,
                 "finished_at": None,
@@ -180,7 +196,15 @@ class JobQueue:
             .execution_options(synchronize_session=False)
         )
         async with self.db.system_session() as session:
-            return list((await session.execute(statement)).scalars())
+            claimed = list((await session.execute(statement)).scalars())
+        jobs_claimed(self.service, claimed)
+        return claimed
+
+    @staticmethod
+    def ended(job_ids: list[str], outcome: str) -> None:
+        """Count the end of claimed jobs' attempts changed without this queue (set-based
+        updates of a service's own): ``done``, ``failed``, ``parked`` or ``deferred``."""
+        jobs_ended(job_ids, outcome)
 
     async def finish(self, session: AsyncSession, job_id: str) -> None:
         """Mark a job done, in the transaction that applied its effect."""
@@ -188,6 +212,7 @@ class JobQueue:
         await session.execute(
             update(Job).where(Job.id == job_id).values(status=DONE, finished_at=utcnow(), lease_until=None)
         )
+        jobs_ended([job_id], DONE)
 
     async def finish_many(self, session: AsyncSession, job_ids: list[str]) -> None:
         """Mark jobs done in one statement, in the transaction that applied their effects."""
@@ -198,6 +223,7 @@ class JobQueue:
             .values(status=DONE, finished_at=utcnow(), lease_until=None)
             .execution_options(synchronize_session=False)
         )
+        jobs_ended(job_ids, DONE)
 
     async def purge(self, *, older_than: timedelta, now: datetime | None = None, limit: int = 5000) -> int:
         """Delete jobs that finished more than ``older_than`` ago, at most ``limit`` per call;
@@ -239,6 +265,7 @@ class JobQueue:
             .where(Job.id == job_id)
             .values(status=QUEUED, lease_until=None, worker=None, run_after=until, attempts=Job.attempts - 1)
         )
+        jobs_ended([job_id], "deferred")
 
     async def fail(self, job_id: str, error: str, *, now: datetime | None = None) -> str:
         """Record a failure: retry with exponential back-off, or park after ``max_attempts``."""
@@ -255,4 +282,6 @@ class JobQueue:
                 delay = min(2 ** job.attempts, 3600)
                 job.status, job.lease_until = QUEUED, None
                 job.run_after, job.last_error = now + timedelta(seconds=delay), error[:2000]
-            return str(job.status)
+            outcome = str(job.status)
+        jobs_ended([job_id], PARKED if outcome == PARKED else "failed")
+        return outcome

@@ -6,6 +6,7 @@ process; ``hdhub run SERVICE`` starts one. The code path is the same either way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -25,14 +26,29 @@ async def run_worker(
     name: str, step: Callable[[], Awaitable[int]], *, wake: Wakeup, poll_seconds: float, stop: asyncio.Event
 ) -> None:
     """The loop every service worker runs: do a step of work; when it found nothing, wait
-    for a wake-up (or ``poll_seconds``); a failing step is logged and retried, never fatal."""
+    for a wake-up (or ``poll_seconds``). A failing step (its database down, say) is retried
+    with back-off, never fatal, and logged once, then once a minute, then when it recovers
+    (:class:`hdhub.common.health.FailureLog`). Each round is a heartbeat: the worker's
+    liveness and ``hdhub_worker_heartbeat_timestamp_seconds``.
+
+    A step is not traced (polling that finds nothing would be a trace per poll); the jobs
+    it finds are, each continuing the trace that enqueued it (``telemetry.jobs_span``)."""
+    from hdhub.common.health import FailureLog
+    from hdhub.common.metrics import heartbeat
+    from hdhub.common.telemetry import quiet, worker_context
+
+    failures = FailureLog(name)
     try:
         while not stop.is_set():
+            heartbeat(name)
             try:
-                done = await step()
-            except Exception:
-                log.exception("worker step failed", extra={"service": name})
-                done = 0
+                with worker_context(name), quiet():
+                    done = await step()
+            except Exception as exc:
+                failures.failed(exc)
+                await wake.wait(failures.backoff(poll_seconds))
+                continue
+            failures.succeeded()
             if not done:
                 await wake.wait(poll_seconds)
     finally:
@@ -50,6 +66,10 @@ class Service:
         self.settings = settings
         self.db = Database(settings.resolved_database_url(), migrations=migrations)
         self._grpc_server: grpc.aio.Server | None = None
+        self._health_task: asyncio.Task[None] | None = None
+        from hdhub.common.metrics import register_db_pool
+
+        register_db_pool(self.name, self.db)
 
     def routers(self) -> Sequence[APIRouter]:
         """REST routers this service contributes to the HTTP edge."""
@@ -66,23 +86,41 @@ class Service:
         """The background worker loop; returns when ``stop`` is set. Default: nothing."""
         await stop.wait()
 
+    def has_worker(self) -> bool:
+        """Whether this service has a worker loop (:meth:`work` is its own)."""
+        return type(self).work is not Service.work
+
     async def domain_metrics(self) -> None:
         """Set this service's domain gauges from its database (before a scrape, at most
         every 15 s; see :func:`hdhub.common.metrics.register_domain_metrics`)."""
         return None
 
+    async def readiness(self) -> dict[str, str]:
+        """Whether this service can serve: its database answers ("ok"), or why not; keyed by
+        the service's name, as ``/readyz`` lists its checks."""
+        from hdhub.common.health import database_state
+
+        return {self.name: await database_state(self.db)}
+
     async def start_grpc(self) -> None:
         if not self.grpc_registrations():
             return
-        from hdhub.common.grpc import start_server
+        from hdhub.common.grpc import follow_readiness, start_server
 
         bind = self.settings.resolved_grpc_bind()
         self._grpc_server = await start_server(
             service=self.name, bind=bind, register=self.grpc_registrations(), service_names=self.grpc_service_names
         )
+        self._health_task = asyncio.create_task(
+            follow_readiness(self._grpc_server, self.readiness), name=f"{self.name}-grpc-health"
+        )
         log.info("gRPC serving", extra={"service": self.name, "bind": bind})
 
     async def stop(self) -> None:
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
         if self._grpc_server is not None:
             from hdhub.common.grpc import stop_server
 

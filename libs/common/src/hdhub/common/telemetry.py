@@ -13,23 +13,45 @@ Configuration is the OpenTelemetry SDK's own, nothing home-made:
   ``OTEL_PROPAGATORS``, ``OTEL_PYTHON_FASTAPI_EXCLUDED_URLS``,
   ``OTEL_PYTHON_GRPC_EXCLUDED_SERVICES``: read by the SDK and instrumentations as usual.
 
-Query strings are stripped from HTTP span attributes: they can carry identifiers.
+What leaves the process is scrubbed on the way out (:class:`ScrubbingSpanProcessor`):
+URL paths become their route templates, query strings go, exception events keep their
+type only (messages and stack traces embed values), and SSINs that slipped into any
+attribute are masked. Idle polls make no spans at all (:func:`quiet`): a worker that
+finds nothing to do is not a trace.
+
+Attribute names follow the current semantic conventions (``OTEL_SEMCONV_STABILITY_OPT_IN``
+defaults to ``http``): ``http.request.method``, ``url.path``, ``http.response.status_code``;
+jobs follow the messaging conventions (a producer span when enqueued, a consumer span when
+processed, continuing the producer's trace or linking to each producer of a batch).
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import threading
 import urllib.parse
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+from opentelemetry.context.context import Context
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation
 from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace.status import Status
+
+from hdhub.common.logging import current_request, current_service
+from hdhub.common.ssin import mask_ssins
 
 if TYPE_CHECKING:
     import grpc.aio
@@ -38,7 +60,10 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = [
+    "QuietSampler",
+    "ScrubbingSpanProcessor",
     "current_trace_id",
+    "enqueue_span",
     "extract_context",
     "grpc_client_interceptors",
     "grpc_server_interceptor",
@@ -46,8 +71,12 @@ __all__ = [
     "instrument_fastapi",
     "instrument_httpx",
     "instrument_sqlalchemy",
+    "job_context",
     "job_span",
+    "jobs_span",
+    "quiet",
     "setup_telemetry",
+    "worker_context",
 ]
 
 log = logging.getLogger("hdhub.telemetry")
@@ -75,9 +104,11 @@ def setup_telemetry(service_name: str) -> None:
 
     Idempotent: the first call in a process decides, later calls (``hdhub run all`` calls
     it once per service) do nothing, and a TracerProvider installed earlier by someone else
-    (``opentelemetry-instrument``, a test) is kept. ``hdhub run all`` should call it with
-    ``"hdhub"`` first, so the one resource names the process; which service handled an RPC
-    is on its server span as ``hdhub.service``.
+    (``opentelemetry-instrument``, a test) is kept. ``hdhub run all`` calls it with
+    ``"hdhub"``: each span is then exported under the service that made it
+    (``hdhub-registrations``, ``hdhub-registrations-worker``...), unless ``OTEL_SERVICE_NAME``
+    names the process. The resource carries ``service.version`` and
+    ``deployment.environment`` (``HDHUB_ENVIRONMENT``).
     """
     global _configured_as
     with _lock:
@@ -90,18 +121,43 @@ def setup_telemetry(service_name: str) -> None:
             log.info("OpenTelemetry SDK disabled by OTEL_SDK_DISABLED")
             return
 
-        from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
+        from opentelemetry.sdk.resources import OTELResourceDetector
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.sampling import _get_from_env_or_default
 
         if isinstance(trace.get_tracer_provider(), TracerProvider):
             return
+        # Current HTTP attribute names (http.request.method, url.path, ...); read by the
+        # instrumentations when they are set up, so before any of them.
+        os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
         from_env = OTELResourceDetector().detect()
-        attributes = {} if SERVICE_NAME in from_env.attributes else {SERVICE_NAME: service_name}
-        provider = TracerProvider(resource=Resource.create(attributes))
+        named_by_env = SERVICE_NAME in from_env.attributes
+        environment = os.environ.get("HDHUB_ENVIRONMENT", "development")
+        attributes: dict[str, Any] = {
+            "service.version": _version(),
+            "deployment.environment": environment,
+            "deployment.environment.name": environment,
+        }
+        if not named_by_env:
+            attributes[SERVICE_NAME] = service_name
+        provider = TracerProvider(
+            resource=Resource.create(attributes), sampler=QuietSampler(_get_from_env_or_default())
+        )
+        per_service = service_name == "hdhub" and not named_by_env
         for exporter in _span_exporters(os.environ):
-            provider.add_span_processor(BatchSpanProcessor(exporter))
+            provider.add_span_processor(
+                ScrubbingSpanProcessor(BatchSpanProcessor(exporter), per_service=per_service)
+            )
         trace.set_tracer_provider(provider)
+    instrument_httpx()
+
+
+def _version() -> str:
+    try:
+        return metadata.version("hdhub")
+    except metadata.PackageNotFoundError:  # pragma: no cover - run from a source tree
+        return "unknown"
 
 
 def _span_exporters(env: Mapping[str, str]) -> list[Any]:
@@ -144,33 +200,309 @@ def current_trace_id() -> str | None:
 
 def inject_context() -> dict[str, str]:
     """The current trace context as W3C headers (``traceparent``, ``tracestate``), to store
-    with a background job so the worker's span continues the trace that enqueued it."""
+    with a background job so the worker's span continues the trace that enqueued it.
+    Nothing while instrumentation is suppressed (:func:`quiet`): the span there is not
+    recorded, and a job continuing it would not be either."""
     carrier: dict[str, str] = {}
-    _JOB_PROPAGATOR.inject(carrier)
+    if is_instrumentation_enabled():
+        _JOB_PROPAGATOR.inject(carrier)
     return carrier
 
 
 def extract_context(carrier: Mapping[str, str] | None) -> otel_context.Context:
     """The context stored by :func:`inject_context`, to start a span in:
     ``tracer.start_as_current_span("job", context=extract_context(job.trace_context))``.
-    An empty or missing carrier gives an empty context (a new trace)."""
-    return _JOB_PROPAGATOR.extract(dict(carrier or {}))
+    An empty or missing carrier gives an empty context (a new trace). The context is a
+    fresh one: a job's work is traced even when the poll that claimed it is not."""
+    return _JOB_PROPAGATOR.extract(dict(carrier or {}), context=Context())
 
 
-def job_span(job: Any, name: str | None = None) -> Any:
-    """A consumer span for running ``job``, continuing the trace stored with it (the
-    request that enqueued it), so one trace runs from that request through the work done
-    later, in whatever process claims the job::
+_jobs_tracer = trace.get_tracer("hdhub.jobs")
+#: What jobs are to the messaging conventions: the queue is the service's jobs table, the
+#: destination a job kind.
+_MESSAGING_SYSTEM = "hdhub.jobs"
+_MAX_LINKS = 128  # the SDK's default span link limit
+
+
+def _stored(job: Any) -> trace.SpanContext:
+    return trace.get_current_span(extract_context(getattr(job, "trace_context", None))).get_span_context()
+
+
+@contextmanager
+def enqueue_span(kind: str, *, job_id: str | None = None, count: int = 1) -> Iterator[None]:
+    """A producer span for enqueueing ``count`` jobs of ``kind`` (messaging conventions,
+    ``send <kind>``), around storing the trace context with them: the job's consumer span
+    is its child. No span while instrumentation is suppressed."""
+    if not is_instrumentation_enabled():
+        yield
+        return
+    attributes: dict[str, Any] = {
+        "messaging.system": _MESSAGING_SYSTEM,
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "send",
+        "messaging.destination.name": kind,
+        "hdhub.job.kind": kind,
+    }
+    if job_id is not None:
+        attributes["messaging.message.id"] = job_id
+    if count != 1:
+        attributes["messaging.batch.message_count"] = count
+    with _jobs_tracer.start_as_current_span(
+        f"send {kind}", kind=trace.SpanKind.PRODUCER, attributes=attributes
+    ):
+        yield
+
+
+@contextmanager
+def jobs_span(jobs: Sequence[Any], kind: str | None = None) -> Iterator[trace.Span]:
+    """A consumer span for processing ``jobs`` together (``process <kind>``).
+
+    When every job was enqueued in one trace (one request, or one upload's batches) the
+    span continues it, under the first job's producer, and links to the other producers;
+    when they come from several traces (a batch of several hospitals' submits) it starts a
+    trace of its own with a span link to each (up to 128): the messaging conventions'
+    batch receive. Every job's own trace then leads here through its link."""
+    kind = kind or str(jobs[0].kind)
+    stored = [_stored(job) for job in jobs]
+    first = stored[0] if stored else trace.INVALID_SPAN_CONTEXT
+    one_trace = first.is_valid and all(c.is_valid and c.trace_id == first.trace_id for c in stored)
+    parent = extract_context(jobs[0].trace_context) if one_trace else Context()
+    seen = {(first.trace_id, first.span_id)} if one_trace else set()
+    links: list[trace.Link] = []
+    for c in stored:
+        if c.is_valid and (c.trace_id, c.span_id) not in seen and len(links) < _MAX_LINKS:
+            seen.add((c.trace_id, c.span_id))
+            links.append(trace.Link(c))
+    attributes: dict[str, Any] = {
+        "messaging.system": _MESSAGING_SYSTEM,
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.destination.name": kind,
+        "hdhub.job.kind": kind,
+    }
+    if len(jobs) == 1:
+        job = jobs[0]
+        attributes["messaging.message.id"] = attributes["hdhub.job.id"] = str(job.id)
+        attributes["hdhub.job.attempt"] = int(job.attempts or 0)
+    else:
+        attributes["messaging.batch.message_count"] = len(jobs)
+    span = _jobs_tracer.start_span(
+        f"process {kind}", context=parent, kind=trace.SpanKind.CONSUMER, links=links, attributes=attributes
+    )
+    # The job's work is traced even inside the quiet poll that claimed it.
+    loud = otel_context.get_current()
+    for key in _SUPPRESSED:
+        loud = otel_context.set_value(key, False, loud)
+    token = otel_context.attach(loud)
+    try:
+        with trace.use_span(span, end_on_exit=True):
+            yield span
+    finally:
+        otel_context.detach(token)
+
+
+def job_span(job: Any) -> Any:
+    """A consumer span for running ``job`` (``process <kind>``), continuing the trace
+    stored with it (the request that enqueued it), so one trace runs from that request
+    through the work done later, in whatever process claims the job::
 
         with job_span(job):
             await run(job)
     """
-    return trace.get_tracer("hdhub.jobs").start_as_current_span(
-        name or f"job {job.kind}",
-        context=extract_context(getattr(job, "trace_context", None)),
-        kind=trace.SpanKind.CONSUMER,
-        attributes={"hdhub.job.id": str(job.id), "hdhub.job.kind": str(job.kind), "hdhub.job.attempt": int(job.attempts or 0)},
+    return jobs_span([job])
+
+
+def job_context(job: Any) -> dict[str, str]:
+    """The trace context a job that follows ``job`` (a confirmation after a delivery)
+    stores: the current span when it continues ``job``'s trace, else ``job``'s own stored
+    context (a batch span of many traces: each follow-up stays in its journey's trace)."""
+    stored = _stored(job)
+    current = trace.get_current_span().get_span_context()
+    if current.is_valid and stored.is_valid and current.trace_id == stored.trace_id:
+        return inject_context()
+    return dict(getattr(job, "trace_context", None) or {})
+
+
+# --- idle polls and workers ---------------------------------------------------------------
+
+# What suppress_instrumentation() sets (the instrumentations look at either).
+_SUPPRESSED = (_SUPPRESS_INSTRUMENTATION_KEY, "suppress_instrumentation")
+_in_worker: contextvars.ContextVar[bool] = contextvars.ContextVar("hdhub_in_worker", default=False)
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Nothing inside is traced (a worker's poll for work: claiming, scheduling,
+    housekeeping) except the jobs it finds (:func:`jobs_span` starts from a fresh
+    context). Without it an idle worker would export a trace per poll."""
+    with suppress_instrumentation():
+        yield
+
+
+@contextmanager
+def worker_context(service: str) -> Iterator[None]:
+    """Marks what runs inside as ``service``'s worker: its log lines name the service and,
+    in ``hdhub run all``, its spans are exported as ``hdhub-<service>-worker``."""
+    service_token = current_service.set(service)
+    worker_token = _in_worker.set(True)
+    try:
+        yield
+    finally:
+        _in_worker.reset(worker_token)
+        current_service.reset(service_token)
+
+
+class QuietSampler(Sampler):
+    """Drops every span started while instrumentation is suppressed (:func:`quiet`), our
+    own spans included (the SDK's tracer does not look); otherwise ``delegate`` decides."""
+
+    def __init__(self, delegate: Sampler) -> None:
+        self._delegate = delegate
+
+    def should_sample(
+        self,
+        parent_context: otel_context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: trace.SpanKind | None = None,
+        attributes: Any = None,
+        links: Sequence[trace.Link] | None = None,
+        trace_state: trace.TraceState | None = None,
+    ) -> SamplingResult:
+        context = parent_context if parent_context is not None else otel_context.get_current()
+        if any(otel_context.get_value(key, context) for key in _SUPPRESSED):
+            return SamplingResult(Decision.DROP)
+        return self._delegate.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"QuietSampler{{{self._delegate.get_description()}}}"
+
+
+# --- what leaves the process ----------------------------------------------------------------
+
+#: Exception events keep these: the type says what failed; the message and the stack
+#: trace (whose last line repeats the message) routinely embed input values.
+_EXCEPTION_KEEP = frozenset({"exception.type", "exception.escaped"})
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_ssins(value, "[redacted-ssin]")
+    if isinstance(value, list | tuple):
+        return tuple(_masked(v) for v in value)
+    return value
+
+
+def scrub_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """A span's attributes as they may leave the process: the URL path is the route
+    template (``/api/v1/registrations/{registration_id}``, never the id or a file name) or
+    absent, no query string, ``db.operation`` the SQL verb alone, SSINs masked anywhere."""
+    out = dict(attributes)
+    route = out.get("http.route")
+    for key in ("url.path", "http.target"):
+        if key in out:
+            if route:
+                out[key] = route
+            else:
+                del out[key]
+    for key in ("url.full", "http.url"):
+        if isinstance(out.get(key), str):
+            out[key] = _strip_query(out[key])
+    out.pop("url.query", None)
+    for key in ("db.operation", "db.operation.name"):
+        value = out.get(key)
+        if isinstance(value, str) and value.split():
+            out[key] = value.split()[0].upper()
+    return {key: _masked(value) for key, value in out.items()}
+
+
+def _scrubbed_event(event: Any) -> Event:
+    attributes = dict(event.attributes or {})
+    if event.name == "exception":
+        attributes = {k: v for k, v in attributes.items() if k in _EXCEPTION_KEEP}
+    return Event(event.name, {k: _masked(v) for k, v in attributes.items()}, event.timestamp)
+
+
+def scrubbed(span: ReadableSpan, resource: Resource | None = None) -> ReadableSpan:
+    """``span`` as it may leave the process (see :func:`scrub_attributes`): gRPC span
+    names without their leading ``/``, events and status without messages."""
+    attributes = scrub_attributes(span.attributes or {})
+    name = span.name
+    if attributes.get("rpc.system") == "grpc":
+        name = name.lstrip("/")
+    status = Status(span.status.status_code) if span.status.description else span.status
+    return ReadableSpan(
+        name=_masked(name),
+        context=span.context,
+        parent=span.parent,
+        resource=resource or span.resource,
+        attributes=attributes,
+        events=[_scrubbed_event(e) for e in span.events],
+        links=span.links,
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
     )
+
+
+def _service_of_context() -> str | None:
+    name = (current_service.get() or "").removeprefix("hdhub").strip()
+    if not name:
+        return None
+    return f"hdhub-{name}-worker" if _in_worker.get() else f"hdhub-{name}"
+
+
+class ScrubbingSpanProcessor(SpanProcessor):
+    """Hands ``delegate`` (the exporting processor) each span :func:`scrubbed`.
+
+    With ``per_service`` (``hdhub run all``), each span is exported under the service that
+    made it: the service of the call or worker it runs in, else its parent's; a gRPC
+    server span under the service that answered."""
+
+    def __init__(self, delegate: SpanProcessor, *, per_service: bool = False) -> None:
+        self._delegate = delegate
+        self._per_service = per_service
+        self._service_of: dict[int, str] = {}  # live spans only
+        self._resources: dict[tuple[int, str], Resource] = {}
+
+    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+        if self._per_service and span.context is not None:
+            named = (span.attributes or {}).get("hdhub.service")  # given at start (SFTP's session)
+            service = f"hdhub-{named}" if named else _service_of_context()
+            if service is None:
+                parent = trace.get_current_span(parent_context).get_span_context()
+                if parent.is_valid and not parent.is_remote:
+                    service = self._service_of.get(parent.span_id)
+            if service is not None:
+                self._service_of[span.context.span_id] = service
+        self._delegate.on_start(span, parent_context=parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        resource = None
+        if self._per_service and span.context is not None:
+            service = self._service_of.pop(span.context.span_id, None)
+            answered = (span.attributes or {}).get("hdhub.service")
+            if answered and span.kind == trace.SpanKind.SERVER:
+                service = f"hdhub-{answered}"
+            if service is not None:
+                resource = self._resource(span.resource, service)
+        self._delegate.on_end(scrubbed(span, resource))
+
+    def _resource(self, base: Resource, service: str) -> Resource:
+        key = (id(base), service)
+        if key not in self._resources:
+            self._resources[key] = base.merge(Resource({SERVICE_NAME: service}))
+        return self._resources[key]
+
+    def shutdown(self) -> None:
+        self._delegate.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._delegate.force_flush(timeout_millis)
 
 
 def _strip_query(url: str) -> str:
@@ -200,15 +532,41 @@ def instrument_fastapi(app: FastAPI) -> None:
     URLs in ``OTEL_PYTHON_FASTAPI_EXCLUDED_URLS`` (default: health and metrics), with
     query strings left out of the span."""
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.util.http import parse_excluded_urls
 
     if getattr(app, "_is_instrumented_by_opentelemetry", False):
         return
+    excluded = os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", _DEFAULT_FASTAPI_EXCLUDED)
     FastAPIInstrumentor.instrument_app(
         app,
         server_request_hook=_server_request_hook,
-        excluded_urls=os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", _DEFAULT_FASTAPI_EXCLUDED),
+        excluded_urls=excluded,
         exclude_spans=["receive", "send"],
     )
+    app.add_middleware(_RequestContext, excluded=parse_excluded_urls(excluded))
+
+
+class _RequestContext:
+    """Nothing traced while answering an excluded URL (a scrape of /metrics reads the
+    domain gauges from the database, and each statement would start a trace); and the
+    request's scope at hand for the access log line, which names the route template."""
+
+    def __init__(self, app: Any, *, excluded: Any) -> None:
+        self.app, self.excluded = app, excluded
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        token = current_request.set(scope)
+        try:
+            if self.excluded.url_disabled(str(scope.get("path", ""))):
+                with quiet():
+                    await self.app(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+        finally:
+            current_request.reset(token)
 
 
 def instrument_sqlalchemy(engine: AsyncEngine | Engine) -> None:

@@ -45,10 +45,29 @@ log = logging.getLogger("hdhub.web")
 LANGUAGES = ("en", "fr", "nl", "de")
 
 
+#: The response header carrying the request's trace id (with every problem answer).
+TRACE_ID_HEADER = "X-Trace-Id"
+
+
 def problem_response(problem: Problem, instance: str | None = None) -> JSONResponse:
-    return JSONResponse(
-        problem.body(instance), status_code=problem.status, media_type=PROBLEM_MEDIA_TYPE, headers=problem.headers
-    )
+    """The problem as ``application/problem+json``, with the request's trace id as a
+    ``trace_id`` member and an ``X-Trace-Id`` header: what a caller quotes to support,
+    and what finds the request's trace and log lines."""
+    body = problem.body(instance)
+    headers = dict(problem.headers or {})
+    trace_id = _trace_id()
+    if trace_id is not None:
+        body["trace_id"] = trace_id
+        headers[TRACE_ID_HEADER] = trace_id
+    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def _trace_id() -> str | None:
+    try:
+        from hdhub.common.telemetry import current_trace_id
+    except ImportError:  # pragma: no cover - during bootstrap
+        return None
+    return current_trace_id()
 
 
 def _location(loc: Sequence[Any]) -> str:
@@ -136,7 +155,10 @@ class UnhandledErrors:
             log.error("unhandled error", exc_info=exc, extra={"path": scope.get("path")})
             if not started:
                 problem = Problem(
-                    500, "internal", "Internal error", "Something went wrong on our side; the trace id is in our logs."
+                    500,
+                    "internal",
+                    "Internal error",
+                    "Something went wrong on our side; quote the trace id (trace_id, X-Trace-Id) to support.",
                 )
                 await problem_response(problem, scope.get("path"))(scope, receive, send)
 
@@ -192,9 +214,12 @@ def create_app(
     description: str = "",
     version: str = "0.1.0",
     readiness: Callable[[], Awaitable[dict[str, str]]] | None = None,
+    service: str | None = None,
 ) -> FastAPI:
     """A FastAPI app with hdhub's error handling, limits, health, readiness, metrics and
-    offline API docs. ``readiness`` answers each dependency's state ("ok" or why not)."""
+    offline API docs. ``/healthz`` is liveness (200 while the process runs); ``/readyz``
+    answers ``readiness`` (each check "ok" or why not; :mod:`hdhub.common.health`).
+    ``service`` labels the metrics of routes no hdhub service owns (default: the title)."""
     app = FastAPI(
         title=title,
         description=description,
@@ -215,12 +240,9 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz() -> JSONResponse:
-        checks = await readiness() if readiness is not None else {}
-        ready = all(state == "ok" for state in checks.values())
-        return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503)
+    from hdhub.common.health import install_readiness
 
+    install_readiness(app, readiness)
     if not any(getattr(r, "path", None) == "/" for r in app.routes):
         apidocs.install_index(app)
 
@@ -236,7 +258,7 @@ def create_app(
         from hdhub.common.metrics import http_metrics_middleware, metrics_app
         from hdhub.common.telemetry import instrument_fastapi
 
-        http_metrics_middleware(app, title)
+        http_metrics_middleware(app, service or title)
         from starlette.routing import Route
 
         # A Route (not a Mount) so /metrics answers without a redirect to /metrics/; the

@@ -224,7 +224,7 @@ class Files:
 
     def __init__(self, db: Database, objects: ObjectStore, settings: IntakeSettings) -> None:
         self.db, self.objects, self.settings = db, objects, settings
-        self.jobs = JobQueue(db, Job)
+        self.jobs = JobQueue(db, Job, service="intake")
         from hdhub.common.config import platform
 
         self.wake = Wakeup("intake", platform().redis_url)

@@ -14,6 +14,11 @@ store (see :class:`hdhub.intake.files.Transfer`). Files are write-only; once mov
 Finished a file belongs to the platform and is neither listed nor readable (its checks
 and links are at ``/api/v1/files``). Everything else (reading, links, folders, paths out
 of the tree, control characters) is refused with a message saying why.
+
+Traces: a session is a span (``sftp session``, the root of its trace), each file sent a
+span under it (``sftp file``, open to close, the object store's put inside), and each move
+into Finished another (``sftp deliver``), in which the link job is enqueued: the link
+continues this trace. No file name goes into a span (they name patients).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from typing import Any
 
 import asyncssh
 from asyncssh.constants import FXF_APPEND, FXF_READ, FXF_WRITE
+from opentelemetry import trace
+from opentelemetry.context.context import Context
 
 from hdhub.common.errors import Problem
 from hdhub.common.grpc import channel
@@ -37,6 +44,7 @@ from hdhub.proto.identity.v1 import identity_pb2 as identity_pb
 from hdhub.proto.identity.v1 import identity_pb2_grpc as identity_grpc
 
 log = logging.getLogger("hdhub.intake.sftp")
+_tracer = trace.get_tracer("hdhub.intake.sftp")
 
 DIR_MODE = stat.S_IFDIR | 0o750
 # Write-only: the sender may put a file but never read it back.
@@ -113,6 +121,34 @@ class IntakeSFTPServer(asyncssh.SFTPServer):
         self.organisation_id, self.username = owner.organisation_id, owner.username
         self.files = files
         self.open_transfers: set[Transfer] = set()
+        # A session span of its own (asyncssh runs the requests outside any trace); ended
+        # in exit(). Each file's span is a child, ended when the file is closed or aborted.
+        self._session = _tracer.start_span(
+            "sftp session",
+            context=Context(),
+            kind=trace.SpanKind.SERVER,
+            attributes={
+                "network.protocol.name": "sftp",
+                "hdhub.service": "intake",
+                "hdhub.organisation_id": self.organisation_id,
+            },
+        )
+        self._file_spans: dict[Transfer, trace.Span] = {}
+
+    def _span(self, name: str, registry: str) -> trace.Span:
+        return _tracer.start_span(
+            name,
+            context=trace.set_span_in_context(self._session, Context()),
+            attributes={"hdhub.intake.registry": registry},
+        )
+
+    def _end_file(self, transfer: Transfer, error: str | None = None) -> None:
+        span = self._file_spans.pop(transfer, None)
+        if span is not None:
+            if error is not None:
+                span.set_status(trace.StatusCode.ERROR)
+                span.set_attribute("error.type", error)
+            span.end()
 
     # --- paths ----------------------------------------------------------------------------
 
@@ -200,16 +236,23 @@ class IntakeSFTPServer(asyncssh.SFTPServer):
             raise denied(f"send the file into /{registry}, then move it into /{registry}/{FINISHED}")
         if len(parts) > 2:
             raise denied(f"/{registry} has no subfolders but {FINISHED}")
+        span = self._span("sftp file", registry)
         try:
-            transfer = await self.files.begin(
-                organisation_id=self.organisation_id,
-                registry=registry,
-                filename=parts[1],
-                source="sftp",
-                sender=self.username,
-            )
+            with trace.use_span(span, end_on_exit=False):  # the object store's put inside
+                transfer = await self.files.begin(
+                    organisation_id=self.organisation_id,
+                    registry=registry,
+                    filename=parts[1],
+                    source="sftp",
+                    sender=self.username,
+                )
         except TransferRefused as exc:
+            span.set_status(trace.StatusCode.ERROR)
+            span.set_attribute("error.type", exc.rule)
+            span.end()
             raise asyncssh.SFTPFailure(exc.message) from None
+        span.set_attribute("hdhub.intake.file_id", transfer.id)
+        self._file_spans[transfer] = span
         self.open_transfers.add(transfer)
         return transfer
 
@@ -221,6 +264,7 @@ class IntakeSFTPServer(asyncssh.SFTPServer):
             if not file_obj.finished:
                 await file_obj.abort(exc.rule, exc.message)
             self.open_transfers.discard(file_obj)
+            self._end_file(file_obj, exc.rule)
             raise asyncssh.SFTPFailure(exc.message) from None
         return len(data)
 
@@ -240,16 +284,22 @@ class IntakeSFTPServer(asyncssh.SFTPServer):
             return
         self.open_transfers.discard(file_obj)
         if file_obj.finished:
+            self._end_file(file_obj)
             return
         if not by_client:
             await file_obj.abort(
                 "connection-lost", "the connection ended before the file was closed; nothing was stored"
             )
+            self._end_file(file_obj, "connection-lost")
             return
+        span = self._file_spans.get(file_obj)
         try:
-            await file_obj.commit()
+            with trace.use_span(span or trace.INVALID_SPAN, end_on_exit=False):
+                await file_obj.commit()
         except TransferRefused as exc:
+            self._end_file(file_obj, exc.rule)
             raise asyncssh.SFTPFailure(exc.message) from None
+        self._end_file(file_obj)
 
     async def fstat(self, file_obj: object) -> asyncssh.SFTPAttrs:
         assert isinstance(file_obj, Transfer)
@@ -293,10 +343,15 @@ class IntakeSFTPServer(asyncssh.SFTPServer):
         f = await self.files.waiting_file(self.organisation_id, registry, old[1])
         if f is None:
             raise asyncssh.SFTPNoSuchFile("no such file waiting in the folder")
-        try:
-            await self.files.deliver(self.organisation_id, f.id, new[2])
-        except TransferRefused as exc:
-            raise asyncssh.SFTPFailure(exc.message) from None
+        # The link job is enqueued in here: the link continues this trace.
+        with trace.use_span(self._span("sftp deliver", registry), end_on_exit=True) as span:
+            span.set_attribute("hdhub.intake.file_id", f.id)
+            try:
+                await self.files.deliver(self.organisation_id, f.id, new[2])
+            except TransferRefused as exc:
+                span.set_status(trace.StatusCode.ERROR)
+                span.set_attribute("error.type", exc.rule)
+                raise asyncssh.SFTPFailure(exc.message) from None
 
     posix_rename = rename
 
@@ -326,7 +381,11 @@ class IntakeSFTPServer(asyncssh.SFTPServer):
             await transfer.abort(
                 "connection-lost", "the connection ended before the file was closed; nothing was stored"
             )
+            self._end_file(transfer, "connection-lost")
         self.open_transfers.clear()
+        for transfer in list(self._file_spans):
+            self._end_file(transfer)
+        self._session.end()
 
 
 def host_key(path: Path) -> asyncssh.SSHKey:

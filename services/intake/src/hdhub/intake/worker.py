@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from hdhub.common.db import utcnow
+from hdhub.common.telemetry import job_span
 from hdhub.intake.files import LINK_JOB, Files
 from hdhub.intake.linking import link
 from hdhub.intake.store import ACCEPTED, IntakeFile, ScheduledRun
@@ -68,6 +70,19 @@ async def relink(files: Files) -> int:
     return sum([await link(files, file_id) for file_id in ids])
 
 
+async def run(files: Files, job: Any, now: datetime | None = None) -> None:
+    if job.kind == LINK_JOB:
+        await link(files, str(job.subject_id))
+    elif job.kind == RELINK_JOB:
+        await relink(files)
+    elif job.kind == LOAD_JOB:
+        await files.load(day=str(job.payload.get("slot") or job.subject_id))
+    elif job.kind == PURGE_JOB:
+        await files.purge_refused(now)
+    async with files.db.system_session() as session:
+        await files.jobs.finish(session, job.id)
+
+
 async def process_jobs(files: Files, now: datetime | None = None) -> int:
     """One worker step: schedule what is due, then run claimed jobs. Returns jobs done."""
     await schedule_due(files, now)
@@ -75,16 +90,8 @@ async def process_jobs(files: Files, now: datetime | None = None) -> int:
     done = 0
     for job in await files.jobs.claim(KINDS, limit=10, now=now):
         try:
-            if job.kind == LINK_JOB:
-                await link(files, str(job.subject_id))
-            elif job.kind == RELINK_JOB:
-                await relink(files)
-            elif job.kind == LOAD_JOB:
-                await files.load(day=str(job.payload.get("slot") or job.subject_id))
-            elif job.kind == PURGE_JOB:
-                await files.purge_refused(now)
-            async with files.db.system_session() as session:
-                await files.jobs.finish(session, job.id)
+            with job_span(job):  # a link continues the trace of the file's delivery
+                await run(files, job, now)
             done += 1
         except Exception as exc:
             state = await files.jobs.fail(job.id, f"{type(exc).__name__}: {str(exc)[:300]}")

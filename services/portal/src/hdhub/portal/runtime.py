@@ -68,6 +68,11 @@ class PortalService(Service):
             lambda server: certificates_pb2_grpc.add_CertificatesServiceServicer_to_server(servicer, server)
         ]
 
+    async def domain_metrics(self) -> None:
+        from hdhub.portal import metrics
+
+        await metrics.refresh(self)
+
     async def seed(self) -> None:
         """Demo data (``hdhub run all``): a published certificate per demo organisation, so
         registrations can sign deliveries to the central platform out of the box."""

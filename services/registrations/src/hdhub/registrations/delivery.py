@@ -54,6 +54,7 @@ from hdhub.common.grpc import channel, problem_from_rpc_error, register_idempote
 from hdhub.common.jobs import QUEUED, JobQueue
 from hdhub.common.sealed_record import header_bytes, signed_bytes
 from hdhub.common.service_auth import acting_as_service
+from hdhub.common.telemetry import job_context, jobs_span
 from hdhub.proto.portal.v1 import certificates_pb2, certificates_pb2_grpc
 from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2 as pseudo_pb
 from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2_grpc as pseudo_grpc
@@ -301,7 +302,10 @@ class Delivery:
             if not batch:
                 continue
             try:
-                await step(batch, now)
+                # One span per batch: it continues the submit's trace when the batch comes
+                # from one, else links to each (telemetry.jobs_span).
+                with jobs_span(batch, kind):
+                    await step(batch, now)
             except Exception as exc:  # a bug or a database failure: retried with back-off, then parked
                 log.warning(
                     "delivery step failed",
@@ -609,6 +613,7 @@ class Delivery:
                     .where(self.db.among(Job.id, [o.job.id for o in group]))
                     .values(status="parked", lease_until=None, last_error=reason)
                 )
+                self.jobs.ended([o.job.id for o in group], "parked")
             if handed:
                 current = {
                     r.id: r
@@ -660,19 +665,19 @@ class Delivery:
                             "payload": {"version": o.version, "checks": 0},
                             "actor": o.actor,
                             "run_after": run_after,
+                            # The confirmation stays in its registration's trace.
+                            "trace_context": job_context(o.job),
                         }
                         for o in group
                     )
                 if confirm_items:
                     await self.jobs.enqueue_many(session, CONFIRM, confirm_items)
         for o in outgoing:
+            # Never the technical id next to the registration id: that pair is the link
+            # pseudonymisation exists to keep apart (the trace id leads to the rest).
             log.info(
                 "delivery attempt",
-                extra={
-                    "registration_id": o.registration_id,
-                    "technical_id": o.technical_id,
-                    "outcome": "sent" if o.failure is None else o.failure,
-                },
+                extra={"registration_id": o.registration_id, "outcome": "sent" if o.failure is None else o.failure},
             )
 
     async def _lock_rows(self, session: Any, registration_ids: Sequence[str]) -> None:
@@ -706,6 +711,7 @@ class Delivery:
         if payload is not None:
             values["payload"] = payload
         await session.execute(update(Job).where(self.db.among(Job.id, job_ids)).values(**values))
+        self.jobs.ended(list(job_ids), "deferred")
 
     async def _rows(self, session: Any, registration_ids: Iterable[str]) -> dict[str, DeliveryRow]:
         rows = await session.execute(
@@ -825,12 +831,7 @@ class Delivery:
                 )
         for o in resend:
             log.info(
-                "delivery resent",
-                extra={
-                    "registration_id": o.registration_id,
-                    "technical_id": o.technical_id,
-                    "outcome": o.failure or "sent",
-                },
+                "delivery resent", extra={"registration_id": o.registration_id, "outcome": o.failure or "sent"}
             )
 
     async def _values(self, items: Sequence[Outgoing]) -> list[Outgoing]:

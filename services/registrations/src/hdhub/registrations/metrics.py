@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 from prometheus_client import Gauge
 from sqlalchemy import func, select
 
-from hdhub.common.db import utcnow
 from hdhub.common.metrics import job_metrics, set_gauge
 from hdhub.registrations.domain.lifecycle import Confirmation, Status
 from hdhub.registrations.store import Job, Registration
@@ -24,11 +23,20 @@ DELIVERY_BACKLOG_AGE = Gauge(
     "How long the oldest registration of each registry has been waiting in Sending",
     ["registry"],
 )
-PENDING_CONFIRMATION_AGE = Gauge(
-    "hdhub_oldest_pending_confirmation_age_seconds",
-    "How long ago the oldest registration of each registry still waiting for the central acknowledgement was submitted",
+UNCONFIRMED_AGE = Gauge(
+    "hdhub_oldest_unconfirmed_age_seconds",
+    "How long ago the oldest registration of each registry still without the central "
+    "platform's confirmation (Pending, or NOK: resent or parked) was submitted",
     ["registry"],
 )
+NOK = Gauge(
+    "hdhub_registrations_nok",
+    "Registrations whose status confirmation is NOK (no confirmation within 48 hours), by registry",
+    ["registry"],
+)
+#: Still waiting for the central platform's confirmation: a NOK registration has waited
+#: longer than a pending one, it has not stopped waiting.
+UNCONFIRMED = (Confirmation.PENDING, Confirmation.NOK)
 
 
 async def refresh(service: RegistrationsService) -> None:
@@ -47,16 +55,24 @@ async def refresh(service: RegistrationsService) -> None:
                 .group_by(Registration.project_code)
             )
         ).all()
-        pending_since = (
+        unconfirmed_since = (
             await session.execute(
                 select(Registration.project_code, func.min(Registration.submitted_at))
-                .where(Registration.status_confirmation == Confirmation.PENDING)
+                .where(Registration.status_confirmation.in_(UNCONFIRMED))
+                .group_by(Registration.project_code)
+            )
+        ).all()
+        nok = (
+            await session.execute(
+                select(Registration.project_code, func.count())
+                .where(Registration.status_confirmation == Confirmation.NOK)
                 .group_by(Registration.project_code)
             )
         ).all()
     set_gauge(REGISTRATIONS, {(status, confirmation or ""): n for status, confirmation, n in counts})
-    now = utcnow()
-    for gauge, rows in ((DELIVERY_BACKLOG_AGE, sending_since), (PENDING_CONFIRMATION_AGE, pending_since)):
+    set_gauge(NOK, {(registry,): n for registry, n in nok})
+    now = service.delivery.clock.now()  # the delivery rules' clock (a test's ManualClock)
+    for gauge, rows in ((DELIVERY_BACKLOG_AGE, sending_since), (UNCONFIRMED_AGE, unconfirmed_since)):
         set_gauge(
             gauge, {(registry,): max(0.0, (now - since).total_seconds()) for registry, since in rows if since}
         )

@@ -392,8 +392,8 @@ def build_router(service: RegistrationsService) -> APIRouter:
 
     @router.get(
         "/externalreference/sadmi",
-        summary="SADMI medical devices (not available in hdhub: 501)",
-        responses={501: {"description": "hdhub holds no copy of the SADMI register"}},
+        summary="SADMI medical devices (not available in hdhub: 404)",
+        responses={404: {"description": "hdhub holds no copy of the SADMI register"}},
     )
     async def sadmi(
         principal: CurrentPrincipal,  # noqa: ARG001 (authenticated callers only)
@@ -404,9 +404,10 @@ def build_router(service: RegistrationsService) -> APIRouter:
         manufacturer_name: Annotated[str | None, Query(alias="manufacturerName", max_length=200)] = None,  # noqa: ARG001
         classification_code: Annotated[str | None, Query(alias="classificationCode", max_length=64)] = None,  # noqa: ARG001
     ) -> JSONResponse:
-        """Answers 501 to any authenticated caller: hdhub holds no copy of the register."""
+        """Answers 404 to any authenticated caller: hdhub holds no copy of the register (a 5xx
+        would say the platform failed; nothing failed, the resource is not here)."""
         raise Problem(
-            501,
+            404,
             "sadmi-not-available",
             "The SADMI medical device register is not available in hdhub",
             "Look the device up in SADMI (FAMHP) and send its notification code as the field's value.",

@@ -37,6 +37,7 @@ from hdhub.common.db import (
 )
 from hdhub.common.errors import FieldProblem, Problem, conflict, not_found
 from hdhub.common.jobs import JobQueue
+from hdhub.common.telemetry import jobs_span
 from hdhub.common.wakeup import Wakeup
 from hdhub.common.web import idempotent, request_fingerprint
 from hdhub.registrations.catalogue import Catalogue, CatalogueEntry
@@ -124,7 +125,7 @@ class Registrations:
         self.db = db
         self.catalogue = catalogue
         self.secret = secret
-        self.jobs = JobQueue(db, Job)
+        self.jobs = JobQueue(db, Job, service="registrations")
         self.wake = Wakeup("hdhub:registrations:deliver", platform().redis_url)
         # Delivery to the central platform (delivery.py), set by the runtime; without it the
         # worker only moves Sending -> Submitted.
@@ -396,8 +397,9 @@ class Registrations:
         if not jobs:
             return 0
         try:
-            async with self.db.system_session() as session:
-                await self._deliver(session, jobs)
+            with jobs_span(jobs, DELIVER):
+                async with self.db.system_session() as session:
+                    await self._deliver(session, jobs)
         except Exception:
             for job in jobs:  # find the one that fails; the others go through
                 try:

@@ -43,7 +43,7 @@ from hdhub.common.filenames import BadFileName, checked_file_name
 from hdhub.common.jobs import PARKED
 from hdhub.common.objectstore import FolderStore, ObjectNotFound, ObjectStore, StoredObject, open_store
 from hdhub.common.service_auth import acting_as_service
-from hdhub.common.telemetry import job_span
+from hdhub.common.telemetry import job_span, quiet, worker_context
 from hdhub.uploads import registrations as regs
 from hdhub.uploads.reports import finding_rows, render, stream_report
 from hdhub.uploads.service import Uploads
@@ -375,11 +375,14 @@ async def run(drop: DropFolder, stop: asyncio.Event) -> None:
     last_scan = 0.0
     while not stop.is_set():
         try:
-            if time.monotonic() - last_scan >= settings.dropfolder_poll_seconds:
-                last_scan = time.monotonic()
-                await drop.scan()
-            while await drop.process():
-                pass
+            # Scans and claims are not traced (a trace per tick otherwise); each file's
+            # job is, from its own span (job_span).
+            with worker_context("uploads"), quiet():
+                if time.monotonic() - last_scan >= settings.dropfolder_poll_seconds:
+                    last_scan = time.monotonic()
+                    await drop.scan()
+                while await drop.process():
+                    pass
         except Exception:
             log.exception("drop-folder pass failed")
         try:

@@ -54,7 +54,7 @@ class Uploads:
     after_batch: Callable[[str, str, int], None] | None = None
 
     def __post_init__(self) -> None:
-        self.jobs = JobQueue(self.db, Job, lease=timedelta(seconds=self.settings.lease_seconds))
+        self.jobs = JobQueue(self.db, Job, lease=timedelta(seconds=self.settings.lease_seconds), service="uploads")
         self.wake = Wakeup("hdhub:uploads:process", platform().redis_url)
         self._plain: ObjectStore | None = None
         self._store: ObjectStore | None = None

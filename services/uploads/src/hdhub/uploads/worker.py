@@ -663,45 +663,49 @@ async def process_jobs(uploads: Uploads, *, worker: str | None = None) -> int:
         if job.kind == PURGE_SOURCES:
             await purge_job(uploads, job)
             continue
-        async with uploads.db.system_session() as session:
-            upload = await session.get(Upload, job.subject_id)
-        if upload is None:
-            async with uploads.db.system_session() as session:
-                await uploads.jobs.finish(session, job.id)
-            continue
-        # The job runs as the uploads service itself (a user's token would expire long
-        # before a large file is done), acting for the upload's organisation and uploader:
-        # registrations lets it touch that organisation only and records the uploader.
-        acting = uploads.jobs.acting_for(job) or ActingFor(upload.organisation_id, upload.uploaded_by)
-        reset = current_principal.set(await service_principal("uploads", acting))
-        try:
-            with job_span(job):
-                await UploadRun(uploads, job, upload, worker).run()
-        except LeaseLost:
-            log.warning("upload job taken over by another worker", extra={"job_id": job.id})
-        except Abandon:
-            log.warning("upload job abandoned (test)", extra={"job_id": job.id})
-        except ObjectNotFound:  # its file (or the linked one) was purged: no retry brings it back
-            await fail_upload(uploads, upload.id, "the file is gone (its retention ran out); upload it again")
-            async with uploads.db.system_session() as session:
-                await uploads.jobs.finish(session, job.id)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() in PERMANENT:
-                await fail_upload(
-                    uploads, upload.id, f"registrations answered {exc.code().name}: {exc.details()}"
-                )
-                async with uploads.db.system_session() as session:
-                    await uploads.jobs.finish(session, job.id)
-            else:
-                if exc.code() == grpc.StatusCode.UNAUTHENTICATED:  # a new token on the next try
-                    service_tokens("uploads").forget()
-                await _retry(uploads, job.id, upload.id, f"registrations answered {exc.code().name}")
-        except Exception as exc:
-            log.exception("upload job failed", extra={"job_id": job.id})
-            await _retry(uploads, job.id, upload.id, type(exc).__name__)
-        finally:
-            current_principal.reset(reset)
+        with job_span(job):  # the whole job, its token and its failure included
+            await _process(uploads, job, worker)
     return len(jobs)
+
+
+async def _process(uploads: Uploads, job: Any, worker: str) -> None:
+    async with uploads.db.system_session() as session:
+        upload = await session.get(Upload, job.subject_id)
+    if upload is None:
+        async with uploads.db.system_session() as session:
+            await uploads.jobs.finish(session, job.id)
+        return
+    # The job runs as the uploads service itself (a user's token would expire long
+    # before a large file is done), acting for the upload's organisation and uploader:
+    # registrations lets it touch that organisation only and records the uploader.
+    acting = uploads.jobs.acting_for(job) or ActingFor(upload.organisation_id, upload.uploaded_by)
+    reset = current_principal.set(await service_principal("uploads", acting))
+    try:
+        await UploadRun(uploads, job, upload, worker).run()
+    except LeaseLost:
+        log.warning("upload job taken over by another worker", extra={"job_id": job.id})
+    except Abandon:
+        log.warning("upload job abandoned (test)", extra={"job_id": job.id})
+    except ObjectNotFound:  # its file (or the linked one) was purged: no retry brings it back
+        await fail_upload(uploads, upload.id, "the file is gone (its retention ran out); upload it again")
+        async with uploads.db.system_session() as session:
+            await uploads.jobs.finish(session, job.id)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() in PERMANENT:
+            await fail_upload(
+                uploads, upload.id, f"registrations answered {exc.code().name}: {exc.details()}"
+            )
+            async with uploads.db.system_session() as session:
+                await uploads.jobs.finish(session, job.id)
+        else:
+            if exc.code() == grpc.StatusCode.UNAUTHENTICATED:  # a new token on the next try
+                service_tokens("uploads").forget()
+            await _retry(uploads, job.id, upload.id, f"registrations answered {exc.code().name}")
+    except Exception as exc:
+        log.exception("upload job failed", extra={"job_id": job.id})
+        await _retry(uploads, job.id, upload.id, type(exc).__name__)
+    finally:
+        current_principal.reset(reset)
 
 
 async def purge_job(uploads: Uploads, job: Any) -> None:
