@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install services deploy-tools openssh run test unit e2e proto proto-check lint bench helm kustomize clean
+.PHONY: help install services deploy-tools openssh chromium run test unit e2e proto proto-check lint bench helm kustomize clean assets messages screenshots
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -40,7 +40,10 @@ deploy-tools: ## Make sure `kubectl kustomize` and `promtool` are there for the 
 	@bash tools/ensure-kubectl.sh
 	@bash tools/ensure-promtool.sh
 
-test: install services deploy-tools openssh ## Install, then run every test (unit, integration on PostgreSQL/Redis/SQLite, e2e)
+chromium: ## Make sure Debian's Chromium is at /usr/bin/chromium for the portal's browser tests (installs it if missing)
+	@bash tools/ensure-chromium.sh
+
+test: install services deploy-tools openssh chromium ## Install, then run every test (unit, integration on PostgreSQL/Redis/SQLite, e2e)
 	$(BIN)/pytest $(PYTEST_ARGS) --deselect tests/e2e/test_tracing.py --deselect tests/e2e/test_tracing_journeys.py
 	@# The OTLP trace tests in a pytest process of their own: after the rest of the suite in
 	@# the same process, the traced platform's exporter stops after its start-up spans (cause
@@ -75,6 +78,15 @@ bench: install services openssh ## Benchmarks; each prints a ratio against a bas
 	$(BIN)/python bench/bench_submissions.py
 	$(BIN)/python bench/bench_validation.py
 	$(BIN)/python bench/bench_sftp.py
+
+assets: install ## Reinstall the portal's browser assets (htmx, axe-core) from npm with the lockfile; the files are committed
+	$(BIN)/python tools/vendor_assets.py
+
+messages: install ## Extract the portal's messages and merge them into the nl, fr and de catalogues
+	$(BIN)/python tools/portal_messages.py
+
+screenshots: install services chromium ## Screenshots of every portal page (en, nl) into docs/portal/, from the browser tests
+	HDHUB_SCREENSHOTS=docs/portal $(BIN)/pytest -q -p no:cacheprovider services/portal/tests/browser $(PYTEST_ARGS)
 
 clean: ## Remove local state (var/) and caches
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -15,8 +15,9 @@ pytestmark = pytest.mark.e2e
 
 def test_the_start_page_and_readiness(platform: Platform) -> None:
     with platform.client() as c:
-        page = c.get("/")
-        assert page.status_code == 200 and 'href="/docs"' in page.text
+        page = c.get("/")  # the portal is served: it is the front door (the start page otherwise)
+        assert page.status_code == 303 and page.headers["location"] == "/portal"
+        assert c.get("/portal").headers["location"] == "/portal/"
         ready = c.get("/readyz")
         assert ready.status_code == 200 and ready.json()["status"] == "ok"
         assert set(ready.json()["checks"]) >= {"identity", "registrations", "uploads", "intake", "portal"}

@@ -172,6 +172,10 @@ def test_realm_export_carries_what_the_adapter_and_services_rely_on() -> None:
     assert mappers["audience hdhub"]["config"]["included.custom.audience"] == "hdhub"
     clients = {c["clientId"]: c for c in realm["clients"]}
     assert clients["hdhub-portal"]["publicClient"] and clients["hdhub-portal"]["directAccessGrantsEnabled"]
+    # The portal's sign-in: code flow with S256 PKCE, codes sent to the portal's callback only.
+    portal = clients["hdhub-portal"]
+    assert portal["standardFlowEnabled"] and portal["attributes"]["pkce.code.challenge.method"] == "S256"
+    assert all(uri.endswith("/portal/callback") for uri in portal["redirectUris"])
     assert clients["hdhub-identity"]["serviceAccountsEnabled"]
     assert "hdhub-operator" in [r["name"] for r in realm["roles"]["realm"]]
 

@@ -64,8 +64,10 @@ async def test_wrong_credentials_get_keycloaks_errors(stack: Stack) -> None:
         TOKEN_PATH, data={"grant_type": "password", "client_id": "unknown-app", "username": "nurse@az-demo.test", "password": "demo-nurse"}
     )
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
-    r = await stack.client.post(TOKEN_PATH, data={"grant_type": "authorization_code"})
+    r = await stack.client.post(TOKEN_PATH, data={"grant_type": "implicit"})
     assert r.status_code == 400 and r.json()["error"] == "unsupported_grant_type"
+    r = await stack.client.post(TOKEN_PATH, data={"grant_type": "authorization_code", "client_id": "hdhub-portal", "code": "x", "redirect_uri": "y"})
+    assert r.status_code == 400 and r.json() == {"error": "invalid_grant", "error_description": "Code not valid"}
 
 
 async def test_organisations_endpoint_shows_only_ones_own(stack: Stack) -> None:

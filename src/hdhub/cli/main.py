@@ -83,6 +83,7 @@ def _banner(host: str, port: int) -> None:
     lines = [
         "",
         f"hdhub is running at {base}  (API docs: {base}/docs, readiness: {base}/readyz)",
+        f"The portal: open {base}/ and sign in with a demo login below",
         f"OIDC issuer: {base}/realms/hdhub   token endpoint: {base}/realms/hdhub/protocol/openid-connect/token",
         "Demo logins (password grant, client_id=hdhub-portal):",
         *[f"  {a.username:28} {a.password:16} {_roles(a.roles) or 'operator'}" for a in ACCOUNTS],

@@ -13,7 +13,7 @@ from hdhub.common.auth import Action
 from hdhub.common.config import platform
 from hdhub.common.errors import not_found
 from hdhub.common.web import CurrentPrincipal
-from hdhub.identity import issuer
+from hdhub.identity import codeflow, issuer
 from hdhub.identity.ratelimit import Throttled
 from hdhub.identity.store import Organisation, SigningKey
 
@@ -74,6 +74,10 @@ def build_routers(service: Any) -> list[APIRouter]:
         client_secret: Annotated[str | None, Form()] = None,
         username: Annotated[str | None, Form()] = None,
         password: Annotated[str | None, Form()] = None,
+        code: Annotated[str | None, Form()] = None,
+        redirect_uri: Annotated[str | None, Form()] = None,
+        code_verifier: Annotated[str | None, Form()] = None,
+        refresh_token: Annotated[str | None, Form()] = None,
         authorization: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
         basic = issuer.parse_basic_auth(authorization)
@@ -87,6 +91,10 @@ def build_routers(service: Any) -> list[APIRouter]:
             await service.logins.check(who, source)
         except Throttled as exc:
             return _throttled(exc)
+        taken = None
+        if grant_type == "authorization_code" and code:
+            async with service.db.system_session() as session:
+                taken = await codeflow.take_code(session, code)
         try:
             async with service.db.system_session() as session:
                 if grant_type == "password":
@@ -102,9 +110,19 @@ def build_routers(service: Any) -> list[APIRouter]:
                         username=username,
                         password=password,
                     )
+                elif grant_type in ("authorization_code", "refresh_token"):
+                    if not client_id or client_id not in settings.public_clients:
+                        raise issuer.OAuthError(
+                            401, "invalid_client", "Invalid client or Invalid client credentials"
+                        )
+                    body = await _code_or_refresh(
+                        session, grant_type, client_id, taken, code, redirect_uri, code_verifier, refresh_token
+                    )
                 elif grant_type == "client_credentials":
                     if not client_id or client_secret is None:
-                        raise issuer.OAuthError(401, "invalid_client", "Invalid client or Invalid client credentials")
+                        raise issuer.OAuthError(
+                            401, "invalid_client", "Invalid client or Invalid client credentials"
+                        )
                     body = await issuer.client_credentials_grant(
                         session,
                         issuer=platform().oidc_issuer,
@@ -115,15 +133,53 @@ def build_routers(service: Any) -> list[APIRouter]:
                 else:
                     raise issuer.OAuthError(400, "unsupported_grant_type", "Unsupported grant_type")
         except issuer.OAuthError as exc:
-            if exc.error in ("invalid_grant", "unauthorized_client") and exc.description.startswith("Invalid"):
+            if exc.error in ("invalid_grant", "unauthorized_client") and exc.description.startswith(
+                "Invalid"
+            ):
                 await service.logins.failed(who, source)
-            return JSONResponse({"error": exc.error, "error_description": exc.description}, status_code=exc.status)
-        assert who is not None  # a grant succeeded, so it named its account or client
+            return JSONResponse(
+                {"error": exc.error, "error_description": exc.description}, status_code=exc.status
+            )
+        if who is None:  # a code or refresh token: random, nothing to throttle per account
+            return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
         try:
             await service.logins.succeeded(who, source)
         except Throttled as exc:
             return _throttled(exc)
         return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+    async def _code_or_refresh(
+        session: Any,
+        grant_type: str,
+        client_id: str,
+        taken: codeflow.TakenCode | None,
+        code: str | None,
+        redirect_uri: str | None,
+        code_verifier: str | None,
+        refresh_token: str | None,
+    ) -> dict[str, Any]:
+        lifetimes = {"lifetime": settings.access_token_seconds, "refresh_idle": settings.session_idle_seconds}
+        if grant_type == "authorization_code":
+            if not code or not redirect_uri:
+                raise issuer.OAuthError(400, "invalid_request", "Missing parameter: code")
+            return await codeflow.redeem_code(
+                session,
+                taken,
+                client_id=client_id,
+                redirect_uri=redirect_uri,
+                code_verifier=code_verifier or "",
+                issuer=platform().oidc_issuer,
+                **lifetimes,
+            )
+        if not refresh_token:
+            raise issuer.OAuthError(400, "invalid_request", "Missing parameter: refresh_token")
+        return await codeflow.refresh(
+            session,
+            client_id=client_id,
+            refresh_token=refresh_token,
+            issuer=platform().oidc_issuer,
+            **lifetimes,
+        )
 
     class OrganisationOut(BaseModel):
         id: str
@@ -131,7 +187,9 @@ def build_routers(service: Any) -> list[APIRouter]:
         nihdi_number: str
         roles: list[str]
 
-    @api.get("/organisations", response_model=list[OrganisationOut], summary="Organisations you are a member of")
+    @api.get(
+        "/organisations", response_model=list[OrganisationOut], summary="Organisations you are a member of"
+    )
     async def my_organisations(principal: CurrentPrincipal) -> list[OrganisationOut]:
         ids = principal.organisations_for(Action.ORGANISATION_READ)
         async with service.db.system_session() as session:

@@ -66,6 +66,10 @@ class IdentityBackend(Protocol):
 
     async def create_organisation(self, *, title: str, nihdi_number: str) -> OrganisationRecord: ...
 
+    async def update_organisation(
+        self, organisation_id: str, *, title: str, nihdi_number: str
+    ) -> OrganisationRecord: ...
+
     async def get_organisation(self, organisation_id: str) -> OrganisationRecord | None: ...
 
     async def find_account(self, username_or_email: str) -> AccountRecord | None: ...
@@ -80,7 +84,7 @@ class IdentityBackend(Protocol):
 
     async def end_sessions(self, account_id: str) -> None:
         """End the account's sessions at the issuer, so no refresh mints a new token
-        (Keycloak's user logout; the embedded issuer keeps no sessions)."""
+        (Keycloak's user logout; the embedded issuer's own sessions likewise)."""
         ...
 
     async def realm_role_members(self, role: str) -> Sequence[AccountRecord]:

@@ -25,9 +25,11 @@ import secrets
 import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from hdhub.common.auth import OPERATOR_ROLE, Action, Principal, Role
 from hdhub.common.db import Database, utcnow
@@ -78,6 +80,38 @@ def _roles(values: Iterable[str], field: str = "roles") -> frozenset[str]:
     if unknown:
         raise invalid([FieldProblem(field, "unknown-role", f"Unknown role(s): {', '.join(unknown)}.")])
     return frozenset(values)
+
+
+@dataclass(frozen=True)
+class AuditSearch:
+    """Filters of the audit log: part of the actor's name, an action (``member.add``) or a
+    prefix ending in a dot (``member.``), and inclusive days in Europe/Brussels."""
+
+    actor: str = ""
+    action: str = ""
+    from_date: date | None = None
+    to_date: date | None = None
+    before_id: int = 0
+    size: int = 50
+
+    def conditions(self) -> list[Any]:
+        out: list[Any] = []
+        if self.actor.strip():
+            out.append(func.lower(AuditEntry.actor).contains(self.actor.strip().lower(), autoescape=True))
+        action = self.action.strip()
+        if action.endswith("."):
+            out.append(AuditEntry.action.startswith(action, autoescape=True))
+        elif action:
+            out.append(AuditEntry.action == action)
+        if self.from_date is not None:
+            out.append(AuditEntry.at >= _brussels_midnight(self.from_date))
+        if self.to_date is not None:
+            out.append(AuditEntry.at < _brussels_midnight(self.to_date + timedelta(days=1)))
+        return out
+
+
+def _brussels_midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=ZoneInfo("Europe/Brussels")).astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -204,22 +238,86 @@ class Directory:
         if errors:
             raise invalid(errors)
         try:
-            org = await self.backend.create_organisation(title=title.strip(), nihdi_number=nihdi.normalise(nihdi_number))
+            org = await self.backend.create_organisation(
+                title=title.strip(), nihdi_number=nihdi.normalise(nihdi_number)
+            )
         except DuplicateOrganisation as exc:
-            raise conflict("duplicate-nihdi", "An organisation with this NIHDI number exists already") from exc
+            raise conflict(
+                "duplicate-nihdi", "An organisation with this NIHDI number exists already"
+            ) from exc
         if not principal.is_system and await self.backend.get_account(principal.subject) is not None:
             # The creator manages the new organisation, so it starts with a User Manager.
             await self.backend.set_roles(principal.subject, org.id, frozenset({Role.MANAGER}))
-        await self.audit(principal, org.id, "organisation.create", org.id, title=org.title, nihdi_number=org.nihdi_number)
+        await self.audit(
+            principal, org.id, "organisation.create", org.id, title=org.title, nihdi_number=org.nihdi_number
+        )
+        return org
+
+    async def update_organisation(
+        self, principal: Principal, organisation_id: str, *, title: str, nihdi_number: str
+    ) -> OrganisationRecord:
+        """A new title or NIHDI number, by the organisation's User Manager (as creating one)."""
+        before = await self._organisation(principal, organisation_id, Action.ROLE_MANAGE)
+        errors = nihdi.problems(nihdi_number)
+        if not title.strip():
+            errors.append(FieldProblem("title", "required", "An organisation has a title."))
+        if errors:
+            raise invalid(errors)
+        try:
+            org = await self.backend.update_organisation(
+                organisation_id, title=title.strip(), nihdi_number=nihdi.normalise(nihdi_number)
+            )
+        except DuplicateOrganisation as exc:
+            raise conflict(
+                "duplicate-nihdi", "An organisation with this NIHDI number exists already"
+            ) from exc
+        await self.audit(
+            principal,
+            organisation_id,
+            "organisation.update",
+            organisation_id,
+            before={"title": before.title, "nihdi_number": before.nihdi_number},
+            after={"title": org.title, "nihdi_number": org.nihdi_number},
+        )
         return org
 
     # --- members ---------------------------------------------------------------------
+
+    async def members_page(
+        self,
+        principal: Principal,
+        organisation_id: str,
+        *,
+        query: str = "",
+        role: str = "",
+        after_email: str = "",
+        size: int = 50,
+    ) -> tuple[list[MemberRecord], int, str]:
+        """One page of members by e-mail (keyset), those matching ``query`` in e-mail,
+        username or name and holding ``role`` (any when empty); with the total matching and
+        the next page's key ("" at the end)."""
+        wanted = query.strip().lower()
+
+        def matches(m: MemberRecord) -> bool:
+            a = m.account
+            if role and role not in m.roles:
+                return False
+            return not wanted or a.id == query.strip() or any(wanted in v.lower() for v in (a.email, a.username, a.first_name, a.last_name))
+
+        found = [m for m in await self.members(principal, organisation_id) if matches(m)]
+        found.sort(key=lambda m: m.account.email.lower())
+        rest = [m for m in found if m.account.email.lower() > after_email.lower()] if after_email else found
+        page = rest[:size]
+        more = len(rest) > size
+        return page, len(found), page[-1].account.email if more and page else ""
 
     async def members(self, principal: Principal, organisation_id: str) -> Sequence[MemberRecord]:
         await self._organisation(principal, organisation_id, Action.MEMBER_MANAGE)
         return await self.backend.members(organisation_id)
 
-    def _check_role_change(self, principal: Principal, organisation_id: str, before: frozenset[str], after: frozenset[str]) -> None:
+    def _check_role_change(
+        self, principal: Principal, organisation_id: str, before: frozenset[str], after: frozenset[str]
+    ) -> None:
         if (before ^ after) & ADMIN_ROLES and not principal.can(Action.ROLE_MANAGE, organisation_id):
             raise forbidden("Only a User Manager gives or takes administrative roles.")
 
@@ -293,17 +391,25 @@ class Directory:
                 await self._ensure_other_manager(organisation_id, account_id)
             await self.backend.remove_membership(account_id, organisation_id)
         await self._revoke(account_id)
-        await self.audit(principal, organisation_id, "member.remove", member.account.email, account_id=account_id)
+        await self.audit(
+            principal, organisation_id, "member.remove", member.account.email, account_id=account_id
+        )
 
     # --- accounts --------------------------------------------------------------------
 
-    async def cancel_account(self, principal: Principal, account_id: str) -> None:
+    async def cancel_account(
+        self, principal: Principal, account_id: str, *, reason: str | None = None
+    ) -> None:
         account = await self.backend.get_account(account_id)
         memberships = await self.backend.memberships(account_id) if account else {}
         own = account is not None and account.id == principal.subject
         if not own:
             # A manager cancels only accounts whose every organisation they manage.
-            if account is None or not memberships or not any(principal.can(Action.MEMBER_MANAGE, o) for o in memberships):
+            if (
+                account is None
+                or not memberships
+                or not any(principal.can(Action.MEMBER_MANAGE, o) for o in memberships)
+            ):
                 raise not_found("Account")
             for org, roles in memberships.items():
                 if not principal.can(Action.MEMBER_MANAGE, org):
@@ -319,7 +425,9 @@ class Directory:
             await self.backend.delete_account(account_id)
         await (self._revoked or revocations()).revoke(account_id)
         for org in memberships:
-            await self.audit(principal, org, "account.cancel", account.email, account_id=account_id)
+            await self.audit(
+                principal, org, "account.cancel", account.email, account_id=account_id, reason=reason
+            )
 
     async def change_password(self, username: str, current: str, new: str) -> AccountRecord:
         """Change a password knowing the current one: own password, or the initial one
@@ -457,11 +565,34 @@ class Directory:
 
     # --- audit -----------------------------------------------------------------------
 
-    async def audit_log(self, principal: Principal, organisation_id: str, *, limit: int = 100) -> list[AuditEntry]:
+    async def audit_log(
+        self, principal: Principal, organisation_id: str, *, limit: int = 100
+    ) -> list[AuditEntry]:
         await self._organisation(principal, organisation_id, Action.AUDIT_READ)
         async with self.db.session([organisation_id]) as session:
             rows = await session.execute(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit))
             return list(rows.scalars())
+
+    async def audit_page(
+        self, principal: Principal, organisation_id: str, search: AuditSearch
+    ) -> tuple[list[AuditEntry], int, int]:
+        """Entries newest first matching ``search``, one page (keyset on id), the total
+        matching, and the next page's ``before_id`` (0 at the end)."""
+        await self._organisation(principal, organisation_id, Action.AUDIT_READ)
+        conditions = search.conditions()
+        async with self.db.session([organisation_id]) as session:
+            total = (
+                await session.execute(select(func.count()).select_from(AuditEntry).where(*conditions))
+            ).scalar_one()
+            q = select(AuditEntry).where(*conditions)
+            if search.before_id:
+                q = q.where(AuditEntry.id < search.before_id)
+            rows = list(
+                (await session.execute(q.order_by(AuditEntry.id.desc()).limit(search.size + 1))).scalars()
+            )
+        more = len(rows) > search.size
+        rows = rows[: search.size]
+        return rows, int(total), rows[-1].id if more and rows else 0
 
     # --- v1 account requests ---------------------------------------------------------
 

@@ -50,6 +50,19 @@ class EmbeddedBackend:
         except IntegrityError as exc:
             raise DuplicateOrganisation(nihdi_number) from exc
 
+    async def update_organisation(
+        self, organisation_id: str, *, title: str, nihdi_number: str
+    ) -> OrganisationRecord:
+        try:
+            async with self.db.system_session() as session:
+                org = await session.get(Organisation, organisation_id)
+                assert org is not None  # the directory checked it
+                org.title, org.nihdi_number = title, nihdi_number
+                await session.flush()
+                return OrganisationRecord(org.id, org.title, org.nihdi_number)
+        except IntegrityError as exc:
+            raise DuplicateOrganisation(nihdi_number) from exc
+
     async def get_organisation(self, organisation_id: str) -> OrganisationRecord | None:
         async with self.db.system_session() as session:
             org = await session.get(Organisation, organisation_id)
@@ -95,8 +108,12 @@ class EmbeddedBackend:
             await session.execute(delete(Membership).where(Membership.account_id == account_id))
             await session.execute(delete(Account).where(Account.id == account_id))
 
-    async def end_sessions(self, account_id: str) -> None:  # noqa: ARG002 (the interface's)
-        return None  # no refresh tokens here: an access token is all there is
+    async def end_sessions(self, account_id: str) -> None:
+        """End the account's sessions at the embedded issuer: their refresh tokens stop."""
+        from hdhub.identity.codeflow import end_account_sessions
+
+        async with self.db.system_session() as session:
+            await end_account_sessions(session, account_id)
 
     async def realm_role_members(self, role: str) -> Sequence[AccountRecord]:
         async with self.db.system_session() as session:

@@ -68,11 +68,12 @@ def discovery(issuer: str) -> dict[str, Any]:
         "jwks_uri": f"{oidc}/certs",
         "userinfo_endpoint": f"{oidc}/userinfo",
         "end_session_endpoint": f"{oidc}/logout",
-        "grant_types_supported": ["password", "client_credentials"],
-        "response_types_supported": ["code", "token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "password", "client_credentials"],
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "scopes_supported": ["openid", "profile", "email"],
         "claims_supported": ["sub", "iss", "preferred_username", "email", "name", ORGANISATIONS_CLAIM],
     }
@@ -105,11 +106,12 @@ async def organisations_claim(session: AsyncSession, account_id: str) -> dict[st
         .where(Membership.account_id == account_id)
     )
     return {
-        org.id: {"name": org.title, "nihdi": org.nihdi_number, "roles": sorted(m.roles)} for m, org in rows.tuples()
+        org.id: {"name": org.title, "nihdi": org.nihdi_number, "roles": sorted(m.roles)}
+        for m, org in rows.tuples()
     }
 
 
-def _mint(key: SigningKey, claims: dict[str, Any]) -> str:
+def mint(key: SigningKey, claims: dict[str, Any]) -> str:
     return jwt.encode(claims, key.private_pem, algorithm="RS256", headers={"kid": key.kid, "typ": "JWT"})
 
 
@@ -151,9 +153,19 @@ async def password_grant(
     if account.must_change_password:
         # Keycloak's answer while the UPDATE_PASSWORD required action is pending.
         raise OAuthError(400, "invalid_grant", "Account is not fully set up")
-    claims = _base_claims(issuer, lifetime, client_id) | {
+    claims = await person_claims(
+        session, account, issuer=issuer, lifetime=lifetime, client_id=client_id, sid=str(uuid.uuid4())
+    )
+    return token_response(mint(await signing_key(session), claims), lifetime)
+
+
+async def person_claims(
+    session: AsyncSession, account: Account, *, issuer: str, lifetime: int, client_id: str, sid: str
+) -> dict[str, Any]:
+    """A person's access-token claims, memberships read now (so a refresh sees new roles)."""
+    return _base_claims(issuer, lifetime, client_id) | {
         "sub": account.id,
-        "sid": str(uuid.uuid4()),
+        "sid": sid,
         "email_verified": True,
         "name": f"{account.first_name} {account.last_name}".strip(),
         "preferred_username": account.username,
@@ -164,7 +176,6 @@ async def password_grant(
         "resource_access": {"account": {"roles": ["manage-account", "view-profile"]}},
         ORGANISATIONS_CLAIM: await organisations_claim(session, account.id),
     }
-    return token_response(_mint(await signing_key(session), claims), lifetime)
 
 
 def service_client(client_id: str) -> str | None:
@@ -194,7 +205,7 @@ def service_grant(*, issuer: str, lifetime: int, service: str, client_secret: st
         "realm_access": {"roles": ["default-roles-hdhub", f"{SERVICE_ROLE_PREFIX}{service}"]},
         ORGANISATIONS_CLAIM: {},
     }
-    return token_response(_mint(key, claims), lifetime)
+    return token_response(mint(key, claims), lifetime)
 
 
 async def client_credentials_grant(
@@ -216,9 +227,11 @@ async def client_credentials_grant(
         "clientId": client.client_id,
         "email_verified": False,
         "realm_access": {"roles": ["default-roles-hdhub"]},
-        ORGANISATIONS_CLAIM: {org.id: {"name": org.title, "nihdi": org.nihdi_number, "roles": sorted(client.roles)}},
+        ORGANISATIONS_CLAIM: {
+            org.id: {"name": org.title, "nihdi": org.nihdi_number, "roles": sorted(client.roles)}
+        },
     }
-    return token_response(_mint(await signing_key(session), claims), lifetime)
+    return token_response(mint(await signing_key(session), claims), lifetime)
 
 
 def parse_basic_auth(header: str | None) -> tuple[str, str] | None:

@@ -109,6 +109,18 @@ class KeycloakBackend:
         assert group_id
         return OrganisationRecord(group_id, title, nihdi_number)
 
+    async def update_organisation(
+        self, organisation_id: str, *, title: str, nihdi_number: str
+    ) -> OrganisationRecord:
+        payload = {"name": nihdi_number, "attributes": {"nihdi": [nihdi_number], "title": [title]}}
+        try:
+            await self.admin.a_update_group(organisation_id, payload)
+        except KeycloakError as exc:
+            if _code(exc) == 409:
+                raise DuplicateOrganisation(nihdi_number) from exc
+            raise
+        return OrganisationRecord(organisation_id, title, nihdi_number)
+
     async def get_organisation(self, organisation_id: str) -> OrganisationRecord | None:
         try:
             g = await self.admin.a_get_group(organisation_id)

@@ -68,6 +68,10 @@ class IdentityService(Service):
             from hdhub.identity.mail import outbox_router
 
             routers.append(outbox_router(self.outbox))
+        if self.settings.backend != "keycloak":  # Keycloak shows its own login page
+            from hdhub.identity.login import build_login_router
+
+            routers.append(build_login_router(self))
         return routers
 
     def grpc_registrations(self) -> Sequence[Callable[[grpc.aio.Server], None]]:

@@ -13,6 +13,13 @@ class IdentitySettings(ServiceSettings):
     access_token_seconds: int = 300
     #: Public OIDC clients allowed to use the password grant (the portal, scripts).
     public_clients: list[str] = ["hdhub-portal", "hdhub-cli"]
+    #: Redirect URIs the authorization endpoint sends codes to; the portal's callback under
+    #: the platform's public URL is always among them.
+    redirect_uris: list[str] = []
+    #: A session (authorization code flow) ends after this long without a refresh, as
+    #: Keycloak's "SSO Session Idle", and in any case after the maximum.
+    session_idle_seconds: int = 1800
+    session_max_seconds: int = 36000
     #: ``embedded`` (SQL store + embedded issuer) or ``keycloak`` (admin REST via python-keycloak).
     backend: str = "embedded"
     keycloak_url: str | None = None  # e.g. http://keycloak:8080/

@@ -115,3 +115,34 @@ class SftpCredential(TenantScoped, Base):
     created_by: Mapped[str] = mapped_column(String(200), default="")
     rotated_at: Mapped[datetime | None] = mapped_column(nullable=True)
     last_login_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class OidcSession(Base):
+    """A person's session at the embedded issuer (authorization code flow): what a refresh
+    token renews and what end-session ends. Only hashes of the refresh token and of the
+    password-change ticket are kept."""
+
+    __tablename__ = "oidc_sessions"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[str] = mapped_column(String(100))
+    #: ``password`` while the first-login password change is pending, then ``active``.
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    refresh_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    ticket_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    refreshed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+
+
+class OidcCode(Base):
+    """An authorization code, used once within a minute, bound to its PKCE challenge."""
+
+    __tablename__ = "oidc_codes"
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("oidc_sessions.id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[str] = mapped_column(String(100))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    nonce: Mapped[str] = mapped_column(String(255), default="")
+    expires_at: Mapped[datetime] = mapped_column()

@@ -1,7 +1,10 @@
-"""The portal service as it plugs into a process: certificates (REST and gRPC)."""
+"""The portal service as it plugs into a process: certificates (REST and gRPC) and the
+pages (the backend-for-frontend under /portal)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -31,11 +34,30 @@ class PortalService(Service):
             Envelope(self.settings.master_keys()),
             max_p12_bytes=self.settings.max_p12_bytes,
         )
+        from hdhub.portal.pages.oidc import Oidc
+        from hdhub.portal.pages.sessions import Sessions
+
+        self.portal_sessions = Sessions(
+            self.db,
+            secret=self.settings.secret,
+            idle_seconds=self.settings.session_idle_seconds,
+            max_seconds=self.settings.session_max_seconds,
+        )
+        self.oidc = Oidc(self.settings.oidc_client_id)
 
     def routers(self) -> Sequence[APIRouter]:
         from hdhub.portal import api
+        from hdhub.portal.pages import build_page_routers
 
-        return [api.build_router(self)]
+        return [api.build_router(self), *build_page_routers(self)]
+
+    async def work(self, stop: asyncio.Event) -> None:
+        """Ended page sessions are deleted every ten minutes."""
+        while not stop.is_set():
+            with contextlib.suppress(Exception):
+                await self.portal_sessions.sweep()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=600)
 
     def grpc_registrations(self) -> Sequence[Callable[[grpc.aio.Server], None]]:
         from hdhub.portal.grpc import CertificatesServicer

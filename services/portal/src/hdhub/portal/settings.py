@@ -28,3 +28,11 @@ class PortalSettings(ServiceSettings, MasterKeySettings):
     certificate_reader_roles: list[str] = list(CERTIFICATE_READER_ROLES)
     #: Object store for encrypted certificates; default the platform's.
     object_store_url: str | None = None
+    #: The pages' sessions (docs/portal.md): one ends after this long without a request,
+    #: and in any case after the maximum; the person signs in again.
+    session_idle_seconds: int = 1800
+    session_max_seconds: int = 36000
+    #: The portal's OIDC client at the issuer (public, authorization code with PKCE).
+    oidc_client_id: str = "hdhub-portal"
+    #: Members and audit entries per page.
+    page_size: int = 50

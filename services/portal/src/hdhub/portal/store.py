@@ -70,3 +70,26 @@ class CertificateEvent(TenantScoped, Base):
 
 class IdempotencyKey(IdempotencyColumns, Base):
     __tablename__ = "idempotency_keys"
+
+
+class PortalSession(Base):
+    """A browser's session with the portal (the backend-for-frontend): the cookie holds a
+    random id whose hash is the key here; the person's tokens stay on this side, sealed
+    with the portal's secret key. Before sign-in the row keeps the authorization request's
+    state, PKCE verifier and nonce; sign-in replaces the row under a new id."""
+
+    __tablename__ = "portal_sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    oauth_state: Mapped[str] = mapped_column(String(64), default="")
+    code_verifier: Mapped[str] = mapped_column(String(128), default="")
+    nonce: Mapped[str] = mapped_column(String(64), default="")
+    return_to: Mapped[str] = mapped_column(String(500), default="")
+    subject: Mapped[str] = mapped_column(String(64), default="")
+    username: Mapped[str] = mapped_column(String(200), default="")
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    tokens: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    access_expires_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -51,6 +51,111 @@ class IdentityServiceStub:
                 request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.VerifySftpPasswordRequest.SerializeToString,
                 response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.VerifySftpPasswordResponse.FromString,
                 _registered_method=True)
+        self.CreateOrganisation = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/CreateOrganisation',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateOrganisationRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateOrganisationResponse.FromString,
+                _registered_method=True)
+        self.UpdateOrganisation = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/UpdateOrganisation',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.UpdateOrganisationRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.UpdateOrganisationResponse.FromString,
+                _registered_method=True)
+        self.CheckNihdiNumber = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/CheckNihdiNumber',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CheckNihdiNumberRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CheckNihdiNumberResponse.FromString,
+                _registered_method=True)
+        self.ListMembers = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/ListMembers',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListMembersRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListMembersResponse.FromString,
+                _registered_method=True)
+        self.AddMember = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/AddMember',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.AddMemberRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.AddMemberResponse.FromString,
+                _registered_method=True)
+        self.SetMemberRoles = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/SetMemberRoles',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.SetMemberRolesRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.SetMemberRolesResponse.FromString,
+                _registered_method=True)
+        self.RemoveMember = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/RemoveMember',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.RemoveMemberRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.RemoveMemberResponse.FromString,
+                _registered_method=True)
+        self.CancelAccount = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/CancelAccount',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CancelAccountRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CancelAccountResponse.FromString,
+                _registered_method=True)
+        self.ChangeOwnPassword = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/ChangeOwnPassword',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ChangeOwnPasswordRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ChangeOwnPasswordResponse.FromString,
+                _registered_method=True)
+        self.ListClients = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/ListClients',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListClientsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListClientsResponse.FromString,
+                _registered_method=True)
+        self.CreateClient = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/CreateClient',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateClientRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateClientResponse.FromString,
+                _registered_method=True)
+        self.RotateClientSecret = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/RotateClientSecret',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.RotateClientSecretRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.RotateClientSecretResponse.FromString,
+                _registered_method=True)
+        self.DeleteClient = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/DeleteClient',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.DeleteClientRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.DeleteClientResponse.FromString,
+                _registered_method=True)
+        self.ListSftpLogins = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/ListSftpLogins',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListSftpLoginsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListSftpLoginsResponse.FromString,
+                _registered_method=True)
+        self.CreateSftpLogin = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/CreateSftpLogin',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateSftpLoginRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateSftpLoginResponse.FromString,
+                _registered_method=True)
+        self.RotateSftpPassword = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/RotateSftpPassword',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.RotateSftpPasswordRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.RotateSftpPasswordResponse.FromString,
+                _registered_method=True)
+        self.DeleteSftpLogin = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/DeleteSftpLogin',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.DeleteSftpLoginRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.DeleteSftpLoginResponse.FromString,
+                _registered_method=True)
+        self.SubmitAccountRequest = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/SubmitAccountRequest',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.SubmitAccountRequestRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.SubmitAccountRequestResponse.FromString,
+                _registered_method=True)
+        self.ListAccountRequests = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/ListAccountRequests',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListAccountRequestsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListAccountRequestsResponse.FromString,
+                _registered_method=True)
+        self.DecideAccountRequest = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/DecideAccountRequest',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.DecideAccountRequestRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.DecideAccountRequestResponse.FromString,
+                _registered_method=True)
+        self.ListAuditEntries = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/ListAuditEntries',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListAuditEntriesRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListAuditEntriesResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -81,6 +186,157 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateOrganisation(self, request, context):
+        """The Self-Service Portal's administration, for the portal's pages. Each method acts with
+        the forwarded token of the signed-in person and obeys the same rules, with the same
+        problems (hdhub-problem-bin), as the REST routes under /api/v1 that do the same.
+
+        Create an organisation (User Manager); the caller becomes its User Manager.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateOrganisation(self, request, context):
+        """Change an organisation's title or NIHDI number (its User Manager).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckNihdiNumber(self, request, context):
+        """The problems of a NIHDI number as typed (none when it is valid); no token needed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMembers(self, request, context):
+        """Members of an organisation with their roles, searched and paged by e-mail.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddMember(self, request, context):
+        """Add a member by e-mail; a new account's initial password is in the answer, once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetMemberRoles(self, request, context):
+        """Set a member's roles (the administrative ones only by a User Manager).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveMember(self, request, context):
+        """Remove a member from an organisation; the account stays.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelAccount(self, request, context):
+        """Cancel an account everywhere (the caller's own, or one whose organisations they manage).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangeOwnPassword(self, request, context):
+        """Change the caller's own password, knowing the current one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListClients(self, request, context):
+        """Hospital-system clients of an organisation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateClient(self, request, context):
+        """Create a client; its secret is in the answer, once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateClientSecret(self, request, context):
+        """Rotate a client's secret; the new one is in the answer, once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteClient(self, request, context):
+        """Delete a client; its tokens stop at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSftpLogins(self, request, context):
+        """SFTP logins of an organisation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSftpLogin(self, request, context):
+        """Create an SFTP login; its password is in the answer, once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateSftpPassword(self, request, context):
+        """Rotate an SFTP login's password; the new one is in the answer, once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSftpLogin(self, request, context):
+        """Delete an SFTP login.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitAccountRequest(self, request, context):
+        """Request an account (the public v1 form; no token, throttled per e-mail and address).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAccountRequests(self, request, context):
+        """Account requests of an organisation (its managers), optionally of one status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideAccountRequest(self, request, context):
+        """Approve or reject an account request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEntries(self, request, context):
+        """The organisation's audit log, newest first, filtered and paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -98,6 +354,111 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.VerifySftpPassword,
                     request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.VerifySftpPasswordRequest.FromString,
                     response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.VerifySftpPasswordResponse.SerializeToString,
+            ),
+            'CreateOrganisation': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateOrganisation,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateOrganisationRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateOrganisationResponse.SerializeToString,
+            ),
+            'UpdateOrganisation': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateOrganisation,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.UpdateOrganisationRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.UpdateOrganisationResponse.SerializeToString,
+            ),
+            'CheckNihdiNumber': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckNihdiNumber,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CheckNihdiNumberRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CheckNihdiNumberResponse.SerializeToString,
+            ),
+            'ListMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMembers,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListMembersRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListMembersResponse.SerializeToString,
+            ),
+            'AddMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddMember,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.AddMemberRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.AddMemberResponse.SerializeToString,
+            ),
+            'SetMemberRoles': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetMemberRoles,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.SetMemberRolesRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.SetMemberRolesResponse.SerializeToString,
+            ),
+            'RemoveMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveMember,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.RemoveMemberRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.RemoveMemberResponse.SerializeToString,
+            ),
+            'CancelAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelAccount,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CancelAccountRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CancelAccountResponse.SerializeToString,
+            ),
+            'ChangeOwnPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangeOwnPassword,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ChangeOwnPasswordRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ChangeOwnPasswordResponse.SerializeToString,
+            ),
+            'ListClients': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListClients,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListClientsRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListClientsResponse.SerializeToString,
+            ),
+            'CreateClient': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateClient,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateClientRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateClientResponse.SerializeToString,
+            ),
+            'RotateClientSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateClientSecret,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.RotateClientSecretRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.RotateClientSecretResponse.SerializeToString,
+            ),
+            'DeleteClient': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteClient,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.DeleteClientRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.DeleteClientResponse.SerializeToString,
+            ),
+            'ListSftpLogins': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSftpLogins,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListSftpLoginsRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListSftpLoginsResponse.SerializeToString,
+            ),
+            'CreateSftpLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSftpLogin,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateSftpLoginRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateSftpLoginResponse.SerializeToString,
+            ),
+            'RotateSftpPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateSftpPassword,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.RotateSftpPasswordRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.RotateSftpPasswordResponse.SerializeToString,
+            ),
+            'DeleteSftpLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSftpLogin,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.DeleteSftpLoginRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.DeleteSftpLoginResponse.SerializeToString,
+            ),
+            'SubmitAccountRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitAccountRequest,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.SubmitAccountRequestRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.SubmitAccountRequestResponse.SerializeToString,
+            ),
+            'ListAccountRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccountRequests,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListAccountRequestsRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListAccountRequestsResponse.SerializeToString,
+            ),
+            'DecideAccountRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideAccountRequest,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.DecideAccountRequestRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.DecideAccountRequestResponse.SerializeToString,
+            ),
+            'ListAuditEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEntries,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListAuditEntriesRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListAuditEntriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -183,6 +544,573 @@ class IdentityService:
             '/hdhub.identity.v1.IdentityService/VerifySftpPassword',
             hdhub_dot_identity_dot_v1_dot_identity__pb2.VerifySftpPasswordRequest.SerializeToString,
             hdhub_dot_identity_dot_v1_dot_identity__pb2.VerifySftpPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateOrganisation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/CreateOrganisation',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateOrganisationRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateOrganisationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateOrganisation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/UpdateOrganisation',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.UpdateOrganisationRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.UpdateOrganisationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckNihdiNumber(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/CheckNihdiNumber',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.CheckNihdiNumberRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.CheckNihdiNumberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/ListMembers',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.ListMembersRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.ListMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/AddMember',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.AddMemberRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.AddMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetMemberRoles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/SetMemberRoles',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.SetMemberRolesRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.SetMemberRolesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/RemoveMember',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.RemoveMemberRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.RemoveMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/CancelAccount',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.CancelAccountRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.CancelAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangeOwnPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/ChangeOwnPassword',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.ChangeOwnPasswordRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.ChangeOwnPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListClients(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/ListClients',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.ListClientsRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.ListClientsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateClient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/CreateClient',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateClientRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateClientResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateClientSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/RotateClientSecret',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.RotateClientSecretRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.RotateClientSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteClient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/DeleteClient',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.DeleteClientRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.DeleteClientResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSftpLogins(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/ListSftpLogins',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.ListSftpLoginsRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.ListSftpLoginsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSftpLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/CreateSftpLogin',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateSftpLoginRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateSftpLoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateSftpPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/RotateSftpPassword',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.RotateSftpPasswordRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.RotateSftpPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSftpLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/DeleteSftpLogin',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.DeleteSftpLoginRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.DeleteSftpLoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitAccountRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/SubmitAccountRequest',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.SubmitAccountRequestRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.SubmitAccountRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccountRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/ListAccountRequests',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.ListAccountRequestsRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.ListAccountRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideAccountRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/DecideAccountRequest',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.DecideAccountRequestRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.DecideAccountRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/ListAuditEntries',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.ListAuditEntriesRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.ListAuditEntriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,53 @@ class IdentityServiceStub:
     PERMISSION_DENIED for any other caller, UNAUTHENTICATED for a wrong password, an unknown or
     disabled login, and RESOURCE_EXHAUSTED while the login or the address is throttled.
     """
+    CreateOrganisation: _grpc.UnaryUnaryMultiCallable[_identity_pb2.CreateOrganisationRequest, _identity_pb2.CreateOrganisationResponse]
+    """The Self-Service Portal's administration, for the portal's pages. Each method acts with
+    the forwarded token of the signed-in person and obeys the same rules, with the same
+    problems (hdhub-problem-bin), as the REST routes under /api/v1 that do the same.
+
+    Create an organisation (User Manager); the caller becomes its User Manager.
+    """
+    UpdateOrganisation: _grpc.UnaryUnaryMultiCallable[_identity_pb2.UpdateOrganisationRequest, _identity_pb2.UpdateOrganisationResponse]
+    """Change an organisation's title or NIHDI number (its User Manager)."""
+    CheckNihdiNumber: _grpc.UnaryUnaryMultiCallable[_identity_pb2.CheckNihdiNumberRequest, _identity_pb2.CheckNihdiNumberResponse]
+    """The problems of a NIHDI number as typed (none when it is valid); no token needed."""
+    ListMembers: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListMembersRequest, _identity_pb2.ListMembersResponse]
+    """Members of an organisation with their roles, searched and paged by e-mail."""
+    AddMember: _grpc.UnaryUnaryMultiCallable[_identity_pb2.AddMemberRequest, _identity_pb2.AddMemberResponse]
+    """Add a member by e-mail; a new account's initial password is in the answer, once."""
+    SetMemberRoles: _grpc.UnaryUnaryMultiCallable[_identity_pb2.SetMemberRolesRequest, _identity_pb2.SetMemberRolesResponse]
+    """Set a member's roles (the administrative ones only by a User Manager)."""
+    RemoveMember: _grpc.UnaryUnaryMultiCallable[_identity_pb2.RemoveMemberRequest, _identity_pb2.RemoveMemberResponse]
+    """Remove a member from an organisation; the account stays."""
+    CancelAccount: _grpc.UnaryUnaryMultiCallable[_identity_pb2.CancelAccountRequest, _identity_pb2.CancelAccountResponse]
+    """Cancel an account everywhere (the caller's own, or one whose organisations they manage)."""
+    ChangeOwnPassword: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ChangeOwnPasswordRequest, _identity_pb2.ChangeOwnPasswordResponse]
+    """Change the caller's own password, knowing the current one."""
+    ListClients: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListClientsRequest, _identity_pb2.ListClientsResponse]
+    """Hospital-system clients of an organisation."""
+    CreateClient: _grpc.UnaryUnaryMultiCallable[_identity_pb2.CreateClientRequest, _identity_pb2.CreateClientResponse]
+    """Create a client; its secret is in the answer, once."""
+    RotateClientSecret: _grpc.UnaryUnaryMultiCallable[_identity_pb2.RotateClientSecretRequest, _identity_pb2.RotateClientSecretResponse]
+    """Rotate a client's secret; the new one is in the answer, once."""
+    DeleteClient: _grpc.UnaryUnaryMultiCallable[_identity_pb2.DeleteClientRequest, _identity_pb2.DeleteClientResponse]
+    """Delete a client; its tokens stop at once."""
+    ListSftpLogins: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListSftpLoginsRequest, _identity_pb2.ListSftpLoginsResponse]
+    """SFTP logins of an organisation."""
+    CreateSftpLogin: _grpc.UnaryUnaryMultiCallable[_identity_pb2.CreateSftpLoginRequest, _identity_pb2.CreateSftpLoginResponse]
+    """Create an SFTP login; its password is in the answer, once."""
+    RotateSftpPassword: _grpc.UnaryUnaryMultiCallable[_identity_pb2.RotateSftpPasswordRequest, _identity_pb2.RotateSftpPasswordResponse]
+    """Rotate an SFTP login's password; the new one is in the answer, once."""
+    DeleteSftpLogin: _grpc.UnaryUnaryMultiCallable[_identity_pb2.DeleteSftpLoginRequest, _identity_pb2.DeleteSftpLoginResponse]
+    """Delete an SFTP login."""
+    SubmitAccountRequest: _grpc.UnaryUnaryMultiCallable[_identity_pb2.SubmitAccountRequestRequest, _identity_pb2.SubmitAccountRequestResponse]
+    """Request an account (the public v1 form; no token, throttled per e-mail and address)."""
+    ListAccountRequests: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListAccountRequestsRequest, _identity_pb2.ListAccountRequestsResponse]
+    """Account requests of an organisation (its managers), optionally of one status."""
+    DecideAccountRequest: _grpc.UnaryUnaryMultiCallable[_identity_pb2.DecideAccountRequestRequest, _identity_pb2.DecideAccountRequestResponse]
+    """Approve or reject an account request."""
+    ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListAuditEntriesRequest, _identity_pb2.ListAuditEntriesResponse]
+    """The organisation's audit log, newest first, filtered and paged."""
 
 @_typing.type_check_only
 class IdentityServiceAsyncStub(IdentityServiceStub):
@@ -61,6 +108,53 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     PERMISSION_DENIED for any other caller, UNAUTHENTICATED for a wrong password, an unknown or
     disabled login, and RESOURCE_EXHAUSTED while the login or the address is throttled.
     """
+    CreateOrganisation: _aio.UnaryUnaryMultiCallable[_identity_pb2.CreateOrganisationRequest, _identity_pb2.CreateOrganisationResponse]  # type: ignore[assignment]
+    """The Self-Service Portal's administration, for the portal's pages. Each method acts with
+    the forwarded token of the signed-in person and obeys the same rules, with the same
+    problems (hdhub-problem-bin), as the REST routes under /api/v1 that do the same.
+
+    Create an organisation (User Manager); the caller becomes its User Manager.
+    """
+    UpdateOrganisation: _aio.UnaryUnaryMultiCallable[_identity_pb2.UpdateOrganisationRequest, _identity_pb2.UpdateOrganisationResponse]  # type: ignore[assignment]
+    """Change an organisation's title or NIHDI number (its User Manager)."""
+    CheckNihdiNumber: _aio.UnaryUnaryMultiCallable[_identity_pb2.CheckNihdiNumberRequest, _identity_pb2.CheckNihdiNumberResponse]  # type: ignore[assignment]
+    """The problems of a NIHDI number as typed (none when it is valid); no token needed."""
+    ListMembers: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListMembersRequest, _identity_pb2.ListMembersResponse]  # type: ignore[assignment]
+    """Members of an organisation with their roles, searched and paged by e-mail."""
+    AddMember: _aio.UnaryUnaryMultiCallable[_identity_pb2.AddMemberRequest, _identity_pb2.AddMemberResponse]  # type: ignore[assignment]
+    """Add a member by e-mail; a new account's initial password is in the answer, once."""
+    SetMemberRoles: _aio.UnaryUnaryMultiCallable[_identity_pb2.SetMemberRolesRequest, _identity_pb2.SetMemberRolesResponse]  # type: ignore[assignment]
+    """Set a member's roles (the administrative ones only by a User Manager)."""
+    RemoveMember: _aio.UnaryUnaryMultiCallable[_identity_pb2.RemoveMemberRequest, _identity_pb2.RemoveMemberResponse]  # type: ignore[assignment]
+    """Remove a member from an organisation; the account stays."""
+    CancelAccount: _aio.UnaryUnaryMultiCallable[_identity_pb2.CancelAccountRequest, _identity_pb2.CancelAccountResponse]  # type: ignore[assignment]
+    """Cancel an account everywhere (the caller's own, or one whose organisations they manage)."""
+    ChangeOwnPassword: _aio.UnaryUnaryMultiCallable[_identity_pb2.ChangeOwnPasswordRequest, _identity_pb2.ChangeOwnPasswordResponse]  # type: ignore[assignment]
+    """Change the caller's own password, knowing the current one."""
+    ListClients: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListClientsRequest, _identity_pb2.ListClientsResponse]  # type: ignore[assignment]
+    """Hospital-system clients of an organisation."""
+    CreateClient: _aio.UnaryUnaryMultiCallable[_identity_pb2.CreateClientRequest, _identity_pb2.CreateClientResponse]  # type: ignore[assignment]
+    """Create a client; its secret is in the answer, once."""
+    RotateClientSecret: _aio.UnaryUnaryMultiCallable[_identity_pb2.RotateClientSecretRequest, _identity_pb2.RotateClientSecretResponse]  # type: ignore[assignment]
+    """Rotate a client's secret; the new one is in the answer, once."""
+    DeleteClient: _aio.UnaryUnaryMultiCallable[_identity_pb2.DeleteClientRequest, _identity_pb2.DeleteClientResponse]  # type: ignore[assignment]
+    """Delete a client; its tokens stop at once."""
+    ListSftpLogins: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListSftpLoginsRequest, _identity_pb2.ListSftpLoginsResponse]  # type: ignore[assignment]
+    """SFTP logins of an organisation."""
+    CreateSftpLogin: _aio.UnaryUnaryMultiCallable[_identity_pb2.CreateSftpLoginRequest, _identity_pb2.CreateSftpLoginResponse]  # type: ignore[assignment]
+    """Create an SFTP login; its password is in the answer, once."""
+    RotateSftpPassword: _aio.UnaryUnaryMultiCallable[_identity_pb2.RotateSftpPasswordRequest, _identity_pb2.RotateSftpPasswordResponse]  # type: ignore[assignment]
+    """Rotate an SFTP login's password; the new one is in the answer, once."""
+    DeleteSftpLogin: _aio.UnaryUnaryMultiCallable[_identity_pb2.DeleteSftpLoginRequest, _identity_pb2.DeleteSftpLoginResponse]  # type: ignore[assignment]
+    """Delete an SFTP login."""
+    SubmitAccountRequest: _aio.UnaryUnaryMultiCallable[_identity_pb2.SubmitAccountRequestRequest, _identity_pb2.SubmitAccountRequestResponse]  # type: ignore[assignment]
+    """Request an account (the public v1 form; no token, throttled per e-mail and address)."""
+    ListAccountRequests: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListAccountRequestsRequest, _identity_pb2.ListAccountRequestsResponse]  # type: ignore[assignment]
+    """Account requests of an organisation (its managers), optionally of one status."""
+    DecideAccountRequest: _aio.UnaryUnaryMultiCallable[_identity_pb2.DecideAccountRequestRequest, _identity_pb2.DecideAccountRequestResponse]  # type: ignore[assignment]
+    """Approve or reject an account request."""
+    ListAuditEntries: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListAuditEntriesRequest, _identity_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
+    """The organisation's audit log, newest first, filtered and paged."""
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     """Identity: organisations, members and their roles. The full service (members, account
@@ -93,5 +187,178 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         PERMISSION_DENIED for any other caller, UNAUTHENTICATED for a wrong password, an unknown or
         disabled login, and RESOURCE_EXHAUSTED while the login or the address is throttled.
         """
+
+    @_abc_1.abstractmethod
+    def CreateOrganisation(
+        self,
+        request: _identity_pb2.CreateOrganisationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.CreateOrganisationResponse, _abc.Awaitable[_identity_pb2.CreateOrganisationResponse]]:
+        """The Self-Service Portal's administration, for the portal's pages. Each method acts with
+        the forwarded token of the signed-in person and obeys the same rules, with the same
+        problems (hdhub-problem-bin), as the REST routes under /api/v1 that do the same.
+
+        Create an organisation (User Manager); the caller becomes its User Manager.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateOrganisation(
+        self,
+        request: _identity_pb2.UpdateOrganisationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.UpdateOrganisationResponse, _abc.Awaitable[_identity_pb2.UpdateOrganisationResponse]]:
+        """Change an organisation's title or NIHDI number (its User Manager)."""
+
+    @_abc_1.abstractmethod
+    def CheckNihdiNumber(
+        self,
+        request: _identity_pb2.CheckNihdiNumberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.CheckNihdiNumberResponse, _abc.Awaitable[_identity_pb2.CheckNihdiNumberResponse]]:
+        """The problems of a NIHDI number as typed (none when it is valid); no token needed."""
+
+    @_abc_1.abstractmethod
+    def ListMembers(
+        self,
+        request: _identity_pb2.ListMembersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ListMembersResponse, _abc.Awaitable[_identity_pb2.ListMembersResponse]]:
+        """Members of an organisation with their roles, searched and paged by e-mail."""
+
+    @_abc_1.abstractmethod
+    def AddMember(
+        self,
+        request: _identity_pb2.AddMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.AddMemberResponse, _abc.Awaitable[_identity_pb2.AddMemberResponse]]:
+        """Add a member by e-mail; a new account's initial password is in the answer, once."""
+
+    @_abc_1.abstractmethod
+    def SetMemberRoles(
+        self,
+        request: _identity_pb2.SetMemberRolesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.SetMemberRolesResponse, _abc.Awaitable[_identity_pb2.SetMemberRolesResponse]]:
+        """Set a member's roles (the administrative ones only by a User Manager)."""
+
+    @_abc_1.abstractmethod
+    def RemoveMember(
+        self,
+        request: _identity_pb2.RemoveMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.RemoveMemberResponse, _abc.Awaitable[_identity_pb2.RemoveMemberResponse]]:
+        """Remove a member from an organisation; the account stays."""
+
+    @_abc_1.abstractmethod
+    def CancelAccount(
+        self,
+        request: _identity_pb2.CancelAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.CancelAccountResponse, _abc.Awaitable[_identity_pb2.CancelAccountResponse]]:
+        """Cancel an account everywhere (the caller's own, or one whose organisations they manage)."""
+
+    @_abc_1.abstractmethod
+    def ChangeOwnPassword(
+        self,
+        request: _identity_pb2.ChangeOwnPasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ChangeOwnPasswordResponse, _abc.Awaitable[_identity_pb2.ChangeOwnPasswordResponse]]:
+        """Change the caller's own password, knowing the current one."""
+
+    @_abc_1.abstractmethod
+    def ListClients(
+        self,
+        request: _identity_pb2.ListClientsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ListClientsResponse, _abc.Awaitable[_identity_pb2.ListClientsResponse]]:
+        """Hospital-system clients of an organisation."""
+
+    @_abc_1.abstractmethod
+    def CreateClient(
+        self,
+        request: _identity_pb2.CreateClientRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.CreateClientResponse, _abc.Awaitable[_identity_pb2.CreateClientResponse]]:
+        """Create a client; its secret is in the answer, once."""
+
+    @_abc_1.abstractmethod
+    def RotateClientSecret(
+        self,
+        request: _identity_pb2.RotateClientSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.RotateClientSecretResponse, _abc.Awaitable[_identity_pb2.RotateClientSecretResponse]]:
+        """Rotate a client's secret; the new one is in the answer, once."""
+
+    @_abc_1.abstractmethod
+    def DeleteClient(
+        self,
+        request: _identity_pb2.DeleteClientRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.DeleteClientResponse, _abc.Awaitable[_identity_pb2.DeleteClientResponse]]:
+        """Delete a client; its tokens stop at once."""
+
+    @_abc_1.abstractmethod
+    def ListSftpLogins(
+        self,
+        request: _identity_pb2.ListSftpLoginsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ListSftpLoginsResponse, _abc.Awaitable[_identity_pb2.ListSftpLoginsResponse]]:
+        """SFTP logins of an organisation."""
+
+    @_abc_1.abstractmethod
+    def CreateSftpLogin(
+        self,
+        request: _identity_pb2.CreateSftpLoginRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.CreateSftpLoginResponse, _abc.Awaitable[_identity_pb2.CreateSftpLoginResponse]]:
+        """Create an SFTP login; its password is in the answer, once."""
+
+    @_abc_1.abstractmethod
+    def RotateSftpPassword(
+        self,
+        request: _identity_pb2.RotateSftpPasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.RotateSftpPasswordResponse, _abc.Awaitable[_identity_pb2.RotateSftpPasswordResponse]]:
+        """Rotate an SFTP login's password; the new one is in the answer, once."""
+
+    @_abc_1.abstractmethod
+    def DeleteSftpLogin(
+        self,
+        request: _identity_pb2.DeleteSftpLoginRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.DeleteSftpLoginResponse, _abc.Awaitable[_identity_pb2.DeleteSftpLoginResponse]]:
+        """Delete an SFTP login."""
+
+    @_abc_1.abstractmethod
+    def SubmitAccountRequest(
+        self,
+        request: _identity_pb2.SubmitAccountRequestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.SubmitAccountRequestResponse, _abc.Awaitable[_identity_pb2.SubmitAccountRequestResponse]]:
+        """Request an account (the public v1 form; no token, throttled per e-mail and address)."""
+
+    @_abc_1.abstractmethod
+    def ListAccountRequests(
+        self,
+        request: _identity_pb2.ListAccountRequestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ListAccountRequestsResponse, _abc.Awaitable[_identity_pb2.ListAccountRequestsResponse]]:
+        """Account requests of an organisation (its managers), optionally of one status."""
+
+    @_abc_1.abstractmethod
+    def DecideAccountRequest(
+        self,
+        request: _identity_pb2.DecideAccountRequestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.DecideAccountRequestResponse, _abc.Awaitable[_identity_pb2.DecideAccountRequestResponse]]:
+        """Approve or reject an account request."""
+
+    @_abc_1.abstractmethod
+    def ListAuditEntries(
+        self,
+        request: _identity_pb2.ListAuditEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ListAuditEntriesResponse, _abc.Awaitable[_identity_pb2.ListAuditEntriesResponse]]:
+        """The organisation's audit log, newest first, filtered and paged."""
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,94 @@
+"""The pages' four languages: gettext catalogues (Babel) under ``portal/locale``, English
+the source; dates, times and numbers in Belgian conventions (dd/mm/yyyy, 24-hour time,
+Europe/Brussels, decimal comma in nl, fr and de, point in en).
+
+The catalogues are read from their ``.po`` files at start-up (no compiled ``.mo`` to keep
+in step); ``tests/test_catalogues.py`` checks none misses a message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date, format_datetime
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
+from babel.support import NullTranslations, Translations
+
+LANGUAGES = ("nl", "fr", "en", "de")
+LANGUAGE_NAMES = {"nl": "Nederlands", "fr": "Français", "en": "English", "de": "Deutsch"}
+LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
+BRUSSELS = ZoneInfo("Europe/Brussels")
+# Babel locales for formats: Belgium's, except English, whose decimal point the brief asks.
+FORMAT_LOCALES = {"nl": "nl_BE", "fr": "fr_BE", "de": "de_BE", "en": "en_GB"}
+
+
+def N_(message: str) -> str:
+    """Mark a message for the catalogues; it is translated where it is shown."""
+    return message
+
+
+@lru_cache(maxsize=8)
+def translations(lang: str) -> NullTranslations:
+    po = LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po"
+    if lang == "en" or not po.exists():
+        return NullTranslations()
+    with po.open("rb") as f:
+        catalog = read_po(f, locale=lang)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog)
+    buffer.seek(0)
+    return Translations(buffer)
+
+
+def pick_language(cookie: str | None, accept_language: str | None) -> str:
+    """The remembered choice, else the browser's first language we speak, else English."""
+    if cookie in LANGUAGES:
+        return cookie
+    for part in (accept_language or "").split(","):
+        code = part.split(";")[0].strip()[:2].lower()
+        if code in LANGUAGES:
+            return code
+    return "en"
+
+
+class Formats:
+    def __init__(self, lang: str) -> None:
+        self.locale = FORMAT_LOCALES[lang]
+
+    def datetime(self, value: dt.datetime | str | None) -> str:
+        if not value:
+            return ""
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value)
+        return format_datetime(value, "dd/MM/yyyy HH:mm", tzinfo=BRUSSELS, locale=self.locale)
+
+    def date(self, value: dt.date | dt.datetime | str | None) -> str:
+        if not value:
+            return ""
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value)
+        if isinstance(value, dt.datetime):
+            value = value.astimezone(BRUSSELS).date()
+        return format_date(value, "dd/MM/yyyy", locale=self.locale)
+
+    def number(self, value: int | float) -> str:
+        return format_decimal(value, locale=self.locale)
+
+
+def typed_day(value: str) -> str | None:
+    """A day as people type it here (dd/mm/yyyy, or yyyy-mm-dd) in ISO form; None when it
+    is no date. Dots and dashes between the parts are read as slashes."""
+    text = value.strip()
+    try:
+        if len(text) == 10 and text[4] == "-":
+            return dt.date.fromisoformat(text).isoformat()
+        day, month, year = (int(p) for p in text.replace(".", "/").replace("-", "/").split("/"))
+        return dt.date(year, month, day).isoformat()
+    except ValueError:
+        return None

@@ -1,0 +1,81 @@
+"""The owners' problem words the pages show, marked for the catalogues.
+
+Problems travel in English (their titles, details and field messages are the API's); the
+pages translate them by looking the English up in the catalogue (``web.problem_messages``),
+so each one a page may show is listed here. One that is missing is shown in English.
+"""
+
+from __future__ import annotations
+
+from hdhub.portal.pages.i18n import N_
+
+MESSAGES = (
+    # hdhub.common.errors and the pages' own
+    N_("Forbidden"),
+    N_("You may not do this for this organisation."),
+    N_("Unauthorized"),
+    N_("The input is not valid"),
+    N_("Organisation not found"),
+    N_("Member not found"),
+    N_("Account not found"),
+    N_("Client not found"),
+    N_("SFTP login not found"),
+    N_("Account request not found"),
+    N_("Not found"),
+    N_("A service we depend on is unavailable"),
+    N_("This form has expired or did not come from this portal"),
+    N_("Go back, reload the page and try again."),
+    N_("Sign-in did not complete"),
+    N_("Start again from the sign-in page."),
+    N_("Only a Certificate Editor of this organisation manages its certificates."),
+    N_("Only a User Manager edits the organisation."),
+    N_("Choose the p12 file"),
+    N_("Say why the account is cancelled."),
+    N_("The two passwords are not the same."),
+    # identity: hdhub.identity.directory and nihdi
+    N_("Only a User Manager creates organisations."),
+    N_("Only a User Manager gives or takes administrative roles."),
+    N_("This account belongs to an organisation you do not manage."),
+    N_("An organisation keeps at least one User Manager"),
+    N_("Make another member User Manager first."),
+    N_("The installation keeps at least one operator"),
+    N_("Another account must hold the operator role first."),
+    N_("An organisation with this NIHDI number exists already"),
+    N_("An organisation has a title."),
+    N_("An organisation NIHDI number has exactly 8 digits."),
+    N_("The check digits do not match: the last two digits are 97 minus the first six modulo 97."),
+    N_("Give a valid e-mail address."),
+    N_("This field is required."),
+    N_("No such organisation."),
+    N_("This username is taken"),
+    N_("This e-mail is another account's username"),
+    N_("A member with this e-mail exists already in this organisation"),
+    N_("An account with this e-mail or username exists already"),
+    N_("A request for this e-mail is pending already"),
+    N_("A password has at least 12 characters."),
+    N_("The new password must differ from the current one."),
+    N_("The current password is wrong"),
+    N_("A client with this client id exists already"),
+    N_("3 to 100 lower-case letters, digits and dashes."),
+    N_("Client ids starting with hdhub- are the platform's own."),
+    N_("A hospital system gets data roles only (registrant, reader)."),
+    N_("An SFTP login with this username exists already"),
+    N_("3 to 64 lower-case letters, digits, '.', '_' and '-'."),
+    N_("A date is written YYYY-MM-DD."),
+    N_("Too many failed attempts"),
+    N_("Too many attempts"),
+    N_("Slow down and try again later."),
+    # portal: certificates (hdhub.portal.certificates.TITLES and the p12 checks)
+    N_("The file is too large for a p12"),
+    N_("The file is not a p12"),
+    N_("The password does not open the p12"),
+    N_("The p12 must hold exactly two keys"),
+    N_("A key of the p12 has no certificate"),
+    N_("The p12 must hold an authentication and an encryption key"),
+    N_("A certificate of the p12 has expired"),
+    N_("A certificate of the p12 is not valid yet"),
+    N_("The file is not a PKCS#12 (p12) keystore."),
+    N_("The password does not open this p12."),
+    N_("The password does not open every entry of this p12."),
+    N_("The file name is refused"),
+)
