@@ -17,7 +17,7 @@ from hdhub.common.web import create_app
 log = logging.getLogger("hdhub.cli")
 
 READINESS_TIMEOUT_SECONDS = 2.0
-SERVICES = ("identity", "registrations", "uploads", "portal", "pseudonymisation", "sim", "intake")
+SERVICES = ("identity", "registrations", "uploads", "portal", "pseudonymisation", "sim", "intake", "nippin")
 
 
 def make_service(name: str) -> Service:
@@ -41,6 +41,10 @@ def make_service(name: str) -> Service:
         from hdhub.intake.runtime import IntakeService
 
         return IntakeService()
+    if name == "nippin":
+        from hdhub.nippin.runtime import NippinService
+
+        return NippinService()
     if name == "pseudonymisation":
         from hdhub.pseudonymisation.runtime import PseudonymisationService
 
