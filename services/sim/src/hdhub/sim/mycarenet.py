@@ -46,12 +46,15 @@ class MyCareNet:
     behaviour: MyCareNetBehaviour = field(default_factory=MyCareNetBehaviour)
     #: The TACK answered per message id (the first answer, given again to a duplicate).
     answered: dict[str, bytes] = field(default_factory=dict)
+    #: How many times each message id arrived (a duplicate counts, and is dropped).
+    receipts: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
 
     def receive(self, message_id: str, xml: bytes) -> bytes:
         """The TACK for a message; a message seen before gets its first TACK again."""
         if self.behaviour.mode is MyCareNetMode.DOWN:
             raise Down("MyCareNet is down")
+        self.receipts[message_id] = self.receipts.get(message_id, 0) + 1
         if message_id in self.answered:
             self.duplicates += 1
             return self.answered[message_id]
