@@ -30,7 +30,7 @@ log = logging.getLogger("hdhub.nippin.reports")
 
 #: Who the nightly run acts as when it asks registrations for an organisation's registrations.
 REPORT_ACTOR = "nippin-nightly-report"
-PAGE = 1000
+PAGE = 5000
 NOT_FOUND_REASON = "no NIPPIN message was made for this registration"
 
 
@@ -78,37 +78,40 @@ async def reimbursed_registrations(
             after = page.registrations[-1].registration_id
 
 
-def _reason(m: Any) -> str:
+def _reason(m: Any, reasons: dict[str, list[str]]) -> str:
     if m.status == INVALID:
-        return "; ".join(m.invalid_reasons)
+        return "; ".join(reasons.get(m.id, []))
     if m.status in (ERROR, ARCHIVED):
         return str(m.last_error)
     return ""
 
 
-async def newest_messages(db: Database, organisation_id: str) -> dict[str, Any]:
-    """The newest message of each registration of the organisation (by submission)."""
+async def newest_messages(db: Database, organisation_id: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The newest message of each registration of the organisation (by submission), and the
+    reasons of the INVALID ones (read apart: the few that have any)."""
+    m = NippinMessage
     async with db.session([organisation_id]) as session:
         rows = (
             await session.execute(
-                select(
-                    NippinMessage.registration_id,
-                    NippinMessage.id,
-                    NippinMessage.status,
-                    NippinMessage.implant_date,
-                    NippinMessage.invalid_reasons,
-                    NippinMessage.last_error,
-                    NippinMessage.registration_code,
-                    NippinMessage.dcd_code,
-                ).order_by(NippinMessage.registration_id, NippinMessage.registration_version)
+                select(m.registration_id, m.id, m.status, m.implant_date, m.last_error)
+                .where(m.organisation_id == organisation_id)
+                .order_by(m.registration_id, m.registration_version)
             )
         ).all()
-    return {r.registration_id: r for r in rows}  # the last of each registration wins: its newest
+        reasons = (
+            await session.execute(
+                select(m.id, m.invalid_reasons).where(
+                    m.organisation_id == organisation_id, m.status == INVALID
+                )
+            )
+        ).all()
+    newest = {r.registration_id: r for r in rows}  # the last of each registration wins: its newest
+    return newest, {r.id: list(r.invalid_reasons) for r in reasons}
 
 
 async def build(db: Database, organisation_id: str, night: date, *, actor: str = REPORT_ACTOR) -> Report:
     """Build (or build again) the organisation's report of ``night``."""
-    messages = await newest_messages(db, organisation_id)
+    messages, reasons = await newest_messages(db, organisation_id)
     rows: list[dict[str, Any]] = []
     report_id = new_id()
     async for e in reimbursed_registrations(organisation_id, actor):
@@ -126,7 +129,7 @@ async def build(db: Database, organisation_id: str, night: date, *, actor: str =
                 "result": rule.result(m.status if m is not None else None),
                 "message_id": m.id if m is not None else None,
                 "message_status": m.status if m is not None else None,
-                "reason": _reason(m) if m is not None else NOT_FOUND_REASON,
+                "reason": _reason(m, reasons) if m is not None else NOT_FOUND_REASON,
             }
         )
     counts = dict.fromkeys(rule.RESULTS, 0)

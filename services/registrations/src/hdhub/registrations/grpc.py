@@ -17,7 +17,7 @@ from hdhub.proto.registrations.v1 import registrations_pb2 as pb
 from hdhub.proto.registrations.v1 import registrations_pb2_grpc as pb_grpc
 from hdhub.registrations.arrow import decode_rows
 from hdhub.registrations.domain.lifecycle import Status
-from hdhub.registrations.domain.nippin import bound_values, is_reimbursed, makes_message
+from hdhub.registrations.domain.nippin import is_reimbursed, makes_message, report_values
 from hdhub.registrations.service import Actor, BatchOptions, BatchResult, upsert_batch
 from hdhub.registrations.store import Registration
 
@@ -238,33 +238,39 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
         codes = [d.dcd_code for d in await self._reimbursed()]
         if not codes:
             return pb.ListReimbursedRegistrationsResponse()
+        r = Registration
+        columns = (r.id, r.dcd_code, r.dcd_version, r.registration_code, r.version, r.status, r.values)
         async with self.service.db.session([request.organisation_id]) as session:
             rows = (
                 await session.execute(
-                    select(Registration)
+                    select(*columns)
                     .where(
-                        Registration.organisation_id == request.organisation_id,
-                        Registration.dcd_code.in_(codes),
-                        Registration.first_submitted_at.is_not(None),
-                        Registration.status != Status.DELETED,
-                        Registration.id > request.after_id,
+                        r.organisation_id == request.organisation_id,
+                        r.dcd_code.in_(codes),
+                        r.first_submitted_at.is_not(None),
+                        r.status != Status.DELETED,
+                        r.id > request.after_id,
                     )
-                    .order_by(Registration.id)
+                    .order_by(r.id)
                     .limit(min(request.limit or 1000, 5000))
                 )
-            ).scalars().all()
+            ).all()
+        definitions: dict[tuple[str, str], Any] = {}
         out = []
-        for r in rows:
-            definition = (await self.service.catalogue.get(r.dcd_code, r.dcd_version)).definition
+        for row in rows:
+            key = (row.dcd_code, row.dcd_version)
+            definition = definitions.get(key)
+            if definition is None:
+                definition = definitions[key] = (await self.service.catalogue.get(*key)).definition
             out.append(
                 pb.ReimbursedRegistration(
-                    registration_id=r.id,
-                    dcd_code=r.dcd_code,
-                    registration_code=r.registration_code or "",
-                    version=r.version,
-                    status=r.status,
-                    nippin_relevant=makes_message(definition, r.values),
-                    values={b.xml_name: b.value for b in bound_values(definition, r.values) if not b.personal_data},
+                    registration_id=row.id,
+                    dcd_code=row.dcd_code,
+                    registration_code=row.registration_code or "",
+                    version=row.version,
+                    status=row.status,
+                    nippin_relevant=makes_message(definition, row.values),
+                    values=report_values(definition, row.values),
                 )
             )
         return pb.ListReimbursedRegistrationsResponse(registrations=out)

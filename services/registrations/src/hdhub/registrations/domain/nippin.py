@@ -32,9 +32,21 @@ class Bound:
     personal_data: bool
 
 
+_bound: dict[tuple[str, str], tuple[Field, ...]] = {}
+
+
 def bound_fields(definition: DcdDefinition) -> tuple[Field, ...]:
-    """The fields bound for NIPPIN, in form order (repeats are never bound: one message per act)."""
-    return tuple(f for f in definition.fields if f.destination_nippin and f.repeat is None)
+    """The fields bound for NIPPIN, in form order (repeats are never bound: one message per
+    act). A DCD version never changes once imported: found once per version."""
+    key = (definition.dcd_code, str(definition.version))
+    found = _bound.get(key)
+    if found is None:
+        found = _bound[key] = tuple(f for f in definition.fields if f.destination_nippin and f.repeat is None)
+    return found
+
+
+def _personal(f: Field) -> bool:
+    return f.personal_data or f.format == "ssin"
 
 
 def is_reimbursed(definition: DcdDefinition) -> bool:
@@ -96,7 +108,18 @@ def bound_values(definition: DcdDefinition, values: Mapping[str, Any]) -> list[B
             xml_name=f.nippin_xml_name or f.technical_name,
             technical_name=f.technical_name,
             value="" if values.get(f.technical_name) is None else str(values[f.technical_name]),
-            personal_data=f.personal_data or f.format == "ssin",
+            personal_data=_personal(f),
         )
         for f in bound_fields(definition)
     ]
+
+
+def report_values(definition: DcdDefinition, values: Mapping[str, Any]) -> dict[str, str]:
+    """The bound values that are no personal data, by xml name (what the nightly report
+    may learn of a registration: the implant date, the codes; never the SSIN)."""
+    out = {}
+    for f in bound_fields(definition):
+        value = values.get(f.technical_name)
+        if value is not None and not _personal(f):
+            out[f.nippin_xml_name or f.technical_name] = str(value)
+    return out
