@@ -140,3 +140,35 @@ async def test_a_person_archives_an_invalid_message_with_a_reason(stack: Stack) 
     again = await stack.client.post(url, json={"reason": "twice"}, headers=headers)
     assert again.status_code == 409
     assert again.json()["type"].endswith("message-not-archivable")
+
+
+async def test_a_corrected_and_resubmitted_registration_makes_a_new_message(stack: Stack) -> None:
+    values = implant()
+    async with mycarenet(stack):
+        reg = await submit(stack, values)
+        first = await message_in(stack, reg["id"], "SENT")
+
+        async def submitted() -> bool:
+            r = await stack.client.get(
+                f"/api/v1/registrations/{reg['id']}", headers=await stack.headers("nurse@az-demo.test")
+            )
+            return bool(r.json()["status"] == "submitted")
+
+        await until(submitted, stack=stack)
+        await as_operator(
+            stack,
+            "POST",
+            f"/api/v1/registrations/{reg['id']}/review",
+            json={"decision": "corrections_needed"},
+        )
+        corrected = await submit(stack, {**values, "CD_DEVICE": "PM-40099999"})
+        assert corrected["id"] == reg["id"]
+
+        async def two() -> list[dict[str, object]] | None:
+            found = await messages_of(stack, reg["id"])
+            return found if len(found) == 2 and all(m["status"] == "SENT" for m in found) else None
+
+        found = await until(two, stack=stack)
+        assert {m["id"] for m in found} > {first["id"]}
+        newest = max(found, key=lambda m: int(str(m["registration_version"])))
+        assert newest["id"] != first["id"]
