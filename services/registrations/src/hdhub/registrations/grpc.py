@@ -17,7 +17,7 @@ from hdhub.proto.registrations.v1 import registrations_pb2 as pb
 from hdhub.proto.registrations.v1 import registrations_pb2_grpc as pb_grpc
 from hdhub.registrations.arrow import decode_rows
 from hdhub.registrations.domain.lifecycle import Status
-from hdhub.registrations.domain.nippin import is_reimbursed, makes_message, report_values
+from hdhub.registrations.domain.nippin import Reimbursement, is_reimbursed, reimbursement
 from hdhub.registrations.service import Actor, BatchOptions, BatchResult, upsert_batch
 from hdhub.registrations.store import Registration
 
@@ -255,13 +255,13 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
                     .limit(min(request.limit or 1000, 5000))
                 )
             ).all()
-        definitions: dict[tuple[str, str], Any] = {}
+        rules: dict[tuple[str, str], Reimbursement] = {}
         out = []
         for row in rows:
             key = (row.dcd_code, row.dcd_version)
-            definition = definitions.get(key)
-            if definition is None:
-                definition = definitions[key] = (await self.service.catalogue.get(*key)).definition
+            rule = rules.get(key)
+            if rule is None:
+                rule = rules[key] = reimbursement((await self.service.catalogue.get(*key)).definition)
             out.append(
                 pb.ReimbursedRegistration(
                     registration_id=row.id,
@@ -269,8 +269,8 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
                     registration_code=row.registration_code or "",
                     version=row.version,
                     status=row.status,
-                    nippin_relevant=makes_message(definition, row.values),
-                    values=report_values(definition, row.values),
+                    nippin_relevant=rule.makes_message(row.values),
+                    values=rule.report_values(row.values),
                 )
             )
         return pb.ListReimbursedRegistrationsResponse(registrations=out)

@@ -32,13 +32,20 @@ class Bound:
     personal_data: bool
 
 
+# Compiled once per DCD content (its fingerprint, memoised on the definition, and the
+# message it names, a setting the fingerprint leaves out): a version never changes once
+# imported.
 _bound: dict[tuple[str, str], tuple[Field, ...]] = {}
+
+
+def _key(definition: DcdDefinition) -> tuple[str, str]:
+    return definition.fingerprint, definition.settings.get("nippin_message", "")
 
 
 def bound_fields(definition: DcdDefinition) -> tuple[Field, ...]:
     """The fields bound for NIPPIN, in form order (repeats are never bound: one message per
-    act). A DCD version never changes once imported: found once per version."""
-    key = (definition.dcd_code, str(definition.version))
+    act)."""
+    key = _key(definition)
     found = _bound.get(key)
     if found is None:
         found = _bound[key] = tuple(f for f in definition.fields if f.destination_nippin and f.repeat is None)
@@ -56,21 +63,43 @@ def is_reimbursed(definition: DcdDefinition) -> bool:
     return bool(definition.settings.get("nippin_message")) and bool(bound_fields(definition))
 
 
-_compiled: dict[tuple[str, str], tuple[tuple[str, ...], tuple[Evaluator, ...]]] = {}
+@dataclass(frozen=True, slots=True)
+class Reimbursement:
+    """One DCD version's NIPPIN rules, compiled once: whether it is reimbursed, its
+    relevance expressions (each distinct one once) and the names they read, and the bound
+    fields that are no personal data."""
+
+    reimbursed: bool
+    names: tuple[str, ...]
+    rules: tuple[Evaluator, ...]
+    public: tuple[tuple[str, str], ...]  # (technical name, xml name)
+
+    def makes_message(self, values: Mapping[str, Any]) -> bool:
+        if not self.reimbursed:
+            return False
+        context = Context([values.get(n) for n in self.names])
+        try:
+            return all(xpath_boolean(rule(context)) for rule in self.rules)
+        except (ValueError, TypeError, ArithmeticError):
+            return False
+
+    def report_values(self, values: Mapping[str, Any]) -> dict[str, str]:
+        return {xml: str(values[name]) for name, xml in self.public if values.get(name) is not None}
 
 
-def _relevance(definition: DcdDefinition) -> tuple[tuple[str, ...], tuple[Evaluator, ...]]:
-    """The compiled ``nippin_relevant`` expressions, and the technical names they read
-    (``${name}`` resolves to the field named ``name``; its stored value is read). A DCD
-    version never changes once imported, so it is compiled once."""
-    key = (definition.dcd_code, str(definition.version))
+_compiled: dict[tuple[str, str], Reimbursement] = {}
+
+
+def reimbursement(definition: DcdDefinition) -> Reimbursement:
+    """The DCD version's :class:`Reimbursement`, compiled once per content."""
+    key = _key(definition)
     found = _compiled.get(key)
     if found is None:
-        found = _compiled[key] = _compile_relevance(definition)
+        found = _compiled[key] = _compile(definition)
     return found
 
 
-def _compile_relevance(definition: DcdDefinition) -> tuple[tuple[str, ...], tuple[Evaluator, ...]]:
+def _compile(definition: DcdDefinition) -> Reimbursement:
     names: list[str] = []
 
     def slot(name: str) -> FieldSlot:
@@ -81,24 +110,19 @@ def _compile_relevance(definition: DcdDefinition) -> tuple[tuple[str, ...], tupl
             names.append(item.technical_name)
         return FieldSlot(names.index(item.technical_name))
 
-    rules = tuple(
-        compile_expression(parse_expression(f.nippin_relevant), fields=slot)
-        for f in bound_fields(definition)
-        if f.nippin_relevant
+    bound = bound_fields(definition)
+    # ``${name}`` resolves to the field named ``name``; its stored value is read.
+    sources = dict.fromkeys(f.nippin_relevant for f in bound if f.nippin_relevant)
+    rules = tuple(compile_expression(parse_expression(source), fields=slot) for source in sources if source)
+    public = tuple(
+        (f.technical_name, f.nippin_xml_name or f.technical_name) for f in bound if not _personal(f)
     )
-    return tuple(names), rules
+    return Reimbursement(is_reimbursed(definition), tuple(names), rules, public)
 
 
 def makes_message(definition: DcdDefinition, values: Mapping[str, Any]) -> bool:
     """Whether a registration with ``values`` makes a NIPPIN message."""
-    if not is_reimbursed(definition):
-        return False
-    names, rules = _relevance(definition)
-    context = Context([values.get(n) for n in names])
-    try:
-        return all(xpath_boolean(rule(context)) for rule in rules)
-    except (ValueError, TypeError, ArithmeticError):
-        return False
+    return reimbursement(definition).makes_message(values)
 
 
 def bound_values(definition: DcdDefinition, values: Mapping[str, Any]) -> list[Bound]:
@@ -117,9 +141,4 @@ def bound_values(definition: DcdDefinition, values: Mapping[str, Any]) -> list[B
 def report_values(definition: DcdDefinition, values: Mapping[str, Any]) -> dict[str, str]:
     """The bound values that are no personal data, by xml name (what the nightly report
     may learn of a registration: the implant date, the codes; never the SSIN)."""
-    out = {}
-    for f in bound_fields(definition):
-        value = values.get(f.technical_name)
-        if value is not None and not _personal(f):
-            out[f.nippin_xml_name or f.technical_name] = str(value)
-    return out
+    return reimbursement(definition).report_values(values)
