@@ -74,6 +74,7 @@ bench: install services openssh ## Benchmarks; each prints a ratio against a bas
 	$(BIN)/python bench/bench_submissions.py
 	$(BIN)/python bench/bench_validation.py
 	$(BIN)/python bench/bench_sftp.py
+	$(BIN)/python bench/bench_nippin.py
 
 clean: ## Remove local state (var/) and caches
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
