@@ -7,11 +7,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select, update
 
 from hdhub.common.db import utcnow
+from hdhub.nippin.service import SEND_JOB, Messages
 from hdhub.nippin.store import Job, NippinMessage
 from hdhub.nippin.worker import process_jobs
+from hdhub.registrations.handoff import NIPPIN_JOB, Handoff, job_id
 from hdhub.registrations.store import Job as RegistrationsJob
 from services.nippin.tests.integration.support import (
     as_operator,
@@ -34,19 +37,41 @@ def _receipts(stack: Stack, *message_ids: str) -> list[int]:
     return [received.get(m, 0) for m in message_ids]
 
 
-async def _queued_message(stack: Stack) -> tuple[dict[str, Any], str]:
-    """A TO_SEND message whose send job nobody has claimed yet (the stand-in is down, the
-    job deferred), made due now for the doomed worker."""
+class DyingRest:
+    """The doomed worker's MyCareNet client: dies before sending, or after MyCareNet took it."""
+
+    def __init__(self, real: Any, *, after_sending: bool) -> None:
+        self.real, self.after_sending = real, after_sending
+
+    async def send(self, message_id: str, xml: bytes) -> Any:
+        if self.after_sending:
+            await self.real.send(message_id, xml)
+        raise Killed
+
+
+async def _queued_message(stack: Stack) -> tuple[dict[str, Any], str, datetime]:
+    """A TO_SEND message whose send job nobody has claimed yet, due a day from now: the
+    test plays that day with a worker of its own (the stack's workers never get to it)."""
     reg = await submit(stack, implant())
     message = await message_in(stack, reg["id"], "TO_SEND", "ERROR")
-    nippin = stack.service("nippin")
-    async with nippin.db.system_session() as session:
+    later = utcnow() + timedelta(days=1)
+    async with stack.service("nippin").db.system_session() as session:
         await session.execute(
             update(Job)
             .where(Job.subject_id == message["id"])
-            .values(status="queued", run_after=utcnow(), lease_until=None)
+            .values(status="queued", run_after=later, lease_until=None)
         )
-    return reg, message["id"]
+    return reg, message["id"], later
+
+
+async def _kill_a_worker_sending(stack: Stack, message_id: str, at: datetime, *, after_sending: bool) -> None:
+    nippin = stack.service("nippin")
+    doomed = Messages(nippin.db, nippin.settings, nippin.messages.envelope)
+    doomed.rest = DyingRest(nippin.messages.rest, after_sending=after_sending)  # type: ignore[assignment]
+    jobs = [j for j in await doomed.jobs.claim([SEND_JOB], limit=1000, now=at) if j.subject_id == message_id]
+    assert len(jobs) == 1
+    with pytest.raises(Killed):
+        await doomed.send(jobs[0], at)
 
 
 async def _after_lease(stack: Stack, message_id: str) -> datetime:
@@ -60,24 +85,13 @@ async def _after_lease(stack: Stack, message_id: str) -> datetime:
 
 async def test_a_worker_killed_after_mycarenet_took_the_message_sends_it_again_once(stack: Stack) -> None:
     async with mycarenet(stack, "down", retry_first_seconds=3600.0) as nippin:
-        reg, message_id = await _queued_message(stack)
+        reg, message_id, later = await _queued_message(stack)
         await as_operator(stack, "PUT", "/sim/mycarenet", json={"mode": "accept"})
-        real = nippin.messages.rest.send
-
-        async def send_then_die(mid: str, xml: bytes) -> Any:
-            await real(mid, xml)
-            raise Killed  # MyCareNet has it; the TACK is never recorded
-
-        nippin.messages.rest.send = send_then_die
-        try:
-            try:
-                await process_jobs(nippin)
-            except Killed:
-                pass
-        finally:
-            nippin.messages.rest.send = real
+        await _kill_a_worker_sending(stack, message_id, later, after_sending=True)  # MyCareNet has it
         assert (await messages_of(stack, reg["id"]))[0]["status"] in ("TO_SEND", "ERROR")
-        assert await process_jobs(nippin) == 0  # the dead worker's lease still holds
+        await process_jobs(nippin, later + timedelta(seconds=30))  # the dead worker's lease holds
+        assert (await messages_of(stack, reg["id"]))[0]["status"] in ("TO_SEND", "ERROR")
+        assert _receipts(stack, message_id) == [1]
         taken_over = await _after_lease(stack, message_id)
         message = await message_in(stack, reg["id"], "SENT", now=lambda: taken_over)
         assert message["id"] == message_id
@@ -86,22 +100,10 @@ async def test_a_worker_killed_after_mycarenet_took_the_message_sends_it_again_o
 
 
 async def test_a_worker_killed_before_sending_sends_once_after_the_lease(stack: Stack) -> None:
-    async with mycarenet(stack, "down", retry_first_seconds=3600.0) as nippin:
-        reg, message_id = await _queued_message(stack)
+    async with mycarenet(stack, "down", retry_first_seconds=3600.0):
+        reg, message_id, later = await _queued_message(stack)
         await as_operator(stack, "PUT", "/sim/mycarenet", json={"mode": "accept"})
-        real = nippin.messages.rest.send
-
-        async def die(mid: str, xml: bytes) -> Any:
-            raise Killed
-
-        nippin.messages.rest.send = die
-        try:
-            try:
-                await process_jobs(nippin)
-            except Killed:
-                pass
-        finally:
-            nippin.messages.rest.send = real
+        await _kill_a_worker_sending(stack, message_id, later, after_sending=False)
         taken_over = await _after_lease(stack, message_id)
         await message_in(stack, reg["id"], "SENT", now=lambda: taken_over)
         assert _receipts(stack, message_id) == [1]
@@ -109,61 +111,49 @@ async def test_a_worker_killed_before_sending_sends_once_after_the_lease(stack: 
 
 async def test_a_hand_over_redone_after_a_crash_makes_no_second_message(stack: Stack) -> None:
     registrations = stack.service("registrations")
-    handoff = registrations.registrations.handoff
-    real_finish = handoff.jobs.finish
-    calls = {"n": 0}
+    reg = await submit(stack, implant(CD_REIMBURSEMENT="no"))  # makes no job of its own
+    later = utcnow() + timedelta(days=1)  # played by the test's own workers only
+    doomed = Handoff(registrations.db, registrations.catalogue)
+    real_finish = doomed.jobs.finish
 
-    async def die_once(session: Any, job_id: str) -> None:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise Killed  # nippin made the message; the job is never marked done
-        await real_finish(session, job_id)
+    async def die(session: Any, job_id: str) -> None:
+        raise Killed  # nippin made the message; the job is never marked done
 
-    handoff.jobs.finish = die_once
-    try:
-        reg = await submit(stack, implant(CD_REIMBURSEMENT="no"))
-        # Its hand-over job, as a submit of a reimbursed registration writes it.
-        async with registrations.db.system_session() as session:
-            from hdhub.registrations.handoff import NIPPIN_JOB, job_id
-
-            handoff.jobs.enqueue(
-                session,
-                NIPPIN_JOB,
-                organisation_id="az-demo",
-                subject_id=reg["id"],
-                payload={"version": reg["version"]},
-                job_id=job_id(reg["id"], reg["version"]),
-                actor="nurse@az-demo.test",
-            )
-        try:
-            await handoff.process_jobs()
-        except Killed:
-            pass
-        assert len(await messages_of(stack, reg["id"])) == 1
-        async with registrations.db.system_session() as session:  # the lease runs out
+    doomed.jobs.finish = die  # type: ignore[method-assign]
+    async with registrations.db.system_session() as session:
+        doomed.jobs.enqueue(  # its hand-over job, as the submit of a reimbursed registration writes it
+            session,
+            NIPPIN_JOB,
+            organisation_id="az-demo",
+            subject_id=reg["id"],
+            payload={"version": reg["version"]},
+            job_id=job_id(reg["id"], reg["version"]),
+            actor="nurse@az-demo.test",
+            run_after=later,
+        )
+    with pytest.raises(Killed):
+        await doomed.process_jobs(now=later)
+    assert len(await messages_of(stack, reg["id"])) == 1
+    assert await doomed.process_jobs(now=later + timedelta(seconds=30)) == 0  # the lease holds
+    doomed.jobs.finish = real_finish  # type: ignore[method-assign]
+    assert await doomed.process_jobs(now=later + timedelta(seconds=61)) == 1  # taken over
+    async with registrations.db.system_session() as session:
+        status = (
             await session.execute(
-                update(RegistrationsJob)
-                .where(RegistrationsJob.subject_id == reg["id"], RegistrationsJob.kind == NIPPIN_JOB)
-                .values(lease_until=utcnow() - timedelta(seconds=1))
-            )
-        assert await handoff.process_jobs() == 1
-        async with registrations.db.system_session() as session:
-            status = (
-                await session.execute(
-                    select(RegistrationsJob.status).where(
-                        RegistrationsJob.subject_id == reg["id"], RegistrationsJob.kind == NIPPIN_JOB
-                    )
+                select(RegistrationsJob.status).where(
+                    RegistrationsJob.subject_id == reg["id"], RegistrationsJob.kind == NIPPIN_JOB
                 )
-            ).scalar_one()
-        assert status == "done"
-        assert len(await messages_of(stack, reg["id"])) == 1
-    finally:
-        handoff.jobs.finish = real_finish
+            )
+        ).scalar_one()
+    assert status == "done"
+    assert len(await messages_of(stack, reg["id"])) == 1
 
 
 async def test_mycarenet_down_for_a_day_retries_with_back_off_and_sends_each_once(stack: Stack) -> None:
     clock = {"now": utcnow()}
-    async with mycarenet(stack, "down") as nippin:  # back-off: 60 s doubling, at most an hour
+    # back-off: 60 s doubling, at most an hour; no nightly report in the played day (it would
+    # be the newest report, of a night still to come, for the tests after this one)
+    async with mycarenet(stack, "down", report_hour=24) as nippin:
         regs = [await submit(stack, implant()) for _ in range(5)]
         for reg in regs:
             await message_in(stack, reg["id"], "ERROR", now=lambda: clock["now"])

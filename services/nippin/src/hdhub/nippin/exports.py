@@ -39,12 +39,13 @@ def _ssin(messages: Messages, message: NippinMessage | None) -> str:
 
 
 async def newest_report(db: Database, organisation_id: str) -> Report | None:
+    """The report built last (tonight's, or tonight's built again by a person)."""
     async with db.session([organisation_id]) as session:
         return (
             await session.execute(
                 select(Report)
                 .where(Report.organisation_id == organisation_id)
-                .order_by(Report.night.desc())
+                .order_by(Report.built_at.desc())
                 .limit(1)
             )
         ).scalar_one_or_none()

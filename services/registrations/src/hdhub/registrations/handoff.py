@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -82,9 +83,9 @@ class Handoff:
             if makes_message(definition, r["values"])
         ]
 
-    async def process_jobs(self, *, limit: int = 50) -> int:
+    async def process_jobs(self, *, limit: int = 50, now: datetime | None = None) -> int:
         """Hand over claimed submissions; the number claimed."""
-        jobs = await self.jobs.claim([NIPPIN_JOB], limit=limit)
+        jobs = await self.jobs.claim([NIPPIN_JOB], limit=limit, now=now)
         for job in jobs:
             try:
                 await self._hand_over(job)
