@@ -2,7 +2,7 @@
 
 Everything needs the ``nippin`` action in the organisation (the NIPPIN Manager role); a
 caller outside it gets 403 and learns nothing. The reimbursed registries, per registry the
-records of the newest report with their result and message status, the messages with their
+records of the report built last with their result and message status, the messages with their
 statuses and transitions, archiving, the nightly reports, and exports (a job; the CSV is
 downloadable when ready).
 """
@@ -157,7 +157,7 @@ def build_router(service: NippinService) -> APIRouter:
     @router.get(
         "/{organisation_id}/registries/{dcd_code}/records",
         response_model=RecordPage,
-        summary="A registry's records in the newest report, with their result and message status",
+        summary="A registry's records in the report built last, with their result and message status",
     )
     async def records(
         organisation_id: OrganisationId,

@@ -1,4 +1,4 @@
-"""The NIPPIN Manager's export: the results of the newest report for one registry and a range
+"""The NIPPIN Manager's export: the results of the report built last for one registry and a range
 of implant dates, as CSV in the object store (sealed: it may hold SSINs), downloadable when
 ready. Every cell goes through :func:`hdhub.common.spreadsheet.safe_cell`.
 
