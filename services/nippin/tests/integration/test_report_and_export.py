@@ -7,8 +7,10 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
 from sqlalchemy import delete
 
+from hdhub.common.db import utcnow
 from hdhub.nippin.store import MessageTransition, NippinMessage
 from services.nippin.tests.integration.support import (
     MANAGER,
@@ -180,3 +182,18 @@ async def test_an_export_cell_that_would_be_a_formula_is_neutralised(stack: Stac
     )
     assert row["result"] == "invalid" and row["nippin_status"] == "ARCHIVED"
     assert row["reason"] == "'" + reason
+
+
+async def test_the_reconciliation_pages_through_every_registration(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hdhub.nippin import reports
+
+    await submit(stack, implant())
+    await submit(stack, implant())
+    whole = [e.registration_id async for e in reports.reimbursed_registrations(ORG)]
+    monkeypatch.setattr(reports, "PAGE", 2)  # many pages, each asked for ahead
+    paged = [e.registration_id async for e in reports.reimbursed_registrations(ORG)]
+    assert len(whole) >= 2 and paged == whole == sorted(whole)
+    report = await reports.build(stack.service("nippin").db, ORG, utcnow().date())
+    assert sum(report.counts.values()) <= len(whole)

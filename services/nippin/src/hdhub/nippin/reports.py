@@ -7,6 +7,7 @@ lost shows as **not_found** exactly because nippin has no trace of it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -56,26 +57,42 @@ async def reimbursed_registrations(
     organisation_id: str, actor: str = REPORT_ACTOR
 ) -> AsyncIterator[Expected]:
     """Every stored registration of a reimbursed DCD of the organisation, page by page."""
-    after = ""
     async with acting_as_service("nippin", ActingFor(organisation_id, actor)):
         stub = reg_grpc.RegistrationsServiceStub(channel("registrations"))
-        while True:
-            page = await stub.ListReimbursedRegistrations(
-                reg_pb.ListReimbursedRegistrationsRequest(
-                    organisation_id=organisation_id, after_id=after, limit=PAGE
-                )
+
+        def fetch(after: str) -> asyncio.Task[Any]:
+            request = reg_pb.ListReimbursedRegistrationsRequest(
+                organisation_id=organisation_id, after_id=after, limit=PAGE
             )
-            for r in page.registrations:
-                yield Expected(
-                    r.registration_id,
-                    r.registration_code,
-                    r.dcd_code,
-                    r.nippin_relevant,
-                    _date(r.values.get(xml_message.IMPLANT_DATE, "")),
-                )
-            if len(page.registrations) < PAGE:
-                return
-            after = page.registrations[-1].registration_id
+            return asyncio.ensure_future(stub.ListReimbursedRegistrations(request))
+
+        # The next page is asked for before this one is worked through: registrations
+        # reads and encodes it meanwhile.
+        pending: asyncio.Task[Any] | None = fetch("")
+        try:
+            while pending is not None:
+                page = await pending
+                full = len(page.registrations) == PAGE
+                pending = fetch(page.registrations[-1].registration_id) if full else None
+                for r in page.registrations:
+                    yield Expected(
+                        r.registration_id,
+                        r.registration_code,
+                        r.dcd_code,
+                        r.nippin_relevant,
+                        _date(r.values.get(xml_message.IMPLANT_DATE, "")),
+                    )
+        finally:
+            if pending is not None:
+                pending.cancel()
+
+
+async def _chain(first: Expected | None, rest: AsyncIterator[Expected]) -> AsyncIterator[Expected]:
+    if first is None:
+        return
+    yield first
+    async for e in rest:
+        yield e
 
 
 def _reason(m: Any, reasons: dict[str, list[str]]) -> str:
@@ -111,10 +128,18 @@ async def newest_messages(db: Database, organisation_id: str) -> tuple[dict[str,
 
 async def build(db: Database, organisation_id: str, night: date, *, actor: str = REPORT_ACTOR) -> Report:
     """Build (or build again) the organisation's report of ``night``."""
-    messages, reasons = await newest_messages(db, organisation_id)
+    # nippin's side is read while registrations answers the first page.
+    own = asyncio.ensure_future(newest_messages(db, organisation_id))
+    listing = reimbursed_registrations(organisation_id, actor)
+    try:
+        first = await anext(listing, None)
+        messages, reasons = await own
+    except BaseException:
+        own.cancel()
+        raise
     rows: list[dict[str, Any]] = []
     report_id = new_id()
-    async for e in reimbursed_registrations(organisation_id, actor):
+    async for e in _chain(first, listing):
         m = messages.get(e.registration_id)
         if m is None and not e.relevant:
             continue  # its values make no message (destination::nippin_relevant)
