@@ -107,3 +107,8 @@ def test_archived_is_final_and_only_unsent_messages_are_archivable() -> None:
 )
 def test_report_result_of_each_status(status: str | None, result: str) -> None:
     assert report.result(status) == result
+
+
+def test_a_tack_text_quoting_an_ssin_is_masked() -> None:
+    doc = FAILURE.replace(b"patient not insured", b"patient 85073003328 not insured")
+    assert parse(doc).messages[0].text == "patient # not insured"

@@ -13,6 +13,7 @@ FILE_SYSTEM (``<message id>.tack.xml`` in the answers folder).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from xml.etree import ElementTree as ET
@@ -69,6 +70,15 @@ class Tack:
         return f"TACK {self.major.rsplit(':', 1)[-1]}{tail}"[:500]
 
 
+_LONG_NUMBER = re.compile(r"\d{6,}")
+
+
+def _masked(text: str) -> str:
+    """A TACK's text as kept and shown: should it quote an SSIN or a NIHDI number, the run
+    of digits is masked."""
+    return _LONG_NUMBER.sub("#", text)[:300]
+
+
 def _text(element: ET.Element | None) -> str:
     return (element.text or "").strip() if element is not None else ""
 
@@ -97,7 +107,7 @@ def parse(document: bytes) -> Tack:
             TackMessage(
                 severity="error" if m.get("severity", "error") == "error" else "warning",
                 code=m.get("code", ""),
-                text=_text(m)[:300],
+                text=_masked(_text(m)),
             )
             for m in root.findall("t:ResultMessage", ns)
         ),
