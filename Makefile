@@ -78,6 +78,7 @@ bench: install services openssh ## Benchmarks; each prints a ratio against a bas
 	$(BIN)/python bench/bench_submissions.py
 	$(BIN)/python bench/bench_validation.py
 	$(BIN)/python bench/bench_sftp.py
+	$(BIN)/python bench/bench_nippin.py
 
 assets: install ## Reinstall the portal's browser assets (htmx, axe-core) from npm with the lockfile; the files are committed
 	$(BIN)/python tools/vendor_assets.py

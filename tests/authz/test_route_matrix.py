@@ -154,6 +154,30 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("PUT", "/sim/receiver"): Expect(
         Action.REGISTRATION_REVIEW, tenant=False, body=lambda _: {"mode": "accept"}, note="the operator only"
     ),
+    ("GET", "/sim/mycarenet"): Expect(Action.REGISTRATION_REVIEW, tenant=False, note="the operator only"),
+    ("PUT", "/sim/mycarenet"): Expect(
+        Action.REGISTRATION_REVIEW, tenant=False, body=lambda _: {"mode": "accept"}, note="the operator only"
+    ),
+    ("POST", "/sim/mycarenet/messages"): Expect(
+        anyone=True, headers={"X-NIP-Message-Id": "matrix"}, note="MyCareNet's stand-in: the real one checks a certificate"
+    ),
+    # nippin: the NIPPIN Manager's view of billing messages, reports and exports
+    ("GET", "/api/v1/nippin/{organisation_id}/registries"): Expect(Action.NIPPIN),
+    ("GET", "/api/v1/nippin/{organisation_id}/registries/{dcd_code}/records"): Expect(Action.NIPPIN),
+    ("GET", "/api/v1/nippin/{organisation_id}/messages"): Expect(Action.NIPPIN),
+    ("GET", "/api/v1/nippin/{organisation_id}/messages/{message_id}"): Expect(Action.NIPPIN),
+    ("POST", "/api/v1/nippin/{organisation_id}/messages/{message_id}/archive"): Expect(
+        Action.NIPPIN, body=lambda _: {"reason": "matrix"}
+    ),
+    ("GET", "/api/v1/nippin/{organisation_id}/reports"): Expect(Action.NIPPIN),
+    ("POST", "/api/v1/nippin/{organisation_id}/reports"): Expect(Action.NIPPIN),
+    ("GET", "/api/v1/nippin/{organisation_id}/reports/{night}"): Expect(Action.NIPPIN),
+    ("POST", "/api/v1/nippin/{organisation_id}/exports"): Expect(
+        Action.NIPPIN, body=lambda _: {"dcd_code": "PACEMAKER", "date_from": "2025-01-01", "date_to": "2025-01-31"}
+    ),
+    ("GET", "/api/v1/nippin/{organisation_id}/exports"): Expect(Action.NIPPIN),
+    ("GET", "/api/v1/nippin/{organisation_id}/exports/{export_id}"): Expect(Action.NIPPIN),
+    ("GET", "/api/v1/nippin/{organisation_id}/exports/{export_id}/download"): Expect(Action.NIPPIN),
     # HD4DP v2-compatible proxy
     ("GET", "/proxy/api/organizations"): Expect(authenticated=True),
     ("GET", "/proxy/api/dcd/menu/structure"): Expect(anyone=True, note="public per the v2 docs: the catalogue only"),
@@ -210,6 +234,7 @@ PARAMS = {
     "project_code": "ANGIO",
     "registry": "NGS",
     "filename": "matrix.vcf",
+    "night": "2026-01-01",
 }
 
 

@@ -39,11 +39,11 @@ VALUES = {
 }
 # The gRPC call graph of the platform: caller -> callees.
 CALL_GRAPH = {
-    "registrations": {"identity", "pseudonymisation", "portal", "sim"},
+    "registrations": {"identity", "pseudonymisation", "portal", "sim", "nippin"},
     "uploads": {"identity", "registrations"},
     "portal": {"identity", "registrations"},
     "intake": {"identity", "registrations"},
-    "nippin": {"identity", "portal"},
+    "nippin": {"identity", "registrations", "portal"},
     "pseudonymisation": {"sim"},
     "sim": set(),
     "identity": set(),
@@ -123,7 +123,7 @@ def test_each_service_runs_its_own_command_with_grpc_and_http_probes() -> None:
 def test_a_migration_hook_per_service_runs_before_install_and_upgrade() -> None:
     jobs = by_kind(render(), "Job")
     assert set(jobs) == {
-        f"hdhub-{s}-migrate" for s in ("identity", "registrations", "uploads", "portal", "intake")
+        f"hdhub-{s}-migrate" for s in ("identity", "registrations", "uploads", "portal", "intake", "nippin")
     }
     for name, job in jobs.items():
         assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
@@ -218,7 +218,8 @@ def test_network_policies_deny_by_default_and_allow_exactly_the_call_graph() -> 
 def test_network_policies_follow_the_components_that_are_switched_on() -> None:
     edges = _grpc_edges(render(values_file("values-prod.yaml")))
     assert ("registrations", "pseudonymisation") in edges
-    assert not any("nippin" in edge for edge in edges)
+    assert ("registrations", "nippin") in edges and ("nippin", "registrations") in edges
+    assert not any("sim" in edge for edge in edges)
     assert by_kind(render(values_file("values-dev.yaml")), "NetworkPolicy") == {}
 
 

@@ -75,6 +75,7 @@ NEEDED = sorted(
         "HDHUB_PSEUDONYMISATION_MASTER_KEY",
         "HDHUB_UPLOADS_MASTER_KEY",
         "HDHUB_INTAKE_MASTER_KEY",
+        "HDHUB_NIPPIN_MASTER_KEY",
     }
     | {f"HDHUB_{name.upper()}_SECRET_KEY" for name in SERVICES}
 )

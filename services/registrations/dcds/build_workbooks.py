@@ -1650,6 +1650,8 @@ class Dcd:
     business_key: list[str]
     source: str
     survey: list[Row]
+    #: The NIPPIN message a reimbursed registry makes (settings ``nippin_message``).
+    nippin_message: str | None = None
 
     @property
     def filename(self) -> str:
@@ -3371,8 +3373,183 @@ def ngs() -> list[Dcd]:
     ]
 
 
+# ----- PACEMAKER: a reimbursed implant (NIPPIN) ------------------------------------------
+
+IMPLANT_KIND = choices(
+    "pm_implant_kind",
+    ("first", T("First implant", "Première implantation", "Eerste implantatie", "Erstimplantation")),
+    ("replacement", T("Replacement", "Remplacement", "Vervanging", "Austausch")),
+    ("upgrade", T("Upgrade", "Mise à niveau", "Upgrade", "Aufrüstung")),
+)
+PACEMAKER_TYPE = choices(
+    "pm_device_type",
+    ("single", T("Single chamber", "Simple chambre", "Eenkamer", "Einkammer")),
+    ("dual", T("Dual chamber", "Double chambre", "Tweekamer", "Zweikammer")),
+    ("crt_p", same("CRT-P")),
+    ("leadless", T("Leadless", "Sans sonde", "Zonder lead", "Sondenlos")),
+)
+#: Every billing field makes the message only when reimbursement is asked.
+REIMBURSED = "${CD_REIMBURSEMENT} = 'yes'"
+
+
+def billing(xml_name: str) -> tuple[str, str]:
+    return (xml_name, REIMBURSED)
+
+
+def pacemaker() -> list[Dcd]:
+    survey = _flatten(
+        [
+            patient_block(sex_personal=False, nippin=True),
+            group(
+                "implant",
+                T("Implant", "Implantation", "Implantatie", "Implantation"),
+                q(
+                    "date",
+                    "DT_IMPLANT",
+                    T(
+                        "Date of the implant",
+                        "Date de l'implantation",
+                        "Datum van de implantatie",
+                        "Datum der Implantation",
+                    ),
+                    required=True,
+                    constraint=". <= today()",
+                    message=NOT_IN_FUTURE,
+                    nippin=billing("ImplantDate"),
+                ),
+                q(
+                    f"select_one {IMPLANT_KIND}",
+                    "CD_IMPLANT_KIND",
+                    T("Kind of implant", "Type d'implantation", "Soort implantatie", "Art der Implantation"),
+                    required=True,
+                ),
+                q(
+                    f"select_one {PACEMAKER_TYPE}",
+                    "CD_DEVICE_TYPE",
+                    T("Pacemaker type", "Type de stimulateur", "Type pacemaker", "Schrittmachertyp"),
+                    required=True,
+                ),
+                q(
+                    "text",
+                    "CD_DEVICE",
+                    T(
+                        "Device notification code",
+                        "Code de notification du dispositif",
+                        "Notificatiecode van het hulpmiddel",
+                        "Meldecode des Produkts",
+                    ),
+                    hint=same("e.g. PM-40012345"),
+                    required=True,
+                    constraint="regex(., '^[A-Za-z0-9.-]{1,35}$')",
+                    message=T(
+                        "Letters, digits, dots and dashes, at most 35.",
+                        "Lettres, chiffres, points et tirets, 35 au plus.",
+                        "Letters, cijfers, punten en streepjes, hoogstens 35.",
+                        "Buchstaben, Ziffern, Punkte und Bindestriche, höchstens 35.",
+                    ),
+                    nippin=billing("DeviceCode"),
+                ),
+                q(
+                    "text",
+                    "TX_DEVICE_SERIAL",
+                    T("Serial number", "Numéro de série", "Serienummer", "Seriennummer"),
+                    nippin=billing("DeviceSerial"),
+                ),
+                q(
+                    "text",
+                    "CD_NOMENCLATURE",
+                    T("Nomenclature code", "Code de nomenclature", "Nomenclatuurcode", "Nomenklaturcode"),
+                    hint=T("6 digits", "6 chiffres", "6 cijfers", "6 Ziffern"),
+                    required=True,
+                    constraint="regex(., '^[0-9]{6}$')",
+                    message=T(
+                        "A nomenclature code has 6 digits.",
+                        "Un code de nomenclature compte 6 chiffres.",
+                        "Een nomenclatuurcode telt 6 cijfers.",
+                        "Ein Nomenklaturcode hat 6 Ziffern.",
+                    ),
+                    nippin=billing("NomenclatureCode"),
+                ),
+                q(
+                    "text",
+                    "CD_RIZIV_IMPL_PHYS",
+                    T(
+                        "NIHDI number of the implanting physician",
+                        "Numéro INAMI du médecin implanteur",
+                        "RIZIV-nummer van de implanterende arts",
+                        "LIKIV-Nummer des implantierenden Arztes",
+                    ),
+                    required=True,
+                    constraint="regex(., '^1[0-9]{10}$')",
+                    message=T(
+                        "A physician's NIHDI number has 11 digits and starts with 1.",
+                        "Le numéro INAMI d'un médecin compte 11 chiffres et commence par 1.",
+                        "Het RIZIV-nummer van een arts telt 11 cijfers en begint met 1.",
+                        "Die LIKIV-Nummer eines Arztes hat 11 Ziffern und beginnt mit 1.",
+                    ),
+                    nippin=billing("PhysicianNihdi"),
+                ),
+                q(
+                    "text",
+                    "CD_RIZIV_HOSP",
+                    T(
+                        "NIHDI number of the hospital",
+                        "Numéro INAMI de l'hôpital",
+                        "RIZIV-nummer van het ziekenhuis",
+                        "LIKIV-Nummer des Krankenhauses",
+                    ),
+                    required=True,
+                    constraint="regex(., '^[0-9]{8}$')",
+                    message=T(
+                        "A hospital's NIHDI number has 8 digits.",
+                        "Le numéro INAMI d'un hôpital compte 8 chiffres.",
+                        "Het RIZIV-nummer van een ziekenhuis telt 8 cijfers.",
+                        "Die LIKIV-Nummer eines Krankenhauses hat 8 Ziffern.",
+                    ),
+                    nippin=billing("HospitalNihdi"),
+                ),
+                q(
+                    f"select_one {YES_NO}",
+                    "CD_REIMBURSEMENT",
+                    T(
+                        "Reimbursement asked (billing message to MyCareNet)",
+                        "Remboursement demandé (message de facturation vers MyCareNet)",
+                        "Terugbetaling gevraagd (factuurbericht naar MyCareNet)",
+                        "Erstattung beantragt (Abrechnungsnachricht an MyCareNet)",
+                    ),
+                    required=True,
+                    default="yes",
+                ),
+            ),
+        ]
+    )
+    return [
+        Dcd(
+            "HDBP0300",
+            "PACEMAKER",
+            T("Pacemakers", "Stimulateurs cardiaques", "Pacemakers", "Herzschrittmacher"),
+            "PACEMAKER",
+            300,
+            T(
+                "Pacemaker implant",
+                "Implantation d'un stimulateur",
+                "Implantatie van een pacemaker",
+                "Schrittmacherimplantation",
+            ),
+            ["IDC_PAT", "DT_IMPLANT"],
+            "Authored by hdhub; this is NOT the official healthdata.be DCD, and HDBP0300 is hdhub's "
+            "placeholder, not an official code. That implant registries with a reimbursement send "
+            "the limited nominative data to the NIC's MyCareNet (NIPPIN) comes from healthdata.be's "
+            "public Self-Service Portal documentation (NIPPIN Manager, NIPPIN reports); every field, "
+            "code list, rule and the message's element names are hdhub's own choice.",
+            survey,
+            nippin_message="implant",
+        )
+    ]
+
+
 def all_dcds() -> list[Dcd]:
-    return [*angio(), *hiv_sequence(), *ngs()]
+    return [*angio(), *hiv_sequence(), *ngs(), *pacemaker()]
 
 
 # --------------------------------------------------------------------------------------
@@ -3446,12 +3623,12 @@ def build_workbook(dcd: Dcd) -> Workbook:
     ]
     _write_sheet(wb, "choices", choice_header, choice_rows)
 
-    _write_sheet(
-        wb,
-        "settings",
-        ["form_title", "form_id", "version", "default_language", "source"],
-        [[dcd.dcd_title.en, dcd.dcd_code, VERSION, "en", dcd.source]],
-    )
+    settings_header = ["form_title", "form_id", "version", "default_language", "source"]
+    settings_row: list[object] = [dcd.dcd_title.en, dcd.dcd_code, VERSION, "en", dcd.source]
+    if dcd.nippin_message is not None:
+        settings_header.append("nippin_message")
+        settings_row.append(dcd.nippin_message)
+    _write_sheet(wb, "settings", settings_header, [settings_row])
 
     hd_rows: list[Sequence[object]] = [
         ["project_code", dcd.project_code],

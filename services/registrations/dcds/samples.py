@@ -48,6 +48,7 @@ DCDS: dict[str, dict[str, Any]] = {
         ("ANGIO_FU_PCI", "HDBP0012", 205, ["IDC_PAT", "DT_PCI_REF"]),
         ("HIV_SEQUENCE", "HDBP0263", 263, ["TX_ATT_RECRD"]),
         ("NGS", "HDBP0257", 257, ["TX_VCF_FILE_NAME"]),
+        ("PACEMAKER", "HDBP0300", 300, ["IDC_PAT", "DT_IMPLANT"]),
     )
 }
 
@@ -306,6 +307,22 @@ def _ngs() -> dict[str, str]:
     }
 
 
+def _pacemaker() -> dict[str, str]:
+    """A first dual-chamber pacemaker, reimbursement asked: makes a NIPPIN message."""
+    return {
+        **patient(PAT_MAN_1962),
+        "DT_IMPLANT": "20/11/2025",
+        "CD_IMPLANT_KIND": "first",
+        "CD_DEVICE_TYPE": "dual",
+        "CD_DEVICE": "PM-40012345",
+        "TX_DEVICE_SERIAL": "SN-77001",
+        "CD_NOMENCLATURE": "172711",
+        "CD_RIZIV_IMPL_PHYS": PHYSICIAN,
+        "CD_RIZIV_HOSP": "71000436",
+        "CD_REIMBURSEMENT": "yes",
+    }
+
+
 VALID: dict[str, dict[str, str]] = {
     "ANGIO_HOSP": _angio_hosp(),
     "ANGIO_HOSP_PCI": _angio_hosp_pci(),
@@ -314,6 +331,7 @@ VALID: dict[str, dict[str, str]] = {
     "ANGIO_FU_PCI": _angio_fu_pci(),
     "HIV_SEQUENCE": _hiv_sequence(),
     "NGS": _ngs(),
+    "PACEMAKER": _pacemaker(),
 }
 
 

@@ -14,7 +14,7 @@ from hdhub.common.web import create_app
 
 log = logging.getLogger("hdhub.cli")
 
-SERVICES = ("identity", "registrations", "uploads", "portal", "pseudonymisation", "sim", "intake")
+SERVICES = ("identity", "registrations", "uploads", "portal", "pseudonymisation", "sim", "intake", "nippin")
 
 
 def make_service(name: str) -> Service:
@@ -38,6 +38,10 @@ def make_service(name: str) -> Service:
         from hdhub.intake.runtime import IntakeService
 
         return IntakeService()
+    if name == "nippin":
+        from hdhub.nippin.runtime import NippinService
+
+        return NippinService()
     if name == "pseudonymisation":
         from hdhub.pseudonymisation.runtime import PseudonymisationService
 

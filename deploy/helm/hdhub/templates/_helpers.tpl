@@ -145,6 +145,9 @@ HDHUB_OIDC_AUDIENCE: {{ $p.oidc.audience | quote }}
 HDHUB_OIDC_JWKS_URL: {{ printf "http://%s-identity:%v/realms/hdhub/protocol/openid-connect/certs" (include "hdhub.fullname" .) (.Values.components.identity.ports | default .Values.default.ports).http | quote }}
 HDHUB_OIDC_TOKEN_URL: {{ printf "http://%s-identity:%v/realms/hdhub/protocol/openid-connect/token" (include "hdhub.fullname" .) (.Values.components.identity.ports | default .Values.default.ports).http | quote }}
 {{- end }}
+{{- with .Values.myCareNet.url }}
+HDHUB_NIPPIN_MYCARENET_URL: {{ . | quote }}
+{{- end }}
 {{- with .Values.centralPlatform.target }}
 {{- /* The central platform's receiver; unset, the sim component stands in (dev, tests). */}}
 HDHUB_GRPC_CENTRAL: {{ . | quote }}

@@ -124,9 +124,17 @@ SERVICE_CALLS: Mapping[str, frozenset[str]] = {
             _CENTRAL + "GetPublicKey",
             _CENTRAL + "ReceiveRecords",
             _CENTRAL + "GetConfirmations",
+            "/hdhub.nippin.v1.NippinService/SubmitRegistration",
         }
     ),
-    "nippin": frozenset({"/hdhub.portal.v1.CertificatesService/GetActiveCertificate"}),
+    # Reconciliation (the nightly report): which stored registrations should have made a message.
+    "nippin": frozenset(
+        {
+            "/hdhub.portal.v1.CertificatesService/GetActiveCertificate",
+            _REGISTRATIONS + "ListReimbursedDcds",
+            _REGISTRATIONS + "ListReimbursedRegistrations",
+        }
+    ),
     "pseudonymisation": frozenset({_CENTRAL + "ReceivePseudonyms"}),
     "portal": frozenset(),
     "sim": frozenset(),

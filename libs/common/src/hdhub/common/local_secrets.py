@@ -40,6 +40,7 @@ GENERATED: Mapping[str, Callable[[], str]] = {
     "HDHUB_PSEUDONYMISATION_MASTER_KEY": _aes_key,
     "HDHUB_UPLOADS_MASTER_KEY": _aes_key,
     "HDHUB_INTAKE_MASTER_KEY": _aes_key,
+    "HDHUB_NIPPIN_MASTER_KEY": _aes_key,
 }
 
 

@@ -52,6 +52,7 @@ ACCOUNTS = (
     DemoAccount("manager@az-demo.test", "demo-manager", "Mia", "Manager", {"az-demo": ("manager", "dp_manager")}),
     DemoAccount("nurse@az-demo.test", "demo-nurse", "Noor", "Nurse", {"az-demo": ("registrant",)}),
     DemoAccount("certificates@az-demo.test", "demo-certs", "Cas", "Certificaat", {"az-demo": ("certificate_editor",)}),
+    DemoAccount("billing@az-demo.test", "demo-billing", "Bea", "Billing", {"az-demo": ("nippin_manager",)}),
     DemoAccount("biologist@lab-demo.test", "demo-lab", "Bram", "Bioloog", {"lab-demo": ("registrant", "manager")}),
     DemoAccount("operator@hdhub.test", "demo-operator", "Olga", "Operator", {}, ("hdhub-operator",)),
 )

@@ -4,8 +4,9 @@ the portal: batch validation and upsert over Arrow batches, look-ups for file li
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from hdhub.common.auth import Action as Permission
@@ -15,6 +16,8 @@ from hdhub.common.grpc import ServicerContext, register_idempotent, require_prin
 from hdhub.proto.registrations.v1 import registrations_pb2 as pb
 from hdhub.proto.registrations.v1 import registrations_pb2_grpc as pb_grpc
 from hdhub.registrations.arrow import decode_rows
+from hdhub.registrations.domain.lifecycle import Status
+from hdhub.registrations.domain.nippin import Reimbursement, is_reimbursed, reimbursement
 from hdhub.registrations.service import Actor, BatchOptions, BatchResult, upsert_batch
 from hdhub.registrations.store import Registration
 
@@ -24,7 +27,14 @@ if TYPE_CHECKING:
 # Safe to retry on UNAVAILABLE: they change nothing. UpsertBatch is not retried blindly.
 register_idempotent(
     "hdhub.registrations.v1.RegistrationsService",
-    ["ValidateBatch", "GetRegistration", "FindRegistrationsByField", "GetDcdVersion"],
+    [
+        "ValidateBatch",
+        "GetRegistration",
+        "FindRegistrationsByField",
+        "GetDcdVersion",
+        "ListReimbursedDcds",
+        "ListReimbursedRegistrations",
+    ],
 )
 
 VALIDATION_MODES = {
@@ -196,3 +206,71 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
         return pb.GetDcdVersionResponse(
             project_code=d.project_code, dcd_code=d.dcd_code, version=str(d.version), fields=fields, business_key=list(d.business_key)
         )
+
+    async def ListReimbursedDcds(
+        self, request: pb.ListReimbursedDcdsRequest, context: ServicerContext
+    ) -> pb.ListReimbursedDcdsResponse:
+        """The DCDs whose newest version binds fields for NIPPIN (the reimbursed registries)."""
+        if not require_principal().can(Permission.CATALOGUE_READ):
+            raise forbidden()
+        return pb.ListReimbursedDcdsResponse(dcds=[
+            pb.ReimbursedDcd(project_code=d.project_code, dcd_code=d.dcd_code, labels=dict(d.dcd_titles))
+            for d in await self._reimbursed()
+        ])
+
+    async def _reimbursed(self) -> list[Any]:
+        found = []
+        for _project, dcds in await self.service.catalogue.tree():
+            for dcd, versions in dcds:
+                if versions:
+                    entry = await self.service.catalogue.get(dcd.code, versions[0].version)
+                    if is_reimbursed(entry.definition):
+                        found.append(entry.definition)
+        return found
+
+    async def ListReimbursedRegistrations(
+        self, request: pb.ListReimbursedRegistrationsRequest, context: ServicerContext
+    ) -> pb.ListReimbursedRegistrationsResponse:
+        """An organisation's stored registrations of reimbursed DCDs (submitted at least
+        once, not deleted), by id, each with whether it makes a NIPPIN message and its bound
+        values that are no personal data (reconciliation for the nightly report)."""
+        _require(require_principal(), Permission.REGISTRATION_READ, request.organisation_id)
+        codes = [d.dcd_code for d in await self._reimbursed()]
+        if not codes:
+            return pb.ListReimbursedRegistrationsResponse()
+        r = Registration
+        columns = (r.id, r.dcd_code, r.dcd_version, r.registration_code, r.version, r.status, r.values)
+        async with self.service.db.session([request.organisation_id]) as session:
+            rows = (
+                await session.execute(
+                    select(*columns)
+                    .where(
+                        r.organisation_id == request.organisation_id,
+                        r.dcd_code.in_(codes),
+                        r.first_submitted_at.is_not(None),
+                        r.status != Status.DELETED,
+                        r.id > request.after_id,
+                    )
+                    .order_by(r.id)
+                    .limit(min(request.limit or 1000, 5000))
+                )
+            ).all()
+        rules: dict[tuple[str, str], Reimbursement] = {}
+        out = []
+        for row in rows:
+            key = (row.dcd_code, row.dcd_version)
+            rule = rules.get(key)
+            if rule is None:
+                rule = rules[key] = reimbursement((await self.service.catalogue.get(*key)).definition)
+            out.append(
+                pb.ReimbursedRegistration(
+                    registration_id=row.id,
+                    dcd_code=row.dcd_code,
+                    registration_code=row.registration_code or "",
+                    version=row.version,
+                    status=row.status,
+                    nippin_relevant=rule.makes_message(row.values),
+                    values=rule.report_values(row.values),
+                )
+            )
+        return pb.ListReimbursedRegistrationsResponse(registrations=out)

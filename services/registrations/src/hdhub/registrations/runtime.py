@@ -68,13 +68,17 @@ class RegistrationsService(Service):
             raise not_found("Registration")
         return org
 
+    async def work_step(self) -> int:
+        """Deliveries and confirmations, then hand-overs to NIPPIN (handoff.py)."""
+        return int(await self.registrations.process_jobs()) + await self.registrations.handoff.process_jobs()
+
     async def work(self, stop: asyncio.Event) -> None:
         """Deliver submissions to the central platform and follow their confirmation
         (delivery.py); woken at once after a commit that enqueued work, here or (with
         Redis) in any other process, else every poll."""
         await run_worker(
             self.name,
-            self.registrations.process_jobs,
+            self.work_step,
             wake=self.registrations.wake,
             poll_seconds=self.settings.worker_poll_seconds,
             stop=stop,

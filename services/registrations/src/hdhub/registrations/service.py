@@ -45,6 +45,7 @@ from hdhub.registrations.domain import lifecycle
 from hdhub.registrations.domain.business_key import SSIN_FORMAT, business_key
 from hdhub.registrations.domain.lifecycle import Action, Confirmation, Status, TransitionRefused
 from hdhub.registrations.domain.period import Period
+from hdhub.registrations.handoff import NIPPIN_JOB, Handoff
 from hdhub.registrations.store import (
     IdempotencyKey,
     Job,
@@ -127,6 +128,8 @@ class Registrations:
         self.secret = secret
         self.jobs = JobQueue(db, Job, service="registrations")
         self.wake = Wakeup("hdhub:registrations:deliver", platform().redis_url)
+        # Submissions of reimbursed registrations, handed over to NIPPIN (handoff.py).
+        self.handoff = Handoff(db, catalogue)
         # Delivery to the central platform (delivery.py), set by the runtime; without it the
         # worker only moves Sending -> Submitted.
         self.delivery: Any = None
@@ -500,6 +503,8 @@ class Registrations:
                 payload={"version": reg.version},
                 actor=actor.name,
             )
+            if entry is not None:
+                self.handoff.enqueue(session, reg, entry.definition, actor.name)
             after_commit(session, self.wake.notify)
         elif target == Status.SUBMITTED:
             reg.status_confirmation = Confirmation.PENDING
@@ -902,6 +907,9 @@ async def _insert_created(
                 for c in submitted
             ],
         )
+        handoffs = registrations.handoff.items(d, [r for r in reg_rows if r["version"] == 2], organisation_id, actor.name)
+        if handoffs:
+            await registrations.jobs.enqueue_many(session, NIPPIN_JOB, handoffs)
         after_commit(session, registrations.wake.notify)
     return [{**shared, **row} for row in reg_rows]
 

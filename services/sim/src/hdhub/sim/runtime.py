@@ -3,6 +3,9 @@ operator's switches for it (REST under /sim). Never deployed to production."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import grpc
 from fastapi import APIRouter
 
 from hdhub.common.runtime import Service
+from hdhub.sim.mycarenet import MyCareNet
 from hdhub.sim.receiver import CentralKey, Receiver
 from hdhub.sim.settings import SimSettings
 
@@ -25,6 +29,7 @@ class SimService(Service):
         self.settings: SimSettings
         key = CentralKey(self.settings.resolved_key_file(), self.settings.central_key_bits)
         self.receiver = Receiver(self.db, key)
+        self.mycarenet = MyCareNet(self.settings.resolved_mycarenet_folder())
 
     def routers(self) -> Sequence[APIRouter]:
         from hdhub.sim import api
@@ -39,3 +44,13 @@ class SimService(Service):
         return [
             lambda server: central_pb2_grpc.add_CentralReceiverServiceServicer_to_server(servicer, server)
         ]
+
+    async def work(self, stop: asyncio.Event) -> None:
+        """The MyCareNet stand-in's gateway: collects the NIPPIN folder, answers TACKs."""
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.mycarenet.collect)
+            except OSError:
+                logging.getLogger("hdhub.sim").warning("the MyCareNet folder cannot be collected", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.mycarenet_poll_seconds)

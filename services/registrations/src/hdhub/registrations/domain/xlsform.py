@@ -527,6 +527,7 @@ class _Reader:
                 self.problem("survey", number, column, f"{column} is yes or no")
                 flag = default
             flags[column] = flag
+        self.check_nippin_columns(row, number, bound=flags["destination::nippin"])
         default_value = row.get("default") or None
         if default_value is not None and ("(" in default_value or "${" in default_value):
             parse("default")  # an expression (today()); see Field.default_is_expression
@@ -570,6 +571,39 @@ class _Reader:
             row=number,
             extras=frozen_mapping(extras),
         )
+
+    # -- NIPPIN ----------------------------------------------------------------------
+
+    def check_nippin_columns(self, row: Mapping[str, str], number: int, *, bound: bool) -> None:
+        """``destination::nippin_xml_name`` and ``_relevant`` belong to a field bound for
+        NIPPIN; the xml name becomes an element of the message, so it is an XML name."""
+        for column in ("destination::nippin_xml_name", "destination::nippin_relevant"):
+            if row.get(column) and not bound:
+                self.problem("survey", number, column, f"{column} needs destination::nippin = yes")
+        xml_name = row.get("destination::nippin_xml_name", "")
+        if xml_name and not _XML_NAME.fullmatch(xml_name):
+            self.problem(
+                "survey", number, "destination::nippin_xml_name", f"{xml_name!r} is no XML element name"
+            )
+
+    def check_nippin_message(self, settings: Mapping[str, str], survey: tuple[Item, ...]) -> None:
+        """A DCD naming a NIPPIN message (settings ``nippin_message``) is a reimbursed
+        registry: one message per registration, so its bound fields are outside repeats,
+        and it binds at least one."""
+        message = settings.get("nippin_message")
+        if not message:
+            return
+        if message not in NIPPIN_MESSAGES:
+            known = ", ".join(NIPPIN_MESSAGES)
+            self.problem("settings", 2, "nippin_message", f"unknown NIPPIN message {message!r} (known: {known})")
+        bound = [f for f in _fields(survey) if f.destination_nippin]
+        if not bound:
+            self.problem("settings", 2, "nippin_message", "a NIPPIN message needs fields with destination::nippin = yes")
+        for f in bound:
+            if f.repeat is not None:
+                self.problem(
+                    "survey", f.row, "destination::nippin", f"{f.name} is in repeat {f.repeat!r}: one message per registration"
+                )
 
     # -- references ------------------------------------------------------------------
 
@@ -692,7 +726,20 @@ _SETTINGS_ALIASES: Mapping[str, str] = {
     "version": "version",
     "default_language": "default_language",
     "source": "source",
+    "nippin_message": "nippin_message",
 }
+#: The NIPPIN messages a DCD may name (settings ``nippin_message``): the bodies of the
+#: message XSD nippin validates against (services/nippin, xsd/).
+NIPPIN_MESSAGES = ("implant",)
+_XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+
+
+def _fields(items: Iterable[Item]) -> Iterator[Field]:
+    for item in items:
+        if isinstance(item, Field):
+            yield item
+        elif isinstance(item, Group | Repeat):
+            yield from _fields(item.children)
 _HD_KEYS = frozenset(
     {"project_code", "project_abbreviation", "project_title", "dcd_code", "dcd_number", "dcd_title", "business_key"}
 )
@@ -853,6 +900,7 @@ def read_workbook(source: bytes | pathlib.Path) -> DcdDefinition:
     codelists, choice_columns = reader.choices(default_language)
     survey = reader.survey(default_language, codelists, choice_columns)
     reader.check_references(survey)
+    reader.check_nippin_message(settings, survey)
 
     for key in ("project_code", "project_abbreviation", "dcd_code", "dcd_number", "business_key"):
         if not hd.get(key):

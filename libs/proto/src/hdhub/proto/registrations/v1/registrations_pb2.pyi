@@ -569,3 +569,193 @@ class GetDcdVersionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetDcdVersionResponse: _TypeAlias = GetDcdVersionResponse  # noqa: Y015
+
+@_typing.final
+class ListReimbursedDcdsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReimbursedDcdsRequest: _TypeAlias = ListReimbursedDcdsRequest  # noqa: Y015
+
+@_typing.final
+class ReimbursedDcd(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    PROJECT_CODE_FIELD_NUMBER: _builtins.int
+    DCD_CODE_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    project_code: _builtins.str
+    dcd_code: _builtins.str
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The newest version's labels, by language."""
+
+    def __init__(
+        self,
+        *,
+        project_code: _builtins.str = ...,
+        dcd_code: _builtins.str = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dcd_code", b"dcd_code", "labels", b"labels", "project_code", b"project_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReimbursedDcd: _TypeAlias = ReimbursedDcd  # noqa: Y015
+
+@_typing.final
+class ListReimbursedDcdsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DCDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def dcds(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReimbursedDcd]: ...
+    def __init__(
+        self,
+        *,
+        dcds: _abc.Iterable[Global___ReimbursedDcd] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dcds", b"dcds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReimbursedDcdsResponse: _TypeAlias = ListReimbursedDcdsResponse  # noqa: Y015
+
+@_typing.final
+class ListReimbursedRegistrationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    AFTER_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    after_id: _builtins.str
+    """Registrations with ids after this one (the previous page's last); empty for the first page."""
+    limit: _builtins.int
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        after_id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_id", b"after_id", "limit", b"limit", "organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReimbursedRegistrationsRequest: _TypeAlias = ListReimbursedRegistrationsRequest  # noqa: Y015
+
+@_typing.final
+class ReimbursedRegistration(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ValuesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    REGISTRATION_ID_FIELD_NUMBER: _builtins.int
+    DCD_CODE_FIELD_NUMBER: _builtins.int
+    REGISTRATION_CODE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    NIPPIN_RELEVANT_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    registration_id: _builtins.str
+    dcd_code: _builtins.str
+    registration_code: _builtins.str
+    version: _builtins.int
+    status: _builtins.str
+    nippin_relevant: _builtins.bool
+    """Whether its values make a NIPPIN message (`destination::nippin_relevant`)."""
+    @_builtins.property
+    def values(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The bound values that are no personal data (the implant date, the codes), by xml name."""
+
+    def __init__(
+        self,
+        *,
+        registration_id: _builtins.str = ...,
+        dcd_code: _builtins.str = ...,
+        registration_code: _builtins.str = ...,
+        version: _builtins.int = ...,
+        status: _builtins.str = ...,
+        nippin_relevant: _builtins.bool = ...,
+        values: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dcd_code", b"dcd_code", "nippin_relevant", b"nippin_relevant", "registration_code", b"registration_code", "registration_id", b"registration_id", "status", b"status", "values", b"values", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReimbursedRegistration: _TypeAlias = ReimbursedRegistration  # noqa: Y015
+
+@_typing.final
+class ListReimbursedRegistrationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGISTRATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def registrations(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReimbursedRegistration]: ...
+    def __init__(
+        self,
+        *,
+        registrations: _abc.Iterable[Global___ReimbursedRegistration] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["registrations", b"registrations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReimbursedRegistrationsResponse: _TypeAlias = ListReimbursedRegistrationsResponse  # noqa: Y015

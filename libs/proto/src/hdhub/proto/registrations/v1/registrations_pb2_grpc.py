@@ -62,6 +62,16 @@ class RegistrationsServiceStub:
                 request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetDcdVersionRequest.SerializeToString,
                 response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetDcdVersionResponse.FromString,
                 _registered_method=True)
+        self.ListReimbursedDcds = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/ListReimbursedDcds',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedDcdsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedDcdsResponse.FromString,
+                _registered_method=True)
+        self.ListReimbursedRegistrations = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/ListReimbursedRegistrations',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedRegistrationsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedRegistrationsResponse.FromString,
+                _registered_method=True)
 
 
 class RegistrationsServiceServicer:
@@ -105,6 +115,21 @@ class RegistrationsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListReimbursedDcds(self, request, context):
+        """The DCDs with fields bound for NIPPIN (`destination::nippin`): the reimbursed registries.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReimbursedRegistrations(self, request, context):
+        """An organisation's stored registrations of reimbursed DCDs (submitted at least once, not
+        deleted), page by page, each saying whether it should have made a NIPPIN message.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistrationsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -132,6 +157,16 @@ def add_RegistrationsServiceServicer_to_server(servicer, server):
                     servicer.GetDcdVersion,
                     request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetDcdVersionRequest.FromString,
                     response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetDcdVersionResponse.SerializeToString,
+            ),
+            'ListReimbursedDcds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReimbursedDcds,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedDcdsRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedDcdsResponse.SerializeToString,
+            ),
+            'ListReimbursedRegistrations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReimbursedRegistrations,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedRegistrationsRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedRegistrationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -272,6 +307,60 @@ class RegistrationsService:
             '/hdhub.registrations.v1.RegistrationsService/GetDcdVersion',
             hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetDcdVersionRequest.SerializeToString,
             hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetDcdVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReimbursedDcds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/ListReimbursedDcds',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedDcdsRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedDcdsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReimbursedRegistrations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/ListReimbursedRegistrations',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedRegistrationsRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedRegistrationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

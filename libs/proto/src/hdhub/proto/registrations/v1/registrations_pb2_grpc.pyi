@@ -46,6 +46,12 @@ class RegistrationsServiceStub:
     """Registrations of an organisation whose field equals a value (file linking: VCF names, TX_ATT)."""
     GetDcdVersion: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.GetDcdVersionRequest, _registrations_pb2.GetDcdVersionResponse]
     """A DCD version's definition summary: fields, types, code lists (for CSV header checks)."""
+    ListReimbursedDcds: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.ListReimbursedDcdsRequest, _registrations_pb2.ListReimbursedDcdsResponse]
+    """The DCDs with fields bound for NIPPIN (`destination::nippin`): the reimbursed registries."""
+    ListReimbursedRegistrations: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.ListReimbursedRegistrationsRequest, _registrations_pb2.ListReimbursedRegistrationsResponse]
+    """An organisation's stored registrations of reimbursed DCDs (submitted at least once, not
+    deleted), page by page, each saying whether it should have made a NIPPIN message.
+    """
 
 @_typing.type_check_only
 class RegistrationsServiceAsyncStub(RegistrationsServiceStub):
@@ -65,6 +71,12 @@ class RegistrationsServiceAsyncStub(RegistrationsServiceStub):
     """Registrations of an organisation whose field equals a value (file linking: VCF names, TX_ATT)."""
     GetDcdVersion: _aio.UnaryUnaryMultiCallable[_registrations_pb2.GetDcdVersionRequest, _registrations_pb2.GetDcdVersionResponse]  # type: ignore[assignment]
     """A DCD version's definition summary: fields, types, code lists (for CSV header checks)."""
+    ListReimbursedDcds: _aio.UnaryUnaryMultiCallable[_registrations_pb2.ListReimbursedDcdsRequest, _registrations_pb2.ListReimbursedDcdsResponse]  # type: ignore[assignment]
+    """The DCDs with fields bound for NIPPIN (`destination::nippin`): the reimbursed registries."""
+    ListReimbursedRegistrations: _aio.UnaryUnaryMultiCallable[_registrations_pb2.ListReimbursedRegistrationsRequest, _registrations_pb2.ListReimbursedRegistrationsResponse]  # type: ignore[assignment]
+    """An organisation's stored registrations of reimbursed DCDs (submitted at least once, not
+    deleted), page by page, each saying whether it should have made a NIPPIN message.
+    """
 
 class RegistrationsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Registrations: the DCD catalogue, the validation engine and stored registrations.
@@ -111,5 +123,23 @@ class RegistrationsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_registrations_pb2.GetDcdVersionResponse, _abc.Awaitable[_registrations_pb2.GetDcdVersionResponse]]:
         """A DCD version's definition summary: fields, types, code lists (for CSV header checks)."""
+
+    @_abc_1.abstractmethod
+    def ListReimbursedDcds(
+        self,
+        request: _registrations_pb2.ListReimbursedDcdsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.ListReimbursedDcdsResponse, _abc.Awaitable[_registrations_pb2.ListReimbursedDcdsResponse]]:
+        """The DCDs with fields bound for NIPPIN (`destination::nippin`): the reimbursed registries."""
+
+    @_abc_1.abstractmethod
+    def ListReimbursedRegistrations(
+        self,
+        request: _registrations_pb2.ListReimbursedRegistrationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.ListReimbursedRegistrationsResponse, _abc.Awaitable[_registrations_pb2.ListReimbursedRegistrationsResponse]]:
+        """An organisation's stored registrations of reimbursed DCDs (submitted at least once, not
+        deleted), page by page, each saying whether it should have made a NIPPIN message.
+        """
 
 def add_RegistrationsServiceServicer_to_server(servicer: RegistrationsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

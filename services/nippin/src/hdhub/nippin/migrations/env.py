@@ -1,0 +1,4 @@
+from hdhub.common.db import run_migrations
+from hdhub.nippin.store import Base
+
+run_migrations(Base.metadata)
