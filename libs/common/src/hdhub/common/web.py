@@ -39,6 +39,7 @@ from hdhub.common.limits import (
     RequestHeadLimits,
     malformed_json,
 )
+from hdhub.common.openapi_contract import operation_id
 from hdhub.common.openapi_problems import document_problems
 
 log = logging.getLogger("hdhub.web")
@@ -227,6 +228,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         dependencies=[Depends(known_query_parameters)],
+        generate_unique_id_function=operation_id,
     )
     apidocs.install(app)
     app.add_exception_handler(Problem, _on_problem)

@@ -45,6 +45,28 @@ OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     429: _oauth_error("Too many attempts; see Retry-After"),
 }
 
+TOKEN_RESPONSE: dict[str, Any] = {
+    "description": "An access token (RFC 6749 section 5.1)",
+    "content": {
+        "application/json": {
+            "schema": {
+                "title": "TokenResponse",
+                "type": "object",
+                "required": ["access_token", "token_type", "expires_in"],
+                "properties": {
+                    "access_token": {"type": "string"},
+                    "token_type": {"type": "string", "enum": ["Bearer"]},
+                    "expires_in": {"type": "integer", "description": "Seconds"},
+                    "refresh_expires_in": {"type": "integer"},
+                    "not-before-policy": {"type": "integer"},
+                    "scope": {"type": "string"},
+                },
+            }
+        }
+    },
+    "headers": {"Cache-Control": {"schema": {"type": "string", "example": "no-store"}}},
+}
+
 
 def build_routers(service: Any) -> list[APIRouter]:
     oidc = APIRouter(prefix=f"{REALM}", tags=["oidc (embedded issuer)"])
@@ -62,7 +84,12 @@ def build_routers(service: Any) -> list[APIRouter]:
             keys = (await session.execute(select(SigningKey).where(SigningKey.active))).scalars()
             return {"keys": [issuer.jwk(k) for k in keys]}
 
-    @oidc.post("/protocol/openid-connect/token", responses=OAUTH_ERRORS)
+    @oidc.post(
+        "/protocol/openid-connect/token",
+        responses={200: TOKEN_RESPONSE, **OAUTH_ERRORS},
+        # The client's id and secret in the form or as HTTP Basic (RFC 6749 section 2.3.1).
+        openapi_extra={"security": [{"clientSecretBasic": []}, {}]},
+    )
     async def token(
         request: Request,
         grant_type: Annotated[str, Form()],
@@ -70,7 +97,7 @@ def build_routers(service: Any) -> list[APIRouter]:
         client_secret: Annotated[str | None, Form()] = None,
         username: Annotated[str | None, Form()] = None,
         password: Annotated[str | None, Form()] = None,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     ) -> JSONResponse:
         basic = issuer.parse_basic_auth(authorization)
         if basic:
