@@ -69,9 +69,6 @@ def install(app: FastAPI) -> None:
         document = generate()  # cached by FastAPI in app.openapi_schema
         schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
         schemes[SCHEME] = security_scheme(platform().oidc_issuer)
-        if "clientSecretBasic" in str(document.get("paths")):
-            # The token endpoint's client authentication (RFC 6749 section 2.3.1).
-            schemes["clientSecretBasic"] = {"type": "http", "scheme": "basic", "description": "client id and secret"}
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
