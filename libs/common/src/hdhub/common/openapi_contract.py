@@ -99,9 +99,15 @@ ACCEPT_LANGUAGE: dict[str, Any] = {
     "schema": {"type": "string", "example": "nl"},
 }
 
+#: Text answers a route declares without a schema: a generator reads them as a string.
+TEXT_MEDIA_TYPES = {
+    "text/csv": "CSV, UTF-8, `;`-separated, a header row first",
+    "text/event-stream": "Server-sent events (one `data:` JSON object per event)",
+}
+
 
 def finish(
-    document: dict[str, Any], authenticated: set[tuple[str, str]], scheme: str, public_url: str
+    document: dict[str, Any], authenticated: set[tuple[str | None, str]], scheme: str, public_url: str
 ) -> None:
     """Global security, ``servers``, Accept-Language on every operation; operations that
     take no token answer ``security: []``."""
@@ -114,6 +120,10 @@ def finish(
                 operation.setdefault("security", [])  # the route's own (the token endpoint's), or none
             else:
                 operation.pop("security", None)  # the global one
+            for answer in operation.get("responses", {}).values():
+                for media_type, content in answer.get("content", {}).items():
+                    if media_type in TEXT_MEDIA_TYPES and not content.get("schema"):
+                        content["schema"] = {"type": "string", "description": TEXT_MEDIA_TYPES[media_type]}
             parameters = operation.setdefault("parameters", [])
             if not any(p.get("name", "").lower() == "accept-language" for p in parameters):
                 parameters.append({"$ref": "#/components/parameters/AcceptLanguage"})
