@@ -87,3 +87,14 @@ def test_a_generator_finds_what_it_needs(openapi_documents: Path) -> None:
         names = [p.get("name", p.get("$ref", "")).lower() for p in op.get("parameters", [])]
         assert "authorization" not in names, op_id
         assert any("acceptlanguage" in n or n == "accept-language" for n in names), op_id
+
+
+def test_response_headers_are_declared(openapi_documents: Path) -> None:
+    doc = json.loads((openapi_documents / "all.json").read_text())
+    ops = {o["operationId"]: o for p in doc["paths"].values() for o in p.values()}
+    assert set(ops["submitV2Payload"]["responses"]["202"]["headers"]) == {"Location", "Idempotent-Replayed"}
+    assert "ETag" in ops["getRegistration"]["responses"]["200"]["headers"]
+    assert "ETag" in ops["updateRegistration"]["responses"]["200"]["headers"]
+    assert set(doc["components"]["headers"]) == {"ETag", "Location", "Idempotent-Replayed"}
+    report = ops["getUploadReport"]["responses"]["200"]["content"]["text/csv"]["schema"]
+    assert report["type"] == "string"

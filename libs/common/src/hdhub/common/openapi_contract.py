@@ -99,6 +99,41 @@ ACCEPT_LANGUAGE: dict[str, Any] = {
     "schema": {"type": "string", "example": "nl"},
 }
 
+#: Response headers, declared once under ``components.headers``.
+HEADERS: dict[str, dict[str, Any]] = {
+    "ETag": {
+        "description": "The registration's version: send it back as `If-Match` to change it",
+        "schema": {"type": "string", "example": '"3"'},
+    },
+    "Location": {"description": "Where the created resource is read", "schema": {"type": "string"}},
+    "Idempotent-Replayed": {
+        "description": "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+}
+#: The operations that send them on success (besides: an operation taking `If-Match` sends
+#: `ETag`; one taking `Idempotency-Key` sends `Location` and `Idempotent-Replayed`).
+RESPONSE_HEADERS: dict[str, tuple[str, ...]] = {
+    "getRegistration": ("ETag",),
+    "createRegistration": ("ETag",),
+    "createOrganisation": ("Location",),
+    "addMember": ("Location",),
+    "createClient": ("Location",),
+    "createSftpCredential": ("Location",),
+    "uploadFile": ("Location",),
+}
+
+
+def _response_headers(operation: dict[str, Any]) -> list[str]:
+    names = list(RESPONSE_HEADERS.get(operation.get("operationId", ""), ()))
+    taken = {p.get("name", "").lower() for p in operation.get("parameters", [])}
+    if "if-match" in taken:
+        names.append("ETag")
+    if "idempotency-key" in taken:
+        names += ["Location", "Idempotent-Replayed"]
+    return names
+
+
 #: Text answers a route declares without a schema: a generator reads them as a string.
 TEXT_MEDIA_TYPES = {
     "text/csv": "CSV, UTF-8, `;`-separated, a header row first",
@@ -113,14 +148,19 @@ def finish(
     take no token answer ``security: []``."""
     document["servers"] = [{"url": public_url, "description": "This installation"}]
     document["security"] = [{scheme: []}]
-    document.setdefault("components", {}).setdefault("parameters", {})["AcceptLanguage"] = ACCEPT_LANGUAGE
+    components = document.setdefault("components", {})
+    components.setdefault("parameters", {})["AcceptLanguage"] = ACCEPT_LANGUAGE
+    components.setdefault("headers", {}).update(HEADERS)
     for path, operations in document.get("paths", {}).items():
         for method, operation in operations.items():
             if (path, method) not in authenticated:
                 operation.setdefault("security", [])  # the route's own (the token endpoint's), or none
             else:
                 operation.pop("security", None)  # the global one
-            for answer in operation.get("responses", {}).values():
+            for status, answer in operation.get("responses", {}).items():
+                if status.startswith("2"):
+                    for name in _response_headers(operation):
+                        answer.setdefault("headers", {})[name] = {"$ref": f"#/components/headers/{name}"}
                 for media_type, content in answer.get("content", {}).items():
                     if media_type in TEXT_MEDIA_TYPES and not content.get("schema"):
                         content["schema"] = {"type": "string", "description": TEXT_MEDIA_TYPES[media_type]}

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hdhub.common import apidocs
+from hdhub.common import apidocs, problem_pages
 from hdhub.common.auth import Principal, current_principal, verifier
 from hdhub.common.config import platform
 from hdhub.common.db import utcnow
@@ -245,6 +245,7 @@ def create_app(
     from hdhub.common.health import install_readiness
 
     install_readiness(app, readiness)
+    problem_pages.install(app)
     if not any(getattr(r, "path", None) == "/" for r in app.routes):
         apidocs.install_index(app)
 
