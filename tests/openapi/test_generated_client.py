@@ -4,7 +4,10 @@ call below is one of its functions, against the in-process stack."""
 
 from __future__ import annotations
 
+import asyncio
+import csv
 import importlib
+import io
 import subprocess
 import sys
 import uuid
@@ -138,3 +141,41 @@ async def test_a_hospital_systems_day_through_the_generated_client(generated: Pa
         client=client, organisation_id="az-demo", business_key=first.parsed.business_key
     )
     assert [i.id for i in by_key.parsed.items] == [first.parsed.registration_id]
+
+    # A CSV upload, followed to its end, and its reports (kind: an enum; the body: text/csv).
+    uploads, types = f"{api}.uploads", _m("types")
+    rows = io.StringIO()
+    writer = csv.DictWriter(rows, fieldnames=list(values), delimiter=";", lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerow(record())
+    writer.writerow({**record(), "MS_HEIGHT": "tall"})
+    file = types.File(
+        payload=io.BytesIO(rows.getvalue().encode()), file_name="angio.csv", mime_type="text/csv"
+    )
+    created = await _m(f"{uploads}.create_upload").asyncio_detailed(
+        client=client,
+        body=models.CreateUploadFilesBody(file=file),
+        dcd_code="ANGIO_HOSP",
+        organisation_id="az-demo",
+        validation=models.CreateUploadValidationType0.NONE,  # store the valid row, report the other
+    )
+    assert created.status_code == 202, created.content
+    assert created.headers["location"] == f"/api/v1/uploads/{created.parsed.id}"
+    for _ in range(400):
+        upload = await _m(f"{uploads}.get_upload").asyncio_detailed(created.parsed.id, client=client)
+        if upload.parsed.status in ("done", "failed"):
+            break
+        await asyncio.sleep(0.05)
+    assert upload.parsed.status == "done", upload.content
+    report = _m(f"{uploads}.get_upload_report")
+    errors = await report.asyncio_detailed(
+        created.parsed.id, models.GetUploadReportKind.ERRORS, client=client
+    )
+    assert errors.status_code == 200 and errors.headers["content-type"].startswith("text/csv")
+    assert "MS_HEIGHT" in errors.content.decode()
+    success = await report.asyncio_detailed(
+        created.parsed.id, models.GetUploadReportKind.SUCCESS, client=client
+    )
+    assert success.status_code == 200 and len(success.content.decode().strip().splitlines()) == 2, (
+        errors.content
+    )

@@ -67,7 +67,9 @@ class UploadOut(BaseModel):
     dcd_version: str
     settings: dict[str, Any]
     dry_run: bool
-    status: str = Field(description="queued, processing, done or failed")
+    status: Literal["queued", "held", "processing", "done", "failed", "linked"] = Field(
+        description="queued, processing, done or failed; held: waiting for its linked upload; linked: read with it"
+    )
     steps: dict[str, str] = Field(
         description="select_file, validity_check, upload, finalize: pending, running, success, warnings, errors"
     )
