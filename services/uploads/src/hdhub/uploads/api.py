@@ -8,7 +8,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -56,6 +56,10 @@ class FindingOut(BaseModel):
     message: str
 
 
+#: An upload's status (the closed set the OpenAPI document lists).
+UploadStatus = Literal["queued", "held", "processing", "done", "failed", "linked"]
+
+
 class UploadOut(BaseModel):
     id: str
     organisation_id: str
@@ -67,7 +71,7 @@ class UploadOut(BaseModel):
     dcd_version: str
     settings: dict[str, Any]
     dry_run: bool
-    status: Literal["queued", "held", "processing", "done", "failed", "linked"] = Field(
+    status: UploadStatus = Field(
         description="queued, processing, done or failed; held: waiting for its linked upload; linked: read with it"
     )
     steps: dict[str, str] = Field(
@@ -116,7 +120,7 @@ def upload_out(u: Upload, lang: str) -> UploadOut:
         dcd_version=u.dcd_version,
         settings={k: opts.get(k) for k in DEFAULT_SETTINGS},
         dry_run=bool(opts.get("dry_run")),
-        status=u.status,
+        status=cast(UploadStatus, u.status),  # the column holds only these; pydantic checks it
         steps=u.steps,
         counts=u.counts,
         file=u.file_info,
