@@ -149,7 +149,6 @@ def finish(
     document["servers"] = [{"url": public_url, "description": "This installation"}]
     document["security"] = [{scheme: []}]
     components = document.setdefault("components", {})
-    components.setdefault("parameters", {})["AcceptLanguage"] = ACCEPT_LANGUAGE
     components.setdefault("headers", {}).update(HEADERS)
     for path, operations in document.get("paths", {}).items():
         for method, operation in operations.items():
@@ -166,5 +165,6 @@ def finish(
                         content["schema"] = {"type": "string", "description": TEXT_MEDIA_TYPES[media_type]}
             parameters = operation.setdefault("parameters", [])
             if not any(p.get("name", "").lower() == "accept-language" for p in parameters):
-                parameters.append({"$ref": "#/components/parameters/AcceptLanguage"})
+                # Inline, not a $ref: every parameter keeps its `name` for whoever reads them.
+                parameters.append(dict(ACCEPT_LANGUAGE))
     check_unique(document)
