@@ -179,3 +179,7 @@ async def test_a_hospital_systems_day_through_the_generated_client(generated: Pa
     assert success.status_code == 200 and len(success.content.decode().strip().splitlines()) == 2, (
         errors.content
     )
+    listed_uploads = await _m(f"{uploads}.list_uploads").asyncio_detailed(client=client, limit=1, offset=0)
+    assert listed_uploads.status_code == 200, listed_uploads.content
+    assert (listed_uploads.parsed.limit, listed_uploads.parsed.offset) == (1, 0)  # the one page shape
+    assert listed_uploads.parsed.total >= 1 and len(listed_uploads.parsed.items) == 1

@@ -96,8 +96,13 @@ class UploadOut(BaseModel):
 
 
 class UploadPage(BaseModel):
+    """The platform's one page shape (as RegistrationPage): the items, how many there are
+    in all, and the window asked for."""
+
     items: list[UploadOut]
     total: int
+    limit: int
+    offset: int
 
 
 def upload_out(u: Upload, lang: str) -> UploadOut:
@@ -372,7 +377,7 @@ def build_router(service: UploadsService) -> APIRouter:
                 raise forbidden()
             orgs = [organisation_id]
         items, total = await uploads.list(orgs, limit=limit, offset=offset)
-        return UploadPage(items=[upload_out(u, lang) for u in items], total=total)
+        return UploadPage(items=[upload_out(u, lang) for u in items], total=total, limit=limit, offset=offset)
 
     async def _readable(principal: Principal, upload_id: str) -> Upload:
         return await uploads.get(principal.organisations_for(Permission.REGISTRATION_READ), upload_id)
