@@ -148,8 +148,6 @@ def finish(
     take no token answer ``security: []``."""
     document["servers"] = [{"url": public_url, "description": "This installation"}]
     document["security"] = [{scheme: []}]
-    components = document.setdefault("components", {})
-    components.setdefault("headers", {}).update(HEADERS)
     for path, operations in document.get("paths", {}).items():
         for method, operation in operations.items():
             if (path, method) not in authenticated:
@@ -167,4 +165,7 @@ def finish(
             if not any(p.get("name", "").lower() == "accept-language" for p in parameters):
                 # Inline, not a $ref: every parameter keeps its `name` for whoever reads them.
                 parameters.append(dict(ACCEPT_LANGUAGE))
+    used = {name for name in HEADERS if f"#/components/headers/{name}" in str(document.get("paths"))}
+    if used:
+        document.setdefault("components", {}).setdefault("headers", {}).update({n: HEADERS[n] for n in used})
     check_unique(document)

@@ -209,7 +209,12 @@ def build_router(service: RegistrationsService) -> APIRouter:
         response_model=RegistrationOut,
         tags=["registrations"],
         summary="Create (or replace by business key) a registration, optionally submitting it",
-        responses={200: {"description": "An existing registration with the same business key was updated"}},
+        responses={
+            200: {
+                "model": RegistrationOut,
+                "description": "An existing registration with the same business key was updated",
+            }
+        },
     )
     async def create(
         body: RegistrationIn,
