@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install services deploy-tools openssh chromium run test unit e2e proto proto-check lint bench helm kustomize clean assets messages screenshots
+.PHONY: help install openapi-lint-tools services deploy-tools openssh chromium run test unit e2e proto proto-check lint bench helm kustomize clean assets messages screenshots
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -43,7 +43,16 @@ deploy-tools: ## Make sure `kubectl kustomize` and `promtool` are there for the 
 chromium: ## Make sure Debian's Chromium is at /usr/bin/chromium for the portal's browser tests (installs it if missing)
 	@bash tools/ensure-chromium.sh
 
-test: install services deploy-tools openssh chromium ## Install, then run every test (unit, integration on PostgreSQL/Redis/SQLite, e2e)
+OPENAPI_LINT := tools/openapi-lint
+$(OPENAPI_LINT)/node_modules/.installed: $(OPENAPI_LINT)/package.json $(OPENAPI_LINT)/package-lock.json
+	@# Redocly and Spectral at the versions of package-lock.json (npm's cache makes a re-install offline).
+	@if command -v npm >/dev/null; then \
+		cd $(OPENAPI_LINT) && npm ci --no-audit --no-fund --prefer-offline && touch node_modules/.installed; \
+	else echo "npm not found: the OpenAPI lint test (tests/openapi) will skip"; fi
+
+openapi-lint-tools: $(OPENAPI_LINT)/node_modules/.installed ## Install Redocly and Spectral (npm) for the OpenAPI lint test
+
+test: install services deploy-tools openssh chromium openapi-lint-tools ## Install, then run every test (unit, integration on PostgreSQL/Redis/SQLite, e2e)
 	$(BIN)/pytest $(PYTEST_ARGS) --deselect tests/e2e/test_tracing.py --deselect tests/e2e/test_tracing_journeys.py
 	@# The OTLP trace tests in a pytest process of their own: after the rest of the suite in
 	@# the same process, the traced platform's exporter stops after its start-up spans (cause

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("hdhub.errors")
@@ -47,8 +47,13 @@ class Problem(Exception):
     headers: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    #: Every slug answered so far, with its status and title: /problems/<slug> describes
+    #: those missing from hdhub.common.problem_pages.CATALOGUE too.
+    seen: ClassVar[dict[str, tuple[int, str]]] = {}
+
     def __post_init__(self) -> None:
         Exception.__init__(self, self.title)
+        Problem.seen.setdefault(self.slug, (self.status, self.title))
 
     @property
     def type(self) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
+from hdhub.common import openapi_contract
 from hdhub.common.errors import PROBLEM_MEDIA_TYPE
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -150,6 +151,11 @@ def document_problems(app: FastAPI) -> None:
                     # A route's own error answer with a description only is a problem too.
                     if status[:1] in ("4", "5") and "content" not in answer:
                         answer["content"] = problem(int(status))["content"]
+        from hdhub.common import apidocs
+        from hdhub.common.config import platform
+
+        authenticated = {key for key, route in routes.items() if _authenticated(route)}
+        openapi_contract.finish(doc, authenticated, apidocs.SCHEME, platform().public_url)
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
         schemas["Problem"] = PROBLEM_SCHEMA
         if "HTTPValidationError" not in str(doc.get("paths")):

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hdhub.common import apidocs
+from hdhub.common import apidocs, problem_pages
 from hdhub.common.auth import Principal, current_principal, verifier
 from hdhub.common.config import platform
 from hdhub.common.db import utcnow
@@ -39,6 +39,7 @@ from hdhub.common.limits import (
     RequestHeadLimits,
     malformed_json,
 )
+from hdhub.common.openapi_contract import operation_id
 from hdhub.common.openapi_problems import document_problems
 
 log = logging.getLogger("hdhub.web")
@@ -227,6 +228,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         dependencies=[Depends(known_query_parameters)],
+        generate_unique_id_function=operation_id,
     )
     apidocs.install(app)
     app.add_exception_handler(Problem, _on_problem)
@@ -243,6 +245,7 @@ def create_app(
     from hdhub.common.health import install_readiness
 
     install_readiness(app, readiness)
+    problem_pages.install(app)
     if not any(getattr(r, "path", None) == "/" for r in app.routes):
         apidocs.install_index(app)
 

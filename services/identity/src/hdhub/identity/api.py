@@ -49,6 +49,28 @@ OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     429: _oauth_error("Too many attempts; see Retry-After"),
 }
 
+TOKEN_RESPONSE: dict[str, Any] = {
+    "description": "An access token (RFC 6749 section 5.1)",
+    "content": {
+        "application/json": {
+            "schema": {
+                "title": "TokenResponse",
+                "type": "object",
+                "required": ["access_token", "token_type", "expires_in"],
+                "properties": {
+                    "access_token": {"type": "string"},
+                    "token_type": {"type": "string", "enum": ["Bearer"]},
+                    "expires_in": {"type": "integer", "description": "Seconds"},
+                    "refresh_expires_in": {"type": "integer"},
+                    "not-before-policy": {"type": "integer"},
+                    "scope": {"type": "string"},
+                },
+            }
+        }
+    },
+    "headers": {"Cache-Control": {"schema": {"type": "string", "example": "no-store"}}},
+}
+
 
 def build_routers(service: Any) -> list[APIRouter]:
     oidc = APIRouter(prefix=f"{REALM}", tags=["oidc (embedded issuer)"])
@@ -66,7 +88,13 @@ def build_routers(service: Any) -> list[APIRouter]:
             keys = (await session.execute(select(SigningKey).where(SigningKey.active))).scalars()
             return {"keys": [issuer.jwk(k) for k in keys]}
 
-    @oidc.post("/protocol/openid-connect/token", responses=OAUTH_ERRORS)
+    @oidc.post(
+        "/protocol/openid-connect/token",
+        responses={200: TOKEN_RESPONSE, **OAUTH_ERRORS},
+        # No bearer token: the client's id and secret in the form (or as HTTP Basic, RFC 6749
+        # section 2.3.1, which the document leaves out so a generated client needs no token).
+        openapi_extra={"security": []},
+    )
     async def token(
         request: Request,
         grant_type: Annotated[str, Form()],
@@ -78,7 +106,7 @@ def build_routers(service: Any) -> list[APIRouter]:
         redirect_uri: Annotated[str | None, Form()] = None,
         code_verifier: Annotated[str | None, Form()] = None,
         refresh_token: Annotated[str | None, Form()] = None,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     ) -> JSONResponse:
         basic = issuer.parse_basic_auth(authorization)
         if basic:

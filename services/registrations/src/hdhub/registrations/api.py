@@ -17,6 +17,7 @@ from hdhub.registrations.domain.dcd import DcdDefinition
 from hdhub.registrations.domain.lifecycle import Action, Status
 from hdhub.registrations.domain.period import Period
 from hdhub.registrations.schemas import (
+    DcdImported,
     DcdOut,
     DcdVersionRef,
     DeliveryOut,
@@ -134,7 +135,16 @@ def build_router(service: RegistrationsService) -> APIRouter:
             for p, dcds in await catalogue.tree()
         ]
 
-    @router.post("/dcds", status_code=201, tags=["catalogue"], summary="Import a DCD workbook (XLSForm)")
+    @router.post(
+        "/dcds",
+        status_code=201,
+        tags=["catalogue"],
+        summary="Import a DCD workbook (XLSForm)",
+        responses={
+            201: {"model": DcdImported, "description": "A new DCD version"},
+            200: {"model": DcdImported, "description": "This version was imported before (`created` false)"},
+        },
+    )
     async def import_dcd(principal: CurrentPrincipal, workbook: Annotated[UploadFile, File()]) -> JSONResponse:
         principal.require(Permission.CATALOGUE_WRITE)
         data = await workbook.read()
@@ -199,7 +209,12 @@ def build_router(service: RegistrationsService) -> APIRouter:
         response_model=RegistrationOut,
         tags=["registrations"],
         summary="Create (or replace by business key) a registration, optionally submitting it",
-        responses={200: {"description": "An existing registration with the same business key was updated"}},
+        responses={
+            200: {
+                "model": RegistrationOut,
+                "description": "An existing registration with the same business key was updated",
+            }
+        },
     )
     async def create(
         body: RegistrationIn,

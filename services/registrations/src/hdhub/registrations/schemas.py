@@ -146,6 +146,15 @@ class ValidationOut(BaseModel):
     warnings: list[FieldIssue]
 
 
+class DcdImported(BaseModel):
+    """What ``POST /api/v1/dcds`` answers: the DCD version the workbook holds."""
+
+    project_code: str
+    dcd: str
+    version: str
+    created: bool = Field(description="false: this version was imported before with the same content")
+
+
 class DcdVersionRef(BaseModel):
     version: str
     imported_at: datetime

@@ -8,7 +8,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -56,6 +56,10 @@ class FindingOut(BaseModel):
     message: str
 
 
+#: An upload's status (the closed set the OpenAPI document lists).
+UploadStatus = Literal["queued", "held", "processing", "done", "failed", "linked"]
+
+
 class UploadOut(BaseModel):
     id: str
     organisation_id: str
@@ -67,7 +71,9 @@ class UploadOut(BaseModel):
     dcd_version: str
     settings: dict[str, Any]
     dry_run: bool
-    status: str = Field(description="queued, processing, done or failed")
+    status: UploadStatus = Field(
+        description="queued, processing, done or failed; held: waiting for its linked upload; linked: read with it"
+    )
     steps: dict[str, str] = Field(
         description="select_file, validity_check, upload, finalize: pending, running, success, warnings, errors"
     )
@@ -90,8 +96,13 @@ class UploadOut(BaseModel):
 
 
 class UploadPage(BaseModel):
+    """The platform's one page shape (as RegistrationPage): the items, how many there are
+    in all, and the window asked for."""
+
     items: list[UploadOut]
     total: int
+    limit: int
+    offset: int
 
 
 def upload_out(u: Upload, lang: str) -> UploadOut:
@@ -114,7 +125,7 @@ def upload_out(u: Upload, lang: str) -> UploadOut:
         dcd_version=u.dcd_version,
         settings={k: opts.get(k) for k in DEFAULT_SETTINGS},
         dry_run=bool(opts.get("dry_run")),
-        status=u.status,
+        status=cast(UploadStatus, u.status),  # the column holds only these; pydantic checks it
         steps=u.steps,
         counts=u.counts,
         file=u.file_info,
@@ -366,7 +377,7 @@ def build_router(service: UploadsService) -> APIRouter:
                 raise forbidden()
             orgs = [organisation_id]
         items, total = await uploads.list(orgs, limit=limit, offset=offset)
-        return UploadPage(items=[upload_out(u, lang) for u in items], total=total)
+        return UploadPage(items=[upload_out(u, lang) for u in items], total=total, limit=limit, offset=offset)
 
     async def _readable(principal: Principal, upload_id: str) -> Upload:
         return await uploads.get(principal.organisations_for(Permission.REGISTRATION_READ), upload_id)
