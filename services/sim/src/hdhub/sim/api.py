@@ -36,7 +36,7 @@ class MyCareNetSwitches(BaseModel):
         description="accept; refuse (a TACK with an error); timeout (REST: hold the call; FILE_SYSTEM: "
         "collect, never answer); down (REST: HTTP 503; FILE_SYSTEM: collect nothing)"
     )
-    hold_seconds: float = Field(60.0, ge=0, le=3600, description="How long `timeout` holds a REST call")
+    hold_seconds: StrictFloat = Field(60.0, ge=0, le=3600, description="How long `timeout` holds a REST call")
 
 
 class MyCareNetState(MyCareNetSwitches):
