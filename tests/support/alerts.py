@@ -59,6 +59,8 @@ class Timeline:
     clock: ManualClock
     alerts: tuple[str, ...]
     rules: list[dict[str, Any]] = field(default_factory=chart_rules)
+    #: Only the series of these services (and those without a ``service`` label); None: all.
+    services: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         self.rules = [r for r in self.rules if r["alert"] in self.alerts]
@@ -83,6 +85,8 @@ class Timeline:
         for family in text_string_to_metric_families(exposition):
             for sample in family.samples:
                 if sample.name not in self.names or math.isnan(sample.value):
+                    continue
+                if self.services is not None and sample.labels.get("service", self.services[0]) not in self.services:
                     continue
                 value = sample.value - origin if sample.name.endswith("_timestamp_seconds") else sample.value
                 key = _series(sample.name, {**sample.labels, "namespace": NAMESPACE})
