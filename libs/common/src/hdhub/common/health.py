@@ -61,10 +61,14 @@ _CONNECTION_ERRORS = frozenset({"OperationalError", "InterfaceError", "Connectio
 
 
 async def database_state(db: Any, *, timeout: float = READINESS_TIMEOUT_SECONDS) -> str:
-    """``"ok"`` when ``db`` answers ``SELECT 1`` within ``timeout`` seconds, else why not."""
+    """``"ok"`` when ``db`` answers ``SELECT 1`` within ``timeout`` seconds, else why not.
+    Not traced: probes and the gRPC health re-check every few seconds are no journey."""
+    from hdhub.common.telemetry import quiet
+
     try:
-        async with asyncio.timeout(timeout), db.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        with quiet():
+            async with asyncio.timeout(timeout), db.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
     except TimeoutError:
         return f"database: no answer within {timeout:g}s"
     except (SQLAlchemyError, OSError) as exc:
