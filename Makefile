@@ -80,7 +80,7 @@ proto-check: install ## Fail when the committed generated code is stale
 
 lint: install ## ruff and mypy
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check . || true
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy libs/common/src services/*/src src
 
 bench: install services openssh ## Benchmarks; each prints a ratio against a baseline measured in the same run

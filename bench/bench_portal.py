@@ -44,8 +44,12 @@ def seed(identity_db: Path, members: int, audit: int) -> None:
             "INSERT INTO audit_entries (organisation_id, at, actor, actor_id, action, target, details)"
             " VALUES ('az-demo', ?, ?, '', ?, ?, '{}')",
             [
-                (f"2026-{1 + i % 11:02d}-{1 + i % 28:02d} 10:00:00.000000", f"bench-{i % 500:05d}@example.test",
-                 ("member.add", "member.roles", "client.rotate", "login.throttled")[i % 4], f"target-{i}")
+                (
+                    f"2026-{1 + i % 11:02d}-{1 + i % 28:02d} 10:00:00.000000",
+                    f"bench-{i % 500:05d}@example.test",
+                    ("member.add", "member.roles", "client.rotate", "login.throttled")[i % 4],
+                    f"target-{i}",
+                )
                 for i in range(audit)
             ],
         )
@@ -57,7 +61,10 @@ def portal_session(base: str, username: str, password: str) -> httpx.Client:
     r = client.get("/portal/login?next=/portal/")
     page = client.get(r.headers["location"])
     fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.text))
-    r = client.post("/realms/hdhub/protocol/openid-connect/auth", data={**fields, "username": username, "password": password})
+    r = client.post(
+        "/realms/hdhub/protocol/openid-connect/auth",
+        data={**fields, "username": username, "password": password},
+    )
     client.get(r.headers["location"])
     assert client.get("/portal/").status_code == 200
     return client
@@ -88,15 +95,30 @@ def main() -> None:
         seed(platform.data_dir / "identity.db", args.members, args.audit)
         token = httpx.post(
             f"{platform.base_url}/realms/hdhub/protocol/openid-connect/token",
-            data={"grant_type": "password", "client_id": "hdhub-portal", "username": "manager@az-demo.test", "password": "demo-manager"},
+            data={
+                "grant_type": "password",
+                "client_id": "hdhub-portal",
+                "username": "manager@az-demo.test",
+                "password": "demo-manager",
+            },
         ).json()["access_token"]
-        rest = httpx.Client(base_url=platform.base_url, timeout=60, headers={"Authorization": f"Bearer {token}"})
+        rest = httpx.Client(
+            base_url=platform.base_url, timeout=60, headers={"Authorization": f"Bearer {token}"}
+        )
         browser = portal_session(platform.base_url, "manager@az-demo.test", "demo-manager")
         size = len(json.loads(rest.get("/api/v1/organisations/az-demo/members").text))
         cases = [
             (f"members ({size})", "/api/v1/organisations/az-demo/members", "/portal/o/az-demo/members"),
-            (f"members search ({size})", "/api/v1/organisations/az-demo/members", "/portal/o/az-demo/members?q=bench-04"),
-            (f"audit ({args.audit:,} entries, 50 a page)", "/api/v1/audit?organisation_id=az-demo&limit=50", "/portal/o/az-demo/audit"),
+            (
+                f"members search ({size})",
+                "/api/v1/organisations/az-demo/members",
+                "/portal/o/az-demo/members?q=bench-04",
+            ),
+            (
+                f"audit ({args.audit:,} entries, 50 a page)",
+                "/api/v1/audit?organisation_id=az-demo&limit=50",
+                "/portal/o/az-demo/audit",
+            ),
             (
                 "audit filtered by action",
                 "/api/v1/audit?organisation_id=az-demo&limit=50",

@@ -44,7 +44,9 @@ TODAY = datetime.date(2026, 6, 1)
 # --------------------------------------------------------------------------- the synthetic DCD
 
 
-def _workbook(survey: list[dict[str, object]], choices: list[dict[str, object]], hd: dict[str, object]) -> bytes:
+def _workbook(
+    survey: list[dict[str, object]], choices: list[dict[str, object]], hd: dict[str, object]
+) -> bytes:
     book = Workbook()
     book.remove(book.active)
     settings = [{"form_title": "Bench", "form_id": "BENCH", "version": "1.0.0", "default_language": "en"}]
@@ -86,7 +88,9 @@ def synthetic_definition() -> DcdDefinition:
     codes("generic", 12)
 
     def q(kind: str, name: str, **columns: object) -> None:
-        survey.append({"type": kind, "name": name, "label::en": name, "label::fr": name, "label::nl": name, **columns})
+        survey.append(
+            {"type": kind, "name": name, "label::en": name, "label::fr": name, "label::nl": name, **columns}
+        )
 
     survey.append({"type": "begin_group", "name": "patient", "label::en": "Patient"})
     q("text", "IDC_PAT", **{"hd::format": "ssin", "hd::personal_data": "yes"})
@@ -104,7 +108,11 @@ def synthetic_definition() -> DcdDefinition:
     q("calculate", "MS_AGE_ADM", calculation="int((${DT_ADM} - ${DT_PAT_DOB}) div 365.25)")
     q("decimal", "MS_WEIGHT", required="yes", constraint=". > 0 and . < 400", **{"hd::number_format": "3.1"})
     q("integer", "MS_HEIGHT", required="yes", constraint=". >= 30 and . <= 250", **{"hd::number_format": "3"})
-    q("calculate", "MS_BMI", calculation="round(${MS_WEIGHT} div ((${MS_HEIGHT} div 100) * (${MS_HEIGHT} div 100)), 1)")
+    q(
+        "calculate",
+        "MS_BMI",
+        calculation="round(${MS_WEIGHT} div ((${MS_HEIGHT} div 100) * (${MS_HEIGHT} div 100)), 1)",
+    )
     q("select_multiple risk", "CD_RISK")
     survey.append({"type": "begin_group", "name": "smoking", "relevant": "selected(${CD_RISK}, 'C01')"})
     q("integer", "NB_CIG_DAY", required="yes", **{"hd::number_format": "3"})
@@ -113,7 +121,12 @@ def synthetic_definition() -> DcdDefinition:
     q("select_one yes_no", "CD_CABG", default="no")
     # Plain clinical variables, as most of a real DCD is.
     for i in range(17):
-        q("text", f"TX_CLIN_{i:02d}", required="yes" if i % 3 == 0 else None, constraint="string-length(.) <= 200" if i % 4 == 0 else None)
+        q(
+            "text",
+            f"TX_CLIN_{i:02d}",
+            required="yes" if i % 3 == 0 else None,
+            constraint="string-length(.) <= 200" if i % 4 == 0 else None,
+        )
     for i in range(13):
         q("integer", f"MS_CLIN_{i:02d}", required="yes" if i % 2 == 0 else None, **{"hd::number_format": "4"})
     for i in range(8):
@@ -198,7 +211,13 @@ def synthetic_rows(definition: DcdDefinition, count: int, seed: int = 7) -> list
             row[f"MS_DIAMETER_{i}"] = f"{rng.uniform(2, 4):.2f}"
         if n % 20 == 0:  # about 5% of rows carry one mistake
             mistake = rng.choice(["DT_ADM", "CD_PAT_SEX", "MS_WEIGHT", "IDC_PAT", "MS_HEIGHT"])
-            row[mistake] = {"DT_ADM": "31/02/2024", "CD_PAT_SEX": "X", "MS_WEIGHT": "80,5", "IDC_PAT": "85040216933", "MS_HEIGHT": ""}[mistake]
+            row[mistake] = {
+                "DT_ADM": "31/02/2024",
+                "CD_PAT_SEX": "X",
+                "MS_WEIGHT": "80,5",
+                "IDC_PAT": "85040216933",
+                "MS_HEIGHT": "",
+            }[mistake]
         rows.append(row)
     return rows
 
@@ -275,14 +294,20 @@ def measure(label: str, compiled: CompiledDcd, rows: list[dict[str, str]], runs:
     read, full = best_of(runs, lambda: baseline(text), lambda: engine(compiled, text))
     fields = len(rows[0])
     print(f"{label}: {count} rows x {fields} columns, {valid} valid")
-    print(f"  baseline (csv.DictReader + strip): {count / read:10,.0f} rows/s  {read / count * 1e6:6.1f} us/row")
-    print(f"  read + validate_many:              {count / full:10,.0f} rows/s  {full / count * 1e6:6.1f} us/row")
+    print(
+        f"  baseline (csv.DictReader + strip): {count / read:10,.0f} rows/s  {read / count * 1e6:6.1f} us/row"
+    )
+    print(
+        f"  read + validate_many:              {count / full:10,.0f} rows/s  {full / count * 1e6:6.1f} us/row"
+    )
     print(f"  validation alone:                  {(full - read) / count * 1e6:6.1f} us/row")
     print(f"  ratio against the baseline:        {full / read:6.2f}x")
 
 
 def main(argv: Iterable[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(list(argv) if argv is not None else None)

@@ -32,7 +32,11 @@ VALUES: dict[str, Any] = {
 }
 HPA_VALUES: dict[str, Any] = {**VALUES, "default": {"autoscaling": {"enabled": True}}}
 # The central platform's stand-in, for clusters without one (the dev overlay): its own objects.
-SIM_VALUES: dict[str, Any] = {**VALUES, "networkPolicies": {"enabled": False}, "components": {"sim": {"enabled": True}}}
+SIM_VALUES: dict[str, Any] = {
+    **VALUES,
+    "networkPolicies": {"enabled": False},
+    "components": {"sim": {"enabled": True}},
+}
 PLACES = {
     "NetworkPolicy": "components/network-policies",
     "PodDisruptionBudget": "components/pdb",
@@ -74,7 +78,11 @@ def files() -> dict[Path, str]:
             continue
         grouped.setdefault(PLACES.get(doc["kind"], "base"), []).append(doc)
     for doc in _render(SIM_VALUES):
-        if doc["metadata"]["name"].startswith("hdhub-sim") and doc["kind"] in ("Deployment", "Service", "Job"):
+        if doc["metadata"]["name"].startswith("hdhub-sim") and doc["kind"] in (
+            "Deployment",
+            "Service",
+            "Job",
+        ):
             grouped.setdefault("components/sim", []).append(_strip(doc))
     out: dict[Path, str] = {}
     for place, objs in sorted(grouped.items()):

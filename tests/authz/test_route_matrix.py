@@ -77,7 +77,9 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     # identity: the embedded OIDC issuer (Keycloak's paths); tokens need no token
     ("GET", "/realms/hdhub/.well-known/openid-configuration"): Expect(anyone=True),
     ("GET", "/realms/hdhub/protocol/openid-connect/certs"): Expect(anyone=True),
-    ("POST", "/realms/hdhub/protocol/openid-connect/token"): Expect(anyone=True, note="form body; 400 without grant_type"),
+    ("POST", "/realms/hdhub/protocol/openid-connect/token"): Expect(
+        anyone=True, note="form body; 400 without grant_type"
+    ),
     # identity: organisations, members, clients, accounts, account requests, audit
     ("GET", "/api/v1/organisations"): Expect(authenticated=True),
     ("POST", "/api/v1/organisations"): Expect(Action.ORGANISATION_CREATE, tenant=False, body=_nihdi),
@@ -89,18 +91,34 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ),
     ("DELETE", "/api/v1/organisations/{organisation_id}/members/{account_id}"): Expect(Action.MEMBER_MANAGE),
     ("GET", "/api/v1/organisations/{organisation_id}/clients"): Expect(Action.CLIENT_MANAGE),
-    ("POST", "/api/v1/organisations/{organisation_id}/clients"): Expect(Action.CLIENT_MANAGE, body=lambda _: {"name": "matrix"}),
-    ("POST", "/api/v1/organisations/{organisation_id}/clients/{client_id}/secret"): Expect(Action.CLIENT_MANAGE),
+    ("POST", "/api/v1/organisations/{organisation_id}/clients"): Expect(
+        Action.CLIENT_MANAGE, body=lambda _: {"name": "matrix"}
+    ),
+    ("POST", "/api/v1/organisations/{organisation_id}/clients/{client_id}/secret"): Expect(
+        Action.CLIENT_MANAGE
+    ),
     ("DELETE", "/api/v1/organisations/{organisation_id}/clients/{client_id}"): Expect(Action.CLIENT_MANAGE),
     ("GET", "/api/v1/organisations/{organisation_id}/sftp-credentials"): Expect(Action.CLIENT_MANAGE),
-    ("POST", "/api/v1/organisations/{organisation_id}/sftp-credentials"): Expect(Action.CLIENT_MANAGE, body=lambda _: {"name": "matrix"}),
-    ("POST", "/api/v1/organisations/{organisation_id}/sftp-credentials/{username}/password"): Expect(Action.CLIENT_MANAGE),
-    ("DELETE", "/api/v1/organisations/{organisation_id}/sftp-credentials/{username}"): Expect(Action.CLIENT_MANAGE),
+    ("POST", "/api/v1/organisations/{organisation_id}/sftp-credentials"): Expect(
+        Action.CLIENT_MANAGE, body=lambda _: {"name": "matrix"}
+    ),
+    ("POST", "/api/v1/organisations/{organisation_id}/sftp-credentials/{username}/password"): Expect(
+        Action.CLIENT_MANAGE
+    ),
+    ("DELETE", "/api/v1/organisations/{organisation_id}/sftp-credentials/{username}"): Expect(
+        Action.CLIENT_MANAGE
+    ),
     ("POST", "/api/v1/accounts/me/password"): Expect(
-        authenticated=True, body=lambda _: {"current_password": "not-the-password", "new_password": "another-long-one"}
+        authenticated=True,
+        body=lambda _: {"current_password": "not-the-password", "new_password": "another-long-one"},
     ),
     ("POST", "/api/v1/accounts/password"): Expect(
-        anyone=True, body=lambda _: {"username": "nobody@matrix.test", "current_password": "x" * 12, "new_password": "y" * 12}
+        anyone=True,
+        body=lambda _: {
+            "username": "nobody@matrix.test",
+            "current_password": "x" * 12,
+            "new_password": "y" * 12,
+        },
     ),
     ("DELETE", "/api/v1/accounts/me"): Expect(authenticated=True, note="minted callers have no account: 404"),
     ("DELETE", "/api/v1/accounts/{account_id}"): Expect(Action.MEMBER_MANAGE),
@@ -120,11 +138,19 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("GET", "/api/v1/audit"): Expect(Action.AUDIT_READ),
     # registrations: catalogue (not tenant data) and registrations
     ("GET", "/api/v1/registries"): Expect(Action.CATALOGUE_READ, tenant=False),
-    ("POST", "/api/v1/dcds"): Expect(Action.CATALOGUE_WRITE, tenant=False, files={"workbook": ("x.xlsx", b"not a workbook")}),
+    ("POST", "/api/v1/dcds"): Expect(
+        Action.CATALOGUE_WRITE, tenant=False, files={"workbook": ("x.xlsx", b"not a workbook")}
+    ),
     ("GET", "/api/v1/dcds/{dcd}/versions/{version}"): Expect(Action.CATALOGUE_READ, tenant=False),
-    ("GET", "/api/v1/dcds/{dcd}/versions/{version}/fields/{field}"): Expect(Action.CATALOGUE_READ, tenant=False),
-    ("GET", "/api/v1/dcds/{dcd}/versions/{version}/codelists/{name}"): Expect(Action.CATALOGUE_READ, tenant=False),
-    ("GET", "/api/v1/dcds/{dcd}/versions/{version}/template.csv"): Expect(Action.CATALOGUE_READ, tenant=False),
+    ("GET", "/api/v1/dcds/{dcd}/versions/{version}/fields/{field}"): Expect(
+        Action.CATALOGUE_READ, tenant=False
+    ),
+    ("GET", "/api/v1/dcds/{dcd}/versions/{version}/codelists/{name}"): Expect(
+        Action.CATALOGUE_READ, tenant=False
+    ),
+    ("GET", "/api/v1/dcds/{dcd}/versions/{version}/template.csv"): Expect(
+        Action.CATALOGUE_READ, tenant=False
+    ),
     ("POST", "/api/v1/dcds/{dcd}/versions/{version}/validate"): Expect(
         Action.CATALOGUE_READ, tenant=False, body=lambda _: {"values": record()}
     ),
@@ -134,9 +160,15 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("PUT", "/api/v1/registrations/{registration_id}"): Expect(
         Action.REGISTRATION_WRITE, body=lambda _: {"values": record()}, headers={"If-Match": '"1"'}
     ),
-    ("DELETE", "/api/v1/registrations/{registration_id}"): Expect(Action.REGISTRATION_WRITE, headers={"If-Match": '"999"'}),
-    ("POST", "/api/v1/registrations/{registration_id}/submit"): Expect(Action.REGISTRATION_WRITE, headers={"If-Match": '"999"'}),
-    ("POST", "/api/v1/registrations/{registration_id}/reopen"): Expect(Action.REGISTRATION_WRITE, headers={"If-Match": '"999"'}),
+    ("DELETE", "/api/v1/registrations/{registration_id}"): Expect(
+        Action.REGISTRATION_WRITE, headers={"If-Match": '"999"'}
+    ),
+    ("POST", "/api/v1/registrations/{registration_id}/submit"): Expect(
+        Action.REGISTRATION_WRITE, headers={"If-Match": '"999"'}
+    ),
+    ("POST", "/api/v1/registrations/{registration_id}/reopen"): Expect(
+        Action.REGISTRATION_WRITE, headers={"If-Match": '"999"'}
+    ),
     ("POST", "/api/v1/registrations/{registration_id}/review"): Expect(
         Action.REGISTRATION_REVIEW, body=lambda _: {"decision": "approved"}, headers={"If-Match": '"999"'}
     ),
@@ -147,7 +179,9 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ),
     ("GET", "/api/v1/deliveries"): Expect(Action.REGISTRATION_READ),
     ("GET", "/api/v1/operator/deliveries"): Expect(
-        Action.REGISTRATION_REVIEW, tenant=False, note="the operator only (no organisation role has this action)"
+        Action.REGISTRATION_REVIEW,
+        tenant=False,
+        note="the operator only (no organisation role has this action)",
     ),
     # sim: the stand-in central receiver's switches (never deployed to production)
     ("GET", "/sim/receiver"): Expect(Action.REGISTRATION_REVIEW, tenant=False, note="the operator only"),
@@ -159,7 +193,9 @@ EXPECTED: dict[tuple[str, str], Expect] = {
         Action.REGISTRATION_REVIEW, tenant=False, body=lambda _: {"mode": "accept"}, note="the operator only"
     ),
     ("POST", "/sim/mycarenet/messages"): Expect(
-        anyone=True, headers={"X-NIP-Message-Id": "matrix"}, note="MyCareNet's stand-in: the real one checks a certificate"
+        anyone=True,
+        headers={"X-NIP-Message-Id": "matrix"},
+        note="MyCareNet's stand-in: the real one checks a certificate",
     ),
     # nippin: the NIPPIN Manager's view of billing messages, reports and exports
     ("GET", "/api/v1/nippin/{organisation_id}/registries"): Expect(Action.NIPPIN),
@@ -173,25 +209,32 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("POST", "/api/v1/nippin/{organisation_id}/reports"): Expect(Action.NIPPIN),
     ("GET", "/api/v1/nippin/{organisation_id}/reports/{night}"): Expect(Action.NIPPIN),
     ("POST", "/api/v1/nippin/{organisation_id}/exports"): Expect(
-        Action.NIPPIN, body=lambda _: {"dcd_code": "PACEMAKER", "date_from": "2025-01-01", "date_to": "2025-01-31"}
+        Action.NIPPIN,
+        body=lambda _: {"dcd_code": "PACEMAKER", "date_from": "2025-01-01", "date_to": "2025-01-31"},
     ),
     ("GET", "/api/v1/nippin/{organisation_id}/exports"): Expect(Action.NIPPIN),
     ("GET", "/api/v1/nippin/{organisation_id}/exports/{export_id}"): Expect(Action.NIPPIN),
     ("GET", "/api/v1/nippin/{organisation_id}/exports/{export_id}/download"): Expect(Action.NIPPIN),
     # HD4DP v2-compatible proxy
     ("GET", "/proxy/api/organizations"): Expect(authenticated=True),
-    ("GET", "/proxy/api/dcd/menu/structure"): Expect(anyone=True, note="public per the v2 docs: the catalogue only"),
+    ("GET", "/proxy/api/dcd/menu/structure"): Expect(
+        anyone=True, note="public per the v2 docs: the catalogue only"
+    ),
     ("GET", "/proxy/api/dcd/menu-translations"): Expect(Action.CATALOGUE_READ, tenant=False),
     ("GET", "/proxy/api/dcd/payload/definition"): Expect(Action.CATALOGUE_READ, tenant=False),
     ("GET", "/proxy/api/dcd/field"): Expect(Action.CATALOGUE_READ, tenant=False),
     ("GET", "/proxy/api/dcd/codelist"): Expect(Action.CATALOGUE_READ, tenant=False),
     ("GET", "/proxy/api/externalreference/sadmi"): Expect(authenticated=True),
     ("GET", "/proxy/api/dcd/template"): Expect(Action.CATALOGUE_READ, tenant=False),
-    ("POST", "/proxy/api/dcd/payload/submit"): Expect(Action.REGISTRATION_WRITE, body=lambda _: {"STATUS": "draft"}),
+    ("POST", "/proxy/api/dcd/payload/submit"): Expect(
+        Action.REGISTRATION_WRITE, body=lambda _: {"STATUS": "draft"}
+    ),
     ("GET", "/proxy/api/dcd/submit"): Expect(Action.REGISTRATION_READ),
     # portal: certificates (the Certificate Editor only)
     ("GET", "/api/v1/certificates"): Expect(
-        Action.CERTIFICATE_MANAGE, tenant=False, note="any Certificate Editor; lists only its own organisations"
+        Action.CERTIFICATE_MANAGE,
+        tenant=False,
+        note="any Certificate Editor; lists only its own organisations",
     ),
     ("POST", "/api/v1/certificates/{organisation_id}/versions"): Expect(
         Action.CERTIFICATE_MANAGE, files={"file": ("x.p12", b"not a p12")}
@@ -199,7 +242,9 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("GET", "/api/v1/certificates/{organisation_id}/versions"): Expect(Action.CERTIFICATE_MANAGE),
     ("GET", "/api/v1/certificates/{organisation_id}/published"): Expect(Action.CERTIFICATE_MANAGE),
     ("GET", "/api/v1/certificates/{organisation_id}/versions/{version}"): Expect(Action.CERTIFICATE_MANAGE),
-    ("GET", "/api/v1/certificates/{organisation_id}/versions/{version}/log"): Expect(Action.CERTIFICATE_MANAGE),
+    ("GET", "/api/v1/certificates/{organisation_id}/versions/{version}/log"): Expect(
+        Action.CERTIFICATE_MANAGE
+    ),
     # uploads: the Upload Center
     ("POST", "/api/v1/uploads"): Expect(Action.REGISTRATION_WRITE, files={"file": ("x.csv", b"a;b\n1;2\n")}),
     ("GET", "/api/v1/uploads"): Expect(Action.REGISTRATION_READ),
@@ -207,7 +252,9 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("GET", "/api/v1/uploads/{upload_id}/events"): Expect(Action.REGISTRATION_READ),
     ("GET", "/api/v1/uploads/{upload_id}/reports/{kind}.csv"): Expect(Action.REGISTRATION_READ),
     ("GET", "/api/v1/upload-settings/{organisation_id}/{project_code}"): Expect(Action.REGISTRATION_READ),
-    ("PUT", "/api/v1/upload-settings/{organisation_id}/{project_code}"): Expect(Action.REGISTRATION_WRITE, body=lambda _: {}),
+    ("PUT", "/api/v1/upload-settings/{organisation_id}/{project_code}"): Expect(
+        Action.REGISTRATION_WRITE, body=lambda _: {}
+    ),
     # intake: files received over SFTP and HTTP
     ("GET", "/api/v1/files/{organisation_id}"): Expect(Action.REGISTRATION_READ),
     ("GET", "/api/v1/files/{organisation_id}/{file_id}"): Expect(Action.REGISTRATION_READ),
@@ -257,7 +304,9 @@ def _allowed(expect: Expect, caller: str, route: tuple[str, str] = ("", "")) -> 
     return expect.action in POLICY[Role(caller)]
 
 
-async def _mint(stack: Stack, organisations: dict[str, list[str]], realm_roles: list[str] = ()) -> dict[str, str]:  # type: ignore[assignment]
+async def _mint(
+    stack: Stack, organisations: dict[str, list[str]], realm_roles: list[str] = ()
+) -> dict[str, str]:  # type: ignore[assignment]
     from hdhub.identity.issuer import signing_key
 
     async with stack.service("identity").db.system_session() as session:
@@ -286,13 +335,21 @@ async def _fixtures(stack: Stack) -> dict[str, str]:
     ids = dict(PARAMS)
     r = await stack.client.post(f"/api/v1/organisations/{OWN}/members", json=_member({}), headers=manager)
     ids["account_id"] = r.json()["account_id"]
-    r = await stack.client.post(f"/api/v1/organisations/{OWN}/clients", json={"name": "matrix"}, headers=manager)
+    r = await stack.client.post(
+        f"/api/v1/organisations/{OWN}/clients", json={"name": "matrix"}, headers=manager
+    )
     ids["client_id"] = r.json()["client_id"]
-    r = await stack.client.post(f"/api/v1/organisations/{OWN}/sftp-credentials", json={"name": "matrix"}, headers=manager)
+    r = await stack.client.post(
+        f"/api/v1/organisations/{OWN}/sftp-credentials", json={"name": "matrix"}, headers=manager
+    )
     ids["username"] = r.json()["username"]
-    r = await stack.client.post("/api/v1/account-requests", json=EXPECTED[("POST", "/api/v1/account-requests")].body({}))  # type: ignore[misc]
+    r = await stack.client.post(
+        "/api/v1/account-requests", json=EXPECTED[("POST", "/api/v1/account-requests")].body({})
+    )  # type: ignore[misc]
     ids["request_id"] = r.json()["id"]
-    r = await stack.client.post("/api/v1/registrations", json=_registration({}), headers=await stack.headers("nurse@az-demo.test"))
+    r = await stack.client.post(
+        "/api/v1/registrations", json=_registration({}), headers=await stack.headers("nurse@az-demo.test")
+    )
     ids["registration_id"] = r.json()["id"]
     return ids
 
@@ -305,7 +362,9 @@ async def test_every_route_is_in_the_table(stack: Stack) -> None:
     spec = (await stack.client.get("/openapi.json")).json()
     routes = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
     missing = sorted(routes - EXPECTED.keys())
-    assert not missing, "routes missing from tests/authz/test_route_matrix.py EXPECTED:\n" + "\n".join(f"  {m} {p}" for m, p in missing)
+    assert not missing, "routes missing from tests/authz/test_route_matrix.py EXPECTED:\n" + "\n".join(
+        f"  {m} {p}" for m, p in missing
+    )
 
 
 async def test_every_route_answers_each_caller_as_the_policy_says(stack: Stack) -> None:
@@ -347,6 +406,10 @@ async def test_every_route_answers_each_caller_as_the_policy_says(stack: Stack) 
                 r = await stack.client.request(method.upper(), url, **kwargs)
                 want = "let through" if _allowed(expect, caller, route) else "kept out"
                 got = _class(r.status_code)
-                if r.status_code >= 500 or (got != want and not (want == "let through" and r.status_code == 404)):
-                    failures.append(f"{method.upper()} {path} as {caller}: {r.status_code}, expected {want} ({r.text[:120]})")
+                if r.status_code >= 500 or (
+                    got != want and not (want == "let through" and r.status_code == 404)
+                ):
+                    failures.append(
+                        f"{method.upper()} {path} as {caller}: {r.status_code}, expected {want} ({r.text[:120]})"
+                    )
     assert not failures, "\n".join(failures)

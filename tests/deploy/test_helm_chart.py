@@ -152,7 +152,9 @@ def _service_routes() -> dict[str, str]:
     return owned
 
 
-def test_the_ingress_routes_every_rest_path_to_the_service_that_serves_it(tmp_path: Any, monkeypatch: Any) -> None:
+def test_the_ingress_routes_every_rest_path_to_the_service_that_serves_it(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
     monkeypatch.setenv("HDHUB_DATA_DIR", str(tmp_path))
     from hdhub.common.local_secrets import GENERATED
 
@@ -176,7 +178,10 @@ def test_with_the_embedded_issuer_pods_fetch_its_keys_inside_the_cluster() -> No
     assert settings["HDHUB_OIDC_ISSUER"] == "https://hdhub.example.org/realms/hdhub"
     assert settings["HDHUB_OIDC_JWKS_URL"].startswith("http://hdhub-identity:8000/realms/hdhub/")
     # and services get their own tokens there too (workers, the drop folder, intake).
-    assert settings["HDHUB_OIDC_TOKEN_URL"] == "http://hdhub-identity:8000/realms/hdhub/protocol/openid-connect/token"
+    assert (
+        settings["HDHUB_OIDC_TOKEN_URL"]
+        == "http://hdhub-identity:8000/realms/hdhub/protocol/openid-connect/token"
+    )
     keycloak = by_kind(render(values_file("values-prod.yaml")), "ConfigMap")["hdhub-platform"]["data"]
     assert "HDHUB_OIDC_JWKS_URL" not in keycloak
 

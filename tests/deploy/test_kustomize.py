@@ -86,6 +86,8 @@ def test_dev_runs_one_replica_in_development_and_prod_adds_the_policies() -> Non
     assert by_kind(prod, "ConfigMap")["hdhub-platform"]["data"]["HDHUB_GRPC_CENTRAL"].startswith("dns:///")
     policies = by_kind(prod, "NetworkPolicy")
     for name in ("hdhub-registrations", "hdhub-registrations-worker", "hdhub-pseudonymisation"):
-        blocks = [peer for rule in policies[name]["spec"]["egress"] for peer in rule["to"] if "ipBlock" in peer]
+        blocks = [
+            peer for rule in policies[name]["spec"]["egress"] for peer in rule["to"] if "ipBlock" in peer
+        ]
         assert blocks == [{"ipBlock": {"cidr": "198.51.100.0/24"}}], name
     assert "hdhub-sim" in by_kind(dev, "Deployment") and "hdhub-sim" not in by_kind(prod, "Deployment")

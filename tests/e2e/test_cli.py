@@ -109,7 +109,9 @@ def test_production_never_seeds_demo_data(tmp_path: Path) -> None:
         text=True,
         timeout=120,
     )
-    assert out.returncode != 0 and "never loaded in production" in " ".join(out.stderr.split()).replace("│ ", "")
+    assert out.returncode != 0 and "never loaded in production" in " ".join(out.stderr.split()).replace(
+        "│ ", ""
+    )
     assert not (tmp_path / "identity.db").exists()
 
 

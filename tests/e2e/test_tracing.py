@@ -51,7 +51,13 @@ def test_one_trace_follows_an_upload_through_every_hop(traced: tuple[Platform, R
         while c.get(f"/api/v1/uploads/{upload_id}").json()["status"] not in ("done", "failed"):
             assert time.monotonic() < deadline, "upload not finished"
             time.sleep(0.1)
-    wanted = {"POST /api/v1/uploads", "process upload.process", UPSERT, "objectstore.put", "objectstore.stream"}
+    wanted = {
+        "POST /api/v1/uploads",
+        "process upload.process",
+        UPSERT,
+        "objectstore.put",
+        "objectstore.stream",
+    }
     deadline = time.monotonic() + 90
     while True:
         spans = receiver.trace(trace_id)

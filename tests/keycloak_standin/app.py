@@ -40,7 +40,9 @@ class Realm:
     group_members: dict[str, set[str]] = field(default_factory=dict)
     clients: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: realm role name -> ids of the users holding it (the realm export's roles)
-    realm_roles: dict[str, set[str]] = field(default_factory=lambda: {"hdhub-operator": set(), "default-roles-hdhub": set()})
+    realm_roles: dict[str, set[str]] = field(
+        default_factory=lambda: {"hdhub-operator": set(), "default-roles-hdhub": set()}
+    )
     #: user id -> open sessions (one per password grant), ended by logout
     sessions: dict[str, int] = field(default_factory=dict)
     tokens: set[str] = field(default_factory=set)
@@ -86,23 +88,55 @@ def create_app(realm_name: str = "hdhub", realm: Realm | None = None) -> FastAPI
     ) -> JSONResponse:
         if grant_type == "client_credentials":
             if client_id != r.admin_client or client_secret != r.admin_secret:
-                return JSONResponse({"error": "unauthorized_client", "error_description": "Invalid client or Invalid client credentials"}, 401)
+                return JSONResponse(
+                    {
+                        "error": "unauthorized_client",
+                        "error_description": "Invalid client or Invalid client credentials",
+                    },
+                    401,
+                )
         elif grant_type == "password":
             if client_id not in r.public_clients:
-                return JSONResponse({"error": "invalid_client", "error_description": "Invalid client or Invalid client credentials"}, 401)
-            user = next((u for u in r.users.values() if u["username"] == (username or "").lower() or u.get("email") == (username or "").lower()), None)
+                return JSONResponse(
+                    {
+                        "error": "invalid_client",
+                        "error_description": "Invalid client or Invalid client credentials",
+                    },
+                    401,
+                )
+            user = next(
+                (
+                    u
+                    for u in r.users.values()
+                    if u["username"] == (username or "").lower() or u.get("email") == (username or "").lower()
+                ),
+                None,
+            )
             if user is None or r.passwords.get(user["id"]) != password:
-                return JSONResponse({"error": "invalid_grant", "error_description": "Invalid user credentials"}, 401)
+                return JSONResponse(
+                    {"error": "invalid_grant", "error_description": "Invalid user credentials"}, 401
+                )
             if user.get("requiredActions"):
-                return JSONResponse({"error": "invalid_grant", "error_description": "Account is not fully set up"}, 400)
+                return JSONResponse(
+                    {"error": "invalid_grant", "error_description": "Account is not fully set up"}, 400
+                )
             r.sessions[user["id"]] = r.sessions.get(user["id"], 0) + 1
         else:
-            return JSONResponse({"error": "unsupported_grant_type", "error_description": "Unsupported grant_type"}, 400)
+            return JSONResponse(
+                {"error": "unsupported_grant_type", "error_description": "Unsupported grant_type"}, 400
+            )
         access = secrets.token_urlsafe(16)
         if grant_type == "client_credentials":
             r.tokens.add(access)
         return JSONResponse(
-            {"access_token": access, "expires_in": 300, "refresh_expires_in": 0, "token_type": "Bearer", "not-before-policy": 0, "scope": "profile email"}
+            {
+                "access_token": access,
+                "expires_in": 300,
+                "refresh_expires_in": 0,
+                "token_type": "Bearer",
+                "not-before-policy": 0,
+                "scope": "profile email",
+            }
         )
 
     # --- groups ---------------------------------------------------------------------
@@ -124,13 +158,21 @@ def create_app(realm_name: str = "hdhub", realm: Realm | None = None) -> FastAPI
             kind = "Top level group" if parent is None else "Sibling group"
             return _error(409, f"{kind} named '{payload['name']}' already exists.")
         gid = str(uuid.uuid4())
-        g = {"id": gid, "name": payload["name"], "attributes": payload.get("attributes") or {}, "realmRoles": [], "clientRoles": {}}
+        g = {
+            "id": gid,
+            "name": payload["name"],
+            "attributes": payload.get("attributes") or {},
+            "realmRoles": [],
+            "clientRoles": {},
+        }
         if parent:
             g["parentId"] = parent
         g["path"] = _path(g)
         r.groups[gid] = g
         r.group_members[gid] = set()
-        return Response(status_code=201, headers={"Location": f"{request.base_url}{admin_prefix[1:]}/groups/{gid}"})
+        return Response(
+            status_code=201, headers={"Location": f"{request.base_url}{admin_prefix[1:]}/groups/{gid}"}
+        )
 
     @app.post(f"{admin_prefix}/groups", dependencies=[Admin])
     async def create_group(payload: dict[str, Any], request: Request) -> Response:
@@ -191,7 +233,9 @@ def create_app(realm_name: str = "hdhub", realm: Realm | None = None) -> FastAPI
             "requiredActions": required,
             "createdTimestamp": 0,
         }
-        return Response(status_code=201, headers={"Location": f"{request.base_url}{admin_prefix[1:]}/users/{uid}"})
+        return Response(
+            status_code=201, headers={"Location": f"{request.base_url}{admin_prefix[1:]}/users/{uid}"}
+        )
 
     @app.get(f"{admin_prefix}/users", dependencies=[Admin])
     async def search_users(
@@ -203,7 +247,11 @@ def create_app(realm_name: str = "hdhub", realm: Realm | None = None) -> FastAPI
             value, wanted = (value or "").lower(), wanted.lower()
             return value == wanted if exact else wanted in value
 
-        return [_user_repr(u) for u in r.users.values() if match(u["username"], username) and match(u.get("email"), email)]
+        return [
+            _user_repr(u)
+            for u in r.users.values()
+            if match(u["username"], username) and match(u.get("email"), email)
+        ]
 
     @app.get(f"{admin_prefix}/users/{{uid}}", dependencies=[Admin])
     async def get_user(uid: str) -> dict[str, Any]:
@@ -316,12 +364,16 @@ def create_app(realm_name: str = "hdhub", realm: Realm | None = None) -> FastAPI
         for mapper in client.get("protocolMappers") or []:
             mapper.setdefault("id", str(uuid.uuid4()))
         r.clients[cid] = client
-        return Response(status_code=201, headers={"Location": f"{request.base_url}{admin_prefix[1:]}/clients/{cid}"})
+        return Response(
+            status_code=201, headers={"Location": f"{request.base_url}{admin_prefix[1:]}/clients/{cid}"}
+        )
 
     @app.get(f"{admin_prefix}/clients", dependencies=[Admin])
     async def list_clients(clientId: str | None = None) -> list[dict[str, Any]]:  # noqa: N803
         return [
-            {k: v for k, v in c.items() if k != "secret"} for c in r.clients.values() if clientId is None or c["clientId"] == clientId
+            {k: v for k, v in c.items() if k != "secret"}
+            for c in r.clients.values()
+            if clientId is None or c["clientId"] == clientId
         ]
 
     @app.get(f"{admin_prefix}/clients/{{cid}}", dependencies=[Admin])
@@ -366,7 +418,9 @@ class StandinServer:
 
         import uvicorn
 
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         for _ in range(200):

@@ -86,7 +86,10 @@ class Timeline:
             for sample in family.samples:
                 if sample.name not in self.names or math.isnan(sample.value):
                     continue
-                if self.services is not None and sample.labels.get("service", self.services[0]) not in self.services:
+                if (
+                    self.services is not None
+                    and sample.labels.get("service", self.services[0]) not in self.services
+                ):
                     continue
                 value = sample.value - origin if sample.name.endswith("_timestamp_seconds") else sample.value
                 key = _series(sample.name, {**sample.labels, "namespace": NAMESPACE})

@@ -66,7 +66,11 @@ class Stack:
         from hdhub.identity.seed import ACCOUNTS, CLIENTS
 
         cached = self._tokens.get(username)
-        if cached is not None and time.monotonic() - cached[1] < TOKEN_REUSE_SECONDS and not await _revoked(cached[0]):
+        if (
+            cached is not None
+            and time.monotonic() - cached[1] < TOKEN_REUSE_SECONDS
+            and not await _revoked(cached[0])
+        ):
             return cached[0]
         client = next((c for c in CLIENTS if c.client_id == username), None)
         if client is not None:

@@ -566,7 +566,8 @@ async def test_client_calls_are_counted_by_service_method_and_code(server: Serve
     await _error(server.call("Fail"), "404:not-found")
     assert _sample("grpc_client_handled_total", **labels, grpc_method="Echo", grpc_code="OK") - ok_before == 1
     assert (
-        _sample("grpc_client_handled_total", **labels, grpc_method="Fail", grpc_code="NOT_FOUND") - missing_before
+        _sample("grpc_client_handled_total", **labels, grpc_method="Fail", grpc_code="NOT_FOUND")
+        - missing_before
         == 1
     )
     assert _sample("grpc_client_handling_seconds_count", **labels, grpc_method="Echo") >= 1
@@ -589,7 +590,11 @@ async def test_an_unreachable_service_is_a_failed_call_on_the_client() -> None:
     await _error(call, "x", timeout=1)
     codes = {
         code: _sample(
-            "grpc_client_handled_total", grpc_type="unary", grpc_service=service, grpc_method="Echo", grpc_code=code
+            "grpc_client_handled_total",
+            grpc_type="unary",
+            grpc_service=service,
+            grpc_method="Echo",
+            grpc_code=code,
         )
         for code in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
     }
@@ -644,7 +649,9 @@ async def test_a_service_whose_database_is_unreachable_is_not_serving_but_alive(
         def grpc_registrations(self) -> Any:
             return [_register(Echo())]
 
-    settings = ServiceSettings(database_url="postgresql+psycopg://postgres@127.0.0.1:9/none", grpc_bind="127.0.0.1:0")
+    settings = ServiceSettings(
+        database_url="postgresql+psycopg://postgres@127.0.0.1:9/none", grpc_bind="127.0.0.1:0"
+    )
     service = Unreachable(settings)
     await service.start_grpc()
     assert service._grpc_server is not None

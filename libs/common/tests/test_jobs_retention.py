@@ -51,7 +51,9 @@ async def statuses(queue: JobQueue) -> dict[str, str]:
 
 async def test_finished_jobs_past_retention_are_deleted_and_nothing_else(queue: JobQueue) -> None:
     async with queue.db.system_session() as session:
-        await queue.enqueue_many(session, "k", [{"subject_id": s} for s in ("old", "recent", "pending", "parked")])
+        await queue.enqueue_many(
+            session, "k", [{"subject_id": s} for s in ("old", "recent", "pending", "parked")]
+        )
     claimed = {j.subject_id: j.id for j in await queue.claim(["k"], limit=10)}
     async with queue.db.system_session() as session:
         await queue.finish_many(session, [claimed["old"], claimed["recent"]])
@@ -66,7 +68,9 @@ async def test_finished_jobs_past_retention_are_deleted_and_nothing_else(queue: 
     assert await queue.purge(older_than=timedelta(days=7)) == 0
 
 
-async def test_a_worker_claiming_purges_now_and_then(queue: JobQueue, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_worker_claiming_purges_now_and_then(
+    queue: JobQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with queue.db.system_session() as session:
         await queue.enqueue_many(session, "k", [{"subject_id": "old"}])
     [job] = await queue.claim(["k"])  # the first claim's housekeeping found nothing yet

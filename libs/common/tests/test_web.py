@@ -12,7 +12,9 @@ from hdhub.common.web import create_app
 
 
 def app_with(router: APIRouter) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(title="t", routers=[router])), base_url="http://t")
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(title="t", routers=[router])), base_url="http://t"
+    )
 
 
 async def test_an_unexpected_error_is_a_bare_500_problem() -> None:
@@ -41,14 +43,21 @@ async def test_problems_unknown_routes_and_oversized_bodies() -> None:
         r = await client.post("/things", json={"a": 1})
         body = r.json()
         body.pop("trace_id", None)
-        assert r.status_code == 409 and body == {"type": "/problems/thing-exists", "title": "That thing exists", "status": 409, "instance": "/things"}
+        assert r.status_code == 409 and body == {
+            "type": "/problems/thing-exists",
+            "title": "That thing exists",
+            "status": 409,
+            "instance": "/things",
+        }
         r = await client.get("/nope")
         assert r.status_code == 404 and r.json()["type"] == "/problems/not-found"
         r = await client.post("/things", json={"a": "x"})
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "a"
         r = await client.post("/things", content=b"{", headers={"content-type": "application/json"})
         assert r.status_code == 400 and r.json()["type"] == "/problems/malformed-json"
-        r = await client.post("/things", content=b"x" * (6 * 1024 * 1024), headers={"content-type": "application/json"})
+        r = await client.post(
+            "/things", content=b"x" * (6 * 1024 * 1024), headers={"content-type": "application/json"}
+        )
         assert r.status_code == 413
 
 
@@ -94,7 +103,9 @@ async def test_liveness_stays_up_while_readiness_says_the_database_is_down(tmp_p
     try:
         for db, ready in ((down, False), (up, True)):
             app = create_app(title="t", routers=[], readiness=lambda db=db: readiness_of(db))  # type: ignore[misc]
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://t"
+            ) as client:
                 assert (await client.get("/healthz")).status_code == 200
                 r = await client.get("/readyz")
                 if ready:

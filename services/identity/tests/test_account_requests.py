@@ -57,7 +57,9 @@ def form(**overrides: Any) -> dict[str, Any]:
     } | overrides
 
 
-async def test_request_confirmed_by_mail_approved_by_manager_and_applicant_told(stack: Stack, inbox: Inbox) -> None:
+async def test_request_confirmed_by_mail_approved_by_manager_and_applicant_told(
+    stack: Stack, inbox: Inbox
+) -> None:
     body = form()
     r = await stack.client.post("/api/v1/account-requests", json=body)
     assert r.status_code == 201, r.text
@@ -69,19 +71,33 @@ async def test_request_confirmed_by_mail_approved_by_manager_and_applicant_told(
     assert inbox.to(MANAGER) and body["email"] in inbox.to(MANAGER)[0].get_content()
 
     h = await stack.headers(MANAGER)
-    pending = (await stack.client.get("/api/v1/account-requests", params={"organisation_id": "az-demo", "status": "pending"}, headers=h)).json()
+    pending = (
+        await stack.client.get(
+            "/api/v1/account-requests", params={"organisation_id": "az-demo", "status": "pending"}, headers=h
+        )
+    ).json()
     assert req["id"] in [p["id"] for p in pending]
-    r = await stack.client.post(f"/api/v1/account-requests/{req['id']}/approve", params={"organisation_id": "az-demo"}, headers=h)
+    r = await stack.client.post(
+        f"/api/v1/account-requests/{req['id']}/approve", params={"organisation_id": "az-demo"}, headers=h
+    )
     assert r.status_code == 200 and r.json()["status"] == "approved" and r.json()["decided_by"] == MANAGER
     outcome = inbox.to(body["email"])[-1]
     assert "approved" in outcome["Subject"]
     text = outcome.get_content()
     password = text.split("initial password is ")[1].split(";")[0]
     r = await stack.client.post(
-        TOKEN_PATH, data={"grant_type": "password", "client_id": "hdhub-portal", "username": body["username"], "password": password}
+        TOKEN_PATH,
+        data={
+            "grant_type": "password",
+            "client_id": "hdhub-portal",
+            "username": body["username"],
+            "password": password,
+        },
     )
     assert r.status_code == 400 and r.json()["error_description"] == "Account is not fully set up"
-    r = await stack.client.post(f"/api/v1/account-requests/{req['id']}/reject", params={"organisation_id": "az-demo"}, headers=h)
+    r = await stack.client.post(
+        f"/api/v1/account-requests/{req['id']}/reject", params={"organisation_id": "az-demo"}, headers=h
+    )
     assert r.status_code == 409  # decided once
 
 
@@ -90,7 +106,10 @@ async def test_rejection_mails_the_reason_and_creates_nothing(stack: Stack, inbo
     req = (await stack.client.post("/api/v1/account-requests", json=body)).json()
     h = await stack.headers(MANAGER)
     r = await stack.client.post(
-        f"/api/v1/account-requests/{req['id']}/reject", params={"organisation_id": "az-demo"}, json={"reason": "unknown person"}, headers=h
+        f"/api/v1/account-requests/{req['id']}/reject",
+        params={"organisation_id": "az-demo"},
+        json={"reason": "unknown person"},
+        headers=h,
     )
     assert r.status_code == 200 and r.json()["status"] == "rejected"
     assert "unknown person" in inbox.to(body["email"])[-1].get_content()
@@ -105,10 +124,16 @@ async def test_duplicate_email_and_bad_form_are_refused(stack: Stack, inbox: Inb
     assert (await stack.client.post("/api/v1/account-requests", json=body)).status_code == 201
     r = await stack.client.post("/api/v1/account-requests", json=form(email=body["email"]))
     assert r.status_code == 409
-    r = await stack.client.post("/api/v1/account-requests", json=form(email="not-an-email", organisation_id="nope"))
+    r = await stack.client.post(
+        "/api/v1/account-requests", json=form(email="not-an-email", organisation_id="nope")
+    )
     assert r.status_code == 422
     r = await stack.client.post("/api/v1/account-requests", json=form(organisation_id="no-such-org"))
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "organisation_id"
     # A registrant cannot review requests.
-    r = await stack.client.get("/api/v1/account-requests", params={"organisation_id": "az-demo"}, headers=await stack.headers("nurse@az-demo.test"))
+    r = await stack.client.get(
+        "/api/v1/account-requests",
+        params={"organisation_id": "az-demo"},
+        headers=await stack.headers("nurse@az-demo.test"),
+    )
     assert r.status_code == 403

@@ -44,7 +44,10 @@ async def backend(request: pytest.FixtureRequest, db: Database, standin: Standin
     from hdhub.identity.keycloak_backend import KeycloakBackend
 
     return KeycloakBackend.connect(
-        server_url=standin.url, realm="hdhub", client_id=standin.realm.admin_client, client_secret=standin.realm.admin_secret
+        server_url=standin.url,
+        realm="hdhub",
+        client_id=standin.realm.admin_client,
+        client_secret=standin.realm.admin_secret,
     )
 
 
@@ -73,13 +76,19 @@ async def test_organisations_are_created_once_per_nihdi_number(backend: Identity
 
 async def test_accounts_temporary_password_and_duplicates(backend: IdentityBackend) -> None:
     email = f"{unique()}@contract.test"
-    account = await backend.create_account(username=email, email=email, first_name="C", last_name="T", password="initial-pass-1", temporary=True)
+    account = await backend.create_account(
+        username=email, email=email, first_name="C", last_name="T", password="initial-pass-1", temporary=True
+    )
     assert account.must_change_password and account.email == email
     assert (await backend.find_account(email.upper())) == account
     assert (await backend.get_account(account.id)) == account
     with pytest.raises(DuplicateAccount):
-        await backend.create_account(username=email, email=email, first_name="", last_name="", password="x" * 12, temporary=True)
-    assert (await backend.check_password(email, "initial-pass-1")) is not None  # right, though still to be changed
+        await backend.create_account(
+            username=email, email=email, first_name="", last_name="", password="x" * 12, temporary=True
+        )
+    assert (
+        await backend.check_password(email, "initial-pass-1")
+    ) is not None  # right, though still to be changed
     assert (await backend.check_password(email, "wrong-password")) is None
     assert (await backend.check_password("nobody@contract.test", "initial-pass-1")) is None
     await backend.set_password(account.id, "changed-pass-2", temporary=False)
@@ -92,10 +101,15 @@ async def test_roles_per_organisation_add_up_and_leaving_keeps_the_account(backe
     a = await backend.create_organisation(title="A", nihdi_number=nihdi())
     b = await backend.create_organisation(title="B", nihdi_number=nihdi())
     email = f"{unique()}@contract.test"
-    acc = await backend.create_account(username=email, email=email, first_name="", last_name="", password="p" * 12, temporary=False)
+    acc = await backend.create_account(
+        username=email, email=email, first_name="", last_name="", password="p" * 12, temporary=False
+    )
     await backend.set_roles(acc.id, a.id, frozenset({"manager", "dp_manager"}))
     await backend.set_roles(acc.id, b.id, frozenset({"registrant"}))
-    assert await backend.memberships(acc.id) == {a.id: frozenset({"manager", "dp_manager"}), b.id: frozenset({"registrant"})}
+    assert await backend.memberships(acc.id) == {
+        a.id: frozenset({"manager", "dp_manager"}),
+        b.id: frozenset({"registrant"}),
+    }
     await backend.set_roles(acc.id, a.id, frozenset({"certificate_editor"}))
     assert (await backend.memberships(acc.id))[a.id] == frozenset({"certificate_editor"})
     [member] = await backend.members(a.id)
@@ -113,12 +127,16 @@ async def test_roles_per_organisation_add_up_and_leaving_keeps_the_account(backe
 async def test_clients_bound_to_one_organisation(backend: IdentityBackend) -> None:
     org = await backend.create_organisation(title="C", nihdi_number=nihdi())
     client_id = f"c-{unique()}"
-    client = await backend.create_client(client_id=client_id, organisation_id=org.id, name="HIS", roles=frozenset({"registrant"}), secret="s1")
+    client = await backend.create_client(
+        client_id=client_id, organisation_id=org.id, name="HIS", roles=frozenset({"registrant"}), secret="s1"
+    )
     assert client.organisation_id == org.id
     assert [c.client_id for c in await backend.clients(org.id)] == [client_id]
     assert (await backend.get_client(client_id)) == client
     with pytest.raises(DuplicateClient):
-        await backend.create_client(client_id=client_id, organisation_id=org.id, name="", roles=frozenset(), secret="s2")
+        await backend.create_client(
+            client_id=client_id, organisation_id=org.id, name="", roles=frozenset(), secret="s2"
+        )
     await backend.set_client_secret(client_id, "s3")
     await backend.delete_client(client_id)
     assert await backend.get_client(client_id) is None and await backend.clients(org.id) == []
@@ -126,32 +144,48 @@ async def test_clients_bound_to_one_organisation(backend: IdentityBackend) -> No
 
 def principal_of(account_id: str, orgs: dict[str, list[str]]) -> Principal:
     return Principal.from_claims(
-        {"sub": account_id, "preferred_username": account_id, "organisations": {o: {"roles": r} for o, r in orgs.items()}}
+        {
+            "sub": account_id,
+            "preferred_username": account_id,
+            "organisations": {o: {"roles": r} for o, r in orgs.items()},
+        }
     )
 
 
 async def test_the_rules_hold_on_either_backend(backend: IdentityBackend, db: Database) -> None:
     d = Directory(backend, db, Mailer(host=None))
     email = f"{unique()}@contract.test"
-    boss = await backend.create_account(username=email, email=email, first_name="", last_name="", password="p" * 12, temporary=False)
+    boss = await backend.create_account(
+        username=email, email=email, first_name="", last_name="", password="p" * 12, temporary=False
+    )
     seed = await backend.create_organisation(title="Seed", nihdi_number=nihdi())
     await backend.set_roles(boss.id, seed.id, frozenset({"manager"}))
-    org = await d.create_organisation(principal_of(boss.id, {seed.id: ["manager"]}), title="Rules", nihdi_number=nihdi())
+    org = await d.create_organisation(
+        principal_of(boss.id, {seed.id: ["manager"]}), title="Rules", nihdi_number=nihdi()
+    )
     me = principal_of(boss.id, {seed.id: ["manager"], org.id: ["manager"]})
     with pytest.raises(Problem) as exc:
         await d.set_roles(me, org.id, boss.id, ["registrant"])
     assert exc.value.slug == "last-user-manager"
-    added = await d.add_member(me, org.id, email=f"{unique()}@contract.test", first_name="N", last_name="M", roles=["dp_manager"])
+    added = await d.add_member(
+        me, org.id, email=f"{unique()}@contract.test", first_name="N", last_name="M", roles=["dp_manager"]
+    )
     assert added.initial_password and added.member.account.must_change_password
     dp = principal_of(added.member.account.id, {org.id: ["dp_manager"]})
     with pytest.raises(Problem) as exc:
-        await d.add_member(dp, org.id, email=f"{unique()}@contract.test", first_name="", last_name="", roles=["manager"])
+        await d.add_member(
+            dp, org.id, email=f"{unique()}@contract.test", first_name="", last_name="", roles=["manager"]
+        )
     assert exc.value.status == 403
     with pytest.raises(Problem) as exc:
-        await d.add_member(dp, seed.id, email=f"{unique()}@contract.test", first_name="", last_name="", roles=["registrant"])
+        await d.add_member(
+            dp, seed.id, email=f"{unique()}@contract.test", first_name="", last_name="", roles=["registrant"]
+        )
     assert exc.value.status == 404
     with pytest.raises(Problem) as exc:
-        await d.add_member(me, org.id, email=added.member.account.email, first_name="", last_name="", roles=[])
+        await d.add_member(
+            me, org.id, email=added.member.account.email, first_name="", last_name="", roles=[]
+        )
     assert exc.value.slug == "duplicate-email"
     await d.change_password(added.member.account.email, added.initial_password, "a-new-long-password")
     assert not (await backend.get_account(added.member.account.id)).must_change_password  # type: ignore[union-attr]
@@ -200,10 +234,14 @@ async def test_the_installation_keeps_an_operator_and_cancelled_access_is_revoke
     revoked = Revocations(None)
     d = Directory(backend, db, Mailer(host=None), revoked=revoked)
     first, second = [
-        await backend.create_account(username=e, email=e, first_name="", last_name="", password="p" * 12, temporary=False)
+        await backend.create_account(
+            username=e, email=e, first_name="", last_name="", password="p" * 12, temporary=False
+        )
         for e in (f"{unique()}@contract.test", f"{unique()}@contract.test")
     ]
-    for account in await backend.realm_role_members(OPERATOR_ROLE):  # an earlier test's operators: this test wants to be the only ones
+    for account in await backend.realm_role_members(
+        OPERATOR_ROLE
+    ):  # an earlier test's operators: this test wants to be the only ones
         await backend.delete_account(account.id)
     await _make_operator(backend, db, first.id)
     with pytest.raises(Problem) as exc:

@@ -25,7 +25,12 @@ async def test_discovery_and_jwks_at_keycloak_paths(stack: Stack) -> None:
 async def test_password_grant_token_is_shaped_like_keycloaks(stack: Stack) -> None:
     r = await stack.client.post(
         TOKEN_PATH,
-        data={"grant_type": "password", "client_id": "hdhub-portal", "username": "manager@az-demo.test", "password": "demo-manager"},
+        data={
+            "grant_type": "password",
+            "client_id": "hdhub-portal",
+            "username": "manager@az-demo.test",
+            "password": "demo-manager",
+        },
     )
     assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
     body = r.json()
@@ -37,12 +42,18 @@ async def test_password_grant_token_is_shaped_like_keycloaks(stack: Stack) -> No
     assert claims["preferred_username"] == "manager@az-demo.test"
     assert "default-roles-hdhub" in claims["realm_access"]["roles"]
     # (other tests' organisations may have joined the demo manager's since it was seeded)
-    assert claims["organisations"]["az-demo"] == {"name": "AZ Demo Hospital", "nihdi": "71000436", "roles": ["dp_manager", "manager"]}
+    assert claims["organisations"]["az-demo"] == {
+        "name": "AZ Demo Hospital",
+        "nihdi": "71000436",
+        "roles": ["dp_manager", "manager"],
+    }
 
 
 async def test_client_credentials_with_basic_auth_bind_the_client_to_its_organisation(stack: Stack) -> None:
     basic = base64.b64encode(b"lab-demo-lims:demo-lims-secret").decode()
-    r = await stack.client.post(TOKEN_PATH, data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"})
+    r = await stack.client.post(
+        TOKEN_PATH, data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"}
+    )
     assert r.status_code == 200
     claims = jwt.decode(r.json()["access_token"], options={"verify_signature": False})
     assert claims["preferred_username"] == "service-account-lab-demo-lims"
@@ -51,31 +62,72 @@ async def test_client_credentials_with_basic_auth_bind_the_client_to_its_organis
 
 async def test_wrong_credentials_get_keycloaks_errors(stack: Stack) -> None:
     r = await stack.client.post(
-        TOKEN_PATH, data={"grant_type": "password", "client_id": "hdhub-portal", "username": "nurse@az-demo.test", "password": "nope"}
+        TOKEN_PATH,
+        data={
+            "grant_type": "password",
+            "client_id": "hdhub-portal",
+            "username": "nurse@az-demo.test",
+            "password": "nope",
+        },
     )
-    assert r.status_code == 401 and r.json() == {"error": "invalid_grant", "error_description": "Invalid user credentials"}
+    assert r.status_code == 401 and r.json() == {
+        "error": "invalid_grant",
+        "error_description": "Invalid user credentials",
+    }
     r = await stack.client.post(
-        TOKEN_PATH, data={"grant_type": "password", "client_id": "hdhub-portal", "username": "nobody@x.test", "password": "x"}
+        TOKEN_PATH,
+        data={
+            "grant_type": "password",
+            "client_id": "hdhub-portal",
+            "username": "nobody@x.test",
+            "password": "x",
+        },
     )
     assert r.status_code == 401 and r.json()["error"] == "invalid_grant"
-    r = await stack.client.post(TOKEN_PATH, data={"grant_type": "client_credentials", "client_id": "az-demo-his", "client_secret": "wrong"})
+    r = await stack.client.post(
+        TOKEN_PATH,
+        data={"grant_type": "client_credentials", "client_id": "az-demo-his", "client_secret": "wrong"},
+    )
     assert r.status_code == 401 and r.json()["error"] == "unauthorized_client"
     r = await stack.client.post(
-        TOKEN_PATH, data={"grant_type": "password", "client_id": "unknown-app", "username": "nurse@az-demo.test", "password": "demo-nurse"}
+        TOKEN_PATH,
+        data={
+            "grant_type": "password",
+            "client_id": "unknown-app",
+            "username": "nurse@az-demo.test",
+            "password": "demo-nurse",
+        },
     )
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
     r = await stack.client.post(TOKEN_PATH, data={"grant_type": "implicit"})
     assert r.status_code == 400 and r.json()["error"] == "unsupported_grant_type"
-    r = await stack.client.post(TOKEN_PATH, data={"grant_type": "authorization_code", "client_id": "hdhub-portal", "code": "x", "redirect_uri": "y"})
-    assert r.status_code == 400 and r.json() == {"error": "invalid_grant", "error_description": "Code not valid"}
+    r = await stack.client.post(
+        TOKEN_PATH,
+        data={
+            "grant_type": "authorization_code",
+            "client_id": "hdhub-portal",
+            "code": "x",
+            "redirect_uri": "y",
+        },
+    )
+    assert r.status_code == 400 and r.json() == {
+        "error": "invalid_grant",
+        "error_description": "Code not valid",
+    }
 
 
 async def test_organisations_endpoint_shows_only_ones_own(stack: Stack) -> None:
-    r = await stack.client.get("/api/v1/organisations", headers=await stack.headers("biologist@lab-demo.test"))
+    r = await stack.client.get(
+        "/api/v1/organisations", headers=await stack.headers("biologist@lab-demo.test")
+    )
     assert [o["id"] for o in r.json()] == ["lab-demo"]
-    r = await stack.client.get("/api/v1/organisations/az-demo", headers=await stack.headers("biologist@lab-demo.test"))
+    r = await stack.client.get(
+        "/api/v1/organisations/az-demo", headers=await stack.headers("biologist@lab-demo.test")
+    )
     assert r.status_code == 404
-    r = await stack.client.get("/api/v1/organisations/az-demo", headers=await stack.headers("nurse@az-demo.test"))
+    r = await stack.client.get(
+        "/api/v1/organisations/az-demo", headers=await stack.headers("nurse@az-demo.test")
+    )
     assert r.status_code == 200 and r.json()["roles"] == ["registrant"]
     assert (await stack.client.get("/api/v1/organisations")).status_code == 401
 
@@ -85,7 +137,14 @@ async def test_forged_or_symmetric_tokens_are_refused(stack: Stack) -> None:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     forged = jwt.encode(
-        {"sub": "x", "iss": ISSUER, "aud": "hdhub", "exp": 9999999999, "iat": 0, "organisations": {"az-demo": {"roles": ["registrant"]}}},
+        {
+            "sub": "x",
+            "iss": ISSUER,
+            "aud": "hdhub",
+            "exp": 9999999999,
+            "iat": 0,
+            "organisations": {"az-demo": {"roles": ["registrant"]}},
+        },
         key,
         algorithm="RS256",
         headers={"kid": "forged"},
@@ -105,7 +164,14 @@ async def test_expired_token_is_refused(stack: Stack) -> None:
     async with stack.service("identity").db.system_session() as session:
         key = await signing_key(session)
     now = int(time.time())
-    claims = {"sub": "x", "iss": ISSUER, "aud": ["hdhub"], "exp": now - 3600, "iat": now - 7200, "organisations": {}}
+    claims = {
+        "sub": "x",
+        "iss": ISSUER,
+        "aud": ["hdhub"],
+        "exp": now - 3600,
+        "iat": now - 7200,
+        "organisations": {},
+    }
     expired = jwt.encode(claims, key.private_pem, algorithm="RS256", headers={"kid": key.kid})
     r = await stack.client.get("/api/v1/registrations", headers={"Authorization": f"Bearer {expired}"})
     assert r.status_code == 401 and "expired" in r.json()["detail"]

@@ -34,9 +34,13 @@ async def test_service_client_gets_a_service_token(stack: Stack) -> None:
 
 
 async def test_wrong_secret_and_unknown_service_are_refused(stack: Stack) -> None:
-    for client_id, secret in (("hdhub-uploads", "not-the-secret"), ("hdhub-nosuch", platform().service_client_secret)):
+    for client_id, secret in (
+        ("hdhub-uploads", "not-the-secret"),
+        ("hdhub-nosuch", platform().service_client_secret),
+    ):
         r = await stack.client.post(
-            TOKEN_PATH, data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
+            TOKEN_PATH,
+            data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
         )
         assert r.status_code == 401 and r.json()["error"] == "unauthorized_client"
 
@@ -57,12 +61,18 @@ async def test_service_principal_is_cached_and_acts_as_the_service(stack: Stack)
 def test_service_policy_is_exactly_what_each_role_may_do_for_the_organisation_it_acts_for() -> None:
     for_az = ActingFor("az-demo", "nurse@az-demo.test")
     uploads = _principal("hdhub-service:uploads", acting_for=for_az)
-    assert uploads.can(Action.REGISTRATION_WRITE, "az-demo") and not uploads.can(Action.REGISTRATION_WRITE, "lab-demo")
-    assert not uploads.can(Action.MEMBER_MANAGE, "az-demo") and not uploads.can(Action.CERTIFICATE_MANAGE, "az-demo")
+    assert uploads.can(Action.REGISTRATION_WRITE, "az-demo") and not uploads.can(
+        Action.REGISTRATION_WRITE, "lab-demo"
+    )
+    assert not uploads.can(Action.MEMBER_MANAGE, "az-demo") and not uploads.can(
+        Action.CERTIFICATE_MANAGE, "az-demo"
+    )
     assert uploads.organisations_for(Action.REGISTRATION_READ) == ["az-demo"]
     assert uploads.author == "nurse@az-demo.test"
     intake = _principal("hdhub-service:intake", acting_for=for_az)
-    assert intake.can(Action.REGISTRATION_READ, "az-demo") and not intake.can(Action.REGISTRATION_WRITE, "az-demo")
+    assert intake.can(Action.REGISTRATION_READ, "az-demo") and not intake.can(
+        Action.REGISTRATION_WRITE, "az-demo"
+    )
     nobody = _principal("hdhub-service:pseudonymisation", acting_for=for_az)
     assert not any(nobody.can(a, "az-demo") for a in Action)
     # A realm role that merely looks like one grants nothing.
@@ -71,7 +81,9 @@ def test_service_policy_is_exactly_what_each_role_may_do_for_the_organisation_it
 
 def test_a_service_token_alone_opens_no_organisation() -> None:
     alone = _principal("hdhub-service:uploads")
-    assert not any(alone.can(a, org) for a in Action for org in ("az-demo", "lab-demo") if a != Action.CATALOGUE_READ)
+    assert not any(
+        alone.can(a, org) for a in Action for org in ("az-demo", "lab-demo") if a != Action.CATALOGUE_READ
+    )
     assert alone.organisations_for(Action.REGISTRATION_READ) == []
     assert alone.roles_in("az-demo") == frozenset()  # no KeyError for a non-member
     assert alone.can(Action.CATALOGUE_READ)  # the catalogue belongs to no organisation
@@ -89,7 +101,13 @@ def test_a_placeholder_service_secret_is_refused_in_every_environment(
     platform.cache_clear()
     try:
         with pytest.raises(OAuthError) as refused:
-            service_grant(issuer="http://x/realms/hdhub", lifetime=60, service="uploads", client_secret=secret, key=new_signing_key())
+            service_grant(
+                issuer="http://x/realms/hdhub",
+                lifetime=60,
+                service="uploads",
+                client_secret=secret,
+                key=new_signing_key(),
+            )
         assert refused.value.error == "unauthorized_client"
     finally:
         platform.cache_clear()

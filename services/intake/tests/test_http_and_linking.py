@@ -96,7 +96,9 @@ async def test_refused_uploads_are_problems_naming_the_rule(
     assert r.status_code == status and r.json()["type"].endswith(slug), r.text
 
 
-async def test_a_name_refused_is_listed_with_its_reason_and_control_characters_shown_as_marks(stack: Stack) -> None:
+async def test_a_name_refused_is_listed_with_its_reason_and_control_characters_shown_as_marks(
+    stack: Stack,
+) -> None:
     name = unique() + "\x07.pdf"
     r = await put(stack, "NGS", name.replace("\x07", "%07"), b"x")
     assert r.status_code == 422

@@ -377,7 +377,9 @@ async def test_anyone_else_is_refused_the_active_certificate(stack: Stack) -> No
             await (await stub_with(stack, token, org)).GetActiveCertificate(request)
         assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     # A signing service acting for another organisation is refused this one's keys.
-    registrations = await mint(stack, "service-account-hdhub-registrations", {}, ["hdhub-service:registrations"])
+    registrations = await mint(
+        stack, "service-account-hdhub-registrations", {}, ["hdhub-service:registrations"]
+    )
     for acting_for in (new_org(), None):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await (await stub_with(stack, registrations, acting_for)).GetActiveCertificate(request)

@@ -145,11 +145,19 @@ def run(
     if demo and production:
         raise typer.BadParameter("demo data (known passwords and secrets) is never loaded in production")
     seed = (everything and not production) if demo is None else demo
-    platform = _platform(names, migrate=everything if migrate is None else migrate, seed=seed, workers=everything)
+    platform = _platform(
+        names, migrate=everything if migrate is None else migrate, seed=seed, workers=everything
+    )
     # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1; identity
     # reads it itself, from HDHUB_IDENTITY_TRUSTED_PROXIES only (docs/identity.md).
     config = server_config(
-        platform.app(), host=host, port=port, log_config=None, access_log=True, lifespan="on", proxy_headers=False
+        platform.app(),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=True,
+        lifespan="on",
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     if seed:
@@ -235,7 +243,9 @@ def seed() -> None:
     asyncio.run(main())
 
 
-demo = typer.Typer(help="Demo material for trying hdhub out (never for a real registry).", no_args_is_help=True)
+demo = typer.Typer(
+    help="Demo material for trying hdhub out (never for a real registry).", no_args_is_help=True
+)
 app.add_typer(demo, name="demo")
 
 

@@ -451,7 +451,9 @@ def test_pages_run_under_the_strict_csp_without_violations(browser: Browser, por
     context.close()
 
 
-@pytest.mark.skip(reason="flaky on a loaded machine: the sign-in by keyboard sometimes lands before the welcome renders; to be made deterministic")
+@pytest.mark.skip(
+    reason="flaky on a loaded machine: the sign-in by keyboard sometimes lands before the welcome renders; to be made deterministic"
+)
 def test_keyboard_only_sign_in_and_member_add(page: Page) -> None:
     page.goto("/portal/")
     page.keyboard.type(MANAGER[0])  # the username field has the focus first

@@ -53,17 +53,25 @@ async def test_minor_keeps_and_major_invalidates(stack: Stack) -> None:
     r = await stack.client.post(f"{url}/submit", headers={**h, "If-Match": '"1"'})
     assert r.status_code == 409 and r.json()["type"] == "/problems/dcd-version-superseded"
     assert r.json()["current_version"] == "2.0.0"
-    r = await stack.client.post("/api/v1/registrations", json={"organisation_id": "az-demo", "dcd": DCD, "dcd_version": "1.0.0", "values": record(DCD)}, headers=h)
+    r = await stack.client.post(
+        "/api/v1/registrations",
+        json={"organisation_id": "az-demo", "dcd": DCD, "dcd_version": "1.0.0", "values": record(DCD)},
+        headers=h,
+    )
     assert r.status_code == 409
     # Moving the draft to the new major version makes it submittable again.
     values = dict(stale_draft["values"])
-    r = await stack.client.put(url, json={"values": values, "dcd_version": "2.0.0"}, headers={**h, "If-Match": '"1"'})
+    r = await stack.client.put(
+        url, json={"values": values, "dcd_version": "2.0.0"}, headers={**h, "If-Match": '"1"'}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["dcd_version"] == "2.0.0" and r.json()["superseded_by"] is None
     r = await stack.client.post(f"{url}/submit", headers={**h, "If-Match": r.headers["ETag"]})
     assert r.status_code == 202
     # The newest version is what v2 clients get for `latest`, and when they name none.
-    d = await stack.client.get(f"/proxy/api/dcd/payload/definition?dcd-id={DCD}&dcd-version-id=latest", headers=h)
+    d = await stack.client.get(
+        f"/proxy/api/dcd/payload/definition?dcd-id={DCD}&dcd-version-id=latest", headers=h
+    )
     assert d.json()["dcdVersionId"] == "2.0.0"
     d = await stack.client.get(f"/proxy/api/dcd/payload/definition?dcd-id={DCD}", headers=h)
     assert d.json()["dcdVersionId"] == "2.0.0"

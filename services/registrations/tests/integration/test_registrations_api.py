@@ -18,7 +18,12 @@ MANAGER = "manager@az-demo.test"
 
 
 async def create(stack: Stack, who: str = NURSE, *, submit: bool = False, **overrides: Any) -> Any:
-    body = {"organisation_id": "az-demo", "dcd": "ANGIO_HOSP", "values": record(**overrides), "submit": submit}
+    body = {
+        "organisation_id": "az-demo",
+        "dcd": "ANGIO_HOSP",
+        "values": record(**overrides),
+        "submit": submit,
+    }
     r = await stack.client.post("/api/v1/registrations", json=body, headers=await stack.headers(who))
     assert r.status_code == 201, r.text
     return r
@@ -56,7 +61,11 @@ async def test_full_lifecycle_submit_reopen_edit_resubmit(stack: Stack) -> None:
     assert r.status_code == 409 and r.json()["type"] == "/problems/transition-not-allowed"
     r = await stack.client.post(f"{url}/reopen", headers={**h, "If-Match": submitted.headers["ETag"]})
     assert r.status_code == 200 and r.json()["status"] == "open"
-    r = await stack.client.put(url, json={"values": {**reg["values"], "MS_HEIGHT": 180}}, headers={**h, "If-Match": r.headers["ETag"]})
+    r = await stack.client.put(
+        url,
+        json={"values": {**reg["values"], "MS_HEIGHT": 180}},
+        headers={**h, "If-Match": r.headers["ETag"]},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["values"]["MS_HEIGHT"] == 180
     r = await stack.client.post(f"{url}/submit", headers={**h, "If-Match": r.headers["ETag"]})
@@ -64,7 +73,15 @@ async def test_full_lifecycle_submit_reopen_edit_resubmit(stack: Stack) -> None:
     again = await until(stack, reg["id"], "submitted")
     assert again.json()["registration_code"] == code  # the code is made once
     history = (await stack.client.get(f"{url}/history", headers=h)).json()
-    assert [e["action"] for e in history] == ["create", "submit", "processed", "reopen", "save", "submit", "processed"]
+    assert [e["action"] for e in history] == [
+        "create",
+        "submit",
+        "processed",
+        "reopen",
+        "save",
+        "submit",
+        "processed",
+    ]
     assert [e["version"] for e in history] == list(range(1, 8))
     assert history[4]["changed_fields"] == ["MS_BMI", "MS_HEIGHT"]
     assert history[4]["actor"] == NURSE and history[4]["at"]
@@ -85,10 +102,14 @@ async def test_reopen_only_from_submitted_and_delete_only_open_or_corrections_ne
     assert r.status_code == 200 and r.json()["status"] == "deleted"
     r = await stack.client.delete(url, headers={**h, "If-Match": r.headers["ETag"]})
     assert r.status_code == 409
-    listed = (await stack.client.get(f"/api/v1/registrations?business_key={reg['business_key']}", headers=h)).json()
+    listed = (
+        await stack.client.get(f"/api/v1/registrations?business_key={reg['business_key']}", headers=h)
+    ).json()
     assert listed["total"] == 0
     # The business key is free again once deleted.
-    again = await create(stack, **{k: v for k, v in reg["values"].items() if k not in ("MS_BMI", "MS_LOS", "MS_AGE_ADM")})
+    again = await create(
+        stack, **{k: v for k, v in reg["values"].items() if k not in ("MS_BMI", "MS_LOS", "MS_AGE_ADM")}
+    )
     assert again.json()["id"] != reg["id"]
 
 
@@ -96,15 +117,25 @@ async def test_review_decisions_by_the_central_side(stack: Stack) -> None:
     reg = (await create(stack, submit=True)).json()
     await until(stack, reg["id"], "submitted")
     url = f"/api/v1/registrations/{reg['id']}"
-    r = await stack.client.post(f"{url}/review", json={"decision": "corrections_needed", "comment": "check LVEF"}, headers=await stack.headers(NURSE))
+    r = await stack.client.post(
+        f"{url}/review",
+        json={"decision": "corrections_needed", "comment": "check LVEF"},
+        headers=await stack.headers(NURSE),
+    )
     assert r.status_code == 403
-    r = await stack.client.post(f"{url}/review", json={"decision": "corrections_needed", "comment": "check LVEF"}, headers=await stack.headers(OPERATOR))
+    r = await stack.client.post(
+        f"{url}/review",
+        json={"decision": "corrections_needed", "comment": "check LVEF"},
+        headers=await stack.headers(OPERATOR),
+    )
     assert r.status_code == 200 and r.json()["status"] == "corrections_needed"
     h = await stack.headers(NURSE)
     r = await stack.client.post(f"{url}/submit", headers={**h, "If-Match": r.headers["ETag"]})
     assert r.status_code == 202
     await until(stack, reg["id"], "submitted")
-    r = await stack.client.post(f"{url}/review", json={"decision": "approved"}, headers=await stack.headers(OPERATOR))
+    r = await stack.client.post(
+        f"{url}/review", json={"decision": "approved"}, headers=await stack.headers(OPERATOR)
+    )
     assert r.json()["status"] == "approved"
     history = (await stack.client.get(f"{url}/history", headers=h)).json()
     assert history[3]["comment"] == "check LVEF" and history[3]["actor"] == OPERATOR
@@ -118,7 +149,9 @@ async def test_stale_or_missing_if_match_changes_nothing(stack: Stack) -> None:
     assert r.status_code == 428 and r.json()["type"] == "/problems/if-match-required"
     r = await stack.client.put(url, json={"values": reg["values"]}, headers={**h, "If-Match": '"1"'})
     assert r.status_code == 200
-    r = await stack.client.put(url, json={"values": {**reg["values"], "MS_HEIGHT": 150}}, headers={**h, "If-Match": '"1"'})
+    r = await stack.client.put(
+        url, json={"values": {**reg["values"], "MS_HEIGHT": 150}}, headers={**h, "If-Match": '"1"'}
+    )
     assert r.status_code == 412 and r.json()["type"] == "/problems/stale-version"
     assert r.json()["current_version"] == 2
     r = await stack.client.post(f"{url}/submit", headers={**h, "If-Match": '"1"'})
@@ -132,14 +165,28 @@ async def test_invalid_values_are_refused_and_nothing_changes(stack: Stack) -> N
     reg = (await create(stack)).json()
     url = f"/api/v1/registrations/{reg['id']}"
     bad = {**reg["values"], "DT_DISCH": "2024-13-45", "MS_WEIGHT": "heavy", "CD_ADM_TYPE": "teleport"}
-    r = await stack.client.put(url, json={"values": bad}, headers={**h, "If-Match": '"1"', "Accept-Language": "fr"})
+    r = await stack.client.put(
+        url, json={"values": bad}, headers={**h, "If-Match": '"1"', "Accept-Language": "fr"}
+    )
     assert r.status_code == 422
-    assert {(e["field"], e["rule"]) for e in r.json()["errors"]} >= {("DT_DISCH", "type"), ("MS_WEIGHT", "type"), ("CD_ADM_TYPE", "choice")}
+    assert {(e["field"], e["rule"]) for e in r.json()["errors"]} >= {
+        ("DT_DISCH", "type"),
+        ("MS_WEIGHT", "type"),
+        ("CD_ADM_TYPE", "choice"),
+    }
     current = await stack.client.get(url, headers=h)
     assert current.json()["version"] == 1 and current.json()["values"] == reg["values"]
-    r = await stack.client.post("/api/v1/registrations", json={"organisation_id": "az-demo", "dcd": "ANGIO_HOSP", "values": {"MS_HEIGHT": [1]}}, headers=h)
+    r = await stack.client.post(
+        "/api/v1/registrations",
+        json={"organisation_id": "az-demo", "dcd": "ANGIO_HOSP", "values": {"MS_HEIGHT": [1]}},
+        headers=h,
+    )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "MS_HEIGHT"
-    r = await stack.client.post("/api/v1/registrations", json={"organisation_id": "az-demo", "dcd": "ANGIO_HOSP", "values": {}, "colour": "red"}, headers=h)
+    r = await stack.client.post(
+        "/api/v1/registrations",
+        json={"organisation_id": "az-demo", "dcd": "ANGIO_HOSP", "values": {}, "colour": "red"},
+        headers=h,
+    )
     assert r.status_code == 422 and r.json()["type"] == "/problems/request-validation"
 
 
@@ -147,10 +194,16 @@ async def test_submitting_an_incomplete_draft_says_what_is_missing(stack: Stack)
     h = await stack.headers(NURSE)
     values = record()
     del values["CD_INDICATION"]
-    r = await stack.client.post("/api/v1/registrations", json={"organisation_id": "az-demo", "dcd": "ANGIO_HOSP", "values": values}, headers=h)
+    r = await stack.client.post(
+        "/api/v1/registrations",
+        json={"organisation_id": "az-demo", "dcd": "ANGIO_HOSP", "values": values},
+        headers=h,
+    )
     assert r.status_code == 201
     assert [(i["field"], i["rule"]) for i in r.json()["open_issues"]] == [("CD_INDICATION", "required")]
-    r = await stack.client.post(f"/api/v1/registrations/{r.json()['id']}/submit", headers={**h, "If-Match": '"1"'})
+    r = await stack.client.post(
+        f"/api/v1/registrations/{r.json()['id']}/submit", headers={**h, "If-Match": '"1"'}
+    )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "CD_INDICATION"
 
 
@@ -169,7 +222,9 @@ async def test_idempotency_key_replays_the_first_answer(stack: Stack) -> None:
 async def test_concurrent_retries_with_one_idempotency_key_get_one_answer(stack: Stack) -> None:
     h = await stack.headers(NURSE, **{"Idempotency-Key": "retry-at-once-" + stack.backend})
     body = {"organisation_id": "az-demo", "dcd": "ANGIO_HOSP", "values": record()}
-    answers = await asyncio.gather(*[stack.client.post("/api/v1/registrations", json=body, headers=h) for _ in range(4)])
+    answers = await asyncio.gather(
+        *[stack.client.post("/api/v1/registrations", json=body, headers=h) for _ in range(4)]
+    )
     assert {a.status_code for a in answers} <= {201, 409}, [a.text for a in answers]
     created = [a for a in answers if a.status_code == 201]
     assert created and len({a.json()["id"] for a in created}) == 1
@@ -185,11 +240,15 @@ async def test_other_organisations_and_non_registrants_see_nothing(stack: Stack,
     put = await stack.client.put(url, json={"values": reg["values"]}, headers={**h, "If-Match": '"1"'})
     assert put.status_code == 404
     for action in ("submit", "reopen"):
-        assert (await stack.client.post(f"{url}/{action}", headers={**h, "If-Match": '"1"'})).status_code == 404
+        assert (
+            await stack.client.post(f"{url}/{action}", headers={**h, "If-Match": '"1"'})
+        ).status_code == 404
     assert (await stack.client.delete(url, headers={**h, "If-Match": '"1"'})).status_code == 404
     listed = await stack.client.get("/api/v1/registrations", headers=h)
     assert reg["id"] not in {i["id"] for i in listed.json()["items"]}
-    assert (await stack.client.get("/api/v1/registrations?organisation_id=az-demo", headers=h)).status_code == 403
+    assert (
+        await stack.client.get("/api/v1/registrations?organisation_id=az-demo", headers=h)
+    ).status_code == 403
     body = {"organisation_id": "az-demo", "dcd": "ANGIO_HOSP", "values": record()}
     assert (await stack.client.post("/api/v1/registrations", json=body, headers=h)).status_code == 403
     unchanged = await stack.client.get(url, headers=await stack.headers(NURSE))
@@ -200,10 +259,16 @@ async def test_catalogue_lists_registries_and_validates_without_storing(stack: S
     h = await stack.headers(NURSE, **{"Accept-Language": "de"})
     registries = (await stack.client.get("/api/v1/registries", headers=h)).json()
     assert {r["code"] for r in registries} >= {"HDBP0012", "HDBP0263", "HDBP0257"}
-    r = await stack.client.post("/api/v1/dcds/ANGIO_HOSP/versions/latest/validate", json={"values": record(DT_HOSPZ="31/02/2024")}, headers=h)
+    r = await stack.client.post(
+        "/api/v1/dcds/ANGIO_HOSP/versions/latest/validate",
+        json={"values": record(DT_HOSPZ="31/02/2024")},
+        headers=h,
+    )
     assert r.status_code == 200 and r.json()["valid"] is False
     assert r.json()["errors"][0]["field"] == "DT_HOSPZ"
-    assert (await stack.client.get("/api/v1/dcds/ANGIO_HOSP/versions/1.0.0/codelists/sex", headers=h)).status_code == 200
+    assert (
+        await stack.client.get("/api/v1/dcds/ANGIO_HOSP/versions/1.0.0/codelists/sex", headers=h)
+    ).status_code == 200
     assert (await stack.client.get("/api/v1/registries")).status_code == 401
 
 
@@ -232,11 +297,18 @@ async def test_only_the_operator_imports_workbooks_and_versions_are_immutable(st
     from hdhub.registrations.catalogue import resources
 
     data = (resources.files("hdhub.registrations") / "dcds" / "HDBP0263_HIV_SEQUENCE_1.0.0.xlsx").read_bytes()
-    files = {"workbook": ("hiv.xlsx", data, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")}
+    files = {
+        "workbook": ("hiv.xlsx", data, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    }
     r = await stack.client.post("/api/v1/dcds", files=files, headers=await stack.headers(MANAGER))
     assert r.status_code == 403
     r = await stack.client.post("/api/v1/dcds", files=files, headers=await stack.headers(OPERATOR))
-    assert r.status_code == 200 and r.json() == {"project_code": "HDBP0263", "dcd": "HIV_SEQUENCE", "version": "1.0.0", "created": False}
+    assert r.status_code == 200 and r.json() == {
+        "project_code": "HDBP0263",
+        "dcd": "HIV_SEQUENCE",
+        "version": "1.0.0",
+        "created": False,
+    }
     junk = {"workbook": ("x.xlsx", b"PK\x03\x04 not really", "application/octet-stream")}
     r = await stack.client.post("/api/v1/dcds", files=junk, headers=await stack.headers(OPERATOR))
     assert r.status_code == 422 and r.json()["type"] == "/problems/invalid-workbook"

@@ -35,12 +35,15 @@ def _stub() -> pb_grpc.RegistrationsServiceStub:
 
 
 @pytest.mark.parametrize("actor", [NURSE, "Zoë Ørsted <zoë@az-demo.test>"])
-async def test_a_service_acting_for_an_organisation_writes_there_in_the_actors_name(stack: Stack, actor: str) -> None:
+async def test_a_service_acting_for_an_organisation_writes_there_in_the_actors_name(
+    stack: Stack, actor: str
+) -> None:
     async with acting_as_service("uploads", ActingFor("az-demo", actor)):
         reply = await _stub().UpsertBatch(_upsert("az-demo"))
     assert reply.results[0].registration_id and not reply.errors
     r = await stack.client.get(
-        f"/api/v1/registrations/{reply.results[0].registration_id}/history", headers=await stack.headers(NURSE)
+        f"/api/v1/registrations/{reply.results[0].registration_id}/history",
+        headers=await stack.headers(NURSE),
     )
     assert r.status_code == 200
     assert [(h["actor"], h["via"]) for h in r.json()] == [(actor, "upload")]
@@ -58,7 +61,9 @@ async def test_a_service_token_alone_touches_no_organisation(stack: Stack) -> No
     async with acting_as_service("uploads"):
         for call in (
             _stub().UpsertBatch(_upsert("az-demo")),
-            _stub().ValidateBatch(pb.ValidateBatchRequest(organisation_id="az-demo", dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"))),
+            _stub().ValidateBatch(
+                pb.ValidateBatchRequest(organisation_id="az-demo", dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"))
+            ),
         ):
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await call
@@ -78,9 +83,13 @@ async def test_a_service_token_alone_touches_no_organisation(stack: Stack) -> No
         ("sim", "GetDcdVersion"),
     ],
 )
-async def test_a_service_may_call_only_the_methods_of_the_call_graph(stack: Stack, service: str, method: str) -> None:
+async def test_a_service_may_call_only_the_methods_of_the_call_graph(
+    stack: Stack, service: str, method: str
+) -> None:
     requests = {
-        "FindRegistrationsByField": pb.FindRegistrationsByFieldRequest(organisation_id="az-demo", field="X", value="y"),
+        "FindRegistrationsByField": pb.FindRegistrationsByFieldRequest(
+            organisation_id="az-demo", field="X", value="y"
+        ),
         "GetRegistration": pb.GetRegistrationRequest(id="nope"),
         "UpsertBatch": _upsert("az-demo"),
         "GetDcdVersion": pb.GetDcdVersionRequest(dcd=pb.DcdRef(dcd_code="ANGIO_HOSP")),

@@ -14,7 +14,9 @@ SUBMIT = "/proxy/api/dcd/payload/submit?organization-id=az-demo&dcd-id=ANGIO_HOS
 
 async def wait_for_status(stack: Stack, registration_id: str, status: str, who: str = HIS) -> dict:
     for _ in range(100):
-        r = await stack.client.get(f"/api/v1/registrations/{registration_id}", headers=await stack.headers(who))
+        r = await stack.client.get(
+            f"/api/v1/registrations/{registration_id}", headers=await stack.headers(who)
+        )
         assert r.status_code == 200, r.text
         if r.json()["status"] == status:
             return r.json()
@@ -70,7 +72,11 @@ async def test_draft_status_saves_without_submitting(stack: Stack) -> None:
     del values["DT_DISCH"]  # a draft may be incomplete
     r = await stack.client.post(SUBMIT, json={**values, "STATUS": "draft"}, headers=await stack.headers(HIS))
     assert r.status_code == 202, r.text
-    reg = (await stack.client.get(f"/api/v1/registrations/{r.json()['registrationId']}", headers=await stack.headers(HIS))).json()
+    reg = (
+        await stack.client.get(
+            f"/api/v1/registrations/{r.json()['registrationId']}", headers=await stack.headers(HIS)
+        )
+    ).json()
     assert reg["status"] == "open" and reg["registration_code"] is None
     assert [i["field"] for i in reg["open_issues"]] == ["DT_DISCH"]
 
@@ -92,13 +98,19 @@ async def test_latest_submission_with_the_same_business_key_wins(stack: Stack) -
     assert [e["action"] for e in history] == ["create", "submit", "processed", "resubmit", "processed"]
     assert history[3]["changed_fields"] == ["MS_BMI", "MS_WEIGHT"]  # BMI is calculated from the weight
     assert {e["actor"] for e in history} == {HIS, "hdhub"}
-    page = (await stack.client.get(f"/api/v1/registrations?business_key={r1.json()['businessKey']}", headers=h)).json()
+    page = (
+        await stack.client.get(f"/api/v1/registrations?business_key={r1.json()['businessKey']}", headers=h)
+    ).json()
     assert page["total"] == 1
 
 
 async def test_validation_errors_name_field_rule_and_message_in_dutch(stack: Stack) -> None:
     h = await stack.headers(HIS, **{"Accept-Language": "nl"})
-    before = (await stack.client.get("/api/v1/registrations?organisation_id=az-demo&include_deleted=true", headers=h)).json()["total"]
+    before = (
+        await stack.client.get(
+            "/api/v1/registrations?organisation_id=az-demo&include_deleted=true", headers=h
+        )
+    ).json()["total"]
     bad = record(DT_HOSPZ="31/02/2024", IDC_PAT="85040216933", CD_PAT_SEX="Q", MS_HEIGHT="tall")
     r = await stack.client.post(SUBMIT, json=bad, headers=h)
     assert r.status_code == 422
@@ -115,13 +127,19 @@ async def test_validation_errors_name_field_rule_and_message_in_dutch(stack: Sta
     assert "85040216933" not in r.text
     english = await stack.client.post(SUBMIT, json=bad, headers=await stack.headers(HIS))
     assert {e["message"] for e in english.json()["errors"]} != {e["message"] for e in problem["errors"]}
-    after = (await stack.client.get("/api/v1/registrations?organisation_id=az-demo&include_deleted=true", headers=h)).json()["total"]
+    after = (
+        await stack.client.get(
+            "/api/v1/registrations?organisation_id=az-demo&include_deleted=true", headers=h
+        )
+    ).json()["total"]
     assert after == before
 
 
 async def test_bad_requests_get_problems_and_store_nothing(stack: Stack) -> None:
     h = await stack.headers(HIS)
-    r = await stack.client.post(SUBMIT, content=b'{"IDC_PAT": ', headers={**h, "Content-Type": "application/json"})
+    r = await stack.client.post(
+        SUBMIT, content=b'{"IDC_PAT": ', headers={**h, "Content-Type": "application/json"}
+    )
     assert r.status_code == 400 and r.json()["type"] == "/problems/malformed-json"
     r = await stack.client.post(SUBMIT, json=[1, 2], headers=h)
     assert r.status_code == 400
@@ -154,5 +172,9 @@ async def test_concurrent_submissions_of_one_record_make_one_registration(stack:
     assert {a.status_code for a in answers} == {202}, [a.text for a in answers if a.status_code != 202]
     assert len({a.json()["registrationId"] for a in answers}) == 1
     assert len({a.json()["businessKey"] for a in answers}) == 1
-    page = (await stack.client.get(f"/api/v1/registrations?business_key={answers[0].json()['businessKey']}", headers=h)).json()
+    page = (
+        await stack.client.get(
+            f"/api/v1/registrations?business_key={answers[0].json()['businessKey']}", headers=h
+        )
+    ).json()
     assert page["total"] == 1

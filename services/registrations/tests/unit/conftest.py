@@ -50,7 +50,11 @@ def build_workbook(
     workbook.remove(workbook.active)
     if hd is None:
         first = next(
-            (str(r.get("name::technical") or r["name"]) for r in survey if not str(r["type"]).startswith(("begin", "end"))),
+            (
+                str(r.get("name::technical") or r["name"])
+                for r in survey
+                if not str(r["type"]).startswith(("begin", "end"))
+            ),
             "X",
         )
         hd = {

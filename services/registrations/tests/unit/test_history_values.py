@@ -9,7 +9,9 @@ from hdhub.registrations.service import changed_fields, replaced_values, values_
 from hdhub.registrations.store import RegistrationVersion
 
 
-def version(n: int, *, values: dict[str, Any] | None = None, replaced: dict[str, Any] | None = None) -> RegistrationVersion:
+def version(
+    n: int, *, values: dict[str, Any] | None = None, replaced: dict[str, Any] | None = None
+) -> RegistrationVersion:
     return RegistrationVersion(version=n, values=values, replaced=replaced)
 
 

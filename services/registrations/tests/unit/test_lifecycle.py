@@ -62,9 +62,15 @@ def test_registration_code_has_the_seen_shape_and_a_mod97_check() -> None:
 
 
 def test_business_key_is_stable_keyed_and_empty_without_its_fields() -> None:
-    a = business_key(b"k1", "ANGIO_HOSP", ("IDC_PAT", "DT_HOSPZ"), {"IDC_PAT": "85040216932", "DT_HOSPZ": "2025-02-03"})
-    assert a == business_key(b"k1", "ANGIO_HOSP", ("IDC_PAT", "DT_HOSPZ"), {"DT_HOSPZ": "2025-02-03", "IDC_PAT": "85040216932"})
-    assert a != business_key(b"k2", "ANGIO_HOSP", ("IDC_PAT", "DT_HOSPZ"), {"IDC_PAT": "85040216932", "DT_HOSPZ": "2025-02-03"})
+    a = business_key(
+        b"k1", "ANGIO_HOSP", ("IDC_PAT", "DT_HOSPZ"), {"IDC_PAT": "85040216932", "DT_HOSPZ": "2025-02-03"}
+    )
+    assert a == business_key(
+        b"k1", "ANGIO_HOSP", ("IDC_PAT", "DT_HOSPZ"), {"DT_HOSPZ": "2025-02-03", "IDC_PAT": "85040216932"}
+    )
+    assert a != business_key(
+        b"k2", "ANGIO_HOSP", ("IDC_PAT", "DT_HOSPZ"), {"IDC_PAT": "85040216932", "DT_HOSPZ": "2025-02-03"}
+    )
     assert "85040216932" not in a
     assert business_key(b"k1", "ANGIO_HOSP", ("IDC_PAT", "DT_HOSPZ"), {"DT_HOSPZ": "2025-02-03"}) is None
     assert business_key(b"k1", "X", (), {"A": "1"}) is None

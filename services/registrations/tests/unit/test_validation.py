@@ -25,7 +25,13 @@ MakeCompiled = Callable[..., CompiledDcd]
 
 SURVEY: list[dict[str, object]] = [
     {"type": "begin_group", "name": "patient", "label::en": "Patient"},
-    {"type": "text", "name": "IDC_PAT", "label::en": "SSIN", "hd::format": "ssin", "hd::personal_data": "yes"},
+    {
+        "type": "text",
+        "name": "IDC_PAT",
+        "label::en": "SSIN",
+        "hd::format": "ssin",
+        "hd::personal_data": "yes",
+    },
     {
         "type": "text",
         "name": "TX_NAME",
@@ -250,7 +256,9 @@ def test_other_date_forms_are_rejected(dcd: CompiledDcd, text: str) -> None:
     assert ("DT_ADM", "type") in rules(check(dcd, {"DT_ADM": text}))
 
 
-@pytest.mark.parametrize(("text", "canonical"), [("07:05", "07:05"), ("7:05", "07:05"), ("23:59", "23:59"), ("00:00:00", "00:00")])
+@pytest.mark.parametrize(
+    ("text", "canonical"), [("07:05", "07:05"), ("7:05", "07:05"), ("23:59", "23:59"), ("00:00:00", "00:00")]
+)
 def test_times_are_24_hour_hh_mm(dcd: CompiledDcd, text: str, canonical: str) -> None:
     assert check(dcd, {"TM_ADM": text}).values["TM_ADM"] == canonical
 
@@ -260,7 +268,9 @@ def test_impossible_times_are_rejected(dcd: CompiledDcd, text: str) -> None:
     assert rules(check(dcd, {"TM_ADM": text})) == [("TM_ADM", "type")]
 
 
-@pytest.mark.parametrize("text", ["20/05/2024 14:30", "2024-05-20T14:30:00", "2024-05-20 14:30", "20/05/2024 14:30:00"])
+@pytest.mark.parametrize(
+    "text", ["20/05/2024 14:30", "2024-05-20T14:30:00", "2024-05-20 14:30", "20/05/2024 14:30:00"]
+)
 def test_datetimes_in_csv_or_iso_form_are_accepted(dcd: CompiledDcd, text: str) -> None:
     assert check(dcd, {"DT_DISCHARGE": text}).values["DT_DISCHARGE"] == "2024-05-20T14:30:00"
 
@@ -291,7 +301,9 @@ def test_number_format_limits_digits_before_and_after_the_point(dcd: CompiledDcd
 
 def test_number_format_message_is_translated(dcd: CompiledDcd) -> None:
     result = check(dcd, {"MS_WEIGHT": "1000.5"}, lang="fr")
-    assert result.errors[0].message == "Saisissez au plus 3 chiffres avant et 1 chiffres après le point décimal."
+    assert (
+        result.errors[0].message == "Saisissez au plus 3 chiffres avant et 1 chiffres après le point décimal."
+    )
 
 
 def test_unknown_code_is_a_choice_error_naming_the_list_not_the_value(dcd: CompiledDcd) -> None:
@@ -321,7 +333,11 @@ def test_ssin_of_the_wrong_length_is_an_ssin_error(dcd: CompiledDcd) -> None:
 @pytest.mark.parametrize(
     ("ssin", "lang", "message"),
     [
-        ("85040216933", "en", "The check number (last 2 digits) of this national register number (SSIN) is wrong"),
+        (
+            "85040216933",
+            "en",
+            "The check number (last 2 digits) of this national register number (SSIN) is wrong",
+        ),
         ("85/04/02-169.32", "fr", "Un numéro de registre national (NISS) ne contient que des chiffres"),
         ("85023116921", "nl", "De geboortedatum in dit rijksregisternummer (INSZ) bestaat niet."),
         ("85040200007", "de", "Die laufende Nummer dieser Nationalregisternummer (INSZ) wird nie vergeben"),
@@ -383,16 +399,32 @@ def test_our_messages_are_translated(dcd: CompiledDcd, lang: str, message: str) 
 
 
 def test_constraint_uses_the_dcd_message(dcd: CompiledDcd) -> None:
-    result = check(dcd, {"DT_PAT_DOB": "02/06/2024", "DT_ADM": "02/06/2024", "DT_PCI_1": "02/06/2024", "DT_PCI_2": "02/06/2024"}, lang="nl")
+    result = check(
+        dcd,
+        {
+            "DT_PAT_DOB": "02/06/2024",
+            "DT_ADM": "02/06/2024",
+            "DT_PCI_1": "02/06/2024",
+            "DT_PCI_2": "02/06/2024",
+        },
+        lang="nl",
+    )
     assert result.errors == [
-        FieldError("DT_PAT_DOB", "patient/DT_PAT_DOB", "constraint", "De geboortedatum kan niet in de toekomst liggen.")
+        FieldError(
+            "DT_PAT_DOB",
+            "patient/DT_PAT_DOB",
+            "constraint",
+            "De geboortedatum kan niet in de toekomst liggen.",
+        )
     ]
 
 
 def test_constraint_without_a_message_uses_ours(dcd: CompiledDcd) -> None:
     result = check(dcd, {"MS_WEIGHT": "0"}, lang="de")
     assert result.errors == [
-        FieldError("MS_WEIGHT", "MS_WEIGHT", "constraint", "Der Wert erfüllt die Bedingung dieses Feldes nicht.")
+        FieldError(
+            "MS_WEIGHT", "MS_WEIGHT", "constraint", "Der Wert erfüllt die Bedingung dieses Feldes nicht."
+        )
     ]
 
 
@@ -425,7 +457,9 @@ def test_group_relevance_applies_to_its_fields(dcd: CompiledDcd) -> None:
     not_smoking = check(dcd, {"CD_RISK": "diabetes", "NB_CIG": "10"})
     assert not_smoking.ok
     assert "NB_CIG" not in not_smoking.values
-    assert [(w.field, w.path, w.rule) for w in not_smoking.warnings] == [("NB_CIG", "smoking/NB_CIG", "not_relevant")]
+    assert [(w.field, w.path, w.rule) for w in not_smoking.warnings] == [
+        ("NB_CIG", "smoking/NB_CIG", "not_relevant")
+    ]
 
 
 def test_choice_filter_limits_codes_by_other_answers(dcd: CompiledDcd) -> None:
@@ -496,7 +530,11 @@ def test_defaults_fill_missing_values(dcd: CompiledDcd) -> None:
 
 def test_unknown_field_is_reported(dcd: CompiledDcd) -> None:
     result = check(dcd, {"DT_PCI_4": "01/01/2024", "NOTE_END": "x", "whatever": ""})
-    assert rules(result) == [("DT_PCI_4", "unknown_field"), ("NOTE_END", "unknown_field"), ("whatever", "unknown_field")]
+    assert rules(result) == [
+        ("DT_PCI_4", "unknown_field"),
+        ("NOTE_END", "unknown_field"),
+        ("whatever", "unknown_field"),
+    ]
 
 
 def test_upload_metadata_columns_are_skipped(dcd: CompiledDcd) -> None:
@@ -507,7 +545,8 @@ def test_upload_metadata_columns_are_skipped(dcd: CompiledDcd) -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "submit"), [("draft", False), (" DRAFT ", False), ("submit", True), ("Submitted", True), ("", None)]
+    ("raw", "submit"),
+    [("draft", False), (" DRAFT ", False), ("submit", True), ("Submitted", True), ("", None)],
 )
 def test_a_records_own_status_says_draft_or_submit(dcd: CompiledDcd, raw: str, submit: bool | None) -> None:
     one = check(dcd, {"STATUS": raw})
@@ -516,7 +555,9 @@ def test_a_records_own_status_says_draft_or_submit(dcd: CompiledDcd, raw: str, s
     assert "STATUS" not in one.values
 
 
-def test_a_status_that_is_neither_draft_nor_submit_is_an_error_in_the_users_language(dcd: CompiledDcd) -> None:
+def test_a_status_that_is_neither_draft_nor_submit_is_an_error_in_the_users_language(
+    dcd: CompiledDcd,
+) -> None:
     rows = [{**VALID_CSV, "STATUS": "sent"}, {**VALID_CSV, "STATUS": "draft"}]
     bad, good = dcd.validate_many(rows, lang="fr", today=TODAY)
     assert [(e.field, e.rule) for e in bad.errors] == [("STATUS", "status")] and bad.submit is None
@@ -569,7 +610,9 @@ IDENTIFIERS = st.from_regex(r"[A-Za-z0-9]{6,12}", fullmatch=True)
 
 @given(ssin=IDENTIFIERS, name=IDENTIFIERS, birth=IDENTIFIERS, lang=st.sampled_from(["en", "fr", "nl", "de"]))
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=200)
-def test_personal_data_never_appears_in_messages(dcd: CompiledDcd, ssin: str, name: str, birth: str, lang: str) -> None:
+def test_personal_data_never_appears_in_messages(
+    dcd: CompiledDcd, ssin: str, name: str, birth: str, lang: str
+) -> None:
     result = check(dcd, {"IDC_PAT": ssin, "TX_NAME": name, "DT_PAT_DOB": birth}, lang=lang)
     reported = json.dumps([e.to_json() for e in [*result.errors, *result.warnings]])
     for value in (ssin, name, birth):
@@ -581,7 +624,9 @@ def test_personal_data_never_appears_in_messages(dcd: CompiledDcd, ssin: str, na
 
 def test_validate_many_gives_the_same_as_one_by_one(dcd: CompiledDcd) -> None:
     rows = [VALID_CSV, {**VALID_CSV, "CD_SEX": "X"}, {**VALID_CSV, "IDC_PAT": "", "TX_NAME": "Peeters"}]
-    assert dcd.validate_many(rows, lang="nl", today=TODAY) == [dcd.validate(r, lang="nl", today=TODAY) for r in rows]
+    assert dcd.validate_many(rows, lang="nl", today=TODAY) == [
+        dcd.validate(r, lang="nl", today=TODAY) for r in rows
+    ]
 
 
 def test_compiled_form_is_cached_per_content(definition: DcdDefinition) -> None:
@@ -621,7 +666,9 @@ def test_valid_sample_of_every_shipped_workbook_passes(code: str) -> None:
 
 
 @pytest.mark.skipif(samples is None, reason="no sample records shipped")
-@pytest.mark.parametrize("sample", samples.INVALID if samples else [], ids=lambda s: f"{s['dcd']}: {s['why']}")
+@pytest.mark.parametrize(
+    "sample", samples.INVALID if samples else [], ids=lambda s: f"{s['dcd']}: {s['why']}"
+)
 def test_invalid_samples_of_shipped_workbooks_are_rejected(sample: dict[str, Any]) -> None:
     compiled = compile_dcd(read_workbook(samples.workbook_path(sample["dcd"])))  # type: ignore[union-attr]
     result = compiled.validate(sample["record"], today=datetime.date(2026, 6, 1))
@@ -630,9 +677,15 @@ def test_invalid_samples_of_shipped_workbooks_are_rejected(sample: dict[str, Any
     assert {(e.field, e.rule) for e in result.errors} <= {tuple(x) for x in sample["errors"]}
 
 
-@given(st.lists(st.dictionaries(st.sampled_from(sorted(VALID_CSV)), RAW_VALUES, max_size=8), min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.dictionaries(st.sampled_from(sorted(VALID_CSV)), RAW_VALUES, max_size=8), min_size=1, max_size=6
+    )
+)
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=150)
-def test_batches_give_the_same_results_as_single_records(dcd: CompiledDcd, changes: list[dict[str, object]]) -> None:
+def test_batches_give_the_same_results_as_single_records(
+    dcd: CompiledDcd, changes: list[dict[str, object]]
+) -> None:
     same_keys = [{**VALID_CSV, **c} for c in changes]  # every row has every key: the column path
     assert dcd.validate_many(same_keys, today=TODAY) == [dcd.validate(r, today=TODAY) for r in same_keys]
     mixed = [{**VALID_CSV, **c, **({"X": "1"} if i % 2 else {})} for i, c in enumerate(changes)]
@@ -686,4 +739,6 @@ def test_large_batches_give_the_same_results_as_single_records(dcd: CompiledDcd)
         {"TX_PATTERN": "[unclosed"},
     ]
     rows = [{**VALID_CSV, **mistakes[i % len(mistakes)], "MS_HEIGHT": str(150 + i % 60)} for i in range(200)]
-    assert dcd.validate_many(rows, lang="fr", today=TODAY) == [dcd.validate(r, lang="fr", today=TODAY) for r in rows]
+    assert dcd.validate_many(rows, lang="fr", today=TODAY) == [
+        dcd.validate(r, lang="fr", today=TODAY) for r in rows
+    ]

@@ -80,13 +80,17 @@ HD: dict[str, object] = {
 }
 
 
-def problems_of(make_dcd: MakeDcd, survey: list[dict[str, object]], choices: Any = (), **kwargs: Any) -> list[Problem]:
+def problems_of(
+    make_dcd: MakeDcd, survey: list[dict[str, object]], choices: Any = (), **kwargs: Any
+) -> list[Problem]:
     with pytest.raises(WorkbookError) as caught:
         make_dcd(survey, choices, **kwargs)
     return caught.value.problems
 
 
-def only_problem(make_dcd: MakeDcd, survey: list[dict[str, object]], choices: Any = (), **kwargs: Any) -> Problem:
+def only_problem(
+    make_dcd: MakeDcd, survey: list[dict[str, object]], choices: Any = (), **kwargs: Any
+) -> Problem:
     problems = problems_of(make_dcd, survey, choices, **kwargs)
     assert len(problems) == 1, problems
     return problems[0]
@@ -214,7 +218,9 @@ def test_summaries_are_json(definition: DcdDefinition) -> None:
 def test_fingerprint_follows_the_content(make_dcd: MakeDcd, definition: DcdDefinition) -> None:
     again = make_dcd(SURVEY, CHOICES, hd=HD)
     assert again.fingerprint == definition.fingerprint
-    changed = make_dcd([*SURVEY[:-1], {"type": "note", "name": "NOTE_END", "label::English (en)": "Bye"}], CHOICES, hd=HD)
+    changed = make_dcd(
+        [*SURVEY[:-1], {"type": "note", "name": "NOTE_END", "label::English (en)": "Bye"}], CHOICES, hd=HD
+    )
     assert changed.fingerprint != definition.fingerprint
 
 
@@ -265,7 +271,10 @@ def test_duplicate_name_is_reported(make_dcd: MakeDcd) -> None:
 def test_duplicate_technical_name_is_reported(make_dcd: MakeDcd) -> None:
     problem = only_problem(
         make_dcd,
-        [{"type": "text", "name": "A", "name::technical": "X"}, {"type": "text", "name": "B", "name::technical": "X"}],
+        [
+            {"type": "text", "name": "A", "name::technical": "X"},
+            {"type": "text", "name": "B", "name::technical": "X"},
+        ],
     )
     assert (problem.row, problem.column) == (3, "name::technical")
 
@@ -277,7 +286,9 @@ def test_unparsable_expression_is_reported_with_its_position(make_dcd: MakeDcd) 
 
 
 def test_missing_code_list_is_reported(make_dcd: MakeDcd) -> None:
-    problem = only_problem(make_dcd, [{"type": "text", "name": "A"}, {"type": "select_one nowhere", "name": "B"}])
+    problem = only_problem(
+        make_dcd, [{"type": "text", "name": "A"}, {"type": "select_one nowhere", "name": "B"}]
+    )
     assert (problem.row, problem.column) == (3, "type")
     assert "'nowhere'" in problem.message
 
@@ -357,13 +368,23 @@ def test_reference_into_a_repeat_from_outside_is_reported(make_dcd: MakeDcd) -> 
 
 
 def test_repeat_needs_its_flattened_size(make_dcd: MakeDcd) -> None:
-    survey = [{"type": "text", "name": "A"}, {"type": "begin_repeat", "name": "r"}, {"type": "text", "name": "B"}, {"type": "end_repeat"}]
+    survey = [
+        {"type": "text", "name": "A"},
+        {"type": "begin_repeat", "name": "r"},
+        {"type": "text", "name": "B"},
+        {"type": "end_repeat"},
+    ]
     problem = only_problem(make_dcd, survey)
     assert (problem.row, problem.column) == (3, "hd::repeat_max")
 
 
 def test_constant_repeat_count_gives_the_size(make_dcd: MakeDcd) -> None:
-    survey = [{"type": "text", "name": "A"}, {"type": "begin_repeat", "name": "r", "repeat_count": 2}, {"type": "text", "name": "B"}, {"type": "end_repeat"}]
+    survey = [
+        {"type": "text", "name": "A"},
+        {"type": "begin_repeat", "name": "r", "repeat_count": 2},
+        {"type": "text", "name": "B"},
+        {"type": "end_repeat"},
+    ]
     assert make_dcd(survey).field("B").flat_names == ("B_1", "B_2")
 
 
@@ -415,14 +436,19 @@ def test_invalid_literal_default_is_reported(make_dcd: MakeDcd) -> None:
 
 
 def test_choice_filter_must_read_existing_columns(make_dcd: MakeDcd) -> None:
-    survey = [{"type": "text", "name": "A"}, {"type": "select_one device", "name": "D", "choice_filter": "colour = 'red'"}]
+    survey = [
+        {"type": "text", "name": "A"},
+        {"type": "select_one device", "name": "D", "choice_filter": "colour = 'red'"},
+    ]
     problem = only_problem(make_dcd, survey, CHOICES)
     assert problem.column == "choice_filter"
     assert "'colour'" in problem.message
 
 
 def test_bare_name_outside_a_choice_filter_is_reported(make_dcd: MakeDcd) -> None:
-    problem = only_problem(make_dcd, [{"type": "integer", "name": "A", "relevant": "B = 1"}, {"type": "integer", "name": "B"}])
+    problem = only_problem(
+        make_dcd, [{"type": "integer", "name": "A", "relevant": "B = 1"}, {"type": "integer", "name": "B"}]
+    )
     assert "refer to a field as ${B}" in problem.message
 
 
@@ -473,7 +499,9 @@ def test_a_file_that_is_not_a_workbook_is_reported() -> None:
 # --------------------------------------------------------------------------- shipped workbooks
 
 SHIPPED = sorted(
-    item.name for item in (resources.files("hdhub.registrations") / "dcds").iterdir() if item.name.endswith(".xlsx")
+    item.name
+    for item in (resources.files("hdhub.registrations") / "dcds").iterdir()
+    if item.name.endswith(".xlsx")
 )
 
 
@@ -496,7 +524,10 @@ def test_every_shipped_workbook_loads(name: str) -> None:
 @pytest.mark.parametrize("column", ["relevant", "relevance", "bind::relevant", "Relevance"])
 def test_every_spelling_of_relevant_is_skip_logic(make_dcd: MakeDcd, column: str) -> None:
     definition = make_dcd(
-        [{"type": "integer", "name": "A"}, {"type": "text", "name": "B", column: "${A} > 1", "required": "yes"}]
+        [
+            {"type": "integer", "name": "A"},
+            {"type": "text", "name": "B", column: "${A} > 1", "required": "yes"},
+        ]
     )
     compiled = compile_dcd(definition)
     assert definition.field("B").relevant == "${A} > 1"
@@ -554,21 +585,29 @@ def test_every_spelling_of_the_repeat_count_is_read(make_dcd: MakeDcd, column: s
     assert [(e.field, e.rule) for e in errors] == [("T_2", "repeat_count")]
 
 
-@pytest.mark.parametrize("column", ["label:English", "label::English", "label::en", "Label:English (en)", "caption::en"])
+@pytest.mark.parametrize(
+    "column", ["label:English", "label::English", "label::en", "Label:English (en)", "caption::en"]
+)
 def test_every_spelling_of_a_translated_label_is_read(make_dcd: MakeDcd, column: str) -> None:
     definition = make_dcd([{"type": "text", "name": "A", column: "Name", "label:French": "Nom"}])
     assert definition.field("A").labels == {"en": "Name", "fr": "Nom"}
 
 
-@pytest.mark.parametrize("column", ["media::image", "guidance_hint", "personal_data", "hd::unknown", "bind::type", "trigger"])
+@pytest.mark.parametrize(
+    "column", ["media::image", "guidance_hint", "personal_data", "hd::unknown", "bind::type", "trigger"]
+)
 def test_a_column_that_is_not_read_is_refused_where_it_is_filled(make_dcd: MakeDcd, column: str) -> None:
-    problem = only_problem(make_dcd, [{"type": "text", "name": "A"}, {"type": "text", "name": "B", column: "x"}])
+    problem = only_problem(
+        make_dcd, [{"type": "text", "name": "A"}, {"type": "text", "name": "B", column: "x"}]
+    )
     assert (problem.sheet, problem.row, problem.column) == ("survey", 3, column)
     assert "does not read" in problem.message
 
 
 def test_two_spellings_of_one_column_are_refused(make_dcd: MakeDcd) -> None:
-    problem = only_problem(make_dcd, [{"type": "integer", "name": "A", "relevant": "true()", "relevance": "false()"}])
+    problem = only_problem(
+        make_dcd, [{"type": "integer", "name": "A", "relevant": "true()", "relevance": "false()"}]
+    )
     assert (problem.sheet, problem.row, problem.column) == ("survey", 1, "relevance")
     assert "same column" in problem.message
 
@@ -582,7 +621,9 @@ def test_two_spellings_of_one_column_are_refused(make_dcd: MakeDcd) -> None:
         ({"type": "begin_group", "name": "G", "repeat_count": "2"}, "repeat_count"),
     ],
 )
-def test_a_rule_a_group_cannot_hold_is_refused(make_dcd: MakeDcd, row: dict[str, object], column: str) -> None:
+def test_a_rule_a_group_cannot_hold_is_refused(
+    make_dcd: MakeDcd, row: dict[str, object], column: str
+) -> None:
     problem = only_problem(make_dcd, [row, {"type": "text", "name": "A"}, {"type": "end_group"}])
     assert (problem.sheet, problem.row, problem.column) == ("survey", 2, column)
 
@@ -612,7 +653,9 @@ def test_a_repeat_count_on_a_field_is_refused(make_dcd: MakeDcd) -> None:
     ],
 )
 def test_a_regex_that_does_not_compile_is_a_workbook_problem(make_dcd: MakeDcd, constraint: str) -> None:
-    problem = only_problem(make_dcd, [{"type": "text", "name": "A"}, {"type": "text", "name": "B", "constraint": constraint}])
+    problem = only_problem(
+        make_dcd, [{"type": "text", "name": "A"}, {"type": "text", "name": "B", "constraint": constraint}]
+    )
     assert (problem.sheet, problem.row, problem.column) == ("survey", 3, "constraint")
     assert "invalid regular expression" in problem.message
 
@@ -638,5 +681,7 @@ def test_a_problem_names_the_column_as_the_workbook_spells_it(make_dcd: MakeDcd)
     problem = only_problem(make_dcd, [{"type": "text", "name": "A", "bind::relevant": "${NOPE} = 1"}])
     assert (problem.row, problem.column) == (2, "bind::relevant") and "NOPE" in problem.message
     # Found when the definition is compiled, after reading: still the column as written.
-    problem = only_problem(make_dcd, [{"type": "text", "name": "A", "bind::constraint": "regex(., concat('[', 'a'))"}])
+    problem = only_problem(
+        make_dcd, [{"type": "text", "name": "A", "bind::constraint": "regex(., concat('[', 'a'))"}]
+    )
     assert (problem.row, problem.column) == (2, "bind::constraint")

@@ -122,7 +122,9 @@ async def test_a_missing_required_column_refuses_the_file_and_absent_optional_on
     fewer = {k: v for k, v in full.items() if k not in optional}
     fewer["TX_PAT_LAST_NAME"], fewer["TX_PAT_FIRST_NAME"] = "Peeters", "An"  # no SSIN: names then
     done = await finished(stack, (await upload(stack, csv_bytes([fewer])))["id"])
-    assert done["findings"] == [] and done["counts"]["created"] == 1, await report(stack, done["id"], "errors")
+    assert done["findings"] == [] and done["counts"]["created"] == 1, await report(
+        stack, done["id"], "errors"
+    )
     assert done["counts"]["errors"] == done["counts"]["warnings"] == 0
     missing = {k: v for k, v in full.items() if k != "MS_WEIGHT"}
     done = await finished(stack, (await upload(stack, csv_bytes([missing]), lang="fr"))["id"])

@@ -230,7 +230,9 @@ async def test_belgian_decimal_commas_are_read_and_named(stack: Stack) -> None:
     assert noted["severity"] == "warning" and noted["column"] == "MS_WEIGHT" and noted["line"] == 2
     assert "MS_WEIGHT" in noted["message"] and "virgule" in noted["message"]
     [first, _] = await report(stack, created["id"], "success")
-    r = await stack.client.get(f"/api/v1/registrations/{first['registration_id']}", headers=await stack.headers(HIS))
+    r = await stack.client.get(
+        f"/api/v1/registrations/{first['registration_id']}", headers=await stack.headers(HIS)
+    )
     assert r.json()["values"]["MS_WEIGHT"] == "72.5"  # decimals are kept as written, with a point
 
 

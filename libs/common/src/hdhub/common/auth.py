@@ -180,7 +180,9 @@ class Principal:
     @property
     def services(self) -> frozenset[str]:
         """The platform services this caller is (``hdhub-service:<name>`` realm roles)."""
-        return frozenset(r[len(SERVICE_ROLE_PREFIX) :] for r in self.realm_roles if r.startswith(SERVICE_ROLE_PREFIX))
+        return frozenset(
+            r[len(SERVICE_ROLE_PREFIX) :] for r in self.realm_roles if r.startswith(SERVICE_ROLE_PREFIX)
+        )
 
     def is_service(self, *names: str) -> bool:
         """Whether the caller is one of the named platform services (any, without names)."""
@@ -202,8 +204,10 @@ class Principal:
         if self.is_service():
             return self._service_can(action, organisation_id)
         if organisation_id is None:
-            return self.is_operator and action in OPERATOR_ACTIONS or any(
-                action in POLICY[r] for m in self.memberships.values() for r in m.roles
+            return (
+                self.is_operator
+                and action in OPERATOR_ACTIONS
+                or any(action in POLICY[r] for m in self.memberships.values() for r in m.roles)
             )
         if self.is_operator and action in OPERATOR_ACTIONS:
             return True
@@ -230,8 +234,14 @@ class Principal:
     def organisations_for(self, action: Action) -> list[str]:
         if self.is_service():
             acting = self.acting_for
-            return [acting.organisation_id] if acting is not None and self.can(action, acting.organisation_id) else []
-        return [m.organisation_id for m in self.memberships.values() if any(action in POLICY[r] for r in m.roles)]
+            return (
+                [acting.organisation_id]
+                if acting is not None and self.can(action, acting.organisation_id)
+                else []
+            )
+        return [
+            m.organisation_id for m in self.memberships.values() if any(action in POLICY[r] for r in m.roles)
+        ]
 
     @classmethod
     def from_claims(cls, claims: Mapping[str, Any], token: str = "") -> Principal:
@@ -259,7 +269,9 @@ def revocation_subject(principal: Principal) -> str:
 
 
 # The caller of the current request or RPC; gRPC clients forward its token downstream.
-current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("current_principal", default=None)
+current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "current_principal", default=None
+)
 
 
 class TokenVerifier:
@@ -308,7 +320,9 @@ class TokenVerifier:
                 await self._refresh(force=kid not in self._keys)
             except httpx.HTTPError as exc:
                 if kid not in self._keys:
-                    raise Problem(503, "issuer-unavailable", "The identity provider cannot be reached") from exc
+                    raise Problem(
+                        503, "issuer-unavailable", "The identity provider cannot be reached"
+                    ) from exc
         if kid not in self._keys:
             raise unauthorized("The token is signed with an unknown key.")
         return self._keys[kid]
@@ -371,7 +385,10 @@ def verifier() -> TokenVerifier:
 
         s = platform()
         _verifier = TokenVerifier(
-            issuer=s.oidc_issuer, jwks_url=s.jwks_url, audience=s.oidc_audience, cache_seconds=s.jwks_cache_seconds
+            issuer=s.oidc_issuer,
+            jwks_url=s.jwks_url,
+            audience=s.oidc_audience,
+            cache_seconds=s.jwks_cache_seconds,
         )
     return _verifier
 

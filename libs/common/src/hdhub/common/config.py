@@ -32,6 +32,7 @@ def is_placeholder(value: str | None) -> bool:
     """Whether a secret is unset or a known placeholder (case and spaces ignored)."""
     return value is None or value.strip().lower() in KNOWN_PLACEHOLDERS
 
+
 # Where each service's gRPC server listens in `hdhub run all`; Kubernetes overrides
 # these with Service DNS names (HDHUB_GRPC_REGISTRATIONS=registrations:50051).
 DEFAULT_GRPC_PORTS = {

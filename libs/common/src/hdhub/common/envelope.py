@@ -251,7 +251,11 @@ class MasterKeySettings(BaseModel):
     def _master_key_in_production(self) -> MasterKeySettings:
         from hdhub.common.config import is_placeholder, platform
 
-        if platform().environment == "production" and is_placeholder(self.master_key) and not self.master_key_file:
+        if (
+            platform().environment == "production"
+            and is_placeholder(self.master_key)
+            and not self.master_key_file
+        ):
             raise ValueError(
                 f"{self._variable('MASTER_KEY')} is unset or a placeholder; set it "
                 f"(or {self._variable('MASTER_KEY_FILE')}) from a Secret"

@@ -80,12 +80,16 @@ def forbidden(detail: str = "You may not do this for this organisation.") -> Pro
 
 
 def unauthorized(detail: str = "A valid bearer token is required.") -> Problem:
-    return Problem(401, "unauthorized", "Unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="hdhub"'})
+    return Problem(
+        401, "unauthorized", "Unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="hdhub"'}
+    )
 
 
 def conflict(slug: str, title: str, detail: str | None = None) -> Problem:
     return Problem(409, slug, title, detail)
 
 
-def invalid(errors: Sequence[FieldProblem], title: str = "The input is not valid", slug: str = "validation") -> Problem:
+def invalid(
+    errors: Sequence[FieldProblem], title: str = "The input is not valid", slug: str = "validation"
+) -> Problem:
     return Problem(422, slug, title, f"{len(errors)} problem(s); see errors.", errors=errors)

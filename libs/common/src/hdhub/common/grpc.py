@@ -699,7 +699,11 @@ async def follow_readiness(
         if now_ready != ready:
             if ready is not None or not now_ready:  # a change, or not ready from the start
                 report = log.info if now_ready else log.warning
-                report("gRPC health %s", "SERVING" if now_ready else "NOT_SERVING", extra={"checks": dict(states)})
+                report(
+                    "gRPC health %s",
+                    "SERVING" if now_ready else "NOT_SERVING",
+                    extra={"checks": dict(states)},
+                )
             await set_ready(server, now_ready)
             ready = now_ready
         await asyncio.sleep(every)

@@ -173,7 +173,9 @@ class JobQueue:
             return None
         return ActingFor(job.organisation_id, str(actor))
 
-    async def claim(self, kinds: list[str], *, limit: int = 10, worker: str | None = None, now: datetime | None = None) -> list[Any]:
+    async def claim(
+        self, kinds: list[str], *, limit: int = 10, worker: str | None = None, now: datetime | None = None
+    ) -> list[Any]:
         """Take up to ``limit`` due jobs (or jobs whose lease ran out) for this worker, in one
         statement: ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``
         on PostgreSQL (concurrent workers never take the same job); SQLite has one writer."""
@@ -233,7 +235,9 @@ class JobQueue:
         old = select(Job.id).where(Job.status == DONE, Job.finished_at < cutoff).limit(limit)
         async with self.db.system_session() as session:
             result = await session.execute(
-                delete(Job).where(Job.id.in_(old.scalar_subquery())).execution_options(synchronize_session=False)
+                delete(Job)
+                .where(Job.id.in_(old.scalar_subquery()))
+                .execution_options(synchronize_session=False)
             )
             return int(getattr(result, "rowcount", 0) or 0)
 
@@ -277,9 +281,11 @@ class JobQueue:
                 return DONE
             if job.attempts >= self.max_attempts:
                 job.status, job.lease_until, job.last_error = PARKED, None, error[:2000]
-                log.warning("job parked", extra={"job_id": job_id, "kind": job.kind, "attempts": job.attempts})
+                log.warning(
+                    "job parked", extra={"job_id": job_id, "kind": job.kind, "attempts": job.attempts}
+                )
             else:
-                delay = min(2 ** job.attempts, 3600)
+                delay = min(2**job.attempts, 3600)
                 job.status, job.lease_until = QUEUED, None
                 job.run_after, job.last_error = now + timedelta(seconds=delay), error[:2000]
             outcome = str(job.status)

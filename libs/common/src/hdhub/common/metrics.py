@@ -71,6 +71,7 @@ clock: Clock = SYSTEM_CLOCK
 def _now() -> float:
     return clock.now().timestamp()
 
+
 # Up to a minute: CSV uploads and batch validation are legitimately slow.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 UNMATCHED_ROUTE = "<unmatched>"
@@ -237,7 +238,9 @@ FAILED_CODES = frozenset(
 )
 
 
-def grpc_client_outcome(grpc_type: str, grpc_service: str, grpc_method: str, code: str, elapsed: float) -> None:
+def grpc_client_outcome(
+    grpc_type: str, grpc_service: str, grpc_method: str, code: str, elapsed: float
+) -> None:
     """Record the end of a client RPC."""
     GRPC_CLIENT_HANDLED.labels(grpc_type, grpc_service, grpc_method, code).inc()
     GRPC_CLIENT_HANDLING_SECONDS.labels(grpc_type, grpc_service, grpc_method).observe(elapsed)
@@ -246,7 +249,9 @@ def grpc_client_outcome(grpc_type: str, grpc_service: str, grpc_method: str, cod
 
 
 # --- jobs and workers -----------------------------------------------------------------
-JOBS_CLAIMED = Counter("hdhub_jobs_claimed_total", "Jobs claimed by this process's workers", ["service", "kind"])
+JOBS_CLAIMED = Counter(
+    "hdhub_jobs_claimed_total", "Jobs claimed by this process's workers", ["service", "kind"]
+)
 JOBS_ENDED = Counter(
     "hdhub_jobs_ended_total",
     "Claimed jobs by how their attempt ended: done, failed (retried later), parked "
@@ -308,7 +313,9 @@ def worker_alive(services: Iterable[str], *, stale_after: float, started: float)
 
 # --- build ----------------------------------------------------------------------------
 BUILD_INFO = Gauge(
-    "hdhub_build_info", "Always 1: the version and build of the running code", ["version", "revision", "python"]
+    "hdhub_build_info",
+    "Always 1: the version and build of the running code",
+    ["version", "revision", "python"],
 )
 
 
@@ -321,7 +328,9 @@ def _set_build_info() -> None:
         hdhub_version = version("hdhub")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
         hdhub_version = "unknown"
-    BUILD_INFO.labels(hdhub_version, os.environ.get("HDHUB_REVISION", "unknown"), py_platform.python_version()).set(1)
+    BUILD_INFO.labels(
+        hdhub_version, os.environ.get("HDHUB_REVISION", "unknown"), py_platform.python_version()
+    ).set(1)
 
 
 _set_build_info()

@@ -109,7 +109,11 @@ def traced(system: str) -> Any:
     whole key, which may carry a sender's file name."""
 
     def attributes(op: str, key: str) -> dict[str, str]:
-        return {"objectstore.system": system, "objectstore.operation": op, "objectstore.prefix": key.split("/", 1)[0]}
+        return {
+            "objectstore.system": system,
+            "objectstore.operation": op,
+            "objectstore.prefix": key.split("/", 1)[0],
+        }
 
     def wrap_call(op: str, fn: Any) -> Any:
         async def call(self: Any, key: str = "", *args: Any, **kwargs: Any) -> Any:
@@ -127,7 +131,9 @@ def traced(system: str) -> Any:
     def wrap_stream(op: str, fn: Any) -> Any:
         async def stream(self: Any, key: str = "", *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
             # Not made current: a generator may be resumed in another task's context.
-            span = _tracer.start_span(f"objectstore.{op}", kind=trace.SpanKind.CLIENT, attributes=attributes(op, key))
+            span = _tracer.start_span(
+                f"objectstore.{op}", kind=trace.SpanKind.CLIENT, attributes=attributes(op, key)
+            )
             try:
                 async for item in fn(self, key, *args, **kwargs):
                     yield item
@@ -253,7 +259,9 @@ class FolderStore:
                     # Someone else wrote it (a drop folder) with a name no key may carry:
                     # listed as it is, so the caller can say so, never a failed listing.
                     info = path.stat()
-                    found = StoredObject(rel, info.st_size, None, modified=datetime.fromtimestamp(info.st_mtime, UTC))
+                    found = StoredObject(
+                        rel, info.st_size, None, modified=datetime.fromtimestamp(info.st_mtime, UTC)
+                    )
                 if found is not None:
                     yield found
 
@@ -503,12 +511,16 @@ class SealedStore:
 
         sealed = seal_stream(self.envelope, plain(), aad=self._aad)
         stored = await self.inner.put(key, sealed, content_type=content_type, metadata=metadata)
-        return StoredObject(key, size, digest.hexdigest(), content_type, dict(metadata or {}), stored.modified)
+        return StoredObject(
+            key, size, digest.hexdigest(), content_type, dict(metadata or {}), stored.modified
+        )
 
     async def stream(self, key: str) -> AsyncIterator[bytes]:
         from hdhub.common.envelope import open_stream
 
-        async for chunk in open_stream(self.envelope, self.inner.stream(key), aad=self._aad, plaintext_ok=True):
+        async for chunk in open_stream(
+            self.envelope, self.inner.stream(key), aad=self._aad, plaintext_ok=True
+        ):
             yield chunk
 
     async def read(self, key: str) -> bytes:
@@ -516,14 +528,20 @@ class SealedStore:
 
     async def stat(self, key: str) -> StoredObject | None:
         found = await self.inner.stat(key)
-        return None if found is None else StoredObject(key, found.size, None, found.content_type, found.metadata, found.modified)
+        return (
+            None
+            if found is None
+            else StoredObject(key, found.size, None, found.content_type, found.metadata, found.modified)
+        )
 
     async def delete(self, key: str) -> None:
         await self.inner.delete(key)
 
     async def list(self, prefix: str = "") -> AsyncIterator[StoredObject]:
         async for found in self.inner.list(prefix):
-            yield StoredObject(found.key, found.size, None, found.content_type, found.metadata, found.modified)
+            yield StoredObject(
+                found.key, found.size, None, found.content_type, found.metadata, found.modified
+            )
 
     async def move(self, source: str, target: str) -> StoredObject:
         return await self.inner.move(source, target)

@@ -109,7 +109,10 @@ class Service:
 
         bind = self.settings.resolved_grpc_bind()
         self._grpc_server = await start_server(
-            service=self.name, bind=bind, register=self.grpc_registrations(), service_names=self.grpc_service_names
+            service=self.name,
+            bind=bind,
+            register=self.grpc_registrations(),
+            service_names=self.grpc_service_names,
         )
         self._health_task = asyncio.create_task(
             follow_readiness(self._grpc_server, self.readiness), name=f"{self.name}-grpc-health"

@@ -69,7 +69,9 @@ class ServiceTokens:
     async def _fetch(self) -> None:
         s = platform()
         if is_placeholder(s.service_client_secret):
-            raise Problem(503, "service-identity-unset", "HDHUB_SERVICE_CLIENT_SECRET is unset or a placeholder")
+            raise Problem(
+                503, "service-identity-unset", "HDHUB_SERVICE_CLIENT_SECRET is unset or a placeholder"
+            )
         transport = self.transport or auth.verifier().transport
         form = {
             "grant_type": "client_credentials",
@@ -83,7 +85,9 @@ class ServiceTokens:
             raise Problem(503, "issuer-unavailable", "The identity provider cannot be reached") from exc
         if response.status_code != 200:
             raise Problem(
-                503, "service-identity-refused", f"The identity provider refused the {self.service} service client"
+                503,
+                "service-identity-refused",
+                f"The identity provider refused the {self.service} service client",
             )
         body = response.json()
         started = time.monotonic()
@@ -115,7 +119,9 @@ async def service_principal(service: str, acting_for: ActingFor | None = None) -
 
 
 @asynccontextmanager
-async def acting_as_service(service: str, acting_for: ActingFor | None = None) -> AsyncIterator[auth.Principal]:
+async def acting_as_service(
+    service: str, acting_for: ActingFor | None = None
+) -> AsyncIterator[auth.Principal]:
     """Run the block as platform service ``service`` doing ``acting_for``'s work: gRPC calls
     made inside it carry the service's token and the organisation and actor, instead of any
     user's token."""
@@ -127,4 +133,12 @@ async def acting_as_service(service: str, acting_for: ActingFor | None = None) -
         auth.current_principal.reset(reset_token)
 
 
-__all__ = ["ActingFor", "ServiceTokens", "acting_as_service", "client_id", "reset", "service_principal", "tokens"]
+__all__ = [
+    "ActingFor",
+    "ServiceTokens",
+    "acting_as_service",
+    "client_id",
+    "reset",
+    "service_principal",
+    "tokens",
+]

@@ -43,7 +43,9 @@ class Wakeup:
         try:
             await client.publish(self.channel, b"1")
         except Exception as exc:  # Redis down: the workers' poll still finds the job
-            log.warning("wake-up not published", extra={"channel": self.channel, "error_type": type(exc).__name__})
+            log.warning(
+                "wake-up not published", extra={"channel": self.channel, "error_type": type(exc).__name__}
+            )
 
     async def _listen(self) -> None:
         while True:

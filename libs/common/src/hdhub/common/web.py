@@ -90,19 +90,29 @@ async def _on_validation(request: Request, exc: Exception) -> Response:
         return problem_response(malformed_json("The body is not one JSON value."), request.url.path)
     problems = [
         # Pydantic's own messages never echo the input value here: we omit `input`.
-        FieldProblem(field=_location(e.get("loc", ())), rule=str(e.get("type", "invalid")), message=str(e.get("msg", "")))
+        FieldProblem(
+            field=_location(e.get("loc", ())),
+            rule=str(e.get("type", "invalid")),
+            message=str(e.get("msg", "")),
+        )
         for e in errors
     ]
-    return problem_response(Problem(422, "request-validation", "The request is not valid", errors=problems), request.url.path)
+    return problem_response(
+        Problem(422, "request-validation", "The request is not valid", errors=problems), request.url.path
+    )
 
 
 async def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 403: "forbidden"}.get(exc.status_code, "http-error")
+    slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 403: "forbidden"}.get(
+        exc.status_code, "http-error"
+    )
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = ", ".join(_allowed_methods(request))
-    return problem_response(Problem(exc.status_code, slug, str(exc.detail), headers=headers), request.url.path)
+    return problem_response(
+        Problem(exc.status_code, slug, str(exc.detail), headers=headers), request.url.path
+    )
 
 
 def _allowed_methods(request: Request) -> list[str]:
@@ -202,7 +212,11 @@ async def known_query_parameters(request: Request) -> None:
             "request-validation",
             "The request is not valid",
             errors=[
-                FieldProblem(field=name, rule="unknown_parameter", message=f"Unknown query parameter; known: {expected}")
+                FieldProblem(
+                    field=name,
+                    rule="unknown_parameter",
+                    message=f"Unknown query parameter; known: {expected}",
+                )
                 for name in unknown
             ],
         )
@@ -348,7 +362,9 @@ class IdempotencyColumns:
 
 def request_fingerprint(method: str, path: str, body: Any) -> str:
     try:  # orjson: a 2,000-row batch in 1.3 ms instead of 13
-        raw = orjson.dumps([method, path, body], default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+        raw = orjson.dumps(
+            [method, path, body], default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+        )
     except TypeError:  # an integer beyond 64 bits
         raw = json.dumps([method, path, body], sort_keys=True, default=str).encode()
     return hashlib.sha256(raw).hexdigest()
@@ -369,7 +385,9 @@ async def idempotent(
         if not 1 <= len(key) <= 255:
             raise Problem(400, "bad-idempotency-key", "Idempotency-Key must be 1 to 255 characters")
         stored = (
-            await session.execute(select(model).where(model.organisation_id == organisation_id, model.key == key))
+            await session.execute(
+                select(model).where(model.organisation_id == organisation_id, model.key == key)
+            )
         ).scalar_one_or_none()
         if stored is not None:
             if stored.fingerprint != fingerprint:
@@ -393,5 +411,7 @@ async def idempotent(
         try:
             await session.flush()
         except IntegrityError as exc:
-            raise Problem(409, "idempotency-key-in-flight", "A request with this Idempotency-Key is in progress") from exc
+            raise Problem(
+                409, "idempotency-key-in-flight", "A request with this Idempotency-Key is in progress"
+            ) from exc
     return JSONResponse(body, status_code=status, headers=headers)

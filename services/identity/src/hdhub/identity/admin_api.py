@@ -19,7 +19,9 @@ from hdhub.identity.ratelimit import Throttled, throttled_problem
 
 class OrganisationIn(BaseModel):
     title: str = Field(min_length=1, max_length=200)
-    nihdi_number: str = Field(max_length=32, description="8 digits: 6-digit base and 2 check digits (97 - base mod 97)")
+    nihdi_number: str = Field(
+        max_length=32, description="8 digits: 6-digit base and 2 check digits (97 - base mod 97)"
+    )
 
 
 class OrganisationCreated(BaseModel):
@@ -49,7 +51,8 @@ class MemberOut(BaseModel):
 
 class MemberAdded(MemberOut):
     initial_password: str | None = Field(
-        default=None, description="Only when the account was created: shown once, to be changed at first login"
+        default=None,
+        description="Only when the account was created: shown once, to be changed at first login",
     )
 
 
@@ -85,7 +88,9 @@ class ClientWithSecret(ClientOut):
 
 
 class SftpCredentialIn(BaseModel):
-    username: str | None = Field(default=None, max_length=64, description="Defaults to <organisation>-sftp-<random>")
+    username: str | None = Field(
+        default=None, max_length=64, description="Defaults to <organisation>-sftp-<random>"
+    )
     name: str = Field(default="", max_length=200)
 
 
@@ -157,7 +162,13 @@ def _member(m: MemberRecord) -> MemberOut:
 
 
 def _client(c: ClientRecord) -> dict[str, Any]:
-    return {"client_id": c.client_id, "organisation_id": c.organisation_id, "name": c.name, "roles": sorted(c.roles), "enabled": c.enabled}
+    return {
+        "client_id": c.client_id,
+        "organisation_id": c.organisation_id,
+        "name": c.name,
+        "roles": sorted(c.roles),
+        "enabled": c.enabled,
+    }
 
 
 def _request(r: Any) -> AccountRequestOut:
@@ -171,11 +182,20 @@ def build_admin_routers(service: Any) -> list[APIRouter]:
     audit = APIRouter(prefix="/api/v1/audit", tags=["audit"])
     d = service.directory
 
-    @orgs.post("", status_code=201, response_model=OrganisationCreated, summary="Create an organisation (User Manager)")
-    async def create_organisation(body: OrganisationIn, principal: CurrentPrincipal, response: Response) -> OrganisationCreated:
+    @orgs.post(
+        "",
+        status_code=201,
+        response_model=OrganisationCreated,
+        summary="Create an organisation (User Manager)",
+    )
+    async def create_organisation(
+        body: OrganisationIn, principal: CurrentPrincipal, response: Response
+    ) -> OrganisationCreated:
         org = await d.create_organisation(principal, title=body.title, nihdi_number=body.nihdi_number)
         response.headers["Location"] = f"/api/v1/organisations/{org.id}"
-        return OrganisationCreated(id=org.id, title=org.title, nihdi_number=org.nihdi_number, roles=["manager"])
+        return OrganisationCreated(
+            id=org.id, title=org.title, nihdi_number=org.nihdi_number, roles=["manager"]
+        )
 
     @orgs.get("/{organisation_id}/members", response_model=list[MemberOut], summary="Members and their roles")
     async def list_members(organisation_id: str, principal: CurrentPrincipal) -> list[MemberOut]:
@@ -187,7 +207,9 @@ def build_admin_routers(service: Any) -> list[APIRouter]:
         response_model=MemberAdded,
         summary="Add a member by e-mail (a new account gets an initial password, shown once)",
     )
-    async def add_member(organisation_id: str, body: MemberIn, principal: CurrentPrincipal, response: Response) -> MemberAdded:
+    async def add_member(
+        organisation_id: str, body: MemberIn, principal: CurrentPrincipal, response: Response
+    ) -> MemberAdded:
         added = await d.add_member(
             principal,
             organisation_id,
@@ -197,15 +219,27 @@ def build_admin_routers(service: Any) -> list[APIRouter]:
             username=body.username,
             roles=body.roles,
         )
-        response.headers["Location"] = f"/api/v1/organisations/{organisation_id}/members/{added.member.account.id}"
+        response.headers["Location"] = (
+            f"/api/v1/organisations/{organisation_id}/members/{added.member.account.id}"
+        )
         response.headers["Cache-Control"] = "no-store"
         return MemberAdded(**_member(added.member).model_dump(), initial_password=added.initial_password)
 
-    @orgs.put("/{organisation_id}/members/{account_id}/roles", response_model=MemberOut, summary="Set a member's roles")
-    async def set_roles(organisation_id: str, account_id: str, body: RolesIn, principal: CurrentPrincipal) -> MemberOut:
+    @orgs.put(
+        "/{organisation_id}/members/{account_id}/roles",
+        response_model=MemberOut,
+        summary="Set a member's roles",
+    )
+    async def set_roles(
+        organisation_id: str, account_id: str, body: RolesIn, principal: CurrentPrincipal
+    ) -> MemberOut:
         return _member(await d.set_roles(principal, organisation_id, account_id, body.roles))
 
-    @orgs.delete("/{organisation_id}/members/{account_id}", status_code=204, summary="Remove a member (the account stays)")
+    @orgs.delete(
+        "/{organisation_id}/members/{account_id}",
+        status_code=204,
+        summary="Remove a member (the account stays)",
+    )
     async def remove_member(organisation_id: str, account_id: str, principal: CurrentPrincipal) -> Response:
         await d.remove_member(principal, organisation_id, account_id)
         return Response(status_code=204)
@@ -214,17 +248,30 @@ def build_admin_routers(service: Any) -> list[APIRouter]:
     async def list_clients(organisation_id: str, principal: CurrentPrincipal) -> list[dict[str, Any]]:
         return [_client(c) for c in await d.clients(principal, organisation_id)]
 
-    @orgs.post("/{organisation_id}/clients", status_code=201, response_model=ClientWithSecret, summary="Create a client (secret shown once)")
-    async def create_client(organisation_id: str, body: ClientIn, principal: CurrentPrincipal, response: Response) -> dict[str, Any]:
-        client, secret = await d.create_client(principal, organisation_id, client_id=body.client_id, name=body.name, roles=body.roles)
+    @orgs.post(
+        "/{organisation_id}/clients",
+        status_code=201,
+        response_model=ClientWithSecret,
+        summary="Create a client (secret shown once)",
+    )
+    async def create_client(
+        organisation_id: str, body: ClientIn, principal: CurrentPrincipal, response: Response
+    ) -> dict[str, Any]:
+        client, secret = await d.create_client(
+            principal, organisation_id, client_id=body.client_id, name=body.name, roles=body.roles
+        )
         response.headers["Location"] = f"/api/v1/organisations/{organisation_id}/clients/{client.client_id}"
         response.headers["Cache-Control"] = "no-store"
         return _client(client) | {"client_secret": secret}
 
     @orgs.post(
-        "/{organisation_id}/clients/{client_id}/secret", response_model=ClientWithSecret, summary="Rotate a client's secret (shown once)"
+        "/{organisation_id}/clients/{client_id}/secret",
+        response_model=ClientWithSecret,
+        summary="Rotate a client's secret (shown once)",
     )
-    async def rotate_secret(organisation_id: str, client_id: str, principal: CurrentPrincipal, response: Response) -> dict[str, Any]:
+    async def rotate_secret(
+        organisation_id: str, client_id: str, principal: CurrentPrincipal, response: Response
+    ) -> dict[str, Any]:
         client, secret = await d.rotate_client_secret(principal, organisation_id, client_id)
         response.headers["Cache-Control"] = "no-store"
         return _client(client) | {"client_secret": secret}
@@ -234,9 +281,18 @@ def build_admin_routers(service: Any) -> list[APIRouter]:
         await d.delete_client(principal, organisation_id, client_id)
         return Response(status_code=204)
 
-    @orgs.get("/{organisation_id}/sftp-credentials", response_model=list[SftpCredentialOut], summary="SFTP logins (file intake)")
-    async def list_sftp_credentials(organisation_id: str, principal: CurrentPrincipal) -> list[SftpCredentialOut]:
-        return [SftpCredentialOut.model_validate(c, from_attributes=True) for c in await d.sftp_credentials(principal, organisation_id)]
+    @orgs.get(
+        "/{organisation_id}/sftp-credentials",
+        response_model=list[SftpCredentialOut],
+        summary="SFTP logins (file intake)",
+    )
+    async def list_sftp_credentials(
+        organisation_id: str, principal: CurrentPrincipal
+    ) -> list[SftpCredentialOut]:
+        return [
+            SftpCredentialOut.model_validate(c, from_attributes=True)
+            for c in await d.sftp_credentials(principal, organisation_id)
+        ]
 
     @orgs.post(
         "/{organisation_id}/sftp-credentials",
@@ -247,8 +303,12 @@ def build_admin_routers(service: Any) -> list[APIRouter]:
     async def create_sftp_credential(
         organisation_id: str, body: SftpCredentialIn, principal: CurrentPrincipal, response: Response
     ) -> SftpCredentialWithPassword:
-        credential, password = await d.create_sftp_credential(principal, organisation_id, username=body.username, name=body.name)
-        response.headers["Location"] = f"/api/v1/organisations/{organisation_id}/sftp-credentials/{credential.username}"
+        credential, password = await d.create_sftp_credential(
+            principal, organisation_id, username=body.username, name=body.name
+        )
+        response.headers["Location"] = (
+            f"/api/v1/organisations/{organisation_id}/sftp-credentials/{credential.username}"
+        )
         response.headers["Cache-Control"] = "no-store"
         out = SftpCredentialOut.model_validate(credential, from_attributes=True)
         return SftpCredentialWithPassword(**out.model_dump(), password=password)
@@ -266,8 +326,12 @@ def build_admin_routers(service: Any) -> list[APIRouter]:
         out = SftpCredentialOut.model_validate(credential, from_attributes=True)
         return SftpCredentialWithPassword(**out.model_dump(), password=password)
 
-    @orgs.delete("/{organisation_id}/sftp-credentials/{username}", status_code=204, summary="Delete an SFTP login")
-    async def delete_sftp_credential(organisation_id: str, username: str, principal: CurrentPrincipal) -> Response:
+    @orgs.delete(
+        "/{organisation_id}/sftp-credentials/{username}", status_code=204, summary="Delete an SFTP login"
+    )
+    async def delete_sftp_credential(
+        organisation_id: str, username: str, principal: CurrentPrincipal
+    ) -> Response:
         await d.delete_sftp_credential(principal, organisation_id, username)
         return Response(status_code=204)
 
@@ -295,8 +359,12 @@ def build_admin_routers(service: Any) -> list[APIRouter]:
         except Throttled as exc:
             raise throttled_problem(exc) from exc
 
-    @accounts.post("/me/password", status_code=204, summary="Change your own password", responses=problems(429))
-    async def change_own_password(body: OwnPasswordIn, principal: CurrentPrincipal, request: Request) -> Response:
+    @accounts.post(
+        "/me/password", status_code=204, summary="Change your own password", responses=problems(429)
+    )
+    async def change_own_password(
+        body: OwnPasswordIn, principal: CurrentPrincipal, request: Request
+    ) -> Response:
         if principal.is_system:
             raise Problem(400, "not-a-person", "Hospital-system clients have secrets, not passwords")
         try:
@@ -326,7 +394,9 @@ def build_admin_routers(service: Any) -> list[APIRouter]:
         await d.cancel_account(principal, principal.subject)
         return Response(status_code=204)
 
-    @accounts.delete("/{account_id}", status_code=204, summary="Cancel an account (removes it from every organisation)")
+    @accounts.delete(
+        "/{account_id}", status_code=204, summary="Cancel an account (removes it from every organisation)"
+    )
     async def cancel_account(account_id: str, principal: CurrentPrincipal) -> Response:
         await d.cancel_account(principal, account_id)
         return Response(status_code=204)
@@ -342,17 +412,33 @@ def build_admin_routers(service: Any) -> list[APIRouter]:
         await _throttle(request, body.email)
         return _request(await d.request_account(**body.model_dump()))
 
-    @requests.get("", response_model=list[AccountRequestOut], summary="Account requests of an organisation (its managers)")
-    async def list_requests(organisation_id: str, principal: CurrentPrincipal, status: str | None = None) -> list[AccountRequestOut]:
+    @requests.get(
+        "",
+        response_model=list[AccountRequestOut],
+        summary="Account requests of an organisation (its managers)",
+    )
+    async def list_requests(
+        organisation_id: str, principal: CurrentPrincipal, status: str | None = None
+    ) -> list[AccountRequestOut]:
         return [_request(r) for r in await d.account_requests(principal, organisation_id, status)]
 
-    @requests.post("/{request_id}/approve", response_model=AccountRequestOut, summary="Approve: the account is created, the applicant mailed")
-    async def approve(request_id: str, organisation_id: str, principal: CurrentPrincipal) -> AccountRequestOut:
+    @requests.post(
+        "/{request_id}/approve",
+        response_model=AccountRequestOut,
+        summary="Approve: the account is created, the applicant mailed",
+    )
+    async def approve(
+        request_id: str, organisation_id: str, principal: CurrentPrincipal
+    ) -> AccountRequestOut:
         r, _ = await d.decide_account_request(principal, organisation_id, request_id, approve=True)
         return _request(r)
 
-    @requests.post("/{request_id}/reject", response_model=AccountRequestOut, summary="Reject: the applicant is mailed")
-    async def reject(request_id: str, organisation_id: str, principal: CurrentPrincipal, body: DecisionIn | None = None) -> AccountRequestOut:
+    @requests.post(
+        "/{request_id}/reject", response_model=AccountRequestOut, summary="Reject: the applicant is mailed"
+    )
+    async def reject(
+        request_id: str, organisation_id: str, principal: CurrentPrincipal, body: DecisionIn | None = None
+    ) -> AccountRequestOut:
         r, _ = await d.decide_account_request(
             principal, organisation_id, request_id, approve=False, reason=body.reason if body else None
         )

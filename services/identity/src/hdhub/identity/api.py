@@ -127,7 +127,9 @@ def build_routers(service: Any) -> list[APIRouter]:
             async with service.db.system_session() as session:
                 if grant_type == "password":
                     if not client_id or client_id not in settings.public_clients:
-                        raise issuer.OAuthError(401, "invalid_client", "Invalid client or Invalid client credentials")
+                        raise issuer.OAuthError(
+                            401, "invalid_client", "Invalid client or Invalid client credentials"
+                        )
                     if not username or password is None:
                         raise issuer.OAuthError(400, "invalid_request", "Missing parameter: username")
                     body = await issuer.password_grant(
@@ -144,7 +146,14 @@ def build_routers(service: Any) -> list[APIRouter]:
                             401, "invalid_client", "Invalid client or Invalid client credentials"
                         )
                     body = await _code_or_refresh(
-                        session, grant_type, client_id, taken, code, redirect_uri, code_verifier, refresh_token
+                        session,
+                        grant_type,
+                        client_id,
+                        taken,
+                        code,
+                        redirect_uri,
+                        code_verifier,
+                        refresh_token,
                     )
                 elif grant_type == "client_credentials":
                     if not client_id or client_secret is None:

@@ -215,7 +215,12 @@ async def take_code(session: AsyncSession, code: str) -> TakenCode | None:
         return None
     await session.delete(found)
     return TakenCode(
-        found.session_id, found.client_id, found.redirect_uri, found.code_challenge, found.nonce, found.expires_at < utcnow()
+        found.session_id,
+        found.client_id,
+        found.redirect_uri,
+        found.code_challenge,
+        found.nonce,
+        found.expires_at < utcnow(),
     )
 
 
@@ -243,7 +248,9 @@ async def redeem_code(
     row = await session.get(OidcSession, taken.session_id)
     if row is None or row.state != "active" or row.expires_at < utcnow():
         raise _invalid_grant("Session not active")
-    return await _tokens(session, row, issuer=issuer, lifetime=lifetime, refresh_idle=refresh_idle, nonce=taken.nonce)
+    return await _tokens(
+        session, row, issuer=issuer, lifetime=lifetime, refresh_idle=refresh_idle, nonce=taken.nonce
+    )
 
 
 async def _session_of(session: AsyncSession, refresh_token: str, client_id: str) -> OidcSession | None:

@@ -51,7 +51,9 @@ from hdhub.identity.locks import OrganisationLocks
 from hdhub.identity.mail import Mailer
 from hdhub.identity.store import AccountRequest, AuditEntry, SftpCredential
 
-ADMIN_ROLES = frozenset({Role.MANAGER, Role.DP_MANAGER, Role.CERTIFICATE_EDITOR, Role.CSV_UPLOAD_MANAGER, Role.NIPPIN_MANAGER})
+ADMIN_ROLES = frozenset(
+    {Role.MANAGER, Role.DP_MANAGER, Role.CERTIFICATE_EDITOR, Role.CSV_UPLOAD_MANAGER, Role.NIPPIN_MANAGER}
+)
 DATA_ROLES = frozenset({Role.REGISTRANT, Role.READER})
 MIN_PASSWORD_LENGTH = 12
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -67,9 +69,15 @@ def new_password() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(16))
 
 
-def password_problems(new: str, *, current: str | None = None, field: str = "new_password") -> list[FieldProblem]:
+def password_problems(
+    new: str, *, current: str | None = None, field: str = "new_password"
+) -> list[FieldProblem]:
     if len(new) < MIN_PASSWORD_LENGTH:
-        return [FieldProblem(field, "password-length", f"A password has at least {MIN_PASSWORD_LENGTH} characters.")]
+        return [
+            FieldProblem(
+                field, "password-length", f"A password has at least {MIN_PASSWORD_LENGTH} characters."
+            )
+        ]
     if current is not None and new == current:
         return [FieldProblem(field, "password-reused", "The new password must differ from the current one.")]
     return []
@@ -141,7 +149,9 @@ class Directory:
 
     # --- helpers ---------------------------------------------------------------------
 
-    async def _organisation(self, principal: Principal, organisation_id: str, action: Action) -> OrganisationRecord:
+    async def _organisation(
+        self, principal: Principal, organisation_id: str, action: Action
+    ) -> OrganisationRecord:
         """The organisation if the caller may do ``action`` in it: 404 for non-members
         (existence is never confirmed), 403 for members without the right."""
         if organisation_id not in principal.memberships:
@@ -229,7 +239,9 @@ class Directory:
 
     # --- organisations ---------------------------------------------------------------
 
-    async def create_organisation(self, principal: Principal, *, title: str, nihdi_number: str) -> OrganisationRecord:
+    async def create_organisation(
+        self, principal: Principal, *, title: str, nihdi_number: str
+    ) -> OrganisationRecord:
         if not principal.can(Action.ORGANISATION_CREATE):
             raise forbidden("Only a User Manager creates organisations.")
         errors = nihdi.problems(nihdi_number)
@@ -302,7 +314,11 @@ class Directory:
             a = m.account
             if role and role not in m.roles:
                 return False
-            return not wanted or a.id == query.strip() or any(wanted in v.lower() for v in (a.email, a.username, a.first_name, a.last_name))
+            return (
+                not wanted
+                or a.id == query.strip()
+                or any(wanted in v.lower() for v in (a.email, a.username, a.first_name, a.last_name))
+            )
 
         found = [m for m in await self.members(principal, organisation_id) if matches(m)]
         found.sort(key=lambda m: m.account.email.lower())
@@ -346,7 +362,9 @@ class Directory:
             if account.email.lower() != email.lower():
                 raise conflict("duplicate-username", "This e-mail is another account's username")
             if organisation_id in await self.backend.memberships(account.id):
-                raise conflict("duplicate-email", "A member with this e-mail exists already in this organisation")
+                raise conflict(
+                    "duplicate-email", "A member with this e-mail exists already in this organisation"
+                )
         else:
             password = new_password()
             try:
@@ -359,14 +377,24 @@ class Directory:
                     temporary=True,
                 )
             except DuplicateAccount as exc:
-                raise conflict("duplicate-email", "An account with this e-mail or username exists already") from exc
+                raise conflict(
+                    "duplicate-email", "An account with this e-mail or username exists already"
+                ) from exc
         await self.backend.set_roles(account.id, organisation_id, wanted)
         await self.audit(
-            principal, organisation_id, "member.add", account.email, account_id=account.id, roles=sorted(wanted), new_account=password is not None
+            principal,
+            organisation_id,
+            "member.add",
+            account.email,
+            account_id=account.id,
+            roles=sorted(wanted),
+            new_account=password is not None,
         )
         return AddedMember(MemberRecord(account, wanted), password)
 
-    async def set_roles(self, principal: Principal, organisation_id: str, account_id: str, roles: Iterable[str]) -> MemberRecord:
+    async def set_roles(
+        self, principal: Principal, organisation_id: str, account_id: str, roles: Iterable[str]
+    ) -> MemberRecord:
         await self._organisation(principal, organisation_id, Action.MEMBER_MANAGE)
         wanted = _roles(roles)
         async with self.locks.hold([organisation_id]):
@@ -378,7 +406,13 @@ class Directory:
         if member.roles - wanted:  # a role taken: the member's tokens that carry it stop now
             await self._revoke(account_id)
         await self.audit(
-            principal, organisation_id, "member.roles", member.account.email, account_id=account_id, before=sorted(member.roles), after=sorted(wanted)
+            principal,
+            organisation_id,
+            "member.roles",
+            member.account.email,
+            account_id=account_id,
+            before=sorted(member.roles),
+            after=sorted(wanted),
         )
         return MemberRecord(member.account, wanted)
 
@@ -440,7 +474,9 @@ class Directory:
             raise Problem(400, "invalid-credentials", "The username or current password is wrong")
         await self.backend.set_password(account.id, new, temporary=False)
         for org in await self.backend.memberships(account.id):
-            await self.audit(None, org, "account.password", account.email, actor=account, account_id=account.id)
+            await self.audit(
+                None, org, "account.password", account.email, actor=account, account_id=account.id
+            )
         return account
 
     # --- hospital-system clients -----------------------------------------------------
@@ -450,21 +486,47 @@ class Directory:
         return await self.backend.clients(organisation_id)
 
     async def create_client(
-        self, principal: Principal, organisation_id: str, *, client_id: str | None, name: str, roles: Iterable[str]
+        self,
+        principal: Principal,
+        organisation_id: str,
+        *,
+        client_id: str | None,
+        name: str,
+        roles: Iterable[str],
     ) -> tuple[ClientRecord, str]:
         await self._organisation(principal, organisation_id, Action.CLIENT_MANAGE)
         wanted = _roles(roles)
         if wanted - DATA_ROLES:
-            raise invalid([FieldProblem("roles", "data-roles-only", "A hospital system gets data roles only (registrant, reader).")])
+            raise invalid(
+                [
+                    FieldProblem(
+                        "roles",
+                        "data-roles-only",
+                        "A hospital system gets data roles only (registrant, reader).",
+                    )
+                ]
+            )
         client_id = client_id or f"{organisation_id}-{secrets.token_hex(4)}"
         if not _CLIENT_ID.match(client_id):
-            raise invalid([FieldProblem("client_id", "pattern", "3 to 100 lower-case letters, digits and dashes.")])
+            raise invalid(
+                [FieldProblem("client_id", "pattern", "3 to 100 lower-case letters, digits and dashes.")]
+            )
         if client_id.startswith("hdhub-"):
-            raise invalid([FieldProblem("client_id", "reserved", "Client ids starting with hdhub- are the platform's own.")])
+            raise invalid(
+                [
+                    FieldProblem(
+                        "client_id", "reserved", "Client ids starting with hdhub- are the platform's own."
+                    )
+                ]
+            )
         secret = secrets.token_urlsafe(32)
         try:
             client = await self.backend.create_client(
-                client_id=client_id, organisation_id=organisation_id, name=name.strip(), roles=wanted, secret=secret
+                client_id=client_id,
+                organisation_id=organisation_id,
+                name=name.strip(),
+                roles=wanted,
+                secret=secret,
             )
         except DuplicateClient as exc:
             raise conflict("duplicate-client", "A client with this client id exists already") from exc
@@ -478,7 +540,9 @@ class Directory:
             raise not_found("Client")
         return client
 
-    async def rotate_client_secret(self, principal: Principal, organisation_id: str, client_id: str) -> tuple[ClientRecord, str]:
+    async def rotate_client_secret(
+        self, principal: Principal, organisation_id: str, client_id: str
+    ) -> tuple[ClientRecord, str]:
         client = await self._client(principal, organisation_id, client_id)
         secret = secrets.token_urlsafe(32)
         await self.backend.set_client_secret(client_id, secret)
@@ -620,12 +684,17 @@ class Directory:
         org = await self.backend.get_organisation(organisation_id)
         if org is None:
             raise invalid([FieldProblem("organisation_id", "unknown", "No such organisation.")])
-        if await self.backend.find_account(email) is not None or await self.backend.find_account(username) is not None:
+        if (
+            await self.backend.find_account(email) is not None
+            or await self.backend.find_account(username) is not None
+        ):
             raise conflict("duplicate-email", "An account with this e-mail or username exists already")
         async with self.db.session([organisation_id]) as session:
             pending = (
                 await session.execute(
-                    select(AccountRequest.id).where(AccountRequest.email == email.strip(), AccountRequest.status == "pending")
+                    select(AccountRequest.id).where(
+                        AccountRequest.email == email.strip(), AccountRequest.status == "pending"
+                    )
                 )
             ).first()
             if pending is not None:
@@ -640,7 +709,9 @@ class Directory:
                 requester_email=(requester_email or "").strip() or None,
             )
             session.add(request)
-        await self.audit(None, organisation_id, "account-request.submit", request.email, request_id=request.id)
+        await self.audit(
+            None, organisation_id, "account-request.submit", request.email, request_id=request.id
+        )
         collections = ", ".join(data_collections) or "none"
         await self.mailer.send(
             [request.email, request.requester_email or ""],
@@ -648,7 +719,9 @@ class Directory:
             f"We received the request for an account '{request.username}' at {org.title} "
             f"(data collections: {collections}). Its manager will approve or reject it; you will get a mail.",
         )
-        managers = [m.account.email for m in await self.backend.members(organisation_id) if Role.MANAGER in m.roles]
+        managers = [
+            m.account.email for m in await self.backend.members(organisation_id) if Role.MANAGER in m.roles
+        ]
         await self.mailer.send(
             managers,
             "hdhub: a new account request waits for you",
@@ -657,7 +730,9 @@ class Directory:
         )
         return request
 
-    async def account_requests(self, principal: Principal, organisation_id: str, status: str | None = None) -> list[AccountRequest]:
+    async def account_requests(
+        self, principal: Principal, organisation_id: str, status: str | None = None
+    ) -> list[AccountRequest]:
         await self._organisation(principal, organisation_id, Action.ACCOUNT_REQUEST_REVIEW)
         async with self.db.session([organisation_id]) as session:
             q = select(AccountRequest).order_by(AccountRequest.created_at)
@@ -666,7 +741,13 @@ class Directory:
             return list((await session.execute(q)).scalars())
 
     async def decide_account_request(
-        self, principal: Principal, organisation_id: str, request_id: str, *, approve: bool, reason: str | None = None
+        self,
+        principal: Principal,
+        organisation_id: str,
+        request_id: str,
+        *,
+        approve: bool,
+        reason: str | None = None,
     ) -> tuple[AccountRequest, str | None]:
         org = await self._organisation(principal, organisation_id, Action.ACCOUNT_REQUEST_REVIEW)
         async with self.db.session([organisation_id]) as session:
@@ -689,7 +770,9 @@ class Directory:
                     temporary=True,
                 )
             except DuplicateAccount as exc:
-                raise conflict("duplicate-email", "An account with this e-mail or username exists already") from exc
+                raise conflict(
+                    "duplicate-email", "An account with this e-mail or username exists already"
+                ) from exc
             await self.backend.set_roles(account.id, organisation_id, frozenset({Role.REGISTRANT}))
         async with self.db.session([organisation_id]) as session:
             stored = await session.get(AccountRequest, request_id)
@@ -700,7 +783,12 @@ class Directory:
             stored.reason = reason
             request = stored
         await self.audit(
-            principal, organisation_id, f"account-request.{request.status}", request.email, request_id=request.id, reason=reason
+            principal,
+            organisation_id,
+            f"account-request.{request.status}",
+            request.email,
+            request_id=request.id,
+            reason=reason,
         )
         if approve:
             body = (
@@ -708,6 +796,12 @@ class Directory:
                 "you must change it before your first login."
             )
         else:
-            body = f"Your account request at {org.title} was rejected." + (f" Reason: {reason}" if reason else "")
-        await self.mailer.send([request.email, request.requester_email or ""], f"hdhub: your account request was {request.status}", body)
+            body = f"Your account request at {org.title} was rejected." + (
+                f" Reason: {reason}" if reason else ""
+            )
+        await self.mailer.send(
+            [request.email, request.requester_email or ""],
+            f"hdhub: your account request was {request.status}",
+            body,
+        )
         return request, password

@@ -22,7 +22,9 @@ from hdhub.identity.store import Account, Membership, Organisation, SystemClient
 
 
 def _account(a: Account) -> AccountRecord:
-    return AccountRecord(a.id, a.username, a.email, a.first_name, a.last_name, a.must_change_password, a.enabled)
+    return AccountRecord(
+        a.id, a.username, a.email, a.first_name, a.last_name, a.must_change_password, a.enabled
+    )
 
 
 def _client(c: SystemClient) -> ClientRecord:
@@ -146,31 +148,41 @@ class EmbeddedBackend:
 
     async def memberships(self, account_id: str) -> Mapping[str, frozenset[str]]:
         async with self.db.system_session() as session:
-            rows = (await session.execute(select(Membership).where(Membership.account_id == account_id))).scalars()
+            rows = (
+                await session.execute(select(Membership).where(Membership.account_id == account_id))
+            ).scalars()
             return {m.organisation_id: frozenset(m.roles) for m in rows}
 
     async def set_roles(self, account_id: str, organisation_id: str, roles: frozenset[str]) -> None:
         async with self.db.system_session() as session:
             m = (
                 await session.execute(
-                    select(Membership).where(Membership.account_id == account_id, Membership.organisation_id == organisation_id)
+                    select(Membership).where(
+                        Membership.account_id == account_id, Membership.organisation_id == organisation_id
+                    )
                 )
             ).scalar_one_or_none()
             if m is None:
-                session.add(Membership(account_id=account_id, organisation_id=organisation_id, roles=sorted(roles)))
+                session.add(
+                    Membership(account_id=account_id, organisation_id=organisation_id, roles=sorted(roles))
+                )
             else:
                 m.roles = sorted(roles)
 
     async def remove_membership(self, account_id: str, organisation_id: str) -> None:
         async with self.db.system_session() as session:
             await session.execute(
-                delete(Membership).where(Membership.account_id == account_id, Membership.organisation_id == organisation_id)
+                delete(Membership).where(
+                    Membership.account_id == account_id, Membership.organisation_id == organisation_id
+                )
             )
 
     async def clients(self, organisation_id: str) -> Sequence[ClientRecord]:
         async with self.db.system_session() as session:
             rows = await session.execute(
-                select(SystemClient).where(SystemClient.organisation_id == organisation_id).order_by(SystemClient.client_id)
+                select(SystemClient)
+                .where(SystemClient.organisation_id == organisation_id)
+                .order_by(SystemClient.client_id)
             )
             return [_client(c) for c in rows.scalars()]
 
@@ -187,7 +199,11 @@ class EmbeddedBackend:
                 if await session.get(SystemClient, client_id) is not None:
                     raise DuplicateClient(client_id)
                 c = SystemClient(
-                    client_id=client_id, organisation_id=organisation_id, name=name, roles=sorted(roles), secret_hash=hasher.hash(secret)
+                    client_id=client_id,
+                    organisation_id=organisation_id,
+                    name=name,
+                    roles=sorted(roles),
+                    secret_hash=hasher.hash(secret),
                 )
                 session.add(c)
                 await session.flush()

@@ -50,7 +50,11 @@ class _OwnMethods(pb_grpc.IdentityServiceServicer):
         principal = require_principal()
         ids = principal.organisations_for(Action.ORGANISATION_READ)
         async with self.service.db.system_session() as session:
-            orgs = (await session.execute(select(Organisation).where(Organisation.id.in_(ids)).order_by(Organisation.title))).scalars()
+            orgs = (
+                await session.execute(
+                    select(Organisation).where(Organisation.id.in_(ids)).order_by(Organisation.title)
+                )
+            ).scalars()
             return pb.ListMyOrganisationsResponse(
                 memberships=[
                     pb.OrganisationMembership(organisation=_org(o), roles=sorted(principal.roles_in(o.id)))

@@ -56,7 +56,14 @@ def jwk(key: SigningKey) -> dict[str, Any]:
     private = serialization.load_pem_private_key(key.private_pem.encode(), password=None)
     assert isinstance(private, rsa.RSAPrivateKey)
     numbers = private.public_key().public_numbers()
-    return {"kid": key.kid, "kty": "RSA", "alg": "RS256", "use": "sig", "n": _b64(numbers.n), "e": _b64(numbers.e)}
+    return {
+        "kid": key.kid,
+        "kty": "RSA",
+        "alg": "RS256",
+        "use": "sig",
+        "n": _b64(numbers.n),
+        "e": _b64(numbers.e),
+    }
 
 
 def discovery(issuer: str) -> dict[str, Any]:
@@ -90,7 +97,9 @@ class OAuthError(Exception):
 
 async def signing_key(session: AsyncSession) -> SigningKey:
     key = (
-        await session.execute(select(SigningKey).where(SigningKey.active).order_by(SigningKey.created_at.desc()).limit(1))
+        await session.execute(
+            select(SigningKey).where(SigningKey.active).order_by(SigningKey.created_at.desc()).limit(1)
+        )
     ).scalar_one_or_none()
     if key is None:
         key = new_signing_key()
@@ -144,7 +153,9 @@ async def password_grant(
     session: AsyncSession, *, issuer: str, lifetime: int, client_id: str, username: str, password: str
 ) -> dict[str, Any]:
     account = (
-        await session.execute(select(Account).where((Account.username == username) | (Account.email == username)))
+        await session.execute(
+            select(Account).where((Account.username == username) | (Account.email == username))
+        )
     ).scalar_one_or_none()
     if not verify_secret(account.password_hash if account else None, password) or account is None:
         raise OAuthError(401, "invalid_grant", "Invalid user credentials")
@@ -184,7 +195,9 @@ def service_client(client_id: str) -> str | None:
     return name if client_id.startswith("hdhub-") and name in SERVICE_POLICY else None
 
 
-def service_grant(*, issuer: str, lifetime: int, service: str, client_secret: str, key: SigningKey) -> dict[str, Any]:
+def service_grant(
+    *, issuer: str, lifetime: int, service: str, client_secret: str, key: SigningKey
+) -> dict[str, Any]:
     """A platform service's own token: realm role ``hdhub-service:<service>``, no
     organisation. The secret is the installation's service client secret, as the
     Keycloak realm export gives each ``hdhub-<service>`` client. A placeholder (the shipped
@@ -214,10 +227,18 @@ async def client_credentials_grant(
     service = service_client(client_id)
     if service is not None:
         return service_grant(
-            issuer=issuer, lifetime=lifetime, service=service, client_secret=client_secret, key=await signing_key(session)
+            issuer=issuer,
+            lifetime=lifetime,
+            service=service,
+            client_secret=client_secret,
+            key=await signing_key(session),
         )
     client = await session.get(SystemClient, client_id)
-    if not verify_secret(client.secret_hash if client else None, client_secret) or client is None or not client.enabled:
+    if (
+        not verify_secret(client.secret_hash if client else None, client_secret)
+        or client is None
+        or not client.enabled
+    ):
         raise OAuthError(401, "unauthorized_client", "Invalid client or Invalid client credentials")
     org = await session.get(Organisation, client.organisation_id)
     assert org is not None

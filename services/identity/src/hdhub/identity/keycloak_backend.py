@@ -83,11 +83,23 @@ class KeycloakBackend:
         )
 
     @classmethod
-    def connect(cls, *, server_url: str, realm: str, client_id: str, client_secret: str, public_client: str = "hdhub-portal") -> KeycloakBackend:
+    def connect(
+        cls,
+        *,
+        server_url: str,
+        realm: str,
+        client_id: str,
+        client_secret: str,
+        public_client: str = "hdhub-portal",
+    ) -> KeycloakBackend:
         # The admin client is a service account in the realm itself (roles from the
         # realm-management client: manage-users, manage-clients, view-realm), not master.
         admin = KeycloakAdmin(
-            server_url=server_url, realm_name=realm, client_id=client_id, client_secret_key=client_secret, user_realm_name=realm
+            server_url=server_url,
+            realm_name=realm,
+            client_id=client_id,
+            client_secret_key=client_secret,
+            user_realm_name=realm,
         )
         openid = KeycloakOpenID(server_url=server_url, realm_name=realm, client_id=public_client)
         return cls(admin, openid)
@@ -96,7 +108,9 @@ class KeycloakBackend:
 
     def _organisation(self, g: Mapping[str, Any]) -> OrganisationRecord:
         attrs = g.get("attributes") or {}
-        return OrganisationRecord(g["id"], _first(attrs, "title") or g.get("name", ""), _first(attrs, "nihdi") or g.get("name", ""))
+        return OrganisationRecord(
+            g["id"], _first(attrs, "title") or g.get("name", ""), _first(attrs, "nihdi") or g.get("name", "")
+        )
 
     async def create_organisation(self, *, title: str, nihdi_number: str) -> OrganisationRecord:
         payload = {"name": nihdi_number, "attributes": {"nihdi": [nihdi_number], "title": [title]}}
@@ -234,7 +248,8 @@ class KeycloakBackend:
             for p in await self.admin.a_get_group_members(group_id):
                 roles.setdefault(p["id"], set()).add(role)
         return sorted(
-            (MemberRecord(_account(p), frozenset(roles[p["id"]])) for p in people), key=lambda m: m.account.email
+            (MemberRecord(_account(p), frozenset(roles[p["id"]])) for p in people),
+            key=lambda m: m.account.email,
         )
 
     async def memberships(self, account_id: str) -> Mapping[str, frozenset[str]]:
@@ -250,7 +265,9 @@ class KeycloakBackend:
         await self.admin.a_group_user_add(account_id, organisation_id)
         existing = await self._role_groups(organisation_id)
         for role in roles:
-            await self.admin.a_group_user_add(account_id, existing.get(role) or await self._role_group(organisation_id, role))
+            await self.admin.a_group_user_add(
+                account_id, existing.get(role) or await self._role_group(organisation_id, role)
+            )
         for role, group_id in existing.items():
             if role not in roles:
                 await self.admin.a_group_user_remove(account_id, group_id)
@@ -277,7 +294,11 @@ class KeycloakBackend:
 
     async def clients(self, organisation_id: str) -> Sequence[ClientRecord]:
         clients = await self.admin.a_get_clients()
-        mine = [self._client(c) for c in clients if (c.get("attributes") or {}).get(ORG_ATTRIBUTE) == organisation_id]
+        mine = [
+            self._client(c)
+            for c in clients
+            if (c.get("attributes") or {}).get(ORG_ATTRIBUTE) == organisation_id
+        ]
         return sorted(mine, key=lambda c: c.client_id)
 
     async def get_client(self, client_id: str) -> ClientRecord | None:

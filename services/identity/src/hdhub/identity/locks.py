@@ -12,7 +12,9 @@ from hdhub.common.errors import Problem
 
 
 class OrganisationLocks:
-    def __init__(self, redis_url: str | None, *, prefix: str = "hdhub:identity:lock", timeout: float = 10.0) -> None:
+    def __init__(
+        self, redis_url: str | None, *, prefix: str = "hdhub:identity:lock", timeout: float = 10.0
+    ) -> None:
         self.prefix = prefix
         self.timeout = timeout
         self._local: dict[str, asyncio.Lock] = {}
@@ -29,7 +31,9 @@ class OrganisationLocks:
             if self._redis is None:
                 yield
                 return
-            lock = self._redis.lock(f"{self.prefix}:{organisation_id}", timeout=self.timeout, blocking_timeout=self.timeout)
+            lock = self._redis.lock(
+                f"{self.prefix}:{organisation_id}", timeout=self.timeout, blocking_timeout=self.timeout
+            )
             if not await lock.acquire():
                 raise Problem(503, "busy", "The organisation is being changed; try again")
             try:

@@ -32,7 +32,9 @@ def problems(raw: str, field: str = "nihdi_number") -> list[FieldProblem]:
     if number[6:] != check_digits(number[:6]):
         return [
             FieldProblem(
-                field, "nihdi-check", "The check digits do not match: the last two digits are 97 minus the first six modulo 97."
+                field,
+                "nihdi-check",
+                "The check digits do not match: the last two digits are 97 minus the first six modulo 97.",
             )
         ]
     return []

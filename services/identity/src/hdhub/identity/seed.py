@@ -49,15 +49,23 @@ ORGANISATIONS = (
     DemoOrganisation("lab-demo", "Demo Clinical Laboratory", "82000137"),
 )
 ACCOUNTS = (
-    DemoAccount("manager@az-demo.test", "demo-manager", "Mia", "Manager", {"az-demo": ("manager", "dp_manager")}),
+    DemoAccount(
+        "manager@az-demo.test", "demo-manager", "Mia", "Manager", {"az-demo": ("manager", "dp_manager")}
+    ),
     DemoAccount("nurse@az-demo.test", "demo-nurse", "Noor", "Nurse", {"az-demo": ("registrant",)}),
-    DemoAccount("certificates@az-demo.test", "demo-certs", "Cas", "Certificaat", {"az-demo": ("certificate_editor",)}),
+    DemoAccount(
+        "certificates@az-demo.test", "demo-certs", "Cas", "Certificaat", {"az-demo": ("certificate_editor",)}
+    ),
     DemoAccount("billing@az-demo.test", "demo-billing", "Bea", "Billing", {"az-demo": ("nippin_manager",)}),
-    DemoAccount("biologist@lab-demo.test", "demo-lab", "Bram", "Bioloog", {"lab-demo": ("registrant", "manager")}),
+    DemoAccount(
+        "biologist@lab-demo.test", "demo-lab", "Bram", "Bioloog", {"lab-demo": ("registrant", "manager")}
+    ),
     DemoAccount("operator@hdhub.test", "demo-operator", "Olga", "Operator", {}, ("hdhub-operator",)),
 )
 CLIENTS = (
-    DemoClient("az-demo-his", "demo-his-secret", "az-demo", "AZ Demo hospital information system", ("registrant",)),
+    DemoClient(
+        "az-demo-his", "demo-his-secret", "az-demo", "AZ Demo hospital information system", ("registrant",)
+    ),
     DemoClient("lab-demo-lims", "demo-lims-secret", "lab-demo", "Demo LIMS", ("registrant",)),
 )
 
@@ -76,7 +84,9 @@ async def seed_demo(session: AsyncSession) -> None:
     from sqlalchemy import select
 
     for a in ACCOUNTS:
-        existing = (await session.execute(select(Account).where(Account.username == a.username))).scalar_one_or_none()
+        existing = (
+            await session.execute(select(Account).where(Account.username == a.username))
+        ).scalar_one_or_none()
         if existing is not None:
             continue
         account = Account(

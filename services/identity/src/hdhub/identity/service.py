@@ -43,7 +43,9 @@ class IdentityService(Service):
         self.mailer = Mailer(host=s.smtp_host, port=s.smtp_port, sender=s.mail_from, outbox=self.outbox)
         from hdhub.identity.locks import OrganisationLocks
 
-        self.locks = OrganisationLocks(platform().redis_url, prefix=f"{s.login_key_prefix.rsplit(':', 1)[0]}:lock")
+        self.locks = OrganisationLocks(
+            platform().redis_url, prefix=f"{s.login_key_prefix.rsplit(':', 1)[0]}:lock"
+        )
         self.directory = Directory(self.backend, self.db, self.mailer, self.locks)
         self.login_guard = LoginGuard(
             platform().redis_url,

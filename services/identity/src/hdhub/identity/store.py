@@ -43,7 +43,9 @@ class Membership(Base):
     __table_args__ = (UniqueConstraint("account_id", "organisation_id"),)
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
-    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    organisation_id: Mapped[str] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
     roles: Mapped[list[Any]] = mapped_column(default=list)
 
 
@@ -52,7 +54,9 @@ class SystemClient(Base):
 
     __tablename__ = "system_clients"
     client_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    organisation_id: Mapped[str] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(200), default="")
     secret_hash: Mapped[str] = mapped_column(Text)
     roles: Mapped[list[Any]] = mapped_column(default=list)

@@ -120,7 +120,12 @@ def build_router(service: IntakeService) -> APIRouter:
         principal: Sender,
     ) -> JSONResponse:
         declared = request.headers.get("content-length")
-        if declared and declared.isascii() and declared.isdigit() and int(declared) > service.settings.max_file_bytes:
+        if (
+            declared
+            and declared.isascii()
+            and declared.isdigit()
+            and int(declared) > service.settings.max_file_bytes
+        ):
             raise refusal(
                 TransferRefused(
                     "too-large",

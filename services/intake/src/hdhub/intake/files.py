@@ -431,7 +431,9 @@ class Files:
                 f.rule, f.reason = problem.rule, problem.message
         else:
             f.state, f.unmatched = ACCEPTED, True
-            self.jobs.enqueue(session, LINK_JOB, organisation_id=f.organisation_id, subject_id=f.id, actor=f.sender)
+            self.jobs.enqueue(
+                session, LINK_JOB, organisation_id=f.organisation_id, subject_id=f.id, actor=f.sender
+            )
             after_commit(session, self.wake.notify)
         log.info(
             "file delivered",

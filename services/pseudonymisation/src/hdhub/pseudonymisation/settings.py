@@ -48,7 +48,9 @@ class PseudonymisationSettings(ServiceSettings):
         if not is_placeholder(self.master_key):
             return _decode(self.master_key)
         if is_placeholder(self.secret_key):
-            raise ValueError("PseudonymisationSettings.master_key is unset; set HDHUB_PSEUDONYMISATION_MASTER_KEY")
+            raise ValueError(
+                "PseudonymisationSettings.master_key is unset; set HDHUB_PSEUDONYMISATION_MASTER_KEY"
+            )
         # Refused in production above; elsewhere derived from the secret key, never from a
         # placeholder (`hdhub` generates both under var/).
         return hashlib.sha256(b"hdhub-pseudonymisation-master-key:" + self.secret_key.encode()).digest()

@@ -54,7 +54,10 @@ def parse_if_match(value: str | None, *, required: bool = True) -> int | None:
     if value is None or value.strip() == "*":
         if required and value is None:
             raise Problem(
-                428, "if-match-required", "If-Match is required", "Send the ETag you read as If-Match to change a registration."
+                428,
+                "if-match-required",
+                "If-Match is required",
+                "Send the ETag you read as If-Match to change a registration.",
             )
         return None
     tag = value.strip().removeprefix("W/").strip('"')
@@ -64,7 +67,9 @@ def parse_if_match(value: str | None, *, required: bool = True) -> int | None:
 
 
 def actor_of(principal: Principal, via: str = "api") -> Actor:
-    return Actor(principal.client_id if principal.is_system and principal.client_id else principal.username, via)
+    return Actor(
+        principal.client_id if principal.is_system and principal.client_id else principal.username, via
+    )
 
 
 def readable(principal: Principal) -> list[str]:
@@ -114,7 +119,12 @@ def build_router(service: RegistrationsService) -> APIRouter:
 
     # --- catalogue ------------------------------------------------------------------
 
-    @router.get("/registries", response_model=list[RegistryOut], tags=["catalogue"], summary="Registries, DCDs and versions")
+    @router.get(
+        "/registries",
+        response_model=list[RegistryOut],
+        tags=["catalogue"],
+        summary="Registries, DCDs and versions",
+    )
     async def list_registries(principal: CurrentPrincipal) -> list[RegistryOut]:
         require_catalogue(principal)
         return [
@@ -145,12 +155,19 @@ def build_router(service: RegistrationsService) -> APIRouter:
             200: {"model": DcdImported, "description": "This version was imported before (`created` false)"},
         },
     )
-    async def import_dcd(principal: CurrentPrincipal, workbook: Annotated[UploadFile, File()]) -> JSONResponse:
+    async def import_dcd(
+        principal: CurrentPrincipal, workbook: Annotated[UploadFile, File()]
+    ) -> JSONResponse:
         principal.require(Permission.CATALOGUE_WRITE)
         data = await workbook.read()
         entry, created = await catalogue.import_workbook(data, actor=principal.username)
         d = entry.definition
-        body = {"project_code": d.project_code, "dcd": d.dcd_code, "version": str(d.version), "created": created}
+        body = {
+            "project_code": d.project_code,
+            "dcd": d.dcd_code,
+            "version": str(d.version),
+            "created": created,
+        }
         return JSONResponse(body, status_code=201 if created else 200)
 
     @router.get("/dcds/{dcd}/versions/{version}", tags=["catalogue"], summary="A DCD version's definition")
@@ -180,7 +197,9 @@ def build_router(service: RegistrationsService) -> APIRouter:
         except KeyError:
             raise not_found(f"Field {field}") from None
 
-    @router.get("/dcds/{dcd}/versions/{version}/codelists/{name}", tags=["catalogue"], summary="One code list")
+    @router.get(
+        "/dcds/{dcd}/versions/{version}/codelists/{name}", tags=["catalogue"], summary="One code list"
+    )
     async def get_codelist(dcd: str, version: str, name: str, principal: CurrentPrincipal) -> dict[str, Any]:
         require_catalogue(principal)
         entry = await catalogue.get(dcd, None if version == "latest" else version)
@@ -195,11 +214,18 @@ def build_router(service: RegistrationsService) -> APIRouter:
         tags=["catalogue"],
         summary="Validate a record without storing it",
     )
-    async def validate(dcd: str, version: str, body: ValidateIn, principal: CurrentPrincipal, lang: Language) -> ValidationOut:
+    async def validate(
+        dcd: str, version: str, body: ValidateIn, principal: CurrentPrincipal, lang: Language
+    ) -> ValidationOut:
         require_catalogue(principal)
         entry = await catalogue.get(dcd, None if version == "latest" else version)
         result = entry.compiled.validate(body.values, lang=lang)
-        return ValidationOut(valid=result.ok, values=result.values, errors=issues(result.errors), warnings=issues(result.warnings))
+        return ValidationOut(
+            valid=result.ok,
+            values=result.values,
+            errors=issues(result.errors),
+            warnings=issues(result.warnings),
+        )
 
     # --- registrations --------------------------------------------------------------
 
@@ -252,7 +278,12 @@ def build_router(service: RegistrationsService) -> APIRouter:
             effect=effect,
         )
 
-    @router.get("/registrations", response_model=RegistrationPage, tags=["registrations"], summary="Search registrations")
+    @router.get(
+        "/registrations",
+        response_model=RegistrationPage,
+        tags=["registrations"],
+        summary="Search registrations",
+    )
     async def search(
         principal: CurrentPrincipal,
         organisation_id: str | None = None,
@@ -272,7 +303,9 @@ def build_router(service: RegistrationsService) -> APIRouter:
             if organisation_id not in scope:
                 raise forbidden()
             scope = [organisation_id]
-        refuse_empty_periods(created=Period.of(created_from, created_to), updated=Period.of(updated_from, updated_to))
+        refuse_empty_periods(
+            created=Period.of(created_from, created_to), updated=Period.of(updated_from, updated_to)
+        )
         items, total = await registrations.search(
             scope,
             dcd_code=dcd,
@@ -284,15 +317,24 @@ def build_router(service: RegistrationsService) -> APIRouter:
             limit=limit,
             offset=offset,
         )
-        return RegistrationPage(items=[RegistrationSummary.of(r) for r in items], total=total, limit=limit, offset=offset)
+        return RegistrationPage(
+            items=[RegistrationSummary.of(r) for r in items], total=total, limit=limit, offset=offset
+        )
 
     @router.get("/registrations/{registration_id}", response_model=RegistrationOut, tags=["registrations"])
     async def get(registration_id: str, principal: CurrentPrincipal, response: Response) -> RegistrationOut:
         reg = await registrations.get(readable(principal), registration_id)
         response.headers["ETag"] = etag(reg.version)
-        return RegistrationOut.full(reg, superseded_by=await catalogue.superseded_by(reg.dcd_code, reg.dcd_version))
+        return RegistrationOut.full(
+            reg, superseded_by=await catalogue.superseded_by(reg.dcd_code, reg.dcd_version)
+        )
 
-    @router.put("/registrations/{registration_id}", response_model=RegistrationOut, tags=["registrations"], summary="Save new values")
+    @router.put(
+        "/registrations/{registration_id}",
+        response_model=RegistrationOut,
+        tags=["registrations"],
+        summary="Save new values",
+    )
     async def put(
         registration_id: str,
         body: ValuesIn,
@@ -314,7 +356,12 @@ def build_router(service: RegistrationsService) -> APIRouter:
         return RegistrationOut.full(outcome.registration, outcome.warnings)
 
     async def transition(
-        registration_id: str, action: Action, principal: Principal, if_match: str | None, lang: str, response: Response
+        registration_id: str,
+        action: Action,
+        principal: Principal,
+        if_match: str | None,
+        lang: str,
+        response: Response,
     ) -> RegistrationOut:
         reg = await registrations.act(
             organisations=writable(principal),
@@ -343,7 +390,9 @@ def build_router(service: RegistrationsService) -> APIRouter:
     ) -> RegistrationOut:
         return await transition(registration_id, Action.SUBMIT, principal, if_match, lang, response)
 
-    @router.post("/registrations/{registration_id}/reopen", response_model=RegistrationOut, tags=["registrations"])
+    @router.post(
+        "/registrations/{registration_id}/reopen", response_model=RegistrationOut, tags=["registrations"]
+    )
     async def reopen(
         registration_id: str,
         principal: CurrentPrincipal,
@@ -394,7 +443,10 @@ def build_router(service: RegistrationsService) -> APIRouter:
         "/registrations/{registration_id}/history", response_model=list[HistoryEntry], tags=["registrations"]
     )
     async def history(registration_id: str, principal: CurrentPrincipal) -> list[HistoryEntry]:
-        return [HistoryEntry.of(v, values) for v, values in await registrations.history(readable(principal), registration_id)]
+        return [
+            HistoryEntry.of(v, values)
+            for v, values in await registrations.history(readable(principal), registration_id)
+        ]
 
     # --- delivery to the central platform (delivery.py) ------------------------------
     delivery = service.delivery

@@ -12,7 +12,9 @@ import pyarrow.ipc as ipc
 def encode_rows(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> bytes:
     """Rows of strings (None for empty) to one Arrow IPC stream of UTF-8 columns."""
     names = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
-    arrays = [pa.array([None if (v := r.get(n)) is None else str(v) for r in rows], type=pa.string()) for n in names]
+    arrays = [
+        pa.array([None if (v := r.get(n)) is None else str(v) for r in rows], type=pa.string()) for n in names
+    ]
     batch = pa.RecordBatch.from_arrays(arrays, names=names)
     sink = pa.BufferOutputStream()
     with ipc.new_stream(sink, batch.schema) as writer:

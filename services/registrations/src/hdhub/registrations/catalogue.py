@@ -72,11 +72,16 @@ class Catalogue:
         async with self.db.system_session() as session:
             existing = (
                 await session.execute(
-                    select(DcdVersion).where(DcdVersion.dcd_code == definition.dcd_code, DcdVersion.version == version)
+                    select(DcdVersion).where(
+                        DcdVersion.dcd_code == definition.dcd_code, DcdVersion.version == version
+                    )
                 )
             ).scalar_one_or_none()
             if existing is not None:
-                if existing.sha256 != digest and read_workbook(existing.workbook).fingerprint != definition.fingerprint:
+                if (
+                    existing.sha256 != digest
+                    and read_workbook(existing.workbook).fingerprint != definition.fingerprint
+                ):
                     raise Problem(
                         409,
                         "dcd-version-exists",
@@ -169,7 +174,9 @@ class Catalogue:
             if entry is None:
                 row = (
                     await session.execute(
-                        select(DcdVersion).where(DcdVersion.dcd_code == dcd_code, DcdVersion.version == chosen)
+                        select(DcdVersion).where(
+                            DcdVersion.dcd_code == dcd_code, DcdVersion.version == chosen
+                        )
                     )
                 ).scalar_one()
                 entry = await self._entry(row)
@@ -198,9 +205,11 @@ class Catalogue:
             if ref.isascii() and ref.isdigit():  # not "²", which isdigit() too
                 number = int(ref)
                 # Beyond the column's range no DCD has it (and the database would refuse the query).
-                dcd = None if number > MAX_INT else (
-                    await session.execute(select(Dcd).where(Dcd.number == number))
-                ).scalar_one_or_none()
+                dcd = (
+                    None
+                    if number > MAX_INT
+                    else (await session.execute(select(Dcd).where(Dcd.number == number))).scalar_one_or_none()
+                )
             else:
                 dcd = await session.get(Dcd, ref)
         if dcd is None:
@@ -233,7 +242,11 @@ class Catalogue:
             items = []
             for d in dcds:
                 if d.project_code == p.code:
-                    vs = sorted((v for v in versions if v.dcd_code == d.code), key=lambda v: (v.major, v.minor, v.patch), reverse=True)
+                    vs = sorted(
+                        (v for v in versions if v.dcd_code == d.code),
+                        key=lambda v: (v.major, v.minor, v.patch),
+                        reverse=True,
+                    )
                     items.append((d, vs))
             out.append((p, items))
         return out  # type: ignore[return-value]

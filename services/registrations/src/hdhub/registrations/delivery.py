@@ -677,7 +677,10 @@ class Delivery:
             # pseudonymisation exists to keep apart (the trace id leads to the rest).
             log.info(
                 "delivery attempt",
-                extra={"registration_id": o.registration_id, "outcome": "sent" if o.failure is None else o.failure},
+                extra={
+                    "registration_id": o.registration_id,
+                    "outcome": "sent" if o.failure is None else o.failure,
+                },
             )
 
     async def _lock_rows(self, session: Any, registration_ids: Sequence[str]) -> None:
@@ -831,7 +834,8 @@ class Delivery:
                 )
         for o in resend:
             log.info(
-                "delivery resent", extra={"registration_id": o.registration_id, "outcome": o.failure or "sent"}
+                "delivery resent",
+                extra={"registration_id": o.registration_id, "outcome": o.failure or "sent"},
             )
 
     async def _values(self, items: Sequence[Outgoing]) -> list[Outgoing]:

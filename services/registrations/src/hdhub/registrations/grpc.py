@@ -93,10 +93,14 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
     def _rows(self, data: bytes) -> list[dict[str, str]]:
         rows = decode_rows(data)
         if len(rows) > self.service.settings.max_batch_rows:
-            raise Problem(413, "batch-too-large", f"At most {self.service.settings.max_batch_rows} rows per batch")
+            raise Problem(
+                413, "batch-too-large", f"At most {self.service.settings.max_batch_rows} rows per batch"
+            )
         return rows
 
-    async def ValidateBatch(self, request: pb.ValidateBatchRequest, context: ServicerContext) -> pb.ValidateBatchResponse:
+    async def ValidateBatch(
+        self, request: pb.ValidateBatchRequest, context: ServicerContext
+    ) -> pb.ValidateBatchResponse:
         """Validate rows against a DCD version; stores nothing. Errors name row, field, path, rule, message."""
         principal = require_principal()
         _require(principal, Permission.REGISTRATION_WRITE, request.organisation_id)
@@ -111,7 +115,9 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
             dcd_version=entry.version,
         )
 
-    async def UpsertBatch(self, request: pb.UpsertBatchRequest, context: ServicerContext) -> pb.UpsertBatchResponse:
+    async def UpsertBatch(
+        self, request: pb.UpsertBatchRequest, context: ServicerContext
+    ) -> pb.UpsertBatchResponse:
         """Save or submit rows in one transaction, matched by business key, under the upload's settings."""
         principal = require_principal()
         _require(principal, Permission.REGISTRATION_WRITE, request.organisation_id)
@@ -121,7 +127,9 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
         except IntegrityError as exc:
             # Another writer stored the same batch or business key meanwhile; nothing of
             # this call was kept. Retrying (same batch id) replays or applies it cleanly.
-            raise Problem(409, "concurrent-write", "A concurrent write touched the same records; retry") from exc
+            raise Problem(
+                409, "concurrent-write", "A concurrent write touched the same records; retry"
+            ) from exc
         return pb.UpsertBatchResponse(
             results=[
                 pb.RowResult(
@@ -139,7 +147,9 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
             dcd_version=result.dcd_version,
         )
 
-    async def _upsert(self, request: pb.UpsertBatchRequest, rows: list[dict[str, str]], principal: Principal) -> BatchResult:
+    async def _upsert(
+        self, request: pb.UpsertBatchRequest, rows: list[dict[str, str]], principal: Principal
+    ) -> BatchResult:
         return await upsert_batch(
             self.service.registrations,
             organisation_id=request.organisation_id,
@@ -155,15 +165,21 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
             ),
             lang=request.language or "en",
             # A service records whose work it does (its acting-for actor), a person themself.
-            actor=Actor(principal.author if principal.is_service() else request.author or principal.username, "upload"),
+            actor=Actor(
+                principal.author if principal.is_service() else request.author or principal.username, "upload"
+            ),
             batch_id=request.batch_id or None,
             after_batch_id=request.after_batch_id or None,
         )
 
-    async def GetRegistration(self, request: pb.GetRegistrationRequest, context: ServicerContext) -> pb.GetRegistrationResponse:
+    async def GetRegistration(
+        self, request: pb.GetRegistrationRequest, context: ServicerContext
+    ) -> pb.GetRegistrationResponse:
         """One registration within the caller's organisations; NOT_FOUND otherwise."""
         principal = require_principal()
-        reg = await self.service.registrations.get(principal.organisations_for(Permission.REGISTRATION_READ), request.id)
+        reg = await self.service.registrations.get(
+            principal.organisations_for(Permission.REGISTRATION_READ), request.id
+        )
         return pb.GetRegistrationResponse(registration=registration_message(reg))
 
     async def FindRegistrationsByField(
@@ -181,7 +197,9 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
         )
         return pb.FindRegistrationsByFieldResponse(registrations=[registration_message(r) for r in items])
 
-    async def GetDcdVersion(self, request: pb.GetDcdVersionRequest, context: ServicerContext) -> pb.GetDcdVersionResponse:
+    async def GetDcdVersion(
+        self, request: pb.GetDcdVersionRequest, context: ServicerContext
+    ) -> pb.GetDcdVersionResponse:
         """A DCD version's fields (flattened technical names), for CSV header checks;
         ``required`` marks those every record must fill (``required_in_every_record``)."""
         principal = require_principal()
@@ -204,7 +222,11 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
                     )
                 )
         return pb.GetDcdVersionResponse(
-            project_code=d.project_code, dcd_code=d.dcd_code, version=str(d.version), fields=fields, business_key=list(d.business_key)
+            project_code=d.project_code,
+            dcd_code=d.dcd_code,
+            version=str(d.version),
+            fields=fields,
+            business_key=list(d.business_key),
         )
 
     async def ListReimbursedDcds(
@@ -213,10 +235,12 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
         """The DCDs whose newest version binds fields for NIPPIN (the reimbursed registries)."""
         if not require_principal().can(Permission.CATALOGUE_READ):
             raise forbidden()
-        return pb.ListReimbursedDcdsResponse(dcds=[
-            pb.ReimbursedDcd(project_code=d.project_code, dcd_code=d.dcd_code, labels=dict(d.dcd_titles))
-            for d in await self._reimbursed()
-        ])
+        return pb.ListReimbursedDcdsResponse(
+            dcds=[
+                pb.ReimbursedDcd(project_code=d.project_code, dcd_code=d.dcd_code, labels=dict(d.dcd_titles))
+                for d in await self._reimbursed()
+            ]
+        )
 
     async def _reimbursed(self) -> list[Any]:
         found = []

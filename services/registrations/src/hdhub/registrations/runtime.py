@@ -45,7 +45,9 @@ class RegistrationsService(Service):
         from hdhub.registrations.grpc import RegistrationsServicer
 
         servicer = RegistrationsServicer(self)
-        return [lambda server: registrations_pb2_grpc.add_RegistrationsServiceServicer_to_server(servicer, server)]
+        return [
+            lambda server: registrations_pb2_grpc.add_RegistrationsServiceServicer_to_server(servicer, server)
+        ]
 
     async def domain_metrics(self) -> None:
         from hdhub.registrations import metrics
@@ -62,7 +64,9 @@ class RegistrationsService(Service):
         """The organisation owning a registration (for operator actions across organisations)."""
         async with self.db.system_session() as session:
             org = (
-                await session.execute(select(Registration.organisation_id).where(Registration.id == registration_id))
+                await session.execute(
+                    select(Registration.organisation_id).where(Registration.id == registration_id)
+                )
             ).scalar_one_or_none()
         if org is None:
             raise not_found("Registration")

@@ -24,7 +24,9 @@ class RegistrationIn(BaseModel):
 class ValuesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     values: dict[str, Any]
-    dcd_version: str | None = Field(default=None, description="Move the registration to this version of its DCD")
+    dcd_version: str | None = Field(
+        default=None, description="Move the registration to this version of its DCD"
+    )
 
 
 class ReviewIn(BaseModel):
@@ -86,21 +88,28 @@ class RegistrationSummary(BaseModel):
 
 class RegistrationOut(RegistrationSummary):
     values: dict[str, Any]
-    open_issues: list[FieldIssue] = Field(description="What still blocks submission (drafts may be incomplete)")
+    open_issues: list[FieldIssue] = Field(
+        description="What still blocks submission (drafts may be incomplete)"
+    )
     warnings: list[FieldIssue] = []
     superseded_by: str | None = Field(
-        default=None, description="A newer major version of the DCD: the registration must move to it to be submitted"
+        default=None,
+        description="A newer major version of the DCD: the registration must move to it to be submitted",
     )
 
     @classmethod
-    def full(cls, r: Registration, warnings: list[Any] | None = None, superseded_by: str | None = None) -> RegistrationOut:
+    def full(
+        cls, r: Registration, warnings: list[Any] | None = None, superseded_by: str | None = None
+    ) -> RegistrationOut:
         base = RegistrationSummary.of(r).model_dump()
         return cls(
             **base,
             superseded_by=superseded_by,
             values=r.values,
             open_issues=[FieldIssue(**e) for e in r.errors],
-            warnings=[FieldIssue(field=w.field, path=w.path, rule=w.rule, message=w.message) for w in warnings or []],
+            warnings=[
+                FieldIssue(field=w.field, path=w.path, rule=w.rule, message=w.message) for w in warnings or []
+            ],
         )
 
 

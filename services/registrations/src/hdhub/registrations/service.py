@@ -72,7 +72,13 @@ def field_problems(errors: Sequence[Any]) -> list[FieldProblem]:
 
 def invalid_record(errors: Sequence[Any], *, submitting: bool) -> Problem:
     title = "The registration cannot be submitted" if submitting else "The registration is not valid"
-    return Problem(422, "invalid-registration", title, f"{len(errors)} problem(s); see errors.", errors=field_problems(errors))
+    return Problem(
+        422,
+        "invalid-registration",
+        title,
+        f"{len(errors)} problem(s); see errors.",
+        errors=field_problems(errors),
+    )
 
 
 @dataclass
@@ -97,7 +103,9 @@ def replaced_values(before: Mapping[str, Any] | None, changed: Sequence[str]) ->
     return {name: before.get(name) for name in changed}
 
 
-def values_by_version(current: Mapping[str, Any], versions: Sequence[RegistrationVersion]) -> dict[int, dict[str, Any]]:
+def values_by_version(
+    current: Mapping[str, Any], versions: Sequence[RegistrationVersion]
+) -> dict[int, dict[str, Any]]:
     """The values a registration had at each of its versions, from its current values and
     what each later change replaced (walking back from the newest). A version holding a
     whole copy (written before values were stored once) is taken as it is."""
@@ -139,7 +147,9 @@ class Registrations:
     def check(self, entry: CatalogueEntry, values: Mapping[str, Any], *, lang: str, submitting: bool) -> Any:
         """Validate; raise 422 when the record may not be stored as asked."""
         result = entry.compiled.validate(values, lang=lang)
-        blocking = result.errors if submitting else [e for e in result.errors if e.rule not in DRAFT_TOLERATED_RULES]
+        blocking = (
+            result.errors if submitting else [e for e in result.errors if e.rule not in DRAFT_TOLERATED_RULES]
+        )
         if blocking:
             raise invalid_record(blocking, submitting=submitting)
         return result
@@ -170,7 +180,13 @@ class Registrations:
         entry = await self.catalogue.get(dcd_code, version)
         await self.catalogue.require_current(entry)
         result = self.check(entry, values, lang=lang, submitting=submit)
-        args = {"organisation_id": organisation_id, "entry": entry, "result": result, "submit": submit, "actor": actor}
+        args = {
+            "organisation_id": organisation_id,
+            "entry": entry,
+            "result": result,
+            "submit": submit,
+            "actor": actor,
+        }
         if session is not None:
             return await self._put(session, replace_submitted=replace_submitted, **args)
         for attempt in range(WRITE_ATTEMPTS):
@@ -181,7 +197,9 @@ class Registrations:
                 # A concurrent writer created the same business key first, or the worker
                 # moved the record on: apply ours again on the fresh state.
                 if attempt == WRITE_ATTEMPTS - 1:
-                    raise Problem(409, "concurrent-write", "The registration is being changed by others; retry") from None
+                    raise Problem(
+                        409, "concurrent-write", "The registration is being changed by others; retry"
+                    ) from None
                 await asyncio.sleep(random.uniform(0, 0.01 * (attempt + 1)))
         raise AssertionError("unreachable")
 
@@ -210,7 +228,9 @@ class Registrations:
                     )
             except (IntegrityError, StaleDataError):
                 if attempt == WRITE_ATTEMPTS - 1:
-                    raise Problem(409, "concurrent-write", "The registration is being changed by others; retry") from None
+                    raise Problem(
+                        409, "concurrent-write", "The registration is being changed by others; retry"
+                    ) from None
                 await asyncio.sleep(random.uniform(0, 0.01 * (attempt + 1)))
         raise AssertionError("unreachable")
 
@@ -241,12 +261,20 @@ class Registrations:
         try:
             lifecycle.next_status(action, Status(existing.status))
         except TransitionRefused as exc:
-            raise conflict("registration-not-editable", "A registration with this business key exists", str(exc)) from exc
+            raise conflict(
+                "registration-not-editable", "A registration with this business key exists", str(exc)
+            ) from exc
         await self._replace(session, existing, entry, result, action, actor)
         return Outcome(existing, False, list(result.warnings))
 
     async def _replace(
-        self, session: AsyncSession, reg: Registration, entry: CatalogueEntry, result: Any, action: Action, actor: Actor
+        self,
+        session: AsyncSession,
+        reg: Registration,
+        entry: CatalogueEntry,
+        result: Any,
+        action: Action,
+        actor: Actor,
     ) -> None:
         """Put a whole new record into a stored registration: saved (one version) or, with
         SUBMIT/RESUBMIT, saved and sent in the same version."""
@@ -282,7 +310,9 @@ class Registrations:
             reg.dcd_version = entry.version
             result = self.check(entry, values, lang=lang, submitting=False)
             key = self.key_for(entry, result.values) or f"id:{reg.id}"
-            if key != reg.business_key and await self._live_by_key(session, reg.organisation_id, reg.dcd_code, key):
+            if key != reg.business_key and await self._live_by_key(
+                session, reg.organisation_id, reg.dcd_code, key
+            ):
                 raise conflict("business-key-taken", "Another registration has this business key")
             before = dict(reg.values)
             reg.version += 1
@@ -425,7 +455,10 @@ class Registrations:
             (
                 await session.execute(
                     update(Registration)
-                    .where(self.db.among(Registration.id, [j.subject_id for j in jobs]), Registration.status == Status.SENDING)
+                    .where(
+                        self.db.among(Registration.id, [j.subject_id for j in jobs]),
+                        Registration.status == Status.SENDING,
+                    )
                     .values(
                         status=Status.SUBMITTED,
                         status_confirmation=Confirmation.PENDING,
@@ -438,12 +471,16 @@ class Registrations:
             ).scalars()
         )
         if moved:
-            await session.execute(worker_history(self.db.among(Registration.id, moved), action=Action.PROCESSED.value, at=now))
+            await session.execute(
+                worker_history(self.db.among(Registration.id, moved), action=Action.PROCESSED.value, at=now)
+            )
         await self.jobs.finish_many(session, [job.id for job in jobs])
 
     # --- internals ----------------------------------------------------------------
 
-    async def _live_by_key(self, session: AsyncSession, organisation_id: str, dcd_code: str, key: str) -> Registration | None:
+    async def _live_by_key(
+        self, session: AsyncSession, organisation_id: str, dcd_code: str, key: str
+    ) -> Registration | None:
         return (
             await session.execute(
                 select(Registration).where(
@@ -567,7 +604,9 @@ def lifecycle_check(action: Action, reg: Registration) -> None:
     try:
         lifecycle.next_status(action, Status(reg.status))
     except TransitionRefused as exc:
-        raise conflict("transition-not-allowed", "This action is not allowed in the current status", str(exc)) from exc
+        raise conflict(
+            "transition-not-allowed", "This action is not allowed in the current status", str(exc)
+        ) from exc
 
 
 def stale(current: int | None) -> Problem:
@@ -646,7 +685,9 @@ async def upsert_batch(
         creates: list[_PendingCreate] = []
         pending: dict[str, _PendingCreate] = {}
         async with registrations.db.session([organisation_id]) as session:
-            fingerprint = request_fingerprint("UpsertBatch", entry.definition.dcd_code, [rows, options.__dict__])
+            fingerprint = request_fingerprint(
+                "UpsertBatch", entry.definition.dcd_code, [rows, options.__dict__]
+            )
             if batch_id and not options.dry_run:
                 replay = await _replayed_batch(session, organisation_id, batch_id, fingerprint)
                 if replay is not None:
@@ -657,7 +698,9 @@ async def upsert_batch(
             for start in range(0, len(wanted), 1000):
                 chunk = wanted[start : start + 1000]
                 found = await session.execute(
-                    _live_by_keys(registrations.db.is_postgres, organisation_id, entry.definition.dcd_code, chunk)
+                    _live_by_keys(
+                        registrations.db.is_postgres, organisation_id, entry.definition.dcd_code, chunk
+                    )
                 )
                 stored.update({r.business_key: r for r in found.scalars()})
             for i, (result, key) in enumerate(zip(results, keys, strict=True)):
@@ -669,8 +712,13 @@ async def upsert_batch(
                 submit = (options.submit if result.submit is None else result.submit) and not has_errors
                 existing = stored.get(key) if key else None
                 if existing is not None:
-                    if options.ignore_duplicates and existing.values == result.values and (
-                        not submit or existing.status in (Status.SENDING, Status.SUBMITTED, Status.APPROVED)
+                    if (
+                        options.ignore_duplicates
+                        and existing.values == result.values
+                        and (
+                            not submit
+                            or existing.status in (Status.SENDING, Status.SUBMITTED, Status.APPROVED)
+                        )
                     ):
                         plans.append(RowPlan(i, "ignored_duplicate", existing.id, key or "", existing.status))
                         continue
@@ -689,13 +737,17 @@ async def upsert_batch(
                     plans.append(RowPlan(i, "updated", existing.id, key or "", existing.status))
                     continue
                 if options.dry_run:
-                    plans.append(RowPlan(i, "created", "", key or "", Status.SENDING if submit else Status.OPEN))
+                    plans.append(
+                        RowPlan(i, "created", "", key or "", Status.SENDING if submit else Status.OPEN)
+                    )
                     continue
                 if key and key in pending:
                     # The same key twice in one batch: the later row wins, one registration.
                     first = pending[key]
                     first.result, first.submit = result, submit
-                    plans[first.plan_index] = RowPlan(first.plan_index, "created", first.id, key, first.status)
+                    plans[first.plan_index] = RowPlan(
+                        first.plan_index, "created", first.id, key, first.status
+                    )
                     plans.append(RowPlan(i, "updated", first.id, key, first.status))
                     continue
                 create = _PendingCreate(len(plans), next(ids), key, result, submit)
@@ -733,7 +785,9 @@ async def upsert_batch(
 _LIVE_BY_KEYS = text(
     # Named columns, not r.*: text().columns() maps them by position, and a table's column
     # order (its migrations) need not be the model's.
-    "SELECT " + ", ".join(f'r."{c.name}"' for c in Registration.__table__.columns) + " FROM unnest(CAST(:keys AS varchar[])) AS k(key) CROSS JOIN LATERAL ("
+    "SELECT "
+    + ", ".join(f'r."{c.name}"' for c in Registration.__table__.columns)
+    + " FROM unnest(CAST(:keys AS varchar[])) AS k(key) CROSS JOIN LATERAL ("
     " SELECT * FROM registrations WHERE organisation_id = :organisation_id AND dcd_code = :dcd_code"
     f" AND business_key = k.key AND status <> '{Status.DELETED.value}' LIMIT 1) AS r"
 ).columns(*Registration.__table__.columns)
@@ -832,7 +886,10 @@ async def _insert_created(
     if submitted:
         last = await registrations._take_codes(session, d.dcd_number, now, len(submitted))
         first = last - len(submitted) + 1
-        codes = {c.id: lifecycle.registration_code(d.dcd_number, now.year, first + n) for n, c in enumerate(submitted)}
+        codes = {
+            c.id: lifecycle.registration_code(d.dcd_number, now.year, first + n)
+            for n, c in enumerate(submitted)
+        }
     reg_rows, version_rows = [], []
     for c in creates:
         values, errors = c.result.values, [_error_dict(e) for e in c.result.errors]
@@ -903,11 +960,18 @@ async def _insert_created(
             session,
             DELIVER,
             [
-                {"organisation_id": organisation_id, "actor": actor.name, "subject_id": c.id, "payload": {"version": 2}}
+                {
+                    "organisation_id": organisation_id,
+                    "actor": actor.name,
+                    "subject_id": c.id,
+                    "payload": {"version": 2},
+                }
                 for c in submitted
             ],
         )
-        handoffs = registrations.handoff.items(d, [r for r in reg_rows if r["version"] == 2], organisation_id, actor.name)
+        handoffs = registrations.handoff.items(
+            d, [r for r in reg_rows if r["version"] == 2], organisation_id, actor.name
+        )
         if handoffs:
             await registrations.jobs.enqueue_many(session, NIPPIN_JOB, handoffs)
         after_commit(session, registrations.wake.notify)
@@ -928,16 +992,25 @@ def _batch_json(result: BatchResult) -> dict[str, Any]:
     }
 
 
-async def _replayed_batch(session: AsyncSession, organisation_id: str, batch_id: str, fingerprint: str) -> BatchResult | None:
+async def _replayed_batch(
+    session: AsyncSession, organisation_id: str, batch_id: str, fingerprint: str
+) -> BatchResult | None:
     stored = (
         await session.execute(
-            select(IdempotencyKey).where(IdempotencyKey.organisation_id == organisation_id, IdempotencyKey.key == f"batch:{batch_id}")
+            select(IdempotencyKey).where(
+                IdempotencyKey.organisation_id == organisation_id, IdempotencyKey.key == f"batch:{batch_id}"
+            )
         )
     ).scalar_one_or_none()
     if stored is None:
         return None
     if stored.fingerprint != fingerprint:
-        raise Problem(409, "batch-id-reused", "This batch id was used for other rows", "Use a new batch id for new rows.")
+        raise Problem(
+            409,
+            "batch-id-reused",
+            "This batch id was used for other rows",
+            "Use a new batch id for new rows.",
+        )
     data = json.loads(stored.body)
     return BatchResult(
         rows=[RowPlan(**p) for p in data["rows"]],

@@ -137,7 +137,9 @@ class RegistrationVersion(TenantScoped, Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-def worker_history(where: ColumnElement[bool], *, action: str, at: datetime, comment: str | None = None) -> Insert:
+def worker_history(
+    where: ColumnElement[bool], *, action: str, at: datetime, comment: str | None = None
+) -> Insert:
     """One history entry per registration matching ``where``, for a change the worker just
     made to it (delivery, confirmation, parking): at its current version and status, in one
     INSERT ... SELECT. A status change replaced no values (they stay stored once)."""

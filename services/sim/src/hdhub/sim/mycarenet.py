@@ -59,7 +59,9 @@ class MyCareNet:
             self.duplicates += 1
             return self.answered[message_id]
         if self.behaviour.mode is MyCareNetMode.REFUSE:
-            tack = render(message_id, FAILURE, (TackMessage("error", "NIP-E-042", "the insurer refuses the message"),))
+            tack = render(
+                message_id, FAILURE, (TackMessage("error", "NIP-E-042", "the insurer refuses the message"),)
+            )
         elif not xml.lstrip().startswith(b"<"):
             tack = render(message_id, FAILURE, (TackMessage("error", "NIP-E-001", "not an XML message"),))
         else:

@@ -51,6 +51,8 @@ class SimService(Service):
             try:
                 await asyncio.to_thread(self.mycarenet.collect)
             except OSError:
-                logging.getLogger("hdhub.sim").warning("the MyCareNet folder cannot be collected", exc_info=True)
+                logging.getLogger("hdhub.sim").warning(
+                    "the MyCareNet folder cannot be collected", exc_info=True
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.mycarenet_poll_seconds)

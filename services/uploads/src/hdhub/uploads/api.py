@@ -225,7 +225,10 @@ async def _multipart_file(
         parser.finalize()
     except MultipartParseError:
         raise Problem(
-            400, "bad-multipart", "The body is not multipart/form-data", "Send the CSV as the multipart form field `file`."
+            400,
+            "bad-multipart",
+            "The body is not multipart/form-data",
+            "Send the CSV as the multipart form field `file`.",
         ) from None
     if out:
         yield b"".join(out)
@@ -248,7 +251,9 @@ def build_router(service: UploadsService) -> APIRouter:
         status_code=202,
         response_model=UploadOut,
         summary="Upload a CSV of registrations (multipart field `file`, or a text/csv body)",
-        responses={410: {"description": "upload-source-purged: the linked sequence file's retention ran out"}},
+        responses={
+            410: {"description": "upload-source-purged: the linked sequence file's retention ran out"}
+        },
         openapi_extra={
             "requestBody": {
                 "content": {

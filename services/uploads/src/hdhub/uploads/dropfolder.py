@@ -203,7 +203,9 @@ class DropFolder:
             try:
                 with job_span(job):
                     assert job.organisation_id is not None
-                    acting = self.uploads.jobs.acting_for(job) or ActingFor(job.organisation_id, DROPFOLDER_ACTOR)
+                    acting = self.uploads.jobs.acting_for(job) or ActingFor(
+                        job.organisation_id, DROPFOLDER_ACTOR
+                    )
                     async with acting_as_service("uploads", acting):
                         finished = await self._advance(job)
                 async with self.uploads.db.system_session() as session:
@@ -319,7 +321,9 @@ class DropFolder:
             reason = refusal.message(self.settings.dropfolder_language)
         log.warning("drop-folder file with an unusable name left in place", extra={"organisation_id": org})
         await self._write_error(
-            org, f"{stem}.csv", f"{reason}\nThe file stays in the folder: rename it (or remove it) to have it read."
+            org,
+            f"{stem}.csv",
+            f"{reason}\nThe file stays in the folder: rename it (or remove it) to have it read.",
         )
 
     async def _to_error(self, job: Job, reason: str) -> None:

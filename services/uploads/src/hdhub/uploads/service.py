@@ -54,7 +54,9 @@ class Uploads:
     after_batch: Callable[[str, str, int], None] | None = None
 
     def __post_init__(self) -> None:
-        self.jobs = JobQueue(self.db, Job, lease=timedelta(seconds=self.settings.lease_seconds), service="uploads")
+        self.jobs = JobQueue(
+            self.db, Job, lease=timedelta(seconds=self.settings.lease_seconds), service="uploads"
+        )
         self.wake = Wakeup("hdhub:uploads:process", platform().redis_url)
         self._plain: ObjectStore | None = None
         self._store: ObjectStore | None = None
@@ -183,7 +185,11 @@ class Uploads:
                 session.add(upload)
                 if not held:
                     self.jobs.enqueue(
-                        session, PROCESS, organisation_id=organisation_id, subject_id=upload_id, actor=uploaded_by
+                        session,
+                        PROCESS,
+                        organisation_id=organisation_id,
+                        subject_id=upload_id,
+                        actor=uploaded_by,
                     )
                     after_commit(session, self.wake.notify)
         except IntegrityError:  # the same Idempotency-Key raced us: keep the first

@@ -245,7 +245,8 @@ def bare_names(node: Node) -> frozenset[str]:
 
 def uses_current_value(node: Node) -> bool:
     return any(
-        isinstance(n, CurrentValue) or (isinstance(n, Call) and not n.arguments and n.function in _CONTEXT_DEFAULT)
+        isinstance(n, CurrentValue)
+        or (isinstance(n, Call) and not n.arguments and n.function in _CONTEXT_DEFAULT)
         for n in walk(node)
     )
 
@@ -931,10 +932,8 @@ def _boolean_from_string(value: object) -> bool:
 _EAGER: Mapping[str, Callable[..., object]] = {
     "selected": lambda a, b: xpath_string(b).strip() in _selection(a),
     "count-selected": lambda a: float(len(_selection(a))),
-    "selected-at": lambda a, n: (
-        (lambda s, i: s[int(i)] if math.isfinite(i) and 0 <= int(i) < len(s) else "")(
-            _selection(a), xpath_number(n)
-        )
+    "selected-at": lambda a, n: (lambda s, i: s[int(i)] if math.isfinite(i) and 0 <= int(i) < len(s) else "")(
+        _selection(a), xpath_number(n)
     ),
     "string-length": lambda a: float(len(xpath_string(a))),
     "regex": lambda a, p: _regex(xpath_string(p)).search(xpath_string(a)) is not None,
@@ -1033,7 +1032,18 @@ _CONSTANT_CONTEXT = Context()
 
 _BOOLEAN_OPERATORS = frozenset({"or", "and", "=", "!=", "<", "<=", ">", ">="})
 _BOOLEAN_FUNCTIONS = frozenset(
-    {"selected", "regex", "true", "false", "boolean", "boolean-from-string", "not", "contains", "starts-with", "ends-with"}
+    {
+        "selected",
+        "regex",
+        "true",
+        "false",
+        "boolean",
+        "boolean-from-string",
+        "not",
+        "contains",
+        "starts-with",
+        "ends-with",
+    }
 )
 
 
@@ -1080,6 +1090,7 @@ def _constant(value: object) -> Evaluator:
         return value
 
     return constant
+
 
 _RELATIONAL: Mapping[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt,

@@ -60,7 +60,9 @@ TRANSITIONS: dict[Action, tuple[frozenset[Status], Status | None]] = {
 class TransitionRefused(Exception):
     def __init__(self, action: Action, status: Status) -> None:
         allowed = ", ".join(sorted(s.label for s in TRANSITIONS[action][0]))
-        super().__init__(f"Cannot {action.value.replace('_', ' ')} a registration that is {status.label}; allowed from: {allowed}.")
+        super().__init__(
+            f"Cannot {action.value.replace('_', ' ')} a registration that is {status.label}; allowed from: {allowed}."
+        )
         self.action = action
         self.status = status
 

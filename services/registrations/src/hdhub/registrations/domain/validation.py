@@ -278,6 +278,7 @@ def _released(invalid: _Invalid) -> _Invalid:
     invalid.__context__ = None
     return invalid
 
+
 _DIGITS = frozenset("0123456789")
 _DECIMAL = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?")
 _TIME = re.compile(r"([0-9]{1,2}):([0-9]{2})(?::(00))?")
@@ -817,7 +818,9 @@ class CompiledDcd:
         self._skipped = frozenset(skipped | (UPLOAD_METADATA_FIELDS - self._inputs.keys()))
 
     def _build_scopes(self) -> None:
-        def visit(items: tuple[Item, ...], parent: int | None, instance: int | None, repeat: str | None) -> None:
+        def visit(
+            items: tuple[Item, ...], parent: int | None, instance: int | None, repeat: str | None
+        ) -> None:
             for item in items:
                 if isinstance(item, Field):
                     continue
@@ -911,7 +914,9 @@ class CompiledDcd:
         nodes: dict[_NodeKey, tuple[Step, set[_NodeKey], int]] = {}
         member_of: dict[_NodeKey, tuple[str, int]] = {}  # node -> the repeat instance it belongs to
 
-        def add(key: _NodeKey, step: Step, deps: set[_NodeKey], instance: tuple[str, int] | None = None) -> None:
+        def add(
+            key: _NodeKey, step: Step, deps: set[_NodeKey], instance: tuple[str, int] | None = None
+        ) -> None:
             nodes[key] = (step, deps, len(nodes))
             if instance is not None:
                 member_of[key] = instance
@@ -939,7 +944,8 @@ class CompiledDcd:
                     slots = tuple(
                         self._slot_of[(f.name, i)]
                         for f in self.definition.fields
-                        if f.repeat == item.name and self._slots[self._slot_of[(f.name, i)]].name in self._inputs
+                        if f.repeat == item.name
+                        and self._slots[self._slot_of[(f.name, i)]].name in self._inputs
                     )
                     self._uncounted.append((presence_index, slots))
                 continue
@@ -963,7 +969,9 @@ class CompiledDcd:
                 try:
                     self._static_defaults[slot.index] = self._static_default(f, slot.parse)
                 except _Invalid:
-                    self._problem(f.row, "default", f"the default of {f.name!r} is not a valid {f.type.value}")
+                    self._problem(
+                        f.row, "default", f"the default of {f.name!r} is not a valid {f.type.value}"
+                    )
             deps |= reads(relevant) | reads(calculation) | reads(default)
             if calculation is not None and slot.index in calculation.refs:
                 self._problem(f.row, "calculation", f"the calculation of {f.name!r} refers to itself")
@@ -977,7 +985,9 @@ class CompiledDcd:
             ):
                 if calculation is not None or default is not None:
                     slot.coerce = self._coercer(f)
-                step = self._field_step(slot, scope=inner, relevant=relevant, calculation=calculation, default=default)
+                step = self._field_step(
+                    slot, scope=inner, relevant=relevant, calculation=calculation, default=default
+                )
                 within = (f.repeat, instance) if f.repeat is not None and instance is not None else None
                 add(("slot", slot.index), step, deps, within)
             self._add_checks(slot, instance)
@@ -1001,7 +1011,11 @@ class CompiledDcd:
         constraint = self._rule(f.constraint, row=f.row, column="constraint", instance=instance, current=f)
         if constraint is not None:
             checks.constraints.append((slot.index, constraint, _READERS.get(f.type)))
-        if f.choice_filter is not None and f.list_name is not None and f.list_name in self.definition.codelists:
+        if (
+            f.choice_filter is not None
+            and f.list_name is not None
+            and f.list_name in self.definition.codelists
+        ):
             codelist = self.definition.codelist(f.list_name)
             # The reader checked bare names against the choices sheet; a column a choice
             # leaves empty reads as ''.
@@ -1046,7 +1060,11 @@ class CompiledDcd:
         for (repeat, i), presence in self._present_index.items():
             if (repeat, i) not in instances:
                 deps: set[_NodeKey] = {("count", repeat)}
-                graph[("instance", (repeat, i))] = (self._instance_step(repeat, i, []), deps, len(nodes) + presence)
+                graph[("instance", (repeat, i))] = (
+                    self._instance_step(repeat, i, []),
+                    deps,
+                    len(nodes) + presence,
+                )
         ordered, stuck = _topological(graph)
         cyclic |= stuck
         if cyclic:
@@ -1108,7 +1126,9 @@ class CompiledDcd:
                 row.scopes[index] = xpath_boolean(rule.evaluate(row.ctx))
             except Exception:  # noqa: BLE001 - a rule that cannot run is reported, not raised
                 row.scopes[index] = None
-                row.errors.append(FieldError(item.name, path, "relevant", self._builtin("expression", row.lang)))
+                row.errors.append(
+                    FieldError(item.name, path, "relevant", self._builtin("expression", row.lang))
+                )
 
         return step
 
@@ -1174,7 +1194,13 @@ class CompiledDcd:
                 evaluate = _as_boolean(evaluate)
             refs = relevant.refs
 
-        if relevant is not None and scope is None and calculation is None and default is None and static_default is None:
+        if (
+            relevant is not None
+            and scope is None
+            and calculation is None
+            and default is None
+            and static_default is None
+        ):
             # The common case, skip logic alone: kept short, as it runs for most fields.
             def relevance_step(row: _Row) -> None:
                 bad = row.bad
@@ -1239,7 +1265,9 @@ class CompiledDcd:
         *,
         expression: bool = False,
     ) -> FieldError:
-        message = self._builtin("expression", lang) if expression else self._message(slot.field, rule, lang, params)
+        message = (
+            self._builtin("expression", lang) if expression else self._message(slot.field, rule, lang, params)
+        )
         return FieldError(slot.name, slot.path, rule, message)
 
     def _message(self, f: Field, rule: str, lang: str, params: Mapping[str, object] | None) -> str:
@@ -1282,7 +1310,9 @@ class CompiledDcd:
     ) -> Validation:
         """Validate one record (canonical JSON values or CSV strings); give its canonical values."""
         vals, errors, bad = self._parse_record(record, lang)
-        result = self._finish(vals, errors, bad, lang, today or datetime.date.today(), datetime.datetime.now())
+        result = self._finish(
+            vals, errors, bad, lang, today or datetime.date.today(), datetime.datetime.now()
+        )
         if "STATUS" in record and "STATUS" not in self._inputs:
             self._read_status(record["STATUS"], result, lang)
         return result
@@ -1309,7 +1339,10 @@ class CompiledDcd:
             results = [self._finish(*self._parse_record(row, lang), lang, day, now) for row in batch]
         else:
             finish = self._finish
-            results = [finish(vals, errors, bad, lang, day, now) for vals, errors, bad in self._parse_batch(batch, keys, lang)]
+            results = [
+                finish(vals, errors, bad, lang, day, now)
+                for vals, errors, bad in self._parse_batch(batch, keys, lang)
+            ]
         if "STATUS" not in self._inputs:
             for row, result in zip(batch, results, strict=True):
                 if "STATUS" in row:
@@ -1340,7 +1373,9 @@ class CompiledDcd:
         except Exception:  # noqa: BLE001 - an odd input type is a type error, never a crash
             return _Invalid("type")
 
-    def _parse_record(self, record: Mapping[str, object], lang: str) -> tuple[list[object], list[FieldError], set[int]]:
+    def _parse_record(
+        self, record: Mapping[str, object], lang: str
+    ) -> tuple[list[object], list[FieldError], set[int]]:
         vals = self._blank.copy()
         inputs = self._inputs
         errors: list[FieldError] = []
@@ -1351,7 +1386,9 @@ class CompiledDcd:
             if entry is None:
                 if key not in self._skipped:
                     # Unknown keys first, as validate_many reports them.
-                    errors.insert(unknown, FieldError(key, key, "unknown_field", self._builtin("unknown_field", lang)))
+                    errors.insert(
+                        unknown, FieldError(key, key, "unknown_field", self._builtin("unknown_field", lang))
+                    )
                     unknown += 1
                 continue
             index, memo = entry
@@ -1382,14 +1419,22 @@ class CompiledDcd:
             if k not in inputs and k not in self._skipped
         ]
         fields = [(key, *inputs[key], self._slots[inputs[key][0]]) for key in used]
-        get = itemgetter(*used) if len(used) > 1 else (lambda row: (row[used[0]],)) if used else (lambda _row: ())
+        get = (
+            itemgetter(*used)
+            if len(used) > 1
+            else (lambda row: (row[used[0]],))
+            if used
+            else (lambda _row: ())
+        )
         for start in range(0, len(rows), _CHUNK):
             chunk = rows[start : start + _CHUNK]
             size = len(chunk)
             columns: list[Sequence[object]] = [(None,) * size] * len(self._slots)
             errors: dict[int, list[FieldError]] = {}
             bad: dict[int, set[int]] = {}
-            for (_, index, memo, slot), raw_column in zip(fields, zip(*map(get, chunk), strict=False), strict=False):
+            for (_, index, memo, slot), raw_column in zip(
+                fields, zip(*map(get, chunk), strict=False), strict=False
+            ):
                 failures = 0 if memo is None else memo.failures
                 try:
                     if memo is None:
@@ -1451,7 +1496,12 @@ class CompiledDcd:
                     i for i in group.always if vals[i] is None and i not in inactive and i not in bad
                 )
             for index, required in group.conditional:
-                if vals[index] is None and index not in inactive and index not in bad and not _reads_bad(required, bad):
+                if (
+                    vals[index] is None
+                    and index not in inactive
+                    and index not in bad
+                    and not _reads_bad(required, bad)
+                ):
                     try:
                         if xpath_boolean(required.evaluate(ctx)):
                             missing.append(index)
@@ -1531,8 +1581,9 @@ class _Memo(dict[object, object]):
         return value
 
 
-_TEXTUAL = frozenset({FieldType.TEXT, FieldType.SELECT_ONE, FieldType.DATE, FieldType.TIME, FieldType.DATETIME})
-
+_TEXTUAL = frozenset(
+    {FieldType.TEXT, FieldType.SELECT_ONE, FieldType.DATE, FieldType.TIME, FieldType.DATETIME}
+)
 
 
 def _is_number(value: object) -> bool:

@@ -187,7 +187,9 @@ class _Reader:
                 used = next((number for number, row in sheet.rows if row.get(header)), None)
                 if used is not None:
                     read = "docs/dcd-format.md lists the columns it reads"
-                    self.problem(sheet.name, used, header, f"hdhub does not read a {header!r} column ({read})")
+                    self.problem(
+                        sheet.name, used, header, f"hdhub does not read a {header!r} column ({read})"
+                    )
                 continue
             other = next((h for h, c in names.items() if c == canonical), None)
             if other is not None:
@@ -273,7 +275,11 @@ class _Reader:
                 continue
             seen[(list_name, code)] = number
             labels = _translations(row, "label", default_language)
-            extra = {k: v for k, v in row.items() if v and k not in ("list_name", "name") and not _is_translated(k, "label")}
+            extra = {
+                k: v
+                for k, v in row.items()
+                if v and k not in ("list_name", "name") and not _is_translated(k, "label")
+            }
             extra["name"] = code
             lists.setdefault(list_name, []).append(
                 Choice(name=code, labels=frozen_mapping(labels), columns=frozen_mapping(extra))
@@ -289,7 +295,10 @@ class _Reader:
     # -- survey ----------------------------------------------------------------------
 
     def survey(
-        self, default_language: str, codelists: Mapping[str, Codelist], choice_columns: Mapping[str, frozenset[str]]
+        self,
+        default_language: str,
+        codelists: Mapping[str, Codelist],
+        choice_columns: Mapping[str, frozenset[str]],
     ) -> tuple[Item, ...]:
         sheet = self.sheets.get("survey")
         if sheet is None:
@@ -344,7 +353,9 @@ class _Reader:
                 )
                 continue
             if name in names:
-                self.problem("survey", number, "name", f"duplicate name {name!r} (first on row {names[name]})")
+                self.problem(
+                    "survey", number, "name", f"duplicate name {name!r} (first on row {names[name]})"
+                )
                 continue
             names[name] = number
             self._check_columns_apply(number, row, kind)
@@ -356,7 +367,9 @@ class _Reader:
                 continue
             technical = row.get("name::technical") or name
             if not _TECHNICAL_NAME.fullmatch(technical):
-                self.problem("survey", number, "name::technical", f"{technical!r} is not a valid technical name")
+                self.problem(
+                    "survey", number, "name::technical", f"{technical!r} is not a valid technical name"
+                )
                 continue
             if technical in technical_names:
                 self.problem(
@@ -367,7 +380,9 @@ class _Reader:
                 )
                 continue
             technical_names[technical] = number
-            built = self._field(number, row, name, technical, FieldType(kind), list_name, stack, default_language)
+            built = self._field(
+                number, row, name, technical, FieldType(kind), list_name, stack, default_language
+            )
             if built is None:
                 continue
             if built.list_name is not None:
@@ -505,7 +520,10 @@ class _Reader:
             else:
                 if kind not in (FieldType.INTEGER, FieldType.DECIMAL):
                     self.problem(
-                        "survey", number, "hd::number_format", "a number format applies to integer and decimal"
+                        "survey",
+                        number,
+                        "hd::number_format",
+                        "a number format applies to integer and decimal",
                     )
                     number_format = None
         format_ = row.get("hd::format", "").lower() or None
@@ -541,7 +559,9 @@ class _Reader:
         constraint_messages = _translations(row, "constraint_message", default_language)
         known = _KNOWN_SURVEY_COLUMNS
         extras = {
-            k: v for k, v in row.items() if v and k not in known and not any(_is_translated(k, t) for t in _TRANSLATED)
+            k: v
+            for k, v in row.items()
+            if v and k not in known and not any(_is_translated(k, t) for t in _TRANSLATED)
         }
         return Field(
             name=name,
@@ -595,14 +615,24 @@ class _Reader:
             return
         if message not in NIPPIN_MESSAGES:
             known = ", ".join(NIPPIN_MESSAGES)
-            self.problem("settings", 2, "nippin_message", f"unknown NIPPIN message {message!r} (known: {known})")
+            self.problem(
+                "settings", 2, "nippin_message", f"unknown NIPPIN message {message!r} (known: {known})"
+            )
         bound = [f for f in _fields(survey) if f.destination_nippin]
         if not bound:
-            self.problem("settings", 2, "nippin_message", "a NIPPIN message needs fields with destination::nippin = yes")
+            self.problem(
+                "settings",
+                2,
+                "nippin_message",
+                "a NIPPIN message needs fields with destination::nippin = yes",
+            )
         for f in bound:
             if f.repeat is not None:
                 self.problem(
-                    "survey", f.row, "destination::nippin", f"{f.name} is in repeat {f.repeat!r}: one message per registration"
+                    "survey",
+                    f.row,
+                    "destination::nippin",
+                    f"{f.name} is in repeat {f.repeat!r}: one message per registration",
                 )
 
     # -- references ------------------------------------------------------------------
@@ -624,7 +654,9 @@ class _Reader:
             for ref in sorted(field_references(expression.node)):
                 target = items.get(ref)
                 if target is None:
-                    self.problem(expression.sheet, expression.row, expression.column, f"unknown field ${{{ref}}}")
+                    self.problem(
+                        expression.sheet, expression.row, expression.column, f"unknown field ${{{ref}}}"
+                    )
                 elif not isinstance(target, Field):
                     self.problem(
                         expression.sheet,
@@ -740,8 +772,18 @@ def _fields(items: Iterable[Item]) -> Iterator[Field]:
             yield item
         elif isinstance(item, Group | Repeat):
             yield from _fields(item.children)
+
+
 _HD_KEYS = frozenset(
-    {"project_code", "project_abbreviation", "project_title", "dcd_code", "dcd_number", "dcd_title", "business_key"}
+    {
+        "project_code",
+        "project_abbreviation",
+        "project_title",
+        "dcd_code",
+        "dcd_number",
+        "dcd_title",
+        "business_key",
+    }
 )
 _HD_TRANSLATED = ("project_title::", "dcd_title::")
 
@@ -873,7 +915,9 @@ def _read_sheets(source: bytes | pathlib.Path) -> dict[str, _Sheet]:
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds for a bad file
-        raise WorkbookError([Problem("workbook", None, None, f"not an xlsx workbook ({type(exc).__name__})")]) from None
+        raise WorkbookError(
+            [Problem("workbook", None, None, f"not an xlsx workbook ({type(exc).__name__})")]
+        ) from None
     try:
         return {name: _read_sheet(workbook[name], name) for name in workbook.sheetnames}
     finally:
@@ -907,7 +951,9 @@ def read_workbook(source: bytes | pathlib.Path) -> DcdDefinition:
             reader.problem("hd", hd_rows.get(key), "value", f"the hd key {key!r} is missing")
     project_code = hd.get("project_code", "")
     if project_code and not _PROJECT_CODE.fullmatch(project_code):
-        reader.problem("hd", hd_rows["project_code"], "value", f"project_code {project_code!r} is not HDBPnnnn")
+        reader.problem(
+            "hd", hd_rows["project_code"], "value", f"project_code {project_code!r} is not HDBPnnnn"
+        )
     dcd_number_text = hd.get("dcd_number", "")
     dcd_number = 0
     if dcd_number_text:
@@ -918,7 +964,9 @@ def read_workbook(source: bytes | pathlib.Path) -> DcdDefinition:
                 "hd", hd_rows["dcd_number"], "value", f"dcd_number {dcd_number_text!r} is not 1 to 3 digits"
             )
     business_key = tuple(k.strip() for k in hd.get("business_key", "").split(",") if k.strip())
-    project_titles = {language_code(k.split("::", 1)[1]): v for k, v in hd.items() if k.startswith("project_title::")}
+    project_titles = {
+        language_code(k.split("::", 1)[1]): v for k, v in hd.items() if k.startswith("project_title::")
+    }
     dcd_titles = {language_code(k.split("::", 1)[1]): v for k, v in hd.items() if k.startswith("dcd_title::")}
     if hd.get("project_title"):
         project_titles.setdefault(default_language, hd["project_title"])
@@ -973,11 +1021,18 @@ def _check_definition(
         try:
             key_field = definition.field(key)
         except KeyError:
-            problems.append(Problem("hd", hd_rows.get("business_key"), "value", f"business key {key!r} is not a field"))
+            problems.append(
+                Problem("hd", hd_rows.get("business_key"), "value", f"business key {key!r} is not a field")
+            )
             continue
         if key_field.repeat is not None or not key_field.is_input:
             problems.append(
-                Problem("hd", hd_rows.get("business_key"), "value", f"business key {key!r} must be a field outside repeats")
+                Problem(
+                    "hd",
+                    hd_rows.get("business_key"),
+                    "value",
+                    f"business key {key!r} must be a field outside repeats",
+                )
             )
     if not problems:
         try:

@@ -71,7 +71,9 @@ class Batches:
         # A record's own STATUS (draft / submit) goes along even where the DCD has no such
         # field: registrations reads it (and names a bad value) per row.
         self.known += [
-            (i, FieldInfo(name, "text")) for i, name in enumerate(self.header) if name in PASSED_ON and name not in fields
+            (i, FieldInfo(name, "text"))
+            for i, name in enumerate(self.header)
+            if name in PASSED_ON and name not in fields
         ]
         self._checks = [(i, f.name, checker_for(f)) for i, f in self.known]
         # Free text goes on as written (spaces included); other types cannot hold
@@ -136,7 +138,13 @@ class Batches:
         if column not in self._comma_noted:
             self._comma_noted.add(column)
             self.file.findings.append(
-                Finding("decimal_comma", "warning", line=line, column=column, params={"column": column, "line": line})
+                Finding(
+                    "decimal_comma",
+                    "warning",
+                    line=line,
+                    column=column,
+                    params={"column": column, "line": line},
+                )
             )
         return value.replace(",", ".")
 

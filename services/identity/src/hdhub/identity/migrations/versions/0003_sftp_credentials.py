@@ -36,7 +36,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("username"),
     )
     with op.batch_alter_table("sftp_credentials", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_sftp_credentials_organisation_id"), ["organisation_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_sftp_credentials_organisation_id"), ["organisation_id"], unique=False
+        )
 
 
 def downgrade() -> None:
