@@ -1,26 +1,38 @@
-"""Submission throughput of `hdhub run all` against a bare FastAPI baseline, same run.
+"""Single submissions: hdhub's HD4DP v2 submit against two baselines measured in the same run.
 
-    .venv/bin/python bench/bench_submissions.py [--requests N] [--concurrency C] [--postgres]
+    .venv/bin/python bench/bench_submissions.py [--requests N] [--concurrency C]
+        [--shapes all,processes] [--sqlite] [--profile DIR]
 
-Baseline: a FastAPI app with one POST endpoint that parses the JSON body and answers 202
-``{"businessKey": ...}``, served by uvicorn in a subprocess with hdhub's uvicorn settings
-(one process, uvloop when installed, h11 with the request head capped).
+Baselines, each a FastAPI app served by uvicorn in a subprocess with hdhub's uvicorn
+settings (one process, uvloop when installed, h11 with the request head capped):
+- bare: parses the JSON body and answers 202 ``{"businessKey": ...}``;
+- database: also writes the body as one row into a PostgreSQL table in a transaction
+  (psycopg, a pool of connections), committed before the 202: the least a durable
+  submit can cost.
 
-Subject: ``hdhub run all --port P`` in a subprocess with a temporary HDHUB_DATA_DIR
-(SQLite), or with ``--postgres`` fresh databases on postgresql://postgres@127.0.0.1:5432
-(dropped at the end). Every port (HTTP and both gRPC servers) is a free loopback port,
-so the bench never collides with a running `make run`.
+Subjects, on fresh PostgreSQL databases on postgresql://postgres@127.0.0.1:5432 (dropped
+at the end; ``--sqlite``: the one-process shape on SQLite files instead):
+- ``all``: one process, ``hdhub run all`` (REST, gRPC servers and workers together);
+- ``processes``: a process per service as deployed (``hdhub run identity``,
+  ``registrations``, ``pseudonymisation``, ``portal``, ``sim``) and the registrations
+  worker (``hdhub worker registrations``), with Redis (redis://127.0.0.1:6379) for
+  wake-ups and revocations. CPU is reported per process: the registrations API, its
+  worker, the sim (the central platform's stand-in), the rest.
+Every port (HTTP and gRPC) is a free loopback port, so the bench never collides with a
+running `make run`.
 
-Measured, after a warm-up:
+Measured in each shape, after a warm-up:
 - the HD4DP v2 submit call with valid unique ANGIO_HOSP records (REST, validation, the
   database and a delivery job for the background worker), at a fixed concurrency;
 - the drain: time until every submitted registration left Sending (worker done);
 - gRPC ``RegistrationsService/UpsertBatch`` with one row per call and with 1000-row
   Arrow batches (submit=true), in rows/s.
 
-Prints a table with req/s, p50 and p99 for baseline and hdhub and their ratios. Never
-prints tokens or SSINs. Subprocesses (whole process groups), temporary directories and
-databases are cleaned up on every exit path.
+Prints req/s, p50 and p99 and CPU per request for the baselines and each shape, and the
+ratios against the database baseline. ``--profile DIR`` samples the measured REST run of
+each hdhub process with py-spy (collapsed stacks in DIR). Never prints tokens or SSINs.
+Subprocesses (whole process groups), temporary directories and databases are cleaned up
+on every exit path.
 """
 
 from __future__ import annotations
@@ -44,16 +56,18 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# At module level: the endpoint's `Request` annotation is resolved from these globals.
+# At module level: the endpoints' `Request` annotation is resolved from these globals.
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.support (the gRPC rows' Arrow encoding)
+
 ORG = "az-demo"
 CLIENT_ID, CLIENT_SECRET = "az-demo-his", "demo-his-secret"
 DCD, DCD_VERSION = "ANGIO_HOSP", "1.0.0"
@@ -61,7 +75,11 @@ SUBMIT_PATH = f"/proxy/api/dcd/payload/submit?organization-id={ORG}&dcd-id={DCD}
 TOKEN_PATH = "/realms/hdhub/protocol/openid-connect/token"
 SENDING_PATH = f"/api/v1/registrations?status=sending&organisation_id={ORG}&limit=1"
 POSTGRES_ADMIN = os.environ.get("HDHUB_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("HDHUB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 BATCH_ROWS = 1000
+#: The services a v2 submit and its delivery reach, each in its own process in `processes`.
+PER_SERVICE = ("identity", "registrations", "pseudonymisation", "portal", "sim")
+SHAPES = {"all": "one process (hdhub run all)", "processes": "a process per service"}
 
 
 class BenchError(RuntimeError):
@@ -77,29 +95,83 @@ def redact(text: str) -> str:
     return _TOKEN_LIKE.sub("<token>", _SSIN_LIKE.sub("<ssin>", text))
 
 
-# ----------------------------------------------------------------------------- baseline server
+# ----------------------------------------------------------------------------- baseline servers
 
 
-def serve_baseline(port: int) -> None:
-    """The baseline: parse the JSON body, answer 202 with a business key. Nothing else."""
+def _serve(app: FastAPI, port: int) -> None:
+    """``app`` with the settings `hdhub run` gives uvicorn (src/hdhub/cli/http.py)."""
     import uvicorn
 
-    app = FastAPI()
+    from hdhub.cli.http import server_config
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    config = server_config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+    uvicorn.Server(config).run()
+
+
+def serve_baseline(port: int) -> None:
+    """The bare baseline: parse the JSON body, answer 202 with a business key. Nothing else."""
+    app = FastAPI()
 
     @app.post("/proxy/api/dcd/payload/submit", status_code=202)
     async def submit(request: Request) -> JSONResponse:
         record = json.loads(await request.body())
         return JSONResponse({"businessKey": uuid.uuid4().hex, "fields": len(record)}, status_code=202)
 
-    # The settings `hdhub run` gives uvicorn (src/hdhub/cli/http.py).
-    from hdhub.cli.http import server_config
+    _serve(app, port)
 
-    config = server_config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
-    uvicorn.Server(config).run()
+
+#: The database baseline's table: the submitted body, as JSON, with its key and time.
+BASELINE_TABLE = """
+CREATE TABLE IF NOT EXISTS submission (
+    id uuid PRIMARY KEY,
+    organisation_id text NOT NULL,
+    dcd text NOT NULL,
+    body jsonb NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+def serve_db_baseline(port: int, url: str, connections: int) -> None:
+    """The database baseline: parse the JSON body, INSERT it as one row in a transaction
+    on a pooled psycopg connection, commit, answer 202 with the row's key."""
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    pool: asyncio.Queue[psycopg.AsyncConnection[Any]] = asyncio.Queue()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        for _ in range(connections):
+            pool.put_nowait(await psycopg.AsyncConnection.connect(url))
+        try:
+            yield
+        finally:
+            while not pool.empty():
+                await pool.get_nowait().close()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.post("/proxy/api/dcd/payload/submit", status_code=202)
+    async def submit(request: Request) -> JSONResponse:
+        record = json.loads(await request.body())
+        key = uuid.uuid4()
+        conn = await pool.get()
+        try:
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO submission (id, organisation_id, dcd, body) VALUES (%s, %s, %s, %s)",
+                    (key, request.query_params.get("organization-id", ""), DCD, Jsonb(record)),
+                )
+        finally:
+            pool.put_nowait(conn)
+        return JSONResponse({"businessKey": key.hex, "fields": len(record)}, status_code=202)
+
+    _serve(app, port)
 
 
 # ----------------------------------------------------------------------------- records
@@ -279,6 +351,17 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class CpuMeter:
+    """CPU seconds of named processes between two readings."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.start = {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+    def used(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) - self.start[name] for name, pid in self.pids.items()}
+
+
 @dataclass
 class Run:
     label: str
@@ -286,9 +369,10 @@ class Run:
     seconds: float
     latencies: list[float] = field(default_factory=list)  # seconds, one per call
     rows: int = 0
-    server_cpu: float = 0.0  # seconds of server CPU over the run
+    cpu: dict[str, float] = field(default_factory=dict)  # seconds of CPU over the run, per process
     client_cpu: float = 0.0  # seconds of this process's CPU over the run
     failed: collections.Counter[str] = field(default_factory=collections.Counter)  # server errors, by kind
+    load: float = field(default_factory=lambda: os.getloadavg()[0])  # 1-minute load average at the end
 
     @property
     def per_second(self) -> float:
@@ -297,6 +381,11 @@ class Run:
     @property
     def rows_per_second(self) -> float:
         return self.rows / self.seconds if self.seconds else 0.0
+
+    @property
+    def server_cpu(self) -> float:
+        """Every server process's CPU together."""
+        return sum(self.cpu.values())
 
     def cpu_ms(self, cpu: float, per: int | None = None) -> float:
         n = per if per is not None else self.count
@@ -341,14 +430,14 @@ class Load:
     per request, and fewer requests/s).
     """
 
-    def __init__(self, base: str, concurrency: int, server_pid: int) -> None:
+    def __init__(self, base: str, concurrency: int, pids: dict[str, int]) -> None:
         import httpx
 
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         self.clients = [
             httpx.AsyncClient(base_url=base, limits=limits, timeout=60.0) for _ in range(concurrency)
         ]
-        self.server_pid = server_pid
+        self.pids = pids
 
     async def aclose(self) -> None:
         for client in self.clients:
@@ -391,7 +480,7 @@ class Load:
                     if sum(failed.values()) > tolerated:
                         refused.append(f"more than {tolerated} server errors, e.g. {kind}")
 
-        server_cpu, client_cpu = cpu_seconds(self.server_pid), own_cpu_seconds()
+        meter, client_cpu = CpuMeter(self.pids), own_cpu_seconds()
         start = time.perf_counter()
         await asyncio.gather(*(worker(c) for c in self.clients))
         seconds = time.perf_counter() - start
@@ -402,39 +491,222 @@ class Load:
             len(latencies) - sum(failed.values()),
             seconds,
             latencies,
-            server_cpu=cpu_seconds(self.server_pid) - server_cpu,
+            cpu=meter.used(),
             client_cpu=own_cpu_seconds() - client_cpu,
             failed=failed,
         )
 
 
-# ----------------------------------------------------------------------------- phases
+@contextlib.contextmanager
+def profiled(folder: Path | None, pids: dict[str, int]) -> Iterator[None]:
+    """With ``--profile DIR``: py-spy samples each process while the block runs, written to
+    DIR/<name>.txt as collapsed stacks (one line per stack with its sample count; only
+    samples holding the GIL, i.e. running Python, not waiting)."""
+    if folder is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).parent / "py-spy"
+    recorders = []
+    for name, pid in pids.items():
+        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        argv = [str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--gil"]
+        argv += ["--nonblocking", "--output", str(folder / f"{slug}.txt")]
+        with (folder / f"{slug}.py-spy.log").open("wb") as log:
+            recorders.append(
+                subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            )
+    try:
+        time.sleep(1.0)  # py-spy attaches
+        yield
+    finally:
+        for recorder in recorders:
+            recorder.send_signal(signal.SIGINT)
+        for recorder in recorders:
+            try:
+                recorder.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                recorder.kill()
 
 
-async def bench_baseline(bodies_warmup: list[bytes], bodies: list[bytes], concurrency: int, tmp: Path) -> Run:
+# ----------------------------------------------------------------------------- baselines
+
+
+async def bench_baselines(
+    bodies_warmup: list[bytes],
+    bodies: list[bytes],
+    concurrency: int,
+    tmp: Path,
+    databases: Databases,
+) -> tuple[Run, Run]:
+    """The bare endpoint, then the one writing each body to PostgreSQL; one after the other
+    (2 CPUs to share), each stopped before the next starts."""
+    import psycopg
+
+    runs = []
+    url = databases.create("baseline").replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(BASELINE_TABLE)
+    for name, extra in (("baseline", []), ("baseline-db", ["--database-url", url])):
+        port = free_port()
+        argv = [sys.executable, str(Path(__file__).resolve()), "--serve-baseline", str(port), *extra]
+        argv += ["--concurrency", str(concurrency)]
+        process = spawn(name, argv, clean_env(), tmp, tmp)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            await wait_healthy(process, base, timeout=30)
+            load = Load(base, concurrency, {name: process.popen.pid})
+            try:
+                await load.post_all(bodies_warmup, JSON_HEADERS, f"{name} warm-up")
+                runs.append(await load.post_all(bodies, JSON_HEADERS, name))
+            finally:
+                await load.aclose()
+        finally:
+            process.stop()
+    with psycopg.connect(url) as conn:
+        stored = conn.execute("SELECT count(*) FROM submission").fetchone()
+    if not stored or stored[0] != len(bodies_warmup) + len(bodies):
+        raise BenchError(
+            f"the database baseline stored {stored} rows, not {len(bodies_warmup) + len(bodies)}"
+        )
+    return runs[0], runs[1]
+
+
+# ----------------------------------------------------------------------------- hdhub shapes
+
+
+@dataclass
+class Shape:
+    """A running hdhub: where its REST and gRPC edges are, and its processes by role.
+    ``api`` names the process serving the registrations REST API (the one the aims
+    measure), ``worker`` the one delivering (None when it is the same)."""
+
+    name: str
+    base: str  # registrations' REST edge (the v2 API and the search)
+    issuer: str  # identity's REST edge (tokens)
+    grpc_registrations: str
+    processes: dict[str, Process]
+    api: str
+    worker: str | None = None
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {name: p.popen.pid for name, p in self.processes.items()}
+
+
+def grpc_ports(env: dict[str, str]) -> None:
+    """Every service's gRPC on a free port (and never the SFTP port of a `make run`)."""
+    from hdhub.common.config import SERVICES
+
+    for name in SERVICES:
+        env[f"HDHUB_{name.upper()}_GRPC_BIND"] = env[f"HDHUB_GRPC_{name.upper()}"] = (
+            f"127.0.0.1:{free_port()}"
+        )
+    env["HDHUB_INTAKE_SFTP_PORT"] = str(free_port())
+
+
+@contextlib.asynccontextmanager
+async def one_process(args: argparse.Namespace, tmp: Path, databases: Databases) -> AsyncIterator[Shape]:
+    """``hdhub run all``: every service and worker in one process."""
     port = free_port()
-    process = spawn(
-        "baseline",
-        [sys.executable, str(Path(__file__).resolve()), "--serve-baseline", str(port)],
-        clean_env(),
-        tmp,
-        tmp,
-    )
+    env = clean_env()
+    data_dir = tmp / "data-all"
+    data_dir.mkdir()
+    env["HDHUB_DATA_DIR"] = str(data_dir)
+    grpc_ports(env)
+    if not args.sqlite:
+        from hdhub.common.config import SERVICES
+
+        for service in SERVICES:
+            env[f"HDHUB_{service.upper()}_DATABASE_URL"] = databases.create(service)
+    process = spawn("hdhub-all", [*hdhub_command(), "run", "all", "--port", str(port)], env, tmp, tmp)
     try:
         base = f"http://127.0.0.1:{port}"
-        await wait_healthy(process, base, timeout=30)
-        load = Load(base, concurrency, process.popen.pid)
-        try:
-            await load.post_all(bodies_warmup, JSON_HEADERS, "baseline warm-up")
-            return await load.post_all(bodies, JSON_HEADERS, "baseline")
-        finally:
-            await load.aclose()
+        await wait_healthy(process, base, timeout=180)
+        yield Shape(
+            SHAPES["all"],
+            base,
+            base,
+            env["HDHUB_GRPC_REGISTRATIONS"],
+            {"hdhub (all)": process},
+            api="hdhub (all)",
+        )
+    except BaseException:
+        if process.popen.poll() is not None:
+            print(f"hdhub exited with {process.popen.returncode}:\n{process.tail()}", file=sys.stderr)
+        raise
     finally:
         process.stop()
 
 
+@contextlib.asynccontextmanager
+async def per_service(_args: argparse.Namespace, tmp: Path, databases: Databases) -> AsyncIterator[Shape]:
+    """A process per service a submit and its delivery reach, and the registrations
+    worker, on PostgreSQL and Redis: the deployment's shape."""
+    from hdhub.common.config import SERVICES
+
+    ports = {service: free_port() for service in PER_SERVICE}
+    env = clean_env()
+    data_dir = tmp / "data-processes"
+    data_dir.mkdir()
+    env.update(
+        HDHUB_DATA_DIR=str(data_dir),
+        HDHUB_ENVIRONMENT="development",
+        HDHUB_OIDC_ISSUER=f"http://127.0.0.1:{ports['identity']}/realms/hdhub",
+        HDHUB_SERVICE_CLIENT_SECRET=uuid.uuid4().hex,
+        HDHUB_REDIS_URL=REDIS_URL,
+        # Other people's runs share this Redis: keys and wake-ups of this run only.
+        HDHUB_IDENTITY_LOGIN_KEY_PREFIX=f"hdhub:bench:{uuid.uuid4().hex}:login",
+        HDHUB_REVOCATION_KEY_PREFIX=f"hdhub:bench:{uuid.uuid4().hex}:revoked",
+        HDHUB_UPLOADS_DROPFOLDER_ENABLED="false",
+    )
+    grpc_ports(env)
+    for service in SERVICES:
+        env[f"HDHUB_{service.upper()}_DATABASE_URL"] = databases.create(service)
+    seed = spawn("hdhub-seed", [*hdhub_command(), "seed"], env, tmp, tmp)
+    try:
+        if await asyncio.to_thread(seed.popen.wait, 600) != 0:
+            raise BenchError(f"hdhub seed exited with {seed.popen.returncode}:\n{seed.tail()}")
+    finally:
+        seed.stop()
+    processes: dict[str, Process] = {}
+    try:
+        for service in PER_SERVICE:
+            argv = [*hdhub_command(), "run", service, "--port", str(ports[service])]
+            processes[service] = spawn(f"hdhub-{service}", argv, env, tmp, tmp)
+        processes["registrations worker"] = spawn(
+            "hdhub-registrations-worker", [*hdhub_command(), "worker", "registrations"], env, tmp, tmp
+        )
+        for service in PER_SERVICE:
+            await wait_healthy(processes[service], f"http://127.0.0.1:{ports[service]}", timeout=180)
+        yield Shape(
+            SHAPES["processes"],
+            f"http://127.0.0.1:{ports['registrations']}",
+            f"http://127.0.0.1:{ports['identity']}",
+            env["HDHUB_GRPC_REGISTRATIONS"],
+            processes,
+            api="registrations",
+            worker="registrations worker",
+        )
+    except BaseException:
+        for process in processes.values():
+            if process.popen.poll() is not None:
+                print(
+                    f"{process.name} exited with {process.popen.returncode}:\n{process.tail()}",
+                    file=sys.stderr,
+                )
+        raise
+    finally:
+        for process in processes.values():  # all at once: each may take seconds
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.popen.pid, signal.SIGINT)
+        for process in processes.values():
+            process.stop()
+
+
 @dataclass
 class HdhubResults:
+    shape: Shape
     rest: Run
     drain_seconds: float
     end_to_end: Run
@@ -478,7 +750,7 @@ async def token_for(client: Any) -> str:
 async def grpc_upsert(
     stub: Any, pb: Any, metadata: Sequence[tuple[str, str]], rows: Sequence[dict[str, str]]
 ) -> None:
-    from hdhub.registrations.arrow import encode_rows
+    from tests.support.arrow_rows import encode_rows
 
     request = pb.UpsertBatchRequest(
         organisation_id=ORG,
@@ -499,7 +771,7 @@ async def grpc_upsert(
 async def grpc_runs(
     target: str,
     token: str,
-    server_pid: int,
+    pids: dict[str, int],
     single_rows: list[dict[str, str]],
     batches: list[list[dict[str, str]]],
     concurrency: int,
@@ -536,7 +808,7 @@ async def grpc_runs(
                     failed[exc.code().name] += 1
                 latencies.append(time.perf_counter() - start)
 
-        server_cpu = cpu_seconds(server_pid)
+        meter = CpuMeter(pids)
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         ok = len(latencies) - sum(failed.values())
@@ -546,13 +818,13 @@ async def grpc_runs(
             time.perf_counter() - start,
             latencies,
             rows=ok,
-            server_cpu=cpu_seconds(server_pid) - server_cpu,
+            cpu=meter.used(),
             failed=failed,
         )
 
         await drained()  # the batches start with an idle worker, as the REST run did
         batch_latencies: list[float] = []
-        server_cpu = cpu_seconds(server_pid)
+        meter = CpuMeter(pids)
         start = time.perf_counter()
         for batch in batches:
             t = time.perf_counter()
@@ -564,99 +836,70 @@ async def grpc_runs(
             time.perf_counter() - start,
             batch_latencies,
             rows=sum(len(b) for b in batches),
-            server_cpu=cpu_seconds(server_pid) - server_cpu,
+            cpu=meter.used(),
         )
     return single, batch_run
 
 
-async def bench_hdhub(
+async def bench_shape(
     args: argparse.Namespace,
+    shape: Shape,
     records: Records,
     bodies_warmup: list[bytes],
     bodies: list[bytes],
-    tmp: Path,
-    databases: Databases | None,
 ) -> HdhubResults:
     import httpx
 
-    port, grpc_identity, grpc_registrations = free_port(), free_port(), free_port()
-    env = clean_env()
-    data_dir = tmp / "data"
-    data_dir.mkdir()
-    env.update(
-        HDHUB_DATA_DIR=str(data_dir),
-        HDHUB_IDENTITY_GRPC_BIND=f"127.0.0.1:{grpc_identity}",
-        HDHUB_REGISTRATIONS_GRPC_BIND=f"127.0.0.1:{grpc_registrations}",
-        HDHUB_GRPC_IDENTITY=f"127.0.0.1:{grpc_identity}",
-        HDHUB_GRPC_REGISTRATIONS=f"127.0.0.1:{grpc_registrations}",
-        # Never the SFTP port of a `make run` on the same machine.
-        HDHUB_INTAKE_SFTP_PORT=str(free_port()),
-    )
-    from hdhub.cli.services import SERVICES
-
-    for name in SERVICES:  # every other service on free ports too
-        if name not in ("identity", "registrations"):
-            env[f"HDHUB_{name.upper()}_GRPC_BIND"] = env[f"HDHUB_GRPC_{name.upper()}"] = (
-                f"127.0.0.1:{free_port()}"
-            )
-    if databases is not None:
-        env["HDHUB_IDENTITY_DATABASE_URL"] = databases.create("identity")
-        env["HDHUB_REGISTRATIONS_DATABASE_URL"] = databases.create("registrations")
-    process = spawn("hdhub", [*hdhub_command(), "run", "all", "--port", str(port)], env, tmp, tmp)
-    pid = process.popen.pid
+    pids = shape.pids
+    load = Load(shape.base, args.concurrency, pids)
     try:
-        base = f"http://127.0.0.1:{port}"
-        await wait_healthy(process, base, timeout=90)
-        load = Load(base, args.concurrency, pid)
-        try:
-            async with httpx.AsyncClient(base_url=base, timeout=60.0) as control:
-                token = await token_for(control)
-                headers = {**JSON_HEADERS, "Authorization": f"Bearer {token}"}
-                auth = {"Authorization": f"Bearer {token}"}
-                await load.post_all(bodies_warmup, headers, "hdhub warm-up")
-                await wait_drained(control, auth, timeout=60)
+        async with httpx.AsyncClient(base_url=shape.base, timeout=60.0) as control:
+            async with httpx.AsyncClient(base_url=shape.issuer, timeout=60.0) as issuer:
+                token = await token_for(issuer)
+            headers = {**JSON_HEADERS, "Authorization": f"Bearer {token}"}
+            auth = {"Authorization": f"Bearer {token}"}
+            await load.post_all(bodies_warmup, headers, f"{shape.name}: warm-up")
+            await wait_drained(control, auth, timeout=120)
 
-                server_cpu = cpu_seconds(pid)
-                rest = await load.post_all(bodies, headers, "hdhub v2 submit")
-                drain = await wait_drained(control, auth, timeout=300)
-                end_to_end = Run(
-                    "hdhub submit + drain",
-                    rest.count,
-                    rest.seconds + drain,
-                    server_cpu=cpu_seconds(pid) - server_cpu,
-                )
-
-                single_rows = records.take(args.grpc_calls + 1)
-                batches = [records.take(BATCH_ROWS) for _ in range(args.grpc_batches)]
-                target = f"127.0.0.1:{grpc_registrations}"
-                drained = lambda: wait_drained(control, auth, timeout=300)  # noqa: E731
-                single, batch = await grpc_runs(
-                    target, token, pid, single_rows, batches, args.concurrency, drained
-                )
-        finally:
-            await load.aclose()
-        return HdhubResults(rest, drain, end_to_end, single, batch)
-    except BaseException:
-        if process.popen.poll() is not None:
-            print(
-                f"hdhub exited with {process.popen.returncode}; last log lines:\n{process.tail()}",
-                file=sys.stderr,
+            meter = CpuMeter(pids)
+            profile = args.profile / re.sub(r"\W+", "-", shape.name).strip("-") if args.profile else None
+            with profiled(profile, pids):
+                rest = await load.post_all(bodies, headers, f"{shape.name}: v2 submit")
+            drain = await wait_drained(control, auth, timeout=300)
+            end_to_end = Run(
+                f"{shape.name}: submit + drain", rest.count, rest.seconds + drain, cpu=meter.used()
             )
-        raise
+
+            single_rows = records.take(args.grpc_calls + 1)
+            batches = [records.take(BATCH_ROWS) for _ in range(args.grpc_batches)]
+            drained = lambda: wait_drained(control, auth, timeout=300)  # noqa: E731
+            single, batch = await grpc_runs(
+                shape.grpc_registrations, token, pids, single_rows, batches, args.concurrency, drained
+            )
     finally:
-        process.stop()
+        await load.aclose()
+    return HdhubResults(shape, rest, drain, end_to_end, single, batch)
 
 
 # ----------------------------------------------------------------------------- report
 
+#: The aims of issue 24 for one submit, against the database baseline.
+AIM_THROUGHPUT, AIM_CPU, AIM_P99_MS = 0.5, 2.0, 50.0
 
-def report(args: argparse.Namespace, baseline: Run, hdhub: HdhubResults, elapsed: float) -> str:
-    backend = "PostgreSQL" if args.postgres else "SQLite"
-    rest, single, batch = hdhub.rest, hdhub.grpc_single, hdhub.grpc_batch
-    w = 46
+
+def report(
+    args: argparse.Namespace,
+    bare: Run,
+    db: Run,
+    shapes: Sequence[HdhubResults],
+    elapsed: float,
+    load_at_start: float,
+) -> str:
+    backend = "SQLite (one process)" if args.sqlite else "PostgreSQL"
+    w = 50
 
     def line(label: str, *cells: str) -> str:
-        return f"{label:<{w}}" + "".join(f"{c:>11}" for c in cells)
+        return f"{label:<{w}}" + "".join(f"{c:>10}" for c in cells)
 
     def ms(value: float) -> str:
         return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
@@ -664,77 +907,121 @@ def report(args: argparse.Namespace, baseline: Run, hdhub: HdhubResults, elapsed
     def ratio(a: float, b: float) -> str:
         return f"{a / b:.1f}x" if b else "n/a"
 
-    rule = "-" * (w + 44)
-    cpu_rest = rest.cpu_ms(rest.server_cpu)
-    cpu_base = baseline.cpu_ms(baseline.server_cpu)
+    def api_cpu(result: HdhubResults, run: Run) -> float:
+        return run.cpu_ms(run.cpu.get(result.shape.api, 0.0), run.rows or None)
+
+    rule = "-" * (w + 50)
+    cpu_db = db.cpu_ms(db.server_cpu)
     out = [
         "",
         f"hdhub submissions: {backend}, {args.requests} requests, concurrency {args.concurrency}, "
-        f"warm-up {args.warmup}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}",
+        f"warm-up {args.warmup}, {os.cpu_count()} CPUs, load average {load_at_start:.1f} at the start",
         rule,
-        line("REST POST -> 202", "req/s", "p50 ms", "p99 ms", "CPU ms/req"),
+        line("REST POST -> 202", "req/s", "p50 ms", "p99 ms", "CPU ms/req", "load avg"),
         rule,
         line(
             "baseline: bare FastAPI endpoint",
-            f"{baseline.per_second:,.0f}",
-            ms(baseline.percentile(50)),
-            ms(baseline.percentile(99)),
-            f"{cpu_base:.2f}",
+            f"{bare.per_second:,.0f}",
+            ms(bare.percentile(50)),
+            ms(bare.percentile(99)),
+            f"{bare.cpu_ms(bare.server_cpu):.2f}",
+            f"{bare.load:.1f}",
         ),
         line(
-            "hdhub: v2 submit, valid ANGIO_HOSP",
-            f"{rest.per_second:,.1f}",
-            ms(rest.percentile(50)),
-            ms(rest.percentile(99)),
-            f"{cpu_rest:.1f}",
+            "baseline: FastAPI + INSERT of the body (PG)",
+            f"{db.per_second:,.0f}",
+            ms(db.percentile(50)),
+            ms(db.percentile(99)),
+            f"{cpu_db:.2f}",
+            f"{db.load:.1f}",
         ),
-        line(
-            "ratio hdhub / baseline",
-            f"{rest.per_second / baseline.per_second:.3f}",
-            ratio(rest.percentile(50), baseline.percentile(50)),
-            ratio(rest.percentile(99), baseline.percentile(99)),
-            ratio(cpu_rest, cpu_base),
-        ),
-        line(
-            "hdhub incl. drain until all Submitted",
-            f"{hdhub.end_to_end.per_second:,.1f}",
-            "",
-            "",
-            f"{hdhub.end_to_end.cpu_ms(hdhub.end_to_end.server_cpu):.1f}",
-        ),
-        line("  drain after the last 202", f"{hdhub.drain_seconds:.1f} s"),
+    ]
+    verdicts = []
+    for result in shapes:
+        rest = result.rest
+        cpu = api_cpu(result, rest)
+        api = "whole process" if result.shape.worker is None else f"{result.shape.api} API process"
+        out += [
+            line(
+                f"hdhub, {result.shape.name}",
+                f"{rest.per_second:,.1f}",
+                ms(rest.percentile(50)),
+                ms(rest.percentile(99)),
+                f"{cpu:.2f}",
+                f"{rest.load:.1f}",
+            ),
+            line(
+                "  ratio to the database baseline",
+                f"{rest.per_second / db.per_second:.3f}",
+                ratio(rest.percentile(50), db.percentile(50)),
+                ratio(rest.percentile(99), db.percentile(99)),
+                ratio(cpu, cpu_db),
+            ),
+            f"  CPU ms/req: {api}"
+            + (
+                ""
+                if result.shape.worker is None
+                else "; by process: "
+                + ", ".join(f"{name} {rest.cpu_ms(cpu):.2f}" for name, cpu in rest.cpu.items())
+                + f" (all {rest.cpu_ms(rest.server_cpu):.2f})"
+            ),
+            line(
+                "  incl. drain until all Submitted",
+                f"{result.end_to_end.per_second:,.1f}",
+                "",
+                "",
+                f"{result.end_to_end.cpu_ms(result.end_to_end.server_cpu):.2f}",
+            )
+            + f"  (drain {result.drain_seconds:.1f} s after the last 202; CPU of every process)",
+        ]
+        met = [
+            (rest.per_second / db.per_second >= AIM_THROUGHPUT, f"throughput >= {AIM_THROUGHPUT}x"),
+            (cpu_db > 0 and cpu / cpu_db <= AIM_CPU, f"API CPU <= {AIM_CPU:.0f}x"),
+            (rest.percentile(99) <= AIM_P99_MS, f"p99 <= {AIM_P99_MS:.0f} ms"),
+        ]
+        verdicts.append(
+            f"aims, {result.shape.name}: "
+            + ", ".join(f"{label} {'met' if ok else 'NOT met'}" for ok, label in met)
+        )
+    out += [rule, line("gRPC UpsertBatch, submit=true", "rows/s", "p50 ms", "p99 ms", "CPU ms/row"), rule]
+    for result in shapes:
+        single, batch = result.grpc_single, result.grpc_batch
+        out += [
+            line(
+                f"{result.shape.name}: 1 row per call ({single.rows} calls)",
+                f"{single.rows_per_second:,.1f}",
+                ms(single.percentile(50)),
+                ms(single.percentile(99)),
+                f"{api_cpu(result, single):.2f}",
+            ),
+            line(
+                f"{result.shape.name}: {BATCH_ROWS} rows per call ({batch.count})",
+                f"{batch.rows_per_second:,.1f}",
+                ms(batch.percentile(50)),
+                ms(batch.percentile(99)),
+                f"{api_cpu(result, batch):.2f}",
+            ),
+        ]
+    client = ", ".join(f"{r.shape.name} {r.rest.cpu_ms(r.rest.client_cpu):.1f}" for r in shapes)
+    out += [
         rule,
-        line("gRPC UpsertBatch, submit=true", "rows/s", "p50 ms", "p99 ms", "CPU ms/row"),
-        rule,
-        line(
-            f"1 row per call, concurrency {args.concurrency} ({single.rows} calls)",
-            f"{single.rows_per_second:,.1f}",
-            ms(single.percentile(50)),
-            ms(single.percentile(99)),
-            f"{single.cpu_ms(single.server_cpu, single.rows):.1f}",
-        ),
-        line(
-            f"{BATCH_ROWS} rows per call ({batch.count} call{'s' if batch.count != 1 else ''})",
-            f"{batch.rows_per_second:,.1f}",
-            ms(batch.percentile(50)),
-            ms(batch.percentile(99)),
-            f"{batch.cpu_ms(batch.server_cpu, batch.rows):.1f}",
-        ),
-        rule,
+        *verdicts,
         *[
             f"FAILED under load: {run.label}: {n} x {kind} (not counted in req/s or rows/s)"
-            for run in (baseline, rest, single)
+            for run in (bare, db, *(r.rest for r in shapes), *(r.grpc_single for r in shapes))
             for kind, n in run.failed.items()
         ],
-        "ratio: hdhub req/s over baseline req/s (1.0 = as fast as a bare endpoint); latency and CPU: hdhub as a",
-        "multiple of the baseline. CPU ms: the server process's own CPU per request or row (hdhub's includes its",
-        f"worker{'; not PostgreSQL' if args.postgres else ''}). Load generator: {rest.cpu_ms(rest.client_cpu):.1f} ms CPU per hdhub request, "
-        f"{baseline.cpu_ms(baseline.client_cpu):.1f} per baseline request. Total {elapsed:.0f} s.",
+        "ratios: hdhub req/s over the database baseline's (1.0 = as fast as one INSERT per request); latency and",
+        "CPU as multiples of it. CPU ms: the registrations API process's own CPU per request or row (in one",
+        "process: everything, workers included), not PostgreSQL's. Load average: 1 minute, at the end of each run.",
+        f"Load generator: {bare.cpu_ms(bare.client_cpu):.1f} ms CPU per bare-baseline request, "
+        f"{db.cpu_ms(db.client_cpu):.1f} per database-baseline request, {client} per hdhub request. "
+        f"Total {elapsed:.0f} s.",
     ]
-    if baseline.client_cpu > baseline.server_cpu:
+    if bare.client_cpu > bare.server_cpu:
         out.append(
-            "Note: the load generator spent more CPU per baseline request than the baseline server, so the "
-            "baseline req/s is a floor (client-bound); the CPU ratio is the steadier comparison."
+            "Note: the load generator spent more CPU per bare-baseline request than the server, so its req/s "
+            "is a floor (client-bound)."
         )
     return "\n".join(out)
 
@@ -760,13 +1047,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--grpc-batches", type=int, default=1, help=f"gRPC UpsertBatch calls of {BATCH_ROWS} rows (default 1)"
     )
     parser.add_argument(
-        "--postgres", action="store_true", help="PostgreSQL on 127.0.0.1:5432 instead of SQLite"
+        "--shapes",
+        default="all,processes",
+        help="which hdhub shapes to run, comma-separated: all (one process), processes (default both)",
+    )
+    parser.add_argument(
+        "--sqlite", action="store_true", help="the one-process shape on SQLite files instead of PostgreSQL"
     )
     parser.add_argument(
         "--keep-logs", type=Path, metavar="DIR", help="copy the servers' logs to DIR at the end"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample each hdhub process with py-spy during the measured REST run (collapsed stacks in DIR)",
+    )
     parser.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--database-url", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="bench-check's short run: 300 requests, warm-up 30, 50 gRPC calls, one process only",
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.requests, args.warmup, args.grpc_calls, args.grpc_batches = 300, 30, 50, 1
+        args.shapes = "all"
     if (
         args.requests < 1
         or args.concurrency < 1
@@ -777,6 +1084,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(
             "--requests, --concurrency, --warmup, --grpc-calls and --grpc-batches must be at least 1"
         )
+    args.shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
+    unknown = [s for s in args.shapes if s not in SHAPES]
+    if unknown or not args.shapes:
+        parser.error(f"--shapes: one or more of {', '.join(SHAPES)}")
     return args
 
 
@@ -805,26 +1116,37 @@ def _interrupt(_signum: int, _frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve_baseline:
-        serve_baseline(args.serve_baseline)
+        if args.database_url:
+            serve_db_baseline(args.serve_baseline, args.database_url, args.concurrency)
+        else:
+            serve_baseline(args.serve_baseline)
         return 0
     # A SIGTERM unwinds like Ctrl-C, so the finally blocks stop servers and drop databases.
     signal.signal(signal.SIGTERM, _interrupt)
-    started = time.perf_counter()
+    started, load_at_start = time.perf_counter(), os.getloadavg()[0]
     records = Records()
     warmup = encode(records.take(args.warmup))
-    measured = encode(records.take(args.requests))
-    databases = Databases() if args.postgres else None
+    databases = Databases()
+    starters = {"all": one_process, "processes": per_service}
 
-    async def run(tmp: Path) -> tuple[Run, HdhubResults]:
-        # The baseline gets the same bodies; it stops before hdhub starts (2 CPUs to share).
-        baseline = await bench_baseline(warmup, measured, args.concurrency, tmp)
-        hdhub = await bench_hdhub(args, records, warmup, measured, tmp, databases)
-        return baseline, hdhub
+    async def run(tmp: Path) -> tuple[Run, Run, list[HdhubResults]]:
+        # Every server gets the same number of fresh bodies; one server runs at a time.
+        bare, db = await bench_baselines(
+            warmup, encode(records.take(args.requests)), args.concurrency, tmp, databases
+        )
+        results = []
+        for name in args.shapes:
+            async with starters[name](args, tmp, databases) as shape:
+                bodies = encode(records.take(args.warmup + args.requests))
+                results.append(
+                    await bench_shape(args, shape, records, bodies[: args.warmup], bodies[args.warmup :])
+                )
+        return bare, db, results
 
     try:
         with temporary_directory() as tmp:
             try:
-                baseline, hdhub = event_loop_runner()(run(tmp))
+                bare, db, results = event_loop_runner()(run(tmp))
             finally:
                 if args.keep_logs:
                     args.keep_logs.mkdir(parents=True, exist_ok=True)
@@ -844,9 +1166,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 130
     finally:
-        if databases is not None:
-            databases.drop_all()
-    print(report(args, baseline, hdhub, time.perf_counter() - started), flush=True)
+        databases.drop_all()
+    print(report(args, bare, db, results, time.perf_counter() - started, load_at_start), flush=True)
+    from _result import result
+
+    # bench-check's ratios: the first shape (one process with --quick) against the
+    # database baseline.
+    first = results[0]
+    rest = first.rest
+    result(
+        {
+            "rest_rps_over_baseline": rest.per_second / db.per_second,
+            "rest_cpu_over_baseline": rest.cpu_ms(rest.cpu.get(first.shape.api, 0.0))
+            / db.cpu_ms(db.server_cpu),
+        }
+    )
     return 0
 
 

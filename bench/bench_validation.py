@@ -1,4 +1,5 @@
-"""Validation engine throughput, against merely reading the same CSV.
+"""Validation engine throughput: the row engine and the columnar engine, against merely
+reading the same CSV.
 
 Builds a realistic 100-field DCD (texts, SSIN, integers and decimals with number formats,
 dates, times, code lists with a choice filter, multi-selects, skip logic on fields and a
@@ -6,13 +7,18 @@ group, a counted repeat, calculations, defaults), writes 20,000 CSV rows (about 
 an error), then times:
 
 - baseline: ``csv.DictReader`` over the rows plus ``str.strip()`` on every value;
-- engine:   the same ``csv.DictReader`` plus ``CompiledDcd.validate_many``.
+- engine:   the same ``csv.DictReader`` plus ``CompiledDcd.validate_many`` (the row engine);
+- arrow baseline: ``pyarrow.csv`` reading the same text into a table of text columns;
+- columnar: the same read plus ``ColumnarDcd.validate_table`` over batches of
+  ``--batch-rows`` rows (2,000: the Upload Center's batch), as ``ValidateBatch`` runs it.
 
-It prints rows/s, microseconds per row and how many times slower than the baseline the
-engine is. When the shipped ANGIO_HOSP_FFR_PCI workbook and its sample record are there,
-it measures that DCD too.
+It prints rows/s, microseconds per row, each engine against its baseline, and the
+columnar engine against the row engine, with the load average. When the shipped
+ANGIO_HOSP_FFR_PCI workbook and its sample record are there, it measures that DCD too:
+its valid sample repeated, and varied rows (patients, dates, measures, counts of PCIs,
+~3% with a mistake).
 
-    .venv/bin/python bench/bench_validation.py [--rows 20000]
+    .venv/bin/python bench/bench_validation.py [--rows 20000] [--batch-rows 2000]
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import csv
 import datetime
 import importlib.util
 import io
+import os
 import random
 import sys
 import time
@@ -29,12 +36,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.csv as pacsv
 from openpyxl import Workbook
 
 from hdhub.common.ssin import ssin_check_number
-from hdhub.registrations.domain.dcd import DcdDefinition, FieldType
-from hdhub.registrations.domain.validation import CompiledDcd, compile_dcd
-from hdhub.registrations.domain.xlsform import read_workbook
+from hdhub.registrations.engine.columnar import columnar
+from hdhub.registrations.engine.dcd import DcdDefinition, FieldType
+from hdhub.registrations.engine.validation import CompiledDcd, compile_dcd
+from hdhub.registrations.engine.xlsform import read_workbook
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "services" / "registrations" / "dcds" / "samples.py"
@@ -225,7 +235,7 @@ def synthetic_rows(definition: DcdDefinition, count: int, seed: int = 7) -> list
 # --------------------------------------------------------------------------- the shipped DCD
 
 
-def shipped_case(count: int) -> tuple[str, CompiledDcd, list[dict[str, str]]] | None:
+def shipped_case(count: int, *, varied: bool = False) -> tuple[str, CompiledDcd, list[dict[str, str]]] | None:
     if not SAMPLES.exists():
         return None
     spec = importlib.util.spec_from_file_location("bench_dcd_samples", SAMPLES)
@@ -241,7 +251,62 @@ def shipped_case(count: int) -> tuple[str, CompiledDcd, list[dict[str, str]]] | 
     template = {name: "" for name in definition.flat_field_names() if not _computed(definition, name)}
     template.update({k: str(v) for k, v in samples.VALID[code].items()})
     rows = [dict(template) for _ in range(count)]
+    if varied:
+        rng = random.Random(11)
+        for n, row in enumerate(rows):
+            _vary_angio(rng, n, row)
     return code, compile_dcd(definition), rows
+
+
+def _vary_angio(rng: random.Random, n: int, row: dict[str, str]) -> None:
+    """A different patient, stay and measures per row; one row in 33 with a mistake."""
+    dob = datetime.date(1930, 1, 1) + datetime.timedelta(days=rng.randint(0, 25_000))
+    first_nine = f"{dob:%y%m%d}{rng.randint(1, 997):03d}"
+    check = ssin_check_number(first_nine, born_2000_or_later=dob.year >= 2000)
+    hosp = datetime.date(2025, 1, 1) + datetime.timedelta(days=rng.randint(0, 300))
+    disch = hosp + datetime.timedelta(days=rng.randint(0, 10))
+    row.update(
+        {
+            "IDC_PAT": f"{first_nine}{check:02d}",
+            "DT_PAT_DOB": f"{dob:%d/%m/%Y}",
+            "CD_PAT_SEX": rng.choice(["M", "F"]),
+            "DT_HOSPZ": f"{hosp:%d/%m/%Y}",
+            "DT_DISCH": f"{disch:%d/%m/%Y}",
+            "MS_HEIGHT": str(rng.randint(150, 199)),
+            "MS_WEIGHT": f"{rng.uniform(50, 120):.1f}",
+            "MS_LVEF": str(rng.randint(20, 70)),
+            "MS_CREAT": f"{rng.uniform(0.5, 3):.2f}",
+            "DT_FFR_1": f"{hosp:%d/%m/%Y}",
+            "MS_FFR_1": f"{rng.uniform(0.6, 0.95):.2f}",
+            "DT_PCI_1": f"{hosp:%d/%m/%Y}",
+            "TM_PCI_1": f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}",
+            "MS_CONTRAST_1": f"{rng.randint(50, 400)}.0",
+        }
+    )
+    if rng.random() < 0.3:  # a second PCI
+        row.update(
+            {
+                k.replace("_1", "_2"): v
+                for k, v in row.items()
+                if k.endswith("_1")
+                and "PCI" in k
+                or k
+                in (
+                    "CD_PCI_URGENCY_1",
+                    "CD_ACCESS_SITE_1",
+                    "CD_VESSELS_1",
+                    "CD_DEVICE_CAT_1",
+                    "CD_STENT_TYPE_1",
+                    "MS_NB_STENT_1",
+                    "MS_CONTRAST_1",
+                    "CD_PCI_RESULT_1",
+                    "CD_PCI_COMPL_1",
+                )
+            }
+        )
+        row["MS_NB_PCI"] = "2"
+    if n % 33 == 5:
+        row[rng.choice(["MS_HEIGHT", "DT_DISCH", "CD_PAT_SEX"])] = rng.choice(["tall", "31/02/2025", "X"])
 
 
 def _computed(definition: DcdDefinition, flat_name: str) -> bool:
@@ -288,20 +353,67 @@ def best_of(runs: int, *works: Callable[[], Any]) -> list[float]:
     return best
 
 
-def measure(label: str, compiled: CompiledDcd, rows: list[dict[str, str]], runs: int) -> None:
+def arrow_baseline(text: str) -> pa.Table:
+    options = pacsv.ParseOptions(delimiter=";")
+    header = text.split("\n", 1)[0].strip().split(";")
+    convert = pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()))
+    return pacsv.read_csv(io.BytesIO(text.encode()), parse_options=options, convert_options=convert)
+
+
+def columnar_engine(compiled: CompiledDcd, text: str, batch_rows: int) -> tuple[int, int]:
+    table = arrow_baseline(text)
+    engine = columnar(compiled)
+    rows = valid = 0
+    for start in range(0, table.num_rows, batch_rows):
+        result = engine.validate_table(table.slice(start, batch_rows), today=TODAY)
+        rows += result.rows
+        valid += result.valid_rows
+    return rows, valid
+
+
+def measure(
+    label: str, compiled: CompiledDcd, rows: list[dict[str, str]], runs: int, batch_rows: int
+) -> tuple[float, float]:
     text = to_csv(rows)
     count, valid = engine(compiled, text)
-    read, full = best_of(runs, lambda: baseline(text), lambda: engine(compiled, text))
+    c_count, c_valid = columnar_engine(compiled, text, batch_rows)
+    assert (c_count, c_valid) == (count, valid), "the two engines disagree"
+    read, full, arrow_read, col = best_of(
+        runs,
+        lambda: baseline(text),
+        lambda: engine(compiled, text),
+        lambda: arrow_baseline(text),
+        lambda: columnar_engine(compiled, text, batch_rows),
+    )
     fields = len(rows[0])
-    print(f"{label}: {count} rows x {fields} columns, {valid} valid")
+    print(f"{label}: {count} rows x {fields} columns, {valid} valid (load average {_load()})")
     print(
-        f"  baseline (csv.DictReader + strip): {count / read:10,.0f} rows/s  {read / count * 1e6:6.1f} us/row"
+        f"  baseline (csv.DictReader + strip):  {count / read:10,.0f} rows/s  {read / count * 1e6:6.1f} us/row"
     )
     print(
-        f"  read + validate_many:              {count / full:10,.0f} rows/s  {full / count * 1e6:6.1f} us/row"
+        f"  read + validate_many (row engine):  {count / full:10,.0f} rows/s  {full / count * 1e6:6.1f} us/row"
     )
-    print(f"  validation alone:                  {(full - read) / count * 1e6:6.1f} us/row")
-    print(f"  ratio against the baseline:        {full / read:6.2f}x")
+    print(
+        f"    validation alone:                 {count / (full - read):10,.0f} rows/s  {(full - read) / count * 1e6:6.1f} us/row"
+    )
+    print(f"    ratio against its baseline:       {full / read:6.2f}x")
+    print(
+        f"  arrow baseline (pyarrow.csv):       {count / arrow_read:10,.0f} rows/s  {arrow_read / count * 1e6:6.1f} us/row"
+    )
+    print(
+        f"  read + validate_table (columnar, {batch_rows:,} per batch): {count / col:10,.0f} rows/s  {col / count * 1e6:6.1f} us/row"
+    )
+    alone = max(col - arrow_read, 1e-9)
+    print(
+        f"    validation alone:                 {count / alone:10,.0f} rows/s  {alone / count * 1e6:6.1f} us/row"
+    )
+    print(f"    ratio against its baseline:       {col / arrow_read:6.2f}x")
+    print(f"  columnar against the row engine (validation alone): {(full - read) / alone:6.1f}x faster")
+    return full / read, col / arrow_read
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def main(argv: Iterable[str] | None = None) -> None:
@@ -310,17 +422,34 @@ def main(argv: Iterable[str] | None = None) -> None:
     )
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--batch-rows", type=int, default=2_000)
+    parser.add_argument("--quick", action="store_true", help="bench-check's short run: 3,000 rows, best of 5")
     args = parser.parse_args(list(argv) if argv is not None else None)
+    if args.quick:
+        args.rows, args.runs = 3_000, 5
+    print(f"load average at the start: {_load()}")
 
     start = time.perf_counter()
     definition = synthetic_definition()
     compiled = compile_dcd(definition)
     print(f"synthetic DCD read and compiled in {(time.perf_counter() - start) * 1e3:.0f} ms")
-    measure("synthetic 100-field DCD", compiled, synthetic_rows(definition, args.rows), args.runs)
+    batch = args.batch_rows
+    ratios: dict[str, float] = {}
+    ratios["synthetic_over_read"], ratios["synthetic_columnar_over_arrow"] = measure(
+        "synthetic 100-field DCD", compiled, synthetic_rows(definition, args.rows), args.runs, batch
+    )
     shipped = shipped_case(args.rows)
     if shipped is not None:
         code, shipped_compiled, rows = shipped
-        measure(f"shipped {code} (its valid sample, repeated)", shipped_compiled, rows, args.runs)
+        ratios["angio_over_read"], ratios["angio_columnar_over_arrow"] = measure(
+            f"shipped {code} (its valid sample, repeated)", shipped_compiled, rows, args.runs, batch
+        )
+        varied = shipped_case(args.rows, varied=True)
+        assert varied is not None
+        measure(f"shipped {code} (varied rows)", varied[1], varied[2], args.runs, batch)
+    from _result import result
+
+    result(ratios)
 
 
 if __name__ == "__main__":

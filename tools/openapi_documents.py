@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-SERVICES = ("registrations", "uploads", "intake", "portal", "sim", "identity")
+SERVICES = ("registrations", "uploads", "intake", "portal", "sim", "identity", "nippin")
 
 
 def main(out: Path) -> None:

@@ -1,7 +1,9 @@
 """Every REST route of every service, called as each role in its own organisation, as a
 member of a foreign organisation (holding every role there), as the operator, as the
 organisation's hospital system (client credentials), as each platform service identity
-(``hdhub-service:<name>``, a real token from the issuer), and as nobody. Routes come from the merged OpenAPI document, so a new route cannot escape: one
+(``hdhub-service:<name>``, a real token from the issuer), as a member holding both data
+roles but granted another registry only (``other-registry``: the fixtures are ANGIO,
+HDBP0012, and NGS files), and as nobody. Routes come from the merged OpenAPI document, so a new route cannot escape: one
 missing from ``EXPECTED`` fails the test with its method and path.
 
 What an entry says: which callers the route lets through, derived from the one policy
@@ -19,22 +21,32 @@ To add a route: one line in ``EXPECTED``, with a body if the route takes one.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import jwt
 import pytest
 
 from hdhub.common import service_auth
-from hdhub.common.auth import OPERATOR_ACTIONS, OPERATOR_ROLE, POLICY, SERVICE_POLICY, Action, Role
+from hdhub.common.auth import (
+    OPERATOR_ACTIONS,
+    OPERATOR_ROLE,
+    POLICY,
+    REGISTRY_ACTIONS,
+    SERVICE_POLICY,
+    Action,
+    Role,
+)
 from tests.support.samples import record
-from tests.support.stack import ISSUER, Stack
+from tests.support.stack import Stack
+from tests.support.tokens import bearer
 
 OWN, FOREIGN = "az-demo", "lab-demo"
+MATRIX = "matrix@matrix.test"
 ALL_ROLES = [r.value for r in Role]
+#: A member of the own organisation with both data roles, granted a registry no fixture is of.
+OTHER_REGISTRY = "other-registry"
 SERVICE_CALLERS = {f"service:{name}": name for name in SERVICE_POLICY}
 #: REST routes documented for a service identity (docs/identity.md): none.
 SERVICE_ROUTES: dict[tuple[str, str], frozenset[str]] = {}
@@ -54,6 +66,12 @@ class Expect:
     files: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     note: str = ""
+    #: How a member granted another registry only is answered on a registry-bound route:
+    #: "kept out" (the route's registration, upload, file or registry is not theirs),
+    #: "listed" (a list, answered with their registries' rows only: tests/authz/
+    #: test_registry_grants.py pins what is in it), "input" (the registry is known only
+    #: from a valid input, which the matrix does not send: the dedicated tests refuse it).
+    other_registry: str = "kept out"
 
 
 def _member(_: dict[str, str]) -> dict[str, Any]:
@@ -62,6 +80,17 @@ def _member(_: dict[str, str]) -> dict[str, Any]:
 
 def _registration(ids: dict[str, str]) -> dict[str, Any]:
     return {"organisation_id": OWN, "dcd": "ANGIO_HOSP", "values": record(), "submit": False}
+
+
+def _questionnaire_response(_: dict[str, str]) -> dict[str, Any]:
+    items = [{"linkId": k, "answer": [{"valueString": v}]} for k, v in record().items() if "|" not in v]
+    return {
+        "resourceType": "QuestionnaireResponse",
+        "questionnaire": "ANGIO_HOSP|1.0.0",
+        "status": "in-progress",
+        "author": {"reference": f"Organization/{OWN}"},
+        "item": items,
+    }
 
 
 def _nihdi(_: dict[str, str]) -> dict[str, Any]:
@@ -88,6 +117,9 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("POST", "/api/v1/organisations/{organisation_id}/members"): Expect(Action.MEMBER_MANAGE, body=_member),
     ("PUT", "/api/v1/organisations/{organisation_id}/members/{account_id}/roles"): Expect(
         Action.MEMBER_MANAGE, body=lambda _: {"roles": ["registrant"]}
+    ),
+    ("PUT", "/api/v1/organisations/{organisation_id}/members/{account_id}/registries"): Expect(
+        Action.MEMBER_MANAGE, body=lambda _: {"registries": ["HDBP0012"]}
     ),
     ("DELETE", "/api/v1/organisations/{organisation_id}/members/{account_id}"): Expect(Action.MEMBER_MANAGE),
     ("GET", "/api/v1/organisations/{organisation_id}/clients"): Expect(Action.CLIENT_MANAGE),
@@ -136,6 +168,12 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("POST", "/api/v1/account-requests/{request_id}/approve"): Expect(Action.ACCOUNT_REQUEST_REVIEW),
     ("POST", "/api/v1/account-requests/{request_id}/reject"): Expect(Action.ACCOUNT_REQUEST_REVIEW),
     ("GET", "/api/v1/audit"): Expect(Action.AUDIT_READ),
+    ("POST", "/api/v1/operator/organisations"): Expect(
+        Action.USER_MANAGER_APPOINT,
+        tenant=False,
+        body=lambda _: {**_nihdi({}), "email": f"{uuid.uuid4().hex[:10]}@matrix.test"},
+        note="the central operator only: an installation's organisation and first User Manager",
+    ),
     # registrations: catalogue (not tenant data) and registrations
     ("GET", "/api/v1/registries"): Expect(Action.CATALOGUE_READ, tenant=False),
     ("POST", "/api/v1/dcds"): Expect(
@@ -155,7 +193,7 @@ EXPECTED: dict[tuple[str, str], Expect] = {
         Action.CATALOGUE_READ, tenant=False, body=lambda _: {"values": record()}
     ),
     ("POST", "/api/v1/registrations"): Expect(Action.REGISTRATION_WRITE, body=_registration),
-    ("GET", "/api/v1/registrations"): Expect(Action.REGISTRATION_READ),
+    ("GET", "/api/v1/registrations"): Expect(Action.REGISTRATION_READ, other_registry="listed"),
     ("GET", "/api/v1/registrations/{registration_id}"): Expect(Action.REGISTRATION_READ),
     ("PUT", "/api/v1/registrations/{registration_id}"): Expect(
         Action.REGISTRATION_WRITE, body=lambda _: {"values": record()}, headers={"If-Match": '"1"'}
@@ -177,16 +215,49 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("GET", "/api/v1/registrations/{registration_id}/delivery"): Expect(
         Action.REGISTRATION_READ, note="404 for allowed callers before the first submission"
     ),
-    ("GET", "/api/v1/deliveries"): Expect(Action.REGISTRATION_READ),
+    ("GET", "/api/v1/deliveries"): Expect(Action.REGISTRATION_READ, other_registry="listed"),
+    ("GET", "/api/v1/registrations/{registration_id}/decisions"): Expect(Action.REGISTRATION_READ),
+    ("GET", "/api/v1/follow-ups"): Expect(Action.REGISTRATION_READ, other_registry="listed"),
     ("GET", "/api/v1/operator/deliveries"): Expect(
         Action.REGISTRATION_REVIEW,
         tenant=False,
         note="the operator only (no organisation role has this action)",
     ),
+    # registrations: exports (the CSV Upload Manager's)
+    ("POST", "/api/v1/exports"): Expect(
+        Action.EXPORT, body=lambda _: {"organisation_id": OWN, "dcd_code": "ANGIO_HOSP"}
+    ),
+    ("GET", "/api/v1/exports"): Expect(Action.EXPORT),
+    ("GET", "/api/v1/exports/{export_id}"): Expect(Action.EXPORT),
+    ("GET", "/api/v1/exports/{export_id}/events"): Expect(Action.EXPORT),
+    ("GET", "/api/v1/export-files/{token}"): Expect(
+        anyone=True, note="the signed link is the credential: 404 unless ours, 410 once expired"
+    ),
     # sim: the stand-in central receiver's switches (never deployed to production)
     ("GET", "/sim/receiver"): Expect(Action.REGISTRATION_REVIEW, tenant=False, note="the operator only"),
     ("PUT", "/sim/receiver"): Expect(
         Action.REGISTRATION_REVIEW, tenant=False, body=lambda _: {"mode": "accept"}, note="the operator only"
+    ),
+    ("GET", "/sim/receiver/files"): Expect(
+        Action.REGISTRATION_REVIEW, tenant=False, note="the operator only"
+    ),
+    ("PUT", "/sim/receiver/files"): Expect(
+        Action.REGISTRATION_REVIEW,
+        tenant=False,
+        body=lambda _: {"cut_after_bytes": None},
+        note="the operator only",
+    ),
+    ("GET", "/sim/receiver/files/{file_id}"): Expect(
+        Action.REGISTRATION_REVIEW,
+        tenant=False,
+        note="the operator only; 404 for an unknown id once let through",
+    ),
+    ("GET", "/sim/decisions"): Expect(Action.REGISTRATION_REVIEW, tenant=False, note="the operator only"),
+    ("POST", "/sim/decisions"): Expect(
+        Action.REGISTRATION_REVIEW,
+        tenant=False,
+        body=lambda _: {"registration_code": "201.26.999999.00", "status": "approved"},
+        note="the operator only; 404 for the operator (no delivery with that code)",
     ),
     ("GET", "/sim/mycarenet"): Expect(Action.REGISTRATION_REVIEW, tenant=False, note="the operator only"),
     ("PUT", "/sim/mycarenet"): Expect(
@@ -226,10 +297,40 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("GET", "/proxy/api/dcd/codelist"): Expect(Action.CATALOGUE_READ, tenant=False),
     ("GET", "/proxy/api/externalreference/sadmi"): Expect(authenticated=True),
     ("GET", "/proxy/api/dcd/template"): Expect(Action.CATALOGUE_READ, tenant=False),
-    ("POST", "/proxy/api/dcd/payload/submit"): Expect(
-        Action.REGISTRATION_WRITE, body=lambda _: {"STATUS": "draft"}
+    ("GET", "/proxy/api/dcd/payload/xsd"): Expect(Action.CATALOGUE_READ, tenant=False),
+    ("GET", "/proxy/api/problem.xsd"): Expect(authenticated=True),
+    # HL7 FHIR R4
+    ("GET", "/fhir/metadata"): Expect(anyone=True, note="FHIR's CapabilityStatement is public"),
+    ("GET", "/fhir/Questionnaire"): Expect(Action.CATALOGUE_READ, tenant=False),
+    ("GET", "/fhir/Questionnaire/{questionnaire}"): Expect(Action.CATALOGUE_READ, tenant=False),
+    ("POST", "/fhir/QuestionnaireResponse/$validate"): Expect(
+        Action.CATALOGUE_READ, tenant=False, body=_questionnaire_response
     ),
-    ("GET", "/proxy/api/dcd/submit"): Expect(Action.REGISTRATION_READ),
+    ("POST", "/fhir/QuestionnaireResponse"): Expect(
+        Action.REGISTRATION_WRITE, body=_questionnaire_response, note="the organisation is the body's author"
+    ),
+    ("GET", "/fhir/QuestionnaireResponse"): Expect(
+        Action.REGISTRATION_READ, tenant=False, other_registry="listed"
+    ),
+    ("GET", "/fhir/QuestionnaireResponse/{registration_id}"): Expect(Action.REGISTRATION_READ),
+    ("POST", "/fhir"): Expect(
+        authenticated=True,
+        body=lambda ids: {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [
+                {
+                    "resource": _questionnaire_response(ids),
+                    "request": {"method": "POST", "url": "QuestionnaireResponse"},
+                }
+            ],
+        },
+        note="each entry is refused on its own (a foreign caller's entry: 403 inside a 200)",
+    ),
+    ("POST", "/proxy/api/dcd/payload/submit"): Expect(
+        Action.REGISTRATION_WRITE, body=lambda _: {"STATUS": "draft"}, other_registry="input"
+    ),
+    ("GET", "/proxy/api/dcd/submit"): Expect(Action.REGISTRATION_READ, other_registry="listed"),
     # portal: certificates (the Certificate Editor only)
     ("GET", "/api/v1/certificates"): Expect(
         Action.CERTIFICATE_MANAGE,
@@ -247,7 +348,7 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ),
     # uploads: the Upload Center
     ("POST", "/api/v1/uploads"): Expect(Action.REGISTRATION_WRITE, files={"file": ("x.csv", b"a;b\n1;2\n")}),
-    ("GET", "/api/v1/uploads"): Expect(Action.REGISTRATION_READ),
+    ("GET", "/api/v1/uploads"): Expect(Action.REGISTRATION_READ, other_registry="listed"),
     ("GET", "/api/v1/uploads/{upload_id}"): Expect(Action.REGISTRATION_READ),
     ("GET", "/api/v1/uploads/{upload_id}/events"): Expect(Action.REGISTRATION_READ),
     ("GET", "/api/v1/uploads/{upload_id}/reports/{kind}.csv"): Expect(Action.REGISTRATION_READ),
@@ -256,8 +357,11 @@ EXPECTED: dict[tuple[str, str], Expect] = {
         Action.REGISTRATION_WRITE, body=lambda _: {}
     ),
     # intake: files received over SFTP and HTTP
-    ("GET", "/api/v1/files/{organisation_id}"): Expect(Action.REGISTRATION_READ),
+    ("GET", "/api/v1/files/{organisation_id}"): Expect(Action.REGISTRATION_READ, other_registry="listed"),
     ("GET", "/api/v1/files/{organisation_id}/{file_id}"): Expect(Action.REGISTRATION_READ),
+    ("GET", "/api/v1/files/{organisation_id}/late-vcfs"): Expect(
+        Action.REGISTRATION_READ, other_registry="listed", note="NGS only: empty without that registry"
+    ),
     ("PUT", "/api/v1/files/{organisation_id}/{registry}/{filename}"): Expect(
         Action.REGISTRATION_WRITE, note="no body: 422 empty file once let through"
     ),
@@ -278,7 +382,7 @@ PARAMS = {
     "code-list-id": "yes_no",
     "notificationCode": "12345",
     "kind": "errors",
-    "project_code": "ANGIO",
+    "project_code": "HDBP0012",
     "registry": "NGS",
     "filename": "matrix.vcf",
     "night": "2026-01-01",
@@ -301,32 +405,12 @@ def _allowed(expect: Expect, caller: str, route: tuple[str, str] = ("", "")) -> 
         return not expect.tenant and any(expect.action in POLICY[r] for r in Role)
     if caller == "system":  # az-demo's hospital system: client credentials, registrant
         return expect.action in POLICY[Role.REGISTRANT]
+    if caller == OTHER_REGISTRY:
+        data_roles = POLICY[Role.REGISTRANT] | POLICY[Role.READER]
+        if expect.action not in data_roles:
+            return False
+        return expect.action not in REGISTRY_ACTIONS or expect.other_registry != "kept out"
     return expect.action in POLICY[Role(caller)]
-
-
-async def _mint(
-    stack: Stack, organisations: dict[str, list[str]], realm_roles: list[str] = ()
-) -> dict[str, str]:  # type: ignore[assignment]
-    from hdhub.identity.issuer import signing_key
-
-    async with stack.service("identity").db.system_session() as session:
-        key = await signing_key(session)
-    now = int(time.time())
-    claims = {
-        "sub": f"matrix-{uuid.uuid4().hex}",
-        "preferred_username": "matrix@matrix.test",
-        "iss": ISSUER,
-        "aud": ["hdhub"],
-        "azp": "hdhub-portal",
-        "exp": now + 600,
-        "iat": now,
-        "realm_access": {"roles": list(realm_roles)},
-        "organisations": {
-            org: {"name": org, "nihdi": "", "roles": roles} for org, roles in organisations.items()
-        },
-    }
-    token = jwt.encode(claims, key.private_pem, algorithm="RS256", headers={"kid": key.kid})
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def _fixtures(stack: Stack) -> dict[str, str]:
@@ -374,9 +458,12 @@ async def test_every_route_answers_each_caller_as_the_policy_says(stack: Stack) 
     ids = await _fixtures(stack)
     callers: dict[str, dict[str, str]] = {"nobody": {}}
     for role in Role:
-        callers[role.value] = await _mint(stack, {OWN: [role.value]})
-    callers["foreign"] = await _mint(stack, {FOREIGN: ALL_ROLES})
-    callers["operator"] = await _mint(stack, {}, [OPERATOR_ROLE])
+        callers[role.value] = await bearer(stack, {OWN: [role.value]}, username=MATRIX)
+    callers["foreign"] = await bearer(stack, {FOREIGN: ALL_ROLES}, username=MATRIX)
+    callers["operator"] = await bearer(stack, {}, [OPERATOR_ROLE], username=MATRIX)
+    callers[OTHER_REGISTRY] = await bearer(
+        stack, {OWN: ["registrant", "reader"]}, username=MATRIX, registries=["HDBP9999"]
+    )
     callers["system"] = await stack.headers("az-demo-his")
     for caller, name in SERVICE_CALLERS.items():
         callers[caller] = {"Authorization": f"Bearer {(await service_auth.service_principal(name)).token}"}

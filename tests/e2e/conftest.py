@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hdhub.cli.services import SERVICES
+from hdhub.common.config import SERVICES
 from tests.support.otlp import Receiver, otlp_receiver
 from tests.support.stack import free_port
 
@@ -53,6 +53,9 @@ def base_env(data: Path) -> dict[str, str]:
         "HDHUB_UPLOADS_DROPFOLDER_SETTLE_SECONDS": "0.2",
         "HDHUB_UPLOADS_DROPFOLDER_CHECK_SECONDS": "0.2",
         "HDHUB_UPLOADS_DROPFOLDER_TICK_SECONDS": "0.2",
+        # A linked file waiting for its registration's delivery is tried again after 1 s.
+        "HDHUB_INTAKE_SEND_RETRY_SECONDS": "1",
+        "HDHUB_INTAKE_WORKER_POLL_SECONDS": "1",
         # Two platforms may run at once (the traced one): never both on SFTP port 2222.
         "HDHUB_INTAKE_SFTP_PORT": str(free_port()),
     }

@@ -14,8 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hdhub.cli.services import SERVICES
-from hdhub.common.config import PLACEHOLDER, is_placeholder
+from hdhub.common.config import PLACEHOLDER, SERVICES, is_placeholder
 from hdhub.common.local_secrets import FILE_NAME, GENERATED
 from tests.e2e.conftest import base_env, run_all
 from tests.support.stack import free_port
@@ -76,15 +75,36 @@ NEEDED = sorted(
         "HDHUB_UPLOADS_MASTER_KEY",
         "HDHUB_INTAKE_MASTER_KEY",
         "HDHUB_NIPPIN_MASTER_KEY",
+        "HDHUB_REGISTRATIONS_MASTER_KEY",
     }
     | {f"HDHUB_{name.upper()}_SECRET_KEY" for name in SERVICES}
 )
+# Where production keeps what a pod must not keep for itself: no default either.
+KEPT_ELSEWHERE = sorted(
+    {"HDHUB_OBJECT_STORE_URL", "HDHUB_INTAKE_SFTP_HOST_KEY", "HDHUB_REDIS_URL"}
+    | {f"HDHUB_{name.upper()}_DATABASE_URL" for name in SERVICES if name != "pseudonymisation"}
+)
 
 
-@pytest.mark.parametrize("missing", NEEDED)
+def _setting(name: str, data: Path) -> str:
+    if name.endswith("_MASTER_KEY"):
+        return base64.b64encode(os.urandom(32)).decode()
+    if name.endswith("_DATABASE_URL"):
+        return f"sqlite+aiosqlite:///{data / name.lower()}.db"
+    if name == "HDHUB_REDIS_URL":
+        return "redis://127.0.0.1:6379/0"
+    if name == "HDHUB_OBJECT_STORE_URL":
+        return f"file://{data / 'objects'}"
+    if name == "HDHUB_INTAKE_SFTP_HOST_KEY":
+        import asyncssh
+
+        return asyncssh.generate_private_key("ssh-ed25519").export_private_key().decode()
+    return f"given-{uuid.uuid4().hex}"
+
+
+@pytest.mark.parametrize("missing", NEEDED + KEPT_ELSEWHERE)
 def test_production_refuses_to_start_without_each_secret(tmp_path: Path, missing: str) -> None:
-    given = {name: f"given-{uuid.uuid4().hex}" for name in NEEDED if name != missing}
-    given |= {k: base64.b64encode(os.urandom(32)).decode() for k in given if k.endswith("_MASTER_KEY")}
+    given = {name: _setting(name, tmp_path) for name in NEEDED + KEPT_ELSEWHERE if name != missing}
     out = subprocess.run(
         [sys.executable, "-m", "hdhub.cli.main", "run", "all", "--port", str(free_port())],
         cwd=ROOT,
@@ -104,7 +124,9 @@ def test_production_never_seeds_demo_data(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "hdhub.cli.main", "seed"],
         cwd=ROOT,
-        env=_production(tmp_path, HDHUB_SERVICE_CLIENT_SECRET=uuid.uuid4().hex),
+        env=_production(
+            tmp_path, HDHUB_SERVICE_CLIENT_SECRET=uuid.uuid4().hex, HDHUB_REDIS_URL="redis://127.0.0.1:6379/0"
+        ),
         capture_output=True,
         text=True,
         timeout=120,
@@ -155,3 +177,79 @@ def test_demo_p12_writes_a_two_key_p12_the_portal_accepts_and_prints_its_passwor
     refused = hdhub("demo", "p12", "--organisation", "az-nowhere", data=tmp_path)
     assert refused.returncode != 0 and "unknown demo organisation 'az-nowhere'" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_appoint_user_manager_prints_the_initial_password_once_and_refuses_clearly(tmp_path: Path) -> None:
+    import asyncio
+
+    from hdhub.common.db import Database
+    from hdhub.identity.embedded import EmbeddedBackend
+    from hdhub.identity.runtime import MIGRATIONS
+
+    args = ["appoint-user-manager", "--title", "AZ Start", "--nihdi", "71000436", "--email", "uma@start.test"]
+    unmigrated = hdhub(*args, data=tmp_path)
+    assert unmigrated.returncode != 0 and "hdhub migrate identity" in unmigrated.stderr
+    assert hdhub("migrate", "identity", data=tmp_path).returncode == 0
+    done = hdhub(*args, "--first-name", "Uma", data=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split(": ", 1) for line in done.stdout.splitlines())
+    password = lines["initial password"].split()[0]
+    assert lines["user manager"] == "uma@start.test" and len(password) == 16
+
+    async def check() -> tuple[bool, list[str]]:
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'identity.db'}", migrations=MIGRATIONS)
+        backend = EmbeddedBackend(db)
+        account = await backend.check_password("uma@start.test", password)
+        assert account is not None
+        roles = await backend.memberships(account.id)
+        await db.dispose()
+        return account.must_change_password, [sorted(r) for r in roles.values()][0]
+
+    assert asyncio.run(check()) == (True, ["manager"])
+    again = hdhub(*args, data=tmp_path)  # the same NIHDI number: refused, saying why
+    assert again.returncode != 0 and "NIHDI number exists already" in again.stderr
+    bad = hdhub("appoint-user-manager", "--title", "X", "--nihdi", "123", "--email", "no", data=tmp_path)
+    assert bad.returncode != 0 and "nihdi_number" in bad.stderr and "email" in bad.stderr
+    assert "Traceback" not in again.stderr + bad.stderr
+
+
+def test_run_refuses_at_once_naming_each_port_in_use_and_its_setting(tmp_path: Path) -> None:
+    # A second `make run` (or anything on 8000, 2222, 5006x) failed half a minute later with
+    # a gRPC stack trace ("Failed to bind to address 127.0.0.1:50061").
+    import socket
+
+    env = base_env(tmp_path)
+    http, sftp = free_port(), int(env["HDHUB_INTAKE_SFTP_PORT"])
+    grpc = int(env["HDHUB_REGISTRATIONS_GRPC_BIND"].rsplit(":", 1)[1])
+    held = []
+    for number in (http, sftp, grpc):
+        s = socket.socket()
+        s.bind(("127.0.0.1", number))
+        s.listen()
+        held.append(s)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "hdhub.cli.main", "run", "all", "--port", str(http)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        for s in held:
+            s.close()
+    said = " ".join((out.stderr + out.stdout).replace("│", " ").split())
+    assert out.returncode == 2, said
+    assert f"HTTP port 127.0.0.1:{http} is not free" in said and "make run PORT=" in said, said
+    assert f"SFTP port 127.0.0.1:{sftp} is not free" in said and "HDHUB_INTAKE_SFTP_PORT" in said, said
+    assert f"registrations gRPC port 127.0.0.1:{grpc} is not free" in said, said
+    assert "HDHUB_REGISTRATIONS_GRPC_BIND" in said and "identity gRPC" not in said, said
+    assert "Traceback" not in out.stderr
+
+
+def test_make_run_takes_another_port() -> None:
+    out = subprocess.run(
+        ["make", "-n", "run", "PORT=8123"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "hdhub run all --port 8123" in out.stdout

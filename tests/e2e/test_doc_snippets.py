@@ -9,7 +9,7 @@ Each ```sh / ```bash block is preceded by a marker saying what to do with it:
 A block without a marker fails the test, so a new snippet is either run or says why not.
 The blocks of one file run in order in one bash process (``set -euo pipefail``: a
 variable nothing set, a failed command, a failed pipe stops it), from a folder where
-``var`` is the platform's data folder and ``examples``, ``.venv`` are the repository's,
+``var`` is the platform's data folder and ``examples``, ``deploy``, ``.venv`` are the repository's,
 as after ``make run`` in a clone. The one rewrite: the snippets' ``127.0.0.1:8000`` and
 SFTP port 2222 become this platform's, which runs on free ports beside anyone's
 ``make run``.
@@ -25,8 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from hdhub.cli.services import SERVICES
-from hdhub.common.config import DEFAULT_GRPC_PORTS
+from hdhub.common.config import DEFAULT_GRPC_PORTS, SERVICES
 from tests.e2e.conftest import ROOT, Platform, base_env, hdhub_process
 from tests.support.stack import free_port
 
@@ -111,12 +110,13 @@ def rewrite(code: str, platform: Platform, sftp_port: str) -> str:
 
 
 def workdir(tmp: Path, platform: Platform) -> Path:
-    """A folder that looks like a clone after `make run`: var/, examples/, .venv/."""
+    """A folder that looks like a clone after `make run`: var/, examples/, deploy/, .venv/."""
     work = tmp / "clone"
     work.mkdir(exist_ok=True)
     for name, target in (
         ("var", platform.data_dir),
         ("examples", ROOT / "examples"),
+        ("deploy", ROOT / "deploy"),
         (".venv", ROOT / ".venv"),
     ):
         link = work / name

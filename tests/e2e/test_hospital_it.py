@@ -79,7 +79,7 @@ def test_hospital_system_registers_and_follows_a_pci_hospitalisation(platform: P
         # A correction is a resubmission of the whole record: the latest wins.
         r = c.post(SUBMIT, json={**values, "MS_WEIGHT": "79.0"})
         assert r.status_code == 202 and r.json()["registrationId"] == accepted["registrationId"]
-        history = c.get(f"/api/v1/registrations/{accepted['registrationId']}/history").json()
+        history = c.get(f"/api/v1/registrations/{accepted['registrationId']}/history").json()["items"]
         assert [h["action"] for h in history][:2] == ["create", "submit"] and history[-1]["action"] in (
             "resubmit",
             "processed",

@@ -1,6 +1,7 @@
 """File intake in `hdhub run all` started as a process: a laboratory's LIMS registers an
 NGS test over REST, its script sends the VCF with OpenSSH's `sftp -b` and moves it to
-Finished, and the platform's own worker links the file to the registration."""
+Finished, the platform's own worker links the file to the registration, and sends it to
+the central platform's stand-in (the sim), which acknowledges it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import Platform
@@ -39,7 +41,7 @@ def sftp_port(platform: Platform) -> int:
     raise AssertionError("the SFTP server did not start:\n" + platform.log.read_text()[-3000:])
 
 
-def test_a_lims_script_sends_a_vcf_that_is_linked_to_its_registration(
+def test_a_lims_script_sends_a_vcf_that_is_linked_and_reaches_the_central_platform(
     platform: Platform, tmp_path: Path
 ) -> None:
     name = f"NGS_E2E_{uuid.uuid4().hex[:12]}.vcf"
@@ -102,12 +104,36 @@ def test_a_lims_script_sends_a_vcf_that_is_linked_to_its_registration(
     with platform.client(token) as c:
         deadline = time.monotonic() + 30
         while True:
-            files = [f for f in c.get("/api/v1/files/lab-demo").json() if f["filename"] == name]
+            files = [f for f in c.get("/api/v1/files/lab-demo").json()["items"] if f["filename"] == name]
             if files and files[0]["links"] or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-        assert files and files[0]["state"] == "accepted" and not files[0]["unmatched"], files
+        assert files and not files[0]["unmatched"], files
         assert files[0]["links"] == [
             {"registration_id": registration, "field": "TX_VCF_FILE_NAME", "recordname": ""}
         ]
         assert files[0]["size"] == len(VCF)
+        # Once the registration is delivered, the worker sends the file; the sim acknowledges.
+        while files[0]["state"] != "acknowledged" and time.monotonic() < deadline + 60:
+            time.sleep(0.5)
+            files = [f for f in c.get("/api/v1/files/lab-demo").json()["items"] if f["filename"] == name]
+        assert files[0]["state"] == "acknowledged" and files[0]["acknowledged_at"], files
+        assert files[0]["central_offset"] == len(VCF)
+    operator = person(platform, "operator@hdhub.test", "demo-operator")
+    with platform.client(operator) as c:
+        held = c.get(f"/sim/receiver/files/{files[0]['id']}").json()
+    assert held["acknowledged"] and held["sha256"] == files[0]["sha256"] and held["size"] == len(VCF)
+
+
+def person(platform: Platform, username: str, password: str) -> str:
+    r = httpx.post(
+        f"{platform.base_url}/realms/hdhub/protocol/openid-connect/token",
+        data={
+            "grant_type": "password",
+            "client_id": "hdhub-portal",
+            "username": username,
+            "password": password,
+        },
+    )
+    assert r.status_code == 200, r.text
+    return str(r.json()["access_token"])

@@ -18,7 +18,7 @@ import httpx
 import psycopg
 import pytest
 
-from hdhub.cli.services import SERVICES
+from hdhub.common.config import SERVICES
 from services.uploads.tests.integration.test_uploads_api import csv_bytes
 from tests.e2e.conftest import hdhub_process
 from tests.support.samples import record

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hdhub.cli.services import SERVICES
+from hdhub.common.config import SERVICES
 from services.uploads.tests.integration.test_uploads_api import csv_bytes
 from tests.e2e.conftest import Platform, base_env, hdhub_process, otel_env
 from tests.e2e.test_intake import VCF, sftp_port
@@ -358,11 +358,15 @@ def test_a_csv_upload_and_the_delivery_of_its_rows_is_one_trace(shape: Shape) ->
         "hdhub-sim",
     }
 
+    # A batch's submissions are delivered by deliver_batch jobs (200 registrations each),
+    # each continuing UpsertBatch's trace; single submissions by deliver jobs.
     def delivered(spans: list[Span]) -> int:
         return sum(
-            int(s.attributes.get("messaging.batch.message_count", 1))
+            int(s.attributes.get("hdhub.registrations", 0))
+            if s.name == "process deliver_batch"
+            else int(s.attributes.get("messaging.batch.message_count", 1))
             for s in spans
-            if s.name == "process deliver"
+            if s.name in ("process deliver", "process deliver_batch")
         )
 
     def whole(spans: list[Span]) -> bool:
@@ -373,10 +377,11 @@ def test_a_csv_upload_and_the_delivery_of_its_rows_is_one_trace(shape: Shape) ->
     # Every row's delivery job was processed under the upload's trace: the upload job,
     # UpsertBatch (which queued them), then the delivery batches.
     assert_one_journey(spans, trace_id)
-    batches = [s for s in spans if s.name == "process deliver"]
+    batches = [s for s in spans if s.name in ("process deliver", "process deliver_batch")]
     assert len(batches) >= 2
     for batch in batches:
-        assert continues(batch, ["send deliver", "process upload.process"], spans, trace_id)
+        sent = batch.name.replace("process ", "send ", 1)
+        assert continues(batch, [sent, "process upload.process"], spans, trace_id)
     upsert = [s for s in spans if s.name.endswith("RegistrationsService/UpsertBatch") and s.kind == SERVER]
     assert upsert and all(s.service == "hdhub-registrations" for s in upsert)
 
@@ -402,7 +407,9 @@ def test_an_sftp_file_is_one_trace_until_it_is_linked(shape: Shape, tmp_path: Pa
         assert c.put(f"/api/v1/files/lab-demo/NGS/{web}", content=VCF.encode()).status_code == 201
         deadline = time.monotonic() + 30
         while (
-            not (files := [f for f in c.get("/api/v1/files/lab-demo").json() if f["filename"] == name])
+            not (
+                files := [f for f in c.get("/api/v1/files/lab-demo").json()["items"] if f["filename"] == name]
+            )
             or not files[0]["links"]
         ):
             assert time.monotonic() < deadline, files

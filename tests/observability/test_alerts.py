@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,11 @@ from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
 from hdhub.common import metrics
-from hdhub.common.clock import SYSTEM_CLOCK, ManualClock
+from hdhub.common.clock import SYSTEM_CLOCK
 from hdhub.common.db import utcnow
-from hdhub.sim.receiver import Behaviour, Mode
 from tests.support.alerts import Timeline, chart_rules, promtool
+from tests.support.central import Central, Mode, on_clock
+from tests.support.clock import ManualClock
 from tests.support.samples import record
 from tests.support.stack import Stack
 
@@ -36,20 +36,11 @@ NURSE = "nurse@az-demo.test"
 CENTRAL = "hdhub.sim.v1.CentralReceiverService"
 
 
-@dataclass
-class Platform:
-    stack: Stack
-    clock: ManualClock
+class Platform(Central):
+    """The stack on a ManualClock, scraped as Prometheus would and judged by the alert rules."""
 
     def service(self, name: str) -> Any:
         return self.stack.service(name)
-
-    @property
-    def delivery(self) -> Any:
-        return self.service("registrations").delivery
-
-    def central(self, mode: Mode) -> None:
-        self.service("sim").receiver.behaviour = Behaviour(mode=mode)
 
     async def submit(self) -> str:
         r = await self.stack.client.post(
@@ -59,10 +50,6 @@ class Platform:
         )
         assert r.status_code == 201, r.text
         return str(r.json()["id"])
-
-    def start(self) -> None:
-        """Let the clock reach the jobs just enqueued (their run_after is the wall clock)."""
-        self.clock.set(utcnow() + timedelta(seconds=1))
 
     async def settle(self) -> None:
         """Every delivery job due at the clock's time, done (here or by the worker)."""
@@ -86,18 +73,13 @@ class Platform:
 @pytest.fixture
 def platform(stack: Stack) -> Iterator[Platform]:
     clock = ManualClock(utcnow() + timedelta(seconds=1))
-    p = Platform(stack, clock)
-    p.delivery.clock = clock
-    p.service("sim").receiver.clock = clock
     metrics.clock = clock
     # Earlier tests' calls to the central platform: a restarted process starts without them.
     metrics.GRPC_CLIENT_LAST_CALL.clear()
     try:
-        yield p
+        with on_clock(Platform(stack, clock)) as p:
+            yield p
     finally:
-        p.central(Mode.ACCEPT)
-        p.delivery.clock = SYSTEM_CLOCK
-        p.service("sim").receiver.clock = SYSTEM_CLOCK
         metrics.clock = SYSTEM_CLOCK
         metrics.GRPC_CLIENT_LAST_CALL.clear()
 
@@ -136,7 +118,7 @@ async def test_central_platform_refusing_fires_within_minutes_and_stays(
 ) -> None:
     """Before: the first alert came 24.5 hours later. Now: the calls' failure is seen on
     the client side, and the alert holds while no call succeeds, however rare calls are."""
-    platform.central(Mode.REFUSE)
+    platform.behave(Mode.REFUSE)
     await platform.submit()
     platform.start()
     timeline = Timeline(platform.clock, ("HdhubCentralPlatformFailing",))
@@ -164,7 +146,7 @@ async def test_a_confirmation_overdue_stays_overdue_when_it_turns_nok_at_48_hour
     """The central platform accepts but never confirms (the sim drops): overdue after a
     day, NOK at 48 hours, and the overdue alert does not clear when it turns NOK."""
     alerts = ("HdhubConfirmationOverdue", "HdhubRegistrationsNok", "HdhubCentralPlatformFailing")
-    platform.central(Mode.DROP)
+    platform.behave(Mode.DROP)
     await platform.submit()
     platform.start()
     timeline = Timeline(platform.clock, alerts)

@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 LINT = ROOT / "tools" / "openapi-lint"
 BIN = LINT / "node_modules" / ".bin"
-DOCUMENTS = ("all", "registrations", "uploads", "intake", "portal", "sim", "identity")
+DOCUMENTS = ("all", "registrations", "uploads", "intake", "portal", "sim", "identity", "nippin")
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """Alert rules run against the metrics hdhub exports: scrape ``/metrics`` at each step of a
-:class:`~hdhub.common.clock.ManualClock`, turn the samples into promtool input series, and
+:class:`~tests.support.clock.ManualClock`, turn the samples into promtool input series, and
 have ``promtool test rules`` evaluate the chart's own PrometheusRule over them.
 
 Time: promtool's time 0 is the clock's time at the first scrape; metrics that are Unix
@@ -22,8 +22,8 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from hdhub.common.clock import ManualClock
 from tests.deploy.manifests import by_kind, render
+from tests.support.clock import ManualClock
 
 NAMESPACE = "hdhub"
 RESOLUTION = timedelta(minutes=1)

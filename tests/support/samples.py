@@ -35,3 +35,11 @@ def record(dcd: str = "ANGIO_HOSP", **overrides: str) -> dict[str, str]:
             values["IDC_PAT"] = ssin(f"{yyyy[2:]}{mm}{dd}")
     values.update(overrides)
     return values
+
+
+def nihdi(prefix: str = "710007") -> str:
+    """An organisation's NIHDI number: ``prefix`` (six digits) and its two check digits, by
+    identity's rule."""
+    from hdhub.identity.nihdi import check_digits
+
+    return prefix + check_digits(prefix)

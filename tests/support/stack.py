@@ -109,7 +109,8 @@ class Stack:
 @asynccontextmanager
 async def running_stack(backend: str, tmp_path: Any, *, workers: bool = True) -> AsyncIterator[Stack]:
     """Every service in this process on ``backend`` (sqlite or postgres)."""
-    from hdhub.cli.services import SERVICES, Platform
+    from hdhub.cli.services import Platform
+    from hdhub.common.config import SERVICES
 
     saved = dict(os.environ)
     databases: list[str] = []

@@ -66,11 +66,13 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
         drop_database(name)
 
 
-async def test_values_come_back_as_they_went_in(db: Database) -> None:
+# Ten rows go in one multi-row INSERT, thirty through COPY (bulk_insert._INSERT_ROWS).
+@pytest.mark.parametrize("copies", [1, 3], ids=["insert", "copy"])
+async def test_values_come_back_as_they_went_in(db: Database, copies: int) -> None:
     shared = {"shared": "one object in several rows", "nested": {"a": [1, 2.5, None, True]}}
     at = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
     rows = []
-    for i, text in enumerate(AWKWARD):
+    for i, text in enumerate(AWKWARD * copies):
         rows.append(
             {
                 "id": f"r{i}",
@@ -114,10 +116,13 @@ async def test_values_come_back_as_they_went_in(db: Database) -> None:
                 assert getattr(cell, key) == value, (row["id"], key)
 
 
-async def test_a_unique_violation_is_an_integrity_error(db: Database) -> None:
+@pytest.mark.parametrize("others", [0, 30], ids=["insert", "copy"])
+async def test_a_unique_violation_is_an_integrity_error(db: Database, others: int) -> None:
+    rows = [{"id": "same", "items": []}, {"id": "same", "items": []}]
+    rows += [{"id": f"other{i}", "items": []} for i in range(others)]
     with pytest.raises(IntegrityError):
         async with db.system_session() as session:
-            await bulk_insert(session, Cell, [{"id": "same", "items": []}, {"id": "same", "items": []}])
+            await bulk_insert(session, Cell, rows)
 
 
 async def test_rows_past_one_copy_chunk(db: Database) -> None:

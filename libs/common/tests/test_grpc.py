@@ -18,6 +18,8 @@ import grpc.aio
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from google.protobuf import descriptor_pb2, descriptor_pool, wrappers_pb2
+from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.wrappers_pb2 import StringValue
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -31,6 +33,13 @@ from hdhub.common.config import platform
 from hdhub.common.errors import FieldProblem, Problem
 
 SERVICE = "hdhub.test.v1.EchoService"
+# The contract of the test service, as `option idempotency_level` would give it in a .proto.
+RETRY_SAFE = {
+    "Echo": descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS,
+    "WhoAmI": descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS,
+    "Slow": descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS,
+    "Flaky": descriptor_pb2.MethodOptions.IDEMPOTENT,
+}
 ISSUER = "http://issuer.test/realms/hdhub"
 AUDIENCE = "hdhub"
 
@@ -94,6 +103,33 @@ def jwks() -> Iterator[_Jwks]:
 
 # --- A tiny service behind the standard interceptors -------------------------------------
 
+METHODS = ("Echo", "WhoAmI", "Anonymous", "Fail", "Boom", "AbortNotFound", "Slow", "Flaky", "Relay", "Count")
+
+
+def _echo_descriptor() -> ServiceDescriptor:
+    """``hdhub.test.v1.EchoService`` as protoc would describe it: StringValue in and out,
+    the methods of RETRY_SAFE marked safe to repeat."""
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
+    file = descriptor_pb2.FileDescriptorProto(
+        name="hdhub/test/v1/echo.proto",
+        package="hdhub.test.v1",
+        dependency=["google/protobuf/wrappers.proto"],
+        syntax="proto3",
+    )
+    service = file.service.add(name="EchoService")
+    for name in METHODS:
+        method = service.method.add(
+            name=name,
+            input_type=".google.protobuf.StringValue",
+            output_type=".google.protobuf.StringValue",
+            server_streaming=name == "Count",
+        )
+        if name in RETRY_SAFE:
+            method.options.idempotency_level = RETRY_SAFE[name]
+    pool.AddSerializedFile(file.SerializeToString())
+    return pool.FindServiceByName(SERVICE)
+
 
 class Echo:
     """Methods exercising each behaviour; requests and answers are StringValue."""
@@ -155,6 +191,11 @@ class Echo:
             yield StringValue(value=str(i))
         raise Problem(409, "stream-ended", "Ran out of numbers")
 
+    async def WhoAmIStream(
+        self, request: StringValue, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[StringValue]:
+        yield StringValue(value=hgrpc.require_principal().subject)
+
 
 def _problem(spec: str) -> Problem:
     status, _, slug = spec.partition(":")
@@ -176,21 +217,13 @@ def _register(echo: Echo) -> Any:
             name: grpc.unary_unary_rpc_method_handler(
                 getattr(echo, name), StringValue.FromString, StringValue.SerializeToString
             )
-            for name in (
-                "Echo",
-                "WhoAmI",
-                "Anonymous",
-                "Fail",
-                "Boom",
-                "AbortNotFound",
-                "Slow",
-                "Flaky",
-                "Relay",
-            )
+            for name in METHODS
+            if name != "Count"
         }
-        handlers["Count"] = grpc.unary_stream_rpc_method_handler(
-            echo.Count, StringValue.FromString, StringValue.SerializeToString
-        )
+        for name in ("Count", "WhoAmIStream"):
+            handlers[name] = grpc.unary_stream_rpc_method_handler(
+                getattr(echo, name), StringValue.FromString, StringValue.SerializeToString
+            )
         server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
 
     return register
@@ -218,11 +251,14 @@ async def _start(service: str = "test") -> Server:
 
 @pytest.fixture(scope="module")
 async def server(jwks: _Jwks) -> AsyncIterator[Server]:
-    hgrpc.register_idempotent(SERVICE, ["Echo", "WhoAmI", "Slow"])
-    started = await _start()
-    yield started
-    await hgrpc.close_channels()
-    await hgrpc.stop_server(started.server, grace=0)
+    # Channels read the contract's services; the test service joins them here.
+    contract = (*hgrpc.contract_services(), _echo_descriptor())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(hgrpc, "contract_services", lambda: contract)
+        started = await _start()
+        yield started
+        await hgrpc.close_channels()
+        await hgrpc.stop_server(started.server, grace=0)
 
 
 async def _error(call: Any, value: str, **kwargs: Any) -> grpc.aio.AioRpcError:
@@ -336,14 +372,22 @@ async def test_status_without_problem_body_becomes_a_generic_problem(server: Ser
     assert (problem.status, problem.slug, problem.detail) == (404, "not-found", "no such thing")
 
 
-async def test_unreachable_service_is_a_dependency_unavailable_problem() -> None:
-    # A port nobody listens on: bind one, close it.
+@pytest.fixture
+async def dead_target() -> AsyncIterator[str]:
+    """A port nobody listens on (bound, then closed). Its channel is closed after the test:
+    the operating system hands the port out again, and a cached channel still backing off
+    from it would fail the next server's calls at once."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    call = hgrpc.channel("test", target=f"127.0.0.1:{port}").unary_unary(
+    yield f"127.0.0.1:{port}"
+    await hgrpc.close_channels()
+
+
+async def test_unreachable_service_is_a_dependency_unavailable_problem(dead_target: str) -> None:
+    call = hgrpc.channel("test", target=dead_target).unary_unary(
         f"/{SERVICE}/Echo", StringValue.SerializeToString, StringValue.FromString
     )
     error = await _error(call, "x", timeout=2)
@@ -376,6 +420,18 @@ async def test_caller_token_is_forwarded_and_verified_against_the_jwks(server: S
     finally:
         current_principal.reset(reset)
     assert answer.value == "nurse-1"
+
+
+async def test_caller_token_is_forwarded_on_a_server_stream(server: Server, jwks: _Jwks) -> None:
+    call = hgrpc.channel("test", target=server.target).unary_stream(
+        f"/{SERVICE}/WhoAmIStream", StringValue.SerializeToString, StringValue.FromString
+    )
+    reset = current_principal.set(Principal.from_claims({"sub": "nurse-2"}, jwks.token("nurse-2")))
+    try:
+        answers = [a.value async for a in call(StringValue())]
+    finally:
+        current_principal.reset(reset)
+    assert answers == ["nurse-2"]
 
 
 async def test_method_requiring_a_caller_refuses_a_call_without_token(server: Server) -> None:
@@ -457,14 +513,13 @@ async def test_downstream_call_does_not_outlive_the_callers_deadline(server: Ser
 
 async def test_idempotent_method_is_retried_on_unavailable(server: Server) -> None:
     await hgrpc.close_channels()  # a fresh channel: fresh retry-throttling tokens
-    hgrpc.register_idempotent(SERVICE, ["Flaky"])
     key = uuid.uuid4().hex
     answer = await server.call("Flaky")(StringValue(value=f"{key}:3"))
     assert answer.value == "attempt 3"
 
 
 async def test_other_methods_are_not_retried(server: Server) -> None:
-    # "Fail" is not registered idempotent: one attempt, the caller sees UNAVAILABLE.
+    # "Fail" has no idempotency_level: one attempt, the caller sees UNAVAILABLE.
     before = _sample(
         "grpc_server_handled_total",
         grpc_type="unary",
@@ -486,22 +541,10 @@ async def test_other_methods_are_not_retried(server: Server) -> None:
 
 async def test_retries_give_up_after_four_attempts(server: Server) -> None:
     await hgrpc.close_channels()  # a fresh channel: fresh retry-throttling tokens
-    hgrpc.register_idempotent(SERVICE, ["Flaky"])
     key = uuid.uuid4().hex
     error = await _error(server.call("Flaky"), f"{key}:10")
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert server.echo.attempts[key] == 4
-
-
-def test_service_config_lists_only_registered_methods_for_retry() -> None:
-    hgrpc.register_idempotent("hdhub.other.v1.OtherService", ["GetThing"])
-    config = json.loads(hgrpc._service_config())
-    assert config["loadBalancingConfig"] == [{"round_robin": {}}]
-    [method_config] = config["methodConfig"]
-    assert {"service": "hdhub.other.v1.OtherService", "method": "GetThing"} in method_config["name"]
-    assert method_config["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
-    assert method_config["retryPolicy"]["maxAttempts"] == 4
-    assert hgrpc.idempotent_methods["hdhub.other.v1.OtherService"] == frozenset({"GetThing"})
 
 
 def test_plain_targets_resolve_through_dns() -> None:
@@ -577,14 +620,9 @@ async def test_client_calls_are_counted_by_service_method_and_code(server: Serve
     assert _sample("grpc_client_last_call_timestamp_seconds", grpc_service=SERVICE, outcome="failed") < ok_at
 
 
-async def test_an_unreachable_service_is_a_failed_call_on_the_client() -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+async def test_an_unreachable_service_is_a_failed_call_on_the_client(dead_target: str) -> None:
     service = "hdhub.test.v1.NobodyHome"
-    call = hgrpc.channel("test", target=f"127.0.0.1:{port}").unary_unary(
+    call = hgrpc.channel("test", target=dead_target).unary_unary(
         f"/{service}/Echo", StringValue.SerializeToString, StringValue.FromString
     )
     await _error(call, "x", timeout=1)

@@ -11,8 +11,9 @@ import httpx
 import pytest
 from fastapi import APIRouter, Header, Query, UploadFile
 
-from hdhub.common.limits import MAX_JSON_DEPTH, load_json
-from hdhub.common.web import CurrentPrincipal, Offset, attachment, create_app
+from hdhub.common.limits import MAX_JSON_DEPTH, MAX_PATH_CHARS, load_json, where_too_deep
+from hdhub.common.paging import Offset
+from hdhub.common.web import CurrentPrincipal, attachment, create_app
 
 PROBLEM = "application/problem+json"
 
@@ -115,6 +116,35 @@ async def test_json_a_route_cannot_take_is_a_400_in_our_words(
             assert python_words not in r.text
 
 
+async def test_json_nested_too_deep_says_where_without_the_values(client: httpx.AsyncClient) -> None:
+    inner = b'{"section": [' * 40 + b"1" + b"]}" * 40
+    body = b'{"values": {"note": "Jan Peeters", "85040216932": 1, "a": ' + inner + b"}}"
+    r = await client.post("/things", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    problem = r.json()
+    where = problem["errors"][0]["path"]
+    assert (
+        where.startswith("$.values.a.section[0].section[0]")
+        and where.endswith("\u2026")
+        and len(where) == MAX_PATH_CHARS
+    )
+    assert f"level {MAX_JSON_DEPTH + 1} begins at {where}" in problem["detail"]
+    assert "Jan Peeters" not in r.text and "85040216932" not in r.text
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (b'{"a": {"b": 1, "c": [7, [', "$.a.c[1]"),  # the first one past the limit, keys and indexes
+        (b'[[], {"x": 1}, [[["s"', "$[2][0][0]"),
+        (b'{"85040216932": [[[', "$[\u2026][0][0]"),  # a key that is not a name might be data
+        (b'{"first name": {"ok": {"x": {', "$[\u2026].ok.x"),
+    ],
+)
+def test_the_depth_rule_names_the_json_path_where_the_limit_is_passed(body: bytes, where: str) -> None:
+    assert where_too_deep(body, limit=3) == where
+
+
 async def test_json_at_the_depth_limit_and_real_pairs_pass(client: httpx.AsyncClient) -> None:
     deep = b'{"a":' * (MAX_JSON_DEPTH - 1) + b"[1]" + b"}" * (MAX_JSON_DEPTH - 1)
     assert (
@@ -203,3 +233,38 @@ async def test_nul_in_any_text_is_a_400_before_a_route_sees_it(client: httpx.Asy
     # An escaped backslash before "u0000" is text, not NUL.
     r = await client.post("/things", content=b'{"a": "\\\\u0000"}', headers=json)
     assert r.status_code == 201 and r.json() == {"a": "\\u0000"}
+
+
+@pytest.mark.parametrize(
+    ("body", "name"),
+    [
+        (b'{"STATUS": "draft", "DT_HOSPZ": "01/01/2025", "DT_HOSPZ": "02/01/2025"}', "'DT_HOSPZ'"),
+        (b'{"values": {"a": 1, "b": {"c": 1, "c": 1}}}', "'c'"),  # nested, even with one value
+        (b'[{"a": 1}, {"x": 2, "x": 3}]', "'x'"),
+        (b'{"85040216932": 1, "8504021693\\u0032": 2}', "'\u2026'"),  # an escape; a key might be data
+    ],
+)
+async def test_a_member_written_twice_in_one_object_is_a_400_naming_it(
+    client: httpx.AsyncClient, body: bytes, name: str
+) -> None:
+    # orjson (like json) kept the last of two DT_HOSPZ silently: the v2 submit stored one of
+    # two dates the hospital sent, and a proxy reading the first would have seen the other.
+    r = await client.post("/things", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["type"] == "/problems/malformed-json", r.text
+    (error,) = r.json()["errors"]
+    assert error["rule"] == "duplicate-key" and f"The member {name} is written twice" in error["message"]
+    assert "85040216932" not in r.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'[{"a": 1}, {"a": 1}]',  # the same name in two objects
+        b'{"a\\"": "x\\": 1", "b": {"c": ":", "d": "\\"e\\":"}}',  # colons and quotes inside strings
+        b'{"a" :\n 1, "b"\t: {"a": [{"a": {}}]}}',
+    ],
+)
+def test_names_repeated_only_across_objects_or_inside_strings_pass(body: bytes) -> None:
+    import json
+
+    assert load_json(body) == json.loads(body)

@@ -15,7 +15,6 @@ from hdhub.common.ssin import (
     InvalidSsin,
     SsinReason,
     birth_date,
-    birth_year,
     checked_ssin,
     contains_ssin,
     is_bis_number,
@@ -128,8 +127,7 @@ def test_birth_date_sex_and_bis() -> None:
     assert birth_date(bis_unknown_sex, today=TODAY) == date(1990, 6, 15)
     assert sex(number(90, 46, 15, 12), today=TODAY) == "F"
     assert birth_date(number(85, 0, 45, 169), today=TODAY) is None
-    assert birth_year(number(85, 0, 45, 169), today=TODAY) == 1985
-    assert birth_year(number(1, 3, 5, 67, from_2000=True), today=TODAY) == 2001
+    assert birth_date(number(1, 3, 5, 67, from_2000=True), today=TODAY) == date(2001, 3, 5)
 
 
 def test_contains_ssin_finds_the_same_numbers_the_rule_accepts() -> None:
@@ -204,7 +202,7 @@ def test_a_day_the_month_does_not_have_is_refused(
 def test_month_unknown_takes_any_day_counter(year: int, day: int, seq: int, offset: int) -> None:
     ssin = number(year % 100, offset, day, seq, from_2000=year >= 2000)
     assert ssin_problem(ssin, today=TODAY) is None
-    assert birth_year(ssin, today=TODAY) == year
+    assert birth_date(ssin, today=TODAY) is None
 
 
 @given(st.dates(min_value=TODAY + timedelta(days=1), max_value=date(2099, 12, 31)), sequences, offsets)
@@ -219,3 +217,22 @@ def test_any_text_gives_digits_or_a_reason(text: str) -> None:
     assert (reason is None) == (digits is not None)
     if digits is not None:
         assert len(digits) == 11 and digits.isdigit() and contains_ssin(digits, today=TODAY)
+
+
+def test_today_is_the_date_in_brussels_whatever_the_servers_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 23:30 UTC on 3 December it is already 4 December in Belgium: a child born there
+    that day has a valid number, not one "born in the future"."""
+    import datetime as dt
+
+    from hdhub.common import ssin
+
+    class LateEvening(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> LateEvening:
+            utc = cls(2026, 12, 3, 23, 30, tzinfo=dt.UTC)
+            return utc.astimezone(tz) if tz else utc.replace(tzinfo=None)  # type: ignore[return-value]
+
+    monkeypatch.setattr(ssin, "datetime", LateEvening)
+    assert ssin.belgian_today() == date(2026, 12, 4)
+    assert ssin_problem(ssin_of(date(2026, 12, 4), 12)) is None
+    assert ssin_problem(ssin_of(date(2026, 12, 5), 12)) is SsinReason.FUTURE

@@ -123,6 +123,25 @@ async def test_health_checks_make_no_spans(exported: InMemorySpanExporter, thing
     assert [s.name for s in exported.get_finished_spans() if "Health" in s.name] == []
 
 
+async def test_a_quiet_call_is_not_traced_at_the_far_end_either(
+    exported: InMemorySpanExporter, things: str
+) -> None:
+    """A worker's idle poll of another service (the decision poll asks the central platform
+    every few seconds) is no new trace on the receiving side: the call carries a W3C parent
+    whose sampled flag is off, and the receiver's parent-based sampler follows it."""
+    call = hgrpc.channel("things", target=things).unary_unary(
+        f"/{SERVICE}/GetThing", StringValue.SerializeToString, StringValue.FromString
+    )
+    with telemetry.quiet():
+        assert (await call(StringValue(value="idle"))).value == "thing idle"
+    assert [s.name for s in exported.get_finished_spans()] == []
+    assert (await call(StringValue(value="loud"))).value == "thing loud"
+    assert {(s.kind, s.name) for s in exported.get_finished_spans()} == {
+        (SpanKind.CLIENT, f"/{SERVICE}/GetThing"),
+        (SpanKind.SERVER, f"/{SERVICE}/GetThing"),
+    }
+
+
 async def test_job_trace_context_continues_the_trace_that_enqueued_it(exported: InMemorySpanExporter) -> None:
     tracer = trace.get_tracer("test")
     with tracer.start_as_current_span("enqueue") as enqueue:

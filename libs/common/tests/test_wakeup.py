@@ -62,3 +62,31 @@ async def test_redis_down_costs_only_latency() -> None:
         assert await wake.wait(0.1) is False
     finally:
         await wake.close()
+
+
+async def _published(pubsub: redis.client.PubSub, seconds: float) -> int:
+    received, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05):
+            received += 1
+    return received
+
+
+async def test_a_burst_of_notifies_costs_one_publish_and_a_later_notify_another(redis_up: str) -> None:
+    channel = f"hdhub:test:{uuid.uuid4().hex}"
+    listener = redis.from_url(redis_up)
+    pubsub = listener.pubsub()
+    await pubsub.subscribe(channel)
+    api = Wakeup(channel, redis_up)
+    try:
+        for _ in range(50):  # 50 commits before the first publish left
+            api.notify()
+        assert await _published(pubsub, 0.5) == 1
+        api.notify()
+        await asyncio.sleep(0)  # its publish is on its way...
+        api.notify()  # ...so this one gets a publish of its own, after it
+        assert await _published(pubsub, 0.5) == 2
+    finally:
+        await api.close()
+        await pubsub.aclose()
+        await listener.aclose()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 
-from hdhub.common.errors import Problem
-from hdhub.common.web import create_app
+from hdhub.common.errors import FieldProblem, Problem
+from hdhub.common.web import answering_for, create_app, service_of
 
 
 def app_with(router: APIRouter) -> httpx.AsyncClient:
@@ -116,3 +116,70 @@ async def test_liveness_stays_up_while_readiness_says_the_database_is_down(tmp_p
     finally:
         await down.dispose()
         await up.dispose()
+
+
+class _Counter:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _counter(request: Request) -> _Counter:
+    return service_of(request, _Counter)
+
+
+_counted = APIRouter(prefix="/api/v1")
+
+
+@_counted.get("/counter")
+async def _which(counter: Annotated[_Counter, Depends(_counter)]) -> dict[str, str]:
+    return {"name": counter.name}
+
+
+async def test_module_level_routes_answer_for_the_instance_they_were_mounted_for() -> None:
+    answers = []
+    for name in ("first", "second"):
+        app = create_app(title="t", routers=answering_for(_Counter(name), _counted))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            answers.append((await client.get("/api/v1/counter")).json())
+    assert answers == [{"name": "first"}, {"name": "second"}]
+
+
+async def test_a_problem_never_echoes_an_ssin_the_caller_put_in_the_wrong_place() -> None:
+    # An SSIN typed as a DCD, field or file name came back in title, instance and
+    # errors[].field (GET /api/v1/dcds/ANGIO_HOSP/versions/latest/fields/<ssin>: "Field
+    # <ssin> not found"; an unknown field named <ssin> on the v2 submit).
+    ssin, formatted = "90031573151", "90.03.15-731.51"
+    router = APIRouter()
+
+    @router.get("/fields/{name}")
+    async def field(name: str) -> None:
+        raise Problem(
+            422,
+            "invalid-registration",
+            f"Field {name} not found",
+            detail=f"{name} is unknown",
+            errors=[
+                FieldProblem(
+                    field=f"X_{name}", rule="unknown_field", message="This field is not part of the form."
+                )
+            ],
+            extra={"fields": [name, "kept-1234"]},
+        )
+
+    async with app_with(router) as client:
+        for shown in (ssin, formatted):
+            r = await client.get(f"/fields/{shown}")
+            assert r.status_code == 422
+            assert ssin not in r.text and formatted not in r.text, r.text
+            body = r.json()
+            assert body["title"] == "Field [redacted-ssin] not found"
+            assert body["instance"] == "/fields/[redacted-ssin]"
+            assert body["errors"][0]["field"] == "X_[redacted-ssin]"
+            assert body["fields"] == ["[redacted-ssin]", "kept-1234"]
+        # A number of the same shape that fails the SSIN rule is not one: it stays.
+        r = await client.get("/fields/90031573152")
+        assert r.json()["title"] == "Field 90031573152 not found"
+        # Routes that do not exist, and parameters that break the schema, too.
+        r = await client.get(f"/nowhere/{ssin}")
+        assert r.status_code == 404 and ssin not in r.text

@@ -106,6 +106,55 @@ async def test_the_claim_loop_beats_and_a_stopped_one_fails_liveness() -> None:
         assert r.status_code == 503 and r.json()["status"] == "stuck"
 
 
+async def test_a_workers_readiness_is_its_database_and_its_liveness_ignores_an_outage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/readyz on the metrics port answers for the service's database: 200 while it
+    answers, 503 naming why while it does not; /healthz stays 200 meanwhile (the claim loop
+    keeps going round with back-off), so an outage takes workers out of rollouts' count
+    without restarting them."""
+    name = "readiness-test"
+    up = Database(f"sqlite+aiosqlite:///{tmp_path / 'up.db'}")
+    down = Database("postgresql+psycopg://postgres@127.0.0.1:1/nothing")  # nothing listens there
+    database = up
+    # Back-off well under stale_after, as in production (at most 30 s against 300 s).
+    monkeypatch.setattr(health.FailureLog, "backoff", lambda self, poll: 0.05)
+
+    async def readiness() -> dict[str, str]:
+        return {name: await health.database_state(database)}
+
+    stop = asyncio.Event()
+    loop = asyncio.ensure_future(
+        run_worker(name, lambda: _query(database), wake=Wakeup(None), poll_seconds=0.02, stop=stop)
+    )
+    app = metrics.worker_app([name], stale_after=0.5, readiness=readiness)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://w") as client:
+            ready = await client.get("/readyz")
+            assert ready.status_code == 200 and ready.json() == {"status": "ok", "checks": {name: "ok"}}
+            database = down
+            unready = await client.get("/readyz")
+            assert unready.status_code == 503 and unready.json()["status"] == "unavailable"
+            assert unready.json()["checks"][name].startswith("database: OperationalError")
+            await asyncio.sleep(0.7)  # longer than stale_after, the database still down
+            assert (await client.get("/healthz")).status_code == 200
+            database = up
+            assert (await client.get("/readyz")).status_code == 200
+    finally:
+        stop.set()
+        await loop
+        await up.dispose()
+        await down.dispose()
+
+
+async def _query(database: Database) -> int:
+    from sqlalchemy import text
+
+    async with database.engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+    return 0
+
+
 async def test_a_database_outage_is_logged_once_then_now_and_then_with_its_cause(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -134,15 +134,15 @@ async def test_user_manager_creates_organisation_and_member_must_change_initial_
     assert r.status_code == 200
     claims = jwt.decode(r.json()["access_token"], options={"verify_signature": False})
     assert claims["organisations"] == {
-        org["id"]: {"name": "AZ Nieuw", "nihdi": nihdi, "roles": ["registrant"]}
+        org["id"]: {"name": "AZ Nieuw", "nihdi": nihdi, "roles": ["registrant"], "registries": ["*"]}
     }
 
-    members = (await stack.client.get(f"{ORGS}/{org['id']}/members", headers=h)).json()
+    members = (await stack.client.get(f"{ORGS}/{org['id']}/members", headers=h)).json()["items"]
     assert {m["email"]: m["roles"] for m in members} == {MANAGER: ["manager"], address: ["registrant"]}
     assert not any(m["must_change_password"] for m in members)
     entries = (
         await stack.client.get("/api/v1/audit", params={"organisation_id": org["id"]}, headers=h)
-    ).json()
+    ).json()["items"]
     assert [e["action"] for e in entries][:3] == ["account.password", "member.add", "organisation.create"]
     assert [e["actor"] for e in entries][:3] == [address, MANAGER, MANAGER]
     assert entries[1]["target"] == address and entries[1]["details"]["roles"] == ["registrant"]
@@ -211,7 +211,7 @@ async def test_duplicate_nihdi_and_duplicate_email_conflict(stack: Stack) -> Non
         f"{ORGS}/az-demo/members", json={"email": NURSE, "roles": ["reader"]}, headers=h
     )
     assert r.status_code == 409 and r.json()["type"] == "/problems/duplicate-email"
-    members = (await stack.client.get(f"{ORGS}/az-demo/members", headers=h)).json()
+    members = (await stack.client.get(f"{ORGS}/az-demo/members", headers=h)).json()["items"]
     assert next(m for m in members if m["email"] == NURSE)["roles"] == ["registrant"]  # unchanged
 
 
@@ -232,7 +232,7 @@ async def test_last_user_manager_cannot_drop_the_role_leave_or_cancel(stack: Sta
     h = await bearer(stack, MANAGER, "demo-manager")
     me = next(
         m
-        for m in (await stack.client.get(f"{ORGS}/{org}/members", headers=h)).json()
+        for m in (await stack.client.get(f"{ORGS}/{org}/members", headers=h)).json()["items"]
         if m["email"] == MANAGER
     )
     r = await stack.client.put(
@@ -243,7 +243,7 @@ async def test_last_user_manager_cannot_drop_the_role_leave_or_cancel(stack: Sta
     assert r.status_code == 409
     r = await stack.client.delete("/api/v1/accounts/me", headers=h)
     assert r.status_code == 409
-    members = (await stack.client.get(f"{ORGS}/{org}/members", headers=h)).json()
+    members = (await stack.client.get(f"{ORGS}/{org}/members", headers=h)).json()["items"]
     assert [m["roles"] for m in members] == [["manager"]]
     # With a second User Manager, the first may step down.
     other, _, _ = await new_person(stack, org, h, ["manager"])
@@ -258,7 +258,9 @@ async def test_last_user_manager_cannot_drop_the_role_leave_or_cancel(stack: Sta
     assert r.status_code == 403
 
 
-async def test_dp_manager_adds_members_only_where_it_manages_and_gives_no_admin_roles(stack: Stack) -> None:
+async def test_dp_manager_adds_members_only_where_it_manages_and_gives_data_roles_and_certificate_editor(
+    stack: Stack,
+) -> None:
     h = await bearer(stack, MANAGER, "demo-manager")
     org = await new_organisation(stack, h)
     h = await bearer(stack, MANAGER, "demo-manager")
@@ -267,15 +269,20 @@ async def test_dp_manager_adds_members_only_where_it_manages_and_gives_no_admin_
         f"{ORGS}/{org}/members", json={"email": email(), "roles": ["registrant"]}, headers=dp
     )
     assert r.status_code == 201
-    before = (await stack.client.get(f"{ORGS}/{org}/members", headers=h)).json()
+    before = (await stack.client.get(f"{ORGS}/{org}/members", headers=h)).json()["items"]
     r = await stack.client.post(
         f"{ORGS}/{org}/members", json={"email": email(), "roles": ["manager"]}, headers=dp
     )
     assert r.status_code == 403
+    # ... but it makes a Certificate Editor (SSP seed: "defined by the User Manager or DP Manager").
     r = await stack.client.post(
         f"{ORGS}/{org}/members", json={"email": email(), "roles": ["certificate_editor"]}, headers=dp
     )
-    assert r.status_code == 403
+    assert r.status_code == 201, r.text
+    editor = r.json()["account_id"]
+    for roles, status in ((["certificate_editor", "dp_manager"], 403), (["reader"], 200)):
+        r = await stack.client.put(f"{ORGS}/{org}/members/{editor}/roles", json={"roles": roles}, headers=dp)
+        assert r.status_code == status, r.text
     reg = next(m for m in before if m["roles"] == ["registrant"])
     r = await stack.client.put(
         f"{ORGS}/{org}/members/{reg['account_id']}/roles",
@@ -295,8 +302,8 @@ async def test_dp_manager_adds_members_only_where_it_manages_and_gives_no_admin_
     ]:
         r = await stack.client.request(method, url, json=body, headers=dp)
         assert r.status_code == 404, (url, r.text)
-    after = (await stack.client.get(f"{ORGS}/{org}/members", headers=h)).json()
-    assert len(after) == len(before)
+    after = (await stack.client.get(f"{ORGS}/{org}/members", headers=h)).json()["items"]
+    assert len(after) == len(before) + 1  # the Certificate Editor, nobody refused
     # A DP Manager is no Certificate Editor.
     from hdhub.common.auth import Action, Principal
 
@@ -326,7 +333,8 @@ async def test_removing_a_member_keeps_the_account_cancelling_removes_it_everywh
     assert r.status_code == 204
     assert (await password_token(stack, address, "member-password-1")).status_code == 401
     assert all(
-        m["email"] != address for m in (await stack.client.get(f"{ORGS}/{org2}/members", headers=h)).json()
+        m["email"] != address
+        for m in (await stack.client.get(f"{ORGS}/{org2}/members", headers=h)).json()["items"]
     )
 
 
@@ -339,11 +347,11 @@ async def test_hospital_system_clients_created_rotated_deleted_by_managers(stack
     assert r.status_code == 201 and r.json()["roles"] == ["registrant"]
     secret = r.json()["client_secret"]
     assert client_id in [
-        c["client_id"] for c in (await stack.client.get(f"{ORGS}/az-demo/clients", headers=h)).json()
+        c["client_id"] for c in (await stack.client.get(f"{ORGS}/az-demo/clients", headers=h)).json()["items"]
     ]
     assert all(
         "client_secret" not in c
-        for c in (await stack.client.get(f"{ORGS}/az-demo/clients", headers=h)).json()
+        for c in (await stack.client.get(f"{ORGS}/az-demo/clients", headers=h)).json()["items"]
     )
     form = {"grant_type": "client_credentials", "client_id": client_id}
     r = await stack.client.post(TOKEN_PATH, data=form | {"client_secret": secret})
@@ -376,7 +384,7 @@ async def test_every_admin_endpoint_refuses_a_foreign_organisations_member(stack
         m["account_id"]
         for m in (
             await stack.client.get(f"{ORGS}/az-demo/members", headers=await stack.headers(MANAGER))
-        ).json()
+        ).json()["items"]
         if m["email"] == NURSE
     )
     calls: list[tuple[str, str, dict[str, Any] | None]] = [
@@ -407,7 +415,7 @@ async def test_every_admin_endpoint_refuses_a_foreign_organisations_member(stack
     nurse = await stack.headers(NURSE)
     manager_id = (
         await stack.client.get(f"{ORGS}/az-demo/members", headers=await stack.headers(MANAGER))
-    ).json()
+    ).json()["items"]
     manager_id = next(m["account_id"] for m in manager_id if m["email"] == MANAGER)
     for method, url, body in [*calls[1:-1], ("DELETE", f"/api/v1/accounts/{manager_id}", None)]:
         r = await stack.client.request(method, url, json=body, headers=nurse)
@@ -419,7 +427,7 @@ async def test_audit_log_readable_by_the_organisations_managers_only(stack: Stac
     await stack.client.post(f"{ORGS}/az-demo/clients", json={"name": "audited"}, headers=h)
     entries = (
         await stack.client.get("/api/v1/audit", params={"organisation_id": "az-demo"}, headers=h)
-    ).json()
+    ).json()["items"]
     e = next(e for e in entries if e["action"] == "client.create")
     assert e["actor"] == MANAGER and e["organisation_id"] == "az-demo" and e["at"]
     assert (
@@ -431,8 +439,47 @@ async def test_audit_log_readable_by_the_organisations_managers_only(stack: Stac
         await stack.client.get(
             "/api/v1/audit", params={"organisation_id": "lab-demo"}, headers=await stack.headers(LAB)
         )
-    ).json()
+    ).json()["items"]
     assert all(e["organisation_id"] == "lab-demo" for e in lab)
+
+
+async def test_the_audit_log_pages_by_key_newest_first(stack: Stack) -> None:
+    """New entries arriving while a client pages move no entry from one page to the next."""
+    h = await stack.headers(MANAGER)
+    for i in range(3):
+        await stack.client.post(f"{ORGS}/az-demo/clients", json={"name": f"paged {i}"}, headers=h)
+    audit = {"organisation_id": "az-demo", "limit": 2}
+    first = (await stack.client.get("/api/v1/audit", params=audit, headers=h)).json()
+    assert (len(first["items"]), first["limit"], first["offset"]) == (2, 2, 0) and first["next"]
+    await stack.client.post(f"{ORGS}/az-demo/clients", json={"name": "arrived meanwhile"}, headers=h)
+    second = (
+        await stack.client.get("/api/v1/audit", params={**audit, "after": first["next"]}, headers=h)
+    ).json()
+    assert second["total"] == first["total"] + 1 and second["offset"] == 3  # the new one is ahead
+    assert [e["at"] for e in first["items"] + second["items"]] == sorted(
+        (e["at"] for e in first["items"] + second["items"]), reverse=True
+    )
+    whole = (await stack.client.get("/api/v1/audit", params={**audit, "limit": 1000}, headers=h)).json()[
+        "items"
+    ]
+    assert whole[1:5] == first["items"] + second["items"]
+    bad = await stack.client.get("/api/v1/audit", params={**audit, "after": "x"}, headers=h)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "after"
+
+
+async def test_members_page_by_email_and_say_where_the_next_page_starts(stack: Stack) -> None:
+    h = await stack.headers(MANAGER)
+    everyone = (await stack.client.get(f"{ORGS}/az-demo/members", headers=h)).json()
+    assert everyone["next"] is None and everyone["total"] == len(everyone["items"]) >= 3
+    emails = [m["email"] for m in everyone["items"]]
+    assert emails == sorted(emails, key=str.lower)
+    first = (await stack.client.get(f"{ORGS}/az-demo/members", params={"limit": 2}, headers=h)).json()
+    assert [m["email"] for m in first["items"]] == emails[:2] and first["next"] == emails[1]
+    rest = (
+        await stack.client.get(f"{ORGS}/az-demo/members", params={"after": first["next"]}, headers=h)
+    ).json()
+    assert [m["email"] for m in rest["items"]] == emails[2:]
+    assert (rest["offset"], rest["total"], rest["next"]) == (2, everyone["total"], None)
 
 
 async def test_readme_demo_a_new_user_manager_creates_an_organisation_and_adds_a_member(stack: Stack) -> None:
@@ -467,7 +514,7 @@ async def test_readme_demo_a_new_user_manager_creates_an_organisation_and_adds_a
     assert r.status_code == 201
     r = await password_token(stack, piet, r.json()["initial_password"])
     assert r.status_code == 400 and r.json()["error_description"] == "Account is not fully set up"
-    members = (await stack.client.get(f"{ORGS}/{org}/members", headers=h)).json()
+    members = (await stack.client.get(f"{ORGS}/{org}/members", headers=h)).json()["items"]
     assert {m["email"]: (m["roles"], m["must_change_password"]) for m in members} == {
         nina: (["manager"], False),
         piet: (["registrant"], True),
@@ -480,7 +527,9 @@ async def test_two_user_managers_stepping_down_together_leave_one(stack: Stack) 
     h = await bearer(stack, MANAGER, "demo-manager")
     org = await new_organisation(stack, h)
     h = await bearer(stack, MANAGER, "demo-manager")
-    me = next(m["account_id"] for m in (await stack.client.get(f"{ORGS}/{org}/members", headers=h)).json())
+    me = next(
+        m["account_id"] for m in (await stack.client.get(f"{ORGS}/{org}/members", headers=h)).json()["items"]
+    )
     other, _, oh = await new_person(stack, org, h, ["manager"])
     oh = {"Authorization": oh["Authorization"]}
     results = await asyncio.gather(
@@ -490,5 +539,5 @@ async def test_two_user_managers_stepping_down_together_leave_one(stack: Stack) 
     assert sorted(r.status_code for r in results) == [200, 409]
     members = (
         await stack.client.get(f"{ORGS}/{org}/members", headers=h if results[1].status_code == 200 else oh)
-    ).json()
+    ).json()["items"]
     assert sum("manager" in m["roles"] for m in members) == 1

@@ -15,9 +15,9 @@ from hdhub.common.db import Database
 from hdhub.common.errors import Problem
 from hdhub.common.revocation import Revocations
 from hdhub.identity.backend import DuplicateAccount, DuplicateClient, DuplicateOrganisation, IdentityBackend
-from hdhub.identity.directory import Directory
+from hdhub.identity.directory import AuditSearch, Directory
 from hdhub.identity.mail import Mailer
-from hdhub.identity.service import MIGRATIONS
+from hdhub.identity.runtime import MIGRATIONS
 from tests.keycloak_standin.app import StandinServer
 
 
@@ -190,28 +190,8 @@ async def test_the_rules_hold_on_either_backend(backend: IdentityBackend, db: Da
     await d.change_password(added.member.account.email, added.initial_password, "a-new-long-password")
     assert not (await backend.get_account(added.member.account.id)).must_change_password  # type: ignore[union-attr]
     assert {m.account.id for m in await d.members(me, org.id)} == {boss.id, added.member.account.id}
-    entries = await d.audit_log(me, org.id)
+    entries, *_ = await d.audit_page(me, org.id, AuditSearch())
     assert [e.action for e in entries] == ["account.password", "member.add", "organisation.create"]
-
-
-def test_realm_export_carries_what_the_adapter_and_services_rely_on() -> None:
-    import json
-
-    realm = json.loads((Path(__file__).parents[3] / "deploy/keycloak/hdhub-realm.json").read_text())
-    assert realm["realm"] == "hdhub" and realm["bruteForceProtected"] is True
-    assert any(a["alias"] == "UPDATE_PASSWORD" and a["enabled"] for a in realm["requiredActions"])
-    scope = next(s for s in realm["clientScopes"] if s["name"] == "hdhub")
-    mappers = {m["name"]: m for m in scope["protocolMappers"]}
-    assert mappers["organisations"]["config"]["claim.name"] == "organisations"
-    assert mappers["audience hdhub"]["config"]["included.custom.audience"] == "hdhub"
-    clients = {c["clientId"]: c for c in realm["clients"]}
-    assert clients["hdhub-portal"]["publicClient"] and clients["hdhub-portal"]["directAccessGrantsEnabled"]
-    # The portal's sign-in: code flow with S256 PKCE, codes sent to the portal's callback only.
-    portal = clients["hdhub-portal"]
-    assert portal["standardFlowEnabled"] and portal["attributes"]["pkce.code.challenge.method"] == "S256"
-    assert all(uri.endswith("/portal/callback") for uri in portal["redirectUris"])
-    assert clients["hdhub-identity"]["serviceAccountsEnabled"]
-    assert "hdhub-operator" in [r["name"] for r in realm["roles"]["realm"]]
 
 
 async def _make_operator(backend: IdentityBackend, db: Database, account_id: str) -> None:
@@ -257,3 +237,71 @@ async def test_the_installation_keeps_an_operator_and_cancelled_access_is_revoke
     assert exc.value.slug == "last-operator"
     if hasattr(backend, "admin"):  # Keycloak: the sessions ended too, so no refresh mints a token
         assert f"POST /admin/realms/hdhub/users/{first.id}/logout" in standin.realm.calls
+
+
+async def test_the_operator_appoints_a_first_user_manager_on_either_backend(
+    backend: IdentityBackend, db: Database
+) -> None:
+    d = Directory(backend, db, Mailer(host=None))
+    operator = Principal.from_claims(
+        {"sub": "op", "preferred_username": "operator", "realm_access": {"roles": [OPERATOR_ROLE]}}
+    )
+    email, number = f"{unique()}@contract.test", nihdi()
+    with pytest.raises(Problem) as exc:  # a User Manager elsewhere is no operator
+        await d.appoint_first_user_manager(
+            principal_of("x", {"anything": ["manager"]}),
+            title="Start",
+            nihdi_number=number,
+            email=email,
+            first_name="",
+            last_name="",
+        )
+    assert exc.value.status == 403 and await backend.find_account(email) is None
+    org, added = await d.appoint_first_user_manager(
+        operator, title="Start", nihdi_number=number, email=email, first_name="U", last_name="M"
+    )
+    assert added.initial_password and added.member.account.must_change_password
+    assert await backend.memberships(added.member.account.id) == {org.id: frozenset({"manager"})}
+    assert await backend.check_password(email, added.initial_password) is not None
+    manager = principal_of(added.member.account.id, {org.id: ["manager"]})
+    entries, *_ = await d.audit_page(manager, org.id, AuditSearch())
+    assert [(e.action, e.actor) for e in entries] == [
+        ("member.add", "operator"),
+        ("organisation.create", "operator"),
+    ]
+
+
+async def test_registry_grants_sit_beside_the_roles_on_either_backend(
+    backend: IdentityBackend, standin: StandinServer
+) -> None:
+    org = await backend.create_organisation(title="Grants", nihdi_number=nihdi())
+    email = f"{unique()}@contract.test"
+    acc = await backend.create_account(
+        username=email, email=email, first_name="", last_name="", password="p" * 12, temporary=False
+    )
+    await backend.set_roles(acc.id, org.id, frozenset({"registrant"}))
+    await backend.set_registries(acc.id, org.id, frozenset({"HDBP0012", "HDBP0300"}))
+    await backend.set_registries(acc.id, org.id, frozenset({"HDBP0012"}))
+    [member] = await backend.members(org.id)
+    assert member.roles == frozenset({"registrant"}) and member.registries == frozenset({"HDBP0012"})
+    assert await backend.memberships(acc.id) == {org.id: frozenset({"registrant"})}  # grants are no roles
+    await backend.set_roles(acc.id, org.id, frozenset({"reader"}))  # roles change, grants stay
+    [member] = await backend.members(org.id)
+    assert member.roles == frozenset({"reader"}) and member.registries == frozenset({"HDBP0012"})
+    client = await backend.create_client(
+        client_id=f"c-{unique()}",
+        organisation_id=org.id,
+        name="LIS",
+        roles=frozenset({"registrant"}),
+        secret="s" * 20,
+        registries=frozenset({"HDBP0300"}),
+    )
+    assert (await backend.get_client(client.client_id)).registries == frozenset({"HDBP0300"})  # type: ignore[union-attr]
+    if hasattr(backend, "admin"):  # Keycloak: the token's group paths carry the grants
+        paths = standin.realm.group_paths(acc.id)
+        assert f"/{org.id}/registry:HDBP0012" in paths and f"/{org.id}/reader" in paths
+        from hdhub.common.auth import memberships_of
+
+        assert memberships_of(paths)[org.id].registries == frozenset({"HDBP0012"})
+    await backend.remove_membership(acc.id, org.id)
+    assert await backend.members(org.id) == []

@@ -46,6 +46,7 @@ async def test_password_grant_token_is_shaped_like_keycloaks(stack: Stack) -> No
         "name": "AZ Demo Hospital",
         "nihdi": "71000436",
         "roles": ["dp_manager", "manager"],
+        "registries": ["*"],
     }
 
 
@@ -120,7 +121,7 @@ async def test_organisations_endpoint_shows_only_ones_own(stack: Stack) -> None:
     r = await stack.client.get(
         "/api/v1/organisations", headers=await stack.headers("biologist@lab-demo.test")
     )
-    assert [o["id"] for o in r.json()] == ["lab-demo"]
+    assert [o["id"] for o in r.json()["items"]] == ["lab-demo"] and r.json()["total"] == 1
     r = await stack.client.get(
         "/api/v1/organisations/az-demo", headers=await stack.headers("biologist@lab-demo.test")
     )

@@ -215,7 +215,7 @@ async def test_the_attackers_own_attempts_wait_1_then_2_seconds_and_the_audit_sh
     audit = await stack.client.get(
         "/api/v1/audit?organisation_id=az-demo", headers=await stack.headers("manager@az-demo.test")
     )
-    mine = [e for e in audit.json() if e["target"] == email and e["action"].startswith("login.")]
+    mine = [e for e in audit.json()["items"] if e["target"] == email and e["action"].startswith("login.")]
     assert [e["action"] for e in reversed(mine)] == ["login.throttled", "login.released"]
     assert mine[-1]["details"] == {"address": "203.0.113.21", "failures": 5, "wait_seconds": 1.0}
     assert mine[0]["details"] == {"address": "203.0.113.21"}

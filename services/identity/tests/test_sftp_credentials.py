@@ -14,7 +14,7 @@ from hdhub.common.grpc import channel
 from hdhub.common.service_auth import acting_as_service
 from hdhub.identity.directory import Directory
 from hdhub.identity.mail import Mailer
-from hdhub.identity.service import MIGRATIONS
+from hdhub.identity.runtime import MIGRATIONS
 from hdhub.proto.identity.v1 import identity_pb2 as pb
 from hdhub.proto.identity.v1 import identity_pb2_grpc as pb_grpc
 from tests.support.stack import Stack
@@ -41,7 +41,7 @@ async def test_a_manager_creates_rotates_and_deletes_an_sftp_login(stack: Stack)
     answer = await verify("az-demo-lims-drop", created["password"])
     assert (answer.username, answer.organisation_id) == ("az-demo-lims-drop", "az-demo")
 
-    listed = (await stack.client.get(BASE, headers=manager)).json()
+    listed = (await stack.client.get(BASE, headers=manager)).json()["items"]
     mine = next(c for c in listed if c["username"] == "az-demo-lims-drop")
     assert "password" not in mine and mine["last_login_at"] is not None
 
@@ -56,7 +56,7 @@ async def test_a_manager_creates_rotates_and_deletes_an_sftp_login(stack: Stack)
         await verify("az-demo-lims-drop", rotated["password"])
     audit = (
         await stack.client.get("/api/v1/audit", params={"organisation_id": "az-demo"}, headers=manager)
-    ).json()
+    ).json()["items"]
     assert {"sftp.create", "sftp.rotate", "sftp.delete"} <= {e["action"] for e in audit}
 
 

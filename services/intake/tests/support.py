@@ -80,7 +80,7 @@ async def files_of(stack, organisation: str = LAB, user: str = "biologist@lab-de
         f"/api/v1/files/{organisation}", params=params, headers=await stack.headers(user)
     )
     assert r.status_code == 200, r.text
-    return r.json()
+    return r.json()["items"]
 
 
 async def file_named(stack, name: str, organisation: str = LAB, user: str = "biologist@lab-demo.test"):  # type: ignore[no-untyped-def]

@@ -107,6 +107,21 @@ async def test_a_name_refused_is_listed_with_its_reason_and_control_characters_s
     assert listed["reason"] == r.json()["errors"][0]["message"] and listed["size"] is None
 
 
+async def test_a_name_refused_for_its_ssin_is_listed_without_it(stack: Stack) -> None:
+    # The file-name rule refuses a name carrying an SSIN, but the aborted file the listing
+    # shows (so that an SFTP sender reads why) kept the name as sent: the SSIN with it.
+    tag = unique()
+    for sent in ("90031573151", "90.03.15-731.51"):
+        r = await put(stack, "NGS", f"{tag}_{sent}.vcf", b"x")
+        assert r.status_code == 422 and r.json()["errors"][0]["rule"] == "file-name", r.text
+        assert sent not in r.text
+    listed = await files_of(stack, state="aborted", limit="1000")
+    mine = [f for f in listed if f["filename"].startswith(tag)]
+    assert [f["filename"] for f in mine] == [f"{tag}_[redacted-ssin].vcf"] * 2, mine
+    assert all(f["rule"] == "file-name" for f in mine)
+    assert "90031573151" not in str(listed) and "90.03.15-731.51" not in str(listed)
+
+
 async def test_an_upload_over_the_limit_is_refused(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stack.service("intake").settings, "max_file_bytes", 1000)
     r = await put(stack, "NGS", unique() + ".vcf", vcf(rows=100))
@@ -126,6 +141,20 @@ async def test_other_organisations_can_neither_send_nor_read(stack: Stack) -> No
     assert (await stack.client.get(f"/api/v1/files/az-demo/{mine['id']}", headers=nurse)).status_code == 404
 
 
+async def test_the_file_list_answers_pages_newest_first(stack: Stack) -> None:
+    names = [unique() + ".vcf" for _ in range(3)]
+    for name in names:
+        assert (await put(stack, "NGS", name, vcf())).status_code == 201
+    h = await stack.headers("biologist@lab-demo.test")
+    first = (await stack.client.get(f"/api/v1/files/{LAB}", params={"limit": 2}, headers=h)).json()
+    second = (
+        await stack.client.get(f"/api/v1/files/{LAB}", params={"limit": 2, "offset": 2}, headers=h)
+    ).json()
+    assert [f["filename"] for f in first["items"]] == names[:0:-1]
+    assert second["items"][0]["filename"] == names[0] and second["offset"] == 2
+    assert first["total"] == second["total"] >= 3 and first["next"] is second["next"] is None
+
+
 async def test_a_vcf_is_linked_when_its_registration_arrives_later(stack: Stack) -> None:
     intake = stack.service("intake")
     name = unique() + ".vcf"
@@ -139,7 +168,7 @@ async def test_a_vcf_is_linked_when_its_registration_arrives_later(stack: Stack)
     registration = await register(stack, "NGS", TX_VCF_FILE_NAME=name)
     assert await link(intake.files, out["id"]) is True
     linked = await file_named(stack, name)
-    assert not linked["unmatched"] and linked["linked_at"]
+    assert not linked["unmatched"] and linked["linked_at"] and linked["state"] == "linked"
     assert linked["links"] == [
         {"registration_id": registration, "field": "TX_VCF_FILE_NAME", "recordname": ""}
     ]
@@ -153,7 +182,7 @@ async def test_a_vcf_is_linked_when_its_registration_arrives_later(stack: Stack)
             pb.ListFilesRequest(organisation_id=LAB, registration_id=registration)
         )
     assert [f.id for f in answer.files] == [out["id"]]
-    assert answer.files[0].state == pb.FILE_STATE_ACCEPTED
+    assert answer.files[0].state == pb.FILE_STATE_LINKED
 
 
 async def test_a_sequence_file_links_one_to_many_by_filename_and_one_to_one_by_recordname(
@@ -209,26 +238,35 @@ async def test_a_lower_case_sequence_is_rejected_naming_character_and_position(s
     assert out["reason"].startswith("line 2: genetic_sequence has n at position 5;")
 
 
-async def test_the_daily_load_takes_linked_files_once_even_with_two_workers(stack: Stack) -> None:
+async def test_the_daily_catch_up_queues_a_send_for_each_linked_file_once(stack: Stack) -> None:
+    from sqlalchemy import func, select
+
+    from hdhub.intake.files import SEND_JOB
+    from hdhub.intake.store import Job
+    from hdhub.intake.worker import catch_up
+
     intake = stack.service("intake")
     name = unique() + ".vcf"
     await register(stack, "NGS", TX_VCF_FILE_NAME=name)
     out = (await put(stack, "NGS", name, vcf())).json()
-    assert await link(intake.files, out["id"]) is True
+    await link(intake.files, out["id"])
+    assert (await file_named(stack, name))["state"] == "linked"
     unmatched = (await put(stack, "NGS", unique() + ".vcf", vcf())).json()
-    before = (await intake.files.listing(LAB, file_id=out["id"])).files[0].object_key
 
-    loaded = await asyncio.gather(*(intake.files.load(day="2099-12-31") for _ in range(2)))
-    assert sum(loaded) >= 1
-    row = await file_named(stack, name)
-    assert row["state"] == "loaded" and row["loaded_at"]
-    assert await intake.objects.stat(before) is None  # out of the drop area
-    after = (await intake.files.listing(LAB, file_id=out["id"])).files[0].object_key
-    assert after.startswith(f"intake/loaded/{LAB}/NGS/2099-12-31/")
-    assert await intake.objects.read(after) == vcf()  # kept in storage
-    assert (await file_named(stack, unmatched["filename"]))[
-        "state"
-    ] == "accepted"  # waits for its registration
+    await catch_up(intake.files)
+    await catch_up(intake.files)
+    async with intake.db.system_session() as session:
+        queued = (
+            await session.execute(
+                select(Job.subject_id, func.count())
+                .where(Job.kind == SEND_JOB, Job.status.in_(("queued", "running")))
+                .group_by(Job.subject_id)
+            )
+        ).all()
+    counts = dict(queued)
+    assert counts.get(out["id"]) == 1  # linked: one send job, however often the catch-up runs
+    assert unmatched["id"] not in counts  # waits for its registration
+    assert (await file_named(stack, unmatched["filename"]))["state"] == "accepted"
 
 
 async def test_two_linkers_of_one_file_at_once_link_it_once(stack: Stack) -> None:

@@ -56,6 +56,12 @@ async def test_the_purge_runs_as_an_hourly_job_queued_once_between_workers(stack
 def test_production_needs_the_intake_master_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HDHUB_ENVIRONMENT", "production")
     monkeypatch.setenv("HDHUB_INTAKE_SECRET_KEY", "a-real-secret")
+    monkeypatch.setenv("HDHUB_SERVICE_CLIENT_SECRET", "a-real-service-secret")
+    monkeypatch.setenv("HDHUB_REDIS_URL", "redis://redis:6379/0")
+    # Checked apart, each naming its own setting:
+    monkeypatch.setenv("HDHUB_INTAKE_SFTP_HOST_KEY_FILE", "/run/secrets/ssh_host_ed25519_key")
+    monkeypatch.setenv("HDHUB_INTAKE_DATABASE_URL", "postgresql+psycopg://intake@db/intake")
+    monkeypatch.setenv("HDHUB_OBJECT_STORE_URL", "s3://hdhub")
     monkeypatch.delenv("HDHUB_INTAKE_MASTER_KEY", raising=False)  # a test stack may have set one
     platform.cache_clear()
     try:

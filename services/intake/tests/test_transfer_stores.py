@@ -140,7 +140,7 @@ async def test_sftp_into_s3_with_a_real_client(
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'intake.db'}", migrations=MIGRATIONS)
     await db.migrate()
     files = Files(db, store, IntakeSettings(database_url="sqlite://"))
-    server = await sftp.start_sftp(files, host="127.0.0.1", port=0, key_path=tmp_path / "host_key")
+    server = await sftp.start_sftp(files, host="127.0.0.1", port=0, key=sftp.host_key(tmp_path / "host_key"))
     data = vcf(rows=20_000)
     try:
 
@@ -177,5 +177,5 @@ async def test_sftp_into_s3_with_a_real_client(
         cut_row = {f.filename: f for f in (await files.listing("lab-demo", limit=10)).files}["cut.vcf"]
         assert await objects(files, cut_row.object_key) == []
     finally:
-        server.close()
+        await server.drain(0)
         await db.dispose()

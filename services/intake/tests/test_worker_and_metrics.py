@@ -83,7 +83,7 @@ async def test_a_second_copy_sent_before_finished_replaces_the_first(stack: Stac
                 params={"limit": 1000},
                 headers=await stack.headers("biologist@lab-demo.test"),
             )
-        ).json()
+        ).json()["items"]
         if f["filename"] == name
     ]
     assert [(r["state"], r["size"]) for r in rows] == [("received", len(vcf(rows=5)))]

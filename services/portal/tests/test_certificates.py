@@ -6,12 +6,10 @@ active one over gRPC."""
 from __future__ import annotations
 
 import dataclasses
-import time
 import uuid
 from typing import Any
 
 import grpc
-import jwt
 import pytest
 from cryptography.hazmat.primitives.serialization import load_der_private_key
 from sqlalchemy import select
@@ -26,7 +24,8 @@ from hdhub.portal.store import Certificate
 from hdhub.proto.portal.v1 import certificates_pb2 as pb
 from hdhub.proto.portal.v1 import certificates_pb2_grpc as pb_grpc
 from services.portal.tests.p12s import AUTH, PASSWORD, Entry, keystore
-from tests.support.stack import ISSUER, Stack
+from tests.support.stack import Stack
+from tests.support.tokens import mint
 
 BASE = "/api/v1/certificates"
 FORBIDDEN = {
@@ -35,46 +34,6 @@ FORBIDDEN = {
     "status": 403,
     "detail": "You may not do this for this organisation.",
 }
-
-
-async def mint(
-    stack: Stack, username: str, organisations: dict[str, list[str]], realm_roles: list[str] = ()
-) -> str:  # type: ignore[assignment]
-    """A token as the issuer would sign it (service tokens come from the embedded issuer
-    in another change; the shape is the same)."""
-    kid, key = await _signing_key(stack)
-    now = int(time.time())
-    claims = {
-        "sub": str(uuid.uuid4()),
-        "iss": ISSUER,
-        "aud": ["hdhub"],
-        "exp": now + 300,
-        "iat": now,
-        "typ": "Bearer",
-        "preferred_username": username,
-        "realm_access": {"roles": ["default-roles-hdhub", *realm_roles]},
-        "organisations": {
-            org: {"name": org.title(), "nihdi": "71000436", "roles": roles}
-            for org, roles in organisations.items()
-        },
-    }
-    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
-
-
-_keys: dict[int, tuple[str, Any]] = {}
-
-
-async def _signing_key(stack: Stack) -> tuple[str, Any]:
-    # Loading an RSA key checks it at length: once per stack.
-    if id(stack) not in _keys:
-        from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-        from hdhub.identity.issuer import signing_key
-
-        async with stack.service("identity").db.system_session() as session:
-            key = await signing_key(session)
-        _keys[id(stack)] = (key.kid, load_pem_private_key(key.private_pem.encode(), None))
-    return _keys[id(stack)]
 
 
 def new_org() -> str:
@@ -120,7 +79,7 @@ async def test_editor_uploads_and_the_new_version_replaces_the_published_one(sta
     assert second.status_code == 201 and second.json()["version"] == 2
     assert "version 1 is unpublished" in second.json()["status"]["message"]
 
-    versions = (await stack.client.get(f"{BASE}/{org}/versions", headers=editor)).json()
+    versions = (await stack.client.get(f"{BASE}/{org}/versions", headers=editor)).json()["items"]
     assert [(v["version"], v["published"], v["status"]["step"]) for v in versions] == [
         (2, True, "published"),
         (1, False, "unpublished"),
@@ -129,11 +88,14 @@ async def test_editor_uploads_and_the_new_version_replaces_the_published_one(sta
     assert published["version"] == 2
     one = (await stack.client.get(f"{BASE}/{org}/versions/1", headers=editor)).json()
     assert one["published"] is False and one["unpublished_at"]
-    log = (await stack.client.get(f"{BASE}/{org}/versions/1/log", headers=editor)).json()
+    log = (await stack.client.get(f"{BASE}/{org}/versions/1/log", headers=editor)).json()["items"]
     assert [line["step"] for line in log][-2:] == ["published", "unpublished"]
     assert "Version 2 is published instead" in log[-1]["message"]
     overview = (await stack.client.get(BASE, headers=editor)).json()
-    assert [(o["organisation_id"], o["published"]["version"]) for o in overview] == [(org, 2)]
+    assert [(o["organisation_id"], o["published"]["version"]) for o in overview["items"]] == [(org, 2)]
+    assert (overview["total"], overview["limit"], overview["offset"]) == (1, 100, 0)
+    second = (await stack.client.get(f"{BASE}/{org}/versions", params={"offset": 1}, headers=editor)).json()
+    assert [v["version"] for v in second["items"]] == [1] and second["total"] == 2
 
 
 async def test_the_p12_is_encrypted_at_rest(stack: Stack) -> None:
@@ -186,7 +148,7 @@ async def test_a_refused_upload_names_the_rule_and_changes_nothing(
     problem = r.json()
     assert problem["type"] == f"/problems/p12-{rule}" and problem["rule"] == rule and problem["detail"]
     assert problem["log"][-1]["step"] == "rejected"
-    versions = (await stack.client.get(f"{BASE}/{org}/versions", headers=editor)).json()
+    versions = (await stack.client.get(f"{BASE}/{org}/versions", headers=editor)).json()["items"]
     assert [(v["version"], v["published"]) for v in versions] == [(1, True)]
     assert [o.key async for o in stack.service("portal").objects.list("certificates/")] == objects_before
 
@@ -213,7 +175,7 @@ async def test_a_certificate_file_name_breaking_the_rule_is_refused(
     )
     assert r.status_code == 422 and r.json()["type"] == "/problems/bad-file-name", r.text
     assert r.json()["errors"][0]["rule"] == rule and "nom de fichier" in r.json()["detail"]
-    assert (await stack.client.get(f"{BASE}/{org}/versions", headers=editor)).json() == []
+    assert (await stack.client.get(f"{BASE}/{org}/versions", headers=editor)).json()["items"] == []
 
 
 async def test_a_certificate_file_name_in_any_script_is_kept(stack: Stack) -> None:
@@ -245,7 +207,7 @@ async def test_idempotency_key_replays_the_first_answer(stack: Stack) -> None:
     again = await upload(stack, org, editor, data, **{"Idempotency-Key": "upload-1"})
     assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
     assert again.json()["version"] == first.json()["version"] == 1
-    assert len((await stack.client.get(f"{BASE}/{org}/versions", headers=editor)).json()) == 1
+    assert (await stack.client.get(f"{BASE}/{org}/versions", headers=editor)).json()["total"] == 1
 
 
 def routes(org: str) -> list[tuple[str, str]]:
@@ -318,7 +280,7 @@ async def test_an_editor_sees_a_missing_version_as_404(stack: Stack) -> None:
     assert r.status_code == 404 and r.json()["type"] == "/problems/no-published-certificate"
     assert (await stack.client.get(f"{BASE}/{org}/versions/7", headers=editor)).status_code == 404
     assert (await stack.client.get(f"{BASE}/{org}/versions/7/log", headers=editor)).status_code == 404
-    assert (await stack.client.get(f"{BASE}/{org}/versions", headers=editor)).json() == []
+    assert (await stack.client.get(f"{BASE}/{org}/versions", headers=editor)).json()["items"] == []
 
 
 # --- gRPC: the active certificate, for signers and decrypters only -------------------------

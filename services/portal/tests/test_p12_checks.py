@@ -105,6 +105,8 @@ def test_expired_and_not_yet_valid_certificates_are_refused() -> None:
         b"\x30\x82\xff\xff" + os.urandom(50),
         b"\x30\x03\x02\x01\x05",  # a DER sequence, but no PFX
     ],
+    # Named, not by their random bytes: pytest-xdist's workers must collect the same ids.
+    ids=["empty", "text", "pem", "zip", "der-random", "der-sequence"],
 )
 def test_a_file_that_is_no_p12_is_refused(data: bytes) -> None:
     exc = refused(data)

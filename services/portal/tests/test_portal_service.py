@@ -26,7 +26,11 @@ async def test_migrations_match_the_models(stack: Stack) -> None:
 def test_production_needs_a_real_master_key(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
     monkeypatch.setenv("HDHUB_ENVIRONMENT", "production")
     monkeypatch.setenv("HDHUB_PORTAL_SECRET_KEY", "a-real-secret")
+    # Production's other refusals, each naming its own setting, are tested apart:
+    monkeypatch.setenv("HDHUB_PORTAL_DATABASE_URL", "postgresql+psycopg://portal@db/portal")
+    monkeypatch.setenv("HDHUB_OBJECT_STORE_URL", "s3://hdhub")
     monkeypatch.setenv("HDHUB_SERVICE_CLIENT_SECRET", "a-real-service-secret")
+    monkeypatch.setenv("HDHUB_REDIS_URL", "redis://redis:6379/0")
     monkeypatch.delenv("HDHUB_PORTAL_MASTER_KEY", raising=False)  # the stack's generated one
     platform.cache_clear()
     try:

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from hdhub.registrations.domain.validation import CompiledDcd, compile_dcd
-from hdhub.registrations.domain.xlsform import read_workbook
+from hdhub.registrations.engine.validation import CompiledDcd, compile_dcd
+from hdhub.registrations.engine.xlsform import read_workbook
 
 DCDS_DIR = Path(__file__).resolve().parent.parent / "dcds"
 # A fixed clock: every sample date lies before it, and the answers do not depend on the day.

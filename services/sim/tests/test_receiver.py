@@ -1,5 +1,4 @@
-"""The stand-in receiver's checks on a sealed record, against the sealing registrations
-does: the wire contract (hdhub.sim.v1.SealedRecord) is written twice, once per side."""
+"""The stand-in receiver's checks on a sealed record, against the sealing of hdhub.common.sealed_record, which registrations uses to send."""
 
 from __future__ import annotations
 
@@ -12,9 +11,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from hdhub.common.central_decision import DecisionVerifier, sign
+from hdhub.common.sealed_record import CentralPublicKey, Signer, seal
 from hdhub.proto.sim.v1 import central_pb2 as pb
-from hdhub.registrations.delivery import CentralKey as PublicCentralKey
-from hdhub.registrations.delivery import Signer, seal
+from hdhub.sim.decisions import SigningKey
 from hdhub.sim.receiver import CentralKey, Rejected, verify_and_open
 
 
@@ -51,7 +51,7 @@ def sealed(central: CentralKey, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivate
         dcd_version="1.0.0",
         registration_code="201.26.000001.88",
     )
-    public = PublicCentralKey.from_pem(central.public_pem.encode())
+    public = CentralPublicKey.from_pem(central.public_pem.encode())
     return seal(
         header=header, variables={"DT_HOSPZ": "2025-02-03", "MS_LVEF": 60}, central=public, signer=signer(key)
     )
@@ -99,3 +99,45 @@ def test_the_central_key_survives_a_restart(tmp_path: Path) -> None:
     first = CentralKey(tmp_path / "key.pem", 2048)
     assert CentralKey(tmp_path / "key.pem", 2048).key_id == first.key_id
     assert (tmp_path / "key.pem").stat().st_mode & 0o077 == 0  # private to the service
+
+
+def decision(**overrides: object) -> pb.Decision:
+    d = pb.Decision(
+        decision_id="d-1",
+        technical_id="t-1",
+        version=2,
+        organisation_id="az-demo",
+        status=pb.DECISION_STATUS_CORRECTIONS_NEEDED,
+        comment="LVEF\x00looks odd",
+        fields=["MS_LVEF"],
+        decided_at="2026-12-03T17:00:00Z",
+    )
+    for name, value in overrides.items():
+        setattr(d, name, value)
+    return d
+
+
+def test_a_decision_verifies_with_the_central_signing_key_and_not_once_changed(tmp_path: Path) -> None:
+    key = SigningKey(tmp_path / "signing.pem")
+    verifier = DecisionVerifier.from_pem(key.public_pem.encode())
+    d = decision(signing_key_id=key.key_id)
+    d.signature = sign(key.private, d, "DECISION_STATUS_CORRECTIONS_NEEDED")
+    assert verifier.verify(d, "DECISION_STATUS_CORRECTIONS_NEEDED")
+    assert not verifier.verify(d, "DECISION_STATUS_APPROVED")  # another status
+    for change in (
+        {"comment": "LVEF"},
+        {"version": 3},
+        {"organisation_id": "lab-demo"},
+        {"decision_id": "d-2"},
+    ):
+        changed = pb.Decision()
+        changed.CopyFrom(d)
+        for name, value in change.items():
+            setattr(changed, name, value)
+        assert not verifier.verify(changed, "DECISION_STATUS_CORRECTIONS_NEEDED"), change
+    moved = pb.Decision()
+    moved.CopyFrom(d)
+    moved.fields[:] = ["MS_LVEF", ""]  # the fields' count is signed: no field slips in
+    assert not verifier.verify(moved, "DECISION_STATUS_CORRECTIONS_NEEDED")
+    # The key is kept: a restarted sim signs with the same one.
+    assert SigningKey(tmp_path / "signing.pem").key_id == key.key_id

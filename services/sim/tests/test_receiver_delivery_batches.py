@@ -12,9 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
 from hdhub.common.db import Database
+from hdhub.common.sealed_record import CentralPublicKey, seal
 from hdhub.proto.sim.v1 import central_pb2 as pb
-from hdhub.registrations.delivery import CentralKey as PublicCentralKey
-from hdhub.registrations.delivery import seal
 from hdhub.sim.receiver import CentralKey, Receiver
 from hdhub.sim.runtime import MIGRATIONS
 from hdhub.sim.store import CentralPseudonym, CentralRecord
@@ -42,7 +41,7 @@ def record(receiver: Receiver, technical_id: str, version: int, value: int) -> p
         dcd_version="1.0.0",
         registration_code=f"201.26.{value:06d}.00",
     )
-    public = PublicCentralKey.from_pem(receiver.key.public_pem.encode())
+    public = CentralPublicKey.from_pem(receiver.key.public_pem.encode())
     return seal(
         header=header,
         variables={"MS_LVEF": value},

@@ -9,17 +9,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from fastapi import FastAPI
 
+from hdhub.common.health import OK, describe_failure
 from hdhub.common.runtime import Service
 from hdhub.common.web import create_app
 
 log = logging.getLogger("hdhub.cli")
 
-SERVICES = ("identity", "registrations", "uploads", "portal", "pseudonymisation", "sim", "intake", "nippin")
+#: How often a process waiting for its schema (not migrated yet) looks again.
+SCHEMA_POLL_SECONDS = 5.0
 
 
 def make_service(name: str) -> Service:
     if name == "identity":
-        from hdhub.identity.service import IdentityService
+        from hdhub.identity.runtime import IdentityService
 
         return IdentityService()
     if name == "registrations":
@@ -65,21 +67,58 @@ class Platform:
         self.migrate, self.seed, self.workers = migrate, seed, workers
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._starting: asyncio.Task[None] | None = None
 
     def service(self, name: str) -> Service:
         return next(s for s in self.services if s.name == name)
 
     async def start(self) -> None:
+        """Migrate (when asked), then serve. A database whose schema is behind this code (not
+        migrated yet) or unreachable does not stop the process: it serves liveness and a
+        readiness that says why, and goes on once the schema is there."""
         for s in self.services:
             if self.migrate:
                 await s.db.migrate()
+        if await self.schemas_usable():
+            await self._serve(grpc=True)
+            return
+        for s in self.services:
+            await s.start_grpc()  # liveness answers; readiness follows the schema
+        self._starting = asyncio.create_task(self._serve_once_migrated(), name="startup")
+
+    async def schemas_usable(self) -> bool:
+        """Whether every service's database holds the schema its code expects (each logs
+        what it found otherwise)."""
+        states = await asyncio.gather(*(s.schema_state() for s in self.services))
+        return all(state == OK for state in states)
+
+    async def wait_for_schemas(self) -> bool:
+        """Until every schema is usable (True) or the process is told to stop (False)."""
+        while not await self.schemas_usable():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), SCHEMA_POLL_SECONDS)
+            if self._stop.is_set():
+                return False
+        return True
+
+    async def _serve_once_migrated(self) -> None:
+        if not await self.wait_for_schemas():
+            return
+        try:
+            await self._serve(grpc=False)
+        except Exception:
+            log.exception("start failed after the schema came")
+            raise
+
+    async def _serve(self, *, grpc: bool) -> None:
         for s in self.services:
             await s.prepare()
         if self.seed:
             await self.seed_demo()
         self.register_metrics()
-        for s in self.services:
-            await s.start_grpc()
+        if grpc:
+            for s in self.services:
+                await s.start_grpc()
         if self.workers:
             for s in self.services:
                 self._tasks.append(asyncio.create_task(s.work(self._stop), name=f"{s.name}-worker"))
@@ -105,6 +144,9 @@ class Platform:
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._starting is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._starting, timeout=10)
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(t, timeout=10)
@@ -115,10 +157,15 @@ class Platform:
             await s.stop()
 
     async def readiness(self) -> dict[str, str]:
-        """Each service's readiness checks (its database answers), side by side."""
+        """Each service's readiness checks (its database answers with the expected schema),
+        side by side; while the start waits on a schema, what it waits for."""
         checks: dict[str, str] = {}
         for states in await asyncio.gather(*(s.readiness() for s in self.services)):
             checks.update(states)
+        if self._starting is not None and not self._starting.done():
+            checks["startup"] = "waiting for the database schema"
+        elif self._starting is not None and self._starting.exception() is not None:
+            checks["startup"] = f"failed: {describe_failure(self._starting.exception())}"  # type: ignore[arg-type]
         return checks
 
     def app(self) -> FastAPI:

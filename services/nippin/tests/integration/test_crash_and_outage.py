@@ -14,7 +14,7 @@ from hdhub.common.db import utcnow
 from hdhub.nippin.service import SEND_JOB, Messages
 from hdhub.nippin.store import Job, NippinMessage
 from hdhub.nippin.worker import process_jobs
-from hdhub.registrations.handoff import NIPPIN_JOB, Handoff, job_id
+from hdhub.registrations.delivery.handoff import NIPPIN_JOB, Handoff, job_id
 from hdhub.registrations.store import Job as RegistrationsJob
 from services.nippin.tests.integration.support import (
     as_operator,

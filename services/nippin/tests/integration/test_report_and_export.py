@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import date
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from hdhub.common.db import utcnow
-from hdhub.nippin.store import MessageTransition, NippinMessage
+from hdhub.nippin.store import MessageTransition, NippinMessage, Report, ReportRow
+from hdhub.nippin.worker import nightly_reports
 from services.nippin.tests.integration.support import (
     MANAGER,
     NURSE,
@@ -32,7 +34,8 @@ async def _records(stack: Stack, **params: str) -> dict[str, dict[str, object]]:
         headers=await stack.headers(MANAGER),
     )
     assert r.status_code == 200, r.text
-    return {row["registration_id"]: row for row in r.json()["items"]}
+    assert r.json()["report"] is not None and r.json()["records"]["limit"] == 1000
+    return {row["registration_id"]: row for row in r.json()["records"]["items"]}
 
 
 async def test_the_report_gives_each_reimbursed_registration_its_result(stack: Stack) -> None:
@@ -71,11 +74,12 @@ async def test_the_report_gives_each_reimbursed_registration_its_result(stack: S
     assert set(await _records(stack, result="not_found")) >= {lost["id"]}
 
     kept = await stack.client.get(f"/api/v1/nippin/{ORG}/reports", headers=headers)
-    assert night in [k["night"] for k in kept.json()]
+    assert night in [k["night"] for k in kept.json()["items"]]
     one = await stack.client.get(
         f"/api/v1/nippin/{ORG}/reports/{night}", params={"limit": 1000}, headers=headers
     )
     assert one.json()["report"]["counts"]["not_found"] >= 1
+    assert one.json()["records"]["total"] == sum(one.json()["report"]["counts"].values())
 
     # The export: a range of implant dates, as a job; the CSV once ready.
     dates = sorted(
@@ -94,6 +98,8 @@ async def test_the_report_gives_each_reimbursed_registration_its_result(stack: S
         return got if got["state"] == "ready" else None
 
     done = await until(ready, stack=stack)
+    listed = (await stack.client.get(f"/api/v1/nippin/{ORG}/exports", headers=headers)).json()
+    assert listed["items"][0]["id"] == export_id and listed["total"] >= 1  # newest first
     download = await stack.client.get(str(done["download"]), headers=headers)
     assert download.status_code == 200
     assert download.headers["content-type"].startswith("text/csv")
@@ -104,6 +110,50 @@ async def test_the_report_gives_each_reimbursed_registration_its_result(stack: S
     assert {"valid", "invalid", "not_sent", "not_found"} <= results
     assert all(dates[0] <= row["implant_date"] <= dates[-1] for row in rows)
     assert "" in by_id  # the not_found row has no message
+
+
+async def test_an_organisation_without_any_message_is_reported_with_its_not_found(stack: Stack) -> None:
+    """The nightly run reports every organisation registrations knows reimbursed
+    registrations of, even one of which nippin has never heard (every hand-over lost)."""
+    nippin = stack.service("nippin")
+    r = await stack.client.post(
+        "/api/v1/registrations",
+        json={"organisation_id": "lab-demo", "dcd": "PACEMAKER", "values": implant(), "submit": True},
+        headers=await stack.headers("biologist@lab-demo.test"),
+    )
+    assert r.status_code in (200, 201, 202), r.text
+    registration_id = r.json()["id"]
+
+    async def made() -> bool:
+        async with nippin.db.system_session() as session:
+            found = await session.execute(
+                select(NippinMessage.id).where(NippinMessage.registration_id == registration_id)
+            )
+            return found.first() is not None
+
+    await until(made, stack=stack)
+    async with nippin.db.system_session() as session:  # lost: lab-demo has no message at all
+        lab = select(NippinMessage.id).where(NippinMessage.organisation_id == "lab-demo")
+        await session.execute(delete(MessageTransition).where(MessageTransition.message_id.in_(lab)))
+        await session.execute(delete(NippinMessage).where(NippinMessage.organisation_id == "lab-demo"))
+
+    night = date(2031, 1, 2)
+    await nightly_reports(nippin, night.isoformat())
+    async with nippin.db.system_session() as session:
+        report = (
+            await session.execute(
+                select(Report).where(Report.organisation_id == "lab-demo", Report.night == night)
+            )
+        ).scalar_one()
+        row = (
+            await session.execute(
+                select(ReportRow).where(
+                    ReportRow.report_id == report.id, ReportRow.registration_id == registration_id
+                )
+            )
+        ).scalar_one()
+    assert row.result == "not_found" and row.message_id is None
+    assert report.counts["not_found"] >= 1
 
 
 async def _message_id(stack: Stack, registration_id: str) -> str:
@@ -149,8 +199,8 @@ async def test_only_the_organisations_nippin_manager_gets_in(stack: Stack) -> No
 async def test_the_reimbursed_registries_are_listed(stack: Stack) -> None:
     r = await stack.client.get(f"/api/v1/nippin/{ORG}/registries", headers=await stack.headers(MANAGER))
     assert r.status_code == 200, r.text
-    assert [d["dcd_code"] for d in r.json()] == ["PACEMAKER"]
-    assert r.json()[0]["labels"]["en"] == "Pacemaker implant"
+    assert [d["dcd_code"] for d in r.json()["items"]] == ["PACEMAKER"] and r.json()["total"] == 1
+    assert r.json()["items"][0]["labels"]["en"] == "Pacemaker implant"
 
 
 async def test_an_export_cell_that_would_be_a_formula_is_neutralised(stack: Stack) -> None:
@@ -188,12 +238,20 @@ async def test_the_reconciliation_pages_through_every_registration(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from hdhub.nippin import reports
+    from hdhub.registrations.delivery import reconciliation
+
+    async def listed() -> list[str]:
+        return [
+            i
+            for batch in [b async for b in reports.reimbursed_registrations(ORG)]
+            for i in batch["registration_id"].to_pylist()
+        ]
 
     await submit(stack, implant())
     await submit(stack, implant())
-    whole = [e.registration_id async for e in reports.reimbursed_registrations(ORG)]
-    monkeypatch.setattr(reports, "PAGE", 2)  # many pages, each asked for ahead
-    paged = [e.registration_id async for e in reports.reimbursed_registrations(ORG)]
-    assert len(whole) >= 2 and paged == whole == sorted(whole)
+    whole = await listed()
+    monkeypatch.setattr(reconciliation, "PAGE_ROWS", 2)  # many pages, streamed one after another
+    paged = await listed()
+    assert len(whole) >= 2 and sorted(paged) == sorted(whole)
     report = await reports.build(stack.service("nippin").db, ORG, utcnow().date())
     assert sum(report.counts.values()) <= len(whole)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hdhub.nippin.domain.tack import SUCCESS, render
+from hdhub.common.tack import SUCCESS, render
 from hdhub.nippin.mycarenet import Folder, Unreachable
 
 

@@ -13,7 +13,11 @@ from hdhub.nippin.settings import NippinSettings
 def test_production_needs_the_nippin_master_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HDHUB_ENVIRONMENT", "production")
     monkeypatch.setenv("HDHUB_NIPPIN_SECRET_KEY", "a-real-secret")
+    # Production's other refusals, each naming its own setting, are tested apart:
+    monkeypatch.setenv("HDHUB_NIPPIN_DATABASE_URL", "postgresql+psycopg://nippin@db/nippin")
+    monkeypatch.setenv("HDHUB_OBJECT_STORE_URL", "s3://hdhub")
     monkeypatch.setenv("HDHUB_SERVICE_CLIENT_SECRET", "a-real-client-secret")
+    monkeypatch.setenv("HDHUB_REDIS_URL", "redis://redis:6379/0")
     monkeypatch.delenv("HDHUB_NIPPIN_MASTER_KEY", raising=False)  # a test stack may have set one
     platform.cache_clear()
     try:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from hdhub.common.tack import Outcome, TackError, parse
 from hdhub.nippin.domain import report, statuses
 from hdhub.nippin.domain.statuses import ARCHIVED, ERROR, INVALID, SENT, TO_SEND, IllegalTransition
-from hdhub.nippin.domain.tack import Outcome, TackError, parse
 
 SUCCESS = b"""<?xml version="1.0"?><TAck xmlns="urn:nip:tack:1.0"><Reference>m-1</Reference>
 <ResultMajor>urn:nip:tack:result:major:success</ResultMajor></TAck>"""

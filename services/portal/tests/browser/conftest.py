@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
@@ -103,7 +104,7 @@ def check_page(page: Page, name: str, lang: str = "en") -> None:
 def sign_in(page: Page, username: str, password: str, *, start: str = "/portal/") -> None:
     """Through the issuer's login page, as a person does."""
     page.goto(start)
-    expect(page.locator("h1")).to_have_text(re.compile("Sign in|Aanmelden|Se connecter|Anmelden"))
+    expect(page.locator("h1")).to_have_text(re.compile("Sign in|Aanmelden|Se connecter|[Aa]nmelden"))
     page.get_by_label(re.compile("Username|Gebruikersnaam|Nom d'utilisateur|Benutzername")).fill(username)
     page.locator("#password").fill(password)
     page.locator("button[type=submit]").click()
@@ -135,3 +136,19 @@ def issuer_sessions(portal: Platform, username: str) -> int:
             (username,),
         ).fetchone()
     return int(row[0])
+
+
+def password_token(portal: Platform, username: str, password: str) -> str:
+    """An access token of a demo person (the password grant the embedded issuer keeps for
+    tests), to set up through REST what a page then shows."""
+    r = httpx.post(
+        f"{portal.base_url}/realms/hdhub/protocol/openid-connect/token",
+        data={
+            "grant_type": "password",
+            "client_id": "hdhub-portal",
+            "username": username,
+            "password": password,
+        },
+    )
+    assert r.status_code == 200, r.text
+    return str(r.json()["access_token"])

@@ -8,27 +8,25 @@ test and the worker drive the same jobs, and whoever takes one, the outcome is t
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from hdhub.common.clock import SYSTEM_CLOCK, ManualClock
 from hdhub.common.db import utcnow
-from hdhub.common.jobs import RUNNING
 from hdhub.common.logging import JsonFormatter
-from hdhub.registrations.delivery import CONFIRM, DELIVER, Delivery
+from hdhub.registrations.delivery.queue import CONFIRM
+from hdhub.registrations.delivery.worker import Delivery
 from hdhub.registrations.store import Job
-from hdhub.sim.receiver import Behaviour, Mode
-from hdhub.sim.store import CentralPseudonym, CentralRecord
+from tests.support import central as support
+from tests.support.central import Mode
+from tests.support.clock import ManualClock
 from tests.support.samples import record
 from tests.support.stack import Stack, free_port
 
@@ -36,48 +34,12 @@ NURSE = "nurse@az-demo.test"
 IDENTIFIERS = ("IDC_PAT", "DT_PAT_DOB", "TX_PAT_LAST_NAME", "TX_PAT_FIRST_NAME")
 
 
-@dataclass
-class Central:
-    stack: Stack
-    clock: ManualClock
+class Central(support.Central):
+    """The stand-in, and registrations as a nurse sees it through the REST API."""
 
     @property
     def delivery(self) -> Delivery:
         return self.stack.service("registrations").delivery  # type: ignore[no-any-return]
-
-    @property
-    def sim(self) -> Any:
-        return self.stack.service("sim")
-
-    def behave(self, mode: Mode, delay: float = 0.0) -> None:
-        self.sim.receiver.behaviour = Behaviour(mode=mode, ack_delay_seconds=delay)
-
-    def start(self) -> None:
-        """Let the clock reach the jobs just enqueued (their run_after is the wall clock)."""
-        self.clock.set(utcnow() + timedelta(seconds=1))
-
-    async def settle(self) -> None:
-        """Run every due delivery job (here or in the background worker) until none is left."""
-        for _ in range(200):
-            done = await self.delivery.process_jobs()
-            if done:
-                continue
-            async with self.delivery.db.system_session() as session:
-                busy = (
-                    await session.execute(
-                        select(func.count())
-                        .select_from(Job)
-                        .where(
-                            Job.kind.in_([DELIVER, CONFIRM]),
-                            Job.status == RUNNING,
-                            Job.lease_until > self.clock.now(),
-                        )
-                    )
-                ).scalar_one()
-            if not busy:
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("delivery jobs never settled")
 
     async def run_for(self, hours: float, *, step_hours: float = 3.0) -> None:
         elapsed = 0.0
@@ -122,38 +84,12 @@ class Central:
             assert row is not None
             return row.technical_id
 
-    async def at_receiver(self, technical_id: str) -> tuple[list[CentralRecord], list[CentralPseudonym]]:
-        async with self.sim.db.system_session() as session:
-            records = list(
-                (
-                    await session.execute(
-                        select(CentralRecord).where(CentralRecord.technical_id == technical_id)
-                    )
-                ).scalars()
-            )
-            halves = list(
-                (
-                    await session.execute(
-                        select(CentralPseudonym).where(CentralPseudonym.technical_id == technical_id)
-                    )
-                ).scalars()
-            )
-        return records, halves
-
 
 @pytest.fixture
 async def central(stack: Stack) -> AsyncIterator[Central]:
-    clock = ManualClock(utcnow() - timedelta(hours=1))
-    c = Central(stack, clock)
-    c.delivery.clock = clock
-    c.sim.receiver.clock = clock
-    await c.settle()
-    try:
+    with support.on_clock(Central(stack, ManualClock(utcnow() - timedelta(hours=1)))) as c:
+        await c.settle()
         yield c
-    finally:
-        c.behave(Mode.ACCEPT)
-        c.delivery.clock = SYSTEM_CLOCK
-        c.sim.receiver.clock = SYSTEM_CLOCK
 
 
 async def test_a_submission_reaches_the_central_platform_split_and_is_confirmed(central: Central) -> None:
@@ -189,7 +125,7 @@ async def test_a_submission_reaches_the_central_platform_split_and_is_confirmed(
         await central.stack.client.get(
             f"/api/v1/registrations/{reg_id}/history", headers=await central.stack.headers(NURSE)
         )
-    ).json()
+    ).json()["items"]
     assert [h["action"] for h in history][-2:] == ["processed", "confirmation_ok"]
     # The worker's history entries: its versions and statuses, the values as they stand.
     assert [(h["version"], h["status"], h["actor"]) for h in history][-2:] == [
@@ -235,7 +171,7 @@ async def test_many_registrations_go_out_in_concurrent_batches_each_once(central
                 await central.stack.client.get(
                     f"/api/v1/registrations/{reg_id}/history", headers=await central.stack.headers(NURSE)
                 )
-            ).json()
+            ).json()["items"]
             assert [h["action"] for h in history][-2:] == ["processed", "confirmation_ok"]
             assert [h["version"] for h in history] == list(range(1, reg["version"] + 1))
         assert len(technical_ids) == len(ids)
@@ -337,7 +273,7 @@ async def test_receiver_down_for_eleven_days_parks_the_delivery_where_organisati
         await central.stack.client.get(
             f"/api/v1/registrations/{reg_id}/history", headers=await central.stack.headers(NURSE)
         )
-    ).json()
+    ).json()["items"]
     assert [h["action"] for h in history][-3:] == ["processed", "confirmation_nok", "delivery_parked"]
     assert "48 hours" in history[-2]["comment"] and "parked" in history[-1]["comment"]
 
@@ -347,13 +283,13 @@ async def test_receiver_down_for_eleven_days_parks_the_delivery_where_organisati
         params={"organisation_id": "az-demo", "state": "parked"},
         headers=await stack.headers(NURSE),
     )
-    assert own.status_code == 200 and reg_id in [x["registration_id"] for x in own.json()]
+    assert own.status_code == 200 and reg_id in [x["registration_id"] for x in own.json()["items"]]
     from hdhub.common.auth import OPERATOR_ROLE
-    from tests.authz.test_route_matrix import _mint
+    from tests.support.tokens import bearer
 
-    operator = await _mint(stack, {}, [OPERATOR_ROLE])
+    operator = await bearer(stack, {}, [OPERATOR_ROLE])
     across = await stack.client.get("/api/v1/operator/deliveries", headers=operator)
-    assert across.status_code == 200 and reg_id in [x["registration_id"] for x in across.json()]
+    assert across.status_code == 200 and reg_id in [x["registration_id"] for x in across.json()["items"]]
     # Another organisation sees neither the list nor the registration's delivery.
     lab = await stack.headers("biologist@lab-demo.test")
     assert (
@@ -366,7 +302,7 @@ async def test_receiver_down_for_eleven_days_parks_the_delivery_where_organisati
     lab_own = await stack.client.get(
         "/api/v1/deliveries", params={"organisation_id": "lab-demo"}, headers=lab
     )
-    assert reg_id not in [x["registration_id"] for x in lab_own.json()]
+    assert reg_id not in [x["registration_id"] for x in lab_own.json()["items"]]
 
     # Parked stays parked: no more resends however long we wait.
     central.behave(Mode.ACCEPT)
@@ -384,12 +320,12 @@ async def test_a_worker_killed_between_the_halves_loses_nothing_and_duplicates_n
     reg_id = await central.submit()
     service = central.stack.service("registrations")
     own_clock = ManualClock(utcnow() + timedelta(seconds=1))
-    doomed = Delivery(service.registrations, service.settings, clock=own_clock)
+    doomed = Delivery(service.db, service.catalogue, service.settings, clock=own_clock)
 
     async def die(*_: Any) -> None:
         raise Killed
 
-    doomed._send_records = die  # type: ignore[method-assign]
+    doomed.sender.central.receive = die  # type: ignore[method-assign]
     with pytest.raises(Killed):
         await doomed.process_jobs(worker="doomed")
     tid = await central.technical_id(reg_id)
@@ -538,11 +474,11 @@ async def test_an_organisation_without_a_published_certificate_waits_in_sending_
 ) -> None:
     import uuid
 
-    from tests.authz.test_route_matrix import _mint
+    from tests.support.tokens import bearer
 
     stack = central.stack
     org = f"nocert-{uuid.uuid4().hex[:8]}"
-    headers = await _mint(stack, {org: ["registrant"]})
+    headers = await bearer(stack, {org: ["registrant"]})
     r = await stack.client.post(
         "/api/v1/registrations",
         json={"organisation_id": org, "dcd": "ANGIO_HOSP", "values": record(), "submit": True},
@@ -560,7 +496,7 @@ async def test_an_organisation_without_a_published_certificate_waits_in_sending_
     listed = await stack.client.get(
         "/api/v1/deliveries", params={"organisation_id": org, "state": "sending"}, headers=headers
     )
-    assert [x["registration_id"] for x in listed.json()] == [reg_id]
+    assert [x["registration_id"] for x in listed.json()["items"]] == [reg_id]
     # Nothing of it reached the central side.
     records, halves = await central.at_receiver(await central.technical_id(reg_id))
     assert (records, halves) == ([], [])
@@ -571,7 +507,7 @@ async def test_without_its_own_service_token_delivery_waits_in_sending_then_goes
 ) -> None:
     from contextlib import asynccontextmanager
 
-    import hdhub.registrations.delivery as delivery_module
+    import hdhub.registrations.delivery.clients as delivery_clients
     from hdhub.common.errors import Problem
 
     @asynccontextmanager
@@ -579,8 +515,8 @@ async def test_without_its_own_service_token_delivery_waits_in_sending_then_goes
         raise Problem(503, "issuer-unavailable", "The identity provider cannot be reached")
         yield  # pragma: no cover
 
-    central.delivery._signers.clear()  # the cached certificate would spare one call
-    monkeypatch.setattr(delivery_module, "acting_as_service", issuer_down)
+    central.delivery.sender.certificates.cached.clear()  # the cached certificate would spare one call
+    monkeypatch.setattr(delivery_clients, "acting_as_service", issuer_down)
     reg_id = await central.submit()
     central.start()
     await central.settle()
@@ -598,7 +534,7 @@ async def test_without_its_own_service_token_delivery_waits_in_sending_then_goes
 async def test_a_resend_reads_the_values_and_leaves_out_a_registration_reopened_meanwhile(
     central: Central,
 ) -> None:
-    from hdhub.registrations.delivery import Outgoing
+    from hdhub.registrations.delivery.outgoing import Outgoing, with_values_read
 
     central.behave(Mode.REFUSE)
     ids = [await central.submit(), await central.submit()]
@@ -624,7 +560,7 @@ async def test_a_resend_reads_the_values_and_leaves_out_a_registration_reopened_
         )
         for i in ids
     ]
-    kept = await central.delivery._values(items)
+    kept = await with_values_read(central.delivery.db, items)
     assert [o.registration_id for o in kept] == [ids[0]]
     assert kept[0].values == (await central.registration(ids[0]))["values"]
 
@@ -647,3 +583,16 @@ async def test_a_resend_is_asked_about_seconds_after_it_went_out(central: Centra
     central.clock.advance(timedelta(seconds=3))  # the first check after a send: 2 s
     await central.settle()
     assert (await central.delivery_of(reg_id))["state"] == "ok"
+
+
+async def test_deliveries_are_listed_by_a_state_of_the_delivery_vocabulary_only(stack: Stack) -> None:
+    h = await stack.headers(NURSE)
+    for state in ("sending", "pending", "ok", "nok", "parked"):
+        r = await stack.client.get(
+            "/api/v1/deliveries", params={"organisation_id": "az-demo", "state": state}, headers=h
+        )
+        assert r.status_code == 200 and all(d["state"] == state for d in r.json()["items"])
+    r = await stack.client.get(
+        "/api/v1/deliveries", params={"organisation_id": "az-demo", "state": "submitted"}, headers=h
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "state"

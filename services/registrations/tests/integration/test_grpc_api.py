@@ -12,7 +12,7 @@ from hdhub.common.auth import current_principal
 from hdhub.common.grpc import channel
 from hdhub.proto.registrations.v1 import registrations_pb2 as pb
 from hdhub.proto.registrations.v1 import registrations_pb2_grpc as pb_grpc
-from hdhub.registrations.arrow import encode_rows
+from tests.support.arrow_rows import encode_rows
 from tests.support.samples import VALID, record
 from tests.support.stack import Stack
 
@@ -45,6 +45,30 @@ async def test_validate_batch_reports_row_field_rule(stack: Stack) -> None:
     assert [(e.row_index, e.field, e.rule) for e in reply.errors] == [
         (1, "DT_HOSPZ", "type"),
         (2, "CD_PAT_SEX", "choice"),
+    ]
+
+
+async def test_validate_batch_answers_the_same_with_the_row_engine(stack: Stack) -> None:
+    stub = await stub_as(stack, HIS)
+    rows = [record(), record(DT_HOSPZ="31/02/2024", STATUS="maybe"), record(CD_PAT_SEX="Q", MS_HEIGHT="")]
+    request = pb.ValidateBatchRequest(
+        organisation_id="az-demo", dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"), rows_arrow=batch(rows), language="nl"
+    )
+    settings = stack.service("registrations").settings
+    before = settings.columnar_validation
+    try:
+        settings.columnar_validation = True
+        columnar = await stub.ValidateBatch(request)
+        settings.columnar_validation = False
+        by_rows = await stub.ValidateBatch(request)
+    finally:
+        settings.columnar_validation = before
+    assert columnar == by_rows
+    assert [(e.row_index, e.rule) for e in columnar.errors] == [
+        (1, "type"),
+        (1, "status"),
+        (2, "choice"),
+        (2, "required"),
     ]
 
 
@@ -184,8 +208,8 @@ async def test_a_batch_applied_twice_is_stored_once(stack: Stack) -> None:
         history = await stack.client.get(
             f"/api/v1/registrations/{r.registration_id}/history", headers=await stack.headers(HIS)
         )
-        assert [e["action"] for e in history.json()][:2] == ["create", "submit"]  # once, not twice
-        assert [e["action"] for e in history.json()].count("submit") == 1
+        assert [e["action"] for e in history.json()["items"]][:2] == ["create", "submit"]  # once, not twice
+        assert [e["action"] for e in history.json()["items"]].count("submit") == 1
     other = pb.UpsertBatchRequest(
         organisation_id="az-demo",
         dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"),
@@ -238,9 +262,9 @@ async def test_a_batch_following_one_never_stored_is_refused(
 ) -> None:
     import uuid
 
-    from hdhub.registrations import service
+    from hdhub.registrations.batches import replay
 
-    monkeypatch.setattr(service, "PIPELINE_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(replay, "PIPELINE_WAIT_SECONDS", 0.2)
     stub = await stub_as(stack, HIS)
 
     async def stored() -> int:
@@ -286,3 +310,38 @@ async def test_a_file_sent_again_updates_its_patients_without_ssin(stack: Stack)
     assert [r.outcome for r in again.results] == [pb.ROW_OUTCOME_UPDATED]
     assert again.results[0].registration_id == first.results[0].registration_id
     assert not first.results[0].business_key.startswith("id:")
+
+
+async def test_a_batch_that_names_no_organisation_is_refused_as_such(stack: Stack) -> None:
+    stub = await stub_as(stack, HIS)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.ValidateBatch(
+            pb.ValidateBatchRequest(dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"), rows_arrow=batch([record()]))
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "organisation-required" in str(refused.value.trailing_metadata())
+
+
+async def test_the_catalogue_lists_registries_dcds_and_versions_newest_first(stack: Stack) -> None:
+    stub = await stub_as(stack, "nurse@az-demo.test")
+    answer = await stub.ListRegistries(pb.ListRegistriesRequest())
+    registries = {r.code: r for r in answer.registries}
+    angio = registries["HDBP0012"]
+    assert angio.abbreviation == "ANGIO" and angio.titles["en"]
+    assert "ANGIO_HOSP" in {d.code for d in angio.dcds}
+    rest = await stack.client.get(
+        "/api/v1/registries", params={"limit": 200}, headers=await stack.headers("nurse@az-demo.test")
+    )
+    registries_rest = rest.json()["items"]
+    assert [(r["code"], [d["code"] for d in r["dcds"]]) for r in registries_rest] == [
+        (r.code, [d.code for d in r.dcds]) for r in answer.registries
+    ]
+    hosp = next(d for d in angio.dcds if d.code == "ANGIO_HOSP")
+    assert list(hosp.versions) == [
+        v["version"] for d in registries_rest[0]["dcds"] if d["code"] == "ANGIO_HOSP" for v in d["versions"]
+    ]
+    # A Certificate Editor's roles do not read the catalogue.
+    editor = await stub_as(stack, "certificates@az-demo.test")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await editor.ListRegistries(pb.ListRegistriesRequest())
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED

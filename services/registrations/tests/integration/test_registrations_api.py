@@ -72,7 +72,7 @@ async def test_full_lifecycle_submit_reopen_edit_resubmit(stack: Stack) -> None:
     assert r.status_code == 202
     again = await until(stack, reg["id"], "submitted")
     assert again.json()["registration_code"] == code  # the code is made once
-    history = (await stack.client.get(f"{url}/history", headers=h)).json()
+    history = (await stack.client.get(f"{url}/history", headers=h)).json()["items"]
     assert [e["action"] for e in history] == [
         "create",
         "submit",
@@ -137,7 +137,7 @@ async def test_review_decisions_by_the_central_side(stack: Stack) -> None:
         f"{url}/review", json={"decision": "approved"}, headers=await stack.headers(OPERATOR)
     )
     assert r.json()["status"] == "approved"
-    history = (await stack.client.get(f"{url}/history", headers=h)).json()
+    history = (await stack.client.get(f"{url}/history", headers=h)).json()["items"]
     assert history[3]["comment"] == "check LVEF" and history[3]["actor"] == OPERATOR
 
 
@@ -258,7 +258,10 @@ async def test_other_organisations_and_non_registrants_see_nothing(stack: Stack,
 async def test_catalogue_lists_registries_and_validates_without_storing(stack: Stack) -> None:
     h = await stack.headers(NURSE, **{"Accept-Language": "de"})
     registries = (await stack.client.get("/api/v1/registries", headers=h)).json()
-    assert {r["code"] for r in registries} >= {"HDBP0012", "HDBP0263", "HDBP0257"}
+    assert {r["code"] for r in registries["items"]} >= {"HDBP0012", "HDBP0263", "HDBP0257"}
+    assert registries["total"] == len(registries["items"]) and registries["next"] is None
+    second = (await stack.client.get("/api/v1/registries?limit=1&offset=1", headers=h)).json()
+    assert second["items"] == registries["items"][1:2] and (second["limit"], second["offset"]) == (1, 1)
     r = await stack.client.post(
         "/api/v1/dcds/ANGIO_HOSP/versions/latest/validate",
         json={"values": record(DT_HOSPZ="31/02/2024")},
@@ -294,7 +297,7 @@ async def test_a_workbook_problem_is_a_422_naming_sheet_row_and_column(
 
 
 async def test_only_the_operator_imports_workbooks_and_versions_are_immutable(stack: Stack) -> None:
-    from hdhub.registrations.catalogue import resources
+    from hdhub.registrations.catalogue.service import resources
 
     data = (resources.files("hdhub.registrations") / "dcds" / "HDBP0263_HIV_SEQUENCE_1.0.0.xlsx").read_bytes()
     files = {

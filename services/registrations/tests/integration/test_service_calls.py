@@ -10,10 +10,11 @@ import pytest
 
 from hdhub.common.auth import ActingFor, current_principal
 from hdhub.common.grpc import channel
+from hdhub.common.jobs import JobQueue
 from hdhub.common.service_auth import acting_as_service
 from hdhub.proto.registrations.v1 import registrations_pb2 as pb
 from hdhub.proto.registrations.v1 import registrations_pb2_grpc as pb_grpc
-from hdhub.registrations.arrow import encode_rows
+from tests.support.arrow_rows import encode_rows
 from tests.support.samples import record
 from tests.support.stack import Stack
 
@@ -46,7 +47,7 @@ async def test_a_service_acting_for_an_organisation_writes_there_in_the_actors_n
         headers=await stack.headers(NURSE),
     )
     assert r.status_code == 200
-    assert [(h["actor"], h["via"]) for h in r.json()] == [(actor, "upload")]
+    assert [(h["actor"], h["via"]) for h in r.json()["items"]] == [(actor, "upload")]
 
 
 async def test_a_service_acting_for_one_organisation_cannot_touch_another(stack: Stack) -> None:
@@ -118,7 +119,7 @@ async def test_a_delivery_job_carries_the_organisation_and_who_submitted(stack: 
     alone, in the name of who submitted."""
     from sqlalchemy import select
 
-    from hdhub.registrations.delivery import DELIVER
+    from hdhub.registrations.delivery.queue import DELIVER
     from hdhub.registrations.store import Job
 
     body = {"organisation_id": "az-demo", "dcd": "ANGIO_HOSP", "values": record(), "submit": True}
@@ -129,4 +130,33 @@ async def test_a_delivery_job_carries_the_organisation_and_who_submitted(stack: 
         jobs = (
             await session.execute(select(Job).where(Job.subject_id == r.json()["id"], Job.kind == DELIVER))
         ).scalars()
-        assert [registrations.jobs.acting_for(j) for j in jobs] == [ActingFor("az-demo", NURSE)]
+        assert [JobQueue.acting_for(j) for j in jobs] == [ActingFor("az-demo", NURSE)]
+
+
+async def test_nippin_acting_for_one_organisation_streams_no_other_organisations_registrations(
+    stack: Stack,
+) -> None:
+    request = pb.StreamReimbursedRegistrationsRequest(organisation_id="lab-demo")
+    async with acting_as_service("nippin", ActingFor("az-demo", "nippin-nightly-report")):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            async for _ in _stub().StreamReimbursedRegistrations(request):
+                pass
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    async with acting_as_service("nippin", ActingFor("lab-demo", "nippin-nightly-report")):
+        pages = [p async for p in _stub().StreamReimbursedRegistrations(request)]
+    assert all(p.registrations_arrow for p in pages)
+
+
+async def test_only_nippin_lists_the_organisations_with_reimbursed_registrations(stack: Stack) -> None:
+    request = pb.ListReimbursedOrganisationsRequest()
+    async with acting_as_service("nippin"):
+        listed = await _stub().ListReimbursedOrganisations(request)
+    assert list(listed.organisation_ids) == sorted(listed.organisation_ids)
+    person = (("authorization", f"Bearer {await stack.token('manager@az-demo.test')}"),)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await _stub().ListReimbursedOrganisations(request, metadata=person)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    async with acting_as_service("uploads"):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await _stub().ListReimbursedOrganisations(request)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -81,6 +81,18 @@ async def test_draft_status_saves_without_submitting(stack: Stack) -> None:
     assert [i["field"] for i in reg["open_issues"]] == ["DT_DISCH"]
 
 
+async def test_multi_select_codes_separated_by_spaces_as_odk_writes_them_are_accepted(stack: Stack) -> None:
+    sent = record(CD_RISK_FACTORS="dyslipidaemia hypertension", STATUS="draft")
+    r = await stack.client.post(SUBMIT, json=sent, headers=await stack.headers(HIS))
+    assert r.status_code == 202, r.text
+    reg = (
+        await stack.client.get(
+            f"/api/v1/registrations/{r.json()['registrationId']}", headers=await stack.headers(HIS)
+        )
+    ).json()
+    assert reg["values"]["CD_RISK_FACTORS"] == ["hypertension", "dyslipidaemia"]  # the code list's order
+
+
 async def test_latest_submission_with_the_same_business_key_wins(stack: Stack) -> None:
     h = await stack.headers(HIS)
     first = record()
@@ -94,7 +106,9 @@ async def test_latest_submission_with_the_same_business_key_wins(stack: Stack) -
     assert r2.json()["registrationCode"] == reg1["registration_code"]
     reg2 = await wait_for_status(stack, r1.json()["registrationId"], "submitted")
     assert reg2["values"]["MS_WEIGHT"] == "82.5"
-    history = (await stack.client.get(f"/api/v1/registrations/{reg2['id']}/history", headers=h)).json()
+    history = (await stack.client.get(f"/api/v1/registrations/{reg2['id']}/history", headers=h)).json()[
+        "items"
+    ]
     assert [e["action"] for e in history] == ["create", "submit", "processed", "resubmit", "processed"]
     assert history[3]["changed_fields"] == ["MS_BMI", "MS_WEIGHT"]  # BMI is calculated from the weight
     assert {e["actor"] for e in history} == {HIS, "hdhub"}
@@ -149,6 +163,25 @@ async def test_bad_requests_get_problems_and_store_nothing(stack: Stack) -> None
     assert r.status_code == 404
     r = await stack.client.post(SUBMIT, json={**record(), "STATUS": "maybe"}, headers=h)
     assert r.status_code == 422 and r.json()["type"] == "/problems/invalid-status"
+    # It names the field, the rule and says it in the caller's language, like every other
+    # field error (it was a bare title, in English only).
+    for status, lang, words in ((True, "nl", "moet draft"), ("DELETE", "fr", "doit valoir draft")):
+        r = await stack.client.post(
+            SUBMIT, json={**record(), "STATUS": status}, headers={**h, "Accept-Language": lang}
+        )
+        assert r.status_code == 422 and r.json()["type"] == "/problems/invalid-status"
+        (error,) = r.json()["errors"]
+        assert (error["field"], error["rule"]) == ("STATUS", "status") and words in error["message"], error
+        # The title stays English, as the OpenAPI document's Accept-Language says (it
+        # promised translated titles, which no route gives).
+        assert r.json()["title"] == "STATUS must be draft or submit"
+    document = (await stack.client.get("/openapi.json")).json()
+    (language,) = [
+        p
+        for p in document["paths"]["/proxy/api/dcd/payload/submit"]["post"]["parameters"]
+        if p["name"] == "Accept-Language"
+    ]
+    assert "`title` is English" in language["description"]
     r = await stack.client.post(SUBMIT, json={**record(), "NOT_A_FIELD": "1"}, headers=h)
     assert r.status_code == 422 and r.json()["errors"][0]["rule"] == "unknown_field"
     huge = {**record(), "TX_INDICATION_OTHER": "x" * (6 * 1024 * 1024)}

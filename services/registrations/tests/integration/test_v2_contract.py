@@ -9,7 +9,7 @@ import asyncio
 import uuid
 from typing import Any
 
-from hdhub.registrations.domain.v2form import codelist_id, value_id
+from hdhub.registrations.engine.v2form import codelist_id, value_id
 from tests.support.samples import record
 from tests.support.stack import Stack
 
@@ -273,6 +273,22 @@ async def test_sadmi_is_documented_but_not_available(stack: Stack) -> None:
     assert r.status_code == 422  # notificationCode is the one documented required parameter
 
 
+async def test_the_document_says_what_sadmi_answers(stack: Stack) -> None:
+    """The 200 as v2's documentation lists it (typed for a generated client), and the 404
+    problem hdhub answers instead."""
+    doc = (await stack.client.get("/openapi.json")).json()
+    responses = doc["paths"][f"{BASE}/externalreference/sadmi"]["get"]["responses"]
+    ok = responses["200"]["content"]["application/json"]["schema"]
+    assert ok["type"] == "array" and ok["items"] == {"$ref": "#/components/schemas/SadmiDevice"}
+    device = doc["components"]["schemas"]["SadmiDevice"]["properties"]
+    documented = {"notificationCode", "name", "referenceUrl", "distributor", "manufacturer", "classification"}
+    assert set(device) == documented | {"state"}
+    assert "sadmi-not-available" in responses["404"]["description"]
+    assert responses["404"]["content"]["application/problem+json"]["schema"] == {
+        "$ref": "#/components/schemas/Problem"
+    }
+
+
 # --- submission ----------------------------------------------------------------------
 
 
@@ -301,7 +317,9 @@ async def test_submit_without_dcd_id_finds_the_one_dcd_that_fits(stack: Stack) -
     assert r.status_code == 202, r.text
     reg = (await stack.client.get(f"/api/v1/registrations/{r.json()['registrationId']}", headers=h)).json()
     assert reg["dcd"] == "HIV_SEQUENCE"
-    history = (await stack.client.get(f"/api/v1/registrations/{reg['id']}/history", headers=h)).json()
+    history = (await stack.client.get(f"/api/v1/registrations/{reg['id']}/history", headers=h)).json()[
+        "items"
+    ]
     assert history[0]["via"] == "v2-api"
     # Without the consent (ANGIO_HOSP's own field) the record fits every ANGIO hospitalisation
     # DCD: dcd-id is needed then.
@@ -339,7 +357,7 @@ async def test_idempotency_key_replays_the_first_answer_and_refuses_another_body
     assert again.headers["location"] == first.headers["location"]
     history = (
         await stack.client.get(f"/api/v1/registrations/{first.json()['registrationId']}/history", headers=h)
-    ).json()
+    ).json()["items"]
     assert [e["action"] for e in history if e["action"] != "processed"] == ["create", "submit"]  # stored once
     other = await stack.client.post(SUBMIT, json={**values, "MS_WEIGHT": "81.0"}, headers=h)
     assert other.status_code == 422 and other.json()["type"] == "/problems/idempotency-key-reused"
@@ -458,7 +476,12 @@ async def test_every_v2_answer_has_a_typed_schema(stack: Stack) -> None:
     paths = (await stack.client.get("/openapi.json")).json()["paths"]
     untyped = []
     for path, ops in paths.items():
-        if not path.startswith(BASE) or path in (f"{BASE}/dcd/template", f"{BASE}/externalreference/sadmi"):
+        # The CSV template and the XSDs are files in their own formats.
+        if not path.startswith(BASE) or path in (
+            f"{BASE}/dcd/template",
+            f"{BASE}/dcd/payload/xsd",
+            f"{BASE}/problem.xsd",
+        ):
             continue
         for method, op in ops.items():
             ok = next(v for k, v in op["responses"].items() if k.startswith("2"))

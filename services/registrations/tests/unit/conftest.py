@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from openpyxl import Workbook
 
-from hdhub.registrations.domain.dcd import DcdDefinition
-from hdhub.registrations.domain.validation import CompiledDcd, compile_dcd
-from hdhub.registrations.domain.xlsform import read_workbook
+from hdhub.registrations.engine.dcd import DcdDefinition
+from hdhub.registrations.engine.validation import CompiledDcd, compile_dcd
+from hdhub.registrations.engine.xlsform import read_workbook
 
 Rows = Sequence[Mapping[str, object]]
 

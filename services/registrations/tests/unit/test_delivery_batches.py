@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from hdhub.registrations.delivery import Splitter, _batches, split
+from hdhub.registrations.delivery.split import Splitter
+from hdhub.registrations.delivery.worker import batches as in_batches
 
 
 @dataclass
@@ -17,7 +18,7 @@ class J:
 
 def test_the_jobs_of_one_registration_stay_in_one_batch() -> None:
     jobs = [J(f"j{n}", f"r{n % 7}") for n in range(30)]
-    batches = _batches(jobs, 4)
+    batches = in_batches(jobs, 4)
     assert sorted(j.id for b in batches for j in b) == sorted(j.id for j in jobs)  # each once
     where = {}
     for n, batch in enumerate(batches):
@@ -27,9 +28,9 @@ def test_the_jobs_of_one_registration_stay_in_one_batch() -> None:
 
 
 def test_batches_are_about_the_size_asked() -> None:
-    batches = _batches([J(f"j{n}", f"r{n}") for n in range(10)], 4)
+    batches = in_batches([J(f"j{n}", f"r{n}") for n in range(10)], 4)
     assert [len(b) for b in batches] == [4, 4, 2]
-    assert _batches([], 4) == [[]]
+    assert in_batches([], 4) == [[]]
 
 
 def field(name: str, *, personal: bool = False, hd: bool = True, fmt: str = "") -> SimpleNamespace:
@@ -61,7 +62,7 @@ def test_the_split_keeps_identifiers_and_local_fields_away_from_the_variables() 
     identifier, variables = Splitter.of(DEFINITION)(values)
     assert identifier.ssin == "85073003328" and identifier.pseudocode is None
     assert variables == {"MS_LVEF": 60, "CD_DRUG_1": "a"}
-    assert split(DEFINITION, values) == (identifier, variables)
+    assert Splitter.of(DEFINITION)(values) == (identifier, variables)
 
 
 def test_without_an_ssin_the_pseudocode_inputs_are_the_identifier() -> None:

@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from hdhub.registrations.domain.business_key import business_key
-from hdhub.registrations.domain.dcd import DcdDefinition
-from hdhub.registrations.domain.validation import CompiledDcd
+from hdhub.registrations.engine.dcd import DcdDefinition
+from hdhub.registrations.engine.validation import CompiledDcd
+from hdhub.registrations.records.business_key import business_key
 
 SURVEY: list[dict[str, object]] = [
     {"type": "text", "name": "TX_COMMENT", "constraint": "string-length(.) <= 40"},

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hdhub.registrations.service import changed_fields, replaced_values, values_by_version
+from hdhub.registrations.records.history import changed_fields, replaced_values, values_by_version
 from hdhub.registrations.store import RegistrationVersion
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from hdhub.registrations.domain.dcd import DcdDefinition
-from hdhub.registrations.domain.nippin import bound_values, is_reimbursed, makes_message
-from hdhub.registrations.domain.xlsform import Problem, WorkbookError
+from hdhub.registrations.engine.dcd import DcdDefinition
+from hdhub.registrations.engine.nippin import bound_values, is_reimbursed, makes_message
+from hdhub.registrations.engine.xlsform import Problem, WorkbookError
 
 MakeDcd = Callable[..., DcdDefinition]
 SETTINGS = {

@@ -9,10 +9,10 @@ import pathlib
 
 import pytest
 
-from hdhub.registrations.domain.business_key import business_key
-from hdhub.registrations.domain.dcd import DcdDefinition
-from hdhub.registrations.domain.v2form import codelist_id, codes_from_ids, v2_values, value_id
-from hdhub.registrations.domain.xlsform import read_workbook
+from hdhub.registrations.engine.dcd import DcdDefinition
+from hdhub.registrations.engine.v2form import codelist_id, codes_from_ids, v2_values, value_id
+from hdhub.registrations.engine.xlsform import read_workbook
+from hdhub.registrations.records.business_key import business_key
 
 SECRET = b"unit-test-secret"
 KEY = ("IDC_PAT", "DT_HOSPZ")

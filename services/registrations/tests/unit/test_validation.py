@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hdhub.registrations.domain.dcd import DcdDefinition
-from hdhub.registrations.domain.validation import CompiledDcd, FieldError, Validation, compile_dcd
-from hdhub.registrations.domain.xlsform import read_workbook
+from hdhub.registrations.engine.dcd import DcdDefinition
+from hdhub.registrations.engine.validation import CompiledDcd, FieldError, Validation, compile_dcd
+from hdhub.registrations.engine.xlsform import read_workbook
 
 TODAY = datetime.date(2024, 6, 1)
 MakeCompiled = Callable[..., CompiledDcd]

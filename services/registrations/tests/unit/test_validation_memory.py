@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from hdhub.registrations.domain.validation import CompiledDcd
+from hdhub.registrations.engine.validation import CompiledDcd
 
 
 class Batch(list[dict[str, str]]):

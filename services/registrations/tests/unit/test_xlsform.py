@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from hdhub.registrations.domain.dcd import DcdDefinition, FieldType, NumberFormat, SemVer
-from hdhub.registrations.domain.validation import compile_dcd
-from hdhub.registrations.domain.xlsform import Problem, WorkbookError, read_workbook
+from hdhub.registrations.engine.dcd import DcdDefinition, FieldType, NumberFormat, SemVer
+from hdhub.registrations.engine.validation import compile_dcd
+from hdhub.registrations.engine.xlsform import DEFAULT_REPEAT_MAX, Problem, WorkbookError, read_workbook
 
 MakeWorkbook = Callable[..., bytes]
 MakeDcd = Callable[..., DcdDefinition]
@@ -179,7 +179,7 @@ def test_flat_field_names_list_every_name_a_record_may_carry(definition: DcdDefi
 
 
 def test_personal_data_fields(definition: DcdDefinition) -> None:
-    assert [f.technical_name for f in definition.personal_data_fields()] == ["IDC_PAT", "DT_PAT_DOB"]
+    assert [f.technical_name for f in definition.fields if f.personal_data] == ["IDC_PAT", "DT_PAT_DOB"]
 
 
 def test_code_lists_keep_labels_and_extra_columns(definition: DcdDefinition) -> None:
@@ -285,6 +285,14 @@ def test_unparsable_expression_is_reported_with_its_position(make_dcd: MakeDcd) 
     assert "position 12" in problem.message
 
 
+def test_an_expression_nesting_too_deep_is_reported_where_it_is_not_a_crash(make_dcd: MakeDcd) -> None:
+    # 5,000 parentheses in a cell made the import a 500 (RecursionError in the parser).
+    deep = "(" * 5000 + ". > 1" + ")" * 5000
+    problem = only_problem(make_dcd, [{"type": "integer", "name": "A", "constraint": deep}])
+    assert (problem.sheet, problem.row, problem.column) == ("survey", 2, "constraint")
+    assert "nests more than" in problem.message
+
+
 def test_missing_code_list_is_reported(make_dcd: MakeDcd) -> None:
     problem = only_problem(
         make_dcd, [{"type": "text", "name": "A"}, {"type": "select_one nowhere", "name": "B"}]
@@ -367,15 +375,37 @@ def test_reference_into_a_repeat_from_outside_is_reported(make_dcd: MakeDcd) -> 
     assert "inside repeat 'r'" in problem.message
 
 
-def test_repeat_needs_its_flattened_size(make_dcd: MakeDcd) -> None:
+def test_repeat_without_a_size_is_flattened_to_the_default_maximum(make_dcd: MakeDcd) -> None:
     survey = [
         {"type": "text", "name": "A"},
         {"type": "begin_repeat", "name": "r"},
         {"type": "text", "name": "B"},
         {"type": "end_repeat"},
     ]
+    flat = make_dcd(survey).field("B").flat_names
+    assert flat == tuple(f"B_{i}" for i in range(1, DEFAULT_REPEAT_MAX + 1))
+
+
+def test_a_repeat_size_that_is_no_whole_number_is_reported(make_dcd: MakeDcd) -> None:
+    survey = [
+        {"type": "text", "name": "A"},
+        {"type": "begin_repeat", "name": "r", "hd::repeat_max": "ten"},
+        {"type": "text", "name": "B"},
+        {"type": "end_repeat"},
+    ]
     problem = only_problem(make_dcd, survey)
     assert (problem.row, problem.column) == (3, "hd::repeat_max")
+
+
+def test_a_repeat_count_beyond_the_repeat_size_is_reported(make_dcd: MakeDcd) -> None:
+    survey = [
+        {"type": "text", "name": "A"},
+        {"type": "begin_repeat", "name": "r", "repeat_count": 5, "hd::repeat_max": 3},
+        {"type": "text", "name": "B"},
+        {"type": "end_repeat"},
+    ]
+    problem = only_problem(make_dcd, survey)
+    assert (problem.row, problem.column) == (3, "repeat_count")
 
 
 def test_constant_repeat_count_gives_the_size(make_dcd: MakeDcd) -> None:
@@ -398,7 +428,8 @@ def test_nested_repeats_are_reported(make_dcd: MakeDcd) -> None:
         {"type": "end_repeat"},
     ]
     problem = only_problem(make_dcd, survey)
-    assert problem.row == 4 and "inside repeats" in problem.message
+    assert (problem.row, problem.column) == (4, "type")
+    assert "inside repeat 'r'" in problem.message and "instance number" in problem.message
 
 
 def test_flattened_name_colliding_with_a_field_is_reported(make_dcd: MakeDcd) -> None:
@@ -470,9 +501,12 @@ def test_misplaced_hd_columns_are_reported(make_dcd: MakeDcd) -> None:
     ]
 
 
-def test_calculation_on_an_input_field_is_reported(make_dcd: MakeDcd) -> None:
-    problem = only_problem(make_dcd, [{"type": "integer", "name": "A", "calculation": "1 + 1"}])
-    assert problem.column == "calculation"
+def test_calculation_on_a_typed_field_makes_it_computed(make_dcd: MakeDcd) -> None:
+    definition = make_dcd(
+        [{"type": "text", "name": "T"}, {"type": "integer", "name": "A", "calculation": "1 + 1"}]
+    )
+    assert definition.field("A").is_computed
+    assert compile_dcd(definition).validate({"T": "x", "A": "7"}).values["A"] == 2
 
 
 def test_every_problem_is_reported_at_once(make_dcd: MakeDcd) -> None:
@@ -685,3 +719,12 @@ def test_a_problem_names_the_column_as_the_workbook_spells_it(make_dcd: MakeDcd)
         make_dcd, [{"type": "text", "name": "A", "bind::constraint": "regex(., concat('[', 'a'))"}]
     )
     assert (problem.row, problem.column) == (2, "bind::constraint")
+
+
+@pytest.mark.parametrize("code", ["../../etc", "ANGIO HOSP", "1ANGIO", "ANGIO-HOSP", "A" * 65])
+def test_a_dcd_code_that_is_no_code_is_reported(make_dcd: MakeDcd, code: str) -> None:
+    """The code names the DCD in URLs, file names and the v2 API: a path or a space in it
+    made a draft the console could never open again."""
+    problem = only_problem(make_dcd, [{"type": "text", "name": "A"}], hd={**HD, "dcd_code": code})
+    assert (problem.sheet, problem.column) == ("hd", "value")
+    assert "is not a code" in problem.message

@@ -26,4 +26,4 @@ async def test_an_upload_job_carries_the_organisation_and_the_uploader(stack: St
     history = await stack.client.get(
         f"/api/v1/registrations/{registration_id}/history", headers=await stack.headers(NURSE)
     )
-    assert [(h["actor"], h["via"]) for h in history.json()] == [(NURSE, "upload")]
+    assert [(h["actor"], h["via"]) for h in history.json()["items"]] == [(NURSE, "upload")]

@@ -89,6 +89,23 @@ async def test_linked_files_are_validated_together(stack: Stack) -> None:
     assert done3["counts"]["rejected"] == 1
 
 
+async def test_a_linked_pair_is_stored_under_validate_all(stack: Stack) -> None:
+    """Validate all reads the metadata twice (checking, then storing): each recordname is
+    still matched once, not "linked twice" by the second reading."""
+    name = "HSP_20240903101500"
+    seq = await post(
+        stack, f"{name}.csv", sequences(name, [f"{name}_00001", f"{name}_00002"]), kind="sequences"
+    )
+    rows = [record("HIV_SEQUENCE", TX_ATT=name, TX_ATT_RECRD=f"{name}_{i:05d}") for i in (1, 2)]
+    meta = await post(
+        stack, "meta.csv", csv_bytes(rows), linked_upload_id=seq["id"], validation="validate_all"
+    )
+    done = await finished(stack, meta["id"], LIMS)
+    assert (done["counts"]["created"], done["counts"]["errors"], done["nothing_stored"]) == (2, 0, False), (
+        done
+    )
+
+
 async def test_sequence_file_conventions(stack: Stack) -> None:
     bad = await post(
         stack, "sequences.csv", b"filename;recordname;genetic_sequence\r\nX;Y;ZZZ\r\n", kind="sequences"

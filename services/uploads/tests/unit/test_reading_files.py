@@ -46,6 +46,19 @@ def test_comma_is_detected() -> None:
     assert f.delimiter == "," and records == [(2, ["1", "a"])] and f.findings[0].rule == "comma_separator"
 
 
+def test_the_templates_line_of_hints_is_skipped_and_said() -> None:
+    f, records = read(b"IDC_PAT;CD_X\r\n# text (required);a code of list x\r\n1;a\r\n# 2;b\r\n")
+    # Only the line right under the header with a cell per column is the template's; a
+    # later value starting with # is a value.
+    assert records == [(3, ["1", "a"]), (4, ["# 2", "b"])]
+    assert [(x.rule, x.line) for x in f.findings] == [("template_hints_skipped", 2)]
+
+
+def test_a_first_record_starting_with_a_hash_but_short_is_a_record() -> None:
+    f, records = read(b"IDC_PAT;CD_X\n# 1\n")
+    assert records == [(2, ["# 1"])] and not f.findings
+
+
 def test_quoted_newlines_keep_the_physical_line_of_each_record() -> None:
     _, records = read(b'IDC_PAT;CD_X\n1;"two\nlines;"\n\n2;b\n')
     assert records == [(2, ["1", "two\nlines;"]), (5, ["2", "b"])]

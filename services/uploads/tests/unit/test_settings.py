@@ -13,6 +13,11 @@ from hdhub.uploads.settings import UploadsSettings
 def test_production_needs_the_uploads_master_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HDHUB_ENVIRONMENT", "production")
     monkeypatch.setenv("HDHUB_UPLOADS_SECRET_KEY", "a-real-secret")
+    # Production's other refusals, each naming its own setting, are tested apart:
+    monkeypatch.setenv("HDHUB_UPLOADS_DATABASE_URL", "postgresql+psycopg://uploads@db/uploads")
+    monkeypatch.setenv("HDHUB_OBJECT_STORE_URL", "s3://hdhub")
+    monkeypatch.setenv("HDHUB_SERVICE_CLIENT_SECRET", "a-real-service-secret")  # checked first
+    monkeypatch.setenv("HDHUB_REDIS_URL", "redis://redis:6379/0")
     monkeypatch.delenv("HDHUB_UPLOADS_MASTER_KEY", raising=False)  # a test stack may have set one
     platform.cache_clear()
     try:

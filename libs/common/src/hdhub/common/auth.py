@@ -2,8 +2,14 @@
 one authorisation policy (role x action x organisation) every service uses.
 
 Tokens are shaped as Keycloak's for realm ``hdhub``; the organisations a caller belongs
-to and its roles in each come in the ``organisations`` claim (a protocol mapper in
-Keycloak, the embedded issuer locally), so services cannot tell the two issuers apart.
+to and its roles in each come in the ``organisations`` claim, in one of two shapes that
+:func:`memberships_of` reads alike: Keycloak's built-in Group Membership mapper lists the
+caller's group paths (an organisation is a top-level group named by its id, a role a child
+group, a registry grant a child group ``registry:<project code>``:
+``["/<org>", "/<org>/manager", "/<org>/registry:HDBP0012"]``); the embedded issuer names
+each organisation with its roles and registries (``{"<org>": {"name", "nihdi", "roles",
+"registries"}}``). Registry grants bound the data roles' actions (:data:`REGISTRY_ACTIONS`)
+to the registries granted (:meth:`Principal.can_registry`, :class:`Scope`).
 """
 
 from __future__ import annotations
@@ -53,6 +59,9 @@ class Action(StrEnum):
     ACCOUNT_REQUEST_REVIEW = "account-request:review"  # approve or reject v1 account requests
     AUDIT_READ = "audit:read"  # the organisation's audit log of admin actions
     CERTIFICATE_MANAGE = "certificate:manage"
+    #: Create an installation's organisation with its first User Manager (the central
+    #: operator: SSP seed, "the initial User Manager is appointed internally").
+    USER_MANAGER_APPOINT = "user-manager:appoint"
     EXPORT = "export"
     NIPPIN = "nippin"
 
@@ -83,7 +92,9 @@ POLICY: Mapping[Role, frozenset[Action]] = {
 }
 # Operator-wide roles (realm roles in Keycloak), not tied to one organisation.
 OPERATOR_ROLE = "hdhub-operator"
-OPERATOR_ACTIONS = frozenset({Action.CATALOGUE_READ, Action.CATALOGUE_WRITE, Action.REGISTRATION_REVIEW})
+OPERATOR_ACTIONS = frozenset(
+    {Action.CATALOGUE_READ, Action.CATALOGUE_WRITE, Action.REGISTRATION_REVIEW, Action.USER_MANAGER_APPOINT}
+)
 # Platform services acting as themselves (workers, the drop folder, SFTP intake): realm role
 # ``hdhub-service:<service>`` on the service's own confidential client. A service token
 # alone is trusted with no organisation: a service acts for one only while doing work a
@@ -114,7 +125,16 @@ SERVICE_CALLS: Mapping[str, frozenset[str]] = {
         {*(_REGISTRATIONS + m for m in ("ValidateBatch", "UpsertBatch", "GetDcdVersion")), _INTAKE_FILES}
     ),
     "intake": frozenset(
-        {_REGISTRATIONS + "FindRegistrationsByField", "/hdhub.identity.v1.IdentityService/VerifySftpPassword"}
+        {
+            _REGISTRATIONS + "FindRegistrationsByField",
+            "/hdhub.identity.v1.IdentityService/VerifySftpPassword",
+            # Files go to the central platform with their registrations (hdhub.intake.central).
+            _REGISTRATIONS + "GetRegistration",
+            "/hdhub.portal.v1.CertificatesService/GetActiveCertificate",
+            _CENTRAL + "GetPublicKey",
+            _CENTRAL + "GetFileOffset",
+            _CENTRAL + "ReceiveFile",
+        }
     ),
     "registrations": frozenset(
         {
@@ -124,15 +144,19 @@ SERVICE_CALLS: Mapping[str, frozenset[str]] = {
             _CENTRAL + "GetPublicKey",
             _CENTRAL + "ReceiveRecords",
             _CENTRAL + "GetConfirmations",
+            _CENTRAL + "GetDecisions",
+            _CENTRAL + "AcknowledgeDecisions",
             "/hdhub.nippin.v1.NippinService/SubmitRegistration",
         }
     ),
-    # Reconciliation (the nightly report): which stored registrations should have made a message.
+    # Reconciliation (the nightly report): which organisations and stored registrations
+    # should have made a message.
     "nippin": frozenset(
         {
             "/hdhub.portal.v1.CertificatesService/GetActiveCertificate",
             _REGISTRATIONS + "ListReimbursedDcds",
-            _REGISTRATIONS + "ListReimbursedRegistrations",
+            _REGISTRATIONS + "StreamReimbursedRegistrations",
+            _REGISTRATIONS + "ListReimbursedOrganisations",
         }
     ),
     "pseudonymisation": frozenset({_CENTRAL + "ReceivePseudonyms"}),
@@ -150,12 +174,25 @@ class ActingFor:
     actor: str
 
 
+#: A member's grant of every registry of the organisation (what members held before grants
+#: per registry existed, and what a User Manager may still give).
+ALL_REGISTRIES = "*"
+#: Keycloak's group-path shape names a grant as a child group of the organisation, beside
+#: the roles: ``/<org>/registry:HDBP0012``.
+REGISTRY_GROUP_PREFIX = "registry:"
+#: The actions a registry grant bounds: the data roles' work on registrations, uploads and
+#: files. Administrative actions are per organisation.
+REGISTRY_ACTIONS = frozenset({Action.REGISTRATION_READ, Action.REGISTRATION_WRITE})
+
+
 @dataclass(frozen=True, slots=True)
 class Membership:
     organisation_id: str
     name: str
     nihdi: str | None
     roles: frozenset[Role]
+    #: The registries (project codes, ``HDBP0012``) the member works on here, or ``*``.
+    registries: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +259,42 @@ class Principal:
         acting = self.acting_for
         return acting is not None and organisation_id in (None, acting.organisation_id)
 
+    def registries_in(self, organisation_id: str) -> frozenset[str] | None:
+        """The registries the caller works on in an organisation: None for every one (a
+        service acting for it, a grant of ``*``), else the granted project codes."""
+        if self.is_service():
+            return None  # bounded by what it acts for and SERVICE_POLICY, not by grants
+        membership = self.memberships.get(organisation_id)
+        if membership is None:
+            return frozenset()
+        return None if ALL_REGISTRIES in membership.registries else membership.registries
+
+    def can_registry(self, action: Action, organisation_id: str, registry: str) -> bool:
+        """Whether the caller may do ``action`` on this registry's data in the organisation:
+        the role's action, and, for registrations, uploads and files, a grant of the registry.
+        The operator's central-side actions are not bounded by grants."""
+        if not self.can(action, organisation_id):
+            return False
+        if action not in REGISTRY_ACTIONS:
+            return True
+        granted = self.registries_in(organisation_id)
+        return granted is None or registry in granted
+
+    def scope_for(self, action: Action) -> Scope:
+        """The organisations the caller may do ``action`` in (as :meth:`organisations_for`),
+        carrying the registries it may do it on in each when grants bound the action."""
+        organisations = self.organisations_for(action)
+        if action not in REGISTRY_ACTIONS:
+            return Scope(organisations, {})
+        return Scope(organisations, {o: self.registries_in(o) for o in organisations})
+
+    def require_registry(self, action: Action, organisation_id: str, registry: str) -> None:
+        """Raise a 403 problem naming the registry unless :meth:`can_registry`."""
+        if not self.can(action, organisation_id):
+            raise forbidden()
+        if not self.can_registry(action, organisation_id, registry):
+            raise registry_not_granted(registry)
+
     def require(self, action: Action, organisation_id: str | None = None) -> None:
         """Raise a 403 problem unless this caller may do ``action`` for the organisation.
 
@@ -245,10 +318,7 @@ class Principal:
 
     @classmethod
     def from_claims(cls, claims: Mapping[str, Any], token: str = "") -> Principal:
-        memberships: dict[str, Membership] = {}
-        for org_id, info in (claims.get(ORGANISATIONS_CLAIM) or {}).items():
-            roles = frozenset(Role(r) for r in info.get("roles", []) if r in Role._value2member_map_)
-            memberships[org_id] = Membership(org_id, info.get("name", ""), info.get("nihdi"), roles)
+        memberships = memberships_of(claims.get(ORGANISATIONS_CLAIM))
         username = claims.get("preferred_username") or claims.get("sub", "")
         return cls(
             subject=claims["sub"],
@@ -259,6 +329,76 @@ class Principal:
             realm_roles=frozenset((claims.get("realm_access") or {}).get("roles", [])),
             token=token,
         )
+
+
+class Scope(list[str]):
+    """Organisations a caller may act on (a plain list of ids, so every tenancy helper
+    takes it) and the registries (project codes) it may act on in each: an organisation
+    missing from ``registries`` or mapped to None is open on every registry."""
+
+    def __init__(self, organisations: list[str], registries: Mapping[str, frozenset[str] | None]) -> None:
+        super().__init__(organisations)
+        self.registries = dict(registries)
+
+    def allows(self, organisation_id: str, registry: str) -> bool:
+        if organisation_id not in self:
+            return False
+        granted = self.registries.get(organisation_id)
+        return granted is None or registry in granted
+
+    def narrowed(self, organisation_id: str) -> Scope:
+        """The same grants on one of its organisations (none when it is not one)."""
+        return Scope([organisation_id] if organisation_id in self else [], self.registries)
+
+    def limits(self) -> dict[str, frozenset[str]]:
+        """The organisations of the scope that grants limit to some registries."""
+        return {o: g for o, g in self.registries.items() if g is not None and o in self}
+
+
+def scope_allows(organisations: Any, organisation_id: str, registry: str) -> bool:
+    """Whether a scope (or a plain list of organisations, open on every registry) lets one
+    registry of one organisation through."""
+    if isinstance(organisations, Scope):
+        return organisations.allows(organisation_id, registry)
+    return organisation_id in organisations
+
+
+def memberships_of(claim: Any) -> dict[str, Membership]:
+    """The organisations and roles of an ``organisations`` claim, either shape: group paths
+    (Keycloak's Group Membership mapper, full paths; names and NIHDI numbers are not in
+    them) or the embedded issuer's map. Roles this code does not know are left out."""
+    if isinstance(claim, list):
+        roles: dict[str, set[str]] = {}
+        registries: dict[str, set[str]] = {}
+        for path in claim:
+            parts = str(path).strip("/").split("/")
+            if len(parts) > 2 or not parts[0]:
+                continue  # deeper groups are no organisation or role of hdhub's
+            roles.setdefault(parts[0], set())
+            registries.setdefault(parts[0], set())
+            for child in parts[1:]:
+                if child.startswith(REGISTRY_GROUP_PREFIX):
+                    registries[parts[0]].add(child[len(REGISTRY_GROUP_PREFIX) :])
+                else:
+                    roles[parts[0]].add(child)
+        claim = {org: {"roles": sorted(r), "registries": sorted(registries[org])} for org, r in roles.items()}
+    memberships: dict[str, Membership] = {}
+    for org_id, info in (claim or {}).items():
+        known = frozenset(Role(r) for r in info.get("roles", []) if r in Role._value2member_map_)
+        granted = frozenset(str(r) for r in info.get("registries", []))
+        memberships[org_id] = Membership(org_id, info.get("name", ""), info.get("nihdi"), known, granted)
+    return memberships
+
+
+def registry_not_granted(registry: str) -> Problem:
+    """403: the caller holds the role but not this registry (a User Manager grants it)."""
+    return Problem(
+        403,
+        "registry-not-granted",
+        "You have no access to this registry",
+        f"Registry {registry} is not granted to you in this organisation; a User Manager or "
+        "DP Manager grants registries to members.",
+    )
 
 
 def revocation_subject(principal: Principal) -> str:

@@ -2,7 +2,7 @@
 48 hours, resends for 10 days) asks a :class:`Clock` for the time instead of calling
 ``datetime.now`` itself, so a test can run through ten days in seconds.
 
-    clock = ManualClock(utcnow())
+    clock = ManualClock(utcnow())          # tests.support.clock
     delivery.clock = clock
     clock.advance(timedelta(hours=49))   # the 48-hour rule is due now
 
@@ -13,11 +13,10 @@ sleeps on it, so work that should happen later is scheduled in the database (a j
 
 from __future__ import annotations
 
-import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Protocol
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "ManualClock", "SystemClock"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "SystemClock"]
 
 
 class Clock(Protocol):
@@ -31,32 +30,6 @@ class SystemClock:
 
     def now(self) -> datetime:
         return datetime.now(UTC)
-
-
-class ManualClock:
-    """A clock that moves only when told: tests set or advance it."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime.now(UTC)
-        if self._now.tzinfo is None:
-            raise ValueError("ManualClock needs a timezone-aware start")
-        self._lock = threading.Lock()
-
-    def now(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def set(self, when: datetime) -> None:
-        if when.tzinfo is None:
-            raise ValueError("ManualClock.set needs a timezone-aware time")
-        with self._lock:
-            self._now = when
-
-    def advance(self, by: timedelta) -> datetime:
-        """Move forward by ``by`` and return the new time."""
-        with self._lock:
-            self._now += by
-            return self._now
 
 
 SYSTEM_CLOCK: Clock = SystemClock()

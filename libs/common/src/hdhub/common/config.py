@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,12 +28,19 @@ KNOWN_PLACEHOLDERS = frozenset(
 )
 
 
+class SettingRefused(ValueError):
+    """A setting this process needs is unset (in production, where nothing falls back to a
+    default): it refuses to start, naming the setting."""
+
+
 def is_placeholder(value: str | None) -> bool:
     """Whether a secret is unset or a known placeholder (case and spaces ignored)."""
     return value is None or value.strip().lower() in KNOWN_PLACEHOLDERS
 
 
-# Where each service's gRPC server listens in `hdhub run all`; Kubernetes overrides
+#: Every service of the platform, in the order ``hdhub run all`` starts them.
+SERVICES = ("identity", "registrations", "uploads", "portal", "pseudonymisation", "sim", "intake", "nippin")
+# Where each service with a gRPC API listens in `hdhub run all`; Kubernetes overrides
 # these with Service DNS names (HDHUB_GRPC_REGISTRATIONS=registrations:50051).
 DEFAULT_GRPC_PORTS = {
     "identity": 50061,
@@ -97,16 +104,51 @@ class PlatformSettings(BaseSettings):
     #: and the drop folder use it to call other services as themselves.
     service_client_secret: str = PLACEHOLDER
     grpc_targets: dict[str, str] = Field(default_factory=dict)
+    #: Mutual TLS between the services (hdhub.common.grpc_tls, docs/operations.md): this
+    #: process's certificate and key, and the CA that signs every service's certificate.
+    grpc_tls_cert_file: Path | None = None
+    grpc_tls_key_file: Path | None = None
+    grpc_tls_ca_file: Path | None = None
+    #: A service mesh provides mutual TLS between pods: gRPC stays plaintext in the cluster.
+    grpc_mesh_mtls: bool = False
+    #: The central platform's TLS: the CA its server certificate is verified against
+    #: (unset: gRPC's bundled public roots), and the installation's client certificate.
+    central_tls_ca_file: Path | None = None
+    central_tls_cert_file: Path | None = None
+    central_tls_key_file: Path | None = None
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> PlatformSettings:
-        if self.environment == "production" and is_placeholder(self.service_client_secret):
+        if self.environment != "production":
+            return self
+        if is_placeholder(self.service_client_secret):
             raise ValueError("HDHUB_SERVICE_CLIENT_SECRET is unset or a placeholder; set it from a Secret")
+        if not self.redis_url:
+            # Without Redis each pod keeps its own revocations, sign-in counters and locks:
+            # a token revoked on one replica would still open the others.
+            raise ValueError(
+                "HDHUB_REDIS_URL is unset; production shares revocations and locks through Redis"
+            )
         return self
 
+    @model_validator(mode="after")
+    def _refuse_half_tls(self) -> PlatformSettings:
+        internal = (self.grpc_tls_cert_file, self.grpc_tls_key_file, self.grpc_tls_ca_file)
+        if any(internal) and not all(internal):
+            raise ValueError(
+                "HDHUB_GRPC_TLS_CERT_FILE, HDHUB_GRPC_TLS_KEY_FILE and HDHUB_GRPC_TLS_CA_FILE "
+                "go together (mutual TLS): set all three or none"
+            )
+        if bool(self.central_tls_cert_file) != bool(self.central_tls_key_file):
+            raise ValueError("HDHUB_CENTRAL_TLS_CERT_FILE and HDHUB_CENTRAL_TLS_KEY_FILE go together")
+        return self
+
+    def explicit_grpc_target(self, service: str) -> str | None:
+        """The target configured for ``service`` (``HDHUB_GRPC_<SERVICE>``), if any."""
+        return os.environ.get(f"HDHUB_GRPC_{service.upper()}") or self.grpc_targets.get(service)
+
     def grpc_target(self, service: str) -> str:
-        env = os.environ.get(f"HDHUB_GRPC_{service.upper()}")
-        target = env or self.grpc_targets.get(service)
+        target = self.explicit_grpc_target(service)
         if target:
             return target
         if service == CENTRAL:  # the central platform; the sim stands in for it unless set
@@ -133,6 +175,10 @@ class ServiceSettings(BaseSettings):
         hide_input_in_errors=True,
     )
 
+    #: Whether the service keeps data in its database; one that keeps nothing
+    #: (pseudonymisation) gets an empty one in memory and needs no database URL.
+    keeps_data: ClassVar[bool] = True
+
     service_name: str = "service"
     database_url: str | None = None
     grpc_bind: str | None = None
@@ -140,8 +186,25 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> ServiceSettings:
-        if platform().environment == "production" and is_placeholder(self.secret_key):
-            raise ValueError(f"{self._env('SECRET_KEY')} is unset or a placeholder; set it from a Secret")
+        if platform().environment != "production":
+            return self
+        missing = []
+        if is_placeholder(self.secret_key):
+            missing.append(f"{self._env('SECRET_KEY')} is unset or a placeholder")
+        if self.keeps_data and not self.database_url:
+            # A file under HDHUB_DATA_DIR would be one pod's own database, gone with the pod.
+            missing.append(f"{self._env('DATABASE_URL')} is unset (PostgreSQL)")
+        if hasattr(self, "master_key_file") and is_placeholder(getattr(self, "master_key", None)):
+            # A service that encrypts what it keeps (hdhub.common.envelope.MasterKeySettings),
+            # named with the rest so one start says everything a pod lacks.
+            if not self.master_key_file:
+                missing.append(
+                    f"{self._env('MASTER_KEY')} is unset or a placeholder (or {self._env('MASTER_KEY_FILE')})"
+                )
+        if missing:
+            raise ValueError(
+                "; ".join(missing) + ("; set it" if len(missing) == 1 else "; set them") + " from a Secret"
+            )
         return self
 
     def secret(self) -> bytes:
@@ -156,8 +219,12 @@ class ServiceSettings(BaseSettings):
         return f"{self.model_config.get('env_prefix', 'HDHUB_')}{name}"
 
     def resolved_database_url(self) -> str:
+        """The database URL; without one, a SQLite file under HDHUB_DATA_DIR (refused in
+        production), or an empty database in memory for a service that keeps nothing."""
         if self.database_url:
             return self.database_url
+        if not self.keeps_data:
+            return "sqlite+aiosqlite://"
         data_dir = platform().data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         return f"sqlite+aiosqlite:///{(data_dir / f'{self.service_name}.db').resolve()}"

@@ -11,26 +11,37 @@ was opened as :meth:`Database.system_session` (workers, migrations, seeding).
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import json
 import math
 import os
+import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import JSON, DateTime, String, TypeDecorator, any_, bindparam, event, insert
+from sqlalchemy import JSON, DateTime, String, TypeDecorator, any_, bindparam, event, insert, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, with_loader_criteria
+from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import NullPool
 
+from hdhub.common.errors import Problem
+
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+T = TypeVar("T")
+#: How often :meth:`Database.retrying_session` applies a write that lost a race.
+WRITE_ATTEMPTS = 8
 
 
 def utcnow() -> datetime:
@@ -95,10 +106,37 @@ def _scope_queries(state: ORMExecuteState) -> None:
         if mappers:
             raise TenancyViolation("query on a tenant table from an unscoped session")
         return
-    ids = tuple(scope)
-    state.statement = state.statement.options(
-        with_loader_criteria(TenantScoped, lambda cls: cls.organisation_id.in_(ids), include_aliases=True)
-    )
+    state.statement = state.statement.options(_tenant_criteria(scope))
+
+
+@functools.lru_cache(maxsize=1024)
+def _tenant_criteria(scope: frozenset[str]) -> Any:
+    """The loader criteria of a scope, built once per scope rather than for every query
+    (building them analyses their lambda again)."""
+    ids = tuple(sorted(scope))
+    return with_loader_criteria(TenantScoped, lambda cls: cls.organisation_id.in_(ids), include_aliases=True)
+
+
+def registry_condition(organisations: Sequence[str], organisation_column: Any, registry_column: Any) -> Any:
+    """The SQL condition that keeps a search inside a caller's registry grants
+    (:class:`hdhub.common.auth.Scope`), or None when no grant limits it: rows of an
+    organisation limited to some registries must be of one of them."""
+    from sqlalchemy import and_, false, or_
+
+    from hdhub.common.auth import Scope
+
+    if not isinstance(organisations, Scope):
+        return None
+    limits = organisations.limits()
+    if not limits:
+        return None
+    open_ = [o for o in organisations if o not in limits]
+    parts = [organisation_column.in_(open_)] if open_ else []
+    parts += [
+        and_(organisation_column == o, registry_column.in_(sorted(g)) if g else false())
+        for o, g in sorted(limits.items())
+    ]
+    return or_(*parts)
 
 
 @event.listens_for(Session, "before_flush")
@@ -186,6 +224,11 @@ def json_value(text: str | bytes) -> Any:
 # Text-format COPY: backslash, newline, carriage return and tab are escaped; NULL is \N.
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 _COPY_CHUNK_CHARS = 1 << 20
+#: Up to this many rows ``bulk_insert`` sends one multi-row INSERT, not a COPY: a COPY
+#: costs a round trip to start and another to end whatever it carries, which made the
+#: rows of a single submission (a registration, its history, its job) cost more than
+#: the submission's validation (bench/README.md, bench_submissions).
+_INSERT_ROWS = 16
 
 
 def _copy_text(value: str) -> str:
@@ -273,12 +316,15 @@ async def bulk_insert(
                 return text_cell
             return _copy_value
 
-        pairs = [(c, formatter(c)) for c in columns]
-        prefix = "".join(formatter(c)(v) + "\t" for c, v in fixed.items())
         raw = await connection.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None
         names = ", ".join(f'"{c}"' for c in [*fixed, *columns])
+        if len(rows) <= _INSERT_ROWS:
+            await _insert_few(driver, table.name, names, json_columns, fixed, columns, rows)
+            return
+        pairs = [(c, formatter(c)) for c in columns]
+        prefix = "".join(formatter(c)(v) + "\t" for c, v in fixed.items())
         try:
             async with driver.cursor() as cursor:
                 async with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
@@ -303,6 +349,45 @@ async def bulk_insert(
         await session.execute(insert(table).values([{**fixed, **r} for r in part] if fixed else list(part)))
 
 
+async def _insert_few(
+    driver: Any,
+    table: str,
+    names: str,
+    json_columns: set[str],
+    fixed: Mapping[str, Any],
+    columns: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+) -> None:
+    """A few rows in one ``INSERT ... VALUES (...), (...)`` (one round trip; the same text
+    for the same row count, so psycopg prepares it once it recurs). Cells as
+    ``bulk_insert``'s COPY stores them: JSON as its text (NULL for None), the rest as
+    psycopg adapts them. Its own memo: the caller's holds COPY-escaped text."""
+    import psycopg
+
+    memo: dict[int, str] = {}
+
+    def cell(name: str, value: Any) -> Any:
+        if name not in json_columns or value is None:
+            return value
+        text = memo.get(id(value))
+        if text is None:
+            text = memo[id(value)] = json_text(value)
+        return text
+
+    shared = [cell(c, v) for c, v in fixed.items()]
+    params: list[Any] = []
+    for row in rows:
+        params += shared
+        params += [cell(c, row[c]) for c in columns]
+    one = "(" + ", ".join(["%s"] * (len(fixed) + len(columns))) + ")"
+    statement = f'INSERT INTO "{table}" ({names}) VALUES ' + ", ".join([one] * len(rows))
+    try:
+        async with driver.cursor() as cursor:
+            await cursor.execute(statement, params)
+    except psycopg.IntegrityError as exc:  # callers handle SQLAlchemy's, as for any insert
+        raise IntegrityError(f"INSERT {table}", None, exc) from exc
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -317,7 +402,9 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("json_serializer", json_text)
     kwargs.setdefault("json_deserializer", json_value)
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, pool_size=5, max_overflow=5, **kwargs)
+        # In memory (a service that keeps nothing): one connection, SQLAlchemy's StaticPool.
+        pooled = {} if url.endswith(("://", ":memory:")) else {"pool_size": 5, "max_overflow": 5}
+        engine = create_async_engine(url, **pooled, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:
         engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kwargs)
@@ -410,11 +497,69 @@ class Database:
                 yield session
         _run_after_commit(session)
 
-    async def migrate(self) -> None:
-        """Bring the schema to the newest revision (Alembic, in a thread: env.py runs its own loop)."""
+    async def retrying_session(
+        self,
+        organisations: Iterable[str],
+        work: Callable[[AsyncSession], Awaitable[T]],
+        *,
+        attempts: int = WRITE_ATTEMPTS,
+    ) -> T:
+        """``work(session)`` in a transaction of :meth:`session`, applied again on fresh state
+        when it loses a race: a concurrent writer inserted the same unique key first
+        (``IntegrityError``) or changed a row it updates (``StaleDataError``, the ORM's
+        version check). Each attempt rolls back whole before the next, after a short random
+        pause; after ``attempts`` the caller gets 409 ``concurrent-write`` (retry later)."""
+        scope = list(organisations)
+        for attempt in range(attempts):
+            try:
+                async with self.session(scope) as session:
+                    return await work(session)
+            except (IntegrityError, StaleDataError):
+                if attempt == attempts - 1:
+                    break
+                await asyncio.sleep(random.uniform(0, 0.01 * (attempt + 1)))
+        raise Problem(409, "concurrent-write", "Someone changed the same records at the same time; retry")
+
+    @asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
+        """One holder at a time across every process on this database (a PostgreSQL advisory
+        lock named ``name``, held on a connection of its own); on SQLite, where one process
+        owns the file, no lock. For start-up work each replica would otherwise race to do."""
+        if not self.is_postgres:
+            yield
+            return
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+
+    async def migrate(self) -> Schema:
+        """Bring the schema to this code's revision (Alembic, in a thread: env.py runs its own
+        loop), under a PostgreSQL advisory lock so that pods starting together take turns.
+        A schema already ahead of this code (a release rolled back: expand/contract keeps it
+        compatible) is left as it is. What it found, for the caller to say."""
         if self.migrations is None:
-            raise RuntimeError("no migrations folder configured")
-        await asyncio.to_thread(upgrade, self.url, self.migrations)
+            return Schema(frozenset(), frozenset(), known=frozenset())
+        found = await asyncio.to_thread(upgrade, self.url, self.migrations)
+        return Schema(found, self.expected_revisions(), known=_script_revisions(self.migrations))
+
+    def expected_revisions(self) -> frozenset[str]:
+        """The head revisions of this code's migrations (none: the service keeps nothing)."""
+        return _script_heads(self.migrations) if self.migrations else frozenset()
+
+    async def schema(self) -> Schema:
+        """Where the database's schema stands against this code's migrations."""
+        expected = self.expected_revisions()
+        if not expected:
+            return Schema(frozenset(), expected, known=frozenset())
+        async with self.engine.connect() as conn:
+            found = await conn.run_sync(_current_revisions)
+        assert self.migrations is not None
+        return Schema(found, expected, known=_script_revisions(self.migrations))
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -430,10 +575,71 @@ def alembic_config(url: str, migrations: Path) -> Any:
     return cfg
 
 
-def upgrade(url: str, migrations: Path, revision: str = "head") -> None:
+def upgrade(url: str, migrations: Path, revision: str = "head") -> frozenset[str]:
+    """Migrate to ``revision``; the revisions the database was at before (read under the
+    migration lock, so a process that waited for another finds its work done)."""
     from alembic import command
 
-    command.upgrade(alembic_config(url, migrations), revision)
+    config = alembic_config(url, migrations)
+    command.upgrade(config, revision)
+    return frozenset(config.attributes.get(FOUND_REVISIONS, ()))
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A database's schema against the migrations of the code reading it: the revisions
+    found (``alembic_version``), the code's heads, and every revision the code knows."""
+
+    found: frozenset[str]
+    expected: frozenset[str]
+    known: frozenset[str]
+
+    @property
+    def current(self) -> bool:
+        return self.found == self.expected
+
+    @property
+    def ahead(self) -> bool:
+        """A revision this code does not know: a newer release migrated (a rollback, or
+        old pods during a roll). Migrations expand, then contract a release later, so this
+        code still works on it."""
+        return bool(self.found - self.known)
+
+    @property
+    def usable(self) -> bool:
+        """Whether this code may serve on it: at its revision, or ahead of it."""
+        return self.current or self.ahead
+
+    def describe(self) -> str:
+        found = ", ".join(sorted(self.found)) or "none (not migrated)"
+        return f"revision {found}, this code expects {', '.join(sorted(self.expected))}"
+
+
+FOUND_REVISIONS = "hdhub_found_revisions"
+#: The advisory lock `hdhub migrate` holds while it migrates (per database: PostgreSQL keeps
+#: advisory locks per database, and each service has its own).
+MIGRATION_LOCK = 0x68646875_62_6D67  # "hdhub", "mg"
+
+
+@cache
+def _script_heads(migrations: Path) -> frozenset[str]:
+    from alembic.script import ScriptDirectory
+
+    return frozenset(ScriptDirectory.from_config(alembic_config("sqlite://", migrations)).get_heads())
+
+
+@cache
+def _script_revisions(migrations: Path) -> frozenset[str]:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://", migrations))
+    return frozenset(r.revision for r in script.walk_revisions())
+
+
+def _current_revisions(connection: Any) -> frozenset[str]:
+    from alembic.runtime.migration import MigrationContext
+
+    return frozenset(MigrationContext.configure(connection).get_current_heads())
 
 
 def run_migrations(target_metadata: Any) -> None:
@@ -451,6 +657,15 @@ def run_migrations(target_metadata: Any) -> None:
             render_as_batch=connection.dialect.name == "sqlite",
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Pods of one service start together, each migrating first: one at a time;
+                # the next finds the schema current. Released with the transaction.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+            found = frozenset(context.get_context().get_current_heads())
+            context.config.attributes[FOUND_REVISIONS] = found
+            known = {r.revision for r in context.script.walk_revisions()}
+            if found - known:
+                return  # ahead of this code (a rollback): expand/contract keeps it usable
             context.run_migrations()
 
     async def main() -> None:

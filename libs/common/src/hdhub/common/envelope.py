@@ -249,8 +249,10 @@ class MasterKeySettings(BaseModel):
 
     @model_validator(mode="after")
     def _master_key_in_production(self) -> MasterKeySettings:
-        from hdhub.common.config import is_placeholder, platform
+        from hdhub.common.config import ServiceSettings, is_placeholder, platform
 
+        if isinstance(self, ServiceSettings):
+            return self  # named there, with every other setting the service lacks
         if (
             platform().environment == "production"
             and is_placeholder(self.master_key)

@@ -10,10 +10,31 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("hdhub.errors")
+
+
+class FieldError(Protocol):
+    """A broken rule of one field, as validation reports it (``hdhub.registrations``' engine)
+    and as it is stored with a record: the field as sent, its path in the form, the rule
+    and the message in the reader's language."""
+
+    @property
+    def field(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+
+
+def field_error_json(error: FieldError) -> dict[str, str]:
+    """A field error in the one shape every answer, store and message carries it in:
+    ``field``, ``path`` (empty when it has none), ``rule``, ``message``."""
+    return {"field": error.field, "path": error.path or "", "rule": error.rule, "message": error.message}
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +46,11 @@ class FieldProblem:
     message: str
     path: str | None = None
     row: int | None = None
+
+    @classmethod
+    def of(cls, error: FieldError) -> FieldProblem:
+        """The problem answering a field error of validation."""
+        return cls(field=error.field, rule=error.rule, message=error.message, path=error.path)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"field": self.field, "rule": self.rule, "message": self.message}
@@ -83,6 +109,11 @@ def unauthorized(detail: str = "A valid bearer token is required.") -> Problem:
     return Problem(
         401, "unauthorized", "Unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="hdhub"'}
     )
+
+
+def organisation_required() -> Problem:
+    """400 for a call that must name the organisation it acts for and names none."""
+    return Problem(400, "organisation-required", "organisation_id is required")
 
 
 def conflict(slug: str, title: str, detail: str | None = None) -> Problem:

@@ -25,10 +25,14 @@ The order matters: the span is open while everything else runs, so metrics, logs
 errors carry its trace id; metrics and the access log see the final code, after the
 errors step has turned exceptions into statuses; the errors step sees a rejected token.
 
+Servers and channels speak mutual TLS with certificates from files, reloaded when the
+files rotate, and refuse plaintext in production unless a mesh provides mutual TLS
+(:mod:`hdhub.common.grpc_tls`).
+
 Client (:func:`channel`): one cached channel per target, ``dns:///`` with round_robin over
 every address the name resolves to (a headless Service in Kubernetes), keepalive, retries
-on ``UNAVAILABLE`` for the methods registered with :func:`register_idempotent`, the
-telemetry interceptor, the caller's bearer token (and a service's acting-for) forwarded,
+on ``UNAVAILABLE`` for the methods whose contract in proto/ says they are safe to repeat
+(``option idempotency_level``, see :func:`retried_methods`), the telemetry interceptor, the caller's bearer token (and a service's acting-for) forwarded,
 and a default deadline.
 """
 
@@ -36,20 +40,25 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
+import importlib
 import inspect
 import json
 import logging
+import pkgutil
 import time
 import urllib.parse
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, TypeAlias
 
 import grpc
 import grpc.aio
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.descriptor_pb2 import MethodOptions
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
@@ -58,6 +67,7 @@ from opentelemetry import trace
 from hdhub.common.auth import SERVICE_CALLS, ActingFor, Principal, current_principal, verifier
 from hdhub.common.config import platform
 from hdhub.common.errors import FieldProblem, Problem, forbidden, unauthorized
+from hdhub.common.grpc_tls import TlsFiles, channel_credentials, client_files, server_credentials
 from hdhub.common.health import LIVENESS_SERVICE, describe_failure, is_ready
 from hdhub.common.logging import current_service
 from hdhub.common.metrics import (
@@ -67,7 +77,12 @@ from hdhub.common.metrics import (
     GRPC_SERVER_STARTED,
     grpc_client_outcome,
 )
-from hdhub.common.telemetry import current_trace_id, grpc_client_interceptors, grpc_server_interceptor
+from hdhub.common.telemetry import (
+    current_trace_id,
+    grpc_client_interceptors,
+    grpc_server_interceptor,
+    quiet_carrier,
+)
 
 __all__ = [
     "GRACE_SECONDS",
@@ -79,11 +94,11 @@ __all__ = [
     "channel",
     "check_acting_for",
     "close_channels",
+    "contract_services",
     "follow_readiness",
-    "idempotent_methods",
     "problem_from_rpc_error",
-    "register_idempotent",
     "require_principal",
+    "retried_methods",
     "server_interceptors",
     "start_server",
     "status_code_for",
@@ -574,19 +589,24 @@ class _ActingForInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler: grpc.RpcMethodHandler[Any, Any] | None = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming or handler.response_streaming:
+        if handler is None or handler.request_streaming:
             return handler
-        behavior: Callable[..., Any] | None = handler.unary_unary
-        assert behavior is not None
+        deserializer, serializer = handler.request_deserializer, handler.response_serializer
+        if handler.response_streaming:
+            assert handler.unary_stream is not None
+            streaming = _wrap_streaming(_checked(handler.unary_stream), lambda _context: nullcontext())
+            return grpc.unary_stream_rpc_method_handler(streaming, deserializer, serializer)
+        assert handler.unary_unary is not None
+        unary = _wrap_unary(_checked(handler.unary_unary), lambda _context: nullcontext())
+        return grpc.unary_unary_rpc_method_handler(unary, deserializer, serializer)
 
-        async def checked(request: Any, context: Any) -> Any:
-            check_acting_for(current_principal.get(), getattr(request, "organisation_id", None))
-            result = behavior(request, context)
-            return await result if inspect.isawaitable(result) else result
 
-        return grpc.unary_unary_rpc_method_handler(
-            checked, handler.request_deserializer, handler.response_serializer
-        )
+def _checked(behavior: Callable[..., Any]) -> Callable[..., Any]:
+    def checked(request: Any, context: Any) -> Any:
+        check_acting_for(current_principal.get(), getattr(request, "organisation_id", None))
+        return behavior(request, context)
+
+    return checked
 
 
 def check_acting_for(principal: Principal | None, organisation_id: str | None) -> None:
@@ -612,6 +632,15 @@ def require_principal() -> Principal:
     principal = current_principal.get()
     if principal is None:
         raise unauthorized()
+    return principal
+
+
+def require_operator() -> Principal:
+    """The verified caller, who must hold the operator's realm role (the console's
+    installation-wide reads and actions); ``PERMISSION_DENIED`` for anyone else."""
+    principal = require_principal()
+    if not principal.is_operator:
+        raise forbidden("Only the operator sees and acts across the installation's organisations.")
     return principal
 
 
@@ -663,10 +692,16 @@ async def start_server(
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
     reflection.enable_server_reflection([*service_names, health_name, reflection.SERVICE_NAME], server)
-    port = server.add_insecure_port(bind)
+    credentials = server_credentials()
+    port = server.add_secure_port(bind, credentials) if credentials else server.add_insecure_port(bind)
     await server.start()
     _servers[server] = _ServerState(service, port, health, tuple(service_names))
-    log.info("gRPC server of %s listening on %s", service, bind.rsplit(":", 1)[0] + f":{port}")
+    log.info(
+        "gRPC server of %s listening on %s (%s)",
+        service,
+        bind.rsplit(":", 1)[0] + f":{port}",
+        "mutual TLS" if credentials else "plaintext",
+    )
     return server
 
 
@@ -725,26 +760,41 @@ async def stop_server(server: grpc.aio.Server, *, grace: float = GRACE_SECONDS) 
 
 # --- Client ------------------------------------------------------------------------------
 
-_idempotent: dict[str, frozenset[str]] = {}
-#: Methods retried on UNAVAILABLE, by full service name (read-only view).
-idempotent_methods: Mapping[str, frozenset[str]] = MappingProxyType(_idempotent)
-_idempotent_generation = 0
+#: The ``idempotency_level`` values that make a method safe to call again after
+#: ``UNAVAILABLE``: it changes nothing, or a repeat changes nothing more.
+RETRIED_LEVELS = frozenset({MethodOptions.NO_SIDE_EFFECTS, MethodOptions.IDEMPOTENT})
 
 
-def register_idempotent(service: str, methods: Iterable[str]) -> None:
-    """Declare methods of ``service`` (full name) safe to call more than once: their calls
-    are retried on ``UNAVAILABLE`` (4 attempts, exponential backoff). Call it where the
-    client stubs are built, before the first call; channels made earlier are replaced."""
-    global _idempotent_generation
-    merged = _idempotent.get(service, frozenset()) | frozenset(methods)
-    if merged != _idempotent.get(service):
-        _idempotent[service] = merged
-        _idempotent_generation += 1
+@functools.cache
+def contract_services() -> tuple[ServiceDescriptor, ...]:
+    """Every gRPC service of the contract (proto/, generated into ``hdhub.proto``)."""
+    import hdhub.proto
+
+    services: list[ServiceDescriptor] = []
+    for module in pkgutil.walk_packages(hdhub.proto.__path__, "hdhub.proto."):
+        if module.name.endswith("_pb2"):
+            descriptor = importlib.import_module(module.name).DESCRIPTOR
+            services.extend(descriptor.services_by_name.values())
+    return tuple(sorted(services, key=lambda s: s.full_name))
+
+
+def retried_methods(services: Iterable[ServiceDescriptor]) -> dict[str, frozenset[str]]:
+    """The methods of ``services`` that channels retry on ``UNAVAILABLE`` (4 attempts,
+    exponential backoff), by full service name: those the contract marks
+    ``option idempotency_level = NO_SIDE_EFFECTS`` or ``IDEMPOTENT``."""
+    retried = {
+        service.full_name: frozenset(
+            m.name for m in service.methods if m.GetOptions().idempotency_level in RETRIED_LEVELS
+        )
+        for service in services
+    }
+    return {service: methods for service, methods in retried.items() if methods}
 
 
 def _service_config() -> str:
     config: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}]}
-    names = [{"service": s, "method": m} for s in sorted(_idempotent) for m in sorted(_idempotent[s])]
+    retried = retried_methods(contract_services())
+    names = [{"service": s, "method": m} for s in sorted(retried) for m in sorted(retried[s])]
     if names:
         config["methodConfig"] = [{"name": names, "retryPolicy": dict(RETRY_POLICY)}]
         config["retryThrottling"] = dict(RETRY_THROTTLING)
@@ -757,8 +807,9 @@ class _CallerInterceptor(
     grpc.aio.StreamUnaryClientInterceptor,
     grpc.aio.StreamStreamClientInterceptor,
 ):
-    """Forwards the caller's bearer token and sets the deadline of calls that have none:
-    the default, shortened to what is left of the RPC being handled, if any."""
+    """Forwards the caller's bearer token, marks a call made while quiet as not to be traced,
+    and sets the deadline of calls that have none: the default, shortened to what is left of
+    the RPC being handled, if any."""
 
     @staticmethod
     def _details(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
@@ -770,6 +821,9 @@ class _CallerInterceptor(
             if acting is not None and principal.is_service():
                 metadata.add(ACTING_FOR_METADATA_KEY, acting.organisation_id)
                 metadata.add(ACTOR_METADATA_KEY, urllib.parse.quote(acting.actor, safe="@"))
+        for key, value in quiet_carrier().items():  # a quiet poll is not traced at the far end either
+            if metadata.get(key) is None:
+                metadata.add(key, value)
         timeout = details.timeout if details.timeout is not None else platform().grpc_timeout_seconds
         caller_deadline = _caller_deadline.get()
         if caller_deadline is not None:
@@ -859,15 +913,67 @@ class _ClientMetricsInterceptor(
         return call
 
 
+class _UnaryStreamOnly(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, inner: grpc.aio.UnaryStreamClientInterceptor) -> None:
+        self.inner = inner
+
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await self.inner.intercept_unary_stream(continuation, client_call_details, request)
+
+
+class _StreamUnaryOnly(grpc.aio.StreamUnaryClientInterceptor):
+    def __init__(self, inner: grpc.aio.StreamUnaryClientInterceptor) -> None:
+        self.inner = inner
+
+    async def intercept_stream_unary(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return await self.inner.intercept_stream_unary(continuation, client_call_details, request_iterator)
+
+
+class _StreamStreamOnly(grpc.aio.StreamStreamClientInterceptor):
+    def __init__(self, inner: grpc.aio.StreamStreamClientInterceptor) -> None:
+        self.inner = inner
+
+    async def intercept_stream_stream(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return await self.inner.intercept_stream_stream(continuation, client_call_details, request_iterator)
+
+
+_ONLY: Mapping[type, Callable[[Any], grpc.aio.ClientInterceptor]] = {
+    grpc.aio.UnaryStreamClientInterceptor: _UnaryStreamOnly,
+    grpc.aio.StreamUnaryClientInterceptor: _StreamUnaryOnly,
+    grpc.aio.StreamStreamClientInterceptor: _StreamStreamOnly,
+}
+
+
+def _one_kind_each(interceptors: Sequence[grpc.aio.ClientInterceptor]) -> list[grpc.aio.ClientInterceptor]:
+    """grpc.aio files a client interceptor under the first kind of call it implements only
+    (unary first); an interceptor of several kinds is given again for each other kind, so
+    that streaming calls go through it too. OpenTelemetry's are one class per kind already."""
+    out: list[grpc.aio.ClientInterceptor] = []
+    for interceptor in interceptors:
+        out.append(interceptor)
+        if isinstance(interceptor, grpc.aio.UnaryUnaryClientInterceptor):
+            out.extend(only(interceptor) for kind, only in _ONLY.items() if isinstance(interceptor, kind))
+    return out
+
+
 @dataclass(slots=True)
 class _CachedChannel:
     channel: grpc.aio.Channel
     loop: asyncio.AbstractEventLoop | None
-    generation: int
+    #: The certificate files as they were when the channel was made (None: plaintext).
+    files: TlsFiles | None
+    stamp: tuple[Any, ...] | None
 
 
 _channels: dict[str, _CachedChannel] = {}
 _retired: list[_CachedChannel] = []
+_closing: set[asyncio.Task[None]] = set()
+#: Calls in flight on a channel replaced by one with rotated certificates get this long.
+ROTATED_CHANNEL_GRACE_SECONDS = 30.0
 
 
 def _resolver_target(target: str) -> str:
@@ -889,21 +995,53 @@ def channel(service: str, *, target: str | None = None) -> grpc.aio.Channel:
 
     Calls on it carry the current caller's bearer token, a client span, the default
     deadline (``HDHUB_GRPC_TIMEOUT_SECONDS``) when they set none, and are retried on
-    ``UNAVAILABLE`` when registered idempotent.
+    ``UNAVAILABLE`` when the contract marks their method safe to repeat. The channel speaks
+    TLS as :mod:`hdhub.common.grpc_tls` says, and is made again when its certificate files
+    change.
     """
     resolved = _resolver_target(target or platform().grpc_target(service))
     loop = _running_loop()
+    files = client_files(service)
+    stamp = files.stamp() if files is not None else None
     cached = _channels.get(resolved)
+    current = rotated = False
     if cached is not None:
-        if cached.generation == _idempotent_generation and (loop is None or cached.loop in (None, loop)):
+        current = loop is None or cached.loop in (None, loop)
+        rotated = (cached.files, cached.stamp) != (files, stamp)
+        if current and not rotated:
             return cached.channel
-        _retired.append(cached)
+    try:
+        credentials = channel_credentials(files) if files is not None else None
+    except ValueError as exc:
+        if cached is None or not (current and rotated):
+            raise
+        # A rotation caught half-way (the new certificate, the old key): the next call retries.
+        log.warning("gRPC client certificate not reloaded: %s", exc)
+        return cached.channel
+    if cached is not None:
+        _retire(cached, loop, rotated=rotated)
     options = [*CHANNEL_OPTIONS, ("grpc.service_config", _service_config())]
-    interceptors: list[grpc.aio.ClientInterceptor] = [_CallerInterceptor(), *grpc_client_interceptors()]
-    interceptors.insert(0, _ClientMetricsInterceptor())
-    created = grpc.aio.insecure_channel(resolved, options=options, interceptors=interceptors)
-    _channels[resolved] = _CachedChannel(created, loop, _idempotent_generation)
+    interceptors = _one_kind_each(
+        [_ClientMetricsInterceptor(), _CallerInterceptor(), *grpc_client_interceptors()]
+    )
+    if credentials is None:
+        created = grpc.aio.insecure_channel(resolved, options=options, interceptors=interceptors)
+    else:
+        created = grpc.aio.secure_channel(resolved, credentials, options=options, interceptors=interceptors)
+    _channels[resolved] = _CachedChannel(created, loop, files, stamp)
     return created
+
+
+def _retire(cached: _CachedChannel, loop: asyncio.AbstractEventLoop | None, *, rotated: bool) -> None:
+    """Put a replaced channel aside. One replaced for rotated certificates is closed once
+    the calls in flight on it are done (at most :data:`ROTATED_CHANNEL_GRACE_SECONDS`), so
+    rotations do not pile up connections; others wait for :func:`close_channels`."""
+    if rotated and loop is not None and cached.loop in (None, loop):
+        task = loop.create_task(cached.channel.close(ROTATED_CHANNEL_GRACE_SECONDS))
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+    else:
+        _retired.append(cached)
 
 
 async def close_channels(grace: float | None = None) -> None:

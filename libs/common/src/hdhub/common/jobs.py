@@ -137,7 +137,8 @@ class JobQueue:
         Each item may carry ``payload``, ``organisation_id``, ``actor``, ``subject_id``,
         ``run_after`` and ``trace_context`` (default: the producer span's; a job following
         one of a batch of many traces passes that job's, see
-        :func:`hdhub.common.telemetry.job_context`).
+        :func:`hdhub.common.telemetry.job_context`), and ``status`` with ``last_error``
+        for a job written parked (default: queued).
         """
         with enqueue_span(kind, count=len(items)):
             trace = inject_context()
@@ -150,13 +151,13 @@ class JobQueue:
                 "organisation_id": item.get("organisation_id"),
                 "subject_id": item.get("subject_id"),
                 "payload": _with_actor(item.get("payload"), item.get("actor")),
-                "status": QUEUED,
+                "status": item.get("status", QUEUED),
                 "attempts": 0,
                 "run_after": item.get("run_after") or now,
                 "lease_until": None,
                 "worker": None,
                 "trace_context": _own_trace(item.get("trace_context"), trace),
-                "last_error": None,
+                "last_error": item.get("last_error"),
                 "created_at": now,
                 "finished_at": None,
             }

@@ -8,7 +8,9 @@ Every refusal is a problem+json in our own words: no parser's message is quoted.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -21,7 +23,7 @@ from hdhub.common.errors import FieldProblem, Problem
 #: the client cannot act on.
 MAX_INT = 2**63 - 1
 #: Registrations and settings nest a few levels; anything deeper than this is refused
-#: before parsing (a JSON body nested 1,000 deep used to exhaust Python's recursion limit).
+#: before parsing (a JSON body nested 1,000 deep exhausts Python's recursion limit).
 MAX_JSON_DEPTH = 32
 #: The request line and headers together (a bearer token is 1-2 KB). The same limit holds
 #: in uvicorn (h11's incomplete-event size) and, for any other server, in the app.
@@ -146,7 +148,7 @@ class BodySizeLimit:
 
 def malformed_json(detail: str, rule: str = "json-syntax") -> Problem:
     """400 for a body we cannot take as JSON; ``errors[0].rule`` names the rule for programs:
-    ``json-syntax``, ``utf-8``, ``lone-surrogate`` or ``max-depth``."""
+    ``json-syntax``, ``utf-8``, ``lone-surrogate``, ``max-depth`` or ``duplicate-key``."""
     return Problem(
         400,
         "malformed-json",
@@ -156,7 +158,67 @@ def malformed_json(detail: str, rule: str = "json-syntax") -> Problem:
     )
 
 
-TOO_DEEP = f"Arrays and objects may nest at most {MAX_JSON_DEPTH} levels deep."
+def too_deep(body: bytes) -> Problem:
+    """400 for ``body`` nested deeper than ``MAX_JSON_DEPTH``, saying where (a JSON path)."""
+    where = where_too_deep(body)
+    detail = f"Arrays and objects may nest at most {MAX_JSON_DEPTH} levels deep; level {MAX_JSON_DEPTH + 1} begins at {where}"
+    return Problem(
+        400,
+        "malformed-json",
+        "The request body is not valid JSON",
+        detail,
+        errors=[FieldProblem(field="body", rule="max-depth", message=detail, path=where)],
+    )
+
+
+# What the depth scan reads of a JSON text: strings (escapes included) and punctuation.
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]')
+# A key shown as it is in a path: a name; any other key might be data, and shows as […].
+_NAME_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+MAX_PATH_CHARS = 160
+
+
+@dataclass(slots=True)
+class _Container:
+    """An array or object open at some point of a JSON text: where in it the scan is."""
+
+    is_array: bool
+    at: str | int | None  # the current index (array) or key (object; None before the first)
+    key_next: bool = True
+
+
+def where_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> str:
+    """The JSON path (``$.values.a[0]``) at which the first array or object deeper than
+    ``limit`` begins, read from the text itself (a parser may have given up on it), cut at
+    ``MAX_PATH_CHARS``. Shows keys that are names and array indexes, never a value."""
+    open_: list[_Container] = []
+    for token in _JSON_TOKEN.finditer(body):
+        text = token.group()
+        top = open_[-1] if open_ else None
+        if text in (b"{", b"["):
+            if len(open_) == limit:
+                break
+            open_.append(_Container(is_array=text == b"[", at=0 if text == b"[" else None))
+        elif text in (b"}", b"]"):
+            if open_:
+                open_.pop()
+        elif top is None:
+            continue
+        elif text == b",":
+            if isinstance(top.at, int):
+                top.at += 1
+            else:
+                top.key_next = True
+        elif not top.is_array and top.key_next:
+            top.at, top.key_next = text[1:-1].decode("utf-8", "replace"), False
+    path = "$" + "".join(_segment(c.at) for c in open_)
+    return path if len(path) <= MAX_PATH_CHARS else path[: MAX_PATH_CHARS - 1] + "\u2026"
+
+
+def _segment(at: str | int | None) -> str:
+    if isinstance(at, int):
+        return f"[{at}]"
+    return f".{at}" if at is not None and _NAME_KEY.fullmatch(at) else "[\u2026]"
 
 
 def load_json(body: bytes) -> Any:
@@ -173,16 +235,69 @@ def load_json(body: bytes) -> Any:
             rule = "lone-surrogate"
             detail = f"A string holds a lone surrogate escape (line {exc.lineno}, column {exc.colno}); send Unicode text."
         elif "depth" in exc.msg or "recursion" in exc.msg:
-            rule, detail = "max-depth", TOO_DEEP
+            raise too_deep(body) from None
         else:
             rule, detail = "json-syntax", f"Not JSON at line {exc.lineno}, column {exc.colno}."
         raise malformed_json(detail, rule) from None
     if _depth_exceeds(value, MAX_JSON_DEPTH):
-        raise malformed_json(TOO_DEEP, "max-depth")
+        raise too_deep(body)
+    if _members_in_text(body) != _members_parsed(value):
+        raise _duplicate_member(body)
     # JSON can carry NUL only escaped; the walk runs only when an escape is there at all.
     if b"\\u0000" in body and _holds_nul(value):
         raise nul_character("A string of the body")
     return value
+
+
+# A string, and whether a colon follows it: in valid JSON exactly the object members' names.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"(\s*:)?', re.S)
+
+
+def _members_in_text(body: bytes) -> int:
+    """How many object members the text writes (strings followed by a colon)."""
+    return sum(1 for m in _JSON_STRING.finditer(body) if m.group(1))
+
+
+def _members_parsed(value: Any) -> int:
+    """How many members the parsed objects hold: fewer than written when a name repeats
+    in one object (the parser keeps the last)."""
+    count, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            count += len(item)
+            stack.extend(v for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, dict | list))
+    return count
+
+
+class _Repeated(Exception):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _duplicate_member(body: bytes) -> Problem:
+    """400 naming the member written twice in one object (I-JSON, RFC 7493: names are
+    unique; which of two a parser keeps is up to it, so hdhub keeps neither)."""
+    import json
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for name, item in items:
+            if name in seen:
+                raise _Repeated(name)
+            seen[name] = item
+        return seen
+
+    try:
+        json.loads(body, object_pairs_hook=pairs)
+    except _Repeated as repeated:
+        shown = repeated.name if _NAME_KEY.fullmatch(repeated.name) else "\u2026"
+        detail = f"The member {shown!r} is written twice in one object; send each name once."
+    else:  # pragma: no cover - the counts differ only when a name repeats
+        detail = "A member is written twice in one object; send each name once."
+    return malformed_json(detail, "duplicate-key")
 
 
 def _holds_nul(value: Any) -> bool:

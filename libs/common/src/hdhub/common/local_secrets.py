@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from hdhub.common.config import DEFAULT_GRPC_PORTS
+from hdhub.common.config import SERVICES
 
 FILE_NAME = "secrets.json"
 
@@ -35,12 +35,13 @@ def _aes_key() -> str:
 #: The variables generated, and how (the master keys are 32 bytes, base64).
 GENERATED: Mapping[str, Callable[[], str]] = {
     "HDHUB_SERVICE_CLIENT_SECRET": _token,
-    **{f"HDHUB_{name.upper()}_SECRET_KEY": _token for name in DEFAULT_GRPC_PORTS},
+    **{f"HDHUB_{name.upper()}_SECRET_KEY": _token for name in SERVICES},
     "HDHUB_PORTAL_MASTER_KEY": _aes_key,
     "HDHUB_PSEUDONYMISATION_MASTER_KEY": _aes_key,
     "HDHUB_UPLOADS_MASTER_KEY": _aes_key,
     "HDHUB_INTAKE_MASTER_KEY": _aes_key,
     "HDHUB_NIPPIN_MASTER_KEY": _aes_key,
+    "HDHUB_REGISTRATIONS_MASTER_KEY": _aes_key,
 }
 
 

@@ -63,7 +63,7 @@ __all__ = [
 log = logging.getLogger("hdhub.metrics")
 
 #: The time of the ``*_timestamp_seconds`` metrics and of the job backlog's age: the wall
-#: clock; a test sets a :class:`~hdhub.common.clock.ManualClock` (shared with the delivery
+#: clock; a test sets a :class:`~tests.support.clock.ManualClock` (shared with the delivery
 #: rules) to run the alert rules through hours or days (tests/observability/test_alerts.py).
 clock: Clock = SYSTEM_CLOCK
 
@@ -497,13 +497,23 @@ def metrics_app(registry: CollectorRegistry = REGISTRY) -> ASGIApp:
     return _RefreshingMetrics(make_asgi_app(registry=registry))
 
 
-def worker_app(services: Iterable[str], *, stale_after: float) -> ASGIApp:
-    """A worker's own little HTTP edge: ``/metrics``; ``/healthz``, 200 while each
-    worker loop of ``services`` went round within ``stale_after`` seconds (503 once one is
-    stuck or dead, so the kubelet restarts the pod); 404 on any other path."""
+def worker_app(
+    services: Iterable[str],
+    *,
+    stale_after: float,
+    readiness: Callable[[], Awaitable[Mapping[str, str]]] | None = None,
+) -> ASGIApp:
+    """A worker's own little HTTP edge: ``/metrics``; ``/healthz`` (liveness), 200 while
+    each worker loop of ``services`` went round within ``stale_after`` seconds (503 once one
+    is stuck or dead, so the kubelet restarts the pod; a database outage keeps the loop
+    going round, with back-off, so it restarts nothing); ``/readyz`` (readiness), 200 while
+    every check of ``readiness`` (the service's database) is "ok", else 503 naming it;
+    404 on any other path."""
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse, PlainTextResponse
     from starlette.routing import Route
+
+    from hdhub.common.health import describe_failure, is_ready
 
     names = list(services)
     started = time.monotonic()
@@ -514,11 +524,25 @@ def worker_app(services: Iterable[str], *, stale_after: float) -> ASGIApp:
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": "stuck", "stale_after_seconds": stale_after}, status_code=503)
 
+    async def readyz(_request: Any) -> JSONResponse:
+        try:
+            checks = dict(await readiness()) if readiness is not None else {}
+        except Exception as exc:  # noqa: BLE001 - a check that breaks is a failed check
+            checks = {"readiness": describe_failure(exc)}
+        ready = is_ready(checks)
+        return JSONResponse(
+            {"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+        )
+
     async def not_found(_request: Any, _exc: Exception) -> PlainTextResponse:
         return PlainTextResponse("Not Found", status_code=404)
 
     return Starlette(
-        routes=[Route("/healthz", healthz), Route("/metrics", _MetricsEndpoint(scrape))],
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", _MetricsEndpoint(scrape)),
+        ],
         exception_handlers={404: not_found},
     )
 
@@ -534,12 +558,18 @@ class _MetricsEndpoint:
 
 
 async def serve_metrics(
-    host: str, port: int, stop: Any, *, services: Iterable[str] = (), stale_after: float = 300.0
+    host: str,
+    port: int,
+    stop: Any,
+    *,
+    services: Iterable[str] = (),
+    stale_after: float = 300.0,
+    readiness: Callable[[], Awaitable[Mapping[str, str]]] | None = None,
 ) -> None:
     """:func:`worker_app` on ``host:port``, for processes without an HTTP edge (workers)."""
     import uvicorn
 
-    app = worker_app(services, stale_after=stale_after)
+    app = worker_app(services, stale_after=stale_after, readiness=readiness)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

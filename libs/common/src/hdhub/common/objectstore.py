@@ -552,11 +552,16 @@ class SealedStore:
 
 def open_store(url: str | None = None) -> ObjectStore:
     """The store named by ``url`` (default ``HDHUB_OBJECT_STORE_URL``, else a folder under
-    ``HDHUB_DATA_DIR``)."""
-    from hdhub.common.config import platform
+    ``HDHUB_DATA_DIR``). Production has no default: a pod's folder is gone with the pod and
+    seen by no other replica, so it refuses (:class:`~hdhub.common.config.SettingRefused`)."""
+    from hdhub.common.config import SettingRefused, platform
 
     settings = platform()
-    url = url or settings.object_store_url or f"file://{(settings.data_dir / 'objects').resolve()}"
+    url = url or settings.object_store_url
+    if not url:
+        if settings.environment == "production":
+            raise SettingRefused("HDHUB_OBJECT_STORE_URL is unset; set it from a Secret (an S3 bucket)")
+        url = f"file://{(settings.data_dir / 'objects').resolve()}"
     parts = urlsplit(url)
     if parts.scheme == "file":
         return FolderStore(Path(unquote(parts.path)))

@@ -34,6 +34,8 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/registrations/{registration_id}/delivery"): "getRegistrationDelivery",
     ("GET", "/api/v1/deliveries"): "listDeliveries",
     ("GET", "/api/v1/operator/deliveries"): "listAllDeliveries",
+    ("GET", "/api/v1/registrations/{registration_id}/decisions"): "listRegistrationDecisions",
+    ("GET", "/api/v1/follow-ups"): "listFollowUps",
     ("GET", "/proxy/api/organizations"): "listV2Organizations",
     ("GET", "/proxy/api/dcd/menu/structure"): "getV2Menu",
     ("GET", "/proxy/api/dcd/menu-translations"): "getV2MenuTranslations",
@@ -42,6 +44,16 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/proxy/api/dcd/codelist"): "getV2Codelist",
     ("GET", "/proxy/api/externalreference/sadmi"): "getV2Sadmi",
     ("GET", "/proxy/api/dcd/template"): "getV2Template",
+    ("GET", "/proxy/api/dcd/payload/xsd"): "getV2Xsd",
+    ("GET", "/proxy/api/problem.xsd"): "getProblemXsd",
+    ("GET", "/fhir/metadata"): "getFhirCapabilityStatement",
+    ("POST", "/fhir"): "postFhirBatch",
+    ("GET", "/fhir/Questionnaire/{questionnaire}"): "readFhirQuestionnaire",
+    ("GET", "/fhir/Questionnaire"): "searchFhirQuestionnaires",
+    ("POST", "/fhir/QuestionnaireResponse"): "createFhirResponse",
+    ("POST", "/fhir/QuestionnaireResponse/$validate"): "validateFhirResponse",
+    ("GET", "/fhir/QuestionnaireResponse/{registration_id}"): "readFhirResponse",
+    ("GET", "/fhir/QuestionnaireResponse"): "searchFhirResponses",
     ("POST", "/proxy/api/dcd/payload/submit"): "submitV2Payload",
     ("GET", "/proxy/api/dcd/submit"): "listV2Submitted",
     ("GET", "/realms/hdhub/.well-known/openid-configuration"): "getOpenidConfiguration",
@@ -65,8 +77,22 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/certificates/{organisation_id}/versions/{version}/log"): "getCertificateLog",
     ("PUT", "/api/v1/files/{organisation_id}/{registry}/{filename}"): "uploadFile",
     ("GET", "/api/v1/files/{organisation_id}/{file_id}"): "getFile",
+    ("GET", "/api/v1/nippin/{organisation_id}/registries"): "listNippinRegistries",
+    ("GET", "/api/v1/nippin/{organisation_id}/registries/{dcd_code}/records"): "listNippinRecords",
+    ("GET", "/api/v1/nippin/{organisation_id}/messages"): "listNippinMessages",
+    ("GET", "/api/v1/nippin/{organisation_id}/messages/{message_id}"): "getNippinMessage",
+    ("POST", "/api/v1/nippin/{organisation_id}/messages/{message_id}/archive"): "archiveNippinMessage",
+    ("GET", "/api/v1/nippin/{organisation_id}/reports"): "listNippinReports",
+    ("POST", "/api/v1/nippin/{organisation_id}/reports"): "buildNippinReport",
+    ("GET", "/api/v1/nippin/{organisation_id}/reports/{night}"): "getNippinReport",
+    ("POST", "/api/v1/nippin/{organisation_id}/exports"): "createNippinExport",
+    ("GET", "/api/v1/nippin/{organisation_id}/exports"): "listNippinExports",
+    ("GET", "/api/v1/nippin/{organisation_id}/exports/{export_id}"): "getNippinExport",
+    ("GET", "/api/v1/nippin/{organisation_id}/exports/{export_id}/download"): "downloadNippinExport",
     ("GET", "/sim/receiver"): "getReceiverSim",
     ("PUT", "/sim/receiver"): "putReceiverSim",
+    ("POST", "/sim/decisions"): "postDecisionSim",
+    ("GET", "/sim/decisions"): "listDecisionsSim",
 }
 
 
@@ -95,7 +121,10 @@ ACCEPT_LANGUAGE: dict[str, Any] = {
     "name": "Accept-Language",
     "in": "header",
     "required": False,
-    "description": "Language of messages (problem titles, `errors[].message`): en, fr, nl or de; default en.",
+    "description": (
+        "Language of `errors[].message` (and of a `detail` the route translates): en, fr, nl or de;"
+        " default en. A problem's `title` is English whatever the language: read `type` to act on it."
+    ),
     "schema": {"type": "string", "example": "nl"},
 }
 

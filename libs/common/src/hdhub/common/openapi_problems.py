@@ -120,6 +120,50 @@ def statuses_for(route: RouteContext, method: str, operation: dict[str, Any]) ->
     return found
 
 
+OPERATION_OUTCOME_SCHEMA: dict[str, Any] = {
+    "title": "OperationOutcome",
+    "description": "HL7 FHIR R4 OperationOutcome: the problem under /fhir (hdhub.common.fhir_outcome).",
+    "type": "object",
+    "required": ["resourceType", "issue"],
+    "properties": {
+        "resourceType": {"type": "string", "enum": ["OperationOutcome"]},
+        "issue": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["severity", "code"],
+                "properties": {
+                    "severity": {"type": "string"},
+                    "code": {"type": "string"},
+                    "details": {"type": "object"},
+                    "diagnostics": {"type": "string"},
+                    "expression": {"type": "array", "items": {"type": "string"}},
+                    "location": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+    },
+}
+
+
+def _other_problem_media(path: str, route: RouteContext, responses: dict[str, Any]) -> None:
+    """Problems as the route answers them: an OperationOutcome under /fhir, and RFC 9457's
+    XML beside JSON on a route that offers XML (hdhub.common.xml)."""
+    from hdhub.common.fhir_outcome import FHIR_MEDIA_TYPE, is_fhir
+    from hdhub.common.xml import PROBLEM_XML_MEDIA_TYPE, offers_xml
+
+    fhir, xml = is_fhir(path), offers_xml(route.original_route)
+    for status, answer in responses.items():
+        if status[:1] not in ("4", "5"):
+            continue
+        if fhir:
+            answer["content"] = {
+                FHIR_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/OperationOutcome"}}
+            }
+        elif xml:
+            answer.setdefault("content", {})[PROBLEM_XML_MEDIA_TYPE] = {"schema": {"type": "string"}}
+
+
 def document_problems(app: FastAPI) -> None:
     """Have ``app``'s OpenAPI document list the problem answers of every operation."""
     build: Callable[[], dict[str, Any]] = app.openapi
@@ -151,6 +195,7 @@ def document_problems(app: FastAPI) -> None:
                     # A route's own error answer with a description only is a problem too.
                     if status[:1] in ("4", "5") and "content" not in answer:
                         answer["content"] = problem(int(status))["content"]
+                _other_problem_media(path, route, responses)
         from hdhub.common import apidocs
         from hdhub.common.config import platform
 
@@ -158,6 +203,8 @@ def document_problems(app: FastAPI) -> None:
         openapi_contract.finish(doc, authenticated, apidocs.SCHEME, platform().public_url)
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
         schemas["Problem"] = PROBLEM_SCHEMA
+        if "#/components/schemas/OperationOutcome" in str(doc.get("paths")):
+            schemas["OperationOutcome"] = OPERATION_OUTCOME_SCHEMA
         if "HTTPValidationError" not in str(doc.get("paths")):
             schemas.pop("HTTPValidationError", None)
             schemas.pop("ValidationError", None)

@@ -67,6 +67,8 @@ class Service:
         self.db = Database(settings.resolved_database_url(), migrations=migrations)
         self._grpc_server: grpc.aio.Server | None = None
         self._health_task: asyncio.Task[None] | None = None
+        self._schema_usable = False
+        self._schema_report = ""
         from hdhub.common.metrics import register_db_pool
 
         register_db_pool(self.name, self.db)
@@ -96,11 +98,51 @@ class Service:
         return None
 
     async def readiness(self) -> dict[str, str]:
-        """Whether this service can serve: its database answers ("ok"), or why not; keyed by
-        the service's name, as ``/readyz`` lists its checks."""
-        from hdhub.common.health import database_state
+        """Whether this service can serve: its database answers and holds the schema this
+        code expects ("ok"), or why not; keyed by the service's name, as ``/readyz`` lists
+        its checks."""
+        from hdhub.common.health import OK, database_state
 
-        return {self.name: await database_state(self.db)}
+        state = await database_state(self.db)
+        return {self.name: await self.schema_state() if state == OK else state}
+
+    async def schema_state(self) -> str:
+        """ "ok" once the database's schema is the one this code expects (or ahead of it: a
+        newer release migrated, and migrations expand before they contract), else what was
+        found and what is expected. Logged when it changes; once usable, never asked again."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from hdhub.common.health import OK, READINESS_TIMEOUT_SECONDS, describe_failure
+        from hdhub.common.telemetry import quiet
+
+        if self._schema_usable:
+            return OK
+        try:
+            with quiet():
+                async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
+                    schema = await self.db.schema()
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            return self._report(f"database: {describe_failure(exc)}", {"service": self.name})
+        extra = {"service": self.name, "found": sorted(schema.found), "expected": sorted(schema.expected)}
+        if schema.usable:
+            self._schema_usable = True
+            if schema.ahead:
+                log.info(
+                    f"{self.name}: database schema at {schema.describe()}; newer, and compatible", extra=extra
+                )
+            elif self._schema_report:
+                log.info(f"{self.name}: database schema now at {schema.describe()}; ready", extra=extra)
+            return OK
+        return self._report(
+            f"schema at {schema.describe()}; not ready until `hdhub migrate {self.name}` has run", extra
+        )
+
+    def _report(self, state: str, extra: dict[str, Any]) -> str:
+        """A reason not to be ready, logged once until it changes (the start waits on it)."""
+        if state != self._schema_report:
+            log.warning(f"{self.name}: {state}", extra=extra)
+            self._schema_report = state
+        return state
 
     async def start_grpc(self) -> None:
         if not self.grpc_registrations():
@@ -129,6 +171,3 @@ class Service:
 
             await stop_server(self._grpc_server)
         await self.db.dispose()
-
-    def openapi_tags(self) -> list[dict[str, Any]]:
-        return []

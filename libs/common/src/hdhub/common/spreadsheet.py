@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["FORMULA_STARTS", "safe_cell"]
+__all__ = ["FORMULA_STARTS", "export_cell", "read_exported_cell", "safe_cell"]
 
 #: First characters that make a spreadsheet read a cell as a formula: OWASP's list
 #: (= + - @ TAB CR), LF and NUL (OWASP ASVS 1.2.10), and the full-width forms that
@@ -35,4 +35,36 @@ def safe_cell(value: object) -> str:
     text = "" if value is None else str(value)
     if text.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(text):
         return "'" + text
+    return text
+
+
+def _formula_like(text: str) -> bool:
+    return text.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(text)
+
+
+def export_cell(value: object) -> str:
+    """``value`` as the cell of a file meant to come back (exports: uploaded again, the
+    data unchanged): neutralised like :func:`safe_cell`, and reversibly.
+
+    A cell that is formula-like once its leading apostrophes are set aside gets one more
+    leading ``'``; :func:`read_exported_cell` takes exactly that one off. So a stored
+    ``=1+1`` goes out as ``'=1+1`` and comes back ``=1+1``, and a stored ``'=1+1`` (an
+    apostrophe someone typed) goes out as ``''=1+1`` and comes back ``'=1+1``.
+
+    >>> export_cell("=1+1"), export_cell("'=1+1"), export_cell("-5"), export_cell("'ok")
+    ("'=1+1", "''=1+1", '-5', "'ok")"""
+    text = "" if value is None else str(value)
+    return "'" + text if _formula_like(text.lstrip("'")) else text
+
+
+def read_exported_cell(text: str) -> str:
+    """A cell as :func:`export_cell` meant it: the neutralising ``'`` taken off (the
+    Upload Center reads every cell through this). ``'`` before anything a spreadsheet
+    would not run is data and stays, as does a cell that never had one; spreadsheets
+    drop such a leading apostrophe too.
+
+    >>> read_exported_cell("'=1+1"), read_exported_cell("''=1+1"), read_exported_cell("'ok")
+    ('=1+1', "'=1+1", "'ok")"""
+    if text.startswith("'") and _formula_like(text.lstrip("'")):
+        return text[1:]
     return text

@@ -11,7 +11,8 @@ The rule (Royal Decree of 8 February 1991, and the BIS-number layout):
 * Month ``00`` means the month is unknown; the day part is then ``00`` or a counter from
   ``01`` up that may exceed 31. With a real month the date must exist in that year (no
   31 February, no 29 February outside leap years), BIS numbers included.
-* A birth date after today is not a birth date: a number that only checks with the ``2``
+* A birth date after today (in Belgium: the date in Brussels, whatever the server's zone)
+  is not a birth date: a number that only checks with the ``2``
   prefix for a year still to come is invalid.
 * Sequence numbers ``000`` and ``999`` are never attributed.
 * Written with or without the separators ``.``, ``-`` and spaces; nothing else.
@@ -24,12 +25,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 __all__ = [
     "InvalidSsin",
     "SsinReason",
+    "belgian_today",
     "birth_date",
     "checked_ssin",
     "contains_ssin",
@@ -146,6 +149,15 @@ def _digits(text: str) -> str:
     return digits
 
 
+_BELGIUM = ZoneInfo("Europe/Brussels")
+
+
+def belgian_today() -> date:
+    """Today's date in Brussels: a child born just after midnight there is born "today"
+    although a server on UTC is still at yesterday."""
+    return datetime.now(_BELGIUM).date()
+
+
 def _year(digits: str, today: date | None) -> int:
     """The four-digit birth year of 11 ``digits`` in form, or InvalidSsin naming the first
     rule they break after the form (month, sequence, check, date, future)."""
@@ -169,7 +181,7 @@ def _year(digits: str, today: date | None) -> int:
         if day == 0 or day > _MONTH_DAYS[month] or (month == 2 and day == 29 and not leap):
             raise InvalidSsin(SsinReason.DATE)
     if year >= 2000:  # only the 2000s can lie ahead
-        now = today or date.today()
+        now = today or belgian_today()
         if (year, month, day if month else 0) > (now.year, now.month, now.day):
             raise InvalidSsin(SsinReason.FUTURE)
     return year
@@ -179,7 +191,7 @@ def validated_ssin(text: str, *, today: date | None = None) -> str:
     """The 11 digits of the SSIN (or BIS number) ``text`` (spaces are separators too).
 
     Raises :class:`InvalidSsin` naming the first rule it breaks. ``today`` (default: the
-    local date) is what a birth date may not come after.
+    date in Brussels) is what a birth date may not come after.
     """
     digits = _digits(text)
     _year(digits, today)
@@ -223,14 +235,6 @@ def birth_date(text: str, *, today: date | None = None) -> date | None:
         return None
     month = int(digits[2:4]) % 20
     return date(year, month, int(digits[4:6])) if month else None
-
-
-def birth_year(text: str, *, today: date | None = None) -> int | None:
-    """The four-digit birth year, or None when ``text`` is not an SSIN."""
-    try:
-        return _year(_digits(text), today)
-    except InvalidSsin:
-        return None
 
 
 def sex(text: str, *, today: date | None = None) -> str | None:

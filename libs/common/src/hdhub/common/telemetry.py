@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
+import secrets
 import threading
 import urllib.parse
 import weakref
@@ -75,6 +76,7 @@ __all__ = [
     "job_span",
     "jobs_span",
     "quiet",
+    "quiet_carrier",
     "setup_telemetry",
     "worker_context",
 ]
@@ -207,6 +209,17 @@ def inject_context() -> dict[str, str]:
     if is_instrumentation_enabled():
         _JOB_PROPAGATOR.inject(carrier)
     return carrier
+
+
+def quiet_carrier() -> dict[str, str]:
+    """Headers telling the receiver of a call made while :func:`quiet` not to record it
+    either: a W3C ``traceparent`` whose *sampled* flag is off, which a parent-based sampler
+    (the default) follows. Without it an idle poll across a service boundary (the decision
+    poll asking the central platform) would be a new trace on the receiving side each time.
+    Empty outside :func:`quiet`."""
+    if is_instrumentation_enabled():
+        return {}
+    return {"traceparent": f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-00"}
 
 
 def extract_context(carrier: Mapping[str, str] | None) -> otel_context.Context:

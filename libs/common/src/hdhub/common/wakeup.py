@@ -23,6 +23,8 @@ class Wakeup:
         self._event = asyncio.Event()
         self._redis: Any = None
         self._listener: asyncio.Task[None] | None = None
+        self._publishing: asyncio.Task[None] | None = None
+        self._again = False
 
     def _client(self) -> Any:
         if self._redis is None and self.redis_url:
@@ -32,20 +34,35 @@ class Wakeup:
         return self._redis
 
     def notify(self) -> None:
-        """Wake local waiters at once and, with Redis, every other process (fire and forget)."""
+        """Wake local waiters at once and, with Redis, every other process (fire and forget).
+
+        Notifications that come while a publish is on its way are answered by one more
+        publish once it is done, not one each: every notify is still followed by a
+        publish sent after it, and a burst of commits (one per submitted registration)
+        costs a Redis round trip per burst, not per commit."""
         self._event.set()
         client = self._client()
-        if client is not None:
-            task = asyncio.get_running_loop().create_task(self._publish(client))
-            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        if client is None:
+            return
+        loop = asyncio.get_running_loop()
+        publishing = self._publishing
+        if publishing is not None and not publishing.done() and publishing.get_loop() is loop:
+            self._again = True
+            return
+        self._publishing = loop.create_task(self._publish(client))
+        self._publishing.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
     async def _publish(self, client: Any) -> None:
-        try:
-            await client.publish(self.channel, b"1")
-        except Exception as exc:  # Redis down: the workers' poll still finds the job
-            log.warning(
-                "wake-up not published", extra={"channel": self.channel, "error_type": type(exc).__name__}
-            )
+        again = True
+        while again:
+            self._again = False
+            try:
+                await client.publish(self.channel, b"1")
+            except Exception as exc:  # Redis down: the workers' poll still finds the job
+                log.warning(
+                    "wake-up not published", extra={"channel": self.channel, "error_type": type(exc).__name__}
+                )
+            again = self._again
 
     async def _listen(self) -> None:
         while True:

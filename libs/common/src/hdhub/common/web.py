@@ -9,12 +9,12 @@ import logging
 import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 import grpc
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -33,16 +33,17 @@ from hdhub.common.config import platform
 from hdhub.common.db import utcnow
 from hdhub.common.errors import PROBLEM_MEDIA_TYPE, FieldProblem, Problem, forbidden, unauthorized
 from hdhub.common.limits import (
-    MAX_INT,
     BodySizeLimit,
     JsonBodyCheck,
     RequestHeadLimits,
     malformed_json,
 )
+from hdhub.common.logging import redact
 from hdhub.common.openapi_contract import operation_id
 from hdhub.common.openapi_problems import document_problems
 
 log = logging.getLogger("hdhub.web")
+S = TypeVar("S")
 LANGUAGES = ("en", "fr", "nl", "de")
 
 
@@ -50,17 +51,50 @@ LANGUAGES = ("en", "fr", "nl", "de")
 TRACE_ID_HEADER = "X-Trace-Id"
 
 
-def problem_response(problem: Problem, instance: str | None = None) -> JSONResponse:
-    """The problem as ``application/problem+json``, with the request's trace id as a
-    ``trace_id`` member and an ``X-Trace-Id`` header: what a caller quotes to support,
-    and what finds the request's trace and log lines."""
-    body = problem.body(instance)
+def problem_response(problem: Problem, instance: str | None = None, *, xml: bool = False) -> Response:
+    """The problem as ``application/problem+json`` (``application/problem+xml`` with ``xml``,
+    for a route that offers XML to a client that wants it: :mod:`hdhub.common.xml`), with the
+    request's trace id as a ``trace_id`` member and an ``X-Trace-Id`` header: what a caller
+    quotes to support, and what finds the request's trace and log lines."""
+    body = _without_ssins(problem.body(instance))
     headers = dict(problem.headers or {})
     trace_id = _trace_id()
     if trace_id is not None:
         body["trace_id"] = trace_id
         headers[TRACE_ID_HEADER] = trace_id
+    from hdhub.common.fhir_outcome import FHIR_MEDIA_TYPE, is_fhir, operation_outcome
+
+    if is_fhir(instance):
+        return JSONResponse(
+            operation_outcome(body), status_code=problem.status, media_type=FHIR_MEDIA_TYPE, headers=headers
+        )
+    if xml:
+        from hdhub.common.xml import PROBLEM_XML_MEDIA_TYPE, problem_xml
+
+        return Response(
+            problem_xml(body), status_code=problem.status, media_type=PROBLEM_XML_MEDIA_TYPE, headers=headers
+        )
     return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def _without_ssins(value: Any) -> Any:
+    """``value`` with every SSIN in its strings masked: a problem echoes what the caller
+    sent (a path's DCD or field name, an unknown field's name, a file name in
+    ``instance``), and a national register number typed in the wrong place must not come
+    back in an error answer, nor reach whatever logs or caches answers on the way."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _without_ssins(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_ssins(item) for item in value]
+    return value
+
+
+def _answer(problem: Problem, request: Request) -> Response:
+    from hdhub.common.xml import wants_xml
+
+    return problem_response(problem, request.url.path, xml=wants_xml(request))
 
 
 def _trace_id() -> str | None:
@@ -78,7 +112,7 @@ def _location(loc: Sequence[Any]) -> str:
 
 async def _on_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Problem)
-    return problem_response(exc, request.url.path)
+    return _answer(exc, request)
 
 
 async def _on_validation(request: Request, exc: Exception) -> Response:
@@ -87,7 +121,7 @@ async def _on_validation(request: Request, exc: Exception) -> Response:
     if any(e.get("type") == "json_invalid" for e in errors):
         # JsonBodyCheck refuses bad JSON first, saying which rule; should one get here, the
         # decoder's own message is still not ours to publish.
-        return problem_response(malformed_json("The body is not one JSON value."), request.url.path)
+        return _answer(malformed_json("The body is not one JSON value."), request)
     problems = [
         # Pydantic's own messages never echo the input value here: we omit `input`.
         FieldProblem(
@@ -97,9 +131,7 @@ async def _on_validation(request: Request, exc: Exception) -> Response:
         )
         for e in errors
     ]
-    return problem_response(
-        Problem(422, "request-validation", "The request is not valid", errors=problems), request.url.path
-    )
+    return _answer(Problem(422, "request-validation", "The request is not valid", errors=problems), request)
 
 
 async def _on_http(request: Request, exc: Exception) -> Response:
@@ -110,9 +142,7 @@ async def _on_http(request: Request, exc: Exception) -> Response:
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = ", ".join(_allowed_methods(request))
-    return problem_response(
-        Problem(exc.status_code, slug, str(exc.detail), headers=headers), request.url.path
-    )
+    return _answer(Problem(exc.status_code, slug, str(exc.detail), headers=headers), request)
 
 
 def _allowed_methods(request: Request) -> list[str]:
@@ -134,7 +164,7 @@ async def _on_rpc_error(request: Request, exc: Exception) -> Response:
     from hdhub.common.grpc import problem_from_rpc_error
 
     assert isinstance(exc, grpc.aio.AioRpcError)
-    return problem_response(problem_from_rpc_error(exc), request.url.path)
+    return _answer(problem_from_rpc_error(exc), request)
 
 
 class UnhandledErrors:
@@ -250,7 +280,12 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(grpc.aio.AioRpcError, _on_rpc_error)
     for router in routers:
-        app.include_router(router)
+        # A service's routers are included straight into the app, each with the
+        # dependency that carries the service instance: one inclusion level fewer, so a
+        # request is matched against the routes once less (FastAPI matches lazily
+        # included routers level by level, again when handling).
+        for part, dependencies in router.parts if isinstance(router, ServiceRouters) else [(router, [])]:
+            app.include_router(part, dependencies=dependencies)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -305,9 +340,45 @@ async def authenticate(authorization: Annotated[str | None, Depends(apidocs.bear
 
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 
+_SERVICE_KEY = "hdhub.service"
 
-def request_language(request: Request, lang: str | None = None) -> str:
-    """``?lang=`` first, then ``Accept-Language``, then English."""
+
+class ServiceRouters(APIRouter):
+    """A service instance's routers (:func:`answering_for`): usable as one router, and
+    :func:`create_app` includes its ``parts`` one by one with their dependencies."""
+
+    def __init__(self, parts: list[tuple[APIRouter, list[Any]]]) -> None:
+        super().__init__()
+        self.parts = parts
+        for router, dependencies in parts:
+            self.include_router(router, dependencies=dependencies)
+
+
+def answering_for(service: object, *routers: APIRouter) -> list[APIRouter]:
+    """Routers declared at module level, answering for one service instance.
+
+    Routes live at module level, their dependencies in the service's ``deps.py``; a
+    process may hold several instances of a service (the tests run a stack per
+    database), so each request through these routers carries its instance, which
+    :func:`service_of` hands to the dependencies."""
+
+    async def carry(request: Request) -> None:  # async: a plain def would run in a thread
+        request.scope[_SERVICE_KEY] = service
+
+    return [ServiceRouters([(router, [Depends(carry)]) for router in routers])]
+
+
+def service_of(request: Request, kind: type[S]) -> S:
+    """The service instance a request reached (see :func:`answering_for`)."""
+    service = request.scope.get(_SERVICE_KEY)
+    if not isinstance(service, kind):
+        raise TypeError(f"route not mounted with answering_for({kind.__name__}(...), ...)")
+    return service
+
+
+async def request_language(request: Request, lang: str | None = None) -> str:
+    """``?lang=`` first, then ``Accept-Language``, then English (``async``: FastAPI runs a
+    plain ``def`` dependency in a worker thread)."""
     if lang and lang[:2].lower() in LANGUAGES:
         return lang[:2].lower()
     for part in request.headers.get("accept-language", "").split(","):
@@ -318,8 +389,8 @@ def request_language(request: Request, lang: str | None = None) -> str:
 
 
 Language = Annotated[str, Depends(request_language)]
-#: Where a page starts; bounded like every integer a client sends (see limits.MAX_INT).
-Offset = Annotated[int, Query(ge=0, le=MAX_INT, description="How many items to skip")]
+#: An organisation's id in a route's path.
+OrganisationId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 
 
 def _iso_moment(value: object) -> object:
@@ -361,7 +432,7 @@ class IdempotencyColumns:
 
 
 def request_fingerprint(method: str, path: str, body: Any) -> str:
-    try:  # orjson: a 2,000-row batch in 1.3 ms instead of 13
+    try:  # orjson: a batch of rows is fingerprinted on every request (bench/README.md)
         raw = orjson.dumps(
             [method, path, body], default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
         )

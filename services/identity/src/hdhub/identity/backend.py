@@ -38,6 +38,8 @@ class AccountRecord:
 class MemberRecord:
     account: AccountRecord
     roles: frozenset[str]
+    #: Project codes the member works on in the organisation, or ``*`` (every one).
+    registries: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,7 @@ class ClientRecord:
     name: str
     roles: frozenset[str] = field(default_factory=frozenset)
     enabled: bool = True
+    registries: frozenset[str] = field(default_factory=frozenset)
 
 
 class DuplicateAccount(Exception):
@@ -107,6 +110,10 @@ class IdentityBackend(Protocol):
         """Make the account a member with exactly these roles (creating the membership)."""
         ...
 
+    async def set_registries(self, account_id: str, organisation_id: str, registries: frozenset[str]) -> None:
+        """Grant exactly these registries (project codes, or ``*``) to a member."""
+        ...
+
     async def remove_membership(self, account_id: str, organisation_id: str) -> None: ...
 
     async def clients(self, organisation_id: str) -> Sequence[ClientRecord]: ...
@@ -114,7 +121,14 @@ class IdentityBackend(Protocol):
     async def get_client(self, client_id: str) -> ClientRecord | None: ...
 
     async def create_client(
-        self, *, client_id: str, organisation_id: str, name: str, roles: frozenset[str], secret: str
+        self,
+        *,
+        client_id: str,
+        organisation_id: str,
+        name: str,
+        roles: frozenset[str],
+        secret: str,
+        registries: frozenset[str] = frozenset({"*"}),
     ) -> ClientRecord: ...
 
     async def set_client_secret(self, client_id: str, secret: str) -> None: ...

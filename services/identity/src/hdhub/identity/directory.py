@@ -31,9 +31,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from hdhub.common.auth import OPERATOR_ROLE, Action, Principal, Role
+from hdhub.common.auth import ALL_REGISTRIES, OPERATOR_ROLE, Action, Principal, Role
 from hdhub.common.db import Database, utcnow
 from hdhub.common.errors import FieldProblem, Problem, conflict, forbidden, invalid, not_found
+from hdhub.common.paging import count
 from hdhub.common.revocation import Revocations, revocations
 from hdhub.identity import nihdi
 from hdhub.identity.backend import (
@@ -55,6 +56,10 @@ ADMIN_ROLES = frozenset(
     {Role.MANAGER, Role.DP_MANAGER, Role.CERTIFICATE_EDITOR, Role.CSV_UPLOAD_MANAGER, Role.NIPPIN_MANAGER}
 )
 DATA_ROLES = frozenset({Role.REGISTRANT, Role.READER})
+# The administrative roles only a User Manager gives or takes. A DP Manager gives data roles
+# and Certificate Editor: "the Certificate Manager is defined by the User Manager or DP
+# Manager in the process of adding a member to a group" (SSP seed).
+USER_MANAGER_ROLES = ADMIN_ROLES - {Role.CERTIFICATE_EDITOR}
 MIN_PASSWORD_LENGTH = 12
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CLIENT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,99}$")
@@ -81,6 +86,38 @@ def password_problems(
     if current is not None and new == current:
         return [FieldProblem(field, "password-reused", "The new password must differ from the current one.")]
     return []
+
+
+_REGISTRY = re.compile(r"^HDBP[0-9]{4}$")
+
+
+def registries_of(values: Iterable[str] | None, field: str = "registries") -> frozenset[str]:
+    """Registry grants as given: project codes (``HDBP0012``, any case) or ``*`` for every
+    registry; ``None`` (not given) grants every registry, as before grants existed."""
+    if values is None:
+        return frozenset({ALL_REGISTRIES})
+    wanted = frozenset(v.strip().upper() for v in values if v.strip())
+    bad = sorted(v for v in wanted if v != ALL_REGISTRIES and not _REGISTRY.match(v))
+    if bad:
+        raise invalid(
+            [
+                FieldProblem(
+                    field,
+                    "registry-code",
+                    f"A registry is named by its project code (HDBP and 4 digits) or * for all: {', '.join(bad)}.",
+                )
+            ]
+        )
+    return frozenset({ALL_REGISTRIES}) if ALL_REGISTRIES in wanted else wanted
+
+
+def requested_registries(data_collections: Iterable[str]) -> frozenset[str]:
+    """The project codes among the data collections an account request names (free text:
+    ``HDBP0012``, ``HDBP0012 ANGIO``); names without a code are for the manager to read."""
+    found = set()
+    for entry in data_collections:
+        found.update(re.findall(r"HDBP[0-9]{4}", entry.upper()))
+    return frozenset(found)
 
 
 def _roles(values: Iterable[str], field: str = "roles") -> frozenset[str]:
@@ -265,6 +302,85 @@ class Directory:
         )
         return org
 
+    async def appoint_first_user_manager(
+        self,
+        principal: Principal,
+        *,
+        title: str,
+        nihdi_number: str,
+        email: str,
+        first_name: str,
+        last_name: str,
+        username: str | None = None,
+    ) -> tuple[OrganisationRecord, AddedMember]:
+        """The central operator starts an installation (SSP seed: "the initial User Manager
+        is appointed internally"): a new organisation and its first User Manager. A new
+        account gets an initial password, answered once; a person who has an account
+        already (User Manager elsewhere) keeps it. Everything is checked before anything
+        is written, so a refusal leaves no organisation without its manager."""
+        if not principal.can(Action.USER_MANAGER_APPOINT):
+            raise forbidden("Only the central operator appoints an installation's first User Manager.")
+        email, wanted_username = email.strip(), (username or email).strip()
+        errors = nihdi.problems(nihdi_number)
+        if not title.strip():
+            errors.append(FieldProblem("title", "required", "An organisation has a title."))
+        if not _EMAIL.match(email):
+            errors.append(FieldProblem("email", "email", "Give a valid e-mail address."))
+        if errors:
+            raise invalid(errors)
+        account = await self.backend.find_account(email)
+        if account is not None and account.email.lower() != email.lower():
+            raise conflict("duplicate-username", "This e-mail is another account's username")
+        if account is None and await self.backend.find_account(wanted_username) is not None:
+            raise conflict("duplicate-username", "This username is taken")
+        try:
+            org = await self.backend.create_organisation(
+                title=title.strip(), nihdi_number=nihdi.normalise(nihdi_number)
+            )
+        except DuplicateOrganisation as exc:
+            raise conflict(
+                "duplicate-nihdi", "An organisation with this NIHDI number exists already"
+            ) from exc
+        password = None
+        if account is None:
+            password = new_password()
+            try:
+                account = await self.backend.create_account(
+                    username=wanted_username,
+                    email=email,
+                    first_name=first_name.strip(),
+                    last_name=last_name.strip(),
+                    password=password,
+                    temporary=True,
+                )
+            except DuplicateAccount as exc:  # taken between the check and now: appoint again
+                raise conflict(
+                    "duplicate-email", "An account with this e-mail or username exists already"
+                ) from exc
+        manager = frozenset({Role.MANAGER.value})
+        await self.backend.set_roles(account.id, org.id, manager)
+        await self.backend.set_registries(account.id, org.id, frozenset({ALL_REGISTRIES}))
+        await self.audit(
+            principal,
+            org.id,
+            "organisation.create",
+            org.id,
+            title=org.title,
+            nihdi_number=org.nihdi_number,
+            by="operator",
+        )
+        await self.audit(
+            principal,
+            org.id,
+            "member.add",
+            account.email,
+            account_id=account.id,
+            roles=sorted(manager),
+            new_account=password is not None,
+            first_user_manager=True,
+        )
+        return org, AddedMember(MemberRecord(account, manager, frozenset({ALL_REGISTRIES})), password)
+
     async def update_organisation(
         self, principal: Principal, organisation_id: str, *, title: str, nihdi_number: str
     ) -> OrganisationRecord:
@@ -304,10 +420,10 @@ class Directory:
         role: str = "",
         after_email: str = "",
         size: int = 50,
-    ) -> tuple[list[MemberRecord], int, str]:
+    ) -> tuple[list[MemberRecord], int, int, str]:
         """One page of members by e-mail (keyset), those matching ``query`` in e-mail,
-        username or name and holding ``role`` (any when empty); with the total matching and
-        the next page's key ("" at the end)."""
+        username or name and holding ``role`` (any when empty); with the total matching, how
+        many of them come before the page, and the next page's key ("" at the end)."""
         wanted = query.strip().lower()
 
         def matches(m: MemberRecord) -> bool:
@@ -325,7 +441,7 @@ class Directory:
         rest = [m for m in found if m.account.email.lower() > after_email.lower()] if after_email else found
         page = rest[:size]
         more = len(rest) > size
-        return page, len(found), page[-1].account.email if more and page else ""
+        return page, len(found), len(found) - len(rest), page[-1].account.email if more and page else ""
 
     async def members(self, principal: Principal, organisation_id: str) -> Sequence[MemberRecord]:
         await self._organisation(principal, organisation_id, Action.MEMBER_MANAGE)
@@ -334,7 +450,8 @@ class Directory:
     def _check_role_change(
         self, principal: Principal, organisation_id: str, before: frozenset[str], after: frozenset[str]
     ) -> None:
-        if (before ^ after) & ADMIN_ROLES and not principal.can(Action.ROLE_MANAGE, organisation_id):
+        if (before ^ after) & USER_MANAGER_ROLES and not principal.can(Action.ROLE_MANAGE, organisation_id):
+            # The words the portal translates (hdhub.portal.pages.problems).
             raise forbidden("Only a User Manager gives or takes administrative roles.")
 
     async def add_member(
@@ -347,9 +464,11 @@ class Directory:
         last_name: str,
         roles: Iterable[str],
         username: str | None = None,
+        registries: Iterable[str] | None = None,
     ) -> AddedMember:
         await self._organisation(principal, organisation_id, Action.MEMBER_MANAGE)
         wanted = _roles(roles)
+        granted = registries_of(registries)
         email = email.strip()
         if not _EMAIL.match(email):
             raise invalid([FieldProblem("email", "email", "Give a valid e-mail address.")])
@@ -381,6 +500,7 @@ class Directory:
                     "duplicate-email", "An account with this e-mail or username exists already"
                 ) from exc
         await self.backend.set_roles(account.id, organisation_id, wanted)
+        await self.backend.set_registries(account.id, organisation_id, granted)
         await self.audit(
             principal,
             organisation_id,
@@ -388,9 +508,10 @@ class Directory:
             account.email,
             account_id=account.id,
             roles=sorted(wanted),
+            registries=sorted(granted),
             new_account=password is not None,
         )
-        return AddedMember(MemberRecord(account, wanted), password)
+        return AddedMember(MemberRecord(account, wanted, granted), password)
 
     async def set_roles(
         self, principal: Principal, organisation_id: str, account_id: str, roles: Iterable[str]
@@ -414,7 +535,31 @@ class Directory:
             before=sorted(member.roles),
             after=sorted(wanted),
         )
-        return MemberRecord(member.account, wanted)
+        return MemberRecord(member.account, wanted, member.registries)
+
+    async def set_registries(
+        self, principal: Principal, organisation_id: str, account_id: str, registries: Iterable[str]
+    ) -> MemberRecord:
+        """Grant a member exactly these registries (User Manager, DP Manager: who gives data
+        roles gives the registries they act on). Taking one ends the member's current tokens."""
+        await self._organisation(principal, organisation_id, Action.MEMBER_MANAGE)
+        granted = registries_of(list(registries))
+        async with self.locks.hold([organisation_id]):
+            member = await self._member(organisation_id, account_id)
+            await self.backend.set_registries(account_id, organisation_id, granted)
+        taken = member.registries - granted
+        if taken and ALL_REGISTRIES not in granted:
+            await self._revoke(account_id)
+        await self.audit(
+            principal,
+            organisation_id,
+            "member.registries",
+            member.account.email,
+            account_id=account_id,
+            before=sorted(member.registries),
+            after=sorted(granted),
+        )
+        return MemberRecord(member.account, member.roles, granted)
 
     async def remove_member(self, principal: Principal, organisation_id: str, account_id: str) -> None:
         await self._organisation(principal, organisation_id, Action.MEMBER_MANAGE)
@@ -493,9 +638,11 @@ class Directory:
         client_id: str | None,
         name: str,
         roles: Iterable[str],
+        registries: Iterable[str] | None = None,
     ) -> tuple[ClientRecord, str]:
         await self._organisation(principal, organisation_id, Action.CLIENT_MANAGE)
         wanted = _roles(roles)
+        granted = registries_of(registries)
         if wanted - DATA_ROLES:
             raise invalid(
                 [
@@ -527,10 +674,18 @@ class Directory:
                 name=name.strip(),
                 roles=wanted,
                 secret=secret,
+                registries=granted,
             )
         except DuplicateClient as exc:
             raise conflict("duplicate-client", "A client with this client id exists already") from exc
-        await self.audit(principal, organisation_id, "client.create", client_id, roles=sorted(wanted))
+        await self.audit(
+            principal,
+            organisation_id,
+            "client.create",
+            client_id,
+            roles=sorted(wanted),
+            registries=sorted(granted),
+        )
         return client, secret
 
     async def _client(self, principal: Principal, organisation_id: str, client_id: str) -> ClientRecord:
@@ -629,34 +784,29 @@ class Directory:
 
     # --- audit -----------------------------------------------------------------------
 
-    async def audit_log(
-        self, principal: Principal, organisation_id: str, *, limit: int = 100
-    ) -> list[AuditEntry]:
-        await self._organisation(principal, organisation_id, Action.AUDIT_READ)
-        async with self.db.session([organisation_id]) as session:
-            rows = await session.execute(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit))
-            return list(rows.scalars())
-
     async def audit_page(
         self, principal: Principal, organisation_id: str, search: AuditSearch
-    ) -> tuple[list[AuditEntry], int, int]:
+    ) -> tuple[list[AuditEntry], int, int, int]:
         """Entries newest first matching ``search``, one page (keyset on id), the total
-        matching, and the next page's ``before_id`` (0 at the end)."""
+        matching, how many of them come before the page, and the next page's ``before_id``
+        (0 at the end)."""
         await self._organisation(principal, organisation_id, Action.AUDIT_READ)
         conditions = search.conditions()
+        matching = select(AuditEntry).where(*conditions)
         async with self.db.session([organisation_id]) as session:
-            total = (
-                await session.execute(select(func.count()).select_from(AuditEntry).where(*conditions))
-            ).scalar_one()
-            q = select(AuditEntry).where(*conditions)
-            if search.before_id:
-                q = q.where(AuditEntry.id < search.before_id)
+            total = await count(session, matching)
+            skipped = (
+                await count(session, matching.where(AuditEntry.id >= search.before_id))
+                if search.before_id
+                else 0
+            )
+            q = matching.where(AuditEntry.id < search.before_id) if search.before_id else matching
             rows = list(
                 (await session.execute(q.order_by(AuditEntry.id.desc()).limit(search.size + 1))).scalars()
             )
         more = len(rows) > search.size
         rows = rows[: search.size]
-        return rows, int(total), rows[-1].id if more and rows else 0
+        return rows, total, skipped, rows[-1].id if more and rows else 0
 
     # --- v1 account requests ---------------------------------------------------------
 
@@ -748,15 +898,20 @@ class Directory:
         *,
         approve: bool,
         reason: str | None = None,
+        registries: Iterable[str] | None = None,
     ) -> tuple[AccountRequest, str | None]:
+        """Approve (the account is created with the registrant role and the registries the
+        manager grants: by default the project codes among the data collections asked
+        for) or reject a request."""
         org = await self._organisation(principal, organisation_id, Action.ACCOUNT_REQUEST_REVIEW)
+        chosen = registries_of(list(registries)) if registries is not None else None
         async with self.db.session([organisation_id]) as session:
             request = await session.get(AccountRequest, request_id)
             if request is None or request.organisation_id != organisation_id:
                 raise not_found("Account request")
             if request.status != "pending":
                 raise conflict("already-decided", f"This request was {request.status} already")
-        password = None
+        password, granted = None, frozenset[str]()
         if approve:
             # The account first (in the backend, maybe Keycloak), then the request's status.
             password = new_password()
@@ -773,7 +928,9 @@ class Directory:
                 raise conflict(
                     "duplicate-email", "An account with this e-mail or username exists already"
                 ) from exc
+            granted = chosen if chosen is not None else requested_registries(request.data_collections)
             await self.backend.set_roles(account.id, organisation_id, frozenset({Role.REGISTRANT}))
+            await self.backend.set_registries(account.id, organisation_id, granted)
         async with self.db.session([organisation_id]) as session:
             stored = await session.get(AccountRequest, request_id)
             assert stored is not None
@@ -789,6 +946,7 @@ class Directory:
             request.email,
             request_id=request.id,
             reason=reason,
+            registries=sorted(granted) if approve else None,
         )
         if approve:
             body = (

@@ -28,7 +28,9 @@ def _account(a: Account) -> AccountRecord:
 
 
 def _client(c: SystemClient) -> ClientRecord:
-    return ClientRecord(c.client_id, c.organisation_id, c.name, frozenset(c.roles), c.enabled)
+    return ClientRecord(
+        c.client_id, c.organisation_id, c.name, frozenset(c.roles), c.enabled, frozenset(c.registries)
+    )
 
 
 def _lookup(value: str) -> object:
@@ -144,7 +146,10 @@ class EmbeddedBackend:
                 .where(Membership.organisation_id == organisation_id)
                 .order_by(Account.email)
             )
-            return [MemberRecord(_account(a), frozenset(m.roles)) for m, a in rows.tuples()]
+            return [
+                MemberRecord(_account(a), frozenset(m.roles), frozenset(m.registries))
+                for m, a in rows.tuples()
+            ]
 
     async def memberships(self, account_id: str) -> Mapping[str, frozenset[str]]:
         async with self.db.system_session() as session:
@@ -169,6 +174,18 @@ class EmbeddedBackend:
             else:
                 m.roles = sorted(roles)
 
+    async def set_registries(self, account_id: str, organisation_id: str, registries: frozenset[str]) -> None:
+        async with self.db.system_session() as session:
+            m = (
+                await session.execute(
+                    select(Membership).where(
+                        Membership.account_id == account_id, Membership.organisation_id == organisation_id
+                    )
+                )
+            ).scalar_one_or_none()
+            if m is not None:
+                m.registries = sorted(registries)
+
     async def remove_membership(self, account_id: str, organisation_id: str) -> None:
         async with self.db.system_session() as session:
             await session.execute(
@@ -192,7 +209,14 @@ class EmbeddedBackend:
             return _client(c) if c else None
 
     async def create_client(
-        self, *, client_id: str, organisation_id: str, name: str, roles: frozenset[str], secret: str
+        self,
+        *,
+        client_id: str,
+        organisation_id: str,
+        name: str,
+        roles: frozenset[str],
+        secret: str,
+        registries: frozenset[str] = frozenset({"*"}),
     ) -> ClientRecord:
         try:
             async with self.db.system_session() as session:
@@ -203,6 +227,7 @@ class EmbeddedBackend:
                     organisation_id=organisation_id,
                     name=name,
                     roles=sorted(roles),
+                    registries=sorted(registries),
                     secret_hash=hasher.hash(secret),
                 )
                 session.add(c)

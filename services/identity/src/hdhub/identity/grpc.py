@@ -3,36 +3,23 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, cast
 
 import grpc
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from hdhub.common.auth import Action
+from hdhub.common.db import utcnow
 from hdhub.common.errors import FieldProblem, Problem, forbidden, invalid
-from hdhub.common.grpc import ServicerContext, register_idempotent, require_principal
+from hdhub.common.grpc import ServicerContext, require_operator, require_principal
 from hdhub.identity import nihdi
 from hdhub.identity.backend import ClientRecord, MemberRecord
 from hdhub.identity.directory import AuditSearch, Directory
 from hdhub.identity.ratelimit import Throttled, throttled_problem
-from hdhub.identity.store import AccountRequest, Organisation, SftpCredential
+from hdhub.identity.store import AccountRequest, AuditEntry, Organisation, SftpCredential
 from hdhub.proto.identity.v1 import identity_pb2 as pb
 from hdhub.proto.identity.v1 import identity_pb2_grpc as pb_grpc
-
-register_idempotent(
-    "hdhub.identity.v1.IdentityService",
-    [
-        "ListMyOrganisations",
-        "GetOrganisation",
-        "CheckNihdiNumber",
-        "ListMembers",
-        "ListClients",
-        "ListSftpLogins",
-        "ListAccountRequests",
-        "ListAuditEntries",
-    ],
-)
 
 
 def _org(o: Organisation) -> pb.Organisation:
@@ -115,6 +102,7 @@ def _member(m: MemberRecord) -> pb.Member:
         last_name=a.last_name,
         roles=sorted(m.roles),
         must_change_password=a.must_change_password,
+        registries=sorted(m.registries),
     )
 
 
@@ -125,6 +113,7 @@ def _client(c: ClientRecord) -> pb.Client:
         name=c.name,
         roles=sorted(c.roles),
         enabled=c.enabled,
+        registries=sorted(c.registries),
     )
 
 
@@ -196,6 +185,25 @@ class AdministrationMethods:
             organisation=pb.Organisation(id=org.id, title=org.title, nihdi_number=org.nihdi_number)
         )
 
+    async def AppointFirstUserManager(
+        self, request: pb.AppointFirstUserManagerRequest, context: ServicerContext
+    ) -> pb.AppointFirstUserManagerResponse:
+        """A new organisation and its first User Manager (the central operator only)."""
+        org, added = await self._d.appoint_first_user_manager(
+            require_principal(),
+            title=request.title,
+            nihdi_number=request.nihdi_number,
+            email=request.email,
+            first_name=request.first_name,
+            last_name=request.last_name,
+            username=request.username or None,
+        )
+        return pb.AppointFirstUserManagerResponse(
+            organisation=pb.Organisation(id=org.id, title=org.title, nihdi_number=org.nihdi_number),
+            user_manager=_member(added.member),
+            initial_password=added.initial_password or "",
+        )
+
     async def UpdateOrganisation(
         self, request: pb.UpdateOrganisationRequest, context: ServicerContext
     ) -> pb.UpdateOrganisationResponse:
@@ -221,7 +229,7 @@ class AdministrationMethods:
         self, request: pb.ListMembersRequest, context: ServicerContext
     ) -> pb.ListMembersResponse:
         """One page of an organisation's members (User Manager, DP Manager)."""
-        page, total, after = await self._d.members_page(
+        page, total, _skipped, after = await self._d.members_page(
             require_principal(),
             request.organisation_id,
             query=request.query,
@@ -240,6 +248,7 @@ class AdministrationMethods:
             first_name=request.first_name,
             last_name=request.last_name,
             roles=list(request.roles),
+            registries=list(request.registries) or None,
         )
         return pb.AddMemberResponse(
             member=_member(added.member), initial_password=added.initial_password or ""
@@ -253,6 +262,15 @@ class AdministrationMethods:
             require_principal(), request.organisation_id, request.account_id, list(request.roles)
         )
         return pb.SetMemberRolesResponse(member=_member(m))
+
+    async def SetMemberRegistries(
+        self, request: pb.SetMemberRegistriesRequest, context: ServicerContext
+    ) -> pb.SetMemberRegistriesResponse:
+        """Grant a member exactly these registries."""
+        m = await self._d.set_registries(
+            require_principal(), request.organisation_id, request.account_id, list(request.registries)
+        )
+        return pb.SetMemberRegistriesResponse(member=_member(m))
 
     async def RemoveMember(
         self, request: pb.RemoveMemberRequest, context: ServicerContext
@@ -314,6 +332,7 @@ class AdministrationMethods:
             client_id=request.client_id or None,
             name=request.name,
             roles=list(request.roles),
+            registries=list(request.registries) or None,
         )
         return pb.CreateClientResponse(client=_client(client), client_secret=secret)
 
@@ -404,6 +423,7 @@ class AdministrationMethods:
             request.request_id,
             approve=request.approve,
             reason=request.reason or None,
+            registries=list(request.registries) or None,
         )
         return pb.DecideAccountRequestResponse(request=_request(decided))
 
@@ -419,7 +439,9 @@ class AdministrationMethods:
             before_id=request.before_id,
             size=_size(request.page_size),
         )
-        rows, total, before = await self._d.audit_page(require_principal(), request.organisation_id, search)
+        rows, total, _skipped, before = await self._d.audit_page(
+            require_principal(), request.organisation_id, search
+        )
         entries = [
             pb.AuditEntry(
                 id=e.id,
@@ -434,5 +456,70 @@ class AdministrationMethods:
         return pb.ListAuditEntriesResponse(entries=entries, total=total, next_before_id=before)
 
 
-class IdentityServicer(AdministrationMethods, _OwnMethods):
+class OperatorMethods(AdministrationMethods):
+    """The operator's console: installation-wide reads, operator only."""
+
+    async def ListStaleAccountRequests(
+        self, request: pb.ListStaleAccountRequestsRequest, context: ServicerContext
+    ) -> pb.ListStaleAccountRequestsResponse:
+        """Per organisation, account requests pending after ``older_than_days`` (7): how many,
+        and the oldest. Counts only: the applicants stay with the organisation's managers."""
+        require_operator()
+        cutoff = utcnow() - timedelta(days=request.older_than_days or 7)
+        r = AccountRequest
+        async with self._d.db.system_session() as session:
+            rows = await session.execute(
+                select(r.organisation_id, func.count(), func.min(r.created_at))
+                .where(r.status == "pending", r.created_at < cutoff)
+                .group_by(r.organisation_id)
+                .order_by(func.min(r.created_at))
+            )
+            return pb.ListStaleAccountRequestsResponse(
+                organisations=[
+                    pb.StaleAccountRequests(organisation_id=org, pending=n, oldest_at=_time(oldest))
+                    for org, n, oldest in rows
+                ]
+            )
+
+    async def ListInstallationOrganisations(
+        self, request: pb.ListInstallationOrganisationsRequest, context: ServicerContext
+    ) -> pb.ListInstallationOrganisationsResponse:
+        """Every organisation, by title: the console names those its counts are about."""
+        require_operator()
+        async with self._d.db.system_session() as session:
+            orgs = (await session.execute(select(Organisation).order_by(Organisation.title))).scalars()
+            return pb.ListInstallationOrganisationsResponse(organisations=[_org(o) for o in orgs])
+
+    async def ListInstallationAudit(
+        self, request: pb.ListInstallationAuditRequest, context: ServicerContext
+    ) -> pb.ListInstallationAuditResponse:
+        """Every organisation's audit entries, newest first, a page at a time (keyset on id)."""
+        require_operator()
+        size = _size(request.page_size)
+        q = select(AuditEntry)
+        if request.action:
+            q = q.where(AuditEntry.action.startswith(request.action, autoescape=True))
+        if request.before_id:
+            q = q.where(AuditEntry.id < request.before_id)
+        async with self._d.db.system_session() as session:
+            rows = list((await session.execute(q.order_by(AuditEntry.id.desc()).limit(size + 1))).scalars())
+        more = len(rows) > size
+        rows = rows[:size]
+        return pb.ListInstallationAuditResponse(
+            entries=[
+                pb.AuditEntry(
+                    id=e.id,
+                    at=_time(e.at),
+                    actor=e.actor,
+                    action=e.action,
+                    target=e.target,
+                    organisation_id=e.organisation_id,
+                )
+                for e in rows
+            ],
+            next_before_id=rows[-1].id if more and rows else 0,
+        )
+
+
+class IdentityServicer(OperatorMethods, _OwnMethods):
     """Identity's gRPC service: organisations for every service, administration for the portal."""

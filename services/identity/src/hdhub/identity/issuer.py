@@ -115,7 +115,12 @@ async def organisations_claim(session: AsyncSession, account_id: str) -> dict[st
         .where(Membership.account_id == account_id)
     )
     return {
-        org.id: {"name": org.title, "nihdi": org.nihdi_number, "roles": sorted(m.roles)}
+        org.id: {
+            "name": org.title,
+            "nihdi": org.nihdi_number,
+            "roles": sorted(m.roles),
+            "registries": sorted(m.registries),
+        }
         for m, org in rows.tuples()
     }
 
@@ -249,7 +254,12 @@ async def client_credentials_grant(
         "email_verified": False,
         "realm_access": {"roles": ["default-roles-hdhub"]},
         ORGANISATIONS_CLAIM: {
-            org.id: {"name": org.title, "nihdi": org.nihdi_number, "roles": sorted(client.roles)}
+            org.id: {
+                "name": org.title,
+                "nihdi": org.nihdi_number,
+                "roles": sorted(client.roles),
+                "registries": sorted(client.registries),
+            }
         },
     }
     return token_response(mint(await signing_key(session), claims), lifetime)

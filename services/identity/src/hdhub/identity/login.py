@@ -19,9 +19,12 @@ from sqlalchemy import select
 
 from hdhub.common.config import platform
 from hdhub.identity import codeflow
+from hdhub.identity.deps import ServiceDep, SettingsDep
 from hdhub.identity.directory import password_problems
 from hdhub.identity.issuer import hasher, signing_key, verify_secret
 from hdhub.identity.ratelimit import Throttled
+from hdhub.identity.runtime import IdentityService
+from hdhub.identity.settings import IdentitySettings
 from hdhub.identity.store import Account, SigningKey
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -172,167 +175,166 @@ def _page(step: str, *, lang: str, status: int = 200, **context: Any) -> HTMLRes
     return HTMLResponse(html, status_code=status, headers=headers)
 
 
-def build_login_router(service: Any) -> APIRouter:
-    router = APIRouter(include_in_schema=False)
+#: The embedded issuer's sign-in pages (``IdentityService.routers``: not with Keycloak,
+#: which shows its own).
+router = APIRouter(include_in_schema=False)
+
+
+def _request(settings: IdentitySettings, params: dict[str, str]) -> codeflow.AuthorizationRequest:
+    return codeflow.check_request(
+        params, public_clients=settings.public_clients, redirect_uris=redirect_uris(settings)
+    )
+
+
+@router.get(CSS)
+async def stylesheet() -> Response:
+    return Response(
+        (TEMPLATES / "login.css").read_text(),
+        media_type="text/css",
+        headers={"Cache-Control": "max-age=3600"},
+    )
+
+
+@router.get(f"{OIDC}/auth")
+async def authorize(request: Request, settings: SettingsDep) -> Response:
+    params = dict(request.query_params)
+    lang = _lang(params.get("ui_locales", ""), request)
+    try:
+        auth = _request(settings, params)
+    except codeflow.BadAuthorizationRequest as exc:
+        return _page("error", lang=lang, status=400, error=str(exc))
+    return _page("login", lang=lang, fields=auth.fields(), username=params.get("login_hint", ""))
+
+
+@router.post(f"{OIDC}/auth")
+async def sign_in(request: Request, service: ServiceDep) -> Response:
     settings, logins = service.settings, service.logins
-
-    def _request(params: dict[str, str]) -> codeflow.AuthorizationRequest:
-        return codeflow.check_request(
-            params, public_clients=settings.public_clients, redirect_uris=redirect_uris(settings)
-        )
-
-    @router.get(CSS)
-    async def stylesheet() -> Response:
-        return Response(
-            (TEMPLATES / "login.css").read_text(),
-            media_type="text/css",
-            headers={"Cache-Control": "max-age=3600"},
-        )
-
-    @router.get(f"{OIDC}/auth")
-    async def authorize(request: Request) -> Response:
-        params = dict(request.query_params)
-        lang = _lang(params.get("ui_locales", ""), request)
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    lang = _lang(form.get("ui_locales", ""), request)
+    try:
+        auth = _request(settings, form)
+    except codeflow.BadAuthorizationRequest as exc:
+        return _page("error", lang=lang, status=400, error=str(exc))
+    if form.get("ticket"):
+        return await _change_password(service, auth, form, lang)
+    username = form.get("username", "").strip()[:254]
+    source = logins.source(request)
+    t = TEXTS[lang]
+    try:
+        await logins.check(username, source)
+    except Throttled as exc:
+        minutes = max(1, -(-exc.retry_after // 60))
+        message = t["throttled" if exc.reason == "wait" else "rate"].format(minutes=minutes)
+        return _page("login", lang=lang, status=429, fields=auth.fields(), username=username, error=message)
+    async with service.db.system_session() as session:
+        account = (
+            await session.execute(
+                select(Account).where((Account.username == username) | (Account.email == username))
+            )
+        ).scalar_one_or_none()
+        ok = verify_secret(account.password_hash if account else None, form.get("password", ""))
+        if not ok or account is None:
+            await logins.failed(username, source)
+            return _page(
+                "login",
+                lang=lang,
+                status=401,
+                fields=auth.fields(),
+                username=username,
+                error=t["invalid"],
+            )
+        if not account.enabled:
+            return _page(
+                "login",
+                lang=lang,
+                status=403,
+                fields=auth.fields(),
+                username=username,
+                error=t["disabled"],
+            )
         try:
-            auth = _request(params)
-        except codeflow.BadAuthorizationRequest as exc:
-            return _page("error", lang=lang, status=400, error=str(exc))
-        return _page("login", lang=lang, fields=auth.fields(), username=params.get("login_hint", ""))
-
-    @router.post(f"{OIDC}/auth")
-    async def sign_in(request: Request) -> Response:
-        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-        lang = _lang(form.get("ui_locales", ""), request)
-        try:
-            auth = _request(form)
-        except codeflow.BadAuthorizationRequest as exc:
-            return _page("error", lang=lang, status=400, error=str(exc))
-        if form.get("ticket"):
-            return await _change_password(auth, form, lang)
-        username = form.get("username", "").strip()[:254]
-        source = logins.source(request)
-        t = TEXTS[lang]
-        try:
-            await logins.check(username, source)
+            await logins.succeeded(username, source)
         except Throttled as exc:
-            minutes = max(1, -(-exc.retry_after // 60))
-            message = t["throttled" if exc.reason == "wait" else "rate"].format(minutes=minutes)
+            message = t["rate"].format(minutes=max(1, -(-exc.retry_after // 60)))
             return _page(
                 "login", lang=lang, status=429, fields=auth.fields(), username=username, error=message
             )
-        async with service.db.system_session() as session:
-            account = (
-                await session.execute(
-                    select(Account).where((Account.username == username) | (Account.email == username))
-                )
-            ).scalar_one_or_none()
-            ok = verify_secret(account.password_hash if account else None, form.get("password", ""))
-            if not ok or account is None:
-                await logins.failed(username, source)
-                return _page(
-                    "login",
-                    lang=lang,
-                    status=401,
-                    fields=auth.fields(),
-                    username=username,
-                    error=t["invalid"],
-                )
-            if not account.enabled:
-                return _page(
-                    "login",
-                    lang=lang,
-                    status=403,
-                    fields=auth.fields(),
-                    username=username,
-                    error=t["disabled"],
-                )
-            try:
-                await logins.succeeded(username, source)
-            except Throttled as exc:
-                message = t["rate"].format(minutes=max(1, -(-exc.retry_after // 60)))
-                return _page(
-                    "login", lang=lang, status=429, fields=auth.fields(), username=username, error=message
-                )
-            row, ticket = await codeflow.start_session(
-                session,
-                account,
-                client_id=auth.client_id,
-                lifetime=settings.session_max_seconds,
-                pending_password=account.must_change_password,
+        row, ticket = await codeflow.start_session(
+            session,
+            account,
+            client_id=auth.client_id,
+            lifetime=settings.session_max_seconds,
+            pending_password=account.must_change_password,
+        )
+        if ticket is not None:
+            return _page("password", lang=lang, fields=auth.fields(), ticket=ticket)
+        location = await codeflow.issue_code(session, row, auth, platform().oidc_issuer)
+    return RedirectResponse(location, status_code=302, headers={"Cache-Control": "no-store"})
+
+
+async def _change_password(
+    service: IdentityService, auth: codeflow.AuthorizationRequest, form: dict[str, str], lang: str
+) -> Response:
+    t, ticket = TEXTS[lang], form["ticket"]
+    new = form.get("new_password", "")
+    async with service.db.system_session() as session:
+        pending = await codeflow.pending_session(session, ticket)
+        if pending is None:
+            return _page("login", lang=lang, status=400, fields=auth.fields(), error=t["expired"])
+        row, account = pending
+        if new != form.get("new_password_again", ""):
+            return _page(
+                "password",
+                lang=lang,
+                status=422,
+                fields=auth.fields(),
+                ticket=ticket,
+                error=t["mismatch"],
             )
-            if ticket is not None:
-                return _page("password", lang=lang, fields=auth.fields(), ticket=ticket)
-            location = await codeflow.issue_code(session, row, auth, platform().oidc_issuer)
-        return RedirectResponse(location, status_code=302, headers={"Cache-Control": "no-store"})
+        problems = password_problems(new)
+        if not problems and verify_secret(account.password_hash, new):
+            problems = password_problems(new, current=new)
+        if problems:
+            error = t.get(problems[0].rule, problems[0].message)
+            return _page("password", lang=lang, status=422, fields=auth.fields(), ticket=ticket, error=error)
+        account.password_hash, account.must_change_password = hasher.hash(new), False
+        codeflow.activate(row, lifetime=service.settings.session_max_seconds)
+        location = await codeflow.issue_code(session, row, auth, platform().oidc_issuer)
+    record = await service.backend.get_account(account.id)
+    for org in await service.backend.memberships(account.id):
+        await service.directory.audit(
+            None, org, "account.password", account.email, actor=record, account_id=account.id
+        )
+    return RedirectResponse(location, status_code=302, headers={"Cache-Control": "no-store"})
 
-    async def _change_password(
-        auth: codeflow.AuthorizationRequest, form: dict[str, str], lang: str
-    ) -> Response:
-        t, ticket = TEXTS[lang], form["ticket"]
-        new = form.get("new_password", "")
-        async with service.db.system_session() as session:
-            pending = await codeflow.pending_session(session, ticket)
-            if pending is None:
-                return _page("login", lang=lang, status=400, fields=auth.fields(), error=t["expired"])
-            row, account = pending
-            if new != form.get("new_password_again", ""):
-                return _page(
-                    "password",
-                    lang=lang,
-                    status=422,
-                    fields=auth.fields(),
-                    ticket=ticket,
-                    error=t["mismatch"],
-                )
-            problems = password_problems(new)
-            if not problems and verify_secret(account.password_hash, new):
-                problems = password_problems(new, current=new)
-            if problems:
-                error = t.get(problems[0].rule, problems[0].message)
-                return _page(
-                    "password", lang=lang, status=422, fields=auth.fields(), ticket=ticket, error=error
-                )
-            account.password_hash, account.must_change_password = hasher.hash(new), False
-            codeflow.activate(row, lifetime=settings.session_max_seconds)
-            location = await codeflow.issue_code(session, row, auth, platform().oidc_issuer)
-        record = await service.backend.get_account(account.id)
-        for org in await service.backend.memberships(account.id):
-            await service.directory.audit(
-                None, org, "account.password", account.email, actor=record, account_id=account.id
+
+@router.api_route(f"{OIDC}/logout", methods=["GET", "POST"])
+async def end_session(request: Request, service: ServiceDep) -> Response:
+    """Keycloak's end-session: ``refresh_token`` + ``client_id`` from a back end (POST,
+    answers 204), or ``id_token_hint`` from a browser (the signed-out page, or back to
+    ``post_logout_redirect_uri`` when it is the portal's)."""
+    values = dict(request.query_params)
+    if request.method == "POST":
+        values |= {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    lang = _lang(values.get("ui_locales", ""), request)
+    async with service.db.system_session() as session:
+        if values.get("refresh_token") and values.get("client_id"):
+            await codeflow.end_by_refresh_token(
+                session, client_id=values["client_id"], refresh_token=values["refresh_token"]
             )
-        return RedirectResponse(location, status_code=302, headers={"Cache-Control": "no-store"})
-
-    @router.api_route(f"{OIDC}/logout", methods=["GET", "POST"])
-    async def end_session(request: Request) -> Response:
-        """Keycloak's end-session: ``refresh_token`` + ``client_id`` from a back end (POST,
-        answers 204), or ``id_token_hint`` from a browser (the signed-out page, or back to
-        ``post_logout_redirect_uri`` when it is the portal's)."""
-        values = dict(request.query_params)
-        if request.method == "POST":
-            values |= {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-        lang = _lang(values.get("ui_locales", ""), request)
-        async with service.db.system_session() as session:
-            if values.get("refresh_token") and values.get("client_id"):
-                await codeflow.end_by_refresh_token(
-                    session, client_id=values["client_id"], refresh_token=values["refresh_token"]
-                )
-                if request.method == "POST" and not values.get("id_token_hint"):
-                    return Response(status_code=204, headers={"Cache-Control": "no-store"})
-            if values.get("id_token_hint"):
-                keys = (
-                    await session.execute(select(SigningKey).where(SigningKey.active))
-                ).scalars().all() or [await signing_key(session)]
-                for key in keys:
-                    if await codeflow.end_by_id_token(
-                        session, values["id_token_hint"], public_key=_public(key)
-                    ):
-                        break
-        back = values.get("post_logout_redirect_uri", "")
-        if back.startswith(f"{platform().public_url}/portal/"):
-            return RedirectResponse(back, status_code=302)
-        return _page("signed-out", lang=lang, back_url=f"{platform().public_url}/portal/")
-
-    return router
+            if request.method == "POST" and not values.get("id_token_hint"):
+                return Response(status_code=204, headers={"Cache-Control": "no-store"})
+        if values.get("id_token_hint"):
+            keys = (await session.execute(select(SigningKey).where(SigningKey.active))).scalars().all() or [
+                await signing_key(session)
+            ]
+            for key in keys:
+                if await codeflow.end_by_id_token(session, values["id_token_hint"], public_key=_public(key)):
+                    break
+    back = values.get("post_logout_redirect_uri", "")
+    if back.startswith(f"{platform().public_url}/portal/"):
+        return RedirectResponse(back, status_code=302)
+    return _page("signed-out", lang=lang, back_url=f"{platform().public_url}/portal/")
 
 
 def _public(key: SigningKey) -> Any:

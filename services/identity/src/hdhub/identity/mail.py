@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 
-from fastapi import APIRouter
-
 from hdhub.common.db import utcnow
 
 log = logging.getLogger("hdhub.identity.mail")
@@ -88,18 +86,3 @@ class Mailer:
             log.warning("mail not sent", extra={"subject": subject, "error_type": type(exc).__name__})
             return False
         return True
-
-
-def outbox_router(outbox: Outbox) -> APIRouter:
-    """``GET /dev/mail``: what was mailed, newest first (``?to=`` one recipient). Only
-    mounted in development without an SMTP host; nowhere else does it exist."""
-    router = APIRouter(tags=["development"])
-
-    @router.get("/dev/mail", summary="Mails sent by this development platform (no SMTP host)")
-    async def sent(to: str | None = None) -> list[dict[str, object]]:
-        return [
-            {"to": m.to, "subject": m.subject, "body": m.body, "sent_at": m.sent_at.isoformat()}
-            for m in outbox.mails(to)
-        ]
-
-    return router

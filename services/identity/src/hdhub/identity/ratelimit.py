@@ -107,10 +107,6 @@ class Failure:
     failures: int
     wait: float
 
-    @property
-    def starts_wait(self) -> bool:
-        return self.wait > 0
-
 
 class LoginGuard:
     """Checks before a credential is tried, and records its outcome.

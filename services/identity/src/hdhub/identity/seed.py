@@ -100,7 +100,10 @@ async def seed_demo(session: AsyncSession) -> None:
         session.add(account)
         await session.flush()
         for org_id, roles in a.roles.items():
-            session.add(Membership(account_id=account.id, organisation_id=org_id, roles=list(roles)))
+            # Demo members work on every registry; the docs show narrowing one (docs/identity.md).
+            session.add(
+                Membership(account_id=account.id, organisation_id=org_id, roles=list(roles), registries=["*"])
+            )
     for c in CLIENTS:
         if await session.get(SystemClient, c.client_id) is None:
             session.add(
@@ -110,6 +113,7 @@ async def seed_demo(session: AsyncSession) -> None:
                     name=c.name,
                     secret_hash=hasher.hash(c.secret),
                     roles=list(c.roles),
+                    registries=["*"],
                 )
             )
     for login in SFTP_LOGINS:

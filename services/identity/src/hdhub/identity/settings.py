@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+from pydantic import model_validator
 from pydantic_settings import SettingsConfigDict
 
-from hdhub.common.config import ServiceSettings
+from hdhub.common.config import ServiceSettings, is_placeholder, platform
 
 
 class IdentitySettings(ServiceSettings):
@@ -26,6 +27,9 @@ class IdentitySettings(ServiceSettings):
     keycloak_realm: str = "hdhub"
     keycloak_admin_client_id: str = "hdhub-identity"
     keycloak_admin_client_secret: str | None = None
+    #: The realm's public client with the password grant, through which a current password
+    #: is checked (POST /accounts/password); the portal's client has only the code flow.
+    keycloak_password_client: str = "hdhub-cli"
     #: Outgoing mail (account requests); without a host mails are only logged (development:
     #: kept in the outbox shown at /dev/mail).
     smtp_host: str | None = None
@@ -47,6 +51,36 @@ class IdentitySettings(ServiceSettings):
     #: Proxies (addresses or CIDRs, e.g. the ingress controller's pods) whose
     #: ``X-Forwarded-For`` names the client; without any, the header is ignored.
     trusted_proxies: list[str] = []
+
+    @model_validator(mode="after")
+    def _issuer_and_backend_agree(self) -> IdentitySettings:
+        """In production, tokens come from the issuer that holds the accounts: the embedded
+        one with the embedded backend, Keycloak with the Keycloak backend. Otherwise members
+        added here could never sign in, or tokens would name people identity cannot see."""
+        settings = platform()
+        if settings.environment != "production":
+            return self
+        own = f"{settings.public_url.rstrip('/')}/realms/hdhub"
+        issuer = settings.oidc_issuer.rstrip("/")
+        if self.backend == "keycloak":
+            if not self.keycloak_url:
+                raise ValueError("HDHUB_IDENTITY_KEYCLOAK_URL is unset (HDHUB_IDENTITY_BACKEND is keycloak)")
+            if is_placeholder(self.keycloak_admin_client_secret):
+                raise ValueError(
+                    "HDHUB_IDENTITY_KEYCLOAK_ADMIN_CLIENT_SECRET is unset or a placeholder; set it from a Secret"
+                )
+            if issuer == own:
+                raise ValueError(
+                    f"HDHUB_OIDC_ISSUER is identity's embedded issuer ({own}) while HDHUB_IDENTITY_BACKEND "
+                    "is keycloak; set it to the Keycloak realm's issuer"
+                )
+        elif issuer != own:
+            raise ValueError(
+                f"HDHUB_OIDC_ISSUER is {issuer}, not identity's embedded issuer ({own}), while "
+                "HDHUB_IDENTITY_BACKEND is embedded; with Keycloak set HDHUB_IDENTITY_BACKEND=keycloak "
+                "and HDHUB_IDENTITY_KEYCLOAK_URL"
+            )
+        return self
 
     @property
     def mail_outbox(self) -> bool:

@@ -47,6 +47,8 @@ class Membership(Base):
         ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
     roles: Mapped[list[Any]] = mapped_column(default=list)
+    #: Project codes (``HDBP0012``) the member works on here, or ``["*"]`` for every one.
+    registries: Mapped[list[Any]] = mapped_column(default=list, server_default='["*"]')
 
 
 class SystemClient(Base):
@@ -62,6 +64,7 @@ class SystemClient(Base):
     roles: Mapped[list[Any]] = mapped_column(default=list)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    registries: Mapped[list[Any]] = mapped_column(default=list, server_default='["*"]')
 
 
 class SigningKey(Base):

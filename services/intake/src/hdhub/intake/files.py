@@ -24,8 +24,12 @@ from typing import Any, NoReturn
 from sqlalchemy import delete, or_, select, update
 
 from hdhub.common.db import Database, after_commit, new_id, utcnow
+from hdhub.common.errors import FieldProblem, Problem, invalid
 from hdhub.common.jobs import JobQueue
+from hdhub.common.logging import SSIN_MASK
 from hdhub.common.objectstore import CHUNK, ObjectNotFound, ObjectStore
+from hdhub.common.paging import count
+from hdhub.common.ssin import mask_ssins
 from hdhub.common.wakeup import Wakeup
 from hdhub.intake import metrics
 from hdhub.intake.domain import checks
@@ -34,10 +38,13 @@ from hdhub.intake.settings import IntakeSettings
 from hdhub.intake.store import (
     ABORTED,
     ACCEPTED,
+    ACKNOWLEDGED,
+    LINKED,
     LOADED,
     RECEIVED,
     RECEIVING,
     REJECTED,
+    SENT,
     FileLink,
     FileRecord,
     IntakeFile,
@@ -49,6 +56,18 @@ log = logging.getLogger("hdhub.intake.files")
 #: Progress is written to the row at most this often (bytes), for the upload page and REST.
 PROGRESS_EVERY = 8 * 1024 * 1024
 LINK_JOB = "link"
+#: The states of files that count (checked, then linked and on their way).
+COUNTING = (ACCEPTED, LINKED, SENT, ACKNOWLEDGED, LOADED)
+SEND_JOB = "send-file"
+
+
+#: How a refusal is answered over HTTP and gRPC: status and the field it concerns.
+REFUSALS = {
+    "unknown-registry": (404, "registry"),
+    "file-name": (422, "filename"),
+    "too-large": (413, "body"),
+    "empty-file": (422, "body"),
+}
 
 
 class TransferRefused(Exception):
@@ -58,13 +77,31 @@ class TransferRefused(Exception):
         super().__init__(message)
         self.rule, self.message = rule, message
 
+    def problem(self) -> Problem:
+        """The refusal as the web upload answers it (``file-<rule>``)."""
+        if self.rule == "connection-lost":
+            return Problem(
+                400, "file-connection-lost", "The upload was cut", "Nothing was stored; send the file again."
+            )
+        status, field = REFUSALS.get(self.rule, (422, "body"))
+        if status == 422:
+            return invalid(
+                [FieldProblem(field, self.rule, self.message)],
+                title="The file is refused",
+                slug=f"file-{self.rule}",
+            )
+        return Problem(status, f"file-{self.rule}", "The file is refused", self.message)
+
+
+class ConnectionCut(Exception):
+    """The sender went away before the whole file arrived (raised by a body's iterator)."""
+
+
+CUT = "the request ended before the whole file arrived; nothing was stored"
+
 
 def drop_key(organisation_id: str, registry: str, file_id: str) -> str:
     return f"intake/drop/{organisation_id}/{registry}/{file_id}"
-
-
-def loaded_key(f: IntakeFile, day: str) -> str:
-    return f"intake/loaded/{f.organisation_id}/{f.registry_folder}/{day}/{f.id}-{f.filename}"
 
 
 class Transfer:
@@ -217,6 +254,7 @@ class Listing:
     files: list[IntakeFile]
     links: dict[str, list[FileLink]]
     records: dict[str, tuple[int, int]]  # file id -> (recordnames, linked recordnames)
+    total: int  # files matching the filters, on every page
 
 
 class Files:
@@ -225,11 +263,50 @@ class Files:
     def __init__(self, db: Database, objects: ObjectStore, settings: IntakeSettings) -> None:
         self.db, self.objects, self.settings = db, objects, settings
         self.jobs = JobQueue(db, Job, service="intake")
+        #: The keys and signers for sending files to the central platform (``central``).
+        self.central_sender: Any = None
         from hdhub.common.config import platform
 
         self.wake = Wakeup("intake", platform().redis_url)
 
     # --- transfers -----------------------------------------------------------------------
+
+    async def receive(
+        self,
+        *,
+        organisation_id: str,
+        registry: str,
+        filename: str,
+        source: str,
+        sender: str,
+        body: AsyncIterator[bytes],
+    ) -> IntakeFile:
+        """A file sent in one go (the web upload, over HTTP or gRPC): streamed into the
+        store as SFTP files are, and delivered under ``filename`` once ``body`` ends. A
+        refusal is a :class:`TransferRefused` (the file is listed with its rule); ``body``
+        raising :class:`ConnectionCut` or being cancelled leaves nothing stored."""
+        transfer = await self.begin(
+            organisation_id=organisation_id,
+            registry=registry,
+            filename=filename,
+            source=source,
+            sender=sender,
+        )
+        try:
+            async for chunk in body:
+                if chunk:
+                    await transfer.write(transfer.size, chunk)
+            return await transfer.commit(deliver_as=filename)
+        except TransferRefused:
+            raise
+        except (ConnectionCut, asyncio.CancelledError) as cut:
+            await transfer.abort("connection-lost", CUT)
+            if isinstance(cut, asyncio.CancelledError):
+                raise
+            raise TransferRefused("connection-lost", CUT) from None
+        except BaseException:
+            await transfer.abort("storage", "the file could not be stored; nothing was kept")
+            raise
 
     async def begin(
         self, *, organisation_id: str, registry: str, filename: str, source: str, sender: str
@@ -279,8 +356,10 @@ class Files:
         self, *, organisation_id: str, registry: str, filename: str, source: str, sender: str, reason: str
     ) -> None:
         """Record a transfer refused for its name (nothing stored): an aborted file whose
-        name shows control characters as ``?`` and keeps at most 255 characters."""
-        shown = "".join(c if c.isprintable() else "?" for c in filename)[:255]
+        name shows control characters as ``?``, an SSIN in it as ``[redacted-ssin]`` (the
+        file-name rule refuses names carrying one: the listing must not keep it either),
+        and keeps at most 255 characters."""
+        shown = mask_ssins("".join(c if c.isprintable() else "?" for c in filename), SSIN_MASK)[:255]
         file_id = new_id()
         async with self.db.session([organisation_id]) as session:
             session.add(
@@ -369,6 +448,13 @@ class Files:
         )
         return f
 
+    async def mark(self, f: IntakeFile, **values: Any) -> None:
+        """Set columns of a file's row (its way to the central platform)."""
+        async with self.db.system_session() as session:
+            await session.execute(
+                update(IntakeFile).where(IntakeFile.id == f.id).values(**values, updated_at=utcnow())
+            )
+
     # --- the SFTP folder view and delivery --------------------------------------------------
 
     async def waiting(self, organisation_id: str, registry: str) -> Sequence[IntakeFile]:
@@ -452,26 +538,31 @@ class Files:
         registration_id: str | None = None,
         file_id: str | None = None,
         limit: int = 100,
-        before: datetime | None = None,
+        offset: int = 0,
+        folders: Sequence[str] | None = None,
     ) -> Listing:
+        """A page of an organisation's files, newest first, with their links and records;
+        ``folders``: only the registry folders the caller is granted (None: every one)."""
         async with self.db.session([organisation_id]) as session:
-            q = select(IntakeFile).order_by(IntakeFile.started_at.desc(), IntakeFile.id).limit(limit)
+            q = select(IntakeFile)
+            if folders is not None:
+                q = q.where(IntakeFile.registry_folder.in_(list(folders)))
             if state:
                 q = q.where(IntakeFile.state == state)
             if registry:
                 q = q.where(IntakeFile.registry_folder == registry)
             if unmatched is not None:
-                q = q.where(IntakeFile.unmatched.is_(unmatched), IntakeFile.state == ACCEPTED)
+                q = q.where(IntakeFile.unmatched.is_(unmatched), IntakeFile.state.in_(COUNTING))
             if file_id:
                 q = q.where(IntakeFile.id == file_id)
-            if before:
-                q = q.where(IntakeFile.started_at < before)
             if registration_id:
                 q = q.where(
                     IntakeFile.id.in_(
                         select(FileLink.file_id).where(FileLink.registration_id == registration_id)
                     )
                 )
+            total = await count(session, q)
+            q = q.order_by(IntakeFile.started_at.desc(), IntakeFile.id).limit(limit).offset(offset)
             files = list((await session.execute(q)).scalars())
             ids = [f.id for f in files]
             links: dict[str, list[FileLink]] = {}
@@ -486,9 +577,9 @@ class Files:
                 for r in (
                     await session.execute(select(FileRecord).where(FileRecord.file_id.in_(ids)))
                 ).scalars():
-                    total, linked = records.get(r.file_id, (0, 0))
-                    records[r.file_id] = (total + 1, linked + (r.registration_id is not None))
-            return Listing(files, links, records)
+                    named, linked = records.get(r.file_id, (0, 0))
+                    records[r.file_id] = (named + 1, linked + (r.registration_id is not None))
+            return Listing(files, links, records, total)
 
     # --- housekeeping and the daily load -----------------------------------------------------
 
@@ -545,50 +636,6 @@ class Files:
         if purged:
             log.info("refused files purged", extra={"count": purged})
         return purged
-
-    async def load(self, *, day: str, limit: int = 500) -> int:
-        """The daily load: accepted, linked files leave the drop area for ``intake/loaded/``
-        (the objects stay in storage) and become LOADED. Each file moves under a
-        conditional update, so two workers, or a run taken over after a crash, never load
-        one file twice; an object already moved by a crashed run is found at its target."""
-        async with self.db.system_session() as session:
-            due = (
-                (
-                    await session.execute(
-                        select(IntakeFile)
-                        .where(IntakeFile.state == ACCEPTED, IntakeFile.unmatched.is_(False))
-                        .order_by(IntakeFile.delivered_at)
-                        .limit(limit)
-                    )
-                )
-                .scalars()
-                .all()
-            )
-        loaded = 0
-        for f in due:
-            target = loaded_key(f, day)
-            try:
-                await self.objects.move(f.object_key, target)
-            except Exception as exc:  # moved meanwhile by another worker, or missing
-                if await self.objects.stat(target) is None:
-                    log.error(
-                        "file object not loaded",
-                        extra={
-                            "organisation_id": f.organisation_id,
-                            "file_id": f.id,
-                            "error": type(exc).__name__,
-                        },
-                    )
-                    continue
-            async with self.db.system_session() as session:
-                result = await session.execute(
-                    update(IntakeFile)
-                    .where(IntakeFile.id == f.id, IntakeFile.state == ACCEPTED)
-                    .values(state=LOADED, object_key=target, loaded_at=utcnow(), updated_at=utcnow())
-                )
-                loaded += int(getattr(result, "rowcount", 0) or 0)
-        log.info("daily load", extra={"day": day, "loaded": loaded})
-        return loaded
 
     @staticmethod
     async def _drop_rows(session: Any, file_ids: list[str]) -> None:

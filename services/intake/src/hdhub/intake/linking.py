@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from hdhub.common.auth import ActingFor
-from hdhub.common.db import utcnow
+from hdhub.common.db import after_commit, utcnow
 from hdhub.common.grpc import channel
 from hdhub.common.service_auth import acting_as_service
 from hdhub.intake.domain.names import HIV_SEQUENCE, NGS
-from hdhub.intake.files import Files
-from hdhub.intake.store import ACCEPTED, FileLink, FileRecord, IntakeFile
+from hdhub.intake.files import SEND_JOB, Files
+from hdhub.intake.store import ACCEPTED, ACKNOWLEDGED, LINKED, SENT, FileLink, FileRecord, IntakeFile
 from hdhub.proto.registrations.v1 import registrations_pb2 as pb
 from hdhub.proto.registrations.v1 import registrations_pb2_grpc as pb_grpc
 
@@ -34,6 +34,8 @@ log = logging.getLogger("hdhub.intake.linking")
 VCF_FIELD, FILE_FIELD, RECORD_FIELD = "TX_VCF_FILE_NAME", "TX_ATT", "TX_ATT_RECRD"
 #: Registrations fetched per look-up: a sequence file has at most this many metadata records.
 LOOKUP_LIMIT = 1000
+#: States of a file that was fully linked.
+LINKED_ON = (LINKED, SENT, ACKNOWLEDGED)
 
 
 @dataclass
@@ -97,7 +99,7 @@ async def link(files: Files, file_id: str) -> bool:
     async with files.db.system_session() as session:
         f = await session.get(IntakeFile, file_id)
         if f is None or f.state != ACCEPTED:
-            return False
+            return f is not None and f.state in LINKED_ON  # linked before: matched
         recordnames = list(
             (
                 await session.execute(
@@ -111,7 +113,7 @@ async def link(files: Files, file_id: str) -> bool:
         # the second sees the first's links instead of inserting them again.
         current = await session.get(IntakeFile, file_id, with_for_update=True)
         if current is None or current.state != ACCEPTED:
-            return False
+            return current is not None and current.state in LINKED_ON
         existing = {
             (link.registration_id, link.recordname)
             for link in (await session.execute(select(FileLink).where(FileLink.file_id == file_id))).scalars()
@@ -138,6 +140,11 @@ async def link(files: Files, file_id: str) -> bool:
         current.updated_at = utcnow()
         if found.complete:
             current.linked_at = utcnow()
+            current.state = LINKED
+            files.jobs.enqueue(
+                session, SEND_JOB, organisation_id=f.organisation_id, subject_id=file_id, actor=f.sender
+            )
+            after_commit(session, files.wake.notify)
     log.info(
         "file linked" if found.complete else "file not yet matched",
         extra={"organisation_id": f.organisation_id, "file_id": file_id, "links": len(found.links)},

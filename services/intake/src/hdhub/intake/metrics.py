@@ -29,6 +29,19 @@ OLDEST_UNMATCHED_AGE = Gauge(
     ["registry"],
 )
 
+BYTES_SENT = Counter("hdhub_intake_bytes_sent_to_central", "File bytes streamed to the central platform")
+SEND_ATTEMPTS = Counter(
+    "hdhub_intake_send_attempts",
+    "Attempts at sending a file to the central platform, by outcome (acknowledged, or why it waits)",
+    ["outcome"],
+)
+
+LATE_VCFS = Gauge(
+    "hdhub_intake_late_vcfs",
+    "NGS registrations whose VCF has not arrived vcf_late_hours after they were created (no labels: "
+    "never an organisation or a file name)",
+)
+
 
 async def refresh(service: IntakeService) -> None:
     async with service.db.system_session() as session:

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import grpc
 from fastapi import APIRouter
@@ -16,6 +16,9 @@ from hdhub.common.objectstore import SealedStore, open_store
 from hdhub.common.runtime import Service, run_worker
 from hdhub.intake.files import Files
 from hdhub.intake.settings import IntakeSettings
+
+if TYPE_CHECKING:
+    from hdhub.intake.sftp import SftpEdge
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger("hdhub.intake")
@@ -33,17 +36,18 @@ class IntakeService(Service):
             open_store(self.settings.object_store_url), self.settings.envelope(), purpose="intake"
         )
         self.files = Files(self.db, self.objects, self.settings)
-        self._sftp: Any = None
+        self._sftp: SftpEdge | None = None
 
     @property
     def sftp_port(self) -> int | None:
         """The port SFTP listens on (a free one in tests), once started."""
-        return int(self._sftp.get_port()) if self._sftp is not None else None
+        return self._sftp.get_port() if self._sftp is not None else None
 
     def routers(self) -> Sequence[APIRouter]:
+        from hdhub.common.web import answering_for
         from hdhub.intake import api
 
-        return [api.build_router(self)]
+        return answering_for(self, api.router)
 
     def grpc_registrations(self) -> Sequence[Callable[[grpc.aio.Server], None]]:
         from hdhub.intake.grpc import IntakeServicer
@@ -61,12 +65,13 @@ class IntakeService(Service):
         """The SFTP edge starts with the gRPC edge: both are what `hdhub run` serves (and
         `hdhub worker`, which serves neither, does not listen on 2222)."""
         await super().start_grpc()
-        from hdhub.intake.sftp import start_sftp
+        from hdhub.intake.sftp import host_key, start_sftp
 
         s = self.settings
         port = s.resolved_sftp_port()
+        key = host_key(s.host_key_path(), s.sftp_host_key)
         try:
-            self._sftp = await start_sftp(self.files, host=s.sftp_host, port=port, key_path=s.host_key_path())
+            self._sftp = await start_sftp(self.files, host=s.sftp_host, port=port, key=key)
         except OSError as exc:
             raise RuntimeError(
                 f"the SFTP server cannot listen on {s.sftp_host}:{port} ({exc.strerror}); "
@@ -87,8 +92,7 @@ class IntakeService(Service):
 
     async def stop(self) -> None:
         if self._sftp is not None:
-            self._sftp.close()
-            await self._sftp.wait_closed()
+            await self._sftp.drain(self.settings.sftp_drain_seconds)
             self._sftp = None
         await super().stop()
         await self.objects.close()

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from hdhub.common.paging import Page
+
 
 class LinkOut(BaseModel):
     registration_id: str
@@ -23,7 +25,9 @@ class FileOut(BaseModel):
     source: str = Field(description="sftp or http")
     sender: str
     state: str = Field(
-        description="receiving, received (waiting to be moved to Finished), aborted, accepted, rejected, loaded"
+        description="receiving, received (waiting to be moved to Finished), aborted, accepted (checked, "
+        "waiting for its registration), rejected, linked, sent (to the central platform), acknowledged "
+        "(by the central platform; out of the drop area), loaded (earlier releases)"
     )
     bytes_received: int = Field(description="Progress while receiving; the size afterwards")
     size: int | None
@@ -41,5 +45,36 @@ class FileOut(BaseModel):
     linked_at: datetime | None
     loaded_at: datetime | None
     content_purged_at: datetime | None = Field(
-        None, description="A refused file's bytes were deleted then (its retention ran out); the reason stays"
+        None,
+        description="The file's bytes were deleted then (a refused or an acknowledged file's retention ran "
+        "out); the row stays",
     )
+    sent_at: datetime | None = Field(None, description="The last byte went to the central platform")
+    acknowledged_at: datetime | None = Field(
+        None, description="The central platform acknowledged the file (its SHA-256 checked)"
+    )
+    central_offset: int = Field(
+        0, description="Bytes the central platform holds (a cut transfer resumes there)"
+    )
+    send_problem: str = Field(
+        "",
+        description="Why the file waits to be sent or acknowledged (registration-not-delivered, "
+        "central-unavailable, central-rejected:<rule>, no-published-certificate...); empty otherwise",
+    )
+
+
+class FilePage(Page[FileOut]):
+    """A page of an organisation's files, newest first."""
+
+
+class LateVcfOut(BaseModel):
+    registration_id: str
+    registration_code: str
+    status: str
+    filename: str = Field(description="The VCF file name the registration names (TX_VCF_FILE_NAME)")
+    created_at: datetime
+    late_since: datetime = Field(description="created_at plus HDHUB_INTAKE_VCF_LATE_HOURS")
+
+
+class LateVcfPage(Page[LateVcfOut]):
+    """NGS registrations of an organisation whose VCF has not arrived in time, oldest first."""

@@ -19,19 +19,27 @@ Traces: a session is a span (``sftp session``, the root of its trace), each file
 span under it (``sftp file``, open to close, the object store's put inside), and each move
 into Finished another (``sftp deliver``), in which the link job is enqueued: the link
 continues this trace. No file name goes into a span (they name patients).
+
+Shutdown drains (:meth:`SftpEdge.drain`): new sessions are refused, running transfers may
+finish within the grace period, then the sessions left are closed with a message saying to
+reconnect (a file still open then was not stored, and says so in /api/v1/files).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import stat
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
 import asyncssh
-from asyncssh.constants import FXF_APPEND, FXF_READ, FXF_WRITE
+from asyncssh.constants import DEFAULT_LANG, FXF_APPEND, FXF_READ, FXF_WRITE, MSG_DISCONNECT
+from asyncssh.packet import String, UInt32
 from opentelemetry import trace
 from opentelemetry.context.context import Context
 
@@ -45,6 +53,14 @@ from hdhub.proto.identity.v1 import identity_pb2_grpc as identity_grpc
 
 log = logging.getLogger("hdhub.intake.sftp")
 _tracer = trace.get_tracer("hdhub.intake.sftp")
+
+#: Sent to the sessions closed by a shutdown (the client shows it).
+SHUTDOWN_MESSAGE = "the server is restarting: reconnect in a moment (a file that was still open was not stored; send it again)"
+#: How long a client told to go may take to hang up before its connection is cut.
+HANG_UP_SECONDS = 1.0
+#: During a drain, a session is closed once it has had no open file for this long: time for
+#: the move into Finished that usually follows a transfer.
+SETTLE_SECONDS = 2.0
 
 DIR_MODE = stat.S_IFDIR | 0o750
 # Write-only: the sender may put a file but never read it back.
@@ -87,14 +103,25 @@ async def verify_password(username: str, password: str, address: str) -> str | N
 class IntakeSSHServer(asyncssh.SSHServer):
     """One SSH connection: password logins only, no shells, no forwarding."""
 
-    def __init__(self) -> None:
+    def __init__(self, edge: SftpEdge) -> None:
+        self.edge = edge
         self.organisation_id: str | None = None
         self.username = ""
         self.address = ""
+        self.conn: asyncssh.SSHServerConnection | None = None
+        self.sessions: set[IntakeSFTPServer] = set()
+        self.closing = False
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         peer = conn.get_extra_info("peername")
         self.address = str(peer[0]) if peer else ""
+        self.conn = conn
+        self.edge.connections.add(self)
+        if self.edge.draining:  # accepted just as the listener closed
+            self.edge.close_session(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.edge.connections.discard(self)
 
     def begin_auth(self, username: str) -> bool:
         return True
@@ -110,6 +137,31 @@ class IntakeSSHServer(asyncssh.SSHServer):
         log.info("sftp login", extra={"organisation_id": organisation_id, "address": self.address})
         return True
 
+    def settled(self, now: float) -> bool:
+        """No file open, and none closed within :data:`SETTLE_SECONDS`."""
+        return all(
+            not s.open_transfers and now - s.last_transfer_end >= SETTLE_SECONDS for s in self.sessions
+        )
+
+    async def close_for_shutdown(self) -> None:
+        """Tell the client why (:data:`SHUTDOWN_MESSAGE`), give it a second to hang up, as
+        clients do on a disconnect message, then close. (asyncssh's ``disconnect()`` closes
+        the channels first and resets the socket at once: clients often meet the reset
+        before the message and never show it.)"""
+        if self.conn is None or self.closing:
+            return
+        self.closing = True
+        self.conn.send_packet(
+            MSG_DISCONNECT,
+            UInt32(asyncssh.DISC_BY_APPLICATION),
+            String(SHUTDOWN_MESSAGE),
+            String(DEFAULT_LANG),
+        )
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HANG_UP_SECONDS):
+                await self.conn.wait_closed()
+        self.conn.abort()
+
 
 class IntakeSFTPServer(asyncssh.SFTPServer):
     """The virtual tree of one organisation (see the module docstring)."""
@@ -119,8 +171,11 @@ class IntakeSFTPServer(asyncssh.SFTPServer):
         owner = chan.get_connection().get_owner()
         assert isinstance(owner, IntakeSSHServer) and owner.organisation_id
         self.organisation_id, self.username = owner.organisation_id, owner.username
+        self.owner = owner
+        owner.sessions.add(self)
         self.files = files
         self.open_transfers: set[Transfer] = set()
+        self.last_transfer_end = 0.0
         # A session span of its own (asyncssh runs the requests outside any trace); ended
         # in exit(). Each file's span is a child, ended when the file is closed or aborted.
         self._session = _tracer.start_span(
@@ -220,6 +275,8 @@ class IntakeSFTPServer(asyncssh.SFTPServer):
     # --- files ----------------------------------------------------------------------------
 
     async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> Transfer:
+        if self.owner.edge.draining:
+            raise asyncssh.SFTPFailure("the server is restarting: reconnect in a moment to send more files")
         parts = self._parts(path)
         if pflags & FXF_READ:
             raise denied("files are write-only: once sent, a file belongs to the platform")
@@ -283,6 +340,7 @@ class IntakeSFTPServer(asyncssh.SFTPServer):
         if not isinstance(file_obj, Transfer):
             return
         self.open_transfers.discard(file_obj)
+        self.last_transfer_end = time.monotonic()
         if file_obj.finished:
             self._end_file(file_obj)
             return
@@ -386,10 +444,15 @@ class IntakeSFTPServer(asyncssh.SFTPServer):
         for transfer in list(self._file_spans):
             self._end_file(transfer)
         self._session.end()
+        self.owner.sessions.discard(self)
 
 
-def host_key(path: Path) -> asyncssh.SSHKey:
-    """The SFTP host key: read, or generated on first start (embedded defaults only)."""
+def host_key(path: Path, text: str | None = None) -> asyncssh.SSHKey:
+    """The SFTP host key: ``text`` (the key itself, from a Secret), else read from ``path``,
+    else generated there on first start (embedded defaults only: production refuses to
+    start without one, IntakeSettings)."""
+    if text:
+        return asyncssh.import_private_key(text)
     if path.exists():
         return asyncssh.read_private_key(str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -400,17 +463,67 @@ def host_key(path: Path) -> asyncssh.SSHKey:
     return key
 
 
-async def start_sftp(files: Files, *, host: str, port: int, key_path: Path) -> Any:
-    """Listen for SFTP; the returned acceptor's ``get_port()`` is the bound port."""
-    key = host_key(key_path)
-    return await asyncssh.create_server(
-        IntakeSSHServer,
-        host,
-        port,
-        server_host_keys=[key],
-        sftp_factory=lambda chan: IntakeSFTPServer(chan, files),
-        allow_scp=False,
-        agent_forwarding=False,
-        x11_forwarding=False,
-        login_timeout=60,
-    )
+class SftpEdge:
+    """The SFTP listener and its open connections, drained on shutdown."""
+
+    def __init__(self, files: Files) -> None:
+        self.files = files
+        self.connections: set[IntakeSSHServer] = set()
+        self.draining = False
+        self._acceptor: Any = None
+        self._closing: set[asyncio.Future[None]] = set()
+
+    def get_port(self) -> int:
+        return int(self._acceptor.get_port())
+
+    async def start(self, *, host: str, port: int, key: asyncssh.SSHKey) -> None:
+        self._acceptor = await asyncssh.create_server(
+            lambda: IntakeSSHServer(self),
+            host,
+            port,
+            server_host_keys=[key],
+            sftp_factory=lambda chan: IntakeSFTPServer(chan, self.files),
+            allow_scp=False,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            login_timeout=60,
+        )
+
+    def close_session(self, connection: IntakeSSHServer) -> None:
+        """Close one connection as :meth:`IntakeSSHServer.close_for_shutdown` does."""
+        task = asyncio.ensure_future(connection.close_for_shutdown())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def drain(self, seconds: float) -> None:
+        """Stop listening, so new sessions are refused; close each session once it has no
+        file open (after :data:`SETTLE_SECONDS`, for the move into Finished), for up to
+        ``seconds``; then close the rest, whose open files are aborted and not stored.
+        Every closed session is told why (:data:`SHUTDOWN_MESSAGE`)."""
+        self.draining = True
+        self._acceptor.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        if self.connections:
+            log.info("sftp draining", extra={"sessions": len(self.connections), "drain_seconds": seconds})
+        while self.connections and loop.time() < deadline:
+            now = time.monotonic()
+            for connection in self.connections:
+                if not connection.closing and connection.settled(now):
+                    self.close_session(connection)
+            await asyncio.sleep(0.1)
+        left = [c for c in self.connections if not c.closing]
+        if left:
+            log.warning("sftp sessions closed with files still open", extra={"sessions": len(left)})
+        for connection in left:
+            self.close_session(connection)
+        # Each ends within HANG_UP_SECONDS; its open files are aborted as it does.
+        await asyncio.gather(*self._closing, return_exceptions=True)
+        await self._acceptor.wait_closed()
+
+
+async def start_sftp(files: Files, *, host: str, port: int, key: asyncssh.SSHKey) -> SftpEdge:
+    """Listen for SFTP; the returned edge's ``get_port()`` is the bound port."""
+    edge = SftpEdge(files)
+    await edge.start(host=host, port=port, key=key)
+    return edge

@@ -12,15 +12,20 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from hdhub.common.db import TYPE_MAP, TenantScoped, new_id, utcnow
 from hdhub.common.jobs import JobColumns
+from hdhub.common.tallies import TallyColumns
 
-# File states. A file "counts" (is checked, linked and loaded) only from ACCEPTED on.
+# File states, in the order a file goes through them: received, accepted (checked),
+# linked, sent, acknowledged. A file "counts" only from ACCEPTED on.
 RECEIVING = "receiving"  # bytes are arriving; visible only as progress
 RECEIVED = "received"  # complete, waiting in the SFTP folder to be moved to Finished
 ABORTED = "aborted"  # the transfer did not complete (cut, too large, empty): nothing kept
-ACCEPTED = "accepted"  # delivered and every check passed; linked or waiting for its registration
+ACCEPTED = "accepted"  # delivered and every check passed (checked); waiting for its registration
 REJECTED = "rejected"  # delivered, a check failed: ``rule`` and ``reason`` say which
-LOADED = "loaded"  # taken by the daily load: out of the drop area, kept in storage
-STATES = (RECEIVING, RECEIVED, ABORTED, ACCEPTED, REJECTED, LOADED)
+LOADED = "loaded"  # earlier releases' daily load (out of the drop area); no longer given
+LINKED = "linked"  # accepted and linked to every registration it needs: to be sent
+SENT = "sent"  # streamed whole to the central platform, its acknowledgement not yet in
+ACKNOWLEDGED = "acknowledged"  # the central platform holds it (digest checked): out of the drop area
+STATES = (RECEIVING, RECEIVED, ABORTED, ACCEPTED, REJECTED, LOADED, LINKED, SENT, ACKNOWLEDGED)
 
 
 class Base(DeclarativeBase):
@@ -59,6 +64,15 @@ class IntakeFile(TenantScoped, Base):
     #: When a refused file's bytes were deleted (its retention ran out); the row, with its
     #: rule and reason, stays to show the refusal.
     content_purged_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    #: The way to the central platform: the last byte out, the acknowledgement in, the
+    #: bytes the central side holds (a cut transfer resumes there), and why the file waits
+    #: (empty when it does not: ``registration-not-delivered``, ``central-unavailable``,
+    #: ``central-rejected:<rule>``, ``no-published-certificate``...).
+    sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(nullable=True, index=True)
+    central_offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    send_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    send_problem: Mapped[str] = mapped_column(String(200), default="")
 
 
 class FileLink(TenantScoped, Base):
@@ -98,3 +112,9 @@ class ScheduledRun(Base):
     kind: Mapped[str] = mapped_column(String(32), primary_key=True)
     slot: Mapped[str] = mapped_column(String(32), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IntakeFileTally(TallyColumns, Base):
+    """Files per organisation and state (``accepted/unmatched`` for an unmatched one), kept by triggers."""
+
+    __tablename__ = "intake_file_tallies"

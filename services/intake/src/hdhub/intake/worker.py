@@ -1,11 +1,17 @@
 """Intake's background work, as durable jobs (``hdhub.common.jobs``):
 
 - ``link``: one file delivered and accepted, linked to its registrations;
-- ``relink``: every ``relink_seconds``, each accepted but unmatched file is linked again;
-- ``daily-load``: once per UTC day from ``daily_load_hour``, accepted and linked files
-  leave the drop area (see :meth:`Files.load`);
+- ``relink``: every ``relink_seconds``, each accepted but unmatched file is linked again,
+  and the late VCFs are counted (:func:`hdhub.intake.late.watch`);
+- ``send-file``: one linked file streamed to the central platform with its registrations
+  (:mod:`hdhub.intake.central`); deferred by ``send_retry_seconds`` while it cannot go
+  (registration not delivered yet, the central platform down, a cut: resumed next time);
+  acknowledged, it leaves the drop area;
+- ``daily-load``: once per UTC day from ``daily_load_hour``, a send job for every linked
+  or sent file that has none queued (the daily catch-up);
 - ``purge-refused``: every hour, refused files past ``refused_retention_days`` lose their
-  bytes (see :meth:`Files.purge_refused`).
+  bytes (see :meth:`Files.purge_refused`), and acknowledged files past
+  ``sent_retention_days`` theirs (:func:`hdhub.intake.central.purge_sent`).
 
 Scheduled runs are enqueued with a row in ``scheduled_runs`` keyed by (kind, slot) in the
 same transaction: two workers racing to schedule the same run make one job between them,
@@ -15,7 +21,7 @@ and the job itself is claimed by exactly one worker (leases, SKIP LOCKED).
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -23,14 +29,16 @@ from sqlalchemy.exc import IntegrityError
 
 from hdhub.common.db import utcnow
 from hdhub.common.telemetry import job_span
-from hdhub.intake.files import LINK_JOB, Files
+from hdhub.intake import late
+from hdhub.intake.central import CentralSender, Waiting, purge_sent, send
+from hdhub.intake.files import LINK_JOB, SEND_JOB, Files
 from hdhub.intake.linking import link
-from hdhub.intake.store import ACCEPTED, IntakeFile, ScheduledRun
+from hdhub.intake.store import ACCEPTED, LINKED, SENT, IntakeFile, Job, ScheduledRun
 
 log = logging.getLogger("hdhub.intake.worker")
 
 RELINK_JOB, LOAD_JOB, PURGE_JOB = "relink", "daily-load", "purge-refused"
-KINDS = [LINK_JOB, RELINK_JOB, LOAD_JOB, PURGE_JOB]
+KINDS = [LINK_JOB, RELINK_JOB, LOAD_JOB, PURGE_JOB, SEND_JOB]
 
 
 async def schedule(files: Files, kind: str, slot: str) -> bool:
@@ -56,7 +64,7 @@ async def schedule_due(files: Files, now: datetime | None = None) -> None:
     await schedule(files, PURGE_JOB, now.strftime("%Y-%m-%dT%H"))
 
 
-async def relink(files: Files) -> int:
+async def relink(files: Files, now: datetime | None = None) -> int:
     async with files.db.system_session() as session:
         ids = list(
             (
@@ -67,18 +75,54 @@ async def relink(files: Files) -> int:
                 )
             ).scalars()
         )
-    return sum([await link(files, file_id) for file_id in ids])
+    linked = sum([await link(files, file_id) for file_id in ids])
+    await late.watch(files, now)  # a registration may have got its VCF, or become late
+    return linked
+
+
+async def catch_up(files: Files) -> int:
+    """A send job for each linked or sent file without one queued (lost, or parked)."""
+    async with files.db.system_session() as session:
+        queued = select(Job.subject_id).where(Job.kind == SEND_JOB, Job.status.in_(("queued", "running")))
+        rows = (
+            await session.execute(
+                select(IntakeFile.id, IntakeFile.organisation_id, IntakeFile.sender)
+                .where(IntakeFile.state.in_((LINKED, SENT)), IntakeFile.id.not_in(queued))
+                .limit(1000)
+            )
+        ).all()
+        for file_id, organisation_id, sender in rows:
+            files.jobs.enqueue(
+                session, SEND_JOB, organisation_id=organisation_id, subject_id=file_id, actor=sender
+            )
+    return len(rows)
+
+
+def _sender(files: Files) -> CentralSender:
+    if files.central_sender is None:
+        files.central_sender = CentralSender(files)
+    assert isinstance(files.central_sender, CentralSender)
+    return files.central_sender
 
 
 async def run(files: Files, job: Any, now: datetime | None = None) -> None:
-    if job.kind == LINK_JOB:
+    if job.kind == SEND_JOB:
+        try:
+            await send(files, _sender(files), str(job.subject_id), now)
+        except Waiting:
+            later = (now or utcnow()) + timedelta(seconds=files.settings.send_retry_seconds)
+            async with files.db.system_session() as session:
+                await files.jobs.defer(session, job.id, later)
+            return
+    elif job.kind == LINK_JOB:
         await link(files, str(job.subject_id))
     elif job.kind == RELINK_JOB:
-        await relink(files)
+        await relink(files, now)
     elif job.kind == LOAD_JOB:
-        await files.load(day=str(job.payload.get("slot") or job.subject_id))
+        await catch_up(files)
     elif job.kind == PURGE_JOB:
         await files.purge_refused(now)
+        await purge_sent(files, now)
     async with files.db.system_session() as session:
         await files.jobs.finish(session, job.id)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from hdhub.nippin.domain.tack import Tack, TackError, parse
+from hdhub.common.tack import Tack, TackError, parse
 
 MESSAGE_ID_HEADER = "X-NIP-Message-Id"
 ANSWER_SUFFIX = ".tack.xml"

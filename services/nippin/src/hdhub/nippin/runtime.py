@@ -32,9 +32,10 @@ class NippinService(Service):
         self.objects = SealedStore(open_store(self.settings.object_store_url), envelope, purpose="nippin")
 
     def routers(self) -> Sequence[APIRouter]:
+        from hdhub.common.web import answering_for
         from hdhub.nippin import api
 
-        return [api.build_router(self)]
+        return answering_for(self, api.router)
 
     def grpc_registrations(self) -> Sequence[Callable[[grpc.aio.Server], None]]:
         from hdhub.nippin.grpc import NippinServicer

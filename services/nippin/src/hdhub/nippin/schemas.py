@@ -7,11 +7,18 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from hdhub.common.paging import Page
+from hdhub.nippin.service import ARCHIVE_REASON_MAX, ARCHIVE_REASON_MIN
 
-class RegistryOut(BaseModel):
+
+class ReimbursedRegistryOut(BaseModel):
     project_code: str
     dcd_code: str
     labels: dict[str, str]
+
+
+class ReimbursedRegistryPage(Page[ReimbursedRegistryOut]):
+    """A page of the reimbursed registries."""
 
 
 class TransitionOut(BaseModel):
@@ -48,14 +55,15 @@ class MessageOut(BaseModel):
     transitions: list[TransitionOut] | None = None
 
 
-class MessagePage(BaseModel):
-    items: list[MessageOut]
-    total: int
+class MessagePage(Page[MessageOut]):
+    """A page of messages, newest first."""
 
 
 class ArchiveIn(BaseModel):
     reason: str = Field(
-        min_length=3, max_length=500, description="Why the message is never to be processed again"
+        min_length=ARCHIVE_REASON_MIN,
+        max_length=ARCHIVE_REASON_MAX,
+        description="Why the message is never to be processed again",
     )
 
 
@@ -76,10 +84,19 @@ class ReportOut(BaseModel):
     built_at: datetime
 
 
-class RecordPage(BaseModel):
-    report: ReportOut | None
-    items: list[RecordOut]
-    total: int
+class ReportPage(Page[ReportOut]):
+    """A page of the nightly reports kept, newest first."""
+
+
+class RecordPage(Page[RecordOut]):
+    """A page of a report's records."""
+
+
+class ReportRecords(BaseModel):
+    """A report and a page of its records."""
+
+    report: ReportOut | None = Field(description="None before the first report is built")
+    records: RecordPage
 
 
 class ExportIn(BaseModel):
@@ -104,3 +121,7 @@ class ExportOut(BaseModel):
     created_at: datetime
     ready_at: datetime | None
     download: str | None
+
+
+class ExportPage(Page[ExportOut]):
+    """A page of exports, newest first."""

@@ -23,13 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hdhub.common.config import platform
 from hdhub.common.db import Database, after_commit, new_id, utcnow
 from hdhub.common.envelope import Envelope
-from hdhub.common.errors import Problem, not_found
+from hdhub.common.errors import FieldProblem, Problem, invalid, not_found
 from hdhub.common.jobs import JobQueue
+from hdhub.common.tack import Outcome, Tack
 from hdhub.common.wakeup import Wakeup
 from hdhub.nippin.domain import message as xml_message
 from hdhub.nippin.domain import statuses
 from hdhub.nippin.domain.statuses import ARCHIVED, ERROR, INVALID, SENT, TO_SEND
-from hdhub.nippin.domain.tack import Outcome, Tack
 from hdhub.nippin.mycarenet import Folder, Rest, Unreachable
 from hdhub.nippin.settings import NippinSettings
 from hdhub.nippin.store import Job, MessageTransition, NippinMessage
@@ -38,6 +38,8 @@ log = logging.getLogger("hdhub.nippin")
 
 SEND_JOB = "send"
 NONCE = 12
+#: The length of the reason a person gives for archiving a message.
+ARCHIVE_REASON_MIN, ARCHIVE_REASON_MAX = 3, 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,22 @@ def _implant_date(fields: Sequence[tuple[str, str]]) -> date | None:
         return date.fromisoformat(value) if value else None
     except ValueError:
         return None
+
+
+async def message_and_moves(
+    session: AsyncSession, message_id: str
+) -> tuple[NippinMessage, list[MessageTransition]]:
+    """A message (of the session's organisations) and its moves, oldest first; 404 when
+    there is none."""
+    message = await session.get(NippinMessage, message_id)
+    if message is None:
+        raise not_found("Message")
+    moves = await session.execute(
+        select(MessageTransition)
+        .where(MessageTransition.message_id == message.id)
+        .order_by(MessageTransition.id)
+    )
+    return message, list(moves.scalars())
 
 
 class Messages:
@@ -200,7 +218,17 @@ class Messages:
     async def archive(
         self, *, organisation_id: str, message_id: str, reason: str, actor: str
     ) -> NippinMessage:
-        """A person archives a message: it is never processed again."""
+        """A person archives a message, saying why: it is never processed again."""
+        if not ARCHIVE_REASON_MIN <= len(reason.strip()) <= ARCHIVE_REASON_MAX:
+            raise invalid(
+                [
+                    FieldProblem(
+                        "reason",
+                        "length",
+                        f"Say why in {ARCHIVE_REASON_MIN} to {ARCHIVE_REASON_MAX} characters.",
+                    )
+                ]
+            )
         async with self.db.session([organisation_id]) as session:
             message = await session.get(NippinMessage, message_id, with_for_update=True)
             if message is None:

@@ -39,9 +39,6 @@ class NippinSettings(ServiceSettings, MasterKeySettings):
     retry_max_seconds: float = 3600.0
     #: The nightly report runs once per UTC day from this hour on.
     report_hour: int = 1
-    #: Organisations reported every night besides those with messages (an organisation
-    #: whose registrations never made a message would otherwise have no report to show it).
-    report_organisations: list[str] = []
     #: Days a message keeps its XML (with the SSIN) after it reached a final status (SENT
     #: with its TACK, INVALID, ARCHIVED); then the XML is deleted, the row and statuses stay.
     message_retention_days: float = 180.0

@@ -11,6 +11,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from hdhub.common.db import TYPE_MAP, TenantScoped, new_id, utcnow
 from hdhub.common.jobs import JobColumns
+from hdhub.common.tallies import TallyColumns
 from hdhub.nippin.domain.statuses import TO_SEND
 
 
@@ -127,3 +128,9 @@ class ScheduledRun(Base):
     kind: Mapped[str] = mapped_column(String(32), primary_key=True)
     slot: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NippinMessageTally(TallyColumns, Base):
+    """Billing messages per organisation and status, kept by triggers."""
+
+    __tablename__ = "nippin_message_tallies"

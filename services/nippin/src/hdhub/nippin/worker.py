@@ -59,7 +59,7 @@ async def schedule_due(service: NippinService, now: datetime) -> None:
 
 async def nightly_reports(service: NippinService, night: str) -> None:
     day = datetime.fromisoformat(night).date()
-    for organisation_id in await reports.organisations(service.db, service.settings.report_organisations):
+    for organisation_id in await reports.reimbursed_organisations():
         try:
             await reports.build(service.db, organisation_id, day)
         except Exception as exc:  # one organisation's failure does not stop the others'

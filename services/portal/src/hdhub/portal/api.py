@@ -9,39 +9,33 @@ a token, 401. A User Manager or DP Manager is no Certificate Editor by that role
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Header, Path, UploadFile
+from fastapi import APIRouter, File, Form, Header, Path, UploadFile
 from fastapi.responses import JSONResponse
 
-from hdhub.common.auth import Action, Principal
+from hdhub.common.auth import Action
 from hdhub.common.errors import forbidden
 from hdhub.common.filenames import BadFileName, checked_file_name, file_name_refused
 from hdhub.common.limits import MAX_INT
-from hdhub.common.web import CurrentPrincipal, Language, idempotent, request_fingerprint
+from hdhub.common.paging import Limit, Offset
+from hdhub.common.web import CurrentPrincipal, Language, OrganisationId, idempotent, request_fingerprint
+from hdhub.portal.deps import CertificateEditor, ServiceDep, SessionDep
 from hdhub.portal.schemas import (
     CertificateVersion,
+    CertificateVersionPage,
     KeyInfo,
     OrganisationCertificates,
+    OrganisationCertificatesPage,
     StatusLine,
+    StatusLinePage,
     UploadedCertificate,
 )
 from hdhub.portal.store import Certificate, CertificateEvent, IdempotencyKey
 
-if TYPE_CHECKING:
-    from hdhub.portal.runtime import PortalService
-
-OrganisationId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 VersionNumber = Annotated[int, Path(ge=1, le=MAX_INT)]
 
-
-def certificate_editor_of(organisation_id: OrganisationId, principal: CurrentPrincipal) -> Principal:
-    """The caller, when a Certificate Editor of ``organisation_id`` (else 403)."""
-    principal.require(Action.CERTIFICATE_MANAGE, organisation_id)
-    return principal
-
-
-CertificateEditor = Annotated[Principal, Depends(certificate_editor_of)]
+router = APIRouter(prefix="/api/v1/certificates", tags=["certificates"])
 
 
 def status_line(e: CertificateEvent) -> StatusLine:
@@ -66,129 +60,143 @@ def version_out(c: Certificate, status: CertificateEvent | None) -> CertificateV
     )
 
 
-def build_router(service: PortalService) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/certificates", tags=["certificates"])
-    certificates, db = service.certificates, service.db
-
-    @router.get(
-        "", response_model=list[OrganisationCertificates], summary="Organisations whose certificates I manage"
-    )
-    async def overview(principal: CurrentPrincipal) -> list[OrganisationCertificates]:
-        organisations = principal.organisations_for(Action.CERTIFICATE_MANAGE)
-        if not organisations:
-            raise forbidden("Only Certificate Editors manage certificates.")
-        out = []
-        async with db.session(organisations) as session:
-            for org in sorted(organisations):
-                versions = await certificates.versions(session, org)
-                published = next((version_out(c, e) for c, e in versions if c.published), None)
-                out.append(
-                    OrganisationCertificates(
-                        organisation_id=org, name=principal.memberships[org].name, published=published
-                    )
+@router.get(
+    "", response_model=OrganisationCertificatesPage, summary="Organisations whose certificates I manage"
+)
+async def overview(
+    principal: CurrentPrincipal, service: ServiceDep, limit: Limit = 100, offset: Offset = 0
+) -> OrganisationCertificatesPage:
+    organisations = principal.organisations_for(Action.CERTIFICATE_MANAGE)
+    if not organisations:
+        raise forbidden("Only Certificate Editors manage certificates.")
+    out = []
+    async with service.db.session(organisations) as session:
+        for org in sorted(organisations)[offset : offset + limit]:
+            versions = await service.certificates.versions(session, org)
+            published = next((version_out(c, e) for c, e in versions if c.published), None)
+            out.append(
+                OrganisationCertificates(
+                    organisation_id=org, name=principal.memberships[org].name, published=published
                 )
-        return out
-
-    @router.post(
-        "/{organisation_id}/versions",
-        status_code=201,
-        response_model=UploadedCertificate,
-        summary="Upload a p12 with its password; it becomes the published version",
-        responses={
-            413: {"description": "p12-too-large"},
-            422: {
-                "description": "p12-not-a-p12, p12-wrong-password, p12-key-count, p12-key-purposes, "
-                "p12-key-without-certificate, p12-certificate-expired, p12-certificate-not-yet-valid, "
-                "bad-file-name"
-            },
-        },
-    )
-    async def upload(
-        organisation_id: OrganisationId,
-        principal: CertificateEditor,
-        file: Annotated[UploadFile, File(description="The organisation's eHealth keystore (.p12)")],
-        password: Annotated[str, Form(description="The p12's password")],
-        lang: Language,
-        idempotency_key: Annotated[str | None, Header()] = None,
-    ) -> JSONResponse:
-        try:  # the name is kept and shown: the rule of every route that takes one
-            filename = checked_file_name(file.filename) if file.filename else ""
-        except BadFileName as refusal:
-            raise file_name_refused(refusal, lang) from None
-        data = await file.read(certificates.max_p12_bytes + 1)
-        fingerprint = request_fingerprint(
-            "POST",
-            f"/api/v1/certificates/{organisation_id}/versions",
-            {"sha256": hashlib.sha256(data).hexdigest()},
-        )
-        actor = principal.username
-
-        async with db.session([organisation_id]) as session:
-
-            async def effect() -> tuple[int, object, dict[str, str]]:
-                created = await certificates.upload(
-                    session,
-                    organisation_id=organisation_id,
-                    data=data,
-                    password=password,
-                    filename=filename,
-                    actor=actor,
-                )
-                body = UploadedCertificate(
-                    **version_out(created, None).model_dump(exclude={"status"}),
-                    status=None,
-                    log=[status_line(e) for e in await certificates.status_log(session, created)],
-                )
-                body.status = body.log[-1]
-                location = f"/api/v1/certificates/{organisation_id}/versions/{created.version}"
-                return 201, body.model_dump(mode="json"), {"Location": location}
-
-            return await idempotent(
-                session,
-                IdempotencyKey,
-                key=idempotency_key,
-                organisation_id=organisation_id,
-                fingerprint=fingerprint,
-                effect=effect,
             )
+    return OrganisationCertificatesPage(items=out, total=len(organisations), limit=limit, offset=offset)
 
-    @router.get(
-        "/{organisation_id}/versions",
-        response_model=list[CertificateVersion],
-        summary="Every version, newest first",
+
+@router.post(
+    "/{organisation_id}/versions",
+    status_code=201,
+    response_model=UploadedCertificate,
+    summary="Upload a p12 with its password; it becomes the published version",
+    responses={
+        413: {"description": "p12-too-large"},
+        422: {
+            "description": "p12-not-a-p12, p12-wrong-password, p12-key-count, p12-key-purposes, "
+            "p12-key-without-certificate, p12-certificate-expired, p12-certificate-not-yet-valid, "
+            "bad-file-name"
+        },
+    },
+)
+async def upload(
+    organisation_id: OrganisationId,
+    principal: CertificateEditor,
+    file: Annotated[UploadFile, File(description="The organisation's eHealth keystore (.p12)")],
+    password: Annotated[str, Form(description="The p12's password")],
+    lang: Language,
+    service: ServiceDep,
+    session: SessionDep,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    certificates = service.certificates
+    try:  # the name is kept and shown: the rule of every route that takes one
+        filename = checked_file_name(file.filename) if file.filename else ""
+    except BadFileName as refusal:
+        raise file_name_refused(refusal, lang) from None
+    data = await file.read(certificates.max_p12_bytes + 1)
+    fingerprint = request_fingerprint(
+        "POST",
+        f"/api/v1/certificates/{organisation_id}/versions",
+        {"sha256": hashlib.sha256(data).hexdigest()},
     )
-    async def list_versions(
-        organisation_id: OrganisationId, _editor: CertificateEditor
-    ) -> list[CertificateVersion]:
-        async with db.session([organisation_id]) as session:
-            return [version_out(c, e) for c, e in await certificates.versions(session, organisation_id)]
 
-    @router.get(
-        "/{organisation_id}/published", response_model=CertificateVersion, summary="The published version"
+    async def effect() -> tuple[int, object, dict[str, str]]:
+        created = await certificates.upload(
+            session,
+            organisation_id=organisation_id,
+            data=data,
+            password=password,
+            filename=filename,
+            actor=principal.username,
+        )
+        body = UploadedCertificate(
+            **version_out(created, None).model_dump(exclude={"status"}),
+            status=None,
+            log=[status_line(e) for e in await certificates.status_log(session, created)],
+        )
+        body.status = body.log[-1]
+        location = f"/api/v1/certificates/{organisation_id}/versions/{created.version}"
+        return 201, body.model_dump(mode="json"), {"Location": location}
+
+    return await idempotent(
+        session,
+        IdempotencyKey,
+        key=idempotency_key,
+        organisation_id=organisation_id,
+        fingerprint=fingerprint,
+        effect=effect,
     )
-    async def published(organisation_id: OrganisationId, _editor: CertificateEditor) -> CertificateVersion:
-        async with db.session([organisation_id]) as session:
-            return version_out(*await certificates.published(session, organisation_id))
 
-    @router.get(
-        "/{organisation_id}/versions/{version}", response_model=CertificateVersion, summary="One version"
-    )
-    async def get_version(
-        organisation_id: OrganisationId, version: VersionNumber, _editor: CertificateEditor
-    ) -> CertificateVersion:
-        async with db.session([organisation_id]) as session:
-            return version_out(*await certificates.version(session, organisation_id, version))
 
-    @router.get(
-        "/{organisation_id}/versions/{version}/log",
-        response_model=list[StatusLine],
-        summary="A version's status log",
-    )
-    async def status_log(
-        organisation_id: OrganisationId, version: VersionNumber, _editor: CertificateEditor
-    ) -> list[StatusLine]:
-        async with db.session([organisation_id]) as session:
-            found, _ = await certificates.version(session, organisation_id, version)
-            return [status_line(e) for e in await certificates.status_log(session, found)]
+@router.get(
+    "/{organisation_id}/versions",
+    response_model=CertificateVersionPage,
+    summary="Every version, newest first",
+)
+async def list_versions(
+    organisation_id: OrganisationId,
+    _editor: CertificateEditor,
+    service: ServiceDep,
+    session: SessionDep,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> CertificateVersionPage:
+    versions = [version_out(c, e) for c, e in await service.certificates.versions(session, organisation_id)]
+    return CertificateVersionPage.window(versions, limit=limit, offset=offset)
 
-    return router
+
+@router.get(
+    "/{organisation_id}/published", response_model=CertificateVersion, summary="The published version"
+)
+async def published(
+    organisation_id: OrganisationId, _editor: CertificateEditor, service: ServiceDep, session: SessionDep
+) -> CertificateVersion:
+    return version_out(*await service.certificates.published(session, organisation_id))
+
+
+@router.get("/{organisation_id}/versions/{version}", response_model=CertificateVersion, summary="One version")
+async def get_version(
+    organisation_id: OrganisationId,
+    version: VersionNumber,
+    _editor: CertificateEditor,
+    service: ServiceDep,
+    session: SessionDep,
+) -> CertificateVersion:
+    return version_out(*await service.certificates.version(session, organisation_id, version))
+
+
+@router.get(
+    "/{organisation_id}/versions/{version}/log",
+    response_model=StatusLinePage,
+    summary="A version's status log",
+)
+async def status_log(
+    organisation_id: OrganisationId,
+    version: VersionNumber,
+    _editor: CertificateEditor,
+    service: ServiceDep,
+    session: SessionDep,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> StatusLinePage:
+    found, _ = await service.certificates.version(session, organisation_id, version)
+    lines = [status_line(e) for e in await service.certificates.status_log(session, found)]
+    return StatusLinePage.window(lines, limit=limit, offset=offset)

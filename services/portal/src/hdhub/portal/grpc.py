@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 
-from hdhub.common.errors import Problem, forbidden
-from hdhub.common.grpc import ServicerContext, register_idempotent, require_principal
+from hdhub.common.errors import forbidden, organisation_required
+from hdhub.common.grpc import ServicerContext, require_principal
 from hdhub.portal.domain.p12 import KeyEntry, Purpose
 from hdhub.proto.portal.v1 import certificates_pb2 as pb
 from hdhub.proto.portal.v1 import certificates_pb2_grpc as pb_grpc
@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     from hdhub.portal.runtime import PortalService
 
 log = logging.getLogger("hdhub.portal.grpc")
-
-register_idempotent("hdhub.portal.v1.CertificatesService", ["GetActiveCertificate"])
 
 PURPOSES = {
     Purpose.AUTHENTICATION: pb.KEY_PURPOSE_AUTHENTICATION,
@@ -60,7 +58,7 @@ class CertificatesServicer(pb_grpc.CertificatesServiceServicer):
         if not principal.realm_roles & readers:
             raise forbidden("Only the services that sign or decrypt may read certificates.")
         if not request.organisation_id:
-            raise Problem(400, "organisation-required", "organisation_id is required")
+            raise organisation_required()
         active = await self.service.certificates.active(request.organisation_id)
         c, keystore = active.certificate, active.keystore
         log.info(

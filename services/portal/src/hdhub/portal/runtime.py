@@ -46,10 +46,10 @@ class PortalService(Service):
         self.oidc = Oidc(self.settings.oidc_client_id)
 
     def routers(self) -> Sequence[APIRouter]:
-        from hdhub.portal import api
-        from hdhub.portal.pages import build_page_routers
+        from hdhub.common.web import answering_for
+        from hdhub.portal import api, pages
 
-        return [api.build_router(self), *build_page_routers(self)]
+        return answering_for(self, api.router, *pages.routers())
 
     async def work(self, stop: asyncio.Event) -> None:
         """Ended page sessions are deleted every ten minutes."""

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from hdhub.common.paging import Page
+
 
 class StatusLine(BaseModel):
     step: str = Field(
@@ -13,6 +15,10 @@ class StatusLine(BaseModel):
     )
     at: datetime
     message: str
+
+
+class StatusLinePage(Page[StatusLine]):
+    """A page of a certificate version's status log, oldest first."""
 
 
 class KeyInfo(BaseModel):
@@ -36,6 +42,10 @@ class CertificateVersion(BaseModel):
     encryption: KeyInfo
 
 
+class CertificateVersionPage(Page[CertificateVersion]):
+    """A page of an organisation's certificate versions, newest first."""
+
+
 class UploadedCertificate(CertificateVersion):
     log: list[StatusLine]
 
@@ -44,3 +54,7 @@ class OrganisationCertificates(BaseModel):
     organisation_id: str
     name: str
     published: CertificateVersion | None
+
+
+class OrganisationCertificatesPage(Page[OrganisationCertificates]):
+    """A page of the organisations whose certificates the caller manages, by id."""

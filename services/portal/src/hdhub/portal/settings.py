@@ -10,7 +10,7 @@ from hdhub.common.envelope import MasterKeySettings
 #: Realm roles of the service identities that may fetch an organisation's active
 #: certificate: the services that sign (registrations, towards the central platform) or
 #: decrypt (nippin, MyCareNet answers).
-CERTIFICATE_READER_ROLES = ("hdhub-service:registrations", "hdhub-service:nippin")
+CERTIFICATE_READER_ROLES = ("hdhub-service:registrations", "hdhub-service:nippin", "hdhub-service:intake")
 
 
 class PortalSettings(ServiceSettings, MasterKeySettings):
@@ -36,3 +36,5 @@ class PortalSettings(ServiceSettings, MasterKeySettings):
     oidc_client_id: str = "hdhub-portal"
     #: Members and audit entries per page.
     page_size: int = 50
+    #: The operator's certificates page lists first those expiring within this many days.
+    certificate_window_days: int = 60

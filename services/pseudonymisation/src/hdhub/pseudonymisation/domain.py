@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import date
 
+from hdhub.common.patient_names import normalise_name
 from hdhub.common.ssin import InvalidSsin, ssin_message, validated_ssin
 
 _SEXES = frozenset({"M", "F", "X"})
@@ -36,15 +36,6 @@ def normalise_ssin(text: str) -> str:
     except InvalidSsin as invalid:
         reason = invalid.reason
     raise Refused("ssin", ssin_message(reason))
-
-
-def normalise_name(text: str) -> str:
-    """A name as the pseudocode reads it: accents dropped, case folded, and anything that is
-    not a letter or digit (spaces, hyphens, apostrophes, dots) removed. ``Van der Berg-Élie``
-    and ``vanderberg elie`` give the same."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return "".join(c for c in bare.casefold() if c.isalnum())
 
 
 def pseudocode_input(*, birth_date: str, sex: str, last_name: str, first_name: str) -> bytes:
@@ -95,11 +86,3 @@ class KeyedHash:
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.digest()
-
-
-def ssin_pseudonym(hasher: KeyedHash, ssin: str) -> bytes:
-    return hasher(SSIN_PREFIX + normalise_ssin(ssin).encode())
-
-
-def pseudocode_pseudonym(hasher: KeyedHash, **inputs: str) -> bytes:
-    return hasher(pseudocode_input(**inputs))

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 import grpc
 
 from hdhub.common.auth import current_principal
-from hdhub.common.errors import FieldProblem, Problem, forbidden
-from hdhub.common.grpc import ServicerContext, channel, register_idempotent, require_principal
+from hdhub.common.config import CENTRAL
+from hdhub.common.errors import FieldProblem, Problem, forbidden, organisation_required
+from hdhub.common.grpc import ServicerContext, channel, require_principal
 from hdhub.common.service_auth import acting_as_service
 from hdhub.common.ssin import checked_ssin
 from hdhub.proto.pseudonymisation.v1 import pseudonymisation_pb2 as pb
@@ -29,12 +30,6 @@ if TYPE_CHECKING:
     from hdhub.pseudonymisation.runtime import PseudonymisationService
 
 log = logging.getLogger("hdhub.pseudonymisation")
-
-# The central side keeps one half per technical id and version: sending again is harmless.
-register_idempotent("hdhub.pseudonymisation.v1.PseudonymisationService", ["PseudonymiseAndForward"])
-register_idempotent("hdhub.sim.v1.CentralReceiverService", ["ReceivePseudonyms"])
-
-CENTRAL = "central"  # HDHUB_GRPC_CENTRAL, else the sim (hdhub.common.config)
 
 
 def central_unavailable(code: str) -> Problem:
@@ -61,7 +56,7 @@ class PseudonymisationServicer(pb_grpc.PseudonymisationServiceServicer):
         if not principal.is_service(CALLER_SERVICE):
             raise forbidden("Only the registrations service may send identifiers.")
         if not request.organisation_id:
-            raise Problem(400, "organisation-required", "organisation_id is required")
+            raise organisation_required()
         if len(request.technical_ids) > self.service.settings.max_batch:
             raise Problem(
                 413,

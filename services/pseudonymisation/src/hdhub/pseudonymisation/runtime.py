@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import grpc
 
@@ -11,15 +10,13 @@ from hdhub.common.runtime import Service
 from hdhub.pseudonymisation.keys import DomainKeys
 from hdhub.pseudonymisation.settings import PseudonymisationSettings
 
-MIGRATIONS = Path(__file__).parent / "migrations"
-
 
 class PseudonymisationService(Service):
     name = "pseudonymisation"
     grpc_service_names = ("hdhub.pseudonymisation.v1.PseudonymisationService",)
 
     def __init__(self, settings: PseudonymisationSettings | None = None) -> None:
-        super().__init__(settings or PseudonymisationSettings(), migrations=MIGRATIONS)
+        super().__init__(settings or PseudonymisationSettings())
         self.settings: PseudonymisationSettings
         self.keys = DomainKeys(
             self.settings.master(),

@@ -4,6 +4,7 @@ import base64
 import binascii
 import hashlib
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import model_validator
 from pydantic_settings import SettingsConfigDict
@@ -17,6 +18,9 @@ CALLER_SERVICE = "registrations"
 
 class PseudonymisationSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HDHUB_PSEUDONYMISATION_", extra="ignore")
+
+    #: Keeps nothing: no database URL (docs/delivery.md).
+    keeps_data: ClassVar[bool] = False
 
     service_name: str = "pseudonymisation"
     #: Master key the per-project domain keys are derived from: 32 bytes, base64.

@@ -9,7 +9,7 @@ from prometheus_client import Gauge
 from sqlalchemy import func, select
 
 from hdhub.common.metrics import job_metrics, set_gauge
-from hdhub.registrations.domain.lifecycle import Confirmation, Status
+from hdhub.registrations.records.lifecycle import RegistrationStatus, StatusConfirmation
 from hdhub.registrations.store import Job, Registration
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ NOK = Gauge(
 )
 #: Still waiting for the central platform's confirmation: a NOK registration has waited
 #: longer than a pending one, it has not stopped waiting.
-UNCONFIRMED = (Confirmation.PENDING, Confirmation.NOK)
+UNCONFIRMED = (StatusConfirmation.PENDING, StatusConfirmation.NOK)
 
 
 async def refresh(service: RegistrationsService) -> None:
@@ -51,7 +51,7 @@ async def refresh(service: RegistrationsService) -> None:
         sending_since = (
             await session.execute(
                 select(Registration.project_code, func.min(Registration.updated_at))
-                .where(Registration.status == Status.SENDING)
+                .where(Registration.status == RegistrationStatus.SENDING)
                 .group_by(Registration.project_code)
             )
         ).all()
@@ -65,7 +65,7 @@ async def refresh(service: RegistrationsService) -> None:
         nok = (
             await session.execute(
                 select(Registration.project_code, func.count())
-                .where(Registration.status_confirmation == Confirmation.NOK)
+                .where(Registration.status_confirmation == StatusConfirmation.NOK)
                 .group_by(Registration.project_code)
             )
         ).all()

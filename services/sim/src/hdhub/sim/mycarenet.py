@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from hdhub.nippin.domain.tack import FAILURE, SUCCESS, TackMessage, render
+from hdhub.common.tack import FAILURE, SUCCESS, TackMessage, render
 
 MESSAGE_ID_HEADER = "X-NIP-Message-Id"
 

@@ -65,7 +65,6 @@ FILE = "dropfolder.file"
 #: on the host (the folder is the organisation's channel; no person is known).
 DROPFOLDER_ACTOR = "dropfolder"
 ARCHIVE, RESULTS, ERROR = "ARCHIVE", "RESULTS", "ERROR"
-SUBFOLDERS = (ARCHIVE, RESULTS, ERROR)
 RESULT_COLUMNS = (
     "line",
     "result",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import grpc
 from fastapi import APIRouter
 
 from hdhub.common.runtime import Service, run_worker
@@ -21,16 +22,27 @@ DEMO_ORGANISATIONS = ("az-demo", "lab-demo")
 
 class UploadsService(Service):
     name = "uploads"
+    grpc_service_names = ("hdhub.uploads.v1.UploadsService",)
 
     def __init__(self, settings: UploadsSettings | None = None) -> None:
         super().__init__(settings or UploadsSettings(), migrations=MIGRATIONS)
         self.settings: UploadsSettings
         self.uploads = Uploads(self.db, self.settings)
+        # Opened now, so that production without an object store refuses to start.
+        self.uploads.plain_store  # noqa: B018
 
     def routers(self) -> Sequence[APIRouter]:
+        from hdhub.common.web import answering_for
         from hdhub.uploads import api
 
-        return [api.build_router(self)]
+        return answering_for(self, api.router)
+
+    def grpc_registrations(self) -> Sequence[Callable[[grpc.aio.Server], None]]:
+        from hdhub.proto.uploads.v1 import uploads_pb2_grpc
+        from hdhub.uploads.grpc import UploadsServicer
+
+        servicer = UploadsServicer(self)
+        return [lambda server: uploads_pb2_grpc.add_UploadsServiceServicer_to_server(servicer, server)]
 
     async def domain_metrics(self) -> None:
         from hdhub.uploads import metrics

@@ -11,6 +11,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from hdhub.common.db import TYPE_MAP, TenantScoped, new_id, utcnow
 from hdhub.common.jobs import JobColumns
+from hdhub.common.tallies import TallyColumns
 
 
 class Base(DeclarativeBase):
@@ -80,3 +81,9 @@ class Upload(TenantScoped, Base):
 
 class Job(JobColumns, Base):
     __tablename__ = "jobs"
+
+
+class UploadFailureTally(TallyColumns, Base):
+    """Failed uploads per organisation and hour of failure (``YYYY-MM-DDTHH``, UTC), kept by triggers."""
+
+    __tablename__ = "upload_failure_tallies"

@@ -198,6 +198,7 @@ class UploadRun:
                 await self._finish(stored=False)
                 return
             self.counts["rows_read"] = self.counts["rows_checked"] = 0
+            self.link_seen.clear()  # the storing pass meets every recordname once more
             await self._save_progress(phase="storing", batches_done=0)
         await self._pass("storing", size, up.batches_done if up.phase == "storing" else 0)
         await self._finish(stored=not self.options.get("dry_run"))
@@ -469,10 +470,6 @@ class UploadRun:
 
         return asyncio.ensure_future(call())
 
-    async def _batch(self, phase: str, batch: Batch, encoded: bytes | None = None) -> int:
-        """Send one batch and record its answer (no pipelining)."""
-        return await self._record(phase, batch, self._send(phase, batch, encoded, None))
-
     async def _record(self, phase: str, batch: Batch, call: asyncio.Future[Any] | None) -> int:
         """Wait for a batch's answer; count it, write its report parts, save progress."""
         up = self.upload
@@ -723,6 +720,3 @@ async def purge_job(uploads: Uploads, job: Any) -> None:
 async def _retry(uploads: Uploads, job_id: str, upload_id: str, detail: str) -> None:
     if await uploads.jobs.fail(job_id, detail) == PARKED:
         await fail_upload(uploads, upload_id, detail)
-
-
-Hook = Callable[[str, str, int], None]

@@ -4,36 +4,56 @@ portal keeps the person's tokens and calls the owning services over gRPC with th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 
-if TYPE_CHECKING:
-    from hdhub.portal.runtime import PortalService
+router = APIRouter(include_in_schema=False)
 
 
-def build_page_routers(service: PortalService) -> list[APIRouter]:
-    from hdhub.portal.pages.auth import build_auth_router
-    from hdhub.portal.pages.certificates import build_certificates_router
-    from hdhub.portal.pages.home import build_home_router
-    from hdhub.portal.pages.members import build_members_router
-    from hdhub.portal.pages.requests import build_requests_router
-    from hdhub.portal.pages.systems import build_systems_router
+@router.get("/portal")
+async def index() -> RedirectResponse:
+    """``/portal`` (where the site's start page sends people) to the portal's home."""
+    return RedirectResponse("/portal/", status_code=303)
 
-    root = APIRouter(include_in_schema=False)
 
-    @root.get("/portal")
-    async def index() -> RedirectResponse:
-        """``/portal`` (where the site's start page sends people) to the portal's home."""
-        return RedirectResponse("/portal/", status_code=303)
+def routers() -> list[APIRouter]:
+    """Every page's router, for ``PortalService.routers``."""
+    from hdhub.portal.pages import (
+        auth,
+        certificates,
+        console,
+        console_catalogue,
+        deliveries,
+        entry,
+        exports,
+        files,
+        follow_ups,
+        home,
+        members,
+        nippin,
+        registrations,
+        requests,
+        systems,
+        uploads,
+    )
 
     return [
-        root,
-        build_auth_router(service),
-        build_home_router(service),
-        build_members_router(service),
-        build_systems_router(service),
-        build_certificates_router(service),
-        build_requests_router(service),
+        router,
+        auth.router,
+        home.router,
+        members.router,
+        systems.router,
+        certificates.router,
+        requests.router,
+        # The grid's literal paths (/registrations/bulk) before the entry's /registrations/{id}.
+        registrations.router,
+        entry.router,
+        uploads.router,
+        files.router,
+        deliveries.router,
+        nippin.router,
+        console.router,
+        follow_ups.router,
+        exports.router,
+        console_catalogue.router,
     ]

@@ -28,7 +28,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from hdhub.common.auth import Action, Principal, verifier
 from hdhub.common.config import platform
-from hdhub.common.errors import FieldProblem, Problem
+from hdhub.common.errors import Problem
 from hdhub.common.grpc import problem_from_rpc_error
 from hdhub.portal.pages.i18n import LANGUAGE_NAMES, LANGUAGES, Formats, pick_language, translations
 from hdhub.portal.pages.oidc import IssuerRefused
@@ -124,13 +124,17 @@ class Page:
         return (("authorization", f"Bearer {self.person.token}"),)
 
     def render(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        return HTMLResponse(self.html(template, **context), status_code=status)
+
+    def html(self, template: str, **context: Any) -> str:
+        """A template (a page, or a partial for a fragment) rendered for this person."""
         t = translations(self.lang)
         memberships = (
             sorted(self.principal.memberships.values(), key=lambda m: m.name.lower())
             if self.principal
             else []
         )
-        html = templates.get_template(template).render(
+        return templates.get_template(template).render(
             page=self,
             _=self._,
             gettext=t.gettext,
@@ -149,7 +153,6 @@ class Page:
             query=self.request.url.query,
             **context,
         )
-        return HTMLResponse(html, status_code=status)
 
 
 def language_of(request: Request) -> str:
@@ -163,10 +166,6 @@ def problem_messages(page: Page, problem: Problem) -> tuple[str, str, dict[str, 
     for e in problem.errors:
         fields.setdefault(e.field, page._(e.message))
     return page._(problem.title), page._(problem.detail) if problem.detail else "", fields
-
-
-def field_problem(problem: Problem) -> bool:
-    return bool(problem.errors) and all(isinstance(e, FieldProblem) for e in problem.errors)
 
 
 class PageRoute(APIRoute):
@@ -276,7 +275,15 @@ async def check_csrf(request: Request, page: Page) -> dict[str, str]:
     """The submitted form, once its CSRF token (form field or ``X-CSRF-Token`` header) is
     the session's and its Origin, when sent, is the portal's; a 403 page otherwise."""
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-    sent = request.headers.get("x-csrf-token") or form.get("csrf_token", "")
+    verify_csrf(request, page, form.get("csrf_token", ""))
+    return form
+
+
+def verify_csrf(request: Request, page: Page, field: str) -> None:
+    """The 403 problem unless the request carries the session's CSRF token (the
+    ``X-CSRF-Token`` header, else the form's ``field``) and comes from the portal's origin.
+    Pages that stream a file check it before its first byte."""
+    sent = request.headers.get("x-csrf-token") or field
     origin = request.headers.get("origin")
     same_origin = origin is None or origin == _origin(platform().public_url)
     if not page.csrf or not hmac.compare_digest(sent.encode(), page.csrf.encode()) or not same_origin:
@@ -286,4 +293,3 @@ async def check_csrf(request: Request, page: Page) -> dict[str, str]:
             "This form has expired or did not come from this portal",
             "Go back, reload the page and try again.",
         )
-    return form

@@ -1,5 +1,6 @@
 // The portal's only script of its own (no inline script: the CSP forbids it).
-// Copy buttons for secrets shown once; focus on the error summary after a refused form.
+// Copy buttons for secrets shown once; focus on the error summary after a refused form;
+// the bar of a form that sends a file; regions kept live by server-sent events.
 document.addEventListener("click", (event) => {
   const button = event.target.closest("button[data-copy]");
   if (!button) return;
@@ -9,7 +10,235 @@ document.addEventListener("click", (event) => {
     button.textContent = button.dataset.copied || "Copied";
   });
 });
-document.addEventListener("DOMContentLoaded", () => {
+
+function focusSummary() {
   const summary = document.querySelector("[data-autofocus]");
   if (summary) summary.focus();
+}
+
+function followLiveRegions(root) {
+  // Each `progress` event carries the region's new HTML, rendered by the portal; `done` ends.
+  if (!window.EventSource) return;
+  for (const region of root.querySelectorAll("[data-events]")) {
+    const source = new EventSource(region.dataset.events);
+    source.addEventListener("progress", (e) => { region.innerHTML = e.data; });
+    source.addEventListener("done", () => source.close());
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  focusSummary();
+  followLiveRegions(document);
+});
+
+// A form with data-progress sends its file by XMLHttpRequest, so its bar can show the bytes
+// sent. The answer is shown as the browser would: a redirect's page, or the form again with
+// the refusal. Without script the form posts as any form does.
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (!(form instanceof HTMLFormElement) || !form.dataset.progress || !window.FormData) return;
+  event.preventDefault();
+  const id = form.dataset.progress;
+  const panel = document.getElementById(id);
+  const bar = document.getElementById(`${id}-bar`);
+  const words = document.getElementById(`${id}-words`);
+  const button = form.querySelector("button[type=submit]");
+  panel.hidden = false;
+  bar.value = 0;
+  if (button) button.disabled = true;
+  const xhr = new XMLHttpRequest();
+  xhr.open("POST", form.action);
+  xhr.upload.addEventListener("progress", (e) => {
+    if (!e.lengthComputable) return;
+    const percent = Math.floor((e.loaded / e.total) * 100);
+    bar.value = percent;
+    words.textContent = words.dataset.sentWords.replace("{percent}", percent);
+  });
+  xhr.upload.addEventListener("load", () => {
+    bar.value = 100;
+    words.textContent = words.dataset.checkingWords;
+  });
+  xhr.addEventListener("load", () => {
+    if (xhr.status < 400 && xhr.responseURL && xhr.responseURL !== form.action) {
+      window.location.assign(xhr.responseURL);
+      return;
+    }
+    const answer = new DOMParser().parseFromString(xhr.responseText, "text/html");
+    const main = answer.querySelector("main");
+    if (!main) {
+      window.location.reload();
+      return;
+    }
+    document.querySelector("main").replaceWith(main);
+    document.title = answer.title;
+    focusSummary();
+    followLiveRegions(main);
+  });
+  xhr.addEventListener("error", () => {
+    words.textContent = words.dataset.lostWords;
+    if (button) button.disabled = false;
+  });
+  xhr.send(new FormData(form));
+});
+
+// Data entry: a form with data-evaluate asks the portal, and through it registrations' one
+// engine, how the record stands after each change (debounced; a newer question cancels an
+// older one). Only the fields' relevance, required marks, computed values and messages
+// change: the inputs are never replaced, so focus and typed text stay. A field's message
+// shows once the person has touched it (or after the form was sent back); the live
+// summary lists them for screen readers. Fields that do not apply are disabled, so
+// nothing hidden is sent.
+const ENTRY_DELAY_MS = 300;
+const entry = { timer: null, controller: null, asked: 0 };
+
+function entryForm(target) {
+  return target instanceof Element ? target.closest("form[data-evaluate]") : null;
+}
+
+function entryAsk(form) {
+  clearTimeout(entry.timer);
+  entry.timer = setTimeout(() => entryEvaluate(form), ENTRY_DELAY_MS);
+}
+
+async function entryEvaluate(form) {
+  if (entry.controller) entry.controller.abort();
+  const controller = new AbortController();
+  entry.controller = controller;
+  const asked = ++entry.asked;
+  const body = new URLSearchParams();
+  for (const [key, value] of new FormData(form)) body.append(key, value);
+  let answer;
+  try {
+    const response = await fetch(form.dataset.evaluate, {
+      method: "POST",
+      body,
+      credentials: "same-origin",
+      headers: { "X-CSRF-Token": form.querySelector("input[name=csrf_token]").value },
+      signal: controller.signal,
+    });
+    if (!response.ok) return;
+    answer = await response.json();
+  } catch (e) {
+    return;
+  }
+  if (asked !== entry.asked) return;
+  entryApply(form, answer);
+}
+
+function entryApply(form, answer) {
+  const showAll = form.dataset.showAll === "1";
+  const problems = [];
+  for (const [name, state] of Object.entries(answer.fields)) {
+    const box = form.querySelector(`[data-field="${name}"]`);
+    if (!box) continue;
+    const instance = box.closest("[data-removed]");
+    const removed = instance && instance.dataset.removed === "1";
+    box.hidden = !state.relevant;
+    for (const input of box.querySelectorAll("input, select, textarea")) {
+      const off = !state.relevant || removed;
+      if (input.disabled !== off && document.activeElement !== input) input.disabled = off;
+    }
+    const required = box.querySelector(".required");
+    const optional = box.querySelector(".optional");
+    if (required) required.hidden = !state.required;
+    if (optional) optional.hidden = state.required;
+    if (box.hasAttribute("data-computed")) {
+      const output = box.querySelector("input");
+      if (output && output.value !== state.value) output.value = state.value;
+    }
+    const shown = state.relevant && !removed && (showAll || box.dataset.touched === "1");
+    const message = shown && state.errors.length ? state.errors[0] : "";
+    const error = document.getElementById(`${name}-error`);
+    if (error) {
+      error.hidden = !message;
+      error.textContent = "";
+      if (message) {
+        const hidden = document.createElement("span");
+        hidden.className = "visually-hidden";
+        hidden.textContent = `${error.dataset.prefix || "Error"}: `;
+        error.append(hidden, message);
+      }
+    }
+    box.classList.toggle("field-error", Boolean(message));
+    for (const input of box.querySelectorAll("input, select, textarea")) {
+      if (message) input.setAttribute("aria-invalid", "true");
+      else input.removeAttribute("aria-invalid");
+    }
+    if (message) problems.push([name, message]);
+  }
+  entryScopes(form);
+  entrySummary(problems);
+}
+
+// A group or repeat instance whose every field is left out is left out too.
+function entryScopes(form) {
+  for (const scope of [...form.querySelectorAll("[data-scope]")].reverse()) {
+    const fields = scope.querySelectorAll("[data-field]");
+    const removed = scope.dataset.removed === "1";
+    // Inner scopes come first (reversed document order): a field in a hidden inner one is out.
+    const out = (f) => f.hidden || (f.closest("[data-scope]") !== scope && f.closest("[data-scope]").hidden);
+    scope.hidden = removed || (fields.length > 0 && [...fields].every(out));
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  for (const form of document.querySelectorAll("form[data-evaluate]")) entryScopes(form);
+});
+
+function entrySummary(problems) {
+  const summary = document.getElementById("entry-summary");
+  if (!summary) return;
+  const title = summary.querySelector("h2");
+  const list = summary.querySelector("ul");
+  list.textContent = "";
+  summary.hidden = problems.length === 0;
+  title.textContent = problems.length === 1 ? title.dataset.one : title.dataset.many.replace("{count}", problems.length);
+  for (const [name, message] of problems) {
+    const item = document.createElement("li");
+    const link = document.createElement("a");
+    link.href = `#${name}`;
+    link.textContent = message;
+    item.append(link);
+    list.append(item);
+  }
+}
+
+function entryTouch(event) {
+  const form = entryForm(event.target);
+  if (!form) return;
+  const box = event.target.closest("[data-field]");
+  if (box) box.dataset.touched = "1";
+  entryAsk(form);
+}
+
+document.addEventListener("input", entryTouch);
+document.addEventListener("change", entryTouch);
+
+// Repeats without a count: add the next instance, remove the last (its values cleared).
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-repeat-add], button[data-repeat-remove]");
+  if (!button) return;
+  const form = entryForm(button);
+  const name = button.dataset.repeatAdd || button.dataset.repeatRemove;
+  const instances = [...form.querySelectorAll(`[data-instance-of="${name}"]`)];
+  if (button.dataset.repeatAdd) {
+    const next = instances.find((i) => i.dataset.removed === "1");
+    if (!next) return;
+    next.dataset.removed = "0";
+    next.hidden = false;
+    const first = next.querySelector("input:not([readonly]), select");
+    if (first) { first.disabled = false; first.focus(); }
+  } else {
+    const shown = instances.filter((i) => i.dataset.removed === "0");
+    if (shown.length <= 1) return;
+    const last = shown[shown.length - 1];
+    for (const input of last.querySelectorAll("input, select")) {
+      if (input.type === "checkbox" || input.type === "radio") input.checked = false;
+      else input.value = "";
+    }
+    last.dataset.removed = "1";
+    last.hidden = true;
+    button.focus();
+  }
+  entryAsk(form);
 });

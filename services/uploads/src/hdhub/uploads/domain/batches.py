@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from hdhub.common.spreadsheet import read_exported_cell
 from hdhub.uploads.domain.cells import FieldInfo, checker_for
 from hdhub.uploads.domain.csvfile import OPTIONAL_COLUMNS, CsvFile, Finding, Record
 
@@ -127,7 +128,9 @@ class Batches:
                 v = raw.strip()
                 if decimal and "," in v and _DECIMAL_COMMA.match(v):
                     v = self._decimal_point(name, v, record.line)
-                batch.columns[name].append((raw if verbatim else v) if v else None)
+                # Free text comes back from an export with its neutralising ' (never a
+                # formula in a spreadsheet): read_exported_cell takes that one off.
+                batch.columns[name].append((read_exported_cell(raw) if verbatim else v) if v else None)
             batch.lines.append(record.line)
             batch.numbers.append(record.number)
         return batch

@@ -234,6 +234,9 @@ class CsvFile:
                 consumed = self._header_line + reader.line_num
                 if not values or (len(values) == 1 and not values[0].strip()):
                     continue
+                if not number and self._is_template_hints(values):
+                    self.findings.append(Finding("template_hints_skipped", "warning", line=start))
+                    continue
                 number += 1
                 yield Record(start, number, values)
         except csv.Error as exc:
@@ -250,6 +253,7 @@ class CsvFile:
                 )
             )
 
-    @property
-    def lines_read(self) -> int:
-        return self._line_no
+    def _is_template_hints(self, values: list[str]) -> bool:
+        """The line of hints that the DCD's CSV template puts under its header
+        (``# text (required);dd/mm/yyyy;...``): a comment for people, not a record."""
+        return values[0].startswith("# ") and len(values) == len(self.header)

@@ -48,6 +48,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "nl": "De kopregel heeft maar één kolom: het scheidingsteken is waarschijnlijk geen ; (puntkomma).",
         "de": "Die Kopfzeile hat nur eine Spalte: das Trennzeichen ist wohl nicht ; (Semikolon).",
     },
+    "template_hints_skipped": {
+        "en": "Line {line} is the template's line of hints (it starts with #); it was skipped, not read as a record.",
+        "fr": "La ligne {line} est la ligne d'aide du modèle (elle commence par #) ; elle a été ignorée, pas lue comme un enregistrement.",
+        "nl": "Regel {line} is de hulpregel van het sjabloon (die begint met #); ze werd overgeslagen, niet als record gelezen.",
+        "de": "Zeile {line} ist die Hinweiszeile der Vorlage (sie beginnt mit #); sie wurde übersprungen, nicht als Datensatz gelesen.",
+    },
     "comma_separator": {
         "en": "The file is separated by commas (,) instead of semicolons (;); it was read as such.",
         "fr": "Le fichier est séparé par des virgules (,) au lieu de points-virgules (;) ; il a été lu ainsi.",

@@ -29,6 +29,7 @@ class Member(_message.Message):
     LAST_NAME_FIELD_NUMBER: _builtins.int
     ROLES_FIELD_NUMBER: _builtins.int
     MUST_CHANGE_PASSWORD_FIELD_NUMBER: _builtins.int
+    REGISTRIES_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     username: _builtins.str
     email: _builtins.str
@@ -37,6 +38,10 @@ class Member(_message.Message):
     must_change_password: _builtins.bool
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def registries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The registries (project codes, HDBP0012) the member works on here, or "*" for every one."""
+
     def __init__(
         self,
         *,
@@ -47,10 +52,11 @@ class Member(_message.Message):
         last_name: _builtins.str = ...,
         roles: _abc.Iterable[_builtins.str] | None = ...,
         must_change_password: _builtins.bool = ...,
+        registries: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "email", b"email", "first_name", b"first_name", "last_name", b"last_name", "must_change_password", b"must_change_password", "roles", b"roles", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "email", b"email", "first_name", b"first_name", "last_name", b"last_name", "must_change_password", b"must_change_password", "registries", b"registries", "roles", b"roles", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -97,6 +103,69 @@ class CreateOrganisationResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateOrganisationResponse: _TypeAlias = CreateOrganisationResponse  # noqa: Y015
+
+@_typing.final
+class AppointFirstUserManagerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TITLE_FIELD_NUMBER: _builtins.int
+    NIHDI_NUMBER_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    FIRST_NAME_FIELD_NUMBER: _builtins.int
+    LAST_NAME_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    title: _builtins.str
+    nihdi_number: _builtins.str
+    email: _builtins.str
+    first_name: _builtins.str
+    last_name: _builtins.str
+    username: _builtins.str
+    """Defaults to the e-mail."""
+    def __init__(
+        self,
+        *,
+        title: _builtins.str = ...,
+        nihdi_number: _builtins.str = ...,
+        email: _builtins.str = ...,
+        first_name: _builtins.str = ...,
+        last_name: _builtins.str = ...,
+        username: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "first_name", b"first_name", "last_name", b"last_name", "nihdi_number", b"nihdi_number", "title", b"title", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AppointFirstUserManagerRequest: _TypeAlias = AppointFirstUserManagerRequest  # noqa: Y015
+
+@_typing.final
+class AppointFirstUserManagerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_FIELD_NUMBER: _builtins.int
+    USER_MANAGER_FIELD_NUMBER: _builtins.int
+    INITIAL_PASSWORD_FIELD_NUMBER: _builtins.int
+    initial_password: _builtins.str
+    """Only when the account was created: shown once, to be changed at first login."""
+    @_builtins.property
+    def organisation(self) -> Global___Organisation: ...
+    @_builtins.property
+    def user_manager(self) -> Global___Member: ...
+    def __init__(
+        self,
+        *,
+        organisation: Global___Organisation | None = ...,
+        user_manager: Global___Member | None = ...,
+        initial_password: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["organisation", b"organisation", "user_manager", b"user_manager"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["initial_password", b"initial_password", "organisation", b"organisation", "user_manager", b"user_manager"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AppointFirstUserManagerResponse: _TypeAlias = AppointFirstUserManagerResponse  # noqa: Y015
 
 @_typing.final
 class UpdateOrganisationRequest(_message.Message):
@@ -282,12 +351,17 @@ class AddMemberRequest(_message.Message):
     FIRST_NAME_FIELD_NUMBER: _builtins.int
     LAST_NAME_FIELD_NUMBER: _builtins.int
     ROLES_FIELD_NUMBER: _builtins.int
+    REGISTRIES_FIELD_NUMBER: _builtins.int
     organisation_id: _builtins.str
     email: _builtins.str
     first_name: _builtins.str
     last_name: _builtins.str
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def registries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Project codes, or "*"; none given: every registry (narrowed with SetMemberRegistries)."""
+
     def __init__(
         self,
         *,
@@ -296,10 +370,11 @@ class AddMemberRequest(_message.Message):
         first_name: _builtins.str = ...,
         last_name: _builtins.str = ...,
         roles: _abc.Iterable[_builtins.str] | None = ...,
+        registries: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "first_name", b"first_name", "last_name", b"last_name", "organisation_id", b"organisation_id", "roles", b"roles"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "first_name", b"first_name", "last_name", b"last_name", "organisation_id", b"organisation_id", "registries", b"registries", "roles", b"roles"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -374,6 +449,54 @@ class SetMemberRolesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetMemberRolesResponse: _TypeAlias = SetMemberRolesResponse  # noqa: Y015
+
+@_typing.final
+class SetMemberRegistriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    REGISTRIES_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    account_id: _builtins.str
+    @_builtins.property
+    def registries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Exactly these (project codes, or "*" for every one); empty: none."""
+
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        registries: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "organisation_id", b"organisation_id", "registries", b"registries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetMemberRegistriesRequest: _TypeAlias = SetMemberRegistriesRequest  # noqa: Y015
+
+@_typing.final
+class SetMemberRegistriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def member(self) -> Global___Member: ...
+    def __init__(
+        self,
+        *,
+        member: Global___Member | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetMemberRegistriesResponse: _TypeAlias = SetMemberRegistriesResponse  # noqa: Y015
 
 @_typing.final
 class RemoveMemberRequest(_message.Message):
@@ -500,12 +623,17 @@ class Client(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ROLES_FIELD_NUMBER: _builtins.int
     ENABLED_FIELD_NUMBER: _builtins.int
+    REGISTRIES_FIELD_NUMBER: _builtins.int
     client_id: _builtins.str
     organisation_id: _builtins.str
     name: _builtins.str
     enabled: _builtins.bool
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def registries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The registries its tokens reach (project codes), or "*" for every one."""
+
     def __init__(
         self,
         *,
@@ -514,10 +642,11 @@ class Client(_message.Message):
         name: _builtins.str = ...,
         roles: _abc.Iterable[_builtins.str] | None = ...,
         enabled: _builtins.bool = ...,
+        registries: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "enabled", b"enabled", "name", b"name", "organisation_id", b"organisation_id", "roles", b"roles"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "enabled", b"enabled", "name", b"name", "organisation_id", b"organisation_id", "registries", b"registries", "roles", b"roles"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -570,11 +699,16 @@ class CreateClientRequest(_message.Message):
     CLIENT_ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     ROLES_FIELD_NUMBER: _builtins.int
+    REGISTRIES_FIELD_NUMBER: _builtins.int
     organisation_id: _builtins.str
     client_id: _builtins.str
     name: _builtins.str
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def registries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Project codes the client is limited to, or "*"; none given: every registry."""
+
     def __init__(
         self,
         *,
@@ -582,10 +716,11 @@ class CreateClientRequest(_message.Message):
         client_id: _builtins.str = ...,
         name: _builtins.str = ...,
         roles: _abc.Iterable[_builtins.str] | None = ...,
+        registries: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "name", b"name", "organisation_id", b"organisation_id", "roles", b"roles"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "name", b"name", "organisation_id", b"organisation_id", "registries", b"registries", "roles", b"roles"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1074,10 +1209,17 @@ class DecideAccountRequestRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     APPROVE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REGISTRIES_FIELD_NUMBER: _builtins.int
     organisation_id: _builtins.str
     request_id: _builtins.str
     approve: _builtins.bool
     reason: _builtins.str
+    @_builtins.property
+    def registries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """On approval, the registries to grant; none given: the project codes among the data
+        collections asked for.
+        """
+
     def __init__(
         self,
         *,
@@ -1085,10 +1227,11 @@ class DecideAccountRequestRequest(_message.Message):
         request_id: _builtins.str = ...,
         approve: _builtins.bool = ...,
         reason: _builtins.str = ...,
+        registries: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve", b"approve", "organisation_id", b"organisation_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve", b"approve", "organisation_id", b"organisation_id", "reason", b"reason", "registries", b"registries", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1124,6 +1267,7 @@ class AuditEntry(_message.Message):
     ACTION_FIELD_NUMBER: _builtins.int
     TARGET_FIELD_NUMBER: _builtins.int
     DETAILS_JSON_FIELD_NUMBER: _builtins.int
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     at: _builtins.str
     actor: _builtins.str
@@ -1131,6 +1275,8 @@ class AuditEntry(_message.Message):
     target: _builtins.str
     details_json: _builtins.str
     """The entry's details as a JSON object."""
+    organisation_id: _builtins.str
+    """Set by ListInstallationAudit only."""
     def __init__(
         self,
         *,
@@ -1140,10 +1286,11 @@ class AuditEntry(_message.Message):
         action: _builtins.str = ...,
         target: _builtins.str = ...,
         details_json: _builtins.str = ...,
+        organisation_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "at", b"at", "details_json", b"details_json", "id", b"id", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "at", b"at", "details_json", b"details_json", "id", b"id", "organisation_id", b"organisation_id", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1393,3 +1540,155 @@ class VerifySftpPasswordResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VerifySftpPasswordResponse: _TypeAlias = VerifySftpPasswordResponse  # noqa: Y015
+
+@_typing.final
+class ListStaleAccountRequestsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OLDER_THAN_DAYS_FIELD_NUMBER: _builtins.int
+    older_than_days: _builtins.int
+    def __init__(
+        self,
+        *,
+        older_than_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["older_than_days", b"older_than_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStaleAccountRequestsRequest: _TypeAlias = ListStaleAccountRequestsRequest  # noqa: Y015
+
+@_typing.final
+class StaleAccountRequests(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    PENDING_FIELD_NUMBER: _builtins.int
+    OLDEST_AT_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    pending: _builtins.int
+    oldest_at: _builtins.str
+    """RFC 3339 UTC: when the oldest was made."""
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        pending: _builtins.int = ...,
+        oldest_at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["oldest_at", b"oldest_at", "organisation_id", b"organisation_id", "pending", b"pending"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StaleAccountRequests: _TypeAlias = StaleAccountRequests  # noqa: Y015
+
+@_typing.final
+class ListStaleAccountRequestsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def organisations(self) -> _containers.RepeatedCompositeFieldContainer[Global___StaleAccountRequests]: ...
+    def __init__(
+        self,
+        *,
+        organisations: _abc.Iterable[Global___StaleAccountRequests] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisations", b"organisations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStaleAccountRequestsResponse: _TypeAlias = ListStaleAccountRequestsResponse  # noqa: Y015
+
+@_typing.final
+class ListInstallationAuditRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    BEFORE_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    action: _builtins.str
+    """Entries whose action starts with this (`member.`), or all."""
+    before_id: _builtins.int
+    """Entries before this id (the previous page's next_before_id); 0: the newest."""
+    page_size: _builtins.int
+    def __init__(
+        self,
+        *,
+        action: _builtins.str = ...,
+        before_id: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "before_id", b"before_id", "page_size", b"page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInstallationAuditRequest: _TypeAlias = ListInstallationAuditRequest  # noqa: Y015
+
+@_typing.final
+class ListInstallationAuditResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_BEFORE_ID_FIELD_NUMBER: _builtins.int
+    next_before_id: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEntry]: ...
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___AuditEntry] | None = ...,
+        next_before_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_before_id", b"next_before_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInstallationAuditResponse: _TypeAlias = ListInstallationAuditResponse  # noqa: Y015
+
+@_typing.final
+class ListInstallationOrganisationsRequest(_message.Message):
+    """--- The operator's console ---"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInstallationOrganisationsRequest: _TypeAlias = ListInstallationOrganisationsRequest  # noqa: Y015
+
+@_typing.final
+class ListInstallationOrganisationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def organisations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Organisation]: ...
+    def __init__(
+        self,
+        *,
+        organisations: _abc.Iterable[Global___Organisation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisations", b"organisations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInstallationOrganisationsResponse: _TypeAlias = ListInstallationOrganisationsResponse  # noqa: Y015

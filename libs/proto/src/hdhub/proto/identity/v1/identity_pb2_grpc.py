@@ -56,6 +56,11 @@ class IdentityServiceStub:
                 request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateOrganisationRequest.SerializeToString,
                 response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateOrganisationResponse.FromString,
                 _registered_method=True)
+        self.AppointFirstUserManager = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/AppointFirstUserManager',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.AppointFirstUserManagerRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.AppointFirstUserManagerResponse.FromString,
+                _registered_method=True)
         self.UpdateOrganisation = channel.unary_unary(
                 '/hdhub.identity.v1.IdentityService/UpdateOrganisation',
                 request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.UpdateOrganisationRequest.SerializeToString,
@@ -80,6 +85,11 @@ class IdentityServiceStub:
                 '/hdhub.identity.v1.IdentityService/SetMemberRoles',
                 request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.SetMemberRolesRequest.SerializeToString,
                 response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.SetMemberRolesResponse.FromString,
+                _registered_method=True)
+        self.SetMemberRegistries = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/SetMemberRegistries',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.SetMemberRegistriesRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.SetMemberRegistriesResponse.FromString,
                 _registered_method=True)
         self.RemoveMember = channel.unary_unary(
                 '/hdhub.identity.v1.IdentityService/RemoveMember',
@@ -156,6 +166,21 @@ class IdentityServiceStub:
                 request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListAuditEntriesRequest.SerializeToString,
                 response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListAuditEntriesResponse.FromString,
                 _registered_method=True)
+        self.ListStaleAccountRequests = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/ListStaleAccountRequests',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListStaleAccountRequestsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListStaleAccountRequestsResponse.FromString,
+                _registered_method=True)
+        self.ListInstallationAudit = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/ListInstallationAudit',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListInstallationAuditRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListInstallationAuditResponse.FromString,
+                _registered_method=True)
+        self.ListInstallationOrganisations = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/ListInstallationOrganisations',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListInstallationOrganisationsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListInstallationOrganisationsResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -197,6 +222,15 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AppointFirstUserManager(self, request, context):
+        """Start an installation (the central operator only): a new organisation and its first
+        User Manager, audited in the new organisation. A new account's initial password is in
+        the answer, once, for the service desk to hand over; an existing account keeps its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpdateOrganisation(self, request, context):
         """Change an organisation's title or NIHDI number (its User Manager).
         """
@@ -227,6 +261,14 @@ class IdentityServiceServicer:
 
     def SetMemberRoles(self, request, context):
         """Set a member's roles (the administrative ones only by a User Manager).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetMemberRegistries(self, request, context):
+        """Grant a member exactly these registries (User Manager, DP Manager); taking one ends the
+        member's current tokens.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -337,6 +379,31 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListStaleAccountRequests(self, request, context):
+        """Operator only (the console): per organisation, account requests still pending after
+        `older_than_days` (default 7), counted, with the oldest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInstallationAudit(self, request, context):
+        """Operator only (the console): the audit log across every organisation, newest first,
+        keyset-paged; entries name their organisation, not their details.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInstallationOrganisations(self, request, context):
+        """--- The operator's console ---
+        Operator only: every organisation of the installation (id, title, NIHDI number), by
+        title, for the console to name the organisations its counts are about.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -359,6 +426,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.CreateOrganisation,
                     request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateOrganisationRequest.FromString,
                     response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateOrganisationResponse.SerializeToString,
+            ),
+            'AppointFirstUserManager': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppointFirstUserManager,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.AppointFirstUserManagerRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.AppointFirstUserManagerResponse.SerializeToString,
             ),
             'UpdateOrganisation': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateOrganisation,
@@ -384,6 +456,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.SetMemberRoles,
                     request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.SetMemberRolesRequest.FromString,
                     response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.SetMemberRolesResponse.SerializeToString,
+            ),
+            'SetMemberRegistries': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetMemberRegistries,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.SetMemberRegistriesRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.SetMemberRegistriesResponse.SerializeToString,
             ),
             'RemoveMember': grpc.unary_unary_rpc_method_handler(
                     servicer.RemoveMember,
@@ -459,6 +536,21 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.ListAuditEntries,
                     request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListAuditEntriesRequest.FromString,
                     response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListAuditEntriesResponse.SerializeToString,
+            ),
+            'ListStaleAccountRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStaleAccountRequests,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListStaleAccountRequestsRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListStaleAccountRequestsResponse.SerializeToString,
+            ),
+            'ListInstallationAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInstallationAudit,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListInstallationAuditRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListInstallationAuditResponse.SerializeToString,
+            ),
+            'ListInstallationOrganisations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInstallationOrganisations,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListInstallationOrganisationsRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListInstallationOrganisationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -571,6 +663,33 @@ class IdentityService:
             '/hdhub.identity.v1.IdentityService/CreateOrganisation',
             hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateOrganisationRequest.SerializeToString,
             hdhub_dot_identity_dot_v1_dot_identity__pb2.CreateOrganisationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppointFirstUserManager(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/AppointFirstUserManager',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.AppointFirstUserManagerRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.AppointFirstUserManagerResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -706,6 +825,33 @@ class IdentityService:
             '/hdhub.identity.v1.IdentityService/SetMemberRoles',
             hdhub_dot_identity_dot_v1_dot_identity__pb2.SetMemberRolesRequest.SerializeToString,
             hdhub_dot_identity_dot_v1_dot_identity__pb2.SetMemberRolesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetMemberRegistries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/SetMemberRegistries',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.SetMemberRegistriesRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.SetMemberRegistriesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1111,6 +1257,87 @@ class IdentityService:
             '/hdhub.identity.v1.IdentityService/ListAuditEntries',
             hdhub_dot_identity_dot_v1_dot_identity__pb2.ListAuditEntriesRequest.SerializeToString,
             hdhub_dot_identity_dot_v1_dot_identity__pb2.ListAuditEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStaleAccountRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/ListStaleAccountRequests',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.ListStaleAccountRequestsRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.ListStaleAccountRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInstallationAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/ListInstallationAudit',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.ListInstallationAuditRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.ListInstallationAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInstallationOrganisations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/ListInstallationOrganisations',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.ListInstallationOrganisationsRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.ListInstallationOrganisationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

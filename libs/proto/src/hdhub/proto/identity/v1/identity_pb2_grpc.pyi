@@ -51,6 +51,11 @@ class IdentityServiceStub:
 
     Create an organisation (User Manager); the caller becomes its User Manager.
     """
+    AppointFirstUserManager: _grpc.UnaryUnaryMultiCallable[_identity_pb2.AppointFirstUserManagerRequest, _identity_pb2.AppointFirstUserManagerResponse]
+    """Start an installation (the central operator only): a new organisation and its first
+    User Manager, audited in the new organisation. A new account's initial password is in
+    the answer, once, for the service desk to hand over; an existing account keeps its own.
+    """
     UpdateOrganisation: _grpc.UnaryUnaryMultiCallable[_identity_pb2.UpdateOrganisationRequest, _identity_pb2.UpdateOrganisationResponse]
     """Change an organisation's title or NIHDI number (its User Manager)."""
     CheckNihdiNumber: _grpc.UnaryUnaryMultiCallable[_identity_pb2.CheckNihdiNumberRequest, _identity_pb2.CheckNihdiNumberResponse]
@@ -61,6 +66,10 @@ class IdentityServiceStub:
     """Add a member by e-mail; a new account's initial password is in the answer, once."""
     SetMemberRoles: _grpc.UnaryUnaryMultiCallable[_identity_pb2.SetMemberRolesRequest, _identity_pb2.SetMemberRolesResponse]
     """Set a member's roles (the administrative ones only by a User Manager)."""
+    SetMemberRegistries: _grpc.UnaryUnaryMultiCallable[_identity_pb2.SetMemberRegistriesRequest, _identity_pb2.SetMemberRegistriesResponse]
+    """Grant a member exactly these registries (User Manager, DP Manager); taking one ends the
+    member's current tokens.
+    """
     RemoveMember: _grpc.UnaryUnaryMultiCallable[_identity_pb2.RemoveMemberRequest, _identity_pb2.RemoveMemberResponse]
     """Remove a member from an organisation; the account stays."""
     CancelAccount: _grpc.UnaryUnaryMultiCallable[_identity_pb2.CancelAccountRequest, _identity_pb2.CancelAccountResponse]
@@ -91,6 +100,19 @@ class IdentityServiceStub:
     """Approve or reject an account request."""
     ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListAuditEntriesRequest, _identity_pb2.ListAuditEntriesResponse]
     """The organisation's audit log, newest first, filtered and paged."""
+    ListStaleAccountRequests: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListStaleAccountRequestsRequest, _identity_pb2.ListStaleAccountRequestsResponse]
+    """Operator only (the console): per organisation, account requests still pending after
+    `older_than_days` (default 7), counted, with the oldest.
+    """
+    ListInstallationAudit: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListInstallationAuditRequest, _identity_pb2.ListInstallationAuditResponse]
+    """Operator only (the console): the audit log across every organisation, newest first,
+    keyset-paged; entries name their organisation, not their details.
+    """
+    ListInstallationOrganisations: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListInstallationOrganisationsRequest, _identity_pb2.ListInstallationOrganisationsResponse]
+    """--- The operator's console ---
+    Operator only: every organisation of the installation (id, title, NIHDI number), by
+    title, for the console to name the organisations its counts are about.
+    """
 
 @_typing.type_check_only
 class IdentityServiceAsyncStub(IdentityServiceStub):
@@ -115,6 +137,11 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
 
     Create an organisation (User Manager); the caller becomes its User Manager.
     """
+    AppointFirstUserManager: _aio.UnaryUnaryMultiCallable[_identity_pb2.AppointFirstUserManagerRequest, _identity_pb2.AppointFirstUserManagerResponse]  # type: ignore[assignment]
+    """Start an installation (the central operator only): a new organisation and its first
+    User Manager, audited in the new organisation. A new account's initial password is in
+    the answer, once, for the service desk to hand over; an existing account keeps its own.
+    """
     UpdateOrganisation: _aio.UnaryUnaryMultiCallable[_identity_pb2.UpdateOrganisationRequest, _identity_pb2.UpdateOrganisationResponse]  # type: ignore[assignment]
     """Change an organisation's title or NIHDI number (its User Manager)."""
     CheckNihdiNumber: _aio.UnaryUnaryMultiCallable[_identity_pb2.CheckNihdiNumberRequest, _identity_pb2.CheckNihdiNumberResponse]  # type: ignore[assignment]
@@ -125,6 +152,10 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """Add a member by e-mail; a new account's initial password is in the answer, once."""
     SetMemberRoles: _aio.UnaryUnaryMultiCallable[_identity_pb2.SetMemberRolesRequest, _identity_pb2.SetMemberRolesResponse]  # type: ignore[assignment]
     """Set a member's roles (the administrative ones only by a User Manager)."""
+    SetMemberRegistries: _aio.UnaryUnaryMultiCallable[_identity_pb2.SetMemberRegistriesRequest, _identity_pb2.SetMemberRegistriesResponse]  # type: ignore[assignment]
+    """Grant a member exactly these registries (User Manager, DP Manager); taking one ends the
+    member's current tokens.
+    """
     RemoveMember: _aio.UnaryUnaryMultiCallable[_identity_pb2.RemoveMemberRequest, _identity_pb2.RemoveMemberResponse]  # type: ignore[assignment]
     """Remove a member from an organisation; the account stays."""
     CancelAccount: _aio.UnaryUnaryMultiCallable[_identity_pb2.CancelAccountRequest, _identity_pb2.CancelAccountResponse]  # type: ignore[assignment]
@@ -155,6 +186,19 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """Approve or reject an account request."""
     ListAuditEntries: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListAuditEntriesRequest, _identity_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
     """The organisation's audit log, newest first, filtered and paged."""
+    ListStaleAccountRequests: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListStaleAccountRequestsRequest, _identity_pb2.ListStaleAccountRequestsResponse]  # type: ignore[assignment]
+    """Operator only (the console): per organisation, account requests still pending after
+    `older_than_days` (default 7), counted, with the oldest.
+    """
+    ListInstallationAudit: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListInstallationAuditRequest, _identity_pb2.ListInstallationAuditResponse]  # type: ignore[assignment]
+    """Operator only (the console): the audit log across every organisation, newest first,
+    keyset-paged; entries name their organisation, not their details.
+    """
+    ListInstallationOrganisations: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListInstallationOrganisationsRequest, _identity_pb2.ListInstallationOrganisationsResponse]  # type: ignore[assignment]
+    """--- The operator's console ---
+    Operator only: every organisation of the installation (id, title, NIHDI number), by
+    title, for the console to name the organisations its counts are about.
+    """
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     """Identity: organisations, members and their roles. The full service (members, account
@@ -202,6 +246,17 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def AppointFirstUserManager(
+        self,
+        request: _identity_pb2.AppointFirstUserManagerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.AppointFirstUserManagerResponse, _abc.Awaitable[_identity_pb2.AppointFirstUserManagerResponse]]:
+        """Start an installation (the central operator only): a new organisation and its first
+        User Manager, audited in the new organisation. A new account's initial password is in
+        the answer, once, for the service desk to hand over; an existing account keeps its own.
+        """
+
+    @_abc_1.abstractmethod
     def UpdateOrganisation(
         self,
         request: _identity_pb2.UpdateOrganisationRequest,
@@ -240,6 +295,16 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.SetMemberRolesResponse, _abc.Awaitable[_identity_pb2.SetMemberRolesResponse]]:
         """Set a member's roles (the administrative ones only by a User Manager)."""
+
+    @_abc_1.abstractmethod
+    def SetMemberRegistries(
+        self,
+        request: _identity_pb2.SetMemberRegistriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.SetMemberRegistriesResponse, _abc.Awaitable[_identity_pb2.SetMemberRegistriesResponse]]:
+        """Grant a member exactly these registries (User Manager, DP Manager); taking one ends the
+        member's current tokens.
+        """
 
     @_abc_1.abstractmethod
     def RemoveMember(
@@ -360,5 +425,36 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.ListAuditEntriesResponse, _abc.Awaitable[_identity_pb2.ListAuditEntriesResponse]]:
         """The organisation's audit log, newest first, filtered and paged."""
+
+    @_abc_1.abstractmethod
+    def ListStaleAccountRequests(
+        self,
+        request: _identity_pb2.ListStaleAccountRequestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ListStaleAccountRequestsResponse, _abc.Awaitable[_identity_pb2.ListStaleAccountRequestsResponse]]:
+        """Operator only (the console): per organisation, account requests still pending after
+        `older_than_days` (default 7), counted, with the oldest.
+        """
+
+    @_abc_1.abstractmethod
+    def ListInstallationAudit(
+        self,
+        request: _identity_pb2.ListInstallationAuditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ListInstallationAuditResponse, _abc.Awaitable[_identity_pb2.ListInstallationAuditResponse]]:
+        """Operator only (the console): the audit log across every organisation, newest first,
+        keyset-paged; entries name their organisation, not their details.
+        """
+
+    @_abc_1.abstractmethod
+    def ListInstallationOrganisations(
+        self,
+        request: _identity_pb2.ListInstallationOrganisationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ListInstallationOrganisationsResponse, _abc.Awaitable[_identity_pb2.ListInstallationOrganisationsResponse]]:
+        """--- The operator's console ---
+        Operator only: every organisation of the installation (id, title, NIHDI number), by
+        title, for the console to name the organisations its counts are about.
+        """
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -24,23 +24,57 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1chdhub/intake/v1/intake.proto\x12\x0fhdhub.intake.v1\"B\n\x04Link\x12\x17\n\x0fregistration_id\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x12\n\nrecordname\x18\x03 \x01(\t\"\x97\x02\n\nIntakeFile\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0forganisation_id\x18\x02 \x01(\t\x12\x10\n\x08registry\x18\x03 \x01(\t\x12\x10\n\x08\x66ilename\x18\x04 \x01(\t\x12\x0c\n\x04size\x18\x05 \x01(\x04\x12\x0e\n\x06sha256\x18\x06 \x01(\t\x12)\n\x05state\x18\x07 \x01(\x0e\x32\x1a.hdhub.intake.v1.FileState\x12\x16\n\x0erejection_rule\x18\x08 \x01(\t\x12\x11\n\trejection\x18\t \x01(\t\x12\x11\n\tunmatched\x18\n \x01(\x08\x12$\n\x05links\x18\x0b \x03(\x0b\x32\x15.hdhub.intake.v1.Link\x12\x13\n\x0breceived_at\x18\x0c \x01(\t\"S\n\x10ListFilesRequest\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x17\n\x0fregistration_id\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\"?\n\x11ListFilesResponse\x12*\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x1b.hdhub.intake.v1.IntakeFile*\xbb\x01\n\tFileState\x12\x1a\n\x16\x46ILE_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46ILE_STATE_RECEIVING\x10\x01\x12\x17\n\x13\x46ILE_STATE_RECEIVED\x10\x02\x12\x16\n\x12\x46ILE_STATE_ABORTED\x10\x03\x12\x17\n\x13\x46ILE_STATE_ACCEPTED\x10\x04\x12\x17\n\x13\x46ILE_STATE_REJECTED\x10\x05\x12\x15\n\x11\x46ILE_STATE_LOADED\x10\x06\x32\x63\n\rIntakeService\x12R\n\tListFiles\x12!.hdhub.intake.v1.ListFilesRequest\x1a\".hdhub.intake.v1.ListFilesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1chdhub/intake/v1/intake.proto\x12\x0fhdhub.intake.v1\"B\n\x04Link\x12\x17\n\x0fregistration_id\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x12\n\nrecordname\x18\x03 \x01(\t\"\xaa\x04\n\nIntakeFile\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0forganisation_id\x18\x02 \x01(\t\x12\x10\n\x08registry\x18\x03 \x01(\t\x12\x10\n\x08\x66ilename\x18\x04 \x01(\t\x12\x0c\n\x04size\x18\x05 \x01(\x04\x12\x0e\n\x06sha256\x18\x06 \x01(\t\x12)\n\x05state\x18\x07 \x01(\x0e\x32\x1a.hdhub.intake.v1.FileState\x12\x16\n\x0erejection_rule\x18\x08 \x01(\t\x12\x11\n\trejection\x18\t \x01(\t\x12\x11\n\tunmatched\x18\n \x01(\x08\x12$\n\x05links\x18\x0b \x03(\x0b\x32\x15.hdhub.intake.v1.Link\x12\x13\n\x0breceived_at\x18\x0c \x01(\t\x12\x0e\n\x06source\x18\r \x01(\t\x12\x0e\n\x06sender\x18\x0e \x01(\t\x12\x16\n\x0e\x62ytes_received\x18\x0f \x01(\x04\x12\x13\n\x0brecordnames\x18\x10 \x01(\r\x12\x1a\n\x12recordnames_linked\x18\x11 \x01(\r\x12\x12\n\nstarted_at\x18\x12 \x01(\t\x12\x14\n\x0c\x64\x65livered_at\x18\x13 \x01(\t\x12\x11\n\tlinked_at\x18\x14 \x01(\t\x12\x11\n\tloaded_at\x18\x15 \x01(\t\x12\x16\n\x0e\x63ontent_purged\x18\x16 \x01(\x08\x12\x0f\n\x07sent_at\x18\x17 \x01(\t\x12\x17\n\x0f\x61\x63knowledged_at\x18\x18 \x01(\t\x12\x16\n\x0e\x63\x65ntral_offset\x18\x19 \x01(\x04\"\xb3\x01\n\x10ListFilesRequest\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x17\n\x0fregistration_id\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\x12)\n\x05state\x18\x04 \x01(\x0e\x32\x1a.hdhub.intake.v1.FileState\x12\x10\n\x08registry\x18\x05 \x01(\t\x12\x11\n\tunmatched\x18\x06 \x01(\x08\x12\x0e\n\x06offset\x18\x07 \x01(\r\"N\n\x11ListFilesResponse\x12*\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x1b.hdhub.intake.v1.IntakeFile\x12\r\n\x05total\x18\x02 \x01(\x04\"5\n\x0eGetFileRequest\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"<\n\x0fGetFileResponse\x12)\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x1b.hdhub.intake.v1.IntakeFile\"O\n\x10UploadFileHeader\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x10\n\x08registry\x18\x02 \x01(\t\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\"a\n\x11UploadFileRequest\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32!.hdhub.intake.v1.UploadFileHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"?\n\x12UploadFileResponse\x12)\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x1b.hdhub.intake.v1.IntakeFile\"\x1b\n\x19OrganisationHealthRequest\"X\n\x1aOrganisationHealthResponse\x12:\n\rorganisations\x18\x01 \x03(\x0b\x32#.hdhub.intake.v1.OrganisationCounts\"\x9d\x01\n\x12OrganisationCounts\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12?\n\x06\x63ounts\x18\x02 \x03(\x0b\x32/.hdhub.intake.v1.OrganisationCounts.CountsEntry\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"M\n\x13ListLateVcfsRequest\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x0e\n\x06offset\x18\x03 \x01(\r\"\x87\x01\n\x07LateVcf\x12\x17\n\x0fregistration_id\x18\x01 \x01(\t\x12\x19\n\x11registration_code\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x10\n\x08\x66ilename\x18\x04 \x01(\t\x12\x12\n\ncreated_at\x18\x05 \x01(\t\x12\x12\n\nlate_since\x18\x06 \x01(\t\"a\n\x14ListLateVcfsResponse\x12&\n\x04late\x18\x01 \x03(\x0b\x32\x18.hdhub.intake.v1.LateVcf\x12\r\n\x05total\x18\x02 \x01(\r\x12\x12\n\nlate_hours\x18\x03 \x01(\x01*\x84\x02\n\tFileState\x12\x1a\n\x16\x46ILE_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46ILE_STATE_RECEIVING\x10\x01\x12\x17\n\x13\x46ILE_STATE_RECEIVED\x10\x02\x12\x16\n\x12\x46ILE_STATE_ABORTED\x10\x03\x12\x17\n\x13\x46ILE_STATE_ACCEPTED\x10\x04\x12\x17\n\x13\x46ILE_STATE_REJECTED\x10\x05\x12\x15\n\x11\x46ILE_STATE_LOADED\x10\x06\x12\x15\n\x11\x46ILE_STATE_LINKED\x10\x07\x12\x13\n\x0f\x46ILE_STATE_SENT\x10\x08\x12\x1b\n\x17\x46ILE_STATE_ACKNOWLEDGED\x10\t2\xea\x03\n\rIntakeService\x12W\n\tListFiles\x12!.hdhub.intake.v1.ListFilesRequest\x1a\".hdhub.intake.v1.ListFilesResponse\"\x03\x90\x02\x01\x12Q\n\x07GetFile\x12\x1f.hdhub.intake.v1.GetFileRequest\x1a .hdhub.intake.v1.GetFileResponse\"\x03\x90\x02\x01\x12W\n\nUploadFile\x12\".hdhub.intake.v1.UploadFileRequest\x1a#.hdhub.intake.v1.UploadFileResponse(\x01\x12r\n\x12OrganisationHealth\x12*.hdhub.intake.v1.OrganisationHealthRequest\x1a+.hdhub.intake.v1.OrganisationHealthResponse\"\x03\x90\x02\x01\x12`\n\x0cListLateVcfs\x12$.hdhub.intake.v1.ListLateVcfsRequest\x1a%.hdhub.intake.v1.ListLateVcfsResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hdhub.proto.intake.v1.intake_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FILESTATE']._serialized_start=550
-  _globals['_FILESTATE']._serialized_end=737
+  _globals['_ORGANISATIONCOUNTS_COUNTSENTRY']._loaded_options = None
+  _globals['_ORGANISATIONCOUNTS_COUNTSENTRY']._serialized_options = b'8\001'
+  _globals['_INTAKESERVICE'].methods_by_name['ListFiles']._loaded_options = None
+  _globals['_INTAKESERVICE'].methods_by_name['ListFiles']._serialized_options = b'\220\002\001'
+  _globals['_INTAKESERVICE'].methods_by_name['GetFile']._loaded_options = None
+  _globals['_INTAKESERVICE'].methods_by_name['GetFile']._serialized_options = b'\220\002\001'
+  _globals['_INTAKESERVICE'].methods_by_name['OrganisationHealth']._loaded_options = None
+  _globals['_INTAKESERVICE'].methods_by_name['OrganisationHealth']._serialized_options = b'\220\002\001'
+  _globals['_INTAKESERVICE'].methods_by_name['ListLateVcfs']._loaded_options = None
+  _globals['_INTAKESERVICE'].methods_by_name['ListLateVcfs']._serialized_options = b'\220\002\001'
+  _globals['_FILESTATE']._serialized_start=1894
+  _globals['_FILESTATE']._serialized_end=2154
   _globals['_LINK']._serialized_start=49
   _globals['_LINK']._serialized_end=115
   _globals['_INTAKEFILE']._serialized_start=118
-  _globals['_INTAKEFILE']._serialized_end=397
-  _globals['_LISTFILESREQUEST']._serialized_start=399
-  _globals['_LISTFILESREQUEST']._serialized_end=482
-  _globals['_LISTFILESRESPONSE']._serialized_start=484
-  _globals['_LISTFILESRESPONSE']._serialized_end=547
-  _globals['_INTAKESERVICE']._serialized_start=739
-  _globals['_INTAKESERVICE']._serialized_end=838
+  _globals['_INTAKEFILE']._serialized_end=672
+  _globals['_LISTFILESREQUEST']._serialized_start=675
+  _globals['_LISTFILESREQUEST']._serialized_end=854
+  _globals['_LISTFILESRESPONSE']._serialized_start=856
+  _globals['_LISTFILESRESPONSE']._serialized_end=934
+  _globals['_GETFILEREQUEST']._serialized_start=936
+  _globals['_GETFILEREQUEST']._serialized_end=989
+  _globals['_GETFILERESPONSE']._serialized_start=991
+  _globals['_GETFILERESPONSE']._serialized_end=1051
+  _globals['_UPLOADFILEHEADER']._serialized_start=1053
+  _globals['_UPLOADFILEHEADER']._serialized_end=1132
+  _globals['_UPLOADFILEREQUEST']._serialized_start=1134
+  _globals['_UPLOADFILEREQUEST']._serialized_end=1231
+  _globals['_UPLOADFILERESPONSE']._serialized_start=1233
+  _globals['_UPLOADFILERESPONSE']._serialized_end=1296
+  _globals['_ORGANISATIONHEALTHREQUEST']._serialized_start=1298
+  _globals['_ORGANISATIONHEALTHREQUEST']._serialized_end=1325
+  _globals['_ORGANISATIONHEALTHRESPONSE']._serialized_start=1327
+  _globals['_ORGANISATIONHEALTHRESPONSE']._serialized_end=1415
+  _globals['_ORGANISATIONCOUNTS']._serialized_start=1418
+  _globals['_ORGANISATIONCOUNTS']._serialized_end=1575
+  _globals['_ORGANISATIONCOUNTS_COUNTSENTRY']._serialized_start=1530
+  _globals['_ORGANISATIONCOUNTS_COUNTSENTRY']._serialized_end=1575
+  _globals['_LISTLATEVCFSREQUEST']._serialized_start=1577
+  _globals['_LISTLATEVCFSREQUEST']._serialized_end=1654
+  _globals['_LATEVCF']._serialized_start=1657
+  _globals['_LATEVCF']._serialized_end=1792
+  _globals['_LISTLATEVCFSRESPONSE']._serialized_start=1794
+  _globals['_LISTLATEVCFSRESPONSE']._serialized_end=1891
+  _globals['_INTAKESERVICE']._serialized_start=2157
+  _globals['_INTAKESERVICE']._serialized_end=2647
 # @@protoc_insertion_point(module_scope)

@@ -37,7 +37,17 @@ class _FileStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FileState.V
     FILE_STATE_REJECTED: _FileState.ValueType  # 5
     """Delivered, a check failed: `rejection_rule` and `rejection` say which."""
     FILE_STATE_LOADED: _FileState.ValueType  # 6
-    """Taken by the daily load: out of the drop area, kept in storage."""
+    """Taken by the daily load of earlier releases: out of the drop area, kept in storage.
+    No file gets it any longer: linked files go to the central platform instead.
+    """
+    FILE_STATE_LINKED: _FileState.ValueType  # 7
+    """Accepted and linked to every registration it needs; waiting to be sent."""
+    FILE_STATE_SENT: _FileState.ValueType  # 8
+    """Streamed to the central platform whole, its acknowledgement not yet in."""
+    FILE_STATE_ACKNOWLEDGED: _FileState.ValueType  # 9
+    """The central platform acknowledged the file (digest checked): out of the drop area,
+    the object kept for the retention period.
+    """
 
 class FileState(_FileState, metaclass=_FileStateEnumTypeWrapper): ...
 
@@ -53,7 +63,17 @@ FILE_STATE_ACCEPTED: FileState.ValueType  # 4
 FILE_STATE_REJECTED: FileState.ValueType  # 5
 """Delivered, a check failed: `rejection_rule` and `rejection` say which."""
 FILE_STATE_LOADED: FileState.ValueType  # 6
-"""Taken by the daily load: out of the drop area, kept in storage."""
+"""Taken by the daily load of earlier releases: out of the drop area, kept in storage.
+No file gets it any longer: linked files go to the central platform instead.
+"""
+FILE_STATE_LINKED: FileState.ValueType  # 7
+"""Accepted and linked to every registration it needs; waiting to be sent."""
+FILE_STATE_SENT: FileState.ValueType  # 8
+"""Streamed to the central platform whole, its acknowledgement not yet in."""
+FILE_STATE_ACKNOWLEDGED: FileState.ValueType  # 9
+"""The central platform acknowledged the file (digest checked): out of the drop area,
+the object kept for the retention period.
+"""
 Global___FileState: _TypeAlias = FileState  # noqa: Y015
 
 @_typing.final
@@ -99,6 +119,19 @@ class IntakeFile(_message.Message):
     UNMATCHED_FIELD_NUMBER: _builtins.int
     LINKS_FIELD_NUMBER: _builtins.int
     RECEIVED_AT_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    SENDER_FIELD_NUMBER: _builtins.int
+    BYTES_RECEIVED_FIELD_NUMBER: _builtins.int
+    RECORDNAMES_FIELD_NUMBER: _builtins.int
+    RECORDNAMES_LINKED_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    DELIVERED_AT_FIELD_NUMBER: _builtins.int
+    LINKED_AT_FIELD_NUMBER: _builtins.int
+    LOADED_AT_FIELD_NUMBER: _builtins.int
+    CONTENT_PURGED_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_AT_FIELD_NUMBER: _builtins.int
+    CENTRAL_OFFSET_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     organisation_id: _builtins.str
     registry: _builtins.str
@@ -113,6 +146,29 @@ class IntakeFile(_message.Message):
     unmatched: _builtins.bool
     """True while no registration names the file (it is linked when one arrives)."""
     received_at: _builtins.str
+    source: _builtins.str
+    """sftp or http."""
+    sender: _builtins.str
+    """The SFTP login, person or hospital system that sent it."""
+    bytes_received: _builtins.int
+    """While receiving: the bytes so far (written every 8 MiB); the size afterwards."""
+    recordnames: _builtins.int
+    """HIV_Sequence: the file's recordnames and how many a registration names already."""
+    recordnames_linked: _builtins.int
+    started_at: _builtins.str
+    """RFC 3339, empty until it happens."""
+    delivered_at: _builtins.str
+    linked_at: _builtins.str
+    loaded_at: _builtins.str
+    content_purged: _builtins.bool
+    """A refused file's bytes were deleted (its retention ran out); the rule and reason stay."""
+    sent_at: _builtins.str
+    """RFC 3339, empty until it happens: the last byte went to the central platform, and
+    the central platform acknowledged it.
+    """
+    acknowledged_at: _builtins.str
+    central_offset: _builtins.int
+    """Bytes the central platform holds of the file (a cut transfer resumes there)."""
     @_builtins.property
     def links(self) -> _containers.RepeatedCompositeFieldContainer[Global___Link]: ...
     def __init__(
@@ -130,10 +186,23 @@ class IntakeFile(_message.Message):
         unmatched: _builtins.bool = ...,
         links: _abc.Iterable[Global___Link] | None = ...,
         received_at: _builtins.str = ...,
+        source: _builtins.str = ...,
+        sender: _builtins.str = ...,
+        bytes_received: _builtins.int = ...,
+        recordnames: _builtins.int = ...,
+        recordnames_linked: _builtins.int = ...,
+        started_at: _builtins.str = ...,
+        delivered_at: _builtins.str = ...,
+        linked_at: _builtins.str = ...,
+        loaded_at: _builtins.str = ...,
+        content_purged: _builtins.bool = ...,
+        sent_at: _builtins.str = ...,
+        acknowledged_at: _builtins.str = ...,
+        central_offset: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filename", b"filename", "id", b"id", "links", b"links", "organisation_id", b"organisation_id", "received_at", b"received_at", "registry", b"registry", "rejection", b"rejection", "rejection_rule", b"rejection_rule", "sha256", b"sha256", "size", b"size", "state", b"state", "unmatched", b"unmatched"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at", "bytes_received", b"bytes_received", "central_offset", b"central_offset", "content_purged", b"content_purged", "delivered_at", b"delivered_at", "filename", b"filename", "id", b"id", "linked_at", b"linked_at", "links", b"links", "loaded_at", b"loaded_at", "organisation_id", b"organisation_id", "received_at", b"received_at", "recordnames", b"recordnames", "recordnames_linked", b"recordnames_linked", "registry", b"registry", "rejection", b"rejection", "rejection_rule", b"rejection_rule", "sender", b"sender", "sent_at", b"sent_at", "sha256", b"sha256", "size", b"size", "source", b"source", "started_at", b"started_at", "state", b"state", "unmatched", b"unmatched"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -146,20 +215,37 @@ class ListFilesRequest(_message.Message):
     ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     REGISTRATION_ID_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    REGISTRY_FIELD_NUMBER: _builtins.int
+    UNMATCHED_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
     organisation_id: _builtins.str
     registration_id: _builtins.str
     """Only files linked to this registration; empty for all."""
     limit: _builtins.int
+    """At most 1000; 100 when 0."""
+    state: Global___FileState.ValueType
+    """Only files in this state; all when unspecified."""
+    registry: _builtins.str
+    """Only this registry folder (NGS, HIV_SEQUENCE); all when empty."""
+    unmatched: _builtins.bool
+    """Only accepted files no registration names yet."""
+    offset: _builtins.int
+    """Files to skip: the page after `offset + limit` files."""
     def __init__(
         self,
         *,
         organisation_id: _builtins.str = ...,
         registration_id: _builtins.str = ...,
         limit: _builtins.int = ...,
+        state: Global___FileState.ValueType = ...,
+        registry: _builtins.str = ...,
+        unmatched: _builtins.bool = ...,
+        offset: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "organisation_id", b"organisation_id", "registration_id", b"registration_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "offset", b"offset", "organisation_id", b"organisation_id", "registration_id", b"registration_id", "registry", b"registry", "state", b"state", "unmatched", b"unmatched"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -170,17 +256,309 @@ class ListFilesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FILES_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    """Files matching the filters, on every page."""
     @_builtins.property
     def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___IntakeFile]: ...
     def __init__(
         self,
         *,
         files: _abc.Iterable[Global___IntakeFile] | None = ...,
+        total: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["files", b"files"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["files", b"files", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListFilesResponse: _TypeAlias = ListFilesResponse  # noqa: Y015
+
+@_typing.final
+class GetFileRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFileRequest: _TypeAlias = GetFileRequest  # noqa: Y015
+
+@_typing.final
+class GetFileResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def file(self) -> Global___IntakeFile: ...
+    def __init__(
+        self,
+        *,
+        file: Global___IntakeFile | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["file", b"file"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file", b"file"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFileResponse: _TypeAlias = GetFileResponse  # noqa: Y015
+
+@_typing.final
+class UploadFileHeader(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    REGISTRY_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    registry: _builtins.str
+    """NGS (a .vcf or .vcf.gz) or HIV_SEQUENCE (ARL_yyyymmddHHMMSS.csv)."""
+    filename: _builtins.str
+    """The name the registration carries (TX_VCF_FILE_NAME, or the sequence file's filename)."""
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        registry: _builtins.str = ...,
+        filename: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filename", b"filename", "organisation_id", b"organisation_id", "registry", b"registry"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadFileHeader: _TypeAlias = UploadFileHeader  # noqa: Y015
+
+@_typing.final
+class UploadFileRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    """Then the file's bytes, in order."""
+    @_builtins.property
+    def header(self) -> Global___UploadFileHeader:
+        """First message, once."""
+
+    def __init__(
+        self,
+        *,
+        header: Global___UploadFileHeader | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["header", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___UploadFileRequest: _TypeAlias = UploadFileRequest  # noqa: Y015
+
+@_typing.final
+class UploadFileResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def file(self) -> Global___IntakeFile:
+        """Accepted or rejected, with its reason."""
+
+    def __init__(
+        self,
+        *,
+        file: Global___IntakeFile | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["file", b"file"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file", b"file"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadFileResponse: _TypeAlias = UploadFileResponse  # noqa: Y015
+
+@_typing.final
+class OrganisationHealthRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrganisationHealthRequest: _TypeAlias = OrganisationHealthRequest  # noqa: Y015
+
+@_typing.final
+class OrganisationHealthResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def organisations(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrganisationCounts]: ...
+    def __init__(
+        self,
+        *,
+        organisations: _abc.Iterable[Global___OrganisationCounts] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisations", b"organisations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrganisationHealthResponse: _TypeAlias = OrganisationHealthResponse  # noqa: Y015
+
+@_typing.final
+class OrganisationCounts(_message.Message):
+    """One organisation's counts, by name (refused, unmatched)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class CountsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    COUNTS_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    @_builtins.property
+    def counts(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        counts: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrganisationCounts: _TypeAlias = OrganisationCounts  # noqa: Y015
+
+@_typing.final
+class ListLateVcfsRequest(_message.Message):
+    """--- late VCFs (portalret) ---"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    limit: _builtins.int
+    offset: _builtins.int
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        offset: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "offset", b"offset", "organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLateVcfsRequest: _TypeAlias = ListLateVcfsRequest  # noqa: Y015
+
+@_typing.final
+class LateVcf(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGISTRATION_ID_FIELD_NUMBER: _builtins.int
+    REGISTRATION_CODE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    LATE_SINCE_FIELD_NUMBER: _builtins.int
+    registration_id: _builtins.str
+    registration_code: _builtins.str
+    status: _builtins.str
+    filename: _builtins.str
+    """The VCF's name the registration expects (TX_VCF_FILE_NAME)."""
+    created_at: _builtins.str
+    late_since: _builtins.str
+    def __init__(
+        self,
+        *,
+        registration_id: _builtins.str = ...,
+        registration_code: _builtins.str = ...,
+        status: _builtins.str = ...,
+        filename: _builtins.str = ...,
+        created_at: _builtins.str = ...,
+        late_since: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "filename", b"filename", "late_since", b"late_since", "registration_code", b"registration_code", "registration_id", b"registration_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LateVcf: _TypeAlias = LateVcf  # noqa: Y015
+
+@_typing.final
+class ListLateVcfsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LATE_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    LATE_HOURS_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    late_hours: _builtins.float
+    """Hours after a registration's creation its VCF is late (HDHUB_INTAKE_VCF_LATE_HOURS)."""
+    @_builtins.property
+    def late(self) -> _containers.RepeatedCompositeFieldContainer[Global___LateVcf]: ...
+    def __init__(
+        self,
+        *,
+        late: _abc.Iterable[Global___LateVcf] | None = ...,
+        total: _builtins.int = ...,
+        late_hours: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["late", b"late", "late_hours", b"late_hours", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLateVcfsResponse: _TypeAlias = ListLateVcfsResponse  # noqa: Y015

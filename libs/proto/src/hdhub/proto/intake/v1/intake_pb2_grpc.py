@@ -28,7 +28,10 @@ if _version_not_supported:
 class IntakeServiceStub:
     """Intake: files received over SFTP or HTTP (NGS VCFs, HIV nucleotide-sequence CSVs), their
     checks, and their links to registrations. Other services ask which files a registration
-    has (registrations shows them; uploads checks a linked upload's sequence file arrived).
+    has (registrations shows them; uploads checks a linked upload's sequence file arrived);
+    the portal's Files pages list them and send a file over HTTP for a person. The rules
+    are the REST routes' (`/api/v1/files`): reading needs `registration:read` in the
+    organisation, sending `registration:write`.
     """
 
     def __init__(self, channel):
@@ -42,16 +45,74 @@ class IntakeServiceStub:
                 request_serializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.ListFilesRequest.SerializeToString,
                 response_deserializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.ListFilesResponse.FromString,
                 _registered_method=True)
+        self.GetFile = channel.unary_unary(
+                '/hdhub.intake.v1.IntakeService/GetFile',
+                request_serializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.GetFileRequest.SerializeToString,
+                response_deserializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.GetFileResponse.FromString,
+                _registered_method=True)
+        self.UploadFile = channel.stream_unary(
+                '/hdhub.intake.v1.IntakeService/UploadFile',
+                request_serializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.UploadFileRequest.SerializeToString,
+                response_deserializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.UploadFileResponse.FromString,
+                _registered_method=True)
+        self.OrganisationHealth = channel.unary_unary(
+                '/hdhub.intake.v1.IntakeService/OrganisationHealth',
+                request_serializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.OrganisationHealthRequest.SerializeToString,
+                response_deserializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.OrganisationHealthResponse.FromString,
+                _registered_method=True)
+        self.ListLateVcfs = channel.unary_unary(
+                '/hdhub.intake.v1.IntakeService/ListLateVcfs',
+                request_serializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.ListLateVcfsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.ListLateVcfsResponse.FromString,
+                _registered_method=True)
 
 
 class IntakeServiceServicer:
     """Intake: files received over SFTP or HTTP (NGS VCFs, HIV nucleotide-sequence CSVs), their
     checks, and their links to registrations. Other services ask which files a registration
-    has (registrations shows them; uploads checks a linked upload's sequence file arrived).
+    has (registrations shows them; uploads checks a linked upload's sequence file arrived);
+    the portal's Files pages list them and send a file over HTTP for a person. The rules
+    are the REST routes' (`/api/v1/files`): reading needs `registration:read` in the
+    organisation, sending `registration:write`.
     """
 
     def ListFiles(self, request, context):
-        """Files of an organisation, optionally only those linked to one registration.
+        """A page of an organisation's files, newest first, optionally filtered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFile(self, request, context):
+        """One file of an organisation; NOT_FOUND when it has none by that id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadFile(self, request_iterator, context):
+        """Send a file as the web upload does: the first message is the `header`, then the file
+        in `chunk`s. It streams into the same path as SFTP files and is delivered (checked,
+        accepted or rejected, linked) when the stream ends; a refused name, an empty file or
+        one over the size limit is a problem naming the rule, and the file is listed with it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OrganisationHealth(self, request, context):
+        """Operator only (the console): files refused and files unmatched for every organisation, as counts kept
+        incrementally; never a registration's values.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLateVcfs(self, request, context):
+        """--- late VCFs for the portal's Files page (portalret) ---
+        The organisation's NGS registrations whose VCF has not arrived `vcf_late_hours` after
+        they were created, oldest first, as `GET /api/v1/files/{org}/late-vcfs`: none for a
+        member without the NGS registry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -65,6 +126,26 @@ def add_IntakeServiceServicer_to_server(servicer, server):
                     request_deserializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.ListFilesRequest.FromString,
                     response_serializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.ListFilesResponse.SerializeToString,
             ),
+            'GetFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFile,
+                    request_deserializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.GetFileRequest.FromString,
+                    response_serializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.GetFileResponse.SerializeToString,
+            ),
+            'UploadFile': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadFile,
+                    request_deserializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.UploadFileRequest.FromString,
+                    response_serializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.UploadFileResponse.SerializeToString,
+            ),
+            'OrganisationHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.OrganisationHealth,
+                    request_deserializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.OrganisationHealthRequest.FromString,
+                    response_serializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.OrganisationHealthResponse.SerializeToString,
+            ),
+            'ListLateVcfs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLateVcfs,
+                    request_deserializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.ListLateVcfsRequest.FromString,
+                    response_serializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.ListLateVcfsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'hdhub.intake.v1.IntakeService', rpc_method_handlers)
@@ -76,7 +157,10 @@ def add_IntakeServiceServicer_to_server(servicer, server):
 class IntakeService:
     """Intake: files received over SFTP or HTTP (NGS VCFs, HIV nucleotide-sequence CSVs), their
     checks, and their links to registrations. Other services ask which files a registration
-    has (registrations shows them; uploads checks a linked upload's sequence file arrived).
+    has (registrations shows them; uploads checks a linked upload's sequence file arrived);
+    the portal's Files pages list them and send a file over HTTP for a person. The rules
+    are the REST routes' (`/api/v1/files`): reading needs `registration:read` in the
+    organisation, sending `registration:write`.
     """
 
     @staticmethod
@@ -96,6 +180,114 @@ class IntakeService:
             '/hdhub.intake.v1.IntakeService/ListFiles',
             hdhub_dot_intake_dot_v1_dot_intake__pb2.ListFilesRequest.SerializeToString,
             hdhub_dot_intake_dot_v1_dot_intake__pb2.ListFilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.intake.v1.IntakeService/GetFile',
+            hdhub_dot_intake_dot_v1_dot_intake__pb2.GetFileRequest.SerializeToString,
+            hdhub_dot_intake_dot_v1_dot_intake__pb2.GetFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadFile(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/hdhub.intake.v1.IntakeService/UploadFile',
+            hdhub_dot_intake_dot_v1_dot_intake__pb2.UploadFileRequest.SerializeToString,
+            hdhub_dot_intake_dot_v1_dot_intake__pb2.UploadFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OrganisationHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.intake.v1.IntakeService/OrganisationHealth',
+            hdhub_dot_intake_dot_v1_dot_intake__pb2.OrganisationHealthRequest.SerializeToString,
+            hdhub_dot_intake_dot_v1_dot_intake__pb2.OrganisationHealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLateVcfs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.intake.v1.IntakeService/ListLateVcfs',
+            hdhub_dot_intake_dot_v1_dot_intake__pb2.ListLateVcfsRequest.SerializeToString,
+            hdhub_dot_intake_dot_v1_dot_intake__pb2.ListLateVcfsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -29,7 +29,10 @@ GRPC_VERSION: str
 class IntakeServiceStub:
     """Intake: files received over SFTP or HTTP (NGS VCFs, HIV nucleotide-sequence CSVs), their
     checks, and their links to registrations. Other services ask which files a registration
-    has (registrations shows them; uploads checks a linked upload's sequence file arrived).
+    has (registrations shows them; uploads checks a linked upload's sequence file arrived);
+    the portal's Files pages list them and send a file over HTTP for a person. The rules
+    are the REST routes' (`/api/v1/files`): reading needs `registration:read` in the
+    organisation, sending `registration:write`.
     """
 
     @_typing.overload
@@ -37,23 +40,65 @@ class IntakeServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> IntakeServiceAsyncStub: ...
     ListFiles: _grpc.UnaryUnaryMultiCallable[_intake_pb2.ListFilesRequest, _intake_pb2.ListFilesResponse]
-    """Files of an organisation, optionally only those linked to one registration."""
+    """A page of an organisation's files, newest first, optionally filtered."""
+    GetFile: _grpc.UnaryUnaryMultiCallable[_intake_pb2.GetFileRequest, _intake_pb2.GetFileResponse]
+    """One file of an organisation; NOT_FOUND when it has none by that id."""
+    UploadFile: _grpc.StreamUnaryMultiCallable[_intake_pb2.UploadFileRequest, _intake_pb2.UploadFileResponse]
+    """Send a file as the web upload does: the first message is the `header`, then the file
+    in `chunk`s. It streams into the same path as SFTP files and is delivered (checked,
+    accepted or rejected, linked) when the stream ends; a refused name, an empty file or
+    one over the size limit is a problem naming the rule, and the file is listed with it.
+    """
+    OrganisationHealth: _grpc.UnaryUnaryMultiCallable[_intake_pb2.OrganisationHealthRequest, _intake_pb2.OrganisationHealthResponse]
+    """Operator only (the console): files refused and files unmatched for every organisation, as counts kept
+    incrementally; never a registration's values.
+    """
+    ListLateVcfs: _grpc.UnaryUnaryMultiCallable[_intake_pb2.ListLateVcfsRequest, _intake_pb2.ListLateVcfsResponse]
+    """--- late VCFs for the portal's Files page (portalret) ---
+    The organisation's NGS registrations whose VCF has not arrived `vcf_late_hours` after
+    they were created, oldest first, as `GET /api/v1/files/{org}/late-vcfs`: none for a
+    member without the NGS registry.
+    """
 
 @_typing.type_check_only
 class IntakeServiceAsyncStub(IntakeServiceStub):
     """Intake: files received over SFTP or HTTP (NGS VCFs, HIV nucleotide-sequence CSVs), their
     checks, and their links to registrations. Other services ask which files a registration
-    has (registrations shows them; uploads checks a linked upload's sequence file arrived).
+    has (registrations shows them; uploads checks a linked upload's sequence file arrived);
+    the portal's Files pages list them and send a file over HTTP for a person. The rules
+    are the REST routes' (`/api/v1/files`): reading needs `registration:read` in the
+    organisation, sending `registration:write`.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListFiles: _aio.UnaryUnaryMultiCallable[_intake_pb2.ListFilesRequest, _intake_pb2.ListFilesResponse]  # type: ignore[assignment]
-    """Files of an organisation, optionally only those linked to one registration."""
+    """A page of an organisation's files, newest first, optionally filtered."""
+    GetFile: _aio.UnaryUnaryMultiCallable[_intake_pb2.GetFileRequest, _intake_pb2.GetFileResponse]  # type: ignore[assignment]
+    """One file of an organisation; NOT_FOUND when it has none by that id."""
+    UploadFile: _aio.StreamUnaryMultiCallable[_intake_pb2.UploadFileRequest, _intake_pb2.UploadFileResponse]  # type: ignore[assignment]
+    """Send a file as the web upload does: the first message is the `header`, then the file
+    in `chunk`s. It streams into the same path as SFTP files and is delivered (checked,
+    accepted or rejected, linked) when the stream ends; a refused name, an empty file or
+    one over the size limit is a problem naming the rule, and the file is listed with it.
+    """
+    OrganisationHealth: _aio.UnaryUnaryMultiCallable[_intake_pb2.OrganisationHealthRequest, _intake_pb2.OrganisationHealthResponse]  # type: ignore[assignment]
+    """Operator only (the console): files refused and files unmatched for every organisation, as counts kept
+    incrementally; never a registration's values.
+    """
+    ListLateVcfs: _aio.UnaryUnaryMultiCallable[_intake_pb2.ListLateVcfsRequest, _intake_pb2.ListLateVcfsResponse]  # type: ignore[assignment]
+    """--- late VCFs for the portal's Files page (portalret) ---
+    The organisation's NGS registrations whose VCF has not arrived `vcf_late_hours` after
+    they were created, oldest first, as `GET /api/v1/files/{org}/late-vcfs`: none for a
+    member without the NGS registry.
+    """
 
 class IntakeServiceServicer(metaclass=_abc_1.ABCMeta):
     """Intake: files received over SFTP or HTTP (NGS VCFs, HIV nucleotide-sequence CSVs), their
     checks, and their links to registrations. Other services ask which files a registration
-    has (registrations shows them; uploads checks a linked upload's sequence file arrived).
+    has (registrations shows them; uploads checks a linked upload's sequence file arrived);
+    the portal's Files pages list them and send a file over HTTP for a person. The rules
+    are the REST routes' (`/api/v1/files`): reading needs `registration:read` in the
+    organisation, sending `registration:write`.
     """
 
     @_abc_1.abstractmethod
@@ -62,6 +107,48 @@ class IntakeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _intake_pb2.ListFilesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_intake_pb2.ListFilesResponse, _abc.Awaitable[_intake_pb2.ListFilesResponse]]:
-        """Files of an organisation, optionally only those linked to one registration."""
+        """A page of an organisation's files, newest first, optionally filtered."""
+
+    @_abc_1.abstractmethod
+    def GetFile(
+        self,
+        request: _intake_pb2.GetFileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.GetFileResponse, _abc.Awaitable[_intake_pb2.GetFileResponse]]:
+        """One file of an organisation; NOT_FOUND when it has none by that id."""
+
+    @_abc_1.abstractmethod
+    def UploadFile(
+        self,
+        request_iterator: _MaybeAsyncIterator[_intake_pb2.UploadFileRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.UploadFileResponse, _abc.Awaitable[_intake_pb2.UploadFileResponse]]:
+        """Send a file as the web upload does: the first message is the `header`, then the file
+        in `chunk`s. It streams into the same path as SFTP files and is delivered (checked,
+        accepted or rejected, linked) when the stream ends; a refused name, an empty file or
+        one over the size limit is a problem naming the rule, and the file is listed with it.
+        """
+
+    @_abc_1.abstractmethod
+    def OrganisationHealth(
+        self,
+        request: _intake_pb2.OrganisationHealthRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.OrganisationHealthResponse, _abc.Awaitable[_intake_pb2.OrganisationHealthResponse]]:
+        """Operator only (the console): files refused and files unmatched for every organisation, as counts kept
+        incrementally; never a registration's values.
+        """
+
+    @_abc_1.abstractmethod
+    def ListLateVcfs(
+        self,
+        request: _intake_pb2.ListLateVcfsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.ListLateVcfsResponse, _abc.Awaitable[_intake_pb2.ListLateVcfsResponse]]:
+        """--- late VCFs for the portal's Files page (portalret) ---
+        The organisation's NGS registrations whose VCF has not arrived `vcf_late_hours` after
+        they were created, oldest first, as `GET /api/v1/files/{org}/late-vcfs`: none for a
+        member without the NGS registry.
+        """
 
 def add_IntakeServiceServicer_to_server(servicer: IntakeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -19,6 +19,55 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _ReportResult:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReportResultEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReportResult.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REPORT_RESULT_UNSPECIFIED: _ReportResult.ValueType  # 0
+    REPORT_RESULT_VALID: _ReportResult.ValueType  # 1
+    """Its newest message is SENT or TO_SEND."""
+    REPORT_RESULT_INVALID: _ReportResult.ValueType  # 2
+    """Its newest message is INVALID or ARCHIVED."""
+    REPORT_RESULT_NOT_FOUND: _ReportResult.ValueType  # 3
+    """It should have made a message and nippin has none."""
+    REPORT_RESULT_NOT_SENT: _ReportResult.ValueType  # 4
+    """Its newest message is ERROR."""
+
+class ReportResult(_ReportResult, metaclass=_ReportResultEnumTypeWrapper):
+    """One registration's result in a nightly report (DOMAIN.md, NIPPIN)."""
+
+REPORT_RESULT_UNSPECIFIED: ReportResult.ValueType  # 0
+REPORT_RESULT_VALID: ReportResult.ValueType  # 1
+"""Its newest message is SENT or TO_SEND."""
+REPORT_RESULT_INVALID: ReportResult.ValueType  # 2
+"""Its newest message is INVALID or ARCHIVED."""
+REPORT_RESULT_NOT_FOUND: ReportResult.ValueType  # 3
+"""It should have made a message and nippin has none."""
+REPORT_RESULT_NOT_SENT: ReportResult.ValueType  # 4
+"""Its newest message is ERROR."""
+Global___ReportResult: _TypeAlias = ReportResult  # noqa: Y015
+
+class _ExportState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ExportStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExportState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EXPORT_STATE_UNSPECIFIED: _ExportState.ValueType  # 0
+    EXPORT_STATE_QUEUED: _ExportState.ValueType  # 1
+    EXPORT_STATE_READY: _ExportState.ValueType  # 2
+    EXPORT_STATE_FAILED: _ExportState.ValueType  # 3
+
+class ExportState(_ExportState, metaclass=_ExportStateEnumTypeWrapper): ...
+
+EXPORT_STATE_UNSPECIFIED: ExportState.ValueType  # 0
+EXPORT_STATE_QUEUED: ExportState.ValueType  # 1
+EXPORT_STATE_READY: ExportState.ValueType  # 2
+EXPORT_STATE_FAILED: ExportState.ValueType  # 3
+Global___ExportState: _TypeAlias = ExportState  # noqa: Y015
+
 class _MessageStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -151,3 +200,733 @@ class SubmitRegistrationResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubmitRegistrationResponse: _TypeAlias = SubmitRegistrationResponse  # noqa: Y015
+
+@_typing.final
+class Registry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    PROJECT_CODE_FIELD_NUMBER: _builtins.int
+    DCD_CODE_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    project_code: _builtins.str
+    dcd_code: _builtins.str
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The newest version's labels, by language (en, fr, nl, de)."""
+
+    def __init__(
+        self,
+        *,
+        project_code: _builtins.str = ...,
+        dcd_code: _builtins.str = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dcd_code", b"dcd_code", "labels", b"labels", "project_code", b"project_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Registry: _TypeAlias = Registry  # noqa: Y015
+
+@_typing.final
+class ListRegistriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRegistriesRequest: _TypeAlias = ListRegistriesRequest  # noqa: Y015
+
+@_typing.final
+class ListRegistriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGISTRIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def registries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Registry]: ...
+    def __init__(
+        self,
+        *,
+        registries: _abc.Iterable[Global___Registry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["registries", b"registries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRegistriesResponse: _TypeAlias = ListRegistriesResponse  # noqa: Y015
+
+@_typing.final
+class Report(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class CountsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NIGHT_FIELD_NUMBER: _builtins.int
+    COUNTS_FIELD_NUMBER: _builtins.int
+    BUILT_AT_FIELD_NUMBER: _builtins.int
+    night: _builtins.str
+    """The UTC night (ISO date)."""
+    built_at: _builtins.str
+    """ISO 8601, UTC."""
+    @_builtins.property
+    def counts(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Registrations per result: valid, invalid, not_found, not_sent."""
+
+    def __init__(
+        self,
+        *,
+        night: _builtins.str = ...,
+        counts: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        built_at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["built_at", b"built_at", "counts", b"counts", "night", b"night"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Report: _TypeAlias = Report  # noqa: Y015
+
+@_typing.final
+class Record(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGISTRATION_ID_FIELD_NUMBER: _builtins.int
+    REGISTRATION_CODE_FIELD_NUMBER: _builtins.int
+    DCD_CODE_FIELD_NUMBER: _builtins.int
+    IMPLANT_DATE_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_STATUS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    registration_id: _builtins.str
+    registration_code: _builtins.str
+    dcd_code: _builtins.str
+    implant_date: _builtins.str
+    """ISO date; empty when unknown."""
+    result: Global___ReportResult.ValueType
+    message_id: _builtins.str
+    """The newest message's id and status; empty and UNSPECIFIED for a not_found."""
+    message_status: Global___MessageStatus.ValueType
+    reason: _builtins.str
+    """Why invalid (the XSD's reasons, or the archive's) or not_sent (the last failure)."""
+    def __init__(
+        self,
+        *,
+        registration_id: _builtins.str = ...,
+        registration_code: _builtins.str = ...,
+        dcd_code: _builtins.str = ...,
+        implant_date: _builtins.str = ...,
+        result: Global___ReportResult.ValueType = ...,
+        message_id: _builtins.str = ...,
+        message_status: Global___MessageStatus.ValueType = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dcd_code", b"dcd_code", "implant_date", b"implant_date", "message_id", b"message_id", "message_status", b"message_status", "reason", b"reason", "registration_code", b"registration_code", "registration_id", b"registration_id", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Record: _TypeAlias = Record  # noqa: Y015
+
+@_typing.final
+class ListRecordsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    DCD_CODE_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    dcd_code: _builtins.str
+    result: Global___ReportResult.ValueType
+    """Only this result; UNSPECIFIED for every record."""
+    limit: _builtins.int
+    """At most 1000; 0 for 100."""
+    offset: _builtins.int
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        dcd_code: _builtins.str = ...,
+        result: Global___ReportResult.ValueType = ...,
+        limit: _builtins.int = ...,
+        offset: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dcd_code", b"dcd_code", "limit", b"limit", "offset", b"offset", "organisation_id", b"organisation_id", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRecordsRequest: _TypeAlias = ListRecordsRequest  # noqa: Y015
+
+@_typing.final
+class ListRecordsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_FIELD_NUMBER: _builtins.int
+    RECORDS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    """Records matching, over every page."""
+    @_builtins.property
+    def report(self) -> Global___Report:
+        """The report built last; unset while none was built."""
+
+    @_builtins.property
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___Record]: ...
+    def __init__(
+        self,
+        *,
+        report: Global___Report | None = ...,
+        records: _abc.Iterable[Global___Record] | None = ...,
+        total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["records", b"records", "report", b"report", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRecordsResponse: _TypeAlias = ListRecordsResponse  # noqa: Y015
+
+@_typing.final
+class BuildReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BuildReportRequest: _TypeAlias = BuildReportRequest  # noqa: Y015
+
+@_typing.final
+class BuildReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def report(self) -> Global___Report: ...
+    def __init__(
+        self,
+        *,
+        report: Global___Report | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BuildReportResponse: _TypeAlias = BuildReportResponse  # noqa: Y015
+
+@_typing.final
+class Transition(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_STATUS_FIELD_NUMBER: _builtins.int
+    TO_STATUS_FIELD_NUMBER: _builtins.int
+    CAUSE_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    from_status: Global___MessageStatus.ValueType
+    """UNSPECIFIED for the move that made the message."""
+    to_status: Global___MessageStatus.ValueType
+    cause: _builtins.str
+    actor: _builtins.str
+    """The person, for an archive; empty for the platform's moves."""
+    at: _builtins.str
+    """ISO 8601, UTC."""
+    def __init__(
+        self,
+        *,
+        from_status: Global___MessageStatus.ValueType = ...,
+        to_status: Global___MessageStatus.ValueType = ...,
+        cause: _builtins.str = ...,
+        actor: _builtins.str = ...,
+        at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "at", b"at", "cause", b"cause", "from_status", b"from_status", "to_status", b"to_status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Transition: _TypeAlias = Transition  # noqa: Y015
+
+@_typing.final
+class Message(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    REGISTRATION_ID_FIELD_NUMBER: _builtins.int
+    REGISTRATION_CODE_FIELD_NUMBER: _builtins.int
+    DCD_CODE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    IMPLANT_DATE_FIELD_NUMBER: _builtins.int
+    INVALID_REASONS_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    TACK_OUTCOME_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    TRANSITIONS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    registration_id: _builtins.str
+    registration_code: _builtins.str
+    dcd_code: _builtins.str
+    status: Global___MessageStatus.ValueType
+    implant_date: _builtins.str
+    """ISO date; empty when unknown."""
+    last_error: _builtins.str
+    """The last failure (ERROR), or the archive's reason (ARCHIVED)."""
+    tack_outcome: _builtins.str
+    """MyCareNet's answer: success, warning or error; empty before one."""
+    created_at: _builtins.str
+    """ISO 8601, UTC."""
+    @_builtins.property
+    def invalid_reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """INVALID: each element and rule the XSD found broken."""
+
+    @_builtins.property
+    def transitions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Transition]:
+        """Oldest first."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        registration_id: _builtins.str = ...,
+        registration_code: _builtins.str = ...,
+        dcd_code: _builtins.str = ...,
+        status: Global___MessageStatus.ValueType = ...,
+        implant_date: _builtins.str = ...,
+        invalid_reasons: _abc.Iterable[_builtins.str] | None = ...,
+        last_error: _builtins.str = ...,
+        tack_outcome: _builtins.str = ...,
+        created_at: _builtins.str = ...,
+        transitions: _abc.Iterable[Global___Transition] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "dcd_code", b"dcd_code", "id", b"id", "implant_date", b"implant_date", "invalid_reasons", b"invalid_reasons", "last_error", b"last_error", "registration_code", b"registration_code", "registration_id", b"registration_id", "status", b"status", "tack_outcome", b"tack_outcome", "transitions", b"transitions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Message: _TypeAlias = Message  # noqa: Y015
+
+@_typing.final
+class GetMessageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    message_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        message_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message_id", b"message_id", "organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMessageRequest: _TypeAlias = GetMessageRequest  # noqa: Y015
+
+@_typing.final
+class GetMessageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def message(self) -> Global___Message: ...
+    def __init__(
+        self,
+        *,
+        message: Global___Message | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMessageResponse: _TypeAlias = GetMessageResponse  # noqa: Y015
+
+@_typing.final
+class ArchiveMessageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    message_id: _builtins.str
+    reason: _builtins.str
+    """Why it is never to be processed again (3 to 500 characters)."""
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        message_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message_id", b"message_id", "organisation_id", b"organisation_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveMessageRequest: _TypeAlias = ArchiveMessageRequest  # noqa: Y015
+
+@_typing.final
+class ArchiveMessageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def message(self) -> Global___Message: ...
+    def __init__(
+        self,
+        *,
+        message: Global___Message | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveMessageResponse: _TypeAlias = ArchiveMessageResponse  # noqa: Y015
+
+@_typing.final
+class Export(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DCD_CODE_FIELD_NUMBER: _builtins.int
+    DATE_FROM_FIELD_NUMBER: _builtins.int
+    DATE_TO_FIELD_NUMBER: _builtins.int
+    NOMINATIVE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    READY_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    dcd_code: _builtins.str
+    date_from: _builtins.str
+    """ISO dates: the first and last implant date included."""
+    date_to: _builtins.str
+    nominative: _builtins.bool
+    """With the patient's SSIN."""
+    state: Global___ExportState.ValueType
+    rows: _builtins.int
+    requested_by: _builtins.str
+    created_at: _builtins.str
+    """ISO 8601, UTC; ready_at empty until ready."""
+    ready_at: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        dcd_code: _builtins.str = ...,
+        date_from: _builtins.str = ...,
+        date_to: _builtins.str = ...,
+        nominative: _builtins.bool = ...,
+        state: Global___ExportState.ValueType = ...,
+        rows: _builtins.int = ...,
+        requested_by: _builtins.str = ...,
+        created_at: _builtins.str = ...,
+        ready_at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "date_from", b"date_from", "date_to", b"date_to", "dcd_code", b"dcd_code", "id", b"id", "nominative", b"nominative", "ready_at", b"ready_at", "requested_by", b"requested_by", "rows", b"rows", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Export: _TypeAlias = Export  # noqa: Y015
+
+@_typing.final
+class CreateExportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    DCD_CODE_FIELD_NUMBER: _builtins.int
+    DATE_FROM_FIELD_NUMBER: _builtins.int
+    DATE_TO_FIELD_NUMBER: _builtins.int
+    NOMINATIVE_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    dcd_code: _builtins.str
+    date_from: _builtins.str
+    """ISO dates, at most five years apart."""
+    date_to: _builtins.str
+    nominative: _builtins.bool
+    """Add the SSIN: only for a member who may also read the organisation's registrations."""
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        dcd_code: _builtins.str = ...,
+        date_from: _builtins.str = ...,
+        date_to: _builtins.str = ...,
+        nominative: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date_from", b"date_from", "date_to", b"date_to", "dcd_code", b"dcd_code", "nominative", b"nominative", "organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateExportRequest: _TypeAlias = CreateExportRequest  # noqa: Y015
+
+@_typing.final
+class CreateExportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPORT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def export(self) -> Global___Export: ...
+    def __init__(
+        self,
+        *,
+        export: Global___Export | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["export", b"export"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["export", b"export"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateExportResponse: _TypeAlias = CreateExportResponse  # noqa: Y015
+
+@_typing.final
+class ListExportsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExportsRequest: _TypeAlias = ListExportsRequest  # noqa: Y015
+
+@_typing.final
+class ListExportsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPORTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def exports(self) -> _containers.RepeatedCompositeFieldContainer[Global___Export]: ...
+    def __init__(
+        self,
+        *,
+        exports: _abc.Iterable[Global___Export] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exports", b"exports"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExportsResponse: _TypeAlias = ListExportsResponse  # noqa: Y015
+
+@_typing.final
+class DownloadExportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    EXPORT_ID_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    export_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        export_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["export_id", b"export_id", "organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadExportRequest: _TypeAlias = DownloadExportRequest  # noqa: Y015
+
+@_typing.final
+class DownloadExportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILENAME_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    filename: _builtins.str
+    """The file's name, in the first chunk only."""
+    chunk: _builtins.bytes
+    """The next part of the CSV (UTF-8, `;`-separated)."""
+    def __init__(
+        self,
+        *,
+        filename: _builtins.str = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "filename", b"filename"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadExportResponse: _TypeAlias = DownloadExportResponse  # noqa: Y015
+
+@_typing.final
+class OrganisationHealthRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrganisationHealthRequest: _TypeAlias = OrganisationHealthRequest  # noqa: Y015
+
+@_typing.final
+class OrganisationHealthResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def organisations(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrganisationCounts]: ...
+    def __init__(
+        self,
+        *,
+        organisations: _abc.Iterable[Global___OrganisationCounts] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisations", b"organisations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrganisationHealthResponse: _TypeAlias = OrganisationHealthResponse  # noqa: Y015
+
+@_typing.final
+class OrganisationCounts(_message.Message):
+    """One organisation's counts, by name (error, invalid, to_send)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class CountsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    COUNTS_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    @_builtins.property
+    def counts(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        counts: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrganisationCounts: _TypeAlias = OrganisationCounts  # noqa: Y015

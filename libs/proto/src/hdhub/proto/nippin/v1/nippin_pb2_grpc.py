@@ -43,6 +43,51 @@ class NippinServiceStub:
                 request_serializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.SubmitRegistrationRequest.SerializeToString,
                 response_deserializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.SubmitRegistrationResponse.FromString,
                 _registered_method=True)
+        self.ListRegistries = channel.unary_unary(
+                '/hdhub.nippin.v1.NippinService/ListRegistries',
+                request_serializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ListRegistriesRequest.SerializeToString,
+                response_deserializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ListRegistriesResponse.FromString,
+                _registered_method=True)
+        self.ListRecords = channel.unary_unary(
+                '/hdhub.nippin.v1.NippinService/ListRecords',
+                request_serializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ListRecordsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ListRecordsResponse.FromString,
+                _registered_method=True)
+        self.BuildReport = channel.unary_unary(
+                '/hdhub.nippin.v1.NippinService/BuildReport',
+                request_serializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.BuildReportRequest.SerializeToString,
+                response_deserializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.BuildReportResponse.FromString,
+                _registered_method=True)
+        self.GetMessage = channel.unary_unary(
+                '/hdhub.nippin.v1.NippinService/GetMessage',
+                request_serializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.GetMessageRequest.SerializeToString,
+                response_deserializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.GetMessageResponse.FromString,
+                _registered_method=True)
+        self.ArchiveMessage = channel.unary_unary(
+                '/hdhub.nippin.v1.NippinService/ArchiveMessage',
+                request_serializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ArchiveMessageRequest.SerializeToString,
+                response_deserializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ArchiveMessageResponse.FromString,
+                _registered_method=True)
+        self.CreateExport = channel.unary_unary(
+                '/hdhub.nippin.v1.NippinService/CreateExport',
+                request_serializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.CreateExportRequest.SerializeToString,
+                response_deserializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.CreateExportResponse.FromString,
+                _registered_method=True)
+        self.ListExports = channel.unary_unary(
+                '/hdhub.nippin.v1.NippinService/ListExports',
+                request_serializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ListExportsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ListExportsResponse.FromString,
+                _registered_method=True)
+        self.DownloadExport = channel.unary_stream(
+                '/hdhub.nippin.v1.NippinService/DownloadExport',
+                request_serializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.DownloadExportRequest.SerializeToString,
+                response_deserializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.DownloadExportResponse.FromString,
+                _registered_method=True)
+        self.OrganisationHealth = channel.unary_unary(
+                '/hdhub.nippin.v1.NippinService/OrganisationHealth',
+                request_serializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.OrganisationHealthRequest.SerializeToString,
+                response_deserializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.OrganisationHealthResponse.FromString,
+                _registered_method=True)
 
 
 class NippinServiceServicer:
@@ -61,6 +106,75 @@ class NippinServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRegistries(self, request, context):
+        """The NIPPIN Manager's view, for the portal calling with the person's token: each needs the
+        `nippin` action in `organisation_id` (the NIPPIN Manager role), as the REST routes do.
+
+        The reimbursed registries (DCDs that make messages), as the catalogue has them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRecords(self, request, context):
+        """A registry's records in the report built last, with their result and message status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BuildReport(self, request, context):
+        """Build tonight's report now (again: it replaces the night's), by reconciliation with
+        registrations.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMessage(self, request, context):
+        """One message with its status moves (no SSIN: its XML is never answered).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArchiveMessage(self, request, context):
+        """Archive a message (TO_SEND, ERROR or INVALID) with a reason: it is never processed again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateExport(self, request, context):
+        """Export the results of the report built last for a registry and a range of implant dates:
+        a job; the CSV is downloadable once the export is ready.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListExports(self, request, context):
+        """The organisation's newest exports (at most 100), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadExport(self, request, context):
+        """A ready export's CSV, in chunks; FAILED_PRECONDITION (409 export-not-ready) before.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OrganisationHealth(self, request, context):
+        """Operator only (the console): billing messages in error and invalid for every organisation, as counts kept
+        incrementally; never a registration's values.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NippinServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -68,6 +182,51 @@ def add_NippinServiceServicer_to_server(servicer, server):
                     servicer.SubmitRegistration,
                     request_deserializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.SubmitRegistrationRequest.FromString,
                     response_serializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.SubmitRegistrationResponse.SerializeToString,
+            ),
+            'ListRegistries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRegistries,
+                    request_deserializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ListRegistriesRequest.FromString,
+                    response_serializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ListRegistriesResponse.SerializeToString,
+            ),
+            'ListRecords': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRecords,
+                    request_deserializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ListRecordsRequest.FromString,
+                    response_serializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ListRecordsResponse.SerializeToString,
+            ),
+            'BuildReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.BuildReport,
+                    request_deserializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.BuildReportRequest.FromString,
+                    response_serializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.BuildReportResponse.SerializeToString,
+            ),
+            'GetMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMessage,
+                    request_deserializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.GetMessageRequest.FromString,
+                    response_serializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.GetMessageResponse.SerializeToString,
+            ),
+            'ArchiveMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchiveMessage,
+                    request_deserializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ArchiveMessageRequest.FromString,
+                    response_serializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ArchiveMessageResponse.SerializeToString,
+            ),
+            'CreateExport': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateExport,
+                    request_deserializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.CreateExportRequest.FromString,
+                    response_serializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.CreateExportResponse.SerializeToString,
+            ),
+            'ListExports': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExports,
+                    request_deserializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ListExportsRequest.FromString,
+                    response_serializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ListExportsResponse.SerializeToString,
+            ),
+            'DownloadExport': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadExport,
+                    request_deserializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.DownloadExportRequest.FromString,
+                    response_serializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.DownloadExportResponse.SerializeToString,
+            ),
+            'OrganisationHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.OrganisationHealth,
+                    request_deserializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.OrganisationHealthRequest.FromString,
+                    response_serializer=hdhub_dot_nippin_dot_v1_dot_nippin__pb2.OrganisationHealthResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -101,6 +260,249 @@ class NippinService:
             '/hdhub.nippin.v1.NippinService/SubmitRegistration',
             hdhub_dot_nippin_dot_v1_dot_nippin__pb2.SubmitRegistrationRequest.SerializeToString,
             hdhub_dot_nippin_dot_v1_dot_nippin__pb2.SubmitRegistrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRegistries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.nippin.v1.NippinService/ListRegistries',
+            hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ListRegistriesRequest.SerializeToString,
+            hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ListRegistriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.nippin.v1.NippinService/ListRecords',
+            hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ListRecordsRequest.SerializeToString,
+            hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ListRecordsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BuildReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.nippin.v1.NippinService/BuildReport',
+            hdhub_dot_nippin_dot_v1_dot_nippin__pb2.BuildReportRequest.SerializeToString,
+            hdhub_dot_nippin_dot_v1_dot_nippin__pb2.BuildReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.nippin.v1.NippinService/GetMessage',
+            hdhub_dot_nippin_dot_v1_dot_nippin__pb2.GetMessageRequest.SerializeToString,
+            hdhub_dot_nippin_dot_v1_dot_nippin__pb2.GetMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchiveMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.nippin.v1.NippinService/ArchiveMessage',
+            hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ArchiveMessageRequest.SerializeToString,
+            hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ArchiveMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateExport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.nippin.v1.NippinService/CreateExport',
+            hdhub_dot_nippin_dot_v1_dot_nippin__pb2.CreateExportRequest.SerializeToString,
+            hdhub_dot_nippin_dot_v1_dot_nippin__pb2.CreateExportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExports(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.nippin.v1.NippinService/ListExports',
+            hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ListExportsRequest.SerializeToString,
+            hdhub_dot_nippin_dot_v1_dot_nippin__pb2.ListExportsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadExport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hdhub.nippin.v1.NippinService/DownloadExport',
+            hdhub_dot_nippin_dot_v1_dot_nippin__pb2.DownloadExportRequest.SerializeToString,
+            hdhub_dot_nippin_dot_v1_dot_nippin__pb2.DownloadExportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OrganisationHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.nippin.v1.NippinService/OrganisationHealth',
+            hdhub_dot_nippin_dot_v1_dot_nippin__pb2.OrganisationHealthRequest.SerializeToString,
+            hdhub_dot_nippin_dot_v1_dot_nippin__pb2.OrganisationHealthResponse.FromString,
             options,
             channel_credentials,
             insecure,

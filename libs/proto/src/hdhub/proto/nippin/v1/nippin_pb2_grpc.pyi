@@ -42,6 +42,34 @@ class NippinServiceStub:
     registration. Idempotent per (registration_id, registration_version): a repeated call
     answers the message made the first time, and makes no second one.
     """
+    ListRegistries: _grpc.UnaryUnaryMultiCallable[_nippin_pb2.ListRegistriesRequest, _nippin_pb2.ListRegistriesResponse]
+    """The NIPPIN Manager's view, for the portal calling with the person's token: each needs the
+    `nippin` action in `organisation_id` (the NIPPIN Manager role), as the REST routes do.
+
+    The reimbursed registries (DCDs that make messages), as the catalogue has them.
+    """
+    ListRecords: _grpc.UnaryUnaryMultiCallable[_nippin_pb2.ListRecordsRequest, _nippin_pb2.ListRecordsResponse]
+    """A registry's records in the report built last, with their result and message status."""
+    BuildReport: _grpc.UnaryUnaryMultiCallable[_nippin_pb2.BuildReportRequest, _nippin_pb2.BuildReportResponse]
+    """Build tonight's report now (again: it replaces the night's), by reconciliation with
+    registrations.
+    """
+    GetMessage: _grpc.UnaryUnaryMultiCallable[_nippin_pb2.GetMessageRequest, _nippin_pb2.GetMessageResponse]
+    """One message with its status moves (no SSIN: its XML is never answered)."""
+    ArchiveMessage: _grpc.UnaryUnaryMultiCallable[_nippin_pb2.ArchiveMessageRequest, _nippin_pb2.ArchiveMessageResponse]
+    """Archive a message (TO_SEND, ERROR or INVALID) with a reason: it is never processed again."""
+    CreateExport: _grpc.UnaryUnaryMultiCallable[_nippin_pb2.CreateExportRequest, _nippin_pb2.CreateExportResponse]
+    """Export the results of the report built last for a registry and a range of implant dates:
+    a job; the CSV is downloadable once the export is ready.
+    """
+    ListExports: _grpc.UnaryUnaryMultiCallable[_nippin_pb2.ListExportsRequest, _nippin_pb2.ListExportsResponse]
+    """The organisation's newest exports (at most 100), newest first."""
+    DownloadExport: _grpc.UnaryStreamMultiCallable[_nippin_pb2.DownloadExportRequest, _nippin_pb2.DownloadExportResponse]
+    """A ready export's CSV, in chunks; FAILED_PRECONDITION (409 export-not-ready) before."""
+    OrganisationHealth: _grpc.UnaryUnaryMultiCallable[_nippin_pb2.OrganisationHealthRequest, _nippin_pb2.OrganisationHealthResponse]
+    """Operator only (the console): billing messages in error and invalid for every organisation, as counts kept
+    incrementally; never a registration's values.
+    """
 
 @_typing.type_check_only
 class NippinServiceAsyncStub(NippinServiceStub):
@@ -56,6 +84,34 @@ class NippinServiceAsyncStub(NippinServiceStub):
     """Take the NIPPIN-bound values of one submission (a submit or a resubmit) of a
     registration. Idempotent per (registration_id, registration_version): a repeated call
     answers the message made the first time, and makes no second one.
+    """
+    ListRegistries: _aio.UnaryUnaryMultiCallable[_nippin_pb2.ListRegistriesRequest, _nippin_pb2.ListRegistriesResponse]  # type: ignore[assignment]
+    """The NIPPIN Manager's view, for the portal calling with the person's token: each needs the
+    `nippin` action in `organisation_id` (the NIPPIN Manager role), as the REST routes do.
+
+    The reimbursed registries (DCDs that make messages), as the catalogue has them.
+    """
+    ListRecords: _aio.UnaryUnaryMultiCallable[_nippin_pb2.ListRecordsRequest, _nippin_pb2.ListRecordsResponse]  # type: ignore[assignment]
+    """A registry's records in the report built last, with their result and message status."""
+    BuildReport: _aio.UnaryUnaryMultiCallable[_nippin_pb2.BuildReportRequest, _nippin_pb2.BuildReportResponse]  # type: ignore[assignment]
+    """Build tonight's report now (again: it replaces the night's), by reconciliation with
+    registrations.
+    """
+    GetMessage: _aio.UnaryUnaryMultiCallable[_nippin_pb2.GetMessageRequest, _nippin_pb2.GetMessageResponse]  # type: ignore[assignment]
+    """One message with its status moves (no SSIN: its XML is never answered)."""
+    ArchiveMessage: _aio.UnaryUnaryMultiCallable[_nippin_pb2.ArchiveMessageRequest, _nippin_pb2.ArchiveMessageResponse]  # type: ignore[assignment]
+    """Archive a message (TO_SEND, ERROR or INVALID) with a reason: it is never processed again."""
+    CreateExport: _aio.UnaryUnaryMultiCallable[_nippin_pb2.CreateExportRequest, _nippin_pb2.CreateExportResponse]  # type: ignore[assignment]
+    """Export the results of the report built last for a registry and a range of implant dates:
+    a job; the CSV is downloadable once the export is ready.
+    """
+    ListExports: _aio.UnaryUnaryMultiCallable[_nippin_pb2.ListExportsRequest, _nippin_pb2.ListExportsResponse]  # type: ignore[assignment]
+    """The organisation's newest exports (at most 100), newest first."""
+    DownloadExport: _aio.UnaryStreamMultiCallable[_nippin_pb2.DownloadExportRequest, _nippin_pb2.DownloadExportResponse]  # type: ignore[assignment]
+    """A ready export's CSV, in chunks; FAILED_PRECONDITION (409 export-not-ready) before."""
+    OrganisationHealth: _aio.UnaryUnaryMultiCallable[_nippin_pb2.OrganisationHealthRequest, _nippin_pb2.OrganisationHealthResponse]  # type: ignore[assignment]
+    """Operator only (the console): billing messages in error and invalid for every organisation, as counts kept
+    incrementally; never a registration's values.
     """
 
 class NippinServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -74,6 +130,88 @@ class NippinServiceServicer(metaclass=_abc_1.ABCMeta):
         """Take the NIPPIN-bound values of one submission (a submit or a resubmit) of a
         registration. Idempotent per (registration_id, registration_version): a repeated call
         answers the message made the first time, and makes no second one.
+        """
+
+    @_abc_1.abstractmethod
+    def ListRegistries(
+        self,
+        request: _nippin_pb2.ListRegistriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_nippin_pb2.ListRegistriesResponse, _abc.Awaitable[_nippin_pb2.ListRegistriesResponse]]:
+        """The NIPPIN Manager's view, for the portal calling with the person's token: each needs the
+        `nippin` action in `organisation_id` (the NIPPIN Manager role), as the REST routes do.
+
+        The reimbursed registries (DCDs that make messages), as the catalogue has them.
+        """
+
+    @_abc_1.abstractmethod
+    def ListRecords(
+        self,
+        request: _nippin_pb2.ListRecordsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_nippin_pb2.ListRecordsResponse, _abc.Awaitable[_nippin_pb2.ListRecordsResponse]]:
+        """A registry's records in the report built last, with their result and message status."""
+
+    @_abc_1.abstractmethod
+    def BuildReport(
+        self,
+        request: _nippin_pb2.BuildReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_nippin_pb2.BuildReportResponse, _abc.Awaitable[_nippin_pb2.BuildReportResponse]]:
+        """Build tonight's report now (again: it replaces the night's), by reconciliation with
+        registrations.
+        """
+
+    @_abc_1.abstractmethod
+    def GetMessage(
+        self,
+        request: _nippin_pb2.GetMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_nippin_pb2.GetMessageResponse, _abc.Awaitable[_nippin_pb2.GetMessageResponse]]:
+        """One message with its status moves (no SSIN: its XML is never answered)."""
+
+    @_abc_1.abstractmethod
+    def ArchiveMessage(
+        self,
+        request: _nippin_pb2.ArchiveMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_nippin_pb2.ArchiveMessageResponse, _abc.Awaitable[_nippin_pb2.ArchiveMessageResponse]]:
+        """Archive a message (TO_SEND, ERROR or INVALID) with a reason: it is never processed again."""
+
+    @_abc_1.abstractmethod
+    def CreateExport(
+        self,
+        request: _nippin_pb2.CreateExportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_nippin_pb2.CreateExportResponse, _abc.Awaitable[_nippin_pb2.CreateExportResponse]]:
+        """Export the results of the report built last for a registry and a range of implant dates:
+        a job; the CSV is downloadable once the export is ready.
+        """
+
+    @_abc_1.abstractmethod
+    def ListExports(
+        self,
+        request: _nippin_pb2.ListExportsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_nippin_pb2.ListExportsResponse, _abc.Awaitable[_nippin_pb2.ListExportsResponse]]:
+        """The organisation's newest exports (at most 100), newest first."""
+
+    @_abc_1.abstractmethod
+    def DownloadExport(
+        self,
+        request: _nippin_pb2.DownloadExportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_nippin_pb2.DownloadExportResponse], _abc.AsyncIterator[_nippin_pb2.DownloadExportResponse]]:
+        """A ready export's CSV, in chunks; FAILED_PRECONDITION (409 export-not-ready) before."""
+
+    @_abc_1.abstractmethod
+    def OrganisationHealth(
+        self,
+        request: _nippin_pb2.OrganisationHealthRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_nippin_pb2.OrganisationHealthResponse, _abc.Awaitable[_nippin_pb2.OrganisationHealthResponse]]:
+        """Operator only (the console): billing messages in error and invalid for every organisation, as counts kept
+        incrementally; never a registration's values.
         """
 
 def add_NippinServiceServicer_to_server(servicer: NippinServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"hdhub/portal/v1/certificates.proto\x12\x0fhdhub.portal.v1\"6\n\x1bGetActiveCertificateRequest\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\"\xed\x01\n\x07KeyPair\x12,\n\x07purpose\x18\x01 \x01(\x0e\x32\x1b.hdhub.portal.v1.KeyPurpose\x12\x1d\n\x15private_key_pkcs8_der\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_der\x18\x03 \x01(\x0c\x12\x11\n\tchain_der\x18\x04 \x03(\x0c\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x15\n\rserial_number\x18\x06 \x01(\t\x12\x12\n\nnot_before\x18\x07 \x01(\t\x12\x11\n\tnot_after\x18\x08 \x01(\t\x12\x1a\n\x12sha256_fingerprint\x18\t \x01(\t\"\xcb\x01\n\x11\x41\x63tiveCertificate\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x65rtificate_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\r\x12\x14\n\x0cpublished_at\x18\x04 \x01(\t\x12\x30\n\x0e\x61uthentication\x18\x05 \x01(\x0b\x32\x18.hdhub.portal.v1.KeyPair\x12,\n\nencryption\x18\x06 \x01(\x0b\x32\x18.hdhub.portal.v1.KeyPair\"W\n\x1cGetActiveCertificateResponse\x12\x37\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0b\x32\".hdhub.portal.v1.ActiveCertificate*e\n\nKeyPurpose\x12\x1b\n\x17KEY_PURPOSE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aKEY_PURPOSE_AUTHENTICATION\x10\x01\x12\x1a\n\x16KEY_PURPOSE_ENCRYPTION\x10\x02\x32\x8a\x01\n\x13\x43\x65rtificatesService\x12s\n\x14GetActiveCertificate\x12,.hdhub.portal.v1.GetActiveCertificateRequest\x1a-.hdhub.portal.v1.GetActiveCertificateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"hdhub/portal/v1/certificates.proto\x12\x0fhdhub.portal.v1\"6\n\x1bGetActiveCertificateRequest\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\"\xed\x01\n\x07KeyPair\x12,\n\x07purpose\x18\x01 \x01(\x0e\x32\x1b.hdhub.portal.v1.KeyPurpose\x12\x1d\n\x15private_key_pkcs8_der\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_der\x18\x03 \x01(\x0c\x12\x11\n\tchain_der\x18\x04 \x03(\x0c\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x15\n\rserial_number\x18\x06 \x01(\t\x12\x12\n\nnot_before\x18\x07 \x01(\t\x12\x11\n\tnot_after\x18\x08 \x01(\t\x12\x1a\n\x12sha256_fingerprint\x18\t \x01(\t\"\xcb\x01\n\x11\x41\x63tiveCertificate\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x65rtificate_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\r\x12\x14\n\x0cpublished_at\x18\x04 \x01(\t\x12\x30\n\x0e\x61uthentication\x18\x05 \x01(\x0b\x32\x18.hdhub.portal.v1.KeyPair\x12,\n\nencryption\x18\x06 \x01(\x0b\x32\x18.hdhub.portal.v1.KeyPair\"W\n\x1cGetActiveCertificateResponse\x12\x37\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0b\x32\".hdhub.portal.v1.ActiveCertificate*e\n\nKeyPurpose\x12\x1b\n\x17KEY_PURPOSE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aKEY_PURPOSE_AUTHENTICATION\x10\x01\x12\x1a\n\x16KEY_PURPOSE_ENCRYPTION\x10\x02\x32\x8f\x01\n\x13\x43\x65rtificatesService\x12x\n\x14GetActiveCertificate\x12,.hdhub.portal.v1.GetActiveCertificateRequest\x1a-.hdhub.portal.v1.GetActiveCertificateResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hdhub.proto.portal.v1.certificates_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CERTIFICATESSERVICE'].methods_by_name['GetActiveCertificate']._loaded_options = None
+  _globals['_CERTIFICATESSERVICE'].methods_by_name['GetActiveCertificate']._serialized_options = b'\220\002\001'
   _globals['_KEYPURPOSE']._serialized_start=646
   _globals['_KEYPURPOSE']._serialized_end=747
   _globals['_GETACTIVECERTIFICATEREQUEST']._serialized_start=55
@@ -42,5 +44,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETACTIVECERTIFICATERESPONSE']._serialized_start=557
   _globals['_GETACTIVECERTIFICATERESPONSE']._serialized_end=644
   _globals['_CERTIFICATESSERVICE']._serialized_start=750
-  _globals['_CERTIFICATESSERVICE']._serialized_end=888
+  _globals['_CERTIFICATESSERVICE']._serialized_end=893
 # @@protoc_insertion_point(module_scope)

@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0hdhub/pseudonymisation/v1/pseudonymisation.proto\x12\x19hdhub.pseudonymisation.v1\"Z\n\x10PseudocodeInputs\x12\x12\n\nbirth_date\x18\x01 \x01(\t\x12\x0b\n\x03sex\x18\x02 \x01(\t\x12\x11\n\tlast_name\x18\x03 \x01(\t\x12\x12\n\nfirst_name\x18\x04 \x01(\t\"_\n\x11PseudocodePatient\x12\r\n\x05index\x18\x01 \x01(\r\x12;\n\x06inputs\x18\x02 \x01(\x0b\x32+.hdhub.pseudonymisation.v1.PseudocodeInputs\"\xc9\x01\n\x1dPseudonymiseAndForwardRequest\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x14\n\x0cproject_code\x18\x02 \x01(\t\x12\x15\n\rtechnical_ids\x18\x03 \x03(\t\x12\x10\n\x08versions\x18\x04 \x03(\r\x12\r\n\x05ssins\x18\x05 \x03(\t\x12\x41\n\x0bpseudocodes\x18\x06 \x03(\x0b\x32,.hdhub.pseudonymisation.v1.PseudocodePatient\"T\n\x0eRefusedPatient\x12\r\n\x05index\x18\x01 \x01(\r\x12\x14\n\x0ctechnical_id\x18\x02 \x01(\t\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x84\x01\n\x1ePseudonymiseAndForwardResponse\x12\x11\n\tforwarded\x18\x01 \x01(\r\x12:\n\x07refused\x18\x02 \x03(\x0b\x32).hdhub.pseudonymisation.v1.RefusedPatient\x12\x13\n\x0bkey_version\x18\x03 \x01(\r2\xa9\x01\n\x17PseudonymisationService\x12\x8d\x01\n\x16PseudonymiseAndForward\x12\x38.hdhub.pseudonymisation.v1.PseudonymiseAndForwardRequest\x1a\x39.hdhub.pseudonymisation.v1.PseudonymiseAndForwardResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0hdhub/pseudonymisation/v1/pseudonymisation.proto\x12\x19hdhub.pseudonymisation.v1\"Z\n\x10PseudocodeInputs\x12\x12\n\nbirth_date\x18\x01 \x01(\t\x12\x0b\n\x03sex\x18\x02 \x01(\t\x12\x11\n\tlast_name\x18\x03 \x01(\t\x12\x12\n\nfirst_name\x18\x04 \x01(\t\"_\n\x11PseudocodePatient\x12\r\n\x05index\x18\x01 \x01(\r\x12;\n\x06inputs\x18\x02 \x01(\x0b\x32+.hdhub.pseudonymisation.v1.PseudocodeInputs\"\xc9\x01\n\x1dPseudonymiseAndForwardRequest\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x14\n\x0cproject_code\x18\x02 \x01(\t\x12\x15\n\rtechnical_ids\x18\x03 \x03(\t\x12\x10\n\x08versions\x18\x04 \x03(\r\x12\r\n\x05ssins\x18\x05 \x03(\t\x12\x41\n\x0bpseudocodes\x18\x06 \x03(\x0b\x32,.hdhub.pseudonymisation.v1.PseudocodePatient\"T\n\x0eRefusedPatient\x12\r\n\x05index\x18\x01 \x01(\r\x12\x14\n\x0ctechnical_id\x18\x02 \x01(\t\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x84\x01\n\x1ePseudonymiseAndForwardResponse\x12\x11\n\tforwarded\x18\x01 \x01(\r\x12:\n\x07refused\x18\x02 \x03(\x0b\x32).hdhub.pseudonymisation.v1.RefusedPatient\x12\x13\n\x0bkey_version\x18\x03 \x01(\r2\xae\x01\n\x17PseudonymisationService\x12\x92\x01\n\x16PseudonymiseAndForward\x12\x38.hdhub.pseudonymisation.v1.PseudonymiseAndForwardRequest\x1a\x39.hdhub.pseudonymisation.v1.PseudonymiseAndForwardResponse\"\x03\x90\x02\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hdhub.proto.pseudonymisation.v1.pseudonymisation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PSEUDONYMISATIONSERVICE'].methods_by_name['PseudonymiseAndForward']._loaded_options = None
+  _globals['_PSEUDONYMISATIONSERVICE'].methods_by_name['PseudonymiseAndForward']._serialized_options = b'\220\002\002'
   _globals['_PSEUDOCODEINPUTS']._serialized_start=79
   _globals['_PSEUDOCODEINPUTS']._serialized_end=169
   _globals['_PSEUDOCODEPATIENT']._serialized_start=171
@@ -42,5 +44,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PSEUDONYMISEANDFORWARDRESPONSE']._serialized_start=559
   _globals['_PSEUDONYMISEANDFORWARDRESPONSE']._serialized_end=691
   _globals['_PSEUDONYMISATIONSERVICE']._serialized_start=694
-  _globals['_PSEUDONYMISATIONSERVICE']._serialized_end=863
+  _globals['_PSEUDONYMISATIONSERVICE']._serialized_end=868
 # @@protoc_insertion_point(module_scope)

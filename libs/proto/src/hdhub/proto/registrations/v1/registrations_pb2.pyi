@@ -88,6 +88,51 @@ ROW_OUTCOME_KEPT_STORED: RowOutcome.ValueType  # 4
 ROW_OUTCOME_REJECTED: RowOutcome.ValueType  # 5
 Global___RowOutcome: _TypeAlias = RowOutcome  # noqa: Y015
 
+class _RegistrationAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RegistrationActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RegistrationAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REGISTRATION_ACTION_UNSPECIFIED: _RegistrationAction.ValueType  # 0
+    REGISTRATION_ACTION_SUBMIT: _RegistrationAction.ValueType  # 1
+    REGISTRATION_ACTION_REOPEN: _RegistrationAction.ValueType  # 2
+    REGISTRATION_ACTION_DELETE: _RegistrationAction.ValueType  # 3
+
+class RegistrationAction(_RegistrationAction, metaclass=_RegistrationActionEnumTypeWrapper): ...
+
+REGISTRATION_ACTION_UNSPECIFIED: RegistrationAction.ValueType  # 0
+REGISTRATION_ACTION_SUBMIT: RegistrationAction.ValueType  # 1
+REGISTRATION_ACTION_REOPEN: RegistrationAction.ValueType  # 2
+REGISTRATION_ACTION_DELETE: RegistrationAction.ValueType  # 3
+Global___RegistrationAction: _TypeAlias = RegistrationAction  # noqa: Y015
+
+class _DcdVersionState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DcdVersionStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DcdVersionState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DCD_VERSION_STATE_UNSPECIFIED: _DcdVersionState.ValueType  # 0
+    DCD_VERSION_STATE_DRAFT: _DcdVersionState.ValueType  # 1
+    """Imported for review; registrations may not follow it."""
+    DCD_VERSION_STATE_PUBLISHED: _DcdVersionState.ValueType  # 2
+    """In effect: the newest published version is the DCD's current one."""
+    DCD_VERSION_STATE_RETIRED: _DcdVersionState.ValueType  # 3
+    """No work on it any more."""
+
+class DcdVersionState(_DcdVersionState, metaclass=_DcdVersionStateEnumTypeWrapper):
+    """--- The operator's DCD catalogue (the console) ---"""
+
+DCD_VERSION_STATE_UNSPECIFIED: DcdVersionState.ValueType  # 0
+DCD_VERSION_STATE_DRAFT: DcdVersionState.ValueType  # 1
+"""Imported for review; registrations may not follow it."""
+DCD_VERSION_STATE_PUBLISHED: DcdVersionState.ValueType  # 2
+"""In effect: the newest published version is the DCD's current one."""
+DCD_VERSION_STATE_RETIRED: DcdVersionState.ValueType  # 3
+"""No work on it any more."""
+Global___DcdVersionState: _TypeAlias = DcdVersionState  # noqa: Y015
+
 @_typing.final
 class DcdRef(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -357,6 +402,8 @@ class Registration(_message.Message):
     VALUES_JSON_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    TECHNICAL_ID_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     organisation_id: _builtins.str
     project_code: _builtins.str
@@ -370,6 +417,12 @@ class Registration(_message.Message):
     """Canonical values as a JSON object keyed by technical names."""
     version: _builtins.int
     updated_at: _builtins.str
+    technical_id: _builtins.str
+    """The id the central platform knows the registration by (a UUID kept across versions);
+    files sent to the central platform name it. Given to the intake service only.
+    """
+    created_at: _builtins.str
+    """RFC 3339."""
     def __init__(
         self,
         *,
@@ -385,10 +438,12 @@ class Registration(_message.Message):
         values_json: _builtins.str = ...,
         version: _builtins.int = ...,
         updated_at: _builtins.str = ...,
+        technical_id: _builtins.str = ...,
+        created_at: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_key", b"business_key", "dcd_code", b"dcd_code", "dcd_version", b"dcd_version", "id", b"id", "organisation_id", b"organisation_id", "project_code", b"project_code", "registration_code", b"registration_code", "status", b"status", "status_confirmation", b"status_confirmation", "updated_at", b"updated_at", "values_json", b"values_json", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_key", b"business_key", "created_at", b"created_at", "dcd_code", b"dcd_code", "dcd_version", b"dcd_version", "id", b"id", "organisation_id", b"organisation_id", "project_code", b"project_code", "registration_code", b"registration_code", "status", b"status", "status_confirmation", b"status_confirmation", "technical_id", b"technical_id", "updated_at", b"updated_at", "values_json", b"values_json", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -442,6 +497,8 @@ class FindRegistrationsByFieldRequest(_message.Message):
     VALUE_FIELD_NUMBER: _builtins.int
     PROJECT_CODE_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    ANY_VALUE_FIELD_NUMBER: _builtins.int
+    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
     organisation_id: _builtins.str
     field: _builtins.str
     """Technical name, e.g. TX_VCF_FILE_NAME or TX_ATT."""
@@ -449,6 +506,12 @@ class FindRegistrationsByFieldRequest(_message.Message):
     project_code: _builtins.str
     """Restrict to one project (`HDBP0263`); empty for all."""
     limit: _builtins.int
+    any_value: _builtins.bool
+    """Every registration whose field is filled in, whatever its value (`value` ignored):
+    the NGS registrations that name a VCF, to see which VCFs are late.
+    """
+    created_before: _builtins.str
+    """Only registrations created before this moment (RFC 3339); empty for all."""
     def __init__(
         self,
         *,
@@ -457,10 +520,12 @@ class FindRegistrationsByFieldRequest(_message.Message):
         value: _builtins.str = ...,
         project_code: _builtins.str = ...,
         limit: _builtins.int = ...,
+        any_value: _builtins.bool = ...,
+        created_before: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["field", b"field", "limit", b"limit", "organisation_id", b"organisation_id", "project_code", b"project_code", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["any_value", b"any_value", "created_before", b"created_before", "field", b"field", "limit", b"limit", "organisation_id", b"organisation_id", "project_code", b"project_code", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -571,6 +636,145 @@ class GetDcdVersionResponse(_message.Message):
 Global___GetDcdVersionResponse: _TypeAlias = GetDcdVersionResponse  # noqa: Y015
 
 @_typing.final
+class ListRegistriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRegistriesRequest: _TypeAlias = ListRegistriesRequest  # noqa: Y015
+
+@_typing.final
+class CatalogueDcd(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TitlesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    CODE_FIELD_NUMBER: _builtins.int
+    TITLES_FIELD_NUMBER: _builtins.int
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """`ANGIO_HOSP`."""
+    @_builtins.property
+    def titles(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Its titles, by language (en, fr, nl, de)."""
+
+    @_builtins.property
+    def versions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Semantic versions, newest first."""
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        titles: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        versions: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "titles", b"titles", "versions", b"versions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CatalogueDcd: _TypeAlias = CatalogueDcd  # noqa: Y015
+
+@_typing.final
+class Registry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TitlesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    CODE_FIELD_NUMBER: _builtins.int
+    ABBREVIATION_FIELD_NUMBER: _builtins.int
+    TITLES_FIELD_NUMBER: _builtins.int
+    DCDS_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """Project code, `HDBP0012`."""
+    abbreviation: _builtins.str
+    """`ANGIO`."""
+    @_builtins.property
+    def titles(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def dcds(self) -> _containers.RepeatedCompositeFieldContainer[Global___CatalogueDcd]: ...
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        abbreviation: _builtins.str = ...,
+        titles: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        dcds: _abc.Iterable[Global___CatalogueDcd] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abbreviation", b"abbreviation", "code", b"code", "dcds", b"dcds", "titles", b"titles"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Registry: _TypeAlias = Registry  # noqa: Y015
+
+@_typing.final
+class ListRegistriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGISTRIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def registries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Registry]: ...
+    def __init__(
+        self,
+        *,
+        registries: _abc.Iterable[Global___Registry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["registries", b"registries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRegistriesResponse: _TypeAlias = ListRegistriesResponse  # noqa: Y015
+
+@_typing.final
 class ListReimbursedDcdsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -654,48 +858,140 @@ class ListReimbursedDcdsResponse(_message.Message):
 Global___ListReimbursedDcdsResponse: _TypeAlias = ListReimbursedDcdsResponse  # noqa: Y015
 
 @_typing.final
-class ListReimbursedRegistrationsRequest(_message.Message):
+class StreamReimbursedRegistrationsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ORGANISATION_ID_FIELD_NUMBER: _builtins.int
-    AFTER_ID_FIELD_NUMBER: _builtins.int
-    LIMIT_FIELD_NUMBER: _builtins.int
     organisation_id: _builtins.str
-    after_id: _builtins.str
-    """Registrations with ids after this one (the previous page's last); empty for the first page."""
-    limit: _builtins.int
     def __init__(
         self,
         *,
         organisation_id: _builtins.str = ...,
-        after_id: _builtins.str = ...,
-        limit: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_id", b"after_id", "limit", b"limit", "organisation_id", b"organisation_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListReimbursedRegistrationsRequest: _TypeAlias = ListReimbursedRegistrationsRequest  # noqa: Y015
+Global___StreamReimbursedRegistrationsRequest: _TypeAlias = StreamReimbursedRegistrationsRequest  # noqa: Y015
 
 @_typing.final
-class ReimbursedRegistration(_message.Message):
+class ReimbursedRegistrationsPage(_message.Message):
+    """One page of an organisation's reimbursed registrations: an Arrow IPC stream of one record
+    batch with the columns `registration_id`, `registration_code`, `dcd_code` (strings),
+    `nippin_relevant` (bool: its values make a NIPPIN message, `destination::nippin_relevant`),
+    and one UTF-8 column per bound field that is no personal data (the implant date, the
+    codes), named by its xml name, null where the registration has no value or its DCD
+    version does not bind that field.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGISTRATIONS_ARROW_FIELD_NUMBER: _builtins.int
+    registrations_arrow: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        registrations_arrow: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["registrations_arrow", b"registrations_arrow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReimbursedRegistrationsPage: _TypeAlias = ReimbursedRegistrationsPage  # noqa: Y015
+
+@_typing.final
+class ListReimbursedOrganisationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReimbursedOrganisationsRequest: _TypeAlias = ListReimbursedOrganisationsRequest  # noqa: Y015
+
+@_typing.final
+class ListReimbursedOrganisationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def organisation_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        organisation_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_ids", b"organisation_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReimbursedOrganisationsResponse: _TypeAlias = ListReimbursedOrganisationsResponse  # noqa: Y015
+
+@_typing.final
+class OrganisationHealthRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrganisationHealthRequest: _TypeAlias = OrganisationHealthRequest  # noqa: Y015
+
+@_typing.final
+class OrganisationHealthResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def organisations(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrganisationHealth]: ...
+    def __init__(
+        self,
+        *,
+        organisations: _abc.Iterable[Global___OrganisationHealth] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisations", b"organisations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrganisationHealthResponse: _TypeAlias = OrganisationHealthResponse  # noqa: Y015
+
+@_typing.final
+class OrganisationHealth(_message.Message):
+    """One organisation's registrations and deliveries, as counts and states."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     @_typing.final
-    class ValuesEntry(_message.Message):
+    class DeliveriesEntry(_message.Message):
         DESCRIPTOR: _descriptor.Descriptor
 
         KEY_FIELD_NUMBER: _builtins.int
         VALUE_FIELD_NUMBER: _builtins.int
         key: _builtins.str
-        value: _builtins.str
+        value: _builtins.int
         def __init__(
             self,
             *,
             key: _builtins.str = ...,
-            value: _builtins.str = ...,
+            value: _builtins.int = ...,
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -703,59 +999,1906 @@ class ReimbursedRegistration(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    REGISTRATIONS_FIELD_NUMBER: _builtins.int
+    REGISTRIES_FIELD_NUMBER: _builtins.int
+    DELIVERIES_FIELD_NUMBER: _builtins.int
+    BACKLOG_FIELD_NUMBER: _builtins.int
+    OLDEST_BACKLOG_AT_FIELD_NUMBER: _builtins.int
+    CONFIRMATIONS_OVERDUE_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    registrations: _builtins.int
+    """Live (not deleted) registrations."""
+    backlog: _builtins.int
+    """Deliveries not yet confirmed (sending, pending, nok)."""
+    oldest_backlog_at: _builtins.str
+    """When the oldest of them last moved (ISO 8601, UTC); empty without a backlog."""
+    confirmations_overdue: _builtins.int
+    """Status confirmations pending past the timeout (48 h): NOK, and pending not yet marked."""
+    @_builtins.property
+    def registries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The DCD codes the organisation has live registrations of."""
+
+    @_builtins.property
+    def deliveries(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Deliveries per state (sending, pending, ok, nok, parked)."""
+
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        registrations: _builtins.int = ...,
+        registries: _abc.Iterable[_builtins.str] | None = ...,
+        deliveries: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        backlog: _builtins.int = ...,
+        oldest_backlog_at: _builtins.str = ...,
+        confirmations_overdue: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backlog", b"backlog", "confirmations_overdue", b"confirmations_overdue", "deliveries", b"deliveries", "oldest_backlog_at", b"oldest_backlog_at", "organisation_id", b"organisation_id", "registrations", b"registrations", "registries", b"registries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrganisationHealth: _TypeAlias = OrganisationHealth  # noqa: Y015
+
+@_typing.final
+class ListParkedDeliveriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    ARCHIVED_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    """Empty: every organisation."""
+    limit: _builtins.int
+    offset: _builtins.int
+    archived: _builtins.bool
+    """True: the archived ones instead of those still parked."""
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        offset: _builtins.int = ...,
+        archived: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived", b"archived", "limit", b"limit", "offset", b"offset", "organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListParkedDeliveriesRequest: _TypeAlias = ListParkedDeliveriesRequest  # noqa: Y015
+
+@_typing.final
+class ParkedDelivery(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     REGISTRATION_ID_FIELD_NUMBER: _builtins.int
+    REGISTRATION_CODE_FIELD_NUMBER: _builtins.int
     DCD_CODE_FIELD_NUMBER: _builtins.int
+    PARKED_AT_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ARCHIVED_AT_FIELD_NUMBER: _builtins.int
+    ARCHIVED_BY_FIELD_NUMBER: _builtins.int
+    ARCHIVE_REASON_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    registration_id: _builtins.str
+    registration_code: _builtins.str
+    dcd_code: _builtins.str
+    parked_at: _builtins.str
+    """ISO 8601, UTC."""
+    attempts: _builtins.int
+    reason: _builtins.str
+    """Why: the last attempt's failure, or no_confirmation (ten days without one)."""
+    archived_at: _builtins.str
+    """Archived ones: when (ISO 8601, UTC), by which operator, and why; empty otherwise."""
+    archived_by: _builtins.str
+    archive_reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        registration_id: _builtins.str = ...,
+        registration_code: _builtins.str = ...,
+        dcd_code: _builtins.str = ...,
+        parked_at: _builtins.str = ...,
+        attempts: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        archived_at: _builtins.str = ...,
+        archived_by: _builtins.str = ...,
+        archive_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archive_reason", b"archive_reason", "archived_at", b"archived_at", "archived_by", b"archived_by", "attempts", b"attempts", "dcd_code", b"dcd_code", "organisation_id", b"organisation_id", "parked_at", b"parked_at", "reason", b"reason", "registration_code", b"registration_code", "registration_id", b"registration_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ParkedDelivery: _TypeAlias = ParkedDelivery  # noqa: Y015
+
+@_typing.final
+class ListParkedDeliveriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERIES_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    @_builtins.property
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___ParkedDelivery]: ...
+    def __init__(
+        self,
+        *,
+        deliveries: _abc.Iterable[Global___ParkedDelivery] | None = ...,
+        total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListParkedDeliveriesResponse: _TypeAlias = ListParkedDeliveriesResponse  # noqa: Y015
+
+@_typing.final
+class RetryParkedDeliveriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ARCHIVED_FIELD_NUMBER: _builtins.int
+    REGISTRATION_IDS_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    reason: _builtins.str
+    """Why the operator retries them (3 to 500 characters), kept in each registration's history."""
+    archived: _builtins.bool
+    """True: retry the organisation's archived deliveries instead of those still parked."""
+    @_builtins.property
+    def registration_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these registrations' deliveries (of the organisation); empty: all of them."""
+
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        archived: _builtins.bool = ...,
+        registration_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived", b"archived", "organisation_id", b"organisation_id", "reason", b"reason", "registration_ids", b"registration_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryParkedDeliveriesRequest: _TypeAlias = RetryParkedDeliveriesRequest  # noqa: Y015
+
+@_typing.final
+class RetryParkedDeliveriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETRIED_FIELD_NUMBER: _builtins.int
+    retried: _builtins.int
+    def __init__(
+        self,
+        *,
+        retried: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["retried", b"retried"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryParkedDeliveriesResponse: _TypeAlias = RetryParkedDeliveriesResponse  # noqa: Y015
+
+@_typing.final
+class ArchiveParkedDeliveriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REGISTRATION_IDS_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    reason: _builtins.str
+    """Why the operator sets them aside (3 to 500 characters), kept in each registration's history."""
+    @_builtins.property
+    def registration_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these registrations' deliveries (of the organisation); empty: all still parked."""
+
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        registration_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id", "reason", b"reason", "registration_ids", b"registration_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveParkedDeliveriesRequest: _TypeAlias = ArchiveParkedDeliveriesRequest  # noqa: Y015
+
+@_typing.final
+class ArchiveParkedDeliveriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ARCHIVED_FIELD_NUMBER: _builtins.int
+    archived: _builtins.int
+    def __init__(
+        self,
+        *,
+        archived: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived", b"archived"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveParkedDeliveriesResponse: _TypeAlias = ArchiveParkedDeliveriesResponse  # noqa: Y015
+
+@_typing.final
+class ListParkedJobsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    """Empty: every organisation."""
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListParkedJobsRequest: _TypeAlias = ListParkedJobsRequest  # noqa: Y015
+
+@_typing.final
+class ParkedJobGroup(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ERROR_TYPE_FIELD_NUMBER: _builtins.int
+    JOBS_FIELD_NUMBER: _builtins.int
+    MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    OLDEST_AT_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    """Empty for a job of no organisation."""
+    kind: _builtins.str
+    error_type: _builtins.str
+    """The last error's type (an exception's class name, a delivery's failure code); `other`
+    when the error is no such name (free text never travels).
+    """
+    jobs: _builtins.int
+    max_attempts: _builtins.int
+    oldest_at: _builtins.str
+    """When the oldest of them was created (ISO 8601, UTC)."""
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        error_type: _builtins.str = ...,
+        jobs: _builtins.int = ...,
+        max_attempts: _builtins.int = ...,
+        oldest_at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_type", b"error_type", "jobs", b"jobs", "kind", b"kind", "max_attempts", b"max_attempts", "oldest_at", b"oldest_at", "organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ParkedJobGroup: _TypeAlias = ParkedJobGroup  # noqa: Y015
+
+@_typing.final
+class ListParkedJobsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUPS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___ParkedJobGroup]: ...
+    def __init__(
+        self,
+        *,
+        groups: _abc.Iterable[Global___ParkedJobGroup] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListParkedJobsResponse: _TypeAlias = ListParkedJobsResponse  # noqa: Y015
+
+@_typing.final
+class CatalogueUsageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CatalogueUsageRequest: _TypeAlias = CatalogueUsageRequest  # noqa: Y015
+
+@_typing.final
+class VersionUsage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DCD_CODE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    REGISTRATIONS_FIELD_NUMBER: _builtins.int
+    dcd_code: _builtins.str
+    version: _builtins.str
+    organisation_id: _builtins.str
+    registrations: _builtins.int
+    def __init__(
+        self,
+        *,
+        dcd_code: _builtins.str = ...,
+        version: _builtins.str = ...,
+        organisation_id: _builtins.str = ...,
+        registrations: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dcd_code", b"dcd_code", "organisation_id", b"organisation_id", "registrations", b"registrations", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VersionUsage: _TypeAlias = VersionUsage  # noqa: Y015
+
+@_typing.final
+class CatalogueUsageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USAGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def usage(self) -> _containers.RepeatedCompositeFieldContainer[Global___VersionUsage]: ...
+    def __init__(
+        self,
+        *,
+        usage: _abc.Iterable[Global___VersionUsage] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CatalogueUsageResponse: _TypeAlias = CatalogueUsageResponse  # noqa: Y015
+
+@_typing.final
+class ListRegistrationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    PROJECT_CODE_FIELD_NUMBER: _builtins.int
+    DCD_CODE_FIELD_NUMBER: _builtins.int
+    DCD_VERSION_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    STATUS_CONFIRMATION_FIELD_NUMBER: _builtins.int
+    CREATED_FROM_FIELD_NUMBER: _builtins.int
+    CREATED_TO_FIELD_NUMBER: _builtins.int
+    UPDATED_FROM_FIELD_NUMBER: _builtins.int
+    UPDATED_TO_FIELD_NUMBER: _builtins.int
+    SEARCH_FIELD_NUMBER: _builtins.int
+    SORT_FIELD_NUMBER: _builtins.int
+    ASCENDING_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    WITHOUT_COUNTS_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    project_code: _builtins.str
+    """Filters; empty means any. `project_code` is the registry (`HDBP0012`)."""
+    dcd_code: _builtins.str
+    dcd_version: _builtins.str
+    status: _builtins.str
+    """A status name (`open`, `submitted`...); deleted registrations only when asked by status."""
+    status_confirmation: _builtins.str
+    """`none`, `pending`, `ok` or `nok`."""
+    created_from: _builtins.str
+    """ISO 8601 instants; the start is included, the end is not."""
+    created_to: _builtins.str
+    updated_from: _builtins.str
+    updated_to: _builtins.str
+    search: _builtins.str
+    """A business key or a registration code."""
+    sort: _builtins.str
+    """`updated` (default) or `created`; newest first unless `ascending`."""
+    ascending: _builtins.bool
+    cursor: _builtins.str
+    """The `next_cursor` or `previous_cursor` of a page; empty for the first page."""
+    limit: _builtins.int
+    """Rows per page, 1 to 200 (default 50)."""
+    without_counts: _builtins.bool
+    """Leave out the counts per status (a page turned within the same filters)."""
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        project_code: _builtins.str = ...,
+        dcd_code: _builtins.str = ...,
+        dcd_version: _builtins.str = ...,
+        status: _builtins.str = ...,
+        status_confirmation: _builtins.str = ...,
+        created_from: _builtins.str = ...,
+        created_to: _builtins.str = ...,
+        updated_from: _builtins.str = ...,
+        updated_to: _builtins.str = ...,
+        search: _builtins.str = ...,
+        sort: _builtins.str = ...,
+        ascending: _builtins.bool = ...,
+        cursor: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        without_counts: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ascending", b"ascending", "created_from", b"created_from", "created_to", b"created_to", "cursor", b"cursor", "dcd_code", b"dcd_code", "dcd_version", b"dcd_version", "limit", b"limit", "organisation_id", b"organisation_id", "project_code", b"project_code", "search", b"search", "sort", b"sort", "status", b"status", "status_confirmation", b"status_confirmation", "updated_from", b"updated_from", "updated_to", b"updated_to", "without_counts", b"without_counts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRegistrationsRequest: _TypeAlias = ListRegistrationsRequest  # noqa: Y015
+
+@_typing.final
+class StatusCount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    STATUS_CONFIRMATION_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    status_confirmation: _builtins.str
+    """Empty when the registration has none."""
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        status: _builtins.str = ...,
+        status_confirmation: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "status", b"status", "status_confirmation", b"status_confirmation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatusCount: _TypeAlias = StatusCount  # noqa: Y015
+
+@_typing.final
+class RegistrationRow(_message.Message):
+    """One row of the grid: the registration without its values (no patient data)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    PROJECT_CODE_FIELD_NUMBER: _builtins.int
+    DCD_CODE_FIELD_NUMBER: _builtins.int
+    DCD_VERSION_FIELD_NUMBER: _builtins.int
+    BUSINESS_KEY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    STATUS_CONFIRMATION_FIELD_NUMBER: _builtins.int
     REGISTRATION_CODE_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
-    STATUS_FIELD_NUMBER: _builtins.int
-    NIPPIN_RELEVANT_FIELD_NUMBER: _builtins.int
-    VALUES_FIELD_NUMBER: _builtins.int
-    registration_id: _builtins.str
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    project_code: _builtins.str
     dcd_code: _builtins.str
+    dcd_version: _builtins.str
+    business_key: _builtins.str
+    status: _builtins.str
+    status_confirmation: _builtins.str
     registration_code: _builtins.str
     version: _builtins.int
-    status: _builtins.str
-    nippin_relevant: _builtins.bool
-    """Whether its values make a NIPPIN message (`destination::nippin_relevant`)."""
-    @_builtins.property
-    def values(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """The bound values that are no personal data (the implant date, the codes), by xml name."""
+    created_at: _builtins.str
+    updated_at: _builtins.str
+    created_by: _builtins.str
+    errors: _builtins.int
+    """The number of open issues (validation errors) stored with it."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        project_code: _builtins.str = ...,
+        dcd_code: _builtins.str = ...,
+        dcd_version: _builtins.str = ...,
+        business_key: _builtins.str = ...,
+        status: _builtins.str = ...,
+        status_confirmation: _builtins.str = ...,
+        registration_code: _builtins.str = ...,
+        version: _builtins.int = ...,
+        created_at: _builtins.str = ...,
+        updated_at: _builtins.str = ...,
+        created_by: _builtins.str = ...,
+        errors: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_key", b"business_key", "created_at", b"created_at", "created_by", b"created_by", "dcd_code", b"dcd_code", "dcd_version", b"dcd_version", "errors", b"errors", "id", b"id", "project_code", b"project_code", "registration_code", b"registration_code", "status", b"status", "status_confirmation", b"status_confirmation", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+Global___RegistrationRow: _TypeAlias = RegistrationRow  # noqa: Y015
+
+@_typing.final
+class ListRegistrationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGISTRATIONS_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    COUNTS_FIELD_NUMBER: _builtins.int
+    TOTAL_KNOWN_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    MORE_THAN_FIELD_NUMBER: _builtins.int
+    PREVIOUS_CURSOR_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    """Empty on the last page."""
+    total_known: _builtins.bool
+    """The number of matches (the status filter too), known unless counting stopped or the
+    counts were left out.
+    """
+    total: _builtins.int
+    more_than: _builtins.int
+    """Non-zero: more registrations than this match the date range or search; they were not
+    counted further, and `counts` is empty.
+    """
+    previous_cursor: _builtins.str
+    """The cursor of the page before this one; empty on the first page."""
+    @_builtins.property
+    def registrations(self) -> _containers.RepeatedCompositeFieldContainer[Global___RegistrationRow]: ...
+    @_builtins.property
+    def counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatusCount]:
+        """Per status and status confirmation, of the registrations matching every filter but the
+        status (deleted ones included). Without a date range or search they are kept as the
+        registrations change, not counted per call; with one, the matches are counted up to
+        `more_than`.
+        """
+
+    def __init__(
+        self,
+        *,
+        registrations: _abc.Iterable[Global___RegistrationRow] | None = ...,
+        next_cursor: _builtins.str = ...,
+        counts: _abc.Iterable[Global___StatusCount] | None = ...,
+        total_known: _builtins.bool = ...,
+        total: _builtins.int = ...,
+        more_than: _builtins.int = ...,
+        previous_cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "more_than", b"more_than", "next_cursor", b"next_cursor", "previous_cursor", b"previous_cursor", "registrations", b"registrations", "total", b"total", "total_known", b"total_known"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRegistrationsResponse: _TypeAlias = ListRegistrationsResponse  # noqa: Y015
+
+@_typing.final
+class RegistrationRef(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    version: _builtins.int
+    """The version the caller saw; 0 for any."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegistrationRef: _TypeAlias = RegistrationRef  # noqa: Y015
+
+@_typing.final
+class ActOnRegistrationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    REGISTRATIONS_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    action: _builtins.str
+    """`submit` or `delete`."""
+    language: _builtins.str
+    @_builtins.property
+    def registrations(self) -> _containers.RepeatedCompositeFieldContainer[Global___RegistrationRef]: ...
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        action: _builtins.str = ...,
+        registrations: _abc.Iterable[Global___RegistrationRef] | None = ...,
+        language: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "language", b"language", "organisation_id", b"organisation_id", "registrations", b"registrations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ActOnRegistrationsRequest: _TypeAlias = ActOnRegistrationsRequest  # noqa: Y015
+
+@_typing.final
+class RegistrationOutcome(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PROBLEM_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    done: _builtins.bool
+    status: _builtins.str
+    """The status after the action, when done."""
+    problem: _builtins.str
+    """The refusal, when not done: its problem slug, title and detail (English)."""
+    title: _builtins.str
+    detail: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        done: _builtins.bool = ...,
+        status: _builtins.str = ...,
+        problem: _builtins.str = ...,
+        title: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "done", b"done", "id", b"id", "problem", b"problem", "status", b"status", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegistrationOutcome: _TypeAlias = RegistrationOutcome  # noqa: Y015
+
+@_typing.final
+class ActOnRegistrationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___RegistrationOutcome]: ...
+    def __init__(
+        self,
+        *,
+        outcomes: _abc.Iterable[Global___RegistrationOutcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ActOnRegistrationsResponse: _TypeAlias = ActOnRegistrationsResponse  # noqa: Y015
+
+@_typing.final
+class ListDeliveriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    STATES_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    limit: _builtins.int
+    """1 to 500 (default 50)."""
+    offset: _builtins.int
+    @_builtins.property
+    def states(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Delivery states (`sending`, `pending`, `ok`, `nok`, `parked`); empty for all."""
+
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        states: _abc.Iterable[_builtins.str] | None = ...,
+        limit: _builtins.int = ...,
+        offset: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "offset", b"offset", "organisation_id", b"organisation_id", "states", b"states"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDeliveriesRequest: _TypeAlias = ListDeliveriesRequest  # noqa: Y015
+
+@_typing.final
+class DeliveryInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGISTRATION_ID_FIELD_NUMBER: _builtins.int
+    REGISTRATION_CODE_FIELD_NUMBER: _builtins.int
+    DCD_CODE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    FIRST_SENT_AT_FIELD_NUMBER: _builtins.int
+    LAST_SENT_AT_FIELD_NUMBER: _builtins.int
+    PARKED_AT_FIELD_NUMBER: _builtins.int
+    registration_id: _builtins.str
+    registration_code: _builtins.str
+    dcd_code: _builtins.str
+    status: _builtins.str
+    """The registration's status."""
+    state: _builtins.str
+    """The delivery's state and why it waits or what the last attempt met (a slug, e.g.
+    `central-unavailable`, `identifier-refused:<rule>`); empty when none.
+    """
+    reason: _builtins.str
+    version: _builtins.int
+    attempts: _builtins.int
+    first_sent_at: _builtins.str
+    last_sent_at: _builtins.str
+    parked_at: _builtins.str
     def __init__(
         self,
         *,
         registration_id: _builtins.str = ...,
-        dcd_code: _builtins.str = ...,
         registration_code: _builtins.str = ...,
-        version: _builtins.int = ...,
+        dcd_code: _builtins.str = ...,
         status: _builtins.str = ...,
-        nippin_relevant: _builtins.bool = ...,
-        values: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        state: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        version: _builtins.int = ...,
+        attempts: _builtins.int = ...,
+        first_sent_at: _builtins.str = ...,
+        last_sent_at: _builtins.str = ...,
+        parked_at: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dcd_code", b"dcd_code", "nippin_relevant", b"nippin_relevant", "registration_code", b"registration_code", "registration_id", b"registration_id", "status", b"status", "values", b"values", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "dcd_code", b"dcd_code", "first_sent_at", b"first_sent_at", "last_sent_at", b"last_sent_at", "parked_at", b"parked_at", "reason", b"reason", "registration_code", b"registration_code", "registration_id", b"registration_id", "state", b"state", "status", b"status", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ReimbursedRegistration: _TypeAlias = ReimbursedRegistration  # noqa: Y015
+Global___DeliveryInfo: _TypeAlias = DeliveryInfo  # noqa: Y015
 
 @_typing.final
-class ListReimbursedRegistrationsResponse(_message.Message):
+class ListDeliveriesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    REGISTRATIONS_FIELD_NUMBER: _builtins.int
+    DELIVERIES_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
     @_builtins.property
-    def registrations(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReimbursedRegistration]: ...
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryInfo]: ...
     def __init__(
         self,
         *,
-        registrations: _abc.Iterable[Global___ReimbursedRegistration] | None = ...,
+        deliveries: _abc.Iterable[Global___DeliveryInfo] | None = ...,
+        total: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["registrations", b"registrations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListReimbursedRegistrationsResponse: _TypeAlias = ListReimbursedRegistrationsResponse  # noqa: Y015
+Global___ListDeliveriesResponse: _TypeAlias = ListDeliveriesResponse  # noqa: Y015
+
+@_typing.final
+class GetDcdDefinitionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DCD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def dcd(self) -> Global___DcdRef: ...
+    def __init__(
+        self,
+        *,
+        dcd: Global___DcdRef | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dcd", b"dcd"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dcd", b"dcd"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDcdDefinitionRequest: _TypeAlias = GetDcdDefinitionRequest  # noqa: Y015
+
+@_typing.final
+class GetDcdDefinitionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEFINITION_JSON_FIELD_NUMBER: _builtins.int
+    LATEST_FIELD_NUMBER: _builtins.int
+    definition_json: _builtins.str
+    """`DcdDefinition.to_json()`: fields flat in form order, the survey tree, code lists."""
+    latest: _builtins.bool
+    """Whether this is the DCD's newest version."""
+    def __init__(
+        self,
+        *,
+        definition_json: _builtins.str = ...,
+        latest: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition_json", b"definition_json", "latest", b"latest"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDcdDefinitionResponse: _TypeAlias = GetDcdDefinitionResponse  # noqa: Y015
+
+@_typing.final
+class EvaluateFormRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    DCD_FIELD_NUMBER: _builtins.int
+    VALUES_JSON_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    values_json: _builtins.str
+    """The form's values as a JSON object of strings (or lists of codes) keyed by flat
+    technical names (`DT_CABG_2`), as a CSV row carries them.
+    """
+    language: _builtins.str
+    @_builtins.property
+    def dcd(self) -> Global___DcdRef: ...
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        dcd: Global___DcdRef | None = ...,
+        values_json: _builtins.str = ...,
+        language: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dcd", b"dcd"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dcd", b"dcd", "language", b"language", "organisation_id", b"organisation_id", "values_json", b"values_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateFormRequest: _TypeAlias = EvaluateFormRequest  # noqa: Y015
+
+@_typing.final
+class FormFieldState(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    RELEVANT_FIELD_NUMBER: _builtins.int
+    REQUIRED_FIELD_NUMBER: _builtins.int
+    VALUE_JSON_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    """Flat technical name."""
+    relevant: _builtins.bool
+    """False when skip logic (its own relevance, its group's, a repeat count) leaves it out."""
+    required: _builtins.bool
+    value_json: _builtins.str
+    """A computed field's value (JSON), empty when it has none."""
+    @_builtins.property
+    def errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldError]:
+        """Its errors in the requested language."""
+
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        relevant: _builtins.bool = ...,
+        required: _builtins.bool = ...,
+        value_json: _builtins.str = ...,
+        errors: _abc.Iterable[Global___FieldError] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["errors", b"errors", "field", b"field", "relevant", b"relevant", "required", b"required", "value_json", b"value_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FormFieldState: _TypeAlias = FormFieldState  # noqa: Y015
+
+@_typing.final
+class EvaluateFormResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELDS_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    DCD_VERSION_FIELD_NUMBER: _builtins.int
+    dcd_version: _builtins.str
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedCompositeFieldContainer[Global___FormFieldState]: ...
+    @_builtins.property
+    def errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldError]:
+        """Every error, in the engine's order (the error summary)."""
+
+    def __init__(
+        self,
+        *,
+        fields: _abc.Iterable[Global___FormFieldState] | None = ...,
+        errors: _abc.Iterable[Global___FieldError] | None = ...,
+        dcd_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dcd_version", b"dcd_version", "errors", b"errors", "fields", b"fields"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateFormResponse: _TypeAlias = EvaluateFormResponse  # noqa: Y015
+
+@_typing.final
+class SaveRegistrationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    DCD_FIELD_NUMBER: _builtins.int
+    REGISTRATION_ID_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    VALUES_JSON_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    SUBMIT_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    registration_id: _builtins.str
+    """Empty for a new registration."""
+    expected_version: _builtins.int
+    """The version the person read (If-Match); 0 for a new registration."""
+    values_json: _builtins.str
+    language: _builtins.str
+    submit: _builtins.bool
+    """Save and submit (refused with every error when it is not complete)."""
+    @_builtins.property
+    def dcd(self) -> Global___DcdRef:
+        """For a new registration; a stored one keeps its DCD."""
+
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        dcd: Global___DcdRef | None = ...,
+        registration_id: _builtins.str = ...,
+        expected_version: _builtins.int = ...,
+        values_json: _builtins.str = ...,
+        language: _builtins.str = ...,
+        submit: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dcd", b"dcd"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dcd", b"dcd", "expected_version", b"expected_version", "language", b"language", "organisation_id", b"organisation_id", "registration_id", b"registration_id", "submit", b"submit", "values_json", b"values_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SaveRegistrationRequest: _TypeAlias = SaveRegistrationRequest  # noqa: Y015
+
+@_typing.final
+class SaveRegistrationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGISTRATION_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    created: _builtins.bool
+    @_builtins.property
+    def registration(self) -> Global___Registration: ...
+    @_builtins.property
+    def errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldError]:
+        """What the draft still lacks (required, constraints), in the requested language."""
+
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldError]: ...
+    def __init__(
+        self,
+        *,
+        registration: Global___Registration | None = ...,
+        errors: _abc.Iterable[Global___FieldError] | None = ...,
+        warnings: _abc.Iterable[Global___FieldError] | None = ...,
+        created: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["registration", b"registration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "errors", b"errors", "registration", b"registration", "warnings", b"warnings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SaveRegistrationResponse: _TypeAlias = SaveRegistrationResponse  # noqa: Y015
+
+@_typing.final
+class ActOnRegistrationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    expected_version: _builtins.int
+    action: Global___RegistrationAction.ValueType
+    language: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        expected_version: _builtins.int = ...,
+        action: Global___RegistrationAction.ValueType = ...,
+        language: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "expected_version", b"expected_version", "id", b"id", "language", b"language"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ActOnRegistrationRequest: _TypeAlias = ActOnRegistrationRequest  # noqa: Y015
+
+@_typing.final
+class ActOnRegistrationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGISTRATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def registration(self) -> Global___Registration: ...
+    def __init__(
+        self,
+        *,
+        registration: Global___Registration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["registration", b"registration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["registration", b"registration"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ActOnRegistrationResponse: _TypeAlias = ActOnRegistrationResponse  # noqa: Y015
+
+@_typing.final
+class GetRegistrationHistoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRegistrationHistoryRequest: _TypeAlias = GetRegistrationHistoryRequest  # noqa: Y015
+
+@_typing.final
+class RegistrationVersion(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    DCD_VERSION_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    VIA_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELDS_FIELD_NUMBER: _builtins.int
+    VALUES_JSON_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    action: _builtins.str
+    """create, save, submit, processed, reopen, delete, ..."""
+    status: _builtins.str
+    """The status after it."""
+    dcd_version: _builtins.str
+    actor: _builtins.str
+    via: _builtins.str
+    """api, upload, portal, ..."""
+    at: _builtins.str
+    values_json: _builtins.str
+    """The values the registration had at this version (JSON object)."""
+    comment: _builtins.str
+    @_builtins.property
+    def changed_fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        action: _builtins.str = ...,
+        status: _builtins.str = ...,
+        dcd_version: _builtins.str = ...,
+        actor: _builtins.str = ...,
+        via: _builtins.str = ...,
+        at: _builtins.str = ...,
+        changed_fields: _abc.Iterable[_builtins.str] | None = ...,
+        values_json: _builtins.str = ...,
+        comment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "at", b"at", "changed_fields", b"changed_fields", "comment", b"comment", "dcd_version", b"dcd_version", "status", b"status", "values_json", b"values_json", "version", b"version", "via", b"via"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegistrationVersion: _TypeAlias = RegistrationVersion  # noqa: Y015
+
+@_typing.final
+class RegistrationDelivery(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CONTENT_VERSION_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    FIRST_SENT_AT_FIELD_NUMBER: _builtins.int
+    LAST_SENT_AT_FIELD_NUMBER: _builtins.int
+    LAST_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
+    CONFIRMED_AT_FIELD_NUMBER: _builtins.int
+    PARKED_AT_FIELD_NUMBER: _builtins.int
+    state: _builtins.str
+    """sending, pending, ok, nok, parked (docs/delivery.md)."""
+    reason: _builtins.str
+    """Why it waits or what the last attempt met (a slug), empty when nothing."""
+    content_version: _builtins.int
+    """The registration version being delivered."""
+    attempts: _builtins.int
+    """Sends that reached the central platform (more than one: resends)."""
+    first_sent_at: _builtins.str
+    last_sent_at: _builtins.str
+    last_attempt_at: _builtins.str
+    confirmed_at: _builtins.str
+    parked_at: _builtins.str
+    def __init__(
+        self,
+        *,
+        state: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        content_version: _builtins.int = ...,
+        attempts: _builtins.int = ...,
+        first_sent_at: _builtins.str = ...,
+        last_sent_at: _builtins.str = ...,
+        last_attempt_at: _builtins.str = ...,
+        confirmed_at: _builtins.str = ...,
+        parked_at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "confirmed_at", b"confirmed_at", "content_version", b"content_version", "first_sent_at", b"first_sent_at", "last_attempt_at", b"last_attempt_at", "last_sent_at", b"last_sent_at", "parked_at", b"parked_at", "reason", b"reason", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegistrationDelivery: _TypeAlias = RegistrationDelivery  # noqa: Y015
+
+@_typing.final
+class GetRegistrationHistoryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGISTRATION_FIELD_NUMBER: _builtins.int
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    DELIVERY_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def registration(self) -> Global___Registration: ...
+    @_builtins.property
+    def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___RegistrationVersion]:
+        """Oldest first."""
+
+    @_builtins.property
+    def delivery(self) -> Global___RegistrationDelivery:
+        """Absent before its first submission."""
+
+    @_builtins.property
+    def errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldError]:
+        """The open issues stored with it (a draft's missing and broken rules)."""
+
+    @_builtins.property
+    def decision(self) -> Global___CentralDecisionInfo:
+        """The central platform's latest decision applied to it (portalret); absent when none."""
+
+    def __init__(
+        self,
+        *,
+        registration: Global___Registration | None = ...,
+        versions: _abc.Iterable[Global___RegistrationVersion] | None = ...,
+        delivery: Global___RegistrationDelivery | None = ...,
+        errors: _abc.Iterable[Global___FieldError] | None = ...,
+        decision: Global___CentralDecisionInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "delivery", b"delivery", "registration", b"registration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "delivery", b"delivery", "errors", b"errors", "registration", b"registration", "versions", b"versions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRegistrationHistoryResponse: _TypeAlias = GetRegistrationHistoryResponse  # noqa: Y015
+
+@_typing.final
+class CentralDecisionInfo(_message.Message):
+    """--- follow-ups, decisions and exports for the portal (portalret) ---"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    """corrections_needed, approved, follow_up_needed, error."""
+    comment: _builtins.str
+    """The central platform's comment for the data provider."""
+    decided_at: _builtins.str
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Technical names of the fields concerned (Corrections needed)."""
+
+    def __init__(
+        self,
+        *,
+        status: _builtins.str = ...,
+        comment: _builtins.str = ...,
+        fields: _abc.Iterable[_builtins.str] | None = ...,
+        decided_at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "decided_at", b"decided_at", "fields", b"fields", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CentralDecisionInfo: _TypeAlias = CentralDecisionInfo  # noqa: Y015
+
+@_typing.final
+class ListFollowUpsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    limit: _builtins.int
+    offset: _builtins.int
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        offset: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "offset", b"offset", "organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFollowUpsRequest: _TypeAlias = ListFollowUpsRequest  # noqa: Y015
+
+@_typing.final
+class FollowUpInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    REGISTRATION_ID_FIELD_NUMBER: _builtins.int
+    REGISTRATION_CODE_FIELD_NUMBER: _builtins.int
+    PROJECT_CODE_FIELD_NUMBER: _builtins.int
+    DCD_CODE_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    DUE_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    registration_id: _builtins.str
+    """The index registration the follow-up follows."""
+    registration_code: _builtins.str
+    project_code: _builtins.str
+    dcd_code: _builtins.str
+    """The DCD to register the follow-up with."""
+    comment: _builtins.str
+    due_at: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        registration_id: _builtins.str = ...,
+        registration_code: _builtins.str = ...,
+        project_code: _builtins.str = ...,
+        dcd_code: _builtins.str = ...,
+        comment: _builtins.str = ...,
+        due_at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "dcd_code", b"dcd_code", "due_at", b"due_at", "id", b"id", "project_code", b"project_code", "registration_code", b"registration_code", "registration_id", b"registration_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FollowUpInfo: _TypeAlias = FollowUpInfo  # noqa: Y015
+
+@_typing.final
+class ListFollowUpsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FOLLOW_UPS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    @_builtins.property
+    def follow_ups(self) -> _containers.RepeatedCompositeFieldContainer[Global___FollowUpInfo]: ...
+    def __init__(
+        self,
+        *,
+        follow_ups: _abc.Iterable[Global___FollowUpInfo] | None = ...,
+        total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["follow_ups", b"follow_ups", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFollowUpsResponse: _TypeAlias = ListFollowUpsResponse  # noqa: Y015
+
+@_typing.final
+class RequestExportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    DCD_CODE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    STATUSES_FIELD_NUMBER: _builtins.int
+    CREATED_FROM_FIELD_NUMBER: _builtins.int
+    CREATED_TO_FIELD_NUMBER: _builtins.int
+    UPDATED_FROM_FIELD_NUMBER: _builtins.int
+    UPDATED_TO_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    dcd_code: _builtins.str
+    version: _builtins.str
+    """Empty: the newest."""
+    format: _builtins.str
+    """csv, xlsx, parquet."""
+    created_from: _builtins.str
+    """RFC 3339 with an offset; `_to` is exclusive. Empty: no bound."""
+    created_to: _builtins.str
+    updated_from: _builtins.str
+    updated_to: _builtins.str
+    @_builtins.property
+    def statuses(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        dcd_code: _builtins.str = ...,
+        version: _builtins.str = ...,
+        format: _builtins.str = ...,
+        statuses: _abc.Iterable[_builtins.str] | None = ...,
+        created_from: _builtins.str = ...,
+        created_to: _builtins.str = ...,
+        updated_from: _builtins.str = ...,
+        updated_to: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_from", b"created_from", "created_to", b"created_to", "dcd_code", b"dcd_code", "format", b"format", "organisation_id", b"organisation_id", "statuses", b"statuses", "updated_from", b"updated_from", "updated_to", b"updated_to", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestExportRequest: _TypeAlias = RequestExportRequest  # noqa: Y015
+
+@_typing.final
+class RequestExportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPORT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def export(self) -> Global___ExportInfo: ...
+    def __init__(
+        self,
+        *,
+        export: Global___ExportInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["export", b"export"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["export", b"export"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestExportResponse: _TypeAlias = RequestExportResponse  # noqa: Y015
+
+@_typing.final
+class ExportInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    DCD_CODE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ROWS_TOTAL_FIELD_NUMBER: _builtins.int
+    ROWS_DONE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    READY_AT_FIELD_NUMBER: _builtins.int
+    FILTERS_JSON_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    organisation_id: _builtins.str
+    dcd_code: _builtins.str
+    version: _builtins.str
+    format: _builtins.str
+    state: _builtins.str
+    """queued, running, ready, failed, expired."""
+    rows_total: _builtins.int
+    rows_done: _builtins.int
+    size: _builtins.int
+    requested_by: _builtins.str
+    created_at: _builtins.str
+    ready_at: _builtins.str
+    filters_json: _builtins.str
+    """The filters asked (JSON object: status, created_from, ...)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        organisation_id: _builtins.str = ...,
+        dcd_code: _builtins.str = ...,
+        version: _builtins.str = ...,
+        format: _builtins.str = ...,
+        state: _builtins.str = ...,
+        rows_total: _builtins.int = ...,
+        rows_done: _builtins.int = ...,
+        size: _builtins.int = ...,
+        requested_by: _builtins.str = ...,
+        created_at: _builtins.str = ...,
+        ready_at: _builtins.str = ...,
+        filters_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "dcd_code", b"dcd_code", "filters_json", b"filters_json", "format", b"format", "id", b"id", "organisation_id", b"organisation_id", "ready_at", b"ready_at", "requested_by", b"requested_by", "rows_done", b"rows_done", "rows_total", b"rows_total", "size", b"size", "state", b"state", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportInfo: _TypeAlias = ExportInfo  # noqa: Y015
+
+@_typing.final
+class ListExportsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    limit: _builtins.int
+    offset: _builtins.int
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        offset: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "offset", b"offset", "organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExportsRequest: _TypeAlias = ListExportsRequest  # noqa: Y015
+
+@_typing.final
+class ListExportsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPORTS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    @_builtins.property
+    def exports(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExportInfo]: ...
+    def __init__(
+        self,
+        *,
+        exports: _abc.Iterable[Global___ExportInfo] | None = ...,
+        total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exports", b"exports", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExportsResponse: _TypeAlias = ListExportsResponse  # noqa: Y015
+
+@_typing.final
+class GetExportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ISSUE_LINK_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    issue_link: _builtins.bool
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        issue_link: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "issue_link", b"issue_link"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetExportRequest: _TypeAlias = GetExportRequest  # noqa: Y015
+
+@_typing.final
+class GetExportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPORT_FIELD_NUMBER: _builtins.int
+    DOWNLOAD_TOKEN_FIELD_NUMBER: _builtins.int
+    DOWNLOAD_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    download_token: _builtins.str
+    """Once ready and asked for: the token of `/api/v1/export-files/{token}`."""
+    download_expires_at: _builtins.str
+    @_builtins.property
+    def export(self) -> Global___ExportInfo: ...
+    def __init__(
+        self,
+        *,
+        export: Global___ExportInfo | None = ...,
+        download_token: _builtins.str = ...,
+        download_expires_at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["export", b"export"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["download_expires_at", b"download_expires_at", "download_token", b"download_token", "export", b"export"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetExportResponse: _TypeAlias = GetExportResponse  # noqa: Y015
+
+@_typing.final
+class ImportDcdWorkbookRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKBOOK_FIELD_NUMBER: _builtins.int
+    workbook: _builtins.bytes
+    """The XLSForm workbook (.xlsx), whole."""
+    def __init__(
+        self,
+        *,
+        workbook: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["workbook", b"workbook"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportDcdWorkbookRequest: _TypeAlias = ImportDcdWorkbookRequest  # noqa: Y015
+
+@_typing.final
+class ImportDcdWorkbookResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_CODE_FIELD_NUMBER: _builtins.int
+    DCD_CODE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    project_code: _builtins.str
+    dcd_code: _builtins.str
+    version: _builtins.str
+    created: _builtins.bool
+    """False: this version was imported before with the same content (it keeps its state)."""
+    state: Global___DcdVersionState.ValueType
+    def __init__(
+        self,
+        *,
+        project_code: _builtins.str = ...,
+        dcd_code: _builtins.str = ...,
+        version: _builtins.str = ...,
+        created: _builtins.bool = ...,
+        state: Global___DcdVersionState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "dcd_code", b"dcd_code", "project_code", b"project_code", "state", b"state", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportDcdWorkbookResponse: _TypeAlias = ImportDcdWorkbookResponse  # noqa: Y015
+
+@_typing.final
+class ListDcdVersionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDcdVersionsRequest: _TypeAlias = ListDcdVersionsRequest  # noqa: Y015
+
+@_typing.final
+class CatalogueVersion(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DCD_CODE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    IMPORTED_AT_FIELD_NUMBER: _builtins.int
+    IMPORTED_BY_FIELD_NUMBER: _builtins.int
+    STATE_CHANGED_AT_FIELD_NUMBER: _builtins.int
+    STATE_CHANGED_BY_FIELD_NUMBER: _builtins.int
+    dcd_code: _builtins.str
+    version: _builtins.str
+    state: Global___DcdVersionState.ValueType
+    imported_at: _builtins.str
+    imported_by: _builtins.str
+    state_changed_at: _builtins.str
+    """Empty when it never moved (imported in its state)."""
+    state_changed_by: _builtins.str
+    def __init__(
+        self,
+        *,
+        dcd_code: _builtins.str = ...,
+        version: _builtins.str = ...,
+        state: Global___DcdVersionState.ValueType = ...,
+        imported_at: _builtins.str = ...,
+        imported_by: _builtins.str = ...,
+        state_changed_at: _builtins.str = ...,
+        state_changed_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dcd_code", b"dcd_code", "imported_at", b"imported_at", "imported_by", b"imported_by", "state", b"state", "state_changed_at", b"state_changed_at", "state_changed_by", b"state_changed_by", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CatalogueVersion: _TypeAlias = CatalogueVersion  # noqa: Y015
+
+@_typing.final
+class ListDcdVersionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGISTRIES_FIELD_NUMBER: _builtins.int
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def registries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Registry]:
+        """Every registry with every DCD (drafts and retired versions' too), as ListRegistries."""
+
+    @_builtins.property
+    def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___CatalogueVersion]:
+        """Newest first within each DCD."""
+
+    def __init__(
+        self,
+        *,
+        registries: _abc.Iterable[Global___Registry] | None = ...,
+        versions: _abc.Iterable[Global___CatalogueVersion] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["registries", b"registries", "versions", b"versions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDcdVersionsResponse: _TypeAlias = ListDcdVersionsResponse  # noqa: Y015
+
+@_typing.final
+class CompareDcdVersionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DCD_CODE_FIELD_NUMBER: _builtins.int
+    FROM_VERSION_FIELD_NUMBER: _builtins.int
+    TO_VERSION_FIELD_NUMBER: _builtins.int
+    dcd_code: _builtins.str
+    from_version: _builtins.str
+    """The older version; empty: the current (newest published) one."""
+    to_version: _builtins.str
+    def __init__(
+        self,
+        *,
+        dcd_code: _builtins.str = ...,
+        from_version: _builtins.str = ...,
+        to_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dcd_code", b"dcd_code", "from_version", b"from_version", "to_version", b"to_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompareDcdVersionsRequest: _TypeAlias = CompareDcdVersionsRequest  # noqa: Y015
+
+@_typing.final
+class DcdFieldChange(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    ASPECTS_FIELD_NUMBER: _builtins.int
+    BREAKING_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    """Technical name."""
+    breaking: _builtins.bool
+    """A record the older version accepted may be refused by the newer."""
+    @_builtins.property
+    def aspects(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What changed, by the definition's attribute: type, required, constraint, relevant,
+        calculation, default, read_only, number_format, format, repeat_max, labels, hints,
+        group_path, choices_added, choices_removed.
+        """
+
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        aspects: _abc.Iterable[_builtins.str] | None = ...,
+        breaking: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aspects", b"aspects", "breaking", b"breaking", "field", b"field"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DcdFieldChange: _TypeAlias = DcdFieldChange  # noqa: Y015
+
+@_typing.final
+class InvalidatedRegistrations(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REGISTRATIONS_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    status: _builtins.str
+    """The registration status (`open`, `submitted`...)."""
+    registrations: _builtins.int
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        registrations: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id", "registrations", b"registrations", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InvalidatedRegistrations: _TypeAlias = InvalidatedRegistrations  # noqa: Y015
+
+@_typing.final
+class CompareDcdVersionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_VERSION_FIELD_NUMBER: _builtins.int
+    TO_VERSION_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ADDED_FIELD_NUMBER: _builtins.int
+    REMOVED_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
+    ADDED_REQUIRED_FIELD_NUMBER: _builtins.int
+    BREAKING_FIELD_NUMBER: _builtins.int
+    INVALIDATED_FIELD_NUMBER: _builtins.int
+    from_version: _builtins.str
+    to_version: _builtins.str
+    kind: _builtins.str
+    """`major`, `minor` or `patch`."""
+    breaking: _builtins.bool
+    """Whether a registration valid under the older version may be refused by the newer."""
+    @_builtins.property
+    def added(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def removed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def changed(self) -> _containers.RepeatedCompositeFieldContainer[Global___DcdFieldChange]: ...
+    @_builtins.property
+    def added_required(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Added fields every record must give."""
+
+    @_builtins.property
+    def invalidated(self) -> _containers.RepeatedCompositeFieldContainer[Global___InvalidatedRegistrations]:
+        """What the newer version invalidates when of a higher major than older versions: draft
+        and submitted registrations at a lower major, per organisation and status.
+        """
+
+    def __init__(
+        self,
+        *,
+        from_version: _builtins.str = ...,
+        to_version: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        added: _abc.Iterable[_builtins.str] | None = ...,
+        removed: _abc.Iterable[_builtins.str] | None = ...,
+        changed: _abc.Iterable[Global___DcdFieldChange] | None = ...,
+        added_required: _abc.Iterable[_builtins.str] | None = ...,
+        breaking: _builtins.bool = ...,
+        invalidated: _abc.Iterable[Global___InvalidatedRegistrations] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "added_required", b"added_required", "breaking", b"breaking", "changed", b"changed", "from_version", b"from_version", "invalidated", b"invalidated", "kind", b"kind", "removed", b"removed", "to_version", b"to_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompareDcdVersionsResponse: _TypeAlias = CompareDcdVersionsResponse  # noqa: Y015
+
+@_typing.final
+class SetDcdVersionStateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DCD_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    state: Global___DcdVersionState.ValueType
+    """PUBLISHED or RETIRED."""
+    @_builtins.property
+    def dcd(self) -> Global___DcdRef: ...
+    def __init__(
+        self,
+        *,
+        dcd: Global___DcdRef | None = ...,
+        state: Global___DcdVersionState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dcd", b"dcd"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dcd", b"dcd", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetDcdVersionStateRequest: _TypeAlias = SetDcdVersionStateRequest  # noqa: Y015
+
+@_typing.final
+class SetDcdVersionStateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    PREVIOUS_STATE_FIELD_NUMBER: _builtins.int
+    state: Global___DcdVersionState.ValueType
+    previous_state: Global___DcdVersionState.ValueType
+    def __init__(
+        self,
+        *,
+        state: Global___DcdVersionState.ValueType = ...,
+        previous_state: Global___DcdVersionState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous_state", b"previous_state", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetDcdVersionStateResponse: _TypeAlias = SetDcdVersionStateResponse  # noqa: Y015

@@ -62,15 +62,135 @@ class RegistrationsServiceStub:
                 request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetDcdVersionRequest.SerializeToString,
                 response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetDcdVersionResponse.FromString,
                 _registered_method=True)
+        self.ListRegistries = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/ListRegistries',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListRegistriesRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListRegistriesResponse.FromString,
+                _registered_method=True)
         self.ListReimbursedDcds = channel.unary_unary(
                 '/hdhub.registrations.v1.RegistrationsService/ListReimbursedDcds',
                 request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedDcdsRequest.SerializeToString,
                 response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedDcdsResponse.FromString,
                 _registered_method=True)
-        self.ListReimbursedRegistrations = channel.unary_unary(
-                '/hdhub.registrations.v1.RegistrationsService/ListReimbursedRegistrations',
-                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedRegistrationsRequest.SerializeToString,
-                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedRegistrationsResponse.FromString,
+        self.StreamReimbursedRegistrations = channel.unary_stream(
+                '/hdhub.registrations.v1.RegistrationsService/StreamReimbursedRegistrations',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.StreamReimbursedRegistrationsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ReimbursedRegistrationsPage.FromString,
+                _registered_method=True)
+        self.ListReimbursedOrganisations = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/ListReimbursedOrganisations',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedOrganisationsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedOrganisationsResponse.FromString,
+                _registered_method=True)
+        self.OrganisationHealth = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/OrganisationHealth',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.OrganisationHealthRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.OrganisationHealthResponse.FromString,
+                _registered_method=True)
+        self.ListParkedDeliveries = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/ListParkedDeliveries',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListParkedDeliveriesRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListParkedDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.RetryParkedDeliveries = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/RetryParkedDeliveries',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.RetryParkedDeliveriesRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.RetryParkedDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.ArchiveParkedDeliveries = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/ArchiveParkedDeliveries',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ArchiveParkedDeliveriesRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ArchiveParkedDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.ListParkedJobs = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/ListParkedJobs',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListParkedJobsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListParkedJobsResponse.FromString,
+                _registered_method=True)
+        self.CatalogueUsage = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/CatalogueUsage',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.CatalogueUsageRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.CatalogueUsageResponse.FromString,
+                _registered_method=True)
+        self.ListRegistrations = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/ListRegistrations',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListRegistrationsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListRegistrationsResponse.FromString,
+                _registered_method=True)
+        self.ActOnRegistrations = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/ActOnRegistrations',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ActOnRegistrationsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ActOnRegistrationsResponse.FromString,
+                _registered_method=True)
+        self.ListDeliveries = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/ListDeliveries',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListDeliveriesRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.GetDcdDefinition = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/GetDcdDefinition',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetDcdDefinitionRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetDcdDefinitionResponse.FromString,
+                _registered_method=True)
+        self.EvaluateForm = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/EvaluateForm',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.EvaluateFormRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.EvaluateFormResponse.FromString,
+                _registered_method=True)
+        self.SaveRegistration = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/SaveRegistration',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.SaveRegistrationRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.SaveRegistrationResponse.FromString,
+                _registered_method=True)
+        self.ActOnRegistration = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/ActOnRegistration',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ActOnRegistrationRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ActOnRegistrationResponse.FromString,
+                _registered_method=True)
+        self.GetRegistrationHistory = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/GetRegistrationHistory',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetRegistrationHistoryRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetRegistrationHistoryResponse.FromString,
+                _registered_method=True)
+        self.ListFollowUps = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/ListFollowUps',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListFollowUpsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListFollowUpsResponse.FromString,
+                _registered_method=True)
+        self.RequestExport = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/RequestExport',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.RequestExportRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.RequestExportResponse.FromString,
+                _registered_method=True)
+        self.ListExports = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/ListExports',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListExportsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListExportsResponse.FromString,
+                _registered_method=True)
+        self.GetExport = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/GetExport',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetExportRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetExportResponse.FromString,
+                _registered_method=True)
+        self.ImportDcdWorkbook = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/ImportDcdWorkbook',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ImportDcdWorkbookRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ImportDcdWorkbookResponse.FromString,
+                _registered_method=True)
+        self.ListDcdVersions = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/ListDcdVersions',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListDcdVersionsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListDcdVersionsResponse.FromString,
+                _registered_method=True)
+        self.CompareDcdVersions = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/CompareDcdVersions',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.CompareDcdVersionsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.CompareDcdVersionsResponse.FromString,
+                _registered_method=True)
+        self.SetDcdVersionState = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/SetDcdVersionState',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.SetDcdVersionStateRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.SetDcdVersionStateResponse.FromString,
                 _registered_method=True)
 
 
@@ -89,6 +209,8 @@ class RegistrationsServiceServicer:
 
     def UpsertBatch(self, request, context):
         """Save or submit a batch of rows, upserting by business key, under the upload's settings.
+        Not marked idempotent: only a batch that carries a batch_id is safe to send twice, so
+        the caller retries it, not the channel.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -115,6 +237,14 @@ class RegistrationsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRegistries(self, request, context):
+        """The catalogue: registries, their DCDs and each DCD's versions, newest first (the REST
+        `/api/v1/registries`); for any caller who may read the catalogue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListReimbursedDcds(self, request, context):
         """The DCDs with fields bound for NIPPIN (`destination::nippin`): the reimbursed registries.
         """
@@ -122,9 +252,201 @@ class RegistrationsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ListReimbursedRegistrations(self, request, context):
+    def StreamReimbursedRegistrations(self, request, context):
         """An organisation's stored registrations of reimbursed DCDs (submitted at least once, not
-        deleted), page by page, each saying whether it should have made a NIPPIN message.
+        deleted), streamed as Arrow record batches, each row saying whether it should have made
+        a NIPPIN message (reconciliation for the nightly report).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReimbursedOrganisations(self, request, context):
+        """The organisations with stored registrations of reimbursed DCDs: every organisation a
+        NIPPIN report has a row for.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OrganisationHealth(self, request, context):
+        """Operator only (the console): registrations, registries and deliveries for every organisation, as counts kept
+        incrementally; never a registration's values.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListParkedDeliveries(self, request, context):
+        """Operator only: parked deliveries (of one organisation, or every one), oldest first, with why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryParkedDeliveries(self, request, context):
+        """Operator only: resend an organisation's parked deliveries (ten more days), each
+        registration's history recording the operator and the reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArchiveParkedDeliveries(self, request, context):
+        """Operator only: set an organisation's parked deliveries aside (out of the parked list and
+        count, listed as archived, nothing deleted, retried later if need be), each
+        registration's history recording the operator and the reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListParkedJobs(self, request, context):
+        """Operator only: this service's parked background jobs (attempts exhausted), grouped by
+        organisation, kind and error type; counts only, no payload, no identifier.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CatalogueUsage(self, request, context):
+        """Operator only: which organisations have live registrations of which DCD version, and
+        how many (from the tallies kept incrementally).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRegistrations(self, request, context):
+        """The registrations grid: an organisation's registrations filtered, sorted and paged by
+        keyset (``next_cursor``), with the counts per status; for its members who may read them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ActOnRegistrations(self, request, context):
+        """Submit or delete several registrations at once, each in its own transaction checked
+        against the version the caller saw: each one done or refused with its reason. Not
+        idempotent (a second submit of the same registrations is refused row by row).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeliveries(self, request, context):
+        """An organisation's deliveries to the central platform in some states (the portal's
+        deliveries page: parked and NOK), newest change first, with the reason; for its members
+        who may read its registrations.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDcdDefinition(self, request, context):
+        """A DCD version's whole definition (the form's tree, texts, hints, code lists), as the
+        REST catalogue serves it, for the portal to render its form.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EvaluateForm(self, request, context):
+        """A partial record through the validation engine, as a form shows it while the person
+        types: per field whether it applies, whether it is required, its computed value and
+        its errors (in the requested language). Stores nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SaveRegistration(self, request, context):
+        """Save one registration from a form: a new one (or the live one with its business key,
+        as the REST create), or a stored one at the version the caller read (If-Match:
+        FAILED_PRECONDITION `stale-version` when it changed); submitted when asked. Not
+        idempotent: a new registration saved twice is two.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ActOnRegistration(self, request, context):
+        """Submit, reopen or delete one registration at the version the caller read, as the
+        lifecycle allows.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRegistrationHistory(self, request, context):
+        """One registration with its history version by version (what changed) and its
+        delivery to the central platform (status confirmation, attempts, parking and why).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFollowUps(self, request, context):
+        """--- follow-ups and exports for the portal's pages (portalret) ---
+        The organisation's follow-ups due (the central platform's Follow-up needed), soonest
+        first, as `GET /api/v1/follow-ups`: of the registries granted to the caller only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestExport(self, request, context):
+        """Ask for an export (CSV Upload Manager of the organisation, of a registry granted), as
+        `POST /api/v1/exports`: queued as a durable job, audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListExports(self, request, context):
+        """The organisation's exports, newest first (CSV Upload Manager).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetExport(self, request, context):
+        """One export's progress; with `issue_link` and once ready, a download token for
+        `/api/v1/export-files/{token}` that expires (the link's issue is audited).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportDcdWorkbook(self, request, context):
+        """--- The operator's DCD catalogue (the console) ---
+        Operator only: import a DCD workbook as a draft (not in effect until published); every
+        problem of the workbook in one INVALID_ARGUMENT `invalid-workbook`, each with its sheet,
+        row and column. The same version with the same content is no new version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDcdVersions(self, request, context):
+        """Operator only: every version of every DCD with its state (draft, published, retired),
+        who imported it and who changed its state last.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompareDcdVersions(self, request, context):
+        """Operator only: the difference between two versions of a DCD (fields added, removed,
+        changed; major, minor or patch), and the registrations the newer one invalidates when
+        it is of a higher major (counted per organisation and status, never their values).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetDcdVersionState(self, request, context):
+        """Operator only: publish or retire a DCD version (not the current one: publish a newer first).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -158,15 +480,135 @@ def add_RegistrationsServiceServicer_to_server(servicer, server):
                     request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetDcdVersionRequest.FromString,
                     response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetDcdVersionResponse.SerializeToString,
             ),
+            'ListRegistries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRegistries,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListRegistriesRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListRegistriesResponse.SerializeToString,
+            ),
             'ListReimbursedDcds': grpc.unary_unary_rpc_method_handler(
                     servicer.ListReimbursedDcds,
                     request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedDcdsRequest.FromString,
                     response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedDcdsResponse.SerializeToString,
             ),
-            'ListReimbursedRegistrations': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListReimbursedRegistrations,
-                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedRegistrationsRequest.FromString,
-                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedRegistrationsResponse.SerializeToString,
+            'StreamReimbursedRegistrations': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamReimbursedRegistrations,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.StreamReimbursedRegistrationsRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ReimbursedRegistrationsPage.SerializeToString,
+            ),
+            'ListReimbursedOrganisations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReimbursedOrganisations,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedOrganisationsRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedOrganisationsResponse.SerializeToString,
+            ),
+            'OrganisationHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.OrganisationHealth,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.OrganisationHealthRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.OrganisationHealthResponse.SerializeToString,
+            ),
+            'ListParkedDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListParkedDeliveries,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListParkedDeliveriesRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListParkedDeliveriesResponse.SerializeToString,
+            ),
+            'RetryParkedDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryParkedDeliveries,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.RetryParkedDeliveriesRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.RetryParkedDeliveriesResponse.SerializeToString,
+            ),
+            'ArchiveParkedDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchiveParkedDeliveries,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ArchiveParkedDeliveriesRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ArchiveParkedDeliveriesResponse.SerializeToString,
+            ),
+            'ListParkedJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListParkedJobs,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListParkedJobsRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListParkedJobsResponse.SerializeToString,
+            ),
+            'CatalogueUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.CatalogueUsage,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.CatalogueUsageRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.CatalogueUsageResponse.SerializeToString,
+            ),
+            'ListRegistrations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRegistrations,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListRegistrationsRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListRegistrationsResponse.SerializeToString,
+            ),
+            'ActOnRegistrations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ActOnRegistrations,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ActOnRegistrationsRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ActOnRegistrationsResponse.SerializeToString,
+            ),
+            'ListDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeliveries,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListDeliveriesRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListDeliveriesResponse.SerializeToString,
+            ),
+            'GetDcdDefinition': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDcdDefinition,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetDcdDefinitionRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetDcdDefinitionResponse.SerializeToString,
+            ),
+            'EvaluateForm': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluateForm,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.EvaluateFormRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.EvaluateFormResponse.SerializeToString,
+            ),
+            'SaveRegistration': grpc.unary_unary_rpc_method_handler(
+                    servicer.SaveRegistration,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.SaveRegistrationRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.SaveRegistrationResponse.SerializeToString,
+            ),
+            'ActOnRegistration': grpc.unary_unary_rpc_method_handler(
+                    servicer.ActOnRegistration,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ActOnRegistrationRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ActOnRegistrationResponse.SerializeToString,
+            ),
+            'GetRegistrationHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRegistrationHistory,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetRegistrationHistoryRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetRegistrationHistoryResponse.SerializeToString,
+            ),
+            'ListFollowUps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFollowUps,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListFollowUpsRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListFollowUpsResponse.SerializeToString,
+            ),
+            'RequestExport': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestExport,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.RequestExportRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.RequestExportResponse.SerializeToString,
+            ),
+            'ListExports': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExports,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListExportsRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListExportsResponse.SerializeToString,
+            ),
+            'GetExport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExport,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetExportRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetExportResponse.SerializeToString,
+            ),
+            'ImportDcdWorkbook': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportDcdWorkbook,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ImportDcdWorkbookRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ImportDcdWorkbookResponse.SerializeToString,
+            ),
+            'ListDcdVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDcdVersions,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListDcdVersionsRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListDcdVersionsResponse.SerializeToString,
+            ),
+            'CompareDcdVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompareDcdVersions,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.CompareDcdVersionsRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.CompareDcdVersionsResponse.SerializeToString,
+            ),
+            'SetDcdVersionState': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDcdVersionState,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.SetDcdVersionStateRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.SetDcdVersionStateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -318,6 +760,33 @@ class RegistrationsService:
             _registered_method=True)
 
     @staticmethod
+    def ListRegistries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/ListRegistries',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListRegistriesRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListRegistriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListReimbursedDcds(request,
             target,
             options=(),
@@ -345,7 +814,34 @@ class RegistrationsService:
             _registered_method=True)
 
     @staticmethod
-    def ListReimbursedRegistrations(request,
+    def StreamReimbursedRegistrations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/StreamReimbursedRegistrations',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.StreamReimbursedRegistrationsRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ReimbursedRegistrationsPage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReimbursedOrganisations(request,
             target,
             options=(),
             channel_credentials=None,
@@ -358,9 +854,603 @@ class RegistrationsService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/hdhub.registrations.v1.RegistrationsService/ListReimbursedRegistrations',
-            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedRegistrationsRequest.SerializeToString,
-            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedRegistrationsResponse.FromString,
+            '/hdhub.registrations.v1.RegistrationsService/ListReimbursedOrganisations',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedOrganisationsRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListReimbursedOrganisationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OrganisationHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/OrganisationHealth',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.OrganisationHealthRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.OrganisationHealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListParkedDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/ListParkedDeliveries',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListParkedDeliveriesRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListParkedDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryParkedDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/RetryParkedDeliveries',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.RetryParkedDeliveriesRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.RetryParkedDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchiveParkedDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/ArchiveParkedDeliveries',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ArchiveParkedDeliveriesRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ArchiveParkedDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListParkedJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/ListParkedJobs',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListParkedJobsRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListParkedJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CatalogueUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/CatalogueUsage',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.CatalogueUsageRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.CatalogueUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRegistrations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/ListRegistrations',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListRegistrationsRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListRegistrationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActOnRegistrations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/ActOnRegistrations',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ActOnRegistrationsRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ActOnRegistrationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/ListDeliveries',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListDeliveriesRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDcdDefinition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/GetDcdDefinition',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetDcdDefinitionRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetDcdDefinitionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluateForm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/EvaluateForm',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.EvaluateFormRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.EvaluateFormResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveRegistration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/SaveRegistration',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.SaveRegistrationRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.SaveRegistrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActOnRegistration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/ActOnRegistration',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ActOnRegistrationRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ActOnRegistrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRegistrationHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/GetRegistrationHistory',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetRegistrationHistoryRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetRegistrationHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFollowUps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/ListFollowUps',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListFollowUpsRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListFollowUpsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestExport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/RequestExport',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.RequestExportRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.RequestExportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExports(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/ListExports',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListExportsRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListExportsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/GetExport',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetExportRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.GetExportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportDcdWorkbook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/ImportDcdWorkbook',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ImportDcdWorkbookRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ImportDcdWorkbookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDcdVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/ListDcdVersions',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListDcdVersionsRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListDcdVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompareDcdVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/CompareDcdVersions',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.CompareDcdVersionsRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.CompareDcdVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDcdVersionState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/SetDcdVersionState',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.SetDcdVersionStateRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.SetDcdVersionStateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,19 +39,123 @@ class RegistrationsServiceStub:
     ValidateBatch: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.ValidateBatchRequest, _registrations_pb2.ValidateBatchResponse]
     """Validate a batch of rows against a DCD version without storing anything."""
     UpsertBatch: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.UpsertBatchRequest, _registrations_pb2.UpsertBatchResponse]
-    """Save or submit a batch of rows, upserting by business key, under the upload's settings."""
+    """Save or submit a batch of rows, upserting by business key, under the upload's settings.
+    Not marked idempotent: only a batch that carries a batch_id is safe to send twice, so
+    the caller retries it, not the channel.
+    """
     GetRegistration: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.GetRegistrationRequest, _registrations_pb2.GetRegistrationResponse]
     """One registration by id, within the caller's organisations."""
     FindRegistrationsByField: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.FindRegistrationsByFieldRequest, _registrations_pb2.FindRegistrationsByFieldResponse]
     """Registrations of an organisation whose field equals a value (file linking: VCF names, TX_ATT)."""
     GetDcdVersion: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.GetDcdVersionRequest, _registrations_pb2.GetDcdVersionResponse]
     """A DCD version's definition summary: fields, types, code lists (for CSV header checks)."""
+    ListRegistries: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.ListRegistriesRequest, _registrations_pb2.ListRegistriesResponse]
+    """The catalogue: registries, their DCDs and each DCD's versions, newest first (the REST
+    `/api/v1/registries`); for any caller who may read the catalogue.
+    """
     ListReimbursedDcds: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.ListReimbursedDcdsRequest, _registrations_pb2.ListReimbursedDcdsResponse]
     """The DCDs with fields bound for NIPPIN (`destination::nippin`): the reimbursed registries."""
-    ListReimbursedRegistrations: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.ListReimbursedRegistrationsRequest, _registrations_pb2.ListReimbursedRegistrationsResponse]
+    StreamReimbursedRegistrations: _grpc.UnaryStreamMultiCallable[_registrations_pb2.StreamReimbursedRegistrationsRequest, _registrations_pb2.ReimbursedRegistrationsPage]
     """An organisation's stored registrations of reimbursed DCDs (submitted at least once, not
-    deleted), page by page, each saying whether it should have made a NIPPIN message.
+    deleted), streamed as Arrow record batches, each row saying whether it should have made
+    a NIPPIN message (reconciliation for the nightly report).
     """
+    ListReimbursedOrganisations: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.ListReimbursedOrganisationsRequest, _registrations_pb2.ListReimbursedOrganisationsResponse]
+    """The organisations with stored registrations of reimbursed DCDs: every organisation a
+    NIPPIN report has a row for.
+    """
+    OrganisationHealth: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.OrganisationHealthRequest, _registrations_pb2.OrganisationHealthResponse]
+    """Operator only (the console): registrations, registries and deliveries for every organisation, as counts kept
+    incrementally; never a registration's values.
+    """
+    ListParkedDeliveries: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.ListParkedDeliveriesRequest, _registrations_pb2.ListParkedDeliveriesResponse]
+    """Operator only: parked deliveries (of one organisation, or every one), oldest first, with why."""
+    RetryParkedDeliveries: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.RetryParkedDeliveriesRequest, _registrations_pb2.RetryParkedDeliveriesResponse]
+    """Operator only: resend an organisation's parked deliveries (ten more days), each
+    registration's history recording the operator and the reason.
+    """
+    ArchiveParkedDeliveries: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.ArchiveParkedDeliveriesRequest, _registrations_pb2.ArchiveParkedDeliveriesResponse]
+    """Operator only: set an organisation's parked deliveries aside (out of the parked list and
+    count, listed as archived, nothing deleted, retried later if need be), each
+    registration's history recording the operator and the reason.
+    """
+    ListParkedJobs: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.ListParkedJobsRequest, _registrations_pb2.ListParkedJobsResponse]
+    """Operator only: this service's parked background jobs (attempts exhausted), grouped by
+    organisation, kind and error type; counts only, no payload, no identifier.
+    """
+    CatalogueUsage: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.CatalogueUsageRequest, _registrations_pb2.CatalogueUsageResponse]
+    """Operator only: which organisations have live registrations of which DCD version, and
+    how many (from the tallies kept incrementally).
+    """
+    ListRegistrations: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.ListRegistrationsRequest, _registrations_pb2.ListRegistrationsResponse]
+    """The registrations grid: an organisation's registrations filtered, sorted and paged by
+    keyset (``next_cursor``), with the counts per status; for its members who may read them.
+    """
+    ActOnRegistrations: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.ActOnRegistrationsRequest, _registrations_pb2.ActOnRegistrationsResponse]
+    """Submit or delete several registrations at once, each in its own transaction checked
+    against the version the caller saw: each one done or refused with its reason. Not
+    idempotent (a second submit of the same registrations is refused row by row).
+    """
+    ListDeliveries: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.ListDeliveriesRequest, _registrations_pb2.ListDeliveriesResponse]
+    """An organisation's deliveries to the central platform in some states (the portal's
+    deliveries page: parked and NOK), newest change first, with the reason; for its members
+    who may read its registrations.
+    """
+    GetDcdDefinition: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.GetDcdDefinitionRequest, _registrations_pb2.GetDcdDefinitionResponse]
+    """A DCD version's whole definition (the form's tree, texts, hints, code lists), as the
+    REST catalogue serves it, for the portal to render its form.
+    """
+    EvaluateForm: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.EvaluateFormRequest, _registrations_pb2.EvaluateFormResponse]
+    """A partial record through the validation engine, as a form shows it while the person
+    types: per field whether it applies, whether it is required, its computed value and
+    its errors (in the requested language). Stores nothing.
+    """
+    SaveRegistration: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.SaveRegistrationRequest, _registrations_pb2.SaveRegistrationResponse]
+    """Save one registration from a form: a new one (or the live one with its business key,
+    as the REST create), or a stored one at the version the caller read (If-Match:
+    FAILED_PRECONDITION `stale-version` when it changed); submitted when asked. Not
+    idempotent: a new registration saved twice is two.
+    """
+    ActOnRegistration: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.ActOnRegistrationRequest, _registrations_pb2.ActOnRegistrationResponse]
+    """Submit, reopen or delete one registration at the version the caller read, as the
+    lifecycle allows.
+    """
+    GetRegistrationHistory: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.GetRegistrationHistoryRequest, _registrations_pb2.GetRegistrationHistoryResponse]
+    """One registration with its history version by version (what changed) and its
+    delivery to the central platform (status confirmation, attempts, parking and why).
+    """
+    ListFollowUps: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.ListFollowUpsRequest, _registrations_pb2.ListFollowUpsResponse]
+    """--- follow-ups and exports for the portal's pages (portalret) ---
+    The organisation's follow-ups due (the central platform's Follow-up needed), soonest
+    first, as `GET /api/v1/follow-ups`: of the registries granted to the caller only.
+    """
+    RequestExport: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.RequestExportRequest, _registrations_pb2.RequestExportResponse]
+    """Ask for an export (CSV Upload Manager of the organisation, of a registry granted), as
+    `POST /api/v1/exports`: queued as a durable job, audited.
+    """
+    ListExports: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.ListExportsRequest, _registrations_pb2.ListExportsResponse]
+    """The organisation's exports, newest first (CSV Upload Manager)."""
+    GetExport: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.GetExportRequest, _registrations_pb2.GetExportResponse]
+    """One export's progress; with `issue_link` and once ready, a download token for
+    `/api/v1/export-files/{token}` that expires (the link's issue is audited).
+    """
+    ImportDcdWorkbook: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.ImportDcdWorkbookRequest, _registrations_pb2.ImportDcdWorkbookResponse]
+    """--- The operator's DCD catalogue (the console) ---
+    Operator only: import a DCD workbook as a draft (not in effect until published); every
+    problem of the workbook in one INVALID_ARGUMENT `invalid-workbook`, each with its sheet,
+    row and column. The same version with the same content is no new version.
+    """
+    ListDcdVersions: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.ListDcdVersionsRequest, _registrations_pb2.ListDcdVersionsResponse]
+    """Operator only: every version of every DCD with its state (draft, published, retired),
+    who imported it and who changed its state last.
+    """
+    CompareDcdVersions: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.CompareDcdVersionsRequest, _registrations_pb2.CompareDcdVersionsResponse]
+    """Operator only: the difference between two versions of a DCD (fields added, removed,
+    changed; major, minor or patch), and the registrations the newer one invalidates when
+    it is of a higher major (counted per organisation and status, never their values).
+    """
+    SetDcdVersionState: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.SetDcdVersionStateRequest, _registrations_pb2.SetDcdVersionStateResponse]
+    """Operator only: publish or retire a DCD version (not the current one: publish a newer first)."""
 
 @_typing.type_check_only
 class RegistrationsServiceAsyncStub(RegistrationsServiceStub):
@@ -64,19 +168,123 @@ class RegistrationsServiceAsyncStub(RegistrationsServiceStub):
     ValidateBatch: _aio.UnaryUnaryMultiCallable[_registrations_pb2.ValidateBatchRequest, _registrations_pb2.ValidateBatchResponse]  # type: ignore[assignment]
     """Validate a batch of rows against a DCD version without storing anything."""
     UpsertBatch: _aio.UnaryUnaryMultiCallable[_registrations_pb2.UpsertBatchRequest, _registrations_pb2.UpsertBatchResponse]  # type: ignore[assignment]
-    """Save or submit a batch of rows, upserting by business key, under the upload's settings."""
+    """Save or submit a batch of rows, upserting by business key, under the upload's settings.
+    Not marked idempotent: only a batch that carries a batch_id is safe to send twice, so
+    the caller retries it, not the channel.
+    """
     GetRegistration: _aio.UnaryUnaryMultiCallable[_registrations_pb2.GetRegistrationRequest, _registrations_pb2.GetRegistrationResponse]  # type: ignore[assignment]
     """One registration by id, within the caller's organisations."""
     FindRegistrationsByField: _aio.UnaryUnaryMultiCallable[_registrations_pb2.FindRegistrationsByFieldRequest, _registrations_pb2.FindRegistrationsByFieldResponse]  # type: ignore[assignment]
     """Registrations of an organisation whose field equals a value (file linking: VCF names, TX_ATT)."""
     GetDcdVersion: _aio.UnaryUnaryMultiCallable[_registrations_pb2.GetDcdVersionRequest, _registrations_pb2.GetDcdVersionResponse]  # type: ignore[assignment]
     """A DCD version's definition summary: fields, types, code lists (for CSV header checks)."""
+    ListRegistries: _aio.UnaryUnaryMultiCallable[_registrations_pb2.ListRegistriesRequest, _registrations_pb2.ListRegistriesResponse]  # type: ignore[assignment]
+    """The catalogue: registries, their DCDs and each DCD's versions, newest first (the REST
+    `/api/v1/registries`); for any caller who may read the catalogue.
+    """
     ListReimbursedDcds: _aio.UnaryUnaryMultiCallable[_registrations_pb2.ListReimbursedDcdsRequest, _registrations_pb2.ListReimbursedDcdsResponse]  # type: ignore[assignment]
     """The DCDs with fields bound for NIPPIN (`destination::nippin`): the reimbursed registries."""
-    ListReimbursedRegistrations: _aio.UnaryUnaryMultiCallable[_registrations_pb2.ListReimbursedRegistrationsRequest, _registrations_pb2.ListReimbursedRegistrationsResponse]  # type: ignore[assignment]
+    StreamReimbursedRegistrations: _aio.UnaryStreamMultiCallable[_registrations_pb2.StreamReimbursedRegistrationsRequest, _registrations_pb2.ReimbursedRegistrationsPage]  # type: ignore[assignment]
     """An organisation's stored registrations of reimbursed DCDs (submitted at least once, not
-    deleted), page by page, each saying whether it should have made a NIPPIN message.
+    deleted), streamed as Arrow record batches, each row saying whether it should have made
+    a NIPPIN message (reconciliation for the nightly report).
     """
+    ListReimbursedOrganisations: _aio.UnaryUnaryMultiCallable[_registrations_pb2.ListReimbursedOrganisationsRequest, _registrations_pb2.ListReimbursedOrganisationsResponse]  # type: ignore[assignment]
+    """The organisations with stored registrations of reimbursed DCDs: every organisation a
+    NIPPIN report has a row for.
+    """
+    OrganisationHealth: _aio.UnaryUnaryMultiCallable[_registrations_pb2.OrganisationHealthRequest, _registrations_pb2.OrganisationHealthResponse]  # type: ignore[assignment]
+    """Operator only (the console): registrations, registries and deliveries for every organisation, as counts kept
+    incrementally; never a registration's values.
+    """
+    ListParkedDeliveries: _aio.UnaryUnaryMultiCallable[_registrations_pb2.ListParkedDeliveriesRequest, _registrations_pb2.ListParkedDeliveriesResponse]  # type: ignore[assignment]
+    """Operator only: parked deliveries (of one organisation, or every one), oldest first, with why."""
+    RetryParkedDeliveries: _aio.UnaryUnaryMultiCallable[_registrations_pb2.RetryParkedDeliveriesRequest, _registrations_pb2.RetryParkedDeliveriesResponse]  # type: ignore[assignment]
+    """Operator only: resend an organisation's parked deliveries (ten more days), each
+    registration's history recording the operator and the reason.
+    """
+    ArchiveParkedDeliveries: _aio.UnaryUnaryMultiCallable[_registrations_pb2.ArchiveParkedDeliveriesRequest, _registrations_pb2.ArchiveParkedDeliveriesResponse]  # type: ignore[assignment]
+    """Operator only: set an organisation's parked deliveries aside (out of the parked list and
+    count, listed as archived, nothing deleted, retried later if need be), each
+    registration's history recording the operator and the reason.
+    """
+    ListParkedJobs: _aio.UnaryUnaryMultiCallable[_registrations_pb2.ListParkedJobsRequest, _registrations_pb2.ListParkedJobsResponse]  # type: ignore[assignment]
+    """Operator only: this service's parked background jobs (attempts exhausted), grouped by
+    organisation, kind and error type; counts only, no payload, no identifier.
+    """
+    CatalogueUsage: _aio.UnaryUnaryMultiCallable[_registrations_pb2.CatalogueUsageRequest, _registrations_pb2.CatalogueUsageResponse]  # type: ignore[assignment]
+    """Operator only: which organisations have live registrations of which DCD version, and
+    how many (from the tallies kept incrementally).
+    """
+    ListRegistrations: _aio.UnaryUnaryMultiCallable[_registrations_pb2.ListRegistrationsRequest, _registrations_pb2.ListRegistrationsResponse]  # type: ignore[assignment]
+    """The registrations grid: an organisation's registrations filtered, sorted and paged by
+    keyset (``next_cursor``), with the counts per status; for its members who may read them.
+    """
+    ActOnRegistrations: _aio.UnaryUnaryMultiCallable[_registrations_pb2.ActOnRegistrationsRequest, _registrations_pb2.ActOnRegistrationsResponse]  # type: ignore[assignment]
+    """Submit or delete several registrations at once, each in its own transaction checked
+    against the version the caller saw: each one done or refused with its reason. Not
+    idempotent (a second submit of the same registrations is refused row by row).
+    """
+    ListDeliveries: _aio.UnaryUnaryMultiCallable[_registrations_pb2.ListDeliveriesRequest, _registrations_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
+    """An organisation's deliveries to the central platform in some states (the portal's
+    deliveries page: parked and NOK), newest change first, with the reason; for its members
+    who may read its registrations.
+    """
+    GetDcdDefinition: _aio.UnaryUnaryMultiCallable[_registrations_pb2.GetDcdDefinitionRequest, _registrations_pb2.GetDcdDefinitionResponse]  # type: ignore[assignment]
+    """A DCD version's whole definition (the form's tree, texts, hints, code lists), as the
+    REST catalogue serves it, for the portal to render its form.
+    """
+    EvaluateForm: _aio.UnaryUnaryMultiCallable[_registrations_pb2.EvaluateFormRequest, _registrations_pb2.EvaluateFormResponse]  # type: ignore[assignment]
+    """A partial record through the validation engine, as a form shows it while the person
+    types: per field whether it applies, whether it is required, its computed value and
+    its errors (in the requested language). Stores nothing.
+    """
+    SaveRegistration: _aio.UnaryUnaryMultiCallable[_registrations_pb2.SaveRegistrationRequest, _registrations_pb2.SaveRegistrationResponse]  # type: ignore[assignment]
+    """Save one registration from a form: a new one (or the live one with its business key,
+    as the REST create), or a stored one at the version the caller read (If-Match:
+    FAILED_PRECONDITION `stale-version` when it changed); submitted when asked. Not
+    idempotent: a new registration saved twice is two.
+    """
+    ActOnRegistration: _aio.UnaryUnaryMultiCallable[_registrations_pb2.ActOnRegistrationRequest, _registrations_pb2.ActOnRegistrationResponse]  # type: ignore[assignment]
+    """Submit, reopen or delete one registration at the version the caller read, as the
+    lifecycle allows.
+    """
+    GetRegistrationHistory: _aio.UnaryUnaryMultiCallable[_registrations_pb2.GetRegistrationHistoryRequest, _registrations_pb2.GetRegistrationHistoryResponse]  # type: ignore[assignment]
+    """One registration with its history version by version (what changed) and its
+    delivery to the central platform (status confirmation, attempts, parking and why).
+    """
+    ListFollowUps: _aio.UnaryUnaryMultiCallable[_registrations_pb2.ListFollowUpsRequest, _registrations_pb2.ListFollowUpsResponse]  # type: ignore[assignment]
+    """--- follow-ups and exports for the portal's pages (portalret) ---
+    The organisation's follow-ups due (the central platform's Follow-up needed), soonest
+    first, as `GET /api/v1/follow-ups`: of the registries granted to the caller only.
+    """
+    RequestExport: _aio.UnaryUnaryMultiCallable[_registrations_pb2.RequestExportRequest, _registrations_pb2.RequestExportResponse]  # type: ignore[assignment]
+    """Ask for an export (CSV Upload Manager of the organisation, of a registry granted), as
+    `POST /api/v1/exports`: queued as a durable job, audited.
+    """
+    ListExports: _aio.UnaryUnaryMultiCallable[_registrations_pb2.ListExportsRequest, _registrations_pb2.ListExportsResponse]  # type: ignore[assignment]
+    """The organisation's exports, newest first (CSV Upload Manager)."""
+    GetExport: _aio.UnaryUnaryMultiCallable[_registrations_pb2.GetExportRequest, _registrations_pb2.GetExportResponse]  # type: ignore[assignment]
+    """One export's progress; with `issue_link` and once ready, a download token for
+    `/api/v1/export-files/{token}` that expires (the link's issue is audited).
+    """
+    ImportDcdWorkbook: _aio.UnaryUnaryMultiCallable[_registrations_pb2.ImportDcdWorkbookRequest, _registrations_pb2.ImportDcdWorkbookResponse]  # type: ignore[assignment]
+    """--- The operator's DCD catalogue (the console) ---
+    Operator only: import a DCD workbook as a draft (not in effect until published); every
+    problem of the workbook in one INVALID_ARGUMENT `invalid-workbook`, each with its sheet,
+    row and column. The same version with the same content is no new version.
+    """
+    ListDcdVersions: _aio.UnaryUnaryMultiCallable[_registrations_pb2.ListDcdVersionsRequest, _registrations_pb2.ListDcdVersionsResponse]  # type: ignore[assignment]
+    """Operator only: every version of every DCD with its state (draft, published, retired),
+    who imported it and who changed its state last.
+    """
+    CompareDcdVersions: _aio.UnaryUnaryMultiCallable[_registrations_pb2.CompareDcdVersionsRequest, _registrations_pb2.CompareDcdVersionsResponse]  # type: ignore[assignment]
+    """Operator only: the difference between two versions of a DCD (fields added, removed,
+    changed; major, minor or patch), and the registrations the newer one invalidates when
+    it is of a higher major (counted per organisation and status, never their values).
+    """
+    SetDcdVersionState: _aio.UnaryUnaryMultiCallable[_registrations_pb2.SetDcdVersionStateRequest, _registrations_pb2.SetDcdVersionStateResponse]  # type: ignore[assignment]
+    """Operator only: publish or retire a DCD version (not the current one: publish a newer first)."""
 
 class RegistrationsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Registrations: the DCD catalogue, the validation engine and stored registrations.
@@ -98,7 +306,10 @@ class RegistrationsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _registrations_pb2.UpsertBatchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_registrations_pb2.UpsertBatchResponse, _abc.Awaitable[_registrations_pb2.UpsertBatchResponse]]:
-        """Save or submit a batch of rows, upserting by business key, under the upload's settings."""
+        """Save or submit a batch of rows, upserting by business key, under the upload's settings.
+        Not marked idempotent: only a batch that carries a batch_id is safe to send twice, so
+        the caller retries it, not the channel.
+        """
 
     @_abc_1.abstractmethod
     def GetRegistration(
@@ -125,6 +336,16 @@ class RegistrationsServiceServicer(metaclass=_abc_1.ABCMeta):
         """A DCD version's definition summary: fields, types, code lists (for CSV header checks)."""
 
     @_abc_1.abstractmethod
+    def ListRegistries(
+        self,
+        request: _registrations_pb2.ListRegistriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.ListRegistriesResponse, _abc.Awaitable[_registrations_pb2.ListRegistriesResponse]]:
+        """The catalogue: registries, their DCDs and each DCD's versions, newest first (the REST
+        `/api/v1/registries`); for any caller who may read the catalogue.
+        """
+
+    @_abc_1.abstractmethod
     def ListReimbursedDcds(
         self,
         request: _registrations_pb2.ListReimbursedDcdsRequest,
@@ -133,13 +354,248 @@ class RegistrationsServiceServicer(metaclass=_abc_1.ABCMeta):
         """The DCDs with fields bound for NIPPIN (`destination::nippin`): the reimbursed registries."""
 
     @_abc_1.abstractmethod
-    def ListReimbursedRegistrations(
+    def StreamReimbursedRegistrations(
         self,
-        request: _registrations_pb2.ListReimbursedRegistrationsRequest,
+        request: _registrations_pb2.StreamReimbursedRegistrationsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_registrations_pb2.ListReimbursedRegistrationsResponse, _abc.Awaitable[_registrations_pb2.ListReimbursedRegistrationsResponse]]:
+    ) -> _typing.Union[_abc.Iterator[_registrations_pb2.ReimbursedRegistrationsPage], _abc.AsyncIterator[_registrations_pb2.ReimbursedRegistrationsPage]]:
         """An organisation's stored registrations of reimbursed DCDs (submitted at least once, not
-        deleted), page by page, each saying whether it should have made a NIPPIN message.
+        deleted), streamed as Arrow record batches, each row saying whether it should have made
+        a NIPPIN message (reconciliation for the nightly report).
         """
+
+    @_abc_1.abstractmethod
+    def ListReimbursedOrganisations(
+        self,
+        request: _registrations_pb2.ListReimbursedOrganisationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.ListReimbursedOrganisationsResponse, _abc.Awaitable[_registrations_pb2.ListReimbursedOrganisationsResponse]]:
+        """The organisations with stored registrations of reimbursed DCDs: every organisation a
+        NIPPIN report has a row for.
+        """
+
+    @_abc_1.abstractmethod
+    def OrganisationHealth(
+        self,
+        request: _registrations_pb2.OrganisationHealthRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.OrganisationHealthResponse, _abc.Awaitable[_registrations_pb2.OrganisationHealthResponse]]:
+        """Operator only (the console): registrations, registries and deliveries for every organisation, as counts kept
+        incrementally; never a registration's values.
+        """
+
+    @_abc_1.abstractmethod
+    def ListParkedDeliveries(
+        self,
+        request: _registrations_pb2.ListParkedDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.ListParkedDeliveriesResponse, _abc.Awaitable[_registrations_pb2.ListParkedDeliveriesResponse]]:
+        """Operator only: parked deliveries (of one organisation, or every one), oldest first, with why."""
+
+    @_abc_1.abstractmethod
+    def RetryParkedDeliveries(
+        self,
+        request: _registrations_pb2.RetryParkedDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.RetryParkedDeliveriesResponse, _abc.Awaitable[_registrations_pb2.RetryParkedDeliveriesResponse]]:
+        """Operator only: resend an organisation's parked deliveries (ten more days), each
+        registration's history recording the operator and the reason.
+        """
+
+    @_abc_1.abstractmethod
+    def ArchiveParkedDeliveries(
+        self,
+        request: _registrations_pb2.ArchiveParkedDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.ArchiveParkedDeliveriesResponse, _abc.Awaitable[_registrations_pb2.ArchiveParkedDeliveriesResponse]]:
+        """Operator only: set an organisation's parked deliveries aside (out of the parked list and
+        count, listed as archived, nothing deleted, retried later if need be), each
+        registration's history recording the operator and the reason.
+        """
+
+    @_abc_1.abstractmethod
+    def ListParkedJobs(
+        self,
+        request: _registrations_pb2.ListParkedJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.ListParkedJobsResponse, _abc.Awaitable[_registrations_pb2.ListParkedJobsResponse]]:
+        """Operator only: this service's parked background jobs (attempts exhausted), grouped by
+        organisation, kind and error type; counts only, no payload, no identifier.
+        """
+
+    @_abc_1.abstractmethod
+    def CatalogueUsage(
+        self,
+        request: _registrations_pb2.CatalogueUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.CatalogueUsageResponse, _abc.Awaitable[_registrations_pb2.CatalogueUsageResponse]]:
+        """Operator only: which organisations have live registrations of which DCD version, and
+        how many (from the tallies kept incrementally).
+        """
+
+    @_abc_1.abstractmethod
+    def ListRegistrations(
+        self,
+        request: _registrations_pb2.ListRegistrationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.ListRegistrationsResponse, _abc.Awaitable[_registrations_pb2.ListRegistrationsResponse]]:
+        """The registrations grid: an organisation's registrations filtered, sorted and paged by
+        keyset (``next_cursor``), with the counts per status; for its members who may read them.
+        """
+
+    @_abc_1.abstractmethod
+    def ActOnRegistrations(
+        self,
+        request: _registrations_pb2.ActOnRegistrationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.ActOnRegistrationsResponse, _abc.Awaitable[_registrations_pb2.ActOnRegistrationsResponse]]:
+        """Submit or delete several registrations at once, each in its own transaction checked
+        against the version the caller saw: each one done or refused with its reason. Not
+        idempotent (a second submit of the same registrations is refused row by row).
+        """
+
+    @_abc_1.abstractmethod
+    def ListDeliveries(
+        self,
+        request: _registrations_pb2.ListDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.ListDeliveriesResponse, _abc.Awaitable[_registrations_pb2.ListDeliveriesResponse]]:
+        """An organisation's deliveries to the central platform in some states (the portal's
+        deliveries page: parked and NOK), newest change first, with the reason; for its members
+        who may read its registrations.
+        """
+
+    @_abc_1.abstractmethod
+    def GetDcdDefinition(
+        self,
+        request: _registrations_pb2.GetDcdDefinitionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.GetDcdDefinitionResponse, _abc.Awaitable[_registrations_pb2.GetDcdDefinitionResponse]]:
+        """A DCD version's whole definition (the form's tree, texts, hints, code lists), as the
+        REST catalogue serves it, for the portal to render its form.
+        """
+
+    @_abc_1.abstractmethod
+    def EvaluateForm(
+        self,
+        request: _registrations_pb2.EvaluateFormRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.EvaluateFormResponse, _abc.Awaitable[_registrations_pb2.EvaluateFormResponse]]:
+        """A partial record through the validation engine, as a form shows it while the person
+        types: per field whether it applies, whether it is required, its computed value and
+        its errors (in the requested language). Stores nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def SaveRegistration(
+        self,
+        request: _registrations_pb2.SaveRegistrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.SaveRegistrationResponse, _abc.Awaitable[_registrations_pb2.SaveRegistrationResponse]]:
+        """Save one registration from a form: a new one (or the live one with its business key,
+        as the REST create), or a stored one at the version the caller read (If-Match:
+        FAILED_PRECONDITION `stale-version` when it changed); submitted when asked. Not
+        idempotent: a new registration saved twice is two.
+        """
+
+    @_abc_1.abstractmethod
+    def ActOnRegistration(
+        self,
+        request: _registrations_pb2.ActOnRegistrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.ActOnRegistrationResponse, _abc.Awaitable[_registrations_pb2.ActOnRegistrationResponse]]:
+        """Submit, reopen or delete one registration at the version the caller read, as the
+        lifecycle allows.
+        """
+
+    @_abc_1.abstractmethod
+    def GetRegistrationHistory(
+        self,
+        request: _registrations_pb2.GetRegistrationHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.GetRegistrationHistoryResponse, _abc.Awaitable[_registrations_pb2.GetRegistrationHistoryResponse]]:
+        """One registration with its history version by version (what changed) and its
+        delivery to the central platform (status confirmation, attempts, parking and why).
+        """
+
+    @_abc_1.abstractmethod
+    def ListFollowUps(
+        self,
+        request: _registrations_pb2.ListFollowUpsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.ListFollowUpsResponse, _abc.Awaitable[_registrations_pb2.ListFollowUpsResponse]]:
+        """--- follow-ups and exports for the portal's pages (portalret) ---
+        The organisation's follow-ups due (the central platform's Follow-up needed), soonest
+        first, as `GET /api/v1/follow-ups`: of the registries granted to the caller only.
+        """
+
+    @_abc_1.abstractmethod
+    def RequestExport(
+        self,
+        request: _registrations_pb2.RequestExportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.RequestExportResponse, _abc.Awaitable[_registrations_pb2.RequestExportResponse]]:
+        """Ask for an export (CSV Upload Manager of the organisation, of a registry granted), as
+        `POST /api/v1/exports`: queued as a durable job, audited.
+        """
+
+    @_abc_1.abstractmethod
+    def ListExports(
+        self,
+        request: _registrations_pb2.ListExportsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.ListExportsResponse, _abc.Awaitable[_registrations_pb2.ListExportsResponse]]:
+        """The organisation's exports, newest first (CSV Upload Manager)."""
+
+    @_abc_1.abstractmethod
+    def GetExport(
+        self,
+        request: _registrations_pb2.GetExportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.GetExportResponse, _abc.Awaitable[_registrations_pb2.GetExportResponse]]:
+        """One export's progress; with `issue_link` and once ready, a download token for
+        `/api/v1/export-files/{token}` that expires (the link's issue is audited).
+        """
+
+    @_abc_1.abstractmethod
+    def ImportDcdWorkbook(
+        self,
+        request: _registrations_pb2.ImportDcdWorkbookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.ImportDcdWorkbookResponse, _abc.Awaitable[_registrations_pb2.ImportDcdWorkbookResponse]]:
+        """--- The operator's DCD catalogue (the console) ---
+        Operator only: import a DCD workbook as a draft (not in effect until published); every
+        problem of the workbook in one INVALID_ARGUMENT `invalid-workbook`, each with its sheet,
+        row and column. The same version with the same content is no new version.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDcdVersions(
+        self,
+        request: _registrations_pb2.ListDcdVersionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.ListDcdVersionsResponse, _abc.Awaitable[_registrations_pb2.ListDcdVersionsResponse]]:
+        """Operator only: every version of every DCD with its state (draft, published, retired),
+        who imported it and who changed its state last.
+        """
+
+    @_abc_1.abstractmethod
+    def CompareDcdVersions(
+        self,
+        request: _registrations_pb2.CompareDcdVersionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.CompareDcdVersionsResponse, _abc.Awaitable[_registrations_pb2.CompareDcdVersionsResponse]]:
+        """Operator only: the difference between two versions of a DCD (fields added, removed,
+        changed; major, minor or patch), and the registrations the newer one invalidates when
+        it is of a higher major (counted per organisation and status, never their values).
+        """
+
+    @_abc_1.abstractmethod
+    def SetDcdVersionState(
+        self,
+        request: _registrations_pb2.SetDcdVersionStateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.SetDcdVersionStateResponse, _abc.Awaitable[_registrations_pb2.SetDcdVersionStateResponse]]:
+        """Operator only: publish or retire a DCD version (not the current one: publish a newer first)."""
 
 def add_RegistrationsServiceServicer_to_server(servicer: RegistrationsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -36,6 +36,97 @@ PSEUDONYM_KIND_SSIN: PseudonymKind.ValueType  # 1
 PSEUDONYM_KIND_PSEUDOCODE: PseudonymKind.ValueType  # 2
 Global___PseudonymKind: _TypeAlias = PseudonymKind  # noqa: Y015
 
+class _DecisionStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DecisionStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DecisionStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DECISION_STATUS_UNSPECIFIED: _DecisionStatus.ValueType  # 0
+    DECISION_STATUS_CORRECTIONS_NEEDED: _DecisionStatus.ValueType  # 1
+    DECISION_STATUS_APPROVED: _DecisionStatus.ValueType  # 2
+    DECISION_STATUS_FOLLOW_UP_NEEDED: _DecisionStatus.ValueType  # 3
+    DECISION_STATUS_ERROR: _DecisionStatus.ValueType  # 4
+    """Error: the account is not authorised for this registry."""
+
+class DecisionStatus(_DecisionStatus, metaclass=_DecisionStatusEnumTypeWrapper):
+    """What the central platform decided on a registration."""
+
+DECISION_STATUS_UNSPECIFIED: DecisionStatus.ValueType  # 0
+DECISION_STATUS_CORRECTIONS_NEEDED: DecisionStatus.ValueType  # 1
+DECISION_STATUS_APPROVED: DecisionStatus.ValueType  # 2
+DECISION_STATUS_FOLLOW_UP_NEEDED: DecisionStatus.ValueType  # 3
+DECISION_STATUS_ERROR: DecisionStatus.ValueType  # 4
+"""Error: the account is not authorised for this registry."""
+Global___DecisionStatus: _TypeAlias = DecisionStatus  # noqa: Y015
+
+@_typing.final
+class GetReceiverRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReceiverRequest: _TypeAlias = GetReceiverRequest  # noqa: Y015
+
+@_typing.final
+class SetReceiverRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODE_FIELD_NUMBER: _builtins.int
+    ACK_DELAY_SECONDS_FIELD_NUMBER: _builtins.int
+    mode: _builtins.str
+    """`accept`, `refuse` (answer UNAVAILABLE, as if down) or `drop` (accept, keep nothing)."""
+    ack_delay_seconds: _builtins.float
+    """Confirm this long after a delivery is whole (0 to 30 days)."""
+    def __init__(
+        self,
+        *,
+        mode: _builtins.str = ...,
+        ack_delay_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack_delay_seconds", b"ack_delay_seconds", "mode", b"mode"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetReceiverRequest: _TypeAlias = SetReceiverRequest  # noqa: Y015
+
+@_typing.final
+class ReceiverState(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODE_FIELD_NUMBER: _builtins.int
+    ACK_DELAY_SECONDS_FIELD_NUMBER: _builtins.int
+    RECORDS_FIELD_NUMBER: _builtins.int
+    PSEUDONYM_HALVES_FIELD_NUMBER: _builtins.int
+    mode: _builtins.str
+    ack_delay_seconds: _builtins.float
+    records: _builtins.int
+    pseudonym_halves: _builtins.int
+    def __init__(
+        self,
+        *,
+        mode: _builtins.str = ...,
+        ack_delay_seconds: _builtins.float = ...,
+        records: _builtins.int = ...,
+        pseudonym_halves: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack_delay_seconds", b"ack_delay_seconds", "mode", b"mode", "pseudonym_halves", b"pseudonym_halves", "records", b"records"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceiverState: _TypeAlias = ReceiverState  # noqa: Y015
+
 @_typing.final
 class GetPublicKeyRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -57,19 +148,28 @@ class GetPublicKeyResponse(_message.Message):
 
     PUBLIC_KEY_PEM_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
+    SIGNING_PUBLIC_KEY_PEM_FIELD_NUMBER: _builtins.int
+    SIGNING_KEY_ID_FIELD_NUMBER: _builtins.int
     public_key_pem: _builtins.str
     """SubjectPublicKeyInfo, PEM (RSA; payload keys are wrapped with RSA-OAEP SHA-256)."""
     key_id: _builtins.str
     """SHA-256 of the DER key, lowercase hex."""
+    signing_public_key_pem: _builtins.str
+    """The central platform's signing key (SubjectPublicKeyInfo, PEM; ECDSA P-256 or RSA),
+    which decisions are signed with, and its id (SHA-256 of the DER key, lowercase hex).
+    """
+    signing_key_id: _builtins.str
     def __init__(
         self,
         *,
         public_key_pem: _builtins.str = ...,
         key_id: _builtins.str = ...,
+        signing_public_key_pem: _builtins.str = ...,
+        signing_key_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "public_key_pem", b"public_key_pem"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "public_key_pem", b"public_key_pem", "signing_key_id", b"signing_key_id", "signing_public_key_pem", b"signing_public_key_pem"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -365,3 +465,400 @@ class GetConfirmationsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetConfirmationsResponse: _TypeAlias = GetConfirmationsResponse  # noqa: Y015
+
+@_typing.final
+class SealedFileHeader(_message.Message):
+    """--- Files sent to the central platform -------------------------------------------------
+
+    One transfer attempt of a file, encrypted for the central platform and signed by the
+    organisation. Each attempt (a first send or a resume) has its own data key.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    PROJECT_CODE_FIELD_NUMBER: _builtins.int
+    REGISTRY_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    TECHNICAL_IDS_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    WRAPPED_KEY_FIELD_NUMBER: _builtins.int
+    SIGNER_CERTIFICATE_DER_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    file_id: _builtins.str
+    """Intake's id of the file: the same across attempts, so the central side resumes."""
+    organisation_id: _builtins.str
+    project_code: _builtins.str
+    registry: _builtins.str
+    """NGS or HIV_SEQUENCE."""
+    filename: _builtins.str
+    """The name the registration carries (TX_VCF_FILE_NAME, or the sequence file's name)."""
+    size: _builtins.int
+    """The whole file's plaintext size and SHA-256 (lowercase hex)."""
+    sha256: _builtins.str
+    offset: _builtins.int
+    """Where this attempt starts: the offset the central side reported (0 for a first send)."""
+    key_id: _builtins.str
+    """Id of the central key the data key is wrapped with."""
+    wrapped_key: _builtins.bytes
+    """The attempt's AES-256 data key, RSA-OAEP (SHA-256) under the central public key."""
+    signer_certificate_der: _builtins.bytes
+    """The organisation's authentication certificate (DER) and its signature (ECDSA P-256
+    SHA-256, or RSA-PSS SHA-256) over: "hdhub-sealed-file-v1", then file_id,
+    organisation_id, project_code, registry, filename, the technical ids joined with ",",
+    size, sha256, offset, key_id, each followed by a NUL byte (the header), then SHA-256
+    of wrapped_key. The signature binds the whole file's digest: the central side checks
+    it once the last chunk is in.
+    """
+    signature: _builtins.bytes
+    @_builtins.property
+    def technical_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The registrations the file belongs to (their technical ids, as in SealedRecord)."""
+
+    def __init__(
+        self,
+        *,
+        file_id: _builtins.str = ...,
+        organisation_id: _builtins.str = ...,
+        project_code: _builtins.str = ...,
+        registry: _builtins.str = ...,
+        filename: _builtins.str = ...,
+        technical_ids: _abc.Iterable[_builtins.str] | None = ...,
+        size: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        offset: _builtins.int = ...,
+        key_id: _builtins.str = ...,
+        wrapped_key: _builtins.bytes = ...,
+        signer_certificate_der: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_id", b"file_id", "filename", b"filename", "key_id", b"key_id", "offset", b"offset", "organisation_id", b"organisation_id", "project_code", b"project_code", "registry", b"registry", "sha256", b"sha256", "signature", b"signature", "signer_certificate_der", b"signer_certificate_der", "size", b"size", "technical_ids", b"technical_ids", "wrapped_key", b"wrapped_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SealedFileHeader: _TypeAlias = SealedFileHeader  # noqa: Y015
+
+@_typing.final
+class SealedFileChunk(_message.Message):
+    """A piece of the file: AES-256-GCM under the attempt's data key, with the nonce the
+    8-byte big-endian `offset` followed by 4 zero bytes (offsets never repeat within an
+    attempt, and each attempt has a fresh key) and additional data SHA-256 of the signed
+    header bytes, the 8-byte offset, and one byte 1 for the last chunk, 0 otherwise. A
+    chunk out of place, from another attempt, or a dropped last chunk fails to decrypt.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFSET_FIELD_NUMBER: _builtins.int
+    CIPHERTEXT_FIELD_NUMBER: _builtins.int
+    LAST_FIELD_NUMBER: _builtins.int
+    offset: _builtins.int
+    """Plaintext offset of this chunk's first byte."""
+    ciphertext: _builtins.bytes
+    last: _builtins.bool
+    def __init__(
+        self,
+        *,
+        offset: _builtins.int = ...,
+        ciphertext: _builtins.bytes = ...,
+        last: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ciphertext", b"ciphertext", "last", b"last", "offset", b"offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SealedFileChunk: _TypeAlias = SealedFileChunk  # noqa: Y015
+
+@_typing.final
+class ReceiveFileRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def header(self) -> Global___SealedFileHeader:
+        """First message, once."""
+
+    @_builtins.property
+    def chunk(self) -> Global___SealedFileChunk: ...
+    def __init__(
+        self,
+        *,
+        header: Global___SealedFileHeader | None = ...,
+        chunk: Global___SealedFileChunk | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["header", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___ReceiveFileRequest: _TypeAlias = ReceiveFileRequest  # noqa: Y015
+
+@_typing.final
+class ReceiveFileResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    file_id: _builtins.str
+    acknowledged: _builtins.bool
+    """The whole file is in and its SHA-256 equals the signed one."""
+    offset: _builtins.int
+    """Plaintext bytes the central side holds now."""
+    sha256: _builtins.str
+    """SHA-256 the central side computed over the whole file (when acknowledged)."""
+    rule: _builtins.str
+    """When not acknowledged: why (signature, key_id, decryption, offset, digest, size)."""
+    def __init__(
+        self,
+        *,
+        file_id: _builtins.str = ...,
+        acknowledged: _builtins.bool = ...,
+        offset: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        rule: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "file_id", b"file_id", "offset", b"offset", "rule", b"rule", "sha256", b"sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceiveFileResponse: _TypeAlias = ReceiveFileResponse  # noqa: Y015
+
+@_typing.final
+class GetFileOffsetRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    file_id: _builtins.str
+    organisation_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        file_id: _builtins.str = ...,
+        organisation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_id", b"file_id", "organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFileOffsetRequest: _TypeAlias = GetFileOffsetRequest  # noqa: Y015
+
+@_typing.final
+class GetFileOffsetResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFSET_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    offset: _builtins.int
+    acknowledged: _builtins.bool
+    sha256: _builtins.str
+    """The SHA-256 acknowledged (empty until then)."""
+    def __init__(
+        self,
+        *,
+        offset: _builtins.int = ...,
+        acknowledged: _builtins.bool = ...,
+        sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "offset", b"offset", "sha256", b"sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFileOffsetResponse: _TypeAlias = GetFileOffsetResponse  # noqa: Y015
+
+@_typing.final
+class Decision(_message.Message):
+    """One decision on one delivered version of a registration, signed by the central platform."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISION_ID_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    TECHNICAL_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_FIELD_NUMBER: _builtins.int
+    SIGNING_KEY_ID_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    decision_id: _builtins.str
+    """Unique per decision, the central platform's: a decision seen before is not applied again."""
+    sequence: _builtins.int
+    """The central platform's order of decisions: the cursor GetDecisions reads after."""
+    technical_id: _builtins.str
+    version: _builtins.int
+    """The delivered version decided on; a registration changed since is not decided on."""
+    organisation_id: _builtins.str
+    status: Global___DecisionStatus.ValueType
+    comment: _builtins.str
+    """For the data provider (free text, no patient data)."""
+    decided_at: _builtins.str
+    """RFC 3339, UTC."""
+    signing_key_id: _builtins.str
+    """The signing key's id and its signature (ECDSA P-256 SHA-256, or RSA-PSS SHA-256) over:
+    "hdhub-central-decision-v1" then decision_id, technical_id, version, organisation_id,
+    the status' name, comment, each field, decided_at, signing_key_id, each as a 4-byte
+    big-endian length and its UTF-8 bytes (fields preceded by their count).
+    """
+    signature: _builtins.bytes
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Technical field names concerned (may be empty)."""
+
+    def __init__(
+        self,
+        *,
+        decision_id: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+        technical_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        organisation_id: _builtins.str = ...,
+        status: Global___DecisionStatus.ValueType = ...,
+        comment: _builtins.str = ...,
+        fields: _abc.Iterable[_builtins.str] | None = ...,
+        decided_at: _builtins.str = ...,
+        signing_key_id: _builtins.str = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "decided_at", b"decided_at", "decision_id", b"decision_id", "fields", b"fields", "organisation_id", b"organisation_id", "sequence", b"sequence", "signature", b"signature", "signing_key_id", b"signing_key_id", "status", b"status", "technical_id", b"technical_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Decision: _TypeAlias = Decision  # noqa: Y015
+
+@_typing.final
+class GetDecisionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    after_sequence: _builtins.int
+    """The highest sequence already taken (0 for all)."""
+    limit: _builtins.int
+    """At most this many (the receiver may send fewer; 0: its default)."""
+    def __init__(
+        self,
+        *,
+        after_sequence: _builtins.int = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDecisionsRequest: _TypeAlias = GetDecisionsRequest  # noqa: Y015
+
+@_typing.final
+class GetDecisionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def decisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Decision]: ...
+    def __init__(
+        self,
+        *,
+        decisions: _abc.Iterable[Global___Decision] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decisions", b"decisions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDecisionsResponse: _TypeAlias = GetDecisionsResponse  # noqa: Y015
+
+@_typing.final
+class DecisionOutcome(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISION_ID_FIELD_NUMBER: _builtins.int
+    APPLIED_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    decision_id: _builtins.str
+    applied: _builtins.bool
+    reason: _builtins.str
+    """When not applied: why (registration-changed, transition-not-allowed, signature,
+    unknown-registration, no-follow-up-defined).
+    """
+    def __init__(
+        self,
+        *,
+        decision_id: _builtins.str = ...,
+        applied: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied", "decision_id", b"decision_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DecisionOutcome: _TypeAlias = DecisionOutcome  # noqa: Y015
+
+@_typing.final
+class AcknowledgeDecisionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___DecisionOutcome]: ...
+    def __init__(
+        self,
+        *,
+        outcomes: _abc.Iterable[Global___DecisionOutcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeDecisionsRequest: _TypeAlias = AcknowledgeDecisionsRequest  # noqa: Y015
+
+@_typing.final
+class AcknowledgeDecisionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACKNOWLEDGED_FIELD_NUMBER: _builtins.int
+    acknowledged: _builtins.int
+    def __init__(
+        self,
+        *,
+        acknowledged: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeDecisionsResponse: _TypeAlias = AcknowledgeDecisionsResponse  # noqa: Y015

@@ -60,6 +60,26 @@ class CentralReceiverServiceStub:
                 request_serializer=hdhub_dot_sim_dot_v1_dot_central__pb2.GetConfirmationsRequest.SerializeToString,
                 response_deserializer=hdhub_dot_sim_dot_v1_dot_central__pb2.GetConfirmationsResponse.FromString,
                 _registered_method=True)
+        self.GetDecisions = channel.unary_unary(
+                '/hdhub.sim.v1.CentralReceiverService/GetDecisions',
+                request_serializer=hdhub_dot_sim_dot_v1_dot_central__pb2.GetDecisionsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_sim_dot_v1_dot_central__pb2.GetDecisionsResponse.FromString,
+                _registered_method=True)
+        self.AcknowledgeDecisions = channel.unary_unary(
+                '/hdhub.sim.v1.CentralReceiverService/AcknowledgeDecisions',
+                request_serializer=hdhub_dot_sim_dot_v1_dot_central__pb2.AcknowledgeDecisionsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_sim_dot_v1_dot_central__pb2.AcknowledgeDecisionsResponse.FromString,
+                _registered_method=True)
+        self.GetFileOffset = channel.unary_unary(
+                '/hdhub.sim.v1.CentralReceiverService/GetFileOffset',
+                request_serializer=hdhub_dot_sim_dot_v1_dot_central__pb2.GetFileOffsetRequest.SerializeToString,
+                response_deserializer=hdhub_dot_sim_dot_v1_dot_central__pb2.GetFileOffsetResponse.FromString,
+                _registered_method=True)
+        self.ReceiveFile = channel.stream_unary(
+                '/hdhub.sim.v1.CentralReceiverService/ReceiveFile',
+                request_serializer=hdhub_dot_sim_dot_v1_dot_central__pb2.ReceiveFileRequest.SerializeToString,
+                response_deserializer=hdhub_dot_sim_dot_v1_dot_central__pb2.ReceiveFileResponse.FromString,
+                _registered_method=True)
 
 
 class CentralReceiverServiceServicer:
@@ -100,6 +120,43 @@ class CentralReceiverServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDecisions(self, request, context):
+        """The return channel: the central platform's decisions on registrations (Corrections
+        needed, Approved, Follow-up needed, Error), after a cursor, oldest first. Pulled by
+        registrations (docs/delivery.md, "Decisions"), which keeps the cursor; the central
+        side keeps every decision until it is acknowledged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcknowledgeDecisions(self, request, context):
+        """What registrations did with decisions: applied, or refused with a reason. Sent again
+        until it succeeds; a decision acknowledged twice keeps its first outcome.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFileOffset(self, request, context):
+        """--- Files (VCF, HIV sequence) sent with their registrations; from intake only. ---
+
+        How many bytes of a file the central platform holds (a cut transfer resumes there),
+        and whether it acknowledged the file already.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReceiveFile(self, request_iterator, context):
+        """A file, streamed: first a `SealedFileHeader`, then `SealedFileChunk`s in order from the
+        header's `offset`, the last one flagged. The answer acknowledges the whole file (its
+        SHA-256 checked against the signed one) or says how far it got and why not.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CentralReceiverServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -122,6 +179,26 @@ def add_CentralReceiverServiceServicer_to_server(servicer, server):
                     servicer.GetConfirmations,
                     request_deserializer=hdhub_dot_sim_dot_v1_dot_central__pb2.GetConfirmationsRequest.FromString,
                     response_serializer=hdhub_dot_sim_dot_v1_dot_central__pb2.GetConfirmationsResponse.SerializeToString,
+            ),
+            'GetDecisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDecisions,
+                    request_deserializer=hdhub_dot_sim_dot_v1_dot_central__pb2.GetDecisionsRequest.FromString,
+                    response_serializer=hdhub_dot_sim_dot_v1_dot_central__pb2.GetDecisionsResponse.SerializeToString,
+            ),
+            'AcknowledgeDecisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeDecisions,
+                    request_deserializer=hdhub_dot_sim_dot_v1_dot_central__pb2.AcknowledgeDecisionsRequest.FromString,
+                    response_serializer=hdhub_dot_sim_dot_v1_dot_central__pb2.AcknowledgeDecisionsResponse.SerializeToString,
+            ),
+            'GetFileOffset': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFileOffset,
+                    request_deserializer=hdhub_dot_sim_dot_v1_dot_central__pb2.GetFileOffsetRequest.FromString,
+                    response_serializer=hdhub_dot_sim_dot_v1_dot_central__pb2.GetFileOffsetResponse.SerializeToString,
+            ),
+            'ReceiveFile': grpc.stream_unary_rpc_method_handler(
+                    servicer.ReceiveFile,
+                    request_deserializer=hdhub_dot_sim_dot_v1_dot_central__pb2.ReceiveFileRequest.FromString,
+                    response_serializer=hdhub_dot_sim_dot_v1_dot_central__pb2.ReceiveFileResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -238,6 +315,236 @@ class CentralReceiverService:
             '/hdhub.sim.v1.CentralReceiverService/GetConfirmations',
             hdhub_dot_sim_dot_v1_dot_central__pb2.GetConfirmationsRequest.SerializeToString,
             hdhub_dot_sim_dot_v1_dot_central__pb2.GetConfirmationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDecisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.sim.v1.CentralReceiverService/GetDecisions',
+            hdhub_dot_sim_dot_v1_dot_central__pb2.GetDecisionsRequest.SerializeToString,
+            hdhub_dot_sim_dot_v1_dot_central__pb2.GetDecisionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeDecisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.sim.v1.CentralReceiverService/AcknowledgeDecisions',
+            hdhub_dot_sim_dot_v1_dot_central__pb2.AcknowledgeDecisionsRequest.SerializeToString,
+            hdhub_dot_sim_dot_v1_dot_central__pb2.AcknowledgeDecisionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFileOffset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.sim.v1.CentralReceiverService/GetFileOffset',
+            hdhub_dot_sim_dot_v1_dot_central__pb2.GetFileOffsetRequest.SerializeToString,
+            hdhub_dot_sim_dot_v1_dot_central__pb2.GetFileOffsetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReceiveFile(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/hdhub.sim.v1.CentralReceiverService/ReceiveFile',
+            hdhub_dot_sim_dot_v1_dot_central__pb2.ReceiveFileRequest.SerializeToString,
+            hdhub_dot_sim_dot_v1_dot_central__pb2.ReceiveFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class SimControlServiceStub:
+    """The operator's switches of the stand-in receiver (the REST `/sim/receiver`), for the
+    portal's page in development. The operator only.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetReceiver = channel.unary_unary(
+                '/hdhub.sim.v1.SimControlService/GetReceiver',
+                request_serializer=hdhub_dot_sim_dot_v1_dot_central__pb2.GetReceiverRequest.SerializeToString,
+                response_deserializer=hdhub_dot_sim_dot_v1_dot_central__pb2.ReceiverState.FromString,
+                _registered_method=True)
+        self.SetReceiver = channel.unary_unary(
+                '/hdhub.sim.v1.SimControlService/SetReceiver',
+                request_serializer=hdhub_dot_sim_dot_v1_dot_central__pb2.SetReceiverRequest.SerializeToString,
+                response_deserializer=hdhub_dot_sim_dot_v1_dot_central__pb2.ReceiverState.FromString,
+                _registered_method=True)
+
+
+class SimControlServiceServicer:
+    """The operator's switches of the stand-in receiver (the REST `/sim/receiver`), for the
+    portal's page in development. The operator only.
+    """
+
+    def GetReceiver(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetReceiver(self, request, context):
+        """Setting the same switches twice leaves them as they are.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_SimControlServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetReceiver': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReceiver,
+                    request_deserializer=hdhub_dot_sim_dot_v1_dot_central__pb2.GetReceiverRequest.FromString,
+                    response_serializer=hdhub_dot_sim_dot_v1_dot_central__pb2.ReceiverState.SerializeToString,
+            ),
+            'SetReceiver': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetReceiver,
+                    request_deserializer=hdhub_dot_sim_dot_v1_dot_central__pb2.SetReceiverRequest.FromString,
+                    response_serializer=hdhub_dot_sim_dot_v1_dot_central__pb2.ReceiverState.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'hdhub.sim.v1.SimControlService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('hdhub.sim.v1.SimControlService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class SimControlService:
+    """The operator's switches of the stand-in receiver (the REST `/sim/receiver`), for the
+    portal's page in development. The operator only.
+    """
+
+    @staticmethod
+    def GetReceiver(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.sim.v1.SimControlService/GetReceiver',
+            hdhub_dot_sim_dot_v1_dot_central__pb2.GetReceiverRequest.SerializeToString,
+            hdhub_dot_sim_dot_v1_dot_central__pb2.ReceiverState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetReceiver(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.sim.v1.SimControlService/SetReceiver',
+            hdhub_dot_sim_dot_v1_dot_central__pb2.SetReceiverRequest.SerializeToString,
+            hdhub_dot_sim_dot_v1_dot_central__pb2.ReceiverState.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,27 @@ class CentralReceiverServiceStub:
     """The sealed register variables, from registrations only."""
     GetConfirmations: _grpc.UnaryUnaryMultiCallable[_central_pb2.GetConfirmationsRequest, _central_pb2.GetConfirmationsResponse]
     """Status confirmation: which of these deliveries have arrived whole."""
+    GetDecisions: _grpc.UnaryUnaryMultiCallable[_central_pb2.GetDecisionsRequest, _central_pb2.GetDecisionsResponse]
+    """The return channel: the central platform's decisions on registrations (Corrections
+    needed, Approved, Follow-up needed, Error), after a cursor, oldest first. Pulled by
+    registrations (docs/delivery.md, "Decisions"), which keeps the cursor; the central
+    side keeps every decision until it is acknowledged.
+    """
+    AcknowledgeDecisions: _grpc.UnaryUnaryMultiCallable[_central_pb2.AcknowledgeDecisionsRequest, _central_pb2.AcknowledgeDecisionsResponse]
+    """What registrations did with decisions: applied, or refused with a reason. Sent again
+    until it succeeds; a decision acknowledged twice keeps its first outcome.
+    """
+    GetFileOffset: _grpc.UnaryUnaryMultiCallable[_central_pb2.GetFileOffsetRequest, _central_pb2.GetFileOffsetResponse]
+    """--- Files (VCF, HIV sequence) sent with their registrations; from intake only. ---
+
+    How many bytes of a file the central platform holds (a cut transfer resumes there),
+    and whether it acknowledged the file already.
+    """
+    ReceiveFile: _grpc.StreamUnaryMultiCallable[_central_pb2.ReceiveFileRequest, _central_pb2.ReceiveFileResponse]
+    """A file, streamed: first a `SealedFileHeader`, then `SealedFileChunk`s in order from the
+    header's `offset`, the last one flagged. The answer acknowledges the whole file (its
+    SHA-256 checked against the signed one) or says how far it got and why not.
+    """
 
 @_typing.type_check_only
 class CentralReceiverServiceAsyncStub(CentralReceiverServiceStub):
@@ -71,6 +92,27 @@ class CentralReceiverServiceAsyncStub(CentralReceiverServiceStub):
     """The sealed register variables, from registrations only."""
     GetConfirmations: _aio.UnaryUnaryMultiCallable[_central_pb2.GetConfirmationsRequest, _central_pb2.GetConfirmationsResponse]  # type: ignore[assignment]
     """Status confirmation: which of these deliveries have arrived whole."""
+    GetDecisions: _aio.UnaryUnaryMultiCallable[_central_pb2.GetDecisionsRequest, _central_pb2.GetDecisionsResponse]  # type: ignore[assignment]
+    """The return channel: the central platform's decisions on registrations (Corrections
+    needed, Approved, Follow-up needed, Error), after a cursor, oldest first. Pulled by
+    registrations (docs/delivery.md, "Decisions"), which keeps the cursor; the central
+    side keeps every decision until it is acknowledged.
+    """
+    AcknowledgeDecisions: _aio.UnaryUnaryMultiCallable[_central_pb2.AcknowledgeDecisionsRequest, _central_pb2.AcknowledgeDecisionsResponse]  # type: ignore[assignment]
+    """What registrations did with decisions: applied, or refused with a reason. Sent again
+    until it succeeds; a decision acknowledged twice keeps its first outcome.
+    """
+    GetFileOffset: _aio.UnaryUnaryMultiCallable[_central_pb2.GetFileOffsetRequest, _central_pb2.GetFileOffsetResponse]  # type: ignore[assignment]
+    """--- Files (VCF, HIV sequence) sent with their registrations; from intake only. ---
+
+    How many bytes of a file the central platform holds (a cut transfer resumes there),
+    and whether it acknowledged the file already.
+    """
+    ReceiveFile: _aio.StreamUnaryMultiCallable[_central_pb2.ReceiveFileRequest, _central_pb2.ReceiveFileResponse]  # type: ignore[assignment]
+    """A file, streamed: first a `SealedFileHeader`, then `SealedFileChunk`s in order from the
+    header's `offset`, the last one flagged. The answer acknowledges the whole file (its
+    SHA-256 checked against the signed one) or says how far it got and why not.
+    """
 
 class CentralReceiverServiceServicer(metaclass=_abc_1.ABCMeta):
     """The central platform's receiver, as the sim service stands in for it (never deployed to
@@ -115,4 +157,95 @@ class CentralReceiverServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_central_pb2.GetConfirmationsResponse, _abc.Awaitable[_central_pb2.GetConfirmationsResponse]]:
         """Status confirmation: which of these deliveries have arrived whole."""
 
+    @_abc_1.abstractmethod
+    def GetDecisions(
+        self,
+        request: _central_pb2.GetDecisionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_central_pb2.GetDecisionsResponse, _abc.Awaitable[_central_pb2.GetDecisionsResponse]]:
+        """The return channel: the central platform's decisions on registrations (Corrections
+        needed, Approved, Follow-up needed, Error), after a cursor, oldest first. Pulled by
+        registrations (docs/delivery.md, "Decisions"), which keeps the cursor; the central
+        side keeps every decision until it is acknowledged.
+        """
+
+    @_abc_1.abstractmethod
+    def AcknowledgeDecisions(
+        self,
+        request: _central_pb2.AcknowledgeDecisionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_central_pb2.AcknowledgeDecisionsResponse, _abc.Awaitable[_central_pb2.AcknowledgeDecisionsResponse]]:
+        """What registrations did with decisions: applied, or refused with a reason. Sent again
+        until it succeeds; a decision acknowledged twice keeps its first outcome.
+        """
+
+    @_abc_1.abstractmethod
+    def GetFileOffset(
+        self,
+        request: _central_pb2.GetFileOffsetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_central_pb2.GetFileOffsetResponse, _abc.Awaitable[_central_pb2.GetFileOffsetResponse]]:
+        """--- Files (VCF, HIV sequence) sent with their registrations; from intake only. ---
+
+        How many bytes of a file the central platform holds (a cut transfer resumes there),
+        and whether it acknowledged the file already.
+        """
+
+    @_abc_1.abstractmethod
+    def ReceiveFile(
+        self,
+        request_iterator: _MaybeAsyncIterator[_central_pb2.ReceiveFileRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_central_pb2.ReceiveFileResponse, _abc.Awaitable[_central_pb2.ReceiveFileResponse]]:
+        """A file, streamed: first a `SealedFileHeader`, then `SealedFileChunk`s in order from the
+        header's `offset`, the last one flagged. The answer acknowledges the whole file (its
+        SHA-256 checked against the signed one) or says how far it got and why not.
+        """
+
 def add_CentralReceiverServiceServicer_to_server(servicer: CentralReceiverServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class SimControlServiceStub:
+    """The operator's switches of the stand-in receiver (the REST `/sim/receiver`), for the
+    portal's page in development. The operator only.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> SimControlServiceAsyncStub: ...
+    GetReceiver: _grpc.UnaryUnaryMultiCallable[_central_pb2.GetReceiverRequest, _central_pb2.ReceiverState]
+    SetReceiver: _grpc.UnaryUnaryMultiCallable[_central_pb2.SetReceiverRequest, _central_pb2.ReceiverState]
+    """Setting the same switches twice leaves them as they are."""
+
+@_typing.type_check_only
+class SimControlServiceAsyncStub(SimControlServiceStub):
+    """The operator's switches of the stand-in receiver (the REST `/sim/receiver`), for the
+    portal's page in development. The operator only.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    GetReceiver: _aio.UnaryUnaryMultiCallable[_central_pb2.GetReceiverRequest, _central_pb2.ReceiverState]  # type: ignore[assignment]
+    SetReceiver: _aio.UnaryUnaryMultiCallable[_central_pb2.SetReceiverRequest, _central_pb2.ReceiverState]  # type: ignore[assignment]
+    """Setting the same switches twice leaves them as they are."""
+
+class SimControlServiceServicer(metaclass=_abc_1.ABCMeta):
+    """The operator's switches of the stand-in receiver (the REST `/sim/receiver`), for the
+    portal's page in development. The operator only.
+    """
+
+    @_abc_1.abstractmethod
+    def GetReceiver(
+        self,
+        request: _central_pb2.GetReceiverRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_central_pb2.ReceiverState, _abc.Awaitable[_central_pb2.ReceiverState]]: ...
+
+    @_abc_1.abstractmethod
+    def SetReceiver(
+        self,
+        request: _central_pb2.SetReceiverRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_central_pb2.ReceiverState, _abc.Awaitable[_central_pb2.ReceiverState]]:
+        """Setting the same switches twice leaves them as they are."""
+
+def add_SimControlServiceServicer_to_server(servicer: SimControlServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

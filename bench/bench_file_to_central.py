@@ -1,0 +1,278 @@
+"""A VCF from the SFTP drop to the central platform's acknowledgement, against copying the
+same file through the object store alone, in the same run.
+
+    .venv/bin/python bench/bench_file_to_central.py [--size-mb 1024] [--small-mb 64]
+
+Needs OpenSSH's `sftp` client (`make openssh`).
+
+- **hdhub**: `hdhub run all` as a process of its own (embedded defaults: SQLite, folder
+  store, the sim as the central platform). The demo laboratory's LIMS registers and
+  submits an NGS registration naming the VCF; once it is delivered, OpenSSH's `sftp -b`
+  puts the VCF and moves it to Finished. Timed from the `put` to the file's
+  `acknowledged` state over REST: received (encrypted at rest, checked, SHA-256), linked,
+  then sent (read back and decrypted from the store, sealed in 1 MiB chunks, streamed over
+  gRPC) and at the sim verified, decrypted, written, its SHA-256 computed from disk and
+  acknowledged. The sim shares the process (and the two cores) with the platform.
+- **baseline**: the same file put into a folder object store and streamed back out to a
+  file (`hdhub.common.objectstore.FolderStore`), in this process: what moving the bytes
+  through storage costs with no SSH, checks, encryption or gRPC.
+
+Printed: seconds and MB/s each, the ratio baseline time / hdhub time (1.0: as fast as the
+plain copy; the aim is at least 0.5), and the hdhub process's RSS over the transfer for a
+small and the large file: it must not grow with the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_sftp import RssSampler, make_vcf, proc_kb  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ("identity", "registrations", "uploads", "portal", "pseudonymisation", "sim", "intake", "nippin")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(data: Path) -> tuple[subprocess.Popen[bytes], str, int]:
+    port, sftp = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HDHUB_", "OTEL_"))}
+    env.update(
+        HDHUB_DATA_DIR=str(data / "var"),
+        HDHUB_LOG_LEVEL="WARNING",
+        HDHUB_INTAKE_SFTP_PORT=str(sftp),
+        HDHUB_INTAKE_SEND_RETRY_SECONDS="1",
+        HDHUB_INTAKE_WORKER_POLL_SECONDS="0.5",
+    )
+    for name in SERVICES:
+        env[f"HDHUB_{name.upper()}_GRPC_BIND"] = env[f"HDHUB_GRPC_{name.upper()}"] = (
+            f"127.0.0.1:{free_port()}"
+        )
+    log = (data / "hdhub.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hdhub.cli.main", "run", "all", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return proc, base, sftp
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("hdhub did not start:\n" + (data / "hdhub.log").read_text()[-3000:])
+        time.sleep(0.3)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def token(base: str) -> str:
+    r = httpx.post(
+        f"{base}/realms/hdhub/protocol/openid-connect/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "lab-demo-lims",
+            "client_secret": "demo-lims-secret",
+        },
+    )
+    r.raise_for_status()
+    return str(r.json()["access_token"])
+
+
+def register(base: str, name: str) -> None:
+    sys.path.insert(0, str(ROOT))
+    from tests.support.samples import record
+
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token(base)}"}, timeout=30) as c:
+        r = c.post(
+            "/api/v1/registrations",
+            json={
+                "organisation_id": "lab-demo",
+                "dcd": "NGS",
+                "values": record("NGS", TX_VCF_FILE_NAME=name),
+                "submit": True,
+            },
+        )
+        r.raise_for_status()
+        rid = r.json()["id"]
+        deadline = time.monotonic() + 60
+        while c.get(f"/api/v1/registrations/{rid}").json()["status"] != "submitted":
+            if time.monotonic() > deadline:
+                raise SystemExit("the registration was not delivered")
+            time.sleep(0.2)
+
+
+def sftp_put(port: int, source: Path, workdir: Path) -> None:
+    askpass = workdir / "askpass.sh"
+    askpass.write_text("#!/bin/sh\necho 'demo-sftp-lab-secret'\n")
+    askpass.chmod(0o700)
+    batch = workdir / "batch"
+    name = source.name
+    batch.write_text(f"cd /NGS\nput {name}\nrename {name} Finished/{name}\n")
+    command = [
+        "sftp", "-F", "/dev/null", "-o", "BatchMode=no", "-o", "StrictHostKeyChecking=no",
+        "-o", "UserKnownHostsFile=/dev/null", "-o", "PreferredAuthentications=password",
+        "-o", "LogLevel=ERROR", "-P", str(port), "-b", str(batch), "lab-demo-sftp@127.0.0.1",
+    ]  # fmt: skip
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "SSH_ASKPASS": str(askpass),
+        "SSH_ASKPASS_REQUIRE": "force",
+        "DISPLAY": ":0",
+    }
+    done = subprocess.run(
+        command, cwd=source.parent, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"sftp failed: {done.stdout}{done.stderr}")
+
+
+def acknowledged(base: str, name: str, timeout: float) -> dict[str, object]:
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token(base)}"}, timeout=30) as c:
+        deadline = time.monotonic() + timeout
+        while True:
+            items = c.get("/api/v1/files/lab-demo", params={"limit": 1000}).json()["items"]
+            found = [f for f in items if f["filename"] == name]
+            if found and found[0]["state"] in ("acknowledged", "rejected", "aborted"):
+                return dict(found[0])
+            if time.monotonic() > deadline:
+                raise SystemExit(f"not acknowledged in time: {found}")
+            time.sleep(0.1)
+
+
+def run_hdhub(source: Path, sha256: str) -> tuple[float, int, list[int]]:
+    """Seconds from the SFTP put to the acknowledgement; peak RSS (kB); RSS quarters (MiB)."""
+    with tempfile.TemporaryDirectory(prefix="bench-central-") as tmp:
+        workdir = Path(tmp)
+        proc, base, sftp = start(workdir)
+        try:
+            register(base, source.name)
+            before = proc_kb(proc.pid, "VmRSS")
+            with RssSampler(proc.pid) as sampler:
+                started = time.perf_counter()
+                sftp_put(sftp, source, workdir)
+                row = acknowledged(base, source.name, timeout=3600)
+                seconds = time.perf_counter() - started
+            peak = max([before, *sampler.samples])
+            phases = {
+                k: row[k] for k in ("received_at", "delivered_at", "linked_at", "sent_at", "acknowledged_at")
+            }
+            print(f"  {source.stat().st_size >> 20} MiB: {seconds:.2f} s; {phases}", file=sys.stderr)
+            held = workdir / "var" / "sim-central-files" / str(row["id"])
+            if (
+                row["state"] != "acknowledged"
+                or row["sha256"] != sha256
+                or held.stat().st_size != source.stat().st_size
+            ):
+                raise SystemExit(f"the file did not arrive whole: {row}")
+        finally:
+            stop(proc)
+        return seconds, peak, sampler.quartiles()
+
+
+def run_baseline(source: Path) -> float:
+    from hdhub.common.objectstore import FolderStore
+
+    async def copy() -> float:
+        with tempfile.TemporaryDirectory(prefix="bench-central-store-") as tmp:
+            store = FolderStore(Path(tmp) / "objects")
+
+            async def body():  # type: ignore[no-untyped-def]
+                with source.open("rb") as f:
+                    while block := f.read(1 << 20):
+                        yield block
+
+            started = time.perf_counter()
+            await store.put("bench/file", body())
+            with (Path(tmp) / "out").open("wb") as out:
+                async for chunk in store.stream("bench/file"):
+                    out.write(chunk)
+            seconds = time.perf_counter() - started
+            assert (Path(tmp) / "out").stat().st_size == source.stat().st_size
+            return seconds
+
+    return asyncio.run(copy())
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size-mb", type=int, default=1024, help="the large file (default 1 GiB)")
+    parser.add_argument("--small-mb", type=int, default=64, help="the small file, for the memory comparison")
+    parser.add_argument("--quick", action="store_true", help="bench-check's short run: 64 MiB, small 16 MiB")
+    args = parser.parse_args()
+    if args.quick:
+        args.size_mb, args.small_mb = 64, 16
+    from _result import load_average, result
+
+    print(f"load average at the start: {load_average()}")
+    if shutil.which("sftp") is None:
+        raise SystemExit("needs OpenSSH's sftp: make openssh")
+    with tempfile.TemporaryDirectory(prefix="bench-central-files-") as tmp:
+        stamp = int(time.time())
+        small = Path(tmp) / f"NGS_BENCH_SMALL_{stamp}.vcf"
+        large = Path(tmp) / f"NGS_BENCH_LARGE_{stamp}.vcf"
+        small_sha = make_vcf(small, args.small_mb * 1024 * 1024)
+        large_sha = make_vcf(large, args.size_mb * 1024 * 1024)
+        mb = args.size_mb * 1024 * 1024 / 1e6
+        small_seconds, small_peak, _ = run_hdhub(small, small_sha)
+        # The baseline before and after: the machine is shared, the faster of the two counts.
+        before = run_baseline(large)
+        seconds, peak, quartiles = run_hdhub(large, large_sha)
+        after = run_baseline(large)
+        baseline = min(before, after)
+        print(
+            f"file: {args.size_mb} MiB VCF (small: {args.small_mb} MiB); client: OpenSSH sftp -b; folder store"
+        )
+        print(
+            f"baseline  object store put + read back          : {baseline:7.2f} s  {mb / baseline:7.1f} MB/s"
+            f"  (before {before:.2f} s, after {after:.2f} s)"
+        )
+        print(
+            f"hdhub     SFTP drop -> central acknowledgement   : {seconds:7.2f} s  {mb / seconds:7.1f} MB/s"
+        )
+        print(f"ratio baseline/hdhub time (throughput): {baseline / seconds:.2f}x (aim >= 0.5x)")
+        print(
+            f"hdhub process peak RSS during the transfer: {small_peak / 1024:.0f} MiB for {args.small_mb} MiB "
+            f"({small_seconds:.2f} s), {peak / 1024:.0f} MiB for {args.size_mb} MiB"
+        )
+        print(
+            f"hdhub process RSS at 25/50/75/100 % of the large transfer: {' / '.join(map(str, quartiles))} MiB"
+        )
+        result({"store_copy_over_hdhub": baseline / seconds})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""The data-entry form's live validation: a field change's round trip through the portal
+(the browser's POST to the form's evaluate route: session, CSRF, the person's token, gRPC
+``EvaluateForm`` to registrations, the answer as JSON) against the bare ``EvaluateForm``
+call over gRPC with the same token and the same partial ANGIO_HOSP record. Prints p50/p95
+of both and the ratio of p95s (aim: at most 1.5x), and the floor: ``GET /healthz`` through
+the same HTTP server and app (middleware, routing, nothing else), which every page pays.
+
+    .venv/bin/python bench/bench_portal_validation.py [--requests 200] [--postgres]
+
+``--postgres``: registrations, the portal and identity on fresh PostgreSQL databases
+(postgresql://postgres@127.0.0.1:5432, HDHUB_BENCH_POSTGRES_URL elsewhere), dropped at
+the end: the deployed shape. Default: SQLite, as ``hdhub run all`` starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.bench_portal import p95, portal_session  # noqa: E402
+from bench.bench_submissions import Databases  # noqa: E402
+from hdhub.proto.registrations.v1 import registrations_pb2 as pb  # noqa: E402
+from hdhub.proto.registrations.v1 import registrations_pb2_grpc as pb_grpc  # noqa: E402
+from tests.e2e.conftest import run_all  # noqa: E402
+from tests.support.stack import free_port  # noqa: E402
+
+NURSE = ("nurse@az-demo.test", "demo-nurse")
+#: The workers' polling as deployed (the tests' platform polls the drop folder and intake
+#: several times a second, which on one event loop delays every request measured here).
+DEPLOYED_POLLING = {
+    "HDHUB_UPLOADS_DROPFOLDER_POLL_SECONDS": "30",
+    "HDHUB_UPLOADS_DROPFOLDER_SETTLE_SECONDS": "5",
+    "HDHUB_UPLOADS_DROPFOLDER_CHECK_SECONDS": "2",
+    "HDHUB_UPLOADS_DROPFOLDER_TICK_SECONDS": "1",
+    "HDHUB_INTAKE_SEND_RETRY_SECONDS": "60",
+    "HDHUB_INTAKE_WORKER_POLL_SECONDS": "30",
+}
+#: A record half filled in, as a person has it while typing: a skip rule, a cross-field
+#: constraint (discharged before admitted), calculations, required fields still empty.
+VALUES = {
+    "IDC_PAT": "49111000228",
+    "DT_PAT_DOB": "10/11/1949",
+    "CD_PAT_SEX": "M",
+    "CD_RIZIV_TREAT_PHYS": "12345678730",
+    "CD_PAT_CONSENT": "yes",
+    "DT_HOSPZ": "03/02/2025",
+    "DT_DISCH": "01/02/2025",
+    "CD_INDICATION": "other",
+    "MS_HEIGHT": "171",
+    "MS_WEIGHT": "80.5",
+    "CD_RISK_FACTORS": ["hypertension", "diabetes"],
+}
+
+
+def timed(call: object, n: int) -> list[float]:
+    assert callable(call)
+    for _ in range(10):
+        call()
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--postgres", action="store_true", help="the services' databases on PostgreSQL")
+    parser.add_argument("--quick", action="store_true", help="bench-check's short run: 80 requests")
+    args = parser.parse_args()
+    if args.quick:
+        args.requests = 80
+    databases = Databases()
+    try:
+        run(args, databases)
+    finally:
+        databases.drop_all()
+
+
+def run(args: argparse.Namespace, databases: Databases) -> None:
+    from _result import load_average, result
+
+    address = f"127.0.0.1:{free_port()}"
+    env = {"HDHUB_REGISTRATIONS_GRPC_BIND": address, "HDHUB_GRPC_REGISTRATIONS": address, **DEPLOYED_POLLING}
+    if args.postgres:
+        for service in ("registrations", "portal", "identity"):
+            env[f"HDHUB_{service.upper()}_DATABASE_URL"] = databases.create(service)
+    print(f"load average at the start: {load_average()}")
+    with tempfile.TemporaryDirectory() as tmp, run_all(Path(tmp), **env) as platform:
+        token = httpx.post(
+            f"{platform.base_url}/realms/hdhub/protocol/openid-connect/token",
+            data={
+                "grant_type": "password",
+                "client_id": "hdhub-portal",
+                "username": NURSE[0],
+                "password": NURSE[1],
+            },
+        ).json()["access_token"]
+        browser = portal_session(platform.base_url, *NURSE)
+        form = browser.get("/portal/o/az-demo/registrations/new?dcd=ANGIO_HOSP&version=1.0.0")
+        form.raise_for_status()
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert csrf is not None
+        body = [("csrf_token", csrf.group(1))]
+        for name, value in VALUES.items():
+            body += [(name, v) for v in value] if isinstance(value, list) else [(name, value)]
+
+        def through_the_portal() -> None:
+            r = browser.post(
+                "/portal/o/az-demo/forms/ANGIO_HOSP/1.0.0/evaluate",
+                data=dict(body) | {"CD_RISK_FACTORS": VALUES["CD_RISK_FACTORS"]},
+                headers={"X-CSRF-Token": csrf.group(1), "Origin": platform.base_url},
+            )
+            r.raise_for_status()
+            assert r.json()["fields"]["DT_DISCH"]["errors"]
+
+        channel = grpc.insecure_channel(address)
+        stub = pb_grpc.RegistrationsServiceStub(channel)
+        request = pb.EvaluateFormRequest(
+            organisation_id="az-demo",
+            dcd=pb.DcdRef(dcd_code="ANGIO_HOSP", version="1.0.0"),
+            values_json=json.dumps(VALUES),
+            language="en",
+        )
+
+        def bare_grpc() -> None:
+            answer = stub.EvaluateForm(request, metadata=(("authorization", f"Bearer {token}"),))
+            assert any(f.field == "DT_DISCH" and f.errors for f in answer.fields)
+
+        plain = httpx.Client(base_url=platform.base_url)
+
+        def http_floor() -> None:
+            plain.get("/healthz").raise_for_status()
+
+        # Interleaved rounds, so that the shared machine's load falls on all alike.
+        grpc_times: list[float] = []
+        floor_times: list[float] = []
+        portal_times: list[float] = []
+        rounds = 4
+        for _ in range(rounds):
+            grpc_times += timed(bare_grpc, args.requests // rounds)
+            floor_times += timed(http_floor, args.requests // rounds)
+            portal_times += timed(through_the_portal, args.requests // rounds)
+        channel.close()
+        plain.close()
+        print(f"{'case':44} {'p50':>9} {'p95':>9}")
+        for name, times in (
+            ("EvaluateForm over gRPC (baseline)", grpc_times),
+            ("floor: GET /healthz through the app", floor_times),
+            ("field change through the portal", portal_times),
+        ):
+            print(f"{name:44} {statistics.median(times) * 1000:8.1f}ms {p95(times) * 1000:8.1f}ms")
+        print(f"ratio p95 portal/gRPC: {p95(portal_times) / p95(grpc_times):.2f}x (aim: at most 1.5x)")
+        median = statistics.median(portal_times) / statistics.median(grpc_times)
+        print(
+            f"ratio p50 portal/gRPC: {median:.2f}x; "
+            f"the floor alone p50 {statistics.median(floor_times) / statistics.median(grpc_times):.2f}x, "
+            f"p95 {p95(floor_times) / p95(grpc_times):.2f}x the gRPC call"
+        )
+    result({"portal_over_grpc_p95": p95(portal_times) / p95(grpc_times), "portal_over_grpc_p50": median})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,383 @@
+"""The registrations grid (the portal's ``/registrations``, ``ListRegistrations``): an
+organisation's registrations filtered, sorted and paged by keyset, with the counts per
+status; and one action on several registrations at once, each on its own.
+
+A page is ``WHERE organisation_id = :o [AND filters] AND (sort_key, id) < (:last_key,
+:last_id) ORDER BY sort_key DESC, id DESC LIMIT :n`` over an index that leads with the
+organisation (migration 0004): an index range scan as cheap at page 10,000 as at page 1,
+and stable when registrations are added meanwhile (the cursor names the last row seen,
+not an offset). The page before is the same scan the other way from the page's first
+row (``(sort_key, id) > (:first_key, :first_id) ORDER BY sort_key, id LIMIT :n``),
+turned round: keyset in both directions.
+
+The counts per status honour every filter but the status itself (they are what choosing
+another status would show). Registry, DCD, version and status confirmation are the
+groups of ``registration_counts`` (deltas kept by triggers in the same transaction as
+every change): summed from it, never by counting the registrations. A date range or a
+search is not in those groups: the matching registrations are counted, at most
+:data:`COUNT_CAP` of them (an index range scan that stops there); beyond it the grid says
+"more than" instead of counts it would have to read the whole range for.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, Select, and_, delete, func, insert, literal, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hdhub.common.db import Database
+from hdhub.common.errors import FieldProblem, Problem, invalid
+from hdhub.registrations.records.lifecycle import Action, RegistrationStatus
+from hdhub.registrations.records.period import Period
+from hdhub.registrations.records.service import Actor, Registrations
+from hdhub.registrations.store import Registration, RegistrationCount
+
+#: The sort keys a page may ask for, each backed by an index leading with the organisation.
+SORTS = {"updated": Registration.updated_at, "created": Registration.created_at}
+CONFIRMATIONS = ("none", "pending", "ok", "nok")
+MAX_PAGE = 200
+#: Compact an organisation's count deltas into one row per group beyond this many rows.
+COMPACT_ABOVE = 500
+#: A date range or a search is counted up to this many registrations, no further.
+COUNT_CAP = 10_000
+#: One bulk action covers at most this many registrations.
+MAX_BULK = 200
+BULK_ACTIONS = {"submit": Action.SUBMIT, "delete": Action.DELETE}
+
+
+@dataclass(frozen=True)
+class GridQuery:
+    organisation_id: str
+    project_code: str = ""
+    dcd_code: str = ""
+    dcd_version: str = ""
+    status: str = ""
+    status_confirmation: str = ""
+    created: Period | None = None
+    updated: Period | None = None
+    # A business key or a registration code (the grid's one search box).
+    search: str = ""
+    sort: str = "updated"
+    descending: bool = True
+    cursor: str = ""
+    limit: int = 50
+
+    @property
+    def kept_counts_serve(self) -> bool:
+        """Whether ``registration_counts`` holds the counts under these filters (no date
+        range, no search: those are not among its groups)."""
+        return not (self.created or self.updated or self.search)
+
+
+@dataclass
+class GridPage:
+    # Rows of ROW_COLUMNS (attributes named as the registration's).
+    registrations: list[Row[Any]]
+    next_cursor: str
+    # (status, status confirmation or '', count) of the registrations matching every
+    # filter but the status (deleted ones included).
+    counts: list[tuple[str, str, int]] = field(default_factory=list)
+    # The number of matches (the status filter too); None when not counted.
+    total: int | None = None
+    # Non-zero: more registrations than this match a date range or search; not counted
+    # further (counts empty, total None).
+    more_than: int = 0
+    # The link to the page before (empty on the first page).
+    previous_cursor: str = ""
+
+
+def _cursor_problem(detail: str) -> Problem:
+    return invalid([FieldProblem("cursor", "cursor", detail)])
+
+
+def encode_cursor(sort: str, descending: bool, key: datetime, id_: str, *, before: bool = False) -> str:
+    """The link to the page after the row ``(key, id_)`` (``before``: the page before it)."""
+    parts: list[Any] = [sort, int(descending), key.isoformat(), id_]
+    if before:
+        parts.append(1)
+    raw = json.dumps(parts, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str, descending: bool) -> tuple[datetime, str]:
+    moment, id_, _before = decode_cursor_way(cursor, sort, descending)
+    return moment, id_
+
+
+def decode_cursor_way(cursor: str, sort: str, descending: bool) -> tuple[datetime, str, bool]:
+    """A cursor's row and whether it asks for the page before it."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        s, d, key, id_, *way = json.loads(raw)
+        moment = datetime.fromisoformat(key)
+        if not isinstance(id_, str) or not isinstance(s, str) or way not in ([], [1]):
+            raise ValueError
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise _cursor_problem("The link to this page is damaged: start again from the first page.") from exc
+    if s != sort or bool(d) != descending:
+        raise _cursor_problem(
+            "The link to this page belongs to another sort order: start from the first page."
+        )
+    return moment, id_, bool(way)
+
+
+def validate(query: GridQuery) -> None:
+    problems = []
+    if query.sort not in SORTS:
+        problems.append(FieldProblem("sort", "choice", f"Sort by one of: {', '.join(SORTS)}."))
+    if query.status and query.status not in {s.value for s in RegistrationStatus}:
+        problems.append(FieldProblem("status", "choice", "Not a registration status."))
+    if query.status_confirmation and query.status_confirmation not in CONFIRMATIONS:
+        problems.append(FieldProblem("status_confirmation", "choice", f"One of: {', '.join(CONFIRMATIONS)}."))
+    for name, period in (("created", query.created), ("updated", query.updated)):
+        if period is not None and period.empty:
+            problems.append(FieldProblem(f"{name}_to", "range", "The end of the range is before its start."))
+    if not 1 <= query.limit <= MAX_PAGE:
+        problems.append(FieldProblem("limit", "range", f"Between 1 and {MAX_PAGE} per page."))
+    if problems:
+        raise invalid(problems)
+
+
+#: What a grid row shows: no values (patient data among them), read as plain rows.
+ROW_COLUMNS = (
+    Registration.id,
+    Registration.project_code,
+    Registration.dcd_code,
+    Registration.dcd_version,
+    Registration.business_key,
+    Registration.status,
+    Registration.status_confirmation,
+    Registration.registration_code,
+    Registration.version,
+    Registration.created_at,
+    Registration.updated_at,
+    Registration.created_by,
+    Registration.errors,
+)
+
+
+def _filtered(
+    query: GridQuery, columns: Sequence[Any] = ROW_COLUMNS, *, by_status: bool = True
+) -> Select[Any]:
+    """``columns`` of the registrations matching the filters (``by_status``: the status's
+    too; else every status, deleted included)."""
+    q = select(*columns).where(Registration.organisation_id == query.organisation_id)
+    if query.project_code:
+        q = q.where(Registration.project_code == query.project_code)
+    if query.dcd_code:
+        q = q.where(Registration.dcd_code == query.dcd_code)
+    if query.dcd_version:
+        q = q.where(Registration.dcd_version == query.dcd_version)
+    if by_status and query.status:
+        q = q.where(Registration.status == query.status)
+    elif by_status:  # deleted registrations only when asked for by their status
+        q = q.where(Registration.status != RegistrationStatus.DELETED.value)
+    if query.status_confirmation == "none":
+        q = q.where(Registration.status_confirmation.is_(None))
+    elif query.status_confirmation:
+        q = q.where(Registration.status_confirmation == query.status_confirmation)
+    for column, period in (
+        (Registration.created_at, query.created),
+        (Registration.updated_at, query.updated),
+    ):
+        if period is not None and period.start is not None:
+            q = q.where(column >= period.start)
+        if period is not None and period.end is not None:
+            q = q.where(column < period.end)
+    if query.search:
+        term = query.search.strip()
+        q = q.where(or_(Registration.business_key == term, Registration.registration_code == term))
+    return q
+
+
+def page_query(query: GridQuery) -> Select[Any]:
+    """The page's SQL: filters, then the keyset after the cursor, sorted, limited (one more
+    row than the page, to know whether there is a next one). For a cursor to the page
+    before, the rows before it nearest first (the page's rows in reverse)."""
+    column = SORTS[query.sort]
+    q = _filtered(query)
+    descending = query.descending
+    if query.cursor:
+        key, id_, before = decode_cursor_way(query.cursor, query.sort, query.descending)
+        descending = descending != before  # the page before: the same scan the other way
+        after = tuple_(column, Registration.id)
+        seen = tuple_(literal(key, column.type), literal(id_, Registration.id.type))
+        q = q.where(after < seen if descending else after > seen)
+    order = (column.desc(), Registration.id.desc()) if descending else (column, Registration.id)
+    return q.order_by(*order).limit(query.limit + 1)
+
+
+def _confirmation(query: GridQuery) -> str | None:
+    """The status confirmation asked for as the counts name it ('' for none), or None."""
+    if not query.status_confirmation:
+        return None
+    return "" if query.status_confirmation == "none" else query.status_confirmation
+
+
+async def counted(session: AsyncSession, query: GridQuery) -> list[tuple[str, str, int]] | None:
+    """The registrations matching every filter but the status, counted per status and
+    status confirmation; None when more than :data:`COUNT_CAP` match (not counted on)."""
+    matching = (
+        _filtered(query, (Registration.status, Registration.status_confirmation), by_status=False)
+        .limit(COUNT_CAP + 1)
+        .subquery()
+    )
+    confirmation = func.coalesce(matching.c.status_confirmation, "")
+    rows = (
+        await session.execute(
+            select(matching.c.status, confirmation, func.count()).group_by(matching.c.status, confirmation)
+        )
+    ).all()
+    if sum(int(n) for *_, n in rows) > COUNT_CAP:
+        return None
+    return sorted((status, conf, int(n)) for status, conf, n in rows)
+
+
+async def counts(session: AsyncSession, query: GridQuery) -> tuple[list[tuple[str, str, int]], int]:
+    """Registrations per status and status confirmation, summed from the deltas within
+    the registry, DCD, version and status confirmation asked for; and how many delta rows
+    that took (to compact them when they have grown)."""
+    c = RegistrationCount
+    where = [c.organisation_id == query.organisation_id]
+    if query.project_code:
+        where.append(c.project_code == query.project_code)
+    if query.dcd_code:
+        where.append(c.dcd_code == query.dcd_code)
+    if query.dcd_version:
+        where.append(c.dcd_version == query.dcd_version)
+    confirmation = _confirmation(query)
+    if confirmation is not None:
+        where.append(c.status_confirmation == confirmation)
+    rows = (
+        await session.execute(
+            select(c.status, c.status_confirmation, func.sum(c.n), func.count())
+            .where(and_(*where))
+            .group_by(c.status, c.status_confirmation)
+        )
+    ).all()
+    found = [(status, conf, int(n)) for status, conf, n, _ in rows if int(n)]
+    return sorted(found), sum(int(deltas) for *_, deltas in rows)
+
+
+async def compact(db: Database, organisation_id: str) -> None:
+    """Replace an organisation's deltas by one row per group, in one transaction; deltas
+    written meanwhile by other transactions are not seen, so not deleted, and stay."""
+    c = RegistrationCount
+    group = (c.organisation_id, c.project_code, c.dcd_code, c.dcd_version, c.status, c.status_confirmation)
+    async with db.system_session() as session:
+        if db.is_postgres:
+            deleted = (
+                delete(c).where(c.organisation_id == organisation_id).returning(*group, c.n).cte("deleted")
+            )
+            dg = [deleted.c[col.key] for col in group]
+            summed = select(*dg, func.sum(deleted.c.n)).group_by(*dg).having(func.sum(deleted.c.n) != 0)
+            await session.execute(insert(c).from_select([*(col.key for col in group), "n"], summed))
+        else:  # SQLite: one writer at a time, two statements in the transaction
+            rows = (
+                await session.execute(
+                    select(*group, func.sum(c.n)).where(c.organisation_id == organisation_id).group_by(*group)
+                )
+            ).all()
+            await session.execute(delete(c).where(c.organisation_id == organisation_id))
+            kept = [
+                dict(zip([*(col.key for col in group), "n"], row, strict=True)) for row in rows if row[-1]
+            ]
+            if kept:
+                await session.execute(insert(c), kept)
+
+
+def totals(found: Sequence[tuple[str, str, int]], query: GridQuery) -> int:
+    """The number of matches: the counts (every other filter applied) of the status asked
+    for, or of every status but deleted."""
+    return sum(
+        n
+        for status, _conf, n in found
+        if (status == query.status if query.status else status != RegistrationStatus.DELETED.value)
+    )
+
+
+async def grid_page(db: Database, query: GridQuery, *, with_counts: bool = True) -> GridPage:
+    validate(query)
+    found: list[tuple[str, str, int]] | None = []
+    deltas = 0
+    async with db.session([query.organisation_id]) as session:
+        rows = list((await session.execute(page_query(query))).all())
+        if with_counts and query.kept_counts_serve:
+            found, deltas = await counts(session, query)
+        elif with_counts:
+            found = await counted(session, query)
+    if deltas > COMPACT_ABOVE:
+        await compact(db, query.organisation_id)
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    before = bool(query.cursor) and decode_cursor_way(query.cursor, query.sort, query.descending)[2]
+    if before:
+        rows.reverse()
+
+    def cursor_at(row: Row[Any], *, back: bool) -> str:
+        key = row.updated_at if query.sort == "updated" else row.created_at
+        return encode_cursor(query.sort, query.descending, key, row.id, before=back)
+
+    # Going forward: a next page when a row was left over, a page before when a cursor
+    # led here. Going back: the page after is where we came from; one before when left over.
+    next_cursor = cursor_at(rows[-1], back=False) if rows and (more or before) else ""
+    previous_cursor = (
+        cursor_at(rows[0], back=True) if rows and (more if before else bool(query.cursor)) else ""
+    )
+    if found is None:
+        return GridPage(rows, next_cursor, [], None, more_than=COUNT_CAP, previous_cursor=previous_cursor)
+    total = totals(found, query) if with_counts else None
+    return GridPage(rows, next_cursor, found, total, previous_cursor=previous_cursor)
+
+
+@dataclass
+class BulkOutcome:
+    id: str
+    done: bool
+    status: str = ""
+    # The owner's refusal: its slug, title and detail (English; the portal translates).
+    problem: str = ""
+    title: str = ""
+    detail: str = ""
+
+
+async def act_many(
+    registrations: Registrations,
+    *,
+    organisation_id: str,
+    refs: Sequence[tuple[str, int | None]],
+    action: str,
+    actor: Actor,
+    lang: str,
+) -> list[BulkOutcome]:
+    """One action on each registration, each in its own transaction checked against the
+    version the person saw: every one is done or refused with its reason, none half-done."""
+    if action not in BULK_ACTIONS:
+        raise invalid([FieldProblem("action", "choice", f"One of: {', '.join(BULK_ACTIONS)}.")])
+    if not refs:
+        raise invalid([FieldProblem("ids", "required", "Select at least one registration.")])
+    if len(refs) > MAX_BULK:
+        raise invalid([FieldProblem("ids", "range", f"At most {MAX_BULK} registrations at once.")])
+    outcomes = []
+    for id_, version in refs:
+        try:
+            reg = await registrations.act(
+                organisations=[organisation_id],
+                registration_id=id_,
+                expected_version=version,
+                action=BULK_ACTIONS[action],
+                actor=actor,
+                lang=lang,
+            )
+        except Problem as problem:
+            outcomes.append(BulkOutcome(id_, False, "", problem.slug, problem.title, problem.detail or ""))
+        else:
+            outcomes.append(BulkOutcome(id_, True, reg.status))
+    return outcomes

@@ -1,0 +1,198 @@
+"""hdhub.registrations.v1's data-entry methods (the portal's forms) over a real gRPC
+channel: the definition, a partial record evaluated as the person types, save with
+If-Match, submit, reopen, delete, the history with its delivery, and another
+organisation's member refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import grpc
+import pytest
+
+from hdhub.common.grpc import problem_from_rpc_error
+from hdhub.proto.registrations.v1 import registrations_pb2 as pb
+from services.registrations.tests.integration.test_grpc_api import stub_as
+from tests.support.samples import record
+from tests.support.stack import Stack
+
+NURSE = "nurse@az-demo.test"  # registrant of az-demo
+BIOLOGIST = "biologist@lab-demo.test"  # registrant of lab-demo
+ANGIO = pb.DcdRef(dcd_code="ANGIO_HOSP")
+
+
+def states(reply: pb.EvaluateFormResponse) -> dict[str, pb.FormFieldState]:
+    return {f.field: f for f in reply.fields}
+
+
+async def test_the_definition_is_the_whole_form_with_its_latest_flag(stack: Stack) -> None:
+    stub = await stub_as(stack, NURSE)
+    reply = await stub.GetDcdDefinition(pb.GetDcdDefinitionRequest(dcd=ANGIO))
+    definition = json.loads(reply.definition_json)
+    assert reply.latest and definition["dcd_code"] == "ANGIO_HOSP"
+    assert [i["name"] for i in definition["survey"]][:2] == ["patient", "CD_RIZIV_TREAT_PHYS"]
+    assert "sex" in definition["codelists"]
+
+
+async def test_a_partial_record_gives_relevance_required_computed_values_and_errors(stack: Stack) -> None:
+    stub = await stub_as(stack, NURSE)
+    values = {
+        "CD_INDICATION": "other",
+        "MS_HEIGHT": "180",
+        "MS_WEIGHT": "81",
+        "DT_HOSPZ": "10/01/2024",
+        "DT_DISCH": "05/01/2024",
+    }
+    reply = await stub.EvaluateForm(
+        pb.EvaluateFormRequest(
+            organisation_id="az-demo", dcd=ANGIO, values_json=json.dumps(values), language="fr"
+        )
+    )
+    got = states(reply)
+    # Skip logic: "other" brings its text and leaves out the STEMI questions.
+    assert got["TX_INDICATION_OTHER"].relevant and got["TX_INDICATION_OTHER"].required
+    assert not got["DT_SYMPT_ONSET"].relevant and not got["DT_SYMPT_ONSET"].required
+    assert not got["DT_CABG_1"].relevant
+    # Calculations.
+    assert json.loads(got["MS_BMI"].value_json) == 25 and json.loads(got["MS_LOS"].value_json) == -5
+    # A cross-field constraint, in French, at its field.
+    [error] = got["DT_DISCH"].errors
+    assert error.rule == "constraint" and "date de sortie" in error.message
+    assert [e.rule for e in got["TX_PAT_LAST_NAME"].errors] == ["required"]
+    assert len(reply.errors) == sum(len(f.errors) for f in reply.fields)
+
+
+async def test_save_submit_reopen_delete_with_if_match_and_history(stack: Stack) -> None:
+    stub = await stub_as(stack, NURSE)
+    values = record()
+    draft = dict(values, CD_INDICATION="")
+    saved = await stub.SaveRegistration(
+        pb.SaveRegistrationRequest(
+            organisation_id="az-demo", dcd=ANGIO, values_json=json.dumps(draft), language="en"
+        )
+    )
+    reg = saved.registration
+    assert saved.created and reg.status == "open" and reg.version == 1
+    assert [(e.field, e.rule) for e in saved.errors] == [("CD_INDICATION", "required")]
+    # Submitting the incomplete draft stores nothing and says why.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.SaveRegistration(
+            pb.SaveRegistrationRequest(
+                organisation_id="az-demo",
+                registration_id=reg.id,
+                expected_version=1,
+                values_json=json.dumps(draft),
+                submit=True,
+            )
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # A save against a version that is no longer the current one is refused.
+    second = await stub.SaveRegistration(
+        pb.SaveRegistrationRequest(
+            organisation_id="az-demo",
+            registration_id=reg.id,
+            expected_version=1,
+            values_json=json.dumps(values),
+        )
+    )
+    assert second.registration.version == 2 and not second.errors
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.SaveRegistration(
+            pb.SaveRegistrationRequest(
+                organisation_id="az-demo",
+                registration_id=reg.id,
+                expected_version=1,
+                values_json=json.dumps(draft),
+            )
+        )
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    problem = problem_from_rpc_error(err.value)
+    assert problem.slug == "stale-version" and "changed since you read it" in (problem.detail or "")
+    submitted = await stub.ActOnRegistration(
+        pb.ActOnRegistrationRequest(id=reg.id, expected_version=2, action=pb.REGISTRATION_ACTION_SUBMIT)
+    )
+    assert submitted.registration.status in ("sending", "submitted")
+    assert submitted.registration.registration_code
+    # Delete is not allowed once submitted.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.ActOnRegistration(
+            pb.ActOnRegistrationRequest(id=reg.id, action=pb.REGISTRATION_ACTION_DELETE)
+        )
+    assert problem_from_rpc_error(err.value).slug == "transition-not-allowed"
+    history = await stub.GetRegistrationHistory(pb.GetRegistrationHistoryRequest(id=reg.id))
+    started = time.monotonic()
+    while not history.HasField("delivery") and time.monotonic() - started < 20:
+        await asyncio.sleep(0.05)  # the delivery worker sends it (its row appears then)
+        history = await stub.GetRegistrationHistory(pb.GetRegistrationHistoryRequest(id=reg.id))
+    # (once sent, the worker's "processed" may follow)
+    assert [v.action for v in history.versions][:3] == ["create", "save", "submit"]
+    assert history.versions[1].changed_fields == ["CD_INDICATION"]
+    assert json.loads(history.versions[0].values_json).get("CD_INDICATION") is None
+    assert history.versions[1].via == "portal" and history.versions[1].actor == NURSE
+    assert history.HasField("delivery") and history.delivery.state
+
+
+async def test_a_new_draft_is_deleted(stack: Stack) -> None:
+    stub = await stub_as(stack, NURSE)
+    saved = await stub.SaveRegistration(
+        pb.SaveRegistrationRequest(organisation_id="az-demo", dcd=ANGIO, values_json=json.dumps(record()))
+    )
+    gone = await stub.ActOnRegistration(
+        pb.ActOnRegistrationRequest(
+            id=saved.registration.id, expected_version=1, action=pb.REGISTRATION_ACTION_DELETE
+        )
+    )
+    assert gone.registration.status == "deleted"
+
+
+async def test_bad_values_are_refused_in_words(stack: Stack) -> None:
+    stub = await stub_as(stack, NURSE)
+    for text in ("[1]", "not json"):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.EvaluateForm(
+                pb.EvaluateFormRequest(organisation_id="az-demo", dcd=ANGIO, values_json=text)
+            )
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.SaveRegistration(
+            pb.SaveRegistrationRequest(
+                organisation_id="az-demo", dcd=ANGIO, values_json=json.dumps(record(MS_HEIGHT="tall"))
+            )
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_another_organisations_member_is_refused(stack: Stack) -> None:
+    nurse = await stub_as(stack, NURSE)
+    saved = await nurse.SaveRegistration(
+        pb.SaveRegistrationRequest(organisation_id="az-demo", dcd=ANGIO, values_json=json.dumps(record()))
+    )
+    reg_id = saved.registration.id
+    other = await stub_as(stack, BIOLOGIST)
+    for call in (
+        other.EvaluateForm(pb.EvaluateFormRequest(organisation_id="az-demo", dcd=ANGIO, values_json="{}")),
+        other.SaveRegistration(
+            pb.SaveRegistrationRequest(organisation_id="az-demo", dcd=ANGIO, values_json=json.dumps(record()))
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    for call in (
+        other.GetRegistrationHistory(pb.GetRegistrationHistoryRequest(id=reg_id)),
+        other.ActOnRegistration(pb.ActOnRegistrationRequest(id=reg_id, action=pb.REGISTRATION_ACTION_DELETE)),
+        # Their own organisation named, another's registration: still not found.
+        other.SaveRegistration(
+            pb.SaveRegistrationRequest(
+                organisation_id="lab-demo", registration_id=reg_id, values_json=json.dumps(record())
+            )
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    nurse = await stub_as(stack, NURSE)  # the caller is the context's principal
+    history = await nurse.GetRegistrationHistory(pb.GetRegistrationHistoryRequest(id=reg_id))
+    assert history.registration.status == "open"

@@ -1,0 +1,247 @@
+"""Access per registry (data collection): a User Manager or DP Manager grants a member the
+registries it works on, the token carries them, and registrations, uploads and files of
+any other registry are refused (403 ``registry-not-granted`` to create, 404 to reach one,
+left out of lists), over REST and gRPC. Hospital-system clients can be limited alike; an
+account request's data collections are granted on approval."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import grpc
+import jwt
+import pytest
+
+from hdhub.common import auth
+from hdhub.common.grpc import channel
+from hdhub.proto.intake.v1 import intake_pb2, intake_pb2_grpc
+from hdhub.proto.registrations.v1 import registrations_pb2, registrations_pb2_grpc
+from tests.authz.test_route_matrix import _questionnaire_response
+from tests.support.samples import record
+from tests.support.stack import TOKEN_PATH, Stack
+
+ORG = "az-demo"
+ANGIO, PACEMAKER = "HDBP0012", "HDBP0300"
+MEMBERS = f"/api/v1/organisations/{ORG}/members"
+
+
+async def _login(stack: Stack, username: str, password: str) -> str:
+    form = {"grant_type": "password", "client_id": "hdhub-portal", "username": username, "password": password}
+    r = await stack.client.post(TOKEN_PATH, data=form)
+    assert r.status_code == 200, r.text
+    return str(r.json()["access_token"])
+
+
+async def member_with(stack: Stack, registries: list[str] | None) -> tuple[str, str, dict[str, str]]:
+    """A registrant of az-demo added by its User Manager with these grants, signed in:
+    (account id, e-mail, headers)."""
+    email = f"reg-{uuid.uuid4().hex[:8]}@grants.test"
+    body: dict[str, Any] = {"email": email, "roles": ["registrant"]}
+    if registries is not None:
+        body["registries"] = registries
+    r = await stack.client.post(MEMBERS, json=body, headers=await stack.headers("manager@az-demo.test"))
+    assert r.status_code == 201, r.text
+    r2 = await stack.client.post(
+        "/api/v1/accounts/password",
+        json={
+            "username": email,
+            "current_password": r.json()["initial_password"],
+            "new_password": "grants-password-1",
+        },
+    )
+    assert r2.status_code == 204, r2.text
+    token = await _login(stack, email, "grants-password-1")
+    return r.json()["account_id"], email, {"Authorization": f"Bearer {token}"}
+
+
+async def angio_registration(stack: Stack) -> str:
+    body = {"organisation_id": ORG, "dcd": "ANGIO_HOSP", "values": record(), "submit": False}
+    r = await stack.client.post(
+        "/api/v1/registrations", json=body, headers=await stack.headers("nurse@az-demo.test")
+    )
+    assert r.status_code in (200, 201), r.text
+    return str(r.json()["id"])
+
+
+async def test_the_token_carries_the_grants_and_a_narrowed_member_is_refused_other_registries(
+    stack: Stack,
+) -> None:
+    angio = await angio_registration(stack)
+    _, _, pacemaker_only = await member_with(stack, [PACEMAKER.lower()])
+    claims = jwt.decode(pacemaker_only["Authorization"][7:], options={"verify_signature": False})
+    assert claims["organisations"][ORG]["registries"] == [PACEMAKER]
+    # Creating in a registry not granted: 403 naming it, nothing stored.
+    body = {"organisation_id": ORG, "dcd": "ANGIO_HOSP", "values": record(), "submit": False}
+    r = await stack.client.post("/api/v1/registrations", json=body, headers=pacemaker_only)
+    assert r.status_code == 403 and r.json()["type"] == "/problems/registry-not-granted", r.text
+    assert ANGIO in r.json()["detail"]
+    r = await stack.client.post(
+        "/proxy/api/dcd/payload/submit",
+        params={"organization-id": ORG, "dcd-id": "ANGIO_HOSP"},
+        json={**record(), "STATUS": "draft"},
+        headers=pacemaker_only,
+    )
+    assert r.status_code == 403 and r.json()["type"] == "/problems/registry-not-granted", r.text
+    r = await stack.client.post(
+        "/fhir/QuestionnaireResponse", json=_questionnaire_response({}), headers=pacemaker_only
+    )
+    assert r.status_code == 403, r.text
+    r = await stack.client.get(f"/fhir/QuestionnaireResponse/{angio}", headers=pacemaker_only)
+    assert r.status_code == 404, r.text
+    # Reaching one: as unknown as another organisation's.
+    for method, path in (
+        ("GET", f"/api/v1/registrations/{angio}"),
+        ("GET", f"/api/v1/registrations/{angio}/history"),
+        ("GET", f"/api/v1/registrations/{angio}/delivery"),
+        ("POST", f"/api/v1/registrations/{angio}/submit"),
+        ("DELETE", f"/api/v1/registrations/{angio}"),
+    ):
+        r = await stack.client.request(method, path, headers={**pacemaker_only, "If-Match": '"1"'})
+        assert r.status_code == 404, (path, r.text)
+    # Lists hold the granted registries only; the whole organisation's for a member of all.
+    everyone = await stack.headers("nurse@az-demo.test")
+    for path in ("/api/v1/registrations", f"/api/v1/deliveries?organisation_id={ORG}", "/api/v1/uploads"):
+        mine = (await stack.client.get(path, headers=pacemaker_only)).json()["items"]
+        assert all(i.get("project_code", PACEMAKER) == PACEMAKER for i in mine), path
+        assert angio not in str(mine), path
+    listed = (
+        await stack.client.get("/api/v1/registrations", params={"dcd": "ANGIO_HOSP"}, headers=everyone)
+    ).json()
+    assert angio in str(listed["items"]) or listed["total"] > 0
+    r = await stack.client.get(
+        "/proxy/api/dcd/submit",
+        params={"organization-id": ORG, "dcd-id": "ANGIO_HOSP"},
+        headers=pacemaker_only,
+    )
+    assert r.status_code == 200 and r.json()["total"] == 0, r.text
+    # The Upload Center's settings of a registry not granted.
+    r = await stack.client.get(f"/api/v1/upload-settings/{ORG}/{ANGIO}", headers=pacemaker_only)
+    assert r.status_code == 403 and r.json()["type"] == "/problems/registry-not-granted"
+    assert (
+        await stack.client.get(f"/api/v1/upload-settings/{ORG}/{PACEMAKER}", headers=pacemaker_only)
+    ).is_success
+
+
+async def test_files_of_a_registry_not_granted_are_neither_sent_nor_listed(stack: Stack) -> None:
+    everyone = await stack.headers("nurse@az-demo.test")
+    vcf = b"##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+    r = await stack.client.put(
+        f"/api/v1/files/{ORG}/NGS/grants-{uuid.uuid4().hex[:6]}.vcf", content=vcf, headers=everyone
+    )
+    assert r.status_code == 201, r.text
+    sent = r.json()["id"]
+    _, _, hiv_only = await member_with(stack, ["HDBP0263"])
+    r = await stack.client.put(f"/api/v1/files/{ORG}/NGS/refused.vcf", content=vcf, headers=hiv_only)
+    assert r.status_code == 403 and r.json()["type"] == "/problems/registry-not-granted", r.text
+    assert (await stack.client.get(f"/api/v1/files/{ORG}/{sent}", headers=hiv_only)).status_code == 404
+    listed = (await stack.client.get(f"/api/v1/files/{ORG}", headers=hiv_only)).json()["items"]
+    assert all(f["registry"] != "NGS" for f in listed)
+    assert (await stack.client.get(f"/api/v1/files/{ORG}/{sent}", headers=everyone)).status_code == 200
+
+
+async def test_grpc_methods_refuse_a_member_without_the_registry(stack: Stack) -> None:
+    angio = await angio_registration(stack)
+    _, _, pacemaker_only = await member_with(stack, [PACEMAKER])
+    principal = await auth.verifier().verify(pacemaker_only["Authorization"][7:])
+    registrations = registrations_pb2_grpc.RegistrationsServiceStub(channel("registrations"))
+    intake = intake_pb2_grpc.IntakeServiceStub(channel("intake"))
+    token = auth.current_principal.set(principal)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await registrations.GetRegistration(registrations_pb2.GetRegistrationRequest(id=angio))
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+        dcd = registrations_pb2.DcdRef(dcd_code="ANGIO_HOSP", version="")
+        for call in (
+            registrations.ValidateBatch(registrations_pb2.ValidateBatchRequest(organisation_id=ORG, dcd=dcd)),
+            registrations.UpsertBatch(registrations_pb2.UpsertBatchRequest(organisation_id=ORG, dcd=dcd)),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        listed = await intake.ListFiles(intake_pb2.ListFilesRequest(organisation_id=ORG))
+        assert all(f.registry not in ("NGS", "HIV_SEQUENCE") for f in listed.files)
+
+        async def ngs_file() -> Any:
+            yield intake_pb2.UploadFileRequest(
+                header=intake_pb2.UploadFileHeader(organisation_id=ORG, registry="NGS", filename="x.vcf")
+            )
+
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await intake.UploadFile(ngs_file())
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        auth.current_principal.reset(token)
+
+
+async def test_managers_set_grants_taking_one_ends_the_tokens_and_bad_codes_are_refused(stack: Stack) -> None:
+    account, _, headers = await member_with(stack, None)  # not given: every registry
+    manager = await stack.headers("manager@az-demo.test")
+    r = await stack.client.put(
+        f"{MEMBERS}/{account}/registries", json={"registries": ["HDBP12", "ANGIO"]}, headers=manager
+    )
+    assert r.status_code == 422 and {e["rule"] for e in r.json()["errors"]} == {"registry-code"}
+    members = (await stack.client.get(MEMBERS, params={"limit": 500}, headers=manager)).json()["items"]
+    assert next(m for m in members if m["account_id"] == account)["registries"] == ["*"]
+    assert (await stack.client.get("/api/v1/registrations", headers=headers)).status_code == 200
+    await asyncio.sleep(1.0)  # `iat` has whole seconds: a token of the change's second still passes
+    r = await stack.client.put(
+        f"{MEMBERS}/{account}/registries", json={"registries": [ANGIO]}, headers=manager
+    )
+    assert r.status_code == 200 and r.json()["registries"] == [ANGIO], r.text
+    # The token that carried every registry is refused from now on.
+    assert (await stack.client.get("/api/v1/registrations", headers=headers)).status_code == 401
+    # Neither a member of another organisation nor a registrant sets grants here.
+    for who in ("biologist@lab-demo.test", "nurse@az-demo.test"):
+        r = await stack.client.put(
+            f"{MEMBERS}/{account}/registries", json={"registries": ["*"]}, headers=await stack.headers(who)
+        )
+        assert r.status_code in (403, 404), (who, r.text)
+    audit = (await stack.client.get("/api/v1/audit", params={"organisation_id": ORG}, headers=manager)).json()
+    entry = next(e for e in audit["items"] if e["action"] == "member.registries")
+    assert entry["details"]["before"] == ["*"] and entry["details"]["after"] == [ANGIO]
+
+
+async def test_an_account_request_is_granted_the_registries_it_asked_for(stack: Stack) -> None:
+    email = f"req-{uuid.uuid4().hex[:8]}@grants.test"
+    r = await stack.client.post(
+        "/api/v1/account-requests",
+        json={
+            "organisation_id": ORG,
+            "username": email,
+            "first_name": "Req",
+            "last_name": "Uest",
+            "email": email,
+            "data_collections": ["hdbp0012 ANGIO", "NGS (no code)"],
+        },
+    )
+    assert r.status_code == 201, r.text
+    manager = await stack.headers("manager@az-demo.test")
+    r = await stack.client.post(
+        f"/api/v1/account-requests/{r.json()['id']}/approve", params={"organisation_id": ORG}, headers=manager
+    )
+    assert r.status_code == 200, r.text
+    members = (await stack.client.get(MEMBERS, params={"limit": 500}, headers=manager)).json()["items"]
+    assert next(m for m in members if m["email"] == email)["registries"] == [ANGIO]
+
+
+async def test_a_hospital_system_client_limited_to_a_registry(stack: Stack) -> None:
+    manager = await stack.headers("manager@az-demo.test")
+    r = await stack.client.post(
+        f"/api/v1/organisations/{ORG}/clients",
+        json={"name": "pacemaker LIS", "registries": [PACEMAKER]},
+        headers=manager,
+    )
+    assert r.status_code == 201 and r.json()["registries"] == [PACEMAKER], r.text
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": r.json()["client_id"],
+        "client_secret": r.json()["client_secret"],
+    }
+    token = (await stack.client.post(TOKEN_PATH, data=form)).json()["access_token"]
+    body = {"organisation_id": ORG, "dcd": "ANGIO_HOSP", "values": record(), "submit": False}
+    r = await stack.client.post(
+        "/api/v1/registrations", json=body, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert r.status_code == 403 and r.json()["type"] == "/problems/registry-not-granted", r.text
