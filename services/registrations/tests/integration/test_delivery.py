@@ -596,3 +596,117 @@ async def test_deliveries_are_listed_by_a_state_of_the_delivery_vocabulary_only(
         "/api/v1/deliveries", params={"organisation_id": "az-demo", "state": "submitted"}, headers=h
     )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "state"
+
+
+async def test_a_registration_parked_while_sending_is_archived_then_retried_and_delivered(
+    central: Central,
+) -> None:
+    """Pseudonymisation refused its SSIN for good, so it was parked before it ever reached
+    the central platform. The operator's archive and retry are in its history; the retry
+    sends it again (refused again while the value is still refused), and once the value
+    passes, the retry delivers it."""
+    from sqlalchemy import update
+
+    from hdhub.common.jobs import DONE, PARKED
+    from hdhub.registrations.delivery import parked
+    from hdhub.registrations.delivery.queue import DELIVER
+    from hdhub.registrations.store import Delivery as DeliveryRow
+    from hdhub.registrations.store import Registration
+
+    db = central.delivery.db
+    queue = central.stack.service("registrations").queue
+    values = record()
+    reg_id = await central.submit(values)
+
+    async def store_ssin(ssin: str) -> None:
+        # Stands in for a value pseudonymisation's rule refuses (stored before the rule
+        # existed): registrations itself never takes an SSIN with bad check digits.
+        async with db.system_session() as session:
+            reg = await session.get(Registration, reg_id)
+            assert reg is not None
+            await session.execute(
+                update(Registration)
+                .where(Registration.id == reg_id)
+                .values(values={**reg.values, "IDC_PAT": ssin})
+            )
+
+    async def deliver_jobs() -> list[tuple[str, int]]:
+        async with db.system_session() as session:
+            found = await session.execute(
+                select(Job.status, Job.payload).where(Job.subject_id == reg_id, Job.kind == DELIVER)
+            )
+            return sorted((status, int(payload["version"])) for status, payload in found)
+
+    good = values["IDC_PAT"]
+    await store_ssin(good[:-2] + f"{(int(good[-2:]) + 1) % 100:02d}")
+    central.start()
+    await central.settle()
+    d = await central.delivery_of(reg_id)
+    assert (d["state"], d["reason"]) == ("parked", "identifier-refused:ssin")
+    assert (await central.registration(reg_id))["status"] == "sending"
+    assert [status for status, _ in await deliver_jobs()] == [PARKED]
+
+    now = central.clock.now()
+    org = "az-demo"
+    archived = await parked.archive(
+        db,
+        organisation_id=org,
+        actor="ops@hdhub.test",
+        reason="asked the hospital",
+        now=now,
+        registration_ids=[reg_id],
+    )
+    assert archived == 1
+    version = (await central.registration(reg_id))["version"]
+    retried = await parked.retry(
+        db,
+        queue,
+        organisation_id=org,
+        actor="ops@hdhub.test",
+        reason="try again",
+        now=now,
+        archived=True,
+        registration_ids=[reg_id],
+    )
+    assert retried == 1
+    reg = await central.registration(reg_id)
+    assert (reg["status"], reg["version"]) == ("sending", version + 1)
+    d = await central.delivery_of(reg_id)
+    assert (d["state"], d["reason"]) == ("sending", None)
+    async with db.system_session() as session:
+        row = await session.get(DeliveryRow, reg_id)
+        assert row is not None and (row.archived_at, row.archive_reason) == (None, None)
+    # The parked job is done; a new one sends the version the history entry made (the
+    # background worker may have taken it already).
+    done, new = await deliver_jobs()
+    assert done == (DONE, version - 1) and new[1] == version + 1
+    central.start()
+    await central.settle()
+    assert (await central.delivery_of(reg_id))["reason"] == "identifier-refused:ssin"
+
+    await store_ssin(good)
+    assert (
+        await parked.retry(
+            db, queue, organisation_id=org, actor="ops@hdhub.test", reason="rule fixed", now=now
+        )
+        == 1
+    )
+    central.start()
+    await central.settle()
+    central.clock.advance(timedelta(seconds=5))
+    await central.settle()
+    reg = await central.registration(reg_id)
+    assert (reg["status"], reg["status_confirmation"]) == ("submitted", "ok")
+    history = (
+        await central.stack.client.get(
+            f"/api/v1/registrations/{reg_id}/history", headers=await central.stack.headers(NURSE)
+        )
+    ).json()["items"]
+    operator = [(h["action"], h["comment"]) for h in history if h["via"] == "operator"]
+    assert operator == [
+        ("delivery_archived", "asked the hospital"),
+        ("delivery_retried", "try again"),
+        ("delivery_retried", "rule fixed"),
+    ]
+    records, _ = await central.at_receiver(await central.technical_id(reg_id))
+    assert len(records) == 1

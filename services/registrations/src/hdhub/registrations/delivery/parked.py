@@ -21,11 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hdhub.common.db import Database
 from hdhub.common.errors import FieldProblem, invalid
-from hdhub.registrations.delivery.queue import CONFIRM, DeliveryQueue
+from hdhub.common.jobs import DONE, PARKED
+from hdhub.registrations.delivery.queue import CONFIRM, DELIVER, DeliveryQueue
 from hdhub.registrations.delivery.rows import DeliveryState
 from hdhub.registrations.records.lifecycle import RegistrationStatus
 from hdhub.registrations.store import Delivery as DeliveryRow
-from hdhub.registrations.store import Registration, worker_history
+from hdhub.registrations.store import Job, Registration, worker_history
 
 log = logging.getLogger("hdhub.registrations.delivery")
 
@@ -120,55 +121,115 @@ async def retry(
     registration_ids: Sequence[str] = (),
 ) -> int:
     """Resend every parked delivery of ``organisation_id`` (or its archived ones; or only
-    those of ``registration_ids``): NOK again with a fresh parking clock, a confirmation
-    check due now (which resends at once), and a history entry per registration with who
-    and why. How many were retried."""
+    those of ``registration_ids``), with a history entry per registration with who and why.
+    One that reached the central platform is NOK again with a fresh parking clock and a
+    confirmation check due now (which resends at once); one parked while still Sending
+    (pseudonymisation refused it) is Sending again, with a new ``deliver`` job for its
+    current version in place of the parked one. How many were retried."""
     reason = check_reason(reason)
     async with db.system_session() as session:
         parked = (
             await session.execute(
-                select(DeliveryRow.registration_id, DeliveryRow.content_version)
+                select(DeliveryRow.registration_id, DeliveryRow.content_version, Registration.status)
+                .join(Registration, Registration.id == DeliveryRow.registration_id)
                 .where(*_chosen(db, organisation_id, registration_ids, archived))
-                .with_for_update()
+                .with_for_update(of=DeliveryRow)
             )
         ).all()
-        ids = [r for r, _ in parked]
-        if not ids:
+        if not parked:
             return 0
-        await session.execute(
-            update(DeliveryRow)
-            .where(db.among(DeliveryRow.registration_id, ids))
-            .values(
-                state=DeliveryState.NOK,
-                parked_at=None,
-                archived_at=None,
-                archived_by=None,
-                archive_reason=None,
-                first_sent_at=now,
-                last_sent_at=None,
-                last_attempt_at=None,
-                reason=None,
-                updated_at=now,
+        unsent = [r for r, _, status in parked if status == RegistrationStatus.SENDING]
+        sent = [(r, version) for r, version, status in parked if status != RegistrationStatus.SENDING]
+        cleared = {
+            "parked_at": None,
+            "archived_at": None,
+            "archived_by": None,
+            "archive_reason": None,
+            "reason": None,
+            "updated_at": now,
+        }
+        if sent:
+            await session.execute(
+                update(DeliveryRow)
+                .where(db.among(DeliveryRow.registration_id, [r for r, _ in sent]))
+                .values(
+                    state=DeliveryState.NOK,
+                    first_sent_at=now,
+                    last_sent_at=None,
+                    last_attempt_at=None,
+                    **cleared,
+                )
+                .execution_options(synchronize_session=False)
             )
-            .execution_options(synchronize_session=False)
-        )
+        if unsent:
+            await session.execute(
+                update(DeliveryRow)
+                .where(db.among(DeliveryRow.registration_id, unsent))
+                .values(state=DeliveryState.SENDING, **cleared)
+                .execution_options(synchronize_session=False)
+            )
+        ids = [r for r, _, _ in parked]
         await _operator_entry(session, db, ids, "delivery_retried", actor=actor, reason=reason, now=now)
-        await queue.jobs.enqueue_many(
-            session,
-            CONFIRM,
-            [
-                {
-                    "organisation_id": organisation_id,
-                    "actor": actor,
-                    "subject_id": registration_id,
-                    "payload": {"version": version, "checks": 0},
-                }
-                for registration_id, version in parked
-            ],
-        )
+        if sent:
+            await queue.jobs.enqueue_many(
+                session,
+                CONFIRM,
+                [
+                    {
+                        "organisation_id": organisation_id,
+                        "actor": actor,
+                        "subject_id": registration_id,
+                        "payload": {"version": version, "checks": 0},
+                    }
+                    for registration_id, version in sent
+                ],
+            )
+        if unsent:
+            await _send_again(session, db, queue, organisation_id, unsent, actor=actor, now=now)
     queue.wake.notify()
     log.info("parked deliveries retried", extra={"organisation_id": organisation_id, "count": len(ids)})
     return len(ids)
+
+
+async def _send_again(
+    session: AsyncSession,
+    db: Database,
+    queue: DeliveryQueue,
+    organisation_id: str,
+    registration_ids: Sequence[str],
+    *,
+    actor: str,
+    now: datetime,
+) -> None:
+    """Registrations parked while Sending: their parked ``deliver`` jobs are done (the
+    console's parked jobs no longer count them) and a new one sends each one's current
+    version, the version the operator's history entry just made."""
+    await session.execute(
+        update(Job)
+        .where(
+            db.among(Job.subject_id, registration_ids),
+            Job.kind == DELIVER,
+            Job.status == PARKED,
+        )
+        .values(status=DONE, finished_at=now, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    versions = await session.execute(
+        select(Registration.id, Registration.version).where(db.among(Registration.id, registration_ids))
+    )
+    await queue.jobs.enqueue_many(
+        session,
+        DELIVER,
+        [
+            {
+                "organisation_id": organisation_id,
+                "actor": actor,
+                "subject_id": registration_id,
+                "payload": {"version": version},
+            }
+            for registration_id, version in versions
+        ],
+    )
 
 
 async def _operator_entry(
@@ -181,9 +242,12 @@ async def _operator_entry(
     reason: str,
     now: datetime,
 ) -> None:
-    """The operator's act in each submitted registration's history, with who and why: a
-    history entry is a version of the registration, the next one."""
-    where = db.among(Registration.id, ids) & (Registration.status == RegistrationStatus.SUBMITTED)
+    """The operator's act in the history of each registration that was sent or is being
+    sent, with who and why: a history entry is a version of the registration, the next one.
+    One reopened meanwhile is left as it is (its draft's version is the person's ETag)."""
+    where = db.among(Registration.id, ids) & Registration.status.in_(
+        [RegistrationStatus.SUBMITTED, RegistrationStatus.SENDING]
+    )
     await session.execute(
         update(Registration)
         .where(where)
