@@ -5,8 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support.stack import Stack, free_port, running_stack
+
+# Property tests judge answers, not speed (the benches in bench/ do): on a loaded machine
+# one slow example must not fail a run with hypothesis's 200 ms deadline or its
+# too-slow health check.
+settings.register_profile("hdhub", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("hdhub")
 
 
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

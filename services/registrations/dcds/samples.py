@@ -644,6 +644,12 @@ INVALID: list[dict[str, Any]] = [
         [("TX_PAT_LAST_NAME", "required"), ("TX_PAT_FIRST_NAME", "required")],
         drop=("IDC_PAT",),
     ),
+    {
+        "dcd": "HIV_SEQUENCE",
+        "why": "no SSIN and a last name of punctuation only",
+        "record": {**_hiv_without_ssin(), "TX_PAT_LAST_NAME": "-"},
+        "errors": [("TX_PAT_LAST_NAME", "name")],
+    },
     _broken(
         "HIV_SEQUENCE", "viral load not a number", [("MS_VIRAL_LOAD", "type")], set_={"MS_VIRAL_LOAD": "45k"}
     ),

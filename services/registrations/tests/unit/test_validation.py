@@ -742,3 +742,24 @@ def test_large_batches_give_the_same_results_as_single_records(dcd: CompiledDcd)
     assert dcd.validate_many(rows, lang="fr", today=TODAY) == [
         dcd.validate(r, lang="fr", today=TODAY) for r in rows
     ]
+
+
+@pytest.mark.skipif(samples is None, reason="no sample records shipped")
+@pytest.mark.parametrize("name", ["-", " ... ", "'-.'", "\u2010"])
+def test_a_name_of_punctuation_only_is_refused_at_entry_in_the_persons_language(name: str) -> None:
+    """Pseudonymisation hashes a patient's names without case, accents, spaces and
+    punctuation, and refuses one that leaves nothing: such a name is refused when it is
+    entered, not after the submission was accepted (it would be parked on its way out)."""
+    assert samples is not None
+    compiled = compile_dcd(read_workbook(samples.workbook_path("HIV_SEQUENCE")))
+    record = next(
+        s["record"] for s in samples.INVALID if s["why"] == "no SSIN and a last name of punctuation only"
+    )
+    values = {**record, "TX_PAT_LAST_NAME": name}
+    result = compiled.validate(values, lang="nl", today=datetime.date(2026, 6, 1))
+    assert [(e.field, e.rule, e.message) for e in result.errors] == [
+        ("TX_PAT_LAST_NAME", "name", "Een naam moet minstens één letter of cijfer bevatten.")
+    ]
+    for fine in ("O'Neil-Smith", "Ø", "\u738b", "D.1"):
+        result = compiled.validate({**values, "TX_PAT_LAST_NAME": fine}, today=datetime.date(2026, 6, 1))
+        assert [e.to_json() for e in result.errors] == [], fine

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import unicodedata
 
-__all__ = ["normalise_name"]
+__all__ = ["FIRST_NAME_FIELD", "LAST_NAME_FIELD", "NAME_FIELDS", "normalise_name"]
+
+#: The DCD fields (technical names) holding the patient's names that pseudonymisation's
+#: pseudocode hashes for a patient without an SSIN.
+LAST_NAME_FIELD, FIRST_NAME_FIELD = "TX_PAT_LAST_NAME", "TX_PAT_FIRST_NAME"
+NAME_FIELDS = frozenset({LAST_NAME_FIELD, FIRST_NAME_FIELD})
 
 
 def normalise_name(text: str) -> str:

@@ -31,6 +31,7 @@ from typing import Any, TypeAlias
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hdhub.common.patient_names import NAME_FIELDS
 from hdhub.common.ssin import belgian_today
 from hdhub.registrations.engine.dcd import FieldType, Repeat
 from hdhub.registrations.engine.expressions import (
@@ -1641,8 +1642,9 @@ def _sure_parse(
     if kind is FieldType.TEXT:
         if f.format == "ssin":
             return _sure_ssin(raw, present)
-        # A text with a visible ASCII character is not blank: kept as written.
-        sure = pc.and_(present, _match(raw, "[!-~]"))
+        # A text with a visible ASCII character is not blank: kept as written; a name
+        # needs a letter or digit (the row engine's name rule).
+        sure = pc.and_(present, _match(raw, "[A-Za-z0-9]" if f.name in NAME_FIELDS else "[!-~]"))
         return sure, pc.if_else(sure, raw, pa.scalar(None, pa.string()))
     if kind is FieldType.INTEGER:
         sure = pc.and_(present, _match(raw, _INTEGER))

@@ -35,6 +35,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from operator import itemgetter
 from typing import Any
 
+from hdhub.common.patient_names import NAME_FIELDS, normalise_name
 from hdhub.common.ssin import InvalidSsin, SsinReason, ssin_message, validated_ssin
 from hdhub.registrations.engine.dcd import DcdDefinition, Field, FieldType, Group, Item, Repeat, translate
 from hdhub.registrations.engine.expressions import (
@@ -155,6 +156,12 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
         "fr": "Saisissez du texte.",
         "nl": "Geef tekst in.",
         "de": "Geben Sie einen Text ein.",
+    },
+    "name": {
+        "en": "A name needs at least one letter or digit.",
+        "fr": "Un nom doit contenir au moins une lettre ou un chiffre.",
+        "nl": "Een naam moet minstens één letter of cijfer bevatten.",
+        "de": "Ein Name muss mindestens einen Buchstaben oder eine Ziffer enthalten.",
     },
     "type:integer": {
         "en": "Enter a whole number.",
@@ -331,6 +338,23 @@ def _text_parser() -> Parser:
             return raw if raw.strip() else None
         text = _scalar_text(raw, invalid)
         return text if text.strip() else None
+
+    return parse
+
+
+def _name_parser() -> Parser:
+    """A patient's name (hdhub.common.patient_names.NAME_FIELDS): text with at least one
+    letter or digit. Pseudonymisation hashes the name of a patient without an SSIN as
+    that rule reads it, and refuses one of punctuation only: refused here, at entry, it is
+    not a submission accepted and then parked on its way out."""
+    text = _text_parser()
+    invalid = _Invalid("name")
+
+    def parse(raw: object) -> object:
+        value = text(raw)
+        if value is not None and not normalise_name(str(value)):
+            raise invalid.with_traceback(None)
+        return value
 
     return parse
 
@@ -810,7 +834,9 @@ class CompiledDcd:
     def _parser(self, f: Field) -> Parser:
         kind = f.type
         if kind is FieldType.TEXT:
-            return _ssin_parser() if f.format == "ssin" else _text_parser()
+            if f.format == "ssin":
+                return _ssin_parser()
+            return _name_parser() if f.name in NAME_FIELDS else _text_parser()
         if kind is FieldType.INTEGER:
             return _integer_parser(f)
         if kind is FieldType.DECIMAL:

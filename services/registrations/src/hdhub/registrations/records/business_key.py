@@ -20,7 +20,7 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from hdhub.common.patient_names import normalise_name
+from hdhub.common.patient_names import FIRST_NAME_FIELD, LAST_NAME_FIELD, normalise_name
 
 #: The ``format`` of the field holding a patient's SSIN (``IDC_PAT``).
 SSIN_FORMAT = "ssin"
@@ -29,8 +29,8 @@ SSIN_FORMAT = "ssin"
 PSEUDOCODE_FIELDS = {
     "birth_date": "DT_PAT_DOB",
     "sex": "CD_PAT_SEX",
-    "last_name": "TX_PAT_LAST_NAME",
-    "first_name": "TX_PAT_FIRST_NAME",
+    "last_name": LAST_NAME_FIELD,
+    "first_name": FIRST_NAME_FIELD,
 }
 # Marks the pseudocode inputs standing for an SSIN: a list never equals an SSIN's text.
 _NO_SSIN = "no-ssin"
