@@ -687,7 +687,13 @@ async def test_a_registration_parked_while_sending_is_archived_then_retried_and_
     await store_ssin(good)
     assert (
         await parked.retry(
-            db, queue, organisation_id=org, actor="ops@hdhub.test", reason="rule fixed", now=now
+            db,
+            queue,
+            organisation_id=org,
+            actor="ops@hdhub.test",
+            reason="rule fixed",
+            now=now,
+            registration_ids=[reg_id],  # other tests leave parked deliveries in az-demo
         )
         == 1
     )
