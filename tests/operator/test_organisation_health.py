@@ -452,6 +452,55 @@ async def test_operator_sees_stale_account_requests_and_the_installation_audit(s
     assert (audit.entries[0].organisation_id, audit.entries[0].actor) == (org, "uma")
     named = await stub.ListInstallationOrganisations(identity_pb2.ListInstallationOrganisationsRequest())
     assert {o.id: o.title for o in named.organisations}["az-demo"] == "AZ Demo Hospital"
+    # Members per organisation, counted as the members page lists them.
+    directory = stack.service("identity").directory
+    for o in ("az-demo", "lab-demo"):
+        assert named.members[o] == len(await directory.backend.members(o)) > 0
+
+
+async def test_operator_actions_elsewhere_are_in_the_installation_audit(stack: Stack) -> None:
+    stub = identity_pb2_grpc.IdentityServiceStub(channel("identity"))
+    action = identity_pb2.RecordOperatorActionRequest(
+        action="deliveries.retried", organisation_id="az-demo", reason="central platform back", count=3
+    )
+    for organisations in ({"az-demo": ["user-manager", "data-manager"]}, {"lab-demo": ["user-manager"]}):
+        await act_as(stack, organisations, [])
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.RecordOperatorAction(action)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.ListInstallationOrganisations(identity_pb2.ListInstallationOrganisationsRequest())
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    await act_as(stack, {}, [OPERATOR_ROLE])
+    recorded = await stub.RecordOperatorAction(action)
+    installation_wide = await stub.RecordOperatorAction(
+        identity_pb2.RecordOperatorActionRequest(action="catalogue.published", target="ANGIO_HOSP 1.1.0")
+    )
+    for bad, code in (
+        (identity_pb2.RecordOperatorActionRequest(action="Drop Table"), grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            identity_pb2.RecordOperatorActionRequest(action="a.b", reason="x" * 501),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (
+            identity_pb2.RecordOperatorActionRequest(action="a.b", organisation_id="no-such-org"),
+            grpc.StatusCode.NOT_FOUND,
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.RecordOperatorAction(bad)
+        assert refused.value.code() == code
+    audit = await stub.ListInstallationAudit(
+        identity_pb2.ListInstallationAuditRequest(action="operator.", page_size=2)
+    )
+    assert [(e.id, e.action, e.organisation_id, e.target, e.actor) for e in audit.entries] == [
+        (installation_wide.id, "operator.catalogue.published", "", "ANGIO_HOSP 1.1.0", "console@org.test"),
+        (recorded.id, "operator.deliveries.retried", "az-demo", "", "console@org.test"),
+    ]
+    async with stack.service("identity").db.system_session() as session:
+        entry = await session.get(AuditEntry, recorded.id)
+        assert entry is not None and entry.details == {"reason": "central platform back", "count": 3}
 
 
 async def test_operator_lists_parked_jobs_grouped_without_payloads(stack: Stack) -> None:

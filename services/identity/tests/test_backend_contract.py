@@ -116,8 +116,16 @@ async def test_roles_per_organisation_add_up_and_leaving_keeps_the_account(backe
     assert member.account.id == acc.id and member.roles == frozenset({"certificate_editor"})
     await backend.set_roles(acc.id, a.id, frozenset())
     assert (await backend.memberships(acc.id))[a.id] == frozenset()  # a member without roles
+    other = f"{unique()}@contract.test"
+    acc2 = await backend.create_account(
+        username=other, email=other, first_name="", last_name="", password="p" * 12, temporary=False
+    )
+    await backend.set_roles(acc2.id, b.id, frozenset({"registrant"}))
+    assert await backend.member_counts([a.id, b.id]) == {a.id: 1, b.id: 2}
+    await backend.delete_account(acc2.id)
     await backend.remove_membership(acc.id, a.id)
     assert list(await backend.memberships(acc.id)) == [b.id]
+    assert await backend.member_counts([a.id, b.id]) == {b.id: 1}
     assert await backend.get_account(acc.id) is not None
     await backend.delete_account(acc.id)
     assert await backend.get_account(acc.id) is None

@@ -122,6 +122,19 @@ def test_the_operator_imports_compares_and_publishes_a_minor_then_a_major_versio
         "AZ Demo Hospital (3)"
     )
     check_page(page, "operator-catalogue")
+    # Each import, publication and retirement is in the installation's audit log.
+    page.goto("/portal/operator/audit?action=operator.catalogue.")
+    actions = [
+        (row.locator("td").nth(3).inner_text(), row.locator("td").nth(4).inner_text())
+        for row in page.locator("table tbody tr").all()
+    ]
+    assert actions[:5] == [
+        ("operator.catalogue.retired", f"{DCD} 1.1.0"),
+        ("operator.catalogue.published", f"{DCD} 2.0.0"),
+        ("operator.catalogue.imported", f"{DCD} 2.0.0"),
+        ("operator.catalogue.published", f"{DCD} 1.1.0"),
+        ("operator.catalogue.imported", f"{DCD} 1.1.0"),
+    ], actions
 
     # Registrants now follow 2.0.0: the newest published version is the form they get.
     page.context.clear_cookies()

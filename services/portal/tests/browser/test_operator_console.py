@@ -115,6 +115,13 @@ def test_the_operator_finds_parked_deliveries_and_retries_them(
     expect(page.locator("#organisations tbody tr")).to_have_count(1)
     expect(row).to_be_visible()
     page.goto("/portal/operator")
+    # Its members, counted as its User Manager's members page lists them.
+    with sqlite3.connect(portal.data_dir / "identity.db") as db:
+        (members,) = db.execute(
+            "SELECT count(*) FROM memberships WHERE organisation_id = ?", (ORG,)
+        ).fetchone()
+    assert members > 0
+    expect(row.locator("td").nth(1)).to_have_text(str(members))
     check_page(page, "operator-overview")
 
     # What is wrong first: the filter keeps the organisations with parked deliveries.
@@ -122,7 +129,7 @@ def test_the_operator_finds_parked_deliveries_and_retries_them(
     expect(page.get_by_label("What is wrong", exact=True)).to_have_value("parked")
     rows = page.locator("#organisations tbody tr")
     expect(rows.first).to_have_attribute("data-organisation", ORG)
-    expect(row.locator("td").nth(5)).to_have_text(re.compile("^2"))
+    expect(row.locator("td").nth(6)).to_have_text(re.compile("^2"))
     # Counts and states only: no SSIN, no name, no value of a registration.
     html = page.content()
     assert not any(number in html for number in parked.values())
@@ -171,7 +178,7 @@ def test_the_operator_finds_parked_deliveries_and_retries_them(
     expect(page.locator(f"tr[data-registration='{set_aside}']")).to_contain_text("operator@hdhub.test")
     check_page(page, "operator-archived")
     page.goto("/portal/operator?problem=parked")
-    expect(row.locator("td").nth(5)).to_have_text(re.compile("^1"))  # the parked count left it out
+    expect(row.locator("td").nth(6)).to_have_text(re.compile("^1"))  # the parked count left it out
     page.goto(f"/portal/operator/deliveries?organisation={ORG}")
 
     page.get_by_role("button", name="Retry the parked deliveries").click()
@@ -188,6 +195,17 @@ def test_the_operator_finds_parked_deliveries_and_retries_them(
     page.get_by_role("button", name="Retry the archived deliveries").click()
     expect(page.get_by_role("status")).to_contain_text("1 parked delivery(ies) of az-demo will be sent again")
     expect(page.locator("p.empty")).to_contain_text("No archived delivery")
+
+    # Each action is in the installation's audit log with the operator's reason and count.
+    page.goto("/portal/operator/audit?action=operator.")
+    audit = page.locator("table tbody tr")
+    expect(audit.nth(0)).to_contain_text("operator.deliveries.retried_archived")
+    expect(audit.nth(0)).to_contain_text("The hospital corrected the record")
+    expect(audit.nth(1)).to_contain_text("operator.deliveries.retried")
+    expect(audit.nth(1)).to_contain_text("The central platform is back after its outage")
+    expect(audit.nth(2)).to_contain_text("operator.deliveries.archived")
+    expect(audit.nth(2)).to_contain_text("Known bad record, the hospital knows")
+    expect(audit.nth(2)).to_contain_text("operator@hdhub.test")
 
     # The overview counts them at once: the tallies moved with the retry's transaction.
     page.goto("/portal/operator?problem=parked")

@@ -102,6 +102,10 @@ class IdentityBackend(Protocol):
 
     async def members(self, organisation_id: str) -> Sequence[MemberRecord]: ...
 
+    async def member_counts(self, organisation_ids: Sequence[str]) -> Mapping[str, int]:
+        """How many people are members of each of ``organisation_ids`` (absent: none)."""
+        ...
+
     async def memberships(self, account_id: str) -> Mapping[str, frozenset[str]]:
         """Organisation id -> roles of one account."""
         ...

@@ -151,6 +151,15 @@ class EmbeddedBackend:
                 for m, a in rows.tuples()
             ]
 
+    async def member_counts(self, organisation_ids: Sequence[str]) -> Mapping[str, int]:
+        async with self.db.system_session() as session:
+            rows = await session.execute(
+                select(Membership.organisation_id, func.count())
+                .where(self.db.among(Membership.organisation_id, list(organisation_ids)))
+                .group_by(Membership.organisation_id)
+            )
+            return {organisation_id: int(n) for organisation_id, n in rows.tuples()}
+
     async def memberships(self, account_id: str) -> Mapping[str, frozenset[str]]:
         async with self.db.system_session() as session:
             rows = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, datetime, timedelta
 from typing import Any, cast
 
@@ -11,7 +12,7 @@ from sqlalchemy import func, select
 
 from hdhub.common.auth import Action
 from hdhub.common.db import utcnow
-from hdhub.common.errors import FieldProblem, Problem, forbidden, invalid
+from hdhub.common.errors import FieldProblem, Problem, forbidden, invalid, not_found
 from hdhub.common.grpc import ServicerContext, require_operator, require_principal
 from hdhub.identity import nihdi
 from hdhub.identity.backend import ClientRecord, MemberRecord
@@ -24,6 +25,10 @@ from hdhub.proto.identity.v1 import identity_pb2_grpc as pb_grpc
 
 def _org(o: Organisation) -> pb.Organisation:
     return pb.Organisation(id=o.id, title=o.title, nihdi_number=o.nihdi_number)
+
+
+#: An operator action's name (stored as ``operator.<action>``): ``catalogue.published``.
+_OPERATOR_ACTION = re.compile(r"[a-z][a-z_]{0,30}(?:\.[a-z][a-z_]{0,30}){1,2}")
 
 
 class _OwnMethods(pb_grpc.IdentityServiceServicer):
@@ -487,8 +492,51 @@ class OperatorMethods(AdministrationMethods):
         """Every organisation, by title: the console names those its counts are about."""
         require_operator()
         async with self._d.db.system_session() as session:
-            orgs = (await session.execute(select(Organisation).order_by(Organisation.title))).scalars()
-            return pb.ListInstallationOrganisationsResponse(organisations=[_org(o) for o in orgs])
+            orgs = list((await session.execute(select(Organisation).order_by(Organisation.title))).scalars())
+        members = await self._d.backend.member_counts([o.id for o in orgs])
+        return pb.ListInstallationOrganisationsResponse(
+            organisations=[_org(o) for o in orgs], members=members
+        )
+
+    async def RecordOperatorAction(
+        self, request: pb.RecordOperatorActionRequest, context: ServicerContext
+    ) -> pb.RecordOperatorActionResponse:
+        """The operator's action elsewhere in the installation's audit log, as
+        ``operator.<action>`` with who, on which organisation, what, why and how many."""
+        principal = require_operator()
+        problems = []
+        if not _OPERATOR_ACTION.fullmatch(request.action):
+            problems.append(
+                FieldProblem("action", "format", "Lower-case words joined by dots: catalogue.published.")
+            )
+        if len(request.target) > 200:
+            problems.append(FieldProblem("target", "length", "At most 200 characters."))
+        if len(request.reason) > 500:
+            problems.append(FieldProblem("reason", "length", "At most 500 characters."))
+        if problems:
+            raise invalid(problems)
+        if (
+            request.organisation_id
+            and await self._d.backend.get_organisation(request.organisation_id) is None
+        ):
+            raise not_found("Organisation")
+        details: dict[str, Any] = {}
+        if request.reason.strip():
+            details["reason"] = request.reason.strip()
+        if request.count:
+            details["count"] = request.count
+        async with self._d.db.system_session() as session:
+            entry = AuditEntry(
+                organisation_id=request.organisation_id,
+                actor=principal.username,
+                actor_id=principal.subject,
+                action=f"operator.{request.action}",
+                target=request.target,
+                details=details,
+            )
+            session.add(entry)
+            await session.flush()
+            return pb.RecordOperatorActionResponse(id=entry.id)
 
     async def ListInstallationAudit(
         self, request: pb.ListInstallationAuditRequest, context: ServicerContext
@@ -514,6 +562,9 @@ class OperatorMethods(AdministrationMethods):
                     action=e.action,
                     target=e.target,
                     organisation_id=e.organisation_id,
+                    # The operator's own reason and count; other entries' details stay
+                    # with their organisation.
+                    details_json=json.dumps(e.details) if e.action.startswith("operator.") else "",
                 )
                 for e in rows
             ],

@@ -11,6 +11,7 @@ its counts incrementally and answers the operator alone (``OrganisationHealth``,
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from hdhub.common.db import utcnow
 from hdhub.common.errors import FieldProblem, forbidden, invalid
 from hdhub.common.grpc import channel
 from hdhub.portal.deps import CurrentPage, ServiceDep
+from hdhub.portal.pages.console_audit import record_operator_action
 from hdhub.portal.pages.forms import FormErrors, form_errors, identity, values
 from hdhub.portal.pages.i18n import N_
 from hdhub.portal.pages.web import PREFIX, Page, PageRoute, check_csrf
@@ -45,6 +47,7 @@ class Health:
 
     organisation_id: str
     name: str = ""
+    members: int = 0
     registrations: int = 0
     registries: list[str] = field(default_factory=list)
     backlog: int = 0
@@ -76,6 +79,7 @@ PROBLEMS: dict[str, tuple[str, Callable[[Health], int]]] = {
 SORTS: dict[str, Callable[[Health], Any]] = {
     "problems": lambda h: (-len(h.problems()), -h.parked, -h.overdue, -h.backlog, h.organisation_id),
     "organisation": lambda h: ((h.name or h.organisation_id).casefold(), h.organisation_id),
+    "members": lambda h: (-h.members, h.organisation_id),
     "registrations": lambda h: (-h.registrations, h.organisation_id),
     "backlog": lambda h: (-h.backlog, h.organisation_id),
     "oldest": lambda h: (h.oldest_backlog_at or "9999", h.organisation_id),
@@ -145,20 +149,27 @@ OperatorPage = Annotated[Page, Depends(_operator_page)]
 router = APIRouter(prefix=HERE, route_class=PageRoute, include_in_schema=False)
 
 
-async def organisation_names(page: Page) -> dict[str, str]:
-    """Every organisation's title by id (identity's, operator only)."""
-    answer = await identity().ListInstallationOrganisations(
-        identity_pb2.ListInstallationOrganisationsRequest(), metadata=page.metadata()
+async def installation_organisations(page: Page) -> identity_pb2.ListInstallationOrganisationsResponse:
+    """Every organisation with its title and member count (identity's, operator only)."""
+    answer: identity_pb2.ListInstallationOrganisationsResponse = (
+        await identity().ListInstallationOrganisations(
+            identity_pb2.ListInstallationOrganisationsRequest(), metadata=page.metadata()
+        )
     )
-    return {o.id: o.title for o in answer.organisations}
+    return answer
+
+
+async def organisation_names(page: Page) -> dict[str, str]:
+    """Every organisation's title by id."""
+    return {o.id: o.title for o in (await installation_organisations(page)).organisations}
 
 
 async def installation_health(page: Page) -> list[Health]:
     """Every organisation identity or any owning service knows, named, with its counts
     (five calls at once)."""
     md = page.metadata()
-    names, registrations, uploads, files, nippin = await asyncio.gather(
-        organisation_names(page),
+    organisations, registrations, uploads, files, nippin = await asyncio.gather(
+        installation_organisations(page),
         reg_grpc.RegistrationsServiceStub(channel("registrations")).OrganisationHealth(
             reg_pb.OrganisationHealthRequest(), metadata=md
         ),
@@ -172,7 +183,10 @@ async def installation_health(page: Page) -> list[Health]:
             nippin_pb2.OrganisationHealthRequest(), metadata=md
         ),
     )
-    found = {org: Health(org, name) for org, name in names.items()}
+    found = {
+        o.id: Health(o.id, o.title, members=organisations.members.get(o.id, 0))
+        for o in organisations.organisations
+    }
 
     def of(organisation_id: str) -> Health:
         return found.setdefault(organisation_id, Health(organisation_id, organisation_id))
@@ -325,6 +339,13 @@ async def retry_parked(request: Request, page: OperatorPage) -> Response:
             form=form,
             failed="retry",
         )
+    await record_operator_action(
+        page,
+        action="deliveries.retried_archived" if archived else "deliveries.retried",
+        organisation_id=form["organisation"],
+        reason=form["reason"],
+        count=answer.retried,
+    )
     return _where(form["organisation"], archived, retried=answer.retried)
 
 
@@ -353,6 +374,14 @@ async def archive_parked(request: Request, page: OperatorPage) -> Response:
             failed="archive",
             chosen=chosen,
         )
+    await record_operator_action(
+        page,
+        action="deliveries.archived",
+        organisation_id=form["organisation"],
+        target=f"{len(chosen)} chosen" if chosen else "",
+        reason=form["reason"],
+        count=answer.archived,
+    )
     return _where(form["organisation"], False, archived_count=answer.archived)
 
 
@@ -504,7 +533,7 @@ async def installation_audit(page: OperatorPage, action: str = "", before_id: in
     more = f"{HERE}/audit?{urlencode({'action': action, 'before_id': answer.next_before_id})}"
     return page.render(
         "operator_audit.html",
-        entries=answer.entries,
+        entries=[(e, json.loads(e.details_json or "{}")) for e in answer.entries],
         action=action,
         next=more if answer.next_before_id else "",
         first=f"{HERE}/audit?{urlencode({'action': action})}" if before_id else "",

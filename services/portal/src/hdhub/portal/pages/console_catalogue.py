@@ -22,6 +22,7 @@ from starlette.datastructures import UploadFile
 from hdhub.common.errors import Problem
 from hdhub.common.grpc import problem_from_rpc_error
 from hdhub.portal.pages.console import HERE, OperatorPage, organisation_names
+from hdhub.portal.pages.console_audit import record_operator_action
 from hdhub.portal.pages.entry import FieldState, definition, form_context, status_words
 from hdhub.portal.pages.forms import FormErrors, form_errors
 from hdhub.portal.pages.i18n import N_
@@ -140,6 +141,10 @@ async def import_workbook(request: Request, page: OperatorPage) -> Response:
         else:
             errors.fields.setdefault("workbook", errors.detail or errors.title)
         return await catalogue_page(page, status=problem.status, errors=errors, problems=problems)
+    if answer.created:
+        await record_operator_action(
+            page, action="catalogue.imported", target=f"{answer.dcd_code} {answer.version}"
+        )
     query = urlencode({"imported": "1" if answer.created else "0"})
     return RedirectResponse(f"{HERE}/catalogue/{quote(answer.dcd_code)}/{quote(answer.version)}?{query}", 303)
 
@@ -241,6 +246,7 @@ async def move(request: Request, page: OperatorPage, dcd: str, version: str) -> 
         return await version_page(
             page, dcd, version, status=409 if errors.slug != "invalid" else 422, errors=errors
         )
+    await record_operator_action(page, action=f"catalogue.{form['state']}", target=f"{dcd} {version}")
     return RedirectResponse(
         f"{HERE}/catalogue/{quote(dcd)}/{quote(version)}?{urlencode({'moved': form['state']})}", 303
     )

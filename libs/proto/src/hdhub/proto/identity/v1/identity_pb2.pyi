@@ -1677,18 +1677,99 @@ Global___ListInstallationOrganisationsRequest: _TypeAlias = ListInstallationOrga
 class ListInstallationOrganisationsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class MembersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ORGANISATIONS_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def organisations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Organisation]: ...
+    @_builtins.property
+    def members(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Members (people, not hospital systems) per organisation id; absent: none."""
+
     def __init__(
         self,
         *,
         organisations: _abc.Iterable[Global___Organisation] | None = ...,
+        members: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisations", b"organisations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members", "organisations", b"organisations"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListInstallationOrganisationsResponse: _TypeAlias = ListInstallationOrganisationsResponse  # noqa: Y015
+
+@_typing.final
+class RecordOperatorActionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    action: _builtins.str
+    """What was done, `<area>.<what>` in lower case (`catalogue.published`, `deliveries.retried`)."""
+    organisation_id: _builtins.str
+    """The organisation it concerned; empty for the installation as a whole (the DCD catalogue)."""
+    target: _builtins.str
+    """What it was done to (a DCD version, a job kind): never patient data."""
+    reason: _builtins.str
+    """The operator's reason, where the action asks for one."""
+    count: _builtins.int
+    """How many things it changed (deliveries retried...), where it counts them."""
+    def __init__(
+        self,
+        *,
+        action: _builtins.str = ...,
+        organisation_id: _builtins.str = ...,
+        target: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "count", b"count", "organisation_id", b"organisation_id", "reason", b"reason", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordOperatorActionRequest: _TypeAlias = RecordOperatorActionRequest  # noqa: Y015
+
+@_typing.final
+class RecordOperatorActionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordOperatorActionResponse: _TypeAlias = RecordOperatorActionResponse  # noqa: Y015

@@ -181,6 +181,11 @@ class IdentityServiceStub:
                 request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListInstallationOrganisationsRequest.SerializeToString,
                 response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListInstallationOrganisationsResponse.FromString,
                 _registered_method=True)
+        self.RecordOperatorAction = channel.unary_unary(
+                '/hdhub.identity.v1.IdentityService/RecordOperatorAction',
+                request_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.RecordOperatorActionRequest.SerializeToString,
+                response_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.RecordOperatorActionResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -404,6 +409,15 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordOperatorAction(self, request, context):
+        """Operator only: an action the operator took in another service (a DCD version published,
+        parked deliveries retried...) in the installation's audit log, as `operator.<action>`,
+        with the operator's name and reason. The console records each after it succeeded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -551,6 +565,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.ListInstallationOrganisations,
                     request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListInstallationOrganisationsRequest.FromString,
                     response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.ListInstallationOrganisationsResponse.SerializeToString,
+            ),
+            'RecordOperatorAction': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordOperatorAction,
+                    request_deserializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.RecordOperatorActionRequest.FromString,
+                    response_serializer=hdhub_dot_identity_dot_v1_dot_identity__pb2.RecordOperatorActionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1338,6 +1357,33 @@ class IdentityService:
             '/hdhub.identity.v1.IdentityService/ListInstallationOrganisations',
             hdhub_dot_identity_dot_v1_dot_identity__pb2.ListInstallationOrganisationsRequest.SerializeToString,
             hdhub_dot_identity_dot_v1_dot_identity__pb2.ListInstallationOrganisationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordOperatorAction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.identity.v1.IdentityService/RecordOperatorAction',
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.RecordOperatorActionRequest.SerializeToString,
+            hdhub_dot_identity_dot_v1_dot_identity__pb2.RecordOperatorActionResponse.FromString,
             options,
             channel_credentials,
             insecure,

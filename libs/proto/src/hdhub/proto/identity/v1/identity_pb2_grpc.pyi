@@ -113,6 +113,11 @@ class IdentityServiceStub:
     Operator only: every organisation of the installation (id, title, NIHDI number), by
     title, for the console to name the organisations its counts are about.
     """
+    RecordOperatorAction: _grpc.UnaryUnaryMultiCallable[_identity_pb2.RecordOperatorActionRequest, _identity_pb2.RecordOperatorActionResponse]
+    """Operator only: an action the operator took in another service (a DCD version published,
+    parked deliveries retried...) in the installation's audit log, as `operator.<action>`,
+    with the operator's name and reason. The console records each after it succeeded.
+    """
 
 @_typing.type_check_only
 class IdentityServiceAsyncStub(IdentityServiceStub):
@@ -198,6 +203,11 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """--- The operator's console ---
     Operator only: every organisation of the installation (id, title, NIHDI number), by
     title, for the console to name the organisations its counts are about.
+    """
+    RecordOperatorAction: _aio.UnaryUnaryMultiCallable[_identity_pb2.RecordOperatorActionRequest, _identity_pb2.RecordOperatorActionResponse]  # type: ignore[assignment]
+    """Operator only: an action the operator took in another service (a DCD version published,
+    parked deliveries retried...) in the installation's audit log, as `operator.<action>`,
+    with the operator's name and reason. The console records each after it succeeded.
     """
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -455,6 +465,17 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         """--- The operator's console ---
         Operator only: every organisation of the installation (id, title, NIHDI number), by
         title, for the console to name the organisations its counts are about.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordOperatorAction(
+        self,
+        request: _identity_pb2.RecordOperatorActionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.RecordOperatorActionResponse, _abc.Awaitable[_identity_pb2.RecordOperatorActionResponse]]:
+        """Operator only: an action the operator took in another service (a DCD version published,
+        parked deliveries retried...) in the installation's audit log, as `operator.<action>`,
+        with the operator's name and reason. The console records each after it succeeded.
         """
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
