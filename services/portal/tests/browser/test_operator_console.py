@@ -306,6 +306,19 @@ def test_the_operator_retries_and_archives_parked_jobs_of_every_service(page: Pa
     expect(page.get_by_role("status")).to_contain_text("1 background job(s) queued again")
     assert _job_states(portal, "nippin", nippin) == [("queued", 0)]
 
+    # Each action is in the installation's audit log with the group, the reason and the count.
+    page.goto("/portal/operator/audit?action=operator.jobs.")
+    audit = page.locator("table tbody tr")
+    expect(audit).to_have_count(3)
+    expect(audit.nth(0)).to_contain_text("operator.jobs.retried_archived")
+    expect(audit.nth(0)).to_contain_text("nippin console_nippin_test ValueError")
+    expect(audit.nth(0)).to_contain_text("The message was corrected")
+    expect(audit.nth(1)).to_contain_text("operator.jobs.archived")
+    expect(audit.nth(1)).to_contain_text("Known bad message")
+    expect(audit.nth(2)).to_contain_text("operator.jobs.retried")
+    expect(audit.nth(2)).to_contain_text("uploads console_upload_test ConnectionError")
+    expect(audit.nth(2)).to_contain_text("The upload store is reachable again")
+
 
 def test_the_operator_sees_an_expiring_certificate_first(page: Page, portal: Platform) -> None:
     """lab-demo's published certificate ends in 20 days (the demo's end in three years)."""

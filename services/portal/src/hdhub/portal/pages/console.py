@@ -439,6 +439,15 @@ async def _act_on_jobs(request: Request, page: Page, action: str) -> Response:
             failed="jobs",
             chosen_group=form["group"],
         )
+    retry = action == "retry"
+    await record_operator_action(
+        page,
+        action=("jobs.retried_archived" if archived else "jobs.retried") if retry else "jobs.archived",
+        organisation_id=organisation,
+        target=f"{service} {kind} {error_type}",
+        reason=form["reason"],
+        count=next(iter(done.values())),
+    )
     return _where(form["organisation"], archived, **done)
 
 
