@@ -7,6 +7,7 @@ delivery jobs are left to the parked deliveries' actions."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -75,7 +76,9 @@ def refusal(exc: pytest.ExceptionInfo[grpc.aio.AioRpcError]) -> tuple[grpc.Statu
 
 
 @pytest.mark.parametrize("service", list(SERVICES))
-async def test_operator_lists_retries_and_archives_parked_jobs(stack: Stack, service: str) -> None:
+async def test_operator_lists_retries_and_archives_parked_jobs(
+    stack: Stack, service: str, caplog: pytest.LogCaptureFixture
+) -> None:
     pb, stub_of, model = SERVICES[service]
     org = f"parked-{uuid.uuid4().hex[:8]}"
     queue = JobQueue(stack.service(service).db, model, max_attempts=2, service=service)
@@ -126,10 +129,18 @@ async def test_operator_lists_retries_and_archives_parked_jobs(stack: Stack, ser
     # Another error type of the kind is another group: nothing retried.
     other_type = pb.RetryParkedJobsRequest(**{**sync, "error_type": "KeyError"}, reason="wrong group")
     assert (await stub.RetryParkedJobs(other_type)).retried == 0
+    caplog.set_level(logging.INFO, logger="hdhub.jobs")
     retried = await stub.RetryParkedJobs(
         pb.RetryParkedJobsRequest(**sync, reason="  the mail server is back  ")
     )
     assert retried.retried == 2
+    # Logged with who did what to how many, without the payload or the reason.
+    logged = [r for r in caplog.records if r.getMessage() == "parked jobs retried"]
+    fields = ("service", "organisation_id", "kind", "count", "actor")
+    assert [tuple(getattr(r, f) for f in fields) for r in logged] == [
+        (service, org, "console_sync", 2, "console@org.test")
+    ]
+    assert SECRET not in caplog.text and "mail server" not in caplog.text
     assert await jobs_of(stack, service, timeouts) == [(QUEUED, 0, None), (QUEUED, 0, None)]
     # The other organisation's job of the same kind and error stays parked.
     assert [s for s, _, _ in await jobs_of(stack, service, [elsewhere])] == [PARKED]
