@@ -43,6 +43,8 @@ PAGES = (
 POSTS = (
     "/portal/operator/deliveries/retry",
     "/portal/operator/deliveries/archive",
+    "/portal/operator/jobs/retry",
+    "/portal/operator/jobs/archive",
     "/portal/operator/organisations/new",
     "/portal/operator/catalogue/import",
     "/portal/operator/catalogue/PACEMAKER/1.0.0/state",
@@ -227,6 +229,95 @@ def test_the_operator_finds_parked_deliveries_and_retries_them(
         return [s for (s,) in states] == ["ok", "ok"]
 
     _until(confirmed)
+
+
+def _park_job(portal: Platform, service: str, n: int, kind: str, error: str) -> str:
+    """A job of ``kind`` (no worker claims it) parked in ``service``'s database, for lab-demo."""
+    job_id = f"00000000-0000-4000-9000-{service[:4].encode().hex()}{n:04d}"
+    with sqlite3.connect(portal.data_dir / f"{service}.db") as db:
+        db.execute(
+            "INSERT INTO jobs (id, kind, organisation_id, subject_id, payload, status, attempts, run_after,"
+            " trace_context, last_error, created_at) VALUES (?, ?, 'lab-demo', 'subject', ?, 'parked', 8,"
+            " datetime('now'), '{}', ?, datetime('now', '-2 days'))",
+            (job_id, kind, f'{{"ssin": "{ssin("620303", 23)}"}}', error),
+        )
+    return job_id
+
+
+def _job_states(portal: Platform, service: str, ids: list[str]) -> list[tuple[str, int]]:
+    with sqlite3.connect(portal.data_dir / f"{service}.db") as db:
+        marks = ",".join("?" * len(ids))
+        return db.execute(f"SELECT status, attempts FROM jobs WHERE id IN ({marks})", ids).fetchall()
+
+
+def test_the_operator_retries_and_archives_parked_jobs_of_every_service(page: Page, portal: Platform) -> None:
+    uploads = [
+        _park_job(portal, "uploads", n, "console_upload_test", f"ConnectionError: {SECRET_NAME} unreachable")
+        for n in range(2)
+    ]
+    nippin = [_park_job(portal, "nippin", 0, "console_nippin_test", "ValueError")]
+    sign_in(page, *OPERATOR)
+    page.goto("/portal/operator/deliveries?organisation=lab-demo")
+    group = page.locator("#parked-jobs tr[data-kind='console_upload_test']")
+    expect(group).to_contain_text("Upload Center")
+    expect(group).to_contain_text("ConnectionError")
+    expect(group.locator("td").nth(5)).to_have_text("2")
+    expect(page.locator("#parked-jobs tr[data-kind='console_nippin_test']")).to_contain_text("NIPPIN")
+    assert SECRET_NAME not in page.content() and "620303" not in page.content()  # counts, no payload
+
+    # Neither a group nor a reason: each refused, naming what is missing.
+    retry = page.get_by_role("button", name="Retry the chosen jobs")
+    retry.click()
+    expect(page.get_by_role("alert")).to_contain_text("Choose a group of jobs.")
+    check_page(page, "operator-jobs-refused")
+    page.get_by_role("radio", name="Choose console_upload_test, ConnectionError of lab-demo").check()
+    retry.click()
+    expect(page.get_by_role("alert")).to_contain_text("Say why in 3 to 500 characters.")
+    expect(page.locator("#jobs-reason")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_role("alert").get_by_role("link")).to_have_attribute("href", "#jobs-reason")
+    # The group stays chosen: only the reason is missing.
+    page.get_by_role("radio", name="Choose console_upload_test, ConnectionError of lab-demo").check()
+    page.get_by_role("textbox", name=re.compile("^Why retry or archive them")).fill("   ")
+    retry.click()
+    expect(page.get_by_role("alert")).to_contain_text("Say why in 3 to 500 characters.")
+    page.get_by_role("textbox", name=re.compile("^Why retry or archive them")).fill(
+        "The upload store is reachable again"
+    )
+    retry.click()
+    expect(page.get_by_role("status")).to_contain_text("2 background job(s) queued again")
+    expect(page.locator("#parked-jobs tr[data-kind='console_upload_test']")).to_have_count(0)
+    assert _job_states(portal, "uploads", uploads) == [("queued", 0), ("queued", 0)]
+
+    # Another group set aside: out of the parked jobs, listed as archived.
+    page.get_by_role("radio", name="Choose console_nippin_test, ValueError of lab-demo").check()
+    page.get_by_role("textbox", name=re.compile("^Why retry or archive them")).fill("Known bad message")
+    page.get_by_role("button", name="Archive the chosen jobs").click()
+    expect(page.get_by_role("status")).to_contain_text("1 background job(s) archived")
+    expect(page.locator("#parked-jobs tr[data-kind='console_nippin_test']")).to_have_count(0)
+    assert _job_states(portal, "nippin", nippin) == [("archived", 8)]
+    page.get_by_role("link", name="Archived", exact=True).click()
+    expect(page.locator("#parked-jobs tr[data-kind='console_nippin_test']")).to_contain_text("ValueError")
+    check_page(page, "operator-jobs-archived")
+    page.get_by_role("radio", name="Choose console_nippin_test, ValueError of lab-demo").check()
+    page.get_by_role("textbox", name=re.compile("^Why retry or archive them")).fill(
+        "The message was corrected"
+    )
+    page.get_by_role("button", name="Retry the chosen archived jobs").click()
+    expect(page.get_by_role("status")).to_contain_text("1 background job(s) queued again")
+    assert _job_states(portal, "nippin", nippin) == [("queued", 0)]
+
+    # Each action is in the installation's audit log with the group, the reason and the count.
+    page.goto("/portal/operator/audit?action=operator.jobs.")
+    audit = page.locator("table tbody tr")
+    expect(audit).to_have_count(3)
+    expect(audit.nth(0)).to_contain_text("operator.jobs.retried_archived")
+    expect(audit.nth(0)).to_contain_text("nippin console_nippin_test ValueError")
+    expect(audit.nth(0)).to_contain_text("The message was corrected")
+    expect(audit.nth(1)).to_contain_text("operator.jobs.archived")
+    expect(audit.nth(1)).to_contain_text("Known bad message")
+    expect(audit.nth(2)).to_contain_text("operator.jobs.retried")
+    expect(audit.nth(2)).to_contain_text("uploads console_upload_test ConnectionError")
+    expect(audit.nth(2)).to_contain_text("The upload store is reachable again")
 
 
 def test_the_operator_sees_an_expiring_certificate_first(page: Page, portal: Platform) -> None:

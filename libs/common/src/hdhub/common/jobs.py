@@ -4,7 +4,10 @@ once the lease runs out, and every job is done by exactly one worker at a time.
 
 PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``; SQLite (one process on a laptop)
 relies on its single writer. Failures back off exponentially; a job that keeps failing
-is parked (status ``parked``) where an operator sees it.
+is parked (status ``parked``) where an operator sees it: grouped by organisation, kind
+and error type (:func:`parked_job_groups`), then retried (:func:`retry_parked`) or set
+aside (:func:`archive_parked`, status ``archived``: never claimed, never purged, listed
+apart), each with the operator's reason.
 
 A job carries the organisation and the actor (person or hospital system) of the request
 that caused it, so the service doing it later acts for them and no one else
@@ -15,24 +18,29 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, String, Text, delete, or_, select, update
+from sqlalchemy import Integer, String, Text, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hdhub.common.auth import ActingFor
 from hdhub.common.db import Database, UTCDateTime, bulk_insert, new_id, new_ids, utcnow
+from hdhub.common.errors import FieldProblem, invalid
 from hdhub.common.metrics import jobs_claimed, jobs_ended
 from hdhub.common.telemetry import enqueue_span, inject_context
 
 log = logging.getLogger("hdhub.jobs")
 
 QUEUED, RUNNING, DONE, PARKED = "queued", "running", "done", "parked"
+#: A parked job the operator set aside: never claimed, never purged, not counted as parked.
+ARCHIVED = "archived"
 #: Where a job's payload keeps its actor (the organisation has a column of its own).
 ACTOR_KEY = "actor"
 #: How often (seconds) a process's queue deletes finished jobs past their retention.
@@ -272,6 +280,26 @@ class JobQueue:
         )
         jobs_ended([job_id], "deferred")
 
+    async def parked_groups(
+        self, *, organisation_id: str | None, archived: bool = False
+    ) -> list[ParkedJobGroup]:
+        """This queue's table's parked (or archived) jobs, grouped: :func:`parked_job_groups`."""
+        return await parked_job_groups(
+            self.db, self.model, organisation_id=organisation_id, archived=archived
+        )
+
+    async def retry_parked(self, *, organisation_id: str, reason: str, **options: Any) -> int:
+        """Queue parked jobs again (attempts 0, due now): :func:`retry_parked`."""
+        return await retry_parked(
+            self.db, self.model, organisation_id=organisation_id, reason=reason, **options
+        )
+
+    async def archive_parked(self, *, organisation_id: str, reason: str, **options: Any) -> int:
+        """Set parked jobs aside (status ``archived``): :func:`archive_parked`."""
+        return await archive_parked(
+            self.db, self.model, organisation_id=organisation_id, reason=reason, **options
+        )
+
     async def fail(self, job_id: str, error: str, *, now: datetime | None = None) -> str:
         """Record a failure: retry with exponential back-off, or park after ``max_attempts``."""
         now = now or utcnow()
@@ -292,3 +320,182 @@ class JobQueue:
             outcome = str(job.status)
         jobs_ended([job_id], PARKED if outcome == PARKED else "failed")
         return outcome
+
+
+# --- parked jobs, for the operator ---------------------------------------------------------
+
+#: An exception's class name or a failure code: anything else is reported as ``other``.
+_ERROR_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}")
+#: What an operator's reason must be: something a colleague reading the audit understands.
+REASON_MIN, REASON_MAX = 3, 500
+
+
+def error_type(last_error: str | None) -> str:
+    """The type of a job's last error (what precedes the first ``:`` when it is a name),
+    never its free text, which may carry anything."""
+    head = (last_error or "").split(":", 1)[0].strip()
+    return head if _ERROR_TYPE.fullmatch(head) else "other"
+
+
+def check_reason(reason: str) -> str:
+    """The operator's reason, stripped: 3 to 500 characters, else INVALID_ARGUMENT naming ``reason``."""
+    reason = (reason or "").strip()
+    if not REASON_MIN <= len(reason) <= REASON_MAX:
+        raise invalid(
+            [FieldProblem("reason", "length", f"Say why in {REASON_MIN} to {REASON_MAX} characters.")]
+        )
+    return reason
+
+
+@dataclass
+class ParkedJobGroup:
+    """Parked (or archived) jobs of one organisation, kind and error type: counts only."""
+
+    organisation_id: str
+    kind: str
+    error_type: str
+    jobs: int
+    max_attempts: int
+    oldest_at: datetime | None
+
+
+async def parked_job_groups(
+    db: Database, model: type[Any], *, organisation_id: str | None, archived: bool = False
+) -> list[ParkedJobGroup]:
+    """The parked jobs of ``model``'s table (or the archived ones), of one organisation or
+    every one, grouped by organisation, kind and error type: no payload, no subject, no
+    free text of an error."""
+    Job = model
+    query = (
+        select(
+            Job.organisation_id,
+            Job.kind,
+            Job.last_error,
+            func.count(),
+            func.max(Job.attempts),
+            func.min(Job.created_at),
+        )
+        .where(Job.status == (ARCHIVED if archived else PARKED))
+        .group_by(Job.organisation_id, Job.kind, Job.last_error)
+    )
+    if organisation_id:
+        query = query.where(Job.organisation_id == organisation_id)
+    groups: dict[tuple[str, str, str], ParkedJobGroup] = {}
+    async with db.system_session() as session:
+        for org, kind, last_error, n, attempts, oldest in await session.execute(query):
+            key = (org or "", kind, error_type(last_error))
+            g = groups.setdefault(key, ParkedJobGroup(*key, 0, 0, None))
+            g.jobs += int(n)
+            g.max_attempts = max(g.max_attempts, int(attempts or 0))
+            if oldest is not None and (g.oldest_at is None or oldest < g.oldest_at):
+                g.oldest_at = oldest
+    return [groups[k] for k in sorted(groups)]
+
+
+def _check_kind(kind: str | None, refused_kinds: Mapping[str, str]) -> None:
+    if kind and kind in refused_kinds:
+        raise invalid([FieldProblem("kind", "handled_elsewhere", refused_kinds[kind])])
+
+
+async def _move_parked(
+    db: Database,
+    model: type[Any],
+    *,
+    organisation_id: str,
+    kind: str | None,
+    error_type_: str | None,
+    from_status: str,
+    refused_kinds: Mapping[str, str],
+    values: dict[str, Any],
+) -> int:
+    """Move the jobs of one organisation in ``from_status`` (optionally of one kind and one
+    error type; never of a kind in ``refused_kinds``) with ``values``: how many moved. The
+    update checks the status again, so a job that changed meanwhile is left alone."""
+    Job = model
+    where = [Job.organisation_id == organisation_id, Job.status == from_status]
+    if kind:
+        where.append(Job.kind == kind)
+    elif refused_kinds:
+        where.append(Job.kind.not_in(list(refused_kinds)))
+    async with db.system_session() as session:
+        found = (await session.execute(select(Job.id, Job.last_error).where(*where))).all()
+        ids = [i for i, last_error in found if not error_type_ or error_type(last_error) == error_type_]
+        if not ids:
+            return 0
+        result = await session.execute(
+            update(Job)
+            .where(db.among(Job.id, ids), Job.status == from_status)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def retry_parked(
+    db: Database,
+    model: type[Any],
+    *,
+    organisation_id: str,
+    reason: str,
+    kind: str | None = None,
+    error_type: str | None = None,
+    archived: bool = False,
+    refused_kinds: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Queue again the parked jobs of ``organisation_id`` (or its archived ones), optionally
+    of one ``kind`` and one ``error_type`` (a group the console shows): attempts from 0, due
+    now, no lease. ``refused_kinds`` (kind: why) are jobs another action retries: naming
+    one is refused (INVALID_ARGUMENT on ``kind``), and retrying every kind leaves them out.
+    The operator's ``reason`` (3..500 characters) is required. How many were retried."""
+    check_reason(reason)
+    refused = refused_kinds or {}
+    _check_kind(kind, refused)
+    return await _move_parked(
+        db,
+        model,
+        organisation_id=organisation_id,
+        kind=kind,
+        error_type_=error_type,
+        from_status=ARCHIVED if archived else PARKED,
+        refused_kinds=refused,
+        values={
+            "status": QUEUED,
+            "attempts": 0,
+            "run_after": now or utcnow(),
+            "lease_until": None,
+            "worker": None,
+            "finished_at": None,
+        },
+    )
+
+
+async def archive_parked(
+    db: Database,
+    model: type[Any],
+    *,
+    organisation_id: str,
+    reason: str,
+    kind: str | None = None,
+    error_type: str | None = None,
+    refused_kinds: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Set aside the parked jobs of ``organisation_id`` (optionally of one ``kind`` and one
+    ``error_type``): status ``archived``, never claimed nor purged, out of the parked list
+    and count, listed as archived and retried from there if need be (``finished_at`` says
+    when they were archived). ``refused_kinds`` and ``reason`` as for :func:`retry_parked`.
+    How many were archived."""
+    check_reason(reason)
+    refused = refused_kinds or {}
+    _check_kind(kind, refused)
+    return await _move_parked(
+        db,
+        model,
+        organisation_id=organisation_id,
+        kind=kind,
+        error_type_=error_type,
+        from_status=PARKED,
+        refused_kinds=refused,
+        values={"status": ARCHIVED, "lease_until": None, "worker": None, "finished_at": now or utcnow()},
+    )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from hdhub.common.auth import Action, Principal
 from hdhub.common.errors import Problem, forbidden, not_found, organisation_required
 from hdhub.common.grpc import ServicerContext, require_operator, require_principal
+from hdhub.common.parked_jobs import archive_parked_jobs, list_parked_jobs, retry_parked_jobs
 from hdhub.common.tallies import read_tallies
 from hdhub.intake.deps import granted_folders, require_folder
 from hdhub.intake.files import Listing, TransferRefused
@@ -27,6 +28,7 @@ from hdhub.intake.store import (
     SENT,
     IntakeFile,
     IntakeFileTally,
+    Job,
 )
 from hdhub.proto.intake.v1 import intake_pb2 as pb
 from hdhub.proto.intake.v1 import intake_pb2_grpc as pb_grpc
@@ -201,6 +203,31 @@ class IntakeServicer(pb_grpc.IntakeServiceServicer):
         )
 
     # --- late VCFs for the portal's Files page (portalret) ---------------------------------
+
+    async def ListParkedJobs(
+        self, request: pb.ListParkedJobsRequest, context: ServicerContext
+    ) -> pb.ListParkedJobsResponse:
+        """This service's parked (or archived) background jobs, grouped; counts only. Operator only."""
+        answer: pb.ListParkedJobsResponse = await list_parked_jobs(pb, request, self.service.db, Job)
+        return answer
+
+    async def RetryParkedJobs(
+        self, request: pb.RetryParkedJobsRequest, context: ServicerContext
+    ) -> pb.RetryParkedJobsResponse:
+        """Queue an organisation's parked jobs again (one group, or all). Operator only."""
+        answer: pb.RetryParkedJobsResponse = await retry_parked_jobs(
+            pb, request, self.service.db, Job, service="intake", wake=self.service.files.wake.notify
+        )
+        return answer
+
+    async def ArchiveParkedJobs(
+        self, request: pb.ArchiveParkedJobsRequest, context: ServicerContext
+    ) -> pb.ArchiveParkedJobsResponse:
+        """Set an organisation's parked jobs aside (one group, or all). Operator only."""
+        answer: pb.ArchiveParkedJobsResponse = await archive_parked_jobs(
+            pb, request, self.service.db, Job, service="intake"
+        )
+        return answer
 
     async def ListLateVcfs(
         self, request: pb.ListLateVcfsRequest, context: ServicerContext

@@ -13,12 +13,21 @@ from hdhub.common.auth import Action, Principal
 from hdhub.common.db import utcnow
 from hdhub.common.errors import FieldProblem, Problem, forbidden, invalid
 from hdhub.common.grpc import ServicerContext, require_operator, require_principal
+from hdhub.common.parked_jobs import archive_parked_jobs, list_parked_jobs, retry_parked_jobs
 from hdhub.common.tallies import read_tallies
 from hdhub.nippin import exports, reports
 from hdhub.nippin.domain import report as rule
 from hdhub.nippin.domain.statuses import ARCHIVED, ERROR, INVALID, SENT, TO_SEND
 from hdhub.nippin.service import Submission, message_and_moves
-from hdhub.nippin.store import Export, MessageTransition, NippinMessage, NippinMessageTally, Report, ReportRow
+from hdhub.nippin.store import (
+    Export,
+    Job,
+    MessageTransition,
+    NippinMessage,
+    NippinMessageTally,
+    Report,
+    ReportRow,
+)
 from hdhub.proto.nippin.v1 import nippin_pb2 as pb
 from hdhub.proto.nippin.v1 import nippin_pb2_grpc as pb_grpc
 
@@ -298,3 +307,28 @@ class NippinServicer(pb_grpc.NippinServiceServicer):
                 for org, statuses in sorted(found.items())
             ]
         )
+
+    async def ListParkedJobs(
+        self, request: pb.ListParkedJobsRequest, context: ServicerContext
+    ) -> pb.ListParkedJobsResponse:
+        """This service's parked (or archived) background jobs, grouped; counts only. Operator only."""
+        answer: pb.ListParkedJobsResponse = await list_parked_jobs(pb, request, self.service.db, Job)
+        return answer
+
+    async def RetryParkedJobs(
+        self, request: pb.RetryParkedJobsRequest, context: ServicerContext
+    ) -> pb.RetryParkedJobsResponse:
+        """Queue an organisation's parked jobs again (one group, or all). Operator only."""
+        answer: pb.RetryParkedJobsResponse = await retry_parked_jobs(
+            pb, request, self.service.db, Job, service="nippin", wake=None
+        )
+        return answer
+
+    async def ArchiveParkedJobs(
+        self, request: pb.ArchiveParkedJobsRequest, context: ServicerContext
+    ) -> pb.ArchiveParkedJobsResponse:
+        """Set an organisation's parked jobs aside (one group, or all). Operator only."""
+        answer: pb.ArchiveParkedJobsResponse = await archive_parked_jobs(
+            pb, request, self.service.db, Job, service="nippin"
+        )
+        return answer

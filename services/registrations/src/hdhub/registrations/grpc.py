@@ -25,6 +25,7 @@ from hdhub.common.errors import (
     organisation_required,
 )
 from hdhub.common.grpc import ServicerContext, require_operator, require_principal
+from hdhub.common.parked_jobs import archive_parked_jobs, list_parked_jobs, retry_parked_jobs
 from hdhub.proto.registrations.v1 import registrations_pb2 as pb
 from hdhub.proto.registrations.v1 import registrations_pb2_grpc as pb_grpc
 from hdhub.registrations import health
@@ -34,7 +35,8 @@ from hdhub.registrations.batches.service import BatchOptions, upsert_batch
 from hdhub.registrations.catalogue import versions
 from hdhub.registrations.catalogue.service import CatalogueEntry
 from hdhub.registrations.catalogue.versions import VersionState
-from hdhub.registrations.delivery import parked, parked_jobs, reconciliation
+from hdhub.registrations.delivery import parked, reconciliation
+from hdhub.registrations.delivery.queue import CONFIRM, DELIVER, DELIVER_BATCH
 from hdhub.registrations.delivery.rows import DeliveryState
 from hdhub.registrations.engine.columnar import BatchValidation, columnar
 from hdhub.registrations.engine.validation import Validation
@@ -42,7 +44,7 @@ from hdhub.registrations.records import grid
 from hdhub.registrations.records.lifecycle import Action as LifecycleAction
 from hdhub.registrations.records.period import Period
 from hdhub.registrations.records.service import Actor
-from hdhub.registrations.store import Delivery, Registration
+from hdhub.registrations.store import Delivery, Job, Registration
 
 if TYPE_CHECKING:
     from hdhub.registrations.runtime import RegistrationsService
@@ -75,6 +77,14 @@ VERSION_STATES = {
     VersionState.RETIRED: pb.DCD_VERSION_STATE_RETIRED,
 }
 log = logging.getLogger("hdhub.registrations.catalogue")
+#: The delivery's jobs: retried and archived with their delivery rows (RetryParkedDeliveries,
+#: ArchiveParkedDeliveries), never by the generic parked jobs' actions, so a registration is
+#: never sent behind its delivery's back.
+#: The refusal names the page's action (the portal translates it).
+DELIVERY_KINDS_REFUSED = (
+    "Delivery jobs are retried or archived with their parked deliveries: use Retry the parked deliveries."
+)
+DELIVERY_KINDS = dict.fromkeys((DELIVER, DELIVER_BATCH, CONFIRM), DELIVERY_KINDS_REFUSED)
 
 
 def _values(text: str) -> dict[str, Any]:
@@ -494,24 +504,35 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
     async def ListParkedJobs(
         self, request: pb.ListParkedJobsRequest, context: ServicerContext
     ) -> pb.ListParkedJobsResponse:
-        """This service's parked background jobs, grouped; counts only. Operator only."""
-        require_operator()
-        found = await parked_jobs.parked_jobs(
-            self.service.db, organisation_id=request.organisation_id or None
+        """This service's parked (or archived) background jobs, grouped; counts only. Operator only."""
+        answer: pb.ListParkedJobsResponse = await list_parked_jobs(pb, request, self.service.db, Job)
+        return answer
+
+    async def RetryParkedJobs(
+        self, request: pb.RetryParkedJobsRequest, context: ServicerContext
+    ) -> pb.RetryParkedJobsResponse:
+        """Queue an organisation's parked jobs again (one group, or all but the deliveries'
+        jobs, which RetryParkedDeliveries retries with their deliveries). Operator only."""
+        answer: pb.RetryParkedJobsResponse = await retry_parked_jobs(
+            pb,
+            request,
+            self.service.db,
+            Job,
+            service="registrations",
+            refused_kinds=DELIVERY_KINDS,
+            wake=self.service.queue.wake.notify,
         )
-        return pb.ListParkedJobsResponse(
-            groups=[
-                pb.ParkedJobGroup(
-                    organisation_id=g.organisation_id,
-                    kind=g.kind,
-                    error_type=g.error_type,
-                    jobs=g.jobs,
-                    max_attempts=g.max_attempts,
-                    oldest_at=g.oldest_at.isoformat() if g.oldest_at else "",
-                )
-                for g in found
-            ]
+        return answer
+
+    async def ArchiveParkedJobs(
+        self, request: pb.ArchiveParkedJobsRequest, context: ServicerContext
+    ) -> pb.ArchiveParkedJobsResponse:
+        """Set an organisation's parked jobs aside (one group, or all but the deliveries'
+        jobs, which ArchiveParkedDeliveries sets aside with their deliveries). Operator only."""
+        answer: pb.ArchiveParkedJobsResponse = await archive_parked_jobs(
+            pb, request, self.service.db, Job, service="registrations", refused_kinds=DELIVERY_KINDS
         )
+        return answer
 
     async def CatalogueUsage(
         self, request: pb.CatalogueUsageRequest, context: ServicerContext

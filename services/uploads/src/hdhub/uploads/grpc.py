@@ -13,13 +13,14 @@ from hdhub.common.db import utcnow
 from hdhub.common.errors import FieldProblem, Problem, invalid
 from hdhub.common.filenames import BadFileName, checked_file_name, file_name_refused
 from hdhub.common.grpc import ServicerContext, require_operator, require_principal
+from hdhub.common.parked_jobs import archive_parked_jobs, list_parked_jobs, retry_parked_jobs
 from hdhub.common.tallies import hour_bucket, read_tallies
 from hdhub.common.web import LANGUAGES
 from hdhub.proto.uploads.v1 import uploads_pb2 as pb
 from hdhub.proto.uploads.v1 import uploads_pb2_grpc as pb_grpc
 from hdhub.uploads.reports import finding_rows
 from hdhub.uploads.service import DEFAULT_SETTINGS, IncomingFile, NewUpload, RegistrySettings
-from hdhub.uploads.store import Upload, UploadFailureTally
+from hdhub.uploads.store import Job, Upload, UploadFailureTally
 
 if TYPE_CHECKING:
     from hdhub.uploads.runtime import UploadsService
@@ -295,3 +296,28 @@ class UploadsServicer(pb_grpc.UploadsServiceServicer):
                 for org, hours in sorted(found.items())
             ]
         )
+
+    async def ListParkedJobs(
+        self, request: pb.ListParkedJobsRequest, context: ServicerContext
+    ) -> pb.ListParkedJobsResponse:
+        """This service's parked (or archived) background jobs, grouped; counts only. Operator only."""
+        answer: pb.ListParkedJobsResponse = await list_parked_jobs(pb, request, self.uploads.db, Job)
+        return answer
+
+    async def RetryParkedJobs(
+        self, request: pb.RetryParkedJobsRequest, context: ServicerContext
+    ) -> pb.RetryParkedJobsResponse:
+        """Queue an organisation's parked jobs again (one group, or all). Operator only."""
+        answer: pb.RetryParkedJobsResponse = await retry_parked_jobs(
+            pb, request, self.uploads.db, Job, service="uploads", wake=self.uploads.wake.notify
+        )
+        return answer
+
+    async def ArchiveParkedJobs(
+        self, request: pb.ArchiveParkedJobsRequest, context: ServicerContext
+    ) -> pb.ArchiveParkedJobsResponse:
+        """Set an organisation's parked jobs aside (one group, or all). Operator only."""
+        answer: pb.ArchiveParkedJobsResponse = await archive_parked_jobs(
+            pb, request, self.uploads.db, Job, service="uploads"
+        )
+        return answer

@@ -2,8 +2,11 @@
 organisation's health side by side, as counts and states only (the operator is no member
 of the organisations and never sees a registration's values, names or SSINs); the
 operations page lists parked deliveries with why and retries or archives an
-organisation's with a reason (archived ones listed apart, and retried from there). Each owning service keeps its counts incrementally and answers the operator
-alone (``OrganisationHealth``); the pages call them with the operator's token, together."""
+organisation's with a reason (archived ones listed apart, and retried from there), and
+the parked background jobs of the four services with a job queue, grouped by organisation,
+kind and error type, a group retried or archived with a reason. Each owning service keeps
+its counts incrementally and answers the operator alone (``OrganisationHealth``,
+``ListParkedJobs``); the pages call them with the operator's token, together."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
 from hdhub.common.db import utcnow
-from hdhub.common.errors import forbidden
+from hdhub.common.errors import FieldProblem, forbidden, invalid
 from hdhub.common.grpc import channel
 from hdhub.portal.deps import CurrentPage, ServiceDep
 from hdhub.portal.pages.console_audit import record_operator_action
@@ -87,6 +90,51 @@ SORTS: dict[str, Callable[[Health], Any]] = {
 }
 #: Why a delivery was parked, in the pages' words.
 PARKED_REASONS = {"no_confirmation": N_("No confirmation ten days after the first send")}
+#: The services with a job queue, as the operations page names them.
+JOB_SERVICES = {
+    "registrations": N_("Registrations"),
+    "uploads": N_("Upload Center"),
+    "intake": N_("Files (SFTP and web)"),
+    "nippin": N_("NIPPIN"),
+}
+#: Registrations' jobs retried and archived with their deliveries, never as jobs.
+DELIVERY_JOB_KINDS = frozenset({"deliver", "deliver_batch", "confirm"})
+
+
+@dataclass(frozen=True)
+class JobGroup:
+    """Parked (or archived) jobs of one service, organisation, kind and error type."""
+
+    service: str
+    organisation_id: str
+    kind: str
+    error_type: str
+    jobs: int
+    max_attempts: int
+    oldest_at: str
+    archived: bool
+
+    @property
+    def key(self) -> str:
+        """What the form sends back: the organisation last (it may hold anything)."""
+        return "|".join((self.service, self.kind, self.error_type, self.organisation_id))
+
+    @property
+    def with_deliveries(self) -> bool:
+        return self.service == "registrations" and self.kind in DELIVERY_JOB_KINDS
+
+    @property
+    def actionable(self) -> bool:
+        """Retried or archived from this page: of an organisation, and no delivery's job."""
+        return bool(self.organisation_id) and not self.with_deliveries
+
+
+def _group_of(key: str) -> tuple[str, str, str, str] | None:
+    """(service, kind, error type, organisation) of a form's group, or None."""
+    parts = key.split("|", 3)
+    if len(parts) != 4 or parts[0] not in JOB_SERVICES or not parts[1] or not parts[3]:
+        return None
+    return parts[0], parts[1], parts[2], parts[3]
 
 
 async def _operator_page(page: CurrentPage) -> Page:
@@ -186,31 +234,72 @@ async def overview(page: OperatorPage, problem: str = "", sort: str = "problems"
     )
 
 
+def _jobs_stub(service: str) -> tuple[Any, Any]:
+    """The stub and proto module of a service with a job queue (the same parked jobs'
+    methods and messages in each)."""
+    if service == "registrations":
+        return reg_grpc.RegistrationsServiceStub(channel("registrations")), reg_pb
+    if service == "uploads":
+        return uploads_pb2_grpc.UploadsServiceStub(channel("uploads")), uploads_pb2
+    if service == "intake":
+        return intake_pb2_grpc.IntakeServiceStub(channel("intake")), intake_pb2
+    return nippin_pb2_grpc.NippinServiceStub(channel("nippin")), nippin_pb2
+
+
+async def job_groups(page: Page, organisation: str, archived: bool) -> list[JobGroup]:
+    """The parked (or archived) job groups of the four services (four calls at once), by
+    organisation, service, kind and error type."""
+
+    async def of(service: str) -> list[JobGroup]:
+        stub, pb = _jobs_stub(service)
+        answer = await stub.ListParkedJobs(
+            pb.ListParkedJobsRequest(organisation_id=organisation, archived=archived),
+            metadata=page.metadata(),
+        )
+        return [
+            JobGroup(
+                service,
+                g.organisation_id,
+                g.kind,
+                g.error_type,
+                g.jobs,
+                g.max_attempts,
+                g.oldest_at,
+                archived,
+            )
+            for g in answer.groups
+        ]
+
+    found = [g for groups in await asyncio.gather(*(of(s) for s in JOB_SERVICES)) for g in groups]
+    return sorted(found, key=lambda g: (g.organisation_id, g.service, g.kind, g.error_type))
+
+
 async def parked_page(
     page: Page, organisation: str, status: int = 200, archived: bool = False, **context: Any
 ) -> Response:
     stub = reg_grpc.RegistrationsServiceStub(channel("registrations"))
-    answer, jobs = await asyncio.gather(
+    answer, jobs, names = await asyncio.gather(
         stub.ListParkedDeliveries(
             reg_pb.ListParkedDeliveriesRequest(organisation_id=organisation, limit=200, archived=archived),
             metadata=page.metadata(),
         ),
-        stub.ListParkedJobs(
-            reg_pb.ListParkedJobsRequest(organisation_id=organisation), metadata=page.metadata()
-        ),
+        job_groups(page, organisation, archived),
+        organisation_names(page),
     )
     context.setdefault("errors", None)
     context.setdefault("form", {})
     context.setdefault("failed", "")
+    context.setdefault("chosen_group", "")
     return page.render(
         "operator_parked.html",
-        names=await organisation_names(page),
+        names=names,
         status=status,
         selected=organisation,
         archived=archived,
         deliveries=answer.deliveries,
         total=answer.total,
-        jobs=jobs.groups,
+        jobs=jobs,
+        job_services=JOB_SERVICES,
         reasons=PARKED_REASONS,
         **context,
     )
@@ -294,6 +383,72 @@ async def archive_parked(request: Request, page: OperatorPage) -> Response:
         count=answer.archived,
     )
     return _where(form["organisation"], False, archived_count=answer.archived)
+
+
+@router.post("/jobs/retry")
+async def retry_parked_jobs(request: Request, page: OperatorPage) -> Response:
+    """Queue a group of parked (or archived) jobs again, with a reason."""
+    return await _act_on_jobs(request, page, "retry")
+
+
+@router.post("/jobs/archive")
+async def archive_parked_jobs(request: Request, page: OperatorPage) -> Response:
+    """Set a group of parked jobs aside, with a reason."""
+    return await _act_on_jobs(request, page, "archive")
+
+
+async def _act_on_jobs(request: Request, page: Page, action: str) -> Response:
+    form = values(await check_csrf(request, page), "organisation", "group", "reason", "archived")
+    archived = action == "retry" and form["archived"] == "1"
+    group = _group_of(form["group"])
+    try:
+        if group is None:
+            raise invalid([FieldProblem("parked-jobs", "required", "Choose a group of jobs.")])
+        service, kind, error_type, organisation = group
+        stub, pb = _jobs_stub(service)
+        chosen = {
+            "organisation_id": organisation,
+            "kind": kind,
+            "error_type": error_type,
+            "reason": form["reason"],
+        }
+        if action == "retry":
+            retried = await stub.RetryParkedJobs(
+                pb.RetryParkedJobsRequest(**chosen, archived=archived), metadata=page.metadata()
+            )
+            done = {"jobs_retried": int(retried.retried)}
+        else:
+            answer = await stub.ArchiveParkedJobs(
+                pb.ArchiveParkedJobsRequest(**chosen), metadata=page.metadata()
+            )
+            done = {"jobs_archived": int(answer.archived)}
+    except Exception as exc:  # noqa: BLE001 - form_errors raises what is no refusal
+        errors = form_errors(page, exc)
+        # The summary links to this form's fields, not the deliveries' forms.
+        fields = {
+            ("jobs-reason" if k == "reason" else "parked-jobs" if k == "kind" else k): v
+            for k, v in errors.fields.items()
+        }
+        return await parked_page(
+            page,
+            form["organisation"],
+            status=422,
+            archived=archived,
+            errors=replace(errors, fields=fields),
+            form=form,
+            failed="jobs",
+            chosen_group=form["group"],
+        )
+    retry = action == "retry"
+    await record_operator_action(
+        page,
+        action=("jobs.retried_archived" if archived else "jobs.retried") if retry else "jobs.archived",
+        organisation_id=organisation,
+        target=f"{service} {kind} {error_type}",
+        reason=form["reason"],
+        count=next(iter(done.values())),
+    )
+    return _where(form["organisation"], archived, **done)
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,12 @@ MESSAGES = (
     N_("an export covers at most 1830 days"),
     N_("the SSIN column is for members who may read the registrations"),
     N_("The export is not ready"),
+    # parked background jobs (hdhub.common.jobs, registrations' grpc, pages/console.py)
+    N_("Only the operator sees and acts across the installation's organisations."),
+    N_(
+        "Delivery jobs are retried or archived with their parked deliveries: use Retry the parked deliveries."
+    ),
+    N_("Choose a group of jobs."),
     # the Upload Center and files: the pages' own (pages/uploads.py, pages/files.py)
     N_("Only members who may read this organisation's registrations use the Upload Center."),
     N_("Only members who may register for this organisation upload files and change settings."),

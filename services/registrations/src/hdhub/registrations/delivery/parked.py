@@ -20,8 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hdhub.common.db import Database
-from hdhub.common.errors import FieldProblem, invalid
-from hdhub.common.jobs import DONE, PARKED
+from hdhub.common.jobs import DONE, PARKED, check_reason
 from hdhub.registrations.delivery.queue import CONFIRM, DELIVER, DeliveryQueue
 from hdhub.registrations.delivery.rows import DeliveryState
 from hdhub.registrations.records.lifecycle import RegistrationStatus
@@ -29,9 +28,6 @@ from hdhub.registrations.store import Delivery as DeliveryRow
 from hdhub.registrations.store import Job, Registration, worker_history
 
 log = logging.getLogger("hdhub.registrations.delivery")
-
-#: What a reason must be: something a colleague reading the history understands.
-REASON_MIN, REASON_MAX = 3, 500
 
 
 @dataclass(frozen=True)
@@ -91,15 +87,6 @@ async def listing(
             for d, code, dcd in rows.all()
         ]
     return found, int(total)
-
-
-def check_reason(reason: str) -> str:
-    reason = reason.strip()
-    if not REASON_MIN <= len(reason) <= REASON_MAX:
-        raise invalid(
-            [FieldProblem("reason", "length", f"Say why in {REASON_MIN} to {REASON_MAX} characters.")]
-        )
-    return reason
 
 
 def _chosen(db: Database, organisation_id: str, registration_ids: Sequence[str], archived: bool) -> list[Any]:

@@ -562,3 +562,194 @@ class ListLateVcfsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListLateVcfsResponse: _TypeAlias = ListLateVcfsResponse  # noqa: Y015
+
+@_typing.final
+class ListParkedJobsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    ARCHIVED_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    """Empty: every organisation."""
+    archived: _builtins.bool
+    """True: the archived groups instead of those still parked."""
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        archived: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived", b"archived", "organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListParkedJobsRequest: _TypeAlias = ListParkedJobsRequest  # noqa: Y015
+
+@_typing.final
+class ParkedJobGroup(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ERROR_TYPE_FIELD_NUMBER: _builtins.int
+    JOBS_FIELD_NUMBER: _builtins.int
+    MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    OLDEST_AT_FIELD_NUMBER: _builtins.int
+    ARCHIVED_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    """Empty for a job of no organisation."""
+    kind: _builtins.str
+    error_type: _builtins.str
+    """The last error's type (an exception's class name, a failure code); `other` when the
+    error is no such name (free text never travels).
+    """
+    jobs: _builtins.int
+    max_attempts: _builtins.int
+    oldest_at: _builtins.str
+    """When the oldest of them was created (ISO 8601, UTC)."""
+    archived: _builtins.bool
+    """True: archived by the operator, not parked."""
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        error_type: _builtins.str = ...,
+        jobs: _builtins.int = ...,
+        max_attempts: _builtins.int = ...,
+        oldest_at: _builtins.str = ...,
+        archived: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived", b"archived", "error_type", b"error_type", "jobs", b"jobs", "kind", b"kind", "max_attempts", b"max_attempts", "oldest_at", b"oldest_at", "organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ParkedJobGroup: _TypeAlias = ParkedJobGroup  # noqa: Y015
+
+@_typing.final
+class ListParkedJobsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUPS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___ParkedJobGroup]: ...
+    def __init__(
+        self,
+        *,
+        groups: _abc.Iterable[Global___ParkedJobGroup] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListParkedJobsResponse: _TypeAlias = ListParkedJobsResponse  # noqa: Y015
+
+@_typing.final
+class RetryParkedJobsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ERROR_TYPE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ARCHIVED_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    kind: _builtins.str
+    """Only jobs of this kind (empty: every kind)."""
+    error_type: _builtins.str
+    """Only jobs whose last error has this type, as ListParkedJobs names it (empty: any)."""
+    reason: _builtins.str
+    """Why the operator retries them (3 to 500 characters)."""
+    archived: _builtins.bool
+    """True: retry the organisation's archived jobs instead of those still parked."""
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        error_type: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        archived: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived", b"archived", "error_type", b"error_type", "kind", b"kind", "organisation_id", b"organisation_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryParkedJobsRequest: _TypeAlias = RetryParkedJobsRequest  # noqa: Y015
+
+@_typing.final
+class RetryParkedJobsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETRIED_FIELD_NUMBER: _builtins.int
+    retried: _builtins.int
+    def __init__(
+        self,
+        *,
+        retried: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["retried", b"retried"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryParkedJobsResponse: _TypeAlias = RetryParkedJobsResponse  # noqa: Y015
+
+@_typing.final
+class ArchiveParkedJobsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ERROR_TYPE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    kind: _builtins.str
+    """Only jobs of this kind (empty: every kind)."""
+    error_type: _builtins.str
+    """Only jobs whose last error has this type, as ListParkedJobs names it (empty: any)."""
+    reason: _builtins.str
+    """Why the operator sets them aside (3 to 500 characters)."""
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        error_type: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_type", b"error_type", "kind", b"kind", "organisation_id", b"organisation_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveParkedJobsRequest: _TypeAlias = ArchiveParkedJobsRequest  # noqa: Y015
+
+@_typing.final
+class ArchiveParkedJobsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ARCHIVED_FIELD_NUMBER: _builtins.int
+    archived: _builtins.int
+    def __init__(
+        self,
+        *,
+        archived: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived", b"archived"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveParkedJobsResponse: _TypeAlias = ArchiveParkedJobsResponse  # noqa: Y015

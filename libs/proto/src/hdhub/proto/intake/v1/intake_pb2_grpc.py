@@ -60,6 +60,21 @@ class IntakeServiceStub:
                 request_serializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.OrganisationHealthRequest.SerializeToString,
                 response_deserializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.OrganisationHealthResponse.FromString,
                 _registered_method=True)
+        self.ListParkedJobs = channel.unary_unary(
+                '/hdhub.intake.v1.IntakeService/ListParkedJobs',
+                request_serializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.ListParkedJobsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.ListParkedJobsResponse.FromString,
+                _registered_method=True)
+        self.RetryParkedJobs = channel.unary_unary(
+                '/hdhub.intake.v1.IntakeService/RetryParkedJobs',
+                request_serializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.RetryParkedJobsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.RetryParkedJobsResponse.FromString,
+                _registered_method=True)
+        self.ArchiveParkedJobs = channel.unary_unary(
+                '/hdhub.intake.v1.IntakeService/ArchiveParkedJobs',
+                request_serializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.ArchiveParkedJobsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.ArchiveParkedJobsResponse.FromString,
+                _registered_method=True)
         self.ListLateVcfs = channel.unary_unary(
                 '/hdhub.intake.v1.IntakeService/ListLateVcfs',
                 request_serializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.ListLateVcfsRequest.SerializeToString,
@@ -108,6 +123,31 @@ class IntakeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListParkedJobs(self, request, context):
+        """Operator only: this service's parked background jobs (attempts exhausted), grouped by
+        organisation, kind and error type; counts only, no payload, no identifier. `archived`:
+        the groups the operator set aside instead.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryParkedJobs(self, request, context):
+        """Operator only: queue an organisation's parked jobs again (one kind and error type, or
+        all): attempts from 0, due now. The operator's reason is required (the portal audits it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArchiveParkedJobs(self, request, context):
+        """Operator only: set an organisation's parked jobs aside (status archived: never run nor
+        purged, out of the parked list and count, listed as archived, retried from there).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListLateVcfs(self, request, context):
         """--- late VCFs for the portal's Files page (portalret) ---
         The organisation's NGS registrations whose VCF has not arrived `vcf_late_hours` after
@@ -140,6 +180,21 @@ def add_IntakeServiceServicer_to_server(servicer, server):
                     servicer.OrganisationHealth,
                     request_deserializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.OrganisationHealthRequest.FromString,
                     response_serializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.OrganisationHealthResponse.SerializeToString,
+            ),
+            'ListParkedJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListParkedJobs,
+                    request_deserializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.ListParkedJobsRequest.FromString,
+                    response_serializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.ListParkedJobsResponse.SerializeToString,
+            ),
+            'RetryParkedJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryParkedJobs,
+                    request_deserializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.RetryParkedJobsRequest.FromString,
+                    response_serializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.RetryParkedJobsResponse.SerializeToString,
+            ),
+            'ArchiveParkedJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchiveParkedJobs,
+                    request_deserializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.ArchiveParkedJobsRequest.FromString,
+                    response_serializer=hdhub_dot_intake_dot_v1_dot_intake__pb2.ArchiveParkedJobsResponse.SerializeToString,
             ),
             'ListLateVcfs': grpc.unary_unary_rpc_method_handler(
                     servicer.ListLateVcfs,
@@ -261,6 +316,87 @@ class IntakeService:
             '/hdhub.intake.v1.IntakeService/OrganisationHealth',
             hdhub_dot_intake_dot_v1_dot_intake__pb2.OrganisationHealthRequest.SerializeToString,
             hdhub_dot_intake_dot_v1_dot_intake__pb2.OrganisationHealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListParkedJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.intake.v1.IntakeService/ListParkedJobs',
+            hdhub_dot_intake_dot_v1_dot_intake__pb2.ListParkedJobsRequest.SerializeToString,
+            hdhub_dot_intake_dot_v1_dot_intake__pb2.ListParkedJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryParkedJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.intake.v1.IntakeService/RetryParkedJobs',
+            hdhub_dot_intake_dot_v1_dot_intake__pb2.RetryParkedJobsRequest.SerializeToString,
+            hdhub_dot_intake_dot_v1_dot_intake__pb2.RetryParkedJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchiveParkedJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.intake.v1.IntakeService/ArchiveParkedJobs',
+            hdhub_dot_intake_dot_v1_dot_intake__pb2.ArchiveParkedJobsRequest.SerializeToString,
+            hdhub_dot_intake_dot_v1_dot_intake__pb2.ArchiveParkedJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

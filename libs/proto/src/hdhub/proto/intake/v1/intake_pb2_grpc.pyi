@@ -53,6 +53,19 @@ class IntakeServiceStub:
     """Operator only (the console): files refused and files unmatched for every organisation, as counts kept
     incrementally; never a registration's values.
     """
+    ListParkedJobs: _grpc.UnaryUnaryMultiCallable[_intake_pb2.ListParkedJobsRequest, _intake_pb2.ListParkedJobsResponse]
+    """Operator only: this service's parked background jobs (attempts exhausted), grouped by
+    organisation, kind and error type; counts only, no payload, no identifier. `archived`:
+    the groups the operator set aside instead.
+    """
+    RetryParkedJobs: _grpc.UnaryUnaryMultiCallable[_intake_pb2.RetryParkedJobsRequest, _intake_pb2.RetryParkedJobsResponse]
+    """Operator only: queue an organisation's parked jobs again (one kind and error type, or
+    all): attempts from 0, due now. The operator's reason is required (the portal audits it).
+    """
+    ArchiveParkedJobs: _grpc.UnaryUnaryMultiCallable[_intake_pb2.ArchiveParkedJobsRequest, _intake_pb2.ArchiveParkedJobsResponse]
+    """Operator only: set an organisation's parked jobs aside (status archived: never run nor
+    purged, out of the parked list and count, listed as archived, retried from there).
+    """
     ListLateVcfs: _grpc.UnaryUnaryMultiCallable[_intake_pb2.ListLateVcfsRequest, _intake_pb2.ListLateVcfsResponse]
     """--- late VCFs for the portal's Files page (portalret) ---
     The organisation's NGS registrations whose VCF has not arrived `vcf_late_hours` after
@@ -84,6 +97,19 @@ class IntakeServiceAsyncStub(IntakeServiceStub):
     OrganisationHealth: _aio.UnaryUnaryMultiCallable[_intake_pb2.OrganisationHealthRequest, _intake_pb2.OrganisationHealthResponse]  # type: ignore[assignment]
     """Operator only (the console): files refused and files unmatched for every organisation, as counts kept
     incrementally; never a registration's values.
+    """
+    ListParkedJobs: _aio.UnaryUnaryMultiCallable[_intake_pb2.ListParkedJobsRequest, _intake_pb2.ListParkedJobsResponse]  # type: ignore[assignment]
+    """Operator only: this service's parked background jobs (attempts exhausted), grouped by
+    organisation, kind and error type; counts only, no payload, no identifier. `archived`:
+    the groups the operator set aside instead.
+    """
+    RetryParkedJobs: _aio.UnaryUnaryMultiCallable[_intake_pb2.RetryParkedJobsRequest, _intake_pb2.RetryParkedJobsResponse]  # type: ignore[assignment]
+    """Operator only: queue an organisation's parked jobs again (one kind and error type, or
+    all): attempts from 0, due now. The operator's reason is required (the portal audits it).
+    """
+    ArchiveParkedJobs: _aio.UnaryUnaryMultiCallable[_intake_pb2.ArchiveParkedJobsRequest, _intake_pb2.ArchiveParkedJobsResponse]  # type: ignore[assignment]
+    """Operator only: set an organisation's parked jobs aside (status archived: never run nor
+    purged, out of the parked list and count, listed as archived, retried from there).
     """
     ListLateVcfs: _aio.UnaryUnaryMultiCallable[_intake_pb2.ListLateVcfsRequest, _intake_pb2.ListLateVcfsResponse]  # type: ignore[assignment]
     """--- late VCFs for the portal's Files page (portalret) ---
@@ -137,6 +163,37 @@ class IntakeServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_intake_pb2.OrganisationHealthResponse, _abc.Awaitable[_intake_pb2.OrganisationHealthResponse]]:
         """Operator only (the console): files refused and files unmatched for every organisation, as counts kept
         incrementally; never a registration's values.
+        """
+
+    @_abc_1.abstractmethod
+    def ListParkedJobs(
+        self,
+        request: _intake_pb2.ListParkedJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.ListParkedJobsResponse, _abc.Awaitable[_intake_pb2.ListParkedJobsResponse]]:
+        """Operator only: this service's parked background jobs (attempts exhausted), grouped by
+        organisation, kind and error type; counts only, no payload, no identifier. `archived`:
+        the groups the operator set aside instead.
+        """
+
+    @_abc_1.abstractmethod
+    def RetryParkedJobs(
+        self,
+        request: _intake_pb2.RetryParkedJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.RetryParkedJobsResponse, _abc.Awaitable[_intake_pb2.RetryParkedJobsResponse]]:
+        """Operator only: queue an organisation's parked jobs again (one kind and error type, or
+        all): attempts from 0, due now. The operator's reason is required (the portal audits it).
+        """
+
+    @_abc_1.abstractmethod
+    def ArchiveParkedJobs(
+        self,
+        request: _intake_pb2.ArchiveParkedJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.ArchiveParkedJobsResponse, _abc.Awaitable[_intake_pb2.ArchiveParkedJobsResponse]]:
+        """Operator only: set an organisation's parked jobs aside (status archived: never run nor
+        purged, out of the parked list and count, listed as archived, retried from there).
         """
 
     @_abc_1.abstractmethod

@@ -70,6 +70,19 @@ class NippinServiceStub:
     """Operator only (the console): billing messages in error and invalid for every organisation, as counts kept
     incrementally; never a registration's values.
     """
+    ListParkedJobs: _grpc.UnaryUnaryMultiCallable[_nippin_pb2.ListParkedJobsRequest, _nippin_pb2.ListParkedJobsResponse]
+    """Operator only: this service's parked background jobs (attempts exhausted), grouped by
+    organisation, kind and error type; counts only, no payload, no identifier. `archived`:
+    the groups the operator set aside instead.
+    """
+    RetryParkedJobs: _grpc.UnaryUnaryMultiCallable[_nippin_pb2.RetryParkedJobsRequest, _nippin_pb2.RetryParkedJobsResponse]
+    """Operator only: queue an organisation's parked jobs again (one kind and error type, or
+    all): attempts from 0, due now. The operator's reason is required (the portal audits it).
+    """
+    ArchiveParkedJobs: _grpc.UnaryUnaryMultiCallable[_nippin_pb2.ArchiveParkedJobsRequest, _nippin_pb2.ArchiveParkedJobsResponse]
+    """Operator only: set an organisation's parked jobs aside (status archived: never run nor
+    purged, out of the parked list and count, listed as archived, retried from there).
+    """
 
 @_typing.type_check_only
 class NippinServiceAsyncStub(NippinServiceStub):
@@ -112,6 +125,19 @@ class NippinServiceAsyncStub(NippinServiceStub):
     OrganisationHealth: _aio.UnaryUnaryMultiCallable[_nippin_pb2.OrganisationHealthRequest, _nippin_pb2.OrganisationHealthResponse]  # type: ignore[assignment]
     """Operator only (the console): billing messages in error and invalid for every organisation, as counts kept
     incrementally; never a registration's values.
+    """
+    ListParkedJobs: _aio.UnaryUnaryMultiCallable[_nippin_pb2.ListParkedJobsRequest, _nippin_pb2.ListParkedJobsResponse]  # type: ignore[assignment]
+    """Operator only: this service's parked background jobs (attempts exhausted), grouped by
+    organisation, kind and error type; counts only, no payload, no identifier. `archived`:
+    the groups the operator set aside instead.
+    """
+    RetryParkedJobs: _aio.UnaryUnaryMultiCallable[_nippin_pb2.RetryParkedJobsRequest, _nippin_pb2.RetryParkedJobsResponse]  # type: ignore[assignment]
+    """Operator only: queue an organisation's parked jobs again (one kind and error type, or
+    all): attempts from 0, due now. The operator's reason is required (the portal audits it).
+    """
+    ArchiveParkedJobs: _aio.UnaryUnaryMultiCallable[_nippin_pb2.ArchiveParkedJobsRequest, _nippin_pb2.ArchiveParkedJobsResponse]  # type: ignore[assignment]
+    """Operator only: set an organisation's parked jobs aside (status archived: never run nor
+    purged, out of the parked list and count, listed as archived, retried from there).
     """
 
 class NippinServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -212,6 +238,37 @@ class NippinServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_nippin_pb2.OrganisationHealthResponse, _abc.Awaitable[_nippin_pb2.OrganisationHealthResponse]]:
         """Operator only (the console): billing messages in error and invalid for every organisation, as counts kept
         incrementally; never a registration's values.
+        """
+
+    @_abc_1.abstractmethod
+    def ListParkedJobs(
+        self,
+        request: _nippin_pb2.ListParkedJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_nippin_pb2.ListParkedJobsResponse, _abc.Awaitable[_nippin_pb2.ListParkedJobsResponse]]:
+        """Operator only: this service's parked background jobs (attempts exhausted), grouped by
+        organisation, kind and error type; counts only, no payload, no identifier. `archived`:
+        the groups the operator set aside instead.
+        """
+
+    @_abc_1.abstractmethod
+    def RetryParkedJobs(
+        self,
+        request: _nippin_pb2.RetryParkedJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_nippin_pb2.RetryParkedJobsResponse, _abc.Awaitable[_nippin_pb2.RetryParkedJobsResponse]]:
+        """Operator only: queue an organisation's parked jobs again (one kind and error type, or
+        all): attempts from 0, due now. The operator's reason is required (the portal audits it).
+        """
+
+    @_abc_1.abstractmethod
+    def ArchiveParkedJobs(
+        self,
+        request: _nippin_pb2.ArchiveParkedJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_nippin_pb2.ArchiveParkedJobsResponse, _abc.Awaitable[_nippin_pb2.ArchiveParkedJobsResponse]]:
+        """Operator only: set an organisation's parked jobs aside (status archived: never run nor
+        purged, out of the parked list and count, listed as archived, retried from there).
         """
 
 def add_NippinServiceServicer_to_server(servicer: NippinServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -107,6 +107,16 @@ class RegistrationsServiceStub:
                 request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListParkedJobsRequest.SerializeToString,
                 response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListParkedJobsResponse.FromString,
                 _registered_method=True)
+        self.RetryParkedJobs = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/RetryParkedJobs',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.RetryParkedJobsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.RetryParkedJobsResponse.FromString,
+                _registered_method=True)
+        self.ArchiveParkedJobs = channel.unary_unary(
+                '/hdhub.registrations.v1.RegistrationsService/ArchiveParkedJobs',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ArchiveParkedJobsRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ArchiveParkedJobsResponse.FromString,
+                _registered_method=True)
         self.CatalogueUsage = channel.unary_unary(
                 '/hdhub.registrations.v1.RegistrationsService/CatalogueUsage',
                 request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.CatalogueUsageRequest.SerializeToString,
@@ -303,7 +313,24 @@ class RegistrationsServiceServicer:
 
     def ListParkedJobs(self, request, context):
         """Operator only: this service's parked background jobs (attempts exhausted), grouped by
-        organisation, kind and error type; counts only, no payload, no identifier.
+        organisation, kind and error type; counts only, no payload, no identifier. `archived`:
+        the groups the operator set aside instead.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryParkedJobs(self, request, context):
+        """Operator only: queue an organisation's parked jobs again (one kind and error type, or
+        all): attempts from 0, due now. The operator's reason is required (the portal audits it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArchiveParkedJobs(self, request, context):
+        """Operator only: set an organisation's parked jobs aside (status archived: never run nor
+        purged, out of the parked list and count, listed as archived, retried from there).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -524,6 +551,16 @@ def add_RegistrationsServiceServicer_to_server(servicer, server):
                     servicer.ListParkedJobs,
                     request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListParkedJobsRequest.FromString,
                     response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListParkedJobsResponse.SerializeToString,
+            ),
+            'RetryParkedJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryParkedJobs,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.RetryParkedJobsRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.RetryParkedJobsResponse.SerializeToString,
+            ),
+            'ArchiveParkedJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchiveParkedJobs,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ArchiveParkedJobsRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ArchiveParkedJobsResponse.SerializeToString,
             ),
             'CatalogueUsage': grpc.unary_unary_rpc_method_handler(
                     servicer.CatalogueUsage,
@@ -992,6 +1029,60 @@ class RegistrationsService:
             '/hdhub.registrations.v1.RegistrationsService/ListParkedJobs',
             hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListParkedJobsRequest.SerializeToString,
             hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ListParkedJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryParkedJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/RetryParkedJobs',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.RetryParkedJobsRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.RetryParkedJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchiveParkedJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/ArchiveParkedJobs',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ArchiveParkedJobsRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.ArchiveParkedJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -81,7 +81,16 @@ class RegistrationsServiceStub:
     """
     ListParkedJobs: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.ListParkedJobsRequest, _registrations_pb2.ListParkedJobsResponse]
     """Operator only: this service's parked background jobs (attempts exhausted), grouped by
-    organisation, kind and error type; counts only, no payload, no identifier.
+    organisation, kind and error type; counts only, no payload, no identifier. `archived`:
+    the groups the operator set aside instead.
+    """
+    RetryParkedJobs: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.RetryParkedJobsRequest, _registrations_pb2.RetryParkedJobsResponse]
+    """Operator only: queue an organisation's parked jobs again (one kind and error type, or
+    all): attempts from 0, due now. The operator's reason is required (the portal audits it).
+    """
+    ArchiveParkedJobs: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.ArchiveParkedJobsRequest, _registrations_pb2.ArchiveParkedJobsResponse]
+    """Operator only: set an organisation's parked jobs aside (status archived: never run nor
+    purged, out of the parked list and count, listed as archived, retried from there).
     """
     CatalogueUsage: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.CatalogueUsageRequest, _registrations_pb2.CatalogueUsageResponse]
     """Operator only: which organisations have live registrations of which DCD version, and
@@ -210,7 +219,16 @@ class RegistrationsServiceAsyncStub(RegistrationsServiceStub):
     """
     ListParkedJobs: _aio.UnaryUnaryMultiCallable[_registrations_pb2.ListParkedJobsRequest, _registrations_pb2.ListParkedJobsResponse]  # type: ignore[assignment]
     """Operator only: this service's parked background jobs (attempts exhausted), grouped by
-    organisation, kind and error type; counts only, no payload, no identifier.
+    organisation, kind and error type; counts only, no payload, no identifier. `archived`:
+    the groups the operator set aside instead.
+    """
+    RetryParkedJobs: _aio.UnaryUnaryMultiCallable[_registrations_pb2.RetryParkedJobsRequest, _registrations_pb2.RetryParkedJobsResponse]  # type: ignore[assignment]
+    """Operator only: queue an organisation's parked jobs again (one kind and error type, or
+    all): attempts from 0, due now. The operator's reason is required (the portal audits it).
+    """
+    ArchiveParkedJobs: _aio.UnaryUnaryMultiCallable[_registrations_pb2.ArchiveParkedJobsRequest, _registrations_pb2.ArchiveParkedJobsResponse]  # type: ignore[assignment]
+    """Operator only: set an organisation's parked jobs aside (status archived: never run nor
+    purged, out of the parked list and count, listed as archived, retried from there).
     """
     CatalogueUsage: _aio.UnaryUnaryMultiCallable[_registrations_pb2.CatalogueUsageRequest, _registrations_pb2.CatalogueUsageResponse]  # type: ignore[assignment]
     """Operator only: which organisations have live registrations of which DCD version, and
@@ -420,7 +438,28 @@ class RegistrationsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_registrations_pb2.ListParkedJobsResponse, _abc.Awaitable[_registrations_pb2.ListParkedJobsResponse]]:
         """Operator only: this service's parked background jobs (attempts exhausted), grouped by
-        organisation, kind and error type; counts only, no payload, no identifier.
+        organisation, kind and error type; counts only, no payload, no identifier. `archived`:
+        the groups the operator set aside instead.
+        """
+
+    @_abc_1.abstractmethod
+    def RetryParkedJobs(
+        self,
+        request: _registrations_pb2.RetryParkedJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.RetryParkedJobsResponse, _abc.Awaitable[_registrations_pb2.RetryParkedJobsResponse]]:
+        """Operator only: queue an organisation's parked jobs again (one kind and error type, or
+        all): attempts from 0, due now. The operator's reason is required (the portal audits it).
+        """
+
+    @_abc_1.abstractmethod
+    def ArchiveParkedJobs(
+        self,
+        request: _registrations_pb2.ArchiveParkedJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.ArchiveParkedJobsResponse, _abc.Awaitable[_registrations_pb2.ArchiveParkedJobsResponse]]:
+        """Operator only: set an organisation's parked jobs aside (status archived: never run nor
+        purged, out of the parked list and count, listed as archived, retried from there).
         """
 
     @_abc_1.abstractmethod

@@ -62,6 +62,19 @@ class UploadsServiceStub:
     """Operator only (the console): uploads failed in the last 24 hours for every organisation, as counts kept
     incrementally; never a registration's values.
     """
+    ListParkedJobs: _grpc.UnaryUnaryMultiCallable[_uploads_pb2.ListParkedJobsRequest, _uploads_pb2.ListParkedJobsResponse]
+    """Operator only: this service's parked background jobs (attempts exhausted), grouped by
+    organisation, kind and error type; counts only, no payload, no identifier. `archived`:
+    the groups the operator set aside instead.
+    """
+    RetryParkedJobs: _grpc.UnaryUnaryMultiCallable[_uploads_pb2.RetryParkedJobsRequest, _uploads_pb2.RetryParkedJobsResponse]
+    """Operator only: queue an organisation's parked jobs again (one kind and error type, or
+    all): attempts from 0, due now. The operator's reason is required (the portal audits it).
+    """
+    ArchiveParkedJobs: _grpc.UnaryUnaryMultiCallable[_uploads_pb2.ArchiveParkedJobsRequest, _uploads_pb2.ArchiveParkedJobsResponse]
+    """Operator only: set an organisation's parked jobs aside (status archived: never run nor
+    purged, out of the parked list and count, listed as archived, retried from there).
+    """
 
 @_typing.type_check_only
 class UploadsServiceAsyncStub(UploadsServiceStub):
@@ -96,6 +109,19 @@ class UploadsServiceAsyncStub(UploadsServiceStub):
     OrganisationHealth: _aio.UnaryUnaryMultiCallable[_uploads_pb2.OrganisationHealthRequest, _uploads_pb2.OrganisationHealthResponse]  # type: ignore[assignment]
     """Operator only (the console): uploads failed in the last 24 hours for every organisation, as counts kept
     incrementally; never a registration's values.
+    """
+    ListParkedJobs: _aio.UnaryUnaryMultiCallable[_uploads_pb2.ListParkedJobsRequest, _uploads_pb2.ListParkedJobsResponse]  # type: ignore[assignment]
+    """Operator only: this service's parked background jobs (attempts exhausted), grouped by
+    organisation, kind and error type; counts only, no payload, no identifier. `archived`:
+    the groups the operator set aside instead.
+    """
+    RetryParkedJobs: _aio.UnaryUnaryMultiCallable[_uploads_pb2.RetryParkedJobsRequest, _uploads_pb2.RetryParkedJobsResponse]  # type: ignore[assignment]
+    """Operator only: queue an organisation's parked jobs again (one kind and error type, or
+    all): attempts from 0, due now. The operator's reason is required (the portal audits it).
+    """
+    ArchiveParkedJobs: _aio.UnaryUnaryMultiCallable[_uploads_pb2.ArchiveParkedJobsRequest, _uploads_pb2.ArchiveParkedJobsResponse]  # type: ignore[assignment]
+    """Operator only: set an organisation's parked jobs aside (status archived: never run nor
+    purged, out of the parked list and count, listed as archived, retried from there).
     """
 
 class UploadsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -176,6 +202,37 @@ class UploadsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_uploads_pb2.OrganisationHealthResponse, _abc.Awaitable[_uploads_pb2.OrganisationHealthResponse]]:
         """Operator only (the console): uploads failed in the last 24 hours for every organisation, as counts kept
         incrementally; never a registration's values.
+        """
+
+    @_abc_1.abstractmethod
+    def ListParkedJobs(
+        self,
+        request: _uploads_pb2.ListParkedJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_uploads_pb2.ListParkedJobsResponse, _abc.Awaitable[_uploads_pb2.ListParkedJobsResponse]]:
+        """Operator only: this service's parked background jobs (attempts exhausted), grouped by
+        organisation, kind and error type; counts only, no payload, no identifier. `archived`:
+        the groups the operator set aside instead.
+        """
+
+    @_abc_1.abstractmethod
+    def RetryParkedJobs(
+        self,
+        request: _uploads_pb2.RetryParkedJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_uploads_pb2.RetryParkedJobsResponse, _abc.Awaitable[_uploads_pb2.RetryParkedJobsResponse]]:
+        """Operator only: queue an organisation's parked jobs again (one kind and error type, or
+        all): attempts from 0, due now. The operator's reason is required (the portal audits it).
+        """
+
+    @_abc_1.abstractmethod
+    def ArchiveParkedJobs(
+        self,
+        request: _uploads_pb2.ArchiveParkedJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_uploads_pb2.ArchiveParkedJobsResponse, _abc.Awaitable[_uploads_pb2.ArchiveParkedJobsResponse]]:
+        """Operator only: set an organisation's parked jobs aside (status archived: never run nor
+        purged, out of the parked list and count, listed as archived, retried from there).
         """
 
 def add_UploadsServiceServicer_to_server(servicer: UploadsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
