@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime
 import importlib.util
 import json
+import re
 import sys
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -580,6 +582,46 @@ def test_invalid_date_is_not_compared_again_by_other_fields(dcd: CompiledDcd) ->
 
 def test_a_rule_that_cannot_run_is_a_field_error(dcd: CompiledDcd) -> None:
     result = check(dcd, {"TX_PATTERN": "[unclosed"})
+    assert [(e.field, e.rule) for e in result.errors] == [("TX_CODE", "constraint")]
+    assert "could not be evaluated" in result.errors[0].message
+
+
+# --------------------------------------------------------------------------- regex() in linear time
+
+BACKTRACKING = "(a+)+$"  # Python's re: 2.5 s at 25 characters, four times that every two more
+
+
+@pytest.fixture(scope="module")
+def backtracking_dcd() -> CompiledDcd:
+    from .conftest import build_workbook  # noqa: PLC0415 - the module fixture cannot take make_dcd
+
+    survey = [{"type": "text", "name": "TX_ID", "constraint": f"regex(., '{BACKTRACKING}')"}]
+    return compile_dcd(read_workbook(build_workbook(survey, ())))
+
+
+def test_a_backtracking_regex_validates_a_long_value_in_linear_time(backtracking_dcd: CompiledDcd) -> None:
+    value = "a" * 5000 + "!"
+    started = time.perf_counter()
+    one = backtracking_dcd.validate({"TX_ID": value}, today=TODAY)
+    many = backtracking_dcd.validate_many([{"TX_ID": value}] * 3, today=TODAY)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 1.0, f"regex() took {elapsed:.2f} s: it must not backtrack"  # a bound, not a benchmark
+    assert rules(one) == [("TX_ID", "constraint")]  # no a at the very end: the same answer as re's
+    assert [rules(r) for r in many] == [[("TX_ID", "constraint")]] * 3
+
+
+@pytest.mark.parametrize("value", ["a", "aaa", "baa", "aaa!", "!", "a a", "aaa\n", "AAA", "ä"])
+def test_a_backtracking_regex_answers_ordinary_values_as_before(
+    backtracking_dcd: CompiledDcd, value: str
+) -> None:
+    refused = re.search(BACKTRACKING, value) is None  # what regex() answered with Python's re
+    assert rules(backtracking_dcd.validate({"TX_ID": value}, today=TODAY)) == (
+        [("TX_ID", "constraint")] if refused else []
+    )
+
+
+def test_a_pattern_from_a_field_that_needs_backtracking_is_a_field_error(dcd: CompiledDcd) -> None:
+    result = check(dcd, {"TX_PATTERN": "(a)\\1", "TX_CODE": "aa"})
     assert [(e.field, e.rule) for e in result.errors] == [("TX_CODE", "constraint")]
     assert "could not be evaluated" in result.errors[0].message
 

@@ -684,6 +684,10 @@ def test_a_repeat_count_on_a_field_is_refused(make_dcd: MakeDcd) -> None:
         "regex(., concat('[', 'a'))",  # a constant pattern, folded when the DCD is compiled
         "regex(., 'a{4294967296}')",  # past what re can count (OverflowError)
         "regex(., '(?<=a+)b')",
+        "regex(., '(a)\\1')",  # a backreference: RE2 matches in linear time, and cannot
+        "regex(., '(?=a)b')",
+        "regex(., 'a{0,5}++')",
+        "regex(., '((a{1000}){1000})')",  # too large for RE2's program
     ],
 )
 def test_a_regex_that_does_not_compile_is_a_workbook_problem(make_dcd: MakeDcd, constraint: str) -> None:
@@ -692,6 +696,37 @@ def test_a_regex_that_does_not_compile_is_a_workbook_problem(make_dcd: MakeDcd, 
     )
     assert (problem.sheet, problem.row, problem.column) == ("survey", 3, "constraint")
     assert "invalid regular expression" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("pattern", "named"),
+    [
+        ("(a)\\1", "backreference"),
+        ("(?P<x>a)(?P=x)", "backreference"),
+        ("(?!a)b", "lookahead"),
+        ("(?<=a)b", "lookbehind"),
+        ("(?>a+)b", "atomic group"),
+        ("(a)?(?(1)b|c)", "conditional group"),
+    ],
+)
+def test_a_regex_that_needs_backtracking_is_refused_at_its_cell_saying_why(
+    make_dcd: MakeDcd, pattern: str, named: str
+) -> None:
+    survey = [
+        {"type": "text", "name": "A"},
+        {"type": "text", "name": "B", "constraint": f"regex(., '{pattern}')"},
+    ]
+    problem = only_problem(make_dcd, survey)
+    assert (problem.sheet, problem.row, problem.column) == ("survey", 3, "constraint")
+    assert named in problem.message and "linear time" in problem.message
+
+
+@pytest.mark.parametrize(
+    "pattern", ["(a+)+$", "^[0-9]{11}$", "^.{0,5000}$", "^\\w+@\\w+\\.be$", "(?i)^[A-Z]{2}$"]
+)
+def test_a_regex_without_backreference_or_lookaround_is_read(make_dcd: MakeDcd, pattern: str) -> None:
+    survey = [{"type": "text", "name": "B", "constraint": f"regex(., '{pattern}')"}]
+    assert make_dcd(survey).survey[0].constraint == f"regex(., '{pattern}')"
 
 
 def test_a_setting_that_is_not_read_is_refused(make_dcd: MakeDcd) -> None:

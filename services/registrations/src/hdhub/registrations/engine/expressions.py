@@ -1091,7 +1091,7 @@ class _Compiler:
                         compiled = checked_pattern(xpath_string(pattern))
                     except ValueError as exc:
                         raise ExpressionSyntaxError(str(exc), node.arguments[1].position) from None
-                    return lambda ctx: compiled.search(xpath_string(first(ctx))) is not None
+                    return lambda ctx: compiled.search(xpath_string(first(ctx)))
             return lambda ctx: function(first(ctx), second(ctx))
         if not args:
             return lambda _ctx: function()

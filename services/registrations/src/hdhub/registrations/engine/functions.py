@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import base64
 import datetime
-import functools
 import hashlib
 import math
 import re
 import secrets
 import string
 import uuid
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
+from hdhub.registrations.engine.patterns import LinearPattern, compile_linear
 from hdhub.registrations.engine.xpath import (
     NodeSet,
     is_number,
@@ -252,26 +251,16 @@ def _normalize_space(value: object) -> str:
     return _XPATH_SPACE.sub(" ", xpath_string(value)).strip(" ")
 
 
-@functools.lru_cache(maxsize=256)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
-def checked_pattern(pattern: str) -> re.Pattern[str]:
-    """``pattern`` compiled; ValueError saying why when it does not compile (a repetition
-    count past what ``re`` holds included), never an ``re.error`` escaping."""
-    try:
-        with warnings.catch_warnings():  # "possible nested set" and the like still compile
-            warnings.simplefilter("ignore", FutureWarning)
-            return _regex(pattern)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression: {exc.msg}") from None
-    except (OverflowError, RecursionError, ValueError) as exc:
-        raise ValueError(f"invalid regular expression: {exc}") from None
+def checked_pattern(pattern: str) -> LinearPattern:
+    """``pattern`` compiled for matching in linear time (engine/patterns.py); ValueError
+    saying why when it does not compile (a repetition count past what ``re`` holds
+    included) or needs backtracking (a backreference, a lookaround), never an ``re.error``
+    escaping."""
+    return compile_linear(pattern)
 
 
 def _regex_search(value: object, pattern: object) -> bool:
-    return checked_pattern(xpath_string(pattern)).search(xpath_string(value)) is not None
+    return checked_pattern(xpath_string(pattern)).search(xpath_string(value))
 
 
 _DIGESTS = {"md5": "md5", "sha-1": "sha1", "sha-256": "sha256", "sha-384": "sha384", "sha-512": "sha512"}
