@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import random
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -336,6 +337,27 @@ def test_rows_where_a_rule_raises_are_the_row_engines_own() -> None:
     got = assert_same(compiled, table, "fr")
     assert set(got._fallback) == {1}
     assert [e.rule for _, e in got.errors] == ["constraint", "constraint"]
+
+
+def test_a_backtracking_regex_runs_in_linear_time_in_the_columnar_engine_too() -> None:
+    compiled = compile_dcd(
+        _definition(
+            Field("p", FieldType.TEXT, "p"),
+            Field("t", FieldType.TEXT, "t", constraint="regex(., '(a+)+$')"),
+            Field("u", FieldType.TEXT, "u", constraint="regex(., ${p})"),
+        )
+    )
+    long = "a" * 5000 + "!"
+    table = pa.table({"p": ["(a+)+$", "(a)\\1", None], "t": [long, "aaa", "aa!"], "u": [long, "aa", None]})
+    started = time.perf_counter()
+    got = assert_same(compiled, table, "en")  # the row engine's answers, both engines timed
+    assert time.perf_counter() - started < 1.0  # a bound, not a benchmark
+    assert [(i, e.field, e.rule) for i, e in got.errors] == [
+        (0, "t", "constraint"),
+        (0, "u", "constraint"),
+        (1, "u", "constraint"),  # a pattern from the row with a backreference: could not be evaluated
+        (2, "t", "constraint"),
+    ]
 
 
 def test_texts_that_read_as_dates_against_a_numeric_code_go_to_the_row_engine() -> None:
