@@ -280,6 +280,11 @@ async def test_catalogue_lists_registries_and_validates_without_storing(stack: S
     [
         ({"constraint": "regex(., concat('[', 'a'))"}, "constraint", "invalid regular expression"),
         ({"constraint": "regex(., 'a{4294967296}')"}, "constraint", "invalid regular expression"),
+        (
+            {"constraint": "regex(., '(a)\\1')"},
+            "constraint",
+            "backreference (\\1, (?P=name)) is not supported",
+        ),
         ({"guidance_hint": "read this"}, "guidance_hint", "does not read"),
     ],
 )
