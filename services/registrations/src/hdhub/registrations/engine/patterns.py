@@ -67,7 +67,7 @@ class _Refused(ValueError):
     pass
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=128)  # each RE2 object may hold up to 8 MiB of DFA cache
 def compile_linear(pattern: str) -> LinearPattern:
     """``pattern`` (Python's syntax, as regex() always read it) compiled for RE2;
     ValueError saying why when it does not compile or needs backtracking."""
