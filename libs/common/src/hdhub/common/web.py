@@ -252,6 +252,11 @@ async def known_query_parameters(request: Request) -> None:
         )
 
 
+#: Pages that bound the body themselves and answer an oversized one as the page with the
+#: error at its field (the operator console's workbook import), not as problem+json.
+OWN_BODY_LIMIT_PATHS = frozenset({"/portal/operator/catalogue/import"})
+
+
 def create_app(
     *,
     title: str,
@@ -302,7 +307,12 @@ def create_app(
     # Each add wraps the ones before: a request meets the header limit, then the body
     # limit, then the JSON rules on what was read.
     app.add_middleware(JsonBodyCheck, exempt_prefixes=streamed)
-    app.add_middleware(BodySizeLimit, max_bytes=platform().max_request_bytes, exempt_prefixes=streamed)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=platform().max_request_bytes,
+        exempt_prefixes=streamed,
+        exempt_paths=OWN_BODY_LIMIT_PATHS,
+    )
     app.add_middleware(RequestHeadLimits)
     app.add_middleware(UnhandledErrors)
     document_problems(app)
