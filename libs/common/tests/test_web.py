@@ -32,6 +32,36 @@ async def test_an_unexpected_error_is_a_bare_500_problem() -> None:
         assert (await client.get("/healthz")).status_code == 200  # the app goes on
 
 
+async def test_a_request_with_a_body_is_never_redirected_for_a_slash_a_safe_one_is() -> None:
+    router = APIRouter()
+
+    @router.put("/files/{name}")
+    async def put_file(name: str) -> dict[str, str]:
+        return {"name": name}
+
+    @router.post("/folders/")
+    async def new_folder() -> dict[str, str]:
+        return {"made": "yes"}
+
+    @router.get("/files/{name}")
+    async def get_file(name: str) -> dict[str, str]:
+        return {"name": name}
+
+    async with app_with(router) as client:
+        assert (await client.put("/files/a.vcf", json={"size": 1})).status_code == 200
+        for method, path, how in (("PUT", "/files/a.vcf/", "without"), ("POST", "/folders", "with")):
+            r = await client.request(method, path, json={"size": 1000})
+            assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json", r.text
+            assert "location" not in r.headers
+            assert (
+                f"{how} the trailing slash" in r.json()["detail"]
+                or f"{how} a trailing slash" in r.json()["detail"]
+            )
+        r = await client.get("/files/a.vcf/")  # no body to send again: Starlette's redirect stays
+        assert r.status_code == 307 and r.headers["location"].endswith("/files/a.vcf")
+        assert (await client.put("/nothing/here/", json={})).status_code == 404
+
+
 async def test_problems_unknown_routes_and_oversized_bodies() -> None:
     router = APIRouter()
 

@@ -128,6 +128,16 @@ async def test_an_upload_over_the_limit_is_refused(stack: Stack, monkeypatch: py
     assert r.status_code == 413 and r.json()["type"].endswith("file-too-large")
 
 
+async def test_a_put_with_a_trailing_slash_is_a_404_problem_not_a_redirect(stack: Stack) -> None:
+    """A redirect would have the client send the whole file again; nothing is stored."""
+    name = unique() + ".vcf"
+    r = await put(stack, "NGS", name + "/", vcf())
+    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json", r.text
+    assert "location" not in r.headers and "without the trailing slash" in r.json()["detail"]
+    assert await file_named(stack, name) is None
+    assert (await put(stack, "NGS", name, vcf())).status_code == 201
+
+
 async def test_other_organisations_can_neither_send_nor_read(stack: Stack) -> None:
     name = unique() + ".vcf"
     mine = (await put(stack, "NGS", name, vcf())).json()

@@ -6,13 +6,14 @@ older version. axe-core on every page."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
-from services.portal.tests.browser.conftest import check_page, password_token, sign_in
+from services.portal.tests.browser.conftest import check_page, new_context, password_token, sign_in
 from tests.e2e.conftest import Platform
 from tests.support.workbooks import DCD, broken_workbook, console_workbook
 
@@ -66,6 +67,33 @@ def test_a_workbook_with_problems_is_refused_with_each_by_sheet_row_and_column(
     expect(rows.nth(1).locator("td").nth(2)).to_have_text("constraint")
     expect(page.locator("tr[data-dcd='CONSOLE_DCD'][data-version='3.0.0']")).to_have_count(0)
     check_page(page, "operator-catalogue-refused")
+
+
+def test_a_junk_or_oversized_workbook_is_refused_as_the_page_in_the_persons_language(
+    page: Page, browser: Browser, portal: Platform
+) -> None:
+    """Over the platform's 5 MiB body limit the import still answers the catalogue page
+    with the error at the workbook field (it answered raw problem+json); so does a
+    workbook over the console's own limit, in French for a French reader."""
+    sign_in(page, *OPERATOR)
+    _import(page, "x.xlsx", os.urandom(6 * 1024 * 1024))
+    expect(page.locator("h1")).to_have_text("DCD catalogue")
+    expect(page.get_by_role("alert")).to_contain_text("The workbook is not a valid DCD")
+    expect(page.locator("#workbook-error")).to_contain_text("1 problem(s) in the workbook")
+    expect(page.locator("#workbook")).to_have_attribute("aria-invalid", "true")
+    context = new_context(browser, portal, lang="fr")
+    try:
+        french = context.new_page()
+        sign_in(french, *OPERATOR)
+        french.goto("/portal/operator/catalogue")
+        french.locator("#workbook").set_input_files(
+            files=[{"name": "big.xlsx", "mimeType": XLSX, "buffer": bytes(32 * 1024 * 1024 + 1)}]
+        )
+        french.locator("form[action$='/catalogue/import'] button[type=submit]").click()
+        expect(french.locator("h1")).to_have_text("Catalogue des DCD")
+        expect(french.locator("#workbook-error")).to_contain_text("Le classeur est trop volumineux")
+    finally:
+        context.close()
 
 
 def test_the_operator_imports_compares_and_publishes_a_minor_then_a_major_version(

@@ -105,6 +105,9 @@ def test_corrections_needed_is_shown_corrected_resubmitted_and_goes_round_again(
     expect(page.locator("#decision-comment")).to_have_text("Second PCI: please check its date")
     expect(page.locator("#decision-fields")).to_contain_text("DT_PCI_2")
     expect(page.locator("#decision-meaning")).to_contain_text("Correct the fields it names")
+    # The API has no status confirmation in Corrections needed: the page says none (it said OK).
+    assert wait_status(portal, reg["id"], "corrections_needed")["status_confirmation"] is None
+    expect(page.locator("#confirmation")).to_have_text("None")
     check_page(page, "registration-corrections")
 
     page.locator("#correct").click()

@@ -184,6 +184,42 @@ async def test_a_decision_on_a_registration_changed_meanwhile_is_refused_and_the
     assert (at_central["outcome"], at_central["reason"]) == ("refused", "registration-changed")
 
 
+async def test_a_decision_naming_fields_the_dcd_does_not_have_is_refused_and_nothing_of_it_stored(
+    central: Central,
+) -> None:
+    reg = await central.submitted()
+    decision = await central.decide(
+        reg, "corrections_needed", "see NO_SUCH_FIELD", ["MS_LVEF", "NO_SUCH_FIELD", "<script>"]
+    )
+    await central.decisions.poll()
+    got = await central.get(reg["id"])
+    assert (got["status"], got["status_confirmation"], got["central_decision"]) == ("submitted", "ok", None)
+    assert got["version"] == reg["version"]
+    page = (
+        await central.stack.client.get(
+            f"/api/v1/registrations/{reg['id']}/decisions", headers=await central.h()
+        )
+    ).json()
+    assert [(d["outcome"], d["reason"], d["fields"], d["comment"]) for d in page["items"]] == [
+        ("refused", "unknown-fields", [], "")
+    ]
+    async with central.delivery.db.system_session() as session:
+        stored = (
+            await session.execute(
+                select(CentralDecision.fields, CentralDecision.comment).where(
+                    CentralDecision.decision_id == decision["decision_id"]
+                )
+            )
+        ).one()
+    assert (list(stored.fields), stored.comment) == ([], "")
+    at_central = await central.at_central(decision["decision_id"])
+    assert (at_central["outcome"], at_central["reason"]) == ("refused", "unknown-fields")
+    # Names the DCD has are taken as before.
+    await central.decide(reg, "corrections_needed", "LVEF?", ["MS_LVEF"])
+    await central.decisions.poll()
+    assert (await central.get(reg["id"]))["central_decision"]["fields"] == ["MS_LVEF"]
+
+
 async def test_a_forged_decision_is_refused_and_changes_nothing(central: Central) -> None:
     """Decisions whose signature does not hold reach registrations over the channel (put
     there past the sim's signing): one naming the central key but signed by another, one

@@ -12,9 +12,13 @@ from typing import Any
 
 import pytest
 
+from hdhub.common.config import platform
+from hdhub.registrations.catalogue.versions import VersionState
 from tests.support.samples import record
 from tests.support.stack import Stack
 from tests.support.tokens import bearer
+from tests.support.workbooks import DCD as CONSOLE_DCD
+from tests.support.workbooks import console_workbook
 
 OWN, FOREIGN = "az-demo", "lab-demo"
 NURSE, HIS = "nurse@az-demo.test", "az-demo-his"
@@ -225,6 +229,43 @@ async def test_each_export_is_audited_and_its_link_expires(stack: Stack) -> None
     assert actions[:2] == ["export.requested", "export.ready"]
     assert "export.downloaded" in actions and actions.count("export.link_issued") == 2
     assert events[0]["actor"] == "exports@az-demo.test"
+
+
+async def test_the_download_link_is_on_the_installations_address_never_the_host_header(
+    stack: Stack,
+) -> None:
+    own = await exporter(stack)
+    done = await export(stack, own, dcd_code="ANGIO_HOSP", format="csv")
+    r = await stack.client.get(f"/api/v1/exports/{done['id']}", headers={**own, "Host": "attacker.example"})
+    assert r.status_code == 200, r.text
+    url = r.json()["download_url"]
+    assert url.startswith(f"{platform().public_url.rstrip('/')}/api/v1/export-files/"), url
+    assert "attacker.example" not in url
+    await download(stack, r.json())
+
+
+async def test_an_expiry_with_a_leading_zero_is_no_link_of_ours(stack: Stack) -> None:
+    own = await exporter(stack)
+    done = await export(stack, own, dcd_code="ANGIO_HOSP", format="csv")
+    export_id, expires, signature = done["download_url"].rsplit("/", 1)[1].split(".")
+    for padded in (f"0{expires}", f"00{expires}"):
+        r = await stack.client.get(f"/api/v1/export-files/{export_id}.{padded}.{signature}")
+        assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+    await download(stack, done)  # the link as issued still works
+
+
+async def test_a_draft_version_is_refused_as_an_unknown_version(stack: Stack) -> None:
+    catalogue = stack.service("registrations").exports.catalogue
+    await catalogue.import_workbook(console_workbook("1.0.7"), actor="operator", state=VersionState.DRAFT)
+    own = await exporter(stack)
+    body = {"organisation_id": OWN, "dcd_code": CONSOLE_DCD, "format": "csv"}
+    draft = await stack.client.post("/api/v1/exports", json={**body, "version": "1.0.7"}, headers=own)
+    unknown = await stack.client.post("/api/v1/exports", json={**body, "version": "1.0.99"}, headers=own)
+    assert draft.status_code == unknown.status_code == 404, draft.text
+    same = {k: v for k, v in unknown.json().items() if k != "trace_id"}
+    assert {k: v for k, v in draft.json().items() if k != "trace_id"} == {
+        k: v.replace("1.0.99", "1.0.7") if isinstance(v, str) else v for k, v in same.items()
+    }
 
 
 async def test_bad_filters_are_named_not_500(stack: Stack) -> None:

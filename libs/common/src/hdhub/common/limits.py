@@ -9,7 +9,7 @@ Every refusal is a problem+json in our own words: no parser's message is quoted.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,13 +98,22 @@ class BodySizeLimit:
     400), so whatever the app answers after the limit was passed is replaced by the 413.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, exempt_prefixes: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        exempt_prefixes: Sequence[str] = (),
+        exempt_paths: Collection[str] = (),
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.exempt = tuple(exempt_prefixes)
+        self.exempt_paths = frozenset(exempt_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (self.exempt and scope["path"].startswith(self.exempt)):
+        if scope["type"] != "http" or (
+            (self.exempt and scope["path"].startswith(self.exempt)) or scope["path"] in self.exempt_paths
+        ):
             await self.app(scope, receive, send)
             return
         too_big = too_large(self.max_bytes)

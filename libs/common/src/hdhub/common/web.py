@@ -10,7 +10,7 @@ import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import grpc
 import orjson
@@ -204,6 +204,52 @@ class UnhandledErrors:
                 await problem_response(problem, scope.get("path"))(scope, receive, send)
 
 
+#: Methods Starlette may redirect when only the path with or without a trailing slash has a
+#: route: safe ones, whose request has no body to send again.
+_REDIRECTABLE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class NoSlashRedirectForWrites:
+    """A request with a body (PUT, POST, PATCH, DELETE) to a path that has no route, but
+    whose twin with or without a trailing slash has one, is answered 404 problem+json naming
+    what to do, not with Starlette's 307 redirect (``redirect_slashes``): the client would
+    send its body (a file upload, whole) a second time. Safe methods keep the redirect.
+    Only Starlette's own redirect is replaced: a 307 whose ``Location`` is that twin."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or scope["method"] in _REDIRECTABLE or path == "/":
+            await self.app(scope, receive, send)
+            return
+        twin = path.rstrip("/") if path.endswith("/") else path + "/"
+        replaced = False
+
+        async def answering(message: Message) -> None:
+            nonlocal replaced
+            if replaced:
+                return  # the redirect's body
+            if message["type"] == "http.response.start" and message["status"] == 307:
+                location = dict(message.get("headers", [])).get(b"location", b"").decode("latin-1")
+                if unquote(urlsplit(location).path).endswith(twin):
+                    replaced = True
+                    how = "without the trailing slash" if path.endswith("/") else "with a trailing slash"
+                    problem = Problem(
+                        404,
+                        "not-found",
+                        "Not Found",
+                        f"Nothing at this path; send the request {how} "
+                        "(a request with a body is not redirected).",
+                    )
+                    await problem_response(problem, path)(scope, receive, send)
+                    return
+            await send(message)
+
+        await self.app(scope, receive, answering)
+
+
 class _AsgiEndpoint:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -250,6 +296,11 @@ async def known_query_parameters(request: Request) -> None:
                 for name in unknown
             ],
         )
+
+
+#: Pages that bound the body themselves and answer an oversized one as the page with the
+#: error at its field (the operator console's workbook import), not as problem+json.
+OWN_BODY_LIMIT_PATHS = frozenset({"/portal/operator/catalogue/import"})
 
 
 def create_app(
@@ -301,8 +352,14 @@ def create_app(
     streamed = ("/api/v1/files", "/api/v1/uploads")  # files, streamed to the object store
     # Each add wraps the ones before: a request meets the header limit, then the body
     # limit, then the JSON rules on what was read.
+    app.add_middleware(NoSlashRedirectForWrites)
     app.add_middleware(JsonBodyCheck, exempt_prefixes=streamed)
-    app.add_middleware(BodySizeLimit, max_bytes=platform().max_request_bytes, exempt_prefixes=streamed)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=platform().max_request_bytes,
+        exempt_prefixes=streamed,
+        exempt_paths=OWN_BODY_LIMIT_PATHS,
+    )
     app.add_middleware(RequestHeadLimits)
     app.add_middleware(UnhandledErrors)
     document_problems(app)

@@ -25,6 +25,7 @@ from hdhub.common.clock import SYSTEM_CLOCK, Clock
 from hdhub.common.db import Database, utcnow
 from hdhub.proto.sim.v1 import central_pb2 as pb
 from hdhub.registrations.catalogue.follow_ups import follow_up_of
+from hdhub.registrations.catalogue.service import Catalogue
 from hdhub.registrations.delivery.clients import CentralPlatform
 from hdhub.registrations.records import lifecycle
 from hdhub.registrations.records.history import record_change
@@ -70,10 +71,12 @@ class CentralDecisions:
         db: Database,
         settings: RegistrationsSettings,
         central: CentralPlatform,
+        catalogue: Catalogue,
         *,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.db, self.settings, self.central, self.clock = db, settings, central, clock
+        self.catalogue = catalogue
         self._last_poll = float("-inf")
         # One poll at a time in this process too (SQLite has no advisory lock).
         self._polling = asyncio.Lock()
@@ -159,6 +162,9 @@ class CentralDecisions:
                 row.outcome, row.reason = "applied", None
             except Refused as refused:
                 row.outcome, row.reason = "refused", refused.reason
+                if refused.reason == "unknown-fields":
+                    # Nothing of it is kept: names the DCD does not have, and what was said of them.
+                    row.fields, row.comment = [], ""
             session.add(row)
         log.info(
             "central decision taken",
@@ -170,8 +176,9 @@ class CentralDecisions:
         self, session: AsyncSession, d: pb.Decision, status: RegistrationStatus, row: CentralDecision
     ) -> None:
         """Move the registration the decision is about (``row`` names it, applied or
-        refused). Refused when unknown, when it changed since the version decided on, or
-        when the lifecycle does not allow it."""
+        refused). Refused when unknown, when it changed since the version decided on, when
+        it names a field the registration's DCD version does not have, or when the
+        lifecycle does not allow it."""
         delivery = (
             await session.execute(
                 select(DeliveryRow).where(DeliveryRow.technical_id == d.technical_id).with_for_update()
@@ -192,6 +199,11 @@ class CentralDecisions:
             RegistrationStatus.DELETED,
         ):
             raise Refused("registration-changed")
+        if d.fields:
+            entry = await self.catalogue.get(reg.dcd_code, reg.dcd_version)
+            known = {n for f in entry.definition.fields for n in (f.technical_name, *f.flat_names)}
+            if not set(d.fields) <= known:
+                raise Refused("unknown-fields")
         try:
             target = lifecycle.next_status(lifecycle.DECISIONS[status], current)
         except TransitionRefused:

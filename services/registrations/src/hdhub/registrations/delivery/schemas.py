@@ -67,7 +67,7 @@ class DecisionOut(BaseModel):
     received_at: datetime
     outcome: str = Field(description="applied, or refused (then `reason`)")
     reason: str | None = Field(
-        description="Why it was refused: registration-changed, transition-not-allowed, no-follow-up-defined"
+        description="Why it was refused: registration-changed, transition-not-allowed, unknown-fields, no-follow-up-defined"
     )
     acknowledged_at: datetime | None = Field(description="When the central platform had the outcome")
 

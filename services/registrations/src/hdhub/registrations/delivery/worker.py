@@ -58,7 +58,7 @@ class Delivery:
         self.jobs = JobQueue(db, Job, service="registrations")
         self.sender = Sender(db, self.jobs, settings, catalogue)
         self.confirmer = Confirmer(db, self.jobs, settings, self.sender)
-        self.decisions = CentralDecisions(db, settings, self.sender.central, clock=clock)
+        self.decisions = CentralDecisions(db, settings, self.sender.central, catalogue, clock=clock)
 
     async def process_jobs(self, *, limit: int | None = None, worker: str | None = None) -> int:
         """Claim due ``deliver`` and ``confirm`` jobs and do them; the number claimed.

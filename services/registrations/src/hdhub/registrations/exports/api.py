@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from hdhub.common.auth import Principal
+from hdhub.common.config import platform
 from hdhub.common.errors import forbidden
 from hdhub.common.paging import Limit, Offset
 from hdhub.common.web import CurrentPrincipal, attachment
@@ -123,7 +124,10 @@ async def get_export(
     if export.state != "ready":
         return export_out(export)
     token, expires = await exports.link(export, principal)
-    return export_out(export, str(request.url_for("download_export", token=token)), expires)
+    # The installation's public address, never the request's Host header: a link built
+    # from a Host an attacker sent would point at another site.
+    url = platform().public_url.rstrip("/") + request.app.url_path_for("download_export", token=token)
+    return export_out(export, url, expires)
 
 
 @router.get(

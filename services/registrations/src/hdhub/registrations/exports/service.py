@@ -33,6 +33,7 @@ from hdhub.common.objectstore import CHUNK, ObjectStore
 from hdhub.common.paging import count
 from hdhub.common.wakeup import Wakeup
 from hdhub.registrations.catalogue.service import Catalogue, CatalogueEntry
+from hdhub.registrations.catalogue.versions import VersionState
 from hdhub.registrations.exports import formats, xlsx
 from hdhub.registrations.records.lifecycle import RegistrationStatus
 from hdhub.registrations.store import Export, ExportEvent, Job, Registration
@@ -180,6 +181,9 @@ class Exports:
             raise forbidden()
         filters.check()
         entry = await self.catalogue.get(dcd_code, version)
+        if await self.catalogue.state_of(entry) is VersionState.DRAFT:
+            # Nobody registers against a draft: refused as a version that does not exist.
+            raise not_found(f"DCD {dcd_code} version {entry.version}")
         granted = principal.registries_in(organisation_id)
         if granted is not None and entry.definition.project_code not in granted:
             # A CSV Upload Manager exports the registries it was granted, no others.
@@ -280,6 +284,8 @@ class Exports:
         if not (expires_text.isascii() and expires_text.isdigit() and len(expires_text) < 12):
             raise not_found("Export")
         expires = int(expires_text)
+        if str(expires) != expires_text:  # only the form the link was issued in ("0123" is not "123")
+            raise not_found("Export")
         if not hmac.compare_digest(signature.encode(), self._sign(export_id, expires).encode()):
             raise not_found("Export")
         if time.time() > expires:
