@@ -70,7 +70,7 @@ conformance-report: install ## Rewrite docs/dcd-format.md's conformance tables f
 	$(BIN)/python tools/conformance_report.py
 
 test: install services deploy-tools openssh chromium openapi-lint-tools xpath-reference ## Install, then run every test (unit, integration on PostgreSQL/Redis/SQLite, e2e)
-	$(BIN)/pytest $(PYTEST_ARGS) --deselect tests/e2e/test_tracing.py --deselect tests/e2e/test_tracing_journeys.py --deselect tests/observability/test_alerts.py
+	$(BIN)/pytest $(PYTEST_ARGS) --durations=25 --deselect tests/e2e/test_tracing.py --deselect tests/e2e/test_tracing_journeys.py --deselect tests/observability/test_alerts.py
 	@# The OTLP trace tests and the alert timelines run in a pytest process of their own:
 	@# after the rest of the suite in one process, the traced platform's exporter stops after
 	@# its start-up spans, and the earlier tests' registrations (still delivered and

@@ -226,6 +226,8 @@ def _as_bool(v: _Vec, n: int) -> _Vec:
 
 
 def _python_constant(v: _Vec) -> object:
+    if isinstance(v.data, pa.Scalar):
+        return v.data.as_py()
     if v.kind == "date" and v.data is not None:
         return _EPOCH + datetime.timedelta(days=v.data)
     return v.data
@@ -487,7 +489,10 @@ class _Kernels:
 
             def truncate(b: _Batch) -> _Vec:
                 v = operand(b)
-                return _Vec("num", pc.trunc(_nan(v)), v.unsure)
+                data = pc.trunc(_nan(v))
+                # A constant operand gives a pyarrow scalar: a constant stays a Python
+                # float, as every constant does here (``int(0)`` is false, not a value).
+                return _Vec("num", data.as_py() if isinstance(data, pa.Scalar) else data, v.unsure)
 
             return truncate
         if name == "round" and len(args) == 2:
