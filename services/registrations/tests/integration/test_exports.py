@@ -17,8 +17,7 @@ from hdhub.registrations.catalogue.versions import VersionState
 from tests.support.samples import record
 from tests.support.stack import Stack
 from tests.support.tokens import bearer
-from tests.support.workbooks import DCD as CONSOLE_DCD
-from tests.support.workbooks import console_workbook
+from tests.support.workbooks import HD, build_workbook
 
 OWN, FOREIGN = "az-demo", "lab-demo"
 NURSE, HIS = "nurse@az-demo.test", "az-demo-his"
@@ -254,11 +253,23 @@ async def test_an_expiry_with_a_leading_zero_is_no_link_of_ours(stack: Stack) ->
     await download(stack, done)  # the link as issued still works
 
 
+def draft_test_workbook(version: str) -> bytes:
+    return build_workbook(
+        [{"type": "text", "name": "TX_KEY", "label::en": "Case number", "required": "yes"}],
+        [{"list_name": "yes_no", "name": "Y", "label::en": "Yes"}],
+        settings={"form_title": "Export draft test", "form_id": "EXPORT_DRAFT", "version": version},
+        hd={**HD, "project_code": "HDBP0902", "dcd_code": "EXPORT_DRAFT", "dcd_number": 902},
+    )
+
+
 async def test_a_draft_version_is_refused_as_an_unknown_version(stack: Stack) -> None:
+    # A registry of this test's own: a draft of the console's DCD would be the catalogue
+    # tests' business (they share the stack).
     catalogue = stack.service("registrations").exports.catalogue
-    await catalogue.import_workbook(console_workbook("1.0.7"), actor="operator", state=VersionState.DRAFT)
+    for version, state in (("1.0.0", VersionState.PUBLISHED), ("1.0.7", VersionState.DRAFT)):
+        await catalogue.import_workbook(draft_test_workbook(version), actor="operator", state=state)
     own = await exporter(stack)
-    body = {"organisation_id": OWN, "dcd_code": CONSOLE_DCD, "format": "csv"}
+    body = {"organisation_id": OWN, "dcd_code": "EXPORT_DRAFT", "format": "csv"}
     draft = await stack.client.post("/api/v1/exports", json={**body, "version": "1.0.7"}, headers=own)
     unknown = await stack.client.post("/api/v1/exports", json={**body, "version": "1.0.99"}, headers=own)
     assert draft.status_code == unknown.status_code == 404, draft.text
