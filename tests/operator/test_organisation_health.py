@@ -480,6 +480,10 @@ async def test_operator_actions_elsewhere_are_in_the_installation_audit(stack: S
     for bad, code in (
         (identity_pb2.RecordOperatorActionRequest(action="Drop Table"), grpc.StatusCode.INVALID_ARGUMENT),
         (
+            identity_pb2.RecordOperatorActionRequest(action="a.b", reason="ok \u202egnp.exe"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (
             identity_pb2.RecordOperatorActionRequest(action="a.b", reason="x" * 501),
             grpc.StatusCode.INVALID_ARGUMENT,
         ),

@@ -216,3 +216,16 @@ def test_access_line_names_the_route_template_not_the_raw_path(
     assert matched["message"] == f"PUT {template} HTTP/1.1 201" and matched["http_path"] == template
     assert unmatched["http_path"] == "(unmatched)"
     assert "Wauters" not in json.dumps([matched, unmatched])
+
+
+def test_a_console_line_never_splits_or_reorders_on_a_value_a_client_sent() -> None:
+    from hdhub.common.logging import ConsoleFormatter
+
+    forged = "fake\n21:43:00.000 INFO    hdhub FORGED-LOG-LINE all good"
+    record = logging.LogRecord("hdhub.portal", logging.ERROR, __file__, 1, "operator action", None, None)
+    record.organisation_id = forged
+    record.reason = "ok \u202egnp.exe"
+    record.kind = "deliver"
+    line = ConsoleFormatter().format(record)
+    assert "\n" not in line and "\u202e" not in line
+    assert 'organisation_id="fake\\n21:43' in line and "kind=deliver" in line

@@ -119,3 +119,14 @@ async def test_refused_kinds_are_named_or_left_out(queue: JobQueue) -> None:
         assert [(e.field, e.message) for e in no.value.errors] == [("kind", "Retry the deliveries instead.")]
     assert await queue.archive_parked(organisation_id="org", reason="because", refused_kinds=refused) == 1
     assert [g.kind for g in await queue.parked_groups(organisation_id="org")] == ["deliver"]
+
+
+@pytest.mark.parametrize("reason", ["ab\x07\x1b[31mcd", "ok \u202egnp.exe reason", "zero\u200bwidth"])
+def test_a_reason_with_control_or_direction_characters_is_refused(reason: str) -> None:
+    from hdhub.common.errors import Problem
+    from hdhub.common.jobs import check_reason
+
+    with pytest.raises(Problem) as refused:
+        check_reason(reason)
+    assert [(e.field, e.rule) for e in refused.value.errors] == [("reason", "characters")]
+    assert check_reason("  line one\nline two\twith a tab  ") == "line one\nline two\twith a tab"

@@ -45,3 +45,18 @@ def test_production_needs_a_real_master_key(monkeypatch: pytest.MonkeyPatch, tmp
     finally:
         monkeypatch.undo()
         platform.cache_clear()
+
+
+async def test_a_page_the_router_never_reached_is_refused_as_a_page(stack: Stack) -> None:
+    """No such page, or a GET on a form's address: a browser gets the portal's error page
+    in the person's language, with the page's security headers; an API client problem+json."""
+    html = {"Accept": "text/html,application/xhtml+xml", "Accept-Language": "fr"}
+    for path, status in (("/portal/operator/nonexistent", 404), ("/portal/operator/deliveries/retry", 405)):
+        r = await stack.client.get(path, headers=html)
+        assert r.status_code == status, r.text
+        assert r.headers["content-type"].startswith("text/html")
+        assert "Content-Security-Policy" in r.headers and '<html lang="fr"' in r.text
+    r = await stack.client.get("/portal/operator/nonexistent", headers={"Accept": "application/json"})
+    assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
+    r = await stack.client.get("/api/v1/nonexistent", headers=html)
+    assert r.headers["content-type"].startswith("application/problem+json")  # not a page's address

@@ -321,9 +321,12 @@ def test_end_without_begin_is_reported(make_dcd: MakeDcd) -> None:
     assert "without a matching begin_group" in problem.message
 
 
-def test_bad_version_is_reported(make_dcd: MakeDcd) -> None:
-    problem = only_problem(make_dcd, [{"type": "text", "name": "A"}], settings={"version": "1.0"})
+@pytest.mark.parametrize("version", ["1.0", "99999999999999999999.0.0", "1.0.1000000000", "01.0.0"])
+def test_bad_version_is_reported(make_dcd: MakeDcd, version: str) -> None:
+    # A part over 9 digits overflowed the catalogue's integer columns: a 500 in the console.
+    problem = only_problem(make_dcd, [{"type": "text", "name": "A"}], settings={"version": version})
     assert (problem.sheet, problem.column) == ("settings", "version")
+    assert "at most 9 digits" in problem.message
 
 
 def test_missing_hd_keys_are_reported(make_dcd: MakeDcd) -> None:

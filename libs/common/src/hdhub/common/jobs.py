@@ -21,6 +21,7 @@ import os
 import re
 import socket
 import time
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -344,7 +345,19 @@ def check_reason(reason: str) -> str:
         raise invalid(
             [FieldProblem("reason", "length", f"Say why in {REASON_MIN} to {REASON_MAX} characters.")]
         )
+    if not plain_text(reason):
+        raise invalid([FieldProblem("reason", "characters", PLAIN_TEXT_MESSAGE)])
     return reason
+
+
+#: Why a reason or a name was refused for its characters.
+PLAIN_TEXT_MESSAGE = "Write it without control or text-direction characters."
+
+
+def plain_text(text: str) -> bool:
+    """``text`` holds no control character but a line break or tab, and no format character
+    (a right-to-left override makes an audit line read otherwise than it was written)."""
+    return all(c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf") for c in text)
 
 
 @dataclass

@@ -207,6 +207,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
+def _shown(value: object) -> str:
+    """A value of a console line as it is when it is plain; quoted and escaped when it
+    holds a space, a quote, a control or a bidi character, so that a value sent by a
+    client (an organisation id in a form) can never start a line of its own or reorder one."""
+    text = str(value)
+    if text.isprintable() and " " not in text and '"' not in text:
+        return text
+    return json.dumps(text)
+
+
 class ConsoleFormatter(logging.Formatter):
     """A readable line for a developer's terminal, with the same content rules as JSON."""
 
@@ -216,7 +226,7 @@ class ConsoleFormatter(logging.Formatter):
         line = f"{time} {record.levelname:<7} {getattr(record, 'service', '-')} {record.name}: {record.getMessage()}"
         extras = {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRS and k not in _OWN_ATTRS}
         if extras:
-            line += " " + " ".join(f"{k}={v}" for k, v in extras.items())
+            line += " " + " ".join(f"{k}={_shown(v)}" for k, v in extras.items())
         if trace_id:
             line += f" [trace {trace_id}]"
         info = _exception_info(*record.exc_info) if record.exc_info else None

@@ -91,10 +91,25 @@ def _without_ssins(value: Any) -> Any:
     return value
 
 
+#: Path prefixes whose refusals a person reads in a browser: a request there that accepts
+#: HTML gets the prefix's own error page (the portal registers it), not problem+json.
+_HTML_ERRORS: dict[str, Callable[[Request, Problem], Response]] = {}
+
+
+def html_errors(prefix: str, render: Callable[[Request, Problem], Response]) -> None:
+    """Answer refusals under ``prefix`` (no route, wrong method, bad parameters) with
+    ``render`` when the request accepts HTML, as a page of that prefix would."""
+    _HTML_ERRORS[prefix] = render
+
+
 def _answer(problem: Problem, request: Request) -> Response:
     from hdhub.common.xml import wants_xml
 
-    return problem_response(problem, request.url.path, xml=wants_xml(request))
+    path = request.url.path
+    for prefix, render in _HTML_ERRORS.items():
+        if path.startswith(prefix) and "text/html" in request.headers.get("accept", ""):
+            return render(request, problem)
+    return problem_response(problem, path, xml=wants_xml(request))
 
 
 def _trace_id() -> str | None:

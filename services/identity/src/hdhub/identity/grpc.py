@@ -14,6 +14,7 @@ from hdhub.common.auth import Action
 from hdhub.common.db import utcnow
 from hdhub.common.errors import FieldProblem, Problem, forbidden, invalid, not_found
 from hdhub.common.grpc import ServicerContext, require_operator, require_principal
+from hdhub.common.jobs import PLAIN_TEXT_MESSAGE, plain_text
 from hdhub.identity import nihdi
 from hdhub.identity.backend import ClientRecord, MemberRecord
 from hdhub.identity.directory import AuditSearch, Directory
@@ -513,6 +514,9 @@ class OperatorMethods(AdministrationMethods):
             problems.append(FieldProblem("target", "length", "At most 200 characters."))
         if len(request.reason) > 500:
             problems.append(FieldProblem("reason", "length", "At most 500 characters."))
+        for name in ("target", "reason"):
+            if not plain_text(getattr(request, name)):
+                problems.append(FieldProblem(name, "characters", PLAIN_TEXT_MESSAGE))
         if problems:
             raise invalid(problems)
         if (

@@ -46,9 +46,13 @@ class PortalService(Service):
         self.oidc = Oidc(self.settings.oidc_client_id)
 
     def routers(self) -> Sequence[APIRouter]:
-        from hdhub.common.web import answering_for
+        from hdhub.common.web import answering_for, html_errors
         from hdhub.portal import api, pages
+        from hdhub.portal.pages.web import PREFIX, refusal_page, security_headers
 
+        # A page the router never reached (no such page, a GET on a form's address, a
+        # parameter that does not parse) is refused as a page too, in the person's language.
+        html_errors(f"{PREFIX}/", lambda request, problem: security_headers(refusal_page(request, problem)))
         return answering_for(self, api.router, *pages.routers())
 
     async def work(self, stop: asyncio.Event) -> None:

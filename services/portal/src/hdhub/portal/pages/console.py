@@ -75,18 +75,23 @@ PROBLEMS: dict[str, tuple[str, Callable[[Health], int]]] = {
     "unmatched": (N_("Files unmatched"), lambda h: h.unmatched_files),
     "nippin": (N_("NIPPIN errors"), lambda h: h.nippin_errors),
 }
-#: The overview's sortable columns, each with its key (counts: the largest first).
+
+
+def _by_name(h: Health) -> tuple[str, str]:
+    """Organisations in the order people read them: by name, then id."""
+    return ((h.name or h.organisation_id).casefold(), h.organisation_id)
+
+
+#: The overview's sortable columns, each with its key (counts: the largest first; equal
+#: counts by name).
 SORTS: dict[str, Callable[[Health], Any]] = {
-    "problems": lambda h: (-len(h.problems()), -h.parked, -h.overdue, -h.backlog, h.organisation_id),
-    "organisation": lambda h: ((h.name or h.organisation_id).casefold(), h.organisation_id),
-    "members": lambda h: (-h.members, h.organisation_id),
-    "registrations": lambda h: (-h.registrations, h.organisation_id),
-    "backlog": lambda h: (-h.backlog, h.organisation_id),
-    "oldest": lambda h: (h.oldest_backlog_at or "9999", h.organisation_id),
-    **{
-        name: (lambda m: lambda h: (-m(h), h.organisation_id))(measure)
-        for name, (_l, measure) in PROBLEMS.items()
-    },
+    "problems": lambda h: (-len(h.problems()), -h.parked, -h.overdue, -h.backlog, _by_name(h)),
+    "organisation": _by_name,
+    "members": lambda h: (-h.members, _by_name(h)),
+    "registrations": lambda h: (-h.registrations, _by_name(h)),
+    "backlog": lambda h: (-h.backlog, _by_name(h)),
+    "oldest": lambda h: (h.oldest_backlog_at or "9999", _by_name(h)),
+    **{name: (lambda m: lambda h: (-m(h), _by_name(h)))(measure) for name, (_l, measure) in PROBLEMS.items()},
 }
 #: Why a delivery was parked, in the pages' words.
 PARKED_REASONS = {"no_confirmation": N_("No confirmation ten days after the first send")}

@@ -27,9 +27,13 @@ async def record_operator_action(
     organisation_id: str = "",
     target: str = "",
     reason: str = "",
-    count: int = 0,
+    count: int | None = None,
 ) -> None:
-    """``action`` (``catalogue.published``) done by the signed-in operator, recorded."""
+    """``action`` (``catalogue.published``) done by the signed-in operator, recorded; an
+    action that counts what it changed and changed nothing (none parked, an organisation
+    the service does not know) is not an act worth a line."""
+    if count is not None and count <= 0:
+        return
     try:
         await identity().RecordOperatorAction(
             identity_pb2.RecordOperatorActionRequest(
@@ -37,7 +41,7 @@ async def record_operator_action(
                 organisation_id=organisation_id,
                 target=target[:200],
                 reason=reason.strip()[:500],
-                count=max(count, 0),
+                count=count or 0,
             ),
             metadata=page.metadata(),
         )

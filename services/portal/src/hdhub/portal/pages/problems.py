@@ -84,6 +84,7 @@ MESSAGES = (
     N_("Export not found"),
     N_("The message cannot be archived"),
     N_("Say why in 3 to 500 characters."),
+    N_("Write it without control or text-direction characters."),
     N_("the end date is before the start date"),
     N_("an export covers at most 1830 days"),
     N_("the SSIN column is for members who may read the registrations"),

@@ -83,7 +83,8 @@ class FieldType(StrEnum):
     CALCULATE = "calculate"
 
 
-_SEMVER = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
+#: Each part at most 9 digits: stored as a 32-bit integer each.
+_SEMVER = re.compile(r"(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -99,7 +100,7 @@ class SemVer:
         """``MAJOR.MINOR.PATCH`` with no leading zeros; raises ValueError otherwise."""
         match = _SEMVER.fullmatch(text.strip())
         if match is None:
-            raise ValueError("a version is MAJOR.MINOR.PATCH, e.g. 1.2.0")
+            raise ValueError("a version is MAJOR.MINOR.PATCH of at most 9 digits each, e.g. 1.2.0")
         return cls(int(match.group(1)), int(match.group(2)), int(match.group(3)))
 
     def __str__(self) -> str:
