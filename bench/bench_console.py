@@ -340,7 +340,10 @@ def main() -> None:
                 r.raise_for_status()
                 return r.text.count("<tr data-organisation=")
 
-            assert page() == args.organisations, "every organisation on the page"
+            # The bench's organisations and identity's own (the demo's): each a row.
+            shown = page()
+            print(f"organisations on the page: {shown}")
+            assert shown >= args.organisations, f"every organisation on the page: {shown}"
             check_tallies(urls["registrations"])
             times: dict[str, list[float]] = {"page": [], "aggregate SQL": [], "tally SQL": []}
             runs = {"page": page, "aggregate SQL": aggregate, "tally SQL": tally}
