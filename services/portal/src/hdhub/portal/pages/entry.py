@@ -601,7 +601,11 @@ async def page_context(page: Page, organisation_id: str, registration_id: str) -
         "history": changes(page, d, list(found.versions)),
         "timeline": timeline(page, found),
         "delivery_state": state,
-        "polling": reg.status == "sending" or (state and state not in FINAL_DELIVERY),
+        # Until both the delivery and the registration's own confirmation are final: the
+        # panel shows the registration's, and one read may catch the delivery already OK.
+        "polling": reg.status == "sending"
+        or reg.status_confirmation == "pending"
+        or bool(state and state not in FINAL_DELIVERY),
         "statuses": status_words(page.lang),
         "confirmations": CONFIRMATIONS,
         "actions": ACTIONS,
