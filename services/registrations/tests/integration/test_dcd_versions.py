@@ -113,8 +113,9 @@ async def test_a_large_workbook_is_read_while_the_service_keeps_answering(stack:
         gc.unfreeze()
     took = loop.time() - started
     assert (await importing).status_code == 201, (await importing).text
-    # From its first answer on, the longest the service went without answering is a small
-    # part of the import (a ratio within one run, not a time); on the event loop, the read
-    # itself (2.5 s of 3.7 s).
+    # From its first answer on, the longest the service went without answering is a part
+    # of the import (a ratio within one run, not a time); on the event loop, the read
+    # itself (2.5 s of 3.7 s). Half, not less: on a machine busy with a bulk load the
+    # scheduler alone made a gap of 0.3 of the import once.
     longest = max(b - a for a, b in zip(answers, answers[1:], strict=False))
-    assert longest < 0.3 * took, (longest, took, len(answers))
+    assert longest < 0.5 * took, (longest, took, len(answers))
