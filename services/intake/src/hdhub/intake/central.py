@@ -334,19 +334,7 @@ async def purge_sent(files: Files, now: datetime | None = None, limit: int = 500
                 .limit(limit)
             )
         ).all()
-    purged = 0
-    for file_id, key in due:
-        try:
-            await files.objects.delete(key)
-        except ObjectNotFound:
-            pass
-        async with files.db.system_session() as session:
-            result = await session.execute(
-                update(IntakeFile)
-                .where(IntakeFile.id == file_id, IntakeFile.content_purged_at.is_(None))
-                .values(content_purged_at=now)
-            )
-            purged += int(getattr(result, "rowcount", 0) or 0)
+    purged = await files.purge_contents(due, now)
     if purged:
         log.info("sent files purged", extra={"count": purged})
     return purged

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from sqlalchemy import delete, or_, select, update
+from sqlalchemy.engine import Row
 
 from hdhub.common.db import Database, after_commit, new_id, utcnow
 from hdhub.common.errors import FieldProblem, Problem, invalid
@@ -622,6 +623,14 @@ class Files:
                     .limit(limit)
                 )
             ).all()
+        purged = await self.purge_contents(due, now)
+        if purged:
+            log.info("refused files purged", extra={"count": purged})
+        return purged
+
+    async def purge_contents(self, due: Sequence[Row[tuple[str, str]]], now: datetime) -> int:
+        """Delete the objects of ``due`` (id, object key) and mark each row purged, once:
+        how many rows were marked (an object already gone counts as deleted)."""
         purged = 0
         for file_id, key in due:
             with contextlib.suppress(ObjectNotFound):
@@ -633,8 +642,6 @@ class Files:
                     .values(content_purged_at=now)
                 )
                 purged += int(getattr(result, "rowcount", 0) or 0)
-        if purged:
-            log.info("refused files purged", extra={"count": purged})
         return purged
 
     @staticmethod
