@@ -251,3 +251,24 @@ async def test_build_info_and_the_database_pool_are_exported(tmp_path: Path) -> 
         await database.dispose()
     build = [s for m in REGISTRY.collect() if m.name == "hdhub_build_info" for s in m.samples]
     assert len(build) == 1 and build[0].value == 1 and build[0].labels["version"]
+
+
+@pytest.mark.parametrize("failing", [False, True], ids=["polling", "backing-off"])
+async def test_a_worker_told_to_stop_ends_its_wait_at_once(failing: bool) -> None:
+    """A 30 s poll (or a failure's back-off) does not hold a stopping process: before, one
+    worker's wait kept `hdhub run all` from ending for 10 s after SIGTERM."""
+
+    async def step() -> int:
+        if failing:
+            raise OperationalError("SELECT 1", {}, Exception("down"))
+        return 0
+
+    stop = asyncio.Event()
+    worker = asyncio.create_task(
+        run_worker(SERVICE, step, wake=Wakeup("test:stop"), poll_seconds=30.0, stop=stop)
+    )
+    await asyncio.sleep(0.1)  # the worker is in its wait
+    started = asyncio.get_running_loop().time()
+    stop.set()
+    await asyncio.wait_for(worker, timeout=5)
+    assert asyncio.get_running_loop().time() - started < 1.0

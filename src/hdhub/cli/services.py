@@ -17,6 +17,7 @@ log = logging.getLogger("hdhub.cli")
 
 #: How often a process waiting for its schema (not migrated yet) looks again.
 SCHEMA_POLL_SECONDS = 5.0
+WORKER_GRACE_SECONDS = 10.0
 
 
 def make_service(name: str) -> Service:
@@ -147,9 +148,13 @@ class Platform:
         if self._starting is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._starting, timeout=10)
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(t, timeout=10)
+        # Workers end their wait at once; a job in flight gets WORKER_GRACE_SECONDS (all
+        # workers together), then is cancelled: its claim lapses and another run takes it.
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=WORKER_GRACE_SECONDS)
+            for t in late:
+                t.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         from hdhub.common.grpc import close_channels
 
         await close_channels()

@@ -38,6 +38,12 @@ async def run_worker(
     from hdhub.common.telemetry import quiet, worker_context
 
     failures = FailureLog(name)
+
+    async def interrupt_on_stop() -> None:  # a wait (poll or back-off) ends when told to stop
+        await stop.wait()
+        wake.interrupt()
+
+    stopping = asyncio.create_task(interrupt_on_stop(), name=f"{name}-stop")
     try:
         while not stop.is_set():
             heartbeat(name)
@@ -52,6 +58,7 @@ async def run_worker(
             if not done:
                 await wake.wait(poll_seconds)
     finally:
+        stopping.cancel()
         await wake.close()
 
 

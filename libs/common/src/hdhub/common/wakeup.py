@@ -52,6 +52,10 @@ class Wakeup:
         self._publishing = loop.create_task(self._publish(client))
         self._publishing.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
+    def interrupt(self) -> None:
+        """End this process's wait at once, telling no one else (the process is stopping)."""
+        self._event.set()
+
     async def _publish(self, client: Any) -> None:
         again = True
         while again:
