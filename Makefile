@@ -69,14 +69,22 @@ conformance: install xpath-reference ## The expression engine against Enketo's e
 conformance-report: install ## Rewrite docs/dcd-format.md's conformance tables from the XLSForm and function cases
 	$(BIN)/python tools/conformance_report.py
 
+SEPARATE_TESTS = tests/e2e/test_tracing.py tests/e2e/test_tracing_journeys.py tests/observability/test_alerts.py
+
 test: install services deploy-tools openssh chromium openapi-lint-tools xpath-reference ## Install, then run every test (unit, integration on PostgreSQL/Redis/SQLite, e2e)
-	$(BIN)/pytest $(PYTEST_ARGS) --durations=25 --deselect tests/e2e/test_tracing.py --deselect tests/e2e/test_tracing_journeys.py --deselect tests/observability/test_alerts.py
 	@# The OTLP trace tests and the alert timelines run in a pytest process of their own:
 	@# after the rest of the suite in one process, the traced platform's exporter stops after
 	@# its start-up spans, and the earlier tests' registrations (still delivered and
 	@# confirmed by the shared stack's workers) call the central platform on the alerts'
-	@# manual clock.
-	$(BIN)/pytest $(PYTEST_ARGS) tests/e2e/test_tracing.py tests/e2e/test_tracing_journeys.py tests/observability/test_alerts.py
+	@# manual clock. It runs beside the main one (its own databases, ports and clock); its
+	@# output follows the main one's.
+	@mkdir -p var; \
+	$(BIN)/pytest $(PYTEST_ARGS) -p no:cacheprovider $(SEPARATE_TESTS) > var/test-separate.log 2>&1 & separate=$$!; \
+	main=0; $(BIN)/pytest $(PYTEST_ARGS) --durations=25 $(SEPARATE_TESTS:%=--deselect %) || main=$$?; \
+	other=0; wait $$separate || other=$$?; \
+	echo "--- the trace and alert tests, run beside the others in a pytest process of their own ---"; \
+	cat var/test-separate.log; \
+	exit $$(( main != 0 ? main : other ))
 
 unit: install ## Only the tests that need no database server
 	$(BIN)/pytest -m "not postgres and not e2e" $(PYTEST_ARGS)
