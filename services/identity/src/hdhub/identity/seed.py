@@ -58,6 +58,9 @@ ACCOUNTS = (
     ),
     DemoAccount("billing@az-demo.test", "demo-billing", "Bea", "Billing", {"az-demo": ("nippin_manager",)}),
     DemoAccount(
+        "data@az-demo.test", "demo-data", "Dries", "Data", {"az-demo": ("registrant", "csv_upload_manager")}
+    ),
+    DemoAccount(
         "biologist@lab-demo.test", "demo-lab", "Bram", "Bioloog", {"lab-demo": ("registrant", "manager")}
     ),
     DemoAccount("operator@hdhub.test", "demo-operator", "Olga", "Operator", {}, ("hdhub-operator",)),
