@@ -271,6 +271,32 @@ async def test_items_that_do_not_fit_the_questionnaire_are_refused_naming_the_li
             assert ssin not in r.text and ssin.replace(".", "").replace("-", "") not in r.text
 
 
+async def test_items_that_do_not_fit_are_refused_in_the_callers_language(stack: Stack) -> None:
+    values = record()
+    twice = response_for(values)
+    twice["item"].append({"linkId": "IDC_PAT", "answer": [{"valueString": values["IDC_PAT"]}]})
+    quantity = response_for(values)
+    quantity["item"] = [
+        i
+        if i["linkId"] != "MS_HEIGHT"
+        else {"linkId": "MS_HEIGHT", "answer": [{"valueQuantity": {"value": 1}}]}
+        for i in quantity["item"]
+    ]
+    expected = {
+        "nl": ("Dit item is twee keer beantwoord", "valueQuantity wordt niet aanvaard"),
+        "fr": ("Cet élément a reçu deux réponses", "valueQuantity n'est pas accepté"),
+        "de": ("Dieses Element ist zweimal beantwortet", "valueQuantity wird nicht angenommen"),
+        "en": ("This item is answered twice", "valueQuantity is not taken"),
+    }
+    for lang, (duplicate, value_type) in expected.items():
+        headers = await stack.headers(HIS) | FHIR_JSON | {"Accept-Language": f"{lang}-BE,{lang};q=0.9"}
+        for body, words in ((twice, duplicate), (quantity, value_type)):
+            r = await stack.client.post("/fhir/QuestionnaireResponse", json=body, headers=headers)
+            assert r.status_code == 422, r.text
+            text = OperationOutcome(r.json(), strict=True).issue[0].details.text
+            assert text.startswith(words), (lang, text)
+
+
 async def test_status_completed_is_counted_and_paged_by_the_database(stack: Stack) -> None:
     headers = await stack.headers(HIS) | FHIR_JSON
     draft = record()

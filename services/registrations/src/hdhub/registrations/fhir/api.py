@@ -208,7 +208,9 @@ async def _body(request: Request) -> dict[str, Any]:
     return qr.parsed(load_json(await request.body()))
 
 
-async def _record(catalogue: Catalogue, body: dict[str, Any]) -> tuple[CatalogueEntry, bool, dict[str, Any]]:
+async def _record(
+    catalogue: Catalogue, body: dict[str, Any], lang: str
+) -> tuple[CatalogueEntry, bool, dict[str, Any]]:
     """The DCD version a response names, whether it submits, and the record its answers make."""
     dcd, version = qr.questionnaire_of(body)
     try:
@@ -217,7 +219,7 @@ async def _record(catalogue: Catalogue, body: dict[str, Any]) -> tuple[Catalogue
         if exc.status != 404:
             raise
         raise Problem(422, "fhir-questionnaire-unknown", "No such Questionnaire", errors=[]) from None
-    return entry, qr.submitting(body), qr.values_from(entry.definition, body)
+    return entry, qr.submitting(body), qr.values_from(entry.definition, body, lang)
 
 
 def _check(
@@ -243,7 +245,7 @@ async def _create(
 ) -> JSONResponse:
     organisation = qr.organisation_of(body, principal.organisations_for(Action.REGISTRATION_WRITE))
     principal.require(Action.REGISTRATION_WRITE, organisation)
-    entry, submitting, values = await _record(catalogue, body)
+    entry, submitting, values = await _record(catalogue, body, lang)
     base = _base()
 
     async def store(session: AsyncSession, record: Checked) -> Answer:
@@ -325,7 +327,7 @@ async def validate_response(
 ) -> JSONResponse:
     body = await _body(request)
     try:
-        entry, submitting, values = await _record(catalogue, body)
+        entry, submitting, values = await _record(catalogue, body, lang)
         await _check(registrations, entry, values, lang, submitting)
     except Problem as exc:
         if exc.status != 422:

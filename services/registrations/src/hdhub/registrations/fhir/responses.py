@@ -191,7 +191,42 @@ def _answer_value(answer: Mapping[str, Any]) -> Any:
     return None
 
 
-def values_from(d: DcdDefinition, body: Mapping[str, Any]) -> dict[str, Any]:
+#: What a client hears when an item does not fit the Questionnaire, in the languages the
+#: DCDs' own messages are in (the caller's Accept-Language, English otherwise).
+_ITEM_MESSAGES: Mapping[str, Mapping[str, str]] = {
+    "fhir-value-type": {
+        "en": "{kind} is not taken: send one of {kinds}",
+        "nl": "{kind} wordt niet aanvaard: stuur een van {kinds}",
+        "fr": "{kind} n'est pas accepté : envoyez l'un de {kinds}",
+        "de": "{kind} wird nicht angenommen: senden Sie eines von {kinds}",
+    },
+    "fhir-duplicate": {
+        "en": "This item is answered twice",
+        "nl": "Dit item is twee keer beantwoord",
+        "fr": "Cet élément a reçu deux réponses",
+        "de": "Dieses Element ist zweimal beantwortet",
+    },
+    "fhir-repeats": {
+        "en": "This item takes one answer",
+        "nl": "Dit item krijgt één antwoord",
+        "fr": "Cet élément n'accepte qu'une réponse",
+        "de": "Dieses Element nimmt eine Antwort an",
+    },
+    "fhir-nested": {
+        "en": "A question of this Questionnaire holds no items",
+        "nl": "Een vraag van deze Questionnaire bevat geen items",
+        "fr": "Une question de ce Questionnaire ne contient pas d'éléments",
+        "de": "Eine Frage dieses Questionnaire enthält keine Elemente",
+    },
+}
+
+
+def item_message(rule: str, lang: str, **params: str) -> str:
+    texts = _ITEM_MESSAGES[rule]
+    return texts.get(lang.split("-")[0].lower(), texts["en"]).format(**params)
+
+
+def values_from(d: DcdDefinition, body: Mapping[str, Any], lang: str = "en") -> dict[str, Any]:
     """The record a QuestionnaireResponse's answers make (keys as the JSON record's).
 
     Items may come flat or in the Questionnaire's groups, and values as FHIR's types or as
@@ -202,8 +237,10 @@ def values_from(d: DcdDefinition, body: Mapping[str, Any]) -> dict[str, Any]:
     problems: list[FieldProblem] = []
     repeats = {g.name for g in d.groups if isinstance(g, Repeat)}
 
-    def problem(link: str, rule: str, message: str) -> None:
-        problems.append(FieldProblem(field=link or "item", rule=rule, message=message))
+    def problem(link: str, rule: str, **params: str) -> None:
+        problems.append(
+            FieldProblem(field=link or "item", rule=rule, message=item_message(rule, lang, **params))
+        )
 
     def walk(items: list[Mapping[str, Any]], instance: int | None) -> None:
         seen: dict[str, int] = {}
@@ -217,29 +254,25 @@ def values_from(d: DcdDefinition, body: Mapping[str, Any]) -> dict[str, Any]:
             for answer in raw:
                 if _answer_value(answer) is None and any(k.startswith("value") for k in answer):
                     kinds = sorted(k for k in answer if k.startswith("value"))
-                    problem(
-                        link,
-                        "fhir-value-type",
-                        f"{kinds[0]} is not taken: send one of {', '.join(_VALUE_KEYS)}",
-                    )
+                    problem(link, "fhir-value-type", kind=kinds[0], kinds=", ".join(_VALUE_KEYS))
             answers = [a for a in raw if _answer_value(a) is not None]
             key = link if instance is None else f"{link}_{instance}"
             is_field = _is_field(d, link)
             if answers:
                 if key in values:
-                    problem(link, "fhir-duplicate", "This item is answered twice")
+                    problem(link, "fhir-duplicate")
                     continue
                 got = [_answer_value(a) for a in answers]
                 multiple = _is_multiple(d, link)
                 if len(got) > 1 and is_field and not multiple:
-                    problem(link, "fhir-repeats", "This item takes one answer")
+                    problem(link, "fhir-repeats")
                     continue
                 values[key] = got if multiple else got[0] if len(got) == 1 else got
             nested = list(item.get("item") or []) + [
                 child for answer in raw for child in (answer.get("item") or [])
             ]
             if is_field and nested:
-                problem(link, "fhir-nested", "A question of this Questionnaire holds no items")
+                problem(link, "fhir-nested")
                 continue
             walk(list(item.get("item") or []), instance)
             for answer in raw:
