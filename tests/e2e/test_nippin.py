@@ -71,6 +71,10 @@ def test_killed_mid_flow_and_restarted_loses_and_doubles_no_message(tmp_path: Pa
         "HDHUB_NIPPIN_INTERFACE": "FILE_SYSTEM",
         # The stand-in gateway collects elsewhere: what nippin wrote stays to be counted.
         "HDHUB_SIM_MYCARENET_FOLDER": str(tmp_path / "not-collected"),
+        # The killed process's claims lapse after 15 s, not the default 60 s (and nippin's
+        # lease, twice its MyCareNet timeout at least, with it).
+        "HDHUB_JOB_LEASE_SECONDS": "15",
+        "HDHUB_NIPPIN_MYCARENET_TIMEOUT_SECONDS": "5",
     }
     outbox = tmp_path / "var" / "mycarenet" / "out"
     port = free_port()
@@ -107,7 +111,7 @@ def test_killed_mid_flow_and_restarted_loses_and_doubles_no_message(tmp_path: Pa
         billing = person(platform, "billing@az-demo.test", "demo-billing")
         stored = stored_registrations(platform, nurse)
         assert len(stored) >= 40 - 1  # at most the one cut mid-request is missing
-        deadline = time.monotonic() + 150  # the dead worker's leases run out after 60 s
+        deadline = time.monotonic() + 120  # the dead worker's leases run out after 15 s
         while time.monotonic() < deadline:
             found = messages(platform, billing)
             if len(found) >= len(stored) and all(m["status"] == "SENT" for m in found):

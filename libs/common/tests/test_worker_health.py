@@ -272,3 +272,26 @@ async def test_a_worker_told_to_stop_ends_its_wait_at_once(failing: bool) -> Non
     stop.set()
     await asyncio.wait_for(worker, timeout=5)
     assert asyncio.get_running_loop().time() - started < 1.0
+
+
+async def test_a_claim_lasts_the_installations_lease(
+    monkeypatch: pytest.MonkeyPatch, queue: JobQueue
+) -> None:
+    from hdhub.common.config import platform
+
+    monkeypatch.setenv("HDHUB_JOB_LEASE_SECONDS", "15")
+    platform.cache_clear()
+    try:
+        short = JobQueue(queue.db, Job, service=SERVICE)
+        async with queue.db.system_session() as session:
+            await short.enqueue_many(session, "send", [{"subject_id": "a"}])
+        before = _now()
+        (job,) = await short.claim(["send"])
+        assert short.lease == timedelta(seconds=15)
+        assert job.lease_until - before < timedelta(seconds=16)
+        # Taken over once the claim lapsed, not before.
+        assert await short.claim(["send"], now=before + timedelta(seconds=14)) == []
+        assert len(await short.claim(["send"], now=before + timedelta(seconds=16))) == 1
+    finally:
+        monkeypatch.delenv("HDHUB_JOB_LEASE_SECONDS")
+        platform.cache_clear()

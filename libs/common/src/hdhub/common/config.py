@@ -93,6 +93,10 @@ class PlatformSettings(BaseSettings):
     #: Finished background jobs are deleted this long after they finished (parked ones are
     #: kept for the operator); without it every delivered registration left a job forever.
     jobs_retention_days: float = 7.0
+    #: How long a claimed job is a worker's: a worker that dies holding one leaves it to be
+    #: taken over this long after the claim. Longer than any job step that does not renew
+    #: its lease (exports and uploads renew theirs).
+    job_lease_seconds: float = Field(default=60.0, gt=0)
     #: Where `hdhub worker` serves /metrics (workers have no HTTP edge); unset: not served.
     metrics_host: str = "0.0.0.0"
     metrics_port: int | None = None

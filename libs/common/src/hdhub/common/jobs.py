@@ -87,6 +87,13 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def default_lease() -> timedelta:
+    """``HDHUB_JOB_LEASE_SECONDS`` (60)."""
+    from hdhub.common.config import platform
+
+    return timedelta(seconds=platform().job_lease_seconds)
+
+
 @dataclass
 class JobQueue:
     """Enqueue, claim, finish and retry jobs of one service's ``Job`` model.
@@ -96,7 +103,7 @@ class JobQueue:
 
     db: Database
     model: type[Any]
-    lease: timedelta = timedelta(seconds=60)
+    lease: timedelta = field(default_factory=lambda: default_lease())
     max_attempts: int = 8
     service: str = "hdhub"
     _next_purge: float = field(default=0.0, init=False, repr=False)

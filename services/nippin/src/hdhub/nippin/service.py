@@ -88,7 +88,11 @@ class Messages:
         self.envelope = envelope
         # Sends wait on MyCareNet with their own back-off (defer), never park.
         self.jobs = JobQueue(
-            db, Job, lease=timedelta(seconds=max(60.0, settings.mycarenet_timeout_seconds * 2))
+            db,
+            Job,
+            lease=timedelta(
+                seconds=max(platform().job_lease_seconds, settings.mycarenet_timeout_seconds * 2)
+            ),
         )
         self.wake = Wakeup("hdhub:nippin:work", platform().redis_url)
         self.rest = Rest(settings.resolved_mycarenet_url(), timeout=settings.mycarenet_timeout_seconds)
