@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, Header, Query, UploadFile
+from fastapi import APIRouter, Header, Query, Request, UploadFile
 
 from hdhub.common.limits import MAX_JSON_DEPTH, MAX_PATH_CHARS, load_json, where_too_deep
 from hdhub.common.paging import Offset
@@ -268,3 +268,36 @@ def test_names_repeated_only_across_objects_or_inside_strings_pass(body: bytes) 
     import json
 
     assert load_json(body) == json.loads(body)
+
+
+async def test_the_pages_that_stream_a_file_on_bound_it_themselves_and_only_they() -> None:
+    """The portal's Upload Center and files pages (and the console's workbook import) read
+    their body as it arrives and pass the file on under the owning service's own limit: the
+    platform's 5 MiB would refuse a real VCF as problem+json to a browser."""
+    r = APIRouter()
+
+    async def counted(request: Request) -> dict[str, int]:
+        return {"read": sum([len(chunk) async for chunk in request.stream()])}
+
+    for path in (
+        "/portal/o/{org}/uploads/new",
+        "/portal/o/{org}/files/new",
+        "/portal/operator/catalogue/import",
+        "/portal/o/{org}/files/{file_id}/new",
+        "/portal/o/{org}/members/new",
+    ):
+        r.add_api_route(path, counted, methods=["POST"])
+    app = create_app(title="t", routers=[r])
+    big = b"x" * (6 * 1024 * 1024)
+    form = {"Content-Type": "multipart/form-data; boundary=b"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        for path in (
+            "/portal/o/lab-demo/uploads/new",
+            "/portal/o/lab-demo/files/new",
+            "/portal/operator/catalogue/import",
+        ):
+            answer = await c.post(path, content=chunks(big), headers=form)
+            assert answer.status_code == 200 and answer.json() == {"read": len(big)}, (path, answer.text)
+        for path in ("/portal/o/lab-demo/files/x/new", "/portal/o/lab-demo/members/new"):
+            answer = await c.post(path, content=chunks(big), headers=form)
+            assert answer.status_code == 413, (path, answer.text)

@@ -103,16 +103,17 @@ class BodySizeLimit:
         app: ASGIApp,
         max_bytes: int,
         exempt_prefixes: Sequence[str] = (),
-        exempt_paths: Collection[str] = (),
+        exempt_paths: Collection[re.Pattern[str]] = (),
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.exempt = tuple(exempt_prefixes)
-        self.exempt_paths = frozenset(exempt_paths)
+        self.exempt_paths = tuple(exempt_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or (
-            (self.exempt and scope["path"].startswith(self.exempt)) or scope["path"] in self.exempt_paths
+            (self.exempt and scope["path"].startswith(self.exempt))
+            or any(pattern.fullmatch(scope["path"]) for pattern in self.exempt_paths)
         ):
             await self.app(scope, receive, send)
             return

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -313,9 +314,18 @@ async def known_query_parameters(request: Request) -> None:
         )
 
 
-#: Pages that bound the body themselves and answer an oversized one as the page with the
-#: error at its field (the operator console's workbook import), not as problem+json.
-OWN_BODY_LIMIT_PATHS = frozenset({"/portal/operator/catalogue/import"})
+#: Pages that read their body as it arrives and bound it themselves, answering an oversized
+#: one as the page with the error at its field, not as problem+json: the operator console's
+#: workbook import, and the portal's Upload Center and files pages, which stream the file
+#: on to the owning service under that service's own limit (1 GiB a CSV, 5 GiB a file).
+OWN_BODY_LIMIT_PATHS = tuple(
+    re.compile(path)
+    for path in (
+        r"/portal/operator/catalogue/import",
+        r"/portal/o/[^/]+/uploads/new",
+        r"/portal/o/[^/]+/files/new",
+    )
+)
 
 
 def create_app(

@@ -13,12 +13,16 @@ from typing import TypeVar
 from fastapi import Request
 
 from hdhub.common.errors import Problem
-from hdhub.common.multipart import MultipartStream, Part, multipart_boundary
+from hdhub.common.multipart import MultipartStream, Part, bad_multipart, multipart_boundary
 from hdhub.portal.pages.web import Page, verify_csrf
 
 M = TypeVar("M")
 #: Bytes per message of a client stream: the browser's small reads are gathered up to this.
 MESSAGE_BYTES = 256 * 1024
+#: Fields a form may send before its files. These pages are outside the platform's body
+#: limit (``hdhub.common.web.OWN_BODY_LIMIT_PATHS``): each field is bounded
+#: (``MAX_FIELD_BYTES``), and so is their number.
+MAX_FIELDS = 64
 
 
 class StreamedForm:
@@ -38,6 +42,8 @@ class StreamedForm:
         it), or None at the end of the body."""
         async for part in self._parts:
             if part.filename is None:
+                if len(self.fields) >= MAX_FIELDS and part.name not in self.fields:
+                    raise bad_multipart(f"A form sends at most {MAX_FIELDS} fields")
                 self.fields[part.name] = (await part.text()).strip()
                 continue
             if not self._checked:
