@@ -59,7 +59,7 @@ def _workbook(
 ) -> bytes:
     book = Workbook()
     book.remove(book.active)
-    settings = [{"form_title": "Bench", "form_id": "BENCH", "version": "1.0.0", "default_language": "en"}]
+    settings = [{"form_title": "Bench", "form_id": "BENCH_100", "version": "1.0.0", "default_language": "en"}]
     for title, rows in (
         ("survey", survey),
         ("choices", choices),

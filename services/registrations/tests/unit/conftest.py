@@ -70,7 +70,12 @@ def build_workbook(
     content: dict[str, Rows] = {
         "survey": survey,
         "choices": choices or [{"list_name": "unused", "name": "x", "label::en": "X"}],
-        "settings": [dict(settings if settings is not None else DEFAULT_SETTINGS)],
+        "settings": [
+            dict(settings)
+            if settings is not None
+            # The form's id is its DCD code (a DCD workbook refuses another).
+            else {**DEFAULT_SETTINGS, "form_id": hd.get("dcd_code", DEFAULT_SETTINGS["form_id"])}
+        ],
         "hd": [{"key": k, "value": v} for k, v in hd.items()],
     }
     for name in sheets:

@@ -15,7 +15,7 @@ from hdhub.registrations.engine.xlsform import Problem, WorkbookError
 MakeDcd = Callable[..., DcdDefinition]
 SETTINGS = {
     "form_title": "Implant",
-    "form_id": "IMPLANT",
+    "form_id": "TEST_DCD",
     "version": "1.0.0",
     "default_language": "en",
     "source": "t",

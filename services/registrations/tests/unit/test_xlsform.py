@@ -739,8 +739,19 @@ def test_a_setting_that_is_not_read_is_refused(make_dcd: MakeDcd) -> None:
 
 
 def test_pyxform_spellings_of_the_settings_are_read(make_dcd: MakeDcd) -> None:
-    settings = {"version": "1.0.0", "set form title": "Title", "set form id": "ID"}
+    settings = {"version": "1.0.0", "set form title": "Title", "set form id": "TEST_DCD"}
     assert make_dcd([{"type": "text", "name": "A"}], settings=settings).settings["form_title"] == "Title"
+
+
+def test_a_form_id_other_than_the_dcd_code_is_refused_naming_both(make_dcd: MakeDcd) -> None:
+    for spelling in ("form_id", "set form id"):
+        settings = {"version": "1.0.0", spelling: "ANGIO_HOSP"}
+        problem = only_problem(make_dcd, [{"type": "text", "name": "A"}], settings=settings)
+        assert (problem.sheet, problem.row, problem.column) == ("settings", 2, spelling)
+        assert "'ANGIO_HOSP'" in problem.message and "'TEST_DCD'" in problem.message
+    # The same, or none: the DCD's code names the form.
+    for settings in ({"version": "1.0.0", "form_id": "TEST_DCD"}, {"version": "1.0.0"}):
+        assert make_dcd([{"type": "text", "name": "A"}], settings=settings).dcd_code == "TEST_DCD"
 
 
 def test_an_hd_key_that_is_not_read_is_refused(make_dcd: MakeDcd) -> None:

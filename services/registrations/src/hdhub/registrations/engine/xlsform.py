@@ -1184,6 +1184,15 @@ def read_workbook(source: bytes | pathlib.Path) -> DcdDefinition:
             "value",
             f"dcd_code {dcd_code!r} is not a code: a letter, then letters, digits and _ (at most 64)",
         )
+    form_id = settings.get("form_id", "")
+    if form_id and dcd_code and form_id != dcd_code:
+        reader.problem(
+            "settings",
+            2,
+            "form_id",
+            f"form_id {form_id!r} names another form than the hd sheet's dcd_code {dcd_code!r}: "
+            "leave it empty or make it the same",
+        )
     dcd_number_text = hd.get("dcd_number", "")
     dcd_number = 0
     if dcd_number_text:
