@@ -397,17 +397,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _in_memory(url: str) -> bool:
+    return url.startswith("sqlite") and url.endswith(("://", ":memory:"))
+
+
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine for ``url`` with sane defaults for each backend."""
     kwargs.setdefault("json_serializer", json_text)
     kwargs.setdefault("json_deserializer", json_value)
     if url.startswith("sqlite"):
         # In memory (a service that keeps nothing): one connection, SQLAlchemy's StaticPool.
-        pooled = {} if url.endswith(("://", ":memory:")) else {"pool_size": 5, "max_overflow": 5}
-        engine = create_async_engine(url, **pooled, **kwargs)
+        pooled = {} if _in_memory(url) else {"pool_size": 5, "max_overflow": 5}
+        engine = create_async_engine(url, **(pooled | kwargs))
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kwargs)
+        engine = create_async_engine(
+            url, **({"pool_size": 10, "max_overflow": 10, "pool_pre_ping": True} | kwargs)
+        )
     try:
         from hdhub.common.telemetry import instrument_sqlalchemy
 
@@ -457,6 +463,29 @@ class Database:
         self.migrations = migrations
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._turns = _TaskLock() if self.engine.dialect.name == "sqlite" else None
+        self._autocommit: AsyncEngine | None = None
+
+    @property
+    def autocommit(self) -> AsyncEngine:
+        """An engine whose connections are in autocommit from the moment they connect, for
+        a read of one statement on every request (the portal's session): no BEGIN or COMMIT,
+        and no isolation level set when a connection is checked out and reset when it is
+        returned (on SQLite each of those is a hop to aiosqlite's thread and back). Its own
+        small pool; nothing is reset on return, as no transaction is ever open. An
+        in-memory SQLite database is one connection: the sessions' engine, switched per
+        connection as before."""
+        if self._autocommit is None:
+            if _in_memory(self.url):
+                self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            else:
+                self._autocommit = make_engine(
+                    self.url,
+                    isolation_level="AUTOCOMMIT",
+                    pool_reset_on_return=None,
+                    pool_size=3,
+                    max_overflow=7,
+                )
+        return self._autocommit
 
     @asynccontextmanager
     async def _turn(self) -> AsyncIterator[None]:
@@ -562,6 +591,11 @@ class Database:
         return Schema(found, expected, known=_script_revisions(self.migrations))
 
     async def dispose(self) -> None:
+        if (
+            self._autocommit is not None
+            and self._autocommit.sync_engine.pool is not self.engine.sync_engine.pool
+        ):
+            await self._autocommit.dispose()
         await self.engine.dispose()
 
 
