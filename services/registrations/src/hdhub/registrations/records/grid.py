@@ -145,7 +145,8 @@ def validate(query: GridQuery) -> None:
         raise invalid(problems)
 
 
-#: What a grid row shows: no values (patient data among them), read as plain rows.
+#: What a grid row shows: no values (patient data among them), read as plain rows;
+#: ``grpc.grid_row`` unpacks them in this order.
 ROW_COLUMNS = (
     Registration.id,
     Registration.project_code,
