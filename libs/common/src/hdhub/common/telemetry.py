@@ -34,7 +34,7 @@ import secrets
 import threading
 import urllib.parse
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -600,7 +600,7 @@ def _name_spans_after_routing(app: FastAPI) -> None:
     app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
 
 
-def _name_span(scope: Mapping[str, Any]) -> None:
+def _name_span(scope: MutableMapping[str, Any]) -> None:
     """Name the current server span after the route that answered (no route: the method);
     called as the answer starts, the span ending with its last byte."""
     from hdhub.common.metrics import UNMATCHED_ROUTE, _route_template
