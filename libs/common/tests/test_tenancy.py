@@ -76,3 +76,21 @@ async def test_in_memory_the_autocommit_engine_is_the_one_connection(tmp_path: P
     database = Database("sqlite+aiosqlite://")
     assert database.autocommit.sync_engine.pool is database.engine.sync_engine.pool
     await database.dispose()
+
+
+async def test_a_reading_session_sees_only_its_organisations_and_writes_nothing(db: Database) -> None:
+    from sqlalchemy import delete, update
+
+    async with db.reading(["a"]) as s:
+        assert [n.text for n in (await s.execute(select(Note))).scalars()] == ["a1"]
+        assert await s.get(Note, 2) is None
+    for write in (update(Note).values(text="x"), delete(Note)):
+        async with db.reading(["a"]) as s:
+            with pytest.raises(TenancyViolation):
+                await s.execute(write)
+    async with db.reading(["a"]) as s:
+        s.add(Note(id=9, organisation_id="a", text="a9"))
+        with pytest.raises(TenancyViolation):
+            await s.flush()
+    async with db.session(["a", "b"]) as s:
+        assert sorted(n.text for n in (await s.execute(select(Note))).scalars()) == ["a1", "b1"]

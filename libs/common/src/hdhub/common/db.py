@@ -87,10 +87,13 @@ class TenancyViolation(RuntimeError):
 
 SCOPE_KEY = "hdhub_tenant_scope"
 SYSTEM_KEY = "hdhub_system"
+READ_ONLY_KEY = "hdhub_read_only"
 
 
 @event.listens_for(Session, "do_orm_execute")
 def _scope_queries(state: ORMExecuteState) -> None:
+    if not state.is_select and state.session.info.get(READ_ONLY_KEY):
+        raise TenancyViolation("write from a read-only session")
     if (
         not (state.is_select or state.is_update or state.is_delete)
         or state.is_column_load
@@ -142,6 +145,8 @@ def registry_condition(organisations: Sequence[str], organisation_column: Any, r
 @event.listens_for(Session, "before_flush")
 def _check_writes(session: Session, _ctx: Any, _instances: Any) -> None:
     scope: frozenset[str] | None = session.info.get(SCOPE_KEY)
+    if session.info.get(READ_ONLY_KEY) and (session.new or session.dirty or session.deleted):
+        raise TenancyViolation("write from a read-only session")
     if session.info.get(SYSTEM_KEY):
         return
     for obj in list(session.new) + list(session.dirty) + list(session.deleted):
@@ -516,6 +521,18 @@ class Database:
             async with session.begin():
                 yield session
         _run_after_commit(session)
+
+    @asynccontextmanager
+    async def reading(self, organisations: Iterable[str]) -> AsyncIterator[AsyncSession]:
+        """A session that reads the given organisations' rows, as :meth:`session` does
+        (the same tenancy criteria), on :attr:`autocommit`: no BEGIN, no COMMIT, each
+        statement on its own. For reads on every request whose statements need no common
+        snapshot (PostgreSQL's READ COMMITTED, which the transactions of :meth:`session`
+        run at, gives each statement its own anyway); it refuses to write."""
+        async with AsyncSession(self.autocommit, expire_on_commit=False) as session:
+            session.info[SCOPE_KEY] = frozenset(organisations)
+            session.info[READ_ONLY_KEY] = True
+            yield session
 
     @asynccontextmanager
     async def system_session(self) -> AsyncIterator[AsyncSession]:
