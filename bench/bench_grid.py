@@ -238,12 +238,15 @@ def main() -> None:
             results: list[tuple[str, list[float], list[float], list[float]]] = []
 
             import grpc
+            from grpc_health.v1 import health_pb2, health_pb2_grpc
 
             from hdhub.proto.registrations.v1 import registrations_pb2 as pb
             from hdhub.proto.registrations.v1 import registrations_pb2_grpc as pb_grpc
 
             channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
             stub = pb_grpc.RegistrationsServiceStub(channel)
+            health = health_pb2_grpc.HealthStub(channel)
+            floors: list[float] = []
             metadata = (("authorization", f"Bearer {token}"),)
             for p in pages:
                 request = pb.ListRegistrationsRequest(organisation_id=ORG, cursor=cursor_of(p), limit=PAGE)
@@ -255,10 +258,13 @@ def main() -> None:
                     "sql": lambda p=p: sql(p),
                     "grpc": lambda request=request: stub.ListRegistrations(request, metadata=metadata),
                     "page": lambda path=path: browser.get(path).raise_for_status(),
+                    # The floor: a gRPC call to the same server that does nothing (health).
+                    "floor": lambda: health.Check(health_pb2.HealthCheckRequest(service="")),
                 }
                 # One request of each in turn, so that the shared machine's load falls on all alike.
                 times = interleaved(cases, args.requests)
                 results.append((f"page {p:,}", times["sql"], times["grpc"], times["page"]))
+                floors += times["floor"]
             channel.close()
             count_sql = timed(
                 lambda: db.execute(
@@ -314,6 +320,11 @@ def main() -> None:
                     f"{p95(g) * 1000:7.2f}ms {p95(g) / p95(base):8.2f}x {p50(page) * 1000:7.2f}ms "
                     f"{p95(page) * 1000:7.2f}ms {p95(page) / p95(base):8.2f}x"
                 )
+            print(
+                f"floor: a gRPC health check of the same server p50 {p50(floors) * 1000:.2f} ms, p95"
+                f" {p95(floors) * 1000:.2f} ms ({p50(floors) / p50(results[-1][1]):.2f}x the deep page's SQL"
+                " by p50)"
+            )
             first, deepest = results[0], results[-1]
             print(
                 f"flatness (page {pages[-1]:,} over page 1, p95): SQL {p95(deepest[1]) / p95(first[1]):.2f}x, "
