@@ -206,14 +206,14 @@ def main() -> None:
                 cursors[p] = (row[0], row[1])
 
             def sql(p: int) -> list[Any]:
-                """The statements the method runs, in one transaction: the page, the counts."""
+                """The statements the method runs, each on its own as it runs them (no
+                transaction: ``Database.reading``): the page, the counts."""
                 c = cursors[p]
-                with db.transaction():
-                    if c is None:
-                        page = db.execute(FIRST_SQL, (ORG, PAGE + 1)).fetchall()
-                    else:
-                        page = db.execute(AFTER_SQL, (ORG, c[0], c[1], PAGE + 1)).fetchall()
-                    db.execute(COUNTS_SQL, (ORG,)).fetchall()
+                if c is None:
+                    page = db.execute(FIRST_SQL, (ORG, PAGE + 1)).fetchall()
+                else:
+                    page = db.execute(AFTER_SQL, (ORG, c[0], c[1], PAGE + 1)).fetchall()
+                db.execute(COUNTS_SQL, (ORG,)).fetchall()
                 return page
 
             deepest_cursor = cursors[pages[-1]] or (datetime.now(UTC), "")
