@@ -6,7 +6,9 @@ database; and the counts per status as the grid reads them against counting the 
     .venv/bin/python bench/bench_grid.py [--rows 1000000] [--requests 30]
 
 Needs postgresql://postgres@127.0.0.1:5432 (HDHUB_BENCH_POSTGRES_URL elsewhere); creates
-fresh databases and drops them at the end.
+fresh databases and drops them at the end. The workers poll at their deployed intervals (as
+``bench_portal_validation.py``), and the three cases of a page are timed one request of
+each in turn, so that the shared machine's load falls on all alike.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_portal import portal_session  # noqa: E402
+from bench_portal_validation import DEPLOYED_POLLING  # noqa: E402
 from bench_submissions import Databases  # noqa: E402
 
 from tests.e2e.conftest import run_all  # noqa: E402
@@ -127,6 +130,20 @@ def timed(call: Any, n: int) -> list[float]:
     return out
 
 
+def interleaved(calls: dict[str, Any], n: int) -> dict[str, list[float]]:
+    """``n`` timed calls of each, one of each in turn after three of each to warm up."""
+    for _ in range(3):
+        for call in calls.values():
+            call()
+    out: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(n):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            out[name].append(time.perf_counter() - start)
+    return out
+
+
 async def atimed(call: Any, n: int) -> list[float]:
     for _ in range(3):
         await call()
@@ -168,6 +185,7 @@ def main() -> None:
                 HDHUB_REGISTRATIONS_DATABASE_URL=url,
                 HDHUB_REGISTRATIONS_GRPC_BIND=f"127.0.0.1:{grpc_port}",
                 HDHUB_GRPC_REGISTRATIONS=f"127.0.0.1:{grpc_port}",
+                **DEPLOYED_POLLING,
             ) as platform,
         ):
             took = seed(plain, args.rows)
@@ -188,14 +206,14 @@ def main() -> None:
                 cursors[p] = (row[0], row[1])
 
             def sql(p: int) -> list[Any]:
-                """The statements the method runs, in one transaction: the page, the counts."""
+                """The statements the method runs, each on its own as it runs them (no
+                transaction: ``Database.reading``): the page, the counts."""
                 c = cursors[p]
-                with db.transaction():
-                    if c is None:
-                        page = db.execute(FIRST_SQL, (ORG, PAGE + 1)).fetchall()
-                    else:
-                        page = db.execute(AFTER_SQL, (ORG, c[0], c[1], PAGE + 1)).fetchall()
-                    db.execute(COUNTS_SQL, (ORG,)).fetchall()
+                if c is None:
+                    page = db.execute(FIRST_SQL, (ORG, PAGE + 1)).fetchall()
+                else:
+                    page = db.execute(AFTER_SQL, (ORG, c[0], c[1], PAGE + 1)).fetchall()
+                db.execute(COUNTS_SQL, (ORG,)).fetchall()
                 return page
 
             deepest_cursor = cursors[pages[-1]] or (datetime.now(UTC), "")
@@ -219,36 +237,35 @@ def main() -> None:
 
             results: list[tuple[str, list[float], list[float], list[float]]] = []
 
-            async def grpc_runs() -> dict[int, list[float]]:
-                import grpc
+            import grpc
+            from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-                from hdhub.proto.registrations.v1 import registrations_pb2 as pb
-                from hdhub.proto.registrations.v1 import registrations_pb2_grpc as pb_grpc
+            from hdhub.proto.registrations.v1 import registrations_pb2 as pb
+            from hdhub.proto.registrations.v1 import registrations_pb2_grpc as pb_grpc
 
-                out = {}
-                async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-                    stub = pb_grpc.RegistrationsServiceStub(channel)
-                    metadata = (("authorization", f"Bearer {token}"),)
-                    for p in pages:
-                        request = pb.ListRegistrationsRequest(
-                            organisation_id=ORG, cursor=cursor_of(p), limit=PAGE
-                        )
-                        reply = await stub.ListRegistrations(request, metadata=metadata)
-                        assert len(reply.registrations) == PAGE and reply.total_known, reply.total
-
-                        async def call(request: pb.ListRegistrationsRequest = request) -> None:
-                            await stub.ListRegistrations(request, metadata=metadata)
-
-                        out[p] = await atimed(call, args.requests)
-                return out
-
-            by_grpc = asyncio.run(grpc_runs())
+            channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+            stub = pb_grpc.RegistrationsServiceStub(channel)
+            health = health_pb2_grpc.HealthStub(channel)
+            floors: list[float] = []
+            metadata = (("authorization", f"Bearer {token}"),)
             for p in pages:
-                base = timed(lambda p=p: sql(p), args.requests)
+                request = pb.ListRegistrationsRequest(organisation_id=ORG, cursor=cursor_of(p), limit=PAGE)
+                reply = stub.ListRegistrations(request, metadata=metadata)
+                assert len(reply.registrations) == PAGE and reply.total_known, reply.total
                 path = f"/portal/o/{ORG}/registrations" + (f"?cursor={cursor_of(p)}" if cursor_of(p) else "")
                 assert browser.get(path).status_code == 200
-                page = timed(lambda path=path: browser.get(path).raise_for_status(), args.requests)
-                results.append((f"page {p:,}", base, by_grpc[p], page))
+                cases = {
+                    "sql": lambda p=p: sql(p),
+                    "grpc": lambda request=request: stub.ListRegistrations(request, metadata=metadata),
+                    "page": lambda path=path: browser.get(path).raise_for_status(),
+                    # The floor: a gRPC call to the same server that does nothing (health).
+                    "floor": lambda: health.Check(health_pb2.HealthCheckRequest(service="")),
+                }
+                # One request of each in turn, so that the shared machine's load falls on all alike.
+                times = interleaved(cases, args.requests)
+                results.append((f"page {p:,}", times["sql"], times["grpc"], times["page"]))
+                floors += times["floor"]
+            channel.close()
             count_sql = timed(
                 lambda: db.execute(
                     "SELECT status, status_confirmation, count(*) FROM registrations WHERE organisation_id = %s"
@@ -303,6 +320,11 @@ def main() -> None:
                     f"{p95(g) * 1000:7.2f}ms {p95(g) / p95(base):8.2f}x {p50(page) * 1000:7.2f}ms "
                     f"{p95(page) * 1000:7.2f}ms {p95(page) / p95(base):8.2f}x"
                 )
+            print(
+                f"floor: a gRPC health check of the same server p50 {p50(floors) * 1000:.2f} ms, p95"
+                f" {p95(floors) * 1000:.2f} ms ({p50(floors) / p50(results[-1][1]):.2f}x the deep page's SQL"
+                " by p50)"
+            )
             first, deepest = results[0], results[-1]
             print(
                 f"flatness (page {pages[-1]:,} over page 1, p95): SQL {p95(deepest[1]) / p95(first[1]):.2f}x, "

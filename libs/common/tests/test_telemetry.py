@@ -405,3 +405,33 @@ def test_in_one_process_each_service_exports_its_own_spans() -> None:
         "hdhub-registrations-worker",
         "hdhub-registrations",
     ]
+
+
+async def test_the_server_span_is_named_after_the_route_that_answered(exported: InMemorySpanExporter) -> None:
+    """Named once the app has routed the request (not by matching every route once more
+    before it): the route template and ``http.route``; a path no route takes keeps the
+    method alone and no ``http.route``; a refusal of the route keeps its route."""
+    from hdhub.common.errors import Problem
+    from hdhub.common.web import create_app
+
+    app = FastAPI()
+
+    @app.post("/api/v1/things/{thing_id}/notes")
+    async def add_note(thing_id: str) -> dict[str, str]:
+        raise Problem(409, "conflict", "No")
+
+    @app.get("/api/v1/things/{thing_id}")
+    async def get_thing(thing_id: str) -> dict[str, str]:
+        return {"thing": thing_id}
+
+    app = create_app(title="things", routers=[app.router])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        assert (await client.get("/api/v1/things/85040216932")).status_code == 200
+        assert (await client.post("/api/v1/things/7/notes")).status_code == 409
+        assert (await client.get("/nothing/here")).status_code == 404
+    servers = {
+        s.name: dict(s.attributes or {}) for s in exported.get_finished_spans() if s.kind == SpanKind.SERVER
+    }
+    assert servers["GET /api/v1/things/{thing_id}"]["http.route"] == "/api/v1/things/{thing_id}"
+    assert servers["POST /api/v1/things/{thing_id}/notes"]["http.route"] == "/api/v1/things/{thing_id}/notes"
+    assert "http.route" not in servers["GET"]

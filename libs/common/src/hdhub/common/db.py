@@ -87,10 +87,13 @@ class TenancyViolation(RuntimeError):
 
 SCOPE_KEY = "hdhub_tenant_scope"
 SYSTEM_KEY = "hdhub_system"
+READ_ONLY_KEY = "hdhub_read_only"
 
 
 @event.listens_for(Session, "do_orm_execute")
 def _scope_queries(state: ORMExecuteState) -> None:
+    if not state.is_select and state.session.info.get(READ_ONLY_KEY):
+        raise TenancyViolation("write from a read-only session")
     if (
         not (state.is_select or state.is_update or state.is_delete)
         or state.is_column_load
@@ -142,6 +145,8 @@ def registry_condition(organisations: Sequence[str], organisation_column: Any, r
 @event.listens_for(Session, "before_flush")
 def _check_writes(session: Session, _ctx: Any, _instances: Any) -> None:
     scope: frozenset[str] | None = session.info.get(SCOPE_KEY)
+    if session.info.get(READ_ONLY_KEY) and (session.new or session.dirty or session.deleted):
+        raise TenancyViolation("write from a read-only session")
     if session.info.get(SYSTEM_KEY):
         return
     for obj in list(session.new) + list(session.dirty) + list(session.deleted):
@@ -397,17 +402,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _in_memory(url: str) -> bool:
+    return url.startswith("sqlite") and url.endswith(("://", ":memory:"))
+
+
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine for ``url`` with sane defaults for each backend."""
     kwargs.setdefault("json_serializer", json_text)
     kwargs.setdefault("json_deserializer", json_value)
     if url.startswith("sqlite"):
         # In memory (a service that keeps nothing): one connection, SQLAlchemy's StaticPool.
-        pooled = {} if url.endswith(("://", ":memory:")) else {"pool_size": 5, "max_overflow": 5}
-        engine = create_async_engine(url, **pooled, **kwargs)
+        pooled = {} if _in_memory(url) else {"pool_size": 5, "max_overflow": 5}
+        engine = create_async_engine(url, **(pooled | kwargs))
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kwargs)
+        engine = create_async_engine(
+            url, **({"pool_size": 10, "max_overflow": 10, "pool_pre_ping": True} | kwargs)
+        )
     try:
         from hdhub.common.telemetry import instrument_sqlalchemy
 
@@ -457,6 +468,29 @@ class Database:
         self.migrations = migrations
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._turns = _TaskLock() if self.engine.dialect.name == "sqlite" else None
+        self._autocommit: AsyncEngine | None = None
+
+    @property
+    def autocommit(self) -> AsyncEngine:
+        """An engine whose connections are in autocommit from the moment they connect, for
+        a read of one statement on every request (the portal's session): no BEGIN or COMMIT,
+        and no isolation level set when a connection is checked out and reset when it is
+        returned (on SQLite each of those is a hop to aiosqlite's thread and back). Its own
+        small pool; nothing is reset on return, as no transaction is ever open. An
+        in-memory SQLite database is one connection: the sessions' engine, switched per
+        connection as before."""
+        if self._autocommit is None:
+            if _in_memory(self.url):
+                self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            else:
+                self._autocommit = make_engine(
+                    self.url,
+                    isolation_level="AUTOCOMMIT",
+                    pool_reset_on_return=None,
+                    pool_size=3,
+                    max_overflow=7,
+                )
+        return self._autocommit
 
     @asynccontextmanager
     async def _turn(self) -> AsyncIterator[None]:
@@ -487,6 +521,18 @@ class Database:
             async with session.begin():
                 yield session
         _run_after_commit(session)
+
+    @asynccontextmanager
+    async def reading(self, organisations: Iterable[str]) -> AsyncIterator[AsyncSession]:
+        """A session that reads the given organisations' rows, as :meth:`session` does
+        (the same tenancy criteria), on :attr:`autocommit`: no BEGIN, no COMMIT, each
+        statement on its own. For reads on every request whose statements need no common
+        snapshot (PostgreSQL's READ COMMITTED, which the transactions of :meth:`session`
+        run at, gives each statement its own anyway); it refuses to write."""
+        async with AsyncSession(self.autocommit, expire_on_commit=False) as session:
+            session.info[SCOPE_KEY] = frozenset(organisations)
+            session.info[READ_ONLY_KEY] = True
+            yield session
 
     @asynccontextmanager
     async def system_session(self) -> AsyncIterator[AsyncSession]:
@@ -562,6 +608,11 @@ class Database:
         return Schema(found, expected, known=_script_revisions(self.migrations))
 
     async def dispose(self) -> None:
+        if (
+            self._autocommit is not None
+            and self._autocommit.sync_engine.pool is not self.engine.sync_engine.pool
+        ):
+            await self._autocommit.dispose()
         await self.engine.dispose()
 
 

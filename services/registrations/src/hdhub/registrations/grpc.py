@@ -153,21 +153,38 @@ def _period(request: pb.ListRegistrationsRequest, name: str) -> Period | None:
 
 
 def grid_row(r: Any) -> pb.RegistrationRow:
-    """A grid row (records.grid.ROW_COLUMNS) as its message."""
+    """A grid row (records.grid.ROW_COLUMNS, in that order) as its message. Unpacked as a
+    tuple: a SQLAlchemy row's attributes cost about a microsecond each, 0.6 ms of CPU for
+    a page of 50 rows of 13 columns, against 0.15 ms unpacked (bench/README.md)."""
+    (
+        id_,
+        project,
+        dcd,
+        version,
+        key,
+        status,
+        confirmation,
+        code,
+        row_version,
+        created,
+        updated,
+        by,
+        errors,
+    ) = r
     return pb.RegistrationRow(
-        id=r.id,
-        project_code=r.project_code,
-        dcd_code=r.dcd_code,
-        dcd_version=r.dcd_version,
-        business_key=r.business_key,
-        status=r.status,
-        status_confirmation=r.status_confirmation or "",
-        registration_code=r.registration_code or "",
-        version=r.version,
-        created_at=r.created_at.isoformat(),
-        updated_at=r.updated_at.isoformat(),
-        created_by=r.created_by,
-        errors=len(r.errors or ()),
+        id=id_,
+        project_code=project,
+        dcd_code=dcd,
+        dcd_version=version,
+        business_key=key,
+        status=status,
+        status_confirmation=confirmation or "",
+        registration_code=code or "",
+        version=row_version,
+        created_at=created.isoformat(),
+        updated_at=updated.isoformat(),
+        created_by=by,
+        errors=len(errors or ()),
     )
 
 

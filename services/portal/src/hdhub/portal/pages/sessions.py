@@ -95,8 +95,7 @@ class Sessions:
         now = utcnow()
         id_hash = _hash(session_id)
         table = PortalSession.__table__
-        async with self.db.engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        async with self.db.autocommit.connect() as conn:
             found = (await conn.execute(select(table).where(table.c.id_hash == id_hash))).mappings().first()
         if found is None:
             return None

@@ -145,7 +145,8 @@ def validate(query: GridQuery) -> None:
         raise invalid(problems)
 
 
-#: What a grid row shows: no values (patient data among them), read as plain rows.
+#: What a grid row shows: no values (patient data among them), read as plain rows;
+#: ``grpc.grid_row`` unpacks them in this order.
 ROW_COLUMNS = (
     Registration.id,
     Registration.project_code,
@@ -307,7 +308,10 @@ async def grid_page(db: Database, query: GridQuery, *, with_counts: bool = True)
     validate(query)
     found: list[tuple[str, str, int]] | None = []
     deltas = 0
-    async with db.session([query.organisation_id]) as session:
+    # Read without a transaction (Database.reading): the page and the counts are each one
+    # statement, and at READ COMMITTED a transaction would not give them one snapshot
+    # anyway; BEGIN and COMMIT were two of the call's five round trips to PostgreSQL.
+    async with db.reading([query.organisation_id]) as session:
         rows = list((await session.execute(page_query(query))).all())
         if with_counts and query.kept_counts_serve:
             found, deltas = await counts(session, query)
