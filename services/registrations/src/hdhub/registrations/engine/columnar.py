@@ -665,6 +665,7 @@ class ColumnarDcd:
     def __init__(self, engine: CompiledDcd) -> None:
         self.engine = engine
         self._rules: dict[int, _ColumnarRule] = {}
+        self._plans: dict[tuple[str, ...], _ParsePlan] = {}
         self.kernel_rules = 0
         self.closure_rules = 0
 
@@ -696,6 +697,16 @@ class ColumnarDcd:
         self._rules[id(rule)] = compiled
         return compiled
 
+    def parse_plan(self, names: Sequence[str]) -> _ParsePlan:
+        """How batches with these columns are parsed (made on first use, then kept)."""
+        key = tuple(names)
+        found = self._plans.get(key)
+        if found is None:
+            if len(self._plans) > 32:  # an upload's batches share their columns
+                self._plans.clear()
+            found = self._plans[key] = _parse_plan(self.engine, key)
+        return found
+
     def validate_table(
         self,
         table: pa.Table | pa.RecordBatch,
@@ -713,12 +724,15 @@ class ColumnarDcd:
             return BatchValidation(0, [], [], list, [], {})
         if not all(f.type in _STRING_TYPES or f.type == pa.null() for f in table.schema):
             return _by_rows(self.engine, table, lang, day)
+        if len(set(table.column_names)) != table.num_columns:
+            return _by_rows(self.engine, table, lang, day)  # a name twice: the row engine's reading
         batch = _Batch(self, table, lang, day, now)
         return batch.run()
 
 
 def _by_rows(engine: CompiledDcd, table: pa.Table, lang: str, day: datetime.date) -> BatchValidation:
-    """A batch the kernels do not read (not all text): the row engine, row by row."""
+    """A batch the kernels do not read (not all text, a column name twice): the row
+    engine, row by row."""
     from hdhub.registrations.batches.arrow import rows_of
 
     return BatchValidation.of(engine.validate_many(rows_of(table), lang=lang, today=day))
@@ -1031,29 +1045,61 @@ class _Batch:
         return self._result()
 
     def _parse(self) -> None:
-        engine = self.engine
-        inputs = engine._inputs
-        for position, name in enumerate(self.table.column_names):
-            column = self.table.column(name)
-            if column.null_count == len(column):
+        plan = self.owner.parse_plan(self.table.column_names)
+        n = self.n
+        if plan.status is not None:
+            raw = self._raw(plan.status)
+            if raw is not None:
+                self._status(raw, _present(raw))
+        for position in plan.unknown:
+            raw = self._raw(position)
+            if raw is None:
                 continue
-            raw = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-            if raw.type != pa.string():
-                raw = raw.cast(pa.string())
-            present = pc.fill_null(pc.not_equal(raw, ""), False)
+            present = _present(raw)
+            if present.true_count:
+                name = self.table.column_names[position]
+                message = self.engine._builtin("unknown_field", self.lang)
+                error = FieldError(name, name, "unknown_field", message)
+                self._same_error(_rows(present), 0, error, position)
+        for position, index in plan.singles:
+            raw = self._raw(position)
+            if raw is not None:
+                present = _present(raw)
+                if present.true_count:
+                    self._parse_cells(index, position, raw, present, None)
+        for group in plan.groups:
+            raws = [self._raw(position) for position, _ in group.columns]
+            if all(raw is None for raw in raws):
+                continue
+            whole = pa.concat_arrays([pa.nulls(n, pa.string()) if raw is None else raw for raw in raws])
+            present = _present(whole)
             if present.true_count == 0:
                 continue
-            entry = inputs.get(name)
-            if entry is None:
-                if name == "STATUS" and "STATUS" not in inputs:
-                    self._status(raw, present)
-                elif name not in engine._skipped:
-                    message = engine._builtin("unknown_field", self.lang)
-                    error = FieldError(name, name, "unknown_field", message)
-                    self._same_error(_rows(present), 0, error, position)
-                continue
-            index = entry[0]
-            self._parse_column(index, position, raw, present)
+            sure, value, vector = _PARSERS[group.kind](group, whole, present, n)
+            others = _and_not(present, sure)
+            vector_kind = _VECTOR_KIND.get(group.kind)
+            for j, (position, index) in enumerate(group.columns):
+                start = j * n
+                if present.slice(start, n).true_count == 0:
+                    continue
+                column = value.slice(start, n)
+                left = others.slice(start, n)
+                if left.true_count:
+                    self._parse_cells(index, position, whole.slice(start, n), left, column)
+                    continue
+                self.store(index, column)
+                if vector is not None and vector_kind is not None:
+                    self._vec[index] = _Vec(vector_kind, vector.slice(start, n))
+
+    def _raw(self, position: int) -> pa.Array | None:
+        """A column as one text array (None: no value in any row)."""
+        column = self.table.column(position)
+        if column.null_count == len(column):
+            return None
+        raw = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+        if raw.type != pa.string():
+            raw = raw.cast(pa.string())
+        return raw
 
     def _status(self, raw: pa.Array, present: pa.BooleanArray) -> None:
         message = None
@@ -1068,15 +1114,13 @@ class _Batch:
             else:
                 self.submit[r] = wanted
 
-    def _parse_column(self, index: int, position: int, raw: pa.Array, present: pa.BooleanArray) -> None:
+    def _parse_cells(
+        self, index: int, position: int, raw: pa.Array, others: pa.BooleanArray, value: pa.Array | None
+    ) -> None:
+        """Cells of other shapes (``others``): the row engine's parser, one by one; the rest
+        keep ``value``, the kernels' parse."""
         engine = self.engine
         slot = engine._slots[index]
-        sure, value = _sure_parse(engine, slot, raw, present)
-        others = _and_not(present, sure) if sure is not None else present
-        if others.true_count == 0:
-            self.store(index, value)
-            return
-        # Cells of other shapes: the row engine's parser, one by one.
         values = value.to_pylist() if value is not None else [None] * self.n
         bad_rows: list[int] = []
         giving_up: list[int] = []
@@ -1627,96 +1671,286 @@ def _iso_days(col: pa.Array) -> pa.Array:
 
 _INTEGER = r"^[0-9]{1,15}$"
 _DECIMAL = r"^(?:[1-9][0-9]*(?:\.[0-9]+)?|0(?:\.[0-9]+)?)$"
-_DATE_DMY = r"^[0-9]{2}/[0-9]{2}/[0-9]{4}$"
-_DATE_ISO = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+# Days that exist in every year (1 to 9999), as dd/mm/yyyy and yyyy-mm-dd.
+_YEAR = r"(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
+_DAY_MONTH = (
+    r"(?:(?:0[1-9]|1[0-9]|2[0-8])/(?:0[1-9]|1[0-2])|(?:29|30)/(?:0[13-9]|1[0-2])|31/(?:0[13578]|1[02]))"
+)
+_MONTH_DAY = (
+    r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
+)
+_DATE_DMY = rf"^{_DAY_MONTH}/{_YEAR}$"
+_DATE_ISO = rf"^{_YEAR}-{_MONTH_DAY}$"
 _TIME = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"
 _CODES = r"^[!-{}~]+(?:\|[!-{}~]+)*$"
+
+
+def _present(raw: pa.Array) -> pa.BooleanArray:
+    """Where a cell holds a value: neither null nor empty."""
+    return pc.fill_null(pc.not_equal(raw, ""), False)
+
+
+def _keep(values: pa.Array, where: pa.BooleanArray) -> pa.Array:
+    """``values`` where ``where`` holds, null elsewhere."""
+    return pc.if_else(where, values, pa.scalar(None, values.type))
 
 
 def _match(raw: pa.Array, pattern: str) -> pa.BooleanArray:
     return pc.fill_null(pc.match_substring_regex(raw, pattern), False)
 
 
-def _sure_parse(
-    engine: CompiledDcd, slot: _Slot, raw: pa.Array, present: pa.BooleanArray
-) -> tuple[pa.BooleanArray | None, pa.Array | None]:
-    """The cells of the common shapes, parsed by kernels exactly as the row engine's
-    parser would, and their values (None where not sure); None, None: no such path."""
+@dataclass(slots=True)
+class _CodeTable:
+    """The code lists of a group's columns as one: the union of their codes, and per list
+    (``offsets``: each column's list times ``width``) which of them it has and where."""
+
+    union: pa.Array  # string: every code of the lists
+    member: pa.Array  # bool, at list * width + code: the list has the code
+    local: pa.Array  # int64, at list * width + code: its position in the list (null: not in it)
+    offsets: list[int]  # per column: its list's number times width
+    lists: list[list[str]]
+    longest: int
+
+
+def _code_table(engine: CompiledDcd, slots: Sequence[_Slot]) -> _CodeTable:
+    names: list[str] = []
+    for slot in slots:
+        if slot.field.list_name not in names:
+            names.append(slot.field.list_name or "")
+    lists = [_sure_codes(engine, name) or [] for name in names]
+    union = list(dict.fromkeys(code for codes in lists for code in codes))
+    width = len(union)
+    member: list[bool] = []
+    local: list[int | None] = []
+    for codes in lists:
+        where = {code: i for i, code in enumerate(codes)}
+        member.extend(code in where for code in union)
+        local.extend(where.get(code) for code in union)
+    return _CodeTable(
+        pa.array(union, pa.string()),
+        pa.array(member, pa.bool_()),
+        pa.array(local, pa.int64()),
+        [names.index(slot.field.list_name or "") * width for slot in slots],
+        lists,
+        max((len(codes) for codes in lists), default=0),
+    )
+
+
+class _ParseGroup:
+    """The input columns of one kind, parsed together as one concatenated column; what
+    differs between them (a code list, a number format) is spread into a per-row array,
+    kept per batch size."""
+
+    def __init__(self, engine: CompiledDcd, kind: str, columns: list[tuple[int, int]]) -> None:
+        self.kind = kind
+        self.columns = columns  # (table position, slot index)
+        slots = [engine._slots[index] for _, index in columns]
+        self.formats = [slot.field.number_format for slot in slots]
+        self.codes = _code_table(engine, slots) if kind in ("one", "many") else None
+        self._spread: dict[tuple[tuple[int, ...], int], pa.Array] = {}
+
+    def spread(self, values: list[int], n: int) -> pa.Array | int:
+        """Each column's value on each of its ``n`` rows (one number when all are equal)."""
+        if len(set(values)) == 1:
+            return values[0]
+        key = (tuple(values), n)
+        found = self._spread.get(key)
+        if found is None:
+            if len(self._spread) > 8:
+                self._spread.clear()
+            found = pa.concat_arrays([pa.repeat(pa.scalar(v, pa.int64()), n) for v in values])
+            self._spread[key] = found
+        return found
+
+
+@dataclass(slots=True)
+class _ParsePlan:
+    """How a batch's columns (by name, in order) are parsed."""
+
+    groups: list[_ParseGroup]
+    singles: list[tuple[int, int]]  # (position, slot index): no kernel parse for this kind
+    status: int | None  # the STATUS column's position, when no field is called so
+    unknown: list[int]  # positions of columns no field reads
+
+
+def _parse_kind(engine: CompiledDcd, slot: _Slot) -> str | None:
     f = slot.field
     kind = f.type
     if kind is FieldType.TEXT:
-        if f.format == "ssin":
-            return _sure_ssin(raw, present)
-        # A text with a visible ASCII character is not blank: kept as written; a name
-        # needs a letter or digit (the row engine's name rule).
-        sure = pc.and_(present, _match(raw, "[A-Za-z0-9]" if f.name in NAME_FIELDS else "[!-~]"))
-        return sure, pc.if_else(sure, raw, pa.scalar(None, pa.string()))
-    if kind is FieldType.INTEGER:
-        sure = pc.and_(present, _match(raw, _INTEGER))
-        max_digits = f.number_format.digits_before if f.number_format else None
-        if max_digits is not None:
-            digits = pc.utf8_length(pc.utf8_ltrim(raw, "0"))
-            sure = pc.fill_null(pc.and_(sure, pc.less_equal(digits, max_digits)), False)
-        text = pc.if_else(sure, raw, pa.scalar(None, pa.string()))
-        return sure, pc.cast(text, pa.int64())
-    if kind is FieldType.DECIMAL:
-        sure = pc.and_(present, _match(raw, _DECIMAL))
-        if f.number_format is not None:
-            before, after = f.number_format.digits_before, f.number_format.digits_after
-            length = pc.utf8_length(raw)
-            point = pc.find_substring(raw, ".")
-            whole = pc.if_else(pc.equal(point, -1), length, point)
-            whole = pc.if_else(pc.starts_with(raw, "0"), 0, whole)
-            fraction = pc.if_else(pc.equal(point, -1), 0, pc.subtract(pc.subtract(length, point), 1))
-            fits = pc.and_(pc.less_equal(whole, before), pc.less_equal(fraction, after))
-            sure = pc.fill_null(pc.and_(sure, fits), False)
-        return sure, pc.if_else(sure, raw, pa.scalar(None, pa.string()))
-    if kind is FieldType.DATE:
-        dmy = _match(raw, _DATE_DMY)
-        iso = pc.if_else(dmy, pc.replace_substring_regex(raw, r"^(..)/(..)/(....)$", r"\3-\2-\1"), raw)
-        shaped = pc.and_(present, pc.or_(dmy, _match(raw, _DATE_ISO)))
-        iso = pc.if_else(shaped, iso, pa.scalar(None, pa.string()))
-        stamps = pc.strptime(iso, format="%Y-%m-%d", unit="s", error_is_null=True)
-        # A real date keeps its day (strptime rolls 31/02 over into March), from year 1 on.
-        day = pc.cast(pc.utf8_slice_codeunits(iso, 8, 10), pa.int64())
-        sure = pc.fill_null(
-            pc.and_(pc.equal(pc.day(stamps), day), pc.invert(pc.starts_with(iso, "0000"))), False
-        )
-        return sure, pc.if_else(sure, iso, pa.scalar(None, pa.string()))
-    if kind is FieldType.TIME:
-        sure = pc.and_(present, _match(raw, _TIME))
-        return sure, pc.if_else(sure, raw, pa.scalar(None, pa.string()))
-    if kind is FieldType.SELECT_ONE:
-        codes = _sure_codes(engine, f.list_name)
-        if codes is None:
-            return None, None
-        sure = pc.fill_null(pc.and_(present, pc.is_in(raw, value_set=codes)), False)
-        return sure, pc.if_else(sure, raw, pa.scalar(None, pa.string()))
-    if kind is FieldType.SELECT_MULTIPLE:
-        codes = _sure_codes(engine, f.list_name)
-        if codes is None:
-            return None, None
-        shaped = pc.and_(present, _match(raw, _CODES))
-        text = pc.if_else(shaped, raw, pa.scalar(None, pa.string()))
-        lists = pc.split_pattern(text, "|")
-        flat = pc.list_flatten(lists)
-        parents = pc.cast(pc.list_parent_indices(lists), pa.int64())
-        positions = pc.cast(pc.index_in(flat, value_set=codes), pa.int64())
-        wrong = pc.filter(parents, pc.is_null(positions))
-        # In the code list's order, each code once, as the row parser gives them.
-        keys = pc.add(pc.multiply(parents, len(codes) + 1), pc.fill_null(positions, len(codes)))
-        order = pc.sort_indices(keys)
-        keys = pc.take(keys, order)
-        if len(keys) > 1:
-            repeated = pc.equal(keys.slice(1), keys.slice(0, len(keys) - 1))
-            if repeated.true_count:
-                wrong = pa.concat_arrays([wrong, pc.filter(pc.take(parents, order).slice(1), repeated)])
-        sure = shaped
-        if len(wrong):
-            sure = pc.and_not(shaped, pc.is_in(pa.array(range(len(raw)), pa.int64()), value_set=wrong))
-        ordered = pa.ListArray.from_arrays(lists.offsets, pc.take(flat, order))
-        return sure, pc.if_else(sure, ordered, pa.scalar(None, _LIST))
-    return None, None
+        return "ssin" if f.format == "ssin" else "name" if f.name in NAME_FIELDS else "text"
+    if kind in (FieldType.SELECT_ONE, FieldType.SELECT_MULTIPLE):
+        if (f.list_name or "") not in engine.definition.codelists:
+            return None
+        return "one" if kind is FieldType.SELECT_ONE else "many"
+    return _KIND_NAMES.get(kind)
+
+
+_KIND_NAMES = {
+    FieldType.INTEGER: "integer",
+    FieldType.DECIMAL: "decimal",
+    FieldType.DATE: "date",
+    FieldType.TIME: "time",
+}
+
+
+def _parse_plan(engine: CompiledDcd, names: Sequence[str]) -> _ParsePlan:
+    inputs = engine._inputs
+    kinds: dict[str, list[tuple[int, int]]] = {}
+    singles: list[tuple[int, int]] = []
+    status: int | None = None
+    unknown: list[int] = []
+    for position, name in enumerate(names):
+        entry = inputs.get(name)
+        if entry is None:
+            if name == "STATUS" and "STATUS" not in inputs:
+                status = position
+            elif name not in engine._skipped:
+                unknown.append(position)
+            continue
+        index = entry[0]
+        kind = _parse_kind(engine, engine._slots[index])
+        if kind is None:
+            singles.append((position, index))
+        else:
+            kinds.setdefault(kind, []).append((position, index))
+    groups = [_ParseGroup(engine, kind, columns) for kind, columns in kinds.items()]
+    return _ParsePlan(groups, singles, status, unknown)
+
+
+# Each kind of input parsed by kernels, over the concatenation of all its columns (one
+# kernel call per step for all of them, not one per column): the cells of the common
+# shapes, parsed exactly as the row engine's parser would. Each returns where it is sure,
+# the values there (None elsewhere), and their vector form (numbers, dates) or None.
+_Parsed: TypeAlias = tuple[pa.BooleanArray, pa.Array, pa.Array | None]
+_NO_LIMIT = 2**31 - 1
+
+
+def _parse_text(group: _ParseGroup, raw: pa.Array, present: pa.BooleanArray, _n: int) -> _Parsed:
+    # A text with a visible ASCII character is not blank: kept as written; a name needs a
+    # letter or digit (the row engine's name rule).
+    sure = pc.and_(present, _match(raw, "[A-Za-z0-9]" if group.kind == "name" else "[!-~]"))
+    return sure, pc.if_else(sure, raw, pa.scalar(None, pa.string())), None
+
+
+def _parse_ssin(_group: _ParseGroup, raw: pa.Array, present: pa.BooleanArray, _n: int) -> _Parsed:
+    sure, digits = _sure_ssin(raw, present)
+    return sure, digits, None
+
+
+def _parse_integer(group: _ParseGroup, raw: pa.Array, present: pa.BooleanArray, n: int) -> _Parsed:
+    sure = pc.and_(present, _match(raw, _INTEGER))
+    limits = [_NO_LIMIT if f is None else f.digits_before for f in group.formats]
+    if any(limit != _NO_LIMIT for limit in limits):
+        digits = pc.utf8_length(pc.utf8_ltrim(raw, "0"))
+        sure = pc.fill_null(pc.and_(sure, pc.less_equal(digits, group.spread(limits, n))), False)
+    integers = pc.cast(pc.if_else(sure, raw, pa.scalar(None, pa.string())), pa.int64())
+    return sure, integers, pc.cast(integers, pa.float64())
+
+
+def _parse_decimal(group: _ParseGroup, raw: pa.Array, present: pa.BooleanArray, n: int) -> _Parsed:
+    sure = pc.and_(present, _match(raw, _DECIMAL))
+    formats = group.formats
+    if any(f is not None for f in formats):
+        before = group.spread([_NO_LIMIT if f is None else f.digits_before for f in formats], n)
+        after = group.spread([_NO_LIMIT if f is None else f.digits_after for f in formats], n)
+        length = pc.utf8_length(raw)
+        point = pc.find_substring(raw, ".")
+        no_point = pc.equal(point, -1)
+        whole = pc.if_else(no_point, length, point)
+        whole = pc.if_else(pc.starts_with(raw, "0"), 0, whole)
+        fraction = pc.if_else(no_point, 0, pc.subtract(pc.subtract(length, point), 1))
+        fits = pc.and_(pc.less_equal(whole, before), pc.less_equal(fraction, after))
+        sure = pc.fill_null(pc.and_(sure, fits), False)
+    text = pc.if_else(sure, raw, pa.scalar(None, pa.string()))
+    return sure, text, pc.cast(text, pa.float64())
+
+
+def _parse_date(_group: _ParseGroup, raw: pa.Array, present: pa.BooleanArray, _n: int) -> _Parsed:
+    # Only days that exist pass the patterns (29 February aside, left to the row engine),
+    # so strptime, which rolls 31/02 over into March, reads them as written.
+    sure = pc.and_(present, _match(raw, _DATE_DMY))
+    stamps = pc.strptime(raw, format="%d/%m/%Y", unit="s", error_is_null=True)
+    rest = pc.and_not(present, sure)
+    if rest.true_count:
+        iso = pc.and_(rest, _match(raw, _DATE_ISO))
+        if iso.true_count:
+            sure = pc.or_(sure, iso)
+            stamps = pc.if_else(
+                iso, pc.strptime(raw, format="%Y-%m-%d", unit="s", error_is_null=True), stamps
+            )
+    dates = pc.cast(stamps, pa.date32())
+    # Read only where sure in every cell of a column (the others go to the row engine).
+    days = pc.cast(pc.cast(dates, pa.int32()), pa.float64())
+    return sure, _keep(pc.cast(dates, pa.string()), sure), days
+
+
+def _parse_time(_group: _ParseGroup, raw: pa.Array, present: pa.BooleanArray, _n: int) -> _Parsed:
+    sure = pc.and_(present, _match(raw, _TIME))
+    return sure, pc.if_else(sure, raw, pa.scalar(None, pa.string())), None
+
+
+def _parse_one(group: _ParseGroup, raw: pa.Array, present: pa.BooleanArray, n: int) -> _Parsed:
+    table = group.codes
+    assert table is not None
+    if len(table.lists) == 1:
+        member = pc.is_in(raw, value_set=table.union)
+    else:
+        # A code's place in the union of the lists, then whether the column's list has it.
+        at = pc.index_in(raw, value_set=table.union)
+        member = pc.take(table.member, pc.add(at, group.spread(table.offsets, n)))
+    sure = pc.fill_null(pc.and_(present, member), False)
+    return sure, pc.if_else(sure, raw, pa.scalar(None, pa.string())), None
+
+
+def _parse_many(group: _ParseGroup, raw: pa.Array, present: pa.BooleanArray, n: int) -> _Parsed:
+    table = group.codes
+    assert table is not None
+    shaped = pc.and_(present, _match(raw, _CODES))
+    text = pc.if_else(shaped, raw, pa.scalar(None, pa.string()))
+    lists = pc.split_pattern(text, "|")
+    flat = pc.list_flatten(lists)
+    parents = pc.cast(pc.list_parent_indices(lists), pa.int64())
+    at = pc.index_in(flat, value_set=table.union)
+    if len(table.lists) > 1:
+        at = pc.add(at, pc.take(group.spread(table.offsets, n), parents))
+    # Each code's position in its column's list (null: not in it).
+    positions = pc.take(table.local, at)
+    wrong = pc.filter(parents, pc.is_null(positions))
+    # In the code list's order, each code once, as the row parser gives them.
+    keys = pc.add(pc.multiply(parents, table.longest + 1), pc.fill_null(positions, table.longest))
+    order = pc.sort_indices(keys)
+    keys = pc.take(keys, order)
+    if len(keys) > 1:
+        repeated = pc.equal(keys.slice(1), keys.slice(0, len(keys) - 1))
+        if repeated.true_count:
+            wrong = pa.concat_arrays([wrong, pc.filter(pc.take(parents, order).slice(1), repeated)])
+    sure = shaped
+    if len(wrong):
+        sure = pc.and_not(shaped, pc.is_in(_arange(len(raw)), value_set=wrong))
+    # Null where not sure, as a validity mask (an if_else would copy every list).
+    ordered = pa.ListArray.from_arrays(lists.offsets, pc.take(flat, order), mask=pc.invert(sure))
+    return sure, ordered, None
+
+
+_PARSERS: dict[str, Callable[[_ParseGroup, pa.Array, pa.BooleanArray, int], _Parsed]] = {
+    "text": _parse_text,
+    "name": _parse_text,
+    "ssin": _parse_ssin,
+    "integer": _parse_integer,
+    "decimal": _parse_decimal,
+    "date": _parse_date,
+    "time": _parse_time,
+    "one": _parse_one,
+    "many": _parse_many,
+}
+_VECTOR_KIND = {"integer": "num", "decimal": "num", "date": "date"}
+
+
+def _arange(size: int) -> pa.Array:
+    """0, 1, ... size - 1 (int64)."""
+    if size == 0:
+        return pa.array([], pa.int64())
+    return pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), size)), 1)
 
 
 _SSIN_PLAIN = r"^[0-9]{11}$"
@@ -1774,12 +2008,12 @@ def _sure_ssin(raw: pa.Array, present: pa.BooleanArray) -> tuple[pa.BooleanArray
     return sure, pc.if_else(sure, digits, pa.scalar(None, pa.string()))
 
 
-def _sure_codes(engine: CompiledDcd, list_name: str | None) -> pa.Array | None:
+def _sure_codes(engine: CompiledDcd, list_name: str | None) -> list[str] | None:
     codelist = engine.definition.codelists.get(list_name or "")
     if codelist is None:
         return None
     # Codes with surrounding spaces are read stripped by the row engine: not a sure match.
-    return pa.array([c for c in codelist.codes if c == c.strip()], pa.string())
+    return [c for c in codelist.codes if c == c.strip()]
 
 
 def _reader(kind: FieldType) -> Callable[[object], object] | None:
