@@ -530,3 +530,20 @@ def test_a_column_named_twice_is_left_to_the_row_engine() -> None:
         rows_of(pa.Table.from_batches([batch]))
     with pytest.raises(KeyError):
         columnar(compiled).validate_table(batch)
+
+
+def test_a_multi_select_with_empty_cells_is_read_by_selected() -> None:
+    # A null selection must hold no codes underneath: list_flatten and list_parent_indices
+    # read those differently, and selected() uses both.
+    codes = Codelist("abc", tuple(Choice(c) for c in CODES))
+    compiled = compile_dcd(
+        _definition(
+            Field("m", FieldType.SELECT_MULTIPLE, "m", list_name="abc"),
+            Field("k", FieldType.SELECT_MULTIPLE, "k", list_name="abc"),
+            Field("t", FieldType.TEXT, "t", relevant="selected(${m}, 'b') or selected(${k}, 'c')"),
+            codelists={"abc": codes},
+        )
+    )
+    table = pa.table({"m": ["a|b", "", None, "b", ""], "k": ["", "c", "", None, "a|c"], "t": ["x"] * 5})
+    got = assert_same(compiled, table, "en")
+    assert [r for r, w in got.warnings] == [2]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -1069,19 +1070,21 @@ class _Batch:
                     self._parse_cells(index, position, raw, present, None)
         for group in plan.groups:
             raws = [self._raw(position) for position, _ in group.columns]
-            if all(raw is None for raw in raws):
-                continue
             whole = pa.concat_arrays([pa.nulls(n, pa.string()) if raw is None else raw for raw in raws])
             present = _present(whole)
-            if present.true_count == 0:
+            # Only the columns with a value (most of a repeat's instances have none).
+            cols = [j for j in range(len(raws)) if present.slice(j * n, n).true_count]
+            if not cols:
                 continue
-            sure, value, vector = _PARSERS[group.kind](group, whole, present, n)
+            if len(cols) < len(raws):
+                whole = pa.concat_arrays([whole.slice(j * n, n) for j in cols])
+                present = pa.concat_arrays([present.slice(j * n, n) for j in cols])
+            sure, value, vector = _PARSERS[group.kind](group, cols, whole, present, n)
             others = _and_not(present, sure)
             vector_kind = _VECTOR_KIND.get(group.kind)
-            for j, (position, index) in enumerate(group.columns):
-                start = j * n
-                if present.slice(start, n).true_count == 0:
-                    continue
+            for k, j in enumerate(cols):
+                position, index = group.columns[j]
+                start = k * n
                 column = value.slice(start, n)
                 left = others.slice(start, n)
                 if left.true_count:
@@ -1456,17 +1459,19 @@ class _Batch:
             pc.if_else(whole, x, pa.scalar(None, pa.float64())), pa.int64()
         ).to_pylist()
         fractional = pc.and_not(finite, whole)
-        if fractional.true_count:
+        if fractional.true_count == 0:
+            return out
+        # Arrow writes a double with the shortest digits that read back as it, as repr()
+        # does: XPath's text wherever it writes no exponent; the others go through Python.
+        texts = _keep(pc.cast(x, pa.string()), fractional)
+        out = [t if i is None else i for i, t in zip(out, texts.to_pylist(), strict=True)]
+        exponent = pc.fill_null(pc.match_substring(texts, "e"), False)
+        if exponent.true_count:
             from hdhub.registrations.engine.validation import _canonical_result
 
             numbers = x.to_pylist()
-            texts: dict[float, object] = {}
-            for r in _rows(fractional):
-                number = numbers[r]
-                text = texts.get(number)
-                if text is None:
-                    text = texts[number] = _canonical_result(number)
-                out[r] = text
+            for r in _rows(exponent):
+                out[r] = _canonical_result(numbers[r])
         return out
 
     # -- checks ------------------------------------------------------------------------
@@ -1682,7 +1687,7 @@ _MONTH_DAY = (
 _DATE_DMY = rf"^{_DAY_MONTH}/{_YEAR}$"
 _DATE_ISO = rf"^{_YEAR}-{_MONTH_DAY}$"
 _TIME = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"
-_CODES = r"^[!-{}~]+(?:\|[!-{}~]+)*$"
+_CODE = re.compile(r"[!-{}~]+")
 
 
 def _present(raw: pa.Array) -> pa.BooleanArray:
@@ -1712,12 +1717,16 @@ class _CodeTable:
     longest: int
 
 
-def _code_table(engine: CompiledDcd, slots: Sequence[_Slot]) -> _CodeTable:
+def _code_table(engine: CompiledDcd, slots: Sequence[_Slot], *, pieces: bool) -> _CodeTable:
     names: list[str] = []
     for slot in slots:
         if slot.field.list_name not in names:
             names.append(slot.field.list_name or "")
     lists = [_sure_codes(engine, name) or [] for name in names]
+    if pieces:
+        # A code a multi-select's parse can be sure of is written with visible characters
+        # other than | (what the row parser splits on); any other is left to the row parser.
+        lists = [[c for c in codes if _CODE.fullmatch(c)] for codes in lists]
     union = list(dict.fromkeys(code for codes in lists for code in codes))
     width = len(union)
     member: list[bool] = []
@@ -1746,7 +1755,7 @@ class _ParseGroup:
         self.columns = columns  # (table position, slot index)
         slots = [engine._slots[index] for _, index in columns]
         self.formats = [slot.field.number_format for slot in slots]
-        self.codes = _code_table(engine, slots) if kind in ("one", "many") else None
+        self.codes = _code_table(engine, slots, pieces=kind == "many") if kind in ("one", "many") else None
         self._spread: dict[tuple[tuple[int, ...], int], pa.Array] = {}
 
     def spread(self, values: list[int], n: int) -> pa.Array | int:
@@ -1825,21 +1834,28 @@ _Parsed: TypeAlias = tuple[pa.BooleanArray, pa.Array, pa.Array | None]
 _NO_LIMIT = 2**31 - 1
 
 
-def _parse_text(group: _ParseGroup, raw: pa.Array, present: pa.BooleanArray, _n: int) -> _Parsed:
+def _parse_text(
+    group: _ParseGroup, _cols: list[int], raw: pa.Array, present: pa.BooleanArray, _n: int
+) -> _Parsed:
     # A text with a visible ASCII character is not blank: kept as written; a name needs a
     # letter or digit (the row engine's name rule).
     sure = pc.and_(present, _match(raw, "[A-Za-z0-9]" if group.kind == "name" else "[!-~]"))
     return sure, pc.if_else(sure, raw, pa.scalar(None, pa.string())), None
 
 
-def _parse_ssin(_group: _ParseGroup, raw: pa.Array, present: pa.BooleanArray, _n: int) -> _Parsed:
+def _parse_ssin(
+    _group: _ParseGroup, _cols: list[int], raw: pa.Array, present: pa.BooleanArray, _n: int
+) -> _Parsed:
     sure, digits = _sure_ssin(raw, present)
     return sure, digits, None
 
 
-def _parse_integer(group: _ParseGroup, raw: pa.Array, present: pa.BooleanArray, n: int) -> _Parsed:
+def _parse_integer(
+    group: _ParseGroup, cols: list[int], raw: pa.Array, present: pa.BooleanArray, n: int
+) -> _Parsed:
     sure = pc.and_(present, _match(raw, _INTEGER))
-    limits = [_NO_LIMIT if f is None else f.digits_before for f in group.formats]
+    formats = [group.formats[j] for j in cols]
+    limits = [_NO_LIMIT if f is None else f.digits_before for f in formats]
     if any(limit != _NO_LIMIT for limit in limits):
         digits = pc.utf8_length(pc.utf8_ltrim(raw, "0"))
         sure = pc.fill_null(pc.and_(sure, pc.less_equal(digits, group.spread(limits, n))), False)
@@ -1847,9 +1863,11 @@ def _parse_integer(group: _ParseGroup, raw: pa.Array, present: pa.BooleanArray, 
     return sure, integers, pc.cast(integers, pa.float64())
 
 
-def _parse_decimal(group: _ParseGroup, raw: pa.Array, present: pa.BooleanArray, n: int) -> _Parsed:
+def _parse_decimal(
+    group: _ParseGroup, cols: list[int], raw: pa.Array, present: pa.BooleanArray, n: int
+) -> _Parsed:
     sure = pc.and_(present, _match(raw, _DECIMAL))
-    formats = group.formats
+    formats = [group.formats[j] for j in cols]
     if any(f is not None for f in formats):
         before = group.spread([_NO_LIMIT if f is None else f.digits_before for f in formats], n)
         after = group.spread([_NO_LIMIT if f is None else f.digits_after for f in formats], n)
@@ -1865,7 +1883,9 @@ def _parse_decimal(group: _ParseGroup, raw: pa.Array, present: pa.BooleanArray, 
     return sure, text, pc.cast(text, pa.float64())
 
 
-def _parse_date(_group: _ParseGroup, raw: pa.Array, present: pa.BooleanArray, _n: int) -> _Parsed:
+def _parse_date(
+    _group: _ParseGroup, _cols: list[int], raw: pa.Array, present: pa.BooleanArray, _n: int
+) -> _Parsed:
     # Only days that exist pass the patterns (29 February aside, left to the row engine),
     # so strptime, which rolls 31/02 over into March, reads them as written.
     sure = pc.and_(present, _match(raw, _DATE_DMY))
@@ -1884,12 +1904,16 @@ def _parse_date(_group: _ParseGroup, raw: pa.Array, present: pa.BooleanArray, _n
     return sure, _keep(pc.cast(dates, pa.string()), sure), days
 
 
-def _parse_time(_group: _ParseGroup, raw: pa.Array, present: pa.BooleanArray, _n: int) -> _Parsed:
+def _parse_time(
+    _group: _ParseGroup, _cols: list[int], raw: pa.Array, present: pa.BooleanArray, _n: int
+) -> _Parsed:
     sure = pc.and_(present, _match(raw, _TIME))
     return sure, pc.if_else(sure, raw, pa.scalar(None, pa.string())), None
 
 
-def _parse_one(group: _ParseGroup, raw: pa.Array, present: pa.BooleanArray, n: int) -> _Parsed:
+def _parse_one(
+    group: _ParseGroup, cols: list[int], raw: pa.Array, present: pa.BooleanArray, n: int
+) -> _Parsed:
     table = group.codes
     assert table is not None
     if len(table.lists) == 1:
@@ -1897,22 +1921,28 @@ def _parse_one(group: _ParseGroup, raw: pa.Array, present: pa.BooleanArray, n: i
     else:
         # A code's place in the union of the lists, then whether the column's list has it.
         at = pc.index_in(raw, value_set=table.union)
-        member = pc.take(table.member, pc.add(at, group.spread(table.offsets, n)))
+        offsets = group.spread([table.offsets[j] for j in cols], n)
+        member = pc.take(table.member, pc.add(at, offsets))
     sure = pc.fill_null(pc.and_(present, member), False)
     return sure, pc.if_else(sure, raw, pa.scalar(None, pa.string())), None
 
 
-def _parse_many(group: _ParseGroup, raw: pa.Array, present: pa.BooleanArray, n: int) -> _Parsed:
+def _parse_many(
+    group: _ParseGroup, cols: list[int], raw: pa.Array, present: pa.BooleanArray, n: int
+) -> _Parsed:
+    # Every code of the union is written with visible characters other than | (the row
+    # parser's shape for a code), so a cell whose every piece is a code has that shape.
     table = group.codes
     assert table is not None
-    shaped = pc.and_(present, _match(raw, _CODES))
-    text = pc.if_else(shaped, raw, pa.scalar(None, pa.string()))
-    lists = pc.split_pattern(text, "|")
+    # Cells without a value split into no list (a null's list must be empty: kernels read
+    # the lists under a null differently).
+    lists = pc.split_pattern(_keep(raw, present), "|")
     flat = pc.list_flatten(lists)
     parents = pc.cast(pc.list_parent_indices(lists), pa.int64())
     at = pc.index_in(flat, value_set=table.union)
     if len(table.lists) > 1:
-        at = pc.add(at, pc.take(group.spread(table.offsets, n), parents))
+        offsets = group.spread([table.offsets[j] for j in cols], n)
+        at = pc.add(at, offsets if isinstance(offsets, int) else pc.take(offsets, parents))
     # Each code's position in its column's list (null: not in it).
     positions = pc.take(table.local, at)
     wrong = pc.filter(parents, pc.is_null(positions))
@@ -1924,15 +1954,15 @@ def _parse_many(group: _ParseGroup, raw: pa.Array, present: pa.BooleanArray, n: 
         repeated = pc.equal(keys.slice(1), keys.slice(0, len(keys) - 1))
         if repeated.true_count:
             wrong = pa.concat_arrays([wrong, pc.filter(pc.take(parents, order).slice(1), repeated)])
-    sure = shaped
+    sure = present
     if len(wrong):
-        sure = pc.and_not(shaped, pc.is_in(_arange(len(raw)), value_set=wrong))
+        sure = pc.and_not(present, pc.is_in(_arange(len(raw)), value_set=wrong))
     # Null where not sure, as a validity mask (an if_else would copy every list).
     ordered = pa.ListArray.from_arrays(lists.offsets, pc.take(flat, order), mask=pc.invert(sure))
     return sure, ordered, None
 
 
-_PARSERS: dict[str, Callable[[_ParseGroup, pa.Array, pa.BooleanArray, int], _Parsed]] = {
+_PARSERS: dict[str, Callable[[_ParseGroup, list[int], pa.Array, pa.BooleanArray, int], _Parsed]] = {
     "text": _parse_text,
     "name": _parse_text,
     "ssin": _parse_ssin,
