@@ -68,6 +68,9 @@ _EPOCH = datetime.date(1970, 1, 1)
 _EXACT_INT = 2**53
 _STRING_TYPES = (pa.string(), pa.large_string(), pa.string_view())
 _LIST = pa.list_(pa.string())
+#: The Python class of a value in an array of each storage type that can be patched
+#: (replace_with_mask has no kernel for lists).
+_PY_TYPES: dict[pa.DataType, type] = {pa.string(): str, pa.int64(): int}
 
 # --------------------------------------------------------------------------- results
 
@@ -637,12 +640,12 @@ def _number_equals(left: _Evaluate, right: _Evaluate, negate: bool) -> _Evaluate
 
 def _selected(v: _Vec, code: str, b: _Batch) -> _Vec:
     data = v.data
-    flat = pc.list_flatten(data)
+    flat, parents = b.flattened(data)
     hits = pc.equal(flat, code)
     if hits.true_count == 0:
         result = _constant_array(False, b.n)
     else:
-        parents = pc.filter(pc.list_parent_indices(data), hits)
+        parents = pc.filter(parents, hits)
         result = pc.is_in(b.positions, value_set=parents)
     if code == "":  # a missing selection reads as '', whose one code is ''
         result = pc.or_(result, pc.is_null(data))
@@ -784,8 +787,17 @@ class _Batch:
         self.warnings: list[tuple[int, int, FieldError]] = []
         self.submit: list[bool | None] = [None] * n
         self.seq = 0
+        self._flat: dict[int, tuple[pa.ListArray, pa.Array, pa.Array]] = {}
 
     # -- values ----------------------------------------------------------------------
+
+    def flattened(self, lists: pa.ListArray) -> tuple[pa.Array, pa.Array]:
+        """A selection's codes and the row of each (kept for the batch: several rules read
+        the same selection)."""
+        found = self._flat.get(id(lists))
+        if found is None or found[0] is not lists:
+            found = self._flat[id(lists)] = (lists, pc.list_flatten(lists), pc.list_parent_indices(lists))
+        return found[1], found[2]
 
     def py(self, index: int) -> list[Any]:
         found = self._py[index]
@@ -1106,8 +1118,9 @@ class _Batch:
 
     def _status(self, raw: pa.Array, present: pa.BooleanArray) -> None:
         message = None
+        texts = raw.to_pylist()
         for r in _rows(present):
-            text = raw[r].as_py().strip().lower()
+            text = texts[r].strip().lower()
             if text == "":
                 continue
             wanted = ROW_STATUSES.get(text)
@@ -1124,27 +1137,41 @@ class _Batch:
         keep ``value``, the kernels' parse."""
         engine = self.engine
         slot = engine._slots[index]
-        values = value.to_pylist() if value is not None else [None] * self.n
+        rows = _rows(others)
+        texts = raw.to_pylist()
+        parsed_values: list[object] = []
         bad_rows: list[int] = []
         giving_up: list[int] = []
         kind = slot.field.type
-        for r in _rows(others):
-            parsed = engine._parse_value(index, raw[r].as_py())
+        for r in rows:
+            parsed = engine._parse_value(index, texts[r])
             if parsed.__class__ is _Invalid:
                 bad_rows.append(r)
                 err = engine._error(slot, parsed.rule, self.lang, parsed.params)
                 self.errors.append((r, 1, position, err))
-                values[r] = None
-                continue
-            if kind is FieldType.INTEGER and parsed is not None and abs(parsed) >= _EXACT_INT:  # type: ignore[arg-type]
+                parsed = None
+            elif kind is FieldType.INTEGER and parsed is not None and abs(parsed) >= _EXACT_INT:  # type: ignore[arg-type]
                 giving_up.append(r)
                 parsed = None
-            values[r] = parsed
-        self.store(index, values)
+            parsed_values.append(parsed)
+        self.store(index, self._patched(value, others, rows, parsed_values))
         if bad_rows:
             self.add_bad(index, pc.is_in(self.positions, pa.array(bad_rows, pa.int64())))
         if giving_up:
             self.give_up(pc.is_in(self.positions, pa.array(giving_up, pa.int64())))
+
+    def _patched(
+        self, value: pa.Array | None, where: pa.BooleanArray, rows: list[int], parsed: list[object]
+    ) -> _Column:
+        """``value`` with the row parser's values at ``rows`` (``where``): still an array
+        when they are of its type (strings, integers), else a list."""
+        kind = None if value is None else _PY_TYPES.get(value.type)
+        if value is not None and kind is not None and all(v is None or v.__class__ is kind for v in parsed):
+            return pc.replace_with_mask(value, where, pa.array(parsed, value.type))
+        values = value.to_pylist() if value is not None else [None] * self.n
+        for r, v in zip(rows, parsed, strict=True):
+            values[r] = v
+        return values
 
     def _derive(self) -> None:
         engine = self.engine
@@ -1509,7 +1536,12 @@ class _Batch:
                 self._choice_filter(index, rule, by_code, there)
 
     def _require(self, index: int, where: pa.BooleanArray, found: list[tuple[int, pa.BooleanArray]]) -> None:
-        missing = pc.and_(where, self.missing(index))
+        has = self.has_value(index)
+        if has is self.all:
+            return  # a value in every row
+        missing = where if has is None else pc.and_not(where, has)
+        if missing.true_count == 0:
+            return
         missing = _and_not(missing, self.inactive[index])
         missing = _and_not(missing, self.bad[index])
         if missing.true_count == 0:
@@ -1674,7 +1706,6 @@ def _iso_days(col: pa.Array) -> pa.Array:
     return pc.cast(pc.cast(pc.cast(stamps, pa.date32()), pa.int32()), pa.float64())
 
 
-_INTEGER = r"^[0-9]{1,15}$"
 _DECIMAL = r"^(?:[1-9][0-9]*(?:\.[0-9]+)?|0(?:\.[0-9]+)?)$"
 # Days that exist in every year (1 to 9999), as dd/mm/yyyy and yyyy-mm-dd.
 _YEAR = r"(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
@@ -1853,7 +1884,9 @@ def _parse_ssin(
 def _parse_integer(
     group: _ParseGroup, cols: list[int], raw: pa.Array, present: pa.BooleanArray, n: int
 ) -> _Parsed:
-    sure = pc.and_(present, _match(raw, _INTEGER))
+    # ^[0-9]{1,15}$ without a pattern: ASCII digits only (none is not), at most 15.
+    digits_only = pc.and_(pc.ascii_is_decimal(raw), pc.less_equal(pc.binary_length(raw), 15))
+    sure = pc.fill_null(pc.and_(present, digits_only), False)
     formats = [group.formats[j] for j in cols]
     limits = [_NO_LIMIT if f is None else f.digits_before for f in formats]
     if any(limit != _NO_LIMIT for limit in limits):
@@ -1998,7 +2031,10 @@ def _sure_ssin(raw: pa.Array, present: pa.BooleanArray) -> tuple[pa.BooleanArray
     plain = _match(raw, _SSIN_PLAIN)
     dotted = _match(raw, _SSIN_DOTTED)
     shaped = pc.and_(present, pc.or_(plain, dotted))
-    digits = pc.if_else(dotted, pc.replace_substring_regex(raw, r"[.-]", ""), raw)
+    digits = raw
+    if dotted.true_count:
+        plain_digits = pc.replace_substring(pc.replace_substring(raw, ".", ""), "-", "")
+        digits = pc.if_else(dotted, plain_digits, raw)
     digits = pc.if_else(shaped, digits, pa.scalar(None, pa.string()))
     month = _digit_slice(digits, 2, 4)
     month_ok = pc.invert(
