@@ -155,7 +155,8 @@ def _rows(mask: pa.BooleanArray | None) -> list[int]:
 
 
 def _is_true(tri: pa.BooleanArray) -> pa.BooleanArray:
-    """True where a three-state array (null: unknown) is True."""
+    """True where a three-state array (null: unknown) is True (``fill_null(tri, False)``,
+    without a kernel call when there is no null)."""
     return tri if tri.null_count == 0 else pc.fill_null(tri, False)
 
 
@@ -221,11 +222,11 @@ def _as_bool(v: _Vec, n: int) -> _Vec:
         if v.kind == "date":
             out = pc.is_valid(data)
         else:
-            out = pc.fill_null(pc.and_(pc.not_equal(data, 0.0), pc.invert(pc.is_nan(data))), False)
+            out = _is_true(pc.and_(pc.not_equal(data, 0.0), pc.invert(pc.is_nan(data))))
     elif v.kind == "str":
-        out = pc.fill_null(pc.not_equal(data, ""), False)
+        out = _is_true(pc.not_equal(data, ""))
     else:  # list
-        out = pc.fill_null(pc.greater(pc.list_value_length(data), 0), False)
+        out = _is_true(pc.greater(pc.list_value_length(data), 0))
     return _Vec("bool", out, v.unsure)
 
 
@@ -430,7 +431,7 @@ class _Kernels:
             a, c = _nan(x), _nan(y)
             if not isinstance(a, pa.Array) and not isinstance(c, pa.Array):
                 return _Vec("bool", relation(a, c), _unsure(x, y))
-            return _Vec("bool", pc.fill_null(kernel(a, c), False), _unsure(x, y))
+            return _Vec("bool", _is_true(kernel(a, c)), _unsure(x, y))
 
         return relate
 
@@ -525,7 +526,7 @@ class _Kernels:
                 near_tie = pc.less(pc.abs(pc.subtract(pc.subtract(scaled, pc.floor(scaled)), 0.5)), 1e-6)
                 odd = pc.or_(near_tie, pc.greater_equal(scaled, 2.0**52))
                 odd = pc.or_(odd, pc.equal(xs, 0.0))  # -0.0 keeps its sign there
-                odd = pc.and_(pc.fill_null(odd, False), pc.is_finite(xs))
+                odd = pc.and_(_is_true(odd), pc.is_finite(xs))
                 result = pc.if_else(pc.is_finite(xs), result, xs)
                 if odd.true_count:
                     values = result.to_pylist()
@@ -579,13 +580,13 @@ def _date_comparison(op: str, left: _Evaluate, right: _Evaluate) -> _Evaluate:
             a = pa.array([a] * b.n, pa.float64())
         if op in ("=", "!="):
             both_missing = pc.and_(pc.is_null(a), pc.is_null(c)) if isinstance(c, pa.Array) else None
-            equal = pc.fill_null(pc.equal(a, c), False)
+            equal = _is_true(pc.equal(a, c))
             if both_missing is not None:
                 equal = pc.or_(equal, both_missing)
             elif c is None:
                 equal = pc.is_null(a)
             return _Vec("bool", pc.invert(equal) if op == "!=" else equal, _unsure(x, y))
-        return _Vec("bool", pc.fill_null(_RELATIONS[op](a, c), False), _unsure(x, y))
+        return _Vec("bool", _is_true(_RELATIONS[op](a, c)), _unsure(x, y))
 
     return compare
 
@@ -604,7 +605,7 @@ def _text_equals(left: _Evaluate, text: str, numeric: bool, negate: bool) -> _Ev
         unsure = v.unsure
         if numeric:
             # Only a dated text may equal a numeric code otherwise than by being it.
-            dated = pc.fill_null(pc.and_(pc.invert(same), pc.match_substring(data, "-")), False)
+            dated = _is_true(pc.and_(pc.invert(same), pc.match_substring(data, "-")))
             unsure = _or(unsure, dated)
         return _Vec("bool", pc.invert(result) if negate else result, unsure)
 
@@ -628,7 +629,7 @@ def _number_equals(left: _Evaluate, right: _Evaluate, negate: bool) -> _Evaluate
         a, c = x.data, y.data
         if not isinstance(a, pa.Array):
             a = pa.array([a] * b.n, pa.float64())
-        result = pc.fill_null(pc.equal(a, c), False)
+        result = _is_true(pc.equal(a, c))
         if isinstance(c, pa.Array):
             result = pc.or_(result, pc.and_(pc.is_null(a), pc.is_null(c)))
         elif c is None:
@@ -1039,11 +1040,9 @@ class _Batch:
                 result = None
             results.append(result)
         at = pc.index_in(column, value_set=pa.array(distinct, column.type))
-        unsure = pc.fill_null(
-            pc.and_(where, pc.is_in(column, value_set=pa.array(failed, column.type))), False
-        )
+        unsure = _is_true(pc.and_(where, pc.is_in(column, value_set=pa.array(failed, column.type))))
         if convert == "bool":
-            return pc.fill_null(pc.take(pa.array([bool(r) for r in results], pa.bool_()), at), False), unsure
+            return _is_true(pc.take(pa.array([bool(r) for r in results], pa.bool_()), at)), unsure
         if convert == "number":
             numbers = pa.array([math.nan if r is None else r for r in results], pa.float64())
             return pc.fill_null(pc.take(numbers, at), math.nan), unsure
@@ -1209,7 +1208,7 @@ class _Batch:
         if unknown is not None and unknown.true_count:
             for s in slots:
                 self.add_bad(s, unknown)
-        absent = pc.and_(where, pc.fill_null(pc.invert(state), False))
+        absent = pc.and_(where, _is_true(pc.invert(state)))
         self.seq += 1
         if absent.true_count:
             for s in slots:
@@ -1286,10 +1285,10 @@ class _Batch:
         path = "/".join((*repeat.group_path, repeat.name))
         # count < 0 (or unknown): presence unknown. NaN: no instance.
         unknown = bad if bad is not None else None
-        negative = pc.fill_null(pc.and_(run, pc.less(counts, 0.0)), False)
+        negative = _is_true(pc.and_(run, pc.less(counts, 0.0)))
         unknown = _or(unknown, negative)
         known = _and_not(run, negative)
-        too_many = pc.fill_null(pc.and_(known, pc.greater(counts, float(maximum))), False)
+        too_many = _is_true(pc.and_(known, pc.greater(counts, float(maximum))))
         if too_many.true_count:
             message = engine._builtin("repeat_max", self.lang, {"max": maximum})
             error = FieldError(repeat.name, path, "repeat_count", message)
@@ -1316,7 +1315,8 @@ class _Batch:
         index = slot.index
         f = slot.field
         self.seq += 1
-        if scope is not None:
+        # A scope in force in every row (a group without relevance) turns nothing off.
+        if scope is not None and self.scopes[scope] is not self.all:
             state = self.scopes[scope]
             if state.null_count:
                 unknown = pc.and_(where, pc.is_null(state))
@@ -1335,10 +1335,10 @@ class _Batch:
             compiled = self.owner.rule(relevant, repeat=f.repeat, instance=slot.instance)
             active, unsure = self.evaluate(compiled, where, "bool")
             self.give_up(unsure)
-            off = pc.and_(where, pc.invert(active))
+            off = pc.and_not(where, active)  # active: no nulls
             if off.true_count:
                 self._drop(slot, off)
-                where = pc.and_not(where, off)
+                where = pc.and_(where, active)
         self.seq += 1
         if where.true_count == 0:
             return
@@ -1452,7 +1452,7 @@ class _Batch:
         elif kind is FieldType.INTEGER and v.kind == "num":
             number_format = slot.field.number_format
             x = _nan(v)
-            finite = pc.fill_null(pc.is_finite(x), False)
+            finite = _is_true(pc.is_finite(x))
             rounded = pc.floor(pc.add(x, 0.5))
             fits = pc.less(pc.abs(rounded), float(_EXACT_INT))
             if number_format is not None:
@@ -1479,9 +1479,9 @@ class _Batch:
     def _canonical_numbers(self, x: pa.Array) -> list[object]:
         """As ``_canonical_result`` for numbers: None when not finite, whole numbers as
         int, others as XPath writes them (once per distinct number)."""
-        finite = pc.fill_null(pc.is_finite(x), False)
+        finite = _is_true(pc.is_finite(x))
         whole = pc.and_(pc.and_(finite, pc.equal(pc.trunc(x), x)), pc.less(pc.abs(x), 1e16))
-        whole = pc.fill_null(whole, False)
+        whole = _is_true(whole)
         out: list[object] = pc.cast(
             pc.if_else(whole, x, pa.scalar(None, pa.float64())), pa.int64()
         ).to_pylist()
@@ -1492,7 +1492,7 @@ class _Batch:
         # does: XPath's text wherever it writes no exponent; the others go through Python.
         texts = _keep(pc.cast(x, pa.string()), fractional)
         out = [t if i is None else i for i, t in zip(out, texts.to_pylist(), strict=True)]
-        exponent = pc.fill_null(pc.match_substring(texts, "e"), False)
+        exponent = _is_true(pc.match_substring(texts, "e"))
         if exponent.true_count:
             from hdhub.registrations.engine.validation import _canonical_result
 
@@ -1565,7 +1565,7 @@ class _Batch:
         )
         ok, unsure = self.evaluate(compiled, where, "bool")
         self.give_up(unsure)
-        broken = pc.and_(where, pc.invert(ok))
+        broken = pc.and_not(where, ok)  # ok: no nulls
         if broken.true_count:
             error = self.engine._error(slot, "constraint", self.lang)
             self.error(_rows(broken), 4, lambda _r: error)
@@ -1633,16 +1633,12 @@ class _Batch:
             flags = [False] * len(reps)
             for r in broken:
                 flags[at[r]] = True
-            broken = _rows(
-                pc.and_(where, pc.fill_null(pc.take(pa.array(flags, pa.bool_()), combination), False))
-            )
+            broken = _rows(pc.and_(where, _is_true(pc.take(pa.array(flags, pa.bool_()), combination))))
             if failed:
                 lost = [False] * len(reps)
                 for r in failed:
                     lost[at[r]] = True
-                self.give_up(
-                    pc.and_(where, pc.fill_null(pc.take(pa.array(lost, pa.bool_()), combination), False))
-                )
+                self.give_up(pc.and_(where, _is_true(pc.take(pa.array(lost, pa.bool_()), combination))))
         elif failed:
             self.give_up(pc.is_in(self.positions, pa.array(failed, pa.int64())))
         if broken:
@@ -1723,7 +1719,7 @@ _CODE = re.compile(r"[!-{}~]+")
 
 def _present(raw: pa.Array) -> pa.BooleanArray:
     """Where a cell holds a value: neither null nor empty."""
-    return pc.fill_null(pc.not_equal(raw, ""), False)
+    return _is_true(pc.not_equal(raw, ""))
 
 
 def _keep(values: pa.Array, where: pa.BooleanArray) -> pa.Array:
@@ -1732,7 +1728,7 @@ def _keep(values: pa.Array, where: pa.BooleanArray) -> pa.Array:
 
 
 def _match(raw: pa.Array, pattern: str) -> pa.BooleanArray:
-    return pc.fill_null(pc.match_substring_regex(raw, pattern), False)
+    return _is_true(pc.match_substring_regex(raw, pattern))
 
 
 @dataclass(slots=True)
@@ -1886,12 +1882,12 @@ def _parse_integer(
 ) -> _Parsed:
     # ^[0-9]{1,15}$ without a pattern: ASCII digits only (none is not), at most 15.
     digits_only = pc.and_(pc.ascii_is_decimal(raw), pc.less_equal(pc.binary_length(raw), 15))
-    sure = pc.fill_null(pc.and_(present, digits_only), False)
+    sure = _is_true(pc.and_(present, digits_only))
     formats = [group.formats[j] for j in cols]
     limits = [_NO_LIMIT if f is None else f.digits_before for f in formats]
     if any(limit != _NO_LIMIT for limit in limits):
         digits = pc.utf8_length(pc.utf8_ltrim(raw, "0"))
-        sure = pc.fill_null(pc.and_(sure, pc.less_equal(digits, group.spread(limits, n))), False)
+        sure = _is_true(pc.and_(sure, pc.less_equal(digits, group.spread(limits, n))))
     integers = pc.cast(pc.if_else(sure, raw, pa.scalar(None, pa.string())), pa.int64())
     return sure, integers, pc.cast(integers, pa.float64())
 
@@ -1911,7 +1907,7 @@ def _parse_decimal(
         whole = pc.if_else(pc.starts_with(raw, "0"), 0, whole)
         fraction = pc.if_else(no_point, 0, pc.subtract(pc.subtract(length, point), 1))
         fits = pc.and_(pc.less_equal(whole, before), pc.less_equal(fraction, after))
-        sure = pc.fill_null(pc.and_(sure, fits), False)
+        sure = _is_true(pc.and_(sure, fits))
     text = pc.if_else(sure, raw, pa.scalar(None, pa.string()))
     return sure, text, pc.cast(text, pa.float64())
 
@@ -1956,7 +1952,7 @@ def _parse_one(
         at = pc.index_in(raw, value_set=table.union)
         offsets = group.spread([table.offsets[j] for j in cols], n)
         member = pc.take(table.member, pc.add(at, offsets))
-    sure = pc.fill_null(pc.and_(present, member), False)
+    sure = _is_true(pc.and_(present, member))
     return sure, pc.if_else(sure, raw, pa.scalar(None, pa.string())), None
 
 
@@ -2070,7 +2066,7 @@ def _sure_ssin(raw: pa.Array, present: pa.BooleanArray) -> tuple[pa.BooleanArray
     )
     ok = pc.and_(pc.and_(month_ok, sequence_ok), pc.or_(before, after))
     ok = pc.and_(pc.and_(ok, date_ok), pc.invert(future))
-    sure = pc.fill_null(pc.and_(shaped, ok), False)
+    sure = _is_true(pc.and_(shaped, ok))
     return sure, pc.if_else(sure, digits, pa.scalar(None, pa.string()))
 
 
