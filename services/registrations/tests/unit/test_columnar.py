@@ -548,3 +548,14 @@ def test_a_multi_select_with_empty_cells_is_read_by_selected() -> None:
     table = pa.table({"m": ["a|b", "", None, "b", ""], "k": ["", "c", "", None, "a|c"], "t": ["x"] * 5})
     got = assert_same(compiled, table, "en")
     assert [r for r, w in got.warnings] == [2]
+
+
+def test_grpc_batches_are_validated_column_by_column_unless_set_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hdhub.registrations.settings import RegistrationsSettings
+
+    monkeypatch.delenv("HDHUB_REGISTRATIONS_COLUMNAR_VALIDATION", raising=False)
+    assert RegistrationsSettings().columnar_validation is True
+    monkeypatch.setenv("HDHUB_REGISTRATIONS_COLUMNAR_VALIDATION", "false")
+    assert RegistrationsSettings().columnar_validation is False
