@@ -322,6 +322,27 @@ async def test_a_batch_that_names_no_organisation_is_refused_as_such(stack: Stac
     assert "organisation-required" in str(refused.value.trailing_metadata())
 
 
+async def test_a_batch_naming_a_column_twice_is_refused_as_such(stack: Stack) -> None:
+    import pyarrow as pa
+
+    from hdhub.registrations.batches.arrow import encode_batch
+
+    stub = await stub_as(stack, HIS)
+    twice = pa.RecordBatch.from_arrays(
+        [pa.array(["170"]), pa.array(["180"])], names=["MS_HEIGHT", "MS_HEIGHT"]
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.ValidateBatch(
+            pb.ValidateBatchRequest(
+                organisation_id="az-demo",
+                dcd=pb.DcdRef(dcd_code="ANGIO_HOSP"),
+                rows_arrow=encode_batch(twice),
+            )
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "duplicate-column" in str(refused.value.trailing_metadata())
+
+
 async def test_the_catalogue_lists_registries_dcds_and_versions_newest_first(stack: Stack) -> None:
     stub = await stub_as(stack, "nurse@az-demo.test")
     answer = await stub.ListRegistries(pb.ListRegistriesRequest())

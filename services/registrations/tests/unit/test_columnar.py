@@ -455,3 +455,107 @@ def test_shipped_angio_rows_validate_the_same_in_both_engines(lang: str) -> None
     got = assert_same(compiled, table, lang)
     assert got.errors and got.warnings
     assert not got._fallback
+
+
+# --------------------------------------------------------------------------- columns parsed together
+
+# Fields of one kind are parsed as one concatenated column; what differs between them (a
+# code list, a number format) must still hold per column.
+_LISTS = {
+    "l1": ("a", "b", "c"),
+    "l2": ("c", "b", "x", " d"),  # the same codes in another order, and a code with a space
+    "l3": ("b",),
+    "l4": (),
+}
+_GROUPED_CELLS = st.sampled_from(
+    [
+        None, "", "a", "b", "c", "x", "d", " d", "a|b", "b|a", "c|b", "b|c|x", "x|x", "a b", "b|",
+        "1", "12", "123", "0", "007", "1.5", "12.25", "123.5", "0.125", "99.99", "1,5",
+        "01/02/2024", "29/02/2024", "29/02/2023", "31/04/2024", "31/12/0001", "01/01/0000",
+        "2024-02-29", "2023-02-29", "0001-01-01", "9999-12-31", "1/2/2024", "+1/02/2024",
+        "\u0663", "\uff11\uff12", "1234567890123456", "123456789012345", "-0", " 7",
+    ]
+)  # fmt: skip
+
+
+@st.composite
+def grouped_definitions(draw: st.DrawFn) -> DcdDefinition:
+    from hdhub.registrations.engine.dcd import NumberFormat
+
+    formats = st.sampled_from([None, NumberFormat(1, 0), NumberFormat(2, 1), NumberFormat(3, 3)])
+    fields = []
+    for i in range(draw(st.integers(2, 6))):
+        kind = draw(
+            st.sampled_from(
+                [
+                    FieldType.SELECT_ONE,
+                    FieldType.SELECT_MULTIPLE,
+                    FieldType.INTEGER,
+                    FieldType.DECIMAL,
+                    FieldType.DATE,
+                ]
+            )
+        )
+        fields.append(
+            Field(
+                f"f{i}",
+                kind,
+                f"f{i}",
+                list_name=draw(st.sampled_from(sorted(_LISTS))) if kind.value.startswith("select") else None,
+                number_format=draw(formats) if kind in (FieldType.INTEGER, FieldType.DECIMAL) else None,
+                required=draw(st.sampled_from([None, "true()"])),
+            )
+        )
+    codelists = {name: Codelist(name, tuple(Choice(c) for c in codes)) for name, codes in _LISTS.items()}
+    return _definition(*fields, codelists=codelists)
+
+
+@settings(max_examples=150)
+@given(data=st.data())
+def test_columns_parsed_together_keep_their_own_code_lists_and_formats(data: st.DataObject) -> None:
+    compiled = _compiled(data.draw(grouped_definitions()))
+    size = data.draw(st.integers(1, 6))
+    names = [f.name for f in compiled.definition.fields]
+    table = pa.table(
+        {name: pa.array([data.draw(_GROUPED_CELLS) for _ in range(size)], pa.string()) for name in names}
+    )
+    assert_same(compiled, table, data.draw(st.sampled_from(["en", "fr"])))
+
+
+def test_a_column_named_twice_is_left_to_the_row_engine() -> None:
+    # gRPC refuses such a batch (duplicate-column); the engine itself reads it as the
+    # reference does, which refuses it too.
+    compiled = compile_dcd(_definition(Field("n", FieldType.INTEGER, "n", constraint=". > 2")))
+    batch = pa.RecordBatch.from_arrays([pa.array(["1", "5"]), pa.array(["7", "x"])], names=["n", "n"])
+    with pytest.raises(KeyError):
+        rows_of(pa.Table.from_batches([batch]))
+    with pytest.raises(KeyError):
+        columnar(compiled).validate_table(batch)
+
+
+def test_a_multi_select_with_empty_cells_is_read_by_selected() -> None:
+    # A null selection must hold no codes underneath: list_flatten and list_parent_indices
+    # read those differently, and selected() uses both.
+    codes = Codelist("abc", tuple(Choice(c) for c in CODES))
+    compiled = compile_dcd(
+        _definition(
+            Field("m", FieldType.SELECT_MULTIPLE, "m", list_name="abc"),
+            Field("k", FieldType.SELECT_MULTIPLE, "k", list_name="abc"),
+            Field("t", FieldType.TEXT, "t", relevant="selected(${m}, 'b') or selected(${k}, 'c')"),
+            codelists={"abc": codes},
+        )
+    )
+    table = pa.table({"m": ["a|b", "", None, "b", ""], "k": ["", "c", "", None, "a|c"], "t": ["x"] * 5})
+    got = assert_same(compiled, table, "en")
+    assert [r for r, w in got.warnings] == [2]
+
+
+def test_grpc_batches_are_validated_column_by_column_unless_set_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hdhub.registrations.settings import RegistrationsSettings
+
+    monkeypatch.delenv("HDHUB_REGISTRATIONS_COLUMNAR_VALIDATION", raising=False)
+    assert RegistrationsSettings().columnar_validation is True
+    monkeypatch.setenv("HDHUB_REGISTRATIONS_COLUMNAR_VALIDATION", "false")
+    assert RegistrationsSettings().columnar_validation is False

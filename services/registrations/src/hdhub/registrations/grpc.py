@@ -205,6 +205,9 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
             raise Problem(
                 413, "batch-too-large", f"At most {self.service.settings.max_batch_rows} rows per batch"
             )
+        if len(set(table.column_names)) != table.num_columns:
+            twice = sorted({n for n in table.column_names if table.column_names.count(n) > 1})
+            raise Problem(400, "duplicate-column", f"Each column once per batch; twice: {', '.join(twice)}")
         return table
 
     def _validated(self, entry: CatalogueEntry, table: pa.Table, lang: str) -> BatchValidation:

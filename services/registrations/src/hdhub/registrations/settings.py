@@ -22,11 +22,10 @@ class RegistrationsSettings(ServiceSettings, MasterKeySettings):
     worker_poll_seconds: float = 0.5
     #: Largest batch accepted over gRPC (rows).
     max_batch_rows: int = 50_000
-    #: Validate gRPC batches column by column (engine/columnar.py, 5-14x the row engine).
-    #: Off by default: the differential test (tests/unit/test_columnar.py) found a case
-    #: where it disagrees with the row engine, the reference (a default on a field whose
-    #: relevance is false), not yet fixed. False runs the row engine.
-    columnar_validation: bool = False
+    #: Validate gRPC batches column by column (engine/columnar.py, several times the row
+    #: engine's speed); a differential test (tests/unit/test_columnar.py) holds it to the
+    #: row engine's values, errors and messages. False runs the row engine, the reference.
+    columnar_validation: bool = True
 
     # --- delivery to the central platform (delivery/, docs/delivery.md) ---------------
     #: The central platform's public encryption key (PEM, RSA), or a file holding it.

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -67,6 +68,9 @@ _EPOCH = datetime.date(1970, 1, 1)
 _EXACT_INT = 2**53
 _STRING_TYPES = (pa.string(), pa.large_string(), pa.string_view())
 _LIST = pa.list_(pa.string())
+#: The Python class of a value in an array of each storage type that can be patched
+#: (replace_with_mask has no kernel for lists).
+_PY_TYPES: dict[pa.DataType, type] = {pa.string(): str, pa.int64(): int}
 
 # --------------------------------------------------------------------------- results
 
@@ -151,7 +155,8 @@ def _rows(mask: pa.BooleanArray | None) -> list[int]:
 
 
 def _is_true(tri: pa.BooleanArray) -> pa.BooleanArray:
-    """True where a three-state array (null: unknown) is True."""
+    """True where a three-state array (null: unknown) is True (``fill_null(tri, False)``,
+    without a kernel call when there is no null)."""
     return tri if tri.null_count == 0 else pc.fill_null(tri, False)
 
 
@@ -217,11 +222,11 @@ def _as_bool(v: _Vec, n: int) -> _Vec:
         if v.kind == "date":
             out = pc.is_valid(data)
         else:
-            out = pc.fill_null(pc.and_(pc.not_equal(data, 0.0), pc.invert(pc.is_nan(data))), False)
+            out = _is_true(pc.and_(pc.not_equal(data, 0.0), pc.invert(pc.is_nan(data))))
     elif v.kind == "str":
-        out = pc.fill_null(pc.not_equal(data, ""), False)
+        out = _is_true(pc.not_equal(data, ""))
     else:  # list
-        out = pc.fill_null(pc.greater(pc.list_value_length(data), 0), False)
+        out = _is_true(pc.greater(pc.list_value_length(data), 0))
     return _Vec("bool", out, v.unsure)
 
 
@@ -426,7 +431,7 @@ class _Kernels:
             a, c = _nan(x), _nan(y)
             if not isinstance(a, pa.Array) and not isinstance(c, pa.Array):
                 return _Vec("bool", relation(a, c), _unsure(x, y))
-            return _Vec("bool", pc.fill_null(kernel(a, c), False), _unsure(x, y))
+            return _Vec("bool", _is_true(kernel(a, c)), _unsure(x, y))
 
         return relate
 
@@ -521,7 +526,7 @@ class _Kernels:
                 near_tie = pc.less(pc.abs(pc.subtract(pc.subtract(scaled, pc.floor(scaled)), 0.5)), 1e-6)
                 odd = pc.or_(near_tie, pc.greater_equal(scaled, 2.0**52))
                 odd = pc.or_(odd, pc.equal(xs, 0.0))  # -0.0 keeps its sign there
-                odd = pc.and_(pc.fill_null(odd, False), pc.is_finite(xs))
+                odd = pc.and_(_is_true(odd), pc.is_finite(xs))
                 result = pc.if_else(pc.is_finite(xs), result, xs)
                 if odd.true_count:
                     values = result.to_pylist()
@@ -575,13 +580,13 @@ def _date_comparison(op: str, left: _Evaluate, right: _Evaluate) -> _Evaluate:
             a = pa.array([a] * b.n, pa.float64())
         if op in ("=", "!="):
             both_missing = pc.and_(pc.is_null(a), pc.is_null(c)) if isinstance(c, pa.Array) else None
-            equal = pc.fill_null(pc.equal(a, c), False)
+            equal = _is_true(pc.equal(a, c))
             if both_missing is not None:
                 equal = pc.or_(equal, both_missing)
             elif c is None:
                 equal = pc.is_null(a)
             return _Vec("bool", pc.invert(equal) if op == "!=" else equal, _unsure(x, y))
-        return _Vec("bool", pc.fill_null(_RELATIONS[op](a, c), False), _unsure(x, y))
+        return _Vec("bool", _is_true(_RELATIONS[op](a, c)), _unsure(x, y))
 
     return compare
 
@@ -600,7 +605,7 @@ def _text_equals(left: _Evaluate, text: str, numeric: bool, negate: bool) -> _Ev
         unsure = v.unsure
         if numeric:
             # Only a dated text may equal a numeric code otherwise than by being it.
-            dated = pc.fill_null(pc.and_(pc.invert(same), pc.match_substring(data, "-")), False)
+            dated = _is_true(pc.and_(pc.invert(same), pc.match_substring(data, "-")))
             unsure = _or(unsure, dated)
         return _Vec("bool", pc.invert(result) if negate else result, unsure)
 
@@ -624,7 +629,7 @@ def _number_equals(left: _Evaluate, right: _Evaluate, negate: bool) -> _Evaluate
         a, c = x.data, y.data
         if not isinstance(a, pa.Array):
             a = pa.array([a] * b.n, pa.float64())
-        result = pc.fill_null(pc.equal(a, c), False)
+        result = _is_true(pc.equal(a, c))
         if isinstance(c, pa.Array):
             result = pc.or_(result, pc.and_(pc.is_null(a), pc.is_null(c)))
         elif c is None:
@@ -636,12 +641,12 @@ def _number_equals(left: _Evaluate, right: _Evaluate, negate: bool) -> _Evaluate
 
 def _selected(v: _Vec, code: str, b: _Batch) -> _Vec:
     data = v.data
-    flat = pc.list_flatten(data)
+    flat, parents = b.flattened(data)
     hits = pc.equal(flat, code)
     if hits.true_count == 0:
         result = _constant_array(False, b.n)
     else:
-        parents = pc.filter(pc.list_parent_indices(data), hits)
+        parents = pc.filter(parents, hits)
         result = pc.is_in(b.positions, value_set=parents)
     if code == "":  # a missing selection reads as '', whose one code is ''
         result = pc.or_(result, pc.is_null(data))
@@ -665,6 +670,7 @@ class ColumnarDcd:
     def __init__(self, engine: CompiledDcd) -> None:
         self.engine = engine
         self._rules: dict[int, _ColumnarRule] = {}
+        self._plans: dict[tuple[str, ...], _ParsePlan] = {}
         self.kernel_rules = 0
         self.closure_rules = 0
 
@@ -696,6 +702,16 @@ class ColumnarDcd:
         self._rules[id(rule)] = compiled
         return compiled
 
+    def parse_plan(self, names: Sequence[str]) -> _ParsePlan:
+        """How batches with these columns are parsed (made on first use, then kept)."""
+        key = tuple(names)
+        found = self._plans.get(key)
+        if found is None:
+            if len(self._plans) > 32:  # an upload's batches share their columns
+                self._plans.clear()
+            found = self._plans[key] = _parse_plan(self.engine, key)
+        return found
+
     def validate_table(
         self,
         table: pa.Table | pa.RecordBatch,
@@ -713,12 +729,15 @@ class ColumnarDcd:
             return BatchValidation(0, [], [], list, [], {})
         if not all(f.type in _STRING_TYPES or f.type == pa.null() for f in table.schema):
             return _by_rows(self.engine, table, lang, day)
+        if len(set(table.column_names)) != table.num_columns:
+            return _by_rows(self.engine, table, lang, day)  # a name twice: the row engine's reading
         batch = _Batch(self, table, lang, day, now)
         return batch.run()
 
 
 def _by_rows(engine: CompiledDcd, table: pa.Table, lang: str, day: datetime.date) -> BatchValidation:
-    """A batch the kernels do not read (not all text): the row engine, row by row."""
+    """A batch the kernels do not read (not all text, a column name twice): the row
+    engine, row by row."""
     from hdhub.registrations.batches.arrow import rows_of
 
     return BatchValidation.of(engine.validate_many(rows_of(table), lang=lang, today=day))
@@ -769,8 +788,17 @@ class _Batch:
         self.warnings: list[tuple[int, int, FieldError]] = []
         self.submit: list[bool | None] = [None] * n
         self.seq = 0
+        self._flat: dict[int, tuple[pa.ListArray, pa.Array, pa.Array]] = {}
 
     # -- values ----------------------------------------------------------------------
+
+    def flattened(self, lists: pa.ListArray) -> tuple[pa.Array, pa.Array]:
+        """A selection's codes and the row of each (kept for the batch: several rules read
+        the same selection)."""
+        found = self._flat.get(id(lists))
+        if found is None or found[0] is not lists:
+            found = self._flat[id(lists)] = (lists, pc.list_flatten(lists), pc.list_parent_indices(lists))
+        return found[1], found[2]
 
     def py(self, index: int) -> list[Any]:
         found = self._py[index]
@@ -1012,11 +1040,9 @@ class _Batch:
                 result = None
             results.append(result)
         at = pc.index_in(column, value_set=pa.array(distinct, column.type))
-        unsure = pc.fill_null(
-            pc.and_(where, pc.is_in(column, value_set=pa.array(failed, column.type))), False
-        )
+        unsure = _is_true(pc.and_(where, pc.is_in(column, value_set=pa.array(failed, column.type))))
         if convert == "bool":
-            return pc.fill_null(pc.take(pa.array([bool(r) for r in results], pa.bool_()), at), False), unsure
+            return _is_true(pc.take(pa.array([bool(r) for r in results], pa.bool_()), at)), unsure
         if convert == "number":
             numbers = pa.array([math.nan if r is None else r for r in results], pa.float64())
             return pc.fill_null(pc.take(numbers, at), math.nan), unsure
@@ -1031,34 +1057,69 @@ class _Batch:
         return self._result()
 
     def _parse(self) -> None:
-        engine = self.engine
-        inputs = engine._inputs
-        for position, name in enumerate(self.table.column_names):
-            column = self.table.column(name)
-            if column.null_count == len(column):
+        plan = self.owner.parse_plan(self.table.column_names)
+        n = self.n
+        if plan.status is not None:
+            raw = self._raw(plan.status)
+            if raw is not None:
+                self._status(raw, _present(raw))
+        for position in plan.unknown:
+            raw = self._raw(position)
+            if raw is None:
                 continue
-            raw = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-            if raw.type != pa.string():
-                raw = raw.cast(pa.string())
-            present = pc.fill_null(pc.not_equal(raw, ""), False)
-            if present.true_count == 0:
+            present = _present(raw)
+            if present.true_count:
+                name = self.table.column_names[position]
+                message = self.engine._builtin("unknown_field", self.lang)
+                error = FieldError(name, name, "unknown_field", message)
+                self._same_error(_rows(present), 0, error, position)
+        for position, index in plan.singles:
+            raw = self._raw(position)
+            if raw is not None:
+                present = _present(raw)
+                if present.true_count:
+                    self._parse_cells(index, position, raw, present, None)
+        for group in plan.groups:
+            raws = [self._raw(position) for position, _ in group.columns]
+            whole = pa.concat_arrays([pa.nulls(n, pa.string()) if raw is None else raw for raw in raws])
+            present = _present(whole)
+            # Only the columns with a value (most of a repeat's instances have none).
+            cols = [j for j in range(len(raws)) if present.slice(j * n, n).true_count]
+            if not cols:
                 continue
-            entry = inputs.get(name)
-            if entry is None:
-                if name == "STATUS" and "STATUS" not in inputs:
-                    self._status(raw, present)
-                elif name not in engine._skipped:
-                    message = engine._builtin("unknown_field", self.lang)
-                    error = FieldError(name, name, "unknown_field", message)
-                    self._same_error(_rows(present), 0, error, position)
-                continue
-            index = entry[0]
-            self._parse_column(index, position, raw, present)
+            if len(cols) < len(raws):
+                whole = pa.concat_arrays([whole.slice(j * n, n) for j in cols])
+                present = pa.concat_arrays([present.slice(j * n, n) for j in cols])
+            sure, value, vector = _PARSERS[group.kind](group, cols, whole, present, n)
+            others = _and_not(present, sure)
+            vector_kind = _VECTOR_KIND.get(group.kind)
+            for k, j in enumerate(cols):
+                position, index = group.columns[j]
+                start = k * n
+                column = value.slice(start, n)
+                left = others.slice(start, n)
+                if left.true_count:
+                    self._parse_cells(index, position, whole.slice(start, n), left, column)
+                    continue
+                self.store(index, column)
+                if vector is not None and vector_kind is not None:
+                    self._vec[index] = _Vec(vector_kind, vector.slice(start, n))
+
+    def _raw(self, position: int) -> pa.Array | None:
+        """A column as one text array (None: no value in any row)."""
+        column = self.table.column(position)
+        if column.null_count == len(column):
+            return None
+        raw = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+        if raw.type != pa.string():
+            raw = raw.cast(pa.string())
+        return raw
 
     def _status(self, raw: pa.Array, present: pa.BooleanArray) -> None:
         message = None
+        texts = raw.to_pylist()
         for r in _rows(present):
-            text = raw[r].as_py().strip().lower()
+            text = texts[r].strip().lower()
             if text == "":
                 continue
             wanted = ROW_STATUSES.get(text)
@@ -1068,36 +1129,48 @@ class _Batch:
             else:
                 self.submit[r] = wanted
 
-    def _parse_column(self, index: int, position: int, raw: pa.Array, present: pa.BooleanArray) -> None:
+    def _parse_cells(
+        self, index: int, position: int, raw: pa.Array, others: pa.BooleanArray, value: pa.Array | None
+    ) -> None:
+        """Cells of other shapes (``others``): the row engine's parser, one by one; the rest
+        keep ``value``, the kernels' parse."""
         engine = self.engine
         slot = engine._slots[index]
-        sure, value = _sure_parse(engine, slot, raw, present)
-        others = _and_not(present, sure) if sure is not None else present
-        if others.true_count == 0:
-            self.store(index, value)
-            return
-        # Cells of other shapes: the row engine's parser, one by one.
-        values = value.to_pylist() if value is not None else [None] * self.n
+        rows = _rows(others)
+        texts = raw.to_pylist()
+        parsed_values: list[object] = []
         bad_rows: list[int] = []
         giving_up: list[int] = []
         kind = slot.field.type
-        for r in _rows(others):
-            parsed = engine._parse_value(index, raw[r].as_py())
+        for r in rows:
+            parsed = engine._parse_value(index, texts[r])
             if parsed.__class__ is _Invalid:
                 bad_rows.append(r)
                 err = engine._error(slot, parsed.rule, self.lang, parsed.params)
                 self.errors.append((r, 1, position, err))
-                values[r] = None
-                continue
-            if kind is FieldType.INTEGER and parsed is not None and abs(parsed) >= _EXACT_INT:  # type: ignore[arg-type]
+                parsed = None
+            elif kind is FieldType.INTEGER and parsed is not None and abs(parsed) >= _EXACT_INT:  # type: ignore[arg-type]
                 giving_up.append(r)
                 parsed = None
-            values[r] = parsed
-        self.store(index, values)
+            parsed_values.append(parsed)
+        self.store(index, self._patched(value, others, rows, parsed_values))
         if bad_rows:
             self.add_bad(index, pc.is_in(self.positions, pa.array(bad_rows, pa.int64())))
         if giving_up:
             self.give_up(pc.is_in(self.positions, pa.array(giving_up, pa.int64())))
+
+    def _patched(
+        self, value: pa.Array | None, where: pa.BooleanArray, rows: list[int], parsed: list[object]
+    ) -> _Column:
+        """``value`` with the row parser's values at ``rows`` (``where``): still an array
+        when they are of its type (strings, integers), else a list."""
+        kind = None if value is None else _PY_TYPES.get(value.type)
+        if value is not None and kind is not None and all(v is None or v.__class__ is kind for v in parsed):
+            return pc.replace_with_mask(value, where, pa.array(parsed, value.type))
+        values = value.to_pylist() if value is not None else [None] * self.n
+        for r, v in zip(rows, parsed, strict=True):
+            values[r] = v
+        return values
 
     def _derive(self) -> None:
         engine = self.engine
@@ -1135,7 +1208,7 @@ class _Batch:
         if unknown is not None and unknown.true_count:
             for s in slots:
                 self.add_bad(s, unknown)
-        absent = pc.and_(where, pc.fill_null(pc.invert(state), False))
+        absent = pc.and_(where, _is_true(pc.invert(state)))
         self.seq += 1
         if absent.true_count:
             for s in slots:
@@ -1212,10 +1285,10 @@ class _Batch:
         path = "/".join((*repeat.group_path, repeat.name))
         # count < 0 (or unknown): presence unknown. NaN: no instance.
         unknown = bad if bad is not None else None
-        negative = pc.fill_null(pc.and_(run, pc.less(counts, 0.0)), False)
+        negative = _is_true(pc.and_(run, pc.less(counts, 0.0)))
         unknown = _or(unknown, negative)
         known = _and_not(run, negative)
-        too_many = pc.fill_null(pc.and_(known, pc.greater(counts, float(maximum))), False)
+        too_many = _is_true(pc.and_(known, pc.greater(counts, float(maximum))))
         if too_many.true_count:
             message = engine._builtin("repeat_max", self.lang, {"max": maximum})
             error = FieldError(repeat.name, path, "repeat_count", message)
@@ -1242,7 +1315,8 @@ class _Batch:
         index = slot.index
         f = slot.field
         self.seq += 1
-        if scope is not None:
+        # A scope in force in every row (a group without relevance) turns nothing off.
+        if scope is not None and self.scopes[scope] is not self.all:
             state = self.scopes[scope]
             if state.null_count:
                 unknown = pc.and_(where, pc.is_null(state))
@@ -1261,10 +1335,10 @@ class _Batch:
             compiled = self.owner.rule(relevant, repeat=f.repeat, instance=slot.instance)
             active, unsure = self.evaluate(compiled, where, "bool")
             self.give_up(unsure)
-            off = pc.and_(where, pc.invert(active))
+            off = pc.and_not(where, active)  # active: no nulls
             if off.true_count:
                 self._drop(slot, off)
-                where = pc.and_not(where, off)
+                where = pc.and_(where, active)
         self.seq += 1
         if where.true_count == 0:
             return
@@ -1378,7 +1452,7 @@ class _Batch:
         elif kind is FieldType.INTEGER and v.kind == "num":
             number_format = slot.field.number_format
             x = _nan(v)
-            finite = pc.fill_null(pc.is_finite(x), False)
+            finite = _is_true(pc.is_finite(x))
             rounded = pc.floor(pc.add(x, 0.5))
             fits = pc.less(pc.abs(rounded), float(_EXACT_INT))
             if number_format is not None:
@@ -1405,24 +1479,26 @@ class _Batch:
     def _canonical_numbers(self, x: pa.Array) -> list[object]:
         """As ``_canonical_result`` for numbers: None when not finite, whole numbers as
         int, others as XPath writes them (once per distinct number)."""
-        finite = pc.fill_null(pc.is_finite(x), False)
+        finite = _is_true(pc.is_finite(x))
         whole = pc.and_(pc.and_(finite, pc.equal(pc.trunc(x), x)), pc.less(pc.abs(x), 1e16))
-        whole = pc.fill_null(whole, False)
+        whole = _is_true(whole)
         out: list[object] = pc.cast(
             pc.if_else(whole, x, pa.scalar(None, pa.float64())), pa.int64()
         ).to_pylist()
         fractional = pc.and_not(finite, whole)
-        if fractional.true_count:
+        if fractional.true_count == 0:
+            return out
+        # Arrow writes a double with the shortest digits that read back as it, as repr()
+        # does: XPath's text wherever it writes no exponent; the others go through Python.
+        texts = _keep(pc.cast(x, pa.string()), fractional)
+        out = [t if i is None else i for i, t in zip(out, texts.to_pylist(), strict=True)]
+        exponent = _is_true(pc.match_substring(texts, "e"))
+        if exponent.true_count:
             from hdhub.registrations.engine.validation import _canonical_result
 
             numbers = x.to_pylist()
-            texts: dict[float, object] = {}
-            for r in _rows(fractional):
-                number = numbers[r]
-                text = texts.get(number)
-                if text is None:
-                    text = texts[number] = _canonical_result(number)
-                out[r] = text
+            for r in _rows(exponent):
+                out[r] = _canonical_result(numbers[r])
         return out
 
     # -- checks ------------------------------------------------------------------------
@@ -1460,7 +1536,12 @@ class _Batch:
                 self._choice_filter(index, rule, by_code, there)
 
     def _require(self, index: int, where: pa.BooleanArray, found: list[tuple[int, pa.BooleanArray]]) -> None:
-        missing = pc.and_(where, self.missing(index))
+        has = self.has_value(index)
+        if has is self.all:
+            return  # a value in every row
+        missing = where if has is None else pc.and_not(where, has)
+        if missing.true_count == 0:
+            return
         missing = _and_not(missing, self.inactive[index])
         missing = _and_not(missing, self.bad[index])
         if missing.true_count == 0:
@@ -1484,7 +1565,7 @@ class _Batch:
         )
         ok, unsure = self.evaluate(compiled, where, "bool")
         self.give_up(unsure)
-        broken = pc.and_(where, pc.invert(ok))
+        broken = pc.and_not(where, ok)  # ok: no nulls
         if broken.true_count:
             error = self.engine._error(slot, "constraint", self.lang)
             self.error(_rows(broken), 4, lambda _r: error)
@@ -1552,16 +1633,12 @@ class _Batch:
             flags = [False] * len(reps)
             for r in broken:
                 flags[at[r]] = True
-            broken = _rows(
-                pc.and_(where, pc.fill_null(pc.take(pa.array(flags, pa.bool_()), combination), False))
-            )
+            broken = _rows(pc.and_(where, _is_true(pc.take(pa.array(flags, pa.bool_()), combination))))
             if failed:
                 lost = [False] * len(reps)
                 for r in failed:
                     lost[at[r]] = True
-                self.give_up(
-                    pc.and_(where, pc.fill_null(pc.take(pa.array(lost, pa.bool_()), combination), False))
-                )
+                self.give_up(pc.and_(where, _is_true(pc.take(pa.array(lost, pa.bool_()), combination))))
         elif failed:
             self.give_up(pc.is_in(self.positions, pa.array(failed, pa.int64())))
         if broken:
@@ -1625,98 +1702,314 @@ def _iso_days(col: pa.Array) -> pa.Array:
     return pc.cast(pc.cast(pc.cast(stamps, pa.date32()), pa.int32()), pa.float64())
 
 
-_INTEGER = r"^[0-9]{1,15}$"
 _DECIMAL = r"^(?:[1-9][0-9]*(?:\.[0-9]+)?|0(?:\.[0-9]+)?)$"
-_DATE_DMY = r"^[0-9]{2}/[0-9]{2}/[0-9]{4}$"
-_DATE_ISO = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+# Days that exist in every year (1 to 9999), as dd/mm/yyyy and yyyy-mm-dd.
+_YEAR = r"(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
+_DAY_MONTH = (
+    r"(?:(?:0[1-9]|1[0-9]|2[0-8])/(?:0[1-9]|1[0-2])|(?:29|30)/(?:0[13-9]|1[0-2])|31/(?:0[13578]|1[02]))"
+)
+_MONTH_DAY = (
+    r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
+)
+_DATE_DMY = rf"^{_DAY_MONTH}/{_YEAR}$"
+_DATE_ISO = rf"^{_YEAR}-{_MONTH_DAY}$"
 _TIME = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"
-_CODES = r"^[!-{}~]+(?:\|[!-{}~]+)*$"
+_CODE = re.compile(r"[!-{}~]+")
+
+
+def _present(raw: pa.Array) -> pa.BooleanArray:
+    """Where a cell holds a value: neither null nor empty."""
+    return _is_true(pc.not_equal(raw, ""))
+
+
+def _keep(values: pa.Array, where: pa.BooleanArray) -> pa.Array:
+    """``values`` where ``where`` holds, null elsewhere."""
+    return pc.if_else(where, values, pa.scalar(None, values.type))
 
 
 def _match(raw: pa.Array, pattern: str) -> pa.BooleanArray:
-    return pc.fill_null(pc.match_substring_regex(raw, pattern), False)
+    return _is_true(pc.match_substring_regex(raw, pattern))
 
 
-def _sure_parse(
-    engine: CompiledDcd, slot: _Slot, raw: pa.Array, present: pa.BooleanArray
-) -> tuple[pa.BooleanArray | None, pa.Array | None]:
-    """The cells of the common shapes, parsed by kernels exactly as the row engine's
-    parser would, and their values (None where not sure); None, None: no such path."""
+@dataclass(slots=True)
+class _CodeTable:
+    """The code lists of a group's columns as one: the union of their codes, and per list
+    (``offsets``: each column's list times ``width``) which of them it has and where."""
+
+    union: pa.Array  # string: every code of the lists
+    member: pa.Array  # bool, at list * width + code: the list has the code
+    local: pa.Array  # int64, at list * width + code: its position in the list (null: not in it)
+    offsets: list[int]  # per column: its list's number times width
+    lists: list[list[str]]
+    longest: int
+
+
+def _code_table(engine: CompiledDcd, slots: Sequence[_Slot], *, pieces: bool) -> _CodeTable:
+    names: list[str] = []
+    for slot in slots:
+        if slot.field.list_name not in names:
+            names.append(slot.field.list_name or "")
+    lists = [_sure_codes(engine, name) or [] for name in names]
+    if pieces:
+        # A code a multi-select's parse can be sure of is written with visible characters
+        # other than | (what the row parser splits on); any other is left to the row parser.
+        lists = [[c for c in codes if _CODE.fullmatch(c)] for codes in lists]
+    union = list(dict.fromkeys(code for codes in lists for code in codes))
+    width = len(union)
+    member: list[bool] = []
+    local: list[int | None] = []
+    for codes in lists:
+        where = {code: i for i, code in enumerate(codes)}
+        member.extend(code in where for code in union)
+        local.extend(where.get(code) for code in union)
+    return _CodeTable(
+        pa.array(union, pa.string()),
+        pa.array(member, pa.bool_()),
+        pa.array(local, pa.int64()),
+        [names.index(slot.field.list_name or "") * width for slot in slots],
+        lists,
+        max((len(codes) for codes in lists), default=0),
+    )
+
+
+class _ParseGroup:
+    """The input columns of one kind, parsed together as one concatenated column; what
+    differs between them (a code list, a number format) is spread into a per-row array,
+    kept per batch size."""
+
+    def __init__(self, engine: CompiledDcd, kind: str, columns: list[tuple[int, int]]) -> None:
+        self.kind = kind
+        self.columns = columns  # (table position, slot index)
+        slots = [engine._slots[index] for _, index in columns]
+        self.formats = [slot.field.number_format for slot in slots]
+        self.codes = _code_table(engine, slots, pieces=kind == "many") if kind in ("one", "many") else None
+        self._spread: dict[tuple[tuple[int, ...], int], pa.Array] = {}
+
+    def spread(self, values: list[int], n: int) -> pa.Array | int:
+        """Each column's value on each of its ``n`` rows (one number when all are equal)."""
+        if len(set(values)) == 1:
+            return values[0]
+        key = (tuple(values), n)
+        found = self._spread.get(key)
+        if found is None:
+            if len(self._spread) > 8:
+                self._spread.clear()
+            found = pa.concat_arrays([pa.repeat(pa.scalar(v, pa.int64()), n) for v in values])
+            self._spread[key] = found
+        return found
+
+
+@dataclass(slots=True)
+class _ParsePlan:
+    """How a batch's columns (by name, in order) are parsed."""
+
+    groups: list[_ParseGroup]
+    singles: list[tuple[int, int]]  # (position, slot index): no kernel parse for this kind
+    status: int | None  # the STATUS column's position, when no field is called so
+    unknown: list[int]  # positions of columns no field reads
+
+
+def _parse_kind(engine: CompiledDcd, slot: _Slot) -> str | None:
     f = slot.field
     kind = f.type
     if kind is FieldType.TEXT:
-        if f.format == "ssin":
-            return _sure_ssin(raw, present)
-        # A text with a visible ASCII character is not blank: kept as written; a name
-        # needs a letter or digit (the row engine's name rule).
-        sure = pc.and_(present, _match(raw, "[A-Za-z0-9]" if f.name in NAME_FIELDS else "[!-~]"))
-        return sure, pc.if_else(sure, raw, pa.scalar(None, pa.string()))
-    if kind is FieldType.INTEGER:
-        sure = pc.and_(present, _match(raw, _INTEGER))
-        max_digits = f.number_format.digits_before if f.number_format else None
-        if max_digits is not None:
-            digits = pc.utf8_length(pc.utf8_ltrim(raw, "0"))
-            sure = pc.fill_null(pc.and_(sure, pc.less_equal(digits, max_digits)), False)
-        text = pc.if_else(sure, raw, pa.scalar(None, pa.string()))
-        return sure, pc.cast(text, pa.int64())
-    if kind is FieldType.DECIMAL:
-        sure = pc.and_(present, _match(raw, _DECIMAL))
-        if f.number_format is not None:
-            before, after = f.number_format.digits_before, f.number_format.digits_after
-            length = pc.utf8_length(raw)
-            point = pc.find_substring(raw, ".")
-            whole = pc.if_else(pc.equal(point, -1), length, point)
-            whole = pc.if_else(pc.starts_with(raw, "0"), 0, whole)
-            fraction = pc.if_else(pc.equal(point, -1), 0, pc.subtract(pc.subtract(length, point), 1))
-            fits = pc.and_(pc.less_equal(whole, before), pc.less_equal(fraction, after))
-            sure = pc.fill_null(pc.and_(sure, fits), False)
-        return sure, pc.if_else(sure, raw, pa.scalar(None, pa.string()))
-    if kind is FieldType.DATE:
-        dmy = _match(raw, _DATE_DMY)
-        iso = pc.if_else(dmy, pc.replace_substring_regex(raw, r"^(..)/(..)/(....)$", r"\3-\2-\1"), raw)
-        shaped = pc.and_(present, pc.or_(dmy, _match(raw, _DATE_ISO)))
-        iso = pc.if_else(shaped, iso, pa.scalar(None, pa.string()))
-        stamps = pc.strptime(iso, format="%Y-%m-%d", unit="s", error_is_null=True)
-        # A real date keeps its day (strptime rolls 31/02 over into March), from year 1 on.
-        day = pc.cast(pc.utf8_slice_codeunits(iso, 8, 10), pa.int64())
-        sure = pc.fill_null(
-            pc.and_(pc.equal(pc.day(stamps), day), pc.invert(pc.starts_with(iso, "0000"))), False
-        )
-        return sure, pc.if_else(sure, iso, pa.scalar(None, pa.string()))
-    if kind is FieldType.TIME:
-        sure = pc.and_(present, _match(raw, _TIME))
-        return sure, pc.if_else(sure, raw, pa.scalar(None, pa.string()))
-    if kind is FieldType.SELECT_ONE:
-        codes = _sure_codes(engine, f.list_name)
-        if codes is None:
-            return None, None
-        sure = pc.fill_null(pc.and_(present, pc.is_in(raw, value_set=codes)), False)
-        return sure, pc.if_else(sure, raw, pa.scalar(None, pa.string()))
-    if kind is FieldType.SELECT_MULTIPLE:
-        codes = _sure_codes(engine, f.list_name)
-        if codes is None:
-            return None, None
-        shaped = pc.and_(present, _match(raw, _CODES))
-        text = pc.if_else(shaped, raw, pa.scalar(None, pa.string()))
-        lists = pc.split_pattern(text, "|")
-        flat = pc.list_flatten(lists)
-        parents = pc.cast(pc.list_parent_indices(lists), pa.int64())
-        positions = pc.cast(pc.index_in(flat, value_set=codes), pa.int64())
-        wrong = pc.filter(parents, pc.is_null(positions))
-        # In the code list's order, each code once, as the row parser gives them.
-        keys = pc.add(pc.multiply(parents, len(codes) + 1), pc.fill_null(positions, len(codes)))
-        order = pc.sort_indices(keys)
-        keys = pc.take(keys, order)
-        if len(keys) > 1:
-            repeated = pc.equal(keys.slice(1), keys.slice(0, len(keys) - 1))
-            if repeated.true_count:
-                wrong = pa.concat_arrays([wrong, pc.filter(pc.take(parents, order).slice(1), repeated)])
-        sure = shaped
-        if len(wrong):
-            sure = pc.and_not(shaped, pc.is_in(pa.array(range(len(raw)), pa.int64()), value_set=wrong))
-        ordered = pa.ListArray.from_arrays(lists.offsets, pc.take(flat, order))
-        return sure, pc.if_else(sure, ordered, pa.scalar(None, _LIST))
-    return None, None
+        return "ssin" if f.format == "ssin" else "name" if f.name in NAME_FIELDS else "text"
+    if kind in (FieldType.SELECT_ONE, FieldType.SELECT_MULTIPLE):
+        if (f.list_name or "") not in engine.definition.codelists:
+            return None
+        return "one" if kind is FieldType.SELECT_ONE else "many"
+    return _KIND_NAMES.get(kind)
+
+
+_KIND_NAMES = {
+    FieldType.INTEGER: "integer",
+    FieldType.DECIMAL: "decimal",
+    FieldType.DATE: "date",
+    FieldType.TIME: "time",
+}
+
+
+def _parse_plan(engine: CompiledDcd, names: Sequence[str]) -> _ParsePlan:
+    inputs = engine._inputs
+    kinds: dict[str, list[tuple[int, int]]] = {}
+    singles: list[tuple[int, int]] = []
+    status: int | None = None
+    unknown: list[int] = []
+    for position, name in enumerate(names):
+        entry = inputs.get(name)
+        if entry is None:
+            if name == "STATUS" and "STATUS" not in inputs:
+                status = position
+            elif name not in engine._skipped:
+                unknown.append(position)
+            continue
+        index = entry[0]
+        kind = _parse_kind(engine, engine._slots[index])
+        if kind is None:
+            singles.append((position, index))
+        else:
+            kinds.setdefault(kind, []).append((position, index))
+    groups = [_ParseGroup(engine, kind, columns) for kind, columns in kinds.items()]
+    return _ParsePlan(groups, singles, status, unknown)
+
+
+# Each kind of input parsed by kernels, over the concatenation of all its columns (one
+# kernel call per step for all of them, not one per column): the cells of the common
+# shapes, parsed exactly as the row engine's parser would. Each returns where it is sure,
+# the values there (None elsewhere), and their vector form (numbers, dates) or None.
+_Parsed: TypeAlias = tuple[pa.BooleanArray, pa.Array, pa.Array | None]
+_NO_LIMIT = 2**31 - 1
+
+
+def _parse_text(
+    group: _ParseGroup, _cols: list[int], raw: pa.Array, present: pa.BooleanArray, _n: int
+) -> _Parsed:
+    # A text with a visible ASCII character is not blank: kept as written; a name needs a
+    # letter or digit (the row engine's name rule).
+    sure = pc.and_(present, _match(raw, "[A-Za-z0-9]" if group.kind == "name" else "[!-~]"))
+    return sure, pc.if_else(sure, raw, pa.scalar(None, pa.string())), None
+
+
+def _parse_ssin(
+    _group: _ParseGroup, _cols: list[int], raw: pa.Array, present: pa.BooleanArray, _n: int
+) -> _Parsed:
+    sure, digits = _sure_ssin(raw, present)
+    return sure, digits, None
+
+
+def _parse_integer(
+    group: _ParseGroup, cols: list[int], raw: pa.Array, present: pa.BooleanArray, n: int
+) -> _Parsed:
+    # ^[0-9]{1,15}$ without a pattern: ASCII digits only (none is not), at most 15.
+    digits_only = pc.and_(pc.ascii_is_decimal(raw), pc.less_equal(pc.binary_length(raw), 15))
+    sure = _is_true(pc.and_(present, digits_only))
+    formats = [group.formats[j] for j in cols]
+    limits = [_NO_LIMIT if f is None else f.digits_before for f in formats]
+    if any(limit != _NO_LIMIT for limit in limits):
+        digits = pc.utf8_length(pc.utf8_ltrim(raw, "0"))
+        sure = _is_true(pc.and_(sure, pc.less_equal(digits, group.spread(limits, n))))
+    integers = pc.cast(pc.if_else(sure, raw, pa.scalar(None, pa.string())), pa.int64())
+    return sure, integers, pc.cast(integers, pa.float64())
+
+
+def _parse_decimal(
+    group: _ParseGroup, cols: list[int], raw: pa.Array, present: pa.BooleanArray, n: int
+) -> _Parsed:
+    sure = pc.and_(present, _match(raw, _DECIMAL))
+    formats = [group.formats[j] for j in cols]
+    if any(f is not None for f in formats):
+        before = group.spread([_NO_LIMIT if f is None else f.digits_before for f in formats], n)
+        after = group.spread([_NO_LIMIT if f is None else f.digits_after for f in formats], n)
+        length = pc.utf8_length(raw)
+        point = pc.find_substring(raw, ".")
+        no_point = pc.equal(point, -1)
+        whole = pc.if_else(no_point, length, point)
+        whole = pc.if_else(pc.starts_with(raw, "0"), 0, whole)
+        fraction = pc.if_else(no_point, 0, pc.subtract(pc.subtract(length, point), 1))
+        fits = pc.and_(pc.less_equal(whole, before), pc.less_equal(fraction, after))
+        sure = _is_true(pc.and_(sure, fits))
+    text = pc.if_else(sure, raw, pa.scalar(None, pa.string()))
+    return sure, text, pc.cast(text, pa.float64())
+
+
+def _parse_date(
+    _group: _ParseGroup, _cols: list[int], raw: pa.Array, present: pa.BooleanArray, _n: int
+) -> _Parsed:
+    # Only days that exist pass the patterns (29 February aside, left to the row engine),
+    # so strptime, which rolls 31/02 over into March, reads them as written.
+    sure = pc.and_(present, _match(raw, _DATE_DMY))
+    stamps = pc.strptime(raw, format="%d/%m/%Y", unit="s", error_is_null=True)
+    rest = pc.and_not(present, sure)
+    if rest.true_count:
+        iso = pc.and_(rest, _match(raw, _DATE_ISO))
+        if iso.true_count:
+            sure = pc.or_(sure, iso)
+            stamps = pc.if_else(
+                iso, pc.strptime(raw, format="%Y-%m-%d", unit="s", error_is_null=True), stamps
+            )
+    dates = pc.cast(stamps, pa.date32())
+    # Read only where sure in every cell of a column (the others go to the row engine).
+    days = pc.cast(pc.cast(dates, pa.int32()), pa.float64())
+    return sure, _keep(pc.cast(dates, pa.string()), sure), days
+
+
+def _parse_time(
+    _group: _ParseGroup, _cols: list[int], raw: pa.Array, present: pa.BooleanArray, _n: int
+) -> _Parsed:
+    sure = pc.and_(present, _match(raw, _TIME))
+    return sure, pc.if_else(sure, raw, pa.scalar(None, pa.string())), None
+
+
+def _parse_one(
+    group: _ParseGroup, cols: list[int], raw: pa.Array, present: pa.BooleanArray, n: int
+) -> _Parsed:
+    table = group.codes
+    assert table is not None
+    if len(table.lists) == 1:
+        member = pc.is_in(raw, value_set=table.union)
+    else:
+        # A code's place in the union of the lists, then whether the column's list has it.
+        at = pc.index_in(raw, value_set=table.union)
+        offsets = group.spread([table.offsets[j] for j in cols], n)
+        member = pc.take(table.member, pc.add(at, offsets))
+    sure = _is_true(pc.and_(present, member))
+    return sure, pc.if_else(sure, raw, pa.scalar(None, pa.string())), None
+
+
+def _parse_many(
+    group: _ParseGroup, cols: list[int], raw: pa.Array, present: pa.BooleanArray, n: int
+) -> _Parsed:
+    # Every code of the union is written with visible characters other than | (the row
+    # parser's shape for a code), so a cell whose every piece is a code has that shape.
+    table = group.codes
+    assert table is not None
+    # Cells without a value split into no list (a null's list must be empty: kernels read
+    # the lists under a null differently).
+    lists = pc.split_pattern(_keep(raw, present), "|")
+    flat = pc.list_flatten(lists)
+    parents = pc.cast(pc.list_parent_indices(lists), pa.int64())
+    at = pc.index_in(flat, value_set=table.union)
+    if len(table.lists) > 1:
+        offsets = group.spread([table.offsets[j] for j in cols], n)
+        at = pc.add(at, offsets if isinstance(offsets, int) else pc.take(offsets, parents))
+    # Each code's position in its column's list (null: not in it).
+    positions = pc.take(table.local, at)
+    wrong = pc.filter(parents, pc.is_null(positions))
+    # In the code list's order, each code once, as the row parser gives them.
+    keys = pc.add(pc.multiply(parents, table.longest + 1), pc.fill_null(positions, table.longest))
+    order = pc.sort_indices(keys)
+    keys = pc.take(keys, order)
+    if len(keys) > 1:
+        repeated = pc.equal(keys.slice(1), keys.slice(0, len(keys) - 1))
+        if repeated.true_count:
+            wrong = pa.concat_arrays([wrong, pc.filter(pc.take(parents, order).slice(1), repeated)])
+    sure = present
+    if len(wrong):
+        sure = pc.and_not(present, pc.is_in(_arange(len(raw)), value_set=wrong))
+    # Null where not sure, as a validity mask (an if_else would copy every list).
+    ordered = pa.ListArray.from_arrays(lists.offsets, pc.take(flat, order), mask=pc.invert(sure))
+    return sure, ordered, None
+
+
+_PARSERS: dict[str, Callable[[_ParseGroup, list[int], pa.Array, pa.BooleanArray, int], _Parsed]] = {
+    "text": _parse_text,
+    "name": _parse_text,
+    "ssin": _parse_ssin,
+    "integer": _parse_integer,
+    "decimal": _parse_decimal,
+    "date": _parse_date,
+    "time": _parse_time,
+    "one": _parse_one,
+    "many": _parse_many,
+}
+_VECTOR_KIND = {"integer": "num", "decimal": "num", "date": "date"}
+
+
+def _arange(size: int) -> pa.Array:
+    """0, 1, ... size - 1 (int64)."""
+    if size == 0:
+        return pa.array([], pa.int64())
+    return pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), size)), 1)
 
 
 _SSIN_PLAIN = r"^[0-9]{11}$"
@@ -1734,7 +2027,10 @@ def _sure_ssin(raw: pa.Array, present: pa.BooleanArray) -> tuple[pa.BooleanArray
     plain = _match(raw, _SSIN_PLAIN)
     dotted = _match(raw, _SSIN_DOTTED)
     shaped = pc.and_(present, pc.or_(plain, dotted))
-    digits = pc.if_else(dotted, pc.replace_substring_regex(raw, r"[.-]", ""), raw)
+    digits = raw
+    if dotted.true_count:
+        plain_digits = pc.replace_substring(pc.replace_substring(raw, ".", ""), "-", "")
+        digits = pc.if_else(dotted, plain_digits, raw)
     digits = pc.if_else(shaped, digits, pa.scalar(None, pa.string()))
     month = _digit_slice(digits, 2, 4)
     month_ok = pc.invert(
@@ -1770,16 +2066,16 @@ def _sure_ssin(raw: pa.Array, present: pa.BooleanArray) -> tuple[pa.BooleanArray
     )
     ok = pc.and_(pc.and_(month_ok, sequence_ok), pc.or_(before, after))
     ok = pc.and_(pc.and_(ok, date_ok), pc.invert(future))
-    sure = pc.fill_null(pc.and_(shaped, ok), False)
+    sure = _is_true(pc.and_(shaped, ok))
     return sure, pc.if_else(sure, digits, pa.scalar(None, pa.string()))
 
 
-def _sure_codes(engine: CompiledDcd, list_name: str | None) -> pa.Array | None:
+def _sure_codes(engine: CompiledDcd, list_name: str | None) -> list[str] | None:
     codelist = engine.definition.codelists.get(list_name or "")
     if codelist is None:
         return None
     # Codes with surrounding spaces are read stripped by the row engine: not a sure match.
-    return pa.array([c for c in codelist.codes if c == c.strip()], pa.string())
+    return [c for c in codelist.codes if c == c.strip()]
 
 
 def _reader(kind: FieldType) -> Callable[[object], object] | None:
