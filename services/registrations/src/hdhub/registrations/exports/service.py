@@ -539,39 +539,21 @@ class Exports:
         sink = _Drain()
         book = xlsx.SheetZip(sink, export.dcd_code[:31], xlsx.header_row(entry.definition))
         if self.db.is_postgres if by_copy is None else by_copy:
-            where = _literal_where(export, filters)
-            statement = f"COPY ({xlsx.sheet_rows_sql(entry.definition, where)}) TO STDOUT {xlsx.COPY_OPTIONS}"
-            rows = 0
-            async with self.db.session([export.organisation_id]) as session:
-                connection = await session.connection()
-                raw = await connection.get_raw_connection()
-                driver: Any = raw.driver_connection
-                async with driver.cursor() as cursor, cursor.copy(statement) as copy:
-                    pending: list[bytes] = []
-                    size = 0
-                    deflating: asyncio.Future[None] | None = None
-                    try:
-                        async for data in copy:
-                            pending.append(bytes(data))
-                            size += len(data)
-                            if size >= CHUNK:
-                                block = b"".join(pending)
-                                pending, size = [], 0
-                                rows += block.count(b"\n")  # a row a line: its own line breaks are &#10;
-                                if deflating is not None:
-                                    await deflating
-                                    if sink.size:
-                                        yield sink.take()
-                                deflating = asyncio.ensure_future(asyncio.to_thread(book.write, block))
-                                await progress.write(min(rows, progress.total))
-                    finally:
-                        if deflating is not None:
-                            await deflating
-                    if pending:
-                        block = b"".join(pending)
-                        rows += block.count(b"\n")
-                        await asyncio.to_thread(book.write, block)
-            await progress.write(rows, force=True)
+            columns = xlsx.sheet_columns(entry.definition)
+            deflating: asyncio.Future[None] | None = None
+            try:
+                async for batch in self._copy_batches(export, entry, filters):
+                    rows = await asyncio.to_thread(xlsx.sheet_rows_arrow, columns, batch)
+                    if deflating is not None:
+                        await deflating
+                        if sink.size:
+                            yield sink.take()
+                    deflating = asyncio.ensure_future(asyncio.to_thread(book.write, rows))
+                    await progress.write(progress.rows + batch.num_rows)
+            finally:
+                if deflating is not None:
+                    await deflating
+            await progress.write(progress.rows, force=True)
         else:
             row = xlsx.row_writer(entry.definition)
             async for batch in self._batches(export, filters):
@@ -616,12 +598,10 @@ class Exports:
     async def _parquet_by_copy(
         self, export: Export, entry: CatalogueEntry, filters: Filters, progress: _Progress
     ) -> AsyncIterator[bytes]:
-        """Parquet on PostgreSQL: ``COPY ... TO`` as CSV of typed text, parsed into Arrow
-        batches by Arrow's own CSV reader (in a thread, fed through a bounded queue): no
-        Python object per cell. A test keeps it equal to :meth:`_parquet`."""
+        """Parquet on PostgreSQL: the batches of :meth:`_copy_batches`, each field cast to
+        its type per batch. A test keeps it equal to :meth:`_parquet`."""
         import pyarrow as pa
         import pyarrow.compute as pc
-        import pyarrow.csv as pacsv
         import pyarrow.parquet as pq
 
         from hdhub.registrations.engine.dcd import FieldType
@@ -630,9 +610,41 @@ class Exports:
         lists = {
             c.name for c in formats.analyst_columns(entry.definition) if c.type is FieldType.SELECT_MULTIPLE
         }
-        # The fields are read as text and cast per batch: a registration saved with a value its
-        # type cannot hold (validation "save on validations") would stop Arrow's typed reader.
         fields = {c.name: c for c in formats.analyst_columns(entry.definition)}
+        sink = _Drain()
+        writer = pq.ParquetWriter(sink, schema, compression="zstd")
+        try:
+            async for batch in self._copy_batches(export, entry, filters):
+                columns = [
+                    pc.split_pattern(batch.column(i), "|")
+                    if name in lists
+                    else _cast(batch.column(i), schema.field(i).type, fields.get(name))
+                    for i, name in enumerate(schema.names)
+                ]
+                table = pa.Table.from_arrays(columns, schema=schema)
+                await asyncio.to_thread(writer.write_table, table)
+                await progress.write(progress.rows + batch.num_rows)
+                if sink.size:
+                    yield sink.take()
+        finally:
+            writer.close()
+        await progress.write(progress.rows, force=True)
+        yield sink.take()
+
+    async def _copy_batches(
+        self, export: Export, entry: CatalogueEntry, filters: Filters
+    ) -> AsyncIterator[Any]:
+        """The analysts' columns (:func:`formats.analyst_select_sql`) as Arrow record
+        batches: ``COPY ... TO`` as CSV parsed by Arrow's own CSV reader (in a thread, fed
+        through a bounded queue), no Python object per cell. The registration's dates are
+        read as timestamps, every field as text: a registration saved with a value its
+        type cannot hold (validation "save on validations") would stop Arrow's typed
+        reader, so each format converts the fields itself."""
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        schema = parquet_schema(entry)
+        fields = {c.name for c in formats.analyst_columns(entry.definition)}
         read_types = {f.name: (pa.string() if f.name in fields else f.type) for f in schema}
         statement = (
             f"COPY ({formats.analyst_select_sql(entry.definition, _literal_where(export, filters))}) "
@@ -666,39 +678,27 @@ class Exports:
             return pacsv.open_csv(
                 feed,
                 read_options=pacsv.ReadOptions(column_names=schema.names, block_size=4 << 20),
+                # free text may hold line breaks (quoted): without this, a block boundary
+                # inside such a value stops the reader
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
                 convert_options=pacsv.ConvertOptions(
                     column_types=read_types, strings_can_be_null=True, quoted_strings_can_be_null=False
                 ),
             )
 
         pumping = asyncio.create_task(pump())
-        sink = _Drain()
-        writer = pq.ParquetWriter(sink, schema, compression="zstd")
         try:
             reader = await asyncio.to_thread(open_reader)
             while True:
                 batch = await asyncio.to_thread(_next_batch, reader)
                 if batch is None:
                     break
-                columns = [
-                    pc.split_pattern(batch.column(i), "|")
-                    if name in lists
-                    else _cast(batch.column(i), schema.field(i).type, fields.get(name))
-                    for i, name in enumerate(schema.names)
-                ]
-                table = pa.Table.from_arrays(columns, schema=schema)
-                await asyncio.to_thread(writer.write_table, table)
-                await progress.write(progress.rows + batch.num_rows)
-                if sink.size:
-                    yield sink.take()
+                yield batch
             await pumping
         finally:
-            writer.close()
             if not pumping.done():
                 feed.abandon()
                 pumping.cancel()
-        await progress.write(progress.rows, force=True)
-        yield sink.take()
 
 
 def _cast(values: Any, to: Any, column: formats.Column | None) -> Any:

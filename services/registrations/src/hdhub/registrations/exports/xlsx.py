@@ -408,3 +408,132 @@ class SheetZip:
         self.sheet.write(SHEET_END.encode())
         self.sheet.close()
         self.zip.close()
+
+
+# --------------------------------------------------------------------------- Arrow twin
+#
+# On PostgreSQL the rows come as Arrow batches of formats.analyst_select_sql's columns
+# (COPY's CSV parsed by Arrow: the registration's dates as timestamps, every field as
+# text), and each column of a batch becomes its cells at once by Arrow's kernels, the
+# same cells as cell_xml's (a test reads both back equal). A column of a batch holding a
+# value Arrow cannot convert (a day like 2024-02-30 past the shape's test) is written by
+# cell_xml instead, that column of that batch only.
+
+#: Days from Excel's day 0 to 1970-01-01 (Arrow's day 0).
+_UNIX_DAY = (datetime.date(1970, 1, 1) - EPOCH.date()).days
+_XML_SPECIAL = "[&<>\\n\\r\\x00" + "".join(f"\\x{{{ord(c):x}}}" for c in _ILLEGAL) + "]"
+_XML_ILLEGAL = "[\\x00" + "".join(f"\\x{{{ord(c):x}}}" for c in _ILLEGAL) + "]"
+_FORMULA_START = "^'*[=+@\\t\\r\\n\\x00\\x{ff1d}\\x{ff0b}\\x{ff0d}\\x{ff20}-]"
+_PLAIN_NUMBER = "^'*[+-]?[0-9]+([.,][0-9]+)?$"
+_SHAPE = {
+    INTEGER: "^" + _INT.pattern + "$",
+    DECIMAL: "^" + _DECIMAL.pattern + "$",
+    DATE: "^" + _DATE_RE + "$",
+    DATETIME: "^" + _DATETIME.pattern + "$",
+    TIME: "^" + _TIME_RE + "$",
+}
+_OPEN = {
+    INTEGER: "<c><v>",
+    DECIMAL: "<c><v>",
+    DATE: f'<c s="{STYLE_DATE}"><v>',
+    DATETIME: f'<c s="{STYLE_DATETIME}"><v>',
+    TIME: f'<c s="{STYLE_TIME}"><v>',
+    STAMP: f'<c s="{STYLE_DATETIME}"><v>',
+    TEXT: '<c t="inlineStr"><is><t xml:space="preserve">',
+}
+_CLOSE_NUMBER, _CLOSE_STRING, _OPEN_STRING = "</v></c>", "</t></is></c>", '<c t="inlineStr"><is><t>'
+
+
+def sheet_rows_arrow(columns: Sequence[SheetColumn], batch: Any) -> Any:
+    """The ``<row>`` lines of a batch (its columns in ``columns``' order), as one Arrow
+    buffer of UTF-8."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cells = [_cells_arrow(c, batch.column(i)) for i, c in enumerate(columns)]
+    rows = pc.binary_join_element_wise(pa.scalar("<row>"), *cells, pa.scalar("</row>\n"), "")
+    _, offsets, data = rows.buffers()
+    bounds = memoryview(offsets).cast("i")  # the rows' int32 offsets into ``data``
+    return data[bounds[rows.offset] : bounds[rows.offset + len(rows)]]
+
+
+def _cells_arrow(column: SheetColumn, values: Any) -> Any:
+    import pyarrow as pa
+
+    try:
+        return _typed_cells_arrow(column, values)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # a value Arrow cannot read as the type
+        return pa.array([cell_xml(column, v) for v in values.to_pylist()], pa.string())
+
+
+def _typed_cells_arrow(column: SheetColumn, values: Any) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.kind
+    if kind == STAMP:
+        return _wrap(_serial(values, pc.cast(values, pa.int64()), 1_000_000), kind)
+    if kind in _SHAPE:
+        ok = pc.match_substring_regex(values, _SHAPE[kind])
+        if kind in (DATE, DATETIME):  # no year 0 (the calendar has none)
+            ok = pc.and_(ok, pc.invert(pc.starts_with(values, "0000")))
+        text = pc.if_else(ok, values, pa.scalar(None, pa.string()))
+        if kind == DECIMAL:
+            shown = pc.cast(pc.cast(text, pa.float64()), pa.string())
+            # a float as a float (openpyxl and Excel read "2" as an integer)
+            whole = pc.invert(pc.match_substring_regex(shown, "[.en]"))
+            text = pc.if_else(whole, pc.binary_join_element_wise(shown, ".0", ""), shown)
+        elif kind == DATE:
+            days = pc.cast(pc.cast(pc.cast(text, pa.date32()), pa.int32()), pa.int64())
+            text = pc.cast(pc.add(days, _UNIX_DAY), pa.string())
+        elif kind == DATETIME:
+            moment = pc.cast(text, pa.timestamp("s"))
+            text = _serial(moment, pc.cast(moment, pa.int64()), 1)
+        elif kind == TIME:
+            short = pc.equal(pc.utf8_length(text), 5)  # "12:30": no seconds
+            text = pc.if_else(short, pc.binary_join_element_wise(text, ":00", ""), text)
+            h, m, s = (pc.cast(pc.utf8_slice_codeunits(text, a, a + 2), pa.int64()) for a in (0, 3, 6))
+            seconds = pc.add(pc.add(pc.multiply(h, 3600), pc.multiply(m, 60)), s)
+            text = pc.cast(pc.divide(pc.cast(seconds, pa.float64()), 86400.0), pa.string())
+        return _wrap(text, kind)
+    text = values
+    if column.neutralise:
+        formula = pc.and_(
+            pc.match_substring_regex(text, _FORMULA_START),
+            pc.invert(pc.match_substring_regex(text, _PLAIN_NUMBER)),
+        )
+        text = pc.if_else(formula, pc.binary_join_element_wise("'", text, ""), text)
+    if column.escape and pc.any(pc.match_substring_regex(text, _XML_SPECIAL)).as_py():
+        text = pc.replace_substring_regex(text, _XML_ILLEGAL, "")
+        for plain, escaped in (
+            ("&", "&amp;"),
+            ("<", "&lt;"),
+            (">", "&gt;"),
+            ("\n", "&#10;"),
+            ("\r", "&#13;"),
+        ):
+            text = pc.replace_substring(text, plain, escaped)
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    return _wrap(text, kind)
+
+
+def _serial(moment: Any, count: Any, per_second: int) -> Any:
+    """Excel serials (as text) of a timestamp column counting ``per_second`` units a second."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    days = pc.cast(pc.cast(pc.cast(moment, pa.date32()), pa.int32()), pa.int64())
+    within = pc.subtract(count, pc.multiply(days, 86400 * per_second))
+    seconds = pc.cast(within, pa.float64())
+    if per_second != 1:
+        seconds = pc.divide(seconds, float(per_second))  # the decimal's nearest double, as _seconds
+    serial = pc.add(pc.cast(pc.add(days, _UNIX_DAY), pa.float64()), pc.divide(seconds, 86400.0))
+    return pc.cast(serial, pa.string())
+
+
+def _wrap(text: Any, kind: str) -> Any:
+    import pyarrow.compute as pc
+
+    opening = _OPEN.get(kind, _OPEN_STRING)
+    closing = _CLOSE_STRING if opening.startswith('<c t="') else _CLOSE_NUMBER
+    return pc.fill_null(pc.binary_join_element_wise(opening, text, closing, ""), "<c/>")
