@@ -675,6 +675,14 @@ class Exports:
                 await feed.put(None)
 
         def open_reader() -> Any:
+            try:
+                return open_csv()
+            except pa.ArrowInvalid:
+                if feed.received == 0:  # no registrations: Arrow's reader refuses an empty file
+                    return None
+                raise
+
+        def open_csv() -> Any:
             return pacsv.open_csv(
                 feed,
                 read_options=pacsv.ReadOptions(column_names=schema.names, block_size=4 << 20),
@@ -689,7 +697,7 @@ class Exports:
         pumping = asyncio.create_task(pump())
         try:
             reader = await asyncio.to_thread(open_reader)
-            while True:
+            while reader is not None:
                 batch = await asyncio.to_thread(_next_batch, reader)
                 if batch is None:
                     break
@@ -732,6 +740,7 @@ class _Feed(io.RawIOBase):
         self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
         self.buffer = bytearray()
         self.done = False
+        self.received = 0
 
     async def put(self, chunk: bytes | None) -> None:
         import queue
@@ -758,6 +767,7 @@ class _Feed(io.RawIOBase):
                 self.done = True
             else:
                 self.buffer.extend(item)
+                self.received += len(item)
         size = len(self.buffer) if size < 0 else size
         out = bytes(self.buffer[:size])
         del self.buffer[:size]

@@ -1,23 +1,26 @@
 """XLSX written directly: the sheet's XML streamed into a ZIP, no spreadsheet library.
 
 A generic writer (openpyxl) builds a Python object per cell and zips the sheet from a
-temporary file at the end: 25x ``COPY ... TO`` at 20,000 rows. Here each row's XML is
-made by PostgreSQL in ``COPY (SELECT ...) TO`` (:func:`sheet_rows_sql`), or by
-:func:`row_writer`, its Python twin (SQLite, and the reference a test holds the SQL to),
-and deflated into the ZIP as it comes (:class:`SheetZip`): memory does not grow with the
-rows and nothing touches the disk.
+temporary file at the end: 25x ``COPY ... TO`` at 20,000 rows. Here, on PostgreSQL, the
+rows come from ``COPY ... TO`` as Arrow batches of typed text (the Parquet export's
+reading) and :func:`sheet_rows_arrow` makes a batch's ``<row>`` lines with Arrow's
+kernels, a column at a time; :func:`row_writer` is its Python twin (SQLite, and the
+reference a test holds it to). The lines are deflated into the ZIP as they come
+(:class:`SheetZip`): memory does not grow with the rows and nothing touches the disk.
 
 Cells are typed as an analyst expects them (the same as :func:`formats.typed`): numbers
 as numbers, dates, times and date-times as Excel serials with a date format, text and
 codes as inline strings, multiple choices ``|``-joined. Every text cell a spreadsheet
 could run is neutralised by :func:`hdhub.common.spreadsheet.export_cell` (a leading
-``'``), in SQL by the same rule as the CSV export's; characters XML cannot hold are
-dropped, ``& < >`` escaped, line breaks written as character references.
+``'``), in Arrow by the same rule; characters XML cannot hold are dropped, ``& < >``
+escaped, line breaks written as character references; a text left empty is an empty
+cell.
 """
 
 from __future__ import annotations
 
 import datetime
+import math
 import re
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -127,14 +130,14 @@ def escape_text(text: str) -> str:
 
 
 def _serial_text(value: float) -> str:
-    # As PostgreSQL prints a float8 (shortest round trip, no trailing ".0").
+    # The shortest text giving the float back, no trailing ".0".
     text = repr(value)
     return text[:-2] if text.endswith(".0") else text
 
 
 def _seconds(moment: datetime.datetime | datetime.time) -> float:
     whole = moment.hour * 3600 + moment.minute * 60 + moment.second
-    return float(f"{whole}.{moment.microsecond:06d}")  # the decimal's nearest double, as SQL's cast
+    return float(f"{whole}.{moment.microsecond:06d}")  # the decimal's nearest double
 
 
 def _string_cell(text: str, column: SheetColumn) -> str:
@@ -142,13 +145,15 @@ def _string_cell(text: str, column: SheetColumn) -> str:
         text = export_cell(text)
     if column.escape:
         text = escape_text(text)
+    if text == "":  # only characters XML cannot hold
+        return "<c/>"
     if column.kind == TEXT:
         return f'<c t="inlineStr"><is><t xml:space="preserve">{text}</t></is></c>'
     return f'<c t="inlineStr"><is><t>{text}</t></is></c>'
 
 
 def cell_xml(column: SheetColumn, value: Any) -> str:
-    """One cell of the sheet (the twin of :func:`_cell_sql`)."""
+    """One cell of the sheet (the twin of :func:`_cells_arrow`)."""
     if value is None:
         return "<c/>"
     kind = column.kind
@@ -162,7 +167,8 @@ def cell_xml(column: SheetColumn, value: Any) -> str:
     if kind == INTEGER:
         return f"<c><v>{text}</v></c>" if _INT.fullmatch(text) else "<c/>"
     if kind == DECIMAL:
-        return f"<c><v>{float(text)!r}</v></c>" if _DECIMAL.fullmatch(text) else "<c/>"
+        number = float(text) if _DECIMAL.fullmatch(text) else math.inf
+        return f"<c><v>{number!r}</v></c>" if math.isfinite(number) else "<c/>"  # 1e999: no number
     if kind == DATE:
         day = _real_date(text) if _DATE.fullmatch(text) else None
         return f'<c s="{STYLE_DATE}"><v>{(day - EPOCH.date()).days}</v></c>' if day else "<c/>"
@@ -205,121 +211,6 @@ def header_row(definition: DcdDefinition) -> str:
     return (
         "<row>" + "".join(_string_cell(n, plain) for n in formats.header_for("xlsx", definition)) + "</row>\n"
     )
-
-
-# --------------------------------------------------------------------------- SQL twin
-
-
-_SQL_ILLEGAL = "E'" + "".join(f"\\u{ord(c):04x}" for c in _ILLEGAL) + "'"
-_SQL_EXPORT_CELL = formats._SQL_EXPORT_CELL
-
-
-def _sql_escape(x: str) -> str:
-    return (
-        f"replace(replace(replace(replace(replace(translate({x}, {_SQL_ILLEGAL}, ''), '&', '&amp;'), "
-        f"'<', '&lt;'), '>', '&gt;'), E'\\n', '&#10;'), E'\\r', '&#13;')"
-    )
-
-
-def _sql_serial(ts: str) -> str:
-    """The Excel serial of a timestamp expression, as the Python twin computes it."""
-    return f"(({ts})::date - DATE '1899-12-30') + extract(epoch from ({ts})::time)::float8 / 86400"
-
-
-def _sql_real_date(v: str, shape: str) -> str:
-    """``v`` has the shape and its first ten characters are a day of the calendar (no
-    2024-02-30, no year 0), tested without a cast that could fail."""
-    first = f"make_date(substr({v}, 1, 4)::int, substr({v}, 6, 2)::int, 1)"
-    return (
-        f"({v} ~ '^{shape}$' AND substr({v}, 1, 4) <> '0000' "
-        f"AND CASE WHEN {v} ~ '^{shape}$' AND substr({v}, 1, 4) <> '0000' "
-        f"THEN to_char({first} + (substr({v}, 9, 2)::int - 1), 'DD') = substr({v}, 9, 2) END)"
-    )
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _cell_sql(column: SheetColumn) -> str:
-    """A text expression giving the cell's XML (never NULL), over ``r`` and ``x``, the
-    stored values as a record (one ``jsonb_to_record`` a row: ``->>`` per cell would
-    read the row's JSONB again for every cell, and again for every mention)."""
-    if column.key is None:
-        v = f"r.{'id' if column.name == 'registration_id' else column.name}"
-    else:
-        v = f"x.{_ident(column.key)}"
-    kind = column.kind
-    if kind == STAMP:
-        return (
-            f"""COALESCE('<c s="{STYLE_DATETIME}"><v>' || ({_sql_serial(f"{v} AT TIME ZONE 'UTC'")})::text """
-            "|| '</v></c>', '<c/>')"
-        )
-    if kind == INTEGER:
-        return f"CASE WHEN {v} ~ '^-?[0-9]+$' THEN '<c><v>' || {v} || '</v></c>' ELSE '<c/>' END"
-    if kind == DECIMAL:
-        f = f"({v})::float8::text"
-        shown = f"CASE WHEN strpos({f}, '.') + strpos({f}, 'e') + strpos({f}, 'n') = 0 THEN {f} || '.0' ELSE {f} END"
-        return (
-            f"CASE WHEN {v} ~ '^-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?$' "
-            f"THEN '<c><v>' || {shown} || '</v></c>' ELSE '<c/>' END"
-        )
-    if kind == DATE:
-        return (
-            f"""CASE WHEN {_sql_real_date(v, _DATE_RE)} THEN '<c s="{STYLE_DATE}"><v>' """
-            f"|| ((({v})::date - DATE '1899-12-30'))::text || '</v></c>' ELSE '<c/>' END"
-        )
-    if kind == DATETIME:
-        shape = _DATETIME.pattern
-        return (
-            f"""CASE WHEN {_sql_real_date(v, shape)} THEN '<c s="{STYLE_DATETIME}"><v>' """
-            f"""|| ({_sql_serial(f"({v})::timestamp")})::text || '</v></c>' ELSE '<c/>' END"""
-        )
-    if kind == TIME:
-        return (
-            f"""CASE WHEN {v} ~ '^{_TIME_RE}$' THEN '<c s="{STYLE_TIME}"><v>' || """
-            f"(extract(epoch from ({v})::time)::float8 / 86400)::text || '</v></c>' ELSE '<c/>' END"
-        )
-    text = v
-    if kind == MULTIPLE:
-        if column.simple_codes:  # x's text of a JSON array: ["a", "b"] (codes with no quote or bracket)
-            joined = f"""btrim(replace({v}, '", "', '|'), '[]"')"""
-            text = f"(CASE WHEN left({v}, 1) = '[' THEN {joined} ELSE {v} END)"
-        else:  # x holds it as jsonb
-            joined = (
-                f"(SELECT string_agg(e, '|' ORDER BY o) FROM jsonb_array_elements_text({v}) "
-                "WITH ORDINALITY AS t(e, o))"
-            )
-            text = f"(CASE jsonb_typeof({v}) WHEN 'array' THEN {joined} ELSE {v} #>> '{{}}' END)"
-    if column.neutralise:
-        text = "(" + _SQL_EXPORT_CELL.format(x=text) + ")"
-    if column.escape:
-        text = _sql_escape(text)
-    space = ' xml:space="preserve"' if kind == TEXT else ""
-    return f"""COALESCE('<c t="inlineStr"><is><t{space}>' || NULLIF({text}, '') || '</t></is></c>', '<c/>')"""
-
-
-def sheet_rows_sql(definition: DcdDefinition, where: str) -> str:
-    """A SELECT of one text column, each registration's ``<row>`` (``where`` filters
-    ``registrations r``, literals quoted), in the export's order."""
-    columns = sheet_columns(definition)
-    cells = [_cell_sql(c) for c in columns]
-    # concat() takes at most 100 arguments; || over a row's cells would copy it per cell.
-    groups = [f"concat({', '.join(cells[i : i + 90])})" for i in range(0, len(cells), 90)]
-    row = f"concat('<row>', {', '.join(groups)}, '</row>')"
-    record = ", ".join(
-        f"{_ident(c.key)} {'jsonb' if c.kind == MULTIPLE and not c.simple_codes else 'text'}"
-        for c in columns
-        if c.key is not None
-    )
-    return (
-        f'SELECT {row} FROM registrations r, LATERAL jsonb_to_record(r."values") AS x({record}) '
-        f"WHERE {where} ORDER BY r.created_at, r.id"
-    )
-
-
-#: COPY's CSV with a quote and a delimiter no row holds (escaping drops them): rows as they are.
-COPY_OPTIONS = "WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')"
 
 
 # --------------------------------------------------------------------------- the package
@@ -479,7 +370,9 @@ def _typed_cells_arrow(column: SheetColumn, values: Any) -> Any:
             ok = pc.and_(ok, pc.invert(pc.starts_with(values, "0000")))
         text = pc.if_else(ok, values, pa.scalar(None, pa.string()))
         if kind == DECIMAL:
-            shown = pc.cast(pc.cast(text, pa.float64()), pa.string())
+            number = pc.cast(text, pa.float64())
+            number = pc.if_else(pc.is_finite(number), number, pa.scalar(None, pa.float64()))
+            shown = pc.cast(number, pa.string())
             # a float as a float (openpyxl and Excel read "2" as an integer)
             whole = pc.invert(pc.match_substring_regex(shown, "[.en]"))
             text = pc.if_else(whole, pc.binary_join_element_wise(shown, ".0", ""), shown)
