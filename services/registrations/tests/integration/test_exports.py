@@ -598,7 +598,7 @@ NASTY_TEXTS = [
 
 
 async def test_xlsx_and_parquet_from_copy_equal_the_row_path_past_arrows_read_blocks(stack: Stack) -> None:
-    """On PostgreSQL XLSX and Parquet read COPY's text with Arrow in 4 MiB blocks: free text
+    """On PostgreSQL XLSX and Parquet read COPY's text with Arrow in blocks (1 and 4 MiB): free text
     with line breaks across a block's end, texts over Excel's 32,767 characters, formula-like
     text, control characters XML cannot hold, markup and emoji read back from the XLSX built
     by Arrow's kernels exactly as from the row path's, neutralised and escaped."""
@@ -647,13 +647,13 @@ async def test_xlsx_and_parquet_from_copy_equal_the_row_path_past_arrows_read_bl
 
     by_copy = read(b"".join([c async for c in exports._xlsx(row, entry, Filters(), progress, by_copy=True)]))
     by_rows = read(b"".join([c async for c in exports._xlsx(row, entry, Filters(), progress, by_copy=False)]))
-    assert len(by_copy) == 1 + 3 + 200
+    assert len(by_copy) >= 1 + 3 + 200  # (the session's stack holds other tests' registrations too)
     header = by_copy[0]
     settled = [i for i, name in enumerate(header) if name not in ("status", "updated_at", "submitted_at")]
     assert [[r[i] for i in settled] for r in by_copy] == [[r[i] for i in settled] for r in by_rows]
 
     column = header.index("TX_INDICATION_OTHER")
-    got = {r[column] for r in by_copy[4:]}
+    got = {r[column] for r in by_copy[1:]}
     for g in (1, 2):
         stored = NASTY_TEXTS[g % len(NASTY_TEXTS)] + (long_line * 3200 if g % 2 == 0 else "")
         assert export_cell(stored) in got
@@ -667,18 +667,19 @@ async def test_xlsx_and_parquet_from_copy_equal_the_row_path_past_arrows_read_bl
         io.BytesIO(b"".join([c async for c in exports._parquet(row, entry, Filters(), progress)]))
     )
     moving = ["status", "updated_at", "submitted_at"]
-    assert parquet.num_rows == 203
+    assert parquet.num_rows == len(by_copy) - 1
     assert parquet.drop_columns(moving).to_pylist() == parquet_rows.drop_columns(moving).to_pylist()
 
 
 @pytest.mark.parametrize("fmt", ["xlsx", "parquet"])
 async def test_an_export_of_no_registrations_holds_only_its_columns(stack: Stack, fmt: str) -> None:
-    """A DCD nobody registered yet exports as a file with its columns and no rows (on
+    """An export no registration matches is a file with its columns and no rows (on
     PostgreSQL Arrow's CSV reader refuses an empty COPY: no reader, no rows)."""
     import pyarrow.parquet as pq
     from openpyxl import load_workbook
 
-    done = await export(stack, await exporter(stack), dcd_code="ANGIO_HOSP", format=fmt)
+    before = "2000-01-01T00:00:00Z"  # nothing was created then
+    done = await export(stack, await exporter(stack), dcd_code="ANGIO_HOSP", format=fmt, created_to=before)
     data = await download(stack, done)
     assert done["rows_total"] == 0
     if fmt == "parquet":

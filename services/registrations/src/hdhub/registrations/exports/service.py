@@ -3,8 +3,8 @@ worker as a durable job straight into the object store, downloaded through a lin
 expires. Every step leaves an entry in the export's audit trail (``ExportEvent``).
 
 Writing streams: rows are read in batches from a server-side cursor (on PostgreSQL
-``COPY (SELECT ...) TO STDOUT``, cells formatted by SQL: CSV's cells, XLSX's row XML,
-Parquet's typed text), encoded batch by batch and sent to the store as a multipart
+``COPY (SELECT ...) TO STDOUT``: CSV's cells formatted by SQL; for Parquet and XLSX typed
+text parsed into Arrow batches), encoded batch by batch and sent to the store as a multipart
 upload, sealed (exports hold SSINs). Nothing grows with the number of rows."""
 
 from __future__ import annotations
@@ -533,17 +533,23 @@ class Exports:
         *,
         by_copy: bool | None = None,
     ) -> AsyncIterator[bytes]:
-        """XLSX written directly (:mod:`.xlsx`): on PostgreSQL each row's XML comes from
-        ``COPY ... TO``, elsewhere from the Python twin; deflated into the ZIP in a thread
-        while the next rows are read, handed to the store as it grows."""
+        """XLSX written directly (:mod:`.xlsx`): on PostgreSQL the rows' XML is built by
+        Arrow from the batches of :meth:`_copy_batches`, elsewhere by the Python twin;
+        deflated into the ZIP in a thread while the next batch is read and built, handed
+        to the store as it grows."""
         sink = _Drain()
         book = xlsx.SheetZip(sink, export.dcd_code[:31], xlsx.header_row(entry.definition))
         if self.db.is_postgres if by_copy is None else by_copy:
+            import pyarrow as pa
+
             columns = xlsx.sheet_columns(entry.definition)
             deflating: asyncio.Future[None] | None = None
             try:
-                async for batch in self._copy_batches(export, entry, filters):
+                # 1 MiB batches, and Arrow's freed memory handed back after each: its
+                # intermediate columns otherwise keep the process's RSS a few hundred MB up
+                async for batch in self._copy_batches(export, entry, filters, block=1 << 20):
                     rows = await asyncio.to_thread(xlsx.sheet_rows_arrow, columns, batch)
+                    pa.default_memory_pool().release_unused()
                     if deflating is not None:
                         await deflating
                         if sink.size:
@@ -632,14 +638,15 @@ class Exports:
         yield sink.take()
 
     async def _copy_batches(
-        self, export: Export, entry: CatalogueEntry, filters: Filters
+        self, export: Export, entry: CatalogueEntry, filters: Filters, *, block: int = 4 << 20
     ) -> AsyncIterator[Any]:
         """The analysts' columns (:func:`formats.analyst_select_sql`) as Arrow record
         batches: ``COPY ... TO`` as CSV parsed by Arrow's own CSV reader (in a thread, fed
         through a bounded queue), no Python object per cell. The registration's dates are
         read as timestamps, every field as text: a registration saved with a value its
         type cannot hold (validation "save on validations") would stop Arrow's typed
-        reader, so each format converts the fields itself."""
+        reader, so each format converts the fields itself. A batch holds a ``block`` of
+        the CSV."""
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
@@ -685,7 +692,7 @@ class Exports:
         def open_csv() -> Any:
             return pacsv.open_csv(
                 feed,
-                read_options=pacsv.ReadOptions(column_names=schema.names, block_size=4 << 20),
+                read_options=pacsv.ReadOptions(column_names=schema.names, block_size=block),
                 # free text may hold line breaks (quoted): without this, a block boundary
                 # inside such a value stops the reader
                 parse_options=pacsv.ParseOptions(newlines_in_values=True),
