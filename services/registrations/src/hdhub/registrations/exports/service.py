@@ -3,8 +3,8 @@ worker as a durable job straight into the object store, downloaded through a lin
 expires. Every step leaves an entry in the export's audit trail (``ExportEvent``).
 
 Writing streams: rows are read in batches from a server-side cursor (on PostgreSQL
-``COPY (SELECT ...) TO STDOUT``, cells formatted by SQL: CSV's cells, XLSX's row XML,
-Parquet's typed text), encoded batch by batch and sent to the store as a multipart
+``COPY (SELECT ...) TO STDOUT``: CSV's cells formatted by SQL; for Parquet and XLSX typed
+text parsed into Arrow batches), encoded batch by batch and sent to the store as a multipart
 upload, sealed (exports hold SSINs). Nothing grows with the number of rows."""
 
 from __future__ import annotations
@@ -533,45 +533,33 @@ class Exports:
         *,
         by_copy: bool | None = None,
     ) -> AsyncIterator[bytes]:
-        """XLSX written directly (:mod:`.xlsx`): on PostgreSQL each row's XML comes from
-        ``COPY ... TO``, elsewhere from the Python twin; deflated into the ZIP in a thread
-        while the next rows are read, handed to the store as it grows."""
+        """XLSX written directly (:mod:`.xlsx`): on PostgreSQL the rows' XML is built by
+        Arrow from the batches of :meth:`_copy_batches`, elsewhere by the Python twin;
+        deflated into the ZIP in a thread while the next batch is read and built, handed
+        to the store as it grows."""
         sink = _Drain()
         book = xlsx.SheetZip(sink, export.dcd_code[:31], xlsx.header_row(entry.definition))
         if self.db.is_postgres if by_copy is None else by_copy:
-            where = _literal_where(export, filters)
-            statement = f"COPY ({xlsx.sheet_rows_sql(entry.definition, where)}) TO STDOUT {xlsx.COPY_OPTIONS}"
-            rows = 0
-            async with self.db.session([export.organisation_id]) as session:
-                connection = await session.connection()
-                raw = await connection.get_raw_connection()
-                driver: Any = raw.driver_connection
-                async with driver.cursor() as cursor, cursor.copy(statement) as copy:
-                    pending: list[bytes] = []
-                    size = 0
-                    deflating: asyncio.Future[None] | None = None
-                    try:
-                        async for data in copy:
-                            pending.append(bytes(data))
-                            size += len(data)
-                            if size >= CHUNK:
-                                block = b"".join(pending)
-                                pending, size = [], 0
-                                rows += block.count(b"\n")  # a row a line: its own line breaks are &#10;
-                                if deflating is not None:
-                                    await deflating
-                                    if sink.size:
-                                        yield sink.take()
-                                deflating = asyncio.ensure_future(asyncio.to_thread(book.write, block))
-                                await progress.write(min(rows, progress.total))
-                    finally:
-                        if deflating is not None:
-                            await deflating
-                    if pending:
-                        block = b"".join(pending)
-                        rows += block.count(b"\n")
-                        await asyncio.to_thread(book.write, block)
-            await progress.write(rows, force=True)
+            import pyarrow as pa
+
+            columns = xlsx.sheet_columns(entry.definition)
+            deflating: asyncio.Future[None] | None = None
+            try:
+                # 1 MiB batches, and Arrow's freed memory handed back after each: its
+                # intermediate columns otherwise keep the process's RSS a few hundred MB up
+                async for batch in self._copy_batches(export, entry, filters, block=1 << 20):
+                    rows = await asyncio.to_thread(xlsx.sheet_rows_arrow, columns, batch)
+                    pa.default_memory_pool().release_unused()
+                    if deflating is not None:
+                        await deflating
+                        if sink.size:
+                            yield sink.take()
+                    deflating = asyncio.ensure_future(asyncio.to_thread(book.write, rows))
+                    await progress.write(progress.rows + batch.num_rows)
+            finally:
+                if deflating is not None:
+                    await deflating
+            await progress.write(progress.rows, force=True)
         else:
             row = xlsx.row_writer(entry.definition)
             async for batch in self._batches(export, filters):
@@ -616,12 +604,10 @@ class Exports:
     async def _parquet_by_copy(
         self, export: Export, entry: CatalogueEntry, filters: Filters, progress: _Progress
     ) -> AsyncIterator[bytes]:
-        """Parquet on PostgreSQL: ``COPY ... TO`` as CSV of typed text, parsed into Arrow
-        batches by Arrow's own CSV reader (in a thread, fed through a bounded queue): no
-        Python object per cell. A test keeps it equal to :meth:`_parquet`."""
+        """Parquet on PostgreSQL: the batches of :meth:`_copy_batches`, each field cast to
+        its type per batch. A test keeps it equal to :meth:`_parquet`."""
         import pyarrow as pa
         import pyarrow.compute as pc
-        import pyarrow.csv as pacsv
         import pyarrow.parquet as pq
 
         from hdhub.registrations.engine.dcd import FieldType
@@ -630,9 +616,42 @@ class Exports:
         lists = {
             c.name for c in formats.analyst_columns(entry.definition) if c.type is FieldType.SELECT_MULTIPLE
         }
-        # The fields are read as text and cast per batch: a registration saved with a value its
-        # type cannot hold (validation "save on validations") would stop Arrow's typed reader.
         fields = {c.name: c for c in formats.analyst_columns(entry.definition)}
+        sink = _Drain()
+        writer = pq.ParquetWriter(sink, schema, compression="zstd")
+        try:
+            async for batch in self._copy_batches(export, entry, filters):
+                columns = [
+                    pc.split_pattern(batch.column(i), "|")
+                    if name in lists
+                    else _cast(batch.column(i), schema.field(i).type, fields.get(name))
+                    for i, name in enumerate(schema.names)
+                ]
+                table = pa.Table.from_arrays(columns, schema=schema)
+                await asyncio.to_thread(writer.write_table, table)
+                await progress.write(progress.rows + batch.num_rows)
+                if sink.size:
+                    yield sink.take()
+        finally:
+            writer.close()
+        await progress.write(progress.rows, force=True)
+        yield sink.take()
+
+    async def _copy_batches(
+        self, export: Export, entry: CatalogueEntry, filters: Filters, *, block: int = 4 << 20
+    ) -> AsyncIterator[Any]:
+        """The analysts' columns (:func:`formats.analyst_select_sql`) as Arrow record
+        batches: ``COPY ... TO`` as CSV parsed by Arrow's own CSV reader (in a thread, fed
+        through a bounded queue), no Python object per cell. The registration's dates are
+        read as timestamps, every field as text: a registration saved with a value its
+        type cannot hold (validation "save on validations") would stop Arrow's typed
+        reader, so each format converts the fields itself. A batch holds a ``block`` of
+        the CSV."""
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        schema = parquet_schema(entry)
+        fields = {c.name for c in formats.analyst_columns(entry.definition)}
         read_types = {f.name: (pa.string() if f.name in fields else f.type) for f in schema}
         statement = (
             f"COPY ({formats.analyst_select_sql(entry.definition, _literal_where(export, filters))}) "
@@ -663,42 +682,38 @@ class Exports:
                 await feed.put(None)
 
         def open_reader() -> Any:
+            try:
+                return open_csv()
+            except pa.ArrowInvalid:
+                if feed.received == 0:  # no registrations: Arrow's reader refuses an empty file
+                    return None
+                raise
+
+        def open_csv() -> Any:
             return pacsv.open_csv(
                 feed,
-                read_options=pacsv.ReadOptions(column_names=schema.names, block_size=4 << 20),
+                read_options=pacsv.ReadOptions(column_names=schema.names, block_size=block),
+                # free text may hold line breaks (quoted): without this, a block boundary
+                # inside such a value stops the reader
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
                 convert_options=pacsv.ConvertOptions(
                     column_types=read_types, strings_can_be_null=True, quoted_strings_can_be_null=False
                 ),
             )
 
         pumping = asyncio.create_task(pump())
-        sink = _Drain()
-        writer = pq.ParquetWriter(sink, schema, compression="zstd")
         try:
             reader = await asyncio.to_thread(open_reader)
-            while True:
+            while reader is not None:
                 batch = await asyncio.to_thread(_next_batch, reader)
                 if batch is None:
                     break
-                columns = [
-                    pc.split_pattern(batch.column(i), "|")
-                    if name in lists
-                    else _cast(batch.column(i), schema.field(i).type, fields.get(name))
-                    for i, name in enumerate(schema.names)
-                ]
-                table = pa.Table.from_arrays(columns, schema=schema)
-                await asyncio.to_thread(writer.write_table, table)
-                await progress.write(progress.rows + batch.num_rows)
-                if sink.size:
-                    yield sink.take()
+                yield batch
             await pumping
         finally:
-            writer.close()
             if not pumping.done():
                 feed.abandon()
                 pumping.cancel()
-        await progress.write(progress.rows, force=True)
-        yield sink.take()
 
 
 def _cast(values: Any, to: Any, column: formats.Column | None) -> Any:
@@ -732,6 +747,7 @@ class _Feed(io.RawIOBase):
         self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
         self.buffer = bytearray()
         self.done = False
+        self.received = 0
 
     async def put(self, chunk: bytes | None) -> None:
         import queue
@@ -758,6 +774,7 @@ class _Feed(io.RawIOBase):
                 self.done = True
             else:
                 self.buffer.extend(item)
+                self.received += len(item)
         size = len(self.buffer) if size < 0 else size
         out = bytes(self.buffer[:size])
         del self.buffer[:size]

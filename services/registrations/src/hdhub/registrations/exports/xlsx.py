@@ -1,23 +1,26 @@
 """XLSX written directly: the sheet's XML streamed into a ZIP, no spreadsheet library.
 
 A generic writer (openpyxl) builds a Python object per cell and zips the sheet from a
-temporary file at the end: 25x ``COPY ... TO`` at 20,000 rows. Here each row's XML is
-made by PostgreSQL in ``COPY (SELECT ...) TO`` (:func:`sheet_rows_sql`), or by
-:func:`row_writer`, its Python twin (SQLite, and the reference a test holds the SQL to),
-and deflated into the ZIP as it comes (:class:`SheetZip`): memory does not grow with the
-rows and nothing touches the disk.
+temporary file at the end: 25x ``COPY ... TO`` at 20,000 rows. Here, on PostgreSQL, the
+rows come from ``COPY ... TO`` as Arrow batches of typed text (the Parquet export's
+reading) and :func:`sheet_rows_arrow` makes a batch's ``<row>`` lines with Arrow's
+kernels, a column at a time; :func:`row_writer` is its Python twin (SQLite, and the
+reference a test holds it to). The lines are deflated into the ZIP as they come
+(:class:`SheetZip`): memory does not grow with the rows and nothing touches the disk.
 
 Cells are typed as an analyst expects them (the same as :func:`formats.typed`): numbers
 as numbers, dates, times and date-times as Excel serials with a date format, text and
 codes as inline strings, multiple choices ``|``-joined. Every text cell a spreadsheet
 could run is neutralised by :func:`hdhub.common.spreadsheet.export_cell` (a leading
-``'``), in SQL by the same rule as the CSV export's; characters XML cannot hold are
-dropped, ``& < >`` escaped, line breaks written as character references.
+``'``), in Arrow by the same rule; characters XML cannot hold are dropped, ``& < >``
+escaped, line breaks written as character references; a text left empty is an empty
+cell.
 """
 
 from __future__ import annotations
 
 import datetime
+import math
 import re
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -127,14 +130,14 @@ def escape_text(text: str) -> str:
 
 
 def _serial_text(value: float) -> str:
-    # As PostgreSQL prints a float8 (shortest round trip, no trailing ".0").
+    # The shortest text giving the float back, no trailing ".0".
     text = repr(value)
     return text[:-2] if text.endswith(".0") else text
 
 
 def _seconds(moment: datetime.datetime | datetime.time) -> float:
     whole = moment.hour * 3600 + moment.minute * 60 + moment.second
-    return float(f"{whole}.{moment.microsecond:06d}")  # the decimal's nearest double, as SQL's cast
+    return float(f"{whole}.{moment.microsecond:06d}")  # the decimal's nearest double
 
 
 def _string_cell(text: str, column: SheetColumn) -> str:
@@ -142,13 +145,15 @@ def _string_cell(text: str, column: SheetColumn) -> str:
         text = export_cell(text)
     if column.escape:
         text = escape_text(text)
+    if text == "":  # only characters XML cannot hold
+        return "<c/>"
     if column.kind == TEXT:
         return f'<c t="inlineStr"><is><t xml:space="preserve">{text}</t></is></c>'
     return f'<c t="inlineStr"><is><t>{text}</t></is></c>'
 
 
 def cell_xml(column: SheetColumn, value: Any) -> str:
-    """One cell of the sheet (the twin of :func:`_cell_sql`)."""
+    """One cell of the sheet (the twin of :func:`_cells_arrow`)."""
     if value is None:
         return "<c/>"
     kind = column.kind
@@ -162,7 +167,8 @@ def cell_xml(column: SheetColumn, value: Any) -> str:
     if kind == INTEGER:
         return f"<c><v>{text}</v></c>" if _INT.fullmatch(text) else "<c/>"
     if kind == DECIMAL:
-        return f"<c><v>{float(text)!r}</v></c>" if _DECIMAL.fullmatch(text) else "<c/>"
+        number = float(text) if _DECIMAL.fullmatch(text) else math.inf
+        return f"<c><v>{number!r}</v></c>" if math.isfinite(number) else "<c/>"  # 1e999: no number
     if kind == DATE:
         day = _real_date(text) if _DATE.fullmatch(text) else None
         return f'<c s="{STYLE_DATE}"><v>{(day - EPOCH.date()).days}</v></c>' if day else "<c/>"
@@ -205,121 +211,6 @@ def header_row(definition: DcdDefinition) -> str:
     return (
         "<row>" + "".join(_string_cell(n, plain) for n in formats.header_for("xlsx", definition)) + "</row>\n"
     )
-
-
-# --------------------------------------------------------------------------- SQL twin
-
-
-_SQL_ILLEGAL = "E'" + "".join(f"\\u{ord(c):04x}" for c in _ILLEGAL) + "'"
-_SQL_EXPORT_CELL = formats._SQL_EXPORT_CELL
-
-
-def _sql_escape(x: str) -> str:
-    return (
-        f"replace(replace(replace(replace(replace(translate({x}, {_SQL_ILLEGAL}, ''), '&', '&amp;'), "
-        f"'<', '&lt;'), '>', '&gt;'), E'\\n', '&#10;'), E'\\r', '&#13;')"
-    )
-
-
-def _sql_serial(ts: str) -> str:
-    """The Excel serial of a timestamp expression, as the Python twin computes it."""
-    return f"(({ts})::date - DATE '1899-12-30') + extract(epoch from ({ts})::time)::float8 / 86400"
-
-
-def _sql_real_date(v: str, shape: str) -> str:
-    """``v`` has the shape and its first ten characters are a day of the calendar (no
-    2024-02-30, no year 0), tested without a cast that could fail."""
-    first = f"make_date(substr({v}, 1, 4)::int, substr({v}, 6, 2)::int, 1)"
-    return (
-        f"({v} ~ '^{shape}$' AND substr({v}, 1, 4) <> '0000' "
-        f"AND CASE WHEN {v} ~ '^{shape}$' AND substr({v}, 1, 4) <> '0000' "
-        f"THEN to_char({first} + (substr({v}, 9, 2)::int - 1), 'DD') = substr({v}, 9, 2) END)"
-    )
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _cell_sql(column: SheetColumn) -> str:
-    """A text expression giving the cell's XML (never NULL), over ``r`` and ``x``, the
-    stored values as a record (one ``jsonb_to_record`` a row: ``->>`` per cell would
-    read the row's JSONB again for every cell, and again for every mention)."""
-    if column.key is None:
-        v = f"r.{'id' if column.name == 'registration_id' else column.name}"
-    else:
-        v = f"x.{_ident(column.key)}"
-    kind = column.kind
-    if kind == STAMP:
-        return (
-            f"""COALESCE('<c s="{STYLE_DATETIME}"><v>' || ({_sql_serial(f"{v} AT TIME ZONE 'UTC'")})::text """
-            "|| '</v></c>', '<c/>')"
-        )
-    if kind == INTEGER:
-        return f"CASE WHEN {v} ~ '^-?[0-9]+$' THEN '<c><v>' || {v} || '</v></c>' ELSE '<c/>' END"
-    if kind == DECIMAL:
-        f = f"({v})::float8::text"
-        shown = f"CASE WHEN strpos({f}, '.') + strpos({f}, 'e') + strpos({f}, 'n') = 0 THEN {f} || '.0' ELSE {f} END"
-        return (
-            f"CASE WHEN {v} ~ '^-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?$' "
-            f"THEN '<c><v>' || {shown} || '</v></c>' ELSE '<c/>' END"
-        )
-    if kind == DATE:
-        return (
-            f"""CASE WHEN {_sql_real_date(v, _DATE_RE)} THEN '<c s="{STYLE_DATE}"><v>' """
-            f"|| ((({v})::date - DATE '1899-12-30'))::text || '</v></c>' ELSE '<c/>' END"
-        )
-    if kind == DATETIME:
-        shape = _DATETIME.pattern
-        return (
-            f"""CASE WHEN {_sql_real_date(v, shape)} THEN '<c s="{STYLE_DATETIME}"><v>' """
-            f"""|| ({_sql_serial(f"({v})::timestamp")})::text || '</v></c>' ELSE '<c/>' END"""
-        )
-    if kind == TIME:
-        return (
-            f"""CASE WHEN {v} ~ '^{_TIME_RE}$' THEN '<c s="{STYLE_TIME}"><v>' || """
-            f"(extract(epoch from ({v})::time)::float8 / 86400)::text || '</v></c>' ELSE '<c/>' END"
-        )
-    text = v
-    if kind == MULTIPLE:
-        if column.simple_codes:  # x's text of a JSON array: ["a", "b"] (codes with no quote or bracket)
-            joined = f"""btrim(replace({v}, '", "', '|'), '[]"')"""
-            text = f"(CASE WHEN left({v}, 1) = '[' THEN {joined} ELSE {v} END)"
-        else:  # x holds it as jsonb
-            joined = (
-                f"(SELECT string_agg(e, '|' ORDER BY o) FROM jsonb_array_elements_text({v}) "
-                "WITH ORDINALITY AS t(e, o))"
-            )
-            text = f"(CASE jsonb_typeof({v}) WHEN 'array' THEN {joined} ELSE {v} #>> '{{}}' END)"
-    if column.neutralise:
-        text = "(" + _SQL_EXPORT_CELL.format(x=text) + ")"
-    if column.escape:
-        text = _sql_escape(text)
-    space = ' xml:space="preserve"' if kind == TEXT else ""
-    return f"""COALESCE('<c t="inlineStr"><is><t{space}>' || NULLIF({text}, '') || '</t></is></c>', '<c/>')"""
-
-
-def sheet_rows_sql(definition: DcdDefinition, where: str) -> str:
-    """A SELECT of one text column, each registration's ``<row>`` (``where`` filters
-    ``registrations r``, literals quoted), in the export's order."""
-    columns = sheet_columns(definition)
-    cells = [_cell_sql(c) for c in columns]
-    # concat() takes at most 100 arguments; || over a row's cells would copy it per cell.
-    groups = [f"concat({', '.join(cells[i : i + 90])})" for i in range(0, len(cells), 90)]
-    row = f"concat('<row>', {', '.join(groups)}, '</row>')"
-    record = ", ".join(
-        f"{_ident(c.key)} {'jsonb' if c.kind == MULTIPLE and not c.simple_codes else 'text'}"
-        for c in columns
-        if c.key is not None
-    )
-    return (
-        f'SELECT {row} FROM registrations r, LATERAL jsonb_to_record(r."values") AS x({record}) '
-        f"WHERE {where} ORDER BY r.created_at, r.id"
-    )
-
-
-#: COPY's CSV with a quote and a delimiter no row holds (escaping drops them): rows as they are.
-COPY_OPTIONS = "WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')"
 
 
 # --------------------------------------------------------------------------- the package
@@ -408,3 +299,134 @@ class SheetZip:
         self.sheet.write(SHEET_END.encode())
         self.sheet.close()
         self.zip.close()
+
+
+# --------------------------------------------------------------------------- Arrow twin
+#
+# On PostgreSQL the rows come as Arrow batches of formats.analyst_select_sql's columns
+# (COPY's CSV parsed by Arrow: the registration's dates as timestamps, every field as
+# text), and each column of a batch becomes its cells at once by Arrow's kernels, the
+# same cells as cell_xml's (a test reads both back equal). A column of a batch holding a
+# value Arrow cannot convert (a day like 2024-02-30 past the shape's test) is written by
+# cell_xml instead, that column of that batch only.
+
+#: Days from Excel's day 0 to 1970-01-01 (Arrow's day 0).
+_UNIX_DAY = (datetime.date(1970, 1, 1) - EPOCH.date()).days
+_XML_SPECIAL = "[&<>\\n\\r\\x00" + "".join(f"\\x{{{ord(c):x}}}" for c in _ILLEGAL) + "]"
+_XML_ILLEGAL = "[\\x00" + "".join(f"\\x{{{ord(c):x}}}" for c in _ILLEGAL) + "]"
+_FORMULA_START = "^'*[=+@\\t\\r\\n\\x00\\x{ff1d}\\x{ff0b}\\x{ff0d}\\x{ff20}-]"
+_PLAIN_NUMBER = "^'*[+-]?[0-9]+([.,][0-9]+)?$"
+_SHAPE = {
+    INTEGER: "^" + _INT.pattern + "$",
+    DECIMAL: "^" + _DECIMAL.pattern + "$",
+    DATE: "^" + _DATE_RE + "$",
+    DATETIME: "^" + _DATETIME.pattern + "$",
+    TIME: "^" + _TIME_RE + "$",
+}
+_OPEN = {
+    INTEGER: "<c><v>",
+    DECIMAL: "<c><v>",
+    DATE: f'<c s="{STYLE_DATE}"><v>',
+    DATETIME: f'<c s="{STYLE_DATETIME}"><v>',
+    TIME: f'<c s="{STYLE_TIME}"><v>',
+    STAMP: f'<c s="{STYLE_DATETIME}"><v>',
+    TEXT: '<c t="inlineStr"><is><t xml:space="preserve">',
+}
+_CLOSE_NUMBER, _CLOSE_STRING, _OPEN_STRING = "</v></c>", "</t></is></c>", '<c t="inlineStr"><is><t>'
+
+
+def sheet_rows_arrow(columns: Sequence[SheetColumn], batch: Any) -> Any:
+    """The ``<row>`` lines of a batch (its columns in ``columns``' order), as one Arrow
+    buffer of UTF-8."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cells = [_cells_arrow(c, batch.column(i)) for i, c in enumerate(columns)]
+    rows = pc.binary_join_element_wise(pa.scalar("<row>"), *cells, pa.scalar("</row>\n"), "")
+    _, offsets, data = rows.buffers()
+    bounds = memoryview(offsets).cast("i")  # the rows' int32 offsets into ``data``
+    return data[bounds[rows.offset] : bounds[rows.offset + len(rows)]]
+
+
+def _cells_arrow(column: SheetColumn, values: Any) -> Any:
+    import pyarrow as pa
+
+    try:
+        return _typed_cells_arrow(column, values)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # a value Arrow cannot read as the type
+        return pa.array([cell_xml(column, v) for v in values.to_pylist()], pa.string())
+
+
+def _typed_cells_arrow(column: SheetColumn, values: Any) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.kind
+    if kind == STAMP:
+        return _wrap(_serial(values, pc.cast(values, pa.int64()), 1_000_000), kind)
+    if kind in _SHAPE:
+        ok = pc.match_substring_regex(values, _SHAPE[kind])
+        if kind in (DATE, DATETIME):  # no year 0 (the calendar has none)
+            ok = pc.and_(ok, pc.invert(pc.starts_with(values, "0000")))
+        text = pc.if_else(ok, values, pa.scalar(None, pa.string()))
+        if kind == DECIMAL:
+            number = pc.cast(text, pa.float64())
+            number = pc.if_else(pc.is_finite(number), number, pa.scalar(None, pa.float64()))
+            shown = pc.cast(number, pa.string())
+            # a float as a float (openpyxl and Excel read "2" as an integer)
+            whole = pc.invert(pc.match_substring_regex(shown, "[.en]"))
+            text = pc.if_else(whole, pc.binary_join_element_wise(shown, ".0", ""), shown)
+        elif kind == DATE:
+            days = pc.cast(pc.cast(pc.cast(text, pa.date32()), pa.int32()), pa.int64())
+            text = pc.cast(pc.add(days, _UNIX_DAY), pa.string())
+        elif kind == DATETIME:
+            moment = pc.cast(text, pa.timestamp("s"))
+            text = _serial(moment, pc.cast(moment, pa.int64()), 1)
+        elif kind == TIME:
+            short = pc.equal(pc.utf8_length(text), 5)  # "12:30": no seconds
+            text = pc.if_else(short, pc.binary_join_element_wise(text, ":00", ""), text)
+            h, m, s = (pc.cast(pc.utf8_slice_codeunits(text, a, a + 2), pa.int64()) for a in (0, 3, 6))
+            seconds = pc.add(pc.add(pc.multiply(h, 3600), pc.multiply(m, 60)), s)
+            text = pc.cast(pc.divide(pc.cast(seconds, pa.float64()), 86400.0), pa.string())
+        return _wrap(text, kind)
+    text = values
+    if column.neutralise:
+        formula = pc.and_(
+            pc.match_substring_regex(text, _FORMULA_START),
+            pc.invert(pc.match_substring_regex(text, _PLAIN_NUMBER)),
+        )
+        text = pc.if_else(formula, pc.binary_join_element_wise("'", text, ""), text)
+    if column.escape and pc.any(pc.match_substring_regex(text, _XML_SPECIAL)).as_py():
+        text = pc.replace_substring_regex(text, _XML_ILLEGAL, "")
+        for plain, escaped in (
+            ("&", "&amp;"),
+            ("<", "&lt;"),
+            (">", "&gt;"),
+            ("\n", "&#10;"),
+            ("\r", "&#13;"),
+        ):
+            text = pc.replace_substring(text, plain, escaped)
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    return _wrap(text, kind)
+
+
+def _serial(moment: Any, count: Any, per_second: int) -> Any:
+    """Excel serials (as text) of a timestamp column counting ``per_second`` units a second."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    days = pc.cast(pc.cast(pc.cast(moment, pa.date32()), pa.int32()), pa.int64())
+    within = pc.subtract(count, pc.multiply(days, 86400 * per_second))
+    seconds = pc.cast(within, pa.float64())
+    if per_second != 1:
+        seconds = pc.divide(seconds, float(per_second))  # the decimal's nearest double, as _seconds
+    serial = pc.add(pc.cast(pc.add(days, _UNIX_DAY), pa.float64()), pc.divide(seconds, 86400.0))
+    return pc.cast(serial, pa.string())
+
+
+def _wrap(text: Any, kind: str) -> Any:
+    import pyarrow.compute as pc
+
+    opening = _OPEN.get(kind, _OPEN_STRING)
+    closing = _CLOSE_STRING if opening.startswith('<c t="') else _CLOSE_NUMBER
+    return pc.fill_null(pc.binary_join_element_wise(opening, text, closing, ""), "<c/>")
