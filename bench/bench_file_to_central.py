@@ -169,19 +169,37 @@ def acknowledged(base: str, name: str, timeout: float) -> dict[str, object]:
             time.sleep(0.1)
 
 
-def run_hdhub(source: Path, sha256: str) -> tuple[float, int, list[int]]:
-    """Seconds from the SFTP put to the acknowledgement; peak RSS (kB); RSS quarters (MiB)."""
+def profiler(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling every thread of ``pid`` while it runs Python or native code (not
+    idle), collapsed stacks with the thread in ``output``; stopped with SIGINT."""
+    spy = Path(sys.executable).parent / "py-spy"
+    argv = [str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "100", "--threads"]
+    # HDHUB_BENCH_PYSPY replaces --nonblocking: "--native" (C frames; pauses the process per sample)
+    argv += os.environ.get("HDHUB_BENCH_PYSPY", "--nonblocking").split() + ["--output", str(output)]
+    log = output.with_suffix(".py-spy.log").open("wb")
+    recorder = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    time.sleep(1.0)  # py-spy attaches
+    return recorder
+
+
+def run_hdhub(source: Path, sha256: str, profile: Path | None = None) -> tuple[float, int, list[int]]:
+    """Seconds from the SFTP put to the acknowledgement; peak RSS (kB); RSS quarters (MiB).
+    With ``profile``, the hdhub process is sampled with py-spy during the transfer."""
     with tempfile.TemporaryDirectory(prefix="bench-central-") as tmp:
         workdir = Path(tmp)
         proc, base, sftp = start(workdir)
         try:
             register(base, source.name)
             before = proc_kb(proc.pid, "VmRSS")
+            recorder = profiler(proc.pid, profile) if profile is not None else None
             with RssSampler(proc.pid) as sampler:
                 started = time.perf_counter()
                 sftp_put(sftp, source, workdir)
                 row = acknowledged(base, source.name, timeout=3600)
                 seconds = time.perf_counter() - started
+            if recorder is not None:
+                recorder.send_signal(signal.SIGINT)
+                recorder.wait(timeout=60)
             peak = max([before, *sampler.samples])
             phases = {
                 k: row[k] for k in ("received_at", "delivered_at", "linked_at", "sent_at", "acknowledged_at")
@@ -232,6 +250,12 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=1024, help="the large file (default 1 GiB)")
     parser.add_argument("--small-mb", type=int, default=64, help="the small file, for the memory comparison")
     parser.add_argument("--quick", action="store_true", help="bench-check's short run: 64 MiB, small 16 MiB")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="sample the hdhub process with py-spy during the large transfer (collapsed stacks in FILE)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.size_mb, args.small_mb = 64, 16
@@ -250,7 +274,7 @@ def main() -> None:
         small_seconds, small_peak, _ = run_hdhub(small, small_sha)
         # The baseline before and after: the machine is shared, the faster of the two counts.
         before = run_baseline(large)
-        seconds, peak, quartiles = run_hdhub(large, large_sha)
+        seconds, peak, quartiles = run_hdhub(large, large_sha, args.profile)
         after = run_baseline(large)
         baseline = min(before, after)
         print(

@@ -49,6 +49,7 @@ async def test_the_worker_step_links_a_delivered_file(stack: Stack) -> None:
     row = await file_named(stack, name)
     assert row and row["links"][0]["registration_id"] == registration
 
+
 async def test_a_transfer_whose_process_died_is_aborted_after_the_stale_delay(stack: Stack) -> None:
     intake = stack.service("intake")
     transfer = await intake.files.begin(

@@ -18,11 +18,14 @@ the central side reports. Acknowledged, the object leaves the drop area for
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 import grpc
 from sqlalchemy import func, select, update
@@ -30,6 +33,7 @@ from sqlalchemy import func, select, update
 from hdhub.common.auth import ActingFor
 from hdhub.common.config import CENTRAL, platform
 from hdhub.common.db import utcnow
+from hdhub.common.envelope import offload
 from hdhub.common.errors import Problem
 from hdhub.common.grpc import channel
 from hdhub.common.objectstore import ObjectNotFound
@@ -48,6 +52,11 @@ from hdhub.proto.sim.v1 import central_pb2_grpc as pb_grpc
 
 log = logging.getLogger("hdhub.intake.central")
 
+T = TypeVar("T")
+#: Sealed chunks prepared ahead of the one gRPC is sending.
+READ_AHEAD = 2
+#: AES-GCM's tag, the bytes a sealed chunk has over its plaintext.
+TAG_BYTES = 16
 #: Registration statuses at which the central platform holds the record.
 DELIVERED = frozenset({"submitted", "corrections_needed", "approved", "follow_up_needed"})
 
@@ -214,12 +223,31 @@ class CentralSender:
     async def _messages(
         self, f: IntakeFile, header: pb.SealedFileHeader, sealer: FileSealer, offset: int
     ) -> AsyncIterator[pb.ReceiveFileRequest]:
-        """The header, then the object's bytes from ``offset`` in sealed chunks: one chunk
-        held back so the last can be flagged. Memory: a chunk and the store's segment."""
+        """The header, then the object's sealed chunks from ``offset``, read ahead: the
+        next chunks are read, decrypted and sealed (worker threads) while gRPC sends the
+        one before. Memory: :data:`READ_AHEAD` chunks and the store's segment."""
         yield pb.ReceiveFileRequest(header=header)
+        async for message in read_ahead(self._chunks(f, sealer, offset), READ_AHEAD):
+            yield message
+            metrics.BYTES_SENT.inc(len(message.chunk.ciphertext) - TAG_BYTES)
+        # The last byte is out: the file is sent, its acknowledgement still to come.
+        await self.files.mark(f, state=SENT, sent_at=utcnow())
+
+    async def _chunks(
+        self, f: IntakeFile, sealer: FileSealer, offset: int
+    ) -> AsyncIterator[pb.ReceiveFileRequest]:
+        """The object's bytes from ``offset`` in sealed ``send_chunk_bytes`` chunks: one
+        chunk held back so the last can be flagged."""
         size = self.files.settings.send_chunk_bytes
         skip, at = offset, offset
         pending = bytearray()
+
+        async def sealed(at: int, chunk: bytes, last: bool) -> pb.ReceiveFileRequest:
+            ciphertext = await offload(sealer.chunk, at, chunk, last, size=len(chunk))
+            return pb.ReceiveFileRequest(
+                chunk=pb.SealedFileChunk(offset=at, ciphertext=ciphertext, last=last)
+            )
+
         async for piece in self.files.objects.stream(f.object_key):
             if skip:
                 if len(piece) <= skip:
@@ -230,19 +258,38 @@ class CentralSender:
             while len(pending) > size:
                 chunk = bytes(pending[:size])
                 del pending[:size]
-                yield pb.ReceiveFileRequest(
-                    chunk=pb.SealedFileChunk(offset=at, ciphertext=sealer.chunk(at, chunk, last=False))
-                )
-                metrics.BYTES_SENT.inc(len(chunk))
+                yield await sealed(at, chunk, False)
                 at += len(chunk)
-        yield pb.ReceiveFileRequest(
-            chunk=pb.SealedFileChunk(
-                offset=at, ciphertext=sealer.chunk(at, bytes(pending), last=True), last=True
-            )
-        )
-        metrics.BYTES_SENT.inc(len(pending))
-        # The last byte is out: the file is sent, its acknowledgement still to come.
-        await self.files.mark(f, state=SENT, sent_at=utcnow())
+        yield await sealed(at, bytes(pending), True)
+
+
+async def read_ahead(source: AsyncIterator[T], depth: int) -> AsyncIterator[T]:
+    """``source``'s items, produced by a task of their own up to ``depth`` ahead of the
+    consumer; its failure is raised here, and closing this generator cancels it."""
+    queue: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue(maxsize=depth)
+
+    async def produce() -> None:
+        try:
+            async for item in source:
+                await queue.put((True, item))
+        except Exception as exc:
+            await queue.put((False, exc))
+        else:
+            await queue.put((False, None))
+
+    task = asyncio.create_task(produce())
+    try:
+        while True:
+            ok, item = await queue.get()
+            if not ok:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def send(files: Files, sender: CentralSender, file_id: str, now: datetime | None = None) -> str:

@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 
 from hdhub.common.clock import SYSTEM_CLOCK, Clock
 from hdhub.common.db import Database
+from hdhub.common.envelope import offload
 from hdhub.common.errors import Problem
 from hdhub.common.sealed_file import FileOpener, FileRejected, open_header
 from hdhub.proto.sim.v1 import central_pb2 as pb
@@ -61,6 +62,12 @@ def verify_signature(certificate_der: bytes, signature: bytes, data: bytes) -> s
     except InvalidSignature:
         raise FileRejected("signature") from None
     return str(subject)
+
+
+def _write(out: Any, plain: bytes, running: Any) -> None:
+    out.write(plain)
+    if running is not None:
+        running.update(plain)
 
 
 def _sha256_of(path: Path) -> str:
@@ -224,16 +231,17 @@ class CentralFiles:
                     answer.rule = "offset"
                     break
                 try:
-                    plain = opener.chunk(chunk.offset, chunk.ciphertext, last=chunk.last)
+                    plain = await offload(
+                        opener.chunk, chunk.offset, chunk.ciphertext, chunk.last, size=len(chunk.ciphertext)
+                    )
                 except FileRejected as exc:
                     answer.rule = exc.rule
                     break
                 if at + len(plain) > h.size:
                     answer.rule = "size"
                     break
-                await asyncio.to_thread(out.write, plain)
-                if running is not None:
-                    running.update(plain)
+                # Written and hashed in one worker-thread step (both release the GIL).
+                await asyncio.to_thread(_write, out, plain, running)
                 at += len(plain)
                 last = chunk.last
                 if at - noted >= OFFSET_EVERY:
