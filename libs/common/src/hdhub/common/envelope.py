@@ -26,6 +26,7 @@ import binascii
 import hashlib
 import os
 import struct
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,40 +188,62 @@ async def seal_stream(
 
 
 class _Reader:
-    """Exact reads from a chunked stream."""
+    """Exact reads from a chunked stream, copying each byte at most once: the pieces are
+    kept as they came, and a read that is one whole piece is that piece."""
 
     def __init__(self, body: AsyncIterable[bytes], first: bytes = b"") -> None:
         self._it = aiter(body)
-        self._buffer = bytearray(first)
+        self._parts: deque[memoryview] = deque()
+        self._held = 0
+        self._push(first)
+
+    def _push(self, chunk: bytes) -> None:
+        if chunk:
+            self._parts.append(memoryview(chunk))
+            self._held += len(chunk)
+
+    async def _more(self) -> bool:
+        try:
+            self._push(await anext(self._it))
+        except StopAsyncIteration:
+            return False
+        return True
 
     async def fill(self, n: int) -> bytes:
         """Up to ``n`` bytes from the front, left in place (fewer only at the end)."""
-        while len(self._buffer) < n:
-            try:
-                self._buffer += await anext(self._it)
-            except StopAsyncIteration:
-                break
-        return bytes(self._buffer[:n])
+        while self._held < n and await self._more():
+            pass
+        return b"".join(self._parts)[:n]
 
     async def rest(self) -> AsyncIterator[bytes]:
-        if self._buffer:
-            yield bytes(self._buffer)
-            self._buffer.clear()
+        while self._parts:
+            yield self._parts.popleft().tobytes()
+        self._held = 0
         async for chunk in self._it:
             yield chunk
 
     async def take(self, n: int) -> bytes | None:
         """``n`` bytes, or None at a clean end (nothing left); a short read is an error."""
-        while len(self._buffer) < n:
-            try:
-                self._buffer += await anext(self._it)
-            except StopAsyncIteration:
-                if self._buffer:
-                    raise EnvelopeError("the encrypted stream is cut short") from None
+        while self._held < n:
+            if not await self._more():
+                if self._held:
+                    raise EnvelopeError("the encrypted stream is cut short")
                 return None
-        out = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        return out
+        first = self._parts[0]
+        if len(first) == n and isinstance(first.obj, bytes) and len(first.obj) == n:
+            self._parts.popleft()
+            self._held -= n
+            return first.obj
+        out, left = [], n
+        while left:
+            part = self._parts.popleft()
+            if len(part) > left:
+                self._parts.appendleft(part[left:])
+                part = part[:left]
+            out.append(part)
+            left -= len(part)
+        self._held -= n
+        return b"".join(out)
 
 
 async def open_stream(

@@ -72,6 +72,33 @@ async def _chunks(body: Body) -> AsyncIterator[bytes]:
             yield chunk
 
 
+async def exact_pieces(body: AsyncIterable[bytes], size: int) -> AsyncIterator[tuple[bytes, bool]]:
+    """``body`` cut into pieces of ``size`` bytes (the last one shorter, or empty when
+    ``body`` is), each with whether it is the last: one piece is held back to know.
+    A piece of the body that is already ``size`` bytes passes through without a copy."""
+    full: bytes | None = None  # a whole piece, out once more data follows
+    pending = bytearray()
+    async for chunk in body:
+        if not chunk:
+            continue
+        if full is not None:
+            yield full, False
+            full = None
+        if not pending and len(chunk) == size:
+            full = bytes(chunk)
+            continue
+        pending += chunk
+        while len(pending) > size:
+            with memoryview(pending) as view:
+                piece = bytes(view[:size])
+            del pending[:size]
+            yield piece, False
+        if len(pending) == size:
+            full = bytes(pending)
+            pending.clear()
+    yield (full if full is not None else bytes(pending)), True
+
+
 class ObjectStore(Protocol):
     async def put(
         self,
