@@ -33,6 +33,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -156,8 +158,8 @@ def sftp_put(port: int, source: Path, workdir: Path) -> None:
         raise SystemExit(f"sftp failed: {done.stdout}{done.stderr}")
 
 
-def acknowledged(base: str, name: str, timeout: float) -> dict[str, object]:
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token(base)}"}, timeout=30) as c:
+def acknowledged(base: str, name: str, bearer: str, timeout: float) -> dict[str, object]:
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {bearer}"}, timeout=30) as c:
         deadline = time.monotonic() + timeout
         while True:
             items = c.get("/api/v1/files/lab-demo", params={"limit": 1000}).json()["items"]
@@ -169,24 +171,74 @@ def acknowledged(base: str, name: str, timeout: float) -> dict[str, object]:
             time.sleep(0.1)
 
 
-def run_hdhub(source: Path, sha256: str) -> tuple[float, int, list[int]]:
-    """Seconds from the SFTP put to the acknowledgement; peak RSS (kB); RSS quarters (MiB)."""
+def profiler(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling every thread of ``pid`` while it runs Python or native code (not
+    idle), collapsed stacks with the thread in ``output``; stopped with SIGINT."""
+    spy = Path(sys.executable).parent / "py-spy"
+    argv = [str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "100", "--threads"]
+    # HDHUB_BENCH_PYSPY replaces --nonblocking: "--native" (C frames; pauses the process per sample)
+    argv += os.environ.get("HDHUB_BENCH_PYSPY", "--nonblocking").split() + ["--output", str(output)]
+    if output.suffix == ".perf":  # Linux perf instead: where native code (gRPC, crypto, copies) spends
+        argv = ["perf", "record", "-F", "300", "-g", "-p", str(pid), "-o", str(output)]
+    log = output.with_suffix(".py-spy.log").open("wb")
+    recorder = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    time.sleep(1.0)  # py-spy attaches
+    return recorder
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process so far, every thread."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def since(start: datetime, stamp: object) -> float:
+    return (datetime.fromisoformat(str(stamp).replace("Z", "+00:00")) - start).total_seconds()
+
+
+@dataclass
+class Run:
+    seconds: float  # from the SFTP put to the acknowledgement
+    cpu: float  # CPU seconds of the hdhub process meanwhile
+    receive: float  # the put to the file's received_at
+    send: float  # linked_at to acknowledged_at
+    peak: int  # kB
+    quartiles: list[int]  # MiB
+
+
+def run_hdhub(source: Path, sha256: str, profile: Path | None = None) -> Run:
+    """One transfer through `hdhub run all`, timed and its memory sampled. With
+    ``profile``, the hdhub process is sampled with py-spy during the transfer."""
     with tempfile.TemporaryDirectory(prefix="bench-central-") as tmp:
         workdir = Path(tmp)
         proc, base, sftp = start(workdir)
         try:
             register(base, source.name)
+            bearer = token(base)  # before the clock starts: a login is no part of the transfer
             before = proc_kb(proc.pid, "VmRSS")
+            recorder = profiler(proc.pid, profile) if profile is not None else None
             with RssSampler(proc.pid) as sampler:
-                started = time.perf_counter()
+                started, wall, cpu = time.perf_counter(), datetime.now(UTC), cpu_seconds(proc.pid)
                 sftp_put(sftp, source, workdir)
-                row = acknowledged(base, source.name, timeout=3600)
+                put_cpu = cpu_seconds(proc.pid) - cpu
+                row = acknowledged(base, source.name, bearer, timeout=3600)
                 seconds = time.perf_counter() - started
+                cpu = cpu_seconds(proc.pid) - cpu
+            if recorder is not None:
+                recorder.send_signal(signal.SIGINT)
+                recorder.wait(timeout=60)
             peak = max([before, *sampler.samples])
             phases = {
                 k: row[k] for k in ("received_at", "delivered_at", "linked_at", "sent_at", "acknowledged_at")
             }
-            print(f"  {source.stat().st_size >> 20} MiB: {seconds:.2f} s; {phases}", file=sys.stderr)
+            receive = since(wall, row["received_at"])
+            send = since(wall, row["acknowledged_at"]) - since(wall, row["linked_at"])
+            print(
+                f"  {source.stat().st_size >> 20} MiB: {seconds:.2f} s (received in {receive:.2f} s, "
+                f"linked to acknowledged {send:.2f} s), CPU {cpu:.2f} s ({put_cpu:.2f} s until the "
+                f"sftp client was done); {phases}",
+                file=sys.stderr,
+            )
             held = workdir / "var" / "sim-central-files" / str(row["id"])
             if (
                 row["state"] != "acknowledged"
@@ -196,13 +248,15 @@ def run_hdhub(source: Path, sha256: str) -> tuple[float, int, list[int]]:
                 raise SystemExit(f"the file did not arrive whole: {row}")
         finally:
             stop(proc)
-        return seconds, peak, sampler.quartiles()
+        return Run(seconds, cpu, receive, send, peak, sampler.quartiles())
 
 
-def run_baseline(source: Path) -> float:
+def run_baseline(source: Path) -> tuple[float, float]:
+    """Seconds, and CPU seconds of this process, to put ``source`` into a folder store and
+    stream it back out to a file."""
     from hdhub.common.objectstore import FolderStore
 
-    async def copy() -> float:
+    async def copy() -> tuple[float, float]:
         with tempfile.TemporaryDirectory(prefix="bench-central-store-") as tmp:
             store = FolderStore(Path(tmp) / "objects")
 
@@ -211,14 +265,14 @@ def run_baseline(source: Path) -> float:
                     while block := f.read(1 << 20):
                         yield block
 
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             await store.put("bench/file", body())
             with (Path(tmp) / "out").open("wb") as out:
                 async for chunk in store.stream("bench/file"):
                     out.write(chunk)
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
             assert (Path(tmp) / "out").stat().st_size == source.stat().st_size
-            return seconds
+            return seconds, cpu
 
     return asyncio.run(copy())
 
@@ -232,6 +286,13 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=1024, help="the large file (default 1 GiB)")
     parser.add_argument("--small-mb", type=int, default=64, help="the small file, for the memory comparison")
     parser.add_argument("--quick", action="store_true", help="bench-check's short run: 64 MiB, small 16 MiB")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="sample the hdhub process with py-spy during the large transfer (collapsed stacks in "
+        "FILE; FILE.perf: Linux perf's samples instead)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.size_mb, args.small_mb = 64, 16
@@ -247,29 +308,34 @@ def main() -> None:
         small_sha = make_vcf(small, args.small_mb * 1024 * 1024)
         large_sha = make_vcf(large, args.size_mb * 1024 * 1024)
         mb = args.size_mb * 1024 * 1024 / 1e6
-        small_seconds, small_peak, _ = run_hdhub(small, small_sha)
+        small_run = run_hdhub(small, small_sha)
         # The baseline before and after: the machine is shared, the faster of the two counts.
-        before = run_baseline(large)
-        seconds, peak, quartiles = run_hdhub(large, large_sha)
-        after = run_baseline(large)
-        baseline = min(before, after)
+        before, before_cpu = run_baseline(large)
+        large_run = run_hdhub(large, large_sha, args.profile)
+        after, after_cpu = run_baseline(large)
+        baseline, baseline_cpu = min(before, after), min(before_cpu, after_cpu)
+        seconds = large_run.seconds
         print(
             f"file: {args.size_mb} MiB VCF (small: {args.small_mb} MiB); client: OpenSSH sftp -b; folder store"
         )
         print(
             f"baseline  object store put + read back          : {baseline:7.2f} s  {mb / baseline:7.1f} MB/s"
-            f"  (before {before:.2f} s, after {after:.2f} s)"
+            f"  (before {before:.2f} s, after {after:.2f} s); CPU {baseline_cpu:.2f} s"
         )
         print(
             f"hdhub     SFTP drop -> central acknowledgement   : {seconds:7.2f} s  {mb / seconds:7.1f} MB/s"
+            f"  (received {large_run.receive:.2f} s, linked -> acknowledged {large_run.send:.2f} s);"
+            f" CPU {large_run.cpu:.2f} s ({large_run.cpu * 1000 / args.size_mb:.1f} ms/MiB)"
         )
         print(f"ratio baseline/hdhub time (throughput): {baseline / seconds:.2f}x (aim >= 0.5x)")
+        print(f"ratio baseline/hdhub CPU seconds: {baseline_cpu / large_run.cpu:.2f}x")
         print(
-            f"hdhub process peak RSS during the transfer: {small_peak / 1024:.0f} MiB for {args.small_mb} MiB "
-            f"({small_seconds:.2f} s), {peak / 1024:.0f} MiB for {args.size_mb} MiB"
+            f"hdhub process peak RSS during the transfer: {small_run.peak / 1024:.0f} MiB for {args.small_mb} MiB "
+            f"({small_run.seconds:.2f} s), {large_run.peak / 1024:.0f} MiB for {args.size_mb} MiB"
         )
         print(
-            f"hdhub process RSS at 25/50/75/100 % of the large transfer: {' / '.join(map(str, quartiles))} MiB"
+            f"hdhub process RSS at 25/50/75/100 % of the large transfer: "
+            f"{' / '.join(map(str, large_run.quartiles))} MiB"
         )
         result({"store_copy_over_hdhub": baseline / seconds})
 

@@ -9,6 +9,7 @@ import hashlib
 import io
 import socket
 
+import asyncssh
 import paramiko
 import pytest
 
@@ -17,6 +18,7 @@ from services.intake.tests.support import (
     AZ_PASSWORD,
     LAB,
     LAB_LOGIN,
+    LAB_PASSWORD,
     eventually,
     file_named,
     files_of,
@@ -217,6 +219,21 @@ async def test_a_wrong_password_is_refused(stack: Stack) -> None:
             pass
 
     await asyncio.to_thread(attempt)
+
+
+async def test_the_ssh_transport_offers_aes_only_so_openssh_clients_pick_aes(stack: Stack) -> None:
+    login = {"username": LAB_LOGIN, "password": LAB_PASSWORD, "known_hosts": None}
+    with pytest.raises(asyncssh.KeyExchangeFailed):
+        await asyncssh.connect(
+            "127.0.0.1", port(stack), encryption_algs=["chacha20-poly1305@openssh.com"], **login
+        )
+    # OpenSSH's client order: chacha20-poly1305 first, then AES-CTR, then AES-GCM.
+    openssh = ["chacha20-poly1305@openssh.com", "aes128-ctr", "aes192-ctr", "aes256-ctr"]
+    openssh += ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]
+    async with asyncssh.connect("127.0.0.1", port(stack), encryption_algs=openssh, **login) as conn:
+        assert conn.get_extra_info("send_cipher") == "aes128-ctr"
+    async with asyncssh.connect("127.0.0.1", port(stack), **login) as conn:  # asyncssh's own order
+        assert conn.get_extra_info("send_cipher") == "aes256-gcm@openssh.com"
 
 
 async def test_organisations_never_see_each_others_files(stack: Stack) -> None:

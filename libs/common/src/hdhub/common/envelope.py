@@ -20,15 +20,17 @@ current one first; retired ones still open what they wrapped.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import os
 import struct
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -37,6 +39,7 @@ from pydantic import BaseModel, model_validator
 from hdhub.common.config import PLACEHOLDER
 
 MAGIC = b"HDE1"  # format marker and version of an encrypted object
+T = TypeVar("T")
 STREAM_MAGIC = b"HDS1"  # format marker and version of an encrypted stream
 NONCE_BYTES = 12
 #: Plaintext bytes per sealed segment of a stream (what is held in memory at a time).
@@ -126,63 +129,122 @@ def _segment_aad(aad: bytes, number: int, last: bool) -> bytes:
     return aad + b"|segment" + struct.pack(">QB", number, last)
 
 
-async def seal_stream(envelope: Envelope, body: AsyncIterable[bytes], *, aad: bytes) -> AsyncIterator[bytes]:
-    """``body`` encrypted as it streams, one segment of :data:`SEGMENT` bytes at a time."""
+#: Work on at least this many bytes that includes SHA-256 (sealing a stream with its
+#: digest, the sim's decrypt-write-hash) goes to a worker thread: hashing and AES-GCM
+#: release the GIL on big buffers, so the event loop keeps receiving meanwhile. AES-GCM
+#: alone (about 0.3 ms per MiB) stays in the loop: a thread hop costs about as much.
+OFFLOAD_BYTES = 256 * 1024
+
+
+async def offload(fn: Callable[..., T], *args: Any, size: int) -> T:
+    """``fn(*args)`` in a worker thread when it handles ``size`` >= :data:`OFFLOAD_BYTES`
+    bytes, else inline."""
+    if size >= OFFLOAD_BYTES:
+        return await asyncio.to_thread(fn, *args)
+    return fn(*args)
+
+
+async def seal_stream(
+    envelope: Envelope, body: AsyncIterable[bytes], *, aad: bytes, digest: Any = None
+) -> AsyncIterator[bytes]:
+    """``body`` encrypted as it streams, one segment of :data:`SEGMENT` bytes at a time.
+    ``digest`` (a hashlib object), when given, is updated with the plaintext, in the same
+    worker-thread step that seals each segment."""
     data_key, wrapped, master_id = envelope.new_data_key(aad)
     aead = AESGCM(data_key)
     yield STREAM_MAGIC + master_id.encode("ascii") + struct.pack(">H", len(wrapped)) + wrapped
     pending, number = bytearray(), 0
 
-    def segment(plain: bytes, last: bool) -> bytes:
+    def segment(plain: bytes, number: int, last: bool) -> bytes:
+        if digest is not None:
+            digest.update(plain)
         nonce = os.urandom(NONCE_BYTES)
-        sealed = nonce + aead.encrypt(nonce, plain, _segment_aad(aad, number, last))
-        return struct.pack(">I", len(sealed)) + sealed
+        sealed = aead.encrypt(nonce, plain, _segment_aad(aad, number, last))
+        return b"".join((struct.pack(">I", NONCE_BYTES + len(sealed)), nonce, sealed))
 
+    # A full segment goes out only once more data follows (the last one is marked so):
+    # ``full`` holds it meanwhile; a piece that is a whole segment is held without a copy.
+    full: bytes | None = None
     async for chunk in body:
+        if not chunk:
+            continue
+        if full is not None:
+            yield await offload(segment, full, number, False, size=SEGMENT)
+            full, number = None, number + 1
+        if not pending and len(chunk) == SEGMENT:
+            full = bytes(chunk)
+            continue
         pending += chunk
-        # A full segment goes out only once more data follows: the last one is marked so.
         while len(pending) > SEGMENT:
-            yield segment(bytes(pending[:SEGMENT]), False)
+            with memoryview(pending) as view:
+                piece = bytes(view[:SEGMENT])
             del pending[:SEGMENT]
+            yield await offload(segment, piece, number, False, size=SEGMENT)
             number += 1
-    yield segment(bytes(pending), True)
+        if len(pending) == SEGMENT:
+            full = bytes(pending)
+            pending.clear()
+    last = full if full is not None else bytes(pending)
+    yield await offload(segment, last, number, True, size=len(last))
 
 
 class _Reader:
-    """Exact reads from a chunked stream."""
+    """Exact reads from a chunked stream, copying each byte at most once: the pieces are
+    kept as they came, and a read that is one whole piece is that piece."""
 
     def __init__(self, body: AsyncIterable[bytes], first: bytes = b"") -> None:
         self._it = aiter(body)
-        self._buffer = bytearray(first)
+        self._parts: deque[memoryview] = deque()
+        self._held = 0
+        self._push(first)
+
+    def _push(self, chunk: bytes) -> None:
+        if chunk:
+            self._parts.append(memoryview(chunk))
+            self._held += len(chunk)
+
+    async def _more(self) -> bool:
+        try:
+            self._push(await anext(self._it))
+        except StopAsyncIteration:
+            return False
+        return True
 
     async def fill(self, n: int) -> bytes:
         """Up to ``n`` bytes from the front, left in place (fewer only at the end)."""
-        while len(self._buffer) < n:
-            try:
-                self._buffer += await anext(self._it)
-            except StopAsyncIteration:
-                break
-        return bytes(self._buffer[:n])
+        while self._held < n and await self._more():
+            pass
+        return b"".join(self._parts)[:n]
 
     async def rest(self) -> AsyncIterator[bytes]:
-        if self._buffer:
-            yield bytes(self._buffer)
-            self._buffer.clear()
+        while self._parts:
+            yield self._parts.popleft().tobytes()
+        self._held = 0
         async for chunk in self._it:
             yield chunk
 
     async def take(self, n: int) -> bytes | None:
         """``n`` bytes, or None at a clean end (nothing left); a short read is an error."""
-        while len(self._buffer) < n:
-            try:
-                self._buffer += await anext(self._it)
-            except StopAsyncIteration:
-                if self._buffer:
-                    raise EnvelopeError("the encrypted stream is cut short") from None
+        while self._held < n:
+            if not await self._more():
+                if self._held:
+                    raise EnvelopeError("the encrypted stream is cut short")
                 return None
-        out = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        return out
+        first = self._parts[0]
+        if len(first) == n and isinstance(first.obj, bytes) and len(first.obj) == n:
+            self._parts.popleft()
+            self._held -= n
+            return first.obj
+        out, left = [], n
+        while left:
+            part = self._parts.popleft()
+            if len(part) > left:
+                self._parts.appendleft(part[left:])
+                part = part[:left]
+            out.append(part)
+            left -= len(part)
+        self._held -= n
+        return b"".join(out)
 
 
 async def open_stream(
@@ -205,6 +267,17 @@ async def open_stream(
         raise EnvelopeError("the encrypted stream is cut short")
     master_id = head[len(STREAM_MAGIC) : len(STREAM_MAGIC) + 16].decode("ascii", "replace")
     aead = AESGCM(envelope.unwrap(wrapped, master_id, aad))
+
+    def open_segment(sealed: bytes, number: int) -> tuple[bytes, bool]:
+        nonce, text = sealed[:NONCE_BYTES], memoryview(sealed)[NONCE_BYTES:]
+        try:
+            return aead.decrypt(nonce, text, _segment_aad(aad, number, False)), False
+        except InvalidTag:
+            try:
+                return aead.decrypt(nonce, text, _segment_aad(aad, number, True)), True
+            except InvalidTag as exc:
+                raise EnvelopeError("ciphertext does not decrypt") from exc
+
     number = 0
     while True:
         size = await reader.take(4)
@@ -213,15 +286,8 @@ async def open_stream(
         sealed = await reader.take(struct.unpack(">I", size)[0])
         if sealed is None:
             raise EnvelopeError("the encrypted stream is cut short")
-        nonce, text = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
-        try:
-            plain = aead.decrypt(nonce, text, _segment_aad(aad, number, False))
-            last = False
-        except InvalidTag:
-            try:
-                plain, last = aead.decrypt(nonce, text, _segment_aad(aad, number, True)), True
-            except InvalidTag as exc:
-                raise EnvelopeError("ciphertext does not decrypt") from exc
+        # In the loop: AES-GCM alone (no digest) costs less than a hop to a worker thread.
+        plain, last = open_segment(sealed, number)
         if plain:
             yield plain
         if last:

@@ -72,11 +72,45 @@ async def _chunks(body: Body) -> AsyncIterator[bytes]:
             yield chunk
 
 
+async def exact_pieces(body: AsyncIterable[bytes], size: int) -> AsyncIterator[tuple[bytes, bool]]:
+    """``body`` cut into pieces of ``size`` bytes (the last one shorter, or empty when
+    ``body`` is), each with whether it is the last: one piece is held back to know.
+    A piece of the body that is already ``size`` bytes passes through without a copy."""
+    full: bytes | None = None  # a whole piece, out once more data follows
+    pending = bytearray()
+    async for chunk in body:
+        if not chunk:
+            continue
+        if full is not None:
+            yield full, False
+            full = None
+        if not pending and len(chunk) == size:
+            full = bytes(chunk)
+            continue
+        pending += chunk
+        while len(pending) > size:
+            with memoryview(pending) as view:
+                piece = bytes(view[:size])
+            del pending[:size]
+            yield piece, False
+        if len(pending) == size:
+            full = bytes(pending)
+            pending.clear()
+    yield (full if full is not None else bytes(pending)), True
+
+
 class ObjectStore(Protocol):
     async def put(
-        self, key: str, body: Body, *, content_type: str = ..., metadata: Mapping[str, str] | None = None
+        self,
+        key: str,
+        body: Body,
+        *,
+        content_type: str = ...,
+        metadata: Mapping[str, str] | None = None,
+        digest: bool = ...,
     ) -> StoredObject:
-        """Store ``body`` under ``key`` (replacing any object there); the SHA-256 is recorded."""
+        """Store ``body`` under ``key`` (replacing any object there); the SHA-256 is recorded
+        unless ``digest`` is false (a store wrapping this one that keeps its own digest)."""
         ...
 
     def stream(self, key: str) -> AsyncIterator[bytes]:
@@ -186,21 +220,27 @@ class FolderStore:
         *,
         content_type: str = "application/octet-stream",
         metadata: Mapping[str, str] | None = None,
+        digest: bool = True,
     ) -> StoredObject:
         path = self._path(key)
         tmp = self.root / ".tmp" / uuid.uuid4().hex
-        digest, size = hashlib.sha256(), 0
+        hashed, size = hashlib.sha256() if digest else None, 0
         try:
             with tmp.open("wb") as out:
+
+                def write(chunk: bytes) -> None:
+                    # One thread step: hashing releases the GIL, as the write does.
+                    if hashed is not None:
+                        hashed.update(chunk)
+                    out.write(chunk)
+
                 async for chunk in _chunks(body):
-                    digest.update(chunk)
                     size += len(chunk)
-                    await asyncio.to_thread(out.write, chunk)
-            meta = {
-                "content_type": content_type,
-                "metadata": dict(metadata or {}),
-                SHA256_META: digest.hexdigest(),
-            }
+                    await asyncio.to_thread(write, chunk)
+            sha256 = hashed.hexdigest() if hashed is not None else None
+            meta: dict[str, Any] = {"content_type": content_type, "metadata": dict(metadata or {})}
+            if sha256 is not None:
+                meta[SHA256_META] = sha256
             meta_path = self._meta_path(key)
             meta_path.parent.mkdir(parents=True, exist_ok=True)
             meta_path.write_text(json.dumps(meta))
@@ -209,9 +249,7 @@ class FolderStore:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-        return StoredObject(
-            key, size, digest.hexdigest(), content_type, dict(metadata or {}), datetime.now(UTC)
-        )
+        return StoredObject(key, size, sha256, content_type, dict(metadata or {}), datetime.now(UTC))
 
     async def stream(self, key: str) -> AsyncIterator[bytes]:
         path = self._path(key)
@@ -345,6 +383,7 @@ class S3Store:
         *,
         content_type: str = "application/octet-stream",
         metadata: Mapping[str, str] | None = None,
+        digest: bool = True,
     ) -> StoredObject:
         from minio.commonconfig import ComposeSource
 
@@ -352,7 +391,7 @@ class S3Store:
         await self._ensure_bucket()
         tmp_key = f".tmp/{uuid.uuid4().hex}"
         reader = _QueueReader()
-        digest, size = hashlib.sha256(), 0
+        hashed, size = hashlib.sha256() if digest else None, 0
         upload = asyncio.create_task(
             asyncio.to_thread(
                 self.client.put_object,
@@ -366,7 +405,8 @@ class S3Store:
         )
         try:
             async for chunk in _chunks(body):
-                digest.update(chunk)
+                if hashed is not None:
+                    hashed.update(chunk)
                 size += len(chunk)
                 while True:
                     try:
@@ -387,7 +427,10 @@ class S3Store:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.client.remove_object, self.bucket, tmp_key)
             raise
-        meta: dict[str, Any] = {**(metadata or {}), SHA256_META: digest.hexdigest()}
+        sha256 = hashed.hexdigest() if hashed is not None else None
+        meta: dict[str, Any] = {**(metadata or {})}
+        if sha256 is not None:
+            meta[SHA256_META] = sha256
         try:
             await asyncio.to_thread(
                 self.client.compose_object,
@@ -399,9 +442,7 @@ class S3Store:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.client.remove_object, self.bucket, tmp_key)
-        return StoredObject(
-            key, size, digest.hexdigest(), content_type, dict(metadata or {}), datetime.now(UTC)
-        )
+        return StoredObject(key, size, sha256, content_type, dict(metadata or {}), datetime.now(UTC))
 
     async def stream(self, key: str) -> AsyncIterator[bytes]:
         from minio.error import S3Error
@@ -497,23 +538,24 @@ class SealedStore:
         *,
         content_type: str = "application/octet-stream",
         metadata: Mapping[str, str] | None = None,
+        digest: bool = True,
     ) -> StoredObject:
         from hdhub.common.envelope import seal_stream
 
-        digest, size = hashlib.sha256(), 0
+        hashed, size = hashlib.sha256() if digest else None, 0
 
         async def plain() -> AsyncIterator[bytes]:
             nonlocal size
             async for chunk in _chunks(body):
-                digest.update(chunk)
                 size += len(chunk)
                 yield chunk
 
-        sealed = seal_stream(self.envelope, plain(), aad=self._aad)
-        stored = await self.inner.put(key, sealed, content_type=content_type, metadata=metadata)
-        return StoredObject(
-            key, size, digest.hexdigest(), content_type, dict(metadata or {}), stored.modified
-        )
+        # The plaintext's SHA-256 is taken where each segment is sealed (a worker thread);
+        # the ciphertext's, which nothing reads, is not computed.
+        sealed = seal_stream(self.envelope, plain(), aad=self._aad, digest=hashed)
+        stored = await self.inner.put(key, sealed, content_type=content_type, metadata=metadata, digest=False)
+        sha256 = hashed.hexdigest() if hashed is not None else None
+        return StoredObject(key, size, sha256, content_type, dict(metadata or {}), stored.modified)
 
     async def stream(self, key: str) -> AsyncIterator[bytes]:
         from hdhub.common.envelope import open_stream

@@ -73,7 +73,7 @@ class FileSealer:
     _aead: AESGCM
     _digest: bytes
 
-    def chunk(self, offset: int, plain: bytes, *, last: bool) -> bytes:
+    def chunk(self, offset: int, plain: bytes, last: bool) -> bytes:
         """The ciphertext of ``plain`` starting at ``offset`` (a plaintext offset)."""
         return self._aead.encrypt(_nonce(offset), plain, chunk_aad(self._digest, offset, last))
 
@@ -106,7 +106,7 @@ class FileOpener:
     _aead: AESGCM
     _digest: bytes
 
-    def chunk(self, offset: int, ciphertext: bytes, *, last: bool) -> bytes:
+    def chunk(self, offset: int, ciphertext: bytes, last: bool) -> bytes:
         """The plaintext of a chunk; :class:`FileRejected` (``decryption``) when it was
         altered, moved, or belongs to another attempt."""
         try:

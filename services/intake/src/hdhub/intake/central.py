@@ -18,11 +18,14 @@ the central side reports. Acknowledged, the object leaves the drop area for
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 import grpc
 from sqlalchemy import func, select, update
@@ -32,7 +35,7 @@ from hdhub.common.config import CENTRAL, platform
 from hdhub.common.db import utcnow
 from hdhub.common.errors import Problem
 from hdhub.common.grpc import channel
-from hdhub.common.objectstore import ObjectNotFound
+from hdhub.common.objectstore import ObjectNotFound, exact_pieces
 from hdhub.common.sealed_file import FileSealer, seal_header
 from hdhub.common.sealed_record import CentralPublicKey, Signer
 from hdhub.common.service_auth import acting_as_service
@@ -48,6 +51,9 @@ from hdhub.proto.sim.v1 import central_pb2_grpc as pb_grpc
 
 log = logging.getLogger("hdhub.intake.central")
 
+T = TypeVar("T")
+#: Sealed chunks prepared ahead of the one gRPC is sending.
+READ_AHEAD = 2
 #: Registration statuses at which the central platform holds the record.
 DELIVERED = frozenset({"submitted", "corrections_needed", "approved", "follow_up_needed"})
 
@@ -214,35 +220,72 @@ class CentralSender:
     async def _messages(
         self, f: IntakeFile, header: pb.SealedFileHeader, sealer: FileSealer, offset: int
     ) -> AsyncIterator[pb.ReceiveFileRequest]:
-        """The header, then the object's bytes from ``offset`` in sealed chunks: one chunk
-        held back so the last can be flagged. Memory: a chunk and the store's segment."""
+        """The header, then the object's sealed chunks from ``offset``, read ahead: the
+        next chunks are read, decrypted and sealed while gRPC sends the one before (in the
+        event loop: AES-GCM alone costs less than a hop to a worker thread).
+        Memory: :data:`READ_AHEAD` chunks and the store's segment."""
         yield pb.ReceiveFileRequest(header=header)
-        size = self.files.settings.send_chunk_bytes
-        skip, at = offset, offset
-        pending = bytearray()
-        async for piece in self.files.objects.stream(f.object_key):
-            if skip:
-                if len(piece) <= skip:
-                    skip -= len(piece)
-                    continue
-                piece, skip = piece[skip:], 0
-            pending += piece
-            while len(pending) > size:
-                chunk = bytes(pending[:size])
-                del pending[:size]
-                yield pb.ReceiveFileRequest(
-                    chunk=pb.SealedFileChunk(offset=at, ciphertext=sealer.chunk(at, chunk, last=False))
-                )
-                metrics.BYTES_SENT.inc(len(chunk))
-                at += len(chunk)
-        yield pb.ReceiveFileRequest(
-            chunk=pb.SealedFileChunk(
-                offset=at, ciphertext=sealer.chunk(at, bytes(pending), last=True), last=True
-            )
-        )
-        metrics.BYTES_SENT.inc(len(pending))
+        async for message, plain_size in read_ahead(self._chunks(f, sealer, offset), READ_AHEAD):
+            yield message
+            metrics.BYTES_SENT.inc(plain_size)
         # The last byte is out: the file is sent, its acknowledgement still to come.
         await self.files.mark(f, state=SENT, sent_at=utcnow())
+
+    async def _chunks(
+        self, f: IntakeFile, sealer: FileSealer, offset: int
+    ) -> AsyncIterator[tuple[pb.ReceiveFileRequest, int]]:
+        """The object's bytes from ``offset`` in sealed ``send_chunk_bytes`` chunks, the
+        last flagged; each with its plaintext's size."""
+
+        async def from_offset() -> AsyncIterator[bytes]:
+            skip = offset
+            async for piece in self.files.objects.stream(f.object_key):
+                if skip:
+                    if len(piece) <= skip:
+                        skip -= len(piece)
+                        continue
+                    piece, skip = piece[skip:], 0
+                yield piece
+
+        at = offset
+        async for chunk, last in exact_pieces(from_offset(), self.files.settings.send_chunk_bytes):
+            ciphertext = sealer.chunk(at, chunk, last)
+            # Filled in place: a SealedFileChunk built apart is copied again into the request
+            # (several ms per MiB with upb, against tens of microseconds).
+            message = pb.ReceiveFileRequest()
+            message.chunk.SetInParent()
+            message.chunk.offset, message.chunk.ciphertext, message.chunk.last = at, ciphertext, last
+            yield message, len(chunk)
+            at += len(chunk)
+
+
+async def read_ahead(source: AsyncIterator[T], depth: int) -> AsyncIterator[T]:
+    """``source``'s items, produced by a task of their own up to ``depth`` ahead of the
+    consumer; its failure is raised here, and closing this generator cancels it."""
+    queue: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue(maxsize=depth)
+
+    async def produce() -> None:
+        try:
+            async for item in source:
+                await queue.put((True, item))
+        except Exception as exc:
+            await queue.put((False, exc))
+        else:
+            await queue.put((False, None))
+
+    task = asyncio.create_task(produce())
+    try:
+        while True:
+            ok, item = await queue.get()
+            if not ok:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def send(files: Files, sender: CentralSender, file_id: str, now: datetime | None = None) -> str:

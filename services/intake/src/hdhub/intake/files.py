@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -54,8 +55,10 @@ from hdhub.intake.store import (
 
 log = logging.getLogger("hdhub.intake.files")
 
-#: Progress is written to the row at most this often (bytes), for the upload page and REST.
+#: Progress is written to the row at most this often (bytes, and seconds), for the upload
+#: page and REST.
 PROGRESS_EVERY = 8 * 1024 * 1024
+PROGRESS_SECONDS = 1.0
 LINK_JOB = "link"
 #: The states of files that count (checked, then linked and on their way).
 COUNTING = (ACCEPTED, LINKED, SENT, ACKNOWLEDGED, LOADED)
@@ -114,7 +117,7 @@ class Transfer:
         self.size = 0
         self.checker = checks.checker_for(registry.kind)
         self._pending = bytearray()
-        self._reported = 0
+        self._reported, self._reported_at = 0, 0.0
         self._queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=4)
         self._put = asyncio.create_task(
             files.objects.put(
@@ -188,13 +191,20 @@ class Transfer:
         self.size += len(data)
         self.checker.feed(data)
         self._pending += data
-        if len(self._pending) >= CHUNK:
-            chunk = bytes(self._pending)
-            self._pending.clear()
+        # Whole CHUNKs, whatever the client's write size (OpenSSH's is 255 KiB): the store
+        # seals such pieces as they are, with no copy of its own.
+        while len(self._pending) >= CHUNK:
+            with memoryview(self._pending) as view:
+                chunk = bytes(view[:CHUNK])
+            del self._pending[:CHUNK]
             await self._send(chunk)
         if self.size - self._reported >= PROGRESS_EVERY:
-            self._reported = self.size
-            await self.files.progress(self.row, self.size)
+            # SFTP handles one request at a time: the UPDATE stalls the stream while it
+            # runs, so a fast transfer writes its progress once a second, not per 8 MiB.
+            now = time.monotonic()
+            if now - self._reported_at >= PROGRESS_SECONDS:
+                self._reported, self._reported_at = self.size, now
+                await self.files.progress(self.row, self.size)
 
     async def commit(self, *, deliver_as: str | None = None) -> IntakeFile:
         """The file is complete (SFTP close, end of the HTTP body): store it for good.
