@@ -7,6 +7,7 @@ the switches. Every page passes axe-core."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -92,11 +93,13 @@ def test_parked_and_nok_deliveries_are_listed_with_their_reason(page: Page, aged
     expect(page.locator("h1")).to_contain_text("Deliveries")
     table = page.locator("#deliveries tbody")
     expect(table.locator("tr")).to_have_count(2)
-    parked = table.locator("tr", has=page.locator(f"a[href='/portal/registrations/{aged['parked']}']"))
+    parked = table.locator(
+        "tr", has=page.locator(f"a[href='/portal/o/az-demo/registrations/{aged['parked']}']")
+    )
     expect(parked).to_contain_text("Parked: resends stopped")
     expect(parked).to_contain_text("Pseudonymisation refused a patient identifier")
     expect(parked).to_contain_text("ssin-checksum")
-    nok = table.locator("tr", has=page.locator(f"a[href='/portal/registrations/{aged['nok']}']"))
+    nok = table.locator("tr", has=page.locator(f"a[href='/portal/o/az-demo/registrations/{aged['nok']}']"))
     expect(nok).to_contain_text("NOK: being resent")
     expect(nok).to_contain_text("The central platform could not be reached")
     expect(table).not_to_contain_text(aged["pending"])
@@ -105,6 +108,10 @@ def test_parked_and_nok_deliveries_are_listed_with_their_reason(page: Page, aged
     page.get_by_role("button", name="Filter").click()
     expect(table.locator("tr")).to_have_count(1)
     expect(page.locator("ul[aria-label='Filters in use']")).to_contain_text("Parked")
+    # Each row leads to the registration's own page.
+    table.locator("tr a").first.click()
+    expect(page).to_have_url(re.compile(f"/portal/o/az-demo/registrations/{aged['parked']}$"))
+    expect(page.locator("h1")).to_contain_text("Registration")
     # Only the operator drives the stand-in.
     response = page.goto("/portal/operator/sim")
     assert response is not None and response.status == 403

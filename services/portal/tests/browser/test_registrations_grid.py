@@ -94,6 +94,10 @@ def test_the_grid_pages_sorts_and_counts(page: Page, seeded: dict[str, list[dict
     page.get_by_role("link", name=re.compile("^Created")).click()
     expect(page.locator("th[aria-sort=ascending]")).to_contain_text("Created")
     assert rows(page)[0] == opened[0]["id"]
+    # A row leads to the registration's own page (it led to a 404 before).
+    page.locator("#bulk tbody tr td:nth-child(2) a").first.click()
+    expect(page).to_have_url(re.compile(f"/portal/o/az-demo/registrations/{opened[0]['id']}$"))
+    expect(page.locator("h1")).to_contain_text("Registration")
 
 
 def test_the_grid_filters_with_removable_chips(page: Page, seeded: dict[str, list[dict[str, Any]]]) -> None:

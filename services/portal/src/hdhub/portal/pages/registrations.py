@@ -3,7 +3,7 @@ as removable chips, two sort orders, keyset pages both ways ("next" and "previou
 the cursor in the URL), the counts per status under the filters, and several registrations submitted or deleted at once (those who
 may write them), each with its outcome. Everything comes from registrations'
 ``ListRegistrations`` and ``ActOnRegistrations`` with the person's token; a row links to
-the registration's own page, ``/portal/registrations/{id}``."""
+the registration's own page, ``/portal/o/{org}/registrations/{id}``."""
 
 from __future__ import annotations
 
