@@ -268,6 +268,17 @@ def test_a_vcf_sent_from_the_files_page_is_checked_and_a_refused_one_said_in_wor
     )
     # (No form of ours sends that: the form is shown again with the refusal, nothing sent.)
     assert answer[0] == 422 and "The body is not multipart/form-data" in answer[1], answer
+    # One name sent again and again counts each time (the trial sent 400,000 copies).
+    answer = page.evaluate(
+        """async () => {
+            const form = new FormData();
+            for (let i = 0; i < 100; i++) form.append('registry', 'NGS');
+            form.append('file', new Blob(['x']), 'a.vcf');
+            const r = await fetch('/portal/o/lab-demo/files/new', {method: 'POST', body: form});
+            return [r.status, await r.text()];
+        }"""
+    )
+    assert answer[0] == 422 and "The body is not multipart/form-data" in answer[1], answer
 
 
 def test_another_organisations_uploads_and_files_are_refused_by_direct_url(

@@ -36,13 +36,15 @@ class StreamedForm:
         self.fields: dict[str, str] = {}
         self._parts = aiter(MultipartStream(request.stream(), boundary))
         self._checked = False
+        self._field_parts = 0
 
     async def next_file(self) -> Part | None:
         """The next file part (its fields read on the way, the CSRF token checked before
         it), or None at the end of the body."""
         async for part in self._parts:
             if part.filename is None:
-                if len(self.fields) >= MAX_FIELDS and part.name not in self.fields:
+                self._field_parts += 1  # parts, not names: a name sent again counts again
+                if self._field_parts > MAX_FIELDS:
                     raise bad_multipart(f"A form sends at most {MAX_FIELDS} fields")
                 self.fields[part.name] = (await part.text()).strip()
                 continue
