@@ -159,9 +159,12 @@ def test_every_http_container_pauses_before_it_stops_and_sftp_drains_within_the_
         (container,) = spec["containers"]
         assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
         assert spec["terminationGracePeriodSeconds"] > 5
+        drain = int(_env(container)["HDHUB_HTTP_DRAIN_SECONDS"])  # requests in flight finish first
+        assert 0 <= drain < spec["terminationGracePeriodSeconds"] - 5
     intake = _pod(manifests, "hdhub-intake")
     assert intake["terminationGracePeriodSeconds"] == 300
     assert _env(intake["containers"][0])["HDHUB_INTAKE_SFTP_DRAIN_SECONDS"] == "280"  # 300 - 5 - a margin
+    assert _env(intake["containers"][0])["HDHUB_HTTP_DRAIN_SECONDS"] == "280"  # a VCF over HTTP likewise
 
 
 def test_telemetry_goes_to_the_collector_with_the_pods_identity() -> None:

@@ -59,3 +59,47 @@ async def test_a_1_mb_header_is_refused_by_the_server_with_431() -> None:
     finally:
         server.should_exit = True
         await serving
+
+
+async def test_a_request_still_arriving_is_cut_after_the_drain(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """On SIGTERM a request in flight (a file still arriving) gets HDHUB_HTTP_DRAIN_SECONDS,
+    then its connection is closed and the server stops: it waited for ever before (the
+    trial's slow upload held Ctrl-C for 35 s), and Kubernetes would kill it mid-way."""
+    from fastapi import Request
+
+    from hdhub.common.config import platform
+
+    monkeypatch.setenv("HDHUB_HTTP_DRAIN_SECONDS", "1")
+    platform.cache_clear()
+    router = APIRouter()
+
+    @router.put("/slow")
+    async def slow(request: Request) -> dict[str, int]:
+        return {"read": sum([len(chunk) async for chunk in request.stream()])}
+
+    port = free_port()
+    try:
+        config = server_config(
+            create_app(title="t", routers=[router]),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+        )
+    finally:
+        platform.cache_clear()
+    assert config.timeout_graceful_shutdown == 1
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"PUT /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 1000)
+    await writer.drain()  # the rest never comes
+    await asyncio.sleep(0.2)
+    started = asyncio.get_running_loop().time()
+    server.should_exit = True
+    await asyncio.wait_for(serving, timeout=10)
+    assert asyncio.get_running_loop().time() - started < 5
+    assert await asyncio.wait_for(reader.read(), timeout=5) is not None  # closed, not left hanging
+    writer.close()

@@ -39,7 +39,12 @@ class HeaderLimitedH11(H11Protocol):
 
 
 def server_config(app: Any, **options: Any) -> uvicorn.Config:
-    """The uvicorn configuration `hdhub run` serves ``app`` with."""
+    """The uvicorn configuration `hdhub run` serves ``app`` with. On SIGTERM, requests in
+    flight (a file still arriving) get ``HDHUB_HTTP_DRAIN_SECONDS`` to finish; then their
+    connections are closed and the process stops, before Kubernetes would kill it mid-way."""
+    from hdhub.common.config import platform
+
+    options.setdefault("timeout_graceful_shutdown", platform().http_drain_seconds)
     return uvicorn.Config(
         app, http=HeaderLimitedH11, h11_max_incomplete_event_size=MAX_HEADER_BYTES, **options
     )

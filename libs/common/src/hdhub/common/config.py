@@ -97,6 +97,9 @@ class PlatformSettings(BaseSettings):
     #: taken over this long after the claim. Longer than any job step that does not renew
     #: its lease (exports and uploads renew theirs).
     job_lease_seconds: float = Field(default=60.0, gt=0)
+    #: On SIGTERM, HTTP requests in flight may finish for this long; then their connections
+    #: are closed (the chart sets it from the pod's grace period, as intake's SFTP drain).
+    http_drain_seconds: float = Field(default=20.0, ge=0)
     #: Where `hdhub worker` serves /metrics (workers have no HTTP edge); unset: not served.
     metrics_host: str = "0.0.0.0"
     metrics_port: int | None = None
