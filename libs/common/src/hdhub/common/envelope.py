@@ -153,7 +153,6 @@ async def seal_stream(
     data_key, wrapped, master_id = envelope.new_data_key(aad)
     aead = AESGCM(data_key)
     yield STREAM_MAGIC + master_id.encode("ascii") + struct.pack(">H", len(wrapped)) + wrapped
-    pending, number = bytearray(), 0
 
     def segment(plain: bytes, number: int, last: bool) -> bytes:
         if digest is not None:
@@ -162,30 +161,14 @@ async def seal_stream(
         sealed = aead.encrypt(nonce, plain, _segment_aad(aad, number, last))
         return b"".join((struct.pack(">I", NONCE_BYTES + len(sealed)), nonce, sealed))
 
-    # A full segment goes out only once more data follows (the last one is marked so):
-    # ``full`` holds it meanwhile; a piece that is a whole segment is held without a copy.
-    full: bytes | None = None
-    async for chunk in body:
-        if not chunk:
-            continue
-        if full is not None:
-            yield await offload(segment, full, number, False, size=SEGMENT)
-            full, number = None, number + 1
-        if not pending and len(chunk) == SEGMENT:
-            full = bytes(chunk)
-            continue
-        pending += chunk
-        while len(pending) > SEGMENT:
-            with memoryview(pending) as view:
-                piece = bytes(view[:SEGMENT])
-            del pending[:SEGMENT]
-            yield await offload(segment, piece, number, False, size=SEGMENT)
-            number += 1
-        if len(pending) == SEGMENT:
-            full = bytes(pending)
-            pending.clear()
-    last = full if full is not None else bytes(pending)
-    yield await offload(segment, last, number, True, size=len(last))
+    # Whole segments (a piece of the body that is one passes without a copy), the last one
+    # marked so: a full segment goes out only once more data follows.
+    from hdhub.common.objectstore import exact_pieces
+
+    number = 0
+    async for plain, last in exact_pieces(body, SEGMENT):
+        yield await offload(segment, plain, number, last, size=len(plain))
+        number += 1
 
 
 class _Reader:
