@@ -103,7 +103,7 @@ class JobQueue:
 
     db: Database
     model: type[Any]
-    lease: timedelta = field(default_factory=lambda: default_lease())
+    lease: timedelta = field(default_factory=default_lease)
     max_attempts: int = 8
     service: str = "hdhub"
     _next_purge: float = field(default=0.0, init=False, repr=False)
