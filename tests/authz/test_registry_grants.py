@@ -7,6 +7,7 @@ account request's data collections are granted on approval."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -173,6 +174,87 @@ async def test_grpc_methods_refuse_a_member_without_the_registry(stack: Stack) -
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     finally:
         auth.current_principal.reset(token)
+
+
+async def test_the_portals_grpc_methods_keep_a_member_to_its_registries(stack: Stack) -> None:
+    """The portal's grid, bulk actions, forms, a registration's actions and the deliveries
+    page go through these methods: a member granted PACEMAKER neither sees nor changes an
+    ANGIO registration there, and cannot create one; a member granted ANGIO can."""
+    angio = await angio_registration(stack)
+    registrations = registrations_pb2_grpc.RegistrationsServiceStub(channel("registrations"))
+    pb = registrations_pb2
+    dcd = pb.DcdRef(dcd_code="ANGIO_HOSP", version="")
+
+    async def as_member(grants: list[str]) -> Any:
+        _, _, headers = await member_with(stack, grants)
+        return auth.current_principal.set(await auth.verifier().verify(headers["Authorization"][7:]))
+
+    async def listed() -> set[str]:
+        page = await registrations.ListRegistrations(
+            pb.ListRegistrationsRequest(organisation_id=ORG, limit=200)
+        )
+        counted = await registrations.ListRegistrations(
+            pb.ListRegistrationsRequest(organisation_id=ORG, project_code=ANGIO, limit=1)
+        )
+        ids = {r.id for r in page.registrations}
+        assert (angio in ids) == (sum(c.count for c in counted.counts) > 0), "rows and counts disagree"
+        return ids
+
+    token = await as_member([ANGIO])
+    try:
+        assert angio in await listed()  # the same calls let a member of the registry through
+    finally:
+        auth.current_principal.reset(token)
+
+    token = await as_member([PACEMAKER])
+    try:
+        assert angio not in await listed()
+        deliveries = await registrations.ListDeliveries(pb.ListDeliveriesRequest(organisation_id=ORG))
+        assert all(d.dcd_code != "ANGIO_HOSP" for d in deliveries.deliveries)
+        bulk = await registrations.ActOnRegistrations(
+            pb.ActOnRegistrationsRequest(
+                organisation_id=ORG, action="delete", registrations=[pb.RegistrationRef(id=angio)]
+            )
+        )
+        assert [(o.done, o.problem) for o in bulk.outcomes] == [(False, "not-found")], bulk
+        for call, code in (
+            (
+                registrations.ActOnRegistration(
+                    pb.ActOnRegistrationRequest(id=angio, action=pb.REGISTRATION_ACTION_DELETE)
+                ),
+                grpc.StatusCode.NOT_FOUND,
+            ),
+            (
+                registrations.SaveRegistration(
+                    pb.SaveRegistrationRequest(
+                        organisation_id=ORG, registration_id=angio, values_json=json.dumps(record())
+                    )
+                ),
+                grpc.StatusCode.NOT_FOUND,
+            ),
+            (
+                registrations.SaveRegistration(
+                    pb.SaveRegistrationRequest(organisation_id=ORG, dcd=dcd, values_json=json.dumps(record()))
+                ),
+                grpc.StatusCode.PERMISSION_DENIED,
+            ),
+            (
+                registrations.EvaluateForm(
+                    pb.EvaluateFormRequest(organisation_id=ORG, dcd=dcd, values_json="{}")
+                ),
+                grpc.StatusCode.PERMISSION_DENIED,
+            ),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call
+            assert refused.value.code() == code, refused.value.details()
+    finally:
+        auth.current_principal.reset(token)
+    # Nothing was changed: still open, at its first version.
+    r = await stack.client.get(
+        f"/api/v1/registrations/{angio}", headers=await stack.headers("nurse@az-demo.test")
+    )
+    assert r.status_code == 200 and r.json()["status"] == "open" and r.json()["version"] == 1, r.text
 
 
 async def test_managers_set_grants_taking_one_ends_the_tokens_and_bad_codes_are_refused(stack: Stack) -> None:

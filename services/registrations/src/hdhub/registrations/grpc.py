@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from sqlalchemy import select
 
-from hdhub.common.auth import Action, Principal
+from hdhub.common.auth import Action, Principal, Scope
 from hdhub.common.db import utcnow
 from hdhub.common.errors import (
     FieldError,
@@ -193,6 +193,14 @@ def _require(principal: Principal, action: Action, organisation_id: str) -> None
         raise organisation_required()
     if not principal.can(action, organisation_id):
         raise forbidden()
+
+
+def _scoped(principal: Principal, action: Action, organisation_id: str) -> Scope:
+    """The one organisation asked for, with the registries the caller may do ``action`` on
+    there: what every read and write of its registrations is bounded by (a member granted
+    some registries sees and changes those only; docs/identity.md, access per registry)."""
+    _require(principal, action, organisation_id)
+    return principal.scope_for(action).narrowed(organisation_id)
 
 
 class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
@@ -690,10 +698,13 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
     async def ListRegistrations(
         self, request: pb.ListRegistrationsRequest, context: ServicerContext
     ) -> pb.ListRegistrationsResponse:
-        """The grid's page: filters, sort, keyset cursor, counts per status (records/grid.py)."""
-        _require(require_principal(), Action.REGISTRATION_READ, request.organisation_id)
+        """The grid's page: filters, sort, keyset cursor, counts per status (records/grid.py),
+        within the registries granted to the caller."""
+        principal = require_principal()
+        _require(principal, Action.REGISTRATION_READ, request.organisation_id)
         query = grid.GridQuery(
             organisation_id=request.organisation_id,
+            registries=principal.registries_in(request.organisation_id),
             project_code=request.project_code,
             dcd_code=request.dcd_code,
             dcd_version=request.dcd_version,
@@ -723,10 +734,9 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
     ) -> pb.ActOnRegistrationsResponse:
         """Submit or delete each registration on its own; each outcome said (records/grid.py)."""
         principal = require_principal()
-        _require(principal, Action.REGISTRATION_WRITE, request.organisation_id)
         outcomes = await grid.act_many(
             self.service.registrations,
-            organisation_id=request.organisation_id,
+            organisations=_scoped(principal, Action.REGISTRATION_WRITE, request.organisation_id),
             refs=[(r.id, r.version or None) for r in request.registrations],
             action=request.action,
             actor=Actor(principal.author if principal.is_service() else principal.username, "portal"),
@@ -744,8 +754,9 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
     async def ListDeliveries(
         self, request: pb.ListDeliveriesRequest, context: ServicerContext
     ) -> pb.ListDeliveriesResponse:
-        """An organisation's deliveries in the states asked for, newest change first."""
-        _require(require_principal(), Action.REGISTRATION_READ, request.organisation_id)
+        """An organisation's deliveries in the states asked for, newest change first (of the
+        registries granted to the caller)."""
+        readable = _scoped(require_principal(), Action.REGISTRATION_READ, request.organisation_id)
         known = {s.value for s in DeliveryState}
         wrong = [s for s in request.states if s not in known]
         if wrong:
@@ -755,7 +766,7 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
         if request.limit > 500:
             raise invalid([FieldProblem("limit", "range", "At most 500 per page.")])
         rows, total = await self.service.deliveries.listing(
-            [request.organisation_id],
+            readable,
             state=None,
             states=[DeliveryState(s) for s in request.states],
             limit=request.limit or 50,
@@ -805,8 +816,12 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
     ) -> pb.EvaluateFormResponse:
         """A partial record as the form shows it: relevance, required, computed values and
         errors per field, from the one engine that validates every record."""
-        _require(require_principal(), Action.REGISTRATION_WRITE, request.organisation_id)
+        principal = require_principal()
+        _require(principal, Action.REGISTRATION_WRITE, request.organisation_id)
         entry = await self.service.catalogue.get(request.dcd.dcd_code, request.dcd.version)
+        principal.require_registry(
+            Action.REGISTRATION_WRITE, request.organisation_id, entry.definition.project_code
+        )
         state = entry.compiled.form_state(_values(request.values_json), lang=request.language or "en")
         result = state.validation
         by_field: dict[str, list[pb.FieldError]] = {}
@@ -836,13 +851,16 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
         """Save (and submit when asked) one registration from a form, checked against the
         version the person read; a submission that is not complete stores nothing."""
         principal = require_principal()
-        _require(principal, Action.REGISTRATION_WRITE, request.organisation_id)
+        orgs = _scoped(principal, Action.REGISTRATION_WRITE, request.organisation_id)
         registrations = self.service.registrations
         values = _values(request.values_json)
         lang = request.language or "en"
         actor = Actor(principal.username, PORTAL)
-        orgs = [request.organisation_id]
         if not request.registration_id:
+            entry = await self.service.catalogue.get(request.dcd.dcd_code, request.dcd.version or None)
+            principal.require_registry(
+                Action.REGISTRATION_WRITE, request.organisation_id, entry.definition.project_code
+            )
             checked = await registrations.checked(
                 dcd_code=request.dcd.dcd_code,
                 version=request.dcd.version or None,
@@ -909,9 +927,8 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
         org = await registrations.organisation_of(request.id)
         if not principal.can(Action.REGISTRATION_READ, org):
             raise not_found("Registration")  # another organisation's: as if there were none
-        _require(principal, Action.REGISTRATION_WRITE, org)
         reg = await registrations.act(
-            organisations=[org],
+            organisations=_scoped(principal, Action.REGISTRATION_WRITE, org),
             registration_id=request.id,
             expected_version=request.expected_version or None,
             action=action,

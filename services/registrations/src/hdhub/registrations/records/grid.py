@@ -68,6 +68,8 @@ class GridQuery:
     descending: bool = True
     cursor: str = ""
     limit: int = 50
+    # The registries (project codes) the caller may read there; None: every one.
+    registries: frozenset[str] | None = None
 
     @property
     def kept_counts_serve(self) -> bool:
@@ -170,6 +172,8 @@ def _filtered(
     """``columns`` of the registrations matching the filters (``by_status``: the status's
     too; else every status, deleted included)."""
     q = select(*columns).where(Registration.organisation_id == query.organisation_id)
+    if query.registries is not None:
+        q = q.where(Registration.project_code.in_(sorted(query.registries)))
     if query.project_code:
         q = q.where(Registration.project_code == query.project_code)
     if query.dcd_code:
@@ -247,6 +251,8 @@ async def counts(session: AsyncSession, query: GridQuery) -> tuple[list[tuple[st
     that took (to compact them when they have grown)."""
     c = RegistrationCount
     where = [c.organisation_id == query.organisation_id]
+    if query.registries is not None:
+        where.append(c.project_code.in_(sorted(query.registries)))
     if query.project_code:
         where.append(c.project_code == query.project_code)
     if query.dcd_code:
@@ -355,7 +361,7 @@ class BulkOutcome:
 async def act_many(
     registrations: Registrations,
     *,
-    organisation_id: str,
+    organisations: Sequence[str],
     refs: Sequence[tuple[str, int | None]],
     action: str,
     actor: Actor,
@@ -373,7 +379,7 @@ async def act_many(
     for id_, version in refs:
         try:
             reg = await registrations.act(
-                organisations=[organisation_id],
+                organisations=organisations,
                 registration_id=id_,
                 expected_version=version,
                 action=BULK_ACTIONS[action],
