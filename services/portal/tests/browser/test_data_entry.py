@@ -252,6 +252,22 @@ def test_a_change_is_posted_when_the_live_connection_cannot_open(browser: Browse
     context.close()
 
 
+def test_a_change_is_posted_when_the_live_connection_does_not_answer(
+    browser: Browser, portal: Platform
+) -> None:
+    context = new_context(browser, portal)
+    page = context.new_page()
+    sign_in(page, *NURSE)
+    answers, posted = evaluations(page)
+    # A socket that opens and never answers (a proxy holding it): given up after 5 s.
+    page.route_web_socket(re.compile(r"/live$"), lambda socket: None)
+    page.goto(ANGIO_NEW)
+    type_in(page, "IDC_PAT", record()["IDC_PAT"])
+    expect(field(page, "TX_PAT_LAST_NAME")).to_be_hidden(timeout=10_000)
+    assert answers == [] and posted
+    context.close()
+
+
 def test_the_same_in_french_with_the_messages_in_french(browser: Browser, portal: Platform) -> None:
     context = new_context(browser, portal, "fr")
     page = context.new_page()

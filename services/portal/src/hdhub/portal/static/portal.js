@@ -89,14 +89,17 @@ document.addEventListener("submit", (event) => {
 // summary lists them for screen readers. Fields that do not apply are disabled, so
 // nothing hidden is sent.
 // The questions go over one WebSocket (the form's `live` route), opened at the first change:
-// no HTTP request per change. Whenever it cannot open or closes, the change is POSTed to the
-// evaluate route instead, and the socket is tried again later, waiting longer each time.
+// no HTTP request per change. When it cannot open, closes, or does not open or answer in
+// time (a proxy holding it), the unanswered change is POSTed to the evaluate route instead,
+// and a socket is tried again later, waiting longer each time.
 const ENTRY_DELAY_MS = 300;
+const LIVE_OPEN_MS = 3_000;
+const LIVE_ANSWER_MS = 5_000;
 const LIVE_RETRY_MS = 5_000;
 const LIVE_RETRY_MAX_MS = 300_000;
 const entry = {
   timer: null, controller: null, asked: 0, answered: 0,
-  socket: null, retryAt: 0, retryMs: LIVE_RETRY_MS,
+  socket: null, liveTimer: null, retryAt: 0, retryMs: LIVE_RETRY_MS,
 };
 
 function entryForm(target) {
@@ -126,11 +129,11 @@ function entryAnswered(form, answer) {
 }
 
 // The newest question over the socket: true when it is sent, or will be once the socket
-// is open; false when there is no socket to use now.
+// is open (or posted once it is given up); false when there is no socket to use now.
 function entryLive(form) {
   if (entry.socket) {
     if (entry.socket.readyState === WebSocket.OPEN) entryLiveSend(form);
-    return entry.socket.readyState <= WebSocket.OPEN;
+    return true;
   }
   if (!window.WebSocket || Date.now() < entry.retryAt) return false;
   const url = new URL(form.dataset.evaluate.replace(/\/evaluate$/, "/live"), window.location.href);
@@ -142,27 +145,47 @@ function entryLive(form) {
     return false;
   }
   entry.socket = socket;
-  socket.addEventListener("open", () => entryLiveSend(form));
+  entryLiveWait(form, socket, LIVE_OPEN_MS);
+  socket.addEventListener("open", () => {
+    if (entry.socket !== socket) return;
+    clearTimeout(entry.liveTimer);
+    entryLiveSend(form);
+  });
   socket.addEventListener("message", (e) => {
+    if (entry.socket !== socket) return;
     entry.retryMs = LIVE_RETRY_MS;
     try {
       entryAnswered(form, JSON.parse(e.data));
     } catch (error) {
       // Not an answer: nothing to apply.
     }
+    if (entry.answered === entry.asked) clearTimeout(entry.liveTimer);
   });
-  socket.addEventListener("close", () => {
-    entry.socket = null;
-    entry.retryAt = Date.now() + entry.retryMs;
-    entry.retryMs = Math.min(entry.retryMs * 2, LIVE_RETRY_MAX_MS);
-    if (entry.answered !== entry.asked) entryPost(form);
-  });
+  socket.addEventListener("close", () => entryLiveDrop(form, socket));
   return true;
 }
 
 function entryLiveSend(form) {
   if (entry.answered === entry.asked) return;
   entry.socket.send(JSON.stringify({ seq: entry.asked, form: entryBody(form).toString() }));
+  entryLiveWait(form, entry.socket, LIVE_ANSWER_MS);
+}
+
+function entryLiveWait(form, socket, ms) {
+  clearTimeout(entry.liveTimer);
+  entry.liveTimer = setTimeout(() => entryLiveDrop(form, socket), ms);
+}
+
+// The socket given up (closed, or not open or not answering in time): the unanswered
+// change is posted, and a socket is tried again after a while.
+function entryLiveDrop(form, socket) {
+  if (entry.socket !== socket) return;
+  clearTimeout(entry.liveTimer);
+  entry.socket = null;
+  socket.close();
+  entry.retryAt = Date.now() + entry.retryMs;
+  entry.retryMs = Math.min(entry.retryMs * 2, LIVE_RETRY_MAX_MS);
+  if (entry.answered !== entry.asked) entryPost(form);
 }
 
 async function entryPost(form) {
