@@ -3,12 +3,14 @@ pages/entry.py) against `hdhub run all`: it answers a change as the POST route d
 refuses a handshake without a session, from another organisation's member, from a member
 without the right to enter registrations, and from another origin; a garbage or oversized
 message closes the connection cleanly and the next one is answered; a signed-out session
-closes it at the next re-read (every change re-reads here: HDHUB_PORTAL_LIVE_SESSION_SECONDS=0)."""
+closes it at the next re-read (every change re-reads here: HDHUB_PORTAL_LIVE_SESSION_SECONDS=0),
+and so does a membership taken away."""
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from urllib.parse import urlencode
 
@@ -24,6 +26,8 @@ pytestmark = pytest.mark.e2e
 NURSE = ("nurse@az-demo.test", "demo-nurse")  # registrant of az-demo
 BIOLOGIST = ("biologist@lab-demo.test", "demo-lab")  # registrant of lab-demo
 CERTIFICATES = ("certificates@az-demo.test", "demo-certs")  # az-demo, no registration rights
+DATA = ("data@az-demo.test", "demo-data")  # registrant of az-demo, removed by the manager below
+MANAGER = ("manager@az-demo.test", "demo-manager")
 FORM = "/portal/o/az-demo/forms/ANGIO_HOSP/1.0.0"
 #: Discharged before admitted (a cross-field constraint), a skip rule, a calculation.
 VALUES = [
@@ -166,4 +170,29 @@ def test_a_signed_out_session_closes_the_connection_at_its_next_change(portal: P
         socket.send(json.dumps({"seq": 2, "form": urlencode([("csrf_token", csrf), *VALUES])}))
         with pytest.raises(ConnectionClosed) as closed:
             socket.recv(timeout=30)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+def test_a_member_removed_meanwhile_is_closed_out_at_the_next_change(portal: Platform) -> None:
+    client = signed_in(portal, *DATA)
+    csrf = csrf_of(client)
+    manager = httpx.post(
+        f"{portal.base_url}/realms/hdhub/protocol/openid-connect/token",
+        data={
+            "grant_type": "password",
+            "client_id": "hdhub-portal",
+            "username": MANAGER[0],
+            "password": MANAGER[1],
+        },
+    ).json()["access_token"]
+    with portal.client(manager) as api, live(portal, client) as socket:
+        assert ask(socket, 1, csrf)["seq"] == 1
+        time.sleep(1.1)  # revocation is by whole seconds: a token of the same second passes
+        members = api.get("/api/v1/organisations/az-demo/members").json()["items"]
+        [data] = [m for m in members if m["email"] == DATA[0]]
+        assert api.delete(f"/api/v1/organisations/az-demo/members/{data['account_id']}").status_code == 204
+        socket.send(json.dumps({"seq": 2, "form": urlencode([("csrf_token", csrf), *VALUES])}))
+        with pytest.raises(ConnectionClosed) as closed:
+            socket.recv(timeout=30)
+    # Removing a member ends their sessions at the issuer: the re-read finds it signed out.
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
