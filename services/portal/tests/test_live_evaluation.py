@@ -4,7 +4,7 @@ refuses a handshake without a session, from another organisation's member, from 
 without the right to enter registrations, and from another origin; a garbage or oversized
 message closes the connection cleanly and the next one is answered; a signed-out session
 closes it at the next re-read (every change re-reads here: HDHUB_PORTAL_LIVE_SESSION_SECONDS=0),
-and so does a membership taken away."""
+and so does a membership taken away; registrations' refusal is answered, not closed."""
 
 from __future__ import annotations
 
@@ -196,3 +196,11 @@ def test_a_member_removed_meanwhile_is_closed_out_at_the_next_change(portal: Pla
             socket.recv(timeout=30)
     # Removing a member ends their sessions at the issuer: the re-read finds it signed out.
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+def test_a_form_registrations_does_not_know_is_answered_with_its_status(
+    portal: Platform, nurse: httpx.Client
+) -> None:
+    with live(portal, nurse, "/portal/o/az-demo/forms/NO_SUCH_FORM/1.0.0") as socket:
+        assert ask(socket, 1, csrf_of(nurse)) == {"seq": 1, "error": 404}
+        assert ask(socket, 2, csrf_of(nurse)) == {"seq": 2, "error": 404}  # and it stays open
