@@ -96,7 +96,11 @@ BENCHES: tuple[Bench, ...] = (
             "audit_filtered_page_over_rest": LOWER,
         },
     ),
-    Bench("bench_portal_validation", ("--quick",), {"portal_over_grpc_p50": LOWER}),
+    Bench(
+        "bench_portal_validation",
+        ("--quick",),
+        {"portal_over_grpc_p50": LOWER, "live_over_grpc_p50": LOWER},
+    ),
     Bench("bench_console", ("--quick",), {"page_over_aggregate_sql": LOWER, "page_over_tally_sql": LOWER}),
     Bench("bench_grid", ("--quick",), {"grpc_over_sql_p50": LOWER, "page_over_sql_p50": LOWER}),
 )

@@ -95,3 +95,48 @@ def test_one_trace_follows_an_upload_through_every_hop(traced: tuple[Platform, R
     secrets = {r["IDC_PAT"] for r in rows} | {r["IDC_PAT"].replace(".", "").replace("-", "") for r in rows}
     exported = repr(receiver.spans)
     assert not [s for s in secrets if s and s in exported]
+
+
+LIVE = "/portal/o/{organisation_id}/forms/{dcd}/{version}/live"
+EVALUATE = "hdhub.registrations.v1.RegistrationsService/EvaluateForm"
+
+
+def test_each_change_over_a_forms_live_connection_is_a_trace_of_its_own(
+    traced: tuple[Platform, Receiver],
+) -> None:
+    """The connection is one span, as long as it is open; each change a trace of its own
+    linked to it, with the ``EvaluateForm`` call under it (client and server), as a POST's
+    trace has; no span per frame."""
+    from services.portal.tests.test_live_evaluation import NURSE, ask, csrf_of, live, signed_in
+
+    platform, receiver = traced
+    client = signed_in(platform, *NURSE)
+    csrf = csrf_of(client)
+    with live(platform, client) as socket:
+        for seq in (1, 2):
+            assert ask(socket, seq, csrf)["seq"] == seq
+    deadline = time.monotonic() + 60
+    while True:
+        spans = receiver.spans
+        connections = [s for s in spans if s.name == f"WEBSOCKET {LIVE}" and s.kind == SERVER]
+        messages = [s for s in spans if s.name == f"WEBSOCKET message {LIVE}" and s.kind == SERVER]
+        evaluated = {s.trace_id for s in spans if s.name == EVALUATE and s.kind == SERVER}
+        done = connections and len(messages) >= 2 and {m.trace_id for m in messages} <= evaluated
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert connections and len(messages) >= 2, sorted({s.name for s in spans if "WEBSOCKET" in s.name})
+    [connection] = connections
+    assert connection.attributes["http.route"] == LIVE and connection.service == "hdhub-portal"
+    assert len({m.trace_id for m in messages} | {connection.trace_id}) == len(messages) + 1
+    for message in messages:
+        assert message.service == "hdhub-portal"
+        assert [(link["trace_id"], link["span_id"]) for link in message.links] == [
+            (connection.trace_id, connection.span_id)
+        ]
+        in_trace = receiver.trace(message.trace_id)
+        by_id = {s.span_id: s for s in in_trace}
+        for kind in (CLIENT, SERVER):
+            call = next(s for s in in_trace if s.name == EVALUATE and s.kind == kind)
+            assert message.name in ancestors(call, by_id)
+    assert not [s for s in spans if s.name.endswith((" websocket receive", " websocket send"))]

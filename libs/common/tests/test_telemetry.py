@@ -15,7 +15,7 @@ import grpc
 import grpc.aio
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
 from google.protobuf.wrappers_pb2 import StringValue
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -435,3 +435,37 @@ async def test_the_server_span_is_named_after_the_route_that_answered(exported: 
     assert servers["GET /api/v1/things/{thing_id}"]["http.route"] == "/api/v1/things/{thing_id}"
     assert servers["POST /api/v1/things/{thing_id}/notes"]["http.route"] == "/api/v1/things/{thing_id}/notes"
     assert "http.route" not in servers["GET"]
+
+
+def test_a_websocket_span_is_named_after_its_route_once(exported: InMemorySpanExporter) -> None:
+    """A WebSocket's server span lasts as long as its connection: named after its route as
+    it is accepted (the app's dependencies ran for it), and not renamed by a close sent
+    later inside a span of the route's own."""
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    from hdhub.common.web import create_app
+
+    app = FastAPI()
+    tracer = trace.get_tracer("test")
+
+    @app.websocket("/api/v1/things/{thing_id}/live")
+    async def live(websocket: WebSocket, thing_id: str) -> None:
+        await websocket.accept()
+        await websocket.receive_text()
+        with tracer.start_as_current_span("a message", kind=SpanKind.SERVER):
+            await websocket.close(4000)
+
+    app = create_app(title="things", routers=[app.router])
+    with TestClient(app).websocket_connect("/api/v1/things/7/live") as socket:
+        socket.send_text("hello")
+        with pytest.raises(WebSocketDisconnect) as closed:
+            socket.receive_text()
+    assert closed.value.code == 4000
+    servers = {
+        s.name: dict(s.attributes or {}) for s in exported.get_finished_spans() if s.kind == SpanKind.SERVER
+    }
+    assert (
+        servers["WEBSOCKET /api/v1/things/{thing_id}/live"]["http.route"] == "/api/v1/things/{thing_id}/live"
+    )
+    assert "a message" in servers

@@ -1,5 +1,6 @@
 """How `hdhub run` serves HTTP: uvicorn on h11 with the request head capped, so a client
-cannot make the server buffer megabytes of headers (httptools has no such cap)."""
+cannot make the server buffer megabytes of headers (httptools has no such cap), and a
+WebSocket message capped (the portal's live form evaluation)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from hdhub.common.errors import PROBLEM_MEDIA_TYPE
-from hdhub.common.limits import MAX_HEADER_BYTES, headers_too_large
+from hdhub.common.limits import MAX_HEADER_BYTES, MAX_WEBSOCKET_MESSAGE_BYTES, headers_too_large
 
 
 class HeaderLimitedH11(H11Protocol):
@@ -45,6 +46,7 @@ def server_config(app: Any, **options: Any) -> uvicorn.Config:
     from hdhub.common.config import platform
 
     options.setdefault("timeout_graceful_shutdown", platform().http_drain_seconds)
+    options.setdefault("ws_max_size", MAX_WEBSOCKET_MESSAGE_BYTES)
     return uvicorn.Config(
         app, http=HeaderLimitedH11, h11_max_incomplete_event_size=MAX_HEADER_BYTES, **options
     )

@@ -2,14 +2,16 @@
 mouse (a skip rule, a cross-field constraint, a required field, a computed value), saves a
 draft, submits it and watches it reach Submitted and status confirmation OK from the sim;
 the same in French with the engine's French messages; a conflicting edit in two tabs;
-another organisation's registration refused by direct URL. Every page passes axe-core."""
+another organisation's registration refused by direct URL. The form's evaluation travels
+over its live connection (a WebSocket, allowed by the pages' CSP), and by POST when that
+cannot open. Every page passes axe-core."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, WebSocket, expect
 
 from services.portal.tests.browser.conftest import check_page, new_context, sign_in
 from tests.e2e.conftest import Platform
@@ -182,10 +184,26 @@ def reopen_and_delete(page: Page) -> None:
     expect(history).to_contain_text("TX_INDICATION_OTHER")
 
 
+def evaluations(page: Page) -> tuple[list[str], list[str]]:
+    """What the page's form evaluation travels by, as it goes: the answers received over
+    its live connection, and the evaluate route's URL for each change POSTed instead."""
+    answers: list[str] = []
+    posted: list[str] = []
+
+    def opened(socket: WebSocket) -> None:
+        if socket.url.endswith("/forms/ANGIO_HOSP/1.0.0/live"):
+            socket.on("framereceived", lambda payload: answers.append(str(payload)))
+
+    page.on("websocket", opened)
+    page.on("request", lambda r: posted.append(r.url) if r.url.endswith("/evaluate") else None)
+    return answers, posted
+
+
 def test_a_registrant_enters_submits_and_follows_a_registration(browser: Browser, portal: Platform) -> None:
     context = new_context(browser, portal)
     page = context.new_page()
     sign_in(page, *NURSE)
+    answers, posted = evaluations(page)
     page.goto("/portal/o/az-demo/registries")
     expect(page.locator("h1")).to_contain_text("Registries")
     row = page.get_by_role("row", name=re.compile(r"Hospitalisation \(ANGIO_HOSP\)"))
@@ -194,8 +212,59 @@ def test_a_registrant_enters_submits_and_follows_a_registration(browser: Browser
     row.get_by_role("link", name=re.compile("New registration")).click()
     expect(page.locator("h1")).to_contain_text("New registration")
     fill_draft_and_submit(page, "en")
+    # Every change was answered over the form's live connection, none by a POST.
+    assert answers and all('"fields"' in a for a in answers)
+    assert posted == []
     expect(page.locator(".timeline")).to_contain_text("Status confirmation OK")
     reopen_and_delete(page)
+    context.close()
+
+
+def test_the_live_connection_is_allowed_by_the_pages_csp(browser: Browser, portal: Platform) -> None:
+    context = new_context(browser, portal, bypass_csp=False)  # connect-src 'self' enforced
+    page = context.new_page()
+    sign_in(page, *NURSE)
+    answers, posted = evaluations(page)
+    page.goto(ANGIO_NEW)
+    type_in(page, "IDC_PAT", record()["IDC_PAT"])
+    expect(field(page, "TX_PAT_LAST_NAME")).to_be_hidden()
+    assert answers and posted == []
+    context.close()
+
+
+def test_a_change_is_posted_when_the_live_connection_cannot_open(browser: Browser, portal: Platform) -> None:
+    context = new_context(browser, portal)
+    # Every WebSocket of the page goes to a port where nothing listens: it never opens.
+    context.add_init_script(
+        "window.WebSocket = class extends window.WebSocket {"
+        " constructor(url, protocols) { super('ws://127.0.0.1:9/', protocols); } };"
+    )
+    page = context.new_page()
+    sign_in(page, *NURSE)
+    answers, posted = evaluations(page)
+    page.goto(ANGIO_NEW)
+    type_in(page, "IDC_PAT", record()["IDC_PAT"])
+    expect(field(page, "TX_PAT_LAST_NAME")).to_be_hidden()  # the skip rule, answered by the POST
+    type_in(page, "DT_HOSPZ", "03/02/2025")
+    type_in(page, "DT_DISCH", "01/02/2025")
+    expect(page.locator("#DT_DISCH-error")).to_contain_text(WORDS["en"]["constraint"])
+    assert answers == [] and len(posted) >= 2
+    context.close()
+
+
+def test_a_change_is_posted_when_the_live_connection_does_not_answer(
+    browser: Browser, portal: Platform
+) -> None:
+    context = new_context(browser, portal)
+    page = context.new_page()
+    sign_in(page, *NURSE)
+    answers, posted = evaluations(page)
+    # A socket that opens and never answers (a proxy holding it): given up after 5 s.
+    page.route_web_socket(re.compile(r"/live$"), lambda socket: None)
+    page.goto(ANGIO_NEW)
+    type_in(page, "IDC_PAT", record()["IDC_PAT"])
+    expect(field(page, "TX_PAT_LAST_NAME")).to_be_hidden(timeout=10_000)
+    assert answers == [] and posted
     context.close()
 
 
@@ -292,4 +361,14 @@ def test_another_organisations_registration_is_refused_by_direct_url(
         )
         # Not a member of az-demo; lab-demo's registrant may evaluate a form of lab-demo.
         assert answer.status == (404 if organisation == "az-demo" else 200)
+        # Nor over the form's live connection: its handshake is refused.
+        opened = page.evaluate(
+            """url => new Promise(done => {
+                const socket = new WebSocket(url);
+                socket.onopen = () => { socket.close(); done(true); };
+                socket.onclose = () => done(false);
+            })""",
+            f"{portal.base_url.replace('http', 'ws', 1)}/portal/o/{organisation}/forms/ANGIO_HOSP/1.0.0/live",
+        )
+        assert opened == (organisation == "lab-demo")
     context.close()

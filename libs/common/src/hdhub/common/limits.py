@@ -28,6 +28,9 @@ MAX_JSON_DEPTH = 32
 #: The request line and headers together (a bearer token is 1-2 KB). The same limit holds
 #: in uvicorn (h11's incomplete-event size) and, for any other server, in the app.
 MAX_HEADER_BYTES = 32 * 1024
+#: A WebSocket message (the portal's form sent over its live connection: a few KiB). The
+#: same limit holds in uvicorn (``ws_max_size``, closing with 1009) and in the route.
+MAX_WEBSOCKET_MESSAGE_BYTES = 256 * 1024
 
 
 def _problem_response(problem: Problem, scope: Scope) -> ASGIApp:

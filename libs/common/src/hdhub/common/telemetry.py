@@ -567,6 +567,8 @@ _SPAN_METHODS = frozenset(
 
 
 def _span_method(scope: Mapping[str, Any]) -> str:
+    if scope.get("type") == "websocket":
+        return "WEBSOCKET"
     method = str(scope.get("method", "")).strip().upper()
     return method if method in _SPAN_METHODS else "HTTP"
 
@@ -614,6 +616,11 @@ def _name_span(scope: MutableMapping[str, Any]) -> None:
         span.set_attribute("http.route", route)
 
 
+#: What starts an answer: the span is named after the route then (a WebSocket's span lasts
+#: as long as its connection; it is named once it is accepted or refused).
+_ANSWER_STARTS = frozenset({"http.response.start", "websocket.accept", "websocket.close"})
+
+
 class _RequestContext:
     """Nothing traced while answering an excluded URL (a scrape of /metrics reads the
     domain gauges from the database, and each statement would start a trace); and the
@@ -623,7 +630,7 @@ class _RequestContext:
         self.app, self.excluded = app, excluded
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         token = current_request.set(scope)
@@ -632,10 +639,14 @@ class _RequestContext:
                 with quiet():
                     await self.app(scope, receive, send)
             else:
+                named = False
 
                 async def naming(message: Any) -> None:
-                    # The span ends with the answer's last byte: named as the answer starts.
-                    if message["type"] == "http.response.start":
+                    # The span ends with the answer's last byte: named as the answer starts
+                    # (once: a WebSocket's later close is sent inside a message's span).
+                    nonlocal named
+                    if not named and message["type"] in _ANSWER_STARTS:
+                        named = True
                         _name_span(scope)
                     await send(message)
 

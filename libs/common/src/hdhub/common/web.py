@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -287,9 +288,10 @@ def _query_names(dependant: Any) -> set[str]:
     return names
 
 
-async def known_query_parameters(request: Request) -> None:
+async def known_query_parameters(request: HTTPConnection) -> None:
     """Refuses (422, naming them) query parameters the API route does not declare: a typo
-    such as ``?stauts=`` would otherwise answer as if no filter had been asked for."""
+    such as ``?stauts=`` would otherwise answer as if no filter had been asked for. (An
+    ``HTTPConnection``: the app's dependencies run for its WebSocket routes too.)"""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute) or not route.path.startswith(API_PREFIXES):
         return
@@ -444,14 +446,14 @@ def answering_for(service: object, *routers: APIRouter) -> list[APIRouter]:
     database), so each request through these routers carries its instance, which
     :func:`service_of` hands to the dependencies."""
 
-    async def carry(request: Request) -> None:  # async: a plain def would run in a thread
-        request.scope[_SERVICE_KEY] = service
+    async def carry(connection: HTTPConnection) -> None:  # async: a plain def would run in a thread
+        connection.scope[_SERVICE_KEY] = service  # a request's, or a WebSocket's
 
     return [ServiceRouters([(router, [Depends(carry)]) for router in routers])]
 
 
-def service_of(request: Request, kind: type[S]) -> S:
-    """The service instance a request reached (see :func:`answering_for`)."""
+def service_of(request: HTTPConnection, kind: type[S]) -> S:
+    """The service instance a request (or a WebSocket) reached (see :func:`answering_for`)."""
     service = request.scope.get(_SERVICE_KEY)
     if not isinstance(service, kind):
         raise TypeError(f"route not mounted with answering_for({kind.__name__}(...), ...)")

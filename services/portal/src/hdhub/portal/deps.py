@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
 
 from hdhub.common.auth import Action, Principal
 from hdhub.common.web import CurrentPrincipal, OrganisationId, service_of
@@ -16,14 +17,14 @@ from hdhub.portal.pages.web import Page, current_page
 from hdhub.portal.runtime import PortalService
 
 
-async def _service(request: Request) -> PortalService:
+async def _service(request: HTTPConnection) -> PortalService:
     return service_of(request, PortalService)
 
 
 ServiceDep = Annotated[PortalService, Depends(_service)]
 
 
-async def _page(request: Request, service: ServiceDep) -> Page:
+async def _page(request: HTTPConnection, service: ServiceDep) -> Page:
     """The signed-in person's page; sign-in first when there is none."""
     return await current_page(request, service)
 
@@ -31,7 +32,7 @@ async def _page(request: Request, service: ServiceDep) -> Page:
 CurrentPage = Annotated[Page, Depends(_page)]
 
 
-async def _organisation_page(request: Request, organisation_id: str, service: ServiceDep) -> Page:
+async def _organisation_page(request: HTTPConnection, organisation_id: str, service: ServiceDep) -> Page:
     """The signed-in person's page in ``organisation_id``, one of theirs (404 otherwise)."""
     return await current_page(request, service, organisation_id=organisation_id)
 

@@ -32,6 +32,12 @@ class PortalSettings(ServiceSettings, MasterKeySettings):
     #: and in any case after the maximum; the person signs in again.
     session_idle_seconds: int = 1800
     session_max_seconds: int = 36000
+    #: How long a form's live connection trusts the session it read (pages/entry.py): a
+    #: change after that reads it again, as a POST would, so a sign-out, an expiry or a
+    #: membership taken away closes the connection at the person's next change; 10 s
+    #: spares a database read per keystroke. Never re-read on a timer: a read resets the
+    #: session's idle clock, and a form left open must not keep its session alive.
+    live_session_seconds: float = 10.0
     #: The portal's OIDC client at the issuer (public, authorization code with PKCE).
     oidc_client_id: str = "hdhub-portal"
     #: Members and audit entries per page.

@@ -8,24 +8,45 @@ these pages call ``hdhub.registrations.v1`` with the person's token (docs/portal
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
+import time
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import parse_qsl
 
+import grpc
 import orjson
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Request, Response, WebSocket
 from fastapi.responses import RedirectResponse
-from starlette.datastructures import FormData
+from opentelemetry import trace
+from opentelemetry.context import Context
+from starlette.datastructures import FormData, UploadFile
+from starlette.websockets import WebSocketDisconnect
 
 from hdhub.common.auth import Action
-from hdhub.common.errors import forbidden, not_found
-from hdhub.portal.deps import OrganisationPage
+from hdhub.common.errors import Problem, forbidden, not_found
+from hdhub.common.grpc import problem_from_rpc_error
+from hdhub.common.limits import MAX_WEBSOCKET_MESSAGE_BYTES
+from hdhub.portal.deps import OrganisationPage, ServiceDep
 from hdhub.portal.pages.forms import FormErrors, form_errors
 from hdhub.portal.pages.i18n import N_, translations
 from hdhub.portal.pages.owners import registrations
-from hdhub.portal.pages.web import PREFIX, Page, PageRoute, check_csrf, verify_csrf
+from hdhub.portal.pages.web import (
+    PREFIX,
+    Page,
+    PageRoute,
+    SignInRequired,
+    check_csrf,
+    current_page,
+    portal_origin,
+    verify_csrf,
+)
 from hdhub.proto.registrations.v1 import registrations_pb2 as pb
+
+if TYPE_CHECKING:
+    from hdhub.portal.runtime import PortalService
 
 router = APIRouter(prefix=f"{PREFIX}/o/{{organisation_id}}", route_class=PageRoute, include_in_schema=False)
 
@@ -493,6 +514,129 @@ async def evaluate_form(
         media_type="application/json",
         headers={"Cache-Control": "no-store"},
     )
+
+
+# --- the form's live connection ------------------------------------------------------------
+
+#: Close codes (docs/portal.md): signed out (or the session ended), and refused (another
+#: origin, not a member of the organisation, no right to enter registrations, a wrong CSRF
+#: token). A handshake is refused before it is accepted: uvicorn answers it HTTP 403 either
+#: way (its answer with a 401 of ours logs an error), and the browser falls back to the POST.
+LIVE_SIGNED_OUT = 4401
+LIVE_FORBIDDEN = 4403
+#: A message that is not ``{"seq": <integer>, "form": "<URL-encoded form>"}`` (RFC 6455's
+#: "invalid frame payload data"), and one over the size limit ("message too big").
+LIVE_INVALID = 1007
+LIVE_TOO_BIG = 1009
+#: A form's inputs, at most (Starlette's limit for a POSTed form).
+LIVE_MAX_FIELDS = 1000
+
+_tracer = trace.get_tracer("hdhub.portal.live")
+
+
+async def live_page(websocket: WebSocket, service: PortalService, organisation_id: str) -> Page | int:
+    """The person's page as the POST route's :data:`WriterPage` has it (the same session
+    read, membership and rights), or the close code refusing them."""
+    try:
+        page = await current_page(websocket, service, organisation_id=organisation_id)
+        return await _writer_page(await _reader_page(page))
+    except SignInRequired:
+        return LIVE_SIGNED_OUT
+    except Problem as exc:
+        return LIVE_SIGNED_OUT if exc.status == 401 else LIVE_FORBIDDEN
+
+
+def live_message(text: str) -> tuple[int, str, FormData] | None:
+    """A message's sequence number, CSRF token and form, or None when it is no message."""
+    try:
+        message = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(message, dict):
+        return None
+    seq, form = message.get("seq"), message.get("form")
+    if type(seq) is not int or not isinstance(form, str) or "\x00" in form or "%00" in form:
+        return None
+    try:
+        pairs: list[tuple[str, str | UploadFile]] = [
+            *parse_qsl(form, keep_blank_values=True, max_num_fields=LIVE_MAX_FIELDS)
+        ]
+    except ValueError:
+        return None
+    data = FormData(pairs)
+    return seq, str(data.get("csrf_token", "")), data
+
+
+@router.websocket("/forms/{dcd}/{version}/live")
+async def live_evaluation(
+    websocket: WebSocket, organisation_id: str, dcd: str, version: str, service: ServiceDep
+) -> None:
+    """The form's state after each change, over one connection (static/portal.js; the POST
+    route is its fallback): a message ``{"seq": n, "form": "<the form URL-encoded>"}`` is
+    answered ``{"seq": n, "fields": {...}}``, as :func:`evaluate_form` answers a POST,
+    without a new HTTP request, its middleware and a session read per change. The form
+    carries its CSRF token, checked in every message as in every POST (in the URL it would
+    be written to access logs). docs/portal.md: the close codes."""
+    if websocket.headers.get("origin") != portal_origin():  # cross-site WebSocket hijacking
+        await websocket.close(LIVE_FORBIDDEN)
+        return
+    page = await live_page(websocket, service, organisation_id)
+    if isinstance(page, int):
+        await websocket.close(page)
+        return
+    await websocket.accept()
+    trace.get_current_span().set_attribute("hdhub.service", "portal")
+    try:
+        await _answer_changes(websocket, service, page, organisation_id, dcd, version)
+    except WebSocketDisconnect:  # gone while its change was evaluated
+        return
+
+
+async def _answer_changes(
+    websocket: WebSocket, service: PortalService, page: Page, organisation_id: str, dcd: str, version: str
+) -> None:
+    connection = trace.get_current_span()
+    read_at = time.monotonic()
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        if text is None or len(text.encode()) > MAX_WEBSOCKET_MESSAGE_BYTES:
+            await websocket.close(LIVE_INVALID if text is None else LIVE_TOO_BIG)
+            return
+        parsed = live_message(text)
+        if parsed is None:
+            await websocket.close(LIVE_INVALID)
+            return
+        seq, csrf, form = parsed
+        with _tracer.start_as_current_span(
+            f"WEBSOCKET message {PREFIX}/o/{{organisation_id}}/forms/{{dcd}}/{{version}}/live",
+            context=Context(),  # a trace per change, as a POST has; linked to the connection's
+            kind=trace.SpanKind.SERVER,
+            links=[trace.Link(connection.get_span_context())],
+            attributes={"hdhub.service": "portal"},
+        ):
+            if time.monotonic() - read_at > service.settings.live_session_seconds:
+                reread = await live_page(websocket, service, organisation_id)
+                if isinstance(reread, int):
+                    await websocket.close(reread)
+                    return
+                page, read_at = reread, time.monotonic()
+            if not hmac.compare_digest(csrf.encode(), page.csrf.encode()):
+                await websocket.close(LIVE_FORBIDDEN)
+                return
+            try:
+                d = _definitions.get((dcd, version)) or await definition(page, dcd, version)
+                evaluated = await evaluate(page, organisation_id, d, typed_values(d, form))
+            except (grpc.aio.AioRpcError, Problem) as exc:
+                problem = problem_from_rpc_error(exc) if isinstance(exc, grpc.aio.AioRpcError) else exc
+                if problem.status in (401, 403):
+                    await websocket.close(LIVE_SIGNED_OUT if problem.status == 401 else LIVE_FORBIDDEN)
+                    return
+                await websocket.send_text(orjson.dumps({"seq": seq, "error": problem.status}).decode())
+                continue
+            await websocket.send_text(orjson.dumps({"seq": seq, **state_json(evaluated)}).decode())
 
 
 # --- a registration's page and its lifecycle -----------------------------------------------

@@ -25,6 +25,7 @@ from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import HTTPConnection
 
 from hdhub.common.auth import Action, Principal, verifier
 from hdhub.common.config import platform
@@ -81,6 +82,12 @@ def security_headers(response: Response) -> Response:
     return response
 
 
+def portal_origin() -> str:
+    """The portal's own origin (``https://host``): what a browser's ``Origin`` says of a
+    request from the portal's pages."""
+    return _origin(platform().public_url)
+
+
 def secure_cookies() -> bool:
     return platform().public_url.startswith("https://")
 
@@ -88,9 +95,10 @@ def secure_cookies() -> bool:
 @dataclass
 class Page:
     """One request's view of the person: language, formats, session and, once signed in,
-    the verified principal (from the access token the portal holds)."""
+    the verified principal (from the access token the portal holds). ``request`` is a
+    form's live connection's WebSocket on that route (pages/entry.py)."""
 
-    request: Request
+    request: HTTPConnection
     lang: str
     session: PortalSession | None = None
     principal: Principal | None = None
@@ -155,7 +163,7 @@ class Page:
         )
 
 
-def language_of(request: Request) -> str:
+def language_of(request: HTTPConnection) -> str:
     return pick_language(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
 
 
@@ -218,7 +226,7 @@ REFRESH_MARGIN_SECONDS = 30
 
 
 async def current_page(
-    request: Request, service: PortalService, *, organisation_id: str | None = None
+    request: HTTPConnection, service: PortalService, *, organisation_id: str | None = None
 ) -> Page:
     """The signed-in person's page context; :class:`SignInRequired` when there is none
     (never signed in, or the session ended: idle, maximum, or refused by the issuer)."""
@@ -285,7 +293,7 @@ def verify_csrf(request: Request, page: Page, field: str) -> None:
     Pages that stream a file check it before its first byte."""
     sent = request.headers.get("x-csrf-token") or field
     origin = request.headers.get("origin")
-    same_origin = origin is None or origin == _origin(platform().public_url)
+    same_origin = origin is None or origin == portal_origin()
     if not page.csrf or not hmac.compare_digest(sent.encode(), page.csrf.encode()) or not same_origin:
         raise Problem(
             403,

@@ -82,14 +82,25 @@ document.addEventListener("submit", (event) => {
 });
 
 // Data entry: a form with data-evaluate asks the portal, and through it registrations' one
-// engine, how the record stands after each change (debounced; a newer question cancels an
-// older one). Only the fields' relevance, required marks, computed values and messages
-// change: the inputs are never replaced, so focus and typed text stay. A field's message
-// shows once the person has touched it (or after the form was sent back); the live
+// engine, how the record stands after each change (debounced; only the answer to the newest
+// question is applied). Only the fields' relevance, required marks, computed values and
+// messages change: the inputs are never replaced, so focus and typed text stay. A field's
+// message shows once the person has touched it (or after the form was sent back); the live
 // summary lists them for screen readers. Fields that do not apply are disabled, so
 // nothing hidden is sent.
+// The questions go over one WebSocket (the form's `live` route), opened at the first change:
+// no HTTP request per change. When it cannot open, closes, or does not open or answer in
+// time (a proxy holding it), the unanswered change is POSTed to the evaluate route instead,
+// and a socket is tried again later, waiting longer each time.
 const ENTRY_DELAY_MS = 300;
-const entry = { timer: null, controller: null, asked: 0 };
+const LIVE_OPEN_MS = 3_000;
+const LIVE_ANSWER_MS = 5_000;
+const LIVE_RETRY_MS = 5_000;
+const LIVE_RETRY_MAX_MS = 300_000;
+const entry = {
+  timer: null, controller: null, asked: 0, answered: 0,
+  socket: null, liveTimer: null, retryAt: 0, retryMs: LIVE_RETRY_MS,
+};
 
 function entryForm(target) {
   return target instanceof Element ? target.closest("form[data-evaluate]") : null;
@@ -100,18 +111,93 @@ function entryAsk(form) {
   entry.timer = setTimeout(() => entryEvaluate(form), ENTRY_DELAY_MS);
 }
 
-async function entryEvaluate(form) {
+function entryBody(form) {
+  const body = new URLSearchParams();
+  for (const [key, value] of new FormData(form)) body.append(key, value);
+  return body;
+}
+
+function entryEvaluate(form) {
+  ++entry.asked;
+  if (!entryLive(form)) entryPost(form);
+}
+
+function entryAnswered(form, answer) {
+  if (answer.seq !== entry.asked) return;
+  entry.answered = answer.seq;
+  if (answer.fields) entryApply(form, answer);
+}
+
+// The newest question over the socket: true when it is sent, or will be once the socket
+// is open (or posted once it is given up); false when there is no socket to use now.
+function entryLive(form) {
+  if (entry.socket) {
+    if (entry.socket.readyState === WebSocket.OPEN) entryLiveSend(form);
+    return true;
+  }
+  if (!window.WebSocket || Date.now() < entry.retryAt) return false;
+  const url = new URL(form.dataset.evaluate.replace(/\/evaluate$/, "/live"), window.location.href);
+  url.protocol = window.location.protocol === "https:" ? "wss:" : "ws:";
+  let socket;
+  try {
+    socket = new WebSocket(url);
+  } catch (e) {
+    return false;
+  }
+  entry.socket = socket;
+  entryLiveWait(form, socket, LIVE_OPEN_MS);
+  socket.addEventListener("open", () => {
+    if (entry.socket !== socket) return;
+    clearTimeout(entry.liveTimer);
+    entryLiveSend(form);
+  });
+  socket.addEventListener("message", (e) => {
+    if (entry.socket !== socket) return;
+    entry.retryMs = LIVE_RETRY_MS;
+    try {
+      entryAnswered(form, JSON.parse(e.data));
+    } catch (error) {
+      // Not an answer: nothing to apply.
+    }
+    if (entry.answered === entry.asked) clearTimeout(entry.liveTimer);
+  });
+  socket.addEventListener("close", () => entryLiveDrop(form, socket));
+  return true;
+}
+
+function entryLiveSend(form) {
+  if (entry.answered === entry.asked) return;
+  entry.socket.send(JSON.stringify({ seq: entry.asked, form: entryBody(form).toString() }));
+  entryLiveWait(form, entry.socket, LIVE_ANSWER_MS);
+}
+
+function entryLiveWait(form, socket, ms) {
+  clearTimeout(entry.liveTimer);
+  entry.liveTimer = setTimeout(() => entryLiveDrop(form, socket), ms);
+}
+
+// The socket given up (closed, or not open or not answering in time): the unanswered
+// change is posted, and a socket is tried again after a while.
+function entryLiveDrop(form, socket) {
+  if (entry.socket !== socket) return;
+  clearTimeout(entry.liveTimer);
+  entry.socket = null;
+  socket.close();
+  entry.retryAt = Date.now() + entry.retryMs;
+  entry.retryMs = Math.min(entry.retryMs * 2, LIVE_RETRY_MAX_MS);
+  if (entry.answered !== entry.asked) entryPost(form);
+}
+
+async function entryPost(form) {
   if (entry.controller) entry.controller.abort();
   const controller = new AbortController();
   entry.controller = controller;
-  const asked = ++entry.asked;
-  const body = new URLSearchParams();
-  for (const [key, value] of new FormData(form)) body.append(key, value);
+  const asked = entry.asked;
   let answer;
   try {
     const response = await fetch(form.dataset.evaluate, {
       method: "POST",
-      body,
+      body: entryBody(form),
       credentials: "same-origin",
       headers: { "X-CSRF-Token": form.querySelector("input[name=csrf_token]").value },
       signal: controller.signal,
@@ -121,8 +207,7 @@ async function entryEvaluate(form) {
   } catch (e) {
     return;
   }
-  if (asked !== entry.asked) return;
-  entryApply(form, answer);
+  entryAnswered(form, { seq: asked, ...answer });
 }
 
 function entryApply(form, answer) {
