@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ from hdhub.proto.registrations.v1 import registrations_pb2 as pb
 
 if TYPE_CHECKING:
     from hdhub.portal.runtime import PortalService
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix=f"{PREFIX}/o/{{organisation_id}}", route_class=PageRoute, include_in_schema=False)
 
@@ -635,6 +638,10 @@ async def _answer_changes(
                     await websocket.close(LIVE_SIGNED_OUT if problem.status == 401 else LIVE_FORBIDDEN)
                     return
                 await websocket.send_text(orjson.dumps({"seq": seq, "error": problem.status}).decode())
+                continue
+            except Exception as exc:  # a bug of ours: logged as the app's UnhandledErrors logs one
+                log.error("unhandled error", exc_info=exc, extra={"path": websocket.scope.get("path")})
+                await websocket.send_text(orjson.dumps({"seq": seq, "error": 500}).decode())
                 continue
             await websocket.send_text(orjson.dumps({"seq": seq, **state_json(evaluated)}).decode())
 
