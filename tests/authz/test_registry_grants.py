@@ -199,11 +199,19 @@ async def test_the_portals_grpc_methods_keep_a_member_to_its_registries(stack: S
         )
         ids = {r.id for r in page.registrations}
         assert (angio in ids) == (sum(c.count for c in counted.counts) > 0), "rows and counts disagree"
+        found = await registrations.FindRegistrationsByField(
+            pb.FindRegistrationsByFieldRequest(
+                organisation_id=ORG, field="IDC_PAT", any_value=True, limit=1000
+            )
+        )
+        assert (angio in ids) == (angio in {r.id for r in found.registrations}), "grid and look-up disagree"
         return ids
 
     token = await as_member([ANGIO])
     try:
         assert angio in await listed()  # the same calls let a member of the registry through
+        history = await registrations.GetRegistrationHistory(pb.GetRegistrationHistoryRequest(id=angio))
+        assert history.registration.id == angio
     finally:
         auth.current_principal.reset(token)
 
@@ -219,6 +227,10 @@ async def test_the_portals_grpc_methods_keep_a_member_to_its_registries(stack: S
         )
         assert [(o.done, o.problem) for o in bulk.outcomes] == [(False, "not-found")], bulk
         for call, code in (
+            (
+                registrations.GetRegistrationHistory(pb.GetRegistrationHistoryRequest(id=angio)),
+                grpc.StatusCode.NOT_FOUND,
+            ),
             (
                 registrations.ActOnRegistration(
                     pb.ActOnRegistrationRequest(id=angio, action=pb.REGISTRATION_ACTION_DELETE)
@@ -330,6 +342,10 @@ async def test_an_upload_of_a_registry_not_granted_is_neither_replayed_nor_linke
     link = pb.CreateUploadHeader(
         organisation_id=ORG, dcd_code="PACEMAKER", filename="rows.csv", linked_upload_id=held.upload.id
     )
+
+    async def drained(stream: Any) -> list[Any]:
+        return [m async for m in stream]
+
     token = await as_member(stack, [PACEMAKER])
     try:
         for header, code in (
@@ -339,6 +355,44 @@ async def test_an_upload_of_a_registry_not_granted_is_neither_replayed_nor_linke
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await create(header)  # the header alone: refused before any chunk is read
             assert refused.value.code() == code, refused.value.details()
+        # Reading it, and ANGIO's settings, as the REST routes answer (already bounded).
+        listed = await uploads.ListUploads(pb.ListUploadsRequest(organisation_id=ORG, limit=200))
+        assert held.upload.id not in {u.id for u in listed.uploads}
+        angio_settings = pb.UploadSettings(
+            conflict_master=pb.CONFLICT_MASTER_NEW, validation=pb.VALIDATION_NONE
+        )
+        for call, code in (
+            (uploads.GetUpload(pb.GetUploadRequest(id=held.upload.id)), grpc.StatusCode.NOT_FOUND),
+            (
+                drained(uploads.WatchUpload(pb.WatchUploadRequest(id=held.upload.id))),
+                grpc.StatusCode.NOT_FOUND,
+            ),
+            (
+                drained(
+                    uploads.GetUploadReport(
+                        pb.GetUploadReportRequest(id=held.upload.id, kind=pb.REPORT_KIND_ERRORS)
+                    )
+                ),
+                grpc.StatusCode.NOT_FOUND,
+            ),
+            (
+                uploads.GetUploadSettings(
+                    pb.GetUploadSettingsRequest(organisation_id=ORG, project_code=ANGIO)
+                ),
+                grpc.StatusCode.PERMISSION_DENIED,
+            ),
+            (
+                uploads.UpdateUploadSettings(
+                    pb.UpdateUploadSettingsRequest(
+                        organisation_id=ORG, project_code=ANGIO, settings=angio_settings
+                    )
+                ),
+                grpc.StatusCode.PERMISSION_DENIED,
+            ),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call
+            assert refused.value.code() == code, refused.value.details()
     finally:
         auth.current_principal.reset(token)
 
@@ -346,6 +400,7 @@ async def test_an_upload_of_a_registry_not_granted_is_neither_replayed_nor_linke
     try:
         again = await create(replay)
         assert again.replayed and again.upload.id == held.upload.id, again
+        assert (await uploads.GetUpload(pb.GetUploadRequest(id=held.upload.id))).upload.id == held.upload.id
         linked = await create(
             pb.CreateUploadHeader(
                 organisation_id=ORG,
