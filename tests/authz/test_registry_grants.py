@@ -454,6 +454,11 @@ async def test_the_portals_menus_offer_the_registries_granted_only(stack: Stack)
         assert r.status_code == 200 and other in r.text, (path, r.status_code)
     r = await portal_page(stack, pacemaker_only, f"upload-settings/{ANGIO}")
     assert r.status_code == 404, r.status_code
+    # A form of a registry not granted, asked for by its address: refused, no form shown.
+    r = await portal_page(stack, pacemaker_only, "registrations/new?dcd=ANGIO_HOSP")
+    assert r.status_code == 403 and 'name="IDC_PAT"' not in r.text, r.status_code
+    r = await portal_page(stack, angio_ngs, "registrations/new?dcd=ANGIO_HOSP")
+    assert r.status_code == 200 and 'name="IDC_PAT"' in r.text, r.status_code
 
 
 async def test_managers_set_grants_taking_one_ends_the_tokens_and_bad_codes_are_refused(stack: Stack) -> None:
