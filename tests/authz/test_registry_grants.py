@@ -141,6 +141,22 @@ async def test_files_of_a_registry_not_granted_are_neither_sent_nor_listed(stack
     listed = (await stack.client.get(f"/api/v1/files/{ORG}", headers=hiv_only)).json()["items"]
     assert all(f["registry"] != "NGS" for f in listed)
     assert (await stack.client.get(f"/api/v1/files/{ORG}/{sent}", headers=everyone)).status_code == 200
+    # The same over gRPC (the portal's file page).
+    intake = intake_pb2_grpc.IntakeServiceStub(channel("intake"))
+    request = intake_pb2.GetFileRequest(organisation_id=ORG, id=sent)
+    token = auth.current_principal.set(await auth.verifier().verify(hiv_only["Authorization"][7:]))
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await intake.GetFile(request)
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        auth.current_principal.reset(token)
+    _, _, ngs_only = await member_with(stack, ["HDBP0257"])
+    token = auth.current_principal.set(await auth.verifier().verify(ngs_only["Authorization"][7:]))
+    try:
+        assert (await intake.GetFile(request)).file.id == sent
+    finally:
+        auth.current_principal.reset(token)
 
 
 async def test_grpc_methods_refuse_a_member_without_the_registry(stack: Stack) -> None:
