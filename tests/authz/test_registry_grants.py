@@ -19,6 +19,7 @@ from hdhub.common import auth
 from hdhub.common.grpc import channel
 from hdhub.proto.intake.v1 import intake_pb2, intake_pb2_grpc
 from hdhub.proto.registrations.v1 import registrations_pb2, registrations_pb2_grpc
+from hdhub.proto.uploads.v1 import uploads_pb2, uploads_pb2_grpc
 from tests.authz.test_route_matrix import _questionnaire_response
 from tests.support.samples import record
 from tests.support.stack import TOKEN_PATH, Stack
@@ -140,6 +141,22 @@ async def test_files_of_a_registry_not_granted_are_neither_sent_nor_listed(stack
     listed = (await stack.client.get(f"/api/v1/files/{ORG}", headers=hiv_only)).json()["items"]
     assert all(f["registry"] != "NGS" for f in listed)
     assert (await stack.client.get(f"/api/v1/files/{ORG}/{sent}", headers=everyone)).status_code == 200
+    # The same over gRPC (the portal's file page).
+    intake = intake_pb2_grpc.IntakeServiceStub(channel("intake"))
+    request = intake_pb2.GetFileRequest(organisation_id=ORG, id=sent)
+    token = auth.current_principal.set(await auth.verifier().verify(hiv_only["Authorization"][7:]))
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await intake.GetFile(request)
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        auth.current_principal.reset(token)
+    _, _, ngs_only = await member_with(stack, ["HDBP0257"])
+    token = auth.current_principal.set(await auth.verifier().verify(ngs_only["Authorization"][7:]))
+    try:
+        assert (await intake.GetFile(request)).file.id == sent
+    finally:
+        auth.current_principal.reset(token)
 
 
 async def test_grpc_methods_refuse_a_member_without_the_registry(stack: Stack) -> None:
@@ -198,11 +215,19 @@ async def test_the_portals_grpc_methods_keep_a_member_to_its_registries(stack: S
         )
         ids = {r.id for r in page.registrations}
         assert (angio in ids) == (sum(c.count for c in counted.counts) > 0), "rows and counts disagree"
+        found = await registrations.FindRegistrationsByField(
+            pb.FindRegistrationsByFieldRequest(
+                organisation_id=ORG, field="IDC_PAT", any_value=True, limit=1000
+            )
+        )
+        assert (angio in ids) == (angio in {r.id for r in found.registrations}), "grid and look-up disagree"
         return ids
 
     token = await as_member([ANGIO])
     try:
         assert angio in await listed()  # the same calls let a member of the registry through
+        history = await registrations.GetRegistrationHistory(pb.GetRegistrationHistoryRequest(id=angio))
+        assert history.registration.id == angio
     finally:
         auth.current_principal.reset(token)
 
@@ -218,6 +243,10 @@ async def test_the_portals_grpc_methods_keep_a_member_to_its_registries(stack: S
         )
         assert [(o.done, o.problem) for o in bulk.outcomes] == [(False, "not-found")], bulk
         for call, code in (
+            (
+                registrations.GetRegistrationHistory(pb.GetRegistrationHistoryRequest(id=angio)),
+                grpc.StatusCode.NOT_FOUND,
+            ),
             (
                 registrations.ActOnRegistration(
                     pb.ActOnRegistrationRequest(id=angio, action=pb.REGISTRATION_ACTION_DELETE)
@@ -255,6 +284,197 @@ async def test_the_portals_grpc_methods_keep_a_member_to_its_registries(stack: S
         f"/api/v1/registrations/{angio}", headers=await stack.headers("nurse@az-demo.test")
     )
     assert r.status_code == 200 and r.json()["status"] == "open" and r.json()["version"] == 1, r.text
+
+
+async def as_member(stack: Stack, grants: list[str]) -> Any:
+    """A new member of az-demo granted these registries, as the caller of gRPC methods (the
+    token to reset)."""
+    _, _, headers = await member_with(stack, grants)
+    return auth.current_principal.set(await auth.verifier().verify(headers["Authorization"][7:]))
+
+
+async def test_the_reimbursed_registrations_stream_keeps_a_member_to_its_registries(stack: Stack) -> None:
+    """StreamReimbursedRegistrations (nippin's reconciliation) answers a person's token too:
+    a member granted ANGIO gets no PACEMAKER registration from it; one granted PACEMAKER does."""
+    import pyarrow as pa
+
+    body = {"organisation_id": ORG, "dcd": "PACEMAKER", "values": record("PACEMAKER"), "submit": True}
+    r = await stack.client.post(
+        "/api/v1/registrations", json=body, headers=await stack.headers("nurse@az-demo.test")
+    )
+    assert r.status_code in (200, 201), r.text
+    pacemaker = r.json()["id"]
+    registrations = registrations_pb2_grpc.RegistrationsServiceStub(channel("registrations"))
+    request = registrations_pb2.StreamReimbursedRegistrationsRequest(organisation_id=ORG)
+
+    async def streamed() -> set[str]:
+        ids: set[str] = set()
+        async for page in registrations.StreamReimbursedRegistrations(request):
+            table = pa.ipc.open_stream(page.registrations_arrow).read_all()
+            ids.update(table.column("registration_id").to_pylist())
+        return ids
+
+    for grants, seen in (([PACEMAKER], True), ([ANGIO], False)):
+        token = await as_member(stack, grants)
+        try:
+            assert (pacemaker in await streamed()) is seen, grants
+        finally:
+            auth.current_principal.reset(token)
+
+
+async def test_an_upload_of_a_registry_not_granted_is_neither_replayed_nor_linked(stack: Stack) -> None:
+    """CreateUpload's idempotency key and linked upload name an existing upload: a member
+    granted PACEMAKER neither gets an ANGIO upload back by its key nor links one; a member
+    granted ANGIO does both."""
+    uploads = uploads_pb2_grpc.UploadsServiceStub(channel("uploads"))
+    pb = uploads_pb2
+    key = uuid.uuid4().hex
+
+    async def create(header: Any, *chunks: bytes) -> Any:
+        async def parts() -> Any:
+            yield pb.CreateUploadRequest(header=header)
+            for chunk in chunks:
+                yield pb.CreateUploadRequest(chunk=chunk)
+
+        return await uploads.CreateUpload(parts())
+
+    token = await as_member(stack, [ANGIO])
+    try:  # a held sequences upload of ANGIO, sent with a key
+        held = await create(
+            pb.CreateUploadHeader(
+                organisation_id=ORG,
+                dcd_code="ANGIO_HOSP",
+                filename="held.csv",
+                kind=pb.UPLOAD_KIND_SEQUENCES,
+                idempotency_key=key,
+            ),
+            b"a,b\n1,2\n",
+        )
+        assert held.upload.status == pb.UPLOAD_STATUS_HELD, held
+    finally:
+        auth.current_principal.reset(token)
+
+    replay = pb.CreateUploadHeader(organisation_id=ORG, dcd_code="PACEMAKER", idempotency_key=key)
+    link = pb.CreateUploadHeader(
+        organisation_id=ORG, dcd_code="PACEMAKER", filename="rows.csv", linked_upload_id=held.upload.id
+    )
+
+    async def drained(stream: Any) -> list[Any]:
+        return [m async for m in stream]
+
+    token = await as_member(stack, [PACEMAKER])
+    try:
+        for header, code in (
+            (replay, grpc.StatusCode.PERMISSION_DENIED),
+            (link, grpc.StatusCode.NOT_FOUND),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await create(header)  # the header alone: refused before any chunk is read
+            assert refused.value.code() == code, refused.value.details()
+        # Reading it, and ANGIO's settings, as the REST routes answer (already bounded).
+        listed = await uploads.ListUploads(pb.ListUploadsRequest(organisation_id=ORG, limit=200))
+        assert held.upload.id not in {u.id for u in listed.uploads}
+        angio_settings = pb.UploadSettings(
+            conflict_master=pb.CONFLICT_MASTER_NEW, validation=pb.VALIDATION_NONE
+        )
+        for call, code in (
+            (uploads.GetUpload(pb.GetUploadRequest(id=held.upload.id)), grpc.StatusCode.NOT_FOUND),
+            (
+                drained(uploads.WatchUpload(pb.WatchUploadRequest(id=held.upload.id))),
+                grpc.StatusCode.NOT_FOUND,
+            ),
+            (
+                drained(
+                    uploads.GetUploadReport(
+                        pb.GetUploadReportRequest(id=held.upload.id, kind=pb.REPORT_KIND_ERRORS)
+                    )
+                ),
+                grpc.StatusCode.NOT_FOUND,
+            ),
+            (
+                uploads.GetUploadSettings(
+                    pb.GetUploadSettingsRequest(organisation_id=ORG, project_code=ANGIO)
+                ),
+                grpc.StatusCode.PERMISSION_DENIED,
+            ),
+            (
+                uploads.UpdateUploadSettings(
+                    pb.UpdateUploadSettingsRequest(
+                        organisation_id=ORG, project_code=ANGIO, settings=angio_settings
+                    )
+                ),
+                grpc.StatusCode.PERMISSION_DENIED,
+            ),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call
+            assert refused.value.code() == code, refused.value.details()
+    finally:
+        auth.current_principal.reset(token)
+
+    token = await as_member(stack, [ANGIO])
+    try:
+        again = await create(replay)
+        assert again.replayed and again.upload.id == held.upload.id, again
+        assert (await uploads.GetUpload(pb.GetUploadRequest(id=held.upload.id))).upload.id == held.upload.id
+        linked = await create(
+            pb.CreateUploadHeader(
+                organisation_id=ORG,
+                dcd_code="ANGIO_HOSP",
+                filename="rows.csv",
+                linked_upload_id=held.upload.id,
+                dry_run=True,
+            ),
+            b"x\n",
+        )
+        assert linked.upload.linked_upload_id == held.upload.id, linked
+    finally:
+        auth.current_principal.reset(token)
+
+
+async def portal_page(stack: Stack, headers: dict[str, str], path: str) -> Any:
+    """A portal page as the member of these headers sees it: a portal session holding its
+    token (as signing in leaves one), the page asked for with its cookie."""
+    from datetime import timedelta
+
+    from hdhub.common.db import utcnow
+    from hdhub.portal.pages.sessions import COOKIE, Tokens
+
+    sessions = stack.service("portal").portal_sessions
+    session_id, row = await sessions.create()
+    tokens = Tokens(access_token=headers["Authorization"][7:], refresh_token="", id_token="")
+    await sessions.store_tokens(row, tokens, utcnow() + timedelta(minutes=5))
+    return await stack.client.get(f"/portal/o/{ORG}/{path}", headers={"Cookie": f"{COOKIE}={session_id}"})
+
+
+async def test_the_portals_menus_offer_the_registries_granted_only(stack: Stack) -> None:
+    """The registry menu, the grid's filters, the Upload Center's new upload and settings,
+    and the files' send form list the registries granted (the services refuse the others):
+    a member granted PACEMAKER is offered no ANGIO form and no NGS folder; one granted ANGIO
+    and NGS is."""
+    _, _, pacemaker_only = await member_with(stack, [PACEMAKER])
+    _, _, angio_ngs = await member_with(stack, [ANGIO, "HDBP0257"])
+    for path, granted, other in (
+        ("registries", "PACEMAKER", "ANGIO_HOSP"),
+        ("registrations", "PACEMAKER", "ANGIO_HOSP"),
+        ("uploads/new", "PACEMAKER", "ANGIO_HOSP"),
+        ("upload-settings", PACEMAKER, ANGIO),
+        ("files/new", "HIV_SEQUENCE", 'value="NGS"'),
+    ):
+        r = await portal_page(stack, pacemaker_only, path)
+        assert r.status_code == 200, (path, r.status_code, r.text[:500])
+        assert other not in r.text, path
+        if path != "files/new":
+            assert granted in r.text, path
+        r = await portal_page(stack, angio_ngs, path)
+        assert r.status_code == 200 and other in r.text, (path, r.status_code)
+    r = await portal_page(stack, pacemaker_only, f"upload-settings/{ANGIO}")
+    assert r.status_code == 404, r.status_code
+    # A form of a registry not granted, asked for by its address: refused, no form shown.
+    r = await portal_page(stack, pacemaker_only, "registrations/new?dcd=ANGIO_HOSP")
+    assert r.status_code == 403 and 'name="IDC_PAT"' not in r.text, r.status_code
+    r = await portal_page(stack, angio_ngs, "registrations/new?dcd=ANGIO_HOSP")
+    assert r.status_code == 200 and 'name="IDC_PAT"' in r.text, r.status_code
 
 
 async def test_managers_set_grants_taking_one_ends_the_tokens_and_bad_codes_are_refused(stack: Stack) -> None:

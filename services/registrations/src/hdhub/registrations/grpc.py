@@ -416,10 +416,15 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
     ) -> AsyncIterator[pb.ReimbursedRegistrationsPage]:
         """An organisation's stored registrations of reimbursed DCDs (submitted at least
         once, not deleted) as Arrow pages, each row with whether it makes a NIPPIN message
-        and its bound values that are no personal data (reconciliation for the nightly report)."""
-        _require(require_principal(), Action.REGISTRATION_READ, request.organisation_id)
+        and its bound values that are no personal data (reconciliation for the nightly report).
+        A person's token gets the registries granted to it only."""
+        principal = require_principal()
+        _require(principal, Action.REGISTRATION_READ, request.organisation_id)
         service = self.service
-        async for page in reconciliation.pages(service.db, service.catalogue, request.organisation_id):
+        granted = principal.registries_in(request.organisation_id)
+        async for page in reconciliation.pages(
+            service.db, service.catalogue, request.organisation_id, granted
+        ):
             yield pb.ReimbursedRegistrationsPage(registrations_arrow=page)
 
     async def ListReimbursedOrganisations(

@@ -209,6 +209,8 @@ class Uploads:
         if new.idempotency_key is not None:
             existing = await self.find_by_idempotency_key(org, new.idempotency_key)
             if existing is not None:
+                # A key is the client's word: it replays an upload of the registries granted only.
+                principal.require_registry(Action.REGISTRATION_WRITE, org, existing.project_code)
                 return existing, True
         dcd = await regs.dcd_summary(new.dcd_code, new.version)
         principal.require_registry(Action.REGISTRATION_WRITE, org, dcd.project_code)
@@ -217,7 +219,8 @@ class Uploads:
         options["dry_run"] = new.dry_run
         options["kind"] = new.kind
         if new.linked_upload_id is not None:
-            options["linked_upload_id"] = (await self._linkable(org, new.linked_upload_id)).id
+            writable = principal.scope_for(Action.REGISTRATION_WRITE).narrowed(org)
+            options["linked_upload_id"] = (await self._linkable(writable, new.linked_upload_id)).id
         incoming = open_file()
         upload = await self.create(
             organisation_id=org,
@@ -234,9 +237,10 @@ class Uploads:
         )
         return upload, False
 
-    async def _linkable(self, organisation_id: str, upload_id: str) -> Upload:
-        """A held sequences upload of the organisation, whose file is still there."""
-        linked = await self.get([organisation_id], upload_id)
+    async def _linkable(self, organisations: list[str], upload_id: str) -> Upload:
+        """A held sequences upload of the organisation (of a registry granted to the caller:
+        ``organisations`` is its Scope there), whose file is still there."""
+        linked = await self.get(organisations, upload_id)
         if linked.source_purged_at is not None:
             raise Problem(
                 410,

@@ -381,10 +381,11 @@ async def render_form(
 
 @router.get("/registries")
 async def registry_menu(organisation_id: str, page: ReaderPage) -> Response:  # noqa: ARG001 - the path's
-    """The registries and their forms, each form's versions newest first (the newest
-    marked), with a link to enter a registration of each."""
+    """The registries granted to the person and their forms, each form's versions newest
+    first (the newest marked), with a link to enter a registration of each."""
     answer = await registrations().ListRegistries(pb.ListRegistriesRequest(), metadata=page.metadata())
-    return page.render("registries.html", registries=answer.registries, text_of=text_of)
+    granted = [r for r in answer.registries if page.granted(r.code)]
+    return page.render("registries.html", registries=granted, text_of=text_of)
 
 
 # --- a new registration, and editing one ------------------------------------------------

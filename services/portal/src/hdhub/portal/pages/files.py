@@ -29,6 +29,8 @@ REGISTRIES = (
     ("NGS", N_("NGS: a VCF (.vcf or .vcf.gz)")),
     ("HIV_SEQUENCE", N_("HIV_Sequence: a sequence file (ARL_yyyymmddHHMMSS.csv)")),
 )
+#: Each folder's registry (project code), as intake names them (hdhub.intake.domain.names).
+PROJECT_CODES = {"NGS": "HDBP0257", "HIV_SEQUENCE": "HDBP0263"}
 STATES = {
     "receiving": (pb.FILE_STATE_RECEIVING, "info", N_("Receiving")),
     "received": (pb.FILE_STATE_RECEIVED, "info", N_("Waiting to be moved to Finished")),
@@ -125,6 +127,12 @@ async def _sender_page(page: ReaderPage) -> Page:
 SenderPage = Annotated[Page, Depends(_sender_page)]
 
 
+def granted_folders(page: Page) -> list[tuple[str, str]]:
+    """The registry folders granted to the person: the filter and the send form offer those
+    only (intake lists no other's files and refuses sending into them)."""
+    return [(folder, words) for folder, words in REGISTRIES if page.granted(PROJECT_CODES[folder])]
+
+
 def context(**extra: Any) -> dict[str, Any]:
     """What the files' templates need besides the page's own."""
     return {
@@ -196,6 +204,7 @@ async def list_files(
     return page.render(
         "files.html",
         **context(
+            registries=granted_folders(page),
             late=late,
             files=answer.files,
             total=answer.total,
@@ -211,7 +220,9 @@ async def list_files(
 
 @router.get("/new")
 async def new_file(page: SenderPage) -> Response:
-    return page.render("file_new.html", **context(errors=FormErrors(), form={}))
+    return page.render(
+        "file_new.html", **context(errors=FormErrors(), form={}, registries=granted_folders(page))
+    )
 
 
 @router.post("/new")
@@ -246,7 +257,11 @@ async def send_file(request: Request, organisation_id: str, page: SenderPage) ->
             raise
         errors = refusal(page, exc)
         await form.drain()
-        return page.render("file_new.html", status=422, **context(errors=errors, form=form.fields))
+        return page.render(
+            "file_new.html",
+            status=422,
+            **context(errors=errors, form=form.fields, registries=granted_folders(page)),
+        )
     return RedirectResponse(f"{PREFIX}/o/{organisation_id}/files/{sent.id}?sent=1", status_code=303)
 
 

@@ -94,9 +94,11 @@ def _instant(day: str, *, end: bool) -> str | None:
     return (start + dt.timedelta(days=1) if end else start).isoformat()
 
 
-def _catalogue_choices(answer: pb.ListRegistriesResponse) -> dict[str, Any]:
-    versions = sorted({v for r in answer.registries for d in r.dcds for v in d.versions}, reverse=True)
-    return {"registries": answer.registries, "versions": versions}
+def _catalogue_choices(page: Page, answer: pb.ListRegistriesResponse) -> dict[str, Any]:
+    """The filters' registries, forms and versions: of the registries granted to the person."""
+    registries = [r for r in answer.registries if page.granted(r.code)]
+    versions = sorted({v for r in registries for d in r.dcds for v in d.versions}, reverse=True)
+    return {"registries": registries, "versions": versions}
 
 
 @router.get("")
@@ -159,7 +161,7 @@ async def grid(
     except BaseException:
         asked.cancel()
         raise
-    catalogue = _catalogue_choices(await asked)
+    catalogue = _catalogue_choices(page, await asked)
     base = f"{PREFIX}/o/{organisation_id}/registrations"
     kept = {k: v for k, v in filters.items() if v}
     ordering = {"sort": sort, "order": order} if (sort, order) != ("updated", "desc") else {}

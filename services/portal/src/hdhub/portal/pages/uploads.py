@@ -164,8 +164,10 @@ SenderPage = Annotated[Page, Depends(_sender_page)]
 
 
 async def catalogue(page: Page) -> list[reg_pb.Registry]:
+    """The registries granted to the person: those it may upload for and set (the Upload
+    Center refuses the others)."""
     answer = await registrations().ListRegistries(reg_pb.ListRegistriesRequest(), metadata=page.metadata())
-    return list(answer.registries)
+    return [r for r in answer.registries if page.granted(r.code)]
 
 
 async def upload_of(page: Page, organisation_id: str, upload_id: str) -> pb.Upload:

@@ -127,6 +127,15 @@ class Page:
             action, organisation_id or self.organisation_id
         )
 
+    def granted(self, registry: str) -> bool:
+        """Whether the person works on this registry (project code) in the page's
+        organisation, by its registry grants: menus and lists offer those only (the owning
+        services refuse the others)."""
+        if self.principal is None or self.organisation_id is None:
+            return False
+        registries = self.principal.registries_in(self.organisation_id)
+        return registries is None or registry in registries
+
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """gRPC metadata carrying the person's token to the owning service."""
         return (("authorization", f"Bearer {self.person.token}"),)

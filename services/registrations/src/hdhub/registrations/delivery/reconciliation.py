@@ -75,9 +75,14 @@ async def organisations(db: Database, catalogue: Catalogue) -> list[str]:
         return sorted(found.scalars())
 
 
-async def pages(db: Database, catalogue: Catalogue, organisation_id: str) -> AsyncIterator[bytes]:
-    """The organisation's reimbursed registrations, one Arrow IPC stream per page."""
+async def pages(
+    db: Database, catalogue: Catalogue, organisation_id: str, registries: frozenset[str] | None = None
+) -> AsyncIterator[bytes]:
+    """The organisation's reimbursed registrations, one Arrow IPC stream per page (of these
+    registries only, for a caller whose grants bound it; None: every one)."""
     for definition in await _versions(catalogue):
+        if registries is not None and definition.project_code not in registries:
+            continue
         async for page in _version_pages(db, organisation_id, definition):
             yield page
 
