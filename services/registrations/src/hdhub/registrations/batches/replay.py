@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,7 +45,18 @@ def _key(batch_id: str) -> str:
 def kept(organisation_id: str, batch_id: str, fingerprint: str, result: BatchResult) -> IdempotencyKey:
     """The row that keeps a stored batch's result, added in the batch's transaction."""
     body = {
-        "rows": [asdict(p) for p in result.rows],
+        # Each field named by hand: dataclasses.asdict copies recursively, and was 5 % of an
+        # upload's CPU at 2,000 rows per batch.
+        "rows": [
+            {
+                "row_index": p.row_index,
+                "outcome": p.outcome,
+                "registration_id": p.registration_id,
+                "business_key": p.business_key,
+                "status": p.status,
+            }
+            for p in result.rows
+        ],
         "errors": [[i, field_error_json(e)] for i, e in result.errors],
         "warnings": [[i, field_error_json(w)] for i, w in result.warnings],
         "nothing_stored": result.nothing_stored,
