@@ -1,7 +1,8 @@
 """A data-entry form's live connection (``/portal/o/{org}/forms/{dcd}/{version}/live``,
 pages/entry.py) against `hdhub run all`: it answers a change as the POST route does; it
 refuses a handshake without a session, from another organisation's member, from a member
-without the right to enter registrations, and from another origin; a garbage or oversized
+without the right to enter registrations or without the form's registry, and from another
+origin; a garbage or oversized
 message closes the connection cleanly and the next one is answered; a signed-out session
 closes it at the next re-read (every change re-reads here: HDHUB_PORTAL_LIVE_SESSION_SECONDS=0),
 and so does a membership taken away; registrations' refusal is answered, not closed."""
@@ -204,3 +205,44 @@ def test_a_form_registrations_does_not_know_is_answered_with_its_status(
     with live(portal, nurse, "/portal/o/az-demo/forms/NO_SUCH_FORM/1.0.0") as socket:
         assert ask(socket, 1, csrf_of(nurse)) == {"seq": 1, "error": 404}
         assert ask(socket, 2, csrf_of(nurse)) == {"seq": 2, "error": 404}  # and it stays open
+
+
+def test_the_handshake_is_refused_for_a_registry_not_granted(portal: Platform) -> None:
+    """A member granted PACEMAKER only: ANGIO's form is refused at the handshake (as the
+    form's page is), PACEMAKER's answered."""
+    manager = httpx.post(
+        f"{portal.base_url}/realms/hdhub/protocol/openid-connect/token",
+        data={
+            "grant_type": "password",
+            "client_id": "hdhub-portal",
+            "username": MANAGER[0],
+            "password": MANAGER[1],
+        },
+    ).json()["access_token"]
+    email = "pacemaker-only@az-demo.test"
+    with portal.client(manager) as api:
+        r = api.post(
+            "/api/v1/organisations/az-demo/members",
+            json={"email": email, "roles": ["registrant"], "registries": ["HDBP0300"]},
+        )
+        assert r.status_code == 201, r.text
+        r2 = api.post(
+            "/api/v1/accounts/password",
+            json={
+                "username": email,
+                "current_password": r.json()["initial_password"],
+                "new_password": "pace-maker-1",
+            },
+        )
+        assert r2.status_code == 204, r2.text
+        versions = {
+            d["code"]: d["versions"][-1]["version"]
+            for r in api.get("/api/v1/registries").json()["items"]
+            for d in r["dcds"]
+        }
+    client = signed_in(portal, email, "pace-maker-1")
+    with pytest.raises(InvalidStatus) as refused:
+        live(portal, client)
+    assert refused.value.response.status_code == 403
+    with live(portal, client, f"/portal/o/az-demo/forms/PACEMAKER/{versions['PACEMAKER']}") as socket:
+        assert ask(socket, 1, csrf_of(client))["seq"] == 1

@@ -585,8 +585,8 @@ async def live_evaluation(
         await websocket.close(LIVE_FORBIDDEN)
         return
     page = await live_page(websocket, service, organisation_id)
-    if isinstance(page, int):
-        await websocket.close(page)
+    if isinstance(page, int) or not await _registry_granted(page, dcd, version):
+        await websocket.close(page if isinstance(page, int) else LIVE_FORBIDDEN)
         return
     await websocket.accept()
     trace.get_current_span().set_attribute("hdhub.service", "portal")
@@ -594,6 +594,17 @@ async def live_evaluation(
         await _answer_changes(websocket, service, page, organisation_id, dcd, version)
     except WebSocketDisconnect:  # gone while its change was evaluated
         return
+
+
+async def _registry_granted(page: Page, dcd: str, version: str) -> bool:
+    """Whether the form's registry is granted to the person (refused at the handshake, as
+    the form's page is, rather than at the first change by registrations). A form the
+    catalogue does not know is let through: each change is answered 404 then."""
+    try:
+        d = _definitions.get((dcd, version)) or await definition(page, dcd, version)
+    except (grpc.aio.AioRpcError, Problem):
+        return True
+    return page.granted(str(d.get("project_code", "")))
 
 
 async def _answer_changes(
