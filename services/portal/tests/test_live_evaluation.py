@@ -82,6 +82,13 @@ def live(
     )
 
 
+def token_of(portal: Platform, username: str, password: str) -> str:
+    """An access token for the API (the password grant the demo realm allows)."""
+    form = {"grant_type": "password", "client_id": "hdhub-portal", "username": username, "password": password}
+    r = httpx.post(f"{portal.base_url}/realms/hdhub/protocol/openid-connect/token", data=form)
+    return str(r.json()["access_token"])
+
+
 def ask(socket: ClientConnection, seq: int, csrf: str) -> dict:  # type: ignore[type-arg]
     socket.send(json.dumps({"seq": seq, "form": urlencode([("csrf_token", csrf), *VALUES])}))
     return json.loads(socket.recv(timeout=30))  # type: ignore[no-any-return]
@@ -177,15 +184,7 @@ def test_a_signed_out_session_closes_the_connection_at_its_next_change(portal: P
 def test_a_member_removed_meanwhile_is_closed_out_at_the_next_change(portal: Platform) -> None:
     client = signed_in(portal, *DATA)
     csrf = csrf_of(client)
-    manager = httpx.post(
-        f"{portal.base_url}/realms/hdhub/protocol/openid-connect/token",
-        data={
-            "grant_type": "password",
-            "client_id": "hdhub-portal",
-            "username": MANAGER[0],
-            "password": MANAGER[1],
-        },
-    ).json()["access_token"]
+    manager = token_of(portal, *MANAGER)
     with portal.client(manager) as api, live(portal, client) as socket:
         assert ask(socket, 1, csrf)["seq"] == 1
         time.sleep(1.1)  # revocation is by whole seconds: a token of the same second passes
@@ -210,15 +209,7 @@ def test_a_form_registrations_does_not_know_is_answered_with_its_status(
 def test_the_handshake_is_refused_for_a_registry_not_granted(portal: Platform) -> None:
     """A member granted PACEMAKER only: ANGIO's form is refused at the handshake (as the
     form's page is), PACEMAKER's answered."""
-    manager = httpx.post(
-        f"{portal.base_url}/realms/hdhub/protocol/openid-connect/token",
-        data={
-            "grant_type": "password",
-            "client_id": "hdhub-portal",
-            "username": MANAGER[0],
-            "password": MANAGER[1],
-        },
-    ).json()["access_token"]
+    manager = token_of(portal, *MANAGER)
     email = "pacemaker-only@az-demo.test"
     with portal.client(manager) as api:
         r = api.post(
