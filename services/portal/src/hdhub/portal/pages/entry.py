@@ -338,7 +338,20 @@ def form_context(page: Page, d: dict[str, Any]) -> dict[str, Any]:
             return []
         return [(c["code"], label(c["labels"], c["code"])) for c in d["codelists"][list_name]["choices"]]
 
-    return {"d": d, "label": label, "choices": choices, "radio_max": RADIO_MAX, "computed": computed}
+    names = {
+        name: label(f["labels"], f["technical_name"]) + (f" ({i})" if f["repeat"] else "")
+        for f in input_fields(d)
+        for i, name in enumerate(flat_names(f), start=1)
+    }
+    return {
+        "d": d,
+        "label": label,
+        "choices": choices,
+        "radio_max": RADIO_MAX,
+        "computed": computed,
+        # A problem names its field by the label people see, not its technical name.
+        "field_labels": names,
+    }
 
 
 async def render_form(
