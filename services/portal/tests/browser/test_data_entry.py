@@ -372,3 +372,28 @@ def test_another_organisations_registration_is_refused_by_direct_url(
         )
         assert opened == (organisation == "lab-demo")
     context.close()
+
+
+def test_problems_are_named_by_their_fields_label(browser: Browser, portal: Platform) -> None:
+    context = new_context(browser, portal)
+    page = context.new_page()
+    sign_in(page, *NURSE)
+    registration = new_draft(page)
+    # The draft's "Still to do" list names each field as the form labels it.
+    issues = page.locator("section[aria-labelledby='issues-title']")
+    expect(issues).to_contain_text("Sex: This field is required.")
+    expect(issues).not_to_contain_text("CD_PAT_SEX")
+    page.goto(f"{registration}/edit")
+    # The summary built as one types names the field too.
+    type_in(page, "DT_DISCH", "01/02/2025")
+    expect(page.locator("#entry-summary")).to_contain_text(
+        "Discharge date: The discharge date must be on or after the admission date"
+    )
+    # And so does the one the server renders when submitting is refused.
+    page.get_by_role("button", name="Submit", exact=True).click()
+    summary = page.locator(".error-summary[data-autofocus]")
+    expect(summary.get_by_role("link", name="Sex: This field is required.")).to_have_attribute(
+        "href", "#CD_PAT_SEX"
+    )
+    expect(page.locator("#CD_PAT_SEX-error")).not_to_contain_text("Sex:")
+    context.close()

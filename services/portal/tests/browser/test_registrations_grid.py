@@ -156,8 +156,23 @@ def test_several_are_submitted_and_deleted_at_once_each_with_its_outcome(
     page.get_by_role("button", name="Submit", exact=True).click()
     expect(page.locator("h1")).to_have_text("Submitted: 2 of 3")
     outcomes = page.locator("#outcomes tbody tr")
-    expect(outcomes.filter(has_text=sent[1]["id"])).to_contain_text("Its status does not allow this.")
-    expect(outcomes.filter(has_text=a)).to_contain_text("Done")
+
+    def outcome(id_: str):  # noqa: ANN202 - a Playwright locator
+        return outcomes.filter(has=page.locator(f"a[href$='/registrations/{id_}']"))
+
+    # Each named by its code and form, linking to its page; no raw ids.
+    refused = outcome(sent[1]["id"])
+    expect(refused).to_contain_text(sent[1]["registration_code"])
+    expect(refused).to_contain_text("ANGIO_HOSP")
+    expect(refused).to_contain_text("Its status does not allow this.")
+    expect(outcome(a)).to_contain_text("Done")
+    expect(outcome(a).get_by_role("link")).to_have_text(re.compile(r"\S"))
+    expect(page.locator("#outcomes")).not_to_contain_text(a)
+    # The outcome is a page of its own (POST-redirect-GET): a reload shows it, not acts again.
+    assert page.url.endswith("/portal/o/az-demo/registrations/bulk")
+    page.reload()
+    expect(page.locator("h1")).to_have_text("Submitted: 2 of 3")
+    expect(outcome(a)).to_contain_text("Done")
     check_page(page, "registrations-submitted")
     page.get_by_role("link", name="Back to the registrations").click()
     expect(page.locator("h1")).to_contain_text("Registrations")

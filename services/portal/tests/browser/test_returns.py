@@ -284,6 +284,40 @@ def test_a_user_manager_narrows_a_members_registries(browser: Browser, portal: P
         p.context.close()
 
 
+def test_none_ticked_is_no_registry_for_a_member_and_every_one_for_a_hospital_system(
+    browser: Browser, portal: Platform
+) -> None:
+    reg = submitted(portal, "ANGIO_HOSP")
+    page = new_context(browser, portal).new_page()
+    sign_in(page, *MANAGER, start="/portal/o/az-demo/clients")
+    expect(page.locator("#registries-hint")).to_contain_text("None ticked: every registry")
+    page.get_by_label("Name").fill("Every registry")
+    page.get_by_label("Client id").fill("az-demo-every-registry")
+    page.get_by_role("button", name="Create", exact=True).click()
+    secret = page.locator("#secret-value").inner_text()
+    with portal.client(portal.token("az-demo-every-registry", secret)) as c:
+        assert c.get(f"/api/v1/registrations/{reg['id']}").status_code == 200
+
+    page.goto("/portal/o/az-demo/members")
+    page.get_by_role("link", name=NURSE[0]).first.click()
+    expect(page.locator("#registries-hint")).to_contain_text("None ticked: no registry")
+    for box in page.locator("#registries input[type=checkbox]").all():
+        box.uncheck()
+    page.get_by_role("button", name="Save the registries").click()
+    expect(page.locator("#registries-saved")).to_be_visible()
+    expect(page.locator("#registries input[type=checkbox]:checked")).to_have_count(0)
+    nurse = new_context(browser, portal).new_page()
+    sign_in(nurse, *NURSE, start="/portal/o/az-demo/follow-ups")
+    response = nurse.goto(f"/portal/o/az-demo/registrations/{reg['id']}")
+    assert response is not None and response.status == 404
+
+    page.locator("#registry-all").check()  # given back, for the other tests of the module
+    page.get_by_role("button", name="Save the registries").click()
+    expect(page.locator("#registries-saved")).to_be_visible()
+    for p in (page, nurse):
+        p.context.close()
+
+
 @pytest.mark.parametrize("lang", ["nl", "fr", "de"])
 def test_the_new_pages_in_other_languages_pass_axe(browser: Browser, portal: Platform, lang: str) -> None:
     """The decision, the fields to correct, the follow-ups and the exports pages in Dutch,

@@ -93,3 +93,6 @@ class PortalSession(Base):
     display_name: Mapped[str] = mapped_column(String(200), default="")
     tokens: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     access_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: The last bulk action's outcome (JSON: organisation, action, back, outcomes), shown by
+    #: the page the POST redirects to, so a reload shows it again without acting again.
+    bulk_outcome: Mapped[str] = mapped_column(Text, default="", server_default="")

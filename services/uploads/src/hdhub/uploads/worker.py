@@ -539,6 +539,7 @@ class UploadRun:
                         error_lines += 1
                     else:
                         warnings += 1
+        errors.sort(key=lambda row: int(row[0] or 0))  # by line: set aside and the engine's mixed
         self.counts["rows_read"] += batch.records
         self.counts["rejected"] += len(batch.set_aside)
         self.counts["rows_with_errors"] += len(error_rows) + len(batch.set_aside)
@@ -585,15 +586,21 @@ class UploadRun:
         # The file's own findings count like the rows' ones: counts agree with the report.
         for severity in ("error", "warning"):
             counts[f"{severity}s"] += sum(f["severity"] == severity for f in self.findings)
-        any_error, any_warning = counts["errors"] > 0, counts["warnings"] > 0
-        self.steps["validity_check"] = "errors" if any_error else "warnings" if any_warning else "success"
+        any_error = counts["errors"] > 0
+        # Each step's mark is the worst of what that step found: the validity check reads
+        # the file's structure (its own findings), the upload checks and stores the rows.
+        file_warnings = sum(f["severity"] == "warning" for f in self.findings)
+        self.steps["validity_check"] = (
+            "errors" if self._file_errors() else "warnings" if file_warnings else "success"
+        )
         refused = self._file_errors() or (validate_all and any_error)
         if refused:
-            self.steps["upload"] = "errors"
             counts["rejected"] = counts["rows_read"]
             for k in ("created", "updated", "ignored_duplicate", "kept_stored"):
                 counts[k] = 0
-        elif counts["rejected"]:
+        if refused or counts["rows_with_errors"]:
+            self.steps["upload"] = "errors"
+        elif counts["warnings"] > file_warnings:
             self.steps["upload"] = "warnings"
         else:
             self.steps["upload"] = "success"

@@ -117,6 +117,13 @@ ACTIONS = {
     "central_approved": N_("Approved by the central platform"),
     "central_follow_up_needed": N_("Follow-up asked by the central platform"),
     "central_error": N_("Refused by the central platform"),
+    "report_error": N_("Error reported by the central platform"),
+    "confirmation_pending": N_("Arrival not confirmed yet"),
+    "confirmation_ok": N_("Arrival confirmed"),
+    "confirmation_nok": N_("Arrival not confirmed"),
+    "delivery_parked": N_("Resends stopped (parked)"),
+    "delivery_retried": N_("Resends started again by an operator"),
+    "delivery_archived": N_("Set aside by an operator"),
 }
 #: What each of the central platform's decisions means for the data provider.
 DECISION_MEANINGS = {
@@ -331,7 +338,20 @@ def form_context(page: Page, d: dict[str, Any]) -> dict[str, Any]:
             return []
         return [(c["code"], label(c["labels"], c["code"])) for c in d["codelists"][list_name]["choices"]]
 
-    return {"d": d, "label": label, "choices": choices, "radio_max": RADIO_MAX, "computed": computed}
+    names = {
+        name: label(f["labels"], f["technical_name"]) + (f" ({i})" if f["repeat"] else "")
+        for f in input_fields(d)
+        for i, name in enumerate(flat_names(f), start=1)
+    }
+    return {
+        "d": d,
+        "label": label,
+        "choices": choices,
+        "radio_max": RADIO_MAX,
+        "computed": computed,
+        # A problem names its field by the label people see, not its technical name.
+        "field_labels": names,
+    }
 
 
 async def render_form(

@@ -17,6 +17,8 @@ from hdhub.proto.identity.v1 import identity_pb2 as pb
 
 #: The data pages each action opens, in the order Home lists them.
 WORK = (
+    (Action.REGISTRATION_READ, "registries"),
+    (Action.REGISTRATION_READ, "registrations"),
     (Action.REGISTRATION_READ, "uploads"),
     (Action.REGISTRATION_READ, "files"),
 )

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import grpc
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import RedirectResponse
+from google.protobuf.json_format import MessageToDict, ParseDict
 
 from hdhub.common.auth import Action
 from hdhub.common.errors import forbidden
-from hdhub.portal.deps import OrganisationPage
+from hdhub.portal.deps import OrganisationPage, ServiceDep
 from hdhub.portal.pages.forms import FormErrors, form_errors
 from hdhub.portal.pages.i18n import BRUSSELS, N_, typed_day
 from hdhub.portal.pages.owners import registrations
@@ -216,8 +219,26 @@ def _back(organisation_id: str, value: str) -> str:
     return value if value == base or value.startswith(base + "?") else base
 
 
+async def _registrations_of(page: Page, organisation_id: str, ids: list[str]) -> dict[str, pb.Registration]:
+    """The registrations behind the outcomes, by id, so each is named by its code and DCD;
+    one of another organisation, or none at all, is left out (the refusal says why)."""
+
+    async def one(id_: str) -> pb.Registration | None:
+        try:
+            answer = await registrations().GetRegistration(
+                pb.GetRegistrationRequest(id=id_), metadata=page.metadata()
+            )
+        except grpc.aio.AioRpcError:
+            return None
+        reg: pb.Registration = answer.registration
+        return reg if reg.organisation_id == organisation_id else None
+
+    found = await asyncio.gather(*(one(i) for i in ids))
+    return {r.id: r for r in found if r is not None}
+
+
 @router.post("/bulk")
-async def bulk(request: Request, organisation_id: str, page: ReaderPage) -> Response:
+async def bulk(request: Request, organisation_id: str, page: ReaderPage, service: ServiceDep) -> Response:
     """Submit or delete the selected registrations: deleting asks first; each row's outcome
     is shown, done or refused with its reason."""
     form = await request.form()
@@ -260,13 +281,33 @@ async def bulk(request: Request, organisation_id: str, page: ReaderPage) -> Resp
         return page.render(
             "registrations_bulk.html", status=422, errors=form_errors(page, exc), back=back, outcomes=[]
         )
-    outcomes = list(answer.outcomes)
+    # POST-redirect-GET: the outcome waits in the session, so a reload shows it, not acts.
+    outcome = {
+        "organisation_id": organisation_id,
+        "action": action,
+        "back": back,
+        "outcomes": [MessageToDict(o, preserving_proto_field_name=True) for o in answer.outcomes],
+    }
+    assert page.session is not None
+    await service.portal_sessions.save(page.session, bulk_outcome=json.dumps(outcome))
+    return RedirectResponse(f"{PREFIX}/o/{organisation_id}/registrations/bulk", status_code=303)
+
+
+@router.get("/bulk")
+async def bulk_outcome(organisation_id: str, page: ReaderPage) -> Response:
+    """The last bulk action's outcome, each registration by its code and form, done or
+    refused with its reason; the grid when there is none for this organisation."""
+    saved = json.loads(page.session.bulk_outcome or "{}") if page.session else {}
+    if saved.get("organisation_id") != organisation_id:
+        return RedirectResponse(f"{PREFIX}/o/{organisation_id}/registrations", status_code=303)
+    outcomes = [ParseDict(o, pb.RegistrationOutcome()) for o in saved["outcomes"]]
     return page.render(
         "registrations_bulk.html",
         errors=FormErrors(),
-        back=back,
-        action=action,
+        back=_back(organisation_id, saved["back"]),
+        action=saved["action"],
         outcomes=outcomes,
+        found=await _registrations_of(page, organisation_id, [o.id for o in outcomes]),
         done_count=sum(1 for o in outcomes if o.done),
         refusals=REFUSALS,
         statuses=STATUSES,

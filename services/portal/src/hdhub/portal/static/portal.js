@@ -249,7 +249,8 @@ function entryApply(form, answer) {
       if (message) input.setAttribute("aria-invalid", "true");
       else input.removeAttribute("aria-invalid");
     }
-    if (message) problems.push([name, message]);
+    // The summary names each field by its label: "Date of birth: This field is required."
+    if (message) problems.push([name, box.dataset.label ? `${box.dataset.label}: ${message}` : message]);
   }
   entryScopes(form);
   entrySummary(problems);
