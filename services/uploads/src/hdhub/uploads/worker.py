@@ -586,21 +586,18 @@ class UploadRun:
         # The file's own findings count like the rows' ones: counts agree with the report.
         for severity in ("error", "warning"):
             counts[f"{severity}s"] += sum(f["severity"] == severity for f in self.findings)
-        any_error = counts["errors"] > 0
-        # Each step's mark is the worst of what that step found: the validity check reads
-        # the file's structure (its own findings), the upload checks and stores the rows.
-        file_warnings = sum(f["severity"] == "warning" for f in self.findings)
-        self.steps["validity_check"] = (
-            "errors" if self._file_errors() else "warnings" if file_warnings else "success"
-        )
+        any_error, any_warning = counts["errors"] > 0, counts["warnings"] > 0
+        # The seed's steps: the validity check runs the validation of every record (its mark
+        # is the worst finding of the file and its rows); the upload stores them (errors when
+        # nothing is stored, warnings when some rows were not).
+        self.steps["validity_check"] = "errors" if any_error else "warnings" if any_warning else "success"
         refused = self._file_errors() or (validate_all and any_error)
         if refused:
+            self.steps["upload"] = "errors"
             counts["rejected"] = counts["rows_read"]
             for k in ("created", "updated", "ignored_duplicate", "kept_stored"):
                 counts[k] = 0
-        if refused or counts["rows_with_errors"]:
-            self.steps["upload"] = "errors"
-        elif counts["warnings"] > file_warnings:
+        elif counts["rejected"]:
             self.steps["upload"] = "warnings"
         else:
             self.steps["upload"] = "success"
