@@ -271,6 +271,17 @@ def _sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
+async def _counted_since(before: float, name: str, **labels: str) -> float:
+    """How much a server-side counter grew since ``before``, once the server's interceptor
+    has counted the call: a call's status can reach the client before the interceptor
+    records it (seen once in CI for a failed call)."""
+    deadline = time.monotonic() + 5.0
+    while _sample(name, **labels) == before and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # a second, wrong count would show by now
+    return _sample(name, **labels) - before
+
+
 # --- Health and reflection -----------------------------------------------------------------
 
 
@@ -528,15 +539,16 @@ async def test_other_methods_are_not_retried(server: Server) -> None:
         grpc_code="UNAVAILABLE",
     )
     error = await _error(server.call("Fail"), "503:busy")
-    after = _sample(
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    counted = await _counted_since(
+        before,
         "grpc_server_handled_total",
         grpc_type="unary",
         grpc_service=SERVICE,
         grpc_method="Fail",
         grpc_code="UNAVAILABLE",
     )
-    assert error.code() == grpc.StatusCode.UNAVAILABLE
-    assert after - before == 1
+    assert counted == 1
 
 
 async def test_retries_give_up_after_four_attempts(server: Server) -> None:
@@ -560,7 +572,7 @@ async def test_metrics_count_calls_by_method_and_code(server: Server) -> None:
     labels = {"grpc_type": "unary", "grpc_service": SERVICE, "grpc_method": "Echo"}
     before = _sample("grpc_server_handled_total", **labels, grpc_code="OK")
     await server.call("Echo")(StringValue(value="hi"))
-    assert _sample("grpc_server_handled_total", **labels, grpc_code="OK") - before == 1
+    assert await _counted_since(before, "grpc_server_handled_total", **labels, grpc_code="OK") == 1
     assert _sample("grpc_server_handling_seconds_count", **labels) >= 1
 
 
