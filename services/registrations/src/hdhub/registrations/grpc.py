@@ -750,7 +750,15 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
         return pb.ActOnRegistrationsResponse(
             outcomes=[
                 pb.RegistrationOutcome(
-                    id=o.id, done=o.done, status=o.status, problem=o.problem, title=o.title, detail=o.detail
+                    id=o.id,
+                    done=o.done,
+                    status=o.status,
+                    problem=o.problem,
+                    title=o.title,
+                    detail=o.detail,
+                    registration_code=o.registration_code,
+                    dcd_code=o.dcd_code,
+                    dcd_version=o.dcd_version,
                 )
                 for o in outcomes
             ]

@@ -193,6 +193,12 @@ async def definition(page: Page, code: str, version: str) -> dict[str, Any]:
     return d
 
 
+async def kept_definition(page: Page, code: str, version: str) -> dict[str, Any]:
+    """The definition as kept once fetched (``latest`` as it was then): for evaluating a
+    form, which needs the fields, not whether the version is still the newest."""
+    return _definitions.get((code, version)) or await definition(page, code, version)
+
+
 def input_fields(d: dict[str, Any]) -> list[dict[str, Any]]:
     return [f for f in d["fields"] if f["type"] != "note"]
 
@@ -531,7 +537,7 @@ async def evaluate_form(
     applies, whether it is required, its computed value and its errors, from the engine."""
     form_data = await request.form()
     verify_csrf(request, page, str(form_data.get("csrf_token", "")))
-    d = _definitions.get((dcd, version)) or await definition(page, dcd, version)
+    d = await kept_definition(page, dcd, version)
     evaluated = await evaluate(page, organisation_id, d, typed_values(d, form_data))
     return Response(
         orjson.dumps(state_json(evaluated)),
@@ -621,7 +627,7 @@ async def _registry_granted(page: Page, dcd: str, version: str) -> bool:
     the form's page is, rather than at the first change by registrations). A form the
     catalogue does not know is let through: each change is answered 404 then."""
     try:
-        d = _definitions.get((dcd, version)) or await definition(page, dcd, version)
+        d = await kept_definition(page, dcd, version)
     except (grpc.aio.AioRpcError, Problem):
         return True
     return page.granted(str(d.get("project_code", "")))
@@ -662,7 +668,7 @@ async def _answer_changes(
                 await websocket.close(LIVE_FORBIDDEN)
                 return
             try:
-                d = _definitions.get((dcd, version)) or await definition(page, dcd, version)
+                d = await kept_definition(page, dcd, version)
                 evaluated = await evaluate(page, organisation_id, d, typed_values(d, form))
             except (grpc.aio.AioRpcError, Problem) as exc:
                 problem = problem_from_rpc_error(exc) if isinstance(exc, grpc.aio.AioRpcError) else exc

@@ -219,24 +219,6 @@ def _back(organisation_id: str, value: str) -> str:
     return value if value == base or value.startswith(base + "?") else base
 
 
-async def _registrations_of(page: Page, organisation_id: str, ids: list[str]) -> dict[str, pb.Registration]:
-    """The registrations behind the outcomes, by id, so each is named by its code and DCD;
-    one of another organisation, or none at all, is left out (the refusal says why)."""
-
-    async def one(id_: str) -> pb.Registration | None:
-        try:
-            answer = await registrations().GetRegistration(
-                pb.GetRegistrationRequest(id=id_), metadata=page.metadata()
-            )
-        except grpc.aio.AioRpcError:
-            return None
-        reg: pb.Registration = answer.registration
-        return reg if reg.organisation_id == organisation_id else None
-
-    found = await asyncio.gather(*(one(i) for i in ids))
-    return {r.id: r for r in found if r is not None}
-
-
 @router.post("/bulk")
 async def bulk(request: Request, organisation_id: str, page: ReaderPage, service: ServiceDep) -> Response:
     """Submit or delete the selected registrations: deleting asks first; each row's outcome
@@ -307,7 +289,6 @@ async def bulk_outcome(organisation_id: str, page: ReaderPage) -> Response:
         back=_back(organisation_id, saved["back"]),
         action=saved["action"],
         outcomes=outcomes,
-        found=await _registrations_of(page, organisation_id, [o.id for o in outcomes]),
         done_count=sum(1 for o in outcomes if o.done),
         refusals=REFUSALS,
         statuses=STATUSES,

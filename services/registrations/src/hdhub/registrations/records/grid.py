@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -356,6 +357,15 @@ class BulkOutcome:
     problem: str = ""
     title: str = ""
     detail: str = ""
+    # What names it to a person; empty when it was not found among the caller's.
+    registration_code: str = ""
+    dcd_code: str = ""
+    dcd_version: str = ""
+
+    def naming(self, reg: Registration) -> BulkOutcome:
+        self.registration_code = reg.registration_code or ""
+        self.dcd_code, self.dcd_version = reg.dcd_code, reg.dcd_version
+        return self
 
 
 async def act_many(
@@ -387,7 +397,11 @@ async def act_many(
                 lang=lang,
             )
         except Problem as problem:
-            outcomes.append(BulkOutcome(id_, False, "", problem.slug, problem.title, problem.detail or ""))
+            refused = BulkOutcome(id_, False, "", problem.slug, problem.title, problem.detail or "")
+            if problem.status != 404:  # there, but its status or version refused it
+                with contextlib.suppress(Problem):
+                    refused.naming(await registrations.get(organisations, id_))
+            outcomes.append(refused)
         else:
-            outcomes.append(BulkOutcome(id_, True, reg.status))
+            outcomes.append(BulkOutcome(id_, True, reg.status).naming(reg))
     return outcomes

@@ -1771,6 +1771,9 @@ class RegistrationOutcome(_message.Message):
     PROBLEM_FIELD_NUMBER: _builtins.int
     TITLE_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
+    REGISTRATION_CODE_FIELD_NUMBER: _builtins.int
+    DCD_CODE_FIELD_NUMBER: _builtins.int
+    DCD_VERSION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     done: _builtins.bool
     status: _builtins.str
@@ -1779,6 +1782,12 @@ class RegistrationOutcome(_message.Message):
     """The refusal, when not done: its problem slug, title and detail (English)."""
     title: _builtins.str
     detail: _builtins.str
+    registration_code: _builtins.str
+    """The registration's code (empty before its first submission) and form, so the outcome
+    can name it; all three empty when it was not found among the caller's registrations.
+    """
+    dcd_code: _builtins.str
+    dcd_version: _builtins.str
     def __init__(
         self,
         *,
@@ -1788,10 +1797,13 @@ class RegistrationOutcome(_message.Message):
         problem: _builtins.str = ...,
         title: _builtins.str = ...,
         detail: _builtins.str = ...,
+        registration_code: _builtins.str = ...,
+        dcd_code: _builtins.str = ...,
+        dcd_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "done", b"done", "id", b"id", "problem", b"problem", "status", b"status", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dcd_code", b"dcd_code", "dcd_version", b"dcd_version", "detail", b"detail", "done", b"done", "id", b"id", "problem", b"problem", "registration_code", b"registration_code", "status", b"status", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
