@@ -381,8 +381,8 @@ async def test_compacted_counts_stay_the_rows_own(stack: Stack) -> None:
 
 
 def test_a_grid_row_is_read_in_the_order_of_its_columns() -> None:
-    """``grid_row`` unpacks a row by position: each column lands in its own field."""
-    from hdhub.registrations.grpc import grid_row
+    """``add_grid_rows`` unpacks a row by position: each column lands in its own field."""
+    from hdhub.registrations.grpc import add_grid_rows
     from hdhub.registrations.records.grid import ROW_COLUMNS
 
     at = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
@@ -401,19 +401,22 @@ def test_a_grid_row_is_read_in_the_order_of_its_columns() -> None:
         "created_by": "nurse",
         "errors": [{"field": "X"}, {"field": "Y"}],
     }
-    row = grid_row(tuple(values[c.key] for c in ROW_COLUMNS))
-    assert row == pb.RegistrationRow(
-        id="r-1",
-        project_code="HDBP0012",
-        dcd_code="ANGIO_HOSP",
-        dcd_version="1.0.0",
-        business_key="bk-1",
-        status="submitted",
-        status_confirmation="",
-        registration_code="0001-1",
-        version=3,
-        created_at=at.isoformat(),
-        updated_at=(at + timedelta(hours=1)).isoformat(),
-        created_by="nurse",
-        errors=2,
-    )
+    response = pb.ListRegistrationsResponse()
+    add_grid_rows(response.registrations, [tuple(values[c.key] for c in ROW_COLUMNS)])
+    assert list(response.registrations) == [
+        pb.RegistrationRow(
+            id="r-1",
+            project_code="HDBP0012",
+            dcd_code="ANGIO_HOSP",
+            dcd_version="1.0.0",
+            business_key="bk-1",
+            status="submitted",
+            status_confirmation="",
+            registration_code="0001-1",
+            version=3,
+            created_at=at.isoformat(),
+            updated_at=(at + timedelta(hours=1)).isoformat(),
+            created_by="nurse",
+            errors=2,
+        )
+    ]

@@ -28,10 +28,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import JSON, DateTime, String, TypeDecorator, any_, bindparam, event, insert, text
+from sqlalchemy import JSON, DateTime, Select, String, TypeDecorator, any_, bindparam, event, insert, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, with_loader_criteria
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import NullPool
@@ -469,6 +475,7 @@ class Database:
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._turns = _TaskLock() if self.engine.dialect.name == "sqlite" else None
         self._autocommit: AsyncEngine | None = None
+        self._plain: AsyncEngine | None = None
 
     @property
     def autocommit(self) -> AsyncEngine:
@@ -533,6 +540,33 @@ class Database:
             session.info[SCOPE_KEY] = frozenset(organisations)
             session.info[READ_ONLY_KEY] = True
             yield session
+
+    @asynccontextmanager
+    async def plain_reads(self, organisations: Iterable[str]) -> AsyncIterator[PlainReader]:
+        """Statements that read the given organisations' rows, run on the driver itself on
+        PostgreSQL: no ORM, no compiling per call, no liveness ping per checkout (a dropped
+        connection is replaced and the statement run again). For reads on every request
+        whose cost is mostly SQLAlchemy's (the grid: a page of 50 rows in 0.6 ms of
+        PostgreSQL against 2 ms through the ORM session). Each statement names the
+        organisation it reads in its ``organisation`` parameter, which must be one of
+        ``organisations``: the tenancy the ORM's criteria give :meth:`session`, here
+        checked on every statement. On SQLite, SQLAlchemy Core runs the same statements."""
+        scope = frozenset(organisations)
+        if not self.is_postgres:
+            async with self.autocommit.connect() as conn:
+                yield _CoreReader(conn, scope)
+            return
+        if self._plain is None:
+            self._plain = make_engine(
+                self.url,
+                isolation_level="AUTOCOMMIT",
+                pool_reset_on_return=None,
+                pool_pre_ping=False,
+                pool_size=3,
+                max_overflow=7,
+            )
+        async with self._plain.connect() as conn:
+            yield _DriverReader(conn, scope)
 
     @asynccontextmanager
     async def system_session(self) -> AsyncIterator[AsyncSession]:
@@ -608,12 +642,79 @@ class Database:
         return Schema(found, expected, known=_script_revisions(self.migrations))
 
     async def dispose(self) -> None:
+        if self._plain is not None:
+            await self._plain.dispose()
         if (
             self._autocommit is not None
             and self._autocommit.sync_engine.pool is not self.engine.sync_engine.pool
         ):
             await self._autocommit.dispose()
         await self.engine.dispose()
+
+
+class PlainReader:
+    """Runs read statements for :meth:`Database.plain_reads`: rows as tuples, in the
+    statement's column order."""
+
+    def __init__(self, conn: AsyncConnection, scope: frozenset[str]) -> None:
+        self._conn = conn
+        self._scope = scope
+
+    def _check(self, statement: Select[Any], params: Mapping[str, Any]) -> None:
+        if params.get("organisation") not in self._scope:
+            raise TenancyViolation(f"a plain read outside the session's organisations: {statement}")
+
+    async def rows(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+        raise NotImplementedError
+
+
+class _CoreReader(PlainReader):
+    async def rows(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+        self._check(statement, params)
+        return (await self._conn.execute(statement, dict(params))).all()
+
+
+@functools.lru_cache(maxsize=512)
+def _driver_sql(statement: Select[Any]) -> tuple[str, str, dict[str, Any]]:
+    """The statement as psycopg runs it (its parameters by name, never inlined), the span
+    name the SQLAlchemy instrumentation would give it, and the values of its literals."""
+    from sqlalchemy.dialects import postgresql
+
+    compiled = statement.compile(dialect=postgresql.dialect())  # type: ignore[no-untyped-call]
+    if "organisation" not in compiled.binds:
+        raise TenancyViolation(f"a plain read that names no organisation: {statement}")
+    sql = compiled.string
+    literals = {name: bind.value for name, bind in compiled.binds.items() if bind.value is not None}
+    return sql, sql.split(None, 1)[0], literals
+
+
+class _DriverReader(PlainReader):
+    def __init__(self, conn: AsyncConnection, scope: frozenset[str]) -> None:
+        super().__init__(conn, scope)
+        self._driver: Any = None
+
+    async def rows(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+        self._check(statement, params)
+        sql, operation, literals = _driver_sql(statement)
+        if literals:
+            params = literals | dict(params)
+        from hdhub.common.telemetry import database_span
+
+        with database_span(operation, sql, self._conn.engine.url):
+            for attempt in (1, 2):
+                if self._driver is None:
+                    self._driver = (await self._conn.get_raw_connection()).driver_connection
+                try:
+                    cursor = await self._driver.execute(sql, params)
+                    return await cursor.fetchall()  # type: ignore[no-any-return]
+                except Exception:
+                    # A connection PostgreSQL dropped (a restart, an idle timeout): replaced
+                    # once, the statement run again (it only reads).
+                    if attempt == 2 or not self._driver.broken:
+                        raise
+                    self._driver = None
+                    await self._conn.invalidate()
+        raise AssertionError("unreachable")
 
 
 def alembic_config(url: str, migrations: Path) -> Any:

@@ -681,6 +681,33 @@ def instrument_sqlalchemy(engine: AsyncEngine | Engine) -> None:
     EngineTracer(tracer, sync_engine, connections)  # type: ignore[no-untyped-call]
 
 
+_database_tracer = trace.get_tracer("hdhub.database")
+
+
+@contextmanager
+def database_span(operation: str, statement: str, url: Any) -> Iterator[None]:
+    """A span for a statement run on the driver itself (``Database.plain_reads``), named
+    and described as the SQLAlchemy instrumentation names its own ("SELECT hdhub"):
+    the statement with its placeholders, never its parameters."""
+    span = _database_tracer.start_span(f"{operation} {url.database}", kind=trace.SpanKind.CLIENT)
+    if span.is_recording():
+        span.set_attributes(
+            {
+                "db.system": "postgresql",
+                "db.statement": statement,
+                "db.name": url.database or "",
+                "db.user": url.username or "",
+                "net.peer.name": url.host or "",
+                "net.peer.port": url.port or 5432,
+            }
+        )
+    try:
+        with trace.use_span(span, end_on_exit=False, record_exception=True, set_status_on_exception=True):
+            yield
+    finally:
+        span.end()
+
+
 def _httpx_request_hook(span: trace.Span, request: Any) -> None:
     if span.is_recording() and "?" in str(getattr(request, "url", "")):
         _redact_query_attributes(span)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -152,11 +152,13 @@ def _period(request: pb.ListRegistrationsRequest, name: str) -> Period | None:
     return Period.of(moments[0], moments[1])
 
 
-def grid_row(r: Any) -> pb.RegistrationRow:
-    """A grid row (records.grid.ROW_COLUMNS, in that order) as its message. Unpacked as a
-    tuple: a SQLAlchemy row's attributes cost about a microsecond each, 0.6 ms of CPU for
-    a page of 50 rows of 13 columns, against 0.15 ms unpacked (bench/README.md)."""
-    (
+def add_grid_rows(into: Any, rows: Iterable[Sequence[Any]]) -> None:
+    """Grid rows (records.grid.ROW_COLUMNS, in that order) added to a repeated field of
+    :class:`pb.RegistrationRow`. Each row is unpacked as a tuple (a SQLAlchemy row's
+    attributes cost about a microsecond each) and built in place by ``add`` (a message
+    built first is copied into the list: twice the work; 0.15 ms of a page's 50 rows)."""
+    add = into.add
+    for (
         id_,
         project,
         dcd,
@@ -170,22 +172,22 @@ def grid_row(r: Any) -> pb.RegistrationRow:
         updated,
         by,
         errors,
-    ) = r
-    return pb.RegistrationRow(
-        id=id_,
-        project_code=project,
-        dcd_code=dcd,
-        dcd_version=version,
-        business_key=key,
-        status=status,
-        status_confirmation=confirmation or "",
-        registration_code=code or "",
-        version=row_version,
-        created_at=created.isoformat(),
-        updated_at=updated.isoformat(),
-        created_by=by,
-        errors=len(errors or ()),
-    )
+    ) in rows:
+        add(
+            id=id_,
+            project_code=project,
+            dcd_code=dcd,
+            dcd_version=version,
+            business_key=key,
+            status=status,
+            status_confirmation=confirmation or "",
+            registration_code=code or "",
+            version=row_version,
+            created_at=created.isoformat(),
+            updated_at=updated.isoformat(),
+            created_by=by,
+            errors=len(errors or ()),
+        )
 
 
 def _require(principal: Principal, action: Action, organisation_id: str) -> None:
@@ -724,8 +726,7 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
             limit=request.limit or 50,
         )
         page = await grid.grid_page(self.service.db, query, with_counts=not request.without_counts)
-        return pb.ListRegistrationsResponse(
-            registrations=[grid_row(r) for r in page.registrations],
+        response = pb.ListRegistrationsResponse(
             next_cursor=page.next_cursor,
             counts=[pb.StatusCount(status=s, status_confirmation=c, count=n) for s, c, n in page.counts],
             total_known=page.total is not None,
@@ -733,6 +734,8 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
             more_than=page.more_than,
             previous_cursor=page.previous_cursor,
         )
+        add_grid_rows(response.registrations, page.registrations)
+        return response
 
     async def ActOnRegistrations(
         self, request: pb.ActOnRegistrationsRequest, context: ServicerContext
