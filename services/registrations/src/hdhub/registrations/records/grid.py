@@ -273,16 +273,16 @@ def page_statement(shape: _Shape, sort: str, descending: bool, after: bool) -> S
     return q.order_by(*order).limit(bindparam("limit", type_=Integer))
 
 
-def page_query(query: GridQuery) -> tuple[Select[Any], dict[str, Any]]:
-    """The page's statement and its parameters. For a cursor to the page before, the rows
-    before it nearest first (the page's rows in reverse)."""
-    params = _params(query)
-    descending = query.descending
+def page_query(query: GridQuery, shape: _Shape, params: dict[str, Any]) -> tuple[Select[Any], bool]:
+    """The page's statement (``params`` given the cursor's row) and whether it reads the
+    page before that row: then the rows before it nearest first (the page's rows in
+    reverse)."""
+    descending, before = query.descending, False
     if query.cursor:
         key, id_, before = decode_cursor_way(query.cursor, query.sort, query.descending)
         descending = descending != before  # the page before: the same scan the other way
         params["cursor_key"], params["cursor_id"] = key, id_
-    return page_statement(_Shape.of(query), query.sort, descending, bool(query.cursor)), params
+    return page_statement(shape, query.sort, descending, bool(query.cursor)), before
 
 
 @functools.lru_cache(maxsize=256)
@@ -297,10 +297,12 @@ def _capped_count_statement(shape: _Shape) -> Select[Any]:
     return select(matching.c.status, confirmation, func.count()).group_by(matching.c.status, confirmation)
 
 
-async def counted(reader: PlainReader, query: GridQuery) -> list[tuple[str, str, int]] | None:
+async def counted(
+    reader: PlainReader, shape: _Shape, params: dict[str, Any]
+) -> list[tuple[str, str, int]] | None:
     """The registrations matching every filter but the status, counted per status and
     status confirmation; None when more than :data:`COUNT_CAP` match (not counted on)."""
-    rows = await reader.rows(_capped_count_statement(_Shape.of(query)), _params(query))
+    rows = await reader.rows(_capped_count_statement(shape), params)
     if sum(int(n) for *_, n in rows) > COUNT_CAP:
         return None
     return sorted((status, conf, int(n)) for status, conf, n in rows)
@@ -319,15 +321,16 @@ def _counts_statement(shape: _Shape) -> Select[Any]:
     )
 
 
-async def counts(reader: PlainReader, query: GridQuery) -> tuple[list[tuple[str, str, int]], int]:
+async def counts(
+    reader: PlainReader, query: GridQuery, shape: _Shape, params: dict[str, Any]
+) -> tuple[list[tuple[str, str, int]], int]:
     """Registrations per status and status confirmation, summed from the deltas within
     the registry, DCD, version and status confirmation asked for; and how many delta rows
     that took (to compact them when they have grown)."""
-    params = _params(query)
     confirmation = _confirmation(query)
     if confirmation is not None:
-        params["status_confirmation"] = confirmation
-    rows = await reader.rows(_counts_statement(_Shape.of(query)), params)
+        params = params | {"status_confirmation": confirmation}
+    rows = await reader.rows(_counts_statement(shape), params)
     found = [(status, conf, int(n)) for status, conf, n, _ in rows if int(n)]
     return sorted(found), sum(int(deltas) for *_, deltas in rows)
 
@@ -383,18 +386,18 @@ async def grid_page(db: Database, query: GridQuery, *, with_counts: bool = True)
     # Read without a transaction: the page and the counts are each one statement, and at
     # READ COMMITTED a transaction would not give them one snapshot anyway; on the driver
     # itself (Database.plain_reads): the ORM was two thirds of a page's time.
-    statement, params = page_query(query)
+    shape, params = _Shape.of(query), _params(query)
+    statement, before = page_query(query, shape, params)
     async with db.plain_reads([query.organisation_id]) as reader:
         rows = list(await reader.rows(statement, params))
         if with_counts and query.kept_counts_serve:
-            found, deltas = await counts(reader, query)
+            found, deltas = await counts(reader, query, shape, params)
         elif with_counts:
-            found = await counted(reader, query)
+            found = await counted(reader, shape, params)
     if deltas > COMPACT_ABOVE:
         await compact(db, query.organisation_id)
     more = len(rows) > query.limit
     rows = rows[: query.limit]
-    before = bool(query.cursor) and decode_cursor_way(query.cursor, query.sort, query.descending)[2]
     if before:
         rows.reverse()
 

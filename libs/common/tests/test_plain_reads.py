@@ -1,0 +1,150 @@
+"""``Database.plain_reads``: read statements run on psycopg itself (SQLAlchemy Core on
+SQLite), bounded to the organisations given, surviving a dropped connection, traced as
+SQLAlchemy's statements are."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from sqlalchemy import String, bindparam, select, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from hdhub.common.db import TYPE_MAP, Database, TenancyViolation, TenantScoped
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = TYPE_MAP
+
+
+class Note(TenantScoped, Base):
+    __tablename__ = "plain_notes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str] = mapped_column(String(50))
+
+
+NOTES = select(Note.id, Note.text).where(Note.organisation_id == bindparam("organisation")).order_by(Note.id)
+# A literal ('x%') travels beside the parameters the caller gives.
+LIKE = NOTES.where(Note.text.like("a%"))
+
+
+@contextlib.asynccontextmanager
+async def _database(kind: str, tmp_path: Path) -> AsyncIterator[Database]:
+    name = None
+    if kind == "sqlite":
+        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
+    else:
+        from tests.support.stack import create_database
+
+        name = f"hdhub_plain_{uuid.uuid4().hex[:10]}"
+        database = Database(create_database(name))
+    async with database.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    async with database.system_session() as s:
+        s.add_all(
+            [
+                Note(id=1, organisation_id="a", text="a1"),
+                Note(id=2, organisation_id="a", text="b2"),
+                Note(id=3, organisation_id="b", text="a3"),
+            ]
+        )
+    yield database
+    await database.dispose()
+    if name:
+        from tests.support.stack import drop_database
+
+        drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    async with _database(request.param, tmp_path) as database:
+        yield database
+
+
+@pytest.fixture
+async def pg(tmp_path: Path) -> AsyncIterator[Database]:
+    """PostgreSQL only: where statements run on psycopg itself."""
+    async with _database("postgres", tmp_path) as database:
+        yield database
+
+
+@pytest.fixture(scope="module")
+def spans() -> Iterator[InMemorySpanExporter]:
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield exporter
+    exporter.shutdown()
+
+
+async def test_a_plain_read_sees_the_organisation_it_names(db: Database) -> None:
+    async with db.plain_reads(["a"]) as reader:
+        assert [tuple(r) for r in await reader.rows(NOTES, {"organisation": "a"})] == [(1, "a1"), (2, "b2")]
+        assert [tuple(r) for r in await reader.rows(LIKE, {"organisation": "a"})] == [(1, "a1")]
+
+
+async def test_a_plain_read_of_another_organisation_is_refused(db: Database) -> None:
+    async with db.plain_reads(["a"]) as reader:
+        with pytest.raises(TenancyViolation):
+            await reader.rows(NOTES, {"organisation": "b"})
+        with pytest.raises(TenancyViolation):
+            await reader.rows(NOTES, {})
+
+
+@pytest.mark.postgres
+async def test_a_statement_that_names_no_organisation_is_refused(pg: Database) -> None:
+    db = pg
+    every = select(Note.id, Note.text).where(Note.id > bindparam("least"))
+    async with db.plain_reads(["a"]) as reader:
+        with pytest.raises(TenancyViolation):
+            await reader.rows(every, {"organisation": "a", "least": 0})
+
+
+@pytest.mark.postgres
+async def test_a_connection_postgresql_dropped_is_replaced_and_the_read_done(pg: Database) -> None:
+    db = pg
+    async with db.plain_reads(["a"]) as reader:
+        await reader.rows(NOTES, {"organisation": "a"})
+        pid = reader._driver.info.backend_pid  # type: ignore[attr-defined]
+    async with db.engine.connect() as conn:
+        await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    # The pool hands out the dropped connection again: the read is done on a new one.
+    async with db.plain_reads(["a"]) as reader:
+        assert [tuple(r) for r in await reader.rows(NOTES, {"organisation": "a"})] == [(1, "a1"), (2, "b2")]
+        assert reader._driver.info.backend_pid != pid  # type: ignore[attr-defined]
+
+
+@pytest.mark.postgres
+async def test_a_plain_read_is_a_client_span_with_its_statement_never_its_values(
+    pg: Database, spans: InMemorySpanExporter
+) -> None:
+    db = pg
+    spans.clear()
+    async with db.plain_reads(["a"]) as reader:
+        await reader.rows(LIKE, {"organisation": "a"})
+    (span,) = [
+        s
+        for s in spans.get_finished_spans()
+        if s.attributes and "plain_notes" in str(s.attributes.get("db.statement"))
+    ]
+    database = db.engine.url.database
+    assert span.name == f"SELECT {database}"
+    assert span.kind == SpanKind.CLIENT
+    assert span.attributes is not None
+    assert span.attributes["db.system"] == "postgresql"
+    assert span.attributes["db.name"] == database
+    statement = str(span.attributes["db.statement"])
+    assert "%(organisation)s" in statement
+    assert "'a'" not in statement and "a%" not in str(dict(span.attributes))
