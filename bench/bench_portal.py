@@ -62,10 +62,12 @@ def portal_session(base: str, username: str, password: str) -> httpx.Client:
     r = client.get("/portal/login?next=/portal/")
     page = client.get(r.headers["location"])
     fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.text))
-    r = client.post(
-        "/realms/hdhub/protocol/openid-connect/auth",
+    r = client.post(  # identity's edge: the portal's own in one process, its own elsewhere
+        page.url.copy_with(path="/realms/hdhub/protocol/openid-connect/auth", query=None),
         data={**fields, "username": username, "password": password},
     )
+    if "location" not in r.headers:
+        raise RuntimeError(f"sign-in refused: {r.status_code} {r.url} {r.text[-1500:]}")
     client.get(r.headers["location"])
     assert client.get("/portal/").status_code == 200
     return client

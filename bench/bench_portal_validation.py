@@ -7,11 +7,13 @@ the same HTTP server and app (middleware, routing, nothing else), which every pa
 And the same change over the form's live connection (the WebSocket ``static/portal.js``
 opens at the first change: one message and its answer, no HTTP request), with its ratio.
 
-    .venv/bin/python bench/bench_portal_validation.py [--requests 200] [--postgres]
+    .venv/bin/python bench/bench_portal_validation.py [--requests 200] [--postgres | --processes]
 
 ``--postgres``: registrations, the portal and identity on fresh PostgreSQL databases
 (postgresql://postgres@127.0.0.1:5432, HDHUB_BENCH_POSTGRES_URL elsewhere), dropped at
-the end: the deployed shape. Default: SQLite, as ``hdhub run all`` starts.
+the end. ``--processes``: the deployed shape, a process per service on PostgreSQL and
+Redis (``bench_submissions.per_service``): the portal's call to registrations crosses
+processes, as between pods. Default: SQLite, as ``hdhub run all`` starts.
 """
 
 from __future__ import annotations
@@ -82,6 +84,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--postgres", action="store_true", help="the services' databases on PostgreSQL")
+    parser.add_argument(
+        "--processes", action="store_true", help="a process per service (PostgreSQL, Redis), as deployed"
+    )
     parser.add_argument("--quick", action="store_true", help="bench-check's short run: 80 requests")
     args = parser.parse_args()
     if args.quick:
@@ -94,107 +99,129 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, databases: Databases) -> None:
-    from _result import load_average, result
+    from _result import load_average
 
+    print(f"load average at the start: {load_average()}")
+    if args.processes:
+        import asyncio
+
+        from bench.bench_submissions import per_service
+
+        async def deployed() -> None:
+            with tempfile.TemporaryDirectory() as tmp:
+                async with per_service(args, Path(tmp), databases) as shape:
+                    await asyncio.to_thread(
+                        measure, args, shape.portal, shape.issuer, shape.grpc_registrations
+                    )
+
+        asyncio.run(deployed())
+        return
     address = f"127.0.0.1:{free_port()}"
     env = {"HDHUB_REGISTRATIONS_GRPC_BIND": address, "HDHUB_GRPC_REGISTRATIONS": address, **DEPLOYED_POLLING}
     if args.postgres:
         for service in ("registrations", "portal", "identity"):
             env[f"HDHUB_{service.upper()}_DATABASE_URL"] = databases.create(service)
-    print(f"load average at the start: {load_average()}")
     with tempfile.TemporaryDirectory() as tmp, run_all(Path(tmp), **env) as platform:
-        token = httpx.post(
-            f"{platform.base_url}/realms/hdhub/protocol/openid-connect/token",
-            data={
-                "grant_type": "password",
-                "client_id": "hdhub-portal",
-                "username": NURSE[0],
-                "password": NURSE[1],
-            },
-        ).json()["access_token"]
-        browser = portal_session(platform.base_url, *NURSE)
-        form = browser.get("/portal/o/az-demo/registrations/new?dcd=ANGIO_HOSP&version=1.0.0")
-        form.raise_for_status()
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-        assert csrf is not None
-        body = [("csrf_token", csrf.group(1))]
-        for name, value in VALUES.items():
-            body += [(name, v) for v in value] if isinstance(value, list) else [(name, value)]
+        measure(args, platform.base_url, platform.base_url, address)
 
-        def through_the_portal() -> None:
-            r = browser.post(
-                "/portal/o/az-demo/forms/ANGIO_HOSP/1.0.0/evaluate",
-                data=dict(body) | {"CD_RISK_FACTORS": VALUES["CD_RISK_FACTORS"]},
-                headers={"X-CSRF-Token": csrf.group(1), "Origin": platform.base_url},
-            )
-            r.raise_for_status()
-            assert r.json()["fields"]["DT_DISCH"]["errors"]
 
-        # As a browser opens it: the session's cookie, the portal's origin, compressed.
-        socket = connect(
-            platform.base_url.replace("http://", "ws://") + "/portal/o/az-demo/forms/ANGIO_HOSP/1.0.0/live",
-            origin=platform.base_url,  # type: ignore[arg-type]
-            additional_headers={"Cookie": "; ".join(f"{k}={v}" for k, v in browser.cookies.items())},
-            legacy=True,  # not a context manager: closed with the other clients below
+def measure(args: argparse.Namespace, portal: str, identity: str, address: str) -> None:
+    """The four cases, interleaved, against a running hdhub: its portal and identity edges,
+    registrations' gRPC address."""
+    from _result import result
+
+    token = httpx.post(
+        f"{identity}/realms/hdhub/protocol/openid-connect/token",
+        data={
+            "grant_type": "password",
+            "client_id": "hdhub-portal",
+            "username": NURSE[0],
+            "password": NURSE[1],
+        },
+    ).json()["access_token"]
+    browser = portal_session(portal, *NURSE)
+    form = browser.get("/portal/o/az-demo/registrations/new?dcd=ANGIO_HOSP&version=1.0.0")
+    form.raise_for_status()
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert csrf is not None
+    body = [("csrf_token", csrf.group(1))]
+    for name, value in VALUES.items():
+        body += [(name, v) for v in value] if isinstance(value, list) else [(name, value)]
+
+    def through_the_portal() -> None:
+        r = browser.post(
+            "/portal/o/az-demo/forms/ANGIO_HOSP/1.0.0/evaluate",
+            data=dict(body) | {"CD_RISK_FACTORS": VALUES["CD_RISK_FACTORS"]},
+            headers={"X-CSRF-Token": csrf.group(1), "Origin": portal},
         )
-        sent = [0]
+        r.raise_for_status()
+        assert r.json()["fields"]["DT_DISCH"]["errors"]
 
-        def over_the_live_connection() -> None:
-            sent[0] += 1
-            socket.send(json.dumps({"seq": sent[0], "form": urlencode(body)}))
-            answer = json.loads(socket.recv())
-            assert answer["seq"] == sent[0] and answer["fields"]["DT_DISCH"]["errors"]
+    # As a browser opens it: the session's cookie, the portal's origin, compressed.
+    socket = connect(
+        portal.replace("http://", "ws://") + "/portal/o/az-demo/forms/ANGIO_HOSP/1.0.0/live",
+        origin=portal,  # type: ignore[arg-type]
+        additional_headers={"Cookie": "; ".join(f"{k}={v}" for k, v in browser.cookies.items())},
+        legacy=True,  # not a context manager: closed with the other clients below
+    )
+    sent = [0]
 
-        channel = grpc.insecure_channel(address)
-        stub = pb_grpc.RegistrationsServiceStub(channel)
-        request = pb.EvaluateFormRequest(
-            organisation_id="az-demo",
-            dcd=pb.DcdRef(dcd_code="ANGIO_HOSP", version="1.0.0"),
-            values_json=json.dumps(VALUES),
-            language="en",
-        )
+    def over_the_live_connection() -> None:
+        sent[0] += 1
+        socket.send(json.dumps({"seq": sent[0], "form": urlencode(body)}))
+        answer = json.loads(socket.recv())
+        assert answer["seq"] == sent[0] and answer["fields"]["DT_DISCH"]["errors"]
 
-        def bare_grpc() -> None:
-            answer = stub.EvaluateForm(request, metadata=(("authorization", f"Bearer {token}"),))
-            assert any(f.field == "DT_DISCH" and f.errors for f in answer.fields)
+    channel = grpc.insecure_channel(address)
+    stub = pb_grpc.RegistrationsServiceStub(channel)
+    request = pb.EvaluateFormRequest(
+        organisation_id="az-demo",
+        dcd=pb.DcdRef(dcd_code="ANGIO_HOSP", version="1.0.0"),
+        values_json=json.dumps(VALUES),
+        language="en",
+    )
 
-        plain = httpx.Client(base_url=platform.base_url)
+    def bare_grpc() -> None:
+        answer = stub.EvaluateForm(request, metadata=(("authorization", f"Bearer {token}"),))
+        assert any(f.field == "DT_DISCH" and f.errors for f in answer.fields)
 
-        def http_floor() -> None:
-            plain.get("/healthz").raise_for_status()
+    plain = httpx.Client(base_url=portal)
 
-        # Interleaved rounds, so that the shared machine's load falls on all alike.
-        grpc_times: list[float] = []
-        floor_times: list[float] = []
-        portal_times: list[float] = []
-        live_times: list[float] = []
-        rounds = 4
-        for _ in range(rounds):
-            grpc_times += timed(bare_grpc, args.requests // rounds)
-            floor_times += timed(http_floor, args.requests // rounds)
-            portal_times += timed(through_the_portal, args.requests // rounds)
-            live_times += timed(over_the_live_connection, args.requests // rounds)
-        channel.close()
-        plain.close()
-        socket.close()
-        print(f"{'case':44} {'p50':>9} {'p95':>9}")
-        for name, times in (
-            ("EvaluateForm over gRPC (baseline)", grpc_times),
-            ("floor: GET /healthz through the app", floor_times),
-            ("field change through the portal", portal_times),
-            ("field change over the live connection", live_times),
-        ):
-            print(f"{name:44} {statistics.median(times) * 1000:8.1f}ms {p95(times) * 1000:8.1f}ms")
-        print(f"ratio p95 portal/gRPC: {p95(portal_times) / p95(grpc_times):.2f}x (aim: at most 1.5x)")
-        print(f"ratio p95 live/gRPC: {p95(live_times) / p95(grpc_times):.2f}x (aim: at most 1.5x)")
-        live_median = statistics.median(live_times) / statistics.median(grpc_times)
-        print(f"ratio p50 live/gRPC: {live_median:.2f}x")
-        median = statistics.median(portal_times) / statistics.median(grpc_times)
-        print(
-            f"ratio p50 portal/gRPC: {median:.2f}x; "
-            f"the floor alone p50 {statistics.median(floor_times) / statistics.median(grpc_times):.2f}x, "
-            f"p95 {p95(floor_times) / p95(grpc_times):.2f}x the gRPC call"
-        )
+    def http_floor() -> None:
+        plain.get("/healthz").raise_for_status()
+
+    # Interleaved rounds, so that the shared machine's load falls on all alike.
+    grpc_times: list[float] = []
+    floor_times: list[float] = []
+    portal_times: list[float] = []
+    live_times: list[float] = []
+    rounds = 4
+    for _ in range(rounds):
+        grpc_times += timed(bare_grpc, args.requests // rounds)
+        floor_times += timed(http_floor, args.requests // rounds)
+        portal_times += timed(through_the_portal, args.requests // rounds)
+        live_times += timed(over_the_live_connection, args.requests // rounds)
+    channel.close()
+    plain.close()
+    socket.close()
+    print(f"{'case':44} {'p50':>9} {'p95':>9}")
+    for name, times in (
+        ("EvaluateForm over gRPC (baseline)", grpc_times),
+        ("floor: GET /healthz through the app", floor_times),
+        ("field change through the portal", portal_times),
+        ("field change over the live connection", live_times),
+    ):
+        print(f"{name:44} {statistics.median(times) * 1000:8.1f}ms {p95(times) * 1000:8.1f}ms")
+    print(f"ratio p95 portal/gRPC: {p95(portal_times) / p95(grpc_times):.2f}x (aim: at most 1.5x)")
+    print(f"ratio p95 live/gRPC: {p95(live_times) / p95(grpc_times):.2f}x (aim: at most 1.5x)")
+    live_median = statistics.median(live_times) / statistics.median(grpc_times)
+    print(f"ratio p50 live/gRPC: {live_median:.2f}x")
+    median = statistics.median(portal_times) / statistics.median(grpc_times)
+    print(
+        f"ratio p50 portal/gRPC: {median:.2f}x; "
+        f"the floor alone p50 {statistics.median(floor_times) / statistics.median(grpc_times):.2f}x, "
+        f"p95 {p95(floor_times) / p95(grpc_times):.2f}x the gRPC call"
+    )
     result(
         {
             "portal_over_grpc_p95": p95(portal_times) / p95(grpc_times),

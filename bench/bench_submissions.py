@@ -588,6 +588,7 @@ class Shape:
     processes: dict[str, Process]
     api: str
     worker: str | None = None
+    portal: str = ""  # the portal's edge (the same as base in one process)
 
     @property
     def pids(self) -> dict[str, int]:
@@ -630,6 +631,7 @@ async def one_process(args: argparse.Namespace, tmp: Path, databases: Databases)
             env["HDHUB_GRPC_REGISTRATIONS"],
             {"hdhub (all)": process},
             api="hdhub (all)",
+            portal=base,
         )
     except BaseException:
         if process.popen.poll() is not None:
@@ -653,6 +655,8 @@ async def per_service(_args: argparse.Namespace, tmp: Path, databases: Databases
         HDHUB_DATA_DIR=str(data_dir),
         HDHUB_ENVIRONMENT="development",
         HDHUB_OIDC_ISSUER=f"http://127.0.0.1:{ports['identity']}/realms/hdhub",
+        # Where people go: the portal (its sign-in callback, the origin its forms accept).
+        HDHUB_PUBLIC_URL=f"http://127.0.0.1:{ports['portal']}",
         HDHUB_SERVICE_CLIENT_SECRET=uuid.uuid4().hex,
         HDHUB_REDIS_URL=REDIS_URL,
         # Other people's runs share this Redis: keys and wake-ups of this run only.
@@ -687,6 +691,7 @@ async def per_service(_args: argparse.Namespace, tmp: Path, databases: Databases
             processes,
             api="registrations",
             worker="registrations worker",
+            portal=f"http://127.0.0.1:{ports['portal']}",
         )
     except BaseException:
         for process in processes.values():
