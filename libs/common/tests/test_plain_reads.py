@@ -117,13 +117,13 @@ async def test_a_connection_postgresql_dropped_is_replaced_and_the_read_done(pg:
     db = pg
     async with db.plain_reads(["a"]) as reader:
         await reader.rows(NOTES, {"organisation": "a"})
-        pid = reader._driver.info.backend_pid  # type: ignore[attr-defined]
+        pid = reader._conn.info.backend_pid  # type: ignore[attr-defined]
     async with db.engine.connect() as conn:
         await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     # The pool hands out the dropped connection again: the read is done on a new one.
     async with db.plain_reads(["a"]) as reader:
         assert [tuple(r) for r in await reader.rows(NOTES, {"organisation": "a"})] == [(1, "a1"), (2, "b2")]
-        assert reader._driver.info.backend_pid != pid  # type: ignore[attr-defined]
+        assert reader._conn.info.backend_pid != pid  # type: ignore[attr-defined]
 
 
 @pytest.mark.postgres

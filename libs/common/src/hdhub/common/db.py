@@ -11,6 +11,7 @@ was opened as :meth:`Database.system_session` (workers, migrations, seeding).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import json
@@ -475,7 +476,7 @@ class Database:
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._turns = _TaskLock() if self.engine.dialect.name == "sqlite" else None
         self._autocommit: AsyncEngine | None = None
-        self._plain: AsyncEngine | None = None
+        self._plain: _DriverPool | None = None
 
     @property
     def autocommit(self) -> AsyncEngine:
@@ -557,16 +558,12 @@ class Database:
                 yield _CoreReader(conn, scope)
             return
         if self._plain is None:
-            self._plain = make_engine(
-                self.url,
-                isolation_level="AUTOCOMMIT",
-                pool_reset_on_return=None,
-                pool_pre_ping=False,
-                pool_size=3,
-                max_overflow=7,
-            )
-        async with self._plain.connect() as conn:
-            yield _DriverReader(conn, scope)
+            self._plain = _DriverPool(self.engine.url)
+        reader = _DriverReader(self._plain, scope)
+        try:
+            yield reader
+        finally:
+            reader.release()
 
     @asynccontextmanager
     async def system_session(self) -> AsyncIterator[AsyncSession]:
@@ -643,7 +640,7 @@ class Database:
 
     async def dispose(self) -> None:
         if self._plain is not None:
-            await self._plain.dispose()
+            await self._plain.close()
         if (
             self._autocommit is not None
             and self._autocommit.sync_engine.pool is not self.engine.sync_engine.pool
@@ -656,8 +653,7 @@ class PlainReader:
     """Runs read statements for :meth:`Database.plain_reads`: rows as tuples, in the
     statement's column order."""
 
-    def __init__(self, conn: AsyncConnection, scope: frozenset[str]) -> None:
-        self._conn = conn
+    def __init__(self, scope: frozenset[str]) -> None:
         self._scope = scope
 
     def _check(self, statement: Select[Any], params: Mapping[str, Any]) -> None:
@@ -669,15 +665,77 @@ class PlainReader:
 
 
 class _CoreReader(PlainReader):
+    def __init__(self, conn: AsyncConnection, scope: frozenset[str]) -> None:
+        super().__init__(scope)
+        self._conn = conn
+
     async def rows(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         self._check(statement, params)
         return (await self._conn.execute(statement, dict(params))).all()
 
 
+class _DriverPool:
+    """psycopg connections in autocommit for :meth:`Database.plain_reads`: at most
+    :data:`PLAIN_CONNECTIONS` open, up to :data:`PLAIN_IDLE` of them kept between reads.
+    No liveness ping on checkout (one round trip of three for the grid's page): a
+    connection PostgreSQL dropped is found broken by its next statement, which is then
+    run again on a new one (:class:`_DriverReader`)."""
+
+    def __init__(self, url: Any) -> None:
+        self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.database = url.database or ""
+        self.attributes = {
+            "db.system": "postgresql",
+            "db.name": url.database or "",
+            "db.user": url.username or "",
+            "net.peer.name": url.host or "",
+            "net.peer.port": url.port or 5432,
+        }
+        self._idle: list[Any] = []
+        self._slots = asyncio.Semaphore(PLAIN_CONNECTIONS)
+
+    async def take(self) -> Any:
+        await self._slots.acquire()
+        try:
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.closed:
+                    return conn
+            import psycopg
+
+            return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def give_back(self, conn: Any) -> None:
+        """A connection back to the pool (one closed or broken is let go)."""
+        self._slots.release()
+        if not conn.closed and not conn.broken and len(self._idle) < PLAIN_IDLE:
+            self._idle.append(conn)
+        elif not conn.closed:
+            task = asyncio.ensure_future(conn.close())
+            _closing_connections.add(task)
+            task.add_done_callback(_closing_connections.discard)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+
+#: The plain reads' connections, at most, and idle ones kept, per database.
+PLAIN_CONNECTIONS = 10
+PLAIN_IDLE = 3
+_closing_connections: set[asyncio.Future[Any]] = set()
+
+
 @functools.lru_cache(maxsize=512)
 def _driver_sql(statement: Select[Any]) -> tuple[str, str, dict[str, Any]]:
-    """The statement as psycopg runs it (its parameters by name, never inlined), the span
-    name the SQLAlchemy instrumentation would give it, and the values of its literals."""
+    """The statement as psycopg runs it (its parameters by name, never inlined), its first
+    word (the span's name, as the SQLAlchemy instrumentation names its own) and the values
+    of its literals."""
     from sqlalchemy.dialects import postgresql
 
     compiled = statement.compile(dialect=postgresql.dialect())  # type: ignore[no-untyped-call]
@@ -689,9 +747,13 @@ def _driver_sql(statement: Select[Any]) -> tuple[str, str, dict[str, Any]]:
 
 
 class _DriverReader(PlainReader):
-    def __init__(self, conn: AsyncConnection, scope: frozenset[str]) -> None:
-        super().__init__(conn, scope)
-        self._driver: Any = None
+    """Statements on one connection of the pool, taken at the first and given back at the
+    end of :meth:`Database.plain_reads`."""
+
+    def __init__(self, pool: _DriverPool, scope: frozenset[str]) -> None:
+        super().__init__(scope)
+        self._pool = pool
+        self._conn: Any = None
 
     async def rows(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         self._check(statement, params)
@@ -700,21 +762,25 @@ class _DriverReader(PlainReader):
             params = literals | dict(params)
         from hdhub.common.telemetry import database_span
 
-        with database_span(operation, sql, self._conn.engine.url):
+        with database_span(f"{operation} {self._pool.database}", sql, self._pool.attributes):
             for attempt in (1, 2):
-                if self._driver is None:
-                    self._driver = (await self._conn.get_raw_connection()).driver_connection
+                if self._conn is None:
+                    self._conn = await self._pool.take()
                 try:
-                    cursor = await self._driver.execute(sql, params)
+                    cursor = await self._conn.execute(sql, params)
                     return await cursor.fetchall()  # type: ignore[no-any-return]
                 except Exception:
                     # A connection PostgreSQL dropped (a restart, an idle timeout): replaced
                     # once, the statement run again (it only reads).
-                    if attempt == 2 or not self._driver.broken:
+                    if attempt == 2 or not self._conn.broken:
                         raise
-                    self._driver = None
-                    await self._conn.invalidate()
+                    self.release()
         raise AssertionError("unreachable")
+
+    def release(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            self._pool.give_back(conn)
 
 
 def alembic_config(url: str, migrations: Path) -> Any:

@@ -685,23 +685,14 @@ _database_tracer = trace.get_tracer("hdhub.database")
 
 
 @contextmanager
-def database_span(operation: str, statement: str, url: Any) -> Iterator[None]:
+def database_span(name: str, statement: str, attributes: Mapping[str, Any]) -> Iterator[None]:
     """A span for a statement run on the driver itself (``Database.plain_reads``), named
-    and described as the SQLAlchemy instrumentation names its own ("SELECT hdhub"):
-    the statement with its placeholders, never its parameters. Not made current: a
-    statement has no spans below it."""
-    span = _database_tracer.start_span(f"{operation} {url.database}", kind=trace.SpanKind.CLIENT)
-    if span.is_recording():
-        span.set_attributes(
-            {
-                "db.system": "postgresql",
-                "db.statement": statement,
-                "db.name": url.database or "",
-                "db.user": url.username or "",
-                "net.peer.name": url.host or "",
-                "net.peer.port": url.port or 5432,
-            }
-        )
+    and described as the SQLAlchemy instrumentation names its own ("SELECT hdhub", the
+    database's ``attributes``): the statement with its placeholders, never its
+    parameters. Not made current: a statement has no spans below it."""
+    span = _database_tracer.start_span(
+        name, kind=trace.SpanKind.CLIENT, attributes={**attributes, "db.statement": statement}
+    )
     try:
         yield
     except BaseException as exc:
