@@ -131,8 +131,9 @@ def timed(call: Any, n: int) -> list[float]:
 
 
 def interleaved(calls: dict[str, Any], n: int) -> dict[str, list[float]]:
-    """``n`` timed calls of each, one of each in turn after three of each to warm up."""
-    for _ in range(3):
+    """``n`` timed calls of each, one of each in turn after twenty of each to warm up
+    (psycopg prepares a statement at its fifth run, on both sides)."""
+    for _ in range(20):
         for call in calls.values():
             call()
     out: dict[str, list[float]] = {name: [] for name in calls}
