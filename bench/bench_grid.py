@@ -156,6 +156,52 @@ async def atimed(call: Any, n: int) -> list[float]:
     return out
 
 
+def bare_server(url: str, port: int) -> None:
+    """The least a Python gRPC server answering the page can cost, in a process of its own:
+    ``grpc.aio`` on uvloop with no interceptors, one async psycopg connection, the same two
+    statements (FIRST_SQL or AFTER_SQL, COUNTS_SQL) and the same response built (rows added
+    in place, timestamps in ISO 8601); no token, no tracing, no log line."""
+    import grpc
+    import psycopg
+    import uvloop
+
+    from hdhub.proto.registrations.v1 import registrations_pb2 as pb
+    from hdhub.proto.registrations.v1 import registrations_pb2_grpc as pb_grpc
+    from hdhub.registrations.grpc import add_grid_rows
+    from hdhub.registrations.records.grid import decode_cursor, encode_cursor
+
+    async def serve() -> None:
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+
+        class Bare(pb_grpc.RegistrationsServiceServicer):
+            async def ListRegistrations(self, request: Any, _context: Any) -> Any:
+                n = (request.limit or PAGE) + 1
+                if request.cursor:
+                    key, id_ = decode_cursor(request.cursor, "updated", True)
+                    page = await (await conn.execute(AFTER_SQL, (ORG, key, id_, n))).fetchall()
+                else:
+                    page = await (await conn.execute(FIRST_SQL, (ORG, n))).fetchall()
+                counts = await (await conn.execute(COUNTS_SQL, (ORG,))).fetchall()
+                last = page[n - 2] if len(page) == n else None
+                answer = pb.ListRegistrationsResponse(
+                    next_cursor=encode_cursor("updated", True, last[10], last[0]) if last else "",
+                    counts=[
+                        pb.StatusCount(status=st, status_confirmation=c or "", count=int(k))
+                        for st, c, k, _ in counts
+                    ],
+                )
+                add_grid_rows(answer.registrations, page[: n - 1])
+                return answer
+
+        server = grpc.aio.server()
+        pb_grpc.add_RegistrationsServiceServicer_to_server(Bare(), server)  # type: ignore[no-untyped-call]
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    uvloop.run(serve())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -238,12 +284,23 @@ def main() -> None:
 
             results: list[tuple[str, list[float], list[float], list[float]]] = []
 
+            import multiprocessing
+
             import grpc
             from grpc_health.v1 import health_pb2, health_pb2_grpc
 
             from hdhub.proto.registrations.v1 import registrations_pb2 as pb
             from hdhub.proto.registrations.v1 import registrations_pb2_grpc as pb_grpc
 
+            bare_port = free_port()
+            bare = multiprocessing.get_context("spawn").Process(
+                target=bare_server, args=(plain, bare_port), daemon=True
+            )
+            bare.start()
+            bare_channel = grpc.insecure_channel(f"127.0.0.1:{bare_port}")
+            grpc.channel_ready_future(bare_channel).result(timeout=60)
+            bare_stub = pb_grpc.RegistrationsServiceStub(bare_channel)
+            bares: list[float] = []
             channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
             stub = pb_grpc.RegistrationsServiceStub(channel)
             health = health_pb2_grpc.HealthStub(channel)
@@ -261,12 +318,16 @@ def main() -> None:
                     "page": lambda path=path: browser.get(path).raise_for_status(),
                     # The floor: a gRPC call to the same server that does nothing (health).
                     "floor": lambda: health.Check(health_pb2.HealthCheckRequest(service="")),
+                    "bare": lambda request=request: bare_stub.ListRegistrations(request),
                 }
                 # One request of each in turn, so that the shared machine's load falls on all alike.
                 times = interleaved(cases, args.requests)
                 results.append((f"page {p:,}", times["sql"], times["grpc"], times["page"]))
                 floors += times["floor"]
+                bares += times["bare"]
             channel.close()
+            bare_channel.close()
+            bare.kill()
             count_sql = timed(
                 lambda: db.execute(
                     "SELECT status, status_confirmation, count(*) FROM registrations WHERE organisation_id = %s"
@@ -325,6 +386,12 @@ def main() -> None:
                 f"floor: a gRPC health check of the same server p50 {p50(floors) * 1000:.2f} ms, p95"
                 f" {p95(floors) * 1000:.2f} ms ({p50(floors) / p50(results[-1][1]):.2f}x the deep page's SQL"
                 " by p50)"
+            )
+            sql_all = [t for _, base, _, _ in results for t in base]
+            print(
+                f"a bare gRPC server (grpc.aio on uvloop, one psycopg connection, the same statements and"
+                f" response; no token, tracing or log) p50 {p50(bares) * 1000:.2f} ms, p95 {p95(bares) * 1000:.2f}"
+                f" ms: {p50(bares) / p50(sql_all):.2f}x / {p95(bares) / p95(sql_all):.2f}x the SQL (p50 / p95)"
             )
             first, deepest = results[0], results[-1]
             print(
