@@ -4,6 +4,7 @@ SQLAlchemy's statements are."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -15,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from sqlalchemy import String, bindparam, select, text
+from sqlalchemy import String, bindparam, func, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from hdhub.common.db import TYPE_MAP, Database, TenancyViolation, TenantScoped
@@ -148,3 +149,20 @@ async def test_a_plain_read_is_a_client_span_with_its_statement_never_its_values
     statement = str(span.attributes["db.statement"])
     assert "%(organisation)s" in statement
     assert "'a'" not in statement and "a%" not in str(dict(span.attributes))
+
+
+@pytest.mark.postgres
+async def test_a_read_cancelled_midway_leaves_no_busy_connection_in_the_pool(pg: Database) -> None:
+    """A request abandoned while its statement runs (the caller went away): the next read
+    is answered at once, not by a connection still busy with the abandoned statement."""
+    slow = select(func.pg_sleep(2), Note.id).where(Note.organisation_id == bindparam("organisation"))
+
+    async def abandoned() -> None:
+        async with pg.plain_reads(["a"]) as reader:
+            await reader.rows(slow, {"organisation": "a"})
+
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(abandoned(), 0.3)
+    async with pg.plain_reads(["a"]) as reader:
+        rows = await asyncio.wait_for(reader.rows(NOTES, {"organisation": "a"}), 1.5)
+    assert [tuple(r) for r in rows] == [(1, "a1"), (2, "b2")]

@@ -709,9 +709,13 @@ class _DriverPool:
             raise
 
     def give_back(self, conn: Any) -> None:
-        """A connection back to the pool (one closed or broken is let go)."""
+        """A connection back to the pool: kept when it is idle (not closed, broken or still
+        busy with a statement whose caller went away), else let go."""
+        from psycopg.pq import TransactionStatus
+
         self._slots.release()
-        if not conn.closed and not conn.broken and len(self._idle) < PLAIN_IDLE:
+        idle = not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE
+        if idle and len(self._idle) < PLAIN_IDLE:
             self._idle.append(conn)
         elif not conn.closed:
             task = asyncio.ensure_future(conn.close())
