@@ -31,19 +31,6 @@ from hdhub.common import telemetry
 SERVICE = "hdhub.things.v1.ThingsService"
 
 
-@pytest.fixture(scope="module")
-def spans() -> Iterator[InMemorySpanExporter]:
-    """Every span the process records, from here on (the provider is process-wide)."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield exporter
-    exporter.shutdown()
-
-
 @pytest.fixture
 def exported(spans: InMemorySpanExporter) -> InMemorySpanExporter:
     spans.clear()
