@@ -291,6 +291,29 @@ async def test_a_cursor_of_another_sort_is_refused(stack: Stack) -> None:
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+async def test_a_cursor_written_by_hand_with_a_time_without_offset_reads_it_as_utc(stack: Stack) -> None:
+    """A cursor is base64 JSON anyone can write: a time without an offset is taken as UTC
+    (as stored), never an internal error (SQLite refuses naive times)."""
+    import base64
+    import json
+
+    stub = await stub_as(stack, HIS)
+    await store(stub, 3)
+    first = await stub.ListRegistrations(pb.ListRegistrationsRequest(organisation_id="az-demo", limit=1))
+    sort, descending, key, id_ = json.loads(base64.urlsafe_b64decode(first.next_cursor + "=="))
+    naive = datetime.fromisoformat(key).astimezone(UTC).replace(tzinfo=None).isoformat()
+    cursor = (
+        base64.urlsafe_b64encode(json.dumps([sort, descending, naive, id_]).encode()).decode().rstrip("=")
+    )
+    by_hand = await stub.ListRegistrations(
+        pb.ListRegistrationsRequest(organisation_id="az-demo", limit=1, cursor=cursor)
+    )
+    written = await stub.ListRegistrations(
+        pb.ListRegistrationsRequest(organisation_id="az-demo", limit=1, cursor=first.next_cursor)
+    )
+    assert [r.id for r in by_hand.registrations] == [r.id for r in written.registrations]
+
+
 async def test_several_are_submitted_or_deleted_each_with_its_outcome(stack: Stack) -> None:
     stub = await stub_as(stack, HIS)
     a, b, c = await store(stub, 3)

@@ -28,7 +28,7 @@ import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Integer, Select, bindparam, delete, func, insert, or_, select, tuple_
@@ -120,6 +120,8 @@ def decode_cursor_way(cursor: str, sort: str, descending: bool) -> tuple[datetim
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         s, d, key, id_, *way = json.loads(raw)
         moment = datetime.fromisoformat(key)
+        if moment.tzinfo is None:  # a cursor written by hand: its time taken as UTC, as stored
+            moment = moment.replace(tzinfo=UTC)
         if not isinstance(id_, str) or not isinstance(s, str) or way not in ([], [1]):
             raise ValueError
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
