@@ -89,9 +89,7 @@ async def test_a_plain_read_of_another_organisation_is_refused(db: Database) -> 
             await reader.rows(NOTES, {})
 
 
-@pytest.mark.postgres
-async def test_a_statement_that_names_no_organisation_is_refused(pg: Database) -> None:
-    db = pg
+async def test_a_statement_that_names_no_organisation_is_refused(db: Database) -> None:
     every = select(Note.id, Note.text).where(Note.id > bindparam("least"))
     async with db.plain_reads(["a"]) as reader:
         with pytest.raises(TenancyViolation):

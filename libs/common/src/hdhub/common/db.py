@@ -657,6 +657,8 @@ class PlainReader:
         self._scope = scope
 
     def _check(self, statement: Select[Any], params: Mapping[str, Any]) -> None:
+        if not _names_organisation(statement):
+            raise TenancyViolation(f"a plain read that names no organisation: {statement}")
         if params.get("organisation") not in self._scope:
             raise TenancyViolation(f"a plain read outside the session's organisations: {statement}")
 
@@ -736,6 +738,12 @@ _closing_connections: set[asyncio.Future[Any]] = set()
 
 
 @functools.lru_cache(maxsize=512)
+def _names_organisation(statement: Select[Any]) -> bool:
+    """Whether ``statement`` has the ``organisation`` parameter a plain read must name."""
+    return "organisation" in statement.compile().binds
+
+
+@functools.lru_cache(maxsize=512)
 def _driver_sql(statement: Select[Any]) -> tuple[str, str, dict[str, Any]]:
     """The statement as psycopg runs it (its parameters by name, never inlined), its first
     word (the span's name, as the SQLAlchemy instrumentation names its own) and the values
@@ -743,8 +751,6 @@ def _driver_sql(statement: Select[Any]) -> tuple[str, str, dict[str, Any]]:
     from sqlalchemy.dialects import postgresql
 
     compiled = statement.compile(dialect=postgresql.dialect())  # type: ignore[no-untyped-call]
-    if "organisation" not in compiled.binds:
-        raise TenancyViolation(f"a plain read that names no organisation: {statement}")
     sql = compiled.string
     literals = {name: bind.value for name, bind in compiled.binds.items() if bind.value is not None}
     return sql, sql.split(None, 1)[0], literals
