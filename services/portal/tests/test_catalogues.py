@@ -57,6 +57,33 @@ def test_dates_and_numbers_follow_belgian_conventions() -> None:
     assert Formats("en").number(1234.5) == "1,234.5"
 
 
+def test_dates_are_written_as_babel_writes_the_patterns_in_each_language() -> None:
+    """Formats writes dd/mm/yyyy HH:mm itself (Babel was a fifth of a grid page): the same
+    text as Babel's patterns, across centuries, both sides of each clock change, times
+    without an offset (UTC, as Babel takes them) and ISO strings."""
+    import random
+    from datetime import timedelta
+
+    from babel.dates import format_date, format_datetime
+
+    from hdhub.portal.pages.i18n import BRUSSELS, FORMAT_LOCALES
+
+    rng = random.Random(7)
+    start = datetime(1970, 1, 1, tzinfo=UTC)
+    moments = [start + timedelta(seconds=rng.randint(-(10**10), 10**10)) for _ in range(400)]
+    moments += [datetime(2026, 3, 29, 0, 59, tzinfo=UTC), datetime(2026, 3, 29, 1, 0, tzinfo=UTC)]
+    moments += [datetime(2026, 10, 25, 0, 59, tzinfo=UTC), datetime(2026, 10, 25, 1, 0, tzinfo=UTC)]
+    for lang, locale in FORMAT_LOCALES.items():
+        f = Formats(lang)
+        for moment in moments:
+            babel = format_datetime(moment, "dd/MM/yyyy HH:mm", tzinfo=BRUSSELS, locale=locale)
+            assert f.datetime(moment) == f.datetime(moment.isoformat()) == babel
+            assert f.datetime(moment.replace(tzinfo=None)) == babel
+            day = format_date(moment.astimezone(BRUSSELS).date(), "dd/MM/yyyy", locale=locale)
+            assert f.date(moment) == day
+            assert f.date(moment.date()) == format_date(moment.date(), "dd/MM/yyyy", locale=locale)
+
+
 def test_the_language_is_the_remembered_choice_then_the_browsers() -> None:
     assert pick_language("de", "fr-BE,fr;q=0.9") == "de"
     assert pick_language(None, "fr-BE,fr;q=0.9") == "fr"
