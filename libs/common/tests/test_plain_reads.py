@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from sqlalchemy import String, bindparam, func, select, text
+from sqlalchemy import String, bindparam, func, literal, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from hdhub.common.db import TYPE_MAP, Database, TenancyViolation, TenantScoped
+from hdhub.common.db import PLAIN_CONNECTIONS, TYPE_MAP, Database, TenancyViolation, TenantScoped
 
 
 class Base(DeclarativeBase):
@@ -29,6 +29,7 @@ class Note(TenantScoped, Base):
     text: Mapped[str] = mapped_column(String(50))
 
 
+SLOW = select(Note.id, func.pg_sleep(0.05)).where(Note.organisation_id == bindparam("organisation"))
 NOTES = select(Note.id, Note.text).where(Note.organisation_id == bindparam("organisation")).order_by(Note.id)
 # A literal ('x%') travels beside the parameters the caller gives.
 LIKE = NOTES.where(Note.text.like("a%"))
@@ -96,18 +97,84 @@ async def test_a_statement_that_names_no_organisation_is_refused(db: Database) -
             await reader.rows(every, {"organisation": "a", "least": 0})
 
 
+async def _read_together(db: Database, n: int) -> set[int]:
+    """``n`` reads at once: the backends that answered them."""
+
+    async def one() -> int:
+        async with db.plain_reads(["a"]) as reader:
+            await reader.rows(SLOW, {"organisation": "a"})
+            return int(reader._conn.info.backend_pid)  # type: ignore[attr-defined]
+
+    return set(await asyncio.gather(*(one() for _ in range(n))))
+
+
 @pytest.mark.postgres
-async def test_a_connection_postgresql_dropped_is_replaced_and_the_read_done(pg: Database) -> None:
+async def test_after_postgresql_dropped_every_connection_the_next_read_is_done(pg: Database) -> None:
+    """As after a restart or a failover: the pooled connections are all dead; the first
+    read finds one broken, lets the others go and is done on a new connection."""
     db = pg
-    async with db.plain_reads(["a"]) as reader:
-        await reader.rows(NOTES, {"organisation": "a"})
-        pid = reader._conn.info.backend_pid  # type: ignore[attr-defined]
+    pids = await _read_together(db, 3)  # three idle connections in the pool
     async with db.engine.connect() as conn:
-        await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-    # The pool hands out the dropped connection again: the read is done on a new one.
+        for pid in pids:
+            await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     async with db.plain_reads(["a"]) as reader:
         assert [tuple(r) for r in await reader.rows(NOTES, {"organisation": "a"})] == [(1, "a1"), (2, "b2")]
-        assert reader._conn.info.backend_pid != pid  # type: ignore[attr-defined]
+        assert reader._conn.info.backend_pid not in pids  # type: ignore[attr-defined]
+    async with db.plain_reads(["a"]) as reader:  # and the next one too
+        assert len(await reader.rows(NOTES, {"organisation": "a"})) == 2
+
+
+@pytest.mark.postgres
+def test_plain_reads_work_from_one_event_loop_to_the_next() -> None:
+    """A command or a test runs its own event loop: the pool's slots are the current loop's,
+    even after reads waited for one in another loop."""
+    from tests.support.stack import create_database, drop_database
+
+    name = f"hdhub_plain_{uuid.uuid4().hex[:10]}"
+    db = Database(create_database(name))
+
+    async def setup() -> None:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        async with db.system_session() as s:
+            s.add(Note(id=1, organisation_id="a", text="a1"))
+        await db.engine.dispose()
+
+    try:
+        asyncio.run(setup())
+        for _ in range(2):  # two more reads than connections: two wait for a slot
+            assert asyncio.run(_read_together(db, PLAIN_CONNECTIONS + 2))
+    finally:
+        asyncio.run(db.dispose())
+        drop_database(name)
+
+
+@pytest.mark.postgres
+async def test_a_reader_runs_one_statement_at_a_time(pg: Database) -> None:
+    async with pg.plain_reads(["a"]) as reader:
+        slow, second = await asyncio.gather(
+            reader.rows(SLOW, {"organisation": "a"}),
+            reader.rows(NOTES, {"organisation": "a"}),
+            return_exceptions=True,
+        )
+    assert len(slow) == 2 and isinstance(second, RuntimeError)  # type: ignore[arg-type]
+    async with pg.plain_reads(["a"]) as reader:  # and the pool lost no connection
+        assert len(await reader.rows(NOTES, {"organisation": "a"})) == 2
+
+
+@pytest.mark.postgres
+async def test_a_literal_none_travels_and_an_in_list_is_refused(pg: Database) -> None:
+    with_none = select(Note.id, literal(None, String)).where(
+        Note.organisation_id == bindparam("organisation")
+    )
+    listed = NOTES.where(Note.text.in_(["a1", "b2"]))
+    async with pg.plain_reads(["a"]) as reader:
+        assert [tuple(r) for r in await reader.rows(with_none, {"organisation": "a"})] == [
+            (1, None),
+            (2, None),
+        ]
+        with pytest.raises(ValueError, match="plain parameters"):
+            await reader.rows(listed, {"organisation": "a"})
 
 
 @pytest.mark.postgres

@@ -79,6 +79,8 @@ def test_dates_are_written_as_babel_writes_the_patterns_in_each_language() -> No
             babel = format_datetime(moment, "dd/MM/yyyy HH:mm", tzinfo=BRUSSELS, locale=locale)
             assert f.datetime(moment) == f.datetime(moment.isoformat()) == babel
             assert f.datetime(moment.replace(tzinfo=None)) == babel
+            on_the_day = format_datetime(moment.date(), "dd/MM/yyyy HH:mm", tzinfo=BRUSSELS, locale=locale)
+            assert f.datetime(moment.date()) == on_the_day
             day = format_date(moment.astimezone(BRUSSELS).date(), "dd/MM/yyyy", locale=locale)
             assert f.date(moment) == day
             assert f.date(moment.date()) == format_date(moment.date(), "dd/MM/yyyy", locale=locale)

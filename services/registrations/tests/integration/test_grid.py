@@ -314,6 +314,24 @@ async def test_a_cursor_written_by_hand_with_a_time_without_offset_reads_it_as_u
     assert [r.id for r in by_hand.registrations] == [r.id for r in written.registrations]
 
 
+async def test_a_member_granted_no_registry_sees_an_empty_grid_and_no_counts(stack: Stack) -> None:
+    """Registries granted: none (a member whose access request is not yet granted): an empty
+    page and no counts, on both databases (an empty IN is not plain SQL)."""
+    from hdhub.registrations.records.grid import GridQuery, grid_page
+
+    stub = await stub_as(stack, HIS)
+    await store(stub, 2)
+    db = stack.service("registrations").db
+    for query in (
+        GridQuery(organisation_id="az-demo", registries=frozenset()),
+        GridQuery(organisation_id="az-demo", registries=frozenset(), search="bk"),  # counted
+    ):
+        page = await grid_page(db, query)
+        assert (page.registrations, page.counts, page.total) == ([], [], 0)
+    granted = await grid_page(db, GridQuery(organisation_id="az-demo", registries=frozenset({"HDBP0012"})))
+    assert len(granted.registrations) >= 2 and {r[1] for r in granted.registrations} == {"HDBP0012"}
+
+
 async def test_several_are_submitted_or_deleted_each_with_its_outcome(stack: Stack) -> None:
     stub = await stub_as(stack, HIS)
     a, b, c = await store(stub, 3)

@@ -548,10 +548,12 @@ class Database:
         PostgreSQL: no ORM, no compiling per call, no liveness ping per checkout (a dropped
         connection is replaced and the statement run again). For reads on every request
         whose cost is mostly SQLAlchemy's (the grid: a page of 50 rows in 0.6 ms of
-        PostgreSQL against 2 ms through the ORM session). Each statement names the
-        organisation it reads in its ``organisation`` parameter, which must be one of
-        ``organisations``: the tenancy the ORM's criteria give :meth:`session`, here
-        checked on every statement. On SQLite, SQLAlchemy Core runs the same statements."""
+        PostgreSQL against 2 ms through the ORM session). Unlike :meth:`session`, nothing
+        adds a criterion: each statement must filter on its ``organisation`` parameter
+        itself; a statement without that parameter is refused, and so is a value not among
+        ``organisations``. Parameters reach psycopg as given (no SQLAlchemy type processing:
+        aware datetimes, plain values); one statement at a time per reader. On SQLite,
+        SQLAlchemy Core runs the same statements."""
         scope = frozenset(organisations)
         if not self.is_postgres:
             async with self.autocommit.connect() as conn:
@@ -641,6 +643,7 @@ class Database:
     async def dispose(self) -> None:
         if self._plain is not None:
             await self._plain.close()
+            self._plain = None
         if (
             self._autocommit is not None
             and self._autocommit.sync_engine.pool is not self.engine.sync_engine.pool
@@ -678,10 +681,11 @@ class _CoreReader(PlainReader):
 
 class _DriverPool:
     """psycopg connections in autocommit for :meth:`Database.plain_reads`: at most
-    :data:`PLAIN_CONNECTIONS` open, up to :data:`PLAIN_IDLE` of them kept between reads.
-    No liveness ping on checkout (one round trip of three for the grid's page): a
-    connection PostgreSQL dropped is found broken by its next statement, which is then
-    run again on a new one (:class:`_DriverReader`)."""
+    :data:`PLAIN_CONNECTIONS` open (waiting at most :data:`PLAIN_WAIT_SECONDS` for one),
+    up to :data:`PLAIN_IDLE` of them kept between reads. No liveness ping on checkout (one
+    round trip of three for the grid's page): a connection PostgreSQL dropped is found
+    broken by its next statement, which is then run again on a new one, the idle ones
+    (as old, after a restart) let go too (:class:`_DriverReader`)."""
 
     def __init__(self, url: Any) -> None:
         self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -694,46 +698,67 @@ class _DriverPool:
             "net.peer.port": url.port or 5432,
         }
         self._idle: list[Any] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._slots = asyncio.Semaphore(PLAIN_CONNECTIONS)
+        self._closed = False
 
-    async def take(self) -> Any:
-        await self._slots.acquire()
+    async def take(self) -> tuple[Any, asyncio.Semaphore]:
+        """A connection and the slot it holds (give both back)."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a semaphore that waited once belongs to its loop
+            self._loop, self._slots = loop, asyncio.Semaphore(PLAIN_CONNECTIONS)
+        slots = self._slots
+        async with asyncio.timeout(PLAIN_WAIT_SECONDS):
+            await slots.acquire()
         try:
             while self._idle:
                 conn = self._idle.pop()
                 if not conn.closed:
-                    return conn
+                    return conn, slots
             import psycopg
 
-            return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True), slots
         except BaseException:
-            self._slots.release()
+            slots.release()
             raise
 
-    def give_back(self, conn: Any) -> None:
+    def give_back(self, conn: Any, slots: asyncio.Semaphore) -> None:
         """A connection back to the pool: kept when it is idle (not closed, broken or still
         busy with a statement whose caller went away), else let go."""
         from psycopg.pq import TransactionStatus
 
-        self._slots.release()
+        slots.release()
         idle = not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE
-        if idle and len(self._idle) < PLAIN_IDLE:
+        if idle and not self._closed and len(self._idle) < PLAIN_IDLE:
             self._idle.append(conn)
         elif not conn.closed:
-            task = asyncio.ensure_future(conn.close())
-            _closing_connections.add(task)
-            task.add_done_callback(_closing_connections.discard)
+            self._close_soon(conn)
+
+    def let_idle_go(self) -> None:
+        """Close the idle connections: one was found broken, so they are as old."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            self._close_soon(conn)
+
+    @staticmethod
+    def _close_soon(conn: Any) -> None:
+        task = asyncio.ensure_future(conn.close())
+        _closing_connections.add(task)
+        task.add_done_callback(_closing_connections.discard)
 
     async def close(self) -> None:
+        self._closed = True
         idle, self._idle = self._idle, []
         for conn in idle:
             with contextlib.suppress(Exception):
                 await conn.close()
 
 
-#: The plain reads' connections, at most, and idle ones kept, per database.
+#: The plain reads' connections, at most, and idle ones kept, per database; and how long a
+#: read waits for a connection when all are in use (SQLAlchemy's pool waits as long).
 PLAIN_CONNECTIONS = 10
 PLAIN_IDLE = 3
+PLAIN_WAIT_SECONDS = 30.0
 _closing_connections: set[asyncio.Future[Any]] = set()
 
 
@@ -752,45 +777,58 @@ def _driver_sql(statement: Select[Any]) -> tuple[str, str, dict[str, Any]]:
 
     compiled = statement.compile(dialect=postgresql.dialect())  # type: ignore[no-untyped-call]
     sql = compiled.string
-    literals = {name: bind.value for name, bind in compiled.binds.items() if bind.value is not None}
+    if "POSTCOMPILE" in sql or compiled.escaped_bind_names:
+        # An IN of a list, or a parameter name psycopg would not find: not for plain reads.
+        raise ValueError(f"a plain read needs plain parameters: {sql}")
+    # The values the statement carries itself (literals, None included): not the caller's.
+    literals = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
     return sql, sql.split(None, 1)[0], literals
 
 
 class _DriverReader(PlainReader):
     """Statements on one connection of the pool, taken at the first and given back at the
-    end of :meth:`Database.plain_reads`."""
+    end of :meth:`Database.plain_reads`; one at a time."""
 
     def __init__(self, pool: _DriverPool, scope: frozenset[str]) -> None:
         super().__init__(scope)
         self._pool = pool
         self._conn: Any = None
+        self._slots: asyncio.Semaphore | None = None
+        self._busy = False
 
     async def rows(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         self._check(statement, params)
+        if self._busy:
+            raise RuntimeError("a plain reader runs one statement at a time")
         sql, operation, literals = _driver_sql(statement)
         if literals:
             params = literals | dict(params)
         from hdhub.common.telemetry import database_span
 
-        with database_span(f"{operation} {self._pool.database}", sql, self._pool.attributes):
-            for attempt in (1, 2):
-                if self._conn is None:
-                    self._conn = await self._pool.take()
-                try:
-                    cursor = await self._conn.execute(sql, params)
-                    return await cursor.fetchall()  # type: ignore[no-any-return]
-                except Exception:
-                    # A connection PostgreSQL dropped (a restart, an idle timeout): replaced
-                    # once, the statement run again (it only reads).
-                    if attempt == 2 or not self._conn.broken:
-                        raise
-                    self.release()
+        self._busy = True
+        try:
+            with database_span(f"{operation} {self._pool.database}", sql, self._pool.attributes):
+                for attempt in (1, 2):
+                    if self._conn is None:
+                        self._conn, self._slots = await self._pool.take()
+                    try:
+                        cursor = await self._conn.execute(sql, params)
+                        return await cursor.fetchall()  # type: ignore[no-any-return]
+                    except Exception:
+                        # A connection PostgreSQL dropped (a restart, an idle timeout):
+                        # replaced once, the statement run again (it only reads).
+                        if attempt == 2 or not self._conn.broken:
+                            raise
+                        self._pool.let_idle_go()
+                        self.release()
+        finally:
+            self._busy = False
         raise AssertionError("unreachable")
 
     def release(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            self._pool.give_back(conn)
+        if self._conn is not None and self._slots is not None:
+            conn, slots, self._conn, self._slots = self._conn, self._slots, None, None
+            self._pool.give_back(conn, slots)
 
 
 def alembic_config(url: str, migrations: Path) -> Any:

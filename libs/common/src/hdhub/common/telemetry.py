@@ -695,7 +695,7 @@ def database_span(name: str, statement: str, attributes: Mapping[str, Any]) -> I
     )
     try:
         yield
-    except BaseException as exc:
+    except Exception as exc:  # a cancelled read (its caller gone) is no error of the statement
         span.record_exception(exc)
         span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
         raise

@@ -69,11 +69,13 @@ class Formats:
     def __init__(self, lang: str) -> None:
         self.locale = _LOCALES[lang]
 
-    def datetime(self, value: dt.datetime | str | None) -> str:
+    def datetime(self, value: dt.datetime | dt.date | str | None) -> str:
         if not value:
             return ""
         if isinstance(value, str):
             value = dt.datetime.fromisoformat(value)
+        if not isinstance(value, dt.datetime):  # a day: its midnight, as Babel takes it
+            value = dt.datetime.combine(value, dt.time())
         if value.tzinfo is None:  # as Babel takes a time without an offset: UTC
             value = value.replace(tzinfo=dt.UTC)
         t = value.astimezone(BRUSSELS)

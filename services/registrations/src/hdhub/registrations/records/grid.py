@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Integer, Select, bindparam, delete, func, insert, or_, select, tuple_
+from sqlalchemy import Integer, Select, bindparam, delete, func, insert, literal_column, or_, select, tuple_
 
 from hdhub.common.db import Database, PlainReader
 from hdhub.common.errors import FieldProblem, Problem, invalid
@@ -151,7 +151,7 @@ def validate(query: GridQuery) -> None:
 
 
 #: What a grid row shows: no values (patient data among them), read as plain rows;
-#: ``grpc.grid_row`` unpacks them in this order.
+#: ``grpc.add_grid_rows`` unpacks them in this order.
 ROW_COLUMNS = (
     Registration.id,
     Registration.project_code,
@@ -234,7 +234,10 @@ def _where(shape: _Shape, table: Any, *, by_status: bool = True) -> list[Any]:
     they share), each naming its value as a parameter; ``by_status``: the status's too
     (else every status, deleted included)."""
     where = [table.organisation_id == bindparam("organisation")]
-    if shape.registries is not None:
+    if shape.registries == 0:  # granted no registry: nothing (an empty IN is not plain SQL,
+        # and false() would fold the whole WHERE, the organisation's filter too, into false)
+        where.append(literal_column("1") == literal_column("0"))
+    elif shape.registries is not None:
         where.append(table.project_code.in_([bindparam(f"registry_{i}") for i in range(shape.registries)]))
     for name in ("project_code", "dcd_code", "dcd_version"):
         if getattr(shape, name):
