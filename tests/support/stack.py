@@ -4,6 +4,7 @@ servers on loopback, the embedded issuer, and an HTTP client over ASGI."""
 from __future__ import annotations
 
 import os
+import random
 import socket
 import time
 import uuid
@@ -26,7 +27,27 @@ TOKEN_REUSE_SECONDS = 120.0
 POSTGRES_ADMIN = os.environ.get("HDHUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A free port for a server to bind later, below the kernel's ephemeral range: a port
+    the kernel hands out (bind to 0) can be taken meanwhile as the local port of any
+    outgoing connection (a test's to PostgreSQL), and then the server cannot bind it
+    (one such race failed a whole test session's stack)."""
+    low = _ephemeral_low()
+    for _ in range(100):
+        port = random.randint(max(1024, low - 12_000), low - 1)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
