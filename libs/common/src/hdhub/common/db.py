@@ -698,14 +698,15 @@ class _DriverPool:
             "net.peer.port": url.port or 5432,
         }
         self._idle: list[Any] = []
+        # The slots of the event loop the pool last served (made at its first read there).
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._slots = asyncio.Semaphore(PLAIN_CONNECTIONS)
+        self._slots: asyncio.Semaphore | None = None
         self._closed = False
 
     async def take(self) -> tuple[Any, asyncio.Semaphore]:
         """A connection and the slot it holds (give both back)."""
         loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # a semaphore that waited once belongs to its loop
+        if self._slots is None or loop is not self._loop:  # a semaphore that waited belongs to its loop
             self._loop, self._slots = loop, asyncio.Semaphore(PLAIN_CONNECTIONS)
         slots = self._slots
         async with asyncio.timeout(PLAIN_WAIT_SECONDS):
