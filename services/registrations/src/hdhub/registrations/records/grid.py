@@ -122,9 +122,10 @@ def decode_cursor_way(cursor: str, sort: str, descending: bool) -> tuple[datetim
         moment = datetime.fromisoformat(key)
         if moment.tzinfo is None:  # a cursor written by hand: its time taken as UTC, as stored
             moment = moment.replace(tzinfo=UTC)
+        moment = moment.astimezone(UTC)  # as stored; a time beyond year 1 or 9999 there is damage
         if not isinstance(id_, str) or not isinstance(s, str) or way not in ([], [1]):
             raise ValueError
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise _cursor_problem("The link to this page is damaged: start again from the first page.") from exc
     if s != sort or bool(d) != descending:
         raise _cursor_problem(
