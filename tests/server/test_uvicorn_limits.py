@@ -7,7 +7,7 @@ import asyncio
 import json
 
 import uvicorn
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI, WebSocket
 
 from hdhub.cli.http import server_config
 from hdhub.common.web import create_app
@@ -103,3 +103,35 @@ async def test_a_request_still_arriving_is_cut_after_the_drain(monkeypatch) -> N
     assert asyncio.get_running_loop().time() - started < 5
     assert await asyncio.wait_for(reader.read(), timeout=5) is not None  # closed, not left hanging
     writer.close()
+
+
+async def test_a_websocket_is_not_compressed_even_when_the_browser_offers_it() -> None:
+    """Browsers offer permessage-deflate; the live form's messages carry the CSRF token
+    beside what the person typed, and compressing a secret with attacker-influenced text
+    leaks it by the size (CRIME, BREACH): the server declines the extension."""
+    from websockets.asyncio.client import connect
+
+    app = FastAPI()  # the server's part alone (create_app's middleware has its own rules)
+
+    @app.websocket("/echo")
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(await websocket.receive_text())
+        await websocket.close()
+
+    port = free_port()
+    server = uvicorn.Server(
+        server_config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        async with connect(f"ws://127.0.0.1:{port}/echo", compression="deflate") as socket:
+            assert "permessage-deflate" in socket.request.headers["Sec-WebSocket-Extensions"]
+            assert "Sec-WebSocket-Extensions" not in socket.response.headers
+            await socket.send("csrf_token=secret&text=secre")
+            assert await socket.recv() == "csrf_token=secret&text=secre"
+    finally:
+        server.should_exit = True
+        await serving

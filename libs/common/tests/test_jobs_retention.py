@@ -82,3 +82,32 @@ async def test_a_worker_claiming_purges_now_and_then(
     queue._next_purge = 0.0
     assert await queue.claim(["k"]) == []
     assert await statuses(queue) == {}
+
+
+async def test_the_claim_built_once_takes_each_poll_its_own_moment_worker_and_lease(queue: JobQueue) -> None:
+    """The claim's statement is built once per kinds and limit (an idle platform spent most
+    of its CPU building it at every poll); its moment, worker and lease are each poll's:
+    a job due later is not taken early, a lease that ran out is taken over by another
+    worker, and the claimed jobs read as the rows say."""
+    async with queue.db.system_session() as session:
+        await queue.enqueue_many(
+            session,
+            "k",
+            [
+                {"subject_id": "now", "payload": {"n": 1}},
+                {"subject_id": "later", "run_after": utcnow() + timedelta(hours=1)},
+            ],
+        )
+    now = utcnow()
+    [first] = await queue.claim(["k"], worker="w1", now=now)
+    assert (first.subject_id, first.payload, first.worker, first.attempts) == ("now", {"n": 1}, "w1", 1)
+    assert first.lease_until == now + queue.lease and first.run_after.tzinfo is not None
+    assert await queue.claim(["k"], worker="w2", now=now + timedelta(seconds=1)) == []
+    later = now + queue.lease + timedelta(seconds=1)  # w1's lease ran out; "later" is not due yet
+    [taken] = await queue.claim(["k"], worker="w2", now=later)
+    assert (taken.id, taken.worker, taken.attempts) == (first.id, "w2", 2)
+    async with queue.db.system_session() as session:
+        await queue.finish(session, taken.id)
+    [due] = await queue.claim(["k"], worker="w3", now=now + timedelta(hours=2))
+    assert due.subject_id == "later" and due.worker == "w3"
+    assert len(queue._claims) == 1

@@ -250,6 +250,34 @@ def test_endpoint_turns_otlp_export_on() -> None:
     assert _probe(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:1") == "registrations 1"
 
 
+_UNLISTENED = """
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from hdhub.common.telemetry import current_trace_id, setup_telemetry
+setup_telemetry("registrations")
+tracer = trace.get_tracer("probe")
+with tracer.start_as_current_span("nobody listens") as span:
+    print(span.is_recording(), current_trace_id() is not None)
+exporter = InMemorySpanExporter()
+trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
+with tracer.start_as_current_span("listened") as span:
+    print(span.is_recording(), current_trace_id() is not None)
+print([s.name for s in exporter.get_finished_spans()])
+"""
+
+
+def test_without_an_exporter_spans_are_not_recorded_but_requests_keep_a_trace_id() -> None:
+    """Nobody reads the spans of a process that exports nothing: they are not built (the
+    grid's call spent a tenth of its time on them), yet a log line still has a trace id;
+    a processor added later (a test's, an exporter's) gets every span from then on."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    result = subprocess.run(
+        [sys.executable, "-c", _UNLISTENED], env=clean, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.split("\n")[:3] == ["False True", "True True", "['listened']"]
+
+
 def test_sdk_disabled_leaves_the_noop_api() -> None:
     assert _probe(OTEL_SDK_DISABLED="true", OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:1") == "no-sdk"
 

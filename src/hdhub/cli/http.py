@@ -1,6 +1,9 @@
 """How `hdhub run` serves HTTP: uvicorn on h11 with the request head capped, so a client
 cannot make the server buffer megabytes of headers (httptools has no such cap), and a
-WebSocket message capped (the portal's live form evaluation)."""
+WebSocket message capped (the portal's live form evaluation) and not compressed: each
+message carries the session's CSRF token beside what the person typed, and compressing a
+secret with text an attacker can influence leaks it by the size (CRIME, BREACH); the
+messages are a few kilobytes, and deflating each cost the live form a tenth of its time."""
 
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ def server_config(app: Any, **options: Any) -> uvicorn.Config:
 
     options.setdefault("timeout_graceful_shutdown", platform().http_drain_seconds)
     options.setdefault("ws_max_size", MAX_WEBSOCKET_MESSAGE_BYTES)
+    options.setdefault("ws_per_message_deflate", False)
     return uvicorn.Config(
         app, http=HeaderLimitedH11, h11_max_incomplete_event_size=MAX_HEADER_BYTES, **options
     )

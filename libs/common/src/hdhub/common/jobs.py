@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, String, Text, delete, func, or_, select, update
+from sqlalchemy import Integer, String, Text, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.elements import BindParameter
 
 from hdhub.common.auth import ActingFor
 from hdhub.common.db import Database, UTCDateTime, bulk_insert, new_id, new_ids, utcnow
@@ -107,6 +108,7 @@ class JobQueue:
     max_attempts: int = 8
     service: str = "hdhub"
     _next_purge: float = field(default=0.0, init=False, repr=False)
+    _claims: dict[tuple[tuple[str, ...], int], Any] = field(default_factory=dict, init=False, repr=False)
 
     def enqueue(
         self,
@@ -198,8 +200,26 @@ class JobQueue:
         on PostgreSQL (concurrent workers never take the same job); SQLite has one writer."""
         await self._housekeeping()
         now = now or utcnow()
-        worker = worker or worker_name()
-        Job = self.model
+        statement = self._claim_statement(tuple(kinds), limit)
+        params = {"claim_now": now, "claim_lease": now + self.lease, "claim_worker": worker or worker_name()}
+        async with self.db.system_session() as session:
+            rows = (await session.execute(statement, params)).mappings().all()
+        # Plain instances (the session is gone, as with the detached ones before).
+        claimed = [self.model(**row) for row in rows]
+        jobs_claimed(self.service, claimed)
+        return claimed
+
+    def _claim_statement(self, kinds: tuple[str, ...], limit: int) -> Any:
+        """The claim's statement for these kinds and limit, built once with its moment,
+        lease and worker as bind parameters, on the table (Core: the ORM copies a statement
+        at each execution, and SQLAlchemy walks a new statement whole for its cache key).
+        Built afresh at every poll, an idle platform spent most of its CPU there (workers
+        poll every half second)."""
+        statement = self._claims.get((kinds, limit))
+        if statement is not None:
+            return statement
+        Job = self.model.__table__.c
+        now: BindParameter[datetime] = bindparam("claim_now")
         due = or_(
             (Job.status == QUEUED) & (Job.run_after <= now),
             (Job.status == RUNNING) & (Job.lease_until < now),
@@ -208,16 +228,18 @@ class JobQueue:
         if self.db.is_postgres:
             candidates = candidates.with_for_update(skip_locked=True)
         statement = (
-            update(Job)
+            update(self.model.__table__)
             .where(Job.id.in_(candidates.scalar_subquery()), due)
-            .values(status=RUNNING, lease_until=now + self.lease, worker=worker, attempts=Job.attempts + 1)
-            .returning(Job)
-            .execution_options(synchronize_session=False)
+            .values(
+                status=RUNNING,
+                lease_until=bindparam("claim_lease"),
+                worker=bindparam("claim_worker"),
+                attempts=Job.attempts + 1,
+            )
+            .returning(*self.model.__table__.c)
         )
-        async with self.db.system_session() as session:
-            claimed = list((await session.execute(statement)).scalars())
-        jobs_claimed(self.service, claimed)
-        return claimed
+        self._claims[(kinds, limit)] = statement
+        return statement
 
     @staticmethod
     def ended(job_ids: list[str], outcome: str) -> None:
