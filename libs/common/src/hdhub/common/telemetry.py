@@ -152,8 +152,6 @@ def setup_telemetry(service_name: str) -> None:
             provider.add_span_processor(
                 ScrubbingSpanProcessor(BatchSpanProcessor(exporter), per_service=per_service)
             )
-        if os.environ.get("HDHUB_EXP_LISTEN"):
-            provider.listened = True
         trace.set_tracer_provider(provider)
     instrument_httpx()
 
