@@ -99,14 +99,18 @@ def test_one_trace_follows_an_upload_through_every_hop(traced: tuple[Platform, R
 
 LIVE = "/portal/o/{organisation_id}/forms/{dcd}/{version}/live"
 EVALUATE = "hdhub.registrations.v1.RegistrationsService/EvaluateForm"
+#: Each change over the live connection is a message of one EvaluateFormStream.
+EVALUATE_MESSAGE = "hdhub.registrations.v1.RegistrationsService/EvaluateFormStream message"
+STREAM = "hdhub.registrations.v1.RegistrationsService/EvaluateFormStream"
 
 
 def test_each_change_over_a_forms_live_connection_is_a_trace_of_its_own(
     traced: tuple[Platform, Receiver],
 ) -> None:
-    """The connection is one span, as long as it is open; each change a trace of its own
-    linked to it, with the ``EvaluateForm`` call under it (client and server), as a POST's
-    trace has; no span per frame."""
+    """The connection is one span, as long as it is open, with the form's
+    ``EvaluateFormStream`` to registrations under it; each change a trace of its own
+    linked to it, with its message on that stream under it (client and server spans, the
+    context carried in the message), as a POST's trace has its call; no span per frame."""
     from services.portal.tests.test_live_evaluation import NURSE, ask, csrf_of, live, signed_in
 
     platform, receiver = traced
@@ -120,8 +124,10 @@ def test_each_change_over_a_forms_live_connection_is_a_trace_of_its_own(
         spans = receiver.spans
         connections = [s for s in spans if s.name == f"WEBSOCKET {LIVE}" and s.kind == SERVER]
         messages = [s for s in spans if s.name == f"WEBSOCKET message {LIVE}" and s.kind == SERVER]
-        evaluated = {s.trace_id for s in spans if s.name == EVALUATE and s.kind == SERVER}
+        evaluated = {s.trace_id for s in spans if s.name == EVALUATE_MESSAGE and s.kind == SERVER}
+        streams = {s.kind for s in spans if s.name == STREAM}
         done = connections and len(messages) >= 2 and {m.trace_id for m in messages} <= evaluated
+        done = done and streams == {CLIENT, SERVER}
         if done or time.monotonic() > deadline:
             break
         time.sleep(0.2)
@@ -137,6 +143,9 @@ def test_each_change_over_a_forms_live_connection_is_a_trace_of_its_own(
         in_trace = receiver.trace(message.trace_id)
         by_id = {s.span_id: s for s in in_trace}
         for kind in (CLIENT, SERVER):
-            call = next(s for s in in_trace if s.name == EVALUATE and s.kind == kind)
+            call = next(s for s in in_trace if s.name == EVALUATE_MESSAGE and s.kind == kind)
             assert message.name in ancestors(call, by_id)
+        assert not [s for s in in_trace if s.name == STREAM]  # the stream is the connection's
+    stream = [s for s in receiver.trace(connection.trace_id) if s.name == STREAM]
+    assert {s.kind for s in stream} == {CLIENT, SERVER}
     assert not [s for s in spans if s.name.endswith((" websocket receive", " websocket send"))]

@@ -196,3 +196,67 @@ async def test_another_organisations_member_is_refused(stack: Stack) -> None:
     nurse = await stub_as(stack, NURSE)  # the caller is the context's principal
     history = await nurse.GetRegistrationHistory(pb.GetRegistrationHistoryRequest(id=reg_id))
     assert history.registration.status == "open"
+
+
+async def test_a_form_evaluated_over_one_stream_answers_each_change_as_the_call_does(stack: Stack) -> None:
+    """The live form's stream: each change answered in order, exactly as EvaluateForm
+    answers it (the same engine behind both)."""
+    stub = await stub_as(stack, NURSE)
+    changes = [
+        {"CD_INDICATION": "other"},
+        {"CD_INDICATION": "other", "MS_HEIGHT": "180", "MS_WEIGHT": "81"},
+        {"DT_HOSPZ": "10/01/2024", "DT_DISCH": "05/01/2024"},
+    ]
+    requests = [
+        pb.EvaluateFormRequest(organisation_id="az-demo", dcd=ANGIO, values_json=json.dumps(v), language=lang)
+        for v, lang in zip(changes, ("en", "fr", "nl"), strict=True)
+    ]
+    call = stub.EvaluateFormStream(timeout=30)
+    streamed = []
+    for request in requests:
+        await call.write(request)
+        streamed.append(await call.read())
+    await call.done_writing()
+    assert await call.read() == grpc.aio.EOF
+    assert streamed == [await stub.EvaluateForm(r) for r in requests]
+    assert json.loads(states(streamed[1])["MS_BMI"].value_json) == 25
+    assert "ontslag" in states(streamed[2])["DT_DISCH"].errors[0].message.lower()
+
+
+async def test_the_stream_refuses_another_organisation_bad_values_and_a_revoked_token(stack: Stack) -> None:
+    """Each message is checked as a call is: another organisation's member is refused at
+    the first, bad values end the stream in words, and a token revoked while the form is
+    open (the person signed out everywhere) ends it UNAUTHENTICATED."""
+    from hdhub.common import auth, revocation
+    from hdhub.common.auth import current_principal
+
+    def asking(organisation: str, values: str = "{}") -> pb.EvaluateFormRequest:
+        return pb.EvaluateFormRequest(organisation_id=organisation, dcd=ANGIO, values_json=values)
+
+    other = await stub_as(stack, BIOLOGIST)
+    call = other.EvaluateFormStream(timeout=30)
+    await call.write(asking("lab-demo"))
+    assert (await call.read()).fields  # their own organisation: answered
+    await call.write(asking("az-demo"))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call.read()
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    nurse = await stub_as(stack, NURSE)
+    call = nurse.EvaluateFormStream(timeout=30)
+    await call.write(asking("az-demo", "not json"))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call.read()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    principal = current_principal.get()
+    assert principal is not None
+    call = nurse.EvaluateFormStream(timeout=30)
+    await call.write(asking("az-demo"))
+    assert (await call.read()).fields
+    await asyncio.sleep(1.1)  # revocation is by whole seconds: the token's second is past
+    await revocation.revocations().revoke(auth.revocation_subject(principal))
+    await call.write(asking("az-demo"))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call.read()
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -10,9 +10,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+from opentelemetry import trace
 from sqlalchemy import select
 
-from hdhub.common.auth import Action, Principal, Scope
+from hdhub.common.auth import Action, Principal, Scope, verifier
 from hdhub.common.db import utcnow
 from hdhub.common.errors import (
     FieldError,
@@ -24,8 +25,9 @@ from hdhub.common.errors import (
     not_found,
     organisation_required,
 )
-from hdhub.common.grpc import ServicerContext, require_operator, require_principal
+from hdhub.common.grpc import ServicerContext, check_acting_for, require_operator, require_principal
 from hdhub.common.parked_jobs import archive_parked_jobs, list_parked_jobs, retry_parked_jobs
+from hdhub.common.telemetry import extract_context
 from hdhub.proto.registrations.v1 import registrations_pb2 as pb
 from hdhub.proto.registrations.v1 import registrations_pb2_grpc as pb_grpc
 from hdhub.registrations import health
@@ -71,6 +73,14 @@ ACTIONS = {
 }
 #: The portal's entries in a registration's history.
 PORTAL = "portal"
+#: The span of each message of EvaluateFormStream, on both sides (the portal's client span).
+EVALUATE_STREAM_MESSAGE = "hdhub.registrations.v1.RegistrationsService/EvaluateFormStream message"
+EVALUATE_STREAM_ATTRIBUTES = {
+    "rpc.system": "grpc",
+    "rpc.service": "hdhub.registrations.v1.RegistrationsService",
+    "rpc.method": "EvaluateFormStream",
+}
+_tracer = trace.get_tracer("hdhub.registrations.grpc")
 VERSION_STATES = {
     VersionState.DRAFT: pb.DCD_VERSION_STATE_DRAFT,
     VersionState.PUBLISHED: pb.DCD_VERSION_STATE_PUBLISHED,
@@ -832,7 +842,33 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
     ) -> pb.EvaluateFormResponse:
         """A partial record as the form shows it: relevance, required, computed values and
         errors per field, from the one engine that validates every record."""
+        return await self._evaluate(require_principal(), request)
+
+    async def EvaluateFormStream(
+        self, requests: AsyncIterator[pb.EvaluateFormRequest], context: ServicerContext
+    ) -> AsyncIterator[pb.EvaluateFormResponse]:
+        """EvaluateForm for each request of the stream, in order, each checked as a call
+        is, the token included (its expiry, a revocation: the verifier remembers a token it
+        checked, so this costs no signature check), so a form left open does not outlive
+        its sign-out. What a message spares is the call's set-up and its interceptors."""
         principal = require_principal()
+        async for request in requests:
+            # A span per message, continuing the change's trace the message carries (one
+            # trace per change, as a call has); the stream's own span is the connection's.
+            with _tracer.start_as_current_span(
+                EVALUATE_STREAM_MESSAGE,
+                context=extract_context(request.trace_context) if request.trace_context else None,
+                kind=trace.SpanKind.SERVER,
+                attributes=EVALUATE_STREAM_ATTRIBUTES,
+            ):
+                await verifier().verify(principal.token)  # UNAUTHENTICATED once expired or revoked
+                check_acting_for(principal, request.organisation_id)
+                answer = await self._evaluate(principal, request)
+            yield answer
+
+    async def _evaluate(
+        self, principal: Principal, request: pb.EvaluateFormRequest
+    ) -> pb.EvaluateFormResponse:
         _require(principal, Action.REGISTRATION_WRITE, request.organisation_id)
         entry = await self.service.catalogue.get(request.dcd.dcd_code, request.dcd.version)
         principal.require_registry(

@@ -8,13 +8,14 @@ these pages call ``hdhub.registrations.v1`` with the person's token (docs/portal
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 from urllib.parse import parse_qsl
 
 import grpc
@@ -30,6 +31,7 @@ from hdhub.common.auth import Action
 from hdhub.common.errors import Problem, forbidden, not_found
 from hdhub.common.grpc import problem_from_rpc_error
 from hdhub.common.limits import MAX_WEBSOCKET_MESSAGE_BYTES
+from hdhub.common.telemetry import inject_context
 from hdhub.portal.deps import OrganisationPage, ServiceDep
 from hdhub.portal.pages.forms import FormErrors, form_errors
 from hdhub.portal.pages.i18n import N_, translations
@@ -285,18 +287,27 @@ class Evaluated:
     errors: list[tuple[str, str]]
 
 
+def evaluate_request(
+    page: Page, organisation_id: str, d: dict[str, Any], values: dict[str, Any]
+) -> pb.EvaluateFormRequest:
+    return pb.EvaluateFormRequest(
+        organisation_id=organisation_id,
+        dcd=pb.DcdRef(dcd_code=d["dcd_code"], version=d["version"]),
+        values_json=orjson.dumps(values).decode(),
+        language=page.lang,
+    )
+
+
 async def evaluate(page: Page, organisation_id: str, d: dict[str, Any], values: dict[str, Any]) -> Evaluated:
     answer = await registrations().EvaluateForm(
-        pb.EvaluateFormRequest(
-            organisation_id=organisation_id,
-            dcd=pb.DcdRef(dcd_code=d["dcd_code"], version=d["version"]),
-            values_json=orjson.dumps(values).decode(),
-            language=page.lang,
-        ),
-        metadata=page.metadata(),
+        evaluate_request(page, organisation_id, d, values), metadata=page.metadata()
     )
-    # Every field's state, at every change: kept lean (orjson, no list for a field
-    # without errors), as it is a tenth of the portal's time per change.
+    return evaluated(page, answer)
+
+
+def evaluated(page: Page, answer: pb.EvaluateFormResponse) -> Evaluated:
+    """Every field's state, at every change: kept lean (orjson, no list for a field
+    without errors), as it is a tenth of the portal's time per change."""
     comma = page.lang != "en"
     states: dict[str, FieldState] = {}
     for s in answer.fields:
@@ -313,6 +324,82 @@ async def evaluate(page: Page, organisation_id: str, d: dict[str, Any], values: 
             s.relevant, s.required, value, [e.message for e in errors] if errors else []
         )
     return Evaluated(states, [(e.field, e.message) for e in answer.errors])
+
+
+class LiveEvaluation:
+    """A live form's ``EvaluateFormStream`` to registrations: each change one message on
+    it, no call set-up (a message costs a fraction of an ``EvaluateForm`` call). Opened at
+    the first change, in the connection's trace; opened again when it ended (its
+    deadline, registrations restarted) and after the session is read again (its token).
+    Each message is a client span of the change's trace, carried in the message."""
+
+    #: An open stream's deadline: it is opened again after, at the next change.
+    SECONDS = 300.0
+
+    def __init__(self, connection: trace.Span) -> None:
+        self.connection = connection
+        self.call: Any = None
+
+    async def evaluate(self, page: Page, request: pb.EvaluateFormRequest) -> pb.EvaluateFormResponse:
+        for attempt in (1, 2):
+            if self.call is None:
+                with trace.use_span(self.connection, end_on_exit=False):
+                    self.call = registrations().EvaluateFormStream(
+                        metadata=page.metadata(), timeout=self.SECONDS
+                    )
+            try:
+                with _tracer.start_as_current_span(
+                    EVALUATE_STREAM_MESSAGE, kind=trace.SpanKind.CLIENT, attributes=EVALUATE_STREAM_ATTRIBUTES
+                ):
+                    request.trace_context.update(inject_context())
+                    await self.call.write(request)
+                    answer = await self.call.read()
+            except grpc.aio.AioRpcError as exc:  # the stream ended with it
+                self.call = None
+                if attempt == 2 or exc.code() not in _STREAM_ENDED:
+                    raise
+                continue
+            except asyncio.InvalidStateError:  # it had ended well: its deadline, say
+                self.call = None
+                continue
+            if answer is grpc.aio.EOF:  # registrations ended it (a restart draining)
+                self.call = None
+                continue
+            return cast(pb.EvaluateFormResponse, answer)
+        raise Problem(503, "registrations-unavailable", "The form cannot be checked now")
+
+    async def close(self) -> None:
+        """The stream ended as a call ends (its spans too): no more changes, then its
+        end read; cancelled when that cannot be done in a moment."""
+        call, self.call = self.call, None
+        if call is None:
+            return
+        try:
+            await call.done_writing()
+            async with asyncio.timeout(CLOSE_SECONDS):
+                while await call.read() is not grpc.aio.EOF:
+                    pass
+        except Exception:  # it had ended, or will not end in time: nothing waits for it
+            call.cancel()
+        except BaseException:  # the connection's task cancelled
+            call.cancel()
+            raise
+
+
+#: How long an open stream gets to end when the form closes (then it is cancelled).
+CLOSE_SECONDS = 2.0
+
+
+#: Codes with which an open stream ends without the change being at fault: opened again.
+_STREAM_ENDED = frozenset(
+    {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
+)
+EVALUATE_STREAM_MESSAGE = "hdhub.registrations.v1.RegistrationsService/EvaluateFormStream message"
+EVALUATE_STREAM_ATTRIBUTES = {
+    "rpc.system": "grpc",
+    "rpc.service": "hdhub.registrations.v1.RegistrationsService",
+    "rpc.method": "EvaluateFormStream",
+}
 
 
 def state_json(evaluated: Evaluated) -> dict[str, Any]:
@@ -645,6 +732,24 @@ async def _answer_changes(
 ) -> None:
     connection = trace.get_current_span()
     read_at = time.monotonic()
+    live = LiveEvaluation(connection)
+    try:
+        await _each_change(websocket, service, page, organisation_id, dcd, version, connection, read_at, live)
+    finally:
+        await live.close()
+
+
+async def _each_change(
+    websocket: WebSocket,
+    service: PortalService,
+    page: Page,
+    organisation_id: str,
+    dcd: str,
+    version: str,
+    connection: trace.Span,
+    read_at: float,
+    live: LiveEvaluation,
+) -> None:
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
@@ -671,12 +776,15 @@ async def _answer_changes(
                     await websocket.close(reread)
                     return
                 page, read_at = reread, time.monotonic()
+                await live.close()  # opened again with the token just read
             if not hmac.compare_digest(csrf.encode(), page.csrf.encode()):
                 await websocket.close(LIVE_FORBIDDEN)
                 return
             try:
                 d = await kept_definition(page, dcd, version)
-                evaluated = await evaluate(page, organisation_id, d, typed_values(d, form))
+                answer = await live.evaluate(
+                    page, evaluate_request(page, organisation_id, d, typed_values(d, form))
+                )
             except (grpc.aio.AioRpcError, Problem) as exc:
                 problem = problem_from_rpc_error(exc) if isinstance(exc, grpc.aio.AioRpcError) else exc
                 if problem.status in (401, 403):
@@ -688,7 +796,9 @@ async def _answer_changes(
                 log.error("unhandled error", exc_info=exc, extra={"path": websocket.scope.get("path")})
                 await websocket.send_text(orjson.dumps({"seq": seq, "error": 500}).decode())
                 continue
-            await websocket.send_text(orjson.dumps({"seq": seq, **state_json(evaluated)}).decode())
+            await websocket.send_text(
+                orjson.dumps({"seq": seq, **state_json(evaluated(page, answer))}).decode()
+            )
 
 
 # --- a registration's page and its lifecycle -----------------------------------------------

@@ -1985,10 +1985,31 @@ Global___GetDcdDefinitionResponse: _TypeAlias = GetDcdDefinitionResponse  # noqa
 class EvaluateFormRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TraceContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     DCD_FIELD_NUMBER: _builtins.int
     VALUES_JSON_FIELD_NUMBER: _builtins.int
     LANGUAGE_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     organisation_id: _builtins.str
     values_json: _builtins.str
     """The form's values as a JSON object of strings (or lists of codes) keyed by flat
@@ -1997,6 +2018,13 @@ class EvaluateFormRequest(_message.Message):
     language: _builtins.str
     @_builtins.property
     def dcd(self) -> Global___DcdRef: ...
+    @_builtins.property
+    def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """On EvaluateFormStream, the W3C trace context (`traceparent`, `tracestate`) of the
+        change this message carries: a stream has no metadata per message, and each change
+        is a trace of its own. Not read by EvaluateForm (its metadata carries it).
+        """
+
     def __init__(
         self,
         *,
@@ -2004,10 +2032,11 @@ class EvaluateFormRequest(_message.Message):
         dcd: Global___DcdRef | None = ...,
         values_json: _builtins.str = ...,
         language: _builtins.str = ...,
+        trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["dcd", b"dcd"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dcd", b"dcd", "language", b"language", "organisation_id", b"organisation_id", "values_json", b"values_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dcd", b"dcd", "language", b"language", "organisation_id", b"organisation_id", "trace_context", b"trace_context", "values_json", b"values_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

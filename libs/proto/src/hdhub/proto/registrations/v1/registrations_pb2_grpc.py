@@ -147,6 +147,11 @@ class RegistrationsServiceStub:
                 request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.EvaluateFormRequest.SerializeToString,
                 response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.EvaluateFormResponse.FromString,
                 _registered_method=True)
+        self.EvaluateFormStream = channel.stream_stream(
+                '/hdhub.registrations.v1.RegistrationsService/EvaluateFormStream',
+                request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.EvaluateFormRequest.SerializeToString,
+                response_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.EvaluateFormResponse.FromString,
+                _registered_method=True)
         self.SaveRegistration = channel.unary_unary(
                 '/hdhub.registrations.v1.RegistrationsService/SaveRegistration',
                 request_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.SaveRegistrationRequest.SerializeToString,
@@ -387,6 +392,17 @@ class RegistrationsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EvaluateFormStream(self, request_iterator, context):
+        """EvaluateForm over one stream for as long as a form is open (the portal's live form):
+        each request is answered in order as EvaluateForm answers it, and checked as a call
+        is (the token: UNAUTHENTICATED once it expired or was revoked; the organisation; the
+        registry). A message on an open stream costs a fraction of a call (no call set-up,
+        no interceptors). Stores nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SaveRegistration(self, request, context):
         """Save one registration from a form: a new one (or the live one with its business key,
         as the REST create), or a stored one at the version the caller read (If-Match:
@@ -589,6 +605,11 @@ def add_RegistrationsServiceServicer_to_server(servicer, server):
             ),
             'EvaluateForm': grpc.unary_unary_rpc_method_handler(
                     servicer.EvaluateForm,
+                    request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.EvaluateFormRequest.FromString,
+                    response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.EvaluateFormResponse.SerializeToString,
+            ),
+            'EvaluateFormStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.EvaluateFormStream,
                     request_deserializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.EvaluateFormRequest.FromString,
                     response_serializer=hdhub_dot_registrations_dot_v1_dot_registrations__pb2.EvaluateFormResponse.SerializeToString,
             ),
@@ -1243,6 +1264,33 @@ class RegistrationsService:
             request,
             target,
             '/hdhub.registrations.v1.RegistrationsService/EvaluateForm',
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.EvaluateFormRequest.SerializeToString,
+            hdhub_dot_registrations_dot_v1_dot_registrations__pb2.EvaluateFormResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluateFormStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/hdhub.registrations.v1.RegistrationsService/EvaluateFormStream',
             hdhub_dot_registrations_dot_v1_dot_registrations__pb2.EvaluateFormRequest.SerializeToString,
             hdhub_dot_registrations_dot_v1_dot_registrations__pb2.EvaluateFormResponse.FromString,
             options,

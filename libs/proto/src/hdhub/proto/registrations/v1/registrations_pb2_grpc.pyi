@@ -119,6 +119,13 @@ class RegistrationsServiceStub:
     types: per field whether it applies, whether it is required, its computed value and
     its errors (in the requested language). Stores nothing.
     """
+    EvaluateFormStream: _grpc.StreamStreamMultiCallable[_registrations_pb2.EvaluateFormRequest, _registrations_pb2.EvaluateFormResponse]
+    """EvaluateForm over one stream for as long as a form is open (the portal's live form):
+    each request is answered in order as EvaluateForm answers it, and checked as a call
+    is (the token: UNAUTHENTICATED once it expired or was revoked; the organisation; the
+    registry). A message on an open stream costs a fraction of a call (no call set-up,
+    no interceptors). Stores nothing.
+    """
     SaveRegistration: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.SaveRegistrationRequest, _registrations_pb2.SaveRegistrationResponse]
     """Save one registration from a form: a new one (or the live one with its business key,
     as the REST create), or a stored one at the version the caller read (If-Match:
@@ -256,6 +263,13 @@ class RegistrationsServiceAsyncStub(RegistrationsServiceStub):
     """A partial record through the validation engine, as a form shows it while the person
     types: per field whether it applies, whether it is required, its computed value and
     its errors (in the requested language). Stores nothing.
+    """
+    EvaluateFormStream: _aio.StreamStreamMultiCallable[_registrations_pb2.EvaluateFormRequest, _registrations_pb2.EvaluateFormResponse]  # type: ignore[assignment]
+    """EvaluateForm over one stream for as long as a form is open (the portal's live form):
+    each request is answered in order as EvaluateForm answers it, and checked as a call
+    is (the token: UNAUTHENTICATED once it expired or was revoked; the organisation; the
+    registry). A message on an open stream costs a fraction of a call (no call set-up,
+    no interceptors). Stores nothing.
     """
     SaveRegistration: _aio.UnaryUnaryMultiCallable[_registrations_pb2.SaveRegistrationRequest, _registrations_pb2.SaveRegistrationResponse]  # type: ignore[assignment]
     """Save one registration from a form: a new one (or the live one with its business key,
@@ -523,6 +537,19 @@ class RegistrationsServiceServicer(metaclass=_abc_1.ABCMeta):
         """A partial record through the validation engine, as a form shows it while the person
         types: per field whether it applies, whether it is required, its computed value and
         its errors (in the requested language). Stores nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def EvaluateFormStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_registrations_pb2.EvaluateFormRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_registrations_pb2.EvaluateFormResponse], _abc.AsyncIterator[_registrations_pb2.EvaluateFormResponse]]:
+        """EvaluateForm over one stream for as long as a form is open (the portal's live form):
+        each request is answered in order as EvaluateForm answers it, and checked as a call
+        is (the token: UNAUTHENTICATED once it expired or was revoked; the organisation; the
+        registry). A message on an open stream costs a fraction of a call (no call set-up,
+        no interceptors). Stores nothing.
         """
 
     @_abc_1.abstractmethod
