@@ -717,8 +717,11 @@ class _DriverPool:
                 if not conn.closed:
                     return conn, slots
             import psycopg
+            from psycopg.types.json import set_json_loads
 
-            return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True), slots
+            conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            set_json_loads(json_value, conn)  # as the engines read JSON (a page: 50 error lists)
+            return conn, slots
         except BaseException:
             slots.release()
             raise
