@@ -3,7 +3,7 @@ cannot make the server buffer megabytes of headers (httptools has no such cap), 
 WebSocket message capped (the portal's live form evaluation) and not compressed: each
 message carries the session's CSRF token beside what the person typed, and compressing a
 secret with text an attacker can influence leaks it by the size (CRIME, BREACH); the
-messages are a few kilobytes, and deflating each cost the live form a tenth of its time."""
+messages are a few kilobytes."""
 
 from __future__ import annotations
 
