@@ -277,6 +277,12 @@ async def test_the_portals_grpc_methods_keep_a_member_to_its_registries(stack: S
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await call
             assert refused.value.code() == code, refused.value.details()
+        # The live form's stream: refused at its message, as the call is.
+        stream = registrations.EvaluateFormStream(timeout=30)
+        await stream.write(pb.EvaluateFormRequest(organisation_id=ORG, dcd=dcd, values_json="{}"))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stream.read()
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, refused.value.details()
     finally:
         auth.current_principal.reset(token)
     # Nothing was changed: still open, at its first version.
