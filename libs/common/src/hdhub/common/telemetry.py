@@ -369,7 +369,7 @@ def worker_context(service: str) -> Iterator[None]:
 class ListenedTracerProvider(TracerProvider):
     """The SDK's provider, knowing whether any span processor listens. Until one does
     (no exporter configured: a laptop, a bench), :class:`QuietSampler` records nothing:
-    building spans nobody reads cost the grid's call a tenth of its time. The trace ids
+    spans nobody reads would be built at every call for nothing. The trace ids
     are made all the same (the SDK makes them before sampling), so log lines and the
     calls a request makes still share one."""
 

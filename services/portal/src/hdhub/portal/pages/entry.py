@@ -28,6 +28,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.websockets import WebSocketDisconnect
 
 from hdhub.common.auth import Action
+from hdhub.common.config import platform
 from hdhub.common.errors import Problem, forbidden, not_found
 from hdhub.common.grpc import problem_from_rpc_error
 from hdhub.common.limits import MAX_WEBSOCKET_MESSAGE_BYTES
@@ -307,7 +308,7 @@ async def evaluate(page: Page, organisation_id: str, d: dict[str, Any], values: 
 
 def evaluated(page: Page, answer: pb.EvaluateFormResponse) -> Evaluated:
     """Every field's state, at every change: kept lean (orjson, no list for a field
-    without errors), as it is a tenth of the portal's time per change."""
+    without errors), as it runs at every keystroke's pause."""
     comma = page.lang != "en"
     states: dict[str, FieldState] = {}
     for s in answer.fields:
@@ -352,8 +353,14 @@ class LiveEvaluation:
                     EVALUATE_STREAM_MESSAGE, kind=trace.SpanKind.CLIENT, attributes=EVALUATE_STREAM_ATTRIBUTES
                 ):
                     request.trace_context.update(inject_context())
-                    await self.call.write(request)
-                    answer = await self.call.read()
+                    # Each message within the deadline a call would have.
+                    async with asyncio.timeout(platform().grpc_timeout_seconds):
+                        await self.call.write(request)
+                        answer = await self.call.read()
+            except TimeoutError:  # registrations did not answer: the stream is given up
+                self.call.cancel()
+                self.call = None
+                raise Problem(504, "registrations-timeout", "The form could not be checked in time") from None
             except grpc.aio.AioRpcError as exc:  # the stream ended with it
                 self.call = None
                 if attempt == 2 or exc.code() not in _STREAM_ENDED:
