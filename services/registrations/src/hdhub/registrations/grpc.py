@@ -26,6 +26,7 @@ from hdhub.common.errors import (
     organisation_required,
 )
 from hdhub.common.grpc import ServicerContext, check_acting_for, require_operator, require_principal
+from hdhub.common.limits import load_json
 from hdhub.common.parked_jobs import archive_parked_jobs, list_parked_jobs, retry_parked_jobs
 from hdhub.common.telemetry import extract_context
 from hdhub.proto.registrations.v1 import registrations_pb2 as pb
@@ -98,11 +99,14 @@ DELIVERY_KINDS = dict.fromkeys((DELIVER, DELIVER_BATCH, CONFIRM), DELIVERY_KINDS
 
 
 def _values(text: str) -> dict[str, Any]:
-    """A form's values (a JSON object); 422 naming ``values_json`` otherwise."""
+    """A form's values (a JSON object, read by the rules REST reads bodies by: at most
+    ``MAX_JSON_DEPTH`` levels, no duplicate member, no NUL); 422 naming ``values_json``
+    and the rule otherwise (a text nested 50,000 levels deep was an internal error)."""
     try:
-        values = json.loads(text or "{}")
-    except ValueError:
-        values = None
+        values = load_json((text or "{}").encode())
+    except Problem as problem:
+        [broken] = problem.errors or [FieldProblem("body", "json-syntax", "Not JSON.")]
+        raise invalid([FieldProblem("values_json", broken.rule, broken.message, broken.path)]) from None
     if not isinstance(values, dict):
         raise invalid([FieldProblem("values_json", "type", "The values must be a JSON object")])
     return values
