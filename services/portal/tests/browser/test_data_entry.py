@@ -13,7 +13,7 @@ import re
 import pytest
 from playwright.sync_api import Browser, Page, WebSocket, expect
 
-from services.portal.tests.browser.conftest import check_page, new_context, sign_in
+from services.portal.tests.browser.conftest import check_page, new_context, sign_in, sign_out
 from tests.e2e.conftest import Platform
 from tests.support.samples import record
 
@@ -249,6 +249,40 @@ def test_a_change_is_posted_when_the_live_connection_cannot_open(browser: Browse
     type_in(page, "DT_DISCH", "01/02/2025")
     expect(page.locator("#DT_DISCH-error")).to_contain_text(WORDS["en"]["constraint"])
     assert answers == [] and len(posted) >= 2
+    context.close()
+
+
+def test_a_form_whose_session_ended_says_so_and_keeps_what_was_typed(
+    browser: Browser, portal: Platform
+) -> None:
+    """Signed out in another tab, the form's next change is refused (the evaluate route
+    sends the browser to the sign-in page; the live connection closes 4401 and its change
+    is posted): the page says the session ended and what to do, with a sign-in link
+    opening a new tab, instead of silently no longer checking (a fresh-eyes trial's
+    finding); what was typed stays."""
+    context = new_context(browser, portal)
+    context.add_init_script(  # no socket: each change posted, as after a 4401
+        "window.WebSocket = class extends window.WebSocket {"
+        " constructor(url, protocols) { super('ws://127.0.0.1:9/', protocols); } };"
+    )
+    page = context.new_page()
+    sign_in(page, *NURSE)
+    page.goto(ANGIO_NEW)
+    notice = page.locator("#entry-signed-out")
+    type_in(page, "IDC_PAT", record()["IDC_PAT"])
+    expect(field(page, "TX_PAT_LAST_NAME")).to_be_hidden()  # the skip rule, answered
+    type_in(page, "DT_HOSPZ", "03/02/2025")
+    expect(notice).to_be_hidden()
+    other = context.new_page()
+    other.goto("/portal/")
+    sign_out(other)
+    type_in(page, "DT_DISCH", "01/02/2025")
+    expect(notice).to_be_visible()
+    expect(notice.get_by_role("link")).to_have_attribute("target", "_blank")
+    assert page.locator("#DT_DISCH").input_value() == "01/02/2025"
+    assert page.locator("#DT_HOSPZ").input_value() == "03/02/2025"
+    expect(page.locator("#DT_DISCH-error")).to_be_hidden()  # not checked: said above
+    check_page(page, "registration-new-signed-out")
     context.close()
 
 

@@ -155,7 +155,9 @@ function entryLive(form) {
     if (entry.socket !== socket) return;
     entry.retryMs = LIVE_RETRY_MS;
     try {
-      entryAnswered(form, JSON.parse(e.data));
+      const answer = JSON.parse(e.data);
+      if (answer.fields) entrySignedOut(false);
+      entryAnswered(form, answer);
     } catch (error) {
       // Not an answer: nothing to apply.
     }
@@ -201,13 +203,27 @@ async function entryPost(form) {
       credentials: "same-origin",
       headers: { "X-CSRF-Token": form.querySelector("input[name=csrf_token]").value },
       signal: controller.signal,
+      // Signed out, the route sends the browser to the sign-in page: not followed, said.
+      redirect: "manual",
     });
+    if (response.type === "opaqueredirect" || response.status === 401) {
+      entrySignedOut(true);
+      return;
+    }
     if (!response.ok) return;
     answer = await response.json();
   } catch (e) {
     return;
   }
+  entrySignedOut(false);
   entryAnswered(form, { seq: asked, ...answer });
+}
+
+// The session ended (signed out in another tab, expired): the person is told, and what
+// they typed stays; the notice goes once a change is answered again.
+function entrySignedOut(ended) {
+  const notice = document.getElementById("entry-signed-out");
+  if (notice && notice.hidden === ended) notice.hidden = !ended;
 }
 
 function entryApply(form, answer) {
