@@ -286,6 +286,33 @@ def test_a_form_whose_session_ended_says_so_and_keeps_what_was_typed(
     context.close()
 
 
+def test_a_field_that_stops_applying_while_typed_in_stays_until_left(
+    browser: Browser, portal: Platform
+) -> None:
+    """The SSIN typed, the person moves on to the last name before the answer comes: the
+    answer says the names do not apply (the SSIN stands for them), and the field stays,
+    with the focus and what is being typed, until the person leaves it; then it goes (a
+    fresh-eyes trial saw it hidden under the fingers, the focus lost)."""
+    context = new_context(browser, portal)
+    page = context.new_page()
+    sign_in(page, *NURSE)
+    page.goto(ANGIO_NEW)
+    name = page.locator("#TX_PAT_LAST_NAME")
+    page.locator("#IDC_PAT").click()
+    page.keyboard.type(record()["IDC_PAT"], delay=5)
+    name.click()  # before the answer (300 ms after the last key, then the round trip)
+    page.keyboard.type("Peet", delay=5)
+    expect(field(page, "TX_PAT_LAST_NAME")).to_have_attribute("data-relevant", "0")  # answered
+    page.keyboard.type("ers", delay=5)
+    expect(name).to_be_focused()
+    expect(name).to_have_value("Peeters")
+    expect(field(page, "TX_PAT_LAST_NAME")).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(field(page, "TX_PAT_LAST_NAME")).to_be_hidden()
+    expect(name).to_be_disabled()
+    context.close()
+
+
 def test_a_change_is_posted_when_the_live_connection_does_not_answer(
     browser: Browser, portal: Platform
 ) -> None:

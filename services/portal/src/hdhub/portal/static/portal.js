@@ -234,9 +234,14 @@ function entryApply(form, answer) {
     if (!box) continue;
     const instance = box.closest("[data-removed]");
     const removed = instance && instance.dataset.removed === "1";
-    box.hidden = !state.relevant;
+    // A field that stops applying while the person is in it (typed the SSIN, moved on to
+    // the name before the answer came) stays until they leave it (entryLeave): hidden
+    // under their fingers, it took the focus and what they were typing away.
+    const held = !state.relevant && box.contains(document.activeElement);
+    box.dataset.relevant = state.relevant ? "1" : "0";
+    box.hidden = !state.relevant && !held;
     for (const input of box.querySelectorAll("input, select, textarea")) {
-      const off = !state.relevant || removed;
+      const off = (!state.relevant && !held) || removed;
       if (input.disabled !== off && document.activeElement !== input) input.disabled = off;
     }
     const required = box.querySelector(".required");
@@ -314,6 +319,19 @@ function entryTouch(event) {
 }
 
 document.addEventListener("input", entryTouch);
+
+// Leaving a field that stopped applying while the person was in it: now it goes (its
+// value is not sent; the engine ignores a value of a field that does not apply anyway).
+function entryLeave(event) {
+  const box = event.target instanceof Element ? event.target.closest("[data-field]") : null;
+  if (!box || box.hidden || box.dataset.relevant !== "0" || box.contains(event.relatedTarget)) return;
+  box.hidden = true;
+  for (const input of box.querySelectorAll("input, select, textarea")) input.disabled = true;
+  const form = entryForm(box);
+  if (form) entryScopes(form);
+}
+
+document.addEventListener("focusout", entryLeave);
 document.addEventListener("change", entryTouch);
 
 // Repeats without a count: add the next instance, remove the last (its values cleared).
