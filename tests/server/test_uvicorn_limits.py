@@ -4,7 +4,10 @@ a 1 MB header is refused by the server itself with 431 problem+json, before the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
+from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, WebSocket
@@ -29,6 +32,23 @@ async def raw_request(port: int, head: bytes) -> tuple[int, dict[str, str], byte
     return int(status_line.split()[1]), headers, body
 
 
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[int]:
+    """``app`` served as `hdhub run` serves (``server_config``) on a free port, until the end."""
+    port = free_port()
+    server = uvicorn.Server(
+        server_config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        yield port
+    finally:
+        server.should_exit = True
+        await task
+
+
 async def test_a_1_mb_header_is_refused_by_the_server_with_431() -> None:
     router = APIRouter()
 
@@ -36,15 +56,7 @@ async def test_a_1_mb_header_is_refused_by_the_server_with_431() -> None:
     async def hello() -> dict[str, str]:
         return {"hello": "world"}
 
-    port = free_port()
-    app = create_app(title="t", routers=[router])
-    server = uvicorn.Server(
-        server_config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    serving = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            await asyncio.sleep(0.01)
+    async with serving(create_app(title="t", routers=[router])) as port:
         ok = b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-Fine: " + b"x" * 8000 + b"\r\n\r\n"
         status, _, body = await raw_request(port, ok)
         assert status == 200 and json.loads(body) == {"hello": "world"}
@@ -56,9 +68,6 @@ async def test_a_1_mb_header_is_refused_by_the_server_with_431() -> None:
         assert json.loads(body)["type"] == "/problems/headers-too-large"
         status, _, _ = await raw_request(port, b"NONSENSE\r\n\r\n")
         assert status == 400  # any other malformed request: uvicorn's own answer
-    finally:
-        server.should_exit = True
-        await serving
 
 
 async def test_a_request_still_arriving_is_cut_after_the_drain(monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -119,19 +128,8 @@ async def test_a_websocket_is_not_compressed_even_when_the_browser_offers_it() -
         await websocket.send_text(await websocket.receive_text())
         await websocket.close()
 
-    port = free_port()
-    server = uvicorn.Server(
-        server_config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    serving = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            await asyncio.sleep(0.01)
-        async with connect(f"ws://127.0.0.1:{port}/echo", compression="deflate") as socket:
-            assert "permessage-deflate" in socket.request.headers["Sec-WebSocket-Extensions"]
-            assert "Sec-WebSocket-Extensions" not in socket.response.headers
-            await socket.send("csrf_token=secret&text=secre")
-            assert await socket.recv() == "csrf_token=secret&text=secre"
-    finally:
-        server.should_exit = True
-        await serving
+    async with serving(app) as port, connect(f"ws://127.0.0.1:{port}/echo", compression="deflate") as socket:
+        assert "permessage-deflate" in socket.request.headers["Sec-WebSocket-Extensions"]
+        assert "Sec-WebSocket-Extensions" not in socket.response.headers
+        await socket.send("csrf_token=secret&text=secre")
+        assert await socket.recv() == "csrf_token=secret&text=secre"

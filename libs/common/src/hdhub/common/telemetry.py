@@ -79,6 +79,7 @@ __all__ = [
     "jobs_span",
     "quiet",
     "quiet_carrier",
+    "stream_message_span",
     "setup_telemetry",
     "worker_context",
 ]
@@ -229,6 +230,29 @@ def extract_context(carrier: Mapping[str, str] | None) -> otel_context.Context:
     An empty or missing carrier gives an empty context (a new trace). The context is a
     fresh one: a job's work is traced even when the poll that claimed it is not."""
     return _JOB_PROPAGATOR.extract(dict(carrier or {}), context=Context())
+
+
+_stream_tracer = trace.get_tracer("hdhub.grpc.stream")
+
+
+@contextmanager
+def stream_message_span(
+    method: str, kind: trace.SpanKind, carrier: Mapping[str, str] | None = None
+) -> Iterator[dict[str, str]]:
+    """A span for one message of a gRPC stream (``method``: ``package.Service/Method``),
+    named ``"<method> message"`` with the RPC attributes OpenTelemetry's interceptors set.
+    A stream has no metadata per message, so the message carries its trace: the client
+    side (``SpanKind.CLIENT``) is given the W3C headers to put in the message; the server
+    side continues the trace of the ``carrier`` the message brought (none: the stream's)."""
+    service, _, name = method.partition("/")
+    context = extract_context(carrier) if carrier else None
+    with _stream_tracer.start_as_current_span(
+        f"{method} message",
+        context=context,
+        kind=kind,
+        attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+    ):
+        yield inject_context() if kind == trace.SpanKind.CLIENT else {}
 
 
 _jobs_tracer = trace.get_tracer("hdhub.jobs")

@@ -28,7 +28,7 @@ from hdhub.common.errors import (
 from hdhub.common.grpc import ServicerContext, check_acting_for, require_operator, require_principal
 from hdhub.common.limits import load_json
 from hdhub.common.parked_jobs import archive_parked_jobs, list_parked_jobs, retry_parked_jobs
-from hdhub.common.telemetry import extract_context
+from hdhub.common.telemetry import stream_message_span
 from hdhub.proto.registrations.v1 import registrations_pb2 as pb
 from hdhub.proto.registrations.v1 import registrations_pb2_grpc as pb_grpc
 from hdhub.registrations import health
@@ -74,14 +74,8 @@ ACTIONS = {
 }
 #: The portal's entries in a registration's history.
 PORTAL = "portal"
-#: The span of each message of EvaluateFormStream, on both sides (the portal's client span).
-EVALUATE_STREAM_MESSAGE = "hdhub.registrations.v1.RegistrationsService/EvaluateFormStream message"
-EVALUATE_STREAM_ATTRIBUTES = {
-    "rpc.system": "grpc",
-    "rpc.service": "hdhub.registrations.v1.RegistrationsService",
-    "rpc.method": "EvaluateFormStream",
-}
-_tracer = trace.get_tracer("hdhub.registrations.grpc")
+#: Where a message of the live form's stream belongs: its spans are named after it.
+EVALUATE_STREAM = "hdhub.registrations.v1.RegistrationsService/EvaluateFormStream"
 VERSION_STATES = {
     VersionState.DRAFT: pb.DCD_VERSION_STATE_DRAFT,
     VersionState.PUBLISHED: pb.DCD_VERSION_STATE_PUBLISHED,
@@ -859,12 +853,7 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
         async for request in requests:
             # A span per message, continuing the change's trace the message carries (one
             # trace per change, as a call has); the stream's own span is the connection's.
-            with _tracer.start_as_current_span(
-                EVALUATE_STREAM_MESSAGE,
-                context=extract_context(request.trace_context) if request.trace_context else None,
-                kind=trace.SpanKind.SERVER,
-                attributes=EVALUATE_STREAM_ATTRIBUTES,
-            ):
+            with stream_message_span(EVALUATE_STREAM, trace.SpanKind.SERVER, request.trace_context):
                 await verifier().verify(principal.token)  # UNAUTHENTICATED once expired or revoked
                 check_acting_for(principal, request.organisation_id)
                 answer = await self._evaluate(principal, request)

@@ -32,7 +32,7 @@ from hdhub.common.config import platform
 from hdhub.common.errors import Problem, forbidden, not_found
 from hdhub.common.grpc import problem_from_rpc_error
 from hdhub.common.limits import MAX_WEBSOCKET_MESSAGE_BYTES
-from hdhub.common.telemetry import inject_context
+from hdhub.common.telemetry import stream_message_span
 from hdhub.portal.deps import OrganisationPage, ServiceDep
 from hdhub.portal.pages.forms import FormErrors, form_errors
 from hdhub.portal.pages.i18n import N_, translations
@@ -341,6 +341,12 @@ class LiveEvaluation:
         self.connection = connection
         self.call: Any = None
 
+    async def __aenter__(self) -> LiveEvaluation:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
     async def evaluate(self, page: Page, request: pb.EvaluateFormRequest) -> pb.EvaluateFormResponse:
         for attempt in (1, 2):
             if self.call is None:
@@ -349,10 +355,8 @@ class LiveEvaluation:
                         metadata=page.metadata(), timeout=self.SECONDS
                     )
             try:
-                with _tracer.start_as_current_span(
-                    EVALUATE_STREAM_MESSAGE, kind=trace.SpanKind.CLIENT, attributes=EVALUATE_STREAM_ATTRIBUTES
-                ):
-                    request.trace_context.update(inject_context())
+                with stream_message_span(EVALUATE_STREAM, trace.SpanKind.CLIENT) as carrier:
+                    request.trace_context.update(carrier)
                     # Each message within the deadline a call would have.
                     async with asyncio.timeout(platform().grpc_timeout_seconds):
                         await self.call.write(request)
@@ -401,12 +405,7 @@ CLOSE_SECONDS = 2.0
 _STREAM_ENDED = frozenset(
     {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
 )
-EVALUATE_STREAM_MESSAGE = "hdhub.registrations.v1.RegistrationsService/EvaluateFormStream message"
-EVALUATE_STREAM_ATTRIBUTES = {
-    "rpc.system": "grpc",
-    "rpc.service": "hdhub.registrations.v1.RegistrationsService",
-    "rpc.method": "EvaluateFormStream",
-}
+EVALUATE_STREAM = "hdhub.registrations.v1.RegistrationsService/EvaluateFormStream"
 
 
 def state_json(evaluated: Evaluated) -> dict[str, Any]:
@@ -718,7 +717,8 @@ async def live_evaluation(
     await websocket.accept()
     trace.get_current_span().set_attribute("hdhub.service", "portal")
     try:
-        await _answer_changes(websocket, service, page, organisation_id, dcd, version)
+        async with LiveEvaluation(trace.get_current_span()) as live:
+            await _answer_changes(websocket, service, page, organisation_id, dcd, version, live)
     except WebSocketDisconnect:  # gone while its change was evaluated
         return
 
@@ -735,28 +735,16 @@ async def _registry_granted(page: Page, dcd: str, version: str) -> bool:
 
 
 async def _answer_changes(
-    websocket: WebSocket, service: PortalService, page: Page, organisation_id: str, dcd: str, version: str
-) -> None:
-    connection = trace.get_current_span()
-    read_at = time.monotonic()
-    live = LiveEvaluation(connection)
-    try:
-        await _each_change(websocket, service, page, organisation_id, dcd, version, connection, read_at, live)
-    finally:
-        await live.close()
-
-
-async def _each_change(
     websocket: WebSocket,
     service: PortalService,
     page: Page,
     organisation_id: str,
     dcd: str,
     version: str,
-    connection: trace.Span,
-    read_at: float,
     live: LiveEvaluation,
 ) -> None:
+    connection = live.connection
+    read_at = time.monotonic()
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
