@@ -231,3 +231,95 @@ async def test_json_is_read_as_the_engines_read_it(db: Database) -> None:
     async with db.plain_reads(["a"]) as reader:
         rows = await reader.rows(statement, {"organisation": "a"})
     assert dict(rows) == {1: None, 2: None, 4: data}
+
+
+async def test_reads_together_answer_each_in_order_within_the_organisations(db: Database) -> None:
+    async with db.plain_reads(["a"]) as reader:
+        notes, like = await reader.together([(NOTES, {"organisation": "a"}), (LIKE, {"organisation": "a"})])
+        assert [tuple(r) for r in notes] == [(1, "a1"), (2, "b2")]
+        assert [tuple(r) for r in like] == [(1, "a1")]
+        with pytest.raises(TenancyViolation):  # refused before anything is sent
+            await reader.together([(NOTES, {"organisation": "a"}), (LIKE, {"organisation": "b"})])
+
+
+def _traced(conn: Any, path: Path) -> contextlib.AbstractContextManager[None]:
+    """libpq's own trace of the protocol messages on ``conn`` written to ``path``."""
+    from psycopg.pq import Trace
+
+    @contextlib.contextmanager
+    def tracing() -> Any:
+        with path.open("w") as out:
+            conn.pgconn.trace(out.fileno())
+            conn.pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS | Trace.REGRESS_MODE)
+            try:
+                yield
+            finally:
+                conn.pgconn.untrace()
+
+    return tracing()
+
+
+@pytest.mark.postgres
+async def test_reads_together_are_sent_before_the_first_answer_is_read(pg: Database, tmp_path: Path) -> None:
+    """Pipeline mode: both statements go out, then one Sync, and one ReadyForQuery comes
+    back; read one by one, each statement is its own exchange."""
+    trace = tmp_path / "libpq.trace"
+    async with pg.plain_reads(["a"]) as reader:
+        await reader.rows(NOTES, {"organisation": "a"})  # the reader's connection taken
+        conn = reader._conn  # type: ignore[attr-defined]
+        with _traced(conn, trace):
+            notes, like = await reader.together(
+                [(NOTES, {"organisation": "a"}), (LIKE, {"organisation": "a"})]
+            )
+        together = trace.read_text().splitlines()
+        with _traced(conn, trace):
+            await reader.rows(NOTES, {"organisation": "a"})
+            await reader.rows(LIKE, {"organisation": "a"})
+        apart = trace.read_text().splitlines()
+    assert len(notes) == 2 and len(like) == 1
+
+    def count(lines: list[str], direction: str, message: str) -> int:
+        return sum(1 for line in lines if line.split("\t")[:1] == [direction] and f"\t{message}" in line)
+
+    assert count(together, "F", "Execute") == 2 and count(together, "F", "Sync") == 1
+    assert count(together, "B", "ReadyForQuery") == 1
+    sent = [line.split("\t")[2].split()[0] for line in together if line.startswith("F\t")]
+    assert sent.index("Sync") > max(i for i, m in enumerate(sent) if m == "Execute")
+    assert count(apart, "F", "Sync") == 2 and count(apart, "B", "ReadyForQuery") == 2
+
+
+@pytest.mark.postgres
+async def test_reads_together_survive_a_dropped_connection_and_a_failing_statement(pg: Database) -> None:
+    async with pg.plain_reads(["a"]) as reader:
+        await reader.rows(NOTES, {"organisation": "a"})
+        pid = reader._conn.info.backend_pid  # type: ignore[attr-defined]
+    async with pg.engine.connect() as conn:
+        await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    async with pg.plain_reads(["a"]) as reader:
+        notes, like = await reader.together([(NOTES, {"organisation": "a"}), (LIKE, {"organisation": "a"})])
+        assert (len(notes), len(like)) == (2, 1)
+    failing = select(Note.id, literal(1) / (Note.id - 1)).where(
+        Note.organisation_id == bindparam("organisation")
+    )
+    async with pg.plain_reads(["a"]) as reader:
+        with pytest.raises(Exception, match="division by zero"):
+            await reader.together([(NOTES, {"organisation": "a"}), (failing, {"organisation": "a"})])
+        # The same reader and the pool go on.
+        assert len(await reader.rows(NOTES, {"organisation": "a"})) == 2
+    async with pg.plain_reads(["a"]) as reader:
+        assert len(await reader.rows(LIKE, {"organisation": "a"})) == 1
+
+
+@pytest.mark.postgres
+async def test_reads_together_are_a_client_span_each(pg: Database, spans: InMemorySpanExporter) -> None:
+    spans.clear()
+    async with pg.plain_reads(["a"]) as reader:
+        await reader.together([(NOTES, {"organisation": "a"}), (LIKE, {"organisation": "a"})])
+    found = [
+        s
+        for s in spans.get_finished_spans()
+        if "plain_notes" in str((s.attributes or {}).get("db.statement"))
+    ]
+    assert len(found) == 2 and all(s.kind == SpanKind.CLIENT for s in found)
+    assert sorted("LIKE" in str(s.attributes) for s in found) == [False, True]
+    assert found[0].parent == found[1].parent  # siblings: neither is made current

@@ -666,6 +666,13 @@ class PlainReader:
             raise TenancyViolation(f"a plain read outside the session's organisations: {statement}")
 
     async def rows(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+        return (await self.together([(statement, params)]))[0]
+
+    async def together(
+        self, reads: Sequence[tuple[Select[Any], Mapping[str, Any]]]
+    ) -> list[Sequence[Sequence[Any]]]:
+        """The rows of each statement, in order; on PostgreSQL all sent before the first
+        answer is read (one round trip for the lot, psycopg's pipeline mode)."""
         raise NotImplementedError
 
 
@@ -674,9 +681,12 @@ class _CoreReader(PlainReader):
         super().__init__(scope)
         self._conn = conn
 
-    async def rows(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        self._check(statement, params)
-        return (await self._conn.execute(statement, dict(params))).all()
+    async def together(
+        self, reads: Sequence[tuple[Select[Any], Mapping[str, Any]]]
+    ) -> list[Sequence[Sequence[Any]]]:
+        for statement, params in reads:
+            self._check(statement, params)
+        return [(await self._conn.execute(statement, dict(params))).all() for statement, params in reads]
 
 
 class _DriverPool:
@@ -800,27 +810,33 @@ class _DriverReader(PlainReader):
         self._slots: asyncio.Semaphore | None = None
         self._busy = False
 
-    async def rows(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        self._check(statement, params)
+    async def together(
+        self, reads: Sequence[tuple[Select[Any], Mapping[str, Any]]]
+    ) -> list[Sequence[Sequence[Any]]]:
+        runs = []
+        for statement, params in reads:
+            self._check(statement, params)
+            sql, operation, literals = _driver_sql(statement)
+            runs.append((sql, operation, literals | dict(params) if literals else params))
         if self._busy:
-            raise RuntimeError("a plain reader runs one statement at a time")
-        sql, operation, literals = _driver_sql(statement)
-        if literals:
-            params = literals | dict(params)
+            raise RuntimeError("a plain reader runs one read at a time")
         from hdhub.common.telemetry import database_span
 
         self._busy = True
         try:
-            with database_span(f"{operation} {self._pool.database}", sql, self._pool.attributes):
+            with contextlib.ExitStack() as spans:
+                for sql, operation, _ in runs:
+                    spans.enter_context(
+                        database_span(f"{operation} {self._pool.database}", sql, self._pool.attributes)
+                    )
                 for attempt in (1, 2):
                     if self._conn is None:
                         self._conn, self._slots = await self._pool.take()
                     try:
-                        cursor = await self._conn.execute(sql, params)
-                        return await cursor.fetchall()  # type: ignore[no-any-return]
+                        return await self._send(self._conn, runs)
                     except Exception:
                         # A connection PostgreSQL dropped (a restart, an idle timeout):
-                        # replaced once, the statement run again (it only reads).
+                        # replaced once, the statements run again (they only read).
                         if attempt == 2 or not self._conn.broken:
                             raise
                         self._pool.let_idle_go()
@@ -828,6 +844,17 @@ class _DriverReader(PlainReader):
         finally:
             self._busy = False
         raise AssertionError("unreachable")
+
+    @staticmethod
+    async def _send(
+        conn: Any, runs: list[tuple[str, str, Mapping[str, Any]]]
+    ) -> list[Sequence[Sequence[Any]]]:
+        if len(runs) == 1:
+            sql, _, params = runs[0]
+            return [await (await conn.execute(sql, params)).fetchall()]
+        async with conn.pipeline():
+            cursors = [await conn.execute(sql, params) for sql, _, params in runs]
+        return [await cursor.fetchall() for cursor in cursors]
 
     def release(self) -> None:
         if self._conn is not None and self._slots is not None:

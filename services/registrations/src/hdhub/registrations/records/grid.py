@@ -33,7 +33,7 @@ from typing import Any
 
 from sqlalchemy import Integer, Select, bindparam, delete, func, insert, literal_column, or_, select, tuple_
 
-from hdhub.common.db import Database, PlainReader
+from hdhub.common.db import Database
 from hdhub.common.errors import FieldProblem, Problem, invalid
 from hdhub.registrations.records.lifecycle import Action, RegistrationStatus
 from hdhub.registrations.records.period import Period
@@ -303,12 +303,10 @@ def _capped_count_statement(shape: _Shape) -> Select[Any]:
     return select(matching.c.status, confirmation, func.count()).group_by(matching.c.status, confirmation)
 
 
-async def counted(
-    reader: PlainReader, shape: _Shape, params: dict[str, Any]
-) -> list[tuple[str, str, int]] | None:
+def counted(rows: Sequence[Sequence[Any]]) -> list[tuple[str, str, int]] | None:
     """The registrations matching every filter but the status, counted per status and
-    status confirmation; None when more than :data:`COUNT_CAP` match (not counted on)."""
-    rows = await reader.rows(_capped_count_statement(shape), params)
+    status confirmation (the rows of :func:`_capped_count_statement`); None when more than
+    :data:`COUNT_CAP` match (not counted on)."""
     if sum(int(n) for *_, n in rows) > COUNT_CAP:
         return None
     return sorted((status, conf, int(n)) for status, conf, n in rows)
@@ -327,16 +325,20 @@ def _counts_statement(shape: _Shape) -> Select[Any]:
     )
 
 
-async def counts(
-    reader: PlainReader, query: GridQuery, shape: _Shape, params: dict[str, Any]
-) -> tuple[list[tuple[str, str, int]], int]:
-    """Registrations per status and status confirmation, summed from the deltas within
-    the registry, DCD, version and status confirmation asked for; and how many delta rows
-    that took (to compact them when they have grown)."""
+def counts_read(
+    query: GridQuery, shape: _Shape, params: dict[str, Any]
+) -> tuple[Select[Any], dict[str, Any]]:
+    """The statement summing the deltas within the registry, DCD, version and status
+    confirmation asked for, and its parameters (read by :func:`counts`)."""
     confirmation = _confirmation(query)
     if confirmation is not None:
         params = params | {"status_confirmation": confirmation}
-    rows = await reader.rows(_counts_statement(shape), params)
+    return _counts_statement(shape), params
+
+
+def counts(rows: Sequence[Sequence[Any]]) -> tuple[list[tuple[str, str, int]], int]:
+    """Registrations per status and status confirmation (the rows of :func:`counts_read`),
+    and how many delta rows that took (to compact them when they have grown)."""
     found = [(status, conf, int(n)) for status, conf, n, _ in rows if int(n)]
     return sorted(found), sum(int(deltas) for *_, deltas in rows)
 
@@ -391,15 +393,21 @@ async def grid_page(db: Database, query: GridQuery, *, with_counts: bool = True)
     deltas = 0
     # Read without a transaction: the page and the counts are each one statement, and at
     # READ COMMITTED a transaction would not give them one snapshot anyway; on the driver
-    # itself (Database.plain_reads): the ORM was two thirds of a page's time.
+    # itself (Database.plain_reads): the ORM was two thirds of a page's time. The page and
+    # its counts are sent together, one round trip for both.
     shape, params = _Shape.of(query), _params(query)
     statement, before = page_query(query, shape, params)
+    reads = [(statement, params)]
+    kept = query.kept_counts_serve
+    if with_counts:
+        reads.append(counts_read(query, shape, params) if kept else (_capped_count_statement(shape), params))
     async with db.plain_reads([query.organisation_id]) as reader:
-        rows = list(await reader.rows(statement, params))
-        if with_counts and query.kept_counts_serve:
-            found, deltas = await counts(reader, query, shape, params)
-        elif with_counts:
-            found = await counted(reader, shape, params)
+        page, *counting = await reader.together(reads)
+    rows = list(page)
+    if counting and kept:
+        found, deltas = counts(counting[0])
+    elif counting:
+        found = counted(counting[0])
     if deltas > COMPACT_ABOVE:
         await compact(db, query.organisation_id)
     more = len(rows) > query.limit
