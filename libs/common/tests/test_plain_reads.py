@@ -323,3 +323,20 @@ async def test_reads_together_are_a_client_span_each(pg: Database, spans: InMemo
     assert len(found) == 2 and all(s.kind == SpanKind.CLIENT for s in found)
     assert sorted("LIKE" in str(s.attributes) for s in found) == [False, True]
     assert found[0].parent == found[1].parent  # siblings: neither is made current
+
+
+@pytest.mark.postgres
+async def test_reads_together_cancelled_midway_leave_no_busy_connection_in_the_pool(pg: Database) -> None:
+    slow = select(func.pg_sleep(2), Note.id).where(Note.organisation_id == bindparam("organisation"))
+
+    async def abandoned() -> None:
+        async with pg.plain_reads(["a"]) as reader:
+            await reader.together([(NOTES, {"organisation": "a"}), (slow, {"organisation": "a"})])
+
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(abandoned(), 0.3)
+    async with pg.plain_reads(["a"]) as reader:
+        notes, like = await asyncio.wait_for(
+            reader.together([(NOTES, {"organisation": "a"}), (LIKE, {"organisation": "a"})]), 1.5
+        )
+    assert [tuple(r) for r in notes] == [(1, "a1"), (2, "b2")] and len(like) == 1
