@@ -268,6 +268,24 @@ async def test_counts_per_status_honour_every_filter(stack: Stack, monkeypatch: 
         (pb.ListRegistrationsRequest(organisation_id="az-demo", sort="name"), "sort"),
         (pb.ListRegistrationsRequest(organisation_id="az-demo", created_from="yesterday"), "created_from"),
         (pb.ListRegistrationsRequest(organisation_id="az-demo", limit=5000), "limit"),
+        # Found by a fresh-eyes trial: each was an internal error on one backend.
+        # Year 1 in Brussels is before year 1 in UTC (SQLite could not store it).
+        (
+            pb.ListRegistrationsRequest(
+                organisation_id="az-demo", created_from="0001-01-01T00:00:00+00:17:30"
+            ),
+            "created_from",
+        ),
+        # A cursor naming a row id with a NUL (PostgreSQL's text cannot hold one).
+        (
+            pb.ListRegistrationsRequest(
+                organisation_id="az-demo",
+                cursor="WyJ1cGRhdGVkIiwgMSwgIjIwMjYtMTItMDZUMDk6MDM6MjYuODk0ODYwKzAwOjAwIiwgIlx1MDAwMCJd",
+            ),
+            "cursor",
+        ),
+        (pb.ListRegistrationsRequest(organisation_id="az-demo", search="bk\x00"), "search"),
+        (pb.ListRegistrationsRequest(organisation_id="az-demo", dcd_version="1\x00"), "dcd_version"),
     ],
 )
 async def test_bad_filters_are_refused_with_the_field(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -152,9 +152,14 @@ def _period(request: pb.ListRegistrationsRequest, name: str) -> Period | None:
     for end in ("from", "to"):
         text = getattr(request, f"{name}_{end}")
         try:
-            moments.append(datetime.fromisoformat(text) if text else None)
+            moment = datetime.fromisoformat(text) if text else None
         except ValueError:
             problems.append(FieldProblem(f"{name}_{end}", "type", "Not a date and time (ISO 8601)."))
+            continue
+        try:  # stored in UTC: a moment that is not a time there (year 1 east of Greenwich) is none
+            moments.append(moment.astimezone(UTC) if moment and moment.tzinfo else moment)
+        except OverflowError:
+            problems.append(FieldProblem(f"{name}_{end}", "range", "Between the years 1 and 9999 in UTC."))
     if problems:
         raise invalid(problems)
     return Period.of(moments[0], moments[1])

@@ -89,12 +89,17 @@ ReaderPage = Annotated[Page, Depends(reader_page)]
 
 
 def _instant(day: str, *, end: bool) -> str | None:
-    """A typed day as the instant its Brussels day starts (the end: the next day's start)."""
+    """A typed day as the instant its Brussels day starts (the end: the next day's start),
+    in UTC as stored; "" when that instant is beyond what is stored (before 1 January of
+    year 1 or after 31 December 9999 in UTC: no bound then); None when it is no day."""
     iso = typed_day(day)
     if iso is None:
         return None
     start = dt.datetime.combine(dt.date.fromisoformat(iso), dt.time(), BRUSSELS)
-    return (start + dt.timedelta(days=1) if end else start).isoformat()
+    try:
+        return (start + dt.timedelta(days=1) if end else start).astimezone(dt.UTC).isoformat()
+    except OverflowError:
+        return ""
 
 
 def _catalogue_choices(page: Page, answer: pb.ListRegistriesResponse) -> dict[str, Any]:
@@ -125,7 +130,7 @@ async def grid(
             instant = _instant(filters[name], end=name.endswith("_to"))
             if instant is None:
                 errors.fields[name] = page._("Type a date as day/month/year, for example 31/01/2025.")
-            else:
+            elif instant:
                 typed[name] = instant
     # The catalogue (for the filters) is asked for while the page is.
     asked = asyncio.ensure_future(

@@ -123,7 +123,7 @@ def decode_cursor_way(cursor: str, sort: str, descending: bool) -> tuple[datetim
         if moment.tzinfo is None:  # a cursor written by hand: its time taken as UTC, as stored
             moment = moment.replace(tzinfo=UTC)
         moment = moment.astimezone(UTC)  # as stored; a time beyond year 1 or 9999 there is damage
-        if not isinstance(id_, str) or not isinstance(s, str) or way not in ([], [1]):
+        if not isinstance(id_, str) or not isinstance(s, str) or way not in ([], [1]) or "\x00" in id_:
             raise ValueError
     except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise _cursor_problem("The link to this page is damaged: start again from the first page.") from exc
@@ -147,6 +147,9 @@ def validate(query: GridQuery) -> None:
             problems.append(FieldProblem(f"{name}_to", "range", "The end of the range is before its start."))
     if not 1 <= query.limit <= MAX_PAGE:
         problems.append(FieldProblem("limit", "range", f"Between 1 and {MAX_PAGE} per page."))
+    for name in ("project_code", "dcd_code", "dcd_version", "search"):
+        if "\x00" in getattr(query, name):  # PostgreSQL's text cannot hold it
+            problems.append(FieldProblem(name, "character", "A NUL character is not allowed."))
     if problems:
         raise invalid(problems)
 
