@@ -434,6 +434,12 @@ async def test_submitted_data_reads_back_as_sent_with_business_keys_and_errors(s
     ).json()["items"]
     assert [(e["field"], e["rule"]) for e in stored["errors"]] == [("DT_DISCH", "required")]
     filtered = (await stack.client.get(f"{READ}&dcd-id=201&dcd-version-id=1.0.0&limit=1", headers=h)).json()
+    # A version the DCD does not have is 404, as an unknown DCD is (docs/hospital-it.md);
+    # it answered an empty list (found by a fresh-eyes trial).
+    for unknown in ("dcd-id=201&dcd-version-id=9.9.9", "dcd-id=NOPE"):
+        missing = await stack.client.get(f"{READ}&{unknown}", headers=h)
+        assert missing.status_code == 404, (unknown, missing.text)
+        assert missing.headers["content-type"] == "application/problem+json"
     assert filtered["limit"] == 1 and len(filtered["items"]) == 1 and filtered["total"] >= 2
 
 

@@ -516,9 +516,12 @@ async def submitted(
 ) -> SubmittedPage:
     if organization_id not in readable:
         raise forbidden()
+    dcd_code = await catalogue.resolve_dcd(dcd_id) if dcd_id else None
+    if dcd_code and pinned(dcd_version_id):
+        await catalogue.get(dcd_code, dcd_version_id)  # a version the DCD does not have: 404
     items, total = await registrations.search(
         readable.narrowed(organization_id),
-        dcd_code=await catalogue.resolve_dcd(dcd_id) if dcd_id else None,
+        dcd_code=dcd_code,
         status=status,
         business_key=business_key,
         dcd_version=pinned(dcd_version_id),
