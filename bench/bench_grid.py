@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import statistics
@@ -29,11 +30,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_portal import portal_session  # noqa: E402
+from bench_portal import password_token, portal_session  # noqa: E402
 from bench_portal_validation import DEPLOYED_POLLING  # noqa: E402
 from bench_submissions import Databases  # noqa: E402
 
@@ -231,24 +230,13 @@ def measure(args: argparse.Namespace, url: str, edge: str, issuer: str, address:
         assert row is not None
         cursors[p] = (row[0], row[1])
 
-    def sql(p: int) -> list[Any]:
-        """The statements the method runs, written out and run directly, one after the
-        other (no transaction, as ``Database.plain_reads`` runs them): the page, the counts.
-        The baseline of the ratios: with psycopg's sync connection it is faster than sending
-        them together (:func:`sql_together`), which the method does."""
+    def sql(p: int, *, together: bool = False) -> list[Any]:
+        """The statements the method runs, written out and run directly (no transaction, as
+        ``Database.plain_reads`` runs them): the page, the counts. One after the other: the
+        baseline of the ratios, which with psycopg's sync connection is faster than sending
+        them ``together`` (one round trip, pipeline mode), as the method does."""
         c = cursors[p]
-        if c is None:
-            page = db.execute(FIRST_SQL, (ORG, PAGE + 1)).fetchall()
-        else:
-            page = db.execute(AFTER_SQL, (ORG, c[0], c[1], PAGE + 1)).fetchall()
-        db.execute(COUNTS_SQL, (ORG,)).fetchall()
-        return page
-
-    def sql_together(p: int) -> list[Any]:
-        """The same statements as the method sends them: together, one round trip
-        (psycopg's pipeline mode)."""
-        c = cursors[p]
-        with db.pipeline():
+        with db.pipeline() if together else contextlib.nullcontext():
             if c is None:
                 paged = db.execute(FIRST_SQL, (ORG, PAGE + 1))
             else:
@@ -261,15 +249,7 @@ def measure(args: argparse.Namespace, url: str, edge: str, issuer: str, address:
     plan = db.execute("EXPLAIN " + AFTER_SQL, (ORG, *deepest_cursor, PAGE + 1)).fetchall()
     print("deep page plan:", " / ".join(r[0].strip() for r in plan[:3]))
 
-    token = httpx.post(
-        f"{issuer}/realms/hdhub/protocol/openid-connect/token",
-        data={
-            "grant_type": "password",
-            "client_id": "hdhub-portal",
-            "username": "nurse@az-demo.test",
-            "password": "demo-nurse",
-        },
-    ).json()["access_token"]
+    token = password_token(issuer, "nurse@az-demo.test", "demo-nurse")
     browser = portal_session(edge, "nurse@az-demo.test", "demo-nurse")
 
     def cursor_of(p: int) -> str:
@@ -310,7 +290,7 @@ def measure(args: argparse.Namespace, url: str, edge: str, issuer: str, address:
         assert browser.get(path).status_code == 200
         cases = {
             "sql": lambda p=p: sql(p),
-            "sql_together": lambda p=p: sql_together(p),
+            "sql_together": lambda p=p: sql(p, together=True),
             "grpc": lambda request=request: stub.ListRegistrations(request, metadata=metadata),
             # The floor: a gRPC call to the same server that does nothing (health).
             "floor": lambda: health.Check(health_pb2.HealthCheckRequest(service="")),

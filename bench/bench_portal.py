@@ -56,6 +56,21 @@ def seed(identity_db: Path, members: int, audit: int) -> None:
         )
 
 
+def password_token(issuer: str, username: str, password: str) -> str:
+    """An access token for a person, by the password grant the portal's client allows."""
+    return str(
+        httpx.post(
+            f"{issuer}/realms/hdhub/protocol/openid-connect/token",
+            data={
+                "grant_type": "password",
+                "client_id": "hdhub-portal",
+                "username": username,
+                "password": password,
+            },
+        ).json()["access_token"]
+    )
+
+
 def portal_session(base: str, username: str, password: str) -> httpx.Client:
     """A browser's session: the code flow through the login page, cookies kept."""
     client = httpx.Client(base_url=base, timeout=60)
@@ -107,15 +122,7 @@ def main() -> None:
     ratios: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp, run_all(Path(tmp)) as platform:
         seed(platform.data_dir / "identity.db", args.members, args.audit)
-        token = httpx.post(
-            f"{platform.base_url}/realms/hdhub/protocol/openid-connect/token",
-            data={
-                "grant_type": "password",
-                "client_id": "hdhub-portal",
-                "username": "manager@az-demo.test",
-                "password": "demo-manager",
-            },
-        ).json()["access_token"]
+        token = password_token(platform.base_url, "manager@az-demo.test", "demo-manager")
         rest = httpx.Client(
             base_url=platform.base_url, timeout=60, headers={"Authorization": f"Bearer {token}"}
         )
