@@ -15,7 +15,13 @@ Needs OpenSSH's `sftp` client (`make openssh`).
   acknowledged. The sim shares the process (and the two cores) with the platform.
 - **baseline**: the same file put into a folder object store and streamed back out to a
   file (`hdhub.common.objectstore.FolderStore`), in this process: what moving the bytes
-  through storage costs with no SSH, checks, encryption or gRPC.
+  through storage costs with no SSH, checks, encryption or gRPC. The file out is written
+  as the sim writes the central copy and the store its objects (`hdhub.common.writebehind`:
+  through a window of the page cache), so neither side's time depends on how much fresh
+  memory the machine hands out.
+- **the SSH transport alone**, for reference: the same `sftp -b` put into asyncssh's SFTP
+  server (hdhub's ciphers, uvloop) in this process, with a sink that keeps nothing: what
+  receiving the file over SSH in Python costs before anything is done with it.
 
 Printed: seconds and MB/s each, the ratio baseline time / hdhub time (1.0: as fast as the
 plain copy; the aim is at least 0.5), and the hdhub process's RSS over the transfer for a
@@ -255,6 +261,7 @@ def run_baseline(source: Path) -> tuple[float, float]:
     """Seconds, and CPU seconds of this process, to put ``source`` into a folder store and
     stream it back out to a file."""
     from hdhub.common.objectstore import FolderStore
+    from hdhub.common.writebehind import WriteBehind
 
     async def copy() -> tuple[float, float]:
         with tempfile.TemporaryDirectory(prefix="bench-central-store-") as tmp:
@@ -267,7 +274,7 @@ def run_baseline(source: Path) -> tuple[float, float]:
 
             started, cpu = time.perf_counter(), time.process_time()
             await store.put("bench/file", body())
-            with (Path(tmp) / "out").open("wb") as out:
+            with WriteBehind((Path(tmp) / "out").open("wb")) as out:
                 async for chunk in store.stream("bench/file"):
                     out.write(chunk)
             seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
@@ -275,6 +282,73 @@ def run_baseline(source: Path) -> tuple[float, float]:
             return seconds, cpu
 
     return asyncio.run(copy())
+
+
+def run_ssh_alone(source: Path) -> tuple[float, float]:
+    """Seconds, and CPU seconds of this process (the SSH server's), to receive ``source``
+    with the same client and batch as hdhub's run, into an SFTP server that keeps nothing."""
+    import asyncssh
+    import uvloop
+
+    from hdhub.intake.sftp import CIPHERS
+
+    received = 0
+
+    class Sink(asyncssh.SFTPServer):  # type: ignore[misc]
+        """Every folder exists; a file takes the bytes and forgets them."""
+
+        def stat(self, _path: bytes) -> asyncssh.SFTPAttrs:
+            return asyncssh.SFTPAttrs(type=asyncssh.FILEXFER_TYPE_DIRECTORY, permissions=0o40750)
+
+        lstat = stat
+
+        def open(self, _path: bytes, _pflags: int, _attrs: asyncssh.SFTPAttrs) -> object:
+            return object()
+
+        def write(self, _file: object, _offset: int, data: bytes) -> int:
+            nonlocal received
+            received += len(data)
+            return len(data)
+
+        def close(self, file_obj: object) -> None:
+            pass
+
+        def rename(self, oldpath: bytes, newpath: bytes) -> None:
+            pass
+
+        posix_rename = rename
+
+    class Server(asyncssh.SSHServer):  # type: ignore[misc]
+        def begin_auth(self, _username: str) -> bool:
+            return True
+
+        def password_auth_supported(self) -> bool:
+            return True
+
+        def validate_password(self, _username: str, _password: str) -> bool:
+            return True
+
+    async def receive() -> tuple[float, float]:
+        server = await asyncssh.create_server(
+            Server,
+            "127.0.0.1",
+            0,
+            server_host_keys=[asyncssh.generate_private_key("ssh-ed25519")],
+            encryption_algs=list(CIPHERS),
+            sftp_factory=Sink,
+        )
+        try:
+            port = server.sockets[0].getsockname()[1]
+            with tempfile.TemporaryDirectory(prefix="bench-central-ssh-") as tmp:
+                started, cpu = time.perf_counter(), time.process_time()
+                await asyncio.to_thread(sftp_put, port, source, Path(tmp))
+                seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        finally:
+            server.close()
+        assert received == source.stat().st_size, (received, source.stat().st_size)
+        return seconds, cpu
+
+    return uvloop.run(receive())
 
 
 def main() -> None:
@@ -313,6 +387,7 @@ def main() -> None:
         before, before_cpu = run_baseline(large)
         large_run = run_hdhub(large, large_sha, args.profile)
         after, after_cpu = run_baseline(large)
+        ssh, ssh_cpu = run_ssh_alone(large)
         baseline, baseline_cpu = min(before, after), min(before_cpu, after_cpu)
         seconds = large_run.seconds
         print(
@@ -327,6 +402,10 @@ def main() -> None:
             f"  (received {large_run.receive:.2f} s, linked -> acknowledged {large_run.send:.2f} s);"
             f" CPU {large_run.cpu:.2f} s ({large_run.cpu * 1000 / args.size_mb:.1f} ms/MiB)"
         )
+        print(
+            f"the SSH transport alone (sftp put into a sink): {ssh:7.2f} s  {mb / ssh:7.1f} MB/s"
+            f"  (CPU {ssh_cpu:.2f} s in the server; {baseline / ssh:.2f}x the baseline's throughput)"
+        )
         print(f"ratio baseline/hdhub time (throughput): {baseline / seconds:.2f}x (aim >= 0.5x)")
         print(f"ratio baseline/hdhub CPU seconds: {baseline_cpu / large_run.cpu:.2f}x")
         print(
@@ -337,7 +416,7 @@ def main() -> None:
             f"hdhub process RSS at 25/50/75/100 % of the large transfer: "
             f"{' / '.join(map(str, large_run.quartiles))} MiB"
         )
-        result({"store_copy_over_hdhub": baseline / seconds})
+        result({"store_copy_over_hdhub": baseline / seconds, "store_copy_over_ssh_alone": baseline / ssh})
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from opentelemetry import trace
 
+from hdhub.common.writebehind import WriteBehind, read_behind
+
 CHUNK = 1024 * 1024
 PART_SIZE = 16 * 1024 * 1024  # multipart part size for S3 (minimum 5 MiB)
 SHA256_META = "sha256"
@@ -197,7 +199,9 @@ def traced(system: str) -> Any:
 @traced("folder")
 class FolderStore:
     """Objects as files under ``root``; metadata in a sidecar ``.meta/`` tree. Writes go to
-    a temporary file renamed into place, so a reader never sees a partial object."""
+    a temporary file renamed into place, so a reader never sees a partial object. A large
+    object is written and read through a window of the page cache, not all of it
+    (:mod:`hdhub.common.writebehind`)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -226,7 +230,7 @@ class FolderStore:
         tmp = self.root / ".tmp" / uuid.uuid4().hex
         hashed, size = hashlib.sha256() if digest else None, 0
         try:
-            with tmp.open("wb") as out:
+            with WriteBehind(tmp.open("wb")) as out:
 
                 def write(chunk: bytes) -> None:
                     # One thread step: hashing releases the GIL, as the write does.
@@ -258,7 +262,8 @@ class FolderStore:
         except FileNotFoundError:
             raise ObjectNotFound(key) from None
         with handle:
-            while chunk := await asyncio.to_thread(handle.read, CHUNK):
+            reads = read_behind(handle, CHUNK)
+            while chunk := await asyncio.to_thread(next, reads, b""):
                 yield chunk
 
     async def read(self, key: str) -> bytes:

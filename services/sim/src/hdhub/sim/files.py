@@ -32,6 +32,7 @@ from hdhub.common.db import Database
 from hdhub.common.envelope import offload
 from hdhub.common.errors import Problem
 from hdhub.common.sealed_file import FileOpener, FileRejected, open_header
+from hdhub.common.writebehind import WriteBehind
 from hdhub.proto.sim.v1 import central_pb2 as pb
 from hdhub.sim.receiver import Mode, Receiver, Rejected, _signer_of
 from hdhub.sim.store import CentralFile
@@ -234,7 +235,8 @@ class CentralFiles:
         noted_at = time.monotonic()
         # From 0 the digest is kept as the bytes arrive; a resumed file is read back at the end.
         running = hashlib.sha256() if h.offset == 0 else None
-        out = await asyncio.to_thread(path.open, "ab")
+        # The copy is written once and kept: to disk as it comes, not into the page cache.
+        out = await asyncio.to_thread(lambda: WriteBehind(path.open("ab")))
         try:
             async for message in messages:
                 chunk = message.chunk
