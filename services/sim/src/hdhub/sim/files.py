@@ -15,10 +15,13 @@ once the file's held bytes reach it, as a network cut would; it fires once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,6 @@ from sqlalchemy import func, select
 
 from hdhub.common.clock import SYSTEM_CLOCK, Clock
 from hdhub.common.db import Database
-from hdhub.common.envelope import offload
 from hdhub.common.errors import Problem
 from hdhub.common.sealed_file import FileOpener, FileRejected, open_header
 from hdhub.common.writebehind import WriteBehind
@@ -43,6 +45,8 @@ log = logging.getLogger("hdhub.sim.files")
 #: on disk is the truth; the row is what an operator sees).
 OFFSET_EVERY = 8 * 1024 * 1024
 OFFSET_SECONDS = 1.0
+#: Chunks decrypted and waiting for the writer thread, at most (1 MiB each as intake sends).
+WRITES_AHEAD = 2
 #: AES-GCM's tag: a chunk's ciphertext is its plaintext and this many bytes.
 TAG_BYTES = 16
 
@@ -70,11 +74,8 @@ def verify_signature(certificate_der: bytes, signature: bytes, data: bytes) -> s
     return str(subject)
 
 
-def _open_and_write(
-    opener: FileOpener, offset: int, ciphertext: bytes, last: bool, out: Any, running: Any
-) -> int:
+def _write_and_hash(plain: bytes, out: Any, running: Any) -> int:
     """A chunk's plaintext appended to ``out`` and ``running`` (a digest, or None): its length."""
-    plain = opener.chunk(offset, ciphertext, last)
     out.write(plain)
     if running is not None:
         running.update(plain)
@@ -235,49 +236,65 @@ class CentralFiles:
         noted_at = time.monotonic()
         # From 0 the digest is kept as the bytes arrive; a resumed file is read back at the end.
         running = hashlib.sha256() if h.offset == 0 else None
+        # Each chunk is decrypted as it arrives, then written and hashed by a thread of this
+        # transfer's own, in order, up to WRITES_AHEAD chunks behind: the next chunk is
+        # received and decrypted while the one before goes to disk (AES-GCM, the writes
+        # and SHA-256 release the GIL). ``at``: the bytes written; ``received``: decrypted.
+        loop = asyncio.get_running_loop()
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sim-central-file")
         # The copy is written once and kept: to disk as it comes, not into the page cache.
-        out = await asyncio.to_thread(lambda: WriteBehind(path.open("ab")))
+        out = await loop.run_in_executor(writer, lambda: WriteBehind(path.open("ab")))
+        writes: deque[asyncio.Future[int]] = deque()
+        received = at
+
+        async def written(behind: int) -> None:
+            nonlocal at
+            while len(writes) > behind:
+                at += await writes.popleft()
+
+        async def noted_to_here() -> None:
+            await written(0)
+            await loop.run_in_executor(writer, out.flush)
+            await self._note(h.file_id, at)
+
         try:
             async for message in messages:
                 chunk = message.chunk
-                if message.WhichOneof("part") != "chunk" or last or chunk.offset != at:
+                if message.WhichOneof("part") != "chunk" or last or chunk.offset != received:
                     answer.rule = "offset"
                     break
                 # Read once: each read of a bytes field is a copy of it.
                 ciphertext = chunk.ciphertext
-                if at + len(ciphertext) - TAG_BYTES > h.size:
+                if received + len(ciphertext) - TAG_BYTES > h.size:
                     answer.rule = "size"
                     break
                 try:
-                    # Decrypted, written and hashed in one step, in a worker thread for a
-                    # large chunk (AES-GCM, writes and SHA-256 release the GIL).
-                    at += await offload(
-                        _open_and_write,
-                        opener,
-                        chunk.offset,
-                        ciphertext,
-                        chunk.last,
-                        out,
-                        running,
-                        size=len(ciphertext),
-                    )
+                    plain = opener.chunk(chunk.offset, ciphertext, chunk.last)
                 except FileRejected as exc:
                     answer.rule = exc.rule
                     break
+                received += len(plain)
                 last = chunk.last
-                if at - noted >= OFFSET_EVERY and time.monotonic() - noted_at >= OFFSET_SECONDS:
+                writes.append(loop.run_in_executor(writer, _write_and_hash, plain, out, running))
+                await written(WRITES_AHEAD)
+                if received - noted >= OFFSET_EVERY and time.monotonic() - noted_at >= OFFSET_SECONDS:
+                    await noted_to_here()
                     noted, noted_at = at, time.monotonic()
-                    await asyncio.to_thread(out.flush)
-                    await self._note(h.file_id, at)
                 cut = self.cut_after_bytes
-                if cut is not None and at >= cut and not last:
+                if cut is not None and received >= cut and not last:
                     self.cut_after_bytes = None
-                    await asyncio.to_thread(out.flush)
-                    await self._note(h.file_id, at)
+                    await noted_to_here()
                     log.info("file transfer cut (switch)", extra={"file_id": h.file_id, "offset": at})
                     raise Problem(503, "transfer-cut", "The central receiver cut the transfer")
+            await written(0)
         finally:
-            await asyncio.to_thread(out.close)
+            # Whatever ends the attempt, what was decrypted is written before the file closes.
+            for pending in writes:
+                with contextlib.suppress(Exception):
+                    at += await asyncio.shield(pending)
+            writes.clear()
+            await loop.run_in_executor(writer, out.close)
+            writer.shutdown(wait=False)
         answer.offset = at
         await self._note(h.file_id, at)
         if answer.rule or not last:
