@@ -221,7 +221,7 @@ async def test_a_wrong_password_is_refused(stack: Stack) -> None:
     await asyncio.to_thread(attempt)
 
 
-async def test_the_ssh_transport_offers_aes_only_so_openssh_clients_pick_aes(stack: Stack) -> None:
+async def test_the_ssh_transport_offers_aes_and_hmac_only_so_openssh_clients_pick_them(stack: Stack) -> None:
     login = {"username": LAB_LOGIN, "password": LAB_PASSWORD, "known_hosts": None}
     with pytest.raises(asyncssh.KeyExchangeFailed):
         await asyncssh.connect(
@@ -230,8 +230,28 @@ async def test_the_ssh_transport_offers_aes_only_so_openssh_clients_pick_aes(sta
     # OpenSSH's client order: chacha20-poly1305 first, then AES-CTR, then AES-GCM.
     openssh = ["chacha20-poly1305@openssh.com", "aes128-ctr", "aes192-ctr", "aes256-ctr"]
     openssh += ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]
-    async with asyncssh.connect("127.0.0.1", port(stack), encryption_algs=openssh, **login) as conn:
+    # And its MAC order: UMAC first, then HMAC-SHA2 (EtM), then HMAC-SHA1, then the rest.
+    openssh_macs = ["umac-64-etm@openssh.com", "umac-128-etm@openssh.com", "hmac-sha2-256-etm@openssh.com"]
+    openssh_macs += ["hmac-sha2-512-etm@openssh.com", "hmac-sha1-etm@openssh.com", "umac-64@openssh.com"]
+    openssh_macs += ["umac-128@openssh.com", "hmac-sha2-256", "hmac-sha2-512", "hmac-sha1"]
+    async with asyncssh.connect(
+        "127.0.0.1", port(stack), encryption_algs=openssh, mac_algs=openssh_macs, **login
+    ) as conn:
         assert conn.get_extra_info("send_cipher") == "aes128-ctr"
+        assert conn.get_extra_info("send_mac") == "hmac-sha2-256-etm@openssh.com"
+    with pytest.raises(asyncssh.KeyExchangeFailed):  # UMAC is not offered
+        await asyncssh.connect(
+            "127.0.0.1",
+            port(stack),
+            encryption_algs=["aes128-ctr"],
+            mac_algs=["umac-64-etm@openssh.com"],
+            **login,
+        )
+    # A client with nothing newer than HMAC-SHA1 still gets in.
+    async with asyncssh.connect(
+        "127.0.0.1", port(stack), encryption_algs=["aes128-ctr"], mac_algs=["hmac-sha1"], **login
+    ) as conn:
+        assert conn.get_extra_info("send_mac") == "hmac-sha1"
     async with asyncssh.connect("127.0.0.1", port(stack), **login) as conn:  # asyncssh's own order
         assert conn.get_extra_info("send_cipher") == "aes256-gcm@openssh.com"
 
