@@ -20,7 +20,7 @@ Needs OpenSSH's `sftp` client (`make openssh`).
   through a window of the page cache), so neither side's time depends on how much fresh
   memory the machine hands out.
 - **the SSH transport alone**, for reference: the same `sftp -b` put into asyncssh's SFTP
-  server (hdhub's ciphers, uvloop) in this process, with a sink that keeps nothing: what
+  server (hdhub's ciphers and MACs, uvloop) in this process, with a sink that keeps nothing: what
   receiving the file over SSH in Python costs before anything is done with it.
 
 Printed: seconds and MB/s each, the ratio baseline time / hdhub time (1.0: as fast as the
@@ -290,7 +290,7 @@ def run_ssh_alone(source: Path) -> tuple[float, float]:
     import asyncssh
     import uvloop
 
-    from hdhub.intake.sftp import CIPHERS
+    from hdhub.intake.sftp import CIPHERS, MACS
 
     received = 0
 
@@ -335,6 +335,7 @@ def run_ssh_alone(source: Path) -> tuple[float, float]:
             0,
             server_host_keys=[asyncssh.generate_private_key("ssh-ed25519")],
             encryption_algs=list(CIPHERS),
+            mac_algs=list(MACS),
             sftp_factory=Sink,
         )
         try:
