@@ -1,7 +1,7 @@
 """A VCF from the SFTP drop to the central platform's acknowledgement, against copying the
 same file through the object store alone, in the same run.
 
-    .venv/bin/python bench/bench_file_to_central.py [--size-mb 1024] [--small-mb 64]
+    .venv/bin/python bench/bench_file_to_central.py [--size-mb 1024] [--small-mb 64] [--processes]
 
 Needs OpenSSH's `sftp` client (`make openssh`).
 
@@ -13,6 +13,9 @@ Needs OpenSSH's `sftp` client (`make openssh`).
   then sent (read back and decrypted from the store, sealed in 1 MiB chunks, streamed over
   gRPC) and at the sim verified, decrypted, written, its SHA-256 computed from disk and
   acknowledged. The sim shares the process (and the two cores) with the platform.
+  ``--processes``: the deployed shape instead, a process per service on PostgreSQL and
+  Redis (``bench_submissions.per_service``), intake's API (the SFTP edge) and its worker
+  (the send) apart, the sim apart; CPU and RSS are then every process's sum.
 - **baseline**: the same file put into a folder object store and streamed back out to a
   file (`hdhub.common.objectstore.FolderStore`), in this process: what moving the bytes
   through storage costs with no SSH, checks, encryption or gRPC. The file out is written
@@ -24,7 +27,7 @@ Needs OpenSSH's `sftp` client (`make openssh`).
   receiving the file over SSH in Python costs before anything is done with it.
 
 Printed: seconds and MB/s each, the ratio baseline time / hdhub time (1.0: as fast as the
-plain copy; the aim is at least 0.5), and the hdhub process's RSS over the transfer for a
+plain copy; the aim is at least 0.5), and the platform's RSS over the transfer for a
 small and the large file: it must not grow with the file.
 """
 
@@ -103,9 +106,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def token(base: str) -> str:
+def token(issuer: str) -> str:
     r = httpx.post(
-        f"{base}/realms/hdhub/protocol/openid-connect/token",
+        f"{issuer}/realms/hdhub/protocol/openid-connect/token",
         data={
             "grant_type": "client_credentials",
             "client_id": "lab-demo-lims",
@@ -116,11 +119,11 @@ def token(base: str) -> str:
     return str(r.json()["access_token"])
 
 
-def register(base: str, name: str) -> None:
+def register(base: str, issuer: str, name: str) -> None:
     sys.path.insert(0, str(ROOT))
     from tests.support.samples import record
 
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token(base)}"}, timeout=30) as c:
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token(issuer)}"}, timeout=30) as c:
         r = c.post(
             "/api/v1/registrations",
             json={
@@ -212,49 +215,108 @@ class Run:
     quartiles: list[int]  # MiB
 
 
-def run_hdhub(source: Path, sha256: str, profile: Path | None = None) -> Run:
-    """One transfer through `hdhub run all`, timed and its memory sampled. With
-    ``profile``, the hdhub process is sampled with py-spy during the transfer."""
+@dataclass
+class Platform:
+    """A running hdhub, either shape: where to ask, which processes to watch."""
+
+    registrations: str  # the registrations REST edge
+    issuer: str  # identity's (tokens)
+    files: str  # intake's (the files' states)
+    sftp_port: int
+    pids: tuple[int, ...]  # every process of the platform (the sim's included)
+    sim_folder: Path  # where the sim keeps the files it acknowledged
+
+
+def run_hdhub(source: Path, sha256: str, profile: Path | None = None, processes: bool = False) -> Run:
+    """One transfer through hdhub, timed and its memory sampled: ``hdhub run all``, or
+    with ``processes`` a process per service (PostgreSQL and Redis). With ``profile``,
+    the platform's process (intake's API process) is sampled with py-spy meanwhile."""
     with tempfile.TemporaryDirectory(prefix="bench-central-") as tmp:
         workdir = Path(tmp)
+        if processes:
+            return asyncio.run(_per_service(workdir, source, sha256, profile))
         proc, base, sftp = start(workdir)
         try:
-            register(base, source.name)
-            bearer = token(base)  # before the clock starts: a login is no part of the transfer
-            before = proc_kb(proc.pid, "VmRSS")
-            recorder = profiler(proc.pid, profile) if profile is not None else None
-            with RssSampler(proc.pid) as sampler:
-                started, wall, cpu = time.perf_counter(), datetime.now(UTC), cpu_seconds(proc.pid)
-                sftp_put(sftp, source, workdir)
-                put_cpu = cpu_seconds(proc.pid) - cpu
-                row = acknowledged(base, source.name, bearer, timeout=3600)
-                seconds = time.perf_counter() - started
-                cpu = cpu_seconds(proc.pid) - cpu
-            if recorder is not None:
-                recorder.send_signal(signal.SIGINT)
-                recorder.wait(timeout=60)
-            peak = max([before, *sampler.samples])
-            phases = {
-                k: row[k] for k in ("received_at", "delivered_at", "linked_at", "sent_at", "acknowledged_at")
-            }
-            receive = since(wall, row["received_at"])
-            send = since(wall, row["acknowledged_at"]) - since(wall, row["linked_at"])
-            print(
-                f"  {source.stat().st_size >> 20} MiB: {seconds:.2f} s (received in {receive:.2f} s, "
-                f"linked to acknowledged {send:.2f} s), CPU {cpu:.2f} s ({put_cpu:.2f} s until the "
-                f"sftp client was done); {phases}",
-                file=sys.stderr,
-            )
-            held = workdir / "var" / "sim-central-files" / str(row["id"])
-            if (
-                row["state"] != "acknowledged"
-                or row["sha256"] != sha256
-                or held.stat().st_size != source.stat().st_size
-            ):
-                raise SystemExit(f"the file did not arrive whole: {row}")
+            platform = Platform(base, base, base, sftp, (proc.pid,), workdir / "var" / "sim-central-files")
+            return measure(platform, workdir, source, sha256, profile)
         finally:
             stop(proc)
-        return Run(seconds, cpu, receive, send, peak, sampler.quartiles())
+
+
+async def _per_service(workdir: Path, source: Path, sha256: str, profile: Path | None) -> Run:
+    import argparse
+
+    from bench_submissions import Databases, per_service
+
+    args = argparse.Namespace(
+        extra_services=("intake",),
+        extra_workers=("intake",),
+        extra_env={
+            "HDHUB_INTAKE_SFTP_PORT": str(free_port()),
+            "HDHUB_INTAKE_SEND_RETRY_SECONDS": "1",
+            "HDHUB_INTAKE_WORKER_POLL_SECONDS": "0.5",
+            "HDHUB_LOG_LEVEL": "WARNING",
+        },
+    )
+    databases = Databases()
+    try:
+        async with per_service(args, workdir, databases) as shape:
+            assert shape.data_dir is not None
+            platform = Platform(
+                shape.base,
+                shape.issuer,
+                shape.edges["intake"],
+                int(args.extra_env["HDHUB_INTAKE_SFTP_PORT"]),
+                tuple(shape.pids.values()),
+                shape.data_dir / "sim-central-files",
+            )
+            return await asyncio.to_thread(measure, platform, workdir, source, sha256, profile)
+    finally:
+        databases.drop_all()
+
+
+def measure(platform: Platform, workdir: Path, source: Path, sha256: str, profile: Path | None) -> Run:
+    register(platform.registrations, platform.issuer, source.name)
+    bearer = token(platform.issuer)  # before the clock starts: a login is no part of the transfer
+    before = sum(proc_kb(pid, "VmRSS") for pid in platform.pids)
+    recorder = profiler(_profiled_pid(platform), profile) if profile is not None else None
+    with RssSampler(platform.pids) as sampler:
+        started, wall = time.perf_counter(), datetime.now(UTC)
+        cpu = sum(cpu_seconds(pid) for pid in platform.pids)
+        sftp_put(platform.sftp_port, source, workdir)
+        put_cpu = sum(cpu_seconds(pid) for pid in platform.pids) - cpu
+        row = acknowledged(platform.files, source.name, bearer, timeout=3600)
+        seconds = time.perf_counter() - started
+        cpu = sum(cpu_seconds(pid) for pid in platform.pids) - cpu
+    if recorder is not None:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(timeout=60)
+    peak = max([before, *sampler.samples])
+    phases = {k: row[k] for k in ("received_at", "delivered_at", "linked_at", "sent_at", "acknowledged_at")}
+    receive = since(wall, row["received_at"])
+    send = since(wall, row["acknowledged_at"]) - since(wall, row["linked_at"])
+    print(
+        f"  {source.stat().st_size >> 20} MiB: {seconds:.2f} s (received in {receive:.2f} s, "
+        f"linked to acknowledged {send:.2f} s), CPU {cpu:.2f} s ({put_cpu:.2f} s until the "
+        f"sftp client was done); {phases}",
+        file=sys.stderr,
+    )
+    held = platform.sim_folder / str(row["id"])
+    if (
+        row["state"] != "acknowledged"
+        or row["sha256"] != sha256
+        or held.stat().st_size != source.stat().st_size
+    ):
+        raise SystemExit(f"the file did not arrive whole: {row}")
+    return Run(seconds, cpu, receive, send, peak, sampler.quartiles())
+
+
+def _profiled_pid(platform: Platform) -> int:
+    """The one process, or intake's API process (the SFTP edge) of several."""
+    for pid in platform.pids:
+        if "run intake" in " ".join(Path(f"/proc/{pid}/cmdline").read_text().split("\0")):
+            return pid
+    return platform.pids[0]
 
 
 def run_baseline(source: Path) -> tuple[float, float]:
@@ -362,6 +424,12 @@ def main() -> None:
     parser.add_argument("--small-mb", type=int, default=64, help="the small file, for the memory comparison")
     parser.add_argument("--quick", action="store_true", help="bench-check's short run: 64 MiB, small 16 MiB")
     parser.add_argument(
+        "--processes",
+        action="store_true",
+        help="the deployed shape: a process per service (intake's API and worker apart, the sim "
+        "apart) on PostgreSQL and Redis, instead of `hdhub run all`",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         metavar="FILE",
@@ -383,16 +451,18 @@ def main() -> None:
         small_sha = make_vcf(small, args.small_mb * 1024 * 1024)
         large_sha = make_vcf(large, args.size_mb * 1024 * 1024)
         mb = args.size_mb * 1024 * 1024 / 1e6
-        small_run = run_hdhub(small, small_sha)
+        small_run = run_hdhub(small, small_sha, processes=args.processes)
         # The baseline before and after: the machine is shared, the faster of the two counts.
         before, before_cpu = run_baseline(large)
-        large_run = run_hdhub(large, large_sha, args.profile)
+        large_run = run_hdhub(large, large_sha, args.profile, processes=args.processes)
         after, after_cpu = run_baseline(large)
         ssh, ssh_cpu = run_ssh_alone(large)
         baseline, baseline_cpu = min(before, after), min(before_cpu, after_cpu)
         seconds = large_run.seconds
+        shape = "a process per service (PostgreSQL, Redis)" if args.processes else "hdhub run all"
         print(
-            f"file: {args.size_mb} MiB VCF (small: {args.small_mb} MiB); client: OpenSSH sftp -b; folder store"
+            f"file: {args.size_mb} MiB VCF (small: {args.small_mb} MiB); client: OpenSSH sftp -b; folder store;"
+            f" {shape}"
         )
         print(
             f"baseline  object store put + read back          : {baseline:7.2f} s  {mb / baseline:7.1f} MB/s"
@@ -410,11 +480,11 @@ def main() -> None:
         print(f"ratio baseline/hdhub time (throughput): {baseline / seconds:.2f}x (aim >= 0.5x)")
         print(f"ratio baseline/hdhub CPU seconds: {baseline_cpu / large_run.cpu:.2f}x")
         print(
-            f"hdhub process peak RSS during the transfer: {small_run.peak / 1024:.0f} MiB for {args.small_mb} MiB "
+            f"hdhub peak RSS (every process of the platform) during the transfer: {small_run.peak / 1024:.0f} MiB for {args.small_mb} MiB "
             f"({small_run.seconds:.2f} s), {large_run.peak / 1024:.0f} MiB for {args.size_mb} MiB"
         )
         print(
-            f"hdhub process RSS at 25/50/75/100 % of the large transfer: "
+            f"hdhub RSS at 25/50/75/100 % of the large transfer: "
             f"{' / '.join(map(str, large_run.quartiles))} MiB"
         )
         result({"store_copy_over_hdhub": baseline / seconds, "store_copy_over_ssh_alone": baseline / ssh})

@@ -74,18 +74,20 @@ def proc_kb(pid: int, field: str) -> int:
 
 
 class RssSampler:
-    """The server's resident memory every 0.1 s while a transfer runs (a thread)."""
+    """The server's resident memory every 0.1 s while a transfer runs (a thread); of
+    several processes, their sum."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int | tuple[int, ...]) -> None:
         import threading
 
-        self.pid, self.samples = pid, []  # type: ignore[var-annotated]
+        self.pids = (pid,) if isinstance(pid, int) else pid
+        self.samples: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(0.1):
-            self.samples.append(proc_kb(self.pid, "VmRSS"))
+            self.samples.append(sum(proc_kb(pid, "VmRSS") for pid in self.pids))
 
     def __enter__(self) -> RssSampler:
         self._thread.start()

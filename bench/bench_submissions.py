@@ -589,6 +589,8 @@ class Shape:
     api: str
     worker: str | None = None
     portal: str = ""  # the portal's edge (the same as base in one process)
+    edges: dict[str, str] = field(default_factory=dict)  # each service's REST edge, per service
+    data_dir: Path | None = None  # HDHUB_DATA_DIR of every process
 
     @property
     def pids(self) -> dict[str, int]:
@@ -603,7 +605,7 @@ def grpc_ports(env: dict[str, str]) -> None:
         env[f"HDHUB_{name.upper()}_GRPC_BIND"] = env[f"HDHUB_GRPC_{name.upper()}"] = (
             f"127.0.0.1:{free_port()}"
         )
-    env["HDHUB_INTAKE_SFTP_PORT"] = str(free_port())
+    env.setdefault("HDHUB_INTAKE_SFTP_PORT", str(free_port()))
 
 
 @contextlib.asynccontextmanager
@@ -642,12 +644,15 @@ async def one_process(args: argparse.Namespace, tmp: Path, databases: Databases)
 
 
 @contextlib.asynccontextmanager
-async def per_service(_args: argparse.Namespace, tmp: Path, databases: Databases) -> AsyncIterator[Shape]:
+async def per_service(args: argparse.Namespace, tmp: Path, databases: Databases) -> AsyncIterator[Shape]:
     """A process per service a submit and its delivery reach, and the registrations
-    worker, on PostgreSQL and Redis: the deployment's shape."""
+    worker, on PostgreSQL and Redis: the deployment's shape. ``args`` may add services
+    (``extra_services``), their workers (``extra_workers``) and settings (``extra_env``)."""
     from hdhub.common.config import SERVICES
 
-    ports = {service: free_port() for service in PER_SERVICE}
+    services = PER_SERVICE + tuple(getattr(args, "extra_services", ()))
+    workers = ("registrations", *getattr(args, "extra_workers", ()))
+    ports = {service: free_port() for service in services}
     env = clean_env()
     data_dir = tmp / "data-processes"
     data_dir.mkdir()
@@ -664,6 +669,7 @@ async def per_service(_args: argparse.Namespace, tmp: Path, databases: Databases
         HDHUB_REVOCATION_KEY_PREFIX=f"hdhub:bench:{uuid.uuid4().hex}:revoked",
         HDHUB_UPLOADS_DROPFOLDER_ENABLED="false",
     )
+    env.update(getattr(args, "extra_env", {}))
     grpc_ports(env)
     for service in SERVICES:
         env[f"HDHUB_{service.upper()}_DATABASE_URL"] = databases.create(service)
@@ -675,13 +681,14 @@ async def per_service(_args: argparse.Namespace, tmp: Path, databases: Databases
         seed.stop()
     processes: dict[str, Process] = {}
     try:
-        for service in PER_SERVICE:
+        for service in services:
             argv = [*hdhub_command(), "run", service, "--port", str(ports[service])]
             processes[service] = spawn(f"hdhub-{service}", argv, env, tmp, tmp)
-        processes["registrations worker"] = spawn(
-            "hdhub-registrations-worker", [*hdhub_command(), "worker", "registrations"], env, tmp, tmp
-        )
-        for service in PER_SERVICE:
+        for service in workers:
+            processes[f"{service} worker"] = spawn(
+                f"hdhub-{service}-worker", [*hdhub_command(), "worker", service], env, tmp, tmp
+            )
+        for service in services:
             await wait_healthy(processes[service], f"http://127.0.0.1:{ports[service]}", timeout=180)
         yield Shape(
             SHAPES["processes"],
@@ -692,6 +699,8 @@ async def per_service(_args: argparse.Namespace, tmp: Path, databases: Databases
             api="registrations",
             worker="registrations worker",
             portal=f"http://127.0.0.1:{ports['portal']}",
+            edges={service: f"http://127.0.0.1:{port}" for service, port in ports.items()},
+            data_dir=data_dir,
         )
     except BaseException:
         for process in processes.values():
