@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -60,6 +61,9 @@ REFUSALS = {
         "Its form's version is no longer current: open it to move it to the newest."
     ),
 }
+#: A typed day's shape (day/month/year, or ISO): one in this shape that is no date is
+#: told so in those words (31/02/2026), not asked for its shape again.
+DAY_SHAPED = re.compile(r"\d{1,2}[/.-]\d{1,2}[/.-]\d{1,4}|\d{4}-\d{2}-\d{2}")
 FILTERS = (
     "registry",
     "dcd",
@@ -129,9 +133,23 @@ async def grid(
         if filters[name]:
             instant = _instant(filters[name], end=name.endswith("_to"))
             if instant is None:
-                errors.fields[name] = page._("Type a date as day/month/year, for example 31/01/2025.")
+                errors.fields[name] = (
+                    page._(
+                        "There is no %(day)s in the calendar: type a date as day/month/year, "
+                        "for example 31/01/2025.",
+                        day=filters[name],
+                    )
+                    if DAY_SHAPED.fullmatch(filters[name])
+                    else page._("Type a date as day/month/year, for example 31/01/2025.")
+                )
             elif instant:
                 typed[name] = instant
+    # A status or confirmation the list does not have (an address typed or kept from an
+    # older version) is said, not quietly dropped while its chip claims a filter.
+    if filters["status"] and filters["status"] not in STATUSES:
+        errors.fields["status"] = page._("Choose a status from the list.")
+    if filters["confirmation"] and filters["confirmation"] not in CONFIRMATIONS:
+        errors.fields["confirmation"] = page._("Choose a status confirmation from the list.")
     # The catalogue (for the filters) is asked for while the page is.
     asked = asyncio.ensure_future(
         registrations().ListRegistries(pb.ListRegistriesRequest(), metadata=page.metadata())
@@ -148,10 +166,8 @@ async def grid(
                         project_code=filters["registry"],
                         dcd_code=filters["dcd"],
                         dcd_version=filters["version"],
-                        status=filters["status"] if filters["status"] in STATUSES else "",
-                        status_confirmation=filters["confirmation"]
-                        if filters["confirmation"] in CONFIRMATIONS
-                        else "",
+                        status=filters["status"],
+                        status_confirmation=filters["confirmation"],
                         search=filters["q"],
                         sort=sort,
                         ascending=order == "asc",
