@@ -235,6 +235,28 @@ async def test_nul_in_any_text_is_a_400_before_a_route_sees_it(client: httpx.Asy
     assert r.status_code == 201 and r.json() == {"a": "\\u0000"}
 
 
+async def test_a_browser_is_answered_a_page_not_json_before_any_route(client: httpx.AsyncClient) -> None:
+    """A person who follows a link with a NUL in it, or whose cookies outgrew the limit,
+    reads a page saying so (the portal's own pages come after these checks); a program
+    still gets the problem's JSON."""
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    for r, title in (
+        (await client.get("/search?q=a%00", headers=browser), "The request holds a NUL character"),
+        (
+            await client.get("/things", headers={**browser, "X-Big": "x" * (1 << 20)}),
+            "The request headers are too large",
+        ),
+    ):
+        assert r.headers["content-type"].startswith("text/html"), r.headers
+        assert f"<h1>{title}</h1>" in r.text and 'href="/"' in r.text
+        assert r.status_code in (400, 431)
+    # A form posted by a browser, or a program asking for JSON: the problem as before.
+    r = await client.get("/search?q=a%00", headers={"Accept": "application/json"})
+    assert r.status_code == 400 and r.headers["content-type"] == PROBLEM
+    r = await client.post("/things?q=%00", headers=browser, content=b"{}")
+    assert r.status_code == 400 and r.headers["content-type"] == PROBLEM
+
+
 @pytest.mark.parametrize(
     ("body", "name"),
     [

@@ -34,9 +34,31 @@ MAX_WEBSOCKET_MESSAGE_BYTES = 256 * 1024
 
 
 def _problem_response(problem: Problem, scope: Scope) -> ASGIApp:
+    """The problem for the caller: a short HTML page for a browser finding its way to a
+    page (``Accept`` naming text/html, GET or HEAD), the problem's JSON otherwise. These
+    answers come before any route, hence before the portal's own pages and languages."""
     from hdhub.common.web import problem_response
 
-    return problem_response(problem, scope.get("path"))
+    response = problem_response(problem, scope.get("path"))
+    accept = b"".join(value for name, value in scope.get("headers", []) if name == b"accept")
+    if b"text/html" not in accept or scope.get("method") not in ("GET", "HEAD"):
+        return response
+    from html import escape
+
+    from starlette.responses import HTMLResponse
+
+    trace = response.headers.get("x-trace-id", "")
+    quoted = f"<p>Quote this to support: <code>{escape(trace)}</code></p>" if trace else ""
+    return HTMLResponse(
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(problem.title)}</title></head><body><main>"
+        f"<h1>{escape(problem.title)}</h1><p>{escape(problem.detail or '')}</p>"
+        '<p>Check the address, or <a href="/">start again from the home page</a>.</p>'
+        f"{quoted}</main></body></html>",
+        status_code=problem.status,
+        headers={k: v for k, v in response.headers.items() if k.lower() == "x-trace-id"},
+    )
 
 
 def too_large(max_bytes: int) -> Problem:
