@@ -47,7 +47,7 @@ from hdhub.identity.backend import (
     MemberRecord,
     OrganisationRecord,
 )
-from hdhub.identity.issuer import hasher, verify_secret
+from hdhub.identity.issuer import check_secret, hasher
 from hdhub.identity.locks import OrganisationLocks
 from hdhub.identity.mail import Mailer
 from hdhub.identity.store import AccountRequest, AuditEntry, SftpCredential
@@ -776,7 +776,7 @@ class Directory:
         """The enabled login when the password is right, else None (same time either way)."""
         async with self.db.system_session() as session:
             credential = await session.get(SftpCredential, username.strip().lower())
-            ok = verify_secret(credential.password_hash if credential else None, password)
+            ok = await check_secret(credential.password_hash if credential else None, password)
             if not ok or credential is None or not credential.enabled:
                 return None
             credential.last_login_at = utcnow()

@@ -17,7 +17,7 @@ from hdhub.identity.backend import (
     MemberRecord,
     OrganisationRecord,
 )
-from hdhub.identity.issuer import hasher, verify_secret
+from hdhub.identity.issuer import check_secret, hasher
 from hdhub.identity.store import Account, Membership, Organisation, SystemClient
 
 
@@ -127,7 +127,7 @@ class EmbeddedBackend:
     async def check_password(self, username_or_email: str, password: str) -> AccountRecord | None:
         async with self.db.system_session() as session:
             a = (await session.execute(select(Account).where(_lookup(username_or_email)))).scalars().first()  # type: ignore[arg-type]
-        if not verify_secret(a.password_hash if a else None, password) or a is None:
+        if not await check_secret(a.password_hash if a else None, password) or a is None:
             return None
         return _account(a)
 

@@ -21,7 +21,7 @@ from hdhub.common.config import platform
 from hdhub.identity import codeflow
 from hdhub.identity.deps import ServiceDep, SettingsDep
 from hdhub.identity.directory import password_problems
-from hdhub.identity.issuer import hasher, signing_key, verify_secret
+from hdhub.identity.issuer import check_secret, hasher, private_key, signing_key
 from hdhub.identity.ratelimit import Throttled
 from hdhub.identity.runtime import IdentityService
 from hdhub.identity.settings import IdentitySettings
@@ -232,7 +232,7 @@ async def sign_in(request: Request, service: ServiceDep) -> Response:
                 select(Account).where((Account.username == username) | (Account.email == username))
             )
         ).scalar_one_or_none()
-        ok = verify_secret(account.password_hash if account else None, form.get("password", ""))
+        ok = await check_secret(account.password_hash if account else None, form.get("password", ""))
         if not ok or account is None:
             await logins.failed(username, source)
             return _page(
@@ -292,7 +292,7 @@ async def _change_password(
                 error=t["mismatch"],
             )
         problems = password_problems(new)
-        if not problems and verify_secret(account.password_hash, new):
+        if not problems and await check_secret(account.password_hash, new):
             problems = password_problems(new, current=new)
         if problems:
             error = t.get(problems[0].rule, problems[0].message)
@@ -338,6 +338,4 @@ async def end_session(request: Request, service: ServiceDep) -> Response:
 
 
 def _public(key: SigningKey) -> Any:
-    from cryptography.hazmat.primitives import serialization
-
-    return serialization.load_pem_private_key(key.private_pem.encode(), password=None).public_key()
+    return private_key(key.private_pem).public_key()
