@@ -151,6 +151,9 @@ class Transfer:
         the client through the SSH window or the HTTP body), surfacing its failure."""
         if self._put.done():
             self._storage_failed()
+        if not self._queue.full():  # the store keeps up: no task, no wait (once per MiB)
+            self._queue.put_nowait(item)
+            return
         sending = asyncio.ensure_future(self._queue.put(item))
         done, _ = await asyncio.wait({sending, self._put}, return_when=asyncio.FIRST_COMPLETED)
         if sending not in done:
