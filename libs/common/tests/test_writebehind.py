@@ -123,3 +123,18 @@ async def test_the_folder_store_round_trips_a_large_object(tmp_path: Path) -> No
     stored = await store.put("k/big", body())
     assert stored.size == len(data)
     assert b"".join([c async for c in store.stream("k/big")]) == data
+
+
+def test_a_file_system_refusing_the_hints_still_gets_every_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_: object) -> None:
+        raise OSError(95, "Operation not supported")
+
+    monkeypatch.setattr(writebehind.os, "posix_fadvise", refuse)
+    data = blob(5 * WINDOW + 1)
+    path = tmp_path / "f"
+    with WriteBehind(path.open("wb"), window=WINDOW) as out:
+        out.write(data)
+    with path.open("rb") as f:
+        assert b"".join(read_behind(f, 1 << 20, window=WINDOW)) == data

@@ -19,6 +19,7 @@ missing (not Linux) writes go through plainly.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -44,6 +45,13 @@ def _sync_file_range() -> object | None:
 
 
 _SYNC_FILE_RANGE = _sync_file_range()
+
+
+def _drop(fd: int, start: int, length: int) -> None:
+    """A range's pages out of the cache: a hint, which a file system may refuse (a pipe,
+    some network file systems) without it being any error of the file's."""
+    with contextlib.suppress(OSError):
+        os.posix_fadvise(fd, start, length, os.POSIX_FADV_DONTNEED)
 
 
 class WriteBehind:
@@ -77,7 +85,7 @@ class WriteBehind:
         if before is not None:
             # The previous window is on its way: wait for it, then let its pages go.
             sync(self.fd, before, self.window, _WAIT_BEFORE | _WRITE | _WAIT_AFTER)  # type: ignore[operator]
-            os.posix_fadvise(self.fd, before, self.window, os.POSIX_FADV_DONTNEED)
+            _drop(self.fd, before, self.window)
         self._handed = start
 
     def flush(self) -> None:
@@ -103,5 +111,5 @@ def read_behind(file: BinaryIO, size: int, window: int = WINDOW) -> Iterator[byt
         at += len(chunk)
         yield chunk
         while drop and at - dropped >= 3 * window:
-            os.posix_fadvise(fd, dropped, window, os.POSIX_FADV_DONTNEED)
+            _drop(fd, dropped, window)
             dropped += window
