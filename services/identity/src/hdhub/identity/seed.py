@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from argon2 import PasswordHasher
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hdhub.identity.issuer import hasher
 from hdhub.identity.store import Account, Membership, Organisation, SftpCredential, SystemClient
+
+#: The demo accounts' passwords and secrets are printed in the README, and demo data is
+#: never loaded in production: hashing them as a real password (0.2 s of CPU and 64 MiB
+#: each) protects nothing, and cost every `hdhub run all` start about 2 s and every demo
+#: sign-in and token 0.2 s. Argon2 keeps the parameters in the hash, so the same
+#: verification reads both; a password changed later is hashed as any other.
+demo_hasher = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,7 @@ async def seed_demo(session: AsyncSession) -> None:
             email=a.username,
             first_name=a.first_name,
             last_name=a.last_name,
-            password_hash=hasher.hash(a.password),
+            password_hash=demo_hasher.hash(a.password),
             realm_roles=list(a.realm_roles),
         )
         session.add(account)
@@ -114,7 +121,7 @@ async def seed_demo(session: AsyncSession) -> None:
                     client_id=c.client_id,
                     organisation_id=c.organisation_id,
                     name=c.name,
-                    secret_hash=hasher.hash(c.secret),
+                    secret_hash=demo_hasher.hash(c.secret),
                     roles=list(c.roles),
                     registries=["*"],
                 )
@@ -126,7 +133,7 @@ async def seed_demo(session: AsyncSession) -> None:
                     username=login.username,
                     organisation_id=login.organisation_id,
                     name=login.name,
-                    password_hash=hasher.hash(login.password),
+                    password_hash=demo_hasher.hash(login.password),
                     created_by="seed",
                 )
             )
