@@ -101,3 +101,7 @@ def test_days_are_read_as_people_here_write_them() -> None:
     assert typed_day("2026-02-01") == "2026-02-01"
     assert typed_day("31/02/2026") is None
     assert typed_day("yesterday") is None
+    # The year in full: 1/1/27 was read as the year 27 (a fresh-eyes trial found it).
+    assert typed_day("1/1/27") is None and typed_day("1/1/027") is None
+    assert typed_day("1/1/0001") == "0001-01-01" and typed_day(" 1/1/2027 ") == "2027-01-01"
+    assert typed_day("1/1/2027/5") is None

@@ -128,9 +128,10 @@ def test_the_grid_filters_with_removable_chips(page: Page, seeded: dict[str, lis
     expect(page.locator("#created_from-error")).to_contain_text("There is no 31/02/2025 in the calendar")
     expect(page.locator(".error-summary")).to_be_visible()
     check_page(page, "registrations-bad-date")
-    page.get_by_label("Created from").fill("last week")
-    page.get_by_role("button", name="Filter").click()
-    expect(page.locator("#created_from-error")).to_contain_text("Type a date as day/month/year")
+    for typed in ("last week", "1/1/27"):  # a year in two digits was read as the year 27
+        page.get_by_label("Created from").fill(typed)
+        page.get_by_role("button", name="Filter").click()
+        expect(page.locator("#created_from-error")).to_contain_text("Type a date as day/month/year")
     # A status or confirmation the lists do not have (a hand-typed or an old address) is
     # said at its field, and nothing is listed under a filter that was not applied.
     response = page.goto(GRID + "?status=archived&confirmation=maybe")

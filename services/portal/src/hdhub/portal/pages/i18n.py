@@ -96,12 +96,16 @@ class Formats:
 
 def typed_day(value: str) -> str | None:
     """A day as people type it here (dd/mm/yyyy, or yyyy-mm-dd) in ISO form; None when it
-    is no date. Dots and dashes between the parts are read as slashes."""
+    is no date. Dots and dashes between the parts are read as slashes. The year is typed in
+    full: 1/1/27 is no date (read as it stands it would be the year 27, which nobody meant)."""
     text = value.strip()
     try:
         if len(text) == 10 and text[4] == "-":
             return dt.date.fromisoformat(text).isoformat()
-        day, month, year = (int(p) for p in text.replace(".", "/").replace("-", "/").split("/"))
+        parts = text.replace(".", "/").replace("-", "/").split("/")
+        if len(parts) != 3 or len(parts[2].strip()) != 4:
+            return None
+        day, month, year = (int(p) for p in parts)
         return dt.date(year, month, day).isoformat()
     except ValueError:
         return None

@@ -63,7 +63,7 @@ REFUSALS = {
 }
 #: A typed day's shape (day/month/year, or ISO): one in this shape that is no date is
 #: told so in those words (31/02/2026), not asked for its shape again.
-DAY_SHAPED = re.compile(r"\d{1,2}[/.-]\d{1,2}[/.-]\d{1,4}|\d{4}-\d{2}-\d{2}")
+DAY_SHAPED = re.compile(r"\d{1,2}[/.-]\d{1,2}[/.-]\d{4}|\d{4}-\d{2}-\d{2}")
 FILTERS = (
     "registry",
     "dcd",
