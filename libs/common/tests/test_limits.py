@@ -237,20 +237,29 @@ async def test_nul_in_any_text_is_a_400_before_a_route_sees_it(client: httpx.Asy
 
 async def test_a_browser_is_answered_a_page_not_json_before_any_route(client: httpx.AsyncClient) -> None:
     """A person who follows a link with a NUL in it, or whose cookies outgrew the limit,
-    reads a page saying so (the portal's own pages come after these checks); a program
-    still gets the problem's JSON."""
+    reads a page saying so in their language (the portal's own pages come after these
+    checks); a program still gets the problem's JSON."""
     browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
-    for r, title in (
-        (await client.get("/search?q=a%00", headers=browser), "The request holds a NUL character"),
+    for r, status, title in (
+        (await client.get("/search?q=a%00", headers=browser), 400, "This address cannot be opened"),
         (
             await client.get("/things", headers={**browser, "X-Big": "x" * (1 << 20)}),
-            "The request headers are too large",
+            431,
+            "Your browser sent too much",
         ),
     ):
-        assert r.headers["content-type"].startswith("text/html"), r.headers
-        assert f"<h1>{title}</h1>" in r.text and 'href="/"' in r.text
-        assert r.status_code in (400, 431)
-    # A form posted by a browser, or a program asking for JSON: the problem as before.
+        assert r.status_code == status and r.headers["content-type"].startswith("text/html"), r.headers
+        assert f"<h1>{title}</h1>" in r.text and 'href="/"' in r.text and 'lang="en"' in r.text
+    # The portal's language cookie first, then Accept-Language; else English.
+    r = await client.get("/search?q=%00", headers={**browser, "Cookie": "a=b; hdhub_lang=nl"})
+    assert 'lang="nl"' in r.text and "<h1>Dit adres kan niet worden geopend</h1>" in r.text
+    r = await client.get("/search?q=%00", headers={**browser, "Accept-Language": "es, fr-BE;q=0.8, de;q=0.5"})
+    assert 'lang="fr"' in r.text and "Cette adresse ne peut pas être ouverte" in r.text
+    r = await client.get(
+        "/search?q=%00", headers={**browser, "Accept-Language": "es", "Cookie": "hdhub_lang=xx"}
+    )
+    assert 'lang="en"' in r.text
+    # A program asking for JSON, or a form posted by a browser: the problem as before.
     r = await client.get("/search?q=a%00", headers={"Accept": "application/json"})
     assert r.status_code == 400 and r.headers["content-type"] == PROBLEM
     r = await client.post("/things?q=%00", headers=browser, content=b"{}")

@@ -33,29 +33,106 @@ MAX_HEADER_BYTES = 32 * 1024
 MAX_WEBSOCKET_MESSAGE_BYTES = 256 * 1024
 
 
+#: The page a browser reads when the checks before any route refuse its request: in the
+#: portal's four languages (these answers come before the portal's own pages), in words
+#: for a person. slug -> language -> (title, what happened and what to do).
+_BROWSER_PAGES: dict[str, dict[str, tuple[str, str]]] = {
+    "nul-character": {
+        "en": (
+            "This address cannot be opened",
+            "The link or address holds a character no page takes (%00). Check it, or start again "
+            "from the home page.",
+        ),
+        "nl": (
+            "Dit adres kan niet worden geopend",
+            "De link of het adres bevat een teken dat geen enkele pagina aanvaardt (%00). Kijk het na, "
+            "of begin opnieuw vanaf de startpagina.",
+        ),
+        "fr": (
+            "Cette adresse ne peut pas être ouverte",
+            "Le lien ou l'adresse contient un caractère qu'aucune page n'accepte (%00). Vérifiez-le, "
+            "ou recommencez depuis la page d'accueil.",
+        ),
+        "de": (
+            "Diese Adresse kann nicht geöffnet werden",
+            "Der Link oder die Adresse enthält ein Zeichen, das keine Seite annimmt (%00). Prüfen Sie "
+            "sie, oder beginnen Sie erneut auf der Startseite.",
+        ),
+    },
+    "headers-too-large": {
+        "en": (
+            "Your browser sent too much",
+            "Usually this site's cookies have grown too large. Delete this site's cookies in your "
+            "browser, then start again from the home page.",
+        ),
+        "nl": (
+            "Uw browser stuurde te veel",
+            "Meestal zijn de cookies van deze site te groot geworden. Verwijder de cookies van deze "
+            "site in uw browser en begin opnieuw vanaf de startpagina.",
+        ),
+        "fr": (
+            "Votre navigateur a envoyé trop de données",
+            "En général, les cookies de ce site sont devenus trop grands. Supprimez les cookies de "
+            "ce site dans votre navigateur, puis recommencez depuis la page d'accueil.",
+        ),
+        "de": (
+            "Ihr Browser hat zu viel gesendet",
+            "Meist sind die Cookies dieser Website zu groß geworden. Löschen Sie die Cookies dieser "
+            "Website in Ihrem Browser und beginnen Sie erneut auf der Startseite.",
+        ),
+    },
+}
+_HOME = {"en": "Home page", "nl": "Startpagina", "fr": "Page d'accueil", "de": "Startseite"}
+_QUOTE = {
+    "en": "Quote this to support:",
+    "nl": "Vermeld dit aan de support:",
+    "fr": "Citez ceci au support :",
+    "de": "Nennen Sie dies dem Support:",
+}
+
+
+def _language(scope: Scope) -> str:
+    """The portal's language cookie, else the first of Accept-Language we speak, else en."""
+    headers = {
+        bytes(name).lower(): bytes(value).decode("latin-1") for name, value in scope.get("headers", [])
+    }
+    for part in headers.get(b"cookie", "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == "hdhub_lang" and value in _HOME:
+            return value
+    for part in headers.get(b"accept-language", "").split(","):
+        code = part.split(";")[0].strip().lower()[:2]
+        if code in _HOME:
+            return code
+    return "en"
+
+
 def _problem_response(problem: Problem, scope: Scope) -> ASGIApp:
-    """The problem for the caller: a short HTML page for a browser finding its way to a
-    page (``Accept`` naming text/html, GET or HEAD), the problem's JSON otherwise. These
-    answers come before any route, hence before the portal's own pages and languages."""
+    """The problem for the caller: a short page in the person's language for a browser
+    finding its way to a page (``Accept`` naming text/html, GET or HEAD), the problem's
+    JSON otherwise. These answers come before any route, hence before the portal's own
+    pages."""
     from hdhub.common.web import problem_response
 
     response = problem_response(problem, scope.get("path"))
     accept = b"".join(value for name, value in scope.get("headers", []) if name == b"accept")
-    if b"text/html" not in accept or scope.get("method") not in ("GET", "HEAD"):
+    words = _BROWSER_PAGES.get(problem.slug)
+    if words is None or b"text/html" not in accept or scope.get("method") not in ("GET", "HEAD"):
         return response
     from html import escape
 
     from starlette.responses import HTMLResponse
 
+    lang = _language(scope)
+    title, text = words[lang]
     trace = response.headers.get("x-trace-id", "")
-    quoted = f"<p>Quote this to support: <code>{escape(trace)}</code></p>" if trace else ""
+    quoted = f"<p>{escape(_QUOTE[lang])} <code>{escape(trace)}</code></p>" if trace else ""
     return HTMLResponse(
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(problem.title)}</title></head><body><main>"
-        f"<h1>{escape(problem.title)}</h1><p>{escape(problem.detail or '')}</p>"
-        '<p>Check the address, or <a href="/">start again from the home page</a>.</p>'
-        f"{quoted}</main></body></html>",
+        f"<title>{escape(title)}</title></head><body><main>"
+        f"<h1>{escape(title)}</h1><p>{escape(text)}</p>"
+        f'<p><a href="/">{escape(_HOME[lang])}</a></p>{quoted}</main></body></html>',
         status_code=problem.status,
         headers={k: v for k, v in response.headers.items() if k.lower() == "x-trace-id"},
     )
