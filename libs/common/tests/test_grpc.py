@@ -727,3 +727,21 @@ async def test_a_service_whose_database_is_unreachable_is_not_serving_but_alive(
         assert (await service.readiness())["unreachable-test"].startswith("database: OperationalError")
     finally:
         await service.stop()
+
+
+async def test_a_grpc_port_taken_since_the_check_is_named_with_its_settings() -> None:
+    """`hdhub run` checks the ports first; one taken in between (another program on a
+    shared machine) is said with the settings that move it, not as gRPC's bare error."""
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        with pytest.raises(RuntimeError) as refused:
+            await hgrpc.start_server(
+                service="nippin", bind=f"127.0.0.1:{taken}", register=[], service_names=[]
+            )
+    message = str(refused.value)
+    assert f"127.0.0.1:{taken}" in message
+    assert "HDHUB_NIPPIN_GRPC_BIND" in message and "HDHUB_GRPC_NIPPIN" in message

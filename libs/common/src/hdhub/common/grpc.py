@@ -692,7 +692,15 @@ async def start_server(
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
     reflection.enable_server_reflection([*service_names, health_name, reflection.SERVICE_NAME], server)
     credentials = server_credentials()
-    port = server.add_secure_port(bind, credentials) if credentials else server.add_insecure_port(bind)
+    try:
+        port = server.add_secure_port(bind, credentials) if credentials else server.add_insecure_port(bind)
+    except RuntimeError:
+        # `hdhub run` checks every port first; this is one taken since (another program).
+        upper = service.upper()
+        raise RuntimeError(
+            f"{service}'s gRPC port {bind} is taken (by another program since the start's check): "
+            f"set HDHUB_{upper}_GRPC_BIND and HDHUB_GRPC_{upper} to a free one"
+        ) from None
     await server.start()
     _servers[server] = _ServerState(service, port, health, tuple(service_names))
     log.info(
