@@ -134,3 +134,36 @@ async def test_the_receiver_acknowledges_a_whole_file_and_refuses_a_wrong_offset
     answer = await files.receive(_stream(h, chunks))
     assert answer.acknowledged and answer.sha256 == hashlib.sha256(DATA).hexdigest()
     assert files.path(h.file_id).read_bytes() == DATA
+
+
+async def test_a_write_that_fails_leaves_the_file_whole_up_to_it_and_the_next_attempt_resumes(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks are written by a thread of the transfer's own, a few behind: once one write
+    fails (a full disk), none after it is written, so the held file has no hole."""
+    from hdhub.common import writebehind
+
+    files = stack.service("sim").central_files
+    h = header()
+    h.file_id = f"disk-full-{id(h)}"
+    h, chunks = sealed(files.key, h)
+    real, calls = writebehind.WriteBehind.write, []
+
+    def write(self: writebehind.WriteBehind, data: bytes) -> int:
+        calls.append(len(data))
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(writebehind.WriteBehind, "write", write)
+    with pytest.raises(OSError, match="No space"):
+        await files.receive(_stream(h, chunks))
+    assert files.path(h.file_id).read_bytes() == DATA[:CHUNK]  # the first chunk, nothing after
+    assert len(calls) == 2  # the chunks after the failed one were not written
+    monkeypatch.setattr(writebehind.WriteBehind, "write", real)
+    resumed = pb.SealedFileHeader()
+    resumed.CopyFrom(header())
+    resumed.file_id, resumed.offset = h.file_id, CHUNK
+    resumed, rest = sealed(files.key, resumed)
+    answer = await files.receive(_stream(resumed, rest))
+    assert answer.acknowledged and files.path(h.file_id).read_bytes() == DATA

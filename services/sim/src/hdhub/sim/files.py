@@ -74,9 +74,17 @@ def verify_signature(certificate_der: bytes, signature: bytes, data: bytes) -> s
     return str(subject)
 
 
-def _write_and_hash(plain: bytes, out: Any, running: Any) -> int:
-    """A chunk's plaintext appended to ``out`` and ``running`` (a digest, or None): its length."""
-    out.write(plain)
+def _write_and_hash(plain: bytes, out: Any, running: Any, failed: list[BaseException]) -> int:
+    """A chunk's plaintext appended to ``out`` and ``running`` (a digest, or None): its
+    length. After a write failed (``failed``), no later chunk is written: the file stays
+    whole up to what was written, for the next attempt to resume from."""
+    if failed:
+        raise failed[0]
+    try:
+        out.write(plain)
+    except BaseException as exc:
+        failed.append(exc)
+        raise
     if running is not None:
         running.update(plain)
     return len(plain)
@@ -245,6 +253,7 @@ class CentralFiles:
         # The copy is written once and kept: to disk as it comes, not into the page cache.
         out = await loop.run_in_executor(writer, lambda: WriteBehind(path.open("ab")))
         writes: deque[asyncio.Future[int]] = deque()
+        failed: list[BaseException] = []
         received = at
 
         async def written(behind: int) -> None:
@@ -275,7 +284,7 @@ class CentralFiles:
                     break
                 received += len(plain)
                 last = chunk.last
-                writes.append(loop.run_in_executor(writer, _write_and_hash, plain, out, running))
+                writes.append(loop.run_in_executor(writer, _write_and_hash, plain, out, running, failed))
                 await written(WRITES_AHEAD)
                 if received - noted >= OFFSET_EVERY and time.monotonic() - noted_at >= OFFSET_SECONDS:
                     await noted_to_here()
