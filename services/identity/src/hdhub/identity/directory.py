@@ -47,7 +47,7 @@ from hdhub.identity.backend import (
     MemberRecord,
     OrganisationRecord,
 )
-from hdhub.identity.issuer import check_secret, hasher
+from hdhub.identity.issuer import check_secret, hash_secret
 from hdhub.identity.locks import OrganisationLocks
 from hdhub.identity.mail import Mailer
 from hdhub.identity.store import AccountRequest, AuditEntry, SftpCredential
@@ -733,6 +733,7 @@ class Directory:
                 [FieldProblem("username", "pattern", "3 to 64 lower-case letters, digits, '.', '_' and '-'.")]
             )
         password = new_password() + new_password()  # 32 characters: scripts keep it, nobody types it
+        hashed = await hash_secret(password)
         async with self.db.system_session() as session:
             if await session.get(SftpCredential, username) is not None:
                 raise conflict("duplicate-sftp-username", "An SFTP login with this username exists already")
@@ -740,7 +741,7 @@ class Directory:
                 username=username,
                 organisation_id=organisation_id,
                 name=name.strip(),
-                password_hash=hasher.hash(password),
+                password_hash=hashed,
                 created_by=principal.username,
             )
             session.add(credential)
@@ -758,10 +759,11 @@ class Directory:
     ) -> tuple[SftpCredential, str]:
         await self._sftp_credential(principal, organisation_id, username)
         password = new_password() + new_password()
+        hashed = await hash_secret(password)
         async with self.db.session([organisation_id]) as session:
             credential = await session.get(SftpCredential, username)
             assert credential is not None
-            credential.password_hash, credential.rotated_at = hasher.hash(password), utcnow()
+            credential.password_hash, credential.rotated_at = hashed, utcnow()
         await self.audit(principal, organisation_id, "sftp.rotate", username)
         return credential, password
 

@@ -17,7 +17,7 @@ from hdhub.identity.backend import (
     MemberRecord,
     OrganisationRecord,
 )
-from hdhub.identity.issuer import check_secret, hasher
+from hdhub.identity.issuer import check_secret, hash_secret
 from hdhub.identity.store import Account, Membership, Organisation, SystemClient
 
 
@@ -85,6 +85,7 @@ class EmbeddedBackend:
     async def create_account(
         self, *, username: str, email: str, first_name: str, last_name: str, password: str, temporary: bool
     ) -> AccountRecord:
+        hashed = await hash_secret(password)
         try:
             async with self.db.system_session() as session:
                 clash = (
@@ -97,7 +98,7 @@ class EmbeddedBackend:
                     email=email,
                     first_name=first_name,
                     last_name=last_name,
-                    password_hash=hasher.hash(password),
+                    password_hash=hashed,
                     must_change_password=temporary,
                     realm_roles=[],
                 )
@@ -132,10 +133,11 @@ class EmbeddedBackend:
         return _account(a)
 
     async def set_password(self, account_id: str, password: str, *, temporary: bool) -> None:
+        hashed = await hash_secret(password)
         async with self.db.system_session() as session:
             a = await session.get(Account, account_id)
             if a is not None:
-                a.password_hash = hasher.hash(password)
+                a.password_hash = hashed
                 a.must_change_password = temporary
 
     async def members(self, organisation_id: str) -> Sequence[MemberRecord]:
@@ -227,6 +229,7 @@ class EmbeddedBackend:
         secret: str,
         registries: frozenset[str] = frozenset({"*"}),
     ) -> ClientRecord:
+        hashed = await hash_secret(secret)
         try:
             async with self.db.system_session() as session:
                 if await session.get(SystemClient, client_id) is not None:
@@ -237,7 +240,7 @@ class EmbeddedBackend:
                     name=name,
                     roles=sorted(roles),
                     registries=sorted(registries),
-                    secret_hash=hasher.hash(secret),
+                    secret_hash=hashed,
                 )
                 session.add(c)
                 await session.flush()
@@ -246,10 +249,11 @@ class EmbeddedBackend:
             raise DuplicateClient(client_id) from exc
 
     async def set_client_secret(self, client_id: str, secret: str) -> None:
+        hashed = await hash_secret(secret)
         async with self.db.system_session() as session:
             c = await session.get(SystemClient, client_id)
             if c is not None:
-                c.secret_hash = hasher.hash(secret)
+                c.secret_hash = hashed
 
     async def delete_client(self, client_id: str) -> None:
         async with self.db.system_session() as session:

@@ -55,6 +55,11 @@ async def check_secret(hash_: str | None, secret: str) -> bool:
     return await asyncio.get_running_loop().run_in_executor(_ARGON2, verify_secret, hash_, secret)
 
 
+async def hash_secret(secret: str) -> str:
+    """A new password's or secret's argon2 hash, off the event loop as :func:`check_secret`."""
+    return await asyncio.get_running_loop().run_in_executor(_ARGON2, hasher.hash, secret)
+
+
 def new_signing_key() -> SigningKey:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(

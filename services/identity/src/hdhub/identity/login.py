@@ -21,7 +21,7 @@ from hdhub.common.config import platform
 from hdhub.identity import codeflow
 from hdhub.identity.deps import ServiceDep, SettingsDep
 from hdhub.identity.directory import password_problems
-from hdhub.identity.issuer import check_secret, hasher, private_key, signing_key
+from hdhub.identity.issuer import check_secret, hash_secret, private_key, signing_key
 from hdhub.identity.ratelimit import Throttled
 from hdhub.identity.runtime import IdentityService
 from hdhub.identity.settings import IdentitySettings
@@ -297,7 +297,7 @@ async def _change_password(
         if problems:
             error = t.get(problems[0].rule, problems[0].message)
             return _page("password", lang=lang, status=422, fields=auth.fields(), ticket=ticket, error=error)
-        account.password_hash, account.must_change_password = hasher.hash(new), False
+        account.password_hash, account.must_change_password = await hash_secret(new), False
         codeflow.activate(row, lifetime=service.settings.session_max_seconds)
         location = await codeflow.issue_code(session, row, auth, platform().oidc_issuer)
     record = await service.backend.get_account(account.id)
