@@ -37,7 +37,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,31 +49,23 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sftp import RssSampler, make_vcf, proc_kb  # noqa: E402
+from bench_submissions import free_port, grpc_ports  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("identity", "registrations", "uploads", "portal", "pseudonymisation", "sim", "intake", "nippin")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+#: The settings both shapes run with: quiet logs, a cut retried at once, the worker polled often.
+TRANSFER_ENV = {
+    "HDHUB_LOG_LEVEL": "WARNING",
+    "HDHUB_INTAKE_SEND_RETRY_SECONDS": "1",
+    "HDHUB_INTAKE_WORKER_POLL_SECONDS": "0.5",
+}
 
 
 def start(data: Path) -> tuple[subprocess.Popen[bytes], str, int]:
-    port, sftp = free_port(), free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HDHUB_", "OTEL_"))}
-    env.update(
-        HDHUB_DATA_DIR=str(data / "var"),
-        HDHUB_LOG_LEVEL="WARNING",
-        HDHUB_INTAKE_SFTP_PORT=str(sftp),
-        HDHUB_INTAKE_SEND_RETRY_SECONDS="1",
-        HDHUB_INTAKE_WORKER_POLL_SECONDS="0.5",
-    )
-    for name in SERVICES:
-        env[f"HDHUB_{name.upper()}_GRPC_BIND"] = env[f"HDHUB_GRPC_{name.upper()}"] = (
-            f"127.0.0.1:{free_port()}"
-        )
+    env.update(TRANSFER_ENV, HDHUB_DATA_DIR=str(data / "var"))
+    grpc_ports(env)  # and the SFTP port
+    sftp = int(env["HDHUB_INTAKE_SFTP_PORT"])
     log = (data / "hdhub.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "hdhub.cli.main", "run", "all", "--port", str(port)],
@@ -254,12 +245,7 @@ async def _per_service(workdir: Path, source: Path, sha256: str, profile: Path |
     args = argparse.Namespace(
         extra_services=("intake",),
         extra_workers=("intake",),
-        extra_env={
-            "HDHUB_INTAKE_SFTP_PORT": str(free_port()),
-            "HDHUB_INTAKE_SEND_RETRY_SECONDS": "1",
-            "HDHUB_INTAKE_WORKER_POLL_SECONDS": "0.5",
-            "HDHUB_LOG_LEVEL": "WARNING",
-        },
+        extra_env={**TRANSFER_ENV, "HDHUB_INTAKE_SFTP_PORT": str(free_port())},
     )
     databases = Databases()
     try:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
-from hdhub.portal.pages.i18n import LOCALE_DIR, Formats, pick_language, translations
+from hdhub.common.languages import pick_language
+from hdhub.portal.pages.i18n import LOCALE_DIR, Formats, translations
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
 import portal_messages  # noqa: E402

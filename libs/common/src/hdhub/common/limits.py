@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hdhub.common.errors import FieldProblem, Problem
+from hdhub.common.languages import LANG_COOKIE, pick_language
 
 #: The largest integer a query parameter, path parameter or body field may carry: a BIGINT
 #: (SQLite's and PostgreSQL's largest); one more and the database refuses it with an error
@@ -91,22 +93,6 @@ _QUOTE = {
 }
 
 
-def _language(scope: Scope) -> str:
-    """The portal's language cookie, else the first of Accept-Language we speak, else en."""
-    headers = {
-        bytes(name).lower(): bytes(value).decode("latin-1") for name, value in scope.get("headers", [])
-    }
-    for part in headers.get(b"cookie", "").split(";"):
-        name, _, value = part.strip().partition("=")
-        if name == "hdhub_lang" and value in _HOME:
-            return value
-    for part in headers.get(b"accept-language", "").split(","):
-        code = part.split(";")[0].strip().lower()[:2]
-        if code in _HOME:
-            return code
-    return "en"
-
-
 def _problem_response(problem: Problem, scope: Scope) -> ASGIApp:
     """The problem for the caller: a short page in the person's language for a browser
     finding its way to a page (``Accept`` naming text/html, GET or HEAD), the problem's
@@ -115,15 +101,22 @@ def _problem_response(problem: Problem, scope: Scope) -> ASGIApp:
     from hdhub.common.web import problem_response
 
     response = problem_response(problem, scope.get("path"))
-    accept = b"".join(value for name, value in scope.get("headers", []) if name == b"accept")
+    headers = Headers(scope=scope)
     words = _BROWSER_PAGES.get(problem.slug)
-    if words is None or b"text/html" not in accept or scope.get("method") not in ("GET", "HEAD"):
+    if (
+        words is None
+        or "text/html" not in headers.get("accept", "")
+        or scope.get("method") not in ("GET", "HEAD")
+    ):
         return response
     from html import escape
 
+    from starlette.requests import cookie_parser
     from starlette.responses import HTMLResponse
 
-    lang = _language(scope)
+    lang = pick_language(
+        cookie_parser(headers.get("cookie", "")).get(LANG_COOKIE), headers.get("accept-language")
+    )
     title, text = words[lang]
     trace = response.headers.get("x-trace-id", "")
     quoted = f"<p>{escape(_QUOTE[lang])} <code>{escape(trace)}</code></p>" if trace else ""

@@ -23,7 +23,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 #: Bytes handed to the disk at a time; two of them at most stay in the page cache.
@@ -31,7 +31,7 @@ WINDOW = 32 * 1024 * 1024
 _WRITE, _WAIT_BEFORE, _WAIT_AFTER = 2, 1, 4  # SYNC_FILE_RANGE_*
 
 
-def _sync_file_range() -> object | None:
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
     if not hasattr(os, "posix_fadvise"):
         return None
     try:
@@ -80,11 +80,11 @@ class WriteBehind:
     def _hand(self, start: int) -> None:
         sync = _SYNC_FILE_RANGE
         assert sync is not None
-        sync(self.fd, start, self.window, _WRITE)  # type: ignore[operator]
+        sync(self.fd, start, self.window, _WRITE)
         before = self._handed
         if before is not None:
             # The previous window is on its way: wait for it, then let its pages go.
-            sync(self.fd, before, self.window, _WAIT_BEFORE | _WRITE | _WAIT_AFTER)  # type: ignore[operator]
+            sync(self.fd, before, self.window, _WAIT_BEFORE | _WRITE | _WAIT_AFTER)
             _drop(self.fd, before, self.window)
         self._handed = start
 

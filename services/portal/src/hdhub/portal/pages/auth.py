@@ -10,12 +10,11 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
 from hdhub.common.errors import Problem, not_found
+from hdhub.common.languages import LANG_COOKIE, LANGUAGES
 from hdhub.portal.deps import CurrentPage, ServiceDep
-from hdhub.portal.pages.i18n import LANGUAGES
 from hdhub.portal.pages.oidc import IssuerRefused, generate_token
 from hdhub.portal.pages.sessions import COOKIE, Tokens
 from hdhub.portal.pages.web import (
-    LANG_COOKIE,
     PREFIX,
     STATIC,
     Page,

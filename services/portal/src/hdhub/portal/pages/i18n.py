@@ -20,7 +20,6 @@ from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 from babel.support import NullTranslations, Translations
 
-LANGUAGES = ("nl", "fr", "en", "de")
 LANGUAGE_NAMES = {"nl": "Nederlands", "fr": "Français", "en": "English", "de": "Deutsch"}
 LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
 BRUSSELS = ZoneInfo("Europe/Brussels")
@@ -44,17 +43,6 @@ def translations(lang: str) -> NullTranslations:
     write_mo(buffer, catalog)
     buffer.seek(0)
     return Translations(buffer)
-
-
-def pick_language(cookie: str | None, accept_language: str | None) -> str:
-    """The remembered choice, else the browser's first language we speak, else English."""
-    if cookie in LANGUAGES:
-        return cookie
-    for part in (accept_language or "").split(","):
-        code = part.split(";")[0].strip()[:2].lower()
-        if code in LANGUAGES:
-            return code
-    return "en"
 
 
 #: Each language's Babel locale, parsed once (parsing it per call was a tenth of a grid page).

@@ -31,7 +31,8 @@ from hdhub.common.auth import Action, Principal, verifier
 from hdhub.common.config import platform
 from hdhub.common.errors import Problem
 from hdhub.common.grpc import problem_from_rpc_error
-from hdhub.portal.pages.i18n import LANGUAGE_NAMES, LANGUAGES, Formats, pick_language, translations
+from hdhub.common.languages import LANG_COOKIE, LANGUAGES, pick_language
+from hdhub.portal.pages.i18n import LANGUAGE_NAMES, Formats, translations
 from hdhub.portal.pages.oidc import IssuerRefused
 from hdhub.portal.pages.roles import ROLE_NAMES
 from hdhub.portal.pages.sessions import COOKIE, Tokens
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     from hdhub.portal.runtime import PortalService
 
 PREFIX = "/portal"
-LANG_COOKIE = "hdhub_lang"
 PACKAGE = Path(__file__).resolve().parent.parent
 STATIC = PACKAGE / "static"
 templates = Environment(
