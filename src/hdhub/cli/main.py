@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from hdhub.cli.services import Platform
 from hdhub.common.config import SERVICES
+from hdhub.common.heap import settle
 
 app = typer.Typer(
     help="hdhub: deliver hospital and laboratory data to health registries.", no_args_is_help=True
@@ -67,7 +68,7 @@ def _platform(names: list[str], *, migrate: bool, seed: bool, workers: bool, ser
     from hdhub.common.grpc_tls import check_transport
 
     try:
-        platform = Platform(names, migrate=migrate, seed=seed, workers=workers)
+        platform = Platform(names, migrate=migrate, seed=seed, workers=workers, settle=serving)
         if serving:
             check_transport()
     except ValidationError as exc:
@@ -241,6 +242,7 @@ def worker(service: Annotated[str, typer.Argument(help="The service whose backgr
             await s.prepare()
         platform.register_metrics()
         tasks = [asyncio.create_task(s.work(platform._stop)) for s in platform.services]
+        settle()
         settings = platform_settings()
         if (
             settings.metrics_port

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from fastapi import FastAPI
 
 from hdhub.common.health import OK, describe_failure
+from hdhub.common.heap import settle
 from hdhub.common.runtime import Service
 from hdhub.common.web import create_app
 
@@ -63,9 +64,14 @@ class DemoDataRefused(RuntimeError):
 class Platform:
     """Some services in one process: migrations, gRPC servers, REST app, workers."""
 
-    def __init__(self, names: Sequence[str], *, migrate: bool, seed: bool, workers: bool) -> None:
+    def __init__(
+        self, names: Sequence[str], *, migrate: bool, seed: bool, workers: bool, settle: bool = False
+    ) -> None:
         self.services = [make_service(n) for n in names]
         self.migrate, self.seed, self.workers = migrate, seed, workers
+        # A process of its own (`hdhub run`): what start-up built is set aside from the
+        # collector once it is done (hdhub.common.heap). Never in a test's process.
+        self.settle = settle
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._starting: asyncio.Task[None] | None = None
@@ -123,6 +129,8 @@ class Platform:
         if self.workers:
             for s in self.services:
                 self._tasks.append(asyncio.create_task(s.work(self._stop), name=f"{s.name}-worker"))
+        if self.settle:
+            settle()
 
     def register_metrics(self) -> None:
         """Each service's domain gauges, refreshed before a scrape of this process."""

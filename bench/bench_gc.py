@@ -1,0 +1,92 @@
+"""The pause of a full garbage collection in `hdhub run all`, with start-up's objects
+frozen (``hdhub.common.heap.settle``, what `hdhub run` and `hdhub worker` do once started)
+against without (CPython's default), in the same run.
+
+Starts every service in this process as `hdhub run all` does (embedded defaults: SQLite,
+the demo data, migrations), then, for a few rounds: the objects unfrozen, a full
+collection timed (what each one costs the process while it answers nothing); then
+``settle()``, and a full collection timed again. Prints the objects the collector tracks,
+both pauses per round, their medians and the ratio settled / default (lower is better).
+
+    .venv/bin/python bench/bench_gc.py [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def full_collection() -> float:
+    started = time.perf_counter()
+    gc.collect()
+    return time.perf_counter() - started
+
+
+async def measure(rounds: int) -> tuple[int, list[float], list[float]]:
+    from hdhub.cli import main as cli
+    from hdhub.common.config import SERVICES
+    from hdhub.common.heap import settle
+
+    cli._configure(free_port())
+    platform = cli._platform(list(SERVICES), migrate=True, seed=True, workers=False, serving=False)
+    platform.app()
+    await platform.start()
+    try:
+        default, settled = [], []
+        tracked = 0
+        for _ in range(rounds):
+            gc.unfreeze()
+            gc.collect()
+            tracked = len(gc.get_objects())
+            default.append(full_collection())
+            settle()
+            settled.append(full_collection())
+        return tracked, default, settled
+    finally:
+        gc.unfreeze()
+        await platform.stop()
+
+
+def free_port() -> int:
+    from bench_submissions import free_port as pick
+
+    return pick()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="bench-check's short run: 3 rounds")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds = 3
+    from _result import load_average, result
+
+    print(f"load average at the start: {load_average()}")
+    with tempfile.TemporaryDirectory(prefix="bench-gc-") as tmp:
+        os.environ["HDHUB_DATA_DIR"] = str(Path(tmp) / "var")
+        os.environ.setdefault("HDHUB_LOG_LEVEL", "WARNING")
+        tracked, default, settled = asyncio.run(measure(args.rounds))
+    print(f"objects the collector tracks once `hdhub run all` has started: {tracked:,}")
+    for i, (d, s) in enumerate(zip(default, settled, strict=True), 1):
+        print(f"round {i}: a full collection {d * 1000:7.1f} ms by default, {s * 1e6:6.0f} µs settled")
+    d, s = statistics.median(default), statistics.median(settled)
+    print(f"median: {d * 1000:.1f} ms by default, {s * 1e6:.0f} µs settled: {s / d:.4f}x")
+    result({"settled_over_default": s / d})
+
+
+if __name__ == "__main__":
+    main()
