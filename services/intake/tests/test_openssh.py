@@ -108,6 +108,23 @@ async def test_a_batch_meets_every_refusal_and_loses_nothing(stack: Stack, tmp_p
     assert ".vcf" in wrong_name["reason"], wrong_name["reason"]
 
 
+async def test_a_file_failing_its_checks_stops_the_batch_and_says_so(stack: Stack, tmp_path: Path) -> None:
+    """A laboratory's script learns at once: `put` of a file whose content fails the
+    checks fails (the batch stops before its move into Finished), and a move made anyway
+    (`-rename`) fails too, the file then rejected with its reason."""
+    bad = unique() + ".vcf"
+    (tmp_path / bad).write_bytes(b"not a VCF\n")
+    code, out = await run_sftp(stack, tmp_path, f"cd /NGS\nput {bad}\nrename {bad} Finished/{bad}\n")
+    assert code != 0 and "close remote: Failure" in out, out
+    waiting = await file_named(stack, bad)
+    assert (waiting["state"], waiting["rule"]) == ("received", "vcf-format")
+    code, out = await run_sftp(stack, tmp_path, f"cd /NGS\n-rename {bad} Finished/{bad}\n")
+    assert code == 0 and "Failure" in out, out
+    rejected = await file_named(stack, bad)
+    assert (rejected["state"], rejected["rule"]) == ("rejected", "vcf-format")
+    assert rejected["reason"] == "line 1 must be ##fileformat=VCFv4.x"
+
+
 async def test_a_wrong_password_fails_the_batch(stack: Stack, tmp_path: Path) -> None:
     code, out = await run_sftp(stack, tmp_path, "ls\n", password="not-the-password")
     assert code != 0 and "Permission denied" in out

@@ -155,6 +155,46 @@ async def test_a_zero_byte_file_is_refused_and_nothing_stored(stack: Stack) -> N
     assert row["reason"] == "zero-byte files are refused: nothing was stored"
 
 
+async def test_a_file_failing_its_checks_fails_the_close_and_the_move_naming_the_rule(stack: Stack) -> None:
+    """The client is told, in its own session: the close of a file whose content fails
+    the checks fails with the reason (the file waits in the folder, so a corrected one can
+    replace it), and moving it into Finished anyway rejects it and fails too."""
+    name = unique() + ".vcf"
+    login = {"username": LAB_LOGIN, "password": LAB_PASSWORD, "known_hosts": None}
+    async with asyncssh.connect("127.0.0.1", port(stack), **login) as conn, conn.start_sftp_client() as c:
+        with pytest.raises(asyncssh.SFTPFailure) as closed:
+            async with c.open(f"/NGS/{name}", "wb") as f:
+                await f.write(b"not a VCF\n")
+        assert closed.value.reason == (
+            "refused: line 1 must be ##fileformat=VCFv4.x. The file waits in the folder: send a"
+            " corrected one under the same name, or remove it"
+        )
+        assert name in await c.listdir("/NGS")
+        waiting = await file_named(stack, name)
+        assert (waiting["state"], waiting["rule"]) == ("received", "vcf-format")
+        with pytest.raises(asyncssh.SFTPFailure) as moved:
+            await c.rename(f"/NGS/{name}", f"/NGS/Finished/{name}")
+        assert moved.value.reason == "rejected: line 1 must be ##fileformat=VCFv4.x"
+        assert name not in await c.listdir("/NGS")
+    rejected = await file_named(stack, name)
+    assert (rejected["state"], rejected["rule"]) == ("rejected", "vcf-format")
+    assert rejected["reason"] == "line 1 must be ##fileformat=VCFv4.x"
+
+
+async def test_a_corrected_file_sent_again_under_the_same_name_replaces_the_refused_one(stack: Stack) -> None:
+    name = unique() + ".vcf"
+    login = {"username": LAB_LOGIN, "password": LAB_PASSWORD, "known_hosts": None}
+    async with asyncssh.connect("127.0.0.1", port(stack), **login) as conn, conn.start_sftp_client() as c:
+        with pytest.raises(asyncssh.SFTPFailure):
+            async with c.open(f"/NGS/{name}", "wb") as f:
+                await f.write(b"not a VCF\n")
+        async with c.open(f"/NGS/{name}", "wb") as f:
+            await f.write(vcf())
+        await c.rename(f"/NGS/{name}", f"/NGS/Finished/{name}")
+    rows = [r for r in await files_of(stack) if r["filename"] == name]
+    assert [r["state"] for r in rows] == ["accepted"] and not rows[0]["rule"]
+
+
 async def test_a_file_over_the_size_limit_is_refused_as_it_passes_it(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:

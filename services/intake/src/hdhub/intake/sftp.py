@@ -48,6 +48,7 @@ from hdhub.common.grpc import channel
 from hdhub.common.service_auth import acting_as_service
 from hdhub.intake.domain.names import FINISHED, REGISTRIES, check_name
 from hdhub.intake.files import Files, Transfer, TransferRefused
+from hdhub.intake.store import REJECTED
 from hdhub.proto.identity.v1 import identity_pb2 as identity_pb
 from hdhub.proto.identity.v1 import identity_pb2_grpc as identity_grpc
 
@@ -376,10 +377,19 @@ class IntakeSFTPServer(asyncssh.SFTPServer):
         span = self._file_spans.get(file_obj)
         try:
             with trace.use_span(span or trace.INVALID_SPAN, end_on_exit=False):
-                await file_obj.commit()
+                row = await file_obj.commit()
         except TransferRefused as exc:
             self._end_file(file_obj, exc.rule)
             raise asyncssh.SFTPFailure(exc.message) from None
+        if not row.content_ok:
+            # Stored, and waiting in the folder with its reason (it can be sent again or
+            # removed); but the client's `put` must not report success for a file that
+            # moving into Finished would reject: a batch stops here, a person reads why.
+            self._end_file(file_obj, row.rule)
+            raise asyncssh.SFTPFailure(
+                f"refused: {row.reason}. The file waits in the folder: send a corrected one under"
+                " the same name, or remove it"
+            )
         self._end_file(file_obj)
 
     async def fstat(self, file_obj: object) -> asyncssh.SFTPAttrs:
@@ -428,11 +438,15 @@ class IntakeSFTPServer(asyncssh.SFTPServer):
         with trace.use_span(self._span("sftp deliver", registry), end_on_exit=True) as span:
             span.set_attribute("hdhub.intake.file_id", f.id)
             try:
-                await self.files.deliver(self.organisation_id, f.id, new[2])
+                delivered = await self.files.deliver(self.organisation_id, f.id, new[2])
             except TransferRefused as exc:
                 span.set_status(trace.StatusCode.ERROR)
                 span.set_attribute("error.type", exc.rule)
                 raise asyncssh.SFTPFailure(exc.message) from None
+            if delivered.state == REJECTED:  # recorded as rejected, with its reason; the move fails
+                span.set_status(trace.StatusCode.ERROR)
+                span.set_attribute("error.type", delivered.rule or "rejected")
+                raise asyncssh.SFTPFailure(f"rejected: {delivered.reason}")
 
     posix_rename = rename
 
