@@ -103,6 +103,7 @@ BENCHES: tuple[Bench, ...] = (
     ),
     Bench("bench_console", ("--quick",), {"page_over_aggregate_sql": LOWER, "page_over_tally_sql": LOWER}),
     Bench("bench_grid", ("--quick",), {"grpc_over_sql_p50": LOWER, "page_over_sql_p50": LOWER}),
+    Bench("bench_gc", ("--quick",), {"settled_over_default": LOWER}),
 )
 
 

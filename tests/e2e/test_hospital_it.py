@@ -25,7 +25,7 @@ def test_make_run_banner_lists_demo_logins(platform: Platform) -> None:
 
 def test_run_sets_start_ups_objects_aside_from_the_collector(platform: Platform) -> None:
     """Once started, `hdhub run` freezes what start-up built (hdhub.common.heap), so a
-    full collection no longer walks it (bench/bench_gc.py: 110-180 ms -> microseconds)."""
+    full collection no longer walks it (bench/bench_gc.py: about 200 ms -> 0.3 ms)."""
     said = re.compile(r"start-up done: (\d+) objects set aside from the garbage collector")
     deadline = time.monotonic() + 10
     while not said.search(platform.log.read_text()) and time.monotonic() < deadline:

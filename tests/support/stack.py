@@ -142,6 +142,10 @@ async def running_stack(backend: str, tmp_path: Any, *, workers: bool = True) ->
     local_secrets.ensure(tmp_path)
     # Tests drive the drop folder themselves, each over a folder of its own.
     os.environ["HDHUB_UPLOADS_DROPFOLDER_ENABLED"] = "false"
+    # The suite logs the same demo accounts in dozens of times a minute (the SFTP login
+    # above all): far over a person's or a laboratory script's 30 logins a minute, which
+    # services/identity/tests/test_login_throttling.py tests on a guard of its own.
+    os.environ["HDHUB_IDENTITY_LOGIN_LOGINS_PER_PRINCIPAL"] = "100000"
     # Revoked tokens of concurrent test runs sharing one Redis must not meet either.
     os.environ["HDHUB_REVOCATION_KEY_PREFIX"] = f"hdhub:test:{uuid.uuid4().hex}:revoked"
     if backend == "postgres":  # the production shape: PostgreSQL plus Redis for wake-ups

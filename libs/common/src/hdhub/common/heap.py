@@ -2,13 +2,13 @@
 
 A process that has started (every module imported, the services' catalogues, ORM
 metadata, templates and caches built) holds a few hundred thousand long-lived objects:
-361,000 in ``hdhub run all`` with the demo data. CPython's full collection walks all of
+400,000 in ``hdhub run all`` with the demo data. CPython's full collection walks all of
 them each time it runs, and it runs whenever enough new objects have lived long enough
-(caches filling, sessions, connections): measured, 110-130 ms in which that process
+(caches filling, sessions, connections): measured, 168-207 ms in which that process
 answers nothing, every service of it, every SFTP session and page alike.
 :func:`settle`, called once start-up is done, collects once and then freezes what is left
 (``gc.freeze``: moved to a permanent generation that collections skip, as Instagram's
-web servers do), so a full collection walks only what came after (``bench/bench_gc.py``).
+web servers do), so a full collection walks only what came after (``bench/bench_gc.py``: 257-378 µs).
 Nothing frozen is ever freed, which is right for what start-up built; cycles made later
 are collected as before.
 """
