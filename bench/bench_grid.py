@@ -332,8 +332,11 @@ def measure(args: argparse.Namespace, url: str, edge: str, issuer: str, address:
     since = datetime.now(UTC) - timedelta(days=30)
     capped_sql = (
         "SELECT status, coalesce(status_confirmation, ''), count(*) FROM (SELECT status, status_confirmation"
-        " FROM registrations WHERE organisation_id = %s AND created_at >= %s LIMIT %s) m GROUP BY 1, 2"
+        " FROM registrations WHERE organisation_id = %s AND created_at >= %s ORDER BY created_at DESC"
+        " LIMIT %s) m GROUP BY 1, 2"
     )
+    plan = db.execute("EXPLAIN " + capped_sql, (ORG, since, COUNT_CAP + 1)).fetchall()
+    print("capped count plan: " + " / ".join(r[0].strip() for r in plan))
     capped = timed(lambda: db.execute(capped_sql, (ORG, since, COUNT_CAP + 1)).fetchall(), args.requests)
 
     async def ranged() -> list[float]:

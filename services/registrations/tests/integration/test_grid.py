@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from hdhub.proto.registrations.v1 import registrations_pb2 as pb
 from hdhub.proto.registrations.v1 import registrations_pb2_grpc as pb_grpc
+from hdhub.registrations.records.period import Period
 from services.registrations.tests.integration.test_grpc_api import HIS, batch, stub_as
 from tests.support.samples import record
 from tests.support.stack import Stack
@@ -496,3 +497,30 @@ def test_a_grid_row_is_read_in_the_order_of_its_columns() -> None:
             errors=2,
         )
     ]
+
+
+@pytest.mark.parametrize(
+    ("created", "updated", "ordered_by"),
+    [
+        (Period(datetime(2026, 11, 1, tzinfo=UTC), None), None, "registrations.created_at DESC"),
+        (None, Period(None, datetime(2026, 11, 1, tzinfo=UTC)), "registrations.updated_at DESC"),
+        (None, None, None),
+    ],
+)
+def test_a_range_is_counted_along_its_own_index(
+    created: Period | None, updated: Period | None, ordered_by: str | None
+) -> None:
+    """The capped count of a date range reads the range's index (organisation, date)
+    newest first and stops at the cap: unordered, PostgreSQL chose a sequential scan that
+    read the older rows first (90 ms one call in nine at 1,000,000 registrations, against
+    2-3 ms along the index: bench/bench_grid.py prints the plan)."""
+    from sqlalchemy.dialects import postgresql
+
+    from hdhub.registrations.records import grid
+
+    query = grid.GridQuery("az-demo", created=created, updated=updated, search="" if ordered_by else "bk-1")
+    sql = str(grid._capped_count_statement(grid._Shape.of(query)).compile(dialect=postgresql.dialect()))
+    if ordered_by is None:
+        assert "ORDER BY" not in sql
+    else:
+        assert f"ORDER BY {ordered_by}" in sql and sql.index("ORDER BY") < sql.index("LIMIT")

@@ -300,8 +300,18 @@ def _capped_count_statement(shape: _Shape) -> Select[Any]:
         select(Registration.status, Registration.status_confirmation)
         .where(*_where(shape, Registration, by_status=False))
         .limit(bindparam("count_cap", type_=Integer))
-        .subquery()
     )
+    # Read along the range's own index (organisation, date), so the scan stops after the
+    # cap's matches whatever order the rows lie on disk. Unordered, PostgreSQL takes a
+    # sequential scan with a limit: it reads every row older than the range first when the
+    # newest are at the end of the table (as they are, appended), and its synchronised scans
+    # start where the last one stopped: 90 ms one call in nine at 1,000,000 registrations,
+    # 3 ms the others (bench/bench_grid.py's 30-day range).
+    for name, (start, end) in (("created", shape.created), ("updated", shape.updated)):
+        if start or end:
+            matching = matching.order_by(getattr(Registration, f"{name}_at").desc())
+            break
+    matching = matching.subquery()
     confirmation = func.coalesce(matching.c.status_confirmation, "")
     return select(matching.c.status, confirmation, func.count()).group_by(matching.c.status, confirmation)
 
