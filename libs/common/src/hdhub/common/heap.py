@@ -8,9 +8,9 @@ them each time it runs, and it runs whenever enough new objects have lived long 
 answers nothing, every service of it, every SFTP session and page alike.
 :func:`settle`, called once start-up is done, collects once and then freezes what is left
 (``gc.freeze``: moved to a permanent generation that collections skip, as Instagram's
-web servers do), so a full collection walks only what came after (``bench/bench_gc.py``: 257-378 µs).
-Nothing frozen is ever freed, which is right for what start-up built; cycles made later
-are collected as before.
+web servers do), so a full collection walks only what came after: 257-378 µs
+(``bench/bench_gc.py``). Nothing frozen is ever freed, which is right for what start-up
+built; cycles made later are collected as before.
 """
 
 from __future__ import annotations
