@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 
 import pytest
 
 from hdhub.common.ssin import contains_ssin
-from hdhub.intake.domain.checks import SequenceChecker, VcfChecker, Verdict, delivery_problem
+from hdhub.intake.domain.checks import BGZF_EOF, SequenceChecker, VcfChecker, Verdict, delivery_problem
 from hdhub.intake.domain.names import HIV_SEQUENCE, NGS, BadName, check_name
 from services.intake.tests.support import sequences, vcf
 
@@ -93,10 +94,82 @@ def test_what_is_not_vcf_4_is_rejected_naming_the_line(data: bytes, message: str
     assert message in verdict.message
 
 
-def test_a_cut_gzip_stream_is_rejected() -> None:
-    data = gzip.compress(vcf())
-    verdict = run(VcfChecker(), data[: len(data) // 2])
+def bgzip(data: bytes, block: int = 4096) -> bytes:
+    """``data`` as bgzip writes it (BGZF): blocks of gzip that each carry their size in a
+    ``BC`` extra field, then the empty end-of-file block."""
+    out = bytearray()
+    for at in range(0, len(data), block):
+        piece = data[at : at + block]
+        packer = zlib.compressobj(6, zlib.DEFLATED, -15)
+        deflated = packer.compress(piece) + packer.flush()
+        size = 18 + len(deflated) + 8
+        out += b"\x1f\x8b\x08\x04\x00\x00\x00\x00\x00\xff\x06\x00BC\x02\x00" + (size - 1).to_bytes(
+            2, "little"
+        )
+        out += deflated + zlib.crc32(piece).to_bytes(4, "little") + len(piece).to_bytes(4, "little")
+    return bytes(out + BGZF_EOF)
+
+
+BIG = vcf(rows=30_000)  # past the data lines the checks read: a cut after them is found too
+
+
+def test_a_bgzf_file_passes_whole_in_any_chunking_and_is_told_from_plain_gzip() -> None:
+    data = bgzip(BIG)
+    assert gzip.decompress(data) == BIG
+    for chunk in (1, 7, 17, 4096, 1 << 20):
+        checker = VcfChecker("NGS_X.vcf.gz")
+        assert run(checker, data, chunk).accepted, chunk
+    assert run(VcfChecker("NGS_X.vcf.gz"), gzip.compress(BIG), 4096).accepted
+    assert run(
+        VcfChecker("NGS_X.vcf.gz"), gzip.compress(BIG[:5000]) + gzip.compress(BIG[5000:]), 999
+    ).accepted
+
+
+@pytest.mark.parametrize("compress", [bgzip, gzip.compress], ids=["bgzf", "gzip"])
+@pytest.mark.parametrize(
+    "cut",
+    [
+        lambda n: n // 2,  # mid-file, past the lines the checks read
+        lambda n: 600,  # within them
+        lambda n: n - 4,  # the length of the trailer
+        lambda n: n - 8,  # the CRC and the length
+        lambda n: n - 28,  # bgzip's end-of-file block: every block before it whole
+    ],
+    ids=["half", "start", "4-bytes", "8-bytes", "28-bytes"],
+)
+def test_a_gzip_cut_anywhere_is_rejected_as_cut_not_for_its_last_line(compress, cut) -> None:  # type: ignore[no-untyped-def]
+    data = compress(BIG)
+    verdict = run(VcfChecker("NGS_X.vcf.gz"), data[: cut(len(data))], 4096)
     assert not verdict.accepted and verdict.rule == "vcf-format"
+    assert verdict.message == "the .gz file is cut short or damaged: send the whole file again"
+
+
+def test_a_gzip_cut_at_a_line_after_a_full_flush_is_rejected() -> None:
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31)
+    head = packer.compress(BIG[: BIG.index(b"\n", 100_000) + 1]) + packer.flush(zlib.Z_FULL_FLUSH)
+    assert not run(VcfChecker("NGS_X.vcf.gz"), head, 4096).accepted
+
+
+def test_a_damaged_gzip_is_rejected() -> None:
+    data = bytearray(gzip.compress(BIG))
+    data[len(data) // 2] ^= 0xFF
+    assert not run(VcfChecker("NGS_X.vcf.gz"), bytes(data), 4096).accepted
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        (
+            "NGS_X.vcf.gz",
+            vcf(),
+            "the file is named .gz but is not compressed: compress it with bgzip, or name it .vcf",
+        ),
+        ("NGS_X.vcf", gzip.compress(vcf()), "the file is gzip-compressed: name it .vcf.gz"),
+    ],
+)
+def test_a_name_that_says_otherwise_than_the_bytes_is_rejected(name: str, data: bytes, message: str) -> None:
+    verdict = run(VcfChecker(name), data)
+    assert (verdict.accepted, verdict.rule, verdict.message) == (False, "vcf-format", message)
 
 
 def test_a_sequence_file_gives_its_recordnames_in_order() -> None:

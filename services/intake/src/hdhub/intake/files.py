@@ -115,7 +115,7 @@ class Transfer:
     def __init__(self, files: Files, row: IntakeFile, registry: Registry) -> None:
         self.files, self.row, self.registry = files, row, registry
         self.size = 0
-        self.checker = checks.checker_for(registry.kind)
+        self.checker = checks.checker_for(registry.kind, row.filename)
         self._pending = bytearray()
         self._reported, self._reported_at = 0, 0.0
         self._queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=4)

@@ -102,6 +102,112 @@ class LineChecker:
         return Verdict(False, self.failure.rule, self.failure.message)
 
 
+# --- gzip's end ---------------------------------------------------------------------------
+
+#: bgzip's end-of-file block: an empty BGZF block, the last 28 bytes of every file it writes.
+BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+
+
+class GzipEnd:
+    """Follows a gzip stream to its end, to tell a whole file from one cut short: the
+    content checks read only the start of a VCF, and a cut can fall anywhere.
+
+    bgzip's files (BGZF: gzip members that each name their own size, then an empty
+    end-of-file block) are walked block by block without inflating a byte: complete when
+    the last whole block is that end-of-file block. Any other gzip is inflated to the end
+    (its output thrown away as it comes, its CRC checked by zlib): complete when its last
+    member ended and nothing follows. A file that stops being BGZF midway is inflated from
+    there."""
+
+    def __init__(self) -> None:
+        self._bgzf = True
+        self._held = bytearray()  # BGZF: the start of a block whose header is not whole yet
+        self._skip = 0  # BGZF: bytes of the current block still to come
+        self._last_block = b""
+        self._inflater: zlib._Decompress | None = None
+        self._member_ended = False
+        self.broken = False
+
+    def feed(self, chunk: bytes) -> None:
+        if self.broken or not chunk:
+            return
+        if self._bgzf:
+            self._walk(chunk)
+        else:
+            self._inflate(chunk)
+
+    def _walk(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            if self._skip:
+                taken = min(self._skip, len(view))
+                if len(self._last_block) < len(BGZF_EOF):
+                    self._last_block += bytes(view[:taken])
+                self._skip -= taken
+                view = view[taken:]
+                continue
+            self._held += view
+            view = memoryview(b"")
+            while self._held:
+                size = _bgzf_block_size(self._held)
+                if size is None:  # the header is not whole yet
+                    return
+                if size < 0:  # not BGZF: inflate from the start of this block
+                    self._bgzf = False
+                    rest = bytes(self._held)
+                    self._held.clear()
+                    self._inflate(rest)
+                    return
+                block = bytes(self._held[:size])
+                del self._held[:size]
+                self._last_block = block[: len(BGZF_EOF) + 1]
+                if len(block) < size:
+                    self._skip = size - len(block)
+                    return
+
+    def _inflate(self, chunk: bytes) -> None:
+        data = chunk
+        try:
+            while data:
+                if self._inflater is None:
+                    self._inflater, self._member_ended = zlib.decompressobj(wbits=31), False
+                self._inflater.decompress(data, 1 << 20)  # the text is thrown away
+                data = self._inflater.unconsumed_tail
+                if self._inflater.eof:
+                    self._member_ended = True
+                    data = self._inflater.unused_data + data
+                    self._inflater = None
+        except zlib.error:
+            self.broken = True
+
+    @property
+    def complete(self) -> bool:
+        if self.broken:
+            return False
+        if self._bgzf:
+            return not self._skip and not self._held and self._last_block == BGZF_EOF
+        return self._inflater is None and self._member_ended
+
+
+def _bgzf_block_size(head: bytearray) -> int | None:
+    """The whole size of the BGZF block ``head`` starts with; None while its header is
+    not all there; -1 when it is not a BGZF block (plain gzip)."""
+    if len(head) < 12:
+        return None
+    if head[0] != 0x1F or head[1] != 0x8B or head[2] != 8 or not head[3] & 4:
+        return -1
+    xlen = int.from_bytes(head[10:12], "little")
+    if len(head) < 12 + xlen:
+        return None
+    extra, at = head[12 : 12 + xlen], 0
+    while at + 4 <= len(extra):
+        length = int.from_bytes(extra[at + 2 : at + 4], "little")
+        if extra[at : at + 2] == b"BC" and length == 2 and at + 6 <= len(extra):
+            return int.from_bytes(extra[at + 4 : at + 6], "little") + 1
+        at += 4 + length
+    return -1
+
+
 # --- VCF ------------------------------------------------------------------------------------
 
 FILEFORMAT = re.compile(r"^##fileformat=VCFv4\.\d+$")
@@ -116,26 +222,35 @@ class VcfChecker(LineChecker):
     (``personal``).
     bgzip / gzip input (``.vcf.gz``) is decompressed as it streams."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "") -> None:
         super().__init__()
         self.columns = 0
         self.data_lines = 0
         self._gzip: zlib._Decompress | None = None
         self._sniffed = False
+        self._head = bytearray()  # the first byte, until the second tells gzip from text
+        #: The name the file is sent under ("" when not known): .gz or not, as its bytes are.
+        self.name = name
+        self._end: GzipEnd | None = None  # gzip input: followed to its end
 
     @property
     def done(self) -> bool:
         return self.data_lines >= VCF_DATA_LINES_CHECKED
 
     def feed(self, chunk: bytes) -> None:
+        if not self._sniffed:  # gzip or not, told by the first two bytes, however they come
+            self._head += chunk
+            if len(self._head) < 2:
+                return
+            chunk, self._head, self._sniffed = bytes(self._head), bytearray(), True
+            if chunk[:2] == b"\x1f\x8b":
+                self._gzip, self._end = zlib.decompressobj(wbits=31), GzipEnd()
+        if self._end is not None:
+            self._end.feed(chunk)
         if self.done:  # the sampled lines are read; what is left of a line is not checked
             self._buffer.clear()
             self.size += len(chunk)
             return
-        if not self._sniffed and chunk:
-            self._sniffed = True
-            if chunk[:2] == b"\x1f\x8b":
-                self._gzip = zlib.decompressobj(wbits=31)
         if self._gzip is None or self.failure is not None:
             super().feed(chunk)
             return
@@ -195,11 +310,33 @@ class VcfChecker(LineChecker):
             raise Rejected("vcf-format", f"line {n}: POS is not a whole number")
         self.data_lines += 1
 
+    def finish(self) -> Verdict:
+        # Before the lines: the last line of a file cut short is cut too, and its column
+        # count would be the reason given instead of the cut.
+        if self._head:  # a one-byte file
+            self._sniffed = True
+            super().feed(bytes(self._head))
+        compressed = self._end is not None
+        if self.failure is None and self.size and self.name:
+            named = self.name.lower().endswith(".gz")
+            if named and not compressed:
+                self.failure = Rejected(
+                    "vcf-format",
+                    "the file is named .gz but is not compressed: compress it with bgzip, or name it .vcf",
+                )
+            elif compressed and not named:
+                self.failure = Rejected("vcf-format", "the file is gzip-compressed: name it .vcf.gz")
+        if self._end is not None and not self._end.complete and self.failure is None:
+            self.failure = Rejected(
+                "vcf-format", "the .gz file is cut short or damaged: send the whole file again"
+            )
+        if self.done:  # what is left of a line past the lines read is not checked, as in feed
+            self._buffer.clear()
+        return super().finish()
+
     def end(self) -> Verdict:
         if self.done:
             return Verdict(True)
-        if self._gzip is not None and not self._gzip.eof and (self._gzip.unconsumed_tail or self.number == 0):
-            raise Rejected("vcf-format", "the .gz file is cut short")
         if self.columns == 0:
             raise Rejected("vcf-format", "there is no #CHROM header line")
         return Verdict(True)
@@ -277,5 +414,6 @@ def delivery_problem(kind: str, name: str, filename_value: str) -> Rejected | No
     return None
 
 
-def checker_for(kind: str) -> LineChecker:
-    return VcfChecker() if kind == "vcf" else SequenceChecker()
+def checker_for(kind: str, name: str = "") -> LineChecker:
+    """The checks of a registry's files; ``name``, the name the file is sent under."""
+    return VcfChecker(name) if kind == "vcf" else SequenceChecker()
