@@ -36,12 +36,12 @@ def test_a_bgzipped_vcf_is_read_member_by_member() -> None:
 @pytest.mark.parametrize(
     ("meta", "samples", "kind"),
     [
-        ((f"##patient={SSIN}",), ("S1",), "an SSIN-like number"),
-        (("##sample_note=85040216932",), ("S1",), "an SSIN-like number"),
+        ((f"##patient={SSIN}",), ("S1",), "a national register number (SSIN)"),
+        (("##sample_note=85040216932",), ("S1",), "a national register number (SSIN)"),
         (("##PatientName=Jan Peeters",), ("S1",), "a person's name"),
         (("##SAMPLE=<ID=S1,Name=Peeters>",), ("S1",), "a person's name"),
         (("##date_of_birth=02/04/1985",), ("S1",), "a birth date"),
-        ((), ("85040216932",), "an SSIN-like number"),
+        ((), ("85040216932",), "a national register number (SSIN)"),
         ((), ("Peeters, Jan",), "what looks like a person's name"),
         ((), ("S1_1985-04-02",), "a date"),
     ],

@@ -71,7 +71,7 @@ async def test_a_vcf_with_an_ssin_in_its_header_is_rejected_and_the_ssin_never_e
     assert r.status_code == 201
     out = r.json()
     assert (out["state"], out["rule"]) == ("rejected", "vcf-patient-data")
-    assert out["reason"] == "line 4: the header carries an SSIN-like number"
+    assert out["reason"] == "line 4: the header carries a national register number (SSIN)"
     assert "85040216932" not in r.text
 
 

@@ -274,7 +274,9 @@ class IntakeSFTPServer(asyncssh.SFTPServer):
             if f is not None:
                 mtime = int((f.received_at or f.started_at).timestamp())
                 return _file(f.size or 0, mtime)
-        raise asyncssh.SFTPNoSuchFile("no such file (delivered files are not listed: see /api/v1/files)")
+        raise asyncssh.SFTPNoSuchFile(
+            "no such file (delivered, refused and aborted files are not listed: see /api/v1/files)"
+        )
 
     lstat = stat
 

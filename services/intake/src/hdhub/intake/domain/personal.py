@@ -35,7 +35,7 @@ from importlib import resources
 from hdhub.common.ssin import contains_ssin
 
 SSIN, BIRTH_DATE, DATE, NAME, PERSON = (
-    "an SSIN-like number",
+    "a national register number (SSIN)",
     "a birth date",
     "a date",
     "a person's name",
