@@ -5,6 +5,7 @@ message and nothing lost."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import io
 import socket
@@ -193,6 +194,47 @@ async def test_a_corrected_file_sent_again_under_the_same_name_replaces_the_refu
         await c.rename(f"/NGS/{name}", f"/NGS/Finished/{name}")
     rows = [r for r in await files_of(stack) if r["filename"] == name]
     assert [r["state"] for r in rows] == ["accepted"] and not rows[0]["rule"]
+
+
+async def test_winscp_sends_under_a_temporary_name_then_renames_it_and_the_lab_moves_it(stack: Stack) -> None:
+    """WinSCP's default for files over 100 KB: ``<name>.filepart``, renamed to ``<name>``
+    in the same folder once whole; the name rules apply to ``<name>``, and the renamed
+    file replaces one already waiting under that name."""
+    name = unique() + ".vcf.gz"
+    body = gzip.compress(vcf(rows=50))
+
+    def send() -> tuple[list[str], list[str]]:
+        with sftp(port(stack)) as c:
+            c.putfo(io.BytesIO(b"an older copy"), f"/NGS/{name}", confirm=False)
+            c.putfo(io.BytesIO(body), f"/NGS/{name}.filepart")
+            during = c.listdir("/NGS")
+            c.rename(f"/NGS/{name}.filepart", f"/NGS/{name}")
+            after = c.listdir("/NGS")
+            c.rename(f"/NGS/{name}", f"/NGS/Finished/{name}")
+            return during, after
+
+    during, after = await asyncio.to_thread(send)
+    assert {name, f"{name}.filepart"} <= set(during)
+    assert name in after and f"{name}.filepart" not in after and after.count(name) == 1
+    rows = [r for r in await files_of(stack) if r["filename"] in (name, f"{name}.filepart")]
+    assert [(r["filename"], r["state"], r["size"]) for r in rows] == [(name, "accepted", len(body))]
+
+
+async def test_a_temporary_name_is_held_to_the_rules_of_the_name_it_will_take(stack: Stack) -> None:
+    name = unique() + ".vcf"
+
+    def attempt() -> tuple[str, str]:
+        with sftp(port(stack)) as c:
+            with pytest.raises(OSError) as bad_name:
+                c.putfo(io.BytesIO(vcf()), f"/NGS/{name[:-4]}.txt.filepart")
+            c.putfo(io.BytesIO(vcf()), f"/NGS/{name}.filepart")
+            with pytest.raises(OSError) as elsewhere:
+                c.rename(f"/NGS/{name}.filepart", f"/NGS/other-{name}")
+            return str(bad_name.value), str(elsewhere.value)
+
+    bad_name, elsewhere = await asyncio.to_thread(attempt)
+    assert "files in NGS end in .vcf or .vcf.gz" in bad_name
+    assert "can only be moved into /NGS/Finished" in elsewhere
 
 
 async def test_a_file_over_the_size_limit_is_refused_as_it_passes_it(

@@ -35,7 +35,7 @@ from hdhub.common.ssin import mask_ssins
 from hdhub.common.wakeup import Wakeup
 from hdhub.intake import metrics
 from hdhub.intake.domain import checks
-from hdhub.intake.domain.names import REGISTRIES, Registry, check_name
+from hdhub.intake.domain.names import REGISTRIES, Registry, check_name, final_name
 from hdhub.intake.settings import IntakeSettings
 from hdhub.intake.store import (
     ABORTED,
@@ -115,7 +115,7 @@ class Transfer:
     def __init__(self, files: Files, row: IntakeFile, registry: Registry) -> None:
         self.files, self.row, self.registry = files, row, registry
         self.size = 0
-        self.checker = checks.checker_for(registry.kind, row.filename)
+        self.checker = checks.checker_for(registry.kind, final_name(row.filename))
         self._pending = bytearray()
         self._reported, self._reported_at = 0, 0.0
         self._queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=4)
@@ -329,7 +329,7 @@ class Files:
         if reg is None:
             raise TransferRefused("unknown-registry", f"{registry} is no registry folder (NGS, HIV_SEQUENCE)")
         try:
-            check_name(reg, filename)
+            check_name(reg, final_name(filename))  # a temporary name: the name it will take
         except ValueError as exc:
             # Kept as an aborted file: OpenSSH's sftp prints only "Failure", so the files
             # listing is where the sender reads why.
@@ -430,22 +430,7 @@ class Files:
             for name in verdict.recordnames:
                 session.add(FileRecord(organisation_id=f.organisation_id, file_id=f.id, recordname=name))
             # The same name sent again before Finished replaces the earlier copy.
-            earlier = (
-                (
-                    await session.execute(
-                        select(IntakeFile).where(
-                            IntakeFile.registry_folder == f.registry_folder,
-                            IntakeFile.filename == f.filename,
-                            IntakeFile.state == RECEIVED,
-                            IntakeFile.id != f.id,
-                        )
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            replaced = [e.object_key for e in earlier]
-            await self._drop_rows(session, [e.id for e in earlier])
+            replaced = await self._replace_waiting(session, f, f.filename)
             if deliver_as is not None:
                 self._deliver(session, f, deliver_as)
         for key in replaced:
@@ -494,6 +479,21 @@ class Files:
                 .limit(1)
             )
             return rows.scalars().first()
+
+    async def rename_waiting(self, organisation_id: str, file_id: str, name: str) -> IntakeFile:
+        """A file waiting in its folder takes its final ``name`` there (WinSCP's rename of
+        ``<name>.filepart``); a file already waiting under that name is replaced, as when
+        the same name is sent again."""
+        async with self.db.session([organisation_id]) as session:
+            f = await session.get(IntakeFile, file_id)
+            if f is None or f.state != RECEIVED:
+                raise TransferRefused("not-waiting", "the file is no longer waiting in the folder")
+            replaced = await self._replace_waiting(session, f, name)
+            f.filename, f.updated_at = name, utcnow()
+        for key in replaced:
+            with contextlib.suppress(Exception):
+                await self.objects.delete(key)
+        return f
 
     async def withdraw(self, organisation_id: str, file_id: str) -> None:
         """Remove a file not yet moved to Finished (the sender changed its mind)."""
@@ -656,6 +656,26 @@ class Files:
                 )
                 purged += int(getattr(result, "rowcount", 0) or 0)
         return purged
+
+    async def _replace_waiting(self, session: Any, f: IntakeFile, name: str) -> list[str]:
+        """Drop the other files waiting in ``f``'s folder under ``name``; their object keys,
+        to delete once the session committed."""
+        earlier = (
+            (
+                await session.execute(
+                    select(IntakeFile).where(
+                        IntakeFile.registry_folder == f.registry_folder,
+                        IntakeFile.filename == name,
+                        IntakeFile.state == RECEIVED,
+                        IntakeFile.id != f.id,
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        await self._drop_rows(session, [e.id for e in earlier])
+        return [e.object_key for e in earlier]
 
     @staticmethod
     async def _drop_rows(session: Any, file_ids: list[str]) -> None:

@@ -46,7 +46,7 @@ from opentelemetry.context.context import Context
 from hdhub.common.errors import Problem
 from hdhub.common.grpc import channel
 from hdhub.common.service_auth import acting_as_service
-from hdhub.intake.domain.names import FINISHED, REGISTRIES, check_name
+from hdhub.intake.domain.names import FINISHED, REGISTRIES, check_name, final_name
 from hdhub.intake.files import Files, Transfer, TransferRefused
 from hdhub.intake.store import REJECTED
 from hdhub.proto.identity.v1 import identity_pb2 as identity_pb
@@ -427,6 +427,15 @@ class IntakeSFTPServer(asyncssh.SFTPServer):
         if len(old) != 2 or old[1] == FINISHED:
             raise denied("only a file waiting in a registry folder can be moved, into its Finished folder")
         registry = self._registry(old[0])
+        if new == (registry, final_name(old[1])) and new[1] != old[1]:  # WinSCP's last step
+            waiting = await self.files.waiting_file(self.organisation_id, registry, old[1])
+            if waiting is None:
+                raise asyncssh.SFTPNoSuchFile("no such file waiting in the folder")
+            try:
+                await self.files.rename_waiting(self.organisation_id, waiting.id, new[1])
+            except TransferRefused as exc:
+                raise asyncssh.SFTPFailure(exc.message) from None
+            return
         if len(new) != 3 or new[0] != registry or new[1] != FINISHED:
             raise denied(f"a file in /{registry} can only be moved into /{registry}/{FINISHED}")
         try:

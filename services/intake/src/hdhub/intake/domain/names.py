@@ -36,6 +36,16 @@ class BadName(ValueError):
     """A file name that is refused; the message says which rule, never echoing control characters."""
 
 
+#: WinSCP's temporary name: by default it sends a file over 100 KB as ``<name>.filepart``,
+#: then renames it to ``<name>`` in the same folder once the last byte is in.
+TEMPORARY_SUFFIX = ".filepart"
+
+
+def final_name(name: str) -> str:
+    """``name`` without WinSCP's temporary suffix: the name the file will carry."""
+    return name[: -len(TEMPORARY_SUFFIX)] if name.endswith(TEMPORARY_SUFFIX) else name
+
+
 def check_name(registry: Registry, name: str) -> str:
     """``name`` when a file of ``registry`` may carry it; :class:`BadName` naming the rule otherwise."""
     try:
