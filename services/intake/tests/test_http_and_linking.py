@@ -81,6 +81,7 @@ async def test_a_vcf_with_an_ssin_in_its_header_is_rejected_and_the_ssin_never_e
         ("NGS", "empty.vcf", b"", 422, "file-empty-file"),
         ("NGS", "bad name.vcf", b"x", 422, "file-file-name"),
         ("NGS", "report.pdf", b"x", 422, "file-file-name"),
+        ("NGS", "x.vcf.filepart", b"x", 422, "file-file-name"),  # WinSCP's, over SFTP only
         ("NGS", "NUL.vcf", b"x", 422, "file-file-name"),
         ("NGS", "com1.vcf.gz", b"x", 422, "file-file-name"),
         ("NGS", "a%1Bb.vcf", b"x", 422, "file-file-name"),

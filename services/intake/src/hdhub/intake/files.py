@@ -329,7 +329,8 @@ class Files:
         if reg is None:
             raise TransferRefused("unknown-registry", f"{registry} is no registry folder (NGS, HIV_SEQUENCE)")
         try:
-            check_name(reg, final_name(filename))  # a temporary name: the name it will take
+            # Over SFTP a temporary name (WinSCP's) is held to the name it will take.
+            check_name(reg, final_name(filename) if source == "sftp" else filename)
         except ValueError as exc:
             # Kept as an aborted file: OpenSSH's sftp prints only "Failure", so the files
             # listing is where the sender reads why.
