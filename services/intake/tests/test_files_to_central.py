@@ -25,7 +25,7 @@ from hdhub.intake.files import SEND_JOB
 from hdhub.intake.linking import link
 from hdhub.proto.sim.v1 import central_pb2 as pb
 from hdhub.proto.sim.v1 import central_pb2_grpc as pb_grpc
-from services.intake.tests.support import LAB, eventually, file_named, unique, vcf
+from services.intake.tests.support import LAB, eventually, file_named, files_of, unique, vcf
 from tests.support import central
 from tests.support.samples import record
 from tests.support.stack import Stack
@@ -129,6 +129,32 @@ async def test_a_linked_vcf_reaches_the_central_platform_with_its_registration_a
     # A second attempt finds it acknowledged and sends nothing.
     assert await send(intake.files, sender(stack), file_id) == "acknowledged"
     assert (await central_files(stack).get(file_id)).attempts == 1
+
+
+async def test_the_same_name_delivered_twice_is_linked_and_sent_twice_each_under_its_own_id(
+    stack: Stack,
+) -> None:
+    """docs/intake.md, Known limits: a corrected VCF sent again under its name reaches the
+    central platform beside the first, for the same registration."""
+    first, name, registration = await linked_file(stack, vcf(rows=2))
+    corrected = vcf(rows=3)
+    r = await stack.client.put(
+        f"/api/v1/files/{LAB}/NGS/{name}", content=corrected, headers=await stack.headers(BIOLOGIST)
+    )
+    assert r.status_code == 201 and r.json()["state"] in ("accepted", "linked"), r.text
+    second = r.json()["id"]
+    await link(stack.service("intake").files, second)
+    intake = stack.service("intake")
+    for file_id in (first, second):
+        assert await send(intake.files, sender(stack), file_id) == "acknowledged"
+    rows = [f for f in await files_of(stack) if f["filename"] == name]
+    assert sorted((f["id"], f["state"]) for f in rows) == sorted(
+        [(first, "acknowledged"), (second, "acknowledged")]
+    )
+    technical = [await central.technical_id(stack, registration)]
+    assert (await central_files(stack).get(first)).technical_ids == technical
+    assert (await central_files(stack).get(second)).technical_ids == technical
+    assert central_files(stack).path(second).read_bytes() == corrected
 
 
 async def test_a_transfer_cut_midway_resumes_where_the_central_side_stopped(
