@@ -529,6 +529,18 @@ async def test_the_portals_export_methods_keep_to_the_organisation_and_the_regis
         )
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert problem_from_rpc_error(bad.value).errors[0].field == "created_from"
+    with pytest.raises(grpc.aio.AioRpcError) as outside:  # the year 0 in UTC: refused, not a failure later
+        await stub.RequestExport(
+            pb.RequestExportRequest(
+                organisation_id=OWN,
+                dcd_code="ANGIO_HOSP",
+                format="csv",
+                created_to="0001-01-01T00:00:00+01:00",
+            )
+        )
+    assert outside.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    problem = problem_from_rpc_error(outside.value).errors[0]
+    assert (problem.field, problem.rule) == ("created_to", "range")
     asked = await stub.RequestExport(
         pb.RequestExportRequest(
             organisation_id=OWN, dcd_code="ANGIO_HOSP", format="csv", statuses=["submitted"]

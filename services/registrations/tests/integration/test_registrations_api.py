@@ -365,3 +365,16 @@ async def test_search_refuses_unknown_parameters_bad_statuses_and_backward_range
     r = await stack.client.get("/api/v1/registrations", params={"updated_to": "0.5"}, headers=h)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "updated_to"
     assert "ISO 8601" in r.json()["errors"][0]["message"]
+    # Words of our own, not the parser's ("input is too short"); and a moment whose UTC is
+    # outside the calendar is the client's mistake, not a 500 from the database layer.
+    for field, value, said in (
+        ("created_from", "banana", "must be an ISO 8601 date and time, e.g. 2026-12-03T09:30:00Z"),
+        ("created_from", "99999-01-01", "must be an ISO 8601 date and time"),
+        ("created_to", "0001-01-01T00:00:00+01:00", "is outside the calendar in UTC (the years 1 to 9999)"),
+        ("created_from", "9999-12-31T23:59:59-14:00", "is outside the calendar in UTC"),
+    ):
+        r = await stack.client.get(
+            "/api/v1/registrations", params={"organisation_id": "az-demo", field: value}, headers=h
+        )
+        assert r.status_code == 422, (value, r.text)
+        assert r.json()["errors"][0]["field"] == field and said in r.json()["errors"][0]["message"], r.text

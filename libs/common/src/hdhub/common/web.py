@@ -41,6 +41,7 @@ from hdhub.common.limits import (
     malformed_json,
 )
 from hdhub.common.logging import redact
+from hdhub.common.moments import in_utc
 from hdhub.common.openapi_contract import operation_id
 from hdhub.common.openapi_problems import document_problems
 
@@ -477,14 +478,27 @@ Language = Annotated[str, Depends(request_language)]
 OrganisationId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 
 
-def _iso_moment(value: object) -> object:
-    # pydantic reads a bare number as seconds since 1970; the documents promise ISO 8601.
-    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
-        raise ValueError("must be an ISO 8601 date and time, e.g. 2026-12-03T09:30:00")
-    return value
+ISO_MOMENT = "must be an ISO 8601 date and time, e.g. 2026-12-03T09:30:00Z"
 
 
-#: A moment a client names in a query (ISO 8601 only; without an offset, UTC).
+def _iso_moment(value: object) -> datetime:
+    """The moment, in UTC. Read here rather than by pydantic: it would take a bare number
+    as seconds since 1970 (the documents promise ISO 8601) and answer its parser's own
+    words ("input is too short"); and a moment whose UTC falls outside the calendar
+    (0001-01-01T00:00:00+01:00) must be refused here, not fail in the database layer."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and not value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(ISO_MOMENT) from None
+    else:
+        raise ValueError(ISO_MOMENT)
+    return in_utc(moment)
+
+
+#: A moment a client names in a query (ISO 8601 only; without an offset, UTC), in UTC.
 Moment = Annotated[datetime, BeforeValidator(_iso_moment)]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -27,6 +27,7 @@ from hdhub.common.errors import (
 )
 from hdhub.common.grpc import ServicerContext, check_acting_for, require_operator, require_principal
 from hdhub.common.limits import load_json
+from hdhub.common.moments import in_utc
 from hdhub.common.parked_jobs import archive_parked_jobs, list_parked_jobs, retry_parked_jobs
 from hdhub.common.telemetry import stream_message_span
 from hdhub.proto.registrations.v1 import registrations_pb2 as pb
@@ -157,9 +158,9 @@ def _period(request: pb.ListRegistrationsRequest, name: str) -> Period | None:
             problems.append(FieldProblem(f"{name}_{end}", "type", "Not a date and time (ISO 8601)."))
             continue
         try:  # stored in UTC: a moment that is not a time there (year 1 east of Greenwich) is none
-            moments.append(moment.astimezone(UTC) if moment and moment.tzinfo else moment)
-        except OverflowError:
-            problems.append(FieldProblem(f"{name}_{end}", "range", "Between the years 1 and 9999 in UTC."))
+            moments.append(in_utc(moment) if moment else None)
+        except ValueError as exc:
+            problems.append(FieldProblem(f"{name}_{end}", "range", f"The moment {exc}."))
     if problems:
         raise invalid(problems)
     return Period.of(moments[0], moments[1])
@@ -1102,6 +1103,11 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
                 problems.append(FieldProblem(name, "type", "Not a date and time (RFC 3339)."))
             if moment is not None and moment.tzinfo is None:
                 problems.append(FieldProblem(name, "type", "A date and time needs its offset."))
+            elif moment is not None:
+                try:
+                    moment = in_utc(moment)
+                except ValueError as exc:
+                    problems.append(FieldProblem(name, "range", f"The moment {exc}."))
             moments[name] = moment
         if problems:
             raise invalid(problems)
