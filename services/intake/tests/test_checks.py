@@ -150,6 +150,14 @@ def test_a_gzip_cut_at_a_line_after_a_full_flush_is_rejected() -> None:
     assert not run(VcfChecker("NGS_X.vcf.gz"), head, 4096).accepted
 
 
+@pytest.mark.parametrize("compress", [bgzip, gzip.compress], ids=["bgzf", "gzip"])
+def test_zero_bytes_after_the_end_are_padding_as_gzip_reads_them_and_anything_else_is_not(compress) -> None:  # type: ignore[no-untyped-def]
+    data = compress(BIG)
+    assert run(VcfChecker("NGS_X.vcf.gz"), data + bytes(16), 4096).accepted
+    assert run(VcfChecker("NGS_X.vcf.gz"), data + bytes(5000), 999).accepted
+    assert not run(VcfChecker("NGS_X.vcf.gz"), data + bytes(16) + b"x", 4096).accepted
+
+
 def test_a_damaged_gzip_is_rejected() -> None:
     data = bytearray(gzip.compress(BIG))
     data[len(data) // 2] ^= 0xFF

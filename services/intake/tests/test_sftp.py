@@ -237,6 +237,22 @@ async def test_a_temporary_name_is_held_to_the_rules_of_the_name_it_will_take(st
     assert "can only be moved into /NGS/Finished" in elsewhere
 
 
+async def test_a_name_with_control_characters_is_refused_and_listed_as_every_route_lists_it(
+    stack: Stack,
+) -> None:
+    name = unique()
+
+    def attempt() -> str:
+        with sftp(port(stack)) as c, pytest.raises(OSError) as refused:
+            c.putfo(io.BytesIO(vcf()), f"/NGS/{name}\x07bell.vcf")
+        return str(refused.value)
+
+    assert "control characters" in await asyncio.to_thread(attempt)
+    row = await file_named(stack, f"{name}?bell.vcf")
+    assert row is not None and (row["state"], row["rule"], row["source"]) == ("aborted", "file-name", "sftp")
+    assert "control" in row["reason"] and "\x07" not in row["reason"]
+
+
 async def test_a_file_over_the_size_limit_is_refused_as_it_passes_it(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:

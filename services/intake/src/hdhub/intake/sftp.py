@@ -46,7 +46,7 @@ from opentelemetry.context.context import Context
 from hdhub.common.errors import Problem
 from hdhub.common.grpc import channel
 from hdhub.common.service_auth import acting_as_service
-from hdhub.intake.domain.names import FINISHED, REGISTRIES, check_name, final_name
+from hdhub.intake.domain.names import FINISHED, REGISTRIES, TEMPORARY_SUFFIX, check_name, final_name
 from hdhub.intake.files import Files, Transfer, TransferRefused
 from hdhub.intake.store import REJECTED
 from hdhub.proto.identity.v1 import identity_pb2 as identity_pb
@@ -303,7 +303,11 @@ class IntakeSFTPServer(asyncssh.SFTPServer):
     async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> Transfer:
         if self.owner.edge.draining:
             raise asyncssh.SFTPFailure("the server is restarting: reconnect in a moment to send more files")
-        parts = self._parts(path)
+        try:
+            parts = self._parts(path)
+        except asyncssh.SFTPFailure:  # control characters, or not UTF-8
+            await self._refused_name(path)
+            raise
         if pflags & FXF_READ:
             raise denied("files are write-only: once sent, a file belongs to the platform")
         if not pflags & FXF_WRITE:
@@ -338,6 +342,28 @@ class IntakeSFTPServer(asyncssh.SFTPServer):
         self._file_spans[transfer] = span
         self.open_transfers.add(transfer)
         return transfer
+
+    async def _refused_name(self, path: bytes) -> None:
+        """A file name refused before it could be read as a path (a control character, bytes
+        that are not UTF-8) is listed as aborted all the same, with the file-name rule's
+        reason, when it names a file in a registry folder: as every route lists such names."""
+        parts = [p for p in path.decode("utf-8", errors="replace").split("/") if p not in ("", ".")]
+        if len(parts) != 2 or parts[0] not in REGISTRIES:
+            return
+        registry = REGISTRIES[parts[0]]
+        try:
+            check_name(registry, parts[1])
+            reason = "names may not contain control characters"
+        except ValueError as exc:
+            reason = str(exc)
+        await self.files.refused_name(
+            organisation_id=self.organisation_id,
+            registry=registry.folder,
+            filename=parts[1],
+            source="sftp",
+            sender=self.username,
+            reason=reason,
+        )
 
     async def write(self, file_obj: object, offset: int, data: bytes) -> int:
         assert isinstance(file_obj, Transfer)
@@ -437,7 +463,10 @@ class IntakeSFTPServer(asyncssh.SFTPServer):
                 raise asyncssh.SFTPFailure(exc.message) from None
             return
         if len(new) != 3 or new[0] != registry or new[1] != FINISHED:
-            raise denied(f"a file in /{registry} can only be moved into /{registry}/{FINISHED}")
+            raise denied(
+                f"a file in /{registry} can only be moved into /{registry}/{FINISHED}"
+                f" (or, sent as <name>{TEMPORARY_SUFFIX}, renamed to <name> beside it)"
+            )
         try:
             check_name(REGISTRIES[registry], new[2])
         except ValueError as exc:

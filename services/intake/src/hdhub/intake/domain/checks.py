@@ -126,10 +126,14 @@ class GzipEnd:
         self._last_block = b""
         self._inflater: zlib._Decompress | None = None
         self._member_ended = False
+        self._padding = False  # zero bytes after the end, as tar leaves them: gzip ignores them
         self.broken = False
 
     def feed(self, chunk: bytes) -> None:
         if self.broken or not chunk:
+            return
+        if self._padding:
+            self.broken = bool(chunk.strip(b"\0"))
             return
         if self._bgzf:
             self._walk(chunk)
@@ -149,6 +153,11 @@ class GzipEnd:
             self._held += view
             view = memoryview(b"")
             while self._held:
+                if self._held[0] == 0 and self._last_block == BGZF_EOF:
+                    self._padding, rest = True, bytes(self._held)
+                    self._held.clear()
+                    self.broken = bool(rest.strip(b"\0"))
+                    return
                 size = _bgzf_block_size(self._held)
                 if size is None:  # the header is not whole yet
                     return
@@ -169,6 +178,10 @@ class GzipEnd:
         data = chunk
         try:
             while data:
+                if self._inflater is None and self._member_ended and data[0] == 0:
+                    self._padding = True
+                    self.broken = bool(data.strip(b"\0"))
+                    return
                 if self._inflater is None:
                     self._inflater, self._member_ended = zlib.decompressobj(wbits=31), False
                 self._inflater.decompress(data, 1 << 20)  # the text is thrown away
