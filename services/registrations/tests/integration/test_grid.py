@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
 import pytest
@@ -95,7 +96,22 @@ async def test_keyset_pages_are_stable_under_inserts_and_counts_follow(stack: St
     assert reply.total_known and reply.total == sum(n for (s, _), n in truth.items() if s != "deleted")
 
 
-async def test_pages_go_back_by_keyset_too(stack: Stack) -> None:
+@pytest.mark.parametrize("cap", [10_000, 2], ids=["range-read-first", "range-walked"])
+async def test_pages_go_back_by_keyset_too(stack: Stack, monkeypatch: pytest.MonkeyPatch, cap: int) -> None:
+    """Sorted by last change with a creation-date range, a range of at most the count's
+    cap is read first and sorted, a larger one walked along the sort's index (grid.
+    _sorted_apart): the same pages either way."""
+    from hdhub.registrations.records import grid
+
+    monkeypatch.setattr(grid, "COUNT_CAP", cap)
+    ways: list[bool] = []
+    plain = grid.page_statement
+
+    def page_statement(*args: Any) -> Any:
+        ways.append(bool(args[4:] and args[4]))
+        return plain(*args)
+
+    monkeypatch.setattr(grid, "page_statement", page_statement)
     stub = await stub_as(stack, HIS)
     t0 = datetime.now(UTC)
     await store(stub, 7)
@@ -120,6 +136,8 @@ async def test_pages_go_back_by_keyset_too(stack: Stack) -> None:
         start = await stub.ListRegistrations(ask(back.previous_cursor))
         assert [r.id for r in start.registrations] == [r.id for r in first.registrations]
         assert not start.previous_cursor and start.next_cursor
+    # Six pages sorted by last change (the range on the other date), then six by creation.
+    assert ways == [cap > 7] * 6 + [False] * 6
 
 
 async def test_filters_narrow_the_grid(stack: Stack) -> None:

@@ -268,21 +268,44 @@ def _where(shape: _Shape, table: Any, *, by_status: bool = True) -> list[Any]:
 
 
 @functools.lru_cache(maxsize=256)
-def page_statement(shape: _Shape, sort: str, descending: bool, after: bool) -> Select[Any]:
+def page_statement(
+    shape: _Shape, sort: str, descending: bool, after: bool, range_first: bool = False
+) -> Select[Any]:
     """A page's SQL: the filters, then (``after``) the keyset past the cursor's row in the
     order asked, sorted, limited (the page and one row more, to know whether there is a
-    next one)."""
-    column = SORTS[sort]
-    q = select(*ROW_COLUMNS).where(*_where(shape, Registration))
+    next one). ``range_first``: the registrations matching the filters are read first (a
+    date range along its own index: at most :data:`COUNT_CAP` of them, known from the
+    capped count), then sorted; see :func:`_sorted_apart`."""
+    if range_first:
+        matching = select(*ROW_COLUMNS).where(*_where(shape, Registration)).cte("matching")
+        matching = matching.prefix_with("MATERIALIZED", dialect="postgresql")
+        table: Any = matching.c
+        q = select(*(table[c.key] for c in ROW_COLUMNS))
+    else:
+        table = Registration
+        q = select(*ROW_COLUMNS).where(*_where(shape, Registration))
+    column = getattr(table, SORTS[sort].key)
     if after:
-        past = tuple_(column, Registration.id)
-        seen = tuple_(bindparam("cursor_key", type_=column.type), bindparam("cursor_id"))
+        past = tuple_(column, table.id)
+        seen = tuple_(bindparam("cursor_key", type_=SORTS[sort].type), bindparam("cursor_id"))
         q = q.where(past < seen if descending else past > seen)
-    order = (column.desc(), Registration.id.desc()) if descending else (column, Registration.id)
+    order = (column.desc(), table.id.desc()) if descending else (column, table.id)
     return q.order_by(*order).limit(bindparam("limit", type_=Integer))
 
 
-def page_query(query: GridQuery, shape: _Shape, params: dict[str, Any]) -> tuple[Select[Any], bool]:
+def _sorted_apart(shape: _Shape, sort: str) -> bool:
+    """Whether a date range is on the other date than the sort, and the sort's own date
+    has none: the sort's index, walked from its end, then meets the range's registrations
+    only where they lie (a creation-date range 300 days back, sorted by last change: 144
+    ms at 1,000,000 registrations), while the range's own index holds them together."""
+    other = shape.updated if sort == "created" else shape.created
+    own = shape.created if sort == "created" else shape.updated
+    return any(other) and not any(own)
+
+
+def page_query(
+    query: GridQuery, shape: _Shape, params: dict[str, Any], *, range_first: bool = False
+) -> tuple[Select[Any], bool]:
     """The page's statement (``params`` given the cursor's row) and whether it reads the
     page before that row: then the rows before it nearest first (the page's rows in
     reverse)."""
@@ -291,7 +314,7 @@ def page_query(query: GridQuery, shape: _Shape, params: dict[str, Any]) -> tuple
         key, id_, before = decode_cursor_way(query.cursor, query.sort, query.descending)
         descending = descending != before  # the page before: the same scan the other way
         params["cursor_key"], params["cursor_id"] = key, id_
-    return page_statement(shape, query.sort, descending, bool(query.cursor)), before
+    return page_statement(shape, query.sort, descending, bool(query.cursor), range_first), before
 
 
 @functools.lru_cache(maxsize=256)
@@ -409,13 +432,26 @@ async def grid_page(db: Database, query: GridQuery, *, with_counts: bool = True)
     # itself (Database.plain_reads): the ORM was two thirds of a page's time. The page and
     # its counts are sent together, one round trip for both.
     shape, params = _Shape.of(query), _params(query)
-    statement, before = page_query(query, shape, params)
-    reads = [(statement, params)]
     kept = query.kept_counts_serve
-    if with_counts:
-        reads.append(counts_read(query, shape, params) if kept else (_capped_count_statement(shape), params))
     async with db.plain_reads([query.organisation_id]) as reader:
-        page, *counting = await reader.together(reads)
+        if _sorted_apart(shape, query.sort):
+            # Counted first (along the range's index, up to the cap): a range that holds
+            # at most COUNT_CAP registrations is read whole and sorted; a larger one is
+            # walked along the sort's index as any other page.
+            (capped,) = await reader.together([(_capped_count_statement(shape), params)])
+            small = counted(list(capped))
+            statement, before = page_query(query, shape, params, range_first=small is not None)
+            found = small if with_counts else []
+            (page,) = await reader.together([(statement, params)])
+            counting: list[Any] = []
+        else:
+            statement, before = page_query(query, shape, params)
+            reads = [(statement, params)]
+            if with_counts:
+                reads.append(
+                    counts_read(query, shape, params) if kept else (_capped_count_statement(shape), params)
+                )
+            page, *counting = await reader.together(reads)
     rows = list(page)
     if counting and kept:
         found, deltas = counts(counting[0])
