@@ -258,7 +258,7 @@ class VcfChecker(LineChecker):
             chunk, self._head, self._sniffed = bytes(self._head), bytearray(), True
             if chunk[:2] == b"\x1f\x8b":
                 self._gzip, self._end = zlib.decompressobj(wbits=31), GzipEnd()
-        if self._end is not None:
+        if self._end is not None and self.failure is None:  # a file already refused: no need
             self._end.feed(chunk)
         if self.done:  # the sampled lines are read; what is left of a line is not checked
             self._buffer.clear()
