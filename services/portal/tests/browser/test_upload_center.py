@@ -246,7 +246,9 @@ def test_a_vcf_sent_from_the_files_page_is_checked_and_a_refused_one_said_in_wor
     page.get_by_label(re.compile("^The file")).set_input_files(str(patient))
     page.get_by_role("button", name="Send the file").click()
     expect(page.locator(".panel.warning")).to_contain_text("The VCF header carries patient information")
-    expect(page.locator(".panel.warning")).to_contain_text("line 4: the header carries a national register number (SSIN)")
+    expect(page.locator(".panel.warning")).to_contain_text(
+        "line 4: the header carries a national register number (SSIN)"
+    )
     assert "85040216932" not in page.content()
     check_page(page, "file-rejected")
     # A name intake refuses: at the field, in words, nothing kept.
