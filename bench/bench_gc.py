@@ -25,7 +25,6 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
@@ -39,6 +38,7 @@ async def measure(rounds: int, requests: int) -> tuple[int, list[float], list[fl
     import httpx
     import uvicorn
     from bench_portal import password_token
+    from bench_submissions import free_port
 
     from hdhub.cli import main as cli
     from hdhub.common.config import SERVICES
@@ -85,12 +85,6 @@ async def measure(rounds: int, requests: int) -> tuple[int, list[float], list[fl
         gc.unfreeze()
         server.should_exit = True
         await serving
-
-
-def free_port() -> int:
-    from bench_submissions import free_port as pick
-
-    return pick()
 
 
 def main() -> None:

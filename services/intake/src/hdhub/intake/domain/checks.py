@@ -121,9 +121,9 @@ class GzipEnd:
 
     def __init__(self) -> None:
         self._bgzf = True
-        self._held = bytearray()  # BGZF: the start of a block whose header is not whole yet
+        self._held = bytearray()  # BGZF: a header (or the end-of-file block) cut by a chunk's end
         self._skip = 0  # BGZF: bytes of the current block still to come
-        self._last_block = b""
+        self._ended = False  # BGZF: the last block was the end-of-file block
         self._inflater: zlib._Decompress | None = None
         self._member_ended = False
         self._padding = False  # zero bytes after the end, as tar leaves them: gzip ignores them
@@ -133,54 +133,50 @@ class GzipEnd:
         if self.broken or not chunk:
             return
         if self._padding:
-            self.broken = bool(chunk.strip(b"\0"))
-            return
-        if self._bgzf:
+            self._pad(chunk)
+        elif self._bgzf:
             self._walk(chunk)
         else:
             self._inflate(chunk)
 
+    def _pad(self, data: bytes | memoryview) -> None:
+        self._padding = True
+        self.broken = self.broken or bool(bytes(data).strip(b"\0"))
+
     def _walk(self, chunk: bytes) -> None:
+        """Each block's header read for its size, the rest of the block skipped: nothing
+        is copied but a header cut by a chunk's end (and the small end-of-file block)."""
+        if self._held:
+            chunk, self._held = bytes(self._held) + chunk, bytearray()
         view = memoryview(chunk)
         while view:
             if self._skip:
                 taken = min(self._skip, len(view))
-                if len(self._last_block) < len(BGZF_EOF):
-                    self._last_block += bytes(view[:taken])
                 self._skip -= taken
                 view = view[taken:]
                 continue
-            self._held += view
-            view = memoryview(b"")
-            while self._held:
-                if self._held[0] == 0 and self._last_block == BGZF_EOF:
-                    self._padding, rest = True, bytes(self._held)
-                    self._held.clear()
-                    self.broken = bool(rest.strip(b"\0"))
-                    return
-                size = _bgzf_block_size(self._held)
-                if size is None:  # the header is not whole yet
-                    return
-                if size < 0:  # not BGZF: inflate from the start of this block
-                    self._bgzf = False
-                    rest = bytes(self._held)
-                    self._held.clear()
-                    self._inflate(rest)
-                    return
-                block = bytes(self._held[:size])
-                del self._held[:size]
-                self._last_block = block[: len(BGZF_EOF) + 1]
-                if len(block) < size:
-                    self._skip = size - len(block)
-                    return
+            if view[0] == 0 and self._ended:
+                self._pad(view)
+                return
+            size = _bgzf_block_size(view)
+            if size is None or 0 < size <= len(BGZF_EOF) and len(view) < size:
+                self._held += view
+                return
+            if size < 0:  # not BGZF: inflate from the start of this block
+                self._bgzf = False
+                self._inflate(bytes(view))
+                return
+            self._ended = view[:size] == BGZF_EOF
+            taken = min(size, len(view))
+            self._skip = size - taken
+            view = view[taken:]
 
     def _inflate(self, chunk: bytes) -> None:
         data = chunk
         try:
             while data:
                 if self._inflater is None and self._member_ended and data[0] == 0:
-                    self._padding = True
-                    self.broken = bool(data.strip(b"\0"))
+                    self._pad(data)
                     return
                 if self._inflater is None:
                     self._inflater, self._member_ended = zlib.decompressobj(wbits=31), False
@@ -198,11 +194,11 @@ class GzipEnd:
         if self.broken:
             return False
         if self._bgzf:
-            return not self._skip and not self._held and self._last_block == BGZF_EOF
+            return not self._skip and not self._held and self._ended
         return self._inflater is None and self._member_ended
 
 
-def _bgzf_block_size(head: bytearray) -> int | None:
+def _bgzf_block_size(head: memoryview) -> int | None:
     """The whole size of the BGZF block ``head`` starts with; None while its header is
     not all there; -1 when it is not a BGZF block (plain gzip)."""
     if len(head) < 12:
@@ -215,7 +211,7 @@ def _bgzf_block_size(head: bytearray) -> int | None:
     extra, at = head[12 : 12 + xlen], 0
     while at + 4 <= len(extra):
         length = int.from_bytes(extra[at + 2 : at + 4], "little")
-        if extra[at : at + 2] == b"BC" and length == 2 and at + 6 <= len(extra):
+        if bytes(extra[at : at + 2]) == b"BC" and length == 2 and at + 6 <= len(extra):
             return int.from_bytes(extra[at + 4 : at + 6], "little") + 1
         at += 4 + length
     return -1
