@@ -26,13 +26,16 @@ def test_make_run_banner_lists_demo_logins(platform: Platform) -> None:
 def test_run_sets_start_ups_objects_aside_from_the_collector(platform: Platform) -> None:
     """Once started, `hdhub run` freezes what start-up built (hdhub.common.heap), so a
     full collection no longer walks it (bench/bench_gc.py: about 200 ms -> 0.3 ms)."""
-    said = re.compile(r"start-up done: (\d+) objects set aside from the garbage collector")
+    said = re.compile(
+        r"start-up done: (\d+) objects set aside from the garbage collector \(event loop: (\w+)\)"
+    )
     deadline = time.monotonic() + 10
     while not said.search(platform.log.read_text()) and time.monotonic() < deadline:
         time.sleep(0.1)
     found = said.search(platform.log.read_text())
     assert found, platform.log.read_text()[-3000:]
     assert int(found.group(1)) > 100_000
+    assert found.group(2) == "uvloop"  # uvicorn's choice where uvloop is installed
 
 
 def test_openapi_documents_every_api(platform: Platform) -> None:

@@ -51,6 +51,7 @@ class Cluster:
     rest: dict[str, list[str]] = field(default_factory=dict)  # service -> base URLs
     databases: dict[str, str] = field(default_factory=dict)  # service -> psycopg URL
     worker_metrics: list[str] = field(default_factory=list)
+    worker_logs: list[Path] = field(default_factory=list)
 
     def token(self, client_id: str, secret: str) -> str:
         r = httpx.post(
@@ -108,9 +109,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_url: str) -> Iterator[C
                 for i in range(count):
                     metrics_port = port()
                     own = {**env, "HDHUB_METRICS_PORT": str(metrics_port), "HDHUB_METRICS_HOST": "127.0.0.1"}
-                    stack.enter_context(
-                        hdhub_process(["worker", service], own, data / f"{service}-worker-{i}.log")
-                    )
+                    log = data / f"{service}-worker-{i}.log"
+                    stack.enter_context(hdhub_process(["worker", service], own, log))
+                    cluster.worker_logs.append(log)
                     cluster.worker_metrics.append(f"http://127.0.0.1:{metrics_port}/metrics")
             for http, log in starting:
                 wait_healthy(http, log)
@@ -228,6 +229,9 @@ def test_two_processes_per_service_and_two_workers_do_every_job_once(cluster: Cl
         base = url.removesuffix("/metrics")
         assert httpx.get(f"{base}/healthz").status_code == 200
         assert httpx.get(f"{base}/anything").status_code == 404
+    # Workers run on the loop `hdhub run` has (uvloop), once started.
+    for log in cluster.worker_logs:
+        assert "(event loop: uvloop)" in log.read_text(), log.read_text()[-2000:]
     # Each service process is ready: its database answers.
     for bases in cluster.rest.values():
         for base in bases:

@@ -46,3 +46,28 @@ def test_garbage_made_after_settling_is_still_collected() -> None:
         """
     )
     assert collected >= 2000
+
+
+def test_settle_says_which_event_loop_runs_the_process() -> None:
+    """The start-up line names the loop, so an operator can see `hdhub run` and `hdhub
+    worker` on uvloop (a cheaper loop per packet, per message) without reading the code."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                """
+                import asyncio, logging, uvloop
+                from hdhub.common.heap import event_loop
+                async def main():
+                    return event_loop()
+                print(event_loop(), asyncio.run(main()), uvloop.run(main()))
+                """
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.split() == ["none", "asyncio", "uvloop"]

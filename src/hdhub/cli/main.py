@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -114,6 +115,19 @@ def _refuse_busy_ports(platform: Platform, host: str, port: int) -> None:
         raise typer.BadParameter(
             "; ".join(busy) + ". Is another `make run` or `hdhub run` still running? (README: Two commands)"
         )
+
+
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on the event loop uvicorn gives `hdhub run` (its ``loop="auto"``):
+    uvloop where it is installed (it comes with uvicorn[standard]; not on Windows), else
+    asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - Windows
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
 
 
 def _check(name: str) -> list[str]:
@@ -264,7 +278,10 @@ def worker(service: Annotated[str, typer.Argument(help="The service whose backgr
         await asyncio.gather(*tasks)
         await platform.stop()
 
-    asyncio.run(main())
+    # The event loop `run` has: uvicorn picks uvloop when it is installed (it comes with
+    # uvicorn[standard]); the worker sends files to the central platform, where the loop's
+    # own cost per chunk shows.
+    _run_loop(main())
 
 
 @app.command("migrate")

@@ -15,6 +15,7 @@ built; cycles made later are collected as before.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 
@@ -26,5 +27,19 @@ def settle() -> int:
     gc.collect()
     gc.freeze()
     frozen = gc.get_freeze_count()
-    log.info("start-up done: %d objects set aside from the garbage collector", frozen)
+    log.info(
+        "start-up done: %d objects set aside from the garbage collector (event loop: %s)",
+        frozen,
+        event_loop(),
+    )
     return frozen
+
+
+def event_loop() -> str:
+    """Which event loop runs this process: ``uvloop`` (as `hdhub run` and `hdhub worker`
+    choose where it is installed) or ``asyncio``; ``none`` outside one."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return "none"
+    return type(loop).__module__.partition(".")[0]
