@@ -206,6 +206,33 @@ async def test_a_csv_upload_manager_exports_only_the_registries_granted(stack: S
     assert r.status_code == 202, r.text
 
 
+async def test_an_export_of_a_registry_not_granted_is_unknown_to_the_csv_upload_manager(
+    stack: Stack,
+) -> None:
+    """Of the same organisation, with the same role, but granted the NGS registry only: an
+    export of ANGIO (and its SSINs) is neither listed, read, linked nor audited to them: 404,
+    as docs/exports.md says; their own registry's exports they see."""
+    own = await exporter(stack)
+    done = await export(stack, own, dcd_code="ANGIO_HOSP", format="csv")
+    ngs_only = await bearer(
+        stack, {OWN: ["csv_upload_manager"]}, username="ngs-reader@az-demo.test", registries=["HDBP0257"]
+    )
+    for path in (f"/api/v1/exports/{done['id']}", f"/api/v1/exports/{done['id']}/events"):
+        r = await stack.client.get(path, headers=ngs_only)
+        assert r.status_code == 404, (path, r.text)
+        assert "download_url" not in r.text
+    for query in ("", f"?organisation_id={OWN}"):
+        r = await stack.client.get(f"/api/v1/exports{query}", headers=ngs_only)
+        assert r.status_code == 200 and done["id"] not in r.text, r.text
+    theirs = await export(stack, ngs_only, dcd_code="NGS", format="csv")
+    listed = (await stack.client.get("/api/v1/exports", headers=ngs_only)).json()
+    ids = {e["id"] for e in listed["items"]}
+    assert theirs["id"] in ids and done["id"] not in ids
+    assert {e["dcd_code"] for e in listed["items"]} == {"NGS"} and listed["total"] == len(ids), listed
+    events = (await stack.client.get(f"/api/v1/exports/{done['id']}/events", headers=own)).json()["items"]
+    assert "ngs-reader@az-demo.test" not in {e["actor"] for e in events}
+
+
 async def test_each_export_is_audited_and_its_link_expires(stack: Stack) -> None:
     own = await exporter(stack)
     done = await export(stack, own, dcd_code="ANGIO_HOSP", format="csv")
@@ -296,6 +323,37 @@ async def test_bad_filters_are_named_not_500(stack: Stack) -> None:
         "/api/v1/exports", json={"organisation_id": OWN, "dcd_code": "NO_SUCH_DCD"}, headers=own
     )
     assert r.status_code == 404
+
+
+async def test_a_draft_holding_what_its_types_cannot_is_listed_as_stored_by_v2_and_fhir(
+    stack: Stack,
+) -> None:
+    """A draft saved with its errors ("twelve", 2024-02-30, 25:00) is given back as typed by
+    the hospital systems' reads: v2's list in its dd/mm/yyyy form where it can, FHIR as a
+    string answer; never a 500 for the whole list."""
+    dcd = "ANGIO_HOSP_FFR_PCI"
+    made = await seed(stack, dcd)
+    await spoil(stack, made[0]["id"], dcd)
+    his = await stack.headers(HIS)
+    r = await stack.client.get(
+        f"/proxy/api/dcd/submit?organization-id={OWN}&dcd-id={dcd}&dcd-version-id=latest", headers=his
+    )
+    assert r.status_code == 200, r.text
+    assert "2024-02-30" in r.text and "twelve" in r.text
+    r = await stack.client.get(f"/fhir/QuestionnaireResponse/{made[0]['id']}", headers=his)
+    assert r.status_code == 200, r.text
+    strings = {a.get("valueString") for a in _fhir_answers(r.json()["item"])}
+    assert {"twelve", "2024-02-30", "25:00"} & strings, strings
+
+
+def _fhir_answers(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for item in items:
+        out += item.get("answer", [])
+        out += _fhir_answers(item.get("item", []))
+        for answer in item.get("answer", []):
+            out += _fhir_answers(answer.get("item", []))
+    return out
 
 
 async def test_copy_writes_the_same_csv_as_python(stack: Stack) -> None:

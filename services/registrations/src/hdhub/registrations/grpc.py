@@ -1034,17 +1034,6 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
 
     # --- follow-ups and exports for the portal's pages (portalret) ---------------------------
 
-    async def _granted_dcds(self, principal: Principal, organisation_id: str) -> set[str] | None:
-        """The DCD codes of the registries granted to the caller there; None for every one."""
-        granted = principal.registries_in(organisation_id)
-        if granted is None:
-            return None
-        return {
-            e.definition.dcd_code
-            for e in await self.service.catalogue.newest()
-            if e.definition.project_code in granted
-        }
-
     async def ListFollowUps(
         self, request: pb.ListFollowUpsRequest, context: ServicerContext
     ) -> pb.ListFollowUpsResponse:
@@ -1054,7 +1043,7 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
         _require(principal, Action.REGISTRATION_READ, request.organisation_id)
         if request.limit > 500:
             raise invalid([FieldProblem("limit", "range", "At most 500 per page.")])
-        dcds = await self._granted_dcds(principal, request.organisation_id)
+        dcds = await self.service.catalogue.granted_dcds(principal, request.organisation_id)
         rows, total = await self.service.deliveries.follow_ups(
             request.organisation_id,
             due_before=None,
@@ -1121,15 +1110,6 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
         )
         return pb.RequestExportResponse(export=export_message(export))
 
-    async def _exports_of(
-        self, principal: Principal, organisation_id: str
-    ) -> tuple[list[str], set[str] | None]:
-        from hdhub.registrations.exports.service import Exports
-
-        if principal.is_service() or organisation_id not in Exports.organisations(principal):
-            raise forbidden()
-        return [organisation_id], await self._granted_dcds(principal, organisation_id)
-
     async def ListExports(
         self, request: pb.ListExportsRequest, context: ServicerContext
     ) -> pb.ListExportsResponse:
@@ -1137,11 +1117,15 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
         (a CSV Upload Manager of it); PERMISSION_DENIED otherwise."""
         if not request.organisation_id:
             raise organisation_required()
-        organisations, dcds = await self._exports_of(require_principal(), request.organisation_id)
+        from hdhub.registrations.exports.service import Exports
+
+        principal = require_principal()
+        if principal.is_service() or request.organisation_id not in Exports.organisations(principal):
+            raise forbidden()
         if request.limit > 200:
             raise invalid([FieldProblem("limit", "range", "At most 200 per page.")])
         rows, total = await self.service.exports.listing(
-            organisations, limit=request.limit or 50, offset=request.offset, dcd_codes=dcds
+            principal, [request.organisation_id], limit=request.limit or 50, offset=request.offset
         )
         return pb.ListExportsResponse(exports=[export_message(e) for e in rows], total=total)
 
@@ -1149,15 +1133,10 @@ class RegistrationsServicer(pb_grpc.RegistrationsServiceServicer):
         """One export of the caller's organisations (NOT_FOUND for any other, or one of a
         registry not granted); with ``issue_link`` and once ready, a download token that
         expires, its issue audited."""
-        from hdhub.registrations.exports.service import Exports
-
         principal = require_principal()
         if principal.is_service():
             raise forbidden()
-        export = await self.service.exports.get(Exports.organisations(principal), request.id)
-        dcds = await self._granted_dcds(principal, export.organisation_id)
-        if dcds is not None and export.dcd_code not in dcds:
-            raise not_found("Export")
+        export = await self.service.exports.get(principal, request.id)
         if not (request.issue_link and export.state == "ready"):
             return pb.GetExportResponse(export=export_message(export))
         token, expires = await self.service.exports.link(export, principal)

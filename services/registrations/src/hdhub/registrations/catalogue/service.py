@@ -20,6 +20,7 @@ from importlib import resources
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hdhub.common.auth import Principal
 from hdhub.common.db import Database, utcnow
 from hdhub.common.errors import FieldProblem, Problem, not_found
 from hdhub.common.limits import MAX_INT
@@ -347,6 +348,14 @@ class Catalogue:
     async def newest(self) -> list[CatalogueEntry]:
         """The newest version of every DCD that has one."""
         return [await self.get(d.code) for _, dcds in await self.tree() for d, versions in dcds if versions]
+
+    async def granted_dcds(self, principal: Principal, organisation_id: str) -> set[str] | None:
+        """The codes of the DCDs of the registries granted to ``principal`` in the
+        organisation; None when grants do not bound it there (every registry)."""
+        granted = principal.registries_in(organisation_id)
+        if granted is None:
+            return None
+        return {e.definition.dcd_code for e in await self.newest() if e.definition.project_code in granted}
 
     async def resolve_dcd(self, ref: str) -> str:
         """A DCD code from a code or a DCD number (v2 clients send numeric ids)."""

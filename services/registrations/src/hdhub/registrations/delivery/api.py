@@ -110,12 +110,8 @@ async def list_follow_ups(
     """The follow-up registrations the central platform asked for (Follow-up needed), with
     the DCD to register them with and when each is due, soonest first."""
     principal.require(Action.REGISTRATION_READ, organisation_id)
-    granted = principal.registries_in(organisation_id)
-    dcds = (
-        None
-        if granted is None
-        else [e.definition.dcd_code for e in await catalogue.newest() if e.definition.project_code in granted]
-    )
+    granted = await catalogue.granted_dcds(principal, organisation_id)
+    dcds = None if granted is None else sorted(granted)
     rows, total = await deliveries.follow_ups(
         organisation_id, due_before=due_before, dcd_codes=dcds, limit=limit, offset=offset
     )

@@ -91,14 +91,18 @@ def _code(codelist: Codelist, raw: object) -> object:
 def v2_value(f: Field, value: Any) -> Any:
     """A stored value as a v2 system writes it (CSV and API alike): dates ``dd/mm/yyyy``,
     date-times ``dd/mm/yyyy HH:MM[:SS]``, numbers as JSON numbers, multi-selects as codes
-    joined with ``|`` in the code list's order, the rest as stored (times ``HH:MM``, codes)."""
+    joined with ``|`` in the code list's order, the rest as stored (times ``HH:MM``, codes).
+    A draft may hold what its type cannot (saved with its errors: ``2024-02-30``): as stored."""
     if value is None:
         return None
-    if f.type is FieldType.DATE and isinstance(value, str):
-        return datetime.date.fromisoformat(value).strftime("%d/%m/%Y")
-    if f.type is FieldType.DATETIME and isinstance(value, str):
-        moment = datetime.datetime.fromisoformat(value)
-        return moment.strftime("%d/%m/%Y %H:%M" if moment.second == 0 else "%d/%m/%Y %H:%M:%S")
+    try:
+        if f.type is FieldType.DATE and isinstance(value, str):
+            return datetime.date.fromisoformat(value).strftime("%d/%m/%Y")
+        if f.type is FieldType.DATETIME and isinstance(value, str):
+            moment = datetime.datetime.fromisoformat(value)
+            return moment.strftime("%d/%m/%Y %H:%M" if moment.second == 0 else "%d/%m/%Y %H:%M:%S")
+    except ValueError:
+        return value
     if f.type in (FieldType.INTEGER, FieldType.DECIMAL) and isinstance(value, str):
         return _json_number(value)
     if f.type is FieldType.SELECT_MULTIPLE and isinstance(value, list):

@@ -108,7 +108,7 @@ async def list_exports(
         if organisation_id not in organisations:
             raise forbidden()
         organisations = [organisation_id]
-    rows, total = await exports.listing(organisations, limit=limit, offset=offset)
+    rows, total = await exports.listing(principal, organisations, limit=limit, offset=offset)
     return ExportPage(items=[export_out(e) for e in rows], total=total, limit=limit, offset=offset)
 
 
@@ -120,7 +120,7 @@ async def list_exports(
 async def get_export(
     export_id: ExportId, principal: Exporter, exports: ExportsDep, request: Request
 ) -> ExportOut:
-    export = await exports.get(Exports.organisations(principal), export_id)
+    export = await exports.get(principal, export_id)
     if export.state != "ready":
         return export_out(export)
     token, expires = await exports.link(export, principal)
@@ -138,7 +138,7 @@ async def get_export(
 async def export_events(
     export_id: ExportId, principal: Exporter, exports: ExportsDep, limit: Limit = 100, offset: Offset = 0
 ) -> ExportEventPage:
-    export = await exports.get(Exports.organisations(principal), export_id)
+    export = await exports.get(principal, export_id)
     events = [
         ExportEventOut(action=e.action, actor=e.actor, at=e.at, detail=e.detail)
         for e in await exports.events(export.organisation_id, export.id)

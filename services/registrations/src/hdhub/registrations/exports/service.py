@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, and_, false, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hdhub.common.auth import Action, Principal, registry_not_granted
@@ -232,24 +232,40 @@ class Exports:
         return export
 
     async def listing(
-        self, organisations: list[str], *, limit: int, offset: int, dcd_codes: set[str] | None = None
+        self, principal: Principal, organisations: list[str], *, limit: int, offset: int
     ) -> tuple[list[Export], int]:
-        """Exports of these organisations, newest first (of these DCDs only, for a caller
-        whose registry grants bound it)."""
+        """Exports of these organisations (among the caller's), newest first: in each, of
+        the registries granted to the caller there."""
+        organisations = [o for o in organisations if o in self.organisations(principal)]
+        granted = {o: await self.catalogue.granted_dcds(principal, o) for o in organisations}
+        seen = [
+            Export.organisation_id == o
+            if dcds is None
+            else and_(Export.organisation_id == o, Export.dcd_code.in_(sorted(dcds)))
+            for o, dcds in granted.items()
+        ]
         async with self.db.session(organisations) as session:
-            query = select(Export).where(self.db.among(Export.organisation_id, organisations))
-            if dcd_codes is not None:
-                query = query.where(Export.dcd_code.in_(sorted(dcd_codes)))
+            query = select(Export).where(
+                self.db.among(Export.organisation_id, organisations), or_(false(), *seen)
+            )
             total = await count(session, query)
             window = query.order_by(Export.created_at.desc(), Export.id).limit(limit).offset(offset)
             return list((await session.execute(window)).scalars()), total
 
-    async def get(self, organisations: list[str], export_id: str) -> Export:
+    async def get(self, principal: Principal, export_id: str) -> Export:
+        """One export the caller may see: of an organisation it exports for, of a registry
+        granted to it there; any other is unknown (404)."""
+        organisations = [] if principal.is_service() else self.organisations(principal)
+        if not organisations:
+            raise not_found("Export")
         async with self.db.session(organisations) as session:
             export = await session.get(Export, export_id)
-            if export is None or export.organisation_id not in organisations:
-                raise not_found("Export")
-            return export
+        if export is None or export.organisation_id not in organisations:
+            raise not_found("Export")
+        dcds = await self.catalogue.granted_dcds(principal, export.organisation_id)
+        if dcds is not None and export.dcd_code not in dcds:
+            raise not_found("Export")
+        return export
 
     async def events(self, organisation_id: str, export_id: str) -> list[ExportEvent]:
         async with self.db.session([organisation_id]) as session:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -322,20 +322,32 @@ def _answers(d: DcdDefinition, f: Field, value: Any, base: str) -> list[dict[str
             out.append(
                 {"valueCoding": {"system": answer_system(base, d.dcd_code, f.list_name), "code": str(v)}}
             )
-        elif f.type is FieldType.INTEGER:
-            out.append({"valueInteger": int(v)})
-        elif f.type is FieldType.DECIMAL:
-            out.append({"valueDecimal": float(v)})
-        elif f.type is FieldType.DATE:
-            out.append({"valueDate": str(v)})
-        elif f.type is FieldType.DATETIME:
-            out.append({"valueDateTime": _zoned(str(v))})
-        elif f.type is FieldType.TIME:
-            text = str(v)
-            out.append({"valueTime": text if text.count(":") == 2 else f"{text}:00"})
-        else:
+            continue
+        try:
+            out.append(_typed(f, v))
+        except ValueError:
+            # A draft saved with its errors holds what the type cannot ("twelve", 2024-02-30):
+            # given back as typed, as a string, in a response still in progress.
             out.append({"valueString": str(v)})
     return out
+
+
+def _typed(f: Field, v: Any) -> dict[str, Any]:
+    """An answer in the FHIR type of its field; ValueError when the stored value is not one."""
+    if f.type is FieldType.INTEGER:
+        return {"valueInteger": int(v)}
+    if f.type is FieldType.DECIMAL:
+        return {"valueDecimal": float(v)}
+    if f.type is FieldType.DATE:
+        return {"valueDate": date.fromisoformat(str(v)).isoformat()}
+    if f.type is FieldType.DATETIME:
+        datetime.fromisoformat(str(v))
+        return {"valueDateTime": _zoned(str(v))}
+    if f.type is FieldType.TIME:
+        text = str(v)
+        time.fromisoformat(text)
+        return {"valueTime": text if text.count(":") == 2 else f"{text}:00"}
+    return {"valueString": str(v)}
 
 
 def _response_items(
