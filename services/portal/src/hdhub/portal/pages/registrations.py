@@ -240,6 +240,15 @@ def _back(organisation_id: str, value: str) -> str:
     return value if value == base or value.startswith(base + "?") else base
 
 
+def _ref(value: str) -> tuple[str, int] | None:
+    """A selected row as the grid sends it, ``<id>:<version seen>``; None when damaged. The
+    version must be there: without it the owner would act on whatever the row is now."""
+    id_, _, version = value.partition(":")
+    if not id_ or not (version.isascii() and version.isdigit()) or not 0 < int(version) < 2**32:
+        return None
+    return id_, int(version)
+
+
 @router.post("/bulk")
 async def bulk(request: Request, organisation_id: str, page: ReaderPage, service: ServiceDep) -> Response:
     """Submit or delete the selected registrations: deleting asks first; each row's outcome
@@ -250,11 +259,14 @@ async def bulk(request: Request, organisation_id: str, page: ReaderPage, service
         raise forbidden("Only members who may register for this organisation submit or delete registrations.")
     action = str(form.get("action", ""))
     back = _back(organisation_id, str(form.get("back", "")))
-    refs: list[tuple[str, int]] = []
-    for value in form.getlist("ref"):
-        id_, _, version = str(value).partition(":")
-        if id_:
-            refs.append((id_, int(version) if version.isdigit() else 0))
+    selected = [_ref(str(value)) for value in form.getlist("ref")]
+    refs = [ref for ref in selected if ref is not None]
+    if len(refs) != len(selected):
+        errors = FormErrors(
+            page._("There is a problem"),
+            fields={"rows": page._("The selection is damaged: reload the page and select the registrations again.")},
+        )
+        return page.render("registrations_bulk.html", status=422, errors=errors, back=back, outcomes=[])
     if action not in ACTIONS or not refs:
         errors = FormErrors(
             page._("There is a problem"),
