@@ -259,10 +259,20 @@ async def test_a_browser_is_answered_a_page_not_json_before_any_route(client: ht
         "/search?q=%00", headers={**browser, "Accept-Language": "es", "Cookie": "hdhub_lang=xx"}
     )
     assert 'lang="en"' in r.text
-    # A program asking for JSON, or a form posted by a browser: the problem as before.
+    # A program asking for JSON, or a JSON body posted by a browser: the problem as before.
     r = await client.get("/search?q=a%00", headers={"Accept": "application/json"})
     assert r.status_code == 400 and r.headers["content-type"] == PROBLEM
     r = await client.post("/things?q=%00", headers=browser, content=b"{}")
+    assert r.status_code == 400 and r.headers["content-type"] == PROBLEM
+    # A form a person sent with a NUL pasted in: a page saying what to do (Back keeps what
+    # they typed); the same form from a program: the problem.
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    r = await client.post(
+        "/search", content=b"name=a%00", headers={**browser, **form, "Cookie": "hdhub_lang=fr"}
+    )
+    assert r.status_code == 400 and r.headers["content-type"].startswith("text/html"), r.text
+    assert "<h1>Le formulaire contient un caractère qui ne peut pas être enregistré</h1>" in r.text
+    r = await client.post("/search", content=b"name=a%00", headers=form)
     assert r.status_code == 400 and r.headers["content-type"] == PROBLEM
 
 

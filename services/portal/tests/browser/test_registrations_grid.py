@@ -217,6 +217,20 @@ def test_several_are_submitted_and_deleted_at_once_each_with_its_outcome(
     page.goto(GRID)
     page.get_by_role("button", name="Delete", exact=True).click()
     expect(page.locator(".error-summary")).to_contain_text("Select at least one registration")
+    # A selection whose version was tampered with (too large, not digits, missing): said,
+    # nothing done; without the version seen the owner would act on whatever the row is now.
+    token = page.locator("input[name=csrf_token]").first.get_attribute("value") or ""
+    e = opened[22]["id"]
+    for ref in (f"{e}:99999999999999999999999", f"{e}:\u00b2", f"{e}:abc", e):
+        answer = page.request.post(
+            f"{GRID}/bulk",
+            form={"csrf_token": token, "action": "submit", "ref": ref},
+            headers={"Origin": page.url.split("/portal/")[0]},
+        )
+        assert answer.status == 422, (ref, answer.status, answer.text()[:300])
+        assert "The selection is damaged" in answer.text()
+    page.goto(GRID + "?status=open")
+    assert e in rows(page)
 
 
 def test_another_organisations_member_sees_none_of_it(
@@ -255,6 +269,23 @@ def test_another_organisations_member_sees_none_of_it(
     expect(page.get_by_role("link", name="Registrations", exact=True)).to_have_count(0)
     response = page.goto(GRID)
     assert response is not None and response.status == 403
+    page.context.close()
+
+
+def test_the_grid_in_french_names_statuses_and_refusals_in_french(
+    browser: Browser, portal: Platform, seeded: Any
+) -> None:
+    """ "Open" the status is "Ouvert", not the verb; the owner's refusals of a range or a
+    damaged link are in French too."""
+    page = new_context(browser, portal, lang="fr").new_page()
+    sign_in(page, *NURSE, start=GRID + "?status=open")
+    expect(page.locator("#bulk tbody")).to_contain_text("Ouvert")
+    expect(page.locator("#bulk tbody")).not_to_contain_text("Ouvrir")
+    expect(page.locator("select#status")).to_contain_text("Ouvert")
+    page.goto(GRID + "?created_from=31/12/2026&created_to=01/01/2026")
+    expect(page.locator(".error-summary")).not_to_contain_text("The end of the range")
+    page.goto(GRID + "?cursor=abc")
+    expect(page.locator(".error-summary")).not_to_contain_text("The link to this page is damaged")
     page.context.close()
 
 

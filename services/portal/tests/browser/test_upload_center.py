@@ -174,6 +174,13 @@ def test_a_csv_with_errors_is_reported_and_its_error_report_downloaded(page: Pag
     page.get_by_role("button", name="Upload").click()
     expect(page.locator(".error-summary")).to_contain_text("Choose the form the rows belong to.")
     check_page(page, "upload-refused")
+    # A version the form does not have (a typo): said at Version, the rest kept.
+    new_upload(page, "az-demo", "ANGIO_HOSP", upload)
+    page.get_by_label(re.compile("^Version")).fill("9.9.9")
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator(".error-summary")).to_contain_text("This form has no such version")
+    expect(page.get_by_label(re.compile("^Version"))).to_have_value("9.9.9")
+    expect(page.get_by_label(re.compile("^Form"))).to_have_value("ANGIO_HOSP")
 
 
 def test_the_settings_per_registry_say_who_may_change_them(page: Page) -> None:

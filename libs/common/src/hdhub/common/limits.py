@@ -93,7 +93,40 @@ _QUOTE = {
 }
 
 
-def _problem_response(problem: Problem, scope: Scope) -> ASGIApp:
+#: The same for a form a person sent (POST): the browser's Back keeps what they typed.
+_BROWSER_FORM_PAGES: dict[str, dict[str, tuple[str, str]]] = {
+    "nul-character": {
+        "en": (
+            "The form holds a character that cannot be stored",
+            "Something pasted into the form holds an invisible character (NUL) that no field can "
+            "store; nothing was saved. Go back: what you typed is still there. Remove the "
+            "character, or type the text again, and send the form again.",
+        ),
+        "nl": (
+            "Het formulier bevat een teken dat niet kan worden bewaard",
+            "Iets wat in het formulier werd geplakt, bevat een onzichtbaar teken (NUL) dat geen "
+            "enkel veld kan bewaren; er werd niets bewaard. Ga terug: wat u typte, staat er nog. "
+            "Verwijder het teken, of typ de tekst opnieuw, en verstuur het formulier opnieuw.",
+        ),
+        "fr": (
+            "Le formulaire contient un caractère qui ne peut pas être enregistré",
+            "Un texte collé dans le formulaire contient un caractère invisible (NUL) qu'aucun "
+            "champ ne peut enregistrer ; rien n'a été enregistré. Revenez en arrière : ce que "
+            "vous avez tapé y est encore. Supprimez le caractère, ou retapez le texte, et "
+            "envoyez à nouveau le formulaire.",
+        ),
+        "de": (
+            "Das Formular enthält ein Zeichen, das nicht gespeichert werden kann",
+            "Etwas, das in das Formular eingefügt wurde, enthält ein unsichtbares Zeichen (NUL), "
+            "das kein Feld speichern kann; es wurde nichts gespeichert. Gehen Sie zurück: Ihre "
+            "Eingaben sind noch da. Entfernen Sie das Zeichen oder tippen Sie den Text neu, und "
+            "senden Sie das Formular erneut.",
+        ),
+    },
+}
+
+
+def _problem_response(problem: Problem, scope: Scope, *, form: bool = False) -> ASGIApp:
     """The problem for the caller: a short page in the person's language for a browser
     finding its way to a page (``Accept`` naming text/html, GET or HEAD), the problem's
     JSON otherwise. These answers come before any route, hence before the portal's own
@@ -102,12 +135,12 @@ def _problem_response(problem: Problem, scope: Scope) -> ASGIApp:
 
     response = problem_response(problem, scope.get("path"))
     headers = Headers(scope=scope)
-    words = _BROWSER_PAGES.get(problem.slug)
-    if (
-        words is None
-        or "text/html" not in headers.get("accept", "")
-        or scope.get("method") not in ("GET", "HEAD")
-    ):
+    method = scope.get("method")
+    if form:  # a form a browser posted
+        words = _BROWSER_FORM_PAGES.get(problem.slug) if method == "POST" else None
+    else:
+        words = _BROWSER_PAGES.get(problem.slug) if method in ("GET", "HEAD") else None
+    if words is None or "text/html" not in headers.get("accept", ""):
         return response
     from html import escape
 
@@ -486,7 +519,7 @@ class JsonBodyCheck:
                 elif _has_nul(body):
                     raise nul_character("A form field")
             except Problem as problem:
-                await _problem_response(problem, scope)(scope, receive, send)
+                await _problem_response(problem, scope, form=kind == FORM)(scope, receive, send)
                 return
         replayed = False
 

@@ -130,4 +130,13 @@ MESSAGES = (
     N_("This DCD code belongs to another project or number"),
     N_("This DCD version cannot move to that state"),
     N_("The current version of a DCD cannot be retired"),
+    # registrations: the grid's filters and cursors (records/grid.py), records/service.py
+    N_("The link to this page is damaged: start again from the first page."),
+    N_("The link to this page belongs to another sort order: start from the first page."),
+    N_("The end of the range is before its start."),
+    N_("Not a registration status."),
+    N_("A NUL character is not allowed."),
+    N_("Select at least one registration."),
+    N_("The registration is not valid"),
+    N_("Form not found"),
 )

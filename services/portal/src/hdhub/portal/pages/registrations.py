@@ -22,6 +22,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 from hdhub.common.auth import Action
 from hdhub.common.errors import forbidden
 from hdhub.portal.deps import OrganisationPage, ServiceDep
+from hdhub.portal.pages.entry import STATUSES, status_words
 from hdhub.portal.pages.forms import FormErrors, form_errors
 from hdhub.portal.pages.i18n import BRUSSELS, N_, typed_day
 from hdhub.portal.pages.owners import registrations
@@ -29,17 +30,6 @@ from hdhub.portal.pages.web import PREFIX, Page, PageRoute, verify_csrf
 from hdhub.proto.registrations.v1 import registrations_pb2 as pb
 
 PAGE_SIZE = 50
-#: Each status as the API names it: its badge and its words.
-STATUSES = {
-    "open": ("info", N_("Open")),
-    "sending": ("info", N_("Sending")),
-    "submitted": ("ok", N_("Submitted")),
-    "corrections_needed": ("warn", N_("Corrections needed")),
-    "approved": ("ok", N_("Approved")),
-    "follow_up_needed": ("warn", N_("Follow-up needed")),
-    "error": ("bad", N_("Error")),
-    "deleted": ("bad", N_("Deleted")),
-}
 CONFIRMATIONS = {
     "none": ("info", N_("None yet")),
     "pending": ("info", N_("Pending")),
@@ -226,8 +216,8 @@ async def grid(
         previous=link(cursor=answer.previous_cursor) if answer.previous_cursor else "",
         here=here,
         errors=errors,
-        statuses=STATUSES,
-        confirmation_words=CONFIRMATIONS,
+        statuses=status_words(page.lang),
+        confirmation_words={name: (kind, page._(words)) for name, (kind, words) in CONFIRMATIONS.items()},
         sorts=SORTS,
         done=done,
         can_write=page.can(Action.REGISTRATION_WRITE),
@@ -264,7 +254,11 @@ async def bulk(request: Request, organisation_id: str, page: ReaderPage, service
     if len(refs) != len(selected):
         errors = FormErrors(
             page._("There is a problem"),
-            fields={"rows": page._("The selection is damaged: reload the page and select the registrations again.")},
+            fields={
+                "rows": page._(
+                    "The selection is damaged: reload the page and select the registrations again."
+                )
+            },
         )
         return page.render("registrations_bulk.html", status=422, errors=errors, back=back, outcomes=[])
     if action not in ACTIONS or not refs:
@@ -324,5 +318,5 @@ async def bulk_outcome(organisation_id: str, page: ReaderPage) -> Response:
         outcomes=outcomes,
         done_count=sum(1 for o in outcomes if o.done),
         refusals=REFUSALS,
-        statuses=STATUSES,
+        statuses=status_words(page.lang),
     )

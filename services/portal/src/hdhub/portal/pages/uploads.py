@@ -18,6 +18,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 
 from hdhub.common.auth import POLICY, Action
 from hdhub.common.errors import FieldProblem, Problem, forbidden, invalid, not_found
+from hdhub.common.grpc import problem_from_rpc_error
 from hdhub.common.multipart import Part
 from hdhub.common.web import attachment
 from hdhub.portal.deps import OrganisationPage
@@ -289,12 +290,24 @@ async def create_upload(request: Request, organisation_id: str, page: SenderPage
     except Exception as exc:  # noqa: BLE001 - form_errors raises what is no refusal
         if isinstance(exc, Problem) and exc.slug == "csrf":
             raise
-        errors = form_errors(page, exc)
+        errors = _unknown_form(page, exc, form.fields) or form_errors(page, exc)
         # The owner names the file's name `filename`: the page's field is the input sent.
         errors.fields = {sending if k == "filename" else k: v for k, v in errors.fields.items()}
         await form.drain()
         return await new_form(page, status=422, errors=errors, form=form.fields)
     return RedirectResponse(f"{PREFIX}/o/{organisation_id}/uploads/{created.id}", status_code=303)
+
+
+def _unknown_form(page: Page, exc: Exception, fields: dict[str, str]) -> FormErrors | None:
+    """A form or version the catalogue does not know (a typo in Version): said at the
+    field, with the rest of what was filled in kept, not as a page of its own."""
+    problem = problem_from_rpc_error(exc) if isinstance(exc, grpc.aio.AioRpcError) else exc
+    if not isinstance(problem, Problem) or problem.slug != "not-found" or not fields.get("dcd"):
+        return None
+    if fields.get("version"):
+        message = N_("This form has no such version: leave Version empty for the current one.")
+        return FormErrors(page._("There is a problem"), fields={"version": page._(message)})
+    return FormErrors(page._("There is a problem"), fields={"dcd": page._("Choose one of the forms listed.")})
 
 
 # --- one upload: live steps, counts, reports -----------------------------------------

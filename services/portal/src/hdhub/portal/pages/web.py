@@ -182,7 +182,13 @@ def problem_messages(page: Page, problem: Problem) -> tuple[str, str, dict[str, 
     fields: dict[str, str] = {}
     for e in problem.errors:
         fields.setdefault(e.field, page._(e.message))
-    return page._(problem.title), page._(problem.detail) if problem.detail else "", fields
+    title, detail = page._(problem.title), page._(problem.detail) if problem.detail else ""
+    untranslated = page.lang != "en" and title == problem.title
+    if problem.slug == "not-found" and untranslated and title.endswith(" not found"):
+        # "DCD NOPE version 9.9.9 not found": no catalogue holds each such title; the
+        # words in the person's language, what was not found after them (codes, mostly).
+        title, detail = page._("Not found"), detail or problem.title.removesuffix(" not found")
+    return title, detail, fields
 
 
 class PageRoute(APIRoute):
