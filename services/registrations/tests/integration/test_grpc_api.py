@@ -117,6 +117,17 @@ async def test_upsert_batch_modes(stack: Stack) -> None:
         )
     )
     assert reply.results[0].outcome == pb.ROW_OUTCOME_CREATED and reply.results[0].status == "open"
+    # A dry run says the status a row would leave a stored draft in, as the real run does.
+    draft = record()
+    reply = await stub.UpsertBatch(request([draft]))
+    assert reply.results[0].status == "open"
+    stored = reply.results[0].registration_id
+    reply = await stub.UpsertBatch(request([{**draft, "MS_WEIGHT": "81.0"}], submit=True, dry_run=True))
+    assert (reply.results[0].outcome, reply.results[0].status) == (pb.ROW_OUTCOME_UPDATED, "sending")
+    got = await stub.GetRegistration(pb.GetRegistrationRequest(id=stored))
+    assert got.registration.status == "open"
+    reply = await stub.UpsertBatch(request([{**draft, "MS_WEIGHT": "81.0"}], submit=True))
+    assert (reply.results[0].outcome, reply.results[0].status) == (pb.ROW_OUTCOME_UPDATED, "sending")
 
 
 async def test_find_by_field_links_files_to_registrations(stack: Stack) -> None:

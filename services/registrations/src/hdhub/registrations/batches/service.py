@@ -192,7 +192,10 @@ class _Batch:
                     self.session, existing, self.entry, result, action, self.actor
                 )
             outcome = "updated"
-        self.plans.append(RowPlan(i, outcome, existing.id, existing.business_key, existing.status))
+        status = existing.status
+        if outcome == "updated" and o.dry_run:  # the status the row would leave it in
+            status = next_status(action, RegistrationStatus(existing.status))
+        self.plans.append(RowPlan(i, outcome, existing.id, existing.business_key, status))
 
     def _new(self, i: int, result: Validation, key: str | None, submit: bool) -> None:
         if key and key in self.first_of_key:
