@@ -329,6 +329,33 @@ async def test_follow_up_needed_creates_the_one_year_follow_up_after_pci(central
     assert r.status_code == 404
 
 
+async def test_the_same_record_sent_again_leaves_the_decision_as_it_is(central: Central) -> None:
+    """A hospital system resending its records nightly: once Approved, the same record
+    submitted again changes nothing (no resubmission, no second delivery, no history); a
+    changed one is refused over /api/v1 as before (v2's "latest submission wins" sends it)."""
+    reg = await central.submitted()
+    await central.decide(reg, "approved")
+    await central.decisions.poll()
+    decided = await central.get(reg["id"])
+    assert decided["status"] == "approved"
+    history = f"/api/v1/registrations/{reg['id']}/history"
+    before = (await central.stack.client.get(history, headers=await central.h())).json()
+    body = {"organisation_id": "az-demo", "dcd": "ANGIO_HOSP", "values": reg["values"], "submit": True}
+    r = await central.stack.client.post("/api/v1/registrations", json=body, headers=await central.h())
+    assert r.status_code in (200, 201), r.text
+    assert r.json()["id"] == reg["id"] and r.json()["status"] == "approved"
+    got = await central.get(reg["id"])
+    assert (got["status"], got["version"], got["status_confirmation"]) == (
+        "approved",
+        decided["version"],
+        decided["status_confirmation"],
+    )
+    assert (await central.stack.client.get(history, headers=await central.h())).json() == before
+    changed = {**body, "values": {**reg["values"], "MS_WEIGHT": "91.5"}}
+    r = await central.stack.client.post("/api/v1/registrations", json=changed, headers=await central.h())
+    assert r.status_code == 409 and r.json()["type"].endswith("registration-not-editable"), r.text
+
+
 async def test_follow_up_on_a_dcd_defining_none_is_refused(central: Central) -> None:
     reg = await central.submitted()
     decision = await central.decide(reg, "follow_up_needed")

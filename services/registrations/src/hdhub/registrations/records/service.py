@@ -87,6 +87,28 @@ class NewRecord:
         return RegistrationStatus.SENDING if self.submit else RegistrationStatus.OPEN
 
 
+#: Where a registration is sent or decided on: the same record submitted again changes nothing.
+_SENT_AS_IS = frozenset(
+    {
+        RegistrationStatus.SENDING,
+        RegistrationStatus.SUBMITTED,
+        RegistrationStatus.APPROVED,
+        RegistrationStatus.FOLLOW_UP_NEEDED,
+    }
+)
+
+
+def _resent_unchanged(existing: Registration, entry: CatalogueEntry, result: Validation) -> bool:
+    """The record submitted again as it was sent: same values, same DCD version. Corrections
+    needed is not among these: the same record again is the data provider's answer."""
+    return (
+        existing.status in _SENT_AS_IS
+        and existing.dcd_version == entry.version
+        and existing.values == result.values
+        and not result.errors
+    )
+
+
 def stored_errors(errors: Sequence[FieldError]) -> list[dict[str, str]]:
     """Field errors as a registration stores them (its open issues)."""
     return [field_error_json(e) for e in errors]
@@ -162,6 +184,11 @@ class Registrations:
                 session, organisation_id, entry, [NewRecord(new_id(), key, result, submit)], actor
             )
             return Outcome(Registration(**row), True, list(result.warnings))
+        if submit and _resent_unchanged(existing, entry, result):
+            # A hospital system sending the same record again (a nightly resend): it is
+            # there already, and sending it again would undo the central platform's
+            # Approved or Follow-up needed and deliver a copy. Nothing changes.
+            return Outcome(existing, False, list(result.warnings))
         if submit:
             action = Action.RESUBMIT if replace_submitted else Action.SUBMIT
         else:
