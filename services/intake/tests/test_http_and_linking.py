@@ -108,6 +108,16 @@ async def test_a_name_refused_is_listed_with_its_reason_and_control_characters_s
     assert listed["reason"] == r.json()["errors"][0]["message"] and listed["size"] is None
 
 
+async def test_a_very_long_name_is_refused_by_the_name_rule_and_listed_cut_short(stack: Stack) -> None:
+    """5,000 characters: the file-name rule's refusal (not a validation error of the path),
+    listed as aborted under the name's first 255 characters, so the sender reads why."""
+    name = unique() + "B" * 5000 + ".vcf"
+    r = await put(stack, "NGS", name, b"x")
+    assert r.status_code == 422 and r.json()["errors"][0]["rule"] == "file-name", r.text[:500]
+    listed = await file_named(stack, name[:255])
+    assert listed is not None and (listed["state"], listed["rule"]) == ("aborted", "file-name")
+
+
 async def test_a_name_refused_for_its_ssin_is_listed_without_it(stack: Stack) -> None:
     # The file-name rule refuses a name carrying an SSIN, but the aborted file the listing
     # shows (so that an SFTP sender reads why) kept the name as sent: the SSIN with it.
