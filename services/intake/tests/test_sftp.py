@@ -141,6 +141,32 @@ async def test_links_folders_and_removing_delivered_files_are_refused(stack: Sta
     assert await file_named(stack, name) is None
 
 
+async def test_a_move_into_finished_refused_for_its_name_says_why_in_the_listing(stack: Stack) -> None:
+    """OpenSSH's sftp prints only "Failure" for a refused rename: the file, still waiting,
+    carries the reason in the files listing until it is moved under a good name."""
+    name = unique() + ".vcf"
+
+    def refused_then_moved() -> None:
+        with sftp(port(stack)) as c:
+            c.putfo(io.BytesIO(vcf()), f"/NGS/{name}")
+            with pytest.raises(OSError):
+                c.rename(f"/NGS/{name}", "/NGS/Finished/bad name.vcf")
+
+    await asyncio.to_thread(refused_then_moved)
+    waiting = await file_named(stack, name)
+    assert waiting is not None and waiting["state"] == "received", waiting
+    assert "moving it into Finished under another name was refused" in waiting["reason"]
+    assert "only ASCII letters" in waiting["reason"]
+
+    def moved() -> None:
+        with sftp(port(stack)) as c:
+            c.rename(f"/NGS/{name}", f"/NGS/Finished/{name}")
+
+    await asyncio.to_thread(moved)
+    delivered = await file_named(stack, name)
+    assert delivered is not None and delivered["state"] != "received" and delivered["reason"] == ""
+
+
 async def test_a_zero_byte_file_is_refused_and_nothing_stored(stack: Stack) -> None:
     name = unique() + ".vcf"
 

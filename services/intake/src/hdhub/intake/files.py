@@ -531,7 +531,8 @@ class Files:
             if problem is not None:
                 f.rule, f.reason = problem.rule, problem.message
         else:
-            f.state, f.unmatched = ACCEPTED, True
+            # (A move refused earlier for its name said why in ``reason``: no longer so.)
+            f.state, f.unmatched, f.reason = ACCEPTED, True, ""
             self.jobs.enqueue(
                 session, LINK_JOB, organisation_id=f.organisation_id, subject_id=f.id, actor=f.sender
             )

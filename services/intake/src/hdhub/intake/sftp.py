@@ -467,13 +467,17 @@ class IntakeSFTPServer(asyncssh.SFTPServer):
                 f"a file in /{registry} can only be moved into /{registry}/{FINISHED}"
                 f" (or, sent as <name>{TEMPORARY_SUFFIX}, renamed to <name> beside it)"
             )
-        try:
-            check_name(REGISTRIES[registry], new[2])
-        except ValueError as exc:
-            raise asyncssh.SFTPFailure(str(exc)) from None
         f = await self.files.waiting_file(self.organisation_id, registry, old[1])
         if f is None:
             raise asyncssh.SFTPNoSuchFile("no such file waiting in the folder")
+        try:
+            check_name(REGISTRIES[registry], new[2])
+        except ValueError as exc:
+            # OpenSSH's sftp prints only "Failure": the file, still waiting under its name,
+            # says why in the files listing.
+            reason = f"moving it into {FINISHED} under another name was refused: {exc}"
+            await self.files.mark(f, reason=reason[:1000])
+            raise asyncssh.SFTPFailure(str(exc)) from None
         # The link job is enqueued in here: the link continues this trace.
         with trace.use_span(self._span("sftp deliver", registry), end_on_exit=True) as span:
             span.set_attribute("hdhub.intake.file_id", f.id)
