@@ -174,6 +174,17 @@ def test_a_csv_with_errors_is_reported_and_its_error_report_downloaded(page: Pag
     page.get_by_role("button", name="Upload").click()
     expect(page.locator(".error-summary")).to_contain_text("Choose the form the rows belong to.")
     check_page(page, "upload-refused")
+    # The same valid record sent twice, duplicates ignored: nothing new, said as such (not
+    # "see the error report", which would hold nothing).
+    same = csv_file(tmp_path / "angio-again.csv", [record()])
+    for _ in range(2):
+        new_upload(page, "az-demo", "ANGIO_HOSP", same)
+        page.get_by_label("Ignore duplicate records").select_option("yes")
+        page.get_by_role("button", name="Upload").click()
+        wait_done(page)
+    expect(page.locator("#progress .status-line")).to_contain_text(
+        "Nothing new: every record is stored already"
+    )
     # A version the form does not have (a typo): said at Version, the rest kept.
     new_upload(page, "az-demo", "ANGIO_HOSP", upload)
     page.get_by_label(re.compile("^Version")).fill("9.9.9")
