@@ -328,6 +328,46 @@ async def test_the_reimbursed_registrations_stream_keeps_a_member_to_its_registr
             auth.current_principal.reset(token)
 
 
+async def test_a_registration_of_a_registry_not_granted_is_not_replayed_by_its_idempotency_key(
+    stack: Stack,
+) -> None:
+    """The same body and Idempotency-Key as a colleague's ANGIO registration, sent by a member
+    granted PACEMAKER only, over /api/v1 and FHIR: refused for the registry, not answered
+    with the colleague's registration (id, code, business key, values)."""
+    _, _, pacemaker_only = await member_with(stack, [PACEMAKER])
+    nurse = await stack.headers("nurse@az-demo.test")
+    key = f"replay-{uuid.uuid4().hex}"
+    body = {"organisation_id": ORG, "dcd": "ANGIO_HOSP", "values": record(), "submit": False}
+    first = await stack.client.post(
+        "/api/v1/registrations", json=body, headers={**nurse, "Idempotency-Key": key}
+    )
+    assert first.status_code == 201, first.text
+    again = await stack.client.post(
+        "/api/v1/registrations", json=body, headers={**pacemaker_only, "Idempotency-Key": key}
+    )
+    assert again.status_code == 403 and again.json()["type"].endswith("registry-not-granted"), again.text
+    assert first.json()["id"] not in again.text
+    resource = _questionnaire_response({})
+    fhir_key = f"replay-fhir-{uuid.uuid4().hex}"
+    fhir = {"Content-Type": "application/fhir+json"}
+    first = await stack.client.post(
+        "/fhir/QuestionnaireResponse", json=resource, headers={**nurse, **fhir, "Idempotency-Key": fhir_key}
+    )
+    assert first.status_code in (200, 201), first.text
+    again = await stack.client.post(
+        "/fhir/QuestionnaireResponse",
+        json=resource,
+        headers={**pacemaker_only, **fhir, "Idempotency-Key": fhir_key},
+    )
+    assert again.status_code == 403, again.text
+    assert first.json()["id"] not in again.text
+    # The member granted the registry gets the first answer back, as a retry should.
+    again = await stack.client.post(
+        "/api/v1/registrations", json=body, headers={**nurse, "Idempotency-Key": key}
+    )
+    assert again.status_code == 201 and again.headers.get("Idempotent-Replayed") == "true", again.text
+
+
 async def test_an_upload_of_a_registry_not_granted_is_neither_replayed_nor_linked(stack: Stack) -> None:
     """CreateUpload's idempotency key and linked upload name an existing upload: a member
     granted PACEMAKER neither gets an ANGIO upload back by its key nor links one; a member

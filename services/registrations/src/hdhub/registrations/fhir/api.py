@@ -246,6 +246,8 @@ async def _create(
     organisation = qr.organisation_of(body, principal.organisations_for(Action.REGISTRATION_WRITE))
     principal.require(Action.REGISTRATION_WRITE, organisation)
     entry, submitting, values = await _record(catalogue, body, lang)
+    # Before a replayed Idempotency-Key too: its answer is the first request's registration.
+    principal.require_registry(Action.REGISTRATION_WRITE, organisation, entry.definition.project_code)
     base = _base()
 
     async def store(session: AsyncSession, record: Checked) -> Answer:

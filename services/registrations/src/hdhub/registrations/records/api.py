@@ -128,6 +128,12 @@ async def create(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     principal.require(auth.Action.REGISTRATION_WRITE, body.organisation_id)
+    # The registry's grant before anything, a replayed Idempotency-Key included: a replay
+    # answers the first request's registration, which is no business of a caller without it.
+    entry = await registrations.catalogue.get(body.dcd, body.dcd_version)
+    principal.require_registry(
+        auth.Action.REGISTRATION_WRITE, body.organisation_id, entry.definition.project_code
+    )
 
     async def store(session: AsyncSession, record: Checked) -> Answer:
         principal.require_registry(
