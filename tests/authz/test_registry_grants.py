@@ -561,7 +561,12 @@ async def test_an_account_request_is_granted_the_registries_it_asked_for(stack: 
             "first_name": "Req",
             "last_name": "Uest",
             "email": email,
-            "data_collections": ["hdbp0012 ANGIO", "NGS (no code)"],
+            "data_collections": [
+                "hdbp0012 ANGIO",
+                "NGS (no code)",
+                "HDBP03001",  # no code as a whole word
+                "PACEMAKER HDBP0300 (a colleague suggested HDBP0257, not needed)",  # ambiguous
+            ],
         },
     )
     assert r.status_code == 201, r.text
@@ -572,6 +577,31 @@ async def test_an_account_request_is_granted_the_registries_it_asked_for(stack: 
     assert r.status_code == 200, r.text
     members = (await stack.client.get(MEMBERS, params={"limit": 500}, headers=manager)).json()["items"]
     assert next(m for m in members if m["email"] == email)["registries"] == [ANGIO]
+    # A data collection of 201 characters, or 101 of them: refused, said where, before any row.
+    for collections, rule in (
+        (["x" * 200 + "HDBP0257"], "string_too_long"),
+        (["HDBP0012"] * 101, "too_long"),
+    ):
+        body = {"organisation_id": ORG, "username": f"r-{uuid.uuid4().hex[:8]}@grants.test"}
+        body |= {
+            "first_name": "A",
+            "last_name": "B",
+            "email": body["username"],
+            "data_collections": collections,
+        }
+        r = await stack.client.post("/api/v1/account-requests", json=body)
+        assert r.status_code == 422 and r.json()["errors"][0]["rule"] == rule, r.text
+
+
+def test_an_account_requests_codes_are_whole_words_one_per_data_collection() -> None:
+    from hdhub.identity.directory import requested_registries
+
+    assert requested_registries(["HDBP0012 ANGIO", "hdbp0300", "x-HDBP0257-y"]) == {
+        ANGIO,
+        PACEMAKER,
+        "HDBP0257",
+    }
+    assert requested_registries(["HDBP03001", "ANGIO HDBP0012 or HDBP0300", "NGS"]) == frozenset()
 
 
 async def test_a_hospital_system_client_limited_to_a_registry(stack: Stack) -> None:

@@ -294,6 +294,7 @@ def test_account_requests_public_form_and_approval_queue(
     anonymous.get_by_label(re.compile("^First name")).fill("Ann")
     anonymous.get_by_label(re.compile("^Last name")).fill("Applicant")
     anonymous.get_by_label(re.compile("^E-mail \\(")).fill(email)
+    anonymous.get_by_label(re.compile("^Data collections")).fill("HDBP0012 ANGIO, NGS")
     anonymous.get_by_role("button", name="Send the request").click()
     expect(anonymous.locator("h1")).to_have_text("Request sent")
     anonymous.context.close()
@@ -302,6 +303,8 @@ def test_account_requests_public_form_and_approval_queue(
     page.goto("/portal/o/az-demo/account-requests")
     check_page(page, "account-requests")
     row = page.get_by_role("row", name=re.compile(email))
+    # What approving grants is said before the manager approves.
+    expect(row).to_contain_text("Approving grants: HDBP0012")
     row.get_by_role("button", name=re.compile("^Approve")).click()
     expect(page.get_by_role("status")).to_contain_text("Approved")
     page.goto("/portal/o/az-demo/account-requests?status=approved")

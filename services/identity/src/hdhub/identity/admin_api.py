@@ -171,7 +171,12 @@ class AccountRequestIn(BaseModel):
     first_name: str = Field(max_length=100)
     last_name: str = Field(max_length=100)
     email: str = Field(max_length=254)
-    data_collections: list[str] = Field(default_factory=list, max_length=100)
+    data_collections: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=list,
+        max_length=100,
+        description="One data collection each, by its project code (HDBP0012) and name; an entry "
+        "naming exactly one code is granted that registry on approval unless the manager chooses",
+    )
     requester_email: str | None = Field(default=None, max_length=254)
 
 

@@ -111,12 +111,22 @@ def registries_of(values: Iterable[str] | None, field: str = "registries") -> fr
     return frozenset({ALL_REGISTRIES}) if ALL_REGISTRIES in wanted else wanted
 
 
+#: An account request's data collections: at most this many, each at most this long.
+MAX_DATA_COLLECTIONS, MAX_DATA_COLLECTION_LENGTH = 100, 200
+_CODE = re.compile(r"\bHDBP[0-9]{4}\b")
+
+
 def requested_registries(data_collections: Iterable[str]) -> frozenset[str]:
-    """The project codes among the data collections an account request names (free text:
-    ``HDBP0012``, ``HDBP0012 ANGIO``); names without a code are for the manager to read."""
+    """The project codes among the data collections an account request names (free text,
+    one collection each: ``HDBP0012``, ``HDBP0012 ANGIO``), granted on approval unless the
+    manager chooses. A code counts as a whole word (``HDBP03001`` is none), and an entry
+    naming several codes is ambiguous ("PACEMAKER HDBP0300, not HDBP0012"): it grants none,
+    left for the manager to read as every name without a code is."""
     found = set()
     for entry in data_collections:
-        found.update(re.findall(r"HDBP[0-9]{4}", entry.upper()))
+        codes = set(_CODE.findall(entry.upper()))
+        if len(codes) == 1:
+            found |= codes
     return frozenset(found)
 
 
@@ -826,6 +836,20 @@ class Directory:
         errors = []
         if not _EMAIL.match(email.strip()):
             errors.append(FieldProblem("email", "email", "Give a valid e-mail address."))
+        if len(data_collections) > MAX_DATA_COLLECTIONS:
+            errors.append(
+                FieldProblem(
+                    "data_collections", "too-many", f"At most {MAX_DATA_COLLECTIONS} data collections."
+                )
+            )
+        if any(len(entry) > MAX_DATA_COLLECTION_LENGTH for entry in data_collections):
+            errors.append(
+                FieldProblem(
+                    "data_collections",
+                    "too-long",
+                    f"Name each data collection in at most {MAX_DATA_COLLECTION_LENGTH} characters.",
+                )
+            )
         if requester_email and not _EMAIL.match(requester_email.strip()):
             errors.append(FieldProblem("requester_email", "email", "Give a valid e-mail address."))
         for name, value in (("username", username), ("first_name", first_name), ("last_name", last_name)):

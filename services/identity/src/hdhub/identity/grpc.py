@@ -17,7 +17,7 @@ from hdhub.common.grpc import ServicerContext, require_operator, require_princip
 from hdhub.common.jobs import PLAIN_TEXT_MESSAGE, plain_text
 from hdhub.identity import nihdi
 from hdhub.identity.backend import ClientRecord, MemberRecord
-from hdhub.identity.directory import AuditSearch, Directory
+from hdhub.identity.directory import AuditSearch, Directory, requested_registries
 from hdhub.identity.ratelimit import Throttled, throttled_problem
 from hdhub.identity.store import AccountRequest, AuditEntry, Organisation, SftpCredential
 from hdhub.proto.identity.v1 import identity_pb2 as pb
@@ -149,6 +149,7 @@ def _request(r: AccountRequest) -> pb.AccountRequest:
         last_name=r.last_name,
         email=r.email,
         data_collections=list(r.data_collections),
+        requested_registries=sorted(requested_registries(r.data_collections)),
         requester_email=r.requester_email or "",
         status=r.status,
         created_at=_time(r.created_at),

@@ -1058,6 +1058,7 @@ class AccountRequest(_message.Message):
     DECIDED_AT_FIELD_NUMBER: _builtins.int
     DECIDED_BY_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUESTED_REGISTRIES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     organisation_id: _builtins.str
     username: _builtins.str
@@ -1072,6 +1073,12 @@ class AccountRequest(_message.Message):
     reason: _builtins.str
     @_builtins.property
     def data_collections(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def requested_registries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The registries (project codes) an approval grants unless the manager chooses: each
+        data collection naming exactly one code as a whole word.
+        """
+
     def __init__(
         self,
         *,
@@ -1088,10 +1095,11 @@ class AccountRequest(_message.Message):
         decided_at: _builtins.str = ...,
         decided_by: _builtins.str = ...,
         reason: _builtins.str = ...,
+        requested_registries: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "data_collections", b"data_collections", "decided_at", b"decided_at", "decided_by", b"decided_by", "email", b"email", "first_name", b"first_name", "id", b"id", "last_name", b"last_name", "organisation_id", b"organisation_id", "reason", b"reason", "requester_email", b"requester_email", "status", b"status", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "data_collections", b"data_collections", "decided_at", b"decided_at", "decided_by", b"decided_by", "email", b"email", "first_name", b"first_name", "id", b"id", "last_name", b"last_name", "organisation_id", b"organisation_id", "reason", b"reason", "requested_registries", b"requested_registries", "requester_email", b"requester_email", "status", b"status", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
