@@ -570,6 +570,7 @@ async def test_an_account_request_is_granted_the_registries_it_asked_for(stack: 
         },
     )
     assert r.status_code == 201, r.text
+    assert r.json()["requested_registries"] == [ANGIO]
     manager = await stack.headers("manager@az-demo.test")
     r = await stack.client.post(
         f"/api/v1/account-requests/{r.json()['id']}/approve", params={"organisation_id": ORG}, headers=manager

@@ -16,7 +16,7 @@ from hdhub.common.paging import After, Limit, Offset, Page
 from hdhub.common.web import CurrentPrincipal
 from hdhub.identity.backend import ClientRecord, MemberRecord
 from hdhub.identity.deps import DirectoryDep, LoginsDep, SourceAddress
-from hdhub.identity.directory import AuditSearch, Directory
+from hdhub.identity.directory import AuditSearch, Directory, requested_registries
 from hdhub.identity.logins import Logins
 from hdhub.identity.ratelimit import Throttled, throttled_problem
 
@@ -188,6 +188,11 @@ class AccountRequestOut(BaseModel):
     last_name: str
     email: str
     data_collections: list[str]
+    requested_registries: list[str] = Field(
+        default_factory=list,
+        description="What approving grants unless the manager chooses: the code of each data "
+        "collection naming exactly one",
+    )
     requester_email: str | None
     status: str
     created_at: datetime
@@ -246,7 +251,9 @@ def _client(c: ClientRecord) -> dict[str, Any]:
 
 
 def _request(r: Any) -> AccountRequestOut:
-    return AccountRequestOut.model_validate(r, from_attributes=True)
+    out = AccountRequestOut.model_validate(r, from_attributes=True)
+    out.requested_registries = sorted(requested_registries(r.data_collections))
+    return out
 
 
 organisations = APIRouter(prefix="/api/v1/organisations", tags=["organisations"])
