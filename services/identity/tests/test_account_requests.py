@@ -119,13 +119,46 @@ async def test_rejection_mails_the_reason_and_creates_nothing(stack: Stack, inbo
     assert body["email"] not in [m["email"] for m in members]
 
 
-async def test_duplicate_email_and_bad_form_are_refused(stack: Stack, inbox: Inbox) -> None:
-    r = await stack.client.post("/api/v1/account-requests", json=form(email="nurse@az-demo.test"))
-    assert r.status_code == 409 and r.json()["type"] == "/problems/duplicate-email"
-    body = form()
-    assert (await stack.client.post("/api/v1/account-requests", json=body)).status_code == 201
-    r = await stack.client.post("/api/v1/account-requests", json=form(email=body["email"]))
-    assert r.status_code == 409
+async def test_a_request_for_an_existing_account_tells_nobody_but_its_owner(
+    stack: Stack, inbox: Inbox
+) -> None:
+    """The form answers anyone: a request naming an account's e-mail, or an e-mail with a
+    request pending, is answered as any other (not a 409 that would list the
+    installation's accounts), kept nowhere, and the address given is told by mail."""
+    manager = await stack.headers(MANAGER)
+
+    async def queue() -> list[str]:
+        r = await stack.client.get(
+            "/api/v1/account-requests",
+            params={"organisation_id": "az-demo", "status": "pending"},
+            headers=manager,
+        )
+        return [q["id"] for q in r.json()["items"]]
+
+    fresh = await stack.client.post("/api/v1/account-requests", json=form())
+    for body in (form(email="nurse@az-demo.test"), form(email=fresh.json()["email"])):
+        r = await stack.client.post("/api/v1/account-requests", json=body)
+        assert r.status_code == fresh.status_code == 201, r.text
+        assert set(r.json()) == set(fresh.json()) and r.json()["status"] == "pending"
+        assert r.json()["id"] not in await queue()
+    assert "An account exists already" in inbox.to("nurse@az-demo.test")[-1].get_content()
+    assert "waits for its manager already" in inbox.to(fresh.json()["email"])[-1].get_content()
+    assert fresh.json()["id"] in await queue()
+    # A username another account has: nothing said to the address given; the request waits
+    # for the manager, whose approval is refused, saying why.
+    taken = form(username="nurse@az-demo.test")
+    r = await stack.client.post("/api/v1/account-requests", json=taken)
+    assert r.status_code == 201 and r.json()["id"] in await queue()
+    assert all("exists already" not in m.get_content() for m in inbox.to(taken["email"]))
+    r = await stack.client.post(
+        f"/api/v1/account-requests/{r.json()['id']}/approve",
+        params={"organisation_id": "az-demo"},
+        headers=manager,
+    )
+    assert r.status_code == 409 and r.json()["type"] == "/problems/duplicate-email", r.text
+
+
+async def test_bad_form_is_refused(stack: Stack, inbox: Inbox) -> None:
     r = await stack.client.post(
         "/api/v1/account-requests", json=form(email="not-an-email", organisation_id="nope")
     )

@@ -20,6 +20,7 @@ Every change writes an audit entry (who, what, when, which organisation).
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import string
@@ -32,7 +33,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from hdhub.common.auth import ALL_REGISTRIES, OPERATOR_ROLE, Action, Principal, Role
-from hdhub.common.db import Database, utcnow
+from hdhub.common.db import Database, new_id, utcnow
 from hdhub.common.errors import FieldProblem, Problem, conflict, forbidden, invalid, not_found
 from hdhub.common.paging import count
 from hdhub.common.revocation import Revocations, revocations
@@ -87,6 +88,8 @@ def password_problems(
         return [FieldProblem(field, "password-reused", "The new password must differ from the current one.")]
     return []
 
+
+log = logging.getLogger(__name__)
 
 _REGISTRY = re.compile(r"^HDBP[0-9]{4}$")
 
@@ -860,11 +863,13 @@ class Directory:
         org = await self.backend.get_organisation(organisation_id)
         if org is None:
             raise invalid([FieldProblem("organisation_id", "unknown", "No such organisation.")])
-        if (
-            await self.backend.find_account(email) is not None
-            or await self.backend.find_account(username) is not None
-        ):
-            raise conflict("duplicate-email", "An account with this e-mail or username exists already")
+        # Anyone may ask, without a token: the answer must not tell who has an account or
+        # a request pending. A request for an address that has an account, or a request
+        # pending, is answered as any other and kept nowhere; the address is told by mail
+        # (its owner reads it, nobody else). A username taken by another account is no
+        # business of the address given: that request waits for the manager, whose approval
+        # is refused (409) and who rejects it saying so.
+        existing = await self.backend.find_account(email)
         async with self.db.session([organisation_id]) as session:
             pending = (
                 await session.execute(
@@ -873,8 +878,18 @@ class Directory:
                     )
                 )
             ).first()
-            if pending is not None:
-                raise conflict("duplicate-email", "A request for this e-mail is pending already")
+        if existing is not None or pending is not None:
+            return await self._unkept_request(
+                org.title,
+                organisation_id,
+                username=username,
+                first_name=first_name,
+                last_name=last_name,
+                email=email,
+                data_collections=data_collections,
+                has_account=existing is not None,
+            )
+        async with self.db.session([organisation_id]) as session:
             request = AccountRequest(
                 organisation_id=organisation_id,
                 username=username.strip(),
@@ -905,6 +920,49 @@ class Directory:
             f"(data collections: {collections}). Approve or reject it in the portal.",
         )
         return request
+
+    async def _unkept_request(
+        self,
+        title: str,
+        organisation_id: str,
+        *,
+        username: str,
+        first_name: str,
+        last_name: str,
+        email: str,
+        data_collections: list[str],
+        has_account: bool,
+    ) -> AccountRequest:
+        """The answer to a request for an address or username that has an account, or a
+        request pending: shaped as a stored request, stored nowhere; the address is mailed."""
+        # Not in the organisation's audit log: its managers would learn who has an account
+        # elsewhere in the installation.
+        log.info(
+            "account request not kept", extra={"organisation_id": organisation_id, "pending": not has_account}
+        )
+        text = (
+            "An account exists already for this e-mail address: sign in, or ask for a new password "
+            "on the sign-in page."
+            if has_account
+            else "A request for this e-mail address waits for its manager already; you will get a mail."
+        )
+        await self.mailer.send(
+            [email.strip()],
+            "hdhub: your account request",
+            f"We received a request for an account at {title}. {text} If you did not ask, ignore this mail.",
+        )
+        return AccountRequest(
+            id=new_id(),
+            organisation_id=organisation_id,
+            username=username.strip(),
+            first_name=first_name.strip(),
+            last_name=last_name.strip(),
+            email=email.strip(),
+            data_collections=list(data_collections),
+            requester_email=None,
+            status="pending",
+            created_at=utcnow(),
+        )
 
     async def account_requests(
         self, principal: Principal, organisation_id: str, status: str | None = None
