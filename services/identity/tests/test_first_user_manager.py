@@ -102,6 +102,12 @@ async def test_bad_input_is_refused_by_field_and_creates_nothing(stack: Stack) -
     assert r.status_code == 422, r.text
     rules = {(e["field"], e["rule"]) for e in r.json()["errors"]}
     assert {("nihdi_number", "nihdi-check"), ("email", "email"), ("title", "required")} <= rules
+    # Addresses a mail header or a page would have to defuse: refused as addresses.
+    for email in ("<script>alert(1)</script>@x.test", 'a"b@x.test', "ümlaut@x.test", "a@b"):
+        r = await stack.client.post(ROUTE, json=body(email=email), headers=operator)
+        assert r.status_code == 422 and ("email", "email") in {
+            (e["field"], e["rule"]) for e in r.json()["errors"]
+        }, (email, r.text)
     taken = body()
     assert (await stack.client.post(ROUTE, json=taken, headers=operator)).status_code == 201
     again = body(nihdi_number=taken["nihdi_number"])

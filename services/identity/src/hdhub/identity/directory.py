@@ -62,7 +62,13 @@ DATA_ROLES = frozenset({Role.REGISTRANT, Role.READER})
 # Manager in the process of adding a member to a group" (SSP seed).
 USER_MANAGER_ROLES = ADMIN_ROLES - {Role.CERTIFICATE_EDITOR}
 MIN_PASSWORD_LENGTH = 12
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+#: An e-mail address as mail servers take it without extensions: an ASCII dot-atom before
+#: the @ (no quotes, angle brackets or spaces: it is shown in pages and put in mail
+#: headers), host names of letters, digits and dashes after it.
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
 _CLIENT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,99}$")
 _SFTP_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 # Taken with the organisations' locks when an account that may be an operator changes.
