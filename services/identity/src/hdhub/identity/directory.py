@@ -884,27 +884,21 @@ class Directory:
                     )
                 )
             ).first()
+        request = AccountRequest(
+            id=new_id(),
+            organisation_id=organisation_id,
+            username=username.strip(),
+            first_name=first_name.strip(),
+            last_name=last_name.strip(),
+            email=email.strip(),
+            data_collections=list(data_collections),
+            requester_email=(requester_email or "").strip() or None,
+            status="pending",
+            created_at=utcnow(),
+        )
         if existing is not None or pending is not None:
-            return await self._unkept_request(
-                org.title,
-                organisation_id,
-                username=username,
-                first_name=first_name,
-                last_name=last_name,
-                email=email,
-                data_collections=data_collections,
-                has_account=existing is not None,
-            )
+            return await self._unkept(request, org.title, has_account=existing is not None)
         async with self.db.session([organisation_id]) as session:
-            request = AccountRequest(
-                organisation_id=organisation_id,
-                username=username.strip(),
-                first_name=first_name.strip(),
-                last_name=last_name.strip(),
-                email=email.strip(),
-                data_collections=list(data_collections),
-                requester_email=(requester_email or "").strip() or None,
-            )
             session.add(request)
         await self.audit(
             None, organisation_id, "account-request.submit", request.email, request_id=request.id
@@ -927,25 +921,12 @@ class Directory:
         )
         return request
 
-    async def _unkept_request(
-        self,
-        title: str,
-        organisation_id: str,
-        *,
-        username: str,
-        first_name: str,
-        last_name: str,
-        email: str,
-        data_collections: list[str],
-        has_account: bool,
-    ) -> AccountRequest:
-        """The answer to a request for an address or username that has an account, or a
-        request pending: shaped as a stored request, stored nowhere; the address is mailed."""
+    async def _unkept(self, request: AccountRequest, title: str, *, has_account: bool) -> AccountRequest:
+        """The answer to a request for an address that has an account, or a request
+        pending: ``request`` as if stored, stored nowhere; its address is told by mail."""
         # Not in the organisation's audit log: its managers would learn who has an account
         # elsewhere in the installation.
-        log.info(
-            "account request not kept", extra={"organisation_id": organisation_id, "pending": not has_account}
-        )
+        log.info("account request not kept", extra={"organisation_id": request.organisation_id})
         text = (
             "An account exists already for this e-mail address: sign in, or ask for a new password "
             "on the sign-in page."
@@ -953,22 +934,11 @@ class Directory:
             else "A request for this e-mail address waits for its manager already; you will get a mail."
         )
         await self.mailer.send(
-            [email.strip()],
+            [request.email],
             "hdhub: your account request",
             f"We received a request for an account at {title}. {text} If you did not ask, ignore this mail.",
         )
-        return AccountRequest(
-            id=new_id(),
-            organisation_id=organisation_id,
-            username=username.strip(),
-            first_name=first_name.strip(),
-            last_name=last_name.strip(),
-            email=email.strip(),
-            data_collections=list(data_collections),
-            requester_email=None,
-            status="pending",
-            created_at=utcnow(),
-        )
+        return request
 
     async def account_requests(
         self, principal: Principal, organisation_id: str, status: str | None = None
