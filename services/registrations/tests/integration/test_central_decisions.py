@@ -318,6 +318,58 @@ async def test_follow_up_needed_creates_the_one_year_follow_up_after_pci(central
     assert len(mine) == 1 and mine[0]["dcd_code"] == "ANGIO_FU_PCI"
     pci = datetime.fromisoformat(got["values"]["DT_PCI_1"]).replace(tzinfo=UTC)
     assert datetime.fromisoformat(mine[0]["due_at"]) == pci + timedelta(days=365)
+
+    async def follow_ups() -> list[dict[str, Any]]:
+        page = (
+            await central.stack.client.get(
+                "/api/v1/follow-ups?organisation_id=az-demo&limit=500", headers=await central.h()
+            )
+        ).json()
+        return [f for f in page["items"] if f["registration_id"] == reg["id"]]
+
+    # The PCI date corrected and sent again, Follow-up needed asked again: one follow-up,
+    # due a year after the corrected date, with the newest comment.
+    url = f"/api/v1/registrations/{reg['id']}"
+    later = (pci + timedelta(days=1)).date().isoformat()
+    r = await central.stack.client.put(
+        url,
+        json={"values": {**got["values"], "DT_PCI_1": later}},
+        headers={**await central.h(), "If-Match": f'"{got["version"]}"'},
+    )
+    assert r.status_code == 200, r.text
+    r = await central.stack.client.post(
+        f"{url}/submit", headers={**await central.h(), "If-Match": r.headers["ETag"]}
+    )
+    assert r.status_code == 202, r.text
+    central.start()
+    await central.settle()
+    central.clock.advance(timedelta(seconds=5))
+    await central.settle()
+    resent = await central.get(reg["id"])
+    assert resent["status"] == "submitted", resent
+    await central.decide(resent, "follow_up_needed", "Asked again")
+    await central.decisions.poll()
+    (again,) = await follow_ups()
+    assert datetime.fromisoformat(again["due_at"]) == pci + timedelta(days=366)
+    assert again["comment"] == "Asked again"
+    # Sent again, reopened and deleted: nothing is followed up of it any more.
+    now = await central.get(reg["id"])
+    r = await central.stack.client.post(
+        f"{url}/submit", headers={**await central.h(), "If-Match": f'"{now["version"]}"'}
+    )
+    assert r.status_code == 202, r.text
+    await central.settle()
+    central.clock.advance(timedelta(seconds=5))
+    await central.settle()
+    for step in ("reopen", "delete"):
+        now = await central.get(reg["id"])
+        headers = {**await central.h(), "If-Match": f'"{now["version"]}"'}
+        if step == "reopen":
+            r = await central.stack.client.post(f"{url}/reopen", headers=headers)
+        else:
+            r = await central.stack.client.delete(url, headers=headers)
+        assert r.status_code == 200, (step, r.text)
+    assert await follow_ups() == []
     # Another organisation's member sees neither the decision nor the follow-up.
     r = await central.stack.client.get(
         "/api/v1/follow-ups?organisation_id=az-demo", headers=await central.h(FOREIGN)

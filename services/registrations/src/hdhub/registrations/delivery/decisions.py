@@ -229,14 +229,14 @@ class CentralDecisions:
             comment=d.comment or None,
         )
         if rule is not None:
-            exists = (
+            follow_up = (
                 await session.execute(
-                    select(FollowUp.id).where(
+                    select(FollowUp).where(
                         FollowUp.registration_id == reg.id, FollowUp.dcd_code == rule.dcd_code
                     )
                 )
-            ).first()
-            if exists is None:
+            ).scalar_one_or_none()
+            if follow_up is None:
                 session.add(
                     FollowUp(
                         organisation_id=reg.organisation_id,
@@ -250,6 +250,9 @@ class CentralDecisions:
                         created_at=now,
                     )
                 )
+            else:  # asked again (the registration corrected since): due from its values now
+                follow_up.decision_id, follow_up.comment = d.decision_id, d.comment
+                follow_up.due_at = rule.due(reg.values, now)
 
     async def acknowledge(self) -> int:
         """Send the outcomes the central platform does not have yet; how many it took."""

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from hdhub.common.db import Database, registry_condition
 from hdhub.common.paging import count
 from hdhub.registrations.delivery.rows import DeliveryState
+from hdhub.registrations.records.lifecycle import RegistrationStatus
 from hdhub.registrations.store import CentralDecision, FollowUp, Registration
 from hdhub.registrations.store import Delivery as DeliveryRow
 
@@ -102,9 +103,14 @@ class Deliveries:
         dcd_codes: Sequence[str] | None = None,
     ) -> tuple[list[FollowUp], int]:
         """An organisation's follow-ups, soonest due first (those due before a moment; of
-        these DCDs only, for a caller whose registry grants bound it)."""
+        these DCDs only, for a caller whose registry grants bound it); none of a registration
+        deleted since (nothing is followed up of a registration that no longer stands)."""
         async with self.db.session([organisation_id]) as session:
-            query = select(FollowUp)
+            query = (
+                select(FollowUp)
+                .join(Registration, Registration.id == FollowUp.registration_id)
+                .where(Registration.status != RegistrationStatus.DELETED.value)
+            )
             if dcd_codes is not None:
                 query = query.where(FollowUp.dcd_code.in_(list(dcd_codes)))
             if due_before is not None:
