@@ -840,10 +840,12 @@ def timeline(page: Page, found: pb.GetRegistrationHistoryResponse) -> list[tuple
     if found.HasField("delivery"):
         d = found.delivery
         reason = page._(REASONS[d.reason]) if d.reason in REASONS else d.reason
-        if d.first_sent_at:
+        # Received only once a send got through (``attempts``): the first attempt starts the
+        # confirmation's clock even when the central platform could not be reached.
+        if d.attempts >= 1 and (d.first_sent_at or d.last_sent_at):
             events.append(
                 (
-                    d.first_sent_at,
+                    d.last_sent_at if d.attempts == 1 else d.first_sent_at,
                     "info",
                     page._("Received by the central platform: status confirmation Pending"),
                 )
@@ -852,7 +854,7 @@ def timeline(page: Page, found: pb.GetRegistrationHistoryResponse) -> list[tuple
             events.append(
                 (d.last_sent_at, "warn", page._("Resent (%(count)s sends in all)", count=d.attempts))
             )
-        if d.state == "sending" and reason:
+        if d.state in ("sending", "pending") and reason:
             events.append((d.last_attempt_at or "", "warn", page._("Waiting: %(reason)s", reason=reason)))
         if d.state == "ok" and d.confirmed_at:
             events.append((d.confirmed_at, "ok", page._("Status confirmation OK")))
