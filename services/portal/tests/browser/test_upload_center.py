@@ -9,6 +9,7 @@ import csv
 import io
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -235,10 +236,38 @@ def test_a_file_put_over_sftp_appears_on_the_files_page_waiting_for_its_registra
     expect(page.get_by_role("link", name=re.compile("^Waiting for their registration"))).to_be_visible()
     check_page(page, "files")
     page.get_by_role("link", name=name).click()
-    expect(page.locator(".explain")).to_contain_text(
-        "No registration of this organisation names this file yet"
-    )
+    expect(page.locator(".explain")).to_contain_text("Not linked to a registration yet")
     check_page(page, "file")
+
+
+def test_a_file_linked_to_a_registration_not_delivered_says_why_it_waits(
+    page: Page, portal: Platform
+) -> None:
+    """Linked to a draft (no registration delivered yet): the file's page says it passed its
+    checks, is linked, and waits for the registration, in words."""
+    name = unique("NGS_DRAFT") + ".vcf"
+    with portal.client(portal.token("lab-demo-lims", "demo-lims-secret")) as lims:
+        values = record("NGS", TX_VCF_FILE_NAME=name)
+        r = lims.post(
+            "/api/v1/registrations",
+            json={"organisation_id": "lab-demo", "dcd": "NGS", "values": values, "submit": False},
+        )
+        assert r.status_code == 201, r.text
+        put = lims.put(f"/api/v1/files/lab-demo/NGS/{name}", content=vcf())
+        assert put.status_code == 201, put.text
+        file_id = put.json()["id"]
+        for _ in range(200):  # linked by the worker, then the send waits for the registration
+            got = lims.get("/api/v1/files/lab-demo", params={"limit": 500}).json()["items"]
+            mine = next(f for f in got if f["id"] == file_id)
+            if mine["state"] == "linked" and mine["send_problem"]:
+                break
+            time.sleep(0.1)
+        assert mine["send_problem"] == "registration-not-delivered", mine
+    sign_in(page, *BIOLOGIST, start=f"/portal/o/lab-demo/files/{file_id}")
+    expect(page.locator("dl.summary")).to_contain_text("Linked to its registration")
+    expect(page.locator("#checks-title + p")).to_contain_text("Passed")
+    expect(page.locator("#send-problem")).to_contain_text("is not delivered to the central platform yet")
+    check_page(page, "file-waiting")
 
 
 def test_a_vcf_sent_from_the_files_page_is_checked_and_a_refused_one_said_in_words(

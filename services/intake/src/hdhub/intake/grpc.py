@@ -65,6 +65,7 @@ def file_message(f: IntakeFile, listing: Listing) -> pb.IntakeFile:
         state=STATES.get(f.state, pb.FILE_STATE_UNSPECIFIED),
         rejection_rule=f.rule,
         rejection=f.reason,
+        send_problem=f.send_problem or "",
         unmatched=f.unmatched,
         links=[
             pb.Link(registration_id=k.registration_id, field=k.field, recordname=k.recordname)

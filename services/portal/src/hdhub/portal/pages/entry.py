@@ -105,6 +105,8 @@ REASONS = {
     "pseudonymisation-unavailable": N_("The pseudonymisation service could not be reached."),
     "service-identity-unavailable": N_("hdhub's own identity could not be obtained."),
 }
+#: The words the platform itself writes into a registration's history, translated where shown.
+HISTORY_WORDS = (N_("central platform"), N_("Arrival confirmed by the central platform"))
 ACTIONS = {
     "create": N_("Created"),
     "save": N_("Saved"),
@@ -141,7 +143,8 @@ DECISION_MEANINGS = {
     ),
     "error": N_(
         "The central platform could not accept this registration: the organisation is not "
-        "authorised for this registry. Contact healthdata.be; correcting the values will not help."
+        "authorised for this registry. Contact healthdata.be; once it is authorised, submit the "
+        "registration again (its values need no correction for this)."
     ),
 }
 EDITABLE = frozenset({"open", "corrections_needed", "follow_up_needed", "error"})

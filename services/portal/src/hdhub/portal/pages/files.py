@@ -36,13 +36,28 @@ STATES = {
     "received": (pb.FILE_STATE_RECEIVED, "info", N_("Waiting to be moved to Finished")),
     "aborted": (pb.FILE_STATE_ABORTED, "bad", N_("Not received")),
     "accepted": (pb.FILE_STATE_ACCEPTED, "ok", N_("Accepted")),
-    "rejected": (pb.FILE_STATE_REJECTED, "bad", N_("Rejected")),
+    "rejected": (pb.FILE_STATE_REJECTED, "bad", N_("Refused")),
     "loaded": (pb.FILE_STATE_LOADED, "ok", N_("Loaded")),
     "linked": (pb.FILE_STATE_LINKED, "ok", N_("Linked to its registration")),
     "sent": (pb.FILE_STATE_SENT, "info", N_("Sent to healthdata.be")),
     "acknowledged": (pb.FILE_STATE_ACKNOWLEDGED, "ok", N_("Received by healthdata.be")),
 }
 STATE_OF = {number: (name, kind, words) for name, (number, kind, words) in STATES.items()}
+#: The states a file is in once its checks passed.
+PASSED = frozenset(STATES[s][0] for s in ("accepted", "loaded", "linked", "sent", "acknowledged"))
+#: The states the filter offers: ``loaded`` (earlier releases' daily load) is no longer given.
+FILTERED = {name: state for name, state in STATES.items() if name != "loaded"}
+#: Why a file waits on its way to the central platform (intake's ``send_problem``).
+SEND_PROBLEMS = {
+    "registration-not-delivered": N_(
+        "A registration naming it is not delivered to the central platform yet: the file follows it."
+    ),
+    "registration-gone": N_("A registration naming it no longer exists."),
+    "registrations-unavailable": N_("The registrations service could not be reached; it is tried again."),
+    "service-identity-unavailable": N_("hdhub's own identity could not be obtained; it is tried again."),
+    "central-unavailable": N_("The central platform could not be reached; it is tried again."),
+    "digest": N_("The central platform holds other bytes under this file: it is sent again."),
+}
 SOURCES = {"sftp": N_("SFTP"), "http": N_("Web upload")}
 #: Each of intake's rules (its ``rule`` slugs, docs/intake.md) in words; intake's own
 #: reason, which names the line, is shown beside it as it is (in English).
@@ -138,6 +153,9 @@ def context(**extra: Any) -> dict[str, Any]:
     return {
         "states": STATES,
         "state_of": STATE_OF,
+        "passed": PASSED,
+        "filtered_states": FILTERED,
+        "send_problems": SEND_PROBLEMS,
         "sources": SOURCES,
         "reasons": REASONS,
         "link_fields": LINK_FIELDS,

@@ -132,6 +132,7 @@ class IntakeFile(_message.Message):
     SENT_AT_FIELD_NUMBER: _builtins.int
     ACKNOWLEDGED_AT_FIELD_NUMBER: _builtins.int
     CENTRAL_OFFSET_FIELD_NUMBER: _builtins.int
+    SEND_PROBLEM_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     organisation_id: _builtins.str
     registry: _builtins.str
@@ -169,6 +170,10 @@ class IntakeFile(_message.Message):
     acknowledged_at: _builtins.str
     central_offset: _builtins.int
     """Bytes the central platform holds of the file (a cut transfer resumes there)."""
+    send_problem: _builtins.str
+    """Why the file waits to be sent or acknowledged (registration-not-delivered,
+    central-unavailable, central-rejected:<rule>...); empty otherwise.
+    """
     @_builtins.property
     def links(self) -> _containers.RepeatedCompositeFieldContainer[Global___Link]: ...
     def __init__(
@@ -199,10 +204,11 @@ class IntakeFile(_message.Message):
         sent_at: _builtins.str = ...,
         acknowledged_at: _builtins.str = ...,
         central_offset: _builtins.int = ...,
+        send_problem: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at", "bytes_received", b"bytes_received", "central_offset", b"central_offset", "content_purged", b"content_purged", "delivered_at", b"delivered_at", "filename", b"filename", "id", b"id", "linked_at", b"linked_at", "links", b"links", "loaded_at", b"loaded_at", "organisation_id", b"organisation_id", "received_at", b"received_at", "recordnames", b"recordnames", "recordnames_linked", b"recordnames_linked", "registry", b"registry", "rejection", b"rejection", "rejection_rule", b"rejection_rule", "sender", b"sender", "sent_at", b"sent_at", "sha256", b"sha256", "size", b"size", "source", b"source", "started_at", b"started_at", "state", b"state", "unmatched", b"unmatched"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at", "bytes_received", b"bytes_received", "central_offset", b"central_offset", "content_purged", b"content_purged", "delivered_at", b"delivered_at", "filename", b"filename", "id", b"id", "linked_at", b"linked_at", "links", b"links", "loaded_at", b"loaded_at", "organisation_id", b"organisation_id", "received_at", b"received_at", "recordnames", b"recordnames", "recordnames_linked", b"recordnames_linked", "registry", b"registry", "rejection", b"rejection", "rejection_rule", b"rejection_rule", "send_problem", b"send_problem", "sender", b"sender", "sent_at", b"sent_at", "sha256", b"sha256", "size", b"size", "source", b"source", "started_at", b"started_at", "state", b"state", "unmatched", b"unmatched"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
