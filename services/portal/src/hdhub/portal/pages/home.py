@@ -21,6 +21,8 @@ WORK = (
     (Action.REGISTRATION_READ, "registrations"),
     (Action.REGISTRATION_READ, "uploads"),
     (Action.REGISTRATION_READ, "files"),
+    (Action.REGISTRATION_READ, "deliveries"),
+    (Action.REGISTRATION_READ, "follow-ups"),
 )
 #: What each action opens, in the order Home lists them (DOMAIN.md's Self-Service Portal).
 TASKS = (
