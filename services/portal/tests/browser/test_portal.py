@@ -121,7 +121,9 @@ def test_user_manager_walkthrough_by_clicking(page: Page) -> None:
     expect(page.get_by_text("Your roles here give you no administration tasks.")).to_be_visible()
     # A registrant's data: entering (Registries) and reading (Registrations) come first.
     data = page.get_by_role("list", name="Data")
-    expect(data.get_by_role("link")).to_have_text(["Registries", "Registrations", "Upload Center", "Files"])
+    expect(data.get_by_role("link")).to_have_text(
+        ["Registries", "Registrations", "Upload Center", "Files", "Deliveries", "Follow-ups due"]
+    )
     expect(data.get_by_role("link", name="Registrations")).to_have_attribute(
         "href", f"/portal/o/{organisation}/registrations"
     )
