@@ -3,6 +3,7 @@ mails, the manager's decision, the outcome mail."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from email import message_from_bytes, policy
@@ -66,8 +67,12 @@ async def test_request_confirmed_by_mail_approved_by_manager_and_applicant_told(
     req = r.json()
     assert req["status"] == "pending"
     confirmation = inbox.to(body["email"])
-    assert len(confirmation) == 1 and body["requester_email"] in confirmation[0]["To"]
+    assert len(confirmation) == 1 and body["requester_email"] not in confirmation[0]["To"]
     assert "received" in confirmation[0]["Subject"]
+    # The colleague who filed it (an address anyone may give) hears of it in fixed words,
+    # without what the form carried.
+    (told,) = inbox.to(body["requester_email"])
+    assert body["username"] not in told.get_content() and "was received" in told.get_content()
     assert inbox.to(MANAGER) and body["email"] in inbox.to(MANAGER)[0].get_content()
 
     h = await stack.headers(MANAGER)
@@ -84,9 +89,12 @@ async def test_request_confirmed_by_mail_approved_by_manager_and_applicant_told(
     )
     assert r.status_code == 200 and r.json()["status"] == "approved" and r.json()["decided_by"] == MANAGER
     outcome = inbox.to(body["email"])[-1]
-    assert "approved" in outcome["Subject"]
+    assert "approved" in outcome["Subject"] and body["requester_email"] not in outcome["To"]
     text = outcome.get_content()
     password = text.split("initial password is ")[1].split(";")[0]
+    # The initial password goes to the account's own address, never to the requester's.
+    assert all(password not in m.get_content() for m in inbox.to(body["requester_email"]))
+    assert "was approved" in inbox.to(body["requester_email"])[-1].get_content()
     r = await stack.client.post(
         TOKEN_PATH,
         data={
@@ -135,9 +143,16 @@ async def test_a_request_for_an_existing_account_tells_nobody_but_its_owner(
         )
         return [q["id"] for q in r.json()["items"]]
 
+    from hdhub.identity.directory import ANSWER_FLOOR_SECONDS
+
+    started = time.monotonic()
     fresh = await stack.client.post("/api/v1/account-requests", json=form())
+    # Kept or not, no answer comes sooner than the floor: the time told who had an account.
+    assert time.monotonic() - started >= ANSWER_FLOOR_SECONDS
     for body in (form(email="nurse@az-demo.test"), form(email=fresh.json()["email"])):
+        started = time.monotonic()
         r = await stack.client.post("/api/v1/account-requests", json=body)
+        assert time.monotonic() - started >= ANSWER_FLOOR_SECONDS
         assert r.status_code == fresh.status_code == 201, r.text
         assert set(r.json()) == set(fresh.json()) and r.json()["status"] == "pending"
         assert r.json()["id"] not in await queue()
