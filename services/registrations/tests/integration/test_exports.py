@@ -323,6 +323,17 @@ async def test_bad_filters_are_named_not_500(stack: Stack) -> None:
         "/api/v1/exports", json={"organisation_id": OWN, "dcd_code": "NO_SUCH_DCD"}, headers=own
     )
     assert r.status_code == 404
+    # Outside the calendar once in UTC, or a bare number (no ISO 8601): refused at once, not
+    # a job failing on every retry.
+    for field, value in (
+        ("created_from", "0001-01-01T00:00:00+01:00"),
+        ("updated_to", "9999-12-31T23:59:59-14:00"),
+        ("created_to", 5),
+        ("updated_from", "1700000000"),
+    ):
+        body = {"organisation_id": OWN, "dcd_code": "ANGIO_HOSP", field: value}
+        r = await stack.client.post("/api/v1/exports", json=body, headers=own)
+        assert r.status_code == 422 and field in str(r.json()["errors"]), (field, value, r.text)
 
 
 async def test_a_draft_holding_what_its_types_cannot_is_listed_as_stored_by_v2_and_fhir(

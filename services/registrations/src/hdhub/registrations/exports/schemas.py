@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from hdhub.common.paging import Page
+from hdhub.common.web import Moment
 
 Format = Literal["csv", "xlsx", "parquet"]
 ExportStatus = Literal[
@@ -33,12 +34,14 @@ class ExportIn(BaseModel):
         max_length=8,
         description="Only registrations in these statuses (all but deleted when empty)",
     )
-    created_from: AwareDatetime | None = Field(
-        default=None, description="Created at or after (ISO 8601 with offset)"
+    # ISO 8601 only (a bare number is no moment), in the calendar once in UTC: refused here,
+    # not by the export's job later (0001-01-01T00:00:00+01:00 failed it on every retry).
+    created_from: Moment | None = Field(
+        default=None, description="Created at or after (ISO 8601; without an offset, UTC)"
     )
-    created_to: AwareDatetime | None = Field(default=None, description="Created before")
-    updated_from: AwareDatetime | None = Field(default=None, description="Last changed at or after")
-    updated_to: AwareDatetime | None = Field(default=None, description="Last changed before")
+    created_to: Moment | None = Field(default=None, description="Created before")
+    updated_from: Moment | None = Field(default=None, description="Last changed at or after")
+    updated_to: Moment | None = Field(default=None, description="Last changed before")
 
 
 class ExportOut(BaseModel):
