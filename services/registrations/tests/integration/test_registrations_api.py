@@ -48,6 +48,25 @@ async def test_save_gives_open_with_etag_and_location(stack: Stack) -> None:
     assert reg["open_issues"] == []
 
 
+async def test_an_integer_no_64_bit_column_holds_is_refused_even_in_a_draft(stack: Stack) -> None:
+    """10**20 as text or as a JSON number: not an integer one can store (SQLite's JSON made
+    it 1e+20, a Parquet export of the registry then failed on every retry): a 422 naming
+    the field, nothing stored; a v2 draft alike."""
+    headers = await stack.headers(NURSE)
+    for value in ("99999999999999999999", 123456789012345678901234567890):
+        body = {"organisation_id": "az-demo", "dcd": "ANGIO_HOSP", "values": record(MS_HEIGHT=value)}
+        r = await stack.client.post("/api/v1/registrations", json=body, headers=headers)
+        assert r.status_code == 422, r.text
+        assert ("MS_HEIGHT", "type") in {(e["field"], e["rule"]) for e in r.json()["errors"]}, r.text
+    his = await stack.headers("az-demo-his")
+    r = await stack.client.post(
+        "/proxy/api/dcd/payload/submit?organization-id=az-demo&dcd-id=ANGIO_HOSP",
+        json={"STATUS": "draft", "MS_LVEF": "99999999999999999999"},
+        headers=his,
+    )
+    assert r.status_code == 422, r.text
+
+
 async def test_full_lifecycle_submit_reopen_edit_resubmit(stack: Stack) -> None:
     h = await stack.headers(NURSE)
     reg = (await create(stack)).json()

@@ -282,9 +282,30 @@ def test_impossible_datetime_is_rejected(dcd: CompiledDcd) -> None:
     assert rules(check(dcd, {"DT_DISCHARGE": "2024-05-20T14:30:00+02:00"})) == [("DT_DISCHARGE", "type")]
 
 
-@pytest.mark.parametrize("value", ["12.5", "1e2", "abc", "١٢", True, [1]])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "12.5",
+        "1e2",
+        "abc",
+        "١٢",
+        True,
+        [1],
+        "99999999999999999999",
+        2**63,
+        -(2**63) - 1,
+        "-9223372036854775809",
+    ],
+)
 def test_integer_refuses_anything_but_whole_numbers(dcd: CompiledDcd, value: object) -> None:
+    """Whole numbers a 64-bit integer holds: beyond that no database column or Parquet
+    export can store them (SQLite's JSON made 10**20 into 1e+20)."""
     assert rules(check(dcd, {"NB_CIG": value})) == [("NB_CIG", "type")]
+
+
+@pytest.mark.parametrize("value", ["9223372036854775807", 2**63 - 1, -(2**63), "000000000000000000000012"])
+def test_integer_takes_every_64_bit_whole_number(dcd: CompiledDcd, value: object) -> None:
+    assert check(dcd, {"NB_CIG": value}).values["NB_CIG"] == int(value)  # type: ignore[call-overload]
 
 
 @pytest.mark.parametrize("value", ["80,5", "8O.5", "1e2", ".", "-", "NaN", float("inf"), False])

@@ -381,6 +381,10 @@ def _ssin_parser() -> Parser:
     return parse
 
 
+#: Integers are 64-bit where they are stored and exported (PostgreSQL, SQLite, Parquet).
+INT64 = 2**63
+
+
 def _integer_parser(field: Field) -> Parser:
     invalid = _Invalid("type")
     max_digits = field.number_format.digits_before if field.number_format else None
@@ -389,7 +393,7 @@ def _integer_parser(field: Field) -> Parser:
     def parse(raw: object) -> object:
         cls = raw.__class__
         value: int
-        if cls is str and raw.isdigit() and raw.isascii():  # type: ignore[attr-defined]
+        if cls is str and raw.isdigit() and raw.isascii() and len(raw) < 19:  # type: ignore[attr-defined]
             # The common case: plain digits (leading zeros do not count as digits).
             if max_digits is not None and len(raw.lstrip("0")) > max_digits:  # type: ignore[attr-defined]
                 raise too_long.with_traceback(None)
@@ -409,6 +413,11 @@ def _integer_parser(field: Field) -> Parser:
         elif isinstance(raw, Decimal) and raw.is_finite() and raw == raw.to_integral_value():
             value = int(raw)
         else:
+            raise invalid.with_traceback(None)
+        if not -INT64 <= value < INT64:
+            # No database integer holds it (SQLite's JSON turned 10**20 into 1e+20, Parquet's
+            # int64 column refused it and failed the export): not an integer one can store;
+            # a draft keeps it as typed, as any other value its type cannot hold.
             raise invalid.with_traceback(None)
         if max_digits is not None and len(str(abs(value))) > max_digits:
             raise too_long.with_traceback(None)
