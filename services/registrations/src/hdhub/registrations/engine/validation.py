@@ -393,7 +393,7 @@ def _integer_parser(field: Field) -> Parser:
     def parse(raw: object) -> object:
         cls = raw.__class__
         value: int
-        if cls is str and raw.isdigit() and raw.isascii() and len(raw) < 19:  # type: ignore[attr-defined]
+        if cls is str and raw.isdigit() and raw.isascii() and len(raw) < 19:  # type: ignore[attr-defined,arg-type]
             # The common case: plain digits (leading zeros do not count as digits).
             if max_digits is not None and len(raw.lstrip("0")) > max_digits:  # type: ignore[attr-defined]
                 raise too_long.with_traceback(None)
