@@ -55,6 +55,27 @@ class Central(support.Central):
         assert (reg["status"], reg["status_confirmation"]) == ("submitted", "ok")
         return reg
 
+    async def corrected(self, got: dict[str, Any], **changes: Any) -> dict[str, Any]:
+        """``got`` saved with ``changes`` and submitted again, delivered to the stand-in."""
+        url = f"/api/v1/registrations/{got['id']}"
+        r = await self.stack.client.put(
+            url,
+            json={"values": {**got["values"], **changes}},
+            headers={**await self.h(), "If-Match": f'"{got["version"]}"'},
+        )
+        assert r.status_code == 200, r.text
+        r = await self.stack.client.post(
+            f"{url}/submit", headers={**await self.h(), "If-Match": r.headers["ETag"]}
+        )
+        assert r.status_code == 202, r.text
+        self.start()
+        await self.settle()
+        self.clock.advance(timedelta(seconds=5))
+        await self.settle()
+        again = await self.get(got["id"])
+        assert again["status"] == "submitted", again
+        return again
+
     async def get(self, reg_id: str, who: str = NURSE) -> dict[str, Any]:
         r = await self.stack.client.get(f"/api/v1/registrations/{reg_id}", headers=await self.h(who))
         assert r.status_code == 200, r.text
@@ -140,23 +161,8 @@ async def test_corrections_needed_is_applied_once_and_answered_by_resubmission(c
     assert rows == 1
 
     # Corrected and submitted again: round again to Submitted, confirmation OK.
-    url = f"/api/v1/registrations/{reg['id']}"
-    r = await central.stack.client.put(
-        url,
-        json={"values": {**got["values"], "MS_LVEF": 55}},
-        headers={**await central.h(), "If-Match": f'"{got["version"]}"'},
-    )
-    assert r.status_code == 200, r.text
-    r = await central.stack.client.post(
-        f"{url}/submit", headers={**await central.h(), "If-Match": r.headers["ETag"]}
-    )
-    assert r.status_code == 202, r.text
-    central.start()
-    await central.settle()
-    central.clock.advance(timedelta(seconds=5))
-    await central.settle()
-    again = await central.get(reg["id"])
-    assert (again["status"], again["status_confirmation"]) == ("submitted", "ok")
+    again = await central.corrected(got, MS_LVEF=55)
+    assert again["status_confirmation"] == "ok"
 
 
 async def test_a_decision_on_a_registration_changed_meanwhile_is_refused_and_the_reason_sent_back(
@@ -330,23 +336,7 @@ async def test_follow_up_needed_creates_the_one_year_follow_up_after_pci(central
     # The PCI date corrected and sent again, Follow-up needed asked again: one follow-up,
     # due a year after the corrected date, with the newest comment.
     url = f"/api/v1/registrations/{reg['id']}"
-    later = (pci + timedelta(days=1)).date().isoformat()
-    r = await central.stack.client.put(
-        url,
-        json={"values": {**got["values"], "DT_PCI_1": later}},
-        headers={**await central.h(), "If-Match": f'"{got["version"]}"'},
-    )
-    assert r.status_code == 200, r.text
-    r = await central.stack.client.post(
-        f"{url}/submit", headers={**await central.h(), "If-Match": r.headers["ETag"]}
-    )
-    assert r.status_code == 202, r.text
-    central.start()
-    await central.settle()
-    central.clock.advance(timedelta(seconds=5))
-    await central.settle()
-    resent = await central.get(reg["id"])
-    assert resent["status"] == "submitted", resent
+    resent = await central.corrected(got, DT_PCI_1=(pci + timedelta(days=1)).date().isoformat())
     await central.decide(resent, "follow_up_needed", "Asked again")
     await central.decisions.poll()
     (again,) = await follow_ups()
