@@ -16,7 +16,13 @@ from hdhub.common.paging import After, Limit, Offset, Page
 from hdhub.common.web import CurrentPrincipal
 from hdhub.identity.backend import ClientRecord, MemberRecord
 from hdhub.identity.deps import DirectoryDep, LoginsDep, SourceAddress
-from hdhub.identity.directory import AuditSearch, Directory, requested_registries
+from hdhub.identity.directory import (
+    MAX_DATA_COLLECTION_LENGTH,
+    MAX_DATA_COLLECTIONS,
+    AuditSearch,
+    Directory,
+    requested_registries,
+)
 from hdhub.identity.logins import Logins
 from hdhub.identity.ratelimit import Throttled, throttled_problem
 
@@ -171,9 +177,9 @@ class AccountRequestIn(BaseModel):
     first_name: str = Field(max_length=100)
     last_name: str = Field(max_length=100)
     email: str = Field(max_length=254)
-    data_collections: list[Annotated[str, Field(max_length=200)]] = Field(
+    data_collections: list[Annotated[str, Field(max_length=MAX_DATA_COLLECTION_LENGTH)]] = Field(
         default_factory=list,
-        max_length=100,
+        max_length=MAX_DATA_COLLECTIONS,
         description="One data collection each, by its project code (HDBP0012) and name; an entry "
         "naming exactly one code is granted that registry on approval unless the manager chooses",
     )

@@ -55,6 +55,8 @@ from hdhub.identity.locks import OrganisationLocks
 from hdhub.identity.mail import Mailer
 from hdhub.identity.store import AccountRequest, AuditEntry, SftpCredential
 
+log = logging.getLogger(__name__)
+
 ADMIN_ROLES = frozenset(
     {Role.MANAGER, Role.DP_MANAGER, Role.CERTIFICATE_EDITOR, Role.CSV_UPLOAD_MANAGER, Role.NIPPIN_MANAGER}
 )
@@ -96,8 +98,6 @@ def password_problems(
         return [FieldProblem(field, "password-reused", "The new password must differ from the current one.")]
     return []
 
-
-log = logging.getLogger(__name__)
 
 _REGISTRY = re.compile(r"^HDBP[0-9]{4}$")
 

@@ -251,9 +251,6 @@ async def _create(
     base = _base()
 
     async def store(session: AsyncSession, record: Checked) -> Answer:
-        principal.require_registry(
-            Action.REGISTRATION_WRITE, organisation, record.entry.definition.project_code
-        )
         outcome = await registrations.put(
             session,
             organisation_id=organisation,

@@ -136,9 +136,6 @@ async def create(
     )
 
     async def store(session: AsyncSession, record: Checked) -> Answer:
-        principal.require_registry(
-            auth.Action.REGISTRATION_WRITE, body.organisation_id, record.entry.definition.project_code
-        )
         outcome = await registrations.put(
             session,
             organisation_id=body.organisation_id,
